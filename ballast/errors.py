@@ -1,0 +1,55 @@
+"""The one exception root of Ballast and its direct children.
+
+Every error that Ballast raises on purpose derives from :class:`BallastError`,
+so a caller (or the command line) can catch the whole family in one place.
+
+>>> issubclass(InputError, BallastError)
+True
+>>> str(InputError("trace.jsonl", 3, "expected an object"))
+'trace.jsonl:3: expected an object'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BallastError",
+    "ConfigError",
+    "GuardError",
+    "InputError",
+    "UsageError",
+]
+
+
+class BallastError(Exception):
+    """Root of every exception Ballast raises deliberately."""
+
+
+class UsageError(BallastError):
+    """The command line or an API was called with arguments that make no sense."""
+
+
+class InputError(BallastError):
+    """A file given to Ballast is malformed: names the file, the line and what was expected."""
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.message = message
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(BallastError):
+    """A model configuration is inconsistent (for example more VMs than MPNs allow)."""
+
+
+class GuardError(BallastError):
+    """An action was applied in a state where its guard does not hold.
+
+    ``reason`` says in domain words why the step is not allowed.
+    """
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"{action}: not allowed here: {reason}")

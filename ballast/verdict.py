@@ -1,0 +1,92 @@
+"""Verdicts and results shared by every checker, and the exit codes they map to.
+
+Pass, violation and inconclusive are different outcomes with different exit
+codes; inconclusive (a solver ``unknown``, a timeout, a budget hit) is never a
+pass. A scenario that was never exercised is reported as ``vacuous``.
+
+>>> overall([Verdict.PASS, Verdict.INCONCLUSIVE]).exit_code
+3
+>>> overall([Verdict.INCONCLUSIVE, Verdict.VIOLATION]).exit_code
+1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_USAGE", "EXIT_VIOLATION",
+           "CheckResult", "PropertyResult", "Verdict", "overall"]
+
+EXIT_OK = 0
+EXIT_VIOLATION = 1
+EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
+
+
+class Verdict(str, Enum):
+    """The outcome of checking one property with one checker."""
+
+    PASS = "pass"
+    """Held: proved, or held over every state/step the checker covered."""
+    VIOLATION = "violation"
+    """Broken, with a replayable counterexample."""
+    INCONCLUSIVE = "inconclusive"
+    """Neither: a solver unknown, a timeout, a budget ran out."""
+    VACUOUS = "vacuous"
+    """A "sometimes" scenario never exercised: the checks around it may be empty."""
+    SKIPPED = "skipped"
+    """Not applicable in this configuration (feature switched off)."""
+
+    @property
+    def exit_code(self) -> int:
+        return {Verdict.PASS: EXIT_OK, Verdict.SKIPPED: EXIT_OK,
+                Verdict.VIOLATION: EXIT_VIOLATION,
+                Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE,
+                Verdict.VACUOUS: EXIT_INCONCLUSIVE}[self]
+
+
+def overall(verdicts: Iterable[Verdict]) -> Verdict:
+    """Violation beats inconclusive/vacuous beats pass."""
+    vs = list(verdicts)
+    if Verdict.VIOLATION in vs:
+        return Verdict.VIOLATION
+    if Verdict.INCONCLUSIVE in vs or Verdict.VACUOUS in vs:
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASS
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    """One property (or scenario, or action coverage item) as one checker saw it."""
+
+    property: str
+    """A name from INVARIANTS or SOMETIMES, or ``action:NAME`` for action coverage."""
+    checker: str
+    """``random``, ``hypothesis``, ``prove``, ``explore``, ``numeric``, ``validate``, ..."""
+    verdict: Verdict
+    detail: str = ""
+    """One line: "held over 12,000 random steps", "proved in 0.3 s", the violation message."""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    """Figures: states, steps, seconds, query names, seed."""
+    counterexample: Path | None = None
+    """Trace file of the counterexample, for a violation."""
+    kind: str = "invariant"
+    """``invariant``, ``scenario`` or ``action``."""
+
+
+@dataclass
+class CheckResult:
+    """Everything one checker found in one run."""
+
+    checker: str
+    results: list[PropertyResult] = field(default_factory=list)
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    """Coverage figures: states explored, steps run, queries made."""
+
+    @property
+    def verdict(self) -> Verdict:
+        return overall(r.verdict for r in self.results)

@@ -1,0 +1,846 @@
+"""Every action of the model, each defined once: guard, then effect.
+
+An action is named *actor + verb* and is a pure function
+``(config, state, **args) -> state``. It first checks its guard with
+:func:`require` (raising :class:`~ballast.errors.GuardError` with the reason in
+domain words), then computes the successor state. Nothing here prints, reads
+a clock or draws random numbers: every choice is an argument, so a trace of
+actions replays exactly.
+
+Actors:
+
+* ``host``   -- the host's policy layer: asks for quantities, uses free memory,
+  and (fallback only) swaps guest pages out itself;
+* ``vmm``    -- the hypervisor: processes the guest's reports, shares pages;
+* ``guest``  -- the guest OS doing its own work (processes touch memory, it
+  pages out to its own disk, it reboots);
+* ``module`` -- the balloon driver or application inside the guest;
+* ``rogue``  -- a hostile or buggy guest (only VMs listed in ``hostile_vms``).
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+>>> s = apply(cfg, initial_state(cfg), Action.of("host_set_target", vm=0, pages=1))
+>>> s.vms[0].target
+1
+>>> apply(cfg, s, Action.of("vmm_reclaim", vm=0, refuse=[]))
+Traceback (most recent call last):
+...
+ballast.errors.GuardError: vmm_reclaim: not allowed here: the guest has reported no page for inflation
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from ballast.errors import GuardError
+from ballast.model.config import Config, ModuleKind
+from ballast.model.policy import policy_for
+from ballast.model.state import (
+    BALLOON,
+    FREE,
+    UNBACKED,
+    GuestState,
+    HostState,
+    State,
+    VmState,
+    sorted_tuple,
+)
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "ActionSpec",
+    "Actor",
+    "apply",
+    "enabled",
+    "require",
+]
+
+
+class Actor(str, Enum):
+    """Who performs an action."""
+
+    HOST = "host"
+    VMM = "vmm"
+    GUEST = "guest"
+    MODULE = "module"
+    ROGUE = "rogue"
+
+
+ArgValue = int | str | tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One concrete step: an action name and its arguments (all choices included)."""
+
+    name: str
+    args: tuple[tuple[str, ArgValue], ...] = ()
+
+    @staticmethod
+    def of(name: str, **args: Any) -> "Action":
+        """Build an action, normalising list arguments to tuples.
+
+        >>> Action.of("balloon_inflate", vm=0, ppns=[1, 2])
+        Action(name='balloon_inflate', args=(('vm', 0), ('ppns', (1, 2))))
+        """
+        return Action(name, tuple((k, tuple(v) if isinstance(v, list) else v)
+                                  for k, v in args.items()))
+
+    @property
+    def kwargs(self) -> dict[str, ArgValue]:
+        """The arguments as a dict."""
+        return dict(self.args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able arguments (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.args}
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in self.args)
+        return f"{self.name}({inner})"
+
+
+Effect = Callable[..., State]
+Candidates = Callable[[Config, State], Iterable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """The definition of one action of the model."""
+
+    name: str
+    """actor_verb, as it appears in traces."""
+    actor: Actor
+    """Who performs it."""
+    effect: Effect
+    """Guard then effect: ``(cfg, state, **args) -> state``; raises GuardError."""
+    candidates: Candidates
+    """Argument values worth trying in a state (what the explorer and random runs use)."""
+    params: tuple[str, ...]
+    """Argument names, in order."""
+    feature: Callable[[Config], bool]
+    """Whether the action exists in a configuration."""
+    names_guest_page: bool
+    """True only for host/VMM actions that choose a guest page themselves."""
+    doc: str = field(default="")
+    """What the action means, in domain words."""
+
+
+ACTIONS: dict[str, ActionSpec] = {}
+"""Every action of the model by name, in definition order."""
+
+
+def require(condition: bool, action: str, reason: str) -> None:
+    """Raise :class:`GuardError` unless ``condition`` holds."""
+    if not condition:
+        raise GuardError(action, reason)
+
+
+def _always(cfg: Config) -> bool:
+    return True
+
+
+def action(actor: Actor, candidates: Candidates, *,
+           feature: Callable[[Config], bool] = _always,
+           names_guest_page: bool = False) -> Callable[[Effect], Effect]:
+    """Register a step function as an action of the model."""
+
+    def register(fn: Effect) -> Effect:
+        code = fn.__code__
+        params = code.co_varnames[2:code.co_argcount]
+        ACTIONS[fn.__name__] = ActionSpec(
+            name=fn.__name__, actor=actor, effect=fn, candidates=candidates,
+            params=tuple(params), feature=feature, names_guest_page=names_guest_page,
+            doc=(fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def apply(cfg: Config, s: State, act: Action,
+          actions: Mapping[str, ActionSpec] | None = None) -> State:
+    """The successor of ``s`` under ``act``; raises GuardError if not allowed.
+
+    ``actions`` replaces the model's action table (used for seeded-fault variants).
+    """
+    table = ACTIONS if actions is None else actions
+    spec = table.get(act.name)
+    if spec is None:
+        raise GuardError(act.name, "no such action in the model")
+    if not spec.feature(cfg):
+        raise GuardError(act.name, "this action is switched off in the configuration")
+    kwargs = act.kwargs
+    if set(kwargs) != set(spec.params):
+        raise GuardError(act.name, f"expected arguments {', '.join(spec.params)}")
+    vm = kwargs.get("vm")
+    if vm is not None:
+        require(isinstance(vm, int) and 0 <= vm < cfg.vms, act.name, f"no VM {vm}")
+    if spec.actor is Actor.ROGUE:
+        require(vm in cfg.hostile_vms, act.name, f"VM {vm} is not configured as hostile")
+    return spec.effect(cfg, s, **kwargs)
+
+
+def enabled(cfg: Config, s: State,
+            actions: Mapping[str, ActionSpec] | None = None) -> Iterator[tuple[Action, State]]:
+    """Every (action, successor) pair the model allows from ``s``, in a fixed order."""
+    table = ACTIONS if actions is None else actions
+    for spec in table.values():
+        if not spec.feature(cfg):
+            continue
+        for args in spec.candidates(cfg, s):
+            act = Action.of(spec.name, **args)
+            try:
+                yield act, apply(cfg, s, act, table)
+            except GuardError:
+                continue
+
+
+# --------------------------------------------------------------------------
+# Shared pieces of effects. They are not actions; they are how the VMM and the
+# guest OS do the common work inside an action.
+
+
+def _free_mpn(host: HostState, action_name: str) -> int:
+    """The free MPN the VMM picks to back a page: the lowest (the VMM's choice)."""
+    require(bool(host.free), action_name, "no free MPN: the host must reclaim memory first")
+    return min(host.free)
+
+
+def _mappers_of(s: State, mpn: int) -> list[tuple[int, int]]:
+    return [(v, p) for v, vm in enumerate(s.vms) for p, m in enumerate(vm.p2m) if m == mpn]
+
+
+def _set_p2m(s: State, vm: int, ppn: int, mpn: int) -> State:
+    v = s.vms[vm]
+    p2m = v.p2m[:ppn] + (mpn,) + v.p2m[ppn + 1:]
+    return s.with_vm(vm, v.replace(p2m=p2m))
+
+
+def _set_content(host: HostState, mpn: int, token: int) -> HostState:
+    return replace(host, content=host.content[:mpn] + (token,) + host.content[mpn + 1:])
+
+
+def unback(s: State, vm: int, ppn: int, *, by_balloon: bool) -> State:
+    """VMM: unmap PPN ``ppn`` of ``vm``; its MPN returns to the free pool (scrubbed to
+    the zero page) unless other guest pages still share it."""
+    mpn = s.vms[vm].p2m[ppn]
+    if mpn == UNBACKED:
+        return s
+    s = _set_p2m(s, vm, ppn, UNBACKED)
+    host = s.host
+    others = _mappers_of(s, mpn)
+    if others:
+        if len(others) == 1:
+            host = replace(host, cow=host.cow - {mpn})
+    else:
+        host = replace(_set_content(host, mpn, 0), free=host.free | {mpn},
+                       cow=host.cow - {mpn},
+                       reclaimed=host.reclaimed | {mpn} if by_balloon else host.reclaimed)
+    return State(host, s.vms)
+
+
+def fault_in(s: State, vm: int, ppn: int, action_name: str) -> tuple[State, int]:
+    """VMM: make sure the guest's access to ``ppn`` finds a machine page.
+
+    A backed page is left alone. Otherwise the VMM picks a free MPN and fills it:
+    from host swap if the host paged it out, else with zeros. Touching a ballooned
+    page *pops* it out of the balloon (the VMM must back it again).
+    """
+    v = s.vms[vm]
+    mpn = v.p2m[ppn]
+    if mpn != UNBACKED:
+        return s, mpn
+    host = s.host
+    mpn = _free_mpn(host, action_name)
+    token = 0
+    swap = host.swap
+    for entry in swap:
+        if entry[0] == vm and entry[1] == ppn:
+            token = entry[2]
+            swap = tuple(e for e in swap if e is not entry)
+            break
+    host = replace(_set_content(host, mpn, token), free=host.free - {mpn},
+                   reclaimed=host.reclaimed - {mpn}, swap=swap)
+    v = v.replace(p2m=v.p2m[:ppn] + (mpn,) + v.p2m[ppn + 1:],
+                  ballooned=v.ballooned - {ppn})
+    return State(host, s.vms).with_vm(vm, v), mpn
+
+
+def write_page(s: State, vm: int, ppn: int, token: int, action_name: str) -> State:
+    """VMM: the guest writes ``token`` to ``ppn``; a write to a shared page breaks the share."""
+    s, mpn = fault_in(s, vm, ppn, action_name)
+    host = s.host
+    if mpn in host.cow:
+        copy = _free_mpn(host, action_name)
+        host = replace(host, free=host.free - {copy}, reclaimed=host.reclaimed - {copy})
+        s = _set_p2m(State(host, s.vms), vm, ppn, copy)
+        if len(_mappers_of(s, mpn)) <= 1:
+            host = replace(host, cow=host.cow - {mpn})
+        mpn = copy
+    return State(_set_content(host, mpn, token), s.vms)
+
+
+def _set_guest(s: State, vm: int, guest: GuestState) -> State:
+    return s.with_vm(vm, s.vms[vm].replace(guest=guest))
+
+
+def _with_use(ppn_use: tuple[int, ...], ppns: Iterable[int], use: int) -> tuple[int, ...]:
+    out = list(ppn_use)
+    for p in ppns:
+        out[p] = use
+    return tuple(out)
+
+
+def _resident_ppn(guest: GuestState, vpn: int) -> int | None:
+    for p, use in enumerate(guest.ppn_use):
+        if use == vpn:
+            return p
+    return None
+
+
+def _usable_free(cfg: Config, guest: GuestState) -> int:
+    """Free PPNs the balloon module may take (the driver leaves the kernel's reserve)."""
+    free = guest.ppn_use.count(FREE)
+    if cfg.module is ModuleKind.DRIVER:
+        return max(0, free - cfg.kernel_reserve)
+    pinned = guest.ppn_use.count(BALLOON)
+    return max(0, min(free, cfg.pin_limit - pinned))
+
+
+def _inflate_limit(cfg: Config, v: VmState) -> int:
+    """Pages the module still owes the VMM: target minus pages held or in flight."""
+    m = v.module
+    held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
+    batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
+    return max(0, min(batch, m.target - held))
+
+
+def under_pressure(cfg: Config, guest: GuestState) -> bool:
+    """The guest is out of memory: no free PPN and no room on its disk to page out."""
+    return FREE not in guest.ppn_use and (
+        len(guest.disk) >= cfg.guest_disk_slots or not guest.lru)
+
+
+def _vms(cfg: Config) -> range:
+    return range(cfg.vms)
+
+
+# --------------------------------------------------------------------------
+# Host
+
+
+def _targets(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        for pages in range(cfg.guest_pages + 1):
+            yield {"vm": vm, "pages": pages}
+
+
+@action(Actor.HOST, _targets)
+def host_set_target(cfg: Config, s: State, vm: int, pages: int) -> State:
+    """The host asks VM ``vm``'s balloon to hold ``pages`` pages: a quantity, never page numbers."""
+    require(isinstance(pages, int) and 0 <= pages <= cfg.guest_pages, "host_set_target",
+            f"target must be between 0 and {cfg.guest_pages} pages")
+    require(pages != s.vms[vm].target, "host_set_target", "the target is already that")
+    return s.with_vm(vm, s.vms[vm].replace(target=pages))
+
+
+def _cpu_targets(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        for n in range(1, cfg.vcpus + 1):
+            yield {"vm": vm, "vcpus": n}
+
+
+@action(Actor.HOST, _cpu_targets, feature=lambda c: c.processors)
+def host_set_cpu_target(cfg: Config, s: State, vm: int, vcpus: int) -> State:
+    """The host asks VM ``vm`` to keep ``vcpus`` virtual processors online: a quantity."""
+    require(isinstance(vcpus, int) and 1 <= vcpus <= cfg.vcpus, "host_set_cpu_target",
+            f"vCPU target must be between 1 and {cfg.vcpus}")
+    require(vcpus != s.vms[vm].cpu_target, "host_set_cpu_target", "the target is already that")
+    return s.with_vm(vm, s.vms[vm].replace(cpu_target=vcpus))
+
+
+def _host_pages(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for hp in range(cfg.host_pages):
+        yield {"host_page": hp}
+
+
+def host_page_units(cfg: Config, host_page: int) -> frozenset[int]:
+    """The MPNs (balloon units) that make up one host page."""
+    u = cfg.host_page_units
+    return frozenset(range(host_page * u, (host_page + 1) * u))
+
+
+@action(Actor.HOST, _host_pages, feature=lambda c: c.host_use)
+def host_take_page(cfg: Config, s: State, host_page: int) -> State:
+    """The host takes a whole host page for arbitrary use; every balloon unit in it must be free."""
+    require(isinstance(host_page, int) and 0 <= host_page < cfg.host_pages, "host_take_page",
+            f"no host page {host_page}")
+    units = host_page_units(cfg, host_page)
+    require(units <= s.host.free, "host_take_page",
+            "some balloon unit of this host page is not free")
+    host = replace(s.host, free=s.host.free - units, in_use=s.host.in_use | units,
+                   reclaimed=s.host.reclaimed - units)
+    return State(host, s.vms)
+
+
+@action(Actor.HOST, _host_pages, feature=lambda c: c.host_use)
+def host_return_page(cfg: Config, s: State, host_page: int) -> State:
+    """The host gives a host page it was using back to the free pool."""
+    require(isinstance(host_page, int) and 0 <= host_page < cfg.host_pages, "host_return_page",
+            f"no host page {host_page}")
+    units = host_page_units(cfg, host_page)
+    require(units <= s.host.in_use, "host_return_page", "the host is not using this host page")
+    host = replace(s.host, free=s.host.free | units, in_use=s.host.in_use - units)
+    return State(host, s.vms)
+
+
+def _swap_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        for ppn, mpn in enumerate(s.vms[vm].p2m):
+            if mpn != UNBACKED and mpn not in s.host.cow:
+                yield {"vm": vm, "ppn": ppn}
+
+
+@action(Actor.HOST, _swap_candidates, feature=lambda c: c.host_swap, names_guest_page=True)
+def host_swap_out(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """Fallback: the host itself pages a guest page out to host swap, without guest knowledge.
+
+    This is the only host or VMM action that names a guest page to take, and it
+    is labelled as host swap in every trace, never as ballooning.
+    """
+    require(isinstance(ppn, int) and 0 <= ppn < cfg.guest_pages, "host_swap_out", f"no PPN {ppn}")
+    v = s.vms[vm]
+    mpn = v.p2m[ppn]
+    require(mpn != UNBACKED, "host_swap_out", "the page has no machine page to free")
+    require(mpn not in s.host.cow, "host_swap_out", "shared pages are not swapped")
+    require(len(s.host.swap) < cfg.host_swap_slots, "host_swap_out", "host swap is full")
+    token = s.host.content[mpn]
+    swap = tuple(sorted(s.host.swap + ((vm, ppn, token),)))
+    s = unback(State(replace(s.host, swap=swap), s.vms), vm, ppn, by_balloon=False)
+    return s
+
+
+# --------------------------------------------------------------------------
+# VMM
+
+
+def _refusals(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        q = s.vms[vm].inflate_queue
+        if not q:
+            continue
+        yield {"vm": vm, "refuse": ()}
+        if cfg.refusal:
+            yield {"vm": vm, "refuse": (q[0],)}
+
+
+@action(Actor.VMM, _refusals)
+def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+    """The VMM processes the guest's inflate report: it validates every PPN, unmaps the
+    accepted ones (their MPNs go back to the host) and acknowledges each page.
+
+    A PPN is refused when it is out of range, already ballooned, reported twice,
+    beyond what the host asked for, or (``refusal`` feature) when the VMM chooses
+    to refuse it (``refuse``). The VMM never picks a page itself.
+    """
+    v = s.vms[vm]
+    require(bool(v.inflate_queue), "vmm_reclaim", "the guest has reported no page for inflation")
+    require(isinstance(refuse, tuple) and set(refuse) <= set(v.inflate_queue), "vmm_reclaim",
+            "the VMM can only refuse pages that were reported")
+    require(cfg.refusal or not refuse, "vmm_reclaim", "refusal is switched off")
+    accepted: set[int] = set()
+    refused: set[int] = set()
+    room = v.target - len(v.ballooned)
+    for ppn in v.inflate_queue:
+        if (not 0 <= ppn < cfg.guest_pages or ppn in v.ballooned or ppn in accepted
+                or len(accepted) >= room or ppn in refuse):
+            refused.add(ppn)
+        else:
+            accepted.add(ppn)
+    for ppn in sorted(accepted):
+        s = unback(s, vm, ppn, by_balloon=True)
+    swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in accepted))
+    s = State(replace(s.host, swap=swap), s.vms)
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(
+        ballooned=v.ballooned | accepted, inflate_queue=(),
+        acked_inflate=v.acked_inflate | accepted,
+        acked_refused=v.acked_refused | (refused - accepted)))
+
+
+def _per_vm(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        yield {"vm": vm}
+
+
+@action(Actor.VMM, _per_vm)
+def vmm_release(cfg: Config, s: State, vm: int) -> State:
+    """The VMM processes the guest's deflate report: each PPN it holds as ballooned leaves
+    the balloon (it stays unbacked until the guest touches it). A PPN that was never
+    ballooned is refused: it changes nothing. The report itself is acknowledged, so
+    the module learns that the VMM has seen it."""
+    v = s.vms[vm]
+    require(bool(v.deflate_queue), "vmm_release", "the guest has reported no page for deflation")
+    reported = {p for p in v.deflate_queue if 0 <= p < cfg.guest_pages}
+    released = reported & v.ballooned
+    return s.with_vm(vm, v.replace(ballooned=v.ballooned - released, deflate_queue=(),
+                                   acked_deflate=v.acked_deflate | reported))
+
+
+def _share_pairs(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    backed = [(v, p, m) for v, vm in enumerate(s.vms) for p, m in enumerate(vm.p2m)
+              if m != UNBACKED]
+    for (va, pa, ma), (vb, pb, mb) in itertools.combinations(backed, 2):
+        if ma != mb and s.host.content[ma] == s.host.content[mb]:
+            yield {"vm": va, "ppn": pa, "other_vm": vb, "other_ppn": pb}
+
+
+@action(Actor.VMM, _share_pairs, feature=lambda c: c.sharing)
+def vmm_share(cfg: Config, s: State, vm: int, ppn: int, other_vm: int, other_ppn: int) -> State:
+    """Content-based page sharing: two guest pages with identical contents are mapped to
+    one MPN, read-only (copy-on-write); the other MPN goes back to the free pool."""
+    require(isinstance(other_vm, int) and 0 <= other_vm < cfg.vms, "vmm_share",
+            f"no VM {other_vm}")
+    require(all(isinstance(p, int) and 0 <= p < cfg.guest_pages for p in (ppn, other_ppn)),
+            "vmm_share", "PPN out of range")
+    require((vm, ppn) < (other_vm, other_ppn), "vmm_share",
+            "name the pair with the smaller (vm, ppn) first")
+    keep = s.vms[vm].p2m[ppn]
+    drop = s.vms[other_vm].p2m[other_ppn]
+    require(keep != UNBACKED and drop != UNBACKED, "vmm_share", "both pages must be backed")
+    require(keep != drop, "vmm_share", "the pages already share a machine page")
+    require(s.host.content[keep] == s.host.content[drop], "vmm_share",
+            "the pages' contents differ")
+    s = unback(s, other_vm, other_ppn, by_balloon=False)
+    s = _set_p2m(s, other_vm, other_ppn, keep)
+    return State(replace(s.host, cow=s.host.cow | {keep}), s.vms)
+
+
+@action(Actor.VMM, _per_vm, feature=lambda c: c.processors)
+def vmm_cpu_reclaim(cfg: Config, s: State, vm: int) -> State:
+    """The VMM takes back the physical processors of the vCPUs the guest parked."""
+    v = s.vms[vm]
+    require(bool(v.parked_vcpus), "vmm_cpu_reclaim", "the guest has parked no vCPU")
+    host = replace(s.host, idle_pcpus=s.host.idle_pcpus + len(v.parked_vcpus))
+    return State(host, s.vms).with_vm(vm, v.replace(parked_vcpus=frozenset()))
+
+
+# --------------------------------------------------------------------------
+# Guest OS
+
+
+def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State, int]:
+    """The guest makes ``vpn`` resident (allocating or paging in) and marks it recently
+    used; returns the new state and the PPN holding it."""
+    require(isinstance(vpn, int) and 0 <= vpn < cfg.guest_data_pages, name, f"no VPN {vpn}")
+    guest = s.vms[vm].guest
+    ppn = _resident_ppn(guest, vpn)
+    if ppn is not None:
+        lru = tuple(x for x in guest.lru if x != vpn) + (vpn,)
+        return _set_guest(s, vm, replace(guest, lru=lru)), ppn
+    free = policy_for(cfg.guest_policy).allocation(guest.ppn_use, 1)
+    require(bool(free), name, "the guest has no free page: it must page out first")
+    ppn = free[0]
+    on_disk = dict(guest.disk)
+    token = on_disk.pop(vpn, 0)
+    guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], vpn),
+                    lru=guest.lru + (vpn,), disk=tuple(sorted(on_disk.items())))
+    # The guest fills the new page itself: from its disk, or with zeros.
+    s = write_page(_set_guest(s, vm, guest), vm, ppn, token, name)
+    return s, ppn
+
+
+def _vpn_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        for vpn in range(cfg.guest_data_pages):
+            yield {"vm": vm, "vpn": vpn}
+
+
+@action(Actor.GUEST, _vpn_candidates)
+def guest_read(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """A guest process reads its virtual page ``vpn`` (allocating or paging it in if needed)."""
+    s, _ = _access(cfg, s, vm, vpn, "guest_read")
+    return s
+
+
+def _write_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for args in _vpn_candidates(cfg, s):
+        for token in range(1, cfg.tokens + 1):
+            yield {**args, "token": token}
+
+
+@action(Actor.GUEST, _write_candidates)
+def guest_write(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
+    """A guest process writes contents ``token`` to its virtual page ``vpn``."""
+    require(isinstance(token, int) and 1 <= token <= cfg.tokens, "guest_write",
+            f"token must be between 1 and {cfg.tokens}")
+    s, ppn = _access(cfg, s, vm, vpn, "guest_write")
+    s = write_page(s, vm, ppn, token, "guest_write")
+    g = s.vms[vm].guest
+    return _set_guest(s, vm, replace(g, expected=g.expected[:vpn] + (token,) + g.expected[vpn + 1:]))
+
+
+def _victims(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    pol = policy_for(cfg.guest_policy)
+    for vm in _vms(cfg):
+        for vpn in pol.victims(s.vms[vm].guest.lru):
+            yield {"vm": vm, "vpn": vpn}
+
+
+@action(Actor.GUEST, _victims)
+def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """The guest's replacement policy pages ``vpn`` out to the guest's own virtual disk,
+    freeing its PPN. The guest, not the host, chooses the victim."""
+    guest = s.vms[vm].guest
+    require(isinstance(vpn, int) and vpn in guest.lru, "guest_evict", f"VPN {vpn} is not resident")
+    require(vpn in policy_for(cfg.guest_policy).victims(guest.lru), "guest_evict",
+            "the guest's replacement policy would evict another page")
+    require(len(guest.disk) < cfg.guest_disk_slots, "guest_evict", "the guest's disk is full")
+    ppn = _resident_ppn(guest, vpn)
+    assert ppn is not None
+    s, mpn = fault_in(s, vm, ppn, "guest_evict")  # the guest reads the page to write it out
+    token = s.host.content[mpn]
+    guest = s.vms[vm].guest
+    guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], FREE),
+                    lru=tuple(x for x in guest.lru if x != vpn),
+                    disk=tuple(sorted(guest.disk + ((vpn, token),))))
+    return _set_guest(s, vm, guest)
+
+
+@action(Actor.GUEST, _per_vm, feature=lambda c: c.reset)
+def guest_reset(cfg: Config, s: State, vm: int) -> State:
+    """The guest reboots, possibly with pages in its balloon. Its processes' data is gone
+    by design; the VMM resets the balloon device, so every ballooned PPN becomes an
+    ordinary unbacked page again and pending reports are dropped."""
+    v = s.vms[vm]
+    guest = replace(v.guest, ppn_use=(FREE,) * cfg.guest_pages, lru=(),
+                    expected=(0,) * cfg.guest_data_pages, disk=())
+    module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0)
+    swap = tuple(e for e in s.host.swap if e[0] != vm)
+    v = v.replace(guest=guest, module=module, ballooned=frozenset(), inflate_queue=(),
+                  deflate_queue=(), acked_inflate=frozenset(), acked_refused=frozenset(),
+                  acked_deflate=frozenset())
+    return State(replace(s.host, swap=swap), s.vms).with_vm(vm, v)
+
+
+# --------------------------------------------------------------------------
+# Balloon module
+
+
+@action(Actor.MODULE, _per_vm)
+def balloon_poll(cfg: Config, s: State, vm: int) -> State:
+    """The balloon module reads the targets the host set (it polls about once a second)."""
+    v = s.vms[vm]
+    m = v.module
+    require(m.target != v.target or m.cpu_target != v.cpu_target, "balloon_poll",
+            "the module already knows the current targets")
+    return s.with_vm(vm, v.replace(module=replace(m, target=v.target, cpu_target=v.cpu_target)))
+
+
+def _inflations(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    pol = policy_for(cfg.guest_policy)
+    for vm in _vms(cfg):
+        v = s.vms[vm]
+        k = min(_inflate_limit(cfg, v), _usable_free(cfg, v.guest))
+        if k > 0:
+            for ppns in pol.allocations(v.guest.ppn_use, k):
+                yield {"vm": vm, "ppns": tuple(ppns)}
+
+
+@action(Actor.MODULE, _inflations)
+def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The module asks the guest OS's allocator for pages and reports them for inflation.
+
+    The guest's allocator chooses the PPNs (``ppns`` records its choice); the module
+    pins them and puts them on the inflate queue. Fewer pages than the target asks
+    for is a partial fill: the guest had no more free pages to give.
+    """
+    v = s.vms[vm]
+    guest = v.guest
+    require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_inflate", "no page to inflate")
+    require(len(ppns) <= _inflate_limit(cfg, v), "balloon_inflate",
+            "more pages than the target asks for, or than one report may carry")
+    require(len(ppns) <= _usable_free(cfg, guest), "balloon_inflate",
+            "the guest cannot give that many pages to the balloon module")
+    require(policy_for(cfg.guest_policy).allows_allocation(guest.ppn_use, ppns),
+            "balloon_inflate", "these are not the pages the guest's allocator hands out")
+    guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, BALLOON))
+    return s.with_vm(vm, v.replace(guest=guest,
+                                   inflate_queue=sorted_tuple(v.inflate_queue + ppns)))
+
+
+def _deflate_limit(cfg: Config, v: VmState) -> int:
+    batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
+    excess = len(v.module.balloon) - v.module.target
+    if cfg.deflate_on_oom and under_pressure(cfg, v.guest):
+        excess = max(excess, batch)
+    return max(0, min(batch, excess, len(v.module.balloon)))
+
+
+def _deflations(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        v = s.vms[vm]
+        k = _deflate_limit(cfg, v)
+        if k > 0:
+            yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
+
+
+@action(Actor.MODULE, _deflations)
+def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The module reports balloon pages for deflation: because the balloon is larger than
+    the target, or (``deflate_on_oom``) because the guest is out of memory.
+
+    Only acknowledged balloon pages may be deflated. Without ``must_tell_host`` the
+    guest may reuse the pages at once; with it, only after the VMM's acknowledgement.
+    """
+    v = s.vms[vm]
+    m = v.module
+    require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_deflate", "no page to deflate")
+    require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_deflate",
+            "only acknowledged balloon pages can be deflated")
+    require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
+            "the balloon is not above its target and the guest is not out of memory")
+    guest = v.guest
+    if not cfg.must_tell_host:
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, FREE))
+    return s.with_vm(vm, v.replace(
+        guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
+        deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
+
+
+@action(Actor.MODULE, _per_vm)
+def balloon_complete(cfg: Config, s: State, vm: int) -> State:
+    """The module takes the VMM's acknowledgements: acknowledged inflates join the
+    balloon, refused pages are set aside, acknowledged deflates go back to the guest
+    (with ``must_tell_host``); then it reports the balloon size as ``actual``."""
+    v = s.vms[vm]
+    require(bool(v.acked_inflate or v.acked_refused or v.acked_deflate), "balloon_complete",
+            "no acknowledgement is waiting")
+    m = v.module
+    guest = v.guest
+    mine = {p for p, use in enumerate(guest.ppn_use) if use == BALLOON}
+    balloon = m.balloon | (v.acked_inflate & mine)
+    refused = m.refused | ((v.acked_refused & mine) - balloon)
+    if cfg.must_tell_host:
+        back = (v.acked_deflate & mine) - balloon
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, back, FREE))
+    module = replace(m, balloon=balloon, refused=refused, actual=len(balloon))
+    return s.with_vm(vm, v.replace(guest=guest, module=module, acked_inflate=frozenset(),
+                                   acked_refused=frozenset(), acked_deflate=frozenset()))
+
+
+@action(Actor.MODULE, _per_vm)
+def balloon_free_refused(cfg: Config, s: State, vm: int) -> State:
+    """The module gives the pages the VMM refused back to the guest's free list."""
+    v = s.vms[vm]
+    require(bool(v.module.refused), "balloon_free_refused", "no refused page is held")
+    guest = replace(v.guest, ppn_use=_with_use(v.guest.ppn_use, v.module.refused, FREE))
+    return s.with_vm(vm, v.replace(guest=guest,
+                                   module=replace(v.module, refused=frozenset())))
+
+
+def _offline_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        online = s.vms[vm].guest.vcpus - {0}
+        if online:
+            yield {"vm": vm, "vcpu": max(online)}
+
+
+@action(Actor.MODULE, _offline_candidates, feature=lambda c: c.processors)
+def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """The module takes a vCPU out of use by the guest's own means (CPU hot-unplug);
+    the guest chooses which (never the boot vCPU 0) and it is reported as parked."""
+    v = s.vms[vm]
+    require(len(v.guest.vcpus) > v.module.cpu_target, "balloon_cpu_offline",
+            "the guest already runs no more vCPUs than asked")
+    require(vcpu in v.guest.vcpus and vcpu != 0, "balloon_cpu_offline",
+            "only an online vCPU other than the boot vCPU can go offline")
+    guest = replace(v.guest, vcpus=v.guest.vcpus - {vcpu})
+    return s.with_vm(vm, v.replace(guest=guest, parked_vcpus=v.parked_vcpus | {vcpu}))
+
+
+def _online_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _vms(cfg):
+        v = s.vms[vm]
+        off = set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus
+        if off:
+            yield {"vm": vm, "vcpu": min(off)}
+
+
+@action(Actor.MODULE, _online_candidates, feature=lambda c: c.processors)
+def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """The module brings a vCPU back online when the target allows; the VMM grants it
+    an idle physical processor in the same hypercall."""
+    v = s.vms[vm]
+    require(len(v.guest.vcpus) < v.module.cpu_target, "balloon_cpu_online",
+            "the guest already runs as many vCPUs as asked")
+    require(isinstance(vcpu, int) and 0 <= vcpu < cfg.vcpus and vcpu not in v.guest.vcpus
+            and vcpu not in v.parked_vcpus, "balloon_cpu_online", f"vCPU {vcpu} cannot come online")
+    require(s.host.idle_pcpus > 0, "balloon_cpu_online", "the host has no idle processor")
+    guest = replace(v.guest, vcpus=v.guest.vcpus | {vcpu})
+    host = replace(s.host, idle_pcpus=s.host.idle_pcpus - 1)
+    return State(host, s.vms).with_vm(vm, v.replace(guest=guest))
+
+
+# --------------------------------------------------------------------------
+# A hostile or buggy guest
+
+
+def _rogue_vms(cfg: Config) -> list[int]:
+    return sorted(cfg.hostile_vms)
+
+
+def _rogue_reports(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _rogue_vms(cfg):
+        for queue in ("inflate", "deflate"):
+            for ppn in range(cfg.guest_pages + 1):  # one past the end: out of range
+                yield {"vm": vm, "queue": queue, "ppn": ppn}
+
+
+@action(Actor.ROGUE, _rogue_reports, feature=lambda c: bool(c.hostile_vms))
+def rogue_report(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
+    """A hostile guest reports any PPN it likes (unknown, out of range, already ballooned,
+    in use, never ballooned) on the inflate or deflate queue. The VMM must cope."""
+    require(queue in ("inflate", "deflate"), "rogue_report", "queue is inflate or deflate")
+    require(isinstance(ppn, int), "rogue_report", "a PPN is a number")
+    v = s.vms[vm]
+    require(len(v.inflate_queue) + len(v.deflate_queue) < 2 * cfg.batch, "rogue_report",
+            "the queues are full")
+    if queue == "inflate":
+        return s.with_vm(vm, v.replace(inflate_queue=sorted_tuple(v.inflate_queue + (ppn,))))
+    return s.with_vm(vm, v.replace(deflate_queue=sorted_tuple(v.deflate_queue + (ppn,))))
+
+
+def _rogue_touches(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _rogue_vms(cfg):
+        for ppn in range(cfg.guest_pages):
+            yield {"vm": vm, "ppn": ppn, "token": 1}
+
+
+@action(Actor.ROGUE, _rogue_touches, feature=lambda c: bool(c.hostile_vms))
+def rogue_touch(cfg: Config, s: State, vm: int, ppn: int, token: int) -> State:
+    """A hostile guest writes to any of its own PPNs, ballooned ones included (the balloon
+    pops: the VMM must back the page again)."""
+    require(isinstance(ppn, int) and 0 <= ppn < cfg.guest_pages, "rogue_touch",
+            "the guest can only address its own guest-physical memory")
+    require(isinstance(token, int) and 0 <= token <= cfg.tokens, "rogue_touch", "bad token")
+    return write_page(s, vm, ppn, token, "rogue_touch")
+
+
+def _rogue_sizes(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+    for vm in _rogue_vms(cfg):
+        yield {"vm": vm, "actual": cfg.guest_pages + 1}
+
+
+@action(Actor.ROGUE, _rogue_sizes, feature=lambda c: bool(c.hostile_vms))
+def rogue_set_actual(cfg: Config, s: State, vm: int, actual: int) -> State:
+    """A hostile guest reports a balloon size (``actual``) that is not true."""
+    require(isinstance(actual, int) and actual >= 0, "rogue_set_actual", "actual is a count")
+    v = s.vms[vm]
+    require(actual != v.module.actual, "rogue_set_actual", "that is already the reported size")
+    return s.with_vm(vm, v.replace(module=replace(v.module, actual=actual)))

@@ -1,0 +1,238 @@
+"""Configuration of one modelled system: sizes and feature switches.
+
+A :class:`Config` is frozen data. Every feature can be switched off so that
+checkers (the Z3 encoding, the exhaustive explorer) can work on a small core.
+Sizes are in *balloon units* (4 KiB in virtio) unless said otherwise.
+
+>>> cfg = Config(vms=1, guest_pages=4, machine_pages=4)
+>>> cfg.host_pages
+4
+>>> Config(machine_pages=6, host_page_units=4)
+Traceback (most recent call last):
+...
+ballast.errors.ConfigError: machine_pages (6) must be a multiple of host_page_units (4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+from ballast.errors import ConfigError, InputError
+
+__all__ = ["Config", "ModuleKind", "GuestPolicyName", "PRESETS", "load_config", "preset"]
+
+
+class ModuleKind(str, Enum):
+    """Where the balloon module lives inside the guest."""
+
+    DRIVER = "driver"
+    """A kernel driver: allocates pinned pages from the kernel free list in batches,
+    but leaves ``kernel_reserve`` free pages for the guest kernel itself."""
+    APPLICATION = "application"
+    """A user-level application: allocates one page per fault and pins it (mlock),
+    so it inflates one page at a time and can pin at most ``pin_limit`` pages."""
+
+
+class GuestPolicyName(str, Enum):
+    """The guest OS's allocator and replacement policy (see :mod:`ballast.model.policy`)."""
+
+    LRU = "lru"
+    """Free list first (lowest free PPN), then evict the least recently used page."""
+    ANY = "any"
+    """Any free page, any victim: for validating real guests whose choices are unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Sizes and feature switches of a modelled host with its VMs."""
+
+    vms: int = 2
+    """Number of virtual machines on the host."""
+    guest_pages: int = 4
+    """Guest-physical pages (PPNs) per VM, in balloon units."""
+    guest_data_pages: int = 3
+    """Virtual pages (VPNs) the guest's processes may use; more than fit means paging."""
+    guest_disk_slots: int = 2
+    """Capacity of each guest's own virtual swap disk, in pages."""
+    machine_pages: int = 6
+    """Machine pages (MPNs) on the host, in balloon units."""
+    host_page_units: int = 1
+    """Balloon units per host page: 1 same size, 16 for 64 KiB host pages, 512 for 2 MiB."""
+    host_swap_slots: int = 2
+    """Capacity of the host's own swap (the fallback path), in pages."""
+    tokens: int = 2
+    """Distinct non-zero page contents a guest write may produce (0 is the zero page)."""
+    batch: int = 2
+    """Most PPNs in one inflate or deflate report (virtio's Linux driver uses 256)."""
+    module: ModuleKind = ModuleKind.DRIVER
+    """Balloon module variant: kernel driver or user-level application."""
+    kernel_reserve: int = 0
+    """Driver only: free pages the guest kernel keeps that the driver never takes."""
+    pin_limit: int = 2
+    """Application only: most pages the application may pin (RLIMIT_MEMLOCK)."""
+    guest_policy: GuestPolicyName = GuestPolicyName.LRU
+    """The guest's allocator and replacement policy."""
+    must_tell_host: bool = True
+    """virtio MUST_TELL_HOST: the guest reuses a deflated page only after the VMM's ack."""
+    deflate_on_oom: bool = False
+    """virtio DEFLATE_ON_OOM: the module deflates by itself when the guest is out of memory."""
+    refusal: bool = False
+    """vmw_balloon style: the VMM may refuse individual pages of an inflate report."""
+    sharing: bool = False
+    """Content-based page sharing: identical pages mapped copy-on-write to one MPN."""
+    host_swap: bool = False
+    """Host-level swapping, the fallback that picks guest pages without guest knowledge."""
+    reset: bool = False
+    """The guest may reboot with pages in its balloon."""
+    host_use: bool = True
+    """The host may take free host pages into arbitrary use and give them back."""
+    processors: bool = False
+    """Model the second resource: virtual processors taken out of use by the guest."""
+    vcpus: int = 2
+    """Virtual processors per VM at boot (processors feature)."""
+    pcpus: int = 4
+    """Physical processors of the host (processors feature)."""
+    hostile_vms: frozenset[int] = field(default_factory=frozenset)
+    """VMs whose guest is hostile or buggy: it may send any report it likes."""
+
+    def __post_init__(self) -> None:
+        if self.vms < 1:
+            raise ConfigError("vms must be at least 1")
+        for name in ("guest_pages", "machine_pages", "host_page_units", "batch", "tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("guest_data_pages", "guest_disk_slots", "host_swap_slots",
+                     "kernel_reserve", "pin_limit", "vcpus", "pcpus"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.machine_pages % self.host_page_units:
+            raise ConfigError(
+                f"machine_pages ({self.machine_pages}) must be a multiple of "
+                f"host_page_units ({self.host_page_units})")
+        if self.processors and self.vms * self.vcpus > self.pcpus:
+            raise ConfigError("processors: vms * vcpus must not exceed pcpus")
+        if self.processors and self.vcpus < 1:
+            raise ConfigError("processors: each VM needs at least its boot vCPU")
+        bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
+        if bad:
+            raise ConfigError(f"hostile_vms names VMs that do not exist: {sorted(bad)}")
+
+    @property
+    def host_pages(self) -> int:
+        """Number of host pages (each ``host_page_units`` MPNs)."""
+        return self.machine_pages // self.host_page_units
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form, the inverse of :meth:`from_dict`."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, frozenset):
+                value = sorted(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<config>") -> "Config":
+        """Build a config from plain data, naming the offending key on error."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                raise InputError(source, None, f"unknown configuration key {key!r}; "
+                                 f"expected one of {', '.join(sorted(known))}")
+            default = getattr(_DEFAULT, key)
+            try:
+                if isinstance(default, bool):
+                    if not isinstance(value, bool):
+                        raise TypeError
+                elif isinstance(default, Enum):
+                    value = type(default)(value)
+                elif isinstance(default, frozenset):
+                    value = frozenset(int(v) for v in value)
+                elif isinstance(default, int):
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise TypeError
+            except (TypeError, ValueError):
+                raise InputError(source, None, f"configuration key {key!r}: expected "
+                                 f"{type(default).__name__}, got {value!r}") from None
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise InputError(source, None, str(exc)) from None
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+_DEFAULT = Config()
+
+#: Named configurations shipped with Ballast.
+PRESETS: dict[str, Config] = {
+    "default": Config(vms=2, guest_pages=4, guest_data_pages=3, guest_disk_slots=2,
+                      machine_pages=6, host_swap=True, sharing=True, refusal=True,
+                      reset=True, deflate_on_oom=True, processors=True,
+                      hostile_vms=frozenset({1})),
+    "core": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                   machine_pages=3, host_swap_slots=0, tokens=1, batch=1),
+    "virtio": Config(vms=1, guest_pages=4, guest_data_pages=3, guest_disk_slots=2,
+                     machine_pages=4, must_tell_host=False, deflate_on_oom=True),
+    "vmware": Config(vms=2, guest_pages=4, machine_pages=6, refusal=True, sharing=True,
+                     host_swap=True, reset=True),
+    "hugepages": Config(vms=2, guest_pages=4, machine_pages=8, host_page_units=4),
+    "application": Config(vms=1, guest_pages=4, machine_pages=4,
+                          module=ModuleKind.APPLICATION, pin_limit=2),
+    "hostile": Config(vms=2, guest_pages=3, machine_pages=5,
+                      hostile_vms=frozenset({1}), sharing=True),
+    "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
+                         processors=True, vcpus=2, pcpus=5),
+    "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
+                    machine_pages=384, host_page_units=16, batch=16, tokens=4,
+                    host_swap=True, sharing=True, refusal=True, reset=True,
+                    deflate_on_oom=True, host_swap_slots=32, processors=True,
+                    vcpus=2, pcpus=20, hostile_vms=frozenset({7})),
+}
+
+
+def preset(name: str) -> Config:
+    """A shipped configuration by name.
+
+    >>> preset("core").vms
+    1
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError("<preset>", None, f"unknown preset {name!r}; expected one of "
+                         f"{', '.join(sorted(PRESETS))}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a configuration from a TOML file.
+
+    The file holds top-level keys named as the fields of :class:`Config`, and may
+    start from a preset with ``preset = "NAME"``.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(p), None, f"cannot read configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(p), getattr(exc, "lineno", None), f"not valid TOML: {exc}") from None
+    base = _DEFAULT
+    if "preset" in data:
+        base = preset(str(data.pop("preset")))
+    merged = {**base.to_dict(), **data}
+    return Config.from_dict(merged, source=str(p))

@@ -1,0 +1,162 @@
+"""Seeded faults: deliberately broken variants of the model's actions.
+
+Each checker must show that it *catches* these, not only that it passes on the
+correct model. A fault replaces one action's step function and names the
+property it is expected to break. Faults are selected by name
+(``ballast check --fault NAME``) and recorded in every trace they produce.
+
+>>> sorted(FAULTS)[:2]
+['cow_write_in_place', 'cpu_reclaim_keeps_parked']
+>>> FAULTS["reclaim_keeps_mapping"].breaks
+'ballooned_pages_unbacked'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from ballast.errors import InputError
+from ballast.model import actions as A
+from ballast.model.actions import ACTIONS, ActionSpec, require
+from ballast.model.config import Config
+from ballast.model.state import UNBACKED, State
+
+__all__ = ["FAULTS", "Fault", "action_table"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A broken variant of one action."""
+
+    name: str
+    doc: str
+    action: str
+    """The action whose step function is replaced."""
+    effect: A.Effect
+    """The broken step function."""
+    breaks: str
+    """The property this fault is expected to violate."""
+    config: Mapping[str, Any]
+    """Configuration changes the fault needs to show (for example larger host pages)."""
+
+
+FAULTS: dict[str, Fault] = {}
+"""Every seeded fault by name."""
+
+
+def _fault(name: str, action: str, breaks: str, **config: Any) -> Any:
+    def register(fn: A.Effect) -> A.Effect:
+        FAULTS[name] = Fault(name, (fn.__doc__ or "").strip(), action, fn, breaks, config)
+        return fn
+    return register
+
+
+def action_table(faults: tuple[str, ...] | list[str] = ()) -> dict[str, ActionSpec]:
+    """The model's action table with the named faults seeded in."""
+    table = dict(ACTIONS)
+    for name in faults:
+        fault = FAULTS.get(name)
+        if fault is None:
+            raise InputError("<fault>", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULTS))}")
+        table[fault.action] = replace(table[fault.action], effect=fault.effect)
+    return table
+
+
+@_fault("vmm_reclaims_host_choice", "vmm_reclaim", "guest_chooses_pages")
+def _vmm_picks(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+    """The VMM also balloons a backed page it picked itself, as if the host chose pages."""
+    s = A.vmm_reclaim(cfg, s, vm, refuse)
+    v = s.vms[vm]
+    for p, m in enumerate(v.p2m):
+        if m != UNBACKED and p not in v.ballooned:
+            s = A.unback(s, vm, p, by_balloon=True)
+            return s.with_vm(vm, s.vms[vm].replace(ballooned=v.ballooned | {p}))
+    return s
+
+
+@_fault("release_keeps_balloon_set", "vmm_release", "balloon_accounting_exact")
+def _release_forgets(cfg: Config, s: State, vm: int) -> State:
+    """A deflate that acknowledges the pages but forgets to clear them from the balloon set."""
+    v = s.vms[vm]
+    require(bool(v.deflate_queue), "vmm_release", "no deflate report")
+    reported = {p for p in v.deflate_queue if 0 <= p < cfg.guest_pages}
+    return s.with_vm(vm, v.replace(deflate_queue=(), acked_deflate=v.acked_deflate | reported))
+
+
+@_fault("host_takes_partial_page", "host_take_page", "memory_conservation")
+def _take_partial(cfg: Config, s: State, host_page: int) -> State:
+    """The host takes a host page when any one of its units is free, even if others back guests."""
+    units = A.host_page_units(cfg, host_page)
+    require(bool(units & s.host.free), "host_take_page", "no unit of this host page is free")
+    host = replace(s.host, free=s.host.free - units, in_use=s.host.in_use | units)
+    return State(host, s.vms)
+
+
+@_fault("host_takes_single_unit", "host_take_page", "host_pages_whole", host_page_units=2,
+        machine_pages=6)
+def _take_unit(cfg: Config, s: State, host_page: int) -> State:
+    """The host takes one free balloon unit of a host page instead of the whole host page."""
+    free = sorted(A.host_page_units(cfg, host_page) & s.host.free)
+    require(bool(free), "host_take_page", "no unit of this host page is free")
+    host = replace(s.host, free=s.host.free - {free[0]}, in_use=s.host.in_use | {free[0]})
+    return State(host, s.vms)
+
+
+@_fault("reclaim_keeps_mapping", "vmm_reclaim", "ballooned_pages_unbacked")
+def _reclaim_keeps(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+    """The VMM marks reported pages ballooned but never unmaps their machine pages."""
+    v = s.vms[vm]
+    require(bool(v.inflate_queue), "vmm_reclaim", "no inflate report")
+    ok = {p for p in v.inflate_queue if 0 <= p < cfg.guest_pages and p not in v.ballooned}
+    ok = set(sorted(ok)[:max(0, v.target - len(v.ballooned))])
+    return s.with_vm(vm, v.replace(ballooned=v.ballooned | ok, inflate_queue=(),
+                                   acked_inflate=v.acked_inflate | ok,
+                                   acked_refused=v.acked_refused | (set(v.inflate_queue) - ok)))
+
+
+@_fault("share_without_cow", "vmm_share", "no_double_mapping", sharing=True)
+def _share_rw(cfg: Config, s: State, vm: int, ppn: int, other_vm: int, other_ppn: int) -> State:
+    """Page sharing that maps two guest pages to one MPN but leaves it writable."""
+    s = A.vmm_share(cfg, s, vm, ppn, other_vm, other_ppn)
+    return State(replace(s.host, cow=frozenset()), s.vms)
+
+
+@_fault("free_without_scrub", "vmm_reclaim", "isolation", vms=2)
+def _no_scrub(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+    """The VMM returns reclaimed machine pages to the free pool without zeroing them."""
+    before = s
+    s = A.vmm_reclaim(cfg, s, vm, refuse)
+    content = list(s.host.content)
+    for p in s.vms[vm].ballooned - before.vms[vm].ballooned:
+        m = before.vms[vm].p2m[p]
+        if m != UNBACKED and m in s.host.free:
+            content[m] = before.host.content[m]
+    return State(replace(s.host, content=tuple(content)), s.vms)
+
+
+@_fault("cow_write_in_place", "guest_write", "isolation", sharing=True)
+def _cow_in_place(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
+    """A write to a shared page lands in the shared MPN instead of a private copy."""
+    cow = s.host.cow
+    s = State(replace(s.host, cow=frozenset()), s.vms)
+    s = A.guest_write(cfg, s, vm, vpn, token)
+    return State(replace(s.host, cow=cow & set(s.mappers())), s.vms)
+
+
+@_fault("host_swap_loses_data", "host_swap_out", "guest_data_intact", host_swap=True)
+def _swap_loses(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """Host swap writes the zero page to its swap slot instead of the guest's data."""
+    s = A.host_swap_out(cfg, s, vm, ppn)
+    swap = tuple((v, p, 0 if (v, p) == (vm, ppn) else t) for v, p, t in s.host.swap)
+    return State(replace(s.host, swap=swap), s.vms)
+
+
+@_fault("cpu_reclaim_keeps_parked", "vmm_cpu_reclaim", "processor_conservation",
+        processors=True)
+def _cpu_double(cfg: Config, s: State, vm: int) -> State:
+    """The VMM hands parked processors back to the host but keeps them counted as parked."""
+    v = s.vms[vm]
+    require(bool(v.parked_vcpus), "vmm_cpu_reclaim", "nothing parked")
+    return State(replace(s.host, idle_pcpus=s.host.idle_pcpus + len(v.parked_vcpus)), s.vms)

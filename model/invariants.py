@@ -1,0 +1,325 @@
+"""Every safety property of the model, each defined once with its name and meaning.
+
+Two kinds:
+
+* **state invariants** ``(config, state) -> None | str`` hold in every reachable state;
+* **step properties** ``(config, pre, action, post) -> None | str`` hold for every step.
+
+A check returns ``None`` when the property holds and otherwise a one-line
+explanation in domain words (which MPN, which PPN). Each property has a
+*scope*: ``host`` properties protect the host and the other VMs and must hold
+even when a guest is hostile; ``guest`` properties describe a guest that follows
+the protocol and are checked only for VMs not listed in ``hostile_vms``.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> cfg = Config()
+>>> [p.name for p in INVARIANTS.values() if p.check_state(cfg, initial_state(cfg))]
+[]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ballast.model.actions import ACTIONS, Action, Actor
+from ballast.model.config import Config
+from ballast.model.state import BALLOON, UNBACKED, State, swap_of
+
+__all__ = ["INVARIANTS", "Property", "Scope", "honest_vms"]
+
+Scope = str
+StateCheck = Callable[[Config, State], str | None]
+StepCheck = Callable[[Config, State, Action, State], str | None]
+
+
+@dataclass(frozen=True)
+class Property:
+    """A named safety property of the model."""
+
+    name: str
+    """snake_case name used in every report and every checker."""
+    doc: str
+    """One paragraph in domain words: what holds and why it matters."""
+    scope: Scope
+    """``host`` (holds against any guest) or ``guest`` (for guests that follow the protocol)."""
+    state: StateCheck | None = None
+    """State form of the property, if any."""
+    step: StepCheck | None = None
+    """Step form of the property, if any."""
+    feature: Callable[[Config], bool] = lambda cfg: True
+    """Whether the property means anything in a configuration."""
+
+    @property
+    def summary(self) -> str:
+        """The first line of the docstring."""
+        return self.doc.splitlines()[0]
+
+    def check_state(self, cfg: Config, s: State) -> str | None:
+        """The violation message of the state form, or None."""
+        return self.state(cfg, s) if self.state is not None else None
+
+    def check_step(self, cfg: Config, pre: State, act: Action, post: State) -> str | None:
+        """The violation message of the step form, or None."""
+        return self.step(cfg, pre, act, post) if self.step is not None else None
+
+
+INVARIANTS: dict[str, Property] = {}
+"""Every safety property by name, in definition order."""
+
+
+def _register(prop: Property) -> Property:
+    INVARIANTS[prop.name] = prop
+    return prop
+
+
+def honest_vms(cfg: Config) -> Iterator[int]:
+    """VMs whose guest follows the protocol."""
+    return (v for v in range(cfg.vms) if v not in cfg.hostile_vms)
+
+
+def _first(messages: Iterator[str]) -> str | None:
+    return next(messages, None)
+
+
+# --------------------------------------------------------------------------
+
+
+def _conservation(cfg: Config, s: State) -> str | None:
+    mapped = set(s.mappers())
+    free, used = s.host.free, s.host.in_use
+    for m in range(cfg.machine_pages):
+        places = [name for name, where in (("free", m in free), ("in host use", m in used),
+                                           ("backing a guest page", m in mapped)) if where]
+        if len(places) != 1:
+            return f"MPN {m} is {' and '.join(places) if places else 'nowhere'}"
+    extra = (set(free) | set(used) | mapped) - set(range(cfg.machine_pages))
+    if extra:
+        return f"MPNs {sorted(extra)} do not exist"
+    return None
+
+
+_register(Property(
+    "memory_conservation",
+    """Every machine page is in exactly one place: free, in host use, or backing guest pages.
+
+    No MPN is lost or created: the host can always account for all of machine
+    memory, whatever the guests do.""",
+    "host", state=_conservation))
+
+
+def _no_double_mapping(cfg: Config, s: State) -> str | None:
+    for m, who in s.mappers().items():
+        if len(who) > 1 and m not in s.host.cow:
+            return f"MPN {m} backs {who} but is not shared read-only (copy-on-write)"
+    mapped = set(s.mappers())
+    stray = s.host.cow - mapped
+    if stray:
+        return f"MPNs {sorted(stray)} are marked copy-on-write but back no guest page"
+    return None
+
+
+_register(Property(
+    "no_double_mapping",
+    """An MPN backs at most one guest page, unless it is shared copy-on-write (read-only).
+
+    A writable machine page behind two guest pages would let one write show
+    up in two places.""",
+    "host", state=_no_double_mapping))
+
+
+def _guest_chooses_state(cfg: Config, s: State) -> str | None:
+    for v in honest_vms(cfg):
+        vm = s.vms[v]
+        for p in sorted(vm.ballooned):
+            if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
+                return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
+                        f"gave it to the balloon module")
+    return None
+
+
+def _guest_chooses_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    spec = ACTIONS.get(act.name)
+    if spec is None or spec.actor not in (Actor.HOST, Actor.VMM) or spec.names_guest_page:
+        return None
+    for v, (a, b) in enumerate(zip(pre.vms, post.vms)):
+        chosen = b.ballooned - a.ballooned - set(a.inflate_queue)
+        if chosen:
+            return (f"{act.name} ballooned PPNs {sorted(chosen)} of VM {v} that the guest "
+                    f"never reported")
+    return None
+
+
+_register(Property(
+    "guest_chooses_pages",
+    """Every ballooned PPN was chosen by that guest's own allocator and reported by the guest.
+
+    The host asks for a quantity; no host or VMM action ever picks a guest page to
+    take, except the host-swap fallback, which is labelled as such. (State form:
+    for guests that follow the protocol; step form: for every guest.)""",
+    "guest", state=_guest_chooses_state, step=_guest_chooses_step))
+
+
+def _ballooned_unbacked(cfg: Config, s: State) -> str | None:
+    for v, vm in enumerate(s.vms):
+        swapped = swap_of(s.host, v)
+        for p in sorted(vm.ballooned):
+            if vm.p2m[p] != UNBACKED:
+                return f"VM {v}: ballooned PPN {p} is still backed by MPN {vm.p2m[p]}"
+            if p in swapped:
+                return f"VM {v}: ballooned PPN {p} still holds a host swap slot"
+    return None
+
+
+_register(Property(
+    "ballooned_pages_unbacked",
+    """A PPN the VMM holds as ballooned has no machine page and no host swap slot behind it.
+
+    That is the whole point of inflating: the machine page went back to the host.""",
+    "host", state=_ballooned_unbacked))
+
+
+def _accounting(cfg: Config, s: State) -> str | None:
+    for v in honest_vms(cfg):
+        vm = s.vms[v]
+        m = vm.module
+        lost = m.balloon - vm.ballooned
+        if lost:
+            return f"VM {v}: the module holds {sorted(lost)} as ballooned but the VMM does not"
+        quiet = not (vm.inflate_queue or vm.deflate_queue or vm.acked_inflate
+                     or vm.acked_refused or vm.acked_deflate)
+        if quiet and not m.actual == len(m.balloon) == len(vm.ballooned):
+            return (f"VM {v}: actual={m.actual}, module balloon={len(m.balloon)}, "
+                    f"VMM ballooned={len(vm.ballooned)} after every report was acknowledged")
+    return None
+
+
+_register(Property(
+    "balloon_accounting_exact",
+    """After every report is acknowledged, ``actual`` = the module's balloon = the VMM's ballooned set.
+
+    The module never believes a page is ballooned that the VMM does not hold, and the
+    size it reports is exactly what the VMM has reclaimed.""",
+    "guest", state=_accounting))
+
+
+def _isolation_state(cfg: Config, s: State) -> str | None:
+    for m, who in s.mappers().items():
+        vms = {v for v, _ in who}
+        if len(vms) > 1 and m not in s.host.cow:
+            return f"MPN {m} is writable by VMs {sorted(vms)}"
+    dirty = [m for m in sorted(s.host.free) if s.host.content[m] != 0]
+    if dirty:
+        return f"free MPN {dirty[0]} still holds data (token {s.host.content[dirty[0]]})"
+    return None
+
+
+def _isolation_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    spec = ACTIONS.get(act.name)
+    if spec is None or spec.actor not in (Actor.GUEST, Actor.MODULE, Actor.ROGUE):
+        return None
+    actor_vm = act.kwargs.get("vm")
+    for w, (a, b) in enumerate(zip(pre.vms, post.vms)):
+        if w == actor_vm:
+            continue
+        if a != b:
+            return f"{act.name} by VM {actor_vm} changed the state of VM {w}"
+        for p, m in enumerate(a.p2m):
+            if m != UNBACKED and pre.host.content[m] != post.host.content[m]:
+                return f"{act.name} by VM {actor_vm} changed VM {w}'s PPN {p} (MPN {m})"
+    return None
+
+
+_register(Property(
+    "isolation",
+    """No VM can reach a machine page that backs another VM's page, except read-only shares.
+
+    A step taken by one guest (or its balloon module) changes nothing in another VM,
+    writable MPNs are never shared across VMs, and freed MPNs are scrubbed before
+    reuse, so no data leaks from one VM to another.""",
+    "host", state=_isolation_state, step=_isolation_step))
+
+
+def _data_intact(cfg: Config, s: State) -> str | None:
+    for v in honest_vms(cfg):
+        vm = s.vms[v]
+        g = vm.guest
+        swapped = swap_of(s.host, v)
+        resident: dict[int, int] = {}
+        for p, use in enumerate(g.ppn_use):
+            if use < 0:
+                continue
+            resident[use] = p
+            m = vm.p2m[p]
+            where, token = (("MPN", s.host.content[m]) if m != UNBACKED else
+                            ("host swap", swapped[p]) if p in swapped else ("nothing", 0))
+            if token != g.expected[use]:
+                return (f"VM {v}: VPN {use} at PPN {p} should hold {g.expected[use]} but "
+                        f"{where} holds {token}")
+        disk = dict(g.disk)
+        for vpn, token in g.disk:
+            if vpn in resident:
+                return f"VM {v}: VPN {vpn} is both resident and on the guest's disk"
+            if token != g.expected[vpn]:
+                return f"VM {v}: VPN {vpn} on the guest's disk holds {token}, not {g.expected[vpn]}"
+        for vpn, token in enumerate(g.expected):
+            if token and vpn not in resident and vpn not in disk:
+                return f"VM {v}: VPN {vpn} (holding {token}) is neither resident nor on disk"
+        if len(g.disk) > cfg.guest_disk_slots or len(set(resident)) != len(
+                [u for u in g.ppn_use if u >= 0]):
+            return f"VM {v}: the guest's page tables are inconsistent"
+    return None
+
+
+_register(Property(
+    "guest_data_intact",
+    """Guest data is never lost or corrupted: every token lives in a backed page, the guest's disk, or host swap.
+
+    Whatever ballooning, sharing and host swapping do underneath, a guest process
+    reads back what it wrote.""",
+    "guest", state=_data_intact))
+
+
+def _whole_host_pages(cfg: Config, s: State) -> str | None:
+    u = cfg.host_page_units
+    used = s.host.in_use
+    for hp in range(cfg.host_pages):
+        units = set(range(hp * u, (hp + 1) * u))
+        part = units & used
+        if part and part != units:
+            return (f"host page {hp}: the host uses units {sorted(part)} while "
+                    f"{sorted(units - part)} are not released")
+    return None
+
+
+_register(Property(
+    "host_pages_whole",
+    """The host reuses a host page only once every balloon unit in it is released.
+
+    With 64 KiB or 2 MiB host pages under 4 KiB balloon units, taking a partly
+    ballooned host page would take memory a guest still uses.""",
+    "host", state=_whole_host_pages))
+
+
+def _processor_conservation(cfg: Config, s: State) -> str | None:
+    if not cfg.processors:
+        return None
+    total = s.host.idle_pcpus + sum(len(vm.guest.vcpus) + len(vm.parked_vcpus) for vm in s.vms)
+    if total != cfg.pcpus:
+        return f"{total} physical processors accounted for, the host has {cfg.pcpus}"
+    for v, vm in enumerate(s.vms):
+        if vm.guest.vcpus & vm.parked_vcpus:
+            return f"VM {v}: vCPUs {sorted(vm.guest.vcpus & vm.parked_vcpus)} online and parked"
+        if s.host.idle_pcpus < 0:
+            return "the host has a negative number of idle processors"
+    return None
+
+
+_register(Property(
+    "processor_conservation",
+    """Every physical processor is idle at the host, running a guest's online vCPU, or parked by a guest.
+
+    The same mechanism for a second resource: the guest chooses which vCPU to give
+    up, and no processor is counted twice.""",
+    "host", state=_processor_conservation, feature=lambda cfg: cfg.processors))

@@ -1,0 +1,135 @@
+""""Sometimes" properties: scenarios that must be reachable, so that no check is vacuous.
+
+A safety property that holds because the model never gets anywhere interesting
+proves nothing. Each scenario here is a predicate over one step
+``(config, pre, action, post)``; a checker reports every scenario it never saw.
+
+>>> sorted(SOMETIMES)[:2]
+['balloon_pops', 'balloon_reaches_target']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ballast.model.actions import Action, _inflate_limit, host_page_units, under_pressure
+from ballast.model.config import Config
+from ballast.model.state import FREE, State
+
+__all__ = ["SOMETIMES", "Scenario"]
+
+Witness = Callable[[Config, State, Action, State], bool]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A behaviour the model must be able to show."""
+
+    name: str
+    doc: str
+    witness: Witness
+    feature: Callable[[Config], bool] = lambda cfg: True
+
+
+SOMETIMES: dict[str, Scenario] = {}
+"""Every scenario by name."""
+
+
+def _scenario(name: str, doc: str, feature: Callable[[Config], bool] = lambda cfg: True
+              ) -> Callable[[Witness], Witness]:
+    def register(fn: Witness) -> Witness:
+        SOMETIMES[name] = Scenario(name, doc, fn, feature)
+        return fn
+    return register
+
+
+@_scenario("balloon_reaches_target",
+           "A balloon reaches a non-zero target: actual = target = pages the VMM reclaimed.")
+def _reaches(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return any(vm.target > 0 and vm.module.actual == vm.target == len(vm.ballooned)
+               for vm in post.vms)
+
+
+@_scenario("deflate_under_memory_pressure",
+           "The module deflates because the guest is out of memory, not because the target dropped.",
+           feature=lambda cfg: cfg.deflate_on_oom)
+def _oom(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "balloon_deflate":
+        return False
+    vm = pre.vms[int(act.kwargs["vm"])]
+    return len(vm.module.balloon) <= vm.module.target and under_pressure(cfg, vm.guest)
+
+
+@_scenario("host_reuses_reclaimed_page",
+           "The host takes into its own use a machine page that a balloon gave back.",
+           feature=lambda cfg: cfg.host_use)
+def _reuse(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "host_take_page":
+        return False
+    return bool(host_page_units(cfg, int(act.kwargs["host_page"])) & pre.host.reclaimed)
+
+
+@_scenario("partial_fill",
+           "The guest gives the balloon fewer pages than asked because it has no more free pages.")
+def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "balloon_inflate":
+        return False
+    vm = pre.vms[int(act.kwargs["vm"])]
+    asked = act.kwargs["ppns"]
+    return isinstance(asked, tuple) and len(asked) < _inflate_limit(cfg, vm)
+
+
+@_scenario("guest_pages_out_for_balloon",
+           "The guest pages a process page out to its own disk while its balloon still wants pages.")
+def _pageout(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "guest_evict":
+        return False
+    vm = pre.vms[int(act.kwargs["vm"])]
+    return _inflate_limit(cfg, vm) > 0 and FREE not in vm.guest.ppn_use
+
+
+@_scenario("host_refuses_page", "The VMM refuses a page of an inflate report.",
+           feature=lambda cfg: cfg.refusal or bool(cfg.hostile_vms))
+def _refuse(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_reclaim" and any(
+        b.acked_refused - a.acked_refused for a, b in zip(pre.vms, post.vms))
+
+
+@_scenario("host_swap_fallback", "The host pages a guest page out itself (the fallback path).",
+           feature=lambda cfg: cfg.host_swap)
+def _swap(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "host_swap_out"
+
+
+@_scenario("page_shared", "Two guest pages with the same contents come to share one MPN.",
+           feature=lambda cfg: cfg.sharing)
+def _shared(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_share"
+
+
+@_scenario("copy_on_write_break", "A write to a shared page gives the writer its own copy.",
+           feature=lambda cfg: cfg.sharing)
+def _cow_break(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name not in ("guest_write", "rogue_touch"):
+        return False
+    before, after = pre.mappers(), post.mappers()
+    return any(len(after.get(m, ())) < len(before.get(m, ())) for m in pre.host.cow)
+
+
+@_scenario("balloon_pops", "A guest touches a ballooned page and the VMM backs it again.")
+def _pops(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return any(a.ballooned - b.ballooned - set(a.deflate_queue)
+               for a, b in zip(pre.vms, post.vms)) and act.name != "guest_reset"
+
+
+@_scenario("reset_with_balloon", "A guest reboots while pages are in its balloon.",
+           feature=lambda cfg: cfg.reset)
+def _reset(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "guest_reset" and bool(pre.vms[int(act.kwargs["vm"])].ballooned)
+
+
+@_scenario("processor_given_back", "A guest gives a physical processor back to the host.",
+           feature=lambda cfg: cfg.processors)
+def _cpu(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_cpu_reclaim"

@@ -1,0 +1,268 @@
+"""The state of the modelled system: frozen values, nothing else.
+
+What is modelled (and what is abstracted away), in the manner of a TLA+ header:
+
+* The **host** owns machine pages (MPNs), grouped into host pages of
+  ``host_page_units`` balloon units. Each MPN is free, in arbitrary host use, or
+  backing guest pages. Page *contents* are small integer tokens (0 = the zero
+  page), so loss or corruption of guest data is observable. Timing, NUMA, page
+  tables of the host itself and the host's storage are abstracted away.
+* The **VMM** keeps, per VM, the map guest PPN -> MPN (lazy: filled on first
+  touch), the set of PPNs it has accepted as ballooned, the pages it swapped out
+  itself (the host-swap fallback) and the report queues shared with the guest.
+* The **guest OS** keeps its own view of its PPNs (free, holding a process page,
+  or given to the balloon), its processes' virtual pages (VPNs), an LRU order
+  and its own virtual swap disk. Processes, the kernel's own memory and file
+  caches are collapsed into "VPNs".
+* The **balloon module** inside the guest keeps the target it last polled, the
+  pages acknowledged in its balloon, the pages refused by the host and the size
+  it reports (``actual``).
+* **Processors**: per VM the vCPUs the guest has online and those it has
+  parked for the host; the host's count of idle physical processors.
+
+Messages between guest and VMM are the queues in :class:`VmState`; requests from
+the host carry only quantities (targets).
+
+>>> from ballast.model.config import Config
+>>> s = initial_state(Config(vms=1, guest_pages=2, machine_pages=2))
+>>> s.vms[0].guest.ppn_use
+(-1, -1)
+>>> sorted(s.host.free)
+[0, 1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from ballast.model.config import Config
+
+__all__ = [
+    "BALLOON",
+    "FREE",
+    "UNBACKED",
+    "BalloonModule",
+    "GuestState",
+    "HostState",
+    "State",
+    "VmState",
+    "initial_state",
+    "state_from_dict",
+]
+
+FREE = -1
+"""Guest view of a PPN: on the guest's free list."""
+BALLOON = -2
+"""Guest view of a PPN: allocated (pinned) by the balloon module."""
+UNBACKED = -1
+"""VMM view of a PPN: no MPN behind it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What the host owns: machine pages, their contents and processors."""
+
+    free: frozenset[int]
+    """MPNs in the host's free pool."""
+    in_use: frozenset[int]
+    """MPNs the host has taken for arbitrary use of its own (whole host pages only)."""
+    content: tuple[int, ...]
+    """Per MPN, the token it holds (0 = zero page)."""
+    cow: frozenset[int]
+    """MPNs shared copy-on-write between guest pages, hence read-only."""
+    reclaimed: frozenset[int]
+    """MPNs freed by a balloon reclaim and not taken by the host since (bookkeeping)."""
+    swap: tuple[tuple[int, int, int], ...]
+    """Host swap slots, sorted: (vm, ppn, token) for pages the host paged out itself."""
+    idle_pcpus: int
+    """Physical processors not given to any VM, free for the host's own use."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuestState:
+    """The guest OS's own view of its memory."""
+
+    ppn_use: tuple[int, ...]
+    """Per PPN: FREE, BALLOON, or the VPN whose data it holds."""
+    lru: tuple[int, ...]
+    """Resident VPNs, least recently used first."""
+    expected: tuple[int, ...]
+    """Per VPN, the token the guest's process last wrote (what it expects to read)."""
+    disk: tuple[tuple[int, int], ...]
+    """The guest's virtual swap disk, sorted: (vpn, token) of pages it paged out."""
+    vcpus: frozenset[int]
+    """Virtual processors the guest has online (vCPU 0 is the boot processor)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BalloonModule:
+    """The balloon driver or application inside the guest."""
+
+    target: int
+    """Balloon size (pages) the module last read from the VMM (polling)."""
+    balloon: frozenset[int]
+    """PPNs whose inflate the VMM has acknowledged, held pinned by the module."""
+    refused: frozenset[int]
+    """PPNs the VMM refused, held until the module frees them."""
+    actual: int
+    """Balloon size the module last reported to the VMM (virtio ``actual``)."""
+    cpu_target: int
+    """Number of online vCPUs the module last read from the VMM."""
+
+
+@dataclass(frozen=True, slots=True)
+class VmState:
+    """One virtual machine: the VMM's records, the guest and its balloon module."""
+
+    p2m: tuple[int, ...]
+    """VMM: per PPN, the MPN backing it, or UNBACKED."""
+    ballooned: frozenset[int]
+    """VMM: PPNs it accepted into the balloon (unmapped, MPN given back to the host)."""
+    target: int
+    """VMM: balloon size the host asked for (a quantity, never page numbers)."""
+    cpu_target: int
+    """VMM: number of vCPUs the host wants this VM to keep online."""
+    inflate_queue: tuple[int, ...]
+    """Guest -> VMM: PPNs reported for inflation, not yet processed (sorted)."""
+    deflate_queue: tuple[int, ...]
+    """Guest -> VMM: PPNs reported for deflation, not yet processed (sorted)."""
+    acked_inflate: frozenset[int]
+    """VMM -> guest: inflated PPNs acknowledged, not yet seen by the module."""
+    acked_refused: frozenset[int]
+    """VMM -> guest: inflated PPNs refused, not yet seen by the module."""
+    acked_deflate: frozenset[int]
+    """VMM -> guest: deflated PPNs acknowledged, not yet seen by the module."""
+    parked_vcpus: frozenset[int]
+    """vCPUs the guest took offline and reported, whose processor the VMM has not yet reclaimed."""
+    guest: GuestState
+    """The guest OS's view."""
+    module: BalloonModule
+    """The balloon module inside the guest."""
+
+    def replace(self, **changes: Any) -> "VmState":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The whole system: the host and every VM."""
+
+    host: HostState
+    """The host's machine pages, swap and processors."""
+    vms: tuple[VmState, ...]
+    """Every VM, indexed by VM number."""
+
+    def with_vm(self, vm: int, new: VmState) -> "State":
+        """A copy with VM ``vm`` replaced."""
+        return State(self.host, self.vms[:vm] + (new,) + self.vms[vm + 1:])
+
+    def mappers(self) -> dict[int, list[tuple[int, int]]]:
+        """MPN -> the (vm, ppn) pairs it backs (derived from the VMM's maps)."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        for v, vm in enumerate(self.vms):
+            for p, m in enumerate(vm.p2m):
+                if m != UNBACKED:
+                    out.setdefault(m, []).append((v, p))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (lists, ints, dicts), the inverse of :func:`state_from_dict`."""
+        return _plain(self)  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def state_from_dict(data: dict[str, Any]) -> State:
+    """Rebuild a :class:`State` from :meth:`State.to_dict` output."""
+
+    def build(cls: type, d: dict[str, Any]) -> Any:
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            raw = d[f.name]
+            typ = str(f.type)
+            if f.name == "guest":
+                kwargs[f.name] = build(GuestState, raw)
+            elif f.name == "module":
+                kwargs[f.name] = build(BalloonModule, raw)
+            elif typ.startswith("frozenset"):
+                kwargs[f.name] = frozenset(raw)
+            elif typ.startswith("tuple[tuple"):
+                kwargs[f.name] = tuple(tuple(x) for x in raw)
+            elif typ.startswith("tuple"):
+                kwargs[f.name] = tuple(raw)
+            else:
+                kwargs[f.name] = raw
+        return cls(**kwargs)
+
+    return State(build(HostState, data["host"]),
+                 tuple(build(VmState, v) for v in data["vms"]))
+
+
+def initial_state(cfg: Config) -> State:
+    """The unique initial state: every MPN free, every guest freshly booted, balloons empty.
+
+    Guest pages are unbacked until first touched (lazy backing). Each VM starts
+    with ``cfg.vcpus`` vCPUs online when the processors feature is on.
+    """
+    vcpus = frozenset(range(cfg.vcpus)) if cfg.processors else frozenset()
+    host = HostState(
+        free=frozenset(range(cfg.machine_pages)),
+        in_use=frozenset(),
+        content=(0,) * cfg.machine_pages,
+        cow=frozenset(),
+        reclaimed=frozenset(),
+        swap=(),
+        idle_pcpus=cfg.pcpus - cfg.vms * cfg.vcpus if cfg.processors else 0,
+    )
+    guest = GuestState(
+        ppn_use=(FREE,) * cfg.guest_pages,
+        lru=(),
+        expected=(0,) * cfg.guest_data_pages,
+        disk=(),
+        vcpus=vcpus,
+    )
+    module = BalloonModule(target=0, balloon=frozenset(), refused=frozenset(), actual=0,
+                           cpu_target=len(vcpus))
+    vm = VmState(
+        p2m=(UNBACKED,) * cfg.guest_pages,
+        ballooned=frozenset(),
+        target=0,
+        cpu_target=len(vcpus),
+        inflate_queue=(),
+        deflate_queue=(),
+        acked_inflate=frozenset(),
+        acked_refused=frozenset(),
+        acked_deflate=frozenset(),
+        parked_vcpus=frozenset(),
+        guest=guest,
+        module=module,
+    )
+    return State(host, (vm,) * cfg.vms)
+
+
+def iter_resident(guest: GuestState) -> Iterator[tuple[int, int]]:
+    """(ppn, vpn) for every PPN holding a process page."""
+    for p, use in enumerate(guest.ppn_use):
+        if use >= 0:
+            yield p, use
+
+
+def swap_of(host: HostState, vm: int) -> dict[int, int]:
+    """PPN -> token of VM ``vm``'s pages in host swap."""
+    return {p: t for (v, p, t) in host.swap if v == vm}
+
+
+def sorted_tuple(items: Iterable[int]) -> tuple[int, ...]:
+    """Canonical form of a queue: sorted, duplicates kept."""
+    return tuple(sorted(items))

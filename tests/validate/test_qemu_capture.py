@@ -1,0 +1,159 @@
+"""A real capture end to end: boot a guest in QEMU (TCG), move its balloon, read the logs.
+
+Skipped only where qemu-system-x86_64 is not installed and the environment variable CI is
+not set; in CI a missing tool is a failure (run .ci/install-qemu.sh first).
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import ballast.validate.qemu_capture as qemu_capture
+from ballast.validate.qemu_capture import INSTALL_HINT, CaptureError, capture, find_guest
+from ballast.validate.qemu_log import (
+    BalloonCommand,
+    BalloonQueryReply,
+    ConfigWrite,
+    DeflateBuffer,
+    HostTarget,
+    InflateBuffer,
+    NegotiatedFeatures,
+    read_qmp,
+    read_trace,
+)
+
+MIB = 1 << 20
+PAGES_PER_MIB = MIB // 4096
+
+
+def _require_qemu() -> None:
+    if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
+
+
+def test_short_capture_end_to_end(tmp_path: Path) -> None:
+    _require_qemu()
+    guest_mib, targets = 256, [192, 256]
+    start = time.monotonic()
+    result = capture(tmp_path / "cap", targets, guest_mib=guest_mib, settle_s=15.0, timeout_s=90.0)
+    wall = time.monotonic() - start
+    print(
+        f"\nqemu capture: QEMU {result.qemu_version}, boot {result.boot_s:.2f} s, capture {result.capture_s:.2f} s "
+        f"(wall {wall:.2f} s), settle {[round(s.settle_s, 2) for s in result.steps]} s"
+    )
+
+    for path in (result.trace_log, result.qmp_log, result.console_log):
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert result.trace_log.read_bytes()[:6] != b"\xfd7zXZ\x00"  # left plain
+    assert [s.target_mib for s in result.steps] == targets
+    assert all(s.reached for s in result.steps), result.steps
+    assert result.final_actual_bytes == targets[-1] * MIB
+    assert 0 < result.boot_s < result.capture_s < 60
+
+    events = list(read_trace(result.trace_log))
+    inflated = sum(len(e.pfns) for e in events if isinstance(e, InflateBuffer))
+    deflated = sum(len(e.pfns) for e in events if isinstance(e, DeflateBuffer))
+    writes = [e for e in events if isinstance(e, ConfigWrite)]
+    final_balloon_pages = (guest_mib - targets[-1]) * PAGES_PER_MIB
+    assert inflated == (guest_mib - min(targets)) * PAGES_PER_MIB > 0
+    assert writes[-1].actual == final_balloon_pages == inflated - deflated
+    targets_seen = [e for e in events if isinstance(e, HostTarget)]
+    assert [t.target_bytes for t in targets_seen] == [m * MIB for m in targets]
+    assert [t.num_pages for t in targets_seen] == [(guest_mib - m) * PAGES_PER_MIB for m in targets]
+
+    qmp = list(read_qmp(result.qmp_log))
+    assert [e.target_bytes for e in qmp if isinstance(e, BalloonCommand)] == [m * MIB for m in targets]
+    assert [e for e in qmp if isinstance(e, BalloonQueryReply)][-1].actual_bytes == targets[-1] * MIB
+    features = [e for e in qmp if isinstance(e, NegotiatedFeatures)]
+    assert len(features) == 1 and "STATS_VQ" in features[0].guest_names
+    assert "DEFLATE_ON_OOM" not in features[0].host_names and "MUST_TELL_HOST" not in features[0].host_names
+    assert result.guest_features == features[0].guest
+
+    console = result.console_log.read_text()
+    assert "BALLOON_READY" in console and "MARK end-of-steps" in console
+    first = console.splitlines()[0].split(" ", 1)[0]
+    assert abs(float(first) - time.time()) < 600  # host epoch prefix
+
+
+@pytest.mark.slow
+def test_pressure_with_deflate_on_oom(tmp_path: Path) -> None:
+    """Under memory pressure a DEFLATE_ON_OOM guest takes pages back on its own."""
+    _require_qemu()
+    result = capture(
+        tmp_path / "oom", [128], guest_mib=256, deflate_on_oom=True, pressure_mib=150, settle_s=20.0, timeout_s=90.0
+    )
+    assert result.steps[0].reached
+    assert result.pressure_filled_mib == 150
+    assert "DEFLATE_ON_OOM" in result.guest_feature_names
+    events = list(read_trace(result.trace_log))
+    targets = [e for e in events if isinstance(e, HostTarget)]
+    assert len(targets) == 1  # the host never asked for memory back ...
+    deflated = sum(len(e.pfns) for e in events if isinstance(e, DeflateBuffer))
+    assert deflated > 0  # ... yet the guest deflated
+    inflated = sum(len(e.pfns) for e in events if isinstance(e, InflateBuffer))
+    assert [e for e in events if isinstance(e, ConfigWrite)][-1].actual == inflated - deflated
+    assert result.final_actual_bytes == 256 * MIB - (inflated - deflated) * 4096
+
+
+def test_qemu_failure_is_a_capture_error(tmp_path: Path) -> None:
+    """QEMU refusing the kernel gives CaptureError with QEMU's own words, and no QEMU left."""
+    _require_qemu()
+    _, initrd = find_guest()
+    kernel = tmp_path / "not-a-kernel"
+    kernel.write_text("not a kernel\n")
+    start = time.monotonic()
+    with pytest.raises(CaptureError, match="QEMU exited with status") as caught:
+        capture(tmp_path / "out", [128], guest_mib=256, kernel=kernel, initrd=initrd, timeout_s=30.0)
+    assert time.monotonic() - start < 30.0
+    assert "kernel" in str(caught.value)
+
+
+# ------------------------------------------------------------------ errors, no QEMU needed
+
+
+def test_missing_qemu_says_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError) as caught:
+        capture(tmp_path, [128], guest_mib=256, qemu="ballast-no-such-qemu")
+    assert "ballast-no-such-qemu not found" in str(caught.value)
+    assert ".ci/install-qemu.sh" in str(caught.value) and "qemu-system-x86" in INSTALL_HINT
+
+
+def test_missing_kernel_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BALLAST_QEMU_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("BALLAST_QEMU_KERNEL", raising=False)
+    monkeypatch.delenv("BALLAST_QEMU_INITRD", raising=False)
+    with pytest.raises(CaptureError, match=r"guest kernel not found: .*empty-cache.*install-qemu\.sh"):
+        find_guest()
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"")
+    with pytest.raises(CaptureError, match="guest initramfs not found"):
+        find_guest(kernel)
+    if shutil.which("sh"):
+        with pytest.raises(CaptureError, match="guest initramfs not found"):
+            capture(tmp_path / "out", [128], guest_mib=256, qemu="sh", kernel=kernel)
+
+
+@pytest.mark.parametrize(
+    ("targets", "guest", "pressure", "words"),
+    [
+        ([], 256, 0, "targets_mib is empty"),
+        ([300], 256, 0, "not an integer in 1..256"),
+        ([0], 256, 0, "not an integer in 1..256"),
+        ([128], 32, 0, "at least 64"),
+        ([128], 256, -1, "pressure_mib"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, targets: list[int], guest: int, pressure: int, words: str) -> None:
+    with pytest.raises(CaptureError, match=words):
+        capture(tmp_path, targets, guest_mib=guest, pressure_mib=pressure)
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(qemu_capture)
+    assert result.attempted >= 1 and result.failed == 0
