@@ -89,4 +89,5 @@ class CheckResult:
 
     @property
     def verdict(self) -> Verdict:
-        return overall(r.verdict for r in self.results)
+        """The checker's verdict on the safety properties (coverage is pooled elsewhere)."""
+        return overall(r.verdict for r in self.results if r.kind == "invariant")

@@ -85,7 +85,8 @@ def _release_forgets(cfg: Config, s: State, vm: int) -> State:
     return s.with_vm(vm, v.replace(deflate_queue=(), acked_deflate=v.acked_deflate | reported))
 
 
-@_fault("host_takes_partial_page", "host_take_page", "memory_conservation")
+@_fault("host_takes_partial_page", "host_take_page", "memory_conservation", host_page_units=2,
+        machine_pages=6)
 def _take_partial(cfg: Config, s: State, host_page: int) -> State:
     """The host takes a host page when any one of its units is free, even if others back guests."""
     units = A.host_page_units(cfg, host_page)

@@ -1,0 +1,236 @@
+"""The ``ballast`` command.
+
+Exit codes, for every subcommand: 0 every property holds, 1 a property is
+violated (or a trace shows an illegal step), 2 bad usage or bad input,
+3 inconclusive (a budget ran out, a solver said unknown, a scenario was never
+exercised).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ballast.errors import BallastError, InputError, UsageError
+from ballast.verdict import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+
+__all__ = ["add_model_options", "build_parser", "config_from_args", "main"]
+
+PLUGINS = (
+    "ballast.statespace.cli",
+    "ballast.proofs.cli",
+    "ballast.numeric.cli",
+    "ballast.validate.cli",
+    "ballast.validate.cli_adapter",
+    "ballast.reports.cli",
+)
+"""Modules that add subcommands through ``register(subparsers)``."""
+
+
+def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
+    """--preset, --config and --fault, shared by every subcommand that builds a model."""
+    p.add_argument("--preset", default=None,
+                   help=f"named configuration (default: {default_preset}); see 'ballast list presets'")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file with Config fields (may start from 'preset = NAME')")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="seed a broken variant of the model (repeatable); see 'ballast list faults'")
+    p.set_defaults(default_preset=default_preset)
+
+
+def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The Config an invocation asks for, with the seeded faults' configuration changes."""
+    from ballast.model.config import load_config, preset
+    from ballast.model.faults import FAULTS
+
+    if args.preset and args.config:
+        raise UsageError("give --preset or --config, not both")
+    cfg = load_config(args.config) if args.config else preset(args.preset or args.default_preset)
+    for name in args.fault:
+        if name not in FAULTS:
+            raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULTS))}")
+        cfg = cfg.replace(**FAULTS[name].config)
+    return cfg
+
+
+# -- check ------------------------------------------------------------------
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ballast.check import BUILTIN, SUITES, CheckOptions, run_check
+    from ballast.console import console, render_check
+
+    cfg = config_from_args(args)
+    known = BUILTIN + tuple(SUITES)
+    checkers = tuple(c.strip() for c in args.checkers.split(",") if c.strip()) \
+        if args.checkers else known
+    bad = [c for c in checkers if c not in known]
+    if bad:
+        raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
+    opts = CheckOptions(seed=args.seed, budget_s=args.budget, report_dir=args.report_dir,
+                        checkers=checkers, random_runs=args.random_runs,
+                        hypothesis_examples=args.examples)
+    out = console()
+    report = run_check(cfg, tuple(args.fault), opts,
+                       progress=lambda name: out.print(f"[dim]running {name} ...[/]"))
+    render_check(out, report)
+    if args.junit or args.sarif or args.summary_md or args.json:
+        from ballast.reports.summary import write_summary
+
+        write_summary(report.results + [_pooled(report)], markdown=args.summary_md,
+                      json_path=args.json, junit=args.junit, sarif=args.sarif)
+    return report.verdict.exit_code
+
+
+def _pooled(report):  # type: ignore[no-untyped-def]
+    from ballast.verdict import CheckResult
+
+    return CheckResult("coverage", list(report.pooled), 0.0)
+
+
+# -- run --------------------------------------------------------------------
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ballast.console import console
+    from ballast.model.system import BalloonModel
+    from ballast.model.trace import write_trace
+    from ballast.randomwalk import random_run
+
+    cfg = config_from_args(args)
+    if args.steps < 0:
+        raise UsageError("--steps must not be negative")
+    run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
+                     record_states=not args.no_states)
+    write_trace(args.out, run.trace)
+    out = console()
+    out.print(f"seed {args.seed}: {len(run.trace.steps)} steps written to {args.out}")
+    if run.violation is not None:
+        out.print(f"[bold red]VIOLATION[/] {run.violation.property} at step "
+                  f"{len(run.trace.steps)}: {run.violation.message}")
+        return EXIT_VIOLATION
+    return EXIT_OK
+
+
+# -- replay -----------------------------------------------------------------
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from ballast.console import console, render_replay
+    from ballast.model.replay import ReplayOutcome, replay
+    from ballast.model.trace import read_trace
+
+    trace = read_trace(args.trace)
+    result = replay(trace, keep_states=False)
+    render_replay(console(), str(args.trace), result)
+    return EXIT_OK if result.outcome is ReplayOutcome.OK else EXIT_VIOLATION
+
+
+# -- list -------------------------------------------------------------------
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ballast.console import console
+    from ballast.model import ACTIONS, FAULTS, INVARIANTS, PRESETS, SOMETIMES
+
+    out = console()
+    what = args.what
+    if what == "invariants":
+        for p in INVARIANTS.values():
+            out.print(f"{p.name:28} [{p.scope}] {p.summary}")
+    elif what == "actions":
+        for a in ACTIONS.values():
+            out.print(f"{a.name:22} {a.actor.value:7} ({', '.join(a.params)}) "
+                      f"{a.doc.splitlines()[0] if a.doc else ''}")
+    elif what == "scenarios":
+        for sc in SOMETIMES.values():
+            out.print(f"{sc.name:30} {sc.doc}")
+    elif what == "faults":
+        for f in FAULTS.values():
+            out.print(f"{f.name:28} breaks {f.breaks:26} {f.doc}")
+    else:
+        for name, cfg in PRESETS.items():
+            feats = [k for k in ("sharing", "host_swap", "refusal", "reset", "deflate_on_oom",
+                                 "processors") if getattr(cfg, k)]
+            out.print(f"{name:12} {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} "
+                      f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
+                      f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"
+                      f"{'; ' + ', '.join(feats) if feats else ''}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="ballast",
+        description="Reference model and verification suite for memory ballooning.",
+        epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="run every checker on a configuration")
+    add_model_options(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkers", default=None,
+                   help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="seconds per checker; running out is inconclusive (exit 3)")
+    p.add_argument("--random-runs", type=int, default=300)
+    p.add_argument("--examples", type=int, default=150, help="Hypothesis examples")
+    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
+    p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("run", help="one deterministic random run, written as a trace")
+    add_model_options(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--out", type=Path, required=True, help="trace file to write")
+    p.add_argument("--no-states", action="store_true", help="omit the state after each step")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("replay", help="re-run a trace through the reference model")
+    p.add_argument("trace", type=Path)
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("list", help="list presets, actions, invariants, scenarios or faults")
+    p.add_argument("what", nargs="?", default="presets",
+                   choices=["presets", "actions", "invariants", "scenarios", "faults"])
+    p.set_defaults(func=_cmd_list)
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ballast`` console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args)
+        return code
+    except BallastError as exc:
+        print(f"ballast: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ballast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The reporter for people at a terminal: checkers return data, this renders it.
+
+Nothing else in Ballast prints. Rendering uses ``rich`` (plain text when the
+output is not a terminal, so CI logs stay readable).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from ballast.check import CheckReport
+from ballast.model.replay import ReplayOutcome, ReplayResult
+from ballast.verdict import PropertyResult, Verdict
+
+__all__ = ["console", "render_check", "render_replay"]
+
+_STYLE = {Verdict.PASS: "green", Verdict.VIOLATION: "bold red", Verdict.INCONCLUSIVE: "yellow",
+          Verdict.VACUOUS: "yellow", Verdict.SKIPPED: "dim"}
+
+
+def console(stream: TextIO | None = None) -> Console:
+    """A console on ``stream`` (stdout by default), wide enough for the tables."""
+    return Console(file=stream or sys.stdout, width=120, highlight=False,
+                   soft_wrap=False)
+
+
+def _cell(r: PropertyResult) -> str:
+    return f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {r.detail}"
+
+
+def render_check(out: Console, report: CheckReport) -> None:
+    """The summary of a ``ballast check``: one row per property, one column per checker."""
+    cfg = report.config
+    out.print(f"ballast check: {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} MPNs"
+              + (f", seeded faults: {', '.join(report.faults)}" if report.faults else ""))
+    checkers = [c.checker for c in report.results]
+    table = Table(title="Safety properties", show_lines=False, expand=False)
+    table.add_column("property")
+    for c in checkers:
+        table.add_column(c)
+    names: list[str] = []
+    cells: dict[tuple[str, str], PropertyResult] = {}
+    for c in report.results:
+        for r in c.results:
+            if r.kind != "invariant":
+                continue
+            if r.property not in names:
+                names.append(r.property)
+            cells[(r.property, c.checker)] = r
+    for name in names:
+        row = [name]
+        for c in checkers:
+            r = cells.get((name, c))
+            row.append(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/]" if r else "-")
+        table.add_row(*row)
+    out.print(table)
+    for c in report.results:
+        held = next((r for r in c.results if r.kind == "invariant"
+                     and r.verdict is not Verdict.VIOLATION), None)
+        note = held.detail if held else ""
+        out.print(f"  {c.checker}: {c.verdict.value} in {c.seconds:.1f} s  {note}")
+    scen = [r for r in report.pooled if r.kind == "scenario"]
+    acts = [r for r in report.pooled if r.kind == "action"]
+    missing = [r.property for r in scen + acts if r.verdict is not Verdict.PASS]
+    out.print(f"Sometimes: {sum(r.verdict is Verdict.PASS for r in scen)}/{len(scen)} scenarios "
+              f"witnessed, {sum(r.verdict is Verdict.PASS for r in acts)}/{len(acts)} actions fired")
+    for name in missing:
+        out.print(f"  [yellow]vacuous[/]: {name} was never exercised by any checker")
+    for r in report.counterexamples():
+        out.print(f"[bold red]VIOLATION[/] {r.property} ({r.checker}): {r.detail}")
+        out.print(f"  counterexample: {r.counterexample}  (explained in "
+                  f"{r.counterexample.with_suffix('.md') if r.counterexample else ''})")
+        out.print(f"  replay: ballast replay {r.counterexample}")
+    for c in report.results:
+        for r in c.results:
+            if r.verdict is Verdict.INCONCLUSIVE and r.kind == "invariant":
+                out.print(f"[yellow]INCONCLUSIVE[/] {r.property} ({r.checker}): {r.detail}")
+    out.print(f"Verdict: [{_STYLE[report.verdict]}]{report.verdict.value}[/] "
+              f"(exit {report.verdict.exit_code}) in {report.seconds:.1f} s")
+
+
+def render_replay(out: Console, source: str, result: ReplayResult) -> None:
+    """One line per replay outcome, plus the violated properties."""
+    if result.outcome is ReplayOutcome.OK:
+        out.print(f"{source}: ok: {result.describe()}")
+        return
+    where = f"{source}:{result.line}" if result.line else source
+    out.print(f"{where}: {result.outcome.value}: {result.describe()}")
+    for v in result.violations[1:]:
+        out.print(f"  also breaks {v.property}: {v.message}")

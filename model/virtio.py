@@ -1,0 +1,452 @@
+"""The virtio profile of the model: what a virtio-balloon device and driver can see, and the
+rules of the VirtIO specification, section 5.5, as named properties over it.
+
+The **profile** is a projection of the model's state onto one VM's virtio-balloon
+interface (:func:`project`): the target ``num_pages`` the host set in the config space,
+the target the driver last read, the balloon (PFNs whose inflate the device acknowledged
+and that are not reported for deflation), the PFNs in flight on the inflate and deflate
+queues, ``actual`` as last written by the driver, and the negotiated features.  A model
+step becomes zero or more **profile events** (:func:`events_of`); an implementation's
+log (a QEMU trace) becomes the same events directly.  :class:`VirtioTracker` keeps the
+profile incrementally (Python sets, one update per buffer), and the rules
+(:data:`VIRTIO_RULES`) are checked on it before every event, so the same code judges a
+projected model run and a real trace.
+
+How the profile maps the model (one source of truth: nothing here adds behaviour):
+
+========================  ====================================================
+model                     profile
+========================  ====================================================
+``VmState.target``        ``num_pages`` (device config, set by the host)
+``module.target``         ``polled`` (what the driver last read: ``balloon_poll``)
+``module.balloon`` and    ``balloon`` (acknowledged by the device, not reported
+``acked_inflate``         for deflation)
+``inflate_queue``         ``inflating`` (on inflateq, not yet acknowledged)
+``deflate_queue``         ``deflating`` (on deflateq, not yet acknowledged)
+``module.actual``         ``actual``
+``must_tell_host``,       ``features`` (``MUST_TELL_HOST``, ``DEFLATE_ON_OOM``)
+``deflate_on_oom``
+========================  ====================================================
+
+Where the real protocol has what the model lacks: the model's module never inflates
+beyond its target, so **page migration** (Linux compaction: a one-page inflate of the new
+page and a one-page deflate of the old one, ``actual`` unchanged) is not a model
+behaviour; the rules below allow it because the specification does.  The model has no
+statistics queue, free page hinting, page reporting or page poisoning; guest memory
+pressure (DEFLATE_ON_OOM) is guest-internal and not visible to the device, so with that
+feature a deflate is never blamed on rule 3.  Conversely the model's VMM may *refuse*
+pages (vmw_balloon); virtio has no refusal (profile event ``inflate_refused``).
+
+>>> t = VirtioTracker(frozenset())
+>>> for e in [VirtioEvent("set_target", value=2), VirtioEvent("read_target", value=2),
+...           VirtioEvent("inflate", (7, 8)), VirtioEvent("inflate_ack", (7, 8))]:
+...     assert not t.violations(e)
+...     t.apply(e)
+>>> [r.name for r, _ in t.violations(VirtioEvent("write_actual", value=3))]
+['virtio_5_5_6_1_rule9_actual_matches_balloon']
+>>> [r.name for r, _ in t.violations(VirtioEvent("inflate", (8,)))]
+['virtio_5_5_6_no_page_inflated_twice']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import AbstractSet, Callable, Iterable, Protocol
+
+from ballast.model.actions import Action
+from ballast.model.config import Config
+from ballast.model.state import FREE, State
+
+__all__ = [
+    "DEFLATE_ON_OOM",
+    "EVENT_KINDS",
+    "MUST_TELL_HOST",
+    "Level",
+    "VIRTIO_RULES",
+    "VirtioEvent",
+    "VirtioRule",
+    "VirtioTracker",
+    "VirtioView",
+    "end_warnings",
+    "events_of",
+    "features_of",
+    "project",
+]
+
+MUST_TELL_HOST = "MUST_TELL_HOST"
+DEFLATE_ON_OOM = "DEFLATE_ON_OOM"
+
+EVENT_KINDS = ("set_target", "read_target", "inflate", "inflate_ack", "inflate_refused",
+               "deflate", "deflate_ack", "write_actual", "use", "reset")
+"""Profile events: the host sets ``num_pages``; the driver reads it; the driver puts PFNs on
+inflateq; the device acknowledges (or, model only, refuses) them; the same for deflateq;
+the driver writes ``actual``; the guest uses PFNs; the device is reset (guest reboot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VirtioEvent:
+    """One profile event: ``kind`` (one of :data:`EVENT_KINDS`), its PFNs or its value."""
+
+    kind: str
+    pfns: tuple[int, ...] = ()
+    value: int = 0
+
+
+class Level(str, Enum):
+    """RFC 2119 level of a rule: a broken MUST is a violation, a broken SHOULD a warning."""
+
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+
+
+class View(Protocol):
+    """What a rule reads: a frozen :class:`VirtioView` or a live :class:`VirtioTracker`."""
+
+    @property
+    def num_pages(self) -> int: ...
+    @property
+    def polled(self) -> int: ...
+    @property
+    def actual(self) -> int: ...
+    @property
+    def balloon(self) -> AbstractSet[int]: ...
+    @property
+    def inflating(self) -> AbstractSet[int]: ...
+    @property
+    def deflating(self) -> AbstractSet[int]: ...
+    @property
+    def features(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VirtioView:
+    """The virtio profile of one VM at one moment (see the module docstring)."""
+
+    num_pages: int
+    polled: int
+    actual: int
+    balloon: frozenset[int]
+    inflating: frozenset[int]
+    deflating: frozenset[int]
+    features: frozenset[str] = field(default=frozenset())
+
+
+def features_of(cfg: Config) -> frozenset[str]:
+    """The virtio feature names a model configuration stands for.
+
+    >>> sorted(features_of(Config(must_tell_host=False, deflate_on_oom=True)))
+    ['DEFLATE_ON_OOM']
+    """
+    return frozenset(name for name, on in ((MUST_TELL_HOST, cfg.must_tell_host),
+                                           (DEFLATE_ON_OOM, cfg.deflate_on_oom)) if on)
+
+
+def project(cfg: Config, s: State, vm: int = 0) -> VirtioView:
+    """The virtio profile of VM ``vm`` in model state ``s``.
+
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+    >>> project(cfg, initial_state(cfg)).balloon
+    frozenset()
+    """
+    v = s.vms[vm]
+    m = v.module
+    return VirtioView(num_pages=v.target, polled=m.target, actual=m.actual,
+                      balloon=frozenset(m.balloon | v.acked_inflate),
+                      inflating=frozenset(v.inflate_queue), deflating=frozenset(v.deflate_queue),
+                      features=features_of(cfg))
+
+
+def events_of(cfg: Config, pre: State, act: Action, post: State, vm: int = 0) -> list[VirtioEvent]:
+    """The profile events one model step makes visible on VM ``vm``'s virtio interface."""
+    args = act.kwargs
+    if args.get("vm") != vm:
+        return []
+    a, b = pre.vms[vm], post.vms[vm]
+    name = act.name
+    tell = cfg.must_tell_host
+    if name == "host_set_target":
+        return [VirtioEvent("set_target", value=b.target)]
+    if name == "balloon_poll":
+        return [VirtioEvent("read_target", value=b.module.target)]
+    if name == "balloon_inflate":
+        return [VirtioEvent("inflate", _ints(args["ppns"]))]
+    if name == "vmm_reclaim":
+        accepted = tuple(sorted(b.acked_inflate - a.acked_inflate))
+        refused = tuple(sorted(set(a.inflate_queue) - set(accepted)))
+        out = [VirtioEvent("inflate_ack", accepted)] if accepted else []
+        return out + ([VirtioEvent("inflate_refused", refused)] if refused else [])
+    if name == "balloon_deflate":
+        ppns = _ints(args["ppns"])
+        return [VirtioEvent("deflate", ppns)] + ([] if tell else [VirtioEvent("use", ppns)])
+    if name == "vmm_release":
+        return [VirtioEvent("deflate_ack", tuple(sorted(set(a.deflate_queue))))]
+    if name == "balloon_complete":
+        out = [VirtioEvent("write_actual", value=b.module.actual)]
+        back = _newly_free(a.guest.ppn_use, b.guest.ppn_use)
+        return out + ([VirtioEvent("use", back)] if tell and back else [])
+    if name == "guest_reset":
+        return [VirtioEvent("reset")]
+    if name == "rogue_report":
+        kind = "inflate" if args["queue"] == "inflate" else "deflate"
+        return [VirtioEvent(kind, _ints((args["ppn"],)))]
+    if name == "rogue_touch":
+        return [VirtioEvent("use", _ints((args["ppn"],)))]
+    if name == "rogue_set_actual":
+        return [VirtioEvent("write_actual", value=b.module.actual)]
+    used = tuple(p for p, (x, y) in enumerate(zip(a.guest.ppn_use, b.guest.ppn_use))
+                 if x == FREE and y >= 0)
+    return [VirtioEvent("use", used)] if used else []
+
+
+def _ints(value: object) -> tuple[int, ...]:
+    assert isinstance(value, tuple)
+    return tuple(int(x) for x in value)
+
+
+def _newly_free(before: tuple[int, ...], after: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(p for p, (x, y) in enumerate(zip(before, after)) if x != FREE and y == FREE)
+
+
+class VirtioTracker:
+    """The virtio profile kept incrementally: sets of PFNs and counters, O(buffer) per event.
+
+    This is the checker both for projected model runs and for real traces; its
+    :meth:`apply` agrees with :func:`project` after every model step (tested).
+    """
+
+    __slots__ = ("num_pages", "polled", "actual", "balloon", "inflating", "deflating",
+                 "features")
+
+    def __init__(self, features: frozenset[str], view: VirtioView | None = None) -> None:
+        self.features = features
+        self.num_pages = view.num_pages if view else 0
+        self.polled = view.polled if view else 0
+        self.actual = view.actual if view else 0
+        self.balloon: set[int] = set(view.balloon) if view else set()
+        self.inflating: set[int] = set(view.inflating) if view else set()
+        self.deflating: set[int] = set(view.deflating) if view else set()
+
+    def view(self) -> VirtioView:
+        """A frozen copy (for reports and tests; costs O(balloon))."""
+        return VirtioView(self.num_pages, self.polled, self.actual, frozenset(self.balloon),
+                          frozenset(self.inflating), frozenset(self.deflating), self.features)
+
+    def violations(self, e: VirtioEvent) -> list[tuple["VirtioRule", str]]:
+        """Every rule that event ``e`` would break in the current profile."""
+        out = []
+        for rule in _BY_KIND.get(e.kind, ()):
+            msg = rule.check(self, e)
+            if msg is not None:
+                out.append((rule, msg))
+        return out
+
+    def apply(self, e: VirtioEvent) -> None:
+        """Advance the profile by ``e`` (whether or not it broke a rule)."""
+        k = e.kind
+        if k == "inflate":
+            self.inflating.update(e.pfns)
+        elif k == "inflate_ack":
+            self.inflating.difference_update(e.pfns)
+            self.balloon.update(e.pfns)
+        elif k == "inflate_refused":
+            self.inflating.difference_update(e.pfns)
+        elif k == "deflate":
+            self.balloon.difference_update(e.pfns)
+            self.deflating.update(e.pfns)
+        elif k == "deflate_ack":
+            self.deflating.difference_update(e.pfns)
+        elif k == "write_actual":
+            self.actual = e.value
+        elif k == "read_target":
+            self.polled = e.value
+        elif k == "set_target":
+            self.num_pages = e.value
+        elif k == "reset":
+            self.polled = self.actual = 0
+            self.balloon.clear()
+            self.inflating.clear()
+            self.deflating.clear()
+        elif k != "use":
+            raise ValueError(f"unknown virtio profile event {k!r}")
+
+
+@dataclass(frozen=True)
+class VirtioRule:
+    """One rule of VirtIO section 5.5 as a property of the virtio profile."""
+
+    name: str
+    """snake_case name citing the section and rule number."""
+    level: Level
+    """MUST (violation) or SHOULD (warning)."""
+    cites: str
+    """Where the rule is in the specification."""
+    doc: str
+    """What holds, in domain words."""
+    kinds: tuple[str, ...]
+    """The profile events the rule judges."""
+    check: Callable[[View, VirtioEvent], str | None]
+    """``(profile before the event, event) -> None | what is wrong``."""
+
+    @property
+    def summary(self) -> str:
+        """The first line of the docstring."""
+        return self.doc.splitlines()[0]
+
+
+VIRTIO_RULES: dict[str, VirtioRule] = {}
+"""Every rule by name, in specification order."""
+
+
+def _rule(name: str, level: Level, cites: str, kinds: tuple[str, ...]
+          ) -> Callable[[Callable[[View, VirtioEvent], str | None]],
+                        Callable[[View, VirtioEvent], str | None]]:
+    def register(fn: Callable[[View, VirtioEvent], str | None]
+                 ) -> Callable[[View, VirtioEvent], str | None]:
+        VIRTIO_RULES[name] = VirtioRule(name, level, cites, (fn.__doc__ or "").strip(), kinds, fn)
+        return fn
+    return register
+
+
+def _repeats(pfns: tuple[int, ...]) -> list[int]:
+    """PFNs named more than once in one buffer (cheap when there is none)."""
+    if len(set(pfns)) == len(pfns):
+        return []
+    return sorted(p for p, n in Counter(pfns).items() if n > 1)
+
+
+def _some(pfns: Iterable[int]) -> str:
+    items = sorted(pfns)
+    shown = ", ".join(str(p) for p in items[:4])
+    return shown + (f" (and {len(items) - 4} more)" if len(items) > 4 else "")
+
+
+@_rule("virtio_5_5_6_no_page_inflated_twice", Level.MUST, "5.5.6 (inflateq carries pages "
+       "given to the device; 5.5.6.1 rule 7)", ("inflate",))
+def _no_double_inflate(v: View, e: VirtioEvent) -> str | None:
+    """No PFN is put on inflateq while it is already in the balloon or in flight there.
+
+    A page in the balloon is not the guest's to give again; QEMU keeps no record of the
+    balloon and accepts a double inflate silently, so only a validator sees it."""
+    twice = [p for p in e.pfns if p in v.balloon or p in v.inflating] + _repeats(e.pfns)
+    if twice:
+        return f"PFN {_some(twice)} inflated while already in the balloon"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule8_no_deflate_before_inflate_ack", Level.MUST,
+       "5.5.6.1 rule 8", ("deflate",))
+def _no_early_deflate(v: View, e: VirtioEvent) -> str | None:
+    """The driver does not ask to deflate a page whose inflate the device has not acknowledged."""
+    early = [p for p in e.pfns if p in v.inflating]
+    if early:
+        return f"PFN {_some(early)} deflated before its inflate was acknowledged"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule5_deflate_only_balloon_pages", Level.MUST,
+       "5.5.6.1 rule 5 (deflateq names pages of the balloon)", ("deflate",))
+def _deflate_balloon_only(v: View, e: VirtioEvent) -> str | None:
+    """A page is deflated only if it is in the balloon: never one never inflated or already deflated."""
+    stray = [p for p in e.pfns if p not in v.balloon and p not in v.inflating] + _repeats(e.pfns)
+    if stray:
+        return f"PFN {_some(stray)} deflated but not in the balloon"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule3_deflate_only_when_asked", Level.MUST,
+       "5.5.6.1 rules 2-4", ("deflate",))
+def _deflate_when_asked(v: View, e: VirtioEvent) -> str | None:
+    """Without DEFLATE_ON_OOM the driver takes pages back only while the balloon is above the
+    target it read (num_pages < actual), never below it.
+
+    Judged on the balloon's size (not the last ``actual``), so that page migration (a
+    one-page inflate then a one-page deflate) is allowed; the specification's ``<`` and
+    ``<=`` disagree, this reads rule 3 as "never below num_pages".  With DEFLATE_ON_OOM the
+    guest may deflate under memory pressure, which the device cannot see (rule 4)."""
+    if DEFLATE_ON_OOM in v.features:
+        return None
+    left = len(v.balloon) - len(set(e.pfns) & v.balloon)
+    if left < v.polled:
+        return (f"deflating {len(e.pfns)} pages leaves {left} in the balloon, below the target "
+                f"{v.polled} the driver read, without DEFLATE_ON_OOM")
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule9_actual_matches_balloon", Level.MUST, "5.5.6.1 rule 9",
+       ("write_actual",))
+def _actual_exact(v: View, e: VirtioEvent) -> str | None:
+    """Whenever the driver writes ``actual``, it equals the pages inflated (acknowledged) minus
+    the pages deflated."""
+    if e.value != len(v.balloon):
+        return f"actual written as {e.value} but the balloon holds {len(v.balloon)} pages"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule7_no_use_before_inflate_ack", Level.MUST, "5.5.6.1 rule 7",
+       ("use",))
+def _no_use_inflating(v: View, e: VirtioEvent) -> str | None:
+    """The guest does not use a page it added to the balloon before the device acknowledged
+    the inflate."""
+    bad = [p for p in e.pfns if p in v.inflating]
+    if bad:
+        return f"PFN {_some(bad)} used before its inflate was acknowledged"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule5_tell_before_use", Level.MUST, "5.5.6.1 rules 3 and 5", ("use",))
+def _tell_before_use(v: View, e: VirtioEvent) -> str | None:
+    """The guest uses a page of the balloon only after telling the device on deflateq."""
+    bad = [p for p in e.pfns if p in v.balloon]
+    if bad:
+        return f"PFN {_some(bad)} used while in the balloon, never deflated"
+    return None
+
+
+@_rule("virtio_5_5_6_1_rule6_must_tell_host_wait", Level.MUST, "5.5.6.1 rule 6", ("use",))
+def _wait_for_deflate_ack(v: View, e: VirtioEvent) -> str | None:
+    """With MUST_TELL_HOST the guest uses a deflated page only after the device acknowledged
+    the deflate."""
+    if MUST_TELL_HOST not in v.features:
+        return None
+    bad = [p for p in e.pfns if p in v.deflating]
+    if bad:
+        return f"PFN {_some(bad)} used before its deflate was acknowledged (MUST_TELL_HOST)"
+    return None
+
+
+def _end_only(v: View, e: VirtioEvent) -> str | None:
+    """Judged once, at the end of a trace (see :func:`end_warnings`)."""
+    return None
+
+
+SHOULD_REACH_TARGET = "virtio_5_5_6_1_rule1_should_reach_target"
+VIRTIO_RULES[SHOULD_REACH_TARGET] = VirtioRule(
+    SHOULD_REACH_TARGET, Level.SHOULD, "5.5.6.1 rule 1",
+    "The driver supplies pages while num_pages > actual: a target is reached when the guest "
+    "has memory to give.\n\nJudged at the end of a trace: a balloon left short of the last "
+    "target, though the guest could give pages, is a warning (a SHOULD, not a MUST).",
+    (), _end_only)
+
+_BY_KIND: dict[str, list[VirtioRule]] = {}
+for _r in VIRTIO_RULES.values():
+    for _k in _r.kinds:
+        _BY_KIND.setdefault(_k, []).append(_r)
+
+
+def end_warnings(v: View, *, guest_can_give: bool = True) -> list[tuple[VirtioRule, str]]:
+    """The SHOULD rules broken by a trace that ends in profile ``v``.
+
+    ``guest_can_give`` says whether the guest had memory left to give (the model knows;
+    a QEMU trace does not show it, so the caller decides).
+
+    >>> end_warnings(VirtioView(4, 4, 1, frozenset({1}), frozenset(), frozenset()))[0][1]
+    'the target of 4 pages was never reached: the balloon ends with 1 pages'
+    """
+    if guest_can_give and len(v.balloon) < v.num_pages and not v.inflating:
+        return [(VIRTIO_RULES[SHOULD_REACH_TARGET],
+                 f"the target of {v.num_pages} pages was never reached: the balloon ends with "
+                 f"{len(v.balloon)} pages")]
+    return []

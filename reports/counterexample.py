@@ -1,0 +1,90 @@
+"""Counterexample files: the trace plus its Markdown explanation, written atomically.
+
+Every checker hands its counterexample here *after* replaying it through the
+reference model; the replay's result is what gets explained. Nothing is
+written unless the replay confirms the violation.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ballast.errors import BallastError
+from ballast.model.replay import ReplayOutcome, ReplayResult, replay
+from ballast.model.trace import Trace, write_trace_to
+from ballast.reports.atomic import atomic_write_text
+from ballast.reports.diff import state_diff
+from ballast.reports.explain import explain
+from ballast.reports.render_html import render_html
+from ballast.reports.render_md import render_markdown
+
+__all__ = ["Counterexample", "CounterexampleNotReproduced", "markdown_explanation", "state_diff",
+           "write_counterexample"]
+
+
+class CounterexampleNotReproduced(BallastError):
+    """A checker's counterexample does not break anything when replayed: a checker bug."""
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """Where a confirmed counterexample was written."""
+
+    trace_path: Path
+    markdown_path: Path
+    replay: ReplayResult
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-")[:80]
+
+
+def markdown_explanation(trace: Trace, result: ReplayResult, trace_name: str) -> str:
+    """The Markdown explanation of a confirmed counterexample (the report's Markdown twin).
+
+    ``result`` is the replay of ``trace`` already made; ``trace_name`` is how the
+    trace file is named in the replay command.
+    """
+    return render_markdown(explain(trace, trace_name, result=result))
+
+
+def write_counterexample(trace: Trace, out_dir: str | Path, name: str | None = None, *,
+                         html: bool = False) -> Counterexample:
+    """Replay ``trace``; if it fails, write ``NAME.jsonl`` and ``NAME.md`` under ``out_dir``.
+
+    With ``html`` the self-contained HTML page ``NAME.html`` is written too.
+    A liveness counterexample (``header.expect["lasso_start"]``) is confirmed when
+    its cycle returns to the state it started from. Raises
+    CounterexampleNotReproduced if the replay passes: a checker must never report
+    what the reference model does not confirm.
+    """
+    result = replay(trace)
+    expect = trace.header.expect or {}
+    lasso_start = expect.get("lasso_start")
+    n = len(trace.steps)
+    loops = (result.outcome is ReplayOutcome.OK and isinstance(lasso_start, int)
+             and 1 <= lasso_start <= n and result.states[lasso_start - 1] == result.states[n])
+    if result.outcome is ReplayOutcome.OK and not loops:
+        raise CounterexampleNotReproduced(
+            f"counterexample from {trace.header.source} does not reproduce on the reference model")
+    if name is None:
+        prop = (result.violations[0].property if result.violations else
+                str(expect.get("property", "lasso")) if loops else "illegal-step")
+        checker = str(trace.header.source.get("checker", "check"))
+        name = _slug(f"{checker}-{prop}-{'-'.join(trace.header.faults) or 'model'}")
+    out = Path(out_dir)
+    trace_path, md_path = out / f"{name}.jsonl", out / f"{name}.md"
+    buf = io.StringIO()
+    write_trace_to(buf, trace)
+    # Render everything before writing anything: no half set of files on an error.
+    story = explain(trace, str(trace_path), result=result)
+    md = render_markdown(story)
+    page = render_html(story) if html else None
+    atomic_write_text(trace_path, buf.getvalue())
+    atomic_write_text(md_path, md)
+    if page is not None:
+        atomic_write_text(out / f"{name}.html", page)
+    return Counterexample(trace_path, md_path, result)
