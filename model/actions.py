@@ -542,7 +542,8 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State,
     ppn = _resident_ppn(guest, vpn)
     if ppn is not None:
         lru = tuple(x for x in guest.lru if x != vpn) + (vpn,)
-        return _set_guest(s, vm, replace(guest, lru=lru)), ppn
+        s, _ = fault_in(_set_guest(s, vm, replace(guest, lru=lru)), vm, ppn, name)
+        return s, ppn
     free = policy_for(cfg.guest_policy).allocation(guest.ppn_use, 1)
     require(bool(free), name, "the guest has no free page: it must page out first")
     ppn = free[0]
@@ -602,6 +603,7 @@ def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
             "the guest's replacement policy would evict another page")
     require(len(guest.disk) < cfg.guest_disk_slots, "guest_evict", "the guest's disk is full")
     ppn = _resident_ppn(guest, vpn)
+    require(ppn is not None, "guest_evict", "the guest's page tables lost this VPN")
     assert ppn is not None
     s, mpn = fault_in(s, vm, ppn, "guest_evict")  # the guest reads the page to write it out
     token = s.host.content[mpn]
@@ -707,7 +709,8 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "the balloon is not above its target and the guest is not out of memory")
     guest = v.guest
     if not cfg.must_tell_host:
-        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, FREE))
+        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
     return s.with_vm(vm, v.replace(
         guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
         deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
@@ -725,7 +728,7 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     guest = v.guest
     mine = {p for p, use in enumerate(guest.ppn_use) if use == BALLOON}
     balloon = m.balloon | (v.acked_inflate & mine)
-    refused = m.refused | ((v.acked_refused & mine) - balloon)
+    refused = (m.refused | (v.acked_refused & mine)) - balloon
     if cfg.must_tell_host:
         back = (v.acked_deflate & mine) - balloon
         guest = replace(guest, ppn_use=_with_use(guest.ppn_use, back, FREE))

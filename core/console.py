@@ -25,7 +25,7 @@ _STYLE = {Verdict.PASS: "green", Verdict.VIOLATION: "bold red", Verdict.INCONCLU
 def console(stream: TextIO | None = None) -> Console:
     """A console on ``stream`` (stdout by default), wide enough for the tables."""
     return Console(file=stream or sys.stdout, width=120, highlight=False,
-                   soft_wrap=False)
+                   soft_wrap=True)
 
 
 def _cell(r: PropertyResult) -> str:

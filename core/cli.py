@@ -141,7 +141,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     elif what == "actions":
         for a in ACTIONS.values():
             out.print(f"{a.name:22} {a.actor.value:7} ({', '.join(a.params)}) "
-                      f"{a.doc.splitlines()[0] if a.doc else ''}")
+                      f"{' '.join(a.doc.split(chr(10) * 2)[0].split())}")
     elif what == "scenarios":
         for sc in SOMETIMES.values():
             out.print(f"{sc.name:30} {sc.doc}")

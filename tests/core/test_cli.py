@@ -1,0 +1,105 @@
+"""The ``ballast`` command: exit codes, determinism, clear errors, no partial reports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ballast.cli import main
+
+
+def ballast(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ballast", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_same_seed_same_trace_byte_for_byte(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    assert main(["run", "--seed", "7", "--steps", "60", "--out", str(a)]) == 0
+    assert main(["run", "--seed", "7", "--steps", "60", "--out", str(b)]) == 0
+    assert main(["run", "--seed", "8", "--steps", "60", "--out", str(c)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_run_then_replay_is_clean(tmp_path: Path) -> None:
+    t = tmp_path / "t.jsonl"
+    assert main(["run", "--preset", "vmware", "--seed", "3", "--steps", "100", "--out", str(t)]) == 0
+    assert main(["replay", str(t)]) == 0
+
+
+def test_check_with_a_seeded_fault_exits_1_with_a_replayable_counterexample(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    r = ballast("check", "--checkers", "random", "--fault", "reclaim_keeps_mapping",
+                "--report-dir", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ballooned_pages_unbacked" in r.stdout
+    traces = list(out.glob("*.jsonl"))
+    assert len(traces) == 1
+    md = traces[0].with_suffix(".md").read_text()
+    assert "ballooned_pages_unbacked" in md and "ballast replay" in md
+    rr = ballast("replay", str(traces[0]))
+    assert rr.returncode == 1 and "breaks ballooned_pages_unbacked" in rr.stdout
+
+
+def test_check_on_the_correct_model_passes(tmp_path: Path) -> None:
+    r = ballast("check", "--checkers", "random,hypothesis", "--random-runs", "60",
+                "--examples", "60", "--report-dir", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Verdict: pass" in r.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_budget_exhaustion_is_inconclusive(tmp_path: Path) -> None:
+    r = ballast("check", "--checkers", "random", "--budget", "0", "--report-dir",
+                str(tmp_path / "r"))
+    assert r.returncode == 3, r.stdout
+    assert "INCONCLUSIVE" in r.stdout
+
+
+def _header(tmp_path: Path) -> str:
+    t = tmp_path / "ok.jsonl"
+    assert main(["run", "--seed", "1", "--steps", "3", "--out", str(t)]) == 0
+    return t.read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("line, code, message", [
+    ("{oops", 2, ":2: not valid JSON"),
+    ('{"step": 1, "action": "host_teleport", "args": {}}', 2, ":2: unknown action"),
+    ('{"step": 1, "action": "vmm_release", "args": {"vm": 0}}', 1,
+     ":2: illegal: step 1 (vmm_release(vm=0)) is not allowed"),
+])
+def test_replay_errors_are_one_line(tmp_path: Path, line: str, code: int, message: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(_header(tmp_path) + "\n" + line + "\n")
+    r = ballast("replay", str(bad))
+    assert r.returncode == code
+    text = (r.stdout + r.stderr).strip()
+    assert message in text
+    assert "Traceback" not in text and len(text.splitlines()) == 1
+
+
+def test_bad_config_file_is_exit_2_without_a_report(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("vms = 0\n")
+    r = ballast("check", "--config", str(cfg), "--report-dir", str(tmp_path / "r"))
+    assert r.returncode == 2
+    assert r.stderr.startswith("ballast: error: ") and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_fault_and_checker_are_usage_errors(tmp_path: Path) -> None:
+    assert ballast("check", "--fault", "nope").returncode == 2
+    assert ballast("check", "--checkers", "magic").returncode == 2
+    assert ballast("frobnicate").returncode == 2
+
+
+def test_list_shows_every_invariant() -> None:
+    from ballast.model import INVARIANTS
+
+    r = ballast("list", "invariants")
+    assert r.returncode == 0
+    for name in INVARIANTS:
+        assert name in r.stdout

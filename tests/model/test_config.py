@@ -1,0 +1,51 @@
+"""Configuration: validation, presets, TOML files."""
+
+from pathlib import Path
+
+import pytest
+
+from ballast.errors import ConfigError, InputError
+from ballast.model.config import PRESETS, Config, ModuleKind, load_config, preset
+
+
+def test_every_preset_is_consistent() -> None:
+    for name, cfg in PRESETS.items():
+        assert Config.from_dict(cfg.to_dict()) == cfg, name
+
+
+def test_host_pages_must_divide_machine_pages() -> None:
+    with pytest.raises(ConfigError, match="multiple of host_page_units"):
+        Config(machine_pages=6, host_page_units=4)
+
+
+def test_hostile_vm_must_exist() -> None:
+    with pytest.raises(ConfigError, match="do not exist"):
+        Config(vms=2, hostile_vms=frozenset({2}))
+
+
+def test_toml_file_starts_from_a_preset(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "core"\nvms = 2\nmodule = "application"\n')
+    cfg = load_config(f)
+    assert cfg.vms == 2 and cfg.module is ModuleKind.APPLICATION
+    assert cfg.guest_pages == preset("core").guest_pages
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("vms = \n", "not valid TOML"),
+    ("frobs = 1\n", "unknown configuration key 'frobs'"),
+    ("vms = 'two'\n", "expected int"),
+    ("sharing = 1\n", "expected bool"),
+    ("machine_pages = 5\nhost_page_units = 2\n", "multiple of host_page_units"),
+])
+def test_bad_toml_names_the_problem(tmp_path: Path, text: str, expected: str) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(InputError, match=expected) as info:
+        load_config(f)
+    assert str(f) in str(info.value)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(InputError, match="unknown preset"):
+        preset("nope")

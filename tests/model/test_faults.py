@@ -1,0 +1,53 @@
+"""Each invariant catches a seeded fault, and the counterexample replays the same way."""
+
+import pytest
+
+from ballast.model.faults import FAULTS, action_table
+from ballast.model.invariants import INVARIANTS
+from ballast.model.config import preset
+from ballast.model.replay import ReplayOutcome, replay
+from ballast.model.system import BalloonModel
+from ballast.randomwalk import random_run
+from ballast.errors import InputError
+
+
+def test_every_invariant_has_a_seeded_fault() -> None:
+    covered = {f.breaks for f in FAULTS.values()}
+    assert covered == set(INVARIANTS)
+
+
+def test_faults_replace_exactly_one_action() -> None:
+    from ballast.model.actions import ACTIONS
+
+    for f in FAULTS.values():
+        table = action_table([f.name])
+        changed = [n for n in ACTIONS if table[n].effect is not ACTIONS[n].effect]
+        assert changed == [f.action]
+
+
+def test_unknown_fault_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown fault"):
+        action_table(["nope"])
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_random_runs_catch_the_fault_and_replay_agrees(name: str) -> None:
+    fault = FAULTS[name]
+    model = BalloonModel(preset("default").replace(**fault.config), [name])
+    for seed in range(300):
+        run = random_run(model, seed, 200)
+        if run.violation is not None:
+            break
+    else:
+        pytest.fail(f"{name} not caught in 300 random runs")
+    result = replay(run.trace)
+    assert result.outcome is ReplayOutcome.VIOLATION
+    assert result.violations[0].property == run.violation.property
+    assert fault.breaks in {v.property for v in result.violations}
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_the_correct_model_passes_the_same_runs(name: str) -> None:
+    model = BalloonModel(preset("default").replace(**FAULTS[name].config))
+    for seed in range(40):
+        assert random_run(model, seed, 150, record_states=False).violation is None

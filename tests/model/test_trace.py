@@ -1,0 +1,75 @@
+"""The trace format: schema, round trip, clear errors naming file and line."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ballast.errors import InputError
+from ballast.model.config import preset
+from ballast.model.system import BalloonModel
+from ballast.model.trace import read_trace, trace_schema, write_trace
+from ballast.randomwalk import random_run
+
+
+def sample(tmp_path: Path) -> Path:
+    run = random_run(BalloonModel(preset("default")), seed=5, steps=30)
+    path = tmp_path / "t.jsonl"
+    write_trace(path, run.trace)
+    return path
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(trace_schema())
+
+
+def test_every_record_validates_against_the_schema(tmp_path: Path) -> None:
+    schema = trace_schema()
+    lines = sample(tmp_path).read_text().splitlines()
+    header = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/header"})
+    step = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/step"})
+    header.validate(json.loads(lines[0]))
+    for line in lines[1:]:
+        step.validate(json.loads(line))
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = sample(tmp_path)
+    trace = read_trace(path)
+    again = tmp_path / "again.jsonl"
+    write_trace(again, trace)
+    assert again.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("line2, message", [
+    ("{not json", "not valid JSON"),
+    ('{"step": 1, "action": "host_fly", "args": {}}', "unknown action 'host_fly'"),
+    ('{"step": 1, "action": "host_set_target", "args": {"vm": 0}}', "takes arguments vm, pages"),
+    ('{"step": 2, "action": "balloon_poll", "args": {"vm": 0}}', "expected step 1"),
+    ('{"step": 1, "actor": "host", "action": "balloon_poll", "args": {"vm": 0}}',
+     "performed by module"),
+    ('[1, 2]', "step record"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path: Path, line2: str, message: str) -> None:
+    header = sample(tmp_path).read_text().splitlines()[0]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(header + "\n" + line2 + "\n")
+    with pytest.raises(InputError, match=message) as info:
+        read_trace(bad)
+    assert info.value.line == 2 and info.value.file == str(bad)
+
+
+def test_bad_header(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ballast_trace": 9, "config": {}}\n')
+    with pytest.raises(InputError, match="unsupported trace version"):
+        read_trace(bad)
+    bad.write_text("")
+    with pytest.raises(InputError, match="empty trace"):
+        read_trace(bad)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(InputError, match="cannot read trace"):
+        read_trace("/nonexistent/trace.jsonl")
