@@ -12,7 +12,12 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from ballast.check import CheckReport
+    from ballast.model.config import Config
+    from ballast.verdict import CheckResult
 
 from ballast.errors import BallastError, InputError, UsageError
 from ballast.verdict import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
@@ -41,7 +46,7 @@ def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "defa
     p.set_defaults(default_preset=default_preset)
 
 
-def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def config_from_args(args: argparse.Namespace) -> "Config":
     """The Config an invocation asks for, with the seeded faults' configuration changes."""
     from ballast.model.config import load_config, preset
     from ballast.model.faults import FAULTS
@@ -85,7 +90,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return report.verdict.exit_code
 
 
-def _pooled(report):  # type: ignore[no-untyped-def]
+def _pooled(report: "CheckReport") -> "CheckResult":
     from ballast.verdict import CheckResult
 
     return CheckResult("coverage", list(report.pooled), 0.0)

@@ -37,11 +37,11 @@ def render_check(out: Console, report: CheckReport) -> None:
     cfg = report.config
     out.print(f"ballast check: {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} MPNs"
               + (f", seeded faults: {', '.join(report.faults)}" if report.faults else ""))
-    checkers = [c.checker for c in report.results]
+    checkers = [res.checker for res in report.results]
     table = Table(title="Safety properties", show_lines=False, expand=False)
     table.add_column("property")
-    for c in checkers:
-        table.add_column(c)
+    for checker in checkers:
+        table.add_column(checker)
     names: list[str] = []
     cells: dict[tuple[str, str], PropertyResult] = {}
     for c in report.results:
@@ -53,9 +53,9 @@ def render_check(out: Console, report: CheckReport) -> None:
             cells[(r.property, c.checker)] = r
     for name in names:
         row = [name]
-        for c in checkers:
-            r = cells.get((name, c))
-            row.append(f"[{_STYLE[r.verdict]}]{r.verdict.value}[/]" if r else "-")
+        for checker in checkers:
+            cell = cells.get((name, checker))
+            row.append(f"[{_STYLE[cell.verdict]}]{cell.verdict.value}[/]" if cell else "-")
         table.add_row(*row)
     out.print(table)
     for c in report.results:

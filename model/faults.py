@@ -14,7 +14,7 @@ property it is expected to break. Faults are selected by name
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ballast.errors import InputError
 from ballast.model import actions as A
@@ -45,7 +45,8 @@ FAULTS: dict[str, Fault] = {}
 """Every seeded fault by name."""
 
 
-def _fault(name: str, action: str, breaks: str, **config: Any) -> Any:
+def _fault(name: str, action: str, breaks: str,
+           **config: Any) -> Callable[[A.Effect], A.Effect]:
     def register(fn: A.Effect) -> A.Effect:
         FAULTS[name] = Fault(name, (fn.__doc__ or "").strip(), action, fn, breaks, config)
         return fn

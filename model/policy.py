@@ -28,7 +28,9 @@ __all__ = ["AnyPolicy", "GuestPolicy", "LruPolicy", "policy_for"]
 class GuestPolicy(Protocol):
     """What a guest replacement policy decides."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The configured policy name."""
 
     def allocation(self, ppn_use: tuple[int, ...], count: int) -> tuple[int, ...]:
         """The free PPNs the allocator hands out for a request of ``count`` pages."""

@@ -36,6 +36,16 @@ SOMETIMES: dict[str, Scenario] = {}
 """Every scenario by name."""
 
 
+def _arg(act: Action, name: str) -> int:
+    value = act.kwargs[name]
+    assert isinstance(value, int)
+    return value
+
+
+def _vm(act: Action) -> int:
+    return _arg(act, "vm")
+
+
 def _scenario(name: str, doc: str, feature: Callable[[Config], bool] = lambda cfg: True
               ) -> Callable[[Witness], Witness]:
     def register(fn: Witness) -> Witness:
@@ -57,7 +67,7 @@ def _reaches(cfg: Config, pre: State, act: Action, post: State) -> bool:
 def _oom(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "balloon_deflate":
         return False
-    vm = pre.vms[int(act.kwargs["vm"])]
+    vm = pre.vms[_vm(act)]
     return len(vm.module.balloon) <= vm.module.target and under_pressure(cfg, vm.guest)
 
 
@@ -67,7 +77,7 @@ def _oom(cfg: Config, pre: State, act: Action, post: State) -> bool:
 def _reuse(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "host_take_page":
         return False
-    return bool(host_page_units(cfg, int(act.kwargs["host_page"])) & pre.host.reclaimed)
+    return bool(host_page_units(cfg, _arg(act, "host_page")) & pre.host.reclaimed)
 
 
 @_scenario("partial_fill",
@@ -75,7 +85,7 @@ def _reuse(cfg: Config, pre: State, act: Action, post: State) -> bool:
 def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "balloon_inflate":
         return False
-    vm = pre.vms[int(act.kwargs["vm"])]
+    vm = pre.vms[_vm(act)]
     asked = act.kwargs["ppns"]
     return isinstance(asked, tuple) and len(asked) < _inflate_limit(cfg, vm)
 
@@ -85,7 +95,7 @@ def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
 def _pageout(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "guest_evict":
         return False
-    vm = pre.vms[int(act.kwargs["vm"])]
+    vm = pre.vms[_vm(act)]
     return _inflate_limit(cfg, vm) > 0 and FREE not in vm.guest.ppn_use
 
 
@@ -126,7 +136,7 @@ def _pops(cfg: Config, pre: State, act: Action, post: State) -> bool:
 @_scenario("reset_with_balloon", "A guest reboots while pages are in its balloon.",
            feature=lambda cfg: cfg.reset)
 def _reset(cfg: Config, pre: State, act: Action, post: State) -> bool:
-    return act.name == "guest_reset" and bool(pre.vms[int(act.kwargs["vm"])].ballooned)
+    return act.name == "guest_reset" and bool(pre.vms[_vm(act)].ballooned)
 
 
 @_scenario("processor_given_back", "A guest gives a physical processor back to the host.",
