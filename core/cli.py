@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -43,17 +44,40 @@ def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "defa
                    help="TOML file with Config fields (may start from 'preset = NAME')")
     p.add_argument("--fault", action="append", default=[], metavar="NAME",
                    help="seed a broken variant of the model (repeatable); see 'ballast list faults'")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="change one Config field, TOML syntax for the value "
+                        "(e.g. --set vms=3 --set sharing=false --set module='\"application\"')")
+    p.add_argument("--vms", type=int, default=None, help="number of VMs")
+    p.add_argument("--guest-pages", type=int, default=None, help="PPNs per VM")
+    p.add_argument("--machine-pages", type=int, default=None, help="MPNs on the host")
+    p.add_argument("--host-page-units", type=int, default=None,
+                   help="balloon units per host page (1, 16, 512, ...)")
     p.set_defaults(default_preset=default_preset)
 
 
 def config_from_args(args: argparse.Namespace) -> "Config":
     """The Config an invocation asks for, with the seeded faults' configuration changes."""
-    from ballast.model.config import load_config, preset
+    from ballast.model.config import Config, load_config, preset
     from ballast.model.faults import FAULTS
 
     if args.preset and args.config:
         raise UsageError("give --preset or --config, not both")
     cfg = load_config(args.config) if args.config else preset(args.preset or args.default_preset)
+    changes: dict[str, object] = {}
+    for item in getattr(args, "overrides", []):
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError("--set", None, f"expected KEY=VALUE, got {item!r}")
+        try:
+            changes[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            changes[key.strip()] = raw.strip()
+    for flag in ("vms", "guest_pages", "machine_pages", "host_page_units"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[flag] = value
+    if changes:
+        cfg = Config.from_dict({**cfg.to_dict(), **changes}, source="command line")
     for name in args.fault:
         if name not in FAULTS:
             raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "

@@ -103,3 +103,15 @@ def test_list_shows_every_invariant() -> None:
     assert r.returncode == 0
     for name in INVARIANTS:
         assert name in r.stdout
+
+
+def test_configuration_flags_override_the_preset(tmp_path: Path) -> None:
+    import json
+
+    t = tmp_path / "t.jsonl"
+    assert main(["run", "--preset", "core", "--set", "vms=2", "--set", 'module="application"',
+                 "--machine-pages", "5", "--steps", "3", "--out", str(t)]) == 0
+    cfg = json.loads(t.read_text().splitlines()[0])["config"]
+    assert (cfg["vms"], cfg["module"], cfg["machine_pages"]) == (2, "application", 5)
+    assert main(["run", "--set", "vms=zero", "--out", str(tmp_path / "u.jsonl")]) == 2
+    assert not (tmp_path / "u.jsonl").exists()
