@@ -48,7 +48,8 @@ def markdown_explanation(trace: Trace, result: ReplayResult, trace_name: str) ->
     ``result`` is the replay of ``trace`` already made; ``trace_name`` is how the
     trace file is named in the replay command.
     """
-    return render_markdown(explain(trace, trace_name, result=result))
+    text: str = render_markdown(explain(trace, trace_name, result=result))
+    return text
 
 
 def write_counterexample(trace: Trace, out_dir: str | Path, name: str | None = None, *,

@@ -1,0 +1,49 @@
+"""``ballast report TRACE``: the HTML page and Markdown twin of a counterexample trace.
+
+::
+
+    ballast report reports/out/random-isolation-model.jsonl --out reports/html
+    ballast report trace.jsonl --format html,md,json
+
+Exit 0 when the reports are written; a malformed trace is an input error
+(exit 2) and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ballast.reports.page import FORMATS, parse_formats, write_report
+
+__all__ = ["register", "run_report"]
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Handler of ``ballast report``."""
+    formats = parse_formats(args.format)
+    written = write_report(args.trace, args.out, formats)
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"written": [p.as_posix() for p in written]}) + "\n")
+    else:
+        for p in written:
+            sys.stdout.write(f"wrote {p.as_posix()}\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``report`` to the ``ballast`` command line."""
+    p = subparsers.add_parser(
+        "report", help="explain a counterexample trace as an HTML page and Markdown",
+        description="Replay TRACE through the reference model and write a self-contained "
+                    "HTML page and a Markdown twin: the broken property, a sequence diagram, "
+                    "every step's state change, memory over the steps, the replay command.")
+    p.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, format v1)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for the reports (default: the trace's own folder)")
+    p.add_argument("--format", default="html,md",
+                   help=f"comma-separated formats: {', '.join(FORMATS)} (default: html,md)")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    p.set_defaults(func=run_report)

@@ -1,0 +1,342 @@
+"""What a trace shows, worked out from the trace file alone by replaying it.
+
+:func:`explain` replays a trace through the reference model (the configuration
+and seeded faults its header names) and gathers everything a report shows: the
+property that broke and its meaning, who found it, every step with its state
+change, the step that fails, a liveness lasso (prefix and cycle), and for a
+trace the model does not accept, the matched prefix, the first unexplained line
+and what the model allowed there. Renderers (HTML, Markdown, JSON) only format
+an :class:`Explanation`; none of them replays anything.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.actions import Action
+>>> from ballast.model.trace import Trace, TraceHeader, TraceStep
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+>>> e = explain(Trace(TraceHeader(cfg), (TraceStep(1, Action.of("vmm_release", vm=0)),)))
+>>> e.kind, e.unexplained.reason
+('rejected', 'the guest has reported no page for deflation')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ballast.model.actions import ACTIONS
+from ballast.model.invariants import INVARIANTS
+from ballast.model.replay import ReplayOutcome, ReplayResult, replay
+from ballast.model.sometimes import SOMETIMES
+from ballast.model.state import State, state_from_dict
+from ballast.model.system import BalloonModel
+from ballast.model.trace import Trace, TraceStep
+
+from ballast.reports.diff import state_diff
+from ballast.reports.memory import MemorySeries, series
+from ballast.reports.sequence import (Lane, Message, StepMessages, actor_lane, lanes_for,
+                                      messages)
+
+__all__ = ["ALLOWED_SHOWN", "Explanation", "Lasso", "StepView", "Unexplained", "explain",
+           "property_doc", "step_line_text"]
+
+ALLOWED_SHOWN = 40
+"""At most this many enabled actions are listed where a trace leaves the model."""
+
+Diff = tuple[tuple[str, Any, Any], ...]
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of the trace as the report shows it."""
+
+    step: int
+    line: int
+    """The trace file line of the step (header = line 1)."""
+    action: str
+    actor: str
+    applied: bool
+    """False for the step the model refused and every step after it."""
+    diff: Diff
+    failing: bool = False
+    in_cycle: bool = False
+
+
+@dataclass(frozen=True)
+class Lasso:
+    """A liveness counterexample: a prefix, then a cycle that can repeat forever."""
+
+    start: int
+    """First step of the cycle."""
+    end: int
+    """Last step of the cycle."""
+    closes: bool
+    """The state after ``end`` equals the state before ``start``: the cycle really loops."""
+
+    @property
+    def prefix(self) -> tuple[int, int]:
+        return (1, self.start - 1)
+
+
+@dataclass(frozen=True)
+class Unexplained:
+    """Where a trace leaves the model (trace validation)."""
+
+    matched: int
+    """Steps the model reproduced before it."""
+    step: int | None
+    line: int | None
+    text: str | None
+    """The trace line as written."""
+    reason: str
+    allowed: tuple[str, ...]
+    """Actions the model allowed from the last matched state (at most ALLOWED_SHOWN)."""
+    allowed_total: int
+    model_diff: Diff = ()
+    """For a recorded state the model does not produce: recorded vs the model's."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Everything a counterexample report shows."""
+
+    trace: Trace
+    name: str
+    """How the trace file is named in the report (and in the replay command)."""
+    result: ReplayResult
+    kind: str
+    """``violation`` (a property broke), ``liveness`` (a lasso), ``rejected`` (the model
+    does not accept the trace) or ``clean`` (the trace replays and breaks nothing)."""
+    property_name: str | None
+    """The property that broke (or the liveness property, or the one the header names)."""
+    doc: str
+    message: str | None
+    failing_step: int | None
+    steps: tuple[StepView, ...]
+    states: tuple[State, ...]
+    sequence: tuple[StepMessages, ...]
+    lanes: tuple[Lane, ...]
+    memory: MemorySeries
+    lasso: Lasso | None = None
+    unexplained: Unexplained | None = None
+    notes: tuple[str, ...] = ()
+    """Disagreements worth a reader's attention (the header expected something else)."""
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return dict(self.trace.header.source)
+
+    @property
+    def checker(self) -> str:
+        return str(self.source.get("checker", "unknown"))
+
+    @property
+    def replay_command(self) -> str:
+        return f"ballast replay {self.name}"
+
+    @property
+    def title(self) -> str:
+        if self.kind == "violation":
+            return f"Counterexample: `{self.property_name}` is violated"
+        if self.kind == "liveness":
+            return f"Liveness counterexample: `{self.property_name}` never happens"
+        if self.kind == "rejected":
+            return "Trace rejected: the model does not explain it"
+        return "Trace replays cleanly: nothing breaks"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the report (no timestamps: equal input, equal output)."""
+        h = self.trace.header
+        out: dict[str, Any] = {
+            "format": "ballast-counterexample-report", "version": 1,
+            "trace": self.name, "kind": self.kind, "outcome": self.result.outcome.value,
+            "property": self.property_name, "doc": self.doc, "message": self.message,
+            "failing_step": self.failing_step, "failing_line": self.result.line,
+            "source": h.source, "faults": list(h.faults), "expect": h.expect,
+            "config": h.config.to_dict(), "replay": self.replay_command,
+            "lanes": [{"key": lane.key, "title": lane.title} for lane in self.lanes],
+            "steps": [{"step": s.step, "line": s.line, "actor": s.actor, "action": s.action,
+                       "applied": s.applied, "failing": s.failing, "in_cycle": s.in_cycle,
+                       "messages": [m.to_dict() for m in self.sequence[s.step - 1].messages],
+                       "diff": [{"path": p, "before": a, "after": b} for p, a, b in s.diff]}
+                      for s in self.steps],
+            "memory": self.memory.to_dict(),
+            "lasso": None, "unexplained": None, "notes": list(self.notes),
+        }
+        if self.lasso is not None:
+            out["lasso"] = {"prefix": list(self.lasso.prefix),
+                            "cycle": [self.lasso.start, self.lasso.end],
+                            "closes": self.lasso.closes}
+        u = self.unexplained
+        if u is not None:
+            out["unexplained"] = {
+                "matched_steps": u.matched, "step": u.step, "line": u.line, "text": u.text,
+                "reason": u.reason, "allowed": list(u.allowed), "allowed_total": u.allowed_total,
+                "model_diff": [{"path": p, "recorded": a, "model": b} for p, a, b in u.model_diff]}
+        return out
+
+
+def property_doc(name: str | None, expect: dict[str, Any] | None = None) -> str:
+    """The meaning of a property or scenario by name, from the model itself.
+
+    >>> property_doc("memory_conservation").split(".")[0]
+    'Every machine page is in exactly one place: free, in host use, or backing guest pages'
+    """
+    if name in INVARIANTS:
+        paragraphs = re.split(r"\n\s*\n", INVARIANTS[name].doc.strip())
+        return "\n\n".join(" ".join(x.strip() for x in par.splitlines()) for par in paragraphs)
+    if name in SOMETIMES:
+        return str(SOMETIMES[name].doc)
+    if expect and isinstance(expect.get("doc"), str):
+        return str(expect["doc"])
+    return ""
+
+
+def step_line_text(st: TraceStep) -> str:
+    """A step as it is written in a trace file (for a trace built in memory)."""
+    return json.dumps(st.to_dict(), separators=(",", ":"))
+
+
+def _line(st: TraceStep) -> int:
+    # Line 1 is the header; without blank lines step N is on line N + 1.
+    return st.line if st.line is not None else int(st.step) + 1
+
+
+def _lasso(trace: Trace, states: Sequence[State], result: ReplayResult,
+           notes: list[str]) -> Lasso | None:
+    expect = trace.header.expect or {}
+    start = expect.get("lasso_start")
+    if start is None:
+        return None
+    n = len(trace.steps)
+    if not isinstance(start, int) or not 1 <= start <= n:
+        notes.append(f"the header's lasso_start ({start!r}) is not a step of this trace "
+                     f"(1..{n}); no cycle is shown")
+        return None
+    closes = result.outcome is ReplayOutcome.OK and states[start - 1] == states[n]
+    if not closes:
+        notes.append(f"the cycle (steps {start}..{n}) does not return to the state before "
+                     f"step {start}" if result.outcome is ReplayOutcome.OK else
+                     "the replay stopped before the cycle's end: the lasso is not confirmed")
+    return Lasso(start, n, closes)
+
+
+def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None = None,
+            result: ReplayResult | None = None) -> Explanation:
+    """Replay ``trace`` and gather what its report shows.
+
+    ``name`` is how the trace file is referred to; ``lines`` are the file's lines as
+    read (to quote the first unexplained line exactly); without them the line is
+    rebuilt from the parsed step. ``result`` is a replay of ``trace`` already made
+    (with its states kept); without it the trace is replayed here.
+    """
+    h = trace.header
+    if result is None or (len(result.states) != result.steps_run + 1):
+        result = replay(trace)
+    states = result.states
+    model = BalloonModel(h.config, h.faults)
+    expect = h.expect or {}
+    notes: list[str] = []
+    lasso = _lasso(trace, states, result, notes)
+
+    failing = result.step if result.outcome is not ReplayOutcome.OK else None
+    prop: str | None
+    message: str | None
+    if result.outcome is ReplayOutcome.VIOLATION:
+        kind, v = "violation", result.violations[0]
+        prop, message = v.property, v.message
+        if expect.get("property") not in (None, prop):
+            notes.append(f"the trace header expects {expect['property']!r} to break; the "
+                         f"replay breaks {prop!r} first")
+        if expect.get("step") not in (None, failing):
+            notes.append(f"the trace header expects the failure at step {expect['step']}; "
+                         f"the replay fails at step {failing}")
+    elif result.outcome is ReplayOutcome.ILLEGAL:
+        kind, prop, message = "rejected", expect.get("property"), result.describe()
+    elif lasso is not None:
+        kind, prop = "liveness", expect.get("property")
+        message = expect.get("message") or (
+            f"steps {lasso.start}..{lasso.end} can repeat forever"
+            + ("" if lasso.closes else " (but the cycle does not close)"))
+    else:
+        kind, prop, message = "clean", expect.get("property"), None
+        if expect.get("property"):
+            notes.append(f"the trace header expects {expect['property']!r} to break, but the "
+                         f"replay breaks nothing")
+
+    views: list[StepView] = []
+    seq: list[StepMessages] = []
+    for st in trace.steps:
+        i = st.step
+        applied = i <= result.steps_run
+        spec = ACTIONS.get(st.action.name)
+        actor = spec.actor.value if spec else "?"
+        in_cycle = lasso is not None and lasso.start <= i <= lasso.end
+        diff: Diff = tuple(state_diff(states[i - 1], states[i])) if applied else ()
+        views.append(StepView(i, _line(st), str(st.action), actor, applied, diff,
+                              i == failing, in_cycle))
+        if applied:
+            msgs = tuple(messages(h.config, states[i - 1], st.action, states[i]))
+        else:
+            pre = states[-1]
+            post = model.try_next_state(pre, st.action) if i == failing else None
+            if post is not None:  # allowed, but its recorded state or observation differs
+                msgs = tuple(messages(h.config, pre, st.action, post))
+            else:
+                vm = st.action.kwargs.get("vm")
+                lane = actor_lane(spec.actor, vm if isinstance(vm, int) else None) if spec \
+                    else "vmm"
+                why = "not allowed by the model" if i == failing else "not replayed"
+                msgs = (Message(lane, lane, f"{st.action} ({why})"),)
+        note = None
+        if i == failing:
+            note = (f"breaks {prop}: {message}" if kind == "violation" else
+                    f"the model does not allow this: {result.reason}")
+        seq.append(StepMessages(i, msgs, i == failing, in_cycle, note))
+
+    unexplained = None
+    if result.outcome is ReplayOutcome.ILLEGAL or (
+            kind == "violation" and h.source.get("checker") == "validate"):
+        unexplained = _unexplained(trace, result, model, lines)
+
+    vms = sorted({int(x) for st in trace.steps for k, x in st.action.args
+                  if k in ("vm", "other_vm") and isinstance(x, int) and 0 <= x < h.config.vms})
+    lanes = tuple(lanes_for(h.config, vms or None))
+    return Explanation(
+        trace=trace, name=name, result=result, kind=kind, property_name=prop,
+        doc=property_doc(prop, expect), message=message, failing_step=failing,
+        steps=tuple(views), states=tuple(states), sequence=tuple(seq), lanes=lanes,
+        memory=series(states), lasso=lasso, unexplained=unexplained, notes=tuple(notes))
+
+
+def _unexplained(trace: Trace, result: ReplayResult, model: BalloonModel,
+                 lines: Sequence[str] | None) -> Unexplained:
+    step_no = result.step
+    st = trace.steps[step_no - 1] if step_no else None
+    # The state the model had reached when the trace went where it cannot follow.
+    if result.outcome is ReplayOutcome.ILLEGAL:
+        last = result.states[-1]
+    else:
+        last = result.states[-2] if len(result.states) >= 2 else result.states[-1]
+    allowed = [str(a) for a, _ in model.successors(last)]
+    text = None
+    if st is not None:
+        line = _line(st)
+        text = (lines[line - 1].rstrip("\n") if lines is not None and 0 < line <= len(lines)
+                else step_line_text(st))
+    model_diff: Diff = ()
+    if st is not None and st.state is not None and result.outcome is ReplayOutcome.ILLEGAL:
+        post = model.try_next_state(last, st.action)
+        try:
+            recorded = state_from_dict(st.state)
+        except (KeyError, TypeError, ValueError):
+            recorded = None  # a partial recorded state: the reason line says enough
+        if post is not None and recorded is not None:
+            model_diff = tuple(state_diff(recorded, post))
+    reason = result.reason or (result.violations[0].message if result.violations else "")
+    return Unexplained(matched=result.steps_run if result.outcome is ReplayOutcome.ILLEGAL
+                       else max(0, result.steps_run - 1), step=step_no,
+                       line=st.line if st is not None and st.line is not None else
+                       (_line(st) if st is not None else None),
+                       text=text, reason=reason, allowed=tuple(allowed[:ALLOWED_SHOWN]),
+                       allowed_total=len(allowed), model_diff=model_diff)

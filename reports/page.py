@@ -1,0 +1,90 @@
+"""``ballast report TRACE``: the report files of one trace, written all or nothing.
+
+Every output is rendered in memory first; only when all of them are ready is
+each written atomically (temporary file, then rename). A malformed trace raises
+:class:`~ballast.errors.InputError` before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ballast.errors import InputError, UsageError
+from ballast.model.trace import Trace, parse_trace
+from ballast.reports.atomic import atomic_write_text
+from ballast.reports.explain import Explanation, explain
+from ballast.reports.render_html import render_html
+from ballast.reports.render_md import render_markdown
+
+__all__ = ["FORMATS", "read_trace_lines", "render_report", "write_report"]
+
+FORMATS = {"html": ".html", "md": ".md", "json": ".json"}
+"""Report formats and their file suffixes."""
+
+
+def read_trace_lines(path: str | Path) -> tuple[Trace, list[str]]:
+    """Read and parse a trace file, keeping its lines (to quote them in the report)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(str(p), None, "not a UTF-8 text file") from None
+    lines = text.splitlines()
+    return parse_trace(lines, str(p)), lines
+
+
+def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """``"html,md"`` -> ``("html", "md")``; an unknown format is a usage error.
+
+    >>> parse_formats("md, html")
+    ('md', 'html')
+    """
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = tuple(dict.fromkeys(x.strip().lower() for x in items if x.strip()))
+    bad = [x for x in out if x not in FORMATS]
+    if bad or not out:
+        raise UsageError(f"unknown report format {', '.join(bad) or '(none)'}; expected a "
+                         f"comma-separated list of {', '.join(FORMATS)}")
+    return out
+
+
+def render_report(e: Explanation, formats: Sequence[str]) -> dict[str, str]:
+    """Format name -> the report's text in that format."""
+    out: dict[str, str] = {}
+    for fmt in formats:
+        if fmt == "html":
+            out[fmt] = render_html(e)
+        elif fmt == "md":
+            out[fmt] = render_markdown(e)
+        elif fmt == "json":
+            out[fmt] = json.dumps(e.to_dict(), indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def write_report(trace_path: str | Path, out_dir: str | Path | None = None,
+                 formats: Sequence[str] = ("html", "md"), *,
+                 name: str | None = None) -> list[Path]:
+    """Write the reports of the trace file ``trace_path`` into ``out_dir``.
+
+    Files are named after the trace (``x.jsonl`` -> ``x.html``, ``x.md``, ``x.json``);
+    ``out_dir`` defaults to the trace's own folder. ``name`` is how the report refers
+    to the trace (default: the path as given). Returns the paths written.
+    """
+    p = Path(trace_path)
+    fmts = parse_formats(formats)
+    trace, lines = read_trace_lines(p)
+    texts = render_report(explain(trace, name or str(trace_path), lines), fmts)
+    out = Path(out_dir) if out_dir is not None else p.parent
+    stem = p.name[:-len(".jsonl")] if p.name.endswith(".jsonl") else p.stem
+    written = []
+    for fmt in fmts:
+        target = out / f"{stem}{FORMATS[fmt]}"
+        if target.resolve() == p.resolve():
+            raise UsageError(f"the {fmt} report would overwrite the trace {p}")
+        atomic_write_text(target, texts[fmt])
+        written.append(target)
+    return written

@@ -1,0 +1,333 @@
+"""Sequence diagrams of a trace: who said what to whom, and who chose which page.
+
+Each step of a trace becomes one or more *messages* between lanes: the host, the
+VMM, and per VM the guest OS and its balloon module. Requests from the host
+carry quantities only (a target); page numbers travel from the guest to the VMM
+(inflate and deflate reports) and back as acknowledgements. A message that
+names guest pages says whose choice they were: the guest's allocator (inflate),
+the guest's replacement policy (its own paging), or the host (the host-swap
+fallback, the only host action that picks a guest page).
+
+Messages are derived from the step's action and the states before and after
+it, so a faulty variant of an action shows what it really did.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> from ballast.model.actions import Action, apply
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+>>> s0 = initial_state(cfg)
+>>> act = Action.of("host_set_target", vm=0, pages=1)
+>>> [str(m) for m in messages(cfg, s0, act, apply(cfg, s0, act))]
+['host -> vmm: target of VM 0 = 1 pages (a quantity)']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from typing import Iterable, Sequence
+
+from ballast.model.actions import ACTIONS, Action, Actor
+from ballast.model.config import Config
+from ballast.model.state import State
+
+__all__ = ["Lane", "Message", "StepMessages", "actor_lane", "lanes_for", "mermaid",
+           "messages", "svg"]
+
+HOST_CHOSE = "host"
+"""Chooser mark: the host picked the guest page (host swap)."""
+GUEST_ALLOCATOR_CHOSE = "guest allocator"
+"""Chooser mark: the guest OS's allocator handed out the pages (inflate)."""
+GUEST_CHOSE = "guest"
+"""Chooser mark: the guest OS itself picked (its own paging, a vCPU to park)."""
+VMM_CHOSE = "VMM"
+"""Chooser mark: the VMM took a guest page nobody reported (a protocol break)."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One vertical line of the diagram: an actor (per VM for guest and module)."""
+
+    key: str
+    """``host``, ``vmm``, ``guestN`` or ``moduleN``."""
+    title: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One arrow: from lane ``src`` to lane ``dst`` (equal for a local step)."""
+
+    src: str
+    dst: str
+    label: str
+    chooser: str | None = None
+    """Who chose the guest pages this message names, if it names any."""
+
+    def __str__(self) -> str:
+        chose = f" [chosen by {self.chooser}]" if self.chooser else ""
+        return f"{self.src} -> {self.dst}: {self.label}{chose}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"from": self.src, "to": self.dst, "label": self.label, "chosen_by": self.chooser}
+
+
+@dataclass(frozen=True)
+class StepMessages:
+    """The messages of one trace step, with how the step is to be drawn."""
+
+    step: int
+    messages: tuple[Message, ...]
+    failing: bool = False
+    in_cycle: bool = False
+    note: str | None = None
+    """Shown beside the failing step: what broke."""
+
+
+def actor_lane(actor: Actor, vm: int | None) -> str:
+    """The lane an actor's own steps start from (a hostile guest uses its guest OS lane).
+
+    >>> actor_lane(Actor.MODULE, 1)
+    'module1'
+    """
+    if actor is Actor.HOST:
+        return "host"
+    if actor is Actor.VMM:
+        return "vmm"
+    if actor is Actor.MODULE:
+        return f"module{vm if vm is not None else 0}"
+    return f"guest{vm if vm is not None else 0}"
+
+
+def lanes_for(cfg: Config, vms: Sequence[int] | None = None) -> list[Lane]:
+    """Lanes for the host, the VMM and the given VMs (default: every VM).
+
+    >>> [lane.key for lane in lanes_for(Config(vms=1, guest_pages=2, machine_pages=2))]
+    ['host', 'vmm', 'guest0', 'module0']
+    """
+    out = [Lane("host", "Host"), Lane("vmm", "VMM")]
+    for v in (range(cfg.vms) if vms is None else vms):
+        out += [Lane(f"guest{v}", f"VM {v} guest OS"), Lane(f"module{v}", f"VM {v} balloon module")]
+    return out
+
+
+def _pages(ppns: Iterable[int]) -> str:
+    items = sorted(ppns)
+    return "PPN " + str(items[0]) if len(items) == 1 else "PPNs " + str(items)
+
+
+def _ints(act: Action, key: str) -> tuple[int, ...]:
+    value = act.kwargs.get(key)
+    if isinstance(value, tuple):
+        return value
+    return (value,) if isinstance(value, int) else ()
+
+
+def _int(act: Action, key: str) -> int:
+    value = act.kwargs.get(key)
+    return value if isinstance(value, int) else -1
+
+
+def _freed(pre: State, post: State) -> list[int]:
+    return sorted(post.host.free - pre.host.free)
+
+
+def messages(cfg: Config, pre: State, act: Action, post: State) -> list[Message]:
+    """The arrows that show one step ``pre --act--> post``."""
+    name, k = act.name, act.kwargs
+    vm = k.get("vm")
+    v = vm if isinstance(vm, int) else 0
+    g, m = f"guest{v}", f"module{v}"
+    a, b = pre.vms[v] if 0 <= v < len(pre.vms) else None, post.vms[v] if 0 <= v < len(post.vms) else None
+    out: list[Message] = []
+    if name == "host_set_target":
+        out.append(Message("host", "vmm", f"target of VM {v} = {k['pages']} pages (a quantity)"))
+    elif name == "host_set_cpu_target":
+        out.append(Message("host", "vmm", f"vCPU target of VM {v} = {k['vcpus']} (a quantity)"))
+    elif name in ("host_take_page", "host_return_page"):
+        took = sorted(pre.host.free - post.host.free) or sorted(post.host.in_use - pre.host.in_use)
+        back = sorted(post.host.free - pre.host.free)
+        what = f"takes host page {k['host_page']} (MPNs {took})" if name == "host_take_page" \
+            else f"returns host page {k['host_page']} (MPNs {back})"
+        out.append(Message("host", "host", what))
+    elif name == "host_swap_out":
+        out.append(Message("host", "vmm", f"swap out VM {v} {_pages(_ints(act, 'ppn'))} to host swap",
+                           HOST_CHOSE))
+    elif name == "vmm_reclaim" and a is not None and b is not None:
+        accepted = b.ballooned - a.ballooned
+        refused = b.acked_refused - a.acked_refused
+        text = f"ack inflate {_pages(accepted)}" if accepted else "ack inflate (none accepted)"
+        if refused:
+            text += f", refuse {_pages(refused)}"
+        out.append(Message("vmm", m, text))
+        unreported = accepted - set(a.inflate_queue)
+        if unreported:
+            out.append(Message("vmm", "vmm", f"also balloons {_pages(unreported)} of VM {v}, "
+                               "never reported", VMM_CHOSE))
+        freed = _freed(pre, post)
+        if freed:
+            out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    elif name == "vmm_release" and a is not None and b is not None:
+        out.append(Message("vmm", m, f"ack deflate {_pages(b.acked_deflate - a.acked_deflate)}"
+                           if b.acked_deflate - a.acked_deflate else "ack deflate"))
+    elif name == "vmm_share":
+        out.append(Message("vmm", "vmm", f"share VM {v} PPN {k['ppn']} with VM {k['other_vm']} "
+                           f"PPN {k['other_ppn']} (copy-on-write)"))
+        freed = _freed(pre, post)
+        if freed:
+            out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    elif name == "vmm_cpu_reclaim":
+        n = post.host.idle_pcpus - pre.host.idle_pcpus
+        out.append(Message("vmm", "host", f"{n} parked processor(s) of VM {v} back"))
+    elif name == "guest_read":
+        out.append(Message(g, g, f"reads VPN {k['vpn']}"))
+    elif name == "guest_write":
+        out.append(Message(g, g, f"writes VPN {k['vpn']} := {k['token']}"))
+    elif name == "guest_evict":
+        out.append(Message(g, g, f"pages VPN {k['vpn']} out to its own disk", GUEST_CHOSE))
+    elif name == "guest_reset":
+        out.append(Message(g, "vmm", "reboots: the balloon device is reset"))
+    elif name == "balloon_poll" and b is not None:
+        out.append(Message("vmm", m, f"poll: target {b.module.target} pages"
+                           + (f", {b.module.cpu_target} vCPUs" if cfg.processors else "")))
+    elif name == "balloon_inflate":
+        ppns = _ints(act, "ppns")
+        out.append(Message(g, m, f"allocator gives {_pages(ppns)}", GUEST_ALLOCATOR_CHOSE))
+        out.append(Message(m, "vmm", f"inflate {_pages(ppns)}"))
+    elif name == "balloon_deflate":
+        out.append(Message(m, "vmm", f"deflate {_pages(_ints(act, 'ppns'))}"))
+    elif name == "balloon_complete" and b is not None:
+        out.append(Message(m, "vmm", f"takes acks; actual = {b.module.actual}"))
+    elif name == "balloon_free_refused" and a is not None:
+        out.append(Message(m, g, f"frees refused {_pages(a.module.refused)}"))
+    elif name == "balloon_cpu_offline":
+        out.append(Message(m, "vmm", f"parks vCPU {k['vcpu']}", GUEST_CHOSE))
+    elif name == "balloon_cpu_online":
+        out.append(Message(m, "vmm", f"brings vCPU {k['vcpu']} online"))
+    elif name == "rogue_report":
+        out.append(Message(g, "vmm", f"hostile {k['queue']} report of PPN {k['ppn']}"))
+    elif name == "rogue_touch":
+        popped = a is not None and _int(act, "ppn") in a.ballooned
+        out.append(Message(g, "vmm", f"hostile touch of PPN {k['ppn']}"
+                           + (" (pops the balloon)" if popped else "")))
+    elif name == "rogue_set_actual":
+        out.append(Message(g, "vmm", f"hostile actual = {k['actual']}"))
+    if not out:
+        spec = ACTIONS.get(name)
+        lane = actor_lane(spec.actor, v) if spec else "vmm"
+        out.append(Message(lane, lane, str(act)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Drawing
+
+_LANE_W = 170
+_LEFT = 56
+_TOP = 58
+_ROW = 30
+_COLOURS = {"host": "#1f5fbf", "vmm": "#6a1b9a", "guest": "#2e7d32", "module": "#2e7d32"}
+_CHOOSER = "#b45309"
+
+
+def _colour(lane: str) -> str:
+    return _COLOURS.get(lane.rstrip("0123456789"), "#444444")
+
+
+def svg(lanes: Sequence[Lane], steps: Sequence[StepMessages]) -> str:
+    """An inline SVG sequence diagram (no scripts, no external references).
+
+    The failing step's rows are shaded red, a lasso's cycle blue.
+    """
+    x = {lane.key: _LEFT + _LANE_W // 2 + i * _LANE_W for i, lane in enumerate(lanes)}
+    rows = sum(max(1, len(s.messages)) + (1 if s.note else 0) for s in steps)
+    # Room on the right for the labels of local steps on the last lanes.
+    width = _LEFT + _LANE_W * len(lanes) + 240
+    height = _TOP + rows * _ROW + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" role="img" '
+           f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'font-family="sans-serif" font-size="12">',
+           "<title>Sequence diagram of the trace</title>",
+           '<defs><marker id="arrowhead" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+           'fill="context-stroke"/></marker></defs>']
+    y = _TOP
+    bands: list[str] = []
+    body: list[str] = []
+    for s in steps:
+        n = max(1, len(s.messages)) + (1 if s.note else 0)
+        if s.failing or s.in_cycle:
+            fill = "#fde2e2" if s.failing else "#e3ecfb"
+            cls = "failing" if s.failing else "cycle"
+            bands.append(f'<rect class="{cls}" x="2" y="{y}" width="{width - 4}" '
+                         f'height="{n * _ROW}" fill="{fill}" rx="4"/>')
+        body.append(f'<text x="8" y="{y + 19}" font-weight="bold" fill="#333">{s.step}</text>')
+        for i, msg in enumerate(s.messages):
+            yy = y + i * _ROW + 20
+            col = _colour(msg.src)
+            label = escape(msg.label)
+            chose = (f'<tspan fill="{_CHOOSER}" font-weight="bold"> \u25c6 chosen by '
+                     f'{escape(msg.chooser)}</tspan>' if msg.chooser else "")
+            x1, x2 = x.get(msg.src, _LEFT), x.get(msg.dst, _LEFT)
+            if x1 == x2:
+                body.append(f'<path d="M{x1},{yy - 6} h28 v12 h-26" fill="none" stroke="{col}" '
+                            f'stroke-width="1.6" marker-end="url(#arrowhead)"/>')
+                body.append(f'<text x="{x1 + 34}" y="{yy + 4}" fill="{col}">{label}{chose}</text>')
+            else:
+                body.append(f'<line x1="{x1}" y1="{yy}" x2="{x2 - 3 if x2 > x1 else x2 + 3}" '
+                            f'y2="{yy}" stroke="{col}" stroke-width="1.6" '
+                            f'marker-end="url(#arrowhead)"/>')
+                body.append(f'<text x="{(x1 + x2) // 2}" y="{yy - 5}" text-anchor="middle" '
+                            f'fill="{col}">{label}{chose}</text>')
+        if s.note:
+            yy = y + max(1, len(s.messages)) * _ROW + 19
+            body.append(f'<text x="{_LEFT}" y="{yy}" fill="#b00020" font-weight="bold">'
+                        f'\u2716 {escape(s.note)}</text>')
+        y += n * _ROW
+    heads: list[str] = []
+    for lane in lanes:
+        cx = x[lane.key]
+        heads.append(f'<line x1="{cx}" y1="{_TOP - 8}" x2="{cx}" y2="{height - 10}" '
+                     f'stroke="#9aa0a6" stroke-dasharray="4 3"/>')
+        heads.append(f'<rect x="{cx - _LANE_W // 2 + 6}" y="8" width="{_LANE_W - 12}" height="36" '
+                     f'rx="6" fill="#f1f3f4" stroke="{_colour(lane.key)}"/>')
+        heads.append(f'<text x="{cx}" y="31" text-anchor="middle" font-weight="bold" '
+                     f'fill="{_colour(lane.key)}">{escape(lane.title)}</text>')
+    out += bands + heads + body + ["</svg>"]
+    return "\n".join(out)
+
+
+def _mm(text: str) -> str:
+    # Mermaid ends a statement at ';' and reads '#' as an entity code.
+    return text.replace(";", ",").replace("#", "no. ")
+
+
+def mermaid(lanes: Sequence[Lane], steps: Sequence[StepMessages]) -> str:
+    """The same diagram as a Mermaid ``sequenceDiagram`` (rendered by GitHub's Markdown).
+
+    >>> print(mermaid([Lane("host", "Host"), Lane("vmm", "VMM")],
+    ...               [StepMessages(1, (Message("host", "vmm", "target 2"),))]))
+    sequenceDiagram
+        participant host as Host
+        participant vmm as VMM
+        host->>vmm: 1. target 2
+    """
+    out = ["sequenceDiagram"]
+    out += [f"    participant {lane.key} as {_mm(lane.title)}" for lane in lanes]
+    in_cycle = False
+    for s in steps:
+        if s.in_cycle and not in_cycle:
+            out.append("    rect rgb(227, 236, 251)")
+            out.append(f"    Note over {lanes[0].key},{lanes[-1].key}: cycle starts")
+        if in_cycle and not s.in_cycle:
+            out.append("    end")
+        in_cycle = s.in_cycle
+        for i, msg in enumerate(s.messages):
+            label = _mm(msg.label) + (f" [chosen by {msg.chooser}]" if msg.chooser else "")
+            out.append(f"    {msg.src}->>{msg.dst}: {s.step}. {label}" if i == 0
+                       else f"    {msg.src}->>{msg.dst}: {label}")
+        if s.note:
+            last = s.messages[-1].dst if s.messages else lanes[0].key
+            out.append(f"    Note over {last}: FAILS HERE - {_mm(s.note)}")
+    if in_cycle:
+        out.append("    end")
+    return "\n".join(out)

@@ -1,0 +1,127 @@
+"""What a report explains: violations, lassos, traces the model rejects, clean traces."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ballast.model.actions import Action
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.model.replay import ReplayOutcome, replay
+from ballast.model.system import BalloonModel
+from ballast.model.trace import Trace, TraceStep
+from ballast.reports.diff import state_diff
+from ballast.reports.explain import explain, property_doc
+from report_fixtures import RECLAIM_STEPS, make_trace, reclaim_trace
+
+SMALL = Config(vms=1, guest_pages=2, machine_pages=2)
+
+
+def test_violation_names_the_property_the_fault_breaks() -> None:
+    e = explain(reclaim_trace(), "t.jsonl")
+    assert e.kind == "violation"
+    assert e.property_name == FAULTS["reclaim_keeps_mapping"].breaks
+    assert e.failing_step == len(RECLAIM_STEPS)
+    assert [s.step for s in e.steps if s.failing] == [len(RECLAIM_STEPS)]
+    assert e.doc.startswith("A PPN the VMM holds as ballooned")
+    assert "still backed by MPN 0" in (e.message or "")
+    assert e.replay_command == "ballast replay t.jsonl"
+    assert e.notes == ()
+
+
+def test_step_diffs_are_the_models_state_changes() -> None:
+    trace = reclaim_trace()
+    e = explain(trace)
+    states = replay(trace).states
+    for view in e.steps:
+        assert list(view.diff) == state_diff(states[view.step - 1], states[view.step])
+    last = dict((p, (a, b)) for p, a, b in e.steps[-1].diff)
+    assert last["vms/0/ballooned"] == ([], [0, 2])
+
+
+def test_header_expecting_another_property_is_noted() -> None:
+    t = reclaim_trace()
+    t = Trace(dataclasses.replace(t.header, expect={"property": "isolation", "step": 3}), t.steps)
+    e = explain(t)
+    assert any("'isolation'" in n for n in e.notes)
+    assert any("step 3" in n for n in e.notes)
+
+
+def _loop_trace(closing: bool) -> Trace:
+    steps = [("host_set_target", {"vm": 0, "pages": 1}),
+             ("host_take_page", {"host_page": 1}),
+             ("host_return_page", {"host_page": 1})]
+    if not closing:
+        steps.append(("host_take_page", {"host_page": 0}))
+    return make_trace(steps, SMALL, source={"checker": "explore"},
+                      expect={"property": "balloon_reaches_target", "lasso_start": 2})
+
+
+def test_liveness_lasso_prefix_and_cycle() -> None:
+    e = explain(_loop_trace(True))
+    assert e.kind == "liveness" and e.lasso is not None
+    assert (e.lasso.prefix, e.lasso.start, e.lasso.end, e.lasso.closes) == ((1, 1), 2, 3, True)
+    assert [s.step for s in e.steps if s.in_cycle] == [2, 3]
+    assert "non-zero target" in e.doc  # the scenario's own meaning, from the model
+
+
+def test_lasso_that_does_not_close_is_flagged() -> None:
+    e = explain(_loop_trace(False))
+    assert e.lasso is not None and not e.lasso.closes
+    assert any("does not return" in n for n in e.notes)
+
+
+def test_rejected_trace_shows_prefix_line_and_allowed_actions() -> None:
+    steps = [("host_set_target", {"vm": 0, "pages": 1}), ("vmm_release", {"vm": 0})]
+    t = make_trace(steps, SMALL, source={"checker": "validate", "implementation": "qemu"})
+    lines = ['{"ballast_trace":1}', '{"step":1,...}', '{"step":2,"action":"vmm_release"}']
+    e = explain(t, "impl.jsonl", lines)
+    u = e.unexplained
+    assert e.kind == "rejected" and u is not None
+    assert (u.matched, u.step, u.line) == (1, 2, 3)
+    assert u.text == lines[2]
+    assert u.reason == "the guest has reported no page for deflation"
+    model = BalloonModel(SMALL)
+    expected = [str(a) for a, _ in model.successors(replay(t).states[-1])]
+    assert list(u.allowed) == expected and u.allowed_total == len(expected)
+    assert "balloon_poll(vm=0)" in u.allowed
+
+
+def test_recorded_state_mismatch_shows_model_diff() -> None:
+    cfg = SMALL
+    model = BalloonModel(cfg)
+    s0 = model.init_states()[0]
+    act = Action.of("host_set_target", vm=0, pages=1)
+    wrong = model.next_state(s0, act).to_dict()
+    wrong["vms"][0]["target"] = 2
+    t = make_trace([], cfg, source={"checker": "validate"})
+    t = Trace(t.header, (TraceStep(1, act, state=wrong),))
+    e = explain(t)
+    assert e.unexplained is not None
+    assert e.unexplained.model_diff == (("vms/0/target", 2, 1),)
+
+
+def test_validate_violation_also_shows_where_it_left_the_model() -> None:
+    t = reclaim_trace()
+    t = Trace(dataclasses.replace(t.header, source={"checker": "validate"}), t.steps)
+    e = explain(t)
+    assert e.kind == "violation" and e.unexplained is not None
+    assert e.unexplained.step == len(RECLAIM_STEPS)
+    assert e.unexplained.matched == len(RECLAIM_STEPS) - 1
+    assert "vmm_reclaim(vm=0, refuse=[])" in e.unexplained.allowed
+
+
+def test_clean_trace_says_nothing_broke() -> None:
+    t = make_trace([("host_set_target", {"vm": 0, "pages": 1})], SMALL,
+                   expect={"property": "isolation"})
+    e = explain(t)
+    assert e.kind == "clean" and e.result.outcome is ReplayOutcome.OK
+    assert any("breaks nothing" in n for n in e.notes)
+
+
+def test_property_doc_comes_from_the_model() -> None:
+    from ballast.model.invariants import INVARIANTS
+    for name, prop in INVARIANTS.items():
+        assert property_doc(name).split("\n")[0] == prop.summary.strip()
+    assert property_doc("no_such_property") == ""
+    assert property_doc("x", {"doc": "given"}) == "given"
