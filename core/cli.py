@@ -151,6 +151,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from ballast.model.trace import read_trace
 
     trace = read_trace(args.trace)
+    if args.python:
+        from ballast.program import python_program
+
+        sys.stdout.write(python_program(trace))
+        return EXIT_OK
     result = replay(trace, keep_states=False)
     render_replay(console(), str(args.trace), result)
     return EXIT_OK if result.outcome is ReplayOutcome.OK else EXIT_VIOLATION
@@ -222,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="re-run a trace through the reference model")
     p.add_argument("trace", type=Path)
+    p.add_argument("--python", action="store_true",
+                   help="print the trace as a runnable Python program instead of replaying it")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("list", help="list presets, actions, invariants, scenarios or faults")

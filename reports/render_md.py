@@ -47,7 +47,8 @@ def header_lines(e: Explanation) -> list[str]:
             f"features: {', '.join(on) or 'none'}", ""]
     for note in e.notes:
         out += [f"**Note:** {note}", ""]
-    out += ["**Replay:**", "", "```sh", e.replay_command, "```", ""]
+    out += ["**Replay:**", "", "```sh", e.replay_command, "```", "",
+            f"or step through it in Python: `{e.replay_command} --python > repro.py`", ""]
     return out
 
 

@@ -115,3 +115,17 @@ def test_configuration_flags_override_the_preset(tmp_path: Path) -> None:
     assert (cfg["vms"], cfg["module"], cfg["machine_pages"]) == (2, "application", 5)
     assert main(["run", "--set", "vms=zero", "--out", str(tmp_path / "u.jsonl")]) == 2
     assert not (tmp_path / "u.jsonl").exists()
+
+
+def test_replay_as_a_python_program_fails_the_same_way(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    assert ballast("check", "--checkers", "random", "--fault", "share_without_cow",
+                   "--report-dir", str(out)).returncode == 1
+    [trace] = list(out.glob("*.jsonl"))
+    program = ballast("replay", "--python", str(trace))
+    assert program.returncode == 0
+    script = tmp_path / "repro.py"
+    script.write_text(program.stdout)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "breaks no_double_mapping" in run.stderr.splitlines()[-1]

@@ -44,7 +44,7 @@ def test_docstring_examples_run(name: str) -> None:
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("name", ["randomwalk", "stateful", "shrink", "verdict", "errors"])
+@pytest.mark.parametrize("name", ["randomwalk", "stateful", "shrink", "verdict", "errors", "program"])
 def test_core_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(f"ballast.{name}")
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -131,7 +131,7 @@ def _view(**kw: object) -> VirtioView:
                                    inflating=frozenset(), deflating=frozenset(),
                                    features=frozenset())
     base.update(kw)
-    return VirtioView(**base)  # type: ignore[arg-type]
+    return VirtioView(**base)
 
 
 @pytest.mark.parametrize("view, event, rule", [

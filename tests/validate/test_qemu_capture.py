@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import ballast.validate.qemu_capture as qemu_capture
+from ballast.validate.cli import validate_qemu
 from ballast.validate.qemu_capture import INSTALL_HINT, CaptureError, capture, find_guest
 from ballast.validate.qemu_log import (
     BalloonCommand,
@@ -99,6 +100,12 @@ def test_pressure_with_deflate_on_oom(tmp_path: Path) -> None:
     inflated = sum(len(e.pfns) for e in events if isinstance(e, InflateBuffer))
     assert [e for e in events if isinstance(e, ConfigWrite)][-1].actual == inflated - deflated
     assert result.final_actual_bytes == 256 * MIB - (inflated - deflated) * 4096
+    # The validator accepts the guest's own deflates because DEFLATE_ON_OOM was negotiated,
+    # and names rule 3 when the same trace is judged as if it had not been.
+    features = frozenset(result.guest_feature_names)
+    assert validate_qemu(result.trace_log, features).report.violation is None
+    strict = validate_qemu(result.trace_log, features - {"DEFLATE_ON_OOM"}).report.violation
+    assert strict is not None and strict.rule == "virtio_5_5_6_1_rule3_deflate_only_when_asked"
 
 
 def test_qemu_failure_is_a_capture_error(tmp_path: Path) -> None:

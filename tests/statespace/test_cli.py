@@ -1,0 +1,80 @@
+"""``ballast explore`` and the ``ballast check`` suite entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ballast.cli import main
+from ballast.model.config import preset
+from ballast.model.trace import read_trace
+from ballast.verdict import Verdict
+from ballast.statespace.suite import suite_check
+
+
+def test_explore_passes_a_small_preset_except_for_vacuity(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--preset", "application", "--small", "--json",
+                 "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    invariants = [r for r in out["results"] if r["kind"] == "invariant"]
+    assert invariants and all(r["verdict"] == "pass" for r in invariants)
+    assert out["stats"]["complete"] is True
+    vacuous = [r for r in out["results"] if r["verdict"] == "vacuous"]
+    assert code == (3 if vacuous else 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explore_finds_a_fault_and_writes_its_trace(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--preset", "core", "--small", "--fault", "host_takes_partial_page",
+                 "--stop-at-first", "--json", "--report-dir", str(tmp_path)])
+    assert code == 1
+    out = json.loads(capsys.readouterr().out)
+    bad = [r for r in out["results"] if r["verdict"] == "violation"]
+    assert [r["property"] for r in bad] == ["memory_conservation"]
+    trace = read_trace(bad[0]["counterexample"])
+    assert trace.header.faults == ("host_takes_partial_page",)
+
+
+def test_budget_gives_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--preset", "core", "--max-states", "50",
+                 "--report-dir", str(tmp_path)])
+    assert code == 3
+    assert "max_states" in capsys.readouterr().out
+
+
+def test_liveness_and_graph_from_the_command_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    dot, gml = tmp_path / "g.dot", tmp_path / "g.graphml"
+    code = main(["explore", "--preset", "application", "--small", "--liveness", "--json",
+                 "--dot", str(dot), "--graphml", str(gml), "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    live = {r["property"]: r["verdict"] for r in out["results"] if r["kind"] == "liveness"}
+    assert live == {"balloon_can_reach_target": "pass", "balloon_reaches_target": "pass"}
+    assert dot.read_text().startswith("digraph") and gml.stat().st_size > 0
+    assert code in (0, 3)
+
+
+def test_bad_input_is_exit_2(tmp_path: Path) -> None:
+    assert main(["explore", "--preset", "nope"]) == 2
+    assert main(["explore", "--preset", "core", "--max-seconds", "-1"]) == 2
+    assert main(["explore", "--preset", "core", "--fault", "nope"]) == 2
+
+
+def test_suite_check_reports_every_property(tmp_path: Path) -> None:
+    result = suite_check(preset("application"), report_dir=tmp_path, budget_s=20)
+    names = {r.property for r in result.results}
+    assert {"memory_conservation", "deadlock_free", "balloon_reaches_target"} <= names
+    assert all(r.checker == "explore" for r in result.results)
+    inv = [r for r in result.results if r.kind == "invariant"]
+    assert all(r.verdict is Verdict.PASS for r in inv)
+
+
+def test_suite_check_budget_is_never_a_pass(tmp_path: Path) -> None:
+    result = suite_check(preset("default"), report_dir=tmp_path, budget_s=1)
+    inv = [r for r in result.results if r.kind == "invariant"]
+    assert inv and all(r.verdict is Verdict.INCONCLUSIVE for r in inv)
+    assert result.stats["states"] > 0

@@ -1,0 +1,105 @@
+"""The explorer: budgets, deadlocks, coverage, graph export, pinned state counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from ballast.model.actions import ACTIONS
+from ballast.model.config import Config
+from ballast.model.system import BalloonModel
+from ballast.model.trace import read_trace
+from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
+from ballast.statespace.deadlock import stalled_vms
+from ballast.statespace.explore import Budget, explore
+from ballast.statespace.graph import state_graph, write_dot, write_graphml
+from ballast.statespace.manifest import count_states, load_manifest
+from ballast.statespace.traces import write_finding
+
+FAST = ["one-vm", "one-vm-no-host-use", "one-vm-refusal", "one-vm-application",
+        "one-vm-two-mpns"]
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_state_counts_match_the_manifest(name: str) -> None:
+    pinned = load_manifest()[name]
+    assert Config.from_dict(pinned["config"]) == EXPLORE_CONFIGS[name]
+    assert count_states(name) == pinned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(EXPLORE_CONFIGS) - set(FAST)))
+def test_state_counts_match_the_manifest_larger(name: str) -> None:
+    assert count_states(name) == load_manifest()[name]
+
+
+def test_manifest_covers_every_configuration() -> None:
+    assert set(load_manifest()) == set(EXPLORE_CONFIGS)
+
+
+def test_the_budget_makes_the_run_incomplete() -> None:
+    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]), budget=Budget(max_states=100))
+    assert not ex.complete and ex.stop_reason == "max_states" and ex.states >= 100
+    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]), budget=Budget(max_bytes=2000))
+    assert ex.stop_reason == "max_bytes"
+
+
+def test_bfs_depths_are_shortest_path_lengths() -> None:
+    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm-application"]), keep_edges=True)
+    g = state_graph(ex)
+    dist = nx.single_source_shortest_path_length(g, 0)
+    assert all(ex.depth[i] == dist[i] for i in range(ex.states))
+    assert len(ex.path(ex.states - 1)) == ex.depth[ex.states - 1]
+
+
+def test_the_correct_model_has_no_violation_and_no_deadlock() -> None:
+    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]))
+    assert ex.complete and not ex.violations and ex.deadlock is None
+    assert "balloon_reaches_target" in ex.witnessed
+    assert ex.fired["balloon_inflate"] > 0
+
+
+def test_actions_that_never_fire_are_reported() -> None:
+    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]))
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm"])
+    never = {s.name for s in model.action_specs()} - set(ex.fired)
+    # one PPN per report and no refusal: nothing is ever refused, so nothing is freed
+    assert never == {"balloon_free_refused"}
+
+
+def test_a_vmm_that_never_processes_inflates_deadlocks(tmp_path: Path) -> None:
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm-no-host-use"])
+    model.table = {k: v for k, v in ACTIONS.items() if k != "vmm_reclaim"}
+    ex = explore(model)
+    assert ex.deadlock is not None and ex.deadlocks > 0
+    path = write_finding(ex, ex.deadlock, tmp_path, "deadlock")
+    trace = read_trace(path)
+    assert trace.steps[-1].action.name == "balloon_inflate"
+    assert len(trace.steps) == 3  # set target, poll, inflate: the report is never processed
+
+
+def test_stalled_vms_needs_protocol_work() -> None:
+    cfg = EXPLORE_CONFIGS["one-vm"]
+    s = BalloonModel(cfg).init_states()[0]
+    assert stalled_vms(cfg, s, []) == []  # nothing to do: an intended final state
+    s = s.with_vm(0, s.vms[0].replace(target=1))
+    assert stalled_vms(cfg, s, []) == [0]
+
+
+def test_graph_export_highlights_violating_states(tmp_path: Path) -> None:
+    name = "host_takes_partial_page"
+    cfg = fault_config(name).replace(guest_disk_slots=0, host_swap_slots=0, host_swap=False)
+    ex = explore(BalloonModel(cfg, [name]), keep_edges=True)
+    assert ex.violating
+    g = state_graph(ex)
+    write_dot(g, tmp_path / "g.dot")
+    write_graphml(g, tmp_path / "g.graphml")
+    dot = (tmp_path / "g.dot").read_text()
+    assert dot.startswith("digraph") and "color=red" in dot
+    back = nx.read_graphml(tmp_path / "g.graphml")
+    assert back.number_of_nodes() == ex.states
+    assert sum(1 for _, d in back.nodes(data=True) if d["violating"]) == len(ex.violating)
+    assert "host_take_page" in json.dumps(list(back.edges(data=True)))

@@ -1,0 +1,70 @@
+"""Small QEMU virtio-balloon trace logs written by program, for tests."""
+
+from __future__ import annotations
+
+PAGE = 4096
+VDEV = "0x5500"
+INFLATEQ, DEFLATEQ = "0x7f10", "0x7f20"
+
+
+class QemuLog:
+    """Builds the lines QEMU 7.2 writes for a Linux guest's balloon (``TID@SEC:`` prefix)."""
+
+    def __init__(self, guest_pages: int) -> None:
+        self.guest_pages = guest_pages
+        self.lines: list[str] = []
+        self.t = 100.0
+
+    def _add(self, text: str, tid: int = 8) -> None:
+        self.t += 0.0001
+        self.lines.append(f"{tid}@{self.t:.6f}:{text}")
+
+    def target(self, num_pages: int) -> "QemuLog":
+        target = (self.guest_pages - num_pages) * PAGE
+        self._add(f"virtio_balloon_to_target balloon target: {target:#x} num_pages: {num_pages}", 7)
+        return self
+
+    def read(self, num_pages: int, actual: int) -> "QemuLog":
+        self._add(f"virtio_balloon_get_config num_pages: {num_pages} actual: {actual}")
+        return self
+
+    def write(self, actual: int, old: int) -> "QemuLog":
+        self._add(f"virtio_balloon_set_config actual: {actual} oldactual: {old}")
+        return self
+
+    def buffer(self, queue: int, pfns: list[int], ack: bool = True) -> "QemuLog":
+        vq = INFLATEQ if queue == 0 else DEFLATEQ
+        self._add(f"virtio_queue_notify vdev {VDEV} n {queue} vq {vq}")
+        for p in pfns:
+            self._add(f"virtio_balloon_handle_output section name: pc.ram gpa: {p * PAGE:#x}")
+        if ack:
+            self._add(f"virtio_notify vdev {VDEV} vq {vq}")
+        return self
+
+    def inflate(self, pfns: list[int], ack: bool = True) -> "QemuLog":
+        return self.buffer(0, pfns, ack)
+
+    def deflate(self, pfns: list[int], ack: bool = True) -> "QemuLog":
+        return self.buffer(1, pfns, ack)
+
+    def linux_run(self, targets: list[int], first: int = 16, batch: int = 4) -> "QemuLog":
+        """What a Linux guest does for each target: read, a buffer, write actual, repeat."""
+        balloon: list[int] = []
+        free = list(range(first, self.guest_pages))
+        for num in targets:
+            self.target(num)
+            while True:
+                self.read(num, len(balloon))
+                if len(balloon) < num:
+                    take = [free.pop(0) for _ in range(min(batch, num - len(balloon)))]
+                    self.inflate(take)
+                    balloon += take
+                elif len(balloon) > num:
+                    give = balloon[:min(batch, len(balloon) - num)]
+                    self.deflate(give)
+                    balloon = balloon[len(give):]
+                    free = give + free
+                else:
+                    break
+                self.write(len(balloon), 0)
+        return self

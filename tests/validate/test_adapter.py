@@ -1,0 +1,274 @@
+"""Tests of the differential runner: agreement, shrunk divergences, misbehaving implementations."""
+
+from __future__ import annotations
+
+import doctest
+import os
+import shutil
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import ballast.validate.adapter_handshake as adapter_handshake
+import ballast.validate.adapter_observe as adapter_observe
+import ballast.validate.adapter_process as adapter_process
+from ballast.model import BalloonModel, preset
+from ballast.model.replay import ReplayOutcome, replay
+from ballast.model.state import state_from_dict
+from ballast.model.trace import observe_matches, read_trace
+from ballast.validate.adapter import run_diff
+from ballast.validate.adapter_handshake import ConfigMismatch
+from ballast.validate.adapter_observe import OBSERVATIONS, expand_keys, is_state_path, observe
+from ballast.validate.adapter_process import protocol_schema, schema_errors
+from ballast.validate.adapter_report import write_report
+from ballast.verdict import Verdict
+
+from .adapter_scripts import EXAMPLES, script
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="the example adapters run on Node.js, "
+                                                     "which is not installed")
+CORRECT = f"node {EXAMPLES / 'balloon_adapter.js'}"
+BUGGY = f"node {EXAMPLES / 'buggy_balloon_adapter.js'}"
+
+
+@pytest.mark.parametrize("module", [adapter_observe, adapter_process, adapter_handshake])
+def test_doctests(module: object) -> None:
+    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+
+
+# -- the protocol and the observations ---------------------------------------
+
+def test_schema_is_a_valid_schema_and_names_every_message() -> None:
+    schema = protocol_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema_errors("request", {"id": 4, "action": "balloon_inflate",
+                                     "args": {"vm": 0, "ppns": [0, 1]}}) == []
+    assert schema_errors("request", {"id": 1, "reset": {}}) == []
+    assert schema_errors("step_reply", {"id": 4, "ok": False, "reason": "no"}) == []
+    assert schema_errors("step_reply", {"id": 4, "ok": "yes"})
+    assert schema_errors("hello_reply", {"id": 0, "hello": {"protocol": 2, "actions": [],
+                                                            "observe": []}})
+
+
+def _reachable_states(n: int) -> list:
+    model = BalloonModel(preset("virtio"))
+    frontier = model.init_states()
+    seen = list(frontier)
+    while frontier and len(seen) < n:
+        nxt = []
+        for s in frontier:
+            for _, post in model.successors(s):
+                nxt.append(post)
+        frontier = nxt[:50]
+        seen += frontier
+    return seen[:n]
+
+
+def test_state_path_keys_agree_with_the_trace_format() -> None:
+    cfg = preset("virtio")
+    keys = [k for k in expand_keys(cfg, OBSERVATIONS) if is_state_path(k)]
+    for s in _reachable_states(300):
+        obs = observe(s, keys)
+        # observe_matches is the model's own reading of a trace observation.
+        assert observe_matches(s, obs) is None
+        assert state_from_dict(s.to_dict()) == s
+
+
+def test_counts_agree_with_the_state() -> None:
+    cfg = preset("virtio")
+    for s in _reachable_states(200):
+        full = s.to_dict()
+        obs = observe(s, expand_keys(cfg, ["host/free_count", "host/in_use_count",
+                                           "vms/*/guest/free_count", "vms/*/backed_count"]))
+        assert obs["host/free_count"] == len(full["host"]["free"])
+        assert obs["host/in_use_count"] == len(full["host"]["in_use"])
+        assert obs["vms/0/guest/free_count"] == sum(1 for u in full["vms"][0]["guest"]["ppn_use"]
+                                                    if u == -1)
+        assert obs["vms/0/backed_count"] == sum(1 for m in full["vms"][0]["p2m"] if m != -1)
+
+
+# -- the example implementations ---------------------------------------------
+
+@needs_node
+@pytest.mark.parametrize("name", ["virtio", "core", "hugepages"])
+def test_independent_implementation_agrees(name: str) -> None:
+    out = run_diff(CORRECT, preset(name), examples=25, steps=40, seed=3)
+    assert out.verdict is Verdict.PASS, out.describe()
+    assert out.exit_code == 0
+    assert out.examples >= 25
+    # The run exercised the balloon itself, guards included.
+    for action in ("balloon_inflate", "vmm_reclaim", "balloon_complete", "vmm_release"):
+        assert out.carried_out.get(action, 0) + out.refused.get(action, 0) > 0, action
+    assert sum(out.refused.values()) > 0
+
+
+@needs_node
+def test_seeded_bug_release_keeps_ballooned_is_caught_and_shrunk(tmp_path: Path) -> None:
+    out = run_diff(BUGGY, preset("virtio"), examples=100, steps=50, seed=0)
+    assert out.verdict is Verdict.VIOLATION and out.exit_code == 1
+    d = out.divergence
+    assert d is not None and d.kind == "observation"
+    assert d.last.action is not None and d.last.action.name == "vmm_release"
+    assert [k for k, _, _ in d.diffs] == ["vms/0/ballooned"]
+    assert d.commands <= 12
+    report = write_report(out, tmp_path)
+    assert report is not None and report.trace_path is not None
+    trace = read_trace(report.trace_path)
+    assert trace.header.source["checker"] == "adapter"
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.ILLEGAL and again.step == len(trace.steps)
+    assert "vms/0/ballooned" in (again.reason or "")
+    text = report.markdown_path.read_text()
+    assert "vmm_release" in text and "**<- diverges**" in text
+
+
+@needs_node
+def test_seeded_bug_reclaim_ignores_target_shrinks_to_five_commands(tmp_path: Path) -> None:
+    out = run_diff(f"{BUGGY} --bug reclaim-ignores-target", preset("virtio"), examples=100,
+                   seed=0)
+    d = out.divergence
+    assert d is not None and d.last.action is not None
+    assert d.last.action.name == "vmm_reclaim"
+    assert d.commands == 5
+    names = [ex.action.name for ex in d.exchanges[1:] if ex.action is not None]
+    assert names.count("host_set_target") == 2  # up, then down before the VMM processes
+
+
+@needs_node
+def test_configuration_the_implementation_does_not_run_is_bad_usage() -> None:
+    with pytest.raises(ConfigMismatch, match="sharing"):
+        run_diff(CORRECT, preset("vmware"), examples=1)
+
+
+# -- divergences of each kind, with tiny scripts ------------------------------
+
+def test_refusing_what_the_model_allows(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "refuser", '''
+    if "reset" in msg: send({"id": i, "ok": True, "observe": {}})
+    else: send({"id": i, "ok": False, "reason": "never"})
+''')
+    out = run_diff(cmd, preset("core"), examples=5, seed=1)
+    d = out.divergence
+    assert d is not None and d.kind == "refused" and d.commands == 1
+    assert d.last.impl_reason == "never"
+    report = write_report(out, tmp_path / "out")
+    assert report is not None and report.trace_path is not None
+    assert replay(read_trace(report.trace_path)).outcome is ReplayOutcome.OK
+
+
+def test_accepting_what_the_guard_refuses(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "yes", '''
+    send({"id": i, "ok": True, "observe": {}})
+''')
+    out = run_diff(cmd, preset("core"), examples=50, seed=1)
+    d = out.divergence
+    assert d is not None and d.kind == "accepted" and d.commands == 1
+    assert d.last.model_reason is not None
+    report = write_report(out, tmp_path / "out")
+    assert report is not None and report.trace_path is not None
+    again = replay(read_trace(report.trace_path))
+    assert again.outcome is ReplayOutcome.ILLEGAL and again.step == 1
+
+
+def test_wrong_initial_observation(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "liar", '''
+    send({"id": i, "ok": True, "observe": {"host/free_count": 99}})
+''', observe=["host/free_count"])
+    out = run_diff(cmd, preset("core"), examples=5)
+    d = out.divergence
+    assert d is not None and d.kind == "observation" and d.commands == 0
+    assert d.diffs == (("host/free_count", 3, 99),)
+    assert write_report(out, tmp_path / "out") is not None
+
+
+# -- implementations that misbehave -------------------------------------------
+
+def _bounded(fn, limit_s: float):  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    out = fn()
+    assert time.monotonic() - t0 < limit_s
+    return out
+
+
+def test_timeout_is_reported_with_its_request(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "sleeper", '''
+    if "reset" in msg: send({"id": i, "ok": True, "observe": {}})
+    else: time.sleep(60)
+''')
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=20, timeout_s=0.5), 15)
+    err = out.adapter_error
+    assert err is not None and err.kind == "timeout"
+    assert err.request is not None and "action" in err.request
+    assert out.error_action is not None and out.error_action.name == err.request["action"]
+    assert out.verdict is Verdict.INCONCLUSIVE and out.exit_code == 3
+    report = write_report(out, tmp_path / "out")
+    assert report is not None and "timeout" in report.markdown_path.read_text()
+
+
+def test_crash_is_reported_with_stderr(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "crasher", '''
+    if "reset" in msg: send({"id": i, "ok": True, "observe": {}})
+    else:
+        sys.stderr.write("segfault in balloon driver\\n"); sys.stderr.flush(); os._exit(139)
+''')
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=20), 15)
+    err = out.adapter_error
+    assert err is not None and err.kind == "crash"
+    assert "status 139" in err.message
+    assert "segfault in balloon driver" in err.stderr
+    assert out.exit_code == 3
+
+
+def test_crash_before_hello(tmp_path: Path) -> None:
+    path = tmp_path / "dead.py"
+    path.write_text("import sys; sys.exit(4)\n")
+    out = _bounded(lambda: run_diff([os.sys.executable, str(path)], preset("core")), 15)
+    assert out.hello is None and out.adapter_error is not None
+    assert out.adapter_error.kind == "crash" and out.adapter_error.request is not None
+    assert "hello" in out.adapter_error.request
+
+
+@pytest.mark.parametrize("body, kind", [
+    ('    sys.stdout.write("ready!\\n"); sys.stdout.flush()\n', "garbage"),
+    ('    send({"id": i, "ok": "maybe"})\n', "garbage"),
+    ('    send({"id": i + 7, "ok": True, "observe": {}})\n', "wrong-id"),
+    ('    send({"id": i, "error": "internal assertion failed"})\n', "failed"),
+    ('    send({"id": i, "ok": True, "observe": {"vms/0/target": 0}})\n', "garbage"),
+])
+def test_bad_replies_are_reported_as_such(tmp_path: Path, body: str, kind: str) -> None:
+    cmd = script(tmp_path, "bad", body)
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5), 15)
+    assert out.adapter_error is not None and out.adapter_error.kind == kind
+    assert out.adapter_error.request is not None
+    assert out.verdict is Verdict.INCONCLUSIVE
+
+
+def test_process_group_is_cleaned_up(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    cmd = script(tmp_path, "spawner", f'''
+    if "reset" in msg:
+        import subprocess, signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
+        time.sleep(120)
+''')
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5, timeout_s=1.0), 20)
+    assert out.adapter_error is not None and out.adapter_error.kind == "timeout"
+    for pid in map(int, pids.read_text().split()):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            # A killed child may linger as a zombie until its parent is reaped.
+            if Path(f"/proc/{pid}/stat").exists() and \
+                    Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"process {pid} still runs after the run ended")

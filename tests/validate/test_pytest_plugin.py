@@ -1,0 +1,80 @@
+"""Tests of the pytest plugin: ``pytest --ballast-adapter CMD`` in a project's own suite."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .adapter_scripts import EXAMPLES, script
+
+pytest_plugins = ["pytester"]
+
+PLUGIN = "ballast.validate.pytest_plugin"
+
+
+def test_options_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", PLUGIN, "--help")
+    result.stdout.fnmatch_lines(["*--ballast-adapter=CMD*", "*--ballast-preset=NAME*",
+                                 "*--ballast-examples=N*"])
+
+
+def test_no_adapter_no_item(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_own(): pass")
+    result = pytester.runpytest("-p", PLUGIN)
+    result.assert_outcomes(passed=1)
+
+
+def test_divergence_fails_the_item_with_the_shrunk_commands(pytester: pytest.Pytester,
+                                                            tmp_path: Path) -> None:
+    cmd = script(tmp_path, "yes", '''
+    send({"id": i, "ok": True, "observe": {}})
+''')
+    pytester.makepyfile("def test_own(): pass")
+    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+                                "--ballast-preset", "core", "--ballast-examples", "30",
+                                "--ballast-report-dir", str(tmp_path / "out"))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*diverges from the model after 1 commands*",
+                                 "*shrunk to 1 commands:*", "*report: *divergence.md*"])
+    assert list((tmp_path / "out").glob("*.jsonl"))
+
+
+def test_crash_fails_the_item(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    cmd = script(tmp_path, "crash", '''
+    sys.stderr.write("out of memory\\n"); sys.exit(1)
+''')
+    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+                                "--ballast-preset", "core",
+                                "--ballast-report-dir", str(tmp_path / "out"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*failed (crash)*", "*out of memory*"])
+
+
+def test_bad_configuration_fails_with_the_reason(pytester: pytest.Pytester,
+                                                 tmp_path: Path) -> None:
+    cmd = script(tmp_path, "plain", "    pass\n", config={"sharing": False})
+    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+                                "--ballast-preset", "vmware")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot run*sharing=False*"])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="the example adapters run on "
+                                                         "Node.js, which is not installed")
+def test_correct_example_passes_and_fixture_runs(pytester: pytest.Pytester,
+                                                 tmp_path: Path) -> None:
+    pytester.makepyfile(f'''
+from ballast.model import preset
+from ballast.verdict import Verdict
+
+def test_with_fixture(ballast_diff):
+    out = ballast_diff(examples=5, cfg=preset("core"))
+    assert out.verdict is Verdict.PASS
+''')
+    cmd = f"node {EXAMPLES / 'balloon_adapter.js'}"
+    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", cmd,
+                                "--ballast-examples", "15",
+                                "--ballast-report-dir", str(tmp_path / "out"))
+    result.assert_outcomes(passed=2)

@@ -1,0 +1,36 @@
+"""``ballast check`` integration: results per property, the sample's rules, budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ballast.model.config import preset
+from ballast.model.virtio import VIRTIO_RULES
+from ballast.validate.suite import sample_dir, suite_check
+from ballast.verdict import Verdict
+
+
+def test_suite_on_core_with_a_fault(tmp_path: Path) -> None:
+    res = suite_check(preset("virtio"), faults=("reclaim_keeps_mapping",), seed=1,
+                      report_dir=tmp_path, budget_s=30)
+    by = {(r.property, r.checker): r for r in res.results}
+    assert by[("trace_validation_explains_model_runs", "validate")].verdict is Verdict.PASS
+    caught = by[("ballooned_pages_unbacked", "validate")]
+    assert caught.verdict is Verdict.VIOLATION and caught.counterexample is not None
+    assert caught.counterexample.is_file()
+    rules = [r for r in res.results if r.checker == "validate-qemu"]
+    assert {r.property for r in rules} == set(VIRTIO_RULES)
+    if sample_dir() is None:
+        assert {r.verdict for r in rules} == {Verdict.SKIPPED}
+        assert all("not present" in r.detail for r in rules)
+    else:
+        verdicts = {r.property: r.verdict for r in rules}
+        assert verdicts.pop("virtio_5_5_6_1_rule6_must_tell_host_wait") is Verdict.SKIPPED
+        assert set(verdicts.values()) == {Verdict.PASS}
+
+
+def test_an_exhausted_budget_is_inconclusive_never_pass(tmp_path: Path) -> None:
+    res = suite_check(preset("core"), seed=0, report_dir=tmp_path, budget_s=0.0)
+    first = res.results[0]
+    assert first.property == "trace_validation_explains_model_runs"
+    assert first.verdict is Verdict.INCONCLUSIVE

@@ -1,0 +1,180 @@
+"""``ballast validate TRACE`` on the project's trace format: partial logs of model runs are
+explained, divergences are reported with line, last state, possible actions and property,
+and every relevant seeded fault is caught."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from ballast.cli import main
+from ballast.model.actions import Action
+from ballast.model.config import Config, preset
+from ballast.model.faults import FAULTS
+from ballast.model.replay import ReplayOutcome, replay
+from ballast.model.system import BalloonModel
+from ballast.model.trace import Trace, TraceHeader, TraceStep, observe_matches, read_trace, write_trace
+from ballast.randomwalk import random_run
+from ballast.validate.suite import _fault_caught, partial_log
+from ballast.validate.trace_check import observed_difference, validate_steps
+
+CFG = Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1, machine_pages=3,
+             host_swap_slots=0, tokens=1, batch=2, host_use=False)
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _steps(*acts: Action, observe: dict[int, dict[str, object]] | None = None) -> list[TraceStep]:
+    observe = observe or {}
+    return [TraceStep(i + 1, a, observe=observe.get(i + 1), line=i + 2)
+            for i, a in enumerate(acts)]
+
+
+@pytest.mark.parametrize("name", ["core", "virtio", "processors"])
+def test_partial_logs_of_model_runs_are_explained(name: str) -> None:
+    model = BalloonModel(preset(name))
+    for seed in range(3):
+        run = random_run(model, seed, 30)
+        if run.violation is not None:
+            continue
+        rep = validate_steps(run.trace.header, iter(partial_log(run.trace)), max_gap=1)
+        assert rep.outcome == "ok", (name, seed, rep.mismatch)
+        assert rep.unlogged > 0
+
+
+def test_unlogged_steps_are_bounded_by_max_gap() -> None:
+    # target, then reclaim: the poll and the inflate in between are not logged.
+    steps = _steps(Action.of("host_set_target", vm=0, pages=1),
+                   Action.of("vmm_reclaim", vm=0, refuse=[]))
+    assert validate_steps(TraceHeader(CFG), iter(steps), max_gap=2).outcome == "ok"
+    rep = validate_steps(TraceHeader(CFG), iter(steps), max_gap=1)
+    assert rep.outcome == "mismatch" and rep.mismatch is not None
+    assert rep.mismatch.line == 3 and "reported no page" in rep.mismatch.reason
+
+
+def test_the_whole_trace_must_be_consumed() -> None:
+    good = [Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0)]
+    bad = Action.of("balloon_deflate", vm=0, ppns=[0])
+    rep = validate_steps(TraceHeader(CFG), iter(_steps(*good, bad)), max_gap=2)
+    assert rep.outcome == "mismatch" and rep.steps == 2 and rep.mismatch is not None
+    m = rep.mismatch
+    assert m.line == 4 and m.step == 3
+    assert m.property == "virtio_5_5_6_1_rule5_deflate_only_balloon_pages"
+    assert "balloon_inflate(vm=0, ppns=[0])" in m.possible
+    assert m.last_state.vms[0].module.target == 1
+
+
+def test_an_observation_the_model_cannot_produce_names_the_broken_property() -> None:
+    acts = [Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0),
+            Action.of("balloon_inflate", vm=0, ppns=[0]), Action.of("vmm_reclaim", vm=0, refuse=[]),
+            Action.of("balloon_complete", vm=0)]
+    ok = validate_steps(TraceHeader(CFG), iter(_steps(*acts, observe={5: {"vms/0/module/actual": 1}})),
+                        max_gap=0)
+    assert ok.outcome == "ok"
+    rep = validate_steps(TraceHeader(CFG), iter(_steps(*acts, observe={5: {"vms/0/module/actual": 2}})),
+                         max_gap=0)
+    assert rep.mismatch is not None and "observation differs" in rep.mismatch.reason
+    assert rep.mismatch.property == "balloon_accounting_exact"
+
+
+def test_too_many_explanations_is_inconclusive() -> None:
+    steps = _steps(Action.of("host_set_target", vm=0, pages=1))
+    rep = validate_steps(TraceHeader(CFG), iter(steps), max_gap=3, max_states=5)
+    assert rep.outcome == "inconclusive" and "max-states" in rep.detail
+
+
+def test_observed_difference_agrees_with_the_models_observe_matches() -> None:
+    rng = random.Random(4)
+    model = BalloonModel(preset("default"))
+    run = random_run(model, 3, 40)
+    paths = ["vms/0/module/actual", "vms/1/ballooned", "host/free", "vms/0/guest/ppn_use",
+             "vms/0/guest", "vms/1/module", "host/swap", "vms/0/p2m/2", "vms/3/target",
+             "host/nothing"]
+    for st in run.trace.steps:
+        assert st.state is not None
+        from ballast.model.state import state_from_dict
+        s = state_from_dict(st.state)
+        for path in paths:
+            for want in (rng.choice([0, 1, [], [0], [1, 2]]), _at(st.state, path)):
+                obs = {path: want}
+                assert (observed_difference(s, obs) is None) == (observe_matches(s, obs) is None)
+
+
+def _at(data: object, path: str) -> object:
+    for part in path.split("/"):
+        try:
+            data = data[int(part)] if isinstance(data, list) else data[part]  # type: ignore[index]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None
+    return data
+
+
+# ------------------------------------------------------------------- seeded faults
+
+
+def _fault_config(name: str) -> Config:
+    special = {"cpu_reclaim_keeps_parked": "processors", "cow_write_in_place": "vmware"}
+    return preset(special.get(name, "virtio"))
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_every_seeded_fault_is_caught_and_replays(tmp_path: Path, name: str) -> None:
+    """A run of the broken model, logged with full states, is not explained by the correct
+    model; the counterexample replays through the broken model and breaks the property."""
+    import time
+
+    result = _fault_caught(_fault_config(name), name, 0, tmp_path, time.monotonic() + 20)
+    assert result.verdict.value == "violation", result.detail
+    assert result.counterexample is not None
+    trace = read_trace(result.counterexample)
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.VIOLATION
+    assert again.violations[0].property == FAULTS[name].breaks
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes_and_report(tmp_path: Path) -> None:
+    run = random_run(BalloonModel(preset("core")), 1, 20)
+    good = tmp_path / "good.jsonl"
+    write_trace(good, Trace(run.trace.header, tuple(partial_log(run.trace))))
+    code, out, _ = _run("validate", str(good), "--no-progress")
+    assert code == 0 and "explained by the model" in out
+
+    bad = tmp_path / "bad.jsonl"
+    write_trace(bad, Trace(TraceHeader(CFG), tuple(_steps(
+        Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0),
+        Action.of("balloon_deflate", vm=0, ppns=[0])))))
+    code, out, _ = _run("validate", str(bad), "--no-progress")
+    assert code == 1
+    assert f"{bad}:4:" in out and "virtio_5_5_6_1_rule5_deflate_only_balloon_pages" in out
+    assert "last matching state" in out and "actions the model allowed there" in out
+    code, out, _ = _run("validate", str(bad), "--json", "--no-progress")
+    data = json.loads(out)
+    assert code == 1 and data["mismatch"]["line"] == 4 and data["mismatch"]["possible"]
+
+    code, out, _ = _run("validate", str(good), "--max-gap", "3", "--max-states", "3",
+                        "--no-progress")
+    assert code == 3
+
+
+def test_cli_bad_input_is_exit_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    write_trace(broken, Trace(TraceHeader(CFG), tuple(_steps(
+        Action.of("host_set_target", vm=0, pages=1)))))
+    broken.write_text(broken.read_text() + "{not json\n")
+    code, out, err = _run("validate", str(broken), "--no-progress")
+    assert code == 2 and out == "" and f"{broken}:3" in err and "Traceback" not in err
+    code, _, err = _run("validate", str(tmp_path / "none.jsonl"))
+    assert code == 2 and "none.jsonl" in err
