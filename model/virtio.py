@@ -289,23 +289,26 @@ class VirtioRule:
     """The profile events the rule judges."""
     check: Callable[[View, VirtioEvent], str | None]
     """``(profile before the event, event) -> None | what is wrong``."""
+    requires: str | None = None
+    """The feature without which the rule says nothing (None: always in force)."""
 
     @property
     def summary(self) -> str:
-        """The first line of the docstring."""
-        return self.doc.splitlines()[0]
+        """The first paragraph of the docstring, on one line."""
+        return " ".join(self.doc.split("\n\n")[0].split())
 
 
 VIRTIO_RULES: dict[str, VirtioRule] = {}
 """Every rule by name, in specification order."""
 
 
-def _rule(name: str, level: Level, cites: str, kinds: tuple[str, ...]
+def _rule(name: str, level: Level, cites: str, kinds: tuple[str, ...], requires: str | None = None
           ) -> Callable[[Callable[[View, VirtioEvent], str | None]],
                         Callable[[View, VirtioEvent], str | None]]:
     def register(fn: Callable[[View, VirtioEvent], str | None]
                  ) -> Callable[[View, VirtioEvent], str | None]:
-        VIRTIO_RULES[name] = VirtioRule(name, level, cites, (fn.__doc__ or "").strip(), kinds, fn)
+        VIRTIO_RULES[name] = VirtioRule(name, level, cites, (fn.__doc__ or "").strip(), kinds, fn,
+                                        requires)
         return fn
     return register
 
@@ -415,7 +418,8 @@ def _tell_before_use(v: View, e: VirtioEvent) -> str | None:
     return None
 
 
-@_rule("virtio_5_5_6_1_rule6_must_tell_host_wait", Level.MUST, "5.5.6.1 rule 6", ("use",))
+@_rule("virtio_5_5_6_1_rule6_must_tell_host_wait", Level.MUST, "5.5.6.1 rule 6", ("use",),
+       requires=MUST_TELL_HOST)
 def _wait_for_deflate_ack(v: View, e: VirtioEvent) -> str | None:
     """With MUST_TELL_HOST the guest uses a deflated page only after the device acknowledged
     the deflate."""

@@ -73,7 +73,9 @@ _MIB: Final = 1 << 20
 _POLL_S: Final = 0.1
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_MARKERS: Final = ("BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "Kernel panic")
+_MARKERS: Final = (
+    "BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "COMPACTED", "UNKNOWN ", "Kernel panic",
+)
 
 
 class CaptureError(RuntimeError):
@@ -120,6 +122,8 @@ class CaptureResult:
     guest_features: int | None
     host_features: int | None
     pressure_filled_mib: int | None
+    balloon_migrate: int | None = None
+    """With ``compaction``: the guest's ``balloon_migrate`` count after compacting memory."""
 
     @property
     def guest_feature_names(self) -> tuple[str, ...]:
@@ -377,6 +381,7 @@ def capture(
     settle_s: float = 10.0,
     timeout_s: float = 120.0,
     *,
+    compaction: bool = False,
     kernel: str | os.PathLike[str] | None = None,
     initrd: str | os.PathLike[str] | None = None,
     qemu: str = QEMU_BINARY,
@@ -388,7 +393,9 @@ def capture(
     guest's ``actual`` reaches it or ``settle_s`` pass (then the step is marked not
     reached; that is not an error, a guest may refuse).  With ``pressure_mib`` > 0 the guest
     then writes that many MiB to a tmpfs (``deflate_on_oom`` lets it take pages back from
-    the balloon), the host watches for ``settle_s``, and the guest frees it again.
+    the balloon), the host watches for ``settle_s``, and the guest frees it again.  With
+    ``compaction`` the guest then compacts its memory (``/proc/sys/vm/compact_memory``),
+    which migrates balloon pages: one-page inflates and deflates with ``actual`` unchanged.
     ``timeout_s`` bounds the whole run, boot included.  QEMU is told to quit at the end and
     is killed if it does not; it is stopped on any error too.
     """
@@ -526,6 +533,19 @@ def capture(
             say("mem")  # the guest's view, before the next request
             console.wait_for(("MEM ",), position, min(deadline, time.monotonic() + 2.0))
 
+        migrated: int | None = None
+        if compaction:
+            position = console.position
+            say("compact")
+            done = console.wait_for(("COMPACTED", "UNKNOWN compact"), position,
+                                    min(deadline, time.monotonic() + settle_s))
+            if done is None or not done[1].startswith("COMPACTED"):
+                raise CaptureError("the guest did not compact its memory (an initramfs built before "
+                                   f"the compact command? {INSTALL_HINT})")
+            match = re.search(r"balloon_migrate=(\d+)", done[1])
+            migrated = int(match.group(1)) if match else None
+            current = actual()
+
         filled: int | None = None
         if pressure_mib:
             position = console.position
@@ -602,4 +622,5 @@ def capture(
         guest_features=guest_features,
         host_features=host_features,
         pressure_filled_mib=filled,
+        balloon_migrate=migrated,
     )

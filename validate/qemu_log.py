@@ -71,9 +71,11 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Final
 
@@ -574,8 +576,105 @@ def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEven
     1 malformed virtio_balloon_set_config: expected 'actual: N oldactual: N', got 'actual: x oldactual: 0'
     """
     file = _source_name(source, name)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            yield from _trace_events(_bulk_items(os.fspath(source)), file)
+        except (lzma.LZMAError, EOFError) as exc:
+            raise QemuLogError(file, None, f"corrupt or truncated xz data: {exc}") from None
+        return
     with _open_lines(source, file) as stream:
         yield from _trace_events(stream, file)
+
+
+class _PageRun:
+    """Pages of consecutive ``virtio_balloon_handle_output`` lines of one thread, parsed in bulk."""
+
+    __slots__ = ("key", "pfns")
+
+    def __init__(self, key: str, pfns: list[int]) -> None:
+        self.key = key
+        self.pfns = pfns
+
+
+_BULK_CHUNK: Final = 1 << 17
+_BULK_EVENTS: Final = (b" vdev ", b" actual: ", b"_to_target ", b"balloon_event ", b"_bad_addr ")
+"""Words that find every line of a known event other than a page, in few passes: `` vdev ``
+(queue notify, notify, set status), `` actual: `` (get and set config).  A line they find
+by chance goes to the line reader as it is, which is always right; a line they miss only
+makes its stretch fall back to line-by-line reading."""
+_BULK_PAGE: Final = b"virtio_balloon_handle_output section name: "
+_BULK_GPA: Final = re.compile(rb" gpa: 0x([0-9a-fA-F]+)000\n")
+
+
+def _bulk_items(path: str) -> Iterator[str | _PageRun]:
+    """The lines of a trace file for :func:`_trace_events`, with runs of page lines of one
+    thread collapsed into :class:`_PageRun` items (the first page line of each run stays a
+    line, so that it opens or continues its buffer exactly as a line would).
+
+    The page lines are found and parsed by C-level searches over 128 KiB blocks rather than
+    line by line.  A stretch that is not plainly "page lines of one thread, page-aligned"
+    is handed over line by line, so the line reader decides (and reports errors) as before.
+    """
+    with open(path, "rb") as probe:
+        compressed = probe.read(6) == b"\xfd7zXZ\x00"
+    opener = lzma.open if compressed else open
+    with opener(path, "rb") as raw:
+        rest = b""
+        while True:
+            block = raw.read(_BULK_CHUNK)
+            if not block:
+                if rest:
+                    yield from _bulk_lines(rest)
+                return
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            rest = data[cut:]
+            yield from _bulk_block(data[:cut])
+
+
+def _bulk_lines(data: bytes) -> Iterator[str]:
+    for line in data.splitlines(keepends=True):
+        yield line.decode("utf-8", "surrogateescape")
+
+
+def _bulk_block(data: bytes) -> Iterator[str | _PageRun]:
+    """Items of a block of whole lines."""
+    starts: set[int] = set()
+    for word in _BULK_EVENTS:
+        i = data.find(word)
+        while i >= 0:
+            starts.add(data.rfind(b"\n", 0, i) + 1)
+            i = data.find(word, data.find(b"\n", i))
+    pos = 0
+    for start in sorted(starts):
+        if start > pos:
+            yield from _bulk_gap(data, pos, start)
+        end = data.find(b"\n", start) + 1
+        yield data[start:end].decode("utf-8", "surrogateescape")
+        pos = end
+    if pos < len(data):
+        yield from _bulk_gap(data, pos, len(data))
+
+
+def _bulk_gap(data: bytes, pos: int, end: int) -> Iterator[str | _PageRun]:
+    """The lines ``data[pos:end]`` between two known events: normally the pages of one
+    buffer, collapsed into one run when every line is plainly a page of one thread."""
+    lines = data.count(b"\n", pos, end)
+    first_end = data.find(b"\n", pos) + 1
+    at = data.find(b"@", pos, first_end)
+    key = data[pos:at] if at > pos and data[pos:at].isdigit() else b""
+    head = b"\n" + key + b"@" if key else b"\n" + _BULK_PAGE
+    if (lines > 1 and data.count(_BULK_PAGE, pos, end) == lines
+            and data.count(head, first_end - 1, end) == lines - 1):
+        hexes = _BULK_GPA.findall(data, first_end, end)
+        if len(hexes) == lines - 1:
+            yield data[pos:first_end].decode("utf-8", "surrogateescape")
+            yield _PageRun(key.decode(), list(map(int, hexes, repeat(16))))
+            return
+    yield from _bulk_lines(data[pos:end])
 
 
 def _prefix(prefix: str) -> tuple[int, float] | None:
@@ -587,7 +686,7 @@ def _prefix(prefix: str) -> tuple[int, float] | None:
     return None
 
 
-def _trace_events(stream: Iterable[str], file: str) -> Iterator[TraceEvent]:
+def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[TraceEvent]:
     # Per QEMU thread (keyed by the prefix's TID text, "" without a prefix): the queue it is
     # serving since its last virtio_queue_notify, and the buffer it is reading.
     queues: dict[str, _Queue] = {}
@@ -600,7 +699,18 @@ def _trace_events(stream: Iterable[str], file: str) -> Iterator[TraceEvent]:
     page_mask = PAGE_SIZE - 1
     number = 0
     try:
-        for number, text in enumerate(stream, 1):
+        for text in stream:
+            if isinstance(text, _PageRun):
+                # Further pages of the buffer the line just before opened or continued,
+                # already checked and parsed in bulk by _bulk_items.
+                run = text
+                pfns = buffers[run.key].pfns
+                pfns.extend(run.pfns)
+                number += len(run.pfns)
+                if len(pfns) > MAX_BUFFER_PAGES:
+                    raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} pages")
+                continue
+            number += 1
             # Hot path: one line a page, "TID@SEC.USEC:virtio_balloon_handle_output section ...".
             colon = text.find(":")
             if text.startswith(page_event, colon + 1):

@@ -1,0 +1,68 @@
+"""Benchmark: validating the real QEMU capture against only reading it.
+
+Prints validated QEMU trace lines per second on the shipped sample
+(``shared/samples/qemu-virtio-balloon/trace.log.xz`` beside the repository, or
+``$BALLAST_QEMU_SAMPLE``), and, in the same run, the time to only decompress the file
+and split it into lines (the baseline); the goal is validation at most 3x that.
+Each figure is the best of several interleaved rounds (the machine may be shared).
+
+    python benchmarks/bench_validate.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import lzma
+import sys
+import time
+
+from ballast.validate.cli import validate_qemu
+from ballast.validate.qemu_log import read_trace
+from ballast.validate.suite import sample_dir
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    where = sample_dir()
+    if where is None:
+        print("the QEMU sample is not beside the repository; nothing to measure", file=sys.stderr)
+        return 2
+    path = where / "trace.log.xz"
+
+    def baseline() -> int:
+        with lzma.open(path, "rt") as stream:
+            return sum(1 for _ in stream)
+
+    def reader() -> int:
+        return sum(1 for _ in read_trace(path))
+
+    def validate() -> int:
+        out = validate_qemu(path, frozenset())
+        assert out.report.violation is None, out.report.violation
+        return int(out.report.events)
+
+    lines = baseline()
+    best = {"baseline": float("inf"), "reader": float("inf"), "validate": float("inf")}
+    for _ in range(args.rounds):
+        for name, fn in (("baseline", baseline), ("reader", reader), ("validate", validate)):
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    base = best["baseline"]
+    print(f"sample: {path} ({lines:,} lines)")
+    print(f"decompress + split into lines : {base * 1000:8.1f} ms  "
+          f"({lines / base:,.0f} lines/s)  [baseline]")
+    print(f"read QEMU events only         : {best['reader'] * 1000:8.1f} ms  "
+          f"({lines / best['reader']:,.0f} lines/s)  {best['reader'] / base:.2f}x baseline")
+    print(f"validate (read + check rules) : {best['validate'] * 1000:8.1f} ms  "
+          f"({lines / best['validate']:,.0f} lines/s)  {best['validate'] / base:.2f}x baseline")
+    ratio = best["validate"] / base
+    print(f"goal: validation <= 3.00x baseline: {'met' if ratio <= 3.0 else 'NOT met'} "
+          f"({ratio:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

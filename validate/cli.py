@@ -1,0 +1,412 @@
+"""Command line: ``ballast validate TRACE`` and ``ballast capture qemu --out DIR``.
+
+``validate`` reads a trace of an implementation, in the project's trace format (the
+default) or QEMU's own trace log (``--format qemu``), and says whether the model explains
+it (exit 0), where it diverges (exit 1), or that it cannot tell (exit 3).  ``capture
+qemu`` boots a Linux guest under QEMU, moves its balloon, records the logs and validates
+them.  Bad input is exit 2, with no report left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+from ballast.errors import InputError, UsageError
+from ballast.model.trace import iter_trace
+from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
+from ballast.validate.qemu_events import (
+    ACTION_OF,
+    GuestSize,
+    StepConverter,
+    profile_events,
+    trace_header,
+)
+from ballast.validate.qemu_log import (
+    BALLOON_FEATURES,
+    NegotiatedFeatures,
+    QemuLogError,
+    read_qmp,
+    read_trace,
+)
+from ballast.validate.trace_check import TraceReport, validate_steps
+from ballast.validate.virtio_check import VirtioReport, check_virtio
+
+__all__ = ["QemuOutcome", "register", "validate_qemu"]
+
+EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE = 0, 1, 3
+
+
+def register(subparsers: Any) -> None:
+    """Add ``validate`` and ``capture`` to the ``ballast`` command line."""
+    p = subparsers.add_parser(
+        "validate", help="check an implementation's trace against the model",
+        description="Check a trace of an implementation (project trace format, or QEMU's "
+                    "virtio-balloon trace log) against the model and the VirtIO 5.5 rules.")
+    p.add_argument("trace", help="trace file (.jsonl; for --format qemu a trace log, plain or .xz)")
+    p.add_argument("--format", choices=("ballast", "qemu"), default="ballast")
+    p.add_argument("--qmp", help="QEMU's QMP log (negotiated features) for --format qemu")
+    p.add_argument("--features", help="negotiated virtio-balloon features, comma separated "
+                   f"({', '.join(BALLOON_FEATURES.values())}); 'none' for none; overrides --qmp")
+    p.add_argument("--max-gap", type=int, default=2,
+                   help="unlogged model steps allowed between two logged ones (default 2)")
+    p.add_argument("--max-states", type=int, default=50_000,
+                   help="most model states kept as explanations before giving up (exit 3)")
+    p.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
+    p.add_argument("--emit-trace", metavar="FILE",
+                   help="--format qemu: also write the trace converted to the project format")
+    p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_validate_cmd)
+
+    c = subparsers.add_parser("capture", help="record a real implementation's balloon trace")
+    csub = c.add_subparsers(dest="capture_target", required=True)
+    q = csub.add_parser("qemu", help="boot Linux under QEMU (TCG), move its balloon, validate",
+                        description="Boot a Linux guest under QEMU, drive its virtio balloon "
+                                    "over QMP, record trace/QMP/console logs in --out, then "
+                                    "validate the trace.")
+    q.add_argument("--out", required=True, help="directory for trace.log, qmp.log, console.log")
+    q.add_argument("--targets", default="384,256,512",
+                   help="target guest RAM sizes in MiB, comma separated (default 384,256,512)")
+    q.add_argument("--guest-mib", type=int, default=512, help="guest RAM in MiB (default 512)")
+    q.add_argument("--deflate-on-oom", action="store_true", help="offer DEFLATE_ON_OOM")
+    q.add_argument("--pressure-mib", type=int, default=0,
+                   help="after the targets, fill this many MiB of guest memory, then free it")
+    q.add_argument("--compaction", action="store_true",
+                   help="ask the guest to compact memory (migrates balloon pages)")
+    q.add_argument("--settle-s", type=float, default=10.0,
+                   help="seconds to wait for each target (default 10)")
+    q.add_argument("--timeout-s", type=float, default=180.0, help="bound on the whole run")
+    q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
+    q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    q.set_defaults(func=_capture_cmd)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@contextmanager
+def _progress(enabled: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``update(completed)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    cols: list[Any] = [SpinnerColumn(), TextColumn(what)]
+    cols += [BarColumn(), MofNCompleteColumn()] if total else [TextColumn("{task.completed:,}")]
+    cols.append(TimeElapsedColumn())
+    with Progress(*cols, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, completed=n)
+
+
+class _CountingLines:
+    """Lines of a text file, reporting bytes read to a progress callback."""
+
+    def __init__(self, f: IO[str], update: Callable[[int], None]) -> None:
+        self.f, self.update, self.done = f, update, 0
+
+    def __iter__(self) -> Iterator[str]:
+        n = 0
+        for line in self.f:
+            self.done += len(line)
+            n += 1
+            if not n & 1023:
+                self.update(self.done)
+            yield line
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _validate_cmd(args: argparse.Namespace) -> int:
+    if args.max_gap < 0 or args.max_states < 1:
+        raise UsageError("--max-gap must be >= 0 and --max-states >= 1")
+    if args.format == "qemu":
+        features = _features(args.features, args.qmp)
+        out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
+                            progress=not args.no_progress)
+        return _report_qemu(out, args.strict, args.json, sys.stdout)
+    if args.qmp or args.features or args.emit_trace:
+        raise UsageError("--qmp, --features and --emit-trace go with --format qemu")
+    return _validate_ballast(args)
+
+
+def _validate_ballast(args: argparse.Namespace) -> int:
+    path = Path(args.trace)
+    try:
+        size = path.stat().st_size
+        f = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(path), None, f"cannot read trace: {exc.strerror}") from None
+    start = time.perf_counter()
+    try:
+        with f, _progress(not args.no_progress, f"validating {path.name}", size) as update:
+            header, steps = iter_trace(_CountingLines(f, update), str(path))
+            rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)
+    except UnicodeDecodeError:
+        raise InputError(str(path), None, "not a UTF-8 text file") from None
+    seconds = time.perf_counter() - start
+    return _report_ballast(rep, str(path), seconds, args.json, sys.stdout)
+
+
+def _report_ballast(rep: TraceReport, name: str, seconds: float, as_json: bool,
+                    out: IO[str]) -> int:
+    code = {"ok": EXIT_OK, "mismatch": EXIT_VIOLATION, "inconclusive": EXIT_INCONCLUSIVE}[
+        rep.outcome]
+    m = rep.mismatch
+    if as_json:
+        data: dict[str, Any] = {"trace": name, "outcome": rep.outcome, "exit": code,
+                                "steps": rep.steps, "unlogged_steps": rep.unlogged,
+                                "max_states": rep.max_states, "seconds": round(seconds, 3),
+                                "detail": rep.detail}
+        if m is not None:
+            data["mismatch"] = {"line": m.line, "step": m.step, "action": str(m.action),
+                                "reason": m.reason, "property": m.property,
+                                "property_message": m.property_message,
+                                "possible": list(m.possible),
+                                "last_state": m.last_state.to_dict()}
+        out.write(json.dumps(data) + "\n")
+        return code
+    if rep.outcome == "ok":
+        out.write(f"{name}: {rep.steps} logged steps explained by the model "
+                  f"({rep.unlogged} unlogged steps inferred, at most {rep.max_states} "
+                  f"candidate states) in {seconds:.2f} s\n")
+    elif rep.outcome == "inconclusive":
+        out.write(f"{name}: inconclusive: {rep.detail}\n")
+    elif m is None:
+        out.write(f"{name}: {rep.detail}\n")
+    else:
+        out.write(f"{name}:{m.line}: step {m.step} {m.action} is not explained by the model: "
+                  f"{m.reason}\n")
+        if m.property:
+            out.write(f"  property that would break: {m.property}: {m.property_message}\n")
+        out.write(f"  last matching state (after step {m.step - 1}): "
+                  f"{_state_summary(m.last_state)}\n")
+        out.write("  actions the model allowed there: "
+                  f"{', '.join(m.possible) if m.possible else '(none)'}\n")
+    return code
+
+
+def _state_summary(s: Any) -> str:
+    parts = []
+    for v, vm in enumerate(s.vms):
+        parts.append(f"VM {v}: target={vm.target} polled={vm.module.target} "
+                     f"balloon={sorted(vm.module.balloon)} actual={vm.module.actual} "
+                     f"inflate_queue={list(vm.inflate_queue)} "
+                     f"deflate_queue={list(vm.deflate_queue)}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- QEMU
+
+
+def _features(flag: str | None, qmp: str | None) -> frozenset[str]:
+    """Negotiated features: the flag, else the QMP log's x-query-virtio-status, else none."""
+    if flag is not None:
+        names = [n.strip().upper().removeprefix("VIRTIO_BALLOON_F_")
+                 for n in flag.split(",") if n.strip()]
+        if names == ["NONE"]:
+            return frozenset()
+        known = set(BALLOON_FEATURES.values())
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise UsageError(f"--features: unknown feature {bad[0]!r}; expected some of "
+                             f"{', '.join(BALLOON_FEATURES.values())} or none")
+        return frozenset(names)
+    if qmp is None:
+        return frozenset()
+    found: frozenset[str] = frozenset()
+    try:
+        for ev in read_qmp(qmp):
+            if isinstance(ev, NegotiatedFeatures):
+                found = frozenset(ev.guest_names)
+    except QemuLogError as exc:
+        raise InputError(exc.file, exc.line, exc.message) from None
+    except OSError as exc:
+        raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
+    return found
+
+
+@dataclass
+class QemuOutcome:
+    """What validating one QEMU trace found."""
+
+    trace: str
+    features: frozenset[str]
+    report: VirtioReport
+    guest_pages: int | None
+    seconds: float
+    emitted: str | None
+
+
+def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
+                  emit_trace: str | None = None, progress: bool = False) -> QemuOutcome:
+    """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules.
+
+    With ``emit_trace`` the converted project-format trace is written there too (only
+    when the whole log was read without error: no partial file).
+    """
+    name = str(trace)
+    if not os.path.isfile(name):
+        raise InputError(name, None, "no such trace file")
+    size = GuestSize()
+    start = time.perf_counter()
+    tmp: IO[str] | None = None
+    try:
+        events: Iterator[Any] = profile_events(read_trace(name), features, size)
+        if emit_trace is not None:
+            tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
+                                              dir=Path(emit_trace).resolve().parent,
+                                              prefix=".emit.", suffix=".tmp")
+            events = _teeing(events, tmp)
+        with _progress(progress, f"validating {Path(name).name}", None) as update:
+            rep = check_virtio(events, features, on_event=update)
+        if tmp is not None:
+            # The header needs the guest size, known only once the log was read.
+            for _ in events:
+                pass
+            tmp.close()
+            _finish_emit(tmp.name, str(emit_trace), size.pages or 0, features, name)
+            tmp = None
+    except QemuLogError as exc:
+        raise InputError(exc.file, exc.line, exc.message) from None
+    except OSError as exc:
+        raise InputError(name, None, f"cannot read trace: {exc.strerror}") from None
+    finally:
+        if tmp is not None:
+            tmp.close()
+            os.unlink(tmp.name)
+    return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace)
+
+
+def _teeing(events: Iterator[Any], out: IO[str]) -> Iterator[Any]:
+    """Pass events on, writing each one's model step as a JSON line."""
+    steps = StepConverter()
+    for item in events:
+        yield item
+        for st in steps.feed(*item):
+            out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
+
+
+def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str],
+                 source: str) -> None:
+    header = trace_header(max(guest_pages, 1), features, source)
+    final = Path(dest)
+    with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
+            prefix=".emit.", suffix=".tmp") as out:
+        out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+        for n, line in enumerate(body, 1):
+            rec = json.loads(line)
+            rec["step"] = n
+            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    os.unlink(tmp)
+    os.replace(out.name, final)
+
+
+def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:
+    rep = o.report
+    code = EXIT_VIOLATION if rep.violation is not None or (strict and rep.warnings) else EXIT_OK
+    v = rep.violation
+    if as_json:
+        data: dict[str, Any] = {
+            "trace": o.trace, "format": "qemu", "exit": code, "features": sorted(o.features),
+            "events": rep.events, "pages_inflated": rep.inflated, "pages_deflated": rep.deflated,
+            "guest_pages": o.guest_pages, "seconds": round(o.seconds, 3),
+            "warnings": [{"rule": w.rule, "level": w.level.value, "message": w.message}
+                         for w in rep.warnings],
+            "violation": None if v is None else {
+                "rule": v.rule, "level": v.level.value, "line": v.line, "message": v.message,
+                "also": list(v.also), "event": v.event.kind if v.event else None,
+                "action": ACTION_OF.get(v.event.kind) if v.event else None,
+                "last_state": _view_dict(rep), "possible": list(rep.possible)},
+            "emitted": o.emitted}
+        out.write(json.dumps(data) + "\n")
+        return code
+    feats = ", ".join(sorted(o.features)) or "none"
+    if v is None:
+        out.write(f"{o.trace}: no violation of the VirtIO 5.5 rules: {rep.events:,} events, "
+                  f"{rep.inflated:,} pages inflated, {rep.deflated:,} deflated, largest balloon "
+                  f"{rep.max_balloon:,} pages (features: {feats}) in {o.seconds:.2f} s\n")
+    else:
+        rule = VIRTIO_RULES[v.rule]
+        out.write(f"{o.trace}:{v.line}: {rule.level.value} {v.rule} ({rule.cites}) broken: "
+                  f"{v.message}\n")
+        out.write(f"  rule: {rule.summary}\n")
+        if v.also:
+            out.write(f"  also broken: {', '.join(v.also)}\n")
+        if v.event is not None:
+            out.write(f"  the line is a {v.event.kind} event (model action "
+                      f"{ACTION_OF.get(v.event.kind, 'none')})\n")
+        if rep.last_ok is not None:
+            out.write(f"  last matching state: {_view_text(rep)}\n")
+        out.write(f"  possible there: {'; '.join(rep.possible)}\n")
+    for w in rep.warnings:
+        out.write(f"  warning: SHOULD {w.rule}: {w.message}\n")
+    if o.emitted:
+        out.write(f"  converted trace written to {o.emitted}\n")
+    return code
+
+
+def _view_dict(rep: VirtioReport) -> dict[str, Any] | None:
+    s = rep.last_ok
+    if s is None:
+        return None
+    return {"num_pages": s.num_pages, "polled": s.polled, "actual": s.actual,
+            "balloon_pages": len(s.balloon), "inflating": sorted(s.inflating)[:256],
+            "deflating": sorted(s.deflating)[:256]}
+
+
+def _view_text(rep: VirtioReport) -> str:
+    s = rep.last_ok
+    assert s is not None
+    return (f"num_pages={s.num_pages} read by the driver={s.polled} actual={s.actual} "
+            f"balloon={len(s.balloon)} pages, {len(s.inflating)} inflating, "
+            f"{len(s.deflating)} deflating")
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _capture_cmd(args: argparse.Namespace) -> int:
+    from ballast.validate.qemu_capture import CaptureError, capture
+
+    try:
+        targets = [int(x) for x in args.targets.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--targets: expected MiB numbers separated by commas, got "
+                         f"{args.targets!r}") from None
+    if not targets:
+        raise UsageError("--targets: give at least one target")
+    try:
+        result = capture(args.out, targets, guest_mib=args.guest_mib,
+                         deflate_on_oom=args.deflate_on_oom, pressure_mib=args.pressure_mib,
+                         settle_s=args.settle_s, timeout_s=args.timeout_s,
+                         compaction=args.compaction)
+    except (CaptureError, ValueError) as exc:
+        raise UsageError(f"capture failed: {exc}") from None
+    features = frozenset(n for bit, n in BALLOON_FEATURES.items()
+                         if result.guest_features is not None and result.guest_features >> bit & 1)
+    if result.guest_features is None:
+        features = frozenset({DEFLATE_ON_OOM}) if args.deflate_on_oom else frozenset()
+    outcome = validate_qemu(result.trace_log, features)
+    if not args.json:
+        steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
+                          for s in result.steps)
+        migrated = ("" if result.balloon_migrate is None
+                    else f"; {result.balloon_migrate} balloon pages migrated by compaction")
+        sys.stdout.write(f"captured QEMU {result.qemu_version} in {result.capture_s:.1f} s "
+                         f"(boot {result.boot_s:.1f} s): {steps}{migrated}; logs in "
+                         f"{result.out_dir}\n")
+    return _report_qemu(outcome, args.strict, args.json, sys.stdout)

@@ -1,0 +1,245 @@
+"""Turn a QEMU virtio-balloon trace into virtio profile events and into model steps.
+
+:func:`profile_events` maps the typed events of :mod:`ballast.validate.qemu_log` onto the
+model's virtio profile (:mod:`ballast.model.virtio`):
+
+==============================  ============================================
+QEMU trace                      profile event (model action)
+==============================  ============================================
+``virtio_balloon_to_target``    ``set_target`` (``host_set_target``)
+``virtio_balloon_get_config``   ``read_target`` when ``num_pages`` changed
+                                (``balloon_poll``)
+inflateq buffer                 ``inflate`` (``balloon_inflate``), then at its
+                                ``virtio_notify`` ``inflate_ack`` (``vmm_reclaim``)
+deflateq buffer                 ``deflate`` (``balloon_deflate``), then at its
+                                ``virtio_notify`` ``deflate_ack`` (``vmm_release``)
+``virtio_balloon_set_config``   ``write_actual`` (``balloon_complete``)
+``virtio_set_status ... val 0`` ``reset`` (``guest_reset``)
+==============================  ============================================
+
+**Use of a page** is not visible to QEMU: the device learns that the guest wants a
+page back only from deflateq (rule 5), so each deflated PFN is *used* right after its
+deflate (without MUST_TELL_HOST, which QEMU never offers) or after the deflate's
+acknowledgement (with it).  A page used before its inflate was acknowledged therefore
+shows as a deflate buffer naming a PFN whose inflate buffer the device has not yet
+completed: both rule 8 and rule 7 break on that line.  An inflate buffer that ends
+without ``virtio_notify`` stays in flight until a later ``virtio_notify`` on inflateq.
+
+>>> from ballast.validate.qemu_log import read_trace
+>>> lines = ["virtio_balloon_to_target balloon target: 0x0 num_pages: 2",
+...          "virtio_balloon_get_config num_pages: 2 actual: 0",
+...          "virtio_queue_notify vdev 0x1 n 0 vq 0x2",
+...          "virtio_balloon_handle_output section name: pc.ram gpa: 0x5000",
+...          "virtio_notify vdev 0x1 vq 0x2",
+...          "virtio_balloon_set_config actual: 1 oldactual: 0"]
+>>> [(n, e.kind) for n, e in profile_events(read_trace(lines), frozenset())]
+[(1, 'set_target'), (2, 'read_target'), (3, 'inflate'), (5, 'inflate_ack'), (6, 'write_actual')]
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from ballast.model.actions import Action
+from ballast.model.config import Config, GuestPolicyName
+from ballast.model.trace import TraceHeader, TraceStep
+from ballast.model.virtio import DEFLATE_ON_OOM, MUST_TELL_HOST, VirtioEvent
+from ballast.validate.qemu_log import (
+    PAGE_SIZE,
+    QUEUE_DEFLATE,
+    QUEUE_INFLATE,
+    BalloonRequest,
+    ConfigRead,
+    ConfigWrite,
+    DeflateBuffer,
+    DeviceNotify,
+    DeviceStatus,
+    HostTarget,
+    InflateBuffer,
+    QueueBuffer,
+    TraceEvent,
+)
+
+__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "GuestSize", "StepConverter", "model_steps", "profile_events",
+           "trace_config", "trace_header"]
+
+ACTION_OF = {
+    "set_target": "host_set_target",
+    "read_target": "balloon_poll",
+    "inflate": "balloon_inflate",
+    "inflate_ack": "vmm_reclaim",
+    "deflate": "balloon_deflate",
+    "deflate_ack": "vmm_release",
+    "write_actual": "balloon_complete",
+    "reset": "guest_reset",
+}
+"""The model action each profile event of a QEMU trace stands for (``use`` has none)."""
+
+
+class GuestSize:
+    """Guest RAM as the trace reveals it (``virtio_balloon_to_target``: target + balloon)."""
+
+    def __init__(self) -> None:
+        self.pages: int | None = None
+
+
+def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
+                   size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
+    """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming."""
+    tell = MUST_TELL_HOST in features
+    polled: int | None = None
+    balloon_dev: str | None = None
+    pending_inflate: list[int] = []  # PFNs of inflate buffers QEMU completed without notify
+    pending_deflate: list[int] = []
+    for ev in events:
+        line = ev.line
+        if isinstance(ev, QueueBuffer):
+            if ev.pfns or ev.bad_pfns:
+                balloon_dev = ev.vdev
+            if isinstance(ev, InflateBuffer):
+                if not ev.pfns:
+                    continue
+                yield line, VirtioEvent("inflate", ev.pfns)
+                if ev.acknowledged:
+                    pfns = ev.pfns
+                    if pending_inflate:
+                        pfns = tuple(pending_inflate) + pfns
+                        pending_inflate = []
+                    yield ev.end_line, VirtioEvent("inflate_ack", pfns)
+                else:
+                    pending_inflate.extend(ev.pfns)
+            elif isinstance(ev, DeflateBuffer):
+                if not ev.pfns:
+                    continue
+                yield line, VirtioEvent("deflate", ev.pfns)
+                if not tell:
+                    yield line, VirtioEvent("use", ev.pfns)
+                if ev.acknowledged:
+                    pfns = ev.pfns
+                    if pending_deflate:
+                        pfns = tuple(pending_deflate) + pfns
+                        pending_deflate = []
+                    yield ev.end_line, VirtioEvent("deflate_ack", pfns)
+                    if tell:
+                        yield ev.end_line, VirtioEvent("use", pfns)
+                else:
+                    pending_deflate.extend(ev.pfns)
+        elif isinstance(ev, HostTarget):
+            if size is not None:
+                size.pages = ev.target_bytes // PAGE_SIZE + ev.num_pages
+            yield line, VirtioEvent("set_target", value=ev.num_pages)
+        elif isinstance(ev, ConfigRead):
+            if ev.num_pages != polled:
+                polled = ev.num_pages
+                yield line, VirtioEvent("read_target", value=ev.num_pages)
+        elif isinstance(ev, ConfigWrite):
+            yield line, VirtioEvent("write_actual", value=ev.actual)
+        elif isinstance(ev, DeviceNotify):
+            if balloon_dev is not None and ev.vdev != balloon_dev:
+                continue
+            if ev.queue == QUEUE_INFLATE and pending_inflate:
+                yield line, VirtioEvent("inflate_ack", tuple(pending_inflate))
+                pending_inflate = []
+            elif ev.queue == QUEUE_DEFLATE and pending_deflate:
+                yield line, VirtioEvent("deflate_ack", tuple(pending_deflate))
+                if tell:
+                    yield line, VirtioEvent("use", tuple(pending_deflate))
+                pending_deflate = []
+        elif isinstance(ev, DeviceStatus):
+            if ev.value == 0 and (balloon_dev is None or ev.vdev == balloon_dev):
+                pending_inflate, pending_deflate = [], []
+                polled = None
+                yield line, VirtioEvent("reset")
+        elif isinstance(ev, BalloonRequest):
+            balloon_dev = ev.device
+
+
+class StepConverter:
+    """Turns profile events into model steps (project trace format), one event at a time.
+
+    Each step keeps the QEMU trace line in ``source_line``; a driver's ``actual`` write
+    becomes ``balloon_complete`` with ``actual`` as an observation.  ``use`` events and
+    writes with no acknowledgement pending (the model's module writes ``actual`` only as
+    it takes acknowledgements) become no step.
+    """
+
+    def __init__(self, vm: int = 0) -> None:
+        self.vm = vm
+        self.n = 0
+        self.acks = False
+        self.target = 0
+
+    def feed(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        """The steps (zero or one) that event ``e`` of trace line ``line`` stands for."""
+        k, vm = e.kind, self.vm
+        observe: dict[str, object] | None = None
+        if k == "set_target":
+            if e.value == self.target:
+                return []
+            self.target = e.value
+            act = Action.of("host_set_target", vm=vm, pages=e.value)
+        elif k == "read_target":
+            act = Action.of("balloon_poll", vm=vm)
+        elif k == "inflate":
+            # Order within a buffer means nothing to the protocol; the model names a set
+            # of pages in its canonical (sorted) order.
+            act = Action.of("balloon_inflate", vm=vm, ppns=sorted(e.pfns))
+        elif k == "inflate_ack":
+            act = Action.of("vmm_reclaim", vm=vm, refuse=[])
+            self.acks = True
+        elif k == "deflate":
+            act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
+        elif k == "deflate_ack":
+            act = Action.of("vmm_release", vm=vm)
+            self.acks = True
+        elif k == "write_actual":
+            if not self.acks:
+                return []
+            self.acks = False
+            act = Action.of("balloon_complete", vm=vm)
+            observe = {f"vms/{vm}/module/actual": e.value}
+        elif k == "reset":
+            act = Action.of("guest_reset", vm=vm)
+            self.acks = False
+        else:
+            return []
+        self.n += 1
+        return [TraceStep(self.n, act, observe=observe, line=line, extra={"source_line": line})]
+
+
+def model_steps(events: Iterable[tuple[int, VirtioEvent]], vm: int = 0) -> Iterator[TraceStep]:
+    """The model steps a stream of profile events stands for (see :class:`StepConverter`).
+
+    >>> ev = [(1, VirtioEvent("set_target", value=1)), (2, VirtioEvent("read_target", value=1))]
+    >>> [str(s.action) for s in model_steps(ev)]
+    ['host_set_target(vm=0, pages=1)', 'balloon_poll(vm=0)']
+    """
+    conv = StepConverter(vm)
+    for line, e in events:
+        yield from conv.feed(line, e)
+
+
+def trace_config(guest_pages: int, features: frozenset[str]) -> Config:
+    """The model configuration a QEMU guest of ``guest_pages`` 4 KiB pages stands for.
+
+    One VM, the machine as large as the guest, no host use, no guest processes (the
+    guest's own use of memory is not in a QEMU trace), Linux's 256-PFN buffers, and an
+    allocator that may hand out any free page.
+    """
+    return Config(vms=1, guest_pages=guest_pages, machine_pages=guest_pages, guest_data_pages=0,
+                  guest_disk_slots=0, host_swap_slots=0, batch=LINUX_BUFFER_PAGES, tokens=1,
+                  guest_policy=GuestPolicyName.ANY, host_use=False, reset=True,
+                  must_tell_host=MUST_TELL_HOST in features,
+                  deflate_on_oom=DEFLATE_ON_OOM in features)
+
+
+LINUX_BUFFER_PAGES = 256
+"""Most PFNs a Linux guest puts in one inflate or deflate buffer."""
+
+
+def trace_header(guest_pages: int, features: frozenset[str], source: str) -> TraceHeader:
+    """The header of a converted QEMU trace."""
+    return TraceHeader(trace_config(guest_pages, features),
+                       source={"checker": "qemu", "seed": None, "trace": source,
+                               "features": sorted(features)},
+                       comment="converted from a QEMU virtio-balloon trace by ballast validate")

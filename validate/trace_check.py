@@ -1,0 +1,315 @@
+"""Validate an implementation's trace (project trace format) against the reference model.
+
+An implementation logs only some of its steps and only some of its state (``observe``
+records: slash paths into :meth:`State.to_dict`).  The validator keeps the **set of model
+states consistent with the trace so far**: before each logged step it lets the model take
+up to ``max_gap`` unlogged steps (any action the model allows, as long as every property
+holds), then applies the logged action to every candidate and keeps the successors whose
+recorded state or observation matches and which break no property.  The whole trace
+must be consumed.  Memory is the candidate set (bounded by ``max_states``; a set that
+grows past it makes the result inconclusive) plus one line; the trace is read lazily.
+
+On a mismatch the report names the first line no model behaviour explains, the last
+state that matched, the actions the model allowed there, and the property that would
+break if the implementation's step were accepted (see :func:`blame`).
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.actions import Action
+>>> from ballast.model.trace import TraceHeader, TraceStep
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2, host_use=False)
+>>> steps = [TraceStep(1, Action.of("host_set_target", vm=0, pages=1), line=2),
+...          TraceStep(2, Action.of("vmm_reclaim", vm=0, refuse=[]), line=3,
+...                    observe={"vms/0/ballooned": [0]})]
+>>> r = validate_steps(TraceHeader(cfg), iter(steps), max_gap=2)
+>>> r.outcome, r.steps
+('ok', 2)
+>>> bad = [TraceStep(1, Action.of("vmm_release", vm=0), line=2)]
+>>> validate_steps(TraceHeader(cfg), iter(bad), max_gap=0).mismatch.reason
+'vmm_release: the guest has reported no page for deflation'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from ballast.errors import GuardError
+from ballast.model.actions import Action
+from ballast.model.config import Config
+from ballast.model.state import State, state_from_dict
+from ballast.model.system import BalloonModel, Violation
+from ballast.model.trace import TraceHeader, TraceStep, observe_matches
+from ballast.model.virtio import VirtioEvent, VirtioTracker, project
+
+__all__ = ["Mismatch", "TraceReport", "blame", "observed_difference", "validate_steps"]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first logged step that no model behaviour explains."""
+
+    step: int
+    line: int | None
+    action: Action
+    reason: str
+    """Why: the guard's reason, or how the observation differs."""
+    last_state: State
+    """A state that matched every line before this one."""
+    possible: tuple[str, ...]
+    """Actions the model allowed in that state."""
+    property: str | None
+    """The property that would break if the step were accepted, when one does."""
+    property_message: str | None = None
+
+
+@dataclass
+class TraceReport:
+    """The outcome of validating one trace."""
+
+    outcome: str = "ok"
+    """``ok``, ``mismatch`` (exit 1) or ``inconclusive`` (exit 3)."""
+    steps: int = 0
+    """Logged steps explained."""
+    unlogged: int = 0
+    """Unlogged model steps needed in the narrowest explanation."""
+    max_states: int = 0
+    """The largest candidate set seen."""
+    mismatch: Mismatch | None = None
+    detail: str = ""
+    violations: list[Violation] = field(default_factory=list)
+
+
+_MISSING = object()
+
+
+def _lookup(value: Any, path: str) -> Any:
+    """The value at a slash path of :meth:`State.to_dict`, read from the state itself."""
+    for part in path.strip("/").split("/"):
+        if isinstance(value, tuple):
+            value = value[int(part)]
+        else:
+            value = getattr(value, part, _MISSING)
+            if value is _MISSING:
+                raise KeyError(part)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The ``State.to_dict`` form of one field (tested to agree with it)."""
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    return value
+
+
+def observed_difference(state: State, observe: dict[str, Any]) -> str | None:
+    """Like :func:`ballast.model.trace.observe_matches`, reading only the observed fields
+    (tested to agree with it)."""
+    for path, want in observe.items():
+        try:
+            same = _plain(_lookup(state, path)) == want
+        except (KeyError, IndexError, ValueError, AttributeError):
+            same = False
+        if not same:
+            diff: str | None = observe_matches(state, {path: want})
+            return diff
+    return None
+
+
+def _matches(post: State, st: TraceStep) -> str | None:
+    if st.state is not None and post.to_dict() != st.state:
+        return "the recorded state differs from the model's"
+    if st.observe is not None:
+        diff = observed_difference(post, st.observe)
+        if diff is not None:
+            return f"observation differs: {diff}"
+    return None
+
+
+class _Successors:
+    """The model's successors of a state that break no property, remembered (bounded)."""
+
+    def __init__(self, model: BalloonModel, limit: int) -> None:
+        self.model, self.limit = model, limit
+        self.memo: dict[State, tuple[State, ...]] = {}
+
+    def __call__(self, s: State) -> tuple[State, ...]:
+        got = self.memo.get(s)
+        if got is None:
+            m = self.model
+            got = tuple(post for act, post in m.successors(s)
+                        if not m.step_violations(s, act, post))
+            if len(self.memo) >= self.limit:
+                self.memo.clear()  # keeps memory bounded; the next steps refill it
+            self.memo[s] = got
+        return got
+
+
+def _closure(succ: _Successors, frontier: dict[State, int], gap: int, limit: int
+             ) -> dict[State, int] | None:
+    """Every state reachable from ``frontier`` in at most ``gap`` unlogged steps that break
+    no property, with the fewest unlogged steps to reach it; None past ``limit`` states."""
+    seen = dict(frontier)
+    layer = list(frontier)
+    for depth in range(1, gap + 1):
+        nxt = []
+        for s in layer:
+            for post in succ(s):
+                if post in seen:
+                    continue
+                seen[post] = seen[s] + 1
+                nxt.append(post)
+                if len(seen) > limit:
+                    return None
+        if not nxt:
+            break
+        layer = nxt
+    return seen
+
+
+def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: int = 2,
+                   max_states: int = 50_000,
+                   on_step: Callable[[TraceStep], None] | None = None) -> TraceReport:
+    """Check that every logged step is explained by the model, with at most ``max_gap``
+    unlogged model steps before it; stop at the first one that is not."""
+    model = BalloonModel(header.config, header.faults)
+    s0 = state_from_dict(header.initial) if header.initial else model.init_states()[0]
+    rep = TraceReport()
+    first = model.violations(s0)
+    if first:
+        rep.outcome, rep.violations = "mismatch", first
+        rep.detail = f"the initial state breaks {first[0].property}: {first[0].message}"
+        return rep
+    frontier: dict[State, int] = {s0: 0}
+    succ = _Successors(model, min(max(2 * max_states, 1000), 20_000))
+    for st in steps:
+        cands = _closure(succ, {s: 0 for s in frontier}, max_gap, max_states)
+        if cands is None:
+            rep.outcome = "inconclusive"
+            rep.detail = (f"line {st.line}: more than {max_states} model states explain the trace "
+                          f"with up to {max_gap} unlogged steps; raise --max-states or lower "
+                          f"--max-gap")
+            return rep
+        nxt: dict[State, int] = {}
+        reasons: list[str] = []
+        broke: list[Violation] = []
+        allowed: State | None = None  # a successor the guard allowed, for the report
+        for s, depth in cands.items():
+            try:
+                post = model.next_state(s, st.action)
+            except GuardError as exc:
+                reasons.append(f"{exc.action}: {exc.reason}")
+                continue
+            diff = _matches(post, st)
+            if diff is not None:
+                reasons.append(diff)
+                allowed = allowed or post
+                continue
+            bad = model.step_violations(s, st.action, post)
+            if bad:
+                broke.extend(bad)
+                continue
+            if post not in nxt or nxt[post] > depth:
+                nxt[post] = depth
+        rep.max_states = max(rep.max_states, len(cands))
+        if not nxt:
+            last = next(iter(frontier))
+            rep.outcome = "mismatch"
+            rep.violations = broke
+            prop, msg = (broke[0].property, broke[0].message) if broke else blame(
+                header.config, last, st, allowed)
+            reason = (f"every explanation breaks {broke[0].property}: {broke[0].message}"
+                      if broke else _most_telling(reasons))
+            possible = tuple(str(a) for a, _ in model.successors(last))
+            rep.mismatch = Mismatch(st.step, st.line, st.action, reason, last, possible[:20],
+                                    prop, msg)
+            return rep
+        rep.unlogged += min(nxt.values())
+        frontier = nxt
+        rep.steps += 1
+        if on_step is not None:
+            on_step(st)
+    return rep
+
+
+def _most_telling(reasons: list[str]) -> str:
+    """The reason most candidates gave (ties: the first)."""
+    if not reasons:
+        return "no model state is left"
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    return max(counts, key=lambda r: counts[r])
+
+
+def blame(cfg: Config, last: State, st: TraceStep, post: State | None = None
+          ) -> tuple[str | None, str | None]:
+    """The property that would break if ``st`` were accepted after ``last``.
+
+    First the model's own invariants, on the state the trace claims (a full ``state``, or
+    the model's successor ``post`` -- else ``last`` -- with the observed values patched
+    in); then the virtio rules, on the profile events the logged action stands for.
+    """
+    model = BalloonModel(cfg)
+    claimed: dict[str, Any] | None = st.state
+    if claimed is None and st.observe:
+        claimed = _patched(post if post is not None else last, st)
+    if claimed is not None:
+        try:
+            state = state_from_dict(claimed)
+            found = model.violations(state)
+        except (KeyError, TypeError, ValueError, IndexError):
+            found = []
+        if found:
+            return found[0].property, found[0].message
+    vm = st.action.kwargs.get("vm")
+    if isinstance(vm, int) and 0 <= vm < cfg.vms:
+        t = VirtioTracker(project(cfg, last, vm).features, project(cfg, last, vm))
+        for e in _claimed_events(st, vm):
+            broken = t.violations(e)
+            if broken:
+                return broken[0][0].name, broken[0][1]
+            t.apply(e)
+    return None, None
+
+
+def _patched(last: State, st: TraceStep) -> dict[str, Any] | None:
+    data: dict[str, Any] = last.to_dict()
+    assert st.observe is not None
+    for path, value in st.observe.items():
+        parts = path.strip("/").split("/")
+        node: Any = data
+        try:
+            for p in parts[:-1]:
+                node = node[int(p)] if isinstance(node, list) else node[p]
+            key = parts[-1]
+            if isinstance(node, list):
+                node[int(key)] = value
+            else:
+                node[key] = value
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None
+    return data
+
+
+def _claimed_events(st: TraceStep, vm: int) -> list[VirtioEvent]:
+    """The profile events a logged action claims, read from its arguments and observation."""
+    a = st.action
+    args = a.kwargs
+    ppns = args.get("ppns")
+    pfns = tuple(int(p) for p in ppns) if isinstance(ppns, tuple) else ()
+    if a.name == "balloon_inflate":
+        return [VirtioEvent("inflate", pfns)]
+    if a.name == "balloon_deflate":
+        return [VirtioEvent("deflate", pfns)]
+    ppn = args.get("ppn")
+    if a.name == "rogue_touch" and isinstance(ppn, int):
+        return [VirtioEvent("use", (ppn,))]
+    actual = (st.observe or {}).get(f"vms/{vm}/module/actual")
+    if a.name == "balloon_complete" and isinstance(actual, int):
+        return [VirtioEvent("write_actual", value=actual)]
+    return []
