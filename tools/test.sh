@@ -19,8 +19,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if can_root && command -v apt-get >/dev/null 2>&1; then
     bash .ci/install-qemu.sh >/dev/null
-    if ! command -v chromium >/dev/null 2>&1; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    if [ ${#missing[@]} -gt 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
     fi
 elif [ "${CI:-}" = "true" ]; then
     echo "tools/test.sh: CI needs root or sudo with apt-get to install QEMU and Chromium" >&2

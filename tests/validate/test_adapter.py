@@ -5,12 +5,14 @@ from __future__ import annotations
 import doctest
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+import ballast.validate.adapter as adapter
 import ballast.validate.adapter_handshake as adapter_handshake
 import ballast.validate.adapter_observe as adapter_observe
 import ballast.validate.adapter_process as adapter_process
@@ -34,7 +36,8 @@ CORRECT = f"node {EXAMPLES / 'balloon_adapter.js'}"
 BUGGY = f"node {EXAMPLES / 'buggy_balloon_adapter.js'}"
 
 
-@pytest.mark.parametrize("module", [adapter_observe, adapter_process, adapter_handshake])
+@pytest.mark.parametrize("module", [adapter, adapter_observe, adapter_process,
+                                    adapter_handshake])
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
@@ -92,10 +95,22 @@ def test_counts_agree_with_the_state() -> None:
 
 # -- the example implementations ---------------------------------------------
 
-@needs_node
-@pytest.mark.parametrize("name", ["virtio", "core", "hugepages"])
-def test_independent_implementation_agrees(name: str) -> None:
-    out = run_diff(CORRECT, preset(name), examples=25, steps=40, seed=3)
+PYTHON = [sys.executable, str(EXAMPLES / "balloon_adapter.py")]
+
+
+def _buggy(language: str, bug: str) -> list[str] | str:
+    if language == "python":
+        return PYTHON + ["--bug", bug]
+    return f"{BUGGY} --bug {bug}"
+
+
+@pytest.mark.parametrize("command, name", [
+    (PYTHON, "core"),
+    pytest.param(CORRECT, "virtio", marks=needs_node),
+    pytest.param(CORRECT, "hugepages", marks=needs_node),
+])
+def test_independent_implementation_agrees(command: list[str] | str, name: str) -> None:
+    out = run_diff(command, preset(name), examples=25, steps=40, seed=3)
     assert out.verdict is Verdict.PASS, out.describe()
     assert out.exit_code == 0
     assert out.examples >= 25
@@ -105,9 +120,12 @@ def test_independent_implementation_agrees(name: str) -> None:
     assert sum(out.refused.values()) > 0
 
 
-@needs_node
-def test_seeded_bug_release_keeps_ballooned_is_caught_and_shrunk(tmp_path: Path) -> None:
-    out = run_diff(BUGGY, preset("virtio"), examples=100, steps=50, seed=0)
+@pytest.mark.parametrize("language", [
+    "python", pytest.param("node", marks=[needs_node, pytest.mark.slow])])
+def test_seeded_bug_release_keeps_ballooned_is_caught_and_shrunk(tmp_path: Path,
+                                                                  language: str) -> None:
+    out = run_diff(_buggy(language, "release-keeps-ballooned"), preset("virtio"),
+                   examples=100, steps=50, seed=0)
     assert out.verdict is Verdict.VIOLATION and out.exit_code == 1
     d = out.divergence
     assert d is not None and d.kind == "observation"
@@ -125,10 +143,10 @@ def test_seeded_bug_release_keeps_ballooned_is_caught_and_shrunk(tmp_path: Path)
     assert "vmm_release" in text and "**<- diverges**" in text
 
 
-@needs_node
-def test_seeded_bug_reclaim_ignores_target_shrinks_to_five_commands(tmp_path: Path) -> None:
-    out = run_diff(f"{BUGGY} --bug reclaim-ignores-target", preset("virtio"), examples=100,
-                   seed=0)
+@pytest.mark.parametrize("language", ["python", pytest.param("node", marks=needs_node)])
+def test_seeded_bug_reclaim_ignores_target_shrinks_to_five_commands(language: str) -> None:
+    out = run_diff(_buggy(language, "reclaim-ignores-target"), preset("virtio"),
+                   examples=100, seed=0)
     d = out.divergence
     assert d is not None and d.last.action is not None
     assert d.last.action.name == "vmm_reclaim"
@@ -225,7 +243,7 @@ def test_crash_is_reported_with_stderr(tmp_path: Path) -> None:
 def test_crash_before_hello(tmp_path: Path) -> None:
     path = tmp_path / "dead.py"
     path.write_text("import sys; sys.exit(4)\n")
-    out = _bounded(lambda: run_diff([os.sys.executable, str(path)], preset("core")), 15)
+    out = _bounded(lambda: run_diff([sys.executable, str(path)], preset("core")), 15)
     assert out.hello is None and out.adapter_error is not None
     assert out.adapter_error.kind == "crash" and out.adapter_error.request is not None
     assert "hello" in out.adapter_error.request
@@ -272,3 +290,11 @@ def test_process_group_is_cleaned_up(tmp_path: Path) -> None:
             time.sleep(0.05)
         else:
             pytest.fail(f"process {pid} still runs after the run ended")
+
+
+def test_same_seed_same_counterexample() -> None:
+    runs = [run_diff(_buggy("python", "reclaim-ignores-target"), preset("virtio"), examples=60,
+                     seed=5) for _ in range(2)]
+    shown = [[str(ex.action) for ex in r.divergence.exchanges] for r in runs
+             if r.divergence is not None]
+    assert len(shown) == 2 and shown[0] == shown[1]

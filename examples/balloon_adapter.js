@@ -1,0 +1,419 @@
+#!/usr/bin/env node
+// A memory-ballooning system (host, VMM, guest, balloon driver) written from
+// the protocol's description, not from Ballast's model code, and driven over
+// the Ballast adapter protocol: JSON Lines on stdin/stdout
+// (see docs/adapter-protocol.md).
+//
+//   ballast diff --adapter "node examples/balloon_adapter.js" --preset virtio
+//
+// Runs configurations with a kernel balloon driver, an LRU guest, and no page
+// sharing, host swapping, processors or hostile guests (presets core, virtio,
+// hugepages). Logs go to stderr; stdout carries protocol replies only.
+"use strict";
+
+const readline = require("readline");
+
+const FREE = "free";
+const BALLOON = "balloon";
+const UNBACKED = -1;
+
+class Refused extends Error {}
+
+function refuse(reason) {
+  throw new Refused(reason);
+}
+
+function need(condition, reason) {
+  if (!condition) refuse(reason);
+}
+
+function isInt(x) {
+  return Number.isInteger(x);
+}
+
+function sortedInts(iterable) {
+  return Array.from(iterable).sort((a, b) => a - b);
+}
+
+function sameList(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+// The configuration keys this implementation understands, and the fixed
+// values of the features it does not implement.
+const SIZES = ["vms", "guest_pages", "guest_data_pages", "guest_disk_slots", "machine_pages",
+  "host_page_units", "tokens", "batch", "kernel_reserve"];
+const SWITCHES = ["must_tell_host", "deflate_on_oom", "refusal", "reset", "host_use"];
+const FIXED = {module: "driver", guest_policy: "lru", sharing: false, host_swap: false,
+  processors: false, hostile_vms: []};
+
+class BalloonSystem {
+  constructor(cfg) {
+    this.cfg = cfg;
+    const machine = cfg.machine_pages;
+    this.host = {free: new Set(Array.from({length: machine}, (_, i) => i)), inUse: new Set(),
+      content: new Array(machine).fill(0)};
+    this.vms = [];
+    for (let v = 0; v < cfg.vms; v++) {
+      this.vms.push({
+        target: 0,                      // VMM: what the host asked for
+        ballooned: new Set(),           // VMM: PPNs accepted into the balloon
+        p2m: new Array(cfg.guest_pages).fill(UNBACKED),
+        inflateQueue: [],               // guest -> VMM reports
+        deflateQueue: [],
+        ackedInflate: new Set(),        // VMM -> guest acknowledgements
+        ackedRefused: new Set(),
+        ackedDeflate: new Set(),
+        guest: this.freshGuest(),
+        driver: {target: 0, balloon: new Set(), refused: new Set(), actual: 0},
+      });
+    }
+  }
+
+  freshGuest() {
+    return {use: new Array(this.cfg.guest_pages).fill(FREE), lru: [], disk: new Map()};
+  }
+
+  clone() {
+    const copy = Object.create(BalloonSystem.prototype);
+    copy.cfg = this.cfg;
+    copy.host = structuredClone(this.host);
+    copy.vms = structuredClone(this.vms);
+    return copy;
+  }
+
+  vm(args) {
+    need(isInt(args.vm) && args.vm >= 0 && args.vm < this.cfg.vms, `no VM ${args.vm}`);
+    return this.vms[args.vm];
+  }
+
+  // -- host -----------------------------------------------------------------
+  host_set_target(args) {
+    const vm = this.vm(args);
+    need(isInt(args.pages) && args.pages >= 0 && args.pages <= this.cfg.guest_pages,
+      "target out of range");
+    need(args.pages !== vm.target, "target unchanged");
+    vm.target = args.pages;
+  }
+
+  hostPageUnits(hp) {
+    const u = this.cfg.host_page_units;
+    return Array.from({length: u}, (_, i) => hp * u + i);
+  }
+
+  checkHostPage(hp) {
+    need(isInt(hp) && hp >= 0 && hp < this.cfg.machine_pages / this.cfg.host_page_units,
+      `no host page ${hp}`);
+  }
+
+  host_take_page(args) {
+    this.checkHostPage(args.host_page);
+    const units = this.hostPageUnits(args.host_page);
+    need(units.every((m) => this.host.free.has(m)), "host page not entirely free");
+    for (const m of units) {
+      this.host.free.delete(m);
+      this.host.inUse.add(m);
+    }
+  }
+
+  host_return_page(args) {
+    this.checkHostPage(args.host_page);
+    const units = this.hostPageUnits(args.host_page);
+    need(units.every((m) => this.host.inUse.has(m)), "host page not in host use");
+    for (const m of units) {
+      this.host.inUse.delete(m);
+      this.host.free.add(m);
+    }
+  }
+
+  // -- VMM ------------------------------------------------------------------
+  // Back a guest page on access: the lowest free machine page, zero-filled.
+  // A ballooned page touched by the guest leaves the balloon.
+  backPage(vm, ppn) {
+    if (vm.p2m[ppn] !== UNBACKED) return vm.p2m[ppn];
+    need(this.host.free.size > 0, "no free machine page");
+    const mpn = Math.min(...this.host.free);
+    this.host.free.delete(mpn);
+    this.host.content[mpn] = 0;
+    vm.p2m[ppn] = mpn;
+    vm.ballooned.delete(ppn);
+    return mpn;
+  }
+
+  unbackPage(vm, ppn) {
+    const mpn = vm.p2m[ppn];
+    if (mpn === UNBACKED) return;
+    vm.p2m[ppn] = UNBACKED;
+    this.host.content[mpn] = 0;
+    this.host.free.add(mpn);
+  }
+
+  vmm_reclaim(args) {
+    const vm = this.vm(args);
+    need(vm.inflateQueue.length > 0, "nothing reported for inflation");
+    need(Array.isArray(args.refuse) && args.refuse.every((p) => vm.inflateQueue.includes(p)),
+      "can only refuse reported pages");
+    need(this.cfg.refusal || args.refuse.length === 0, "refusal switched off");
+    const room = vm.target - vm.ballooned.size;
+    const accepted = new Set();
+    const refused = new Set();
+    for (const ppn of vm.inflateQueue) {
+      const ok = isInt(ppn) && ppn >= 0 && ppn < this.cfg.guest_pages && !vm.ballooned.has(ppn)
+        && !accepted.has(ppn) && accepted.size < room && !args.refuse.includes(ppn);
+      (ok ? accepted : refused).add(ppn);
+    }
+    for (const ppn of sortedInts(accepted)) this.unbackPage(vm, ppn);
+    for (const ppn of accepted) {
+      vm.ballooned.add(ppn);
+      vm.ackedInflate.add(ppn);
+    }
+    for (const ppn of refused) if (!accepted.has(ppn)) vm.ackedRefused.add(ppn);
+    vm.inflateQueue = [];
+  }
+
+  vmm_release(args) {
+    const vm = this.vm(args);
+    need(vm.deflateQueue.length > 0, "nothing reported for deflation");
+    for (const ppn of vm.deflateQueue) {
+      if (ppn < 0 || ppn >= this.cfg.guest_pages) continue;
+      vm.ballooned.delete(ppn);
+      vm.ackedDeflate.add(ppn);
+    }
+    vm.deflateQueue = [];
+  }
+
+  // -- guest OS ---------------------------------------------------------------
+  // Make a process page resident: already there (touch it in the LRU order),
+  // or in the lowest free guest page, read back from the guest's disk.
+  access(vm, vpn) {
+    need(isInt(vpn) && vpn >= 0 && vpn < this.cfg.guest_data_pages, `no VPN ${vpn}`);
+    const g = vm.guest;
+    const resident = g.use.indexOf(vpn);
+    if (resident >= 0) {
+      g.lru = g.lru.filter((x) => x !== vpn).concat([vpn]);
+      return resident;
+    }
+    const ppn = g.use.indexOf(FREE);
+    need(ppn >= 0, "guest has no free page");
+    const token = g.disk.has(vpn) ? g.disk.get(vpn) : 0;
+    g.disk.delete(vpn);
+    g.use[ppn] = vpn;
+    g.lru.push(vpn);
+    const mpn = this.backPage(vm, ppn);
+    this.host.content[mpn] = token;
+    return ppn;
+  }
+
+  guest_read(args) {
+    const vm = this.vm(args);
+    this.access(vm, args.vpn);
+  }
+
+  guest_write(args) {
+    const vm = this.vm(args);
+    need(isInt(args.token) && args.token >= 1 && args.token <= this.cfg.tokens, "bad token");
+    const ppn = this.access(vm, args.vpn);
+    const mpn = this.backPage(vm, ppn);
+    this.host.content[mpn] = args.token;
+  }
+
+  guest_evict(args) {
+    const vm = this.vm(args);
+    const g = vm.guest;
+    need(g.lru.includes(args.vpn), "page not resident");
+    need(g.lru[0] === args.vpn, "LRU evicts its oldest page");
+    need(g.disk.size < this.cfg.guest_disk_slots, "guest disk full");
+    const ppn = g.use.indexOf(args.vpn);
+    const mpn = this.backPage(vm, ppn);
+    g.disk.set(args.vpn, this.host.content[mpn]);
+    g.use[ppn] = FREE;
+    g.lru = g.lru.filter((x) => x !== args.vpn);
+  }
+
+  guest_reset(args) {
+    const vm = this.vm(args);
+    vm.guest = this.freshGuest();
+    vm.driver = {target: 0, balloon: new Set(), refused: new Set(), actual: 0};
+    vm.ballooned = new Set();
+    vm.inflateQueue = [];
+    vm.deflateQueue = [];
+    vm.ackedInflate = new Set();
+    vm.ackedRefused = new Set();
+    vm.ackedDeflate = new Set();
+  }
+
+  // -- balloon driver -----------------------------------------------------------
+  balloon_poll(args) {
+    const vm = this.vm(args);
+    need(vm.driver.target !== vm.target, "target already known");
+    vm.driver.target = vm.target;
+  }
+
+  freePages(vm) {
+    const out = [];
+    vm.guest.use.forEach((u, p) => { if (u === FREE) out.push(p); });
+    return out;
+  }
+
+  balloon_inflate(args) {
+    const vm = this.vm(args);
+    const ppns = args.ppns;
+    need(Array.isArray(ppns) && ppns.length >= 1, "nothing to inflate");
+    const held = vm.driver.balloon.size + vm.inflateQueue.length + vm.ackedInflate.size;
+    const owed = Math.max(0, Math.min(this.cfg.batch, vm.driver.target - held));
+    need(ppns.length <= owed, "more pages than the target or one report allow");
+    const free = this.freePages(vm);
+    need(ppns.length <= Math.max(0, free.length - this.cfg.kernel_reserve),
+      "the guest cannot spare that many pages");
+    need(sameList(ppns, free.slice(0, ppns.length)), "not the pages the allocator hands out");
+    for (const p of ppns) vm.guest.use[p] = BALLOON;
+    vm.inflateQueue = sortedInts(vm.inflateQueue.concat(ppns));
+  }
+
+  underPressure(vm) {
+    const g = vm.guest;
+    return !g.use.includes(FREE) && (g.disk.size >= this.cfg.guest_disk_slots || g.lru.length === 0);
+  }
+
+  balloon_deflate(args) {
+    const vm = this.vm(args);
+    const ppns = args.ppns;
+    const balloon = vm.driver.balloon;
+    need(Array.isArray(ppns) && ppns.length >= 1, "nothing to deflate");
+    need(new Set(ppns).size === ppns.length && ppns.every((p) => balloon.has(p)),
+      "only acknowledged balloon pages deflate");
+    let excess = balloon.size - vm.driver.target;
+    if (this.cfg.deflate_on_oom && this.underPressure(vm)) excess = Math.max(excess, this.cfg.batch);
+    need(ppns.length <= Math.max(0, Math.min(this.cfg.batch, excess, balloon.size)),
+      "balloon not above target and guest not out of memory");
+    if (!this.cfg.must_tell_host) for (const p of ppns) vm.guest.use[p] = FREE;
+    for (const p of ppns) balloon.delete(p);
+    vm.deflateQueue = sortedInts(vm.deflateQueue.concat(ppns));
+  }
+
+  balloon_complete(args) {
+    const vm = this.vm(args);
+    need(vm.ackedInflate.size + vm.ackedRefused.size + vm.ackedDeflate.size > 0,
+      "no acknowledgement waiting");
+    const d = vm.driver;
+    const held = (p) => vm.guest.use[p] === BALLOON;
+    for (const p of vm.ackedInflate) if (held(p)) d.balloon.add(p);
+    for (const p of vm.ackedRefused) if (held(p) && !d.balloon.has(p)) d.refused.add(p);
+    if (this.cfg.must_tell_host) {
+      for (const p of vm.ackedDeflate) if (held(p) && !d.balloon.has(p)) vm.guest.use[p] = FREE;
+    }
+    d.actual = d.balloon.size;
+    vm.ackedInflate = new Set();
+    vm.ackedRefused = new Set();
+    vm.ackedDeflate = new Set();
+  }
+
+  balloon_free_refused(args) {
+    const vm = this.vm(args);
+    need(vm.driver.refused.size > 0, "no refused page held");
+    for (const p of vm.driver.refused) vm.guest.use[p] = FREE;
+    vm.driver.refused = new Set();
+  }
+
+  // -- what it reports ------------------------------------------------------------
+  observe() {
+    const out = {};
+    this.vms.forEach((vm, v) => {
+      const k = `vms/${v}/`;
+      out[k + "target"] = vm.target;
+      out[k + "ballooned"] = sortedInts(vm.ballooned);
+      out[k + "inflate_queue"] = vm.inflateQueue.slice();
+      out[k + "deflate_queue"] = vm.deflateQueue.slice();
+      out[k + "module/target"] = vm.driver.target;
+      out[k + "module/actual"] = vm.driver.actual;
+      out[k + "module/balloon"] = sortedInts(vm.driver.balloon);
+      out[k + "module/refused"] = sortedInts(vm.driver.refused);
+      out[k + "guest/free_count"] = vm.guest.use.filter((u) => u === FREE).length;
+      out[k + "guest/balloon_count"] = vm.guest.use.filter((u) => u === BALLOON).length;
+      out[k + "backed_count"] = vm.p2m.filter((m) => m !== UNBACKED).length;
+    });
+    out["host/free_count"] = this.host.free.size;
+    out["host/in_use_count"] = this.host.inUse.size;
+    return out;
+  }
+}
+
+const ACTIONS = {
+  host_set_target: ["vm", "pages"],
+  host_take_page: ["host_page"],
+  host_return_page: ["host_page"],
+  vmm_reclaim: ["vm", "refuse"],
+  vmm_release: ["vm"],
+  guest_read: ["vm", "vpn"],
+  guest_write: ["vm", "vpn", "token"],
+  guest_evict: ["vm", "vpn"],
+  guest_reset: ["vm"],
+  balloon_poll: ["vm"],
+  balloon_inflate: ["vm", "ppns"],
+  balloon_deflate: ["vm", "ppns"],
+  balloon_complete: ["vm"],
+  balloon_free_refused: ["vm"],
+};
+
+const OBSERVE = ["vms/*/target", "vms/*/ballooned", "vms/*/inflate_queue", "vms/*/deflate_queue",
+  "vms/*/module/target", "vms/*/module/actual", "vms/*/module/balloon", "vms/*/module/refused",
+  "vms/*/guest/free_count", "vms/*/guest/balloon_count", "vms/*/backed_count",
+  "host/free_count", "host/in_use_count"];
+
+// Serve the protocol with systems made by `make(cfg)`.
+function serve(make, name) {
+  let cfg = null;
+  let system = null;
+  const reply = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+  const rl = readline.createInterface({input: process.stdin, terminal: false});
+  rl.on("line", (line) => {
+    if (!line.trim()) return;
+    let msg;
+    try {
+      msg = JSON.parse(line);
+    } catch (e) {
+      process.stderr.write(`not JSON: ${line}\n`);
+      return;
+    }
+    const id = msg.id;
+    if (msg.hello) {
+      cfg = msg.hello.config;
+      const runs = {};
+      for (const k of SIZES.concat(SWITCHES)) runs[k] = cfg[k];
+      Object.assign(runs, FIXED);
+      cfg = Object.assign({}, cfg, runs);
+      system = make(cfg);
+      reply({id, hello: {protocol: 1, implementation: name, config: runs,
+        actions: Object.keys(ACTIONS), observe: OBSERVE}});
+    } else if (msg.reset) {
+      system = make(cfg);
+      reply({id, ok: true, observe: system.observe()});
+    } else if (msg.bye) {
+      rl.close();
+    } else if (typeof msg.action === "string" && ACTIONS[msg.action]) {
+      const want = ACTIONS[msg.action];
+      const got = Object.keys(msg.args || {});
+      if (got.length !== want.length || !want.every((k) => got.includes(k))) {
+        reply({id, error: `${msg.action} takes ${want.join(", ")}`});
+        return;
+      }
+      const next = system.clone();
+      try {
+        next[msg.action](msg.args);
+        system = next;
+        reply({id, ok: true, observe: system.observe()});
+      } catch (e) {
+        if (!(e instanceof Refused)) throw e;
+        reply({id, ok: false, reason: e.message, observe: system.observe()});
+      }
+    } else {
+      reply({id, error: `unknown request: ${line.slice(0, 100)}`});
+    }
+  });
+}
+
+module.exports = {BalloonSystem, Refused, serve};
+
+if (require.main === module) {
+  serve((cfg) => new BalloonSystem(cfg), "balloon_adapter.js 1.0");
+}

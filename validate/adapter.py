@@ -1,0 +1,545 @@
+"""Live differential testing: the model and an implementation driven with the same commands.
+
+A Hypothesis :class:`~hypothesis.stateful.RuleBasedStateMachine` runs the
+reference model (:class:`~ballast.model.BalloonModel`) and the implementation
+under test (a subprocess, :mod:`ballast.validate.adapter_process`) side by side.
+Each step draws one command: mostly an action the model allows in its current
+state, sometimes a *probe* with arbitrary arguments that the model's guard may
+refuse. Both sides take the command; then
+
+* a step one side carries out and the other refuses is a divergence (the
+  implementation's ``ok:false`` must match the model's
+  :class:`~ballast.errors.GuardError`, and the other way round);
+* otherwise the implementation's observation must equal the model's for every
+  key the implementation declared (:mod:`ballast.validate.adapter_observe`).
+
+Hypothesis shrinks a divergence to a short command sequence; it is written as a
+trace plus a Markdown report by :mod:`ballast.validate.adapter_report`. An
+implementation that times out, crashes, answers garbage or the wrong request
+stops the run at once (no shrinking: each try could cost a timeout) and is
+reported as such, naming the request.
+
+>>> import sys
+>>> from ballast.model import preset
+>>> echo = "import sys; [print('{}', flush=True) for line in sys.stdin]"
+>>> run_diff([sys.executable, "-c", echo], preset("core")).describe()
+"the implementation failed (garbage): not a valid hello reply: 'id' is a required property: '{}'"
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from ballast.errors import GuardError
+from ballast.model.actions import ACTIONS, Action
+from ballast.model.config import Config
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.validate.adapter_handshake import Hello, handshake
+from ballast.validate.adapter_observe import compare, observe
+from ballast.validate.adapter_process import AdapterError, AdapterGarbage, AdapterProcess
+from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION, Verdict
+
+__all__ = [
+    "DiffOutcome",
+    "Divergence",
+    "DivergenceFound",
+    "Exchange",
+    "probe_strategy",
+    "run_diff",
+]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One command given to both sides and what each made of it."""
+
+    index: int
+    """Position in the run: 0 is the reset to the initial state, then 1, 2, ..."""
+    action: Action | None
+    """The command (None for the reset)."""
+    model_ok: bool
+    """Whether the model's guard allowed it."""
+    model_reason: str | None
+    """The guard's reason when it did not."""
+    impl_ok: bool
+    """Whether the implementation carried it out."""
+    impl_reason: str | None
+    """The implementation's reason for a refusal."""
+    model_observe: dict[str, Any]
+    """The model's observation after the command."""
+    impl_observe: dict[str, Any] | None
+    """The implementation's observation after the command (None: it gave none)."""
+
+    @property
+    def applied(self) -> bool:
+        """Both sides carried the command out (it belongs in the trace)."""
+        return self.action is not None and self.model_ok and self.impl_ok
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first command after which model and implementation disagree."""
+
+    kind: str
+    """``observation``, ``refused`` (the implementation refused a step the model
+    allows) or ``accepted`` (it carried out a step the model's guard forbids)."""
+    exchanges: tuple[Exchange, ...]
+    """The whole run up to and including the diverging command."""
+    diffs: tuple[tuple[str, Any, Any], ...]
+    """(key, model value, implementation value) for each differing observation."""
+
+    @property
+    def last(self) -> Exchange:
+        """The diverging exchange."""
+        return self.exchanges[-1]
+
+    @property
+    def commands(self) -> int:
+        """Commands in the shrunk run (the reset not counted)."""
+        return len(self.exchanges) - 1
+
+    def describe(self) -> str:
+        """One line for a person."""
+        ex = self.last
+        what = "the initial state" if ex.action is None else f"command {ex.index} ({ex.action})"
+        if self.kind == "refused":
+            return (f"{what}: the implementation refused it ({ex.impl_reason or 'no reason'}) "
+                    "but the model allows it")
+        if self.kind == "accepted":
+            return (f"{what}: the implementation carried it out but the model's guard "
+                    f"refuses it: {ex.model_reason}")
+        shown = "; ".join(f"{k} is {m} in the model, {i} in the implementation"
+                          for k, m, i in self.diffs[:3])
+        return f"{what}: observations differ: {shown}"
+
+
+class DivergenceFound(AssertionError):
+    """Raised inside the state machine when the two sides disagree."""
+
+    def __init__(self, divergence: Divergence) -> None:
+        self.divergence = divergence
+        super().__init__(divergence.describe())
+
+
+class _Stop(BaseException):
+    """Ends the Hypothesis run at once, shrinking included.
+
+    A BaseException on purpose: Hypothesis takes only Exception (and a few
+    others) as test failures, and lets anything else end the whole run.
+    Raised when the implementation fails to answer (every further try could
+    cost a timeout) and when the shrink budget is spent.
+    """
+
+
+@dataclass(frozen=True)
+class DiffOutcome:
+    """The result of one differential run."""
+
+    verdict: Verdict
+    """PASS (agree), VIOLATION (divergence) or INCONCLUSIVE (the implementation failed)."""
+    hello: Hello | None
+    cfg: Config
+    seed: int
+    command: tuple[str, ...]
+    divergence: Divergence | None = None
+    adapter_error: AdapterError | None = None
+    error_exchanges: tuple[Exchange, ...] = ()
+    """For an adapter error: the run's commands before the one that failed."""
+    error_action: Action | None = None
+    """For an adapter error: the command that failed (None: the reset or the hello)."""
+    flaky: bool = False
+    """The implementation answered the same commands differently on a rerun."""
+    failure_while_shrinking: AdapterError | None = None
+    """The implementation failed to answer while a divergence was being shrunk."""
+    examples: int = 0
+    commands: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    carried_out: dict[str, int] = field(default_factory=dict)
+    """Per action: commands both sides carried out."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Per action: commands both sides refused (guards that agreed)."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 agree, 1 divergence, 3 inconclusive."""
+        return {Verdict.PASS: EXIT_OK, Verdict.VIOLATION: EXIT_VIOLATION}.get(
+            self.verdict, EXIT_INCONCLUSIVE)
+
+    def describe(self) -> str:
+        """One line for a person."""
+        name = self.hello.implementation if self.hello else "the implementation"
+        if self.divergence is not None:
+            return (f"{name} diverges from the model after {self.divergence.commands} "
+                    f"commands: {self.divergence.describe()}")
+        if self.adapter_error is not None:
+            err = self.adapter_error
+            at = f" at command {self.error_action}" if self.error_action else ""
+            return f"{name} failed ({err.kind}){at}: {err.message}"
+        if self.flaky:
+            return f"{name} is not deterministic: the same commands gave different results"
+        return (f"{name} agrees with the model over {self.examples} runs, "
+                f"{self.commands} commands")
+
+
+# -- command strategies ------------------------------------------------------
+
+def _param_strategies(cfg: Config) -> dict[str, st.SearchStrategy[Any]]:
+    """Arguments of probes: every value the model's guards look at, plus one out of range."""
+    page = st.integers(0, cfg.guest_pages)
+    pages = st.lists(st.integers(0, cfg.guest_pages), min_size=0, max_size=cfg.batch + 1)
+    return {
+        "vm": st.integers(0, cfg.vms),
+        "other_vm": st.integers(0, cfg.vms),
+        "pages": st.integers(0, cfg.guest_pages + 1),
+        "vcpus": st.integers(0, cfg.vcpus + 1),
+        "vcpu": st.integers(0, cfg.vcpus),
+        "host_page": st.integers(0, cfg.host_pages),
+        "ppn": page,
+        "other_ppn": page,
+        "vpn": st.integers(0, cfg.guest_data_pages),
+        "token": st.integers(0, cfg.tokens + 1),
+        "ppns": pages,
+        "refuse": pages,
+        "queue": st.sampled_from(["inflate", "deflate"]),
+        "actual": st.integers(0, cfg.guest_pages + 1),
+    }
+
+
+def probe_strategy(cfg: Config, actions: Sequence[str]) -> st.SearchStrategy[Action] | None:
+    """Commands with arbitrary (well-typed) arguments for ``actions``; None if none can be built.
+
+    >>> from ballast.model import preset
+    >>> from hypothesis import find
+    >>> find(probe_strategy(preset("core"), ["host_set_target"]), lambda a: True)
+    Action(name='host_set_target', args=(('vm', 0), ('pages', 0)))
+    """
+    params = _param_strategies(cfg)
+    options: list[st.SearchStrategy[Action]] = []
+    for name in actions:
+        spec = ACTIONS[name]
+        if all(p in params for p in spec.params):
+            fields = {p: params[p] for p in spec.params}
+            options.append(st.fixed_dictionaries(fields).map(_builder(name)))
+    return st.one_of(options) if options else None
+
+
+def _builder(name: str) -> Callable[[dict[str, Any]], Action]:
+    def build(args: dict[str, Any]) -> Action:
+        return Action.of(name, **args)
+    return build
+
+
+# -- the run -----------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """State shared by every example of one run."""
+
+    model: BalloonModel
+    proc: AdapterProcess
+    hello: Hello
+    next_id: int = 1
+    examples: int = 0
+    commands: int = 0
+    error: AdapterError | None = None
+    error_exchanges: tuple[Exchange, ...] = ()
+    error_action: Action | None = None
+    last_divergence: Divergence | None = None
+    probes: st.SearchStrategy[Action] | None = None
+    progress: Callable[[int], None] | None = None
+    log: list[Exchange] = field(default_factory=list)
+    carried_out: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    shrink_runs: int = 100
+    first_failure: int | None = None
+    """``examples`` when the first divergence was seen."""
+    best: Divergence | None = None
+    """The shortest divergence seen so far."""
+    stopped: bool = False
+    """The run was ended on purpose (by :class:`_Stop`)."""
+
+    def shrink_budget_spent(self) -> bool:
+        """Whether Hypothesis has had its share of runs to shrink the divergence."""
+        return (self.first_failure is not None
+                and self.examples - self.first_failure >= self.shrink_runs)
+
+    def send(self, body: dict[str, Any], action: Action | None) -> dict[str, Any]:
+        message = {"id": self.next_id, **body}
+        self.next_id += 1
+        try:
+            reply = self.proc.request(message, reply_kind="step_reply")
+            self._check_observe(reply, message, action)
+        except AdapterError as err:
+            self.error, self.error_exchanges, self.error_action = err, tuple(self.log), action
+            self.stopped = True
+            raise _Stop(str(err)) from None
+        return reply
+
+    def _check_observe(self, reply: dict[str, Any], message: dict[str, Any],
+                       action: Action | None) -> None:
+        obs = reply.get("observe")
+        if obs is None:
+            if reply["ok"]:
+                what = "a reset" if action is None else "an accepted step"
+                raise AdapterGarbage(f"the reply to {what} carries no observation", message,
+                                     self.proc.stderr_tail())
+            return
+        missing = [k for k in self.hello.keys if k not in obs]
+        extra = sorted(set(obs) - set(self.hello.keys))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"lacks declared keys {', '.join(missing)}")
+            if extra:
+                parts.append(f"has undeclared keys {', '.join(extra)}")
+            raise AdapterGarbage(f"observation {' and '.join(parts)}", message,
+                                 self.proc.stderr_tail())
+
+    def exchange(self, state: State, action: Action | None) -> tuple[State, Exchange]:
+        """Give one command (or the reset) to both sides; return the model's next state."""
+        model_ok, model_reason, post = True, None, state
+        if action is not None:
+            try:
+                post = self.model.next_state(state, action)
+            except GuardError as exc:
+                model_ok, model_reason = False, exc.reason
+            reply = self.send({"action": action.name, "args": action.to_dict()}, action)
+            self.commands += 1
+        else:
+            reply = self.send({"reset": {}}, None)
+        impl_ok = bool(reply["ok"])
+        if action is None and not impl_ok:
+            self.error = AdapterGarbage("the implementation refused to reset",
+                                        {"id": reply["id"], "reset": {}})
+            self.error_exchanges, self.error_action = tuple(self.log), None
+            self.stopped = True
+            raise _Stop(str(self.error))
+        ex = Exchange(len(self.log), action, model_ok, model_reason, impl_ok,
+                      reply.get("reason"), observe(post, self.hello.keys), reply.get("observe"))
+        self.log.append(ex)
+        if action is not None and model_ok == impl_ok:
+            tally = self.carried_out if model_ok else self.refused
+            tally[action.name] = tally.get(action.name, 0) + 1
+        kind = None
+        diffs: list[tuple[str, Any, Any]] = []
+        if ex.impl_observe is not None:
+            diffs = compare(ex.model_observe, ex.impl_observe)
+        if model_ok and not impl_ok:
+            kind = "refused"
+        elif impl_ok and not model_ok:
+            kind = "accepted"
+        elif diffs:
+            kind = "observation"
+        if kind is not None:
+            self.last_divergence = Divergence(kind, tuple(self.log), tuple(diffs))
+            if self.first_failure is None:
+                self.first_failure = self.examples
+            if self.best is None or self.last_divergence.commands < self.best.commands:
+                self.best = self.last_divergence
+            raise DivergenceFound(self.last_divergence)
+        return post, ex
+
+    def _stand_in(self, state: State, act: Action) -> Action | None:
+        """The first step of the same action (same VM) the model allows in ``state``."""
+        vm = act.kwargs.get("vm")
+        for alt, _ in self.model.successors(state):
+            if alt.name == act.name and alt.kwargs.get("vm") == vm:
+                return alt
+        return None
+
+    def rerun(self, commands: Sequence[tuple[Action, bool]]) -> Divergence | None:
+        """Run ``commands`` on both sides from a reset; the divergence they reach, if any.
+
+        Each command carries whether the model allowed it in the original run. A
+        command the model allowed there but refuses now (an earlier command was
+        removed) is replaced by the same action with the arguments the model
+        allows now (the guest's allocator picks other pages), or dropped.
+        """
+        self.log = []
+        try:
+            state, _ = self.exchange(self.model.init_states()[0], None)
+            for act, allowed in commands:
+                if allowed and self.model.try_next_state(state, act) is None:
+                    alt = self._stand_in(state, act)
+                    if alt is None:
+                        continue
+                    act = alt
+                state, _ = self.exchange(state, act)
+        except DivergenceFound as exc:
+            return exc.divergence
+        return None
+
+    def minimise(self, found: Divergence) -> Divergence:
+        """Delete commands one at a time while the same divergence remains.
+
+        Hypothesis's shrinker has a bounded number of runs; this pass finishes
+        the job deterministically (each try is one reset and a few commands).
+        """
+        best = found
+        changed = True
+        while changed:
+            changed = False
+            i = best.commands - 2  # never the diverging command itself
+            while i >= 0:
+                commands = [(ex.action, ex.model_ok) for ex in best.exchanges[1:]
+                            if ex.action is not None]
+                trial = commands[:i] + commands[i + 1:]
+                try:
+                    got = self.rerun(trial)
+                except _Stop:
+                    # It failed on a shorter run: keep the divergence found so far.
+                    self.error = None
+                    return best
+                if (got is not None and got.kind == best.kind and got.commands < best.commands
+                        and got.last.action is not None and best.last.action is not None
+                        and got.last.action.name == best.last.action.name):
+                    best, changed = got, True
+                i = min(i - 1, best.commands - 2)
+        return best
+
+
+def _machine(run: _Run) -> type[RuleBasedStateMachine]:
+    """One rule per action the implementation carries out (enabled when the model
+    allows it; it draws the arguments among the model's choices), and one rule of
+    probes with arbitrary arguments that the guards may refuse."""
+    model = run.model
+    supported = set(run.hello.actions)
+
+    class DifferentialMachine(RuleBasedStateMachine):
+        """The model and the implementation, one command at a time."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            if run.shrink_budget_spent():
+                run.stopped = True
+                raise _Stop("shrink budget spent")
+            run.examples += 1
+            if run.progress is not None:
+                run.progress(run.examples)
+            run.log = []
+            self._allowed: dict[str, list[Action]] | None = None
+            self.state, _ = run.exchange(model.init_states()[0], None)
+
+        def allowed(self, name: str) -> list[Action]:
+            if self._allowed is None:
+                table: dict[str, list[Action]] = {}
+                for a, _ in model.successors(self.state):
+                    if a.name in supported:
+                        table.setdefault(a.name, []).append(a)
+                self._allowed = table
+            return self._allowed.get(name, [])
+
+        def give(self, act: Action) -> None:
+            self.state, _ = run.exchange(self.state, act)
+            self._allowed = None
+
+    def add_rule(name: str) -> None:
+        def enabled(self: Any) -> bool:
+            return bool(self.allowed(name))
+
+        def step(self: Any, data: st.DataObject) -> None:
+            self.give(data.draw(st.sampled_from(self.allowed(name)), label=name))
+
+        step.__name__ = name
+        step.__doc__ = ACTIONS[name].doc
+        setattr(DifferentialMachine, name, precondition(enabled)(rule(data=st.data())(step)))
+
+    for name in run.hello.actions:
+        add_rule(name)
+    if run.probes is not None:
+        probes = run.probes
+
+        def probe(self: Any, data: st.DataObject) -> None:
+            self.give(data.draw(probes, label="probe"))
+
+        probe.__doc__ = "A command with arbitrary arguments, which the model's guard may refuse."
+        setattr(DifferentialMachine, "probe", rule(data=st.data())(probe))
+    return DifferentialMachine
+
+
+def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
+             steps: int = 50, seed: int = 0, timeout_s: float = 5.0,
+             shrink_runs: int = 100,
+             progress: Callable[[int], None] | None = None) -> DiffOutcome:
+    """Run the differential test of the implementation started by ``command``.
+
+    ``examples`` runs of up to ``steps`` commands each, seeded with ``seed``;
+    each request waits at most ``timeout_s`` for its reply. A configuration the
+    implementation does not run raises :class:`~ballast.validate.adapter_handshake.ConfigMismatch`.
+    Hypothesis shrinks a divergence for at most ``shrink_runs`` runs, then a
+    deletion pass removes every command the divergence does not need.
+    ``progress`` (if given) is called with the number of runs started so far.
+    """
+    started = time.monotonic()
+    proc = AdapterProcess(command, timeout_s=timeout_s)
+    argv = tuple(proc.argv)
+    model = BalloonModel(cfg)
+    try:
+        try:
+            proc.start()
+            hello = handshake(proc, cfg)
+        except AdapterError as err:
+            return DiffOutcome(Verdict.INCONCLUSIVE, None, cfg, seed, argv, adapter_error=err,
+                               requests=proc.requests, seconds=time.monotonic() - started)
+        run = _Run(model, proc, hello, probes=probe_strategy(cfg, hello.actions),
+                   progress=progress, shrink_runs=shrink_runs)
+        machine = _machine(run)
+        conf = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                        database=None, derandomize=False, print_blob=False,
+                        report_multiple_bugs=False, verbosity=Verbosity.quiet,
+                        suppress_health_check=list(HealthCheck),
+                        phases=[Phase.generate, Phase.shrink])
+        hypothesis_seed(seed)(machine)
+        flaky = False
+        final: Divergence | None = None
+        try:
+            run_state_machine_as_test(machine, settings=conf)
+        except DivergenceFound as exc:
+            final = exc.divergence
+        except (_Stop, Flaky):
+            # Ending a run on purpose may surface as Hypothesis's complaint that
+            # the run stopped drawing early: that is no flakiness of the implementation.
+            if run.stopped:
+                final = run.best
+            else:
+                flaky = True
+        common = dict(hello=hello, cfg=cfg, seed=seed, command=argv, examples=run.examples,
+                      commands=run.commands, requests=proc.requests,
+                      carried_out=dict(run.carried_out), refused=dict(run.refused))
+        if run.error is not None and run.best is not None:
+            # It failed while a divergence was being shrunk: the divergence stands.
+            return DiffOutcome(Verdict.VIOLATION, divergence=run.best,
+                               failure_while_shrinking=run.error,
+                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
+        if run.error is not None:
+            return DiffOutcome(Verdict.INCONCLUSIVE, adapter_error=run.error,
+                               error_exchanges=run.error_exchanges,
+                               error_action=run.error_action, flaky=flaky,
+                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
+        if flaky:
+            return DiffOutcome(Verdict.INCONCLUSIVE, divergence=run.last_divergence, flaky=True,
+                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
+        if final is not None:
+            final = run.minimise(final)
+            common.update(examples=run.examples, commands=run.commands, requests=proc.requests)
+            return DiffOutcome(Verdict.VIOLATION, divergence=final,
+                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
+        return DiffOutcome(Verdict.PASS, seconds=time.monotonic() - started,
+                           **common)  # type: ignore[arg-type]
+    finally:
+        proc.close()

@@ -1,0 +1,113 @@
+"""``ballast diff --adapter CMD``: differential testing of an implementation against the model.
+
+Exit status: 0 the implementation agrees with the model, 1 it diverges (a
+shrunk counterexample is written under ``--report-dir``), 2 bad usage (for
+example a configuration the implementation does not run), 3 inconclusive (the
+implementation timed out, crashed or answered garbage; the report names the
+request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ballast.errors import UsageError
+from ballast.model.config import Config, load_config, preset
+from ballast.validate.adapter import DiffOutcome, run_diff
+from ballast.validate.adapter_report import Report, write_report
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``diff`` subcommand."""
+    p = subparsers.add_parser(
+        "diff", help="test an implementation against the model through an adapter",
+        description="Drive the model and an implementation (a subprocess speaking the "
+                    "adapter protocol on stdin/stdout) with the same commands and compare "
+                    "them after every step. Exit 0 agree, 1 divergence, 2 bad usage, "
+                    "3 inconclusive.")
+    p.add_argument("--adapter", required=True, metavar="CMD",
+                   help="command that starts the implementation (split like a shell would, "
+                        "but run without one)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", default=None, metavar="NAME",
+                       help="model configuration preset (default: virtio)")
+    group.add_argument("--config", default=None, metavar="FILE.toml",
+                       help="model configuration file")
+    p.add_argument("--examples", type=int, default=100, metavar="N",
+                   help="runs to try (default 100)")
+    p.add_argument("--steps", type=int, default=50, metavar="N",
+                   help="most commands per run (default 50)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="longest wait for one reply (default 5)")
+    p.add_argument("--report-dir", default="reports/out", metavar="DIR",
+                   help="where counterexamples and failure reports go (default reports/out)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    if args.config:
+        return load_config(args.config)
+    return preset(args.preset or "virtio")
+
+
+def summary(outcome: DiffOutcome, report: Report | None) -> dict[str, Any]:
+    """The machine-readable result of a run."""
+    out: dict[str, Any] = {
+        "verdict": outcome.verdict.value, "exit": outcome.exit_code,
+        "implementation": outcome.hello.implementation if outcome.hello else None,
+        "seed": outcome.seed, "runs": outcome.examples, "commands": outcome.commands,
+        "requests": outcome.requests, "seconds": round(outcome.seconds, 3),
+        "carried_out": outcome.carried_out, "refused": outcome.refused,
+        "message": outcome.describe(), "flaky": outcome.flaky,
+    }
+    if outcome.divergence is not None:
+        d = outcome.divergence
+        out["divergence"] = {
+            "kind": d.kind, "commands": [str(e.action) for e in d.exchanges[1:]],
+            "diffs": [{"key": k, "model": m, "implementation": i} for k, m, i in d.diffs]}
+    if outcome.adapter_error is not None:
+        err = outcome.adapter_error
+        out["failure"] = {"kind": err.kind, "message": err.message, "request": err.request}
+    if report is not None:
+        out["report"] = str(report.markdown_path)
+        out["trace"] = str(report.trace_path) if report.trace_path else None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``ballast diff``."""
+    for name in ("examples", "steps"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    cfg = _config(args)
+    if sys.stderr.isatty() and not args.json:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("runs (model and implementation)", total=args.examples)
+            outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
+                               seed=args.seed, timeout_s=args.timeout,
+                               progress=lambda n: bar.update(task, completed=min(n, args.examples)))
+    else:
+        outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
+                           seed=args.seed, timeout_s=args.timeout)
+    report = write_report(outcome, Path(args.report_dir))
+    if args.json:
+        print(json.dumps(summary(outcome, report), indent=2))
+    else:
+        print(f"{outcome.verdict.value}: {outcome.describe()}")
+        if report is not None:
+            print(f"report: {report.markdown_path}")
+            if report.trace_path is not None:
+                print(f"trace:  {report.trace_path}")
+    return outcome.exit_code
