@@ -14,8 +14,9 @@ Tests of one's own can use the ``ballast_diff`` fixture, a function that runs
 the differential test with the command-line options as defaults and returns
 the :class:`~ballast.validate.adapter.DiffOutcome`.
 
-Load it with ``-p ballast.validate.pytest_plugin`` (or through the ``pytest11``
-entry point of the installed package).
+Installing Ballast registers the plugin (``pytest11`` entry point ``ballast``);
+pytest loads it by itself, and its options do nothing until ``--ballast-adapter``
+is given.
 """
 
 from __future__ import annotations

@@ -15,14 +15,14 @@ PLUGIN = "ballast.validate.pytest_plugin"
 
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("-p", PLUGIN, "--help")
+    result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*--ballast-adapter=CMD*", "*--ballast-preset=NAME*",
                                  "*--ballast-examples=N*"])
 
 
 def test_no_adapter_no_item(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_own(): pass")
-    result = pytester.runpytest("-p", PLUGIN)
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
 
 
@@ -32,7 +32,7 @@ def test_divergence_fails_the_item_with_the_shrunk_commands(pytester: pytest.Pyt
     send({"id": i, "ok": True, "observe": {}})
 ''')
     pytester.makepyfile("def test_own(): pass")
-    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+    result = pytester.runpytest("--ballast-adapter", " ".join(cmd),
                                 "--ballast-preset", "core", "--ballast-examples", "30",
                                 "--ballast-report-dir", str(tmp_path / "out"))
     result.assert_outcomes(passed=1, failed=1)
@@ -45,7 +45,7 @@ def test_crash_fails_the_item(pytester: pytest.Pytester, tmp_path: Path) -> None
     cmd = script(tmp_path, "crash", '''
     sys.stderr.write("out of memory\\n"); sys.exit(1)
 ''')
-    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+    result = pytester.runpytest("--ballast-adapter", " ".join(cmd),
                                 "--ballast-preset", "core",
                                 "--ballast-report-dir", str(tmp_path / "out"))
     result.assert_outcomes(failed=1)
@@ -55,7 +55,7 @@ def test_crash_fails_the_item(pytester: pytest.Pytester, tmp_path: Path) -> None
 def test_bad_configuration_fails_with_the_reason(pytester: pytest.Pytester,
                                                  tmp_path: Path) -> None:
     cmd = script(tmp_path, "plain", "    pass\n", config={"sharing": False})
-    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", " ".join(cmd),
+    result = pytester.runpytest("--ballast-adapter", " ".join(cmd),
                                 "--ballast-preset", "vmware")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*cannot run*sharing=False*"])
@@ -74,7 +74,13 @@ def test_with_fixture(ballast_diff):
     assert out.verdict is Verdict.PASS
 ''')
     cmd = f"node {EXAMPLES / 'balloon_adapter.js'}"
-    result = pytester.runpytest("-p", PLUGIN, "--ballast-adapter", cmd,
+    result = pytester.runpytest("--ballast-adapter", cmd,
                                 "--ballast-examples", "15",
                                 "--ballast-report-dir", str(tmp_path / "out"))
     result.assert_outcomes(passed=2)
+
+
+def test_plugin_loads_from_the_installed_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    assert [ep.name for ep in entry_points(group="pytest11") if ep.value == PLUGIN] == ["ballast"]
