@@ -52,12 +52,16 @@ from ballast.model.state import (
 
 __all__ = [
     "ACTIONS",
+    "PENDING_DEFLATE",
     "Action",
     "ActionSpec",
     "Actor",
     "apply",
+    "balloon_view",
     "enabled",
+    "inflate_limit",
     "require",
+    "usable_free",
 ]
 
 
@@ -303,16 +307,35 @@ def _resident_ppn(guest: GuestState, vpn: int) -> int | None:
     return None
 
 
-def _usable_free(cfg: Config, guest: GuestState) -> int:
-    """Free PPNs the balloon module may take (the driver leaves the kernel's reserve)."""
-    free = guest.ppn_use.count(FREE)
+PENDING_DEFLATE = -3
+"""Allocator view only: a free PPN whose deflate report the VMM has not processed yet."""
+
+
+def balloon_view(v: VmState) -> tuple[int, ...]:
+    """The guest's page use as the balloon module's allocations see it.
+
+    A page the guest reused before the VMM processed its deflate report (allowed
+    without ``must_tell_host``) is not handed back to the balloon until the VMM has
+    processed that report: otherwise the stale report would release the page after
+    its re-inflation, and the module and the VMM would disagree about it.
+    """
+    use = v.guest.ppn_use
+    pending = [p for p in v.deflate_queue if 0 <= p < len(use) and use[p] == FREE]
+    return _with_use(use, pending, PENDING_DEFLATE) if pending else use
+
+
+def usable_free(cfg: Config, v: VmState) -> int:
+    """Free PPNs the balloon module may take (the driver leaves the kernel's reserve;
+    the application stays within its pin limit)."""
+    use = balloon_view(v)
+    free = use.count(FREE)
     if cfg.module is ModuleKind.DRIVER:
         return max(0, free - cfg.kernel_reserve)
-    pinned = guest.ppn_use.count(BALLOON)
+    pinned = use.count(BALLOON)
     return max(0, min(free, cfg.pin_limit - pinned))
 
 
-def _inflate_limit(cfg: Config, v: VmState) -> int:
+def inflate_limit(cfg: Config, v: VmState) -> int:
     """Pages the module still owes the VMM: target minus pages held or in flight."""
     m = v.module
     held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
@@ -648,9 +671,9 @@ def _inflations(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
     pol = policy_for(cfg.guest_policy)
     for vm in _vms(cfg):
         v = s.vms[vm]
-        k = min(_inflate_limit(cfg, v), _usable_free(cfg, v.guest))
+        k = min(inflate_limit(cfg, v), usable_free(cfg, v))
         if k > 0:
-            for ppns in pol.allocations(v.guest.ppn_use, k):
+            for ppns in pol.allocations(balloon_view(v), k):
                 yield {"vm": vm, "ppns": tuple(ppns)}
 
 
@@ -665,11 +688,11 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     v = s.vms[vm]
     guest = v.guest
     require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_inflate", "no page to inflate")
-    require(len(ppns) <= _inflate_limit(cfg, v), "balloon_inflate",
+    require(len(ppns) <= inflate_limit(cfg, v), "balloon_inflate",
             "more pages than the target asks for, or than one report may carry")
-    require(len(ppns) <= _usable_free(cfg, guest), "balloon_inflate",
+    require(len(ppns) <= usable_free(cfg, v), "balloon_inflate",
             "the guest cannot give that many pages to the balloon module")
-    require(policy_for(cfg.guest_policy).allows_allocation(guest.ppn_use, ppns),
+    require(policy_for(cfg.guest_policy).allows_allocation(balloon_view(v), ppns),
             "balloon_inflate", "these are not the pages the guest's allocator hands out")
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, BALLOON))
     return s.with_vm(vm, v.replace(guest=guest,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ballast.model.actions import Action, _inflate_limit, host_page_units, under_pressure
+from ballast.model.actions import Action, inflate_limit, host_page_units, under_pressure
 from ballast.model.config import Config
 from ballast.model.state import FREE, State
 
@@ -87,7 +87,7 @@ def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
         return False
     vm = pre.vms[_vm(act)]
     asked = act.kwargs["ppns"]
-    return isinstance(asked, tuple) and len(asked) < _inflate_limit(cfg, vm)
+    return isinstance(asked, tuple) and len(asked) < inflate_limit(cfg, vm)
 
 
 @_scenario("guest_pages_out_for_balloon",
@@ -96,7 +96,7 @@ def _pageout(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "guest_evict":
         return False
     vm = pre.vms[_vm(act)]
-    return _inflate_limit(cfg, vm) > 0 and FREE not in vm.guest.ppn_use
+    return inflate_limit(cfg, vm) > 0 and FREE not in vm.guest.ppn_use
 
 
 @_scenario("host_refuses_page", "The VMM refuses a page of an inflate report.",

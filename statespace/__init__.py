@@ -1,1 +1,12 @@
-"""Ballast statespace."""
+"""Exhaustive state-space exploration of small configurations (``ballast explore``).
+
+* :mod:`.explore` -- breadth-first search over packed states (:mod:`.codec`), every
+  invariant on every state and step, shortest counterexamples, budgets;
+* :mod:`.symmetry` -- canonical forms up to renumbering VMs and MPNs;
+* :mod:`.deadlock` -- what a stalled balloon protocol is;
+* :mod:`.liveness` -- AG EF and weakly fair eventual reach of the target, lassos;
+* :mod:`.graph` -- the networkx graph of reachable states, DOT and GraphML;
+* :mod:`.traces` -- counterexamples confirmed by replay, then written;
+* :mod:`.runner`, :mod:`.cli`, :mod:`.suite` -- verdicts, the command, ``ballast check``;
+* :mod:`.configs`, :mod:`.manifest` -- small configurations and their pinned state counts.
+"""

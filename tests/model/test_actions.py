@@ -215,3 +215,22 @@ def test_unknown_action_and_bad_arguments() -> None:
         apply(CFG, s, Action.of("host_set_target", vm=0))
     with pytest.raises(GuardError, match="no VM"):
         apply(CFG, s, Action.of("host_set_target", vm=7, pages=1))
+
+
+def test_no_reinflate_of_a_page_whose_deflate_is_unprocessed() -> None:
+    # Found by the Z3 induction check on the virtio preset: without MUST_TELL_HOST the guest
+    # may reuse a deflated page at once; if the module re-inflated it before the VMM
+    # processed the deflate report, the stale report would release the re-inflated page.
+    cfg = Config(vms=1, guest_pages=4, guest_data_pages=3, machine_pages=4,
+                 must_tell_host=False, deflate_on_oom=True)
+    s = run(cfg, ("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
+            ("balloon_inflate", {"vm": 0, "ppns": [0]}), ("vmm_reclaim", {"vm": 0, "refuse": []}),
+            ("balloon_complete", {"vm": 0}), ("host_set_target", {"vm": 0, "pages": 0}),
+            ("balloon_poll", {"vm": 0}), ("balloon_deflate", {"vm": 0, "ppns": [0]}),
+            ("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}))
+    assert s.vms[0].deflate_queue == (0,) and s.vms[0].guest.ppn_use[0] == FREE
+    with pytest.raises(GuardError, match="allocator"):
+        apply(cfg, s, Action.of("balloon_inflate", vm=0, ppns=[0]))
+    s = apply(cfg, s, Action.of("balloon_inflate", vm=0, ppns=[1]))  # the allocator skips PPN 0
+    s = apply(cfg, s, Action.of("vmm_release", vm=0))
+    assert s.vms[0].ballooned == frozenset()

@@ -63,11 +63,17 @@ def test_the_correct_model_has_no_violation_and_no_deadlock() -> None:
 
 
 def test_actions_that_never_fire_are_reported() -> None:
-    ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]))
     model = BalloonModel(EXPLORE_CONFIGS["one-vm"])
+    ex = explore(model)
     never = {s.name for s in model.action_specs()} - set(ex.fired)
-    # one PPN per report and no refusal: nothing is ever refused, so nothing is freed
-    assert never == {"balloon_free_refused"}
+    # no guest disk slot: the guest can never page out
+    assert never == {"guest_evict"}
+    model.table = {k: v for k, v in ACTIONS.items() if k != "vmm_reclaim"}
+    ex = explore(model)
+    never = {s.name for s in model.action_specs()} - set(ex.fired)
+    assert never == {"balloon_complete", "balloon_deflate", "balloon_free_refused",
+                     "guest_evict", "vmm_release"}
+    assert "balloon_reaches_target" not in ex.witnessed
 
 
 def test_a_vmm_that_never_processes_inflates_deadlocks(tmp_path: Path) -> None:
@@ -91,7 +97,7 @@ def test_stalled_vms_needs_protocol_work() -> None:
 
 def test_graph_export_highlights_violating_states(tmp_path: Path) -> None:
     name = "host_takes_partial_page"
-    cfg = fault_config(name).replace(guest_disk_slots=0, host_swap_slots=0, host_swap=False)
+    cfg = fault_config(name).replace(guest_pages=1, guest_disk_slots=0)
     ex = explore(BalloonModel(cfg, [name]), keep_edges=True)
     assert ex.violating
     g = state_graph(ex)

@@ -39,9 +39,12 @@ def test_refusal_starves_the_balloon_under_weak_fairness(tmp_path: Path) -> None
     path = write_liveness(ex, lasso, tmp_path, "lasso")  # type: ignore[arg-type]
     trace = read_trace(path)
     assert trace.header.expect is not None
-    assert trace.header.expect["lasso_start"] == len(lasso.prefix)  # type: ignore[union-attr]
+    assert trace.header.expect["lasso_start"] == len(lasso.prefix) + 1  # type: ignore[union-attr]
     assert len(trace.steps) == len(lasso.prefix) + len(lasso.cycle)  # type: ignore[union-attr]
-    assert (tmp_path / "lasso.md").read_text().startswith("# Counterexample")
+    assert (tmp_path / "lasso.md").read_text().startswith("#")
+    from ballast.model.replay import replay
+    states = replay(trace).states
+    assert states[len(lasso.prefix)] == states[-1]  # type: ignore[union-attr]
 
 
 def test_an_unfair_cycle_is_rejected() -> None:

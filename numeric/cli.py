@@ -1,0 +1,131 @@
+# mypy: disable-error-code="no-any-return"
+"""``ballast fuzz``: randomized checking at scale with the numeric core, over many seeds.
+
+Exit codes: 0 every seed ran without a violation, 1 a violation was found (its
+shrunk trace, confirmed by the reference model, is under ``--report-dir``),
+2 bad usage or input.
+
+Without ``--vms``/``--pages`` the preset's own sizes are used; with them, the
+preset's features are kept and sizes scaled (host memory = 3/4 of guest memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ballast.errors import InputError, UsageError
+from ballast.model.config import Config, load_config, preset
+from ballast.model.faults import FAULTS
+from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
+from ballast.numeric.engine import ENGINE_FAULTS
+from ballast.numeric.runner import SeedResult
+from ballast.numeric.scale import scaled, with_faults
+
+__all__ = ["register", "config_for"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``fuzz`` to the ``ballast`` command line."""
+    p = subparsers.add_parser(
+        "fuzz", help="random runs at scale on the numeric core, many seeds in parallel",
+        description="Vectorised random runs of the model (thousands of VMs, millions of guest "
+                    "pages) with every invariant checked; failures are shrunk and replayed "
+                    "through the reference model before they are reported.")
+    p.add_argument("--seeds", default="0..3", help="seed range A..B (inclusive) or one seed")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--preset", default=None, help="named configuration (default: large)")
+    p.add_argument("--config", type=Path, default=None, help="TOML file with Config fields")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="seed a broken variant of the model (repeatable)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="batches per seed (each applies one action to many VMs)")
+    p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
+    p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
+    p.add_argument("--frac", type=float, default=0.5, help="share of VMs in each batch")
+    p.add_argument("--check-every", type=int, default=10,
+                   help="check every state invariant after this many batches (and at the end)")
+    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fuzz)
+
+
+def config_for(args: argparse.Namespace) -> Config:
+    """The configuration an invocation asks for (scaled, with the faults' changes)."""
+    if args.preset and args.config:
+        raise UsageError("give --preset or --config, not both")
+    for name in args.fault:
+        if name not in FAULTS:
+            raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULTS))}")
+        if name not in ENGINE_FAULTS:
+            raise UsageError(f"fault {name!r} has no numeric variant")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "large")
+    if (args.vms is None) != (args.pages is None):
+        raise UsageError("give both --vms and --pages, or neither")
+    if args.vms is not None:
+        if args.vms < 1 or args.pages < 1:
+            raise UsageError("--vms and --pages must be positive")
+        cfg = scaled(cfg, vms=args.vms, pages=args.pages)
+    return with_faults(cfg, args.fault, keep_sizes=args.vms is not None)
+
+
+def _line(r: SeedResult) -> dict[str, Any]:
+    return {"seed": r.seed, "ops": r.ops, "batches": r.batches, "checks": r.checks,
+            "seconds": round(r.seconds, 3),
+            "violation": r.violation[0] if r.violation else None,
+            "message": r.violation[1] if r.violation else None,
+            "shrunk_steps": r.shrunk_steps, "counterexample": r.counterexample,
+            "error": r.error}
+
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError:
+        raise UsageError(f"--seeds: expected A..B or N, got {args.seeds!r}") from None
+    if args.workers < 1 or args.steps < 1 or args.check_every < 1:
+        raise UsageError("--workers, --steps and --check-every must be positive")
+    if not 0 < args.frac <= 1:
+        raise UsageError("--frac must be in (0, 1]")
+    cfg = config_for(args)
+    results: list[SeedResult] = []
+    stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
+                          batches=args.steps, frac=args.frac, check_every=args.check_every,
+                          report_dir=args.report_dir)
+    if args.json or args.no_progress or not sys.stderr.isatty():
+        results = list(stream)
+    else:
+        from rich.progress import Progress
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds))
+            for r in stream:
+                results.append(r)
+                bar.advance(task)
+    results.sort(key=lambda r: r.seed)
+    summary = summarise(results)
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
+                          "seeds": [_line(r) for r in results],
+                          "summary": summary.__dict__}, indent=2, default=list))
+    else:
+        from rich.console import Console
+        out = Console()
+        out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
+                  f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
+                  + (f", faults {', '.join(args.fault)}" if args.fault else ""))
+        for r in results:
+            if r.violation:
+                where = r.counterexample or r.error or "not written"
+                out.print(f"  seed {r.seed}: [bold red]{r.violation[0]}[/] -- {r.violation[1]}"
+                          f" (shrunk to {r.shrunk_steps} steps: {where}); reproduce with "
+                          f"--seeds {r.seed}..{r.seed}")
+        rate = summary.ops / summary.seconds if summary.seconds else 0.0
+        out.print(f"{summary.seeds} seeds, {summary.ops} operations, {summary.checks} invariant "
+                  f"sweeps, {rate:,.0f} ops/s per worker; failing seeds: "
+                  f"{list(summary.failing) or 'none'}")
+    return 1 if summary.failing else 0

@@ -1,0 +1,801 @@
+# mypy: disable-error-code="no-any-return"
+"""Every action of the model, applied to many VMs at once on :class:`SystemArrays`.
+
+Each method takes the action's arguments as arrays, one entry per operation,
+for operations on *distinct* VMs listed in ascending order (host-page actions:
+distinct host pages). The batch has exactly the effect of applying the model's
+action to each VM in turn: shared resources (free MPNs, host swap slots, idle
+processors) are handed out in VM order, and an operation whose guard fails
+changes nothing. Each method returns the mask of operations that took effect.
+Where the order inside a batch would matter in a way the vector form cannot
+express (writes to shared copy-on-write pages, page sharing itself), the batch
+is applied one operation at a time through the same code.
+
+Seeded faults (``FAULTS`` of the model) are switched on by name and change the
+same action the model's fault changes.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.actions import Action
+>>> eng = Engine(Config(vms=1, guest_pages=2, machine_pages=2))
+>>> eng.apply(Action.of("guest_write", vm=0, vpn=0, token=1))
+>>> eng.arr.to_state().vms[0].p2m
+(0, -1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast.errors import GuardError, InputError
+from ballast.model.actions import ACTIONS, Action
+from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.faults import FAULTS
+from ballast.model.state import BALLOON, FREE, State
+from ballast.numeric.arrays import (
+    AD, AI, AR, BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, MB, MR, UNBACKED_MPN,
+    SystemArrays,
+)
+
+__all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "popcount"]
+
+Mask = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
+
+ENGINE_FAULTS = frozenset({
+    "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
+    "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
+    "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
+    "cpu_reclaim_keeps_parked"})
+"""The model's seeded faults the engine implements (by the same names)."""
+
+
+@dataclass(frozen=True)
+class StepViolation:
+    """A step form of a property broken by one operation of a batch."""
+
+    index: int
+    """Position of the operation in its batch."""
+    property: str
+    message: str
+
+
+class _Sequential(Exception):
+    """The batch must be applied one operation at a time."""
+
+
+def popcount(x: Ints) -> Ints:
+    """Set bits of each (small, non-negative) integer.
+
+    >>> popcount(np.array([0, 5, 255])).tolist()
+    [0, 2, 8]
+    """
+    x = x.astype(np.int64)
+    out = np.zeros_like(x)
+    while bool(x.any()):
+        out += x & 1
+        x = x >> 1
+    return out
+
+
+def _i(x: Any) -> Ints:
+    return np.asarray(x, dtype=np.int64).reshape(-1)
+
+
+class Engine:
+    """The numeric core: the model's actions on arrays, optionally with seeded faults."""
+
+    def __init__(self, cfg: Config, faults: Sequence[str] = (),
+                 arr: SystemArrays | None = None) -> None:
+        unknown = [f for f in faults if f not in FAULTS]
+        if unknown:
+            raise InputError("<fault>", None, f"unknown fault {unknown[0]!r}")
+        missing = [f for f in faults if f not in ENGINE_FAULTS]
+        if missing:
+            raise InputError("<fault>", None,
+                             f"fault {missing[0]!r} has no numeric variant")
+        self.cfg = cfg
+        self.faults = frozenset(faults)
+        self.arr = arr if arr is not None else SystemArrays.initial(cfg)
+        self.hint = 0
+        self.step_violations: list[StepViolation] = []
+        self._methods: dict[str, Callable[..., Mask]] = {
+            name: getattr(self, name) for name in ACTIONS}
+
+    @classmethod
+    def from_state(cls, cfg: Config, s: State, faults: Sequence[str] = ()) -> "Engine":
+        """An engine holding the model state ``s``."""
+        return cls(cfg, faults, SystemArrays.from_state(cfg, s))
+
+    # -- entry points ----------------------------------------------------------
+    def apply_batch(self, name: str, vms: Any, **args: Any) -> Mask:
+        """Apply action ``name`` once per entry of ``vms`` (ascending, distinct)."""
+        spec = ACTIONS.get(name)
+        if spec is None or not spec.feature(self.cfg):
+            return np.zeros(len(_i(vms)), dtype=bool)
+        fn = self._methods[name]
+        v = _i(vms)
+        try:
+            return fn(v, **args)
+        except _Sequential:
+            ok = np.zeros(len(v), dtype=bool)
+            for k in range(len(v)):
+                one = {key: (val[k:k + 1] if not isinstance(val, list) else val[k:k + 1])
+                       for key, val in args.items()}
+                before = len(self.step_violations)
+                ok[k] = bool(fn(v[k:k + 1], **one)[0])
+                for j in range(before, len(self.step_violations)):
+                    sv = self.step_violations[j]
+                    self.step_violations[j] = StepViolation(k, sv.property, sv.message)
+            return ok
+
+    def apply(self, act: Action) -> None:
+        """Apply one model action; raise GuardError where the model would."""
+        spec = ACTIONS.get(act.name)
+        if spec is None:
+            raise GuardError(act.name, "no such action in the model")
+        if not spec.feature(self.cfg):
+            raise GuardError(act.name, "this action is switched off in the configuration")
+        kw = act.kwargs
+        if set(kw) != set(spec.params):
+            raise GuardError(act.name, f"expected arguments {', '.join(spec.params)}")
+        vm = kw.pop("vm", None)
+        if "host_page" in kw:
+            vm = kw.pop("host_page")
+            if not isinstance(vm, int) or not 0 <= vm < self.cfg.host_pages:
+                raise GuardError(act.name, f"no host page {vm}")
+        elif not (isinstance(vm, int) and 0 <= vm < self.cfg.vms):
+            raise GuardError(act.name, f"no VM {vm}")
+        if spec.actor.value == "rogue" and vm not in self.cfg.hostile_vms:
+            raise GuardError(act.name, f"VM {vm} is not configured as hostile")
+        args: dict[str, Any] = {}
+        for k, val in kw.items():
+            if isinstance(val, tuple):
+                args[k] = [val]
+            elif isinstance(val, str):
+                args[k] = [val]
+            else:
+                args[k] = _i([val])
+        if not bool(self.apply_batch(act.name, [vm], **args)[0]):
+            raise GuardError(act.name, "not allowed here")
+
+    # -- shared machinery ------------------------------------------------------
+    def _fault(self, name: str) -> bool:
+        return name in self.faults
+
+    def _lowest_free(self, k: int) -> Ints:
+        """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
+        mf = self.arr.mf
+        out: list[Ints] = []
+        got, start, chunk = 0, self.hint, 4096
+        while got < k and start < len(mf):
+            idx = np.flatnonzero(mf[start:start + chunk] & M_FREE) + start
+            if got == 0 and len(idx) == 0:
+                self.hint = start + chunk
+            out.append(idx[:k - got])
+            got += len(out[-1])
+            start += chunk
+            chunk *= 2
+        if got == 0 and k > 0:
+            self.hint = min(self.hint, len(mf))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def _mark_free(self, mpns: Ints) -> None:
+        if len(mpns):
+            self.hint = min(self.hint, int(mpns.min()))
+
+    def _take(self, mpns: Ints) -> None:
+        self.arr.mf[mpns] &= ~(M_FREE | M_RECL)
+
+    def _unback(self, vms: Ints, ppns: Ints, by_balloon: bool, scrub: bool = True) -> None:
+        """The model's ``unback`` for many (VM, PPN) pairs, in order."""
+        a = self.arr
+        m = a.p2m[vms, ppns].astype(np.int64)
+        backed = m != int(UNBACKED_MPN)
+        vms, ppns, m = vms[backed], ppns[backed], m[backed]
+        if not len(m):
+            return
+        a.p2m[vms, ppns] = UNBACKED_MPN
+        shared = np.array([int(x) in a.refs for x in m], dtype=bool) if a.refs else \
+            np.zeros(len(m), dtype=bool)
+        for x in m[shared]:
+            x = int(x)
+            a.refs[x] -= 1
+            if a.refs[x] == 1:
+                del a.refs[x]
+                a.mf[x] &= ~M_COW
+        alone = m[~shared]
+        if scrub:
+            a.content[alone] = 0
+        a.mf[alone] = (a.mf[alone] & ~M_COW) | M_FREE | (M_RECL if by_balloon else 0)
+        self._mark_free(alone)
+
+    def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
+                    name: str, gate: Mask | None = None,
+                    write: Mask | None = None) -> tuple[Mask, Ints]:
+        """Plan then apply the model's ``fault_in`` (and ``write_page`` when ``tokens``).
+
+        Returns the ops that succeeded (a free MPN was found where needed) and the
+        MPN each op ends on. ``gate`` excludes ops that fail their own guard.
+        Raises _Sequential before changing anything if order would matter."""
+        a = self.arr
+        n = len(vms)
+        gate = np.ones(n, dtype=bool) if gate is None else gate
+        write = np.ones(n, dtype=bool) if write is None else write
+        if tokens is None:
+            write = np.zeros(n, dtype=bool)
+        m = a.p2m[vms, ppns].astype(np.int64)
+        unb = m == int(UNBACKED_MPN)
+        cow_fault = self._fault("cow_write_in_place") and name == "guest_write"
+        cow = np.zeros(n, dtype=bool)
+        if tokens is not None and not cow_fault:
+            cow[~unb] = (a.mf[m[~unb]] & M_COW) != 0
+        cow &= gate & write
+        if tokens is not None and n > 1 and a.refs and \
+                any(int(x) in a.refs for x in m[gate & ~unb & write]):
+            raise _Sequential
+        # With that fault a mapped MPN can come back to the free pool: keep the
+        # mapper counts exact by going one operation at a time and recounting.
+        recount = self._fault("host_takes_partial_page")
+        if recount and n > 1:
+            raise _Sequential
+        need = (unb | cow) & gate
+        got = self._lowest_free(int(need.sum()))
+        rank = np.cumsum(need)
+        ok = gate & (~need | (rank <= len(got)))
+        take = need & ok
+        new = np.where(take, got[np.minimum(rank, max(len(got), 1)) - 1] if len(got) else 0, m)
+        # fault_in: fill from host swap or zeros; a touched ballooned page pops.
+        fi = take & unb
+        if fi.any():
+            fv, fp, fm = vms[fi], ppns[fi], new[fi]
+            toks = np.zeros(len(fv), dtype=np.int64)
+            if a.swap:
+                for k, (v, p) in enumerate(zip(fv.tolist(), fp.tolist())):
+                    toks[k] = a.swap.pop((v, p), 0)
+            a.content[fm] = toks
+            self._take(fm)
+            a.p2m[fv, fp] = fm
+            a.pf[fv, fp] &= ~BAL
+            if recount:
+                a.rebuild_refs()
+        # copy on write: the shared MPN keeps its other mappers.
+        cw = take & cow
+        if cw.any():
+            for x in m[cw]:
+                x = int(x)
+                a.refs[x] -= 1
+                if a.refs[x] <= 1:
+                    del a.refs[x]
+                    a.mf[x] &= ~M_COW
+            self._take(new[cw])
+            a.p2m[vms[cw], ppns[cw]] = new[cw]
+            if recount:
+                a.rebuild_refs()
+        if tokens is not None:
+            w = ok & write
+            old = a.content[new[w]].astype(np.int64)
+            a.content[new[w]] = tokens[w]
+            if actors and a.refs:
+                for j, k in enumerate(np.flatnonzero(w).tolist()):
+                    x = int(new[k])
+                    if x in a.refs and int(old[j]) != int(tokens[k]):
+                        others = sorted(set(np.nonzero(a.p2m == x)[0].tolist()) - {int(vms[k])})
+                        if others:
+                            self.step_violations.append(StepViolation(
+                                int(k), "isolation",
+                                f"{name} by VM {int(vms[k])} changed VM {others[0]}'s "
+                                f"page (MPN {x})"))
+        return ok, new
+
+    def _queue_add(self, bit: np.uint8, extra: dict[int, list[int]], vms: Ints,
+                   sel: Mask) -> None:
+        """Add the selected PPNs of each row to a report queue (duplicates kept)."""
+        a = self.arr
+        rows = a.pf[vms]
+        dup = sel & ((rows & bit) != 0)
+        if dup.any():
+            for r, p in zip(*np.nonzero(dup)):
+                extra.setdefault(int(vms[r]), []).append(int(p))
+        rows[sel] |= bit
+        a.pf[vms] = rows
+
+    def _queue_len(self, bit: np.uint8, extra: dict[int, list[int]], vms: Ints) -> Ints:
+        n = ((self.arr.pf[vms] & bit) != 0).sum(axis=1).astype(np.int64)
+        if extra:
+            n += _i([len(extra.get(int(v), ())) for v in vms])
+        return n
+
+    def _rows_count(self, vms: Ints, value: int) -> Ints:
+        return (self.arr.use[vms] == value).sum(axis=1).astype(np.int64)
+
+    # -- host --------------------------------------------------------------------
+    def host_set_target(self, vms: Ints, pages: Ints) -> Mask:
+        a = self.arr
+        pages = _i(pages)
+        ok = (pages >= 0) & (pages <= self.cfg.guest_pages) & (pages != a.target[vms])
+        a.target[vms[ok]] = pages[ok]
+        return ok
+
+    def host_set_cpu_target(self, vms: Ints, vcpus: Ints) -> Mask:
+        a = self.arr
+        n = _i(vcpus)
+        ok = (n >= 1) & (n <= self.cfg.vcpus) & (n != a.cpu_target[vms])
+        a.cpu_target[vms[ok]] = n[ok]
+        return ok
+
+    def _units(self, hps: Ints) -> npt.NDArray[np.uint8]:
+        u = self.cfg.host_page_units
+        return self.arr.mf[(hps[:, None] * u + np.arange(u)[None, :])]
+
+    def host_take_page(self, hps: Ints) -> Mask:
+        a, u = self.arr, self.cfg.host_page_units
+        idx = hps[:, None] * u + np.arange(u)[None, :]
+        units = a.mf[idx]
+        free = (units & M_FREE) != 0
+        if self._fault("host_takes_partial_page"):
+            ok = free.any(axis=1)
+            a.mf[idx[ok]] = (units[ok] & ~M_FREE) | M_USE
+        elif self._fault("host_takes_single_unit"):
+            ok = free.any(axis=1)
+            first = np.argmax(free, axis=1)
+            sel = idx[ok, first[ok]]
+            a.mf[sel] = (a.mf[sel] & ~M_FREE) | M_USE
+        else:
+            ok = free.all(axis=1)
+            a.mf[idx[ok]] = (units[ok] & ~(M_FREE | M_RECL)) | M_USE
+        return ok
+
+    def host_return_page(self, hps: Ints) -> Mask:
+        a, u = self.arr, self.cfg.host_page_units
+        idx = hps[:, None] * u + np.arange(u)[None, :]
+        units = a.mf[idx]
+        ok = ((units & M_USE) != 0).all(axis=1)
+        a.mf[idx[ok]] = (units[ok] & ~M_USE) | M_FREE
+        self._mark_free(idx[ok].ravel())
+        return ok
+
+    def host_swap_out(self, vms: Ints, ppn: Ints) -> Mask:
+        a, cfg = self.arr, self.cfg
+        ppn = _i(ppn)
+        inr = (ppn >= 0) & (ppn < cfg.guest_pages)
+        m = np.full(len(vms), int(UNBACKED_MPN), dtype=np.int64)
+        m[inr] = a.p2m[vms[inr], ppn[inr]]
+        backed = m != int(UNBACKED_MPN)
+        ok = inr & backed
+        ok[ok] = (a.mf[m[ok]] & M_COW) == 0
+        room = cfg.host_swap_slots - len(a.swap)
+        ok &= np.cumsum(ok) <= room
+        for v, p, x in zip(vms[ok].tolist(), ppn[ok].tolist(), m[ok].tolist()):
+            a.swap[(v, p)] = 0 if self._fault("host_swap_loses_data") else int(a.content[x])
+        self._unback(vms[ok], ppn[ok], by_balloon=False)
+        return ok
+
+    # -- VMM -----------------------------------------------------------------------
+    def vmm_reclaim(self, vms: Ints, refuse: list[tuple[int, ...]] | None = None) -> Mask:
+        a, cfg, P = self.arr, self.cfg, self.cfg.guest_pages
+        n = len(vms)
+        refuse = refuse if refuse is not None else [()] * n
+        rows = a.pf[vms]
+        iq = (rows & IQ) != 0
+        ok = iq.any(axis=1)
+        if a.iq_extra:
+            ok |= _i([len(a.iq_extra.get(int(v), ())) for v in vms]) > 0
+        refmask = np.zeros((n, P), dtype=bool)
+        keeps = self._fault("reclaim_keeps_mapping")
+        for k, ref in enumerate(refuse if not keeps else []):
+            if not ref:
+                continue
+            extra = set(a.iq_extra.get(int(vms[k]), ()))
+            for p in ref:
+                if 0 <= p < P and iq[k, p]:
+                    refmask[k, p] = True
+                elif p not in extra:
+                    ok[k] = False
+            if not cfg.refusal:
+                ok[k] = False
+        bal = (rows & BAL) != 0
+        room = a.target[vms] - bal.sum(axis=1)
+        cand = iq & ~bal & ~refmask
+        acc = cand & (np.cumsum(cand, axis=1) <= room[:, None]) & ok[:, None]
+        refused = iq & ~acc & ok[:, None]
+        okv = vms[ok]
+        # Unmap accepted pages in VM order, lowest PPN first (as the model does).
+        r, c = np.nonzero(acc)
+        if not self._fault("reclaim_keeps_mapping"):
+            self._unback(vms[r], c.astype(np.int64), by_balloon=True,
+                         scrub=not self._fault("free_without_scrub"))
+            if a.swap:
+                for v, p in zip(vms[r].tolist(), c.tolist()):
+                    a.swap.pop((v, p), None)
+        rows = a.pf[vms]
+        rows[acc] |= BAL | AI
+        rows[refused] |= AR
+        rows[ok] &= ~IQ
+        a.pf[vms] = rows
+        for v in okv.tolist():
+            extra = a.iq_extra.pop(v, [])
+            bad = {p for p in extra if not 0 <= p < P}
+            if bad:
+                a.ar_extra.setdefault(v, set()).update(bad)
+        if self._fault("vmm_reclaims_host_choice"):
+            for k in np.flatnonzero(ok).tolist():
+                v = int(vms[k])
+                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.pf[v] & BAL) == 0)
+                if backed.any():
+                    p = int(np.argmax(backed))
+                    self._unback(_i([v]), _i([p]), by_balloon=True)
+                    a.pf[v, p] |= BAL
+                    if iq[k, p]:
+                        continue
+                    self.step_violations.append(StepViolation(
+                        int(k), "guest_chooses_pages",
+                        f"vmm_reclaim ballooned PPNs [{p}] of VM {v} that the guest "
+                        f"never reported"))
+        return ok
+
+    def vmm_release(self, vms: Ints) -> Mask:
+        a = self.arr
+        rows = a.pf[vms]
+        dq = (rows & DQ) != 0
+        ok = dq.any(axis=1)
+        if a.dq_extra:
+            ok |= _i([len(a.dq_extra.get(int(v), ())) for v in vms]) > 0
+        sel = dq & ok[:, None]
+        if not self._fault("release_keeps_balloon_set"):
+            rows[sel] &= ~BAL
+        rows[sel] |= AD
+        rows[ok] &= ~DQ
+        a.pf[vms] = rows
+        for v in vms[ok].tolist():
+            a.dq_extra.pop(v, None)
+        return ok
+
+    def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
+        if len(vms) != 1:
+            raise _Sequential
+        a, cfg = self.arr, self.cfg
+        v, p, w, q = int(vms[0]), int(_i(ppn)[0]), int(_i(other_vm)[0]), int(_i(other_ppn)[0])
+        no = np.zeros(1, dtype=bool)
+        if not (0 <= w < cfg.vms and 0 <= p < cfg.guest_pages and 0 <= q < cfg.guest_pages):
+            return no
+        if not (v, p) < (w, q):
+            return no
+        keep, drop = int(a.p2m[v, p]), int(a.p2m[w, q])
+        if keep == int(UNBACKED_MPN) or drop == int(UNBACKED_MPN) or keep == drop:
+            return no
+        if a.content[keep] != a.content[drop]:
+            return no
+        self._unback(_i([w]), _i([q]), by_balloon=False)
+        a.p2m[w, q] = keep
+        a.refs[keep] = a.refs.get(keep, 1) + 1
+        a.mf[keep] |= M_COW
+        if self._fault("share_without_cow"):
+            a.mf &= ~M_COW
+        return ~no
+
+    def vmm_cpu_reclaim(self, vms: Ints) -> Mask:
+        a = self.arr
+        ok = a.parked[vms] != 0
+        a.idle_pcpus += int(popcount(a.parked[vms[ok]]).sum())
+        if not self._fault("cpu_reclaim_keeps_parked"):
+            a.parked[vms[ok]] = 0
+        return ok
+
+    # -- guest OS ------------------------------------------------------------------
+    def _access(self, vms: Ints, vpn: Ints, tokens: Ints | None, name: str) -> Mask:
+        """The model's ``_access`` (and, with ``tokens``, ``guest_write``), batched."""
+        a, cfg = self.arr, self.cfg
+        vpn = _i(vpn)
+        ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
+        if tokens is not None:
+            ok &= (tokens >= 1) & (tokens <= cfg.tokens)
+        vs = np.where(ok, vpn, 0)
+        ppn = a.vppn[vms, vs].astype(np.int64)
+        resident = ok & (ppn >= 0)
+        fresh = ok & ~resident
+        if fresh.any():
+            free = a.use[vms[fresh]] == FREE
+            has = free.any(axis=1)
+            first = np.argmax(free, axis=1)
+            ok[np.flatnonzero(fresh)[~has]] = False
+            ppn[fresh] = np.where(has, first, -1)
+            fresh &= ok
+        # Host side: fresh pages are written (with the disk token, or zeros),
+        # writes go through write_page, reads of resident pages fault them in.
+        host = ok.copy()
+        writes = fresh | (ok & (tokens is not None))
+        toks = np.zeros(len(vms), dtype=np.int64)
+        if tokens is not None:
+            toks = tokens.copy()
+        else:
+            dt = a.disk[vms, vs].astype(np.int64)
+            toks = np.where(dt > 0, dt - 1, 0)
+        hv = np.flatnonzero(host)
+        okh, _ = self._host_touch(vms[hv], ppn[hv], toks[hv], actors=True, name=name,
+                                  write=writes[hv])
+        ok[hv[~okh]] = False
+        fresh &= ok
+        # Guest side.
+        clock = a.clock
+        live = np.flatnonzero(ok)
+        a.stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
+        a.clock = clock + len(live)
+        fv, fvpn, fppn = vms[fresh], vs[fresh], ppn[fresh]
+        a.use[fv, fppn] = fvpn
+        a.vppn[fv, fvpn] = fppn
+        a.disk[fv, fvpn] = 0
+        if tokens is not None:
+            a.expected[vms[ok], vs[ok]] = tokens[ok]
+        if a.clock > 2**31:
+            self._renumber_stamps()
+        return ok
+
+    def _renumber_stamps(self) -> None:
+        a = self.arr
+        flat = a.stamp.ravel()
+        live = np.flatnonzero(flat)
+        order = np.argsort(flat[live], kind="stable")
+        flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
+        a.clock = len(live)
+
+    def guest_read(self, vms: Ints, vpn: Ints) -> Mask:
+        return self._access(vms, vpn, None, "guest_read")
+
+    def guest_write(self, vms: Ints, vpn: Ints, token: Ints) -> Mask:
+        return self._access(vms, vpn, _i(token), "guest_write")
+
+    def _victims(self, vms: Ints) -> Ints:
+        """The LRU victim of each VM (-1 when nothing is resident)."""
+        st = self.arr.stamp[vms].astype(np.int64)
+        st[st == 0] = np.iinfo(np.int64).max
+        vic = np.argmin(st, axis=1)
+        return np.where(st[np.arange(len(vms)), vic] == np.iinfo(np.int64).max, -1, vic)
+
+    def guest_evict(self, vms: Ints, vpn: Ints) -> Mask:
+        a, cfg = self.arr, self.cfg
+        vpn = _i(vpn)
+        ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
+        vs = np.where(ok, vpn, 0)
+        ok &= a.stamp[vms, vs] != 0
+        if cfg.guest_policy is GuestPolicyName.LRU:
+            ok &= self._victims(vms) == vs
+        ok &= (a.disk[vms] != 0).sum(axis=1) < cfg.guest_disk_slots
+        ppn = np.where(ok, a.vppn[vms, vs], 0).astype(np.int64)
+        okh, mpn = self._host_touch(vms, ppn, None, actors=False, name="guest_evict", gate=ok)
+        ok &= okh
+        v, p, x = vms[ok], ppn[ok], mpn[ok]
+        a.disk[v, vs[ok]] = a.content[x].astype(np.int64) + 1
+        a.use[v, p] = FREE
+        a.vppn[v, vs[ok]] = -1
+        a.stamp[v, vs[ok]] = 0
+        return ok
+
+    def guest_reset(self, vms: Ints) -> Mask:
+        a = self.arr
+        a.use[vms] = FREE
+        a.stamp[vms] = 0
+        a.vppn[vms] = -1
+        a.expected[vms] = 0
+        a.disk[vms] = 0
+        a.mtarget[vms] = 0
+        a.actual[vms] = 0
+        a.pf[vms] = 0
+        for v in vms.tolist():
+            a.iq_extra.pop(v, None)
+            a.dq_extra.pop(v, None)
+            a.ar_extra.pop(v, None)
+        if a.swap:
+            gone = set(vms.tolist())
+            a.swap = {k: t for k, t in a.swap.items() if k[0] not in gone}
+        return np.ones(len(vms), dtype=bool)
+
+    # -- balloon module ---------------------------------------------------------------
+    def balloon_poll(self, vms: Ints) -> Mask:
+        a = self.arr
+        ok = (a.mtarget[vms] != a.target[vms]) | (a.mcpu_target[vms] != a.cpu_target[vms])
+        a.mtarget[vms[ok]] = a.target[vms[ok]]
+        a.mcpu_target[vms[ok]] = a.cpu_target[vms[ok]]
+        return ok
+
+    def _batch(self) -> int:
+        return 1 if self.cfg.module is ModuleKind.APPLICATION else self.cfg.batch
+
+    def inflate_room(self, vms: Ints) -> Ints:
+        """Most pages each VM's module may report now: ``min(_inflate_limit, _usable_free)``."""
+        a, cfg = self.arr, self.cfg
+        rows = a.pf[vms]
+        held = ((rows & MB) != 0).sum(axis=1) + ((rows & AI) != 0).sum(axis=1)
+        held = held + self._queue_len(IQ, a.iq_extra, vms)
+        limit = np.maximum(0, np.minimum(self._batch(), a.mtarget[vms] - held))
+        free = self._alloc_free(vms).sum(axis=1).astype(np.int64)
+        if cfg.module is ModuleKind.DRIVER:
+            usable = np.maximum(0, free - cfg.kernel_reserve)
+        else:
+            usable = np.maximum(0, np.minimum(free, cfg.pin_limit - self._rows_count(vms, BALLOON)))
+        return np.minimum(limit, usable).astype(np.int64)
+
+    def _alloc_free(self, vms: Ints) -> Mask:
+        """Free PPNs as the module's allocations see them (the model's ``balloon_view``):
+        a free page whose deflate report the VMM has not processed yet is not offered."""
+        a = self.arr
+        return (a.use[vms] == FREE) & ((a.pf[vms] & DQ) == 0)
+
+    def _sel(self, vms: Ints, ppns: Any) -> tuple[Mask, Mask, Ints]:
+        """(selection mask rows, well-formed, count) from tuples or a bool mask."""
+        P = self.cfg.guest_pages
+        if isinstance(ppns, np.ndarray) and ppns.dtype == bool:
+            return ppns, np.ones(len(vms), dtype=bool), ppns.sum(axis=1).astype(np.int64)
+        sel = np.zeros((len(vms), P), dtype=bool)
+        good = np.ones(len(vms), dtype=bool)
+        cnt = np.zeros(len(vms), dtype=np.int64)
+        for k, t in enumerate(ppns):
+            t = tuple(t)
+            cnt[k] = len(t)
+            if not all(isinstance(p, int) and 0 <= p < P for p in t) or len(set(t)) != len(t) \
+                    or list(t) != sorted(t):
+                good[k] = False
+                continue
+            sel[k, list(t)] = True
+        return sel, good, cnt
+
+    def balloon_inflate(self, vms: Ints, ppns: Any) -> Mask:
+        a = self.arr
+        sel, ok, cnt = self._sel(vms, ppns)
+        ok &= (cnt >= 1) & (cnt <= self.inflate_room(vms))
+        use = a.use[vms]
+        free = self._alloc_free(vms)
+        if self.cfg.guest_policy is GuestPolicyName.LRU:
+            lowest = free & (np.cumsum(free, axis=1) <= cnt[:, None])
+            ok &= (lowest == sel).all(axis=1)
+        else:
+            ok &= ~(sel & ~free).any(axis=1)
+        sel &= ok[:, None]
+        use[sel] = BALLOON
+        a.use[vms] = use
+        self._queue_add(IQ, a.iq_extra, vms, sel)
+        return ok
+
+    def deflate_room(self, vms: Ints) -> Ints:
+        """The model's ``_deflate_limit`` for each VM."""
+        a, cfg = self.arr, self.cfg
+        mb = ((a.pf[vms] & MB) != 0).sum(axis=1).astype(np.int64)
+        excess = mb - a.mtarget[vms]
+        if cfg.deflate_on_oom:
+            use = a.use[vms]
+            nofree = ~(use == FREE).any(axis=1)
+            disk = (a.disk[vms] != 0).sum(axis=1)
+            nolru = ~(a.stamp[vms] != 0).any(axis=1)
+            pressure = nofree & ((disk >= cfg.guest_disk_slots) | nolru)
+            excess = np.where(pressure, np.maximum(excess, self._batch()), excess)
+        return np.maximum(0, np.minimum(np.minimum(self._batch(), excess), mb))
+
+    def balloon_deflate(self, vms: Ints, ppns: Any) -> Mask:
+        a = self.arr
+        P = self.cfg.guest_pages
+        if not (isinstance(ppns, np.ndarray) and ppns.dtype == bool):
+            # Order does not matter for a deflate report: the guard takes a set.
+            sel = np.zeros((len(vms), P), dtype=bool)
+            ok = np.ones(len(vms), dtype=bool)
+            cnt = np.zeros(len(vms), dtype=np.int64)
+            for k, t in enumerate(ppns):
+                cnt[k] = len(t)
+                if len(set(t)) != len(t) or not all(isinstance(p, int) and 0 <= p < P for p in t):
+                    ok[k] = False
+                else:
+                    sel[k, list(t)] = True
+        else:
+            sel, ok, cnt = ppns, np.ones(len(vms), dtype=bool), ppns.sum(axis=1)
+        rows = a.pf[vms]
+        ok &= (cnt >= 1) & ~(sel & ((rows & MB) == 0)).any(axis=1)
+        ok &= cnt <= self.deflate_room(vms)
+        sel = sel & ok[:, None]
+        if not self.cfg.must_tell_host:
+            use = a.use[vms]
+            use[sel & (use == BALLOON)] = FREE
+            a.use[vms] = use
+        rows[sel] &= ~MB
+        a.pf[vms] = rows
+        self._queue_add(DQ, a.dq_extra, vms, sel)
+        return ok
+
+    def balloon_complete(self, vms: Ints) -> Mask:
+        a = self.arr
+        rows = a.pf[vms]
+        ok = ((rows & (AI | AR | AD)) != 0).any(axis=1)
+        if a.ar_extra:
+            ok |= _i([len(a.ar_extra.get(int(v), ())) for v in vms]) > 0
+        use = a.use[vms]
+        mine = use == BALLOON
+        balloon = ((rows & MB) != 0) | (((rows & AI) != 0) & mine)
+        refused = (((rows & MR) != 0) | (((rows & AR) != 0) & mine)) & ~balloon
+        okc = ok[:, None]
+        if self.cfg.must_tell_host:
+            back = ((rows & AD) != 0) & mine & ~balloon & okc
+            use[back] = FREE
+            a.use[vms] = use
+        new = rows & ~(MB | MR | AI | AR | AD)
+        new |= np.where(balloon, MB, 0).astype(np.uint8)
+        new |= np.where(refused, MR, 0).astype(np.uint8)
+        a.pf[vms] = np.where(okc, new, rows)
+        a.actual[vms[ok]] = balloon[ok].sum(axis=1)
+        for v in vms[ok].tolist():
+            a.ar_extra.pop(v, None)
+        return ok
+
+    def balloon_free_refused(self, vms: Ints) -> Mask:
+        a = self.arr
+        rows = a.pf[vms]
+        mr = (rows & MR) != 0
+        ok = mr.any(axis=1)
+        use = a.use[vms]
+        use[mr] = FREE
+        a.use[vms] = use
+        rows[mr] &= ~MR
+        a.pf[vms] = rows
+        return ok
+
+    def balloon_cpu_offline(self, vms: Ints, vcpu: Ints) -> Mask:
+        a = self.arr
+        c = _i(vcpu)
+        cc = np.clip(c, 0, 62)
+        ok = popcount(a.vcpus[vms]) > a.mcpu_target[vms]
+        ok &= (c > 0) & (c < 63) & ((a.vcpus[vms] >> cc) & 1 == 1)
+        bit = np.int64(1) << cc
+        a.vcpus[vms[ok]] &= ~bit[ok]
+        a.parked[vms[ok]] |= bit[ok]
+        return ok
+
+    def balloon_cpu_online(self, vms: Ints, vcpu: Ints) -> Mask:
+        a = self.arr
+        c = _i(vcpu)
+        cc = np.clip(c, 0, 62)
+        ok = popcount(a.vcpus[vms]) < a.mcpu_target[vms]
+        ok &= (c >= 0) & (c < self.cfg.vcpus)
+        ok &= ((a.vcpus[vms] | a.parked[vms]) >> cc) & 1 == 0
+        ok &= np.cumsum(ok) <= a.idle_pcpus
+        bit = np.int64(1) << cc
+        a.vcpus[vms[ok]] |= bit[ok]
+        a.idle_pcpus -= int(ok.sum())
+        return ok
+
+    # -- a hostile guest --------------------------------------------------------------
+    def _hostile(self, vms: Ints) -> Mask:
+        return np.isin(vms, _i(sorted(self.cfg.hostile_vms)))
+
+    def rogue_report(self, vms: Ints, queue: list[str], ppn: Ints) -> Mask:
+        if len(vms) != 1:
+            raise _Sequential
+        a, cfg = self.arr, self.cfg
+        v, q, p = int(vms[0]), queue[0], int(_i(ppn)[0])
+        one = _i([v])
+        ok = bool(self._hostile(one)[0]) and q in ("inflate", "deflate")
+        ok = ok and int(self._queue_len(IQ, a.iq_extra, one)[0]
+                        + self._queue_len(DQ, a.dq_extra, one)[0]) < 2 * cfg.batch
+        if ok:
+            bit, extra = (IQ, a.iq_extra) if q == "inflate" else (DQ, a.dq_extra)
+            if 0 <= p < cfg.guest_pages and not a.pf[v, p] & bit:
+                a.pf[v, p] |= bit
+            else:
+                extra.setdefault(v, []).append(p)
+        return np.array([ok])
+
+    def rogue_touch(self, vms: Ints, ppn: Ints, token: Ints) -> Mask:
+        cfg = self.cfg
+        ppn, tok = _i(ppn), _i(token)
+        ok = self._hostile(vms) & (ppn >= 0) & (ppn < cfg.guest_pages)
+        ok &= (tok >= 0) & (tok <= cfg.tokens)
+        idx = np.flatnonzero(ok)
+        okh, _ = self._host_touch(vms[idx], ppn[idx], tok[idx], actors=True, name="rogue_touch")
+        ok[idx[~okh]] = False
+        return ok
+
+    def rogue_set_actual(self, vms: Ints, actual: Ints) -> Mask:
+        a = self.arr
+        n = _i(actual)
+        ok = self._hostile(vms) & (n >= 0) & (n != a.actual[vms])
+        a.actual[vms[ok]] = n[ok]
+        return ok

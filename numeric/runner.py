@@ -1,0 +1,127 @@
+# mypy: disable-error-code="no-any-return"
+"""One seeded numeric run at scale: random batches, invariants at an interval, shrink on failure.
+
+A run is fully determined by (config, faults, seed, batches, frac): the same
+arguments give the same operations, so every failing seed reproduces alone.
+On a violation the operations become a trace in the project's format, are
+shrunk (:mod:`ballast.numeric.shrink`) and written through
+``write_counterexample``, which replays them through the reference model first.
+
+>>> from ballast.model.config import Config
+>>> r = fuzz_seed(Config(vms=4, guest_pages=16, machine_pages=48), seed=3, batches=30)
+>>> r.violation is None and r.ops > 0
+True
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ballast.model.actions import Action
+from ballast.model.config import Config
+from ballast.model.trace import Trace, TraceHeader, TraceStep
+from ballast.numeric.engine import Engine
+from ballast.numeric.invariants import violations
+from ballast.numeric.shrink import shrink_run
+from ballast.numeric.workload import Batch, batch_actions, enabled_names, step_batch, WEIGHTS
+
+__all__ = ["SeedResult", "fuzz_seed", "make_trace", "report_violation"]
+
+CHECKER = "numeric"
+
+
+@dataclass
+class SeedResult:
+    """What one seed did."""
+
+    seed: int
+    ops: int = 0
+    batches: int = 0
+    checks: int = 0
+    seconds: float = 0.0
+    violation: tuple[str, str] | None = None
+    """(property, message) found by the numeric core."""
+    shrunk_steps: int | None = None
+    counterexample: str | None = None
+    """Path of the trace written (replayed through the reference model)."""
+    error: str | None = None
+    bytes_per_page: float = 0.0
+    actions_seen: dict[str, int] = field(default_factory=dict)
+
+
+def make_trace(cfg: Config, faults: Sequence[str], actions: Sequence[Action], seed: int,
+               prop: str | None) -> Trace:
+    """The operations as a trace of the project's format."""
+    header = TraceHeader(
+        config=cfg, faults=tuple(faults), source={"checker": CHECKER, "seed": seed},
+        expect={"property": prop, "step": len(actions)} if prop else None)
+    return Trace(header, tuple(TraceStep(i + 1, a) for i, a in enumerate(actions)))
+
+
+def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: int = 200,
+              frac: float = 0.5, check_every: int = 10, report_dir: Path | None = None,
+              shrink: bool = True, deadline: float | None = None) -> SeedResult:
+    """Run ``batches`` random batches from ``seed``; check invariants every ``check_every``
+    batches and at the end; shrink and write a counterexample on a violation."""
+    t0 = time.perf_counter()
+    res = SeedResult(seed)
+    eng = Engine(cfg, faults)
+    res.bytes_per_page = eng.arr.nbytes() / (cfg.vms * cfg.guest_pages)
+    rng = np.random.default_rng(seed)
+    names = enabled_names(eng)
+    w = np.array([WEIGHTS[n] for n in names], dtype=float)
+    w /= w.sum()
+    log: list[Batch] = []
+    clean = 0  # operations known to keep every state invariant
+    for i in range(batches):
+        name = names[int(rng.choice(len(names), p=w))]
+        b = step_batch(eng, rng, name, frac)
+        if b is not None:
+            log.append(b)
+            res.ops += len(b.vms)
+            res.actions_seen[name] = res.actions_seen.get(name, 0) + len(b.vms)
+        res.batches = i + 1
+        if eng.step_violations:
+            sv = eng.step_violations[0]
+            res.violation = (sv.property, sv.message)
+            break
+        if (i + 1) % check_every == 0 or i == batches - 1:
+            res.checks += 1
+            bad = violations(eng.arr)
+            if bad:
+                res.violation = bad[0]
+                break
+            clean = res.ops
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    if res.violation is not None and report_dir is not None:
+        actions = [a for b in log for a in batch_actions(b)]
+        report_violation(res, cfg, faults, actions, report_dir, shrink=shrink,
+                         clean_prefix=clean)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def report_violation(res: SeedResult, cfg: Config, faults: Sequence[str],
+                     actions: list[Action], report_dir: Path, *, shrink: bool = True,
+                     clean_prefix: int = 0) -> None:
+    """Shrink the failing run and write it through ``write_counterexample``."""
+    from ballast.reports.counterexample import CounterexampleNotReproduced, write_counterexample
+    assert res.violation is not None
+    prop, message = res.violation
+    try:
+        if shrink:
+            cfg, actions, prop = shrink_run(cfg, faults, actions, prop, message,
+                                            clean_prefix=clean_prefix)
+        res.shrunk_steps = len(actions)
+        trace = make_trace(cfg, faults, actions, res.seed, prop)
+        name = f"numeric-{prop}-{'-'.join(faults) or 'model'}-seed{res.seed}"
+        cx = write_counterexample(trace, report_dir, name=name)
+        res.counterexample = str(cx.trace_path)
+    except CounterexampleNotReproduced as exc:
+        res.error = f"the reference model does not reproduce it: {exc}"

@@ -1,0 +1,231 @@
+# mypy: disable-error-code="no-any-return"
+"""Random workloads for the numeric core: one action applied to many VMs per NumPy call.
+
+Each *batch* picks an action of the model and a random set of VMs, draws
+arguments the way the model's ``candidates`` do (the guest's allocator picks
+the lowest free PPNs, the LRU victim is evicted, ...) and applies them. Only
+operations that took effect are logged, so the log is a legal sequence of
+model actions: :func:`log_actions` turns it into ``Action`` values for a
+trace.
+
+>>> from ballast.model.config import Config
+>>> from ballast.numeric.engine import Engine
+>>> eng = Engine(Config(vms=3, guest_pages=8, machine_pages=12))
+>>> log = run_batches(eng, np.random.default_rng(1), 20)
+>>> sum(len(b.vms) for b in log) == len(log_actions(log))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast.model.actions import ACTIONS, Action
+from ballast.model.config import GuestPolicyName
+from ballast.model.state import FREE
+from ballast.numeric.arrays import IQ, MB, UNBACKED_MPN
+from ballast.numeric.engine import Engine
+
+__all__ = ["Batch", "WEIGHTS", "draw_batch", "log_actions", "run_batches", "batch_actions"]
+
+Rng = np.random.Generator
+
+WEIGHTS: dict[str, float] = {
+    "host_set_target": 3, "host_set_cpu_target": 1, "host_take_page": 2, "host_return_page": 2,
+    "host_swap_out": 2, "vmm_reclaim": 4, "vmm_release": 3, "vmm_share": 1,
+    "vmm_cpu_reclaim": 1, "guest_read": 6, "guest_write": 8, "guest_evict": 3,
+    "guest_reset": 0.3, "balloon_poll": 3, "balloon_inflate": 5, "balloon_deflate": 3,
+    "balloon_complete": 4, "balloon_free_refused": 1, "balloon_cpu_offline": 1,
+    "balloon_cpu_online": 1, "rogue_report": 1, "rogue_touch": 1, "rogue_set_actual": 0.3,
+}
+"""Relative frequency of each action in random workloads (guest activity dominates)."""
+
+
+@dataclass
+class Batch:
+    """Operations of one action that took effect, on distinct VMs (or host pages)."""
+
+    name: str
+    vms: npt.NDArray[np.int64]
+    args: dict[str, Any]
+
+
+def _pick(args: dict[str, Any], ok: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in args.items():
+        out[k] = v[ok] if isinstance(v, np.ndarray) else [x for x, keep in zip(v, ok) if keep]
+    return out
+
+
+def _subset(rng: Rng, n: int, frac: float) -> npt.NDArray[np.int64]:
+    if frac >= 1:
+        return np.arange(n, dtype=np.int64)
+    if frac <= 0 or n == 1:
+        return np.array([rng.integers(n)], dtype=np.int64)
+    return np.flatnonzero(rng.random(n) < frac).astype(np.int64)
+
+
+def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict[str, Any]]:
+    """VMs (or host pages) and arguments for one batch of ``name``."""
+    cfg, a = eng.cfg, eng.arr
+    P, D = cfg.guest_pages, cfg.guest_data_pages
+    if name in ("host_take_page", "host_return_page"):
+        k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
+        hps = rng.integers(0, cfg.host_pages, size=k)
+        # The host page at the edge of guest memory (partly free) is the interesting one.
+        low = eng._lowest_free(1)
+        if len(low) and rng.random() < 0.5:
+            hps[0] = int(low[0]) // cfg.host_page_units
+        return np.unique(hps), {}
+    if name.startswith("rogue_"):
+        hostile = sorted(cfg.hostile_vms)
+        vms = np.array([hostile[rng.integers(len(hostile))]], dtype=np.int64)
+    elif name == "vmm_share":
+        return _share_pair(eng, rng)
+    else:
+        vms = _subset(rng, cfg.vms, frac)
+    n = len(vms)
+    if name == "host_set_target":
+        cap = P if rng.random() < 0.2 else max(1, P // 2)
+        return vms, {"pages": rng.integers(0, cap + 1, size=n)}
+    if name == "host_set_cpu_target":
+        return vms, {"vcpus": rng.integers(1, cfg.vcpus + 1, size=n)}
+    if name == "host_swap_out":
+        return vms, {"ppn": rng.integers(0, P, size=n)}
+    if name == "vmm_reclaim":
+        refuse: list[tuple[int, ...]] = [()] * n
+        if cfg.refusal:
+            iq = (a.pf[vms] & IQ) != 0
+            low = np.argmax(iq, axis=1)
+            for k in np.flatnonzero((rng.random(n) < 0.2) & iq.any(axis=1)).tolist():
+                refuse[k] = (int(low[k]),)
+        return vms, {"refuse": refuse}
+    if name in ("guest_read",):
+        return vms, {"vpn": rng.integers(0, D, size=n)}
+    if name == "guest_write":
+        return vms, {"vpn": rng.integers(0, D, size=n),
+                     "token": rng.integers(1, cfg.tokens + 1, size=n)}
+    if name == "guest_evict":
+        if cfg.guest_policy is GuestPolicyName.LRU:
+            return vms, {"vpn": np.maximum(eng._victims(vms), 0)}
+        return vms, {"vpn": rng.integers(0, D, size=n)}
+    if name == "balloon_inflate":
+        k = eng.inflate_room(vms)
+        free = eng._alloc_free(vms)
+        return vms, {"ppns": free & (np.cumsum(free, axis=1) <= k[:, None])}
+    if name == "balloon_deflate":
+        k = eng.deflate_room(vms)
+        mb = (a.pf[vms] & MB) != 0
+        return vms, {"ppns": mb & (np.cumsum(mb, axis=1) <= k[:, None])}
+    if name == "balloon_cpu_offline":
+        on = a.vcpus[vms] & ~np.int64(1)
+        top = np.where(on > 0, np.floor(np.log2(np.maximum(on, 1))).astype(np.int64), 0)
+        return vms, {"vcpu": top}
+    if name == "balloon_cpu_online":
+        taken = a.vcpus[vms] | a.parked[vms]
+        low = np.zeros(n, dtype=np.int64)
+        for c in range(cfg.vcpus - 1, -1, -1):
+            low = np.where((taken >> c) & 1 == 0, c, low)
+        return vms, {"vcpu": low}
+    if name == "rogue_report":
+        ppn = int(rng.integers(0, P + 1))
+        if rng.random() < 0.1:
+            ppn = int(2**31 + rng.integers(0, 2**31))  # far out of range: PFN >= 2**31
+        return vms, {"queue": ["inflate" if rng.random() < 0.5 else "deflate"],
+                     "ppn": np.array([ppn], dtype=np.int64)}
+    if name == "rogue_touch":
+        return vms, {"ppn": rng.integers(0, P, size=n),
+                     "token": rng.integers(0, cfg.tokens + 1, size=n)}
+    if name == "rogue_set_actual":
+        return vms, {"actual": np.array([int(rng.integers(0, P + 2))], dtype=np.int64)}
+    return vms, {}
+
+
+def _share_pair(eng: Engine, rng: Rng) -> tuple[Any, dict[str, Any]]:
+    """Two backed guest pages with equal contents on different MPNs (or none)."""
+    cfg, a = eng.cfg, eng.arr
+    vs = rng.integers(0, cfg.vms, size=64)
+    ps = rng.integers(0, cfg.guest_pages, size=64)
+    m = a.p2m[vs, ps].astype(np.int64)
+    keep = m != int(UNBACKED_MPN)
+    vs, ps, m = vs[keep], ps[keep], m[keep]
+    tok = a.content[m].astype(np.int64)
+    for i in range(len(m)):
+        for j in range(i + 1, len(m)):
+            if m[i] != m[j] and tok[i] == tok[j]:
+                x, y = sorted([(int(vs[i]), int(ps[i])), (int(vs[j]), int(ps[j]))])
+                return np.array([x[0]], dtype=np.int64), {
+                    "ppn": np.array([x[1]]), "other_vm": np.array([y[0]]),
+                    "other_ppn": np.array([y[1]])}
+    return np.zeros(0, dtype=np.int64), {"ppn": np.zeros(0, dtype=np.int64),
+                                         "other_vm": np.zeros(0, dtype=np.int64),
+                                         "other_ppn": np.zeros(0, dtype=np.int64)}
+
+
+def enabled_names(eng: Engine) -> list[str]:
+    """Actions that exist in the engine's configuration."""
+    cfg = eng.cfg
+    return [n for n, spec in ACTIONS.items() if spec.feature(cfg) and WEIGHTS.get(n, 0) > 0
+            and (not n.startswith("rogue_") or cfg.hostile_vms)]
+
+
+def run_batches(eng: Engine, rng: Rng, batches: int, *, frac: float = 0.5,
+                check: Any = None) -> list[Batch]:
+    """Apply ``batches`` random batches; return the log of operations that took effect.
+
+    ``check(batch_index, batch)`` is called after each batch (invariant checks);
+    a true result stops the run.
+    """
+    names = enabled_names(eng)
+    w = np.array([WEIGHTS[n] for n in names], dtype=float)
+    w /= w.sum()
+    log: list[Batch] = []
+    for i in range(batches):
+        name = names[int(rng.choice(len(names), p=w))]
+        b = step_batch(eng, rng, name, frac)
+        if b is not None:
+            log.append(b)
+        if check is not None and check(i, b):
+            break
+    return log
+
+
+def step_batch(eng: Engine, rng: Rng, name: str, frac: float) -> Batch | None:
+    """Draw and apply one batch of ``name``; the applied part, or None."""
+    vms, args = draw_batch(eng, rng, name, frac)
+    if len(vms) == 0:
+        return None
+    ok = eng.apply_batch(name, vms, **args)
+    if not ok.any():
+        return None
+    return Batch(name, np.asarray(vms)[ok], _pick(args, ok))
+
+
+def batch_actions(b: Batch) -> Iterator[Action]:
+    """The model actions of one batch, in order."""
+    spec = ACTIONS[b.name]
+    first = "host_page" if "host_page" in spec.params else "vm"
+    for k, v in enumerate(b.vms.tolist()):
+        kw: dict[str, Any] = {first: v}
+        for p in spec.params:
+            if p == first:
+                continue
+            val = b.args[p][k]
+            if isinstance(val, np.ndarray) and val.dtype == bool:
+                kw[p] = tuple(int(x) for x in np.flatnonzero(val))
+            elif isinstance(val, (tuple, list)):
+                kw[p] = tuple(int(x) for x in val)
+            elif isinstance(val, str):
+                kw[p] = val
+            else:
+                kw[p] = int(val)
+        yield Action.of(b.name, **{p: kw[p] for p in spec.params})
+
+
+def log_actions(log: list[Batch]) -> list[Action]:
+    """Every operation of a run as model actions, in the order applied."""
+    return [act for b in log for act in batch_actions(b)]

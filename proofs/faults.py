@@ -1,0 +1,172 @@
+"""The seeded faults of :mod:`ballast.model.faults` as broken transition relations.
+
+Each entry replaces one action's encoding, exactly as the model's fault
+replaces that action's step function; ``tests/proofs`` checks both agree on
+random states. The proofs must refute every one of them (negative controls).
+
+>>> sorted(FAULT_EFFECTS) == sorted(FAULTS)
+True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import z3
+
+from ballast.errors import InputError
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.proofs.encoding import UNBACKED, Key, SymState, count, num
+from ballast.proofs.transitions import (
+    ENCODED,
+    Args,
+    Effect,
+    F,
+    T,
+    _units,
+    lowest,
+    unback,
+)
+from ballast.proofs.transitions import (
+    _guest_write,
+    _host_swap_out,
+    _vmm_reclaim,
+    _vmm_share,
+)
+
+__all__ = ["FAULT_EFFECTS", "effects_with"]
+
+FAULT_EFFECTS: dict[str, tuple[str, Effect]] = {}
+"""Fault name -> (the action it replaces, its broken encoding)."""
+
+
+def _fault(name: str) -> Callable[[Effect], Effect]:
+    fault = FAULTS[name]
+
+    def register(fn: Effect) -> Effect:
+        FAULT_EFFECTS[name] = (fault.action, fn)
+        return fn
+    return register
+
+
+def effects_with(faults: tuple[str, ...] | list[str] = ()) -> Mapping[str, Effect]:
+    """The encoded action table with the named faults seeded in."""
+    table = dict(ENCODED)
+    for name in faults:
+        if name not in FAULT_EFFECTS:
+            raise InputError("<fault>", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULT_EFFECTS))}")
+        action, fn = FAULT_EFFECTS[name]
+        table[action] = fn
+    return table
+
+
+@_fault("vmm_reclaims_host_choice")
+def _vmm_picks(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    guard, post = _vmm_reclaim(s.cfg, s, a)
+    vm = a["vm"]
+    earlier: z3.BoolRef = F
+    out = post
+    for p in range(s.cfg.guest_pages):
+        pick = z3.And(post.i("p2m", vm, p) != UNBACKED, z3.Not(post.b("ballooned", vm, p)),
+                      z3.Not(earlier))
+        picked = unback(post, vm, p, by_balloon=True).set({("ballooned", vm, p): T})
+        out = picked.ite(pick, out)
+        earlier = z3.Or(earlier, pick)
+    return guard, out
+
+
+@_fault("release_keeps_balloon_set")
+def _release_forgets(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    vm = a["vm"]
+    G = s.cfg.guest_pages
+    guard = z3.Sum([s.i("dq", vm, q) for q in range(G + 1)]) > 0
+    upd: dict[Key, z3.ExprRef] = {("dq", vm, q): num(0) for q in range(G + 1)}
+    for p in range(G):
+        upd["ad", vm, p] = z3.Or(s.b("ad", vm, p), s.i("dq", vm, p) > 0)
+    return guard, s.set(upd)
+
+
+@_fault("host_takes_partial_page")
+def _take_partial(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    units = _units(s.cfg, a["host_page"])
+    upd: dict[Key, z3.ExprRef] = {}
+    for m in units:
+        upd["free", m], upd["in_use", m] = F, T
+    return z3.Or([s.b("free", m) for m in units]), s.set(upd)
+
+
+@_fault("host_takes_single_unit")
+def _take_unit(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    units = list(_units(s.cfg, a["host_page"]))
+    ok, first = lowest([s.b("free", m) for m in units])
+    upd: dict[Key, z3.ExprRef] = {}
+    for i, m in enumerate(units):
+        upd["free", m] = z3.And(s.b("free", m), first != i)
+        upd["in_use", m] = z3.Or(s.b("in_use", m), first == i)
+    return ok, s.set(upd)
+
+
+@_fault("reclaim_keeps_mapping")
+def _reclaim_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    vm = a["vm"]
+    G = s.cfg.guest_pages
+    guard = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)]) > 0
+    nb = count(s.b("ballooned", vm, p) for p in range(G))
+    room = z3.If(s.i("target", vm) - nb > 0, s.i("target", vm) - nb, 0)
+    ok: list[z3.BoolRef] = []
+    upd: dict[Key, z3.ExprRef] = {}
+    for q in range(G + 1):
+        present = s.i("inq", vm, q) > 0
+        acc = F
+        if q < G:
+            acc = z3.And(present, z3.Not(s.b("ballooned", vm, q)), count(ok) < room)
+            ok.append(acc)
+            upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
+            upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
+        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present, z3.Not(acc)))
+        upd["inq", vm, q] = num(0)
+    return guard, s.set(upd)
+
+
+@_fault("share_without_cow")
+def _share_rw(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    guard, post = _vmm_share(s.cfg, s, a)
+    return guard, post.set({("cow", m): F for m in range(s.cfg.machine_pages)})
+
+
+@_fault("free_without_scrub")
+def _no_scrub(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    guard, post = _vmm_reclaim(s.cfg, s, a)
+    vm = a["vm"]
+    upd: dict[Key, z3.ExprRef] = {}
+    for m in range(s.cfg.machine_pages):
+        keep = z3.Or([z3.And(post.b("ballooned", vm, p), z3.Not(s.b("ballooned", vm, p)),
+                             s.i("p2m", vm, p) == m) for p in range(s.cfg.guest_pages)])
+        upd["content", m] = z3.If(z3.And(keep, post.b("free", m)), s.i("content", m),
+                                  post.i("content", m))
+    return guard, post.set(upd)
+
+
+@_fault("cow_write_in_place")
+def _cow_in_place(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    M = s.cfg.machine_pages
+    plain = s.set({("cow", m): F for m in range(M)})
+    guard, post = _guest_write(s.cfg, plain, a)
+    pages = [(v, p) for v in range(s.cfg.vms) for p in range(s.cfg.guest_pages)]
+    return guard, post.set({("cow", m): z3.And(s.b("cow", m), z3.Or(
+        [post.i("p2m", v, p) == m for v, p in pages])) for m in range(M)})
+
+
+@_fault("host_swap_loses_data")
+def _swap_loses(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    guard, post = _host_swap_out(s.cfg, s, a)
+    return guard, post.set({("swap_tok", a["vm"], a["ppn"]): num(0)})
+
+
+@_fault("cpu_reclaim_keeps_parked")
+def _cpu_double(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    vm = a["vm"]
+    parked = [s.b("parked", vm, c) for c in range(s.cfg.vcpus)]
+    return z3.Or(parked) if parked else F, s.set({("idle",): s.i("idle") + count(parked)})

@@ -1,0 +1,213 @@
+"""One proof run: the three induction steps, what a failure means, the policy proof.
+
+:func:`prove` runs every query, and for each counterexample to induction (CTI)
+decides by bounded model checking whether it points at a real bug (a
+violation reachable from the initial state, written as a replayed trace) or
+at an invariant that needs strengthening (no violation within ``bmc_depth``
+steps). Nothing here prints; :mod:`ballast.proofs.cli` reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ballast.model.actions import ACTIONS
+from ballast.model.config import Config
+from ballast.model.invariants import INVARIANTS
+from ballast.proofs.bmc import BmcResult, bmc
+from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
+from ballast.proofs.policy import prove_policy
+from ballast.proofs.properties import SAFETY, STEPS
+from ballast.proofs.transitions import ENCODED
+from ballast.reports.counterexample import (
+    CounterexampleNotReproduced,
+    state_diff,
+    write_counterexample,
+)
+
+__all__ = ["Finding", "ProofReport", "coverage", "prove"]
+
+
+@dataclass
+class Finding:
+    """What a failed consecution query means."""
+
+    conjunct: str
+    action: str
+    cti: CTI
+    diff: list[tuple[str, object, object]]
+    reachability: str
+    """``reachable`` (a real bug), ``unreachable`` (within the depth: needs strengthening)
+    or ``unknown`` (the search ran out of time)."""
+    bmc: BmcResult | None = None
+    counterexample: Path | None = None
+
+    @property
+    def headline(self) -> str:
+        """One line in the issue's words."""
+        what = (f"invariant {self.conjunct} is not preserved by action {self.cti.action}")
+        if self.cti.out_of_domain is not None:
+            what += (f" (the model's successor leaves the encoding's domain: "
+                     f"{self.cti.out_of_domain})")
+        if self.reachability == "reachable":
+            return f"{what}: a real bug, reachable in {self.bmc.depth if self.bmc else '?'} steps"
+        if self.reachability == "unreachable":
+            return (f"{what}: no violation within {self.bmc.depth if self.bmc else '?'} steps "
+                    f"of the initial state; the invariant needs strengthening")
+        if self.cti.out_of_domain is not None:
+            return f"{what}: reachability not decided by the encoding (inconclusive)"
+        return f"{what}: reachability unknown (bounded search ran out of time)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"conjunct": self.conjunct, "action": str(self.cti.action),
+                "headline": self.headline, "reachability": self.reachability,
+                "pre_state": self.cti.pre.to_dict(),
+                "post_diff": [[p, a, b] for p, a, b in self.diff],
+                "python_pre_violations": list(self.cti.python_pre_violations),
+                "python_post_message": self.cti.python_post_message,
+                "out_of_domain": self.cti.out_of_domain,
+                "counterexample": str(self.counterexample) if self.counterexample else None}
+
+
+@dataclass
+class ProofReport:
+    """Everything one proof run established."""
+
+    cfg: Config
+    faults: tuple[str, ...]
+    queries: list[QueryResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def scope(self) -> str:
+        """What the proofs cover, in words."""
+        c = self.cfg
+        return (f"bounded: every state of {c.vms} VMs x {c.guest_pages} PPNs, "
+                f"{c.machine_pages} MPNs, {c.guest_data_pages} VPNs per guest "
+                f"(reachable or not) that satisfies the inductive invariant; "
+                f"other sizes need their own run")
+
+    def property_verdict(self, name: str) -> ProofVerdict:
+        """Proved only if every query of the run is proved (the invariant is one whole)."""
+        if any(f.reachability == "reachable" and f.conjunct == name for f in self.findings):
+            return ProofVerdict.VIOLATED
+        if all(q.verdict is ProofVerdict.PROVED for q in self.queries):
+            return ProofVerdict.PROVED
+        return ProofVerdict.UNKNOWN
+
+    @property
+    def exit_code(self) -> int:
+        """0 all proved, 1 a reachable violation, 3 anything inconclusive."""
+        if any(f.reachability == "reachable" for f in self.findings) or any(
+                q.kind == "bmc" and q.verdict is ProofVerdict.VIOLATED for q in self.queries):
+            return 1
+        if all(q.verdict is ProofVerdict.PROVED for q in self.queries):
+            return 0
+        return 3
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"config": self.cfg.to_dict(), "faults": list(self.faults), "scope": self.scope,
+                "coverage": coverage(self.cfg), "seconds": round(self.seconds, 3),
+                "exit_code": self.exit_code,
+                "queries": [q.to_dict() for q in self.queries],
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def coverage(cfg: Config) -> dict[str, list[str]]:
+    """Which actions and properties of the model the encoding covers in ``cfg``."""
+    acts = [n for n, s in ACTIONS.items() if s.feature(cfg)]
+    props = [n for n, p in INVARIANTS.items() if p.feature(cfg)]
+    return {
+        "actions_encoded": [a for a in acts if a in ENCODED],
+        "actions_not_encoded": [a for a in acts if a not in ENCODED],
+        "invariants_encoded": [p for p in props if p in SAFETY or p in STEPS],
+        "step_forms_encoded": [p for p in props if p in STEPS],
+        "invariants_not_encoded": [p for p in props if (INVARIANTS[p].state is not None
+                                                        and p not in SAFETY)
+                                   or (INVARIANTS[p].step is not None and p not in STEPS)],
+    }
+
+
+def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: int,
+             bmc_timeout_s: float, report_dir: Path | None) -> Finding:
+    assert q.cti is not None and q.action is not None
+    cti = q.cti
+    if cti.out_of_domain is not None:
+        # The bounded search runs on the same encoding, so it cannot reach such a state.
+        return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), "unknown")
+    res = bmc(cfg, q.conjunct, depth=bmc_depth, faults=faults, timeout_s=bmc_timeout_s,
+              query=q.name)
+    path = None
+    if res.found and res.trace is not None:
+        reach = "reachable"
+        if report_dir is not None:
+            try:
+                path = write_counterexample(res.trace, report_dir).trace_path
+            except CounterexampleNotReproduced:
+                reach = "unknown"
+    else:
+        reach = "unknown" if res.unknown else "unreachable"
+    return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), reach, res, path)
+
+
+def _bmc_query(name: str, res: BmcResult, report_dir: Path | None) -> QueryResult:
+    label = f"bmc {name} to depth {res.depth}"
+    if res.found and res.trace is not None:
+        path = None
+        if report_dir is not None:
+            path = write_counterexample(res.trace, report_dir).trace_path
+        return QueryResult(label, "bmc", name, None, ProofVerdict.VIOLATED, res.seconds,
+                           detail=f"violated after {res.depth} steps",
+                           evidence={"counterexample": str(path) if path else None})
+    if res.unknown:
+        return QueryResult(label, "bmc", name, None, ProofVerdict.UNKNOWN, res.seconds,
+                           detail=f"no violation within {res.depth} steps; then out of time")
+    return QueryResult(label, "bmc", name, None, ProofVerdict.PROVED, res.seconds,
+                       detail=f"bounded: no path of at most {res.depth} steps breaks it")
+
+
+def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
+          bmc_depth: int = 6, bmc_timeout_s: float = 60.0, report_dir: Path | None = None,
+          jobs: int | None = None, conjuncts: tuple[str, ...] | None = None,
+          actions: list[str] | None = None, policy: bool = True, bmc_all: bool = False,
+          on_result: Callable[[QueryResult], None] | None = None) -> ProofReport:
+    """Run the whole proof suite on ``cfg`` (with seeded ``faults``).
+
+    ``bmc_all`` adds one bounded model checking query per property (to ``bmc_depth``).
+    """
+    t0 = time.perf_counter()
+    report = ProofReport(cfg, tuple(faults))
+    for q in induction_queries(cfg, faults=tuple(faults), timeout_s=timeout_s, jobs=jobs,
+                               conjuncts=conjuncts, actions=actions):
+        report.queries.append(q)
+        if on_result is not None:
+            on_result(q)
+    if policy:
+        for q in prove_policy(cfg, timeout_s):
+            report.queries.append(q)
+            if on_result is not None:
+                on_result(q)
+    if bmc_all:
+        for name, prop in INVARIANTS.items():
+            if not prop.feature(cfg):
+                continue
+            res = bmc(cfg, name, depth=bmc_depth, faults=tuple(faults), timeout_s=bmc_timeout_s,
+                      query=f"bmc {name}")
+            q = _bmc_query(name, res, report_dir)
+            report.queries.append(q)
+            if on_result is not None:
+                on_result(q)
+    seen: set[str] = set()
+    for q in report.queries:
+        if q.cti is not None and q.conjunct not in seen:
+            seen.add(q.conjunct)
+            report.findings.append(_analyse(cfg, tuple(faults), q, bmc_depth, bmc_timeout_s,
+                                            report_dir))
+    report.seconds = time.perf_counter() - t0
+    return report

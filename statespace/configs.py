@@ -1,0 +1,64 @@
+"""Small configurations that exhaustive exploration can finish.
+
+Even the ``core`` preset has more reachable states than a quick check should
+visit (every page content, LRU order and queue is part of the state), so the
+explorer works on shrunken copies: the same feature switches, fewer pages.
+
+>>> from ballast.model.config import preset
+>>> small = small_config(preset("default"))
+>>> small.guest_pages, small.tokens, small.sharing
+(2, 1, True)
+>>> fault_config("host_takes_single_unit").host_page_units
+2
+"""
+
+from __future__ import annotations
+
+from ballast.model.config import Config, ModuleKind
+from ballast.model.faults import FAULTS
+
+__all__ = ["EXPLORE_CONFIGS", "FAULT_BASE", "fault_config", "small_config"]
+
+_ONE = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=0, machine_pages=1,
+              host_swap_slots=0, tokens=1, batch=1)
+
+#: Named small configurations whose reachable state counts are pinned in ``state_counts.json``.
+EXPLORE_CONFIGS: dict[str, Config] = {
+    "one-vm": _ONE,
+    "one-vm-no-host-use": _ONE.replace(host_use=False),
+    "one-vm-two-mpns": _ONE.replace(machine_pages=2),
+    "one-vm-refusal": _ONE.replace(refusal=True, host_use=False),
+    "one-vm-application": _ONE.replace(module=ModuleKind.APPLICATION, pin_limit=1),
+    "two-vms": _ONE.replace(vms=2, guest_pages=1, machine_pages=2),
+    "two-vms-three-mpns": _ONE.replace(vms=2, guest_pages=1, machine_pages=3),
+}
+
+#: The base every seeded fault is hunted on (before the fault's own config changes).
+FAULT_BASE = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1,
+                    machine_pages=2, host_swap_slots=1, tokens=1, batch=1)
+
+
+def fault_config(name: str, base: Config = FAULT_BASE) -> Config:
+    """``base`` with the configuration changes seeded fault ``name`` needs; two VMs when
+    the fault is about pages shared between VMs or about what one VM leaves to another."""
+    fault = FAULTS[name]
+    cfg = base.replace(**fault.config)
+    if cfg.sharing or fault.config.get("vms", 1) > 1:
+        cfg = cfg.replace(vms=max(cfg.vms, 2))
+    return cfg
+
+
+def small_config(cfg: Config) -> Config:
+    """A copy of ``cfg`` with the same features and the smallest sizes that still show them."""
+    vms = min(cfg.vms, 2)
+    units = cfg.host_page_units if cfg.host_page_units <= 2 else 2
+    vcpus = min(cfg.vcpus, 2)
+    return cfg.replace(
+        # A disk slot lets the guest page out (and so exercise guest_evict); with two
+        # VMs it multiplies the space too much for a quick check.
+        vms=vms, guest_pages=2, guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
+        machine_pages=2 * units if vms > 1 else units,
+        host_page_units=units, host_swap_slots=1 if cfg.host_swap else 0, tokens=1, batch=1,
+        kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
+        vcpus=vcpus, pcpus=vms * vcpus + 1 if cfg.processors else cfg.pcpus,
+        hostile_vms=frozenset(v for v in cfg.hostile_vms if v < vms))

@@ -1,0 +1,77 @@
+"""Deadlock: a state where the balloon protocol is stuck although it has work to do.
+
+The host's own actions (changing a target, taking or returning a free host
+page) are enabled in almost every state, so "no action at all is enabled"
+almost never happens and says little. What matters is whether the *protocol
+actors* of a VM (its balloon module and the VMM acting for it) can still move
+when that VM's balloon is not settled. The definitions used here:
+
+* a **total deadlock** is a state with no enabled action at all;
+* a VM that follows the protocol is **unsettled** when the module has not read
+  the current target, a report or acknowledgement is in flight, the module
+  holds refused pages, the balloon is larger than the module's target, or it is
+  smaller and the guest still has pages it may give (``balloon_inflate`` could
+  make progress);
+* a **protocol stall** of that VM is a state where it is unsettled and no
+  ``module`` or ``vmm`` action for it is enabled.
+
+Intended final states are the others: a balloon at its target with nothing in
+flight, and a balloon below its target because the guest has no free page it
+may give (a partial fill: the guest must page out first, which is the guest's
+decision and not the protocol's). Hostile VMs are not examined: they owe the
+protocol nothing.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> from ballast.model.system import BalloonModel
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+>>> m = BalloonModel(cfg)
+>>> s = initial_state(cfg)
+>>> stalled_vms(cfg, s, [a for a, _ in m.successors(s)])
+[]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ballast.model.actions import ACTIONS, Action, Actor, inflate_limit, usable_free
+from ballast.model.config import Config
+from ballast.model.invariants import honest_vms
+from ballast.model.state import State
+
+__all__ = ["DEADLOCK", "is_total_deadlock", "stalled_vms", "unsettled"]
+
+DEADLOCK = "deadlock_free"
+"""Name under which deadlock freedom is reported."""
+
+_PROTOCOL = (Actor.MODULE, Actor.VMM)
+
+
+def unsettled(cfg: Config, s: State, vm: int) -> bool:
+    """Whether VM ``vm``'s balloon still has protocol work to do (see the module text)."""
+    v = s.vms[vm]
+    m = v.module
+    if m.target != v.target:
+        return True
+    if (v.inflate_queue or v.deflate_queue or v.acked_inflate or v.acked_refused
+            or v.acked_deflate or m.refused):
+        return True
+    if len(m.balloon) > m.target:
+        return True
+    return bool(min(inflate_limit(cfg, v), usable_free(cfg, v)) > 0)
+
+
+def is_total_deadlock(enabled: Sequence[Action]) -> bool:
+    """No action of any actor is enabled."""
+    return not enabled
+
+
+def stalled_vms(cfg: Config, s: State, enabled: Sequence[Action]) -> list[int]:
+    """The honest VMs whose protocol is stalled in ``s`` (``enabled``: every enabled action)."""
+    moving = set()
+    for act in enabled:
+        spec = ACTIONS.get(act.name)
+        if spec is not None and spec.actor in _PROTOCOL:
+            moving.add(act.kwargs.get("vm"))
+    return [v for v in honest_vms(cfg) if v not in moving and unsettled(cfg, s, v)]

@@ -1,0 +1,151 @@
+"""One exhaustive check of a configuration, as verdicts: what ``ballast explore`` and
+``ballast check`` run.
+
+It explores, writes the shortest counterexample of every broken property (each
+replayed through the reference model first), reports deadlocks, the actions
+that never fire and the scenarios never witnessed (vacuity), and, when asked,
+checks liveness on the full graph. A budget that runs out makes every
+property that did not break *inconclusive*, with the number of states explored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ballast.model.config import Config
+from ballast.model.system import BalloonModel
+from ballast.verdict import CheckResult, PropertyResult, Verdict
+from ballast.statespace.deadlock import DEADLOCK
+from ballast.statespace.explore import Budget, Exploration, explore
+from ballast.statespace.graph import state_graph, write_dot, write_graphml
+from ballast.statespace.liveness import CAN_REACH, FAIRNESS, REACHES, check_liveness
+from ballast.statespace.symmetry import liveness_warning
+from ballast.statespace.traces import write_finding, write_liveness
+
+__all__ = ["CHECKER", "LIVENESS_KIND", "ExploreRun", "run_explore"]
+
+CHECKER = "explore"
+
+LIVENESS_KIND = "invariant"
+"""Liveness results count like invariants in every verdict (their evidence says
+``"form": "liveness"``); only scenarios and actions are coverage."""
+
+
+@dataclass
+class ExploreRun:
+    """The verdicts of one run and the explorations behind them."""
+
+    result: CheckResult
+    exploration: Exploration
+    liveness_exploration: Exploration | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _figures(ex: Exploration) -> dict[str, object]:
+    return {"states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
+            "seconds": round(ex.seconds, 3), "symmetry": ex.symmetry,
+            "complete": ex.complete, "stop": ex.stop_reason, "complete_depth": ex.complete_depth,
+            "bytes_per_state": round(ex.bytes_estimate() / max(1, ex.states), 1)}
+
+
+def _coverage(ex: Exploration) -> str:
+    how = ("every reachable state" if ex.complete else
+           f"{ex.states} states (all within {ex.complete_depth} steps) before {ex.stop_reason}")
+    sym = " (symmetry classes)" if ex.symmetry else ""
+    return f"{how}{sym}: {ex.states} states, {ex.transitions} transitions"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = True,
+                budget: Budget = Budget(), liveness: bool = False, report_dir: Path,
+                dot: Path | None = None, graphml: Path | None = None,
+                stop_on: bool | Sequence[str] = False,
+                progress: Callable[[Exploration], None] | None = None) -> ExploreRun:
+    """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts."""
+    model = BalloonModel(cfg, faults)
+    want_graph = dot is not None or graphml is not None
+    warnings: list[str] = []
+    if liveness and symmetry:
+        warnings.append(liveness_warning(True) or "")
+    ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=want_graph,
+                 stop_on=stop_on, progress=progress)
+    fig = _figures(ex)
+    results: list[PropertyResult] = []
+    tag = "-".join(faults) or "model"
+    for prop in model.properties():
+        found = ex.violations.get(prop.name)
+        if found is not None:
+            path = write_finding(ex, found, report_dir, _slug(f"explore-{prop.name}-{tag}"))
+            results.append(PropertyResult(
+                prop.name, CHECKER, Verdict.VIOLATION,
+                f"shortest trace: {found.steps(ex)} steps: {found.message}",
+                {**fig, "trace_steps": found.steps(ex)}, path))
+        elif ex.complete:
+            results.append(PropertyResult(prop.name, CHECKER, Verdict.PASS,
+                                          f"held in {_coverage(ex)}", fig))
+        else:
+            results.append(PropertyResult(prop.name, CHECKER, Verdict.INCONCLUSIVE,
+                                          f"held in {_coverage(ex)}", fig))
+    if ex.deadlock is not None:
+        path = write_finding(ex, ex.deadlock, report_dir, _slug(f"explore-{DEADLOCK}-{tag}"))
+        results.append(PropertyResult(
+            DEADLOCK, CHECKER, Verdict.VIOLATION,
+            f"{ex.deadlocks} stalled state(s); shortest trace {ex.deadlock.steps(ex)} steps: "
+            f"{ex.deadlock.message}", {**fig, "deadlocks": ex.deadlocks}, path))
+    else:
+        results.append(PropertyResult(
+            DEADLOCK, CHECKER, Verdict.PASS if ex.complete else Verdict.INCONCLUSIVE,
+            f"no stalled balloon protocol in {_coverage(ex)}", fig))
+    for spec in model.action_specs():
+        n = ex.fired.get(spec.name, 0)
+        verdict = (Verdict.PASS if n else Verdict.VACUOUS if ex.complete
+                   else Verdict.INCONCLUSIVE)
+        results.append(PropertyResult(f"action:{spec.name}", CHECKER, verdict,
+                                      f"fired on {n} transitions" if n else "never fires",
+                                      {"transitions": n}, kind="action"))
+    for sc in model.scenarios():
+        seen = sc.name in ex.witnessed
+        verdict = (Verdict.PASS if seen else Verdict.VACUOUS if ex.complete
+                   else Verdict.INCONCLUSIVE)
+        results.append(PropertyResult(sc.name, CHECKER, verdict,
+                                      "witnessed" if seen else f"never witnessed in {_coverage(ex)}",
+                                      fig, kind="scenario"))
+    live_ex: Exploration | None = None
+    if liveness or want_graph:
+        live_ex = ex if (want_graph and not symmetry) else explore(
+            model, symmetry=False, budget=budget, keep_edges=True, progress=progress)
+    if want_graph and live_ex is not None:
+        g = state_graph(live_ex)
+        if dot is not None:
+            write_dot(g, dot)
+        if graphml is not None:
+            write_graphml(g, graphml)
+    if liveness and live_ex is not None:
+        if live_ex.complete and not live_ex.violations:
+            for lr in check_liveness(live_ex):
+                lfig = {**_figures(live_ex), "fairness": FAIRNESS, "form": "liveness"}
+                if lr.holds:
+                    results.append(PropertyResult(lr.property, CHECKER, Verdict.PASS, lr.detail,
+                                                  lfig, kind=LIVENESS_KIND))
+                else:
+                    path = write_liveness(live_ex, lr, report_dir,
+                                          _slug(f"explore-{lr.property}-{tag}"))
+                    lfig = {**lfig, "prefix_steps": len(lr.prefix), "cycle_steps": len(lr.cycle)}
+                    results.append(PropertyResult(lr.property, CHECKER, Verdict.VIOLATION,
+                                                  lr.detail, lfig, path, kind=LIVENESS_KIND))
+        else:
+            why = ("a safety property is broken" if live_ex.violations
+                   else f"the full exploration stopped ({live_ex.stop_reason})")
+            for name in (CAN_REACH, REACHES):
+                results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
+                                              f"not checked: {why}",
+                                              {**_figures(live_ex), "form": "liveness"},
+                                              kind=LIVENESS_KIND))
+    seconds = ex.seconds + (live_ex.seconds if live_ex is not None and live_ex is not ex else 0.0)
+    check = CheckResult(CHECKER, results, seconds, stats=fig)
+    return ExploreRun(check, ex, live_ex, [w for w in warnings if w])

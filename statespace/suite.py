@@ -1,0 +1,127 @@
+"""``ballast check`` integration: exhaustive exploration of small feature slices.
+
+The configuration ``ballast check`` runs is far too large to explore completely
+(the ``default`` preset's smallest copy with every feature on has well over a
+million reachable states), so the explorer checks **slices** of it: for each
+feature the configuration switches on, the smallest configuration that has the
+protocol core plus that feature (:func:`feature_slices`). Each slice is explored
+completely, with symmetry reduction; a property passes only if it held in every
+reachable state of every slice, and a slice that runs out of budget makes the
+result inconclusive. Liveness is checked, without symmetry, on the protocol
+slice (host refusal off: a host that refuses every page forever keeps any
+balloon from its target, which ``ballast explore --liveness`` shows as a lasso).
+Scenarios and actions count as exercised if any slice exercised them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ballast.model.config import Config
+from ballast.statespace.explore import Budget
+from ballast.statespace.runner import run_explore
+from ballast.verdict import CheckResult, PropertyResult, Verdict
+
+__all__ = ["LIVENESS_MAX_STATES", "feature_slices", "suite_check"]
+
+LIVENESS_MAX_STATES = 30000
+"""Liveness is checked in the suite only when the protocol slice is this small."""
+
+
+def feature_slices(cfg: Config) -> dict[str, Config]:
+    """Small configurations that together cover the features ``cfg`` switches on.
+
+    >>> from ballast.model.config import preset
+    >>> sorted(feature_slices(preset("default")))
+    ['hostile', 'processors', 'protocol', 'refusal', 'reset', 'sharing-and-host-swap']
+    """
+    core = cfg.replace(
+        vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1, machine_pages=2,
+        host_page_units=1, host_swap_slots=0, tokens=1, batch=1,
+        kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
+        refusal=False, sharing=False, host_swap=False, reset=False, processors=False,
+        hostile_vms=frozenset())
+    quiet = core.replace(host_use=False)
+    out = {"protocol": core}
+    if cfg.refusal:
+        out["refusal"] = quiet.replace(refusal=True)
+    if cfg.sharing or cfg.host_swap:
+        out["sharing-and-host-swap"] = quiet.replace(
+            sharing=cfg.sharing, host_swap=cfg.host_swap,
+            host_swap_slots=1 if cfg.host_swap else 0)
+    if cfg.reset:
+        out["reset"] = quiet.replace(reset=True)
+    if cfg.processors:
+        out["processors"] = quiet.replace(processors=True, guest_pages=1, guest_data_pages=0,
+                                          guest_disk_slots=0, machine_pages=1,
+                                          vcpus=min(cfg.vcpus, 2), pcpus=min(cfg.vcpus, 2) + 1)
+    if cfg.hostile_vms:
+        out["hostile"] = quiet.replace(hostile_vms=frozenset({0}), guest_pages=1,
+                                       guest_data_pages=0, guest_disk_slots=0, machine_pages=1)
+    if cfg.host_page_units > 1:
+        out["host-pages"] = core.replace(host_page_units=2, machine_pages=4, guest_disk_slots=0)
+    if cfg.vms > 1 and (cfg.sharing or cfg.host_use):
+        out["two-vms"] = quiet.replace(vms=2, guest_pages=1, guest_disk_slots=0, machine_pages=2,
+                                       sharing=cfg.sharing, host_use=cfg.host_use)
+    return out
+
+
+_RANK = {Verdict.VIOLATION: 3, Verdict.INCONCLUSIVE: 2, Verdict.VACUOUS: 1, Verdict.PASS: 0,
+         Verdict.SKIPPED: -1}
+
+
+def _merge(name: str, kind: str, rows: list[tuple[str, PropertyResult]]) -> PropertyResult:
+    """One result per property over all slices: the worst verdict for a safety property,
+    the best for a scenario or an action (exercised in any slice is enough)."""
+    if kind == "invariant":
+        worst = max(rows, key=lambda r: _RANK[r[1].verdict])
+        verdict = worst[1].verdict
+        if verdict is Verdict.PASS:
+            states = sum(int(r.evidence.get("states", 0)) for _, r in rows)
+            detail = (f"held in every reachable state of {len(rows)} slices "
+                      f"({', '.join(s for s, _ in rows)}): {states:,} states")
+            return PropertyResult(name, "explore", verdict, detail,
+                                  {"states": states, "slices": [s for s, _ in rows]}, kind=kind)
+        res = worst[1]
+        return PropertyResult(name, "explore", verdict, f"[{worst[0]}] {res.detail}",
+                              {**res.evidence, "slice": worst[0]}, res.counterexample, kind=kind)
+    good = [(s, r) for s, r in rows if r.verdict is Verdict.PASS]
+    if good:
+        return PropertyResult(name, "explore", Verdict.PASS,
+                              f"{good[0][1].detail} [{good[0][0]}]", kind=kind)
+    worst = max(rows, key=lambda r: _RANK[r[1].verdict])
+    return PropertyResult(name, "explore", worst[1].verdict,
+                          f"in no slice: {worst[1].detail}", kind=kind)
+
+
+def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
+                report_dir: Path, budget_s: float) -> CheckResult:
+    """Explore every feature slice of ``cfg`` within ``budget_s`` seconds in all
+    (``seed`` is unused: exploration is exhaustive)."""
+    start = time.monotonic()
+    slices = feature_slices(cfg)
+    rows: dict[tuple[str, str], list[tuple[str, PropertyResult]]] = {}
+    stats: dict[str, object] = {}
+    states = 0
+    for i, (name, small) in enumerate(slices.items()):
+        left = budget_s - (time.monotonic() - start)
+        share = max(1.0, left / (len(slices) - i))
+        run = run_explore(small, faults=faults, symmetry=True,
+                          budget=Budget(max_seconds=share), report_dir=report_dir)
+        ex = run.exploration
+        states += ex.states
+        stats[name] = {"states": ex.states, "complete": ex.complete,
+                       "seconds": round(ex.seconds, 2)}
+        results = list(run.result.results)
+        if name == "protocol" and ex.complete and not ex.violations \
+                and ex.states <= LIVENESS_MAX_STATES:
+            live = run_explore(small, faults=faults, symmetry=False, liveness=True,
+                               budget=Budget(max_seconds=max(1.0, share)),
+                               report_dir=report_dir)
+            results += [r for r in live.result.results if r.evidence.get("form") == "liveness"]
+        for r in results:
+            rows.setdefault((r.kind, r.property), []).append((name, r))
+    merged = [_merge(prop, kind, rs) for (kind, prop), rs in rows.items()]
+    return CheckResult("explore", merged, time.monotonic() - start,
+                       {"states": states, "slices": stats})

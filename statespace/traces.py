@@ -1,0 +1,147 @@
+"""Turning what the explorer found into replayable traces on disk.
+
+Safety violations and lassos go through
+:func:`ballast.reports.counterexample.write_counterexample`, which replays them
+through the reference model before writing (for a lasso: the cycle must return
+to the state it started from). A lasso is checked here first for what the
+replay cannot see: the cycle never reaches the target, keeps the targets fixed
+and is weakly fair to the module and the VMM. It is one trace: the prefix, then
+the cycle, with ``header.expect.lasso_start`` = the number of the cycle's first
+step (so the state before that step is where the cycle starts and ends).
+Deadlocks and states from which the target cannot be reached break no
+property a replay checks; they are confirmed by a replay of their own (every
+step allowed, the claimed situation holds at the end) before they are written.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+from ballast.model.actions import Action
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.model.trace import Trace, TraceHeader, TraceStep, atomic_write_text, write_trace_to
+from ballast.reports.counterexample import (
+    CounterexampleNotReproduced,
+    markdown_explanation,
+    write_counterexample,
+)
+from ballast.model.replay import replay
+from ballast.statespace.deadlock import stalled_vms
+from ballast.statespace.explore import Exploration, Finding
+from ballast.statespace.liveness import (
+    CAN_REACH,
+    FAIRNESS,
+    LivenessResult,
+    at_target,
+    fairness_class,
+    feasible_target,
+)
+
+__all__ = ["make_trace", "run_actions", "verify_lasso", "write_finding", "write_liveness"]
+
+CHECKER = "explore"
+
+
+def make_trace(model: BalloonModel, actions: Sequence[Action], expect: dict[str, object],
+               query: str) -> Trace:
+    """A trace of ``actions`` from the model's initial state."""
+    header = TraceHeader(model.cfg, model.faults,
+                         source={"checker": CHECKER, "seed": None, "query": query},
+                         expect=dict(expect))
+    return Trace(header, tuple(TraceStep(i + 1, a) for i, a in enumerate(actions)))
+
+
+def run_actions(model: BalloonModel, actions: Sequence[Action]) -> list[State]:
+    """Every state of the run (initial state first); raises GuardError on an illegal step."""
+    s = model.init_states()[0]
+    out = [s]
+    for act in actions:
+        s = model.next_state(s, act)
+        out.append(s)
+    return out
+
+
+def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -> Path:
+    """Write the shortest trace of a safety violation or deadlock; returns the trace path."""
+    model = ex.model
+    actions = ex.path(finding.state) + ([finding.action] if finding.action else [])
+    expect = {"property": finding.property, "step": len(actions), "message": finding.message}
+    trace = make_trace(model, actions, expect, f"shortest path to {finding.property}")
+    if finding.form != "deadlock":
+        return Path(write_counterexample(trace, out_dir, name).trace_path)
+    states = run_actions(model, actions)
+    end = states[-1]
+    if not stalled_vms(model.cfg, end, [a for a, _ in model.successors(end)]) and any(
+            True for _ in model.successors(end)):
+        raise CounterexampleNotReproduced("the deadlock does not reproduce on the reference model")
+    return _write_own(trace, out_dir, name, f"the protocol is stalled after step {len(actions)}: "
+                      f"{finding.message}")
+
+
+def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
+                 cycle: Sequence[Action]) -> str | None:
+    """Why ``prefix`` + ``cycle`` is not a fair lasso avoiding VM ``vm``'s target, or None."""
+    states = run_actions(model, list(prefix) + list(cycle))
+    loop = states[len(prefix):]
+    if not cycle:
+        return "the cycle is empty"
+    if loop[0] != loop[-1]:
+        return "the cycle does not return to its first state"
+    for s in loop:
+        if at_target(s, vm) or not feasible_target(model.cfg, s.vms[vm].target):
+            return "a state of the cycle is at its target or has an infeasible target"
+    if any(a.name in ("host_set_target", "host_set_cpu_target") for a in cycle):
+        return "the cycle changes a target"
+    taken = {fairness_class(a) for a in cycle}
+    for s in loop[:-1]:
+        always = {fairness_class(a) for a, _ in model.successors(s)} - {None}
+        for other in loop[:-1]:
+            always &= {fairness_class(a) for a, _ in model.successors(other)}
+        missing = always - taken
+        if missing:
+            return f"the cycle is not weakly fair to {sorted(map(str, missing))}"
+        break
+    return None
+
+
+def write_liveness(ex: Exploration, result: LivenessResult, out_dir: Path, name: str) -> Path:
+    """Confirm a liveness failure by replay and write it as a trace (a lasso when it has a cycle)."""
+    model = ex.model
+    assert result.vm is not None and not result.holds
+    expect: dict[str, object] = {"property": result.property, "message": result.detail}
+    if result.property == CAN_REACH:
+        states = run_actions(model, result.prefix)
+        if at_target(states[-1], result.vm):
+            raise CounterexampleNotReproduced("the stuck state is at its target")
+        expect["step"] = len(result.prefix)
+        trace = make_trace(model, result.prefix, expect, "AG EF balloon at target")
+        return _write_own(trace, out_dir, name, result.detail)
+    why = verify_lasso(model, result.vm, result.prefix, result.cycle)
+    if why is not None:
+        raise CounterexampleNotReproduced(f"the lasso does not reproduce: {why}")
+    expect["step"] = len(result.prefix) + len(result.cycle)
+    expect["lasso_start"] = len(result.prefix) + 1
+    trace = make_trace(model, list(result.prefix) + list(result.cycle), expect,
+                       f"fair lasso ({FAIRNESS})")
+    return Path(write_counterexample(trace, out_dir, name).trace_path)
+
+
+def _write_own(trace: Trace, out_dir: Path, name: str, what: str) -> Path:
+    result = replay(trace)
+    if result.steps_run != len(trace.steps):
+        raise CounterexampleNotReproduced(f"the trace does not replay: {result.describe()}")
+    out = Path(out_dir)
+    buf = io.StringIO()
+    write_trace_to(buf, trace)
+    trace_path = out / f"{name}.jsonl"
+    atomic_write_text(trace_path, buf.getvalue())
+    md = markdown_explanation(trace, result, str(trace_path))
+    expect = trace.header.expect or {}
+    head = [f"# Counterexample: `{expect.get('property')}` fails", "", f"**What:** {what}", ""]
+    # Keep the model's step table and state diff; the heading is ours (nothing "broke").
+    body = md[md.find("**Found by:**"):] if "**Found by:**" in md else md
+    atomic_write_text(out / f"{name}.md", "\n".join(head) + body)
+    return trace_path

@@ -1,0 +1,87 @@
+"""``ballast prove`` and the ``ballast check`` integration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from ballast.errors import UsageError
+from ballast.model.config import preset
+from ballast.model.faults import FAULTS
+from ballast.proofs.cli import register
+from ballast.proofs.suite import suite_check
+from ballast.verdict import Verdict
+
+
+def _run(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers())
+    args = ap.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_prove_core_json_all_proved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--json", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["exit_code"] == 0
+    assert out["coverage"]["actions_not_encoded"] == []
+    assert out["coverage"]["invariants_not_encoded"] == []
+    assert all(q["verdict"] == "proved" and q["seconds"] >= 0 for q in out["queries"])
+    assert any(q["kind"] == "policy" for q in out["queries"])
+    assert "bounded" in out["scope"]
+
+
+def test_prove_with_a_fault_reports_a_replayed_counterexample(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--fault", "host_takes_partial_page",
+               "--jobs", "1", "--report-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "invariant memory_conservation is not preserved by action host_take_page" in text
+    assert "a real bug" in text
+    assert list(tmp_path.glob("*.jsonl")) and list(tmp_path.glob("*.md"))
+
+
+def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        _run(["prove", "--preset", "core", "--fault", "no_such_fault"])
+
+
+def test_tiny_timeout_exits_inconclusive(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--timeout", "0.001", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    assert rc == 3
+    assert "unknown" in capsys.readouterr().out
+
+
+def test_suite_check_passes_on_core_and_never_passes_on_a_fault(tmp_path: Path) -> None:
+    res = suite_check(preset("core"), report_dir=tmp_path, budget_s=60)
+    assert res.checker == "prove"
+    verdicts = {r.property: r.verdict for r in res.results}
+    assert verdicts["memory_conservation"] is Verdict.PASS
+    assert verdicts["processor_conservation"] is Verdict.SKIPPED
+    fault = FAULTS["host_takes_partial_page"]
+    bad = suite_check(preset("core").replace(**fault.config),
+                      faults=("host_takes_partial_page",), report_dir=tmp_path, budget_s=60)
+    by = {r.property: r for r in bad.results}
+    assert by["memory_conservation"].verdict is Verdict.VIOLATION
+    assert by["memory_conservation"].counterexample is not None
+    assert all(r.verdict is not Verdict.PASS for r in bad.results
+               if r.verdict is not Verdict.SKIPPED)
+
+
+def test_bmc_of_every_property_finds_a_seeded_fault(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--fault", "host_takes_single_unit", "--bmc",
+               "--bmc-depth", "2", "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    bmc = {q["conjunct"]: q for q in out["queries"] if q["kind"] == "bmc"}
+    assert bmc["host_pages_whole"]["verdict"] == "violated"
+    assert bmc["host_pages_whole"]["counterexample"]
+    assert bmc["memory_conservation"]["verdict"] == "proved"

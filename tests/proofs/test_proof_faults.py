@@ -1,0 +1,66 @@
+"""Negative controls: every seeded fault is refuted, and its counterexample replays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proof_samples import control_config
+from ballast.model.faults import FAULTS
+from ballast.model.replay import ReplayOutcome, replay
+from ballast.proofs.bmc import bmc
+from ballast.proofs.induction import ProofVerdict, consecution
+from ballast.reports.counterexample import write_counterexample
+
+QUICK = sorted(set(FAULTS) - {"free_without_scrub"})
+
+
+def _refute(fault: str, tmp_path: Path, depth: int, control: bool = False) -> None:
+    f = FAULTS[fault]
+    cfg = control_config(fault)
+    results = consecution(cfg, f.action, (fault,), 20)
+    broken = [r for r in results if r.verdict is ProofVerdict.VIOLATED]
+    assert broken, f"{fault}: every query of {f.action} was proved"
+    found = bmc(cfg, f.breaks, depth=depth, faults=(fault,), timeout_s=300)
+    assert found.found and found.trace is not None
+    assert found.trace.header.source["checker"] == "prove"
+    assert found.trace.header.expect == {"property": f.breaks, "step": found.depth}
+    result = replay(found.trace)
+    assert result.outcome is ReplayOutcome.VIOLATION
+    assert f.breaks in {v.property for v in result.violations}
+    written = write_counterexample(found.trace, tmp_path)
+    assert written.trace_path.exists()
+    if control:
+        # The correct model has no such path.
+        assert not bmc(cfg, f.breaks, depth=found.depth, timeout_s=300).found
+
+
+def _depth(fault: str) -> int:
+    # The accounting fault shows only after a whole inflate-deflate round trip.
+    return 12 if fault == "release_keeps_balloon_set" else 6
+
+
+@pytest.mark.parametrize("fault", QUICK)
+def test_seeded_fault_is_refuted_with_a_replayed_counterexample(fault: str,
+                                                                tmp_path: Path) -> None:
+    _refute(fault, tmp_path, depth=_depth(fault))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["free_without_scrub"])
+def test_deep_seeded_fault_is_refuted(fault: str, tmp_path: Path) -> None:
+    _refute(fault, tmp_path, depth=12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", QUICK)
+def test_correct_model_has_no_path_of_the_same_length(fault: str, tmp_path: Path) -> None:
+    _refute(fault, tmp_path, depth=_depth(fault), control=True)
+
+
+def test_the_accounting_fault_breaks_the_inductive_invariant_at_once() -> None:
+    """Even without the deep search, induction flags the broken release step."""
+    cfg = control_config("release_keeps_balloon_set")
+    out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",), 20)
+    assert any(r.verdict is ProofVerdict.VIOLATED for r in out)

@@ -1,0 +1,50 @@
+"""The three induction steps: named queries, proofs with cores, inconclusive on timeout."""
+
+from __future__ import annotations
+
+from ballast.model.config import preset
+from ballast.model.invariants import INVARIANTS
+from ballast.proofs.induction import ProofVerdict, consecution, induction_queries
+from ballast.proofs.properties import SAFETY
+from ballast.proofs.transitions import encoded_actions
+
+
+def test_core_preset_every_query_is_proved_with_a_core() -> None:
+    cfg = preset("core")
+    results = list(induction_queries(cfg, timeout_s=30, jobs=1))
+    assert results and all(r.verdict is ProofVerdict.PROVED for r in results), \
+        [r.name for r in results if r.verdict is not ProofVerdict.PROVED]
+    kinds = {r.kind for r in results}
+    assert {"init", "consecution", "step", "safety"} <= kinds
+    names = {r.name for r in results}
+    for action in encoded_actions(cfg):
+        for prop in SAFETY:
+            if INVARIANTS[prop].feature(cfg):
+                assert f"{prop} preserved by {action}" in names
+    # Consecution proofs name the conjuncts they needed (an empty core means the step
+    # preserves the conjunct whatever the pre-state).
+    cons = [r for r in results if r.kind == "consecution"]
+    assert sum(bool(r.core) for r in cons) > len(cons) // 2
+    reclaim = next(r for r in cons if r.name == "ballooned_pages_unbacked preserved by vmm_reclaim")
+    assert "ballooned_pages_unbacked" in reclaim.core
+
+
+def test_a_tiny_timeout_is_inconclusive_never_proved() -> None:
+    cfg = preset("default")
+    out = consecution(cfg, "guest_write", timeout_s=0.001, conjuncts=("memory_conservation",))
+    assert out[0].verdict is ProofVerdict.UNKNOWN
+    assert "timeout" in out[0].detail
+
+
+def test_a_cti_is_decoded_and_rechecked_with_the_model() -> None:
+    from ballast.model.config import Config
+    cfg = Config(vms=1, guest_pages=2, guest_data_pages=1, machine_pages=2,
+                 host_page_units=2, host_swap_slots=0)
+    out = consecution(cfg, "host_take_page", ("host_takes_single_unit",), 10,
+                      ("host_pages_whole",))
+    bad = [r for r in out if r.verdict is ProofVerdict.VIOLATED]
+    assert bad and bad[0].cti is not None
+    cti = bad[0].cti
+    assert cti.python_pre_violations == ()
+    assert cti.python_post_message is not None and "host page" in cti.python_post_message
+    assert "host_pages_whole is not preserved by action host_take_page" in bad[0].detail
