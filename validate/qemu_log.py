@@ -79,6 +79,8 @@ from itertools import repeat
 from dataclasses import dataclass
 from typing import Final
 
+from ballast.errors import InputError
+
 __all__ = [
     "BALLOON_FEATURES",
     "MAX_BUFFER_PAGES",
@@ -147,19 +149,12 @@ Source = str | os.PathLike[str] | Iterable[str]
 """A file name (plain or xz), or the lines themselves (any iterable of ``str`` but ``str``)."""
 
 
-class QemuLogError(ValueError):
+class QemuLogError(InputError):
     """A QEMU trace or QMP log is malformed: names the file, the line and what was wrong.
 
     >>> str(QemuLogError("trace.log", 7, "bad gpa"))
     'trace.log:7: bad gpa'
     """
-
-    def __init__(self, file: str, line: int | None, message: str) -> None:
-        self.file = file
-        self.line = line
-        self.message = message
-        where = f"{file}:{line}" if line is not None else file
-        super().__init__(f"{where}: {message}")
 
     def __reduce__(self) -> tuple[type[QemuLogError], tuple[str, int | None, str]]:
         return (type(self), (self.file, self.line, self.message))

@@ -6,6 +6,7 @@ import doctest
 import itertools
 import json
 import lzma
+from ballast.errors import InputError
 import re
 import time
 import tracemalloc
@@ -364,7 +365,7 @@ def test_malformed_trace_lines(lines: list[str], bad_line: int, words: str) -> N
     assert caught.value.file == "t.log"
     assert words in caught.value.message
     assert str(caught.value).startswith(f"t.log:{bad_line}: ")
-    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, InputError)  # under the one exception root
 
 
 def test_damaged_files(tmp_path: Path) -> None:
