@@ -83,6 +83,7 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
     if violation is not None:
         expect = {"property": violation.property, "step": len(taken),
                   "message": violation.message}
-    header = TraceHeader(model.cfg, model.faults, {"checker": checker, "seed": seed}, expect)
+    header = TraceHeader(model.cfg, model.faults,
+                         {"checker": checker, "seed": seed, "unlogged_actions": []}, expect)
     return RandomRun(Trace(header, tuple(taken)), violation, frozenset(seen),
                      frozenset(fired), s)

@@ -41,7 +41,8 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import TraceHeader, TraceStep, observe_matches
 from ballast.model.virtio import VirtioEvent, VirtioTracker, project
 
-__all__ = ["Mismatch", "TraceReport", "blame", "observed_difference", "validate_steps"]
+__all__ = ["Mismatch", "TraceReport", "blame", "observed_difference", "unlogged_actions",
+           "validate_steps"]
 
 
 @dataclass(frozen=True)
@@ -133,16 +134,19 @@ def _matches(post: State, st: TraceStep) -> str | None:
 class _Successors:
     """The model's successors of a state that break no property, remembered (bounded)."""
 
-    def __init__(self, model: BalloonModel, limit: int) -> None:
-        self.model, self.limit = model, limit
+    def __init__(self, model: BalloonModel, limit: int,
+                 unlogged: frozenset[str] | None = None) -> None:
+        self.model, self.limit, self.unlogged = model, limit, unlogged
         self.memo: dict[State, tuple[State, ...]] = {}
 
     def __call__(self, s: State) -> tuple[State, ...]:
         got = self.memo.get(s)
         if got is None:
             m = self.model
+            only = self.unlogged
             got = tuple(post for act, post in m.successors(s)
-                        if not m.step_violations(s, act, post))
+                        if (only is None or act.name in only)
+                        and not m.step_violations(s, act, post))
             if len(self.memo) >= self.limit:
                 self.memo.clear()  # keeps memory bounded; the next steps refill it
             self.memo[s] = got
@@ -171,12 +175,26 @@ def _closure(succ: _Successors, frontier: dict[State, int], gap: int, limit: int
     return seen
 
 
+def unlogged_actions(header: TraceHeader) -> frozenset[str] | None:
+    """The actions a trace declares it does not log (``source.unlogged_actions``), or None
+    when it declares nothing (then any action may have happened unlogged).
+
+    An implementation that logs every step declares ``[]``; Ballast's own runs do.
+    """
+    names = header.source.get("unlogged_actions")
+    return None if names is None else frozenset(str(n) for n in names)
+
+
 def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: int = 2,
                    max_states: int = 50_000,
                    on_step: Callable[[TraceStep], None] | None = None) -> TraceReport:
     """Check that every logged step is explained by the model, with at most ``max_gap``
-    unlogged model steps before it; stop at the first one that is not."""
+    unlogged model steps before it (only of the actions the header declares unlogged, if it
+    declares them); stop at the first step that is not explained."""
     model = BalloonModel(header.config, header.faults)
+    unlogged = unlogged_actions(header)
+    if unlogged is not None and not unlogged:
+        max_gap = 0
     s0 = state_from_dict(header.initial) if header.initial else model.init_states()[0]
     rep = TraceReport()
     first = model.violations(s0)
@@ -185,7 +203,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.detail = f"the initial state breaks {first[0].property}: {first[0].message}"
         return rep
     frontier: dict[State, int] = {s0: 0}
-    succ = _Successors(model, min(max(2 * max_states, 1000), 20_000))
+    succ = _Successors(model, min(max(2 * max_states, 1000), 20_000), unlogged)
     for st in steps:
         cands = _closure(succ, {s: 0 for s in frontier}, max_gap, max_states)
         if cands is None:
