@@ -417,8 +417,8 @@ class Engine:
         rows[ok] &= ~IQ
         a.pf[vms] = rows
         for v in okv.tolist():
-            extra = a.iq_extra.pop(v, [])
-            bad = {p for p in extra if not 0 <= p < P}
+            pending = a.iq_extra.pop(v, [])
+            bad = {p for p in pending if not 0 <= p < P}
             if bad:
                 a.ar_extra.setdefault(v, set()).update(bad)
         if self._fault("vmm_reclaims_host_choice"):

@@ -99,8 +99,9 @@ def _vms_of(act: Action) -> set[int]:
     kw = act.kwargs
     out = set()
     for key in ("vm", "other_vm"):
-        if isinstance(kw.get(key), int):
-            out.add(int(kw[key]))
+        value = kw.get(key)
+        if isinstance(value, int):
+            out.add(value)
     return out
 
 
@@ -120,8 +121,9 @@ def project_vms(cfg: Config, actions: Sequence[Action], keep: Sequence[int]
             continue
         kw = act.kwargs
         for key in ("vm", "other_vm"):
-            if key in kw:
-                kw[key] = new[int(kw[key])]
+            value = kw.get(key)
+            if isinstance(value, int):
+                kw[key] = new[value]
         out.append(Action.of(act.name, **kw))
     return small, out
 

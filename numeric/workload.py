@@ -114,13 +114,13 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
             return vms, {"vpn": np.maximum(eng._victims(vms), 0)}
         return vms, {"vpn": rng.integers(0, D, size=n)}
     if name == "balloon_inflate":
-        k = eng.inflate_room(vms)
+        room = eng.inflate_room(vms)
         free = eng._alloc_free(vms)
-        return vms, {"ppns": free & (np.cumsum(free, axis=1) <= k[:, None])}
+        return vms, {"ppns": free & (np.cumsum(free, axis=1) <= room[:, None])}
     if name == "balloon_deflate":
-        k = eng.deflate_room(vms)
+        room = eng.deflate_room(vms)
         mb = (a.pf[vms] & MB) != 0
-        return vms, {"ppns": mb & (np.cumsum(mb, axis=1) <= k[:, None])}
+        return vms, {"ppns": mb & (np.cumsum(mb, axis=1) <= room[:, None])}
     if name == "balloon_cpu_offline":
         on = a.vcpus[vms] & ~np.int64(1)
         top = np.where(on > 0, np.floor(np.log2(np.maximum(on, 1))).astype(np.int64), 0)

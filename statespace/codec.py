@@ -124,7 +124,7 @@ class StateCodec:
         idle = x[i]
         n = x[i + 1]
         i += 2
-        swap = tuple(tuple(x[i + 3 * k:i + 3 * k + 3]) for k in range(n))
+        swap = tuple((x[i + 3 * k], x[i + 3 * k + 1], x[i + 3 * k + 2]) for k in range(n))
         i += 3 * n
         host = HostState(
             free=frozenset(m for m in range(mp) if flags[m] & _FREE),
