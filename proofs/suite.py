@@ -45,7 +45,8 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         mine = [q for q in report.queries if q.conjunct == name]
         finding = next((f for f in report.findings if f.conjunct == name), None)
         detail = (finding.headline if finding is not None else
-                  f"{verdict.value}: {len(mine)} queries, {report.scope}")
+                  f"{'proved' if verdict is Verdict.PASS else verdict.value} by "
+                  f"{len(mine)} of {len(report.queries)} queries, {report.scope}")
         results.append(PropertyResult(
             name, "prove", verdict, detail,
             evidence={"queries": len(mine), "seconds": round(sum(q.seconds for q in mine), 3),
