@@ -16,4 +16,5 @@ for pkg in model proofs statespace numeric validate reports; do
     ln -s "$root/$pkg" "$tree/ballast/$pkg"
 done
 PY=${PYTHON:-python3}
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 cd "$tree" && "$PY" -m mypy --config-file "$root/pyproject.toml" -p ballast "$@"
