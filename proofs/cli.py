@@ -21,7 +21,7 @@ from ballast.model.faults import FAULTS
 from ballast.proofs.induction import QueryResult
 from ballast.proofs.run import ProofReport, coverage, prove
 
-__all__ = ["register", "handle", "format_report"]
+__all__ = ["format_report", "handle", "register", "sizes_up_to"]
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +45,63 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="accepted for symmetry; proofs are exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--up-to", action="store_true",
+                   help="prove every size up to the configuration's: 1..vms VMs, 1..guest_pages "
+                        "PPNs, 1..host_pages host pages (a summary line per size)")
     p.set_defaults(func=handle)
+
+
+def sizes_up_to(cfg: Config) -> list[Config]:
+    """Every configuration with the features of ``cfg`` and sizes up to its own.
+
+    >>> from ballast.model.config import preset
+    >>> [(c.vms, c.guest_pages, c.machine_pages) for c in sizes_up_to(preset("core"))][:4]
+    [(1, 1, 1), (1, 1, 2), (1, 1, 3), (1, 2, 1)]
+    >>> len(sizes_up_to(preset("core")))
+    9
+    """
+    out = []
+    for vms in range(1, cfg.vms + 1):
+        for pages in range(1, cfg.guest_pages + 1):
+            for host_pages in range(1, cfg.host_pages + 1):
+                out.append(cfg.replace(
+                    vms=vms, guest_pages=pages, machine_pages=host_pages * cfg.host_page_units,
+                    hostile_vms=frozenset(v for v in cfg.hostile_vms if v < vms)))
+    return out
+
+
+_SEVERITY = {0: 0, 3: 1, 1: 2}
+
+
+def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
+    worst = 0
+    rows: list[dict[str, Any]] = []
+    for size in sizes_up_to(cfg):
+        report = prove(size, faults=tuple(args.fault), timeout_s=args.timeout,
+                       bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
+                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)
+        code = int(report.exit_code)
+        proved = sum(q.verdict.value == "proved" for q in report.queries)
+        rows.append({"vms": size.vms, "guest_pages": size.guest_pages,
+                     "machine_pages": size.machine_pages, "exit": code,
+                     "proved": proved, "queries": len(report.queries),
+                     "seconds": round(report.seconds, 2),
+                     "findings": [f.headline for f in report.findings]})
+        if _SEVERITY.get(code, 1) > _SEVERITY.get(worst, 1):
+            worst = code
+    if args.json:
+        sys.stdout.write(json.dumps({"sizes": rows, "exit": worst}, indent=1) + "\n")
+        return worst
+    for r in rows:
+        verdict = {0: "proved", 1: "violated", 3: "inconclusive"}.get(r["exit"], "error")
+        sys.stdout.write(f"{verdict:12s} {r['vms']} VMs x {r['guest_pages']} PPNs, "
+                         f"{r['machine_pages']} MPNs: {r['proved']}/{r['queries']} queries in "
+                         f"{r['seconds']} s\n")
+        for h in r["findings"]:
+            sys.stdout.write(f"  {h}\n")
+    sys.stdout.write(f"scope: every size up to {cfg.vms} VMs x {cfg.guest_pages} PPNs x "
+                     f"{cfg.machine_pages} MPNs ({len(rows)} configurations)\n")
+    return worst
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -95,6 +151,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.timeout <= 0 or args.bmc_depth < 0:
         raise UsageError("--timeout must be positive and --bmc-depth not negative")
     cfg = _config(args)
+    if args.up_to:
+        return _handle_up_to(args, cfg)
     report = prove(cfg, faults=tuple(args.fault), timeout_s=args.timeout,
                    bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
                    report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)

@@ -85,3 +85,21 @@ def test_bmc_of_every_property_finds_a_seeded_fault(tmp_path: Path,
     assert bmc["host_pages_whole"]["verdict"] == "violated"
     assert bmc["host_pages_whole"]["counterexample"]
     assert bmc["memory_conservation"]["verdict"] == "proved"
+
+
+def test_up_to_proves_every_smaller_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--up-to", "--json", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    sizes = {(r["vms"], r["guest_pages"], r["machine_pages"]) for r in out["sizes"]}
+    assert rc == 0 and sizes == {(1, p, m) for p in (1, 2, 3) for m in (1, 2, 3)}
+    assert all(r["proved"] == r["queries"] for r in out["sizes"])
+
+
+def test_up_to_reports_the_worst_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('preset = "core"\nguest_pages = 2\nmachine_pages = 2\n')
+    rc = _run(["prove", "--config", str(cfg), "--fault", "reclaim_keeps_mapping", "--up-to",
+               "--jobs", "1", "--report-dir", str(tmp_path / "r")])
+    text = capsys.readouterr().out
+    assert rc == 1 and "violated" in text and "every size up to 1 VMs x 2 PPNs" in text
