@@ -80,8 +80,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
         cfg = Config.from_dict({**cfg.to_dict(), **changes}, source="command line")
     for name in args.fault:
         if name not in FAULTS:
-            raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
-                             f"{', '.join(sorted(FAULTS))}")
+            raise UsageError(f"unknown fault {name!r}; expected one of {', '.join(sorted(FAULTS))}")
         cfg = cfg.replace(**FAULTS[name].config)
     return cfg
 

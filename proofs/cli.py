@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.errors import UsageError
-from ballast.model.config import Config, load_config, preset
-from ballast.model.faults import FAULTS
+from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
 from ballast.proofs.run import ProofReport, coverage, prove
 
@@ -28,11 +27,9 @@ def register(subparsers: Any) -> None:
     """Add the ``prove`` subcommand."""
     p = subparsers.add_parser("prove", help="prove the model's invariants with Z3",
                               description=__doc__)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", default=None, help="shipped configuration (default: default)")
-    src.add_argument("--config", type=Path, default=None, help="configuration TOML file")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="seed a broken action (repeatable): " + ", ".join(sorted(FAULTS)))
+    from ballast.cli import add_model_options
+
+    add_model_options(p)
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="per-query solver timeout in seconds (default 10)")
     p.add_argument("--bmc-depth", type=int, default=6, metavar="K",
@@ -105,12 +102,9 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config) if args.config is not None else preset(args.preset or "default")
-    for name in args.fault:
-        if name not in FAULTS:
-            raise UsageError(f"unknown fault {name!r}; expected one of {', '.join(sorted(FAULTS))}")
-        cfg = cfg.replace(**FAULTS[name].config)
-    return cfg
+    from ballast.cli import config_from_args
+
+    return config_from_args(args)
 
 
 def query_line(q: QueryResult) -> str:
