@@ -56,8 +56,10 @@ __all__ = [
     "Action",
     "ActionSpec",
     "Actor",
+    "Partition",
     "apply",
     "balloon_view",
+    "each_vm",
     "enabled",
     "inflate_limit",
     "require",
@@ -111,6 +113,23 @@ class Action:
 
 Effect = Callable[..., State]
 Candidates = Callable[[Config, State], Iterable[dict[str, Any]]]
+VmCandidates = Callable[[Config, State, int], Iterable[dict[str, Any]]]
+
+
+class Partition(str, Enum):
+    """Which part of the system an action's arguments are chosen for.
+
+    Checkers that split a state into the host and one part per VM (the
+    explorer's transition cache) use it to ask for one VM's steps alone.
+    """
+
+    VM = "vm"
+    """Chosen per VM: every candidate names that VM as ``vm`` and is generated from the
+    host and that VM alone."""
+    HOST = "host"
+    """Chosen per host page, from the host's records."""
+    SYSTEM = "system"
+    """Chosen across VMs (page sharing pairs two VMs' pages)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,10 @@ class ActionSpec:
     """True only for host/VMM actions that choose a guest page themselves."""
     doc: str = field(default="")
     """What the action means, in domain words."""
+    partition: Partition = Partition.SYSTEM
+    """Which part of the system the arguments are chosen for."""
+    vm_candidates: VmCandidates | None = None
+    """For ``Partition.VM``: the candidates for one VM; ``candidates`` is these, VM by VM."""
 
 
 ACTIONS: dict[str, ActionSpec] = {}
@@ -149,18 +172,39 @@ def _always(cfg: Config) -> bool:
     return True
 
 
-def action(actor: Actor, candidates: Candidates, *,
+def each_vm(vm_candidates: VmCandidates) -> Candidates:
+    """The candidates of a whole state: those of VM 0, then VM 1, and so on."""
+
+    def candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
+        for vm in range(cfg.vms):
+            yield from vm_candidates(cfg, s, vm)
+
+    return candidates
+
+
+def action(actor: Actor, candidates: Candidates | None = None, *,
+           vm_candidates: VmCandidates | None = None,
+           partition: Partition = Partition.SYSTEM,
            feature: Callable[[Config], bool] = _always,
            names_guest_page: bool = False) -> Callable[[Effect], Effect]:
-    """Register a step function as an action of the model."""
+    """Register a step function as an action of the model.
+
+    Give ``vm_candidates`` (per VM, ``Partition.VM``) or ``candidates`` (whole
+    state, with the partition they are chosen for).
+    """
+    if vm_candidates is not None:
+        candidates, partition = each_vm(vm_candidates), Partition.VM
+    assert candidates is not None, "an action needs candidates"
+    whole: Candidates = candidates
 
     def register(fn: Effect) -> Effect:
         code = fn.__code__
         params = code.co_varnames[2:code.co_argcount]
         ACTIONS[fn.__name__] = ActionSpec(
-            name=fn.__name__, actor=actor, effect=fn, candidates=candidates,
+            name=fn.__name__, actor=actor, effect=fn, candidates=whole,
             params=tuple(params), feature=feature, names_guest_page=names_guest_page,
-            doc=(fn.__doc__ or "").strip())
+            doc=(fn.__doc__ or "").strip(), partition=partition,
+            vm_candidates=vm_candidates)
         return fn
 
     return register
@@ -349,21 +393,16 @@ def under_pressure(cfg: Config, guest: GuestState) -> bool:
         len(guest.disk) >= cfg.guest_disk_slots or not guest.lru)
 
 
-def _vms(cfg: Config) -> range:
-    return range(cfg.vms)
-
-
 # --------------------------------------------------------------------------
 # Host
 
 
-def _targets(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        for pages in range(cfg.guest_pages + 1):
-            yield {"vm": vm, "pages": pages}
+def _targets(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for pages in range(cfg.guest_pages + 1):
+        yield {"vm": vm, "pages": pages}
 
 
-@action(Actor.HOST, _targets)
+@action(Actor.HOST, vm_candidates=_targets)
 def host_set_target(cfg: Config, s: State, vm: int, pages: int) -> State:
     """The host asks VM ``vm``'s balloon to hold ``pages`` pages: a quantity, never page numbers."""
     require(isinstance(pages, int) and 0 <= pages <= cfg.guest_pages, "host_set_target",
@@ -372,13 +411,12 @@ def host_set_target(cfg: Config, s: State, vm: int, pages: int) -> State:
     return s.with_vm(vm, s.vms[vm].replace(target=pages))
 
 
-def _cpu_targets(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        for n in range(1, cfg.vcpus + 1):
-            yield {"vm": vm, "vcpus": n}
+def _cpu_targets(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for n in range(1, cfg.vcpus + 1):
+        yield {"vm": vm, "vcpus": n}
 
 
-@action(Actor.HOST, _cpu_targets, feature=lambda c: c.processors)
+@action(Actor.HOST, vm_candidates=_cpu_targets, feature=lambda c: c.processors)
 def host_set_cpu_target(cfg: Config, s: State, vm: int, vcpus: int) -> State:
     """The host asks VM ``vm`` to keep ``vcpus`` virtual processors online: a quantity."""
     require(isinstance(vcpus, int) and 1 <= vcpus <= cfg.vcpus, "host_set_cpu_target",
@@ -398,7 +436,7 @@ def host_page_units(cfg: Config, host_page: int) -> frozenset[int]:
     return frozenset(range(host_page * u, (host_page + 1) * u))
 
 
-@action(Actor.HOST, _host_pages, feature=lambda c: c.host_use)
+@action(Actor.HOST, _host_pages, partition=Partition.HOST, feature=lambda c: c.host_use)
 def host_take_page(cfg: Config, s: State, host_page: int) -> State:
     """The host takes a whole host page for arbitrary use; every balloon unit in it must be free."""
     require(isinstance(host_page, int) and 0 <= host_page < cfg.host_pages, "host_take_page",
@@ -411,7 +449,7 @@ def host_take_page(cfg: Config, s: State, host_page: int) -> State:
     return State(host, s.vms)
 
 
-@action(Actor.HOST, _host_pages, feature=lambda c: c.host_use)
+@action(Actor.HOST, _host_pages, partition=Partition.HOST, feature=lambda c: c.host_use)
 def host_return_page(cfg: Config, s: State, host_page: int) -> State:
     """The host gives a host page it was using back to the free pool."""
     require(isinstance(host_page, int) and 0 <= host_page < cfg.host_pages, "host_return_page",
@@ -422,14 +460,14 @@ def host_return_page(cfg: Config, s: State, host_page: int) -> State:
     return State(host, s.vms)
 
 
-def _swap_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        for ppn, mpn in enumerate(s.vms[vm].p2m):
-            if mpn != UNBACKED and mpn not in s.host.cow:
-                yield {"vm": vm, "ppn": ppn}
+def _swap_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for ppn, mpn in enumerate(s.vms[vm].p2m):
+        if mpn != UNBACKED and mpn not in s.host.cow:
+            yield {"vm": vm, "ppn": ppn}
 
 
-@action(Actor.HOST, _swap_candidates, feature=lambda c: c.host_swap, names_guest_page=True)
+@action(Actor.HOST, vm_candidates=_swap_candidates, feature=lambda c: c.host_swap,
+        names_guest_page=True)
 def host_swap_out(cfg: Config, s: State, vm: int, ppn: int) -> State:
     """Fallback: the host itself pages a guest page out to host swap, without guest knowledge.
 
@@ -452,17 +490,15 @@ def host_swap_out(cfg: Config, s: State, vm: int, ppn: int) -> State:
 # VMM
 
 
-def _refusals(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        q = s.vms[vm].inflate_queue
-        if not q:
-            continue
+def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    q = s.vms[vm].inflate_queue
+    if q:
         yield {"vm": vm, "refuse": ()}
         if cfg.refusal:
             yield {"vm": vm, "refuse": (q[0],)}
 
 
-@action(Actor.VMM, _refusals)
+@action(Actor.VMM, vm_candidates=_refusals)
 def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
     """The VMM processes the guest's inflate report: it validates every PPN, unmaps the
     accepted ones (their MPNs go back to the host) and acknowledges each page.
@@ -496,12 +532,11 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
         acked_refused=v.acked_refused | (refused - accepted)))
 
 
-def _per_vm(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        yield {"vm": vm}
+def _per_vm(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    yield {"vm": vm}
 
 
-@action(Actor.VMM, _per_vm)
+@action(Actor.VMM, vm_candidates=_per_vm)
 def vmm_release(cfg: Config, s: State, vm: int) -> State:
     """The VMM processes the guest's deflate report: each PPN it holds as ballooned leaves
     the balloon (it stays unbacked until the guest touches it). A PPN that was never
@@ -544,7 +579,7 @@ def vmm_share(cfg: Config, s: State, vm: int, ppn: int, other_vm: int, other_ppn
     return State(replace(s.host, cow=s.host.cow | {keep}), s.vms)
 
 
-@action(Actor.VMM, _per_vm, feature=lambda c: c.processors)
+@action(Actor.VMM, vm_candidates=_per_vm, feature=lambda c: c.processors)
 def vmm_cpu_reclaim(cfg: Config, s: State, vm: int) -> State:
     """The VMM takes back the physical processors of the vCPUs the guest parked."""
     v = s.vms[vm]
@@ -579,26 +614,25 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State,
     return s, ppn
 
 
-def _vpn_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        for vpn in range(cfg.guest_data_pages):
-            yield {"vm": vm, "vpn": vpn}
+def _vpn_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for vpn in range(cfg.guest_data_pages):
+        yield {"vm": vm, "vpn": vpn}
 
 
-@action(Actor.GUEST, _vpn_candidates)
+@action(Actor.GUEST, vm_candidates=_vpn_candidates)
 def guest_read(cfg: Config, s: State, vm: int, vpn: int) -> State:
     """A guest process reads its virtual page ``vpn`` (allocating or paging it in if needed)."""
     s, _ = _access(cfg, s, vm, vpn, "guest_read")
     return s
 
 
-def _write_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for args in _vpn_candidates(cfg, s):
+def _write_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for args in _vpn_candidates(cfg, s, vm):
         for token in range(1, cfg.tokens + 1):
             yield {**args, "token": token}
 
 
-@action(Actor.GUEST, _write_candidates)
+@action(Actor.GUEST, vm_candidates=_write_candidates)
 def guest_write(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
     """A guest process writes contents ``token`` to its virtual page ``vpn``."""
     require(isinstance(token, int) and 1 <= token <= cfg.tokens, "guest_write",
@@ -609,14 +643,12 @@ def guest_write(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
     return _set_guest(s, vm, replace(g, expected=g.expected[:vpn] + (token,) + g.expected[vpn + 1:]))
 
 
-def _victims(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    pol = policy_for(cfg.guest_policy)
-    for vm in _vms(cfg):
-        for vpn in pol.victims(s.vms[vm].guest.lru):
-            yield {"vm": vm, "vpn": vpn}
+def _victims(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    for vpn in policy_for(cfg.guest_policy).victims(s.vms[vm].guest.lru):
+        yield {"vm": vm, "vpn": vpn}
 
 
-@action(Actor.GUEST, _victims)
+@action(Actor.GUEST, vm_candidates=_victims)
 def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
     """The guest's replacement policy pages ``vpn`` out to the guest's own virtual disk,
     freeing its PPN. The guest, not the host, chooses the victim."""
@@ -637,7 +669,7 @@ def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
     return _set_guest(s, vm, guest)
 
 
-@action(Actor.GUEST, _per_vm, feature=lambda c: c.reset)
+@action(Actor.GUEST, vm_candidates=_per_vm, feature=lambda c: c.reset)
 def guest_reset(cfg: Config, s: State, vm: int) -> State:
     """The guest reboots, possibly with pages in its balloon. Its processes' data is gone
     by design; the VMM resets the balloon device, so every ballooned PPN becomes an
@@ -657,7 +689,7 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
 # Balloon module
 
 
-@action(Actor.MODULE, _per_vm)
+@action(Actor.MODULE, vm_candidates=_per_vm)
 def balloon_poll(cfg: Config, s: State, vm: int) -> State:
     """The balloon module reads the targets the host set (it polls about once a second)."""
     v = s.vms[vm]
@@ -667,17 +699,15 @@ def balloon_poll(cfg: Config, s: State, vm: int) -> State:
     return s.with_vm(vm, v.replace(module=replace(m, target=v.target, cpu_target=v.cpu_target)))
 
 
-def _inflations(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    pol = policy_for(cfg.guest_policy)
-    for vm in _vms(cfg):
-        v = s.vms[vm]
-        k = min(inflate_limit(cfg, v), usable_free(cfg, v))
-        if k > 0:
-            for ppns in pol.allocations(balloon_view(v), k):
-                yield {"vm": vm, "ppns": tuple(ppns)}
+def _inflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    k = min(inflate_limit(cfg, v), usable_free(cfg, v))
+    if k > 0:
+        for ppns in policy_for(cfg.guest_policy).allocations(balloon_view(v), k):
+            yield {"vm": vm, "ppns": tuple(ppns)}
 
 
-@action(Actor.MODULE, _inflations)
+@action(Actor.MODULE, vm_candidates=_inflations)
 def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
     """The module asks the guest OS's allocator for pages and reports them for inflation.
 
@@ -707,15 +737,14 @@ def _deflate_limit(cfg: Config, v: VmState) -> int:
     return max(0, min(batch, excess, len(v.module.balloon)))
 
 
-def _deflations(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        v = s.vms[vm]
-        k = _deflate_limit(cfg, v)
-        if k > 0:
-            yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
+def _deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    k = _deflate_limit(cfg, v)
+    if k > 0:
+        yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
 
 
-@action(Actor.MODULE, _deflations)
+@action(Actor.MODULE, vm_candidates=_deflations)
 def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
     """The module reports balloon pages for deflation: because the balloon is larger than
     the target, or (``deflate_on_oom``) because the guest is out of memory.
@@ -739,7 +768,7 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
         deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
 
 
-@action(Actor.MODULE, _per_vm)
+@action(Actor.MODULE, vm_candidates=_per_vm)
 def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     """The module takes the VMM's acknowledgements: acknowledged inflates join the
     balloon, refused pages are set aside, acknowledged deflates go back to the guest
@@ -760,7 +789,7 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
                                    acked_refused=frozenset(), acked_deflate=frozenset()))
 
 
-@action(Actor.MODULE, _per_vm)
+@action(Actor.MODULE, vm_candidates=_per_vm)
 def balloon_free_refused(cfg: Config, s: State, vm: int) -> State:
     """The module gives the pages the VMM refused back to the guest's free list."""
     v = s.vms[vm]
@@ -770,14 +799,13 @@ def balloon_free_refused(cfg: Config, s: State, vm: int) -> State:
                                    module=replace(v.module, refused=frozenset())))
 
 
-def _offline_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        online = s.vms[vm].guest.vcpus - {0}
-        if online:
-            yield {"vm": vm, "vcpu": max(online)}
+def _offline_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    online = s.vms[vm].guest.vcpus - {0}
+    if online:
+        yield {"vm": vm, "vcpu": max(online)}
 
 
-@action(Actor.MODULE, _offline_candidates, feature=lambda c: c.processors)
+@action(Actor.MODULE, vm_candidates=_offline_candidates, feature=lambda c: c.processors)
 def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     """The module takes a vCPU out of use by the guest's own means (CPU hot-unplug);
     the guest chooses which (never the boot vCPU 0) and it is reported as parked."""
@@ -790,15 +818,14 @@ def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     return s.with_vm(vm, v.replace(guest=guest, parked_vcpus=v.parked_vcpus | {vcpu}))
 
 
-def _online_candidates(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _vms(cfg):
-        v = s.vms[vm]
-        off = set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus
-        if off:
-            yield {"vm": vm, "vcpu": min(off)}
+def _online_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    off = set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus
+    if off:
+        yield {"vm": vm, "vcpu": min(off)}
 
 
-@action(Actor.MODULE, _online_candidates, feature=lambda c: c.processors)
+@action(Actor.MODULE, vm_candidates=_online_candidates, feature=lambda c: c.processors)
 def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     """The module brings a vCPU back online when the target allows; the VMM grants it
     an idle physical processor in the same hypercall."""
@@ -817,18 +844,15 @@ def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
 # A hostile or buggy guest
 
 
-def _rogue_vms(cfg: Config) -> list[int]:
-    return sorted(cfg.hostile_vms)
+def _rogue_reports(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if vm not in cfg.hostile_vms:
+        return
+    for queue in ("inflate", "deflate"):
+        for ppn in range(cfg.guest_pages + 1):  # one past the end: out of range
+            yield {"vm": vm, "queue": queue, "ppn": ppn}
 
 
-def _rogue_reports(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _rogue_vms(cfg):
-        for queue in ("inflate", "deflate"):
-            for ppn in range(cfg.guest_pages + 1):  # one past the end: out of range
-                yield {"vm": vm, "queue": queue, "ppn": ppn}
-
-
-@action(Actor.ROGUE, _rogue_reports, feature=lambda c: bool(c.hostile_vms))
+@action(Actor.ROGUE, vm_candidates=_rogue_reports, feature=lambda c: bool(c.hostile_vms))
 def rogue_report(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
     """A hostile guest reports any PPN it likes (unknown, out of range, already ballooned,
     in use, never ballooned) on the inflate or deflate queue. The VMM must cope."""
@@ -842,13 +866,14 @@ def rogue_report(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
     return s.with_vm(vm, v.replace(deflate_queue=sorted_tuple(v.deflate_queue + (ppn,))))
 
 
-def _rogue_touches(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _rogue_vms(cfg):
-        for ppn in range(cfg.guest_pages):
-            yield {"vm": vm, "ppn": ppn, "token": 1}
+def _rogue_touches(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if vm not in cfg.hostile_vms:
+        return
+    for ppn in range(cfg.guest_pages):
+        yield {"vm": vm, "ppn": ppn, "token": 1}
 
 
-@action(Actor.ROGUE, _rogue_touches, feature=lambda c: bool(c.hostile_vms))
+@action(Actor.ROGUE, vm_candidates=_rogue_touches, feature=lambda c: bool(c.hostile_vms))
 def rogue_touch(cfg: Config, s: State, vm: int, ppn: int, token: int) -> State:
     """A hostile guest writes to any of its own PPNs, ballooned ones included (the balloon
     pops: the VMM must back the page again)."""
@@ -858,12 +883,12 @@ def rogue_touch(cfg: Config, s: State, vm: int, ppn: int, token: int) -> State:
     return write_page(s, vm, ppn, token, "rogue_touch")
 
 
-def _rogue_sizes(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
-    for vm in _rogue_vms(cfg):
+def _rogue_sizes(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if vm in cfg.hostile_vms:
         yield {"vm": vm, "actual": cfg.guest_pages + 1}
 
 
-@action(Actor.ROGUE, _rogue_sizes, feature=lambda c: bool(c.hostile_vms))
+@action(Actor.ROGUE, vm_candidates=_rogue_sizes, feature=lambda c: bool(c.hostile_vms))
 def rogue_set_actual(cfg: Config, s: State, vm: int, actual: int) -> State:
     """A hostile guest reports a balloon size (``actual``) that is not true."""
     require(isinstance(actual, int) and actual >= 0, "rogue_set_actual", "actual is a count")

@@ -20,8 +20,8 @@ the protocol and are checked only for VMs not listed in ``hostile_vms``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
@@ -31,6 +31,7 @@ __all__ = ["INVARIANTS", "Property", "Scope", "honest_vms"]
 
 Scope = str
 StateCheck = Callable[[Config, State], str | None]
+VmCheck = Callable[[Config, State, int], str | None]
 StepCheck = Callable[[Config, State, Action, State], str | None]
 
 
@@ -50,6 +51,14 @@ class Property:
     """Step form of the property, if any."""
     feature: Callable[[Config], bool] = lambda cfg: True
     """Whether the property means anything in a configuration."""
+    per_vm: VmCheck | None = None
+    """For a state form that is a check of each VM in turn (with the host as context):
+    that check for one VM. ``state`` is then its first message over :meth:`checked_vms`."""
+
+    def checked_vms(self, cfg: Config) -> Iterable[int]:
+        """The VMs a per-VM check covers: every VM for a ``host`` property, the VMs
+        that follow the protocol for a ``guest`` property."""
+        return honest_vms(cfg) if self.scope == "guest" else range(cfg.vms)
 
     @property
     def summary(self) -> str:
@@ -70,6 +79,8 @@ INVARIANTS: dict[str, Property] = {}
 
 
 def _register(prop: Property) -> Property:
+    if prop.per_vm is not None:
+        prop = replace(prop, state=_each_vm(prop))
     INVARIANTS[prop.name] = prop
     return prop
 
@@ -83,12 +94,38 @@ def _first(messages: Iterator[str]) -> str | None:
     return next(messages, None)
 
 
+def _each_vm(prop: Property) -> StateCheck:
+    """The state form of a per-VM check: its first message over the checked VMs, in order."""
+    check = prop.per_vm
+    assert check is not None
+
+    def state(cfg: Config, s: State) -> str | None:
+        for v in prop.checked_vms(cfg):
+            msg = check(cfg, s, v)
+            if msg is not None:
+                return msg
+        return None
+
+    return state
+
+
 # --------------------------------------------------------------------------
 
 
+def _backed_mpns(s: State) -> list[int]:
+    """Every MPN behind a guest page, once per guest page it backs."""
+    return [m for vm in s.vms for m in vm.p2m if m != UNBACKED]
+
+
 def _conservation(cfg: Config, s: State) -> str | None:
-    mapped = set(s.mappers())
     free, used = s.host.free, s.host.in_use
+    backed = set(_backed_mpns(s))
+    # Quick pass: three sets whose sizes add up to the size of their union are
+    # disjoint, and the union is exactly every MPN.
+    if (len(free) + len(used) + len(backed) == cfg.machine_pages
+            and free | used | backed == set(range(cfg.machine_pages))):
+        return None
+    mapped = set(s.mappers())
     for m in range(cfg.machine_pages):
         places = [name for name, where in (("free", m in free), ("in host use", m in used),
                                            ("backing a guest page", m in mapped)) if where]
@@ -110,6 +147,9 @@ _register(Property(
 
 
 def _no_double_mapping(cfg: Config, s: State) -> str | None:
+    backed = _backed_mpns(s)
+    if not s.host.cow and len(set(backed)) == len(backed):
+        return None  # quick pass: no MPN behind two guest pages, nothing marked shared
     for m, who in s.mappers().items():
         if len(who) > 1 and m not in s.host.cow:
             return f"MPN {m} backs {who} but is not shared read-only (copy-on-write)"
@@ -129,13 +169,12 @@ _register(Property(
     "host", state=_no_double_mapping))
 
 
-def _guest_chooses_state(cfg: Config, s: State) -> str | None:
-    for v in honest_vms(cfg):
-        vm = s.vms[v]
-        for p in sorted(vm.ballooned):
-            if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
-                return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
-                        f"gave it to the balloon module")
+def _guest_chooses_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    for p in sorted(vm.ballooned):
+        if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
+            return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
+                    f"gave it to the balloon module")
     return None
 
 
@@ -144,6 +183,8 @@ def _guest_chooses_step(cfg: Config, pre: State, act: Action, post: State) -> st
     if spec is None or spec.actor not in (Actor.HOST, Actor.VMM) or spec.names_guest_page:
         return None
     for v, (a, b) in enumerate(zip(pre.vms, post.vms)):
+        if a is b:  # a VM the step left alone (no need to look inside it)
+            continue
         chosen = b.ballooned - a.ballooned - set(a.inflate_queue)
         if chosen:
             return (f"{act.name} ballooned PPNs {sorted(chosen)} of VM {v} that the guest "
@@ -158,17 +199,19 @@ _register(Property(
     The host asks for a quantity; no host or VMM action ever picks a guest page to
     take, except the host-swap fallback, which is labelled as such. (State form:
     for guests that follow the protocol; step form: for every guest.)""",
-    "guest", state=_guest_chooses_state, step=_guest_chooses_step))
+    "guest", per_vm=_guest_chooses_vm, step=_guest_chooses_step))
 
 
-def _ballooned_unbacked(cfg: Config, s: State) -> str | None:
-    for v, vm in enumerate(s.vms):
-        swapped = swap_of(s.host, v)
-        for p in sorted(vm.ballooned):
-            if vm.p2m[p] != UNBACKED:
-                return f"VM {v}: ballooned PPN {p} is still backed by MPN {vm.p2m[p]}"
-            if p in swapped:
-                return f"VM {v}: ballooned PPN {p} still holds a host swap slot"
+def _ballooned_unbacked_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    if not vm.ballooned:
+        return None
+    swapped = swap_of(s.host, v)
+    for p in sorted(vm.ballooned):
+        if vm.p2m[p] != UNBACKED:
+            return f"VM {v}: ballooned PPN {p} is still backed by MPN {vm.p2m[p]}"
+        if p in swapped:
+            return f"VM {v}: ballooned PPN {p} still holds a host swap slot"
     return None
 
 
@@ -177,21 +220,20 @@ _register(Property(
     """A PPN the VMM holds as ballooned has no machine page and no host swap slot behind it.
 
     That is the whole point of inflating: the machine page went back to the host.""",
-    "host", state=_ballooned_unbacked))
+    "host", per_vm=_ballooned_unbacked_vm))
 
 
-def _accounting(cfg: Config, s: State) -> str | None:
-    for v in honest_vms(cfg):
-        vm = s.vms[v]
-        m = vm.module
-        lost = m.balloon - vm.ballooned
-        if lost:
-            return f"VM {v}: the module holds {sorted(lost)} as ballooned but the VMM does not"
-        quiet = not (vm.inflate_queue or vm.deflate_queue or vm.acked_inflate
-                     or vm.acked_refused or vm.acked_deflate)
-        if quiet and not m.actual == len(m.balloon) == len(vm.ballooned):
-            return (f"VM {v}: actual={m.actual}, module balloon={len(m.balloon)}, "
-                    f"VMM ballooned={len(vm.ballooned)} after every report was acknowledged")
+def _accounting_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    m = vm.module
+    lost = m.balloon - vm.ballooned
+    if lost:
+        return f"VM {v}: the module holds {sorted(lost)} as ballooned but the VMM does not"
+    quiet = not (vm.inflate_queue or vm.deflate_queue or vm.acked_inflate
+                 or vm.acked_refused or vm.acked_deflate)
+    if quiet and not m.actual == len(m.balloon) == len(vm.ballooned):
+        return (f"VM {v}: actual={m.actual}, module balloon={len(m.balloon)}, "
+                f"VMM ballooned={len(vm.ballooned)} after every report was acknowledged")
     return None
 
 
@@ -201,14 +243,16 @@ _register(Property(
 
     The module never believes a page is ballooned that the VMM does not hold, and the
     size it reports is exactly what the VMM has reclaimed.""",
-    "guest", state=_accounting))
+    "guest", per_vm=_accounting_vm))
 
 
 def _isolation_state(cfg: Config, s: State) -> str | None:
-    for m, who in s.mappers().items():
-        vms = {v for v, _ in who}
-        if len(vms) > 1 and m not in s.host.cow:
-            return f"MPN {m} is writable by VMs {sorted(vms)}"
+    backed = _backed_mpns(s)
+    if len(set(backed)) != len(backed):  # some MPN backs two guest pages
+        for m, who in s.mappers().items():
+            vms = {v for v, _ in who}
+            if len(vms) > 1 and m not in s.host.cow:
+                return f"MPN {m} is writable by VMs {sorted(vms)}"
     dirty = [m for m in sorted(s.host.free) if s.host.content[m] != 0]
     if dirty:
         return f"free MPN {dirty[0]} still holds data (token {s.host.content[dirty[0]]})"
@@ -220,14 +264,19 @@ def _isolation_step(cfg: Config, pre: State, act: Action, post: State) -> str | 
     if spec is None or spec.actor not in (Actor.GUEST, Actor.MODULE, Actor.ROGUE):
         return None
     actor_vm = act.kwargs.get("vm")
+    # Only machine pages whose contents changed can leak into another VM; most steps
+    # change none, and then the other VMs' maps need not be read at all.
+    changed = set() if pre.host is post.host or pre.host.content is post.host.content else {
+        m for m, (x, y) in enumerate(zip(pre.host.content, post.host.content)) if x != y}
     for w, (a, b) in enumerate(zip(pre.vms, post.vms)):
         if w == actor_vm:
             continue
-        if a != b:
+        if a is not b and a != b:
             return f"{act.name} by VM {actor_vm} changed the state of VM {w}"
-        for p, m in enumerate(a.p2m):
-            if m != UNBACKED and pre.host.content[m] != post.host.content[m]:
-                return f"{act.name} by VM {actor_vm} changed VM {w}'s PPN {p} (MPN {m})"
+        if changed:
+            for p, m in enumerate(a.p2m):
+                if m in changed:
+                    return f"{act.name} by VM {actor_vm} changed VM {w}'s PPN {p} (MPN {m})"
     return None
 
 
@@ -241,34 +290,33 @@ _register(Property(
     "host", state=_isolation_state, step=_isolation_step))
 
 
-def _data_intact(cfg: Config, s: State) -> str | None:
-    for v in honest_vms(cfg):
-        vm = s.vms[v]
-        g = vm.guest
-        swapped = swap_of(s.host, v)
-        resident: dict[int, int] = {}
-        for p, use in enumerate(g.ppn_use):
-            if use < 0:
-                continue
-            resident[use] = p
-            m = vm.p2m[p]
-            where, token = (("MPN", s.host.content[m]) if m != UNBACKED else
-                            ("host swap", swapped[p]) if p in swapped else ("nothing", 0))
-            if token != g.expected[use]:
-                return (f"VM {v}: VPN {use} at PPN {p} should hold {g.expected[use]} but "
-                        f"{where} holds {token}")
-        disk = dict(g.disk)
-        for vpn, token in g.disk:
-            if vpn in resident:
-                return f"VM {v}: VPN {vpn} is both resident and on the guest's disk"
-            if token != g.expected[vpn]:
-                return f"VM {v}: VPN {vpn} on the guest's disk holds {token}, not {g.expected[vpn]}"
-        for vpn, token in enumerate(g.expected):
-            if token and vpn not in resident and vpn not in disk:
-                return f"VM {v}: VPN {vpn} (holding {token}) is neither resident nor on disk"
-        if len(g.disk) > cfg.guest_disk_slots or len(set(resident)) != len(
-                [u for u in g.ppn_use if u >= 0]):
-            return f"VM {v}: the guest's page tables are inconsistent"
+def _data_intact_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    g = vm.guest
+    swapped = swap_of(s.host, v)
+    resident: dict[int, int] = {}
+    for p, use in enumerate(g.ppn_use):
+        if use < 0:
+            continue
+        resident[use] = p
+        m = vm.p2m[p]
+        where, token = (("MPN", s.host.content[m]) if m != UNBACKED else
+                        ("host swap", swapped[p]) if p in swapped else ("nothing", 0))
+        if token != g.expected[use]:
+            return (f"VM {v}: VPN {use} at PPN {p} should hold {g.expected[use]} but "
+                    f"{where} holds {token}")
+    disk = dict(g.disk)
+    for vpn, token in g.disk:
+        if vpn in resident:
+            return f"VM {v}: VPN {vpn} is both resident and on the guest's disk"
+        if token != g.expected[vpn]:
+            return f"VM {v}: VPN {vpn} on the guest's disk holds {token}, not {g.expected[vpn]}"
+    for vpn, token in enumerate(g.expected):
+        if token and vpn not in resident and vpn not in disk:
+            return f"VM {v}: VPN {vpn} (holding {token}) is neither resident nor on disk"
+    if len(g.disk) > cfg.guest_disk_slots or len(set(resident)) != len(
+            [u for u in g.ppn_use if u >= 0]):
+        return f"VM {v}: the guest's page tables are inconsistent"
     return None
 
 
@@ -278,7 +326,7 @@ _register(Property(
 
     Whatever ballooning, sharing and host swapping do underneath, a guest process
     reads back what it wrote.""",
-    "guest", state=_data_intact))
+    "guest", per_vm=_data_intact_vm))
 
 
 def _whole_host_pages(cfg: Config, s: State) -> str | None:
