@@ -2,11 +2,15 @@
 plain breadth-first search over ``State`` objects in a Python set, in the same run;
 and how many fewer states symmetry reduction stores on a configuration with 2 VMs.
 
+The explorer keeps states as one integer of part ids and takes each VM's steps
+from its transition cache (see ``ballast.statespace.transitions``); it also runs
+once with the cache off, which shows what the cache itself brings.
+
 Both searches do the same work per state and per transition: the model's own
 successors, every state invariant on every new state, every step property on
 every transition, and the "sometimes" scenarios until each is witnessed.
 
-    python benchmarks/bench_explore.py            # about a minute per search
+    python benchmarks/bench_explore.py            # about a minute for the plain search
     python benchmarks/bench_explore.py --quick    # a smaller configuration
 """
 
@@ -57,27 +61,33 @@ def plain_bfs(model: BalloonModel, max_states: int | None = None,
     return seen, edges, True
 
 
-def _retained(fn: Any) -> tuple[int, Any]:
+def _memory(fn: Any) -> tuple[int, int, Any]:
+    """(bytes still held after ``fn`` returns, peak bytes while it ran, its result)."""
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     kept = fn()
     gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
+    after, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return after - before, kept
+    return after - before, peak - before, kept
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="4 MPNs instead of 5")
+    ap.add_argument("--machine-pages", type=int, default=6,
+                    help="MPNs of the configuration (6: the plain search takes about a minute)")
+    ap.add_argument("--quick", action="store_true", help="4 MPNs (a few seconds)")
     ap.add_argument("--max-seconds", type=float, default=300.0,
                     help="cap on each search (a capped search still gives states/s)")
     ap.add_argument("--memory-states", type=int, default=20000,
                     help="states kept when measuring bytes per state (under tracemalloc)")
+    ap.add_argument("--no-uncached", action="store_true",
+                    help="skip the explorer run without its transition cache")
     args = ap.parse_args()
     cfg = Config(vms=2, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
-                 machine_pages=4 if args.quick else 5, host_swap_slots=0, tokens=1, batch=1)
+                 machine_pages=4 if args.quick else args.machine_pages, host_swap_slots=0,
+                 tokens=1, batch=1)
     model = BalloonModel(cfg)
     print(f"configuration: {cfg.vms} VMs x {cfg.guest_pages} PPN, {cfg.machine_pages} MPNs, "
           f"host use on")
@@ -92,32 +102,41 @@ def main() -> None:
           f"{'' if plain_done else ' (capped)'}")
 
     ex = explore(model, budget=Budget(max_seconds=args.max_seconds))
-    print(f"packed BFS (bytes keys, no symmetry): {ex.states:,} states, "
+    print(f"explorer (part-id keys, transition cache): {ex.states:,} states, "
           f"{ex.transitions:,} transitions, {ex.seconds:.1f} s, "
-          f"{ex.states / ex.seconds:,.0f} states/s ({ex.stop_reason})")
+          f"{ex.states / ex.seconds:,.0f} states/s ({ex.stop_reason}); cache: "
+          f"{ex.cache_hits:,} part hits, {ex.cache_misses:,} misses, "
+          f"{ex.recomputed:,} steps recomputed on the real state")
+    if not args.no_uncached:
+        ref = explore(model, budget=Budget(max_seconds=args.max_seconds), cache=False)
+        print(f"explorer without the transition cache: {ref.states:,} states, "
+              f"{ref.seconds:.1f} s, {ref.states / ref.seconds:,.0f} states/s "
+              f"({ref.stop_reason})")
 
     red = explore(model, symmetry=True, budget=Budget(max_seconds=args.max_seconds))
-    print(f"packed BFS with symmetry (VMs, MPNs): {red.states:,} states, {red.seconds:.1f} s, "
+    print(f"explorer with symmetry (VMs, MPNs): {red.states:,} states, {red.seconds:.1f} s, "
           f"{red.states / red.seconds:,.0f} states/s ({red.stop_reason})")
 
     n = args.memory_states
-    plain_bytes, kept = _retained(lambda: plain_bfs(model, max_states=n)[0])
-    plain_kept = len(kept)
+    plain_kept, plain_peak, kept = _memory(lambda: plain_bfs(model, max_states=n)[0])
+    plain_count = len(kept)
     del kept
-    packed_bytes, kept_ex = _retained(lambda: explore(model, budget=Budget(max_states=n)))
-    packed_kept = kept_ex.states
+    ex_kept, ex_peak, kept_ex = _memory(lambda: explore(model, budget=Budget(max_states=n)))
+    ex_count = kept_ex.states
     del kept_ex
 
     print()
-    print(f"{'':38}{'plain':>12}{'packed':>12}{'ratio':>8}")
+    print(f"{'':40}{'plain':>12}{'explorer':>12}{'ratio':>8}")
     speed = (ex.states / ex.seconds) / (plain_n / plain_s)
-    print(f"{'distinct states / s':38}{plain_n / plain_s:12,.0f}{ex.states / ex.seconds:12,.0f}"
+    print(f"{'distinct states / s':40}{plain_n / plain_s:12,.0f}{ex.states / ex.seconds:12,.0f}"
           f"{speed:8.2f}x")
-    pb, kb = plain_bytes / plain_kept, packed_bytes / packed_kept
-    print(f"{'bytes / state (tracemalloc, retained)':38}{pb:12,.0f}{kb:12,.0f}"
-          f"{pb / kb:8.2f}x")
+    pb, kb = plain_kept / plain_count, ex_kept / ex_count
+    print(f"{'bytes / state kept (tracemalloc)':40}{pb:12,.0f}{kb:12,.0f}{pb / kb:8.2f}x")
+    pp, kp = plain_peak / plain_count, ex_peak / ex_count
+    print(f"{'bytes / state at peak (caches included)':40}{pp:12,.0f}{kp:12,.0f}"
+          f"{pp / kp:8.2f}x")
     if ex.complete and red.complete:
-        print(f"{'states stored, symmetry off / on':38}{ex.states:12,}{red.states:12,}"
+        print(f"{'states stored, symmetry off / on':40}{ex.states:12,}{red.states:12,}"
               f"{ex.states / red.states:8.2f}x")
     print()
     print(f"goal states/s >= 10x plain: {'met' if speed >= 10 else 'NOT met'} ({speed:.2f}x)")

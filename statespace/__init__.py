@@ -1,7 +1,10 @@
 """Exhaustive state-space exploration of small configurations (``ballast explore``).
 
-* :mod:`.explore` -- breadth-first search over packed states (:mod:`.codec`), every
-  invariant on every state and step, shortest counterexamples, budgets;
+* :mod:`.explore` -- breadth-first search, every invariant on every state and step,
+  shortest counterexamples, budgets;
+* :mod:`.parts` -- states packed as one integer of host and VM part ids;
+* :mod:`.transitions` -- each part's steps computed once and reused, reads of other
+  parts checked; :mod:`.state_checks` -- the same for the state invariants;
 * :mod:`.symmetry` -- canonical forms up to renumbering VMs and MPNs;
 * :mod:`.deadlock` -- what a stalled balloon protocol is;
 * :mod:`.liveness` -- AG EF and weakly fair eventual reach of the target, lassos;

@@ -33,14 +33,15 @@ protocol nothing.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Collection, Sequence
 
 from ballast.model.actions import ACTIONS, Action, Actor, inflate_limit, usable_free
 from ballast.model.config import Config
 from ballast.model.invariants import honest_vms
 from ballast.model.state import State
 
-__all__ = ["DEADLOCK", "is_total_deadlock", "stalled_vms", "unsettled"]
+__all__ = ["DEADLOCK", "is_total_deadlock", "protocol_vm", "stalled_among",
+           "stalled_vms", "unsettled"]
 
 DEADLOCK = "deadlock_free"
 """Name under which deadlock freedom is reported."""
@@ -62,16 +63,28 @@ def unsettled(cfg: Config, s: State, vm: int) -> bool:
     return bool(min(inflate_limit(cfg, v), usable_free(cfg, v)) > 0)
 
 
-def is_total_deadlock(enabled: Sequence[Action]) -> bool:
+def is_total_deadlock(enabled: Sequence[object]) -> bool:
     """No action of any actor is enabled."""
     return not enabled
 
 
+def protocol_vm(act: Action) -> int | None:
+    """The VM a protocol actor (the module, or the VMM) moves for in ``act``, else None."""
+    spec = ACTIONS.get(act.name)
+    if spec is None or spec.actor not in _PROTOCOL:
+        return None
+    vm = act.kwargs.get("vm")
+    return vm if isinstance(vm, int) else None
+
+
 def stalled_vms(cfg: Config, s: State, enabled: Sequence[Action]) -> list[int]:
     """The honest VMs whose protocol is stalled in ``s`` (``enabled``: every enabled action)."""
-    moving = set()
-    for act in enabled:
-        spec = ACTIONS.get(act.name)
-        if spec is not None and spec.actor in _PROTOCOL:
-            moving.add(act.kwargs.get("vm"))
-    return [v for v in honest_vms(cfg) if v not in moving and unsettled(cfg, s, v)]
+    return stalled_among(cfg, {protocol_vm(act) for act in enabled},
+                         lambda v: unsettled(cfg, s, v))
+
+
+def stalled_among(cfg: Config, moving: Collection[int | None],
+                  is_unsettled: Callable[[int], bool]) -> list[int]:
+    """The honest VMs not in ``moving`` (VMs a protocol actor can move for) that are
+    unsettled: :func:`stalled_vms` for a caller that knows these already."""
+    return [v for v in honest_vms(cfg) if is_unsettled(v) and v not in moving]

@@ -1,9 +1,15 @@
 """Breadth-first exploration of every reachable state of a :class:`BalloonModel`.
 
-The explorer drives the model only through its own interface
-(``init_states``, ``successors``, the properties' state and step checks and the
-scenarios' witnesses) and keeps each state packed by :class:`StateCodec`:
+The explorer drives the model only through its own interface (initial states,
+actions with their candidates, the properties' state and step checks and the
+scenarios' witnesses):
 
+* states are stored packed, as one integer of part ids
+  (:class:`~ballast.statespace.parts.PartStore`), and their steps come from
+  :class:`~ballast.statespace.transitions.Transitions`, which computes the steps
+  of each VM's part once and reuses them (``cache=False`` takes every step from
+  ``BalloonModel.successors`` instead; both give the same exploration, step for
+  step, which the tests check);
 * every state invariant is checked on every newly reached state, every step
   property on every transition (as ``BalloonModel.step_violations`` does, with
   the state forms checked once per state rather than once per incoming edge);
@@ -35,14 +41,18 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Collection
+from typing import Callable, Collection, Iterator
 
 from ballast.model.actions import Action
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
-from ballast.statespace.codec import StateCodec
-from ballast.statespace.deadlock import is_total_deadlock, stalled_vms
+from ballast.statespace.deadlock import (
+    is_total_deadlock, protocol_vm, stalled_among, unsettled,
+)
+from ballast.statespace.parts import PartStore
+from ballast.statespace.state_checks import StateChecks
 from ballast.statespace.symmetry import canonical
+from ballast.statespace.transitions import ReadElsewhere, Step, Transitions, WatchedHost
 
 __all__ = ["Budget", "Exploration", "Finding", "explore"]
 
@@ -74,9 +84,9 @@ class Finding:
         return int(ex.depth[self.state]) + (1 if self.action is not None else 0)
 
 
-# Rough cost of one visited-set entry beyond the key itself: the dict slot and
-# hash, the list slots and the parent / action / depth arrays.
-_ENTRY_OVERHEAD = 8 * 3 + 8 + 4 * 3
+# Cost of one visited state beyond its key: the dict slot and its share of the
+# hash table, the list slots and the parent / action / depth arrays.
+_ENTRY_OVERHEAD = 8 * 3 + 8 + 8 + 4 * 3
 
 
 @dataclass
@@ -84,12 +94,14 @@ class Exploration:
     """What one exploration found, and the packed states it visited."""
 
     model: BalloonModel
-    codec: StateCodec
+    parts: PartStore
+    """The distinct host and VM parts; a state key packs their ids."""
     symmetry: bool
-    keys: list[bytes] = field(default_factory=list)
-    """Per state id: the visited-set key (canonical form when symmetry is on)."""
-    reps: list[bytes] = field(default_factory=list)
-    """Per state id: the packed real state that was expanded."""
+    keys: list[int] = field(default_factory=list)
+    """Per state id: the visited-set key (of the canonical form when symmetry is on)."""
+    reps: list[int] = field(default_factory=list)
+    """Per state id: the key of the real state that was expanded (``keys`` itself
+    when symmetry is off)."""
     parent: array = field(default_factory=lambda: array("i"))  # type: ignore[type-arg]
     via: array = field(default_factory=lambda: array("i"))  # type: ignore[type-arg]
     depth: array = field(default_factory=lambda: array("i"))  # type: ignore[type-arg]
@@ -117,8 +129,15 @@ class Exploration:
     """Action name -> transitions that took it."""
     witnessed: set[str] = field(default_factory=set)
     key_bytes: int = 0
+    """Bytes of the key objects of the visited states."""
     complete_depth: int = -1
     """Every state at this depth or less was reached and checked (all of them when complete)."""
+    cache_hits: int = 0
+    """Parts whose steps came from the transition cache."""
+    cache_misses: int = 0
+    """Parts whose steps were computed from the model."""
+    recomputed: int = 0
+    """Steps computed on the real state because they read another VM's part."""
 
     @property
     def states(self) -> int:
@@ -130,17 +149,14 @@ class Exploration:
         return max(self.depth) if len(self.depth) else 0
 
     def bytes_estimate(self) -> int:
-        """Estimated bytes held by the visited states (keys, expanded states, arrays)."""
-        per_key = sys.getsizeof(b"") 
-        extra = self.key_bytes + per_key * len(self.keys)
-        if self.symmetry:
-            extra *= 2
+        """Estimated bytes held by the visited states: keys, parts, arrays, edges."""
+        keys = self.key_bytes * (2 if self.symmetry else 1)
         edges = 12 * len(self.edge_src)
-        return extra + _ENTRY_OVERHEAD * len(self.keys) + edges
+        return keys + _ENTRY_OVERHEAD * len(self.keys) + self.parts.part_bytes() + edges
 
     def state(self, sid: int) -> State:
         """The real state with id ``sid``."""
-        return self.codec.decode(self.reps[sid])
+        return self.parts.state(self.reps[sid])
 
     def path(self, sid: int) -> list[Action]:
         """The actions of a shortest run from the initial state to state ``sid``."""
@@ -157,61 +173,115 @@ class Exploration:
         return [(s, d, acts[a]) for s, d, a in zip(self.edge_src, self.edge_dst, self.edge_act)]
 
 
+class _Moving:
+    """The VMs some protocol actor can move for in a state, worked out only when asked."""
+
+    __slots__ = ("steps", "moves_for", "vms")
+
+    def __init__(self, steps: list[Step], moves_for: list[int | None]) -> None:
+        self.steps = steps
+        self.moves_for = moves_for
+        self.vms: set[int | None] | None = None
+
+    def __contains__(self, vm: object) -> bool:
+        if self.vms is None:
+            self.vms = {self.moves_for[step[1]] for step in self.steps}
+        return vm in self.vms
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[int | None]:
+        if self.vms is None:
+            self.vms = {self.moves_for[step[1]] for step in self.steps}
+        return iter(self.vms)
+
+
 def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
             keep_edges: bool = False, stop_on: bool | Collection[str] = False,
-            progress: Callable[[Exploration], None] | None = None) -> Exploration:
+            progress: Callable[[Exploration], None] | None = None,
+            cache: bool = True) -> Exploration:
     """Explore every reachable state of ``model`` breadth-first (see the module text).
 
     ``stop_on``: stop at the first violation (True) or at the first violation of
     one of the named properties; the trace found is still a shortest one.
+    ``cache``: take the steps of each part from the transition cache (False:
+    every step straight from the model, the reference the cache is tested against).
     """
     cfg = model.cfg
-    codec = StateCodec(cfg)
-    ex = Exploration(model, codec, symmetry, keep_edges=keep_edges)
-    encode = codec.encode
-    index: dict[bytes, int] = {}
-    action_ids: dict[Action, int] = {}
-    props = model.properties()
-    state_props = [p for p in props if p.state is not None]
-    step_props = [p for p in props if p.step is not None]
-    open_scenarios = list(model.scenarios())
+    store = PartStore(cfg.vms)
+    steps = Transitions(model, store, cache=cache)
+    ex = Exploration(model, store, symmetry, keep_edges=keep_edges, actions=steps.actions)
+    if not symmetry:
+        ex.reps = ex.keys
+    checks = StateChecks(model, store, cache=cache)
+    index: dict[int, int] = {}
     keys, reps, parent, via, depth = ex.keys, ex.reps, ex.parent, ex.via, ex.depth
+    actions = ex.actions
+    fired: list[int] = []
+    moves_for: list[int | None] = []
+    """Per action id: the VM a protocol actor moves for in it (deadlock detection)."""
+    settled_cache: list[dict[int, bool]] = [{} for _ in range(cfg.vms)]
     start = time.perf_counter()
     frontier: deque[int] = deque()
 
-    def key_of(s: State, packed: bytes) -> bytes:
-        return encode(canonical(cfg, s)) if symmetry else packed
+    def canonical_key(key: int) -> int:
+        return store.key(canonical(cfg, store.state(key)))
 
-    def add(s: State, packed: bytes, src: int, act: int) -> tuple[int, bool]:
-        key = key_of(s, packed)
-        sid = index.get(key)
-        if sid is not None:
-            return sid, False
+    def add(key: int, src: int, act: int, known_new: bool = False) -> tuple[int, bool]:
+        if not known_new:
+            sid = index.get(key)
+            if sid is not None:
+                return sid, False
+        real = key
+        if symmetry:
+            key = canonical_key(key)
+            sid = index.get(key)
+            if sid is not None:
+                return sid, False
         sid = len(keys)
         index[key] = sid
         keys.append(key)
-        reps.append(packed)
-        ex.key_bytes += len(key)
+        if symmetry:
+            reps.append(real)
+        ex.key_bytes += sys.getsizeof(key)
         parent.append(src)
         via.append(act)
         depth.append(depth[src] + 1 if src >= 0 else 0)
         return sid, True
 
-    def check_state(s: State, sid: int) -> bool:
-        bad = False
-        for p in state_props:
-            msg = p.check_state(cfg, s)
-            if msg is not None:
-                bad = True
-                if p.name not in ex.violations:
-                    ex.violations[p.name] = Finding(p.name, msg, "state", sid, None)
-        if bad:
+    def check_state(ids: list[int], s: State, sid: int) -> bool:
+        broken = checks.violations(ids, s)
+        for name, msg in broken:
+            if name not in ex.violations:
+                ex.violations[name] = Finding(name, msg, "state", sid, None)
+        if broken:
             ex.violating.add(sid)
-        return bad
+        return bool(broken)
+
+    def is_unsettled(s: State, ids: list[int], v: int) -> bool:
+        # Whether a VM is unsettled depends on its own part alone (checked: the host is
+        # watched and the other VMs are stood in for); else ask the real state.
+        vid = ids[v + 1]
+        known = settled_cache[v].get(vid)
+        if known is None:
+            host = WatchedHost.of(s.host)
+            local = State(host, tuple(vm if w == v else other
+                                      for w, (vm, other) in enumerate(
+                                          zip(s.vms, steps.stand_ins))))
+            try:
+                answer = unsettled(cfg, local, v)
+            except ReadElsewhere:
+                return unsettled(cfg, s, v)
+            if host.read:
+                return unsettled(cfg, s, v)
+            known = settled_cache[v][vid] = answer
+        return known
 
     for s0 in model.init_states():
-        sid, new = add(s0, encode(s0), -1, -1)
-        if new and not check_state(s0, sid):
+        key0 = store.key(s0)
+        sid, new = add(key0, -1, -1)
+        if new and not check_state(store.ids(key0), s0, sid):
             frontier.append(sid)
 
     def out_of_budget() -> str | None:
@@ -230,54 +300,69 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
             return False
         return any(p in ex.violations for p in stop_on)
 
+    def tally() -> None:
+        ex.fired = {}
+        for aid, n in enumerate(fired):
+            if n:
+                name = actions[aid].name
+                ex.fired[name] = ex.fired.get(name, 0) + n
+        ex.cache_hits, ex.cache_misses = steps.hits, steps.misses
+        ex.recomputed = steps.recomputed
+
     stop = "violation" if stop_now() else None
+    edge_src, edge_dst, edge_act = ex.edge_src, ex.edge_dst, ex.edge_act
+    index_get = index.get
+    watch_stop = stop_on is not False
     while frontier and stop is None:
         if ex.expanded % 256 == 0:
             stop = out_of_budget()
             if stop is not None:
                 break
             if progress is not None and ex.expanded % 8192 == 0:
+                tally()
                 progress(ex)
         sid = frontier.popleft()
-        s = codec.decode(reps[sid])
+        rkey = reps[sid]
+        ids = store.ids(rkey)
+        s = store.state_of(ids)
         ex.expanded += 1
-        enabled: list[Action] = []
-        for act, t in model.successors(s):
-            enabled.append(act)
-            ex.transitions += 1
-            aid = action_ids.get(act)
-            if aid is None:
-                aid = action_ids[act] = len(ex.actions)
-                ex.actions.append(act)
-            ex.fired[act.name] = ex.fired.get(act.name, 0) + 1
-            if open_scenarios:
-                hits = [sc for sc in open_scenarios if sc.witness(cfg, s, act, t)]
-                if hits:
-                    ex.witnessed.update(sc.name for sc in hits)
-                    open_scenarios = [sc for sc in open_scenarios if sc not in hits]
-            step_bad = False
-            for p in step_props:
-                msg = p.check_step(cfg, s, act, t)
-                if msg is not None:
-                    step_bad = True
-                    if p.name not in ex.violations:
-                        ex.violations[p.name] = Finding(p.name, msg, "step", sid, act)
-            tid, new = add(t, encode(t), sid, aid)
+        out = steps.of(rkey, ids, s)
+        ex.transitions += len(out)
+        while len(fired) < len(actions):
+            fired.append(0)
+            moves_for.append(protocol_vm(actions[len(moves_for)]))
+        for _, aid, tkey, violations, witnessed in out:
+            fired[aid] += 1
+            if witnessed:
+                fresh = [name for name in witnessed if name not in ex.witnessed]
+                if fresh:
+                    ex.witnessed.update(fresh)
+                    steps.close(fresh)
+            if violations:
+                for name, msg in violations:
+                    if name not in ex.violations:
+                        ex.violations[name] = Finding(name, msg, "step", sid, actions[aid])
+            tid = index_get(tkey)
+            if tid is None:
+                tid, new = add(tkey, sid, aid, known_new=not symmetry)
+                if new:
+                    tids = store.ids(tkey)
+                    if not check_state(tids, store.state_of(tids), tid) and not violations:
+                        frontier.append(tid)
             if keep_edges:
-                ex.edge_src.append(sid)
-                ex.edge_dst.append(tid)
-                ex.edge_act.append(aid)
-            if step_bad:
+                edge_src.append(sid)
+                edge_dst.append(tid)
+                edge_act.append(aid)
+            if violations:
                 ex.violating.add(tid)
-            if new and not check_state(t, tid) and not step_bad:
-                frontier.append(tid)
-            if stop_now():
+            if watch_stop and stop_now():
                 stop = "violation"
                 break
         if stop is not None:
             break
-        stalled = stalled_vms(cfg, s, enabled)
-        if stalled or is_total_deadlock(enabled):
+        stalled = stalled_among(
+            cfg, _Moving(out, moves_for), lambda v: is_unsettled(s, ids, v))
+        if stalled or is_total_deadlock(out):
             ex.deadlocks += 1
             if ex.deadlock is None:
                 what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
@@ -285,6 +370,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
                 ex.deadlock = Finding("deadlock_free", what, "deadlock", sid, None)
     if stop is None and frontier:
         stop = out_of_budget() or "max_states"
+    tally()
     ex.complete = stop is None
     # Breadth-first: states at depths below the next one to expand were all expanded,
     # so every state up to that depth was reached.

@@ -34,7 +34,7 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
 
     >>> from ballast.model.config import preset
     >>> sorted(feature_slices(preset("default")))
-    ['hostile', 'processors', 'protocol', 'refusal', 'reset', 'sharing-and-host-swap']
+    ['hostile', 'processors', 'protocol', 'refusal', 'reset', 'sharing-and-host-swap', 'two-vms']
     """
     core = cfg.replace(
         vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1, machine_pages=2,
