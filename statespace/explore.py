@@ -138,6 +138,9 @@ class Exploration:
     """Parts whose steps were computed from the model."""
     recomputed: int = 0
     """Steps computed on the real state because they read another VM's part."""
+    cache_bytes: int = 0
+    """Estimated bytes held by the transition cache and the cached state checks
+    (working memory of the search, freed when it ends)."""
 
     @property
     def states(self) -> int:
@@ -149,10 +152,12 @@ class Exploration:
         return max(self.depth) if len(self.depth) else 0
 
     def bytes_estimate(self) -> int:
-        """Estimated bytes held by the visited states: keys, parts, arrays, edges."""
+        """Estimated bytes held by the search: visited states (keys, parts, arrays,
+        edges) and the caches it works with."""
         keys = self.key_bytes * (2 if self.symmetry else 1)
         edges = 12 * len(self.edge_src)
-        return keys + _ENTRY_OVERHEAD * len(self.keys) + self.parts.part_bytes() + edges
+        return (keys + _ENTRY_OVERHEAD * len(self.keys) + self.parts.part_bytes() + edges
+                + self.cache_bytes)
 
     def state(self, sid: int) -> State:
         """The real state with id ``sid``."""
@@ -285,6 +290,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
             frontier.append(sid)
 
     def out_of_budget() -> str | None:
+        ex.cache_bytes = steps.cache_bytes() + checks.cache_bytes()
         if budget.max_states is not None and len(keys) >= budget.max_states:
             return "max_states"
         if budget.max_seconds is not None and time.perf_counter() - start > budget.max_seconds:
@@ -307,12 +313,14 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
                 name = actions[aid].name
                 ex.fired[name] = ex.fired.get(name, 0) + n
         ex.cache_hits, ex.cache_misses = steps.hits, steps.misses
+        ex.cache_bytes = steps.cache_bytes() + checks.cache_bytes()
         ex.recomputed = steps.recomputed
 
     stop = "violation" if stop_now() else None
     edge_src, edge_dst, edge_act = ex.edge_src, ex.edge_dst, ex.edge_act
     index_get = index.get
     watch_stop = stop_on is not False
+    slow = keep_edges or watch_stop
     while frontier and stop is None:
         if ex.expanded % 256 == 0:
             stop = out_of_budget()
@@ -338,7 +346,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
                 if fresh:
                     ex.witnessed.update(fresh)
                     steps.close(fresh)
-            if violations:
+            if violations:  # recorded before the successor's own state checks, as found
                 for name, msg in violations:
                     if name not in ex.violations:
                         ex.violations[name] = Finding(name, msg, "step", sid, actions[aid])
@@ -349,15 +357,16 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
                     tids = store.ids(tkey)
                     if not check_state(tids, store.state_of(tids), tid) and not violations:
                         frontier.append(tid)
-            if keep_edges:
-                edge_src.append(sid)
-                edge_dst.append(tid)
-                edge_act.append(aid)
             if violations:
                 ex.violating.add(tid)
-            if watch_stop and stop_now():
-                stop = "violation"
-                break
+            if slow:
+                if keep_edges:
+                    edge_src.append(sid)
+                    edge_dst.append(tid)
+                    edge_act.append(aid)
+                if watch_stop and stop_now():
+                    stop = "violation"
+                    break
         if stop is not None:
             break
         stalled = stalled_among(

@@ -49,6 +49,9 @@ class PartStore:
         """VM parts by id (shared by every VM position: identical VMs share parts)."""
         self._host_ids: dict[HostState, int] = {}
         self._vm_ids: dict[VmState, int] = {}
+        self.map_ids: list[int] = []
+        """Per VM part id: an id of its VMM map (``p2m``); parts with equal maps share it."""
+        self._map_index: dict[tuple[int, ...], int] = {}
         self._shifts = tuple(PART_BITS * (i + 1) for i in range(vms))
         self._all_shifts = (0,) + self._shifts
 
@@ -70,7 +73,14 @@ class PartStore:
             if vid > _MASK:
                 raise BallastError(f"more than {_MASK} distinct VM parts")
             self.vm_parts.append(vm)
+            self.map_ids.append(self._map_index.setdefault(vm.p2m, len(self._map_index)))
         return vid
+
+    def map_probe(self, ids: list[int]) -> tuple[int, ...]:
+        """(host id, then each VM's map id): what a check that reads only the host and
+        the VMMs' maps can depend on."""
+        maps = self.map_ids
+        return (ids[0], *[maps[vid] for vid in ids[1:]])
 
     def pack(self, host: int, vms: tuple[int, ...] | list[int]) -> int:
         """The key of the state with these part ids."""

@@ -28,7 +28,7 @@ from ballast.model.invariants import Property
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.statespace.parts import PartStore
-from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost
+from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
 __all__ = ["StateChecks"]
 
@@ -58,15 +58,23 @@ class StateChecks:
         self.cache = cache
         self.props: list[Property] = [p for p in model.properties() if p.state is not None]
         self._per_vm = [p for p in self.props if p.per_vm is not None]
-        self._whole = [p for p in self.props if p.per_vm is None]
+        self._global = [p for p in self.props if p.per_vm is None]
         self._covered = [[p for p in self._per_vm if v in set(p.checked_vms(self.cfg))]
                          for v in range(self.cfg.vms)]
         self._others = tuple(object.__new__(OtherVm) for _ in range(self.cfg.vms))
         self._anywhere: list[dict[int, _Part]] = [{} for _ in range(self.cfg.vms)]
         self._pairs: list[dict[tuple[int, int], _Part]] = [{} for _ in range(self.cfg.vms)]
         self._host: dict[int, tuple[Property, ...] | None] = {}
+        self._whole: dict[tuple[int, ...], bool] = {}
+        """(host part, each VM's map id) -> whether the whole-state checks hold."""
         self.quick = 0
         """States found clean from cached answers."""
+
+    def cache_bytes(self) -> int:
+        """Estimated bytes held by the cached answers (dict slots and keys)."""
+        items = (len(self._host) + len(self._whole) + sum(len(d) for d in self._anywhere)
+                 + sum(len(d) for d in self._pairs))
+        return 180 * items
 
     def violations(self, ids: list[int], s: State) -> list[tuple[str, str]]:
         """(property, message) for every state invariant ``s`` breaks, in the model's order
@@ -97,8 +105,28 @@ class StateChecks:
             rest = self._host[hid] = self._host_part(s)
         if rest is None:
             return False
-        cfg = self.cfg
-        return all(p.check_state(cfg, s) is None for p in rest)
+        if not rest:
+            return True
+        probe = self.store.map_probe(ids)
+        known = self._whole.get(probe)
+        if known is None:
+            known = self._whole_clean(rest, s, probe)
+        return known
+
+    def _whole_clean(self, rest: tuple[Property, ...], s: State,
+                     probe: tuple[int, ...]) -> bool:
+        """Whether the whole-state checks ``rest`` hold in ``s``, remembered under ``probe``
+        (the host part and each VM's map) when they read nothing else of the VMs.
+
+        Run again with the same host and the same maps, a check that read nothing
+        more would read the same and answer the same.
+        """
+        watched = tuple(WatchedVm.of(vm) for vm in s.vms)
+        local = State(s.host, watched)
+        clean = all(p.check_state(self.cfg, local) is None for p in rest)
+        if all(vm.fields_read <= {"p2m"} for vm in watched):
+            self._whole[probe] = clean
+        return clean
 
     def _vm_part(self, s: State, v: int, *, watch: bool) -> _Part:
         """The per-VM checks of VM ``v`` with the other VMs stood in for (``watch``: and
@@ -123,7 +151,7 @@ class StateChecks:
         host alone)."""
         local = State(s.host, self._others)
         rest = []
-        for p in self._whole:
+        for p in self._global:
             try:
                 if p.check_state(self.cfg, local) is not None:
                     return None

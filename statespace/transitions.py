@@ -62,13 +62,18 @@ from ballast.model.state import HostState, State, VmState
 from ballast.model.system import BalloonModel
 from ballast.statespace.parts import PART_BITS, PartStore
 
-__all__ = ["OtherVm", "ReadElsewhere", "Step", "Transitions", "WatchedHost"]
+__all__ = ["OtherVm", "ReadElsewhere", "Step", "Transitions", "WatchedHost", "WatchedVm"]
 
 Violations = tuple[tuple[str, str], ...]
 Step = tuple[int, int, int, Violations, tuple[str, ...]]
 """One step of a state: (position in the model's order, action id, key of the
 successor, step violations as (property, message), names of the open scenarios
 it witnesses)."""
+
+# Estimated bytes of one cache entry (dict slot, key, entry object, its list) and of
+# one cached step (the step record and its row in the entry's list).
+_ENTRY_BYTES = 300
+_STEP_BYTES = 320
 
 # Positions of (spec, VM) pairs in the model's order leave room for this many
 # candidates of one action for one VM.
@@ -118,6 +123,32 @@ class WatchedHost(HostState):
 
 
 _HOST_FIELDS = tuple(f.name for f in fields(HostState))
+_VM_FIELDS = tuple(f.name for f in fields(VmState))
+
+
+class WatchedVm(VmState):
+    """A copy of a VM part that notes which of its attributes are read.
+
+    A check that reads nothing of the other VMs but their VMM maps (``p2m``)
+    answers the same for every state with the same host, the same acting VM and
+    the same maps, so its answer is kept under those.
+    """
+
+    __slots__ = ("fields_read",)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name != "fields_read":
+            object.__getattribute__(self, "fields_read").add(name)
+        return object.__getattribute__(self, name)
+
+    @classmethod
+    def of(cls, vm: VmState) -> "WatchedVm":
+        """A watched copy of ``vm``, nothing read yet."""
+        w = object.__new__(cls)
+        for name in _VM_FIELDS:
+            object.__setattr__(w, name, getattr(vm, name))
+        object.__setattr__(w, "fields_read", set())
+        return w
 
 
 class _Local(NamedTuple):
@@ -137,16 +168,21 @@ class _Local(NamedTuple):
     """Step properties that read another VM: checked on the real states each time."""
     scenarios: tuple[Scenario, ...]
     """Scenarios that read another VM: checked on the real states each time."""
+    memo: dict[tuple[int, ...], Violations] | None
+    """Answers of ``props`` by :meth:`PartStore.map_probe` of the state, where they read
+    nothing of the other VMs but their maps."""
 
 
 class _Entry:
     """The cached steps of one part, sorted into those that need no more work and the rest."""
 
-    __slots__ = ("locals", "mask", "steps", "version")
+    __slots__ = ("locals", "mask", "steps", "version", "vm")
 
-    def __init__(self, locals_: tuple[_Local, ...], mask: int) -> None:
+    def __init__(self, locals_: tuple[_Local, ...], mask: int, vm: int = -1) -> None:
         self.locals = locals_
         self.mask = mask
+        self.vm = vm
+        """The VM whose steps these are (-1: the host's)."""
         """Clears the key's bits this part's steps may change."""
         self.steps: list[tuple[int, int, int, _Local | None]] = []
         """(order, action id, bits, the step itself when it needs more work)."""
@@ -161,11 +197,11 @@ class _VmPart:
 
     def __init__(self, anywhere: tuple[_Local, ...],
                  candidates: list[tuple[int, Action, int]] | None,
-                 mask: int = 0) -> None:
+                 mask: int = 0, vm: int = -1) -> None:
         self.anywhere = anywhere
         """The steps that read nothing of the host, nor change it (``bits``: the VM's
         part only)."""
-        self.entry = _Entry(anywhere, mask)
+        self.entry = _Entry(anywhere, mask, vm)
         """Those steps as an entry of their own, for when they are all the steps."""
         self.candidates = candidates
         """The candidates whose steps read the host, computed per (host, VM) part pair;
@@ -217,6 +253,8 @@ class Transitions:
         """Parts whose steps were computed (and cached)."""
         self.recomputed = 0
         """Steps computed on the real state because they read another VM."""
+        self.cached_steps = 0
+        """Steps held in the cache (entries of every part)."""
 
     # -- interning ----------------------------------------------------------
     def action_id(self, act: Action) -> int:
@@ -226,6 +264,12 @@ class Transitions:
             aid = self._action_ids[act] = len(self.actions)
             self.actions.append(act)
         return aid
+
+    def cache_bytes(self) -> int:
+        """Estimated bytes held by the cache (entries, their steps and per-part records)."""
+        entries = (len(self._host_cache) + sum(len(c) for c in self._vm_cache)
+                   + sum(len(c) for c in self._vm_parts))
+        return _ENTRY_BYTES * entries + _STEP_BYTES * self.cached_steps
 
     def close(self, names: Collection[str]) -> None:
         """Stop checking the scenarios ``names`` (they have been witnessed)."""
@@ -306,9 +350,10 @@ class Transitions:
             if special is None:
                 out.append((order, aid, rest | bits, (), ()))
             else:
-                self._special(special, rest, key, s, out)
+                self._special(special, rest, key, s, entry.vm, out)
 
-    def _special(self, loc: _Local, rest: int, key: int, s: State, out: list[Step]) -> None:
+    def _special(self, loc: _Local, rest: int, key: int, s: State, v: int,
+                 out: list[Step]) -> None:
         if loc.recompute:
             self.recomputed += 1
             act = self.actions[loc.action]
@@ -323,17 +368,36 @@ class Transitions:
         violations = loc.violations
         witnessed = tuple(n for n in loc.witnessed if n in names)
         scenarios = [sc for sc in loc.scenarios if sc.name in names]
-        if loc.props or scenarios:
+        if loc.props:
+            assert loc.memo is not None
+            probe = self.store.map_probe(self.store.ids(key))
+            extra = loc.memo.get(probe)
+            if extra is None:
+                extra = self._context_props(loc, s, self.store.state(tkey), v, probe)
+            if extra:
+                violations = tuple(sorted(violations + extra,
+                                          key=lambda x: self._prop_rank[x[0]]))
+        if scenarios:
             t = self.store.state(tkey)
             act = self.actions[loc.action]
-            cfg = self.cfg
-            extra = [(p.name, msg) for p in loc.props
-                     if (msg := p.check_step(cfg, s, act, t)) is not None]
-            if extra:
-                violations = tuple(sorted(violations + tuple(extra),
-                                          key=lambda x: self._prop_rank[x[0]]))
-            witnessed += tuple(sc.name for sc in scenarios if sc.witness(cfg, s, act, t))
+            witnessed += tuple(sc.name for sc in scenarios if sc.witness(self.cfg, s, act, t))
         out.append((loc.order, loc.action, tkey, violations, witnessed))
+
+    def _context_props(self, loc: _Local, s: State, t: State, v: int,
+                       probe: tuple[int, ...]) -> Violations:
+        """The step properties of ``loc`` that read other VMs, on the real states; kept
+        under ``probe`` when they read nothing of the other VMs but their maps."""
+        watched = [vm if w == v else WatchedVm.of(vm) for w, vm in enumerate(s.vms)]
+        pre = State(s.host, tuple(watched))
+        post = State(t.host, tuple(t.vms[w] if w == v else watched[w]
+                                   for w in range(len(watched))))
+        act = self.actions[loc.action]
+        extra = tuple((p.name, msg) for p in loc.props
+                      if (msg := p.check_step(self.cfg, pre, act, post)) is not None)
+        if all(vm.fields_read <= {"p2m"} for vm in watched if isinstance(vm, WatchedVm)):
+            assert loc.memo is not None
+            loc.memo[probe] = extra
+        return extra
 
     def _full(self, order: int, key: int, s: State, act: Action, t: State) -> Step:
         """A step computed on the real states."""
@@ -371,7 +435,8 @@ class Transitions:
                 local = self._local_step(s, act, self.action_id(act), base + seq, -1, hid, -1)
                 if local is not None:
                     out.append(local)
-        return _Entry(tuple(out), self._host_mask)
+        self.cached_steps += len(out)
+        return _Entry(tuple(out), self._host_mask, -1)
 
     def _vm_candidates(self, s: State, v: int) -> list[tuple[int, Action, int]]:
         """VM ``v``'s candidates in ``s``, with their positions in the model's order."""
@@ -411,7 +476,8 @@ class Transitions:
             elif local is not None:
                 anywhere.append(local)
         part = (1 << PART_BITS) - 1
-        return _VmPart(tuple(anywhere), per_host, ~(part << self._shifts[v]))
+        self.cached_steps += len(anywhere)
+        return _VmPart(tuple(anywhere), per_host, ~(part << self._shifts[v]), v)
 
     def _local_vm(self, v: int, hid: int, vid: int, record: _VmPart) -> _Entry:
         """The steps of VM part ``vid`` next to host part ``hid``: those that read nothing
@@ -426,7 +492,8 @@ class Transitions:
             if local is not None:
                 out.append(local)
         out.sort(key=lambda loc: loc.order)
-        return _Entry(tuple(out), self._vm_masks[v])
+        self.cached_steps += len(out)
+        return _Entry(tuple(out), self._vm_masks[v], v)
 
     def _local_step(self, s: State, act: Action, aid: int, order: int, v: int, hid: int,
                     vid: int, watched: WatchedHost | None = None) -> _Local | None:
@@ -439,12 +506,12 @@ class Transitions:
             return _READS_HOST if watched is not None and watched.read else None
         except ReadElsewhere:
             return _READS_HOST if watched is not None else _Local(
-                order, aid, True, 0, (), (), (), ())
+                order, aid, True, 0, (), (), (), (), None)
         if watched is not None and (watched.read or t.host is not s.host):
             return _READS_HOST
         if any(a is not b for w, (a, b) in enumerate(zip(s.vms, t.vms)) if w != v):
             return _READS_HOST if watched is not None else _Local(
-                order, aid, True, 0, (), (), (), ())
+                order, aid, True, 0, (), (), (), (), None)
         store = self.store
         bits = 0 if watched is not None else hid if t.host is s.host else store.host_id(t.host)
         if v >= 0:
@@ -470,8 +537,8 @@ class Transitions:
         if watched is not None and watched.read:
             return _READS_HOST
         return _Local(order, aid, False, bits, tuple(violations), tuple(witnessed),
-                      tuple(props), tuple(scenarios))
+                      tuple(props), tuple(scenarios), {} if props else None)
 
 
-_READS_HOST = _Local(-1, -1, True, 0, (), (), (), ())
+_READS_HOST = _Local(-1, -1, True, 0, (), (), (), (), None)
 """Answer of a watched local step that read or changed the host."""
