@@ -7,7 +7,8 @@
   parts checked; :mod:`.state_checks` -- the same for the state invariants;
 * :mod:`.symmetry` -- canonical forms up to renumbering VMs and MPNs;
 * :mod:`.deadlock` -- what a stalled balloon protocol is;
-* :mod:`.liveness` -- AG EF and weakly fair eventual reach of the target, lassos;
+* :mod:`.liveness` -- AG EF and fair eventual reach of the target (weak fairness, or
+  also strong fairness of the VMM's acceptance), lassos;
 * :mod:`.graph` -- the networkx graph of reachable states, DOT and GraphML;
 * :mod:`.traces` -- counterexamples confirmed by replay, then written;
 * :mod:`.runner`, :mod:`.cli`, :mod:`.suite` -- verdicts, the command, ``ballast check``;

@@ -20,6 +20,7 @@ from ballast.errors import UsageError
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
 from ballast.statespace.explore import Budget, Exploration
+from ballast.statespace.liveness import FAIRNESS_CHOICES, WEAK
 from ballast.statespace.runner import run_explore
 
 __all__ = ["register"]
@@ -34,7 +35,8 @@ def register(subparsers: Any) -> None:
         description="Breadth-first exploration of every reachable state: every invariant on "
                     "every state and step (shortest counterexamples), deadlocks, actions and "
                     "scenarios never exercised, and with --liveness whether the balloon can "
-                    "and does reach its target under weak fairness of the module and VMM.")
+                    "and does reach its target under weak fairness of the module and VMM "
+                    "(--fairness strong-accept: and a VMM that does not refuse pages forever).")
     add_model_options(p, default_preset="core")
     p.add_argument("--small", action="store_true",
                    help="shrink the configuration to the smallest sizes with the same features")
@@ -48,8 +50,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-mib", type=float, default=None,
                    help="stop when the visited states take about this many MiB")
     p.add_argument("--liveness", action="store_true",
-                   help="also check that the balloon can (AG EF) and does (weak fairness) "
+                   help="also check that the balloon can (AG EF) and does (under --fairness) "
                         "reach a feasible target")
+    p.add_argument("--fairness", choices=FAIRNESS_CHOICES, default=None,
+                   help="what --liveness assumes of runs: 'weak' (default) is weak fairness of "
+                        "every module and VMM action per VM; 'strong-accept' adds strong "
+                        "fairness of the VMM accepting a whole inflate report (with refusal on, "
+                        "a VMM that refuses forever then counts as unfair)")
     p.add_argument("--stop-at-first", action="store_true",
                    help="stop at the first violation found (its trace is still a shortest one)")
     p.add_argument("--strict-coverage", action="store_true",
@@ -112,6 +119,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.small:
         cfg = small_config(cfg)
+    if args.fairness is not None and not args.liveness:
+        raise UsageError("--fairness only applies with --liveness")
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
     budget = _budget(args)
     progress = None
@@ -120,7 +129,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
             print(f"\r{ex.states:,} states, depth {ex.max_depth}", end="", file=sys.stderr)
     run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
                       liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
-                      graphml=args.graphml, stop_on=args.stop_at_first, progress=progress)
+                      graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
+                      fairness=args.fairness or WEAK)
     if progress is not None:
         print("\r", end="", file=sys.stderr)
     if args.json:

@@ -16,24 +16,47 @@ protocol (hostile VMs owe nothing):
   may happen before it). Every other host step (taking or returning free host
   pages, host swap) stays in: the environment may do it or not.
 
+Fairness (what an infinite run must do to count), by **class** of action:
+
+* a **weak** class (:func:`fairness_class`) is one action name of actor
+  ``module`` or ``vmm`` for one VM (its ``vm`` argument). A run is weakly fair
+  to it when, if the class stays enabled from some point on, it is taken
+  infinitely often;
+* a **strong** class is taken infinitely often whenever it is enabled
+  infinitely often (even if it is disabled in between). The only one is the
+  VMM accepting a whole inflate report of one VM (:func:`accept_class`:
+  ``vmm_reclaim`` with ``refuse=()``); it matters only with the ``refusal``
+  feature, where the VMM may also refuse a page of the report it chooses;
+* the guest's own steps (processes touching memory, paging, rebooting) and the
+  host's are not assumed fair: they may happen forever or never.
+
+Two fairness choices name what ``balloon_eventually_at_target`` assumes
+(:data:`FAIRNESS_TEXTS`): ``weak`` (the default) is weak fairness of every
+weak class; ``strong-accept`` adds strong fairness of acceptance, i.e. the VMM
+does not refuse forever. Under ``weak`` a VMM that refuses every report keeps
+a balloon from its target (the refusing ``vmm_reclaim`` is as good as the
+accepting one for the weak class ``("vmm_reclaim", vm)``); under
+``strong-accept`` it does not, since the accepting step is enabled at every
+report.
+
 Properties:
 
 ``balloon_can_reach_target`` (AG EF)
     From every reachable state whose target is feasible, some run that keeps
     the targets fixed reaches the target. Checked by backward reachability.
 
-``balloon_eventually_at_target`` (under weak fairness)
-    Every run that keeps the targets fixed from some point on and is **weakly
-    fair to the balloon module and the VMM** reaches a feasible target. Weak
-    fairness is per action and VM: an action of actor ``module`` or ``vmm``
-    (same name, same ``vm`` argument) that stays enabled forever is taken
-    infinitely often. The guest's own steps (processes touching memory,
-    paging, rebooting) and the host's are not assumed fair: they may happen
-    forever or never. A counterexample is a lasso: a shortest prefix to a state
-    of a strongly connected component of not-at-target states that has a
-    weakly fair cycle, then that cycle. For weak fairness the maximal
-    components suffice: if an action is enabled in every state of a component
-    and taken on none of its inner edges, no cycle inside it can be fair.
+``balloon_eventually_at_target`` (under the chosen fairness)
+    Every run that keeps the targets fixed from some point on and is fair
+    reaches a feasible target. A counterexample is a lasso: a shortest prefix
+    to a state of a strongly connected component of not-at-target states that
+    has a fair cycle, then that cycle. Components are found by refinement
+    (Emerson and Lei; :func:`fair_components`): a component in which some weak
+    class is enabled in every state but taken on no inner edge has no fair
+    cycle; a strong class enabled in some of its states but taken on no inner
+    edge rules those states out, and what remains is split into components
+    again. A component that passes both tests has a fair cycle; the lasso's
+    cycle takes an edge of each class it must and visits a state where each
+    weak class it does not take is disabled.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.system import BalloonModel
@@ -43,12 +66,19 @@ Properties:
 >>> ex = explore(BalloonModel(cfg), keep_edges=True)
 >>> [r.holds for r in check_liveness(ex)]
 [True, True]
+>>> ex = explore(BalloonModel(cfg.replace(refusal=True)), keep_edges=True)
+>>> [r.holds for r in check_liveness(ex, fairness="weak")]
+[True, False]
+>>> [r.holds for r in check_liveness(ex, fairness="strong-accept")]
+[True, True]
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import AbstractSet, Iterable, Mapping, Sequence
 
 import networkx as nx
 
@@ -60,22 +90,63 @@ from ballast.model.state import State
 from ballast.statespace.explore import Exploration
 
 __all__ = [
+    "ACCEPTS",
     "CAN_REACH",
     "FAIRNESS",
+    "FAIRNESS_CHOICES",
+    "FAIRNESS_TEXTS",
     "REACHES",
+    "STRONG_ACCEPT",
+    "WEAK",
+    "FairnessClass",
     "LivenessResult",
+    "accept_class",
     "at_target",
+    "check_fairness",
     "check_liveness",
+    "fair_components",
     "fairness_class",
     "feasible_target",
+    "strong_fairness_class",
 ]
 
 CAN_REACH = "balloon_can_reach_target"
 REACHES = "balloon_eventually_at_target"
+
+WEAK = "weak"
+"""Fairness choice: weak fairness of every module and VMM action (the default)."""
+STRONG_ACCEPT = "strong-accept"
+"""Fairness choice: ``weak``, plus strong fairness of the VMM accepting a whole inflate report."""
+FAIRNESS_CHOICES = (WEAK, STRONG_ACCEPT)
+"""The fairness choices ``balloon_eventually_at_target`` can be checked under."""
+
 FAIRNESS = ("weak fairness of every module and VMM action, per action name and VM; "
             "host and guest steps unconstrained; targets held fixed")
+"""What the default choice (``weak``) assumes, in words."""
+FAIRNESS_TEXTS: dict[str, str] = {
+    WEAK: FAIRNESS,
+    STRONG_ACCEPT: ("weak fairness of every module and VMM action, per action name and VM, "
+                    "and strong fairness of the VMM accepting a whole inflate report "
+                    "(vmm_reclaim refusing no page), per VM; host and guest steps "
+                    "unconstrained; targets held fixed"),
+}
+"""What each fairness choice assumes, in words (for verdicts and trace headers)."""
+
+ACCEPTS = "vmm_accepts_report"
+"""Name of the strong class of the VMM accepting a whole inflate report."""
+
+FairnessClass = tuple[str, object]
+"""A fairness class: a name and the VM it is about."""
 
 _TARGET_SETTERS = ("host_set_target", "host_set_cpu_target")
+
+
+def check_fairness(fairness: str) -> str:
+    """``fairness`` if it is one of :data:`FAIRNESS_CHOICES`; a usage error otherwise."""
+    if fairness not in FAIRNESS_CHOICES:
+        raise UsageError(f"unknown fairness {fairness!r}: choose one of "
+                         f"{', '.join(FAIRNESS_CHOICES)}")
+    return fairness
 
 
 def at_target(s: State, vm: int) -> bool:
@@ -100,12 +171,35 @@ def feasible_target(cfg: Config, target: int) -> bool:
     return bool(target <= room)
 
 
-def fairness_class(act: Action) -> tuple[str, object] | None:
+def fairness_class(act: Action) -> FairnessClass | None:
     """The weak-fairness class of an action: (name, vm) for module and VMM actions."""
     spec = ACTIONS.get(act.name)
     if spec is None or spec.actor not in (Actor.MODULE, Actor.VMM):
         return None
     return act.name, act.kwargs.get("vm")
+
+
+def accept_class(act: Action) -> FairnessClass | None:
+    """The strong class of the VMM accepting VM ``vm``'s whole inflate report, or None.
+
+    Only ``vmm_reclaim`` with ``refuse=()`` is in it: the VMM takes every page it
+    may (pages it must refuse anyway, such as those beyond the target, still come
+    back refused). The variants that refuse a page of the VMM's own choosing are not.
+
+    >>> accept_class(Action.of("vmm_reclaim", vm=1, refuse=[]))
+    ('vmm_accepts_report', 1)
+    >>> accept_class(Action.of("vmm_reclaim", vm=1, refuse=[3])) is None
+    True
+    """
+    if act.name != "vmm_reclaim" or act.kwargs.get("refuse") != ():
+        return None
+    return ACCEPTS, act.kwargs.get("vm")
+
+
+def strong_fairness_class(act: Action, fairness: str = WEAK) -> FairnessClass | None:
+    """The strong class of an action under a fairness choice (None for every action
+    under ``weak``)."""
+    return accept_class(act) if check_fairness(fairness) == STRONG_ACCEPT else None
 
 
 @dataclass
@@ -120,6 +214,8 @@ class LivenessResult:
     """Actions from the initial state to the start of the cycle (or to the stuck state)."""
     cycle: list[Action] = field(default_factory=list)
     """For a lasso: actions that lead from the cycle's first state back to it."""
+    fairness: str = WEAK
+    """The fairness choice the verdict assumed (``balloon_eventually_at_target``)."""
 
 
 def _require_full(ex: Exploration) -> None:
@@ -128,8 +224,10 @@ def _require_full(ex: Exploration) -> None:
                          "symmetry reduction off")
 
 
-def check_liveness(ex: Exploration) -> list[LivenessResult]:
-    """Both liveness properties over a complete exploration (see the module text)."""
+def check_liveness(ex: Exploration, fairness: str = WEAK) -> list[LivenessResult]:
+    """Both liveness properties over a complete exploration (see the module text);
+    ``balloon_eventually_at_target`` under the fairness choice ``fairness``."""
+    check_fairness(fairness)
     _require_full(ex)
     cfg = ex.model.cfg
     n = ex.states
@@ -137,12 +235,17 @@ def check_liveness(ex: Exploration) -> list[LivenessResult]:
     src, dst, act = ex.edge_src, ex.edge_dst, ex.edge_act
     actions = ex.actions
     keep = [a.name not in _TARGET_SETTERS for a in actions]
-    enabled: list[set[tuple[str, object]]] = [set() for _ in range(n)]
-    cls = [fairness_class(a) for a in actions]
+    weak_cls = [fairness_class(a) for a in actions]
+    strong_cls = [strong_fairness_class(a, fairness) for a in actions]
+    weak_on: list[set[FairnessClass]] = [set() for _ in range(n)]
+    strong_on: list[set[FairnessClass]] = [set() for _ in range(n)]
     for s, a in zip(src, act):
-        c = cls[a]
+        c = weak_cls[a]
         if c is not None:
-            enabled[s].add(c)
+            weak_on[s].add(c)
+        c = strong_cls[a]
+        if c is not None:
+            strong_on[s].add(c)
     out_can: LivenessResult | None = None
     out_fair: LivenessResult | None = None
     for v in honest_vms(cfg):
@@ -151,12 +254,14 @@ def check_liveness(ex: Exploration) -> list[LivenessResult]:
         if out_can is None:
             out_can = _can_reach(ex, v, goal, live, keep)
         if out_fair is None:
-            out_fair = _fair_lasso(ex, v, goal, live, keep, enabled, cls)
+            out_fair = _fair_lasso(ex, v, goal, live, keep, _Fairness(
+                fairness, weak_on, strong_on, weak_cls, strong_cls))
     n_vms = sum(1 for _ in honest_vms(cfg))
     ok_can = LivenessResult(CAN_REACH, True, f"every one of {n} states can reach a feasible "
-                            f"target ({n_vms} VM(s), targets fixed)")
-    ok_fair = LivenessResult(REACHES, True, f"no weakly fair run avoids a feasible target "
-                             f"({n} states; {FAIRNESS})")
+                            f"target ({n_vms} VM(s), targets fixed)", fairness=fairness)
+    ok_fair = LivenessResult(REACHES, True, f"no fair run avoids a feasible target "
+                             f"({n} states; fairness '{fairness}': {FAIRNESS_TEXTS[fairness]})",
+                             fairness=fairness)
     return [out_can or ok_can, out_fair or ok_fair]
 
 
@@ -186,60 +291,185 @@ def _can_reach(ex: Exploration, v: int, goal: list[bool], live: list[bool],
                           vm=v, prefix=ex.path(worst))
 
 
+@dataclass
+class _Fairness:
+    """The classes enabled in each state and the classes of each action, for one choice."""
+
+    choice: str
+    weak_on: list[set[FairnessClass]]
+    strong_on: list[set[FairnessClass]]
+    weak_cls: list[FairnessClass | None]
+    strong_cls: list[FairnessClass | None]
+
+    def classes(self, acts: Iterable[int]) -> set[FairnessClass]:
+        """Every class, weak or strong, that one of the actions ``acts`` belongs to."""
+        out: set[FairnessClass] = set()
+        for a in acts:
+            for c in (self.weak_cls[a], self.strong_cls[a]):
+                if c is not None:
+                    out.add(c)
+        return out
+
+
+def _meet(sets: Iterable[AbstractSet[FairnessClass]]) -> set[FairnessClass]:
+    it = iter(sets)
+    out = set(next(it))
+    for s in it:
+        out &= s
+    return out
+
+
+def _join(sets: Iterable[AbstractSet[FairnessClass]]) -> set[FairnessClass]:
+    out: set[FairnessClass] = set()
+    for s in sets:
+        out |= s
+    return out
+
+
+def fair_components(graph: nx.DiGraph,
+                    taken: Mapping[tuple[int, int], AbstractSet[FairnessClass]],
+                    weak: Sequence[AbstractSet[FairnessClass]],
+                    strong: Sequence[AbstractSet[FairnessClass]]) -> list[set[int]]:
+    """The strongly connected parts of ``graph`` that hold a fair cycle.
+
+    ``taken[(s, d)]`` holds the classes of the actions on the edge ``s -> d``;
+    ``weak[s]`` and ``strong[s]`` the weak and strong classes enabled in state
+    ``s`` (on any of its edges, inside ``graph`` or not). Every fair cycle of
+    ``graph`` lies inside one returned component, and each returned component
+    has one: a cycle through all its states and an edge of every class taken
+    inside it is fair, because every weak class enabled in all its states and
+    every strong class enabled in any of them is taken on an inner edge.
+
+    >>> g = nx.DiGraph([(0, 1), (1, 0)])
+    >>> refuse, accept = ("refuse", 0), ("accept", 0)
+    >>> fair_components(g, {(0, 1): {refuse}, (1, 0): set()}, [set(), set()],
+    ...                 [{accept}, set()])
+    []
+    >>> fair_components(g, {(0, 1): {accept}, (1, 0): set()}, [set(), set()],
+    ...                 [{accept}, set()])
+    [{0, 1}]
+    """
+    out: list[set[int]] = []
+    todo: list[set[int]] = [set(graph.nodes)]
+    while todo:
+        sub = graph.subgraph(todo.pop())
+        for comp in nx.strongly_connected_components(sub):
+            one = next(iter(comp))
+            if len(comp) == 1 and not sub.has_edge(one, one):
+                continue  # a state on no cycle
+            inside: set[FairnessClass] = set()
+            for s in comp:
+                for d in sub.successors(s):
+                    if d in comp:
+                        inside |= taken[(s, d)]
+            # A weak class enabled throughout yet never taken starves on every cycle here.
+            if not _meet(weak[x] for x in comp) <= inside:
+                continue
+            unmet = _join(strong[x] for x in comp) - inside
+            if not unmet:
+                out.append(comp)
+                continue
+            # A fair cycle may not pass where an untaken strong class is enabled: drop
+            # those states and look for cycles among the rest.
+            rest = {x for x in comp if not strong[x] & unmet}
+            if rest:
+                todo.append(rest)
+    return out
+
+
 def _fair_lasso(ex: Exploration, v: int, goal: list[bool], live: list[bool], keep: list[bool],
-                enabled: list[set[tuple[str, object]]],
-                cls: list[tuple[str, object] | None]) -> LivenessResult | None:
+                fair: _Fairness) -> LivenessResult | None:
     bad = [live[i] and not goal[i] and i not in ex.violating for i in range(ex.states)]
     g: nx.DiGraph = nx.DiGraph()
-    inner: dict[tuple[int, int], int] = {}
+    # Several actions may join the same pair of states: remember them all.
+    labels: dict[tuple[int, int], list[int]] = {}
     for s, d, a in zip(ex.edge_src, ex.edge_dst, ex.edge_act):
         if keep[a] and bad[s] and bad[d]:
             g.add_edge(s, d)
-            inner.setdefault((s, d), a)
-    # Several actions may join the same pair of states: remember them all per class.
-    labels: dict[tuple[int, int], list[int]] = {}
-    for s, d, a in zip(ex.edge_src, ex.edge_dst, ex.edge_act):
-        if (s, d) in inner:
             labels.setdefault((s, d), []).append(a)
-    comps = sorted((c for c in nx.strongly_connected_components(g)
-                    if len(c) > 1 or any(g.has_edge(x, x) for x in c)),
-                   key=lambda c: min(ex.depth[x] for x in c))
-    for comp in comps:
-        always = set.intersection(*(enabled[x] for x in comp))
-        taken: dict[tuple[str, object], tuple[int, int, int]] = {}
-        for (s, d), acts in labels.items():
-            if s in comp and d in comp:
-                for a in acts:
-                    c = cls[a]
-                    if c is not None and c not in taken:
-                        taken[c] = (s, d, a)
-        if not always <= set(taken):
+    taken = {pair: fair.classes(acts) for pair, acts in labels.items()}
+    comps = fair_components(g, taken, fair.weak_on, fair.strong_on)
+    if not comps:
+        return None
+    depth = ex.depth
+    # The shortest prefix: the component holding the shallowest state, entered there.
+    comp = min(comps, key=lambda c: min((depth[x], x) for x in c))
+    entry = min(comp, key=lambda x: (depth[x], x))
+    cycle = [ex.actions[a] for a in _fair_cycle(g.subgraph(comp), labels, entry, fair)]
+    target = ex.state(entry).vms[v].target
+    return LivenessResult(
+        REACHES, False,
+        f"VM {v}: a fair run never brings the balloon to its feasible target {target} "
+        f"(cycle of {len(cycle)} steps in a component of {len(comp)} states; fairness "
+        f"'{fair.choice}': {FAIRNESS_TEXTS[fair.choice]})",
+        vm=v, prefix=ex.path(entry), cycle=cycle, fairness=fair.choice)
+
+
+_Stop = tuple[int, int, int | None]
+"""A point the cycle must pass: an edge ``(s, d, action)``, or a state ``(x, x, None)``."""
+
+
+def _fair_cycle(sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]], entry: int,
+                fair: _Fairness) -> list[int]:
+    """Action ids of a fair cycle from ``entry`` back to it inside ``sub``, a component
+    :func:`fair_components` returned.
+
+    It starts with an edge of every weak class enabled in all of ``sub``'s states
+    and adds stops until the cycle is fair: a state where a weak class it never
+    takes is disabled, an edge of a strong class enabled on it. Each stop settles
+    one class for good, so this ends.
+    """
+    dist = nx.single_source_shortest_path_length(sub, entry)
+    best: dict[FairnessClass, tuple[int, int, int]] = {}
+    for s, d in sub.edges:
+        for a in labels[(s, d)]:
+            for c in fair.classes((a,)):
+                if c not in best or (dist[s], s, d, a) < (dist[best[c][0]],) + best[c]:
+                    best[c] = (s, d, a)
+    nodes = list(sub.nodes)
+    stops: list[_Stop] = [best[c] for c in sorted(_meet(fair.weak_on[x] for x in nodes), key=str)]
+    if not stops:  # no class has to be taken: close the shortest cycle through the entry
+        back = nx.single_source_shortest_path_length(sub.reverse(copy=False), entry)
+        succ = min(sub.successors(entry), key=lambda d: (back[d], d))
+        stops = [(entry, succ, labels[(entry, succ)][0])]
+    while True:
+        steps = _route(sub, labels, entry, stops)
+        seen = [s for s, _, _ in steps]
+        acts = [a for _, _, a in steps]
+        done = fair.classes(acts)
+        starved = _meet(fair.weak_on[x] for x in seen) - done
+        if starved:
+            c = min(starved, key=str)
+            off = [x for x in nodes if c not in fair.weak_on[x]]
+            if off:
+                near = min(off, key=lambda x: (dist[x], x))
+                stops.append((near, near, None))
+            else:
+                stops.append(best[c])
             continue
-        entry = min(comp, key=lambda x: ex.depth[x])
-        sub = g.subgraph(comp)
-        needed = [taken[c] for c in sorted(always, key=str)]
-        if not needed:  # any cycle through the entry state will do
-            succ = next(iter(sub.successors(entry)))
-            needed = [(entry, succ, labels[(entry, succ)][0])]
-        cycle: list[Action] = []
-        here = entry
-        for s, d, a in needed:
-            cycle += _walk(ex, sub, labels, here, s)
-            cycle.append(ex.actions[a])
-            here = d
-        cycle += _walk(ex, sub, labels, here, entry)
-        st = ex.state(entry)
-        return LivenessResult(
-            REACHES, False,
-            f"VM {v}: a weakly fair run never brings the balloon to its feasible target "
-            f"{st.vms[v].target} (cycle of {len(cycle)} steps through {len(comp)} states)",
-            vm=v, prefix=ex.path(entry), cycle=cycle)
-    return None
+        unmet = _join(fair.strong_on[x] for x in seen) - done
+        if unmet:
+            stops.append(best[min(unmet, key=str)])
+            continue
+        return acts
 
 
-def _walk(ex: Exploration, sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]],
-          a: int, b: int) -> list[Action]:
+def _route(sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]], entry: int,
+           stops: list[_Stop]) -> list[tuple[int, int, int]]:
+    """Shortest paths from ``entry`` through ``stops`` in order and back to ``entry``."""
+    steps: list[tuple[int, int, int]] = []
+    here = entry
+    for s, d, a in stops:
+        steps += _path(sub, labels, here, s)
+        if a is not None:
+            steps.append((s, d, a))
+        here = d
+    return steps + _path(sub, labels, here, entry)
+
+
+def _path(sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]],
+          a: int, b: int) -> list[tuple[int, int, int]]:
     if a == b:
         return []
     nodes = nx.shortest_path(sub, a, b)
-    return [ex.actions[labels[(x, y)][0]] for x, y in zip(nodes, nodes[1:])]
+    return [(x, y, labels[(x, y)][0]) for x, y in pairwise(nodes)]

@@ -4,7 +4,9 @@
 It explores, writes the shortest counterexample of every broken property (each
 replayed through the reference model first), reports deadlocks, the actions
 that never fire and the scenarios never witnessed (vacuity), and, when asked,
-checks liveness on the full graph. A budget that runs out makes every
+checks liveness on the full graph under a named fairness choice (``weak`` or
+``strong-accept``, see :mod:`ballast.statespace.liveness`), which every liveness
+verdict states in its detail and evidence. A budget that runs out makes every
 property that did not break *inconclusive*, with the number of states explored.
 """
 
@@ -20,7 +22,14 @@ from ballast.verdict import CheckResult, PropertyResult, Verdict
 from ballast.statespace.deadlock import DEADLOCK
 from ballast.statespace.explore import Budget, Exploration, explore
 from ballast.statespace.graph import state_graph, write_dot, write_graphml
-from ballast.statespace.liveness import CAN_REACH, FAIRNESS, REACHES, check_liveness
+from ballast.statespace.liveness import (
+    CAN_REACH,
+    FAIRNESS_TEXTS,
+    REACHES,
+    WEAK,
+    check_fairness,
+    check_liveness,
+)
 from ballast.statespace.symmetry import liveness_warning
 from ballast.statespace.traces import write_finding, write_liveness
 
@@ -65,14 +74,23 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                 budget: Budget = Budget(), liveness: bool = False, report_dir: Path,
                 dot: Path | None = None, graphml: Path | None = None,
                 stop_on: bool | Sequence[str] = False,
-                progress: Callable[[Exploration], None] | None = None) -> ExploreRun:
-    """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts."""
+                progress: Callable[[Exploration], None] | None = None,
+                fairness: str = WEAK) -> ExploreRun:
+    """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
+    with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
+    ``fairness``."""
+    check_fairness(fairness)
     model = BalloonModel(cfg, faults)
     want_graph = dot is not None or graphml is not None
     warnings: list[str] = []
     if liveness and symmetry:
         warnings.append(liveness_warning(True) or "")
-    ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=want_graph,
+    # Liveness needs every state and edge without symmetry. When that is the exploration
+    # asked for anyway, keep its edges instead of exploring twice, unless it may stop at a
+    # violation or edges would eat into a memory budget the safety check should not lose.
+    one_pass = not symmetry and (want_graph or (
+        liveness and not stop_on and budget.max_bytes is None))
+    ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
                  stop_on=stop_on, progress=progress)
     fig = _figures(ex)
     results: list[PropertyResult] = []
@@ -117,7 +135,7 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                                       fig, kind="scenario"))
     live_ex: Exploration | None = None
     if liveness or want_graph:
-        live_ex = ex if (want_graph and not symmetry) else explore(
+        live_ex = ex if one_pass else explore(
             model, symmetry=False, budget=budget, keep_edges=True, progress=progress)
     if want_graph and live_ex is not None:
         g = state_graph(live_ex)
@@ -127,8 +145,9 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
             write_graphml(g, graphml)
     if liveness and live_ex is not None:
         if live_ex.complete and not live_ex.violations:
-            for lr in check_liveness(live_ex):
-                lfig = {**_figures(live_ex), "fairness": FAIRNESS, "form": "liveness"}
+            for lr in check_liveness(live_ex, fairness):
+                lfig = {**_figures(live_ex), "fairness": FAIRNESS_TEXTS[fairness],
+                        "fairness_choice": fairness, "form": "liveness"}
                 if lr.holds:
                     results.append(PropertyResult(lr.property, CHECKER, Verdict.PASS, lr.detail,
                                                   lfig, kind=LIVENESS_KIND))
@@ -144,7 +163,9 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
             for name in (CAN_REACH, REACHES):
                 results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
                                               f"not checked: {why}",
-                                              {**_figures(live_ex), "form": "liveness"},
+                                              {**_figures(live_ex), "form": "liveness",
+                                               "fairness": FAIRNESS_TEXTS[fairness],
+                                               "fairness_choice": fairness},
                                               kind=LIVENESS_KIND))
     seconds = ex.seconds + (live_ex.seconds if live_ex is not None and live_ex is not ex else 0.0)
     check = CheckResult(CHECKER, results, seconds, stats=fig)

@@ -8,9 +8,13 @@ protocol core plus that feature (:func:`feature_slices`). Each slice is explored
 completely, with symmetry reduction; a property passes only if it held in every
 reachable state of every slice, and a slice that runs out of budget makes the
 result inconclusive. Liveness is checked, without symmetry, on the protocol
-slice (host refusal off: a host that refuses every page forever keeps any
-balloon from its target, which ``ballast explore --liveness`` shows as a lasso).
-Scenarios and actions count as exercised if any slice exercised them.
+slice under weak fairness (``weak``) and on the refusal slice under
+``strong-accept``: a host that refuses every page forever keeps any balloon
+from its target (``ballast explore --liveness`` shows it as a lasso under
+``weak``), so there the VMM's acceptance of a whole inflate report is assumed
+strongly fair, i.e. the VMM does not refuse forever. The merged verdict names
+the fairness each slice assumed. Scenarios and actions count as exercised if
+any slice exercised them.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from pathlib import Path
 
 from ballast.model.config import Config
 from ballast.statespace.explore import Budget
+from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
 from ballast.statespace.runner import run_explore
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
-__all__ = ["LIVENESS_MAX_STATES", "feature_slices", "suite_check"]
+__all__ = ["LIVENESS_MAX_STATES", "feature_slices", "liveness_fairness", "suite_check"]
 
 LIVENESS_MAX_STATES = 30000
-"""Liveness is checked in the suite only when the protocol slice is this small."""
+"""Liveness is checked in the suite only on slices this small (with symmetry)."""
 
 
 def feature_slices(cfg: Config) -> dict[str, Config]:
@@ -67,6 +72,23 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     return out
 
 
+def liveness_fairness(name: str, small: Config) -> str | None:
+    """The fairness choice slice ``name`` checks liveness under, or None for no liveness.
+
+    The protocol slice assumes weak fairness; a slice where the VMM may refuse pages
+    assumes as well that it does not refuse forever (``strong-accept``).
+
+    >>> from ballast.model.config import preset
+    >>> slices = feature_slices(preset("default"))
+    >>> {name: liveness_fairness(name, c) for name, c in slices.items()
+    ...  if liveness_fairness(name, c)}
+    {'protocol': 'weak', 'refusal': 'strong-accept'}
+    """
+    if small.refusal:
+        return STRONG_ACCEPT
+    return WEAK if name == "protocol" else None
+
+
 _RANK = {Verdict.VIOLATION: 3, Verdict.INCONCLUSIVE: 2, Verdict.VACUOUS: 1, Verdict.PASS: 0,
          Verdict.SKIPPED: -1}
 
@@ -81,8 +103,14 @@ def _merge(name: str, kind: str, rows: list[tuple[str, PropertyResult]]) -> Prop
             states = sum(int(r.evidence.get("states", 0)) for _, r in rows)
             detail = (f"held in every reachable state of {len(rows)} slices "
                       f"({', '.join(s for s, _ in rows)}): {states:,} states")
-            return PropertyResult(name, "explore", verdict, detail,
-                                  {"states": states, "slices": [s for s, _ in rows]}, kind=kind)
+            evidence: dict[str, object] = {"states": states, "slices": [s for s, _ in rows]}
+            # Eventual reach holds only under a fairness assumption, which may differ per slice.
+            fairness = {s: r.evidence["fairness_choice"] for s, r in rows
+                        if name == REACHES and "fairness_choice" in r.evidence}
+            if fairness:
+                detail += "; fairness: " + ", ".join(f"{s} {f}" for s, f in fairness.items())
+                evidence["fairness"] = fairness
+            return PropertyResult(name, "explore", verdict, detail, evidence, kind=kind)
         res = worst[1]
         return PropertyResult(name, "explore", verdict, f"[{worst[0]}] {res.detail}",
                               {**res.evidence, "slice": worst[0]}, res.counterexample, kind=kind)
@@ -114,11 +142,12 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         stats[name] = {"states": ex.states, "complete": ex.complete,
                        "seconds": round(ex.seconds, 2)}
         results = list(run.result.results)
-        if name == "protocol" and ex.complete and not ex.violations \
+        fairness = liveness_fairness(name, small)
+        if fairness is not None and ex.complete and not ex.violations \
                 and ex.states <= LIVENESS_MAX_STATES:
             live = run_explore(small, faults=faults, symmetry=False, liveness=True,
                                budget=Budget(max_seconds=max(1.0, share)),
-                               report_dir=report_dir)
+                               report_dir=report_dir, fairness=fairness)
             results += [r for r in live.result.results if r.evidence.get("form") == "liveness"]
         for r in results:
             rows.setdefault((r.kind, r.property), []).append((name, r))

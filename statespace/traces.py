@@ -5,7 +5,9 @@ Safety violations and lassos go through
 through the reference model before writing (for a lasso: the cycle must return
 to the state it started from). A lasso is checked here first for what the
 replay cannot see: the cycle never reaches the target, keeps the targets fixed
-and is weakly fair to the module and the VMM. It is one trace: the prefix, then
+and is fair under the fairness the verdict assumed (weakly fair to the module
+and the VMM; with ``strong-accept``, also taking the VMM's acceptance of a
+whole inflate report whenever the cycle passes a state where it is enabled). It is one trace: the prefix, then
 the cycle, with ``header.expect.lasso_start`` = the number of the cycle's first
 step (so the state before that step is where the cycle starts and ends).
 Deadlocks and states from which the target cannot be reached break no
@@ -33,11 +35,13 @@ from ballast.statespace.deadlock import stalled_vms
 from ballast.statespace.explore import Exploration, Finding
 from ballast.statespace.liveness import (
     CAN_REACH,
-    FAIRNESS,
+    FAIRNESS_TEXTS,
+    WEAK,
     LivenessResult,
     at_target,
     fairness_class,
     feasible_target,
+    strong_fairness_class,
 )
 
 __all__ = ["make_trace", "run_actions", "verify_lasso", "write_finding", "write_liveness"]
@@ -82,8 +86,9 @@ def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -
 
 
 def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
-                 cycle: Sequence[Action]) -> str | None:
-    """Why ``prefix`` + ``cycle`` is not a fair lasso avoiding VM ``vm``'s target, or None."""
+                 cycle: Sequence[Action], fairness: str = WEAK) -> str | None:
+    """Why ``prefix`` + ``cycle`` is not a lasso avoiding VM ``vm``'s target that is fair
+    under the fairness choice ``fairness``, or None."""
     states = run_actions(model, list(prefix) + list(cycle))
     loop = states[len(prefix):]
     if not cycle:
@@ -104,6 +109,12 @@ def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
         if missing:
             return f"the cycle is not weakly fair to {sorted(map(str, missing))}"
         break
+    # Strong fairness: a class enabled anywhere on the cycle must be taken on it.
+    strong = {strong_fairness_class(a, fairness) for s in loop[:-1]
+              for a, _ in model.successors(s)} - {None}
+    missing = strong - {strong_fairness_class(a, fairness) for a in cycle}
+    if missing:
+        return f"the cycle is not strongly fair to {sorted(map(str, missing))}"
     return None
 
 
@@ -119,13 +130,14 @@ def write_liveness(ex: Exploration, result: LivenessResult, out_dir: Path, name:
         expect["step"] = len(result.prefix)
         trace = make_trace(model, result.prefix, expect, "AG EF balloon at target")
         return _write_own(trace, out_dir, name, result.detail)
-    why = verify_lasso(model, result.vm, result.prefix, result.cycle)
+    why = verify_lasso(model, result.vm, result.prefix, result.cycle, result.fairness)
     if why is not None:
         raise CounterexampleNotReproduced(f"the lasso does not reproduce: {why}")
     expect["step"] = len(result.prefix) + len(result.cycle)
     expect["lasso_start"] = len(result.prefix) + 1
+    expect["fairness"] = result.fairness
     trace = make_trace(model, list(result.prefix) + list(result.cycle), expect,
-                       f"fair lasso ({FAIRNESS})")
+                       f"fair lasso ({FAIRNESS_TEXTS[result.fairness]})")
     return Path(write_counterexample(trace, out_dir, name).trace_path)
 
 

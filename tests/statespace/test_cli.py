@@ -60,6 +60,30 @@ def test_liveness_and_graph_from_the_command_line(tmp_path: Path,
     assert code == 0
 
 
+def _eventually(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+    code = main(["explore", "--preset", "core", "--small", "--set", "refusal=true",
+                 "--set", "host_use=false", "--set", "guest_disk_slots=0", "--liveness",
+                 "--json", *args])
+    out = json.loads(capsys.readouterr().out)
+    reach = next(r for r in out["results"] if r["property"] == "balloon_eventually_at_target")
+    return code, reach
+
+
+def test_fairness_choice_from_the_command_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # A VMM that may refuse forever starves the balloon under weak fairness only.
+    code, weak = _eventually(["--report-dir", str(tmp_path)], capsys)
+    assert code == 1 and weak["verdict"] == "violation" and weak["counterexample"]
+    assert weak["evidence"]["fairness_choice"] == "weak"  # type: ignore[index]
+    code, strong = _eventually(["--fairness", "strong-accept", "--report-dir", str(tmp_path)],
+                               capsys)
+    assert code == 0 and strong["verdict"] == "pass" and "strong-accept" in str(strong["detail"])
+    assert strong["evidence"]["fairness_choice"] == "strong-accept"  # type: ignore[index]
+    assert main(["explore", "--preset", "core", "--small", "--fairness", "strong-accept"]) == 2
+    assert main(["explore", "--preset", "core", "--small", "--liveness",
+                 "--fairness", "sometimes"]) == 2
+
+
 def test_bad_input_is_exit_2(tmp_path: Path) -> None:
     assert main(["explore", "--preset", "nope"]) == 2
     assert main(["explore", "--preset", "core", "--max-seconds", "-1"]) == 2

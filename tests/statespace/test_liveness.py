@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Sequence
 
+import networkx as nx
 import pytest
 
 from ballast.errors import UsageError
-from ballast.model.actions import ACTIONS
+from ballast.model.actions import ACTIONS, Action
+from ballast.model.config import Config
+from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.statespace.configs import EXPLORE_CONFIGS
-from ballast.statespace.explore import explore
-from ballast.statespace.liveness import CAN_REACH, REACHES, check_liveness
+from ballast.statespace.explore import Exploration, explore
+from ballast.statespace.liveness import (
+    CAN_REACH,
+    FAIRNESS_TEXTS,
+    REACHES,
+    STRONG_ACCEPT,
+    WEAK,
+    FairnessClass,
+    LivenessResult,
+    accept_class,
+    at_target,
+    check_liveness,
+    fair_components,
+)
 from ballast.statespace.traces import verify_lasso, write_liveness
+
+# The smallest configuration where the VMM may refuse pages of an inflate report.
+REFUSAL = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=0, machine_pages=1,
+                 host_swap_slots=0, tokens=1, batch=1, host_use=False, refusal=True)
 
 
 def _liveness(model: BalloonModel) -> dict[str, object]:
@@ -69,3 +90,125 @@ def test_liveness_refuses_a_reduced_graph() -> None:
     ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]), symmetry=True, keep_edges=True)
     with pytest.raises(UsageError):
         check_liveness(ex)
+
+
+def test_an_unknown_fairness_is_a_usage_error() -> None:
+    ex = explore(BalloonModel(REFUSAL), keep_edges=True)
+    with pytest.raises(UsageError):
+        check_liveness(ex, fairness="fair-enough")
+
+
+# -- fairness of the VMM's acceptance ------------------------------------------
+
+def _reaches(model: BalloonModel, fairness: str) -> tuple[LivenessResult, Exploration]:
+    ex = explore(model, keep_edges=True)
+    results = {r.property: r for r in check_liveness(ex, fairness=fairness)}
+    return results[REACHES], ex
+
+
+def _lasso_states(model: BalloonModel, prefix: Sequence[Action],
+                  cycle: Sequence[Action]) -> list[State]:
+    """The states the cycle passes, first and last included, by stepping the model."""
+    s = model.init_states()[0]
+    for act in prefix:
+        s = model.next_state(s, act)
+    loop = [s]
+    for act in cycle:
+        loop.append(model.next_state(loop[-1], act))
+    return loop
+
+
+def _refuses(act: Action) -> bool:
+    return act.name == "vmm_reclaim" and bool(act.kwargs["refuse"])
+
+
+def test_weak_fairness_lets_the_vmm_refuse_forever() -> None:
+    model = BalloonModel(REFUSAL)
+    lasso, _ = _reaches(model, WEAK)
+    assert not lasso.holds and lasso.cycle and lasso.vm is not None
+    assert lasso.fairness == WEAK and FAIRNESS_TEXTS[WEAK] in lasso.detail
+    # The balloon starves because every report is refused, never accepted whole.
+    assert any(_refuses(a) for a in lasso.cycle)
+    assert not any(accept_class(a) for a in lasso.cycle)
+    loop = _lasso_states(model, lasso.prefix, lasso.cycle)
+    assert loop[0] == loop[-1]
+    assert not any(at_target(s, lasso.vm) for s in loop)
+    assert verify_lasso(model, lasso.vm, lasso.prefix, lasso.cycle, WEAK) is None
+    # Accepting was possible on the way round, so the cycle is not strongly fair to it.
+    assert verify_lasso(model, lasso.vm, lasso.prefix, lasso.cycle, STRONG_ACCEPT) is not None
+
+
+def test_strong_fairness_of_acceptance_brings_the_balloon_to_its_target() -> None:
+    reach, _ = _reaches(BalloonModel(REFUSAL), STRONG_ACCEPT)
+    assert reach.holds and not reach.cycle
+    assert reach.fairness == STRONG_ACCEPT and FAIRNESS_TEXTS[STRONG_ACCEPT] in reach.detail
+
+
+def _acceptance_refuses_everything(cfg: Config) -> BalloonModel:
+    """A broken VMM: an accepting reclaim still refuses every page of the report."""
+    spec = ACTIONS["vmm_reclaim"]
+    reclaim = spec.effect
+
+    def effect(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+        return reclaim(cfg, s, vm, refuse or tuple(s.vms[vm].inflate_queue))
+
+    model = BalloonModel(cfg)
+    model.table = {**ACTIONS, "vmm_reclaim": dataclasses.replace(spec, effect=effect)}
+    return model
+
+
+def test_strong_fairness_still_catches_a_vmm_that_never_accepts(tmp_path: Path) -> None:
+    model = _acceptance_refuses_everything(REFUSAL)
+    lasso, ex = _reaches(model, STRONG_ACCEPT)
+    assert not lasso.holds and lasso.cycle and lasso.vm is not None
+    assert lasso.fairness == STRONG_ACCEPT
+    # Acceptance is enabled on the cycle, so a strongly fair cycle must take it.
+    assert any(accept_class(a) for a in lasso.cycle)
+    loop = _lasso_states(model, lasso.prefix, lasso.cycle)
+    assert loop[0] == loop[-1]
+    assert verify_lasso(model, lasso.vm, lasso.prefix, lasso.cycle, STRONG_ACCEPT) is None
+    path = write_liveness(ex, lasso, tmp_path, "never-accepts")
+    header = read_trace(path).header
+    assert header.expect is not None and header.expect["fairness"] == STRONG_ACCEPT
+    assert FAIRNESS_TEXTS[STRONG_ACCEPT] in str(header.source)
+
+
+# -- the refinement of components, on hand-made graphs --------------------------
+
+W: FairnessClass = ("balloon_inflate", 0)
+S: FairnessClass = ("vmm_accepts_report", 0)
+
+
+def _components(edges: dict[tuple[int, int], set[FairnessClass]], weak: list[set[FairnessClass]],
+                strong: list[set[FairnessClass]]) -> list[set[int]]:
+    return fair_components(nx.DiGraph(list(edges)), edges, weak, strong)
+
+
+def test_a_weak_class_enabled_throughout_and_never_taken_leaves_no_fair_cycle() -> None:
+    ring = {(0, 1): set[FairnessClass](), (1, 0): set[FairnessClass]()}
+    assert _components(ring, [{W}, {W}], [set(), set()]) == []
+    assert _components({**ring, (1, 0): {W}}, [{W}, {W}], [set(), set()]) == [{0, 1}]
+    # Disabled somewhere, the class need not be taken.
+    assert _components(ring, [{W}, set()], [set(), set()]) == [{0, 1}]
+
+
+def test_an_untaken_strong_class_rules_out_the_states_where_it_is_enabled() -> None:
+    # Two loops share state 1: 0 <-> 1 and 1 <-> 2. Acceptance is enabled in 0, taken nowhere.
+    edges: dict[tuple[int, int], set[FairnessClass]] = {
+        (0, 1): set(), (1, 0): set(), (1, 2): set(), (2, 1): set()}
+    weak: list[set[FairnessClass]] = [set(), set(), set()]
+    assert _components(edges, weak, [{S}, set(), set()]) == [{1, 2}]
+    # Taken on an inner edge, it keeps the whole component.
+    assert _components({**edges, (0, 1): {S}}, weak, [{S}, set(), set()]) == [{0, 1, 2}]
+    # Enabled everywhere and never taken: nothing is left.
+    assert _components(edges, weak, [{S}, {S}, {S}]) == []
+
+
+def test_the_weak_condition_is_checked_again_after_refinement() -> None:
+    # The only edge taking W leaves state 0, which the untaken strong class rules out;
+    # W stays enabled in what remains, so the remaining loop is not fair either.
+    edges: dict[tuple[int, int], set[FairnessClass]] = {
+        (0, 1): {W}, (1, 0): set(), (1, 2): set(), (2, 1): set()}
+    assert _components(edges, [set(), {W}, {W}], [{S}, set(), set()]) == []
+    # A self-loop is a cycle too.
+    assert _components({(0, 0): set()}, [set()], [set()]) == [{0}]
