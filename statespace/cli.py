@@ -61,6 +61,9 @@ def register(subparsers: Any) -> None:
                    help="stop at the first violation found (its trace is still a shortest one)")
     p.add_argument("--strict-coverage", action="store_true",
                    help="exit 3 when an action never fires or a scenario is never witnessed")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="take every step straight from the model, without the transition "
+                        "cache (slower, same results)")
     p.add_argument("--dot", type=Path, default=None, help="write the state graph as DOT")
     p.add_argument("--graphml", type=Path, default=None, help="write the state graph as GraphML")
     p.add_argument("--seed", type=int, default=0, help="unused: exploration is exhaustive")
@@ -130,7 +133,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
                       liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
                       graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
-                      fairness=args.fairness or WEAK)
+                      fairness=args.fairness or WEAK, cache=args.cache)
     if progress is not None:
         print("\r", end="", file=sys.stderr)
     if args.json:

@@ -56,7 +56,9 @@ def _figures(ex: Exploration) -> dict[str, object]:
     return {"states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
             "seconds": round(ex.seconds, 3), "symmetry": ex.symmetry,
             "complete": ex.complete, "stop": ex.stop_reason, "complete_depth": ex.complete_depth,
-            "bytes_per_state": round(ex.bytes_estimate() / max(1, ex.states), 1)}
+            "bytes_per_state": round(ex.bytes_estimate() / max(1, ex.states), 1),
+            "cache": {"part_hits": ex.cache_hits, "part_misses": ex.cache_misses,
+                      "steps_recomputed": ex.recomputed}}
 
 
 def _coverage(ex: Exploration) -> str:
@@ -75,10 +77,11 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                 dot: Path | None = None, graphml: Path | None = None,
                 stop_on: bool | Sequence[str] = False,
                 progress: Callable[[Exploration], None] | None = None,
-                fairness: str = WEAK) -> ExploreRun:
+                fairness: str = WEAK, cache: bool = True) -> ExploreRun:
     """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
     with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
-    ``fairness``."""
+    ``fairness``. ``cache=False`` takes every step straight from the model (slower;
+    the same results, for when the transition cache itself is in doubt)."""
     check_fairness(fairness)
     model = BalloonModel(cfg, faults)
     want_graph = dot is not None or graphml is not None
@@ -91,7 +94,7 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
     ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
-                 stop_on=stop_on, progress=progress)
+                 stop_on=stop_on, progress=progress, cache=cache)
     fig = _figures(ex)
     results: list[PropertyResult] = []
     tag = "-".join(faults) or "model"
@@ -136,7 +139,8 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     live_ex: Exploration | None = None
     if liveness or want_graph:
         live_ex = ex if one_pass else explore(
-            model, symmetry=False, budget=budget, keep_edges=True, progress=progress)
+            model, symmetry=False, budget=budget, keep_edges=True, progress=progress,
+            cache=cache)
     if want_graph and live_ex is not None:
         g = state_graph(live_ex)
         if dot is not None:

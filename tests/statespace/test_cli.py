@@ -117,3 +117,17 @@ def test_suite_finds_a_fault_in_the_slice_that_has_its_feature(tmp_path: Path) -
     [bad] = [r for r in result.results if r.verdict is Verdict.VIOLATION]
     assert bad.property == "processor_conservation" and bad.counterexample is not None
     assert bad.evidence["slice"] == "processors"
+
+
+def test_explore_without_the_cache_gives_the_same_verdicts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = []
+    for extra in ([], ["--no-cache"]):
+        code = main(["explore", "--preset", "virtio", "--small", "--json", "--no-symmetry",
+                     "--report-dir", str(tmp_path), *extra])
+        out = json.loads(capsys.readouterr().out)
+        runs.append((code, [(r["property"], r["verdict"]) for r in out["results"]],
+                     out["stats"]["states"], out["stats"]["cache"]))
+    (code_a, verdicts_a, states_a, cache_a), (code_b, verdicts_b, states_b, cache_b) = runs
+    assert (code_a, verdicts_a, states_a) == (code_b, verdicts_b, states_b)
+    assert cache_a["part_hits"] > 0 and cache_b["part_hits"] == 0
