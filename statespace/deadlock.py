@@ -33,7 +33,7 @@ protocol nothing.
 
 from __future__ import annotations
 
-from typing import Callable, Collection, Sequence
+from typing import Callable, Container, Sequence
 
 from ballast.model.actions import ACTIONS, Action, Actor, inflate_limit, usable_free
 from ballast.model.config import Config
@@ -83,7 +83,7 @@ def stalled_vms(cfg: Config, s: State, enabled: Sequence[Action]) -> list[int]:
                          lambda v: unsettled(cfg, s, v))
 
 
-def stalled_among(cfg: Config, moving: Collection[int | None],
+def stalled_among(cfg: Config, moving: Container[int | None],
                   is_unsettled: Callable[[int], bool]) -> list[int]:
     """The honest VMs not in ``moving`` (VMs a protocol actor can move for) that are
     unsettled: :func:`stalled_vms` for a caller that knows these already."""

@@ -41,18 +41,20 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterator
+from typing import Callable, Collection
 
 from ballast.model.actions import Action
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.statespace.deadlock import (
-    is_total_deadlock, protocol_vm, stalled_among, unsettled,
+    protocol_vm, stalled_among, unsettled,
 )
 from ballast.statespace.parts import PartStore
 from ballast.statespace.state_checks import StateChecks
 from ballast.statespace.symmetry import canonical
-from ballast.statespace.transitions import ReadElsewhere, Step, Transitions, WatchedHost
+from ballast.statespace.transitions import (
+    CachedSteps, ReadElsewhere, Step, Transitions, WatchedHost,
+)
 
 __all__ = ["Budget", "Exploration", "Finding", "explore"]
 
@@ -179,27 +181,28 @@ class Exploration:
 
 
 class _Moving:
-    """The VMs some protocol actor can move for in a state, worked out only when asked."""
+    """Whether some protocol actor can move for a VM in a state, worked out when asked."""
 
-    __slots__ = ("steps", "moves_for", "vms")
+    __slots__ = ("groups", "steps", "moves_for")
 
-    def __init__(self, steps: list[Step], moves_for: list[int | None]) -> None:
+    def __init__(self, groups: list[tuple[CachedSteps, int]], steps: list[Step],
+                 moves_for: list[int | None]) -> None:
+        self.groups = groups
         self.steps = steps
         self.moves_for = moves_for
-        self.vms: set[int | None] | None = None
 
     def __contains__(self, vm: object) -> bool:
-        if self.vms is None:
-            self.vms = {self.moves_for[step[1]] for step in self.steps}
-        return vm in self.vms
+        moves_for = self.moves_for
+        for entry, _ in self.groups:
+            if entry.moving is None:
+                entry.moving = frozenset(moves_for[a] for a in entry.plain_actions)
+            if vm in entry.moving:
+                return True
+        return any(moves_for[step[1]] == vm for step in self.steps)
 
-    def __len__(self) -> int:
-        return len(self.steps)
 
-    def __iter__(self) -> Iterator[int | None]:
-        if self.vms is None:
-            self.vms = {self.moves_for[step[1]] for step in self.steps}
-        return iter(self.vms)
+def _order(step: Step) -> int:
+    return step[0]
 
 
 def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
@@ -223,7 +226,6 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
     index: dict[int, int] = {}
     keys, reps, parent, via, depth = ex.keys, ex.reps, ex.parent, ex.via, ex.depth
     actions = ex.actions
-    fired: list[int] = []
     moves_for: list[int | None] = []
     """Per action id: the VM a protocol actor moves for in it (deadlock detection)."""
     settled_cache: list[dict[int, bool]] = [{} for _ in range(cfg.vms)]
@@ -308,7 +310,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
 
     def tally() -> None:
         ex.fired = {}
-        for aid, n in enumerate(fired):
+        for aid, n in enumerate(steps.count_fired()):
             if n:
                 name = actions[aid].name
                 ex.fired[name] = ex.fired.get(name, 0) + n
@@ -334,13 +336,31 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
         ids = store.ids(rkey)
         s = store.state_of(ids)
         ex.expanded += 1
-        out = steps.of(rkey, ids, s)
-        ex.transitions += len(out)
-        while len(fired) < len(actions):
-            fired.append(0)
+        if keep_edges:
+            groups: list[tuple[CachedSteps, int]] = []
+            pending = steps.of(rkey, ids, s)
+            n_steps = len(pending)
+        else:
+            # Steps to states already seen need nothing more than the lookup; only the
+            # others, and the steps that carry findings, are taken one by one, in order.
+            groups, pending = steps.grouped(rkey, ids, s)
+            n_steps = len(pending) + sum(len(entry.plain_bits) for entry, _ in groups)
+            fresh_steps: list[Step] = []
+            for entry, rest in groups:
+                tkeys = [rest | bits for bits in entry.plain_bits]
+                tids = list(map(index_get, tkeys))
+                if None in tids:
+                    orders, acts = entry.plain_orders, entry.plain_actions
+                    fresh_steps += [(orders[i], acts[i], tkeys[i], (), ())
+                                    for i, tid in enumerate(tids) if tid is None]
+            if fresh_steps:
+                pending += fresh_steps
+            if len(pending) > 1:  # into the model's order (stable: cache=False has no order)
+                pending.sort(key=_order)
+        ex.transitions += n_steps
+        while len(moves_for) < len(actions):
             moves_for.append(protocol_vm(actions[len(moves_for)]))
-        for _, aid, tkey, violations, witnessed in out:
-            fired[aid] += 1
+        for _, aid, tkey, violations, witnessed in pending:
             if witnessed:
                 fresh = [name for name in witnessed if name not in ex.witnessed]
                 if fresh:
@@ -354,8 +374,8 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
             if tid is None:
                 tid, new = add(tkey, sid, aid, known_new=not symmetry)
                 if new:
-                    tids = store.ids(tkey)
-                    if not check_state(tids, store.state_of(tids), tid) and not violations:
+                    tids_ = store.ids(tkey)
+                    if not check_state(tids_, store.state_of(tids_), tid) and not violations:
                         frontier.append(tid)
             if violations:
                 ex.violating.add(tid)
@@ -370,8 +390,8 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
         if stop is not None:
             break
         stalled = stalled_among(
-            cfg, _Moving(out, moves_for), lambda v: is_unsettled(s, ids, v))
-        if stalled or is_total_deadlock(out):
+            cfg, _Moving(groups, pending, moves_for), lambda v: is_unsettled(s, ids, v))
+        if stalled or not n_steps:
             ex.deadlocks += 1
             if ex.deadlock is None:
                 what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "

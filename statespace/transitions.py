@@ -62,7 +62,8 @@ from ballast.model.state import HostState, State, VmState
 from ballast.model.system import BalloonModel
 from ballast.statespace.parts import PART_BITS, PartStore
 
-__all__ = ["OtherVm", "ReadElsewhere", "Step", "Transitions", "WatchedHost", "WatchedVm"]
+__all__ = ["CachedSteps", "OtherVm", "ReadElsewhere", "Step", "Transitions", "WatchedHost",
+           "WatchedVm"]
 
 Violations = tuple[tuple[str, str], ...]
 Step = tuple[int, int, int, Violations, tuple[str, ...]]
@@ -173,21 +174,33 @@ class _Local(NamedTuple):
     nothing of the other VMs but their maps."""
 
 
-class _Entry:
-    """The cached steps of one part, sorted into those that need no more work and the rest."""
+class CachedSteps:
+    """The cached steps of one part (a host part, or a VM part next to a host part),
+    sorted into those that need no more work and the rest."""
 
-    __slots__ = ("locals", "mask", "steps", "version", "vm")
+    __slots__ = ("locals", "mask", "steps", "version", "vm", "plain_orders", "plain_actions",
+                 "plain_bits", "specials", "uses", "moving")
 
     def __init__(self, locals_: tuple[_Local, ...], mask: int, vm: int = -1) -> None:
         self.locals = locals_
         self.mask = mask
+        """Clears the key's bits this part's steps may change."""
         self.vm = vm
         """The VM whose steps these are (-1: the host's)."""
-        """Clears the key's bits this part's steps may change."""
         self.steps: list[tuple[int, int, int, _Local | None]] = []
         """(order, action id, bits, the step itself when it needs more work)."""
         self.version = -1
         """Version of the set of open scenarios ``steps`` was sorted for."""
+        self.plain_orders: tuple[int, ...] = ()
+        self.plain_actions: tuple[int, ...] = ()
+        self.plain_bits: tuple[int, ...] = ()
+        """The steps that need no more work, column by column."""
+        self.specials: tuple[_Local, ...] = ()
+        """The steps that do."""
+        self.uses = 0
+        """Times the plain steps were handed out since they were last counted as fired."""
+        self.moving: frozenset[int | None] | None = None
+        """Left to the explorer: the VMs protocol actors move for in the plain steps."""
 
 
 class _VmPart:
@@ -201,7 +214,7 @@ class _VmPart:
         self.anywhere = anywhere
         """The steps that read nothing of the host, nor change it (``bits``: the VM's
         part only)."""
-        self.entry = _Entry(anywhere, mask, vm)
+        self.entry = CachedSteps(anywhere, mask, vm)
         """Those steps as an entry of their own, for when they are all the steps."""
         self.candidates = candidates
         """The candidates whose steps read the host, computed per (host, VM) part pair;
@@ -210,7 +223,7 @@ class _VmPart:
 
 _NONLOCAL = _VmPart((), None)
 """The VM part's candidates read another VM: its steps are computed on the real state."""
-_NONLOCAL_ENTRY = _Entry((), 0)
+_NONLOCAL_ENTRY = CachedSteps((), 0)
 
 
 class Transitions:
@@ -238,9 +251,10 @@ class Transitions:
         self._system_specs = [(i, s) for i, s in specs if s.partition is Partition.SYSTEM]
         self._n = n
         self._vm_parts: list[dict[int, _VmPart]] = [{} for _ in range(n)]
-        self._vm_cache: list[dict[tuple[int, int], _Entry]] = [{} for _ in range(n)]
+        self._vm_cache: list[dict[tuple[int, int], tuple[CachedSteps, ...]]] = [
+            {} for _ in range(n)]
         """Per VM position: the steps of a (host part, VM part) pair."""
-        self._host_cache: dict[int, _Entry] = {}
+        self._host_cache: dict[int, CachedSteps] = {}
         self.stand_ins = tuple(object.__new__(OtherVm) for _ in range(n))
         """One :class:`OtherVm` per VM position."""
         self._shifts = [PART_BITS * (v + 1) for v in range(n)]
@@ -255,6 +269,8 @@ class Transitions:
         """Steps computed on the real state because they read another VM."""
         self.cached_steps = 0
         """Steps held in the cache (entries of every part)."""
+        self.fired: list[int] = []
+        """Per action id, steps handed out that take it (see :meth:`count_fired`)."""
 
     # -- interning ----------------------------------------------------------
     def action_id(self, act: Action) -> int:
@@ -293,7 +309,9 @@ class Transitions:
         the model's order. Only the scenarios still open are reported as witnessed.
         """
         if not self.cache:
-            return [self._full(0, key, s, act, t) for act, t in self.model.successors(s)]
+            steps = [self._full(0, key, s, act, t) for act, t in self.model.successors(s)]
+            self._counted(steps)
+            return steps
         hid = ids[0]
         out: list[Step] = []
         if self._host_specs:
@@ -303,35 +321,23 @@ class Transitions:
                 entry = self._host_cache[hid] = self._local_host(hid)
             else:
                 self.hits += 1
-            self._expand(entry, key, s, out)
+            self._expand(entry, key, ids, s, out)
         for v in range(self._n):
-            vid = ids[v + 1]
-            cache = self._vm_cache[v]
-            part = (hid, vid)
-            entry = cache.get(part)
-            if entry is None:
-                self.misses += 1
-                record = self._vm_parts[v].get(vid)
-                if record is None:
-                    record = self._vm_parts[v][vid] = self._vm_part(v, hid, vid)
-                entry = cache[part] = (
-                    _NONLOCAL_ENTRY if record is _NONLOCAL
-                    else record.entry if record.candidates == []
-                    else self._local_vm(v, hid, vid, record))
-            else:
-                self.hits += 1
-            if entry is _NONLOCAL_ENTRY:
-                self._vm_steps_real(v, key, s, out)
-            else:
-                self._expand(entry, key, s, out)
+            for entry in self._vm_entries(v, hid, ids[v + 1]):
+                if entry is _NONLOCAL_ENTRY:
+                    self._vm_steps_real(v, key, s, out)
+                    continue
+                self._expand(entry, key, ids, s, out)
         for i, spec in self._system_specs:
             base = (i * (self._n + 1)) << _SEQ_BITS
             for seq, args in enumerate(spec.candidates(self.cfg, s)):
                 self._real(key, s, spec, args, base + seq, out)
         out.sort()
+        self._counted(out)
         return out
 
-    def _sort(self, entry: _Entry) -> None:
+    def _sort(self, entry: CachedSteps) -> None:
+        self._count(entry)
         names = self._open_names
         open_ids = {id(sc) for sc in self.open}
         entry.steps = [
@@ -340,9 +346,126 @@ class Transitions:
                      or any(n in names for n in loc.witnessed)
                      or any(id(sc) in open_ids for sc in loc.scenarios)) else None)
             for loc in entry.locals]
+        plain = [(order, aid, bits) for order, aid, bits, special in entry.steps
+                 if special is None]
+        entry.plain_orders = tuple(x[0] for x in plain)
+        entry.plain_actions = tuple(x[1] for x in plain)
+        entry.plain_bits = tuple(x[2] for x in plain)
+        entry.specials = tuple(special for *_, special in entry.steps if special is not None)
+        entry.moving = None
         entry.version = self._version
 
-    def _expand(self, entry: _Entry, key: int, s: State, out: list[Step]) -> None:
+    def _count(self, entry: CachedSteps) -> None:
+        """Add the uses of ``entry``'s plain steps to :attr:`fired`."""
+        if entry.uses:
+            fired = self.fired
+            while len(fired) < len(self.actions):
+                fired.append(0)
+            for aid in entry.plain_actions:
+                fired[aid] += entry.uses
+            entry.uses = 0
+
+    def count_fired(self) -> list[int]:
+        """Per action id, the steps handed out that take it (brought up to date)."""
+        for entry in self._host_cache.values():
+            self._count(entry)
+        for cache in self._vm_cache:
+            for entries in cache.values():
+                for entry in entries:
+                    self._count(entry)
+        while len(self.fired) < len(self.actions):
+            self.fired.append(0)
+        return self.fired
+
+    def _counted(self, steps: list[Step]) -> None:
+        fired = self.fired
+        while len(fired) < len(self.actions):
+            fired.append(0)
+        for step in steps:
+            fired[step[1]] += 1
+
+    def grouped(self, key: int, ids: list[int], s: State
+                ) -> tuple[list[tuple[CachedSteps, int]], list[Step]]:
+        """Every step of ``s`` as (cached entries, each with the bits of the key its
+        steps keep) and the steps that needed work of their own, in the model's order.
+
+        The plain steps of an entry ``e`` with kept bits ``r`` go to the successors
+        ``r | bits`` for ``bits`` in ``e.plain_bits``, in order ``e.plain_orders``,
+        taking actions ``e.plain_actions``; they witness nothing and break nothing.
+        """
+        if not self.cache:
+            return [], self.of(key, ids, s)
+        hid = ids[0]
+        groups: list[tuple[CachedSteps, int]] = []
+        extra: list[Step] = []
+        if self._host_specs:
+            entry = self._host_cache.get(hid)
+            if entry is None:
+                self.misses += 1
+                entry = self._host_cache[hid] = self._local_host(hid)
+            else:
+                self.hits += 1
+            self._group(entry, key, ids, s, groups, extra)
+        for v in range(self._n):
+            entries = self._vm_cache[v].get((hid, ids[v + 1]))
+            if entries is None:
+                entries = self._vm_entries(v, hid, ids[v + 1])
+            else:
+                self.hits += 1
+            for entry in entries:
+                if entry is _NONLOCAL_ENTRY:
+                    self._vm_steps_real(v, key, s, extra)
+                    continue
+                if entry.version != self._version:
+                    self._sort(entry)
+                rest = key & entry.mask
+                entry.uses += 1
+                groups.append((entry, rest))
+                for loc in entry.specials:
+                    self._special(loc, rest, key, ids, s, v, extra)
+        for i, spec in self._system_specs:
+            base = (i * (self._n + 1)) << _SEQ_BITS
+            for seq, args in enumerate(spec.candidates(self.cfg, s)):
+                self._real(key, s, spec, args, base + seq, extra)
+        self._counted(extra)
+        return groups, extra
+
+    def _group(self, entry: CachedSteps, key: int, ids: list[int], s: State,
+               groups: list[tuple[CachedSteps, int]], extra: list[Step]) -> None:
+        if entry.version != self._version:
+            self._sort(entry)
+        rest = key & entry.mask
+        entry.uses += 1
+        groups.append((entry, rest))
+        for loc in entry.specials:
+            self._special(loc, rest, key, ids, s, entry.vm, extra)
+
+    def _vm_entries(self, v: int, hid: int, vid: int) -> tuple[CachedSteps, ...]:
+        """The cached steps of VM part ``vid`` next to host part ``hid``: those that read
+        nothing of the host (shared by every host), then those that do."""
+        cache = self._vm_cache[v]
+        part = (hid, vid)
+        entries = cache.get(part)
+        if entries is None:
+            self.misses += 1
+            record = self._vm_parts[v].get(vid)
+            if record is None:
+                record = self._vm_parts[v][vid] = self._vm_part(v, hid, vid)
+            if record is _NONLOCAL:
+                entries = (_NONLOCAL_ENTRY,)
+            elif record.candidates == []:
+                entries = (record.entry,)
+            elif record.anywhere:
+                entries = (record.entry, self._local_vm(v, hid, vid, record))
+            else:
+                entries = (self._local_vm(v, hid, vid, record),)
+            cache[part] = entries
+        else:
+            self.hits += 1
+        return entries
+
+    def _expand(self, entry: CachedSteps, key: int, ids: list[int], s: State,
+                out: list[Step]) -> None:
         if entry.version != self._version:
             self._sort(entry)
         rest = key & entry.mask
@@ -350,9 +473,9 @@ class Transitions:
             if special is None:
                 out.append((order, aid, rest | bits, (), ()))
             else:
-                self._special(special, rest, key, s, entry.vm, out)
+                self._special(special, rest, key, ids, s, entry.vm, out)
 
-    def _special(self, loc: _Local, rest: int, key: int, s: State, v: int,
+    def _special(self, loc: _Local, rest: int, key: int, ids: list[int], s: State, v: int,
                  out: list[Step]) -> None:
         if loc.recompute:
             self.recomputed += 1
@@ -370,7 +493,7 @@ class Transitions:
         scenarios = [sc for sc in loc.scenarios if sc.name in names]
         if loc.props:
             assert loc.memo is not None
-            probe = self.store.map_probe(self.store.ids(key))
+            probe = self.store.map_probe(ids)
             extra = loc.memo.get(probe)
             if extra is None:
                 extra = self._context_props(loc, s, self.store.state(tkey), v, probe)
@@ -425,7 +548,7 @@ class Transitions:
                 self._real(key, s, spec, args, base + seq, out)
 
     # -- computing one part's steps --------------------------------------------
-    def _local_host(self, hid: int) -> _Entry:
+    def _local_host(self, hid: int) -> CachedSteps:
         s = State(self.store.hosts[hid], self.stand_ins)
         out: list[_Local] = []
         for i, spec in self._host_specs:
@@ -436,7 +559,7 @@ class Transitions:
                 if local is not None:
                     out.append(local)
         self.cached_steps += len(out)
-        return _Entry(tuple(out), self._host_mask, -1)
+        return CachedSteps(tuple(out), self._host_mask, -1)
 
     def _vm_candidates(self, s: State, v: int) -> list[tuple[int, Action, int]]:
         """VM ``v``'s candidates in ``s``, with their positions in the model's order."""
@@ -479,21 +602,20 @@ class Transitions:
         self.cached_steps += len(anywhere)
         return _VmPart(tuple(anywhere), per_host, ~(part << self._shifts[v]), v)
 
-    def _local_vm(self, v: int, hid: int, vid: int, record: _VmPart) -> _Entry:
-        """The steps of VM part ``vid`` next to host part ``hid``: those that read nothing
-        of the host, from ``record``, and the others, computed here."""
+    def _local_vm(self, v: int, hid: int, vid: int, record: _VmPart) -> CachedSteps:
+        """The steps of VM part ``vid`` next to host part ``hid`` that read the host (all
+        of them when its candidates do)."""
         s = self._local_state(self.store.hosts[hid], v, vid)
         candidates = record.candidates
         if candidates is None:
             candidates = self._vm_candidates(s, v)
-        out = [loc._replace(bits=loc.bits | hid) for loc in record.anywhere]
+        out = []
         for order, act, aid in candidates:
             local = self._local_step(s, act, aid, order, v, hid, vid)
             if local is not None:
                 out.append(local)
-        out.sort(key=lambda loc: loc.order)
         self.cached_steps += len(out)
-        return _Entry(tuple(out), self._vm_masks[v], v)
+        return CachedSteps(tuple(out), self._vm_masks[v], v)
 
     def _local_step(self, s: State, act: Action, aid: int, order: int, v: int, hid: int,
                     vid: int, watched: WatchedHost | None = None) -> _Local | None:
