@@ -51,7 +51,7 @@ True
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Collection, NamedTuple
+from typing import Any, Collection, NamedTuple, TypeVar
 
 from ballast.errors import GuardError
 from ballast.model.actions import Action, ActionSpec, Partition, apply
@@ -79,6 +79,9 @@ _STEP_BYTES = 320
 # Positions of (spec, VM) pairs in the model's order leave room for this many
 # candidates of one action for one VM.
 _SEQ_BITS = 16
+
+
+_W = TypeVar("_W")
 
 
 class ReadElsewhere(Exception):
@@ -116,15 +119,15 @@ class WatchedHost(HostState):
     @classmethod
     def of(cls, host: HostState) -> "WatchedHost":
         """A watched copy of ``host``, not read yet."""
-        w = object.__new__(cls)
-        for name in _HOST_FIELDS:
-            object.__setattr__(w, name, getattr(host, name))
-        object.__setattr__(w, "read", False)
-        return w
+        copy = cls(*[getattr(host, f.name) for f in fields(HostState)])
+        return _with_notes(copy, read=False)
 
 
-_HOST_FIELDS = tuple(f.name for f in fields(HostState))
-_VM_FIELDS = tuple(f.name for f in fields(VmState))
+def _with_notes(watched: _W, **notes: object) -> _W:
+    """``watched`` (built by its class's constructor, which reads nothing) with its notes set."""
+    for name, value in notes.items():
+        object.__setattr__(watched, name, value)
+    return watched
 
 
 class WatchedVm(VmState):
@@ -145,11 +148,8 @@ class WatchedVm(VmState):
     @classmethod
     def of(cls, vm: VmState) -> "WatchedVm":
         """A watched copy of ``vm``, nothing read yet."""
-        w = object.__new__(cls)
-        for name in _VM_FIELDS:
-            object.__setattr__(w, name, getattr(vm, name))
-        object.__setattr__(w, "fields_read", set())
-        return w
+        copy = cls(*[getattr(vm, f.name) for f in fields(VmState)])
+        return _with_notes(copy, fields_read=set())
 
 
 class _Local(NamedTuple):
@@ -315,23 +315,14 @@ class Transitions:
         hid = ids[0]
         out: list[Step] = []
         if self._host_specs:
-            entry = self._host_cache.get(hid)
-            if entry is None:
-                self.misses += 1
-                entry = self._host_cache[hid] = self._local_host(hid)
-            else:
-                self.hits += 1
-            self._expand(entry, key, ids, s, out)
+            self._expand(self._host_entry(hid), key, ids, s, out)
         for v in range(self._n):
             for entry in self._vm_entries(v, hid, ids[v + 1]):
                 if entry is _NONLOCAL_ENTRY:
                     self._vm_steps_real(v, key, s, out)
                     continue
                 self._expand(entry, key, ids, s, out)
-        for i, spec in self._system_specs:
-            base = (i * (self._n + 1)) << _SEQ_BITS
-            for seq, args in enumerate(spec.candidates(self.cfg, s)):
-                self._real(key, s, spec, args, base + seq, out)
+        self._system_steps(key, s, out)
         out.sort()
         self._counted(out)
         return out
@@ -399,13 +390,7 @@ class Transitions:
         groups: list[tuple[CachedSteps, int]] = []
         extra: list[Step] = []
         if self._host_specs:
-            entry = self._host_cache.get(hid)
-            if entry is None:
-                self.misses += 1
-                entry = self._host_cache[hid] = self._local_host(hid)
-            else:
-                self.hits += 1
-            self._group(entry, key, ids, s, groups, extra)
+            self._group(self._host_entry(hid), key, ids, s, groups, extra)
         for v in range(self._n):
             entries = self._vm_cache[v].get((hid, ids[v + 1]))
             if entries is None:
@@ -416,19 +401,26 @@ class Transitions:
                 if entry is _NONLOCAL_ENTRY:
                     self._vm_steps_real(v, key, s, extra)
                     continue
-                if entry.version != self._version:
-                    self._sort(entry)
-                rest = key & entry.mask
-                entry.uses += 1
-                groups.append((entry, rest))
-                for loc in entry.specials:
-                    self._special(loc, rest, key, ids, s, v, extra)
+                self._group(entry, key, ids, s, groups, extra)
+        self._system_steps(key, s, extra)
+        self._counted(extra)
+        return groups, extra
+
+    def _host_entry(self, hid: int) -> CachedSteps:
+        entry = self._host_cache.get(hid)
+        if entry is None:
+            self.misses += 1
+            entry = self._host_cache[hid] = self._local_host(hid)
+        else:
+            self.hits += 1
+        return entry
+
+    def _system_steps(self, key: int, s: State, out: list[Step]) -> None:
+        """The steps chosen across VMs, always computed on the real state."""
         for i, spec in self._system_specs:
             base = (i * (self._n + 1)) << _SEQ_BITS
             for seq, args in enumerate(spec.candidates(self.cfg, s)):
-                self._real(key, s, spec, args, base + seq, extra)
-        self._counted(extra)
-        return groups, extra
+                self._real(key, s, spec, args, base + seq, out)
 
     def _group(self, entry: CachedSteps, key: int, ids: list[int], s: State,
                groups: list[tuple[CachedSteps, int]], extra: list[Step]) -> None:
