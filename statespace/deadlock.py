@@ -63,9 +63,9 @@ def unsettled(cfg: Config, s: State, vm: int) -> bool:
     return bool(min(inflate_limit(cfg, v), usable_free(cfg, v)) > 0)
 
 
-def is_total_deadlock(enabled: Sequence[object]) -> bool:
-    """No action of any actor is enabled."""
-    return not enabled
+def is_total_deadlock(enabled: int) -> bool:
+    """No action of any actor is enabled (``enabled``: how many steps are)."""
+    return enabled == 0
 
 
 def protocol_vm(act: Action) -> int | None:

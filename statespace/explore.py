@@ -47,7 +47,7 @@ from ballast.model.actions import Action
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.statespace.deadlock import (
-    protocol_vm, stalled_among, unsettled,
+    is_total_deadlock, protocol_vm, stalled_among, unsettled,
 )
 from ballast.statespace.parts import PartStore
 from ballast.statespace.state_checks import StateChecks
@@ -391,7 +391,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
             break
         stalled = stalled_among(
             cfg, _Moving(groups, pending, moves_for), lambda v: is_unsettled(s, ids, v))
-        if stalled or not n_steps:
+        if stalled or is_total_deadlock(n_steps):
             ex.deadlocks += 1
             if ex.deadlock is None:
                 what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
