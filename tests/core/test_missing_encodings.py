@@ -241,3 +241,23 @@ def test_a_fault_only_the_model_has(tmp_path: Path) -> None:
         assert _detail(res, "balloon_accounting_exact") == (
             f"{res.checker}: no {enc} encoding of fault {FAULT}; cannot check that fault, "
             f"balloon_accounting_exact not {'proved' if enc == 'Z3' else 'checked'}")
+
+
+@pytest.mark.usefixtures("unencoded_fault")
+def test_ballast_fuzz_says_it_cannot_check_the_fault(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fuzz", "--preset", "core", "--seeds", "0", "--fault", FAULT, "--vms", "2",
+                 "--pages", "4", "--steps", "5", "--no-progress", "--report-dir", str(tmp_path)])
+    assert code == 3
+    assert f"numeric: no NumPy encoding of fault {FAULT}; cannot check that fault" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("lose_page")
+def test_ballast_fuzz_runs_what_it_has_and_stays_inconclusive(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fuzz", "--preset", "core", "--seeds", "0", "--vms", "2", "--pages", "4",
+                 "--steps", "20", "--no-progress", "--report-dir", str(tmp_path)])
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert code == 3, out
+    assert "numeric: no NumPy encoding of action dummy_lose_page; no property checked" in out
