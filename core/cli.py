@@ -168,6 +168,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     out = console()
     what = args.what
+    if args.backends or args.json:
+        return _list_backends(what, args.json)
     if what == "invariants":
         for p in INVARIANTS.values():
             out.print(f"{p.name:28} [{p.scope}] {p.summary}")
@@ -189,6 +191,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
                       f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
                       f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"
                       f"{'; ' + ', '.join(feats) if feats else ''}")
+    return EXIT_OK
+
+
+def _list_backends(what: str, as_json: bool) -> int:
+    import json
+
+    from ballast.backends import matrix, matrix_json
+    from ballast.console import console, render_backends
+
+    if what not in ("actions", "invariants", "faults"):
+        raise UsageError(f"--backends lists actions, invariants or faults, not {what}")
+    if as_json:
+        sys.stdout.write(json.dumps(matrix_json(what), indent=1) + "\n")
+    else:
+        render_backends(console(), what, matrix(what), plain=not sys.stdout.isatty())
     return EXIT_OK
 
 
@@ -233,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list presets, actions, invariants, scenarios or faults")
     p.add_argument("what", nargs="?", default="presets",
                    choices=["presets", "actions", "invariants", "scenarios", "faults"])
+    p.add_argument("--backends", action="store_true",
+                   help="which backend (Z3, NumPy, explorer, virtio) encodes each one")
+    p.add_argument("--json", action="store_true", help="the --backends matrix as JSON")
     p.set_defaults(func=_cmd_list)
 
     for name in PLUGINS:

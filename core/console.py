@@ -12,11 +12,12 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
+from ballast.backends import Cell
 from ballast.check import CheckReport
 from ballast.model.replay import ReplayOutcome, ReplayResult
 from ballast.verdict import PropertyResult, Verdict
 
-__all__ = ["console", "render_check", "render_replay"]
+__all__ = ["console", "render_backends", "render_check", "render_replay"]
 
 _STYLE = {Verdict.PASS: "green", Verdict.VIOLATION: "bold red", Verdict.INCONCLUSIVE: "yellow",
           Verdict.VACUOUS: "yellow", Verdict.SKIPPED: "dim"}
@@ -92,3 +93,41 @@ def render_replay(out: Console, source: str, result: ReplayResult) -> None:
     out.print(f"{where}: {result.outcome.value}: {result.describe()}")
     for v in result.violations[1:]:
         out.print(f"  also breaks {v.property}: {v.message}")
+
+
+_MARK = {"encoded": ("yes", "green"), "known gap": ("known gap", "yellow"),
+         "missing": ("MISSING", "bold red"), "not covered": ("n/a", "dim")}
+
+
+def render_backends(out: Console, kind: str, rows: dict[str, dict[str, Cell]], *,
+                    plain: bool) -> None:
+    """The backend matrix of ``ballast list KIND --backends``: one row per item, one column
+    per backend, then every known gap and missing encoding with its reason.
+
+    ``plain`` writes aligned text without markup (for logs and pipes)."""
+    backends = list(next(iter(rows.values()))) if rows else []
+    notes = [(name, b, c) for name, row in rows.items() for b, c in row.items()
+             if c.status in ("missing", "known gap")]
+    if plain:
+        width = max([len(kind)] + [len(n) for n in rows]) + 2
+        out.print((kind[:-1].ljust(width) + "".join(b.ljust(10) for b in backends)).rstrip(),
+                  markup=False)
+        for name, row in rows.items():
+            out.print(name.ljust(width) + "".join(_MARK[row[b].status][0].ljust(10)
+                                                  for b in backends).rstrip(), markup=False)
+        for name, b, c in notes:
+            out.print(f"{c.status}: {b}: {name}: {c.where}", markup=False)
+    else:
+        table = Table(title=f"Backends of the model's {kind}")
+        table.add_column(kind[:-1])
+        for b in backends:
+            table.add_column(b)
+        for name, row in rows.items():
+            table.add_row(name, *(f"[{_MARK[row[b].status][1]}]{_MARK[row[b].status][0]}[/]"
+                                  for b in backends))
+        out.print(table)
+        for name, b, c in notes:
+            out.print(f"[{_MARK[c.status][1]}]{c.status}[/]: {b}: {name}: {c.where}")
+    missing = sum(c.status == "missing" for _, _, c in notes)
+    out.print(f"{len(rows)} {kind}, {len(backends)} backends, {missing} missing encodings",
+              markup=False)

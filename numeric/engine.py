@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ballast.errors import GuardError, InputError
+from ballast.errors import GuardError, InputError, UsageError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.faults import FAULTS
@@ -40,7 +40,8 @@ from ballast.numeric.arrays import (
     SystemArrays,
 )
 
-__all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "popcount"]
+__all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
+           "popcount"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -51,6 +52,18 @@ ENGINE_FAULTS = frozenset({
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
     "cpu_reclaim_keeps_parked"})
 """The model's seeded faults the engine implements (by the same names)."""
+
+STEP_CHECKS: dict[str, str] = {
+    "isolation": "Engine._host_touch: a write through a shared MPN changes another VM's page",
+    "guest_chooses_pages": "Engine.vmm_reclaim: the VMM balloons a PPN the guest never reported",
+}
+"""The step forms of the model's properties the engine checks inside its own steps, where
+its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
+
+
+def engine_actions() -> list[str]:
+    """The model's actions the engine implements: a method of :class:`Engine` by that name."""
+    return [name for name in ACTIONS if callable(getattr(Engine, name, None))]
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,7 @@ class Engine:
         self.hint = 0
         self.step_violations: list[StepViolation] = []
         self._methods: dict[str, Callable[..., Mask]] = {
-            name: getattr(self, name) for name in ACTIONS}
+            name: getattr(self, name) for name in engine_actions()}
 
     @classmethod
     def from_state(cls, cfg: Config, s: State, faults: Sequence[str] = ()) -> "Engine":
@@ -116,7 +129,9 @@ class Engine:
         spec = ACTIONS.get(name)
         if spec is None or not spec.feature(self.cfg):
             return np.zeros(len(_i(vms)), dtype=bool)
-        fn = self._methods[name]
+        fn = self._methods.get(name)
+        if fn is None:
+            raise UsageError(f"the numeric core has no NumPy encoding of action {name}")
         v = _i(vms)
         try:
             return fn(v, **args)

@@ -266,10 +266,8 @@ NUMERIC_INVARIANTS: dict[str, Check] = {
     "host_pages_whole": host_pages_whole,
     "processor_conservation": processor_conservation,
 }
-"""The vector form of every state invariant, by the model's property name."""
-
-assert set(NUMERIC_INVARIANTS) == {n for n, p in INVARIANTS.items() if p.state is not None}, \
-    "every state invariant of the model needs a vector form"
+"""The vector form of every state invariant, by the model's property name (one missing is
+reported as a gap by :mod:`ballast.numeric.encodes`, and its verdict is never a pass)."""
 
 
 def violations(a: SystemArrays) -> list[tuple[str, str]]:

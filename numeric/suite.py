@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ballast.encodings import Gaps
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
+from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import CHECKER, SeedResult, fuzz_seed
 from ballast.numeric.scale import scaled, with_faults
 from ballast.verdict import CheckResult, PropertyResult, Verdict
@@ -48,6 +50,9 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                 ) -> CheckResult:
     """Run ``size.seeds`` seeds from ``seed`` at scale; one result per property."""
     t0 = time.perf_counter()
+    gaps = gaps_in(cfg, faults)
+    if gaps.blocking:
+        return _not_checked(cfg, gaps, t0)
     big = with_faults(scaled(cfg, vms=size.vms, pages=size.pages), faults, keep_sizes=True)
     deadline = t0 + budget_s
     runs: list[SeedResult] = []
@@ -90,6 +95,7 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
             results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
                                           detail=f"{why} after {ops:,} operations",
                                           evidence=evidence))
+    results = [_with_gap(r, gaps) for r in results]
     seen: dict[str, int] = {}
     for r in runs:
         for k, v in r.actions_seen.items():
@@ -97,3 +103,20 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
     return CheckResult(CHECKER, results, seconds=time.perf_counter() - t0,
                        stats={"config": big.to_dict(), "ops": ops, "actions": seen,
                               "bytes_per_guest_page": runs[0].bytes_per_page if runs else 0})
+
+
+def _with_gap(r: PropertyResult, gaps: Gaps) -> PropertyResult:
+    """A pass on a property the numeric core does not fully encode becomes inconclusive."""
+    if r.verdict is not Verdict.PASS or not gaps.affects(r.property):
+        return r
+    return PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
+                          gaps.reason(r.property), {**r.evidence, "gap": gaps.what(r.property)})
+
+
+def _not_checked(cfg: Config, gaps: Gaps, t0: float) -> CheckResult:
+    """Every property inconclusive: a seeded fault the numeric core cannot run."""
+    results = [PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE, gaps.reason(name),
+                              {"gap": gaps.what(name)})
+               for name, prop in INVARIANTS.items() if prop.feature(cfg)]
+    return CheckResult(CHECKER, results, seconds=time.perf_counter() - t0,
+                       stats={"gap": gaps.what()})

@@ -134,6 +134,7 @@ def format_report(report: ProofReport) -> str:
               f"{', '.join(cov['step_forms_encoded'])}; not encoded: "
               f"{', '.join(cov['invariants_not_encoded']) or 'none'}",
               f"scope: {report.scope}"]
+    lines += [f"INCONCLUSIVE {line}" for line in report.gap_lines()]
     n = len(report.queries)
     proved = sum(q.verdict.value == "proved" for q in report.queries)
     lines.append(f"{proved}/{n} queries proved in {report.seconds:.1f} s")

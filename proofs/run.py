@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ballast.encodings import Gaps
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.proofs.bmc import BmcResult, bmc
+from ballast.proofs.encodes import gaps_in
 from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
 from ballast.proofs.policy import prove_policy
 from ballast.proofs.properties import SAFETY, STEPS
@@ -82,6 +84,9 @@ class ProofReport:
     queries: list[QueryResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    gaps: Gaps | None = None
+    """What the encoding lacks of the configuration: the properties it touches are never
+    proved (see :mod:`ballast.proofs.encodes`)."""
 
     @property
     def scope(self) -> str:
@@ -96,6 +101,8 @@ class ProofReport:
         """Proved only if every query of the run is proved (the invariant is one whole)."""
         if any(f.reachability == "reachable" and f.conjunct == name for f in self.findings):
             return ProofVerdict.VIOLATED
+        if self.gaps is not None and self.gaps.affects(name):
+            return ProofVerdict.UNKNOWN
         if all(q.verdict is ProofVerdict.PROVED for q in self.queries):
             return ProofVerdict.PROVED
         return ProofVerdict.UNKNOWN
@@ -106,14 +113,23 @@ class ProofReport:
         if any(f.reachability == "reachable" for f in self.findings) or any(
                 q.kind == "bmc" and q.verdict is ProofVerdict.VIOLATED for q in self.queries):
             return 1
-        if all(q.verdict is ProofVerdict.PROVED for q in self.queries):
+        if all(q.verdict is ProofVerdict.PROVED for q in self.queries) and not self.gaps:
             return 0
         return 3
+
+    def gap_lines(self) -> list[str]:
+        """One line per property the encoding's gaps keep from being proved."""
+        gaps = self.gaps
+        if not gaps:
+            return []
+        return [gaps.reason(n, "proved") for n, p in INVARIANTS.items()
+                if p.feature(self.cfg) and gaps.affects(n)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"config": self.cfg.to_dict(), "faults": list(self.faults), "scope": self.scope,
                 "coverage": coverage(self.cfg), "seconds": round(self.seconds, 3),
+                "gaps": self.gap_lines(),
                 "exit_code": self.exit_code,
                 "queries": [q.to_dict() for q in self.queries],
                 "findings": [f.to_dict() for f in self.findings]}
@@ -182,7 +198,10 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
     ``bmc_all`` adds one bounded model checking query per property (to ``bmc_depth``).
     """
     t0 = time.perf_counter()
-    report = ProofReport(cfg, tuple(faults))
+    gaps = gaps_in(cfg, faults)
+    report = ProofReport(cfg, tuple(faults), gaps=gaps)
+    if gaps.blocking:
+        return report  # a seeded fault without a Z3 encoding: nothing can be checked
     for q in induction_queries(cfg, faults=tuple(faults), timeout_s=timeout_s, jobs=jobs,
                                conjuncts=conjuncts, actions=actions):
         report.queries.append(q)
@@ -195,7 +214,7 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
                 on_result(q)
     if bmc_all:
         for name, prop in INVARIANTS.items():
-            if not prop.feature(cfg):
+            if not prop.feature(cfg) or name in gaps.invariants:
                 continue
             res = bmc(cfg, name, depth=bmc_depth, faults=tuple(faults), timeout_s=bmc_timeout_s,
                       query=f"bmc {name}")

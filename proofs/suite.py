@@ -44,7 +44,10 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
             verdict = Verdict.INCONCLUSIVE
         mine = [q for q in report.queries if q.conjunct == name]
         finding = next((f for f in report.findings if f.conjunct == name), None)
-        detail = (finding.headline if finding is not None else
+        gap = report.gaps is not None and report.gaps.affects(name) \
+            and verdict is not Verdict.VIOLATION
+        detail = (report.gaps.reason(name, "proved") if gap and report.gaps is not None else
+                  finding.headline if finding is not None else
                   f"{'proved' if verdict is Verdict.PASS else verdict.value} by "
                   f"{len(mine)} of {len(report.queries)} queries, {report.scope}")
         results.append(PropertyResult(

@@ -22,7 +22,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ballast import encodings
 from ballast.model.config import Config
+from ballast.statespace.encodes import sliced
 from ballast.statespace.explore import Budget
 from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
 from ballast.statespace.runner import run_explore
@@ -152,5 +154,16 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         for r in results:
             rows.setdefault((r.kind, r.property), []).append((name, r))
     merged = [_merge(prop, kind, rs) for (kind, prop), rs in rows.items()]
+    gaps = encodings.gaps(sliced(slices), cfg, faults)
+    merged = [_with_gap(r, gaps) for r in merged]
     return CheckResult("explore", merged, time.monotonic() - start,
                        {"states": states, "slices": stats})
+
+
+def _with_gap(r: PropertyResult, gaps: encodings.Gaps) -> PropertyResult:
+    """A pass on a property the slices do not fully cover becomes inconclusive."""
+    if r.kind != "invariant" or r.verdict is not Verdict.PASS or not gaps.affects(r.property):
+        return r
+    return PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
+                          gaps.reason(r.property, "explored"),
+                          {**r.evidence, "gap": gaps.what(r.property)}, kind=r.kind)

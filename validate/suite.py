@@ -9,7 +9,10 @@ Three checks, each cheap:
    correct model; the counterexample is replayed through the broken model and written;
 3. **the real QEMU sample**: the shipped capture (``shared/samples/qemu-virtio-balloon``
    beside the repository, or ``$BALLAST_QEMU_SAMPLE``) validates against every VirtIO 5.5
-   rule; one result per rule.  Skipped, with the reason, when the sample is absent.
+   rule; one result per rule.  Skipped, with the reason, when the sample is absent;
+4. **every action is projected**: an action the configuration switches on that the virtio
+   profile does not project knowingly (:mod:`ballast.validate.encodes`) makes the
+   ``virtio_projection`` result inconclusive, naming the action.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.model.virtio import VIRTIO_RULES, Level
 from ballast.verdict import CheckResult, PropertyResult, Verdict
+from ballast.validate.encodes import gaps_in as virtio_gaps
 from ballast.validate.trace_check import validate_steps
 
 __all__ = ["partial_log", "sample_dir", "suite_check"]
@@ -113,6 +117,14 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
 
     # 3. The real QEMU sample.
     results += _qemu_sample(deadline)
+
+    # 4. Every action the configuration switches on is projected knowingly onto virtio.
+    gaps = virtio_gaps(cfg)
+    if gaps:
+        results.append(PropertyResult(
+            "virtio_projection", CHECKER, Verdict.INCONCLUSIVE,
+            f"{CHECKER}: {gaps.what()}; the VirtIO rules cannot judge its steps",
+            {"gap": gaps.what()}))
     return CheckResult(CHECKER, results, time.monotonic() - start,
                        {"runs": runs, "logged_steps": steps})
 

@@ -1,0 +1,64 @@
+"""What the NumPy core covers of the model, read from its own tables.
+
+An action is encoded when :class:`~ballast.numeric.engine.Engine` has a method by
+its name and the random workload draws it (a weight in
+:data:`~ballast.numeric.workload.WEIGHTS`); a property when each form the model
+gives it is checked: the state form in
+:data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`, the step form inside the
+engine's steps (:data:`~ballast.numeric.engine.STEP_CHECKS`); a seeded fault when
+it is one of :data:`~ballast.numeric.engine.ENGINE_FAULTS`.
+
+>>> enc = encodes()
+>>> enc.actions["guest_write"]
+'Engine.guest_write, weight 8'
+>>> from ballast.model.config import preset
+>>> bool(gaps_in(preset("default")))
+False
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ballast.encodings import Encodes, Gaps, gaps
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.model.invariants import INVARIANTS
+from ballast.numeric.engine import ENGINE_FAULTS, STEP_CHECKS, engine_actions
+from ballast.numeric.invariants import NUMERIC_INVARIANTS
+from ballast.numeric.workload import WEIGHTS
+
+__all__ = ["BACKEND", "encodes", "gaps_in"]
+
+BACKEND = "numeric"
+
+
+def _invariant(name: str) -> str | None:
+    """Where each form of property ``name`` is checked; None if a form is missing."""
+    prop = INVARIANTS[name]
+    parts = []
+    if prop.state is not None:
+        fn = NUMERIC_INVARIANTS.get(name)
+        if fn is None:
+            return None
+        parts.append(f"invariants.{fn.__name__}")
+    if prop.step is not None:
+        if name not in STEP_CHECKS:
+            return None
+        parts.append(f"{STEP_CHECKS[name]} [step]")
+    return ", ".join(parts) if parts else None
+
+
+def encodes() -> Encodes:
+    """The NumPy core's actions, properties and faults, by the model's names."""
+    actions = {n: f"Engine.{n}, weight {WEIGHTS[n]:g}" for n in engine_actions()
+               if WEIGHTS.get(n, 0) > 0}
+    return Encodes(BACKEND, "NumPy", actions=actions,
+                   invariants={n: w for n in INVARIANTS if (w := _invariant(n)) is not None},
+                   faults={n: f"Engine.{FAULTS[n].action} (fault switched on by name)"
+                           for n in ENGINE_FAULTS if n in FAULTS})
+
+
+def gaps_in(cfg: Config, faults: Iterable[str] = ()) -> Gaps:
+    """What the NumPy core lacks of what ``cfg`` and ``faults`` switch on."""
+    return gaps(encodes(), cfg, faults)
