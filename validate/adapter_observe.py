@@ -9,7 +9,12 @@ number) or for the host (``host/...``):
   a trace step): the VMM's target and ballooned set, the module's target,
   ``actual``, balloon and refused sets, the report queues;
 * *counts* derived from the state, for things an implementation knows only as
-  a number: free guest pages, backed guest pages, free and used host pages.
+  a number: free guest pages, backed guest pages, free and used host pages;
+* *contents*, so that data lost or leaked while every count stays right is
+  seen: the token a process would read back from each of its virtual pages
+  (``vms/*/guest/tokens``), a digest of a VM's resident contents
+  (``vms/*/guest/digest``, :func:`contents_digest`), and the machine pages
+  that left a VM without being scrubbed (``host/unscrubbed_count``).
 
 An implementation declares the keys it provides in its ``hello``; only those
 are compared.
@@ -27,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from ballast.model.config import Config
-from ballast.model.state import BALLOON, FREE, UNBACKED, State
+from ballast.model.state import BALLOON, FREE, UNBACKED, State, swap_of
 
 __all__ = [
     "OBSERVATIONS",
     "ObservationKey",
     "compare",
+    "contents_digest",
     "expand_keys",
     "is_state_path",
     "observe",
@@ -82,6 +88,61 @@ def _host_in_use(s: State, vm: int) -> Value:
     return len(s.host.in_use)
 
 
+def read_back(s: State, vm: int) -> list[int]:
+    """Per VPN of ``vm``, the token its process would read now (0: never written).
+
+    A resident page is read through the VMM's map (from host swap if the host paged
+    it out); a page the guest paged out is read from the guest's own disk.
+    """
+    v = s.vms[vm]
+    out = [0] * len(v.guest.expected)
+    on_disk = dict(v.guest.disk)
+    swapped = swap_of(s.host, vm)
+    for vpn in range(len(out)):
+        if vpn in on_disk:
+            out[vpn] = on_disk[vpn]
+    for ppn, use in enumerate(v.guest.ppn_use):
+        if use >= 0:
+            mpn = v.p2m[ppn]
+            out[use] = s.host.content[mpn] if mpn != UNBACKED else swapped.get(ppn, 0)
+    return out
+
+
+def contents_digest(pairs: Iterable[tuple[int, int]]) -> int:
+    """The digest of a VM's resident contents: FNV-1a (32 bits) over ``"vpn:token;"``
+    for every resident (VPN, token) pair, in increasing VPN order, as ASCII.
+
+    Simple to compute in any language; it changes when any resident token does.
+
+    >>> contents_digest([])
+    2166136261
+    >>> contents_digest([(0, 1), (2, 2)])
+    1752435776
+    """
+    h = 0x811C9DC5
+    for vpn, token in sorted(pairs):
+        for byte in f"{vpn}:{token};".encode("ascii"):
+            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def _tokens(s: State, vm: int) -> Value:
+    return read_back(s, vm)
+
+
+def _digest(s: State, vm: int) -> Value:
+    tokens = read_back(s, vm)
+    return contents_digest((vpn, tokens[vpn]) for _, vpn in _resident(s, vm))
+
+
+def _resident(s: State, vm: int) -> list[tuple[int, int]]:
+    return [(p, u) for p, u in enumerate(s.vms[vm].guest.ppn_use) if u >= 0]
+
+
+def _unscrubbed(s: State, vm: int) -> Value:
+    return sum(1 for m in s.host.free | s.host.in_use if s.host.content[m] != 0)
+
+
 _KEYS = [
     ObservationKey("vms/*/target", "VMM: the balloon size the host asked for (pages)."),
     ObservationKey("vms/*/ballooned", "VMM: PPNs it accepted into the balloon.", unordered=True),
@@ -103,6 +164,15 @@ _KEYS = [
     ObservationKey("host/in_use_count", "Host: MPNs in the host's own use.", _host_in_use),
     ObservationKey("host/idle_pcpus", "Host: physical processors not given to any VM."),
     ObservationKey("vms/*/guest/vcpus", "Guest: vCPUs online.", unordered=True),
+    ObservationKey("vms/*/guest/tokens",
+                   "Guest: per VPN, the token its process would read back now (0: never "
+                   "written), from memory, host swap or the guest's own disk.", _tokens),
+    ObservationKey("vms/*/guest/digest",
+                   "Guest: digest of its resident contents (contents_digest of the "
+                   "resident (VPN, token) pairs).", _digest),
+    ObservationKey("host/unscrubbed_count",
+                   "Host: MPNs free or in the host's own use that still hold a guest's "
+                   "data (not scrubbed to the zero page).", _unscrubbed),
 ]
 
 OBSERVATIONS: dict[str, ObservationKey] = {k.template: k for k in _KEYS}
