@@ -433,20 +433,23 @@ class _Run:
         return None
 
     def minimise(self, found: Divergence) -> Divergence:
-        """Delete commands one at a time while the same divergence remains.
+        """Delete commands while the same divergence remains: all before the diverging
+        one, then halves, quarters, down to one at a time.
 
         Hypothesis's shrinker has a bounded number of runs; this pass finishes
         the job deterministically (each try is one reset and a few commands).
         """
         best = found
-        changed = True
-        while changed:
+        # Chunks first (all commands before the diverging one, then halves, ...),
+        # then one at a time, until no deletion keeps the divergence.
+        chunk = max(1, best.commands - 1)
+        while True:
             changed = False
-            i = best.commands - 2  # never the diverging command itself
+            i = best.commands - 1 - chunk  # never the diverging command itself
             while i >= 0:
                 commands = [(ex.action, ex.model_ok) for ex in best.exchanges[1:]
                             if ex.action is not None]
-                trial = commands[:i] + commands[i + 1:]
+                trial = commands[:i] + commands[i + chunk:]
                 try:
                     got = self.rerun(trial)
                 except _Stop:
@@ -457,8 +460,11 @@ class _Run:
                         and got.last.action is not None and best.last.action is not None
                         and got.last.action.name == best.last.action.name):
                     best, changed = got, True
-                i = min(i - 1, best.commands - 2)
-        return best
+                i = min(i - chunk, best.commands - 1 - chunk)
+            if chunk == 1 and not changed:
+                return best
+            if not changed or chunk > 1:
+                chunk = max(1, chunk // 2)
 
 
 WEIGHTS: dict[str, int] = {

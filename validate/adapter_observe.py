@@ -14,7 +14,8 @@ number) or for the host (``host/...``):
   seen: the token a process would read back from each of its virtual pages
   (``vms/*/guest/tokens``), a digest of a VM's resident contents
   (``vms/*/guest/digest``, :func:`contents_digest`), and the machine pages
-  that left a VM without being scrubbed (``host/unscrubbed_count``).
+  that left a VM without being scrubbed (``host/unscrubbed_count``); defined
+  in :mod:`ballast.model.contents`, so a trace's ``observe`` may carry them too.
 
 An implementation declares the keys it provides in its ``hello``; only those
 are compared.
@@ -32,13 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from ballast.model.config import Config
-from ballast.model.state import BALLOON, FREE, UNBACKED, State, swap_of
+from ballast.model.contents import CONTENT_KEYS, contents_digest, read_back, resident_digest, unscrubbed_count
+from ballast.model.state import BALLOON, FREE, UNBACKED, State
 
 __all__ = [
     "OBSERVATIONS",
     "ObservationKey",
     "compare",
     "contents_digest",
+    "in_trace",
     "expand_keys",
     "is_state_path",
     "observe",
@@ -88,59 +91,16 @@ def _host_in_use(s: State, vm: int) -> Value:
     return len(s.host.in_use)
 
 
-def read_back(s: State, vm: int) -> list[int]:
-    """Per VPN of ``vm``, the token its process would read now (0: never written).
-
-    A resident page is read through the VMM's map (from host swap if the host paged
-    it out); a page the guest paged out is read from the guest's own disk.
-    """
-    v = s.vms[vm]
-    out = [0] * len(v.guest.expected)
-    on_disk = dict(v.guest.disk)
-    swapped = swap_of(s.host, vm)
-    for vpn in range(len(out)):
-        if vpn in on_disk:
-            out[vpn] = on_disk[vpn]
-    for ppn, use in enumerate(v.guest.ppn_use):
-        if use >= 0:
-            mpn = v.p2m[ppn]
-            out[use] = s.host.content[mpn] if mpn != UNBACKED else swapped.get(ppn, 0)
-    return out
-
-
-def contents_digest(pairs: Iterable[tuple[int, int]]) -> int:
-    """The digest of a VM's resident contents: FNV-1a (32 bits) over ``"vpn:token;"``
-    for every resident (VPN, token) pair, in increasing VPN order, as ASCII.
-
-    Simple to compute in any language; it changes when any resident token does.
-
-    >>> contents_digest([])
-    2166136261
-    >>> contents_digest([(0, 1), (2, 2)])
-    1752435776
-    """
-    h = 0x811C9DC5
-    for vpn, token in sorted(pairs):
-        for byte in f"{vpn}:{token};".encode("ascii"):
-            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
 def _tokens(s: State, vm: int) -> Value:
     return read_back(s, vm)
 
 
 def _digest(s: State, vm: int) -> Value:
-    tokens = read_back(s, vm)
-    return contents_digest((vpn, tokens[vpn]) for _, vpn in _resident(s, vm))
-
-
-def _resident(s: State, vm: int) -> list[tuple[int, int]]:
-    return [(p, u) for p, u in enumerate(s.vms[vm].guest.ppn_use) if u >= 0]
+    return resident_digest(s, vm)
 
 
 def _unscrubbed(s: State, vm: int) -> Value:
-    return sum(1 for m in s.host.free | s.host.in_use if s.host.content[m] != 0)
+    return unscrubbed_count(s)
 
 
 _KEYS = [
@@ -186,6 +146,16 @@ def is_state_path(key: str) -> bool:
     (True, False)
     """
     return _template_of(key).derived is None
+
+
+def in_trace(key: str) -> bool:
+    """Whether a concrete key may stand in a trace step's ``observe`` (a state path or
+    a content key, which :func:`ballast.model.trace.observe_matches` reads).
+
+    >>> in_trace("vms/0/guest/tokens"), in_trace("host/free_count")
+    (True, False)
+    """
+    return is_state_path(key) or _template_of(key).template in CONTENT_KEYS
 
 
 def _template_of(key: str) -> ObservationKey:

@@ -19,13 +19,15 @@ import ballast.validate.adapter_nearmiss as adapter_nearmiss
 import ballast.validate.adapter_v2 as adapter_v2
 from ballast.model import BalloonModel, preset
 from ballast.model.config import GuestPolicyName
+from ballast.model.actions import Action
 from ballast.model.replay import ReplayOutcome, replay
-from ballast.model.trace import read_trace
+from ballast.model.trace import Trace, TraceHeader, TraceStep, read_trace
 from ballast.validate.adapter import run_diff
 from ballast.validate.adapter_handshake import ProtocolMismatch
 from ballast.validate.adapter_nearmiss import NEAR_MISSES, near_miss, near_miss_for
 from ballast.validate.adapter_observe import contents_digest, expand_keys, observe, read_back
 from ballast.validate.adapter_report import write_report
+from ballast.validate.trace_check import observed_difference
 from ballast.verdict import Verdict
 
 from .adapter_scripts import EXAMPLES, script
@@ -80,6 +82,24 @@ def test_digest_and_scrubbing_keys() -> None:
         assert obs["vms/0/guest/digest"] == contents_digest(resident)
         assert obs["host/unscrubbed_count"] == 0
     assert contents_digest([(0, 1)]) != contents_digest([(0, 2)])
+
+
+def test_validate_catches_lost_data_through_a_content_observation() -> None:
+    cfg = preset("virtio")
+    steps = (TraceStep(1, Action.of("guest_write", vm=0, vpn=1, token=2)),
+             TraceStep(2, Action.of("guest_read", vm=0, vpn=0),
+                       observe={"vms/0/guest/tokens": [0, 2, 0], "host/unscrubbed_count": 0}))
+    good = Trace(TraceHeader(cfg, ()), steps)
+    assert replay(good).outcome is ReplayOutcome.OK
+    lost = Trace(TraceHeader(cfg, ()), steps[:1] + (TraceStep(
+        2, steps[1].action, observe={"vms/0/guest/tokens": [0, 0, 0]}),))
+    result = replay(lost)
+    assert result.outcome is ReplayOutcome.ILLEGAL and result.step == 2
+    assert "vms/0/guest/tokens is [0, 2, 0], observed [0, 0, 0]" in (result.reason or "")
+    # The validator of partial traces reads content keys the same way.
+    state = BalloonModel(cfg).next_state(BalloonModel(cfg).init_states()[0], steps[0].action)
+    assert observed_difference(state, {"vms/0/guest/digest": 0}) is not None
+    assert observed_difference(state, {"vms/0/guest/tokens": [0, 2, 0]}) is None
 
 
 # -- near-miss probes ------------------------------------------------------------
@@ -175,6 +195,11 @@ def test_unscrubbed_page_is_caught_through_contents_only(tmp_path: Path) -> None
     assert d.commands <= 10
     report = write_report(out, tmp_path)
     assert report is not None and "host/unscrubbed_count" in report.markdown_path.read_text()
+    # The trace carries the content key, so replaying it shows the leak too.
+    assert report.trace_path is not None
+    again = replay(read_trace(report.trace_path))
+    assert again.outcome is ReplayOutcome.ILLEGAL
+    assert "host/unscrubbed_count is 0, observed 1" in (again.reason or "")
 
 
 def test_allocator_handing_over_a_used_page_is_caught_through_its_own_choice(
