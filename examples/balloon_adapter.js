@@ -6,6 +6,14 @@
 //
 //   ballast diff --adapter "node examples/balloon_adapter.js" --preset virtio
 //
+// With --protocol 2 the system makes its own choices and reports them (see
+// docs/adapter-protocol.md): --alloc lowest|highest|random is the order its
+// guest's allocator hands pages to the balloon (and takes them back), --accept
+// sorted|arrival the order its device accepts reported pages in when there is
+// not room for all, --eager backs a deflated page again at once.
+//
+//   ballast diff --adapter "node examples/balloon_adapter.js --protocol 2 --alloc random"
+//
 // Runs configurations with a kernel balloon driver, an LRU guest, and no page
 // sharing, host swapping, processors or hostile guests (presets core, virtio,
 // hugepages). Logs go to stderr; stdout carries protocol replies only.
@@ -82,6 +90,16 @@ class BalloonSystem {
     return copy;
   }
 
+  // Protocol 1: Ballast names the pages, and they must be the lowest free ones.
+  allocatorAllows(free, ppns) {
+    return sameList(ppns, free.slice(0, ppns.length));
+  }
+
+  // Pages the device refuses because the host asks for fewer (protocol 1: none named).
+  roomRefusals(vm) {
+    return [];
+  }
+
   vm(args) {
     need(isInt(args.vm) && args.vm >= 0 && args.vm < this.cfg.vms, `no VM ${args.vm}`);
     return this.vms[args.vm];
@@ -153,7 +171,8 @@ class BalloonSystem {
     need(vm.inflateQueue.length > 0, "nothing reported for inflation");
     need(Array.isArray(args.refuse) && args.refuse.every((p) => vm.inflateQueue.includes(p)),
       "can only refuse reported pages");
-    need(this.cfg.refusal || args.refuse.length === 0, "refusal switched off");
+    need(this.cfg.refusal || args.refuse.length === 0
+      || sameList(sortedInts(args.refuse), this.roomRefusals(vm)), "refusal switched off");
     const room = vm.target - vm.ballooned.size;
     const accepted = new Set();
     const refused = new Set();
@@ -249,9 +268,11 @@ class BalloonSystem {
     vm.driver.target = vm.target;
   }
 
+  // Free pages the balloon may take: a page the guest got back before the VMM
+  // processed its deflate report waits for that report first.
   freePages(vm) {
     const out = [];
-    vm.guest.use.forEach((u, p) => { if (u === FREE) out.push(p); });
+    vm.guest.use.forEach((u, p) => { if (u === FREE && !vm.deflateQueue.includes(p)) out.push(p); });
     return out;
   }
 
@@ -265,7 +286,7 @@ class BalloonSystem {
     const free = this.freePages(vm);
     need(ppns.length <= Math.max(0, free.length - this.cfg.kernel_reserve),
       "the guest cannot spare that many pages");
-    need(sameList(ppns, free.slice(0, ppns.length)), "not the pages the allocator hands out");
+    need(this.allocatorAllows(free, ppns), "not the pages the allocator hands out");
     for (const p of ppns) vm.guest.use[p] = BALLOON;
     vm.inflateQueue = sortedInts(vm.inflateQueue.concat(ppns));
   }
@@ -361,7 +382,7 @@ const OBSERVE = ["vms/*/target", "vms/*/ballooned", "vms/*/inflate_queue", "vms/
   "host/free_count", "host/in_use_count"];
 
 // Serve the protocol with systems made by `make(cfg)`.
-function serve(make, name) {
+function serve(make, name, v2 = null) {
   let cfg = null;
   let system = null;
   const reply = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -381,15 +402,36 @@ function serve(make, name) {
       const runs = {};
       for (const k of SIZES.concat(SWITCHES)) runs[k] = cfg[k];
       Object.assign(runs, FIXED);
+      // Protocol 2: its allocator's order is its own.
+      if (v2 && v2.alloc !== "lowest") runs.guest_policy = "any";
       cfg = Object.assign({}, cfg, runs);
       system = make(cfg);
-      reply({id, hello: {protocol: 1, implementation: name, config: runs,
-        actions: Object.keys(ACTIONS), observe: OBSERVE}});
+      const observe = v2 ? OBSERVE.concat(["vms/*/guest/tokens", "vms/*/guest/digest",
+        "host/unscrubbed_count"]) : OBSERVE;
+      reply({id, hello: {protocol: v2 ? 2 : 1, implementation: name, config: runs,
+        actions: Object.keys(ACTIONS), observe}});
     } else if (msg.reset) {
       system = make(cfg);
       reply({id, ok: true, observe: system.observe()});
     } else if (msg.bye) {
       rl.close();
+    } else if (msg.run && v2) {
+      const step = system.nextStep(msg.run.actor, msg.run.vm);
+      const steps = [];
+      if (step) {
+        const [action, args] = step;
+        const next = system.clone();
+        try {
+          next[action](args);
+        } catch (e) {
+          if (!(e instanceof Refused)) throw e;
+          reply({id, error: `own step ${action} refused: ${e.message}`});
+          return;
+        }
+        system = next;
+        steps.push({actor: ACTOR_OF[action], action, args});
+      }
+      reply({id, steps, observe: system.observe()});
     } else if (typeof msg.action === "string" && ACTIONS[msg.action]) {
       const want = ACTIONS[msg.action];
       const got = Object.keys(msg.args || {});
@@ -412,8 +454,170 @@ function serve(make, name) {
   });
 }
 
-module.exports = {BalloonSystem, Refused, serve};
+// Protocol 2: the same system, whose actors choose their own next steps.
+class ChoosingSystem extends BalloonSystem {
+  constructor(cfg, opts) {
+    super(cfg);
+    this.opts = opts;
+    this.rng = 12345;  // a deterministic generator: the same commands, the same choices
+    this.arrival = this.vms.map(() => []);
+  }
+
+  clone() {
+    const copy = BalloonSystem.prototype.clone.call(this);
+    Object.setPrototypeOf(copy, Object.getPrototypeOf(this));
+    copy.opts = this.opts;
+    copy.rng = this.rng;
+    copy.arrival = structuredClone(this.arrival);
+    return copy;
+  }
+
+  random() {
+    this.rng = (this.rng * 1103515245 + 12345) % 2147483648;
+    return this.rng / 2147483648;
+  }
+
+  // A step Ballast asks for (a probe) may name any free pages.
+  allocatorAllows(free, ppns) {
+    return new Set(ppns).size === ppns.length && ppns.every((p) => free.includes(p));
+  }
+
+  order(pages) {
+    const out = sortedInts(pages);
+    if (this.opts.alloc === "highest") return out.reverse();
+    if (this.opts.alloc === "random") {
+      for (let i = out.length - 1; i > 0; i--) {
+        const j = Math.floor(this.random() * (i + 1));
+        [out[i], out[j]] = [out[j], out[i]];
+      }
+    }
+    return out;
+  }
+
+  roomRefusals(vm) {
+    if (this.opts.accept !== "arrival") return [];
+    const room = vm.target - vm.ballooned.size;
+    const arrived = this.arrival[this.vms.indexOf(vm)].filter((p) => vm.inflateQueue.includes(p));
+    return arrived.length > room ? sortedInts(arrived.slice(Math.max(0, room))) : [];
+  }
+
+  deflateLimit(vm) {
+    const balloon = vm.driver.balloon;
+    let excess = balloon.size - vm.driver.target;
+    if (this.cfg.deflate_on_oom && this.underPressure(vm)) excess = Math.max(excess, this.cfg.batch);
+    return Math.max(0, Math.min(this.cfg.batch, excess, balloon.size));
+  }
+
+  // The step an actor of VM v takes next, or null: [action, args].
+  nextStep(actor, v) {
+    const vm = this.vms[v];
+    if (actor === "module") {
+      if (vm.driver.target !== vm.target) return ["balloon_poll", {vm: v}];
+      if (vm.ackedInflate.size + vm.ackedRefused.size + vm.ackedDeflate.size > 0) {
+        return ["balloon_complete", {vm: v}];
+      }
+      if (vm.driver.refused.size > 0) return ["balloon_free_refused", {vm: v}];
+      let k = this.deflateLimit(vm);
+      if (k > 0) return ["balloon_deflate", {vm: v, ppns: this.order(vm.driver.balloon).slice(0, k)}];
+      const held = vm.driver.balloon.size + vm.inflateQueue.length + vm.ackedInflate.size;
+      const free = this.freePages(vm);
+      k = Math.min(this.cfg.batch, vm.driver.target - held, free.length - this.cfg.kernel_reserve);
+      if (k > 0) return ["balloon_inflate", {vm: v, ppns: this.order(free).slice(0, k)}];
+      return null;
+    }
+    if (actor === "vmm") {
+      if (vm.inflateQueue.length > 0) return ["vmm_reclaim", {vm: v, refuse: this.roomRefusals(vm)}];
+      if (vm.deflateQueue.length > 0) return ["vmm_release", {vm: v}];
+      return null;
+    }
+    const g = vm.guest;
+    if (actor === "guest" && !g.use.includes(FREE) && g.lru.length > 0
+        && g.disk.size < this.cfg.guest_disk_slots) {
+      return ["guest_evict", {vm: v, vpn: g.lru[0]}];
+    }
+    return null;
+  }
+
+  balloon_inflate(args) {
+    super.balloon_inflate(args);
+    this.arrival[args.vm].push(...args.ppns);
+  }
+
+  vmm_reclaim(args) {
+    super.vmm_reclaim(args);
+    this.arrival[args.vm] = [];
+  }
+
+  vmm_release(args) {
+    const vm = this.vm(args);
+    const released = vm.deflateQueue.filter((p) => vm.ballooned.has(p));
+    super.vmm_release(args);
+    if (this.opts.eager) {  // Xen-style populate: back the pages at once, while MPNs last
+      for (const p of released) if (this.host.free.size > 0) this.backPage(vm, p);
+    }
+  }
+
+  guest_reset(args) {
+    super.guest_reset(args);
+    this.arrival[args.vm] = [];
+  }
+
+  // Protocol 2 adds what the guest reads back, and whether freed pages were scrubbed.
+  observe() {
+    const out = super.observe();
+    this.vms.forEach((vm, v) => {
+      const tokens = [];
+      for (let vpn = 0; vpn < this.cfg.guest_data_pages; vpn++) {
+        tokens.push(vm.guest.disk.has(vpn) ? vm.guest.disk.get(vpn) : 0);
+      }
+      const resident = [];
+      vm.guest.use.forEach((u, ppn) => {
+        if (u === FREE || u === BALLOON) return;
+        const mpn = vm.p2m[ppn];
+        tokens[u] = mpn === UNBACKED ? 0 : this.host.content[mpn];
+        resident.push([u, tokens[u]]);
+      });
+      out[`vms/${v}/guest/tokens`] = tokens;
+      out[`vms/${v}/guest/digest`] = digest(resident);
+    });
+    let unscrubbed = 0;
+    for (const m of [...this.host.free, ...this.host.inUse]) if (this.host.content[m] !== 0) unscrubbed++;
+    out["host/unscrubbed_count"] = unscrubbed;
+    return out;
+  }
+}
+
+// FNV-1a (32 bits) over "vpn:token;" for each resident page, in VPN order.
+function digest(pairs) {
+  let h = 0x811c9dc5;
+  for (const [vpn, token] of pairs.slice().sort((a, b) => a[0] - b[0])) {
+    for (const ch of `${vpn}:${token};`) {
+      h ^= ch.charCodeAt(0);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+  }
+  return h >>> 0;
+}
+
+const ACTOR_OF = {balloon_poll: "module", balloon_inflate: "module", balloon_deflate: "module",
+  balloon_complete: "module", balloon_free_refused: "module", vmm_reclaim: "vmm",
+  vmm_release: "vmm", guest_evict: "guest"};
+
+function option(name, fallback) {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : fallback;
+}
+
+module.exports = {BalloonSystem, ChoosingSystem, Refused, serve};
 
 if (require.main === module) {
-  serve((cfg) => new BalloonSystem(cfg), "balloon_adapter.js 1.0");
+  if (option("--protocol", "1") === "2") {
+    const opts = {alloc: option("--alloc", "lowest"), accept: option("--accept", "sorted"),
+      eager: process.argv.includes("--eager")};
+    const name = `balloon_adapter.js 2.0 (alloc ${opts.alloc}, accept ${opts.accept}`
+      + (opts.eager ? ", eager)" : ")");
+    serve((cfg) => new ChoosingSystem(cfg, opts), name, opts);
+  } else {
+    serve((cfg) => new BalloonSystem(cfg), "balloon_adapter.js 1.0");
+  }
 }

@@ -8,6 +8,17 @@ with seeded bugs to show what ``ballast diff`` reports::
     ballast diff --adapter "python3 examples/balloon_adapter.py" --preset virtio
     ballast diff --adapter "python3 examples/balloon_adapter.py --bug release-keeps-ballooned"
 
+With ``--protocol 2`` the system makes its own choices and reports them: its
+guest's allocator gives the balloon pages in its own order (``--alloc lowest``,
+``highest`` or ``random``, deflating in the same order), its device accepts
+reported pages in sorted or arrival order when there is not room for all
+(``--accept sorted|arrival``; refusing the rest needs a configuration with
+``refusal``), and its VMM backs a deflated page lazily or at once
+(``--eager``)::
+
+    ballast diff --adapter "python3 examples/balloon_adapter.py --protocol 2 --alloc highest"
+    ballast diff --adapter "python3 examples/balloon_adapter.py --protocol 2 --bug no-scrub"
+
 Runs configurations with a kernel balloon driver, an LRU guest, and no page
 sharing, host swapping, processors or hostile guests. Logs go to stderr.
 """
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import sys
 from typing import Any
 
@@ -84,6 +96,15 @@ class BalloonSystem:
         self.content = [0] * cfg["machine_pages"]
         self.vms = [Vm(cfg) for _ in range(cfg["vms"])]
 
+    def room_refusals(self, vm: Vm) -> list[int]:
+        """Pages this device refuses because the host asks for fewer (protocol 1: none
+        named; the reclaim refuses them itself)."""
+        return []
+
+    def allocator_allows(self, free: list[int], ppns: list[int]) -> bool:
+        """Protocol 1: Ballast names the pages, and they must be the lowest free ones."""
+        return ppns == free[:len(ppns)]
+
     def vm(self, args: dict[str, Any]) -> Vm:
         v = args["vm"]
         need(is_int(v) and 0 <= v < self.cfg["vms"], f"no VM {v}")
@@ -133,7 +154,8 @@ class BalloonSystem:
         need(bool(vm.inflate_queue), "nothing reported for inflation")
         need(isinstance(refuse, list) and all(p in vm.inflate_queue for p in refuse),
              "can only refuse reported pages")
-        need(self.cfg["refusal"] or not refuse, "refusal switched off")
+        need(self.cfg["refusal"] or not refuse or refuse == self.room_refusals(vm),
+             "refusal switched off")
         room = vm.target - len(vm.ballooned)
         accepted: set[int] = set()
         refused: set[int] = set()
@@ -214,10 +236,12 @@ class BalloonSystem:
         held = len(vm.balloon) + len(vm.inflate_queue) + len(vm.acked_inflate)
         need(len(ppns) <= max(0, min(self.cfg["batch"], vm.driver_target - held)),
              "more pages than the target or one report allow")
-        free = [p for p, u in enumerate(vm.use) if u == FREE]
+        # A page the guest got back before the VMM processed its deflate report
+        # waits for that report before the balloon may take it again.
+        free = [p for p, u in enumerate(vm.use) if u == FREE and p not in vm.deflate_queue]
         need(len(ppns) <= max(0, len(free) - self.cfg["kernel_reserve"]),
              "the guest cannot spare that many pages")
-        need(ppns == free[:len(ppns)], "not the pages the allocator hands out")
+        need(self.allocator_allows(free, ppns), "not the pages the allocator hands out")
         for p in ppns:
             vm.use[p] = BALLOON
         vm.inflate_queue = sorted(vm.inflate_queue + ppns)
@@ -281,6 +305,184 @@ class BalloonSystem:
         return out
 
 
+class ChoosingSystem(BalloonSystem):
+    """Protocol 2: the same system, whose actors choose their own steps and report them."""
+
+    def __init__(self, cfg: dict[str, Any], alloc: str = "lowest", accept: str = "sorted",
+                 eager: bool = False, seed: int = 0) -> None:
+        super().__init__(cfg)
+        self.alloc, self.accept, self.eager = alloc, accept, eager
+        self.rng = random.Random(seed)
+        self.arrival: dict[int, list[int]] = {v: [] for v in range(cfg["vms"])}
+        self.requests = 0
+        self.reclaimed: set[int] = set()  # MPNs a balloon gave back, not reused since
+
+    def tick(self) -> None:
+        """One more request handled (a VM exit, for the VMM's periodic work)."""
+        self.requests += 1
+
+    def allocator_allows(self, free: list[int], ppns: list[int]) -> bool:
+        # A step Ballast asks for (a probe) may name any free pages.
+        return len(set(ppns)) == len(ppns) and set(ppns) <= set(free)
+
+    def order(self, pages: list[int]) -> list[int]:
+        """The order this guest's allocator hands pages out in (and takes them back)."""
+        if self.alloc == "highest":
+            return sorted(pages, reverse=True)
+        if self.alloc == "random":
+            out = sorted(pages)
+            self.rng.shuffle(out)
+            return out
+        return sorted(pages)
+
+    # -- the actors' own next steps ------------------------------------------
+    def next_step(self, actor: str, v: int) -> tuple[str, dict[str, Any]] | None:
+        vm = self.vms[v]
+        if actor == "module":
+            if vm.driver_target != vm.target:
+                return "balloon_poll", {"vm": v}
+            if vm.acked_inflate or vm.acked_refused or vm.acked_deflate:
+                return "balloon_complete", {"vm": v}
+            if vm.refused:
+                return "balloon_free_refused", {"vm": v}
+            k = self.deflate_limit(vm)
+            if k > 0:
+                return "balloon_deflate", {"vm": v, "ppns": self.order(list(vm.balloon))[:k]}
+            held = len(vm.balloon) + len(vm.inflate_queue) + len(vm.acked_inflate)
+            free = [p for p, u in enumerate(vm.use) if u == FREE and p not in vm.deflate_queue]
+            k = min(self.cfg["batch"], vm.driver_target - held,
+                    len(free) - self.cfg["kernel_reserve"])
+            if k > 0:
+                return "balloon_inflate", {"vm": v, "ppns": self.order(free)[:k]}
+            return None
+        if actor == "vmm":
+            if vm.inflate_queue:
+                return "vmm_reclaim", {"vm": v, "refuse": self.room_refusals(vm)}
+            if vm.deflate_queue:
+                return "vmm_release", {"vm": v}
+            return None
+        if actor == "guest" and FREE not in vm.use and vm.lru \
+                and len(vm.disk) < self.cfg["guest_disk_slots"]:
+            return "guest_evict", {"vm": v, "vpn": vm.lru[0]}
+        return None
+
+    def deflate_limit(self, vm: Vm) -> int:
+        excess = len(vm.balloon) - vm.driver_target
+        pressure = FREE not in vm.use and (len(vm.disk) >= self.cfg["guest_disk_slots"]
+                                           or not vm.lru)
+        if self.cfg["deflate_on_oom"] and pressure:
+            excess = max(excess, self.cfg["batch"])
+        return max(0, min(self.cfg["batch"], excess, len(vm.balloon)))
+
+    def room_refusals(self, vm: Vm) -> list[int]:
+        """Arrival order: the pages beyond the room left, refused by this device's choice."""
+        if self.accept != "arrival":
+            return []
+        room = vm.target - len(vm.ballooned)
+        arrived = [p for p in self.arrival[self.vms.index(vm)] if p in vm.inflate_queue]
+        return sorted(arrived[max(0, room):]) if len(arrived) > room else []
+
+    def balloon_inflate(self, a: dict[str, Any]) -> None:
+        super().balloon_inflate(a)
+        self.arrival[a["vm"]] += list(a["ppns"])
+
+    def vmm_reclaim(self, a: dict[str, Any]) -> None:
+        before = set(self.free)
+        super().vmm_reclaim(a)
+        self.arrival[a["vm"]] = []
+        self.reclaimed |= self.free - before
+
+    def back(self, vm: Vm, ppn: int) -> int:
+        mpn = super().back(vm, ppn)
+        self.reclaimed.discard(mpn)
+        return mpn
+
+    def vmm_release(self, a: dict[str, Any]) -> None:
+        vm = self.vm(a)
+        released = [p for p in vm.deflate_queue if p in vm.ballooned]
+        super().vmm_release(a)
+        if self.eager:  # Xen-style populate: back the pages again at once, while MPNs last
+            for p in released:
+                if self.free:
+                    self.back(vm, p)
+
+    def guest_reset(self, a: dict[str, Any]) -> None:
+        super().guest_reset(a)
+        self.arrival[a["vm"]] = []
+
+
+class NoScrub(ChoosingSystem):
+    """Seeded bug: a reclaimed machine page goes back to the host with the guest's data."""
+
+    def vmm_reclaim(self, a: dict[str, Any]) -> None:
+        vm = self.vm(a)
+        kept = {vm.p2m[p]: self.content[vm.p2m[p]] for p in vm.inflate_queue
+                if 0 <= p < len(vm.p2m) and vm.p2m[p] != UNBACKED}
+        super().vmm_reclaim(a)
+        for mpn, token in kept.items():
+            if mpn in self.free:
+                self.content[mpn] = token  # the bug: never scrubbed
+
+
+class AllocInUse(ChoosingSystem):
+    """Seeded bug: the balloon's allocator takes "any page not in the balloon" instead of
+    "any free page", highest first, so it can hand over a page a process is using."""
+
+    own_choice = False
+
+    def next_step(self, actor: str, v: int) -> tuple[str, dict[str, Any]] | None:
+        step = super().next_step(actor, v)
+        vm = self.vms[v]
+        if step is None or step[0] != "balloon_inflate":
+            return step
+        k = len(step[1]["ppns"])
+        candidates = [p for p, u in enumerate(vm.use) if u != BALLOON
+                      and p not in vm.deflate_queue]
+        self.own_choice = True  # its own allocator does not check itself
+        return "balloon_inflate", {"vm": v, "ppns": sorted(candidates, reverse=True)[:k]}
+
+    def balloon_inflate(self, a: dict[str, Any]) -> None:
+        if not self.own_choice:
+            super().balloon_inflate(a)
+            return
+        self.own_choice = False
+        vm = self.vm(a)
+        for p in a["ppns"]:
+            vm.use[p] = BALLOON
+        vm.inflate_queue = sorted(vm.inflate_queue + a["ppns"])
+        self.arrival[a["vm"]] += list(a["ppns"])
+
+
+class PeriodicLeak(ChoosingSystem):
+    """Seeded bug: every 120th request since boot the VMM's periodic rebalancing runs,
+    and it loses a machine page that a balloon gave back (it leaves the free pool
+    and is never seen again). No run of fewer than 120 commands can show it."""
+
+    PERIOD = 120
+
+    def tick(self) -> None:
+        self.requests += 1
+        given_back = sorted(self.free & self.reclaimed)
+        if self.requests % self.PERIOD == 0 and given_back:
+            self.free.discard(given_back[0])
+
+
+class DeflateIgnoresTarget(ChoosingSystem):
+    """Seeded bug: a deflate the driver asks for is carried out even when the balloon is
+    not above its target (the driver itself never asks for one)."""
+
+    def deflate_limit_for_requests(self) -> None:
+        pass
+
+    def balloon_deflate(self, a: dict[str, Any]) -> None:
+        vm = self.vm(a)
+        target, vm.driver_target = vm.driver_target, 0
+        try:
+            super().balloon_deflate(a)
+        finally:
+            vm.driver_target = target
+
+
 class ReleaseKeepsBallooned(BalloonSystem):
     """Seeded bug: the VMM acknowledges a deflate but keeps the pages ballooned."""
 
@@ -305,19 +507,72 @@ class ReclaimIgnoresTarget(BalloonSystem):
 
 BUGS = {"release-keeps-ballooned": ReleaseKeepsBallooned,
         "reclaim-ignores-target": ReclaimIgnoresTarget}
+BUGS_V2 = {"no-scrub": NoScrub, "alloc-in-use": AllocInUse,
+           "periodic-leak": PeriodicLeak, "deflate-ignores-target": DeflateIgnoresTarget}
+OBSERVE_V2 = OBSERVE + ["vms/*/guest/tokens", "vms/*/guest/digest", "host/unscrubbed_count"]
+ACTORS = {"module": ["balloon_poll", "balloon_inflate", "balloon_deflate", "balloon_complete",
+                     "balloon_free_refused"],
+          "vmm": ["vmm_reclaim", "vmm_release"], "guest": ["guest_evict"]}
+ACTOR_OF = {name: actor for actor, names in ACTORS.items() for name in names}
+
+
+def option(argv: list[str], name: str, default: str) -> str:
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def digest(pairs: list[tuple[int, int]]) -> int:
+    """FNV-1a (32 bits) over "vpn:token;" for each resident page, in VPN order."""
+    h = 0x811C9DC5
+    for vpn, token in sorted(pairs):
+        for byte in f"{vpn}:{token};".encode("ascii"):
+            h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def observe_v2(system: BalloonSystem) -> dict[str, Any]:
+    """Protocol 2 adds what the guest reads back, and whether freed pages were scrubbed."""
+    out = system.observe()
+    for v, vm in enumerate(system.vms):
+        tokens = [vm.disk.get(vpn, 0) for vpn in range(system.cfg["guest_data_pages"])]
+        resident = []
+        for ppn, use in enumerate(vm.use):
+            if use not in (FREE, BALLOON):
+                mpn = vm.p2m[ppn]
+                tokens[use] = system.content[mpn] if mpn != UNBACKED else 0
+                resident.append((use, tokens[use]))
+        out[f"vms/{v}/guest/tokens"] = tokens
+        out[f"vms/{v}/guest/digest"] = digest(resident)
+    out["host/unscrubbed_count"] = sum(1 for m in system.free | system.in_use
+                                       if system.content[m] != 0)
+    return out
 
 
 def main(argv: list[str]) -> int:
-    kind: type[BalloonSystem] = BalloonSystem
+    protocol = int(option(argv, "--protocol", "1"))
+    alloc, accept = option(argv, "--alloc", "lowest"), option(argv, "--accept", "sorted")
+    eager = "--eager" in argv
+    bugs = BUGS_V2 if protocol == 2 else BUGS
+    kind: type[BalloonSystem] = ChoosingSystem if protocol == 2 else BalloonSystem
     name = "balloon_adapter.py 1.0"
+    if protocol == 2:
+        name = f"balloon_adapter.py 2.0 (alloc {alloc}, accept {accept}" + \
+            (", eager)" if eager else ")")
     if "--bug" in argv:
         bug = argv[argv.index("--bug") + 1]
-        if bug not in BUGS:
-            print(f"unknown bug {bug}; expected one of {', '.join(BUGS)}", file=sys.stderr)
+        if bug not in bugs:
+            print(f"unknown bug {bug}; expected one of {', '.join(bugs)}", file=sys.stderr)
             return 2
-        kind, name = BUGS[bug], f"balloon_adapter.py ({bug})"
+        kind, name = bugs[bug], f"balloon_adapter.py ({bug})"
     cfg: dict[str, Any] = {}
     system: BalloonSystem | None = None
+
+    def make() -> BalloonSystem:
+        if protocol == 2:
+            return kind(cfg, alloc=alloc, accept=accept, eager=eager)  # type: ignore[call-arg]
+        return kind(cfg)
+
+    def seen(s: BalloonSystem) -> dict[str, Any]:
+        return observe_v2(s) if protocol == 2 else s.observe()
 
     def reply(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
@@ -331,12 +586,32 @@ def main(argv: list[str]) -> int:
         if "hello" in msg:
             runs = {k: msg["hello"]["config"].get(k) for k in SIZES + SWITCHES}
             runs.update(FIXED)
+            if protocol == 2 and alloc != "lowest":
+                runs["guest_policy"] = "any"  # its allocator's order is its own
             cfg = {**msg["hello"]["config"], **runs}
-            reply({"id": i, "hello": {"protocol": 1, "implementation": name, "config": runs,
-                                      "actions": list(ACTIONS), "observe": OBSERVE}})
+            reply({"id": i, "hello": {"protocol": protocol, "implementation": name,
+                                      "config": runs, "actions": list(ACTIONS),
+                                      "observe": OBSERVE_V2 if protocol == 2 else OBSERVE}})
         elif "reset" in msg:
-            system = kind(cfg)
-            reply({"id": i, "ok": True, "observe": system.observe()})
+            system = make()
+            reply({"id": i, "ok": True, "observe": seen(system)})
+        elif "run" in msg and protocol == 2 and system is not None:
+            actor, v = msg["run"]["actor"], msg["run"]["vm"]
+            assert isinstance(system, ChoosingSystem)
+            step = system.next_step(actor, v)
+            steps = []
+            if step is not None:
+                action, args = step
+                trial = copy.deepcopy(system)
+                try:
+                    getattr(trial, action)(args)
+                except Refused as exc:
+                    reply({"id": i, "error": f"own step {action} refused: {exc}"})
+                    continue
+                system = trial
+                steps.append({"actor": ACTOR_OF[action], "action": action, "args": args})
+            system.tick()
+            reply({"id": i, "steps": steps, "observe": seen(system)})
         elif "bye" in msg:
             break
         elif msg.get("action") in ACTIONS and system is not None:
@@ -348,10 +623,14 @@ def main(argv: list[str]) -> int:
             try:
                 getattr(trial, msg["action"])(args)
             except Refused as exc:
-                reply({"id": i, "ok": False, "reason": str(exc), "observe": system.observe()})
+                if isinstance(system, ChoosingSystem):
+                    system.tick()
+                reply({"id": i, "ok": False, "reason": str(exc), "observe": seen(system)})
                 continue
             system = trial
-            reply({"id": i, "ok": True, "observe": system.observe()})
+            if isinstance(system, ChoosingSystem):
+                system.tick()
+            reply({"id": i, "ok": True, "observe": seen(system)})
         else:
             reply({"id": i, "error": f"unknown request {line[:100]!r}"})
     return 0

@@ -34,6 +34,7 @@ import jsonschema
 from ballast.errors import InputError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
+from ballast.model.contents import content_observation
 from ballast.model.state import State
 
 __all__ = [
@@ -292,7 +293,10 @@ def observe_matches(state: State, observe: dict[str, Any]) -> str | None:
     full = state.to_dict()
     for path, want in observe.items():
         try:
-            have = _lookup(full, path)
+            # Contents (model.contents) are derived from the state, not a path into it.
+            have = content_observation(state, path)
+            if have is None:
+                have = _lookup(full, path)
         except (KeyError, IndexError, ValueError):
             return f"{path} is not part of the model's state"
         if have != want:

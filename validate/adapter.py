@@ -45,10 +45,11 @@ from hypothesis.stateful import (
 
 from ballast.errors import GuardError
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.config import Config
+from ballast.model.config import Config, ModuleKind
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.validate.adapter_handshake import Hello, handshake
+from ballast.validate.adapter_nearmiss import NEAR_MISSES, near_miss_for
 from ballast.validate.adapter_observe import compare, observe
 from ballast.validate.adapter_process import AdapterError, AdapterGarbage, AdapterProcess
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION, Verdict
@@ -58,9 +59,18 @@ __all__ = [
     "Divergence",
     "DivergenceFound",
     "Exchange",
+    "DEFAULT_STEPS",
+    "RESET_GAP",
     "probe_strategy",
     "run_diff",
 ]
+
+RESET_GAP = 25
+"""Commands between two guest resets at least: a reset undoes everything, and
+without throttling resets keep the balloon from ever deflating on some presets."""
+
+DEFAULT_STEPS = 200
+"""Commands per run by default: deep enough for several inflate-deflate rounds."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,10 @@ class Exchange:
     """The model's observation after the command."""
     impl_observe: dict[str, Any] | None
     """The implementation's observation after the command (None: it gave none)."""
+    request: str | None = None
+    """Protocol 2: the request that made the implementation take this step (or, with
+    no ``action``, take none), e.g. ``run module of VM 0``; None when the request
+    was the command itself."""
 
     @property
     def applied(self) -> bool:
@@ -101,6 +115,8 @@ class Divergence:
     """The whole run up to and including the diverging command."""
     diffs: tuple[tuple[str, Any, Any], ...]
     """(key, model value, implementation value) for each differing observation."""
+    requests: int | None = None
+    """Protocol 2: commands sent in the run (a run request may add no step or several)."""
 
     @property
     def last(self) -> Exchange:
@@ -110,12 +126,18 @@ class Divergence:
     @property
     def commands(self) -> int:
         """Commands in the shrunk run (the reset not counted)."""
-        return len(self.exchanges) - 1
+        return self.requests if self.requests is not None else len(self.exchanges) - 1
 
     def describe(self) -> str:
         """One line for a person."""
         ex = self.last
-        what = "the initial state" if ex.action is None else f"command {ex.index} ({ex.action})"
+        if ex.request is not None:
+            step = "no step" if ex.action is None else f"step {ex.action}"
+            what = f"command {ex.index} ({ex.request}: {step})"
+        elif ex.action is None:
+            what = "the initial state"
+        else:
+            what = f"command {ex.index} ({ex.action})"
         if self.kind == "refused":
             return (f"{what}: the implementation refused it ({ex.impl_reason or 'no reason'}) "
                     "but the model allows it")
@@ -173,6 +195,14 @@ class DiffOutcome:
     """Per action: commands both sides carried out."""
     refused: dict[str, int] = field(default_factory=dict)
     """Per action: commands both sides refused (guards that agreed)."""
+    never_happened: tuple[str, ...] = ()
+    """Actions the implementation declared that no run carried out (the run is inconclusive)."""
+    unreached: tuple[str, ...] = ()
+    """"Sometimes" scenarios of the configuration that no run reached (inconclusive)."""
+    protocol: int = 1
+    """The protocol version the implementation spoke."""
+    near_misses: int = 0
+    """Near-miss probes sent (each refused by the model's guard)."""
 
     @property
     def exit_code(self) -> int:
@@ -192,8 +222,16 @@ class DiffOutcome:
             return f"{name} failed ({err.kind}){at}: {err.message}"
         if self.flaky:
             return f"{name} is not deterministic: the same commands gave different results"
-        return (f"{name} agrees with the model over {self.examples} runs, "
-                f"{self.commands} commands")
+        agree = (f"{name} agrees with the model over {self.examples} runs, "
+                 f"{self.commands} commands")
+        gaps = []
+        if self.never_happened:
+            gaps.append(f"declared actions that never happened: {', '.join(self.never_happened)}")
+        if self.unreached:
+            gaps.append(f"scenarios never reached: {', '.join(self.unreached)}")
+        if gaps:
+            return f"{agree}, but the test is vacuous in part: {'; '.join(gaps)}"
+        return agree
 
 
 # -- command strategies ------------------------------------------------------
@@ -272,17 +310,23 @@ class _Run:
     """The shortest divergence seen so far."""
     stopped: bool = False
     """The run was ended on purpose (by :class:`_Stop`)."""
+    witnessed: set[str] = field(default_factory=set)
+    """"Sometimes" scenarios some step reached."""
+    last_reset: int = -RESET_GAP
+    """Commands given (this example) when a guest last reset."""
+    near_misses: int = 0
 
     def shrink_budget_spent(self) -> bool:
         """Whether Hypothesis has had its share of runs to shrink the divergence."""
         return (self.first_failure is not None
                 and self.examples - self.first_failure >= self.shrink_runs)
 
-    def send(self, body: dict[str, Any], action: Action | None) -> dict[str, Any]:
+    def send(self, body: dict[str, Any], action: Action | None,
+             reply_kind: str = "step_reply") -> dict[str, Any]:
         message = {"id": self.next_id, **body}
         self.next_id += 1
         try:
-            reply = self.proc.request(message, reply_kind="step_reply")
+            reply = self.proc.request(message, reply_kind=reply_kind)
             self._check_observe(reply, message, action)
         except AdapterError as err:
             self.error, self.error_exchanges, self.error_action = err, tuple(self.log), action
@@ -335,6 +379,10 @@ class _Run:
         if action is not None and model_ok == impl_ok:
             tally = self.carried_out if model_ok else self.refused
             tally[action.name] = tally.get(action.name, 0) + 1
+            if model_ok:
+                self.witnessed.update(self.model.witnessed(state, action, post))
+                if action.name == "guest_reset":
+                    self.last_reset = len(self.log)
         kind = None
         diffs: list[tuple[str, Any, Any]] = []
         if ex.impl_observe is not None:
@@ -385,20 +433,23 @@ class _Run:
         return None
 
     def minimise(self, found: Divergence) -> Divergence:
-        """Delete commands one at a time while the same divergence remains.
+        """Delete commands while the same divergence remains: all before the diverging
+        one, then halves, quarters, down to one at a time.
 
         Hypothesis's shrinker has a bounded number of runs; this pass finishes
         the job deterministically (each try is one reset and a few commands).
         """
         best = found
-        changed = True
-        while changed:
+        # Chunks first (all commands before the diverging one, then halves, ...),
+        # then one at a time, until no deletion keeps the divergence.
+        chunk = max(1, best.commands - 1)
+        while True:
             changed = False
-            i = best.commands - 2  # never the diverging command itself
+            i = best.commands - 1 - chunk  # never the diverging command itself
             while i >= 0:
                 commands = [(ex.action, ex.model_ok) for ex in best.exchanges[1:]
                             if ex.action is not None]
-                trial = commands[:i] + commands[i + 1:]
+                trial = commands[:i] + commands[i + chunk:]
                 try:
                     got = self.rerun(trial)
                 except _Stop:
@@ -409,16 +460,34 @@ class _Run:
                         and got.last.action is not None and best.last.action is not None
                         and got.last.action.name == best.last.action.name):
                     best, changed = got, True
-                i = min(i - 1, best.commands - 2)
-        return best
+                i = min(i - chunk, best.commands - 1 - chunk)
+            if chunk == 1 and not changed:
+                return best
+            if not changed or chunk > 1:
+                chunk = max(1, chunk // 2)
+
+
+WEIGHTS: dict[str, int] = {
+    "host_set_target": 4, "guest_read": 2, "guest_write": 2, "guest_evict": 2,
+    "balloon_poll": 6, "balloon_inflate": 6, "vmm_reclaim": 6, "balloon_complete": 6,
+    "balloon_deflate": 6, "vmm_release": 6, "balloon_free_refused": 3, "host_take_page": 2,
+}
+"""How often each enabled action is drawn, against 1 for the others: the inflate,
+report, deflate and release path stays busy, resets and host-side noise rare."""
+
+PROBE_WEIGHT, NEAR_MISS_WEIGHT = 2, 4
+"""How often a probe with arbitrary arguments and a near-miss probe are drawn."""
 
 
 def _machine(run: _Run) -> type[RuleBasedStateMachine]:
-    """One rule per action the implementation carries out (enabled when the model
-    allows it; it draws the arguments among the model's choices), and one rule of
-    probes with arbitrary arguments that the guards may refuse."""
+    """One rule: a weighted draw among the actions the implementation carries out and
+    the model allows now (the arguments among the model's choices), a probe with
+    arbitrary arguments that the guard may refuse, or a near-miss probe."""
     model = run.model
     supported = set(run.hello.actions)
+    kinds = st.sampled_from(sorted(NEAR_MISSES))
+    vms = st.integers(0, max(0, model.cfg.vms - 1))
+    probes = run.probes
 
     class DifferentialMachine(RuleBasedStateMachine):
         """The model and the implementation, one command at a time."""
@@ -432,48 +501,99 @@ def _machine(run: _Run) -> type[RuleBasedStateMachine]:
             if run.progress is not None:
                 run.progress(run.examples)
             run.log = []
-            self._allowed: dict[str, list[Action]] | None = None
+            run.last_reset = -RESET_GAP
             self.state, _ = run.exchange(model.init_states()[0], None)
 
-        def allowed(self, name: str) -> list[Action]:
-            if self._allowed is None:
-                table: dict[str, list[Action]] = {}
-                for a, _ in model.successors(self.state):
-                    if a.name in supported:
-                        table.setdefault(a.name, []).append(a)
-                self._allowed = table
-            return self._allowed.get(name, [])
+        def menu(self) -> tuple[dict[str, list[Action]], list[str]]:
+            table: dict[str, list[Action]] = {}
+            for a, _ in model.successors(self.state):
+                if a.name in supported:
+                    table.setdefault(a.name, []).append(a)
+            if len(run.log) - run.last_reset < RESET_GAP:
+                table.pop("guest_reset", None)
+            weighted = [n for n in run.hello.actions if n in table
+                        for _ in range(WEIGHTS.get(n, 1))]
+            if probes is not None:
+                weighted += ["probe"] * PROBE_WEIGHT
+            weighted += ["near_miss"] * NEAR_MISS_WEIGHT
+            return table, weighted
 
         def give(self, act: Action) -> None:
             self.state, _ = run.exchange(self.state, act)
-            self._allowed = None
 
-    def add_rule(name: str) -> None:
-        def enabled(self: Any) -> bool:
-            return bool(self.allowed(name))
+        @rule(data=st.data())
+        def command(self, data: st.DataObject) -> None:
+            """One command: a step the model allows, a probe or a near-miss probe."""
+            table, weighted = self.menu()
+            name = data.draw(st.sampled_from(weighted), label="command")
+            if name == "probe":
+                assert probes is not None
+                self.give(data.draw(probes, label="probe"))
+            elif name == "near_miss":
+                act = near_miss_for(model, self.state, data.draw(vms, label="vm"),
+                                    data.draw(kinds, label="near_miss"), supported)
+                if act is not None:
+                    run.near_misses += 1
+                    self.give(act)
+            else:
+                self.give(data.draw(st.sampled_from(table[name]), label=name))
 
-        def step(self: Any, data: st.DataObject) -> None:
-            self.give(data.draw(st.sampled_from(self.allowed(name)), label=name))
-
-        step.__name__ = name
-        step.__doc__ = ACTIONS[name].doc
-        setattr(DifferentialMachine, name, precondition(enabled)(rule(data=st.data())(step)))
-
-    for name in run.hello.actions:
-        add_rule(name)
-    if run.probes is not None:
-        probes = run.probes
-
-        def probe(self: Any, data: st.DataObject) -> None:
-            self.give(data.draw(probes, label="probe"))
-
-        probe.__doc__ = "A command with arbitrary arguments, which the model's guard may refuse."
-        setattr(DifferentialMachine, "probe", rule(data=st.data())(probe))
     return DifferentialMachine
 
 
+def finish_pass(run: _Run, **common: Any) -> DiffOutcome:
+    """The outcome of a run in which every command agreed: a pass, or inconclusive
+    when part of it was vacuous (:func:`coverage_gaps`)."""
+    never, unreached = coverage_gaps(run.model, run.hello, run.carried_out, run.witnessed)
+    verdict = Verdict.INCONCLUSIVE if never or unreached else Verdict.PASS
+    return DiffOutcome(verdict, never_happened=never, unreached=unreached,
+                       protocol=run.hello.protocol, **common)
+
+
+def coverage_gaps(model: BalloonModel, hello: Hello, carried_out: dict[str, int],
+                  witnessed: set[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(declared actions never carried out, scenarios of the configuration never reached).
+
+    Only scenarios whose witnessing action the implementation carries out count:
+    a VMM-only implementation cannot show a guest paging out.
+    """
+    never = tuple(a for a in hello.actions if not carried_out.get(a))
+    offered = set(hello.actions)
+    unreached = tuple(sc.name for sc in model.scenarios()
+                      if sc.name not in witnessed and _scenario_actions(sc.name) <= offered
+                      and (sc.name != "partial_fill" or _partial_fill_possible(model.cfg)))
+    return never, unreached
+
+
+_SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
+    "balloon_reaches_target": frozenset({"balloon_inflate", "vmm_reclaim", "balloon_complete"}),
+    "deflate_under_memory_pressure": frozenset({"balloon_deflate", "guest_write"}),
+    "host_reuses_reclaimed_page": frozenset({"host_take_page", "vmm_reclaim"}),
+    "partial_fill": frozenset({"balloon_inflate", "guest_write"}),
+    "guest_pages_out_for_balloon": frozenset({"guest_evict", "balloon_inflate"}),
+    "host_refuses_page": frozenset({"vmm_reclaim"}),
+    "host_swap_fallback": frozenset({"host_swap_out"}),
+    "page_shared": frozenset({"vmm_share"}),
+    "copy_on_write_break": frozenset({"vmm_share", "guest_write"}),
+    # A guest that keeps to the protocol never touches its balloon: only a hostile one.
+    "balloon_pops": frozenset({"vmm_reclaim", "rogue_touch"}),
+    "reset_with_balloon": frozenset({"guest_reset", "vmm_reclaim"}),
+    "processor_given_back": frozenset({"vmm_cpu_reclaim"}),
+}
+
+
+def _partial_fill_possible(cfg: Config) -> bool:
+    # Fewer pages than asked, but at least one: the module must be able to ask for two.
+    return cfg.module is ModuleKind.DRIVER and cfg.batch >= 2
+
+
+def _scenario_actions(name: str) -> frozenset[str]:
+    """Actions without which a scenario cannot happen (unknown scenarios: none)."""
+    return _SCENARIO_ACTIONS.get(name, frozenset())
+
+
 def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
-             steps: int = 50, seed: int = 0, timeout_s: float = 5.0,
+             steps: int = DEFAULT_STEPS, seed: int = 0, timeout_s: float = 5.0,
              shrink_runs: int = 100,
              progress: Callable[[int], None] | None = None) -> DiffOutcome:
     """Run the differential test of the implementation started by ``command``.
@@ -484,6 +604,11 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
     Hypothesis shrinks a divergence for at most ``shrink_runs`` runs, then a
     deletion pass removes every command the divergence does not need.
     ``progress`` (if given) is called with the number of runs started so far.
+
+    The protocol version is the implementation's (``hello``): version 1 is driven
+    here, version 2 by :func:`ballast.validate.adapter_v2.drive`. A run in which
+    every command agreed but a declared action never happened, or a scenario of
+    the configuration was never reached, is inconclusive.
     """
     started = time.monotonic()
     proc = AdapterProcess(command, timeout_s=timeout_s)
@@ -496,6 +621,12 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
         except AdapterError as err:
             return DiffOutcome(Verdict.INCONCLUSIVE, None, cfg, seed, argv, adapter_error=err,
                                requests=proc.requests, seconds=time.monotonic() - started)
+        if hello.protocol == 2:
+            from ballast.validate.adapter_v2 import drive
+
+            model = BalloonModel(hello.run_config(cfg))
+            return drive(model, proc, hello, examples=examples, steps=steps, seed=seed,
+                         shrink_runs=shrink_runs, progress=progress, started=started)
         run = _Run(model, proc, hello, probes=probe_strategy(cfg, hello.actions),
                    progress=progress, shrink_runs=shrink_runs)
         machine = _machine(run)
@@ -520,7 +651,8 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
                 flaky = True
         common = dict(hello=hello, cfg=cfg, seed=seed, command=argv, examples=run.examples,
                       commands=run.commands, requests=proc.requests,
-                      carried_out=dict(run.carried_out), refused=dict(run.refused))
+                      carried_out=dict(run.carried_out), refused=dict(run.refused),
+                      near_misses=run.near_misses)
         if run.error is not None and run.best is not None:
             # It failed while a divergence was being shrunk: the divergence stands.
             return DiffOutcome(Verdict.VIOLATION, divergence=run.best,
@@ -539,7 +671,6 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
             common.update(examples=run.examples, commands=run.commands, requests=proc.requests)
             return DiffOutcome(Verdict.VIOLATION, divergence=final,
                                seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
-        return DiffOutcome(Verdict.PASS, seconds=time.monotonic() - started,
-                           **common)  # type: ignore[arg-type]
+        return finish_pass(run, seconds=time.monotonic() - started, **common)
     finally:
         proc.close()

@@ -1,4 +1,9 @@
-"""The ``hello`` exchange: which configuration, actions and observations a run uses.
+"""The ``hello`` exchange: which protocol version, configuration, actions and observations.
+
+Ballast proposes the newest protocol version it speaks (2) and the
+implementation answers with the version it speaks: 1 (Ballast chooses every
+argument of every step) or 2 (the implementation makes its own choices and
+reports them). Any other version stops the run with a message naming both.
 
 Ballast proposes a configuration; the implementation answers with the
 configuration it runs (keys it leaves out are taken as proposed), the model
@@ -10,12 +15,13 @@ implementation does not run), not a divergence.
 >>> cfg = preset("virtio")
 >>> h = check_hello(cfg, {"id": 0, "hello": {"protocol": 1, "actions": ["host_set_target"],
 ...                       "observe": ["vms/*/target"], "config": {"vms": 1}}})
->>> h.keys
-('vms/0/target',)
+>>> h.keys, h.protocol
+(('vms/0/target',), 1)
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,15 +31,23 @@ from ballast.model.config import Config
 from ballast.validate.adapter_observe import OBSERVATIONS, expand_keys
 from ballast.validate.adapter_process import (
     PROTOCOL_VERSION,
+    PROTOCOL_VERSIONS,
+    AdapterFailed,
     AdapterGarbage,
     AdapterProcess,
+    schema_errors,
 )
 
-__all__ = ["ConfigMismatch", "Hello", "check_hello", "handshake", "hello_request"]
+__all__ = ["ConfigMismatch", "Hello", "ProtocolMismatch", "check_hello", "handshake",
+           "hello_request"]
 
 
 class ConfigMismatch(UsageError):
     """The implementation runs another configuration than the one asked for."""
+
+
+class ProtocolMismatch(UsageError):
+    """The implementation speaks a protocol version Ballast does not."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,21 @@ class Hello:
     """Declared observation keys (templates with ``*``)."""
     keys: tuple[str, ...]
     """Concrete observation keys every reply carries."""
+    protocol: int = 1
+    """The protocol version it speaks (1: Ballast chooses; 2: it chooses and reports)."""
+    widened: tuple[tuple[str, Any], ...] = ()
+    """Protocol 2: configuration keys it set to a value that admits more (its own
+    allocator and replacement policy: ``guest_policy = "any"``); the run uses them."""
+
+    def run_config(self, cfg: Config) -> Config:
+        """The configuration the run checks against: ``cfg`` with :attr:`widened` applied."""
+        return Config.from_dict({**cfg.to_dict(), **dict(self.widened)}) if self.widened \
+            else cfg
+
+
+WIDENINGS = frozenset({("guest_policy", "lru", "any")})
+"""(key, proposed, declared) changes a protocol-2 implementation may make: each makes
+the model admit more (any free pages for the balloon, any resident victim), never less."""
 
 
 def hello_request(cfg: Config) -> dict[str, Any]:
@@ -67,8 +96,12 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
     if unknown:
         raise AdapterGarbage(f"hello names configuration keys the model does not have: "
                              f"{', '.join(unknown)}", request)
+    version = int(body["protocol"])
+    widened = tuple((k, runs[k]) for k in sorted(runs)
+                    if version == 2 and isinstance(runs[k], str)
+                    and (k, proposed[k], runs[k]) in WIDENINGS)
     differ = [f"{k}={runs[k]!r} (asked for {proposed[k]!r})" for k in sorted(runs)
-              if _normal(runs[k]) != _normal(proposed[k])]
+              if _normal(runs[k]) != _normal(proposed[k]) and k not in dict(widened)]
     name = str(body.get("implementation", "implementation"))
     if differ:
         raise ConfigMismatch(f"{name} runs another configuration: {'; '.join(differ)}; "
@@ -87,7 +120,8 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
     if not actions:
         raise ConfigMismatch(f"{name} carries out none of the actions of this configuration")
     observe = tuple(body["observe"])
-    return Hello(name, actions, ignored, observe, tuple(expand_keys(cfg, observe)))
+    return Hello(name, actions, ignored, observe, tuple(expand_keys(cfg, observe)),
+                 version, widened)
 
 
 def _normal(value: Any) -> Any:
@@ -97,5 +131,27 @@ def _normal(value: Any) -> Any:
 
 def handshake(proc: AdapterProcess, cfg: Config) -> Hello:
     """Send ``hello`` and check the answer."""
-    reply = proc.request(hello_request(cfg), reply_kind="hello_reply")
+    request = hello_request(cfg)
+    reply = proc.request(request, reply_kind="hello_reply", validate=False)
+    body = reply.get("hello")
+    version = body.get("protocol") if isinstance(body, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version not in PROTOCOL_VERSIONS:
+        name = str(body.get("implementation", "the implementation"))  # type: ignore[union-attr]
+        raise ProtocolMismatch(
+            f"{name} speaks adapter protocol version {version}; Ballast speaks versions "
+            f"{' and '.join(map(str, PROTOCOL_VERSIONS))} (see docs/adapter-protocol.md)")
+    if "error" in reply and not schema_errors("error_reply", reply):
+        raise AdapterFailed(f"the implementation reports an error: {reply['error']}", request,
+                            proc.stderr_tail())
+    errors = schema_errors("hello_reply", reply)
+    if errors:
+        shown = _json_text(reply)
+        raise AdapterGarbage(f"not a valid hello reply: {errors[0]}: {shown!r}", request,
+                             proc.stderr_tail())
     return check_hello(cfg, reply)
+
+
+def _json_text(reply: dict[str, Any]) -> str:
+    """The first 200 characters of a reply, as it was sent."""
+    return json.dumps(reply, separators=(",", ":"))[:200]

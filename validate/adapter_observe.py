@@ -9,7 +9,13 @@ number) or for the host (``host/...``):
   a trace step): the VMM's target and ballooned set, the module's target,
   ``actual``, balloon and refused sets, the report queues;
 * *counts* derived from the state, for things an implementation knows only as
-  a number: free guest pages, backed guest pages, free and used host pages.
+  a number: free guest pages, backed guest pages, free and used host pages;
+* *contents*, so that data lost or leaked while every count stays right is
+  seen: the token a process would read back from each of its virtual pages
+  (``vms/*/guest/tokens``), a digest of a VM's resident contents
+  (``vms/*/guest/digest``, :func:`contents_digest`), and the machine pages
+  that left a VM without being scrubbed (``host/unscrubbed_count``); defined
+  in :mod:`ballast.model.contents`, so a trace's ``observe`` may carry them too.
 
 An implementation declares the keys it provides in its ``hello``; only those
 are compared.
@@ -27,12 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from ballast.model.config import Config
+from ballast.model.contents import CONTENT_KEYS, contents_digest, read_back, resident_digest, unscrubbed_count
 from ballast.model.state import BALLOON, FREE, UNBACKED, State
 
 __all__ = [
     "OBSERVATIONS",
     "ObservationKey",
     "compare",
+    "contents_digest",
+    "in_trace",
     "expand_keys",
     "is_state_path",
     "observe",
@@ -82,6 +91,18 @@ def _host_in_use(s: State, vm: int) -> Value:
     return len(s.host.in_use)
 
 
+def _tokens(s: State, vm: int) -> Value:
+    return read_back(s, vm)
+
+
+def _digest(s: State, vm: int) -> Value:
+    return resident_digest(s, vm)
+
+
+def _unscrubbed(s: State, vm: int) -> Value:
+    return unscrubbed_count(s)
+
+
 _KEYS = [
     ObservationKey("vms/*/target", "VMM: the balloon size the host asked for (pages)."),
     ObservationKey("vms/*/ballooned", "VMM: PPNs it accepted into the balloon.", unordered=True),
@@ -103,6 +124,15 @@ _KEYS = [
     ObservationKey("host/in_use_count", "Host: MPNs in the host's own use.", _host_in_use),
     ObservationKey("host/idle_pcpus", "Host: physical processors not given to any VM."),
     ObservationKey("vms/*/guest/vcpus", "Guest: vCPUs online.", unordered=True),
+    ObservationKey("vms/*/guest/tokens",
+                   "Guest: per VPN, the token its process would read back now (0: never "
+                   "written), from memory, host swap or the guest's own disk.", _tokens),
+    ObservationKey("vms/*/guest/digest",
+                   "Guest: digest of its resident contents (contents_digest of the "
+                   "resident (VPN, token) pairs).", _digest),
+    ObservationKey("host/unscrubbed_count",
+                   "Host: MPNs free or in the host's own use that still hold a guest's "
+                   "data (not scrubbed to the zero page).", _unscrubbed),
 ]
 
 OBSERVATIONS: dict[str, ObservationKey] = {k.template: k for k in _KEYS}
@@ -116,6 +146,16 @@ def is_state_path(key: str) -> bool:
     (True, False)
     """
     return _template_of(key).derived is None
+
+
+def in_trace(key: str) -> bool:
+    """Whether a concrete key may stand in a trace step's ``observe`` (a state path or
+    a content key, which :func:`ballast.model.trace.observe_matches` reads).
+
+    >>> in_trace("vms/0/guest/tokens"), in_trace("host/free_count")
+    (True, False)
+    """
+    return is_state_path(key) or _template_of(key).template in CONTENT_KEYS
 
 
 def _template_of(key: str) -> ObservationKey:

@@ -46,11 +46,15 @@ __all__ = [
     "AdapterWrongId",
     "MAX_LINE",
     "PROTOCOL_VERSION",
+    "PROTOCOL_VERSIONS",
     "protocol_schema",
     "split_command",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""The newest protocol version, the one Ballast proposes in its hello."""
+PROTOCOL_VERSIONS = (1, 2)
+"""Every version Ballast speaks."""
 MAX_LINE = 1 << 20
 """Longest reply line accepted (bytes); a longer one is garbage."""
 

@@ -29,7 +29,7 @@ from ballast.errors import BallastError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
 from ballast.model.trace import Trace, TraceHeader, TraceStep, atomic_write_text, write_trace
 from ballast.validate.adapter import DiffOutcome, Divergence, Exchange
-from ballast.validate.adapter_observe import compare, is_state_path, observe
+from ballast.validate.adapter_observe import compare, in_trace, observe
 
 __all__ = ["DivergenceNotReproduced", "Report", "confirm", "divergence_trace", "write_report"]
 
@@ -65,9 +65,11 @@ def _path_observation(ex: Exchange) -> dict[str, Any] | None:
     """The implementation's observation, keys the trace format knows only."""
     if ex.impl_observe is None:
         return None
-    # Sets arrive in any order; the trace states them sorted, as the model does.
-    out = {k: sorted(v) if isinstance(v, list) else v
-           for k, v in ex.impl_observe.items() if is_state_path(k)}
+    # Sets arrive in any order; the trace states them sorted, as the model does
+    # (tokens are a list per VPN: their order is their meaning).
+    tokens = {k for k in ex.impl_observe if k.endswith("/guest/tokens")}
+    out = {k: v if k in tokens else sorted(v) if isinstance(v, list) else v
+           for k, v in ex.impl_observe.items() if in_trace(k)}
     return out or None
 
 
@@ -130,6 +132,8 @@ def _exchange_rows(exchanges: tuple[Exchange, ...], mark_last: bool) -> list[str
     rows = ["| # | command | model | implementation |", "|---|---|---|---|"]
     for i, ex in enumerate(exchanges):
         what = "reset" if ex.action is None else f"`{ex.action}`"
+        if ex.request is not None:
+            what = f"{ex.request}: " + ("no step" if ex.action is None else f"`{ex.action}`")
         model = "carried out" if ex.model_ok else f"refused: {ex.model_reason}"
         impl = "carried out" if ex.impl_ok else f"refused: {ex.impl_reason or '(no reason)'}"
         mark = " **<- diverges**" if mark_last and i == len(exchanges) - 1 else ""

@@ -3,8 +3,8 @@
 Exit status: 0 the implementation agrees with the model, 1 it diverges (a
 shrunk counterexample is written under ``--report-dir``), 2 bad usage (for
 example a configuration the implementation does not run), 3 inconclusive (the
-implementation timed out, crashed or answered garbage; the report names the
-request).
+implementation timed out, crashed or answered garbage, and the report names the
+request; or a declared action never happened or a scenario was never reached).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ballast.errors import UsageError
 from ballast.model.config import Config, load_config, preset
-from ballast.validate.adapter import DiffOutcome, run_diff
+from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
 from ballast.validate.adapter_report import Report, write_report
 
 __all__ = ["register", "run"]
@@ -41,8 +41,9 @@ def register(subparsers: Any) -> None:
                        help="model configuration file")
     p.add_argument("--examples", type=int, default=100, metavar="N",
                    help="runs to try (default 100)")
-    p.add_argument("--steps", type=int, default=50, metavar="N",
-                   help="most commands per run (default 50)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
+                   help=f"most commands per run (default {DEFAULT_STEPS}; deep bugs need "
+                        "long runs)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="longest wait for one reply (default 5)")
@@ -67,6 +68,8 @@ def summary(outcome: DiffOutcome, report: Report | None) -> dict[str, Any]:
         "requests": outcome.requests, "seconds": round(outcome.seconds, 3),
         "carried_out": outcome.carried_out, "refused": outcome.refused,
         "message": outcome.describe(), "flaky": outcome.flaky,
+        "protocol": outcome.protocol, "near_misses": outcome.near_misses,
+        "never_happened": list(outcome.never_happened), "unreached": list(outcome.unreached),
     }
     if outcome.divergence is not None:
         d = outcome.divergence

@@ -28,7 +28,7 @@ import pytest
 
 from ballast.errors import BallastError
 from ballast.model.config import Config, load_config, preset
-from ballast.validate.adapter import DiffOutcome, run_diff
+from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
 from ballast.validate.adapter_report import Report, write_report
 from ballast.verdict import Verdict
 
@@ -48,8 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="model configuration file (instead of a preset)")
     group.addoption("--ballast-examples", type=int, default=100, metavar="N",
                     help="runs to try (default 100)")
-    group.addoption("--ballast-steps", type=int, default=50, metavar="N",
-                    help="most commands per run (default 50)")
+    group.addoption("--ballast-steps", type=int, default=DEFAULT_STEPS, metavar="N",
+                    help=f"most commands per run (default {DEFAULT_STEPS})")
     group.addoption("--ballast-seed", type=int, default=0, metavar="N",
                     help="random seed (default 0)")
     group.addoption("--ballast-timeout", type=float, default=5.0, metavar="SECONDS",

@@ -23,7 +23,7 @@ for line in sys.stdin:
     msg = json.loads(line)
     i = msg["id"]
     if "hello" in msg:
-        send({{"id": 0, "hello": {{"protocol": 1, "implementation": "{name}",
+        send({{"id": 0, "hello": {{"protocol": {protocol}, "implementation": "{name}",
               "config": {config!r}, "actions": ACTIONS, "observe": OBSERVE}}}})
         continue
     if "bye" in msg:
@@ -34,10 +34,10 @@ for line in sys.stdin:
 
 def script(tmp: Path, name: str, body: str, *, actions: list[str] | None = None,
            observe: list[str] | None = None, config: dict[str, object] | None = None,
-           ) -> list[str]:
+           protocol: int = 1) -> list[str]:
     """Write a script whose request loop runs ``body`` (indented 4) after the hello."""
     text = _PRELUDE.format(actions=actions or ["host_set_target"], observe=observe or [],
-                           name=name, config=config or {}, body=body)
+                           name=name, config=config or {}, body=body, protocol=protocol)
     path = tmp / f"{name}.py"
     path.write_text(text)
     return [sys.executable, str(path)]

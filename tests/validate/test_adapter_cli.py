@@ -25,7 +25,7 @@ def test_agreeing_implementation_exits_0(tmp_path: Path, capsys: pytest.CaptureF
     send({"id": i, "ok": True if "reset" in msg else ok, "observe": {"vms/0/target": target}})
 ''', observe=["vms/*/target"])
     code = main(["diff", "--adapter", " ".join(cmd), "--preset", "core", "--examples", "20",
-                 "--report-dir", str(tmp_path / "out"), "--json"])
+                 "--steps", "60", "--report-dir", str(tmp_path / "out"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["verdict"] == "pass" and out["runs"] >= 20
     assert out["carried_out"]["host_set_target"] > 0 and out["refused"]["host_set_target"] > 0
@@ -74,3 +74,45 @@ def test_unsupported_preset_is_bad_usage(tmp_path: Path) -> None:
     assert main(["diff", "--adapter", cmd, "--preset", "default",
                  "--report-dir", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_protocol_2_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = f"python3 {EXAMPLES / 'balloon_adapter.py'} --protocol 2"
+    code = main(["diff", "--adapter", f"{example} --alloc highest", "--preset", "virtio",
+                 "--examples", "20", "--report-dir", str(tmp_path / "out"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["verdict"] == "pass" and out["protocol"] == 2, out["message"]
+    assert out["never_happened"] == [] and out["unreached"] == [] and out["near_misses"] > 0
+    code = main(["diff", "--adapter", f"{example} --bug no-scrub", "--preset", "virtio",
+                 "--examples", "30", "--report-dir", str(tmp_path / "out"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["divergence"]["diffs"][0]["key"] == "host/unscrubbed_count"
+    assert Path(out["trace"]).exists()
+
+
+def test_vacuous_run_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It declares a deflate it can never be asked for: the guest has no balloon to deflate.
+    cmd = script(tmp_path, "never", '''
+    if "reset" in msg: target = 0
+    elif msg["action"] == "host_set_target":
+        a = msg["args"]
+        ok = a["vm"] == 0 and 0 <= a["pages"] <= 3 and a["pages"] != target
+        if ok: target = a["pages"]
+    else: ok = False
+    send({"id": i, "ok": True if "reset" in msg else ok, "observe": {"vms/0/target": target}})
+''', actions=["host_set_target", "balloon_deflate"], observe=["vms/*/target"])
+    code = main(["diff", "--adapter", " ".join(cmd), "--preset", "core", "--examples", "10",
+                 "--report-dir", str(tmp_path / "out"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 3 and out["verdict"] == "inconclusive"
+    assert out["never_happened"] == ["balloon_deflate"]
+    assert "never happened: balloon_deflate" in out["message"]
+
+
+def test_unknown_protocol_version_exits_2(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cmd = script(tmp_path, "future", "    pass\n", protocol=7)
+    code = main(["diff", "--adapter", " ".join(cmd), "--preset", "core", "--examples", "1",
+                 "--report-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "protocol version 7" in err and "Traceback" not in err
