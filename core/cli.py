@@ -98,13 +98,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     bad = [c for c in checkers if c not in known]
     if bad:
         raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
+    unseeded = ("explore", "prove")  # exhaustive searches: a seed changes nothing
+    if args.seed is not None and all(c in unseeded for c in checkers):
+        raise UsageError(f"--seed means nothing to {', '.join(checkers)}: they search "
+                         "exhaustively; drop --seed or add a seeded checker (random, "
+                         "hypothesis, numeric, validate)")
     if args.hypothesis_profile is not None:
         from ballast.stateful import profile_settings
 
         profile_settings(args.hypothesis_profile)  # an unknown name is a usage error
     if args.examples is not None and args.examples < 1:
         raise UsageError("--examples must be at least 1")
-    opts = CheckOptions(seed=args.seed, budget_s=args.budget, report_dir=args.report_dir,
+    opts = CheckOptions(seed=args.seed or 0, budget_s=args.budget, report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
                         hypothesis_examples=args.examples,
                         hypothesis_profile=args.hypothesis_profile,
@@ -221,9 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run every checker on a configuration")
     add_model_options(p)
-    p.add_argument("--seed", type=int, default=0,
-                   help="first seed of the random runs; seed of the Hypothesis machine "
-                        "(same seed, same run)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="first seed of the random runs, seed of the Hypothesis machine "
+                        "(same seed, same run) and of the numeric and validation runs "
+                        "(default 0; refused when only exhaustive checkers run)")
     p.add_argument("--checkers", default=None,
                    help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
     p.add_argument("--budget", type=float, default=60.0,

@@ -152,3 +152,7 @@ def test_an_unknown_hypothesis_profile_is_a_usage_error(tmp_path: Path) -> None:
                 "--report-dir", str(tmp_path))
     assert r.returncode == 2
     assert "unknown Hypothesis profile 'fast'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_seed_for_exhaustive_checkers_alone_is_refused() -> None:
+    assert main(["check", "--checkers", "explore,prove", "--seed", "3"]) == 2
