@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per checker; running out is inconclusive (exit 3)")
     p.add_argument("--random-runs", type=int, default=300)
     p.add_argument("--examples", type=int, default=None,
-                   help="Hypothesis runs (default: the profile's: 150 for ci and dev)")
+                   help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
     p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
                    help="Hypothesis settings profile (default: ci when CI=true, else dev)")
     p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",

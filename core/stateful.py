@@ -59,13 +59,14 @@ __all__ = ["DATABASE_DIR", "PROFILES", "MachineOutcome", "PropertyBroken", "defa
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"max_examples": 150, "stateful_step_count": 60},
-    "dev": {"max_examples": 150, "stateful_step_count": 60},
-    "thorough": {"max_examples": 1000, "stateful_step_count": 120},
+    "ci": {"max_examples": 100, "stateful_step_count": 100},
+    "dev": {"max_examples": 100, "stateful_step_count": 100},
+    "thorough": {"max_examples": 600, "stateful_step_count": 200},
 }
 """Settings profiles (registered with Hypothesis as ``ballast-NAME``): how many runs
-of how many steps. ``ci`` and ``dev`` differ only in the example database, which
-``ballast check`` keeps off under ``ci``."""
+of how many steps (long runs: the protocol needs several steps of several actors to
+reach a full balloon and give pages back). ``ci`` and ``dev`` differ only in the example
+database, which ``ballast check`` keeps off under ``ci``."""
 
 _COMMON: dict[str, Any] = {
     "deadline": None, "database": None, "derandomize": False, "print_blob": False,
