@@ -6,7 +6,8 @@ proof, numeric and trace-validation suites plug in through their
 ``suite_check`` functions. A counterexample is shrunk, replayed through the
 reference model and written under the report directory before it is
 reported. Scenarios ("sometimes" properties) and action coverage are pooled
-over all checkers: one that no checker exercised is reported as vacuous.
+over all checkers and judged on what each checker can reach: an item is vacuous
+only if a chosen checker that could exercise it ran and none did (see :func:`_pool`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.randomwalk import random_run
 from ballast.shrink import shrink_actions
-from ballast.stateful import run_machine
+from ballast.stateful import default_profile, example_database, run_machine
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
-__all__ = ["BUILTIN", "SUITES", "CheckOptions", "CheckReport", "run_check"]
+__all__ = ["BUILTIN", "EXHAUSTIVE", "SUITES", "CheckOptions", "CheckReport", "run_check"]
 
 BUILTIN = ("random", "hypothesis")
 """Checkers that live in this package."""
@@ -47,8 +48,16 @@ class CheckOptions:
     seed: int = 0
     random_runs: int = 300
     random_steps: int = 200
-    hypothesis_examples: int = 150
-    hypothesis_steps: int = 60
+    hypothesis_examples: int | None = None
+    """Hypothesis runs; None: the profile's."""
+    hypothesis_steps: int | None = None
+    """Most steps of one Hypothesis run; None: the profile's."""
+    hypothesis_profile: str | None = None
+    """``ci``, ``dev`` or ``thorough`` (:data:`ballast.stateful.PROFILES`); None: ``ci``
+    when the environment says ``CI=true``, else ``dev``."""
+    hypothesis_db: Path | None = None
+    """The Hypothesis example database; None: ``hypothesis-db`` under the report dir,
+    except under CI or the ``ci`` profile, where it is off."""
     budget_s: float = 60.0
     """Per checker. A checker that runs out of budget is inconclusive, never a pass."""
     report_dir: Path = Path("reports/out")
@@ -162,14 +171,21 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
 def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     """The Hypothesis state machine, seeded; a failure is shrunk by Hypothesis first."""
     start = time.monotonic()
+    profile = opts.hypothesis_profile or default_profile()
+    database = example_database(profile, opts.report_dir, opts.hypothesis_db)
     out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
-                      steps=opts.hypothesis_steps)
+                      steps=opts.hypothesis_steps, profile=profile, database=database)
     cx = None
     if out.violation is not None and out.trace is not None:
         cx = _confirmed(model, [st.action for st in out.trace.steps], out.violation,
                         "hypothesis", opts.seed, opts.report_dir)
-    evidence: dict[str, object] = {"runs": out.runs, "steps": out.steps_run, "seed": opts.seed}
-    held = f"held over {out.steps_run:,} Hypothesis steps ({out.runs} runs)"
+    evidence: dict[str, object] = {
+        "runs": out.runs, "steps": out.steps_run, "seed": opts.seed, "profile": profile,
+        "database": str(database) if database is not None else None,
+        "discarded": out.discarded, "domain_draws": out.blind}
+    held = (f"held over {out.steps_run:,} Hypothesis steps ({out.runs} runs, profile "
+            f"{profile}; {out.blind:,} steps with arguments drawn from the domains, "
+            f"{out.discarded:,} draws the guards turned down)")
     results = _invariant_results(model, "hypothesis", out.violation, cx, held, evidence)
     if out.flaky:
         results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
@@ -177,7 +193,8 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
                    if r.verdict is Verdict.PASS else r for r in results]
     results += _coverage(model, "hypothesis", out.witnessed, out.fired)
     return CheckResult("hypothesis", results, time.monotonic() - start,
-                       {"steps": out.steps_run, "runs": out.runs})
+                       {"steps": out.steps_run, "runs": out.runs, "profile": profile,
+                        "discarded": out.discarded})
 
 
 def _suite(name: str, cfg: Config, faults: tuple[str, ...], opts: CheckOptions) -> CheckResult:
@@ -187,19 +204,59 @@ def _suite(name: str, cfg: Config, faults: tuple[str, ...], opts: CheckOptions) 
     return result
 
 
+EXHAUSTIVE = ("explore",)
+"""Checkers whose search is complete: what such a checker never exercised is out of its
+reach (unreachable in what it explores), not vacuous."""
+
+
+def _reach(r: PropertyResult) -> str:
+    """``exercised``, ``missed`` (in the checker's reach, not exercised) or ``beyond``."""
+    if r.verdict is Verdict.PASS:
+        return "exercised"
+    if r.verdict is Verdict.SKIPPED or (r.verdict is Verdict.VACUOUS
+                                        and r.checker in EXHAUSTIVE):
+        return "beyond"
+    return "missed"
+
+
 def _pool(model: BalloonModel, results: list[CheckResult]) -> list[PropertyResult]:
+    """Coverage over all chosen checkers, judged on what each can reach.
+
+    An item (scenario or action) passes if some checker exercised it. It is vacuous
+    only if some chosen checker could have exercised it and none did; an item that no
+    chosen checker can reach (they do not run the model's steps, or an exhaustive
+    search shows it unreachable in what they explore) is reported as never exercised,
+    naming the checkers, but it is not a finding (skipped).
+    """
     pooled = []
+    chosen = [c.checker for c in results]
     for kind in ("scenario", "action"):
         names: dict[str, list[PropertyResult]] = {}
+        known = ([sc.name for sc in model.scenarios()] if kind == "scenario"
+                 else [f"action:{a.name}" for a in model.action_specs()])
+        for name in known:
+            names[name] = []
         for c in results:
             for r in c.results:
                 if r.kind == kind:
                     names.setdefault(r.property, []).append(r)
         for name, rs in names.items():
-            by = [r.checker for r in rs if r.verdict is Verdict.PASS]
-            verdict = Verdict.PASS if by else Verdict.VACUOUS
-            detail = f"exercised by {', '.join(by)}" if by else "no checker exercised it"
-            pooled.append(PropertyResult(name, "all", verdict, detail, kind=kind))
+            by = [r.checker for r in rs if _reach(r) == "exercised"]
+            missed = [r.checker for r in rs if _reach(r) == "missed"]
+            beyond = [c for c in chosen if c not in by and c not in missed]
+            out_of_reach = f"out of reach of {', '.join(beyond)}" if beyond else ""
+            if by:
+                verdict, detail = Verdict.PASS, f"exercised by {', '.join(by)}"
+            elif missed:
+                verdict = Verdict.VACUOUS
+                detail = f"never exercised by {', '.join(missed)}" + (
+                    f"; {out_of_reach}" if beyond else "")
+            else:
+                verdict = Verdict.SKIPPED
+                detail = f"never exercised: {out_of_reach or 'no checker ran'}"
+            pooled.append(PropertyResult(name, "all", verdict, detail, kind=kind,
+                                         evidence={"exercised_by": by, "missed_by": missed,
+                                                   "out_of_reach_of": beyond}))
     return pooled
 
 

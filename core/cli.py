@@ -98,9 +98,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     bad = [c for c in checkers if c not in known]
     if bad:
         raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
-    opts = CheckOptions(seed=args.seed, budget_s=args.budget, report_dir=args.report_dir,
+    unseeded = ("explore", "prove")  # exhaustive searches: a seed changes nothing
+    if args.seed is not None and all(c in unseeded for c in checkers):
+        raise UsageError(f"--seed means nothing to {', '.join(checkers)}: they search "
+                         "exhaustively; drop --seed or add a seeded checker (random, "
+                         "hypothesis, numeric, validate)")
+    if args.hypothesis_profile is not None:
+        from ballast.stateful import profile_settings
+
+        profile_settings(args.hypothesis_profile)  # an unknown name is a usage error
+    if args.examples is not None and args.examples < 1:
+        raise UsageError("--examples must be at least 1")
+    opts = CheckOptions(seed=args.seed or 0, budget_s=args.budget, report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
-                        hypothesis_examples=args.examples)
+                        hypothesis_examples=args.examples,
+                        hypothesis_profile=args.hypothesis_profile,
+                        hypothesis_db=args.hypothesis_db)
     out = console()
     report = run_check(cfg, tuple(args.fault), opts,
                        progress=lambda name: out.print(f"[dim]running {name} ...[/]"))
@@ -156,7 +169,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.write(python_program(trace))
         return EXIT_OK
     result = replay(trace, keep_states=False)
-    render_replay(console(), str(args.trace), result)
+    out = console()
+    if result.outcome is ReplayOutcome.OK and \
+            (trace.header.expect or {}).get("lasso_start") is not None:
+        from ballast.statespace.traces import check_lasso
+
+        # A liveness counterexample breaks no safety property: its lasso is the claim.
+        lasso = check_lasso(trace, str(args.trace))
+        if lasso is not None:
+            out.print(f"{args.trace}: {lasso.describe()}")
+            out.print(f"  {result.describe().replace('every property', 'every safety property')}")
+            return EXIT_VIOLATION if lasso.confirmed else EXIT_OK
+    render_replay(out, str(args.trace), result)
     return EXIT_OK if result.outcome is ReplayOutcome.OK else EXIT_VIOLATION
 
 
@@ -219,13 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="run every checker on a configuration")
     add_model_options(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="first seed of the random runs, seed of the Hypothesis machine "
+                        "(same seed, same run) and of the numeric and validation runs "
+                        "(default 0; refused when only exhaustive checkers run)")
     p.add_argument("--checkers", default=None,
                    help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
     p.add_argument("--budget", type=float, default=60.0,
                    help="seconds per checker; running out is inconclusive (exit 3)")
     p.add_argument("--random-runs", type=int, default=300)
-    p.add_argument("--examples", type=int, default=150, help="Hypothesis examples")
+    p.add_argument("--examples", type=int, default=None,
+                   help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
+    p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
+                   help="Hypothesis settings profile (default: ci when CI=true, else dev)")
+    p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",
+                   help="Hypothesis example database (default: REPORT_DIR/hypothesis-db; "
+                        "off under CI and the ci profile unless given)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
     p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")

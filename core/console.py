@@ -66,11 +66,13 @@ def render_check(out: Console, report: CheckReport) -> None:
         out.print(f"  {c.checker}: {c.verdict.value} in {c.seconds:.1f} s  {note}")
     scen = [r for r in report.pooled if r.kind == "scenario"]
     acts = [r for r in report.pooled if r.kind == "action"]
-    missing = [r.property for r in scen + acts if r.verdict is not Verdict.PASS]
     out.print(f"Sometimes: {sum(r.verdict is Verdict.PASS for r in scen)}/{len(scen)} scenarios "
               f"witnessed, {sum(r.verdict is Verdict.PASS for r in acts)}/{len(acts)} actions fired")
-    for name in missing:
-        out.print(f"  [yellow]vacuous[/]: {name} was never exercised by any checker")
+    for r in scen + acts:
+        if r.verdict is Verdict.VACUOUS:
+            out.print(f"  [yellow]vacuous[/]: {r.property}: {r.detail}")
+        elif r.verdict is not Verdict.PASS:
+            out.print(f"  [dim]not exercised[/]: {r.property}: {r.detail}")
     for r in report.counterexamples():
         out.print(f"[bold red]VIOLATION[/] {r.property} ({r.checker}): {r.detail}")
         out.print(f"  counterexample: {r.counterexample}  (explained in "

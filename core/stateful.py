@@ -1,11 +1,22 @@
 """The model as a Hypothesis state machine: one rule per action, one invariant per property.
 
-Rules are declared from the model's action table, so the machine exercises
-exactly the model's actions with the model's guards; each rule draws one of the
-action's enabled argument choices. Every state invariant is a Hypothesis
-``@invariant``; the step forms of the properties are checked inside each rule.
-When a property breaks, Hypothesis shrinks the run, and the shrunk run is kept
-as a trace in the project's format (the runner is separate: :func:`run_machine`).
+Rules are declared from the model's action table. Each rule's arguments come
+from a Hypothesis strategy built from the action's parameter domains
+(:mod:`ballast.model.domains`: VM numbers, PPN lists, tokens, ...), mixed with
+the model's candidates for the current state, because a blind draw of, say,
+the exact pages the guest's allocator hands out would almost always be turned
+down. A rule runs only where its action's guard admits some candidate (its
+precondition); a drawn argument the guard rejects is discarded (the step does
+nothing and is counted), never a failure. The guard stays the one definition of
+what is allowed, and Hypothesis shrinks failures on the arguments themselves.
+
+Every state invariant is a Hypothesis ``@invariant``; the step forms of the
+properties are checked inside each rule. The shrunk failing run is kept as a
+trace in the project's format (the runner is separate: :func:`run_machine`).
+
+Runs are seeded (same seed, same run) and sized by a settings profile
+registered with Hypothesis (:data:`PROFILES`); the example database, when
+given, replays earlier failures first.
 
 >>> from ballast.model import BalloonModel, preset
 >>> out = run_machine(BalloonModel(preset("core")), seed=1, examples=5, steps=10)
@@ -15,11 +26,16 @@ True
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, seed as hypothesis_seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, seed as hypothesis_seed, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,13 +45,75 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from ballast.errors import UsageError
 from ballast.model.actions import Action, ActionSpec
+from ballast.model.domains import Choice, Domain, IntRange, PageList, action_domains
 from ballast.model.invariants import Property
 from ballast.model.state import State
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 
-__all__ = ["MachineOutcome", "PropertyBroken", "machine_for", "run_machine"]
+__all__ = ["DATABASE_DIR", "PROFILES", "MachineOutcome", "PropertyBroken", "default_profile",
+           "domain_strategy", "example_database", "machine_for", "model_key",
+           "profile_settings", "run_machine"]
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": {"max_examples": 100, "stateful_step_count": 100},
+    "dev": {"max_examples": 100, "stateful_step_count": 100},
+    "thorough": {"max_examples": 600, "stateful_step_count": 200},
+}
+"""Settings profiles (registered with Hypothesis as ``ballast-NAME``): how many runs
+of how many steps (long runs: the protocol needs several steps of several actors to
+reach a full balloon and give pages back). ``ci`` and ``dev`` differ only in the example
+database, which ``ballast check`` keeps off under ``ci``."""
+
+_COMMON: dict[str, Any] = {
+    "deadline": None, "database": None, "derandomize": False, "print_blob": False,
+    "report_multiple_bugs": False,
+    "verbosity": Verbosity.quiet, "suppress_health_check": list(HealthCheck),
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+}
+
+for _name, _sizes in PROFILES.items():
+    settings.register_profile(f"ballast-{_name}", **_COMMON, **_sizes)
+
+
+def profile_settings(name: str) -> settings:
+    """The registered Hypothesis settings of profile ``name`` (``ci``, ``dev``, ``thorough``)."""
+    if name not in PROFILES:
+        raise UsageError(f"unknown Hypothesis profile {name!r}; expected one of "
+                         f"{', '.join(PROFILES)}")
+    return settings.get_profile(f"ballast-{name}")
+
+
+DATABASE_DIR = "hypothesis-db"
+"""The example database's folder under the report directory."""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def default_profile() -> str:
+    """``ci`` when the environment says ``CI=true``, else ``dev``."""
+    return "ci" if _in_ci() else "dev"
+
+
+def example_database(profile: str, report_dir: Path, asked: Path | None = None) -> Path | None:
+    """Where the example database lives: ``asked`` if given; otherwise
+    ``report_dir/hypothesis-db``, except in CI or under the ``ci`` profile (off).
+
+    >>> example_database("ci", Path("out")) is None
+    True
+    >>> example_database("ci", Path("out"), Path("db")).as_posix()
+    'db'
+    """
+    if asked is not None:
+        return asked
+    if profile == "ci" or _in_ci():
+        return None
+    return Path(report_dir) / DATABASE_DIR
 
 
 class PropertyBroken(AssertionError):
@@ -50,70 +128,123 @@ class PropertyBroken(AssertionError):
 class _Recorder:
     """What the latest run of the machine did (Hypothesis replays the shrunk run last)."""
 
-    steps: list[TraceStep] = field(default_factory=list)
+    steps: list[tuple[Action, State, tuple[str, ...]]] = field(default_factory=list)
+    """(action, state after it, scenarios witnessed) of every step taken."""
     violation: Violation | None = None
     witnessed: set[str] = field(default_factory=set)
     fired: set[str] = field(default_factory=set)
     total_steps: int = 0
+    discarded: int = 0
+    """Drawn arguments the guard turned down (the step did nothing)."""
+    blind: int = 0
+    """Steps taken with arguments drawn from the domains rather than the candidates."""
     runs: int = 0
+
+
+def domain_strategy(domain: Domain) -> st.SearchStrategy[Any]:
+    """The Hypothesis strategy of a parameter domain (shrinking toward small values).
+
+    >>> from hypothesis import find
+    >>> find(domain_strategy(PageList(0, 3, 1, 2)), lambda ppns: sum(ppns) >= 4,
+    ...      settings=settings(database=None))
+    (1, 3)
+    """
+    if isinstance(domain, IntRange):
+        return st.integers(domain.low, domain.high)
+    if isinstance(domain, Choice):
+        return st.sampled_from(domain.values)
+    return st.lists(st.integers(domain.low, domain.high), unique=True,
+                    min_size=domain.min_len, max_size=domain.max_len
+                    ).map(lambda xs: tuple(sorted(xs)))
 
 
 def machine_for(model: BalloonModel, recorder: _Recorder | None = None
                 ) -> type[RuleBasedStateMachine]:
-    """A RuleBasedStateMachine class for ``model``: rules from its actions,
-    invariants from its properties."""
+    """A RuleBasedStateMachine class for ``model``: rules from its actions (arguments
+    from strategies), invariants from its properties."""
     rec = recorder if recorder is not None else _Recorder()
+    blind: dict[str, st.SearchStrategy[dict[str, Any]] | None] = {}
+    for spec in model.action_specs():
+        doms = action_domains(model.cfg, spec.params)
+        blind[spec.name] = None if doms is None else st.fixed_dictionaries(
+            {p: domain_strategy(d) for p, d in doms.items()})
 
     class BalloonMachine(RuleBasedStateMachine):
-        """Random protocol runs of the Ballast model."""
+        """Protocol runs of the Ballast model with generated arguments."""
 
         state: State
 
         def __init__(self) -> None:
             super().__init__()
             self.state = model.init_states()[0]
-            self._options: dict[str, list[tuple[Action, State]]] | None = None
+            self._admitted: dict[str, list[dict[str, Any]]] = {}
+            self._checked: State | None = None
+            """The state every property was last checked on (inside the step)."""
             rec.steps = []
             rec.violation = None
             rec.runs += 1
 
-        def options(self, name: str) -> list[tuple[Action, State]]:
-            if self._options is None:
-                opts: dict[str, list[tuple[Action, State]]] = {}
-                for act, post in model.successors(self.state):
-                    opts.setdefault(act.name, []).append((act, post))
-                self._options = opts
-            return self._options.get(name, [])
+        def admitted(self, spec: ActionSpec) -> list[dict[str, Any]]:
+            """The candidates of ``spec`` in this state that its guard admits."""
+            got = self._admitted.get(spec.name)
+            if got is None:
+                got = [dict(args) for args in spec.candidates(model.cfg, self.state)
+                       if model.try_next_state(self.state, Action.of(spec.name, **args))
+                       is not None]
+                self._admitted[spec.name] = got
+            return got
 
-        def take(self, act: Action, post: State) -> None:
+        def arguments(self, spec: ActionSpec) -> st.SearchStrategy[dict[str, Any]]:
+            """An admitted candidate three times out of four, else a draw from the
+            parameter domains (shrinking toward the first candidate)."""
+            admitted = self.admitted(spec)
+            wide = blind[spec.name]
+            if wide is None:
+                return st.sampled_from(admitted)
+            marked = wide.map(lambda a: {**a, "_blind": True})
+            if not admitted:
+                return marked
+            near = st.sampled_from(admitted)
+            return st.integers(0, 3).flatmap(lambda k: marked if k == 3 else near)
+
+        def take(self, spec: ActionSpec, args: dict[str, Any]) -> None:
+            drawn_blind = bool(args.pop("_blind", False))
+            act = Action.of(spec.name, **args)
             pre = self.state
+            post = model.try_next_state(pre, act)
+            if post is None:
+                rec.discarded += 1  # the guard's answer: not allowed here
+                return
+            rec.blind += drawn_blind
             bad = model.step_violations(pre, act, post)
             wit = model.witnessed(pre, act, post)
             rec.witnessed.update(wit)
             rec.fired.add(act.name)
             rec.total_steps += 1
-            rec.steps.append(TraceStep(len(rec.steps) + 1, act, state=post.to_dict(),
-                                       witnesses=tuple(wit)))
+            rec.steps.append((act, post, tuple(wit)))
             self.state = post
-            self._options = None
+            self._checked = post
+            self._admitted = {}
             if bad:
                 rec.violation = bad[0]
                 raise PropertyBroken(bad[0])
 
     def add_rule(spec: ActionSpec) -> None:
         def enabled(self: Any) -> bool:
-            return bool(self.options(spec.name))
+            return bool(self.admitted(spec))
 
-        def step(self: Any, data: st.DataObject) -> None:
-            act, post = data.draw(st.sampled_from(self.options(spec.name)), label=spec.name)
-            self.take(act, post)
+        def step(self: Any, args: dict[str, Any]) -> None:
+            self.take(spec, dict(args))
 
         step.__name__ = spec.name
         step.__doc__ = spec.doc
-        setattr(BalloonMachine, spec.name, precondition(enabled)(rule(data=st.data())(step)))
+        args = st.runner().flatmap(lambda machine: machine.arguments(spec))
+        setattr(BalloonMachine, spec.name, precondition(enabled)(rule(args=args)(step)))
 
     def add_invariant(prop: Property) -> None:
         def check(self: Any) -> None:
+            if self._checked is self.state:
+                return  # the step that led here checked every property on this state
             msg = prop.check_state(model.cfg, self.state)
             if msg is not None:
                 v = Violation(prop.name, msg, "state")
@@ -132,6 +263,19 @@ def machine_for(model: BalloonModel, recorder: _Recorder | None = None
     return BalloonMachine
 
 
+def model_key(model: BalloonModel) -> str:
+    """A short name for the model's configuration and faults (the example database
+    keeps each model's examples apart).
+
+    >>> from ballast.model import BalloonModel, preset
+    >>> model_key(BalloonModel(preset("core"))) == model_key(BalloonModel(preset("core")))
+    True
+    """
+    text = json.dumps({"config": model.cfg.to_dict(), "faults": list(model.faults)},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class MachineOutcome:
     """The result of running the Hypothesis machine."""
@@ -144,17 +288,31 @@ class MachineOutcome:
     steps_run: int
     runs: int
     flaky: bool = False
+    discarded: int = 0
+    """Drawn arguments the guards turned down."""
+    blind: int = 0
+    """Steps taken with arguments drawn from the parameter domains."""
+    profile: str = "ci"
+    database: Path | None = None
 
 
-def run_machine(model: BalloonModel, *, seed: int, examples: int, steps: int,
-                deadline_ms: int | None = None) -> MachineOutcome:
-    """Run the machine for ``examples`` runs of up to ``steps`` steps, seeded."""
+def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
+                steps: int | None = None, profile: str = "ci",
+                database: Path | None = None, deadline_ms: int | None = None) -> MachineOutcome:
+    """Run the machine, seeded by ``seed``: ``examples`` runs of up to ``steps`` steps
+    (default: the profile's). With ``database``, failures are saved there (one folder per
+    model) and replayed first on the next run."""
     rec = _Recorder()
     machine = machine_for(model, rec)
-    conf = settings(max_examples=examples, stateful_step_count=steps, deadline=deadline_ms,
-                    database=None, derandomize=False, print_blob=False,
-                    suppress_health_check=list(HealthCheck),
-                    phases=[Phase.generate, Phase.shrink])
+    changes: dict[str, Any] = {"deadline": deadline_ms}
+    if examples is not None:
+        changes["max_examples"] = examples
+    if steps is not None:
+        changes["stateful_step_count"] = steps
+    db_dir = Path(database) / model_key(model) if database is not None else None
+    if db_dir is not None:
+        changes["database"] = DirectoryBasedExampleDatabase(str(db_dir))
+    conf = settings(profile_settings(profile), **changes)
     hypothesis_seed(seed)(machine)
     flaky = False
     try:
@@ -166,9 +324,12 @@ def run_machine(model: BalloonModel, *, seed: int, examples: int, steps: int,
     trace = None
     if rec.violation is not None:
         v = rec.violation
-        header = TraceHeader(model.cfg, model.faults, {"checker": "hypothesis", "seed": seed},
+        header = TraceHeader(model.cfg, model.faults,
+                             {"checker": "hypothesis", "seed": seed, "profile": profile},
                              {"property": v.property, "step": len(rec.steps),
                               "message": v.message})
-        trace = Trace(header, tuple(rec.steps))
+        trace = Trace(header, tuple(TraceStep(n, act, state=post.to_dict(), witnesses=wit)
+                                    for n, (act, post, wit) in enumerate(rec.steps, start=1)))
     return MachineOutcome(rec.violation, trace, frozenset(rec.witnessed), frozenset(rec.fired),
-                          rec.total_steps, rec.runs, flaky)
+                          rec.total_steps, rec.runs, flaky, rec.discarded, rec.blind,
+                          profile, db_dir)

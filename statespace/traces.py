@@ -9,7 +9,10 @@ and is fair under the fairness the verdict assumed (weakly fair to the module
 and the VMM; with ``strong-accept``, also taking the VMM's acceptance of a
 whole inflate report whenever the cycle passes a state where it is enabled). It is one trace: the prefix, then
 the cycle, with ``header.expect.lasso_start`` = the number of the cycle's first
-step (so the state before that step is where the cycle starts and ends).
+step (so the state before that step is where the cycle starts and ends),
+``expect.vm`` = the VM whose balloon it starves and ``expect.fairness`` = the
+fairness choice. :func:`check_lasso` reads such a trace back (``ballast
+replay``) and checks the lasso again: the cycle closes and is fair.
 Deadlocks and states from which the target cannot be reached break no
 property a replay checks; they are confirmed by a replay of their own (every
 step allowed, the claimed situation holds at the end) before they are written.
@@ -18,8 +21,11 @@ step allowed, the claimed situation holds at the end) before they are written.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from ballast.errors import InputError
 
 from ballast.model.actions import Action
 from ballast.model.state import State
@@ -30,12 +36,15 @@ from ballast.reports.counterexample import (
     markdown_explanation,
     write_counterexample,
 )
-from ballast.model.replay import replay
+from ballast.model.invariants import honest_vms
+from ballast.model.replay import model_for, replay
 from ballast.statespace.deadlock import stalled_vms
 from ballast.statespace.explore import Exploration, Finding
 from ballast.statespace.liveness import (
     CAN_REACH,
+    FAIRNESS_CHOICES,
     FAIRNESS_TEXTS,
+    REACHES,
     WEAK,
     LivenessResult,
     at_target,
@@ -44,7 +53,8 @@ from ballast.statespace.liveness import (
     strong_fairness_class,
 )
 
-__all__ = ["make_trace", "run_actions", "verify_lasso", "write_finding", "write_liveness"]
+__all__ = ["LassoCheck", "check_lasso", "lasso_start", "make_trace", "run_actions",
+           "verify_lasso", "write_finding", "write_liveness"]
 
 CHECKER = "explore"
 
@@ -135,10 +145,84 @@ def write_liveness(ex: Exploration, result: LivenessResult, out_dir: Path, name:
         raise CounterexampleNotReproduced(f"the lasso does not reproduce: {why}")
     expect["step"] = len(result.prefix) + len(result.cycle)
     expect["lasso_start"] = len(result.prefix) + 1
+    expect["vm"] = result.vm
     expect["fairness"] = result.fairness
     trace = make_trace(model, list(result.prefix) + list(result.cycle), expect,
                        f"fair lasso ({FAIRNESS_TEXTS[result.fairness]})")
     return Path(write_counterexample(trace, out_dir, name).trace_path)
+
+
+@dataclass(frozen=True)
+class LassoCheck:
+    """What replaying a lasso trace shows about the liveness property it claims broken."""
+
+    property: str
+    confirmed: bool
+    """The cycle closes, never reaches the (feasible) target, keeps the targets fixed and
+    is fair under ``fairness``."""
+    reason: str
+    """Why the lasso is not confirmed (empty when it is)."""
+    vm: int | None
+    fairness: str
+    start: int
+    """The number of the cycle's first step."""
+    cycle_steps: int
+
+    def describe(self) -> str:
+        """One line for a person."""
+        if self.confirmed:
+            return (f"lasso confirmed: {self.property} (VM {self.vm}): the cycle of "
+                    f"{self.cycle_steps} step(s) from step {self.start} returns to its first "
+                    f"state without reaching the target, and is fair (fairness "
+                    f"'{self.fairness}': {FAIRNESS_TEXTS[self.fairness]})")
+        return f"lasso not confirmed ({self.property}): {self.reason}"
+
+
+def lasso_start(trace: Trace, source: str = "<trace>") -> int | None:
+    """The number of the cycle's first step of a lasso trace, or None for another trace;
+    an input error if the header's ``lasso_start`` names no step of the trace."""
+    expect = trace.header.expect or {}
+    start = expect.get("lasso_start")
+    if start is None:
+        return None
+    n = len(trace.steps)
+    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= n:
+        raise InputError(source, 1, f"expect.lasso_start must be a step number from 1 to {n}, "
+                         f"got {start!r}")
+    return start
+
+
+def check_lasso(trace: Trace, source: str = "<trace>") -> LassoCheck | None:
+    """Check the lasso of a liveness trace (None if ``trace`` has none): replayed from the
+    model's initial state, the steps from ``lasso_start`` on must return to the state
+    before that step, never reach the target and be fair under the recorded fairness.
+    The steps must be allowed (replay the trace first); an illegal one raises GuardError.
+    """
+    start = lasso_start(trace, source)
+    if start is None:
+        return None
+    expect = trace.header.expect or {}
+    fairness = expect.get("fairness", WEAK)
+    if fairness not in FAIRNESS_CHOICES:
+        raise InputError(source, 1, f"expect.fairness must be one of "
+                         f"{', '.join(FAIRNESS_CHOICES)}, got {fairness!r}")
+    model = model_for(trace.header)
+    honest = list(honest_vms(model.cfg))
+    vm = expect.get("vm")
+    if vm is not None and vm not in honest:
+        raise InputError(source, 1, f"expect.vm must be a VM that follows the protocol "
+                         f"({', '.join(map(str, honest)) or 'none'}), got {vm!r}")
+    prop = str(expect.get("property", REACHES))
+    actions = [st.action for st in trace.steps]
+    prefix, cycle = actions[:start - 1], actions[start - 1:]
+    reasons = []
+    for v in [vm] if isinstance(vm, int) else honest:
+        why = verify_lasso(model, v, prefix, cycle, str(fairness))
+        if why is None:
+            return LassoCheck(prop, True, "", v, str(fairness), start, len(cycle))
+        reasons.append(why if vm is not None or len(honest) == 1 else f"VM {v}: {why}")
+    return LassoCheck(prop, False, "; ".join(reasons) or "no VM follows the protocol",
+                      vm if isinstance(vm, int) else None, str(fairness), start, len(cycle))
 
 
 def _write_own(trace: Trace, out_dir: Path, name: str, what: str) -> Path:

@@ -129,3 +129,30 @@ def test_replay_as_a_python_program_fails_the_same_way(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert run.returncode == 1
     assert "breaks no_double_mapping" in run.stderr.splitlines()[-1]
+
+
+def test_hypothesis_check_same_seed_same_figures(tmp_path: Path) -> None:
+    def figures(seed: int) -> dict[str, object]:
+        out = tmp_path / f"run-{seed}-{len(list(tmp_path.iterdir()))}.json"
+        r = ballast("check", "--preset", "core", "--checkers", "hypothesis", "--examples", "20",
+                    "--hypothesis-profile", "ci", "--seed", str(seed),
+                    "--report-dir", str(tmp_path / "reports"), "--json", str(out))
+        assert r.returncode in (0, 3), r.stdout + r.stderr
+        data = json.loads(out.read_text())
+        text = json.dumps(data, sort_keys=True)
+        return {"held": [line for line in text.split('"') if "Hypothesis steps" in line]}
+
+    a, b, c = figures(4), figures(4), figures(5)
+    assert a == b and a["held"]
+    assert a != c
+
+
+def test_an_unknown_hypothesis_profile_is_a_usage_error(tmp_path: Path) -> None:
+    r = ballast("check", "--checkers", "hypothesis", "--hypothesis-profile", "fast",
+                "--report-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "unknown Hypothesis profile 'fast'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_seed_for_exhaustive_checkers_alone_is_refused() -> None:
+    assert main(["check", "--checkers", "explore,prove", "--seed", "3"]) == 2
