@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ballast.check import CheckReport
@@ -83,7 +84,7 @@ def render_check(out: Console, report: CheckReport) -> None:
                 open_.setdefault((r.checker, r.detail), []).append(r.property)
     for (checker, detail), props in open_.items():
         what = props[0] if len(props) == 1 else f"{len(props)} properties ({', '.join(props)})"
-        out.print(f"[yellow]INCONCLUSIVE[/] {checker}: {detail} -- {what}")
+        out.print(f"[yellow]INCONCLUSIVE[/] {checker}: {escape(detail)} -- {what}")
     out.print(f"Verdict: [{_STYLE[report.verdict]}]{report.verdict.value}[/] "
               f"(exit {report.verdict.exit_code}) in {report.seconds:.1f} s")
 
