@@ -8,8 +8,9 @@ reference model and written under the report directory before it is
 reported. Every checker's work is counted (runs, steps, states, Z3 resource
 units, batches; see :mod:`ballast.budget`), so the same options and seed give
 the same verdicts and figures on any machine; wall-clock time limits a checker
-only when ``max_seconds`` is set. Scenarios ("sometimes" properties) and action coverage are pooled
-over all checkers: one that no checker exercised is reported as vacuous.
+only when ``max_seconds`` is set. Scenarios ("sometimes" properties) and action
+coverage are pooled over all checkers: one that no checker exercised is
+reported as vacuous.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ feature the configuration switches on, the smallest configuration that has the
 protocol core plus that feature (:func:`feature_slices`). Each slice is explored
 completely, with symmetry reduction; a property passes only if it held in every
 reachable state of every slice, and a slice that runs out of budget (distinct
-states per slice, ``budget.max_states``; wall-clock time only when the user asked
-for it) makes the result inconclusive, naming the flag that raises it. Liveness is checked, without symmetry, on the protocol
-slice under weak fairness (``weak``) and on the refusal slice under
+states per slice, ``budget.max_states``; wall-clock time only when the user
+asked for it) makes the result inconclusive, naming the flag that raises it.
+Liveness is checked, without symmetry, on the protocol slice under weak
+fairness (``weak``) and on the refusal slice under
 ``strong-accept``: a host that refuses every page forever keeps any balloon
 from its target (``ballast explore --liveness`` shows it as a lasso under
 ``weak``), so there the VMM's acceptance of a whole inflate report is assumed
