@@ -62,5 +62,5 @@ def test_correct_model_has_no_path_of_the_same_length(fault: str, tmp_path: Path
 def test_the_accounting_fault_breaks_the_inductive_invariant_at_once() -> None:
     """Even without the deep search, induction flags the broken release step."""
     cfg = control_config("release_keeps_balloon_set")
-    out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",), 20)
+    out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",))
     assert any(r.verdict is ProofVerdict.VIOLATED for r in out)
