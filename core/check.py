@@ -5,9 +5,13 @@ and the Hypothesis state machine (:mod:`ballast.stateful`); the exploration,
 proof, numeric and trace-validation suites plug in through their
 ``suite_check`` functions. A counterexample is shrunk, replayed through the
 reference model and written under the report directory before it is
-reported. Scenarios ("sometimes" properties) and action coverage are pooled
-over all checkers and judged on what each checker can reach: an item is vacuous
-only if a chosen checker that could exercise it ran and none did (see :func:`_pool`).
+reported. Every checker's work is counted (runs, steps, states, Z3 resource
+units, batches; see :mod:`ballast.budget`), so the same options and seed give
+the same verdicts and figures on any machine; wall-clock time limits a checker
+only when ``max_seconds`` is set. Scenarios ("sometimes" properties) and action
+coverage are pooled over all checkers and judged on what each checker can reach:
+an item is vacuous only if a chosen checker that could exercise it ran and none
+did (see :func:`_pool`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ballast.budget import WorkBudget, out_of_time
 from ballast.model.actions import Action
 from ballast.model.config import Config
 from ballast.model.system import BalloonModel, Violation
@@ -38,12 +43,12 @@ SUITES = {
     "numeric": "ballast.numeric.suite",
     "validate": "ballast.validate.suite",
 }
-"""Checker name -> module with a ``suite_check(cfg, *, faults, seed, report_dir, budget_s)``."""
+"""Checker name -> module with a ``suite_check(cfg, *, faults, seed, report_dir, budget)``."""
 
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """How hard each built-in checker works, and where reports go."""
+    """How hard each checker works (all in units of work), and where reports go."""
 
     seed: int = 0
     random_runs: int = 300
@@ -58,8 +63,9 @@ class CheckOptions:
     hypothesis_db: Path | None = None
     """The Hypothesis example database; None: ``hypothesis-db`` under the report dir,
     except under CI or the ``ci`` profile, where it is off."""
-    budget_s: float = 60.0
-    """Per checker. A checker that runs out of budget is inconclusive, never a pass."""
+    budget: WorkBudget = WorkBudget()
+    """The other checkers' work, and the wall-clock limit per checker if the user set one.
+    A checker that runs out of budget is inconclusive, never a pass."""
     report_dir: Path = Path("reports/out")
     checkers: tuple[str, ...] = BUILTIN + tuple(SUITES)
 
@@ -137,13 +143,14 @@ def _coverage(model: BalloonModel, checker: str, witnessed: Iterable[str],
 def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     """Deterministic random runs, seeds ``seed .. seed+runs-1``."""
     start = time.monotonic()
+    deadline = opts.budget.deadline()
     steps = 0
     witnessed: set[str] = set()
     fired: set[str] = set()
     violation, cx, runs = None, None, 0
     complete = True
     for seed in range(opts.seed, opts.seed + opts.random_runs):
-        if time.monotonic() - start > opts.budget_s:
+        if deadline.passed():
             complete = False
             break
         run = random_run(model, seed, opts.random_steps, record_states=False)
@@ -160,9 +167,10 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     held = f"held over {steps:,} random steps ({runs} runs)"
     results = _invariant_results(model, "random", violation, cx, held, evidence)
     if not complete and violation is None:
-        results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
-                                  f"budget of {opts.budget_s:.0f} s ran out after {steps:,} steps",
-                                  evidence) for r in results]
+        why = out_of_time(f"stopped after {steps:,} steps ({runs} of {opts.random_runs} runs)",
+                          opts.budget.max_seconds or 0)
+        results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE, why, evidence)
+                   for r in results]
     results += _coverage(model, "random", witnessed, fired)
     return CheckResult("random", results, time.monotonic() - start,
                        {"steps": steps, "runs": runs})
@@ -200,7 +208,7 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
 def _suite(name: str, cfg: Config, faults: tuple[str, ...], opts: CheckOptions) -> CheckResult:
     module = importlib.import_module(SUITES[name])
     result: CheckResult = module.suite_check(cfg, faults=faults, seed=opts.seed,
-                                             report_dir=opts.report_dir, budget_s=opts.budget_s)
+                                             report_dir=opts.report_dir, budget=opts.budget)
     return result
 
 

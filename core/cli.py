@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
+    from ballast.budget import WorkBudget
     from ballast.check import CheckReport
     from ballast.model.config import Config
     from ballast.verdict import CheckResult
@@ -109,8 +110,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         profile_settings(args.hypothesis_profile)  # an unknown name is a usage error
     if args.examples is not None and args.examples < 1:
         raise UsageError("--examples must be at least 1")
-    opts = CheckOptions(seed=args.seed or 0, budget_s=args.budget, report_dir=args.report_dir,
+    opts = CheckOptions(seed=args.seed or 0, budget=_work_budget(args), report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
+                        random_steps=args.random_steps,
                         hypothesis_examples=args.examples,
                         hypothesis_profile=args.hypothesis_profile,
                         hypothesis_db=args.hypothesis_db)
@@ -124,6 +126,23 @@ def _cmd_check(args: argparse.Namespace) -> int:
         write_summary(report.results + [_pooled(report)], markdown=args.summary_md,
                       json_path=args.json, junit=args.junit, sarif=args.sarif)
     return report.verdict.exit_code
+
+
+def _work_budget(args: argparse.Namespace) -> "WorkBudget":
+    from ballast.budget import WorkBudget
+
+    counts = {"random_runs": args.random_runs, "random_steps": args.random_steps,
+              "examples": args.examples, "max_states": args.max_states, "rlimit": args.rlimit,
+              "bmc_rlimit": args.bmc_rlimit, "numeric_seeds": args.numeric_seeds,
+              "numeric_batches": args.numeric_batches}
+    for name, value in counts.items():
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.max_seconds is not None and args.max_seconds < 0:
+        raise UsageError(f"--max-seconds must not be negative, got {args.max_seconds:g}")
+    return WorkBudget(max_states=args.max_states, rlimit=args.rlimit,
+                      bmc_rlimit=args.bmc_rlimit, numeric_seeds=args.numeric_seeds,
+                      numeric_batches=args.numeric_batches, max_seconds=args.max_seconds)
 
 
 def _pooled(report: "CheckReport") -> "CheckResult":
@@ -241,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from ballast.budget import (BMC_RLIMIT, EXPLORE_STATES, NUMERIC_BATCHES, NUMERIC_SEEDS,
+                                QUERY_RLIMIT)
+
     p = sub.add_parser("check", help="run every checker on a configuration")
     add_model_options(p)
     p.add_argument("--seed", type=int, default=None,
@@ -249,11 +271,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0; refused when only exhaustive checkers run)")
     p.add_argument("--checkers", default=None,
                    help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
-    p.add_argument("--budget", type=float, default=60.0,
-                   help="seconds per checker; running out is inconclusive (exit 3)")
-    p.add_argument("--random-runs", type=int, default=300)
-    p.add_argument("--examples", type=int, default=None,
-                   help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
+    budget = p.add_argument_group(
+        "work budgets", "counted in work, so a verdict does not depend on the machine's "
+                        "speed or load; a budget that runs out is inconclusive (exit 3)")
+    budget.add_argument("--random-runs", type=int, default=300,
+                        help="random runs, seeds --seed.. (default 300)")
+    budget.add_argument("--random-steps", type=int, default=200,
+                        help="steps per random run (default 200)")
+    budget.add_argument("--examples", type=int, default=None,
+                        help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
+    budget.add_argument("--max-states", type=int, default=EXPLORE_STATES,
+                        help=f"explore: states per feature slice (default {EXPLORE_STATES:,})")
+    budget.add_argument("--rlimit", type=int, default=QUERY_RLIMIT,
+                        help=f"prove: Z3 resource units per query (default {QUERY_RLIMIT:,})")
+    budget.add_argument("--bmc-rlimit", type=int, default=BMC_RLIMIT,
+                        help=f"prove: Z3 resource units per bounded search "
+                             f"(default {BMC_RLIMIT:,})")
+    budget.add_argument("--numeric-seeds", type=int, default=NUMERIC_SEEDS,
+                        help=f"numeric: seeds (default {NUMERIC_SEEDS})")
+    budget.add_argument("--numeric-batches", type=int, default=NUMERIC_BATCHES,
+                        help=f"numeric: batches per seed (default {NUMERIC_BATCHES})")
+    budget.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="wall-clock limit per checker (default: none); a checker it "
+                             "stops is inconclusive")
+    budget.add_argument("--budget", type=float, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
                    help="Hypothesis settings profile (default: ci when CI=true, else dev)")
     p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",

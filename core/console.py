@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ballast.backends import Cell
@@ -78,10 +79,15 @@ def render_check(out: Console, report: CheckReport) -> None:
         out.print(f"  counterexample: {r.counterexample}  (explained in "
                   f"{r.counterexample.with_suffix('.md') if r.counterexample else ''})")
         out.print(f"  replay: ballast replay {r.counterexample}")
+    # One line per checker and reason: a budget that ran out names its flag once.
+    open_: dict[tuple[str, str], list[str]] = {}
     for c in report.results:
         for r in c.results:
             if r.verdict is Verdict.INCONCLUSIVE and r.kind == "invariant":
-                out.print(f"[yellow]INCONCLUSIVE[/] {r.property} ({r.checker}): {r.detail}")
+                open_.setdefault((r.checker, r.detail), []).append(r.property)
+    for (checker, detail), props in open_.items():
+        what = props[0] if len(props) == 1 else f"{len(props)} properties ({', '.join(props)})"
+        out.print(f"[yellow]INCONCLUSIVE[/] {checker}: {escape(detail)} -- {what}")
     out.print(f"Verdict: [{_STYLE[report.verdict]}]{report.verdict.value}[/] "
               f"(exit {report.verdict.exit_code}) in {report.seconds:.1f} s")
 

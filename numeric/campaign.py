@@ -15,6 +15,7 @@ they finish so the command line can show progress; nothing here prints.
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -34,11 +35,15 @@ class _Job:
     frac: float
     check_every: int
     report_dir: Path | None
+    deadline: float | None = None
 
 
 def _run(job: _Job) -> SeedResult:
+    if job.deadline is not None and time.perf_counter() > job.deadline:
+        return SeedResult(job.seed)  # not started: the wall-clock limit was reached
     return fuzz_seed(job.cfg, seed=job.seed, faults=job.faults, batches=job.batches,
-                     frac=job.frac, check_every=job.check_every, report_dir=job.report_dir)
+                     frac=job.frac, check_every=job.check_every, report_dir=job.report_dir,
+                     deadline=job.deadline)
 
 
 def parse_seeds(text: str) -> range:
@@ -59,9 +64,16 @@ def parse_seeds(text: str) -> range:
 
 def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,
                  faults: Sequence[str] = (), batches: int = 200, frac: float = 0.5,
-                 check_every: int = 10, report_dir: Path | None = None) -> Iterator[SeedResult]:
-    """Yield each seed's result as it finishes (any order)."""
-    jobs = [_Job(cfg, s, tuple(faults), batches, frac, check_every, report_dir) for s in seeds]
+                 check_every: int = 10, report_dir: Path | None = None,
+                 max_seconds: float | None = None) -> Iterator[SeedResult]:
+    """Yield each seed's result as it finishes (any order).
+
+    ``max_seconds`` (wall clock, only when asked) stops every seed's batches at that
+    time; a seed cut short has fewer than ``batches`` batches."""
+    # perf_counter is the system-wide monotonic clock, the same in forked workers.
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+    jobs = [_Job(cfg, s, tuple(faults), batches, frac, check_every, report_dir, deadline)
+            for s in seeds]
     if workers <= 1:
         for job in jobs:
             yield _run(job)
@@ -82,13 +94,17 @@ class CampaignSummary:
     seconds: float
     failing: tuple[int, ...]
     properties: tuple[str, ...]
+    cut_short: tuple[int, ...] = ()
+    """Seeds without a violation that did not run all their batches (wall-clock limit)."""
 
 
-def summarise(results: Sequence[SeedResult]) -> CampaignSummary:
+def summarise(results: Sequence[SeedResult], batches: int | None = None) -> CampaignSummary:
     """Totals, failing seeds (sorted) and the properties they broke."""
     bad = sorted((r for r in results if r.violation is not None), key=lambda r: r.seed)
     return CampaignSummary(
         seeds=len(results), ops=sum(r.ops for r in results),
         checks=sum(r.checks for r in results), seconds=sum(r.seconds for r in results),
         failing=tuple(r.seed for r in bad),
-        properties=tuple(sorted({r.violation[0] for r in bad if r.violation})))
+        properties=tuple(sorted({r.violation[0] for r in bad if r.violation})),
+        cut_short=tuple(sorted(r.seed for r in results if batches is not None
+                               and r.violation is None and r.batches < batches)))

@@ -1,9 +1,10 @@
 # mypy: disable-error-code="no-any-return"
 """``ballast fuzz``: randomized checking at scale with the numeric core, over many seeds.
 
-Exit codes: 0 every seed ran without a violation, 1 a violation was found (its
-shrunk trace, confirmed by the reference model, is under ``--report-dir``),
-2 bad usage or input.
+Exit codes: 0 every seed ran all its batches without a violation, 1 a violation
+was found (its shrunk trace, confirmed by the reference model, is under
+``--report-dir``), 2 bad usage or input, 3 inconclusive: the wall-clock limit
+the user asked for (``--max-seconds``) stopped some seed early.
 
 Without ``--vms``/``--pages`` the preset's own sizes are used; with them, the
 preset's features are kept and sizes scaled (host memory = 3/4 of guest memory).
@@ -49,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--frac", type=float, default=0.5, help="share of VMs in each batch")
     p.add_argument("--check-every", type=int, default=10,
                    help="check every state invariant after this many batches (and at the end)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="wall-clock limit (default: none); seeds it cuts short make the "
+                        "result inconclusive (exit 3)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -91,6 +95,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("--workers, --steps and --check-every must be positive")
     if not 0 < args.frac <= 1:
         raise UsageError("--frac must be in (0, 1]")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise UsageError("--max-seconds must be positive")
     cfg = config_for(args)
     gaps = gaps_in(cfg, args.fault)
     if gaps.blocking:
@@ -99,7 +105,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     results: list[SeedResult] = []
     stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
                           batches=args.steps, frac=args.frac, check_every=args.check_every,
-                          report_dir=args.report_dir)
+                          report_dir=args.report_dir, max_seconds=args.max_seconds)
     if args.json or args.no_progress or not sys.stderr.isatty():
         results = list(stream)
     else:
@@ -110,7 +116,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
                 results.append(r)
                 bar.advance(task)
     results.sort(key=lambda r: r.seed)
-    summary = summarise(results)
+    summary = summarise(results, args.steps)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
                           "seeds": [_line(r) for r in results],
@@ -135,6 +141,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         if gaps:
             lost = "no property" if gaps.actions else ", ".join(gaps.invariants)
             out.print(f"[yellow]INCONCLUSIVE[/] numeric: {gaps.what()}; {lost} checked")
+        if summary.cut_short and not summary.failing:
+            out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
+                      f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
+                      f"reached (--max-seconds)")
     if summary.failing:
         return 1
-    return EXIT_INCONCLUSIVE if gaps else 0
+    return EXIT_INCONCLUSIVE if gaps or summary.cut_short else 0

@@ -1,13 +1,18 @@
 # mypy: disable-error-code="no-any-return"
 """The numeric core as part of ``ballast check``: seeded random runs at scale.
 
-The configuration's features are kept and its sizes scaled (``SUITE_SIZE``, about
-a minute on two cores); a run that does not finish its seeds within the budget
-is inconclusive, never a pass.
+The configuration's features are kept and its sizes scaled (``SUITE_SIZE``: 1,024
+VMs x 1,024 PPNs); the work is counted, not timed: ``budget.numeric_seeds`` seeds
+of ``budget.numeric_batches`` batches each (8 x 400 by default, about 800,000
+operations, some 20 seconds on one core). The same seed gives the same operations
+and figures on any machine. Only a wall-clock limit the user asked for
+(``--max-seconds``) can stop it early, and then the result is inconclusive,
+never a pass.
 
 >>> from pathlib import Path
+>>> from ballast.budget import WorkBudget
 >>> from ballast.model.config import preset
->>> r = suite_check(preset("core"), report_dir=Path("/nonexistent"), budget_s=60,
+>>> r = suite_check(preset("core"), report_dir=Path("/nonexistent"), budget=WorkBudget(),
 ...                 size=SuiteSize(vms=4, pages=16, seeds=1, batches=20))
 >>> sorted({x.verdict.value for x in r.results})
 ['pass']
@@ -16,10 +21,11 @@ is inconclusive, never a pass.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ballast.encodings import Gaps
+from ballast.budget import WorkBudget, out_of_time
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.numeric.encodes import gaps_in
@@ -36,29 +42,34 @@ class SuiteSize:
 
     vms: int = 1024
     pages: int = 1024
-    seeds: int = 32
-    batches: int = 600
+    seeds: int = 8
+    batches: int = 400
     check_every: int = 20
 
 
 SUITE_SIZE = SuiteSize()
-"""The default: 1024 VMs x 1024 PPNs (2**20 guest pages), 32 seeds of 600 batches."""
+"""The sizes: 1024 VMs x 1024 PPNs (2**20 guest pages); seeds and batches come from
+the work budget (:class:`~ballast.budget.WorkBudget`) unless a size is given."""
 
 
 def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
-                report_dir: Path, budget_s: float, size: SuiteSize = SUITE_SIZE
-                ) -> CheckResult:
-    """Run ``size.seeds`` seeds from ``seed`` at scale; one result per property."""
+                report_dir: Path, budget: WorkBudget = WorkBudget(),
+                size: SuiteSize | None = None) -> CheckResult:
+    """Run ``size.seeds`` seeds from ``seed`` at scale; one result per property.
+
+    Without ``size``: ``SUITE_SIZE`` with the budget's seeds and batches."""
+    if size is None:
+        size = replace(SUITE_SIZE, seeds=budget.numeric_seeds, batches=budget.numeric_batches)
     t0 = time.perf_counter()
     gaps = gaps_in(cfg, faults)
     if gaps.blocking:
         return _not_checked(cfg, gaps, t0)
     big = with_faults(scaled(cfg, vms=size.vms, pages=size.pages), faults, keep_sizes=True)
-    deadline = t0 + budget_s
+    deadline = None if budget.max_seconds is None else t0 + budget.max_seconds
     runs: list[SeedResult] = []
     found: SeedResult | None = None
     for s in range(seed, seed + size.seeds):
-        if time.perf_counter() > deadline:
+        if deadline is not None and time.perf_counter() > deadline:
             break
         r = fuzz_seed(big, seed=s, faults=faults, batches=size.batches,
                       check_every=size.check_every, report_dir=report_dir, deadline=deadline)
@@ -71,8 +82,8 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
     ops = sum(r.ops for r in runs)
     sweeps = sum(r.checks for r in runs)
     evidence = {"ops": ops, "invariant_sweeps": sweeps, "seeds": len(runs),
-                "vms": big.vms, "guest_pages": big.vms * big.guest_pages,
-                "first_seed": seed}
+                "batches": sum(r.batches for r in runs), "vms": big.vms,
+                "guest_pages": big.vms * big.guest_pages, "first_seed": seed}
     results = []
     for name, prop in INVARIANTS.items():
         if not prop.feature(big):
@@ -90,10 +101,17 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                 name, CHECKER, Verdict.PASS,
                 detail=f"held over {ops:,} operations on {big.vms} VMs x {big.guest_pages} "
                        f"PPNs ({len(runs)} seeds, {sweeps} sweeps)", evidence=evidence))
+        elif found is not None:
+            results.append(PropertyResult(
+                name, CHECKER, Verdict.INCONCLUSIVE,
+                detail=f"another property broke first, after {ops:,} operations",
+                evidence=evidence))
         else:
-            why = "another property broke first" if found else "the time budget ran out"
-            results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
-                                          detail=f"{why} after {ops:,} operations",
+            done = sum(r.batches for r in runs)
+            why = out_of_time(f"stopped after {ops:,} operations ({done:,} of "
+                              f"{size.seeds * size.batches:,} batches)",
+                              budget.max_seconds or 0)
+            results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE, detail=why,
                                           evidence=evidence))
     results = [_with_gap(r, gaps) for r in results]
     seen: dict[str, int] = {}

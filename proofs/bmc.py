@@ -25,6 +25,7 @@ from ballast.model.state import initial_state
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.proofs.encoding import SymState, encode, fresh, well_formed
 from ballast.proofs.faults import effects_with
+from ballast.proofs.limits import BMC_RLIMIT, SolverLimit, checked, why_unknown
 from ballast.proofs.properties import SAFETY, STEPS, strengthening
 from ballast.proofs.transitions import Step, choose, encoded_actions, instances, step
 
@@ -42,6 +43,10 @@ class BmcResult:
     unknown: bool
     seconds: float
     trace: Trace | None = None
+    rlimit: int = 0
+    """Z3 resource units the search used (all depths)."""
+    why: str = ""
+    """For ``unknown``: which budget ran out and which flag raises it."""
 
 
 def _target(name: str, pre: SymState, post: SymState, steps: list[tuple[str, dict[str, object], z3.BoolRef, SymState]],
@@ -60,17 +65,19 @@ def _target(name: str, pre: SymState, post: SymState, steps: list[tuple[str, dic
 
 
 def bmc(cfg: Config, target: str, *, depth: int = 6, faults: tuple[str, ...] = (),
-        timeout_s: float = 30.0, query: str | None = None) -> BmcResult:
+        limit: SolverLimit = SolverLimit(BMC_RLIMIT, flag="--bmc-rlimit"),
+        query: str | None = None) -> BmcResult:
     """Search for a path of at most ``depth`` steps that breaks ``target``.
 
     ``target`` is a model property (state and/or step form) or a conjunct of the
-    inductive invariant. Returns the first (shortest) trace found.
+    inductive invariant. Returns the first (shortest) trace found. The depths share
+    one ``limit``.
     """
     t0 = time.perf_counter()
     effects = effects_with(faults)
     table = [(n, a) for n in encoded_actions(cfg) for a in instances(cfg, n)]
     solver = z3.Solver()
-    solver.set("timeout", max(1, int(timeout_s * 1000)))
+    spent = 0
     states: list[SymState] = [encode(cfg, initial_state(cfg))]
     choices: list[z3.ArithRef] = []
     chosen_steps: dict[int, list[Step]] = {}
@@ -89,9 +96,8 @@ def bmc(cfg: Config, target: str, *, depth: int = 6, faults: tuple[str, ...] = (
         choices.append(choice)
         solver.push()
         solver.add(_target(target, pre, post, steps, choice))
-        remaining = timeout_s - (time.perf_counter() - t0)
-        solver.set("timeout", max(1, int(remaining * 1000)))
-        r = solver.check() if remaining > 0 else z3.unknown
+        r, used = checked(solver, limit, spent)
+        spent += used
         if r == z3.sat:
             model = solver.model()
             tsteps = []
@@ -103,8 +109,9 @@ def bmc(cfg: Config, target: str, *, depth: int = 6, faults: tuple[str, ...] = (
                                          "query": query or f"bmc {target}"},
                                  expect={"property": target, "step": k})
             return BmcResult(target, k, True, False, time.perf_counter() - t0,
-                             Trace(header, tuple(tsteps)))
+                             Trace(header, tuple(tsteps)), spent)
         solver.pop()
         if r == z3.unknown:
-            return BmcResult(target, k - 1, False, True, time.perf_counter() - t0)
-    return BmcResult(target, depth, False, False, time.perf_counter() - t0)
+            return BmcResult(target, k - 1, False, True, time.perf_counter() - t0, None, spent,
+                             why_unknown(limit, spent, solver.reason_unknown()))
+    return BmcResult(target, depth, False, False, time.perf_counter() - t0, None, spent)

@@ -1,10 +1,13 @@
 """``ballast prove``: the Z3 proofs from the command line.
 
-Prints one line per query (verdict, seconds, name, the conjuncts its proof
-needed), then what each failure means, the coverage of the encoding and the
-scope of the proofs. ``--json`` prints the same as one JSON document. Exit
-code: 0 every query proved, 1 a reachable violation (counterexample written),
-3 inconclusive (a solver unknown, a timeout, an invariant needing strengthening).
+Prints one line per query (verdict, seconds, Z3 resource units, name, the
+conjuncts its proof needed), then what each failure means, the coverage of the
+encoding and the scope of the proofs. ``--json`` prints the same as one JSON
+document. Every query works within ``--rlimit`` Z3 resource units (not seconds),
+so the same command proves the same queries on an idle and on a loaded machine.
+Exit code: 0 every query proved, 1 a reachable violation (counterexample
+written), 3 inconclusive (a resource limit ran out, the ``--max-seconds`` limit
+was reached, an invariant needs strengthening).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
 from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
+from ballast.proofs.limits import SolverLimit
 from ballast.proofs.run import ProofReport, coverage, prove
 
 __all__ = ["format_report", "handle", "register", "sizes_up_to"]
@@ -30,12 +35,17 @@ def register(subparsers: Any) -> None:
     from ballast.cli import add_model_options
 
     add_model_options(p)
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="per-query solver timeout in seconds (default 10)")
+    p.add_argument("--rlimit", type=int, default=QUERY_RLIMIT, metavar="N",
+                   help=f"Z3 resource units per query (default {QUERY_RLIMIT:,}); running "
+                        "out is inconclusive")
     p.add_argument("--bmc-depth", type=int, default=6, metavar="K",
                    help="bounded model checking depth for deciding reachability (default 6)")
-    p.add_argument("--bmc-timeout", type=float, default=60.0, metavar="S",
-                   help="time for each bounded search (default 60)")
+    p.add_argument("--bmc-rlimit", type=int, default=BMC_RLIMIT, metavar="N",
+                   help=f"Z3 resource units per bounded search (default {BMC_RLIMIT:,})")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="wall-clock limit for the whole run (default: none); queries it "
+                        "stops are unknown (inconclusive)")
+    p.add_argument("--timeout", type=float, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--bmc", action="store_true",
                    help="also run bounded model checking of every property to --bmc-depth")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
@@ -73,10 +83,11 @@ _SEVERITY = {0: 0, 3: 1, 1: 2}
 def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     worst = 0
     rows: list[dict[str, Any]] = []
+    limit, bmc_limit = _limits(args)
     for size in sizes_up_to(cfg):
-        report = prove(size, faults=tuple(args.fault), timeout_s=args.timeout,
-                       bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
-                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)
+        report = prove(size, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
+                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
+                       limit=limit, bmc_limit=bmc_limit)
         code = int(report.exit_code)
         proved = sum(q.verdict.value == "proved" for q in report.queries)
         rows.append({"vms": size.vms, "guest_pages": size.guest_pages,
@@ -101,6 +112,14 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     return worst
 
 
+def _limits(args: argparse.Namespace) -> tuple[SolverLimit, SolverLimit]:
+    """The per-query and per-search budgets an invocation asks for (one wall-clock
+    deadline for the whole run, only with --max-seconds)."""
+    deadline = Deadline(args.max_seconds).epoch
+    return (SolverLimit(args.rlimit, deadline),
+            SolverLimit(args.bmc_rlimit, deadline, "--bmc-rlimit"))
+
+
 def _config(args: argparse.Namespace) -> Config:
     from ballast.cli import config_from_args
 
@@ -111,7 +130,9 @@ def query_line(q: QueryResult) -> str:
     """One line for one query."""
     core = f"  [needs: {', '.join(q.core)}]" if q.core else ""
     extra = f"  {q.detail}" if q.detail and q.verdict.value != "proved" else ""
-    return f"{q.verdict.value:8s} {q.seconds:7.3f}s  {q.name}{core}{extra}"
+    units = q.evidence.get("rlimit")
+    work = f"{units:>12,}" if isinstance(units, int) else " " * 12
+    return f"{q.verdict.value:8s} {q.seconds:7.3f}s {work}  {q.name}{core}{extra}"
 
 
 def format_report(report: ProofReport) -> str:
@@ -137,20 +158,26 @@ def format_report(report: ProofReport) -> str:
     lines += [f"INCONCLUSIVE {line}" for line in report.gap_lines()]
     n = len(report.queries)
     proved = sum(q.verdict.value == "proved" for q in report.queries)
-    lines.append(f"{proved}/{n} queries proved in {report.seconds:.1f} s")
+    units = sum(int(q.evidence.get("rlimit", 0)) for q in report.queries)
+    lines.append(f"{proved}/{n} queries proved in {report.seconds:.1f} s "
+                 f"({units:,} Z3 resource units)")
     return "\n".join(lines)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the proofs and report; returns the exit code."""
-    if args.timeout <= 0 or args.bmc_depth < 0:
-        raise UsageError("--timeout must be positive and --bmc-depth not negative")
+    if args.rlimit < 1 or args.bmc_rlimit < 1 or args.bmc_depth < 0:
+        raise UsageError("--rlimit and --bmc-rlimit must be positive and --bmc-depth "
+                         "not negative")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise UsageError("--max-seconds must be positive")
     cfg = _config(args)
     if args.up_to:
         return _handle_up_to(args, cfg)
-    report = prove(cfg, faults=tuple(args.fault), timeout_s=args.timeout,
-                   bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
-                   report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)
+    limit, bmc_limit = _limits(args)
+    report = prove(cfg, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
+                   report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
+                   limit=limit, bmc_limit=bmc_limit)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
     else:

@@ -12,7 +12,8 @@ Each query checks the negation; ``unsat`` means proved, with an unsat core
 over the named conjuncts (which ones the proof needed); ``sat`` gives a
 counterexample to induction (CTI), decoded into the model's own
 :class:`~ballast.model.state.State` and re-checked with the model's Python
-predicates; ``unknown`` or a timeout is inconclusive, never proved.
+predicates; ``unknown`` (its resource limit, see :mod:`~ballast.proofs.limits`, ran out)
+is inconclusive, never proved.
 
 The state is sized by the configuration (VMs, PPNs, MPNs, VPNs), and every
 action argument is enumerated, so a proof covers every state of that size,
@@ -21,9 +22,9 @@ reachable or not, that satisfies ``Inv``.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator
@@ -38,6 +39,7 @@ from ballast.model.state import State, initial_state
 from ballast.model.system import BalloonModel
 from ballast.proofs.encoding import OutOfDomain, concrete_values, decode_model, encode, fresh
 from ballast.proofs.faults import effects_with
+from ballast.proofs.limits import SolverLimit, checked, why_unknown
 from ballast.proofs.properties import STEPS, inductive_invariant
 from ballast.proofs.transitions import choose, encoded_actions, instances, step
 
@@ -99,12 +101,6 @@ class QueryResult:
         return out
 
 
-def _solver(timeout_s: float) -> z3.Solver:
-    s = z3.Solver()
-    s.set("timeout", max(1, int(timeout_s * 1000)))
-    return s
-
-
 def _python_cti(cfg: Config, faults: tuple[str, ...], conjunct: str, act: Action,
                 pre: State, step_form: bool) -> CTI:
     model = BalloonModel(cfg, faults)
@@ -131,21 +127,22 @@ def _wanted(cfg: Config, conjuncts: tuple[str, ...] | None) -> list[str]:
     return [c for c in names if conjuncts is None or c in conjuncts]
 
 
-def init_queries(cfg: Config, timeout_s: float = 10.0,
+def init_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
                  conjuncts: tuple[str, ...] | None = None) -> list[QueryResult]:
     """Step 1: the initial state satisfies every conjunct."""
     inv0 = inductive_invariant(encode(cfg, initial_state(cfg)))
     out = []
     for c in _wanted(cfg, conjuncts):
         t0 = time.perf_counter()
-        s = _solver(timeout_s)
+        s = z3.Solver()
         s.add(z3.Not(inv0[c]))
-        r = s.check()
-        out.append(_verdict(f"init => {c}", "init", c, None, r, time.perf_counter() - t0, ()))
+        r, used = checked(s, limit)
+        out.append(_verdict(f"init => {c}", "init", c, None, r, time.perf_counter() - t0, (),
+                            limit, used, s))
     return out
 
 
-def safety_queries(cfg: Config, timeout_s: float = 10.0,
+def safety_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
                    conjuncts: tuple[str, ...] | None = None) -> list[QueryResult]:
     """Step 3: the inductive invariant implies every safety property."""
     pre = fresh(cfg, "pre")
@@ -157,29 +154,32 @@ def safety_queries(cfg: Config, timeout_s: float = 10.0,
         if c not in INVARIANTS:
             continue
         t0 = time.perf_counter()
-        s = _solver(timeout_s)
+        s = z3.Solver()
         for k, f in inv.items():
             s.add(z3.Implies(tracks[k], f))
         s.add(z3.Not(inv[c]))
-        r = s.check(*tracks.values())
+        r, used = checked(s, limit, 0, *tracks.values())
         core = tuple(sorted(names[str(x)] for x in s.unsat_core())) if r == z3.unsat else ()
-        out.append(_verdict(f"Inv => {c}", "safety", c, None, r, time.perf_counter() - t0, core))
+        out.append(_verdict(f"Inv => {c}", "safety", c, None, r, time.perf_counter() - t0, core,
+                            limit, used, s))
     return out
 
 
-def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
+def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (),
+                limit: SolverLimit = SolverLimit(),
                 conjuncts: tuple[str, ...] | None = None) -> list[QueryResult]:
     """Step 2 for one action: one query per conjunct (and per step property).
 
-    A query covers every argument tuple of the action; its time is the sum over
-    them, its core the union of the cores, and it stops at the first CTI.
+    A query covers every argument tuple of the action; its time and its Z3 resource
+    units (one ``limit`` for them all) are the sums over them, its core the union
+    of the cores, and it stops at the first CTI.
     """
     effects = effects_with(faults)
     pre = fresh(cfg, "pre")
     inv = inductive_invariant(pre)
     tracks = {c: z3.Bool(f"inv!{c}") for c in inv}
     names = {str(b): c for c, b in tracks.items()}
-    solver = _solver(timeout_s)
+    solver = z3.Solver()
     for c, f in inv.items():
         solver.add(z3.Implies(tracks[c], f))
     assumptions = list(tracks.values())
@@ -188,6 +188,7 @@ def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (), timeout_s:
                   and INVARIANTS[p].feature(cfg)]
     labels = [(c, "consecution") for c in wanted] + [(p, "step") for p in step_props]
     seconds = {lab: 0.0 for lab in labels}
+    rlimit = {lab: 0 for lab in labels}
     cores: dict[tuple[str, str], set[str]] = {lab: set() for lab in labels}
     done: dict[tuple[str, str], QueryResult] = {}
     for args in instances(cfg, name):
@@ -211,7 +212,8 @@ def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (), timeout_s:
             solver.push()
             solver.add(bad)
             t0 = time.perf_counter()
-            r = solver.check(*assumptions)
+            r, used = checked(solver, limit, rlimit[lab], *assumptions)
+            rlimit[lab] += used
             seconds[lab] += time.perf_counter() - t0
             label = f"{c}{' [step]' if kind == 'step' else ''} preserved by {name}"
             if r == z3.unsat:
@@ -225,8 +227,8 @@ def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (), timeout_s:
                                         detail=f"{c} is not preserved by action {act}", cti=cti)
             else:
                 done[lab] = QueryResult(label, kind, c, name, ProofVerdict.UNKNOWN, seconds[lab],
-                                        detail=f"solver: {solver.reason_unknown()} "
-                                               f"(per-query timeout {timeout_s:g} s)")
+                                        detail=why_unknown(limit, rlimit[lab],
+                                                           solver.reason_unknown()))
             solver.pop()
         solver.pop()
     out = []
@@ -234,52 +236,59 @@ def consecution(cfg: Config, name: str, faults: tuple[str, ...] = (), timeout_s:
         c, kind = lab
         if lab in done:
             done[lab].seconds = seconds[lab]
+            done[lab].evidence["rlimit"] = rlimit[lab]
             out.append(done[lab])
         else:
             label = f"{c}{' [step]' if kind == 'step' else ''} preserved by {name}"
             out.append(QueryResult(label, kind, c, name, ProofVerdict.PROVED, seconds[lab],
-                                   tuple(sorted(cores[lab]))))
+                                   tuple(sorted(cores[lab])),
+                                   evidence={"rlimit": rlimit[lab]}))
     return out
 
 
-def _consecution_job(job: tuple[Config, str, tuple[str, ...], float, tuple[str, ...] | None]
-                     ) -> list[QueryResult]:
-    cfg, name, faults, timeout_s, conjuncts = job
-    return consecution(cfg, name, faults, timeout_s, conjuncts)
+def _consecution_job(job: tuple[Config, str, tuple[str, ...], SolverLimit,
+                                tuple[str, ...] | None]) -> list[QueryResult]:
+    cfg, name, faults, limit, conjuncts = job
+    return consecution(cfg, name, faults, limit, conjuncts)
 
 
-def induction_queries(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
+def induction_queries(cfg: Config, *, faults: tuple[str, ...] = (),
+                      limit: SolverLimit = SolverLimit(),
                       actions: list[str] | None = None,
                       conjuncts: tuple[str, ...] | None = None,
                       jobs: int | None = None) -> Iterator[QueryResult]:
     """All three steps, yielding one result per named query.
 
     ``jobs`` worker processes share the per-action work (default: one per CPU).
+    Every action's queries run in a fresh worker forked from this process, so Z3
+    starts each action from the same state whichever worker runs it, after
+    whichever others: the resource units a query uses, its unsat core and so its
+    verdict under a resource limit do not depend on scheduling or load.
     """
-    yield from init_queries(cfg, timeout_s, conjuncts)
+    yield from init_queries(cfg, limit, conjuncts)
     names = actions if actions is not None else encoded_actions(cfg)
     # The heaviest actions first, so that the workers finish together.
     heavy = ["guest_write", "vmm_reclaim", "guest_read", "vmm_share", "guest_evict",
              "rogue_touch", "host_swap_out"]
     names = sorted(names, key=lambda n: heavy.index(n) if n in heavy else len(heavy))
-    work = [(cfg, n, tuple(faults), timeout_s, conjuncts) for n in names]
-    n_jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    if n_jobs <= 1 or len(work) <= 1:
-        for job in work:
-            yield from _consecution_job(job)
-    else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            for res in pool.map(_consecution_job, work):
-                yield from res
-    yield from safety_queries(cfg, timeout_s, conjuncts)
+    work = [(cfg, n, tuple(faults), limit, conjuncts) for n in names]
+    n_jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(work)))
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(n_jobs, maxtasksperchild=1) as pool:
+        for res in pool.imap(_consecution_job, work, chunksize=1):
+            yield from res
+    yield from safety_queries(cfg, limit, conjuncts)
 
 
 def _verdict(name: str, kind: str, c: str, action: str | None, r: z3.CheckSatResult,
-             seconds: float, core: tuple[str, ...]) -> QueryResult:
+             seconds: float, core: tuple[str, ...], limit: SolverLimit, used: int,
+             solver: z3.Solver) -> QueryResult:
+    spent = {"rlimit": used}
     if r == z3.unsat:
-        return QueryResult(name, kind, c, action, ProofVerdict.PROVED, seconds, core)
+        return QueryResult(name, kind, c, action, ProofVerdict.PROVED, seconds, core,
+                           evidence=spent)
     if r == z3.sat:
         return QueryResult(name, kind, c, action, ProofVerdict.VIOLATED, seconds,
-                           detail=f"{c} does not hold")
+                           detail=f"{c} does not hold", evidence=spent)
     return QueryResult(name, kind, c, action, ProofVerdict.UNKNOWN, seconds,
-                       detail="solver returned unknown or timed out")
+                       detail=why_unknown(limit, used, solver.reason_unknown()), evidence=spent)

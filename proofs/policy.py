@@ -31,6 +31,7 @@ import z3
 
 from ballast.model.config import Config
 from ballast.proofs.induction import ProofVerdict, QueryResult
+from ballast.proofs.limits import SolverLimit, checked, why_unknown
 
 __all__ = ["explicit_targets", "prove_policy"]
 
@@ -82,7 +83,7 @@ def _symbolic_targets(G: int, M: int, host: z3.ArithRef, demand: list[z3.ArithRe
     return targets, los, his
 
 
-def prove_policy(cfg: Config, timeout_s: float = 10.0) -> list[QueryResult]:
+def prove_policy(cfg: Config, limit: SolverLimit = SolverLimit()) -> list[QueryResult]:
     """Prove the explicit-target policy's three promises for ``cfg``'s sizes.
 
     VM count, guest pages and machine pages come from ``cfg``; demands, minimums,
@@ -106,19 +107,21 @@ def prove_policy(cfg: Config, timeout_s: float = 10.0) -> list[QueryResult]:
     for name, claim in claims.items():
         t0 = time.perf_counter()
         s = z3.Solver()
-        s.set("timeout", max(1, int(timeout_s * 1000)))
         s.add(z3.Not(claim))
-        r = s.check()
+        r, used = checked(s, limit)
         secs = time.perf_counter() - t0
         if r == z3.unsat:
             out.append(QueryResult(name, "policy", name, None, ProofVerdict.PROVED, secs,
-                                   detail=f"for {n} VMs of {G} PPNs on {M} MPNs, any inputs"))
+                                   detail=f"for {n} VMs of {G} PPNs on {M} MPNs, any inputs",
+                                   evidence={"rlimit": used}))
         elif r == z3.sat:
             m = s.model()
             vals = {str(d): m.eval(d, model_completion=True) for d in demand + lo + hi + [host]}
             out.append(QueryResult(name, "policy", name, None, ProofVerdict.VIOLATED, secs,
-                                   detail=f"counterexample inputs {vals}"))
+                                   detail=f"counterexample inputs {vals}",
+                                   evidence={"rlimit": used}))
         else:
             out.append(QueryResult(name, "policy", name, None, ProofVerdict.UNKNOWN, secs,
-                                   detail="solver returned unknown or timed out"))
+                                   detail=why_unknown(limit, used, s.reason_unknown()),
+                                   evidence={"rlimit": used}))
     return out

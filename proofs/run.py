@@ -21,6 +21,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.proofs.bmc import BmcResult, bmc
 from ballast.proofs.encodes import gaps_in
 from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
+from ballast.proofs.limits import BMC_RLIMIT, SolverLimit
 from ballast.proofs.policy import prove_policy
 from ballast.proofs.properties import SAFETY, STEPS
 from ballast.proofs.transitions import ENCODED
@@ -43,7 +44,7 @@ class Finding:
     diff: list[tuple[str, object, object]]
     reachability: str
     """``reachable`` (a real bug), ``unreachable`` (within the depth: needs strengthening)
-    or ``unknown`` (the search ran out of time)."""
+    or ``unknown`` (the search ran out of its budget)."""
     bmc: BmcResult | None = None
     counterexample: Path | None = None
 
@@ -61,7 +62,8 @@ class Finding:
                     f"of the initial state; the invariant needs strengthening")
         if self.cti.out_of_domain is not None:
             return f"{what}: reachability not decided by the encoding (inconclusive)"
-        return f"{what}: reachability unknown (bounded search ran out of time)"
+        why = self.bmc.why if self.bmc is not None and self.bmc.why else "budget ran out"
+        return f"{what}: reachability unknown (bounded search: {why})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -151,14 +153,13 @@ def coverage(cfg: Config) -> dict[str, list[str]]:
 
 
 def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: int,
-             bmc_timeout_s: float, report_dir: Path | None) -> Finding:
+             bmc_limit: SolverLimit, report_dir: Path | None) -> Finding:
     assert q.cti is not None and q.action is not None
     cti = q.cti
     if cti.out_of_domain is not None:
         # The bounded search runs on the same encoding, so it cannot reach such a state.
         return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), "unknown")
-    res = bmc(cfg, q.conjunct, depth=bmc_depth, faults=faults, timeout_s=bmc_timeout_s,
-              query=q.name)
+    res = bmc(cfg, q.conjunct, depth=bmc_depth, faults=faults, limit=bmc_limit, query=q.name)
     path = None
     if res.found and res.trace is not None:
         reach = "reachable"
@@ -180,35 +181,42 @@ def _bmc_query(name: str, res: BmcResult, report_dir: Path | None) -> QueryResul
             path = write_counterexample(res.trace, report_dir).trace_path
         return QueryResult(label, "bmc", name, None, ProofVerdict.VIOLATED, res.seconds,
                            detail=f"violated after {res.depth} steps",
-                           evidence={"counterexample": str(path) if path else None})
+                           evidence={"counterexample": str(path) if path else None,
+                                     "rlimit": res.rlimit})
     if res.unknown:
         return QueryResult(label, "bmc", name, None, ProofVerdict.UNKNOWN, res.seconds,
-                           detail=f"no violation within {res.depth} steps; then out of time")
+                           detail=f"no violation within {res.depth} steps; then {res.why}",
+                           evidence={"rlimit": res.rlimit})
     return QueryResult(label, "bmc", name, None, ProofVerdict.PROVED, res.seconds,
-                       detail=f"bounded: no path of at most {res.depth} steps breaks it")
+                       detail=f"bounded: no path of at most {res.depth} steps breaks it",
+                       evidence={"rlimit": res.rlimit})
 
 
-def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
-          bmc_depth: int = 6, bmc_timeout_s: float = 60.0, report_dir: Path | None = None,
+def prove(cfg: Config, *, faults: tuple[str, ...] = (), limit: SolverLimit = SolverLimit(),
+          bmc_depth: int = 6,
+          bmc_limit: SolverLimit = SolverLimit(BMC_RLIMIT, flag="--bmc-rlimit"),
+          report_dir: Path | None = None,
           jobs: int | None = None, conjuncts: tuple[str, ...] | None = None,
           actions: list[str] | None = None, policy: bool = True, bmc_all: bool = False,
           on_result: Callable[[QueryResult], None] | None = None) -> ProofReport:
     """Run the whole proof suite on ``cfg`` (with seeded ``faults``).
 
     ``bmc_all`` adds one bounded model checking query per property (to ``bmc_depth``).
+    Every query works within ``limit`` (Z3 resource units, and a wall-clock deadline
+    only when one is given), every bounded search within ``bmc_limit``.
     """
     t0 = time.perf_counter()
     gaps = gaps_in(cfg, faults)
     report = ProofReport(cfg, tuple(faults), gaps=gaps)
     if gaps.blocking:
         return report  # a seeded fault without a Z3 encoding: nothing can be checked
-    for q in induction_queries(cfg, faults=tuple(faults), timeout_s=timeout_s, jobs=jobs,
+    for q in induction_queries(cfg, faults=tuple(faults), limit=limit, jobs=jobs,
                                conjuncts=conjuncts, actions=actions):
         report.queries.append(q)
         if on_result is not None:
             on_result(q)
     if policy:
-        for q in prove_policy(cfg, timeout_s):
+        for q in prove_policy(cfg, limit):
             report.queries.append(q)
             if on_result is not None:
                 on_result(q)
@@ -216,7 +224,7 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
         for name, prop in INVARIANTS.items():
             if not prop.feature(cfg) or name in gaps.invariants:
                 continue
-            res = bmc(cfg, name, depth=bmc_depth, faults=tuple(faults), timeout_s=bmc_timeout_s,
+            res = bmc(cfg, name, depth=bmc_depth, faults=tuple(faults), limit=bmc_limit,
                       query=f"bmc {name}")
             q = _bmc_query(name, res, report_dir)
             report.queries.append(q)
@@ -226,7 +234,7 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), timeout_s: float = 10.0,
     for q in report.queries:
         if q.cti is not None and q.conjunct not in seen:
             seen.add(q.conjunct)
-            report.findings.append(_analyse(cfg, tuple(faults), q, bmc_depth, bmc_timeout_s,
+            report.findings.append(_analyse(cfg, tuple(faults), q, bmc_depth, bmc_limit,
                                             report_dir))
     report.seconds = time.perf_counter() - t0
     return report

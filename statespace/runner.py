@@ -7,7 +7,8 @@ that never fire and the scenarios never witnessed (vacuity), and, when asked,
 checks liveness on the full graph under a named fairness choice (``weak`` or
 ``strong-accept``, see :mod:`ballast.statespace.liveness`), which every liveness
 verdict states in its detail and evidence. A budget that runs out makes every
-property that did not break *inconclusive*, with the number of states explored.
+property that did not break *inconclusive*, with the number of states explored and
+the flag that raises the budget.
 """
 
 from __future__ import annotations
@@ -61,9 +62,16 @@ def _figures(ex: Exploration) -> dict[str, object]:
                       "steps_recomputed": ex.recomputed}}
 
 
+_STOPS = {"max_states": "the state budget ran out; raise with --max-states",
+          "max_bytes": "the memory budget ran out; raise with --max-mib",
+          "max_seconds": "the wall-clock limit (--max-seconds) was reached"}
+"""Why an exploration stopped early, and which flag raises that budget."""
+
+
 def _coverage(ex: Exploration) -> str:
     how = ("every reachable state" if ex.complete else
-           f"{ex.states} states (all within {ex.complete_depth} steps) before {ex.stop_reason}")
+           f"{ex.states} states (all within {ex.complete_depth} steps) before "
+           f"{_STOPS.get(ex.stop_reason, ex.stop_reason)}")
     sym = " (symmetry classes)" if ex.symmetry else ""
     return f"{how}{sym}: {ex.states} states, {ex.transitions} transitions"
 

@@ -6,9 +6,11 @@ million reachable states), so the explorer checks **slices** of it: for each
 feature the configuration switches on, the smallest configuration that has the
 protocol core plus that feature (:func:`feature_slices`). Each slice is explored
 completely, with symmetry reduction; a property passes only if it held in every
-reachable state of every slice, and a slice that runs out of budget makes the
-result inconclusive. Liveness is checked, without symmetry, on the protocol
-slice under weak fairness (``weak``) and on the refusal slice under
+reachable state of every slice, and a slice that runs out of budget (distinct
+states per slice, ``budget.max_states``; wall-clock time only when the user
+asked for it) makes the result inconclusive, naming the flag that raises it.
+Liveness is checked, without symmetry, on the protocol slice under weak
+fairness (``weak``) and on the refusal slice under
 ``strong-accept``: a host that refuses every page forever keeps any balloon
 from its target (``ballast explore --liveness`` shows it as a lasso under
 ``weak``), so there the VMM's acceptance of a whole inflate report is assumed
@@ -23,9 +25,10 @@ import time
 from pathlib import Path
 
 from ballast import encodings
+from ballast.budget import WorkBudget, out_of_budget, out_of_time
 from ballast.model.config import Config
 from ballast.statespace.encodes import sliced
-from ballast.statespace.explore import Budget
+from ballast.statespace.explore import Budget, Exploration
 from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
 from ballast.statespace.runner import run_explore
 from ballast.verdict import CheckResult, PropertyResult, Verdict
@@ -91,6 +94,15 @@ def liveness_fairness(name: str, small: Config) -> str | None:
     return WEAK if name == "protocol" else None
 
 
+def _with_reason(results: list[PropertyResult], why: str | None) -> list[PropertyResult]:
+    """Inconclusive results of a stopped exploration, their detail saying which budget ran out."""
+    if why is None:
+        return results
+    return [PropertyResult(r.property, r.checker, r.verdict, why, r.evidence,
+                           r.counterexample, r.kind)
+            if r.verdict is Verdict.INCONCLUSIVE else r for r in results]
+
+
 _RANK = {Verdict.VIOLATION: 3, Verdict.INCONCLUSIVE: 2, Verdict.VACUOUS: 1, Verdict.PASS: 0,
          Verdict.SKIPPED: -1}
 
@@ -125,32 +137,50 @@ def _merge(name: str, kind: str, rows: list[tuple[str, PropertyResult]]) -> Prop
                           f"in no slice: {worst[1].detail}", kind=kind)
 
 
+def _why_stopped(ex: Exploration, budget: WorkBudget) -> str | None:
+    """Which budget stopped an incomplete exploration, and how to raise it (None if complete)."""
+    if ex.complete or ex.stop_reason == "violation":
+        return None
+    done = f"stopped after {ex.states:,} states"
+    if ex.stop_reason == "max_seconds":
+        return out_of_time(done, budget.max_seconds or 0)
+    return out_of_budget(done, "--max-states")
+
+
 def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
-                report_dir: Path, budget_s: float) -> CheckResult:
-    """Explore every feature slice of ``cfg`` within ``budget_s`` seconds in all
-    (``seed`` is unused: exploration is exhaustive)."""
+                report_dir: Path, budget: WorkBudget = WorkBudget()) -> CheckResult:
+    """Explore every feature slice of ``cfg``, each within ``budget.max_states`` states
+    (and the wall-clock limit ``budget.max_seconds`` in all, if set); ``seed`` is unused:
+    exploration is exhaustive. Every slice is run; one stopped by a budget is
+    inconclusive."""
     start = time.monotonic()
     slices = feature_slices(cfg)
     rows: dict[tuple[str, str], list[tuple[str, PropertyResult]]] = {}
     stats: dict[str, object] = {}
     states = 0
-    for i, (name, small) in enumerate(slices.items()):
-        left = budget_s - (time.monotonic() - start)
-        share = max(1.0, left / (len(slices) - i))
-        run = run_explore(small, faults=faults, symmetry=True,
-                          budget=Budget(max_seconds=share), report_dir=report_dir)
+
+    def limits() -> Budget:
+        left = None if budget.max_seconds is None else \
+            max(0.001, budget.max_seconds - (time.monotonic() - start))
+        return Budget(max_states=budget.max_states, max_seconds=left)
+
+    for name, small in slices.items():
+        run = run_explore(small, faults=faults, symmetry=True, budget=limits(),
+                          report_dir=report_dir)
         ex = run.exploration
         states += ex.states
         stats[name] = {"states": ex.states, "complete": ex.complete,
                        "seconds": round(ex.seconds, 2)}
-        results = list(run.result.results)
+        results = _with_reason(list(run.result.results), _why_stopped(ex, budget))
         fairness = liveness_fairness(name, small)
         if fairness is not None and ex.complete and not ex.violations \
                 and ex.states <= LIVENESS_MAX_STATES:
             live = run_explore(small, faults=faults, symmetry=False, liveness=True,
-                               budget=Budget(max_seconds=max(1.0, share)),
-                               report_dir=report_dir, fairness=fairness)
-            results += [r for r in live.result.results if r.evidence.get("form") == "liveness"]
+                               budget=limits(), report_dir=report_dir, fairness=fairness)
+            assert live.liveness_exploration is not None
+            why = _why_stopped(live.liveness_exploration, budget)
+            results += _with_reason([r for r in live.result.results
+                                     if r.evidence.get("form") == "liveness"], why)
         for r in results:
             rows.setdefault((r.kind, r.property), []).append((name, r))
     merged = [_merge(prop, kind, rs) for (kind, prop), rs in rows.items()]

@@ -52,11 +52,21 @@ def test_check_on_the_correct_model_passes(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_budget_exhaustion_is_inconclusive(tmp_path: Path) -> None:
-    r = ballast("check", "--checkers", "random", "--budget", "0", "--report-dir",
+def test_a_wall_clock_limit_stop_is_inconclusive_and_says_so(tmp_path: Path) -> None:
+    r = ballast("check", "--checkers", "random", "--max-seconds", "0", "--report-dir",
                 str(tmp_path / "r"))
     assert r.returncode == 3, r.stdout
-    assert "INCONCLUSIVE" in r.stdout
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("INCONCLUSIVE")]
+    # One line for every property the limit left open, naming the limit and its flag.
+    assert "random: stopped after 0 steps" in line and "(--max-seconds)" in line
+    assert "memory_conservation" in line and "isolation" in line
+
+
+def test_work_budgets_must_be_positive(tmp_path: Path) -> None:
+    for flag in ("--max-states", "--rlimit", "--numeric-batches", "--random-runs"):
+        r = ballast("check", flag, "0", "--report-dir", str(tmp_path / "r"))
+        assert r.returncode == 2 and f"{flag} must be positive" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def _header(tmp_path: Path) -> str:

@@ -53,3 +53,15 @@ def test_bad_input(argv, exc, capsys, tmp_path):
     with pytest.raises(exc):
         _run(argv + ["--report-dir", str(tmp_path)], capsys)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_wall_clock_limit_cuts_seeds_short_and_is_inconclusive(tmp_path, capsys):
+    code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--max-seconds", "0.000001", "--no-progress",
+                      "--report-dir", str(tmp_path)], capsys)
+    assert code == 3
+    assert "did not run all 40 batches" in out and "(--max-seconds)" in out
+    code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--max-seconds", "600", "--json", "--report-dir", str(tmp_path)],
+                     capsys)
+    assert code == 0 and json.loads(out)["summary"]["cut_short"] == []

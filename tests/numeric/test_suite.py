@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ballast.budget import WorkBudget
 from ballast.model.config import preset
 from ballast.numeric.suite import SuiteSize, suite_check
 from ballast.verdict import Verdict
@@ -10,7 +11,7 @@ TINY = SuiteSize(vms=8, pages=32, seeds=2, batches=40)
 
 
 def test_passes_on_the_model(tmp_path):
-    r = suite_check(preset("default"), report_dir=tmp_path, budget_s=60, size=TINY)
+    r = suite_check(preset("default"), report_dir=tmp_path, size=TINY)
     assert r.verdict is Verdict.PASS
     assert {x.property for x in r.results} >= {"memory_conservation", "isolation"}
     assert all(x.evidence["ops"] > 0 for x in r.results)
@@ -19,12 +20,22 @@ def test_passes_on_the_model(tmp_path):
 def test_fault_gives_a_confirmed_violation(tmp_path):
     size = SuiteSize(vms=8, pages=32, seeds=6, batches=300)
     r = suite_check(preset("default"), faults=("free_without_scrub",), report_dir=tmp_path,
-                    budget_s=120, size=size)
+                    size=size)
     assert r.verdict is Verdict.VIOLATION
     bad = [x for x in r.results if x.verdict is Verdict.VIOLATION]
     assert bad[0].property == "isolation" and bad[0].counterexample.exists()
 
 
-def test_budget_out_is_inconclusive(tmp_path):
-    r = suite_check(preset("default"), report_dir=tmp_path, budget_s=0.0, size=TINY)
+def test_wall_clock_stop_is_inconclusive_and_says_so(tmp_path):
+    r = suite_check(preset("default"), report_dir=tmp_path, size=TINY,
+                    budget=WorkBudget(max_seconds=0.0))
     assert r.verdict is Verdict.INCONCLUSIVE
+    assert all("wall-clock limit of 0 s reached (--max-seconds)" in x.detail for x in r.results)
+
+
+def test_the_work_budget_sets_seeds_and_batches(tmp_path):
+    small = WorkBudget(numeric_seeds=2, numeric_batches=5)
+    r = suite_check(preset("core"), report_dir=tmp_path, budget=small)
+    assert r.verdict is Verdict.PASS
+    ev = r.results[0].evidence
+    assert ev["seeds"] == 2 and ev["batches"] == 10 and ev["vms"] == 1024

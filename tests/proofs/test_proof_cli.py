@@ -51,23 +51,32 @@ def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
         _run(["prove", "--preset", "core", "--fault", "no_such_fault"])
 
 
-def test_tiny_timeout_exits_inconclusive(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    rc = _run(["prove", "--preset", "core", "--timeout", "0.001", "--jobs", "1",
+def test_tiny_resource_limit_exits_inconclusive(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--rlimit", "1", "--jobs", "1",
                "--report-dir", str(tmp_path)])
     assert rc == 3
-    assert "unknown" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "unknown" in out and "raise with --rlimit" in out
+
+
+def test_wall_clock_limit_exits_inconclusive(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--max-seconds", "0.000001", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    assert rc == 3
+    assert "(--max-seconds)" in capsys.readouterr().out
 
 
 def test_suite_check_passes_on_core_and_never_passes_on_a_fault(tmp_path: Path) -> None:
-    res = suite_check(preset("core"), report_dir=tmp_path, budget_s=60)
+    res = suite_check(preset("core"), report_dir=tmp_path)
     assert res.checker == "prove"
     verdicts = {r.property: r.verdict for r in res.results}
     assert verdicts["memory_conservation"] is Verdict.PASS
     assert verdicts["processor_conservation"] is Verdict.SKIPPED
     fault = FAULTS["host_takes_partial_page"]
     bad = suite_check(preset("core").replace(**fault.config),
-                      faults=("host_takes_partial_page",), report_dir=tmp_path, budget_s=60)
+                      faults=("host_takes_partial_page",), report_dir=tmp_path)
     by = {r.property: r for r in bad.results}
     assert by["memory_conservation"].verdict is Verdict.VIOLATION
     assert by["memory_conservation"].counterexample is not None

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy"]
+MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "limits"]
 
 
 @pytest.mark.parametrize("name", MODULES)

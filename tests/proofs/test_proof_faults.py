@@ -19,10 +19,10 @@ QUICK = sorted(set(FAULTS) - {"free_without_scrub"})
 def _refute(fault: str, tmp_path: Path, depth: int, control: bool = False) -> None:
     f = FAULTS[fault]
     cfg = control_config(fault)
-    results = consecution(cfg, f.action, (fault,), 20)
+    results = consecution(cfg, f.action, (fault,))
     broken = [r for r in results if r.verdict is ProofVerdict.VIOLATED]
     assert broken, f"{fault}: every query of {f.action} was proved"
-    found = bmc(cfg, f.breaks, depth=depth, faults=(fault,), timeout_s=300)
+    found = bmc(cfg, f.breaks, depth=depth, faults=(fault,))
     assert found.found and found.trace is not None
     assert found.trace.header.source["checker"] == "prove"
     assert found.trace.header.expect == {"property": f.breaks, "step": found.depth}
@@ -33,7 +33,7 @@ def _refute(fault: str, tmp_path: Path, depth: int, control: bool = False) -> No
     assert written.trace_path.exists()
     if control:
         # The correct model has no such path.
-        assert not bmc(cfg, f.breaks, depth=found.depth, timeout_s=300).found
+        assert not bmc(cfg, f.breaks, depth=found.depth).found
 
 
 def _depth(fault: str) -> int:
@@ -62,5 +62,5 @@ def test_correct_model_has_no_path_of_the_same_length(fault: str, tmp_path: Path
 def test_the_accounting_fault_breaks_the_inductive_invariant_at_once() -> None:
     """Even without the deep search, induction flags the broken release step."""
     cfg = control_config("release_keeps_balloon_set")
-    out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",), 20)
+    out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",))
     assert any(r.verdict is ProofVerdict.VIOLATED for r in out)

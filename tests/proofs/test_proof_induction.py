@@ -1,17 +1,18 @@
-"""The three induction steps: named queries, proofs with cores, inconclusive on timeout."""
+"""The three induction steps: named queries, proofs with cores, inconclusive on a spent budget."""
 
 from __future__ import annotations
 
 from ballast.model.config import preset
 from ballast.model.invariants import INVARIANTS
 from ballast.proofs.induction import ProofVerdict, consecution, induction_queries
+from ballast.proofs.limits import SolverLimit
 from ballast.proofs.properties import SAFETY
 from ballast.proofs.transitions import encoded_actions
 
 
 def test_core_preset_every_query_is_proved_with_a_core() -> None:
     cfg = preset("core")
-    results = list(induction_queries(cfg, timeout_s=30, jobs=1))
+    results = list(induction_queries(cfg, jobs=1))
     assert results and all(r.verdict is ProofVerdict.PROVED for r in results), \
         [r.name for r in results if r.verdict is not ProofVerdict.PROVED]
     kinds = {r.kind for r in results}
@@ -29,18 +30,40 @@ def test_core_preset_every_query_is_proved_with_a_core() -> None:
     assert "ballooned_pages_unbacked" in reclaim.core
 
 
-def test_a_tiny_timeout_is_inconclusive_never_proved() -> None:
+def test_a_tiny_resource_limit_is_inconclusive_never_proved() -> None:
     cfg = preset("default")
-    out = consecution(cfg, "guest_write", timeout_s=0.001, conjuncts=("memory_conservation",))
+    out = consecution(cfg, "guest_write", limit=SolverLimit(rlimit=1_000),
+                      conjuncts=("memory_conservation",))
     assert out[0].verdict is ProofVerdict.UNKNOWN
-    assert "timeout" in out[0].detail
+    assert out[0].detail == ("Z3 resource limit of 1,000 (rlimit) ran out; "
+                             "raise with --rlimit")
+    # The query's calls share one budget: it stops once the budget is spent.
+    assert 1_000 <= out[0].evidence["rlimit"] < 100_000
+
+
+def test_a_wall_clock_deadline_is_inconclusive_and_says_so() -> None:
+    import time
+
+    past = SolverLimit(deadline=time.time() - 1)
+    out = consecution(preset("core"), "guest_write", limit=past,
+                      conjuncts=("memory_conservation",))
+    assert out[0].verdict is ProofVerdict.UNKNOWN
+    assert "(--max-seconds)" in out[0].detail
+
+
+def test_every_query_reports_the_resource_units_it_used() -> None:
+    results = list(induction_queries(preset("core"), jobs=1,
+                                     conjuncts=("memory_conservation",)))
+    assert results and all(isinstance(r.evidence.get("rlimit"), int) for r in results)
+    assert all(r.evidence["rlimit"] >= 0 for r in results)
+    assert sum(r.evidence["rlimit"] for r in results) > 0
 
 
 def test_a_cti_is_decoded_and_rechecked_with_the_model() -> None:
     from ballast.model.config import Config
     cfg = Config(vms=1, guest_pages=2, guest_data_pages=1, machine_pages=2,
                  host_page_units=2, host_swap_slots=0)
-    out = consecution(cfg, "host_take_page", ("host_takes_single_unit",), 10,
+    out = consecution(cfg, "host_take_page", ("host_takes_single_unit",), SolverLimit(),
                       ("host_pages_whole",))
     bad = [r for r in out if r.verdict is ProofVerdict.VIOLATED]
     assert bad and bad[0].cti is not None

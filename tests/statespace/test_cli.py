@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from ballast.budget import WorkBudget
 from ballast.cli import main
 from ballast.model.config import preset
 from ballast.model.trace import read_trace
@@ -45,7 +47,8 @@ def test_budget_gives_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixture
     code = main(["explore", "--preset", "core", "--max-states", "50",
                  "--report-dir", str(tmp_path)])
     assert code == 3
-    assert "max_states" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "max_states" in out and "state budget ran out; raise with --max-states" in out
 
 
 def test_liveness_and_graph_from_the_command_line(tmp_path: Path,
@@ -91,7 +94,7 @@ def test_bad_input_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_suite_check_reports_every_property(tmp_path: Path) -> None:
-    result = suite_check(preset("application"), report_dir=tmp_path, budget_s=20)
+    result = suite_check(preset("application"), report_dir=tmp_path)
     names = {r.property for r in result.results}
     assert {"memory_conservation", "deadlock_free", "balloon_eventually_at_target"} <= names
     assert all(r.checker == "explore" for r in result.results)
@@ -100,20 +103,29 @@ def test_suite_check_reports_every_property(tmp_path: Path) -> None:
 
 
 def test_suite_check_budget_is_never_a_pass(tmp_path: Path) -> None:
-    result = suite_check(preset("default"), report_dir=tmp_path, budget_s=1)
-    verdicts = {r.property: r.verdict for r in result.results if r.kind == "invariant"}
+    result = suite_check(preset("default"), report_dir=tmp_path,
+                         budget=WorkBudget(max_states=40))
+    by = {r.property: r for r in result.results if r.kind == "invariant"}
     # Every slice has memory: one slice out of budget keeps it from passing.
-    assert verdicts["memory_conservation"] is Verdict.INCONCLUSIVE
-    assert Verdict.VIOLATION not in verdicts.values()
+    assert by["memory_conservation"].verdict is Verdict.INCONCLUSIVE
+    assert re.search(r"stopped after [\d,]+ states \(budget\); raise with --max-states",
+                     by["memory_conservation"].detail)
+    assert Verdict.VIOLATION not in {r.verdict for r in by.values()}
     assert result.stats["states"] > 0
+
+
+def test_suite_check_wall_clock_stop_is_inconclusive(tmp_path: Path) -> None:
+    result = suite_check(preset("core"), report_dir=tmp_path,
+                         budget=WorkBudget(max_seconds=0.0))
+    mc = next(r for r in result.results if r.property == "memory_conservation")
+    assert mc.verdict is Verdict.INCONCLUSIVE and "(--max-seconds)" in mc.detail
 
 
 def test_suite_finds_a_fault_in_the_slice_that_has_its_feature(tmp_path: Path) -> None:
     from ballast.model.faults import FAULTS
 
     cfg = preset("default").replace(**FAULTS["cpu_reclaim_keeps_parked"].config)
-    result = suite_check(cfg, faults=("cpu_reclaim_keeps_parked",), report_dir=tmp_path,
-                         budget_s=30)
+    result = suite_check(cfg, faults=("cpu_reclaim_keeps_parked",), report_dir=tmp_path)
     [bad] = [r for r in result.results if r.verdict is Verdict.VIOLATION]
     assert bad.property == "processor_conservation" and bad.counterexample is not None
     assert bad.evidence["slice"] == "processors"

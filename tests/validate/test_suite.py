@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ballast.budget import WorkBudget
 from ballast.model.config import preset
 from ballast.model.virtio import VIRTIO_RULES
 from ballast.validate.suite import sample_dir, suite_check
@@ -12,7 +13,7 @@ from ballast.verdict import Verdict
 
 def test_suite_on_core_with_a_fault(tmp_path: Path) -> None:
     res = suite_check(preset("virtio"), faults=("reclaim_keeps_mapping",), seed=1,
-                      report_dir=tmp_path, budget_s=30)
+                      report_dir=tmp_path)
     by = {(r.property, r.checker): r for r in res.results}
     assert by[("trace_validation_explains_model_runs", "validate")].verdict is Verdict.PASS
     caught = by[("ballooned_pages_unbacked", "validate")]
@@ -30,7 +31,8 @@ def test_suite_on_core_with_a_fault(tmp_path: Path) -> None:
 
 
 def test_an_exhausted_budget_is_inconclusive_never_pass(tmp_path: Path) -> None:
-    res = suite_check(preset("core"), seed=0, report_dir=tmp_path, budget_s=0.0)
+    res = suite_check(preset("core"), seed=0, report_dir=tmp_path,
+                      budget=WorkBudget(max_seconds=0.0))
     first = res.results[0]
     assert first.property == "trace_validation_explains_model_runs"
     assert first.verdict is Verdict.INCONCLUSIVE
