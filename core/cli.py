@@ -3,14 +3,21 @@
 Exit codes, for every subcommand: 0 every property holds, 1 a property is
 violated (or a trace shows an illegal step), 2 bad usage or bad input,
 3 inconclusive (a budget ran out, a solver said unknown, a scenario was never
-exercised).
+exercised), 4 an internal error of Ballast (a bug: never read as a verdict),
+130 interrupted.
+
+Subcommands that live in other packages are imported only when they run, so
+that ``ballast --help`` and ``ballast list`` start without loading Z3, NumPy,
+NetworkX or Hypothesis.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -20,8 +27,16 @@ if TYPE_CHECKING:
     from ballast.model.config import Config
     from ballast.verdict import CheckResult
 
+from ballast import __version__
 from ballast.errors import BallastError, InputError, UsageError
-from ballast.verdict import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from ballast.verdict import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+)
 
 __all__ = ["add_model_options", "build_parser", "config_from_args", "main"]
 
@@ -34,6 +49,27 @@ PLUGINS = (
     "ballast.reports.cli",
 )
 """Modules that add subcommands through ``register(subparsers)``."""
+
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "explore": ("ballast.statespace.cli", "visit every reachable state of a small configuration"),
+    "prove": ("ballast.proofs.cli", "prove the model's invariants with Z3"),
+    "fuzz": ("ballast.numeric.cli",
+             "random runs at scale on the numeric core, many seeds in parallel"),
+    "validate": ("ballast.validate.cli", "check an implementation's trace against the model"),
+    "capture": ("ballast.validate.cli", "record a real implementation's balloon trace"),
+    "diff": ("ballast.validate.cli_adapter",
+             "test an implementation against the model through an adapter"),
+    "report": ("ballast.reports.cli", "explain a counterexample trace as an HTML page and Markdown"),
+}
+"""Which plugin registers each of its subcommands, with the one-line help it gives.
+
+``ballast --help`` lists these without importing the plugins; a test checks that
+this index says what the plugins themselves register.
+"""
+
+REPORT_BUGS = ("this is a bug in Ballast, not a verdict; please report it to the Ballast "
+               "issue tracker with the command line (BALLAST_TRACEBACK=1 shows the traceback)")
+"""What an internal error tells the user to do."""
 
 
 def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
@@ -192,12 +228,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
+def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered.
+
+    ``plugins`` names the plugin modules to import and register (default: all);
+    the subcommands of the others are listed from :data:`PLUGIN_COMMANDS` only.
+    """
     parser = argparse.ArgumentParser(
         prog="ballast",
         description="Reference model and verification suite for memory ballooning.",
-        epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive")
+        epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive, "
+               "4 internal error, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"ballast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("check", help="run every checker on a configuration")
@@ -235,30 +277,86 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["presets", "actions", "invariants", "scenarios", "faults"])
     p.set_defaults(func=_cmd_list)
 
+    load = PLUGINS if plugins is None else tuple(plugins)
     for name in PLUGINS:
-        importlib.import_module(name).register(sub)
+        if name in load:
+            importlib.import_module(name).register(sub)
+        else:
+            for command, (module, text) in PLUGIN_COMMANDS.items():
+                if module == name:
+                    sub.add_parser(command, help=text, add_help=False)
     return parser
 
 
+def _plugins_for(argv: Sequence[str]) -> Sequence[str] | None:
+    """The plugin modules an invocation needs: none for the built-in commands and --help."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command in ("check", "run", "replay", "list"):
+        return ()
+    if command in PLUGIN_COMMANDS:
+        return (PLUGIN_COMMANDS[command][0],)
+    return None  # unknown to the index: load everything, argparse names the choices
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def _internal_error(exc: BaseException) -> str:
+    """One line naming the exception and the innermost Ballast frame it came from."""
+    import traceback
+
+    ours = {os.path.dirname(str(m.__file__)) for n, m in list(sys.modules.items())
+            if (n == "ballast" or n.startswith("ballast.")) and getattr(m, "__file__", None)}
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if os.path.dirname(frame.filename) in ours:
+            where = f" at {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+            break
+    if os.environ.get("BALLAST_TRACEBACK"):
+        traceback.print_exception(exc, file=sys.stderr)
+    detail = _one_line(str(exc))[:300]
+    return (f"ballast: internal error: {type(exc).__name__}: {detail}{where}; "
+            f"{REPORT_BUGS}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ballast`` console script."""
-    parser = build_parser()
+    """Entry point of the ``ballast`` console script.
+
+    Whatever happens inside a subcommand, the exit code is one of the documented
+    ones: a deliberate error is 2 with one line on stderr, running out of memory
+    is 3, an unexpected exception is 4 (never 0 or 1), Ctrl-C is 130.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    start = time.monotonic()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
+        parser = build_parser(_plugins_for(args_list))
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
         code: int = args.func(args)
         return code
     except BallastError as exc:
-        print(f"ballast: error: {exc}", file=sys.stderr)
+        print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ballast: interrupted", file=sys.stderr)
-        return 130
+        print(f"ballast: interrupted after {time.monotonic() - start:.1f} s", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("ballast: error: ran out of memory; give a smaller configuration or budget "
+              "(inconclusive)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else "ballast"
+        print(f"ballast: error: {name}: {exc.strerror or _one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a crash into exit 4
+        print(_internal_error(exc), file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
-
-import jsonschema
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
 from ballast.errors import InputError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
 from ballast.model.state import State
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "TRACE_VERSION",
@@ -126,7 +127,9 @@ def trace_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=2)
-def _validator(kind: str) -> jsonschema.Draft202012Validator:
+def _validator(kind: str) -> "jsonschema.Draft202012Validator":
+    import jsonschema  # loaded on first use: a tenth of a second that --help need not pay
+
     schema = trace_schema()
     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/{kind}"}
     return jsonschema.Draft202012Validator(sub)
