@@ -106,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
             raise InputError("--set", None, f"expected KEY=VALUE, got {item!r}")
         try:
             changes[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             changes[key.strip()] = raw.strip()
     for flag in ("vms", "guest_pages", "machine_pages", "host_page_units"):
         value = getattr(args, flag, None)

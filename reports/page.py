@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ballast.errors import InputError, UsageError
-from ballast.model.trace import Trace, parse_trace
+from ballast.model.trace import Trace, bounded_lines, parse_trace
 from ballast.reports.atomic import atomic_write_text
 from ballast.reports.explain import Explanation, explain
 from ballast.reports.render_html import render_html
@@ -28,12 +28,13 @@ def read_trace_lines(path: str | Path) -> tuple[Trace, list[str]]:
     """Read and parse a trace file, keeping its lines (to quote them in the report)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, encoding="utf-8") as f:
+            # Lines end at newlines only: U+2028 and friends are text inside a JSON string.
+            lines = [line.rstrip("\r\n") for line in bounded_lines(f, str(p))]
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(str(p), None, "not a UTF-8 text file") from None
-    lines = text.splitlines()
     return parse_trace(lines, str(p)), lines
 
 

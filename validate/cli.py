@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, UsageError
-from ballast.model.trace import iter_trace
+from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
 from ballast.validate.qemu_events import (
     ACTION_OF,
@@ -113,12 +113,12 @@ def _progress(enabled: bool, what: str, total: int | None) -> Iterator[Callable[
 class _CountingLines:
     """Lines of a text file, reporting bytes read to a progress callback."""
 
-    def __init__(self, f: IO[str], update: Callable[[int], None]) -> None:
-        self.f, self.update, self.done = f, update, 0
+    def __init__(self, f: IO[str], update: Callable[[int], None], source: str) -> None:
+        self.f, self.update, self.done, self.source = f, update, 0, source
 
     def __iter__(self) -> Iterator[str]:
         n = 0
-        for line in self.f:
+        for line in bounded_lines(self.f, self.source):
             self.done += len(line)
             n += 1
             if not n & 1023:
@@ -152,7 +152,7 @@ def _validate_ballast(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         with f, _progress(not args.no_progress, f"validating {path.name}", size) as update:
-            header, steps = iter_trace(_CountingLines(f, update), str(path))
+            header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path))
             rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)
     except UnicodeDecodeError:
         raise InputError(str(path), None, "not a UTF-8 text file") from None
