@@ -20,7 +20,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 if TYPE_CHECKING:
     from ballast.check import CheckReport
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ballast.verdict import CheckResult
 
 from ballast import __version__
+from ballast.argtypes import positive_int, seconds
 from ballast.errors import BallastError, InputError, UsageError
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
@@ -130,7 +131,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     known = BUILTIN + tuple(SUITES)
     checkers = tuple(c.strip() for c in args.checkers.split(",") if c.strip()) \
-        if args.checkers else known
+        if args.checkers is not None else known
+    if not checkers:  # checking nothing must not pass
+        raise UsageError(f"--checkers names no checker; expected some of {', '.join(known)}")
     bad = [c for c in checkers if c not in known]
     if bad:
         raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
@@ -228,13 +231,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "
+                              f"(see '{self.prog} --help')\n")
+
+
 def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered.
 
     ``plugins`` names the plugin modules to import and register (default: all);
     the subcommands of the others are listed from :data:`PLUGIN_COMMANDS` only.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ballast",
         description="Reference model and verification suite for memory ballooning.",
         epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive, "
@@ -247,10 +258,10 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkers", default=None,
                    help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
-    p.add_argument("--budget", type=float, default=60.0,
+    p.add_argument("--budget", type=seconds, default=60.0,
                    help="seconds per checker; running out is inconclusive (exit 3)")
-    p.add_argument("--random-runs", type=int, default=300)
-    p.add_argument("--examples", type=int, default=150, help="Hypothesis examples")
+    p.add_argument("--random-runs", type=positive_int, default=300)
+    p.add_argument("--examples", type=positive_int, default=150, help="Hypothesis examples")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
     p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")

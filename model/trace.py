@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
-from ballast.errors import InputError
+from ballast.errors import InputError, OutputError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
@@ -48,6 +48,7 @@ __all__ = [
     "Trace",
     "TraceHeader",
     "TraceStep",
+    "atomic_write_files",
     "atomic_write_text",
     "bounded_lines",
     "iter_trace",
@@ -57,6 +58,7 @@ __all__ = [
     "read_trace",
     "state_problem",
     "trace_schema",
+    "trace_text",
     "write_trace",
     "write_trace_to",
 ]
@@ -166,11 +168,23 @@ def write_trace_to(out: IO[str], trace: Trace) -> None:
         out.write(_dumps(st.to_dict()) + "\n")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file so that readers see either the old file or the whole new one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+def _parent_folder(p: Path) -> None:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(str(p), "cannot write: a file is in the way of its folder") from None
+    except OSError as exc:
+        raise OutputError(str(p.parent), f"cannot create the folder: {exc.strerror}") from None
+    if p.is_dir():
+        raise OutputError(str(p), "is a folder; expected the path of a file to write")
+
+
+def _write_temporary(p: Path, text: str) -> str:
+    """Write ``text`` to a new temporary file beside ``p``; its name. Nothing left on error."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
     try:
         # mkstemp makes the file private (0600); a report is for others to read too.
         umask = os.umask(0)
@@ -180,22 +194,75 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
         raise
+    return tmp
 
 
-def write_trace(path: str | Path, trace: Trace) -> None:
-    """Write ``trace`` to ``path`` atomically."""
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so that readers see either the old file or the whole new one.
+
+    Any failure (no space, no right, a folder in the way, an interrupt) leaves no
+    temporary file; a failure to write is an :class:`~ballast.errors.OutputError`.
+    """
+    atomic_write_files([(Path(path), text)])
+
+
+def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
+    """Write several files all or nothing: every one is written in full before any is renamed.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write_files([(d / "a.md", "a"), (d / "b.md", "b")])
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.md', 'b.md']
+    >>> atomic_write_files([(d / "c.md", "c"), (d, "a folder")])
+    Traceback (most recent call last):
+    ...
+    ballast.errors.OutputError: ...: is a folder; expected the path of a file to write
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.md', 'b.md']
+    """
+    items = [(Path(p), text) for p, text in files]
+    for p, _ in items:
+        _parent_folder(p)
+    written: list[tuple[str, Path]] = []
+    try:
+        for p, text in items:
+            written.append((_write_temporary(p, text), p))
+        for tmp, p in written:
+            try:
+                os.replace(tmp, p)
+            except OSError as exc:
+                raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
+    finally:
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                _unlink_quietly(tmp)
+
+
+def trace_text(trace: Trace) -> str:
+    """``trace`` as the text of a trace file."""
     import io
 
     buf = io.StringIO()
     write_trace_to(buf, trace)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_trace(path: str | Path, trace: Trace) -> None:
+    """Write ``trace`` to ``path`` atomically."""
+    atomic_write_text(path, trace_text(trace))
 
 
 def _check(kind: str, record: Any, source: str, line: int) -> None:

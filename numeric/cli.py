@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.argtypes import fraction
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config, load_config, preset
 from ballast.model.faults import FAULTS
@@ -27,6 +28,9 @@ from ballast.numeric.scale import scaled, with_faults
 
 __all__ = ["register", "config_for"]
 
+
+MAX_GUEST_PAGES = 1 << 26
+"""Most guest pages (all VMs) a campaign may ask for: its arrays must fit in memory."""
 
 def register(subparsers: Any) -> None:
     """Add ``fuzz`` to the ``ballast`` command line."""
@@ -45,7 +49,7 @@ def register(subparsers: Any) -> None:
                    help="batches per seed (each applies one action to many VMs)")
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
     p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
-    p.add_argument("--frac", type=float, default=0.5, help="share of VMs in each batch")
+    p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
     p.add_argument("--check-every", type=int, default=10,
                    help="check every state invariant after this many batches (and at the end)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
@@ -70,6 +74,9 @@ def config_for(args: argparse.Namespace) -> Config:
     if args.vms is not None:
         if args.vms < 1 or args.pages < 1:
             raise UsageError("--vms and --pages must be positive")
+        if args.vms * args.pages > MAX_GUEST_PAGES:
+            raise UsageError(f"--vms x --pages is {args.vms * args.pages:,} guest pages; the "
+                             f"numeric core holds at most {MAX_GUEST_PAGES:,}")
         cfg = scaled(cfg, vms=args.vms, pages=args.pages)
     return with_faults(cfg, args.fault, keep_sizes=args.vms is not None)
 

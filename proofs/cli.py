@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.argtypes import seconds
 from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
@@ -30,11 +31,11 @@ def register(subparsers: Any) -> None:
     from ballast.cli import add_model_options
 
     add_model_options(p)
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="S",
                    help="per-query solver timeout in seconds (default 10)")
     p.add_argument("--bmc-depth", type=int, default=6, metavar="K",
                    help="bounded model checking depth for deciding reachability (default 6)")
-    p.add_argument("--bmc-timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--bmc-timeout", type=seconds, default=60.0, metavar="S",
                    help="time for each bounded search (default 60)")
     p.add_argument("--bmc", action="store_true",
                    help="also run bounded model checking of every property to --bmc-depth")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from ballast.argtypes import positive_float, seconds
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
@@ -82,9 +83,9 @@ def register(subparsers: Any) -> None:
                    help="after the targets, fill this many MiB of guest memory, then free it")
     q.add_argument("--compaction", action="store_true",
                    help="ask the guest to compact memory (migrates balloon pages)")
-    q.add_argument("--settle-s", type=float, default=10.0,
+    q.add_argument("--settle-s", type=seconds, default=10.0,
                    help="seconds to wait for each target (default 10)")
-    q.add_argument("--timeout-s", type=float, default=180.0, help="bound on the whole run")
+    q.add_argument("--timeout-s", type=positive_float, default=180.0, help="bound on the whole run")
     q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     q.set_defaults(func=_capture_cmd)
