@@ -71,8 +71,9 @@ MAX_LINE_CHARS = 1 << 24
 MAX_DEPTH = 16
 """Deepest nesting of arrays and objects in a record (a state needs 5)."""
 
-_MAX_INT_DIGITS = 18
-"""Integers in a trace fit in 64 bits; longer digit strings are refused before conversion."""
+_MAX_INT_DIGITS = 20
+"""Integers in a trace fit in 64 bits (20 digits); longer digit strings are refused before
+conversion."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
