@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 from ballast.cli import main
 
-__all__ = ["Outcome", "assert_refused", "bounded", "run_cli", "run_subprocess"]
+__all__ = ["Outcome", "assert_refused", "bounded", "fresh", "run_cli", "run_subprocess"]
 
 MEMORY_HEADROOM = 1 << 30
 """Address space a case may add to what the test process already maps (1 GiB)."""
@@ -115,3 +115,10 @@ def assert_refused(o: Outcome, *, file: str | None = None, line: int | None = No
         assert where in lines[0], shown
     if words is not None:
         assert words in lines[0], shown
+
+
+def fresh(tmp_path: Path) -> Path:
+    """A new empty folder under ``tmp_path``: Hypothesis runs many examples in one test."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(dir=tmp_path))

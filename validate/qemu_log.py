@@ -662,7 +662,10 @@ def _bulk_items(path: str, file: str | None = None) -> Iterator[str | _PageRun]:
                 continue
             rest = data[cut:]
             lines += data.count(b"\n", 0, cut)
-            yield from _bulk_block(data[:cut])
+            if data.isascii():
+                yield from _bulk_block(data[:cut])
+            else:  # rare: other scripts' digits must reach the line reader, which refuses them
+                yield from _bulk_lines(data[:cut])
 
 
 def _bulk_lines(data: bytes) -> Iterator[str]:
@@ -746,7 +749,7 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
             if text.startswith(page_event, colon + 1):
                 at = text.find("@", 0, colon)
                 key = text[:at]
-                if at <= 0 or not _digits(key):
+                if at <= 0 or not _digits(key) or (not text.isascii() and _prefix(text[:colon]) is None):
                     raise QemuLogError(file, number, "malformed TID@SECONDS.MICROS: prefix before a page")
             elif text.startswith(page_event):
                 colon = -1
@@ -796,7 +799,7 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
             body = text
             bad_prefix = False
             key = ""
-            if text[:1].isascii() and text[:1].isdigit():
+            if text[:1].isdigit():  # any script's digit: _prefix then insists on ASCII
                 colon = text.find(":")
                 at = text.find("@", 0, colon)
                 if at > 0:

@@ -20,7 +20,7 @@ from ballast.model.faults import FAULTS
 from ballast.model.state import initial_state
 from ballast.model.trace import MAX_DEPTH, MAX_LINE_CHARS, TraceHeader
 
-from ..hostile_cli import Outcome, assert_refused, run_cli
+from ..hostile_cli import Outcome, assert_refused, fresh, run_cli
 
 CFG = PRESETS["core"]
 HEADER: dict[str, Any] = TraceHeader(CFG, source={"checker": "test"}).to_dict()
@@ -90,6 +90,7 @@ not_an_int = st.one_of(st.text(max_size=5), st.none(), st.booleans(),
 @FUZZ
 @given(value=deep_values, where=st.sampled_from(["line", "arg", "header"]))
 def test_deep_nesting_is_refused(tmp_path: Path, value: str, where: str) -> None:
+    tmp_path = fresh(tmp_path)
     if where == "line":
         text, line = _lines(HEADER, value), 2
     elif where == "arg":
@@ -102,6 +103,7 @@ def test_deep_nesting_is_refused(tmp_path: Path, value: str, where: str) -> None
 @FUZZ
 @given(digits=big_digits, where=st.sampled_from(["arg", "step", "config", "hostile"]))
 def test_integers_beyond_64_bits_are_refused(tmp_path: Path, digits: str, where: str) -> None:
+    tmp_path = fresh(tmp_path)
     if where == "arg":
         text, line = _lines(HEADER, _dump(STEP).replace('"pages":1', f'"pages":{digits}')), 2
     elif where == "step":
@@ -117,6 +119,7 @@ def test_integers_beyond_64_bits_are_refused(tmp_path: Path, digits: str, where:
 @FUZZ
 @given(number=bad_numbers, where=st.sampled_from(["arg", "t", "config", "hostile"]))
 def test_nan_and_infinities_are_refused(tmp_path: Path, number: str, where: str) -> None:
+    tmp_path = fresh(tmp_path)
     if where == "arg":
         text, line = _lines(HEADER, _dump(STEP).replace('"pages":1', f'"pages":{number}')), 2
     elif where == "t":
@@ -133,6 +136,7 @@ def test_nan_and_infinities_are_refused(tmp_path: Path, number: str, where: str)
 @given(key=size_keys, value=st.integers(MAX_MODEL_SIZE + 1, 10**19 - 1))
 def test_a_configuration_too_large_to_hold_is_refused_with_the_limit(
         tmp_path: Path, key: str, value: int) -> None:
+    tmp_path = fresh(tmp_path)
     header = {**HEADER, "config": {**HEADER["config"], key: value}}
     _all_refused(tmp_path, _lines(header, STEP), 1, words=f"{MAX_MODEL_SIZE:,}")
 
@@ -141,6 +145,7 @@ def test_a_configuration_too_large_to_hold_is_refused_with_the_limit(
 @given(vms=st.integers(2, 2000), pages=st.integers(2100, 4_000_000))
 def test_sizes_that_multiply_past_the_limit_are_refused(tmp_path: Path, vms: int,
                                                         pages: int) -> None:
+    tmp_path = fresh(tmp_path)
     if vms * pages <= MAX_MODEL_SIZE:
         pages = MAX_MODEL_SIZE // vms + 1
     header = {**HEADER, "config": {**HEADER["config"], "vms": vms, "guest_pages": pages,
@@ -151,6 +156,7 @@ def test_sizes_that_multiply_past_the_limit_are_refused(tmp_path: Path, vms: int
 @FUZZ
 @given(text=surrogates, where=st.sampled_from(["comment", "key", "action"]))
 def test_lone_surrogates_are_refused(tmp_path: Path, text: str, where: str) -> None:
+    tmp_path = fresh(tmp_path)
     if where == "comment":
         lines, line = _lines(_dump(HEADER)[:-1] + f',"comment":{text}}}', STEP), 1
     elif where == "key":
@@ -166,6 +172,7 @@ def test_lone_surrogates_are_refused(tmp_path: Path, text: str, where: str) -> N
 def test_unicode_line_separators_inside_strings_are_text(tmp_path: Path, separator: str,
                                                          text: str) -> None:
     """A valid JSON Lines file: every reader takes it (lines end at newlines only)."""
+    tmp_path = fresh(tmp_path)
     header = {**HEADER, "comment": f"{text}{separator}{text}"}
     raw = json.dumps(header, ensure_ascii=False, separators=(",", ":"))
     for command, outcome in _readers(tmp_path, raw + "\n" + _dump(STEP) + "\n"):
@@ -179,6 +186,7 @@ def test_unicode_line_separators_inside_strings_are_text(tmp_path: Path, separat
              min_size=1, max_size=3),
     st.integers(0, 3), st.text(max_size=3)))
 def test_page_lists_must_be_lists_of_integers(tmp_path: Path, ppns: Any) -> None:
+    tmp_path = fresh(tmp_path)
     step = {**INFLATE, "step": 1, "args": {"vm": 0, "ppns": ppns}}
     _all_refused(tmp_path, _lines(HEADER, step), 2, words="ppns")
 
@@ -186,6 +194,7 @@ def test_page_lists_must_be_lists_of_integers(tmp_path: Path, ppns: Any) -> None
 @FUZZ
 @given(vm=not_an_int)
 def test_scalar_arguments_must_be_integers(tmp_path: Path, vm: Any) -> None:
+    tmp_path = fresh(tmp_path)
     step = {**STEP, "args": {"vm": vm, "pages": 1}}
     _all_refused(tmp_path, _lines(HEADER, step), 2)
 
@@ -227,6 +236,7 @@ mixed_junk = st.one_of(st.text(max_size=3), st.none(), st.booleans(),
 @given(path=st.sampled_from(STATE_PATHS), junk=mixed_junk)
 def test_recorded_states_of_the_wrong_form_are_refused(tmp_path: Path, path: tuple[Any, ...],
                                                        junk: Any) -> None:
+    tmp_path = fresh(tmp_path)
     step = {**STEP, "state": _mutated(path, junk)}
     _all_refused(tmp_path, _lines(HEADER, step), 2, words="state")
 
@@ -235,6 +245,7 @@ def test_recorded_states_of_the_wrong_form_are_refused(tmp_path: Path, path: tup
 @given(path=st.sampled_from(STATE_PATHS), junk=mixed_junk)
 def test_an_initial_state_of_the_wrong_form_is_refused(tmp_path: Path, path: tuple[Any, ...],
                                                        junk: Any) -> None:
+    tmp_path = fresh(tmp_path)
     header = {**HEADER, "initial": _mutated(path, junk)}
     _all_refused(tmp_path, _lines(header, STEP), 1, words="initial")
 
@@ -245,6 +256,7 @@ def test_an_initial_state_of_the_wrong_form_is_refused(tmp_path: Path, path: tup
                              max_size=3))
 def test_an_initial_state_missing_its_parts_is_refused(tmp_path: Path,
                                                        extra: dict[str, Any]) -> None:
+    tmp_path = fresh(tmp_path)
     _all_refused(tmp_path, _lines({**HEADER, "initial": extra}, STEP), 1, words="initial")
 
 
@@ -265,6 +277,7 @@ def test_an_initial_state_with_out_of_range_pages_is_refused(tmp_path: Path) -> 
 @given(name=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=20).filter(
     lambda n: n not in FAULTS))
 def test_unknown_faults_are_named_with_the_valid_ones(tmp_path: Path, name: str) -> None:
+    tmp_path = fresh(tmp_path)
     _all_refused(tmp_path, _lines({**HEADER, "faults": [name]}, STEP), 1,
                  words=sorted(FAULTS)[0])
 
