@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ballast.model.config import Config
     from ballast.verdict import CheckResult
 
-from ballast import __version__
+from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds
 from ballast.errors import BallastError, InputError, UsageError
 from ballast.verdict import (
@@ -340,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     start = time.monotonic()
+    tally.reset()
     try:
         parser = build_parser(_plugins_for(args_list))
         try:
@@ -355,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"ballast: interrupted after {time.monotonic() - start:.1f} s", file=sys.stderr)
+        done = tally.so_far() or "nothing counted yet"
+        print(f"ballast: interrupted after {time.monotonic() - start:.1f} s; done so far: {done}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
         print("ballast: error: ran out of memory; give a smaller configuration or budget "

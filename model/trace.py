@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
+from ballast import tally
 from ballast.errors import InputError, OutputError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
@@ -452,12 +453,15 @@ def bounded_lines(f: IO[str], source: str, limit: int = MAX_LINE_CHARS) -> Itera
     ...
     ballast.errors.InputError: t:1: line longer than 2 characters (no end of line within the limit)
     """
+    read = [0]
+    tally.note(f"lines of {source}", lambda: f"{read[0]:,} lines of {source} read")
     n = 0
     while True:
         line = f.readline(limit + 1)
         if not line:
             return
         n += 1
+        read[0] = n
         if len(line) > limit and not (len(line) == limit + 1 and line.endswith("\n")):
             raise InputError(source, n, f"line longer than {limit:,} characters "
                              "(no end of line within the limit)")

@@ -40,6 +40,7 @@ from typing import IO, Any, Sequence
 
 import jsonschema
 
+from ballast import tally
 from ballast.errors import BallastError, InputError, UsageError
 from ballast.model.trace import loads_record
 
@@ -247,6 +248,7 @@ class AdapterProcess:
             self._stderr = None
             raise AdapterCrashed(f"cannot start {shlex.join(self.argv)}: {exc.strerror}") from None
         assert self._proc.stdout is not None
+        tally.note("adapter", lambda: f"{self.requests:,} requests to the implementation")
         # Replies are read in this thread with select(): no reader thread to
         # contend with for the interpreter lock on every reply.
         self._selector = selectors.DefaultSelector()

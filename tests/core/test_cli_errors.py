@@ -7,6 +7,7 @@ import errno
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,28 @@ def test_help_and_list_do_not_load_the_heavy_libraries() -> None:
 def test_a_plugin_command_still_loads_its_plugin(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--help"]) == 0
     assert "--max-gap" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, counted", [
+    (["check", "--checkers", "random", "--random-runs", "100000", "--budget", "inf"],
+     "random steps run"),
+    (["explore", "--preset", "default", "--small"], "states explored"),
+])
+def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str],
+                                                  counted: str) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ballast", *args, "--report-dir",
+                             str(tmp_path / "r")] if args[0] == "check" else
+                            [sys.executable, "-m", "ballast", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted after" in line and counted in line, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()
