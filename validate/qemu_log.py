@@ -497,20 +497,20 @@ class _Open:
         )
 
 
-_DECIMAL: Final = re.compile(r"-?[0-9]{1,20}")
 _HEX: Final = re.compile(r"0x[0-9a-fA-F]{1,16}")
 
 
 def _int(text: str, base: int = 10) -> int:
     """A number as QEMU prints it: ASCII digits only, at most 64 bits' worth.
 
-    (Python's ``int`` would also take other scripts' digits, ``_`` and any length.)
+    (Python's ``int`` would also take other scripts' digits, ``_``, spaces and any length.)
     """
     if base == 16:
         if not _HEX.fullmatch(text):
             raise ValueError(text)
         return int(text[2:], 16)
-    if not _DECIMAL.fullmatch(text):
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
         raise ValueError(text)
     return int(text, base)
 
@@ -536,7 +536,8 @@ def _fields(args: str, keys: tuple[str, ...]) -> list[str]:
 
 
 def _pointer(text: str) -> str:
-    if text == "(nil)" or _HEX.fullmatch(text):
+    if text == "(nil)" or (text.startswith("0x") and text.isascii() and 2 < len(text) <= 18
+                           and text[2:].isalnum() and int(text[2:], 16) >= 0):
         return text
     raise ValueError(text)
 
@@ -628,7 +629,9 @@ _BULK_EVENTS: Final = (b" vdev ", b" actual: ", b"_to_target ", b"balloon_event 
 by chance goes to the line reader as it is, which is always right; a line they miss only
 makes its stretch fall back to line-by-line reading."""
 _BULK_PAGE: Final = b"virtio_balloon_handle_output section name: "
-_BULK_GPA: Final = re.compile(rb" gpa: 0x([0-9a-fA-F]{1,13})000\n")
+_BULK_GPA: Final = re.compile(rb" gpa: 0x([0-9a-fA-F]+)000\n")
+_BULK_PFN_LIMIT: Final = 1 << 52
+"""PFNs of 64-bit addresses are below this; a run with a larger one goes line by line."""
 
 
 def _bulk_items(path: str, file: str | None = None) -> Iterator[str | _PageRun]:
@@ -704,9 +707,11 @@ def _bulk_gap(data: bytes, pos: int, end: int) -> Iterator[str | _PageRun]:
             and data.count(head, first_end - 1, end) == lines - 1):
         hexes = _BULK_GPA.findall(data, first_end, end)
         if len(hexes) == lines - 1:
-            yield data[pos:first_end].decode("utf-8", "surrogateescape")
-            yield _PageRun(key.decode(), list(map(int, hexes, repeat(16))))
-            return
+            pfns = list(map(int, hexes, repeat(16)))
+            if max(pfns) < _BULK_PFN_LIMIT:
+                yield data[pos:first_end].decode("utf-8", "surrogateescape")
+                yield _PageRun(key.decode(), pfns)
+                return
     yield from _bulk_lines(data[pos:end])
 
 
@@ -714,7 +719,7 @@ def _prefix(prefix: str) -> tuple[int, float] | None:
     """``TID@SECONDS.MICROS`` -> (thread, time), or None when malformed."""
     tid, _, stamp = prefix.partition("@")
     sec, dot, micro = stamp.partition(".")
-    if _digits(tid) and _digits(sec) and dot and _digits(micro):
+    if tid.isdigit() and sec.isdigit() and dot and micro.isdigit() and prefix.isascii():
         return int(tid), float(stamp)
     return None
 
@@ -749,7 +754,8 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
             if text.startswith(page_event, colon + 1):
                 at = text.find("@", 0, colon)
                 key = text[:at]
-                if at <= 0 or not _digits(key) or (not text.isascii() and _prefix(text[:colon]) is None):
+                if at <= 0 or not (key.isdigit() and text.isascii()) and (
+                        not _digits(key) or _prefix(text[:colon]) is None):
                     raise QemuLogError(file, number, "malformed TID@SECONDS.MICROS: prefix before a page")
             elif text.startswith(page_event):
                 colon = -1
