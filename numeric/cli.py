@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds: expected A..B or N, got {args.seeds!r}") from None
     if args.workers < 1 or args.steps < 1 or args.check_every < 1:
         raise UsageError("--workers, --steps and --check-every must be positive")
+    most = 4 * (os.cpu_count() or 1)
+    if args.workers > most:
+        raise UsageError(f"--workers {args.workers}: at most {most} (4 per processor) on "
+                         "this machine")
     if not 0 < args.frac <= 1:
         raise UsageError("--frac must be in (0, 1]")
     cfg = config_for(args)

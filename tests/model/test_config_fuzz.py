@@ -192,3 +192,8 @@ def test_run_to_a_folder_is_refused(tmp_path: Path) -> None:
 def test_numeric_campaigns_too_large_to_fit_are_refused_with_the_limit() -> None:
     o = run_cli(["fuzz", "--vms", "100000000", "--pages", "100", "--seeds", "1..1"])
     assert_refused(o, words="at most")
+
+
+def test_more_workers_than_the_machine_can_run_are_refused() -> None:
+    o = run_cli(["fuzz", "--workers", "100000", "--seeds", "1..1", "--vms", "2", "--pages", "4"])
+    assert_refused(o, words="at most")
