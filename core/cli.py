@@ -3,17 +3,24 @@
 Exit codes, for every subcommand: 0 every property holds, 1 a property is
 violated (or a trace shows an illegal step), 2 bad usage or bad input,
 3 inconclusive (a budget ran out, a solver said unknown, a scenario was never
-exercised).
+exercised), 4 an internal error of Ballast (a bug: never read as a verdict),
+130 interrupted.
+
+Subcommands that live in other packages are imported only when they run, so
+that ``ballast --help`` and ``ballast list`` start without loading Z3, NumPy,
+NetworkX or Hypothesis.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import time
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 if TYPE_CHECKING:
     from ballast.budget import WorkBudget
@@ -21,8 +28,17 @@ if TYPE_CHECKING:
     from ballast.model.config import Config
     from ballast.verdict import CheckResult
 
+from ballast import __version__, tally
+from ballast.argtypes import positive_int, seconds
 from ballast.errors import BallastError, InputError, UsageError
-from ballast.verdict import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION
+from ballast.verdict import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+)
 
 __all__ = ["add_model_options", "build_parser", "config_from_args", "main"]
 
@@ -35,6 +51,27 @@ PLUGINS = (
     "ballast.reports.cli",
 )
 """Modules that add subcommands through ``register(subparsers)``."""
+
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "explore": ("ballast.statespace.cli", "visit every reachable state of a small configuration"),
+    "prove": ("ballast.proofs.cli", "prove the model's invariants with Z3"),
+    "fuzz": ("ballast.numeric.cli",
+             "random runs at scale on the numeric core, many seeds in parallel"),
+    "validate": ("ballast.validate.cli", "check an implementation's trace against the model"),
+    "capture": ("ballast.validate.cli", "record a real implementation's balloon trace"),
+    "diff": ("ballast.validate.cli_adapter",
+             "test an implementation against the model through an adapter"),
+    "report": ("ballast.reports.cli", "explain a counterexample trace as an HTML page and Markdown"),
+}
+"""Which plugin registers each of its subcommands, with the one-line help it gives.
+
+``ballast --help`` lists these without importing the plugins; a test checks that
+this index says what the plugins themselves register.
+"""
+
+REPORT_BUGS = ("this is a bug in Ballast, not a verdict; please report it to the Ballast "
+               "issue tracker with the command line (BALLAST_TRACEBACK=1 shows the traceback)")
+"""What an internal error tells the user to do."""
 
 
 def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
@@ -71,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
             raise InputError("--set", None, f"expected KEY=VALUE, got {item!r}")
         try:
             changes[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             changes[key.strip()] = raw.strip()
     for flag in ("vms", "guest_pages", "machine_pages", "host_page_units"):
         value = getattr(args, flag, None)
@@ -95,7 +132,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     known = BUILTIN + tuple(SUITES)
     checkers = tuple(c.strip() for c in args.checkers.split(",") if c.strip()) \
-        if args.checkers else known
+        if args.checkers is not None else known
+    if not checkers:  # checking nothing must not pass
+        raise UsageError(f"--checkers names no checker; expected some of {', '.join(known)}")
     bad = [c for c in checkers if c not in known]
     if bad:
         raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
@@ -131,15 +170,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _work_budget(args: argparse.Namespace) -> "WorkBudget":
     from ballast.budget import WorkBudget
 
-    counts = {"random_runs": args.random_runs, "random_steps": args.random_steps,
-              "examples": args.examples, "max_states": args.max_states, "rlimit": args.rlimit,
-              "bmc_rlimit": args.bmc_rlimit, "numeric_seeds": args.numeric_seeds,
-              "numeric_batches": args.numeric_batches}
-    for name, value in counts.items():
-        if value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.max_seconds is not None and args.max_seconds < 0:
-        raise UsageError(f"--max-seconds must not be negative, got {args.max_seconds:g}")
+    # The flags' types (positive_int, seconds) have refused zero, negative and NaN values.
     return WorkBudget(max_states=args.max_states, rlimit=args.rlimit,
                       bmc_rlimit=args.bmc_rlimit, numeric_seeds=args.numeric_seeds,
                       numeric_batches=args.numeric_batches, max_seconds=args.max_seconds)
@@ -252,12 +283,26 @@ def _list_backends(what: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (subcommands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "
+                              f"(see '{self.prog} --help')\n")
+
+
+def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered.
+
+    ``plugins`` names the plugin modules to import and register (default: all);
+    the subcommands of the others are listed from :data:`PLUGIN_COMMANDS` only.
+    """
+    parser = _Parser(
         prog="ballast",
         description="Reference model and verification suite for memory ballooning.",
-        epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive")
+        epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive, "
+               "4 internal error, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"ballast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from ballast.budget import (BMC_RLIMIT, EXPLORE_STATES, NUMERIC_BATCHES, NUMERIC_SEEDS,
@@ -274,27 +319,27 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_argument_group(
         "work budgets", "counted in work, so a verdict does not depend on the machine's "
                         "speed or load; a budget that runs out is inconclusive (exit 3)")
-    budget.add_argument("--random-runs", type=int, default=300,
+    budget.add_argument("--random-runs", type=positive_int, default=300,
                         help="random runs, seeds --seed.. (default 300)")
-    budget.add_argument("--random-steps", type=int, default=200,
+    budget.add_argument("--random-steps", type=positive_int, default=200,
                         help="steps per random run (default 200)")
-    budget.add_argument("--examples", type=int, default=None,
+    budget.add_argument("--examples", type=positive_int, default=None,
                         help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
-    budget.add_argument("--max-states", type=int, default=EXPLORE_STATES,
+    budget.add_argument("--max-states", type=positive_int, default=EXPLORE_STATES,
                         help=f"explore: states per feature slice (default {EXPLORE_STATES:,})")
-    budget.add_argument("--rlimit", type=int, default=QUERY_RLIMIT,
+    budget.add_argument("--rlimit", type=positive_int, default=QUERY_RLIMIT,
                         help=f"prove: Z3 resource units per query (default {QUERY_RLIMIT:,})")
-    budget.add_argument("--bmc-rlimit", type=int, default=BMC_RLIMIT,
+    budget.add_argument("--bmc-rlimit", type=positive_int, default=BMC_RLIMIT,
                         help=f"prove: Z3 resource units per bounded search "
                              f"(default {BMC_RLIMIT:,})")
-    budget.add_argument("--numeric-seeds", type=int, default=NUMERIC_SEEDS,
+    budget.add_argument("--numeric-seeds", type=positive_int, default=NUMERIC_SEEDS,
                         help=f"numeric: seeds (default {NUMERIC_SEEDS})")
-    budget.add_argument("--numeric-batches", type=int, default=NUMERIC_BATCHES,
+    budget.add_argument("--numeric-batches", type=positive_int, default=NUMERIC_BATCHES,
                         help=f"numeric: batches per seed (default {NUMERIC_BATCHES})")
-    budget.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    budget.add_argument("--max-seconds", type=seconds, default=None, metavar="S",
                         help="wall-clock limit per checker (default: none); a checker it "
                              "stops is inconclusive")
-    budget.add_argument("--budget", type=float, dest="max_seconds", help=argparse.SUPPRESS)
+    budget.add_argument("--budget", type=seconds, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
                    help="Hypothesis settings profile (default: ci when CI=true, else dev)")
     p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",
@@ -329,30 +374,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the --backends matrix as JSON")
     p.set_defaults(func=_cmd_list)
 
+    load = PLUGINS if plugins is None else tuple(plugins)
     for name in PLUGINS:
-        importlib.import_module(name).register(sub)
+        if name in load:
+            importlib.import_module(name).register(sub)
+        else:
+            for command, (module, text) in PLUGIN_COMMANDS.items():
+                if module == name:
+                    sub.add_parser(command, help=text, add_help=False)
     return parser
 
 
+def _plugins_for(argv: Sequence[str]) -> Sequence[str] | None:
+    """The plugin modules an invocation needs: none for the built-in commands and --help."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command in ("check", "run", "replay", "list"):
+        return ()
+    if command in PLUGIN_COMMANDS:
+        return (PLUGIN_COMMANDS[command][0],)
+    return None  # unknown to the index: load everything, argparse names the choices
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def _internal_error(exc: BaseException) -> str:
+    """One line naming the exception and the innermost Ballast frame it came from."""
+    import traceback
+
+    ours = {os.path.dirname(str(m.__file__)) for n, m in list(sys.modules.items())
+            if (n == "ballast" or n.startswith("ballast.")) and getattr(m, "__file__", None)}
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if os.path.dirname(frame.filename) in ours:
+            where = f" at {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+            break
+    if os.environ.get("BALLAST_TRACEBACK"):
+        traceback.print_exception(exc, file=sys.stderr)
+    detail = _one_line(str(exc))[:300]
+    return (f"ballast: internal error: {type(exc).__name__}: {detail}{where}; "
+            f"{REPORT_BUGS}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ballast`` console script."""
-    parser = build_parser()
+    """Entry point of the ``ballast`` console script.
+
+    Whatever happens inside a subcommand, the exit code is one of the documented
+    ones: a deliberate error is 2 with one line on stderr, running out of memory
+    is 3, an unexpected exception is 4 (never 0 or 1), Ctrl-C is 130.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    start = time.monotonic()
+    tally.reset()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
+        parser = build_parser(_plugins_for(args_list))
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
         code: int = args.func(args)
         return code
     except BallastError as exc:
-        print(f"ballast: error: {exc}", file=sys.stderr)
+        print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ballast: interrupted", file=sys.stderr)
-        return 130
+        done = tally.so_far() or "nothing counted yet"
+        print(f"ballast: interrupted after {time.monotonic() - start:.1f} s; done so far: {done}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("ballast: error: ran out of memory; give a smaller configuration or budget "
+              "(inconclusive)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else "ballast"
+        print(f"ballast: error: {name}: {exc.strerror or _one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a crash into exit 4
+        print(_internal_error(exc), file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

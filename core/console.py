@@ -7,16 +7,18 @@ output is not a terminal, so CI logs stay readable).
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ballast.backends import Cell
-from ballast.check import CheckReport
 from ballast.model.replay import ReplayOutcome, ReplayResult
 from ballast.verdict import PropertyResult, Verdict
+
+if TYPE_CHECKING:  # the checkers (Hypothesis, ...) load only when a check runs
+    from ballast.check import CheckReport
 
 __all__ = ["console", "render_backends", "render_check", "render_replay"]
 
@@ -34,7 +36,7 @@ def _cell(r: PropertyResult) -> str:
     return f"[{_STYLE[r.verdict]}]{r.verdict.value}[/] {r.detail}"
 
 
-def render_check(out: Console, report: CheckReport) -> None:
+def render_check(out: Console, report: "CheckReport") -> None:
     """The summary of a ``ballast check``: one row per property, one column per checker."""
     cfg = report.config
     out.print(f"ballast check: {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} MPNs"

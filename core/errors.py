@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "GuardError",
     "InputError",
+    "OutputError",
     "UsageError",
 ]
 
@@ -37,6 +38,18 @@ class InputError(BallastError):
         self.message = message
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {message}")
+
+
+class OutputError(BallastError):
+    """A file Ballast was asked to write cannot be written (a folder, no space, no right).
+
+    Nothing partial is left behind; names the file and the reason.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
 
 
 class ConfigError(BallastError):

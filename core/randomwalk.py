@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ballast import tally
 from ballast.model.actions import Action
 from ballast.model.state import State
 from ballast.model.system import BalloonModel, Violation
@@ -83,6 +84,7 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
     if violation is not None:
         expect = {"property": violation.property, "step": len(taken),
                   "message": violation.message}
+    tally.add(f"{checker} steps run", len(taken))
     header = TraceHeader(model.cfg, model.faults,
                          {"checker": checker, "seed": seed, "unlogged_actions": []}, expect)
     return RandomRun(Trace(header, tuple(taken)), violation, frozenset(seen),

@@ -2,7 +2,8 @@
 
 Pass, violation and inconclusive are different outcomes with different exit
 codes; inconclusive (a solver ``unknown``, a timeout, a budget hit) is never a
-pass. A scenario that was never exercised is reported as ``vacuous``.
+pass. An internal error (a bug in Ballast) has its own code, 4, and an
+interruption 130, so neither is ever read as a pass or a violation. A scenario that was never exercised is reported as ``vacuous``.
 
 >>> overall([Verdict.PASS, Verdict.INCONCLUSIVE]).exit_code
 3
@@ -17,13 +18,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_USAGE", "EXIT_VIOLATION",
+__all__ = ["EXIT_INCONCLUSIVE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
+           "EXIT_VIOLATION",
            "CheckResult", "PropertyResult", "Verdict", "overall"]
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_USAGE = 2
 EXIT_INCONCLUSIVE = 3
+EXIT_INTERNAL = 4
+"""An internal error of Ballast itself: never 0 or 1, so a crash never reads as a verdict."""
+EXIT_INTERRUPTED = 130
+"""Interrupted (Ctrl-C, SIGINT), as shells report it."""
 
 
 class Verdict(str, Enum):

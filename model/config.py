@@ -24,7 +24,17 @@ from typing import Any, Mapping
 
 from ballast.errors import ConfigError, InputError
 
-__all__ = ["Config", "ModuleKind", "GuestPolicyName", "PRESETS", "load_config", "preset"]
+__all__ = ["Config", "ModuleKind", "GuestPolicyName", "MAX_CONFIG_BYTES", "MAX_MODEL_SIZE",
+           "PRESETS", "load_config", "model_size", "preset"]
+
+MAX_MODEL_SIZE = 1 << 22
+"""Most pages, slots and processors, all VMs together, a configuration read from a file or
+the command line may declare (about 4 million): the reference model keeps every one of
+them in every state, so more cannot fit in memory or time. Any single count (tokens,
+batch, ...) is bounded by the same figure."""
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (1 MiB); a longer one (or ``/dev/zero``) is refused."""
 
 
 class ModuleKind(str, Enum):
@@ -154,24 +164,51 @@ class Config:
                     if not isinstance(value, bool):
                         raise TypeError
                 elif isinstance(default, Enum):
+                    if not isinstance(value, str):
+                        raise TypeError
                     value = type(default)(value)
                 elif isinstance(default, frozenset):
-                    value = frozenset(int(v) for v in value)
+                    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+                            isinstance(v, int) and not isinstance(v, bool) for v in value):
+                        raise TypeError
+                    value = frozenset(value)
                 elif isinstance(default, int):
                     if isinstance(value, bool) or not isinstance(value, int):
                         raise TypeError
             except (TypeError, ValueError):
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise InputError(source, None, f"configuration key {key!r}: expected "
-                                 f"{type(default).__name__}, got {value!r}") from None
+                                 f"{type(default).__name__}, got {shown}") from None
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_MODEL_SIZE:
+                raise InputError(source, None, f"configuration key {key!r}: {value:,} is more "
+                                 f"than the model can hold (at most {MAX_MODEL_SIZE:,})")
             kwargs[key] = value
         try:
-            return cls(**kwargs)
+            cfg = cls(**kwargs)
         except ConfigError as exc:
             raise InputError(source, None, str(exc)) from None
+        size = model_size(cfg)
+        if size > MAX_MODEL_SIZE:
+            raise InputError(source, None, f"configuration too large for the reference model: "
+                             f"{size:,} pages, slots and processors in all, at most "
+                             f"{MAX_MODEL_SIZE:,}")
+        return cfg
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def model_size(cfg: Config) -> int:
+    """Pages, slots and processors of all VMs and the host: what every state holds.
+
+    >>> model_size(Config(vms=1, guest_pages=4, guest_data_pages=3, guest_disk_slots=2,
+    ...                   machine_pages=6, host_swap_slots=2, vcpus=2, pcpus=4))
+    23
+    """
+    per_vm = cfg.guest_pages + cfg.guest_data_pages + cfg.guest_disk_slots + cfg.vcpus
+    return cfg.vms * per_vm + cfg.machine_pages + cfg.host_swap_slots + cfg.pcpus
 
 
 _DEFAULT = Config()
@@ -212,7 +249,7 @@ def preset(name: str) -> Config:
     try:
         return PRESETS[name]
     except KeyError:
-        raise InputError("<preset>", None, f"unknown preset {name!r}; expected one of "
+        raise InputError("--preset", None, f"unknown preset {name!r}; expected one of "
                          f"{', '.join(sorted(PRESETS))}") from None
 
 
@@ -224,15 +261,34 @@ def load_config(path: str | Path) -> Config:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read configuration: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InputError(str(p), None, f"configuration file larger than {MAX_CONFIG_BYTES:,} "
+                         "bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(str(p), line, "not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(p), getattr(exc, "lineno", None), f"not valid TOML: {exc}") from None
+        msg = " ".join(str(exc).split())
+        raise InputError(str(p), getattr(exc, "lineno", None), f"not valid TOML: {msg}") from None
+    except RecursionError:
+        raise InputError(str(p), None, "not valid TOML: nested too deeply") from None
     base = _DEFAULT
     if "preset" in data:
-        base = preset(str(data.pop("preset")))
+        name = data.pop("preset")
+        if not isinstance(name, str):
+            raise InputError(str(p), None, f"preset must be a name; expected one of "
+                             f"{', '.join(sorted(PRESETS))}")
+        try:
+            base = preset(name)
+        except InputError as exc:
+            raise InputError(str(p), None, exc.message) from None
     merged = {**base.to_dict(), **data}
     return Config.from_dict(merged, source=str(p))

@@ -21,38 +21,63 @@ nondeterministic choice, and optionally the state after it.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
-import jsonschema
-
-from ballast.errors import InputError
+from ballast import tally
+from ballast.errors import InputError, OutputError
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
 from ballast.model.contents import content_observation
-from ballast.model.state import State
+from ballast.model.faults import FAULTS
+from ballast.model.invariants import INVARIANTS
+from ballast.model.state import State, initial_state, state_from_dict
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_LINE_CHARS",
     "TRACE_VERSION",
     "Trace",
     "TraceHeader",
     "TraceStep",
+    "atomic_write_files",
     "atomic_write_text",
+    "bounded_lines",
     "iter_trace",
+    "loads_record",
     "observe_matches",
     "parse_trace",
     "read_trace",
+    "state_problem",
     "trace_schema",
+    "trace_text",
     "write_trace",
     "write_trace_to",
 ]
 
 TRACE_VERSION = 1
+
+MAX_LINE_CHARS = 1 << 24
+"""Longest line a trace may have (16 Mi characters); a longer one is refused, not buffered."""
+
+MAX_DEPTH = 16
+"""Deepest nesting of arrays and objects in a record (a state needs 5)."""
+
+_MAX_INT_DIGITS = 20
+"""Integers in a trace fit in 64 bits (20 digits); longer digit strings are refused before
+conversion."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -127,7 +152,9 @@ def trace_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=2)
-def _validator(kind: str) -> jsonschema.Draft202012Validator:
+def _validator(kind: str) -> "jsonschema.Draft202012Validator":
+    import jsonschema  # loaded on first use: a tenth of a second that --help need not pay
+
     schema = trace_schema()
     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/{kind}"}
     return jsonschema.Draft202012Validator(sub)
@@ -144,11 +171,23 @@ def write_trace_to(out: IO[str], trace: Trace) -> None:
         out.write(_dumps(st.to_dict()) + "\n")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file so that readers see either the old file or the whole new one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+def _parent_folder(p: Path) -> None:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(str(p), "cannot write: a file is in the way of its folder") from None
+    except OSError as exc:
+        raise OutputError(str(p.parent), f"cannot create the folder: {exc.strerror}") from None
+    if p.is_dir():
+        raise OutputError(str(p), "is a folder; expected the path of a file to write")
+
+
+def _write_temporary(p: Path, text: str) -> str:
+    """Write ``text`` to a new temporary file beside ``p``; its name. Nothing left on error."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
     try:
         # mkstemp makes the file private (0600); a report is for others to read too.
         umask = os.umask(0)
@@ -158,22 +197,75 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
         raise
+    return tmp
 
 
-def write_trace(path: str | Path, trace: Trace) -> None:
-    """Write ``trace`` to ``path`` atomically."""
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so that readers see either the old file or the whole new one.
+
+    Any failure (no space, no right, a folder in the way, an interrupt) leaves no
+    temporary file; a failure to write is an :class:`~ballast.errors.OutputError`.
+    """
+    atomic_write_files([(Path(path), text)])
+
+
+def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
+    """Write several files all or nothing: every one is written in full before any is renamed.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write_files([(d / "a.md", "a"), (d / "b.md", "b")])
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.md', 'b.md']
+    >>> atomic_write_files([(d / "c.md", "c"), (d, "a folder")])
+    Traceback (most recent call last):
+    ...
+    ballast.errors.OutputError: ...: is a folder; expected the path of a file to write
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.md', 'b.md']
+    """
+    items = [(Path(p), text) for p, text in files]
+    for p, _ in items:
+        _parent_folder(p)
+    written: list[tuple[str, Path]] = []
+    try:
+        for p, text in items:
+            written.append((_write_temporary(p, text), p))
+        for tmp, p in written:
+            try:
+                os.replace(tmp, p)
+            except OSError as exc:
+                raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
+    finally:
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                _unlink_quietly(tmp)
+
+
+def trace_text(trace: Trace) -> str:
+    """``trace`` as the text of a trace file."""
     import io
 
     buf = io.StringIO()
     write_trace_to(buf, trace)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_trace(path: str | Path, trace: Trace) -> None:
+    """Write ``trace`` to ``path`` atomically."""
+    atomic_write_text(path, trace_text(trace))
 
 
 def _check(kind: str, record: Any, source: str, line: int) -> None:
@@ -194,15 +286,128 @@ def _parse_header(record: Any, source: str) -> TraceHeader:
                          f" this Ballast reads version {TRACE_VERSION}")
     _check("header", record, source, 1)
     cfg = Config.from_dict(record["config"], source=f"{source}:1")
-    return TraceHeader(config=cfg, faults=tuple(record.get("faults", ())),
+    faults = tuple(record.get("faults", ()))
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        raise InputError(source, 1, f"unknown fault {unknown[0]!r}; expected some of "
+                         f"{', '.join(sorted(FAULTS))}")
+    initial = record.get("initial")
+    if initial is not None:
+        problem = state_problem(initial, cfg)
+        if problem is not None:
+            raise InputError(source, 1, f"header field initial: {problem}")
+    return TraceHeader(config=cfg, faults=faults,
                        source=dict(record.get("source", {})), expect=record.get("expect"),
-                       initial=record.get("initial"), comment=record.get("comment"))
+                       initial=initial, comment=record.get("comment"))
+
+
+def _same_shape(data: Any, template: Any, path: str) -> str | None:
+    """Where ``data`` differs in form from a state dict like ``template``, or None."""
+    if isinstance(template, dict):
+        if not isinstance(data, dict):
+            return f"{path or 'the state'} must be an object"
+        if set(data) != set(template):
+            missing = sorted(set(template) - set(data))
+            extra = sorted(set(data) - set(template))
+            return (f"{path or 'the state'} " + (f"lacks {', '.join(missing)}" if missing
+                                                 else f"has unknown field {extra[0]}"))
+        for key, sub in template.items():
+            problem = _same_shape(data[key], sub, f"{path}/{key}" if path else key)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(template, list):
+        if not isinstance(data, list):
+            return f"{path} must be an array"
+        if path == "vms" and len(data) != len(template):
+            return f"{path} must have one entry per VM ({len(template)})"
+        if path == "vms":
+            for n, vm in enumerate(data):
+                problem = _same_shape(vm, template[0], f"vms/{n}")
+                if problem is not None:
+                    return problem
+            return None
+        for item in data:
+            ok = _is_int(item) or (isinstance(item, list) and all(_is_int(x) for x in item))
+            if not ok:
+                return f"{path} must hold integers"
+        return None
+    if not _is_int(data):
+        return f"{path} must be an integer"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def state_problem(data: Any, cfg: Config) -> str | None:
+    """Why ``data`` is not a state of configuration ``cfg`` (as State.to_dict gives), or None.
+
+    The form must match and the model's invariants must be computable on it; whether
+    they hold is for the checker to say.
+
+    >>> from ballast.model.config import Config
+    >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+    >>> state_problem(initial_state(cfg).to_dict(), cfg) is None
+    True
+    >>> state_problem({"host": {}, "vms": []}, cfg)
+    'host lacks content, cow, free, idle_pcpus, in_use, reclaimed, swap'
+    """
+    problem = _same_shape(data, _state_template(cfg), "")
+    if problem is not None:
+        return problem
+    try:
+        state = state_from_dict(data)
+        for prop in INVARIANTS.values():
+            prop.check_state(cfg, state)
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        return f"not a state of this configuration ({type(exc).__name__}: {exc})"
+    return None
+
+
+@lru_cache(maxsize=8)
+def _state_template(cfg: Config) -> dict[str, Any]:
+    return initial_state(cfg).to_dict()
 
 
 _KNOWN = {"step", "actor", "action", "args", "state", "observe", "witnesses"}
 
 
-def _parse_step(record: Any, source: str, line: int, expected_step: int) -> TraceStep:
+def _arg_problem(value: Any, annotation: Any) -> str | None:
+    """Why ``value`` cannot be an argument of that annotation (int, str, tuple of ints)."""
+    kind = str(annotation)
+    if kind == "int":
+        return None if _is_int(value) else "must be an integer"
+    if kind == "str":
+        return None if isinstance(value, str) else "must be a string"
+    if kind.startswith("tuple"):
+        ok = isinstance(value, list) and all(_is_int(x) for x in value)
+        return None if ok else "must be an array of integers"
+    ok = _is_int(value) or isinstance(value, str) or (
+        isinstance(value, list) and all(_is_int(x) for x in value))
+    return None if ok else "must be an integer, a string or an array of integers"
+
+
+def _observed_problem(value: Any) -> str | None:
+    """Observed values are parts of a state: integers, arrays of them, objects of those."""
+    if _is_int(value):
+        return None
+    if isinstance(value, list):
+        ok = all(_is_int(x) or (isinstance(x, list) and all(_is_int(y) for y in x))
+                 for x in value)
+        return None if ok else "must hold integers, as the state does"
+    if isinstance(value, dict):
+        for sub in value.values():
+            problem = _observed_problem(sub)
+            if problem is not None:
+                return problem
+        return None
+    return "must be an integer, an array of integers or an object of those"
+
+
+def _parse_step(record: Any, source: str, line: int, expected_step: int,
+                cfg: Config | None = None) -> TraceStep:
     _check("step", record, source, line)
     name = record["action"]
     spec = ACTIONS.get(name)
@@ -216,8 +421,21 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int) -> Trac
     if set(args) != set(spec.params):
         raise InputError(source, line, f"action {name} takes arguments "
                          f"{', '.join(spec.params) or '(none)'}, got {', '.join(args) or '(none)'}")
+    hints = getattr(spec.effect, "__annotations__", {})
+    for key in spec.params:
+        problem = _arg_problem(args[key], hints.get(key))
+        if problem is not None:
+            raise InputError(source, line, f"action {name}: argument {key} {problem}")
     if record["step"] != expected_step:
         raise InputError(source, line, f"expected step {expected_step}, got {record['step']}")
+    if cfg is not None and "state" in record:
+        problem = _same_shape(record["state"], _state_template(cfg), "")
+        if problem is not None:
+            raise InputError(source, line, f"step field state: {problem}")
+    for path, value in (record.get("observe") or {}).items():
+        problem = _observed_problem(value)
+        if problem is not None:
+            raise InputError(source, line, f"observed {path} {problem}")
     act = Action.of(name, **{k: args[k] for k in spec.params})
     return TraceStep(step=record["step"], action=act, state=record.get("state"),
                      observe=record.get("observe"),
@@ -225,14 +443,112 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int) -> Trac
                      extra={k: v for k, v in record.items() if k not in _KNOWN})
 
 
+def bounded_lines(f: IO[str], source: str, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of ``f``, each read with a bound: a line longer than ``limit`` is an error.
+
+    >>> import io
+    >>> list(bounded_lines(io.StringIO("a\\nbb\\n"), "t", limit=2))
+    ['a\\n', 'bb\\n']
+    >>> list(bounded_lines(io.StringIO("abc"), "t", limit=2))
+    Traceback (most recent call last):
+    ...
+    ballast.errors.InputError: t:1: line longer than 2 characters (no end of line within the limit)
+    """
+    read = [0]
+    tally.note(f"lines of {source}", lambda: f"{read[0]:,} lines of {source} read")
+    n = 0
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        n += 1
+        read[0] = n
+        if len(line) > limit and not (len(line) == limit + 1 and line.endswith("\n")):
+            raise InputError(source, n, f"line longer than {limit:,} characters "
+                             "(no end of line within the limit)")
+        yield line
+
+
+class _Refused(ValueError):
+    """A JSON value the trace format does not allow (NaN, infinities, huge integers)."""
+
+
+def _parse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a number a trace may contain")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _Refused(f"integer with {len(text.lstrip('-')):,} digits; at most "
+                       f"{_MAX_INT_DIGITS} are allowed")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"number {text[:40]} is out of range")
+    return value
+
+
+def _check_plain(value: Any) -> str | None:
+    """What makes a decoded record unusable (too deep, lone surrogates), or None."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+            for k, v in item.items():
+                if not k.isascii() and _SURROGATE.search(k):
+                    return "a key contains a lone surrogate (not Unicode text)"
+                stack.append((v, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                return f"nested more than {MAX_DEPTH} levels deep"
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str) and not item.isascii() and _SURROGATE.search(item):
+            return "a string contains a lone surrogate (not Unicode text)"
+    return None
+
+
+def loads_record(text: str, source: str, line: int) -> Any:
+    """Decode one JSON line of a trace, refusing what Ballast cannot handle safely.
+
+    Refused, as :class:`InputError` naming file and line: invalid JSON, ``NaN`` and
+    infinities, integers beyond 64 bits, nesting deeper than :data:`MAX_DEPTH`, and
+    lone surrogates.
+
+    >>> loads_record('{"step": 1}', "t", 2)
+    {'step': 1}
+    >>> loads_record('{"t": NaN}', "t", 2)
+    Traceback (most recent call last):
+    ...
+    ballast.errors.InputError: t:2: NaN is not a number a trace may contain
+    """
+    try:
+        value = json.loads(text, parse_constant=_parse_constant, parse_int=_parse_int,
+                           parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, line, f"not valid JSON ({exc.msg} at column {exc.colno})") \
+            from None
+    except _Refused as exc:
+        raise InputError(source, line, str(exc)) from None
+    except RecursionError:
+        raise InputError(source, line, f"nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # a decoder limit, e.g. on digits
+        raise InputError(source, line, f"not usable JSON: {str(exc).split(';')[0]}") from None
+    problem = _check_plain(value)
+    if problem is not None:
+        raise InputError(source, line, problem)
+    return value
+
+
 def _records(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
     for n, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        try:
-            yield n, json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(source, n, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        yield n, loads_record(text, source, n)
 
 
 def iter_trace(lines: Iterable[str], source: str) -> tuple[TraceHeader, Iterator[TraceStep]]:
@@ -246,7 +562,7 @@ def iter_trace(lines: Iterable[str], source: str) -> tuple[TraceHeader, Iterator
     def steps() -> Iterator[TraceStep]:
         expected = 1
         for n, record in records:
-            yield _parse_step(record, source, n, expected)
+            yield _parse_step(record, source, n, expected, header.config)
             expected += 1
 
     return header, steps()
@@ -263,7 +579,7 @@ def read_trace(path: str | Path) -> Trace:
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:
-            return parse_trace(f, str(p))
+            return parse_trace(bounded_lines(f, str(p)), str(p))
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.argtypes import fraction
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config, load_config, preset
 from ballast.model.faults import FAULTS
@@ -29,6 +31,9 @@ from ballast.verdict import EXIT_INCONCLUSIVE
 
 __all__ = ["register", "config_for"]
 
+
+MAX_GUEST_PAGES = 1 << 26
+"""Most guest pages (all VMs) a campaign may ask for: its arrays must fit in memory."""
 
 def register(subparsers: Any) -> None:
     """Add ``fuzz`` to the ``ballast`` command line."""
@@ -47,7 +52,7 @@ def register(subparsers: Any) -> None:
                    help="batches per seed (each applies one action to many VMs)")
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
     p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
-    p.add_argument("--frac", type=float, default=0.5, help="share of VMs in each batch")
+    p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
     p.add_argument("--check-every", type=int, default=10,
                    help="check every state invariant after this many batches (and at the end)")
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
@@ -73,6 +78,9 @@ def config_for(args: argparse.Namespace) -> Config:
     if args.vms is not None:
         if args.vms < 1 or args.pages < 1:
             raise UsageError("--vms and --pages must be positive")
+        if args.vms * args.pages > MAX_GUEST_PAGES:
+            raise UsageError(f"--vms x --pages is {args.vms * args.pages:,} guest pages; the "
+                             f"numeric core holds at most {MAX_GUEST_PAGES:,}")
         cfg = scaled(cfg, vms=args.vms, pages=args.pages)
     return with_faults(cfg, args.fault, keep_sizes=args.vms is not None)
 
@@ -93,6 +101,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds: expected A..B or N, got {args.seeds!r}") from None
     if args.workers < 1 or args.steps < 1 or args.check_every < 1:
         raise UsageError("--workers, --steps and --check-every must be positive")
+    most = 4 * (os.cpu_count() or 1)
+    if args.workers > most:
+        raise UsageError(f"--workers {args.workers}: at most {most} (4 per processor) on "
+                         "this machine")
     if not 0 < args.frac <= 1:
         raise UsageError("--frac must be in (0, 1]")
     if args.max_seconds is not None and args.max_seconds <= 0:

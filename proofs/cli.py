@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
+from ballast.argtypes import seconds
 from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
@@ -42,10 +43,10 @@ def register(subparsers: Any) -> None:
                    help="bounded model checking depth for deciding reachability (default 6)")
     p.add_argument("--bmc-rlimit", type=int, default=BMC_RLIMIT, metavar="N",
                    help=f"Z3 resource units per bounded search (default {BMC_RLIMIT:,})")
-    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    p.add_argument("--max-seconds", type=seconds, default=None, metavar="S",
                    help="wall-clock limit for the whole run (default: none); queries it "
                         "stops are unknown (inconclusive)")
-    p.add_argument("--timeout", type=float, dest="max_seconds", help=argparse.SUPPRESS)
+    p.add_argument("--timeout", type=seconds, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--bmc", action="store_true",
                    help="also run bounded model checking of every property to --bmc-depth")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")

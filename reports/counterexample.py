@@ -15,7 +15,7 @@ from pathlib import Path
 from ballast.errors import BallastError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
 from ballast.model.trace import Trace, write_trace_to
-from ballast.reports.atomic import atomic_write_text
+from ballast.reports.atomic import atomic_write_files
 from ballast.reports.diff import state_diff
 from ballast.reports.explain import explain
 from ballast.reports.render_html import render_html
@@ -84,8 +84,8 @@ def write_counterexample(trace: Trace, out_dir: str | Path, name: str | None = N
     story = explain(trace, str(trace_path), result=result)
     md = render_markdown(story)
     page = render_html(story) if html else None
-    atomic_write_text(trace_path, buf.getvalue())
-    atomic_write_text(md_path, md)
+    files = [(trace_path, buf.getvalue()), (md_path, md)]
     if page is not None:
-        atomic_write_text(out / f"{name}.html", page)
+        files.append((out / f"{name}.html", page))
+    atomic_write_files(files)
     return Counterexample(trace_path, md_path, result)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ballast.errors import InputError, UsageError
-from ballast.model.trace import Trace, parse_trace
-from ballast.reports.atomic import atomic_write_text
+from ballast.model.trace import Trace, bounded_lines, parse_trace
+from ballast.reports.atomic import atomic_write_files
 from ballast.reports.explain import Explanation, explain
 from ballast.reports.render_html import render_html
 from ballast.reports.render_md import render_markdown
@@ -28,12 +28,13 @@ def read_trace_lines(path: str | Path) -> tuple[Trace, list[str]]:
     """Read and parse a trace file, keeping its lines (to quote them in the report)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, encoding="utf-8") as f:
+            # Lines end at newlines only: U+2028 and friends are text inside a JSON string.
+            lines = [line.rstrip("\r\n") for line in bounded_lines(f, str(p))]
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(str(p), None, "not a UTF-8 text file") from None
-    lines = text.splitlines()
     return parse_trace(lines, str(p)), lines
 
 
@@ -80,11 +81,11 @@ def write_report(trace_path: str | Path, out_dir: str | Path | None = None,
     texts = render_report(explain(trace, name or str(trace_path), lines), fmts)
     out = Path(out_dir) if out_dir is not None else p.parent
     stem = p.name[:-len(".jsonl")] if p.name.endswith(".jsonl") else p.stem
-    written = []
+    files = []
     for fmt in fmts:
         target = out / f"{stem}{FORMATS[fmt]}"
         if target.resolve() == p.resolve():
             raise UsageError(f"the {fmt} report would overwrite the trace {p}")
-        atomic_write_text(target, texts[fmt])
-        written.append(target)
-    return written
+        files.append((target, texts[fmt]))
+    atomic_write_files(files)
+    return [target for target, _ in files]

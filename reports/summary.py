@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from ballast.model.actions import ACTIONS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.sometimes import SOMETIMES
-from ballast.reports.atomic import atomic_write_text
+from ballast.reports.atomic import atomic_write_files
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
 __all__ = ["POOLED", "actions_fired", "coverage", "decisive", "summary_dict", "summary_json",
@@ -289,6 +289,5 @@ def write_summary(results: Sequence[CheckResult], *, markdown: str | Path | None
         texts.append((Path(junit), junit_xml(results)))
     if sarif is not None:
         texts.append((Path(sarif), sarif_json(results)))
-    for path, text in texts:
-        atomic_write_text(path, text)
+    atomic_write_files(texts)
     return [p for p, _ in texts]

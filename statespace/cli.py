@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.argtypes import positive_float, seconds
 from ballast.errors import UsageError
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
@@ -46,8 +47,8 @@ def register(subparsers: Any) -> None:
                           "(default: on, except with --liveness)")
     sym.add_argument("--no-symmetry", dest="symmetry", action="store_false")
     p.add_argument("--max-states", type=int, default=None, help="stop after N distinct states")
-    p.add_argument("--max-seconds", type=float, default=None, help="stop after S seconds")
-    p.add_argument("--max-mib", type=float, default=None,
+    p.add_argument("--max-seconds", type=seconds, default=None, help="stop after S seconds")
+    p.add_argument("--max-mib", type=positive_float, default=None,
                    help="stop when the visited states take about this many MiB")
     p.add_argument("--liveness", action="store_true",
                    help="also check that the balloon can (AG EF) and does (under --fairness) "

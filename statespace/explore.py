@@ -43,6 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Collection
 
+from ballast import tally as work_done
 from ballast.model.actions import Action
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
@@ -220,6 +221,7 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
     store = PartStore(cfg.vms)
     steps = Transitions(model, store, cache=cache)
     ex = Exploration(model, store, symmetry, keep_edges=keep_edges, actions=steps.actions)
+    work_done.note("explore", lambda: f"{len(ex.keys):,} states explored")
     if not symmetry:
         ex.reps = ex.keys
     checks = StateChecks(model, store, cache=cache)

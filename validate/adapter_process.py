@@ -8,7 +8,11 @@ exited (:class:`AdapterCrashed`), a reply that is not a protocol reply
 (:class:`AdapterGarbage`), a reply to another request (:class:`AdapterWrongId`),
 or an ``error`` reply (:class:`AdapterFailed`). Reading never blocks longer than
 the per-request timeout, and :meth:`AdapterProcess.close` always ends the
-process and everything it started.
+process and everything it started: its process group, and every process that
+still carries the marker :data:`SESSION_ENV` in its environment, so that a
+descendant that started its own session (``setsid``) or was re-parented is ended
+too. A command that names no program that can run is a :class:`UsageError`
+before anything starts.
 
 >>> import sys
 >>> script = "import sys; [print(l.strip(), flush=True) for l in sys.stdin]"
@@ -21,8 +25,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import selectors
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -34,7 +40,9 @@ from typing import IO, Any, Sequence
 
 import jsonschema
 
-from ballast.errors import BallastError, UsageError
+from ballast import tally
+from ballast.errors import BallastError, InputError, UsageError
+from ballast.model.trace import loads_record
 
 __all__ = [
     "AdapterCrashed",
@@ -47,6 +55,8 @@ __all__ = [
     "MAX_LINE",
     "PROTOCOL_VERSION",
     "PROTOCOL_VERSIONS",
+    "SESSION_ENV",
+    "kill_marked",
     "protocol_schema",
     "split_command",
 ]
@@ -59,6 +69,10 @@ MAX_LINE = 1 << 20
 """Longest reply line accepted (bytes); a longer one is garbage."""
 
 _STDERR_TAIL = 4096
+
+SESSION_ENV = "BALLAST_ADAPTER_SESSION"
+"""Environment variable set, with a value unique to each start, for the implementation
+and everything it starts; on close every process still carrying it is ended."""
 
 
 class AdapterError(BallastError):
@@ -153,6 +167,52 @@ def split_command(command: str | Sequence[str]) -> list[str]:
     return argv
 
 
+def _require_program(program: str, cwd: str | os.PathLike[str] | None,
+                     env: dict[str, str] | None) -> None:
+    """Refuse, as bad usage, a command whose program does not exist or cannot run."""
+    if os.sep in program:
+        path = os.path.join(cwd, program) if cwd is not None else program
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise UsageError(f"cannot start the adapter: {program!r} is not an executable file")
+        return
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if shutil.which(program, path=search) is None:
+        raise UsageError(f"cannot start the adapter: no program {program!r} on the PATH")
+
+
+def kill_marked(name: str, value: str, *, rounds: int = 20) -> int:
+    """Kill every process whose environment holds ``name=value``; the number killed.
+
+    Reads ``/proc`` (Linux); elsewhere it does nothing. Repeats until a round finds
+    none, so that a process forking while it is being ended is caught too.
+    """
+    if not value or not os.path.isdir("/proc"):
+        return 0
+    needle = f"{name}={value}".encode()
+    killed = 0
+    for _ in range(rounds):
+        found = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    environ = f.read()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                    found += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+        killed += found
+        if not found:
+            break
+        time.sleep(0.01)
+    return killed
+
+
 class AdapterProcess:
     """One running implementation, spoken to one request at a time."""
 
@@ -160,9 +220,11 @@ class AdapterProcess:
                  cwd: str | os.PathLike[str] | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.argv = split_command(command)
+        _require_program(self.argv[0], cwd, env)
         self.timeout_s = timeout_s
         self._cwd = cwd
         self._env = env
+        self._marker = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._selector: selectors.BaseSelector | None = None
@@ -177,16 +239,20 @@ class AdapterProcess:
         # stderr goes to a file, never a pipe: a chatty implementation can then
         # not block on a full pipe, and its last words survive its exit.
         self._stderr = tempfile.TemporaryFile()
+        self._marker = secrets.token_hex(16)
+        env = dict(os.environ if self._env is None else self._env)
+        env[SESSION_ENV] = self._marker
         try:
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._stderr, cwd=self._cwd, env=self._env,
+                stderr=self._stderr, cwd=self._cwd, env=env,
                 start_new_session=True)  # its own process group: close() ends all of it
         except OSError as exc:
             self._stderr.close()
             self._stderr = None
             raise AdapterCrashed(f"cannot start {shlex.join(self.argv)}: {exc.strerror}") from None
         assert self._proc.stdout is not None
+        tally.note("adapter", lambda: f"{self.requests:,} requests to the implementation")
         # Replies are read in this thread with select(): no reader thread to
         # contend with for the interpreter lock on every reply.
         self._selector = selectors.DefaultSelector()
@@ -229,6 +295,8 @@ class AdapterProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        # Descendants that left the group (setsid, daemons) still carry the marker.
+        kill_marked(SESSION_ENV, self._marker)
         if self._selector is not None:
             self._selector.close()
             self._selector = None
@@ -332,9 +400,14 @@ class AdapterProcess:
                                  self.stderr_tail())
         shown = line[:200].decode("utf-8", "replace").rstrip("\n")
         try:
-            reply = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise AdapterGarbage(f"reply is not JSON: {shown!r}", message,
+            reply = loads_record(line.decode("utf-8"), "reply", self.requests)
+        except UnicodeDecodeError:
+            raise AdapterGarbage(f"reply is not UTF-8 text: {shown!r}", message,
+                                 self.stderr_tail()) from None
+        except InputError as exc:
+            what = "not JSON" if exc.message.startswith("not valid JSON") else \
+                f"not usable JSON ({exc.message})"
+            raise AdapterGarbage(f"reply is {what}: {shown!r}", message,
                                  self.stderr_tail()) from None
         if not isinstance(reply, dict):
             raise AdapterGarbage(f"reply is not a JSON object: {shown!r}", message,

@@ -27,7 +27,8 @@ from typing import Any
 
 from ballast.errors import BallastError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
-from ballast.model.trace import Trace, TraceHeader, TraceStep, atomic_write_text, write_trace
+from ballast.model.trace import (Trace, TraceHeader, TraceStep, atomic_write_files,
+                                  trace_text)
 from ballast.validate.adapter import DiffOutcome, Divergence, Exchange
 from ballast.validate.adapter_observe import compare, in_trace, observe
 
@@ -201,13 +202,14 @@ def write_report(outcome: DiffOutcome, out_dir: str | Path) -> Report | None:
         keys = outcome.hello.keys if outcome.hello else ()
         confirm(trace, d, keys)
         trace_path, md_path = out / f"{name}-divergence.jsonl", out / f"{name}-divergence.md"
-        write_trace(trace_path, trace)
-        atomic_write_text(md_path, _divergence_markdown(outcome, d, str(trace_path)))
+        atomic_write_files([(trace_path, trace_text(trace)),
+                            (md_path, _divergence_markdown(outcome, d, str(trace_path)))])
         return Report(md_path, trace_path)
     err = outcome.adapter_error
     if err is None:
         return None
     error_trace: Path | None = None
+    files: list[tuple[Path, str]] = []
     actions = [e.action for e in outcome.error_exchanges if e.applied and e.action is not None]
     steps = tuple(TraceStep(i + 1, act) for i, act in enumerate(actions))
     if steps:
@@ -219,7 +221,7 @@ def write_report(outcome: DiffOutcome, out_dir: str | Path) -> Report | None:
         if replay(trace).outcome is not ReplayOutcome.OK:
             raise DivergenceNotReproduced("the steps before the failure do not replay")
         error_trace = out / f"{name}-{err.kind}.jsonl"
-        write_trace(error_trace, trace)
+        files.append((error_trace, trace_text(trace)))
     md_path = out / f"{name}-{err.kind}.md"
-    atomic_write_text(md_path, _error_markdown(outcome))
+    atomic_write_files([*files, (md_path, _error_markdown(outcome))])
     return Report(md_path, error_trace)

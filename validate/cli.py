@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from ballast.errors import InputError, UsageError
-from ballast.model.trace import iter_trace
+from ballast.argtypes import positive_float, seconds
+from ballast.errors import InputError, OutputError, UsageError
+from ballast.model.config import MAX_MODEL_SIZE
+from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
 from ballast.validate.qemu_events import (
     ACTION_OF,
@@ -82,9 +84,9 @@ def register(subparsers: Any) -> None:
                    help="after the targets, fill this many MiB of guest memory, then free it")
     q.add_argument("--compaction", action="store_true",
                    help="ask the guest to compact memory (migrates balloon pages)")
-    q.add_argument("--settle-s", type=float, default=10.0,
+    q.add_argument("--settle-s", type=seconds, default=10.0,
                    help="seconds to wait for each target (default 10)")
-    q.add_argument("--timeout-s", type=float, default=180.0, help="bound on the whole run")
+    q.add_argument("--timeout-s", type=positive_float, default=180.0, help="bound on the whole run")
     q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     q.set_defaults(func=_capture_cmd)
@@ -113,12 +115,12 @@ def _progress(enabled: bool, what: str, total: int | None) -> Iterator[Callable[
 class _CountingLines:
     """Lines of a text file, reporting bytes read to a progress callback."""
 
-    def __init__(self, f: IO[str], update: Callable[[int], None]) -> None:
-        self.f, self.update, self.done = f, update, 0
+    def __init__(self, f: IO[str], update: Callable[[int], None], source: str) -> None:
+        self.f, self.update, self.done, self.source = f, update, 0, source
 
     def __iter__(self) -> Iterator[str]:
         n = 0
-        for line in self.f:
+        for line in bounded_lines(self.f, self.source):
             self.done += len(line)
             n += 1
             if not n & 1023:
@@ -133,6 +135,9 @@ def _validate_cmd(args: argparse.Namespace) -> int:
     if args.max_gap < 0 or args.max_states < 1:
         raise UsageError("--max-gap must be >= 0 and --max-states >= 1")
     if args.format == "qemu":
+        if args.emit_trace and args.qmp and Path(args.qmp).exists() and \
+                Path(args.emit_trace).resolve() == Path(args.qmp).resolve():
+            raise UsageError(f"--emit-trace {args.emit_trace} is the QMP log being read")
         features = _features(args.features, args.qmp)
         out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
                             progress=not args.no_progress)
@@ -152,7 +157,7 @@ def _validate_ballast(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         with f, _progress(not args.no_progress, f"validating {path.name}", size) as update:
-            header, steps = iter_trace(_CountingLines(f, update), str(path))
+            header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path))
             rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)
     except UnicodeDecodeError:
         raise InputError(str(path), None, "not a UTF-8 text file") from None
@@ -260,23 +265,31 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     name = str(trace)
     if not os.path.isfile(name):
         raise InputError(name, None, "no such trace file")
+    if emit_trace is not None:
+        _check_emit_destination(Path(emit_trace), Path(name))
     size = GuestSize()
     start = time.perf_counter()
     tmp: IO[str] | None = None
     try:
         events: Iterator[Any] = profile_events(read_trace(name), features, size)
         if emit_trace is not None:
-            tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
-                                              dir=Path(emit_trace).resolve().parent,
-                                              prefix=".emit.", suffix=".tmp")
-            events = _teeing(events, tmp)
+            try:
+                tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
+                                                  dir=Path(emit_trace).resolve().parent,
+                                                  prefix=".emit.", suffix=".tmp")
+            except OSError as exc:
+                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
+            events = _teeing(events, tmp, str(emit_trace))
         with _progress(progress, f"validating {Path(name).name}", None) as update:
             rep = check_virtio(events, features, on_event=update)
         if tmp is not None:
             # The header needs the guest size, known only once the log was read.
             for _ in events:
                 pass
-            tmp.close()
+            try:
+                tmp.close()
+            except OSError as exc:
+                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
             _finish_emit(tmp.name, str(emit_trace), size.pages or 0, features, name)
             tmp = None
     except QemuLogError as exc:
@@ -290,29 +303,58 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace)
 
 
-def _teeing(events: Iterator[Any], out: IO[str]) -> Iterator[Any]:
+def _check_emit_destination(dest: Path, source: Path) -> None:
+    """Refuse, before reading anything, a destination that is the input or cannot be a file."""
+    if dest.exists() and dest.resolve() == source.resolve():
+        raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
+    if dest.is_dir():
+        raise OutputError(str(dest), "is a folder; expected the path of a file to write")
+    try:
+        dest.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(str(dest), f"cannot create its folder: {exc.strerror}") from None
+
+
+def _teeing(events: Iterator[Any], out: IO[str], dest: str) -> Iterator[Any]:
     """Pass events on, writing each one's model step as a JSON line."""
     steps = StepConverter()
     for item in events:
         yield item
         for st in steps.feed(*item):
-            out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
+            try:
+                out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
+            except OSError as exc:
+                raise OutputError(dest, f"cannot write: {exc.strerror}") from None
 
 
 def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str],
                  source: str) -> None:
+    if guest_pages > MAX_MODEL_SIZE:
+        raise InputError(source, None, f"the trace shows a guest of {guest_pages:,} pages, more "
+                         f"than the model can hold ({MAX_MODEL_SIZE:,}); no trace emitted")
     header = trace_header(max(guest_pages, 1), features, source)
     final = Path(dest)
-    with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
-            prefix=".emit.", suffix=".tmp") as out:
-        out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
-        for n, line in enumerate(body, 1):
-            rec = json.loads(line)
-            rec["step"] = n
-            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    out_name: str | None = None
+    try:
+        with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
+                "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
+                prefix=".emit.", suffix=".tmp") as out:
+            out_name = out.name
+            out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+            for n, line in enumerate(body, 1):
+                rec = json.loads(line)
+                rec["step"] = n
+                out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(out_name, final)
+        out_name = None
+    except OSError as exc:
+        raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+    finally:
+        if out_name is not None and os.path.exists(out_name):
+            os.unlink(out_name)
     os.unlink(tmp)
-    os.replace(out.name, final)
 
 
 def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:

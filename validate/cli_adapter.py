@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ballast.argtypes import positive_float
 from ballast.errors import UsageError
 from ballast.model.config import Config, load_config, preset
 from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
                    help=f"most commands per run (default {DEFAULT_STEPS}; deep bugs need "
                         "long runs)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
                    help="longest wait for one reply (default 5)")
     p.add_argument("--report-dir", default="reports/out", metavar="DIR",
                    help="where counterexamples and failure reports go (default reports/out)")

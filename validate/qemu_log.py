@@ -77,13 +77,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import repeat
 from dataclasses import dataclass
-from typing import Final
+from typing import IO, Final
 
 from ballast.errors import InputError
+from ballast.model.trace import bounded_lines, loads_record
 
 __all__ = [
     "BALLOON_FEATURES",
     "MAX_BUFFER_PAGES",
+    "MAX_LINE_BYTES",
     "PAGE_SHIFT",
     "PAGE_SIZE",
     "QUEUE_DEFLATE",
@@ -142,6 +144,10 @@ _FEATURE_BIT_BY_NAME: Final[dict[str, int]] = {
 
 MAX_BUFFER_PAGES: Final = 1 << 20
 """A buffer larger than this many pages is taken for a malformed trace (bounds memory)."""
+
+MAX_LINE_BYTES: Final = 1 << 20
+"""Longest line of a trace or QMP log (1 MiB; QEMU's are under 200 bytes): a longer one
+is refused where it starts, so that a file without newlines is read in linear time."""
 
 _PENDING_LIMIT: Final = 4096
 
@@ -390,16 +396,25 @@ def _open_lines(source: Source, file: str) -> Iterator[Iterable[str]]:
         compressed = probe.read(6) == b"\xfd7zXZ\x00"
     if compressed:
         with lzma.open(path, "rt", encoding="utf-8", errors="surrogateescape") as stream:
-            yield stream
+            yield _bounded(stream, file)
     else:
         with open(path, encoding="utf-8", errors="surrogateescape") as plain:
-            yield plain
+            yield _bounded(plain, file)
+
+
+def _bounded(stream: IO[str], file: str) -> Iterator[str]:
+    try:
+        yield from bounded_lines(stream, file, MAX_LINE_BYTES)
+    except InputError as exc:
+        raise QemuLogError(file, exc.line, exc.message) from None
 
 
 def _checked(lines: Iterable[str], file: str) -> Iterator[str]:
     for number, text in enumerate(lines, 1):
         if not isinstance(text, str):
             raise QemuLogError(file, number, f"expected a line of text, got {type(text).__name__}")
+        if len(text) > MAX_LINE_BYTES:
+            raise QemuLogError(file, number, f"line longer than {MAX_LINE_BYTES:,} characters")
         yield text
 
 
@@ -482,12 +497,27 @@ class _Open:
         )
 
 
+_HEX: Final = re.compile(r"0x[0-9a-fA-F]{1,16}")
+
+
 def _int(text: str, base: int = 10) -> int:
+    """A number as QEMU prints it: ASCII digits only, at most 64 bits' worth.
+
+    (Python's ``int`` would also take other scripts' digits, ``_``, spaces and any length.)
+    """
     if base == 16:
-        if not text.startswith("0x"):
+        if not _HEX.fullmatch(text):
             raise ValueError(text)
         return int(text[2:], 16)
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
+        raise ValueError(text)
     return int(text, base)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` accepts superscripts and other scripts' digits)."""
+    return text.isascii() and text.isdigit()
 
 
 def _u32(value: int) -> int:
@@ -506,7 +536,8 @@ def _fields(args: str, keys: tuple[str, ...]) -> list[str]:
 
 
 def _pointer(text: str) -> str:
-    if text == "(nil)" or (text.startswith("0x") and int(text[2:], 16) >= 0):
+    if text == "(nil)" or (text.startswith("0x") and text.isascii() and 2 < len(text) <= 18
+                           and text[2:].isalnum() and int(text[2:], 16) >= 0):
         return text
     raise ValueError(text)
 
@@ -516,26 +547,26 @@ def _parse_other(kind: int, args: str, line: int, time: float | None, thread: in
     if kind == _GET_CONFIG:
         num_pages, actual = _fields(args, ("num_pages:", "actual:"))
         return ConfigRead(
-            line=line, time=time, thread=thread, num_pages=_u32(int(num_pages)), actual=_u32(int(actual))
+            line=line, time=time, thread=thread, num_pages=_u32(_int(num_pages)), actual=_u32(_int(actual))
         )
     if kind == _SET_CONFIG:
         actual, old = _fields(args, ("actual:", "oldactual:"))
         return ConfigWrite(
-            line=line, time=time, thread=thread, actual=_u32(int(actual)), old_actual=_u32(int(old))
+            line=line, time=time, thread=thread, actual=_u32(_int(actual)), old_actual=_u32(_int(old))
         )
     if kind == _TO_TARGET:
         if not args.startswith("balloon target: "):
             raise ValueError(args)
         target, num_pages = _fields(args[len("balloon "):], ("target:", "num_pages:"))
         return HostTarget(
-            line=line, time=time, thread=thread, target_bytes=_int(target, 16), num_pages=_u32(int(num_pages))
+            line=line, time=time, thread=thread, target_bytes=_int(target, 16), num_pages=_u32(_int(num_pages))
         )
     if kind == _SET_STATUS:
         vdev, value = _fields(args, ("vdev", "val"))
-        return DeviceStatus(line=line, time=time, thread=thread, vdev=_pointer(vdev), value=int(value))
+        return DeviceStatus(line=line, time=time, thread=thread, vdev=_pointer(vdev), value=_int(value))
     if kind == _BALLOON_EVENT:
         opaque, addr = _fields(args, ("opaque", "addr"))
-        return BalloonRequest(line=line, time=time, thread=thread, device=_pointer(opaque), target_bytes=int(addr))
+        return BalloonRequest(line=line, time=time, thread=thread, device=_pointer(opaque), target_bytes=_int(addr))
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -573,7 +604,7 @@ def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEven
     file = _source_name(source, name)
     if isinstance(source, (str, os.PathLike)):
         try:
-            yield from _trace_events(_bulk_items(os.fspath(source)), file)
+            yield from _trace_events(_bulk_items(os.fspath(source), file), file)
         except (lzma.LZMAError, EOFError) as exc:
             raise QemuLogError(file, None, f"corrupt or truncated xz data: {exc}") from None
         return
@@ -599,9 +630,11 @@ by chance goes to the line reader as it is, which is always right; a line they m
 makes its stretch fall back to line-by-line reading."""
 _BULK_PAGE: Final = b"virtio_balloon_handle_output section name: "
 _BULK_GPA: Final = re.compile(rb" gpa: 0x([0-9a-fA-F]+)000\n")
+_BULK_PFN_LIMIT: Final = 1 << 52
+"""PFNs of 64-bit addresses are below this; a run with a larger one goes line by line."""
 
 
-def _bulk_items(path: str) -> Iterator[str | _PageRun]:
+def _bulk_items(path: str, file: str | None = None) -> Iterator[str | _PageRun]:
     """The lines of a trace file for :func:`_trace_events`, with runs of page lines of one
     thread collapsed into :class:`_PageRun` items (the first page line of each run stays a
     line, so that it opens or continues its buffer exactly as a line would).
@@ -615,6 +648,7 @@ def _bulk_items(path: str) -> Iterator[str | _PageRun]:
     opener = lzma.open if compressed else open
     with opener(path, "rb") as raw:
         rest = b""
+        lines = 0
         while True:
             block = raw.read(_BULK_CHUNK)
             if not block:
@@ -624,10 +658,17 @@ def _bulk_items(path: str) -> Iterator[str | _PageRun]:
             data = rest + block
             cut = data.rfind(b"\n") + 1
             if cut == 0:
+                if len(data) > MAX_LINE_BYTES:  # else each block re-copies the line: quadratic
+                    raise QemuLogError(file or path, lines + 1,
+                                        f"line longer than {MAX_LINE_BYTES:,} bytes")
                 rest = data
                 continue
             rest = data[cut:]
-            yield from _bulk_block(data[:cut])
+            lines += data.count(b"\n", 0, cut)
+            if data.isascii():
+                yield from _bulk_block(data[:cut])
+            else:  # rare: other scripts' digits must reach the line reader, which refuses them
+                yield from _bulk_lines(data[:cut])
 
 
 def _bulk_lines(data: bytes) -> Iterator[str]:
@@ -666,9 +707,11 @@ def _bulk_gap(data: bytes, pos: int, end: int) -> Iterator[str | _PageRun]:
             and data.count(head, first_end - 1, end) == lines - 1):
         hexes = _BULK_GPA.findall(data, first_end, end)
         if len(hexes) == lines - 1:
-            yield data[pos:first_end].decode("utf-8", "surrogateescape")
-            yield _PageRun(key.decode(), list(map(int, hexes, repeat(16))))
-            return
+            pfns = list(map(int, hexes, repeat(16)))
+            if max(pfns) < _BULK_PFN_LIMIT:
+                yield data[pos:first_end].decode("utf-8", "surrogateescape")
+                yield _PageRun(key.decode(), pfns)
+                return
     yield from _bulk_lines(data[pos:end])
 
 
@@ -676,7 +719,7 @@ def _prefix(prefix: str) -> tuple[int, float] | None:
     """``TID@SECONDS.MICROS`` -> (thread, time), or None when malformed."""
     tid, _, stamp = prefix.partition("@")
     sec, dot, micro = stamp.partition(".")
-    if tid.isdigit() and sec.isdigit() and dot and micro.isdigit():
+    if tid.isdigit() and sec.isdigit() and dot and micro.isdigit() and prefix.isascii():
         return int(tid), float(stamp)
     return None
 
@@ -711,7 +754,8 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
             if text.startswith(page_event, colon + 1):
                 at = text.find("@", 0, colon)
                 key = text[:at]
-                if at <= 0 or not key.isdigit():
+                if at <= 0 or not (key.isdigit() and text.isascii()) and (
+                        not _digits(key) or _prefix(text[:colon]) is None):
                     raise QemuLogError(file, number, "malformed TID@SECONDS.MICROS: prefix before a page")
             elif text.startswith(page_event):
                 colon = -1
@@ -721,8 +765,10 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
                 key = ""
             if colon != -2:
                 cut = text.rfind(gpa_mark)
+                hex_text = text[cut + gpa_skip :]
                 try:
-                    gpa = int(text[cut + gpa_skip :], 16)
+                    # At most 16 hex digits (64 bits) and a newline; ASCII only.
+                    gpa = int(hex_text, 16) if len(hex_text) <= 18 and hex_text.isascii() else -1
                 except ValueError:
                     gpa = -1
                 if cut < 0 or gpa < 0 or gpa & page_mask:
@@ -759,7 +805,7 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
             body = text
             bad_prefix = False
             key = ""
-            if text[:1].isdigit():
+            if text[:1].isdigit():  # any script's digit: _prefix then insists on ASCII
                 colon = text.find(":")
                 at = text.find("@", 0, colon)
                 if at > 0:
@@ -812,7 +858,7 @@ def _trace_events(stream: Iterable[str | _PageRun], file: str) -> Iterator[Trace
                     yield open_buffer.close(False, number, time)
                 if kind == _QUEUE_NOTIFY:
                     vdev, queue_text, vq = _fields(args, ("vdev", "n", "vq"))
-                    queue = int(queue_text)
+                    queue = _int(queue_text)
                     if queue < 0:
                         raise ValueError(queue_text)
                     ctx = queues[key] = _Queue(_pointer(vdev), queue, _pointer(vq))
@@ -908,9 +954,11 @@ def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
-            except ValueError as exc:
-                raise QemuLogError(file, number, f"not a JSON object: {exc}") from None
+                record = loads_record(text, file, number)
+            except InputError as exc:
+                decode = exc.message.startswith("not valid JSON")
+                raise QemuLogError(file, number, f"not a JSON object: {exc.message}" if decode
+                                   else exc.message) from None
             try:
                 if not isinstance(record, dict):
                     raise ValueError("expected a JSON object")
