@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ballast.budget import WorkBudget
 from ballast.check import CheckOptions, check_hypothesis, check_random
 from ballast.cli import main
 from ballast.errors import UsageError
@@ -96,26 +97,26 @@ def _explore(cfg: Config, tmp_path: Path, faults: tuple[str, ...] = (),
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(suite, "feature_slices", lambda c: slices or {"protocol": cfg})
-        return suite.suite_check(cfg, faults=faults, report_dir=tmp_path, budget_s=60)
+        return suite.suite_check(cfg, faults=faults, report_dir=tmp_path, budget=WorkBudget())
 
 
 def _prove(cfg: Config, tmp_path: Path, faults: tuple[str, ...] = ()) -> CheckResult:
     from ballast.proofs.suite import suite_check
 
-    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget_s=60)
+    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget=WorkBudget())
 
 
 def _numeric(cfg: Config, tmp_path: Path, faults: tuple[str, ...] = ()) -> CheckResult:
     from ballast.numeric.suite import SuiteSize, suite_check
 
-    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget_s=60,
+    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget=WorkBudget(),
                        size=SuiteSize(vms=4, pages=8, seeds=1, batches=20))
 
 
 def _validate(cfg: Config, tmp_path: Path, faults: tuple[str, ...] = ()) -> CheckResult:
     from ballast.validate.suite import suite_check
 
-    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget_s=60)
+    return suite_check(cfg, faults=faults, report_dir=tmp_path, budget=WorkBudget())
 
 
 # -- an action that loses a machine page ----------------------------------------------------
