@@ -110,6 +110,9 @@ def _config(args: argparse.Namespace) -> Config:
 def query_line(q: QueryResult) -> str:
     """One line for one query."""
     core = f"  [needs: {', '.join(q.core)}]" if q.core else ""
+    if q.kind == "safety" and q.verdict.value == "proved":
+        # Step 3 says whether the property was derived from other conjuncts or not.
+        return f"{q.verdict.value:8s} {q.seconds:7.3f}s  {q.name}  [{q.detail}]"
     extra = f"  {q.detail}" if q.detail and q.verdict.value != "proved" else ""
     return f"{q.verdict.value:8s} {q.seconds:7.3f}s  {q.name}{core}{extra}"
 
@@ -134,6 +137,12 @@ def format_report(report: ProofReport) -> str:
               f"{', '.join(cov['step_forms_encoded'])}; not encoded: "
               f"{', '.join(cov['invariants_not_encoded']) or 'none'}",
               f"scope: {report.scope}"]
+    step3 = [q for q in report.queries if q.kind == "safety" and q.verdict.value == "proved"]
+    if step3:
+        derived = [q.conjunct for q in step3 if q.evidence.get("derived")]
+        own = [q.conjunct for q in step3 if not q.evidence.get("derived")]
+        lines.append(f"step 3: {len(derived)} of {len(step3)} properties derived from other "
+                     f"conjuncts; their own strengthening: {', '.join(own) or 'none'}")
     n = len(report.queries)
     proved = sum(q.verdict.value == "proved" for q in report.queries)
     lines.append(f"{proved}/{n} queries proved in {report.seconds:.1f} s")
