@@ -419,7 +419,7 @@ def agreement_configs() -> dict[str, Config]:
     ``MUST_TELL_HOST``, guest policy) the presets choose.
 
     >>> sorted(agreement_configs())[:3]
-    ['application/protocol', 'default/hostile', 'default/processors']
+    ['application/protocol', 'application/protocol-paging', 'default/hostile']
     """
     from ballast.model.config import PRESETS
     from ballast.statespace.suite import feature_slices

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy"]
+MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "agreement",
+           "reachability"]
 
 
 @pytest.mark.parametrize("name", MODULES)
