@@ -18,6 +18,8 @@ from typing import Any
 from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
+from ballast.proofs.queries import query_names, select
+from ballast.proofs.reachability import EXACT_MAX_STATES
 from ballast.proofs.run import ProofReport, coverage, prove
 
 __all__ = ["format_report", "handle", "register", "sizes_up_to"]
@@ -42,6 +44,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="accepted for symmetry; proofs are exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--query", metavar="NAME", default=None,
+                   help="re-run one query alone, named as the report prints it "
+                        "(for example 'isolation preserved by vmm_share')")
+    p.add_argument("--list-queries", action="store_true",
+                   help="print the name of every query of this configuration and exit")
+    p.add_argument("--reach-states", type=int, default=EXACT_MAX_STATES, metavar="N",
+                   help="decide a counterexample to induction's reachability exactly when the "
+                        f"configuration has at most N reachable states (default {EXACT_MAX_STATES:,};"
+                        " 0: bounded model checking alone)")
     p.add_argument("--up-to", action="store_true",
                    help="prove every size up to the configuration's: 1..vms VMs, 1..guest_pages "
                         "PPNs, 1..host_pages host pages (a summary line per size)")
@@ -76,7 +87,8 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     for size in sizes_up_to(cfg):
         report = prove(size, faults=tuple(args.fault), timeout_s=args.timeout,
                        bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
-                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)
+                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
+                       reach_states=args.reach_states)
         code = int(report.exit_code)
         proved = sum(q.verdict.value == "proved" for q in report.queries)
         rows.append({"vms": size.vms, "guest_pages": size.guest_pages,
@@ -153,12 +165,22 @@ def handle(args: argparse.Namespace) -> int:
     """Run the proofs and report; returns the exit code."""
     if args.timeout <= 0 or args.bmc_depth < 0:
         raise UsageError("--timeout must be positive and --bmc-depth not negative")
+    if args.reach_states < 0:
+        raise UsageError("--reach-states must not be negative")
     cfg = _config(args)
+    if args.list_queries:
+        sys.stdout.write("".join(f"{n}\n" for n in query_names(cfg)))
+        return 0
     if args.up_to:
+        if args.query is not None:
+            raise UsageError("--query runs one query of one configuration, not with --up-to")
         return _handle_up_to(args, cfg)
+    if args.query is not None:
+        select(cfg, args.query)  # a bad name is a usage error before any work
     report = prove(cfg, faults=tuple(args.fault), timeout_s=args.timeout,
                    bmc_depth=args.bmc_depth, bmc_timeout_s=args.bmc_timeout,
-                   report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc)
+                   report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
+                   query=args.query, reach_states=args.reach_states)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
     else:

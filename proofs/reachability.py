@@ -28,7 +28,7 @@ from typing import Collection, Sequence
 
 from ballast.model.actions import Action
 from ballast.model.config import Config
-from ballast.model.invariants import INVARIANTS, Property
+from ballast.model.invariants import Property
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
@@ -134,32 +134,36 @@ def decide_cti(cfg: Config, faults: Sequence[str], conjunct: str, action: Action
                query: str | None = None) -> CtiReach:
     """Decide whether the CTI (``pre``, ``action``) of ``conjunct`` is reachable.
 
-    For a model property the exploration stops at its first (shallowest)
-    violation, which is a real bug whether or not it is this CTI's; for a conjunct
-    of the strengthening the CTI's pre-state is looked up in the reachable set.
+    A model property broken in a reachable state is a real bug, whether or not it
+    is this CTI's (the trace's ``expect`` names the property); otherwise the CTI's
+    pre-state is looked up in the reachable set.
     """
-    watch = (conjunct,) if conjunct in INVARIANTS else ()
+    watch = [p.name for p in BalloonModel(cfg).properties()]
     rs = reachable(cfg, faults, max_states=max_states + 1, watch=watch)
     ex = rs.exploration
     n = len(rs.states)
 
-    def trace(actions: list[Action], step: int) -> Trace:
+    def trace(actions: list[Action], prop: str) -> Trace:
         header = TraceHeader(cfg, tuple(faults),
                              source={"checker": "prove", "seed": None,
                                      "query": query or f"reach {conjunct}"},
-                             expect={"property": conjunct, "step": step})
+                             expect={"property": prop, "step": len(actions)})
         return Trace(header, tuple(TraceStep(k + 1, a) for k, a in enumerate(actions)))
 
-    found = ex.violations.get(conjunct)
-    if found is not None:
+    # A model property broken anywhere reachable is a real bug, this CTI's or not (the
+    # exploration stops expanding there, so it decides nothing else).
+    broken = sorted(ex.violations, key=lambda p: (p != conjunct, p))
+    if broken:
+        found = ex.violations[broken[0]]
         acts = rs.path(found.state) + ([found.action] if found.action is not None else [])
-        return CtiReach("reachable", n, f"{conjunct} breaks after {len(acts)} steps "
-                                        f"(breadth-first: a shortest run)", trace(acts, len(acts)))
+        return CtiReach("reachable", n, f"{broken[0]} breaks after {len(acts)} steps "
+                                        f"(breadth-first: a shortest run)",
+                        trace(acts, broken[0]))
     i = _same_encoding(cfg, rs, pre)
     if i is not None:
         acts = rs.path(i) + [action]
         return CtiReach("reachable", n, f"the CTI's pre-state is reachable in {len(acts) - 1} "
-                                        f"steps", trace(acts, len(acts)))
+                                        f"steps", trace(acts, conjunct))
     if not ex.complete:
         return CtiReach("undecided", n, f"more than {max_states:,} reachable states "
                                         f"(the bound for deciding reachability exactly)")
