@@ -59,7 +59,7 @@ def parse_seeds(text: str) -> range:
 
 def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,
                  faults: Sequence[str] = (), batches: int = 200, frac: float = 0.5,
-                 check_every: int = 10, report_dir: Path | None = None) -> Iterator[SeedResult]:
+                 check_every: int = 1, report_dir: Path | None = None) -> Iterator[SeedResult]:
     """Yield each seed's result as it finishes (any order)."""
     jobs = [_Job(cfg, s, tuple(faults), batches, frac, check_every, report_dir) for s in seeds]
     if workers <= 1:

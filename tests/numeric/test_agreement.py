@@ -1,0 +1,65 @@
+"""The numeric core agrees with the model on every reachable state of one small
+configuration per feature slice: arrays, invariants, enabled and refused steps."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from ballast.model.faults import FAULTS
+from ballast.numeric.agreement import check_numeric_agreement
+from ballast.numeric.engine import ENGINE_FAULTS
+from ballast.proofs.agreement import agreement_configs
+from ballast.proofs.reachability import ReachableSet, reachable
+
+CONFIGS = agreement_configs()
+
+MAX_STATES = 500
+"""The default run checks the first states a breadth-first search finds (all of them
+where a configuration has no more); the slow test checks every reachable state."""
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(name: str, max_states: int | None = MAX_STATES) -> ReachableSet:
+    return reachable(CONFIGS[name], max_states=max_states)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_engine_agrees_on_reachable_states(name: str) -> None:
+    rs = _reachable(name)
+    report = check_numeric_agreement(CONFIGS[name], rs.states, steps=rs.steps)
+    assert report.ok, (report.summary(), [(str(rs.path(i)), w) for i, w in report.disagreements])
+    assert report.states == len(rs.states) and report.enabled_steps > 0
+    assert report.invariant_checks > 0
+
+
+def test_several_configurations_are_checked_completely() -> None:
+    complete = [n for n in CONFIGS if _reachable(n).complete]
+    assert len(complete) >= 4, complete
+
+
+@pytest.mark.parametrize("fault", sorted(ENGINE_FAULTS))
+def test_a_wrong_engine_is_caught(fault: str) -> None:
+    """Each seeded fault put into the engine alone (the model stays correct) is found."""
+    f = FAULTS[fault]
+    for name, cfg in sorted(CONFIGS.items(), key=lambda kv: len(_reachable(kv[0]).states)):
+        if not all(getattr(cfg, k) == v for k, v in f.config.items() if isinstance(v, bool)):
+            continue
+        rs = _reachable(name)
+        if f.action not in {a.name for steps in rs.steps for a, _ in steps}:
+            continue
+        report = check_numeric_agreement(cfg, rs.states, steps=rs.steps,
+                                         engine_faults=(fault,), max_disagreements=1)
+        if report.disagreements:
+            return
+    pytest.fail(f"{fault}: no configuration shows the wrong engine")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_engine_agrees_on_every_reachable_state(name: str) -> None:
+    rs = _reachable(name, None)
+    assert rs.complete
+    report = check_numeric_agreement(CONFIGS[name], rs.states, steps=rs.steps)
+    assert report.ok, report.summary()
