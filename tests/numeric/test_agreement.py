@@ -63,3 +63,16 @@ def test_engine_agrees_on_every_reachable_state(name: str) -> None:
     assert rs.complete
     report = check_numeric_agreement(CONFIGS[name], rs.states, steps=rs.steps)
     assert report.ok, report.summary()
+
+
+def test_a_violation_can_be_undone_by_the_next_step() -> None:
+    """Why the numeric core checks after every batch: a state that breaks a property can
+    step to one that breaks none, so checking every K > 1 batches can miss the fault."""
+    from ballast.model.system import BalloonModel
+    fault = "vmm_reclaims_host_choice"
+    cfg = CONFIGS["default/protocol"].replace(**FAULTS[fault].config)
+    rs = reachable(cfg, (fault,), max_states=20_000)
+    model = BalloonModel(cfg, (fault,))
+    undone = [(i, j) for i, s in enumerate(rs.states) if model.violations(s)
+              for _, j in rs.steps[i] if not model.violations(rs.states[j])]
+    assert undone, "no transient violation in this configuration"

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "agreement",
-           "reachability"]
+           "queries", "reachability"]
 
 
 @pytest.mark.parametrize("name", MODULES)
