@@ -23,6 +23,7 @@ every reachable state is expanded). Two uses:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
@@ -95,6 +96,14 @@ def reachable(cfg: Config, faults: Sequence[str] = (), *, max_states: int | None
     return ReachableSet(cfg, ex, states, steps)
 
 
+@functools.lru_cache(maxsize=2)
+def _watching_every_property(cfg: Config, faults: tuple[str, ...], max_states: int
+                             ) -> ReachableSet:
+    """The same exploration serves every CTI of one proof run (kept for the next one)."""
+    watch = [p.name for p in BalloonModel(cfg).properties()]
+    return reachable(cfg, faults, max_states=max_states, watch=watch)
+
+
 @dataclass(frozen=True)
 class CtiReach:
     """Whether a CTI (or any violation of its conjunct) is reachable."""
@@ -138,8 +147,7 @@ def decide_cti(cfg: Config, faults: Sequence[str], conjunct: str, action: Action
     is this CTI's (the trace's ``expect`` names the property); otherwise the CTI's
     pre-state is looked up in the reachable set.
     """
-    watch = [p.name for p in BalloonModel(cfg).properties()]
-    rs = reachable(cfg, faults, max_states=max_states + 1, watch=watch)
+    rs = _watching_every_property(cfg, tuple(faults), max_states + 1)
     ex = rs.exploration
     n = len(rs.states)
 
