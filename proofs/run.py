@@ -1,10 +1,13 @@
 """One proof run: the three induction steps, what a failure means, the policy proof.
 
 :func:`prove` runs every query, and for each counterexample to induction (CTI)
-decides by bounded model checking whether it points at a real bug (a
-violation reachable from the initial state, written as a replayed trace) or
-at an invariant that needs strengthening (no violation within ``bmc_depth``
-steps). Nothing here prints; :mod:`ballast.proofs.cli` reports.
+decides whether it points at a real bug (a violation reachable from the
+initial state, written as a replayed trace) or at an invariant that needs
+strengthening: bounded model checking to ``bmc_depth`` first, then, when the
+configuration has at most ``reach_states`` reachable states, every one of them
+(:mod:`ballast.proofs.reachability`), which makes "unreachable" exact; above
+that bound the CTI is only "not reached within ``bmc_depth`` steps". Nothing
+here prints; :mod:`ballast.proofs.cli` reports.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from typing import Any, Callable
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
+from ballast.model.trace import Trace
 from ballast.proofs.bmc import BmcResult, bmc
 from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
 from ballast.proofs.policy import prove_policy
-from ballast.model.trace import Trace
 from ballast.proofs.properties import SAFETY, STEPS
 from ballast.proofs.queries import select
 from ballast.proofs.reachability import EXACT_MAX_STATES, CtiReach, decide_cti
