@@ -64,7 +64,7 @@ def parse_seeds(text: str) -> range:
 
 def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,
                  faults: Sequence[str] = (), batches: int = 200, frac: float = 0.5,
-                 check_every: int = 10, report_dir: Path | None = None,
+                 check_every: int = 1, report_dir: Path | None = None,
                  max_seconds: float | None = None) -> Iterator[SeedResult]:
     """Yield each seed's result as it finishes (any order).
 

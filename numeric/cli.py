@@ -53,8 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
     p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
     p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
-    p.add_argument("--check-every", type=int, default=10,
-                   help="check every state invariant after this many batches (and at the end)")
+    p.add_argument("--check-every", type=int, default=1,
+                   help="check every state invariant after this many batches (default 1: after "
+                        "every batch; a larger K can miss a violation a later batch undoes)")
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
                    help="wall-clock limit (default: none); seeds it cuts short make the "
                         "result inconclusive (exit 3)")

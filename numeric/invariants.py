@@ -169,11 +169,15 @@ def guest_data_intact(a: SystemArrays) -> str | None:
         if len(r) and 0 <= p < a.cfg.guest_pages and not backed[r[0], p]:
             tok[r[0], p] = t
     exp = a.expected[hv].astype(np.int64)
-    want = np.take_along_axis(exp, np.where(res, use, 0), axis=1)
+    # Without VPNs (guest_data_pages=0) no page can hold one: nothing to look up.
+    want = (np.take_along_axis(exp, np.where(res, use, 0), axis=1) if exp.shape[1]
+            else np.zeros(use.shape, dtype=np.int64))
     bad = (res & (tok != want)).any(axis=1)
-    resident = np.zeros(exp.shape, dtype=np.int64)
+    # How many PPNs hold each (VM, VPN): one bincount over flat indices (np.add.at is slow).
     rows = np.broadcast_to(np.arange(len(hv))[:, None], use.shape)
-    np.add.at(resident, (rows[res], use[res]), 1)
+    n_vpn = exp.shape[1]
+    resident = np.bincount(rows[res] * n_vpn + use[res],
+                           minlength=exp.size).reshape(exp.shape).astype(np.int64)
     ondisk = a.disk[hv] != 0
     bad |= (ondisk & (resident > 0)).any(axis=1)
     bad |= (ondisk & (a.disk[hv].astype(np.int64) - 1 != exp)).any(axis=1)

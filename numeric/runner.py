@@ -64,7 +64,7 @@ def make_trace(cfg: Config, faults: Sequence[str], actions: Sequence[Action], se
 
 
 def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: int = 200,
-              frac: float = 0.5, check_every: int = 10, report_dir: Path | None = None,
+              frac: float = 0.5, check_every: int = 1, report_dir: Path | None = None,
               shrink: bool = True, deadline: float | None = None) -> SeedResult:
     """Run ``batches`` random batches from ``seed``; check invariants every ``check_every``
     batches and at the end; shrink and write a counterexample on a violation."""

@@ -24,6 +24,8 @@ from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.proofs.induction import QueryResult
 from ballast.proofs.limits import SolverLimit
+from ballast.proofs.queries import query_names, select
+from ballast.proofs.reachability import EXACT_MAX_STATES
 from ballast.proofs.run import ProofReport, coverage, prove
 
 __all__ = ["format_report", "handle", "register", "sizes_up_to"]
@@ -53,6 +55,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="accepted for symmetry; proofs are exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--query", metavar="NAME", default=None,
+                   help="re-run one query alone, named as the report prints it "
+                        "(for example 'isolation preserved by vmm_share')")
+    p.add_argument("--list-queries", action="store_true",
+                   help="print the name of every query of this configuration and exit")
+    p.add_argument("--reach-states", type=int, default=EXACT_MAX_STATES, metavar="N",
+                   help="decide a counterexample to induction's reachability exactly when the "
+                        f"configuration has at most N reachable states (default {EXACT_MAX_STATES:,};"
+                        " 0: bounded model checking alone)")
     p.add_argument("--up-to", action="store_true",
                    help="prove every size up to the configuration's: 1..vms VMs, 1..guest_pages "
                         "PPNs, 1..host_pages host pages (a summary line per size)")
@@ -88,7 +99,7 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     for size in sizes_up_to(cfg):
         report = prove(size, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
                        report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
-                       limit=limit, bmc_limit=bmc_limit)
+                       limit=limit, bmc_limit=bmc_limit, reach_states=args.reach_states)
         code = int(report.exit_code)
         proved = sum(q.verdict.value == "proved" for q in report.queries)
         rows.append({"vms": size.vms, "guest_pages": size.guest_pages,
@@ -130,6 +141,9 @@ def _config(args: argparse.Namespace) -> Config:
 def query_line(q: QueryResult) -> str:
     """One line for one query."""
     core = f"  [needs: {', '.join(q.core)}]" if q.core else ""
+    if q.kind == "safety" and q.verdict.value == "proved":
+        # Step 3 says whether the property was derived from other conjuncts or not.
+        return f"{q.verdict.value:8s} {q.seconds:7.3f}s  {q.name}  [{q.detail}]"
     extra = f"  {q.detail}" if q.detail and q.verdict.value != "proved" else ""
     units = q.evidence.get("rlimit")
     work = f"{units:>12,}" if isinstance(units, int) else " " * 12
@@ -157,6 +171,12 @@ def format_report(report: ProofReport) -> str:
               f"{', '.join(cov['invariants_not_encoded']) or 'none'}",
               f"scope: {report.scope}"]
     lines += [f"INCONCLUSIVE {line}" for line in report.gap_lines()]
+    step3 = [q for q in report.queries if q.kind == "safety" and q.verdict.value == "proved"]
+    if step3:
+        derived = [q.conjunct for q in step3 if q.evidence.get("derived")]
+        own = [q.conjunct for q in step3 if not q.evidence.get("derived")]
+        lines.append(f"step 3: {len(derived)} of {len(step3)} properties derived from other "
+                     f"conjuncts; their own strengthening: {', '.join(own) or 'none'}")
     n = len(report.queries)
     proved = sum(q.verdict.value == "proved" for q in report.queries)
     units = sum(int(q.evidence.get("rlimit", 0)) for q in report.queries)
@@ -172,13 +192,23 @@ def handle(args: argparse.Namespace) -> int:
                          "not negative")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise UsageError("--max-seconds must be positive")
+    if args.reach_states < 0:
+        raise UsageError("--reach-states must not be negative")
     cfg = _config(args)
+    if args.list_queries:
+        sys.stdout.write("".join(f"{n}\n" for n in query_names(cfg)))
+        return 0
     if args.up_to:
+        if args.query is not None:
+            raise UsageError("--query runs one query of one configuration, not with --up-to")
         return _handle_up_to(args, cfg)
+    if args.query is not None:
+        select(cfg, args.query)  # a bad name is a usage error before any work
     limit, bmc_limit = _limits(args)
     report = prove(cfg, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
                    report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
-                   limit=limit, bmc_limit=bmc_limit)
+                   limit=limit, bmc_limit=bmc_limit, query=args.query,
+                   reach_states=args.reach_states)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
     else:

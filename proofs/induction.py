@@ -6,7 +6,9 @@ For the inductive invariant ``Inv`` (the conjunction of
 1. ``init => c`` for every conjunct ``c``;
 2. ``Inv and Next_a => c'`` for every action ``a`` and conjunct ``c``
    (and ``Inv and Next_a => P(pre, post)`` for every step property ``P``);
-3. ``Inv => P`` for every safety property ``P``.
+3. ``Inv => P`` for every safety property ``P``, proved from the conjuncts
+   other than ``P`` itself (a property no other conjunct implies is reported
+   as its own strengthening, not as derived).
 
 Each query checks the negation; ``unsat`` means proved, with an unsat core
 over the named conjuncts (which ones the proof needed); ``sat`` gives a
@@ -144,7 +146,15 @@ def init_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
 
 def safety_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
                    conjuncts: tuple[str, ...] | None = None) -> list[QueryResult]:
-    """Step 3: the inductive invariant implies every safety property."""
+    """Step 3: every safety property from the *other* conjuncts of the inductive invariant.
+
+    ``Inv => P`` holds trivially when ``P`` is itself a conjunct, so the query
+    drops ``P`` from the hypothesis: ``unsat`` derives ``P`` from the conjuncts
+    in its core (none of them ``P``). When the other conjuncts do not imply ``P``
+    (``sat``), ``P`` is its own strengthening: it holds in every reachable state
+    because steps 1 and 2 prove it initial and preserved, and the result says so
+    (``evidence["derived"]`` is False) instead of claiming a derivation.
+    """
     pre = fresh(cfg, "pre")
     inv = inductive_invariant(pre)
     tracks = {c: z3.Bool(f"inv!{c}") for c in inv}
@@ -155,13 +165,30 @@ def safety_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
             continue
         t0 = time.perf_counter()
         s = z3.Solver()
-        for k, f in inv.items():
-            s.add(z3.Implies(tracks[k], f))
+        others = [k for k in inv if k != c]
+        for k in others:
+            s.add(z3.Implies(tracks[k], inv[k]))
         s.add(z3.Not(inv[c]))
-        r, used = checked(s, limit, 0, *tracks.values())
-        core = tuple(sorted(names[str(x)] for x in s.unsat_core())) if r == z3.unsat else ()
-        out.append(_verdict(f"Inv => {c}", "safety", c, None, r, time.perf_counter() - t0, core,
-                            limit, used, s))
+        r, used = checked(s, limit, 0, *(tracks[k] for k in others))
+        secs = time.perf_counter() - t0
+        name = f"Inv => {c}"
+        if r == z3.unsat:
+            core = tuple(sorted(names[str(x)] for x in s.unsat_core()))
+            detail = (f"derived without assuming {c} from: {', '.join(core)}" if core else
+                      f"holds in every state of this size (no conjunct needed)")
+            out.append(_verdict(name, "safety", c, None, r, secs, core, limit, used, s,
+                                detail=detail, evidence={"derived": True}))
+            continue
+        if r == z3.unknown:
+            # Undecided within the limit: the property is not shown derived, and the
+            # query says so rather than claiming anything.
+            out.append(_verdict(name, "safety", c, None, r, secs, (), limit, used, s))
+            continue
+        out.append(_verdict(
+            name, "safety", c, None, z3.unsat, secs, (), limit, used, s,
+            detail=(f"not derived, its own strengthening: the other conjuncts do not imply "
+                    f"it; it rests on init => {c} and {c} preserved by every action"),
+            evidence={"derived": False}))
     return out
 
 
@@ -282,13 +309,14 @@ def induction_queries(cfg: Config, *, faults: tuple[str, ...] = (),
 
 def _verdict(name: str, kind: str, c: str, action: str | None, r: z3.CheckSatResult,
              seconds: float, core: tuple[str, ...], limit: SolverLimit, used: int,
-             solver: z3.Solver) -> QueryResult:
-    spent = {"rlimit": used}
+             solver: z3.Solver, *, detail: str = "",
+             evidence: dict[str, object] | None = None) -> QueryResult:
+    spent: dict[str, object] = {"rlimit": used, **(evidence or {})}
     if r == z3.unsat:
         return QueryResult(name, kind, c, action, ProofVerdict.PROVED, seconds, core,
-                           evidence=spent)
+                           detail=detail, evidence=spent)
     if r == z3.sat:
         return QueryResult(name, kind, c, action, ProofVerdict.VIOLATED, seconds,
-                           detail=f"{c} does not hold", evidence=spent)
+                           detail=detail or f"{c} does not hold", evidence=spent)
     return QueryResult(name, kind, c, action, ProofVerdict.UNKNOWN, seconds,
                        detail=why_unknown(limit, used, solver.reason_unknown()), evidence=spent)

@@ -33,7 +33,10 @@ from ballast.model.config import Config
 from ballast.proofs.induction import ProofVerdict, QueryResult
 from ballast.proofs.limits import SolverLimit, checked, why_unknown
 
-__all__ = ["explicit_targets", "prove_policy"]
+__all__ = ["POLICY_CLAIMS", "explicit_targets", "prove_policy"]
+
+POLICY_CLAIMS = ("policy_targets_in_range", "policy_respects_min_max", "policy_fits_machine")
+"""The names of the policy's claims, one query each."""
 
 
 def _clamp(x: int, lo: int, hi: int) -> int:
@@ -103,6 +106,7 @@ def prove_policy(cfg: Config, limit: SolverLimit = SolverLimit()) -> list[QueryR
                                            for v in range(n)]),
         "policy_fits_machine": z3.Implies(feasible, z3.Sum(keeps) + host <= M),
     }
+    assert tuple(claims) == POLICY_CLAIMS
     out = []
     for name, claim in claims.items():
         t0 = time.perf_counter()

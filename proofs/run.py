@@ -1,10 +1,13 @@
 """One proof run: the three induction steps, what a failure means, the policy proof.
 
 :func:`prove` runs every query, and for each counterexample to induction (CTI)
-decides by bounded model checking whether it points at a real bug (a
-violation reachable from the initial state, written as a replayed trace) or
-at an invariant that needs strengthening (no violation within ``bmc_depth``
-steps). Nothing here prints; :mod:`ballast.proofs.cli` reports.
+decides whether it points at a real bug (a violation reachable from the
+initial state, written as a replayed trace) or at an invariant that needs
+strengthening: bounded model checking to ``bmc_depth`` first, then, when the
+configuration has at most ``reach_states`` reachable states, every one of them
+(:mod:`ballast.proofs.reachability`), which makes "unreachable" exact; above
+that bound the CTI is only "not reached within ``bmc_depth`` steps". Nothing
+here prints; :mod:`ballast.proofs.cli` reports.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from ballast.encodings import Gaps
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
+from ballast.model.trace import Trace
 from ballast.proofs.bmc import BmcResult, bmc
 from ballast.proofs.encodes import gaps_in
 from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
 from ballast.proofs.limits import BMC_RLIMIT, SolverLimit
 from ballast.proofs.policy import prove_policy
 from ballast.proofs.properties import SAFETY, STEPS
+from ballast.proofs.queries import select
+from ballast.proofs.reachability import EXACT_MAX_STATES, CtiReach, decide_cti
 from ballast.proofs.transitions import ENCODED
 from ballast.reports.counterexample import (
     CounterexampleNotReproduced,
@@ -43,10 +49,14 @@ class Finding:
     cti: CTI
     diff: list[tuple[str, object, object]]
     reachability: str
-    """``reachable`` (a real bug), ``unreachable`` (within the depth: needs strengthening)
-    or ``unknown`` (the search ran out of its budget)."""
+    """``reachable`` (a real bug), ``unreachable`` (proved against every reachable state:
+    needs strengthening), ``not-reached`` (no violation within the bounded search's depth;
+    too many states to decide exactly), ``strengthening-broken`` (a conjunct that is not a
+    model property fails in a reachable state) or ``unknown`` (out of time)."""
     bmc: BmcResult | None = None
     counterexample: Path | None = None
+    exact: CtiReach | None = None
+    """What enumerating the reachable states decided (None when not tried)."""
 
     @property
     def headline(self) -> str:
@@ -55,11 +65,24 @@ class Finding:
         if self.cti.out_of_domain is not None:
             what += (f" (the model's successor leaves the encoding's domain: "
                      f"{self.cti.out_of_domain})")
+        steps = (len(self.exact.trace.steps) if self.exact is not None and self.exact.trace
+                 else self.bmc.depth if self.bmc else "?")
         if self.reachability == "reachable":
-            return f"{what}: a real bug, reachable in {self.bmc.depth if self.bmc else '?'} steps"
-        if self.reachability == "unreachable":
-            return (f"{what}: no violation within {self.bmc.depth if self.bmc else '?'} steps "
-                    f"of the initial state; the invariant needs strengthening")
+            other = self.exact.trace.header.expect if self.exact and self.exact.trace else None
+            prop = (other or {}).get("property", self.conjunct)
+            also = f" ({prop} breaks)" if prop != self.conjunct else ""
+            return f"{what}: a real bug, reachable in {steps} steps{also}"
+        if self.reachability == "strengthening-broken":
+            return (f"{what}: the conjunct fails in a reachable state ({steps} steps); the "
+                    f"strengthening is wrong, no model property is shown broken")
+        if self.reachability == "unreachable" and self.exact is not None:
+            return (f"{what}: unreachable ({self.exact.detail}); the invariant needs "
+                    f"strengthening")
+        if self.reachability == "not-reached":
+            why = f"; {self.exact.detail}" if self.exact is not None else ""
+            return (f"{what}: not reached within {self.bmc.depth if self.bmc else '?'} steps "
+                    f"of the initial state (reachability not decided{why}); the invariant "
+                    f"may need strengthening")
         if self.cti.out_of_domain is not None:
             return f"{what}: reachability not decided by the encoding (inconclusive)"
         why = self.bmc.why if self.bmc is not None and self.bmc.why else "budget ran out"
@@ -74,6 +97,9 @@ class Finding:
                 "python_pre_violations": list(self.cti.python_pre_violations),
                 "python_post_message": self.cti.python_post_message,
                 "out_of_domain": self.cti.out_of_domain,
+                "exact": (None if self.exact is None else
+                          {"verdict": self.exact.verdict, "states": self.exact.states,
+                           "detail": self.exact.detail}),
                 "counterexample": str(self.counterexample) if self.counterexample else None}
 
 
@@ -153,24 +179,43 @@ def coverage(cfg: Config) -> dict[str, list[str]]:
 
 
 def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: int,
-             bmc_limit: SolverLimit, report_dir: Path | None) -> Finding:
+             bmc_limit: SolverLimit, report_dir: Path | None,
+             reach_states: int = EXACT_MAX_STATES) -> Finding:
     assert q.cti is not None and q.action is not None
     cti = q.cti
     if cti.out_of_domain is not None:
         # The bounded search runs on the same encoding, so it cannot reach such a state.
         return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), "unknown")
     res = bmc(cfg, q.conjunct, depth=bmc_depth, faults=faults, limit=bmc_limit, query=q.name)
-    path = None
-    if res.found and res.trace is not None:
-        reach = "reachable"
-        if report_dir is not None:
-            try:
-                path = write_counterexample(res.trace, report_dir).trace_path
-            except CounterexampleNotReproduced:
-                reach = "unknown"
-    else:
-        reach = "unknown" if res.unknown else "unreachable"
-    return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), reach, res, path)
+    exact = None
+    trace = res.trace if res.found else None
+    if trace is None and reach_states > 0:
+        # Not found within the depth: decide it against every reachable state if few enough.
+        exact = decide_cti(cfg, faults, q.conjunct, cti.action, cti.pre,
+                           max_states=reach_states, query=q.name)
+        trace = exact.trace
+    reach, path = _reached(trace, report_dir)
+    if trace is None:
+        if exact is not None and exact.verdict == "unreachable":
+            reach = "unreachable"
+        else:
+            reach = "unknown" if res.unknown else "not-reached"
+    return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), reach, res, path,
+                   exact)
+
+
+def _reached(trace: Trace | None, report_dir: Path | None) -> tuple[str, Path | None]:
+    """What a run to a violation means, and where its counterexample is written."""
+    if trace is None:
+        return "", None
+    if (trace.header.expect or {}).get("property") not in INVARIANTS:
+        return "strengthening-broken", None
+    if report_dir is None:
+        return "reachable", None
+    try:
+        return "reachable", write_counterexample(trace, report_dir).trace_path
+    except CounterexampleNotReproduced:
+        return "unknown", None
 
 
 def _bmc_query(name: str, res: BmcResult, report_dir: Path | None) -> QueryResult:
@@ -198,43 +243,56 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), limit: SolverLimit = Sol
           report_dir: Path | None = None,
           jobs: int | None = None, conjuncts: tuple[str, ...] | None = None,
           actions: list[str] | None = None, policy: bool = True, bmc_all: bool = False,
-          on_result: Callable[[QueryResult], None] | None = None) -> ProofReport:
+          on_result: Callable[[QueryResult], None] | None = None, query: str | None = None,
+          reach_states: int = EXACT_MAX_STATES) -> ProofReport:
     """Run the whole proof suite on ``cfg`` (with seeded ``faults``).
 
     ``bmc_all`` adds one bounded model checking query per property (to ``bmc_depth``).
     Every query works within ``limit`` (Z3 resource units, and a wall-clock deadline
     only when one is given), every bounded search within ``bmc_limit``.
+    ``query`` runs that one query alone (a name as the report prints it).
+    ``reach_states``: a CTI's reachability is decided exactly when the configuration
+    has at most this many reachable states (0: bounded model checking alone).
     """
     t0 = time.perf_counter()
     gaps = gaps_in(cfg, faults)
     report = ProofReport(cfg, tuple(faults), gaps=gaps)
     if gaps.blocking:
         return report  # a seeded fault without a Z3 encoding: nothing can be checked
-    for q in induction_queries(cfg, faults=tuple(faults), limit=limit, jobs=jobs,
-                               conjuncts=conjuncts, actions=actions):
+    only = select(cfg, query) if query is not None else None
+    if only is not None:
+        conjuncts = (only.conjunct,) if only.kind in ("init", "consecution", "step",
+                                                      "safety") else ()
+        actions = [only.action] if only.action is not None else []
+        policy, bmc_all = only.kind == "policy", only.kind == "bmc"
+
+    def record(q: QueryResult) -> None:
+        if only is not None and not only.matches(q.name, q.kind, q.conjunct):
+            return  # run alongside the query asked for (same conjunct), not asked for
         report.queries.append(q)
         if on_result is not None:
             on_result(q)
+
+    for q in induction_queries(cfg, faults=tuple(faults), limit=limit, jobs=jobs,
+                               conjuncts=conjuncts, actions=actions):
+        record(q)
     if policy:
         for q in prove_policy(cfg, limit):
-            report.queries.append(q)
-            if on_result is not None:
-                on_result(q)
+            record(q)
     if bmc_all:
         for name, prop in INVARIANTS.items():
-            if not prop.feature(cfg) or name in gaps.invariants:
+            if (not prop.feature(cfg) or name in gaps.invariants
+                    or (only is not None and only.conjunct != name)):
                 continue
             res = bmc(cfg, name, depth=bmc_depth, faults=tuple(faults), limit=bmc_limit,
                       query=f"bmc {name}")
             q = _bmc_query(name, res, report_dir)
-            report.queries.append(q)
-            if on_result is not None:
-                on_result(q)
+            record(q)
     seen: set[str] = set()
     for q in report.queries:
         if q.cti is not None and q.conjunct not in seen:
             seen.add(q.conjunct)
             report.findings.append(_analyse(cfg, tuple(faults), q, bmc_depth, bmc_limit,
-                                            report_dir))
+                                            report_dir, reach_states))
     report.seconds = time.perf_counter() - t0
     return report

@@ -112,3 +112,35 @@ def test_up_to_reports_the_worst_size(tmp_path: Path, capsys: pytest.CaptureFixt
                "--jobs", "1", "--report-dir", str(tmp_path / "r")])
     text = capsys.readouterr().out
     assert rc == 1 and "violated" in text and "every size up to 1 VMs x 2 PPNs" in text
+
+
+def test_query_reruns_one_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--query", "isolation preserved by vmm_reclaim",
+               "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [q["query"] for q in out["queries"]] == \
+        ["isolation preserved by vmm_reclaim"]
+    rc = _run(["prove", "--preset", "core", "--query", "bmc isolation to depth 6",
+               "--bmc-depth", "1", "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [q["kind"] for q in out["queries"]] == ["bmc"]
+
+
+def test_a_bad_query_name_is_a_usage_error_with_a_close_match(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError, match="did you mean 'isolation preserved by vmm_reclaim'"):
+        _run(["prove", "--preset", "core", "--query", "isolation preservd by vmm_reclaim"])
+    with pytest.raises(UsageError, match="--list-queries"):
+        _run(["prove", "--preset", "core", "--query", "zzz"])
+    assert _run(["prove", "--preset", "core", "--list-queries"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert "Inv => isolation" in names and "init => memory_conservation" in names
+
+
+def test_every_printed_query_name_can_be_rerun(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ballast.proofs.queries import query_names
+    from ballast.proofs.run import prove
+    cfg = preset("core")
+    printed = {q.name for q in prove(cfg, jobs=1, report_dir=tmp_path).queries}
+    assert printed <= set(query_names(cfg))

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "limits"]
+MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "limits",
+           "agreement", "queries", "reachability"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -71,3 +71,35 @@ def test_a_cti_is_decoded_and_rechecked_with_the_model() -> None:
     assert cti.python_pre_violations == ()
     assert cti.python_post_message is not None and "host page" in cti.python_post_message
     assert "host_pages_whole is not preserved by action host_take_page" in bad[0].detail
+
+
+def test_step_3_never_assumes_the_property_it_proves() -> None:
+    """Each safety query drops its own conjunct: a derivation lists other conjuncts only,
+    and a property no other conjunct implies is said to be its own strengthening."""
+    from ballast.proofs.induction import safety_queries
+    cfg = preset("core")
+    out = {q.conjunct: q for q in safety_queries(cfg, timeout_s=30)}
+    assert set(out) == {p for p in SAFETY if INVARIANTS[p].feature(cfg)}
+    for name, q in out.items():
+        assert q.verdict is ProofVerdict.PROVED and name not in q.core
+    derived = out["guest_chooses_pages"]
+    assert derived.evidence["derived"] is True
+    assert {"ballooned_stage", "module_pages_pinned"} <= set(derived.core)
+    own = out["memory_conservation"]
+    assert own.evidence["derived"] is False and own.core == ()
+    assert "its own strengthening" in own.detail
+
+
+def test_step_3_fails_when_the_other_conjuncts_are_dropped_too() -> None:
+    """The derivation is a real proof: without the conjuncts in its core it does not go through."""
+    import z3
+    from ballast.proofs.encoding import fresh
+    from ballast.proofs.properties import inductive_invariant
+    cfg = preset("core")
+    inv = inductive_invariant(fresh(cfg, "pre"))
+    s = z3.Solver()
+    for k, f in inv.items():
+        if k not in ("guest_chooses_pages", "ballooned_stage"):
+            s.add(f)
+    s.add(z3.Not(inv["guest_chooses_pages"]))
+    assert s.check() == z3.sat

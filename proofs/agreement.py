@@ -1,0 +1,445 @@
+"""The Z3 encoding against the executable model, on every reachable state of a configuration.
+
+The proofs are only as good as the claim that the Z3 relation of each action
+*is* the model's Python step and that each Z3 property *is* the model's
+check. :func:`check_agreement` checks that claim exhaustively on a list of
+states (every reachable state of a small configuration, from the explorer):
+
+* every encoded property (state form) evaluates like the model's own check,
+  and, without seeded faults, every conjunct of the inductive invariant holds
+  (a conjunct false on a reachable state would make the proofs fail or lie);
+* every step the model enables (:meth:`BalloonModel.successors`) is admitted
+  by the Z3 relation with exactly the model's successor, and every step form
+  evaluates like the model's step check;
+* every argument tuple the encoding enumerates that the model does not enable
+  is refused by the Z3 guard, or else admitted by the model's own guard too
+  with the same successor (an argument the model's candidate lists skip);
+* an enabled step of an action the encoding lacks is a named gap, never a pass.
+
+Evaluating Z3 terms with ``z3.simplify`` costs about 0.1 s per state, so the
+relation is *compiled* once per configuration instead: every guard, post-state
+term and formula is built exactly as the proofs build it (``Choice`` arguments
+included, each value substituted), and the Z3 term graph is translated node
+by node into one straight-line Python function (Boolean connectives,
+if-then-else, 16-bit signed bit-vector arithmetic and comparisons, cardinality
+constraints). An operator the translator does not know raises
+:class:`UnsupportedTerm`; the tests check the translation against
+``z3.simplify``.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> cfg = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+...              machine_pages=1, host_swap_slots=0, tokens=1, batch=1)
+>>> report = check_agreement(cfg, [initial_state(cfg)])
+>>> report.ok, report.states, report.enabled_steps > 0
+(True, 1, True)
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import z3
+
+from ballast.errors import BallastError, GuardError
+from ballast.model.actions import Action
+from ballast.model.config import Config
+from ballast.model.invariants import INVARIANTS
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.proofs.encoding import WIDTH, Key, OutOfDomain, concrete_values, fresh, keys
+from ballast.proofs.faults import effects_with
+from ballast.proofs.properties import SAFETY, STEPS, inductive_invariant
+from ballast.proofs.transitions import Choice, encoded_actions, instances, step
+
+__all__ = ["AgreementReport", "CompiledEncoding", "Disagreement", "TermProgram",
+           "UnsupportedTerm", "check_agreement"]
+
+_HALF = 1 << (WIDTH - 1)
+_MASK = (1 << WIDTH) - 1
+
+
+def _wrap(n: int) -> int:
+    """``n`` as a signed ``WIDTH``-bit number (what a Z3 bit-vector holds)."""
+    return ((n + _HALF) & _MASK) - _HALF
+
+
+class UnsupportedTerm(BallastError):
+    """A Z3 operator the translation to Python does not know (never evaluated wrongly)."""
+
+
+_NARY = {z3.Z3_OP_AND: " and ", z3.Z3_OP_OR: " or "}
+_CMP = {z3.Z3_OP_SLEQ: "<=", z3.Z3_OP_SGEQ: ">=", z3.Z3_OP_SLT: "<", z3.Z3_OP_SGT: ">"}
+_UCMP = {z3.Z3_OP_ULEQ: "<=", z3.Z3_OP_UGEQ: ">=", z3.Z3_OP_ULT: "<", z3.Z3_OP_UGT: ">"}
+
+
+class TermProgram:
+    """Many Z3 terms over named constants, compiled into one Python function.
+
+    ``inputs`` names the constants (in the order of the tuple the function takes);
+    :meth:`run` returns the value of every node, and :meth:`index` says where a
+    root's value is. Bit-vectors are evaluated as signed ``WIDTH``-bit integers.
+
+    >>> x, y = z3.BitVec("x", WIDTH), z3.BitVec("y", WIDTH)
+    >>> prog = TermProgram([z3.If(x + y > 3, x - y, y), z3.AtMost(x == 1, y == 1, 1)], ["x", "y"])
+    >>> vals = prog.run((2, 5))
+    >>> vals[prog.index(0)], vals[prog.index(1)]
+    (-3, True)
+    """
+
+    def __init__(self, roots: Sequence[z3.ExprRef], inputs: Sequence[str]) -> None:
+        where = {name: i for i, name in enumerate(inputs)}
+        slot: dict[int, int] = {}
+        lines: list[str] = []
+        self._roots: list[int] = []
+        for root in roots:
+            self._roots.append(self._emit(root, where, slot, lines))
+        body = "\n".join(f"    {ln}" for ln in lines)
+        src = (f"def run(x):\n{body}\n    return ({', '.join(f'v{i}' for i in range(len(lines)))}"
+               f"{',' if lines else ''})\n")
+        env: dict[str, Any] = {"_wrap": _wrap}
+        exec(compile(src, "<z3 terms>", "exec"), env)  # noqa: S102 - our own generated code
+        self.run: Callable[[Sequence[int | bool]], tuple[Any, ...]] = env["run"]
+        self.nodes = len(lines)
+
+    def index(self, root: int) -> int:
+        """Position of root number ``root``'s value in :meth:`run`'s result."""
+        return self._roots[root]
+
+    @staticmethod
+    def _emit(root: z3.ExprRef, where: dict[str, int], slot: dict[int, int],
+              lines: list[str]) -> int:
+        # Iterative post-order walk: Z3 shares equal subterms, and so does the program.
+        stack: list[tuple[z3.ExprRef, bool]] = [(root, False)]
+        while stack:
+            t, ready = stack.pop()
+            tid = t.get_id()
+            if tid in slot:
+                continue
+            kids = [t.arg(i) for i in range(t.num_args())]
+            if not ready:
+                stack.append((t, True))
+                stack.extend((k, False) for k in kids if k.get_id() not in slot)
+                continue
+            args = [f"v{slot[k.get_id()]}" for k in kids]
+            slot[tid] = len(lines)
+            lines.append(f"v{len(lines)} = {TermProgram._expr(t, args, where)}")
+        return slot[root.get_id()]
+
+    @staticmethod
+    def _expr(t: z3.ExprRef, a: list[str], where: dict[str, int]) -> str:
+        kind = t.decl().kind()
+        if kind == z3.Z3_OP_TRUE:
+            return "True"
+        if kind == z3.Z3_OP_FALSE:
+            return "False"
+        if kind == z3.Z3_OP_BNUM:
+            assert isinstance(t, z3.BitVecNumRef)
+            return str(t.as_signed_long())
+        if kind == z3.Z3_OP_UNINTERPRETED and not a:
+            name = t.decl().name()
+            if name not in where:
+                raise UnsupportedTerm(f"a constant the inputs do not name: {name}")
+            return f"x[{where[name]}]"
+        if isinstance(t, z3.BitVecRef) and t.size() != WIDTH:
+            raise UnsupportedTerm(f"a bit-vector of {t.size()} bits: {t.sexpr()[:80]}")
+        if kind in _NARY:
+            if not a:  # the empty conjunction holds, the empty disjunction does not
+                return "True" if kind == z3.Z3_OP_AND else "False"
+            return "(" + _NARY[kind].join(a) + ")"
+        if kind == z3.Z3_OP_NOT:
+            return f"(not {a[0]})"
+        if kind == z3.Z3_OP_IMPLIES:
+            return f"((not {a[0]}) or {a[1]})"
+        if kind == z3.Z3_OP_XOR:
+            return f"({a[0]} != {a[1]})"
+        if kind == z3.Z3_OP_EQ:
+            return f"({a[0]} == {a[1]})"
+        if kind == z3.Z3_OP_DISTINCT:
+            return f"(len({{{', '.join(a)}}}) == {len(a)})"
+        if kind == z3.Z3_OP_ITE:
+            return f"({a[1]} if {a[0]} else {a[2]})"
+        if kind in (z3.Z3_OP_PB_AT_MOST, z3.Z3_OP_PB_AT_LEAST):
+            (k,) = t.decl().params()
+            op = "<=" if kind == z3.Z3_OP_PB_AT_MOST else ">="
+            return f"(({' + '.join(a)}) {op} {k})"
+        if kind == z3.Z3_OP_BADD:
+            return f"_wrap({' + '.join(a)})"
+        if kind == z3.Z3_OP_BSUB:
+            return f"_wrap({' - '.join(a)})"
+        if kind == z3.Z3_OP_BMUL:
+            return f"_wrap({' * '.join(a)})"
+        if kind == z3.Z3_OP_BNEG:
+            return f"_wrap(-{a[0]})"
+        if kind in _CMP:
+            return f"({a[0]} {_CMP[kind]} {a[1]})"
+        if kind in _UCMP:
+            return f"(({a[0]}) & {_MASK} {_UCMP[kind]} ({a[1]}) & {_MASK})"
+        raise UnsupportedTerm(f"no Python form for the Z3 operator {t.decl().name()!r}")
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """One encoded step with concrete arguments (each Choice value substituted)."""
+
+    action: Action
+    guard: int
+    post: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    steps: tuple[tuple[str, int], ...]
+    """(property, node) of each step form on this step."""
+
+
+def _action_key(act: Action) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return act.name, tuple(sorted(act.args))
+
+
+class CompiledEncoding:
+    """Every encoded step, property and conjunct of ``cfg`` as one compiled program."""
+
+    def __init__(self, cfg: Config, faults: Sequence[str] = ()) -> None:
+        self.cfg = cfg
+        self.keys: list[Key] = [k for k, _ in keys(cfg)]
+        self._seen: dict[State, tuple[int | bool, ...]] = {}
+        pre = fresh(cfg, "pre")
+        inputs = [str(pre[k]) for k in self.keys]
+        effects = effects_with(tuple(faults))
+        roots: list[z3.ExprRef] = []
+
+        def add(t: z3.ExprRef) -> int:
+            roots.append(t)
+            return len(roots) - 1
+
+        inv = inductive_invariant(pre)
+        self.properties = {p: add(SAFETY[p](pre)) for p in SAFETY if INVARIANTS[p].feature(cfg)}
+        self.conjuncts = {c: add(f) for c, f in inv.items() if c not in self.properties}
+        self.actions = encoded_actions(cfg)
+        raw: list[tuple[Action, int, list[int], list[tuple[str, int]]]] = []
+        for name in self.actions:
+            for args in instances(cfg, name):
+                st = step(cfg, pre, name, args, effects)
+                choices = [(k, v) for k, v in args.items() if isinstance(v, Choice)]
+                for values in itertools.product(*(range(c.lo, c.hi + 1) for _, c in choices)):
+                    pairs = [(st.sym[k], z3.BitVecVal(n, WIDTH))
+                             for (k, _), n in zip(choices, values)]
+
+                    def sub(t: z3.ExprRef) -> z3.ExprRef:
+                        return z3.substitute(t, *pairs) if pairs else t
+
+                    concrete = dict(args)
+                    for (k, c), n in zip(choices, values):
+                        concrete[k] = c.value(n)
+                    raw.append((Action.of(name, **concrete), add(sub(st.guard)),
+                                [add(sub(st.post[k])) for k in self.keys],
+                                [(p, add(sub(fn(pre, name, st.sym, st.post))))
+                                 for p, fn in STEPS.items()]))
+        self.program = TermProgram(roots, inputs)
+        ix = self.program.index
+        self.instances = [
+            _Instance(act, ix(g), operator.itemgetter(*(ix(i) for i in post)),
+                      tuple((p, ix(i)) for p, i in props))
+            for act, g, post, props in raw]
+        self.by_action = {_action_key(i.action): i for i in self.instances}
+        self.properties = {p: ix(i) for p, i in self.properties.items()}
+        self.conjuncts = {c: ix(i) for c, i in self.conjuncts.items()}
+
+    def inputs(self, s: State) -> tuple[int | bool, ...]:
+        """The encoding of ``s`` in input order, wrapped as Z3 holds it (raises OutOfDomain)."""
+        return tuple(v if isinstance(v, bool) else _wrap(v) for v in self.encoded(s))
+
+    def encoded(self, s: State) -> tuple[int | bool, ...]:
+        """The encoding of ``s`` in input order, unwrapped (to compare successors with).
+
+        Remembered per state: a reachable state is the successor of many others.
+        """
+        got = self._seen.get(s)
+        if got is None:
+            vals = concrete_values(self.cfg, s)
+            got = self._seen[s] = tuple(vals[k] for k in self.keys)
+        return got
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """One place where the encoding and the model differ."""
+
+    index: int
+    """Position of the state in the list checked."""
+    state: State
+    what: str
+
+
+@dataclass
+class AgreementReport:
+    """What one exhaustive agreement check covered and found."""
+
+    cfg: Config
+    faults: tuple[str, ...]
+    states: int = 0
+    enabled_steps: int = 0
+    """Steps the model enables, each admitted by the Z3 relation with its successor."""
+    refused_steps: int = 0
+    """Encoded argument tuples the model does not enable, each refused by the Z3 guard."""
+    outside_candidates: int = 0
+    """Encoded argument tuples both guards admit that the model's candidate lists skip."""
+    property_checks: int = 0
+    conjunct_checks: int = 0
+    conjuncts_broken: dict[str, int] = field(default_factory=dict)
+    """With seeded faults: conjuncts false on reachable states (expected there)."""
+    gaps: dict[str, int] = field(default_factory=dict)
+    """Actions the model enables that the encoding lacks, with how many steps."""
+    disagreements: list[Disagreement] = field(default_factory=list)
+    nodes: int = 0
+    compile_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No disagreement and no gap."""
+        return not self.disagreements and not self.gaps
+
+    def summary(self) -> str:
+        """One line of figures."""
+        return (f"{self.states} states, {self.enabled_steps} enabled steps, "
+                f"{self.refused_steps} refused, {self.outside_candidates} outside the model's "
+                f"candidates, {self.property_checks} property and {self.conjunct_checks} "
+                f"conjunct evaluations; {len(self.disagreements)} disagreements"
+                + (f"; not encoded: {', '.join(sorted(self.gaps))}" if self.gaps else ""))
+
+
+def check_agreement(cfg: Config, states: Sequence[State], faults: Sequence[str] = (), *,
+                    steps: Sequence[Sequence[tuple[Action, int]]] | None = None,
+                    encoding_faults: Sequence[str] | None = None,
+                    max_disagreements: int = 10) -> AgreementReport:
+    """Compare the encoding with the model on every state of ``states`` (see the module text).
+
+    ``steps`` (per state: every enabled step as (action, index of the successor in
+    ``states``), as the explorer found them) saves asking ``BalloonModel.successors``
+    again. ``encoding_faults`` (default: ``faults``) seeds faults into the encoding
+    alone, so a test can show that a wrong encoding is caught.
+    """
+    t0 = time.perf_counter()
+    faults = tuple(faults)
+    enc = CompiledEncoding(cfg, faults if encoding_faults is None else encoding_faults)
+    report = AgreementReport(cfg, faults, nodes=enc.program.nodes,
+                             compile_seconds=time.perf_counter() - t0)
+    model = BalloonModel(cfg, faults)
+    encoded = set(enc.actions)
+
+    def differ(i: int, s: State, what: str) -> None:
+        if len(report.disagreements) < max_disagreements:
+            report.disagreements.append(Disagreement(i, s, what))
+
+    for i, s in enumerate(states):
+        if len(report.disagreements) >= max_disagreements:
+            break  # enough to show; the figures then cover the states checked so far
+        report.states += 1
+        try:
+            vals = enc.program.run(enc.inputs(s))
+        except OutOfDomain as exc:
+            differ(i, s, f"a reachable state is outside the encoding's domain: {exc}")
+            continue
+        for p, node in enc.properties.items():
+            report.property_checks += 1
+            want = INVARIANTS[p].check_state(cfg, s)
+            if vals[node] != (want is None):
+                differ(i, s, f"property {p}: Z3 says {'holds' if vals[node] else 'broken'}, "
+                             f"the model says {want or 'holds'}")
+        for c, node in enc.conjuncts.items():
+            report.conjunct_checks += 1
+            if not vals[node]:
+                if faults:
+                    report.conjuncts_broken[c] = report.conjuncts_broken.get(c, 0) + 1
+                else:
+                    differ(i, s, f"conjunct {c} of the inductive invariant is false on a "
+                                 f"reachable state")
+        succ = (model.successors(s) if steps is None else
+                ((a, states[j]) for a, j in steps[i]))
+        enabled: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Action, State]] = {
+            _action_key(a): (a, post) for a, post in succ}
+        for key, (act, post) in enabled.items():
+            inst = enc.by_action.get(key)
+            if inst is None:
+                if act.name in encoded:
+                    differ(i, s, f"{act} is enabled but the encoding does not enumerate it")
+                else:
+                    report.gaps[act.name] = report.gaps.get(act.name, 0) + 1
+                continue
+            report.enabled_steps += 1
+            _compare_step(cfg, enc, inst, vals, s, act, post, lambda w: differ(i, s, w))
+        for inst in enc.instances:
+            key = _action_key(inst.action)
+            if key in enabled:
+                continue
+            if not vals[inst.guard]:
+                report.refused_steps += 1
+                continue
+            try:
+                post = model.next_state(s, inst.action)
+            except GuardError as exc:
+                differ(i, s, f"Z3 admits {inst.action}, the model refuses it ({exc})")
+                continue
+            report.outside_candidates += 1
+            _compare_step(cfg, enc, inst, vals, s, inst.action, post, lambda w: differ(i, s, w))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _compare_step(cfg: Config, enc: CompiledEncoding, inst: _Instance, vals: tuple[Any, ...],
+                  s: State, act: Action, post: State, differ: Callable[[str], None]) -> None:
+    if not vals[inst.guard]:
+        differ(f"the model enables {act}, the Z3 guard refuses it")
+        return
+    try:
+        want = enc.encoded(post)
+    except OutOfDomain as exc:
+        differ(f"the successor of {act} is outside the encoding's domain: {exc}")
+        return
+    got = inst.post(vals)
+    if got != want:
+        wrong = [f"{k}: Z3 {g}, model {w}" for k, g, w in zip(enc.keys, got, want) if g != w]
+        differ(f"successor of {act} differs: {'; '.join(wrong[:4])}")
+    for p, node in inst.steps:
+        msg = INVARIANTS[p].check_step(cfg, s, act, post)
+        if vals[node] != (msg is None):
+            differ(f"step form of {p} on {act}: Z3 says "
+                   f"{'holds' if vals[node] else 'broken'}, the model says {msg or 'holds'}")
+
+
+def agreement_configs() -> dict[str, Config]:
+    """One small configuration per feature slice the explorer checks, for every preset.
+
+    Each slice of :func:`ballast.statespace.suite.feature_slices` is shrunk further
+    (no guest disk, the fewest machine pages its host pages and VMs allow, one VPN;
+    a ``protocol-paging`` copy with the guest disk and one PPN);
+    one configuration is kept per slice and per protocol variant (module kind,
+    ``MUST_TELL_HOST``, guest policy) the presets choose.
+
+    >>> sorted(agreement_configs())[:3]
+    ['application/protocol', 'application/protocol-paging', 'default/hostile']
+    """
+    from ballast.model.config import PRESETS
+    from ballast.statespace.suite import feature_slices
+
+    out: dict[str, Config] = {}
+    seen: set[tuple[object, ...]] = set()
+    for preset_name, cfg in PRESETS.items():
+        for slice_name, small in feature_slices(cfg).items():
+            tiny = small.replace(guest_disk_slots=0,
+                                 machine_pages=small.host_page_units * small.vms,
+                                 guest_data_pages=min(small.guest_data_pages, 1))
+            shapes = {slice_name: tiny}
+            if small.guest_disk_slots and slice_name == "protocol":
+                # The guest paging out to its disk needs a disk slot; one PPN keeps it small.
+                shapes[f"{slice_name}-paging"] = tiny.replace(
+                    guest_disk_slots=small.guest_disk_slots, guest_pages=1)
+            for shape, c in shapes.items():
+                # One per slice, and one per variant of the protocol the presets choose.
+                variant = (shape, c.module, c.must_tell_host, c.guest_policy)
+                if variant not in seen:
+                    seen.add(variant)
+                    out[f"{preset_name}/{shape}"] = c
+    return out
