@@ -39,10 +39,10 @@ BMC_RLIMIT = 1_000_000_000
 EXPLORE_STATES = 1_000_000
 """Default states per feature slice for the explorer in ``ballast check``."""
 
-NUMERIC_SEEDS = 8
+NUMERIC_SEEDS = 4
 """Default seeds of the numeric core in ``ballast check``."""
 
-NUMERIC_BATCHES = 400
+NUMERIC_BATCHES = 200
 """Default batches per seed of the numeric core in ``ballast check``."""
 
 
