@@ -269,7 +269,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
             tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
                                               dir=Path(emit_trace).resolve().parent,
                                               prefix=".emit.", suffix=".tmp")
-            events = _teeing(events, tmp)
+            events = _teeing(events, tmp, features)
         with _progress(progress, f"validating {Path(name).name}", None) as update:
             rep = check_virtio(events, features, on_event=update)
         if tmp is not None:
@@ -290,9 +290,9 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace)
 
 
-def _teeing(events: Iterator[Any], out: IO[str]) -> Iterator[Any]:
+def _teeing(events: Iterator[Any], out: IO[str], features: frozenset[str]) -> Iterator[Any]:
     """Pass events on, writing each one's model step as a JSON line."""
-    steps = StepConverter()
+    steps = StepConverter(features=features)
     for item in events:
         yield item
         for st in steps.feed(*item):
