@@ -278,5 +278,7 @@ def trace_header(guest_pages: int, features: frozenset[str], source: str) -> Tra
     """The header of a converted QEMU trace."""
     return TraceHeader(trace_config(guest_pages, features),
                        source={"checker": "qemu", "seed": None, "trace": source,
-                               "features": sorted(features)},
+                               "features": sorted(features),
+                               # Every model step the log stands for is in the trace.
+                               "unlogged_actions": []},
                        comment="converted from a QEMU virtio-balloon trace by ballast validate")
