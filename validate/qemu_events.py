@@ -198,6 +198,8 @@ class StepConverter:
         elif k == "read_target":
             self.polled = e.value
             act = Action.of("balloon_poll", vm=vm)
+            # The driver must read what the host set: the model's target, observed.
+            observe = {f"vms/{vm}/module/target": e.value}
         elif k == "inflate":
             held = self.balloon + self.inflating + self.acked_in
             if (len(e.pfns) == 1 and self.balloon and held >= self.polled

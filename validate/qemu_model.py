@@ -103,26 +103,28 @@ class ModelJudge:
             return
         model, s = self.model, self.state
         assert model is not None and s is not None
-        where = dict(step=st.step, line=st.line, action=str(st.action),
-                     guest_pages=model.cfg.guest_pages)
         try:
             post = model.next_state(s, st.action)
         except GuardError as exc:
-            self.failure = ModelVerdict(False, self.steps, reason=exc.reason, **where)
+            self._fail(st, exc.reason)
             return
         if st.observe is not None:
             diff = observe_matches(post, st.observe)
             if diff is not None:
-                self.failure = ModelVerdict(False, self.steps, reason=f"observation differs: {diff}",
-                                            **where)
+                self._fail(st, f"observation differs: {diff}")
                 return
         bad = model.step_violations(s, st.action, post)
         if bad:
-            self.failure = ModelVerdict(False, self.steps, reason=bad[0].message,
-                                        property=bad[0].property, **where)
+            self._fail(st, bad[0].message, bad[0].property)
             return
         self.state = post
         self.steps += 1
+
+    def _fail(self, st: TraceStep, reason: str, prop: str | None = None) -> None:
+        assert self.model is not None
+        self.failure = ModelVerdict(False, self.steps, step=st.step, line=st.line,
+                                    action=str(st.action), reason=reason, property=prop,
+                                    guest_pages=self.model.cfg.guest_pages)
 
     def finish(self) -> ModelVerdict:
         """The verdict once every step was fed."""

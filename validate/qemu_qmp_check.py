@@ -117,7 +117,7 @@ class QmpCrossCheck:
             w = self.pending.pop(0)
             w.seen.add(self.actual)
             self.open.append(w)
-        still = []
+        still: list[_Window] = []
         for w in self.open:
             (self.closed if w.hi < t else still).append(w)
         self.open = still
@@ -149,8 +149,6 @@ class QmpCrossCheck:
     def trace_event(self, ev: TraceEvent) -> None:
         """Take one event of the QEMU trace (in trace order)."""
         if isinstance(ev, HostTarget):
-            if ev.time is not None:
-                self._advance(ev.time)
             if ev.target_bytes:
                 ram = ev.target_bytes + ev.num_pages * PAGE_SIZE
                 if self.ram is None:
@@ -159,11 +157,12 @@ class QmpCrossCheck:
                     self._add(RAM_SIZE_CONSTANT, ev.line,
                               f"the device's target {ev.target_bytes} with {ev.num_pages} pages "
                               f"implies {ram} bytes of guest RAM, not {self.ram}", "trace")
+            if ev.time is not None:
+                self._advance(ev.time)
             if self.next_request >= len(self.requests):
-                if self.requests or self.next_request:
-                    self._add(REQUEST_REACHES_DEVICE, ev.line,
-                              f"the device took target {ev.target_bytes} bytes but no balloon "
-                              f"request asked for it", "trace")
+                self._add(REQUEST_REACHES_DEVICE, ev.line,
+                          f"the device took target {ev.target_bytes} bytes but no balloon "
+                          f"request asked for it", "trace")
                 self.next_request += 1
                 return
             req = self.requests[self.next_request]
