@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
-from ballast.model.state import BALLOON, UNBACKED, State, swap_of
+from ballast.model.state import BALLOON, UNBACKED, State, VmState, swap_of
 
 __all__ = ["INVARIANTS", "Property", "Scope", "honest_vms"]
 
@@ -202,9 +202,23 @@ _register(Property(
     "host", state=_no_double_mapping))
 
 
+_CHOSEN = _LastSeen()
+
+
 def _guest_chooses_vm(cfg: Config, s: State, v: int) -> str | None:
     vm = s.vms[v]
-    for p in sorted(vm.ballooned):
+    key = (cfg, v, vm.ballooned, vm.guest.ppn_use, vm.deflate_queue)
+    if _CHOSEN.hit(key):
+        return _CHOSEN.value  # type: ignore[return-value]
+    found = _guest_chooses_of(vm, v)
+    _CHOSEN.key, _CHOSEN.value = key, found
+    return found
+
+
+def _guest_chooses_of(vm: VmState, v: int) -> str | None:
+    use = vm.guest.ppn_use
+    suspects = [p for p in vm.ballooned if use[p] != BALLOON]  # quick pass: usually none
+    for p in sorted(suspects):
         if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
             return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
                     f"gave it to the balloon module")
@@ -235,12 +249,27 @@ _register(Property(
     "guest", per_vm=_guest_chooses_vm, step=_guest_chooses_step))
 
 
+_UNBACKED = _LastSeen()
+
+
 def _ballooned_unbacked_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    key = (cfg, v, vm.ballooned, vm.p2m, s.host.swap)
+    if _UNBACKED.hit(key):
+        return _UNBACKED.value  # type: ignore[return-value]
+    found = _ballooned_unbacked_of(s, v)
+    _UNBACKED.key, _UNBACKED.value = key, found
+    return found
+
+
+def _ballooned_unbacked_of(s: State, v: int) -> str | None:
     vm = s.vms[v]
     if not vm.ballooned:
         return None
     swapped = swap_of(s.host, v)
-    for p in sorted(vm.ballooned):
+    p2m = vm.p2m
+    suspects = [p for p in vm.ballooned if p2m[p] != UNBACKED or p in swapped]
+    for p in sorted(suspects):  # quick pass: usually none
         if vm.p2m[p] != UNBACKED:
             return f"VM {v}: ballooned PPN {p} is still backed by MPN {vm.p2m[p]}"
         if p in swapped:
@@ -279,7 +308,19 @@ _register(Property(
     "guest", per_vm=_accounting_vm))
 
 
+_ISOLATED = _LastSeen()
+
+
 def _isolation_state(cfg: Config, s: State) -> str | None:
+    key = (cfg, s.host.content, s.host.free, s.host.cow, *(vm.p2m for vm in s.vms))
+    if _ISOLATED.hit(key):
+        return _ISOLATED.value  # type: ignore[return-value]
+    found = _isolation_of(s)
+    _ISOLATED.key, _ISOLATED.value = key, found
+    return found
+
+
+def _isolation_of(s: State) -> str | None:
     backed = _backed_mpns(s)
     if len(set(backed)) != len(backed):  # some MPN backs two guest pages
         for m, who in s.mappers().items():
