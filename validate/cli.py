@@ -467,7 +467,7 @@ def _capture_cmd(args: argparse.Namespace) -> int:
                          if result.guest_features is not None and result.guest_features >> bit & 1)
     if result.guest_features is None:
         features = frozenset({DEFLATE_ON_OOM}) if args.deflate_on_oom else frozenset()
-    outcome = validate_qemu(result.trace_log, features)
+    outcome = validate_qemu(result.trace_log, features, qmp=result.qmp_log)
     if not args.json:
         steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
                           for s in result.steps)

@@ -8,7 +8,8 @@ trace prefix are both host epoch seconds):
   as QEMU does, and the device took no target nobody asked for;
 - :data:`ACTUAL_MATCHES_DEVICE` -- every ``BALLOON_CHANGE`` event and every
   ``query-balloon`` answer is the guest's RAM minus an ``actual`` the driver had written
-  (or the initial 0) around that moment (:data:`SLACK_S` either side);
+  (or the initial 0) around that moment (:data:`SLACK_S` either side of QEMU's event
+  timestamp; up to :data:`REPLY_DELAY_S` before an answer was received);
 - :data:`RAM_SIZE_CONSTANT` -- every target the device took implies the same guest RAM
   size (``target + num_pages * 4096``), and no QMP answer reports more than it.
 
@@ -40,8 +41,8 @@ from ballast.validate.qemu_log import (
     TraceEvent,
 )
 
-__all__ = ["ACTUAL_MATCHES_DEVICE", "QMP_CHECKS", "RAM_SIZE_CONSTANT", "REQUEST_REACHES_DEVICE",
-           "SLACK_S", "QmpCrossCheck", "QmpFinding"]
+__all__ = ["ACTUAL_MATCHES_DEVICE", "QMP_CHECKS", "RAM_SIZE_CONSTANT", "REPLY_DELAY_S",
+           "REQUEST_REACHES_DEVICE", "SLACK_S", "QmpCrossCheck", "QmpFinding"]
 
 REQUEST_REACHES_DEVICE = "qmp_balloon_request_reaches_device"
 ACTUAL_MATCHES_DEVICE = "qmp_actual_matches_device"
@@ -59,6 +60,10 @@ QMP_CHECKS: dict[str, str] = {
 SLACK_S = 0.05
 """Seconds either side of a QMP moment within which a driver's write may count (QEMU
 sends BALLOON_CHANGE just before it traces the write; the QMP client stamps on receipt)."""
+
+
+REPLY_DELAY_S = 1.0
+"""Seconds before a ``query-balloon`` answer was received within which QEMU may have made it."""
 
 
 @dataclass(frozen=True)
@@ -92,16 +97,14 @@ class QmpCrossCheck:
                   and e.command == "balloon"}
         self.requests = [e for e in self.requests if repr(e.id) not in failed]
         windows: list[_Window] = []
-        sends = {repr(e.id): e.time for e in events if isinstance(e, BalloonCommand)}
         for e in events:
             if isinstance(e, BalloonChange):
                 t = e.event_time if e.event_time is not None else e.time
                 windows.append(_Window(e, t - SLACK_S, t + SLACK_S))
             elif isinstance(e, BalloonQueryReply):
-                # The request's send time is not kept by the reader; the reply is stamped
-                # on receipt, a few milliseconds after QEMU answered.
-                start = sends.get(repr(e.id), e.time)
-                windows.append(_Window(e, min(start, e.time) - SLACK_S, e.time + SLACK_S))
+                # The reply is stamped on receipt, after QEMU answered: on a loaded host
+                # that can be long after, so the window reaches back REPLY_DELAY_S.
+                windows.append(_Window(e, e.time - REPLY_DELAY_S, e.time + SLACK_S))
         windows.sort(key=lambda w: w.lo)
         self.pending = windows
         self.open: list[_Window] = []
