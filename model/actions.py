@@ -514,7 +514,9 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     require(cfg.refusal or not refuse, "vmm_reclaim", "refusal is switched off")
     accepted: set[int] = set()
     refused: set[int] = set()
-    room = v.target - len(v.ballooned)
+    # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
+    # PPN is acknowledged before the old one is released (virtio's device checks no target).
+    room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
     for ppn in v.inflate_queue:
         if (not 0 <= ppn < cfg.guest_pages or ppn in v.ballooned or ppn in accepted
                 or len(accepted) >= room or ppn in refuse):
@@ -691,11 +693,13 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
 
 @action(Actor.MODULE, vm_candidates=_per_vm)
 def balloon_poll(cfg: Config, s: State, vm: int) -> State:
-    """The balloon module reads the targets the host set (it polls about once a second)."""
+    """The balloon module reads the targets the host set (it polls about once a second).
+
+    With ``reread_target`` it may read them again unchanged, as a real driver does."""
     v = s.vms[vm]
     m = v.module
-    require(m.target != v.target or m.cpu_target != v.cpu_target, "balloon_poll",
-            "the module already knows the current targets")
+    require(cfg.reread_target or m.target != v.target or m.cpu_target != v.cpu_target,
+            "balloon_poll", "the module already knows the current targets")
     return s.with_vm(vm, v.replace(module=replace(m, target=v.target, cpu_target=v.cpu_target)))
 
 
@@ -778,7 +782,10 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
             "no acknowledgement is waiting")
     m = v.module
     guest = v.guest
-    mine = {p for p, use in enumerate(guest.ppn_use) if use == BALLOON}
+    # The acknowledged pages the guest still holds for the balloon (read per page, not
+    # over the whole guest: a real guest has hundreds of thousands of PPNs).
+    mine = {p for p in v.acked_inflate | v.acked_refused | v.acked_deflate
+            if 0 <= p < len(guest.ppn_use) and guest.ppn_use[p] == BALLOON}
     balloon = m.balloon | (v.acked_inflate & mine)
     refused = (m.refused | (v.acked_refused & mine)) - balloon
     if cfg.must_tell_host:
@@ -838,6 +845,91 @@ def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     guest = replace(v.guest, vcpus=v.guest.vcpus | {vcpu})
     host = replace(s.host, idle_pcpus=s.host.idle_pcpus - 1)
     return State(host, s.vms).with_vm(vm, v.replace(guest=guest))
+
+
+def _migration_in_flight(v: VmState) -> int:
+    """Pages the module holds or awaits beyond the target it read: a migrating new page."""
+    m = v.module
+    return len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate) - m.target
+
+
+def _migration_starts(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if v.module.balloon and _migration_in_flight(v) == 0 and usable_free(cfg, v) >= 1:
+        for ppns in policy_for(cfg.guest_policy).allocations(balloon_view(v), 1):
+            yield {"vm": vm, "new": ppns[0]}
+
+
+@action(Actor.MODULE, vm_candidates=_migration_starts, feature=lambda c: c.migration)
+def balloon_migrate(cfg: Config, s: State, vm: int, new: int) -> State:
+    """The guest's memory compaction moves a page of the balloon: it hands the module a
+    free page ``new`` (its allocator's choice) and the module reports it for inflation,
+    one page beyond the target, before it lets the old page go
+    (:func:`balloon_migrate_release`). ``actual`` does not change."""
+    v = s.vms[vm]
+    require(bool(v.module.balloon), "balloon_migrate", "the balloon holds no page to migrate")
+    require(_migration_in_flight(v) == 0, "balloon_migrate",
+            "the balloon is not at its target, or a migration is already under way")
+    require(isinstance(new, int) and usable_free(cfg, v) >= 1
+            and policy_for(cfg.guest_policy).allows_allocation(balloon_view(v), (new,)),
+            "balloon_migrate", "this is not a page the guest's allocator hands out")
+    guest = replace(v.guest, ppn_use=_with_use(v.guest.ppn_use, (new,), BALLOON))
+    return s.with_vm(vm, v.replace(guest=guest,
+                                   inflate_queue=sorted_tuple(v.inflate_queue + (new,))))
+
+
+def _migration_ends(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if v.acked_inflate and _migration_in_flight(v) > 0:
+        for old in sorted(v.module.balloon):
+            yield {"vm": vm, "old": old}
+
+
+@action(Actor.MODULE, vm_candidates=_migration_ends, feature=lambda c: c.migration)
+def balloon_migrate_release(cfg: Config, s: State, vm: int, old: int) -> State:
+    """Once the VMM acknowledged the new page of a migration, the module reports the old
+    page ``old`` for deflation; the guest may reuse it as after any deflate. The balloon
+    keeps its size: the new page joins it with the next acknowledgements the module takes."""
+    v = s.vms[vm]
+    m = v.module
+    require(bool(v.acked_inflate) and _migration_in_flight(v) > 0, "balloon_migrate_release",
+            "no migrating page has been acknowledged by the VMM")
+    require(isinstance(old, int) and old in m.balloon, "balloon_migrate_release",
+            "only an acknowledged balloon page can be migrated away")
+    guest = v.guest
+    if not cfg.must_tell_host and guest.ppn_use[old] == BALLOON:
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, (old,), FREE))
+    return s.with_vm(vm, v.replace(
+        guest=guest, module=replace(m, balloon=m.balloon - {old}),
+        deflate_queue=sorted_tuple(v.deflate_queue + (old,))))
+
+
+def _oom_deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    k = min(cfg.batch, len(v.module.balloon))
+    if k > 0:
+        yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
+
+
+@action(Actor.MODULE, vm_candidates=_oom_deflations,
+        feature=lambda c: c.deflate_on_oom and c.oom_notifier)
+def balloon_oom_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The guest ran out of memory and its OOM notifier deflates up to one report of balloon
+    pages, whatever the target (virtio DEFLATE_ON_OOM). The pressure itself is not modelled
+    with ``oom_notifier``: a real guest's use of memory is not visible to the device."""
+    v = s.vms[vm]
+    m = v.module
+    require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.batch, "balloon_oom_deflate",
+            f"one report carries 1 to {cfg.batch} pages")
+    require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate",
+            "only acknowledged balloon pages can be deflated")
+    guest = v.guest
+    if not cfg.must_tell_host:
+        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
+    return s.with_vm(vm, v.replace(
+        guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
+        deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
 
 
 # --------------------------------------------------------------------------

@@ -109,6 +109,17 @@ class Config:
     """Physical processors of the host (processors feature)."""
     hostile_vms: frozenset[int] = field(default_factory=frozenset)
     """VMs whose guest is hostile or buggy: it may send any report it likes."""
+    reread_target: bool = False
+    """The module may read the targets again when they have not changed (a real driver
+    re-reads the config space each time round its fill and leak loops)."""
+    migration: bool = False
+    """The guest's memory compaction may move a page of the balloon to another PPN
+    (Linux ``virtballoon_migratepage``): the new page is inflated, then the old one deflated,
+    ``actual`` unchanged; the VMM takes the one page beyond the target this needs."""
+    oom_notifier: bool = False
+    """With ``deflate_on_oom``: the guest's out-of-memory notifier may deflate up to one
+    report of pages at any time. The guest's memory pressure is not modelled (a device-level
+    trace does not show it), so the notifier's firing is a free choice."""
 
     def __post_init__(self) -> None:
         if self.vms < 1:
@@ -128,6 +139,8 @@ class Config:
             raise ConfigError("processors: vms * vcpus must not exceed pcpus")
         if self.processors and self.vcpus < 1:
             raise ConfigError("processors: each VM needs at least its boot vCPU")
+        if self.oom_notifier and not self.deflate_on_oom:
+            raise ConfigError("oom_notifier needs deflate_on_oom")
         bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
         if bad:
             raise ConfigError(f"hostile_vms names VMs that do not exist: {sorted(bad)}")
@@ -232,6 +245,11 @@ PRESETS: dict[str, Config] = {
                       hostile_vms=frozenset({1}), sharing=True),
     "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                          processors=True, vcpus=2, pcpus=5),
+    "qemu": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,
+                   machine_pages=4, host_swap_slots=0, tokens=1, host_use=False,
+                   must_tell_host=False, deflate_on_oom=True, reset=True,
+                   guest_policy=GuestPolicyName.ANY, reread_target=True, migration=True,
+                   oom_notifier=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

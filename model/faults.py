@@ -162,3 +162,28 @@ def _cpu_double(cfg: Config, s: State, vm: int) -> State:
     v = s.vms[vm]
     require(bool(v.parked_vcpus), "vmm_cpu_reclaim", "nothing parked")
     return State(replace(s.host, idle_pcpus=s.host.idle_pcpus + len(v.parked_vcpus)), s.vms)
+
+
+@_fault("migrate_forgets_old_page", "balloon_migrate_release", "migration_loses_nothing",
+        migration=True, must_tell_host=False, deflate_on_oom=True)
+def _migrate_forgets(cfg: Config, s: State, vm: int, old: int) -> State:
+    """A migration that drops the old page from the module's balloon without reporting it:
+    the VMM keeps it ballooned and no one will ever give it back."""
+    v = s.vms[vm]
+    require(bool(v.acked_inflate), "balloon_migrate_release", "no migrating page acknowledged")
+    require(old in v.module.balloon, "balloon_migrate_release", "not a balloon page")
+    return s.with_vm(vm, v.replace(module=replace(v.module, balloon=v.module.balloon - {old})))
+
+
+@_fault("oom_deflate_without_report", "balloon_oom_deflate", "guest_chooses_pages",
+        deflate_on_oom=True, oom_notifier=True, must_tell_host=False)
+def _oom_unreported(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The OOM notifier hands balloon pages back to the guest without telling the VMM."""
+    v = s.vms[vm]
+    m = v.module
+    require(bool(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate", "not balloon pages")
+    use = list(v.guest.ppn_use)
+    for p in ppns:
+        use[p] = -1
+    return s.with_vm(vm, v.replace(guest=replace(v.guest, ppn_use=tuple(use)),
+                                   module=replace(m, balloon=m.balloon - set(ppns))))

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
-from ballast.model.state import BALLOON, UNBACKED, State, swap_of
+from ballast.model.state import BALLOON, UNBACKED, State, VmState, swap_of
 
 __all__ = ["INVARIANTS", "Property", "Scope", "honest_vms"]
 
@@ -112,12 +112,45 @@ def _each_vm(prop: Property) -> StateCheck:
 # --------------------------------------------------------------------------
 
 
+class _LastSeen:
+    """The last arguments (by identity) and result of one check: consecutive states of a
+    long trace share most of their frozen parts, so an unchanged part is not re-read."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] = ()
+        self.value: object = None
+
+    def hit(self, key: tuple[object, ...]) -> bool:
+        return len(key) == len(self.key) and all(a is b for a, b in zip(key, self.key))
+
+
+_BACKED = _LastSeen()
+_CONSERVED = _LastSeen()
+
+
 def _backed_mpns(s: State) -> list[int]:
     """Every MPN behind a guest page, once per guest page it backs."""
-    return [m for vm in s.vms for m in vm.p2m if m != UNBACKED]
+    key = tuple(vm.p2m for vm in s.vms)
+    if _BACKED.hit(key):
+        found: list[int] = _BACKED.value  # type: ignore[assignment]
+        return found
+    found = [m for p2m in key for m in p2m if m != UNBACKED]
+    _BACKED.key, _BACKED.value = key, found
+    return found
 
 
 def _conservation(cfg: Config, s: State) -> str | None:
+    key = (cfg, s.host.free, s.host.in_use, *(vm.p2m for vm in s.vms))
+    if _CONSERVED.hit(key):
+        return _CONSERVED.value  # type: ignore[return-value]
+    found = _conservation_of(cfg, s)
+    _CONSERVED.key, _CONSERVED.value = key, found
+    return found
+
+
+def _conservation_of(cfg: Config, s: State) -> str | None:
     free, used = s.host.free, s.host.in_use
     backed = set(_backed_mpns(s))
     # Quick pass: three sets whose sizes add up to the size of their union are
@@ -169,9 +202,23 @@ _register(Property(
     "host", state=_no_double_mapping))
 
 
+_CHOSEN = _LastSeen()
+
+
 def _guest_chooses_vm(cfg: Config, s: State, v: int) -> str | None:
     vm = s.vms[v]
-    for p in sorted(vm.ballooned):
+    key = (cfg, v, vm.ballooned, vm.guest.ppn_use, vm.deflate_queue)
+    if _CHOSEN.hit(key):
+        return _CHOSEN.value  # type: ignore[return-value]
+    found = _guest_chooses_of(vm, v)
+    _CHOSEN.key, _CHOSEN.value = key, found
+    return found
+
+
+def _guest_chooses_of(vm: VmState, v: int) -> str | None:
+    use = vm.guest.ppn_use
+    suspects = [p for p in vm.ballooned if use[p] != BALLOON]  # quick pass: usually none
+    for p in sorted(suspects):
         if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
             return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
                     f"gave it to the balloon module")
@@ -202,12 +249,27 @@ _register(Property(
     "guest", per_vm=_guest_chooses_vm, step=_guest_chooses_step))
 
 
+_UNBACKED = _LastSeen()
+
+
 def _ballooned_unbacked_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    key = (cfg, v, vm.ballooned, vm.p2m, s.host.swap)
+    if _UNBACKED.hit(key):
+        return _UNBACKED.value  # type: ignore[return-value]
+    found = _ballooned_unbacked_of(s, v)
+    _UNBACKED.key, _UNBACKED.value = key, found
+    return found
+
+
+def _ballooned_unbacked_of(s: State, v: int) -> str | None:
     vm = s.vms[v]
     if not vm.ballooned:
         return None
     swapped = swap_of(s.host, v)
-    for p in sorted(vm.ballooned):
+    p2m = vm.p2m
+    suspects = [p for p in vm.ballooned if p2m[p] != UNBACKED or p in swapped]
+    for p in sorted(suspects):  # quick pass: usually none
         if vm.p2m[p] != UNBACKED:
             return f"VM {v}: ballooned PPN {p} is still backed by MPN {vm.p2m[p]}"
         if p in swapped:
@@ -246,13 +308,27 @@ _register(Property(
     "guest", per_vm=_accounting_vm))
 
 
+_ISOLATED = _LastSeen()
+
+
 def _isolation_state(cfg: Config, s: State) -> str | None:
+    key = (cfg, s.host.content, s.host.free, s.host.cow, *(vm.p2m for vm in s.vms))
+    if _ISOLATED.hit(key):
+        return _ISOLATED.value  # type: ignore[return-value]
+    found = _isolation_of(s)
+    _ISOLATED.key, _ISOLATED.value = key, found
+    return found
+
+
+def _isolation_of(s: State) -> str | None:
     backed = _backed_mpns(s)
     if len(set(backed)) != len(backed):  # some MPN backs two guest pages
         for m, who in s.mappers().items():
             vms = {v for v, _ in who}
             if len(vms) > 1 and m not in s.host.cow:
                 return f"MPN {m} is writable by VMs {sorted(vms)}"
+    if not any(s.host.content):  # quick pass: every machine page holds the zero page
+        return None
     dirty = [m for m in sorted(s.host.free) if s.host.content[m] != 0]
     if dirty:
         return f"free MPN {dirty[0]} still holds data (token {s.host.content[dirty[0]]})"
@@ -293,6 +369,8 @@ _register(Property(
 def _data_intact_vm(cfg: Config, s: State, v: int) -> str | None:
     vm = s.vms[v]
     g = vm.guest
+    if not g.expected and not g.disk and not g.lru:
+        return None  # quick pass: a guest without processes has no data to lose
     swapped = swap_of(s.host, v)
     resident: dict[int, int] = {}
     for p, use in enumerate(g.ppn_use):
@@ -332,6 +410,8 @@ _register(Property(
 def _whole_host_pages(cfg: Config, s: State) -> str | None:
     u = cfg.host_page_units
     used = s.host.in_use
+    if u == 1 or not used:  # quick pass: a one-unit host page is always whole
+        return None
     for hp in range(cfg.host_pages):
         units = set(range(hp * u, (hp + 1) * u))
         part = units & used
@@ -371,3 +451,26 @@ _register(Property(
     The same mechanism for a second resource: the guest chooses which vCPU to give
     up, and no processor is counted twice.""",
     "host", state=_processor_conservation, feature=lambda cfg: cfg.processors))
+
+
+def _balloon_tracked_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    if not vm.ballooned:
+        return None
+    m = vm.module
+    lost = vm.ballooned - m.balloon - vm.acked_inflate - set(vm.deflate_queue)
+    if lost:
+        return (f"VM {v}: the VMM holds PPNs {sorted(lost)} as ballooned but the module neither "
+                f"holds them, nor awaits their acknowledgement, nor reported them for deflation")
+    return None
+
+
+_register(Property(
+    "migration_loses_nothing",
+    """While a balloon page migrates, nothing is lost: every PPN the VMM holds as ballooned is the module's.
+
+    A migration (``balloon_migrate``) has the new page on its way into the balloon and
+    the old one on its way out at the same time; at every moment each PPN the VMM holds
+    as ballooned is in the module's balloon, acknowledged to the module, or reported
+    for deflation, so no page is leaked (pinned by nobody) and none is counted twice.""",
+    "guest", per_vm=_balloon_tracked_vm, feature=lambda cfg: cfg.migration))

@@ -586,15 +586,6 @@ def read_trace(path: str | Path) -> Trace:
         raise InputError(str(p), None, "not a UTF-8 text file") from None
 
 
-def _lookup(data: Any, path: str) -> Any:
-    for part in path.strip("/").split("/"):
-        if isinstance(data, list):
-            data = data[int(part)]
-        else:
-            data = data[part]
-    return data
-
-
 def observe_matches(state: State, observe: dict[str, Any]) -> str | None:
     """None if ``state`` agrees with a partial observation, else what differs.
 
@@ -606,15 +597,41 @@ def observe_matches(state: State, observe: dict[str, Any]) -> str | None:
     >>> observe_matches(s, {"vms/0/module/actual": 3})
     'vms/0/module/actual is 0, observed 3'
     """
-    full = state.to_dict()
     for path, want in observe.items():
         try:
             # Contents (model.contents) are derived from the state, not a path into it.
             have = content_observation(state, path)
             if have is None:
-                have = _lookup(full, path)
-        except (KeyError, IndexError, ValueError):
+                # Only the observed field is converted, not the whole state: a real
+                # guest's state is large and most steps observe one number.
+                have = _plain_field(_state_field(state, path))
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError):
             return f"{path} is not part of the model's state"
         if have != want:
             return f"{path} is {have}, observed {want}"
     return None
+
+
+def _state_field(state: Any, path: str) -> Any:
+    """The value at a slash path of :meth:`State.to_dict`, read from the state itself."""
+    value = state
+    for part in path.strip("/").split("/"):
+        if isinstance(value, tuple):
+            value = value[int(part)]
+        elif part in getattr(value, "__dataclass_fields__", {}):
+            value = getattr(value, part)
+        else:
+            raise KeyError(part)
+    return value
+
+
+def _plain_field(value: Any) -> Any:
+    """The ``State.to_dict`` form of one field."""
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_plain_field(v) for v in value]
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain_field(getattr(value, name)) for name in fields}
+    return value

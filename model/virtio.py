@@ -28,10 +28,10 @@ model                     profile
 ``deflate_on_oom``
 ========================  ====================================================
 
-Where the real protocol has what the model lacks: the model's module never inflates
-beyond its target, so **page migration** (Linux compaction: a one-page inflate of the new
-page and a one-page deflate of the old one, ``actual`` unchanged) is not a model
-behaviour; the rules below allow it because the specification does.  The model has no
+**Page migration** (Linux compaction: a one-page inflate of the new page, acknowledged,
+then a one-page deflate of the old one, ``actual`` unchanged) is the model's
+``balloon_migrate`` and ``balloon_migrate_release`` (``migration`` feature); the rules
+below allow it because the specification does.  The model has no
 statistics queue, free page hinting, page reporting or page poisoning; guest memory
 pressure (DEFLATE_ON_OOM) is guest-internal and not visible to the device, so with that
 feature a deflate is never blamed on rule 3.  Conversely the model's VMM may *refuse*
@@ -228,6 +228,25 @@ def _deflate(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
     ppns = _ints(args["ppns"])
     freed = [] if cfg.must_tell_host else [VirtioEvent("use", ppns)]
     return [VirtioEvent("deflate", ppns)] + freed
+
+
+@_projects("balloon_migrate")
+def _migrate(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+             ) -> list[VirtioEvent]:
+    return [VirtioEvent("inflate", _ints((args["new"],)))]
+
+
+@_projects("balloon_migrate_release")
+def _migrate_release(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                     ) -> list[VirtioEvent]:
+    old = _ints((args["old"],))
+    return [VirtioEvent("deflate", old)] + ([] if cfg.must_tell_host else [VirtioEvent("use", old)])
+
+
+@_projects("balloon_oom_deflate")
+def _oom_deflate(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                 ) -> list[VirtioEvent]:
+    return _deflate(cfg, a, b, args)
 
 
 @_projects("vmm_release")

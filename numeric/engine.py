@@ -413,7 +413,7 @@ class Engine:
             if not cfg.refusal:
                 ok[k] = False
         bal = (rows & BAL) != 0
-        room = a.target[vms] - bal.sum(axis=1)
+        room = a.target[vms] - bal.sum(axis=1) + (1 if cfg.migration else 0)
         cand = iq & ~bal & ~refmask
         acc = cand & (np.cumsum(cand, axis=1) <= room[:, None]) & ok[:, None]
         refused = iq & ~acc & ok[:, None]
@@ -612,6 +612,8 @@ class Engine:
     def balloon_poll(self, vms: Ints) -> Mask:
         a = self.arr
         ok = (a.mtarget[vms] != a.target[vms]) | (a.mcpu_target[vms] != a.cpu_target[vms])
+        if self.cfg.reread_target:
+            ok[:] = True
         a.mtarget[vms[ok]] = a.target[vms[ok]]
         a.mcpu_target[vms[ok]] = a.cpu_target[vms[ok]]
         return ok

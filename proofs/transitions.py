@@ -438,7 +438,8 @@ def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     counts = [s.i("inq", vm, q) for q in range(G + 1)]
     guard = z3.And(nq > 0, z3.Or(refuse == -1, select(counts, refuse) > 0),
                    z3.Or(z3.BoolVal(cfg.refusal), refuse == -1))
-    room = s.i("target", vm) - count(s.b("ballooned", vm, p) for p in range(G))
+    room = (s.i("target", vm) - count(s.b("ballooned", vm, p) for p in range(G))
+            + (1 if cfg.migration else 0))
     accepted: list[z3.BoolRef] = []
     upd: dict[Key, z3.ExprRef] = {}
     for q in range(G + 1):
@@ -576,7 +577,8 @@ def _guest_reset(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
 @_encodes("balloon_poll", _per_vm)
 def _balloon_poll(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
-    guard = z3.Or(s.i("mtarget", vm) != s.i("target", vm), s.i("mcpu", vm) != s.i("cpu_target", vm))
+    guard = z3.Or(z3.BoolVal(cfg.reread_target), s.i("mtarget", vm) != s.i("target", vm),
+                  s.i("mcpu", vm) != s.i("cpu_target", vm))
     return guard, s.set({("mtarget", vm): s.i("target", vm), ("mcpu", vm): s.i("cpu_target", vm)})
 
 

@@ -58,9 +58,49 @@ def state_diff(before: State, after: State) -> list[tuple[str, object, object]]:
     >>> state_diff(s0, apply(cfg, s0, Action.of("host_set_target", vm=0, pages=2)))
     [('vms/0/target', 0, 2)]
     """
-    a, b = flatten(before.to_dict()), flatten(after.to_dict())
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b), key=_order)
-            if a.get(k) != b.get(k)]
+    # Walks both states together and skips every part the step left identical (the
+    # model shares unchanged frozen parts), so a large guest costs only what changed;
+    # the paths and values are those of ``flatten(state.to_dict())`` (tested).
+    out: list[tuple[str, object, object]] = []
+    _diff(before, after, "", out)
+    out.sort(key=lambda change: _order(change[0]))
+    return out
+
+
+_PER_PAGE = ("/p2m", "/content", "/ppn_use", "/expected")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    return value
+
+
+def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object]]) -> None:
+    if a is b:
+        return
+    fields = getattr(a, "__dataclass_fields__", None)
+    if fields is not None and type(a) is type(b):
+        for name in fields:
+            _diff(getattr(a, name), getattr(b, name), f"{prefix}/{name}" if prefix else name, out)
+        return
+    if (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and a
+            and all(hasattr(x, "__dataclass_fields__") for x in a + b)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _diff(x, y, f"{prefix}/{i}", out)
+        return
+    if (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and len(a) > 1
+            and prefix.endswith(_PER_PAGE)):
+        out.extend((f"{prefix}/{i}", x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        return
+    pa, pb = _plain(a), _plain(b)
+    if pa != pb:
+        out.append((prefix, pa, pb))
 
 
 def format_value(value: object) -> str:

@@ -203,6 +203,14 @@ def messages(cfg: Config, pre: State, act: Action, post: State) -> list[Message]
         out.append(Message(m, "vmm", f"parks vCPU {k['vcpu']}", GUEST_CHOSE))
     elif name == "balloon_cpu_online":
         out.append(Message(m, "vmm", f"brings vCPU {k['vcpu']} online"))
+    elif name == "balloon_migrate":
+        out.append(Message(g, m, f"compaction gives PPN {k['new']} for a balloon page",
+                           GUEST_ALLOCATOR_CHOSE))
+        out.append(Message(m, "vmm", f"inflate PPN {k['new']} (migration)"))
+    elif name == "balloon_migrate_release":
+        out.append(Message(m, "vmm", f"deflate PPN {k['old']} (migrated away)"))
+    elif name == "balloon_oom_deflate":
+        out.append(Message(m, "vmm", f"out of memory: deflate {_pages(_ints(act, 'ppns'))}"))
     elif name == "rogue_report":
         out.append(Message(g, "vmm", f"hostile {k['queue']} report of PPN {k['ppn']}"))
     elif name == "rogue_touch":

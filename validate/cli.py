@@ -39,6 +39,8 @@ from ballast.validate.qemu_log import (
     read_qmp,
     read_trace,
 )
+from ballast.validate.qemu_model import ModelJudge, ModelVerdict
+from ballast.validate.qemu_qmp_check import QMP_CHECKS, QmpCrossCheck, QmpFinding
 from ballast.validate.trace_check import TraceReport, validate_steps
 from ballast.validate.virtio_check import VirtioReport, check_virtio
 
@@ -65,6 +67,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     p.add_argument("--emit-trace", metavar="FILE",
                    help="--format qemu: also write the trace converted to the project format")
+    p.add_argument("--no-model", action="store_true",
+                   help="--format qemu: judge by the VirtIO rules alone, not also by the model")
     p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_validate_cmd)
@@ -140,10 +144,11 @@ def _validate_cmd(args: argparse.Namespace) -> int:
             raise UsageError(f"--emit-trace {args.emit_trace} is the QMP log being read")
         features = _features(args.features, args.qmp)
         out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, qmp=args.qmp,
+                            model=not args.no_model)
         return _report_qemu(out, args.strict, args.json, sys.stdout)
-    if args.qmp or args.features or args.emit_trace:
-        raise UsageError("--qmp, --features and --emit-trace go with --format qemu")
+    if args.qmp or args.features or args.emit_trace or args.no_model:
+        raise UsageError("--qmp, --features, --emit-trace and --no-model go with --format qemu")
     return _validate_ballast(args)
 
 
@@ -253,11 +258,23 @@ class QemuOutcome:
     guest_pages: int | None
     seconds: float
     emitted: str | None
+    model: ModelVerdict | None = None
+    """The reference model's verdict (None when not asked for)."""
+    qmp: list[QmpFinding] | None = None
+    """Broken QMP cross-checks (None without a QMP log)."""
+
+    @property
+    def clean(self) -> bool:
+        """No rule broken, every step explained by the model, every QMP check holds."""
+        return (self.report.violation is None and (self.model is None or self.model.ok)
+                and not self.qmp)
 
 
 def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
-                  emit_trace: str | None = None, progress: bool = False) -> QemuOutcome:
-    """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules.
+                  emit_trace: str | None = None, progress: bool = False,
+                  qmp: str | os.PathLike[str] | None = None, model: bool = True) -> QemuOutcome:
+    """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules and,
+    with ``model`` (the default), the reference model; with ``qmp`` cross-check the QMP log.
 
     With ``emit_trace`` the converted project-format trace is written there too (only
     when the whole log was read without error: no partial file).
@@ -271,7 +288,17 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     start = time.perf_counter()
     tmp: IO[str] | None = None
     try:
-        events: Iterator[Any] = profile_events(read_trace(name), features, size)
+        cross = None
+        if qmp is not None:
+            try:
+                cross = QmpCrossCheck(read_qmp(qmp))
+            except OSError as exc:
+                raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
+        raw: Iterator[Any] = read_trace(name)
+        if cross is not None:
+            raw = _tapping(raw, cross)
+        events: Iterator[Any] = profile_events(raw, features, size)
+        judge = ModelJudge(features, size) if model else None
         if emit_trace is not None:
             try:
                 tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
@@ -279,13 +306,18 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
                                                   prefix=".emit.", suffix=".tmp")
             except OSError as exc:
                 raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
-            events = _teeing(events, tmp, str(emit_trace))
+        if tmp is not None or judge is not None:
+            events = _teeing(events, tmp, features, judge, str(emit_trace))
         with _progress(progress, f"validating {Path(name).name}", None) as update:
             rep = check_virtio(events, features, on_event=update)
-        if tmp is not None:
-            # The header needs the guest size, known only once the log was read.
+            # The model, the QMP cross-checks and the converted trace see the whole log,
+            # also past a broken rule.
             for _ in events:
-                pass
+                if tmp is None and cross is None and (judge is None or judge.failed):
+                    break
+        verdict = judge.finish() if judge is not None else None
+        findings = cross.finish() if cross is not None else None
+        if tmp is not None:
             try:
                 tmp.close()
             except OSError as exc:
@@ -300,7 +332,8 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         if tmp is not None:
             tmp.close()
             os.unlink(tmp.name)
-    return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace)
+    return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
+                       verdict, findings)
 
 
 def _check_emit_destination(dest: Path, source: Path) -> None:
@@ -315,16 +348,27 @@ def _check_emit_destination(dest: Path, source: Path) -> None:
         raise OutputError(str(dest), f"cannot create its folder: {exc.strerror}") from None
 
 
-def _teeing(events: Iterator[Any], out: IO[str], dest: str) -> Iterator[Any]:
-    """Pass events on, writing each one's model step as a JSON line."""
-    steps = StepConverter()
+def _tapping(events: Iterator[Any], cross: QmpCrossCheck) -> Iterator[Any]:
+    """Pass trace events on, showing each to the QMP cross-check."""
+    for ev in events:
+        cross.trace_event(ev)
+        yield ev
+
+
+def _teeing(events: Iterator[Any], out: IO[str] | None, features: frozenset[str],
+            judge: ModelJudge | None, dest: str) -> Iterator[Any]:
+    """Pass events on, judging each one's model step and writing it as a JSON line."""
+    steps = StepConverter(features=features)
     for item in events:
         yield item
         for st in steps.feed(*item):
-            try:
-                out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
-            except OSError as exc:
-                raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+            if judge is not None:
+                judge.feed(st)
+            if out is not None:
+                try:
+                    out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
+                except OSError as exc:
+                    raise OutputError(dest, f"cannot write: {exc.strerror}") from None
 
 
 def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str],
@@ -347,6 +391,10 @@ def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str]
                 out.write(json.dumps(rec, separators=(",", ":")) + "\n")
             out.flush()
             os.fsync(out.fileno())
+        # A temporary file is private (0600); the trace is an ordinary file (0666 less umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(out_name, 0o666 & ~mask)
         os.replace(out_name, final)
         out_name = None
     except OSError as exc:
@@ -359,8 +407,9 @@ def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str]
 
 def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:
     rep = o.report
-    code = EXIT_VIOLATION if rep.violation is not None or (strict and rep.warnings) else EXIT_OK
+    code = EXIT_VIOLATION if not o.clean or (strict and rep.warnings) else EXIT_OK
     v = rep.violation
+    mv = o.model
     if as_json:
         data: dict[str, Any] = {
             "trace": o.trace, "format": "qemu", "exit": code, "features": sorted(o.features),
@@ -373,7 +422,15 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
                 "also": list(v.also), "event": v.event.kind if v.event else None,
                 "action": ACTION_OF.get(v.event.kind) if v.event else None,
                 "last_state": _view_dict(rep), "possible": list(rep.possible)},
-            "emitted": o.emitted}
+            "emitted": o.emitted,
+            "model": None if mv is None else {
+                "ok": mv.ok, "steps": mv.steps, "step": mv.step, "line": mv.line,
+                "action": mv.action, "reason": mv.reason, "property": mv.property,
+                "guest_pages": mv.guest_pages},
+            "qmp": None if o.qmp is None else {
+                "checks": sorted(QMP_CHECKS),
+                "broken": [{"check": f.check, "file": f.file, "line": f.line,
+                            "message": f.message} for f in o.qmp]}}
         out.write(json.dumps(data) + "\n")
         return code
     feats = ", ".join(sorted(o.features)) or "none"
@@ -394,6 +451,16 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
         if rep.last_ok is not None:
             out.write(f"  last matching state: {_view_text(rep)}\n")
         out.write(f"  possible there: {'; '.join(rep.possible)}\n")
+    if mv is not None and mv.ok:
+        out.write(f"  model: {mv.steps:,} steps explained by the reference model "
+                  f"({mv.guest_pages:,} guest pages), every property holds\n")
+    elif mv is not None:
+        what = f"breaks {mv.property}: " if mv.property else "is not explained by the model: "
+        out.write(f"{o.trace}:{mv.line}: model: step {mv.step} {mv.action} {what}{mv.reason}\n")
+    if o.qmp is not None and not o.qmp:
+        out.write(f"  QMP: {len(QMP_CHECKS)} cross-checks hold ({', '.join(sorted(QMP_CHECKS))})\n")
+    for f in o.qmp or []:
+        out.write(f"{f.file}:{f.line}: QMP cross-check {f.check} broken: {f.message}\n")
     for w in rep.warnings:
         out.write(f"  warning: SHOULD {w.rule}: {w.message}\n")
     if o.emitted:
@@ -442,7 +509,7 @@ def _capture_cmd(args: argparse.Namespace) -> int:
                          if result.guest_features is not None and result.guest_features >> bit & 1)
     if result.guest_features is None:
         features = frozenset({DEFLATE_ON_OOM}) if args.deflate_on_oom else frozenset()
-    outcome = validate_qemu(result.trace_log, features)
+    outcome = validate_qemu(result.trace_log, features, qmp=result.qmp_log)
     if not args.json:
         steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
                           for s in result.steps)

@@ -87,7 +87,6 @@ def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
                    size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming."""
     tell = MUST_TELL_HOST in features
-    polled: int | None = None
     balloon_dev: str | None = None
     pending_inflate: list[int] = []  # PFNs of inflate buffers QEMU completed without notify
     pending_deflate: list[int] = []
@@ -129,9 +128,9 @@ def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
                 size.pages = ev.target_bytes // PAGE_SIZE + ev.num_pages
             yield line, VirtioEvent("set_target", value=ev.num_pages)
         elif isinstance(ev, ConfigRead):
-            if ev.num_pages != polled:
-                polled = ev.num_pages
-                yield line, VirtioEvent("read_target", value=ev.num_pages)
+            # Every read counts: the real driver re-reads an unchanged target (the model's
+            # ``reread_target``), and the model follows each read.
+            yield line, VirtioEvent("read_target", value=ev.num_pages)
         elif isinstance(ev, ConfigWrite):
             yield line, VirtioEvent("write_actual", value=ev.actual)
         elif isinstance(ev, DeviceNotify):
@@ -148,7 +147,6 @@ def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
         elif isinstance(ev, DeviceStatus):
             if ev.value == 0 and (balloon_dev is None or ev.vdev == balloon_dev):
                 pending_inflate, pending_deflate = [], []
-                polled = None
                 yield line, VirtioEvent("reset")
         elif isinstance(ev, BalloonRequest):
             balloon_dev = ev.device
@@ -160,14 +158,33 @@ class StepConverter:
     Each step keeps the QEMU trace line in ``source_line``; a driver's ``actual`` write
     becomes ``balloon_complete`` with ``actual`` as an observation.  ``use`` events and
     writes with no acknowledgement pending (the model's module writes ``actual`` only as
-    it takes acknowledgements) become no step.
+    it takes acknowledgements) become no step.  Values are taken from the log, never
+    searched for: the target of ``host_set_target``, the pages of each report.
+
+    Which module action a buffer stands for follows from counts the converter keeps
+    (the model's, not guessed): a one-page inflate while the balloon is already at the
+    target the driver read is a page migration (``balloon_migrate``), and the one-page
+    deflate after its acknowledgement the old page's release
+    (``balloon_migrate_release``); a deflate below the target the driver read is the
+    DEFLATE_ON_OOM notifier (``balloon_oom_deflate``) when that feature was negotiated.
+    Anything else is passed on as the plain action, for the model to judge.
     """
 
-    def __init__(self, vm: int = 0) -> None:
+    def __init__(self, vm: int = 0, features: frozenset[str] = frozenset()) -> None:
         self.vm = vm
         self.n = 0
-        self.acks = False
         self.target = 0
+        self.oom = DEFLATE_ON_OOM in features
+        self.polled = 0
+        self.balloon = 0  # pages in the module's balloon (acknowledgements taken)
+        self.inflating = 0  # pages on the inflate queue
+        self.acked_in = 0  # inflated pages acknowledged, not yet taken by the module
+        self.acked_out = False  # a deflate acknowledged, not yet taken by the module
+        self.migrating = False
+
+    def _reset(self) -> None:
+        self.polled = self.balloon = self.inflating = self.acked_in = 0
+        self.acked_out = self.migrating = False
 
     def feed(self, line: int, e: VirtioEvent) -> list[TraceStep]:
         """The steps (zero or one) that event ``e`` of trace line ``line`` stands for."""
@@ -179,42 +196,62 @@ class StepConverter:
             self.target = e.value
             act = Action.of("host_set_target", vm=vm, pages=e.value)
         elif k == "read_target":
+            self.polled = e.value
             act = Action.of("balloon_poll", vm=vm)
+            # The driver must read what the host set: the model's target, observed.
+            observe = {f"vms/{vm}/module/target": e.value}
         elif k == "inflate":
-            # Order within a buffer means nothing to the protocol; the model names a set
-            # of pages in its canonical (sorted) order.
-            act = Action.of("balloon_inflate", vm=vm, ppns=sorted(e.pfns))
+            held = self.balloon + self.inflating + self.acked_in
+            if (len(e.pfns) == 1 and self.balloon and held >= self.polled
+                    and not self.migrating):
+                act = Action.of("balloon_migrate", vm=vm, new=e.pfns[0])
+                self.migrating = True
+            else:
+                # Order within a buffer means nothing to the protocol; the model names a
+                # set of pages in its canonical (sorted) order.
+                act = Action.of("balloon_inflate", vm=vm, ppns=sorted(e.pfns))
+            self.inflating += len(e.pfns)
         elif k == "inflate_ack":
             act = Action.of("vmm_reclaim", vm=vm, refuse=[])
-            self.acks = True
+            self.acked_in += self.inflating
+            self.inflating = 0
         elif k == "deflate":
-            act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
+            if self.migrating and len(e.pfns) == 1 and self.acked_in:
+                act = Action.of("balloon_migrate_release", vm=vm, old=e.pfns[0])
+                self.migrating = False
+            elif self.oom and len(e.pfns) > self.balloon - self.polled:
+                act = Action.of("balloon_oom_deflate", vm=vm, ppns=sorted(e.pfns))
+            else:
+                act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
+            self.balloon = max(0, self.balloon - len(e.pfns))
         elif k == "deflate_ack":
             act = Action.of("vmm_release", vm=vm)
-            self.acks = True
+            self.acked_out = True
         elif k == "write_actual":
-            if not self.acks:
+            if not (self.acked_in or self.acked_out):
                 return []
-            self.acks = False
+            self.balloon += self.acked_in
+            self.acked_in, self.acked_out = 0, False
             act = Action.of("balloon_complete", vm=vm)
             observe = {f"vms/{vm}/module/actual": e.value}
         elif k == "reset":
             act = Action.of("guest_reset", vm=vm)
-            self.acks = False
+            self._reset()
         else:
             return []
         self.n += 1
         return [TraceStep(self.n, act, observe=observe, line=line, extra={"source_line": line})]
 
 
-def model_steps(events: Iterable[tuple[int, VirtioEvent]], vm: int = 0) -> Iterator[TraceStep]:
+def model_steps(events: Iterable[tuple[int, VirtioEvent]], vm: int = 0,
+                features: frozenset[str] = frozenset()) -> Iterator[TraceStep]:
     """The model steps a stream of profile events stands for (see :class:`StepConverter`).
 
     >>> ev = [(1, VirtioEvent("set_target", value=1)), (2, VirtioEvent("read_target", value=1))]
     >>> [str(s.action) for s in model_steps(ev)]
     ['host_set_target(vm=0, pages=1)', 'balloon_poll(vm=0)']
     """
-    conv = StepConverter(vm)
+    conv = StepConverter(vm, features)
     for line, e in events:
         yield from conv.feed(line, e)
 
@@ -223,14 +260,16 @@ def trace_config(guest_pages: int, features: frozenset[str]) -> Config:
     """The model configuration a QEMU guest of ``guest_pages`` 4 KiB pages stands for.
 
     One VM, the machine as large as the guest, no host use, no guest processes (the
-    guest's own use of memory is not in a QEMU trace), Linux's 256-PFN buffers, and an
-    allocator that may hand out any free page.
+    guest's own use of memory is not in a QEMU trace), Linux's 256-PFN buffers, an
+    allocator that may hand out any free page, and what a real driver does: re-reading
+    an unchanged target, page migration, and (with DEFLATE_ON_OOM) the OOM notifier.
     """
+    oom = DEFLATE_ON_OOM in features
     return Config(vms=1, guest_pages=guest_pages, machine_pages=guest_pages, guest_data_pages=0,
                   guest_disk_slots=0, host_swap_slots=0, batch=LINUX_BUFFER_PAGES, tokens=1,
                   guest_policy=GuestPolicyName.ANY, host_use=False, reset=True,
-                  must_tell_host=MUST_TELL_HOST in features,
-                  deflate_on_oom=DEFLATE_ON_OOM in features)
+                  must_tell_host=MUST_TELL_HOST in features, deflate_on_oom=oom,
+                  reread_target=True, migration=True, oom_notifier=oom)
 
 
 LINUX_BUFFER_PAGES = 256
@@ -241,5 +280,7 @@ def trace_header(guest_pages: int, features: frozenset[str], source: str) -> Tra
     """The header of a converted QEMU trace."""
     return TraceHeader(trace_config(guest_pages, features),
                        source={"checker": "qemu", "seed": None, "trace": source,
-                               "features": sorted(features)},
+                               "features": sorted(features),
+                               # Every model step the log stands for is in the trace.
+                               "unlogged_actions": []},
                        comment="converted from a QEMU virtio-balloon trace by ballast validate")

@@ -8,12 +8,14 @@ import pytest
 
 from proof_samples import control_config
 from ballast.model.faults import FAULTS
+from ballast.proofs.faults import FAULT_EFFECTS
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.proofs.bmc import bmc
 from ballast.proofs.induction import ProofVerdict, consecution
 from ballast.reports.counterexample import write_counterexample
 
-QUICK = sorted(set(FAULTS) - {"free_without_scrub"})
+# The faults of actions the Z3 encoding lists as known gaps are not proof faults.
+QUICK = sorted((set(FAULTS) & set(FAULT_EFFECTS)) - {"free_without_scrub"})
 
 
 def _refute(fault: str, tmp_path: Path, depth: int, control: bool = False) -> None:
