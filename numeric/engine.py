@@ -49,7 +49,7 @@ ENGINE_FAULTS = frozenset({
     "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
-    "cpu_reclaim_keeps_parked"})
+    "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 
@@ -752,7 +752,8 @@ class Engine:
         use = a.use[vms]
         use[mr] = FREE
         a.use[vms] = use
-        rows[mr] &= ~MR
+        if not self._fault("free_refused_keeps_held"):
+            rows[mr] &= ~MR
         a.pf[vms] = rows
         return ok
 
