@@ -128,16 +128,14 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         room = _counts(rng, eng.deflate_room(vms), 1)
         mb = (a.pf[vms] & MB) != 0
         return vms, {"ppns": _random_pick(rng, mb, room)}
-    if name == "balloon_cpu_offline":
-        on = a.vcpus[vms] & ~np.int64(1)
-        top = np.where(on > 0, np.floor(np.log2(np.maximum(on, 1))).astype(np.int64), 0)
-        return vms, {"vcpu": top}
-    if name == "balloon_cpu_online":
-        taken = a.vcpus[vms] | a.parked[vms]
-        low = np.zeros(n, dtype=np.int64)
-        for c in range(cfg.vcpus - 1, -1, -1):
-            low = np.where((taken >> c) & 1 == 0, c, low)
-        return vms, {"vcpu": low}
+    if name in ("balloon_cpu_offline", "balloon_cpu_online"):
+        # The guest's choice: any online vCPU but the boot one, or any offline one.
+        bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"
+                else ~(a.vcpus[vms] | a.parked[vms]))
+        cpus = np.array([[(int(b) >> c) & 1 == 1 for c in range(cfg.vcpus)] for b in bits],
+                        dtype=bool).reshape(n, cfg.vcpus)
+        pick = _random_pick(rng, cpus, np.ones(n, dtype=np.int64))
+        return vms, {"vcpu": np.where(pick.any(axis=1), np.argmax(pick, axis=1), 0)}
     if name == "rogue_report":
         ppn = int(rng.integers(0, P + 1))
         if rng.random() < 0.1:
