@@ -17,6 +17,22 @@ Actors:
 * ``module`` -- the balloon driver or application inside the guest;
 * ``rogue``  -- a hostile or buggy guest (only VMs listed in ``hostile_vms``).
 
+Who chooses what. Every argument is either decided by the *environment* (the
+host's targets, the guest's workload, which actor runs next) or chosen by the
+*actor* performing the action: the guest's allocator chooses the pages it gives
+the balloon, the module which balloon pages it deflates, the VMM which reported
+pages it accepts or refuses. The guard is the one definition of what is allowed;
+where specifications and implementations legitimately differ, it admits every
+permitted choice (each action's doc names the clause or system permitting it),
+and a preset may narrow it (the ``lowest`` guest policy, ``refusal`` off). On
+these finite domains the candidates are exactly the choices the guard admits,
+with one reduction: a report's pages form a set, so each set is offered once,
+in ascending order (every order of it is admitted and leads to the same state).
+Two choices stay fixed in the model: the VMM backs a page with the lowest free
+MPN (the explorer's MPN symmetry makes every other choice equivalent, except
+where host pages group MPNs), and a deflated page stays unbacked until touched
+(lazy re-backing, as in QEMU; Xen's populate-on-release is not modelled).
+
 >>> from ballast.model.config import Config
 >>> from ballast.model.state import initial_state
 >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
@@ -53,6 +69,7 @@ from ballast.model.state import (
 __all__ = [
     "ACTIONS",
     "PENDING_DEFLATE",
+    "ROGUE_ACTUAL_BOUND",
     "Action",
     "ActionSpec",
     "Actor",
@@ -490,12 +507,34 @@ def host_swap_out(cfg: Config, s: State, vm: int, ppn: int) -> State:
 # VMM
 
 
+def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int, int]:
+    """(valid PPNs, other reported PPNs, fewest and most pages the VMM may accept).
+
+    Valid PPNs are the reported ones the VMM could accept: in range and not ballooned
+    (a PPN reported twice counts once). The rest are refused whatever it chooses.
+    """
+    reported = sorted(set(v.inflate_queue))
+    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in v.ballooned]
+    invalid = [p for p in reported if p not in valid]
+    # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
+    # PPN is acknowledged before the old one is released (virtio's device checks no target).
+    room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
+    most = min(len(valid), max(0, room))
+    return valid, invalid, (0 if cfg.refusal else most), most
+
+
 def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
-    q = s.vms[vm].inflate_queue
-    if q:
-        yield {"vm": vm, "refuse": ()}
-        if cfg.refusal:
-            yield {"vm": vm, "refuse": (q[0],)}
+    v = s.vms[vm]
+    if not v.inflate_queue:
+        return
+    valid, invalid, fewest, most = _reclaim_choices(cfg, v)
+    extras = [()] if not cfg.refusal else [
+        c for k in range(len(invalid) + 1) for c in itertools.combinations(invalid, k)]
+    for n in range(fewest, most + 1):
+        for accepted in itertools.combinations(valid, n):
+            base = [p for p in valid if p not in accepted]
+            for extra in extras:
+                yield {"vm": vm, "refuse": tuple(sorted(base + list(extra)))}
 
 
 @action(Actor.VMM, vm_candidates=_refusals)
@@ -503,26 +542,33 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     """The VMM processes the guest's inflate report: it validates every PPN, unmaps the
     accepted ones (their MPNs go back to the host) and acknowledges each page.
 
-    A PPN is refused when it is out of range, already ballooned, reported twice,
-    beyond what the host asked for, or (``refusal`` feature) when the VMM chooses
-    to refuse it (``refuse``). The VMM never picks a page itself.
+    A PPN out of range, already ballooned or reported twice is refused. Of the valid
+    ones the VMM accepts no more than the host asked for, and ``refuse`` names the
+    valid PPNs it refuses (as a set: order free); the VMM never picks a page itself.
+    Choices, each permitted by:
+
+    * which pages to accept when the report holds more than the target's room: any
+      (virtio 1.x section 5.5.6 does not order the device's processing; vmw_balloon
+      accepts in arrival order, and the queue here is a multiset, so every arrival
+      order is one of these subsets);
+    * without the ``refusal`` feature the VMM accepts as many as it has room for
+      (virtio 1.x section 5.5: a device does not refuse; QEMU hw/virtio/virtio-balloon.c);
+    * with ``refusal`` it may refuse any of the valid pages, even with room (vmw_balloon:
+      the host returns an error per page of a batch), and may list invalid ones too.
     """
     v = s.vms[vm]
     require(bool(v.inflate_queue), "vmm_reclaim", "the guest has reported no page for inflation")
-    require(isinstance(refuse, tuple) and set(refuse) <= set(v.inflate_queue), "vmm_reclaim",
-            "the VMM can only refuse pages that were reported")
-    require(cfg.refusal or not refuse, "vmm_reclaim", "refusal is switched off")
-    accepted: set[int] = set()
-    refused: set[int] = set()
-    # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
-    # PPN is acknowledged before the old one is released (virtio's device checks no target).
-    room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
-    for ppn in v.inflate_queue:
-        if (not 0 <= ppn < cfg.guest_pages or ppn in v.ballooned or ppn in accepted
-                or len(accepted) >= room or ppn in refuse):
-            refused.add(ppn)
-        else:
-            accepted.add(ppn)
+    require(isinstance(refuse, tuple) and len(set(refuse)) == len(refuse)
+            and set(refuse) <= set(v.inflate_queue), "vmm_reclaim",
+            "the VMM can only refuse pages that were reported, each once")
+    valid, _, fewest, most = _reclaim_choices(cfg, v)
+    require(cfg.refusal or set(refuse) <= set(valid), "vmm_reclaim", "refusal is switched off")
+    accepted = set(valid) - set(refuse)
+    require(len(accepted) <= most, "vmm_reclaim",
+            "more pages than the host asked for: the VMM must refuse the rest")
+    require(len(accepted) >= fewest, "vmm_reclaim",
+            "refusal is switched off: the VMM accepts every valid page it has room for")
+    refused = set(v.inflate_queue) - accepted
     for ppn in sorted(accepted):
         s = unback(s, vm, ppn, by_balloon=True)
     swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in accepted))
@@ -531,7 +577,7 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     return s.with_vm(vm, v.replace(
         ballooned=v.ballooned | accepted, inflate_queue=(),
         acked_inflate=v.acked_inflate | accepted,
-        acked_refused=v.acked_refused | (refused - accepted)))
+        acked_refused=v.acked_refused | refused))
 
 
 def _per_vm(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
@@ -706,8 +752,9 @@ def balloon_poll(cfg: Config, s: State, vm: int) -> State:
 def _inflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = min(inflate_limit(cfg, v), usable_free(cfg, v))
-    if k > 0:
-        for ppns in policy_for(cfg.guest_policy).allocations(balloon_view(v), k):
+    policy = policy_for(cfg.guest_policy)
+    for n in range(1, k + 1):
+        for ppns in policy.allocations(balloon_view(v), n):
             yield {"vm": vm, "ppns": tuple(ppns)}
 
 
@@ -718,6 +765,16 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     The guest's allocator chooses the PPNs (``ppns`` records its choice); the module
     pins them and puts them on the inflate queue. Fewer pages than the target asks
     for is a partial fill: the guest had no more free pages to give.
+    Choices, each permitted by:
+
+    * which free pages: any the guest's allocator hands out (virtio 1.x section 5.5.6.3
+      leaves them to the driver; Linux's balloon_page_alloc takes whatever the buddy
+      allocator gives); the ``lowest`` policy narrows this to the lowest free PPNs;
+    * how many, from one up to the target's room and the batch (Linux fills up to
+      VIRTIO_BALLOON_ARRAY_PFNS_MAX per report and sends fewer when an allocation
+      fails; vmw_balloon one batch page's worth);
+    * the order inside one report: any (the inflate queue is a multiset; candidates
+      list each set of pages once, in ascending order).
     """
     v = s.vms[vm]
     guest = v.guest
@@ -744,8 +801,10 @@ def _deflate_limit(cfg: Config, v: VmState) -> int:
 def _deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = _deflate_limit(cfg, v)
-    if k > 0:
-        yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
+    pages = sorted(v.module.balloon)
+    for n in range(1, k + 1):
+        for ppns in itertools.combinations(pages, n):
+            yield {"vm": vm, "ppns": ppns}
 
 
 @action(Actor.MODULE, vm_candidates=_deflations)
@@ -755,6 +814,13 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
 
     Only acknowledged balloon pages may be deflated. Without ``must_tell_host`` the
     guest may reuse the pages at once; with it, only after the VMM's acknowledgement.
+    Choices, each permitted by:
+
+    * which balloon pages, and how many up to the batch and the excess: any (virtio 1.x
+      section 5.5.6.2 lets the driver pick; Linux drivers/virtio/virtio_balloon.c takes
+      the most recently inflated, vmw_balloon its page list's head);
+    * the order inside one report: any (the deflate queue is a multiset; candidates
+      list each set of pages once, in ascending order).
     """
     v = s.vms[vm]
     m = v.module
@@ -776,7 +842,11 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
 def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     """The module takes the VMM's acknowledgements: acknowledged inflates join the
     balloon, refused pages are set aside, acknowledged deflates go back to the guest
-    (with ``must_tell_host``); then it reports the balloon size as ``actual``."""
+    (with ``must_tell_host``); then it reports the balloon size as ``actual``.
+
+    A page the module holds as refused stays held even if a deflate acknowledgement
+    names it (a hostile guest may have reported it for deflation): only
+    :func:`balloon_free_refused` gives it back, so it is never freed twice."""
     v = s.vms[vm]
     require(bool(v.acked_inflate or v.acked_refused or v.acked_deflate), "balloon_complete",
             "no acknowledgement is waiting")
@@ -789,7 +859,7 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     balloon = m.balloon | (v.acked_inflate & mine)
     refused = (m.refused | (v.acked_refused & mine)) - balloon
     if cfg.must_tell_host:
-        back = (v.acked_deflate & mine) - balloon
+        back = (v.acked_deflate & mine) - balloon - refused
         guest = replace(guest, ppn_use=_with_use(guest.ppn_use, back, FREE))
     module = replace(m, balloon=balloon, refused=refused, actual=len(balloon))
     return s.with_vm(vm, v.replace(guest=guest, module=module, acked_inflate=frozenset(),
@@ -807,15 +877,18 @@ def balloon_free_refused(cfg: Config, s: State, vm: int) -> State:
 
 
 def _offline_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
-    online = s.vms[vm].guest.vcpus - {0}
-    if online:
-        yield {"vm": vm, "vcpu": max(online)}
+    v = s.vms[vm]
+    if len(v.guest.vcpus) > v.module.cpu_target:
+        for vcpu in sorted(v.guest.vcpus - {0}):
+            yield {"vm": vm, "vcpu": vcpu}
 
 
 @action(Actor.MODULE, vm_candidates=_offline_candidates, feature=lambda c: c.processors)
 def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     """The module takes a vCPU out of use by the guest's own means (CPU hot-unplug);
-    the guest chooses which (never the boot vCPU 0) and it is reported as parked."""
+    the guest chooses which (never the boot vCPU 0) and it is reported as parked.
+    Choice: which online vCPU, any but the boot one (Linux refuses to unplug CPU 0 on
+    most architectures; which other CPU goes is the guest's)."""
     v = s.vms[vm]
     require(len(v.guest.vcpus) > v.module.cpu_target, "balloon_cpu_offline",
             "the guest already runs no more vCPUs than asked")
@@ -827,15 +900,16 @@ def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
 
 def _online_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
-    off = set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus
-    if off:
-        yield {"vm": vm, "vcpu": min(off)}
+    if len(v.guest.vcpus) < v.module.cpu_target and s.host.idle_pcpus > 0:
+        for vcpu in sorted(set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus):
+            yield {"vm": vm, "vcpu": vcpu}
 
 
 @action(Actor.MODULE, vm_candidates=_online_candidates, feature=lambda c: c.processors)
 def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     """The module brings a vCPU back online when the target allows; the VMM grants it
-    an idle physical processor in the same hypercall."""
+    an idle physical processor in the same hypercall. Choice: which offline vCPU (the
+    guest's)."""
     v = s.vms[vm]
     require(len(v.guest.vcpus) < v.module.cpu_target, "balloon_cpu_online",
             "the guest already runs as many vCPUs as asked")
@@ -962,7 +1036,8 @@ def _rogue_touches(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     if vm not in cfg.hostile_vms:
         return
     for ppn in range(cfg.guest_pages):
-        yield {"vm": vm, "ppn": ppn, "token": 1}
+        for token in range(cfg.tokens + 1):
+            yield {"vm": vm, "ppn": ppn, "token": token}
 
 
 @action(Actor.ROGUE, vm_candidates=_rogue_touches, feature=lambda c: bool(c.hostile_vms))
@@ -975,9 +1050,18 @@ def rogue_touch(cfg: Config, s: State, vm: int, ppn: int, token: int) -> State:
     return write_page(s, vm, ppn, token, "rogue_touch")
 
 
+ROGUE_ACTUAL_BOUND = 1
+"""How far past ``guest_pages`` the candidates of ``rogue_set_actual`` go: the guard
+admits any count, the candidates the counts up to ``guest_pages + ROGUE_ACTUAL_BOUND``
+(every true size and one false one). Only the guest-scope accounting property, which
+hostile VMs are exempt from, reads a hostile VM's ``actual``."""
+
+
 def _rogue_sizes(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     if vm in cfg.hostile_vms:
-        yield {"vm": vm, "actual": cfg.guest_pages + 1}
+        for actual in range(cfg.guest_pages + ROGUE_ACTUAL_BOUND + 1):
+            if actual != s.vms[vm].module.actual:
+                yield {"vm": vm, "actual": actual}
 
 
 @action(Actor.ROGUE, vm_candidates=_rogue_sizes, feature=lambda c: bool(c.hostile_vms))

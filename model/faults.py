@@ -118,6 +118,16 @@ def _reclaim_keeps(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> S
                                    acked_refused=v.acked_refused | (set(v.inflate_queue) - ok)))
 
 
+@_fault("free_refused_keeps_held", "balloon_free_refused", "module_pages_pinned",
+        refusal=True)
+def _free_refused_keeps(cfg: Config, s: State, vm: int) -> State:
+    """The module gives refused pages back to the guest's free list but keeps holding them."""
+    refused = s.vms[vm].module.refused
+    s = A.balloon_free_refused(cfg, s, vm)
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(module=replace(v.module, refused=refused)))
+
+
 @_fault("share_without_cow", "vmm_share", "no_double_mapping", sharing=True)
 def _share_rw(cfg: Config, s: State, vm: int, ppn: int, other_vm: int, other_ppn: int) -> State:
     """Page sharing that maps two guest pages to one MPN but leaves it writable."""

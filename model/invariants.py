@@ -366,6 +366,30 @@ _register(Property(
     "host", state=_isolation_state, step=_isolation_step))
 
 
+def _module_pages_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    m = vm.module
+    both = m.balloon & m.refused
+    if both:
+        return f"VM {v}: the module holds PPNs {sorted(both)} both as ballooned and as refused"
+    for p in sorted(m.balloon | m.refused):
+        if not 0 <= p < cfg.guest_pages or vm.guest.ppn_use[p] != BALLOON:
+            kind = "ballooned" if p in m.balloon else "refused"
+            return (f"VM {v}: the module holds PPN {p} as {kind} but the guest does not "
+                    f"have it pinned for the balloon")
+    return None
+
+
+_register(Property(
+    "module_pages_pinned",
+    """Every page the balloon module holds (in its balloon or refused) is pinned for it in the guest, once.
+
+    The guest's own bookkeeping stays consistent whatever a hostile guest reports:
+    a page the module holds is never also on the guest's free list or under a
+    process page, so the module never frees a page that something else uses.""",
+    "host", per_vm=_module_pages_vm))
+
+
 def _data_intact_vm(cfg: Config, s: State, v: int) -> str | None:
     vm = s.vms[v]
     g = vm.guest

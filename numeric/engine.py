@@ -50,7 +50,7 @@ ENGINE_FAULTS = frozenset({
     "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
-    "cpu_reclaim_keeps_parked"})
+    "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {
@@ -214,10 +214,12 @@ class Engine:
         if not len(m):
             return
         a.p2m[vms, ppns] = UNBACKED_MPN
-        shared = np.array([int(x) in a.refs for x in m], dtype=bool) if a.refs else \
-            np.zeros(len(m), dtype=bool)
-        for x in m[shared]:
-            x = int(x)
+        # In order: a shared MPN whose last other mapper goes in the same batch is freed.
+        shared = np.zeros(len(m), dtype=bool)
+        for k, x in enumerate(m.tolist() if a.refs else []):
+            if x not in a.refs:
+                continue
+            shared[k] = True
             a.refs[x] -= 1
             if a.refs[x] == 1:
                 del a.refs[x]
@@ -391,31 +393,48 @@ class Engine:
 
     # -- VMM -----------------------------------------------------------------------
     def vmm_reclaim(self, vms: Ints, refuse: list[tuple[int, ...]] | None = None) -> Mask:
+        """The model's ``vmm_reclaim``; ``refuse`` names the PPNs each VMM refuses (a set).
+
+        The default (``None``) is the VMM that accepts the lowest valid PPNs it has room
+        for and refuses the rest: one of the choices the model admits.
+        """
         a, cfg, P = self.arr, self.cfg, self.cfg.guest_pages
         n = len(vms)
-        refuse = refuse if refuse is not None else [()] * n
         rows = a.pf[vms]
         iq = (rows & IQ) != 0
+        bal = (rows & BAL) != 0
+        valid = iq & ~bal
+        # With ``migration`` the VMM takes one page beyond the target (as the model does).
+        room = np.maximum(0, a.target[vms] - bal.sum(axis=1) + (1 if cfg.migration else 0))
+        most = np.minimum(valid.sum(axis=1), room)
+        if refuse is None:
+            keep = valid & (np.cumsum(valid, axis=1) <= room[:, None])
+            refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist()) for k in range(n)]
         ok = iq.any(axis=1)
         if a.iq_extra:
             ok |= _i([len(a.iq_extra.get(int(v), ())) for v in vms]) > 0
         refmask = np.zeros((n, P), dtype=bool)
         keeps = self._fault("reclaim_keeps_mapping")
         for k, ref in enumerate(refuse if not keeps else []):
-            if not ref:
-                continue
             extra = set(a.iq_extra.get(int(vms[k]), ()))
+            if len(set(ref)) != len(ref):
+                ok[k] = False
             for p in ref:
                 if 0 <= p < P and iq[k, p]:
                     refmask[k, p] = True
-                elif p not in extra:
+                    if not cfg.refusal and not valid[k, p]:
+                        ok[k] = False
+                elif p not in extra or not cfg.refusal:
                     ok[k] = False
+        acc = valid & ~refmask
+        nacc = acc.sum(axis=1)
+        if keeps:  # the seeded fault takes the lowest valid pages, whatever was chosen
+            acc = valid & (np.cumsum(valid, axis=1) <= room[:, None])
+        else:
+            ok &= nacc <= room
             if not cfg.refusal:
-                ok[k] = False
-        bal = (rows & BAL) != 0
-        room = a.target[vms] - bal.sum(axis=1) + (1 if cfg.migration else 0)
-        cand = iq & ~bal & ~refmask
-        acc = cand & (np.cumsum(cand, axis=1) <= room[:, None]) & ok[:, None]
+                ok &= nacc >= most
+        acc &= ok[:, None]
         refused = iq & ~acc & ok[:, None]
         okv = vms[ok]
         # Unmap accepted pages in VM order, lowest PPN first (as the model does).
@@ -576,7 +595,7 @@ class Engine:
         ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
         vs = np.where(ok, vpn, 0)
         ok &= a.stamp[vms, vs] != 0
-        if cfg.guest_policy is GuestPolicyName.LRU:
+        if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
             ok &= self._victims(vms) == vs
         ok &= (a.disk[vms] != 0).sum(axis=1) < cfg.guest_disk_slots
         ppn = np.where(ok, a.vppn[vms, vs], 0).astype(np.int64)
@@ -652,8 +671,8 @@ class Engine:
         for k, t in enumerate(ppns):
             t = tuple(t)
             cnt[k] = len(t)
-            if not all(isinstance(p, int) and 0 <= p < P for p in t) or len(set(t)) != len(t) \
-                    or list(t) != sorted(t):
+            # Order does not matter inside one report: the guard takes a set.
+            if not all(isinstance(p, int) and 0 <= p < P for p in t) or len(set(t)) != len(t):
                 good[k] = False
                 continue
             sel[k, list(t)] = True
@@ -665,7 +684,7 @@ class Engine:
         ok &= (cnt >= 1) & (cnt <= self.inflate_room(vms))
         use = a.use[vms]
         free = self._alloc_free(vms)
-        if self.cfg.guest_policy is GuestPolicyName.LRU:
+        if self.cfg.guest_policy is GuestPolicyName.LOWEST:
             lowest = free & (np.cumsum(free, axis=1) <= cnt[:, None])
             ok &= (lowest == sel).all(axis=1)
         else:
@@ -731,7 +750,7 @@ class Engine:
         refused = (((rows & MR) != 0) | (((rows & AR) != 0) & mine)) & ~balloon
         okc = ok[:, None]
         if self.cfg.must_tell_host:
-            back = ((rows & AD) != 0) & mine & ~balloon & okc
+            back = ((rows & AD) != 0) & mine & ~balloon & ~refused & okc
             use[back] = FREE
             a.use[vms] = use
         new = rows & ~(MB | MR | AI | AR | AD)
@@ -751,7 +770,8 @@ class Engine:
         use = a.use[vms]
         use[mr] = FREE
         a.use[vms] = use
-        rows[mr] &= ~MR
+        if not self._fault("free_refused_keeps_held"):
+            rows[mr] &= ~MR
         a.pf[vms] = rows
         return ok
 

@@ -27,7 +27,7 @@ from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.model.state import BALLOON
 from ballast.numeric.arrays import (
-    BAL, DQ, M_COW, M_FREE, M_USE, MB, UNBACKED_MPN, SystemArrays,
+    BAL, DQ, M_COW, M_FREE, M_USE, MB, MR, UNBACKED_MPN, SystemArrays,
 )
 from ballast.numeric.engine import popcount
 
@@ -127,6 +127,20 @@ def balloon_accounting_exact(a: SystemArrays) -> str | None:
         return (f"VM {int(hv[r])}: actual={int(act[r])}, module balloon={int(nmb[r])}, "
                 f"VMM ballooned={int(nbal[r])} after every report was acknowledged")
     return None
+
+
+def module_pages_pinned(a: SystemArrays) -> str | None:
+    """Pages the module holds (balloon or refused) are pinned for it, and held once."""
+    mb, mr = (a.pf & MB) != 0, (a.pf & MR) != 0
+    bad = (mb & mr) | ((mb | mr) & (a.use != BALLOON))
+    if not bad.any():
+        return None
+    v, p = (int(x) for x in np.argwhere(bad)[0])
+    if mb[v, p] and mr[v, p]:
+        return f"VM {v}: the module holds PPNs [{p}] both as ballooned and as refused"
+    kind = "ballooned" if mb[v, p] else "refused"
+    return (f"VM {v}: the module holds PPN {p} as {kind} but the guest does not "
+            f"have it pinned for the balloon")
 
 
 def isolation(a: SystemArrays) -> str | None:
@@ -266,6 +280,7 @@ NUMERIC_INVARIANTS: dict[str, Check] = {
     "ballooned_pages_unbacked": ballooned_pages_unbacked,
     "balloon_accounting_exact": balloon_accounting_exact,
     "isolation": isolation,
+    "module_pages_pinned": module_pages_pinned,
     "guest_data_intact": guest_data_intact,
     "host_pages_whole": host_pages_whole,
     "processor_conservation": processor_conservation,

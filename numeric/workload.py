@@ -2,8 +2,10 @@
 """Random workloads for the numeric core: one action applied to many VMs per NumPy call.
 
 Each *batch* picks an action of the model and a random set of VMs, draws
-arguments the way the model's ``candidates`` do (the guest's allocator picks
-the lowest free PPNs, the LRU victim is evicted, ...) and applies them. Only
+arguments among the model's ``candidates`` (the guest's allocator gives random
+free PPNs, or the lowest ones under the ``lowest`` policy; the module deflates
+random balloon pages; the VMM accepts a random choice of the reported pages it
+has room for; the LRU victim is evicted, ...) and applies them. Only
 operations that took effect are logged, so the log is a legal sequence of
 model actions: :func:`log_actions` turns it into ``Action`` values for a
 trace.
@@ -27,7 +29,7 @@ import numpy.typing as npt
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import GuestPolicyName
 from ballast.model.state import FREE
-from ballast.numeric.arrays import IQ, MB, UNBACKED_MPN
+from ballast.numeric.arrays import BAL, IQ, MB, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 
 __all__ = ["Batch", "WEIGHTS", "draw_batch", "log_actions", "run_batches", "batch_actions"]
@@ -97,12 +99,15 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "host_swap_out":
         return vms, {"ppn": rng.integers(0, P, size=n)}
     if name == "vmm_reclaim":
-        refuse: list[tuple[int, ...]] = [()] * n
-        if cfg.refusal:
-            iq = (a.pf[vms] & IQ) != 0
-            low = np.argmax(iq, axis=1)
-            for k in np.flatnonzero((rng.random(n) < 0.2) & iq.any(axis=1)).tolist():
-                refuse[k] = (int(low[k]),)
+        # The VMM's choice: which valid reported pages to accept (as many as it has room
+        # for, or with ``refusal`` sometimes fewer); it refuses the rest.
+        rows = a.pf[vms]
+        valid = ((rows & IQ) != 0) & ((rows & BAL) == 0)
+        room = np.maximum(0, a.target[vms] - ((rows & BAL) != 0).sum(axis=1))
+        most = np.minimum(valid.sum(axis=1), room)
+        take = _counts(rng, most, 0 if cfg.refusal else None)
+        acc = _random_pick(rng, valid, take)
+        refuse = [tuple(np.flatnonzero(valid[k] & ~acc[k]).tolist()) for k in range(n)]
         return vms, {"refuse": refuse}
     if name in ("guest_read",):
         return vms, {"vpn": rng.integers(0, D, size=n)}
@@ -110,27 +115,27 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"vpn": rng.integers(0, D, size=n),
                      "token": rng.integers(1, cfg.tokens + 1, size=n)}
     if name == "guest_evict":
-        if cfg.guest_policy is GuestPolicyName.LRU:
+        if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
             return vms, {"vpn": np.maximum(eng._victims(vms), 0)}
         return vms, {"vpn": rng.integers(0, D, size=n)}
     if name == "balloon_inflate":
-        room = eng.inflate_room(vms)
+        room = _counts(rng, eng.inflate_room(vms), 1)
         free = eng._alloc_free(vms)
-        return vms, {"ppns": free & (np.cumsum(free, axis=1) <= room[:, None])}
+        if cfg.guest_policy is GuestPolicyName.LOWEST:
+            return vms, {"ppns": free & (np.cumsum(free, axis=1) <= room[:, None])}
+        return vms, {"ppns": _random_pick(rng, free, room)}
     if name == "balloon_deflate":
-        room = eng.deflate_room(vms)
+        room = _counts(rng, eng.deflate_room(vms), 1)
         mb = (a.pf[vms] & MB) != 0
-        return vms, {"ppns": mb & (np.cumsum(mb, axis=1) <= room[:, None])}
-    if name == "balloon_cpu_offline":
-        on = a.vcpus[vms] & ~np.int64(1)
-        top = np.where(on > 0, np.floor(np.log2(np.maximum(on, 1))).astype(np.int64), 0)
-        return vms, {"vcpu": top}
-    if name == "balloon_cpu_online":
-        taken = a.vcpus[vms] | a.parked[vms]
-        low = np.zeros(n, dtype=np.int64)
-        for c in range(cfg.vcpus - 1, -1, -1):
-            low = np.where((taken >> c) & 1 == 0, c, low)
-        return vms, {"vcpu": low}
+        return vms, {"ppns": _random_pick(rng, mb, room)}
+    if name in ("balloon_cpu_offline", "balloon_cpu_online"):
+        # The guest's choice: any online vCPU but the boot one, or any offline one.
+        bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"
+                else ~(a.vcpus[vms] | a.parked[vms]))
+        cpus = np.array([[(int(b) >> c) & 1 == 1 for c in range(cfg.vcpus)] for b in bits],
+                        dtype=bool).reshape(n, cfg.vcpus)
+        pick = _random_pick(rng, cpus, np.ones(n, dtype=np.int64))
+        return vms, {"vcpu": np.where(pick.any(axis=1), np.argmax(pick, axis=1), 0)}
     if name == "rogue_report":
         ppn = int(rng.integers(0, P + 1))
         if rng.random() < 0.1:
@@ -143,6 +148,26 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "rogue_set_actual":
         return vms, {"actual": np.array([int(rng.integers(0, P + 2))], dtype=np.int64)}
     return vms, {}
+
+
+def _counts(rng: Rng, most: npt.NDArray[np.int64], least: int | None
+            ) -> npt.NDArray[np.int64]:
+    """How many pages each actor takes: mostly ``most``, a quarter of the time any number
+    from ``least`` up (``least=None``: always ``most``)."""
+    most = np.asarray(most, dtype=np.int64)
+    if least is None:
+        return most
+    low = np.minimum(least, most)
+    some = low + np.floor(rng.random(len(most)) * (most - low + 1)).astype(np.int64)
+    return np.where(rng.random(len(most)) < 0.25, some, most)
+
+
+def _random_pick(rng: Rng, mask: npt.NDArray[np.bool_], counts: npt.NDArray[np.int64]
+                 ) -> npt.NDArray[np.bool_]:
+    """Per row, ``counts`` of the set entries of ``mask`` chosen uniformly at random."""
+    keys = np.where(mask, rng.random(mask.shape), np.inf)
+    rank = np.argsort(np.argsort(keys, axis=1), axis=1)
+    return mask & (rank < np.asarray(counts)[:, None])
 
 
 def _share_pair(eng: Engine, rng: Rng) -> tuple[Any, dict[str, Any]]:

@@ -29,6 +29,7 @@ from ballast.proofs.transitions import (
     unback,
 )
 from ballast.proofs.transitions import (
+    _balloon_free_refused,
     _guest_write,
     _host_swap_out,
     _vmm_reclaim,
@@ -128,6 +129,14 @@ def _reclaim_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSt
         upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present, z3.Not(acc)))
         upd["inq", vm, q] = num(0)
     return guard, s.set(upd)
+
+
+@_fault("free_refused_keeps_held")
+def _free_refused_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+    guard, post = _balloon_free_refused(s.cfg, s, a)
+    vm = a["vm"]
+    return guard, post.set({("refused", vm, p): s.b("refused", vm, p)
+                            for p in range(s.cfg.guest_pages)})
 
 
 @_fault("share_without_cow")

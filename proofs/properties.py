@@ -143,6 +143,16 @@ def _accounting(s: SymState) -> z3.BoolRef:
     return z3.And(out) if out else z3.BoolVal(True)
 
 
+@_state("module_pages_pinned")
+def _module_pages_pinned(s: SymState) -> z3.BoolRef:
+    out = []
+    for v, p in _pages(s.cfg):
+        bal, ref = s.b("balloon", v, p), s.b("refused", v, p)
+        out.append(z3.Not(z3.And(bal, ref)))
+        out.append(z3.Implies(z3.Or(bal, ref), s.i("use", v, p) == BALLOON))
+    return z3.And(out)
+
+
 @_state("isolation")
 def _isolation(s: SymState) -> z3.BoolRef:
     cfg = s.cfg

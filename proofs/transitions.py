@@ -92,18 +92,19 @@ class Choice:
     """An argument left symbolic: any whole number in ``lo..hi``.
 
     One query then covers every value at once (fewer, larger solver calls);
-    ``value`` turns a number into the model's argument (``refuse=-1`` is ``()``).
+    ``value`` turns a number into the model's argument (``refuse=5`` is ``(0, 2)``).
     """
 
     lo: int
     hi: int
     kind: str = "int"
-    """``int`` for a plain number, ``refuse`` for vmm_reclaim's optional refused PPN."""
+    """``int`` for a plain number, ``refuse`` for vmm_reclaim's refused PPNs as a bit mask
+    (bit ``q`` for PPN ``q``; bit ``guest_pages`` for a PPN out of range)."""
 
     def value(self, n: int) -> Any:
         """The model's argument for the number ``n``."""
         if self.kind == "refuse":
-            return () if n < 0 else (n,)
+            return tuple(q for q in range(n.bit_length()) if n >> q & 1)
         return n
 
     def values(self) -> list[Any]:
@@ -269,7 +270,13 @@ def write_page(s: SymState, vm: int, ppn: Num | int, token: Num
 
 
 def _policy_lru(cfg: Config) -> bool:
-    return cfg.guest_policy is GuestPolicyName.LRU
+    """Whether the guest evicts only its least recently used page."""
+    return cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST)
+
+
+def _lowest_first(cfg: Config) -> bool:
+    """Whether the guest's allocator narrows its choice to the lowest free PPNs."""
+    return cfg.guest_policy is GuestPolicyName.LOWEST
 
 
 def _lru_count(s: SymState, vm: int) -> Num:
@@ -417,42 +424,49 @@ def _host_swap_out(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSt
 
 def _refusals(cfg: Config) -> Iterator[Args]:
     for vm in range(cfg.vms):
-        if cfg.refusal:
-            yield {"vm": vm, "refuse": Choice(-1, cfg.guest_pages, "refuse")}
-        else:
-            yield {"vm": vm, "refuse": ()}
+        yield {"vm": vm, "refuse": Choice(0, 2 ** (cfg.guest_pages + 1) - 1, "refuse")}
+
+
+def _refuse_bits(cfg: Config, raw: Any) -> list[z3.BoolRef]:
+    """Per reported slot ``0..G`` (``G``: out of range), whether ``refuse`` names it.
+
+    ``raw`` is the model's tuple of PPNs or a symbolic bit mask (a :class:`Choice`).
+    """
+    G = cfg.guest_pages
+    if isinstance(raw, tuple):
+        return [z3.BoolVal(q in raw) for q in range(G)] + [
+            z3.BoolVal(any(not 0 <= p < G for p in raw))]
+    return [z3.Extract(q, q, raw) == 1 for q in range(G + 1)]
 
 
 @_encodes("vmm_reclaim", _refusals)
 def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
-    raw = a["refuse"]
-    # The refused PPN as a number, -1 for none (the encoding covers at most one).
-    if isinstance(raw, tuple):
-        assert len(raw) <= 1, "the encoding covers refusing at most one PPN"
-        refuse = num(raw[0] if raw else -1)
-    else:
-        refuse = raw
     G = cfg.guest_pages
+    bits = _refuse_bits(cfg, a["refuse"])
     nq = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)])
-    counts = [s.i("inq", vm, q) for q in range(G + 1)]
-    guard = z3.And(nq > 0, z3.Or(refuse == -1, select(counts, refuse) > 0),
-                   z3.Or(z3.BoolVal(cfg.refusal), refuse == -1))
-    room = (s.i("target", vm) - count(s.b("ballooned", vm, p) for p in range(G))
-            + (1 if cfg.migration else 0))
-    accepted: list[z3.BoolRef] = []
+    present = [s.i("inq", vm, q) > 0 for q in range(G + 1)]
+    valid = [z3.And(present[q], z3.Not(s.b("ballooned", vm, q))) for q in range(G)]
+    accepted = [z3.And(valid[q], z3.Not(bits[q])) for q in range(G)]
+    # With ``migration`` the VMM takes one page beyond the target (as the model does).
+    room = _smax(0, s.i("target", vm) - count(s.b("ballooned", vm, p) for p in range(G))
+                 + (1 if cfg.migration else 0))
+    most = _smin(count(valid), room)
+    named = [z3.Implies(bits[q], present[q]) for q in range(G + 1)]
+    if not cfg.refusal:
+        # Without refusal the VMM names only valid pages, and takes all it has room for.
+        named += [z3.Implies(bits[q], valid[q]) for q in range(G)] + [z3.Not(bits[G])]
+        named.append(count(accepted) >= most)
+    guard = z3.And(nq > 0, count(accepted) <= room, *named)
     upd: dict[Key, z3.ExprRef] = {}
     for q in range(G + 1):
-        present = s.i("inq", vm, q) > 0
         if q < G:
-            acc = z3.And(present, z3.Not(s.b("ballooned", vm, q)), count(accepted) < room,
-                         refuse != q)
-            accepted.append(acc)
+            acc = accepted[q]
             upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
             upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
         else:
             acc = F
-        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present, z3.Not(acc)))
+        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present[q], z3.Not(acc)))
         upd["inq", vm, q] = num(0)
     post = s
     for q in range(G):
@@ -616,7 +630,7 @@ def _balloon_inflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sym
     k = len(ppns)
     free = [_balloon_free(s, vm, p) for p in range(cfg.guest_pages)]
     allowed = [free[p] for p in ppns]
-    if _policy_lru(cfg):
+    if _lowest_first(cfg):
         allowed += [z3.Not(free[p]) for p in range(max(ppns)) if p not in ppns]
     guard = z3.And(k <= _inflate_limit(cfg, s, vm), k <= _usable_free(cfg, s, vm), *allowed)
     upd: dict[Key, z3.ExprRef] = {}
@@ -669,10 +683,10 @@ def _balloon_complete(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sy
         bal = z3.Or(s.b("balloon", vm, p), z3.And(s.b("ai", vm, p), mine))
         new_balloon.append(bal)
         upd["balloon", vm, p] = bal
-        upd["refused", vm, p] = z3.And(z3.Or(s.b("refused", vm, p),
-                                             z3.And(s.b("ar", vm, p), mine)), z3.Not(bal))
+        ref = z3.And(z3.Or(s.b("refused", vm, p), z3.And(s.b("ar", vm, p), mine)), z3.Not(bal))
+        upd["refused", vm, p] = ref
         if cfg.must_tell_host:
-            back = z3.And(s.b("ad", vm, p), mine, z3.Not(bal))
+            back = z3.And(s.b("ad", vm, p), mine, z3.Not(bal), z3.Not(ref))
             upd["use", vm, p] = z3.If(back, FREE, s.i("use", vm, p))
         upd["ai", vm, p] = upd["ad", vm, p] = F
     for q in range(G + 1):

@@ -4,7 +4,7 @@ import pytest
 
 from ballast.errors import GuardError
 from ballast.model.actions import ACTIONS, Action, Actor, apply
-from ballast.model.config import Config, ModuleKind
+from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, initial_state
 
 CFG = Config(vms=2, guest_pages=4, guest_data_pages=3, machine_pages=6, refusal=True,
@@ -62,9 +62,18 @@ def test_inflate_round_trip_gives_machine_pages_back() -> None:
 
 
 def test_guest_allocator_chooses_the_pages() -> None:
-    s = run(CFG, ("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}))
+    s = run(CFG, ("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
+            ("host_set_target", {"vm": 0, "pages": 2}), ("balloon_poll", {"vm": 0}))
+    # Any free pages, in any order: the allocator's choice.
+    assert apply(CFG, s, Action.of("balloon_inflate", vm=0, ppns=[3, 1])).vms[0].inflate_queue \
+        == (1, 3)
     with pytest.raises(GuardError, match="allocator"):
-        apply(CFG, s, Action.of("balloon_inflate", vm=0, ppns=[3]))
+        apply(CFG, s, Action.of("balloon_inflate", vm=0, ppns=[0]))  # a process page
+    lowest = CFG.replace(guest_policy=GuestPolicyName.LOWEST)
+    with pytest.raises(GuardError, match="allocator"):
+        apply(lowest, s, Action.of("balloon_inflate", vm=0, ppns=[3]))
+    assert apply(lowest, s, Action.of("balloon_inflate", vm=0, ppns=[2, 1])).vms[0] \
+        .inflate_queue == (1, 2)
 
 
 def test_inflate_beyond_target_is_refused_by_the_guard() -> None:
@@ -125,12 +134,23 @@ def test_vmm_refuses_bad_reports_from_a_hostile_guest(ppn: int, why: str) -> Non
     assert ppn in s2.vms[1].acked_refused
 
 
-def test_more_pages_than_asked_are_refused() -> None:
-    s = run(CFG, ("host_set_target", {"vm": 1, "pages": 1}),
+@pytest.mark.parametrize("refusal", [True, False])
+def test_more_pages_than_asked_are_refused_the_vmm_chooses_which(refusal: bool) -> None:
+    cfg = CFG.replace(refusal=refusal)
+    s = run(cfg, ("host_set_target", {"vm": 1, "pages": 1}),
             ("rogue_report", {"vm": 1, "queue": "inflate", "ppn": 0}),
-            ("rogue_report", {"vm": 1, "queue": "inflate", "ppn": 1}),
-            ("vmm_reclaim", {"vm": 1, "refuse": []}))
-    assert len(s.vms[1].ballooned) == 1 and len(s.vms[1].acked_refused) == 1
+            ("rogue_report", {"vm": 1, "queue": "inflate", "ppn": 1}))
+    with pytest.raises(GuardError, match="must refuse the rest"):
+        apply(cfg, s, Action.of("vmm_reclaim", vm=1, refuse=[]))
+    for keep, drop in ((0, 1), (1, 0)):  # lowest first or not: the VMM's choice
+        t = apply(cfg, s, Action.of("vmm_reclaim", vm=1, refuse=[drop]))
+        assert t.vms[1].ballooned == {keep} and t.vms[1].acked_refused == {drop}
+    refuse_all = Action.of("vmm_reclaim", vm=1, refuse=[0, 1])
+    if refusal:
+        assert not apply(cfg, s, refuse_all).vms[1].ballooned
+    else:
+        with pytest.raises(GuardError, match="accepts every valid page"):
+            apply(cfg, s, refuse_all)
 
 
 def test_rogue_actions_need_a_hostile_vm() -> None:
@@ -234,3 +254,43 @@ def test_no_reinflate_of_a_page_whose_deflate_is_unprocessed() -> None:
     s = apply(cfg, s, Action.of("balloon_inflate", vm=0, ppns=[1]))  # the allocator skips PPN 0
     s = apply(cfg, s, Action.of("vmm_release", vm=0))
     assert s.vms[0].ballooned == frozenset()
+
+
+def test_a_deflate_ack_never_frees_a_page_the_module_holds_as_refused() -> None:
+    # A hostile guest reports a refused page for deflation; the VMM acknowledges it.
+    # The module must keep holding it until balloon_free_refused, or the page would
+    # be freed twice, the second time under a process page.
+    from ballast.model.invariants import INVARIANTS
+
+    cfg = CFG.replace(sharing=False)
+    s = run(cfg, ("host_set_target", {"vm": 1, "pages": 1}), ("balloon_poll", {"vm": 1}),
+            ("balloon_inflate", {"vm": 1, "ppns": [0]}),
+            ("vmm_reclaim", {"vm": 1, "refuse": [0]}), ("balloon_complete", {"vm": 1}))
+    assert s.vms[1].module.refused == {0}
+    s = run_from(cfg, s, ("rogue_report", {"vm": 1, "queue": "deflate", "ppn": 0}),
+                 ("vmm_release", {"vm": 1}), ("balloon_complete", {"vm": 1}))
+    assert s.vms[1].guest.ppn_use[0] == BALLOON and s.vms[1].module.refused == {0}
+    s = run_from(cfg, s, ("guest_write", {"vm": 1, "vpn": 0, "token": 1}))
+    assert s.vms[1].guest.ppn_use[0] == BALLOON  # the process got another page
+    s = run_from(cfg, s, ("balloon_free_refused", {"vm": 1}))
+    assert s.vms[1].guest.ppn_use.count(0) == 1  # VPN 0 lives in exactly one page
+    for prop in INVARIANTS.values():
+        assert prop.check_state(cfg, s) is None, prop.name
+
+
+def test_module_pages_pinned_catches_a_page_freed_under_the_module() -> None:
+    from dataclasses import replace as dc_replace
+
+    from ballast.model.invariants import INVARIANTS
+
+    s = inflated()
+    v = s.vms[0]
+    bad = s.with_vm(0, v.replace(guest=dc_replace(v.guest, ppn_use=(FREE,) + v.guest.ppn_use[1:])))
+    msg = INVARIANTS["module_pages_pinned"].check_state(CFG, bad)
+    assert msg is not None and "PPN 0" in msg
+
+
+def run_from(cfg: Config, s: State, *steps: tuple[str, dict]) -> State:
+    for name, args in steps:
+        s = apply(cfg, s, Action.of(name, **args))
+    return s

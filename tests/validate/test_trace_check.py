@@ -124,7 +124,7 @@ def _at(data: object, path: str) -> object:
 
 def _fault_config(name: str) -> Config:
     special = {"cpu_reclaim_keeps_parked": "processors", "cow_write_in_place": "vmware",
-               "release_keeps_balloon_set": "vmware"}
+               "release_keeps_balloon_set": "core"}
     return preset(special.get(name, "virtio"))
 
 
