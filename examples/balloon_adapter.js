@@ -43,10 +43,6 @@ function sortedInts(iterable) {
   return Array.from(iterable).sort((a, b) => a - b);
 }
 
-function sameList(a, b) {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 // The configuration keys this implementation understands, and the fixed
 // values of the features it does not implement.
 const SIZES = ["vms", "guest_pages", "guest_data_pages", "guest_disk_slots", "machine_pages",
@@ -91,13 +87,26 @@ class BalloonSystem {
   }
 
   // Protocol 1: Ballast names the pages, and they must be the lowest free ones.
+  // Protocol 1: Ballast names the pages (the model's allocator chose them, any free
+  // pages): this guest hands out exactly those, each once.
   allocatorAllows(free, ppns) {
-    return sameList(ppns, free.slice(0, ppns.length));
+    return new Set(ppns).size === ppns.length && ppns.every((p) => free.includes(p));
   }
 
-  // Pages the device refuses because the host asks for fewer (protocol 1: none named).
+  // Reported pages this device could accept: in range, not ballooned, each once.
+  validReports(vm) {
+    return sortedInts(new Set(vm.inflateQueue.filter((p) => isInt(p) && p >= 0
+      && p < this.cfg.guest_pages && !vm.ballooned.has(p))));
+  }
+
+  room(vm) {
+    return Math.max(0, vm.target - vm.ballooned.size);
+  }
+
+  // The valid pages this device refuses because the host asks for fewer: it keeps the
+  // lowest ones (a vmm_reclaim step names every valid page it refuses).
   roomRefusals(vm) {
-    return [];
+    return this.validReports(vm).slice(this.room(vm));
   }
 
   vm(args) {
@@ -171,16 +180,14 @@ class BalloonSystem {
     need(vm.inflateQueue.length > 0, "nothing reported for inflation");
     need(Array.isArray(args.refuse) && args.refuse.every((p) => vm.inflateQueue.includes(p)),
       "can only refuse reported pages");
-    need(this.cfg.refusal || args.refuse.length === 0
-      || sameList(sortedInts(args.refuse), this.roomRefusals(vm)), "refusal switched off");
-    const room = vm.target - vm.ballooned.size;
-    const accepted = new Set();
-    const refused = new Set();
-    for (const ppn of vm.inflateQueue) {
-      const ok = isInt(ppn) && ppn >= 0 && ppn < this.cfg.guest_pages && !vm.ballooned.has(ppn)
-        && !accepted.has(ppn) && accepted.size < room && !args.refuse.includes(ppn);
-      (ok ? accepted : refused).add(ppn);
-    }
+    const valid = this.validReports(vm);
+    need(this.cfg.refusal || args.refuse.every((p) => valid.includes(p)),
+      "refusal switched off: only pages beyond the host's request can be refused");
+    const accepted = new Set(valid.filter((p) => !args.refuse.includes(p)));
+    need(accepted.size <= this.room(vm), "more pages than the host asked for");
+    need(this.cfg.refusal || accepted.size === Math.min(valid.length, this.room(vm)),
+      "refusal switched off: every valid page the host asked for is accepted");
+    const refused = new Set(vm.inflateQueue.filter((p) => !accepted.has(p)));
     for (const ppn of sortedInts(accepted)) this.unbackPage(vm, ppn);
     for (const ppn of accepted) {
       vm.ballooned.add(ppn);
@@ -495,10 +502,10 @@ class ChoosingSystem extends BalloonSystem {
   }
 
   roomRefusals(vm) {
-    if (this.opts.accept !== "arrival") return [];
-    const room = vm.target - vm.ballooned.size;
-    const arrived = this.arrival[this.vms.indexOf(vm)].filter((p) => vm.inflateQueue.includes(p));
-    return arrived.length > room ? sortedInts(arrived.slice(Math.max(0, room))) : [];
+    if (this.opts.accept !== "arrival") return super.roomRefusals(vm);
+    const valid = new Set(this.validReports(vm));
+    const arrived = [...new Set(this.arrival[this.vms.indexOf(vm)].filter((p) => valid.has(p)))];
+    return sortedInts(arrived.slice(this.room(vm)));
   }
 
   deflateLimit(vm) {

@@ -96,14 +96,23 @@ class BalloonSystem:
         self.content = [0] * cfg["machine_pages"]
         self.vms = [Vm(cfg) for _ in range(cfg["vms"])]
 
+    def valid_reports(self, vm: Vm) -> list[int]:
+        """Reported pages this device could accept: in range, not ballooned, each once."""
+        return sorted({p for p in vm.inflate_queue
+                       if is_int(p) and 0 <= p < self.cfg["guest_pages"] and p not in vm.ballooned})
+
+    def room(self, vm: Vm) -> int:
+        return max(0, vm.target - len(vm.ballooned))
+
     def room_refusals(self, vm: Vm) -> list[int]:
-        """Pages this device refuses because the host asks for fewer (protocol 1: none
-        named; the reclaim refuses them itself)."""
-        return []
+        """The valid pages this device refuses because the host asks for fewer: it keeps
+        the lowest ones (a `vmm_reclaim` step names every valid page it refuses)."""
+        return self.valid_reports(vm)[self.room(vm):]
 
     def allocator_allows(self, free: list[int], ppns: list[int]) -> bool:
-        """Protocol 1: Ballast names the pages, and they must be the lowest free ones."""
-        return ppns == free[:len(ppns)]
+        """Protocol 1: Ballast names the pages (the model's allocator chose them, any free
+        pages): this guest hands out exactly those, each once."""
+        return len(set(ppns)) == len(ppns) and set(ppns) <= set(free)
 
     def vm(self, args: dict[str, Any]) -> Vm:
         v = args["vm"]
@@ -154,15 +163,14 @@ class BalloonSystem:
         need(bool(vm.inflate_queue), "nothing reported for inflation")
         need(isinstance(refuse, list) and all(p in vm.inflate_queue for p in refuse),
              "can only refuse reported pages")
-        need(self.cfg["refusal"] or not refuse or refuse == self.room_refusals(vm),
-             "refusal switched off")
-        room = vm.target - len(vm.ballooned)
-        accepted: set[int] = set()
-        refused: set[int] = set()
-        for p in vm.inflate_queue:
-            ok = (0 <= p < self.cfg["guest_pages"] and p not in vm.ballooned
-                  and p not in accepted and len(accepted) < room and p not in refuse)
-            (accepted if ok else refused).add(p)
+        valid = self.valid_reports(vm)
+        need(self.cfg["refusal"] or all(p in valid for p in refuse),
+             "refusal switched off: only pages beyond the host's request can be refused")
+        accepted = set(valid) - set(refuse)
+        need(len(accepted) <= self.room(vm), "more pages than the host asked for")
+        need(self.cfg["refusal"] or len(accepted) == min(len(valid), self.room(vm)),
+             "refusal switched off: every valid page the host asked for is accepted")
+        refused = set(vm.inflate_queue) - accepted
         for p in sorted(accepted):
             mpn = vm.p2m[p]
             if mpn != UNBACKED:
@@ -375,12 +383,16 @@ class ChoosingSystem(BalloonSystem):
         return max(0, min(self.cfg["batch"], excess, len(vm.balloon)))
 
     def room_refusals(self, vm: Vm) -> list[int]:
-        """Arrival order: the pages beyond the room left, refused by this device's choice."""
+        """Arrival order: the valid pages beyond the room left, refused by this device's
+        choice; sorted order keeps the lowest."""
         if self.accept != "arrival":
-            return []
-        room = vm.target - len(vm.ballooned)
-        arrived = [p for p in self.arrival[self.vms.index(vm)] if p in vm.inflate_queue]
-        return sorted(arrived[max(0, room):]) if len(arrived) > room else []
+            return super().room_refusals(vm)
+        valid = set(self.valid_reports(vm))
+        arrived: list[int] = []
+        for p in self.arrival[self.vms.index(vm)]:
+            if p in valid and p not in arrived:
+                arrived.append(p)
+        return sorted(arrived[self.room(vm):])
 
     def balloon_inflate(self, a: dict[str, Any]) -> None:
         super().balloon_inflate(a)
@@ -500,7 +512,7 @@ class ReclaimIgnoresTarget(BalloonSystem):
         vm = self.vm(a)
         target, vm.target = vm.target, self.cfg["guest_pages"]
         try:
-            super().vmm_reclaim(a)
+            super().vmm_reclaim({**a, "refuse": []})  # the bug: takes every valid page
         finally:
             vm.target = target
 

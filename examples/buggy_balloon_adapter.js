@@ -27,7 +27,7 @@ class ReclaimIgnoresTarget extends BalloonSystem {
     const target = vm.target;
     vm.target = this.cfg.guest_pages;  // the bug: room is computed as if no limit applied
     try {
-      super.vmm_reclaim(args);
+      super.vmm_reclaim({...args, refuse: []});  // and it takes every valid page
     } finally {
       vm.target = target;
     }

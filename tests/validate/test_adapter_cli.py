@@ -84,7 +84,7 @@ def test_protocol_2_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0 and out["verdict"] == "pass" and out["protocol"] == 2, out["message"]
     assert out["never_happened"] == [] and out["unreached"] == [] and out["near_misses"] > 0
     code = main(["diff", "--adapter", f"{example} --bug no-scrub", "--preset", "virtio",
-                 "--examples", "30", "--report-dir", str(tmp_path / "out"), "--json"])
+                 "--examples", "60", "--report-dir", str(tmp_path / "out"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["divergence"]["diffs"][0]["key"] == "host/unscrubbed_count"
     assert Path(out["trace"]).exists()

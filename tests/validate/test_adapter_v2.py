@@ -166,8 +166,6 @@ def test_device_accepting_in_arrival_order_agrees_where_refusal_is_on(
     assert out.verdict is Verdict.PASS, out.describe()
 
 
-@pytest.mark.xfail(strict=True, reason="the model does not yet admit a device refusing pages "
-                                       "beyond the target without the refusal feature")
 def test_device_accepting_in_arrival_order_agrees_without_refusal() -> None:
     out = run_diff(PYTHON + ["--alloc", "highest", "--accept", "arrival"], preset("virtio"),
                    examples=30, seed=1)
