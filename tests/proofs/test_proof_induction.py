@@ -78,7 +78,7 @@ def test_step_3_never_assumes_the_property_it_proves() -> None:
     and a property no other conjunct implies is said to be its own strengthening."""
     from ballast.proofs.induction import safety_queries
     cfg = preset("core")
-    out = {q.conjunct: q for q in safety_queries(cfg, timeout_s=30)}
+    out = {q.conjunct: q for q in safety_queries(cfg)}
     assert set(out) == {p for p in SAFETY if INVARIANTS[p].feature(cfg)}
     for name, q in out.items():
         assert q.verdict is ProofVerdict.PROVED and name not in q.core
