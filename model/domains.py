@@ -75,6 +75,9 @@ DOMAINS: dict[str, Callable[[Config], Domain]] = {
     "vcpu": lambda c: IntRange(0, max(0, c.vcpus - 1)),
     "queue": lambda c: Choice(("inflate", "deflate")),
     "actual": lambda c: IntRange(0, c.guest_pages + 1),
+    # A migration's new page (the allocator's choice) and the old page it replaces.
+    "new": lambda c: IntRange(0, c.guest_pages - 1),
+    "old": lambda c: IntRange(0, c.guest_pages - 1),
 }
 """Parameter name -> its domain in a configuration (the same name means the same kind
 of value in every action)."""

@@ -298,7 +298,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         if cross is not None:
             raw = _tapping(raw, cross)
         events: Iterator[Any] = profile_events(raw, features, size)
-        judge = ModelJudge(features, size) if model else None
+        judge = ModelJudge(features, size, name) if model else None
         if emit_trace is not None:
             try:
                 tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ballast.errors import GuardError
+from ballast.errors import GuardError, InputError
+from ballast.model.config import MAX_MODEL_SIZE
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import TraceStep, observe_matches
@@ -59,9 +60,12 @@ class ModelVerdict:
 class ModelJudge:
     """The reference model applied to converted steps as they stream by."""
 
-    def __init__(self, features: frozenset[str], size: GuestSize) -> None:
+    def __init__(self, features: frozenset[str], size: GuestSize, source: str = "<trace>"
+                 ) -> None:
         self.features = features
         self.size = size
+        self.source = source
+        """The log being judged, named in an error."""
         self.model: BalloonModel | None = None
         self.state: State | None = None
         self.waiting: list[TraceStep] = []
@@ -87,14 +91,17 @@ class ModelJudge:
             if self.size.pages is None and len(self.waiting) < MAX_WAITING_STEPS:
                 self.waiting.append(st)
                 return
-            self._start()
+            self._start(st.line)
             for earlier in self.waiting:
                 self._judge(earlier)
             self.waiting = []
         self._judge(st)
 
-    def _start(self) -> None:
+    def _start(self, line: int | None) -> None:
         pages = self.size.pages if self.size.pages else self.largest_page + 1
+        if pages > MAX_MODEL_SIZE:
+            raise InputError(self.source, line, f"the trace shows a guest of {pages:,} pages, "
+                             f"more than the model can hold ({MAX_MODEL_SIZE:,})")
         self.model = BalloonModel(trace_config(max(pages, 1), self.features))
         self.state = self.model.init_states()[0]
 
@@ -129,7 +136,7 @@ class ModelJudge:
     def finish(self) -> ModelVerdict:
         """The verdict once every step was fed."""
         if self.failure is None and self.model is None:
-            self._start()
+            self._start(self.waiting[0].line if self.waiting else None)
             for earlier in self.waiting:
                 self._judge(earlier)
             self.waiting = []
