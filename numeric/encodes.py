@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ballast.encodings import Encodes, Gaps, gaps
+from ballast.encodings import Encodes, Gaps, gaps, real_driver_gaps
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
@@ -30,13 +30,7 @@ from ballast.numeric.workload import WEIGHTS
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "encodes", "gaps_in"]
 
-_REAL_DRIVER = ("a behaviour of real virtio drivers (``qemu`` preset) checked by the Python "
-                "model's checkers and ``validate --format qemu``; no {enc} encoding yet")
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    (kind, name): _REAL_DRIVER.format(enc="NumPy") for kind, name in (
-        ("actions", "balloon_migrate"), ("actions", "balloon_migrate_release"),
-        ("actions", "balloon_oom_deflate"), ("invariants", "migration_loses_nothing"),
-        ("faults", "migrate_forgets_old_page"), ("faults", "oom_deflate_without_report"))}
+KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("NumPy")
 """What this backend deliberately does not encode yet, with the reason."""
 
 BACKEND = "numeric"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from ballast.encodings import Encodes, Gaps, gaps
+from ballast.encodings import Encodes, Gaps, gaps, real_driver_gaps
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.proofs.faults import FAULT_EFFECTS
@@ -28,13 +28,7 @@ from ballast.proofs.transitions import ENCODED
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "encodes", "gaps_in"]
 
-_REAL_DRIVER = ("a behaviour of real virtio drivers (``qemu`` preset) checked by the Python "
-                "model's checkers and ``validate --format qemu``; no {enc} encoding yet")
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    (kind, name): _REAL_DRIVER.format(enc="Z3") for kind, name in (
-        ("actions", "balloon_migrate"), ("actions", "balloon_migrate_release"),
-        ("actions", "balloon_oom_deflate"), ("invariants", "migration_loses_nothing"),
-        ("faults", "migrate_forgets_old_page"), ("faults", "oom_deflate_without_report"))}
+KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("Z3")
 """What this backend deliberately does not encode yet, with the reason."""
 
 BACKEND = "prove"
