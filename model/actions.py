@@ -404,6 +404,21 @@ def inflate_limit(cfg: Config, v: VmState) -> int:
     return max(0, min(batch, m.target - held))
 
 
+def report_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The module takes ``ppns`` out of its balloon and reports them for deflation;
+    without ``must_tell_host`` the guest may reuse them at once (the shared effect of
+    every deflate, asked for or forced by memory pressure)."""
+    v = s.vms[vm]
+    m = v.module
+    guest = v.guest
+    if not cfg.must_tell_host:
+        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
+        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
+    return s.with_vm(vm, v.replace(
+        guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
+        deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
+
+
 def under_pressure(cfg: Config, guest: GuestState) -> bool:
     """The guest is out of memory: no free PPN and no room on its disk to page out."""
     return FREE not in guest.ppn_use and (
@@ -829,13 +844,7 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "only acknowledged balloon pages can be deflated")
     require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
             "the balloon is not above its target and the guest is not out of memory")
-    guest = v.guest
-    if not cfg.must_tell_host:
-        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
-        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
-    return s.with_vm(vm, v.replace(
-        guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
-        deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
+    return report_deflate(cfg, s, vm, ppns)
 
 
 @action(Actor.MODULE, vm_candidates=_per_vm)
@@ -997,13 +1006,7 @@ def balloon_oom_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -
             f"one report carries 1 to {cfg.batch} pages")
     require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate",
             "only acknowledged balloon pages can be deflated")
-    guest = v.guest
-    if not cfg.must_tell_host:
-        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
-        guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
-    return s.with_vm(vm, v.replace(
-        guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
-        deflate_queue=sorted_tuple(v.deflate_queue + ppns)))
+    return report_deflate(cfg, s, vm, ppns)
 
 
 # --------------------------------------------------------------------------
