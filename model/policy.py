@@ -108,19 +108,10 @@ class LowestPolicy:
 
 
 @dataclass(frozen=True)
-class AnyPolicy:
+class AnyPolicy(LruPolicy):
     """Any free pages, any victim: what a validator must allow of a real guest."""
 
     name: str = "any"
-
-    def allocation(self, ppn_use: tuple[int, ...], count: int) -> tuple[int, ...]:
-        return tuple(_free(ppn_use)[:count])
-
-    def allocations(self, ppn_use: tuple[int, ...], count: int) -> Iterable[tuple[int, ...]]:
-        return itertools.combinations(_free(ppn_use), count)
-
-    def allows_allocation(self, ppn_use: tuple[int, ...], ppns: tuple[int, ...]) -> bool:
-        return _any_free(ppn_use, ppns)
 
     def victims(self, lru: tuple[int, ...]) -> tuple[int, ...]:
         return lru
