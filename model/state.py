@@ -49,6 +49,7 @@ __all__ = [
     "State",
     "VmState",
     "initial_state",
+    "plain_value",
     "state_from_dict",
 ]
 
@@ -170,16 +171,22 @@ class State:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (lists, ints, dicts), the inverse of :func:`state_from_dict`."""
-        return _plain(self)  # type: ignore[no-any-return]
+        return plain_value(self)  # type: ignore[no-any-return]
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """The :meth:`State.to_dict` form of a state or any part of one (sets sorted, tuples
+    as lists, records as dicts).
+
+    >>> plain_value((frozenset({2, 1}), (3,)))
+    [[1, 2], [3]]
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, frozenset):
         return sorted(value)
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 

@@ -38,7 +38,7 @@ from ballast.model.config import Config
 from ballast.model.contents import content_observation
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
-from ballast.model.state import State, initial_state, state_from_dict
+from ballast.model.state import State, initial_state, plain_value, state_from_dict
 
 if TYPE_CHECKING:
     import jsonschema
@@ -604,7 +604,7 @@ def observe_matches(state: State, observe: dict[str, Any]) -> str | None:
             if have is None:
                 # Only the observed field is converted, not the whole state: a real
                 # guest's state is large and most steps observe one number.
-                have = _plain_field(_state_field(state, path))
+                have = plain_value(_state_field(state, path))
         except (KeyError, IndexError, ValueError, AttributeError, TypeError):
             return f"{path} is not part of the model's state"
         if have != want:
@@ -625,13 +625,3 @@ def _state_field(state: Any, path: str) -> Any:
     return value
 
 
-def _plain_field(value: Any) -> Any:
-    """The ``State.to_dict`` form of one field."""
-    if isinstance(value, frozenset):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return [_plain_field(v) for v in value]
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain_field(getattr(value, name)) for name in fields}
-    return value

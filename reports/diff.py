@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ballast.model.state import State
+from ballast.model.state import State, plain_value
 
 __all__ = ["flatten", "format_value", "state_diff"]
 
@@ -70,17 +70,6 @@ def state_diff(before: State, after: State) -> list[tuple[str, object, object]]:
 _PER_PAGE = ("/p2m", "/content", "/ppn_use", "/expected")
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, frozenset):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain(getattr(value, name)) for name in fields}
-    return value
-
-
 def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object]]) -> None:
     if a is b:
         return
@@ -98,7 +87,7 @@ def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object
             and prefix.endswith(_PER_PAGE)):
         out.extend((f"{prefix}/{i}", x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y)
         return
-    pa, pb = _plain(a), _plain(b)
+    pa, pb = plain_value(a), plain_value(b)
     if pa != pb:
         out.append((prefix, pa, pb))
 

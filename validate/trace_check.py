@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 from ballast.errors import GuardError
 from ballast.model.actions import Action
 from ballast.model.config import Config
-from ballast.model.state import State, state_from_dict
+from ballast.model.state import State, plain_value, state_from_dict
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import TraceHeader, TraceStep, observe_matches
 from ballast.model.virtio import VirtioEvent, VirtioTracker, project
@@ -95,24 +95,12 @@ def _lookup(value: Any, path: str) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """The ``State.to_dict`` form of one field (tested to agree with it)."""
-    if isinstance(value, frozenset):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain(getattr(value, name)) for name in fields}
-    return value
-
-
 def observed_difference(state: State, observe: dict[str, Any]) -> str | None:
     """Like :func:`ballast.model.trace.observe_matches`, reading only the observed fields
     (tested to agree with it)."""
     for path, want in observe.items():
         try:
-            same = _plain(_lookup(state, path)) == want
+            same = plain_value(_lookup(state, path)) == want
         except (KeyError, IndexError, ValueError, AttributeError):
             same = False
         if not same:
