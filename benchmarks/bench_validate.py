@@ -19,7 +19,7 @@ import lzma
 import sys
 import time
 
-from ballast.validate.cli import validate_qemu
+from ballast.validate.qemu_validation import validate_qemu
 from ballast.validate.qemu_log import read_trace
 from ballast.validate.suite import sample_dir
 

@@ -18,19 +18,27 @@ import importlib
 import os
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 if TYPE_CHECKING:
     from ballast.budget import WorkBudget
     from ballast.check import CheckReport
-    from ballast.model.config import Config
     from ballast.verdict import CheckResult
 
 from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds
-from ballast.errors import BallastError, InputError, UsageError
+from ballast.errors import BallastError, UsageError
+from ballast.options import (
+    add_model_options,
+    add_size_options,
+    config_from_args,
+    config_line,
+    config_summary,
+    given,
+    header_config,
+    origin,
+)
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
@@ -74,60 +82,12 @@ REPORT_BUGS = ("this is a bug in Ballast, not a verdict; please report it to the
 """What an internal error tells the user to do."""
 
 
-def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
-    """--preset, --config and --fault, shared by every subcommand that builds a model."""
-    p.add_argument("--preset", default=None,
-                   help=f"named configuration (default: {default_preset}); see 'ballast list presets'")
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML file with Config fields (may start from 'preset = NAME')")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="seed a broken variant of the model (repeatable); see 'ballast list faults'")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="change one Config field, TOML syntax for the value "
-                        "(e.g. --set vms=3 --set sharing=false --set module='\"application\"')")
-    p.add_argument("--vms", type=int, default=None, help="number of VMs")
-    p.add_argument("--guest-pages", type=int, default=None, help="PPNs per VM")
-    p.add_argument("--machine-pages", type=int, default=None, help="MPNs on the host")
-    p.add_argument("--host-page-units", type=int, default=None,
-                   help="balloon units per host page (1, 16, 512, ...)")
-    p.set_defaults(default_preset=default_preset)
-
-
-def config_from_args(args: argparse.Namespace) -> "Config":
-    """The Config an invocation asks for, with the seeded faults' configuration changes."""
-    from ballast.model.config import Config, load_config, preset
-    from ballast.model.faults import FAULTS
-
-    if args.preset and args.config:
-        raise UsageError("give --preset or --config, not both")
-    cfg = load_config(args.config) if args.config else preset(args.preset or args.default_preset)
-    changes: dict[str, object] = {}
-    for item in getattr(args, "overrides", []):
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise InputError("--set", None, f"expected KEY=VALUE, got {item!r}")
-        try:
-            changes[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except (tomllib.TOMLDecodeError, RecursionError):
-            changes[key.strip()] = raw.strip()
-    for flag in ("vms", "guest_pages", "machine_pages", "host_page_units"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            changes[flag] = value
-    if changes:
-        cfg = Config.from_dict({**cfg.to_dict(), **changes}, source="command line")
-    for name in args.fault:
-        if name not in FAULTS:
-            raise UsageError(f"unknown fault {name!r}; expected one of {', '.join(sorted(FAULTS))}")
-        cfg = cfg.replace(**FAULTS[name].config)
-    return cfg
-
-
 # -- check ------------------------------------------------------------------
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from ballast.check import BUILTIN, SUITES, CheckOptions, run_check
-    from ballast.console import console, render_check
+    from ballast.console import console
+    from ballast.render import render_check
 
     cfg = config_from_args(args)
     known = BUILTIN + tuple(SUITES)
@@ -156,6 +116,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                         hypothesis_profile=args.hypothesis_profile,
                         hypothesis_db=args.hypothesis_db)
     out = console()
+    out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     report = run_check(cfg, tuple(args.fault), opts,
                        progress=lambda name: out.print(f"[dim]running {name} ...[/]"))
     render_check(out, report)
@@ -193,10 +154,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.steps < 0:
         raise UsageError("--steps must not be negative")
+    out = console()
+    out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
                      record_states=not args.no_states)
     write_trace(args.out, run.trace)
-    out = console()
     out.print(f"seed {args.seed}: {len(run.trace.steps)} steps written to {args.out}")
     if run.violation is not None:
         out.print(f"[bold red]VIOLATION[/] {run.violation.property} at step "
@@ -208,18 +170,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # -- replay -----------------------------------------------------------------
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from ballast.console import console, render_replay
+    from ballast.console import console
     from ballast.model.replay import ReplayOutcome, replay
     from ballast.model.trace import read_trace
+    from ballast.render import render_replay
+
+    import dataclasses
 
     trace = read_trace(args.trace)
+    header, where = header_config(args, trace.header, f"header of {args.trace}")
+    trace = dataclasses.replace(trace, header=header)
     if args.python:
         from ballast.program import python_program
 
         sys.stdout.write(python_program(trace))
         return EXIT_OK
-    result = replay(trace, keep_states=False)
     out = console()
+    if given(args):  # else the trace names its configuration, and a refusal stays one line
+        out.print(config_line(trace.header.config, trace.header.faults, where), markup=False)
+    result = replay(trace, keep_states=False)
     if result.outcome is ReplayOutcome.OK and \
             (trace.header.expect or {}).get("lasso_start") is not None:
         from ballast.statespace.traces import check_lasso
@@ -259,12 +228,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             out.print(f"{f.name:28} breaks {f.breaks:26} {f.doc}")
     else:
         for name, cfg in PRESETS.items():
-            feats = [k for k in ("sharing", "host_swap", "refusal", "reset", "deflate_on_oom",
-                                 "processors") if getattr(cfg, k)]
-            out.print(f"{name:12} {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} "
-                      f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
-                      f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"
-                      f"{'; ' + ', '.join(feats) if feats else ''}")
+            out.print(f"{name:12} {config_summary(cfg)}")
     return EXIT_OK
 
 
@@ -272,7 +236,8 @@ def _list_backends(what: str, as_json: bool) -> int:
     import json
 
     from ballast.backends import matrix, matrix_json
-    from ballast.console import console, render_backends
+    from ballast.console import console
+    from ballast.render import render_backends
 
     if what not in ("actions", "invariants", "faults"):
         raise UsageError(f"--backends lists actions, invariants or faults, not {what}")
@@ -310,6 +275,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
 
     p = sub.add_parser("check", help="run every checker on a configuration")
     add_model_options(p)
+    add_size_options(p)
     p.add_argument("--seed", type=int, default=None,
                    help="first seed of the random runs, seed of the Hypothesis machine "
                         "(same seed, same run) and of the numeric and validation runs "
@@ -354,6 +320,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
 
     p = sub.add_parser("run", help="one deterministic random run, written as a trace")
     add_model_options(p)
+    add_size_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--out", type=Path, required=True, help="trace file to write")
@@ -362,6 +329,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
 
     p = sub.add_parser("replay", help="re-run a trace through the reference model")
     p.add_argument("trace", type=Path)
+    add_model_options(p, default_text="the trace's own")
     p.add_argument("--python", action="store_true",
                    help="print the trace as a runnable Python program instead of replaying it")
     p.set_defaults(func=_cmd_replay)

@@ -21,12 +21,13 @@ from typing import Any
 
 from ballast.argtypes import fraction
 from ballast.errors import InputError, UsageError
-from ballast.model.config import Config, load_config, preset
+from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
+from ballast.options import add_model_options, base_config, config_line, origin, with_sets
 from ballast.verdict import EXIT_INCONCLUSIVE
 
 __all__ = ["register", "config_for"]
@@ -44,10 +45,7 @@ def register(subparsers: Any) -> None:
                     "through the reference model before they are reported.")
     p.add_argument("--seeds", default="0..3", help="seed range A..B (inclusive) or one seed")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--preset", default=None, help="named configuration (default: large)")
-    p.add_argument("--config", type=Path, default=None, help="TOML file with Config fields")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="seed a broken variant of the model (repeatable)")
+    add_model_options(p, default_preset="large")
     p.add_argument("--steps", type=int, default=200,
                    help="batches per seed (each applies one action to many VMs)")
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
@@ -66,14 +64,13 @@ def register(subparsers: Any) -> None:
 
 
 def config_for(args: argparse.Namespace) -> Config:
-    """The configuration an invocation asks for (scaled, with the faults' changes)."""
-    if args.preset and args.config:
-        raise UsageError("give --preset or --config, not both")
+    """The configuration an invocation asks for (with --set, scaled, with the faults'
+    changes)."""
     for name in args.fault:
         if name not in FAULTS:
             raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
                              f"{', '.join(sorted(FAULTS))}")
-    cfg = load_config(args.config) if args.config else preset(args.preset or "large")
+    cfg = with_sets(args, base_config(args))
     if (args.vms is None) != (args.pages is None):
         raise UsageError("give both --vms and --pages, or neither")
     if args.vms is not None:
@@ -115,6 +112,9 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if gaps.blocking:
         print(f"INCONCLUSIVE numeric: {gaps.what()}; cannot check that fault")
         return EXIT_INCONCLUSIVE
+    if not args.json:
+        scale = f", scaled to --vms {args.vms} --pages {args.pages}" if args.vms else ""
+        print(config_line(cfg, args.fault, origin(args) + scale))
     results: list[SeedResult] = []
     stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
                           batches=args.steps, frac=args.frac, check_every=args.check_every,

@@ -22,6 +22,13 @@ from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
 from ballast.argtypes import seconds
 from ballast.errors import UsageError
 from ballast.model.config import Config
+from ballast.options import (
+    add_model_options,
+    add_size_options,
+    config_from_args,
+    config_line,
+    origin,
+)
 from ballast.proofs.induction import QueryResult
 from ballast.proofs.limits import SolverLimit
 from ballast.proofs.queries import query_names, select
@@ -35,9 +42,8 @@ def register(subparsers: Any) -> None:
     """Add the ``prove`` subcommand."""
     p = subparsers.add_parser("prove", help="prove the model's invariants with Z3",
                               description=__doc__)
-    from ballast.cli import add_model_options
-
     add_model_options(p)
+    add_size_options(p)
     p.add_argument("--rlimit", type=int, default=QUERY_RLIMIT, metavar="N",
                    help=f"Z3 resource units per query (default {QUERY_RLIMIT:,}); running "
                         "out is inconclusive")
@@ -112,6 +118,7 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     if args.json:
         sys.stdout.write(json.dumps({"sizes": rows, "exit": worst}, indent=1) + "\n")
         return worst
+    sys.stdout.write(config_line(cfg, args.fault, origin(args)) + "\n")
     for r in rows:
         verdict = {0: "proved", 1: "violated", 3: "inconclusive"}.get(r["exit"], "error")
         sys.stdout.write(f"{verdict:12s} {r['vms']} VMs x {r['guest_pages']} PPNs, "
@@ -130,12 +137,6 @@ def _limits(args: argparse.Namespace) -> tuple[SolverLimit, SolverLimit]:
     deadline = Deadline(args.max_seconds).epoch
     return (SolverLimit(args.rlimit, deadline),
             SolverLimit(args.bmc_rlimit, deadline, "--bmc-rlimit"))
-
-
-def _config(args: argparse.Namespace) -> Config:
-    from ballast.cli import config_from_args
-
-    return config_from_args(args)
 
 
 def query_line(q: QueryResult) -> str:
@@ -194,7 +195,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--max-seconds must be positive")
     if args.reach_states < 0:
         raise UsageError("--reach-states must not be negative")
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.list_queries:
         sys.stdout.write("".join(f"{n}\n" for n in query_names(cfg)))
         return 0
@@ -212,5 +213,6 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
     else:
+        sys.stdout.write(config_line(cfg, args.fault, origin(args)) + "\n")
         sys.stdout.write(format_report(report) + "\n")
     return int(report.exit_code)

@@ -18,6 +18,13 @@ from typing import Any
 
 from ballast.argtypes import positive_float, seconds
 from ballast.errors import UsageError
+from ballast.options import (
+    add_model_options,
+    add_size_options,
+    config_from_args,
+    config_line,
+    origin,
+)
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
 from ballast.statespace.explore import Budget, Exploration
@@ -29,8 +36,6 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add ``explore`` to the ``ballast`` command line."""
-    from ballast.cli import add_model_options
-
     p = subparsers.add_parser(
         "explore", help="visit every reachable state of a small configuration",
         description="Breadth-first exploration of every reachable state: every invariant on "
@@ -39,8 +44,10 @@ def register(subparsers: Any) -> None:
                     "and does reach its target under weak fairness of the module and VMM "
                     "(--fairness strong-accept: and a VMM that does not refuse pages forever).")
     add_model_options(p, default_preset="core")
+    add_size_options(p)
     p.add_argument("--small", action="store_true",
-                   help="shrink the configuration to the smallest sizes with the same features")
+                   help="shrink the configuration to the smallest sizes with the same features "
+                        "(sizes given with --set or a size flag are kept)")
     sym = p.add_mutually_exclusive_group()
     sym.add_argument("--symmetry", dest="symmetry", action="store_true", default=None,
                      help="identify states equal up to renumbering VMs and MPNs "
@@ -95,10 +102,11 @@ def _as_json(check: CheckResult, warnings: list[str]) -> dict[str, Any]:
     }
 
 
-def _print_text(check: CheckResult, warnings: list[str]) -> None:
+def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> None:
     from ballast.console import console
 
     out = console()
+    out.print(configuration, markup=False)
     for w in warnings:
         out.print(f"[yellow]warning:[/] {w}")
     st = check.stats
@@ -118,11 +126,7 @@ def _print_text(check: CheckResult, warnings: list[str]) -> None:
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    from ballast.cli import config_from_args
-
-    cfg = config_from_args(args)
-    if args.small:
-        cfg = small_config(cfg)
+    cfg = config_from_args(args, shrink=small_config if args.small else None)
     if args.fairness is not None and not args.liveness:
         raise UsageError("--fairness only applies with --liveness")
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
@@ -140,6 +144,6 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))
     else:
-        _print_text(run.result, run.warnings)
+        _print_text(run.result, run.warnings, config_line(cfg, args.fault, origin(args)))
     kinds = ("invariant", "scenario", "action") if args.strict_coverage else ("invariant",)
     return int(overall(r.verdict for r in run.result.results if r.kind in kinds).exit_code)

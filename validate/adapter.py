@@ -28,6 +28,7 @@ reported as such, naming the request.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -203,6 +204,8 @@ class DiffOutcome:
     """The protocol version the implementation spoke."""
     near_misses: int = 0
     """Near-miss probes sent (each refused by the model's guard)."""
+    faults: tuple[str, ...] = ()
+    """The faults seeded into the model side."""
 
     @property
     def exit_code(self) -> int:
@@ -594,8 +597,23 @@ def _scenario_actions(name: str) -> frozenset[str]:
 
 def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
              steps: int = DEFAULT_STEPS, seed: int = 0, timeout_s: float = 5.0,
-             shrink_runs: int = 100,
+             shrink_runs: int = 100, faults: Sequence[str] = (),
              progress: Callable[[int], None] | None = None) -> DiffOutcome:
+    """Run the differential test of the implementation started by ``command``.
+
+    The model side runs ``cfg`` with the seeded ``faults`` (a correct implementation
+    then diverges from it: a check that ``diff`` catches the fault); the outcome and
+    its counterexample name them. See :func:`_diff` for the rest.
+    """
+    outcome = _diff(command, cfg, examples=examples, steps=steps, seed=seed,
+                    timeout_s=timeout_s, shrink_runs=shrink_runs, faults=tuple(faults),
+                    progress=progress)
+    return dataclasses.replace(outcome, faults=tuple(faults))
+
+
+def _diff(command: str | Sequence[str], cfg: Config, *, examples: int,
+          steps: int, seed: int, timeout_s: float, shrink_runs: int, faults: tuple[str, ...],
+          progress: Callable[[int], None] | None) -> DiffOutcome:
     """Run the differential test of the implementation started by ``command``.
 
     ``examples`` runs of up to ``steps`` commands each, seeded with ``seed``;
@@ -613,7 +631,7 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
     started = time.monotonic()
     proc = AdapterProcess(command, timeout_s=timeout_s)
     argv = tuple(proc.argv)
-    model = BalloonModel(cfg)
+    model = BalloonModel(cfg, faults)
     try:
         try:
             proc.start()
@@ -624,7 +642,7 @@ def run_diff(command: str | Sequence[str], cfg: Config, *, examples: int = 100,
         if hello.protocol == 2:
             from ballast.validate.adapter_v2 import drive
 
-            model = BalloonModel(hello.run_config(cfg))
+            model = BalloonModel(hello.run_config(cfg), faults)
             return drive(model, proc, hello, examples=examples, steps=steps, seed=seed,
                          shrink_runs=shrink_runs, progress=progress, started=started)
         run = _Run(model, proc, hello, probes=probe_strategy(cfg, hello.actions),

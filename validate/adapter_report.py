@@ -83,7 +83,7 @@ def divergence_trace(outcome: DiffOutcome, d: Divergence) -> Trace:
     steps = _steps(d.exchanges, observe_last, include_last)
     name = outcome.hello.implementation if outcome.hello else "implementation"
     header = TraceHeader(
-        outcome.cfg, (),
+        outcome.cfg, outcome.faults,
         source={"checker": "adapter", "seed": outcome.seed, "implementation": name,
                 "command": shlex.join(outcome.command)},
         expect={"property": PROPERTY, "step": len(steps) if include_last else None,
@@ -214,7 +214,7 @@ def write_report(outcome: DiffOutcome, out_dir: str | Path) -> Report | None:
     steps = tuple(TraceStep(i + 1, act) for i, act in enumerate(actions))
     if steps:
         # The steps before the failure, for reproducing it; the model must allow them all.
-        trace = Trace(TraceHeader(outcome.cfg, (), source={
+        trace = Trace(TraceHeader(outcome.cfg, outcome.faults, source={
             "checker": "adapter", "seed": outcome.seed,
             "command": shlex.join(outcome.command)},
             comment=f"commands before the implementation's {err.kind}"), steps)

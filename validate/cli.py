@@ -11,40 +11,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from ballast.argtypes import positive_float, seconds
-from ballast.errors import InputError, OutputError, UsageError
-from ballast.model.config import MAX_MODEL_SIZE
+from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
-from ballast.validate.qemu_events import (
-    ACTION_OF,
-    GuestSize,
-    StepConverter,
-    profile_events,
-    trace_header,
+from ballast.options import add_model_options, config_line, given, header_config
+from ballast.validate.qemu_events import ACTION_OF
+from ballast.validate.qemu_log import BALLOON_FEATURES
+from ballast.validate.qemu_qmp_check import QMP_CHECKS
+from ballast.validate.qemu_validation import (
+    QemuOutcome,
+    features_from,
+    progress_bar,
+    validate_qemu,
 )
-from ballast.validate.qemu_log import (
-    BALLOON_FEATURES,
-    NegotiatedFeatures,
-    QemuLogError,
-    read_qmp,
-    read_trace,
-)
-from ballast.validate.qemu_model import ModelJudge, ModelVerdict
-from ballast.validate.qemu_qmp_check import QMP_CHECKS, QmpCrossCheck, QmpFinding
 from ballast.validate.trace_check import TraceReport, validate_steps
-from ballast.validate.virtio_check import VirtioReport, check_virtio
+from ballast.validate.virtio_check import VirtioReport
 
-__all__ = ["QemuOutcome", "register", "validate_qemu"]
+__all__ = ["register"]
 
 EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE = 0, 1, 3
 
@@ -57,6 +46,7 @@ def register(subparsers: Any) -> None:
                     "virtio-balloon trace log) against the model and the VirtIO 5.5 rules.")
     p.add_argument("trace", help="trace file (.jsonl; for --format qemu a trace log, plain or .xz)")
     p.add_argument("--format", choices=("ballast", "qemu"), default="ballast")
+    add_model_options(p, default_text="the trace's own; --format qemu: the log's")
     p.add_argument("--qmp", help="QEMU's QMP log (negotiated features) for --format qemu")
     p.add_argument("--features", help="negotiated virtio-balloon features, comma separated "
                    f"({', '.join(BALLOON_FEATURES.values())}); 'none' for none; overrides --qmp")
@@ -99,23 +89,6 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- progress
 
 
-@contextmanager
-def _progress(enabled: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``update(completed)``."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda n: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn)
-
-    cols: list[Any] = [SpinnerColumn(), TextColumn(what)]
-    cols += [BarColumn(), MofNCompleteColumn()] if total else [TextColumn("{task.completed:,}")]
-    cols.append(TimeElapsedColumn())
-    with Progress(*cols, transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda n: bar.update(task, completed=n)
-
-
 class _CountingLines:
     """Lines of a text file, reporting bytes read to a progress callback."""
 
@@ -142,7 +115,10 @@ def _validate_cmd(args: argparse.Namespace) -> int:
         if args.emit_trace and args.qmp and Path(args.qmp).exists() and \
                 Path(args.emit_trace).resolve() == Path(args.qmp).resolve():
             raise UsageError(f"--emit-trace {args.emit_trace} is the QMP log being read")
-        features = _features(args.features, args.qmp)
+        if given(args):
+            raise UsageError("--format qemu takes the model's configuration from the log; "
+                             "--preset, --config, --set and --fault go with --format ballast")
+        features = features_from(args.features, args.qmp)
         out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
                             progress=not args.no_progress, qmp=args.qmp,
                             model=not args.no_model)
@@ -161,12 +137,15 @@ def _validate_ballast(args: argparse.Namespace) -> int:
         raise InputError(str(path), None, f"cannot read trace: {exc.strerror}") from None
     start = time.perf_counter()
     try:
-        with f, _progress(not args.no_progress, f"validating {path.name}", size) as update:
+        with f, progress_bar(not args.no_progress, f"validating {path.name}", size) as update:
             header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path))
+            header, where = header_config(args, header, f"header of {path}")
             rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)
     except UnicodeDecodeError:
         raise InputError(str(path), None, "not a UTF-8 text file") from None
     seconds = time.perf_counter() - start
+    if not args.json:  # once the trace is read: bad input leaves one line, on stderr
+        sys.stdout.write(config_line(header.config, header.faults, where) + "\n")
     return _report_ballast(rep, str(path), seconds, args.json, sys.stdout)
 
 
@@ -219,190 +198,6 @@ def _state_summary(s: Any) -> str:
 
 
 # --------------------------------------------------------------------------- QEMU
-
-
-def _features(flag: str | None, qmp: str | None) -> frozenset[str]:
-    """Negotiated features: the flag, else the QMP log's x-query-virtio-status, else none."""
-    if flag is not None:
-        names = [n.strip().upper().removeprefix("VIRTIO_BALLOON_F_")
-                 for n in flag.split(",") if n.strip()]
-        if names == ["NONE"]:
-            return frozenset()
-        known = set(BALLOON_FEATURES.values())
-        bad = [n for n in names if n not in known]
-        if bad:
-            raise UsageError(f"--features: unknown feature {bad[0]!r}; expected some of "
-                             f"{', '.join(BALLOON_FEATURES.values())} or none")
-        return frozenset(names)
-    if qmp is None:
-        return frozenset()
-    found: frozenset[str] = frozenset()
-    try:
-        for ev in read_qmp(qmp):
-            if isinstance(ev, NegotiatedFeatures):
-                found = frozenset(ev.guest_names)
-    except QemuLogError as exc:
-        raise InputError(exc.file, exc.line, exc.message) from None
-    except OSError as exc:
-        raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
-    return found
-
-
-@dataclass
-class QemuOutcome:
-    """What validating one QEMU trace found."""
-
-    trace: str
-    features: frozenset[str]
-    report: VirtioReport
-    guest_pages: int | None
-    seconds: float
-    emitted: str | None
-    model: ModelVerdict | None = None
-    """The reference model's verdict (None when not asked for)."""
-    qmp: list[QmpFinding] | None = None
-    """Broken QMP cross-checks (None without a QMP log)."""
-
-    @property
-    def clean(self) -> bool:
-        """No rule broken, every step explained by the model, every QMP check holds."""
-        return (self.report.violation is None and (self.model is None or self.model.ok)
-                and not self.qmp)
-
-
-def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
-                  emit_trace: str | None = None, progress: bool = False,
-                  qmp: str | os.PathLike[str] | None = None, model: bool = True) -> QemuOutcome:
-    """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules and,
-    with ``model`` (the default), the reference model; with ``qmp`` cross-check the QMP log.
-
-    With ``emit_trace`` the converted project-format trace is written there too (only
-    when the whole log was read without error: no partial file).
-    """
-    name = str(trace)
-    if not os.path.isfile(name):
-        raise InputError(name, None, "no such trace file")
-    if emit_trace is not None:
-        _check_emit_destination(Path(emit_trace), Path(name))
-    size = GuestSize()
-    start = time.perf_counter()
-    tmp: IO[str] | None = None
-    try:
-        cross = None
-        if qmp is not None:
-            try:
-                cross = QmpCrossCheck(read_qmp(qmp))
-            except OSError as exc:
-                raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
-        raw: Iterator[Any] = read_trace(name)
-        if cross is not None:
-            raw = _tapping(raw, cross)
-        events: Iterator[Any] = profile_events(raw, features, size)
-        judge = ModelJudge(features, size, name) if model else None
-        if emit_trace is not None:
-            try:
-                tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
-                                                  dir=Path(emit_trace).resolve().parent,
-                                                  prefix=".emit.", suffix=".tmp")
-            except OSError as exc:
-                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
-        if tmp is not None or judge is not None:
-            events = _teeing(events, tmp, features, judge, str(emit_trace))
-        with _progress(progress, f"validating {Path(name).name}", None) as update:
-            rep = check_virtio(events, features, on_event=update)
-            # The model, the QMP cross-checks and the converted trace see the whole log,
-            # also past a broken rule.
-            for _ in events:
-                if tmp is None and cross is None and (judge is None or judge.failed):
-                    break
-        verdict = judge.finish() if judge is not None else None
-        findings = cross.finish() if cross is not None else None
-        if tmp is not None:
-            try:
-                tmp.close()
-            except OSError as exc:
-                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
-            _finish_emit(tmp.name, str(emit_trace), size.pages or 0, features, name)
-            tmp = None
-    except QemuLogError as exc:
-        raise InputError(exc.file, exc.line, exc.message) from None
-    except OSError as exc:
-        raise InputError(name, None, f"cannot read trace: {exc.strerror}") from None
-    finally:
-        if tmp is not None:
-            tmp.close()
-            os.unlink(tmp.name)
-    return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
-                       verdict, findings)
-
-
-def _check_emit_destination(dest: Path, source: Path) -> None:
-    """Refuse, before reading anything, a destination that is the input or cannot be a file."""
-    if dest.exists() and dest.resolve() == source.resolve():
-        raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
-    if dest.is_dir():
-        raise OutputError(str(dest), "is a folder; expected the path of a file to write")
-    try:
-        dest.resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(str(dest), f"cannot create its folder: {exc.strerror}") from None
-
-
-def _tapping(events: Iterator[Any], cross: QmpCrossCheck) -> Iterator[Any]:
-    """Pass trace events on, showing each to the QMP cross-check."""
-    for ev in events:
-        cross.trace_event(ev)
-        yield ev
-
-
-def _teeing(events: Iterator[Any], out: IO[str] | None, features: frozenset[str],
-            judge: ModelJudge | None, dest: str) -> Iterator[Any]:
-    """Pass events on, judging each one's model step and writing it as a JSON line."""
-    steps = StepConverter(features=features)
-    for item in events:
-        yield item
-        for st in steps.feed(*item):
-            if judge is not None:
-                judge.feed(st)
-            if out is not None:
-                try:
-                    out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
-                except OSError as exc:
-                    raise OutputError(dest, f"cannot write: {exc.strerror}") from None
-
-
-def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str],
-                 source: str) -> None:
-    if guest_pages > MAX_MODEL_SIZE:
-        raise InputError(source, None, f"the trace shows a guest of {guest_pages:,} pages, more "
-                         f"than the model can hold ({MAX_MODEL_SIZE:,}); no trace emitted")
-    header = trace_header(max(guest_pages, 1), features, source)
-    final = Path(dest)
-    out_name: str | None = None
-    try:
-        with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
-                "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
-                prefix=".emit.", suffix=".tmp") as out:
-            out_name = out.name
-            out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
-            for n, line in enumerate(body, 1):
-                rec = json.loads(line)
-                rec["step"] = n
-                out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        # A temporary file is private (0600); the trace is an ordinary file (0666 less umask).
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(out_name, 0o666 & ~mask)
-        os.replace(out_name, final)
-        out_name = None
-    except OSError as exc:
-        raise OutputError(dest, f"cannot write: {exc.strerror}") from None
-    finally:
-        if out_name is not None and os.path.exists(out_name):
-            os.unlink(out_name)
-    os.unlink(tmp)
 
 
 def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:

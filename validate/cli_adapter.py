@@ -17,7 +17,7 @@ from typing import Any
 
 from ballast.argtypes import positive_float
 from ballast.errors import UsageError
-from ballast.model.config import Config, load_config, preset
+from ballast.options import add_model_options, config_from_args, config_line, origin
 from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
 from ballast.validate.adapter_report import Report, write_report
 
@@ -35,11 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--adapter", required=True, metavar="CMD",
                    help="command that starts the implementation (split like a shell would, "
                         "but run without one)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", default=None, metavar="NAME",
-                       help="model configuration preset (default: virtio)")
-    group.add_argument("--config", default=None, metavar="FILE.toml",
-                       help="model configuration file")
+    add_model_options(p, default_preset="virtio")
     p.add_argument("--examples", type=int, default=100, metavar="N",
                    help="runs to try (default 100)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
@@ -54,18 +50,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace) -> Config:
-    if args.config:
-        return load_config(args.config)
-    return preset(args.preset or "virtio")
-
-
 def summary(outcome: DiffOutcome, report: Report | None) -> dict[str, Any]:
     """The machine-readable result of a run."""
     out: dict[str, Any] = {
         "verdict": outcome.verdict.value, "exit": outcome.exit_code,
         "implementation": outcome.hello.implementation if outcome.hello else None,
-        "seed": outcome.seed, "runs": outcome.examples, "commands": outcome.commands,
+        "faults": list(outcome.faults), "seed": outcome.seed, "runs": outcome.examples,
+        "commands": outcome.commands,
         "requests": outcome.requests, "seconds": round(outcome.seconds, 3),
         "carried_out": outcome.carried_out, "refused": outcome.refused,
         "message": outcome.describe(), "flaky": outcome.flaky,
@@ -93,23 +84,24 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name} must be at least 1")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if sys.stderr.isatty() and not args.json:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("runs (model and implementation)", total=args.examples)
             outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
-                               seed=args.seed, timeout_s=args.timeout,
+                               seed=args.seed, timeout_s=args.timeout, faults=args.fault,
                                progress=lambda n: bar.update(task, completed=min(n, args.examples)))
     else:
         outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
-                           seed=args.seed, timeout_s=args.timeout)
+                           seed=args.seed, timeout_s=args.timeout, faults=args.fault)
     report = write_report(outcome, Path(args.report_dir))
     if args.json:
         print(json.dumps(summary(outcome, report), indent=2))
     else:
         print(f"{outcome.verdict.value}: {outcome.describe()}")
+        print(config_line(cfg, args.fault, origin(args)))
         if report is not None:
             print(f"report: {report.markdown_path}")
             if report.trace_path is not None:

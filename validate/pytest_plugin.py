@@ -3,7 +3,11 @@
 ::
 
     pytest --ballast-adapter "node examples/balloon_adapter.js" [--ballast-preset virtio]
+           [--ballast-config FILE] [--ballast-set KEY=VALUE] [--ballast-fault NAME]
            [--ballast-examples 100] [--ballast-seed 0] [--ballast-report-dir DIR]
+
+The model options are those of every ``ballast`` subcommand
+(:mod:`ballast.options`), prefixed with ``ballast-``.
 
 With ``--ballast-adapter`` the session gets one more test item, ``ballast-diff``,
 which passes when the implementation agrees with the model and fails with the
@@ -27,13 +31,23 @@ from typing import Any, Callable
 import pytest
 
 from ballast.errors import BallastError
-from ballast.model.config import Config, load_config, preset
+from ballast.model.config import Config
+from ballast.options import (
+    add_pytest_options,
+    config_from_args,
+    config_line,
+    origin,
+    options_of_pytest,
+)
 from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
 from ballast.validate.adapter_report import Report, write_report
 from ballast.verdict import Verdict
 
 __all__ = ["BallastDiffFailure", "BallastDiffItem", "ballast_diff", "pytest_addoption",
-           "pytest_collection_modifyitems"]
+           "pytest_collection_modifyitems", "pytest_report_header"]
+
+DEFAULT_PRESET = "virtio"
+"""The configuration without model options: adapters implement the virtio driver."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,10 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ballast-adapter", default=None, metavar="CMD",
                     help="command starting an implementation that speaks the Ballast adapter "
                          "protocol; adds the test item 'ballast-diff'")
-    group.addoption("--ballast-preset", default="virtio", metavar="NAME",
-                    help="model configuration preset (default: virtio)")
-    group.addoption("--ballast-config", default=None, metavar="FILE.toml",
-                    help="model configuration file (instead of a preset)")
+    add_pytest_options(group, default_preset=DEFAULT_PRESET)
     group.addoption("--ballast-examples", type=int, default=100, metavar="N",
                     help="runs to try (default 100)")
     group.addoption("--ballast-steps", type=int, default=DEFAULT_STEPS, metavar="N",
@@ -59,8 +70,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _config(config: pytest.Config) -> Config:
-    path = config.getoption("ballast_config")
-    return load_config(path) if path else preset(config.getoption("ballast_preset"))
+    return config_from_args(options_of_pytest(config.getoption, default_preset=DEFAULT_PRESET))
+
+
+def _faults(config: pytest.Config) -> list[str]:
+    faults: list[str] = config.getoption("ballast_fault")
+    return faults
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The configuration the ``ballast-diff`` item runs, when an adapter is given."""
+    if not config.getoption("ballast_adapter"):
+        return None
+    args = options_of_pytest(config.getoption, default_preset=DEFAULT_PRESET)
+    try:
+        return f"ballast {config_line(config_from_args(args), args.fault, origin(args))}"
+    except BallastError as exc:  # the item fails with the reason
+        return f"ballast configuration: {exc}"
 
 
 class BallastDiffFailure(Exception):
@@ -100,7 +126,8 @@ class BallastDiffItem(pytest.Item):
         try:
             outcome = run_diff(opt("ballast_adapter"), _config(self.config),
                                examples=opt("ballast_examples"), steps=opt("ballast_steps"),
-                               seed=opt("ballast_seed"), timeout_s=opt("ballast_timeout"))
+                               seed=opt("ballast_seed"), timeout_s=opt("ballast_timeout"),
+                               faults=_faults(self.config))
             report = write_report(outcome, Path(opt("ballast_report_dir")))
         except BallastError as exc:
             raise BallastDiffFailure(None, None, f"ballast diff cannot run: {exc}") from None
@@ -143,6 +170,7 @@ def ballast_diff(request: pytest.FixtureRequest) -> Callable[..., DiffOutcome]:
         kwargs.setdefault("steps", config.getoption("ballast_steps"))
         kwargs.setdefault("seed", config.getoption("ballast_seed"))
         kwargs.setdefault("timeout_s", config.getoption("ballast_timeout"))
+        kwargs.setdefault("faults", _faults(config))
         return run_diff(cmd, cfg if cfg is not None else _config(config), **kwargs)
 
     return run

@@ -177,10 +177,10 @@ def _qemu_sample(deadline: float) -> list[PropertyResult]:
                                "the QEMU sample (shared/samples/qemu-virtio-balloon) is not "
                                "present beside the repository")
                 for rule in VIRTIO_RULES.values()]
-    from ballast.validate.cli import _features, validate_qemu
+    from ballast.validate.qemu_validation import features_from, validate_qemu
 
     qmp = where / "qmp.log"
-    features = _features(None, str(qmp) if qmp.is_file() else None)
+    features = features_from(None, str(qmp) if qmp.is_file() else None)
     out = validate_qemu(where / "trace.log.xz", features)
     rep = out.report
     evidence = {"events": rep.events, "pages": rep.pages, "seconds": round(out.seconds, 3),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import ballast.validate.qemu_capture as qemu_capture
-from ballast.validate.cli import validate_qemu
+from ballast.validate.qemu_validation import validate_qemu
 from ballast.validate.qemu_capture import INSTALL_HINT, CaptureError, capture, find_guest
 from ballast.validate.qemu_log import (
     BalloonCommand,
