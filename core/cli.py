@@ -376,7 +376,10 @@ def _internal_error(exc: BaseException) -> str:
     where = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if os.path.dirname(frame.filename) in ours:
-            where = f" at {os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+            name = os.path.basename(frame.filename)
+            if name == "__init__.py":  # a package's own module: its folder says which
+                name = f"{os.path.basename(os.path.dirname(frame.filename))}/{name}"
+            where = f" at {name}:{frame.lineno} in {frame.name}"
             break
     if os.environ.get("BALLAST_TRACEBACK"):
         traceback.print_exception(exc, file=sys.stderr)

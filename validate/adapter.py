@@ -544,6 +544,37 @@ def _machine(run: _Run) -> type[RuleBasedStateMachine]:
     return DifferentialMachine
 
 
+def outcome_of(run: _Run, final: Divergence | None, flaky: bool, started: float,
+               minimise: Callable[[Divergence], Divergence], **common: Any) -> DiffOutcome:
+    """The outcome of a finished run, for either protocol version.
+
+    A divergence stands even when the implementation failed while it was being
+    shrunk; a failure to answer, or answers that change on a rerun, are
+    inconclusive; a divergence is made as short as ``minimise`` can and reported;
+    a run in which everything agreed goes to :func:`finish_pass`.
+    """
+    def seconds() -> float:
+        return time.monotonic() - started
+
+    if run.error is not None and run.best is not None:
+        # It failed while a divergence was being shrunk: the divergence stands.
+        return DiffOutcome(Verdict.VIOLATION, divergence=run.best,
+                           failure_while_shrinking=run.error, seconds=seconds(), **common)
+    if run.error is not None:
+        return DiffOutcome(Verdict.INCONCLUSIVE, adapter_error=run.error,
+                           error_exchanges=run.error_exchanges, error_action=run.error_action,
+                           flaky=flaky, seconds=seconds(), **common)
+    if flaky:
+        return DiffOutcome(Verdict.INCONCLUSIVE, divergence=run.last_divergence, flaky=True,
+                           seconds=seconds(), **common)
+    if final is not None:
+        final = minimise(final)
+        common.update(examples=run.examples, commands=run.commands, requests=run.proc.requests)
+        return DiffOutcome(Verdict.VIOLATION, divergence=final, seconds=seconds(), **common)
+    common.pop("protocol", None)  # the pass names the protocol the implementation spoke
+    return finish_pass(run, seconds=seconds(), **common)
+
+
 def finish_pass(run: _Run, **common: Any) -> DiffOutcome:
     """The outcome of a run in which every command agreed: a pass, or inconclusive
     when part of it was vacuous (:func:`coverage_gaps`)."""
@@ -667,28 +698,10 @@ def _diff(command: str | Sequence[str], cfg: Config, *, examples: int,
                 final = run.best
             else:
                 flaky = True
-        common = dict(hello=hello, cfg=cfg, seed=seed, command=argv, examples=run.examples,
-                      commands=run.commands, requests=proc.requests,
-                      carried_out=dict(run.carried_out), refused=dict(run.refused),
-                      near_misses=run.near_misses)
-        if run.error is not None and run.best is not None:
-            # It failed while a divergence was being shrunk: the divergence stands.
-            return DiffOutcome(Verdict.VIOLATION, divergence=run.best,
-                               failure_while_shrinking=run.error,
-                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
-        if run.error is not None:
-            return DiffOutcome(Verdict.INCONCLUSIVE, adapter_error=run.error,
-                               error_exchanges=run.error_exchanges,
-                               error_action=run.error_action, flaky=flaky,
-                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
-        if flaky:
-            return DiffOutcome(Verdict.INCONCLUSIVE, divergence=run.last_divergence, flaky=True,
-                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
-        if final is not None:
-            final = run.minimise(final)
-            common.update(examples=run.examples, commands=run.commands, requests=proc.requests)
-            return DiffOutcome(Verdict.VIOLATION, divergence=final,
-                               seconds=time.monotonic() - started, **common)  # type: ignore[arg-type]
-        return finish_pass(run, seconds=time.monotonic() - started, **common)
+        return outcome_of(run, final, flaky, started, run.minimise, hello=hello, cfg=cfg,
+                          seed=seed, command=argv, examples=run.examples,
+                          commands=run.commands, requests=proc.requests,
+                          carried_out=dict(run.carried_out), refused=dict(run.refused),
+                          near_misses=run.near_misses)
     finally:
         proc.close()

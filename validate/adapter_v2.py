@@ -28,7 +28,6 @@ a deterministic pass then deletes every command it does not need.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -50,13 +49,12 @@ from ballast.validate.adapter import (
     Exchange,
     _Run,
     _Stop,
-    finish_pass,
+    outcome_of,
 )
 from ballast.validate.adapter_handshake import Hello
 from ballast.validate.adapter_nearmiss import NEAR_MISSES, near_miss_for
 from ballast.validate.adapter_observe import compare, observe
 from ballast.validate.adapter_process import AdapterGarbage, AdapterProcess
-from ballast.verdict import Verdict
 
 __all__ = ["ENVIRONMENT_ACTORS", "RUN_ACTORS", "Command", "command_strategy", "drive",
            "run_actions"]
@@ -401,28 +399,14 @@ def drive(model: BalloonModel, proc: AdapterProcess, hello: Hello, *, examples: 
             final = run.best
         else:
             flaky = True
-    common: dict[str, Any] = dict(
-        hello=hello, cfg=cfg, seed=seed, command=tuple(proc.argv), examples=run.examples,
-        commands=run.commands, requests=proc.requests, carried_out=dict(run.carried_out),
-        refused=dict(run.refused), near_misses=run.near_misses, protocol=2)
-    if run.error is not None and run.best is not None:
-        return DiffOutcome(Verdict.VIOLATION, divergence=run.best,
-                           failure_while_shrinking=run.error,
-                           seconds=time.monotonic() - started, **common)
-    if run.error is not None:
-        return DiffOutcome(Verdict.INCONCLUSIVE, adapter_error=run.error,
-                           error_exchanges=run.error_exchanges, error_action=run.error_action,
-                           flaky=flaky, seconds=time.monotonic() - started, **common)
-    if flaky:
-        return DiffOutcome(Verdict.INCONCLUSIVE, divergence=run.last_divergence, flaky=True,
-                           seconds=time.monotonic() - started, **common)
-    if final is not None:
+    def minimise(found: Divergence) -> Divergence:
         if failing:
             again = run.execute(failing[0])
             if again is not None:
-                _, final = run.minimise_commands(failing[0], again)
-        common.update(examples=run.examples, commands=run.commands, requests=proc.requests)
-        return DiffOutcome(Verdict.VIOLATION, divergence=final,
-                           seconds=time.monotonic() - started, **common)
-    common.pop("protocol")
-    return finish_pass(run, seconds=time.monotonic() - started, **common)
+                return run.minimise_commands(failing[0], again)[1]
+        return found
+
+    return outcome_of(run, final, flaky, started, minimise, hello=hello, cfg=cfg, seed=seed,
+                      command=tuple(proc.argv), examples=run.examples, commands=run.commands,
+                      requests=proc.requests, carried_out=dict(run.carried_out),
+                      refused=dict(run.refused), near_misses=run.near_misses, protocol=2)
