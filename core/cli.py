@@ -239,6 +239,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from ballast.console import console
     from ballast.model import ACTIONS, FAULTS, INVARIANTS, PRESETS, SOMETIMES
+    from ballast.model.config import features_on
 
     out = console()
     what = args.what
@@ -259,8 +260,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             out.print(f"{f.name:28} breaks {f.breaks:26} {f.doc}")
     else:
         for name, cfg in PRESETS.items():
-            feats = [k for k in ("sharing", "host_swap", "refusal", "reset", "deflate_on_oom",
-                                 "processors") if getattr(cfg, k)]
+            feats = features_on(cfg)
             out.print(f"{name:12} {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} "
                       f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
                       f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"
