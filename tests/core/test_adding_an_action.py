@@ -286,7 +286,9 @@ def test_random_hypothesis_and_explore_run_the_action_and_catch_the_fault(copy: 
     assert r.returncode == 1, r.stdout + r.stderr
     data = json.loads((copy.work / "check.json").read_text())
     assert data["properties"][PROPERTY] == {"random": "violation", "hypothesis": "violation"}
-    assert ACTION in data["coverage"]["actions_fired"]
+    for checker in ("random", "hypothesis"):  # the property breaks only in the new action's steps
+        trace = (copy.work / "out" / f"{checker}-{PROPERTY}-{FAULT}.jsonl").read_text()
+        assert f'"action":"{ACTION}"' in trace.replace(" ", ""), checker
     for report in ("summary.md", "junit.xml", "check.sarif"):
         assert PROPERTY in (copy.work / report).read_text(), report
     # The counterexample is replayable, and its report draws the new action's step.
@@ -306,12 +308,17 @@ def test_random_hypothesis_and_explore_run_the_action_and_catch_the_fault(copy: 
 
 
 def test_prove_numeric_and_validate_name_the_missing_encoding(copy: Copy) -> None:
+    """On the correct model: random runs fire the new action and every property holds;
+    the checkers with encodings of their own are inconclusive, naming what they lack."""
     r = copy.run("check", *SMALL, "--set", "guest_pages=2", "--set", "machine_pages=2",
-                 "--checkers", "prove,numeric,validate", "--numeric-seeds", "1",
-                 "--numeric-batches", "10", "--report-dir", "out", "--json", "gaps.json")
+                 "--checkers", "random,prove,numeric,validate", "--random-runs", "40",
+                 "--random-steps", "60", "--numeric-seeds", "1", "--numeric-batches", "10",
+                 "--report-dir", "out", "--json", "gaps.json")
     assert r.returncode == 3, r.stdout + r.stderr
     data = json.loads((copy.work / "gaps.json").read_text())
     verdicts = data["properties"]
+    assert ACTION in data["coverage"]["actions_fired"]
+    assert {v["random"] for v in verdicts.values() if "random" in v} == {"pass"}
     for checker, done, encoding in (("prove", "proved", "Z3"), ("numeric", "checked", "NumPy")):
         assert verdicts["memory_conservation"][checker] == "inconclusive"
         assert verdicts[PROPERTY][checker] == "inconclusive"
