@@ -40,7 +40,7 @@ from ballast.model.state import initial_state
 from ballast.model.virtio import EVENT_KINDS
 
 __all__ = ["MODEL_TABLES", "NAME_KINDS", "KeyedTable", "Problem", "all_tables", "every",
-           "problems", "source_file"]
+           "has_state_form", "has_step_form", "problems", "source_file"]
 
 
 def _parameters() -> set[str]:
@@ -115,6 +115,16 @@ def every(kind: str, *, but: Mapping[tuple[str, str], str] | Iterable[str] = (),
                 if not isinstance(k, tuple) or k[0] == kind}
         return [n for n in NAME_KINDS[kind][1]() if n not in skip and (where is None or where(n))]
     return names
+
+
+def has_state_form(name: str) -> bool:
+    """Whether property ``name`` has a state form (a table of state checks covers it)."""
+    return INVARIANTS[name].state is not None
+
+
+def has_step_form(name: str) -> bool:
+    """Whether property ``name`` has a step form (a table of step checks covers it)."""
+    return INVARIANTS[name].step is not None
 
 
 def source_file(module: str) -> str:

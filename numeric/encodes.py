@@ -27,7 +27,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.numeric.engine import ENGINE_FAULTS, STEP_CHECKS, engine_actions
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.numeric.workload import WEIGHTS
-from ballast.tables import KeyedTable, every
+from ballast.tables import KeyedTable, every, has_state_form, has_step_form
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
@@ -37,14 +37,6 @@ KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("NumPy")
 BACKEND = "numeric"
 
 
-def _has_state_form(name: str) -> bool:
-    return INVARIANTS[name].state is not None
-
-
-def _has_step_form(name: str) -> bool:
-    return INVARIANTS[name].step is not None
-
-
 TABLES: tuple[KeyedTable, ...] = (
     KeyedTable("Engine (a method per action)", "ballast.numeric.engine", "actions",
                engine_actions, every("actions", but=KNOWN_GAPS)),
@@ -52,9 +44,9 @@ TABLES: tuple[KeyedTable, ...] = (
                every("actions", but=KNOWN_GAPS)),
     KeyedTable("NUMERIC_INVARIANTS", "ballast.numeric.invariants", "invariants",
                lambda: NUMERIC_INVARIANTS,
-               every("invariants", but=KNOWN_GAPS, where=_has_state_form)),
+               every("invariants", but=KNOWN_GAPS, where=has_state_form)),
     KeyedTable("STEP_CHECKS", "ballast.numeric.engine", "invariants", lambda: STEP_CHECKS,
-               every("invariants", but=KNOWN_GAPS, where=_has_step_form)),
+               every("invariants", but=KNOWN_GAPS, where=has_step_form)),
     KeyedTable("ENGINE_FAULTS", "ballast.numeric.engine", "faults", lambda: ENGINE_FAULTS,
                every("faults", but=KNOWN_GAPS)),
 )

@@ -25,7 +25,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.proofs.faults import FAULT_EFFECTS
 from ballast.proofs.properties import SAFETY, STEPS
 from ballast.proofs.transitions import ENCODED
-from ballast.tables import KeyedTable, every
+from ballast.tables import KeyedTable, every, has_state_form, has_step_form
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
@@ -35,21 +35,13 @@ KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("Z3")
 BACKEND = "prove"
 
 
-def _has_state_form(name: str) -> bool:
-    return INVARIANTS[name].state is not None
-
-
-def _has_step_form(name: str) -> bool:
-    return INVARIANTS[name].step is not None
-
-
 TABLES: tuple[KeyedTable, ...] = (
     KeyedTable("ENCODED (@_encodes)", "ballast.proofs.transitions", "actions", lambda: ENCODED,
                every("actions", but=KNOWN_GAPS)),
     KeyedTable("SAFETY", "ballast.proofs.properties", "invariants", lambda: SAFETY,
-               every("invariants", but=KNOWN_GAPS, where=_has_state_form)),
+               every("invariants", but=KNOWN_GAPS, where=has_state_form)),
     KeyedTable("STEPS", "ballast.proofs.properties", "invariants", lambda: STEPS,
-               every("invariants", but=KNOWN_GAPS, where=_has_step_form)),
+               every("invariants", but=KNOWN_GAPS, where=has_step_form)),
     KeyedTable("FAULT_EFFECTS", "ballast.proofs.faults", "faults", lambda: FAULT_EFFECTS,
                every("faults", but=KNOWN_GAPS)),
 )
