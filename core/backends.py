@@ -6,7 +6,8 @@ registered with ``@_encodes``, the NumPy engine's methods and workload weights,
 the virtio profile's projections, ...), never from a hand-written copy. The
 backends are imported lazily, so the model and the common ground never import
 them. ``ballast list actions --backends`` prints the matrix (also for
-``invariants`` and ``faults``).
+``invariants`` and ``faults``). Below the matrix, :mod:`ballast.tables` checks each
+table the backends key by the model's names, naming the file and the table of a gap.
 
 Backends, as columns: ``model`` (the Python reference model: always), ``prove``
 (Z3), ``numeric`` (NumPy), ``explore`` (the explorer: the model's own steps,

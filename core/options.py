@@ -220,10 +220,10 @@ def config_summary(cfg: "Config") -> str:
 
     >>> from ballast.model.config import preset
     >>> config_summary(preset("core"))
-    '1 VMs x 3 PPNs, 3 MPNs, host page 1 unit(s), module driver'
+    '1 VMs x 3 PPNs, 3 MPNs, host page 1 unit(s), module driver; must_tell_host, host_use'
     """
-    feats = [k for k in ("sharing", "host_swap", "refusal", "reset", "deflate_on_oom",
-                         "processors") if getattr(cfg, k)]
+    from ballast.model.config import features_on
+    feats = features_on(cfg)
     return (f"{cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} "
             f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
             f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"

@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 from ballast.errors import ConfigError, InputError
 
-__all__ = ["Config", "ModuleKind", "GuestPolicyName", "MAX_CONFIG_BYTES", "MAX_MODEL_SIZE",
-           "PRESETS", "load_config", "model_size", "preset"]
+__all__ = ["Config", "FEATURES", "ModuleKind", "GuestPolicyName", "MAX_CONFIG_BYTES",
+           "MAX_MODEL_SIZE", "PRESETS", "features_on", "load_config", "model_size", "preset"]
 
 MAX_MODEL_SIZE = 1 << 22
 """Most pages, slots and processors, all VMs together, a configuration read from a file or
@@ -213,6 +213,26 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+FEATURES: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.type in ("bool", bool))
+"""The feature switches of a configuration: every boolean field, in definition order.
+
+Read from :class:`Config` itself, so a switch added there is listed by every command and
+report without a copy of this list.
+
+>>> FEATURES[:3]
+('must_tell_host', 'deflate_on_oom', 'refusal')
+"""
+
+
+def features_on(cfg: Config) -> list[str]:
+    """The feature switches ``cfg`` turns on, in definition order.
+
+    >>> features_on(Config(must_tell_host=False, sharing=True, host_use=False))
+    ['sharing']
+    """
+    return [name for name in FEATURES if getattr(cfg, name)]
 
 
 def model_size(cfg: Config) -> int:

@@ -27,13 +27,30 @@ from ballast.model.invariants import INVARIANTS
 from ballast.numeric.engine import ENGINE_FAULTS, STEP_CHECKS, engine_actions
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.numeric.workload import WEIGHTS
+from ballast.tables import KeyedTable, every, has_state_form, has_step_form
 
-__all__ = ["BACKEND", "KNOWN_GAPS", "encodes", "gaps_in"]
+__all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
 KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("NumPy")
 """What this backend deliberately does not encode yet, with the reason."""
 
 BACKEND = "numeric"
+
+
+TABLES: tuple[KeyedTable, ...] = (
+    KeyedTable("Engine (a method per action)", "ballast.numeric.engine", "actions",
+               engine_actions, every("actions", but=KNOWN_GAPS)),
+    KeyedTable("WEIGHTS", "ballast.numeric.workload", "actions", lambda: WEIGHTS,
+               every("actions", but=KNOWN_GAPS)),
+    KeyedTable("NUMERIC_INVARIANTS", "ballast.numeric.invariants", "invariants",
+               lambda: NUMERIC_INVARIANTS,
+               every("invariants", but=KNOWN_GAPS, where=has_state_form)),
+    KeyedTable("STEP_CHECKS", "ballast.numeric.engine", "invariants", lambda: STEP_CHECKS,
+               every("invariants", but=KNOWN_GAPS, where=has_step_form)),
+    KeyedTable("ENGINE_FAULTS", "ballast.numeric.engine", "faults", lambda: ENGINE_FAULTS,
+               every("faults", but=KNOWN_GAPS)),
+)
+"""The NumPy core's tables keyed by the model's names (checked by :mod:`ballast.tables`)."""
 
 
 def _invariant(name: str) -> str | None:

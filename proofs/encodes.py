@@ -25,13 +25,27 @@ from ballast.model.invariants import INVARIANTS
 from ballast.proofs.faults import FAULT_EFFECTS
 from ballast.proofs.properties import SAFETY, STEPS
 from ballast.proofs.transitions import ENCODED
+from ballast.tables import KeyedTable, every, has_state_form, has_step_form
 
-__all__ = ["BACKEND", "KNOWN_GAPS", "encodes", "gaps_in"]
+__all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
 KNOWN_GAPS: dict[tuple[str, str], str] = real_driver_gaps("Z3")
 """What this backend deliberately does not encode yet, with the reason."""
 
 BACKEND = "prove"
+
+
+TABLES: tuple[KeyedTable, ...] = (
+    KeyedTable("ENCODED (@_encodes)", "ballast.proofs.transitions", "actions", lambda: ENCODED,
+               every("actions", but=KNOWN_GAPS)),
+    KeyedTable("SAFETY", "ballast.proofs.properties", "invariants", lambda: SAFETY,
+               every("invariants", but=KNOWN_GAPS, where=has_state_form)),
+    KeyedTable("STEPS", "ballast.proofs.properties", "invariants", lambda: STEPS,
+               every("invariants", but=KNOWN_GAPS, where=has_step_form)),
+    KeyedTable("FAULT_EFFECTS", "ballast.proofs.faults", "faults", lambda: FAULT_EFFECTS,
+               every("faults", but=KNOWN_GAPS)),
+)
+"""The Z3 encoding's tables keyed by the model's names (checked by :mod:`ballast.tables`)."""
 
 
 def _where(fn: Callable[..., Any]) -> str:

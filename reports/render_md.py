@@ -8,6 +8,7 @@ as a table. Deterministic: equal traces give equal text.
 
 from __future__ import annotations
 
+from ballast.model.config import features_on
 from ballast.reports.diff import format_value
 from ballast.reports.explain import Explanation
 from ballast.reports.memory import figures
@@ -40,8 +41,7 @@ def header_lines(e: Explanation) -> list[str]:
     if h.faults:
         out.append(f"**Seeded faults:** {', '.join(f'`{f}`' for f in h.faults)}  ")
     cfg = h.config
-    on = [name for name in ("must_tell_host", "deflate_on_oom", "refusal", "sharing", "host_swap",
-                            "reset", "host_use", "processors") if getattr(cfg, name)]
+    on = features_on(cfg)
     out += [f"**Configuration:** {cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} MPNs, "
             f"host page = {cfg.host_page_units} unit(s), {cfg.module.value} module; "
             f"features: {', '.join(on) or 'none'}", ""]

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from ballast.model.actions import ACTIONS, Action, Actor
+from ballast.model.actions import ACTIONS, Action, ArgValue, Actor
 from ballast.model.config import Config
-from ballast.model.state import State
+from ballast.model.state import State, VmState
 
-__all__ = ["Lane", "Message", "StepMessages", "actor_lane", "lanes_for", "mermaid",
+__all__ = ["MESSAGES", "Lane", "Message", "StepMessages", "actor_lane", "lanes_for", "mermaid",
            "messages", "svg"]
 
 HOST_CHOSE = "host"
@@ -131,99 +131,238 @@ def _freed(pre: State, post: State) -> list[int]:
     return sorted(post.host.free - pre.host.free)
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One step as the message rules read it: the step, its VM and that VM's lanes."""
+
+    cfg: Config
+    pre: State
+    act: Action
+    post: State
+    k: dict[str, ArgValue]
+    """The action's arguments."""
+    v: int
+    """The VM the step names (0 when it names none)."""
+    a: VmState | None
+    """That VM before the step (None if the step names a VM that does not exist)."""
+    b: VmState | None
+    """That VM after the step."""
+
+    @property
+    def g(self) -> str:
+        return f"guest{self.v}"
+
+    @property
+    def m(self) -> str:
+        return f"module{self.v}"
+
+
+MessageRule = Callable[[_Step], list[Message]]
+"""How one action's step is drawn; an empty list falls back to a plain arrow."""
+
+MESSAGES: dict[str, MessageRule] = {}
+"""The arrows of each action's step, by the model's action name. An action without an
+entry is drawn as a plain arrow on its actor's lane (the registry's completeness test
+names it)."""
+
+
+def _says(*names: str) -> Callable[[MessageRule], MessageRule]:
+    def register(fn: MessageRule) -> MessageRule:
+        for name in names:
+            MESSAGES[name] = fn
+        return fn
+    return register
+
+
 def messages(cfg: Config, pre: State, act: Action, post: State) -> list[Message]:
     """The arrows that show one step ``pre --act--> post``."""
-    name, k = act.name, act.kwargs
+    k = act.kwargs
     vm = k.get("vm")
     v = vm if isinstance(vm, int) else 0
-    g, m = f"guest{v}", f"module{v}"
-    a, b = pre.vms[v] if 0 <= v < len(pre.vms) else None, post.vms[v] if 0 <= v < len(post.vms) else None
-    out: list[Message] = []
-    if name == "host_set_target":
-        out.append(Message("host", "vmm", f"target of VM {v} = {k['pages']} pages (a quantity)"))
-    elif name == "host_set_cpu_target":
-        out.append(Message("host", "vmm", f"vCPU target of VM {v} = {k['vcpus']} (a quantity)"))
-    elif name in ("host_take_page", "host_return_page"):
-        took = sorted(pre.host.free - post.host.free) or sorted(post.host.in_use - pre.host.in_use)
-        back = sorted(post.host.free - pre.host.free)
-        what = f"takes host page {k['host_page']} (MPNs {took})" if name == "host_take_page" \
-            else f"returns host page {k['host_page']} (MPNs {back})"
-        out.append(Message("host", "host", what))
-    elif name == "host_swap_out":
-        out.append(Message("host", "vmm", f"swap out VM {v} {_pages(_ints(act, 'ppn'))} to host swap",
-                           HOST_CHOSE))
-    elif name == "vmm_reclaim" and a is not None and b is not None:
-        accepted = b.ballooned - a.ballooned
-        refused = b.acked_refused - a.acked_refused
-        text = f"ack inflate {_pages(accepted)}" if accepted else "ack inflate (none accepted)"
-        if refused:
-            text += f", refuse {_pages(refused)}"
-        out.append(Message("vmm", m, text))
-        unreported = accepted - set(a.inflate_queue)
-        if unreported:
-            out.append(Message("vmm", "vmm", f"also balloons {_pages(unreported)} of VM {v}, "
-                               "never reported", VMM_CHOSE))
-        freed = _freed(pre, post)
-        if freed:
-            out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
-    elif name == "vmm_release" and a is not None and b is not None:
-        out.append(Message("vmm", m, f"ack deflate {_pages(b.acked_deflate - a.acked_deflate)}"
-                           if b.acked_deflate - a.acked_deflate else "ack deflate"))
-    elif name == "vmm_share":
-        out.append(Message("vmm", "vmm", f"share VM {v} PPN {k['ppn']} with VM {k['other_vm']} "
-                           f"PPN {k['other_ppn']} (copy-on-write)"))
-        freed = _freed(pre, post)
-        if freed:
-            out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
-    elif name == "vmm_cpu_reclaim":
-        n = post.host.idle_pcpus - pre.host.idle_pcpus
-        out.append(Message("vmm", "host", f"{n} parked processor(s) of VM {v} back"))
-    elif name == "guest_read":
-        out.append(Message(g, g, f"reads VPN {k['vpn']}"))
-    elif name == "guest_write":
-        out.append(Message(g, g, f"writes VPN {k['vpn']} := {k['token']}"))
-    elif name == "guest_evict":
-        out.append(Message(g, g, f"pages VPN {k['vpn']} out to its own disk", GUEST_CHOSE))
-    elif name == "guest_reset":
-        out.append(Message(g, "vmm", "reboots: the balloon device is reset"))
-    elif name == "balloon_poll" and b is not None:
-        out.append(Message("vmm", m, f"poll: target {b.module.target} pages"
-                           + (f", {b.module.cpu_target} vCPUs" if cfg.processors else "")))
-    elif name == "balloon_inflate":
-        ppns = _ints(act, "ppns")
-        out.append(Message(g, m, f"allocator gives {_pages(ppns)}", GUEST_ALLOCATOR_CHOSE))
-        out.append(Message(m, "vmm", f"inflate {_pages(ppns)}"))
-    elif name == "balloon_deflate":
-        out.append(Message(m, "vmm", f"deflate {_pages(_ints(act, 'ppns'))}"))
-    elif name == "balloon_complete" and b is not None:
-        out.append(Message(m, "vmm", f"takes acks; actual = {b.module.actual}"))
-    elif name == "balloon_free_refused" and a is not None:
-        out.append(Message(m, g, f"frees refused {_pages(a.module.refused)}"))
-    elif name == "balloon_cpu_offline":
-        out.append(Message(m, "vmm", f"parks vCPU {k['vcpu']}", GUEST_CHOSE))
-    elif name == "balloon_cpu_online":
-        out.append(Message(m, "vmm", f"brings vCPU {k['vcpu']} online"))
-    elif name == "balloon_migrate":
-        out.append(Message(g, m, f"compaction gives PPN {k['new']} for a balloon page",
-                           GUEST_ALLOCATOR_CHOSE))
-        out.append(Message(m, "vmm", f"inflate PPN {k['new']} (migration)"))
-    elif name == "balloon_migrate_release":
-        out.append(Message(m, "vmm", f"deflate PPN {k['old']} (migrated away)"))
-    elif name == "balloon_oom_deflate":
-        out.append(Message(m, "vmm", f"out of memory: deflate {_pages(_ints(act, 'ppns'))}"))
-    elif name == "rogue_report":
-        out.append(Message(g, "vmm", f"hostile {k['queue']} report of PPN {k['ppn']}"))
-    elif name == "rogue_touch":
-        popped = a is not None and _int(act, "ppn") in a.ballooned
-        out.append(Message(g, "vmm", f"hostile touch of PPN {k['ppn']}"
-                           + (" (pops the balloon)" if popped else "")))
-    elif name == "rogue_set_actual":
-        out.append(Message(g, "vmm", f"hostile actual = {k['actual']}"))
+    a = pre.vms[v] if 0 <= v < len(pre.vms) else None
+    b = post.vms[v] if 0 <= v < len(post.vms) else None
+    rule = MESSAGES.get(act.name)
+    out = rule(_Step(cfg, pre, act, post, k, v, a, b)) if rule is not None else []
     if not out:
-        spec = ACTIONS.get(name)
+        spec = ACTIONS.get(act.name)
         lane = actor_lane(spec.actor, v) if spec else "vmm"
         out.append(Message(lane, lane, str(act)))
     return out
+
+
+@_says("host_set_target")
+def _set_target(s: _Step) -> list[Message]:
+    return [Message("host", "vmm", f"target of VM {s.v} = {s.k['pages']} pages (a quantity)")]
+
+
+@_says("host_set_cpu_target")
+def _set_cpu_target(s: _Step) -> list[Message]:
+    return [Message("host", "vmm", f"vCPU target of VM {s.v} = {s.k['vcpus']} (a quantity)")]
+
+
+@_says("host_take_page", "host_return_page")
+def _host_page(s: _Step) -> list[Message]:
+    pre, post = s.pre, s.post
+    took = sorted(pre.host.free - post.host.free) or sorted(post.host.in_use - pre.host.in_use)
+    back = sorted(post.host.free - pre.host.free)
+    what = f"takes host page {s.k['host_page']} (MPNs {took})" if s.act.name == "host_take_page" \
+        else f"returns host page {s.k['host_page']} (MPNs {back})"
+    return [Message("host", "host", what)]
+
+
+@_says("host_swap_out")
+def _swap_out(s: _Step) -> list[Message]:
+    return [Message("host", "vmm", f"swap out VM {s.v} {_pages(_ints(s.act, 'ppn'))} to host swap",
+                    HOST_CHOSE)]
+
+
+@_says("vmm_reclaim")
+def _reclaim(s: _Step) -> list[Message]:
+    a, b, m = s.a, s.b, s.m
+    if a is None or b is None:
+        return []
+    accepted = b.ballooned - a.ballooned
+    refused = b.acked_refused - a.acked_refused
+    text = f"ack inflate {_pages(accepted)}" if accepted else "ack inflate (none accepted)"
+    if refused:
+        text += f", refuse {_pages(refused)}"
+    out = [Message("vmm", m, text)]
+    unreported = accepted - set(a.inflate_queue)
+    if unreported:
+        out.append(Message("vmm", "vmm", f"also balloons {_pages(unreported)} of VM {s.v}, "
+                           "never reported", VMM_CHOSE))
+    freed = _freed(s.pre, s.post)
+    if freed:
+        out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    return out
+
+
+@_says("vmm_release")
+def _release(s: _Step) -> list[Message]:
+    a, b = s.a, s.b
+    if a is None or b is None:
+        return []
+    return [Message("vmm", s.m, f"ack deflate {_pages(b.acked_deflate - a.acked_deflate)}"
+                    if b.acked_deflate - a.acked_deflate else "ack deflate")]
+
+
+@_says("vmm_share")
+def _share(s: _Step) -> list[Message]:
+    k = s.k
+    out = [Message("vmm", "vmm", f"share VM {s.v} PPN {k['ppn']} with VM {k['other_vm']} "
+                   f"PPN {k['other_ppn']} (copy-on-write)")]
+    freed = _freed(s.pre, s.post)
+    if freed:
+        out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    return out
+
+
+@_says("vmm_cpu_reclaim")
+def _cpu_reclaim(s: _Step) -> list[Message]:
+    n = s.post.host.idle_pcpus - s.pre.host.idle_pcpus
+    return [Message("vmm", "host", f"{n} parked processor(s) of VM {s.v} back")]
+
+
+@_says("guest_read")
+def _read(s: _Step) -> list[Message]:
+    return [Message(s.g, s.g, f"reads VPN {s.k['vpn']}")]
+
+
+@_says("guest_write")
+def _write(s: _Step) -> list[Message]:
+    return [Message(s.g, s.g, f"writes VPN {s.k['vpn']} := {s.k['token']}")]
+
+
+@_says("guest_evict")
+def _evict(s: _Step) -> list[Message]:
+    return [Message(s.g, s.g, f"pages VPN {s.k['vpn']} out to its own disk", GUEST_CHOSE)]
+
+
+@_says("guest_reset")
+def _reset(s: _Step) -> list[Message]:
+    return [Message(s.g, "vmm", "reboots: the balloon device is reset")]
+
+
+@_says("balloon_poll")
+def _poll(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message("vmm", s.m, f"poll: target {b.module.target} pages"
+                    + (f", {b.module.cpu_target} vCPUs" if s.cfg.processors else ""))]
+
+
+@_says("balloon_inflate")
+def _inflate(s: _Step) -> list[Message]:
+    ppns = _ints(s.act, "ppns")
+    return [Message(s.g, s.m, f"allocator gives {_pages(ppns)}", GUEST_ALLOCATOR_CHOSE),
+            Message(s.m, "vmm", f"inflate {_pages(ppns)}")]
+
+
+@_says("balloon_deflate")
+def _deflate(s: _Step) -> list[Message]:
+    return [Message(s.m, "vmm", f"deflate {_pages(_ints(s.act, 'ppns'))}")]
+
+
+@_says("balloon_complete")
+def _complete(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message(s.m, "vmm", f"takes acks; actual = {b.module.actual}")]
+
+
+@_says("balloon_free_refused")
+def _free_refused(s: _Step) -> list[Message]:
+    a = s.a
+    if a is None:
+        return []
+    return [Message(s.m, s.g, f"frees refused {_pages(a.module.refused)}")]
+
+
+@_says("balloon_cpu_offline")
+def _cpu_offline(s: _Step) -> list[Message]:
+    return [Message(s.m, "vmm", f"parks vCPU {s.k['vcpu']}", GUEST_CHOSE)]
+
+
+@_says("balloon_cpu_online")
+def _cpu_online(s: _Step) -> list[Message]:
+    return [Message(s.m, "vmm", f"brings vCPU {s.k['vcpu']} online")]
+
+
+@_says("balloon_migrate")
+def _migrate(s: _Step) -> list[Message]:
+    new = s.k["new"]
+    return [Message(s.g, s.m, f"compaction gives PPN {new} for a balloon page",
+                    GUEST_ALLOCATOR_CHOSE),
+            Message(s.m, "vmm", f"inflate PPN {new} (migration)")]
+
+
+@_says("balloon_migrate_release")
+def _migrate_release(s: _Step) -> list[Message]:
+    return [Message(s.m, "vmm", f"deflate PPN {s.k['old']} (migrated away)")]
+
+
+@_says("balloon_oom_deflate")
+def _oom_deflate(s: _Step) -> list[Message]:
+    return [Message(s.m, "vmm", f"out of memory: deflate {_pages(_ints(s.act, 'ppns'))}")]
+
+
+@_says("rogue_report")
+def _rogue_report(s: _Step) -> list[Message]:
+    return [Message(s.g, "vmm", f"hostile {s.k['queue']} report of PPN {s.k['ppn']}")]
+
+
+@_says("rogue_touch")
+def _rogue_touch(s: _Step) -> list[Message]:
+    popped = s.a is not None and _int(s.act, "ppn") in s.a.ballooned
+    return [Message(s.g, "vmm", f"hostile touch of PPN {s.k['ppn']}"
+                    + (" (pops the balloon)" if popped else ""))]
+
+
+@_says("rogue_set_actual")
+def _rogue_actual(s: _Step) -> list[Message]:
+    return [Message(s.g, "vmm", f"hostile actual = {s.k['actual']}")]
 
 
 # --------------------------------------------------------------------------

@@ -23,13 +23,37 @@ from typing import Mapping
 
 from ballast.encodings import Encodes
 from ballast.model.actions import ACTIONS
-from ballast.model.config import Config
+from ballast.model.config import FEATURES, Config, features_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS, Property
+from ballast.tables import KeyedTable, every
 
-__all__ = ["BACKEND", "encodes", "sliced"]
+__all__ = ["BACKEND", "TABLES", "encodes", "sliced"]
 
 BACKEND = "explore"
+
+
+def _sliced_features() -> set[str]:
+    """The feature switches some feature slice of a configuration with all of them on has on."""
+    from ballast.statespace.suite import feature_slices
+
+    everything = Config().replace(**{name: True for name in FEATURES})
+    return {f for small in feature_slices(everything).values() for f in features_on(small)}
+
+
+def _target_setters() -> tuple[str, ...]:
+    from ballast.statespace.liveness import _TARGET_SETTERS
+
+    return _TARGET_SETTERS
+
+
+TABLES: tuple[KeyedTable, ...] = (
+    KeyedTable("feature_slices", "ballast.statespace.suite", "features", _sliced_features,
+               every("features")),
+    KeyedTable("_TARGET_SETTERS", "ballast.statespace.liveness", "actions", _target_setters),
+)
+"""The explorer's tables keyed by the model's names (checked by :mod:`ballast.tables`): every
+feature switch is explored by some slice of ``ballast check``."""
 
 
 def _checks(p: Property) -> str:

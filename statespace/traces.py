@@ -46,6 +46,7 @@ from ballast.statespace.liveness import (
     FAIRNESS_TEXTS,
     REACHES,
     WEAK,
+    _TARGET_SETTERS,
     LivenessResult,
     at_target,
     fairness_class,
@@ -108,7 +109,7 @@ def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
     for s in loop:
         if at_target(s, vm) or not feasible_target(model.cfg, s.vms[vm].target):
             return "a state of the cycle is at its target or has an infeasible target"
-    if any(a.name in ("host_set_target", "host_set_cpu_target") for a in cycle):
+    if any(a.name in _TARGET_SETTERS for a in cycle):
         return "the cycle changes a target"
     taken = {fairness_class(a) for a in cycle}
     for s in loop[:-1]:

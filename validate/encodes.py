@@ -22,10 +22,56 @@ from ballast.encodings import Encodes, Gaps, gaps
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.virtio import PAGE_USE_ONLY, PROJECTIONS
+from ballast.tables import KeyedTable, every
 
-__all__ = ["BACKEND", "encodes", "gaps_in"]
+__all__ = ["BACKEND", "TABLES", "encodes", "gaps_in"]
 
 BACKEND = "virtio"
+
+
+def _qemu_actions() -> dict[str, str]:
+    from ballast.validate.qemu_events import ACTION_OF
+
+    return ACTION_OF
+
+
+def _scenario_actions() -> dict[str, frozenset[str]]:
+    from ballast.validate.adapter import _SCENARIO_ACTIONS
+
+    return _SCENARIO_ACTIONS
+
+
+def _run_actions() -> frozenset[str]:
+    from ballast.validate.adapter_v2 import run_actions
+
+    return run_actions()
+
+
+def _observed_paths() -> list[str]:
+    from ballast.validate.adapter_observe import OBSERVATIONS
+
+    return [t for t, key in OBSERVATIONS.items() if key.derived is None]
+
+
+TABLES: tuple[KeyedTable, ...] = (
+    KeyedTable("PROJECTIONS", "ballast.model.virtio", "actions", lambda: PROJECTIONS),
+    KeyedTable("PAGE_USE_ONLY", "ballast.model.virtio", "actions", lambda: PAGE_USE_ONLY),
+    KeyedTable("PROJECTIONS or PAGE_USE_ONLY", "ballast.model.virtio", "actions",
+               lambda: {*PROJECTIONS, *PAGE_USE_ONLY}, every("actions")),
+    KeyedTable("ACTION_OF", "ballast.validate.qemu_events", "virtio events", _qemu_actions),
+    KeyedTable("ACTION_OF (values)", "ballast.validate.qemu_events", "actions",
+               lambda: _qemu_actions().values()),
+    KeyedTable("_SCENARIO_ACTIONS", "ballast.validate.adapter", "scenarios", _scenario_actions,
+               every("scenarios")),
+    KeyedTable("_SCENARIO_ACTIONS (values)", "ballast.validate.adapter", "actions",
+               lambda: {a for acts in _scenario_actions().values() for a in acts}),
+    KeyedTable("RUN_ACTORS", "ballast.validate.adapter_v2", "actions", _run_actions),
+    KeyedTable("OBSERVATIONS (state paths)", "ballast.validate.adapter_observe", "state paths",
+               _observed_paths),
+)
+"""The validation side's tables keyed by the model's names (checked by
+:mod:`ballast.tables`): the virtio profile's projection of every action, the QEMU
+events' actions, the adapters' scenario prerequisites, run actors and observation keys."""
 
 
 def encodes() -> Encodes:

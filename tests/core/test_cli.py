@@ -116,6 +116,20 @@ def test_list_shows_every_invariant() -> None:
         assert name in r.stdout
 
 
+def test_list_presets_names_every_feature_switched_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The feature list is read from the configuration's own switches, so the switches
+    of real drivers (``qemu``) are named too."""
+    from ballast.model.config import FEATURES, PRESETS
+
+    assert main(["list", "presets"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name, cfg in PRESETS.items():
+        shown = lines[name].rpartition("; ")[2].split(", ")
+        assert [f for f in FEATURES if f in shown] == [f for f in FEATURES if getattr(cfg, f)]
+    assert "migration" in lines["qemu"] and "oom_notifier" in lines["qemu"]
+
+
 def test_configuration_flags_override_the_preset(tmp_path: Path) -> None:
     import json
 
