@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds
 from ballast.errors import BallastError, InputError, UsageError
+from ballast.progress import add_quiet_option
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
@@ -155,9 +156,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
                         hypothesis_examples=args.examples,
                         hypothesis_profile=args.hypothesis_profile,
                         hypothesis_db=args.hypothesis_db)
+    from ballast.progress import shown
+
     out = console()
-    report = run_check(cfg, tuple(args.fault), opts,
-                       progress=lambda name: out.print(f"[dim]running {name} ...[/]"))
+    with shown(not args.quiet):  # on stderr, a terminal only: stdout carries the results
+        report = run_check(cfg, tuple(args.fault), opts)
     render_check(out, report)
     if args.junit or args.sarif or args.summary_md or args.json:
         from ballast.reports.summary import write_summary
@@ -350,6 +353,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
     p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    add_quiet_option(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("run", help="one deterministic random run, written as a trace")

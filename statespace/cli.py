@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import positive_float, seconds
 from ballast.errors import UsageError
+from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
 from ballast.statespace.explore import Budget, Exploration
@@ -70,6 +70,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="unused: exploration is exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quiet_option(p)
     p.set_defaults(func=_cmd_explore)
 
 
@@ -127,16 +128,14 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError("--fairness only applies with --liveness")
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
     budget = _budget(args)
-    progress = None
-    if not args.json and sys.stderr.isatty():
+    with shown(not args.quiet), meter("explore", unit="states") as states:
         def progress(ex: Exploration) -> None:
-            print(f"\r{ex.states:,} states, depth {ex.max_depth}", end="", file=sys.stderr)
-    run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
-                      liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
-                      graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
-                      fairness=args.fairness or WEAK, cache=args.cache)
-    if progress is not None:
-        print("\r", end="", file=sys.stderr)
+            states.update(ex.states, note=f"depth {ex.max_depth}")
+        run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
+                          liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
+                          graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
+                          fairness=args.fairness or WEAK, cache=args.cache)
+        states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))
     else:
