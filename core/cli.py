@@ -258,8 +258,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for sc in SOMETIMES.values():
             out.print(f"{sc.name:30} {sc.doc}")
     elif what == "faults":
-        for f in FAULTS.values():
-            out.print(f"{f.name:28} breaks {f.breaks:26} {f.doc}")
+        from ballast.catchers import catchers
+
+        for f in FAULTS.values():  # caught as the checkers report it, by those expected to
+            out.print(f"{f.name:28} caught as {' or '.join(f.caught_as)} by "
+                      f"{', '.join(catchers(f.name))}: {' '.join(f.doc.split())}", markup=False)
     else:
         for name, cfg in PRESETS.items():
             feats = [k for k in ("sharing", "host_swap", "refusal", "reset", "deflate_on_oom",
