@@ -135,8 +135,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
                           "summary": summary.__dict__,
                           "gap": gaps.what() if gaps else None}, indent=2, default=list))
     else:
-        from rich.console import Console
-        out = Console()
+        from ballast.console import console
+        out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
         out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
                   f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
                   + (f", faults {', '.join(args.fault)}" if args.fault else ""))
