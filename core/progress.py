@@ -8,6 +8,8 @@ meter is one live line on standard error, drawn with ``rich``: what is counted,
 how many of how many, the rate per second, a short note and the time spent.
 Otherwise a meter costs one attribute test per update and prints nothing, so
 standard output carries results and JSON alone, and logs and pipes stay clean.
+Whether shown or not, what each meter counted is said if the command is
+interrupted (:mod:`ballast.tally`).
 
 >>> with meter("explore", unit="states") as m:  # nothing shown: no display is open
 ...     m.update(8192, note="depth 7")
@@ -21,6 +23,8 @@ import argparse
 import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, TextIO
+
+from ballast import tally
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -43,6 +47,7 @@ class Meter:
         self.what, self.total, self.unit = what, total, unit
         self.completed = 0
         self._task: "TaskID | None" = None
+        tally.note(f"meter {what}", self.describe)  # said if the command is interrupted
         if _display is not None:
             self._task = _display.add_task(what, total=total, unit=unit, note="", rate=rate)
 
@@ -55,6 +60,17 @@ class Meter:
         if self._task is not None and _display is not None:
             fields: dict[str, Any] = {} if note is None else {"note": note}
             _display.update(self._task, completed=completed, total=self.total, **fields)
+
+    def describe(self) -> str | None:
+        """``explore: 81,920 states`` (``prove: 308/779 queries``), or None before any work.
+
+        >>> m = Meter("prove", total=779, unit="queries"); m.update(308); m.describe()
+        'prove: 308/779 queries'
+        """
+        if not self.completed:
+            return None
+        of = f"/{self.total:,}" if self.total is not None else ""
+        return f"{self.what}: {self.completed:,}{of} {self.unit}"
 
     def advance(self, n: int = 1, *, note: str | None = None) -> None:
         """``n`` more units done."""

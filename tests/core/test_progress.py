@@ -130,3 +130,31 @@ def test_fuzz_counts_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert main(["fuzz", "--vms", "2", "--pages", "8", "--seeds", "0..2", "--steps", "10",
                  "--workers", "1", "--report-dir", str(tmp_path)]) == 0
     assert "3/3 seeds" in _text(err) and "failing seeds: none" in out.getvalue()
+
+
+@pytest.mark.parametrize("argv, what, at, said", [
+    (["check", "--preset", "core", "--checkers", "random", "--random-runs", "50",
+      "--random-steps", "20"], "random", 5, "random: 5/50 runs"),
+    (["check", "--preset", "core", "--checkers", "hypothesis", "--examples", "30"],
+     "hypothesis", 3, "hypothesis: 3/30 runs"),
+    (["check", "--preset", "core", "--checkers", "numeric", "--numeric-seeds", "2",
+      "--numeric-batches", "20"], "numeric", 25, "numeric: 25/40 batches"),
+    (["explore", "--preset", "core"], "explore", 1, r"explore: [\d,]+ states"),
+    (["prove", "--preset", "core", "--jobs", "1"], "prove", 40, r"prove: \d+ queries"),
+    (["fuzz", "--vms", "2", "--pages", "8", "--seeds", "0..3", "--steps", "10", "--workers",
+      "1"], "fuzz", 2, "fuzz 2 VMs x 8 PPNs: 2/4 seeds"),
+], ids=["random", "hypothesis", "numeric", "explore", "prove", "fuzz"])
+def test_an_interrupted_command_says_what_each_meter_counted(
+        argv: list[str], what: str, at: int, said: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    update = progress.Meter.update
+
+    def interrupted(self: progress.Meter, completed: int, **kw: object) -> None:
+        update(self, completed, **kw)  # type: ignore[arg-type]
+        if self.what.startswith(what) and completed >= at:
+            raise KeyboardInterrupt  # Ctrl-C, in the middle of the work
+
+    monkeypatch.setattr(progress.Meter, "update", interrupted)
+    assert main(argv + ["--report-dir", str(tmp_path)]) == 130
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("ballast: interrupted after") and re.search(said, line), line
