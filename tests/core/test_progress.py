@@ -17,6 +17,8 @@ from ballast.model.config import Config
 from ballast.numeric.suite import SuiteSize, suite_check
 from ballast.proofs.run import prove
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -158,3 +160,14 @@ def test_an_interrupted_command_says_what_each_meter_counted(
     assert main(argv + ["--report-dir", str(tmp_path)]) == 130
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("ballast: interrupted after") and re.search(said, line), line
+
+
+def test_diff_counts_runs_on_stderr_while_its_json_stays_clean(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    err = FakeTerminal()
+    out = _streams(monkeypatch, err)
+    adapter = f"{sys.executable} {EXAMPLES / 'balloon_adapter.py'} --protocol 2"
+    main(["diff", "--adapter", adapter, "--preset", "core", "--examples", "3", "--steps", "20",
+          "--report-dir", str(tmp_path), "--json"])
+    assert json.loads(out.getvalue())["runs"] >= 3
+    assert "3/3 runs" in _text(err)
