@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fairness", choices=FAIRNESS_CHOICES, default=None,
                    help="what --liveness assumes of runs: 'weak' (default) is weak fairness of "
                         "every module and VMM action per VM; 'strong-accept' adds strong "
-                        "fairness of the VMM accepting a whole inflate report (with refusal on, "
+                        "fairness of the VMM accepting an inflate report as far as it may "
+                        "(all valid pages it has room for; with refusal on, "
                         "a VMM that refuses forever then counts as unfair)")
     p.add_argument("--stop-at-first", action="store_true",
                    help="stop at the first violation found (its trace is still a shortest one)")
