@@ -38,3 +38,12 @@ def test_list_faults_names_the_properties_and_checkers_of_each(
         assert line.startswith(f"{f.name} ")
         assert f"caught as {' or '.join(f.caught_as)} by {', '.join(catchers(f.name))}:" \
             in line
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import ballast.catchers
+
+    result = doctest.testmod(ballast.catchers)
+    assert result.attempted > 0 and result.failed == 0

@@ -171,3 +171,10 @@ def test_diff_counts_runs_on_stderr_while_its_json_stays_clean(
           "--report-dir", str(tmp_path), "--json"])
     assert json.loads(out.getvalue())["runs"] >= 3
     assert "3/3 runs" in _text(err)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(progress)
+    assert result.attempted > 0 and result.failed == 0
