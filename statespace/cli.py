@@ -98,6 +98,8 @@ def _as_json(check: CheckResult, warnings: list[str]) -> dict[str, Any]:
 
 
 def _print_text(check: CheckResult, warnings: list[str]) -> None:
+    from rich.markup import escape
+
     from ballast.console import console
 
     out = console()
@@ -109,13 +111,19 @@ def _print_text(check: CheckResult, warnings: list[str]) -> None:
               f"{'on' if st['symmetry'] else 'off'}; ~{st['bytes_per_state']} bytes/state)")
     colour = {Verdict.PASS: "green", Verdict.VIOLATION: "red", Verdict.INCONCLUSIVE: "yellow",
               Verdict.VACUOUS: "yellow", Verdict.SKIPPED: "dim"}
+    # Results that say the same thing (a budget that ran out, an action never fired) are
+    # one line naming each of them; a counterexample keeps a line of its own.
+    groups: dict[tuple[Verdict, str, str, str], list[str]] = {}
     for r in check.results:
         if r.kind == "action" and r.verdict is Verdict.PASS:
             continue
-        line = f"[{colour[r.verdict]}]{r.verdict.value:12}[/] {r.kind:9} {r.property}: {r.detail}"
-        if r.counterexample is not None:
-            line += f" -> {r.counterexample}"
-        out.print(line, highlight=False)
+        tail = f" -> {r.counterexample}" if r.counterexample is not None else ""
+        key = (r.verdict, r.kind, r.detail + tail, r.property if tail else "")
+        groups.setdefault(key, []).append(r.property)
+    for (verdict, kind, detail, _), names in groups.items():
+        what = names[0] if len(names) == 1 else f"{len(names)} {kind}s ({', '.join(names)})"
+        out.print(f"[{colour[verdict]}]{verdict.value:12}[/] {kind:9} {escape(what)}: "
+                  f"{escape(detail)}", highlight=False)
     out.print(f"verdict (properties): {check.verdict.value}")
 
 
