@@ -20,6 +20,7 @@ interrupted (:mod:`ballast.tally`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, TextIO
@@ -33,6 +34,9 @@ __all__ = ["Meter", "add_quiet_option", "active", "meter", "shown"]
 
 _display: "Progress | None" = None
 """The live display while :func:`shown` shows one; ``None`` otherwise."""
+_owner = 0
+"""The process that opened the display: a worker forked from it draws nothing (its copy of
+the display has no refresh thread, and its locks may have been held at the fork)."""
 
 
 class Meter:
@@ -48,7 +52,7 @@ class Meter:
         self.completed = 0
         self._task: "TaskID | None" = None
         tally.note(f"meter {what}", self.describe)  # said if the command is interrupted
-        if _display is not None:
+        if _display is not None and _owner == os.getpid():
             self._task = _display.add_task(what, total=total, unit=unit, note="", rate=rate)
 
     def update(self, completed: int, *, total: int | None = None, note: str | None = None
@@ -97,8 +101,8 @@ def meter(what: str, *, total: int | None = None, unit: str = "steps", rate: boo
 
 
 def active() -> bool:
-    """Whether progress is being shown now."""
-    return _display is not None
+    """Whether progress is being shown now (by this process)."""
+    return _display is not None and _owner == os.getpid()
 
 
 def _columns() -> list[Any]:
@@ -142,7 +146,7 @@ def shown(enabled: bool = True, stream: TextIO | None = None) -> Iterator[bool]:
 
     The lines are drawn over one another and cleared at the end: nothing of them is
     left in the terminal's scroll-back or in any file."""
-    global _display
+    global _display, _owner
     stream = stream if stream is not None else sys.stderr
     if not enabled or _display is not None or not _is_terminal(stream):
         yield False
@@ -152,7 +156,7 @@ def shown(enabled: bool = True, stream: TextIO | None = None) -> Iterator[bool]:
 
     display = Progress(*_columns(), console=Console(file=stream, highlight=False),
                        transient=True, refresh_per_second=8)
-    _display = display
+    _display, _owner = display, os.getpid()
     try:
         with display:
             yield True

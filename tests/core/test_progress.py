@@ -178,3 +178,20 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(progress)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_forked_worker_draws_nothing_on_its_parents_display() -> None:
+    import os
+
+    tty = FakeTerminal()
+    with progress.shown(stream=tty):
+        pid = os.fork()
+        if pid == 0:  # the worker: its meters count silently
+            m = progress.meter("in the worker", total=2)
+            m.update(2)
+            os._exit(0 if not progress.active() and m.describe() == "in the worker: 2/2 steps"
+                     else 1)
+        _, status = os.waitpid(pid, 0)
+        assert progress.active()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "in the worker" not in _text(tty)
