@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ballast import progress as shown_progress
 from ballast.budget import WorkBudget, out_of_time
 from ballast.model.actions import Action
 from ballast.model.config import Config
@@ -29,7 +30,7 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.randomwalk import random_run
 from ballast.shrink import shrink_actions
-from ballast.stateful import default_profile, example_database, run_machine
+from ballast.stateful import default_profile, example_database, profile_settings, run_machine
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
 __all__ = ["BUILTIN", "EXHAUSTIVE", "SUITES", "CheckOptions", "CheckReport", "run_check"]
@@ -149,6 +150,7 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     fired: set[str] = set()
     violation, cx, runs = None, None, 0
     complete = True
+    meter = shown_progress.meter("random", total=opts.random_runs, unit="runs")
     for seed in range(opts.seed, opts.seed + opts.random_runs):
         if deadline.passed():
             complete = False
@@ -156,6 +158,7 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
         run = random_run(model, seed, opts.random_steps, record_states=False)
         runs += 1
         steps += len(run.trace.steps)
+        meter.update(runs, note=f"{steps:,} steps")
         witnessed |= run.witnessed
         fired |= run.fired
         if run.violation is not None:
@@ -163,6 +166,7 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
             cx = _confirmed(model, [st.action for st in run.trace.steps], violation, "random",
                             seed, opts.report_dir)
             break
+    meter.close()
     evidence: dict[str, object] = {"runs": runs, "steps": steps, "first_seed": opts.seed}
     held = f"held over {steps:,} random steps ({runs} runs)"
     results = _invariant_results(model, "random", violation, cx, held, evidence)
@@ -181,8 +185,11 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     start = time.monotonic()
     profile = opts.hypothesis_profile or default_profile()
     database = example_database(profile, opts.report_dir, opts.hypothesis_db)
-    out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
-                      steps=opts.hypothesis_steps, profile=profile, database=database)
+    examples = opts.hypothesis_examples or profile_settings(profile).max_examples
+    with shown_progress.meter("hypothesis", total=examples, unit="runs") as meter:
+        out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
+                          steps=opts.hypothesis_steps, profile=profile, database=database,
+                          on_run=meter.update)
     cx = None
     if out.violation is not None and out.trace is not None:
         cx = _confirmed(model, [st.action for st in out.trace.steps], out.violation,
@@ -274,7 +281,10 @@ def run_check(cfg: Config, faults: tuple[str, ...] = (), opts: CheckOptions = Ch
     start = time.monotonic()
     model = BalloonModel(cfg, faults)
     report = CheckReport(cfg, faults)
-    for name in opts.checkers:
+    checkers = shown_progress.meter("check", total=len(opts.checkers), unit="checkers",
+                                    rate=False)
+    for done, name in enumerate(opts.checkers):
+        checkers.update(done, note=f"running {name}")
         if progress is not None:
             progress(name)
         if name == "random":
@@ -283,6 +293,7 @@ def run_check(cfg: Config, faults: tuple[str, ...] = (), opts: CheckOptions = Ch
             report.results.append(check_hypothesis(model, opts))
         else:
             report.results.append(_suite(name, cfg, faults, opts))
+    checkers.close()
     report.pooled = _pool(model, report.results)
     report.seconds = time.monotonic() - start
     return report

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds
-from ballast.errors import BallastError, UsageError
+from ballast.errors import BallastError, InputError, UsageError
 from ballast.options import (
     add_model_options,
     add_size_options,
@@ -39,6 +39,7 @@ from ballast.options import (
     header_config,
     origin,
 )
+from ballast.progress import add_quiet_option
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
@@ -115,10 +116,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
                         hypothesis_examples=args.examples,
                         hypothesis_profile=args.hypothesis_profile,
                         hypothesis_db=args.hypothesis_db)
+    from ballast.progress import shown
+
     out = console()
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
-    report = run_check(cfg, tuple(args.fault), opts,
-                       progress=lambda name: out.print(f"[dim]running {name} ...[/]"))
+    with shown(not args.quiet):  # on stderr, a terminal only: stdout carries the results
+        report = run_check(cfg, tuple(args.fault), opts)
     render_check(out, report)
     if args.junit or args.sarif or args.summary_md or args.json:
         from ballast.reports.summary import write_summary
@@ -224,8 +227,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for sc in SOMETIMES.values():
             out.print(f"{sc.name:30} {sc.doc}")
     elif what == "faults":
-        for f in FAULTS.values():
-            out.print(f"{f.name:28} breaks {f.breaks:26} {f.doc}")
+        from ballast.catchers import catchers
+
+        for f in FAULTS.values():  # caught as the checkers report it, by those expected to
+            out.print(f"{f.name:28} caught as {' or '.join(f.caught_as)} by "
+                      f"{', '.join(catchers(f.name))}: {' '.join(f.doc.split())}", markup=False)
     else:
         for name, cfg in PRESETS.items():
             out.print(f"{name:12} {config_summary(cfg)}")
@@ -316,6 +322,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
     p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    add_quiet_option(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("run", help="one deterministic random run, written as a trace")

@@ -31,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed as hypothesis_seed, settings
 from hypothesis import strategies as st
@@ -139,6 +139,8 @@ class _Recorder:
     blind: int = 0
     """Steps taken with arguments drawn from the domains rather than the candidates."""
     runs: int = 0
+    on_run: Callable[[int], None] | None = None
+    """Told the number of runs started so far, at the start of each (progress)."""
 
 
 def domain_strategy(domain: Domain) -> st.SearchStrategy[Any]:
@@ -183,6 +185,8 @@ def machine_for(model: BalloonModel, recorder: _Recorder | None = None
             rec.steps = []
             rec.violation = None
             rec.runs += 1
+            if rec.on_run is not None:
+                rec.on_run(rec.runs)
 
         def admitted(self, spec: ActionSpec) -> list[dict[str, Any]]:
             """The candidates of ``spec`` in this state that its guard admits."""
@@ -298,11 +302,13 @@ class MachineOutcome:
 
 def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
                 steps: int | None = None, profile: str = "ci",
-                database: Path | None = None, deadline_ms: int | None = None) -> MachineOutcome:
+                database: Path | None = None, deadline_ms: int | None = None,
+                on_run: Callable[[int], None] | None = None) -> MachineOutcome:
     """Run the machine, seeded by ``seed``: ``examples`` runs of up to ``steps`` steps
     (default: the profile's). With ``database``, failures are saved there (one folder per
-    model) and replayed first on the next run."""
-    rec = _Recorder()
+    model) and replayed first on the next run. ``on_run`` is told the number of runs
+    started so far, as each starts."""
+    rec = _Recorder(on_run=on_run)
     machine = machine_for(model, rec)
     changes: dict[str, Any] = {"deadline": deadline_ms}
     if examples is not None:

@@ -438,6 +438,7 @@ function serve(make, name, v2 = null) {
         system = next;
         steps.push({actor: ACTOR_OF[action], action, args});
       }
+      system.tick();
       reply({id, steps, observe: system.observe()});
     } else if (typeof msg.action === "string" && ACTIONS[msg.action]) {
       const want = ACTIONS[msg.action];
@@ -450,9 +451,11 @@ function serve(make, name, v2 = null) {
       try {
         next[msg.action](msg.args);
         system = next;
+        if (v2) system.tick();
         reply({id, ok: true, observe: system.observe()});
       } catch (e) {
         if (!(e instanceof Refused)) throw e;
+        if (v2) system.tick();
         reply({id, ok: false, reason: e.message, observe: system.observe()});
       }
     } else {
@@ -468,6 +471,8 @@ class ChoosingSystem extends BalloonSystem {
     this.opts = opts;
     this.rng = 12345;  // a deterministic generator: the same commands, the same choices
     this.arrival = this.vms.map(() => []);
+    this.requests = 0;
+    this.reclaimed = new Set();  // MPNs a balloon gave back, not reused since
   }
 
   clone() {
@@ -476,7 +481,14 @@ class ChoosingSystem extends BalloonSystem {
     copy.opts = this.opts;
     copy.rng = this.rng;
     copy.arrival = structuredClone(this.arrival);
+    copy.requests = this.requests;
+    copy.reclaimed = new Set(this.reclaimed);
     return copy;
+  }
+
+  // One more request handled (a VM exit, for the VMM's periodic work).
+  tick() {
+    this.requests++;
   }
 
   random() {
@@ -551,8 +563,16 @@ class ChoosingSystem extends BalloonSystem {
   }
 
   vmm_reclaim(args) {
+    const before = new Set(this.host.free);
     super.vmm_reclaim(args);
     this.arrival[args.vm] = [];
+    for (const m of this.host.free) if (!before.has(m)) this.reclaimed.add(m);
+  }
+
+  backPage(vm, ppn) {
+    const mpn = super.backPage(vm, ppn);
+    this.reclaimed.delete(mpn);
+    return mpn;
   }
 
   vmm_release(args) {
@@ -615,7 +635,8 @@ function option(name, fallback) {
   return at >= 0 ? process.argv[at + 1] : fallback;
 }
 
-module.exports = {BalloonSystem, ChoosingSystem, Refused, serve};
+module.exports = {BALLOON, BalloonSystem, ChoosingSystem, FREE, Refused, UNBACKED, option, serve,
+  sortedInts};
 
 if (require.main === module) {
   if (option("--protocol", "1") === "2") {

@@ -79,6 +79,7 @@ __all__ = [
     "each_vm",
     "enabled",
     "inflate_limit",
+    "reclaim_takes_all_it_may",
     "require",
     "usable_free",
 ]
@@ -536,6 +537,24 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
     most = min(len(valid), max(0, room))
     return valid, invalid, (0 if cfg.refusal else most), most
+
+
+def reclaim_takes_all_it_may(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> bool:
+    """Whether ``vmm_reclaim(vm, refuse)`` in ``s`` accepts as many reported pages as the VMM
+    may: every valid one, or as many as the target leaves room for. It then refuses no page
+    of its own choosing, though ``refuse`` is not empty when the report holds more valid
+    pages than that room (or, with ``refusal``, names pages that are refused anyway).
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=1, guest_pages=3, guest_data_pages=1, machine_pages=3)
+    >>> s0 = initial_state(cfg)
+    >>> s = s0.with_vm(0, s0.vms[0].replace(target=1, inflate_queue=(1, 2)))
+    >>> [reclaim_takes_all_it_may(cfg, s, 0, r) for r in [(), (1,), (2,), (1, 2)]]
+    [False, True, True, False]
+    """
+    valid, _, _, most = _reclaim_choices(cfg, s.vms[vm])
+    return len(set(valid) - set(refuse)) == most
 
 
 def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
 from ballast.options import add_model_options, base_config, config_line, origin, with_sets
+from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE
 
 __all__ = ["register", "config_for"]
@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
                         "result inconclusive (exit 3)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    add_quiet_option(p)
     p.set_defaults(func=_cmd_fuzz)
 
 
@@ -119,15 +120,13 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
                           batches=args.steps, frac=args.frac, check_every=args.check_every,
                           report_dir=args.report_dir, max_seconds=args.max_seconds)
-    if args.json or args.no_progress or not sys.stderr.isatty():
-        results = list(stream)
-    else:
-        from rich.progress import Progress
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds))
-            for r in stream:
-                results.append(r)
-                bar.advance(task)
+    with shown(not (args.quiet or args.no_progress)), \
+            meter(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds),
+                  unit="seeds") as done:
+        for r in stream:
+            results.append(r)
+            done.advance(note=f"{sum(x.batches for x in results):,} batches, "
+                              f"{sum(x.ops for x in results):,} operations")
     results.sort(key=lambda r: r.seed)
     summary = summarise(results, args.steps)
     if args.json:
@@ -136,8 +135,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
                           "summary": summary.__dict__,
                           "gap": gaps.what() if gaps else None}, indent=2, default=list))
     else:
-        from rich.console import Console
-        out = Console()
+        from ballast.console import console
+        out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
         out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
                   f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
                   + (f", faults {', '.join(args.fault)}" if args.fault else ""))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -65,9 +65,11 @@ def make_trace(cfg: Config, faults: Sequence[str], actions: Sequence[Action], se
 
 def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: int = 200,
               frac: float = 0.5, check_every: int = 1, report_dir: Path | None = None,
-              shrink: bool = True, deadline: float | None = None) -> SeedResult:
+              shrink: bool = True, deadline: float | None = None,
+              on_batch: Callable[[int], None] | None = None) -> SeedResult:
     """Run ``batches`` random batches from ``seed``; check invariants every ``check_every``
-    batches and at the end; shrink and write a counterexample on a violation."""
+    batches and at the end; shrink and write a counterexample on a violation.
+    ``on_batch`` is told the number of batches run so far, after each (progress)."""
     t0 = time.perf_counter()
     res = SeedResult(seed)
     eng = Engine(cfg, faults)
@@ -86,6 +88,8 @@ def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: in
             res.ops += len(b.vms)
             res.actions_seen[name] = res.actions_seen.get(name, 0) + len(b.vms)
         res.batches = i + 1
+        if on_batch is not None:
+            on_batch(res.batches)
         if eng.step_violations:
             sv = eng.step_violations[0]
             res.violation = (sv.property, sv.message)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from ballast.encodings import Gaps
 from ballast.budget import WorkBudget, out_of_time
@@ -31,6 +32,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import CHECKER, SeedResult, fuzz_seed
 from ballast.numeric.scale import scaled, with_faults
+from ballast.progress import Meter, meter
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
 __all__ = ["SUITE_SIZE", "SuiteSize", "suite_check"]
@@ -54,6 +56,12 @@ SUITE_SIZE = SuiteSize()
 the work budget (:class:`~ballast.budget.WorkBudget`) unless a size is given."""
 
 
+def _batches_on(shown: Meter, before: int, note: str) -> Callable[[int], None]:
+    """A seed's batch callback counting on ``shown`` after the ``before`` batches of the
+    seeds already run."""
+    return lambda n: shown.update(before + n, note=note)
+
+
 def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                 report_dir: Path, budget: WorkBudget = WorkBudget(),
                 size: SuiteSize | None = None) -> CheckResult:
@@ -70,15 +78,20 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
     deadline = None if budget.max_seconds is None else t0 + budget.max_seconds
     runs: list[SeedResult] = []
     found: SeedResult | None = None
+    shown = meter("numeric", total=size.seeds * size.batches, unit="batches")
     for s in range(seed, seed + size.seeds):
         if deadline is not None and time.perf_counter() > deadline:
             break
         r = fuzz_seed(big, seed=s, faults=faults, batches=size.batches,
-                      check_every=size.check_every, report_dir=report_dir, deadline=deadline)
+                      check_every=size.check_every, report_dir=report_dir, deadline=deadline,
+                      on_batch=_batches_on(shown, sum(r.batches for r in runs),
+                                           f"seed {s - seed + 1} of {size.seeds}, "
+                                           f"{big.vms} VMs x {big.guest_pages} PPNs"))
         runs.append(r)
         if r.violation is not None:
             found = r
             break
+    shown.close()
     complete = found is None and len(runs) == size.seeds and \
         all(r.batches == size.batches for r in runs)
     ops = sum(r.ops for r in runs)

@@ -21,6 +21,7 @@ from typing import Any
 from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
 from ballast.argtypes import seconds
 from ballast.errors import UsageError
+from ballast.progress import add_quiet_option, meter, shown
 from ballast.model.config import Config
 from ballast.options import (
     add_model_options,
@@ -73,6 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--up-to", action="store_true",
                    help="prove every size up to the configuration's: 1..vms VMs, 1..guest_pages "
                         "PPNs, 1..host_pages host pages (a summary line per size)")
+    add_quiet_option(p)
     p.set_defaults(func=handle)
 
 
@@ -102,7 +104,11 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
     worst = 0
     rows: list[dict[str, Any]] = []
     limit, bmc_limit = _limits(args)
+    sizes = meter("sizes", total=len(sizes_up_to(cfg)), unit="configurations",
+                  rate=False)
     for size in sizes_up_to(cfg):
+        sizes.update(len(rows), note=f"{size.vms} VMs x {size.guest_pages} PPNs, "
+                                     f"{size.machine_pages} MPNs")
         report = prove(size, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
                        report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
                        limit=limit, bmc_limit=bmc_limit, reach_states=args.reach_states)
@@ -115,6 +121,7 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
                      "findings": [f.headline for f in report.findings]})
         if _SEVERITY.get(code, 1) > _SEVERITY.get(worst, 1):
             worst = code
+    sizes.close()
     if args.json:
         sys.stdout.write(json.dumps({"sizes": rows, "exit": worst}, indent=1) + "\n")
         return worst
@@ -202,14 +209,16 @@ def handle(args: argparse.Namespace) -> int:
     if args.up_to:
         if args.query is not None:
             raise UsageError("--query runs one query of one configuration, not with --up-to")
-        return _handle_up_to(args, cfg)
+        with shown(not args.quiet):
+            return _handle_up_to(args, cfg)
     if args.query is not None:
         select(cfg, args.query)  # a bad name is a usage error before any work
     limit, bmc_limit = _limits(args)
-    report = prove(cfg, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
-                   report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
-                   limit=limit, bmc_limit=bmc_limit, query=args.query,
-                   reach_states=args.reach_states)
+    with shown(not args.quiet):  # on stderr, a terminal only: stdout carries the results
+        report = prove(cfg, faults=tuple(args.fault), bmc_depth=args.bmc_depth,
+                       report_dir=args.report_dir, jobs=args.jobs, bmc_all=args.bmc,
+                       limit=limit, bmc_limit=bmc_limit, query=args.query,
+                       reach_states=args.reach_states)
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")
     else:

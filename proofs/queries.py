@@ -29,7 +29,7 @@ from ballast.proofs.policy import POLICY_CLAIMS
 from ballast.proofs.properties import SAFETY, STEPS, inductive_invariant
 from ballast.proofs.transitions import encoded_actions
 
-__all__ = ["Selection", "query_names", "select"]
+__all__ = ["Selection", "count_queries", "query_names", "select"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,13 @@ def _table(cfg: Config) -> dict[str, Selection]:
 def query_names(cfg: Config) -> list[str]:
     """Every query name of a proof run on ``cfg``, in the order the report prints them."""
     return list(_table(cfg))
+
+
+def count_queries(cfg: Config, *, policy: bool = True, bmc: bool = False) -> int:
+    """How many queries a whole proof run on ``cfg`` answers (with the policy claims if
+    ``policy``, with one bounded search per property if ``bmc``)."""
+    skip = {kind for kind, wanted in (("policy", policy), ("bmc", bmc)) if not wanted}
+    return sum(sel.kind not in skip for sel in _table(cfg).values())
 
 
 def select(cfg: Config, name: str) -> Selection:

@@ -22,13 +22,14 @@ from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.model.trace import Trace
+from ballast.progress import active as progress_shown, meter
 from ballast.proofs.bmc import BmcResult, bmc
 from ballast.proofs.encodes import gaps_in
 from ballast.proofs.induction import CTI, ProofVerdict, QueryResult, induction_queries
 from ballast.proofs.limits import BMC_RLIMIT, SolverLimit
 from ballast.proofs.policy import prove_policy
 from ballast.proofs.properties import SAFETY, STEPS
-from ballast.proofs.queries import select
+from ballast.proofs.queries import count_queries, select
 from ballast.proofs.reachability import EXACT_MAX_STATES, CtiReach, decide_cti
 from ballast.proofs.transitions import ENCODED
 from ballast.reports.counterexample import (
@@ -266,10 +267,16 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), limit: SolverLimit = Sol
         actions = [only.action] if only.action is not None else []
         policy, bmc_all = only.kind == "policy", only.kind == "bmc"
 
+    # The total is worth its encoding only when someone is watching.
+    whole = only is None and conjuncts is None and actions is None and progress_shown()
+    shown = meter("prove", unit="queries", total=count_queries(
+        cfg, policy=policy, bmc=bmc_all) if whole else 1 if only is not None else None)
+
     def record(q: QueryResult) -> None:
         if only is not None and not only.matches(q.name, q.kind, q.conjunct):
             return  # run alongside the query asked for (same conjunct), not asked for
         report.queries.append(q)
+        shown.update(len(report.queries), note=" ".join(q.name.split()))
         if on_result is not None:
             on_result(q)
 
@@ -288,6 +295,7 @@ def prove(cfg: Config, *, faults: tuple[str, ...] = (), limit: SolverLimit = Sol
                       query=f"bmc {name}")
             q = _bmc_query(name, res, report_dir)
             record(q)
+    shown.close()
     seen: set[str] = set()
     for q in report.queries:
         if q.cti is not None and q.conjunct not in seen:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from ballast.options import (
     config_line,
     origin,
 )
+from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
 from ballast.statespace.explore import Budget, Exploration
@@ -63,7 +63,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fairness", choices=FAIRNESS_CHOICES, default=None,
                    help="what --liveness assumes of runs: 'weak' (default) is weak fairness of "
                         "every module and VMM action per VM; 'strong-accept' adds strong "
-                        "fairness of the VMM accepting a whole inflate report (with refusal on, "
+                        "fairness of the VMM accepting an inflate report as far as it may "
+                        "(all valid pages it has room for; with refusal on, "
                         "a VMM that refuses forever then counts as unfair)")
     p.add_argument("--stop-at-first", action="store_true",
                    help="stop at the first violation found (its trace is still a shortest one)")
@@ -77,6 +78,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="unused: exploration is exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_quiet_option(p)
     p.set_defaults(func=_cmd_explore)
 
 
@@ -103,6 +105,8 @@ def _as_json(check: CheckResult, warnings: list[str]) -> dict[str, Any]:
 
 
 def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> None:
+    from rich.markup import escape
+
     from ballast.console import console
 
     out = console()
@@ -115,13 +119,19 @@ def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> 
               f"{'on' if st['symmetry'] else 'off'}; ~{st['bytes_per_state']} bytes/state)")
     colour = {Verdict.PASS: "green", Verdict.VIOLATION: "red", Verdict.INCONCLUSIVE: "yellow",
               Verdict.VACUOUS: "yellow", Verdict.SKIPPED: "dim"}
+    # Results that say the same thing (a budget that ran out, an action never fired) are
+    # one line naming each of them; a counterexample keeps a line of its own.
+    groups: dict[tuple[Verdict, str, str, str], list[str]] = {}
     for r in check.results:
         if r.kind == "action" and r.verdict is Verdict.PASS:
             continue
-        line = f"[{colour[r.verdict]}]{r.verdict.value:12}[/] {r.kind:9} {r.property}: {r.detail}"
-        if r.counterexample is not None:
-            line += f" -> {r.counterexample}"
-        out.print(line, highlight=False)
+        tail = f" -> {r.counterexample}" if r.counterexample is not None else ""
+        key = (r.verdict, r.kind, r.detail + tail, r.property if tail else "")
+        groups.setdefault(key, []).append(r.property)
+    for (verdict, kind, detail, _), names in groups.items():
+        what = names[0] if len(names) == 1 else f"{len(names)} {kind}s ({', '.join(names)})"
+        out.print(f"[{colour[verdict]}]{verdict.value:12}[/] {kind:9} {escape(what)}: "
+                  f"{escape(detail)}", highlight=False)
     out.print(f"verdict (properties): {check.verdict.value}")
 
 
@@ -131,16 +141,14 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError("--fairness only applies with --liveness")
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
     budget = _budget(args)
-    progress = None
-    if not args.json and sys.stderr.isatty():
+    with shown(not args.quiet), meter("explore", unit="states") as states:
         def progress(ex: Exploration) -> None:
-            print(f"\r{ex.states:,} states, depth {ex.max_depth}", end="", file=sys.stderr)
-    run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
-                      liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
-                      graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
-                      fairness=args.fairness or WEAK, cache=args.cache)
-    if progress is not None:
-        print("\r", end="", file=sys.stderr)
+            states.update(ex.states, note=f"depth {ex.max_depth}")
+        run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
+                          liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
+                          graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
+                          fairness=args.fairness or WEAK, cache=args.cache)
+        states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))
     else:

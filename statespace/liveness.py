@@ -24,9 +24,12 @@ Fairness (what an infinite run must do to count), by **class** of action:
   infinitely often;
 * a **strong** class is taken infinitely often whenever it is enabled
   infinitely often (even if it is disabled in between). The only one is the
-  VMM accepting a whole inflate report of one VM (:func:`accept_class`:
-  ``vmm_reclaim`` with ``refuse=()``); it matters only with the ``refusal``
-  feature, where the VMM may also refuse a page of the report it chooses;
+  VMM accepting an inflate report of one VM as far as it may (:func:`accept_class`:
+  a ``vmm_reclaim`` step that takes every valid page, or as many as the target
+  leaves room for, refusing none of its own choosing); it matters only with the
+  ``refusal`` feature, where the VMM may also refuse pages it has room for. Whether
+  a step is in it depends on the state it is taken in (a report larger than the
+  room can only be accepted with the excess refused), so classes belong to edges;
 * the guest's own steps (processes touching memory, paging, rebooting) and the
   host's are not assumed fair: they may happen forever or never.
 
@@ -83,7 +86,7 @@ from typing import AbstractSet, Iterable, Mapping, Sequence
 import networkx as nx
 
 from ballast.errors import UsageError
-from ballast.model.actions import ACTIONS, Action, Actor
+from ballast.model.actions import ACTIONS, Action, Actor, reclaim_takes_all_it_may
 from ballast.model.config import Config, ModuleKind
 from ballast.model.invariants import honest_vms
 from ballast.model.state import State
@@ -116,7 +119,8 @@ REACHES = "balloon_eventually_at_target"
 WEAK = "weak"
 """Fairness choice: weak fairness of every module and VMM action (the default)."""
 STRONG_ACCEPT = "strong-accept"
-"""Fairness choice: ``weak``, plus strong fairness of the VMM accepting a whole inflate report."""
+"""Fairness choice: ``weak``, plus strong fairness of the VMM accepting an inflate report as far
+as it may."""
 FAIRNESS_CHOICES = (WEAK, STRONG_ACCEPT)
 """The fairness choices ``balloon_eventually_at_target`` can be checked under."""
 
@@ -126,14 +130,15 @@ FAIRNESS = ("weak fairness of every module and VMM action, per action name and V
 FAIRNESS_TEXTS: dict[str, str] = {
     WEAK: FAIRNESS,
     STRONG_ACCEPT: ("weak fairness of every module and VMM action, per action name and VM, "
-                    "and strong fairness of the VMM accepting a whole inflate report "
-                    "(vmm_reclaim refusing no page), per VM; host and guest steps "
+                    "and strong fairness of the VMM accepting an inflate report as far as "
+                    "it may (vmm_reclaim refusing no page it has room for), per VM; host "
+                    "and guest steps "
                     "unconstrained; targets held fixed"),
 }
 """What each fairness choice assumes, in words (for verdicts and trace headers)."""
 
 ACCEPTS = "vmm_accepts_report"
-"""Name of the strong class of the VMM accepting a whole inflate report."""
+"""Name of the strong class of the VMM accepting an inflate report as far as it may."""
 
 FairnessClass = tuple[str, object]
 """A fairness class: a name and the VM it is about."""
@@ -179,27 +184,39 @@ def fairness_class(act: Action) -> FairnessClass | None:
     return act.name, act.kwargs.get("vm")
 
 
-def accept_class(act: Action) -> FairnessClass | None:
-    """The strong class of the VMM accepting VM ``vm``'s whole inflate report, or None.
+def accept_class(cfg: Config, s: State, act: Action) -> FairnessClass | None:
+    """The strong class of the VMM accepting VM ``vm``'s inflate report as far as it may,
+    or None, for ``act`` taken in state ``s``.
 
-    Only ``vmm_reclaim`` with ``refuse=()`` is in it: the VMM takes every page it
-    may (pages it must refuse anyway, such as those beyond the target, still come
-    back refused). The variants that refuse a page of the VMM's own choosing are not.
+    A ``vmm_reclaim`` step is in it when it takes every valid page of the report, or as
+    many as the target leaves room for (:func:`~ballast.model.actions.reclaim_takes_all_it_may`):
+    pages it must refuse anyway, such as those beyond the room, still come back refused,
+    so ``refuse`` need not be empty. The steps that refuse a page of the VMM's own
+    choosing are not in it.
 
-    >>> accept_class(Action.of("vmm_reclaim", vm=1, refuse=[]))
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=2, guest_pages=3, guest_data_pages=1, machine_pages=3, refusal=True)
+    >>> s0 = initial_state(cfg)
+    >>> s = s0.with_vm(1, s0.vms[1].replace(target=1, inflate_queue=(0, 2)))
+    >>> accept_class(cfg, s, Action.of("vmm_reclaim", vm=1, refuse=[2]))
     ('vmm_accepts_report', 1)
-    >>> accept_class(Action.of("vmm_reclaim", vm=1, refuse=[3])) is None
+    >>> accept_class(cfg, s, Action.of("vmm_reclaim", vm=1, refuse=[0, 2])) is None
     True
     """
-    if act.name != "vmm_reclaim" or act.kwargs.get("refuse") != ():
+    if act.name != "vmm_reclaim":
         return None
-    return ACCEPTS, act.kwargs.get("vm")
+    vm, refuse = act.kwargs.get("vm"), act.kwargs.get("refuse")
+    if not isinstance(vm, int) or not isinstance(refuse, tuple) \
+            or not reclaim_takes_all_it_may(cfg, s, vm, refuse):
+        return None
+    return ACCEPTS, vm
 
 
-def strong_fairness_class(act: Action, fairness: str = WEAK) -> FairnessClass | None:
-    """The strong class of an action under a fairness choice (None for every action
-    under ``weak``)."""
-    return accept_class(act) if check_fairness(fairness) == STRONG_ACCEPT else None
+def strong_fairness_class(cfg: Config, s: State, act: Action, fairness: str = WEAK
+                          ) -> FairnessClass | None:
+    """The strong class of ``act`` taken in ``s`` under a fairness choice (None for every
+    step under ``weak``)."""
+    return accept_class(cfg, s, act) if check_fairness(fairness) == STRONG_ACCEPT else None
 
 
 @dataclass
@@ -236,16 +253,19 @@ def check_liveness(ex: Exploration, fairness: str = WEAK) -> list[LivenessResult
     actions = ex.actions
     keep = [a.name not in _TARGET_SETTERS for a in actions]
     weak_cls = [fairness_class(a) for a in actions]
-    strong_cls = [strong_fairness_class(a, fairness) for a in actions]
+    maybe_strong = [fairness == STRONG_ACCEPT and a.name == "vmm_reclaim" for a in actions]
+    strong_at: dict[tuple[int, int], FairnessClass] = {}
     weak_on: list[set[FairnessClass]] = [set() for _ in range(n)]
     strong_on: list[set[FairnessClass]] = [set() for _ in range(n)]
     for s, a in zip(src, act):
         c = weak_cls[a]
         if c is not None:
             weak_on[s].add(c)
-        c = strong_cls[a]
-        if c is not None:
-            strong_on[s].add(c)
+        if maybe_strong[a]:  # a step's strong class depends on the state it leaves
+            c = strong_fairness_class(cfg, states[s], actions[a], fairness)
+            if c is not None:
+                strong_at[(s, a)] = c
+                strong_on[s].add(c)
     out_can: LivenessResult | None = None
     out_fair: LivenessResult | None = None
     for v in honest_vms(cfg):
@@ -255,7 +275,7 @@ def check_liveness(ex: Exploration, fairness: str = WEAK) -> list[LivenessResult
             out_can = _can_reach(ex, v, goal, live, keep)
         if out_fair is None:
             out_fair = _fair_lasso(ex, v, goal, live, keep, _Fairness(
-                fairness, weak_on, strong_on, weak_cls, strong_cls))
+                fairness, weak_on, strong_on, weak_cls, strong_at))
     n_vms = sum(1 for _ in honest_vms(cfg))
     ok_can = LivenessResult(CAN_REACH, True, f"every one of {n} states can reach a feasible "
                             f"target ({n_vms} VM(s), targets fixed)", fairness=fairness)
@@ -293,19 +313,22 @@ def _can_reach(ex: Exploration, v: int, goal: list[bool], live: list[bool],
 
 @dataclass
 class _Fairness:
-    """The classes enabled in each state and the classes of each action, for one choice."""
+    """The classes enabled in each state and the classes of each step, for one choice."""
 
     choice: str
     weak_on: list[set[FairnessClass]]
     strong_on: list[set[FairnessClass]]
     weak_cls: list[FairnessClass | None]
-    strong_cls: list[FairnessClass | None]
+    """The weak class of each action id (it does not depend on the state)."""
+    strong_at: dict[tuple[int, int], FairnessClass]
+    """(state, action id) -> the strong class of that step, for the steps that have one."""
 
-    def classes(self, acts: Iterable[int]) -> set[FairnessClass]:
-        """Every class, weak or strong, that one of the actions ``acts`` belongs to."""
+    def classes(self, steps: Iterable[tuple[int, int]]) -> set[FairnessClass]:
+        """Every class, weak or strong, that one of ``steps`` ((state, action id) pairs)
+        belongs to."""
         out: set[FairnessClass] = set()
-        for a in acts:
-            for c in (self.weak_cls[a], self.strong_cls[a]):
+        for s, a in steps:
+            for c in (self.weak_cls[a], self.strong_at.get((s, a))):
                 if c is not None:
                     out.add(c)
         return out
@@ -387,7 +410,7 @@ def _fair_lasso(ex: Exploration, v: int, goal: list[bool], live: list[bool], kee
         if keep[a] and bad[s] and bad[d]:
             g.add_edge(s, d)
             labels.setdefault((s, d), []).append(a)
-    taken = {pair: fair.classes(acts) for pair, acts in labels.items()}
+    taken = {pair: fair.classes((pair[0], a) for a in acts) for pair, acts in labels.items()}
     comps = fair_components(g, taken, fair.weak_on, fair.strong_on)
     if not comps:
         return None
@@ -423,7 +446,7 @@ def _fair_cycle(sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]], entry
     best: dict[FairnessClass, tuple[int, int, int]] = {}
     for s, d in sub.edges:
         for a in labels[(s, d)]:
-            for c in fair.classes((a,)):
+            for c in fair.classes(((s, a),)):
                 if c not in best or (dist[s], s, d, a) < (dist[best[c][0]],) + best[c]:
                     best[c] = (s, d, a)
     nodes = list(sub.nodes)
@@ -436,7 +459,7 @@ def _fair_cycle(sub: nx.DiGraph, labels: dict[tuple[int, int], list[int]], entry
         steps = _route(sub, labels, entry, stops)
         seen = [s for s, _, _ in steps]
         acts = [a for _, _, a in steps]
-        done = fair.classes(acts)
+        done = fair.classes((s, a) for s, _, a in steps)
         starved = _meet(fair.weak_on[x] for x in seen) - done
         if starved:
             c = min(starved, key=str)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from ballast import encodings
+from ballast.progress import Meter, meter
 from ballast.budget import WorkBudget, out_of_budget, out_of_time
 from ballast.model.config import Config
 from ballast.statespace.encodes import sliced
@@ -165,8 +167,10 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         return Budget(max_states=budget.max_states, max_seconds=left)
 
     for name, small in slices.items():
-        run = run_explore(small, faults=faults, symmetry=True, budget=limits(),
-                          report_dir=report_dir)
+        with meter(f"explore [{name}]", unit="states") as shown:
+            run = run_explore(small, faults=faults, symmetry=True, budget=limits(),
+                              report_dir=report_dir, progress=_show_on(shown))
+            _show_on(shown)(run.exploration)
         ex = run.exploration
         states += ex.states
         stats[name] = {"states": ex.states, "complete": ex.complete,
@@ -175,8 +179,10 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         fairness = liveness_fairness(name, small)
         if fairness is not None and ex.complete and not ex.violations \
                 and ex.states <= LIVENESS_MAX_STATES:
-            live = run_explore(small, faults=faults, symmetry=False, liveness=True,
-                               budget=limits(), report_dir=report_dir, fairness=fairness)
+            with meter(f"liveness [{name}]", unit="states") as shown:
+                live = run_explore(small, faults=faults, symmetry=False, liveness=True,
+                                   budget=limits(), report_dir=report_dir, fairness=fairness,
+                                   progress=_show_on(shown))
             assert live.liveness_exploration is not None
             why = _why_stopped(live.liveness_exploration, budget)
             results += _with_reason([r for r in live.result.results
@@ -188,6 +194,11 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
     merged = [_with_gap(r, gaps) for r in merged]
     return CheckResult("explore", merged, time.monotonic() - start,
                        {"states": states, "slices": stats})
+
+
+def _show_on(shown: Meter) -> Callable[[Exploration], None]:
+    """An exploration's progress callback showing its states and depth on ``shown``."""
+    return lambda ex: shown.update(ex.states, note=f"depth {ex.max_depth}")
 
 
 def _with_gap(r: PropertyResult, gaps: encodings.Gaps) -> PropertyResult:

@@ -121,9 +121,10 @@ def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
             return f"the cycle is not weakly fair to {sorted(map(str, missing))}"
         break
     # Strong fairness: a class enabled anywhere on the cycle must be taken on it.
-    strong = {strong_fairness_class(a, fairness) for s in loop[:-1]
+    cfg = model.cfg
+    strong = {strong_fairness_class(cfg, s, a, fairness) for s in loop[:-1]
               for a, _ in model.successors(s)} - {None}
-    missing = strong - {strong_fairness_class(a, fairness) for a in cycle}
+    missing = strong - {strong_fairness_class(cfg, s, a, fairness) for s, a in zip(loop, cycle)}
     if missing:
         return f"the cycle is not strongly fair to {sorted(map(str, missing))}"
     return None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import positive_float
 from ballast.errors import UsageError
 from ballast.options import add_model_options, config_from_args, config_line, origin
+from ballast.progress import add_quiet_option, meter, shown
 from ballast.validate.adapter import DEFAULT_STEPS, DiffOutcome, run_diff
 from ballast.validate.adapter_report import Report, write_report
 
@@ -47,6 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--report-dir", default="reports/out", metavar="DIR",
                    help="where counterexamples and failure reports go (default reports/out)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
@@ -85,17 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     cfg = config_from_args(args)
-    if sys.stderr.isatty() and not args.json:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task("runs (model and implementation)", total=args.examples)
-            outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
-                               seed=args.seed, timeout_s=args.timeout, faults=args.fault,
-                               progress=lambda n: bar.update(task, completed=min(n, args.examples)))
-    else:
+    # Progress goes to stderr on a terminal only: stdout carries the result (or its JSON).
+    with shown(not args.quiet), meter("diff", total=args.examples, unit="runs") as runs:
         outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,
-                           seed=args.seed, timeout_s=args.timeout, faults=args.fault)
+                           seed=args.seed, timeout_s=args.timeout, faults=args.fault,
+                           progress=lambda n: runs.update(min(n, args.examples)))
     report = write_report(outcome, Path(args.report_dir))
     if args.json:
         print(json.dumps(summary(outcome, report), indent=2))

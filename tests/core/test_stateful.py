@@ -131,7 +131,9 @@ def test_the_machine_catches_seeded_faults_with_short_counterexamples(preset_nam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(FAULTS) - {n for _, n in FAST_FAULTS}))
+@pytest.mark.parametrize("name", sorted(set(FAULTS) - {n for _, n in FAST_FAULTS}
+                                         - {n for n, f in FAULTS.items()
+                                            if "hypothesis" in f.missed_by}))
 def test_the_machine_catches_every_seeded_fault(name: str) -> None:
     # Another property may break first on the way to the one the fault aims at; on the
     # full default preset the shrunk run is replayed, its length not bounded here.

@@ -16,6 +16,12 @@ def test_every_invariant_has_a_seeded_fault() -> None:
     assert covered == set(INVARIANTS)
 
 
+def test_a_fault_is_caught_as_its_own_property_first_and_as_properties_only() -> None:
+    for f in FAULTS.values():
+        assert f.caught_as[0] == f.breaks and len(set(f.caught_as)) == len(f.caught_as)
+        assert set(f.caught_as) <= set(INVARIANTS), f.name
+
+
 def test_faults_replace_exactly_one_action() -> None:
     from ballast.model.actions import ACTIONS
 
@@ -36,6 +42,10 @@ def test_random_runs_catch_the_fault_and_replay_agrees(name: str) -> None:
     model = BalloonModel(preset("default").replace(**fault.config), [name])
     for seed in range(300):
         run = random_run(model, seed, 200)
+        # Every run that catches the fault names one of the properties the fault table
+        # says it is caught as.
+        assert run.violation is None or run.violation.property in fault.caught_as, \
+            (seed, run.violation.property)
         # The first run that breaks the property the fault is named for (a fault may
         # break another property first on some runs).
         if run.violation is not None and fault.breaks in {

@@ -51,6 +51,29 @@ def test_budget_gives_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "max_states" in out and "state budget ran out; raise with --max-states" in out
 
 
+@pytest.mark.parametrize("argv", [
+    ["--max-states", "300"],  # a budget that runs out: the same reason for every property
+    ["--small", "--fault", "reclaim_keeps_mapping"],  # a violation among passing properties
+], ids=["budget", "violation"])
+def test_results_that_say_the_same_are_one_line(tmp_path: Path, argv: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    main(["explore", "--preset", "core", *argv, "--report-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    main(["explore", "--preset", "core", *argv, "--json", "--report-dir", str(tmp_path)])
+    results = json.loads(capsys.readouterr().out)["results"]
+    lines = text.splitlines()[1:-1]
+    assert len(lines) == len(set(lines))  # no line repeats another
+    details = [line.split(": ", 1)[1] for line in lines]
+    assert len(details) == len(set(details))  # nor says the same of other properties
+    for r in results:  # every result is still said, under its own name
+        if r["kind"] == "action" and r["verdict"] == "pass":
+            continue
+        [line] = [x for x in lines if re.search(rf"[ (]{re.escape(r['property'])}[,):]", x)]
+        assert line.startswith(r["verdict"]) and r["detail"] in line
+        if r["counterexample"]:
+            assert line.endswith(f"-> {r['counterexample']}")
+
+
 def test_liveness_and_graph_from_the_command_line(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     dot, gml = tmp_path / "g.dot", tmp_path / "g.graphml"

@@ -44,6 +44,8 @@ def test_fault_is_found_with_a_shortest_trace(name: str, tmp_path: Path) -> None
     ex = explore(model, stop_on=[fault.breaks], budget=Budget(max_seconds=60))
     found = ex.violations.get(fault.breaks)
     assert found is not None, f"{name}: {fault.breaks} not found in {ex.states} states"
+    # What the explorer reports on the way is what the fault table says it is caught as.
+    assert set(ex.violations) <= set(fault.caught_as), (name, sorted(ex.violations))
     path = write_finding(ex, found, tmp_path, name)
     result = replay(read_trace(path))
     assert result.outcome is ReplayOutcome.VIOLATION

@@ -129,8 +129,8 @@ def test_weak_fairness_lets_the_vmm_refuse_forever() -> None:
     assert lasso.fairness == WEAK and FAIRNESS_TEXTS[WEAK] in lasso.detail
     # The balloon starves because every report is refused, never accepted whole.
     assert any(_refuses(a) for a in lasso.cycle)
-    assert not any(accept_class(a) for a in lasso.cycle)
     loop = _lasso_states(model, lasso.prefix, lasso.cycle)
+    assert not any(accept_class(model.cfg, s, a) for s, a in zip(loop, lasso.cycle))
     assert loop[0] == loop[-1]
     assert not any(at_target(s, lasso.vm) for s in loop)
     assert verify_lasso(model, lasso.vm, lasso.prefix, lasso.cycle, WEAK) is None
@@ -142,6 +142,35 @@ def test_strong_fairness_of_acceptance_brings_the_balloon_to_its_target() -> Non
     reach, _ = _reaches(BalloonModel(REFUSAL), STRONG_ACCEPT)
     assert reach.holds and not reach.cycle
     assert reach.fairness == STRONG_ACCEPT and FAIRNESS_TEXTS[STRONG_ACCEPT] in reach.detail
+
+
+def test_accepting_as_far_as_it_may_is_enabled_at_every_report() -> None:
+    # Strong fairness of acceptance rests on this: wherever the VMM has a report to
+    # process, some step of it accepts every valid page it has room for. A report with
+    # more valid pages than the room (the target fell after the guest reported) can
+    # only be taken with the excess refused, so no step there has ``refuse=()``; such a
+    # step is accepting all the same, and a refusing one (with ``refusal``) is not.
+    model = BalloonModel(REFUSAL)
+    ex = explore(model, symmetry=False)
+    over_room = 0
+    for i in range(ex.states):
+        s = ex.state(i)
+        reclaims = [a for a, _ in model.successors(s) if a.name == "vmm_reclaim"]
+        if not reclaims:
+            continue
+        accepting = [a for a in reclaims if accept_class(REFUSAL, s, a) is not None]
+        assert accepting, s
+        v = s.vms[0]
+        room = max(0, v.target - len(v.ballooned))
+        valid = set(v.inflate_queue) - v.ballooned
+        if len(valid) > room:
+            over_room += 1
+            assert all(a.kwargs["refuse"] for a in reclaims)
+            for a in accepting:  # exactly the excess beyond the room is refused
+                assert len(valid & set(a.kwargs["refuse"])) == len(valid) - room
+            if room > 0:  # refusing more than the excess is the VMM's own choice
+                assert any(accept_class(REFUSAL, s, a) is None for a in reclaims)
+    assert over_room > 0  # the case refuse=() misread is there to be checked
 
 
 def _acceptance_refuses_everything(cfg: Config) -> BalloonModel:
@@ -163,8 +192,8 @@ def test_strong_fairness_still_catches_a_vmm_that_never_accepts(tmp_path: Path) 
     assert not lasso.holds and lasso.cycle and lasso.vm is not None
     assert lasso.fairness == STRONG_ACCEPT
     # Acceptance is enabled on the cycle, so a strongly fair cycle must take it.
-    assert any(accept_class(a) for a in lasso.cycle)
     loop = _lasso_states(model, lasso.prefix, lasso.cycle)
+    assert any(accept_class(model.cfg, s, a) for s, a in zip(loop, lasso.cycle))
     assert loop[0] == loop[-1]
     assert verify_lasso(model, lasso.vm, lasso.prefix, lasso.cycle, STRONG_ACCEPT) is None
     path = write_liveness(ex, lasso, tmp_path, "never-accepts")

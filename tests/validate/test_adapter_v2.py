@@ -181,12 +181,19 @@ def test_vmm_backing_deflated_pages_eagerly_agrees() -> None:
 
 # -- seeded bugs, one per capability ----------------------------------------------
 
-def _bug(name: str, *extra: str) -> list[str]:
-    return PYTHON + list(extra) + ["--bug", name]
+JS_BUGGY = ["node", str(EXAMPLES / "buggy_balloon_adapter.js"), "--protocol", "2"]
+IMPLEMENTATIONS = [pytest.param("python", id="python"),
+                   pytest.param("js", id="js", marks=needs_node)]
+"""The seeded bugs of protocol 2 exist in both example implementations."""
 
 
-def test_unscrubbed_page_is_caught_through_contents_only(tmp_path: Path) -> None:
-    out = run_diff(_bug("no-scrub"), preset("virtio"), examples=50, seed=1,
+def _bug(impl: str, name: str, *extra: str) -> list[str]:
+    return (PYTHON if impl == "python" else JS_BUGGY) + list(extra) + ["--bug", name]
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_unscrubbed_page_is_caught_through_contents_only(tmp_path: Path, impl: str) -> None:
+    out = run_diff(_bug(impl, "no-scrub"), preset("virtio"), examples=50, seed=1,
                    shrink_runs=30)
     d = out.divergence
     assert d is not None and d.kind == "observation", out.describe()
@@ -202,9 +209,11 @@ def test_unscrubbed_page_is_caught_through_contents_only(tmp_path: Path) -> None
     assert "host/unscrubbed_count is 0, observed 1" in (again.reason or "")
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 def test_allocator_handing_over_a_used_page_is_caught_through_its_own_choice(
-        tmp_path: Path) -> None:
-    out = run_diff(_bug("alloc-in-use", "--alloc", "highest"), preset("virtio"), examples=50,
+        tmp_path: Path, impl: str) -> None:
+    out = run_diff(_bug(impl, "alloc-in-use", "--alloc", "highest"), preset("virtio"),
+                   examples=50,
                    seed=1, shrink_runs=30)
     d = out.divergence
     assert d is not None and d.kind == "accepted", out.describe()
@@ -220,8 +229,9 @@ def test_allocator_handing_over_a_used_page_is_caught_through_its_own_choice(
         read_trace(report.trace_path).steps)
 
 
-def test_bug_only_a_near_miss_probe_reveals() -> None:
-    out = run_diff(_bug("deflate-ignores-target"), preset("virtio"), examples=50, seed=1,
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_bug_only_a_near_miss_probe_reveals(impl: str) -> None:
+    out = run_diff(_bug(impl, "deflate-ignores-target"), preset("virtio"), examples=50, seed=1,
                    shrink_runs=30)
     d = out.divergence
     assert d is not None and d.kind == "accepted", out.describe()
@@ -232,10 +242,12 @@ def test_bug_only_a_near_miss_probe_reveals() -> None:
 
 
 @pytest.mark.slow
-def test_bug_that_needs_more_than_a_hundred_commands() -> None:
-    short = run_diff(_bug("periodic-leak"), preset("virtio"), examples=30, steps=50, seed=1)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_bug_that_needs_more_than_a_hundred_commands(impl: str) -> None:
+    short = run_diff(_bug(impl, "periodic-leak"), preset("virtio"), examples=30, steps=50,
+                     seed=1)
     assert short.divergence is None
-    out = run_diff(_bug("periodic-leak"), preset("virtio"), examples=30, seed=1)
+    out = run_diff(_bug(impl, "periodic-leak"), preset("virtio"), examples=30, seed=1)
     d = out.divergence
     assert d is not None and d.kind == "observation", out.describe()
     assert "host/free_count" in [k for k, _, _ in d.diffs]
