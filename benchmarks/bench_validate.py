@@ -20,7 +20,7 @@ import sys
 import time
 
 from ballast.validate.cli import validate_qemu
-from ballast.validate.qemu_log import read_trace
+from ballast.validate.qemu.trace_reader import read_trace
 from ballast.validate.suite import sample_dir
 
 

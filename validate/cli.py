@@ -25,22 +25,19 @@ from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
-from ballast.validate.qemu_events import (
+from ballast.validate.qemu.steps import (
     ACTION_OF,
     GuestSize,
     StepConverter,
     profile_events,
     trace_header,
 )
-from ballast.validate.qemu_log import (
-    BALLOON_FEATURES,
-    NegotiatedFeatures,
-    QemuLogError,
-    read_qmp,
-    read_trace,
-)
-from ballast.validate.qemu_model import ModelJudge, ModelVerdict
-from ballast.validate.qemu_qmp_check import QMP_CHECKS, QmpCrossCheck, QmpFinding
+from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
+from ballast.validate.qemu.qmp_reader import read_qmp
+from ballast.validate.qemu.source import QemuLogError
+from ballast.validate.qemu.trace_reader import read_trace
+from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
+from ballast.validate.qemu.qmp_check import QMP_CHECKS, QmpCrossCheck, QmpFinding
 from ballast.validate.trace_check import TraceReport, validate_steps
 from ballast.validate.virtio_check import VirtioReport, check_virtio
 
@@ -489,7 +486,7 @@ def _view_text(rep: VirtioReport) -> str:
 
 
 def _capture_cmd(args: argparse.Namespace) -> int:
-    from ballast.validate.qemu_capture import CaptureError, capture
+    from ballast.validate.qemu.capture import CaptureError, capture
 
     try:
         targets = [int(x) for x in args.targets.split(",") if x.strip()]

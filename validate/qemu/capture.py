@@ -5,10 +5,10 @@ kernel, a busybox initramfs that loads ``virtio_balloon`` -- with the balloon tr
 on, then drives the balloon over QMP and writes, in ``out_dir``:
 
 - ``trace.log``: QEMU's trace (``-D``), plain text, read it with
-  :func:`ballast.validate.qemu_log.read_trace`;
+  :func:`ballast.validate.qemu.trace_reader.read_trace`;
 - ``qmp.log``: every QMP message, one JSON object a line
   ``{"t": HOST_EPOCH, "dir": "send"|"recv", "msg": {...}}``
-  (:func:`ballast.validate.qemu_log.read_qmp`);
+  (:func:`ballast.validate.qemu.qmp_reader.read_qmp`);
 - ``console.log``: the guest serial console, each line prefixed by the host epoch time;
   ``MEM`` lines carry MemTotal/MemFree and the guest's balloon counters;
 - ``qemu.stderr``: what QEMU itself printed.
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from .qemu_log import decode_features, feature_bits
+from ballast.validate.qemu.events import decode_features
+from ballast.validate.qemu.qmp_reader import feature_bits
 
 __all__ = [
     "INSTALL_HINT",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import ballast.validate.qemu_capture as qemu_capture
+import ballast.validate.qemu.capture as qemu_capture
 from ballast.validate.cli import validate_qemu
-from ballast.validate.qemu_capture import INSTALL_HINT, CaptureError, capture, find_guest
-from ballast.validate.qemu_log import (
+from ballast.validate.qemu.capture import INSTALL_HINT, CaptureError, capture, find_guest
+from ballast.validate.qemu.events import (
     BalloonCommand,
     BalloonQueryReply,
     ConfigWrite,
@@ -25,9 +25,9 @@ from ballast.validate.qemu_log import (
     HostTarget,
     InflateBuffer,
     NegotiatedFeatures,
-    read_qmp,
-    read_trace,
 )
+from ballast.validate.qemu.qmp_reader import read_qmp
+from ballast.validate.qemu.trace_reader import read_trace
 
 MIB = 1 << 20
 PAGES_PER_MIB = MIB // 4096
