@@ -47,6 +47,7 @@ __all__ = [
     "finish",
     "move_to_targets",
     "reset_guest",
+    "wait_idle",
 ]
 
 
@@ -181,6 +182,15 @@ def reset_guest(guest: QemuGuest, settle_s: float) -> None:
             break
 
 
+def wait_idle(guest: QemuGuest, idle_s: float) -> None:
+    """Leave the guest alone for ``idle_s`` seconds, asking QEMU its view once a second."""
+    end = min(guest.deadline, time.monotonic() + idle_s)
+    while time.monotonic() < end:
+        guest.alive("while idle")
+        guest.actual_bytes()
+        time.sleep(min(1.0, max(end - time.monotonic(), 0.0)))
+
+
 def finish(guest: QemuGuest) -> int:
     """Mark the end, record the guest's last view, quit QEMU; QEMU's last ``actual``."""
     guest.ask("mark end-of-steps", ("MARK end-of-steps",), 3.0)
@@ -204,6 +214,7 @@ def capture(
     *,
     compaction: bool = False,
     resets: int = 0,
+    idle_s: float = 0.0,
     options: DeviceOptions | None = None,
     kernel: str | os.PathLike[str] | None = None,
     initrd: str | os.PathLike[str] | None = None,
@@ -219,7 +230,8 @@ def capture(
     ``actual`` unchanged.  With ``pressure_mib`` > 0 the guest then writes that many MiB to
     a tmpfs (``deflate_on_oom`` lets it take pages back from the balloon), the host
     watches for ``settle_s``, and the guest frees it again.  ``resets`` reboots the guest
-    that many times with its balloon full.  ``options`` (the device's other properties)
+    that many times with its balloon full.  ``idle_s`` leaves the guest alone that long
+    before the end (free page reporting and statistics happen on their own).  ``options`` (the device's other properties)
     overrides ``guest_mib``, ``deflate_on_oom`` and ``pressure_mib``.  ``timeout_s``
     bounds the whole run, boot included.
     """
@@ -235,6 +247,8 @@ def capture(
         filled = apply_pressure(guest, options.pressure_mib, settle_s) if options.pressure_mib else None
         for _ in range(resets):
             reset_guest(guest, settle_s)
+        if idle_s > 0:
+            wait_idle(guest, idle_s)
         current = finish(guest)
         capture_s = time.monotonic() - started
     except CaptureError as exc:

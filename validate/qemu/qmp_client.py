@@ -17,18 +17,18 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final
-
-from qemu.qmp import QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from typing import TYPE_CHECKING, Any, Final
 
 from ballast.errors import BallastError
+
+if TYPE_CHECKING:
+    from qemu.qmp.legacy import QEMUMonitorProtocol
 
 __all__ = ["QmpLink", "QmpLinkError"]
 
 _RETRY_S: Final = 0.02
 
-# The library warns on stderr when QEMU closes the socket first (after ``quit``).
+# The library logs a warning when QEMU closes the socket first (after ``quit``).
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
@@ -57,6 +57,9 @@ class QmpLink:
 
         ``alive`` (optional) is called between tries and raises when QEMU is gone.
         """
+        from qemu.qmp import QMPError
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
         while True:
             qmp = QEMUMonitorProtocol(socket_path)
             try:
@@ -86,6 +89,8 @@ class QmpLink:
 
     def command(self, name: str, deadline: float, arguments: dict[str, object] | None = None) -> object:
         """Run ``name`` before ``deadline`` (``time.monotonic``) and return its ``return`` value."""
+        from qemu.qmp import QMPError
+
         if self._qmp is None:
             raise QmpLinkError(f"QMP {name}: not connected")
         ident = f"ballast-{self._next_id}"
@@ -112,6 +117,8 @@ class QmpLink:
 
     def drain_events(self) -> None:
         """Log the events that arrived since the last call."""
+        from qemu.qmp import QMPError
+
         if self._qmp is None:
             return
         try:
@@ -123,6 +130,8 @@ class QmpLink:
 
     def close(self) -> None:
         """Disconnect (QEMU may already be gone) and close the log."""
+        from qemu.qmp import QMPError
+
         if self._qmp is not None:
             try:
                 self._qmp.close()
