@@ -158,6 +158,7 @@ def stated_targets(st: TraceStep) -> tuple[tuple[int, int], ...]:
     if st.action.name == STATED_BY_THE_LOG:
         # What it records of its own VM is its own target, not the earlier one.
         vm, pages = st.action.kwargs["vm"], st.action.kwargs["pages"]
+        assert isinstance(vm, int) and isinstance(pages, int)
         found = {(v, p) for v, p in found if v != vm} | {(vm, pages - 1 if pages > 0 else 1)}
     return tuple(sorted(found))
 
