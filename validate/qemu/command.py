@@ -78,6 +78,7 @@ def _capture_cmd(args: argparse.Namespace) -> int:
     from ballast.validate.cli import _report_qemu, validate_qemu
     from ballast.validate.qemu.capture import CaptureError, capture
     from ballast.validate.qemu.events import decode_features
+    from ballast.validate.qemu.report import compact_report
     from ballast.validate.qemu.scenarios import ScenarioRun, run_scenario
 
     run: ScenarioRun | None = None
@@ -98,6 +99,10 @@ def _capture_cmd(args: argparse.Namespace) -> int:
         raise UsageError(f"capture failed: {exc}") from None
     outcome = validate_qemu(result.trace_log, features, qmp=result.qmp_log)
     coverage = run.coverage_lines() if run is not None else []
+    report = compact_report(result.trace_log, outcome,
+                            title=f"QEMU capture{' ' + args.scenario if args.scenario else ''}")
+    report += "".join(f"\n- {line}" for line in coverage) + ("\n" if coverage else "")
+    (result.out_dir / "report.md").write_text(report, encoding="utf-8")
     if not args.json:
         steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
                           for s in result.steps)
@@ -107,7 +112,7 @@ def _capture_cmd(args: argparse.Namespace) -> int:
         named = f"scenario {args.scenario}: " if args.scenario else ""
         sys.stdout.write(f"{named}captured QEMU {result.qemu_version} in {result.capture_s:.1f} s "
                          f"(boot {result.boot_s:.1f} s): {steps}{migrated}{resets}; logs in "
-                         f"{result.out_dir}\n")
+                         f"{result.out_dir} (summary: report.md)\n")
         for line in coverage:
             sys.stdout.write(f"  {line}\n")
         return _report_qemu(outcome, args.strict, False, sys.stdout)

@@ -12,8 +12,9 @@ at the end the whole capture is validated again, with the QMP cross-checks.
 
 A failing example is shrunk by Hypothesis on the same guest, and the smallest one is
 written as a scenario file (``failure.json``: the seed, the operations, the reason) with
-its trace segment and the segment converted to a model trace (``failure.model.jsonl``,
-for ``ballast replay`` and ``ballast report``).  ``ballast capture qemu-live --replay
+its trace segment, the segment converted to a model trace (``failure.trace.model.jsonl``,
+for ``ballast replay`` and ``ballast report``) and a compact report
+(``failure.trace.report.md``).  ``ballast capture qemu-live --replay
 failure.json`` runs it again.  The budget counts examples, not seconds; shrinking runs at
 most :data:`SHRINK_RUNS` more examples on the guest.
 
@@ -145,8 +146,8 @@ class SegmentJudge:
     def judge(self, lines: list[str], where: Path, emit: bool = False) -> str | None:
         """Both judges on one segment (written to ``where``); why it fails, or None.
 
-        With ``emit`` the segment converted to a model trace is written beside it
-        (``.model.jsonl``).
+        With ``emit`` the segment converted to a model trace (``.model.jsonl``) and a
+        compact report (``.report.md``) are written beside it.
         """
         from ballast.validate.cli import validate_qemu
 
@@ -158,6 +159,11 @@ class SegmentJudge:
                                 guest_pages=self.guest_pages)
         except InputError as exc:
             return f"the segment cannot be read: {exc}"
+        if emit:
+            from ballast.validate.qemu.report import compact_report
+
+            where.with_suffix(".report.md").write_text(
+                compact_report(where, out, title="live QEMU example"), encoding="utf-8")
         v = out.report.violation
         if v is not None:
             return f"line {v.line}: VirtIO rule {v.rule} broken: {v.message}"

@@ -98,6 +98,7 @@ def test_the_seeded_fault_hides_the_hosts_target_and_is_caught(tmp_path: Path) -
     reason = judge.judge(lines, tmp_path / "seg.trace.log", emit=True)
     assert reason is not None and "target" in reason
     assert (tmp_path / "seg.trace.model.jsonl").is_file()
+    assert "NOT clean" in (tmp_path / "seg.trace.report.md").read_text()
     with pytest.raises(ValueError, match="unknown fault"):
         SegmentJudge(trace, frozenset(), GUEST_PAGES, fault="no-such-fault")
 
@@ -156,5 +157,6 @@ def test_a_seeded_deviation_fails_shrinks_and_replays(tmp_path: Path) -> None:
     saved = json.loads(scenario.read_text())
     assert saved["seed"] == 5 and saved["fault"] == "hide-target" and saved["reproduced"]
     assert Path(failure["model_trace"]).is_file()
+    assert "NOT clean" in Path(failure["segment"]).with_suffix(".report.md").read_text()
     code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "again"), "--replay", str(scenario))
     assert code == 1 and "FAILED" in out, (out, err)

@@ -65,7 +65,8 @@ def test_each_scenario_passes_both_judges(tmp_path: Path, name: str) -> None:
     run = run_scenario(name, tmp_path / name)
     sc = run.scenario
     assert all(s.reached for s in run.result.steps), run.result.steps
-    out = validate_qemu(run.result.trace_log, run.features, qmp=run.result.qmp_log)
+    emitted = tmp_path / f"{name}.model.jsonl"
+    out = validate_qemu(run.result.trace_log, run.features, qmp=run.result.qmp_log, emit_trace=str(emitted))
     assert out.report.violation is None, out.report.violation
     assert out.model is not None and out.model.ok and out.model.steps > 0, out.model
     assert out.qmp == [], out.qmp
@@ -82,6 +83,8 @@ def test_each_scenario_passes_both_judges(tmp_path: Path, name: str) -> None:
     if sc.resets:
         assert run.result.resets == sc.resets
     assert run.coverage_lines() or not (run.unjudged or sc.notes)
+    code, replayed, _ = _run("replay", str(emitted))  # the model trace replays clean
+    assert code == 0 and "every property holds" in replayed, replayed
 
 
 @pytest.mark.slow
@@ -93,3 +96,5 @@ def test_capture_cli_runs_a_scenario_and_says_what_was_not_judged(tmp_path: Path
     data = json.loads(out)
     assert data["scenario"] == "stats" and data["model"]["ok"] and data["qmp"]["broken"] == []
     assert any("statsq" in line for line in data["not_judged"])
+    summary = (tmp_path / "cap" / "report.md").read_text()
+    assert summary.startswith("# QEMU capture stats: clean") and "statsq" in summary
