@@ -21,9 +21,10 @@ from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import DEFLATE_ON_OOM, VIRTIO_RULES
 from ballast.options import add_model_options, config_line, given, header_config
-from ballast.validate.qemu_events import ACTION_OF
-from ballast.validate.qemu_log import BALLOON_FEATURES
-from ballast.validate.qemu_qmp_check import QMP_CHECKS
+from ballast.validate.qemu.command import register_capture
+from ballast.validate.qemu.events import BALLOON_FEATURES
+from ballast.validate.qemu.qmp_check import QMP_CHECKS
+from ballast.validate.qemu.steps import ACTION_OF
 from ballast.validate.qemu_validation import (
     QemuOutcome,
     features_from,
@@ -65,25 +66,7 @@ def register(subparsers: Any) -> None:
 
     c = subparsers.add_parser("capture", help="record a real implementation's balloon trace")
     csub = c.add_subparsers(dest="capture_target", required=True)
-    q = csub.add_parser("qemu", help="boot Linux under QEMU (TCG), move its balloon, validate",
-                        description="Boot a Linux guest under QEMU, drive its virtio balloon "
-                                    "over QMP, record trace/QMP/console logs in --out, then "
-                                    "validate the trace.")
-    q.add_argument("--out", required=True, help="directory for trace.log, qmp.log, console.log")
-    q.add_argument("--targets", default="384,256,512",
-                   help="target guest RAM sizes in MiB, comma separated (default 384,256,512)")
-    q.add_argument("--guest-mib", type=int, default=512, help="guest RAM in MiB (default 512)")
-    q.add_argument("--deflate-on-oom", action="store_true", help="offer DEFLATE_ON_OOM")
-    q.add_argument("--pressure-mib", type=int, default=0,
-                   help="after the targets, fill this many MiB of guest memory, then free it")
-    q.add_argument("--compaction", action="store_true",
-                   help="ask the guest to compact memory (migrates balloon pages)")
-    q.add_argument("--settle-s", type=seconds, default=10.0,
-                   help="seconds to wait for each target (default 10)")
-    q.add_argument("--timeout-s", type=positive_float, default=180.0, help="bound on the whole run")
-    q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
-    q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    q.set_defaults(func=_capture_cmd)
+    register_capture(csub)
 
 
 # --------------------------------------------------------------------------- progress
@@ -278,39 +261,3 @@ def _view_text(rep: VirtioReport) -> str:
     return (f"num_pages={s.num_pages} read by the driver={s.polled} actual={s.actual} "
             f"balloon={len(s.balloon)} pages, {len(s.inflating)} inflating, "
             f"{len(s.deflating)} deflating")
-
-
-# --------------------------------------------------------------------------- capture
-
-
-def _capture_cmd(args: argparse.Namespace) -> int:
-    from ballast.validate.qemu_capture import CaptureError, capture
-
-    try:
-        targets = [int(x) for x in args.targets.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--targets: expected MiB numbers separated by commas, got "
-                         f"{args.targets!r}") from None
-    if not targets:
-        raise UsageError("--targets: give at least one target")
-    try:
-        result = capture(args.out, targets, guest_mib=args.guest_mib,
-                         deflate_on_oom=args.deflate_on_oom, pressure_mib=args.pressure_mib,
-                         settle_s=args.settle_s, timeout_s=args.timeout_s,
-                         compaction=args.compaction)
-    except (CaptureError, ValueError) as exc:
-        raise UsageError(f"capture failed: {exc}") from None
-    features = frozenset(n for bit, n in BALLOON_FEATURES.items()
-                         if result.guest_features is not None and result.guest_features >> bit & 1)
-    if result.guest_features is None:
-        features = frozenset({DEFLATE_ON_OOM}) if args.deflate_on_oom else frozenset()
-    outcome = validate_qemu(result.trace_log, features, qmp=result.qmp_log)
-    if not args.json:
-        steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
-                          for s in result.steps)
-        migrated = ("" if result.balloon_migrate is None
-                    else f"; {result.balloon_migrate} balloon pages migrated by compaction")
-        sys.stdout.write(f"captured QEMU {result.qemu_version} in {result.capture_s:.1f} s "
-                         f"(boot {result.boot_s:.1f} s): {steps}{migrated}; logs in "
-                         f"{result.out_dir}\n")
-    return _report_qemu(outcome, args.strict, args.json, sys.stdout)

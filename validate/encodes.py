@@ -30,7 +30,7 @@ BACKEND = "virtio"
 
 
 def _qemu_actions() -> dict[str, str]:
-    from ballast.validate.qemu_events import ACTION_OF
+    from ballast.validate.qemu.steps import ACTION_OF
 
     return ACTION_OF
 
@@ -58,8 +58,8 @@ TABLES: tuple[KeyedTable, ...] = (
     KeyedTable("PAGE_USE_ONLY", "ballast.model.virtio", "actions", lambda: PAGE_USE_ONLY),
     KeyedTable("PROJECTIONS or PAGE_USE_ONLY", "ballast.model.virtio", "actions",
                lambda: {*PROJECTIONS, *PAGE_USE_ONLY}, every("actions")),
-    KeyedTable("ACTION_OF", "ballast.validate.qemu_events", "virtio events", _qemu_actions),
-    KeyedTable("ACTION_OF (values)", "ballast.validate.qemu_events", "actions",
+    KeyedTable("ACTION_OF", "ballast.validate.qemu.steps", "virtio events", _qemu_actions),
+    KeyedTable("ACTION_OF (values)", "ballast.validate.qemu.steps", "actions",
                lambda: _qemu_actions().values()),
     KeyedTable("_SCENARIO_ACTIONS", "ballast.validate.adapter", "scenarios", _scenario_actions,
                every("scenarios")),

@@ -2,7 +2,7 @@
 
 :func:`validate_qemu` reads QEMU's trace log (plain or xz), checks each event
 against the VirtIO 5.5 rules (:mod:`ballast.validate.virtio_check`), feeds the
-converted steps to the reference model (:class:`~ballast.validate.qemu_model.ModelJudge`),
+converted steps to the reference model (:class:`~ballast.validate.qemu.model_judge.ModelJudge`),
 cross-checks the QMP log when given and can write the converted project-format
 trace. :func:`features_from` finds the negotiated features. ``ballast validate
 --format qemu`` and ``ballast capture qemu`` report its :class:`QemuOutcome`.
@@ -22,16 +22,13 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
-from ballast.validate.qemu_events import GuestSize, StepConverter, profile_events, trace_header
-from ballast.validate.qemu_log import (
-    BALLOON_FEATURES,
-    NegotiatedFeatures,
-    QemuLogError,
-    read_qmp,
-    read_trace,
-)
-from ballast.validate.qemu_model import ModelJudge, ModelVerdict
-from ballast.validate.qemu_qmp_check import QmpCrossCheck, QmpFinding
+from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
+from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
+from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
+from ballast.validate.qemu.qmp_reader import read_qmp
+from ballast.validate.qemu.source import QemuLogError
+from ballast.validate.qemu.steps import GuestSize, StepConverter, profile_events, trace_header
+from ballast.validate.qemu.trace_reader import read_trace
 from ballast.validate.virtio_check import VirtioReport, check_virtio
 
 __all__ = ["QemuOutcome", "features_from", "progress_bar", "validate_qemu"]
@@ -105,12 +102,14 @@ class QemuOutcome:
 
 def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
                   emit_trace: str | None = None, progress: bool = False,
-                  qmp: str | os.PathLike[str] | None = None, model: bool = True) -> QemuOutcome:
+                  qmp: str | os.PathLike[str] | None = None, model: bool = True,
+                  guest_pages: int | None = None) -> QemuOutcome:
     """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules and,
     with ``model`` (the default), the reference model; with ``qmp`` cross-check the QMP log.
 
     With ``emit_trace`` the converted project-format trace is written there too (only
-    when the whole log was read without error: no partial file).
+    when the whole log was read without error: no partial file).  ``guest_pages`` is the
+    guest's size when known beforehand (else the first target in the log tells it).
     """
     name = str(trace)
     if not os.path.isfile(name):
@@ -118,6 +117,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     if emit_trace is not None:
         _check_emit_destination(Path(emit_trace), Path(name))
     size = GuestSize()
+    size.pages = guest_pages
     start = time.perf_counter()
     tmp: IO[str] | None = None
     try:

@@ -4,7 +4,8 @@ An implementation logs only some of its steps and only some of its state (``obse
 records: slash paths into :meth:`State.to_dict`).  The validator keeps the **set of model
 states consistent with the trace so far**: before each logged step it lets the model take
 up to ``max_gap`` unlogged steps (any action the model allows, as long as every property
-holds), then applies the logged action to every candidate and keeps the successors whose
+holds; a host's target is never guessed: an unlogged ``host_set_target`` takes the target
+the next logged step records or observes), then applies the logged action to every candidate and keeps the successors whose
 recorded state or observation matches and which break no property.  The whole trace
 must be consumed.  Memory is the candidate set (bounded by ``max_states``; a set that
 grows past it makes the result inconclusive) plus one line; the trace is read lazily.
@@ -14,7 +15,7 @@ state that matched, the actions the model allowed there, and the property that w
 break if the implementation's step were accepted (see :func:`blame`).
 
 >>> from ballast.model.config import Config
->>> from ballast.model.actions import Action
+>>> from ballast.model.actions import Action, enabled
 >>> from ballast.model.trace import TraceHeader, TraceStep
 >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2, host_use=False)
 >>> steps = [TraceStep(1, Action.of("host_set_target", vm=0, pages=1), line=2),
@@ -31,18 +32,19 @@ break if the implementation's step were accepted (see :func:`blame`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 from ballast.errors import GuardError
-from ballast.model.actions import Action
+from ballast.model.actions import Action, enabled
 from ballast.model.config import Config
 from ballast.model.state import State, plain_value, state_from_dict
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import TraceHeader, TraceStep, observe_matches
 from ballast.model.virtio import VirtioEvent, VirtioTracker, project
 
-__all__ = ["Mismatch", "TraceReport", "blame", "observed_difference", "unlogged_actions",
-           "validate_steps"]
+__all__ = ["STATED_BY_THE_LOG", "Mismatch", "TraceReport", "blame", "observed_difference", "stated_targets",
+           "unlogged_actions", "validate_steps"]
 
 
 @dataclass(frozen=True)
@@ -119,25 +121,84 @@ def _matches(post: State, st: TraceStep) -> str | None:
     return None
 
 
+STATED_BY_THE_LOG = "host_set_target"
+"""The action whose value (the target) a log states rather than the model choosing it: an
+unlogged one takes its value from what the next logged step observes, never from trying
+every possible target."""
+
+
+def stated_targets(st: TraceStep) -> tuple[tuple[int, int], ...]:
+    """``(vm, target)`` for each target an unlogged ``host_set_target`` before step ``st``
+    may have set: the targets ``st`` records or observes.
+
+    When ``st`` itself sets VM ``v``'s target to ``p``, an earlier unlogged target of ``v``
+    is overwritten; whatever it was (any value but ``p``), the states after ``st`` are the
+    same unless an unlogged step between them read it, so one value stands for them all
+    (``p - 1``, or ``1`` when ``p`` is 0).  A target no logged step shows is not searched
+    for: a log that needs one must log or observe it.
+
+    >>> stated_targets(TraceStep(1, Action.of("vmm_release", vm=0), observe={"vms/0/target": 3}))
+    ((0, 3),)
+    >>> stated_targets(TraceStep(1, Action.of("host_set_target", vm=0, pages=0)))
+    ((0, 1),)
+    """
+    found: set[tuple[int, int]] = set()
+    if st.state is not None:
+        for v, vm in enumerate(st.state.get("vms", ())):
+            if isinstance(vm, dict) and type(vm.get("target")) is int:
+                found.add((v, vm["target"]))
+    for path, value in (st.observe or {}).items():
+        parts = path.strip("/").split("/")
+        if len(parts) < 2 or parts[0] != "vms" or not parts[1].isdigit():
+            continue
+        if parts[2:] == ["target"] and type(value) is int:
+            found.add((int(parts[1]), value))
+        elif len(parts) == 2 and isinstance(value, dict) and type(value.get("target")) is int:
+            found.add((int(parts[1]), value["target"]))
+    if st.action.name == STATED_BY_THE_LOG:
+        # What it records of its own VM is its own target, not the earlier one.
+        vm, pages = st.action.kwargs["vm"], st.action.kwargs["pages"]
+        assert isinstance(vm, int) and isinstance(pages, int)
+        found = {(v, p) for v, p in found if v != vm} | {(vm, pages - 1 if pages > 0 else 1)}
+    return tuple(sorted(found))
+
+
 class _Successors:
-    """The model's successors of a state that break no property, remembered (bounded)."""
+    """The model's successors of a state that break no property, remembered (bounded).
+
+    Targets are never enumerated: an unlogged ``host_set_target`` is tried only with the
+    targets the next logged step states (see :func:`stated_targets`)."""
 
     def __init__(self, model: BalloonModel, limit: int,
                  unlogged: frozenset[str] | None = None) -> None:
         self.model, self.limit, self.unlogged = model, limit, unlogged
-        self.memo: dict[State, tuple[State, ...]] = {}
+        self.memo: dict[tuple[State, tuple[tuple[int, int], ...]], tuple[State, ...]] = {}
+        self.chosen = {name: spec for name, spec in model.table.items()
+                       if name != STATED_BY_THE_LOG and (unlogged is None or name in unlogged)}
+        self.targets_unlogged = unlogged is None or STATED_BY_THE_LOG in unlogged
+        self.stated: tuple[tuple[int, int], ...] = ()
+
+    def _candidates(self, s: State) -> Iterator[tuple[Action, State]]:
+        m = self.model
+        yield from enabled(m.cfg, s, self.chosen)
+        if not self.targets_unlogged:
+            return
+        for vm, pages in self.stated:
+            act = Action.of(STATED_BY_THE_LOG, vm=vm, pages=pages)
+            post = m.try_next_state(s, act)
+            if post is not None:
+                yield act, post
 
     def __call__(self, s: State) -> tuple[State, ...]:
-        got = self.memo.get(s)
+        key = (s, self.stated)
+        got = self.memo.get(key)
         if got is None:
             m = self.model
-            only = self.unlogged
-            got = tuple(post for act, post in m.successors(s)
-                        if (only is None or act.name in only)
-                        and not m.step_violations(s, act, post))
+            got = tuple(post for act, post in self._candidates(s)
+                        if not m.step_violations(s, act, post))
             if len(self.memo) >= self.limit:
                 self.memo.clear()  # keeps memory bounded; the next steps refill it
-            self.memo[s] = got
+            self.memo[key] = got
         return got
 
 
@@ -193,6 +254,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
     frontier: dict[State, int] = {s0: 0}
     succ = _Successors(model, min(max(2 * max_states, 1000), 20_000), unlogged)
     for st in steps:
+        succ.stated = stated_targets(st)
         cands = _closure(succ, {s: 0 for s in frontier}, max_gap, max_states)
         if cands is None:
             rep.outcome = "inconclusive"
@@ -230,7 +292,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                 header.config, last, st, allowed)
             reason = (f"every explanation breaks {broke[0].property}: {broke[0].message}"
                       if broke else _most_telling(reasons))
-            possible = tuple(str(a) for a, _ in model.successors(last))
+            possible = tuple(str(a) for a, _ in islice(model.successors(last), 20))
             rep.mismatch = Mismatch(st.step, st.line, st.action, reason, last, possible[:20],
                                     prop, msg)
             return rep

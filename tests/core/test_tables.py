@@ -38,7 +38,7 @@ def test_the_check_covers_every_registry_that_ties_names_to_code() -> None:
                   ("model/virtio.py", "PROJECTIONS or PAGE_USE_ONLY"),
                   ("model/domains.py", "DOMAINS"), ("model/faults.py", "Fault.breaks"),
                   ("reports/sequence.py", "MESSAGES"),
-                  ("validate/qemu_events.py", "ACTION_OF (values)"),
+                  ("validate/qemu/steps.py", "ACTION_OF (values)"),
                   ("validate/adapter.py", "_SCENARIO_ACTIONS"),
                   ("validate/adapter_observe.py", "OBSERVATIONS (state paths)"),
                   ("README.md", "the actors and actions")]:

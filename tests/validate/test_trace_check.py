@@ -191,3 +191,30 @@ def test_a_trace_that_logs_every_step_is_checked_exactly(tmp_path: Path) -> None
     dropped = Trace(run.trace.header, tuple(
         TraceStep(n, st.action) for n, st in enumerate(run.trace.steps[1:], start=1)))
     assert validate_steps(dropped.header, iter(dropped.steps)).outcome == "mismatch"
+
+
+def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gap search tries only the target the next logged step observes, however large
+    the guest: one host_set_target per candidate state, not one per possible target."""
+    import ballast.model.system as system
+
+    cfg = Config(vms=1, guest_pages=4096, machine_pages=4096, guest_data_pages=0,
+                 guest_disk_slots=0, host_swap_slots=0, tokens=1, batch=2, host_use=False)
+    tried: list[int] = []
+    real = system.BalloonModel.try_next_state
+
+    def counting(self: system.BalloonModel, s: object, act: Action) -> object:
+        if act.name == "host_set_target":
+            tried.append(act.kwargs["pages"])
+        return real(self, s, act)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(system.BalloonModel, "try_next_state", counting)
+    # The host's target step is not logged; the poll after it observes the target.
+    steps = [TraceStep(1, Action.of("balloon_poll", vm=0), observe={"vms/0/target": 2}, line=2)]
+    rep = validate_steps(TraceHeader(cfg), iter(steps), max_gap=1)
+    assert rep.outcome == "ok" and rep.unlogged == 1, rep.mismatch
+    assert tried == [2]
+    # With no target stated, none is guessed: a poll of an unchanged target is not explained.
+    rep = validate_steps(TraceHeader(cfg), iter([TraceStep(1, Action.of("balloon_poll", vm=0), line=2)]),
+                         max_gap=1)
+    assert rep.outcome == "mismatch" and tried == [2]

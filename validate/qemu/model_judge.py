@@ -1,6 +1,6 @@
 """Judge a QEMU virtio-balloon trace with the reference model itself, step by step.
 
-The converted steps (:class:`~ballast.validate.qemu_events.StepConverter`) are applied
+The converted steps (:class:`~ballast.validate.qemu.steps.StepConverter`) are applied
 to the model as they come: each must be allowed by its action's guard, its observation
 (the ``actual`` the driver wrote) must match the model's, and every property must hold
 after it.  Values come from the log (the target, the pages of each report); nothing is
@@ -10,7 +10,7 @@ buffer.
 
 >>> from ballast.model.actions import Action
 >>> from ballast.model.trace import TraceStep
->>> from ballast.validate.qemu_events import GuestSize
+>>> from ballast.validate.qemu.steps import GuestSize
 >>> size = GuestSize(); size.pages = 8
 >>> judge = ModelJudge(frozenset(), size)
 >>> judge.feed(TraceStep(1, Action.of("host_set_target", vm=0, pages=2), line=3))
@@ -29,7 +29,7 @@ from ballast.model.config import MAX_MODEL_SIZE
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import TraceStep, observe_matches
-from ballast.validate.qemu_events import GuestSize, trace_config
+from ballast.validate.qemu.steps import GuestSize, trace_config
 
 __all__ = ["MAX_WAITING_STEPS", "ModelJudge", "ModelVerdict"]
 

@@ -26,7 +26,7 @@ from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import read_trace as read_ballast_trace
 from ballast.model.virtio import VIRTIO_RULES
 from ballast.validate.qemu_validation import QemuOutcome, validate_qemu
-from ballast.validate.qemu_qmp_check import QMP_CHECKS
+from ballast.validate.qemu.qmp_check import QMP_CHECKS
 from ballast.validate.suite import sample_dir
 
 SAMPLE = sample_dir()
@@ -173,7 +173,7 @@ def test_every_rule_a_qemu_trace_can_break_has_a_mutant() -> None:
     unobservable = {"virtio_5_5_6_1_rule5_tell_before_use",
                     "virtio_5_5_6_1_rule6_must_tell_host_wait",
                     "virtio_5_5_6_1_rule7_no_use_before_inflate_ack",  # only with rule 8
-                    "virtio_5_5_6_1_rule1_should_reach_target"}  # a SHOULD: test_validate_qemu
+                    "virtio_5_5_6_1_rule1_should_reach_target"}  # a SHOULD: tests/validate/qemu/test_validate.py
     assert set(RULE_MUTANTS) == set(VIRTIO_RULES) - unobservable
 
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ballast.validate.qemu_log import MAX_LINE_BYTES
+from ballast.validate.qemu.source import MAX_LINE_BYTES
 
-from ..hostile_cli import Outcome, assert_refused, fresh, run_cli
+from ...hostile_cli import Outcome, assert_refused, fresh, run_cli
 from .qemu_lines import QemuLog
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,

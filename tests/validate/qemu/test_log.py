@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
-import ballast.validate.qemu_log as qemu_log
-from ballast.validate.qemu_log import (
+import ballast.validate.qemu.bulk as bulk
+import ballast.validate.qemu.events as events
+import ballast.validate.qemu.fields as fields
+import ballast.validate.qemu.qmp_reader as qmp_reader
+import ballast.validate.qemu.source as source
+import ballast.validate.qemu.trace_reader as trace_reader
+from ballast.validate.qemu.events import (
     BalloonChange,
     BalloonCommand,
     BalloonQueryReply,
@@ -31,14 +36,14 @@ from ballast.validate.qemu_log import (
     InflateBuffer,
     NegotiatedFeatures,
     OtherBuffer,
-    QemuLogError,
     QueueBuffer,
     StatsBuffer,
     TraceEvent,
     decode_features,
-    read_qmp,
-    read_trace,
 )
+from ballast.validate.qemu.qmp_reader import read_qmp
+from ballast.validate.qemu.source import QemuLogError
+from ballast.validate.qemu.trace_reader import read_trace
 
 
 def _find_sample() -> Path | None:
@@ -438,6 +443,9 @@ def test_malformed_qmp_lines(line: str, words: str) -> None:
     assert caught.value.line == 2 and words in caught.value.message
 
 
-def test_doctests() -> None:
-    result = doctest.testmod(qemu_log, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 5 and result.failed == 0
+@pytest.mark.parametrize("module", [bulk, events, fields, qmp_reader, source, trace_reader],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_doctests(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0
+    assert result.attempted > 0 or module is bulk

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import ballast.validate.qemu_log as qemu_log
-from ballast.validate.qemu_log import QemuLogError, read_trace
+import ballast.validate.qemu.bulk as bulk
+from ballast.validate.qemu.source import QemuLogError
+from ballast.validate.qemu.trace_reader import read_trace
 from ballast.validate.suite import sample_dir
 
 SAMPLE = sample_dir()
@@ -80,7 +81,7 @@ def _random_log(rng: random.Random) -> list[str]:
 def test_random_logs_bulk_equals_line_by_line(tmp_path: Path, seed: int,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(seed)
-    monkeypatch.setattr(qemu_log, "_BULK_CHUNK", rng.choice([64, 200, 1 << 17]))
+    monkeypatch.setattr(bulk, "_BULK_CHUNK", rng.choice([64, 200, 1 << 17]))
     lines = _random_log(rng)
     plain = tmp_path / "t.log"
     plain.write_text("".join(lines), newline="")
@@ -98,6 +99,6 @@ def test_random_logs_cover_page_runs_and_errors(tmp_path: Path) -> None:
         lines = _random_log(random.Random(seed))
         plain = tmp_path / f"{seed}.log"
         plain.write_text("".join(lines), newline="")
-        runs += sum(isinstance(i, qemu_log._PageRun) for i in qemu_log._bulk_items(str(plain)))
+        runs += sum(isinstance(i, bulk.PageRun) for i in bulk.bulk_items(str(plain)))
         errors += _outcome(plain)[1] is not None
     assert runs > 40 and 3 <= errors < 40

@@ -17,7 +17,7 @@ The QMP log is small (a few messages a second); the trace streams by: the checke
 the QMP events and, from the trace, the targets and the ``actual`` values in effect
 during the open QMP windows.
 
->>> from ballast.validate.qemu_log import BalloonCommand, ConfigWrite, HostTarget
+>>> from ballast.validate.qemu.events import BalloonCommand, ConfigWrite, HostTarget
 >>> chk = QmpCrossCheck([BalloonCommand(line=3, time=1.0, id=1, target_bytes=8192)])
 >>> chk.trace_event(HostTarget(line=9, time=1.1, thread=1, target_bytes=4096, num_pages=1))
 >>> [f.check for f in chk.finish()]
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ballast.validate.qemu_log import (
+from ballast.validate.qemu.events import (
     PAGE_SIZE,
     BalloonChange,
     BalloonCommand,

@@ -1,6 +1,6 @@
 """Turn a QEMU virtio-balloon trace into virtio profile events and into model steps.
 
-:func:`profile_events` maps the typed events of :mod:`ballast.validate.qemu_log` onto the
+:func:`profile_events` maps the typed events of :mod:`ballast.validate.qemu.events` onto the
 model's virtio profile (:mod:`ballast.model.virtio`):
 
 ==============================  ============================================
@@ -25,7 +25,7 @@ shows as a deflate buffer naming a PFN whose inflate buffer the device has not y
 completed: both rule 8 and rule 7 break on that line.  An inflate buffer that ends
 without ``virtio_notify`` stays in flight until a later ``virtio_notify`` on inflateq.
 
->>> from ballast.validate.qemu_log import read_trace
+>>> from ballast.validate.qemu.trace_reader import read_trace
 >>> lines = ["virtio_balloon_to_target balloon target: 0x0 num_pages: 2",
 ...          "virtio_balloon_get_config num_pages: 2 actual: 0",
 ...          "virtio_queue_notify vdev 0x1 n 0 vq 0x2",
@@ -44,7 +44,7 @@ from ballast.model.actions import Action
 from ballast.model.config import Config, GuestPolicyName
 from ballast.model.trace import TraceHeader, TraceStep
 from ballast.model.virtio import DEFLATE_ON_OOM, MUST_TELL_HOST, VirtioEvent
-from ballast.validate.qemu_log import (
+from ballast.validate.qemu.events import (
     PAGE_SIZE,
     QUEUE_DEFLATE,
     QUEUE_INFLATE,

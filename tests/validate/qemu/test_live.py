@@ -1,0 +1,162 @@
+"""Live property-based testing of QEMU + Linux: the parts that need no QEMU, and (slow) the
+real thing -- 20 Hypothesis-chosen examples on one guest judged clean, and a seeded
+deviation that is caught, shrunk, written and replayed."""
+
+from __future__ import annotations
+
+import doctest
+import io
+import json
+import os
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+import ballast.validate.qemu.live as live
+from ballast.cli import main
+from ballast.validate.qemu.live import FAULTS, SHRINK_RUNS, LiveOp, SegmentJudge, live_test, ops_strategy, read_scenario
+
+from .qemu_lines import QemuLog
+
+GUEST_PAGES = 64
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _require_qemu() -> None:
+    if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
+
+
+# ------------------------------------------------------------------ no QEMU needed
+
+
+@given(ops_strategy(256, pressure=True))
+@settings(max_examples=50, deadline=None, database=None)
+def test_examples_stay_within_what_the_guest_survives(ops: list[LiveOp]) -> None:
+    assert 1 <= len(ops) <= 4
+    for op in ops:
+        assert op.kind in ("target", "pressure", "compact")
+        if op.kind == "target":
+            assert 160 <= op.mib <= 256 and op.mib % 16 == 0
+        if op.kind == "pressure":
+            assert op.mib in (32, 64, 96)
+
+
+def _example(log: QemuLog, target: int) -> None:
+    """An example as the live runner makes one: a target, then all the RAM back."""
+    log.linux_run([target, 0])
+
+
+def test_segments_are_judged_one_by_one_from_an_empty_balloon(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+    log = QemuLog(GUEST_PAGES)
+    _example(log, 8)
+    trace.write_text("\n".join(log.lines) + "\n")
+    judge = SegmentJudge(trace, frozenset(), GUEST_PAGES)
+    first = judge.next_segment()
+    assert len(first) == len(log.lines)
+    assert judge.judge(first, tmp_path / "1.trace.log") is None
+    assert judge.next_segment() == []  # nothing new yet
+
+    more = QemuLog(GUEST_PAGES)
+    _example(more, 12)
+    with open(trace, "a") as f:
+        f.write("\n".join(more.lines) + "\n" + "8@1.0:virtio_notify vdev 0x5500")  # a line being written
+    second = judge.next_segment()
+    assert len(second) == len(more.lines)  # only whole lines
+    assert judge.judge(second, tmp_path / "2.trace.log") is None
+
+
+def test_a_broken_segment_names_the_rule_or_the_model_step(tmp_path: Path) -> None:
+    log = QemuLog(GUEST_PAGES).linux_run([4])
+    log.inflate([16])  # a page already in the balloon, inflated again
+    log.write(5, 4)
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    judge = SegmentJudge(trace, frozenset(), GUEST_PAGES)
+    reason = judge.judge(judge.next_segment(), tmp_path / "seg.trace.log")
+    assert reason is not None and "virtio_5_5_6_no_page_inflated_twice" in reason, reason
+
+
+def test_the_seeded_fault_hides_the_hosts_target_and_is_caught(tmp_path: Path) -> None:
+    log = QemuLog(GUEST_PAGES)
+    _example(log, 8)
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    judge = SegmentJudge(trace, frozenset(), GUEST_PAGES, fault="hide-target")
+    lines = judge.next_segment()
+    assert not any("virtio_balloon_to_target" in line for line in lines)
+    reason = judge.judge(lines, tmp_path / "seg.trace.log", emit=True)
+    assert reason is not None and "target" in reason
+    assert (tmp_path / "seg.trace.model.jsonl").is_file()
+    assert "NOT clean" in (tmp_path / "seg.trace.report.md").read_text()
+    with pytest.raises(ValueError, match="unknown fault"):
+        SegmentJudge(trace, frozenset(), GUEST_PAGES, fault="no-such-fault")
+
+
+def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
+    good = tmp_path / "failure.json"
+    good.write_text(json.dumps({"seed": 3, "fault": "hide-target", "guest_mib": 256,
+                                "ops": [{"kind": "target", "mib": 160}, {"kind": "compact"}]}))
+    assert read_scenario(good) == ((LiveOp("target", 160), LiveOp("compact")), "hide-target", 256)
+    for text in ("not json", '{"ops": [{"kind": "reboot"}]}', '{"ops": [], "fault": "x"}', "[]"):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--replay", str(bad))
+        assert code == 2 and str(bad) in err and "Traceback" not in err, (text, err)
+    code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--examples", "0")
+    assert code == 2 and "--examples" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_doctests_and_faults_are_documented() -> None:
+    assert doctest.testmod(live).failed == 0
+    assert set(FAULTS) == {"hide-target"} and SHRINK_RUNS > 0
+    code, out, _ = _run("capture", "qemu-live", "--help")
+    assert code == 0 and "hide-target" in out and "--replay" in out
+
+
+# ------------------------------------------------------------------ a real guest (slow)
+
+
+@pytest.mark.slow
+def test_twenty_hypothesis_examples_on_a_live_guest_are_clean(tmp_path: Path) -> None:
+    _require_qemu()
+    out = live_test(tmp_path / "live", examples=20, seed=1, timeout_s=1200.0)
+    assert out.inconclusive is None, out.inconclusive
+    assert out.failure is None, out.failure
+    assert out.examples >= 20 and out.exit_code == 0
+    assert out.final is not None and out.final.clean
+    assert out.final.model is not None and out.final.model.steps > 20
+    kinds = {json.loads(p.read_text())["ops"][0].split()[0] for p in (tmp_path / "live" / "examples").glob("*.json")}
+    assert "target" in kinds
+
+
+@pytest.mark.slow
+def test_a_seeded_deviation_fails_shrinks_and_replays(tmp_path: Path) -> None:
+    _require_qemu()
+    code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "f"), "--examples", "6",
+                          "--seed", "5", "--fault", "hide-target", "--json")
+    assert code == 1, (out, err)
+    data = json.loads(out)
+    failure = data["failure"]
+    # Shrunk to one target below the guest's RAM: the least that shows the deviation.
+    assert len(failure["ops"]) == 1 and failure["ops"][0].startswith("target "), failure
+    assert "target" in failure["reason"]
+    assert data["examples"] <= 6 + SHRINK_RUNS + 1
+    scenario = Path(failure["scenario"])
+    saved = json.loads(scenario.read_text())
+    assert saved["seed"] == 5 and saved["fault"] == "hide-target" and saved["reproduced"]
+    assert Path(failure["model_trace"]).is_file()
+    assert "NOT clean" in Path(failure["segment"]).with_suffix(".report.md").read_text()
+    code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "again"), "--replay", str(scenario))
+    assert code == 1 and "FAILED" in out, (out, err)
