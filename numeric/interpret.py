@@ -145,7 +145,7 @@ class VmRows:
         return self._use
 
     def _extra(self, field: str) -> dict[int, Any]:
-        return getattr(self.arr, EXTRAS[field])  # type: ignore[no-any-return]
+        return getattr(self.arr, EXTRAS[field])
 
     def read(self, field: str) -> Any:
         a = self.arr
@@ -325,6 +325,7 @@ class NumpyOps:
         if name in self._sets:
             return self._sets[name]
         raw, n, P = self.args[name], self.rows.n, self.cfg.guest_pages
+        out: tuple[Mask, Ints, Mask, list[list[int]]]
         if isinstance(raw, np.ndarray) and raw.dtype == bool:
             out = (raw, raw.sum(axis=1).astype(np.int64), np.ones(n, dtype=bool),
                    [[] for _ in range(n)])

@@ -20,7 +20,7 @@ from ballast.errors import InputError
 from ballast.model.action_kernels import FAULT_KERNELS
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
-from ballast.proofs.encoding import UNBACKED, Key, SymState
+from ballast.proofs.encoding import UNBACKED, Key, SymState, num
 from ballast.proofs.transitions import (
     ENCODED,
     Args,

@@ -363,7 +363,7 @@ class Z3Ops:
 
     def queue_add(self, field: str, mask: Value) -> None:
         k, cap = self._key(field), queue_cap(self.cfg)
-        upd = {}
+        upd: dict[Key, Any] = {}
         for p, m in enumerate(mask):
             if _false(m):
                 continue
