@@ -34,11 +34,11 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.config import Config, GuestPolicyName
 from ballast.model.faults import FAULTS
-from ballast.model.state import BALLOON, FREE, State
+from ballast.model.state import FREE, State
 from ballast.numeric.arrays import (
-    AD, AI, AR, BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, MB, MR, UNBACKED_MPN,
+    BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, UNBACKED_MPN,
     SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
