@@ -25,20 +25,23 @@ same action the model's fault changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from ballast.errors import GuardError, InputError, UsageError
+from ballast.model import action_kernels as kernels
+from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.config import Config, GuestPolicyName
 from ballast.model.faults import FAULTS
-from ballast.model.state import BALLOON, FREE, State
+from ballast.model.state import FREE, State
 from ballast.numeric.arrays import (
-    AD, AI, AR, BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, MB, MR, UNBACKED_MPN,
+    BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, UNBACKED_MPN,
     SystemArrays,
 )
+from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -115,6 +118,11 @@ class Engine:
         self.arr = arr if arr is not None else SystemArrays.initial(cfg)
         self.hint = 0
         self.step_violations: list[StepViolation] = []
+        self._kernels = dict(KERNELS)
+        for fault in self.faults:
+            if fault in FAULT_KERNELS:
+                action, kernel = FAULT_KERNELS[fault]
+                self._kernels[action] = kernel
         self._methods: dict[str, Callable[..., Mask]] = {
             name: getattr(self, name) for name in engine_actions()}
 
@@ -180,6 +188,17 @@ class Engine:
     # -- shared machinery ------------------------------------------------------
     def _fault(self, name: str) -> bool:
         return name in self.faults
+
+    def _unback_rows(self, vms: Ints, ppns: Ints, by_balloon: bool, scrub: bool) -> None:
+        self._unback(vms, ppns, by_balloon=by_balloon, scrub=scrub)
+
+    def _ops(self, vms: Ints) -> NumpyOps:
+        """The kernels' operations over VMs ``vms``, to evaluate their helpers."""
+        return NumpyOps(VmRows(self.arr, vms), {})
+
+    def _kernel(self, name: str, vms: Ints, args: Mapping[str, Any]) -> Mask:
+        """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``."""
+        return run_kernel(self._kernels[name], VmRows(self.arr, vms, self._unback_rows), args)
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
@@ -308,42 +327,7 @@ class Engine:
                                 f"page (MPN {x})"))
         return ok, new
 
-    def _queue_add(self, bit: np.uint8, extra: dict[int, list[int]], vms: Ints,
-                   sel: Mask) -> None:
-        """Add the selected PPNs of each row to a report queue (duplicates kept)."""
-        a = self.arr
-        rows = a.pf[vms]
-        dup = sel & ((rows & bit) != 0)
-        if dup.any():
-            for r, p in zip(*np.nonzero(dup)):
-                extra.setdefault(int(vms[r]), []).append(int(p))
-        rows[sel] |= bit
-        a.pf[vms] = rows
-
-    def _queue_len(self, bit: np.uint8, extra: dict[int, list[int]], vms: Ints) -> Ints:
-        n = ((self.arr.pf[vms] & bit) != 0).sum(axis=1).astype(np.int64)
-        if extra:
-            n += _i([len(extra.get(int(v), ())) for v in vms])
-        return n
-
-    def _rows_count(self, vms: Ints, value: int) -> Ints:
-        return (self.arr.use[vms] == value).sum(axis=1).astype(np.int64)
-
     # -- host --------------------------------------------------------------------
-    def host_set_target(self, vms: Ints, pages: Ints) -> Mask:
-        a = self.arr
-        pages = _i(pages)
-        ok = (pages >= 0) & (pages <= self.cfg.guest_pages) & (pages != a.target[vms])
-        a.target[vms[ok]] = pages[ok]
-        return ok
-
-    def host_set_cpu_target(self, vms: Ints, vcpus: Ints) -> Mask:
-        a = self.arr
-        n = _i(vcpus)
-        ok = (n >= 1) & (n <= self.cfg.vcpus) & (n != a.cpu_target[vms])
-        a.cpu_target[vms[ok]] = n[ok]
-        return ok
-
     def _units(self, hps: Ints) -> npt.NDArray[np.uint8]:
         u = self.cfg.host_page_units
         return self.arr.mf[(hps[:, None] * u + np.arange(u)[None, :])]
@@ -393,68 +377,21 @@ class Engine:
 
     # -- VMM -----------------------------------------------------------------------
     def vmm_reclaim(self, vms: Ints, refuse: list[tuple[int, ...]] | None = None) -> Mask:
-        """The model's ``vmm_reclaim``; ``refuse`` names the PPNs each VMM refuses (a set).
+        """The model's ``vmm_reclaim`` (its kernel); ``refuse`` names the PPNs each VMM
+        refuses (a set).
 
         The default (``None``) is the VMM that accepts the lowest valid PPNs it has room
         for and refuses the rest: one of the choices the model admits.
         """
-        a, cfg, P = self.arr, self.cfg, self.cfg.guest_pages
-        n = len(vms)
-        rows = a.pf[vms]
-        iq = (rows & IQ) != 0
-        bal = (rows & BAL) != 0
-        valid = iq & ~bal
-        # With ``migration`` the VMM takes one page beyond the target (as the model does).
-        room = np.maximum(0, a.target[vms] - bal.sum(axis=1) + (1 if cfg.migration else 0))
-        most = np.minimum(valid.sum(axis=1), room)
+        a = self.arr
         if refuse is None:
-            keep = valid & (np.cumsum(valid, axis=1) <= room[:, None])
-            refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist()) for k in range(n)]
-        ok = iq.any(axis=1)
-        if a.iq_extra:
-            ok |= _i([len(a.iq_extra.get(int(v), ())) for v in vms]) > 0
-        refmask = np.zeros((n, P), dtype=bool)
-        keeps = self._fault("reclaim_keeps_mapping")
-        for k, ref in enumerate(refuse if not keeps else []):
-            extra = set(a.iq_extra.get(int(vms[k]), ()))
-            if len(set(ref)) != len(ref):
-                ok[k] = False
-            for p in ref:
-                if 0 <= p < P and iq[k, p]:
-                    refmask[k, p] = True
-                    if not cfg.refusal and not valid[k, p]:
-                        ok[k] = False
-                elif p not in extra or not cfg.refusal:
-                    ok[k] = False
-        acc = valid & ~refmask
-        nacc = acc.sum(axis=1)
-        if keeps:  # the seeded fault takes the lowest valid pages, whatever was chosen
-            acc = valid & (np.cumsum(valid, axis=1) <= room[:, None])
-        else:
-            ok &= nacc <= room
-            if not cfg.refusal:
-                ok &= nacc >= most
-        acc &= ok[:, None]
-        refused = iq & ~acc & ok[:, None]
-        okv = vms[ok]
-        # Unmap accepted pages in VM order, lowest PPN first (as the model does).
-        r, c = np.nonzero(acc)
-        if not self._fault("reclaim_keeps_mapping"):
-            self._unback(vms[r], c.astype(np.int64), by_balloon=True,
-                         scrub=not self._fault("free_without_scrub"))
-            if a.swap:
-                for v, p in zip(vms[r].tolist(), c.tolist()):
-                    a.swap.pop((v, p), None)
-        rows = a.pf[vms]
-        rows[acc] |= BAL | AI
-        rows[refused] |= AR
-        rows[ok] &= ~IQ
-        a.pf[vms] = rows
-        for v in okv.tolist():
-            pending = a.iq_extra.pop(v, [])
-            bad = {p for p in pending if not 0 <= p < P}
-            if bad:
-                a.ar_extra.setdefault(v, set()).update(bad)
+            o = self._ops(vms)
+            valid = o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+            keep = o.lowest(valid, kernels.reclaim_room(o, self.cfg.migration))
+            refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
+                      for k in range(len(vms))]
+        reported = (a.pf[vms] & IQ) != 0
+        ok = self._kernel("vmm_reclaim", vms, {"refuse": refuse})
         if self._fault("vmm_reclaims_host_choice"):
             for k in np.flatnonzero(ok).tolist():
                 v = int(vms[k])
@@ -463,29 +400,12 @@ class Engine:
                     p = int(np.argmax(backed))
                     self._unback(_i([v]), _i([p]), by_balloon=True)
                     a.pf[v, p] |= BAL
-                    if iq[k, p]:
+                    if reported[k, p]:
                         continue
                     self.step_violations.append(StepViolation(
                         int(k), "guest_chooses_pages",
                         f"vmm_reclaim ballooned PPNs [{p}] of VM {v} that the guest "
                         f"never reported"))
-        return ok
-
-    def vmm_release(self, vms: Ints) -> Mask:
-        a = self.arr
-        rows = a.pf[vms]
-        dq = (rows & DQ) != 0
-        ok = dq.any(axis=1)
-        if a.dq_extra:
-            ok |= _i([len(a.dq_extra.get(int(v), ())) for v in vms]) > 0
-        sel = dq & ok[:, None]
-        if not self._fault("release_keeps_balloon_set"):
-            rows[sel] &= ~BAL
-        rows[sel] |= AD
-        rows[ok] &= ~DQ
-        a.pf[vms] = rows
-        for v in vms[ok].tolist():
-            a.dq_extra.pop(v, None)
         return ok
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
@@ -510,14 +430,6 @@ class Engine:
         if self._fault("share_without_cow"):
             a.mf &= ~M_COW
         return ~no
-
-    def vmm_cpu_reclaim(self, vms: Ints) -> Mask:
-        a = self.arr
-        ok = a.parked[vms] != 0
-        a.idle_pcpus += int(popcount(a.parked[vms[ok]]).sum())
-        if not self._fault("cpu_reclaim_keeps_parked"):
-            a.parked[vms[ok]] = 0
-        return ok
 
     # -- guest OS ------------------------------------------------------------------
     def _access(self, vms: Ints, vpn: Ints, tokens: Ints | None, name: str) -> Mask:
@@ -627,177 +539,18 @@ class Engine:
             a.swap = {k: t for k, t in a.swap.items() if k[0] not in gone}
         return np.ones(len(vms), dtype=bool)
 
-    # -- balloon module ---------------------------------------------------------------
-    def balloon_poll(self, vms: Ints) -> Mask:
-        a = self.arr
-        ok = (a.mtarget[vms] != a.target[vms]) | (a.mcpu_target[vms] != a.cpu_target[vms])
-        if self.cfg.reread_target:
-            ok[:] = True
-        a.mtarget[vms[ok]] = a.target[vms[ok]]
-        a.mcpu_target[vms[ok]] = a.cpu_target[vms[ok]]
-        return ok
-
-    def _batch(self) -> int:
-        return 1 if self.cfg.module is ModuleKind.APPLICATION else self.cfg.batch
-
+    # -- the balloon module: its actions are kernels (see _kernel_method) ----------------
     def inflate_room(self, vms: Ints) -> Ints:
-        """Most pages each VM's module may report now: ``min(_inflate_limit, _usable_free)``."""
-        a, cfg = self.arr, self.cfg
-        rows = a.pf[vms]
-        held = ((rows & MB) != 0).sum(axis=1) + ((rows & AI) != 0).sum(axis=1)
-        held = held + self._queue_len(IQ, a.iq_extra, vms)
-        limit = np.maximum(0, np.minimum(self._batch(), a.mtarget[vms] - held))
-        free = self._alloc_free(vms).sum(axis=1).astype(np.int64)
-        if cfg.module is ModuleKind.DRIVER:
-            usable = np.maximum(0, free - cfg.kernel_reserve)
-        else:
-            usable = np.maximum(0, np.minimum(free, cfg.pin_limit - self._rows_count(vms, BALLOON)))
-        return np.minimum(limit, usable).astype(np.int64)
-
-    def _alloc_free(self, vms: Ints) -> Mask:
-        """Free PPNs as the module's allocations see them (the model's ``balloon_view``):
-        a free page whose deflate report the VMM has not processed yet is not offered."""
-        a = self.arr
-        return (a.use[vms] == FREE) & ((a.pf[vms] & DQ) == 0)
-
-    def _sel(self, vms: Ints, ppns: Any) -> tuple[Mask, Mask, Ints]:
-        """(selection mask rows, well-formed, count) from tuples or a bool mask."""
-        P = self.cfg.guest_pages
-        if isinstance(ppns, np.ndarray) and ppns.dtype == bool:
-            return ppns, np.ones(len(vms), dtype=bool), ppns.sum(axis=1).astype(np.int64)
-        sel = np.zeros((len(vms), P), dtype=bool)
-        good = np.ones(len(vms), dtype=bool)
-        cnt = np.zeros(len(vms), dtype=np.int64)
-        for k, t in enumerate(ppns):
-            t = tuple(t)
-            cnt[k] = len(t)
-            # Order does not matter inside one report: the guard takes a set.
-            if not all(isinstance(p, int) and 0 <= p < P for p in t) or len(set(t)) != len(t):
-                good[k] = False
-                continue
-            sel[k, list(t)] = True
-        return sel, good, cnt
-
-    def balloon_inflate(self, vms: Ints, ppns: Any) -> Mask:
-        a = self.arr
-        sel, ok, cnt = self._sel(vms, ppns)
-        ok &= (cnt >= 1) & (cnt <= self.inflate_room(vms))
-        use = a.use[vms]
-        free = self._alloc_free(vms)
-        if self.cfg.guest_policy is GuestPolicyName.LOWEST:
-            lowest = free & (np.cumsum(free, axis=1) <= cnt[:, None])
-            ok &= (lowest == sel).all(axis=1)
-        else:
-            ok &= ~(sel & ~free).any(axis=1)
-        sel &= ok[:, None]
-        use[sel] = BALLOON
-        a.use[vms] = use
-        self._queue_add(IQ, a.iq_extra, vms, sel)
-        return ok
+        """Most pages each VM's module may report now (the kernels' ``inflate_room``)."""
+        return np.asarray(kernels.inflate_room(self._ops(vms)), dtype=np.int64)
 
     def deflate_room(self, vms: Ints) -> Ints:
-        """The model's ``_deflate_limit`` for each VM."""
-        a, cfg = self.arr, self.cfg
-        mb = ((a.pf[vms] & MB) != 0).sum(axis=1).astype(np.int64)
-        excess = mb - a.mtarget[vms]
-        if cfg.deflate_on_oom:
-            use = a.use[vms]
-            nofree = ~(use == FREE).any(axis=1)
-            disk = (a.disk[vms] != 0).sum(axis=1)
-            nolru = ~(a.stamp[vms] != 0).any(axis=1)
-            pressure = nofree & ((disk >= cfg.guest_disk_slots) | nolru)
-            excess = np.where(pressure, np.maximum(excess, self._batch()), excess)
-        return np.maximum(0, np.minimum(np.minimum(self._batch(), excess), mb))
+        """The model's ``_deflate_limit`` for each VM (the kernels' ``deflate_limit``)."""
+        return np.asarray(kernels.deflate_limit(self._ops(vms)), dtype=np.int64)
 
-    def balloon_deflate(self, vms: Ints, ppns: Any) -> Mask:
-        a = self.arr
-        P = self.cfg.guest_pages
-        if not (isinstance(ppns, np.ndarray) and ppns.dtype == bool):
-            # Order does not matter for a deflate report: the guard takes a set.
-            sel = np.zeros((len(vms), P), dtype=bool)
-            ok = np.ones(len(vms), dtype=bool)
-            cnt = np.zeros(len(vms), dtype=np.int64)
-            for k, t in enumerate(ppns):
-                cnt[k] = len(t)
-                if len(set(t)) != len(t) or not all(isinstance(p, int) and 0 <= p < P for p in t):
-                    ok[k] = False
-                else:
-                    sel[k, list(t)] = True
-        else:
-            sel, ok, cnt = ppns, np.ones(len(vms), dtype=bool), ppns.sum(axis=1)
-        rows = a.pf[vms]
-        ok &= (cnt >= 1) & ~(sel & ((rows & MB) == 0)).any(axis=1)
-        ok &= cnt <= self.deflate_room(vms)
-        sel = sel & ok[:, None]
-        if not self.cfg.must_tell_host:
-            use = a.use[vms]
-            use[sel & (use == BALLOON)] = FREE
-            a.use[vms] = use
-        rows[sel] &= ~MB
-        a.pf[vms] = rows
-        self._queue_add(DQ, a.dq_extra, vms, sel)
-        return ok
-
-    def balloon_complete(self, vms: Ints) -> Mask:
-        a = self.arr
-        rows = a.pf[vms]
-        ok = ((rows & (AI | AR | AD)) != 0).any(axis=1)
-        if a.ar_extra:
-            ok |= _i([len(a.ar_extra.get(int(v), ())) for v in vms]) > 0
-        use = a.use[vms]
-        mine = use == BALLOON
-        balloon = ((rows & MB) != 0) | (((rows & AI) != 0) & mine)
-        refused = (((rows & MR) != 0) | (((rows & AR) != 0) & mine)) & ~balloon
-        okc = ok[:, None]
-        if self.cfg.must_tell_host:
-            back = ((rows & AD) != 0) & mine & ~balloon & ~refused & okc
-            use[back] = FREE
-            a.use[vms] = use
-        new = rows & ~(MB | MR | AI | AR | AD)
-        new |= np.where(balloon, MB, 0).astype(np.uint8)
-        new |= np.where(refused, MR, 0).astype(np.uint8)
-        a.pf[vms] = np.where(okc, new, rows)
-        a.actual[vms[ok]] = balloon[ok].sum(axis=1)
-        for v in vms[ok].tolist():
-            a.ar_extra.pop(v, None)
-        return ok
-
-    def balloon_free_refused(self, vms: Ints) -> Mask:
-        a = self.arr
-        rows = a.pf[vms]
-        mr = (rows & MR) != 0
-        ok = mr.any(axis=1)
-        use = a.use[vms]
-        use[mr] = FREE
-        a.use[vms] = use
-        if not self._fault("free_refused_keeps_held"):
-            rows[mr] &= ~MR
-        a.pf[vms] = rows
-        return ok
-
-    def balloon_cpu_offline(self, vms: Ints, vcpu: Ints) -> Mask:
-        a = self.arr
-        c = _i(vcpu)
-        cc = np.clip(c, 0, 62)
-        ok = popcount(a.vcpus[vms]) > a.mcpu_target[vms]
-        ok &= (c > 0) & (c < 63) & ((a.vcpus[vms] >> cc) & 1 == 1)
-        bit = np.int64(1) << cc
-        a.vcpus[vms[ok]] &= ~bit[ok]
-        a.parked[vms[ok]] |= bit[ok]
-        return ok
-
-    def balloon_cpu_online(self, vms: Ints, vcpu: Ints) -> Mask:
-        a = self.arr
-        c = _i(vcpu)
-        cc = np.clip(c, 0, 62)
-        ok = popcount(a.vcpus[vms]) < a.mcpu_target[vms]
-        ok &= (c >= 0) & (c < self.cfg.vcpus)
-        ok &= ((a.vcpus[vms] | a.parked[vms]) >> cc) & 1 == 0
-        ok &= np.cumsum(ok) <= a.idle_pcpus
-        bit = np.int64(1) << cc
-        a.vcpus[vms[ok]] |= bit[ok]
-        a.idle_pcpus -= int(ok.sum())
-        return ok
+    def allocatable(self, vms: Ints) -> Mask:
+        """Free PPNs as the module's allocations see them (the model's ``balloon_view``)."""
+        return np.asarray(kernels.allocatable(self._ops(vms)), dtype=bool)
 
     # -- a hostile guest --------------------------------------------------------------
     def _hostile(self, vms: Ints) -> Mask:
@@ -810,8 +563,9 @@ class Engine:
         v, q, p = int(vms[0]), queue[0], int(_i(ppn)[0])
         one = _i([v])
         ok = bool(self._hostile(one)[0]) and q in ("inflate", "deflate")
-        ok = ok and int(self._queue_len(IQ, a.iq_extra, one)[0]
-                        + self._queue_len(DQ, a.dq_extra, one)[0]) < 2 * cfg.batch
+        rows = VmRows(a, one)
+        ok = ok and int(rows.queue_len("inflate_queue")[0]
+                        + rows.queue_len("deflate_queue")[0]) < 2 * cfg.batch
         if ok:
             bit, extra = (IQ, a.iq_extra) if q == "inflate" else (DQ, a.dq_extra)
             if 0 <= p < cfg.guest_pages and not a.pf[v, p] & bit:
@@ -836,3 +590,19 @@ class Engine:
         ok = self._hostile(vms) & (n >= 0) & (n != a.actual[vms])
         a.actual[vms[ok]] = n[ok]
         return ok
+
+
+def _kernel_method(name: str) -> Callable[..., Mask]:
+    """An :class:`Engine` method running action ``name`` from its kernel."""
+
+    def method(self: Engine, vms: Ints, **args: Any) -> Mask:
+        return self._kernel(name, vms, args)
+    method.__name__, method.__qualname__ = name, f"Engine.{name}"
+    method.__doc__ = (f"The model's ``{name}``, run from its kernel "
+                      f"(:mod:`ballast.model.action_kernels`).")
+    return method
+
+
+for _name in KERNELS:
+    if not hasattr(Engine, _name):
+        setattr(Engine, _name, _kernel_method(_name))

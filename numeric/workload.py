@@ -120,7 +120,7 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"vpn": rng.integers(0, D, size=n)}
     if name == "balloon_inflate":
         room = _counts(rng, eng.inflate_room(vms), 1)
-        free = eng._alloc_free(vms)
+        free = eng.allocatable(vms)
         if cfg.guest_policy is GuestPolicyName.LOWEST:
             return vms, {"ppns": free & (np.cumsum(free, axis=1) <= room[:, None])}
         return vms, {"ppns": _random_pick(rng, free, room)}

@@ -9,7 +9,7 @@ relation is missing, and ``ballast prove`` says so (:func:`gaps_in`).
 
 >>> enc = encodes()
 >>> enc.actions["vmm_reclaim"]
-'ballast.proofs.transitions._vmm_reclaim'
+'ballast.model.action_kernels.vmm_reclaim'
 >>> from ballast.model.config import preset
 >>> bool(gaps_in(preset("default")))
 False

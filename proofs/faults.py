@@ -17,9 +17,10 @@ from typing import Callable, Mapping
 import z3
 
 from ballast.errors import InputError
+from ballast.model.action_kernels import FAULT_KERNELS
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
-from ballast.proofs.encoding import UNBACKED, Key, SymState, count, num
+from ballast.proofs.encoding import UNBACKED, Key, SymState, num
 from ballast.proofs.transitions import (
     ENCODED,
     Args,
@@ -27,16 +28,11 @@ from ballast.proofs.transitions import (
     F,
     T,
     _units,
+    kernel_effect,
     lowest,
     unback,
 )
-from ballast.proofs.transitions import (
-    _balloon_free_refused,
-    _guest_write,
-    _host_swap_out,
-    _vmm_reclaim,
-    _vmm_share,
-)
+from ballast.proofs.transitions import _guest_write, _host_swap_out, _vmm_share
 
 __all__ = ["FAULT_EFFECTS", "effects_with"]
 
@@ -53,6 +49,11 @@ def _fault(name: str) -> Callable[[Effect], Effect]:
     return register
 
 
+# The faults of actions written once are kernels too (ballast.model.action_kernels).
+for _name, (_action, _kernel) in FAULT_KERNELS.items():
+    FAULT_EFFECTS[_name] = (_action, kernel_effect(_kernel))
+
+
 def effects_with(faults: tuple[str, ...] | list[str] = ()) -> Mapping[str, Effect]:
     """The encoded action table with the named faults seeded in."""
     table = dict(ENCODED)
@@ -67,7 +68,7 @@ def effects_with(faults: tuple[str, ...] | list[str] = ()) -> Mapping[str, Effec
 
 @_fault("vmm_reclaims_host_choice")
 def _vmm_picks(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    guard, post = _vmm_reclaim(s.cfg, s, a)
+    guard, post = ENCODED["vmm_reclaim"](s.cfg, s, a)
     vm = a["vm"]
     earlier: z3.BoolRef = F
     out = post
@@ -78,17 +79,6 @@ def _vmm_picks(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
         out = picked.ite(pick, out)
         earlier = z3.Or(earlier, pick)
     return guard, out
-
-
-@_fault("release_keeps_balloon_set")
-def _release_forgets(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = s.cfg.guest_pages
-    guard = z3.Sum([s.i("dq", vm, q) for q in range(G + 1)]) > 0
-    upd: dict[Key, z3.ExprRef] = {("dq", vm, q): num(0) for q in range(G + 1)}
-    for p in range(G):
-        upd["ad", vm, p] = z3.Or(s.b("ad", vm, p), s.i("dq", vm, p) > 0)
-    return guard, s.set(upd)
 
 
 @_fault("host_takes_partial_page")
@@ -111,53 +101,10 @@ def _take_unit(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
     return ok, s.set(upd)
 
 
-@_fault("reclaim_keeps_mapping")
-def _reclaim_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = s.cfg.guest_pages
-    guard = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)]) > 0
-    nb = count(s.b("ballooned", vm, p) for p in range(G))
-    room = z3.If(s.i("target", vm) - nb > 0, s.i("target", vm) - nb, 0)
-    ok: list[z3.BoolRef] = []
-    upd: dict[Key, z3.ExprRef] = {}
-    for q in range(G + 1):
-        present = s.i("inq", vm, q) > 0
-        acc = F
-        if q < G:
-            acc = z3.And(present, z3.Not(s.b("ballooned", vm, q)), count(ok) < room)
-            ok.append(acc)
-            upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
-            upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
-        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present, z3.Not(acc)))
-        upd["inq", vm, q] = num(0)
-    return guard, s.set(upd)
-
-
-@_fault("free_refused_keeps_held")
-def _free_refused_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    guard, post = _balloon_free_refused(s.cfg, s, a)
-    vm = a["vm"]
-    return guard, post.set({("refused", vm, p): s.b("refused", vm, p)
-                            for p in range(s.cfg.guest_pages)})
-
-
 @_fault("share_without_cow")
 def _share_rw(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     guard, post = _vmm_share(s.cfg, s, a)
     return guard, post.set({("cow", m): F for m in range(s.cfg.machine_pages)})
-
-
-@_fault("free_without_scrub")
-def _no_scrub(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    guard, post = _vmm_reclaim(s.cfg, s, a)
-    vm = a["vm"]
-    upd: dict[Key, z3.ExprRef] = {}
-    for m in range(s.cfg.machine_pages):
-        keep = z3.Or([z3.And(post.b("ballooned", vm, p), z3.Not(s.b("ballooned", vm, p)),
-                             s.i("p2m", vm, p) == m) for p in range(s.cfg.guest_pages)])
-        upd["content", m] = z3.If(z3.And(keep, post.b("free", m)), s.i("content", m),
-                                  post.i("content", m))
-    return guard, post.set(upd)
 
 
 @_fault("cow_write_in_place")
@@ -174,10 +121,3 @@ def _cow_in_place(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSta
 def _swap_loses(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     guard, post = _host_swap_out(s.cfg, s, a)
     return guard, post.set({("swap_tok", a["vm"], a["ppn"]): num(0)})
-
-
-@_fault("cpu_reclaim_keeps_parked")
-def _cpu_double(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    parked = [s.b("parked", vm, c) for c in range(s.cfg.vcpus)]
-    return z3.Or(parked) if parked else F, s.set({("idle",): s.i("idle") + count(parked)})

@@ -25,10 +25,11 @@ from typing import Any, Callable, Iterator, Mapping
 
 import z3
 
+from ballast.model.action_kernels import KERNELS
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.ops import Kernel
 from ballast.proofs.encoding import (
-    BALLOON,
     FREE,
     UNBACKED,
     Key,
@@ -37,13 +38,13 @@ from ballast.proofs.encoding import (
     SymState,
     at_most,
     count,
-    exactly,
     num,
     saturating_inc,
 )
+from ballast.proofs.interpret import run_kernel, unback
 
 __all__ = ["ENCODED", "Choice", "Step", "choose", "concrete_instances", "encoded_actions",
-           "instances", "step"]
+           "instances", "kernel_effect", "step", "unback"]
 
 Args = dict[str, Any]
 
@@ -199,24 +200,6 @@ def _store_mpn(s: SymState, name: str, mpn: Num, value: z3.ExprRef,
             for m in range(s.cfg.machine_pages)}
 
 
-def unback(s: SymState, vm: int, ppn: int, by_balloon: bool) -> SymState:
-    """Counterpart of ``actions.unback``."""
-    mpn = s.i("p2m", vm, ppn)
-    backed = mpn != UNBACKED
-    s1 = s.set({("p2m", vm, ppn): num(UNBACKED)})
-    others = _mappers(s1, mpn)
-    shared = z3.Or(others)
-    upd: dict[Key, z3.ExprRef] = {}
-    for m in range(s.cfg.machine_pages):
-        here = z3.And(backed, mpn == m)
-        upd["cow", m] = z3.If(z3.And(here, z3.Or(exactly(others, 1), z3.Not(shared))), F, s.b("cow", m))
-        upd["content", m] = z3.If(z3.And(here, z3.Not(shared)), 0, s.i("content", m))
-        upd["free", m] = z3.Or(s.b("free", m), z3.And(here, z3.Not(shared)))
-        if by_balloon:
-            upd["reclaimed", m] = z3.Or(s.b("reclaimed", m), z3.And(here, z3.Not(shared)))
-    return s1.set(upd).ite(backed, s)
-
-
 def _ppn_term(ppn: Num | int) -> Num:
     return num(ppn) if isinstance(ppn, int) else ppn
 
@@ -272,11 +255,6 @@ def write_page(s: SymState, vm: int, ppn: Num | int, token: Num
 def _policy_lru(cfg: Config) -> bool:
     """Whether the guest evicts only its least recently used page."""
     return cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST)
-
-
-def _lowest_first(cfg: Config) -> bool:
-    """Whether the guest's allocator narrows its choice to the lowest free PPNs."""
-    return cfg.guest_policy is GuestPolicyName.LOWEST
 
 
 def _lru_count(s: SymState, vm: int) -> Num:
@@ -344,31 +322,8 @@ def _batch(cfg: Config) -> int:
     return 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
 
 
-def _smax(a: Num | int, b: Num | int) -> Num:
-    return z3.If(a >= b, a, b)
-
-
-def _smin(a: Num | int, b: Num | int) -> Num:
-    return z3.If(a <= b, a, b)
-
-
 # --------------------------------------------------------------------------
 # Host
-
-
-@_encodes("host_set_target", lambda cfg: ({"vm": v, "pages": n} for v in range(cfg.vms)
-                                          for n in range(cfg.guest_pages + 1)))
-def _host_set_target(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, pages = a["vm"], a["pages"]
-    guard = z3.And(0 <= pages, pages <= cfg.guest_pages, s.i("target", vm) != pages)
-    return guard, s.set({("target", vm): num(pages)})
-
-
-@_encodes("host_set_cpu_target", lambda cfg: ({"vm": v, "vcpus": n} for v in range(cfg.vms)
-                                              for n in range(1, cfg.vcpus + 1)))
-def _host_set_cpu_target(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, n = a["vm"], a["vcpus"]
-    return s.i("cpu_target", vm) != n, s.set({("cpu_target", vm): num(n)})
 
 
 def _units(cfg: Config, hp: int) -> range:
@@ -427,69 +382,6 @@ def _refusals(cfg: Config) -> Iterator[Args]:
         yield {"vm": vm, "refuse": Choice(0, 2 ** (cfg.guest_pages + 1) - 1, "refuse")}
 
 
-def _refuse_bits(cfg: Config, raw: Any) -> list[z3.BoolRef]:
-    """Per reported slot ``0..G`` (``G``: out of range), whether ``refuse`` names it.
-
-    ``raw`` is the model's tuple of PPNs or a symbolic bit mask (a :class:`Choice`).
-    """
-    G = cfg.guest_pages
-    if isinstance(raw, tuple):
-        return [z3.BoolVal(q in raw) for q in range(G)] + [
-            z3.BoolVal(any(not 0 <= p < G for p in raw))]
-    return [z3.Extract(q, q, raw) == 1 for q in range(G + 1)]
-
-
-@_encodes("vmm_reclaim", _refusals)
-def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = cfg.guest_pages
-    bits = _refuse_bits(cfg, a["refuse"])
-    nq = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)])
-    present = [s.i("inq", vm, q) > 0 for q in range(G + 1)]
-    valid = [z3.And(present[q], z3.Not(s.b("ballooned", vm, q))) for q in range(G)]
-    accepted = [z3.And(valid[q], z3.Not(bits[q])) for q in range(G)]
-    # With ``migration`` the VMM takes one page beyond the target (as the model does).
-    room = _smax(0, s.i("target", vm) - count(s.b("ballooned", vm, p) for p in range(G))
-                 + (1 if cfg.migration else 0))
-    most = _smin(count(valid), room)
-    named = [z3.Implies(bits[q], present[q]) for q in range(G + 1)]
-    if not cfg.refusal:
-        # Without refusal the VMM names only valid pages, and takes all it has room for.
-        named += [z3.Implies(bits[q], valid[q]) for q in range(G)] + [z3.Not(bits[G])]
-        named.append(count(accepted) >= most)
-    guard = z3.And(nq > 0, count(accepted) <= room, *named)
-    upd: dict[Key, z3.ExprRef] = {}
-    for q in range(G + 1):
-        if q < G:
-            acc = accepted[q]
-            upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
-            upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
-        else:
-            acc = F
-        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present[q], z3.Not(acc)))
-        upd["inq", vm, q] = num(0)
-    post = s
-    for q in range(G):
-        post = unback(post, vm, q, by_balloon=True).ite(accepted[q], post)
-    for q in range(G):
-        upd["swap", vm, q] = z3.And(post.b("swap", vm, q), z3.Not(accepted[q]))
-        upd["swap_tok", vm, q] = z3.If(accepted[q], 0, post.i("swap_tok", vm, q))
-    return guard, post.set(upd)
-
-
-@_encodes("vmm_release", _per_vm)
-def _vmm_release(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = cfg.guest_pages
-    guard = z3.Sum([s.i("dq", vm, q) for q in range(G + 1)]) > 0
-    upd: dict[Key, z3.ExprRef] = {("dq", vm, q): num(0) for q in range(G + 1)}
-    for p in range(G):
-        rep = s.i("dq", vm, p) > 0
-        upd["ballooned", vm, p] = z3.And(s.b("ballooned", vm, p), z3.Not(rep))
-        upd["ad", vm, p] = z3.Or(s.b("ad", vm, p), rep)
-    return guard, s.set(upd)
-
-
 def _share_pairs(cfg: Config) -> Iterator[Args]:
     pages = [(v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]
     for (va, pa), (vb, pb) in itertools.combinations(pages, 2):
@@ -507,15 +399,6 @@ def _vmm_share(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
     post = post.set({("p2m", ovm, oppn): keep})
     post = post.set(_store_mpn(post, "cow", keep, T))
     return guard, post
-
-
-@_encodes("vmm_cpu_reclaim", _per_vm)
-def _vmm_cpu_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    parked = [s.b("parked", vm, c) for c in range(cfg.vcpus)]
-    upd: dict[Key, z3.ExprRef] = {("parked", vm, c): F for c in range(cfg.vcpus)}
-    upd["idle",] = s.i("idle") + count(parked)
-    return z3.Or(parked) if parked else F, s.set(upd)
 
 
 # --------------------------------------------------------------------------
@@ -588,123 +471,10 @@ def _guest_reset(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
 # Balloon module
 
 
-@_encodes("balloon_poll", _per_vm)
-def _balloon_poll(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    guard = z3.Or(z3.BoolVal(cfg.reread_target), s.i("mtarget", vm) != s.i("target", vm),
-                  s.i("mcpu", vm) != s.i("cpu_target", vm))
-    return guard, s.set({("mtarget", vm): s.i("target", vm), ("mcpu", vm): s.i("cpu_target", vm)})
-
-
-def _balloon_free(s: SymState, vm: int, p: int) -> z3.BoolRef:
-    """PPN ``p`` is free and not pending on the deflate queue (model: ``balloon_view``)."""
-    return z3.And(s.i("use", vm, p) == FREE, s.i("dq", vm, p) == 0)
-
-
-def _usable_free(cfg: Config, s: SymState, vm: int) -> Num:
-    G = cfg.guest_pages
-    free = count(_balloon_free(s, vm, p) for p in range(G))
-    if cfg.module is ModuleKind.DRIVER:
-        return _smax(0, free - cfg.kernel_reserve)
-    pinned = count(s.i("use", vm, p) == BALLOON for p in range(G))
-    return _smax(0, _smin(free, cfg.pin_limit - pinned))
-
-
-def _inflate_limit(cfg: Config, s: SymState, vm: int) -> Num:
-    G = cfg.guest_pages
-    held = (count(s.b("balloon", vm, p) for p in range(G))
-            + z3.Sum([s.i("inq", vm, q) for q in range(G + 1)])
-            + count(s.b("ai", vm, p) for p in range(G)))
-    return _smax(0, _smin(_batch(cfg), s.i("mtarget", vm) - held))
-
-
 def _ppn_sets(cfg: Config) -> Iterator[Args]:
     for vm in range(cfg.vms):
         for ppns in _subsets(cfg.guest_pages, _batch(cfg)):
             yield {"vm": vm, "ppns": ppns}
-
-
-@_encodes("balloon_inflate", _ppn_sets)
-def _balloon_inflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, ppns = a["vm"], tuple(a["ppns"])
-    k = len(ppns)
-    free = [_balloon_free(s, vm, p) for p in range(cfg.guest_pages)]
-    allowed = [free[p] for p in ppns]
-    if _lowest_first(cfg):
-        allowed += [z3.Not(free[p]) for p in range(max(ppns)) if p not in ppns]
-    guard = z3.And(k <= _inflate_limit(cfg, s, vm), k <= _usable_free(cfg, s, vm), *allowed)
-    upd: dict[Key, z3.ExprRef] = {}
-    for p in ppns:
-        upd["use", vm, p] = num(BALLOON)
-        upd["inq", vm, p] = saturating_inc(cfg, s.i("inq", vm, p))
-    return guard, s.set(upd)
-
-
-def _under_pressure(cfg: Config, s: SymState, vm: int) -> z3.BoolRef:
-    no_free = z3.And([s.i("use", vm, p) != FREE for p in range(cfg.guest_pages)])
-    D = cfg.guest_data_pages
-    disk_full = count(s.b("disk", vm, d) for d in range(D)) >= cfg.guest_disk_slots
-    lru_empty = z3.Not(z3.Or([s.b("lru", vm, d) for d in range(D)])) if D else T
-    return z3.And(no_free, z3.Or(disk_full, lru_empty))
-
-
-@_encodes("balloon_deflate", _ppn_sets)
-def _balloon_deflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, ppns = a["vm"], tuple(a["ppns"])
-    G = cfg.guest_pages
-    size = count(s.b("balloon", vm, p) for p in range(G))
-    batch = _batch(cfg)
-    excess = size - s.i("mtarget", vm)
-    if cfg.deflate_on_oom:
-        excess = z3.If(_under_pressure(cfg, s, vm), _smax(excess, batch), excess)
-    limit = _smax(0, _smin(_smin(batch, excess), size))
-    guard = z3.And(*[s.b("balloon", vm, p) for p in ppns], len(ppns) <= limit)
-    upd: dict[Key, z3.ExprRef] = {}
-    for p in ppns:
-        if not cfg.must_tell_host:
-            # Only pages the module still holds pinned go back to the guest.
-            use = s.i("use", vm, p)
-            upd["use", vm, p] = z3.If(use == BALLOON, FREE, use)
-        upd["balloon", vm, p] = F
-        upd["dq", vm, p] = saturating_inc(cfg, s.i("dq", vm, p))
-    return guard, s.set(upd)
-
-
-@_encodes("balloon_complete", _per_vm)
-def _balloon_complete(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = cfg.guest_pages
-    guard = z3.Or([s.b("ai", vm, p) for p in range(G)] + [s.b("ar", vm, q) for q in range(G + 1)]
-                  + [s.b("ad", vm, p) for p in range(G)])
-    upd: dict[Key, z3.ExprRef] = {}
-    new_balloon = []
-    for p in range(G):
-        mine = s.i("use", vm, p) == BALLOON
-        bal = z3.Or(s.b("balloon", vm, p), z3.And(s.b("ai", vm, p), mine))
-        new_balloon.append(bal)
-        upd["balloon", vm, p] = bal
-        ref = z3.And(z3.Or(s.b("refused", vm, p), z3.And(s.b("ar", vm, p), mine)), z3.Not(bal))
-        upd["refused", vm, p] = ref
-        if cfg.must_tell_host:
-            back = z3.And(s.b("ad", vm, p), mine, z3.Not(bal), z3.Not(ref))
-            upd["use", vm, p] = z3.If(back, FREE, s.i("use", vm, p))
-        upd["ai", vm, p] = upd["ad", vm, p] = F
-    for q in range(G + 1):
-        upd["ar", vm, q] = F
-    upd["actual", vm] = count(new_balloon)
-    return guard, s.set(upd)
-
-
-@_encodes("balloon_free_refused", _per_vm)
-def _balloon_free_refused(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm = a["vm"]
-    G = cfg.guest_pages
-    refused = [s.b("refused", vm, p) for p in range(G)]
-    upd: dict[Key, z3.ExprRef] = {}
-    for p in range(G):
-        upd["use", vm, p] = z3.If(refused[p], FREE, s.i("use", vm, p))
-        upd["refused", vm, p] = F
-    return z3.Or(refused), s.set(upd)
 
 
 def _vcpu_args(cfg: Config) -> Iterator[Args]:
@@ -713,24 +483,16 @@ def _vcpu_args(cfg: Config) -> Iterator[Args]:
             yield {"vm": vm, "vcpu": c}
 
 
-def _online_count(cfg: Config, s: SymState, vm: int) -> Num:
-    return count(s.b("vcpus", vm, c) for c in range(cfg.vcpus))
+def _targets(cfg: Config) -> Iterator[Args]:
+    for vm in range(cfg.vms):
+        for n in range(cfg.guest_pages + 1):
+            yield {"vm": vm, "pages": n}
 
 
-@_encodes("balloon_cpu_offline", _vcpu_args)
-def _balloon_cpu_offline(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, c = a["vm"], a["vcpu"]
-    guard = z3.And(_online_count(cfg, s, vm) > s.i("mcpu", vm), s.b("vcpus", vm, c),
-                   z3.BoolVal(c != 0))
-    return guard, s.set({("vcpus", vm, c): F, ("parked", vm, c): T})
-
-
-@_encodes("balloon_cpu_online", _vcpu_args)
-def _balloon_cpu_online(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
-    vm, c = a["vm"], a["vcpu"]
-    guard = z3.And(_online_count(cfg, s, vm) < s.i("mcpu", vm), z3.Not(s.b("vcpus", vm, c)),
-                   z3.Not(s.b("parked", vm, c)), s.i("idle") > 0)
-    return guard, s.set({("vcpus", vm, c): T, ("idle",): s.i("idle") - 1})
+def _cpu_targets(cfg: Config) -> Iterator[Args]:
+    for vm in range(cfg.vms):
+        for n in range(1, cfg.vcpus + 1):
+            yield {"vm": vm, "vcpus": n}
 
 
 # --------------------------------------------------------------------------
@@ -773,3 +535,25 @@ def _rogue_sizes(cfg: Config) -> Iterator[Args]:
 def _rogue_set_actual(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm, actual = a["vm"], a["actual"]
     return s.i("actual", vm) != actual, s.set({("actual", vm): _term(actual)})
+
+
+# --------------------------------------------------------------------------
+# Actions written once (:mod:`ballast.model.action_kernels`), read by the Z3 interpreter
+
+
+def kernel_effect(kernel: Kernel) -> Effect:
+    """The transition relation of an action kernel (named after the kernel)."""
+
+    def effect(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
+        return run_kernel(kernel, s, a)
+    effect.__module__, effect.__qualname__ = kernel.__module__, kernel.__qualname__
+    return effect
+
+
+for _name, _inst in (("host_set_target", _targets), ("host_set_cpu_target", _cpu_targets),
+                     ("vmm_reclaim", _refusals), ("vmm_release", _per_vm),
+                     ("vmm_cpu_reclaim", _per_vm), ("balloon_poll", _per_vm),
+                     ("balloon_inflate", _ppn_sets), ("balloon_deflate", _ppn_sets),
+                     ("balloon_complete", _per_vm), ("balloon_free_refused", _per_vm),
+                     ("balloon_cpu_offline", _vcpu_args), ("balloon_cpu_online", _vcpu_args)):
+    _encodes(_name, _inst)(kernel_effect(KERNELS[_name]))

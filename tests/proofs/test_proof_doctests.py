@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["encoding", "transitions", "properties", "faults", "bmc", "policy", "limits",
+MODULES = ["encoding", "interpret", "transitions", "properties", "faults", "bmc", "policy", "limits",
            "agreement", "queries", "reachability"]
 
 

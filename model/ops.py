@@ -1,0 +1,231 @@
+"""The array-level operations an action's guard and effect are written in, once.
+
+An action of :mod:`ballast.model.actions` is a Python function over frozen
+records: readable, but only runnable on one concrete state. Its *kernel*
+(:mod:`ballast.model.action_kernels`) says the same thing over the operations
+below, for one VM at a time, and each backend reads it with its own
+interpreter of :class:`Ops`:
+
+* the Z3 interpreter (:mod:`ballast.proofs.interpret`) unrolls it over the pages
+  of one VM into a guard formula and post-state terms;
+* the NumPy interpreter (:mod:`ballast.numeric.interpret`) runs it over a batch of
+  rows (arrays shaped ``(batch, pages)``), one row per operation.
+
+Values are opaque to a kernel: a *VM value* (a number or a truth value of the VM
+the step acts on), a *page vector* (one per PPN of that VM), a *vCPU vector*
+(one per vCPU) or a *VPN vector* (one per virtual page). Elementwise operations
+broadcast a VM value over a vector; plain Python numbers and truth values are
+constants. Field names are the model's own (``inflate_queue``,
+``module.balloon``, ``guest.ppn_use``, ...; see :data:`PAGE_FIELDS` and the
+others): each interpreter maps them to its storage in one table.
+
+A kernel first states its guard with :meth:`Ops.require` (every call adds a
+conjunct), then its effect with the ``set_*`` and VMM operations; it never
+requires after an effect. Shared resources of the host (idle processors) are
+taken with :meth:`Ops.claim`, after the guard: where one interpretation runs
+several operations against one host, it hands them out in row order.
+
+Nothing here imports NumPy or Z3: the model layer sits below both backends.
+
+>>> sorted(PAGE_FIELDS)[:3]
+['acked_deflate', 'acked_inflate', 'acked_refused']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from ballast.model.config import Config
+
+__all__ = [
+    "HOST_FIELDS",
+    "Kernel",
+    "Ops",
+    "PAGE_FIELDS",
+    "QUEUE_FIELDS",
+    "VCPU_FIELDS",
+    "VM_FIELDS",
+    "VPN_FIELDS",
+    "Value",
+]
+
+Value = Any
+"""A value of some interpretation: a constant, a Z3 term or list of terms, an array."""
+
+PAGE_FIELDS = frozenset({
+    "p2m", "ballooned", "acked_inflate", "acked_refused", "acked_deflate",
+    "module.balloon", "module.refused", "guest.ppn_use"})
+"""Per-PPN fields of a VM: ``p2m`` and ``guest.ppn_use`` are numbers, the rest are sets
+(a truth value per PPN). ``acked_refused`` may also name PPNs out of range (see
+:meth:`Ops.beyond`)."""
+
+QUEUE_FIELDS = frozenset({"inflate_queue", "deflate_queue"})
+"""The report queues: multisets of PPNs, possibly out of range (a hostile guest)."""
+
+VM_FIELDS = frozenset({"target", "cpu_target", "module.target", "module.cpu_target",
+                       "module.actual"})
+"""Numbers of a VM."""
+
+VCPU_FIELDS = frozenset({"guest.vcpus", "parked_vcpus"})
+"""Per-vCPU sets of a VM."""
+
+VPN_FIELDS = frozenset({"guest.lru", "guest.disk"})
+"""Per-VPN sets of a VM: resident VPNs (the LRU list) and VPNs on the guest's disk."""
+
+HOST_FIELDS = frozenset({"idle_pcpus"})
+"""Counters of the host, shared by every VM."""
+
+
+class Ops(Protocol):
+    """One interpretation of the operations, bound to one step (or a batch of them)."""
+
+    cfg: Config
+    """The configuration (a plain Python value: sizes and switches are constants)."""
+
+    # -- reading the state --------------------------------------------------------
+    def vm(self, field: str) -> Value:
+        """A number of the VM (:data:`VM_FIELDS`)."""
+
+    def pages(self, field: str) -> Value:
+        """A page vector of the VM (:data:`PAGE_FIELDS`)."""
+
+    def vcpus(self, field: str) -> Value:
+        """A vCPU vector of the VM (:data:`VCPU_FIELDS`)."""
+
+    def vpns(self, field: str) -> Value:
+        """A VPN vector of the VM (:data:`VPN_FIELDS`)."""
+
+    def host(self, field: str) -> Value:
+        """A counter of the host (:data:`HOST_FIELDS`)."""
+
+    def queued(self, field: str) -> Value:
+        """Page vector: whether each PPN is on the queue (:data:`QUEUE_FIELDS`)."""
+
+    def queue_len(self, field: str) -> Value:
+        """How many entries the queue holds, duplicates and PPNs out of range included."""
+
+    def beyond(self, field: str) -> Value:
+        """Whether the queue or set names a PPN out of range."""
+
+    # -- the step's arguments ------------------------------------------------------
+    def arg(self, name: str) -> Value:
+        """A number argument."""
+
+    def arg_pages(self, name: str) -> Value:
+        """A PPN-set argument as a page vector (the PPNs in range it names)."""
+
+    def arg_size(self, name: str) -> Value:
+        """How many PPNs a PPN-set argument lists."""
+
+    def arg_distinct(self, name: str) -> Value:
+        """Whether a PPN-set argument lists each PPN once."""
+
+    def arg_beyond(self, name: str) -> Value:
+        """Whether a PPN-set argument names a PPN out of range."""
+
+    def arg_beyond_within(self, name: str, field: str) -> Value:
+        """Whether every PPN out of range that the argument names is on queue ``field``."""
+
+    def arg_vcpu(self, name: str) -> Value:
+        """A vCPU argument as a vCPU vector (all false when out of range)."""
+
+    # -- arithmetic and logic (elementwise, a VM value broadcast over a vector) ---------
+    def and_(self, *xs: Value) -> Value:
+        """All hold."""
+
+    def or_(self, *xs: Value) -> Value:
+        """Some holds."""
+
+    def not_(self, x: Value) -> Value:
+        """Does not hold."""
+
+    def implies(self, a: Value, b: Value) -> Value:
+        """``a`` implies ``b``."""
+
+    def eq(self, a: Value, b: Value) -> Value:
+        """Equal."""
+
+    def ne(self, a: Value, b: Value) -> Value:
+        """Different."""
+
+    def lt(self, a: Value, b: Value) -> Value:
+        """Less than."""
+
+    def le(self, a: Value, b: Value) -> Value:
+        """At most."""
+
+    def add(self, a: Value, b: Value) -> Value:
+        """Sum."""
+
+    def sub(self, a: Value, b: Value) -> Value:
+        """Difference."""
+
+    def minimum(self, a: Value, b: Value) -> Value:
+        """The smaller."""
+
+    def maximum(self, a: Value, b: Value) -> Value:
+        """The larger."""
+
+    def where(self, cond: Value, a: Value, b: Value) -> Value:
+        """``a`` where ``cond`` holds, else ``b``."""
+
+    # -- reductions over a vector (giving a VM value) ------------------------------------
+    def count(self, mask: Value) -> Value:
+        """How many entries hold."""
+
+    def any(self, mask: Value) -> Value:
+        """Some entry holds."""
+
+    def all(self, mask: Value) -> Value:
+        """Every entry holds."""
+
+    # -- selections ---------------------------------------------------------------------
+    def lowest(self, mask: Value, k: Value) -> Value:
+        """The first ``k`` entries that hold (prefix count at most ``k``)."""
+
+    def up_to_last(self, mask: Value) -> Value:
+        """Per entry: whether it or a later entry holds."""
+
+    # -- guard ------------------------------------------------------------------------
+    def require(self, cond: Value) -> None:
+        """A conjunct of the guard (a VM truth value)."""
+
+    # -- effect -----------------------------------------------------------------------
+    def set_vm(self, field: str, value: Value) -> None:
+        """Write a number of the VM."""
+
+    def set_pages(self, field: str, value: Value) -> None:
+        """Write a page vector (a set's PPNs out of range stay as they are)."""
+
+    def set_vcpus(self, field: str, value: Value) -> None:
+        """Write a vCPU vector."""
+
+    def queue_add(self, field: str, mask: Value) -> None:
+        """Report the PPNs of ``mask`` on the queue once more."""
+
+    def queue_clear(self, field: str) -> None:
+        """Empty the queue (PPNs out of range included)."""
+
+    def carry_beyond(self, dst: str, src: str) -> None:
+        """The set ``dst`` gains the PPNs out of range on queue ``src``."""
+
+    def clear_beyond(self, field: str) -> None:
+        """The set ``field`` loses its PPNs out of range."""
+
+    def claim(self, field: str, n: Value) -> None:
+        """Take ``n`` of a host counter: guard ``n`` are there, effect subtract them.
+        Called after every other guard; several rows of one host get them in row order."""
+
+    def give(self, field: str, n: Value) -> None:
+        """Return ``n`` to a host counter."""
+
+    def unback(self, mask: Value, by_balloon: bool, scrub: bool = True) -> None:
+        """VMM: unmap the PPNs of ``mask``, lowest first (the model's ``unback``);
+        ``scrub=False`` only for the seeded fault that skips zeroing freed MPNs."""
+
+    def drop_swap(self, mask: Value) -> None:
+        """Host: forget the host-swap entries of the PPNs of ``mask``."""
+
+
+Kernel = Callable[[Ops], None]
+"""An action's guard and effect written once: it reads, requires, then writes."""

@@ -1,0 +1,420 @@
+"""The Z3 interpreter of the action kernels (:mod:`ballast.model.action_kernels`).
+
+A kernel runs once per step with Python values where the step is concrete (the
+configuration, the VM, arguments the instance lists fix) and Z3 terms where the
+state is symbolic: a page vector is a list of one term per PPN of the VM, so
+the kernel unrolls over pages. Operations fold constants, so a fixed argument
+(``ppns=(0, 2)``) leaves no trace of the pages it does not name. The guard is
+the conjunction of the kernel's requirements, the post-state its writes.
+
+The model's field names meet the encoding's keys in one place, :data:`KEYS`.
+
+>>> from ballast.model.action_kernels import KERNELS
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> from ballast.proofs.encoding import encode
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+>>> guard, post = run_kernel(KERNELS["host_set_target"], encode(cfg, initial_state(cfg)),
+...                          {"vm": 0, "pages": 1})
+>>> z3.simplify(guard), z3.simplify(post.i("target", 0))
+(True, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import z3
+
+from ballast.model.ops import Kernel, Value
+from ballast.model.state import UNBACKED
+from ballast.proofs.encoding import Key, Num, SymState, exactly, num, queue_cap
+
+__all__ = ["KEYS", "Z3Ops", "run_kernel", "unback"]
+
+KEYS: dict[str, str] = {
+    "p2m": "p2m",
+    "ballooned": "ballooned",
+    "acked_inflate": "ai",
+    "acked_refused": "ar",
+    "acked_deflate": "ad",
+    "module.balloon": "balloon",
+    "module.refused": "refused",
+    "guest.ppn_use": "use",
+    "inflate_queue": "inq",
+    "deflate_queue": "dq",
+    "target": "target",
+    "cpu_target": "cpu_target",
+    "module.target": "mtarget",
+    "module.cpu_target": "mcpu",
+    "module.actual": "actual",
+    "guest.vcpus": "vcpus",
+    "parked_vcpus": "parked",
+    "guest.lru": "lru",
+    "guest.disk": "disk",
+    "idle_pcpus": "idle",
+}
+"""The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
+
+
+def _is_const(x: Any) -> bool:
+    return isinstance(x, (bool, int))
+
+
+def _term(x: Any) -> z3.ExprRef:
+    if isinstance(x, bool):
+        return z3.BoolVal(x)
+    if isinstance(x, int):
+        return num(x)
+    assert isinstance(x, z3.ExprRef)
+    return x
+
+
+def _true(x: Any) -> bool:
+    return x is True or (isinstance(x, z3.BoolRef) and z3.is_true(x))
+
+
+def _false(x: Any) -> bool:
+    return x is False or (isinstance(x, z3.BoolRef) and z3.is_false(x))
+
+
+def _and(items: Iterable[Any]) -> Any:
+    rest = []
+    for x in items:
+        if _false(x):
+            return False
+        if not _true(x):
+            rest.append(x)
+    if not rest:
+        return True
+    return rest[0] if len(rest) == 1 else z3.And(rest)
+
+
+def _or(items: Iterable[Any]) -> Any:
+    rest = []
+    for x in items:
+        if _true(x):
+            return True
+        if not _false(x):
+            rest.append(x)
+    if not rest:
+        return False
+    return rest[0] if len(rest) == 1 else z3.Or(rest)
+
+
+def _not(x: Any) -> Any:
+    if _true(x):
+        return False
+    if _false(x):
+        return True
+    return z3.Not(x)
+
+
+def _ite(c: Any, a: Any, b: Any) -> Any:
+    if _true(c):
+        return a
+    if _false(c):
+        return b
+    if _is_const(a) and _is_const(b) and a == b and type(a) is type(b):
+        return a
+    if not _is_const(a) and not _is_const(b) and a.eq(b):
+        return a
+    return z3.If(c, _term(a), _term(b))
+
+
+def _count(bools: list[Any]) -> Any:
+    """How many hold (a constant when all are)."""
+    fixed = sum(1 for b in bools if _true(b))
+    terms = [z3.If(b, num(1), num(0)) for b in bools if not _true(b) and not _false(b)]
+    if not terms:
+        return fixed
+    out: Num = z3.Sum(terms) if len(terms) > 1 else terms[0]
+    return out + fixed if fixed else out
+
+
+def _lift(fn: Any) -> Any:
+    """An elementwise binary operation over VM values and vectors (lists)."""
+    def op(self: "Z3Ops", a: Any, b: Any) -> Any:
+        if isinstance(a, list) or isinstance(b, list):
+            n = len(a) if isinstance(a, list) else len(b)
+            aa = a if isinstance(a, list) else [a] * n
+            bb = b if isinstance(b, list) else [b] * n
+            return [fn(x, y) for x, y in zip(aa, bb)]
+        return fn(a, b)
+    return op
+
+
+def _cmp(pyop: Any, zop: Any) -> Any:
+    def fn(a: Any, b: Any) -> Any:
+        if _is_const(a) and _is_const(b):
+            return bool(pyop(a, b))
+        return zop(_term(a), _term(b))
+    return fn
+
+
+def _arith(pyop: Any) -> Any:
+    def fn(a: Any, b: Any) -> Any:
+        if _is_const(a) and _is_const(b):
+            return int(pyop(a, b))
+        return pyop(_term(a), _term(b))
+    return fn
+
+
+def _minimum(a: Any, b: Any) -> Any:
+    if _is_const(a) and _is_const(b):
+        return min(a, b)
+    return z3.If(_term(a) <= _term(b), _term(a), _term(b))
+
+
+def _maximum(a: Any, b: Any) -> Any:
+    if _is_const(a) and _is_const(b):
+        return max(a, b)
+    return z3.If(_term(a) >= _term(b), _term(a), _term(b))
+
+
+def _mappers(s: SymState, mpn: Num) -> list[z3.BoolRef]:
+    cfg = s.cfg
+    return [s.i("p2m", v, p) == mpn for v in range(cfg.vms) for p in range(cfg.guest_pages)]
+
+
+def unback(s: SymState, vm: int, ppn: int, by_balloon: bool, scrub: bool = True) -> SymState:
+    """The VMM's ``actions.unback`` of one page: the PPN loses its MPN, which returns to
+    the free pool (zeroed unless ``scrub`` is off) when no other guest page shares it."""
+    mpn = s.i("p2m", vm, ppn)
+    backed = mpn != UNBACKED
+    s1 = s.set({("p2m", vm, ppn): num(UNBACKED)})
+    others = _mappers(s1, mpn)
+    shared = z3.Or(others)
+    F = z3.BoolVal(False)
+    upd: dict[Key, z3.ExprRef] = {}
+    for m in range(s.cfg.machine_pages):
+        here = z3.And(backed, mpn == m)
+        upd["cow", m] = z3.If(z3.And(here, z3.Or(exactly(others, 1), z3.Not(shared))), F,
+                              s.b("cow", m))
+        if scrub:
+            upd["content", m] = z3.If(z3.And(here, z3.Not(shared)), 0, s.i("content", m))
+        upd["free", m] = z3.Or(s.b("free", m), z3.And(here, z3.Not(shared)))
+        if by_balloon:
+            upd["reclaimed", m] = z3.Or(s.b("reclaimed", m), z3.And(here, z3.Not(shared)))
+    return s1.set(upd).ite(backed, s)
+
+
+class Z3Ops:
+    """:class:`~ballast.model.ops.Ops` for one step of VM ``vm`` from a symbolic state."""
+
+    def __init__(self, s: SymState, vm: int, args: Mapping[str, Any]) -> None:
+        self.cfg = s.cfg
+        self.s = s
+        self.vm_index = vm
+        self.args = args
+        self.guards: list[Any] = []
+        self._writing = False
+
+    # -- reading ---------------------------------------------------------------------
+    def _key(self, field: str) -> str:
+        return KEYS[field]
+
+    def vm(self, field: str) -> Value:
+        return self.s[self._key(field), self.vm_index]
+
+    def pages(self, field: str) -> Value:
+        k = self._key(field)
+        return [self.s[k, self.vm_index, p] for p in range(self.cfg.guest_pages)]
+
+    def vcpus(self, field: str) -> Value:
+        k = self._key(field)
+        return [self.s[k, self.vm_index, c] for c in range(self.cfg.vcpus)]
+
+    def vpns(self, field: str) -> Value:
+        k = self._key(field)
+        return [self.s[k, self.vm_index, d] for d in range(self.cfg.guest_data_pages)]
+
+    def host(self, field: str) -> Value:
+        return self.s[(self._key(field),)]
+
+    def queued(self, field: str) -> Value:
+        k = self._key(field)
+        return [self.s.i(k, self.vm_index, q) > 0 for q in range(self.cfg.guest_pages)]
+
+    def queue_len(self, field: str) -> Value:
+        k = self._key(field)
+        return z3.Sum([self.s.i(k, self.vm_index, q) for q in range(self.cfg.guest_pages + 1)])
+
+    def beyond(self, field: str) -> Value:
+        k, G = self._key(field), self.cfg.guest_pages
+        if field == "acked_refused":
+            return self.s[k, self.vm_index, G]
+        return self.s.i(k, self.vm_index, G) > 0
+
+    # -- arguments ---------------------------------------------------------------------
+    def arg(self, name: str) -> Value:
+        return self.args[name]
+
+    def _bits(self, name: str) -> list[Any]:
+        """Per PPN ``0..G`` (``G``: any out of range), whether the argument names it: from
+        a tuple of PPNs or a symbolic bit mask (bit ``q`` for PPN ``q``)."""
+        raw, G = self.args[name], self.cfg.guest_pages
+        if isinstance(raw, tuple):
+            return [q in raw for q in range(G)] + [any(not 0 <= p < G for p in raw)]
+        return [z3.Extract(q, q, raw) == 1 for q in range(G + 1)]
+
+    def arg_pages(self, name: str) -> Value:
+        return self._bits(name)[:-1]
+
+    def arg_size(self, name: str) -> Value:
+        raw = self.args[name]
+        return len(raw) if isinstance(raw, tuple) else _count(self._bits(name))
+
+    def arg_distinct(self, name: str) -> Value:
+        raw = self.args[name]
+        return len(set(raw)) == len(raw) if isinstance(raw, tuple) else True
+
+    def arg_beyond(self, name: str) -> Value:
+        return self._bits(name)[-1]
+
+    def arg_beyond_within(self, name: str, field: str) -> Value:
+        return self.implies(self.arg_beyond(name), self.beyond(field))
+
+    def arg_vcpu(self, name: str) -> Value:
+        c = self.args[name]
+        return [c == i for i in range(self.cfg.vcpus)]
+
+    # -- arithmetic and logic -------------------------------------------------------------
+    def _vec(self, xs: tuple[Any, ...], fn: Any) -> Any:
+        n = next((len(x) for x in xs if isinstance(x, list)), None)
+        if n is None:
+            return fn(xs)
+        cols = [x if isinstance(x, list) else [x] * n for x in xs]
+        return [fn(row) for row in zip(*cols)]
+
+    def and_(self, *xs: Value) -> Value:
+        return self._vec(xs, _and)
+
+    def or_(self, *xs: Value) -> Value:
+        return self._vec(xs, _or)
+
+    def not_(self, x: Value) -> Value:
+        return [_not(e) for e in x] if isinstance(x, list) else _not(x)
+
+    def implies(self, a: Value, b: Value) -> Value:
+        return self.or_(self.not_(a), b)
+
+    eq = _lift(_cmp(lambda a, b: a == b, lambda a, b: a == b))
+    ne = _lift(_cmp(lambda a, b: a != b, lambda a, b: a != b))
+    lt = _lift(_cmp(lambda a, b: a < b, lambda a, b: a < b))
+    le = _lift(_cmp(lambda a, b: a <= b, lambda a, b: a <= b))
+    add = _lift(_arith(lambda a, b: a + b))
+    sub = _lift(_arith(lambda a, b: a - b))
+    minimum = _lift(_minimum)
+    maximum = _lift(_maximum)
+
+    def where(self, cond: Value, a: Value, b: Value) -> Value:
+        return self._vec((cond, a, b), lambda t: _ite(*t))
+
+    # -- reductions and selections ---------------------------------------------------------
+    def count(self, mask: Value) -> Value:
+        return _count(list(mask))
+
+    def any(self, mask: Value) -> Value:
+        return _or(mask)
+
+    def all(self, mask: Value) -> Value:
+        return _and(mask)
+
+    def lowest(self, mask: Value, k: Value) -> Value:
+        out: list[Any] = []
+        for m in mask:
+            out.append(_and([m, self.lt(_count(out), k)]))
+        return out
+
+    def up_to_last(self, mask: Value) -> Value:
+        out: list[Any] = []
+        later: Any = False
+        for m in reversed(mask):
+            later = _or([m, later])
+            out.append(later)
+        return out[::-1]
+
+    # -- guard and effect ---------------------------------------------------------------------
+    def require(self, cond: Value) -> None:
+        assert not self._writing, "a kernel requires nothing after its effect"
+        self.guards.append(cond)
+
+    def _write(self, updates: dict[Key, Any]) -> None:
+        self._writing = True
+        changed = {}
+        for k, v in updates.items():
+            old = self.s[k]
+            if not _is_const(v) and v.eq(old):
+                continue
+            changed[k] = _term(v)
+        if changed:
+            self.s = self.s.set(changed)
+
+    def set_vm(self, field: str, value: Value) -> None:
+        self._write({(self._key(field), self.vm_index): value})
+
+    def set_pages(self, field: str, value: Value) -> None:
+        k = self._key(field)
+        self._write({(k, self.vm_index, p): v for p, v in enumerate(value)})
+
+    def set_vcpus(self, field: str, value: Value) -> None:
+        self.set_pages(field, value)
+
+    def queue_add(self, field: str, mask: Value) -> None:
+        k, cap = self._key(field), queue_cap(self.cfg)
+        upd: dict[Key, Any] = {}
+        for p, m in enumerate(mask):
+            if _false(m):
+                continue
+            x = self.s.i(k, self.vm_index, p)
+            upd[k, self.vm_index, p] = _ite(m, z3.If(x >= cap, num(cap), x + 1), x)
+        self._write(upd)
+
+    def queue_clear(self, field: str) -> None:
+        k = self._key(field)
+        self._write({(k, self.vm_index, q): 0 for q in range(self.cfg.guest_pages + 1)})
+
+    def carry_beyond(self, dst: str, src: str) -> None:
+        key = (self._key(dst), self.vm_index, self.cfg.guest_pages)
+        self._write({key: _or([self.s[key], self.beyond(src)])})
+
+    def clear_beyond(self, field: str) -> None:
+        self._write({(self._key(field), self.vm_index, self.cfg.guest_pages): False})
+
+    def claim(self, field: str, n: Value) -> None:
+        have = self.host(field)
+        self.guards.append(self.le(n, have))
+        self._write({(self._key(field),): self.sub(have, n)})
+
+    def give(self, field: str, n: Value) -> None:
+        self._write({(self._key(field),): self.add(self.host(field), n)})
+
+    def unback(self, mask: Value, by_balloon: bool, scrub: bool = True) -> None:
+        self._writing = True
+        post = self.s
+        for p, m in enumerate(mask):
+            if _false(m):
+                continue
+            done = unback(post, self.vm_index, p, by_balloon, scrub)
+            post = done if _true(m) else done.ite(m, post)
+        self.s = post
+
+    def drop_swap(self, mask: Value) -> None:
+        v = self.vm_index
+        upd: dict[Key, Any] = {}
+        for p, m in enumerate(mask):
+            if _false(m):
+                continue
+            upd["swap", v, p] = _and([self.s["swap", v, p], _not(m)])
+            upd["swap_tok", v, p] = _ite(m, 0, self.s["swap_tok", v, p])
+        self._write(upd)
+
+
+def run_kernel(kernel: Kernel, s: SymState, args: Mapping[str, Any]) -> tuple[z3.BoolRef, SymState]:
+    """(guard, post-state) of ``kernel`` for VM ``args["vm"]`` from ``s``."""
+    o = Z3Ops(s, int(args["vm"]), args)
+    kernel(o)
+    guard = _and(o.guards)
+    return (z3.BoolVal(guard) if isinstance(guard, bool) else guard), o.s
+
