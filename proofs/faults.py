@@ -84,10 +84,10 @@ def _vmm_picks(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
 def _release_forgets(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
     G = s.cfg.guest_pages
-    guard = z3.Sum([s.i("dq", vm, q) for q in range(G + 1)]) > 0
-    upd: dict[Key, z3.ExprRef] = {("dq", vm, q): num(0) for q in range(G + 1)}
+    guard = z3.Sum([s.i("deflate_queue", vm, q) for q in range(G + 1)]) > 0
+    upd: dict[Key, z3.ExprRef] = {("deflate_queue", vm, q): num(0) for q in range(G + 1)}
     for p in range(G):
-        upd["ad", vm, p] = z3.Or(s.b("ad", vm, p), s.i("dq", vm, p) > 0)
+        upd["acked_deflate", vm, p] = z3.Or(s.b("acked_deflate", vm, p), s.i("deflate_queue", vm, p) > 0)
     return guard, s.set(upd)
 
 
@@ -115,21 +115,21 @@ def _take_unit(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
 def _reclaim_keeps(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
     G = s.cfg.guest_pages
-    guard = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)]) > 0
+    guard = z3.Sum([s.i("inflate_queue", vm, q) for q in range(G + 1)]) > 0
     nb = count(s.b("ballooned", vm, p) for p in range(G))
     room = z3.If(s.i("target", vm) - nb > 0, s.i("target", vm) - nb, 0)
     ok: list[z3.BoolRef] = []
     upd: dict[Key, z3.ExprRef] = {}
     for q in range(G + 1):
-        present = s.i("inq", vm, q) > 0
+        present = s.i("inflate_queue", vm, q) > 0
         acc = F
         if q < G:
             acc = z3.And(present, z3.Not(s.b("ballooned", vm, q)), count(ok) < room)
             ok.append(acc)
             upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
-            upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
-        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present, z3.Not(acc)))
-        upd["inq", vm, q] = num(0)
+            upd["acked_inflate", vm, q] = z3.Or(s.b("acked_inflate", vm, q), acc)
+        upd["acked_refused", vm, q] = z3.Or(s.b("acked_refused", vm, q), z3.And(present, z3.Not(acc)))
+        upd["inflate_queue", vm, q] = num(0)
     return guard, s.set(upd)
 
 
@@ -173,11 +173,11 @@ def _cow_in_place(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSta
 @_fault("host_swap_loses_data")
 def _swap_loses(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     guard, post = _host_swap_out(s.cfg, s, a)
-    return guard, post.set({("swap_tok", a["vm"], a["ppn"]): num(0)})
+    return guard, post.set({("swap_token", a["vm"], a["ppn"]): num(0)})
 
 
 @_fault("cpu_reclaim_keeps_parked")
 def _cpu_double(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
-    parked = [s.b("parked", vm, c) for c in range(s.cfg.vcpus)]
-    return z3.Or(parked) if parked else F, s.set({("idle",): s.i("idle") + count(parked)})
+    parked = [s.b("parked_vcpus", vm, c) for c in range(s.cfg.vcpus)]
+    return z3.Or(parked) if parked else F, s.set({("idle_pcpus",): s.i("idle_pcpus") + count(parked)})

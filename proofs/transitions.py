@@ -232,7 +232,7 @@ def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState
     backed = mpn != UNBACKED
     ok, new = _free_mpn(s)
     swapped = select([s.b("swap", vm, p) for p in range(G)], at)
-    stok = select([s.i("swap_tok", vm, p) for p in range(G)], at)
+    stok = select([s.i("swap_token", vm, p) for p in range(G)], at)
     token: Num = z3.If(swapped, stok, 0)
     miss = z3.Not(backed)
     upd: dict[Key, z3.ExprRef] = {}
@@ -242,7 +242,7 @@ def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState
     for p in range(G):
         here = z3.And(miss, at == p)
         upd["swap", vm, p] = z3.And(s.b("swap", vm, p), z3.Not(here))
-        upd["swap_tok", vm, p] = z3.If(here, 0, s.i("swap_tok", vm, p))
+        upd["swap_token", vm, p] = z3.If(here, 0, s.i("swap_token", vm, p))
         upd["p2m", vm, p] = z3.If(here, new, s.i("p2m", vm, p))
         upd["ballooned", vm, p] = z3.And(s.b("ballooned", vm, p), z3.Not(here))
     return z3.Or(backed, ok), s.set(upd), z3.If(backed, mpn, new)
@@ -285,23 +285,23 @@ def _lru_count(s: SymState, vm: int) -> Num:
 
 def _lru_remove(s: SymState, vm: int, vpn: int) -> dict[Key, z3.ExprRef]:
     """Take ``vpn`` out of the LRU order (those behind it move up one place)."""
-    r = s.i("rank", vm, vpn)
-    upd: dict[Key, z3.ExprRef] = {("lru", vm, vpn): F, ("rank", vm, vpn): num(0)}
+    r = s.i("lru_rank", vm, vpn)
+    upd: dict[Key, z3.ExprRef] = {("lru", vm, vpn): F, ("lru_rank", vm, vpn): num(0)}
     for d in range(s.cfg.guest_data_pages):
         if d != vpn:
-            rd = s.i("rank", vm, d)
-            upd["rank", vm, d] = z3.If(z3.And(s.b("lru", vm, vpn), s.b("lru", vm, d), rd > r),
+            rd = s.i("lru_rank", vm, d)
+            upd["lru_rank", vm, d] = z3.If(z3.And(s.b("lru", vm, vpn), s.b("lru", vm, d), rd > r),
                                        rd - 1, rd)
     return upd
 
 
 def _resident(s: SymState, vm: int, vpn: int) -> tuple[z3.BoolRef, Num]:
-    return lowest([s.i("use", vm, p) == vpn for p in range(s.cfg.guest_pages)])
+    return lowest([s.i("ppn_use", vm, p) == vpn for p in range(s.cfg.guest_pages)])
 
 
 def _set_use_at(s: SymState, vm: int, ppn: Num, use: Num | int
                 ) -> dict[Key, z3.ExprRef]:
-    return {("use", vm, p): z3.If(ppn == p, use, s.i("use", vm, p))
+    return {("ppn_use", vm, p): z3.If(ppn == p, use, s.i("ppn_use", vm, p))
             for p in range(s.cfg.guest_pages)}
 
 
@@ -312,19 +312,19 @@ def _access(cfg: Config, s: SymState, vm: int, vpn: int
     res, rppn = _resident(s, vm, vpn)
     # Resident: move to the most recently used end of the LRU order.
     hit = s.set(_lru_remove(s, vm, vpn))
-    hit = hit.set({("lru", vm, vpn): T, ("rank", vm, vpn): _lru_count(hit, vm)})
+    hit = hit.set({("lru", vm, vpn): T, ("lru_rank", vm, vpn): _lru_count(hit, vm)})
     # ...and the access makes sure a machine page backs it (a ballooned page pops).
     hguard, hit, _ = fault_in(hit, vm, rppn)
     # Not resident: the allocator's lowest free PPN, filled from the guest's disk or zeros.
-    ok, fppn = lowest([s.i("use", vm, p) == FREE for p in range(G)])
+    ok, fppn = lowest([s.i("ppn_use", vm, p) == FREE for p in range(G)])
     on_disk = s.b("disk", vm, vpn)
-    token = z3.If(on_disk, s.i("disk_tok", vm, vpn), 0)
+    token = z3.If(on_disk, s.i("disk_token", vm, vpn), 0)
     # Appending a VPN that is listed already leaves its first place where it was.
     listed = s.b("lru", vm, vpn)
     miss = s.set({**_set_use_at(s, vm, fppn, vpn), ("lru", vm, vpn): T,
-                  ("rank", vm, vpn): z3.If(listed, s.i("rank", vm, vpn), _lru_count(s, vm)),
+                  ("lru_rank", vm, vpn): z3.If(listed, s.i("lru_rank", vm, vpn), _lru_count(s, vm)),
                   ("disk", vm, vpn): F,
-                  ("disk_tok", vm, vpn): num(0)})
+                  ("disk_token", vm, vpn): num(0)})
     wguard, wpost = write_page(miss, vm, fppn, token)
     post = hit.ite(res, wpost)
     return z3.If(res, hguard, z3.And(ok, wguard)), post, z3.If(res, rppn, fppn)
@@ -414,7 +414,7 @@ def _host_swap_out(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSt
     cow = select([s.b("cow", m) for m in range(cfg.machine_pages)], mpn)
     token = select([s.i("content", m) for m in range(cfg.machine_pages)], mpn)
     guard = z3.And(mpn != UNBACKED, z3.Not(cow), room)
-    s1 = s.set({("swap", vm, ppn): T, ("swap_tok", vm, ppn): token})
+    s1 = s.set({("swap", vm, ppn): T, ("swap_token", vm, ppn): token})
     return guard, unback(s1, vm, ppn, by_balloon=False)
 
 
@@ -444,8 +444,8 @@ def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     vm = a["vm"]
     G = cfg.guest_pages
     bits = _refuse_bits(cfg, a["refuse"])
-    nq = z3.Sum([s.i("inq", vm, q) for q in range(G + 1)])
-    present = [s.i("inq", vm, q) > 0 for q in range(G + 1)]
+    nq = z3.Sum([s.i("inflate_queue", vm, q) for q in range(G + 1)])
+    present = [s.i("inflate_queue", vm, q) > 0 for q in range(G + 1)]
     valid = [z3.And(present[q], z3.Not(s.b("ballooned", vm, q))) for q in range(G)]
     accepted = [z3.And(valid[q], z3.Not(bits[q])) for q in range(G)]
     # With ``migration`` the VMM takes one page beyond the target (as the model does).
@@ -462,18 +462,18 @@ def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     for q in range(G + 1):
         if q < G:
             acc = accepted[q]
-            upd["ai", vm, q] = z3.Or(s.b("ai", vm, q), acc)
+            upd["acked_inflate", vm, q] = z3.Or(s.b("acked_inflate", vm, q), acc)
             upd["ballooned", vm, q] = z3.Or(s.b("ballooned", vm, q), acc)
         else:
             acc = F
-        upd["ar", vm, q] = z3.Or(s.b("ar", vm, q), z3.And(present[q], z3.Not(acc)))
-        upd["inq", vm, q] = num(0)
+        upd["acked_refused", vm, q] = z3.Or(s.b("acked_refused", vm, q), z3.And(present[q], z3.Not(acc)))
+        upd["inflate_queue", vm, q] = num(0)
     post = s
     for q in range(G):
         post = unback(post, vm, q, by_balloon=True).ite(accepted[q], post)
     for q in range(G):
         upd["swap", vm, q] = z3.And(post.b("swap", vm, q), z3.Not(accepted[q]))
-        upd["swap_tok", vm, q] = z3.If(accepted[q], 0, post.i("swap_tok", vm, q))
+        upd["swap_token", vm, q] = z3.If(accepted[q], 0, post.i("swap_token", vm, q))
     return guard, post.set(upd)
 
 
@@ -481,12 +481,12 @@ def _vmm_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
 def _vmm_release(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
     G = cfg.guest_pages
-    guard = z3.Sum([s.i("dq", vm, q) for q in range(G + 1)]) > 0
-    upd: dict[Key, z3.ExprRef] = {("dq", vm, q): num(0) for q in range(G + 1)}
+    guard = z3.Sum([s.i("deflate_queue", vm, q) for q in range(G + 1)]) > 0
+    upd: dict[Key, z3.ExprRef] = {("deflate_queue", vm, q): num(0) for q in range(G + 1)}
     for p in range(G):
-        rep = s.i("dq", vm, p) > 0
+        rep = s.i("deflate_queue", vm, p) > 0
         upd["ballooned", vm, p] = z3.And(s.b("ballooned", vm, p), z3.Not(rep))
-        upd["ad", vm, p] = z3.Or(s.b("ad", vm, p), rep)
+        upd["acked_deflate", vm, p] = z3.Or(s.b("acked_deflate", vm, p), rep)
     return guard, s.set(upd)
 
 
@@ -512,9 +512,9 @@ def _vmm_share(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]
 @_encodes("vmm_cpu_reclaim", _per_vm)
 def _vmm_cpu_reclaim(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
-    parked = [s.b("parked", vm, c) for c in range(cfg.vcpus)]
-    upd: dict[Key, z3.ExprRef] = {("parked", vm, c): F for c in range(cfg.vcpus)}
-    upd["idle",] = s.i("idle") + count(parked)
+    parked = [s.b("parked_vcpus", vm, c) for c in range(cfg.vcpus)]
+    upd: dict[Key, z3.ExprRef] = {("parked_vcpus", vm, c): F for c in range(cfg.vcpus)}
+    upd["idle_pcpus",] = s.i("idle_pcpus") + count(parked)
     return z3.Or(parked) if parked else F, s.set(upd)
 
 
@@ -553,12 +553,12 @@ def _guest_evict(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     vm, vpn = a["vm"], a["vpn"]
     D = cfg.guest_data_pages
     in_lru = s.b("lru", vm, vpn)
-    victim = s.i("rank", vm, vpn) == 0 if _policy_lru(cfg) else T
+    victim = s.i("lru_rank", vm, vpn) == 0 if _policy_lru(cfg) else T
     room = at_most([s.b("disk", vm, d) for d in range(D)], cfg.guest_disk_slots - 1)
     res, ppn = _resident(s, vm, vpn)
     gp, sp, mpn = fault_in(s, vm, ppn)
     token = select([sp.i("content", m) for m in range(cfg.machine_pages)], mpn)
-    upd: dict[Key, z3.ExprRef] = {("disk", vm, vpn): T, ("disk_tok", vm, vpn): token}
+    upd: dict[Key, z3.ExprRef] = {("disk", vm, vpn): T, ("disk_token", vm, vpn): token}
     upd.update(_set_use_at(sp, vm, ppn, FREE))
     upd.update(_lru_remove(sp, vm, vpn))
     return z3.And(in_lru, victim, room, res, gp), sp.set(upd)
@@ -570,17 +570,17 @@ def _guest_reset(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     G, D = cfg.guest_pages, cfg.guest_data_pages
     upd: dict[Key, z3.ExprRef] = {}
     for p in range(G):
-        upd["use", vm, p] = num(FREE)
-        for name in ("balloon", "refused", "ballooned", "ai", "ad", "swap"):
+        upd["ppn_use", vm, p] = num(FREE)
+        for name in ("balloon", "refused", "ballooned", "acked_inflate", "acked_deflate", "swap"):
             upd[name, vm, p] = F
-        upd["swap_tok", vm, p] = num(0)
+        upd["swap_token", vm, p] = num(0)
     for q in range(G + 1):
-        upd["inq", vm, q] = upd["dq", vm, q] = num(0)
-        upd["ar", vm, q] = F
+        upd["inflate_queue", vm, q] = upd["deflate_queue", vm, q] = num(0)
+        upd["acked_refused", vm, q] = F
     for d in range(D):
         upd["lru", vm, d] = upd["disk", vm, d] = F
-        upd["rank", vm, d] = upd["expected", vm, d] = upd["disk_tok", vm, d] = num(0)
-    upd["mtarget", vm] = upd["actual", vm] = num(0)
+        upd["lru_rank", vm, d] = upd["expected", vm, d] = upd["disk_token", vm, d] = num(0)
+    upd["module.target", vm] = upd["actual", vm] = num(0)
     return T, s.set(upd)
 
 
@@ -591,14 +591,14 @@ def _guest_reset(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
 @_encodes("balloon_poll", _per_vm)
 def _balloon_poll(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
-    guard = z3.Or(z3.BoolVal(cfg.reread_target), s.i("mtarget", vm) != s.i("target", vm),
-                  s.i("mcpu", vm) != s.i("cpu_target", vm))
-    return guard, s.set({("mtarget", vm): s.i("target", vm), ("mcpu", vm): s.i("cpu_target", vm)})
+    guard = z3.Or(z3.BoolVal(cfg.reread_target), s.i("module.target", vm) != s.i("target", vm),
+                  s.i("module.cpu_target", vm) != s.i("cpu_target", vm))
+    return guard, s.set({("module.target", vm): s.i("target", vm), ("module.cpu_target", vm): s.i("cpu_target", vm)})
 
 
 def _balloon_free(s: SymState, vm: int, p: int) -> z3.BoolRef:
     """PPN ``p`` is free and not pending on the deflate queue (model: ``balloon_view``)."""
-    return z3.And(s.i("use", vm, p) == FREE, s.i("dq", vm, p) == 0)
+    return z3.And(s.i("ppn_use", vm, p) == FREE, s.i("deflate_queue", vm, p) == 0)
 
 
 def _usable_free(cfg: Config, s: SymState, vm: int) -> Num:
@@ -606,16 +606,16 @@ def _usable_free(cfg: Config, s: SymState, vm: int) -> Num:
     free = count(_balloon_free(s, vm, p) for p in range(G))
     if cfg.module is ModuleKind.DRIVER:
         return _smax(0, free - cfg.kernel_reserve)
-    pinned = count(s.i("use", vm, p) == BALLOON for p in range(G))
+    pinned = count(s.i("ppn_use", vm, p) == BALLOON for p in range(G))
     return _smax(0, _smin(free, cfg.pin_limit - pinned))
 
 
 def _inflate_limit(cfg: Config, s: SymState, vm: int) -> Num:
     G = cfg.guest_pages
     held = (count(s.b("balloon", vm, p) for p in range(G))
-            + z3.Sum([s.i("inq", vm, q) for q in range(G + 1)])
-            + count(s.b("ai", vm, p) for p in range(G)))
-    return _smax(0, _smin(_batch(cfg), s.i("mtarget", vm) - held))
+            + z3.Sum([s.i("inflate_queue", vm, q) for q in range(G + 1)])
+            + count(s.b("acked_inflate", vm, p) for p in range(G)))
+    return _smax(0, _smin(_batch(cfg), s.i("module.target", vm) - held))
 
 
 def _ppn_sets(cfg: Config) -> Iterator[Args]:
@@ -635,13 +635,13 @@ def _balloon_inflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sym
     guard = z3.And(k <= _inflate_limit(cfg, s, vm), k <= _usable_free(cfg, s, vm), *allowed)
     upd: dict[Key, z3.ExprRef] = {}
     for p in ppns:
-        upd["use", vm, p] = num(BALLOON)
-        upd["inq", vm, p] = saturating_inc(cfg, s.i("inq", vm, p))
+        upd["ppn_use", vm, p] = num(BALLOON)
+        upd["inflate_queue", vm, p] = saturating_inc(cfg, s.i("inflate_queue", vm, p))
     return guard, s.set(upd)
 
 
 def _under_pressure(cfg: Config, s: SymState, vm: int) -> z3.BoolRef:
-    no_free = z3.And([s.i("use", vm, p) != FREE for p in range(cfg.guest_pages)])
+    no_free = z3.And([s.i("ppn_use", vm, p) != FREE for p in range(cfg.guest_pages)])
     D = cfg.guest_data_pages
     disk_full = count(s.b("disk", vm, d) for d in range(D)) >= cfg.guest_disk_slots
     lru_empty = z3.Not(z3.Or([s.b("lru", vm, d) for d in range(D)])) if D else T
@@ -654,7 +654,7 @@ def _balloon_deflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sym
     G = cfg.guest_pages
     size = count(s.b("balloon", vm, p) for p in range(G))
     batch = _batch(cfg)
-    excess = size - s.i("mtarget", vm)
+    excess = size - s.i("module.target", vm)
     if cfg.deflate_on_oom:
         excess = z3.If(_under_pressure(cfg, s, vm), _smax(excess, batch), excess)
     limit = _smax(0, _smin(_smin(batch, excess), size))
@@ -663,10 +663,10 @@ def _balloon_deflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sym
     for p in ppns:
         if not cfg.must_tell_host:
             # Only pages the module still holds pinned go back to the guest.
-            use = s.i("use", vm, p)
-            upd["use", vm, p] = z3.If(use == BALLOON, FREE, use)
+            use = s.i("ppn_use", vm, p)
+            upd["ppn_use", vm, p] = z3.If(use == BALLOON, FREE, use)
         upd["balloon", vm, p] = F
-        upd["dq", vm, p] = saturating_inc(cfg, s.i("dq", vm, p))
+        upd["deflate_queue", vm, p] = saturating_inc(cfg, s.i("deflate_queue", vm, p))
     return guard, s.set(upd)
 
 
@@ -674,23 +674,23 @@ def _balloon_deflate(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, Sym
 def _balloon_complete(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm = a["vm"]
     G = cfg.guest_pages
-    guard = z3.Or([s.b("ai", vm, p) for p in range(G)] + [s.b("ar", vm, q) for q in range(G + 1)]
-                  + [s.b("ad", vm, p) for p in range(G)])
+    guard = z3.Or([s.b("acked_inflate", vm, p) for p in range(G)] + [s.b("acked_refused", vm, q) for q in range(G + 1)]
+                  + [s.b("acked_deflate", vm, p) for p in range(G)])
     upd: dict[Key, z3.ExprRef] = {}
     new_balloon = []
     for p in range(G):
-        mine = s.i("use", vm, p) == BALLOON
-        bal = z3.Or(s.b("balloon", vm, p), z3.And(s.b("ai", vm, p), mine))
+        mine = s.i("ppn_use", vm, p) == BALLOON
+        bal = z3.Or(s.b("balloon", vm, p), z3.And(s.b("acked_inflate", vm, p), mine))
         new_balloon.append(bal)
         upd["balloon", vm, p] = bal
-        ref = z3.And(z3.Or(s.b("refused", vm, p), z3.And(s.b("ar", vm, p), mine)), z3.Not(bal))
+        ref = z3.And(z3.Or(s.b("refused", vm, p), z3.And(s.b("acked_refused", vm, p), mine)), z3.Not(bal))
         upd["refused", vm, p] = ref
         if cfg.must_tell_host:
-            back = z3.And(s.b("ad", vm, p), mine, z3.Not(bal), z3.Not(ref))
-            upd["use", vm, p] = z3.If(back, FREE, s.i("use", vm, p))
-        upd["ai", vm, p] = upd["ad", vm, p] = F
+            back = z3.And(s.b("acked_deflate", vm, p), mine, z3.Not(bal), z3.Not(ref))
+            upd["ppn_use", vm, p] = z3.If(back, FREE, s.i("ppn_use", vm, p))
+        upd["acked_inflate", vm, p] = upd["acked_deflate", vm, p] = F
     for q in range(G + 1):
-        upd["ar", vm, q] = F
+        upd["acked_refused", vm, q] = F
     upd["actual", vm] = count(new_balloon)
     return guard, s.set(upd)
 
@@ -702,7 +702,7 @@ def _balloon_free_refused(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef
     refused = [s.b("refused", vm, p) for p in range(G)]
     upd: dict[Key, z3.ExprRef] = {}
     for p in range(G):
-        upd["use", vm, p] = z3.If(refused[p], FREE, s.i("use", vm, p))
+        upd["ppn_use", vm, p] = z3.If(refused[p], FREE, s.i("ppn_use", vm, p))
         upd["refused", vm, p] = F
     return z3.Or(refused), s.set(upd)
 
@@ -720,17 +720,17 @@ def _online_count(cfg: Config, s: SymState, vm: int) -> Num:
 @_encodes("balloon_cpu_offline", _vcpu_args)
 def _balloon_cpu_offline(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm, c = a["vm"], a["vcpu"]
-    guard = z3.And(_online_count(cfg, s, vm) > s.i("mcpu", vm), s.b("vcpus", vm, c),
+    guard = z3.And(_online_count(cfg, s, vm) > s.i("module.cpu_target", vm), s.b("vcpus", vm, c),
                    z3.BoolVal(c != 0))
-    return guard, s.set({("vcpus", vm, c): F, ("parked", vm, c): T})
+    return guard, s.set({("vcpus", vm, c): F, ("parked_vcpus", vm, c): T})
 
 
 @_encodes("balloon_cpu_online", _vcpu_args)
 def _balloon_cpu_online(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm, c = a["vm"], a["vcpu"]
-    guard = z3.And(_online_count(cfg, s, vm) < s.i("mcpu", vm), z3.Not(s.b("vcpus", vm, c)),
-                   z3.Not(s.b("parked", vm, c)), s.i("idle") > 0)
-    return guard, s.set({("vcpus", vm, c): T, ("idle",): s.i("idle") - 1})
+    guard = z3.And(_online_count(cfg, s, vm) < s.i("module.cpu_target", vm), z3.Not(s.b("vcpus", vm, c)),
+                   z3.Not(s.b("parked_vcpus", vm, c)), s.i("idle_pcpus") > 0)
+    return guard, s.set({("vcpus", vm, c): T, ("idle_pcpus",): s.i("idle_pcpus") - 1})
 
 
 # --------------------------------------------------------------------------
@@ -748,8 +748,8 @@ def _rogue_reports(cfg: Config) -> Iterator[Args]:
 def _rogue_report(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm, queue, ppn = a["vm"], a["queue"], a["ppn"]
     G = cfg.guest_pages
-    used = z3.Sum([s.i("inq", vm, q) + s.i("dq", vm, q) for q in range(G + 1)])
-    name = "inq" if queue == "inflate" else "dq"
+    used = z3.Sum([s.i("inflate_queue", vm, q) + s.i("deflate_queue", vm, q) for q in range(G + 1)])
+    name = "inflate_queue" if queue == "inflate" else "deflate_queue"
     return used < 2 * cfg.batch, s.set({(name, vm, ppn): saturating_inc(cfg, s.i(name, vm, ppn))})
 
 
