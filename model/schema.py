@@ -220,8 +220,9 @@ class Field:
         if self.record is Record.HOST:
             return getattr(s.host, self.name)
         v = s.vms[vm]
-        holder = {Record.VM: v, Record.GUEST: v.guest, Record.MODULE: v.module}[self.record]
-        return getattr(holder, self.name)
+        if self.record is Record.VM:
+            return getattr(v, self.name)
+        return getattr(v.guest if self.record is Record.GUEST else v.module, self.name)
 
     def domain_text(self) -> str:
         """The domain as the README states it."""
@@ -329,6 +330,7 @@ SCHEMA: tuple[Field, ...] = (
 records of one VM, each in its dataclass's order."""
 
 _BY_KEY = {f.key: f for f in SCHEMA}
+_NAMES = {r: [(f.name, f.key) for f in SCHEMA if f.record is r] for r in Record}
 
 
 def field(key: str) -> Field:
@@ -347,8 +349,7 @@ def assemble(host: Mapping[str, Any], vms: Iterable[Mapping[str, Any]]) -> State
     True
     """
     def build(record: Record, values: Mapping[str, Any], **parts: Any) -> Any:
-        return record.cls(**{f.name: values[f.key] for f in SCHEMA if f.record is record},
-                          **parts)
+        return record.cls(**{name: values[key] for name, key in _NAMES[record]}, **parts)
 
     return State(build(Record.HOST, host),
                  tuple(build(Record.VM, v, guest=build(Record.GUEST, v),

@@ -36,8 +36,9 @@ from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.faults import FAULTS
 from ballast.model.state import BALLOON, FREE, State
 from ballast.numeric.arrays import (
-    AD, AI, AR, BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, MB, MR, UNBACKED_MPN,
-    SystemArrays,
+    ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
+    COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, RECLAIMED_BIT,
+    REFUSED_BIT, UNBACKED_MPN, SystemArrays,
 )
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
@@ -183,11 +184,11 @@ class Engine:
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
-        mf = self.arr.mf
+        mf = self.arr.mpn_flags
         out: list[Ints] = []
         got, start, chunk = 0, self.hint, 4096
         while got < k and start < len(mf):
-            idx = np.flatnonzero(mf[start:start + chunk] & M_FREE) + start
+            idx = np.flatnonzero(mf[start:start + chunk] & FREE_BIT) + start
             if got == 0 and len(idx) == 0:
                 self.hint = start + chunk
             out.append(idx[:k - got])
@@ -203,7 +204,7 @@ class Engine:
             self.hint = min(self.hint, int(mpns.min()))
 
     def _take(self, mpns: Ints) -> None:
-        self.arr.mf[mpns] &= ~(M_FREE | M_RECL)
+        self.arr.mpn_flags[mpns] &= ~(FREE_BIT | RECLAIMED_BIT)
 
     def _unback(self, vms: Ints, ppns: Ints, by_balloon: bool, scrub: bool = True) -> None:
         """The model's ``unback`` for many (VM, PPN) pairs, in order."""
@@ -223,11 +224,11 @@ class Engine:
             a.refs[x] -= 1
             if a.refs[x] == 1:
                 del a.refs[x]
-                a.mf[x] &= ~M_COW
+                a.mpn_flags[x] &= ~COW_BIT
         alone = m[~shared]
         if scrub:
             a.content[alone] = 0
-        a.mf[alone] = (a.mf[alone] & ~M_COW) | M_FREE | (M_RECL if by_balloon else 0)
+        a.mpn_flags[alone] = (a.mpn_flags[alone] & ~COW_BIT) | FREE_BIT | (RECLAIMED_BIT if by_balloon else 0)
         self._mark_free(alone)
 
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
@@ -249,7 +250,7 @@ class Engine:
         cow_fault = self._fault("cow_write_in_place") and name == "guest_write"
         cow = np.zeros(n, dtype=bool)
         if tokens is not None and not cow_fault:
-            cow[~unb] = (a.mf[m[~unb]] & M_COW) != 0
+            cow[~unb] = (a.mpn_flags[m[~unb]] & COW_BIT) != 0
         cow &= gate & write
         if tokens is not None and n > 1 and a.refs and \
                 any(int(x) in a.refs for x in m[gate & ~unb & write]):
@@ -276,7 +277,7 @@ class Engine:
             a.content[fm] = toks
             self._take(fm)
             a.p2m[fv, fp] = fm
-            a.pf[fv, fp] &= ~BAL
+            a.page_flags[fv, fp] &= ~BALLOONED_BIT
             if recount:
                 a.rebuild_refs()
         # copy on write: the shared MPN keeps its other mappers.
@@ -287,7 +288,7 @@ class Engine:
                 a.refs[x] -= 1
                 if a.refs[x] <= 1:
                     del a.refs[x]
-                    a.mf[x] &= ~M_COW
+                    a.mpn_flags[x] &= ~COW_BIT
             self._take(new[cw])
             a.p2m[vms[cw], ppns[cw]] = new[cw]
             if recount:
@@ -312,22 +313,22 @@ class Engine:
                    sel: Mask) -> None:
         """Add the selected PPNs of each row to a report queue (duplicates kept)."""
         a = self.arr
-        rows = a.pf[vms]
+        rows = a.page_flags[vms]
         dup = sel & ((rows & bit) != 0)
         if dup.any():
             for r, p in zip(*np.nonzero(dup)):
                 extra.setdefault(int(vms[r]), []).append(int(p))
         rows[sel] |= bit
-        a.pf[vms] = rows
+        a.page_flags[vms] = rows
 
     def _queue_len(self, bit: np.uint8, extra: dict[int, list[int]], vms: Ints) -> Ints:
-        n = ((self.arr.pf[vms] & bit) != 0).sum(axis=1).astype(np.int64)
+        n = ((self.arr.page_flags[vms] & bit) != 0).sum(axis=1).astype(np.int64)
         if extra:
             n += _i([len(extra.get(int(v), ())) for v in vms])
         return n
 
     def _rows_count(self, vms: Ints, value: int) -> Ints:
-        return (self.arr.use[vms] == value).sum(axis=1).astype(np.int64)
+        return (self.arr.ppn_use[vms] == value).sum(axis=1).astype(np.int64)
 
     # -- host --------------------------------------------------------------------
     def host_set_target(self, vms: Ints, pages: Ints) -> Mask:
@@ -346,32 +347,32 @@ class Engine:
 
     def _units(self, hps: Ints) -> npt.NDArray[np.uint8]:
         u = self.cfg.host_page_units
-        return self.arr.mf[(hps[:, None] * u + np.arange(u)[None, :])]
+        return self.arr.mpn_flags[(hps[:, None] * u + np.arange(u)[None, :])]
 
     def host_take_page(self, hps: Ints) -> Mask:
         a, u = self.arr, self.cfg.host_page_units
         idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mf[idx]
-        free = (units & M_FREE) != 0
+        units = a.mpn_flags[idx]
+        free = (units & FREE_BIT) != 0
         if self._fault("host_takes_partial_page"):
             ok = free.any(axis=1)
-            a.mf[idx[ok]] = (units[ok] & ~M_FREE) | M_USE
+            a.mpn_flags[idx[ok]] = (units[ok] & ~FREE_BIT) | IN_USE_BIT
         elif self._fault("host_takes_single_unit"):
             ok = free.any(axis=1)
             first = np.argmax(free, axis=1)
             sel = idx[ok, first[ok]]
-            a.mf[sel] = (a.mf[sel] & ~M_FREE) | M_USE
+            a.mpn_flags[sel] = (a.mpn_flags[sel] & ~FREE_BIT) | IN_USE_BIT
         else:
             ok = free.all(axis=1)
-            a.mf[idx[ok]] = (units[ok] & ~(M_FREE | M_RECL)) | M_USE
+            a.mpn_flags[idx[ok]] = (units[ok] & ~(FREE_BIT | RECLAIMED_BIT)) | IN_USE_BIT
         return ok
 
     def host_return_page(self, hps: Ints) -> Mask:
         a, u = self.arr, self.cfg.host_page_units
         idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mf[idx]
-        ok = ((units & M_USE) != 0).all(axis=1)
-        a.mf[idx[ok]] = (units[ok] & ~M_USE) | M_FREE
+        units = a.mpn_flags[idx]
+        ok = ((units & IN_USE_BIT) != 0).all(axis=1)
+        a.mpn_flags[idx[ok]] = (units[ok] & ~IN_USE_BIT) | FREE_BIT
         self._mark_free(idx[ok].ravel())
         return ok
 
@@ -383,7 +384,7 @@ class Engine:
         m[inr] = a.p2m[vms[inr], ppn[inr]]
         backed = m != int(UNBACKED_MPN)
         ok = inr & backed
-        ok[ok] = (a.mf[m[ok]] & M_COW) == 0
+        ok[ok] = (a.mpn_flags[m[ok]] & COW_BIT) == 0
         room = cfg.host_swap_slots - len(a.swap)
         ok &= np.cumsum(ok) <= room
         for v, p, x in zip(vms[ok].tolist(), ppn[ok].tolist(), m[ok].tolist()):
@@ -400,9 +401,9 @@ class Engine:
         """
         a, cfg, P = self.arr, self.cfg, self.cfg.guest_pages
         n = len(vms)
-        rows = a.pf[vms]
-        iq = (rows & IQ) != 0
-        bal = (rows & BAL) != 0
+        rows = a.page_flags[vms]
+        iq = (rows & INFLATE_QUEUE_BIT) != 0
+        bal = (rows & BALLOONED_BIT) != 0
         valid = iq & ~bal
         # With ``migration`` the VMM takes one page beyond the target (as the model does).
         room = np.maximum(0, a.target[vms] - bal.sum(axis=1) + (1 if cfg.migration else 0))
@@ -411,12 +412,12 @@ class Engine:
             keep = valid & (np.cumsum(valid, axis=1) <= room[:, None])
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist()) for k in range(n)]
         ok = iq.any(axis=1)
-        if a.iq_extra:
-            ok |= _i([len(a.iq_extra.get(int(v), ())) for v in vms]) > 0
+        if a.inflate_queue_extra:
+            ok |= _i([len(a.inflate_queue_extra.get(int(v), ())) for v in vms]) > 0
         refmask = np.zeros((n, P), dtype=bool)
         keeps = self._fault("reclaim_keeps_mapping")
         for k, ref in enumerate(refuse if not keeps else []):
-            extra = set(a.iq_extra.get(int(vms[k]), ()))
+            extra = set(a.inflate_queue_extra.get(int(vms[k]), ()))
             if len(set(ref)) != len(ref):
                 ok[k] = False
             for p in ref:
@@ -445,24 +446,24 @@ class Engine:
             if a.swap:
                 for v, p in zip(vms[r].tolist(), c.tolist()):
                     a.swap.pop((v, p), None)
-        rows = a.pf[vms]
-        rows[acc] |= BAL | AI
-        rows[refused] |= AR
-        rows[ok] &= ~IQ
-        a.pf[vms] = rows
+        rows = a.page_flags[vms]
+        rows[acc] |= BALLOONED_BIT | ACKED_INFLATE_BIT
+        rows[refused] |= ACKED_REFUSED_BIT
+        rows[ok] &= ~INFLATE_QUEUE_BIT
+        a.page_flags[vms] = rows
         for v in okv.tolist():
-            pending = a.iq_extra.pop(v, [])
+            pending = a.inflate_queue_extra.pop(v, [])
             bad = {p for p in pending if not 0 <= p < P}
             if bad:
-                a.ar_extra.setdefault(v, set()).update(bad)
+                a.acked_refused_extra.setdefault(v, set()).update(bad)
         if self._fault("vmm_reclaims_host_choice"):
             for k in np.flatnonzero(ok).tolist():
                 v = int(vms[k])
-                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.pf[v] & BAL) == 0)
+                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.page_flags[v] & BALLOONED_BIT) == 0)
                 if backed.any():
                     p = int(np.argmax(backed))
                     self._unback(_i([v]), _i([p]), by_balloon=True)
-                    a.pf[v, p] |= BAL
+                    a.page_flags[v, p] |= BALLOONED_BIT
                     if iq[k, p]:
                         continue
                     self.step_violations.append(StepViolation(
@@ -473,19 +474,19 @@ class Engine:
 
     def vmm_release(self, vms: Ints) -> Mask:
         a = self.arr
-        rows = a.pf[vms]
-        dq = (rows & DQ) != 0
+        rows = a.page_flags[vms]
+        dq = (rows & DEFLATE_QUEUE_BIT) != 0
         ok = dq.any(axis=1)
-        if a.dq_extra:
-            ok |= _i([len(a.dq_extra.get(int(v), ())) for v in vms]) > 0
+        if a.deflate_queue_extra:
+            ok |= _i([len(a.deflate_queue_extra.get(int(v), ())) for v in vms]) > 0
         sel = dq & ok[:, None]
         if not self._fault("release_keeps_balloon_set"):
-            rows[sel] &= ~BAL
-        rows[sel] |= AD
-        rows[ok] &= ~DQ
-        a.pf[vms] = rows
+            rows[sel] &= ~BALLOONED_BIT
+        rows[sel] |= ACKED_DEFLATE_BIT
+        rows[ok] &= ~DEFLATE_QUEUE_BIT
+        a.page_flags[vms] = rows
         for v in vms[ok].tolist():
-            a.dq_extra.pop(v, None)
+            a.deflate_queue_extra.pop(v, None)
         return ok
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
@@ -506,17 +507,17 @@ class Engine:
         self._unback(_i([w]), _i([q]), by_balloon=False)
         a.p2m[w, q] = keep
         a.refs[keep] = a.refs.get(keep, 1) + 1
-        a.mf[keep] |= M_COW
+        a.mpn_flags[keep] |= COW_BIT
         if self._fault("share_without_cow"):
-            a.mf &= ~M_COW
+            a.mpn_flags &= ~COW_BIT
         return ~no
 
     def vmm_cpu_reclaim(self, vms: Ints) -> Mask:
         a = self.arr
-        ok = a.parked[vms] != 0
-        a.idle_pcpus += int(popcount(a.parked[vms[ok]]).sum())
+        ok = a.parked_vcpus[vms] != 0
+        a.idle_pcpus += int(popcount(a.parked_vcpus[vms[ok]]).sum())
         if not self._fault("cpu_reclaim_keeps_parked"):
-            a.parked[vms[ok]] = 0
+            a.parked_vcpus[vms[ok]] = 0
         return ok
 
     # -- guest OS ------------------------------------------------------------------
@@ -532,7 +533,7 @@ class Engine:
         resident = ok & (ppn >= 0)
         fresh = ok & ~resident
         if fresh.any():
-            free = a.use[vms[fresh]] == FREE
+            free = a.ppn_use[vms[fresh]] == FREE
             has = free.any(axis=1)
             first = np.argmax(free, axis=1)
             ok[np.flatnonzero(fresh)[~has]] = False
@@ -556,10 +557,10 @@ class Engine:
         # Guest side.
         clock = a.clock
         live = np.flatnonzero(ok)
-        a.stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
+        a.lru_stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
         a.clock = clock + len(live)
         fv, fvpn, fppn = vms[fresh], vs[fresh], ppn[fresh]
-        a.use[fv, fppn] = fvpn
+        a.ppn_use[fv, fppn] = fvpn
         a.vppn[fv, fvpn] = fppn
         a.disk[fv, fvpn] = 0
         if tokens is not None:
@@ -570,7 +571,7 @@ class Engine:
 
     def _renumber_stamps(self) -> None:
         a = self.arr
-        flat = a.stamp.ravel()
+        flat = a.lru_stamp.ravel()
         live = np.flatnonzero(flat)
         order = np.argsort(flat[live], kind="stable")
         flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
@@ -584,7 +585,7 @@ class Engine:
 
     def _victims(self, vms: Ints) -> Ints:
         """The LRU victim of each VM (-1 when nothing is resident)."""
-        st = self.arr.stamp[vms].astype(np.int64)
+        st = self.arr.lru_stamp[vms].astype(np.int64)
         st[st == 0] = np.iinfo(np.int64).max
         vic = np.argmin(st, axis=1)
         return np.where(st[np.arange(len(vms)), vic] == np.iinfo(np.int64).max, -1, vic)
@@ -594,7 +595,7 @@ class Engine:
         vpn = _i(vpn)
         ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
         vs = np.where(ok, vpn, 0)
-        ok &= a.stamp[vms, vs] != 0
+        ok &= a.lru_stamp[vms, vs] != 0
         if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
             ok &= self._victims(vms) == vs
         ok &= (a.disk[vms] != 0).sum(axis=1) < cfg.guest_disk_slots
@@ -603,25 +604,25 @@ class Engine:
         ok &= okh
         v, p, x = vms[ok], ppn[ok], mpn[ok]
         a.disk[v, vs[ok]] = a.content[x].astype(np.int64) + 1
-        a.use[v, p] = FREE
+        a.ppn_use[v, p] = FREE
         a.vppn[v, vs[ok]] = -1
-        a.stamp[v, vs[ok]] = 0
+        a.lru_stamp[v, vs[ok]] = 0
         return ok
 
     def guest_reset(self, vms: Ints) -> Mask:
         a = self.arr
-        a.use[vms] = FREE
-        a.stamp[vms] = 0
+        a.ppn_use[vms] = FREE
+        a.lru_stamp[vms] = 0
         a.vppn[vms] = -1
         a.expected[vms] = 0
         a.disk[vms] = 0
-        a.mtarget[vms] = 0
+        a.module_target[vms] = 0
         a.actual[vms] = 0
-        a.pf[vms] = 0
+        a.page_flags[vms] = 0
         for v in vms.tolist():
-            a.iq_extra.pop(v, None)
-            a.dq_extra.pop(v, None)
-            a.ar_extra.pop(v, None)
+            a.inflate_queue_extra.pop(v, None)
+            a.deflate_queue_extra.pop(v, None)
+            a.acked_refused_extra.pop(v, None)
         if a.swap:
             gone = set(vms.tolist())
             a.swap = {k: t for k, t in a.swap.items() if k[0] not in gone}
@@ -630,11 +631,11 @@ class Engine:
     # -- balloon module ---------------------------------------------------------------
     def balloon_poll(self, vms: Ints) -> Mask:
         a = self.arr
-        ok = (a.mtarget[vms] != a.target[vms]) | (a.mcpu_target[vms] != a.cpu_target[vms])
+        ok = (a.module_target[vms] != a.target[vms]) | (a.module_cpu_target[vms] != a.cpu_target[vms])
         if self.cfg.reread_target:
             ok[:] = True
-        a.mtarget[vms[ok]] = a.target[vms[ok]]
-        a.mcpu_target[vms[ok]] = a.cpu_target[vms[ok]]
+        a.module_target[vms[ok]] = a.target[vms[ok]]
+        a.module_cpu_target[vms[ok]] = a.cpu_target[vms[ok]]
         return ok
 
     def _batch(self) -> int:
@@ -643,10 +644,10 @@ class Engine:
     def inflate_room(self, vms: Ints) -> Ints:
         """Most pages each VM's module may report now: ``min(_inflate_limit, _usable_free)``."""
         a, cfg = self.arr, self.cfg
-        rows = a.pf[vms]
-        held = ((rows & MB) != 0).sum(axis=1) + ((rows & AI) != 0).sum(axis=1)
-        held = held + self._queue_len(IQ, a.iq_extra, vms)
-        limit = np.maximum(0, np.minimum(self._batch(), a.mtarget[vms] - held))
+        rows = a.page_flags[vms]
+        held = ((rows & BALLOON_BIT) != 0).sum(axis=1) + ((rows & ACKED_INFLATE_BIT) != 0).sum(axis=1)
+        held = held + self._queue_len(INFLATE_QUEUE_BIT, a.inflate_queue_extra, vms)
+        limit = np.maximum(0, np.minimum(self._batch(), a.module_target[vms] - held))
         free = self._alloc_free(vms).sum(axis=1).astype(np.int64)
         if cfg.module is ModuleKind.DRIVER:
             usable = np.maximum(0, free - cfg.kernel_reserve)
@@ -658,7 +659,7 @@ class Engine:
         """Free PPNs as the module's allocations see them (the model's ``balloon_view``):
         a free page whose deflate report the VMM has not processed yet is not offered."""
         a = self.arr
-        return (a.use[vms] == FREE) & ((a.pf[vms] & DQ) == 0)
+        return (a.ppn_use[vms] == FREE) & ((a.page_flags[vms] & DEFLATE_QUEUE_BIT) == 0)
 
     def _sel(self, vms: Ints, ppns: Any) -> tuple[Mask, Mask, Ints]:
         """(selection mask rows, well-formed, count) from tuples or a bool mask."""
@@ -682,7 +683,7 @@ class Engine:
         a = self.arr
         sel, ok, cnt = self._sel(vms, ppns)
         ok &= (cnt >= 1) & (cnt <= self.inflate_room(vms))
-        use = a.use[vms]
+        use = a.ppn_use[vms]
         free = self._alloc_free(vms)
         if self.cfg.guest_policy is GuestPolicyName.LOWEST:
             lowest = free & (np.cumsum(free, axis=1) <= cnt[:, None])
@@ -691,20 +692,20 @@ class Engine:
             ok &= ~(sel & ~free).any(axis=1)
         sel &= ok[:, None]
         use[sel] = BALLOON
-        a.use[vms] = use
-        self._queue_add(IQ, a.iq_extra, vms, sel)
+        a.ppn_use[vms] = use
+        self._queue_add(INFLATE_QUEUE_BIT, a.inflate_queue_extra, vms, sel)
         return ok
 
     def deflate_room(self, vms: Ints) -> Ints:
         """The model's ``_deflate_limit`` for each VM."""
         a, cfg = self.arr, self.cfg
-        mb = ((a.pf[vms] & MB) != 0).sum(axis=1).astype(np.int64)
-        excess = mb - a.mtarget[vms]
+        mb = ((a.page_flags[vms] & BALLOON_BIT) != 0).sum(axis=1).astype(np.int64)
+        excess = mb - a.module_target[vms]
         if cfg.deflate_on_oom:
-            use = a.use[vms]
+            use = a.ppn_use[vms]
             nofree = ~(use == FREE).any(axis=1)
             disk = (a.disk[vms] != 0).sum(axis=1)
-            nolru = ~(a.stamp[vms] != 0).any(axis=1)
+            nolru = ~(a.lru_stamp[vms] != 0).any(axis=1)
             pressure = nofree & ((disk >= cfg.guest_disk_slots) | nolru)
             excess = np.where(pressure, np.maximum(excess, self._batch()), excess)
         return np.maximum(0, np.minimum(np.minimum(self._batch(), excess), mb))
@@ -725,74 +726,74 @@ class Engine:
                     sel[k, list(t)] = True
         else:
             sel, ok, cnt = ppns, np.ones(len(vms), dtype=bool), ppns.sum(axis=1)
-        rows = a.pf[vms]
-        ok &= (cnt >= 1) & ~(sel & ((rows & MB) == 0)).any(axis=1)
+        rows = a.page_flags[vms]
+        ok &= (cnt >= 1) & ~(sel & ((rows & BALLOON_BIT) == 0)).any(axis=1)
         ok &= cnt <= self.deflate_room(vms)
         sel = sel & ok[:, None]
         if not self.cfg.must_tell_host:
-            use = a.use[vms]
+            use = a.ppn_use[vms]
             use[sel & (use == BALLOON)] = FREE
-            a.use[vms] = use
-        rows[sel] &= ~MB
-        a.pf[vms] = rows
-        self._queue_add(DQ, a.dq_extra, vms, sel)
+            a.ppn_use[vms] = use
+        rows[sel] &= ~BALLOON_BIT
+        a.page_flags[vms] = rows
+        self._queue_add(DEFLATE_QUEUE_BIT, a.deflate_queue_extra, vms, sel)
         return ok
 
     def balloon_complete(self, vms: Ints) -> Mask:
         a = self.arr
-        rows = a.pf[vms]
-        ok = ((rows & (AI | AR | AD)) != 0).any(axis=1)
-        if a.ar_extra:
-            ok |= _i([len(a.ar_extra.get(int(v), ())) for v in vms]) > 0
-        use = a.use[vms]
+        rows = a.page_flags[vms]
+        ok = ((rows & (ACKED_INFLATE_BIT | ACKED_REFUSED_BIT | ACKED_DEFLATE_BIT)) != 0).any(axis=1)
+        if a.acked_refused_extra:
+            ok |= _i([len(a.acked_refused_extra.get(int(v), ())) for v in vms]) > 0
+        use = a.ppn_use[vms]
         mine = use == BALLOON
-        balloon = ((rows & MB) != 0) | (((rows & AI) != 0) & mine)
-        refused = (((rows & MR) != 0) | (((rows & AR) != 0) & mine)) & ~balloon
+        balloon = ((rows & BALLOON_BIT) != 0) | (((rows & ACKED_INFLATE_BIT) != 0) & mine)
+        refused = (((rows & REFUSED_BIT) != 0) | (((rows & ACKED_REFUSED_BIT) != 0) & mine)) & ~balloon
         okc = ok[:, None]
         if self.cfg.must_tell_host:
-            back = ((rows & AD) != 0) & mine & ~balloon & ~refused & okc
+            back = ((rows & ACKED_DEFLATE_BIT) != 0) & mine & ~balloon & ~refused & okc
             use[back] = FREE
-            a.use[vms] = use
-        new = rows & ~(MB | MR | AI | AR | AD)
-        new |= np.where(balloon, MB, 0).astype(np.uint8)
-        new |= np.where(refused, MR, 0).astype(np.uint8)
-        a.pf[vms] = np.where(okc, new, rows)
+            a.ppn_use[vms] = use
+        new = rows & ~(BALLOON_BIT | REFUSED_BIT | ACKED_INFLATE_BIT | ACKED_REFUSED_BIT | ACKED_DEFLATE_BIT)
+        new |= np.where(balloon, BALLOON_BIT, 0).astype(np.uint8)
+        new |= np.where(refused, REFUSED_BIT, 0).astype(np.uint8)
+        a.page_flags[vms] = np.where(okc, new, rows)
         a.actual[vms[ok]] = balloon[ok].sum(axis=1)
         for v in vms[ok].tolist():
-            a.ar_extra.pop(v, None)
+            a.acked_refused_extra.pop(v, None)
         return ok
 
     def balloon_free_refused(self, vms: Ints) -> Mask:
         a = self.arr
-        rows = a.pf[vms]
-        mr = (rows & MR) != 0
+        rows = a.page_flags[vms]
+        mr = (rows & REFUSED_BIT) != 0
         ok = mr.any(axis=1)
-        use = a.use[vms]
+        use = a.ppn_use[vms]
         use[mr] = FREE
-        a.use[vms] = use
+        a.ppn_use[vms] = use
         if not self._fault("free_refused_keeps_held"):
-            rows[mr] &= ~MR
-        a.pf[vms] = rows
+            rows[mr] &= ~REFUSED_BIT
+        a.page_flags[vms] = rows
         return ok
 
     def balloon_cpu_offline(self, vms: Ints, vcpu: Ints) -> Mask:
         a = self.arr
         c = _i(vcpu)
         cc = np.clip(c, 0, 62)
-        ok = popcount(a.vcpus[vms]) > a.mcpu_target[vms]
+        ok = popcount(a.vcpus[vms]) > a.module_cpu_target[vms]
         ok &= (c > 0) & (c < 63) & ((a.vcpus[vms] >> cc) & 1 == 1)
         bit = np.int64(1) << cc
         a.vcpus[vms[ok]] &= ~bit[ok]
-        a.parked[vms[ok]] |= bit[ok]
+        a.parked_vcpus[vms[ok]] |= bit[ok]
         return ok
 
     def balloon_cpu_online(self, vms: Ints, vcpu: Ints) -> Mask:
         a = self.arr
         c = _i(vcpu)
         cc = np.clip(c, 0, 62)
-        ok = popcount(a.vcpus[vms]) < a.mcpu_target[vms]
+        ok = popcount(a.vcpus[vms]) < a.module_cpu_target[vms]
         ok &= (c >= 0) & (c < self.cfg.vcpus)
-        ok &= ((a.vcpus[vms] | a.parked[vms]) >> cc) & 1 == 0
+        ok &= ((a.vcpus[vms] | a.parked_vcpus[vms]) >> cc) & 1 == 0
         ok &= np.cumsum(ok) <= a.idle_pcpus
         bit = np.int64(1) << cc
         a.vcpus[vms[ok]] |= bit[ok]
@@ -810,12 +811,12 @@ class Engine:
         v, q, p = int(vms[0]), queue[0], int(_i(ppn)[0])
         one = _i([v])
         ok = bool(self._hostile(one)[0]) and q in ("inflate", "deflate")
-        ok = ok and int(self._queue_len(IQ, a.iq_extra, one)[0]
-                        + self._queue_len(DQ, a.dq_extra, one)[0]) < 2 * cfg.batch
+        ok = ok and int(self._queue_len(INFLATE_QUEUE_BIT, a.inflate_queue_extra, one)[0]
+                        + self._queue_len(DEFLATE_QUEUE_BIT, a.deflate_queue_extra, one)[0]) < 2 * cfg.batch
         if ok:
-            bit, extra = (IQ, a.iq_extra) if q == "inflate" else (DQ, a.dq_extra)
-            if 0 <= p < cfg.guest_pages and not a.pf[v, p] & bit:
-                a.pf[v, p] |= bit
+            bit, extra = (INFLATE_QUEUE_BIT, a.inflate_queue_extra) if q == "inflate" else (DEFLATE_QUEUE_BIT, a.deflate_queue_extra)
+            if 0 <= p < cfg.guest_pages and not a.page_flags[v, p] & bit:
+                a.page_flags[v, p] |= bit
             else:
                 extra.setdefault(v, []).append(p)
         return np.array([ok])
