@@ -1,15 +1,18 @@
 # mypy: disable-error-code="no-any-return"
 """The whole modelled system held in flat NumPy arrays, and its exact conversion to a model ``State``.
 
-Per guest page (VM x PPN): the VMM's map ``p2m`` (MPN, ``UNBACKED_MPN`` when
-none), the guest's use of the page ``use`` (``FREE``, ``BALLOON`` or a VPN)
-and one byte of flags (VMM ballooned set, the report queues, the VMM's
-acknowledgements, the module's balloon and refused sets). Per VPN: the token
-the guest's process expects, the guest disk slot, the PPN holding it and an
-LRU stamp. Per MPN: its token and host flags (free, in host use,
-copy-on-write, reclaimed). Per VM: targets and counters. Rare, irregular parts
-(host swap entries, queue entries out of range or reported twice, MPNs with
-several mappers) live in small dictionaries.
+The layout is derived from the state schema (:mod:`ballast.model.schema`), field by
+field (:data:`LAYOUT`), and named after the model's fields (:func:`attribute`). Per
+guest page (VM x PPN): the VMM's map ``p2m`` (MPN, ``UNBACKED_MPN`` when none),
+the guest's ``ppn_use`` (``FREE``, ``BALLOON`` or a VPN) and the page flags, one
+bit for each per-VM set or queue of PPNs (``BALLOONED_BIT``, ``INFLATE_QUEUE_BIT``,
+..., :data:`PAGE_FLAGS`; one byte while there are eight). Per VPN: the token the
+guest's process expects, the guest disk slot, the PPN holding it (``vppn``) and an
+LRU stamp (``lru_stamp``). Per MPN: its token and the host's sets as flags
+(``FREE_BIT``, ``IN_USE_BIT``, ``COW_BIT``, ``RECLAIMED_BIT``). Per VM: targets,
+counters and vCPU bit masks. Rare, irregular parts (host swap entries, queue entries
+out of range or reported twice, MPNs with several mappers) live in small
+dictionaries.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.state import initial_state
@@ -24,49 +27,141 @@ True
 from __future__ import annotations
 
 import copy
+import enum
+import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from ballast.model.config import Config
-from ballast.model.state import (
-    BALLOON,
-    FREE,
-    UNBACKED,
-    BalloonModule,
-    GuestState,
-    HostState,
-    State,
-    VmState,
-    initial_state,
+from ballast.model.schema import (
+    BACKING,
+    MPN,
+    PPN,
+    REPORTED_PPN,
+    SCHEMA,
+    VCPU,
+    Field,
+    Kind,
+    Record,
+    assemble,
 )
+from ballast.model.state import FREE, UNBACKED, HostState, State, VmState, initial_state
 
 __all__ = [
-    "AD", "AI", "AR", "BAL", "DQ", "IQ", "MB", "MR",
-    "M_COW", "M_FREE", "M_RECL", "M_USE",
-    "UNBACKED_MPN", "SystemArrays", "small_int_dtype",
+    "ACKED_DEFLATE_BIT", "ACKED_INFLATE_BIT", "ACKED_REFUSED_BIT", "BALLOONED_BIT",
+    "BALLOON_BIT", "DEFLATE_QUEUE_BIT", "INFLATE_QUEUE_BIT", "REFUSED_BIT",
+    "COW_BIT", "FREE_BIT", "IN_USE_BIT", "RECLAIMED_BIT",
+    "ARRAYS", "LAYOUT", "MPN_FLAGS", "PAGE_FLAGS", "PAGE_FLAG_DTYPE",
+    "UNBACKED_MPN", "Layout", "SystemArrays", "attribute", "has_extra", "name_extra",
+    "small_int_dtype",
 ]
 
 UNBACKED_MPN = np.uint32(0xFFFFFFFF)
 """The p2m value of a PPN with no machine page (MPNs are below 2**32 - 1)."""
 
-# Per guest page flags (one byte).
-BAL = np.uint8(1)     # VMM: ballooned
-AI = np.uint8(2)      # VMM -> guest: acked inflate
-AR = np.uint8(4)      # VMM -> guest: acked refused
-AD = np.uint8(8)      # VMM -> guest: acked deflate
-MB = np.uint8(16)     # module: balloon
-MR = np.uint8(32)     # module: refused
-IQ = np.uint8(64)     # guest -> VMM: on the inflate queue
-DQ = np.uint8(128)    # guest -> VMM: on the deflate queue
 
-# Per MPN host flags (one byte).
-M_FREE = np.uint8(1)
-M_USE = np.uint8(2)
-M_COW = np.uint8(4)
-M_RECL = np.uint8(8)
+class Layout(enum.Enum):
+    """How the arrays hold one field of the state (derived from its kind and domain)."""
+
+    PAGE_FLAG = "one bit of the page flags per (VM, PPN); the rest in an ``_extra`` dictionary"
+    MPN_FLAG = "one bit of the MPN flags per MPN"
+    BITMASK = "one integer bit mask per VM"
+    COUNTER = "one integer per VM (an int for the host)"
+    ARRAY = "one array element per index (per VM: one row)"
+    SLOTS = "one element per index, 0 = no entry, else the value + 1"
+    STAMPS = "an LRU stamp per element, 0 = absent (the ``_stamp`` array)"
+    DICT = "a dictionary index -> value (rare entries)"
+
+
+def _layout(f: Field) -> Layout:
+    if f.kind in (Kind.SET, Kind.QUEUE) and f.per_vm and f.elements in ((PPN,), (REPORTED_PPN,)):
+        return Layout.PAGE_FLAG
+    if f.kind is Kind.SET and f.elements == (MPN,):
+        return Layout.MPN_FLAG
+    if f.kind is Kind.SET and f.elements == (VCPU,):
+        return Layout.BITMASK
+    if f.kind is Kind.COUNTER:
+        return Layout.COUNTER
+    if f.kind is Kind.MAP:
+        return Layout.ARRAY
+    if f.kind is Kind.ORDER:
+        return Layout.STAMPS
+    if f.kind is Kind.PARTIAL_MAP and f.record is Record.HOST:
+        return Layout.DICT
+    if f.kind is Kind.PARTIAL_MAP:
+        return Layout.SLOTS
+    raise AssertionError(f"no NumPy layout for {f.path}")  # pragma: no cover - schema is fixed
+
+
+LAYOUT: dict[str, Layout] = {f.key: _layout(f) for f in SCHEMA}
+"""Every field of the schema, by key, with how the arrays hold it."""
+
+
+def attribute(f: Field) -> str:
+    """The :class:`SystemArrays` attribute holding field ``f`` (flags: the shared flag array)."""
+    layout = LAYOUT[f.key]
+    if layout is Layout.PAGE_FLAG:
+        return "page_flags"
+    if layout is Layout.MPN_FLAG:
+        return "mpn_flags"
+    name = f.key.replace(".", "_")
+    return name + "_stamp" if layout is Layout.STAMPS else name
+
+
+def _flag_dtype(n: int) -> np.dtype[Any]:
+    return np.dtype(next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                         if np.dtype(t).itemsize * 8 >= n))
+
+
+_PAGE_FLAG_FIELDS = [f for f in SCHEMA if LAYOUT[f.key] is Layout.PAGE_FLAG]
+_MPN_FLAG_FIELDS = [f for f in SCHEMA if LAYOUT[f.key] is Layout.MPN_FLAG]
+PAGE_FLAG_DTYPE = _flag_dtype(len(_PAGE_FLAG_FIELDS))
+"""The page flags' type: as many bits as there are page-flag fields (8 today: one byte)."""
+_MPN_FLAG_DTYPE = _flag_dtype(len(_MPN_FLAG_FIELDS))
+PAGE_FLAGS: dict[str, Any] = {f.key: PAGE_FLAG_DTYPE.type(1 << i)
+                              for i, f in enumerate(_PAGE_FLAG_FIELDS)}
+"""The bit of each page-flag field, in schema order."""
+MPN_FLAGS: dict[str, Any] = {f.key: _MPN_FLAG_DTYPE.type(1 << i)
+                             for i, f in enumerate(_MPN_FLAG_FIELDS)}
+"""The bit of each MPN-flag field (the host's sets of MPNs), in schema order."""
+
+# The flag bits under the model's names (the engine's vocabulary).
+BALLOONED_BIT = PAGE_FLAGS["ballooned"]
+INFLATE_QUEUE_BIT = PAGE_FLAGS["inflate_queue"]
+DEFLATE_QUEUE_BIT = PAGE_FLAGS["deflate_queue"]
+ACKED_INFLATE_BIT = PAGE_FLAGS["acked_inflate"]
+ACKED_REFUSED_BIT = PAGE_FLAGS["acked_refused"]
+ACKED_DEFLATE_BIT = PAGE_FLAGS["acked_deflate"]
+BALLOON_BIT = PAGE_FLAGS["balloon"]
+REFUSED_BIT = PAGE_FLAGS["refused"]
+FREE_BIT = MPN_FLAGS["free"]
+IN_USE_BIT = MPN_FLAGS["in_use"]
+COW_BIT = MPN_FLAGS["cow"]
+RECLAIMED_BIT = MPN_FLAGS["reclaimed"]
+
+def has_extra(f: Field) -> bool:
+    """Whether a page-flag field may hold what one bit per PPN cannot: a queue (an entry
+    reported twice) or a set of reported PPNs (one past the last)."""
+    return f.kind is Kind.QUEUE or f.elements == (REPORTED_PPN,)
+
+
+def name_extra(f: Field) -> str:
+    """The dictionary holding a page-flag field's entries that its bit cannot: PPNs out of
+    range, and a queue's repeated entries."""
+    return f.key.replace(".", "_") + "_extra"
+
+
+_EXTRA = {f.key: name_extra(f) for f in SCHEMA
+          if LAYOUT[f.key] is Layout.PAGE_FLAG and has_extra(f)}
+
+ARRAYS: tuple[str, ...] = tuple(dict.fromkeys(
+    [attribute(f) for f in SCHEMA if LAYOUT[f.key] not in (Layout.DICT,)
+     and not (f.record is Record.HOST and LAYOUT[f.key] is Layout.COUNTER)] + ["vppn"]))
+"""The attributes of :class:`SystemArrays` that are NumPy arrays: one per field (the flag
+fields share theirs), and the derived index ``vppn`` (VPN -> PPN)."""
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -89,32 +184,36 @@ def _token_dtype(cfg: Config) -> np.dtype[Any]:
 
 @dataclass
 class SystemArrays:
-    """Every part of a model ``State`` as arrays (see the module docstring)."""
+    """Every part of a model ``State`` as arrays (see the module docstring).
+
+    The attributes are those :func:`attribute` derives from the state schema (a test
+    checks it), plus the derived ``vppn``, ``clock`` and ``refs``.
+    """
 
     cfg: Config
     p2m: Arr
-    use: Arr
-    pf: U8
+    ppn_use: Arr
+    page_flags: Arr
     expected: Arr
     disk: Arr
-    stamp: Arr
+    lru_stamp: Arr
     vppn: Arr
     content: Arr
-    mf: U8
+    mpn_flags: Arr
     target: I64
     cpu_target: I64
-    mtarget: I64
-    mcpu_target: I64
+    module_target: I64
+    module_cpu_target: I64
     actual: I64
     vcpus: I64
-    parked: I64
+    parked_vcpus: I64
     idle_pcpus: int = 0
     clock: int = 0
     swap: dict[tuple[int, int], int] = field(default_factory=dict)
     refs: dict[int, int] = field(default_factory=dict)
-    iq_extra: dict[int, list[int]] = field(default_factory=dict)
-    dq_extra: dict[int, list[int]] = field(default_factory=dict)
-    ar_extra: dict[int, set[int]] = field(default_factory=dict)
+    inflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
+    deflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
+    acked_refused_extra: dict[int, set[int]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -126,80 +225,39 @@ class SystemArrays:
         return cls(
             cfg=cfg,
             p2m=np.full((V, P), UNBACKED_MPN, dtype=np.uint32),
-            use=np.full((V, P), FREE, dtype=small_int_dtype(max(D, 1))),
-            pf=np.zeros((V, P), dtype=np.uint8),
+            ppn_use=np.full((V, P), FREE, dtype=small_int_dtype(max(D, 1))),
+            page_flags=np.zeros((V, P), dtype=PAGE_FLAG_DTYPE),
             expected=np.zeros((V, D), dtype=tok),
             disk=np.zeros((V, D), dtype=tok),
-            stamp=np.zeros((V, D), dtype=np.uint32),
+            lru_stamp=np.zeros((V, D), dtype=np.uint32),
             vppn=np.full((V, D), -1, dtype=small_int_dtype(P)),
             content=np.zeros(M, dtype=tok),
-            mf=np.full(M, M_FREE, dtype=np.uint8),
+            mpn_flags=np.full(M, FREE_BIT, dtype=_MPN_FLAG_DTYPE),
             target=np.zeros(V, dtype=np.int64),
             cpu_target=np.full(V, cfg.vcpus if cfg.processors else 0, dtype=np.int64),
-            mtarget=np.zeros(V, dtype=np.int64),
-            mcpu_target=np.full(V, cfg.vcpus if cfg.processors else 0, dtype=np.int64),
+            module_target=np.zeros(V, dtype=np.int64),
+            module_cpu_target=np.full(V, cfg.vcpus if cfg.processors else 0, dtype=np.int64),
             actual=np.zeros(V, dtype=np.int64),
             vcpus=np.full(V, vcpus, dtype=np.int64),
-            parked=np.zeros(V, dtype=np.int64),
+            parked_vcpus=np.zeros(V, dtype=np.int64),
             idle_pcpus=cfg.pcpus - cfg.vms * cfg.vcpus if cfg.processors else 0,
         )
 
     @classmethod
     def from_state(cls, cfg: Config, s: State) -> "SystemArrays":
-        """Arrays holding exactly the model state ``s``."""
+        """Arrays holding exactly the model state ``s`` (field by field, as the schema says)."""
         a = cls.initial(cfg)
-        h = s.host
-        a.mf[:] = 0
-        for m in h.free:
-            a.mf[m] |= M_FREE
-        for m in h.in_use:
-            a.mf[m] |= M_USE
-        for m in h.cow:
-            a.mf[m] |= M_COW
-        for m in h.reclaimed:
-            a.mf[m] |= M_RECL
-        a.content[:] = np.asarray(h.content, dtype=np.int64)
-        a.swap = {(v, p): t for v, p, t in h.swap}
-        a.idle_pcpus = h.idle_pcpus
-        clock = 0
+        a.mpn_flags[:] = 0
+        for write in _HOST_WRITERS:
+            write(a, s.host)
         for v, vm in enumerate(s.vms):
-            a.p2m[v] = np.asarray([UNBACKED_MPN if m == UNBACKED else m for m in vm.p2m],
-                                  dtype=np.uint32)
-            a.use[v] = vm.guest.ppn_use
+            flags = [0] * cfg.guest_pages
+            for write_vm in _VM_WRITERS:
+                write_vm(a, v, vm, flags)
+            a.page_flags[v] = flags
             for ppn, u in enumerate(vm.guest.ppn_use):
                 if u >= 0:
                     a.vppn[v, u] = ppn
-            for i, vpn in enumerate(vm.guest.lru):
-                a.stamp[v, vpn] = clock + i + 1
-            clock += len(vm.guest.lru)
-            a.expected[v] = vm.guest.expected
-            for vpn, tok in vm.guest.disk:
-                a.disk[v, vpn] = tok + 1
-            flags = np.zeros(cfg.guest_pages, dtype=np.uint8)
-            for bit, items in ((BAL, vm.ballooned), (AI, vm.acked_inflate),
-                               (AD, vm.acked_deflate), (MB, vm.module.balloon),
-                               (MR, vm.module.refused)):
-                for p in items:
-                    flags[p] |= bit
-            for p in vm.acked_refused:
-                if 0 <= p < cfg.guest_pages:
-                    flags[p] |= AR
-                else:
-                    a.ar_extra.setdefault(v, set()).add(p)
-            for bit, queue, extra in ((IQ, vm.inflate_queue, a.iq_extra),
-                                      (DQ, vm.deflate_queue, a.dq_extra)):
-                for p in queue:
-                    if 0 <= p < cfg.guest_pages and not flags[p] & bit:
-                        flags[p] |= bit
-                    else:
-                        extra.setdefault(v, []).append(p)
-            a.pf[v] = flags
-            a.target[v], a.cpu_target[v] = vm.target, vm.cpu_target
-            a.mtarget[v], a.mcpu_target[v] = vm.module.target, vm.module.cpu_target
-            a.actual[v] = vm.module.actual
-            a.vcpus[v] = sum(1 << c for c in vm.guest.vcpus)
-            a.parked[v] = sum(1 << c for c in vm.parked_vcpus)
-        a.clock = clock
         a.rebuild_refs()
         return a
 
@@ -213,72 +271,172 @@ class SystemArrays:
     # -- conversion back ------------------------------------------------------
     def to_state(self) -> State:
         """The model ``State`` these arrays hold (exact inverse of :meth:`from_state`)."""
-        cfg = self.cfg
-        mf = self.mf
-
-        def mpns(bit: np.uint8) -> frozenset[int]:
-            return frozenset(int(m) for m in np.flatnonzero(mf & bit))
-
-        host = HostState(
-            free=mpns(M_FREE), in_use=mpns(M_USE),
-            content=tuple(int(x) for x in self.content),
-            cow=mpns(M_COW), reclaimed=mpns(M_RECL),
-            swap=tuple(sorted((v, p, t) for (v, p), t in self.swap.items())),
-            idle_pcpus=int(self.idle_pcpus))
+        host = {key: read(self) for key, read in _HOST_READERS}
         vms = []
-        for v in range(cfg.vms):
-            row = self.pf[v]
-
-            def pages(bit: np.uint8) -> list[int]:
-                return [int(p) for p in np.flatnonzero(row & bit)]
-
-            stamps = self.stamp[v]
-            resident = np.flatnonzero(stamps)
-            lru = tuple(int(x) for x in resident[np.argsort(stamps[resident], kind="stable")])
-            guest = GuestState(
-                ppn_use=tuple(int(u) for u in self.use[v]),
-                lru=lru,
-                expected=tuple(int(t) for t in self.expected[v]),
-                disk=tuple((int(vpn), int(self.disk[v, vpn]) - 1)
-                           for vpn in np.flatnonzero(self.disk[v])),
-                vcpus=_bits(int(self.vcpus[v])))
-            module = BalloonModule(
-                target=int(self.mtarget[v]), balloon=frozenset(pages(MB)),
-                refused=frozenset(pages(MR)), actual=int(self.actual[v]),
-                cpu_target=int(self.mcpu_target[v]))
-            vms.append(VmState(
-                p2m=tuple(UNBACKED if m == UNBACKED_MPN else int(m) for m in self.p2m[v]),
-                ballooned=frozenset(pages(BAL)),
-                target=int(self.target[v]), cpu_target=int(self.cpu_target[v]),
-                inflate_queue=tuple(sorted(pages(IQ) + self.iq_extra.get(v, []))),
-                deflate_queue=tuple(sorted(pages(DQ) + self.dq_extra.get(v, []))),
-                acked_inflate=frozenset(pages(AI)),
-                acked_refused=frozenset(pages(AR)) | frozenset(self.ar_extra.get(v, set())),
-                acked_deflate=frozenset(pages(AD)),
-                parked_vcpus=_bits(int(self.parked[v])),
-                guest=guest, module=module))
-        return State(host, tuple(vms))
+        for v in range(self.cfg.vms):
+            row = self.page_flags[v]
+            vms.append({key: read_vm(self, v, row) for key, read_vm in _VM_READERS})
+        return assemble(host, vms)
 
     # -- sizes ---------------------------------------------------------------
     def nbytes(self) -> int:
         """Bytes held by the arrays (the dictionaries hold only rare entries)."""
-        return sum(int(getattr(self, name).nbytes) for name in (
-            "p2m", "use", "pf", "expected", "disk", "stamp", "vppn", "content", "mf",
-            "target", "cpu_target", "mtarget", "mcpu_target", "actual", "vcpus", "parked"))
+        return sum(int(getattr(self, name).nbytes) for name in ARRAYS)
 
     def copy(self) -> "SystemArrays":
         """An independent copy (arrays and dictionaries)."""
         out = copy.copy(self)
-        for name in ("p2m", "use", "pf", "expected", "disk", "stamp", "vppn", "content", "mf",
-                     "target", "cpu_target", "mtarget", "mcpu_target", "actual", "vcpus",
-                     "parked"):
+        for name in ARRAYS:
             setattr(out, name, getattr(self, name).copy())
         out.swap = dict(self.swap)
         out.refs = dict(self.refs)
-        out.iq_extra = {k: list(v) for k, v in self.iq_extra.items()}
-        out.dq_extra = {k: list(v) for k, v in self.dq_extra.items()}
-        out.ar_extra = {k: set(v) for k, v in self.ar_extra.items()}
+        out.inflate_queue_extra = {k: list(v) for k, v in self.inflate_queue_extra.items()}
+        out.deflate_queue_extra = {k: list(v) for k, v in self.deflate_queue_extra.items()}
+        out.acked_refused_extra = {k: set(v) for k, v in self.acked_refused_extra.items()}
         return out
+
+
+# -- conversions, one writer and one reader per field of the schema ----------------------
+HostWriter = Callable[[SystemArrays, HostState], None]
+VmWriter = Callable[[SystemArrays, int, VmState, list[int]], None]
+HostReader = Callable[[SystemArrays], Any]
+VmReader = Callable[[SystemArrays, int, Arr], Any]
+
+
+def _vm_getter(f: Field) -> Callable[[VmState], Any]:
+    return operator.attrgetter(f.name if f.record is Record.VM else f"{f.record.value}.{f.name}")
+
+
+def _vm_writer(f: Field) -> VmWriter:
+    """How :meth:`SystemArrays.from_state` writes a VM's field ``f``."""
+    layout, name, get = LAYOUT[f.key], attribute(f), _vm_getter(f)
+    if layout is Layout.PAGE_FLAG:
+        bit, extra, queue = int(PAGE_FLAGS[f.key]), _EXTRA.get(f.key), f.kind is Kind.QUEUE
+
+        def page_flags(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+            for p in get(vm):
+                if extra is None or (0 <= p < len(flags) and not (queue and flags[p] & bit)):
+                    flags[p] |= bit
+                elif queue:
+                    getattr(a, extra).setdefault(v, []).append(p)
+                else:
+                    getattr(a, extra).setdefault(v, set()).add(p)
+        return page_flags
+    if layout is Layout.STAMPS:
+        def stamps(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+            order, arr = get(vm), getattr(a, name)
+            for i, x in enumerate(order):
+                arr[v, x] = a.clock + i + 1
+            a.clock += len(order)
+        return stamps
+    if layout is Layout.BITMASK:
+        def bitmask(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+            getattr(a, name)[v] = sum(1 << c for c in get(vm))
+        return bitmask
+    if layout is Layout.SLOTS:
+        def slots(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+            arr = getattr(a, name)
+            for i, x in get(vm):
+                arr[v, i] = x + 1
+        return slots
+    if layout is Layout.ARRAY and f.values is BACKING:
+        def backing(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+            getattr(a, name)[v] = [UNBACKED_MPN if m == UNBACKED else m for m in get(vm)]
+        return backing
+    assert layout in (Layout.ARRAY, Layout.COUNTER), f.path
+
+    def plain(a: SystemArrays, v: int, vm: VmState, flags: list[int]) -> None:
+        getattr(a, name)[v] = get(vm)
+    return plain
+
+
+def _host_writer(f: Field) -> HostWriter:
+    """How :meth:`SystemArrays.from_state` writes a host field ``f``."""
+    layout, name, get = LAYOUT[f.key], attribute(f), operator.attrgetter(f.name)
+    if layout is Layout.MPN_FLAG:
+        bit = MPN_FLAGS[f.key]
+
+        def mpn_flags(a: SystemArrays, h: HostState) -> None:
+            mpns = get(h)
+            if mpns:
+                a.mpn_flags[np.fromiter(mpns, dtype=np.int64, count=len(mpns))] |= bit
+        return mpn_flags
+    if layout is Layout.ARRAY:
+        def array(a: SystemArrays, h: HostState) -> None:
+            getattr(a, name)[:] = np.asarray(get(h), dtype=np.int64)
+        return array
+    if layout is Layout.DICT:
+        def entries(a: SystemArrays, h: HostState) -> None:
+            setattr(a, name, {tuple(e[:-1]): e[-1] for e in get(h)})
+        return entries
+    assert layout is Layout.COUNTER, f.path
+
+    def counter(a: SystemArrays, h: HostState) -> None:
+        setattr(a, name, get(h))
+    return counter
+
+
+def _vm_reader(f: Field) -> VmReader:
+    """How :meth:`SystemArrays.to_state` reads a VM's field ``f`` (``row``: its page flags)."""
+    layout, name = LAYOUT[f.key], attribute(f)
+    if layout is Layout.PAGE_FLAG:
+        bit, extra, queue = PAGE_FLAGS[f.key], _EXTRA.get(f.key), f.kind is Kind.QUEUE
+
+        def page_flags(a: SystemArrays, v: int, row: Arr) -> Any:
+            pages = np.flatnonzero(row & bit).tolist()
+            more = getattr(a, extra).get(v, ()) if extra else ()
+            if queue:
+                return tuple(sorted(pages + list(more))) if more else tuple(pages)
+            return frozenset(pages).union(more)
+        return page_flags
+    if layout is Layout.STAMPS:
+        def stamps(a: SystemArrays, v: int, row: Arr) -> Any:
+            st = getattr(a, name)[v]
+            present = np.flatnonzero(st)
+            return tuple(present[np.argsort(st[present], kind="stable")].tolist())
+        return stamps
+    if layout is Layout.BITMASK:
+        def bitmask(a: SystemArrays, v: int, row: Arr) -> Any:
+            return _bits(int(getattr(a, name)[v]))
+        return bitmask
+    if layout is Layout.SLOTS:
+        def slots(a: SystemArrays, v: int, row: Arr) -> Any:
+            r = getattr(a, name)[v]
+            return tuple((i, int(r[i]) - 1) for i in np.flatnonzero(r).tolist())
+        return slots
+    if layout is Layout.ARRAY and f.values is BACKING:
+        def backing(a: SystemArrays, v: int, row: Arr) -> Any:
+            return tuple(UNBACKED if m == UNBACKED_MPN else m for m in getattr(a, name)[v].tolist())
+        return backing
+    if layout is Layout.ARRAY:
+        def array(a: SystemArrays, v: int, row: Arr) -> Any:
+            return tuple(getattr(a, name)[v].tolist())
+        return array
+    assert layout is Layout.COUNTER, f.path
+
+    def counter(a: SystemArrays, v: int, row: Arr) -> Any:
+        return int(getattr(a, name)[v])
+    return counter
+
+
+def _host_reader(f: Field) -> HostReader:
+    """How :meth:`SystemArrays.to_state` reads a host field ``f``."""
+    layout, name = LAYOUT[f.key], attribute(f)
+    if layout is Layout.MPN_FLAG:
+        bit = MPN_FLAGS[f.key]
+        return lambda a: frozenset(np.flatnonzero(a.mpn_flags & bit).tolist())
+    if layout is Layout.ARRAY:
+        return lambda a: tuple(getattr(a, name).tolist())
+    if layout is Layout.DICT:
+        return lambda a: tuple(sorted((*k, t) for k, t in getattr(a, name).items()))
+    assert layout is Layout.COUNTER, f.path
+    return lambda a: int(getattr(a, name))
+
+
+_HOST_WRITERS = [_host_writer(f) for f in SCHEMA if f.record is Record.HOST]
+_VM_WRITERS = [_vm_writer(f) for f in SCHEMA if f.record is not Record.HOST]
+_HOST_READERS = [(f.key, _host_reader(f)) for f in SCHEMA if f.record is Record.HOST]
+_VM_READERS = [(f.key, _vm_reader(f)) for f in SCHEMA if f.record is not Record.HOST]
 
 
 def _bits(mask: int) -> frozenset[int]:

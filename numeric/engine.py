@@ -38,7 +38,7 @@ from ballast.model.config import Config, GuestPolicyName
 from ballast.model.faults import FAULTS
 from ballast.model.state import FREE, State
 from ballast.numeric.arrays import (
-    BAL, DQ, IQ, M_COW, M_FREE, M_RECL, M_USE, UNBACKED_MPN,
+    BALLOONED_BIT, DEFLATE_QUEUE_BIT, INFLATE_QUEUE_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, IN_USE_BIT, UNBACKED_MPN,
     SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
@@ -202,11 +202,11 @@ class Engine:
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
-        mf = self.arr.mf
+        mf = self.arr.mpn_flags
         out: list[Ints] = []
         got, start, chunk = 0, self.hint, 4096
         while got < k and start < len(mf):
-            idx = np.flatnonzero(mf[start:start + chunk] & M_FREE) + start
+            idx = np.flatnonzero(mf[start:start + chunk] & FREE_BIT) + start
             if got == 0 and len(idx) == 0:
                 self.hint = start + chunk
             out.append(idx[:k - got])
@@ -222,7 +222,7 @@ class Engine:
             self.hint = min(self.hint, int(mpns.min()))
 
     def _take(self, mpns: Ints) -> None:
-        self.arr.mf[mpns] &= ~(M_FREE | M_RECL)
+        self.arr.mpn_flags[mpns] &= ~(FREE_BIT | RECLAIMED_BIT)
 
     def _unback(self, vms: Ints, ppns: Ints, by_balloon: bool, scrub: bool = True) -> None:
         """The model's ``unback`` for many (VM, PPN) pairs, in order."""
@@ -242,11 +242,11 @@ class Engine:
             a.refs[x] -= 1
             if a.refs[x] == 1:
                 del a.refs[x]
-                a.mf[x] &= ~M_COW
+                a.mpn_flags[x] &= ~COW_BIT
         alone = m[~shared]
         if scrub:
             a.content[alone] = 0
-        a.mf[alone] = (a.mf[alone] & ~M_COW) | M_FREE | (M_RECL if by_balloon else 0)
+        a.mpn_flags[alone] = (a.mpn_flags[alone] & ~COW_BIT) | FREE_BIT | (RECLAIMED_BIT if by_balloon else 0)
         self._mark_free(alone)
 
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
@@ -268,7 +268,7 @@ class Engine:
         cow_fault = self._fault("cow_write_in_place") and name == "guest_write"
         cow = np.zeros(n, dtype=bool)
         if tokens is not None and not cow_fault:
-            cow[~unb] = (a.mf[m[~unb]] & M_COW) != 0
+            cow[~unb] = (a.mpn_flags[m[~unb]] & COW_BIT) != 0
         cow &= gate & write
         if tokens is not None and n > 1 and a.refs and \
                 any(int(x) in a.refs for x in m[gate & ~unb & write]):
@@ -295,7 +295,7 @@ class Engine:
             a.content[fm] = toks
             self._take(fm)
             a.p2m[fv, fp] = fm
-            a.pf[fv, fp] &= ~BAL
+            a.page_flags[fv, fp] &= ~BALLOONED_BIT
             if recount:
                 a.rebuild_refs()
         # copy on write: the shared MPN keeps its other mappers.
@@ -306,7 +306,7 @@ class Engine:
                 a.refs[x] -= 1
                 if a.refs[x] <= 1:
                     del a.refs[x]
-                    a.mf[x] &= ~M_COW
+                    a.mpn_flags[x] &= ~COW_BIT
             self._take(new[cw])
             a.p2m[vms[cw], ppns[cw]] = new[cw]
             if recount:
@@ -330,32 +330,32 @@ class Engine:
     # -- host --------------------------------------------------------------------
     def _units(self, hps: Ints) -> npt.NDArray[np.uint8]:
         u = self.cfg.host_page_units
-        return self.arr.mf[(hps[:, None] * u + np.arange(u)[None, :])]
+        return self.arr.mpn_flags[(hps[:, None] * u + np.arange(u)[None, :])]
 
     def host_take_page(self, hps: Ints) -> Mask:
         a, u = self.arr, self.cfg.host_page_units
         idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mf[idx]
-        free = (units & M_FREE) != 0
+        units = a.mpn_flags[idx]
+        free = (units & FREE_BIT) != 0
         if self._fault("host_takes_partial_page"):
             ok = free.any(axis=1)
-            a.mf[idx[ok]] = (units[ok] & ~M_FREE) | M_USE
+            a.mpn_flags[idx[ok]] = (units[ok] & ~FREE_BIT) | IN_USE_BIT
         elif self._fault("host_takes_single_unit"):
             ok = free.any(axis=1)
             first = np.argmax(free, axis=1)
             sel = idx[ok, first[ok]]
-            a.mf[sel] = (a.mf[sel] & ~M_FREE) | M_USE
+            a.mpn_flags[sel] = (a.mpn_flags[sel] & ~FREE_BIT) | IN_USE_BIT
         else:
             ok = free.all(axis=1)
-            a.mf[idx[ok]] = (units[ok] & ~(M_FREE | M_RECL)) | M_USE
+            a.mpn_flags[idx[ok]] = (units[ok] & ~(FREE_BIT | RECLAIMED_BIT)) | IN_USE_BIT
         return ok
 
     def host_return_page(self, hps: Ints) -> Mask:
         a, u = self.arr, self.cfg.host_page_units
         idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mf[idx]
-        ok = ((units & M_USE) != 0).all(axis=1)
-        a.mf[idx[ok]] = (units[ok] & ~M_USE) | M_FREE
+        units = a.mpn_flags[idx]
+        ok = ((units & IN_USE_BIT) != 0).all(axis=1)
+        a.mpn_flags[idx[ok]] = (units[ok] & ~IN_USE_BIT) | FREE_BIT
         self._mark_free(idx[ok].ravel())
         return ok
 
@@ -367,7 +367,7 @@ class Engine:
         m[inr] = a.p2m[vms[inr], ppn[inr]]
         backed = m != int(UNBACKED_MPN)
         ok = inr & backed
-        ok[ok] = (a.mf[m[ok]] & M_COW) == 0
+        ok[ok] = (a.mpn_flags[m[ok]] & COW_BIT) == 0
         room = cfg.host_swap_slots - len(a.swap)
         ok &= np.cumsum(ok) <= room
         for v, p, x in zip(vms[ok].tolist(), ppn[ok].tolist(), m[ok].tolist()):
@@ -390,16 +390,16 @@ class Engine:
             keep = o.lowest(valid, kernels.reclaim_room(o, self.cfg.migration))
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
                       for k in range(len(vms))]
-        reported = (a.pf[vms] & IQ) != 0
+        reported = (a.page_flags[vms] & INFLATE_QUEUE_BIT) != 0
         ok = self._kernel("vmm_reclaim", vms, {"refuse": refuse})
         if self._fault("vmm_reclaims_host_choice"):
             for k in np.flatnonzero(ok).tolist():
                 v = int(vms[k])
-                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.pf[v] & BAL) == 0)
+                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.page_flags[v] & BALLOONED_BIT) == 0)
                 if backed.any():
                     p = int(np.argmax(backed))
                     self._unback(_i([v]), _i([p]), by_balloon=True)
-                    a.pf[v, p] |= BAL
+                    a.page_flags[v, p] |= BALLOONED_BIT
                     if reported[k, p]:
                         continue
                     self.step_violations.append(StepViolation(
@@ -426,9 +426,9 @@ class Engine:
         self._unback(_i([w]), _i([q]), by_balloon=False)
         a.p2m[w, q] = keep
         a.refs[keep] = a.refs.get(keep, 1) + 1
-        a.mf[keep] |= M_COW
+        a.mpn_flags[keep] |= COW_BIT
         if self._fault("share_without_cow"):
-            a.mf &= ~M_COW
+            a.mpn_flags &= ~COW_BIT
         return ~no
 
     # -- guest OS ------------------------------------------------------------------
@@ -444,7 +444,7 @@ class Engine:
         resident = ok & (ppn >= 0)
         fresh = ok & ~resident
         if fresh.any():
-            free = a.use[vms[fresh]] == FREE
+            free = a.ppn_use[vms[fresh]] == FREE
             has = free.any(axis=1)
             first = np.argmax(free, axis=1)
             ok[np.flatnonzero(fresh)[~has]] = False
@@ -468,10 +468,10 @@ class Engine:
         # Guest side.
         clock = a.clock
         live = np.flatnonzero(ok)
-        a.stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
+        a.lru_stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
         a.clock = clock + len(live)
         fv, fvpn, fppn = vms[fresh], vs[fresh], ppn[fresh]
-        a.use[fv, fppn] = fvpn
+        a.ppn_use[fv, fppn] = fvpn
         a.vppn[fv, fvpn] = fppn
         a.disk[fv, fvpn] = 0
         if tokens is not None:
@@ -482,7 +482,7 @@ class Engine:
 
     def _renumber_stamps(self) -> None:
         a = self.arr
-        flat = a.stamp.ravel()
+        flat = a.lru_stamp.ravel()
         live = np.flatnonzero(flat)
         order = np.argsort(flat[live], kind="stable")
         flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
@@ -496,7 +496,7 @@ class Engine:
 
     def _victims(self, vms: Ints) -> Ints:
         """The LRU victim of each VM (-1 when nothing is resident)."""
-        st = self.arr.stamp[vms].astype(np.int64)
+        st = self.arr.lru_stamp[vms].astype(np.int64)
         st[st == 0] = np.iinfo(np.int64).max
         vic = np.argmin(st, axis=1)
         return np.where(st[np.arange(len(vms)), vic] == np.iinfo(np.int64).max, -1, vic)
@@ -506,7 +506,7 @@ class Engine:
         vpn = _i(vpn)
         ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
         vs = np.where(ok, vpn, 0)
-        ok &= a.stamp[vms, vs] != 0
+        ok &= a.lru_stamp[vms, vs] != 0
         if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
             ok &= self._victims(vms) == vs
         ok &= (a.disk[vms] != 0).sum(axis=1) < cfg.guest_disk_slots
@@ -515,25 +515,25 @@ class Engine:
         ok &= okh
         v, p, x = vms[ok], ppn[ok], mpn[ok]
         a.disk[v, vs[ok]] = a.content[x].astype(np.int64) + 1
-        a.use[v, p] = FREE
+        a.ppn_use[v, p] = FREE
         a.vppn[v, vs[ok]] = -1
-        a.stamp[v, vs[ok]] = 0
+        a.lru_stamp[v, vs[ok]] = 0
         return ok
 
     def guest_reset(self, vms: Ints) -> Mask:
         a = self.arr
-        a.use[vms] = FREE
-        a.stamp[vms] = 0
+        a.ppn_use[vms] = FREE
+        a.lru_stamp[vms] = 0
         a.vppn[vms] = -1
         a.expected[vms] = 0
         a.disk[vms] = 0
-        a.mtarget[vms] = 0
+        a.module_target[vms] = 0
         a.actual[vms] = 0
-        a.pf[vms] = 0
+        a.page_flags[vms] = 0
         for v in vms.tolist():
-            a.iq_extra.pop(v, None)
-            a.dq_extra.pop(v, None)
-            a.ar_extra.pop(v, None)
+            a.inflate_queue_extra.pop(v, None)
+            a.deflate_queue_extra.pop(v, None)
+            a.acked_refused_extra.pop(v, None)
         if a.swap:
             gone = set(vms.tolist())
             a.swap = {k: t for k, t in a.swap.items() if k[0] not in gone}
@@ -567,9 +567,9 @@ class Engine:
         ok = ok and int(rows.queue_len("inflate_queue")[0]
                         + rows.queue_len("deflate_queue")[0]) < 2 * cfg.batch
         if ok:
-            bit, extra = (IQ, a.iq_extra) if q == "inflate" else (DQ, a.dq_extra)
-            if 0 <= p < cfg.guest_pages and not a.pf[v, p] & bit:
-                a.pf[v, p] |= bit
+            bit, extra = (INFLATE_QUEUE_BIT, a.inflate_queue_extra) if q == "inflate" else (DEFLATE_QUEUE_BIT, a.deflate_queue_extra)
+            if 0 <= p < cfg.guest_pages and not a.page_flags[v, p] & bit:
+                a.page_flags[v, p] |= bit
             else:
                 extra.setdefault(v, []).append(p)
         return np.array([ok])

@@ -36,7 +36,8 @@ import numpy.typing as npt
 from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value
 from ballast.numeric.arrays import (
-    AD, AI, AR, BAL, DQ, IQ, MB, MR, UNBACKED_MPN, SystemArrays,
+    ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
+    DEFLATE_QUEUE_BIT, INFLATE_QUEUE_BIT, REFUSED_BIT, UNBACKED_MPN, SystemArrays,
 )
 
 __all__ = ["EXTRAS", "FLAGS", "NumpyOps", "Rows", "VM_ARRAYS", "VmRows", "run_kernel"]
@@ -45,19 +46,22 @@ Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 
 FLAGS: dict[str, np.uint8] = {
-    "ballooned": BAL, "acked_inflate": AI, "acked_refused": AR, "acked_deflate": AD,
-    "module.balloon": MB, "module.refused": MR, "inflate_queue": IQ, "deflate_queue": DQ,
+    "ballooned": BALLOONED_BIT, "acked_inflate": ACKED_INFLATE_BIT,
+    "acked_refused": ACKED_REFUSED_BIT, "acked_deflate": ACKED_DEFLATE_BIT,
+    "module.balloon": BALLOON_BIT, "module.refused": REFUSED_BIT,
+    "inflate_queue": INFLATE_QUEUE_BIT, "deflate_queue": DEFLATE_QUEUE_BIT,
 }
-"""The model's per-PPN sets and queues -> their bit of :attr:`SystemArrays.pf`."""
+"""The model's per-PPN sets and queues -> their bit of :attr:`SystemArrays.page_flags`."""
 
-EXTRAS: dict[str, str] = {"inflate_queue": "iq_extra", "deflate_queue": "dq_extra",
-                          "acked_refused": "ar_extra"}
+EXTRAS: dict[str, str] = {"inflate_queue": "inflate_queue_extra",
+                          "deflate_queue": "deflate_queue_extra",
+                          "acked_refused": "acked_refused_extra"}
 """Fields whose rare entries (duplicates, PPNs out of range) live in a dictionary."""
 
 VM_ARRAYS: dict[str, str] = {
-    "target": "target", "cpu_target": "cpu_target", "module.target": "mtarget",
-    "module.cpu_target": "mcpu_target", "module.actual": "actual",
-    "guest.vcpus": "vcpus", "parked_vcpus": "parked",
+    "target": "target", "cpu_target": "cpu_target", "module.target": "module_target",
+    "module.cpu_target": "module_cpu_target", "module.actual": "actual",
+    "guest.vcpus": "vcpus", "parked_vcpus": "parked_vcpus",
 }
 """The model's per-VM numbers (and vCPU sets, held as bit masks) -> their array."""
 
@@ -136,12 +140,12 @@ class VmRows:
 
     def _flags(self) -> npt.NDArray[np.uint8]:
         if self._pf is None:
-            self._pf = self.arr.pf[self.vms]
+            self._pf = self.arr.page_flags[self.vms]
         return self._pf
 
     def _uses(self) -> Any:
         if self._use is None:
-            self._use = self.arr.use[self.vms]
+            self._use = self.arr.ppn_use[self.vms]
         return self._use
 
     def _extra(self, field: str) -> dict[int, Any]:
@@ -160,7 +164,7 @@ class VmRows:
             bits = getattr(a, VM_ARRAYS[field])[self.vms]
             return ((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1) == 1
         if field == "guest.lru":
-            return a.stamp[self.vms] != 0
+            return a.lru_stamp[self.vms] != 0
         if field == "guest.disk":
             return a.disk[self.vms] != 0
         return getattr(a, VM_ARRAYS[field])[self.vms]
@@ -265,9 +269,9 @@ class VmRows:
 
     def commit(self) -> None:
         if self._pf is not None:
-            self.arr.pf[self.vms] = self._pf
+            self.arr.page_flags[self.vms] = self._pf
         if self._use is not None:
-            self.arr.use[self.vms] = self._use
+            self.arr.ppn_use[self.vms] = self._use
 
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ concrete states, violating ones included.
 >>> arr = SystemArrays.initial(Config())
 >>> violations(arr)
 []
->>> arr.mf[0] = 0  # MPN 0 is now nowhere
+>>> arr.mpn_flags[0] = 0  # MPN 0 is now nowhere
 >>> [name for name, _ in violations(arr)]
 ['memory_conservation']
 """
@@ -27,7 +27,8 @@ from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.model.state import BALLOON
 from ballast.numeric.arrays import (
-    BAL, DQ, M_COW, M_FREE, M_USE, MB, MR, UNBACKED_MPN, SystemArrays,
+    BALLOON_BIT, BALLOONED_BIT, COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, REFUSED_BIT,
+    UNBACKED_MPN, SystemArrays,
 )
 from ballast.numeric.engine import popcount
 
@@ -44,23 +45,23 @@ def _honest(cfg: Config) -> npt.NDArray[np.int64]:
 def _mapper_counts(a: SystemArrays) -> npt.NDArray[np.int64]:
     flat = a.p2m.ravel()
     backed = flat[flat != UNBACKED_MPN]
-    return np.bincount(backed, minlength=len(a.mf)).astype(np.int64)
+    return np.bincount(backed, minlength=len(a.mpn_flags)).astype(np.int64)
 
 
 def memory_conservation(a: SystemArrays) -> str | None:
     """Each MPN is exactly one of free, in host use, backing a guest page."""
     flat = a.p2m.ravel()
     backed = flat[flat != UNBACKED_MPN]
-    M = len(a.mf)
+    M = len(a.mpn_flags)
     if len(backed) and int(backed.max()) >= M:
         return f"MPNs {sorted(set(backed[backed >= M].tolist()))} do not exist"
     mapped = np.zeros(M, dtype=bool)
     mapped[backed] = True
-    places = ((a.mf & M_FREE) != 0).astype(np.int8) + ((a.mf & M_USE) != 0) + mapped
+    places = ((a.mpn_flags & FREE_BIT) != 0).astype(np.int8) + ((a.mpn_flags & IN_USE_BIT) != 0) + mapped
     bad = np.flatnonzero(places != 1)
     if len(bad):
         m = int(bad[0])
-        names = [n for n, w in (("free", a.mf[m] & M_FREE), ("in host use", a.mf[m] & M_USE),
+        names = [n for n, w in (("free", a.mpn_flags[m] & FREE_BIT), ("in host use", a.mpn_flags[m] & IN_USE_BIT),
                                 ("backing a guest page", mapped[m])) if w]
         return f"MPN {m} is {' and '.join(names) if names else 'nowhere'}"
     return None
@@ -69,7 +70,7 @@ def memory_conservation(a: SystemArrays) -> str | None:
 def no_double_mapping(a: SystemArrays) -> str | None:
     """An MPN backs at most one guest page unless it is copy-on-write."""
     counts = _mapper_counts(a)
-    cow = (a.mf & M_COW) != 0
+    cow = (a.mpn_flags & COW_BIT) != 0
     bad = np.flatnonzero((counts > 1) & ~cow)
     if len(bad):
         return f"MPN {int(bad[0])} backs {int(counts[bad[0]])} guest pages but is not shared " \
@@ -83,8 +84,8 @@ def no_double_mapping(a: SystemArrays) -> str | None:
 def guest_chooses_pages(a: SystemArrays) -> str | None:
     """(State form) every ballooned PPN of an honest VM is held by its balloon module."""
     hv = _honest(a.cfg)
-    pf = a.pf[hv]
-    bad = ((pf & BAL) != 0) & (a.use[hv] != BALLOON) & ((pf & DQ) == 0)
+    pf = a.page_flags[hv]
+    bad = ((pf & BALLOONED_BIT) != 0) & (a.ppn_use[hv] != BALLOON) & ((pf & DEFLATE_QUEUE_BIT) == 0)
     if bad.any():
         r, p = np.argwhere(bad)[0]
         return (f"VM {int(hv[r])}: PPN {int(p)} is ballooned but the guest's allocator never "
@@ -94,12 +95,12 @@ def guest_chooses_pages(a: SystemArrays) -> str | None:
 
 def ballooned_pages_unbacked(a: SystemArrays) -> str | None:
     """A ballooned PPN has no MPN and no host swap slot."""
-    bad = ((a.pf & BAL) != 0) & (a.p2m != UNBACKED_MPN)
+    bad = ((a.page_flags & BALLOONED_BIT) != 0) & (a.p2m != UNBACKED_MPN)
     if bad.any():
         v, p = np.argwhere(bad)[0]
         return f"VM {int(v)}: ballooned PPN {int(p)} is still backed by MPN {int(a.p2m[v, p])}"
     for v, p in sorted(a.swap):
-        if 0 <= p < a.cfg.guest_pages and a.pf[v, p] & BAL:
+        if 0 <= p < a.cfg.guest_pages and a.page_flags[v, p] & BALLOONED_BIT:
             return f"VM {v}: ballooned PPN {p} still holds a host swap slot"
     return None
 
@@ -107,17 +108,17 @@ def ballooned_pages_unbacked(a: SystemArrays) -> str | None:
 def balloon_accounting_exact(a: SystemArrays) -> str | None:
     """The module's balloon is within the VMM's ballooned set; sizes agree when quiet."""
     hv = _honest(a.cfg)
-    pf = a.pf[hv]
-    mb = (pf & MB) != 0
-    bal = (pf & BAL) != 0
+    pf = a.page_flags[hv]
+    mb = (pf & BALLOON_BIT) != 0
+    bal = (pf & BALLOONED_BIT) != 0
     lost = mb & ~bal
     if lost.any():
         r = int(np.flatnonzero(lost.any(axis=1))[0])
         return (f"VM {int(hv[r])}: the module holds {np.flatnonzero(lost[r]).tolist()} as "
                 f"ballooned but the VMM does not")
-    busy = (pf & ~(BAL | MB | np.uint8(32))) != 0  # queues and acknowledgements
+    busy = (pf & ~(BALLOONED_BIT | BALLOON_BIT | REFUSED_BIT)) != 0  # queues and acknowledgements
     quiet = ~busy.any(axis=1)
-    for extra in (a.iq_extra, a.dq_extra, a.ar_extra):
+    for extra in (a.inflate_queue_extra, a.deflate_queue_extra, a.acked_refused_extra):
         for v in extra:
             quiet[hv == v] = False
     nmb, nbal, act = mb.sum(axis=1), bal.sum(axis=1), a.actual[hv]
@@ -131,8 +132,8 @@ def balloon_accounting_exact(a: SystemArrays) -> str | None:
 
 def module_pages_pinned(a: SystemArrays) -> str | None:
     """Pages the module holds (balloon or refused) are pinned for it, and held once."""
-    mb, mr = (a.pf & MB) != 0, (a.pf & MR) != 0
-    bad = (mb & mr) | ((mb | mr) & (a.use != BALLOON))
+    mb, mr = (a.page_flags & BALLOON_BIT) != 0, (a.page_flags & REFUSED_BIT) != 0
+    bad = (mb & mr) | ((mb | mr) & (a.ppn_use != BALLOON))
     if not bad.any():
         return None
     v, p = (int(x) for x in np.argwhere(bad)[0])
@@ -155,12 +156,12 @@ def isolation(a: SystemArrays) -> str | None:
         vm = idx // a.cfg.guest_pages
         pairs = np.unique(np.stack([m, vm]), axis=1)
         mm, nvm = np.unique(pairs[0], return_counts=True)
-        cow = (a.mf[mm] & M_COW) != 0
+        cow = (a.mpn_flags[mm] & COW_BIT) != 0
         bad = mm[(nvm > 1) & ~cow]
         if len(bad):
             x = int(bad[0])
             return f"MPN {x} is writable by VMs {sorted(set(pairs[1][pairs[0] == x].tolist()))}"
-    dirty = np.flatnonzero(((a.mf & M_FREE) != 0) & (a.content != 0))
+    dirty = np.flatnonzero(((a.mpn_flags & FREE_BIT) != 0) & (a.content != 0))
     if len(dirty):
         return f"free MPN {int(dirty[0])} still holds data (token {int(a.content[dirty[0]])})"
     return None
@@ -172,7 +173,7 @@ def guest_data_intact(a: SystemArrays) -> str | None:
     if not len(hv):
         return None
     # Find the VMs with any problem with whole-array operations, then explain the first.
-    use = a.use[hv].astype(np.int64)
+    use = a.ppn_use[hv].astype(np.int64)
     p2m = a.p2m[hv]
     res = use >= 0
     backed = p2m != UNBACKED_MPN
@@ -208,7 +209,7 @@ def _data_intact_vm(a: SystemArrays, v: int) -> str | None:
     cfg = a.cfg
     D = cfg.guest_data_pages
     if True:  # one VM of the model's loop
-        use = a.use[v].astype(np.int64)
+        use = a.ppn_use[v].astype(np.int64)
         res = np.flatnonzero(use >= 0)
         vpn = use[res]
         m = a.p2m[v, res]
@@ -247,7 +248,7 @@ def _data_intact_vm(a: SystemArrays, v: int) -> str | None:
 def host_pages_whole(a: SystemArrays) -> str | None:
     """The host uses only whole host pages."""
     u = a.cfg.host_page_units
-    used = ((a.mf & M_USE) != 0).reshape(-1, u)
+    used = ((a.mpn_flags & IN_USE_BIT) != 0).reshape(-1, u)
     part = np.flatnonzero(used.any(axis=1) & ~used.all(axis=1))
     if len(part):
         hp = int(part[0])
@@ -262,10 +263,10 @@ def processor_conservation(a: SystemArrays) -> str | None:
     cfg = a.cfg
     if not cfg.processors:
         return None
-    total = a.idle_pcpus + int(popcount(a.vcpus).sum() + popcount(a.parked).sum())
+    total = a.idle_pcpus + int(popcount(a.vcpus).sum() + popcount(a.parked_vcpus).sum())
     if total != cfg.pcpus:
         return f"{total} physical processors accounted for, the host has {cfg.pcpus}"
-    both = np.flatnonzero(a.vcpus & a.parked)
+    both = np.flatnonzero(a.vcpus & a.parked_vcpus)
     if len(both):
         return f"VM {int(both[0])}: vCPUs online and parked"
     if a.idle_pcpus < 0:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import GuestPolicyName
 from ballast.model.state import FREE
-from ballast.numeric.arrays import BAL, IQ, MB, UNBACKED_MPN
+from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 
 __all__ = ["Batch", "WEIGHTS", "draw_batch", "log_actions", "run_batches", "batch_actions"]
@@ -101,9 +101,9 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "vmm_reclaim":
         # The VMM's choice: which valid reported pages to accept (as many as it has room
         # for, or with ``refusal`` sometimes fewer); it refuses the rest.
-        rows = a.pf[vms]
-        valid = ((rows & IQ) != 0) & ((rows & BAL) == 0)
-        room = np.maximum(0, a.target[vms] - ((rows & BAL) != 0).sum(axis=1))
+        rows = a.page_flags[vms]
+        valid = ((rows & INFLATE_QUEUE_BIT) != 0) & ((rows & BALLOONED_BIT) == 0)
+        room = np.maximum(0, a.target[vms] - ((rows & BALLOONED_BIT) != 0).sum(axis=1))
         most = np.minimum(valid.sum(axis=1), room)
         take = _counts(rng, most, 0 if cfg.refusal else None)
         acc = _random_pick(rng, valid, take)
@@ -126,12 +126,12 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"ppns": _random_pick(rng, free, room)}
     if name == "balloon_deflate":
         room = _counts(rng, eng.deflate_room(vms), 1)
-        mb = (a.pf[vms] & MB) != 0
+        mb = (a.page_flags[vms] & BALLOON_BIT) != 0
         return vms, {"ppns": _random_pick(rng, mb, room)}
     if name in ("balloon_cpu_offline", "balloon_cpu_online"):
         # The guest's choice: any online vCPU but the boot one, or any offline one.
         bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"
-                else ~(a.vcpus[vms] | a.parked[vms]))
+                else ~(a.vcpus[vms] | a.parked_vcpus[vms]))
         cpus = np.array([[(int(b) >> c) & 1 == 1 for c in range(cfg.vcpus)] for b in bits],
                         dtype=bool).reshape(n, cfg.vcpus)
         pick = _random_pick(rng, cpus, np.ones(n, dtype=np.int64))

@@ -1,12 +1,14 @@
 """The model's :class:`~ballast.model.state.State` as Z3 terms, and back.
 
-A symbolic state is a flat map from a *key* (a field name and its indices) to
-a Z3 term, sized by the configuration: one Boolean per MPN for the host's free
-pool, one integer per (VM, PPN) for the VMM's PPN -> MPN map, one counter per
-queue entry value, and so on. Sets become one Boolean per element, queues
-(sorted, duplicates kept) become a count per PPN, the guest's LRU order becomes
-each resident VPN's position, host swap and the guest's disk become a flag and
-a token per page.
+A symbolic state is a flat map from a *key* (a field's name and its indices) to
+a Z3 term, sized by the configuration and derived from the state schema
+(:mod:`ballast.model.schema`): one Boolean per MPN for the host's ``free`` pool,
+one number per (VM, PPN) for the VMM's map (``("p2m", vm, ppn)``), one count per
+PPN for each queue (``("inflate_queue", vm, ppn)``), and so on. Sets become one
+Boolean per element, queues (sorted, duplicates kept) a count per element, maps and
+counters numbers, the guest's LRU order each resident VPN's position
+(``lru_rank``), host swap and the guest's disk a flag and a token per page
+(``swap_token``, ``disk_token``); see :func:`parts`.
 
 The encoding is exact for every state in its *domain*: the states whose
 queues hold PPNs in ``0..guest_pages`` (one past the end is what a hostile
@@ -28,23 +30,16 @@ True
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, TypeAlias
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeAlias
 
 import z3
 
 from ballast.errors import BallastError
 from ballast.model.config import Config
-from ballast.model.state import (
-    BALLOON,
-    FREE,
-    UNBACKED,
-    BalloonModule,
-    GuestState,
-    HostState,
-    State,
-    VmState,
-)
+from ballast.model.schema import SCHEMA, Field, Kind, Record, assemble
+from ballast.model.state import BALLOON, FREE, UNBACKED, State
 
 __all__ = [
     "Key",
@@ -55,6 +50,7 @@ __all__ = [
     "decode_values",
     "encode",
     "keys",
+    "parts",
     "fresh",
     "num",
     "Num",
@@ -84,37 +80,53 @@ class OutOfDomain(BallastError):
     """A concrete state the symbolic encoding cannot represent exactly."""
 
 
+def parts(f: Field) -> tuple[tuple[str, bool], ...]:
+    """The symbolic parts of field ``f`` at each of its indices: (name, whether Boolean).
+
+    A set is a Boolean per element, a queue a count per element, a map or counter a
+    number; a partial map adds to its Boolean "has an entry" the entry's value
+    (``swap_token``), an order adds to its membership each element's rank (``lru_rank``).
+
+    >>> from ballast.model.schema import field
+    >>> parts(field("inflate_queue")), parts(field("disk"))
+    ((('inflate_queue', False),), (('disk', True), ('disk_token', False)))
+    """
+    if f.kind is Kind.SET:
+        return ((f.key, True),)
+    if f.kind is Kind.PARTIAL_MAP:
+        assert f.values is not None
+        return ((f.key, True), (f"{f.key}_{f.values.name}", False))
+    if f.kind is Kind.ORDER:
+        return ((f.key, True), (f"{f.key}_rank", False))
+    return ((f.key, False),)
+
+
+def _indices(f: Field, cfg: Config) -> list[tuple[int, ...]]:
+    """Every index of field ``f`` (a VM's own fields: below the VM number)."""
+    return list(itertools.product(*(d.range(cfg) for d in f.elements)))
+
+
+_FIELD_OF_PART = {name: f for f in SCHEMA for name, _ in parts(f)}
+
+
 def keys(cfg: Config) -> Iterator[tuple[Key, bool]]:
-    """Every key of a configuration's symbolic state, with whether it is Boolean."""
-    M, V, G, D, C = cfg.machine_pages, cfg.vms, cfg.guest_pages, cfg.guest_data_pages, cfg.vcpus
-    for m in range(M):
-        for name in ("free", "in_use", "cow", "reclaimed"):
-            yield (name, m), True
-        yield ("content", m), False
-    yield ("idle",), False
-    for v in range(V):
-        for p in range(G):
-            yield ("swap", v, p), True
-            yield ("swap_tok", v, p), False
-            yield ("p2m", v, p), False
-            yield ("use", v, p), False
-            for name in ("ballooned", "ai", "ad", "balloon", "refused"):
-                yield (name, v, p), True
-        for q in range(G + 1):
-            yield ("inq", v, q), False
-            yield ("dq", v, q), False
-            yield ("ar", v, q), True
-        for name in ("target", "cpu_target", "mtarget", "actual", "mcpu"):
-            yield (name, v), False
-        for d in range(D):
-            yield ("lru", v, d), True
-            yield ("disk", v, d), True
-            yield ("rank", v, d), False
-            yield ("expected", v, d), False
-            yield ("disk_tok", v, d), False
-        for c in range(C):
-            yield ("vcpus", v, c), True
-            yield ("parked", v, c), True
+    """Every key of a configuration's symbolic state, with whether it is Boolean: the
+    host's fields, then each VM's (host swap entries of the VM first), each field's
+    parts at every index, in schema order."""
+    for f in SCHEMA:
+        if not f.per_vm:
+            for idx in _indices(f, cfg):
+                for name, is_bool in parts(f):
+                    yield (name, *idx), is_bool
+    for v in range(cfg.vms):
+        for f in SCHEMA:
+            if not f.per_vm:
+                continue
+            for idx in _indices(f, cfg):
+                if f.record is Record.HOST and idx[0] != v:
+                    continue
+                for name, is_bool in parts(f):
+                    yield ((name, *idx) if f.record is Record.HOST else (name, v, *idx)), is_bool
 
 
 @dataclass(frozen=True)
@@ -160,11 +172,7 @@ class SymState:
     def vm_equals(self, other: "SymState", vm: int) -> z3.BoolRef:
         """Every part of VM ``vm`` equal (the VMM's records, the guest, the module)."""
         return z3.And([t == other.terms[k] for k, t in self.terms.items()
-                       if len(k) >= 2 and k[0] not in ("swap", "swap_tok") and k[1] == vm
-                       and k[0] not in _HOST_KEYS])
-
-
-_HOST_KEYS = frozenset({"free", "in_use", "cow", "reclaimed", "content", "idle"})
+                       if _FIELD_OF_PART[str(k[0])].record is not Record.HOST and k[1] == vm])
 
 
 def queue_cap(cfg: Config) -> int:
@@ -195,122 +203,96 @@ def encode(cfg: Config, s: State) -> SymState:
 
 def concrete_values(cfg: Config, s: State) -> dict[Key, int | bool]:
     """The encoding of a concrete state as plain Python values."""
-    M, G, D, C = cfg.machine_pages, cfg.guest_pages, cfg.guest_data_pages, cfg.vcpus
-    if len(s.vms) != cfg.vms or len(s.host.content) != M:
+    if len(s.vms) != cfg.vms or len(s.host.content) != cfg.machine_pages:
         raise OutOfDomain("the state does not have the configuration's sizes")
     out: dict[Key, int | bool] = {}
-    h = s.host
-    for m in range(M):
-        out["free", m] = m in h.free
-        out["in_use", m] = m in h.in_use
-        out["cow", m] = m in h.cow
-        out["reclaimed", m] = m in h.reclaimed
-        out["content", m] = h.content[m]
-    for name, sset in (("free", h.free), ("in_use", h.in_use), ("cow", h.cow),
-                       ("reclaimed", h.reclaimed)):
-        if not sset <= set(range(M)):
-            raise OutOfDomain(f"host {name} names MPNs that do not exist")
-    out["idle",] = h.idle_pcpus
-    swap: dict[tuple[int, int], int] = {}
-    for v, p, t in h.swap:
-        if (v, p) in swap or not (0 <= v < cfg.vms and 0 <= p < G):
-            raise OutOfDomain("host swap holds a page twice or a page that does not exist")
-        swap[v, p] = t
-    for v, vm in enumerate(s.vms):
-        if len(vm.p2m) != G or len(vm.guest.ppn_use) != G or len(vm.guest.expected) != D:
-            raise OutOfDomain("a VM does not have the configuration's sizes")
-        for p in range(G):
-            out["swap", v, p] = (v, p) in swap
-            out["swap_tok", v, p] = swap.get((v, p), 0)
-            out["p2m", v, p] = vm.p2m[p]
-            out["use", v, p] = vm.guest.ppn_use[p]
-            out["ballooned", v, p] = p in vm.ballooned
-            out["ai", v, p] = p in vm.acked_inflate
-            out["ad", v, p] = p in vm.acked_deflate
-            out["balloon", v, p] = p in vm.module.balloon
-            out["refused", v, p] = p in vm.module.refused
-        for sset in (vm.ballooned, vm.acked_inflate, vm.acked_deflate, vm.module.balloon,
-                     vm.module.refused):
-            if not sset <= set(range(G)):
-                raise OutOfDomain("a PPN set names PPNs that do not exist")
-        if not vm.acked_refused <= set(range(G + 1)):
-            raise OutOfDomain("acknowledged refusals beyond one past the last PPN")
-        for q in range(G + 1):
-            out["inq", v, q] = min(vm.inflate_queue.count(q), queue_cap(cfg))
-            out["dq", v, q] = min(vm.deflate_queue.count(q), queue_cap(cfg))
-            out["ar", v, q] = q in vm.acked_refused
-        if any(not 0 <= q <= G for q in vm.inflate_queue + vm.deflate_queue):
-            raise OutOfDomain("a queue holds a PPN beyond one past the last PPN")
-        out["target", v] = vm.target
-        out["cpu_target", v] = vm.cpu_target
-        out["mtarget", v] = vm.module.target
-        out["actual", v] = vm.module.actual
-        out["mcpu", v] = vm.module.cpu_target
-        g = vm.guest
-        if not set(g.lru) <= set(range(D)):
-            raise OutOfDomain("the LRU list holds a VPN that does not exist")
-        # A VPN listed twice (a hostile guest can get there) counts from its first place.
-        order = list(dict.fromkeys(g.lru))
-        disk: dict[int, int] = {}
-        for d, t in g.disk:
-            if d in disk or not 0 <= d < D:
-                raise OutOfDomain("the guest's disk holds a VPN twice")
-            disk[d] = t
-        for d in range(D):
-            out["lru", v, d] = d in g.lru
-            out["rank", v, d] = order.index(d) if d in order else 0
-            out["expected", v, d] = g.expected[d]
-            out["disk", v, d] = d in disk
-            out["disk_tok", v, d] = disk.get(d, 0)
-        if not (g.vcpus | vm.parked_vcpus) <= set(range(C)):
-            raise OutOfDomain("a vCPU beyond the configured number")
-        for c in range(C):
-            out["vcpus", v, c] = c in g.vcpus
-            out["parked", v, c] = c in vm.parked_vcpus
+    for f in SCHEMA:
+        for v in range(cfg.vms) if f.record is not Record.HOST else [0]:
+            prefix = (v,) if f.record is not Record.HOST else ()
+            _encode_field(cfg, f, f.read(s, v), prefix, out)
     return out
+
+
+def _encode_field(cfg: Config, f: Field, value: Any, prefix: tuple[int, ...],
+                  out: dict[Key, int | bool]) -> None:
+    """Field ``f``'s concrete ``value`` as parts keyed ``(part, *prefix, *index)``."""
+    idx = _indices(f, cfg)
+    where = f"{f.path.replace('*', str(prefix[0]) if prefix else '*')}"
+    names = [name for name, _ in parts(f)]
+    if f.kind is Kind.COUNTER:
+        out[(names[0], *prefix)] = value
+        return
+    if f.kind is Kind.MAP:
+        if len(value) != len(idx):
+            raise OutOfDomain(f"{where} does not have the configuration's size")
+        for i, x in zip(idx, value):
+            out[(names[0], *prefix, *i)] = x
+        return
+    entries: list[tuple[int, ...]] = (
+        [tuple(e) for e in value] if f.kind is Kind.PARTIAL_MAP else [(x,) for x in value])
+    inside = set(idx)
+    heads = [e[:len(f.elements)] for e in entries]
+    if any(h not in inside for h in heads):
+        raise OutOfDomain(f"{where} holds an element outside {_domain_text(f)}")
+    if f.kind is Kind.PARTIAL_MAP and len(set(heads)) != len(heads):
+        raise OutOfDomain(f"{where} holds an entry twice")
+    if f.kind is Kind.SET:
+        members = set(heads)
+        for i in idx:
+            out[(names[0], *prefix, *i)] = i in members
+    elif f.kind is Kind.QUEUE:
+        for i in idx:
+            out[(names[0], *prefix, *i)] = min(heads.count(i), queue_cap(cfg))
+    elif f.kind is Kind.PARTIAL_MAP:
+        got = {e[:-1]: e[-1] for e in entries}
+        for i in idx:
+            out[(names[0], *prefix, *i)] = i in got
+            out[(names[1], *prefix, *i)] = got.get(i, 0)
+    else:  # ORDER: an element listed twice (a hostile guest can get there) counts once
+        order = list(dict.fromkeys(heads))
+        for i in idx:
+            out[(names[0], *prefix, *i)] = i in order
+            out[(names[1], *prefix, *i)] = order.index(i) if i in order else 0
+
+
+def _domain_text(f: Field) -> str:
+    return " x ".join(f"{d.name} {d.text()}" for d in f.elements)
 
 
 def decode_values(cfg: Config, val: Callable[[Key], int | bool] | Mapping[Key, int | bool]
                   ) -> State:
     """The concrete :class:`State` of an encoding given part by part."""
     get: Callable[[Key], int | bool] = val.__getitem__ if isinstance(val, Mapping) else val
-    M, V, G, D, C = cfg.machine_pages, cfg.vms, cfg.guest_pages, cfg.guest_data_pages, cfg.vcpus
+    host: dict[str, Any] = {}
+    vms: list[dict[str, Any]] = [{} for _ in range(cfg.vms)]
+    for f in SCHEMA:
+        for v in range(cfg.vms) if f.record is not Record.HOST else [0]:
+            prefix = (v,) if f.record is not Record.HOST else ()
+            (vms[v] if f.record is not Record.HOST else host)[f.key] = \
+                _decode_field(cfg, f, get, prefix)
+    return assemble(host, vms)
 
-    def bset(name: str, *idx: int, n: int) -> frozenset[int]:
-        return frozenset(x for x in range(n) if get((name, *idx, x)))
 
-    def ival(*key: object) -> int:
-        return int(get(key))
+def _decode_field(cfg: Config, f: Field, get: Callable[[Key], int | bool],
+                  prefix: tuple[int, ...]) -> Any:
+    idx = _indices(f, cfg)
+    names = [name for name, _ in parts(f)]
 
-    host = HostState(
-        free=bset("free", n=M), in_use=bset("in_use", n=M),
-        content=tuple(ival("content", m) for m in range(M)), cow=bset("cow", n=M),
-        reclaimed=bset("reclaimed", n=M),
-        swap=tuple(sorted((v, p, ival("swap_tok", v, p)) for v in range(V) for p in range(G)
-                          if get(("swap", v, p)))),
-        idle_pcpus=ival("idle"))
-    vms = []
-    for v in range(V):
-        lru = sorted((ival("rank", v, d), d) for d in range(D) if get(("lru", v, d)))
-        guest = GuestState(
-            ppn_use=tuple(ival("use", v, p) for p in range(G)),
-            lru=tuple(d for _, d in lru),
-            expected=tuple(ival("expected", v, d) for d in range(D)),
-            disk=tuple((d, ival("disk_tok", v, d)) for d in range(D) if get(("disk", v, d))),
-            vcpus=bset("vcpus", v, n=C))
-        module = BalloonModule(target=ival("mtarget", v), balloon=bset("balloon", v, n=G),
-                               refused=bset("refused", v, n=G), actual=ival("actual", v),
-                               cpu_target=ival("mcpu", v))
-        vms.append(VmState(
-            p2m=tuple(ival("p2m", v, p) for p in range(G)),
-            ballooned=bset("ballooned", v, n=G), target=ival("target", v),
-            cpu_target=ival("cpu_target", v),
-            inflate_queue=tuple(q for q in range(G + 1) for _ in range(ival("inq", v, q))),
-            deflate_queue=tuple(q for q in range(G + 1) for _ in range(ival("dq", v, q))),
-            acked_inflate=bset("ai", v, n=G), acked_refused=bset("ar", v, n=G + 1),
-            acked_deflate=bset("ad", v, n=G), parked_vcpus=bset("parked", v, n=C),
-            guest=guest, module=module))
-    return State(host, tuple(vms))
+    def at(n: int, i: tuple[int, ...]) -> int:
+        return int(get((names[n], *prefix, *i)))
+
+    if f.kind is Kind.COUNTER:
+        return int(get((names[0], *prefix)))
+    if f.kind is Kind.MAP:
+        return tuple(at(0, i) for i in idx)
+    if f.kind is Kind.SET:
+        return frozenset(i[0] for i in idx if get((names[0], *prefix, *i)))
+    if f.kind is Kind.QUEUE:
+        return tuple(i[0] for i in idx for _ in range(at(0, i)))
+    if f.kind is Kind.PARTIAL_MAP:
+        return tuple((*i, at(1, i)) for i in idx if get((names[0], *prefix, *i)))
+    ranked = sorted((at(1, i), i[0]) for i in idx if get((names[0], *prefix, *i)))
+    return tuple(x for _, x in ranked)
 
 
 def _value(t: z3.ExprRef) -> int | bool:
@@ -376,53 +358,53 @@ def saturating_inc(cfg: Config, x: Num) -> Num:
 def well_formed(sym: SymState) -> dict[str, z3.BoolRef]:
     """The encoding's domain as named conjuncts: values in range, canonical don't-cares.
 
-    Every conjunct is about the encoding, not the model's safety, yet the proofs
-    treat them like any other conjunct of the inductive invariant: each action
-    must preserve them.
+    Derived from the state schema: every number within its field's domain (a queue's
+    count up to :func:`queue_cap`, a rank below the order's length), the value of a
+    partial map's missing entry 0, a field whose feature is off empty (or 0), the ranks
+    of an order distinct. Every conjunct is about the encoding, not the model's safety,
+    yet the proofs treat them like any other conjunct of the inductive invariant: each
+    action must preserve them.
     """
     cfg = sym.cfg
-    M, V, G, D, C = cfg.machine_pages, cfg.vms, cfg.guest_pages, cfg.guest_data_pages, cfg.vcpus
-    T = cfg.tokens
     out: dict[str, list[z3.BoolRef]] = {"wf_ranges": [], "wf_canonical": [], "wf_lru_ranks": []}
-    r, c = out["wf_ranges"], out["wf_canonical"]
-    for m in range(M):
-        r.append(z3.And(sym.i("content", m) >= 0, sym.i("content", m) <= T))
-    r.append(z3.And(sym.i("idle") >= 0, sym.i("idle") <= cfg.pcpus))
-    for v in range(V):
-        for p in range(G):
-            r.append(z3.And(sym.i("p2m", v, p) >= UNBACKED, sym.i("p2m", v, p) < M))
-            r.append(z3.And(sym.i("use", v, p) >= BALLOON, sym.i("use", v, p) < D))
-            r.append(z3.And(sym.i("swap_tok", v, p) >= 0, sym.i("swap_tok", v, p) <= T))
-            c.append(z3.Implies(z3.Not(sym.b("swap", v, p)), sym.i("swap_tok", v, p) == 0))
-        for q in range(G + 1):
-            for name in ("inq", "dq"):
-                r.append(z3.And(sym.i(name, v, q) >= 0, sym.i(name, v, q) <= queue_cap(cfg)))
-        r.append(z3.And(sym.i("target", v) >= 0, sym.i("target", v) <= G))
-        r.append(z3.And(sym.i("mtarget", v) >= 0, sym.i("mtarget", v) <= G))
-        r.append(z3.And(sym.i("actual", v) >= 0, sym.i("actual", v) <= G + 1))
-        lo = 1 if cfg.processors else 0
-        hi = C if cfg.processors else 0
-        for name in ("cpu_target", "mcpu"):
-            r.append(z3.And(sym.i(name, v) >= lo, sym.i(name, v) <= hi))
-        n = count(sym.b("lru", v, d) for d in range(D))
-        for d in range(D):
-            r.append(z3.And(sym.i("expected", v, d) >= 0, sym.i("expected", v, d) <= T))
-            r.append(z3.And(sym.i("disk_tok", v, d) >= 0, sym.i("disk_tok", v, d) <= T))
-            c.append(z3.Implies(z3.Not(sym.b("disk", v, d)), sym.i("disk_tok", v, d) == 0))
-            rank = sym.i("rank", v, d)
-            r.append(z3.And(rank >= 0, rank < D))
-            out["wf_lru_ranks"].append(z3.If(sym.b("lru", v, d), z3.And(rank >= 0, rank < n),
-                                             rank == 0))
-            for e in range(d + 1, D):
-                out["wf_lru_ranks"].append(z3.Implies(
-                    z3.And(sym.b("lru", v, d), sym.b("lru", v, e)),
-                    rank != sym.i("rank", v, e)))
-        if not cfg.processors:
-            for cc in range(C):
-                c.append(z3.Not(sym.b("vcpus", v, cc)))
-                c.append(z3.Not(sym.b("parked", v, cc)))
-    if not cfg.processors:
-        c.append(sym.i("idle") == 0)
+    r, c, o = out["wf_ranges"], out["wf_canonical"], out["wf_lru_ranks"]
+    for f in SCHEMA:
+        off = f.feature is not None and not getattr(cfg, f.feature)
+        names = [name for name, _ in parts(f)]
+        for v in range(cfg.vms) if f.record is not Record.HOST else [0]:
+            prefix = (v,) if f.record is not Record.HOST else ()
+            idx = _indices(f, cfg)
+            if f.kind is Kind.COUNTER:
+                assert f.values is not None
+                x = sym.i(names[0], *prefix)
+                lo, hi = (0, 0) if off else (f.values.low.of(cfg), f.values.high.of(cfg))
+                r.append(z3.And(x >= lo, x <= hi))
+                continue
+            for i in idx:
+                key = (*prefix, *i)
+                if f.kind is Kind.MAP:
+                    assert f.values is not None
+                    x = sym.i(names[0], *key)
+                    r.append(z3.And(x >= f.values.low.of(cfg), x <= f.values.high.of(cfg)))
+                elif f.kind is Kind.QUEUE:
+                    x = sym.i(names[0], *key)
+                    r.append(z3.And(x >= 0, x <= queue_cap(cfg)))
+                elif f.kind is Kind.PARTIAL_MAP:
+                    assert f.values is not None
+                    x = sym.i(names[1], *key)
+                    r.append(z3.And(x >= f.values.low.of(cfg), x <= f.values.high.of(cfg)))
+                    c.append(z3.Implies(z3.Not(sym.b(names[0], *key)), x == 0))
+                elif f.kind is Kind.SET and off:
+                    c.append(z3.Not(sym.b(names[0], *key)))
+            if f.kind is Kind.ORDER:
+                n = count(sym.b(names[0], *prefix, *i) for i in idx)
+                for j, i in enumerate(idx):
+                    member, rank = sym.b(names[0], *prefix, *i), sym.i(names[1], *prefix, *i)
+                    r.append(z3.And(rank >= 0, rank < len(idx)))
+                    o.append(z3.If(member, z3.And(rank >= 0, rank < n), rank == 0))
+                    for e in idx[j + 1:]:
+                        o.append(z3.Implies(z3.And(member, sym.b(names[0], *prefix, *e)),
+                                            rank != sym.i(names[1], *prefix, *e)))
     return {k: z3.And(v) for k, v in out.items()}
 
 

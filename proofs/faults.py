@@ -120,4 +120,4 @@ def _cow_in_place(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSta
 @_fault("host_swap_loses_data")
 def _swap_loses(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     guard, post = _host_swap_out(s.cfg, s, a)
-    return guard, post.set({("swap_tok", a["vm"], a["ppn"]): num(0)})
+    return guard, post.set({("swap_token", a["vm"], a["ppn"]): num(0)})

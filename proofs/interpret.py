@@ -35,24 +35,24 @@ __all__ = ["KEYS", "Z3Ops", "run_kernel", "unback"]
 KEYS: dict[str, str] = {
     "p2m": "p2m",
     "ballooned": "ballooned",
-    "acked_inflate": "ai",
-    "acked_refused": "ar",
-    "acked_deflate": "ad",
+    "acked_inflate": "acked_inflate",
+    "acked_refused": "acked_refused",
+    "acked_deflate": "acked_deflate",
     "module.balloon": "balloon",
     "module.refused": "refused",
-    "guest.ppn_use": "use",
-    "inflate_queue": "inq",
-    "deflate_queue": "dq",
+    "guest.ppn_use": "ppn_use",
+    "inflate_queue": "inflate_queue",
+    "deflate_queue": "deflate_queue",
     "target": "target",
     "cpu_target": "cpu_target",
-    "module.target": "mtarget",
-    "module.cpu_target": "mcpu",
+    "module.target": "module.target",
+    "module.cpu_target": "module.cpu_target",
     "module.actual": "actual",
     "guest.vcpus": "vcpus",
-    "parked_vcpus": "parked",
+    "parked_vcpus": "parked_vcpus",
     "guest.lru": "lru",
     "guest.disk": "disk",
-    "idle_pcpus": "idle",
+    "idle_pcpus": "idle_pcpus",
 }
 """The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
 
@@ -407,7 +407,7 @@ class Z3Ops:
             if _false(m):
                 continue
             upd["swap", v, p] = _and([self.s["swap", v, p], _not(m)])
-            upd["swap_tok", v, p] = _ite(m, 0, self.s["swap_tok", v, p])
+            upd["swap_token", v, p] = _ite(m, 0, self.s["swap_token", v, p])
         self._write(upd)
 
 

@@ -103,8 +103,8 @@ def _no_double(s: SymState) -> z3.BoolRef:
 
 @_state("guest_chooses_pages")
 def _guest_chooses(s: SymState) -> z3.BoolRef:
-    return z3.And([z3.Implies(s.b("ballooned", v, p), z3.Or(s.i("use", v, p) == BALLOON,
-                                                            s.i("dq", v, p) > 0))
+    return z3.And([z3.Implies(s.b("ballooned", v, p), z3.Or(s.i("ppn_use", v, p) == BALLOON,
+                                                            s.i("deflate_queue", v, p) > 0))
                    for v in _honest(s.cfg) for p in range(s.cfg.guest_pages)] or [z3.BoolVal(True)])
 
 
@@ -115,7 +115,7 @@ def _guest_chooses_step(pre: SymState, name: str, args: dict[str, Any],
     if spec.actor not in (Actor.HOST, Actor.VMM) or spec.names_guest_page:
         return z3.BoolVal(True)
     return z3.And([z3.Implies(z3.And(post.b("ballooned", v, p), z3.Not(pre.b("ballooned", v, p))),
-                              pre.i("inq", v, p) > 0) for v, p in _pages(pre.cfg)])
+                              pre.i("inflate_queue", v, p) > 0) for v, p in _pages(pre.cfg)])
 
 
 @_state("ballooned_pages_unbacked")
@@ -132,10 +132,10 @@ def _accounting(s: SymState) -> z3.BoolRef:
     out = []
     for v in _honest(cfg):
         out += [z3.Implies(s.b("balloon", v, p), s.b("ballooned", v, p)) for p in range(G)]
-        quiet = z3.And([s.i("inq", v, q) == 0 for q in range(G + 1)]
-                       + [s.i("dq", v, q) == 0 for q in range(G + 1)]
-                       + [z3.Not(s.b(n, v, p)) for n in ("ai", "ad") for p in range(G)]
-                       + [z3.Not(s.b("ar", v, q)) for q in range(G + 1)])
+        quiet = z3.And([s.i("inflate_queue", v, q) == 0 for q in range(G + 1)]
+                       + [s.i("deflate_queue", v, q) == 0 for q in range(G + 1)]
+                       + [z3.Not(s.b(n, v, p)) for n in ("acked_inflate", "acked_deflate") for p in range(G)]
+                       + [z3.Not(s.b("acked_refused", v, q)) for q in range(G + 1)])
         size = count(s.b("balloon", v, p) for p in range(G))
         out.append(z3.Implies(quiet, z3.And(s.i("actual", v) == size,
                                             size == count(s.b("ballooned", v, p)
@@ -149,7 +149,7 @@ def _module_pages_pinned(s: SymState) -> z3.BoolRef:
     for v, p in _pages(s.cfg):
         bal, ref = s.b("balloon", v, p), s.b("refused", v, p)
         out.append(z3.Not(z3.And(bal, ref)))
-        out.append(z3.Implies(z3.Or(bal, ref), s.i("use", v, p) == BALLOON))
+        out.append(z3.Implies(z3.Or(bal, ref), s.i("ppn_use", v, p) == BALLOON))
     return z3.And(out)
 
 
@@ -187,7 +187,7 @@ def _isolation_step(pre: SymState, name: str, args: dict[str, Any],
 def _token_of(s: SymState, v: int, p: int) -> Num:
     cfg = s.cfg
     mpn = s.i("p2m", v, p)
-    content: Num = z3.If(s.b("swap", v, p), s.i("swap_tok", v, p), 0)
+    content: Num = z3.If(s.b("swap", v, p), s.i("swap_token", v, p), 0)
     for m in range(cfg.machine_pages - 1, -1, -1):
         content = z3.If(mpn == m, s.i("content", m), content)
     return content
@@ -200,18 +200,18 @@ def _data_intact(s: SymState) -> z3.BoolRef:
     out = []
     for v in _honest(cfg):
         for p in range(G):
-            use = s.i("use", v, p)
+            use = s.i("ppn_use", v, p)
             for d in range(D):
                 out.append(z3.Implies(use == d, _token_of(s, v, p) == s.i("expected", v, d)))
         for d in range(D):
-            resident = z3.Or([s.i("use", v, p) == d for p in range(G)])
+            resident = z3.Or([s.i("ppn_use", v, p) == d for p in range(G)])
             out.append(z3.Implies(s.b("disk", v, d), z3.And(
-                z3.Not(resident), s.i("disk_tok", v, d) == s.i("expected", v, d))))
+                z3.Not(resident), s.i("disk_token", v, d) == s.i("expected", v, d))))
             out.append(z3.Implies(s.i("expected", v, d) != 0,
                                   z3.Or(resident, s.b("disk", v, d))))
             for p in range(G):
                 for q in range(p + 1, G):
-                    out.append(z3.Not(z3.And(s.i("use", v, p) == d, s.i("use", v, q) == d)))
+                    out.append(z3.Not(z3.And(s.i("ppn_use", v, p) == d, s.i("ppn_use", v, q) == d)))
         out.append(at_most([s.b("disk", v, d) for d in range(D)], cfg.guest_disk_slots))
     return z3.And(out) if out else z3.BoolVal(True)
 
@@ -233,11 +233,11 @@ def _processors(s: SymState) -> z3.BoolRef:
     if not cfg.processors:
         return z3.BoolVal(True)
     C = cfg.vcpus
-    total = s.i("idle") + z3.Sum([count(s.b("vcpus", v, c) for c in range(C))
-                                  + count(s.b("parked", v, c) for c in range(C))
+    total = s.i("idle_pcpus") + z3.Sum([count(s.b("vcpus", v, c) for c in range(C))
+                                  + count(s.b("parked_vcpus", v, c) for c in range(C))
                                   for v in range(cfg.vms)])
-    out = [total == cfg.pcpus, s.i("idle") >= 0]
-    out += [z3.Not(z3.And(s.b("vcpus", v, c), s.b("parked", v, c)))
+    out = [total == cfg.pcpus, s.i("idle_pcpus") >= 0]
+    out += [z3.Not(z3.And(s.b("vcpus", v, c), s.b("parked_vcpus", v, c)))
             for v in range(cfg.vms) for c in range(C)]
     return z3.And(out)
 
@@ -270,32 +270,32 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
     # guest's module may free a page a process still uses).
     for v in _honest(cfg):
         for d in range(D):
-            resident = z3.Or([s.i("use", v, p) == d for p in range(G)])
+            resident = z3.Or([s.i("ppn_use", v, p) == d for p in range(G)])
             add("lru_is_resident", s.b("lru", v, d) == resident)
             for p in range(G):
                 for q in range(p + 1, G):
-                    add("resident_once", z3.Not(z3.And(s.i("use", v, p) == d,
-                                                       s.i("use", v, q) == d)))
+                    add("resident_once", z3.Not(z3.And(s.i("ppn_use", v, p) == d,
+                                                       s.i("ppn_use", v, q) == d)))
             add("disk_not_resident", z3.Implies(s.b("disk", v, d), z3.Not(resident)))
         add("guest_disk_bounded", at_most([s.b("disk", v, d) for d in range(D)],
                                           cfg.guest_disk_slots))
     for v in _honest(cfg):
         for p in range(G):
             add("module_pages_pinned", z3.Implies(z3.Or(s.b("balloon", v, p), s.b("refused", v, p)),
-                                                  s.i("use", v, p) == BALLOON))
+                                                  s.i("ppn_use", v, p) == BALLOON))
     for v in _honest(cfg):
         for p in range(G):
-            pinned = s.i("use", v, p) == BALLOON
-            inq, dq = s.i("inq", v, p) > 0, s.i("dq", v, p) > 0
-            bal, ai = s.b("balloon", v, p), s.b("ai", v, p)
-            ref, ar, ad = s.b("refused", v, p), s.b("ar", v, p), s.b("ad", v, p)
+            pinned = s.i("ppn_use", v, p) == BALLOON
+            inq, dq = s.i("inflate_queue", v, p) > 0, s.i("deflate_queue", v, p) > 0
+            bal, ai = s.b("balloon", v, p), s.b("acked_inflate", v, p)
+            ref, ar, ad = s.b("refused", v, p), s.b("acked_refused", v, p), s.b("acked_deflate", v, p)
             # Where a balloon page is in the protocol: exactly one stage at a time.
             stages = [inq, ai, bal, ar, ref]
             if cfg.must_tell_host:
                 stages += [dq, ad]
             add("balloon_stage", z3.Implies(pinned, exactly(stages, 1)))
             add("balloon_stage", z3.Implies(z3.Not(pinned), z3.Not(z3.Or(stages))))
-            add("queue_once", s.i("inq", v, p) <= 1, s.i("dq", v, p) <= 1)
+            add("queue_once", s.i("inflate_queue", v, p) <= 1, s.i("deflate_queue", v, p) <= 1)
             add("ballooned_stage", z3.Implies(s.b("ballooned", v, p), z3.Or(bal, ai, dq)))
             if not cfg.must_tell_host:
                 # Without MUST_TELL_HOST a deflated page is freed at once, and the module
@@ -306,8 +306,8 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
             # allocations skip pages still on the deflate queue.
             add("ai_ballooned", z3.Implies(ai, s.b("ballooned", v, p)))
             add("inq_not_ballooned", z3.Implies(inq, z3.Not(s.b("ballooned", v, p))))
-        add("no_stray_reports", s.i("inq", v, G) == 0, s.i("dq", v, G) == 0,
-            z3.Not(s.b("ar", v, G)))
+        add("no_stray_reports", s.i("inflate_queue", v, G) == 0, s.i("deflate_queue", v, G) == 0,
+            z3.Not(s.b("acked_refused", v, G)))
     return {k: z3.And(fs) for k, fs in out.items()}
 
 

@@ -215,7 +215,7 @@ def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState
     backed = mpn != UNBACKED
     ok, new = _free_mpn(s)
     swapped = select([s.b("swap", vm, p) for p in range(G)], at)
-    stok = select([s.i("swap_tok", vm, p) for p in range(G)], at)
+    stok = select([s.i("swap_token", vm, p) for p in range(G)], at)
     token: Num = z3.If(swapped, stok, 0)
     miss = z3.Not(backed)
     upd: dict[Key, z3.ExprRef] = {}
@@ -225,7 +225,7 @@ def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState
     for p in range(G):
         here = z3.And(miss, at == p)
         upd["swap", vm, p] = z3.And(s.b("swap", vm, p), z3.Not(here))
-        upd["swap_tok", vm, p] = z3.If(here, 0, s.i("swap_tok", vm, p))
+        upd["swap_token", vm, p] = z3.If(here, 0, s.i("swap_token", vm, p))
         upd["p2m", vm, p] = z3.If(here, new, s.i("p2m", vm, p))
         upd["ballooned", vm, p] = z3.And(s.b("ballooned", vm, p), z3.Not(here))
     return z3.Or(backed, ok), s.set(upd), z3.If(backed, mpn, new)
@@ -263,23 +263,23 @@ def _lru_count(s: SymState, vm: int) -> Num:
 
 def _lru_remove(s: SymState, vm: int, vpn: int) -> dict[Key, z3.ExprRef]:
     """Take ``vpn`` out of the LRU order (those behind it move up one place)."""
-    r = s.i("rank", vm, vpn)
-    upd: dict[Key, z3.ExprRef] = {("lru", vm, vpn): F, ("rank", vm, vpn): num(0)}
+    r = s.i("lru_rank", vm, vpn)
+    upd: dict[Key, z3.ExprRef] = {("lru", vm, vpn): F, ("lru_rank", vm, vpn): num(0)}
     for d in range(s.cfg.guest_data_pages):
         if d != vpn:
-            rd = s.i("rank", vm, d)
-            upd["rank", vm, d] = z3.If(z3.And(s.b("lru", vm, vpn), s.b("lru", vm, d), rd > r),
+            rd = s.i("lru_rank", vm, d)
+            upd["lru_rank", vm, d] = z3.If(z3.And(s.b("lru", vm, vpn), s.b("lru", vm, d), rd > r),
                                        rd - 1, rd)
     return upd
 
 
 def _resident(s: SymState, vm: int, vpn: int) -> tuple[z3.BoolRef, Num]:
-    return lowest([s.i("use", vm, p) == vpn for p in range(s.cfg.guest_pages)])
+    return lowest([s.i("ppn_use", vm, p) == vpn for p in range(s.cfg.guest_pages)])
 
 
 def _set_use_at(s: SymState, vm: int, ppn: Num, use: Num | int
                 ) -> dict[Key, z3.ExprRef]:
-    return {("use", vm, p): z3.If(ppn == p, use, s.i("use", vm, p))
+    return {("ppn_use", vm, p): z3.If(ppn == p, use, s.i("ppn_use", vm, p))
             for p in range(s.cfg.guest_pages)}
 
 
@@ -290,19 +290,19 @@ def _access(cfg: Config, s: SymState, vm: int, vpn: int
     res, rppn = _resident(s, vm, vpn)
     # Resident: move to the most recently used end of the LRU order.
     hit = s.set(_lru_remove(s, vm, vpn))
-    hit = hit.set({("lru", vm, vpn): T, ("rank", vm, vpn): _lru_count(hit, vm)})
+    hit = hit.set({("lru", vm, vpn): T, ("lru_rank", vm, vpn): _lru_count(hit, vm)})
     # ...and the access makes sure a machine page backs it (a ballooned page pops).
     hguard, hit, _ = fault_in(hit, vm, rppn)
     # Not resident: the allocator's lowest free PPN, filled from the guest's disk or zeros.
-    ok, fppn = lowest([s.i("use", vm, p) == FREE for p in range(G)])
+    ok, fppn = lowest([s.i("ppn_use", vm, p) == FREE for p in range(G)])
     on_disk = s.b("disk", vm, vpn)
-    token = z3.If(on_disk, s.i("disk_tok", vm, vpn), 0)
+    token = z3.If(on_disk, s.i("disk_token", vm, vpn), 0)
     # Appending a VPN that is listed already leaves its first place where it was.
     listed = s.b("lru", vm, vpn)
     miss = s.set({**_set_use_at(s, vm, fppn, vpn), ("lru", vm, vpn): T,
-                  ("rank", vm, vpn): z3.If(listed, s.i("rank", vm, vpn), _lru_count(s, vm)),
+                  ("lru_rank", vm, vpn): z3.If(listed, s.i("lru_rank", vm, vpn), _lru_count(s, vm)),
                   ("disk", vm, vpn): F,
-                  ("disk_tok", vm, vpn): num(0)})
+                  ("disk_token", vm, vpn): num(0)})
     wguard, wpost = write_page(miss, vm, fppn, token)
     post = hit.ite(res, wpost)
     return z3.If(res, hguard, z3.And(ok, wguard)), post, z3.If(res, rppn, fppn)
@@ -369,7 +369,7 @@ def _host_swap_out(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymSt
     cow = select([s.b("cow", m) for m in range(cfg.machine_pages)], mpn)
     token = select([s.i("content", m) for m in range(cfg.machine_pages)], mpn)
     guard = z3.And(mpn != UNBACKED, z3.Not(cow), room)
-    s1 = s.set({("swap", vm, ppn): T, ("swap_tok", vm, ppn): token})
+    s1 = s.set({("swap", vm, ppn): T, ("swap_token", vm, ppn): token})
     return guard, unback(s1, vm, ppn, by_balloon=False)
 
 
@@ -436,12 +436,12 @@ def _guest_evict(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     vm, vpn = a["vm"], a["vpn"]
     D = cfg.guest_data_pages
     in_lru = s.b("lru", vm, vpn)
-    victim = s.i("rank", vm, vpn) == 0 if _policy_lru(cfg) else T
+    victim = s.i("lru_rank", vm, vpn) == 0 if _policy_lru(cfg) else T
     room = at_most([s.b("disk", vm, d) for d in range(D)], cfg.guest_disk_slots - 1)
     res, ppn = _resident(s, vm, vpn)
     gp, sp, mpn = fault_in(s, vm, ppn)
     token = select([sp.i("content", m) for m in range(cfg.machine_pages)], mpn)
-    upd: dict[Key, z3.ExprRef] = {("disk", vm, vpn): T, ("disk_tok", vm, vpn): token}
+    upd: dict[Key, z3.ExprRef] = {("disk", vm, vpn): T, ("disk_token", vm, vpn): token}
     upd.update(_set_use_at(sp, vm, ppn, FREE))
     upd.update(_lru_remove(sp, vm, vpn))
     return z3.And(in_lru, victim, room, res, gp), sp.set(upd)
@@ -453,17 +453,17 @@ def _guest_reset(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymStat
     G, D = cfg.guest_pages, cfg.guest_data_pages
     upd: dict[Key, z3.ExprRef] = {}
     for p in range(G):
-        upd["use", vm, p] = num(FREE)
-        for name in ("balloon", "refused", "ballooned", "ai", "ad", "swap"):
+        upd["ppn_use", vm, p] = num(FREE)
+        for name in ("balloon", "refused", "ballooned", "acked_inflate", "acked_deflate", "swap"):
             upd[name, vm, p] = F
-        upd["swap_tok", vm, p] = num(0)
+        upd["swap_token", vm, p] = num(0)
     for q in range(G + 1):
-        upd["inq", vm, q] = upd["dq", vm, q] = num(0)
-        upd["ar", vm, q] = F
+        upd["inflate_queue", vm, q] = upd["deflate_queue", vm, q] = num(0)
+        upd["acked_refused", vm, q] = F
     for d in range(D):
         upd["lru", vm, d] = upd["disk", vm, d] = F
-        upd["rank", vm, d] = upd["expected", vm, d] = upd["disk_tok", vm, d] = num(0)
-    upd["mtarget", vm] = upd["actual", vm] = num(0)
+        upd["lru_rank", vm, d] = upd["expected", vm, d] = upd["disk_token", vm, d] = num(0)
+    upd["module.target", vm] = upd["actual", vm] = num(0)
     return T, s.set(upd)
 
 
@@ -510,8 +510,8 @@ def _rogue_reports(cfg: Config) -> Iterator[Args]:
 def _rogue_report(cfg: Config, s: SymState, a: Args) -> tuple[z3.BoolRef, SymState]:
     vm, queue, ppn = a["vm"], a["queue"], a["ppn"]
     G = cfg.guest_pages
-    used = z3.Sum([s.i("inq", vm, q) + s.i("dq", vm, q) for q in range(G + 1)])
-    name = "inq" if queue == "inflate" else "dq"
+    used = z3.Sum([s.i("inflate_queue", vm, q) + s.i("deflate_queue", vm, q) for q in range(G + 1)])
+    name = "inflate_queue" if queue == "inflate" else "deflate_queue"
     return used < 2 * cfg.batch, s.set({(name, vm, ppn): saturating_inc(cfg, s.i(name, vm, ppn))})
 
 

@@ -6,8 +6,10 @@ VMM and a balloon driver usually can report, per VM (``vms/*/...``, ``*`` the VM
 number) or for the host (``host/...``):
 
 * *paths* into :meth:`State.to_dict` (the same keys as the ``observe`` field of
-  a trace step): the VMM's target and ballooned set, the module's target,
-  ``actual``, balloon and refused sets, the report queues;
+  a trace step): the fields the state schema (:mod:`ballast.model.schema`) marks
+  observable, namely the VMM's target and ballooned set, the module's target,
+  ``actual``, balloon and refused sets, the report queues, the guest's online vCPUs
+  and the host's idle processors;
 * *counts* derived from the state, for things an implementation knows only as
   a number: free guest pages, backed guest pages, free and used host pages;
 * *contents*, so that data lost or leaked while every count stays right is
@@ -34,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ballast.model.config import Config
 from ballast.model.contents import CONTENT_KEYS, contents_digest, read_back, resident_digest, unscrubbed_count
+from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import BALLOON, FREE, UNBACKED, State
 
 __all__ = [
@@ -103,27 +106,24 @@ def _unscrubbed(s: State, vm: int) -> Value:
     return unscrubbed_count(s)
 
 
-_KEYS = [
-    ObservationKey("vms/*/target", "VMM: the balloon size the host asked for (pages)."),
-    ObservationKey("vms/*/ballooned", "VMM: PPNs it accepted into the balloon.", unordered=True),
-    ObservationKey("vms/*/inflate_queue", "PPNs reported for inflation, not yet processed.",
-                   unordered=True),
-    ObservationKey("vms/*/deflate_queue", "PPNs reported for deflation, not yet processed.",
-                   unordered=True),
-    ObservationKey("vms/*/module/target", "Module: the target it last polled."),
-    ObservationKey("vms/*/module/actual", "Module: the balloon size it last reported (virtio actual)."),
-    ObservationKey("vms/*/module/balloon", "Module: PPNs whose inflate was acknowledged.",
-                   unordered=True),
-    ObservationKey("vms/*/module/refused", "Module: PPNs the VMM refused, still held.",
-                   unordered=True),
+def _sentence(text: str) -> str:
+    # "The balloon size ..." reads "VMM: the balloon size ..."; "PPNs ..." stays.
+    return text[0].lower() + text[1:] if text[1:2].islower() else text
+
+
+_STATE_PATHS = [ObservationKey(f.path, f"{f.owner.value}: {_sentence(f.doc)}",
+                               unordered=f.kind in (Kind.SET, Kind.QUEUE))
+                for f in SCHEMA if f.observable]
+"""The state paths, derived from the state schema: its fields an implementation can
+usually report."""
+
+_KEYS = _STATE_PATHS + [
     ObservationKey("vms/*/guest/free_count", "Guest: PPNs on its free list.", _guest_free),
     ObservationKey("vms/*/guest/balloon_count", "Guest: PPNs held by the balloon module.",
                    _guest_balloon),
     ObservationKey("vms/*/backed_count", "VMM: PPNs backed by a machine page.", _backed),
     ObservationKey("host/free_count", "Host: MPNs in the free pool.", _host_free),
     ObservationKey("host/in_use_count", "Host: MPNs in the host's own use.", _host_in_use),
-    ObservationKey("host/idle_pcpus", "Host: physical processors not given to any VM."),
-    ObservationKey("vms/*/guest/vcpus", "Guest: vCPUs online.", unordered=True),
     ObservationKey("vms/*/guest/tokens",
                    "Guest: per VPN, the token its process would read back now (0: never "
                    "written), from memory, host swap or the guest's own disk.", _tokens),

@@ -15,7 +15,7 @@ def _two_vms_one_idle_processor() -> SystemArrays:
     arr = SystemArrays.initial(cfg)
     assert arr.idle_pcpus == 1
     arr.vcpus[:] = 1          # vCPU 0 online in both VMs
-    arr.mcpu_target[:] = 2    # both modules want vCPU 1 back
+    arr.module_cpu_target[:] = 2    # both modules want vCPU 1 back
     return arr
 
 
@@ -30,12 +30,12 @@ def test_a_shared_host_counter_is_handed_out_in_row_order() -> None:
 def test_rows_whose_guard_fails_are_left_unchanged() -> None:
     arr = _two_vms_one_idle_processor()
     arr.target[:] = [1, 0]
-    arr.mtarget[:] = [0, 2]  # VM 1's module holds a stale target it must not lose
-    arr.cpu_target[:] = arr.mcpu_target
+    arr.module_target[:] = [0, 2]  # VM 1's module holds a stale target it must not lose
+    arr.cpu_target[:] = arr.module_cpu_target
     ok = run_kernel(KERNELS["balloon_poll"], VmRows(arr, np.array([0, 1])), {})
-    assert ok.tolist() == [True, True] and arr.mtarget.tolist() == [1, 0]
+    assert ok.tolist() == [True, True] and arr.module_target.tolist() == [1, 0]
     ok = run_kernel(KERNELS["host_set_target"], VmRows(arr, np.array([0, 1])),
                     {"pages": np.array([1, 2])})
     assert ok.tolist() == [False, True] and arr.target.tolist() == [1, 2]
     ok = run_kernel(KERNELS["balloon_poll"], VmRows(arr, np.array([0, 1])), {})
-    assert ok.tolist() == [False, True] and arr.mtarget.tolist() == [1, 2]
+    assert ok.tolist() == [False, True] and arr.module_target.tolist() == [1, 2]
