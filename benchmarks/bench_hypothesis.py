@@ -17,8 +17,8 @@ import time
 
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
-from ballast.randomwalk import random_run
-from ballast.stateful import run_machine
+from ballast.simulation.randomwalk import random_run
+from ballast.simulation.stateful import run_machine
 
 SEEDS = (0, 1, 2)
 

@@ -26,7 +26,7 @@ import time
 from typing import Callable
 
 from ballast.model.system import BalloonModel
-from ballast.validate.qemu_validation import validate_qemu
+from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.qemu.steps import GuestSize, StepConverter, profile_events, trace_config
 from ballast.validate.qemu.trace_reader import read_trace
 from ballast.validate.suite import sample_dir

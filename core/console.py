@@ -1,6 +1,6 @@
 """The terminal every command writes to: one ``rich`` console, plain text off a terminal.
 
-Checkers return data; the command line renders it (:mod:`ballast.render`)
+Checkers return data; the command line renders it (:mod:`ballast.cli.render`)
 through :func:`console`, so that CI logs stay readable.
 """
 

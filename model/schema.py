@@ -8,7 +8,7 @@ comment in the manner of a TLA+ variable declaration (what it stands for and
 what is abstracted away). Every other encoding of the state is derived from
 this table: the Z3 variables and their decoding (``ballast.proofs.encoding``),
 the NumPy layout and its conversions (``ballast.numeric.arrays``), the state
-paths an adapter may observe (``ballast.validate.adapter_observe``) and the
+paths an adapter may observe (``ballast.validate.adapters.observe``) and the
 state table of the README (:func:`render_state_table`). A test checks that the
 table lists exactly the dataclasses' fields.
 

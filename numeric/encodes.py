@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ballast.encodings import Encodes, Gaps, gaps, real_driver_gaps
+from ballast.model.encodings import Encodes, Gaps, gaps, real_driver_gaps
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.numeric.engine import ENGINE_FAULTS, STEP_CHECKS, engine_actions
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.numeric.workload import WEIGHTS
-from ballast.tables import KeyedTable, every, has_state_form, has_step_form
+from ballast.model.keyed import KeyedTable, every, has_state_form, has_step_form
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
@@ -50,7 +50,7 @@ TABLES: tuple[KeyedTable, ...] = (
     KeyedTable("ENGINE_FAULTS", "ballast.numeric.engine", "faults", lambda: ENGINE_FAULTS,
                every("faults", but=KNOWN_GAPS)),
 )
-"""The NumPy core's tables keyed by the model's names (checked by :mod:`ballast.tables`)."""
+"""The NumPy core's tables keyed by the model's names (checked by :mod:`ballast.suites.tables`)."""
 
 
 def _invariant(name: str) -> str | None:

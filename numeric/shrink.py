@@ -8,7 +8,7 @@ Three stages, each candidate checked by replaying it:
    that many VMs, checked on the numeric core;
 2. delta debugging over single operations, then halving the sizes of the
    configuration (PPNs, VPNs, MPNs) while the failure persists, on the numeric core;
-3. a last pass with the reference model itself (``ballast.shrink``), which also
+3. a last pass with the reference model itself (``ballast.simulation.shrink``), which also
    cuts the run at the model's first violation.
 
 >>> from ballast.model.config import Config
@@ -250,7 +250,7 @@ def shrink_run(cfg: Config, faults: Sequence[str], actions: list[Action], prop: 
                 actions = actions[:i + 1]
                 prop = bad[0].property
                 break
-        from ballast.shrink import shrink_actions
+        from ballast.simulation.shrink import shrink_actions
         actions = shrink_actions(model, actions, prop, max_checks=max_tests)
     return cfg, actions, prop
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ballast.encodings import Gaps
+from ballast.model.encodings import Gaps
 from ballast.budget import WorkBudget, out_of_time
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS

@@ -28,7 +28,6 @@ import numpy.typing as npt
 
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import GuestPolicyName
-from ballast.model.state import FREE
 from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 

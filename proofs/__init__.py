@@ -8,6 +8,6 @@
 * :mod:`~ballast.proofs.induction` -- the three induction steps, one query per pair;
 * :mod:`~ballast.proofs.bmc` -- bounded model checking, producing traces;
 * :mod:`~ballast.proofs.policy` -- the host's explicit-target policy and its proof;
-* :mod:`~ballast.proofs.run`, :mod:`~ballast.proofs.suite`, :mod:`~ballast.proofs.cli`
+* :mod:`~ballast.proofs.run`, :mod:`~ballast.proofs.suite`, :mod:`~ballast.cli.prove`
   -- one proof run, its ``ballast check`` integration and ``ballast prove``.
 """

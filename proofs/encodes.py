@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from ballast.encodings import Encodes, Gaps, gaps, real_driver_gaps
+from ballast.model.encodings import Encodes, Gaps, gaps, real_driver_gaps
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
 from ballast.proofs.faults import FAULT_EFFECTS
 from ballast.proofs.properties import SAFETY, STEPS
 from ballast.proofs.transitions import ENCODED
-from ballast.tables import KeyedTable, every, has_state_form, has_step_form
+from ballast.model.keyed import KeyedTable, every, has_state_form, has_step_form
 
 __all__ = ["BACKEND", "KNOWN_GAPS", "TABLES", "encodes", "gaps_in"]
 
@@ -45,7 +45,7 @@ TABLES: tuple[KeyedTable, ...] = (
     KeyedTable("FAULT_EFFECTS", "ballast.proofs.faults", "faults", lambda: FAULT_EFFECTS,
                every("faults", but=KNOWN_GAPS)),
 )
-"""The Z3 encoding's tables keyed by the model's names (checked by :mod:`ballast.tables`)."""
+"""The Z3 encoding's tables keyed by the model's names (checked by :mod:`ballast.suites.tables`)."""
 
 
 def _where(fn: Callable[..., Any]) -> str:

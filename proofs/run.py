@@ -7,7 +7,7 @@ strengthening: bounded model checking to ``bmc_depth`` first, then, when the
 configuration has at most ``reach_states`` reachable states, every one of them
 (:mod:`ballast.proofs.reachability`), which makes "unreachable" exact; above
 that bound the CTI is only "not reached within ``bmc_depth`` steps". Nothing
-here prints; :mod:`ballast.proofs.cli` reports.
+here prints; :mod:`ballast.cli.prove` reports.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ballast.encodings import Gaps
+from ballast.model.encodings import Gaps
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS

@@ -7,7 +7,7 @@
   :mod:`~ballast.reports.diff` (state changes);
 * :mod:`~ballast.reports.render_html` / :mod:`~ballast.reports.render_md` -- the
   self-contained HTML page and its Markdown twin; :mod:`~ballast.reports.page` and
-  :mod:`~ballast.reports.cli` -- ``ballast report TRACE``;
+  :mod:`~ballast.cli.report` -- ``ballast report TRACE``;
 * :mod:`~ballast.reports.summary`, :mod:`~ballast.reports.junit`,
   :mod:`~ballast.reports.sarif` -- a whole ``ballast check`` as Markdown, JSON, JUnit
   XML and SARIF 2.1.0 (:func:`~ballast.reports.summary.write_summary`);

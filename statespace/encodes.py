@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ballast.encodings import Encodes
+from ballast.model.encodings import Encodes
 from ballast.model.actions import ACTIONS
 from ballast.model.config import FEATURES, Config, features_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS, Property
-from ballast.tables import KeyedTable, every
+from ballast.model.keyed import KeyedTable, every
 
 __all__ = ["BACKEND", "TABLES", "encodes", "sliced"]
 
@@ -52,7 +52,7 @@ TABLES: tuple[KeyedTable, ...] = (
                every("features")),
     KeyedTable("_TARGET_SETTERS", "ballast.statespace.liveness", "actions", _target_setters),
 )
-"""The explorer's tables keyed by the model's names (checked by :mod:`ballast.tables`): every
+"""The explorer's tables keyed by the model's names (checked by :mod:`ballast.suites.tables`): every
 feature switch is explored by some slice of ``ballast check``."""
 
 

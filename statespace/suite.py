@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ballast import encodings
+from ballast.model import encodings
 from ballast.progress import Meter, meter
 from ballast.budget import WorkBudget, out_of_budget, out_of_time
 from ballast.model.config import Config

@@ -11,7 +11,7 @@ Three checks, each cheap:
    beside the repository, or ``$BALLAST_QEMU_SAMPLE``) validates against every VirtIO 5.5
    rule; one result per rule.  Skipped, with the reason, when the sample is absent;
 4. **every action is projected**: an action the configuration switches on that the virtio
-   profile does not project knowingly (:mod:`ballast.validate.encodes`) makes the
+   profile does not project knowingly (:mod:`ballast.validate.virtio.encodes`) makes the
    ``virtio_projection`` result inconclusive, naming the action.
 """
 
@@ -30,8 +30,8 @@ from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.model.virtio import VIRTIO_RULES, Level
 from ballast.verdict import CheckResult, PropertyResult, Verdict
-from ballast.validate.encodes import gaps_in as virtio_gaps
-from ballast.validate.trace_check import validate_steps
+from ballast.validate.virtio.encodes import gaps_in as virtio_gaps
+from ballast.validate.trace.check import validate_steps
 
 __all__ = ["partial_log", "sample_dir", "suite_check"]
 
@@ -79,7 +79,7 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                 report_dir: Path, budget: WorkBudget = WorkBudget()) -> CheckResult:
     """Run the validation checks on ``cfg``; see the module docstring. The work is
     counted (runs); wall-clock time stops it only when ``budget.max_seconds`` is set."""
-    from ballast.randomwalk import random_run
+    from ballast.simulation.randomwalk import random_run
 
     start = time.monotonic()
     deadline = start + (math.inf if budget.max_seconds is None else budget.max_seconds)
@@ -134,7 +134,7 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
 
 def _fault_caught(cfg: Config, name: str, seed: int, report_dir: Path,
                   deadline: float) -> PropertyResult:
-    from ballast.randomwalk import random_run
+    from ballast.simulation.randomwalk import random_run
     from ballast.reports.counterexample import write_counterexample
 
     fault = FAULTS.get(name)
@@ -177,7 +177,7 @@ def _qemu_sample(deadline: float) -> list[PropertyResult]:
                                "the QEMU sample (shared/samples/qemu-virtio-balloon) is not "
                                "present beside the repository")
                 for rule in VIRTIO_RULES.values()]
-    from ballast.validate.qemu_validation import features_from, validate_qemu
+    from ballast.validate.qemu.validation import features_from, validate_qemu
 
     qmp = where / "qmp.log"
     features = features_from(None, str(qmp) if qmp.is_file() else None)

@@ -7,7 +7,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.model.config import preset
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.system import BalloonModel
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 from ballast.errors import InputError
 
 

@@ -7,7 +7,7 @@ from ballast.model.config import preset
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 
 def test_a_clean_run_replays_ok() -> None:

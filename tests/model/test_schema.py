@@ -10,7 +10,7 @@ from ballast.model.config import Config, preset
 from ballast.model.schema import SCHEMA, Field, Kind, Record, assemble, field, render_state_table
 from ballast.model.state import State, state_from_dict
 from ballast.model.system import BalloonModel
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START = "<!-- state table: generated from model/schema.py"

@@ -3,7 +3,7 @@
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
 from ballast.model.sometimes import SOMETIMES
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 
 def test_every_scenario_is_witnessed_by_random_runs() -> None:

@@ -7,7 +7,7 @@ import pytest
 from ballast.model.config import preset
 from ballast.model.state import initial_state, state_from_dict
 from ballast.model.system import BalloonModel
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 
 def test_states_are_frozen_and_hashable() -> None:

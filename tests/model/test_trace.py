@@ -10,7 +10,7 @@ from ballast.errors import InputError
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace, trace_schema, write_trace
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 
 def sample(tmp_path: Path) -> Path:

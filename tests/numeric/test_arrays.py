@@ -13,7 +13,7 @@ from ballast.numeric.arrays import (
     ARRAYS, LAYOUT, MPN_FLAGS, PAGE_FLAG_DTYPE, PAGE_FLAGS, Layout, SystemArrays, attribute,
     has_extra, name_extra,
 )
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 
 def test_every_schema_field_has_its_attribute() -> None:

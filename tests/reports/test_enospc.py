@@ -17,7 +17,7 @@ import pytest
 from ballast.model.config import PRESETS
 from ballast.model.system import BalloonModel
 from ballast.model.trace import write_trace
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 

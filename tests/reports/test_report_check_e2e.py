@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ballast.check import CheckOptions, run_check
+from ballast.suites.check import CheckOptions, run_check
 from ballast.model.config import preset
 from ballast.model.faults import FAULTS
 from ballast.reports.page import write_report

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ballast.errors import InputError, UsageError
-from ballast.reports.cli import register
+from ballast.cli.report import register
 from ballast.reports.page import parse_formats, write_report
 
 

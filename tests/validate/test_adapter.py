@@ -12,19 +12,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import ballast.validate.adapter as adapter
-import ballast.validate.adapter_handshake as adapter_handshake
-import ballast.validate.adapter_observe as adapter_observe
-import ballast.validate.adapter_process as adapter_process
+import ballast.validate.adapters.diff as adapter
+import ballast.validate.adapters.handshake as adapter_handshake
+import ballast.validate.adapters.observe as adapter_observe
+import ballast.validate.adapters.process as adapter_process
 from ballast.model import BalloonModel, preset
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.state import state_from_dict
 from ballast.model.trace import observe_matches, read_trace
-from ballast.validate.adapter import run_diff
-from ballast.validate.adapter_handshake import ConfigMismatch
-from ballast.validate.adapter_observe import OBSERVATIONS, expand_keys, is_state_path, observe
-from ballast.validate.adapter_process import protocol_schema, schema_errors
-from ballast.validate.adapter_report import write_report
+from ballast.validate.adapters.diff import run_diff
+from ballast.validate.adapters.handshake import ConfigMismatch
+from ballast.validate.adapters.observe import OBSERVATIONS, expand_keys, is_state_path, observe
+from ballast.validate.adapters.process import protocol_schema, schema_errors
+from ballast.validate.adapters.report import write_report
 from ballast.verdict import Verdict
 
 from .adapter_scripts import EXAMPLES, script

@@ -5,7 +5,7 @@ from pathlib import Path
 from ballast.model.config import preset
 from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import initial_state
-from ballast.validate.adapter_observe import OBSERVATIONS, expand_keys, is_state_path, observe
+from ballast.validate.adapters.observe import OBSERVATIONS, expand_keys, is_state_path, observe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adapter-protocol.md"
 

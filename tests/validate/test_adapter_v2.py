@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pytest
 
-import ballast.validate.adapter_nearmiss as adapter_nearmiss
-import ballast.validate.adapter_v2 as adapter_v2
+import ballast.validate.adapters.nearmiss as adapter_nearmiss
+import ballast.validate.adapters.v2 as adapter_v2
 from ballast.model import BalloonModel, preset
 from ballast.model.config import GuestPolicyName
 from ballast.model.actions import Action
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import Trace, TraceHeader, TraceStep, read_trace
-from ballast.validate.adapter import run_diff
-from ballast.validate.adapter_handshake import ProtocolMismatch
-from ballast.validate.adapter_nearmiss import NEAR_MISSES, near_miss, near_miss_for
-from ballast.validate.adapter_observe import contents_digest, expand_keys, observe, read_back
-from ballast.validate.adapter_report import write_report
-from ballast.validate.trace_check import observed_difference
+from ballast.validate.adapters.diff import run_diff
+from ballast.validate.adapters.handshake import ProtocolMismatch
+from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss, near_miss_for
+from ballast.validate.adapters.observe import contents_digest, expand_keys, observe, read_back
+from ballast.validate.adapters.report import write_report
+from ballast.validate.trace.check import observed_difference
 from ballast.verdict import Verdict
 
 from .adapter_scripts import EXAMPLES, script

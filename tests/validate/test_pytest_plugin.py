@@ -11,7 +11,7 @@ from .adapter_scripts import EXAMPLES, script
 
 pytest_plugins = ["pytester"]
 
-PLUGIN = "ballast.validate.pytest_plugin"
+PLUGIN = "ballast.cli.pytest_plugin"
 
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:

@@ -19,9 +19,9 @@ from ballast.model.faults import FAULTS
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep, observe_matches, read_trace, write_trace
-from ballast.randomwalk import random_run
+from ballast.simulation.randomwalk import random_run
 from ballast.validate.suite import _fault_caught, partial_header, partial_log
-from ballast.validate.trace_check import observed_difference, validate_steps
+from ballast.validate.trace.check import observed_difference, validate_steps
 
 CFG = Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1, machine_pages=3,
              host_swap_slots=0, tokens=1, batch=2, host_use=False)

@@ -100,7 +100,7 @@ class LiveOutcome:
     inconclusive: str | None = None
     """Why the run could not finish (QEMU failed, the guest panicked, time ran out)."""
     final: Any = None
-    """The whole capture's validation (a :class:`~ballast.validate.cli.QemuOutcome`)."""
+    """The whole capture's validation (a :class:`~ballast.cli.validate.QemuOutcome`)."""
     boot_s: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -149,7 +149,7 @@ class SegmentJudge:
         With ``emit`` the segment converted to a model trace (``.model.jsonl``) and a
         compact report (``.report.md``) are written beside it.
         """
-        from ballast.validate.qemu_validation import validate_qemu
+        from ballast.validate.qemu.validation import validate_qemu
 
         where.parent.mkdir(parents=True, exist_ok=True)
         where.write_text("".join(lines), encoding="utf-8", errors="surrogateescape")
@@ -237,7 +237,7 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from ballast.validate.qemu_validation import validate_qemu
+    from ballast.validate.qemu.validation import validate_qemu
 
     if examples < 1:
         raise ValueError("examples must be at least 1")

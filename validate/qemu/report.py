@@ -77,7 +77,7 @@ def phases(events: Iterable[TraceEvent]) -> list[Phase]:
 
 
 def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: str = "QEMU capture") -> str:
-    """The Markdown report of ``outcome`` (a :class:`~ballast.validate.cli.QemuOutcome` of
+    """The Markdown report of ``outcome`` (a :class:`~ballast.cli.validate.QemuOutcome` of
     ``trace_log``)."""
     rows = phases(read_trace(trace_log))
     rep, model, qmp = outcome.report, outcome.model, outcome.qmp

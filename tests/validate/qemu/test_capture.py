@@ -17,7 +17,7 @@ import pytest
 import ballast.validate.qemu.capture as qemu_capture
 import ballast.validate.qemu.console as qemu_console
 import ballast.validate.qemu.guest as qemu_guest
-from ballast.validate.qemu_validation import validate_qemu
+from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.qemu.capture import INSTALL_HINT, CaptureError, capture, find_guest
 from ballast.validate.qemu.events import (
     BalloonCommand,

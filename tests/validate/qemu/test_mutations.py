@@ -25,7 +25,7 @@ import pytest
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import read_trace as read_ballast_trace
 from ballast.model.virtio import VIRTIO_RULES
-from ballast.validate.qemu_validation import QemuOutcome, validate_qemu
+from ballast.validate.qemu.validation import QemuOutcome, validate_qemu
 from ballast.validate.qemu.qmp_check import QMP_CHECKS
 from ballast.validate.suite import sample_dir
 

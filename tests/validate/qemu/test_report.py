@@ -7,7 +7,7 @@ import doctest
 from pathlib import Path
 
 import ballast.validate.qemu.report as report
-from ballast.validate.qemu_validation import validate_qemu
+from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.qemu.report import compact_report
 
 from .qemu_lines import QemuLog

@@ -15,7 +15,7 @@ import pytest
 
 import ballast.validate.qemu.scenarios as scenarios
 from ballast.cli import main
-from ballast.validate.qemu_validation import validate_qemu
+from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.qemu.scenarios import NOT_CAPTURED, SCENARIOS, queue_names, run_scenario, unjudged_buffers
 
 from .qemu_lines import QemuLog

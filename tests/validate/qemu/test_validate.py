@@ -15,7 +15,7 @@ import pytest
 from ballast.cli import main
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import read_trace as read_ballast_trace
-from ballast.validate.qemu_validation import validate_qemu
+from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.suite import sample_dir
 
 from .qemu_lines import QemuLog

@@ -1,0 +1,184 @@
+"""Command line of the real QEMU guest: ``ballast capture qemu`` and ``ballast capture qemu-live``.
+
+``capture qemu`` boots a Linux guest under QEMU, moves its balloon (the ``--targets``, or
+a named ``--scenario``), records the logs and validates them with both judges and the QMP
+cross-checks.  ``capture qemu-live`` lets Hypothesis choose what the guest goes through
+and judges every example (:mod:`ballast.validate.qemu.live`).  Bad usage is exit 2; a
+capture that cannot be made (QEMU missing or failing) is exit 2 for ``capture qemu`` and
+inconclusive (exit 3) for a live run that had started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from typing import Any
+
+from ballast.argtypes import positive_float, positive_int, seconds
+from ballast.errors import UsageError
+from ballast.model.virtio import DEFLATE_ON_OOM
+
+__all__ = ["register_capture"]
+
+
+def register_capture(csub: Any) -> None:
+    """Add ``qemu`` and ``qemu-live`` to ``ballast capture``."""
+    from ballast.validate.qemu.live import FAULTS, SHRINK_RUNS
+    from ballast.validate.qemu.scenarios import SCENARIOS
+
+    q = csub.add_parser("qemu", help="boot Linux under QEMU (TCG), move its balloon, validate",
+                        description="Boot a Linux guest under QEMU, drive its virtio balloon "
+                                    "over QMP, record trace/QMP/console logs in --out, then "
+                                    "validate the trace with the VirtIO rules, the reference "
+                                    "model and the QMP cross-checks.")
+    q.add_argument("--out", required=True, help="directory for trace.log, qmp.log, console.log")
+    q.add_argument("--scenario", choices=sorted(SCENARIOS),
+                   help="a named capture (overrides the options below): "
+                        + "; ".join(f"{n}: {s.summary}" for n, s in sorted(SCENARIOS.items())))
+    q.add_argument("--targets", default="384,256,512",
+                   help="target guest RAM sizes in MiB, comma separated (default 384,256,512)")
+    q.add_argument("--guest-mib", type=int, default=512, help="guest RAM in MiB (default 512)")
+    q.add_argument("--deflate-on-oom", action="store_true", help="offer DEFLATE_ON_OOM")
+    q.add_argument("--pressure-mib", type=int, default=0,
+                   help="after the targets, fill this many MiB of guest memory, then free it")
+    q.add_argument("--compaction", action="store_true",
+                   help="ask the guest to compact memory (migrates balloon pages)")
+    q.add_argument("--settle-s", type=seconds, default=10.0,
+                   help="seconds to wait for each target (default 10)")
+    q.add_argument("--timeout-s", type=positive_float, default=180.0, help="bound on the whole run")
+    q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
+    q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    q.set_defaults(func=_capture_cmd)
+
+    live = csub.add_parser(
+        "qemu-live", help="property-based testing of a live QEMU guest, judged by the model",
+        description="Boot one Linux guest under QEMU; Hypothesis chooses balloon targets, memory "
+                    "pressure and compaction for each example; every example is judged by the "
+                    "VirtIO rules and the reference model, the whole capture also by the QMP "
+                    "cross-checks.  A failure is shrunk (at most "
+                    f"{SHRINK_RUNS} more runs) and written as a scenario file to replay.")
+    live.add_argument("--out", required=True, help="directory for the capture, examples and any failure")
+    live.add_argument("--examples", type=positive_int, default=5,
+                      help="examples Hypothesis chooses (default 5; each takes seconds under TCG)")
+    live.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    live.add_argument("--guest-mib", type=int, default=256, help="guest RAM in MiB (default 256)")
+    live.add_argument("--settle-s", type=seconds, default=15.0, help="seconds to wait for each target")
+    live.add_argument("--timeout-s", type=positive_float, default=900.0, help="bound on the whole run")
+    live.add_argument("--fault", choices=sorted(FAULTS),
+                      help="seed a deviation: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
+    live.add_argument("--replay", metavar="SCENARIO",
+                      help="run the operations of a scenario file (failure.json) once instead")
+    live.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    live.set_defaults(func=_live_cmd)
+
+
+def _capture_cmd(args: argparse.Namespace) -> int:
+    from ballast.cli.validate import _report_qemu
+    from ballast.validate.qemu.validation import validate_qemu
+    from ballast.validate.qemu.capture import CaptureError, capture
+    from ballast.validate.qemu.events import decode_features
+    from ballast.validate.qemu.report import compact_report
+    from ballast.validate.qemu.scenarios import ScenarioRun, run_scenario
+
+    run: ScenarioRun | None = None
+    try:
+        if args.scenario is not None:
+            run = run_scenario(args.scenario, args.out, timeout_s=args.timeout_s)
+            result, features = run.result, run.features
+        else:
+            targets = _targets(args.targets)
+            result = capture(args.out, targets, guest_mib=args.guest_mib,
+                             deflate_on_oom=args.deflate_on_oom, pressure_mib=args.pressure_mib,
+                             settle_s=args.settle_s, timeout_s=args.timeout_s,
+                             compaction=args.compaction)
+            features = frozenset(decode_features(result.guest_features or 0))
+            if result.guest_features is None:
+                features = frozenset({DEFLATE_ON_OOM}) if args.deflate_on_oom else frozenset()
+    except (CaptureError, ValueError) as exc:
+        raise UsageError(f"capture failed: {exc}") from None
+    outcome = validate_qemu(result.trace_log, features, qmp=result.qmp_log)
+    coverage = run.coverage_lines() if run is not None else []
+    report = compact_report(result.trace_log, outcome,
+                            title=f"QEMU capture{' ' + args.scenario if args.scenario else ''}")
+    report += "".join(f"\n- {line}" for line in coverage) + ("\n" if coverage else "")
+    (result.out_dir / "report.md").write_text(report, encoding="utf-8")
+    if not args.json:
+        steps = ", ".join(f"{s.target_mib} MiB {'reached' if s.reached else 'NOT reached'}"
+                          for s in result.steps)
+        migrated = ("" if result.balloon_migrate is None
+                    else f"; {result.balloon_migrate} balloon pages migrated by compaction")
+        resets = f"; {result.resets} reset(s)" if result.resets else ""
+        named = f"scenario {args.scenario}: " if args.scenario else ""
+        sys.stdout.write(f"{named}captured QEMU {result.qemu_version} in {result.capture_s:.1f} s "
+                         f"(boot {result.boot_s:.1f} s): {steps}{migrated}{resets}; logs in "
+                         f"{result.out_dir} (summary: report.md)\n")
+        for line in coverage:
+            sys.stdout.write(f"  {line}\n")
+        return _report_qemu(outcome, args.strict, False, sys.stdout)
+    buffer = io.StringIO()
+    code = _report_qemu(outcome, args.strict, True, buffer)
+    data = json.loads(buffer.getvalue())
+    data["scenario"] = args.scenario
+    data["not_judged"] = coverage
+    sys.stdout.write(json.dumps(data) + "\n")
+    return code
+
+
+def _targets(text: str) -> list[int]:
+    try:
+        targets = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--targets: expected MiB numbers separated by commas, got {text!r}") from None
+    if not targets:
+        raise UsageError("--targets: give at least one target")
+    return targets
+
+
+def _live_cmd(args: argparse.Namespace) -> int:
+    from ballast.validate.qemu.guest import CaptureError
+    from ballast.validate.qemu.live import live_test, read_scenario
+
+    replay = None
+    fault, guest_mib = args.fault, args.guest_mib
+    if args.replay is not None:
+        replay, fault, guest_mib = read_scenario(args.replay)
+    try:
+        out = live_test(args.out, examples=args.examples, seed=args.seed, guest_mib=guest_mib,
+                        settle_s=args.settle_s, timeout_s=args.timeout_s, fault=fault, replay=replay)
+    except (CaptureError, ValueError) as exc:
+        raise UsageError(f"live run failed to start: {exc}") from None
+    f = out.failure
+    if args.json:
+        sys.stdout.write(json.dumps({
+            "exit": out.exit_code, "examples": out.examples, "seed": out.seed, "fault": fault,
+            "boot_s": round(out.boot_s, 2), "seconds": round(out.seconds, 2),
+            "inconclusive": out.inconclusive,
+            "failure": None if f is None else {
+                "ops": [str(op) for op in f.ops], "reason": f.reason,
+                "scenario": str(f.scenario_file), "segment": str(f.segment),
+                "model_trace": None if f.model_trace is None else str(f.model_trace)},
+            "final_clean": None if out.final is None else out.final.clean}) + "\n")
+        return out.exit_code
+    w = sys.stdout.write
+    w(f"live QEMU run: {out.examples} example(s) on one guest (boot {out.boot_s:.1f} s), "
+      f"seed {out.seed}{', fault ' + fault if fault else ''}, {out.seconds:.1f} s\n")
+    if f is not None:
+        w(f"FAILED after shrinking: {'; '.join(str(op) for op in f.ops)}\n  {f.reason}\n")
+        w(f"  scenario {f.scenario_file} (replay: ballast capture qemu-live --out DIR --replay "
+          f"{f.scenario_file}); trace segment {f.segment}\n")
+        if f.model_trace is not None:
+            w(f"  model trace {f.model_trace} (ballast replay / ballast report)\n")
+    elif out.inconclusive is not None:
+        w(f"INCONCLUSIVE: {out.inconclusive}\n")
+    elif out.final is not None:
+        fin = out.final
+        verdict = "clean" if fin.clean else "NOT clean"
+        model = f"{fin.model.steps:,} model steps" if fin.model is not None else "no model"
+        w(f"every example passed both judges; the whole capture is {verdict} "
+          f"({model}, QMP cross-checks {'hold' if not fin.qmp else 'broken'})\n")
+        if not fin.clean:
+            from ballast.cli.validate import _report_qemu
+            _report_qemu(fin, False, False, sys.stdout)
+    return out.exit_code

@@ -1,0 +1,162 @@
+# mypy: disable-error-code="no-any-return"
+"""``ballast fuzz``: randomized checking at scale with the numeric core, over many seeds.
+
+Exit codes: 0 every seed ran all its batches without a violation, 1 a violation
+was found (its shrunk trace, confirmed by the reference model, is under
+``--report-dir``), 2 bad usage or input, 3 inconclusive: the wall-clock limit
+the user asked for (``--max-seconds``) stopped some seed early.
+
+Without ``--vms``/``--pages`` the preset's own sizes are used; with them, the
+preset's features are kept and sizes scaled (host memory = 3/4 of guest memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ballast.argtypes import fraction
+from ballast.errors import InputError, UsageError
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
+from ballast.numeric.encodes import gaps_in
+from ballast.numeric.runner import SeedResult
+from ballast.numeric.scale import scaled, with_faults
+from ballast.cli.options import add_model_options, base_config, config_line, origin, with_sets
+from ballast.progress import add_quiet_option, meter, shown
+from ballast.verdict import EXIT_INCONCLUSIVE
+
+__all__ = ["register", "config_for"]
+
+
+MAX_GUEST_PAGES = 1 << 26
+"""Most guest pages (all VMs) a campaign may ask for: its arrays must fit in memory."""
+
+def register(subparsers: Any) -> None:
+    """Add ``fuzz`` to the ``ballast`` command line."""
+    p = subparsers.add_parser(
+        "fuzz", help="random runs at scale on the numeric core, many seeds in parallel",
+        description="Vectorised random runs of the model (thousands of VMs, millions of guest "
+                    "pages) with every invariant checked; failures are shrunk and replayed "
+                    "through the reference model before they are reported.")
+    p.add_argument("--seeds", default="0..3", help="seed range A..B (inclusive) or one seed")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    add_model_options(p, default_preset="large")
+    p.add_argument("--steps", type=int, default=200,
+                   help="batches per seed (each applies one action to many VMs)")
+    p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
+    p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
+    p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
+    p.add_argument("--check-every", type=int, default=1,
+                   help="check every state invariant after this many batches (default 1: after "
+                        "every batch; a larger K can miss a violation a later batch undoes)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="wall-clock limit (default: none); seeds it cuts short make the "
+                        "result inconclusive (exit 3)")
+    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    add_quiet_option(p)
+    p.set_defaults(func=_cmd_fuzz)
+
+
+def config_for(args: argparse.Namespace) -> Config:
+    """The configuration an invocation asks for (with --set, scaled, with the faults'
+    changes)."""
+    for name in args.fault:
+        if name not in FAULTS:
+            raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULTS))}")
+    cfg = with_sets(args, base_config(args))
+    if (args.vms is None) != (args.pages is None):
+        raise UsageError("give both --vms and --pages, or neither")
+    if args.vms is not None:
+        if args.vms < 1 or args.pages < 1:
+            raise UsageError("--vms and --pages must be positive")
+        if args.vms * args.pages > MAX_GUEST_PAGES:
+            raise UsageError(f"--vms x --pages is {args.vms * args.pages:,} guest pages; the "
+                             f"numeric core holds at most {MAX_GUEST_PAGES:,}")
+        cfg = scaled(cfg, vms=args.vms, pages=args.pages)
+    return with_faults(cfg, args.fault, keep_sizes=args.vms is not None)
+
+
+def _line(r: SeedResult) -> dict[str, Any]:
+    return {"seed": r.seed, "ops": r.ops, "batches": r.batches, "checks": r.checks,
+            "seconds": round(r.seconds, 3),
+            "violation": r.violation[0] if r.violation else None,
+            "message": r.violation[1] if r.violation else None,
+            "shrunk_steps": r.shrunk_steps, "counterexample": r.counterexample,
+            "error": r.error}
+
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError:
+        raise UsageError(f"--seeds: expected A..B or N, got {args.seeds!r}") from None
+    if args.workers < 1 or args.steps < 1 or args.check_every < 1:
+        raise UsageError("--workers, --steps and --check-every must be positive")
+    most = 4 * (os.cpu_count() or 1)
+    if args.workers > most:
+        raise UsageError(f"--workers {args.workers}: at most {most} (4 per processor) on "
+                         "this machine")
+    if not 0 < args.frac <= 1:
+        raise UsageError("--frac must be in (0, 1]")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise UsageError("--max-seconds must be positive")
+    cfg = config_for(args)
+    gaps = gaps_in(cfg, args.fault)
+    if gaps.blocking:
+        print(f"INCONCLUSIVE numeric: {gaps.what()}; cannot check that fault")
+        return EXIT_INCONCLUSIVE
+    if not args.json:
+        scale = f", scaled to --vms {args.vms} --pages {args.pages}" if args.vms else ""
+        print(config_line(cfg, args.fault, origin(args) + scale))
+    results: list[SeedResult] = []
+    stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
+                          batches=args.steps, frac=args.frac, check_every=args.check_every,
+                          report_dir=args.report_dir, max_seconds=args.max_seconds)
+    with shown(not (args.quiet or args.no_progress)), \
+            meter(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds),
+                  unit="seeds") as done:
+        for r in stream:
+            results.append(r)
+            done.advance(note=f"{sum(x.batches for x in results):,} batches, "
+                              f"{sum(x.ops for x in results):,} operations")
+    results.sort(key=lambda r: r.seed)
+    summary = summarise(results, args.steps)
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
+                          "seeds": [_line(r) for r in results],
+                          "summary": summary.__dict__,
+                          "gap": gaps.what() if gaps else None}, indent=2, default=list))
+    else:
+        from ballast.console import console
+        out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
+        out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
+                  f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
+                  + (f", faults {', '.join(args.fault)}" if args.fault else ""))
+        for r in results:
+            if r.violation:
+                where = r.counterexample or r.error or "not written"
+                out.print(f"  seed {r.seed}: [bold red]{r.violation[0]}[/] -- {r.violation[1]}"
+                          f" (shrunk to {r.shrunk_steps} steps: {where}); reproduce with "
+                          f"--seeds {r.seed}..{r.seed}")
+        rate = summary.ops / summary.seconds if summary.seconds else 0.0
+        out.print(f"{summary.seeds} seeds, {summary.ops} operations, {summary.checks} invariant "
+                  f"sweeps, {rate:,.0f} ops/s per worker; failing seeds: "
+                  f"{list(summary.failing) or 'none'}")
+        if gaps:
+            lost = "no property" if gaps.actions else ", ".join(gaps.invariants)
+            out.print(f"[yellow]INCONCLUSIVE[/] numeric: {gaps.what()}; {lost} checked")
+        if summary.cut_short and not summary.failing:
+            out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
+                      f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
+                      f"reached (--max-seconds)")
+    if summary.failing:
+        return 1
+    return EXIT_INCONCLUSIVE if gaps or summary.cut_short else 0

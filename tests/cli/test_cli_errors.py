@@ -1,0 +1,126 @@
+"""``main()`` turns every failure into a documented exit code with one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ballast.cli as cli
+from ballast import __version__
+from ballast.cli import PLUGIN_COMMANDS, PLUGINS, build_parser, main
+from ballast.errors import InputError
+from ballast.verdict import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+)
+
+
+def _list_raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    def boom(args: argparse.Namespace) -> int:
+        raise exc
+
+    monkeypatch.setattr(cli, "_cmd_list", boom)
+
+
+@pytest.mark.parametrize("exc, code, words", [
+    (ZeroDivisionError("division by zero"), EXIT_INTERNAL, "internal error: ZeroDivisionError"),
+    (RecursionError("maximum recursion depth exceeded"), EXIT_INTERNAL, "internal error"),
+    (KeyError("vms"), EXIT_INTERNAL, "internal error: KeyError"),
+    (InputError("t.jsonl", 3, "expected an object"), EXIT_USAGE, "t.jsonl:3: expected an object"),
+    (OSError(errno.ENOSPC, "No space left on device", "out/r.md"), EXIT_USAGE,
+     "out/r.md: No space left on device"),
+    (MemoryError(), EXIT_INCONCLUSIVE, "ran out of memory"),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted after"),
+])
+def test_every_failure_has_its_exit_code_and_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        exc: BaseException, code: int, words: str) -> None:
+    _list_raising(monkeypatch, exc)
+    assert main(["list"]) == code
+    err = capsys.readouterr().err
+    assert words in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_an_internal_error_says_where_and_whom_to_tell(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _list_raising(monkeypatch, ValueError("bad\nmultiline\nmessage"))
+    assert main(["list"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err.strip()
+    assert " at cli/__init__.py:" in err  # the innermost frame of Ballast itself
+    assert "bug in Ballast" in err and "issue tracker" in err
+    assert "bad multiline message" in err
+
+
+def test_internal_error_codes_are_never_verdicts() -> None:
+    assert EXIT_INTERNAL not in (0, 1, 2, 3)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ballast {__version__}"
+
+
+def test_the_lazy_command_index_says_what_the_plugins_register() -> None:
+    """--help lists plugin commands without importing them; the list must be right."""
+    seen: dict[str, tuple[str, str]] = {}
+    for module in PLUGINS:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(module).register(sub)
+        for action in sub._choices_actions:
+            seen[action.dest] = (module, str(action.help))
+    assert seen == PLUGIN_COMMANDS
+
+
+def test_help_lists_every_command_in_the_same_order_lazily_or_not() -> None:
+    lazy, full = build_parser(()).format_help(), build_parser().format_help()
+    assert lazy == full
+
+
+def test_help_and_list_do_not_load_the_heavy_libraries() -> None:
+    code = ("import sys; from ballast.cli import main; main(['list']); main(['--help']) "
+            "if False else None; heavy = [m for m in ('z3', 'numpy', 'networkx', 'hypothesis',"
+            " 'jsonschema', 'matplotlib') if m in sys.modules]; print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_plugin_command_still_loads_its_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--help"]) == 0
+    assert "--max-gap" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, counted", [
+    (["check", "--checkers", "random", "--random-runs", "100000", "--budget", "inf"],
+     "random steps run"),
+    (["explore", "--preset", "default", "--small"], "states explored"),
+])
+def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str],
+                                                  counted: str) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ballast", *args, "--report-dir",
+                             str(tmp_path / "r")] if args[0] == "check" else
+                            [sys.executable, "-m", "ballast", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted after" in line and counted in line, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,67 @@
+"""``ballast fuzz``: exit codes, summary, and a failing seed reproduced alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from ballast.errors import InputError, UsageError
+from ballast.cli.fuzz import register
+
+
+def _run(argv, capsys):
+    ap = argparse.ArgumentParser(prog="ballast")
+    register(ap.add_subparsers())
+    args = ap.parse_args(argv)
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_clean_campaign_exits_0(tmp_path, capsys):
+    code, out = _run(["fuzz", "--seeds", "0..2", "--workers", "2", "--vms", "8", "--pages",
+                      "32", "--steps", "40", "--json", "--report-dir", str(tmp_path)], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["summary"]["failing"] == []
+    assert [s["seed"] for s in data["seeds"]] == [0, 1, 2]
+
+
+def test_failing_seed_reproduces_alone(tmp_path, capsys):
+    argv = ["fuzz", "--vms", "8", "--pages", "32", "--steps", "300", "--fault",
+            "free_without_scrub", "--json", "--report-dir", str(tmp_path)]
+    code, out = _run(argv + ["--seeds", "0..3", "--workers", "2"], capsys)
+    data = json.loads(out)
+    assert code == 1 and data["summary"]["failing"]
+    seed = data["summary"]["failing"][0]
+    first = next(s for s in data["seeds"] if s["seed"] == seed)
+    code, out = _run(argv + ["--seeds", f"{seed}..{seed}"], capsys)
+    again = json.loads(out)["seeds"][0]
+    assert code == 1
+    assert (again["ops"], again["violation"], again["message"]) == \
+        (first["ops"], first["violation"], first["message"])
+    assert again["counterexample"] and again["counterexample"].endswith(".jsonl")
+
+
+@pytest.mark.parametrize("argv, exc", [
+    (["fuzz", "--seeds", "5..2"], UsageError),
+    (["fuzz", "--vms", "4"], UsageError),
+    (["fuzz", "--fault", "no_such_fault"], InputError),
+    (["fuzz", "--workers", "0"], UsageError),
+])
+def test_bad_input(argv, exc, capsys, tmp_path):
+    with pytest.raises(exc):
+        _run(argv + ["--report-dir", str(tmp_path)], capsys)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_wall_clock_limit_cuts_seeds_short_and_is_inconclusive(tmp_path, capsys):
+    code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--max-seconds", "0.000001", "--no-progress",
+                      "--report-dir", str(tmp_path)], capsys)
+    assert code == 3
+    assert "did not run all 40 batches" in out and "(--max-seconds)" in out
+    code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--max-seconds", "600", "--json", "--report-dir", str(tmp_path)],
+                     capsys)
+    assert code == 0 and json.loads(out)["summary"]["cut_short"] == []

@@ -1,0 +1,146 @@
+"""``ballast prove`` and the ``ballast check`` integration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from ballast.errors import UsageError
+from ballast.model.config import preset
+from ballast.model.faults import FAULTS
+from ballast.cli.prove import register
+from ballast.proofs.suite import suite_check
+from ballast.verdict import Verdict
+
+
+def _run(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers())
+    args = ap.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_prove_core_json_all_proved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--json", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["exit_code"] == 0
+    assert out["coverage"]["actions_not_encoded"] == []
+    assert out["coverage"]["invariants_not_encoded"] == []
+    assert all(q["verdict"] == "proved" and q["seconds"] >= 0 for q in out["queries"])
+    assert any(q["kind"] == "policy" for q in out["queries"])
+    assert "bounded" in out["scope"]
+
+
+def test_prove_with_a_fault_reports_a_replayed_counterexample(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--fault", "host_takes_partial_page",
+               "--jobs", "1", "--report-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "invariant memory_conservation is not preserved by action host_take_page" in text
+    assert "a real bug" in text
+    assert list(tmp_path.glob("*.jsonl")) and list(tmp_path.glob("*.md"))
+
+
+def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        _run(["prove", "--preset", "core", "--fault", "no_such_fault"])
+
+
+def test_tiny_resource_limit_exits_inconclusive(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--rlimit", "1", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    assert rc == 3
+    out = capsys.readouterr().out
+    assert "unknown" in out and "raise with --rlimit" in out
+
+
+def test_wall_clock_limit_exits_inconclusive(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--max-seconds", "0.000001", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    assert rc == 3
+    assert "(--max-seconds)" in capsys.readouterr().out
+
+
+def test_suite_check_passes_on_core_and_never_passes_on_a_fault(tmp_path: Path) -> None:
+    res = suite_check(preset("core"), report_dir=tmp_path)
+    assert res.checker == "prove"
+    verdicts = {r.property: r.verdict for r in res.results}
+    assert verdicts["memory_conservation"] is Verdict.PASS
+    assert verdicts["processor_conservation"] is Verdict.SKIPPED
+    fault = FAULTS["host_takes_partial_page"]
+    bad = suite_check(preset("core").replace(**fault.config),
+                      faults=("host_takes_partial_page",), report_dir=tmp_path)
+    by = {r.property: r for r in bad.results}
+    assert by["memory_conservation"].verdict is Verdict.VIOLATION
+    assert by["memory_conservation"].counterexample is not None
+    assert all(r.verdict is not Verdict.PASS for r in bad.results
+               if r.verdict is not Verdict.SKIPPED)
+
+
+def test_bmc_of_every_property_finds_a_seeded_fault(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--fault", "host_takes_single_unit", "--bmc",
+               "--bmc-depth", "2", "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    bmc = {q["conjunct"]: q for q in out["queries"] if q["kind"] == "bmc"}
+    assert bmc["host_pages_whole"]["verdict"] == "violated"
+    assert bmc["host_pages_whole"]["counterexample"]
+    assert bmc["memory_conservation"]["verdict"] == "proved"
+
+
+def test_up_to_proves_every_smaller_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--up-to", "--json", "--jobs", "1",
+               "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    sizes = {(r["vms"], r["guest_pages"], r["machine_pages"]) for r in out["sizes"]}
+    assert rc == 0 and sizes == {(1, p, m) for p in (1, 2, 3) for m in (1, 2, 3)}
+    assert all(r["proved"] == r["queries"] for r in out["sizes"])
+
+
+def test_up_to_reports_the_worst_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('preset = "core"\nguest_pages = 2\nmachine_pages = 2\n')
+    rc = _run(["prove", "--config", str(cfg), "--fault", "reclaim_keeps_mapping", "--up-to",
+               "--jobs", "1", "--report-dir", str(tmp_path / "r")])
+    text = capsys.readouterr().out
+    assert rc == 1 and "violated" in text and "every size up to 1 VMs x 2 PPNs" in text
+
+
+def test_query_reruns_one_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = _run(["prove", "--preset", "core", "--query", "isolation preserved by vmm_reclaim",
+               "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [q["query"] for q in out["queries"]] == \
+        ["isolation preserved by vmm_reclaim"]
+    rc = _run(["prove", "--preset", "core", "--query", "bmc isolation to depth 6",
+               "--bmc-depth", "1", "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [q["kind"] for q in out["queries"]] == ["bmc"]
+
+
+def test_a_bad_query_name_is_a_usage_error_with_a_close_match(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError, match="did you mean 'isolation preserved by vmm_reclaim'"):
+        _run(["prove", "--preset", "core", "--query", "isolation preservd by vmm_reclaim"])
+    with pytest.raises(UsageError, match="--list-queries"):
+        _run(["prove", "--preset", "core", "--query", "zzz"])
+    assert _run(["prove", "--preset", "core", "--list-queries"]) == 0
+    names = capsys.readouterr().out.splitlines()
+    assert "Inv => isolation" in names and "init => memory_conservation" in names
+
+
+def test_every_printed_query_name_can_be_rerun(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ballast.proofs.queries import query_names
+    from ballast.proofs.run import prove
+    cfg = preset("core")
+    printed = {q.name for q in prove(cfg, jobs=1, report_dir=tmp_path).queries}
+    assert printed <= set(query_names(cfg))

@@ -1,0 +1,88 @@
+"""Pooling of verdicts and coverage in ``ballast check``."""
+
+from pathlib import Path
+
+from ballast.suites.check import CheckOptions, _pool, run_check
+from ballast.model.config import preset
+from ballast.model.system import BalloonModel
+from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
+
+
+def test_vacuous_scenarios_make_the_check_inconclusive(tmp_path: Path) -> None:
+    # Two steps per run cannot reach a balloon target: the scenario is vacuous.
+    opts = CheckOptions(checkers=("random",), random_runs=3, random_steps=2,
+                        report_dir=tmp_path)
+    report = run_check(preset("default"), (), opts)
+    vac = [r.property for r in report.pooled if r.verdict is Verdict.VACUOUS]
+    assert "balloon_reaches_target" in vac
+    assert report.verdict is Verdict.INCONCLUSIVE
+
+
+def test_full_coverage_on_the_default_configuration(tmp_path: Path) -> None:
+    opts = CheckOptions(checkers=("random",), report_dir=tmp_path)
+    report = run_check(preset("default"), (), opts)
+    assert [r.property for r in report.pooled if r.verdict is not Verdict.PASS] == []
+    assert report.verdict is Verdict.PASS
+
+
+def test_seeded_fault_gives_a_shrunk_counterexample(tmp_path: Path) -> None:
+    opts = CheckOptions(checkers=("random",), report_dir=tmp_path)
+    cfg = preset("default").replace(host_page_units=2)
+    report = run_check(cfg, ("host_takes_partial_page",), opts)
+    assert report.verdict is Verdict.VIOLATION
+    [cx] = report.counterexamples()
+    assert cx.property == "memory_conservation"
+    assert cx.counterexample is not None
+    assert len(cx.counterexample.read_text().splitlines()) <= 8  # header + a few steps
+
+
+def _row(name: str, checker: str, verdict: Verdict, kind: str = "scenario") -> PropertyResult:
+    return PropertyResult(name, checker, verdict, kind=kind)
+
+
+def test_vacuity_is_judged_on_what_each_checker_can_reach() -> None:
+    model = BalloonModel(preset("core"))
+    names = [sc.name for sc in model.scenarios()]
+    first, second = names[0], names[1]
+    results = [
+        # random could reach every scenario: it saw the first only
+        CheckResult("random", [_row(first, "random", Verdict.PASS)]
+                    + [_row(n, "random", Verdict.VACUOUS) for n in names[1:]]),
+        # the explorer's complete search shows the second unreachable in its slices
+        CheckResult("explore", [_row(second, "explore", Verdict.VACUOUS)]),
+        # proofs run no steps: every scenario is out of their reach
+        CheckResult("prove", []),
+    ]
+    pooled = {r.property: r for r in _pool(model, results) if r.kind == "scenario"}
+    assert pooled[first].verdict is Verdict.PASS
+    assert pooled[first].detail == "exercised by random"
+    assert pooled[second].verdict is Verdict.VACUOUS
+    assert pooled[second].detail == "never exercised by random; out of reach of explore, prove"
+
+
+def test_a_scenario_no_chosen_checker_can_reach_is_reported_but_not_vacuous() -> None:
+    model = BalloonModel(preset("core"))
+    name = model.scenarios()[0].name
+    results = [CheckResult("prove", []),
+               CheckResult("explore", [_row(name, "explore", Verdict.VACUOUS)])]
+    pooled = {r.property: r for r in _pool(model, results)}
+    assert pooled[name].verdict is Verdict.SKIPPED
+    assert pooled[name].detail == "never exercised: out of reach of prove, explore"
+    # every scenario and action of the model is listed, exercised or not
+    assert set(pooled) == {sc.name for sc in model.scenarios()} | {
+        f"action:{a.name}" for a in model.action_specs()}
+    assert overall(r.verdict for r in pooled.values()) is Verdict.PASS
+
+
+def test_the_hypothesis_checker_names_its_profile_and_database(tmp_path: Path) -> None:
+    opts = CheckOptions(checkers=("hypothesis",), report_dir=tmp_path,
+                        hypothesis_profile="ci", hypothesis_examples=10)
+    report = run_check(preset("core"), (), opts)
+    [hyp] = report.results
+    held = next(r for r in hyp.results if r.kind == "invariant")
+    assert held.verdict is Verdict.PASS
+    assert held.evidence["profile"] == "ci" and held.evidence["database"] is None
+    assert not (tmp_path / "hypothesis-db").exists()
+    # Every pooled item names who exercised it, or who could and did not.
+    for r in report.pooled:
+        assert r.detail.startswith(("exercised by hypothesis", "never exercised by hypothesis"))

@@ -1,0 +1,238 @@
+"""Validating a QEMU virtio-balloon trace log: the VirtIO rules, the reference model, QMP.
+
+:func:`validate_qemu` reads QEMU's trace log (plain or xz), checks each event
+against the VirtIO 5.5 rules (:mod:`ballast.validate.virtio.check`), feeds the
+converted steps to the reference model (:class:`~ballast.validate.qemu.model_judge.ModelJudge`),
+cross-checks the QMP log when given and can write the converted project-format
+trace. :func:`features_from` finds the negotiated features. ``ballast validate
+--format qemu`` and ``ballast capture qemu`` report its :class:`QemuOutcome`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+from ballast.errors import InputError, OutputError, UsageError
+from ballast.model.config import MAX_MODEL_SIZE
+from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
+from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
+from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
+from ballast.validate.qemu.qmp_reader import read_qmp
+from ballast.validate.qemu.source import QemuLogError
+from ballast.validate.qemu.steps import GuestSize, StepConverter, profile_events, trace_header
+from ballast.validate.qemu.trace_reader import read_trace
+from ballast.validate.virtio.check import VirtioReport, check_virtio
+
+__all__ = ["QemuOutcome", "features_from", "progress_bar", "validate_qemu"]
+
+
+@contextmanager
+def progress_bar(enabled: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``update(completed)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    cols: list[Any] = [SpinnerColumn(), TextColumn(what)]
+    cols += [BarColumn(), MofNCompleteColumn()] if total else [TextColumn("{task.completed:,}")]
+    cols.append(TimeElapsedColumn())
+    with Progress(*cols, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, completed=n)
+
+
+def features_from(flag: str | None, qmp: str | None) -> frozenset[str]:
+    """Negotiated features: the flag, else the QMP log's x-query-virtio-status, else none."""
+    if flag is not None:
+        names = [n.strip().upper().removeprefix("VIRTIO_BALLOON_F_")
+                 for n in flag.split(",") if n.strip()]
+        if names == ["NONE"]:
+            return frozenset()
+        known = set(BALLOON_FEATURES.values())
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise UsageError(f"--features: unknown feature {bad[0]!r}; expected some of "
+                             f"{', '.join(BALLOON_FEATURES.values())} or none")
+        return frozenset(names)
+    if qmp is None:
+        return frozenset()
+    found: frozenset[str] = frozenset()
+    try:
+        for ev in read_qmp(qmp):
+            if isinstance(ev, NegotiatedFeatures):
+                found = frozenset(ev.guest_names)
+    except QemuLogError as exc:
+        raise InputError(exc.file, exc.line, exc.message) from None
+    except OSError as exc:
+        raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
+    return found
+
+
+@dataclass
+class QemuOutcome:
+    """What validating one QEMU trace found."""
+
+    trace: str
+    features: frozenset[str]
+    report: VirtioReport
+    guest_pages: int | None
+    seconds: float
+    emitted: str | None
+    model: ModelVerdict | None = None
+    """The reference model's verdict (None when not asked for)."""
+    qmp: list[QmpFinding] | None = None
+    """Broken QMP cross-checks (None without a QMP log)."""
+
+    @property
+    def clean(self) -> bool:
+        """No rule broken, every step explained by the model, every QMP check holds."""
+        return (self.report.violation is None and (self.model is None or self.model.ok)
+                and not self.qmp)
+
+
+def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
+                  emit_trace: str | None = None, progress: bool = False,
+                  qmp: str | os.PathLike[str] | None = None, model: bool = True,
+                  guest_pages: int | None = None) -> QemuOutcome:
+    """Validate a QEMU virtio-balloon trace log (plain or xz) against the virtio rules and,
+    with ``model`` (the default), the reference model; with ``qmp`` cross-check the QMP log.
+
+    With ``emit_trace`` the converted project-format trace is written there too (only
+    when the whole log was read without error: no partial file).  ``guest_pages`` is the
+    guest's size when known beforehand (else the first target in the log tells it).
+    """
+    name = str(trace)
+    if not os.path.isfile(name):
+        raise InputError(name, None, "no such trace file")
+    if emit_trace is not None:
+        _check_emit_destination(Path(emit_trace), Path(name))
+    size = GuestSize()
+    size.pages = guest_pages
+    start = time.perf_counter()
+    tmp: IO[str] | None = None
+    try:
+        cross = None
+        if qmp is not None:
+            try:
+                cross = QmpCrossCheck(read_qmp(qmp))
+            except OSError as exc:
+                raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
+        raw: Iterator[Any] = read_trace(name)
+        if cross is not None:
+            raw = _tapping(raw, cross)
+        events: Iterator[Any] = profile_events(raw, features, size)
+        judge = ModelJudge(features, size, name) if model else None
+        if emit_trace is not None:
+            try:
+                tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
+                                                  dir=Path(emit_trace).resolve().parent,
+                                                  prefix=".emit.", suffix=".tmp")
+            except OSError as exc:
+                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
+        if tmp is not None or judge is not None:
+            events = _teeing(events, tmp, features, judge, str(emit_trace))
+        with progress_bar(progress, f"validating {Path(name).name}", None) as update:
+            rep = check_virtio(events, features, on_event=update)
+            # The model, the QMP cross-checks and the converted trace see the whole log,
+            # also past a broken rule.
+            for _ in events:
+                if tmp is None and cross is None and (judge is None or judge.failed):
+                    break
+        verdict = judge.finish() if judge is not None else None
+        findings = cross.finish() if cross is not None else None
+        if tmp is not None:
+            try:
+                tmp.close()
+            except OSError as exc:
+                raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
+            _finish_emit(tmp.name, str(emit_trace), size.pages or 0, features, name)
+            tmp = None
+    except QemuLogError as exc:
+        raise InputError(exc.file, exc.line, exc.message) from None
+    except OSError as exc:
+        raise InputError(name, None, f"cannot read trace: {exc.strerror}") from None
+    finally:
+        if tmp is not None:
+            tmp.close()
+            os.unlink(tmp.name)
+    return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
+                       verdict, findings)
+
+
+def _check_emit_destination(dest: Path, source: Path) -> None:
+    """Refuse, before reading anything, a destination that is the input or cannot be a file."""
+    if dest.exists() and dest.resolve() == source.resolve():
+        raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
+    if dest.is_dir():
+        raise OutputError(str(dest), "is a folder; expected the path of a file to write")
+    try:
+        dest.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(str(dest), f"cannot create its folder: {exc.strerror}") from None
+
+
+def _tapping(events: Iterator[Any], cross: QmpCrossCheck) -> Iterator[Any]:
+    """Pass trace events on, showing each to the QMP cross-check."""
+    for ev in events:
+        cross.trace_event(ev)
+        yield ev
+
+
+def _teeing(events: Iterator[Any], out: IO[str] | None, features: frozenset[str],
+            judge: ModelJudge | None, dest: str) -> Iterator[Any]:
+    """Pass events on, judging each one's model step and writing it as a JSON line."""
+    steps = StepConverter(features=features)
+    for item in events:
+        yield item
+        for st in steps.feed(*item):
+            if judge is not None:
+                judge.feed(st)
+            if out is not None:
+                try:
+                    out.write(json.dumps(st.to_dict(), separators=(",", ":")) + "\n")
+                except OSError as exc:
+                    raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+
+
+def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str],
+                 source: str) -> None:
+    if guest_pages > MAX_MODEL_SIZE:
+        raise InputError(source, None, f"the trace shows a guest of {guest_pages:,} pages, more "
+                         f"than the model can hold ({MAX_MODEL_SIZE:,}); no trace emitted")
+    header = trace_header(max(guest_pages, 1), features, source)
+    final = Path(dest)
+    out_name: str | None = None
+    try:
+        with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
+                "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
+                prefix=".emit.", suffix=".tmp") as out:
+            out_name = out.name
+            out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+            for n, line in enumerate(body, 1):
+                rec = json.loads(line)
+                rec["step"] = n
+                out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        # A temporary file is private (0600); the trace is an ordinary file (0666 less umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(out_name, 0o666 & ~mask)
+        os.replace(out_name, final)
+        out_name = None
+    except OSError as exc:
+        raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+    finally:
+        if out_name is not None and os.path.exists(out_name):
+            os.unlink(out_name)
+    os.unlink(tmp)
