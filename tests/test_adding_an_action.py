@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CHECKLIST = ROOT / "docs" / "adding-an-action.md"
 MAX_FILES = 6
 
@@ -236,6 +236,13 @@ def test_the_checklist_names_at_most_six_files() -> None:
     files = checklist_files(CHECKLIST.read_text(encoding="utf-8"))
     assert files and len(files) <= MAX_FILES
     assert all((ROOT / f).is_file() for f in files), files
+
+
+def test_architecture_names_the_same_files_as_the_checklist() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    block = text.split("```text\nAdding an action\n", 1)[1].split("```", 1)[0]
+    named = [m.group(1) for m in re.finditer(r"(?m)^\d+\. (\S+)", block)]
+    assert named == checklist_files(CHECKLIST.read_text(encoding="utf-8"))
 
 
 def test_the_model_has_the_new_names_and_the_tables_name_each_gap(copy: Copy) -> None:

@@ -44,7 +44,8 @@ def test_docstring_examples_run(name: str) -> None:
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("name", ["randomwalk", "stateful", "shrink", "verdict", "errors", "program"])
+@pytest.mark.parametrize("name", ["simulation.randomwalk", "simulation.stateful",
+                                  "simulation.shrink", "verdict", "errors", "reports.program"])
 def test_core_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(f"ballast.{name}")
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
