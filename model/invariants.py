@@ -27,7 +27,7 @@ from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
 from ballast.model.state import BALLOON, UNBACKED, State, VmState, swap_of
 
-__all__ = ["INVARIANTS", "Property", "Scope", "honest_vms"]
+__all__ = ["INVARIANTS", "Property", "Scope", "accounting_pages", "accounting_sizes", "honest_vms"]
 
 Scope = str
 StateCheck = Callable[[Config, State], str | None]
@@ -286,11 +286,22 @@ _register(Property(
 
 
 def _accounting_vm(cfg: Config, s: State, v: int) -> str | None:
+    return accounting_pages(s, v) or accounting_sizes(s, v)
+
+
+def accounting_pages(s: State, v: int) -> str | None:
+    """The page part: no page is ballooned for the module alone (checked page by page)."""
     vm = s.vms[v]
-    m = vm.module
-    lost = m.balloon - vm.ballooned
+    lost = vm.module.balloon - vm.ballooned
     if lost:
         return f"VM {v}: the module holds {sorted(lost)} as ballooned but the VMM does not"
+    return None
+
+
+def accounting_sizes(s: State, v: int) -> str | None:
+    """The size part: once every report is acknowledged, the three sizes agree."""
+    vm = s.vms[v]
+    m = vm.module
     quiet = not (vm.inflate_queue or vm.deflate_queue or vm.acked_inflate
                  or vm.acked_refused or vm.acked_deflate)
     if quiet and not m.actual == len(m.balloon) == len(vm.ballooned):

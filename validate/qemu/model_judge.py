@@ -3,7 +3,8 @@
 The converted steps (:class:`~ballast.validate.qemu.steps.StepConverter`) are applied
 to the model as they come: each must be allowed by its action's guard, its observation
 (the ``actual`` the driver wrote) must match the model's, and every property must hold
-after it.  Values come from the log (the target, the pages of each report); nothing is
+after it (read from what the step changed: :class:`~ballast.model.incremental.StepChecker`).
+Values come from the log (the target, the pages of each report); nothing is
 searched for.  Memory is one model state and a few steps: the steps before the guest's
 size is known (the first ``virtio_balloon_to_target`` reveals it) wait in a bounded
 buffer.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from ballast.errors import GuardError, InputError
 from ballast.model.config import MAX_MODEL_SIZE
+from ballast.model.incremental import StepChecker
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import TraceStep, observe_matches
@@ -67,6 +69,7 @@ class ModelJudge:
         self.source = source
         """The log being judged, named in an error."""
         self.model: BalloonModel | None = None
+        self.checker: StepChecker | None = None
         self.state: State | None = None
         self.waiting: list[TraceStep] = []
         self.largest_page = 0
@@ -82,12 +85,12 @@ class ModelJudge:
         """Judge one step (or keep it until the guest's size is known)."""
         if self.failure is not None:
             return
-        for value in st.action.kwargs.values():
-            if isinstance(value, int) and value > self.largest_page:
-                self.largest_page = value
-            elif isinstance(value, tuple) and value:
-                self.largest_page = max(self.largest_page, max(value))
         if self.model is None:
+            for value in st.action.kwargs.values():
+                if isinstance(value, int) and value > self.largest_page:
+                    self.largest_page = value
+                elif isinstance(value, tuple) and value:
+                    self.largest_page = max(self.largest_page, max(value))
             if self.size.pages is None and len(self.waiting) < MAX_WAITING_STEPS:
                 self.waiting.append(st)
                 return
@@ -103,13 +106,14 @@ class ModelJudge:
             raise InputError(self.source, line, f"the trace shows a guest of {pages:,} pages, "
                              f"more than the model can hold ({MAX_MODEL_SIZE:,})")
         self.model = BalloonModel(trace_config(max(pages, 1), self.features))
+        self.checker = StepChecker(self.model)
         self.state = self.model.init_states()[0]
 
     def _judge(self, st: TraceStep) -> None:
         if self.failure is not None:
             return
-        model, s = self.model, self.state
-        assert model is not None and s is not None
+        model, s, checker = self.model, self.state, self.checker
+        assert model is not None and s is not None and checker is not None
         try:
             post = model.next_state(s, st.action)
         except GuardError as exc:
@@ -120,7 +124,7 @@ class ModelJudge:
             if diff is not None:
                 self._fail(st, f"observation differs: {diff}")
                 return
-        bad = model.step_violations(s, st.action, post)
+        bad = checker.check(s, st.action, post)
         if bad:
             self._fail(st, bad[0].message, bad[0].property)
             return
