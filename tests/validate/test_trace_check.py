@@ -218,3 +218,35 @@ def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(monkeypatch: 
     rep = validate_steps(TraceHeader(cfg), iter([TraceStep(1, Action.of("balloon_poll", vm=0), line=2)]),
                          max_gap=1)
     assert rep.outcome == "mismatch" and tried == [2]
+
+
+def test_the_gap_search_takes_the_pages_the_log_states_never_all_page_sets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ballast.model import system
+    from ballast.model.config import GuestPolicyName
+
+    cfg = Config(vms=1, guest_pages=4096, machine_pages=4096, guest_data_pages=0,
+                 guest_disk_slots=0, host_swap_slots=0, tokens=1, batch=4, host_use=False,
+                 guest_policy=GuestPolicyName.ANY)
+    tried: list[tuple[int, ...]] = []
+    real = system.BalloonModel.try_next_state
+
+    def counting(self: system.BalloonModel, s: object, act: Action) -> object:
+        if act.name == "balloon_inflate":
+            tried.append(tuple(act.kwargs["ppns"]))
+        return real(self, s, act)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(system.BalloonModel, "try_next_state", counting)
+    logged = [Action.of("host_set_target", vm=0, pages=2), Action.of("balloon_poll", vm=0)]
+    # The inflate of PPNs 5 and 4000 is not logged; the reclaim after it observes them.
+    reclaim = TraceStep(3, Action.of("vmm_reclaim", vm=0, refuse=[]), line=4,
+                        observe={"vms/0/ballooned": [5, 4000]})
+    rep = validate_steps(TraceHeader(cfg), iter(_steps(*logged) + [reclaim]), max_gap=1)
+    assert rep.outcome == "ok" and rep.unlogged == 1, rep.mismatch
+    assert (5, 4000) in tried and len(tried) <= 8, tried
+    # No page stated: the search does not guess among millions of page sets; it says so.
+    tried.clear()
+    silent = TraceStep(3, Action.of("vmm_reclaim", vm=0, refuse=[]), line=4)
+    rep = validate_steps(TraceHeader(cfg), iter(_steps(*logged) + [silent]), max_gap=1)
+    assert rep.outcome == "inconclusive" and "balloon_inflate" in rep.detail, rep
+    assert "line 4" in rep.detail and tried == []

@@ -5,7 +5,9 @@ records: slash paths into :meth:`State.to_dict`).  The validator keeps the **set
 states consistent with the trace so far**: before each logged step it lets the model take
 up to ``max_gap`` unlogged steps (any action the model allows, as long as every property
 holds; a host's target is never guessed: an unlogged ``host_set_target`` takes the target
-the next logged step records or observes), then applies the logged action to every candidate and keeps the successors whose
+the next logged step records or observes, and an unlogged step of the guest's allocator
+with more than :data:`CHOICES_SEARCHED` page choices takes the pages the next logged step
+names or observes, see :func:`stated_pages`), then applies the logged action to every candidate and keeps the successors whose
 recorded state or observation matches and which break no property.  The whole trace
 must be consumed.  Memory is the candidate set (bounded by ``max_states``; a set that
 grows past it makes the result inconclusive) plus one line; the trace is read lazily.
@@ -38,13 +40,13 @@ from typing import Any, Callable, Iterator
 from ballast.errors import GuardError
 from ballast.model.actions import Action, enabled
 from ballast.model.config import Config
-from ballast.model.state import State, plain_value, state_from_dict
+from ballast.model.state import FREE, State, plain_value, state_from_dict
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import TraceHeader, TraceStep, observe_matches
 from ballast.model.virtio import VirtioEvent, VirtioTracker, project
 
-__all__ = ["STATED_BY_THE_LOG", "Mismatch", "TraceReport", "blame", "observed_difference", "stated_targets",
-           "unlogged_actions", "validate_steps"]
+__all__ = ["CHOICES_SEARCHED", "PAGE_PARAMS", "STATED_BY_THE_LOG", "Mismatch", "TraceReport", "blame", "observed_difference", "stated_pages",
+           "stated_targets", "unlogged_actions", "validate_steps"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,67 @@ def stated_targets(st: TraceStep) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(found))
 
 
+PAGE_PARAMS = ("ppns", "new", "old")
+"""Arguments by which the guest's allocator or balloon module names the pages it chose."""
+
+CHOICES_SEARCHED = 64
+"""Most argument choices of one unlogged page-choosing action tried from one state; past it
+(a real guest has hundreds of thousands of pages) only the pages the log states are tried."""
+
+_PAGE_FIELDS = frozenset({"ballooned", "inflate_queue", "deflate_queue", "acked_inflate",
+                          "acked_refused", "acked_deflate", "balloon", "refused"})
+
+
+def stated_pages(st: TraceStep) -> dict[int, tuple[int, ...]]:
+    """VM -> the PPNs logged step ``st`` names: its page arguments, and the page sets it
+    records or observes (ballooned, queues, acknowledgements, the module's balloon).
+
+    >>> stated_pages(TraceStep(1, Action.of("vmm_reclaim", vm=0, refuse=[]),
+    ...                        observe={"vms/0/ballooned": [5, 7]}))
+    {0: (5, 7)}
+    """
+    found: dict[int, set[int]] = {}
+
+    def walk(vm: int, key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, x in value.items():
+                walk(vm, str(k), x)
+        elif key in _PAGE_FIELDS and isinstance(value, (list, tuple)):
+            found.setdefault(vm, set()).update(p for p in value if type(p) is int)
+
+    for v, vm in enumerate((st.state or {}).get("vms", ())):
+        walk(v, "", vm)
+    for path, value in (st.observe or {}).items():
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "vms" and parts[1].isdigit():
+            walk(int(parts[1]), parts[-1], value)
+    vm = st.action.kwargs.get("vm")
+    if isinstance(vm, int):
+        for name in PAGE_PARAMS + ("refuse",):
+            value = st.action.kwargs.get(name)
+            pages = value if isinstance(value, tuple) else (value,)
+            found.setdefault(vm, set()).update(p for p in pages if type(p) is int)
+    return {v: tuple(sorted(pages)) for v, pages in sorted(found.items()) if pages}
+
+
+def _stated_arguments(params: tuple[str, ...], s: State, vm: int, pages: tuple[int, ...]
+                      ) -> Iterator[dict[str, Any]]:
+    """Arguments of a page-choosing action made of stated pages only: every stated page
+    alone, all of them, those the guest has free, those in the module's balloon."""
+    v = s.vms[vm]
+    use = v.guest.ppn_use
+    free = tuple(p for p in pages if 0 <= p < len(use) and use[p] == FREE)
+    held = tuple(p for p in pages if p in v.module.balloon)
+    for name in params:
+        if name == "ppns":
+            for ppns in dict.fromkeys([pages, free, held, *((p,) for p in pages)]):
+                if ppns:
+                    yield {"vm": vm, "ppns": ppns}
+        elif name in ("new", "old"):
+            for p in pages:
+                yield {"vm": vm, name: p}
+
+
 class _Successors:
     """The model's successors of a state that break no property, remembered (bounded).
 
@@ -172,15 +235,40 @@ class _Successors:
     def __init__(self, model: BalloonModel, limit: int,
                  unlogged: frozenset[str] | None = None) -> None:
         self.model, self.limit, self.unlogged = model, limit, unlogged
-        self.memo: dict[tuple[State, tuple[tuple[int, int], ...]], tuple[State, ...]] = {}
+        self.memo: dict[tuple[State, tuple[tuple[int, int], ...], tuple[tuple[int, tuple[int, ...]], ...]],
+                        tuple[State, ...]] = {}
         self.chosen = {name: spec for name, spec in model.table.items()
                        if name != STATED_BY_THE_LOG and (unlogged is None or name in unlogged)}
         self.targets_unlogged = unlogged is None or STATED_BY_THE_LOG in unlogged
         self.stated: tuple[tuple[int, int], ...] = ()
+        self.pages: dict[int, tuple[int, ...]] = {}
+        """The pages the next logged step states (:func:`stated_pages`)."""
+        self.unstated: str | None = None
+        """An unlogged action with too many page choices and no stated pages to take."""
+        self.by_pages = {name for name, spec in self.chosen.items()
+                         if set(spec.params) & set(PAGE_PARAMS)
+                         and set(spec.params) <= set(PAGE_PARAMS) | {"vm"}}
 
     def _candidates(self, s: State) -> Iterator[tuple[Action, State]]:
         m = self.model
-        yield from enabled(m.cfg, s, self.chosen)
+        for name, spec in self.chosen.items():
+            if name not in self.by_pages:
+                yield from enabled(m.cfg, s, {name: spec})
+                continue
+            if not spec.feature(m.cfg):
+                continue
+            args = list(islice(spec.candidates(m.cfg, s), CHOICES_SEARCHED + 1))
+            if len(args) > CHOICES_SEARCHED:
+                # Too many choices to try: take the pages the log states, never all of them.
+                args = [a for vm, pages in self.pages.items() if 0 <= vm < m.cfg.vms
+                        for a in _stated_arguments(spec.params, s, vm, pages)]
+                if not args:
+                    self.unstated = name
+            for a in args:
+                act = Action.of(name, **a)
+                post = m.try_next_state(s, act)
+                if post is not None:
+                    yield act, post
         if not self.targets_unlogged:
             return
         for vm, pages in self.stated:
@@ -190,7 +278,7 @@ class _Successors:
                 yield act, post
 
     def __call__(self, s: State) -> tuple[State, ...]:
-        key = (s, self.stated)
+        key = (s, self.stated, tuple(self.pages.items()))
         got = self.memo.get(key)
         if got is None:
             m = self.model
@@ -255,6 +343,8 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
     succ = _Successors(model, min(max(2 * max_states, 1000), 20_000), unlogged)
     for st in steps:
         succ.stated = stated_targets(st)
+        succ.pages = stated_pages(st)
+        succ.unstated = None
         cands = _closure(succ, {s: 0 for s in frontier}, max_gap, max_states)
         if cands is None:
             rep.outcome = "inconclusive"
@@ -284,6 +374,12 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
             if post not in nxt or nxt[post] > depth:
                 nxt[post] = depth
         rep.max_states = max(rep.max_states, len(cands))
+        if not nxt and succ.unstated is not None:
+            rep.outcome = "inconclusive"
+            rep.detail = (f"line {st.line}: an unlogged {succ.unstated} has more than "
+                          f"{CHOICES_SEARCHED} page choices and the log states none of its pages; "
+                          f"log the step, or observe the pages it reports")
+            return rep
         if not nxt:
             last = next(iter(frontier))
             rep.outcome = "mismatch"
