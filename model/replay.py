@@ -7,6 +7,7 @@ replayed here before it is reported.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.actions import Action
+from ballast.model.incremental import StepChecker
 >>> from ballast.model.trace import Trace, TraceHeader, TraceStep
 >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
 >>> bad = Trace(TraceHeader(cfg), (TraceStep(1, Action.of("vmm_release", vm=0)),))
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ballast.errors import GuardError
 from ballast.model.actions import Action
+from ballast.model.incremental import StepChecker
 from ballast.model.state import State, state_from_dict
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep, observe_matches
@@ -71,9 +73,15 @@ class ReplayResult:
 
 def replay_steps(model: BalloonModel, steps: Iterable[TraceStep],
                  initial: State | None = None, *, stop_at_violation: bool = True,
-                 keep_states: bool = True) -> ReplayResult:
-    """Apply ``steps`` from ``initial`` (default: the model's initial state)."""
+                 keep_states: bool = True,
+                 on_step: Callable[[State, TraceStep, State], None] | None = None
+                 ) -> ReplayResult:
+    """Apply ``steps`` from ``initial`` (default: the model's initial state).
+
+    ``on_step(pre, step, post)`` sees every applied step as it is applied (a report of a
+    long trace reads it there instead of keeping every state)."""
     s = initial if initial is not None else model.init_states()[0]
+    checker = StepChecker(model)
     states = [s] if keep_states else []
     seen: set[str] = set()
     first = model.violations(s)
@@ -98,7 +106,9 @@ def replay_steps(model: BalloonModel, steps: Iterable[TraceStep],
                                     f"observation differs: {diff}", (), tuple(states),
                                     frozenset(seen))
         seen.update(model.witnessed(s, st.action, post))
-        bad = model.step_violations(s, st.action, post)
+        bad = checker.check(s, st.action, post)
+        if on_step is not None:
+            on_step(s, st, post)
         s = post
         n += 1
         if keep_states:

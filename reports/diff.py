@@ -18,7 +18,7 @@ from typing import Any
 
 from ballast.model.state import State, plain_value
 
-__all__ = ["flatten", "format_value", "state_diff"]
+__all__ = ["LARGE_SET", "flatten", "format_value", "state_diff"]
 
 
 def flatten(data: object, prefix: str = "") -> dict[str, object]:
@@ -60,7 +60,8 @@ def state_diff(before: State, after: State) -> list[tuple[str, object, object]]:
     """
     # Walks both states together and skips every part the step left identical (the
     # model shares unchanged frozen parts), so a large guest costs only what changed;
-    # the paths and values are those of ``flatten(state.to_dict())`` (tested).
+    # the paths and values are those of ``flatten(state.to_dict())`` (tested), except that
+    # a set larger than LARGE_SET is shown as its sizes and what was added and removed.
     out: list[tuple[str, object, object]] = []
     _diff(before, after, "", out)
     out.sort(key=lambda change: _order(change[0]))
@@ -68,6 +69,10 @@ def state_diff(before: State, after: State) -> list[tuple[str, object, object]]:
 
 
 _PER_PAGE = ("/p2m", "/content", "/ppn_use", "/expected")
+
+LARGE_SET = 64
+"""A set with more members than this (before or after) is shown as its sizes and the
+members added and removed, not listed whole."""
 
 
 def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object]]) -> None:
@@ -87,6 +92,11 @@ def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object
             and prefix.endswith(_PER_PAGE)):
         out.extend((f"{prefix}/{i}", x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y)
         return
+    if isinstance(a, frozenset) and isinstance(b, frozenset) and max(len(a), len(b)) > LARGE_SET:
+        # A real guest's balloon holds tens of thousands of pages: name what changed.
+        out.append((prefix, {"size": len(a)},
+                    {"size": len(b), "added": sorted(b - a), "removed": sorted(a - b)}))
+        return
     pa, pb = plain_value(a), plain_value(b)
     if pa != pb:
         out.append((prefix, pa, pb))
@@ -100,6 +110,12 @@ def format_value(value: object) -> str:
     """
     if value is None:
         return "-"
+    if isinstance(value, dict) and "size" in value:  # a large set (see LARGE_SET)
+        parts = [f"{value['size']:,} pages"]
+        for key, sign in (("added", "+"), ("removed", "-")):
+            if value.get(key):
+                parts.append(f"{sign}{format_value(value[key])}")
+        return " ".join(parts)
     if isinstance(value, list):
         return "[" + ", ".join("(" + ", ".join(str(y) for y in x) + ")" if isinstance(x, list)
                                else str(x) for x in value) + "]"

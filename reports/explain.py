@@ -26,14 +26,15 @@ from typing import Any, Sequence
 
 from ballast.model.actions import ACTIONS
 from ballast.model.invariants import INVARIANTS
-from ballast.model.replay import ReplayOutcome, ReplayResult, replay
+from ballast.model.config import Config
+from ballast.model.replay import ReplayOutcome, ReplayResult, replay_steps
 from ballast.model.sometimes import SOMETIMES
 from ballast.model.state import State, state_from_dict
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceStep
 
 from ballast.reports.diff import state_diff
-from ballast.reports.memory import MemorySeries, series
+from ballast.reports.memory import FigureReader, MemorySeries, series_of
 from ballast.reports.sequence import (Lane, Message, StepMessages, actor_lane, lanes_for,
                                       messages)
 
@@ -114,6 +115,8 @@ class Explanation:
     failing_step: int | None
     steps: tuple[StepView, ...]
     states: tuple[State, ...]
+    """The initial state and the last state the replay reached (a long trace's other
+    states are not kept; each step's change is in ``steps``)."""
     sequence: tuple[StepMessages, ...]
     lanes: tuple[Lane, ...]
     memory: MemorySeries
@@ -202,7 +205,7 @@ def _line(st: TraceStep) -> int:
     return st.line if st.line is not None else int(st.step) + 1
 
 
-def _lasso(trace: Trace, states: Sequence[State], result: ReplayResult,
+def _lasso(trace: Trace, walk: _Walk, result: ReplayResult,
            notes: list[str]) -> Lasso | None:
     expect = trace.header.expect or {}
     start = expect.get("lasso_start")
@@ -213,12 +216,37 @@ def _lasso(trace: Trace, states: Sequence[State], result: ReplayResult,
         notes.append(f"the header's lasso_start ({start!r}) is not a step of this trace "
                      f"(1..{n}); no cycle is shown")
         return None
-    closes = result.outcome is ReplayOutcome.OK and states[start - 1] == states[n]
+    closes = result.outcome is ReplayOutcome.OK and walk.lasso_state == walk.last[-1]
     if not closes:
         notes.append(f"the cycle (steps {start}..{n}) does not return to the state before "
                      f"step {start}" if result.outcome is ReplayOutcome.OK else
                      "the replay stopped before the cycle's end: the lasso is not confirmed")
     return Lasso(start, n, closes)
+
+
+class _Walk:
+    """What a report keeps of a replay as it runs: each step's state change, messages and
+    memory figures, and the few states it shows (the initial one, the one a lasso returns
+    to, the last two), so a long trace of a large guest is read in bounded memory."""
+
+    def __init__(self, cfg: Config, first: State, lasso_start: object) -> None:
+        self.cfg = cfg
+        self.reader = FigureReader()
+        self.diffs: list[Diff] = []
+        self.messages: list[tuple[Message, ...]] = []
+        self.figures = [self.reader.figures(first)]
+        self.first = first
+        self.lasso_start = lasso_start
+        self.lasso_state = first if lasso_start == 1 else None
+        self.last: tuple[State, ...] = (first,)
+
+    def step(self, pre: State, st: TraceStep, post: State) -> None:
+        self.diffs.append(tuple(state_diff(pre, post)))
+        self.messages.append(tuple(messages(self.cfg, pre, st.action, post)))
+        self.figures.append(self.reader.figures(post))
+        if isinstance(self.lasso_start, int) and len(self.diffs) == self.lasso_start - 1:
+            self.lasso_state = post
+        self.last = (self.last[-1], post)
 
 
 def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None = None,
@@ -227,17 +255,18 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
 
     ``name`` is how the trace file is referred to; ``lines`` are the file's lines as
     read (to quote the first unexplained line exactly); without them the line is
-    rebuilt from the parsed step. ``result`` is a replay of ``trace`` already made
-    (with its states kept); without it the trace is replayed here.
+    rebuilt from the parsed step. The trace is replayed here, step by step, keeping no
+    more states than the report shows (``result``, a replay already made, is accepted
+    for compatibility; the replay is deterministic, so it is made again).
     """
     h = trace.header
-    if result is None or (len(result.states) != result.steps_run + 1):
-        result = replay(trace)
-    states = result.states
     model = BalloonModel(h.config, h.faults)
     expect = h.expect or {}
+    first = state_from_dict(h.initial) if h.initial else model.init_states()[0]
+    walk = _Walk(h.config, first, expect.get("lasso_start"))
+    result = replay_steps(model, trace.steps, first, keep_states=False, on_step=walk.step)
     notes: list[str] = []
-    lasso = _lasso(trace, states, result, notes)
+    lasso = _lasso(trace, walk, result, notes)
 
     failing = result.step if result.outcome is not ReplayOutcome.OK else None
     prop: str | None
@@ -272,13 +301,13 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
         spec = ACTIONS.get(st.action.name)
         actor = spec.actor.value if spec else "?"
         in_cycle = lasso is not None and lasso.start <= i <= lasso.end
-        diff: Diff = tuple(state_diff(states[i - 1], states[i])) if applied else ()
+        diff: Diff = walk.diffs[i - 1] if applied else ()
         views.append(StepView(i, _line(st), str(st.action), actor, applied, diff,
                               i == failing, in_cycle))
         if applied:
-            msgs = tuple(messages(h.config, states[i - 1], st.action, states[i]))
+            msgs = walk.messages[i - 1]
         else:
-            pre = states[-1]
+            pre = walk.last[-1]
             post = model.try_next_state(pre, st.action) if i == failing else None
             if post is not None:  # allowed, but its recorded state or observation differs
                 msgs = tuple(messages(h.config, pre, st.action, post))
@@ -297,7 +326,7 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
     unexplained = None
     if result.outcome is ReplayOutcome.ILLEGAL or (
             kind == "violation" and h.source.get("checker") == "validate"):
-        unexplained = _unexplained(trace, result, model, lines)
+        unexplained = _unexplained(trace, result, walk.last, model, lines)
 
     vms = sorted({int(x) for st in trace.steps for k, x in st.action.args
                   if k in ("vm", "other_vm") and isinstance(x, int) and 0 <= x < h.config.vms})
@@ -305,19 +334,19 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
     return Explanation(
         trace=trace, name=name, result=result, kind=kind, property_name=prop,
         doc=property_doc(prop, expect), message=message, failing_step=failing,
-        steps=tuple(views), states=tuple(states), sequence=tuple(seq), lanes=lanes,
-        memory=series(states), lasso=lasso, unexplained=unexplained, notes=tuple(notes))
+        steps=tuple(views), states=(walk.first, walk.last[-1]), sequence=tuple(seq),
+        lanes=lanes, memory=series_of(walk.figures), lasso=lasso, unexplained=unexplained, notes=tuple(notes))
 
 
-def _unexplained(trace: Trace, result: ReplayResult, model: BalloonModel,
-                 lines: Sequence[str] | None) -> Unexplained:
+def _unexplained(trace: Trace, result: ReplayResult, last_two: Sequence[State],
+                 model: BalloonModel, lines: Sequence[str] | None) -> Unexplained:
     step_no = result.step
     st = trace.steps[step_no - 1] if step_no else None
     # The state the model had reached when the trace went where it cannot follow.
     if result.outcome is ReplayOutcome.ILLEGAL:
-        last = result.states[-1]
+        last = last_two[-1]
     else:
-        last = result.states[-2] if len(result.states) >= 2 else result.states[-1]
+        last = last_two[-2] if len(last_two) >= 2 else last_two[-1]
     allowed = [str(a) for a, _ in model.successors(last)]
     text = None
     if st is not None:
