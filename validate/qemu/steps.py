@@ -186,6 +186,15 @@ class StepConverter:
         self.polled = self.balloon = self.inflating = self.acked_in = 0
         self.acked_out = self.migrating = False
 
+    def _take(self, line: int, observe: dict[str, object] | None = None) -> TraceStep:
+        """The module takes the acknowledgements waiting for it (``balloon_complete``),
+        with the ``actual`` it writes when the log shows the write."""
+        self.balloon += self.acked_in
+        self.acked_in, self.acked_out = 0, False
+        self.n += 1
+        return TraceStep(self.n, Action.of("balloon_complete", vm=self.vm), observe=observe,
+                         line=line, extra={"source_line": line})
+
     def feed(self, line: int, e: VirtioEvent) -> list[TraceStep]:
         """The steps (zero or one) that event ``e`` of trace line ``line`` stands for."""
         k, vm = e.kind, self.vm
@@ -220,6 +229,13 @@ class StepConverter:
                 act = Action.of("balloon_migrate_release", vm=vm, old=e.pfns[0])
                 self.migrating = False
             elif self.oom and len(e.pfns) > self.balloon - self.polled:
+                if self.acked_in or self.acked_out:
+                    # Linux deflates on OOM from its shrinker, which may run between an
+                    # inflate's acknowledgement and the driver's next ``actual`` write; the
+                    # pages joined the driver's balloon list when the device returned the
+                    # buffer, so the module takes the acknowledgements first (no write seen).
+                    taken = self._take(line)
+                    return [taken, *self.feed(line, e)]
                 act = Action.of("balloon_oom_deflate", vm=vm, ppns=sorted(e.pfns))
             else:
                 act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
@@ -230,10 +246,7 @@ class StepConverter:
         elif k == "write_actual":
             if not (self.acked_in or self.acked_out):
                 return []
-            self.balloon += self.acked_in
-            self.acked_in, self.acked_out = 0, False
-            act = Action.of("balloon_complete", vm=vm)
-            observe = {f"vms/{vm}/module/actual": e.value}
+            return [self._take(line, {f"vms/{vm}/module/actual": e.value})]
         elif k == "reset":
             act = Action.of("guest_reset", vm=vm)
             self._reset()

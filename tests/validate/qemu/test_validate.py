@@ -224,6 +224,23 @@ def test_deflate_on_oom_feature_allows_deflating_at_target(tmp_path: Path) -> No
     assert code == 0
 
 
+def test_an_oom_deflate_between_an_acknowledgement_and_the_actual_write_is_explained(
+        tmp_path: Path) -> None:
+    """Linux's deflate-on-OOM shrinker may deflate pages whose inflate the device has just
+    acknowledged, before the driver writes ``actual`` (seen in a real capture under memory
+    pressure): the driver already holds them in its balloon list."""
+    log = QemuLog(64).linux_run([8])
+    log.target(12).read(12, 8).inflate([40, 41])  # acknowledged, no actual written yet
+    log.deflate([16, 17, 18, 19, 40, 41]).write(4, 8)
+    p = _write(tmp_path, log.lines)
+    emitted = tmp_path / "oom.jsonl"
+    out = validate_qemu(p, frozenset({"DEFLATE_ON_OOM"}), emit_trace=str(emitted))
+    assert out.report.violation is None and out.model is not None and out.model.ok, out.model
+    assert replay(read_ballast_trace(emitted)).outcome is ReplayOutcome.OK
+    # Without the feature an OOM deflate is no driver behaviour: still caught.
+    assert not validate_qemu(p, frozenset()).clean
+
+
 def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: Path) -> None:
     log = _clean_log()
     log.lines.insert(5, "8@1.0:virtio_balloon_set_config actual: x oldactual: 0")
