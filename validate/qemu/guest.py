@@ -31,14 +31,18 @@ from ballast.validate.qemu.qmp_client import QmpLink, QmpLinkError
 from ballast.validate.qemu.qmp_reader import feature_bits
 
 __all__ = [
+    "ACCEL_ENV",
     "INSTALL_HINT",
+    "KVM_BOOT_S",
     "MIB",
     "QEMU_BINARY",
     "TRACE_EVENTS",
     "CaptureError",
     "DeviceOptions",
     "QemuGuest",
+    "choose_accel",
     "find_guest",
+    "kvm_usable",
 ]
 
 QEMU_BINARY: Final = "qemu-system-x86_64"
@@ -58,6 +62,42 @@ TRACE_EVENTS: Final = (
 
 MIB: Final = 1 << 20
 _POLL_S: Final = 0.1
+
+ACCEL_ENV: Final = "BALLAST_QEMU_ACCEL"
+"""``kvm``, ``tcg`` or ``auto`` (the default): KVM when ``/dev/kvm`` can be opened and has
+booted a guest in this process, else TCG."""
+KVM_BOOT_S: Final = 30.0
+"""Most seconds a KVM boot may take under ``auto`` before the guest is booted again under
+TCG (a KVM boot takes a few seconds; nested KVM was seen to hang in the kernel's
+decompressor, spinning, with no console output)."""
+
+_kvm_given_up: list[str] = []
+"""Why KVM was given up in this process (then every later guest boots under TCG)."""
+
+
+def kvm_usable() -> bool:
+    """``/dev/kvm`` exists and this user may open it for reading and writing."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def choose_accel() -> str:
+    """The accelerator to boot with: ``kvm`` or ``tcg`` (see :data:`ACCEL_ENV`).
+
+    >>> import os; os.environ[ACCEL_ENV] = "tcg"; choose_accel()
+    'tcg'
+    >>> del os.environ[ACCEL_ENV]
+    """
+    want = os.environ.get(ACCEL_ENV, "auto").strip().lower() or "auto"
+    if want in ("kvm", "tcg"):
+        return want
+    if want != "auto":
+        raise CaptureError(f"{ACCEL_ENV}={want!r}: expected kvm, tcg or auto")
+    return "kvm" if kvm_usable() and not _kvm_given_up else "tcg"
 
 
 class CaptureError(BallastError):
@@ -166,6 +206,10 @@ class QemuGuest:
         for stale in (self.trace_log, self.qmp_log, self.console_log, self.stderr_log):
             stale.unlink(missing_ok=True)
         self._sock_dir = tempfile.mkdtemp(prefix="ballast-qmp-")
+        self.accel = choose_accel()
+        """``kvm`` or ``tcg``: what QEMU runs the guest with."""
+        self.accel_note: str | None = None
+        """Why KVM was not used although it looked usable (a boot that timed out)."""
         self.command = self._command(os.path.join(self._sock_dir, "qmp.sock"))
         self.proc: subprocess.Popen[bytes] | None = None
         self._console: GuestConsole | None = None
@@ -180,7 +224,7 @@ class QemuGuest:
         append = "console=ttyS0 panic=-1 ballast_interval=2"
         if o.pressure_mib:
             append += f" ballast_pressure_mib={o.pressure_mib}"
-        command = [self.binary, "-machine", "q35,accel=tcg", "-m", str(o.guest_mib), "-nographic"]
+        command = [self.binary, "-machine", f"q35,accel={self.accel}", "-m", str(o.guest_mib), "-nographic"]
         command += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", append]
         if o.free_page_hint:
             command += ["-object", "iothread,id=balloon-io"]
@@ -206,7 +250,31 @@ class QemuGuest:
         return self._qmp
 
     def boot(self) -> None:
-        """Start QEMU, connect QMP, wait until the guest's balloon driver is bound."""
+        """Start QEMU, connect QMP, wait until the guest's balloon driver is bound.
+
+        Under ``auto`` a KVM boot that is not ready within :data:`KVM_BOOT_S` is stopped
+        and the guest booted again under TCG (and so is every later guest of this process)."""
+        if self.accel == "kvm" and os.environ.get(ACCEL_ENV, "auto").strip().lower() != "kvm":
+            whole = self.deadline
+            self.deadline = min(whole, time.monotonic() + KVM_BOOT_S)
+            try:
+                self._boot()
+                return
+            except CaptureError as exc:
+                reason = (f"KVM did not boot the guest within {KVM_BOOT_S:.0f} s ({exc}); "
+                          f"booted under TCG instead")
+                _kvm_given_up.append(reason)
+                self.accel_note = reason
+                self._halt()
+                self.accel = "tcg"
+                self.command = self._command(os.path.join(self._sock_dir, "qmp.sock"))
+                for stale in (self.trace_log, self.qmp_log, self.console_log, self.stderr_log):
+                    stale.unlink(missing_ok=True)
+            finally:
+                self.deadline = whole
+        self._boot()
+
+    def _boot(self) -> None:
         started = time.monotonic()
         stderr_file = open(self.stderr_log, "wb")
         try:
@@ -330,19 +398,32 @@ class QemuGuest:
 
     def stop(self) -> None:
         """Make sure QEMU is gone (terminate, then kill) and every file is closed."""
+        self._halt()
+        shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+    def _halt(self) -> None:
+        """Stop QEMU (terminate, then kill; its whole session) and close QMP and the console."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(5.0)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _kill_session(proc)
                 proc.wait(5.0)
         if self._qmp is not None:
             self._qmp.close()
         if self._console is not None:
             self._console.close(5.0)
-        shutil.rmtree(self._sock_dir, ignore_errors=True)
+        self.proc, self._qmp, self._console = None, None, None
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL QEMU and anything it started (it runs in a session of its own)."""
+    try:
+        os.killpg(proc.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
 
 
 def _bits(value: object) -> int | None:

@@ -148,6 +148,45 @@ def test_missing_kernel_says_how_to_install(tmp_path: Path, monkeypatch: pytest.
             capture(tmp_path / "out", [128], guest_mib=256, qemu="sh", kernel=kernel)
 
 
+def test_a_hung_kvm_boot_falls_back_to_tcg_and_leaves_no_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nested KVM was seen to hang at boot, spinning without output: under ``auto`` the
+    KVM boot is stopped after KVM_BOOT_S, QEMU killed, and the guest booted under TCG."""
+    if shutil.which("sh") is None or shutil.which("sleep") is None:
+        pytest.skip("needs sh and sleep")
+    pids = tmp_path / "pids"
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo $$ >> {pids}\n"
+                    'case "$*" in *accel=kvm*) exec sleep 600;; esac\n'
+                    "echo tcg-started >&2\nexit 1\n")
+    fake.chmod(0o755)
+    kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd"
+    kernel.write_bytes(b"")
+    initrd.write_bytes(b"")
+    monkeypatch.delenv(qemu_guest.ACCEL_ENV, raising=False)
+    monkeypatch.setattr(qemu_guest, "kvm_usable", lambda: True)
+    monkeypatch.setattr(qemu_guest, "KVM_BOOT_S", 2.0)
+    monkeypatch.setattr(qemu_guest, "_kvm_given_up", [])
+    assert qemu_guest.choose_accel() == "kvm"
+    start = time.monotonic()
+    with pytest.raises(CaptureError, match="QEMU exited with status 1.*tcg-started"):
+        capture(tmp_path / "out", [128], guest_mib=256, qemu=str(fake), kernel=kernel, initrd=initrd,
+                timeout_s=60.0)
+    assert time.monotonic() - start < 30.0
+    hung, tcg = (int(x) for x in pids.read_text().split())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)  # the hung KVM QEMU is gone
+    assert tcg != hung
+    assert qemu_guest._kvm_given_up and "TCG" in qemu_guest._kvm_given_up[0]
+    assert qemu_guest.choose_accel() == "tcg"  # later guests of this process skip KVM
+    monkeypatch.setenv(qemu_guest.ACCEL_ENV, "kvm")
+    assert qemu_guest.choose_accel() == "kvm"
+    monkeypatch.setenv(qemu_guest.ACCEL_ENV, "bogus")
+    with pytest.raises(CaptureError, match="kvm, tcg or auto"):
+        qemu_guest.choose_accel()
+
+
 @pytest.mark.parametrize(
     ("targets", "guest", "pressure", "words"),
     [
