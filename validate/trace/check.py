@@ -340,25 +340,31 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.outcome, rep.violations = "mismatch", first
         rep.detail = f"the initial state breaks {first[0].property}: {first[0].message}"
         return rep
-    frontier: dict[State, int] = {s0: 0}
+    # A list, not a set: hashing a large guest's state reads all of it, so candidates are
+    # told apart by hashing only when there is more than one (see _fewest).
+    frontier: list[State] = [s0]
     checker = StepChecker(model)
     succ = _Successors(model, min(max(2 * max_states, 1000), 20_000), unlogged)
     for st in steps:
         succ.stated = stated_targets(st)
         succ.pages = stated_pages(st)
         succ.unstated = None
-        cands = _closure(succ, {s: 0 for s in frontier}, max_gap, max_states)
+        closed = (dict.fromkeys(frontier, 0) if len(frontier) > 1 or max_gap > 0 else None)
+        if closed is not None:
+            closed = _closure(succ, closed, max_gap, max_states)
+        cands = [(frontier[0], 0)] if len(frontier) == 1 and max_gap == 0 else (
+            list(closed.items()) if closed is not None else None)
         if cands is None:
             rep.outcome = "inconclusive"
             rep.detail = (f"line {st.line}: more than {max_states} model states explain the trace "
                           f"with up to {max_gap} unlogged steps; raise --max-states or lower "
                           f"--max-gap")
             return rep
-        nxt: dict[State, int] = {}
+        found: list[tuple[State, int]] = []
         reasons: list[str] = []
         broke: list[Violation] = []
         allowed: State | None = None  # a successor the guard allowed, for the report
-        for s, depth in cands.items():
+        for s, depth in cands:
             try:
                 post = model.next_state(s, st.action)
             except GuardError as exc:
@@ -374,8 +380,8 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
             if bad:
                 broke.extend(bad)
                 continue
-            if post not in nxt or nxt[post] > depth:
-                nxt[post] = depth
+            found.append((post, depth))
+        nxt = _fewest(found)
         rep.max_states = max(rep.max_states, len(cands))
         if not nxt and succ.unstated is not None:
             rep.outcome = "inconclusive"
@@ -384,7 +390,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                           f"log the step, or observe the pages it reports")
             return rep
         if not nxt:
-            last = next(iter(frontier))
+            last = frontier[0]
             rep.outcome = "mismatch"
             rep.violations = broke
             prop, msg = (broke[0].property, broke[0].message) if broke else blame(
@@ -395,12 +401,23 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
             rep.mismatch = Mismatch(st.step, st.line, st.action, reason, last, possible[:20],
                                     prop, msg)
             return rep
-        rep.unlogged += min(nxt.values())
-        frontier = nxt
+        rep.unlogged += min(d for _, d in nxt)
+        frontier = [post for post, _ in nxt]
         rep.steps += 1
         if on_step is not None:
             on_step(st)
     return rep
+
+
+def _fewest(found: list[tuple[State, int]]) -> list[tuple[State, int]]:
+    """Each distinct state once, with the fewest unlogged steps that reach it, in order."""
+    if len(found) <= 1:
+        return found
+    best: dict[State, int] = {}
+    for post, depth in found:
+        if post not in best or best[post] > depth:
+            best[post] = depth
+    return list(best.items())
 
 
 def _most_telling(reasons: list[str]) -> str:
