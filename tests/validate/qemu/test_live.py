@@ -128,13 +128,17 @@ def test_doctests_and_faults_are_documented() -> None:
 # ------------------------------------------------------------------ a real guest (slow)
 
 
+LIVE_EXAMPLES = int(os.environ.get("BALLAST_LIVE_EXAMPLES", "20"))
+"""Hypothesis-chosen examples of the live run (CI bounds them to keep within its time)."""
+
+
 @pytest.mark.slow
 def test_twenty_hypothesis_examples_on_a_live_guest_are_clean(tmp_path: Path) -> None:
     _require_qemu()
-    out = live_test(tmp_path / "live", examples=20, seed=1, timeout_s=1200.0)
+    out = live_test(tmp_path / "live", examples=LIVE_EXAMPLES, seed=1, timeout_s=1200.0)
     assert out.inconclusive is None, out.inconclusive
     assert out.failure is None, out.failure
-    assert out.examples >= 20 and out.exit_code == 0
+    assert out.examples >= LIVE_EXAMPLES and out.exit_code == 0
     assert out.final is not None and out.final.clean
     assert out.final.model is not None and out.final.model.steps > 20
     kinds = {json.loads(p.read_text())["ops"][0].split()[0] for p in (tmp_path / "live" / "examples").glob("*.json")}
