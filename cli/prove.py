@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     """Add the ``prove`` subcommand."""
     p = subparsers.add_parser("prove", help="prove the model's invariants with Z3",
                               description=__doc__)
-    add_model_options(p)
+    add_model_options(p, command="prove")
     add_size_options(p)
     p.add_argument("--rlimit", type=int, default=QUERY_RLIMIT, metavar="N",
                    help=f"Z3 resource units per query (default {QUERY_RLIMIT:,}); running "
