@@ -233,8 +233,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             out.print(f"{f.name:28} caught as {' or '.join(f.caught_as)} by "
                       f"{', '.join(catchers(f.name))}: {' '.join(f.doc.split())}", markup=False)
     else:
+        from ballast.cli.options import DEFAULT_PRESETS
+
         for name, cfg in PRESETS.items():
-            out.print(f"{name:12} {config_summary(cfg)}")
+            default_of = [c for c, (p, _) in DEFAULT_PRESETS.items() if p == name]
+            of = f" (default of {', '.join(default_of)})" if default_of else ""
+            out.print(f"{name:12} {config_summary(cfg)}{of}", markup=False)
     return EXIT_OK
 
 
@@ -280,7 +284,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
                                 QUERY_RLIMIT)
 
     p = sub.add_parser("check", help="run every checker on a configuration")
-    add_model_options(p)
+    add_model_options(p, command="check")
     add_size_options(p)
     p.add_argument("--seed", type=int, default=None,
                    help="first seed of the random runs, seed of the Hypothesis machine "
@@ -326,7 +330,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("run", help="one deterministic random run, written as a trace")
-    add_model_options(p)
+    add_model_options(p, command="run")
     add_size_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=100)

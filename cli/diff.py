@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--adapter", required=True, metavar="CMD",
                    help="command that starts the implementation (split like a shell would, "
                         "but run without one)")
-    add_model_options(p, default_preset="virtio")
+    add_model_options(p, command="diff")
     p.add_argument("--examples", type=int, default=100, metavar="N",
                    help="runs to try (default 100)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",

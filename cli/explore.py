@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
                     "scenarios never exercised, and with --liveness whether the balloon can "
                     "and does reach its target under weak fairness of the module and VMM "
                     "(--fairness strong-accept: and a VMM that does not refuse pages forever).")
-    add_model_options(p, default_preset="core")
+    add_model_options(p, command="explore")
     add_size_options(p)
     p.add_argument("--small", action="store_true",
                    help="shrink the configuration to the smallest sizes with the same features "

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
                     "through the reference model before they are reported.")
     p.add_argument("--seeds", default="0..3", help="seed range A..B (inclusive) or one seed")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    add_model_options(p, default_preset="large")
+    add_model_options(p, command="fuzz")
     p.add_argument("--steps", type=int, default=200,
                    help="batches per seed (each applies one action to many VMs)")
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")

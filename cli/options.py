@@ -3,25 +3,27 @@
 Declared once, in :data:`MODEL_OPTIONS`, and added to an argparse parser by
 :func:`add_model_options` or to pytest by :func:`add_pytest_options` (as
 ``--ballast-preset`` and so on): the same names, defaults and help everywhere.
-Only the default preset differs between commands, and the help names it.
+Only the default preset differs between commands: :data:`DEFAULT_PRESETS` names it for
+each, with the reason the help gives.
 
 :func:`config_from_args` turns them into the :class:`~ballast.model.config.Config`
 a command runs, in one order for every command: the preset or configuration file
 (or, for commands that read a trace, the trace's own), shrunk by ``--small``
-where a command offers it, then every ``--set`` and size flag, then the
-configuration changes the seeded faults need. ``--small`` shrinks only what the
-user did not set: a size given with ``--set`` is kept. :func:`config_line` is the
+where a command offers it, then every ``--set`` and size flag, then what the seeded
+faults need (:func:`~ballast.model.faults.with_fault_needs`: a switch set, a size at
+least the fault's), so that every fault runs on every command's default preset.
+``--small`` shrinks only what the user did not set: a size given with ``--set`` is kept. :func:`config_line` is the
 one line each command prints to say what it runs.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
->>> add_model_options(p, default_preset="core")
+>>> add_model_options(p, command="explore")
 >>> args = p.parse_args(["--set", "guest_pages=2", "--fault", "share_without_cow"])
 >>> cfg = config_from_args(args)
 >>> (cfg.guest_pages, cfg.sharing)
 (2, True)
 >>> config_line(cfg, args.fault, origin(args))
-'configuration: preset core, --set guest_pages=2: 1 VMs x 2 PPNs, 3 MPNs, host page 1 unit(s), module driver; sharing; faults: share_without_cow'
+'configuration: preset core, --set guest_pages=2: 1 VMs x 2 PPNs, 3 MPNs, host page 1 unit(s), module driver; must_tell_host, sharing, host_use; faults: share_without_cow'
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from ballast.model.config import Config
     from ballast.model.trace import TraceHeader
 
-__all__ = ["MODEL_OPTIONS", "SIZE_FLAGS", "ModelOption", "add_model_options",
+__all__ = ["DEFAULT_PRESETS", "MODEL_OPTIONS", "SIZE_FLAGS", "ModelOption", "add_model_options",
            "add_pytest_options", "add_size_options", "base_config", "config_from_args",
            "config_line", "config_summary", "fault_changes", "given", "header_config", "origin",
            "options_of_pytest", "with_sets"]
@@ -78,14 +80,31 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
 )
 """The options every subcommand takes, in the order ``--help`` lists them."""
 
+DEFAULT_PRESETS: dict[str, tuple[str, str]] = {
+    "check": ("default", "every feature on"),
+    "run": ("default", "every feature on"),
+    "prove": ("default", "every feature on"),
+    "explore": ("core", "small enough to visit every reachable state"),
+    "fuzz": ("large", "many VMs and pages for the numeric core at scale"),
+    "diff": ("virtio", "what a virtio-balloon adapter implements"),
+}
+"""Each command's preset when none is given, and why it is that one: ``default`` has every
+feature on; a command whose work grows with the configuration's size starts from a preset
+that fits it. ``replay`` and ``validate`` run the trace's own configuration."""
+
 SIZE_FLAGS = ("vms", "guest_pages", "machine_pages", "host_page_units")
 """Config fields with a flag of their own (``--vms`` ...), shorthand for ``--set``."""
 
 
-def add_model_options(p: argparse.ArgumentParser, *, default_preset: str = "default",
-                      default_text: str | None = None) -> None:
-    """Add :data:`MODEL_OPTIONS` to ``p``; ``default_text`` says where the configuration
-    comes from without options, if not from ``default_preset`` (a trace's header)."""
+def add_model_options(p: argparse.ArgumentParser, *, command: str | None = None,
+                      default_preset: str = "default", default_text: str | None = None) -> None:
+    """Add :data:`MODEL_OPTIONS` to ``p``. ``command``: take the default preset and its
+    reason from :data:`DEFAULT_PRESETS`; else ``default_preset``. ``default_text`` says
+    where the configuration comes from without options, if not from a preset (a trace's
+    header)."""
+    if command is not None:
+        default_preset, why = DEFAULT_PRESETS[command]
+        default_text = default_text or f"{default_preset}: {why}"
     group = p.add_argument_group("model", "the configuration and seeded faults of the model")
     for opt in MODEL_OPTIONS:
         kw = opt.kwargs(default_text or default_preset)
@@ -187,14 +206,16 @@ def config_from_args(args: argparse.Namespace, *, base: "Config | None" = None,
                      shrink: "Callable[[Config], Config] | None" = None) -> "Config":
     """The Config an invocation asks for.
 
-    :func:`base_config`, then every ``--set`` and size flag, then the seeded faults'
-    changes; with ``shrink`` (``--small``), that is shrunk and what the user set is
+    :func:`base_config`, then every ``--set`` and size flag, then what the seeded faults
+    need (a size is raised to the fault's, never lowered); with ``shrink`` (``--small``), that is shrunk and what the user set is
     put back (a field a seeded fault needs stays the fault's, as without ``--small``).
     """
+    from ballast.model.faults import with_fault_needs
+
     needed = fault_changes(args)
     cfg = with_sets(args, base_config(args, base))
     if needed:
-        cfg = cfg.replace(**needed)
+        cfg = with_fault_needs(cfg, args.fault)
     if shrink is not None:
         kept = {k: v for k, v in _set_values(args).items() if k not in needed}
         cfg = with_sets(args, shrink(cfg), kept)

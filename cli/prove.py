@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     """Add the ``prove`` subcommand."""
     p = subparsers.add_parser("prove", help="prove the model's invariants with Z3",
                               description=__doc__)
-    add_model_options(p)
+    add_model_options(p, command="prove")
     add_size_options(p)
     p.add_argument("--rlimit", type=int, default=QUERY_RLIMIT, metavar="N",
                    help=f"Z3 resource units per query (default {QUERY_RLIMIT:,}); running "
@@ -158,6 +158,26 @@ def query_line(q: QueryResult) -> str:
     return f"{q.verdict.value:8s} {q.seconds:7.3f}s {work}  {q.name}{core}{extra}"
 
 
+def _gap_lines(report: ProofReport) -> list[str]:
+    """The encoding's gaps as INCONCLUSIVE lines: one per gap, naming every property it
+    keeps from being proved (not one identical line per property)."""
+    from ballast.model.invariants import INVARIANTS
+
+    gaps = report.gaps
+    if not gaps:
+        return []
+    kept: dict[str, list[str]] = {}
+    for name, prop in INVARIANTS.items():
+        if prop.feature(report.cfg) and gaps.affects(name):
+            kept.setdefault(gaps.what(name), []).append(name)
+    fault = "; cannot check that fault" if gaps.faults else ""
+    lines = []
+    for what, names in kept.items():
+        props = names[0] if len(names) == 1 else f"{len(names)} properties ({', '.join(names)})"
+        lines.append(f"INCONCLUSIVE {gaps.encodes.backend}: {what}{fault}; {props} not proved")
+    return lines
+
+
 def format_report(report: ProofReport) -> str:
     """The whole human-readable report."""
     lines = [query_line(q) for q in report.queries]
@@ -178,7 +198,7 @@ def format_report(report: ProofReport) -> str:
               f"{', '.join(cov['step_forms_encoded'])}; not encoded: "
               f"{', '.join(cov['invariants_not_encoded']) or 'none'}",
               f"scope: {report.scope}"]
-    lines += [f"INCONCLUSIVE {line}" for line in report.gap_lines()]
+    lines += _gap_lines(report)
     step3 = [q for q in report.queries if q.kind == "safety" and q.verdict.value == "proved"]
     if step3:
         derived = [q.conjunct for q in step3 if q.evidence.get("derived")]

@@ -33,6 +33,7 @@ import pytest
 from ballast.errors import BallastError
 from ballast.model.config import Config
 from ballast.cli.options import (
+    DEFAULT_PRESETS,
     add_pytest_options,
     config_from_args,
     config_line,
@@ -46,8 +47,9 @@ from ballast.verdict import Verdict
 __all__ = ["BallastDiffFailure", "BallastDiffItem", "ballast_diff", "pytest_addoption",
            "pytest_collection_modifyitems", "pytest_report_header"]
 
-DEFAULT_PRESET = "virtio"
-"""The configuration without model options: adapters implement the virtio driver."""
+DEFAULT_PRESET = DEFAULT_PRESETS["diff"][0]
+"""The configuration without model options: ``ballast diff``'s (adapters implement the
+virtio driver)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -21,6 +21,7 @@ from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import VIRTIO_RULES
 from ballast.cli.options import add_model_options, config_line, given, header_config
 from ballast.cli.capture import register_capture
+from ballast.progress import add_quiet_option
 from ballast.validate.qemu.events import BALLOON_FEATURES
 from ballast.validate.qemu.qmp_check import QMP_CHECKS
 from ballast.validate.qemu.steps import ACTION_OF
@@ -60,7 +61,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-model", action="store_true",
                    help="--format qemu: judge by the VirtIO rules alone, not also by the model")
     p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    add_quiet_option(p)
     p.set_defaults(func=_validate_cmd)
 
     c = subparsers.add_parser("capture", help="record a real implementation's balloon trace")
@@ -85,6 +87,7 @@ class _CountingLines:
             if not n & 1023:
                 self.update(self.done)
             yield line
+        self.update(self.done)
 
 
 # --------------------------------------------------------------------------- validate
@@ -102,7 +105,7 @@ def _validate_cmd(args: argparse.Namespace) -> int:
                              "--preset, --config, --set and --fault go with --format ballast")
         features = features_from(args.features, args.qmp)
         out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
-                            progress=not args.no_progress, qmp=args.qmp,
+                            progress=not (args.quiet or args.no_progress), qmp=args.qmp,
                             model=not args.no_model)
         return _report_qemu(out, args.strict, args.json, sys.stdout)
     if args.qmp or args.features or args.emit_trace or args.no_model:
@@ -119,7 +122,8 @@ def _validate_ballast(args: argparse.Namespace) -> int:
         raise InputError(str(path), None, f"cannot read trace: {exc.strerror}") from None
     start = time.perf_counter()
     try:
-        with f, progress_bar(not args.no_progress, f"validating {path.name}", size) as update:
+        with f, progress_bar(not (args.quiet or args.no_progress), f"validating {path.name}",
+                             size, unit="bytes") as update:
             header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path))
             header, where = header_config(args, header, f"header of {path}")
             rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)

@@ -14,7 +14,7 @@ property it is expected to break. Faults are selected by name
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ballast.errors import InputError
 from ballast.model import actions as A
@@ -22,7 +22,7 @@ from ballast.model.actions import ACTIONS, ActionSpec, require
 from ballast.model.config import Config
 from ballast.model.state import UNBACKED, State
 
-__all__ = ["FAULTS", "Fault", "action_table"]
+__all__ = ["FAULTS", "Fault", "action_table", "with_fault_needs"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,34 @@ def action_table(faults: tuple[str, ...] | list[str] = ()) -> dict[str, ActionSp
                              f"{', '.join(sorted(FAULTS))}")
         table[fault.action] = replace(table[fault.action], effect=fault.effect)
     return table
+
+
+def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
+    """``cfg`` with what the seeded faults need to show: each switch a fault names set
+    as it says, each size raised to at least the fault's (a larger configuration shows
+    the fault as well, and keeps the VMs its hostile guests name), and host memory
+    rounded up to whole host pages.
+
+    >>> from ballast.model.config import preset
+    >>> big = with_fault_needs(preset("large"), ["free_without_scrub"])
+    >>> big.vms, sorted(big.hostile_vms)
+    (8, [7])
+    >>> small = with_fault_needs(preset("core"), ["host_takes_partial_page"])
+    >>> small.host_page_units, small.machine_pages
+    (2, 6)
+    """
+    for name in faults:
+        fault = FAULTS.get(name)
+        if fault is None:
+            raise InputError("<fault>", None, f"unknown fault {name!r}; expected one of "
+                             f"{', '.join(sorted(FAULTS))}")
+        changes = {k: max(v, getattr(cfg, k)) if type(v) is int else v
+                   for k, v in fault.config.items()}
+        units = changes.get("host_page_units", cfg.host_page_units)
+        memory = changes.get("machine_pages", cfg.machine_pages)
+        changes["machine_pages"] = -(-memory // units) * units
+        cfg = cfg.replace(**changes)
+    return cfg
 
 
 @_fault("vmm_reclaims_host_choice", "vmm_reclaim", "guest_chooses_pages")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ballast.model.config import Config
-from ballast.model.faults import FAULTS
+from ballast.model.faults import FAULTS, with_fault_needs
 
 __all__ = ["scaled", "with_faults"]
 
@@ -39,15 +39,16 @@ def scaled(base: Config, *, vms: int, pages: int, overcommit: float = 0.75) -> C
 def with_faults(cfg: Config, faults: Sequence[str], *, keep_sizes: bool) -> Config:
     """``cfg`` with the configuration changes the seeded faults need.
 
-    With ``keep_sizes`` the faults' size changes are left out (a run at scale keeps its
-    sizes), except a host page size that still divides host memory.
+    Without ``keep_sizes``: :func:`~ballast.model.faults.with_fault_needs` (sizes at least
+    the faults'). With ``keep_sizes`` the faults' size changes are left out (a run at scale
+    keeps its sizes), except a host page size that still divides host memory.
     """
+    if not keep_sizes:
+        return with_fault_needs(cfg, faults)
     for name in faults:
-        changes = dict(FAULTS[name].config)
-        if keep_sizes:
-            changes = {k: v for k, v in changes.items() if k not in _SIZES}
-            u = changes.get("host_page_units")
-            if u is not None and cfg.machine_pages % u:
-                changes["machine_pages"] = cfg.machine_pages // u * u
+        changes = {k: v for k, v in FAULTS[name].config.items() if k not in _SIZES}
+        u = changes.get("host_page_units")
+        if u is not None and cfg.machine_pages % u:
+            changes["machine_pages"] = cfg.machine_pages // u * u
         cfg = cfg.replace(**changes)
     return cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from ballast.cli import build_parser, main
-from ballast.model.config import preset
+from ballast.model.config import PRESETS, preset
+from ballast.model.faults import FAULTS
 from ballast.cli.options import (
+    DEFAULT_PRESETS,
     MODEL_OPTIONS,
     add_model_options,
     add_pytest_options,
@@ -40,8 +43,8 @@ def _model_actions(p: argparse.ArgumentParser) -> dict[str, dict[str, Any]]:
         if flag in {o.flag for o in MODEL_OPTIONS}:
             out[flag] = {"dest": a.dest, "default": a.default, "metavar": a.metavar,
                          "append": isinstance(a, argparse._AppendAction),
-                         "help": (a.help or "").replace(f"(default: {preset_name})",
-                                                        "(default: ...)")}
+                         "help": re.sub(rf"\(default: {preset_name}[^)]*\)", "(default: ...)",
+                                        a.help or "")}
     return out
 
 
@@ -74,6 +77,55 @@ def test_the_pytest_plugin_declares_the_same_options() -> None:
         action = next(a for a in parser._actions if opt.flag in a.option_strings)
         assert (kw["help"], kw["default"], kw["metavar"]) == \
             (action.help, action.default, action.metavar), opt.flag
+
+
+def test_each_command_names_its_default_preset_and_why() -> None:
+    subs = _subparsers(build_parser())
+    for command, (name, why) in DEFAULT_PRESETS.items():
+        assert name in PRESETS, command
+        p = subs[command]
+        assert p.get_default("default_preset") == name, command
+        [action] = [a for a in p._actions if "--preset" in a.option_strings]
+        assert f"(default: {name}: {why})" in (action.help or ""), command
+
+
+def test_list_presets_says_which_command_starts_from_which(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "presets"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for command, (name, _) in DEFAULT_PRESETS.items():
+        assert command in lines[name].partition("(default of ")[2], (command, name)
+    assert "default of" not in lines["vmware"]
+
+
+def _needs_met(cfg: Any, fault: str) -> bool:
+    return all(getattr(cfg, k) >= v if type(v) is int else getattr(cfg, k) == v
+               for k, v in FAULTS[fault].config.items())
+
+
+@pytest.mark.parametrize("command", sorted(DEFAULT_PRESETS))
+def test_every_fault_runs_on_each_commands_default_preset(command: str) -> None:
+    from ballast.cli.fuzz import config_for
+
+    parser = build_parser()
+    for fault in FAULTS:
+        args = parser.parse_args([command, "--fault", fault]
+                                 + (["--out", "x.jsonl"] if command == "run" else [])
+                                 + (["--adapter", "true"] if command == "diff" else []))
+        cfg = config_for(args) if command == "fuzz" else config_from_args(args)
+        assert _needs_met(cfg, fault), (command, fault, cfg)
+        base = preset(DEFAULT_PRESETS[command][0])
+        assert cfg.vms >= base.vms and cfg.hostile_vms == base.hostile_vms, (command, fault)
+
+
+def test_fuzz_with_a_fault_that_needs_two_vms_keeps_the_large_presets_hostile_vm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fuzz", "--fault", "free_without_scrub", "--seeds", "0", "--steps", "3",
+                 "--report-dir", str(tmp_path), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    [line] = _config_lines(out)
+    assert line.startswith("configuration: preset large: 8 VMs x 64 PPNs") and "hostile [7]" in line
 
 
 def _args(*argv: str, default_preset: str = "core") -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Progress of long work: live lines on a terminal's stderr, nothing anywhere else."""
+"""Progress of long work: live lines on a terminal's stderr, plain periodic lines in a log."""
 
 from __future__ import annotations
 
@@ -57,16 +57,55 @@ def test_a_meter_draws_count_total_rate_and_note_on_a_terminal() -> None:
 
 
 @pytest.mark.parametrize("stream, enabled", [(io.StringIO(), True), (FakeTerminal(), False)],
-                         ids=["not a terminal", "quiet"])
-def test_nothing_is_drawn_off_a_terminal_or_when_quiet(stream: io.StringIO,
-                                                       enabled: bool) -> None:
-    with progress.shown(enabled, stream=stream) as on:
-        assert not on and not progress.active()
+                         ids=["short work off a terminal", "quiet"])
+def test_nothing_is_written_when_quiet_or_for_work_shorter_than_a_line(
+        stream: io.StringIO, enabled: bool) -> None:
+    with progress.shown(enabled, stream=stream, every=3600) as on:
+        assert on == progress.active() == enabled
         with progress.meter("random", total=3, unit="runs") as m:
             m.advance()
             m.advance(2)
     assert stream.getvalue() == ""
     assert (m.completed, m.total) == (3, 3)  # the figures are kept all the same
+
+
+def test_off_a_terminal_meters_are_plain_lines_never_wrapped() -> None:
+    log = io.StringIO()
+    long_note = "slice " + "x" * 300
+    with progress.shown(stream=log, every=1e-9) as on:
+        assert on and progress.active()
+        with progress.meter("check", total=2, unit="checkers", rate=False) as outer:
+            with progress.meter("explore", unit="states") as m:
+                m.update(81920, note=long_note)
+            outer.update(1)
+    lines = log.getvalue().splitlines()
+    assert ANSI.search(log.getvalue()) is None and "\r" not in log.getvalue()
+    assert all(re.match(r"progress \d+ s: ", line) for line in lines), lines
+    assert any(f"check: 0/2 checkers; explore: 81,920 states" in line
+               and re.search(r"81,920 states, [\d,]+ states/s \(slice x{300}\)$", line)
+               for line in lines), lines  # the whole note, on the one line
+    assert any(re.search(r"done: explore: 81,920 states", line) for line in lines), lines
+    assert lines[-1].endswith("done: check: 1/2 checkers"), lines
+
+
+def test_plain_lines_come_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = io.StringIO()
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "3600")
+    with progress.shown(stream=log):
+        with progress.meter("random", total=1000, unit="runs") as m:
+            for _ in range(1000):
+                m.advance()
+    assert log.getvalue() == ""  # a thousand updates within the hour: not one line
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_bad_progress_interval_is_bad_usage(value: str, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", value)
+    assert main(["explore", "--preset", "core", "--small", "--max-states", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ballast: error: BALLAST_PROGRESS_SECONDS: expected a positive "
+                          "number of seconds") and len(err.splitlines()) == 1, err
 
 
 def _check_args(tmp_path: Path) -> list[str]:
@@ -87,10 +126,11 @@ def test_check_shows_progress_on_stderr_and_keeps_stdout_for_results(
 
 
 @pytest.mark.parametrize("err, quiet", [(io.StringIO(), False), (FakeTerminal(), True)],
-                         ids=["not a terminal", "--quiet"])
-def test_check_is_silent_on_stderr_off_a_terminal_or_quiet(
+                         ids=["short work off a terminal", "--quiet"])
+def test_check_is_silent_on_stderr_for_short_work_off_a_terminal_or_quiet(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: io.StringIO, quiet: bool) -> None:
     out = _streams(monkeypatch, err)
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "3600")
     assert main(_check_args(tmp_path) + (["--quiet"] if quiet else [])) in (0, 3)
     assert err.getvalue() == ""
     assert "Verdict: " in out.getvalue()
@@ -142,7 +182,7 @@ def test_fuzz_counts_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     (["check", "--preset", "core", "--checkers", "numeric", "--numeric-seeds", "2",
       "--numeric-batches", "20"], "numeric", 25, "numeric: 25/40 batches"),
     (["explore", "--preset", "core"], "explore", 1, r"explore: [\d,]+ states"),
-    (["prove", "--preset", "core", "--jobs", "1"], "prove", 40, r"prove: \d+ queries"),
+    (["prove", "--preset", "core", "--jobs", "1"], "prove", 40, r"prove: \d+/\d+ queries"),
     (["fuzz", "--vms", "2", "--pages", "8", "--seeds", "0..3", "--steps", "10", "--workers",
       "1"], "fuzz", 2, "fuzz 2 VMs x 8 PPNs: 2/4 seeds"),
 ], ids=["random", "hypothesis", "numeric", "explore", "prove", "fuzz"])
@@ -157,6 +197,7 @@ def test_an_interrupted_command_says_what_each_meter_counted(
             raise KeyboardInterrupt  # Ctrl-C, in the middle of the work
 
     monkeypatch.setattr(progress.Meter, "update", interrupted)
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "3600")  # no progress line before it
     assert main(argv + ["--report-dir", str(tmp_path)]) == 130
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("ballast: interrupted after") and re.search(said, line), line
@@ -195,3 +236,50 @@ def test_a_forked_worker_draws_nothing_on_its_parents_display() -> None:
         assert progress.active()
     assert os.waitstatus_to_exitcode(status) == 0
     assert "in the worker" not in _text(tty)
+
+
+def _trace(tmp_path: Path, steps: int) -> Path:
+    trace = tmp_path / "run.jsonl"
+    assert main(["run", "--preset", "core", "--seed", "1", "--steps", str(steps), "--no-states",
+                 "--out", str(trace)]) == 0
+    return trace
+
+
+@pytest.mark.parametrize("command", ["check", "explore", "prove", "fuzz", "diff", "validate"])
+def test_every_long_command_writes_plain_progress_lines_in_a_log(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = f"{sys.executable} {EXAMPLES / 'balloon_adapter.py'} --protocol 2"
+    argv, meter_says = {
+        "check": (_check_args(tmp_path), r"random: \d+/5 runs"),
+        "explore": (["explore", "--preset", "core", "--small"], r"explore: [\d,]+ states"),
+        "prove": (["prove", "--preset", "core", "--guest-pages", "1", "--machine-pages", "1",
+                   "--jobs", "1"], r"prove: \d+/\d+ queries"),
+        "fuzz": (["fuzz", "--vms", "2", "--pages", "8", "--seeds", "0..1", "--steps", "5"],
+                 r"fuzz 2 VMs x 8 PPNs: \d/2 seeds"),
+        "diff": (["diff", "--adapter", adapter, "--preset", "core", "--examples", "2",
+                  "--steps", "10"], r"diff: \d/2 runs"),
+        "validate": (["validate", str(_trace(tmp_path, 1100))],
+                     r"validating run\.jsonl: [\d,]+/[\d,]+ bytes"),
+    }[command]
+    if command != "validate":
+        argv += ["--report-dir", str(tmp_path / "out")]
+    err = io.StringIO()
+    out = _streams(monkeypatch, err)
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "0.000001")
+    assert main(argv) in (0, 3), err.getvalue()
+    lines = err.getvalue().splitlines()
+    assert lines and all(line.startswith("progress ") for line in lines), lines
+    assert any(re.search(meter_says, line) for line in lines), lines
+    assert ANSI.search(err.getvalue()) is None
+    assert "progress " not in out.getvalue()
+
+
+def test_validate_shows_its_lines_read_through_the_shared_display(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = _trace(tmp_path, 1100)
+    err = FakeTerminal()
+    out = _streams(monkeypatch, err)
+    assert main(["validate", str(trace)]) == 0
+    size = trace.stat().st_size
+    assert f"validating run.jsonl" in _text(err) and f"/{size:,} bytes" in _text(err)
+    assert "explained by the model" in out.getvalue()

@@ -22,6 +22,24 @@ def test_a_fault_is_caught_as_its_own_property_first_and_as_properties_only() ->
         assert set(f.caught_as) <= set(INVARIANTS), f.name
 
 
+def test_what_a_fault_needs_fits_every_preset_and_never_shrinks_it() -> None:
+    from ballast.model.config import PRESETS
+    from ballast.model.faults import with_fault_needs
+
+    for name, base in PRESETS.items():
+        for f in FAULTS.values():
+            cfg = with_fault_needs(base, [f.name])  # a valid Config, or it raises
+            for key, need in f.config.items():
+                have, had = getattr(cfg, key), getattr(base, key)
+                if type(need) is int:
+                    assert have == max(need, had), (name, f.name, key)
+                else:
+                    assert have == need, (name, f.name, key)
+            assert cfg.hostile_vms == base.hostile_vms, (name, f.name)
+    with pytest.raises(InputError, match="unknown fault 'no_such'"):
+        with_fault_needs(preset("core"), ["no_such"])
+
+
 def test_faults_replace_exactly_one_action() -> None:
     from ballast.model.actions import ACTIONS
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ballast.model.config import preset
 from ballast.model.invariants import INVARIANTS
-from ballast.proofs.induction import ProofVerdict, consecution, induction_queries
+from ballast.proofs.induction import ProofVerdict, QueryResult, consecution, induction_queries
 from ballast.proofs.limits import SolverLimit
 from ballast.proofs.properties import SAFETY
 from ballast.proofs.transitions import encoded_actions
 
 
-def test_core_preset_every_query_is_proved_with_a_core() -> None:
+@pytest.fixture(scope="module")
+def core_results() -> list[QueryResult]:
+    """Every induction query of the core preset, answered once for the tests that read them."""
+    return list(induction_queries(preset("core"), jobs=1))
+
+
+def test_core_preset_every_query_is_proved_with_a_core(core_results: list[QueryResult]) -> None:
     cfg = preset("core")
-    results = list(induction_queries(cfg, jobs=1))
+    results = core_results
     assert results and all(r.verdict is ProofVerdict.PROVED for r in results), \
         [r.name for r in results if r.verdict is not ProofVerdict.PROVED]
     kinds = {r.kind for r in results}
@@ -51,9 +59,9 @@ def test_a_wall_clock_deadline_is_inconclusive_and_says_so() -> None:
     assert "(--max-seconds)" in out[0].detail
 
 
-def test_every_query_reports_the_resource_units_it_used() -> None:
-    results = list(induction_queries(preset("core"), jobs=1,
-                                     conjuncts=("memory_conservation",)))
+def test_every_query_reports_the_resource_units_it_used(core_results: list[QueryResult]
+                                                       ) -> None:
+    results = core_results
     assert results and all(isinstance(r.evidence.get("rlimit"), int) for r in results)
     assert all(r.evidence["rlimit"] >= 0 for r in results)
     assert sum(r.evidence["rlimit"] for r in results) > 0

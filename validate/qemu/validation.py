@@ -22,6 +22,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
+from ballast.progress import meter, shown
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
 from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
 from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
@@ -35,20 +36,13 @@ __all__ = ["QemuOutcome", "features_from", "progress_bar", "validate_qemu"]
 
 
 @contextmanager
-def progress_bar(enabled: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``update(completed)``."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda n: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn)
-
-    cols: list[Any] = [SpinnerColumn(), TextColumn(what)]
-    cols += [BarColumn(), MofNCompleteColumn()] if total else [TextColumn("{task.completed:,}")]
-    cols.append(TimeElapsedColumn())
-    with Progress(*cols, transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda n: bar.update(task, completed=n)
+def progress_bar(enabled: bool, what: str, total: int | None, unit: str = "events"
+                 ) -> Iterator[Callable[[int], None]]:
+    """A meter of ``what`` through :mod:`ballast.progress` (a live line on a terminal,
+    plain periodic lines in a log, nothing when not ``enabled``); yields
+    ``update(completed)``."""
+    with shown(enabled), meter(what, total=total, unit=unit) as m:
+        yield m.update
 
 
 def features_from(flag: str | None, qmp: str | None) -> frozenset[str]:
