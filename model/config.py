@@ -118,6 +118,10 @@ class Config:
     """The guest's memory compaction may move a page of the balloon to another PPN
     (Linux ``virtballoon_migratepage``): the new page is inflated, then the old one deflated,
     ``actual`` unchanged; the VMM takes the one page beyond the target this needs."""
+    eager_backing: bool = False
+    """The VMM may back a guest page that is not in the balloon before the guest touches it:
+    Xen populates deflated pages at once, a VMM may prefault or swap a page in ahead of
+    use; QEMU backs lazily, on the guest's next access (virtio 1.x 5.5.6 leaves it open)."""
     oom_notifier: bool = False
     """With ``deflate_on_oom``: the guest's out-of-memory notifier may deflate up to one
     report of pages at any time. The guest's memory pressure is not modelled (a device-level
