@@ -562,6 +562,30 @@ def rogue_report(o: Ops) -> None:
     m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
 
 
+def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:
+    m = memory(o)
+    at = m.arg_page("ppn")
+    o.require(o.any(at))
+    o.require(o.any(o.and_(at, o.and_(o.eq(o.pages("p2m"), UNBACKED),
+                                       o.not_(o.pages("ballooned"))))))
+    # Backing is an access by the VMM: from host swap if the host paged it out, else zeros.
+    # The fault then overwrites whatever came back with zeros, which is the same as
+    # dropping the swapped data first.
+    m.touch(at, 0, not keep_swapped)
+
+
+@_kernel("vmm_back_page")
+def vmm_back_page(o: Ops) -> None:
+    """:func:`ballast.model.actions.vmm_back_page`: eager backing of a page outside the balloon."""
+    _vmm_back_page(o, keep_swapped=True)
+
+
+@_fault("eager_backing_drops_swap")
+def _eager_backing_drops_swap(o: Ops) -> None:
+    """``vmm_back_page`` that fills the page with zeros even when the host swapped it out."""
+    _vmm_back_page(o, keep_swapped=False)
+
+
 @_kernel("rogue_touch")
 def rogue_touch(o: Ops) -> None:
     """:func:`ballast.model.actions.rogue_touch`: a write to any own PPN (a ballooned one pops)."""

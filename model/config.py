@@ -276,6 +276,10 @@ PRESETS: dict[str, Config] = {
                    must_tell_host=False, deflate_on_oom=True, reset=True,
                    guest_policy=GuestPolicyName.ANY, reread_target=True, migration=True,
                    oom_notifier=True),
+    # Xen: the balloon driver hands pages back with decrease_reservation and the
+    # hypervisor populates deflated pages at once; xenpaging is the host-level swap.
+    "xen": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                  machine_pages=5, host_swap=True, host_swap_slots=1, eager_backing=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

@@ -53,6 +53,7 @@ ENGINE_FAULTS = frozenset({
     "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
+    "eager_backing_drops_swap",
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
 """The model's seeded faults the engine implements (by the same names)."""
 

@@ -277,6 +277,7 @@ for _name, _inst in (("host_set_target", _targets), ("host_set_cpu_target", _cpu
                      ("balloon_cpu_offline", _vcpu_args), ("balloon_cpu_online", _vcpu_args),
                      ("host_take_page", _host_pages), ("host_return_page", _host_pages),
                      ("host_swap_out", _vm_ppns), ("vmm_share", _share_pairs),
+                     ("vmm_back_page", _vm_ppns),
                      ("guest_read", _vpns), ("guest_write", _writes), ("guest_evict", _vpns),
                      ("guest_reset", _per_vm), ("rogue_report", _rogue_reports),
                      ("rogue_touch", _rogue_touches), ("rogue_set_actual", _rogue_sizes)):
