@@ -10,7 +10,9 @@
 // docs/adapter-protocol.md): --alloc lowest|highest|random is the order its
 // guest's allocator hands pages to the balloon (and takes them back), --accept
 // sorted|arrival the order its device accepts reported pages in when there is
-// not room for all, --eager backs a deflated page again at once.
+// not room for all, --eager backs a deflated page again at once (reported as
+// vmm_back_page steps after the release; --no-declare leaves eager_backing out of
+// its hello, so Ballast's configuration forbids those steps).
 //
 //   ballast diff --adapter "node examples/balloon_adapter.js --protocol 2 --alloc random"
 //
@@ -197,6 +199,15 @@ class BalloonSystem {
     vm.inflateQueue = [];
   }
 
+  vmm_back_page(args) {
+    const vm = this.vm(args);
+    const ppn = args.ppn;
+    need(isInt(ppn) && ppn >= 0 && ppn < this.cfg.guest_pages, `no PPN ${ppn}`);
+    need(vm.p2m[ppn] === UNBACKED, "the page is already backed");
+    need(!vm.ballooned.has(ppn), "the page is in the balloon");
+    this.backPage(vm, ppn);
+  }
+
   vmm_release(args) {
     const vm = this.vm(args);
     need(vm.deflateQueue.length > 0, "nothing reported for deflation");
@@ -381,6 +392,7 @@ const ACTIONS = {
   balloon_deflate: ["vm", "ppns"],
   balloon_complete: ["vm"],
   balloon_free_refused: ["vm"],
+  vmm_back_page: ["vm", "ppn"],
 };
 
 const OBSERVE = ["vms/*/target", "vms/*/ballooned", "vms/*/inflate_queue", "vms/*/deflate_queue",
@@ -411,6 +423,8 @@ function serve(make, name, v2 = null) {
       Object.assign(runs, FIXED);
       // Protocol 2: its allocator's order is its own.
       if (v2 && v2.alloc !== "lowest") runs.guest_policy = "any";
+      // Protocol 2: its VMM backs deflated pages at once.
+      if (v2 && v2.eager && !process.argv.includes("--no-declare")) runs.eager_backing = true;
       cfg = Object.assign({}, cfg, runs);
       system = make(cfg);
       const observe = v2 ? OBSERVE.concat(["vms/*/guest/tokens", "vms/*/guest/digest",
@@ -437,6 +451,10 @@ function serve(make, name, v2 = null) {
         }
         system = next;
         steps.push({actor: ACTOR_OF[action], action, args});
+        for (const [name, taken] of system.alsoDone) {
+          steps.push({actor: ACTOR_OF[name], action: name, args: taken});
+        }
+        system.alsoDone = [];
       }
       system.tick();
       reply({id, steps, observe: system.observe()});
@@ -473,6 +491,7 @@ class ChoosingSystem extends BalloonSystem {
     this.arrival = this.vms.map(() => []);
     this.requests = 0;
     this.reclaimed = new Set();  // MPNs a balloon gave back, not reused since
+    this.alsoDone = [];  // steps taken inside a step (eager backing after a release)
   }
 
   clone() {
@@ -483,6 +502,7 @@ class ChoosingSystem extends BalloonSystem {
     copy.arrival = structuredClone(this.arrival);
     copy.requests = this.requests;
     copy.reclaimed = new Set(this.reclaimed);
+    copy.alsoDone = this.alsoDone.slice();
     return copy;
   }
 
@@ -580,7 +600,12 @@ class ChoosingSystem extends BalloonSystem {
     const released = vm.deflateQueue.filter((p) => vm.ballooned.has(p));
     super.vmm_release(args);
     if (this.opts.eager) {  // Xen-style populate: back the pages at once, while MPNs last
-      for (const p of released) if (this.host.free.size > 0) this.backPage(vm, p);
+      for (const p of released) {
+        if (this.host.free.size > 0) {
+          this.vmm_back_page({vm: args.vm, ppn: p});
+          this.alsoDone.push(["vmm_back_page", {vm: args.vm, ppn: p}]);
+        }
+      }
     }
   }
 
@@ -628,7 +653,7 @@ function digest(pairs) {
 
 const ACTOR_OF = {balloon_poll: "module", balloon_inflate: "module", balloon_deflate: "module",
   balloon_complete: "module", balloon_free_refused: "module", vmm_reclaim: "vmm",
-  vmm_release: "vmm", guest_evict: "guest"};
+  vmm_release: "vmm", vmm_back_page: "vmm", guest_evict: "guest"};
 
 function option(name, fallback) {
   const at = process.argv.indexOf(name);

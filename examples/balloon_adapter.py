@@ -14,7 +14,8 @@ guest's allocator gives the balloon pages in its own order (``--alloc lowest``,
 reported pages in sorted or arrival order when there is not room for all
 (``--accept sorted|arrival``; refusing the rest needs a configuration with
 ``refusal``), and its VMM backs a deflated page lazily or at once
-(``--eager``)::
+(``--eager``, reported as ``vmm_back_page`` steps after the release; ``--no-declare``
+leaves ``eager_backing`` out of its hello, so the configuration forbids those steps)::
 
     ballast diff --adapter "python3 examples/balloon_adapter.py --protocol 2 --alloc highest"
     ballast diff --adapter "python3 examples/balloon_adapter.py --protocol 2 --bug no-scrub"
@@ -46,6 +47,7 @@ ACTIONS = {
     "guest_evict": ["vm", "vpn"], "guest_reset": ["vm"], "balloon_poll": ["vm"],
     "balloon_inflate": ["vm", "ppns"], "balloon_deflate": ["vm", "ppns"],
     "balloon_complete": ["vm"], "balloon_free_refused": ["vm"],
+    "vmm_back_page": ["vm", "ppn"],
 }
 OBSERVE = ["vms/*/target", "vms/*/ballooned", "vms/*/inflate_queue", "vms/*/deflate_queue",
            "vms/*/module/target", "vms/*/module/actual", "vms/*/module/balloon",
@@ -156,6 +158,13 @@ class BalloonSystem:
         vm.p2m[ppn] = mpn
         vm.ballooned.discard(ppn)
         return mpn
+
+    def vmm_back_page(self, a: dict[str, Any]) -> None:
+        vm, ppn = self.vm(a), a["ppn"]
+        need(is_int(ppn) and 0 <= ppn < self.cfg["guest_pages"], f"no PPN {ppn}")
+        need(vm.p2m[ppn] == UNBACKED, "the page is already backed")
+        need(ppn not in vm.ballooned, "the page is in the balloon")
+        self.back(vm, ppn)
 
     def vmm_reclaim(self, a: dict[str, Any]) -> None:
         vm = self.vm(a)
@@ -324,6 +333,7 @@ class ChoosingSystem(BalloonSystem):
         self.arrival: dict[int, list[int]] = {v: [] for v in range(cfg["vms"])}
         self.requests = 0
         self.reclaimed: set[int] = set()  # MPNs a balloon gave back, not reused since
+        self.also_done: list[tuple[str, dict[str, Any]]] = []  # steps taken inside a step
 
     def tick(self) -> None:
         """One more request handled (a VM exit, for the VMM's periodic work)."""
@@ -416,7 +426,8 @@ class ChoosingSystem(BalloonSystem):
         if self.eager:  # Xen-style populate: back the pages again at once, while MPNs last
             for p in released:
                 if self.free:
-                    self.back(vm, p)
+                    self.vmm_back_page({"vm": a["vm"], "ppn": p})
+                    self.also_done.append(("vmm_back_page", {"vm": a["vm"], "ppn": p}))
 
     def guest_reset(self, a: dict[str, Any]) -> None:
         super().guest_reset(a)
@@ -524,7 +535,7 @@ BUGS_V2 = {"no-scrub": NoScrub, "alloc-in-use": AllocInUse,
 OBSERVE_V2 = OBSERVE + ["vms/*/guest/tokens", "vms/*/guest/digest", "host/unscrubbed_count"]
 ACTORS = {"module": ["balloon_poll", "balloon_inflate", "balloon_deflate", "balloon_complete",
                      "balloon_free_refused"],
-          "vmm": ["vmm_reclaim", "vmm_release"], "guest": ["guest_evict"]}
+          "vmm": ["vmm_reclaim", "vmm_release", "vmm_back_page"], "guest": ["guest_evict"]}
 ACTOR_OF = {name: actor for actor, names in ACTORS.items() for name in names}
 
 
@@ -600,6 +611,8 @@ def main(argv: list[str]) -> int:
             runs.update(FIXED)
             if protocol == 2 and alloc != "lowest":
                 runs["guest_policy"] = "any"  # its allocator's order is its own
+            if protocol == 2 and eager and "--no-declare" not in argv:
+                runs["eager_backing"] = True  # its VMM backs deflated pages at once
             cfg = {**msg["hello"]["config"], **runs}
             reply({"id": i, "hello": {"protocol": protocol, "implementation": name,
                                       "config": runs, "actions": list(ACTIONS),
@@ -621,7 +634,9 @@ def main(argv: list[str]) -> int:
                     reply({"id": i, "error": f"own step {action} refused: {exc}"})
                     continue
                 system = trial
-                steps.append({"actor": ACTOR_OF[action], "action": action, "args": args})
+                for name, taken in [(action, args)] + system.also_done:
+                    steps.append({"actor": ACTOR_OF[name], "action": name, "args": taken})
+                system.also_done = []
             system.tick()
             reply({"id": i, "steps": steps, "observe": seen(system)})
         elif "bye" in msg:

@@ -22,8 +22,8 @@ from typing import Callable
 from ballast.model.actions import ACTIONS
 from ballast.model.config import GuestPolicyName, ModuleKind
 from ballast.model.faults import FAULTS
-from ballast.model.ops import Kernel, Ops, Value
-from ballast.model.state import BALLOON, FREE
+from ballast.model.ops import Kernel, Ops, Value, memory
+from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["FAULT_KERNELS", "KERNELS", "allocatable", "deflate_limit", "inflate_room", "reclaim_room"]
 
@@ -101,7 +101,7 @@ def _acknowledge_inflate(o: Ops, accepted: Value) -> None:
     o.queue_clear("inflate_queue")
 
 
-def _vmm_reclaim(o: Ops, scrub: bool) -> None:
+def _vmm_reclaim(o: Ops, scrub: bool, host_picks: bool = False) -> None:
     cfg = o.cfg
     queued = o.queued("inflate_queue")
     refuse = o.arg_pages("refuse")
@@ -122,6 +122,12 @@ def _vmm_reclaim(o: Ops, scrub: bool) -> None:
     o.unback(accepted, by_balloon=True, scrub=scrub)
     o.drop_swap(accepted)
     _acknowledge_inflate(o, accepted)
+    if host_picks:
+        # The broken VMM then balloons a page of its own choice: the lowest backed one.
+        ballooned = o.pages("ballooned")
+        pick = o.lowest(o.and_(o.ne(o.pages("p2m"), UNBACKED), o.not_(ballooned)), 1)
+        o.unback(pick, by_balloon=True)
+        o.set_pages("ballooned", o.or_(o.pages("ballooned"), pick))
 
 
 @_kernel("vmm_reclaim")
@@ -135,6 +141,12 @@ def vmm_reclaim(o: Ops) -> None:
 def _free_without_scrub(o: Ops) -> None:
     """``vmm_reclaim`` that returns reclaimed MPNs to the free pool without zeroing them."""
     _vmm_reclaim(o, scrub=False)
+
+
+@_fault("vmm_reclaims_host_choice")
+def _vmm_reclaims_host_choice(o: Ops) -> None:
+    """``vmm_reclaim`` that also balloons the lowest backed page the guest never offered."""
+    _vmm_reclaim(o, scrub=True, host_picks=True)
 
 
 @_fault("reclaim_keeps_mapping")
@@ -344,3 +356,250 @@ def balloon_cpu_online(o: Ops) -> None:
     o.require(o.not_(o.any(o.and_(which, o.or_(online, o.vcpus("parked_vcpus"))))))
     o.claim("idle_pcpus", 1)
     o.set_vcpus("guest.vcpus", o.or_(online, which))
+
+
+# --------------------------------------------------------------------------
+# Memory: host pages, host swap, the guest's accesses and disk, content sharing,
+# a hostile guest. These use the memory operations (``ops.MemoryOps``).
+
+
+def _everywhere(o: Ops, vector: Value) -> Value:
+    """A vector shaped like ``vector`` that holds everywhere (a constant)."""
+    return o.not_(o.and_(vector, False))
+
+
+def _host_take_page(o: Ops, how: str) -> None:
+    m = memory(o)
+    free, in_use = m.units("host.free"), m.units("host.in_use")
+    if how == "whole":
+        o.require(o.all(free))
+        taken = _everywhere(o, free)
+        m.set_units("host.reclaimed", o.and_(free, False))
+    elif how == "partial":
+        o.require(o.any(free))
+        taken = _everywhere(o, free)
+    else:
+        o.require(o.any(free))
+        taken = o.lowest(free, 1)
+    m.set_units("host.free", o.and_(free, o.not_(taken)))
+    m.set_units("host.in_use", o.or_(in_use, taken))
+
+
+@_kernel("host_take_page")
+def host_take_page(o: Ops) -> None:
+    """:func:`ballast.model.actions.host_take_page`: every unit of the host page is free."""
+    _host_take_page(o, "whole")
+
+
+@_fault("host_takes_partial_page")
+def _host_takes_partial_page(o: Ops) -> None:
+    """``host_take_page`` that takes a host page when some unit of it is free."""
+    _host_take_page(o, "partial")
+
+
+@_fault("host_takes_single_unit")
+def _host_takes_single_unit(o: Ops) -> None:
+    """``host_take_page`` that takes only the lowest free unit of the host page."""
+    _host_take_page(o, "single")
+
+
+@_kernel("host_return_page")
+def host_return_page(o: Ops) -> None:
+    """:func:`ballast.model.actions.host_return_page`."""
+    m = memory(o)
+    in_use = m.units("host.in_use")
+    o.require(o.all(in_use))
+    m.set_units("host.free", _everywhere(o, in_use))
+    m.set_units("host.in_use", o.and_(in_use, False))
+
+
+def _host_swap_out(o: Ops, keep_data: bool) -> None:
+    m = memory(o)
+    at, mpn = m.arg_page("ppn"), o.pages("p2m")
+    o.require(o.any(o.and_(at, o.ne(mpn, UNBACKED), o.not_(m.at_mpn("host.cow", mpn)))))
+    o.claim("host.swap_room", 1)
+    m.set_tokens("host.swap", at, m.at_mpn("host.content", mpn) if keep_data else 0)
+    o.unback(at, by_balloon=False)
+
+
+@_kernel("host_swap_out")
+def host_swap_out(o: Ops) -> None:
+    """:func:`ballast.model.actions.host_swap_out`: the host pages a guest page out."""
+    _host_swap_out(o, keep_data=True)
+
+
+@_fault("host_swap_loses_data")
+def _host_swap_loses_data(o: Ops) -> None:
+    """``host_swap_out`` that stores zeros instead of the page's contents."""
+    _host_swap_out(o, keep_data=False)
+
+
+def _vmm_share(o: Ops, cow: bool) -> None:
+    m = memory(o)
+    at, other_at = m.arg_page("ppn"), m.arg_page("other_ppn")
+    other_vm = o.arg("other_vm")
+    o.require(o.and_(o.le(0, other_vm), o.lt(other_vm, o.cfg.vms), o.any(at), o.any(other_at)))
+    vm = m.this_vm()
+    o.require(o.or_(o.lt(vm, other_vm),
+                    o.and_(o.eq(vm, other_vm), o.lt(o.arg("ppn"), o.arg("other_ppn")))))
+    keep, drop = m.pick(o.pages("p2m"), at), m.other_mpn(other_vm, other_at)
+    o.require(o.and_(o.ne(keep, UNBACKED), o.ne(drop, UNBACKED), o.ne(keep, drop)))
+    o.require(o.eq(m.at_mpn("host.content", keep), m.at_mpn("host.content", drop)))
+    m.share(at, other_vm, other_at, cow=cow)
+
+
+@_kernel("vmm_share")
+def vmm_share(o: Ops) -> None:
+    """:func:`ballast.model.actions.vmm_share`: two pages with equal contents, one MPN."""
+    _vmm_share(o, cow=True)
+
+
+@_fault("share_without_cow")
+def _share_without_cow(o: Ops) -> None:
+    """``vmm_share`` that maps the shared MPN writable (no copy-on-write mark left)."""
+    _vmm_share(o, cow=False)
+
+
+def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
+    """``actions._access`` (and with ``token`` ``guest_write``): the guest makes the VPN
+    resident (its allocator's lowest free PPN, filled from its disk or with zeros), the VMM
+    backs it (and writes ``token``), the VPN becomes the most recently used."""
+    m = memory(o)
+    which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
+    use = o.pages("guest.ppn_use")
+    holds, free = o.eq(use, vpn), o.eq(use, FREE)
+    resident = o.any(holds)
+    fresh_at = o.lowest(free, 1)
+    o.require(o.any(which))
+    if token is not None:
+        o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
+    o.require(o.or_(resident, o.any(free)))
+    at = o.where(resident, o.lowest(holds, 1), fresh_at)
+    from_disk = m.pick(m.tokens("guest.disk"), which)
+    if token is None:
+        m.touch(at, from_disk, o.not_(resident), cow=cow)
+    else:
+        m.touch(at, token, True, cow=cow)
+    fresh = o.not_(resident)
+    m.lru_use(which, resident)
+    o.set_pages("guest.ppn_use", o.where(o.and_(fresh_at, fresh), vpn, use))
+    m.drop_tokens("guest.disk", o.and_(which, fresh))
+    if token is not None:
+        m.set_vpns("guest.expected", o.where(which, token, o.vpns("guest.expected")))
+
+
+@_kernel("guest_read")
+def guest_read(o: Ops) -> None:
+    """:func:`ballast.model.actions.guest_read`."""
+    _access(o, None)
+
+
+@_kernel("guest_write")
+def guest_write(o: Ops) -> None:
+    """:func:`ballast.model.actions.guest_write`: a write to a shared page copies it first."""
+    _access(o, o.arg("token"))
+
+
+@_fault("cow_write_in_place")
+def _cow_write_in_place(o: Ops) -> None:
+    """``guest_write`` that writes a shared page in place (its other mappers see it)."""
+    _access(o, o.arg("token"), cow=False)
+
+
+@_kernel("guest_evict")
+def guest_evict(o: Ops) -> None:
+    """:func:`ballast.model.actions.guest_evict`: the guest's policy pages a VPN out to the
+    guest's own disk (reading it through the VMM) and frees its PPN."""
+    m = memory(o)
+    which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
+    use = o.pages("guest.ppn_use")
+    holds = o.eq(use, vpn)
+    o.require(o.any(o.and_(which, o.vpns("guest.lru"))))
+    if o.cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
+        o.require(o.any(o.and_(which, m.lru_victim())))
+    o.require(o.lt(o.count(o.vpns("guest.disk")), o.cfg.guest_disk_slots))
+    o.require(o.any(holds))
+    at = o.lowest(holds, 1)
+    mpn = m.touch(at, 0, False)
+    m.set_tokens("guest.disk", which, m.at_mpn("host.content", mpn))
+    o.set_pages("guest.ppn_use", o.where(at, FREE, use))
+    m.lru_remove(which)
+
+
+@_kernel("guest_reset")
+def guest_reset(o: Ops) -> None:
+    """:func:`ballast.model.actions.guest_reset`: the guest reboots; the balloon device is
+    reset and the host forgets the VM's swapped pages."""
+    m = memory(o)
+    use = o.pages("guest.ppn_use")
+    pages, none = _everywhere(o, use), o.and_(o.pages("ballooned"), False)
+    vpns = _everywhere(o, o.vpns("guest.lru"))
+    o.set_pages("guest.ppn_use", o.where(pages, FREE, use))
+    for field in ("module.balloon", "module.refused", "ballooned", "acked_inflate",
+                  "acked_refused", "acked_deflate"):
+        o.set_pages(field, none)
+    o.clear_beyond("acked_refused")
+    o.queue_clear("inflate_queue")
+    o.queue_clear("deflate_queue")
+    m.lru_remove(vpns)
+    m.drop_tokens("guest.disk", vpns)
+    m.set_vpns("guest.expected", o.where(vpns, 0, o.vpns("guest.expected")))
+    o.set_vm("module.target", 0)
+    o.set_vm("module.actual", 0)
+    o.drop_swap(pages)
+
+
+@_kernel("rogue_report")
+def rogue_report(o: Ops) -> None:
+    """:func:`ballast.model.actions.rogue_report`: any PPN, on either queue."""
+    m = memory(o)
+    inflate, deflate = m.arg_is("queue", "inflate"), m.arg_is("queue", "deflate")
+    o.require(m.hostile())
+    o.require(o.or_(inflate, deflate))
+    used = o.add(o.queue_len("inflate_queue"), o.queue_len("deflate_queue"))
+    o.require(o.lt(used, 2 * o.cfg.batch))
+    m.queue_add_ppn("inflate_queue", o.arg("ppn"), inflate)
+    m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
+
+
+def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:
+    m = memory(o)
+    at = m.arg_page("ppn")
+    o.require(o.any(at))
+    o.require(o.any(o.and_(at, o.and_(o.eq(o.pages("p2m"), UNBACKED),
+                                       o.not_(o.pages("ballooned"))))))
+    # Backing is an access by the VMM: from host swap if the host paged it out, else zeros.
+    # The fault then overwrites whatever came back with zeros, which is the same as
+    # dropping the swapped data first.
+    m.touch(at, 0, not keep_swapped)
+
+
+@_kernel("vmm_back_page")
+def vmm_back_page(o: Ops) -> None:
+    """:func:`ballast.model.actions.vmm_back_page`: eager backing of a page outside the balloon."""
+    _vmm_back_page(o, keep_swapped=True)
+
+
+@_fault("eager_backing_drops_swap")
+def _eager_backing_drops_swap(o: Ops) -> None:
+    """``vmm_back_page`` that fills the page with zeros even when the host swapped it out."""
+    _vmm_back_page(o, keep_swapped=False)
+
+
+@_kernel("rogue_touch")
+def rogue_touch(o: Ops) -> None:
+    """:func:`ballast.model.actions.rogue_touch`: a write to any own PPN (a ballooned one pops)."""
+    m = memory(o)
+    at, token = m.arg_page("ppn"), o.arg("token")
+    o.require(m.hostile())
+    o.require(o.and_(o.any(at), o.le(0, token), o.le(token, o.cfg.tokens)))
+    m.touch(at, token, True)
+
+
+@_kernel("rogue_set_actual")
+def rogue_set_actual(o: Ops) -> None:
+    """:func:`ballast.model.actions.rogue_set_actual`: a balloon size that is not true."""
+    actual = o.arg("actual")
+    o.require(memory(o).hostile())
+    o.require(o.and_(o.le(0, actual), o.ne(actual, o.vm("module.actual"))))
+    o.set_vm("module.actual", actual)

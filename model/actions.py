@@ -632,6 +632,31 @@ def vmm_release(cfg: Config, s: State, vm: int) -> State:
                                    acked_deflate=v.acked_deflate | reported))
 
 
+def _backable(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if not s.host.free:
+        return
+    v = s.vms[vm]
+    for ppn, mpn in enumerate(v.p2m):
+        if mpn == UNBACKED and ppn not in v.ballooned:
+            yield {"vm": vm, "ppn": ppn}
+
+
+@action(Actor.VMM, vm_candidates=_backable, feature=lambda c: c.eager_backing)
+def vmm_back_page(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """The VMM backs a guest page that is not in the balloon before the guest touches it,
+    as it would on the guest's next access (from host swap if the host paged it out, else
+    with zeros). When is the VMM's choice: Xen populates the pages of a deflate report at
+    once, QEMU leaves them to the next access; the VMM never backs a page it holds as
+    ballooned, so it takes nothing the guest has given."""
+    require(isinstance(ppn, int) and 0 <= ppn < cfg.guest_pages, "vmm_back_page", f"no PPN {ppn}")
+    v = s.vms[vm]
+    require(v.p2m[ppn] == UNBACKED, "vmm_back_page", "the page is already backed")
+    require(ppn not in v.ballooned, "vmm_back_page",
+            "the page is in the balloon: only the guest's deflate gives it back")
+    s, _ = fault_in(s, vm, ppn, "vmm_back_page")
+    return s
+
+
 def _share_pairs(cfg: Config, s: State) -> Iterator[dict[str, Any]]:
     backed = [(v, p, m) for v, vm in enumerate(s.vms) for p, m in enumerate(vm.p2m)
               if m != UNBACKED]

@@ -118,6 +118,10 @@ class Config:
     """The guest's memory compaction may move a page of the balloon to another PPN
     (Linux ``virtballoon_migratepage``): the new page is inflated, then the old one deflated,
     ``actual`` unchanged; the VMM takes the one page beyond the target this needs."""
+    eager_backing: bool = False
+    """The VMM may back a guest page that is not in the balloon before the guest touches it:
+    Xen populates deflated pages at once, a VMM may prefault or swap a page in ahead of
+    use; QEMU backs lazily, on the guest's next access (virtio 1.x 5.5.6 leaves it open)."""
     oom_notifier: bool = False
     """With ``deflate_on_oom``: the guest's out-of-memory notifier may deflate up to one
     report of pages at any time. The guest's memory pressure is not modelled (a device-level
@@ -272,6 +276,10 @@ PRESETS: dict[str, Config] = {
                    must_tell_host=False, deflate_on_oom=True, reset=True,
                    guest_policy=GuestPolicyName.ANY, reread_target=True, migration=True,
                    oom_notifier=True),
+    # Xen: the balloon driver hands pages back with decrease_reservation and the
+    # hypervisor populates deflated pages at once; xenpaging is the host-level swap.
+    "xen": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                  machine_pages=5, host_swap=True, host_swap_slots=1, eager_backing=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

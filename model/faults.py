@@ -206,6 +206,15 @@ def _swap_loses(cfg: Config, s: State, vm: int, ppn: int) -> State:
     return State(replace(s.host, swap=swap), s.vms)
 
 
+@_fault("eager_backing_drops_swap", "vmm_back_page", "guest_data_intact",
+        eager_backing=True, host_swap=True)
+def _back_drops_swap(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """Eager backing fills the page with zeros even when the host had paged the guest's
+    data out, and drops the data in host swap (a populate that ignores host paging)."""
+    swap = tuple(e for e in s.host.swap if (e[0], e[1]) != (vm, ppn))
+    return A.vmm_back_page(cfg, State(replace(s.host, swap=swap), s.vms), vm, ppn)
+
+
 @_fault("cpu_reclaim_keeps_parked", "vmm_cpu_reclaim", "processor_conservation",
         processors=True)
 def _cpu_double(cfg: Config, s: State, vm: int) -> State:

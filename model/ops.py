@@ -33,20 +33,26 @@ Nothing here imports NumPy or Z3: the model layer sits below both backends.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, cast
 
 from ballast.model.config import Config
 
 __all__ = [
     "HOST_FIELDS",
     "Kernel",
+    "MPN_FIELDS",
+    "MemoryOps",
     "Ops",
     "PAGE_FIELDS",
     "QUEUE_FIELDS",
+    "TOKEN_FIELDS",
+    "UNIT_FIELDS",
     "VCPU_FIELDS",
     "VM_FIELDS",
     "VPN_FIELDS",
+    "VPN_NUMBER_FIELDS",
     "Value",
+    "memory",
 ]
 
 Value = Any
@@ -72,8 +78,9 @@ VCPU_FIELDS = frozenset({"guest.vcpus", "parked_vcpus"})
 VPN_FIELDS = frozenset({"guest.lru", "guest.disk"})
 """Per-VPN sets of a VM: resident VPNs (the LRU list) and VPNs on the guest's disk."""
 
-HOST_FIELDS = frozenset({"idle_pcpus"})
-"""Counters of the host, shared by every VM."""
+HOST_FIELDS = frozenset({"idle_pcpus", "host.swap_room"})
+"""Counters of the host, shared by every VM (``host.swap_room``: free host swap slots,
+derived from the swap entries; a claim of it is a guard, the entries are the effect)."""
 
 
 class Ops(Protocol):
@@ -229,3 +236,108 @@ class Ops(Protocol):
 
 Kernel = Callable[[Ops], None]
 """An action's guard and effect written once: it reads, requires, then writes."""
+
+
+# --------------------------------------------------------------------------
+# Memory operations: machine pages, tokens, the guest's LRU order, host pages.
+# (An interpretation provides these as well; they are listed apart so that each
+# reads as one concept. See :class:`MemoryOps`.)
+
+TOKEN_FIELDS = frozenset({"host.swap", "guest.disk"})
+"""Per-page stores of contents tokens, an entry present or not: host swap per PPN of the
+VM, the guest's disk per VPN (``tokens`` reads the token, 0 where none is present)."""
+
+MPN_FIELDS = frozenset({"host.content", "host.cow"})
+"""Per-MPN values of the host read through a VM's mapping (``at_mpn``)."""
+
+UNIT_FIELDS = frozenset({"host.free", "host.in_use", "host.reclaimed"})
+"""Per-MPN sets of the host, read and written for the units of one host page."""
+
+VPN_NUMBER_FIELDS = frozenset({"guest.expected"})
+"""Per-VPN numbers of a VM (the contents its processes last wrote)."""
+
+
+class MemoryOps(Ops, Protocol):
+    """The operations over memory that the guest's accesses, host swap and host pages need.
+
+    The MPN the VMM backs a page with is an explicit value computed by the interpreter in
+    one place (today the lowest free MPN of the host: ``actions._free_mpn``).
+    """
+
+    # -- arguments ------------------------------------------------------------------------
+    def arg_page(self, name: str) -> Value:
+        """A PPN argument as a page vector (one-hot; all false when out of range)."""
+
+    def arg_vpn(self, name: str) -> Value:
+        """A VPN argument as a VPN vector (one-hot; all false when out of range)."""
+
+    def arg_is(self, name: str, value: str) -> Value:
+        """Whether a word argument is ``value`` (a VM truth value)."""
+
+    def hostile(self) -> Value:
+        """Whether the VM is configured as hostile (``cfg.hostile_vms``)."""
+
+    # -- reading --------------------------------------------------------------------------
+    def tokens(self, field: str) -> Value:
+        """The token of each entry of a store (:data:`TOKEN_FIELDS`), 0 where none is present;
+        ``pages("host.swap")`` / ``vpns("guest.disk")`` say which are present."""
+
+    def at_mpn(self, field: str, mpn: Value) -> Value:
+        """Per entry of ``mpn`` (a VM value or page vector of MPNs, -1 for none), the host's
+        value of that MPN (:data:`MPN_FIELDS`); false or 0 for -1."""
+
+    def units(self, field: str) -> Value:
+        """Per unit of the host page argument ``host_page``, a set of the host (:data:`UNIT_FIELDS`)."""
+
+    def lru_victim(self) -> Value:
+        """VPN vector: the least recently used resident VPN (all false when none)."""
+
+    # -- effects --------------------------------------------------------------------------
+    def set_units(self, field: str, value: Value) -> None:
+        """Write a set of the host for the units of the host page argument."""
+
+    def set_vpns(self, field: str, value: Value) -> None:
+        """Write a VPN vector (:data:`VPN_NUMBER_FIELDS`)."""
+
+    def set_tokens(self, field: str, mask: Value, token: Value) -> None:
+        """Store ``token`` for the entries of ``mask`` (present from now on)."""
+
+    def drop_tokens(self, field: str, mask: Value) -> None:
+        """Forget the entries of ``mask`` of a store."""
+
+    def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        """Report PPN number ``ppn`` (in range or not) on the queue once more, where ``when``."""
+
+    def lru_use(self, vpn: Value, resident: Value) -> None:
+        """The one-hot VPN becomes the most recently used: moved to the end where
+        ``resident``, else appended (a VPN listed already keeps its place)."""
+
+    def lru_remove(self, mask: Value) -> None:
+        """The VPNs of ``mask`` leave the LRU order."""
+
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+        """VMM: the guest accesses the one-hot page ``at`` (``actions.fault_in``) and, where
+        ``write`` holds, writes ``token`` to it (``actions.write_page``: a shared page is
+        copied first). Each needs a free MPN (a guard, taken like :meth:`claim`: after every
+        other guard; several rows of one host get them in row order). Returns the MPN now
+        backing the page. ``cow=False`` only for the seeded fault that writes a shared page
+        in place."""
+
+    def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
+        """VMM: map the MPN of page ``at`` of this VM for page ``other_at`` of VM ``other_vm``
+        too, copy-on-write (the other's own MPN is unmapped first). ``cow=False`` only for
+        the seeded fault that shares read-write (every copy-on-write mark is lost)."""
+
+    def other_mpn(self, other_vm: Value, other_at: Value) -> Value:
+        """The MPN backing page ``other_at`` (one-hot) of VM ``other_vm`` (-1 for none)."""
+
+    def this_vm(self) -> Value:
+        """The number of the VM the step acts on."""
+
+    def pick(self, values: Value, onehot: Value) -> Value:
+        """The entry of ``values`` where the one-hot vector holds (0 or false when none)."""
+
+
+def memory(o: Ops) -> MemoryOps:
+    """``o`` with its memory operations (every interpretation provides them)."""
+    return cast(MemoryOps, o)

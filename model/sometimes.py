@@ -127,7 +127,11 @@ def _cow_break(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return any(len(after.get(m, ())) < len(before.get(m, ())) for m in pre.host.cow)
 
 
-@_scenario("balloon_pops", "A guest touches a ballooned page and the VMM backs it again.")
+# Only a hostile guest touches a page the VMM holds as ballooned and has not been told
+# about: an honest guest reuses a page only after reporting it for deflation (with or
+# without MUST_TELL_HOST), so without a hostile VM this is not a behaviour to expect.
+@_scenario("balloon_pops", "A guest touches a ballooned page and the VMM backs it again.",
+           feature=lambda cfg: bool(cfg.hostile_vms))
 def _pops(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name != "guest_reset" and any(
         a is not b and a.ballooned - b.ballooned - set(a.deflate_queue)

@@ -169,6 +169,7 @@ PROJECTIONS: dict[str, Projection] = {}
 
 PAGE_USE_ONLY: frozenset[str] = frozenset({
     "host_set_cpu_target", "host_take_page", "host_return_page", "host_swap_out", "vmm_share",
+    "vmm_back_page",
     "vmm_cpu_reclaim", "guest_read", "guest_write", "guest_evict", "balloon_free_refused",
     "balloon_cpu_offline", "balloon_cpu_online"})
 """The actions the device and driver do not see, except for free PFNs the guest takes into

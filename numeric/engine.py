@@ -34,11 +34,11 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.config import Config, GuestPolicyName
+from ballast.model.config import Config
 from ballast.model.faults import FAULTS
-from ballast.model.state import FREE, State
+from ballast.model.state import State
 from ballast.numeric.arrays import (
-    BALLOONED_BIT, DEFLATE_QUEUE_BIT, INFLATE_QUEUE_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, IN_USE_BIT, UNBACKED_MPN,
+    BALLOONED_BIT, INFLATE_QUEUE_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN,
     SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
@@ -53,6 +53,7 @@ ENGINE_FAULTS = frozenset({
     "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
+    "eager_backing_drops_swap",
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
 """The model's seeded faults the engine implements (by the same names)."""
 
@@ -198,7 +199,8 @@ class Engine:
 
     def _kernel(self, name: str, vms: Ints, args: Mapping[str, Any]) -> Mask:
         """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``."""
-        return run_kernel(self._kernels[name], VmRows(self.arr, vms, self._unback_rows), args)
+        rows = VmRows(self.arr, vms, self._unback_rows, vmm=self, name=name)
+        return run_kernel(self._kernels[name], rows, args)
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
@@ -249,9 +251,31 @@ class Engine:
         a.mpn_flags[alone] = (a.mpn_flags[alone] & ~COW_BIT) | FREE_BIT | (RECLAIMED_BIT if by_balloon else 0)
         self._mark_free(alone)
 
+    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
+                  name: str) -> tuple[Mask, Ints]:
+        """The kernels' ``touch``: :meth:`_host_touch` of rows that passed their guard."""
+        return self._host_touch(vms, ppns, tokens, actors=True, name=name, write=write, cow=cow)
+
+    def vmm_mark_free(self, mpns: Ints) -> None:
+        """MPNs back in the free pool (the hint of :meth:`_lowest_free`)."""
+        self._mark_free(np.asarray(mpns, dtype=np.int64).ravel())
+
+    def vmm_share_pages(self, vm: int, ppn: int, other_vm: int, other_ppn: int,
+                        cow: bool) -> None:
+        """The model's ``vmm_share`` effect: ``other_ppn`` maps ``ppn``'s MPN, copy-on-write
+        (``cow=False``: the seeded fault that loses every copy-on-write mark)."""
+        a = self.arr
+        keep = int(a.p2m[vm, ppn])
+        self._unback(_i([other_vm]), _i([other_ppn]), by_balloon=False)
+        a.p2m[other_vm, other_ppn] = keep
+        a.refs[keep] = a.refs.get(keep, 1) + 1
+        a.mpn_flags[keep] |= COW_BIT
+        if not cow:
+            a.mpn_flags &= ~COW_BIT
+
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
                     name: str, gate: Mask | None = None,
-                    write: Mask | None = None) -> tuple[Mask, Ints]:
+                    write: Mask | None = None, cow: bool = True) -> tuple[Mask, Ints]:
         """Plan then apply the model's ``fault_in`` (and ``write_page`` when ``tokens``).
 
         Returns the ops that succeeded (a free MPN was found where needed) and the
@@ -265,11 +289,10 @@ class Engine:
             write = np.zeros(n, dtype=bool)
         m = a.p2m[vms, ppns].astype(np.int64)
         unb = m == int(UNBACKED_MPN)
-        cow_fault = self._fault("cow_write_in_place") and name == "guest_write"
-        cow = np.zeros(n, dtype=bool)
-        if tokens is not None and not cow_fault:
-            cow[~unb] = (a.mpn_flags[m[~unb]] & COW_BIT) != 0
-        cow &= gate & write
+        shared = np.zeros(n, dtype=bool)
+        if tokens is not None and cow:
+            shared[~unb] = (a.mpn_flags[m[~unb]] & COW_BIT) != 0
+        cow_mask = shared & gate & write
         if tokens is not None and n > 1 and a.refs and \
                 any(int(x) in a.refs for x in m[gate & ~unb & write]):
             raise _Sequential
@@ -278,7 +301,7 @@ class Engine:
         recount = self._fault("host_takes_partial_page")
         if recount and n > 1:
             raise _Sequential
-        need = (unb | cow) & gate
+        need = (unb | cow_mask) & gate
         got = self._lowest_free(int(need.sum()))
         rank = np.cumsum(need)
         ok = gate & (~need | (rank <= len(got)))
@@ -299,7 +322,7 @@ class Engine:
             if recount:
                 a.rebuild_refs()
         # copy on write: the shared MPN keeps its other mappers.
-        cw = take & cow
+        cw = take & cow_mask
         if cw.any():
             for x in m[cw]:
                 x = int(x)
@@ -327,54 +350,6 @@ class Engine:
                                 f"page (MPN {x})"))
         return ok, new
 
-    # -- host --------------------------------------------------------------------
-    def _units(self, hps: Ints) -> npt.NDArray[np.uint8]:
-        u = self.cfg.host_page_units
-        return self.arr.mpn_flags[(hps[:, None] * u + np.arange(u)[None, :])]
-
-    def host_take_page(self, hps: Ints) -> Mask:
-        a, u = self.arr, self.cfg.host_page_units
-        idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mpn_flags[idx]
-        free = (units & FREE_BIT) != 0
-        if self._fault("host_takes_partial_page"):
-            ok = free.any(axis=1)
-            a.mpn_flags[idx[ok]] = (units[ok] & ~FREE_BIT) | IN_USE_BIT
-        elif self._fault("host_takes_single_unit"):
-            ok = free.any(axis=1)
-            first = np.argmax(free, axis=1)
-            sel = idx[ok, first[ok]]
-            a.mpn_flags[sel] = (a.mpn_flags[sel] & ~FREE_BIT) | IN_USE_BIT
-        else:
-            ok = free.all(axis=1)
-            a.mpn_flags[idx[ok]] = (units[ok] & ~(FREE_BIT | RECLAIMED_BIT)) | IN_USE_BIT
-        return ok
-
-    def host_return_page(self, hps: Ints) -> Mask:
-        a, u = self.arr, self.cfg.host_page_units
-        idx = hps[:, None] * u + np.arange(u)[None, :]
-        units = a.mpn_flags[idx]
-        ok = ((units & IN_USE_BIT) != 0).all(axis=1)
-        a.mpn_flags[idx[ok]] = (units[ok] & ~IN_USE_BIT) | FREE_BIT
-        self._mark_free(idx[ok].ravel())
-        return ok
-
-    def host_swap_out(self, vms: Ints, ppn: Ints) -> Mask:
-        a, cfg = self.arr, self.cfg
-        ppn = _i(ppn)
-        inr = (ppn >= 0) & (ppn < cfg.guest_pages)
-        m = np.full(len(vms), int(UNBACKED_MPN), dtype=np.int64)
-        m[inr] = a.p2m[vms[inr], ppn[inr]]
-        backed = m != int(UNBACKED_MPN)
-        ok = inr & backed
-        ok[ok] = (a.mpn_flags[m[ok]] & COW_BIT) == 0
-        room = cfg.host_swap_slots - len(a.swap)
-        ok &= np.cumsum(ok) <= room
-        for v, p, x in zip(vms[ok].tolist(), ppn[ok].tolist(), m[ok].tolist()):
-            a.swap[(v, p)] = 0 if self._fault("host_swap_loses_data") else int(a.content[x])
-        self._unback(vms[ok], ppn[ok], by_balloon=False)
-        return ok
-
     # -- VMM -----------------------------------------------------------------------
     def vmm_reclaim(self, vms: Ints, refuse: list[tuple[int, ...]] | None = None) -> Mask:
         """The model's ``vmm_reclaim`` (its kernel); ``refuse`` names the PPNs each VMM
@@ -390,154 +365,32 @@ class Engine:
             keep = o.lowest(valid, kernels.reclaim_room(o, self.cfg.migration))
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
                       for k in range(len(vms))]
-        reported = (a.page_flags[vms] & INFLATE_QUEUE_BIT) != 0
+        before = a.page_flags[vms]
         ok = self._kernel("vmm_reclaim", vms, {"refuse": refuse})
-        if self._fault("vmm_reclaims_host_choice"):
-            for k in np.flatnonzero(ok).tolist():
-                v = int(vms[k])
-                backed = (a.p2m[v] != UNBACKED_MPN) & ((a.page_flags[v] & BALLOONED_BIT) == 0)
-                if backed.any():
-                    p = int(np.argmax(backed))
-                    self._unback(_i([v]), _i([p]), by_balloon=True)
-                    a.page_flags[v, p] |= BALLOONED_BIT
-                    if reported[k, p]:
-                        continue
-                    self.step_violations.append(StepViolation(
-                        int(k), "guest_chooses_pages",
-                        f"vmm_reclaim ballooned PPNs [{p}] of VM {v} that the guest "
-                        f"never reported"))
+        # The step form of guest_chooses_pages: only reported PPNs become ballooned.
+        after = a.page_flags[vms]
+        chosen = ((after & ~before & BALLOONED_BIT) != 0) & ((before & INFLATE_QUEUE_BIT) == 0)
+        for k in np.flatnonzero(chosen.any(axis=1)).tolist():
+            self.step_violations.append(StepViolation(
+                int(k), "guest_chooses_pages",
+                f"vmm_reclaim ballooned PPNs {np.flatnonzero(chosen[k]).tolist()} of VM "
+                f"{int(vms[k])} that the guest never reported"))
         return ok
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
+        """The model's ``vmm_share`` (its kernel), one pair at a time: order matters."""
         if len(vms) != 1:
             raise _Sequential
-        a, cfg = self.arr, self.cfg
-        v, p, w, q = int(vms[0]), int(_i(ppn)[0]), int(_i(other_vm)[0]), int(_i(other_ppn)[0])
-        no = np.zeros(1, dtype=bool)
-        if not (0 <= w < cfg.vms and 0 <= p < cfg.guest_pages and 0 <= q < cfg.guest_pages):
-            return no
-        if not (v, p) < (w, q):
-            return no
-        keep, drop = int(a.p2m[v, p]), int(a.p2m[w, q])
-        if keep == int(UNBACKED_MPN) or drop == int(UNBACKED_MPN) or keep == drop:
-            return no
-        if a.content[keep] != a.content[drop]:
-            return no
-        self._unback(_i([w]), _i([q]), by_balloon=False)
-        a.p2m[w, q] = keep
-        a.refs[keep] = a.refs.get(keep, 1) + 1
-        a.mpn_flags[keep] |= COW_BIT
-        if self._fault("share_without_cow"):
-            a.mpn_flags &= ~COW_BIT
-        return ~no
+        return self._kernel("vmm_share", vms, {"ppn": _i(ppn), "other_vm": _i(other_vm),
+                                               "other_ppn": _i(other_ppn)})
 
     # -- guest OS ------------------------------------------------------------------
-    def _access(self, vms: Ints, vpn: Ints, tokens: Ints | None, name: str) -> Mask:
-        """The model's ``_access`` (and, with ``tokens``, ``guest_write``), batched."""
-        a, cfg = self.arr, self.cfg
-        vpn = _i(vpn)
-        ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
-        if tokens is not None:
-            ok &= (tokens >= 1) & (tokens <= cfg.tokens)
-        vs = np.where(ok, vpn, 0)
-        ppn = a.vppn[vms, vs].astype(np.int64)
-        resident = ok & (ppn >= 0)
-        fresh = ok & ~resident
-        if fresh.any():
-            free = a.ppn_use[vms[fresh]] == FREE
-            has = free.any(axis=1)
-            first = np.argmax(free, axis=1)
-            ok[np.flatnonzero(fresh)[~has]] = False
-            ppn[fresh] = np.where(has, first, -1)
-            fresh &= ok
-        # Host side: fresh pages are written (with the disk token, or zeros),
-        # writes go through write_page, reads of resident pages fault them in.
-        host = ok.copy()
-        writes = fresh | (ok & (tokens is not None))
-        toks = np.zeros(len(vms), dtype=np.int64)
-        if tokens is not None:
-            toks = tokens.copy()
-        else:
-            dt = a.disk[vms, vs].astype(np.int64)
-            toks = np.where(dt > 0, dt - 1, 0)
-        hv = np.flatnonzero(host)
-        okh, _ = self._host_touch(vms[hv], ppn[hv], toks[hv], actors=True, name=name,
-                                  write=writes[hv])
-        ok[hv[~okh]] = False
-        fresh &= ok
-        # Guest side.
-        clock = a.clock
-        live = np.flatnonzero(ok)
-        a.lru_stamp[vms[live], vs[live]] = clock + 1 + np.arange(len(live))
-        a.clock = clock + len(live)
-        fv, fvpn, fppn = vms[fresh], vs[fresh], ppn[fresh]
-        a.ppn_use[fv, fppn] = fvpn
-        a.vppn[fv, fvpn] = fppn
-        a.disk[fv, fvpn] = 0
-        if tokens is not None:
-            a.expected[vms[ok], vs[ok]] = tokens[ok]
-        if a.clock > 2**31:
-            self._renumber_stamps()
-        return ok
-
-    def _renumber_stamps(self) -> None:
-        a = self.arr
-        flat = a.lru_stamp.ravel()
-        live = np.flatnonzero(flat)
-        order = np.argsort(flat[live], kind="stable")
-        flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
-        a.clock = len(live)
-
-    def guest_read(self, vms: Ints, vpn: Ints) -> Mask:
-        return self._access(vms, vpn, None, "guest_read")
-
-    def guest_write(self, vms: Ints, vpn: Ints, token: Ints) -> Mask:
-        return self._access(vms, vpn, _i(token), "guest_write")
-
     def _victims(self, vms: Ints) -> Ints:
         """The LRU victim of each VM (-1 when nothing is resident)."""
         st = self.arr.lru_stamp[vms].astype(np.int64)
         st[st == 0] = np.iinfo(np.int64).max
         vic = np.argmin(st, axis=1)
         return np.where(st[np.arange(len(vms)), vic] == np.iinfo(np.int64).max, -1, vic)
-
-    def guest_evict(self, vms: Ints, vpn: Ints) -> Mask:
-        a, cfg = self.arr, self.cfg
-        vpn = _i(vpn)
-        ok = (vpn >= 0) & (vpn < cfg.guest_data_pages)
-        vs = np.where(ok, vpn, 0)
-        ok &= a.lru_stamp[vms, vs] != 0
-        if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
-            ok &= self._victims(vms) == vs
-        ok &= (a.disk[vms] != 0).sum(axis=1) < cfg.guest_disk_slots
-        ppn = np.where(ok, a.vppn[vms, vs], 0).astype(np.int64)
-        okh, mpn = self._host_touch(vms, ppn, None, actors=False, name="guest_evict", gate=ok)
-        ok &= okh
-        v, p, x = vms[ok], ppn[ok], mpn[ok]
-        a.disk[v, vs[ok]] = a.content[x].astype(np.int64) + 1
-        a.ppn_use[v, p] = FREE
-        a.vppn[v, vs[ok]] = -1
-        a.lru_stamp[v, vs[ok]] = 0
-        return ok
-
-    def guest_reset(self, vms: Ints) -> Mask:
-        a = self.arr
-        a.ppn_use[vms] = FREE
-        a.lru_stamp[vms] = 0
-        a.vppn[vms] = -1
-        a.expected[vms] = 0
-        a.disk[vms] = 0
-        a.module_target[vms] = 0
-        a.actual[vms] = 0
-        a.page_flags[vms] = 0
-        for v in vms.tolist():
-            a.inflate_queue_extra.pop(v, None)
-            a.deflate_queue_extra.pop(v, None)
-            a.acked_refused_extra.pop(v, None)
-        if a.swap:
-            gone = set(vms.tolist())
-            a.swap = {k: t for k, t in a.swap.items() if k[0] not in gone}
-        return np.ones(len(vms), dtype=bool)
 
     # -- the balloon module: its actions are kernels (see _kernel_method) ----------------
     def inflate_room(self, vms: Ints) -> Ints:
@@ -551,46 +404,6 @@ class Engine:
     def allocatable(self, vms: Ints) -> Mask:
         """Free PPNs as the module's allocations see them (the model's ``balloon_view``)."""
         return np.asarray(kernels.allocatable(self._ops(vms)), dtype=bool)
-
-    # -- a hostile guest --------------------------------------------------------------
-    def _hostile(self, vms: Ints) -> Mask:
-        return np.isin(vms, _i(sorted(self.cfg.hostile_vms)))
-
-    def rogue_report(self, vms: Ints, queue: list[str], ppn: Ints) -> Mask:
-        if len(vms) != 1:
-            raise _Sequential
-        a, cfg = self.arr, self.cfg
-        v, q, p = int(vms[0]), queue[0], int(_i(ppn)[0])
-        one = _i([v])
-        ok = bool(self._hostile(one)[0]) and q in ("inflate", "deflate")
-        rows = VmRows(a, one)
-        ok = ok and int(rows.queue_len("inflate_queue")[0]
-                        + rows.queue_len("deflate_queue")[0]) < 2 * cfg.batch
-        if ok:
-            bit, extra = (INFLATE_QUEUE_BIT, a.inflate_queue_extra) if q == "inflate" else (DEFLATE_QUEUE_BIT, a.deflate_queue_extra)
-            if 0 <= p < cfg.guest_pages and not a.page_flags[v, p] & bit:
-                a.page_flags[v, p] |= bit
-            else:
-                extra.setdefault(v, []).append(p)
-        return np.array([ok])
-
-    def rogue_touch(self, vms: Ints, ppn: Ints, token: Ints) -> Mask:
-        cfg = self.cfg
-        ppn, tok = _i(ppn), _i(token)
-        ok = self._hostile(vms) & (ppn >= 0) & (ppn < cfg.guest_pages)
-        ok &= (tok >= 0) & (tok <= cfg.tokens)
-        idx = np.flatnonzero(ok)
-        okh, _ = self._host_touch(vms[idx], ppn[idx], tok[idx], actors=True, name="rogue_touch")
-        ok[idx[~okh]] = False
-        return ok
-
-    def rogue_set_actual(self, vms: Ints, actual: Ints) -> Mask:
-        a = self.arr
-        n = _i(actual)
-        ok = self._hostile(vms) & (n >= 0) & (n != a.actual[vms])
-        a.actual[vms[ok]] = n[ok]
-        return ok
-
 
 def _kernel_method(name: str) -> Callable[..., Mask]:
     """An :class:`Engine` method running action ``name`` from its kernel."""

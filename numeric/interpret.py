@@ -37,10 +37,12 @@ from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value
 from ballast.numeric.arrays import (
     ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
-    DEFLATE_QUEUE_BIT, INFLATE_QUEUE_BIT, REFUSED_BIT, UNBACKED_MPN, SystemArrays,
+    COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, RECLAIMED_BIT,
+    REFUSED_BIT, UNBACKED_MPN, SystemArrays,
 )
 
-__all__ = ["EXTRAS", "FLAGS", "NumpyOps", "Rows", "VM_ARRAYS", "VmRows", "run_kernel"]
+__all__ = ["EXTRAS", "FLAGS", "MemoryRows", "NumpyOps", "Rows", "VM_ARRAYS", "Vmm", "VmRows",
+           "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -122,19 +124,353 @@ class Rows(Protocol):
 Unback = Callable[[Ints, Ints, bool, bool], None]
 
 
-class VmRows:
-    """Rows that are distinct VMs ``vms`` of one :class:`SystemArrays`, in ascending order.
+# --------------------------------------------------------------------------
+# Memory (``ops.MemoryOps``): machine pages, contents tokens, the LRU order, host pages.
+
+_MEMORY_READS = frozenset({"host.swap", "guest.expected"})
+_UNIT_BITS = {"host.free": FREE_BIT, "host.in_use": IN_USE_BIT, "host.reclaimed": RECLAIMED_BIT}
+
+
+class Vmm(Protocol):
+    """The VMM of one system: how it backs, copies and shares machine pages."""
+
+    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
+                  name: str) -> tuple[Mask, Ints]:
+        """``fault_in`` (and ``write_page`` where ``write``) per (VM, PPN), in order: which
+        succeeded and the MPN each ends on."""
+
+    def vmm_share_pages(self, vm: int, ppn: int, other_vm: int, other_ppn: int,
+                        cow: bool) -> None:
+        """Map ``vm``'s MPN of ``ppn`` for ``other_ppn`` of ``other_vm`` too."""
+
+    def vmm_mark_free(self, mpns: Ints) -> None:
+        """MPNs that just became free."""
+
+
+class MemoryRows(Rows, Protocol):
+    """The memory operations of a :class:`Rows` store (see :class:`VmRows`)."""
+
+    def vm_numbers(self) -> Ints:
+        """The VM of each row."""
+
+    def read_tokens(self, field: str) -> Ints:
+        """Tokens of a store, 0 where none is present."""
+
+    def at_mpn(self, field: str, mpn: Ints) -> Any:
+        """The host's value of each MPN (-1: none)."""
+
+    def units(self, field: str) -> Mask:
+        """A host set over the units of each row's host page."""
+
+    def set_units(self, field: str, value: Mask, ok: Mask) -> None:
+        """Write a host set over the units of the host pages of rows ``ok``."""
+
+    def lru_victim(self) -> Mask:
+        """One-hot: each row's least recently used resident VPN."""
+
+    def other_mpn(self, other_vm: Ints, other_at: Mask) -> Ints:
+        """The MPN of another VM's page (-1: none)."""
+
+    def set_tokens(self, field: str, mask: Mask, token: Any, ok: Mask) -> None:
+        """Store tokens for the entries of ``mask`` (rows of ``ok``)."""
+
+    def drop_tokens(self, field: str, mask: Mask, ok: Mask) -> None:
+        """Forget entries of a store (rows of ``ok``)."""
+
+    def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        """Report one PPN number, in range or not (rows of ``ok``)."""
+
+    def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
+        """The one-hot VPNs become the most recently used (rows of ``ok``, in row order)."""
+
+    def lru_remove(self, mask: Mask, ok: Mask) -> None:
+        """VPNs leave the LRU order."""
+
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
+              ) -> tuple[Mask, Ints]:
+        """The VMM backs (and writes) one page per row of ``ok``: rows granted, MPNs."""
+
+    def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
+        """The VMM shares a page of each row of ``ok`` with another VM's."""
+
+    def claim_swap(self, need: Ints, ok: Mask) -> Mask:
+        """Grant host swap slots in row order."""
+
+
+def renumber_stamps(a: SystemArrays) -> None:
+    """Compact the LRU stamps to ``1..resident`` (same order) when the clock runs high."""
+    flat = a.lru_stamp.ravel()
+    live = np.flatnonzero(flat)
+    order = np.argsort(flat[live], kind="stable")
+    flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
+    a.clock = len(live)
+
+
+class _VmMemory:
+    """The memory operations of :class:`VmRows`."""
+
+    arr: SystemArrays
+    cfg: Config
+    vms: Ints
+    n: int
+    vmm: "Vmm | None"
+    name: str
+
+    def drop_swap(self, mask: Mask, ok: Mask) -> None:
+        raise NotImplementedError
+
+    def _vmm(self) -> Vmm:
+        assert self.vmm is not None, "these rows have no VMM"
+        return self.vmm
+
+    def vm_numbers(self) -> Ints:
+        return self.vms
+
+    def read_memory(self, field: str) -> Any:
+        a = self.arr
+        if field == "guest.expected":
+            return a.expected[self.vms].astype(np.int64)
+        out = np.zeros((self.n, self.cfg.guest_pages), dtype=bool)
+        if a.swap:
+            row = {int(v): k for k, v in enumerate(self.vms.tolist())}
+            for (v, p) in a.swap:
+                if v in row:
+                    out[row[v], p] = True
+        return out
+
+    def read_tokens(self, field: str) -> Ints:
+        a = self.arr
+        if field == "guest.disk":
+            d = a.disk[self.vms].astype(np.int64)
+            return np.where(d > 0, d - 1, 0)
+        out = np.zeros((self.n, self.cfg.guest_pages), dtype=np.int64)
+        if a.swap:
+            row = {int(v): k for k, v in enumerate(self.vms.tolist())}
+            for (v, p), t in a.swap.items():
+                if v in row:
+                    out[row[v], p] = t
+        return out
+
+    def at_mpn(self, field: str, mpn: Ints) -> Any:
+        m = np.asarray(mpn, dtype=np.int64)
+        m = np.where((m >= 0) & (m < len(self.arr.content)), m, -1)
+        at = np.where(m >= 0, m, 0)
+        if field == "host.cow":
+            return ((self.arr.mpn_flags[at] & COW_BIT) != 0) & (m >= 0)
+        return np.where(m >= 0, self.arr.content[at].astype(np.int64), 0)
+
+    def _unit_index(self) -> Ints:
+        u = self.cfg.host_page_units
+        return self.vms[:, None] * u + np.arange(u)[None, :]
+
+    def units(self, field: str) -> Mask:
+        return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]) != 0
+
+    def set_units(self, field: str, value: Mask, ok: Mask) -> None:
+        a, bit = self.arr, _UNIT_BITS[field]
+        idx = self._unit_index()[ok]
+        val = np.broadcast_to(value, (self.n, self.cfg.host_page_units))[ok]
+        a.mpn_flags[idx] = np.where(val, a.mpn_flags[idx] | bit, a.mpn_flags[idx] & ~bit)
+        if field == "host.free" and self.vmm is not None:
+            self.vmm.vmm_mark_free(idx[val])
+
+    def lru_victim(self) -> Mask:
+        st = self.arr.lru_stamp[self.vms].astype(np.int64)
+        st[st == 0] = np.iinfo(np.int64).max
+        vic = np.argmin(st, axis=1)
+        out = np.zeros(st.shape, dtype=bool)
+        has = st[np.arange(self.n), vic] != np.iinfo(np.int64).max
+        out[np.flatnonzero(has), vic[has]] = True
+        return out
+
+    def other_mpn(self, other_vm: Ints, other_at: Mask) -> Ints:
+        w = np.asarray(other_vm, dtype=np.int64)
+        valid = (w >= 0) & (w < self.cfg.vms) & other_at.any(axis=1)
+        m = self.arr.p2m[np.where(valid, w, 0), np.argmax(other_at, axis=1)].astype(np.int64)
+        return np.where(valid & (m != int(UNBACKED_MPN)), m, -1)
+
+    def set_tokens(self, field: str, mask: Mask, token: Any, ok: Mask) -> None:
+        a = self.arr
+        tok = np.asarray(token, dtype=np.int64)
+        tok = np.broadcast_to(tok[:, None] if tok.ndim == 1 else tok, mask.shape)
+        r, c = np.nonzero(mask & ok[:, None])
+        if field == "guest.disk":
+            a.disk[self.vms[r], c] = tok[r, c] + 1
+        else:
+            for v, p, t in zip(self.vms[r].tolist(), c.tolist(), tok[r, c].tolist()):
+                a.swap[(v, p)] = t
+
+    def drop_tokens(self, field: str, mask: Mask, ok: Mask) -> None:
+        if field == "host.swap":
+            self.drop_swap(mask, ok)
+            return
+        r, c = np.nonzero(mask & ok[:, None])
+        self.arr.disk[self.vms[r], c] = 0
+
+    def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
+        rows = self._flags()  # type: ignore[attr-defined]
+        for k in np.flatnonzero(ok).tolist():
+            p = int(ppn[k])
+            if 0 <= p < P and not rows[k, p] & bit:
+                rows[k, p] |= bit
+            else:
+                getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), []).append(p)
+
+    def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
+        a = self.arr
+        live = np.flatnonzero(ok & vpn.any(axis=1))
+        vs = np.argmax(vpn[live], axis=1)
+        a.lru_stamp[self.vms[live], vs] = a.clock + 1 + np.arange(len(live))
+        a.clock += len(live)
+        if a.clock > 2**31:
+            renumber_stamps(a)
+
+    def lru_remove(self, mask: Mask, ok: Mask) -> None:
+        r, c = np.nonzero(mask & ok[:, None])
+        self.arr.lru_stamp[self.vms[r], c] = 0
+
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
+              ) -> tuple[Mask, Ints]:
+        idx = np.flatnonzero(ok)
+        tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (self.n,))[idx]
+        wr = np.broadcast_to(np.asarray(write, dtype=bool), (self.n,))[idx]
+        done, new = self._vmm().vmm_touch(self.vms[idx], np.argmax(at[idx], axis=1),
+                                          tok.copy(), wr.copy(), cow, self.name)
+        granted = np.zeros(self.n, dtype=bool)
+        granted[idx[done]] = True
+        mpn = np.full(self.n, -1, dtype=np.int64)
+        new = np.asarray(new, dtype=np.int64)
+        mpn[idx] = np.where(new == int(UNBACKED_MPN), -1, new)
+        return granted, mpn
+
+    def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
+        for k in np.flatnonzero(ok).tolist():
+            self._vmm().vmm_share_pages(int(self.vms[k]), int(np.argmax(at[k])),
+                                        int(other_vm[k]), int(np.argmax(other_at[k])), cow)
+
+    def claim_swap(self, need: Ints, ok: Mask) -> Mask:
+        room = self.cfg.host_swap_slots - len(self.arr.swap)
+        return ok & (np.cumsum(np.where(ok, need, 0)) <= room)
+
+    def sync_vppn(self, use: Any) -> None:
+        """Keep the VPN -> PPN index of the rows in step with their new page use."""
+        a = self.arr
+        old = a.ppn_use[self.vms]
+        r, c = np.nonzero((old != use) & ((old >= 0) | (use >= 0)))
+        if not len(r):
+            return
+        gone = old[r, c] >= 0
+        a.vppn[self.vms[r[gone]], old[r[gone], c[gone]]] = -1
+        came = use[r, c] >= 0
+        a.vppn[self.vms[r[came]], use[r[came], c[came]]] = c[came]
+
+
+class _NumpyMemory:
+    """The memory operations of :class:`NumpyOps`."""
+
+    cfg: Config
+    rows: Any
+    args: Mapping[str, Any]
+    ok: Mask
+    _writing: bool
+
+    def arg(self, name: str) -> Value:
+        raise NotImplementedError
+
+    def arg_page(self, name: str) -> Value:
+        return self.arg(name)[:, None] == np.arange(self.cfg.guest_pages)
+
+    def arg_vpn(self, name: str) -> Value:
+        return self.arg(name)[:, None] == np.arange(self.cfg.guest_data_pages)
+
+    def arg_is(self, name: str, value: str) -> Value:
+        return np.array([x == value for x in self.args[name]], dtype=bool)
+
+    def this_vm(self) -> Value:
+        return self.rows.vm_numbers()
+
+    def hostile(self) -> Value:
+        return np.isin(self.rows.vm_numbers(), np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+
+    def tokens(self, field: str) -> Value:
+        return self.rows.read_tokens(field)
+
+    def at_mpn(self, field: str, mpn: Value) -> Value:
+        return self.rows.at_mpn(field, mpn)
+
+    def units(self, field: str) -> Value:
+        return self.rows.units(field)
+
+    def lru_victim(self) -> Value:
+        return self.rows.lru_victim()
+
+    def pick(self, values: Value, onehot: Value) -> Value:
+        if values.dtype == bool:
+            return (values & onehot).any(axis=1)
+        return np.where(onehot, values, 0).sum(axis=1).astype(np.int64)
+
+    def other_mpn(self, other_vm: Value, other_at: Value) -> Value:
+        return self.rows.other_mpn(other_vm, other_at)
+
+    def set_units(self, field: str, value: Value) -> None:
+        self._writing = True
+        self.rows.set_units(field, value, self.ok)
+
+    def set_vpns(self, field: str, value: Value) -> None:
+        self._writing = True
+        self.rows.write(field, value, self.ok)
+
+    def set_tokens(self, field: str, mask: Value, token: Value) -> None:
+        self._writing = True
+        self.rows.set_tokens(field, mask, token, self.ok)
+
+    def drop_tokens(self, field: str, mask: Value) -> None:
+        self._writing = True
+        self.rows.drop_tokens(field, mask, self.ok)
+
+    def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        self._writing = True
+        self.rows.queue_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
+                                self.ok & np.broadcast_to(when, (self.rows.n,)))
+
+    def lru_use(self, vpn: Value, resident: Value) -> None:
+        self._writing = True
+        self.rows.lru_use(vpn, resident, self.ok)
+
+    def lru_remove(self, mask: Value) -> None:
+        self._writing = True
+        self.rows.lru_remove(mask, self.ok)
+
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+        assert not self._writing, "the VMM backs pages after the guard, before other effects"
+        self.ok, mpn = self.rows.touch(at, token, write, cow, self.ok)
+        self._writing = True
+        return mpn
+
+    def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
+        self._writing = True
+        self.rows.share(at, other_vm, other_at, cow, self.ok)
+
+
+class VmRows(_VmMemory):
+    """Rows that are distinct VMs ``vms`` of one :class:`SystemArrays`, in ascending order
+    (for the host-page actions: distinct host pages).
 
     ``unback`` is the engine's (it keeps the counts of shared MPNs and the free-MPN
-    hint); without one, unmapping is not available.
+    hint); without one, unmapping is not available. ``vmm`` is the engine's VMM (its
+    allocation of MPNs, copy-on-write and sharing), ``name`` the action the rows run.
     """
 
-    def __init__(self, arr: SystemArrays, vms: Ints, unback: Unback | None = None) -> None:
+    def __init__(self, arr: SystemArrays, vms: Ints, unback: Unback | None = None,
+                 vmm: "Vmm | None" = None, name: str = "") -> None:
         self.arr = arr
         self.cfg = arr.cfg
         self.vms = vms
         self.n = len(vms)
         self._unback = unback
+        self.vmm = vmm
+        self.name = name
         self._pf: npt.NDArray[np.uint8] | None = None
         self._use: Any = None
 
@@ -153,6 +489,8 @@ class VmRows:
 
     def read(self, field: str) -> Any:
         a = self.arr
+        if field in _MEMORY_READS:
+            return self.read_memory(field)
         if field in FLAGS:
             return (self._flags() & FLAGS[field]) != 0
         if field == "guest.ppn_use":
@@ -171,7 +509,9 @@ class VmRows:
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
         a = self.arr
-        if field in FLAGS:
+        if field == "guest.expected":
+            a.expected[self.vms[ok]] = np.broadcast_to(value, a.expected[self.vms].shape)[ok]
+        elif field in FLAGS:
             bit = FLAGS[field]
             rows = self._flags()
             new = np.where(np.broadcast_to(value, rows.shape), rows | bit, rows & ~bit)
@@ -245,6 +585,8 @@ class VmRows:
         return np.full(self.n, getattr(self.arr, field), dtype=np.int64)
 
     def claim(self, field: str, need: Ints, ok: Mask) -> Mask:
+        if field == "host.swap_room":
+            return self.claim_swap(need, ok)
         # One host for every row: rows are granted in order while the counter lasts.
         want = np.where(ok, need, 0)
         granted = ok & (np.cumsum(want) <= getattr(self.arr, field))
@@ -271,6 +613,7 @@ class VmRows:
         if self._pf is not None:
             self.arr.page_flags[self.vms] = self._pf
         if self._use is not None:
+            self.sync_vppn(self._use)
             self.arr.ppn_use[self.vms] = self._use
 
 
@@ -290,7 +633,7 @@ def _lift(fn: Callable[[Any, Any], Any]) -> Callable[["NumpyOps", Any, Any], Any
     return op
 
 
-class NumpyOps:
+class NumpyOps(_NumpyMemory):
     """:class:`~ballast.model.ops.Ops` over a batch of rows; ``ok`` is the guard so far."""
 
     def __init__(self, rows: Rows, args: Mapping[str, Any]) -> None:

@@ -37,7 +37,7 @@ Rng = np.random.Generator
 
 WEIGHTS: dict[str, float] = {
     "host_set_target": 3, "host_set_cpu_target": 1, "host_take_page": 2, "host_return_page": 2,
-    "host_swap_out": 2, "vmm_reclaim": 4, "vmm_release": 3, "vmm_share": 1,
+    "host_swap_out": 2, "vmm_back_page": 1, "vmm_reclaim": 4, "vmm_release": 3, "vmm_share": 1,
     "vmm_cpu_reclaim": 1, "guest_read": 6, "guest_write": 8, "guest_evict": 3,
     "guest_reset": 0.3, "balloon_poll": 3, "balloon_inflate": 5, "balloon_deflate": 3,
     "balloon_complete": 4, "balloon_free_refused": 1, "balloon_cpu_offline": 1,
@@ -95,7 +95,7 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"pages": rng.integers(0, cap + 1, size=n)}
     if name == "host_set_cpu_target":
         return vms, {"vcpus": rng.integers(1, cfg.vcpus + 1, size=n)}
-    if name == "host_swap_out":
+    if name in ("host_swap_out", "vmm_back_page"):
         return vms, {"ppn": rng.integers(0, P, size=n)}
     if name == "vmm_reclaim":
         # The VMM's choice: which valid reported pages to accept (as many as it has room

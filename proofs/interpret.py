@@ -28,9 +28,9 @@ import z3
 
 from ballast.model.ops import Kernel, Value
 from ballast.model.state import UNBACKED
-from ballast.proofs.encoding import Key, Num, SymState, exactly, num, queue_cap
+from ballast.proofs.encoding import Key, Num, SymState, at_most, exactly, num, queue_cap
 
-__all__ = ["KEYS", "Z3Ops", "run_kernel", "unback"]
+__all__ = ["KEYS", "Z3Ops", "fault_in", "free_mpn", "run_kernel", "unback", "write_page"]
 
 KEYS: dict[str, str] = {
     "p2m": "p2m",
@@ -199,7 +199,289 @@ def unback(s: SymState, vm: int, ppn: int, by_balloon: bool, scrub: bool = True)
     return s1.set(upd).ite(backed, s)
 
 
-class Z3Ops:
+# --------------------------------------------------------------------------
+# Memory operations (``ops.MemoryOps``): the VMM's fault-in and write of a page,
+# contents tokens, the guest's LRU order (a flag and a rank per VPN), host pages.
+
+KEYS.update({"host.swap": "swap", "guest.expected": "expected"})
+
+_TOKEN_KEYS = {"host.swap": ("swap", "swap_token"), "guest.disk": ("disk", "disk_token")}
+_MPN_KEYS = {"host.content": "content", "host.cow": "cow"}
+_UNIT_KEYS = {"host.free": "free", "host.in_use": "in_use", "host.reclaimed": "reclaimed"}
+T, F = z3.BoolVal(True), z3.BoolVal(False)
+
+
+def _select(items: list[z3.ExprRef], idx: Num) -> z3.ExprRef:
+    """``items[idx]`` for a symbolic index (the last item when out of range)."""
+    out = items[-1]
+    for i in range(len(items) - 2, -1, -1):
+        out = z3.If(idx == i, items[i], out)
+    return out
+
+
+def _index(flags: list[Any]) -> Num | int:
+    """The lowest index whose flag holds (-1 when none; a constant when the flags are)."""
+    out: Any = -1
+    for i in range(len(flags) - 1, -1, -1):
+        out = _ite(flags[i], i, out)
+    return out
+
+
+def free_mpn(s: SymState) -> tuple[z3.BoolRef, Num]:
+    """Whether a free MPN is left, and the one the VMM backs a page with: the lowest
+    (``actions._free_mpn``; the one place that choice is made)."""
+    flags = [s.b("free", m) for m in range(s.cfg.machine_pages)]
+    return (z3.Or(flags) if flags else F), _term(_index(flags))
+
+
+def _store_mpn(s: SymState, name: str, mpn: Num, value: z3.ExprRef,
+               when: z3.BoolRef = T) -> dict[Key, z3.ExprRef]:
+    return {(name, m): z3.If(z3.And(when, mpn == m), value, s[name, m])
+            for m in range(s.cfg.machine_pages)}
+
+
+def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState, Num]:
+    """``actions.fault_in``: (guard, post, the MPN now backing ``ppn``); ``ppn`` may be
+    symbolic."""
+    G = s.cfg.guest_pages
+    at = _term(ppn)
+    mpn: Num = _select([s.i("p2m", vm, p) for p in range(G)], at)
+    backed = mpn != UNBACKED
+    ok, new = free_mpn(s)
+    swapped = _select([s.b("swap", vm, p) for p in range(G)], at)
+    stok = _select([s.i("swap_token", vm, p) for p in range(G)], at)
+    token: Num = z3.If(swapped, stok, 0)
+    miss = z3.Not(backed)
+    upd: dict[Key, z3.ExprRef] = {}
+    upd.update(_store_mpn(s, "content", new, token, miss))
+    upd.update(_store_mpn(s, "free", new, F, miss))
+    upd.update(_store_mpn(s, "reclaimed", new, F, miss))
+    for p in range(G):
+        here = z3.And(miss, at == p)
+        upd["swap", vm, p] = z3.And(s.b("swap", vm, p), z3.Not(here))
+        upd["swap_token", vm, p] = z3.If(here, 0, s.i("swap_token", vm, p))
+        upd["p2m", vm, p] = z3.If(here, new, s.i("p2m", vm, p))
+        upd["ballooned", vm, p] = z3.And(s.b("ballooned", vm, p), z3.Not(here))
+    return z3.Or(backed, ok), s.set(upd), z3.If(backed, mpn, new)
+
+
+def write_page(s: SymState, vm: int, ppn: Num | int, token: Num, cow: bool = True
+               ) -> tuple[z3.BoolRef, SymState, Num]:
+    """``actions.write_page``: (guard, post, the MPN written); ``ppn`` may be symbolic.
+    ``cow=False`` writes a shared page in place (a seeded fault)."""
+    G = s.cfg.guest_pages
+    at = _term(ppn)
+    g1, s, mpn = fault_in(s, vm, at)
+    if not cow:
+        return g1, s.set(_store_mpn(s, "content", mpn, token)), mpn
+    shared = _select([s.b("cow", m) for m in range(s.cfg.machine_pages)], mpn)
+    ok, copy = free_mpn(s)
+    upd: dict[Key, z3.ExprRef] = {}
+    upd.update(_store_mpn(s, "free", copy, F, shared))
+    upd.update(_store_mpn(s, "reclaimed", copy, F, shared))
+    for p in range(G):
+        upd["p2m", vm, p] = z3.If(z3.And(shared, at == p), copy, s.i("p2m", vm, p))
+    s2 = s.set(upd)
+    left = at_most(_mappers(s2, mpn), 1)
+    s2 = s2.set(_store_mpn(s2, "cow", mpn, F, z3.And(shared, left)))
+    final: Num = z3.If(shared, copy, mpn)
+    s2 = s2.set(_store_mpn(s2, "content", final, token))
+    return z3.And(g1, z3.Or(z3.Not(shared), ok)), s2, final
+
+
+def _const_index(onehot: list[Any]) -> int:
+    """The entry of a constant one-hot vector (the instance lists fix these)."""
+    idx = _index(onehot)
+    assert isinstance(idx, int), "this operation needs a fixed page"
+    return idx
+
+
+class _Z3Memory:
+    """The memory operations of :class:`Z3Ops` (``ops.MemoryOps``)."""
+
+    cfg: Any
+    s: SymState
+    vm_index: int
+    args: Mapping[str, Any]
+    guards: list[Any]
+    _writing: bool
+
+    def _write(self, updates: dict[Key, Any]) -> None:
+        raise NotImplementedError
+
+    # -- arguments ------------------------------------------------------------------------
+    def arg_page(self, name: str) -> Value:
+        p = self.args[name]
+        return [p == i for i in range(self.cfg.guest_pages)]
+
+    def arg_vpn(self, name: str) -> Value:
+        d = self.args[name]
+        return [d == i for i in range(self.cfg.guest_data_pages)]
+
+    def arg_is(self, name: str, value: str) -> Value:
+        return bool(self.args[name] == value)
+
+    def hostile(self) -> Value:
+        return self.vm_index in self.cfg.hostile_vms
+
+    def this_vm(self) -> Value:
+        return self.vm_index
+
+    # -- reading --------------------------------------------------------------------------
+    def tokens(self, field: str) -> Value:
+        flag, tok = _TOKEN_KEYS[field]
+        n = self.cfg.guest_pages if field == "host.swap" else self.cfg.guest_data_pages
+        return [_ite(self.s[flag, self.vm_index, i], self.s[tok, self.vm_index, i], 0)
+                for i in range(n)]
+
+    def _at_mpn(self, key: str, mpn: Any) -> Any:
+        default: Any = False if key == "cow" else 0
+        if _is_const(mpn):
+            return default if mpn == UNBACKED else self.s[key, mpn]
+        out: Any = default
+        for m in range(self.cfg.machine_pages - 1, -1, -1):
+            out = _ite(mpn == m, self.s[key, m], out)
+        return out
+
+    def at_mpn(self, field: str, mpn: Value) -> Value:
+        key = _MPN_KEYS[field]
+        if isinstance(mpn, list):
+            return [self._at_mpn(key, m) for m in mpn]
+        return self._at_mpn(key, mpn)
+
+    def units(self, field: str) -> Value:
+        u = self.cfg.host_page_units
+        hp = int(self.args["host_page"])
+        return [self.s[_UNIT_KEYS[field], m] for m in range(hp * u, (hp + 1) * u)]
+
+    def lru_victim(self) -> Value:
+        v = self.vm_index
+        return [_and([self.s["lru", v, d], self.s.i("lru_rank", v, d) == 0])
+                for d in range(self.cfg.guest_data_pages)]
+
+    def pick(self, values: Value, onehot: Value) -> Value:
+        out: Any = False if any(isinstance(x, (bool, z3.BoolRef)) for x in values) else 0
+        for i in range(len(values) - 1, -1, -1):
+            out = _ite(onehot[i], values[i], out)
+        return out
+
+    def other_mpn(self, other_vm: Value, other_at: Value) -> Value:
+        return self.pick([self.s["p2m", int(other_vm), p] for p in range(self.cfg.guest_pages)],
+                         other_at)
+
+    # -- effects --------------------------------------------------------------------------
+    def set_units(self, field: str, value: Value) -> None:
+        u = self.cfg.host_page_units
+        hp = int(self.args["host_page"])
+        self._write({(_UNIT_KEYS[field], m): x
+                     for m, x in zip(range(hp * u, (hp + 1) * u), value)})
+
+    def set_vpns(self, field: str, value: Value) -> None:
+        key = KEYS[field]
+        self._write({(key, self.vm_index, d): x for d, x in enumerate(value)})
+
+    def set_tokens(self, field: str, mask: Value, token: Value) -> None:
+        flag, tok = _TOKEN_KEYS[field]
+        v = self.vm_index
+        tokens = token if isinstance(token, list) else [token] * len(mask)
+        upd: dict[Key, Any] = {}
+        for i, (m, t) in enumerate(zip(mask, tokens)):
+            if _false(m):
+                continue
+            upd[flag, v, i] = _or([self.s[flag, v, i], m])
+            upd[tok, v, i] = _ite(m, t, self.s[tok, v, i])
+        self._write(upd)
+
+    def drop_tokens(self, field: str, mask: Value) -> None:
+        flag, tok = _TOKEN_KEYS[field]
+        v = self.vm_index
+        upd: dict[Key, Any] = {}
+        for i, m in enumerate(mask):
+            if _false(m):
+                continue
+            upd[flag, v, i] = _and([self.s[flag, v, i], _not(m)])
+            upd[tok, v, i] = _ite(m, 0, self.s[tok, v, i])
+        self._write(upd)
+
+    def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        if _false(when):
+            return
+        k, cap, G = KEYS[field], queue_cap(self.cfg), self.cfg.guest_pages
+        q = int(ppn) if 0 <= int(ppn) < G else G
+        x = self.s.i(k, self.vm_index, q)
+        self._write({(k, self.vm_index, q): _ite(when, z3.If(x >= cap, num(cap), x + 1), x)})
+
+    def _lru_count(self) -> Num:
+        v = self.vm_index
+        return _term(_count([self.s["lru", v, d] for d in range(self.cfg.guest_data_pages)]))
+
+    def _lru_remove(self, vpn: int) -> None:
+        s, v = self.s, self.vm_index
+        r = s.i("lru_rank", v, vpn)
+        upd: dict[Key, Any] = {("lru", v, vpn): False, ("lru_rank", v, vpn): 0}
+        for d in range(self.cfg.guest_data_pages):
+            if d != vpn:
+                rd = s.i("lru_rank", v, d)
+                upd["lru_rank", v, d] = z3.If(
+                    z3.And(s.b("lru", v, vpn), s.b("lru", v, d), rd > r), rd - 1, rd)
+        self._write(upd)
+
+    def lru_use(self, vpn: Value, resident: Value) -> None:
+        d, v = _const_index(vpn), self.vm_index
+        if d < 0:
+            return
+        before = self.s
+        listed, rank = before.b("lru", v, d), before.i("lru_rank", v, d)
+        self._lru_remove(d)
+        self._write({("lru", v, d): True, ("lru_rank", v, d): self._lru_count()})
+        hit = self.s
+        miss = before.set({("lru", v, d): T, ("lru_rank", v, d): z3.If(
+            listed, rank, _term(_count([before["lru", v, x]
+                                        for x in range(self.cfg.guest_data_pages)])))})
+        self.s = hit if _true(resident) else miss if _false(resident) else hit.ite(resident, miss)
+
+    def lru_remove(self, mask: Value) -> None:
+        for d, m in enumerate(mask):
+            if _false(m):
+                continue
+            assert _true(m), "the VPNs leaving the LRU order are fixed"
+            self._lru_remove(d)
+
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+        self._writing = True
+        ppn = _index(at)
+        tok = _term(token)
+        if _false(write):
+            guard, post, mpn = fault_in(self.s, self.vm_index, ppn)
+        elif _true(write):
+            guard, post, mpn = write_page(self.s, self.vm_index, ppn, tok, cow)
+        else:
+            gf, pf, mf = fault_in(self.s, self.vm_index, ppn)
+            gw, pw, mw = write_page(self.s, self.vm_index, ppn, tok, cow)
+            guard, post, mpn = z3.If(write, gw, gf), pw.ite(write, pf), z3.If(write, mw, mf)
+        self.guards.append(guard)
+        self.s = post
+        return mpn
+
+    def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
+        self._writing = True
+        p, w, q = _const_index(at), int(other_vm), _const_index(other_at)
+        keep = self.s.i("p2m", self.vm_index, p)
+        post = unback(self.s, w, q, by_balloon=False)
+        post = post.set({("p2m", w, q): keep})
+        post = post.set(_store_mpn(post, "cow", keep, T))
+        if not cow:
+            post = post.set({("cow", m): F for m in range(self.cfg.machine_pages)})
+        self.s = post
+
+    def _claim_swap(self, n: Value) -> None:
+        cfg, s = self.cfg, self.s
+        flags = [s.b("swap", v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]
+        self.guards.append(at_most(flags, cfg.host_swap_slots - int(n)))
+        self._writing = True
+
+
+class Z3Ops(_Z3Memory):
     """:class:`~ballast.model.ops.Ops` for one step of VM ``vm`` from a symbolic state."""
 
     def __init__(self, s: SymState, vm: int, args: Mapping[str, Any]) -> None:
@@ -383,6 +665,9 @@ class Z3Ops:
         self._write({(self._key(field), self.vm_index, self.cfg.guest_pages): False})
 
     def claim(self, field: str, n: Value) -> None:
+        if field == "host.swap_room":
+            self._claim_swap(n)
+            return
         have = self.host(field)
         self.guards.append(self.le(n, have))
         self._write({(self._key(field),): self.sub(have, n)})
@@ -413,7 +698,7 @@ class Z3Ops:
 
 def run_kernel(kernel: Kernel, s: SymState, args: Mapping[str, Any]) -> tuple[z3.BoolRef, SymState]:
     """(guard, post-state) of ``kernel`` for VM ``args["vm"]`` from ``s``."""
-    o = Z3Ops(s, int(args["vm"]), args)
+    o = Z3Ops(s, int(args.get("vm", -1)), args)
     kernel(o)
     guard = _and(o.guards)
     return (z3.BoolVal(guard) if isinstance(guard, bool) else guard), o.s

@@ -246,6 +246,16 @@ def _release(s: _Step) -> list[Message]:
                     if b.acked_deflate - a.acked_deflate else "ack deflate")]
 
 
+@_says("vmm_back_page")
+def _back_page(s: _Step) -> list[Message]:
+    a, b = s.a, s.b
+    if a is None or b is None:
+        return []
+    ppn = s.k["ppn"]
+    return [Message("vmm", "vmm", f"backs VM {s.v} PPN {ppn} with MPN {b.p2m[ppn]} "
+                    "before the guest touches it")]
+
+
 @_says("vmm_share")
 def _share(s: _Step) -> list[Message]:
     k = s.k

@@ -29,6 +29,7 @@ EXPLORE_CONFIGS: dict[str, Config] = {
     "one-vm-two-mpns": _ONE.replace(machine_pages=2),
     "one-vm-refusal": _ONE.replace(refusal=True, host_use=False),
     "one-vm-application": _ONE.replace(module=ModuleKind.APPLICATION, pin_limit=1),
+    "one-vm-eager-backing": _ONE.replace(machine_pages=2, host_use=False, eager_backing=True),
     "two-vms": _ONE.replace(vms=2, guest_pages=1, machine_pages=2),
     "two-vms-three-mpns": _ONE.replace(vms=2, guest_pages=1, machine_pages=3),
 }

@@ -193,6 +193,37 @@ def test_host_swap_is_the_only_host_choice_and_keeps_data() -> None:
     assert s.host.content[s.vms[0].p2m[0]] == 2 and s.host.swap == ()
 
 
+def test_eager_backing_backs_only_pages_outside_the_balloon() -> None:
+    cfg = CFG.replace(eager_backing=True)
+    s = inflated(cfg)
+    # A ballooned page is the guest's gift: the VMM never takes it back by itself.
+    with pytest.raises(GuardError, match="in the balloon"):
+        apply(cfg, s, Action.of("vmm_back_page", vm=0, ppn=0))
+    # A page the guest never touched may be backed ahead of use, with a zero page.
+    s = apply(cfg, s, Action.of("vmm_back_page", vm=0, ppn=3))
+    assert s.vms[0].p2m[3] != UNBACKED and s.host.content[s.vms[0].p2m[3]] == 0
+    with pytest.raises(GuardError, match="already backed"):
+        apply(cfg, s, Action.of("vmm_back_page", vm=0, ppn=3))
+    # After a deflate is released the page may be backed at once (Xen's populate).
+    s = apply(cfg, inflated(cfg), Action.of("host_set_target", vm=0, pages=0))
+    for name, args in (("balloon_poll", {"vm": 0}), ("balloon_deflate", {"vm": 0, "ppns": [0]}),
+                       ("vmm_release", {"vm": 0}), ("vmm_back_page", {"vm": 0, "ppn": 0})):
+        s = apply(cfg, s, Action.of(name, **args))
+    assert s.vms[0].p2m[0] != UNBACKED and 0 not in s.vms[0].ballooned
+
+
+def test_eager_backing_restores_a_page_the_host_swapped_out() -> None:
+    cfg = CFG.replace(eager_backing=True)
+    s = run(cfg, ("guest_write", {"vm": 0, "vpn": 0, "token": 2}),
+            ("host_swap_out", {"vm": 0, "ppn": 0}), ("vmm_back_page", {"vm": 0, "ppn": 0}))
+    assert s.host.content[s.vms[0].p2m[0]] == 2 and s.host.swap == ()
+
+
+def test_eager_backing_is_off_unless_switched_on() -> None:
+    with pytest.raises(GuardError, match="switched off"):
+        apply(CFG, initial_state(CFG), Action.of("vmm_back_page", vm=0, ppn=0))
+
+
 def test_reset_empties_the_balloon() -> None:
     s = apply(CFG, inflated(), Action.of("guest_reset", vm=0))
     assert not s.vms[0].ballooned and s.vms[0].module.actual == 0

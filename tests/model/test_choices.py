@@ -43,6 +43,9 @@ CONFIGS = {
                                      tokens=1, batch=1, module=ModuleKind.APPLICATION,
                                      pin_limit=2, must_tell_host=False, host_swap=True,
                                      processors=True, vcpus=3, pcpus=4, host_use=False),
+    "eager-backing-swap": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=0,
+                                 machine_pages=3, host_swap_slots=1, tokens=1, batch=2,
+                                 host_swap=True, eager_backing=True),
 }
 
 MAX_STATES = 300
@@ -64,7 +67,7 @@ def domain(cfg: Config, name: str) -> Iterator[dict[str, Any]]:
         yield from ({"vm": v, "vcpus": n} for v in vms for n in range(cfg.vcpus + 2))
     elif name in ("host_take_page", "host_return_page"):
         yield from ({"host_page": h} for h in range(cfg.host_pages + 1))
-    elif name == "host_swap_out":
+    elif name in ("host_swap_out", "vmm_back_page"):
         yield from ({"vm": v, "ppn": p} for v in vms for p in range(G + 1))
     elif name == "vmm_reclaim":
         yield from ({"vm": v, "refuse": r} for v in vms for r in _sets(range(G + 1), G + 1))

@@ -1,5 +1,7 @@
 """Every scenario is reachable on the default configuration (no vacuous checks)."""
 
+import pytest
+
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
 from ballast.model.sometimes import SOMETIMES
@@ -21,3 +23,27 @@ def test_scenarios_are_not_trivially_true() -> None:
     s0 = model.init_states()[0]
     for act, post in model.successors(s0):
         assert model.witnessed(s0, act, post) == [], act
+
+
+@pytest.mark.parametrize("name, expected", [
+    pytest.param("core", False, marks=pytest.mark.slow),
+    pytest.param("xen", False, marks=pytest.mark.slow),
+    pytest.param("virtio", False, marks=pytest.mark.slow),
+    pytest.param("qemu", False, marks=pytest.mark.slow),
+    pytest.param("hostile", True, marks=pytest.mark.slow)])
+def test_balloon_pops_is_expected_exactly_where_a_guest_can_touch_a_ballooned_page(
+        name: str, expected: bool) -> None:
+    from ballast.statespace.explore import explore
+    from ballast.statespace.suite import feature_slices
+
+    cfg = preset(name)
+    pops = SOMETIMES["balloon_pops"]
+    assert pops.feature(cfg) is expected
+    # Every transition of the preset's small protocol slice (with a hostile VM where the
+    # preset has one), checked with the scenario's own witness: a pop happens exactly
+    # where the scenario is expected.
+    small = feature_slices(cfg)["hostile" if cfg.hostile_vms else "protocol"]
+    ex = explore(BalloonModel(small), keep_edges=True)
+    assert ex.complete
+    seen = any(pops.witness(small, ex.state(a), act, ex.state(b)) for a, b, act in ex.edges())
+    assert seen is expected

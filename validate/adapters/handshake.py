@@ -68,7 +68,8 @@ class Hello:
     """The protocol version it speaks (1: Ballast chooses; 2: it chooses and reports)."""
     widened: tuple[tuple[str, Any], ...] = ()
     """Protocol 2: configuration keys it set to a value that admits more (its own
-    allocator and replacement policy: ``guest_policy = "any"``); the run uses them."""
+    allocator and replacement policy: ``guest_policy = "any"``; eager backing:
+    ``eager_backing = true``); the run uses them."""
 
     def run_config(self, cfg: Config) -> Config:
         """The configuration the run checks against: ``cfg`` with :attr:`widened` applied."""
@@ -76,9 +77,10 @@ class Hello:
             else cfg
 
 
-WIDENINGS = frozenset({("guest_policy", "lru", "any")})
+WIDENINGS = frozenset({("guest_policy", "lru", "any"), ("eager_backing", False, True)})
 """(key, proposed, declared) changes a protocol-2 implementation may make: each makes
-the model admit more (any free pages for the balloon, any resident victim), never less."""
+the model admit more (any free pages for the balloon, any resident victim; a VMM that
+backs pages not in the balloon before the guest touches them), never less."""
 
 
 def hello_request(cfg: Config) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
                              f"{', '.join(unknown)}", request)
     version = int(body["protocol"])
     widened = tuple((k, runs[k]) for k in sorted(runs)
-                    if version == 2 and isinstance(runs[k], str)
+                    if version == 2 and isinstance(runs[k], (str, bool))
                     and (k, proposed[k], runs[k]) in WIDENINGS)
     differ = [f"{k}={runs[k]!r} (asked for {proposed[k]!r})" for k in sorted(runs)
               if _normal(runs[k]) != _normal(proposed[k]) and k not in dict(widened)]
@@ -115,8 +117,10 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
         raise AdapterGarbage(f"hello names unknown observation keys: {', '.join(bad_keys)}; "
                              f"expected some of {', '.join(OBSERVATIONS)}", request)
     offered = set(body["actions"])
-    actions = tuple(n for n, spec in ACTIONS.items() if n in offered and spec.feature(cfg))
-    ignored = tuple(n for n, spec in ACTIONS.items() if n in offered and not spec.feature(cfg))
+    runs_cfg = Config.from_dict({**cfg.to_dict(), **dict(widened)}) if widened else cfg
+    actions = tuple(n for n, spec in ACTIONS.items() if n in offered and spec.feature(runs_cfg))
+    ignored = tuple(n for n, spec in ACTIONS.items()
+                    if n in offered and not spec.feature(runs_cfg))
     if not actions:
         raise ConfigMismatch(f"{name} carries out none of the actions of this configuration")
     observe = tuple(body["observe"])
