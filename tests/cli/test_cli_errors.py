@@ -101,6 +101,15 @@ def test_a_plugin_command_still_loads_its_plugin(capsys: pytest.CaptureFixture[s
     assert "--max-gap" in capsys.readouterr().out
 
 
+def _default_sigint() -> None:
+    """In the child: take SIGINT's default action back. A test run started in the
+    background of a shell that has no job control ignores SIGINT, its children inherit
+    that, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("args, counted", [
     (["check", "--checkers", "random", "--random-runs", "100000", "--budget", "inf"],
      "random steps run"),
@@ -115,7 +124,7 @@ def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str
                              str(tmp_path / "r")] if args[0] == "check" else
                             [sys.executable, "-m", "ballast", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+                            cwd=tmp_path, preexec_fn=_default_sigint)
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
