@@ -110,6 +110,7 @@ def check_numeric_agreement(cfg: Config, states: Sequence[State], faults: Sequen
         if len(report.disagreements) >= max_disagreements:
             break
         report.states += 1
+        # One conversion per state; every engine below starts from a copy of it.
         arr = SystemArrays.from_state(cfg, s)
         if arr.to_state() != s:
             differ(i, "the arrays do not hold the state exactly")
@@ -129,8 +130,8 @@ def check_numeric_agreement(cfg: Config, states: Sequence[State], faults: Sequen
                 report.gaps[act.name] = report.gaps.get(act.name, 0) + 1
                 continue
             report.enabled_steps += 1
-            _compare(cfg, s, act, post, eng_faults, lambda w: differ(i, w))
-        probe = Engine(cfg, eng_faults, SystemArrays.from_state(cfg, s))
+            _compare(cfg, s, arr, act, post, eng_faults, lambda w: differ(i, w))
+        probe = Engine(cfg, eng_faults, arr.copy())
         for act in alphabet:
             if act in names or not hasattr(Engine, act.name):
                 continue
@@ -144,17 +145,17 @@ def check_numeric_agreement(cfg: Config, states: Sequence[State], faults: Sequen
                 differ(i, f"the engine applies {act}, the model refuses it")
             else:
                 report.outside_candidates += 1
-                _compare(cfg, s, act, admitted, eng_faults, lambda w: differ(i, w))
-            probe = Engine(cfg, eng_faults, SystemArrays.from_state(cfg, s))
+                _compare(cfg, s, arr, act, admitted, eng_faults, lambda w: differ(i, w))
+            probe = Engine(cfg, eng_faults, arr.copy())
         if probe.arr.to_state() != s:
             differ(i, "a step the engine refused changed its arrays")
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _compare(cfg: Config, s: State, act: Action, post: State, faults: tuple[str, ...],
-             differ: Callable[[str], None]) -> None:
-    eng = Engine(cfg, faults, SystemArrays.from_state(cfg, s))
+def _compare(cfg: Config, s: State, arr: SystemArrays, act: Action, post: State,
+             faults: tuple[str, ...], differ: Callable[[str], None]) -> None:
+    eng = Engine(cfg, faults, arr.copy())
     try:
         eng.apply(act)
     except GuardError as exc:

@@ -11,8 +11,10 @@ Where the order inside a batch would matter in a way the vector form cannot
 express (writes to shared copy-on-write pages, page sharing itself), the batch
 is applied one operation at a time through the same code.
 
-Seeded faults (``FAULTS`` of the model) are switched on by name and change the
-same action the model's fault changes.
+Every action runs its kernel (:mod:`ballast.model.action_kernels`) through the NumPy
+interpreter; the engine provides the VMM underneath (its allocation of free MPNs,
+copy-on-write and sharing, :meth:`Engine.vmm_touch`). Seeded faults (``FAULTS`` of the
+model) are switched on by name and run the fault's kernel in place of the action's.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.actions import Action

@@ -357,9 +357,10 @@ class _VmMemory:
         """Keep the VPN -> PPN index of the rows in step with their new page use."""
         a = self.arr
         old = a.ppn_use[self.vms]
-        r, c = np.nonzero((old != use) & ((old >= 0) | (use >= 0)))
-        if not len(r):
+        changed = old != use
+        if not changed.any():
             return
+        r, c = np.nonzero(changed & ((old >= 0) | (use >= 0)))
         gone = old[r, c] >= 0
         a.vppn[self.vms[r[gone]], old[r[gone], c[gone]]] = -1
         came = use[r, c] >= 0
@@ -759,6 +760,12 @@ class NumpyOps(_NumpyMemory):
         return mask.all(axis=1)
 
     def lowest(self, mask: Value, k: Value) -> Value:
+        if isinstance(k, int) and k == 1:
+            # The first entry that holds: a one-hot row (cheaper than a prefix count).
+            out = np.zeros(mask.shape, dtype=bool)
+            rows = np.flatnonzero(mask.any(axis=1))
+            out[rows, mask[rows].argmax(axis=1)] = True
+            return out
         return mask & (np.cumsum(mask, axis=1) <= np.asarray(k).reshape(-1, 1))
 
     def up_to_last(self, mask: Value) -> Value:

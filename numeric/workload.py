@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.config import GuestPolicyName
+from ballast.model.arguments import ARGUMENTS
+from ballast.model.config import Config, GuestPolicyName
 from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 
@@ -73,7 +74,7 @@ def _subset(rng: Rng, n: int, frac: float) -> npt.NDArray[np.int64]:
 def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict[str, Any]]:
     """VMs (or host pages) and arguments for one batch of ``name``."""
     cfg, a = eng.cfg, eng.arr
-    P, D = cfg.guest_pages, cfg.guest_data_pages
+    P = cfg.guest_pages
     if name in ("host_take_page", "host_return_page"):
         k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
         hps = rng.integers(0, cfg.host_pages, size=k)
@@ -94,9 +95,9 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         cap = P if rng.random() < 0.2 else max(1, P // 2)
         return vms, {"pages": rng.integers(0, cap + 1, size=n)}
     if name == "host_set_cpu_target":
-        return vms, {"vcpus": rng.integers(1, cfg.vcpus + 1, size=n)}
+        return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
     if name in ("host_swap_out", "vmm_back_page"):
-        return vms, {"ppn": rng.integers(0, P, size=n)}
+        return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n)}
     if name == "vmm_reclaim":
         # The VMM's choice: which valid reported pages to accept (as many as it has room
         # for, or with ``refusal`` sometimes fewer); it refuses the rest.
@@ -109,14 +110,14 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         refuse = [tuple(np.flatnonzero(valid[k] & ~acc[k]).tolist()) for k in range(n)]
         return vms, {"refuse": refuse}
     if name in ("guest_read",):
-        return vms, {"vpn": rng.integers(0, D, size=n)}
+        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n)}
     if name == "guest_write":
-        return vms, {"vpn": rng.integers(0, D, size=n),
-                     "token": rng.integers(1, cfg.tokens + 1, size=n)}
+        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n),
+                     "token": _uniform(rng, cfg, name, "token", n)}
     if name == "guest_evict":
         if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
             return vms, {"vpn": np.maximum(eng._victims(vms), 0)}
-        return vms, {"vpn": rng.integers(0, D, size=n)}
+        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n)}
     if name == "balloon_inflate":
         room = _counts(rng, eng.inflate_room(vms), 1)
         free = eng.allocatable(vms)
@@ -136,17 +137,28 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         pick = _random_pick(rng, cpus, np.ones(n, dtype=np.int64))
         return vms, {"vcpu": np.where(pick.any(axis=1), np.argmax(pick, axis=1), 0)}
     if name == "rogue_report":
-        ppn = int(rng.integers(0, P + 1))
+        ppn = int(_uniform(rng, cfg, name, "ppn"))
         if rng.random() < 0.1:
             ppn = int(2**31 + rng.integers(0, 2**31))  # far out of range: PFN >= 2**31
         return vms, {"queue": ["inflate" if rng.random() < 0.5 else "deflate"],
                      "ppn": np.array([ppn], dtype=np.int64)}
     if name == "rogue_touch":
-        return vms, {"ppn": rng.integers(0, P, size=n),
-                     "token": rng.integers(0, cfg.tokens + 1, size=n)}
+        return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n),
+                     "token": _uniform(rng, cfg, name, "token", n)}
     if name == "rogue_set_actual":
-        return vms, {"actual": np.array([int(rng.integers(0, P + 2))], dtype=np.int64)}
+        return vms, {"actual": np.array([int(_uniform(rng, cfg, name, "actual"))],
+                                        dtype=np.int64)}
     return vms, {}
+
+
+def _uniform(rng: Rng, cfg: Config, name: str, arg: str, n: int | None = None) -> Any:
+    """Uniform draws of an argument over the values the model describes for it
+    (:data:`ballast.model.arguments.ARGUMENTS`, the proofs' instance lists too)."""
+    values = ARGUMENTS[name][arg].values(cfg)
+    assert isinstance(values, range) and values.step == 1
+    if n is None:
+        return rng.integers(values.start, values.stop)
+    return rng.integers(values.start, values.stop, size=n)
 
 
 def _counts(rng: Rng, most: npt.NDArray[np.int64], least: int | None

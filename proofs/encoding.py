@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeAlias
@@ -206,36 +207,42 @@ def concrete_values(cfg: Config, s: State) -> dict[Key, int | bool]:
     if len(s.vms) != cfg.vms or len(s.host.content) != cfg.machine_pages:
         raise OutOfDomain("the state does not have the configuration's sizes")
     out: dict[Key, int | bool] = {}
-    for f in SCHEMA:
+    for f, idx, inside, names in _plan(cfg):
         for v in range(cfg.vms) if f.record is not Record.HOST else [0]:
             prefix = (v,) if f.record is not Record.HOST else ()
-            _encode_field(cfg, f, f.read(s, v), prefix, out)
+            _encode_field(cfg, f, f.read(s, v), prefix, out, idx, inside, names)
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(cfg: Config) -> tuple[tuple[Field, list[tuple[int, ...]], frozenset[tuple[int, ...]],
+                                      list[str]], ...]:
+    """Per field of the schema, worked out once per configuration: its indices (as a list
+    and a set) and the names of its parts (the conversion of every state reads these)."""
+    return tuple((f, _indices(f, cfg), frozenset(_indices(f, cfg)),
+                  [name for name, _ in parts(f)]) for f in SCHEMA)
+
+
 def _encode_field(cfg: Config, f: Field, value: Any, prefix: tuple[int, ...],
-                  out: dict[Key, int | bool]) -> None:
+                  out: dict[Key, int | bool], idx: list[tuple[int, ...]],
+                  inside: frozenset[tuple[int, ...]], names: list[str]) -> None:
     """Field ``f``'s concrete ``value`` as parts keyed ``(part, *prefix, *index)``."""
-    idx = _indices(f, cfg)
-    where = f"{f.path.replace('*', str(prefix[0]) if prefix else '*')}"
-    names = [name for name, _ in parts(f)]
     if f.kind is Kind.COUNTER:
         out[(names[0], *prefix)] = value
         return
     if f.kind is Kind.MAP:
         if len(value) != len(idx):
-            raise OutOfDomain(f"{where} does not have the configuration's size")
+            raise OutOfDomain(f"{_where(f, prefix)} does not have the configuration's size")
         for i, x in zip(idx, value):
             out[(names[0], *prefix, *i)] = x
         return
     entries: list[tuple[int, ...]] = (
         [tuple(e) for e in value] if f.kind is Kind.PARTIAL_MAP else [(x,) for x in value])
-    inside = set(idx)
     heads = [e[:len(f.elements)] for e in entries]
     if any(h not in inside for h in heads):
-        raise OutOfDomain(f"{where} holds an element outside {_domain_text(f)}")
+        raise OutOfDomain(f"{_where(f, prefix)} holds an element outside {_domain_text(f)}")
     if f.kind is Kind.PARTIAL_MAP and len(set(heads)) != len(heads):
-        raise OutOfDomain(f"{where} holds an entry twice")
+        raise OutOfDomain(f"{_where(f, prefix)} holds an entry twice")
     if f.kind is Kind.SET:
         members = set(heads)
         for i in idx:
@@ -253,6 +260,11 @@ def _encode_field(cfg: Config, f: Field, value: Any, prefix: tuple[int, ...],
         for i in idx:
             out[(names[0], *prefix, *i)] = i in order
             out[(names[1], *prefix, *i)] = order.index(i) if i in order else 0
+
+
+def _where(f: Field, prefix: tuple[int, ...]) -> str:
+    """The field's path in the state (named only when a state does not fit)."""
+    return f.path.replace("*", str(prefix[0]) if prefix else "*")
 
 
 def _domain_text(f: Field) -> str:

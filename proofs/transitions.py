@@ -19,15 +19,16 @@ symbolic. Every step mirrors the Python function of the same name, and
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import z3
 
 from ballast.model.action_kernels import KERNELS
+from ballast.model import arguments
 from ballast.model.actions import ACTIONS
-from ballast.model.config import Config, ModuleKind
+from ballast.model.arguments import Argument
+from ballast.model.config import Config
 from ballast.model.ops import Kernel
 from ballast.proofs.encoding import WIDTH, SymState
 from ballast.proofs.interpret import run_kernel, unback
@@ -147,113 +148,17 @@ def choose(st: Step, model: z3.ModelRef) -> Args:
     return out
 
 
-def _per_vm(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        yield {"vm": vm}
+def _symbolic(arg: Argument, values: Sequence[Any]) -> Choice:
+    assert isinstance(values, range) and values.step == 1, "a symbolic argument is a range"
+    return Choice(values.start, values.stop - 1, arg.kind)
 
 
-def _subsets(n: int, most: int) -> Iterator[tuple[int, ...]]:
-    for k in range(1, min(n, most) + 1):
-        yield from itertools.combinations(range(n), k)
-
-
-def _batch(cfg: Config) -> int:
-    return 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
-
-
-# --------------------------------------------------------------------------
-# Host
-
-
-def _host_pages(cfg: Config) -> Iterator[Args]:
-    for hp in range(cfg.host_pages):
-        yield {"host_page": hp}
-
-
-def _vm_ppns(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for ppn in range(cfg.guest_pages):
-            yield {"vm": vm, "ppn": ppn}
-
-
-# --------------------------------------------------------------------------
-# VMM
-
-
-def _refusals(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        yield {"vm": vm, "refuse": Choice(0, 2 ** (cfg.guest_pages + 1) - 1, "refuse")}
-
-
-def _share_pairs(cfg: Config) -> Iterator[Args]:
-    pages = [(v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]
-    for (va, pa), (vb, pb) in itertools.combinations(pages, 2):
-        yield {"vm": va, "ppn": pa, "other_vm": vb, "other_ppn": pb}
-
-
-# --------------------------------------------------------------------------
-# Guest OS
-
-
-def _vpns(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for vpn in range(cfg.guest_data_pages):
-            yield {"vm": vm, "vpn": vpn}
-
-
-def _writes(cfg: Config) -> Iterator[Args]:
-    for args in _vpns(cfg):
-        yield {**args, "token": Choice(1, cfg.tokens)}
-
-
-# --------------------------------------------------------------------------
-# Balloon module
-
-
-def _ppn_sets(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for ppns in _subsets(cfg.guest_pages, _batch(cfg)):
-            yield {"vm": vm, "ppns": ppns}
-
-
-def _vcpu_args(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for c in range(cfg.vcpus):
-            yield {"vm": vm, "vcpu": c}
-
-
-def _targets(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for n in range(cfg.guest_pages + 1):
-            yield {"vm": vm, "pages": n}
-
-
-def _cpu_targets(cfg: Config) -> Iterator[Args]:
-    for vm in range(cfg.vms):
-        for n in range(1, cfg.vcpus + 1):
-            yield {"vm": vm, "vcpus": n}
-
-
-# --------------------------------------------------------------------------
-# A hostile or buggy guest
-
-
-def _rogue_reports(cfg: Config) -> Iterator[Args]:
-    for vm in sorted(cfg.hostile_vms):
-        for queue in ("inflate", "deflate"):
-            for ppn in range(cfg.guest_pages + 1):
-                yield {"vm": vm, "queue": queue, "ppn": ppn}
-
-
-def _rogue_touches(cfg: Config) -> Iterator[Args]:
-    for vm in sorted(cfg.hostile_vms):
-        for ppn in range(cfg.guest_pages):
-            yield {"vm": vm, "ppn": ppn, "token": Choice(0, cfg.tokens)}
-
-
-def _rogue_sizes(cfg: Config) -> Iterator[Args]:
-    for vm in sorted(cfg.hostile_vms):
-        yield {"vm": vm, "actual": Choice(0, cfg.guest_pages + 1)}
+def _instances_of(name: str) -> Callable[[Config], Iterator[Args]]:
+    """The instance list of an action, from the model's description of its arguments
+    (:mod:`ballast.model.arguments`): symbolic arguments become :class:`Choice` numbers."""
+    def each(cfg: Config) -> Iterator[Args]:
+        return arguments.instances(cfg, name, _symbolic)
+    return each
 
 
 # --------------------------------------------------------------------------
@@ -269,16 +174,6 @@ def kernel_effect(kernel: Kernel) -> Effect:
     return effect
 
 
-for _name, _inst in (("host_set_target", _targets), ("host_set_cpu_target", _cpu_targets),
-                     ("vmm_reclaim", _refusals), ("vmm_release", _per_vm),
-                     ("vmm_cpu_reclaim", _per_vm), ("balloon_poll", _per_vm),
-                     ("balloon_inflate", _ppn_sets), ("balloon_deflate", _ppn_sets),
-                     ("balloon_complete", _per_vm), ("balloon_free_refused", _per_vm),
-                     ("balloon_cpu_offline", _vcpu_args), ("balloon_cpu_online", _vcpu_args),
-                     ("host_take_page", _host_pages), ("host_return_page", _host_pages),
-                     ("host_swap_out", _vm_ppns), ("vmm_share", _share_pairs),
-                     ("vmm_back_page", _vm_ppns),
-                     ("guest_read", _vpns), ("guest_write", _writes), ("guest_evict", _vpns),
-                     ("guest_reset", _per_vm), ("rogue_report", _rogue_reports),
-                     ("rogue_touch", _rogue_touches), ("rogue_set_actual", _rogue_sizes)):
-    _encodes(_name, _inst)(kernel_effect(KERNELS[_name]))
+for _name in ACTIONS:
+    if _name in KERNELS and (_name in arguments.ARGUMENTS or _name == "vmm_share"):
+        _encodes(_name, _instances_of(_name))(kernel_effect(KERNELS[_name]))

@@ -1,0 +1,131 @@
+"""The arguments each action's backends enumerate or draw, described once per action.
+
+:mod:`ballast.model.domains` gives every parameter its widest domain (what the
+Hypothesis machine draws from). The Z3 proofs and the numeric workload need
+each action's own values: a guest writes tokens ``1..tokens``, a hostile guest
+also writes zeros; a host page is named without a VM; a rogue action belongs to a
+hostile VM. :data:`ARGUMENTS` says that once per action, as integer ranges or
+lists of values; ``proofs.transitions`` enumerates its instance lists from it
+(a ``symbolic`` argument becomes one symbolic number) and
+``numeric.workload`` draws its uniform arguments from the same ranges. The
+model's candidates (``actions``) stay the reference: the agreement tests check
+that every candidate the model enables is among these.
+
+>>> from ballast.model.config import Config
+>>> cfg = Config(vms=2, guest_pages=4, tokens=3)
+>>> ARGUMENTS["guest_write"]["token"].values(cfg)
+range(1, 4)
+>>> [a for a in instances(cfg, "host_swap_out")][:2]
+[{'vm': 0, 'ppn': 0}, {'vm': 0, 'ppn': 1}]
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from ballast.model.actions import ACTIONS, ROGUE_ACTUAL_BOUND, Actor
+from ballast.model.config import Config, ModuleKind
+
+__all__ = ["ARGUMENTS", "Argument", "instances", "vms_of"]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """The values one argument of one action takes in a configuration."""
+
+    values: Callable[[Config], Sequence[Any]]
+    symbolic: bool = False
+    """The proofs keep it symbolic: one query covers every value of its range."""
+    kind: str = "int"
+    """``int``, or ``refuse`` for vmm_reclaim's refused PPNs as a bit mask (bit ``q`` for
+    PPN ``q``, bit ``guest_pages`` for a PPN out of range)."""
+
+
+def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
+    return [t for k in range(1, min(n, most) + 1) for t in itertools.combinations(range(n), k)]
+
+
+def _report(cfg: Config) -> int:
+    """Pages one report may carry (the application module reports one at a time)."""
+    return 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
+
+
+_PPN = Argument(lambda c: range(c.guest_pages))
+_VPN = Argument(lambda c: range(c.guest_data_pages))
+_PPNS = Argument(lambda c: _subsets(c.guest_pages, _report(c)))
+_VCPU = Argument(lambda c: range(c.vcpus))
+_HOST_PAGE = Argument(lambda c: range(c.host_pages))
+
+ARGUMENTS: dict[str, dict[str, Argument]] = {
+    "host_set_target": {"pages": Argument(lambda c: range(c.guest_pages + 1))},
+    "host_set_cpu_target": {"vcpus": Argument(lambda c: range(1, c.vcpus + 1))},
+    "host_take_page": {"host_page": _HOST_PAGE},
+    "host_return_page": {"host_page": _HOST_PAGE},
+    "host_swap_out": {"ppn": _PPN},
+    "vmm_back_page": {"ppn": _PPN},
+    "vmm_reclaim": {"refuse": Argument(lambda c: range(2 ** (c.guest_pages + 1)), True,
+                                       "refuse")},
+    "vmm_release": {},
+    "vmm_cpu_reclaim": {},
+    "guest_read": {"vpn": _VPN},
+    "guest_write": {"vpn": _VPN, "token": Argument(lambda c: range(1, c.tokens + 1), True)},
+    "guest_evict": {"vpn": _VPN},
+    "guest_reset": {},
+    "balloon_poll": {},
+    "balloon_inflate": {"ppns": _PPNS},
+    "balloon_deflate": {"ppns": _PPNS},
+    "balloon_complete": {},
+    "balloon_free_refused": {},
+    "balloon_cpu_offline": {"vcpu": _VCPU},
+    "balloon_cpu_online": {"vcpu": _VCPU},
+    # One past the last PPN: a hostile guest may report a page that does not exist.
+    "rogue_report": {"queue": Argument(lambda c: ("inflate", "deflate")),
+                     "ppn": Argument(lambda c: range(c.guest_pages + 1))},
+    "rogue_touch": {"ppn": _PPN, "token": Argument(lambda c: range(c.tokens + 1), True)},
+    "rogue_set_actual": {"actual": Argument(
+        lambda c: range(c.guest_pages + ROGUE_ACTUAL_BOUND + 1), True)},
+}
+"""Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
+names two pages at once: :func:`instances` pairs them."""
+
+
+def vms_of(cfg: Config, name: str) -> list[int]:
+    """The VMs an action is taken for: none for a host page, the hostile VMs for a rogue
+    guest's action, else every VM."""
+    spec = ACTIONS[name]
+    if "vm" not in spec.params:
+        return []
+    if spec.actor is Actor.ROGUE:
+        return sorted(cfg.hostile_vms)
+    return list(range(cfg.vms))
+
+
+def _share_pairs(cfg: Config) -> Iterator[dict[str, Any]]:
+    pages = [(v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]
+    for (va, pa), (vb, pb) in itertools.combinations(pages, 2):
+        yield {"vm": va, "ppn": pa, "other_vm": vb, "other_ppn": pb}
+
+
+def instances(cfg: Config, name: str,
+              symbolic: Callable[[Argument, Sequence[Any]], Any] | None = None
+              ) -> Iterator[dict[str, Any]]:
+    """Every argument tuple of action ``name`` in ``cfg``, VM first; ``symbolic(arg,
+    values)`` stands for every value of a symbolic argument at once (default: enumerate)."""
+    if name == "vmm_share":
+        yield from _share_pairs(cfg)
+        return
+    args = ARGUMENTS[name]
+    vms: list[dict[str, Any]] = ([{"vm": v} for v in vms_of(cfg, name)]
+                                 if "vm" in ACTIONS[name].params else [{}])
+    columns: list[list[tuple[str, Any]]] = []
+    for key, arg in args.items():
+        values = arg.values(cfg)
+        if arg.symbolic and symbolic is not None:
+            columns.append([(key, symbolic(arg, values))])
+        else:
+            columns.append([(key, x) for x in values])
+    for head in vms:
+        for row in itertools.product(*columns):
+            yield {**head, **dict(row)}
