@@ -31,6 +31,12 @@ EXPLORE_CONFIGS: dict[str, Config] = {
     "one-vm-application": _ONE.replace(module=ModuleKind.APPLICATION, pin_limit=1),
     "two-vms": _ONE.replace(vms=2, guest_pages=1, machine_pages=2),
     "two-vms-three-mpns": _ONE.replace(vms=2, guest_pages=1, machine_pages=3),
+    # The virtio 1.x features of the reporting, poison and hostile presets.
+    "one-vm-reporting": _ONE.replace(host_use=False, free_page_reporting=True, stats_queue=True),
+    "one-vm-poison": _ONE.replace(host_use=False, free_page_reporting=True, page_poison=True,
+                                  poison_val=1),
+    "one-vm-hostile-flood": _ONE.replace(host_use=False, guest_pages=1, guest_data_pages=0,
+                                         hostile_vms=frozenset({0}), vmm_bounds_queues=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).
