@@ -64,6 +64,7 @@ from ballast.model.state import (
     State,
     VmState,
     sorted_tuple,
+    swap_of,
 )
 
 __all__ = [
@@ -80,6 +81,11 @@ __all__ = [
     "enabled",
     "inflate_limit",
     "reclaim_takes_all_it_may",
+    "REPORTING",
+    "report_queue_bound",
+    "vmm_refuse_flood",
+    "allocator_view",
+    "guest_free_pages",
     "require",
     "usable_free",
 ]
@@ -338,8 +344,11 @@ def fault_in(s: State, vm: int, ppn: int, action_name: str) -> tuple[State, int]
 
 
 def write_page(s: State, vm: int, ppn: int, token: int, action_name: str) -> State:
-    """VMM: the guest writes ``token`` to ``ppn``; a write to a shared page breaks the share."""
+    """VMM: the guest writes ``token`` to ``ppn``; a write to a shared page breaks the share.
+    A page discarded after a free page report holds the guest's own data again."""
     s, mpn = fault_in(s, vm, ppn, action_name)
+    if ppn in s.vms[vm].discarded:
+        s = s.with_vm(vm, s.vms[vm].replace(discarded=s.vms[vm].discarded - {ppn}))
     host = s.host
     if mpn in host.cow:
         copy = _free_mpn(host, action_name)
@@ -382,8 +391,22 @@ def balloon_view(v: VmState) -> tuple[int, ...]:
     its re-inflation, and the module and the VMM would disagree about it.
     """
     use = v.guest.ppn_use
+    if v.module.reporting:
+        use = allocator_view(v)
     pending = [p for p in v.deflate_queue if 0 <= p < len(use) and use[p] == FREE]
     return _with_use(use, pending, PENDING_DEFLATE) if pending else use
+
+
+REPORTING = -4
+"""Allocator view only: a free PPN the module took off the free list for a free page report."""
+
+
+def allocator_view(v: VmState) -> tuple[int, ...]:
+    """The guest's page use as its allocator sees it: a free page the module holds for a
+    free page report in flight is off the free list (Linux page_reporting isolates it)."""
+    use = v.guest.ppn_use
+    held = [p for p in v.module.reporting if 0 <= p < len(use) and use[p] == FREE]
+    return _with_use(use, held, REPORTING) if held else use
 
 
 def usable_free(cfg: Config, v: VmState) -> int:
@@ -709,7 +732,7 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State,
         lru = tuple(x for x in guest.lru if x != vpn) + (vpn,)
         s, _ = fault_in(_set_guest(s, vm, replace(guest, lru=lru)), vm, ppn, name)
         return s, ppn
-    free = policy_for(cfg.guest_policy).allocation(guest.ppn_use, 1)
+    free = policy_for(cfg.guest_policy).allocation(allocator_view(s.vms[vm]), 1)
     require(bool(free), name, "the guest has no free page: it must page out first")
     ppn = free[0]
     on_disk = dict(guest.disk)
@@ -784,11 +807,13 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
     v = s.vms[vm]
     guest = replace(v.guest, ppn_use=(FREE,) * cfg.guest_pages, lru=(),
                     expected=(0,) * cfg.guest_data_pages, disk=())
-    module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0)
+    module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0,
+                     reporting=frozenset())
     swap = tuple(e for e in s.host.swap if e[0] != vm)
     v = v.replace(guest=guest, module=module, ballooned=frozenset(), inflate_queue=(),
                   deflate_queue=(), acked_inflate=frozenset(), acked_refused=frozenset(),
-                  acked_deflate=frozenset())
+                  acked_deflate=frozenset(), report_queue=frozenset(),
+                  acked_report=frozenset())
     return State(replace(s.host, swap=swap), s.vms).with_vm(vm, v)
 
 
@@ -1068,15 +1093,39 @@ def _rogue_reports(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
 @action(Actor.ROGUE, vm_candidates=_rogue_reports, feature=lambda c: bool(c.hostile_vms))
 def rogue_report(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
     """A hostile guest reports any PPN it likes (unknown, out of range, already ballooned,
-    in use, never ballooned) on the inflate or deflate queue. The VMM must cope."""
+    in use, never ballooned) on the inflate or deflate queue. The VMM must cope.
+
+    It may flood the queues: without ``vmm_bounds_queues`` the model caps the flood (the
+    guard), with it the guest may send as many reports as it likes and the VMM itself
+    refuses those that arrive on full queues (:func:`vmm_refuse_flood`)."""
     require(queue in ("inflate", "deflate"), "rogue_report", "queue is inflate or deflate")
     require(isinstance(ppn, int), "rogue_report", "a PPN is a number")
     v = s.vms[vm]
-    require(len(v.inflate_queue) + len(v.deflate_queue) < 2 * cfg.batch, "rogue_report",
-            "the queues are full")
+    full = len(v.inflate_queue) + len(v.deflate_queue) >= report_queue_bound(cfg)
+    if cfg.vmm_bounds_queues:
+        if full:  # the VMM refuses the buffer itself: nothing is queued
+            return vmm_refuse_flood(cfg, s, vm, queue, ppn)
+    else:
+        require(not full, "rogue_report", "the queues are full")
     if queue == "inflate":
         return s.with_vm(vm, v.replace(inflate_queue=sorted_tuple(v.inflate_queue + (ppn,))))
     return s.with_vm(vm, v.replace(deflate_queue=sorted_tuple(v.deflate_queue + (ppn,))))
+
+
+def report_queue_bound(cfg: Config) -> int:
+    """Most PPNs a VM's inflate and deflate queues hold together that a report from a hostile
+    guest may add to: two reports' worth (the virtqueues' size in the model)."""
+    return 2 * cfg.batch
+
+
+def vmm_refuse_flood(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
+    """With ``vmm_bounds_queues``: the VMM refuses a report that arrives while the VM's queues
+    hold :func:`report_queue_bound` PPNs. It returns the buffer unprocessed: a refused
+    inflate is acknowledged as refused (so the module learns), a deflate is dropped."""
+    v = s.vms[vm]
+    if queue == "inflate" and 0 <= ppn <= cfg.guest_pages:
+        return s.with_vm(vm, v.replace(acked_refused=v.acked_refused | {ppn}))
+    return s
 
 
 def _rogue_touches(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
@@ -1118,3 +1167,114 @@ def rogue_set_actual(cfg: Config, s: State, vm: int, actual: int) -> State:
     v = s.vms[vm]
     require(actual != v.module.actual, "rogue_set_actual", "that is already the reported size")
     return s.with_vm(vm, v.replace(module=replace(v.module, actual=actual)))
+
+
+# --------------------------------------------------------------------------
+# Free page reporting, page poisoning and the statistics queue (virtio 1.x section 5.5.6)
+
+
+def _reportable(cfg: Config, v: VmState) -> list[int]:
+    """Free PPNs the module may report: on the allocator's free list, not ballooned."""
+    return [p for p, use in enumerate(allocator_view(v)) if use == FREE and p not in v.ballooned]
+
+
+def _free_reports(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if v.module.reporting:
+        return
+    free = _reportable(cfg, v)
+    for n in range(1, min(cfg.batch, len(free)) + 1):
+        for ppns in itertools.combinations(free, n):
+            yield {"vm": vm, "ppns": ppns}
+
+
+def _poison(cfg: Config, s: State, vm: int, ppns: Iterable[int], name: str) -> State:
+    """With ``page_poison`` and a non-zero ``poison_val``, the guest's page poisoning has
+    filled each free page that holds anything (backed, or paged out by the host) with
+    ``poison_val``; a page never backed reads as zero."""
+    if not (cfg.page_poison and cfg.poison_val):
+        return s
+    for p in ppns:
+        if s.vms[vm].p2m[p] != UNBACKED or p in swap_of(s.host, vm):
+            s = write_page(s, vm, p, cfg.poison_val, name)
+    return s
+
+
+@action(Actor.MODULE, vm_candidates=_free_reports, feature=lambda c: c.free_page_reporting)
+def balloon_report_free_pages(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """Free page reporting (virtio 1.x section 5.5.6.6, VIRTIO_BALLOON_F_REPORTING): the module
+    takes free pages off the guest's free list and reports them on the reporting queue; the
+    guest does not use them until the device has returned the report.
+
+    With page poisoning (section 5.5.6.4, VIRTIO_BALLOON_F_PAGE_POISON) the pages hold
+    ``poison_val``. Choices, each permitted by: which free pages and how many, up to one
+    report (Linux mm/page_reporting.c reports whole free blocks of its own choosing); one
+    report at a time (Linux waits for the device before the next)."""
+    v = s.vms[vm]
+    require(not v.module.reporting, "balloon_report_free_pages",
+            "a free page report is still in flight")
+    require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.batch
+            and len(set(ppns)) == len(ppns), "balloon_report_free_pages",
+            f"one report carries 1 to {cfg.batch} distinct pages")
+    require(set(ppns) <= set(_reportable(cfg, v)), "balloon_report_free_pages",
+            "only pages on the guest's free list can be reported")
+    s = _poison(cfg, s, vm, ppns, "balloon_report_free_pages")
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(report_queue=v.report_queue | set(ppns),
+                                   module=replace(v.module, reporting=frozenset(ppns))))
+
+
+@action(Actor.VMM, vm_candidates=_per_vm, feature=lambda c: c.free_page_reporting)
+def vmm_discard_reported(cfg: Config, s: State, vm: int) -> State:
+    """The VMM processes a free page report (virtio 1.x section 5.5.6.6): it discards each
+    reported page (unmaps it, the machine page scrubbed back to the free pool, a host swap
+    slot of it dropped) and returns the report. A discarded page reads back as zero, or as
+    ``poison_val`` with page poisoning: with a non-zero ``poison_val`` the VMM keeps the
+    page, which the guest filled with poison (QEMU hw/virtio/virtio-balloon.c skips the
+    discard then). A PPN out of range or ballooned is returned untouched."""
+    v = s.vms[vm]
+    require(bool(v.report_queue), "vmm_discard_reported", "no free page report is waiting")
+    valid = {p for p in v.report_queue if 0 <= p < cfg.guest_pages and p not in v.ballooned}
+    if not (cfg.page_poison and cfg.poison_val):
+        for p in sorted(valid):
+            s = unback(s, vm, p, by_balloon=False)
+        swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in valid))
+        s = State(replace(s.host, swap=swap), s.vms)
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(report_queue=frozenset(), discarded=v.discarded | valid,
+                                   acked_report=v.acked_report | v.report_queue))
+
+
+@action(Actor.MODULE, vm_candidates=_per_vm, feature=lambda c: c.free_page_reporting)
+def balloon_report_done(cfg: Config, s: State, vm: int) -> State:
+    """The module takes the device's return of its free page report and puts the reported
+    pages back on the guest's free list (virtio 1.x section 5.5.6.6: the driver may reuse
+    them once the device has used the buffer)."""
+    v = s.vms[vm]
+    require(bool(v.acked_report), "balloon_report_done", "no report has been returned")
+    module = replace(v.module, reporting=v.module.reporting - v.acked_report)
+    return s.with_vm(vm, v.replace(module=module, acked_report=frozenset()))
+
+
+def guest_free_pages(v: VmState) -> int:
+    """The guest's free memory, in pages, as its statistics report it (VIRTIO_BALLOON_S_MEMFREE):
+    pages on its free list (pages held by a free page report in flight are not)."""
+    return allocator_view(v).count(FREE)
+
+
+def _stats_changed(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if guest_free_pages(s.vms[vm]) != s.vms[vm].stats_free:
+        yield {"vm": vm}
+
+
+@action(Actor.MODULE, vm_candidates=_stats_changed, feature=lambda c: c.stats_queue)
+def balloon_report_stats(cfg: Config, s: State, vm: int) -> State:
+    """The module reports the guest's memory statistics on the statistics queue (virtio 1.x
+    section 5.5.6.3, VIRTIO_BALLOON_F_STATS_VQ): its free memory in pages
+    (VIRTIO_BALLOON_S_MEMFREE), read from the guest's own state at the time of the report.
+    The other tags (swap in/out, available and cached memory, OOM kills) are abstracted
+    away; a report that changes nothing is not modelled (the device keeps the last one)."""
+    v = s.vms[vm]
+    free = guest_free_pages(v)
+    require(free != v.stats_free, "balloon_report_stats", "the VMM already has these statistics")
+    return s.with_vm(vm, v.replace(stats_free=free))

@@ -127,6 +127,21 @@ class Config:
     report of pages at any time. The guest's memory pressure is not modelled (a device-level
     trace does not show it), so the notifier's firing is a free choice."""
 
+    free_page_reporting: bool = False
+    """virtio FREE_PAGE_REPORTING (F_REPORTING): the module reports pages on the guest's free
+    list and the VMM discards the machine pages behind them; the guest reuses a reported
+    page only after the device has acknowledged the report."""
+    page_poison: bool = False
+    """virtio PAGE_POISON: the guest fills the free pages it reports with ``poison_val``, so a
+    discarded page may read back as ``poison_val`` instead of zero."""
+    poison_val: int = 0
+    """The token the guest's page poisoning writes (``page_poison``; 0 is the zero page)."""
+    stats_queue: bool = False
+    """virtio STATS_VQ: the guest reports its free memory to the VMM on the statistics queue."""
+    vmm_bounds_queues: bool = False
+    """The VMM itself bounds each VM's report queues: a report arriving on full queues is
+    refused by the VMM, whatever the guest sends (a hostile guest may flood)."""
+
     def __post_init__(self) -> None:
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")
@@ -145,6 +160,8 @@ class Config:
             raise ConfigError("processors: vms * vcpus must not exceed pcpus")
         if self.processors and self.vcpus < 1:
             raise ConfigError("processors: each VM needs at least its boot vCPU")
+        if not 0 <= self.poison_val <= self.tokens:
+            raise ConfigError(f"poison_val must be a token between 0 and tokens ({self.tokens})")
         if self.oom_notifier and not self.deflate_on_oom:
             raise ConfigError("oom_notifier needs deflate_on_oom")
         bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
@@ -267,8 +284,12 @@ PRESETS: dict[str, Config] = {
     "hugepages": Config(vms=2, guest_pages=4, machine_pages=8, host_page_units=4),
     "application": Config(vms=1, guest_pages=4, machine_pages=4,
                           module=ModuleKind.APPLICATION, pin_limit=2),
+    # Every feature switch on, so that the hostile VM meets every path of the host.
     "hostile": Config(vms=2, guest_pages=3, machine_pages=5,
-                      hostile_vms=frozenset({1}), sharing=True),
+                      hostile_vms=frozenset({1}), sharing=True, host_swap=True, reset=True,
+                      refusal=True, deflate_on_oom=True, processors=True, reread_target=True,
+                      migration=True, oom_notifier=True, free_page_reporting=True,
+                      page_poison=True, stats_queue=True, vmm_bounds_queues=True),
     "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                          processors=True, vcpus=2, pcpus=5),
     "qemu": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,
@@ -280,6 +301,12 @@ PRESETS: dict[str, Config] = {
     # hypervisor populates deflated pages at once; xenpaging is the host-level swap.
     "xen": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                   machine_pages=5, host_swap=True, host_swap_slots=1, eager_backing=True),
+    "reporting": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                        machine_pages=3, host_swap_slots=1, host_swap=True,
+                        free_page_reporting=True, stats_queue=True),
+    "poison": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                     machine_pages=3, host_swap_slots=1, free_page_reporting=True,
+                     page_poison=True, poison_val=1),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

@@ -20,7 +20,7 @@ from ballast.errors import InputError
 from ballast.model import actions as A
 from ballast.model.actions import ACTIONS, ActionSpec, require
 from ballast.model.config import Config
-from ballast.model.state import UNBACKED, State
+from ballast.model.state import BALLOON, UNBACKED, State, sorted_tuple
 
 __all__ = ["FAULTS", "Fault", "action_table", "with_fault_needs"]
 
@@ -249,3 +249,52 @@ def _oom_unreported(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
         use[p] = -1
     return s.with_vm(vm, v.replace(guest=replace(v.guest, ppn_use=tuple(use)),
                                    module=replace(m, balloon=m.balloon - set(ppns))))
+
+
+@_fault("report_without_isolation", "balloon_report_free_pages", "reported_pages_not_reused",
+        also=("guest_data_intact",), free_page_reporting=True)
+def _report_unisolated(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The module reports free pages but leaves them on the guest's free list, so the guest
+    may allocate one while the device can still discard it."""
+    s = A.balloon_report_free_pages(cfg, s, vm, ppns)
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(module=replace(v.module, reporting=frozenset())))
+
+
+@_fault("discard_keeps_swap_slot", "vmm_discard_reported", "discarded_pages_read_clean",
+        free_page_reporting=True, host_swap=True, host_swap_slots=1)
+def _discard_keeps_swap(cfg: Config, s: State, vm: int) -> State:
+    """The VMM discards reported pages but forgets their host swap slots: a discarded page
+    the host had swapped out reads back its old contents from swap."""
+    swap = s.host.swap
+    s = A.vmm_discard_reported(cfg, s, vm)
+    return State(replace(s.host, swap=swap), s.vms)
+
+
+@_fault("report_skips_poison", "balloon_report_free_pages", "discarded_pages_read_clean",
+        free_page_reporting=True, page_poison=True, poison_val=1, tokens=2)
+def _report_unpoisoned(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """With page poisoning negotiated the guest reports free pages it never filled with
+    ``poison_val``; the VMM, trusting the poison, keeps them, and they read back old data."""
+    return A.balloon_report_free_pages(cfg.replace(page_poison=False), s, vm, ppns)
+
+
+@_fault("stats_count_balloon_as_free", "balloon_report_stats", "stats_match_guest",
+        stats_queue=True)
+def _stats_balloon_free(cfg: Config, s: State, vm: int) -> State:
+    """The statistics report counts the balloon's pages as free memory."""
+    v = s.vms[vm]
+    free = A.guest_free_pages(v) + v.guest.ppn_use.count(BALLOON)
+    require(free != v.stats_free, "balloon_report_stats", "the VMM already has these statistics")
+    return s.with_vm(vm, v.replace(stats_free=min(free, cfg.guest_pages)))
+
+
+@_fault("vmm_accepts_flood", "rogue_report", "vmm_refuses_report_floods",
+        vmm_bounds_queues=True, hostile_vms=frozenset({0}))
+def _accepts_flood(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> State:
+    """The VMM queues every report a hostile guest sends, however many are waiting."""
+    require(queue in ("inflate", "deflate"), "rogue_report", "queue is inflate or deflate")
+    v = s.vms[vm]
+    if queue == "inflate":
+        return s.with_vm(vm, v.replace(inflate_queue=sorted_tuple(v.inflate_queue + (ppn,))))
+    return s.with_vm(vm, v.replace(deflate_queue=sorted_tuple(v.deflate_queue + (ppn,))))

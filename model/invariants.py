@@ -23,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
-from ballast.model.actions import ACTIONS, Action, Actor
+from ballast.model.actions import (ACTIONS, Action, Actor, guest_free_pages,
+                                   report_queue_bound)
 from ballast.model.config import Config
-from ballast.model.state import BALLOON, UNBACKED, State, VmState, swap_of
+from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
-__all__ = ["INVARIANTS", "Property", "Scope", "accounting_pages", "accounting_sizes", "honest_vms"]
+__all__ = ["INVARIANTS", "Property", "Scope", "accounting_pages", "accounting_sizes",
+           "clean_tokens", "honest_vms"]
 
 Scope = str
 StateCheck = Callable[[Config, State], str | None]
@@ -509,3 +511,114 @@ _register(Property(
     as ballooned is in the module's balloon, acknowledged to the module, or reported
     for deflation, so no page is leaked (pinned by nobody) and none is counted twice.""",
     "guest", per_vm=_balloon_tracked_vm, feature=lambda cfg: cfg.migration))
+
+
+# --------------------------------------------------------------------------
+# Free page reporting, page poisoning, the statistics queue, hostile floods
+
+
+def _reported_not_reused_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    held = vm.module.reporting | vm.report_queue | vm.acked_report
+    if not held:
+        return None
+    use = vm.guest.ppn_use
+    for p in sorted(held):
+        if 0 <= p < len(use) and use[p] != FREE:
+            what = "the balloon" if use[p] == BALLOON else f"VPN {use[p]}"
+            return (f"VM {v}: PPN {p} is on a free page report the module has not seen "
+                    f"returned, yet the guest reused it for {what}")
+    return None
+
+
+_register(Property(
+    "reported_pages_not_reused",
+    """A page on a free page report is not reused by the guest before the device has returned the report.
+
+    virtio 1.x section 5.5.6.6: the device may discard a reported page at any moment
+    until it returns the report, so a page the guest reused early could lose its data.""",
+    "guest", per_vm=_reported_not_reused_vm, feature=lambda cfg: cfg.free_page_reporting))
+
+
+def clean_tokens(cfg: Config) -> frozenset[int]:
+    """What a discarded page may read back as: the zero page, or with page poisoning
+    ``poison_val``."""
+    return frozenset({0, cfg.poison_val}) if cfg.page_poison else frozenset({0})
+
+
+def _discarded_clean_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    if not vm.discarded:
+        return None
+    swapped = swap_of(s.host, v)
+    allowed = clean_tokens(cfg)
+    for p in sorted(vm.discarded):
+        m = vm.p2m[p]
+        where, token = (("host swap", swapped[p]) if p in swapped else
+                        (f"MPN {m}", s.host.content[m]) if m != UNBACKED else ("", 0))
+        if token not in allowed:
+            return (f"VM {v}: PPN {p} was discarded after a free page report but reads back "
+                    f"token {token} from {where}, old data instead of "
+                    f"{' or '.join(map(str, sorted(allowed)))}")
+    return None
+
+
+_register(Property(
+    "discarded_pages_read_clean",
+    """A page the VMM discarded after a free page report reads back as zero (or as ``poison_val`` with page poisoning), never as old data.
+
+    virtio 1.x sections 5.5.6.4 and 5.5.6.6: a reported page's contents are gone once the
+    device discards it; with PAGE_POISON they read as the poison value the guest uses. Old
+    data of any VM, from a machine page or a host swap slot, is a leak or stale memory.
+    Checked for guests that follow the protocol: a hostile guest may write a page it has
+    reported, and reads back its own data (data of other VMs is ``isolation``'s).""",
+    "guest", per_vm=_discarded_clean_vm, feature=lambda cfg: cfg.free_page_reporting))
+
+
+def _stats_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    if act.name != "balloon_report_stats":
+        return None
+    v = act.kwargs.get("vm")
+    if not isinstance(v, int) or v in cfg.hostile_vms or not 0 <= v < len(pre.vms):
+        return None
+    free = guest_free_pages(pre.vms[v])
+    if post.vms[v].stats_free != free:
+        return (f"VM {v}: the statistics report says {post.vms[v].stats_free} free pages but the "
+                f"guest had {free} free when it reported")
+    return None
+
+
+_register(Property(
+    "stats_match_guest",
+    """A statistics report gives the guest's own free memory at the time of the report.
+
+    virtio 1.x section 5.5.6.3: the host sizes balloons on these figures, so a guest that
+    follows the protocol reports what it has (here: pages on its free list, not those in
+    the balloon or on a free page report).""",
+    "guest", step=_stats_step, feature=lambda cfg: cfg.stats_queue))
+
+
+def _flood_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    if act.name != "rogue_report":
+        return None
+    v = act.kwargs.get("vm")
+    if not isinstance(v, int) or not 0 <= v < len(pre.vms):
+        return None
+    a, b = pre.vms[v], post.vms[v]
+    before = len(a.inflate_queue) + len(a.deflate_queue)
+    after = len(b.inflate_queue) + len(b.deflate_queue)
+    bound = report_queue_bound(cfg)
+    if after > before and after > bound:
+        return (f"VM {v}'s report flood grew its queues to {after} PPNs, beyond the VMM's "
+                f"bound of {bound}")
+    return None
+
+
+_register(Property(
+    "vmm_refuses_report_floods",
+    """The VMM itself refuses reports that would grow a VM's queues beyond its bound, whatever the guest sends.
+
+    A hostile guest may send reports without end; the VMM's memory and work for one VM
+    stay bounded because the VMM (not the guest's good manners) turns the excess away.""",
+    "host", step=_flood_step,
+    feature=lambda cfg: cfg.vmm_bounds_queues and bool(cfg.hostile_vms)))

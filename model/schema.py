@@ -297,6 +297,21 @@ SCHEMA: tuple[Field, ...] = (
     _f("parked_vcpus", _V, Owner.GUEST_TO_VMM, _S, (VCPU,), None,
        "vCPUs the guest took offline and reported, whose processor the VMM has not yet "
        "reclaimed.", feature="processors"),
+    _f("report_queue", _V, Owner.GUEST_TO_VMM, _S, (PPN,), None,
+       "Free pages the guest reported on the reporting queue (virtio F_REPORTING), not yet "
+       "processed by the VMM; the report's wire format (page orders, scatterlists) is "
+       "abstracted away.", feature="free_page_reporting", observable=True),
+    _f("acked_report", _V, Owner.VMM_TO_GUEST, _S, (PPN,), None,
+       "Reported free pages the VMM processed and returned, not yet seen by the module.",
+       feature="free_page_reporting"),
+    _f("discarded", _V, Owner.VMM, _S, (PPN,), None,
+       "PPNs the VMM discarded after a free page report, not written by the guest since: "
+       "they must read back as zero or `poison_val`.", feature="free_page_reporting",
+       observable=True),
+    _f("stats_free", _V, Owner.GUEST_TO_VMM, _C, (), BALLOON_SIZE,
+       "The guest's free memory in pages as its last statistics report gave it (virtio "
+       "F_STATS_VQ, VIRTIO_BALLOON_S_MEMFREE); the other statistics are abstracted away.",
+       feature="stats_queue", observable=True),
     # -- guest OS, per VM -------------------------------------------------------------
     _f("ppn_use", _G, Owner.GUEST, _MAP, (PPN,), PPN_USE,
        "The guest's own view of each PPN: free, given to the balloon, or holding a VPN. "
@@ -325,6 +340,9 @@ SCHEMA: tuple[Field, ...] = (
     _f("cpu_target", _M, Owner.MODULE, _C, (), ONLINE_VCPUS,
        "The number of online vCPUs the module last read from the VMM.",
        feature="processors"),
+    _f("reporting", _M, Owner.MODULE, _S, (PPN,), None,
+       "Free pages the module took off the guest's free list for a free page report, until "
+       "it has seen the report returned.", feature="free_page_reporting"),
 )
 """Every field of the state, host first, then the VMM's, the guest's and the module's
 records of one VM, each in its dataclass's order."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ballast.model.actions import Action, inflate_limit, host_page_units, under_pressure
+from ballast.model.actions import (Action, host_page_units, inflate_limit, report_queue_bound,
+                                   under_pressure)
 from ballast.model.config import Config
-from ballast.model.state import FREE, State
+from ballast.model.state import FREE, UNBACKED, State
 
 __all__ = ["SOMETIMES", "Scenario"]
 
@@ -148,3 +149,46 @@ def _reset(cfg: Config, pre: State, act: Action, post: State) -> bool:
            feature=lambda cfg: cfg.processors)
 def _cpu(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name == "vmm_cpu_reclaim"
+
+
+@_scenario("reported_page_discarded",
+           "The VMM discards a free page the guest reported, and its machine page goes back to "
+           "the host.",
+           feature=lambda cfg: cfg.free_page_reporting and not (cfg.page_poison and cfg.poison_val))
+def _discarded(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_discard_reported" and len(post.host.free) > len(pre.host.free)
+
+
+@_scenario("reported_page_reused",
+           "The guest reuses a page after its free page report came back discarded.",
+           feature=lambda cfg: cfg.free_page_reporting)
+def _reused(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name in ("guest_read", "guest_write") and any(
+        b.discarded < a.discarded for a, b in zip(pre.vms, post.vms))
+
+
+@_scenario("poisoned_page_reported",
+           "The guest reports a free page it filled with poison_val, and the VMM keeps it.",
+           feature=lambda cfg: cfg.free_page_reporting and cfg.page_poison and cfg.poison_val != 0)
+def _poisoned(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "vmm_discard_reported":
+        return False
+    v = _vm(act)
+    return any(post.vms[v].p2m[p] != UNBACKED for p in post.vms[v].discarded - pre.vms[v].discarded)
+
+
+@_scenario("stats_reported",
+           "The guest reports its free memory on the statistics queue while its balloon holds pages.",
+           feature=lambda cfg: cfg.stats_queue)
+def _stats(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "balloon_report_stats" and bool(pre.vms[_vm(act)].module.balloon)
+
+
+@_scenario("report_flood_refused",
+           "The VMM refuses a report that a hostile guest sends on full queues.",
+           feature=lambda cfg: cfg.vmm_bounds_queues and bool(cfg.hostile_vms))
+def _flood(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "rogue_report":
+        return False
+    a = pre.vms[_vm(act)]
+    return len(a.inflate_queue) + len(a.deflate_queue) >= report_queue_bound(cfg)

@@ -111,6 +111,9 @@ class BalloonModule:
     """Balloon size the module last reported to the VMM (virtio ``actual``)."""
     cpu_target: int
     """Number of online vCPUs the module last read from the VMM."""
+    reporting: frozenset[int] = frozenset()
+    """Free page reporting: PPNs the module took off the guest's free list for a report,
+    until it has taken the device's acknowledgement of that report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,14 @@ class VmState:
     """The guest OS's view."""
     module: BalloonModule
     """The balloon module inside the guest."""
+    report_queue: frozenset[int] = frozenset()
+    """Guest -> VMM: free pages reported on the reporting queue, not yet processed."""
+    acked_report: frozenset[int] = frozenset()
+    """VMM -> guest: reported free pages the VMM processed, not yet seen by the module."""
+    discarded: frozenset[int] = frozenset()
+    """VMM: PPNs it discarded after a free page report, not written by the guest since."""
+    stats_free: int = 0
+    """Guest -> VMM: free guest pages the last statistics report gave (statistics queue)."""
 
     def replace(self, **changes: Any) -> "VmState":
         """A copy with some fields changed."""

@@ -31,8 +31,9 @@ model                     profile
 **Page migration** (Linux compaction: a one-page inflate of the new page, acknowledged,
 then a one-page deflate of the old one, ``actual`` unchanged) is the model's
 ``balloon_migrate`` and ``balloon_migrate_release`` (``migration`` feature); the rules
-below allow it because the specification does.  The model has no
-statistics queue, free page hinting, page reporting or page poisoning; guest memory
+below allow it because the specification does.  The profile has no
+free page hinting; free page reporting (reporting_vq: ``report``, ``report_ack``) and the
+statistics queue (``stats``) are projected, page poisoning is invisible here; guest memory
 pressure (DEFLATE_ON_OOM) is guest-internal and not visible to the device, so with that
 feature a deflate is never blamed on rule 3.  Conversely the model's VMM may *refuse*
 pages (vmw_balloon); virtio has no refusal (profile event ``inflate_refused``).
@@ -81,10 +82,13 @@ MUST_TELL_HOST = "MUST_TELL_HOST"
 DEFLATE_ON_OOM = "DEFLATE_ON_OOM"
 
 EVENT_KINDS = ("set_target", "read_target", "inflate", "inflate_ack", "inflate_refused",
-               "deflate", "deflate_ack", "write_actual", "use", "reset")
+               "deflate", "deflate_ack", "write_actual", "use", "reset", "report",
+               "report_ack", "stats")
 """Profile events: the host sets ``num_pages``; the driver reads it; the driver puts PFNs on
 inflateq; the device acknowledges (or, model only, refuses) them; the same for deflateq;
-the driver writes ``actual``; the guest uses PFNs; the device is reset (guest reboot)."""
+the driver writes ``actual``; the guest uses PFNs; the device is reset (guest reboot);
+the driver reports free PFNs on reporting_vq and the device returns the report; the driver
+sends statistics on statsq (``value``: free pages)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,8 @@ class View(Protocol):
     def deflating(self) -> AbstractSet[int]: ...
     @property
     def features(self) -> frozenset[str]: ...
+    @property
+    def reporting(self) -> AbstractSet[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,7 @@ class VirtioView:
     inflating: frozenset[int]
     deflating: frozenset[int]
     features: frozenset[str] = field(default=frozenset())
+    reporting: frozenset[int] = field(default=frozenset())
 
 
 def features_of(cfg: Config) -> frozenset[str]:
@@ -158,7 +165,7 @@ def project(cfg: Config, s: State, vm: int = 0) -> VirtioView:
     return VirtioView(num_pages=v.target, polled=m.target, actual=m.actual,
                       balloon=frozenset(m.balloon | v.acked_inflate),
                       inflating=frozenset(v.inflate_queue), deflating=frozenset(v.deflate_queue),
-                      features=features_of(cfg))
+                      features=features_of(cfg), reporting=v.report_queue)
 
 
 Projection = Callable[[Config, VmState, VmState, dict[str, ArgValue]], list[VirtioEvent]]
@@ -171,7 +178,7 @@ PAGE_USE_ONLY: frozenset[str] = frozenset({
     "host_set_cpu_target", "host_take_page", "host_return_page", "host_swap_out", "vmm_share",
     "vmm_back_page",
     "vmm_cpu_reclaim", "guest_read", "guest_write", "guest_evict", "balloon_free_refused",
-    "balloon_cpu_offline", "balloon_cpu_online"})
+    "balloon_cpu_offline", "balloon_cpu_online", "balloon_report_done"})
 """The actions the device and driver do not see, except for free PFNs the guest takes into
 use. An action in neither table is not projected knowingly (a gap, reported by checkers)."""
 
@@ -288,6 +295,24 @@ def _rogue_actual(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
     return [VirtioEvent("write_actual", value=b.module.actual)]
 
 
+@_projects("balloon_report_free_pages")
+def _report_free(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                 ) -> list[VirtioEvent]:
+    return [VirtioEvent("report", _ints(args["ppns"]))]
+
+
+@_projects("vmm_discard_reported")
+def _discard_reported(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                      ) -> list[VirtioEvent]:
+    return [VirtioEvent("report_ack", tuple(sorted(a.report_queue)))]
+
+
+@_projects("balloon_report_stats")
+def _report_stats(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                  ) -> list[VirtioEvent]:
+    return [VirtioEvent("stats", value=b.stats_free)]
+
+
 def _ints(value: object) -> tuple[int, ...]:
     assert isinstance(value, tuple)
     return tuple(int(x) for x in value)
@@ -305,7 +330,7 @@ class VirtioTracker:
     """
 
     __slots__ = ("num_pages", "polled", "actual", "balloon", "inflating", "deflating",
-                 "features")
+                 "features", "reporting")
 
     def __init__(self, features: frozenset[str], view: VirtioView | None = None) -> None:
         self.features = features
@@ -315,11 +340,13 @@ class VirtioTracker:
         self.balloon: set[int] = set(view.balloon) if view else set()
         self.inflating: set[int] = set(view.inflating) if view else set()
         self.deflating: set[int] = set(view.deflating) if view else set()
+        self.reporting: set[int] = set(view.reporting) if view else set()
 
     def view(self) -> VirtioView:
         """A frozen copy (for reports and tests; costs O(balloon))."""
         return VirtioView(self.num_pages, self.polled, self.actual, frozenset(self.balloon),
-                          frozenset(self.inflating), frozenset(self.deflating), self.features)
+                          frozenset(self.inflating), frozenset(self.deflating), self.features,
+                          frozenset(self.reporting))
 
     def violations(self, e: VirtioEvent) -> list[tuple["VirtioRule", str]]:
         """Every rule that event ``e`` would break in the current profile."""
@@ -356,7 +383,12 @@ class VirtioTracker:
             self.balloon.clear()
             self.inflating.clear()
             self.deflating.clear()
-        elif k != "use":
+            self.reporting.clear()
+        elif k == "report":
+            self.reporting.update(e.pfns)
+        elif k == "report_ack":
+            self.reporting.difference_update(e.pfns)
+        elif k not in ("use", "stats"):
             raise ValueError(f"unknown virtio profile event {k!r}")
 
 
@@ -518,6 +550,31 @@ def _wait_for_deflate_ack(v: View, e: VirtioEvent) -> str | None:
     if bad:
         return f"PFN {_some(bad)} used before its deflate was acknowledged (MUST_TELL_HOST)"
     return None
+
+
+@_rule("virtio_5_5_6_6_no_use_of_reported_page", Level.MUST,
+       "5.5.6.6 (free page reporting: the driver reuses a reported page only after the device "
+       "has used the buffer)", ("use",))
+def _no_use_reported(v: View, e: VirtioEvent) -> str | None:
+    """The guest does not use a page it reported free before the device returned the report.
+
+    Until then the device may discard the page at any moment."""
+    if v.reporting.isdisjoint(e.pfns):
+        return None
+    bad = [p for p in e.pfns if p in v.reporting]
+    return f"PFN {_some(bad)} used while on a free page report" if bad else None
+
+
+@_rule("virtio_5_5_6_6_report_only_free_pages", Level.MUST,
+       "5.5.6.6 (reporting_vq carries free pages of the guest)", ("report",))
+def _report_free_only(v: View, e: VirtioEvent) -> str | None:
+    """A page reported free is not in the balloon, on inflateq, or on a report in flight."""
+    if (v.balloon.isdisjoint(e.pfns) and v.inflating.isdisjoint(e.pfns)
+            and v.reporting.isdisjoint(e.pfns) and not _repeats(e.pfns)):
+        return None
+    bad = [p for p in e.pfns if p in v.balloon or p in v.inflating or p in v.reporting]
+    bad += _repeats(e.pfns)
+    return f"PFN {_some(bad)} reported free but it is not free" if bad else None
 
 
 def _end_only(v: View, e: VirtioEvent) -> str | None:

@@ -488,3 +488,38 @@ def mermaid(lanes: Sequence[Lane], steps: Sequence[StepMessages]) -> str:
     if in_cycle:
         out.append("    end")
     return "\n".join(out)
+
+
+@_says("balloon_report_free_pages")
+def _report_free(s: _Step) -> list[Message]:
+    ppns = _ints(s.act, "ppns")
+    return [Message(s.g, s.m, f"free list gives {_pages(ppns)}", GUEST_ALLOCATOR_CHOSE),
+            Message(s.m, "vmm", f"report free {_pages(ppns)}")]
+
+
+@_says("vmm_discard_reported")
+def _discard_reported(s: _Step) -> list[Message]:
+    a, b = s.a, s.b
+    if a is None or b is None:
+        return []
+    out = [Message("vmm", s.m, f"discards {_pages(b.discarded - a.discarded)}, returns the report")]
+    freed = _freed(s.pre, s.post)
+    if freed:
+        out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    return out
+
+
+@_says("balloon_report_done")
+def _report_done(s: _Step) -> list[Message]:
+    a = s.a
+    if a is None:
+        return []
+    return [Message(s.m, s.g, f"reported {_pages(a.acked_report)} back on the free list")]
+
+
+@_says("balloon_report_stats")
+def _report_stats(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message(s.m, "vmm", f"statistics: {b.stats_free} pages free")]

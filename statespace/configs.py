@@ -17,7 +17,7 @@ from __future__ import annotations
 from ballast.model.config import Config, ModuleKind
 from ballast.model.faults import FAULTS
 
-__all__ = ["EXPLORE_CONFIGS", "FAULT_BASE", "fault_config", "small_config"]
+__all__ = ["EXPLORE_CONFIGS", "FAULT_BASE", "fault_config", "fewest_tokens", "small_config"]
 
 _ONE = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=0, machine_pages=1,
               host_swap_slots=0, tokens=1, batch=1)
@@ -32,6 +32,12 @@ EXPLORE_CONFIGS: dict[str, Config] = {
     "one-vm-eager-backing": _ONE.replace(machine_pages=2, host_use=False, eager_backing=True),
     "two-vms": _ONE.replace(vms=2, guest_pages=1, machine_pages=2),
     "two-vms-three-mpns": _ONE.replace(vms=2, guest_pages=1, machine_pages=3),
+    # The virtio 1.x features of the reporting, poison and hostile presets.
+    "one-vm-reporting": _ONE.replace(host_use=False, free_page_reporting=True, stats_queue=True),
+    "one-vm-poison": _ONE.replace(host_use=False, free_page_reporting=True, page_poison=True,
+                                  poison_val=1),
+    "one-vm-hostile-flood": _ONE.replace(host_use=False, guest_pages=1, guest_data_pages=0,
+                                         hostile_vms=frozenset({0}), vmm_bounds_queues=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).
@@ -49,6 +55,16 @@ def fault_config(name: str, base: Config = FAULT_BASE) -> Config:
     return cfg
 
 
+def fewest_tokens(cfg: Config) -> int:
+    """The fewest page contents that still show ``cfg``'s features: one, or with page
+    poisoning one more than ``poison_val``, so that old data can differ from the poison.
+
+    >>> fewest_tokens(Config()), fewest_tokens(Config(page_poison=True, poison_val=1))
+    (1, 2)
+    """
+    return cfg.poison_val + 1 if cfg.page_poison and cfg.poison_val else 1
+
+
 def small_config(cfg: Config) -> Config:
     """A copy of ``cfg`` with the same features and the smallest sizes that still show them."""
     vms = min(cfg.vms, 2)
@@ -59,7 +75,8 @@ def small_config(cfg: Config) -> Config:
         # VMs it multiplies the space too much for a quick check.
         vms=vms, guest_pages=2, guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
         machine_pages=2 * units if vms > 1 else units,
-        host_page_units=units, host_swap_slots=1 if cfg.host_swap else 0, tokens=1, batch=1,
+        host_page_units=units, host_swap_slots=1 if cfg.host_swap else 0,
+        tokens=fewest_tokens(cfg), batch=1,
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         vcpus=vcpus, pcpus=vms * vcpus + 1 if cfg.processors else cfg.pcpus,
         hostile_vms=frozenset(v for v in cfg.hostile_vms if v < vms))

@@ -29,6 +29,7 @@ from ballast.model import encodings
 from ballast.progress import Meter, meter
 from ballast.budget import WorkBudget, out_of_budget, out_of_time
 from ballast.model.config import Config
+from ballast.statespace.configs import fewest_tokens
 from ballast.statespace.encodes import sliced
 from ballast.statespace.explore import Budget, Exploration
 from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
@@ -50,7 +51,7 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     """
     core = cfg.replace(
         vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1, machine_pages=2,
-        host_page_units=1, host_swap_slots=0, tokens=1, batch=1,
+        host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg), batch=1,
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         refusal=False, sharing=False, host_swap=False, reset=False, processors=False,
         hostile_vms=frozenset())

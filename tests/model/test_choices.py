@@ -46,6 +46,11 @@ CONFIGS = {
     "eager-backing-swap": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=0,
                                  machine_pages=3, host_swap_slots=1, tokens=1, batch=2,
                                  host_swap=True, eager_backing=True),
+    "one-vm-reporting-poison-stats": Config(vms=1, guest_pages=3, guest_data_pages=1,
+                                            guest_disk_slots=1, machine_pages=3,
+                                            host_swap_slots=1, tokens=1, batch=2,
+                                            host_swap=True, free_page_reporting=True,
+                                            page_poison=True, poison_val=1, stats_queue=True),
 }
 
 MAX_STATES = 300
@@ -80,7 +85,7 @@ def domain(cfg: Config, name: str) -> Iterator[dict[str, Any]]:
     elif name == "guest_write":
         yield from ({"vm": v, "vpn": d, "token": t} for v in vms for d in range(D + 1)
                     for t in range(cfg.tokens + 2))
-    elif name in ("balloon_inflate", "balloon_deflate"):
+    elif name in ("balloon_inflate", "balloon_deflate", "balloon_report_free_pages"):
         yield from ({"vm": v, "ppns": ps} for v in vms for ps in _sets(range(G), cfg.batch + 1))
     elif name in ("balloon_cpu_offline", "balloon_cpu_online"):
         yield from ({"vm": v, "vcpu": c} for v in vms for c in range(cfg.vcpus + 1))

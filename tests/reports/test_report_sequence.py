@@ -70,6 +70,18 @@ def every_action_step() -> dict[str, tuple[Config, State, Action, State]]:
         t = model.next_state(s, Action.of(name, **args))
         seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
         s = t
+    reporting = [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
+                 ("guest_evict", {"vm": 0, "vpn": 0}),
+                 ("balloon_report_free_pages", {"vm": 0, "ppns": (0,)}),
+                 ("vmm_discard_reported", {"vm": 0}), ("balloon_report_done", {"vm": 0}),
+                 ("balloon_report_stats", {"vm": 0})]
+    cfg = PRESETS["reporting"]
+    model = BalloonModel(cfg)
+    s = model.init_states()[0]
+    for name, args in reporting:
+        t = model.next_state(s, Action.of(name, **args))
+        seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
+        s = t
     return seen
 
 

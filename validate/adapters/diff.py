@@ -613,6 +613,12 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "balloon_pops": frozenset({"vmm_reclaim", "rogue_touch"}),
     "reset_with_balloon": frozenset({"guest_reset", "vmm_reclaim"}),
     "processor_given_back": frozenset({"vmm_cpu_reclaim"}),
+    "reported_page_discarded": frozenset({"balloon_report_free_pages", "vmm_discard_reported"}),
+    "reported_page_reused": frozenset({"vmm_discard_reported", "balloon_report_done",
+                                       "guest_write"}),
+    "poisoned_page_reported": frozenset({"balloon_report_free_pages", "vmm_discard_reported"}),
+    "stats_reported": frozenset({"balloon_report_stats"}),
+    "report_flood_refused": frozenset({"rogue_report"}),
 }
 
 
