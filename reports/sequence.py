@@ -251,7 +251,7 @@ def _back_page(s: _Step) -> list[Message]:
     a, b = s.a, s.b
     if a is None or b is None:
         return []
-    ppn = s.k["ppn"]
+    ppn = _int(s.act, "ppn")
     return [Message("vmm", "vmm", f"backs VM {s.v} PPN {ppn} with MPN {b.p2m[ppn]} "
                     "before the guest touches it")]
 
