@@ -82,6 +82,11 @@ def every_action_step() -> dict[str, tuple[Config, State, Action, State]]:
         t = model.next_state(s, Action.of(name, **args))
         seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
         s = t
+    cfg = PRESETS["xen"]  # the VMM backing a page ahead of the guest's touch
+    model = BalloonModel(cfg)
+    s = model.init_states()[0]
+    act = Action.of("vmm_back_page", vm=0, ppn=0)
+    seen.setdefault(act.name, (cfg, s, act, model.next_state(s, act)))
     return seen
 
 
