@@ -35,12 +35,15 @@ import numpy.typing as npt
 
 from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value
+from ballast.model.property_kernels import StateCheck
 from ballast.numeric.arrays import (
     ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
-    DEFLATE_QUEUE_BIT, INFLATE_QUEUE_BIT, REFUSED_BIT, UNBACKED_MPN, SystemArrays,
+    COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, REFUSED_BIT,
+    UNBACKED_MPN, SystemArrays,
 )
 
-__all__ = ["EXTRAS", "FLAGS", "NumpyOps", "Rows", "VM_ARRAYS", "VmRows", "run_kernel"]
+__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "NumpyOps", "NumpyStateOps", "Rows", "VM_ARRAYS",
+           "VmRows", "property_holds", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -473,3 +476,80 @@ def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:
     kernel(o)
     rows.commit()
     return o.ok
+
+
+# --------------------------------------------------------------------------
+# Property kernels (ballast.model.property_kernels): which VMs of one system break them.
+
+MPN_BITS: dict[str, np.uint8] = {"free": FREE_BIT, "in_use": IN_USE_BIT, "cow": COW_BIT}
+"""The host's per-MPN sets -> their bit of :attr:`SystemArrays.mpn_flags`."""
+
+
+class NumpyStateOps(NumpyOps):
+    """:class:`~ballast.model.ops.StateOps` over VMs ``vms`` of one system, a row each; a
+    host value or an MPN vector is one row (``(1,)``, ``(1, machine_pages)``)."""
+
+    def __init__(self, arr: SystemArrays, vms: Ints) -> None:
+        super().__init__(VmRows(arr, vms), {})
+        self.arr = arr
+        self.vms = vms
+
+    def mpns(self, field: str) -> Value:
+        a = self.arr
+        if field == "content":
+            return a.content.astype(np.int64)[None, :]
+        return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
+
+    def _mappings(self) -> tuple[Ints, Ints]:
+        """(VM, MPN) of every backed guest page whose MPN exists."""
+        flat = self.arr.p2m.astype(np.int64)
+        vm, _ = np.nonzero(flat != int(UNBACKED_MPN))
+        mpn = flat[flat != int(UNBACKED_MPN)]
+        keep = mpn < len(self.arr.mpn_flags)
+        return vm[keep], mpn[keep]
+
+    def mapped(self) -> Value:
+        return (self._counts(across_vms=False) > 0)[None, :]
+
+    def _counts(self, across_vms: bool) -> Ints:
+        vm, mpn = self._mappings()
+        M = len(self.arr.mpn_flags)
+        if across_vms:  # each (VM, MPN) pair once
+            pairs = np.unique(vm * M + mpn)
+            mpn = pairs % M
+        return np.bincount(mpn, minlength=M).astype(np.int64)
+
+    def shared(self, across_vms: bool) -> Value:
+        return (self._counts(across_vms) > 1)[None, :]
+
+    def swapped(self) -> Value:
+        out = np.zeros((len(self.vms), self.cfg.guest_pages), dtype=bool)
+        if self.arr.swap:
+            row = {int(v): r for r, v in enumerate(self.vms)}
+            for v, p in self.arr.swap:
+                if v in row and 0 <= p < self.cfg.guest_pages:
+                    out[row[v], p] = True
+        return out
+
+    def vms_count(self, field: str) -> Value:
+        bits = getattr(self.arr, VM_ARRAYS[field]).astype(np.int64)
+        total = int(((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1).sum())
+        return np.array([total], dtype=np.int64)
+
+    def _units(self, mask: Value) -> Any:
+        return np.asarray(mask).reshape(len(mask), -1, self.cfg.host_page_units)
+
+    def host_page_all(self, mask: Value) -> Value:
+        return self._units(mask).all(axis=2)
+
+    def host_page_any(self, mask: Value) -> Value:
+        return self._units(mask).any(axis=2)
+
+
+def property_holds(check: StateCheck, arr: SystemArrays, vms: Ints | None = None) -> Mask:
+    """Whether a part of a property kernel holds: per VM of ``vms`` (a mask over them) for a
+    per-VM part, once for the system (a mask of one row) for a host part (``vms`` None)."""
+    rows = np.zeros(1, dtype=np.int64) if vms is None else vms
+    n = 1 if vms is None else len(vms)
+    out = check(NumpyStateOps(arr, rows))
+    return np.broadcast_to(np.asarray(out, dtype=bool), (n,))
