@@ -493,34 +493,49 @@ class NumpyStateOps(NumpyOps):
         super().__init__(VmRows(arr, vms), {})
         self.arr = arr
         self.vms = vms
+        self._by_page: Ints | None = None
+        self._every_vm = len(vms) == self.cfg.vms and bool((vms == np.arange(len(vms))).all())
 
     def mpns(self, field: str) -> Value:
         a = self.arr
         if field == "content":
-            return a.content.astype(np.int64)[None, :]
+            return a.content[None, :]
         return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
 
-    def _mappings(self) -> tuple[Ints, Ints]:
-        """(VM, MPN) of every backed guest page whose MPN exists."""
-        flat = self.arr.p2m.astype(np.int64)
-        vm, _ = np.nonzero(flat != int(UNBACKED_MPN))
-        mpn = flat[flat != int(UNBACKED_MPN)]
-        keep = mpn < len(self.arr.mpn_flags)
-        return vm[keep], mpn[keep]
+    def pages(self, field: str) -> Value:
+        if not self._every_vm:
+            return super().pages(field)
+        # Every VM in order: read the system's arrays in place rather than a copy of them.
+        a = self.arr
+        if field in FLAGS:
+            return (a.page_flags & FLAGS[field]) != 0
+        if field == "p2m" and a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
+            return a.p2m.view(np.int32)  # UNBACKED_MPN reads as -1, as the model's UNBACKED
+        return super().pages(field)
+
+    def _page_counts(self) -> Ints:
+        """How many guest pages (of every VM) each MPN backs."""
+        if self._by_page is None:
+            p2m, M = self.arr.p2m, len(self.arr.mpn_flags)
+            mpn = p2m[p2m != UNBACKED_MPN]
+            self._by_page = np.bincount(mpn[mpn < M], minlength=M)
+        return self._by_page
 
     def mapped(self) -> Value:
-        return (self._counts(across_vms=False) > 0)[None, :]
-
-    def _counts(self, across_vms: bool) -> Ints:
-        vm, mpn = self._mappings()
-        M = len(self.arr.mpn_flags)
-        if across_vms:  # each (VM, MPN) pair once
-            pairs = np.unique(vm * M + mpn)
-            mpn = pairs % M
-        return np.bincount(mpn, minlength=M).astype(np.int64)
+        return (self._page_counts() > 0)[None, :]
 
     def shared(self, across_vms: bool) -> Value:
-        return (self._counts(across_vms) > 1)[None, :]
+        twice = self._page_counts() > 1
+        if not across_vms or not twice.any():
+            return twice[None, :]
+        # Only MPNs behind two or more pages can back pages of two or more VMs.
+        p2m, M = self.arr.p2m, len(self.arr.mpn_flags)
+        backed = (p2m != UNBACKED_MPN) & (p2m < M)
+        backed[backed] = twice[p2m[backed]]
+        vm, _ = np.nonzero(backed)
+        mpn = p2m[backed].astype(np.int64)
+        pairs = np.unique(vm * M + mpn)  # each (VM, MPN) once
+        return (np.bincount(pairs % M, minlength=M) > 1)[None, :]
 
     def swapped(self) -> Value:
         out = np.zeros((len(self.vms), self.cfg.guest_pages), dtype=bool)
