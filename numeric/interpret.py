@@ -509,6 +509,8 @@ class NumpyStateOps(NumpyOps):
         a = self.arr
         if field in FLAGS:
             return (a.page_flags & FLAGS[field]) != 0
+        if field == "guest.ppn_use":
+            return a.ppn_use
         if field == "p2m" and a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
             return a.p2m.view(np.int32)  # UNBACKED_MPN reads as -1, as the model's UNBACKED
         return super().pages(field)
