@@ -39,11 +39,13 @@ from ballast.model.config import Config
 
 __all__ = [
     "HOST_FIELDS",
+    "HOST_MPN_FIELDS",
     "Kernel",
     "MPN_FIELDS",
     "MemoryOps",
     "Ops",
     "PAGE_FIELDS",
+    "StateOps",
     "QUEUE_FIELDS",
     "TOKEN_FIELDS",
     "UNIT_FIELDS",
@@ -341,3 +343,36 @@ class MemoryOps(Ops, Protocol):
 def memory(o: Ops) -> MemoryOps:
     """``o`` with its memory operations (every interpretation provides them)."""
     return cast(MemoryOps, o)
+# Reads over the whole host, for the property kernels (ballast.model.property_kernels).
+# A property is a fact of one state, not a step: these operations only read.
+
+HOST_MPN_FIELDS = frozenset({"free", "in_use", "cow", "content"})
+"""Per-MPN fields of the host: three sets and the token each machine page holds."""
+
+
+class StateOps(Ops, Protocol):
+    """The operations and the reads a property needs beyond one VM: an *MPN vector*
+    (one value per machine page of the host) and a *host value* (one number or truth
+    value of the whole state). A property kernel only reads."""
+
+    def mpns(self, field: str) -> Value:
+        """An MPN vector of the host (:data:`HOST_MPN_FIELDS`)."""
+
+    def mapped(self) -> Value:
+        """MPN vector: whether the MPN backs some guest page of some VM."""
+
+    def shared(self, across_vms: bool) -> Value:
+        """MPN vector: whether the MPN backs two or more guest pages (``across_vms``:
+        guest pages of two or more VMs)."""
+
+    def swapped(self) -> Value:
+        """Page vector of the VM: whether the PPN holds a host swap slot."""
+
+    def vms_count(self, field: str) -> Value:
+        """Host value: how many entries a per-vCPU set holds, summed over every VM."""
+
+    def host_page_all(self, mask: Value) -> Value:
+        """Per host page: whether every balloon unit (MPN) of it holds in ``mask``."""
+
+    def host_page_any(self, mask: Value) -> Value:
+        """Per host page: whether some balloon unit (MPN) of it holds in ``mask``."""

@@ -59,6 +59,8 @@ __all__ = [
     "assemble",
     "field",
     "render_state_table",
+    "state_from_dict",
+    "state_to_dict",
 ]
 
 
@@ -372,6 +374,64 @@ def assemble(host: Mapping[str, Any], vms: Iterable[Mapping[str, Any]]) -> State
     return State(build(Record.HOST, host),
                  tuple(build(Record.VM, v, guest=build(Record.GUEST, v),
                              module=build(Record.MODULE, v)) for v in vms))
+
+
+def _plain(f: Field, value: Any) -> Any:
+    """A field's value in JSON-able form: sets sorted, tuples as lists."""
+    if f.kind is Kind.SET:
+        return sorted(value)
+    if f.kind is Kind.PARTIAL_MAP:
+        return [list(entry) for entry in value]
+    if f.kind is Kind.COUNTER:
+        return value
+    return list(value)
+
+
+def _value(f: Field, raw: Any) -> Any:
+    """The inverse of :func:`_plain`: a field's value from its JSON-able form."""
+    if f.kind is Kind.SET:
+        return frozenset(raw)
+    if f.kind is Kind.PARTIAL_MAP:
+        return tuple(tuple(entry) for entry in raw)
+    if f.kind is Kind.COUNTER:
+        return raw
+    return tuple(raw)
+
+
+_FIELDS = {r: [f for f in SCHEMA if f.record is r] for r in Record}
+
+
+def state_to_dict(s: State) -> dict[str, Any]:
+    """The plain JSON-able form of a state (:meth:`State.to_dict`), field by field of
+    :data:`SCHEMA`: ``{"host": {...}, "vms": [{..., "guest": {...}, "module": {...}}]}``.
+
+    >>> from ballast.model.state import initial_state
+    >>> d = state_to_dict(initial_state(Config(vms=1, guest_pages=1, machine_pages=1)))
+    >>> d["host"]["free"], d["vms"][0]["p2m"], d["vms"][0]["module"]["balloon"]
+    ([0], [-1], [])
+    """
+    def part(record: Record, obj: Any) -> dict[str, Any]:
+        return {f.name: _plain(f, getattr(obj, f.name)) for f in _FIELDS[record]}
+
+    return {"host": part(Record.HOST, s.host),
+            "vms": [{**part(Record.VM, vm), "guest": part(Record.GUEST, vm.guest),
+                     "module": part(Record.MODULE, vm.module)} for vm in s.vms]}
+
+
+def state_from_dict(data: Mapping[str, Any]) -> State:
+    """The state of a :func:`state_to_dict` form (a missing field raises ``KeyError``).
+
+    >>> from ballast.model.state import initial_state
+    >>> s = initial_state(Config(vms=2, guest_pages=2, machine_pages=4))
+    >>> state_from_dict(state_to_dict(s)) == s
+    True
+    """
+    def values(record: Record, raw: Mapping[str, Any]) -> dict[str, Any]:
+        return {f.key: _value(f, raw[f.name]) for f in _FIELDS[record]}
+
+    return assemble(values(Record.HOST, data["host"]),
+                    [{**values(Record.VM, vm), **values(Record.GUEST, vm["guest"]),
+                      **values(Record.MODULE, vm["module"])} for vm in data["vms"]])
 
 
 def render_state_table() -> str:

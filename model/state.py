@@ -181,8 +181,11 @@ class State:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (lists, ints, dicts), the inverse of :func:`state_from_dict`."""
-        return plain_value(self)  # type: ignore[no-any-return]
+        """Plain JSON-able form (lists, ints, dicts), the inverse of :func:`state_from_dict`
+        (field by field of the state schema, :func:`ballast.model.schema.state_to_dict`)."""
+        from ballast.model.schema import state_to_dict
+
+        return state_to_dict(self)
 
 
 def plain_value(value: Any) -> Any:
@@ -202,29 +205,11 @@ def plain_value(value: Any) -> Any:
 
 
 def state_from_dict(data: dict[str, Any]) -> State:
-    """Rebuild a :class:`State` from :meth:`State.to_dict` output."""
+    """Rebuild a :class:`State` from :meth:`State.to_dict` output (field by field of the
+    state schema, :func:`ballast.model.schema.state_from_dict`)."""
+    from ballast.model.schema import state_from_dict as from_schema
 
-    def build(cls: type, d: dict[str, Any]) -> Any:
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            raw = d[f.name]
-            typ = str(f.type)
-            if f.name == "guest":
-                kwargs[f.name] = build(GuestState, raw)
-            elif f.name == "module":
-                kwargs[f.name] = build(BalloonModule, raw)
-            elif typ.startswith("frozenset"):
-                kwargs[f.name] = frozenset(raw)
-            elif typ.startswith("tuple[tuple"):
-                kwargs[f.name] = tuple(tuple(x) for x in raw)
-            elif typ.startswith("tuple"):
-                kwargs[f.name] = tuple(raw)
-            else:
-                kwargs[f.name] = raw
-        return cls(**kwargs)
-
-    return State(build(HostState, data["host"]),
-                 tuple(build(VmState, v) for v in data["vms"]))
+    return from_schema(data)
 
 
 def initial_state(cfg: Config) -> State:

@@ -35,14 +35,15 @@ import numpy.typing as npt
 
 from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value
+from ballast.model.property_kernels import StateCheck
 from ballast.numeric.arrays import (
     ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
     COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, RECLAIMED_BIT,
     REFUSED_BIT, UNBACKED_MPN, SystemArrays,
 )
 
-__all__ = ["EXTRAS", "FLAGS", "MemoryRows", "NumpyOps", "Rows", "VM_ARRAYS", "Vmm", "VmRows",
-           "run_kernel"]
+__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
+           "VM_ARRAYS", "Vmm", "VmRows", "property_holds", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -823,3 +824,97 @@ def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:
     kernel(o)
     rows.commit()
     return o.ok
+
+
+# --------------------------------------------------------------------------
+# Property kernels (ballast.model.property_kernels): which VMs of one system break them.
+
+MPN_BITS: dict[str, np.uint8] = {"free": FREE_BIT, "in_use": IN_USE_BIT, "cow": COW_BIT}
+"""The host's per-MPN sets -> their bit of :attr:`SystemArrays.mpn_flags`."""
+
+
+class NumpyStateOps(NumpyOps):
+    """:class:`~ballast.model.ops.StateOps` over VMs ``vms`` of one system, a row each; a
+    host value or an MPN vector is one row (``(1,)``, ``(1, machine_pages)``)."""
+
+    def __init__(self, arr: SystemArrays, vms: Ints) -> None:
+        super().__init__(VmRows(arr, vms), {})
+        self.arr = arr
+        self.vms = vms
+        self._by_page: Ints | None = None
+        self._every_vm = len(vms) == self.cfg.vms and bool((vms == np.arange(len(vms))).all())
+
+    def mpns(self, field: str) -> Value:
+        a = self.arr
+        if field == "content":
+            return a.content[None, :]
+        return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
+
+    def pages(self, field: str) -> Value:
+        if not self._every_vm:
+            return super().pages(field)
+        # Every VM in order: read the system's arrays in place rather than a copy of them.
+        a = self.arr
+        if field in FLAGS:
+            return (a.page_flags & FLAGS[field]) != 0
+        if field == "guest.ppn_use":
+            return a.ppn_use
+        if field == "p2m" and a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
+            return a.p2m.view(np.int32)  # UNBACKED_MPN reads as -1, as the model's UNBACKED
+        return super().pages(field)
+
+    def _page_counts(self) -> Ints:
+        """How many guest pages (of every VM) each MPN backs."""
+        if self._by_page is None:
+            p2m, M = self.arr.p2m, len(self.arr.mpn_flags)
+            mpn = p2m[p2m != UNBACKED_MPN]
+            self._by_page = np.bincount(mpn[mpn < M], minlength=M)
+        return self._by_page
+
+    def mapped(self) -> Value:
+        return (self._page_counts() > 0)[None, :]
+
+    def shared(self, across_vms: bool) -> Value:
+        twice = self._page_counts() > 1
+        if not across_vms or not twice.any():
+            return twice[None, :]
+        # Only MPNs behind two or more pages can back pages of two or more VMs.
+        p2m, M = self.arr.p2m, len(self.arr.mpn_flags)
+        backed = (p2m != UNBACKED_MPN) & (p2m < M)
+        backed[backed] = twice[p2m[backed]]
+        vm, _ = np.nonzero(backed)
+        mpn = p2m[backed].astype(np.int64)
+        pairs = np.unique(vm * M + mpn)  # each (VM, MPN) once
+        return (np.bincount(pairs % M, minlength=M) > 1)[None, :]
+
+    def swapped(self) -> Value:
+        out = np.zeros((len(self.vms), self.cfg.guest_pages), dtype=bool)
+        if self.arr.swap:
+            row = {int(v): r for r, v in enumerate(self.vms)}
+            for v, p in self.arr.swap:
+                if v in row and 0 <= p < self.cfg.guest_pages:
+                    out[row[v], p] = True
+        return out
+
+    def vms_count(self, field: str) -> Value:
+        bits = getattr(self.arr, VM_ARRAYS[field]).astype(np.int64)
+        total = int(((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1).sum())
+        return np.array([total], dtype=np.int64)
+
+    def _units(self, mask: Value) -> Any:
+        return np.asarray(mask).reshape(len(mask), -1, self.cfg.host_page_units)
+
+    def host_page_all(self, mask: Value) -> Value:
+        return self._units(mask).all(axis=2)
+
+    def host_page_any(self, mask: Value) -> Value:
+        return self._units(mask).any(axis=2)
+
+
+def property_holds(check: StateCheck, arr: SystemArrays, vms: Ints | None = None) -> Mask:
+    """Whether a part of a property kernel holds: per VM of ``vms`` (a mask over them) for a
+    per-VM part, once for the system (a mask of one row) for a host part (``vms`` None)."""
+    rows = np.zeros(1, dtype=np.int64) if vms is None else vms
+    n = 1 if vms is None else len(vms)
+    out = check(NumpyStateOps(arr, rows))
+    return np.broadcast_to(np.asarray(out, dtype=bool), (n,))

@@ -1,10 +1,14 @@
 # mypy: disable-error-code="no-any-return"
 """Every state invariant of the model, evaluated on :class:`SystemArrays` with whole-array operations.
 
-Each function mirrors the property of the same name in
-``ballast.model.invariants.INVARIANTS`` and returns ``None`` or a message in
-the same domain words. Tests check each against the model's own check on
-concrete states, violating ones included.
+Each property of ``ballast.model.invariants.INVARIANTS`` that has a kernel
+(:data:`ballast.model.property_kernels.PROPERTY_KERNELS`) is checked by running
+that kernel through the NumPy interpreter (:func:`ballast.numeric.interpret.property_holds`):
+the system's host part once, the per-VM part for every covered VM at once. The
+message of a violation is the model's own, for the first VM found (the arrays
+are turned back into a state only then). ``guest_data_intact`` is still written
+here (docs/one-description.md says why). Tests check each against the model's
+own check on concrete states, violating ones included.
 
 >>> from ballast.model.config import Config
 >>> from ballast.numeric.arrays import SystemArrays
@@ -12,8 +16,8 @@ concrete states, violating ones included.
 >>> violations(arr)
 []
 >>> arr.mpn_flags[0] = 0  # MPN 0 is now nowhere
->>> [name for name, _ in violations(arr)]
-['memory_conservation']
+>>> violations(arr)
+[('memory_conservation', 'MPN 0 is nowhere')]
 """
 
 from __future__ import annotations
@@ -25,12 +29,9 @@ import numpy.typing as npt
 
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
-from ballast.model.state import BALLOON
-from ballast.numeric.arrays import (
-    BALLOON_BIT, BALLOONED_BIT, COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, REFUSED_BIT,
-    UNBACKED_MPN, SystemArrays,
-)
-from ballast.numeric.engine import popcount
+from ballast.model.property_kernels import PROPERTY_KERNELS
+from ballast.numeric.arrays import UNBACKED_MPN, SystemArrays
+from ballast.numeric.interpret import property_holds
 
 __all__ = ["NUMERIC_INVARIANTS", "violations", "first_violation"]
 
@@ -42,129 +43,32 @@ def _honest(cfg: Config) -> npt.NDArray[np.int64]:
     return np.array([v for v in range(cfg.vms) if v not in cfg.hostile_vms], dtype=np.int64)
 
 
-def _mapper_counts(a: SystemArrays) -> npt.NDArray[np.int64]:
-    flat = a.p2m.ravel()
-    backed = flat[flat != UNBACKED_MPN]
-    return np.bincount(backed, minlength=len(a.mpn_flags)).astype(np.int64)
+def _explain(a: SystemArrays, name: str, vm: int | None) -> str:
+    """The model's message for a violation the kernel found (of VM ``vm``, or of the host)."""
+    prop, s = INVARIANTS[name], a.to_state()
+    msg = (prop.per_vm(a.cfg, s, vm) if vm is not None and prop.per_vm is not None
+           else prop.check_state(a.cfg, s))
+    where = f"VM {vm}" if vm is not None else "the host"
+    return msg or f"{where} breaks {name} by its kernel, yet the model's check passes"
 
 
-def memory_conservation(a: SystemArrays) -> str | None:
-    """Each MPN is exactly one of free, in host use, backing a guest page."""
-    flat = a.p2m.ravel()
-    backed = flat[flat != UNBACKED_MPN]
-    M = len(a.mpn_flags)
-    if len(backed) and int(backed.max()) >= M:
-        return f"MPNs {sorted(set(backed[backed >= M].tolist()))} do not exist"
-    mapped = np.zeros(M, dtype=bool)
-    mapped[backed] = True
-    places = ((a.mpn_flags & FREE_BIT) != 0).astype(np.int8) + ((a.mpn_flags & IN_USE_BIT) != 0) + mapped
-    bad = np.flatnonzero(places != 1)
-    if len(bad):
-        m = int(bad[0])
-        names = [n for n, w in (("free", a.mpn_flags[m] & FREE_BIT), ("in host use", a.mpn_flags[m] & IN_USE_BIT),
-                                ("backing a guest page", mapped[m])) if w]
-        return f"MPN {m} is {' and '.join(names) if names else 'nowhere'}"
-    return None
+def _kernel_check(name: str) -> Check:
+    """The vector form of property ``name``: its kernel on the arrays."""
+    kernel, prop = PROPERTY_KERNELS[name], INVARIANTS[name]
 
-
-def no_double_mapping(a: SystemArrays) -> str | None:
-    """An MPN backs at most one guest page unless it is copy-on-write."""
-    counts = _mapper_counts(a)
-    cow = (a.mpn_flags & COW_BIT) != 0
-    bad = np.flatnonzero((counts > 1) & ~cow)
-    if len(bad):
-        return f"MPN {int(bad[0])} backs {int(counts[bad[0]])} guest pages but is not shared " \
-               f"read-only (copy-on-write)"
-    stray = np.flatnonzero(cow & (counts == 0))
-    if len(stray):
-        return f"MPNs {stray.tolist()} are marked copy-on-write but back no guest page"
-    return None
-
-
-def guest_chooses_pages(a: SystemArrays) -> str | None:
-    """(State form) every ballooned PPN of an honest VM is held by its balloon module."""
-    hv = _honest(a.cfg)
-    pf = a.page_flags[hv]
-    bad = ((pf & BALLOONED_BIT) != 0) & (a.ppn_use[hv] != BALLOON) & ((pf & DEFLATE_QUEUE_BIT) == 0)
-    if bad.any():
-        r, p = np.argwhere(bad)[0]
-        return (f"VM {int(hv[r])}: PPN {int(p)} is ballooned but the guest's allocator never "
-                f"gave it to the balloon module")
-    return None
-
-
-def ballooned_pages_unbacked(a: SystemArrays) -> str | None:
-    """A ballooned PPN has no MPN and no host swap slot."""
-    bad = ((a.page_flags & BALLOONED_BIT) != 0) & (a.p2m != UNBACKED_MPN)
-    if bad.any():
-        v, p = np.argwhere(bad)[0]
-        return f"VM {int(v)}: ballooned PPN {int(p)} is still backed by MPN {int(a.p2m[v, p])}"
-    for v, p in sorted(a.swap):
-        if 0 <= p < a.cfg.guest_pages and a.page_flags[v, p] & BALLOONED_BIT:
-            return f"VM {v}: ballooned PPN {p} still holds a host swap slot"
-    return None
-
-
-def balloon_accounting_exact(a: SystemArrays) -> str | None:
-    """The module's balloon is within the VMM's ballooned set; sizes agree when quiet."""
-    hv = _honest(a.cfg)
-    pf = a.page_flags[hv]
-    mb = (pf & BALLOON_BIT) != 0
-    bal = (pf & BALLOONED_BIT) != 0
-    lost = mb & ~bal
-    if lost.any():
-        r = int(np.flatnonzero(lost.any(axis=1))[0])
-        return (f"VM {int(hv[r])}: the module holds {np.flatnonzero(lost[r]).tolist()} as "
-                f"ballooned but the VMM does not")
-    busy = (pf & ~(BALLOONED_BIT | BALLOON_BIT | REFUSED_BIT)) != 0  # queues and acknowledgements
-    quiet = ~busy.any(axis=1)
-    for extra in (a.inflate_queue_extra, a.deflate_queue_extra, a.acked_refused_extra):
-        for v in extra:
-            quiet[hv == v] = False
-    nmb, nbal, act = mb.sum(axis=1), bal.sum(axis=1), a.actual[hv]
-    bad = np.flatnonzero(quiet & ((act != nmb) | (nmb != nbal)))
-    if len(bad):
-        r = int(bad[0])
-        return (f"VM {int(hv[r])}: actual={int(act[r])}, module balloon={int(nmb[r])}, "
-                f"VMM ballooned={int(nbal[r])} after every report was acknowledged")
-    return None
-
-
-def module_pages_pinned(a: SystemArrays) -> str | None:
-    """Pages the module holds (balloon or refused) are pinned for it, and held once."""
-    mb, mr = (a.page_flags & BALLOON_BIT) != 0, (a.page_flags & REFUSED_BIT) != 0
-    bad = (mb & mr) | ((mb | mr) & (a.ppn_use != BALLOON))
-    if not bad.any():
+    def check(a: SystemArrays) -> str | None:
+        if kernel.host is not None and not property_holds(kernel.host, a)[0]:
+            return _explain(a, name, None)
+        if kernel.each_vm is not None:
+            vms = np.fromiter(prop.checked_vms(a.cfg), dtype=np.int64)
+            bad = vms[~property_holds(kernel.each_vm, a, vms)]
+            if len(bad):
+                return _explain(a, name, int(bad[0]))
         return None
-    v, p = (int(x) for x in np.argwhere(bad)[0])
-    if mb[v, p] and mr[v, p]:
-        return f"VM {v}: the module holds PPNs [{p}] both as ballooned and as refused"
-    kind = "ballooned" if mb[v, p] else "refused"
-    return (f"VM {v}: the module holds PPN {p} as {kind} but the guest does not "
-            f"have it pinned for the balloon")
 
-
-def isolation(a: SystemArrays) -> str | None:
-    """(State form) no writable MPN is mapped by two VMs; free MPNs are scrubbed."""
-    flat = a.p2m.ravel()
-    counts = _mapper_counts(a)
-    multi = counts > 1
-    if multi.any():
-        idx = np.flatnonzero((flat != UNBACKED_MPN))
-        idx = idx[multi[flat[idx]]]
-        m = flat[idx].astype(np.int64)
-        vm = idx // a.cfg.guest_pages
-        pairs = np.unique(np.stack([m, vm]), axis=1)
-        mm, nvm = np.unique(pairs[0], return_counts=True)
-        cow = (a.mpn_flags[mm] & COW_BIT) != 0
-        bad = mm[(nvm > 1) & ~cow]
-        if len(bad):
-            x = int(bad[0])
-            return f"MPN {x} is writable by VMs {sorted(set(pairs[1][pairs[0] == x].tolist()))}"
-    dirty = np.flatnonzero(((a.mpn_flags & FREE_BIT) != 0) & (a.content != 0))
-    if len(dirty):
-        return f"free MPN {int(dirty[0])} still holds data (token {int(a.content[dirty[0]])})"
-    return None
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = f"The kernel of {name}: {prop.summary}"
+    return check
 
 
 def guest_data_intact(a: SystemArrays) -> str | None:
@@ -245,46 +149,12 @@ def _data_intact_vm(a: SystemArrays, v: int) -> str | None:
     return None
 
 
-def host_pages_whole(a: SystemArrays) -> str | None:
-    """The host uses only whole host pages."""
-    u = a.cfg.host_page_units
-    used = ((a.mpn_flags & IN_USE_BIT) != 0).reshape(-1, u)
-    part = np.flatnonzero(used.any(axis=1) & ~used.all(axis=1))
-    if len(part):
-        hp = int(part[0])
-        units = np.arange(hp * u, (hp + 1) * u)
-        return (f"host page {hp}: the host uses units {units[used[hp]].tolist()} while "
-                f"{units[~used[hp]].tolist()} are not released")
-    return None
-
-
-def processor_conservation(a: SystemArrays) -> str | None:
-    """Every physical processor is idle, online in a guest, or parked."""
-    cfg = a.cfg
-    if not cfg.processors:
-        return None
-    total = a.idle_pcpus + int(popcount(a.vcpus).sum() + popcount(a.parked_vcpus).sum())
-    if total != cfg.pcpus:
-        return f"{total} physical processors accounted for, the host has {cfg.pcpus}"
-    both = np.flatnonzero(a.vcpus & a.parked_vcpus)
-    if len(both):
-        return f"VM {int(both[0])}: vCPUs online and parked"
-    if a.idle_pcpus < 0:
-        return "the host has a negative number of idle processors"
-    return None
-
-
 NUMERIC_INVARIANTS: dict[str, Check] = {
-    "memory_conservation": memory_conservation,
-    "no_double_mapping": no_double_mapping,
-    "guest_chooses_pages": guest_chooses_pages,
-    "ballooned_pages_unbacked": ballooned_pages_unbacked,
-    "balloon_accounting_exact": balloon_accounting_exact,
-    "isolation": isolation,
-    "module_pages_pinned": module_pages_pinned,
-    "guest_data_intact": guest_data_intact,
-    "host_pages_whole": host_pages_whole,
-    "processor_conservation": processor_conservation,
+    name: guest_data_intact if name == "guest_data_intact" else _kernel_check(name)
+    for name in ("memory_conservation", "no_double_mapping", "guest_chooses_pages",
+                 "ballooned_pages_unbacked", "balloon_accounting_exact", "isolation",
+                 "module_pages_pinned", "guest_data_intact", "host_pages_whole",
+                 "processor_conservation")
 }
 """The vector form of every state invariant, by the model's property name (one missing is
 reported as a gap by :mod:`ballast.numeric.encodes`, and its verdict is never a pass)."""

@@ -26,11 +26,15 @@ from typing import Any, Iterable, Mapping
 
 import z3
 
+from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import Kernel, Value
+from ballast.model.property_kernels import PropertyKernel
 from ballast.model.state import UNBACKED
-from ballast.proofs.encoding import Key, Num, SymState, at_most, exactly, num, queue_cap
+from ballast.proofs.encoding import (Key, Num, SymState, at_least, at_most, exactly, num,
+                                     queue_cap)
 
-__all__ = ["KEYS", "Z3Ops", "fault_in", "free_mpn", "run_kernel", "unback", "write_page"]
+__all__ = ["KEYS", "Z3Ops", "Z3StateOps", "fault_in", "free_mpn", "property_formula",
+           "run_kernel", "unback", "write_page"]
 
 KEYS: dict[str, str] = {
     "p2m": "p2m",
@@ -703,3 +707,66 @@ def run_kernel(kernel: Kernel, s: SymState, args: Mapping[str, Any]) -> tuple[z3
     guard = _and(o.guards)
     return (z3.BoolVal(guard) if isinstance(guard, bool) else guard), o.s
 
+
+
+# --------------------------------------------------------------------------
+# Property kernels (ballast.model.property_kernels): a formula over one symbolic state.
+
+
+class Z3StateOps(Z3Ops):
+    """:class:`~ballast.model.ops.StateOps` over a symbolic state, reading VM ``vm``."""
+
+    def __init__(self, s: SymState, vm: int) -> None:
+        super().__init__(s, vm, {})
+
+    def mpns(self, field: str) -> Value:
+        return [self.s[field, m] for m in range(self.cfg.machine_pages)]
+
+    def _backs(self, m: int) -> list[list[Any]]:
+        """Per VM, per PPN: whether the page is backed by MPN ``m``."""
+        cfg = self.cfg
+        return [[self.s.i("p2m", v, p) == m for p in range(cfg.guest_pages)]
+                for v in range(cfg.vms)]
+
+    def mapped(self) -> Value:
+        return [_or([b for row in self._backs(m) for b in row])
+                for m in range(self.cfg.machine_pages)]
+
+    def shared(self, across_vms: bool) -> Value:
+        out = []
+        for m in range(self.cfg.machine_pages):
+            rows = self._backs(m)
+            items = [_or(row) for row in rows] if across_vms else [b for row in rows for b in row]
+            out.append(at_least(items, 2))
+        return out
+
+    def swapped(self) -> Value:
+        return [self.s["swap", self.vm_index, p] for p in range(self.cfg.guest_pages)]
+
+    def vms_count(self, field: str) -> Value:
+        k = self._key(field)
+        return _count([self.s[k, v, c] for v in range(self.cfg.vms) for c in range(self.cfg.vcpus)])
+
+    def _units(self, mask: Value) -> list[list[Any]]:
+        u = self.cfg.host_page_units
+        return [list(mask[h * u:(h + 1) * u]) for h in range(len(mask) // u)]
+
+    def host_page_all(self, mask: Value) -> Value:
+        return [_and(units) for units in self._units(mask)]
+
+    def host_page_any(self, mask: Value) -> Value:
+        return [_or(units) for units in self._units(mask)]
+
+
+def property_formula(kernel: PropertyKernel, s: SymState) -> z3.BoolRef:
+    """The formula of a property kernel over ``s``: its host part, and its per-VM part for
+    every VM the property covers."""
+    cfg = s.cfg
+    parts: list[Any] = []
+    if kernel.host is not None:
+        parts.append(kernel.host(Z3StateOps(s, 0)))
+    if kernel.each_vm is not None:
+        parts += [kernel.each_vm(Z3StateOps(s, v))
+                  for v in INVARIANTS[kernel.name].checked_vms(cfg)]
+    out = _and(parts)
+    return z3.BoolVal(out) if isinstance(out, bool) else out

@@ -1,6 +1,7 @@
 """The state schema: exactly the state's fields, domains that hold, the README's table."""
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ import pytest
 
 from ballast.model.config import Config, preset
 from ballast.model.schema import SCHEMA, Field, Kind, Record, assemble, field, render_state_table
-from ballast.model.state import State, state_from_dict
+from ballast.model.state import State, plain_value, state_from_dict
 from ballast.model.system import BalloonModel
 from ballast.simulation.randomwalk import random_run
 
@@ -112,3 +113,19 @@ def test_state_table_names_every_field_once() -> None:
     table = render_state_table()
     for f in SCHEMA:
         assert table.count(f"| `{f.path}` |") == 1
+
+
+@pytest.mark.parametrize("name", ["default", "hostile", "processors"])
+def test_the_dict_form_is_the_records_plain_values_and_reads_back(name: str) -> None:
+    _, states = _states(name, 5)
+    for s in states[::5]:
+        d = s.to_dict()
+        assert json.dumps(d) == json.dumps(plain_value(s))  # same keys, order and values
+        assert state_from_dict(d) == s
+
+
+def test_a_dict_without_a_field_is_refused() -> None:
+    d = _states("default", 1)[1][0].to_dict()
+    del d["vms"][0]["module"]["actual"]
+    with pytest.raises(KeyError):
+        state_from_dict(d)

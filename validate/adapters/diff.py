@@ -64,6 +64,8 @@ __all__ = [
     "RESET_GAP",
     "probe_strategy",
     "run_diff",
+    "run_settings",
+    "run_to_end",
 ]
 
 RESET_GAP = 25
@@ -544,6 +546,31 @@ def _machine(run: _Run) -> type[RuleBasedStateMachine]:
     return DifferentialMachine
 
 
+def run_settings(examples: int, **extra: Any) -> settings:
+    """Hypothesis's settings for a differential run of either protocol version: no
+    deadline, no example database, generate then shrink, quiet."""
+    return settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+                    print_blob=False, report_multiple_bugs=False, verbosity=Verbosity.quiet,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.generate, Phase.shrink], **extra)
+
+
+def run_to_end(run: _Run, test: Callable[[], None]) -> tuple[Divergence | None, bool]:
+    """Run a Hypothesis test of ``run`` to its end: (the divergence it ended with, if any;
+    whether the implementation answered differently on a rerun)."""
+    try:
+        test()
+    except DivergenceFound as exc:
+        return exc.divergence, False
+    except (_Stop, Flaky):
+        # Ending a run on purpose may surface as Hypothesis's complaint that
+        # the run stopped drawing early: that is no flakiness of the implementation.
+        if run.stopped:
+            return run.best, False
+        return None, True
+    return None, False
+
+
 def outcome_of(run: _Run, final: Divergence | None, flaky: bool, started: float,
                minimise: Callable[[Divergence], Divergence], **common: Any) -> DiffOutcome:
     """The outcome of a finished run, for either protocol version.
@@ -685,25 +712,9 @@ def _diff(command: str | Sequence[str], cfg: Config, *, examples: int,
         run = _Run(model, proc, hello, probes=probe_strategy(cfg, hello.actions),
                    progress=progress, shrink_runs=shrink_runs)
         machine = _machine(run)
-        conf = settings(max_examples=examples, stateful_step_count=steps, deadline=None,
-                        database=None, derandomize=False, print_blob=False,
-                        report_multiple_bugs=False, verbosity=Verbosity.quiet,
-                        suppress_health_check=list(HealthCheck),
-                        phases=[Phase.generate, Phase.shrink])
+        conf = run_settings(examples, stateful_step_count=steps)
         hypothesis_seed(seed)(machine)
-        flaky = False
-        final: Divergence | None = None
-        try:
-            run_state_machine_as_test(machine, settings=conf)
-        except DivergenceFound as exc:
-            final = exc.divergence
-        except (_Stop, Flaky):
-            # Ending a run on purpose may surface as Hypothesis's complaint that
-            # the run stopped drawing early: that is no flakiness of the implementation.
-            if run.stopped:
-                final = run.best
-            else:
-                flaky = True
+        final, flaky = run_to_end(run, lambda: run_state_machine_as_test(machine, settings=conf))
         return outcome_of(run, final, flaky, started, run.minimise, hello=hello, cfg=cfg,
                           seed=seed, command=argv, examples=run.examples,
                           commands=run.commands, requests=proc.requests,

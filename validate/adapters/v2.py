@@ -31,10 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
 
 from ballast.errors import GuardError
 from ballast.model.actions import ACTIONS, Action, Actor
@@ -50,6 +49,8 @@ from ballast.validate.adapters.diff import (
     _Run,
     _Stop,
     outcome_of,
+    run_settings,
+    run_to_end,
 )
 from ballast.validate.adapters.handshake import Hello
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss_for
@@ -382,23 +383,10 @@ def drive(model: BalloonModel, proc: AdapterProcess, hello: Hello, *, examples: 
                 failing[:] = [cmds]
             raise
 
-    conf = settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                    print_blob=False, report_multiple_bugs=False, verbosity=Verbosity.quiet,
-                    suppress_health_check=list(HealthCheck),
-                    phases=[Phase.generate, Phase.shrink])
-    test = conf(given(st.data())(one_run))
+    test = run_settings(examples)(given(st.data())(one_run))
     hypothesis_seed(seed)(test)
-    flaky = False
-    final: Divergence | None = None
-    try:
-        test()
-    except DivergenceFound as exc:
-        final = exc.divergence
-    except (_Stop, Flaky):
-        if run.stopped:
-            final = run.best
-        else:
-            flaky = True
+    final, flaky = run_to_end(run, test)
+
     def minimise(found: Divergence) -> Divergence:
         if failing:
             again = run.execute(failing[0])

@@ -83,6 +83,18 @@ class GuestSize:
         self.pages: int | None = None
 
 
+def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
+    """The pages the device acknowledged with buffer ``ev``: those of earlier buffers of its
+    queue it completed without notify (``pending``, emptied), then ``ev``'s own; none if
+    ``ev`` itself ended without notify (its pages join ``pending``)."""
+    if not ev.acknowledged:
+        pending.extend(ev.pfns)
+        return ()
+    pfns = tuple(pending) + ev.pfns
+    pending.clear()
+    return pfns
+
+
 def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
                    size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming."""
@@ -99,30 +111,20 @@ def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
                 if not ev.pfns:
                     continue
                 yield line, VirtioEvent("inflate", ev.pfns)
-                if ev.acknowledged:
-                    pfns = ev.pfns
-                    if pending_inflate:
-                        pfns = tuple(pending_inflate) + pfns
-                        pending_inflate = []
-                    yield ev.end_line, VirtioEvent("inflate_ack", pfns)
-                else:
-                    pending_inflate.extend(ev.pfns)
+                acked = _acknowledged(ev, pending_inflate)
+                if acked:
+                    yield ev.end_line, VirtioEvent("inflate_ack", acked)
             elif isinstance(ev, DeflateBuffer):
                 if not ev.pfns:
                     continue
                 yield line, VirtioEvent("deflate", ev.pfns)
                 if not tell:
                     yield line, VirtioEvent("use", ev.pfns)
-                if ev.acknowledged:
-                    pfns = ev.pfns
-                    if pending_deflate:
-                        pfns = tuple(pending_deflate) + pfns
-                        pending_deflate = []
-                    yield ev.end_line, VirtioEvent("deflate_ack", pfns)
+                acked = _acknowledged(ev, pending_deflate)
+                if acked:
+                    yield ev.end_line, VirtioEvent("deflate_ack", acked)
                     if tell:
-                        yield ev.end_line, VirtioEvent("use", pfns)
-                else:
-                    pending_deflate.extend(ev.pfns)
+                        yield ev.end_line, VirtioEvent("use", acked)
         elif isinstance(ev, HostTarget):
             if size is not None:
                 size.pages = ev.target_bytes // PAGE_SIZE + ev.num_pages

@@ -1,0 +1,175 @@
+"""The model's safety properties written once over :mod:`ballast.model.ops`.
+
+Each kernel says when the property of the same name in
+:data:`ballast.model.invariants.INVARIANTS` (the readable reference, which also
+words the messages) holds in one state, as a truth value the backends compute
+in their own terms: the Z3 interpreter (:mod:`ballast.proofs.interpret`) makes it
+a formula over a symbolic state, the NumPy interpreter
+(:mod:`ballast.numeric.interpret`) a mask of the VMs (or the systems) that break
+it. A property has up to two parts, and holds when both do:
+
+* ``host``: one truth value of the whole state (machine pages, processors);
+* ``each_vm``: a truth value of one VM, required of every VM the property covers
+  (:meth:`~ballast.model.invariants.Property.checked_vms`: every VM for a ``host``
+  property, the VMs that follow the protocol for a ``guest`` one).
+
+Kernels only read: the reads over one VM are those of :class:`~ballast.model.ops.Ops`,
+the reads over the host those of :class:`~ballast.model.ops.StateOps`. Step forms
+(a property of a pre-state, an action and a post-state) are not written here: the
+operations read one state (see docs/one-description.md).
+
+>>> sorted(PROPERTY_KERNELS)[:3]
+['balloon_accounting_exact', 'ballooned_pages_unbacked', 'guest_chooses_pages']
+>>> PROPERTY_KERNELS["no_double_mapping"].each_vm is None
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ballast.model.invariants import INVARIANTS
+from ballast.model.ops import StateOps, Value
+from ballast.model.state import BALLOON, UNBACKED
+
+__all__ = ["PROPERTY_KERNELS", "PropertyKernel", "StateCheck"]
+
+StateCheck = Callable[[StateOps], Value]
+"""A truth value of one state (``host``) or of one VM of it (``each_vm``)."""
+
+
+@dataclass(frozen=True)
+class PropertyKernel:
+    """The state form of one property written once: a host part, a per-VM part, or both."""
+
+    name: str
+    """The property's name in :data:`~ballast.model.invariants.INVARIANTS`."""
+    host: StateCheck | None = None
+    """Holds for the whole state."""
+    each_vm: StateCheck | None = None
+    """Holds for one VM (the ops read that VM); required of every VM the property covers."""
+
+
+PROPERTY_KERNELS: dict[str, PropertyKernel] = {}
+"""The state form of every property written once, by the model's name."""
+
+
+def _property(name: str, host: StateCheck | None = None,
+              each_vm: StateCheck | None = None) -> None:
+    assert name in INVARIANTS and INVARIANTS[name].state is not None, name
+    PROPERTY_KERNELS[name] = PropertyKernel(name, host, each_vm)
+
+
+def _exactly_one(o: StateOps, a: Value, b: Value, c: Value) -> Value:
+    """Elementwise: exactly one of three truth values holds."""
+    return o.and_(o.or_(a, b, c), o.not_(o.and_(a, b)), o.not_(o.and_(a, c)),
+                  o.not_(o.and_(b, c)))
+
+
+def memory_conservation_host(o: StateOps) -> Value:
+    """Every MPN is exactly one of free, in host use, backing guest pages."""
+    return o.all(_exactly_one(o, o.mpns("free"), o.mpns("in_use"), o.mapped()))
+
+
+def memory_conservation_vm(o: StateOps) -> Value:
+    """The VM's pages are backed by MPNs that exist (or by none)."""
+    return o.all(o.lt(o.pages("p2m"), o.cfg.machine_pages))
+
+
+_property("memory_conservation", host=memory_conservation_host,
+          each_vm=memory_conservation_vm)
+
+
+def no_double_mapping(o: StateOps) -> Value:
+    """An MPN behind two guest pages is copy-on-write; a copy-on-write MPN backs a page."""
+    cow = o.mpns("cow")
+    return o.all(o.and_(o.implies(o.shared(across_vms=False), cow),
+                        o.implies(cow, o.mapped())))
+
+
+_property("no_double_mapping", host=no_double_mapping)
+
+
+def guest_chooses_pages(o: StateOps) -> Value:
+    """(State form) every ballooned PPN is pinned for the balloon or reported for deflation."""
+    return o.all(o.implies(o.pages("ballooned"),
+                           o.or_(o.eq(o.pages("guest.ppn_use"), BALLOON),
+                                 o.queued("deflate_queue"))))
+
+
+_property("guest_chooses_pages", each_vm=guest_chooses_pages)
+
+
+def ballooned_pages_unbacked(o: StateOps) -> Value:
+    """A ballooned PPN has no MPN and no host swap slot."""
+    return o.all(o.implies(o.pages("ballooned"),
+                           o.and_(o.eq(o.pages("p2m"), UNBACKED), o.not_(o.swapped()))))
+
+
+_property("ballooned_pages_unbacked", each_vm=ballooned_pages_unbacked)
+
+
+def balloon_accounting_exact(o: StateOps) -> Value:
+    """The module's balloon is within the VMM's ballooned set; sizes agree once quiet."""
+    balloon, ballooned = o.pages("module.balloon"), o.pages("ballooned")
+    reports = [o.queued("inflate_queue"), o.queued("deflate_queue"), o.pages("acked_inflate"),
+               o.pages("acked_deflate"), o.pages("acked_refused")]
+    quiet = o.and_(*[o.not_(o.any(r)) for r in reports],
+                   *[o.not_(o.beyond(f)) for f in ("inflate_queue", "deflate_queue", "acked_refused")])
+    size = o.count(balloon)
+    return o.and_(o.all(o.implies(balloon, ballooned)),
+                  o.implies(quiet, o.and_(o.eq(o.vm("module.actual"), size),
+                                          o.eq(size, o.count(ballooned)))))
+
+
+_property("balloon_accounting_exact", each_vm=balloon_accounting_exact)
+
+
+def module_pages_pinned(o: StateOps) -> Value:
+    """A page the module holds is held once (balloon or refused) and pinned for the balloon."""
+    balloon, refused = o.pages("module.balloon"), o.pages("module.refused")
+    return o.all(o.and_(o.not_(o.and_(balloon, refused)),
+                        o.implies(o.or_(balloon, refused),
+                                  o.eq(o.pages("guest.ppn_use"), BALLOON))))
+
+
+_property("module_pages_pinned", each_vm=module_pages_pinned)
+
+
+def isolation(o: StateOps) -> Value:
+    """(State form) no MPN writable by two VMs; free MPNs hold the zero page."""
+    return o.all(o.and_(o.implies(o.shared(across_vms=True), o.mpns("cow")),
+                        o.implies(o.mpns("free"), o.eq(o.mpns("content"), 0))))
+
+
+_property("isolation", host=isolation)
+
+
+def host_pages_whole(o: StateOps) -> Value:
+    """The host uses every balloon unit of a host page or none."""
+    used = o.mpns("in_use")
+    return o.all(o.or_(o.host_page_all(used), o.not_(o.host_page_any(used))))
+
+
+_property("host_pages_whole", host=host_pages_whole)
+
+
+def processor_conservation_host(o: StateOps) -> Value:
+    """Idle, online and parked processors add up to the host's."""
+    if not o.cfg.processors:
+        return True
+    idle = o.host("idle_pcpus")
+    total = o.add(idle, o.add(o.vms_count("guest.vcpus"), o.vms_count("parked_vcpus")))
+    return o.and_(o.eq(total, o.cfg.pcpus), o.le(0, idle))
+
+
+def processor_conservation_vm(o: StateOps) -> Value:
+    """No vCPU of the VM is both online and parked."""
+    if not o.cfg.processors:
+        return True
+    return o.not_(o.any(o.and_(o.vcpus("guest.vcpus"), o.vcpus("parked_vcpus"))))
+
+
+_property("processor_conservation", host=processor_conservation_host,
+          each_vm=processor_conservation_vm)
