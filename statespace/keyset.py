@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KeySet", "first_occurrences", "key_hash"]
+__all__ = ["KeySet", "distinct", "first_occurrences", "key_hash"]
 
 Keys = npt.NDArray[np.uint64]
 Ints = npt.NDArray[np.int64]
@@ -81,6 +81,31 @@ def first_occurrences(keys: Keys) -> tuple[Ints, int]:
     start[1:] = (ks[1:] != ks[:-1]).any(axis=1)
     first = np.sort(order[start])
     return first, len(first)
+
+
+def distinct(keys: Keys) -> tuple[Ints, Ints]:
+    """(indices of the first occurrence of each distinct key, ascending; for every key, the
+    position of its first occurrence in that list).
+
+    >>> import numpy as np
+    >>> first, inverse = distinct(np.array([[5], [3], [5]], dtype=np.uint64))
+    >>> first.tolist(), inverse.tolist()
+    ([0, 1], [0, 1, 0])
+    """
+    n = keys.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = _sort(keys, key_hash(keys))
+    ks = keys[order]
+    start = np.ones(n, dtype=bool)
+    start[1:] = (ks[1:] != ks[:-1]).any(axis=1)
+    group = np.cumsum(start) - 1  # group of each sorted position
+    leader = order[start]  # first occurrence of each group (stable sort: smallest index)
+    rank = np.empty(len(leader), dtype=np.int64)
+    rank[np.argsort(leader, kind="stable")] = np.arange(len(leader))
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = rank[group]
+    return np.sort(leader), inverse
 
 
 class _Run:

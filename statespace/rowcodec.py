@@ -27,7 +27,7 @@ column's range (a queue reported to more often than the layout allows) is an
 >>> lay.decode(row) == s
 True
 >>> keys = lay.pack(row[None, :])
->>> keys.shape[1] == lay.words, (lay.unpack(keys)[0] == row).all()
+>>> keys.shape[1] == lay.words, bool((lay.unpack(keys)[0] == row).all())
 (True, True)
 """
 
@@ -105,6 +105,9 @@ def _block(f: Field, cfg: Config, vm: int | None) -> list[Column]:
 class RowLayout:
     """The row layout of one configuration: columns, encoding, decoding and packing."""
 
+    MEMO_LIMIT = 1 << 20
+    """Decoded parts kept (then forgotten all at once)."""
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.columns: list[Column] = []
@@ -142,6 +145,11 @@ class RowLayout:
         rec_attr = {Record.VM: None, Record.GUEST: "guest", Record.MODULE: "module"}
         self._host_enc = [(f.name, _encoder(f, cfg)) for f in host]
         self._vm_enc = [(rec_attr[f.record], f.name, _encoder(f, cfg)) for f in per_vm]
+        self._host_end = self.span[(per_vm[0].key, 0)][0] if cfg.vms else self.width
+        self._vm_width = (self.width - self._host_end) // max(1, cfg.vms)
+        self._host_memo: dict[tuple[int, ...], HostState] = {}
+        self._vm_memo: dict[tuple[int, ...], VmState] = {}
+        self._cells_of: dict[int, tuple[object, list[int]]] = {}
         self._host_dec = [_decoder(f, cfg, self.span[(f.key, None)]) for f in host]
         self._vm_dec = [tuple([_decoder(f, cfg, self.span[(f.key, v)]) for f in per_vm
                                if f.record is r] for r in (Record.VM, Record.GUEST, Record.MODULE))
@@ -167,25 +175,56 @@ class RowLayout:
         return row
 
     def encode_list(self, s: State) -> list[int]:
-        """The row of state ``s`` as a list (unchecked: :meth:`pack` checks ranges)."""
-        out: list[int] = []
-        host = s.host
-        for name, enc in self._host_enc:
-            out += enc(getattr(host, name))
+        """The row of state ``s`` as a list (unchecked: :meth:`pack` checks ranges).
+
+        Parts that :meth:`decode` built are not encoded again: their cells are kept.
+        """
+        known = self._cells_of
+        got = known.get(id(s.host))
+        out: list[int] = list(got[1]) if got is not None and got[0] is s.host else []
+        if not out:
+            host = s.host
+            for name, enc in self._host_enc:
+                out += enc(getattr(host, name))
         for vm in s.vms:
+            got = known.get(id(vm))
+            if got is not None and got[0] is vm:
+                out += got[1]
+                continue
             for rec, name, enc in self._vm_enc:
                 out += enc(getattr(vm if rec is None else getattr(vm, rec), name))
         return out
 
     def decode(self, row: Sequence[int] | npt.NDArray[Any]) -> State:
-        """The state of a row."""
+        """The state of a row.
+
+        Host and VM parts are interned: equal parts decode to the same object (a check
+        that compares parts by identity first stays quick, and the cells of a decoded
+        part are known when a successor that keeps it is encoded).
+        """
         vals = row.tolist() if isinstance(row, np.ndarray) else list(row)
-        host = HostState(*[dec(vals) for dec in self._host_dec])
+        if len(self._cells_of) > self.MEMO_LIMIT:
+            self._host_memo.clear()
+            self._vm_memo.clear()
+            self._cells_of.clear()
+        h = self._host_end
+        hkey = tuple(vals[:h])
+        host = self._host_memo.get(hkey)
+        if host is None:
+            host = self._host_memo[hkey] = HostState(*[dec(vals) for dec in self._host_dec])
+            self._cells_of[id(host)] = (host, list(hkey))
         vms = []
-        for vm_dec, guest_dec, module_dec in self._vm_dec:
-            vms.append(VmState(*[dec(vals) for dec in vm_dec],
-                               GuestState(*[dec(vals) for dec in guest_dec]),
-                               BalloonModule(*[dec(vals) for dec in module_dec])))
+        w = self._vm_width
+        for v, (vm_dec, guest_dec, module_dec) in enumerate(self._vm_dec):
+            vkey = tuple(vals[h + v * w:h + (v + 1) * w])
+            vm = self._vm_memo.get(vkey)
+            if vm is None:
+                vm = VmState(*[dec(vals) for dec in vm_dec],
+                             GuestState(*[dec(vals) for dec in guest_dec]),
+                             BalloonModule(*[dec(vals) for dec in module_dec]))
+                self._vm_memo[vkey] = vm
+                self._cells_of[id(vm)] = (vm, list(vkey))
+            vms.append(vm)
         return State(host, tuple(vms))
 
     def check(self, rows: Rows) -> None:

@@ -1,0 +1,535 @@
+"""Level-synchronous breadth-first exploration over fixed-width rows (the frontier engine).
+
+The same search as :func:`ballast.statespace.explore.explore` (the reference),
+organised for whole-array work:
+
+* a state is one row of small integers (:class:`~ballast.statespace.rowcodec.RowLayout`,
+  derived from the state schema) and its visited-set key is that row packed into
+  64-bit words; the visited set (:class:`~ballast.statespace.keyset.KeySet`) is
+  sorted runs of keys, and the successors of a whole batch of states are
+  deduplicated by sorting their keys;
+* the frontier is expanded a batch of states at a time. An action that has a
+  kernel (:mod:`ballast.model.action_kernels`) runs through the kernels' NumPy
+  interpreter on a :class:`~ballast.statespace.frontier_rows.FrontierRows`
+  store: when the action's candidates do not depend on the state, each
+  (action, argument) instance is one masked update of the whole batch. An
+  action without a kernel yet (or replaced by a seeded fault that has none)
+  falls back to the Python model's step on the decoded states: correct, slower;
+* successors are ordered as the reference orders them (state by state, then the
+  model's order of actions and candidates), so the same states get the same
+  parents and the first real state reaching a symmetry class is the one
+  expanded;
+* the properties are the model's own: step properties and scenarios run on the
+  decoded states of each transition unless the property (or scenario) answers for
+  that action without reading either state; state invariants on each new state;
+* every state keeps its parent and the action that reached it, so a shortest
+  trace is rebuilt by following parents; the trace is replayed on the Python
+  model before it is reported (:func:`ballast.statespace.traces.write_finding`);
+* with symmetry on, the key is that of the canonical form
+  (:func:`~ballast.statespace.symmetry.canonical`) and the real state is expanded.
+
+The result is an :class:`~ballast.statespace.explore.Exploration`, so the
+verdicts, traces and reports of the reference serve both engines.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.system import BalloonModel
+>>> cfg = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+...              machine_pages=1, host_swap_slots=0, tokens=1, batch=1)
+>>> ex = explore_frontier(BalloonModel(cfg))
+>>> ex.complete, ex.states > 10, ex.violations
+(True, True, {})
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Iterable, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast import tally as work_done
+from ballast.errors import GuardError
+from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
+from ballast.model.actions import ACTIONS, Action, ActionSpec, apply
+from ballast.model.faults import FAULTS
+from ballast.model.invariants import Property
+from ballast.model.ops import Kernel
+from ballast.model.sometimes import Scenario
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.numeric.interpret import run_kernel
+from ballast.statespace.deadlock import (
+    DEADLOCK, is_total_deadlock, protocol_vm, stalled_among, unsettled,
+)
+from ballast.statespace.explore import Budget, Exploration, Finding
+from ballast.statespace.frontier_rows import FrontierRows
+from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.parts import PartStore
+from ballast.statespace.rowcodec import RowLayout
+from ballast.statespace.symmetry import canonical
+from ballast.statespace.transitions import ReadElsewhere
+
+__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
+
+Ints = npt.NDArray[np.int64]
+Keys = npt.NDArray[np.uint64]
+
+BATCH = 16384
+"""States expanded together (one batch of kernel updates, one sort of successor keys)."""
+
+_ORDER_BITS = 20
+"""Positions of the model's order: action index << this + candidate index."""
+
+
+class _NotRead(ReadElsewhere, AttributeError):
+    """A check read the stand-in of a state (an AttributeError too, so ``hasattr`` is False)."""
+
+
+class _Unread:
+    """Stands in for a state that a check must not read: any attribute read raises."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        raise _NotRead(name)
+
+
+_UNREAD = cast(State, object.__new__(_Unread))
+
+
+def _without_state(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """(True, answer) when ``fn`` answers without reading a state, else (False, None)."""
+    try:
+        return True, fn()
+    except Exception:  # noqa: BLE001 - any failure on a stand-in means "it reads the state"
+        return False, None
+
+
+def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
+    """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
+    has no kernel yet or a fault replaces it by a step that has none.
+
+    >>> from ballast.model.config import Config
+    >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
+    >>> kernel_of(m, m.table["vmm_release"]) is FAULT_KERNELS["release_keeps_balloon_set"][1]
+    True
+    >>> kernel_of(m, m.table["guest_read"]) is None
+    True
+    """
+    name = spec.name
+    if spec.effect is ACTIONS[name].effect:
+        return KERNELS.get(name)
+    for fault in reversed(model.faults):
+        if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
+            got = FAULT_KERNELS.get(fault)
+            return got[1] if got is not None and got[0] == name else None
+    return None
+
+
+@dataclass
+class FrontierExploration(Exploration):
+    """What the frontier engine found: an :class:`Exploration` whose states are packed keys."""
+
+    layout: RowLayout | None = None
+    engine: str = "frontier"
+    kernel_actions: tuple[str, ...] = ()
+    """Actions stepped by their kernel over whole batches."""
+    model_actions: tuple[str, ...] = ()
+    """Actions stepped by the Python model (no kernel yet)."""
+    count: int = 0
+    rep_keys: Keys = field(default_factory=lambda: np.zeros((0, 1), dtype=np.uint64))
+    visited: KeySet | None = None
+    deepest: int = 0
+
+    @property
+    def states(self) -> int:
+        return self.count
+
+    @property
+    def max_depth(self) -> int:
+        return self.deepest
+
+    def bytes_estimate(self) -> int:
+        held = self.rep_keys[:self.count].nbytes + 12 * self.count + 12 * len(self.edge_src)
+        return held + (self.visited.nbytes() if self.visited is not None else 0)
+
+    def state(self, sid: int) -> State:
+        assert self.layout is not None
+        return self.layout.decode(self.layout.unpack(self.rep_keys[sid:sid + 1])[0])
+
+    def _grow(self, n: int) -> None:
+        need = self.count + n
+        if need > len(self.rep_keys):
+            cap = max(need, 2 * len(self.rep_keys), 1024)
+            grown = np.zeros((cap, self.rep_keys.shape[1]), dtype=np.uint64)
+            grown[:self.count] = self.rep_keys[:self.count]
+            self.rep_keys = grown
+
+
+def _ints(values: Iterable[int]) -> Any:
+    return array("i", values)
+
+
+class _Plan:
+    """How each action of the model is stepped: kernel or model, fixed candidates or not."""
+
+    def __init__(self, model: BalloonModel) -> None:
+        cfg = model.cfg
+        self.specs = model.action_specs()
+        self.kernels = [kernel_of(model, spec) for spec in self.specs]
+        self.fixed: list[list[dict[str, Any]] | None] = []
+        for spec in self.specs:
+            ok, cands = _without_state(lambda: list(spec.candidates(cfg, _UNREAD)))
+            self.fixed.append(cands if ok else None)
+
+
+def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
+    """Kernel arguments (everything but the VM), one value per row."""
+    out: dict[str, Any] = {}
+    for k, v in args.items():
+        if k == "vm":
+            continue
+        if rows is not None:
+            out[k] = np.full(rows, v, dtype=np.int64) if isinstance(v, int) else [v] * rows
+        else:
+            out[k] = v
+    return out
+
+
+def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
+                     keep_edges: bool = False, stop_on: bool | Collection[str] = False,
+                     progress: Callable[[Exploration], None] | None = None,
+                     batch: int = BATCH) -> FrontierExploration:
+    """Explore every reachable state of ``model`` level by level (see the module text).
+
+    The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
+    With ``stop_on``, the search stops after the batch in which the violation was found
+    (the trace is still a shortest one; the counts may exceed the reference's).
+    """
+    cfg = model.cfg
+    lay = RowLayout(cfg)
+    plan = _Plan(model)
+    ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
+                             layout=lay, visited=KeySet(lay.words),
+                             rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+    ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is not None)
+    ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
+    work_done.note("explore", lambda: f"{ex.count:,} states explored")
+    visited = ex.visited
+    assert visited is not None
+    actions = ex.actions
+    action_ids: dict[Action, int] = {}
+    props = model.properties()
+    state_props = [p for p in props if p.state is not None]
+    step_props = [p for p in props if p.step is not None]
+    open_scenarios: list[Scenario] = model.scenarios()
+    step_plan: list[list[tuple[Property, str | None, bool]]] = []
+    """Per action id: (property, constant answer, must run on the states)."""
+    moves_for: list[int | None] = []
+    fired = np.zeros(0, dtype=np.int64)
+    start = time.perf_counter()
+
+    def intern(act: Action) -> int:
+        aid = action_ids.get(act)
+        if aid is None:
+            aid = action_ids[act] = len(actions)
+            actions.append(act)
+            plan_row = []
+            for p in step_props:
+                known, msg = _without_state(
+                    lambda p=p: p.check_step(cfg, _UNREAD, act, _UNREAD))
+                if not known or msg is not None:
+                    plan_row.append((p, msg if known else None, not known))
+            step_plan.append(plan_row)
+            moves_for.append(protocol_vm(act))
+        return aid
+
+    def state_violations(s: State) -> list[tuple[str, str]]:
+        return [(p.name, msg) for p in state_props if (msg := p.check_state(cfg, s)) is not None]
+
+    def add_states(keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int) -> Ints:
+        n = len(keys)
+        sids = np.arange(ex.count, ex.count + n, dtype=np.int64)
+        ex._grow(n)
+        ex.rep_keys[ex.count:ex.count + n] = reps
+        ex.count += n
+        visited.add(keys, sids)
+        ex.parent.frombytes(parents.astype(np.int32).tobytes())
+        ex.via.frombytes(via.astype(np.int32).tobytes())
+        ex.depth.frombytes(np.full(n, depth, dtype=np.int32).tobytes())
+        if n:
+            ex.deepest = max(ex.deepest, depth)
+        return sids
+
+    def key_of(rows: npt.NDArray[np.int16], states: list[State | None]) -> tuple[Keys, Keys]:
+        """(visited-set keys, real keys) of successor rows."""
+        real = lay.pack(rows)
+        if not symmetry:
+            return real, real
+        first, inverse = distinct(real)
+        canon = np.array([lay.encode_list(canonical(cfg, states[i] if states[i] is not None
+                                                     else lay.decode(rows[i])))
+                          for i in first.tolist()], dtype=np.int16).reshape(len(first), -1)
+        return lay.pack(canon)[inverse], real
+
+    # -- the initial states ---------------------------------------------------------
+    inits = model.init_states()
+    rows0 = np.array([lay.encode_list(s) for s in inits], dtype=np.int16)
+    keys0, real0 = key_of(rows0, list(inits))
+    first0, _ = distinct(keys0)
+    sids0 = add_states(keys0[first0], real0[first0], np.full(len(first0), -1), np.full(
+        len(first0), -1), 0)
+    level: list[int] = []
+    for sid, i in zip(sids0.tolist(), first0.tolist()):
+        broken = state_violations(inits[i])
+        for name, msg in broken:
+            ex.violations.setdefault(name, Finding(name, msg, "state", sid, None))
+        if broken:
+            ex.violating.add(sid)
+        else:
+            level.append(sid)
+
+    def stop_now() -> bool:
+        if stop_on is True:
+            return bool(ex.violations)
+        if stop_on is False:
+            return False
+        return any(p in ex.violations for p in stop_on)
+
+    def out_of_budget() -> str | None:
+        if budget.max_states is not None and ex.count >= budget.max_states:
+            return "max_states"
+        if budget.max_seconds is not None and time.perf_counter() - start > budget.max_seconds:
+            return "max_seconds"
+        if budget.max_bytes is not None and ex.bytes_estimate() > budget.max_bytes:
+            return "max_bytes"
+        return None
+
+    def expand(sids: list[int]) -> list[int]:
+        """Expand the states ``sids`` (one batch of a level); the new states to expand."""
+        nonlocal fired, open_scenarios
+        m = len(sids)
+        src = np.array(sids, dtype=np.int64)
+        rows = lay.unpack(ex.rep_keys[src])
+        states = [lay.decode(r) for r in rows]
+        par: list[Any] = []
+        order: list[Any] = []
+        aids: list[Any] = []
+        out_rows: list[Any] = []
+        posts: dict[int, State] = {}
+        produced = 0
+
+        def emit(p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
+            nonlocal produced
+            par.append(p)
+            order.append(o)
+            aids.append(a)
+            out_rows.append(r)
+            if post is not None:
+                for k, s in enumerate(post):
+                    posts[produced + k] = s
+            produced += len(p)
+
+        for si, spec in enumerate(plan.specs):
+            kernel, fixed = plan.kernels[si], plan.fixed[si]
+            base = si << _ORDER_BITS
+            if fixed is not None and kernel is not None:
+                for j, args in enumerate(fixed):
+                    copy = rows.copy()
+                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, args["vm"])),
+                                    _args(args, m))
+                    idx = np.nonzero(ok)[0]
+                    if len(idx):
+                        aid = intern(Action.of(spec.name, **args))
+                        emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
+                continue
+            # Candidates read the state: ask the model, state by state.
+            inst: list[tuple[int, int, dict[str, Any]]] = []
+            for i, s in enumerate(states):
+                cands = fixed if fixed is not None else spec.candidates(cfg, s)
+                inst += [(i, j, a) for j, a in enumerate(cands)]
+            if not inst:
+                continue
+            if kernel is not None:
+                who = np.array([i for i, _, _ in inst], dtype=np.int64)
+                copy = rows[who]
+                kargs: dict[str, Any] = {}
+                for name in inst[0][2]:
+                    if name != "vm":
+                        vals = [a[name] for _, _, a in inst]
+                        kargs[name] = (np.array(vals, dtype=np.int64)
+                                       if isinstance(vals[0], int) else vals)
+                vms = np.array([a["vm"] for _, _, a in inst], dtype=np.int64)
+                ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
+                idx = np.nonzero(ok)[0]
+                if len(idx):
+                    emit(who[idx], np.array([base + inst[k][1] for k in idx.tolist()]),
+                         np.array([intern(Action.of(spec.name, **inst[k][2]))
+                                   for k in idx.tolist()]), copy[idx])
+                continue
+            ps, os_, as_, rs, ss = [], [], [], [], []
+            for i, j, a in inst:
+                act = Action.of(spec.name, **a)
+                try:
+                    post = apply(cfg, states[i], act, model.table)
+                except GuardError:
+                    continue
+                ps.append(i)
+                os_.append(base + j)
+                as_.append(intern(act))
+                rs.append(lay.encode_list(post))
+                ss.append(post)
+            if ps:
+                emit(np.array(ps), np.array(os_), np.array(as_),
+                     np.array(rs, dtype=np.int16).reshape(len(rs), lay.width), ss)
+
+        if produced:
+            par_a = np.concatenate(par).astype(np.int64)
+            ord_a = np.concatenate(order).astype(np.int64)
+            aid_a = np.concatenate(aids).astype(np.int64)
+            rows_a = np.concatenate(out_rows).astype(np.int16)
+        else:
+            par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
+            rows_a = np.zeros((0, lay.width), dtype=np.int16)
+        perm = np.lexsort((ord_a, par_a))
+        par_a, aid_a, rows_a = par_a[perm], aid_a[perm], rows_a[perm]
+        post_of: list[State | None] = [None] * produced
+        if posts:
+            where = np.empty(produced, dtype=np.int64)
+            where[perm] = np.arange(produced)
+            for k, s in posts.items():
+                post_of[int(where[k])] = s
+        t = produced
+        ex.transitions += t
+        ex.expanded += m
+        if len(actions) > len(fired):
+            fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
+        fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
+
+        keys, real = key_of(rows_a, post_of)
+        first, inverse = distinct(keys)
+        found = visited.lookup(keys[first])
+        fresh = np.nonzero(found < 0)[0]
+        depth = ex.depth[sids[0]] + 1 if m else 0
+        new_sids = add_states(keys[first[fresh]], real[first[fresh]],
+                              src[par_a[first[fresh]]], aid_a[first[fresh]], depth)
+        found[fresh] = new_sids
+        tids = found[inverse]
+        discovered = np.full(t, -1, dtype=np.int64)
+        discovered[first[fresh]] = new_sids
+
+        def post_state(k: int) -> State:
+            got = post_of[k]
+            if got is None:
+                got = post_of[k] = lay.decode(rows_a[k])
+            return got
+
+        # Step properties and scenarios, transition by transition where they read states.
+        step_broken: dict[int, list[tuple[str, str]]] = {}
+        aid_list = aid_a.tolist()
+        par_list = par_a.tolist()
+        for k in range(t):
+            row_plan = step_plan[aid_list[k]]
+            if not row_plan and not open_scenarios:
+                continue
+            pre, act = states[par_list[k]], actions[aid_list[k]]
+            broken = []
+            for p, msg, run in row_plan:
+                if run:
+                    msg = p.check_step(cfg, pre, act, post_state(k))
+                if msg is not None:
+                    broken.append((p.name, msg))
+            if broken:
+                step_broken[k] = broken
+            if open_scenarios:
+                still = []
+                for sc in open_scenarios:
+                    if sc.witness(cfg, pre, act, post_state(k)):
+                        ex.witnessed.add(sc.name)
+                    else:
+                        still.append(sc)
+                open_scenarios = still
+        # State invariants of the new states, then the findings in the reference's order.
+        expand_next: list[int] = []
+        new_broken: dict[int, list[tuple[str, str]]] = {}
+        for k in first[fresh].tolist():
+            broken = state_violations(post_state(k))
+            sid = int(discovered[k])
+            if broken:
+                new_broken[k] = broken
+                ex.violating.add(sid)
+            elif k not in step_broken:
+                expand_next.append(sid)
+        for k in sorted(set(step_broken) | set(new_broken)):
+            for name, msg in step_broken.get(k, ()):
+                ex.violations.setdefault(name, Finding(
+                    name, msg, "step", sids[par_list[k]], actions[aid_list[k]]))
+            if k in step_broken:
+                ex.violating.add(int(tids[k]))
+            for name, msg in new_broken.get(k, ()):
+                ex.violations.setdefault(name, Finding(name, msg, "state", int(discovered[k]),
+                                                       None))
+        if keep_edges:
+            ex.edge_src.frombytes(src[par_a].astype(np.int32).tobytes())
+            ex.edge_dst.frombytes(tids.astype(np.int32).tobytes())
+            ex.edge_act.frombytes(aid_a.astype(np.int32).tobytes())
+        # Deadlocks: per expanded state, whether an honest VM's protocol is stalled.
+        n_steps = np.bincount(par_a, minlength=m)
+        pvm = np.array([-1 if v is None else v for v in moves_for], dtype=np.int64)
+        moving_pairs = np.unique(par_a * (cfg.vms + 1) + pvm[aid_a] + 1) if t else par_a
+        moving: list[set[int | None]] = [set() for _ in range(m)]
+        for code in moving_pairs.tolist():
+            i, v = divmod(code, cfg.vms + 1)
+            moving[i].add(None if v == 0 else v - 1)
+        for i in range(m):
+            s = states[i]
+            stalled = stalled_among(cfg, moving[i], lambda v, s=s: unsettled(cfg, s, v))
+            if stalled or is_total_deadlock(int(n_steps[i])):
+                ex.deadlocks += 1
+                if ex.deadlock is None:
+                    what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
+                            f"action for it is enabled" if stalled else "no action is enabled")
+                    ex.deadlock = Finding(DEADLOCK, what, "deadlock", sids[i], None)
+        return expand_next
+
+    def tally() -> None:
+        ex.fired = {}
+        for aid, n in enumerate(fired.tolist()):
+            if n:
+                name = actions[aid].name
+                ex.fired[name] = ex.fired.get(name, 0) + n
+        ex.seconds = time.perf_counter() - start
+
+    stop: str | None = "violation" if stop_now() else None
+    pending: list[int] = []
+    while level and stop is None:
+        nxt: list[int] = []
+        for at in range(0, len(level), batch):
+            stop = out_of_budget()
+            if stop is not None:
+                pending = level[at:] + nxt
+                break
+            nxt += expand(level[at:at + batch])
+            if progress is not None:
+                tally()
+                progress(ex)
+            if stop_on is not False and stop_now():
+                stop = "violation"
+                pending = level[at + batch:] + nxt
+                break
+        else:
+            level = nxt
+            continue
+        break
+    if stop is None:
+        level = []
+    tally()
+    ex.complete = stop is None
+    ex.stop_reason = stop or "complete"
+    ex.complete_depth = ex.max_depth if ex.complete else (
+        ex.depth[pending[0]] if pending else ex.max_depth)
+    ex.seconds = time.perf_counter() - start
+    return ex
