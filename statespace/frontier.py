@@ -53,7 +53,7 @@ import numpy.typing as npt
 from ballast import tally as work_done
 from ballast.errors import GuardError
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action, ActionSpec, apply
+from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property
 from ballast.model.ops import Kernel
@@ -70,7 +70,7 @@ from ballast.statespace.keyset import KeySet, distinct
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
-from ballast.statespace.transitions import ReadElsewhere
+from ballast.statespace.transitions import OtherVm, ReadElsewhere
 
 __all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
 
@@ -80,8 +80,34 @@ Keys = npt.NDArray[np.uint64]
 BATCH = 16384
 """States expanded together (one batch of kernel updates, one sort of successor keys)."""
 
-_ORDER_BITS = 20
+_ORDER_BITS = 24
 """Positions of the model's order: action index << this + candidate index."""
+
+_VM_BITS = 16
+"""Within one action chosen per VM: VM << this + candidate index for that VM."""
+
+_INTERNED_LIMIT = 1 << 20
+"""Interned parts kept before they (and every answer remembered by them) are dropped."""
+
+_MISSING = object()
+_REAL = object()
+"""An answer that read another VM: ask again on the real states."""
+
+
+class _Memos:
+    """Answers remembered by the identities of interned parts (see
+    :meth:`~ballast.statespace.rowcodec.RowLayout.decode`): valid until they are dropped."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[Any, ...], Any] = {}
+        self.candidates: dict[tuple[Any, ...], Any] = {}
+        self.checks: dict[tuple[Any, ...], Any] = {}
+        self.state: dict[tuple[Any, ...], Any] = {}
+        self.unsettled: dict[tuple[Any, ...], Any] = {}
+
+    def clear(self) -> None:
+        for d in (self.steps, self.candidates, self.checks, self.state, self.unsettled):
+            d.clear()
 
 
 class _NotRead(ReadElsewhere, AttributeError):
@@ -308,9 +334,126 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             return "max_bytes"
         return None
 
+    n_vms = cfg.vms
+    stand = tuple(object.__new__(OtherVm) for _ in range(n_vms))
+    memo = _Memos()
+
+    def local(s: State, v: int | None) -> State:
+        """``s`` with every VM but ``v`` stood in for (reading one raises)."""
+        return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
+
+    def keeps_others(pre: State, post: State, v: int | None) -> bool:
+        return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
+
+    def part_steps(si: int, spec: ActionSpec, s: State, v: int | None) -> list[Any] | None:
+        """The steps of action ``si`` for VM ``v`` (None: for the host) computed on its part
+        alone, or None when they read another VM."""
+        loc = local(s, v)
+        out = []
+        try:
+            cands = list(spec.vm_candidates(cfg, loc, v) if v is not None and
+                         spec.vm_candidates is not None else spec.candidates(cfg, loc))
+            for j, args in enumerate(cands):
+                act = Action.of(spec.name, **args)
+                try:
+                    post = apply(cfg, loc, act, model.table)
+                except GuardError:
+                    continue
+                if not keeps_others(loc, post, v):
+                    return None
+                out.append((j, intern(act), lay.intern_host(post.host),
+                            None if v is None else lay.intern_vm(post.vms[v])))
+        except ReadElsewhere:
+            return None
+        return out
+
+    def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
+        try:
+            assert spec.vm_candidates is not None
+            return list(spec.vm_candidates(cfg, local(s, v), v))
+        except ReadElsewhere:
+            return None
+
+    def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
+        """(whether the step changed at most the host and one VM, that VM)."""
+        v = act.kwargs.get("vm")
+        v = v if isinstance(v, int) and 0 <= v < n_vms else None
+        return keeps_others(pre, post, v), v
+
+    def step_answers(aid: int, pre: State, post: State) -> tuple[list[Any], dict[str, Any]]:
+        """Per step property of the action's plan, its answer (or _REAL); per open
+        scenario, whether the step witnesses it (or _REAL): computed on the parts."""
+        act = actions[aid]
+        ok, v = acting_vm(act, pre, post)
+        key: tuple[Any, ...] | None = None
+        if ok:
+            key = (aid, id(pre.host), id(post.host)) + (
+                () if v is None else (id(pre.vms[v]), id(post.vms[v])))
+            got = memo.checks.get(key)
+            if got is not None and all(sc.name in got[1] for sc in open_scenarios):
+                return got
+        lpre, lpost = (local(pre, v), local(post, v)) if ok else (pre, post)
+        props: list[Any] = []
+        for p, msg, run in step_plan[aid]:
+            if run:
+                try:
+                    msg = p.check_step(cfg, lpre, act, lpost)
+                except ReadElsewhere:
+                    msg = _REAL
+            props.append(msg)
+        scen: dict[str, Any] = {}
+        for sc in open_scenarios:
+            try:
+                scen[sc.name] = sc.witness(cfg, lpre, act, lpost)
+            except ReadElsewhere:
+                scen[sc.name] = _REAL
+        if key is not None:
+            memo.checks[key] = (props, scen)
+        return props, scen
+
+    def vm_check(pi: int, p: Property, s: State, v: int) -> str | None:
+        assert p.per_vm is not None
+        key = (pi, v, id(s.host), id(s.vms[v]))
+        got = memo.state.get(key, _MISSING)
+        if got is _MISSING:
+            try:
+                got = p.per_vm(cfg, local(s, v), v)
+            except ReadElsewhere:
+                got = _REAL
+            memo.state[key] = got
+        if got is _REAL:
+            return p.per_vm(cfg, s, v)
+        return cast("str | None", got)
+
+    def state_violations_fast(s: State) -> list[tuple[str, str]]:
+        out = []
+        for pi, p in enumerate(state_props):
+            if p.per_vm is not None:
+                msg = next((m for v in p.checked_vms(cfg)
+                            if (m := vm_check(pi, p, s, v)) is not None), None)
+            else:
+                msg = p.check_state(cfg, s)
+            if msg is not None:
+                out.append((p.name, msg))
+        return out
+
+    def is_unsettled(s: State, v: int) -> bool:
+        key = (v, id(s.host), id(s.vms[v]))
+        got = memo.unsettled.get(key)
+        if got is None:
+            try:
+                got = unsettled(cfg, local(s, v), v)
+            except ReadElsewhere:
+                got = _REAL
+            memo.unsettled[key] = got
+        return unsettled(cfg, s, v) if got is _REAL else bool(got)
+
     def expand(sids: list[int]) -> list[int]:
         """Expand the states ``sids`` (one batch of a level); the new states to expand."""
         nonlocal fired, open_scenarios
+        if lay.interned() > _INTERNED_LIMIT:
+            lay.forget()
+            memo.clear()
         m = len(sids)
         src = np.array(sids, dtype=np.int64)
         rows = lay.unpack(ex.rep_keys[src])
@@ -336,6 +479,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         for si, spec in enumerate(plan.specs):
             kernel, fixed = plan.kernels[si], plan.fixed[si]
             base = si << _ORDER_BITS
+            by_vm = spec.partition is Partition.VM and spec.vm_candidates is not None
             if fixed is not None and kernel is not None:
                 for j, args in enumerate(fixed):
                     copy = rows.copy()
@@ -346,14 +490,25 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         aid = intern(Action.of(spec.name, **args))
                         emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
                 continue
-            # Candidates read the state: ask the model, state by state.
-            inst: list[tuple[int, int, dict[str, Any]]] = []
-            for i, s in enumerate(states):
-                cands = fixed if fixed is not None else spec.candidates(cfg, s)
-                inst += [(i, j, a) for j, a in enumerate(cands)]
-            if not inst:
-                continue
             if kernel is not None:
+                # Candidates read the state: ask the model, part by part where it can.
+                inst: list[tuple[int, int, dict[str, Any]]] = []
+                for i, s in enumerate(states):
+                    if not by_vm:
+                        inst += [(i, j, a) for j, a in enumerate(spec.candidates(cfg, s))]
+                        continue
+                    for v in range(n_vms):
+                        key = (si, v, id(s.host), id(s.vms[v]))
+                        cands = memo.candidates.get(key, _MISSING)
+                        if cands is _MISSING:
+                            cands = memo.candidates[key] = part_candidates(spec, s, v)
+                        if cands is None:
+                            assert spec.vm_candidates is not None
+                            cands = list(spec.vm_candidates(cfg, s, v))
+                        inst += [(i, (v << _VM_BITS) + j, a)
+                                 for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
+                if not inst:
+                    continue
                 who = np.array([i for i, _, _ in inst], dtype=np.int64)
                 copy = rows[who]
                 kargs: dict[str, Any] = {}
@@ -370,19 +525,49 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                          np.array([intern(Action.of(spec.name, **inst[k][2]))
                                    for k in idx.tolist()]), copy[idx])
                 continue
-            ps, os_, as_, rs, ss = [], [], [], [], []
-            for i, j, a in inst:
-                act = Action.of(spec.name, **a)
-                try:
-                    post = apply(cfg, states[i], act, model.table)
-                except GuardError:
-                    continue
-                ps.append(i)
-                os_.append(base + j)
-                as_.append(intern(act))
-                rs.append(lay.encode_list(post))
-                ss.append(post)
+            # No kernel: the model's step, computed once per part where it reads one part.
+            ps: list[int] = []
+            os_: list[int] = []
+            as_: list[int] = []
+            ss: list[State] = []
+            part_of: list[int | None] | None = (
+                list(range(n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
+                else None)
+            for i, s in enumerate(states):
+                if part_of is None:
+                    cands: Any = enumerate(spec.candidates(cfg, s))
+                    real = [(j, a, None) for j, a in cands]
+                else:
+                    real = []
+                    for v in part_of:
+                        key = (si, v, id(s.host), -1 if v is None else id(s.vms[v]))
+                        got = memo.steps.get(key, _MISSING)
+                        if got is _MISSING:
+                            got = memo.steps[key] = part_steps(si, spec, s, v)
+                        if got is None:
+                            cands = (spec.vm_candidates(cfg, s, v) if v is not None and
+                                     spec.vm_candidates is not None
+                                     else spec.candidates(cfg, s))
+                            real += [(j, a, v) for j, a in enumerate(cands)]
+                            continue
+                        for j, aid, host, vm in cast("list[Any]", got):
+                            vms_ = s.vms if v is None else s.vms[:v] + (vm,) + s.vms[v + 1:]
+                            ps.append(i)
+                            os_.append(base + ((v or 0) << _VM_BITS) + j)
+                            as_.append(aid)
+                            ss.append(State(host, vms_))
+                for j, a, v in real:
+                    act = Action.of(spec.name, **a)
+                    try:
+                        post = apply(cfg, s, act, model.table)
+                    except GuardError:
+                        continue
+                    ps.append(i)
+                    os_.append(base + ((v or 0) << _VM_BITS) + j)
+                    as_.append(intern(act))
+                    ss.append(post)
             if ps:
+                rs = [lay.encode_list(x) for x in ss]
                 emit(np.array(ps), np.array(os_), np.array(as_),
                      np.array(rs, dtype=np.int16).reshape(len(rs), lay.width), ss)
 
@@ -409,12 +594,12 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
         fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
 
-        keys, real = key_of(rows_a, post_of)
+        keys, real_keys = key_of(rows_a, post_of)
         first, inverse = distinct(keys)
         found = visited.lookup(keys[first])
         fresh = np.nonzero(found < 0)[0]
         depth = ex.depth[sids[0]] + 1 if m else 0
-        new_sids = add_states(keys[first[fresh]], real[first[fresh]],
+        new_sids = add_states(keys[first[fresh]], real_keys[first[fresh]],
                               src[par_a[first[fresh]]], aid_a[first[fresh]], depth)
         found[fresh] = new_sids
         tids = found[inverse]
@@ -427,19 +612,21 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = post_of[k] = lay.decode(rows_a[k])
             return got
 
-        # Step properties and scenarios, transition by transition where they read states.
+        # Step properties and scenarios: answered on the parts, or on the states.
         step_broken: dict[int, list[tuple[str, str]]] = {}
         aid_list = aid_a.tolist()
         par_list = par_a.tolist()
         for k in range(t):
-            row_plan = step_plan[aid_list[k]]
-            if not row_plan and not open_scenarios:
+            aid = aid_list[k]
+            if not step_plan[aid] and not open_scenarios:
                 continue
-            pre, act = states[par_list[k]], actions[aid_list[k]]
+            pre, act = states[par_list[k]], actions[aid]
+            post = post_state(k)
+            props_ans, scen_ans = step_answers(aid, pre, post)
             broken = []
-            for p, msg, run in row_plan:
-                if run:
-                    msg = p.check_step(cfg, pre, act, post_state(k))
+            for (p, _, _), msg in zip(step_plan[aid], props_ans):
+                if msg is _REAL:
+                    msg = p.check_step(cfg, pre, act, post)
                 if msg is not None:
                     broken.append((p.name, msg))
             if broken:
@@ -447,7 +634,10 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             if open_scenarios:
                 still = []
                 for sc in open_scenarios:
-                    if sc.witness(cfg, pre, act, post_state(k)):
+                    seen = scen_ans.get(sc.name, _REAL)
+                    if seen is _REAL:
+                        seen = sc.witness(cfg, pre, act, post)
+                    if seen:
                         ex.witnessed.add(sc.name)
                     else:
                         still.append(sc)
@@ -456,7 +646,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         expand_next: list[int] = []
         new_broken: dict[int, list[tuple[str, str]]] = {}
         for k in first[fresh].tolist():
-            broken = state_violations(post_state(k))
+            broken = state_violations_fast(post_state(k))
             sid = int(discovered[k])
             if broken:
                 new_broken[k] = broken
@@ -479,14 +669,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         # Deadlocks: per expanded state, whether an honest VM's protocol is stalled.
         n_steps = np.bincount(par_a, minlength=m)
         pvm = np.array([-1 if v is None else v for v in moves_for], dtype=np.int64)
-        moving_pairs = np.unique(par_a * (cfg.vms + 1) + pvm[aid_a] + 1) if t else par_a
+        moving_pairs = np.unique(par_a * (n_vms + 1) + pvm[aid_a] + 1) if t else par_a
         moving: list[set[int | None]] = [set() for _ in range(m)]
         for code in moving_pairs.tolist():
-            i, v = divmod(code, cfg.vms + 1)
+            i, v = divmod(code, n_vms + 1)
             moving[i].add(None if v == 0 else v - 1)
         for i in range(m):
             s = states[i]
-            stalled = stalled_among(cfg, moving[i], lambda v, s=s: unsettled(cfg, s, v))
+            stalled = stalled_among(cfg, moving[i], lambda v, s=s: is_unsettled(s, v))
             if stalled or is_total_deadlock(int(n_steps[i])):
                 ex.deadlocks += 1
                 if ex.deadlock is None:

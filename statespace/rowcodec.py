@@ -105,8 +105,6 @@ def _block(f: Field, cfg: Config, vm: int | None) -> list[Column]:
 class RowLayout:
     """The row layout of one configuration: columns, encoding, decoding and packing."""
 
-    MEMO_LIMIT = 1 << 20
-    """Decoded parts kept (then forgotten all at once)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -199,14 +197,11 @@ class RowLayout:
         """The state of a row.
 
         Host and VM parts are interned: equal parts decode to the same object (a check
-        that compares parts by identity first stays quick, and the cells of a decoded
-        part are known when a successor that keeps it is encoded).
+        that compares parts by identity first stays quick, a result can be remembered by
+        the parts' identities, and the cells of a decoded part are known when a successor
+        that keeps it is encoded). :meth:`forget` drops them.
         """
         vals = row.tolist() if isinstance(row, np.ndarray) else list(row)
-        if len(self._cells_of) > self.MEMO_LIMIT:
-            self._host_memo.clear()
-            self._vm_memo.clear()
-            self._cells_of.clear()
         h = self._host_end
         hkey = tuple(vals[:h])
         host = self._host_memo.get(hkey)
@@ -226,6 +221,48 @@ class RowLayout:
                 self._cells_of[id(vm)] = (vm, list(vkey))
             vms.append(vm)
         return State(host, tuple(vms))
+
+    def intern_host(self, host: HostState) -> HostState:
+        """The interned part equal to ``host`` (see :meth:`decode`)."""
+        got = self._cells_of.get(id(host))
+        if got is not None and got[0] is host:
+            return host
+        cells: list[int] = []
+        for name, enc in self._host_enc:
+            cells += enc(getattr(host, name))
+        key = tuple(cells)
+        known = self._host_memo.get(key)
+        if known is not None:
+            return known
+        self._host_memo[key] = host
+        self._cells_of[id(host)] = (host, cells)
+        return host
+
+    def intern_vm(self, vm: VmState) -> VmState:
+        """The interned part equal to ``vm`` (see :meth:`decode`)."""
+        got = self._cells_of.get(id(vm))
+        if got is not None and got[0] is vm:
+            return vm
+        cells: list[int] = []
+        for rec, name, enc in self._vm_enc:
+            cells += enc(getattr(vm if rec is None else getattr(vm, rec), name))
+        key = tuple(cells)
+        known = self._vm_memo.get(key)
+        if known is not None:
+            return known
+        self._vm_memo[key] = vm
+        self._cells_of[id(vm)] = (vm, cells)
+        return vm
+
+    def interned(self) -> int:
+        """How many parts are interned."""
+        return len(self._cells_of)
+
+    def forget(self) -> None:
+        """Drop the interned parts (an identity seen before may now name another part)."""
+        self._host_memo.clear()
+        self._vm_memo.clear()
+        self._cells_of.clear()
 
     def check(self, rows: Rows) -> None:
         """Raise :class:`RowOverflow` if a value of ``rows`` is outside its column's range."""
