@@ -265,8 +265,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             actions.append(act)
             plan_row = []
             for p in step_props:
-                known, msg = _without_state(
-                    lambda p=p: p.check_step(cfg, _UNREAD, act, _UNREAD))
+                def answer(p: Property = p) -> str | None:
+                    return p.check_step(cfg, _UNREAD, act, _UNREAD)
+                known, msg = _without_state(answer)
                 if not known or msg is not None:
                     plan_row.append((p, msg if known else None, not known))
             step_plan.append(plan_row)
@@ -391,16 +392,17 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 () if v is None else (id(pre.vms[v]), id(post.vms[v])))
             got = memo.checks.get(key)
             if got is not None and all(sc.name in got[1] for sc in open_scenarios):
-                return got
+                return cast("tuple[list[Any], dict[str, Any]]", got)
         lpre, lpost = (local(pre, v), local(post, v)) if ok else (pre, post)
         props: list[Any] = []
-        for p, msg, run in step_plan[aid]:
+        for p, const, run in step_plan[aid]:
+            ans: object = const
             if run:
                 try:
-                    msg = p.check_step(cfg, lpre, act, lpost)
+                    ans = p.check_step(cfg, lpre, act, lpost)
                 except ReadElsewhere:
-                    msg = _REAL
-            props.append(msg)
+                    ans = _REAL
+            props.append(ans)
         scen: dict[str, Any] = {}
         for sc in open_scenarios:
             try:
@@ -534,36 +536,35 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 list(range(n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
                 else None)
             for i, s in enumerate(states):
+                real: list[tuple[int, dict[str, Any], int | None]] = []
                 if part_of is None:
-                    cands: Any = enumerate(spec.candidates(cfg, s))
-                    real = [(j, a, None) for j, a in cands]
+                    real = [(j, a, None) for j, a in enumerate(spec.candidates(cfg, s))]
                 else:
-                    real = []
-                    for v in part_of:
-                        key = (si, v, id(s.host), -1 if v is None else id(s.vms[v]))
-                        got = memo.steps.get(key, _MISSING)
+                    for pv in part_of:
+                        pkey = (si, pv, id(s.host), -1 if pv is None else id(s.vms[pv]))
+                        got = memo.steps.get(pkey, _MISSING)
                         if got is _MISSING:
-                            got = memo.steps[key] = part_steps(si, spec, s, v)
+                            got = memo.steps[pkey] = part_steps(si, spec, s, pv)
                         if got is None:
-                            cands = (spec.vm_candidates(cfg, s, v) if v is not None and
+                            whole = (spec.vm_candidates(cfg, s, pv) if pv is not None and
                                      spec.vm_candidates is not None
                                      else spec.candidates(cfg, s))
-                            real += [(j, a, v) for j, a in enumerate(cands)]
+                            real += [(j, a, pv) for j, a in enumerate(whole)]
                             continue
                         for j, aid, host, vm in cast("list[Any]", got):
-                            vms_ = s.vms if v is None else s.vms[:v] + (vm,) + s.vms[v + 1:]
+                            vms_ = s.vms if pv is None else s.vms[:pv] + (vm,) + s.vms[pv + 1:]
                             ps.append(i)
-                            os_.append(base + ((v or 0) << _VM_BITS) + j)
+                            os_.append(base + ((pv or 0) << _VM_BITS) + j)
                             as_.append(aid)
                             ss.append(State(host, vms_))
-                for j, a, v in real:
+                for j, a, rv in real:
                     act = Action.of(spec.name, **a)
                     try:
                         post = apply(cfg, s, act, model.table)
                     except GuardError:
                         continue
                     ps.append(i)
-                    os_.append(base + ((v or 0) << _VM_BITS) + j)
+                    os_.append(base + ((rv or 0) << _VM_BITS) + j)
                     as_.append(intern(act))
                     ss.append(post)
             if ps:
@@ -676,7 +677,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             moving[i].add(None if v == 0 else v - 1)
         for i in range(m):
             s = states[i]
-            stalled = stalled_among(cfg, moving[i], lambda v, s=s: is_unsettled(s, v))
+            def vm_unsettled(v: int, s: State = s) -> bool:
+                return is_unsettled(s, v)
+            stalled = stalled_among(cfg, moving[i], vm_unsettled)
             if stalled or is_total_deadlock(int(n_steps[i])):
                 ex.deadlocks += 1
                 if ex.deadlock is None:

@@ -214,9 +214,10 @@ class RowLayout:
             vkey = tuple(vals[h + v * w:h + (v + 1) * w])
             vm = self._vm_memo.get(vkey)
             if vm is None:
-                vm = VmState(*[dec(vals) for dec in vm_dec],
-                             GuestState(*[dec(vals) for dec in guest_dec]),
-                             BalloonModule(*[dec(vals) for dec in module_dec]))
+                fields: list[Any] = [dec(vals) for dec in vm_dec]
+                fields.append(GuestState(*[dec(vals) for dec in guest_dec]))
+                fields.append(BalloonModule(*[dec(vals) for dec in module_dec]))
+                vm = VmState(*fields)
                 self._vm_memo[vkey] = vm
                 self._cells_of[id(vm)] = (vm, list(vkey))
             vms.append(vm)
