@@ -70,7 +70,7 @@ from ballast.statespace.keyset import KeySet, distinct
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
-from ballast.statespace.transitions import OtherVm, ReadElsewhere
+from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedVm
 
 __all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
 
@@ -94,6 +94,35 @@ _REAL = object()
 """An answer that read another VM: ask again on the real states."""
 
 
+class _PartIds:
+    """A number for every distinct host part and VM part met, found by sorting rows."""
+
+    def __init__(self, layout: RowLayout) -> None:
+        self.layout = layout
+        self.index: dict[bytes, int] = {}
+        h = layout.host_end
+        w = layout.vm_width
+        self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
+
+    def _ids(self, cells: npt.NDArray[np.int16]) -> Ints:
+        if not len(cells):
+            return np.zeros(0, dtype=np.int64)
+        flat = np.ascontiguousarray(cells).view(np.dtype((np.void, cells.shape[1] * 2))).ravel()
+        uniq, inv = np.unique(flat, return_inverse=True)
+        index = self.index
+        table = np.array([index.setdefault(u.tobytes(), len(index)) for u in uniq],
+                         dtype=np.int64)
+        return table[inv.reshape(-1)]
+
+    def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
+        """(host part id per row, ``(n, vms)`` VM part ids)."""
+        a, b = self.spans[0]
+        host = self._ids(rows[:, a:b])
+        vms = np.stack([self._ids(rows[:, a:b]) for a, b in self.spans[1:]], axis=1) \
+            if len(self.spans) > 1 else np.zeros((len(rows), 0), dtype=np.int64)
+        return host, vms
+
+
 class _Memos:
     """Answers remembered by the identities of interned parts (see
     :meth:`~ballast.statespace.rowcodec.RowLayout.decode`): valid until they are dropped."""
@@ -104,6 +133,9 @@ class _Memos:
         self.checks: dict[tuple[Any, ...], Any] = {}
         self.state: dict[tuple[Any, ...], Any] = {}
         self.unsettled: dict[tuple[Any, ...], Any] = {}
+        self.by_ids: dict[tuple[int, ...], Any] = {}
+        """By (action, part ids before and after): step answers (kept across forgetting:
+        part ids are never reused)."""
 
     def clear(self) -> None:
         for d in (self.steps, self.candidates, self.checks, self.state, self.unsettled):
@@ -343,6 +375,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         """``s`` with every VM but ``v`` stood in for (reading one raises)."""
         return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
 
+    local_state = local
+    act_vm: list[int] = []
+    """Per action id: the VM it acts for (-1: none)."""
+    part_ids = _PartIds(lay)
+
     def keeps_others(pre: State, post: State, v: int | None) -> bool:
         return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
 
@@ -381,19 +418,15 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         v = v if isinstance(v, int) and 0 <= v < n_vms else None
         return keeps_others(pre, post, v), v
 
-    def step_answers(aid: int, pre: State, post: State) -> tuple[list[Any], dict[str, Any]]:
-        """Per step property of the action's plan, its answer (or _REAL); per open
-        scenario, whether the step witnesses it (or _REAL): computed on the parts."""
+    def step_answers(aid: int, pre: State, post: State, *,
+                     local: bool = True) -> tuple[list[Any], dict[str, Any]]:
+        """Per step property of the action's plan, its answer (or _REAL: it read another
+        VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
+        step changed the host and at most its own VM, so the other VMs are stood in for."""
         act = actions[aid]
-        ok, v = acting_vm(act, pre, post)
-        key: tuple[Any, ...] | None = None
-        if ok:
-            key = (aid, id(pre.host), id(post.host)) + (
-                () if v is None else (id(pre.vms[v]), id(post.vms[v])))
-            got = memo.checks.get(key)
-            if got is not None and all(sc.name in got[1] for sc in open_scenarios):
-                return cast("tuple[list[Any], dict[str, Any]]", got)
-        lpre, lpost = (local(pre, v), local(post, v)) if ok else (pre, post)
+        v = act_vm[aid] if aid < len(act_vm) else -1
+        vv = v if v >= 0 else None
+        lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
         props: list[Any] = []
         for p, const, run in step_plan[aid]:
             ans: object = const
@@ -409,8 +442,6 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 scen[sc.name] = sc.witness(cfg, lpre, act, lpost)
             except ReadElsewhere:
                 scen[sc.name] = _REAL
-        if key is not None:
-            memo.checks[key] = (props, scen)
         return props, scen
 
     def vm_check(pi: int, p: Property, s: State, v: int) -> str | None:
@@ -434,10 +465,23 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 msg = next((m for v in p.checked_vms(cfg)
                             if (m := vm_check(pi, p, s, v)) is not None), None)
             else:
-                msg = p.check_state(cfg, s)
+                msg = global_check(pi, p, s)
             if msg is not None:
                 out.append((p.name, msg))
         return out
+
+    def global_check(pi: int, p: Property, s: State) -> str | None:
+        """A whole-state check, remembered by the host part and every VM's map when that is
+        all it read (as the reference's state checks do)."""
+        key = (pi, id(s.host), tuple(vm.p2m for vm in s.vms))
+        got = memo.state.get(key, _MISSING)
+        if got is not _MISSING:
+            return cast("str | None", got)
+        watched = tuple(WatchedVm.of(vm) for vm in s.vms)
+        msg = p.check_state(cfg, State(s.host, watched))
+        if all(vm.fields_read <= {"p2m"} for vm in watched):
+            memo.state[key] = msg
+        return msg
 
     def is_unsettled(s: State, v: int) -> bool:
         key = (v, id(s.host), id(s.vms[v]))
@@ -613,36 +657,92 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = post_of[k] = lay.decode(rows_a[k])
             return got
 
-        # Step properties and scenarios: answered on the parts, or on the states.
+        # Step properties and scenarios: answered once per (action, parts before, parts
+        # after) where the step changed the host and at most its own VM, else per step.
         step_broken: dict[int, list[tuple[str, str]]] = {}
         aid_list = aid_a.tolist()
         par_list = par_a.tolist()
-        for k in range(t):
-            aid = aid_list[k]
-            if not step_plan[aid] and not open_scenarios:
-                continue
-            pre, act = states[par_list[k]], actions[aid]
-            post = post_state(k)
-            props_ans, scen_ans = step_answers(aid, pre, post)
-            broken = []
-            for (p, _, _), msg in zip(step_plan[aid], props_ans):
-                if msg is _REAL:
-                    msg = p.check_step(cfg, pre, act, post)
-                if msg is not None:
-                    broken.append((p.name, msg))
-            if broken:
-                step_broken[k] = broken
-            if open_scenarios:
-                still = []
-                for sc in open_scenarios:
-                    seen = scen_ans.get(sc.name, _REAL)
-                    if seen is _REAL:
-                        seen = sc.witness(cfg, pre, act, post)
-                    if seen:
+        if t:
+            pre_h, pre_v = part_ids.of(rows)
+            post_h, post_v = part_ids.of(rows_a)
+            while len(act_vm) < len(actions):
+                v_ = actions[len(act_vm)].kwargs.get("vm")
+                act_vm.append(v_ if isinstance(v_, int) and 0 <= v_ < n_vms else -1)
+            vm_of = np.array(act_vm, dtype=np.int64)[aid_a]
+            same = pre_v[par_a] == post_v
+            others_kept = np.ones(t, dtype=bool)
+            for w in range(n_vms):
+                others_kept &= same[:, w] | (vm_of == w)
+            rng = np.arange(t)
+            vcol = np.maximum(vm_of, 0)
+            combo = np.stack([aid_a, pre_h[par_a], post_h,
+                              np.where(vm_of >= 0, pre_v[par_a, vcol], -1),
+                              np.where(vm_of >= 0, post_v[rng, vcol], -1)], axis=1)
+            local_k = np.nonzero(others_kept)[0]
+            real_k = np.nonzero(~others_kept)[0].tolist()
+            uniq, first_k, inv = np.unique(combo[local_k], axis=0, return_index=True,
+                                           return_inverse=True)
+            inv = inv.reshape(-1)
+            answers: list[tuple[list[Any], dict[str, Any]]] = []
+            for c, k0 in zip(uniq.tolist(), local_k[first_k].tolist()):
+                ckey = tuple(c)
+                got = memo.by_ids.get(ckey)
+                if got is None or not all(sc.name in got[1] for sc in open_scenarios):
+                    got = memo.by_ids[ckey] = step_answers(
+                        c[0], states[par_list[k0]], post_state(k0), local=True)
+                answers.append(got)
+            # Combos with a finding, or a property that read another VM: their steps one by
+            # one; combos where only a scenario read another VM: that scenario, step by step.
+            busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
+            if busy:
+                real_k += local_k[np.isin(inv, busy)].tolist()
+            busy_set = set(busy)
+            for ci, (pa, sa) in enumerate(answers):
+                for name, seen in sa.items():
+                    if seen is True:
+                        ex.witnessed.add(name)
+            scen_real: dict[str, list[int]] = {}
+            for ci, (pa, sa) in enumerate(answers):
+                if ci in busy_set:
+                    continue
+                for name, seen in sa.items():
+                    if seen is _REAL and name not in ex.witnessed:
+                        scen_real.setdefault(name, []).append(ci)
+            for sc in open_scenarios:
+                cis = scen_real.get(sc.name)
+                if not cis or sc.name in ex.witnessed:
+                    continue
+                for k in local_k[np.isin(inv, cis)].tolist():
+                    if sc.witness(cfg, states[par_list[k]], actions[aid_list[k]], post_state(k)):
                         ex.witnessed.add(sc.name)
-                    else:
-                        still.append(sc)
-                open_scenarios = still
+                        break
+            open_scenarios = [sc for sc in open_scenarios if sc.name not in ex.witnessed]
+            for k in sorted(real_k):
+                aid = aid_list[k]
+                if not step_plan[aid] and not open_scenarios:
+                    continue
+                pre, act = states[par_list[k]], actions[aid]
+                post = post_state(k)
+                props_ans, scen_ans = step_answers(aid, pre, post, local=bool(others_kept[k]))
+                broken = []
+                for (p, _, _), msg in zip(step_plan[aid], props_ans):
+                    if msg is _REAL:
+                        msg = p.check_step(cfg, pre, act, post)
+                    if msg is not None:
+                        broken.append((p.name, msg))
+                if broken:
+                    step_broken[k] = broken
+                if open_scenarios:
+                    still = []
+                    for sc in open_scenarios:
+                        seen = scen_ans.get(sc.name, _REAL)
+                        if seen is _REAL:
+                            seen = sc.witness(cfg, pre, act, post)
+                        if seen:
+                            ex.witnessed.add(sc.name)
+                        else:
+                            still.append(sc)
+                    open_scenarios = still
         # State invariants of the new states, then the findings in the reference's order.
         expand_next: list[int] = []
         new_broken: dict[int, list[tuple[str, str]]] = {}

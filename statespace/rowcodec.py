@@ -255,6 +255,16 @@ class RowLayout:
         self._cells_of[id(vm)] = (vm, cells)
         return vm
 
+    @property
+    def host_end(self) -> int:
+        """The first column after the host's (the VMs' columns follow, VM by VM)."""
+        return self._host_end
+
+    @property
+    def vm_width(self) -> int:
+        """Columns of one VM."""
+        return self._vm_width
+
     def interned(self) -> int:
         """How many parts are interned."""
         return len(self._cells_of)
