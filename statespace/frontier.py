@@ -55,14 +55,14 @@ from ballast.errors import GuardError
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
 from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
 from ballast.model.faults import FAULTS
-from ballast.model.invariants import Property
+from ballast.model.invariants import Property, honest_vms
 from ballast.model.ops import Kernel
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.interpret import run_kernel
 from ballast.statespace.deadlock import (
-    DEADLOCK, is_total_deadlock, protocol_vm, stalled_among, unsettled,
+    DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
 from ballast.statespace.frontier_rows import FrontierRows
@@ -94,15 +94,41 @@ _REAL = object()
 """An answer that read another VM: ask again on the real states."""
 
 
+class _Decoded:
+    """The states of rows, each decoded when first asked for."""
+
+    def __init__(self, layout: RowLayout, rows: npt.NDArray[np.int16]) -> None:
+        self.layout = layout
+        self.rows = rows
+        self.done: list[State | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self.done)
+
+    def __getitem__(self, i: int) -> State:
+        got = self.done[i]
+        if got is None:
+            got = self.done[i] = self.layout.decode(self.rows[i])
+        return got
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self.done)))
+
+
 class _PartIds:
     """A number for every distinct host part and VM part met, found by sorting rows."""
 
-    def __init__(self, layout: RowLayout) -> None:
+    def __init__(self, layout: RowLayout, columns: list[list[int]] | None = None) -> None:
         self.layout = layout
         self.index: dict[bytes, int] = {}
         h = layout.host_end
         w = layout.vm_width
         self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
+        self.columns = columns or []
+
+    def of_columns(self, rows: npt.NDArray[np.int16]) -> Ints:
+        """``(n, len(columns))``: the id of each row's cells in each column set."""
+        return np.stack([self._ids(rows[:, c]) for c in self.columns], axis=1)
 
     def _ids(self, cells: npt.NDArray[np.int16]) -> Ints:
         if not len(cells):
@@ -134,6 +160,13 @@ class _Memos:
         self.state: dict[tuple[Any, ...], Any] = {}
         self.unsettled: dict[tuple[Any, ...], Any] = {}
         self.by_ids: dict[tuple[int, ...], Any] = {}
+        self.tables: dict[tuple[Any, ...], Any] = {}
+        self.vm_checks: dict[tuple[int, ...], bool] = {}
+        """By (VM, host part id, VM part id): whether a per-VM invariant may break."""
+        self.whole_checks: dict[tuple[int, ...], bool] = {}
+        """By (host part id, each VM's map id): whether a whole-state invariant may break."""
+        self.unsettled_ids: dict[tuple[int, ...], Any] = {}
+        """By (action, VM or None, part ids): the steps of that part as arrays."""
         """By (action, part ids before and after): step answers (kept across forgetting:
         part ids are never reused)."""
 
@@ -379,6 +412,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     act_vm: list[int] = []
     """Per action id: the VM it acts for (-1: none)."""
     part_ids = _PartIds(lay)
+    host_end, vm_width = lay.host_end, lay.vm_width
+    vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width) for v in range(n_vms)]
 
     def keeps_others(pre: State, post: State, v: int | None) -> bool:
         return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
@@ -404,6 +439,22 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         except ReadElsewhere:
             return None
         return out
+
+    def step_table(si: int, spec: ActionSpec, s: State, v: int | None) -> Any:
+        """:func:`part_steps` as arrays: (orders, action ids, host cells, VM cells)."""
+        got = part_steps(si, spec, s, v)
+        if got is None:
+            return None
+        e = len(got)
+        host = np.array([lay.cells(h) for _, _, h, _ in got], dtype=np.int16).reshape(
+            e, host_end)
+        vm = np.array([lay.cells(x) if x is not None else [] for _, _, _, x in got],
+                      dtype=np.int16).reshape(e, -1 if e and v is not None else 0) \
+            if v is not None else np.zeros((e, 0), dtype=np.int16)
+        if v is not None:
+            vm = vm.reshape(e, vm_width)
+        return (np.array([j for j, _, _, _ in got], dtype=np.int64),
+                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm)
 
     def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
         try:
@@ -483,6 +534,94 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             memo.state[key] = msg
         return msg
 
+    honest = list(honest_vms(cfg))
+    p2m_ids = _PartIds(lay, [list(lay.cols("p2m", v)) for v in range(n_vms)])
+    vm_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is not None]
+    whole_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is None]
+
+    def groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
+        """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
+        group of every row)."""
+        uniq, first_i, inv = np.unique(np.stack(cols, axis=1), axis=0, return_index=True,
+                                       return_inverse=True)
+        return uniq.tolist(), first_i.tolist(), inv.reshape(-1)
+
+    def states_dirty(new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
+                     state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
+        """Per new state, whether some state invariant may break (then it is checked on the
+        state itself): answers per distinct (host, VM) part and per distinct (host, maps)."""
+        n = len(ks)
+        dirty = np.zeros(n, dtype=bool)
+        for v in range(n_vms):
+            ids, firsts, inv = groups([hid, vid[:, v]])
+            bad = []
+            for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
+                key = (v, h, x)
+                got = memo.vm_checks.get(key)
+                if got is None:
+                    s_ = state_of(int(ks[i0]))
+                    loc = local(s_, v)
+                    got = False
+                    for _, p in vm_props:
+                        if v not in p.checked_vms(cfg):
+                            continue
+                        assert p.per_vm is not None
+                        try:
+                            got = p.per_vm(cfg, loc, v) is not None
+                        except ReadElsewhere:
+                            got = True
+                        if got:
+                            break
+                    memo.vm_checks[key] = got
+                if got:
+                    bad.append(g)
+            if bad:
+                dirty |= np.isin(inv, bad)
+        if whole_props:
+            maps = p2m_ids.of_columns(new_rows)
+            ids, firsts, inv = groups([hid] + [maps[:, v] for v in range(n_vms)])
+            bad = []
+            for g, (key_ids, i0) in enumerate(zip(ids, firsts)):
+                key = tuple(key_ids)
+                got = memo.whole_checks.get(key)
+                if got is None:
+                    s_ = state_of(int(ks[i0]))
+                    watched = tuple(WatchedVm.of(vm) for vm in s_.vms)
+                    local_s = State(s_.host, watched)
+                    broken = any(p.check_state(cfg, local_s) is not None for _, p in whole_props)
+                    got = broken or not all(vm.fields_read <= {"p2m"} for vm in watched)
+                    memo.whole_checks[key] = got
+                if got:
+                    bad.append(g)
+            if bad:
+                dirty |= np.isin(inv, bad)
+        return dirty
+
+    def unsettled_of(states: "_Decoded", hid: Ints, vid: Ints,
+                     v: int) -> npt.NDArray[np.bool_]:
+        """Whether VM ``v`` is unsettled, per state: answered per distinct (host, VM) part."""
+        ids, firsts, inv = groups([hid, vid[:, v]])
+        ans = np.zeros(len(ids), dtype=bool)
+        real: list[int] = []
+        for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
+            key = (v, h, x)
+            got = memo.unsettled_ids.get(key)
+            if got is None:
+                try:
+                    got = unsettled(cfg, local(states[i0], v), v)
+                except ReadElsewhere:
+                    got = _REAL
+                memo.unsettled_ids[key] = got
+            if got is _REAL:
+                real.append(g)
+            else:
+                ans[g] = bool(got)
+        out = ans[inv]
+        if real:
+            for i in np.nonzero(np.isin(inv, real))[0].tolist():
+                out[i] = unsettled(cfg, states[i], v)
+        return out
+
     def is_unsettled(s: State, v: int) -> bool:
         key = (v, id(s.host), id(s.vms[v]))
         got = memo.unsettled.get(key)
@@ -503,7 +642,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         m = len(sids)
         src = np.array(sids, dtype=np.int64)
         rows = lay.unpack(ex.rep_keys[src])
-        states = [lay.decode(r) for r in rows]
+        states = _Decoded(lay, rows)
+        pre_h, pre_v = part_ids.of(rows)
         par: list[Any] = []
         order: list[Any] = []
         aids: list[Any] = []
@@ -579,38 +719,62 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             part_of: list[int | None] | None = (
                 list(range(n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
                 else None)
-            for i, s in enumerate(states):
-                real: list[tuple[int, dict[str, Any], int | None]] = []
-                if part_of is None:
-                    real = [(j, a, None) for j, a in enumerate(spec.candidates(cfg, s))]
-                else:
-                    for pv in part_of:
-                        pkey = (si, pv, id(s.host), -1 if pv is None else id(s.vms[pv]))
-                        got = memo.steps.get(pkey, _MISSING)
-                        if got is _MISSING:
-                            got = memo.steps[pkey] = part_steps(si, spec, s, pv)
-                        if got is None:
-                            whole = (spec.vm_candidates(cfg, s, pv) if pv is not None and
-                                     spec.vm_candidates is not None
-                                     else spec.candidates(cfg, s))
-                            real += [(j, a, pv) for j, a in enumerate(whole)]
-                            continue
-                        for j, aid, host, vm in cast("list[Any]", got):
-                            vms_ = s.vms if pv is None else s.vms[:pv] + (vm,) + s.vms[pv + 1:]
-                            ps.append(i)
-                            os_.append(base + ((pv or 0) << _VM_BITS) + j)
-                            as_.append(aid)
-                            ss.append(State(host, vms_))
-                for j, a, rv in real:
-                    act = Action.of(spec.name, **a)
-                    try:
-                        post = apply(cfg, s, act, model.table)
-                    except GuardError:
-                        continue
-                    ps.append(i)
-                    os_.append(base + ((rv or 0) << _VM_BITS) + j)
-                    as_.append(intern(act))
-                    ss.append(post)
+            real: list[tuple[int, int, dict[str, Any], int | None]] = []
+            if part_of is None:
+                for i in range(m):
+                    real += [(i, j, a, None)
+                             for j, a in enumerate(spec.candidates(cfg, states[i]))]
+            for pv in part_of or ():
+                # One table of steps per distinct (host part, VM part), spread over the
+                # states that hold that pair by sorting, never state by state.
+                vcol = pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
+                uniq, first_i, inv = np.unique(np.stack([pre_h, vcol], axis=1), axis=0,
+                                               return_index=True, return_inverse=True)
+                inv = inv.reshape(-1)
+                tables: list[Any] = []
+                for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
+                    tkey = (si, pv, hid, vid)
+                    got = memo.tables.get(tkey, _MISSING)
+                    if got is _MISSING:
+                        got = memo.tables[tkey] = step_table(si, spec, states[i0], pv)
+                    tables.append(got)
+                counts = np.array([0 if tb is None else len(tb[0]) for tb in tables],
+                                  dtype=np.int64)
+                nonlocal_groups = [g for g, tb in enumerate(tables) if tb is None]
+                if nonlocal_groups:
+                    for i in np.nonzero(np.isin(inv, nonlocal_groups))[0].tolist():
+                        s_ = states[i]
+                        whole = (spec.vm_candidates(cfg, s_, pv) if pv is not None and
+                                 spec.vm_candidates is not None else spec.candidates(cfg, s_))
+                        real += [(i, j, a, pv) for j, a in enumerate(whole)]
+                cnt = counts[inv]
+                total = int(cnt.sum())
+                if not total:
+                    continue
+                live = [tb for tb in tables if tb is not None]
+                t_ord = np.concatenate([tb[0] for tb in live])
+                t_aid = np.concatenate([tb[1] for tb in live])
+                t_host = np.concatenate([tb[2] for tb in live])
+                t_vm = np.concatenate([tb[3] for tb in live])
+                starts = np.cumsum(counts) - counts
+                par_t = np.repeat(np.arange(m), cnt)
+                off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+                out = rows[par_t]
+                out[:, :host_end] = t_host[off]
+                if pv is not None:
+                    a_, b_ = vm_span[pv]
+                    out[:, a_:b_] = t_vm[off]
+                emit(par_t, base + ((pv or 0) << _VM_BITS) + t_ord[off], t_aid[off], out)
+            for i, j, a, rv in real:
+                act = Action.of(spec.name, **a)
+                try:
+                    post = apply(cfg, states[i], act, model.table)
+                except GuardError:
+                    continue
+                ps.append(i)
+                os_.append(base + ((rv or 0) << _VM_BITS) + j)
+                as_.append(intern(act))
+                ss.append(post)
             if ps:
                 rs = [lay.encode_list(x) for x in ss]
                 emit(np.array(ps), np.array(os_), np.array(as_),
@@ -746,8 +910,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         # State invariants of the new states, then the findings in the reference's order.
         expand_next: list[int] = []
         new_broken: dict[int, list[tuple[str, str]]] = {}
-        for k in first[fresh].tolist():
-            broken = state_violations_fast(post_state(k))
+        fk = first[fresh]
+        dirty = (states_dirty(rows_a[fk], post_h[fk], post_v[fk], fk, post_state) if len(fk)
+                 else fk)
+        for k, unclean in zip(fk.tolist(), dirty.tolist() if len(fk) else []):
+            broken = state_violations_fast(post_state(k)) if unclean else []
             sid = int(discovered[k])
             if broken:
                 new_broken[k] = broken
@@ -770,22 +937,20 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         # Deadlocks: per expanded state, whether an honest VM's protocol is stalled.
         n_steps = np.bincount(par_a, minlength=m)
         pvm = np.array([-1 if v is None else v for v in moves_for], dtype=np.int64)
-        moving_pairs = np.unique(par_a * (n_vms + 1) + pvm[aid_a] + 1) if t else par_a
-        moving: list[set[int | None]] = [set() for _ in range(m)]
-        for code in moving_pairs.tolist():
-            i, v = divmod(code, n_vms + 1)
-            moving[i].add(None if v == 0 else v - 1)
-        for i in range(m):
-            s = states[i]
-            def vm_unsettled(v: int, s: State = s) -> bool:
-                return is_unsettled(s, v)
-            stalled = stalled_among(cfg, moving[i], vm_unsettled)
-            if stalled or is_total_deadlock(int(n_steps[i])):
-                ex.deadlocks += 1
-                if ex.deadlock is None:
-                    what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
-                            f"action for it is enabled" if stalled else "no action is enabled")
-                    ex.deadlock = Finding(DEADLOCK, what, "deadlock", sids[i], None)
+        moving = np.zeros((m, n_vms + 1), dtype=bool)
+        if t:
+            moving[par_a, pvm[aid_a] + 1] = True
+        stalled = np.zeros((m, n_vms), dtype=bool)
+        for v in honest:
+            stalled[:, v] = unsettled_of(states, pre_h, pre_v, v) & ~moving[:, v + 1]
+        dead = stalled.any(axis=1) | (n_steps == 0)
+        ex.deadlocks += int(dead.sum())
+        if ex.deadlock is None and dead.any():
+            i = int(np.argmax(dead))
+            vs = np.nonzero(stalled[i])[0]
+            what = (f"VM {int(vs[0])}'s balloon has work to do but no module or VMM "
+                    f"action for it is enabled" if len(vs) else "no action is enabled")
+            ex.deadlock = Finding(DEADLOCK, what, "deadlock", sids[i], None)
         return expand_next
 
     def tally() -> None:

@@ -265,6 +265,12 @@ class RowLayout:
         """Columns of one VM."""
         return self._vm_width
 
+    def cells(self, part: HostState | VmState) -> list[int]:
+        """The cells of an interned part (see :meth:`intern_host`, :meth:`intern_vm`)."""
+        got = self._cells_of[id(part)]
+        assert got[0] is part
+        return got[1]
+
     def interned(self) -> int:
         """How many parts are interned."""
         return len(self._cells_of)
