@@ -582,15 +582,15 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             ids, firsts, inv = groups([hid] + [maps[:, v] for v in range(n_vms)])
             bad = []
             for g, (key_ids, i0) in enumerate(zip(ids, firsts)):
-                key = tuple(key_ids)
-                got = memo.whole_checks.get(key)
+                wkey = tuple(key_ids)
+                got = memo.whole_checks.get(wkey)
                 if got is None:
                     s_ = state_of(int(ks[i0]))
                     watched = tuple(WatchedVm.of(vm) for vm in s_.vms)
                     local_s = State(s_.host, watched)
                     broken = any(p.check_state(cfg, local_s) is not None for _, p in whole_props)
                     got = broken or not all(vm.fields_read <= {"p2m"} for vm in watched)
-                    memo.whole_checks[key] = got
+                    memo.whole_checks[wkey] = got
                 if got:
                     bad.append(g)
             if bad:
