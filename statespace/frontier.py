@@ -70,7 +70,7 @@ from ballast.statespace.keyset import KeySet, distinct
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
-from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedVm
+from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
 __all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
 
@@ -90,6 +90,7 @@ _INTERNED_LIMIT = 1 << 20
 """Interned parts kept before they (and every answer remembered by them) are dropped."""
 
 _MISSING = object()
+_READS_HOST = object()
 _REAL = object()
 """An answer that read another VM: ask again on the real states."""
 
@@ -418,10 +419,15 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     def keeps_others(pre: State, post: State, v: int | None) -> bool:
         return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
 
-    def part_steps(si: int, spec: ActionSpec, s: State, v: int | None) -> list[Any] | None:
+    def part_steps(si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
         """The steps of action ``si`` for VM ``v`` (None: for the host) computed on its part
-        alone, or None when they read another VM."""
+        alone, or None when they read another VM. ``watch``: with the host watched, and
+        _READS_HOST when a step reads it (else every step leaves the host as it is)."""
         loc = local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
+        if watch:
+            loc = State(host, loc.vms)
         out = []
         try:
             cands = list(spec.vm_candidates(cfg, loc, v) if v is not None and
@@ -434,27 +440,34 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     continue
                 if not keeps_others(loc, post, v):
                     return None
-                out.append((j, intern(act), lay.intern_host(post.host),
+                if watch and post.host is not host:
+                    return _READS_HOST
+                out.append((j, intern(act), None if watch else lay.intern_host(post.host),
                             None if v is None else lay.intern_vm(post.vms[v])))
         except ReadElsewhere:
             return None
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
         return out
 
-    def step_table(si: int, spec: ActionSpec, s: State, v: int | None) -> Any:
-        """:func:`part_steps` as arrays: (orders, action ids, host cells, VM cells)."""
-        got = part_steps(si, spec, s, v)
-        if got is None:
-            return None
+    def step_table(si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
+        """:func:`part_steps` as arrays: (orders, action ids, host cells, VM cells, whether
+        the host stays as it is)."""
+        got = part_steps(si, spec, s, v, watch)
+        if got is None or got is _READS_HOST:
+            return got
         e = len(got)
-        host = np.array([lay.cells(h) for _, _, h, _ in got], dtype=np.int16).reshape(
-            e, host_end)
-        vm = np.array([lay.cells(x) if x is not None else [] for _, _, _, x in got],
-                      dtype=np.int16).reshape(e, -1 if e and v is not None else 0) \
-            if v is not None else np.zeros((e, 0), dtype=np.int16)
+        host = np.array([lay.cells(h) if h is not None else [0] * host_end
+                         for _, _, h, _ in got], dtype=np.int16).reshape(e, host_end)
+        keep = np.array([h is None for _, _, h, _ in got], dtype=bool)
         if v is not None:
-            vm = vm.reshape(e, vm_width)
+            vm = np.array([lay.cells(x) for _, _, _, x in got], dtype=np.int16).reshape(
+                e, vm_width)
+        else:
+            vm = np.zeros((e, 0), dtype=np.int16)
         return (np.array([j for j, _, _, _ in got], dtype=np.int64),
-                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm)
+                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
 
     def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
         try:
@@ -733,10 +746,19 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 inv = inv.reshape(-1)
                 tables: list[Any] = []
                 for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
-                    tkey = (si, pv, hid, vid)
-                    got = memo.tables.get(tkey, _MISSING)
-                    if got is _MISSING:
-                        got = memo.tables[tkey] = step_table(si, spec, states[i0], pv)
+                    # Steps that leave the host unread are kept by the VM part alone.
+                    got = _READS_HOST
+                    if pv is not None:
+                        akey = (si, pv, -1, vid)
+                        got = memo.tables.get(akey, _MISSING)
+                        if got is _MISSING:
+                            got = memo.tables[akey] = step_table(si, spec, states[i0], pv,
+                                                                 watch=True)
+                    if got is _READS_HOST:
+                        tkey = (si, pv, hid, vid)
+                        got = memo.tables.get(tkey, _MISSING)
+                        if got is _MISSING:
+                            got = memo.tables[tkey] = step_table(si, spec, states[i0], pv)
                     tables.append(got)
                 counts = np.array([0 if tb is None else len(tb[0]) for tb in tables],
                                   dtype=np.int64)
@@ -756,11 +778,13 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 t_aid = np.concatenate([tb[1] for tb in live])
                 t_host = np.concatenate([tb[2] for tb in live])
                 t_vm = np.concatenate([tb[3] for tb in live])
+                t_keep = np.concatenate([tb[4] for tb in live])
                 starts = np.cumsum(counts) - counts
                 par_t = np.repeat(np.arange(m), cnt)
                 off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
                 out = rows[par_t]
-                out[:, :host_end] = t_host[off]
+                out[:, :host_end] = np.where(t_keep[off][:, None], out[:, :host_end],
+                                             t_host[off])
                 if pv is not None:
                     a_, b_ = vm_span[pv]
                     out[:, a_:b_] = t_vm[off]
@@ -990,4 +1014,5 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     ex.complete_depth = ex.max_depth if ex.complete else (
         ex.depth[pending[0]] if pending else ex.max_depth)
     ex.seconds = time.perf_counter() - start
+    lay.forget()  # the interned parts were working memory of the search
     return ex
