@@ -29,7 +29,7 @@ from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
 from ballast.statespace.explore import Budget, Exploration
 from ballast.statespace.liveness import FAIRNESS_CHOICES, WEAK
-from ballast.statespace.runner import run_explore
+from ballast.statespace.runner import ENGINES, run_explore
 
 __all__ = ["register"]
 
@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
                    help="stop at the first violation found (its trace is still a shortest one)")
     p.add_argument("--strict-coverage", action="store_true",
                    help="exit 3 when an action never fires or a scenario is never witnessed")
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="'frontier' (the default where it supports the options): states as "
+                        "packed rows, explored level by level in whole-array steps; "
+                        "'reference': the object-based explorer (liveness, --dot, --graphml "
+                        "and --no-cache run on it)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="take every step straight from the model, without the transition "
                         "cache (slower, same results)")
@@ -114,6 +119,7 @@ def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> 
     for w in warnings:
         out.print(f"[yellow]warning:[/] {w}")
     st = check.stats
+    out.print(f"engine: {st['engine']} ({st['engine_reason']})", markup=False)
     out.print(f"explored {st['states']:,} states, {st['transitions']:,} transitions, depth "
               f"{st['depth']}, {st['seconds']} s ({st['stop']}; symmetry "
               f"{'on' if st['symmetry'] else 'off'}; ~{st['bytes_per_state']} bytes/state)")
@@ -147,7 +153,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
                           liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
                           graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
-                          fairness=args.fairness or WEAK, cache=args.cache)
+                          fairness=args.fairness or WEAK, cache=args.cache,
+                          engine=args.engine)
         states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))

@@ -22,6 +22,7 @@ from ballast.model.system import BalloonModel
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 from ballast.statespace.deadlock import DEADLOCK
 from ballast.statespace.explore import Budget, Exploration, explore
+from ballast.statespace.frontier import explore_frontier
 from ballast.statespace.graph import state_graph, write_dot, write_graphml
 from ballast.statespace.liveness import (
     CAN_REACH,
@@ -34,13 +35,42 @@ from ballast.statespace.liveness import (
 from ballast.statespace.symmetry import liveness_warning
 from ballast.statespace.traces import write_finding, write_liveness
 
-__all__ = ["CHECKER", "LIVENESS_KIND", "ExploreRun", "run_explore"]
+__all__ = ["CHECKER", "ENGINES", "LIVENESS_KIND", "ExploreRun", "choose_engine", "run_explore"]
 
 CHECKER = "explore"
 
 LIVENESS_KIND = "invariant"
 """Liveness results count like invariants in every verdict (their evidence says
 ``"form": "liveness"``); only scenarios and actions are coverage."""
+
+
+ENGINES = ("frontier", "reference")
+"""The exploration engines: the frontier explorer (:mod:`ballast.statespace.frontier`,
+the default) and the object-based reference (:mod:`ballast.statespace.explore`)."""
+
+
+def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool = False,
+                  cache: bool = True) -> tuple[str, str]:
+    """(engine, why) for a run: the one asked for, else the frontier engine unless an option
+    needs the reference (which is then named with the option).
+
+    >>> choose_engine(None)
+    ('frontier', 'the default engine')
+    >>> choose_engine(None, liveness=True)[0]
+    'reference'
+    """
+    if requested is not None:
+        if requested not in ENGINES:
+            from ballast.errors import UsageError
+            raise UsageError(f"unknown engine {requested!r}; expected one of {', '.join(ENGINES)}")
+        return requested, "asked for"
+    if liveness:
+        return "reference", "liveness is checked on the reference engine's graph"
+    if graph:
+        return "reference", "the state graph (--dot, --graphml) comes from the reference engine"
+    if not cache:
+        return "reference", "--no-cache is an option of the reference engine"
+    return "frontier", "the default engine"
 
 
 @dataclass
@@ -51,6 +81,8 @@ class ExploreRun:
     exploration: Exploration
     liveness_exploration: Exploration | None = None
     warnings: list[str] = field(default_factory=list)
+    engine: str = "reference"
+    engine_reason: str = ""
 
 
 def _figures(ex: Exploration) -> dict[str, object]:
@@ -85,11 +117,14 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                 dot: Path | None = None, graphml: Path | None = None,
                 stop_on: bool | Sequence[str] = False,
                 progress: Callable[[Exploration], None] | None = None,
-                fairness: str = WEAK, cache: bool = True) -> ExploreRun:
+                fairness: str = WEAK, cache: bool = True,
+                engine: str | None = None) -> ExploreRun:
     """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
     with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
     ``fairness``. ``cache=False`` takes every step straight from the model (slower;
-    the same results, for when the transition cache itself is in doubt)."""
+    the same results, for when the transition cache itself is in doubt). ``engine``: see
+    :func:`choose_engine`; the safety exploration runs on it, liveness and the state graph
+    on the reference engine."""
     check_fairness(fairness)
     model = BalloonModel(cfg, faults)
     want_graph = dot is not None or graphml is not None
@@ -101,9 +136,20 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     # violation or edges would eat into a memory budget the safety check should not lose.
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
-    ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
-                 stop_on=stop_on, progress=progress, cache=cache)
+    chosen, why = choose_engine(engine, liveness=liveness, graph=want_graph, cache=cache)
+    if chosen == "frontier":
+        one_pass = False
+        ex: Exploration = explore_frontier(model, symmetry=symmetry, budget=budget,
+                                           stop_on=stop_on, progress=progress)
+    else:
+        ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
+                     stop_on=stop_on, progress=progress, cache=cache)
     fig = _figures(ex)
+    fig["engine"] = chosen
+    fig["engine_reason"] = why
+    if chosen == "frontier" and (liveness or want_graph):
+        warnings.append("liveness and the state graph are checked on the reference engine "
+                        "(a second, full exploration)")
     results: list[PropertyResult] = []
     tag = "-".join(faults) or "model"
     for prop in model.properties():
@@ -181,4 +227,4 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                                               kind=LIVENESS_KIND))
     seconds = ex.seconds + (live_ex.seconds if live_ex is not None and live_ex is not ex else 0.0)
     check = CheckResult(CHECKER, results, seconds, stats=fig)
-    return ExploreRun(check, ex, live_ex, [w for w in warnings if w])
+    return ExploreRun(check, ex, live_ex, [w for w in warnings if w], chosen, why)

@@ -158,7 +158,7 @@ def test_suite_finds_a_fault_in_the_slice_that_has_its_feature(tmp_path: Path) -
 def test_explore_without_the_cache_gives_the_same_verdicts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = []
-    for extra in ([], ["--no-cache"]):
+    for extra in (["--engine", "reference"], ["--no-cache"]):
         code = main(["explore", "--preset", "virtio", "--small", "--json", "--no-symmetry",
                      "--report-dir", str(tmp_path), *extra])
         out = json.loads(capsys.readouterr().out)
@@ -167,3 +167,20 @@ def test_explore_without_the_cache_gives_the_same_verdicts(
     (code_a, verdicts_a, states_a, cache_a), (code_b, verdicts_b, states_b, cache_b) = runs
     assert (code_a, verdicts_a, states_a) == (code_b, verdicts_b, states_b)
     assert cache_a["part_hits"] > 0 and cache_b["part_hits"] == 0
+
+
+def test_both_engines_give_the_same_verdicts_and_say_which_ran(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = []
+    for engine in ("frontier", "reference"):
+        code = main(["explore", "--preset", "core", "--small", "--fault",
+                     "release_keeps_balloon_set", "--json", "--engine", engine,
+                     "--report-dir", str(tmp_path / engine)])
+        out = json.loads(capsys.readouterr().out)
+        assert out["stats"]["engine"] == engine
+        runs.append((code, [(r["property"], r["verdict"], r["detail"])
+                            for r in out["results"]], out["stats"]["states"]))
+    assert runs[0] == runs[1] and runs[0][0] == 1
+    main(["explore", "--preset", "core", "--small", "--liveness", "--max-states", "50",
+          "--report-dir", str(tmp_path)])
+    assert "engine: reference (liveness" in capsys.readouterr().out

@@ -1,0 +1,1018 @@
+"""Level-synchronous breadth-first exploration over fixed-width rows (the frontier engine).
+
+The same search as :func:`ballast.statespace.explore.explore` (the reference),
+organised for whole-array work:
+
+* a state is one row of small integers (:class:`~ballast.statespace.rowcodec.RowLayout`,
+  derived from the state schema) and its visited-set key is that row packed into
+  64-bit words; the visited set (:class:`~ballast.statespace.keyset.KeySet`) is
+  sorted runs of keys, and the successors of a whole batch of states are
+  deduplicated by sorting their keys;
+* the frontier is expanded a batch of states at a time. An action that has a
+  kernel (:mod:`ballast.model.action_kernels`) runs through the kernels' NumPy
+  interpreter on a :class:`~ballast.statespace.frontier_rows.FrontierRows`
+  store: when the action's candidates do not depend on the state, each
+  (action, argument) instance is one masked update of the whole batch. An
+  action without a kernel yet (or replaced by a seeded fault that has none)
+  falls back to the Python model's step on the decoded states: correct, slower;
+* successors are ordered as the reference orders them (state by state, then the
+  model's order of actions and candidates), so the same states get the same
+  parents and the first real state reaching a symmetry class is the one
+  expanded;
+* the properties are the model's own: step properties and scenarios run on the
+  decoded states of each transition unless the property (or scenario) answers for
+  that action without reading either state; state invariants on each new state;
+* every state keeps its parent and the action that reached it, so a shortest
+  trace is rebuilt by following parents; the trace is replayed on the Python
+  model before it is reported (:func:`ballast.statespace.traces.write_finding`);
+* with symmetry on, the key is that of the canonical form
+  (:func:`~ballast.statespace.symmetry.canonical`) and the real state is expanded.
+
+The result is an :class:`~ballast.statespace.explore.Exploration`, so the
+verdicts, traces and reports of the reference serve both engines.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.system import BalloonModel
+>>> cfg = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+...              machine_pages=1, host_swap_slots=0, tokens=1, batch=1)
+>>> ex = explore_frontier(BalloonModel(cfg))
+>>> ex.complete, ex.states > 10, ex.violations
+(True, True, {})
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Iterable, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast import tally as work_done
+from ballast.errors import GuardError
+from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
+from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
+from ballast.model.faults import FAULTS
+from ballast.model.invariants import Property, honest_vms
+from ballast.model.ops import Kernel
+from ballast.model.sometimes import Scenario
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.numeric.interpret import run_kernel
+from ballast.statespace.deadlock import (
+    DEADLOCK, protocol_vm, unsettled,
+)
+from ballast.statespace.explore import Budget, Exploration, Finding
+from ballast.statespace.frontier_rows import FrontierRows
+from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.parts import PartStore
+from ballast.statespace.rowcodec import RowLayout
+from ballast.statespace.symmetry import canonical
+from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
+
+__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
+
+Ints = npt.NDArray[np.int64]
+Keys = npt.NDArray[np.uint64]
+
+BATCH = 16384
+"""States expanded together (one batch of kernel updates, one sort of successor keys)."""
+
+_ORDER_BITS = 24
+"""Positions of the model's order: action index << this + candidate index."""
+
+_VM_BITS = 16
+"""Within one action chosen per VM: VM << this + candidate index for that VM."""
+
+_INTERNED_LIMIT = 1 << 20
+"""Interned parts kept before they (and every answer remembered by them) are dropped."""
+
+_MISSING = object()
+_READS_HOST = object()
+_REAL = object()
+"""An answer that read another VM: ask again on the real states."""
+
+
+class _Decoded:
+    """The states of rows, each decoded when first asked for."""
+
+    def __init__(self, layout: RowLayout, rows: npt.NDArray[np.int16]) -> None:
+        self.layout = layout
+        self.rows = rows
+        self.done: list[State | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self.done)
+
+    def __getitem__(self, i: int) -> State:
+        got = self.done[i]
+        if got is None:
+            got = self.done[i] = self.layout.decode(self.rows[i])
+        return got
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self.done)))
+
+
+class _PartIds:
+    """A number for every distinct host part and VM part met, found by sorting rows."""
+
+    def __init__(self, layout: RowLayout, columns: list[list[int]] | None = None) -> None:
+        self.layout = layout
+        self.index: dict[bytes, int] = {}
+        h = layout.host_end
+        w = layout.vm_width
+        self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
+        self.columns = columns or []
+
+    def of_columns(self, rows: npt.NDArray[np.int16]) -> Ints:
+        """``(n, len(columns))``: the id of each row's cells in each column set."""
+        return np.stack([self._ids(rows[:, c]) for c in self.columns], axis=1)
+
+    def _ids(self, cells: npt.NDArray[np.int16]) -> Ints:
+        if not len(cells):
+            return np.zeros(0, dtype=np.int64)
+        flat = np.ascontiguousarray(cells).view(np.dtype((np.void, cells.shape[1] * 2))).ravel()
+        uniq, inv = np.unique(flat, return_inverse=True)
+        index = self.index
+        table = np.array([index.setdefault(u.tobytes(), len(index)) for u in uniq],
+                         dtype=np.int64)
+        return table[inv.reshape(-1)]
+
+    def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
+        """(host part id per row, ``(n, vms)`` VM part ids)."""
+        a, b = self.spans[0]
+        host = self._ids(rows[:, a:b])
+        vms = np.stack([self._ids(rows[:, a:b]) for a, b in self.spans[1:]], axis=1) \
+            if len(self.spans) > 1 else np.zeros((len(rows), 0), dtype=np.int64)
+        return host, vms
+
+
+class _Memos:
+    """Answers remembered by the identities of interned parts (see
+    :meth:`~ballast.statespace.rowcodec.RowLayout.decode`): valid until they are dropped."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[Any, ...], Any] = {}
+        self.candidates: dict[tuple[Any, ...], Any] = {}
+        self.checks: dict[tuple[Any, ...], Any] = {}
+        self.state: dict[tuple[Any, ...], Any] = {}
+        self.unsettled: dict[tuple[Any, ...], Any] = {}
+        self.by_ids: dict[tuple[int, ...], Any] = {}
+        self.tables: dict[tuple[Any, ...], Any] = {}
+        self.vm_checks: dict[tuple[int, ...], bool] = {}
+        """By (VM, host part id, VM part id): whether a per-VM invariant may break."""
+        self.whole_checks: dict[tuple[int, ...], bool] = {}
+        """By (host part id, each VM's map id): whether a whole-state invariant may break."""
+        self.unsettled_ids: dict[tuple[int, ...], Any] = {}
+        """By (action, VM or None, part ids): the steps of that part as arrays."""
+        """By (action, part ids before and after): step answers (kept across forgetting:
+        part ids are never reused)."""
+
+    def clear(self) -> None:
+        for d in (self.steps, self.candidates, self.checks, self.state, self.unsettled):
+            d.clear()
+
+
+class _NotRead(ReadElsewhere, AttributeError):
+    """A check read the stand-in of a state (an AttributeError too, so ``hasattr`` is False)."""
+
+
+class _Unread:
+    """Stands in for a state that a check must not read: any attribute read raises."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        raise _NotRead(name)
+
+
+_UNREAD = cast(State, object.__new__(_Unread))
+
+
+def _without_state(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """(True, answer) when ``fn`` answers without reading a state, else (False, None)."""
+    try:
+        return True, fn()
+    except Exception:  # noqa: BLE001 - any failure on a stand-in means "it reads the state"
+        return False, None
+
+
+def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
+    """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
+    has no kernel yet or a fault replaces it by a step that has none.
+
+    >>> from ballast.model.config import Config
+    >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
+    >>> kernel_of(m, m.table["vmm_release"]) is FAULT_KERNELS["release_keeps_balloon_set"][1]
+    True
+    >>> kernel_of(m, m.table["guest_read"]) is None
+    True
+    """
+    name = spec.name
+    if spec.effect is ACTIONS[name].effect:
+        return KERNELS.get(name)
+    for fault in reversed(model.faults):
+        if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
+            got = FAULT_KERNELS.get(fault)
+            return got[1] if got is not None and got[0] == name else None
+    return None
+
+
+@dataclass
+class FrontierExploration(Exploration):
+    """What the frontier engine found: an :class:`Exploration` whose states are packed keys."""
+
+    layout: RowLayout | None = None
+    engine: str = "frontier"
+    kernel_actions: tuple[str, ...] = ()
+    """Actions stepped by their kernel over whole batches."""
+    model_actions: tuple[str, ...] = ()
+    """Actions stepped by the Python model (no kernel yet)."""
+    count: int = 0
+    rep_keys: Keys = field(default_factory=lambda: np.zeros((0, 1), dtype=np.uint64))
+    visited: KeySet | None = None
+    deepest: int = 0
+
+    @property
+    def states(self) -> int:
+        return self.count
+
+    @property
+    def max_depth(self) -> int:
+        return self.deepest
+
+    def bytes_estimate(self) -> int:
+        held = self.rep_keys[:self.count].nbytes + 12 * self.count + 12 * len(self.edge_src)
+        return held + (self.visited.nbytes() if self.visited is not None else 0)
+
+    def state(self, sid: int) -> State:
+        assert self.layout is not None
+        return self.layout.decode(self.layout.unpack(self.rep_keys[sid:sid + 1])[0])
+
+    def _grow(self, n: int) -> None:
+        need = self.count + n
+        if need > len(self.rep_keys):
+            cap = max(need, 2 * len(self.rep_keys), 1024)
+            grown = np.zeros((cap, self.rep_keys.shape[1]), dtype=np.uint64)
+            grown[:self.count] = self.rep_keys[:self.count]
+            self.rep_keys = grown
+
+
+def _ints(values: Iterable[int]) -> Any:
+    return array("i", values)
+
+
+class _Plan:
+    """How each action of the model is stepped: kernel or model, fixed candidates or not."""
+
+    def __init__(self, model: BalloonModel) -> None:
+        cfg = model.cfg
+        self.specs = model.action_specs()
+        self.kernels = [kernel_of(model, spec) for spec in self.specs]
+        self.fixed: list[list[dict[str, Any]] | None] = []
+        for spec in self.specs:
+            ok, cands = _without_state(lambda: list(spec.candidates(cfg, _UNREAD)))
+            self.fixed.append(cands if ok else None)
+
+
+def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
+    """Kernel arguments (everything but the VM), one value per row."""
+    out: dict[str, Any] = {}
+    for k, v in args.items():
+        if k == "vm":
+            continue
+        if rows is not None:
+            out[k] = np.full(rows, v, dtype=np.int64) if isinstance(v, int) else [v] * rows
+        else:
+            out[k] = v
+    return out
+
+
+def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
+                     keep_edges: bool = False, stop_on: bool | Collection[str] = False,
+                     progress: Callable[[Exploration], None] | None = None,
+                     batch: int = BATCH) -> FrontierExploration:
+    """Explore every reachable state of ``model`` level by level (see the module text).
+
+    The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
+    With ``stop_on``, the search stops after the batch in which the violation was found
+    (the trace is still a shortest one; the counts may exceed the reference's).
+    """
+    cfg = model.cfg
+    lay = RowLayout(cfg)
+    plan = _Plan(model)
+    ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
+                             layout=lay, visited=KeySet(lay.words),
+                             rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+    ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is not None)
+    ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
+    work_done.note("explore", lambda: f"{ex.count:,} states explored")
+    visited = ex.visited
+    assert visited is not None
+    actions = ex.actions
+    action_ids: dict[Action, int] = {}
+    props = model.properties()
+    state_props = [p for p in props if p.state is not None]
+    step_props = [p for p in props if p.step is not None]
+    open_scenarios: list[Scenario] = model.scenarios()
+    step_plan: list[list[tuple[Property, str | None, bool]]] = []
+    """Per action id: (property, constant answer, must run on the states)."""
+    moves_for: list[int | None] = []
+    fired = np.zeros(0, dtype=np.int64)
+    start = time.perf_counter()
+
+    def intern(act: Action) -> int:
+        aid = action_ids.get(act)
+        if aid is None:
+            aid = action_ids[act] = len(actions)
+            actions.append(act)
+            plan_row = []
+            for p in step_props:
+                def answer(p: Property = p) -> str | None:
+                    return p.check_step(cfg, _UNREAD, act, _UNREAD)
+                known, msg = _without_state(answer)
+                if not known or msg is not None:
+                    plan_row.append((p, msg if known else None, not known))
+            step_plan.append(plan_row)
+            moves_for.append(protocol_vm(act))
+        return aid
+
+    def state_violations(s: State) -> list[tuple[str, str]]:
+        return [(p.name, msg) for p in state_props if (msg := p.check_state(cfg, s)) is not None]
+
+    def add_states(keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int) -> Ints:
+        n = len(keys)
+        sids = np.arange(ex.count, ex.count + n, dtype=np.int64)
+        ex._grow(n)
+        ex.rep_keys[ex.count:ex.count + n] = reps
+        ex.count += n
+        visited.add(keys, sids)
+        ex.parent.frombytes(parents.astype(np.int32).tobytes())
+        ex.via.frombytes(via.astype(np.int32).tobytes())
+        ex.depth.frombytes(np.full(n, depth, dtype=np.int32).tobytes())
+        if n:
+            ex.deepest = max(ex.deepest, depth)
+        return sids
+
+    def key_of(rows: npt.NDArray[np.int16], states: list[State | None]) -> tuple[Keys, Keys]:
+        """(visited-set keys, real keys) of successor rows."""
+        real = lay.pack(rows)
+        if not symmetry:
+            return real, real
+        first, inverse = distinct(real)
+        canon = np.array([lay.encode_list(canonical(cfg, states[i] if states[i] is not None
+                                                     else lay.decode(rows[i])))
+                          for i in first.tolist()], dtype=np.int16).reshape(len(first), -1)
+        return lay.pack(canon)[inverse], real
+
+    # -- the initial states ---------------------------------------------------------
+    inits = model.init_states()
+    rows0 = np.array([lay.encode_list(s) for s in inits], dtype=np.int16)
+    keys0, real0 = key_of(rows0, list(inits))
+    first0, _ = distinct(keys0)
+    sids0 = add_states(keys0[first0], real0[first0], np.full(len(first0), -1), np.full(
+        len(first0), -1), 0)
+    level: list[int] = []
+    for sid, i in zip(sids0.tolist(), first0.tolist()):
+        broken = state_violations(inits[i])
+        for name, msg in broken:
+            ex.violations.setdefault(name, Finding(name, msg, "state", sid, None))
+        if broken:
+            ex.violating.add(sid)
+        else:
+            level.append(sid)
+
+    def stop_now() -> bool:
+        if stop_on is True:
+            return bool(ex.violations)
+        if stop_on is False:
+            return False
+        return any(p in ex.violations for p in stop_on)
+
+    def out_of_budget() -> str | None:
+        if budget.max_states is not None and ex.count >= budget.max_states:
+            return "max_states"
+        if budget.max_seconds is not None and time.perf_counter() - start > budget.max_seconds:
+            return "max_seconds"
+        if budget.max_bytes is not None and ex.bytes_estimate() > budget.max_bytes:
+            return "max_bytes"
+        return None
+
+    n_vms = cfg.vms
+    stand = tuple(object.__new__(OtherVm) for _ in range(n_vms))
+    memo = _Memos()
+
+    def local(s: State, v: int | None) -> State:
+        """``s`` with every VM but ``v`` stood in for (reading one raises)."""
+        return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
+
+    local_state = local
+    act_vm: list[int] = []
+    """Per action id: the VM it acts for (-1: none)."""
+    part_ids = _PartIds(lay)
+    host_end, vm_width = lay.host_end, lay.vm_width
+    vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width) for v in range(n_vms)]
+
+    def keeps_others(pre: State, post: State, v: int | None) -> bool:
+        return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
+
+    def part_steps(si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
+        """The steps of action ``si`` for VM ``v`` (None: for the host) computed on its part
+        alone, or None when they read another VM. ``watch``: with the host watched, and
+        _READS_HOST when a step reads it (else every step leaves the host as it is)."""
+        loc = local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
+        if watch:
+            loc = State(host, loc.vms)
+        out = []
+        try:
+            cands = list(spec.vm_candidates(cfg, loc, v) if v is not None and
+                         spec.vm_candidates is not None else spec.candidates(cfg, loc))
+            for j, args in enumerate(cands):
+                act = Action.of(spec.name, **args)
+                try:
+                    post = apply(cfg, loc, act, model.table)
+                except GuardError:
+                    continue
+                if not keeps_others(loc, post, v):
+                    return None
+                if watch and post.host is not host:
+                    return _READS_HOST
+                out.append((j, intern(act), None if watch else lay.intern_host(post.host),
+                            None if v is None else lay.intern_vm(post.vms[v])))
+        except ReadElsewhere:
+            return None
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
+        return out
+
+    def step_table(si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
+        """:func:`part_steps` as arrays: (orders, action ids, host cells, VM cells, whether
+        the host stays as it is)."""
+        got = part_steps(si, spec, s, v, watch)
+        if got is None or got is _READS_HOST:
+            return got
+        e = len(got)
+        host = np.array([lay.cells(h) if h is not None else [0] * host_end
+                         for _, _, h, _ in got], dtype=np.int16).reshape(e, host_end)
+        keep = np.array([h is None for _, _, h, _ in got], dtype=bool)
+        if v is not None:
+            vm = np.array([lay.cells(x) for _, _, _, x in got], dtype=np.int16).reshape(
+                e, vm_width)
+        else:
+            vm = np.zeros((e, 0), dtype=np.int16)
+        return (np.array([j for j, _, _, _ in got], dtype=np.int64),
+                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
+
+    def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
+        try:
+            assert spec.vm_candidates is not None
+            return list(spec.vm_candidates(cfg, local(s, v), v))
+        except ReadElsewhere:
+            return None
+
+    def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
+        """(whether the step changed at most the host and one VM, that VM)."""
+        v = act.kwargs.get("vm")
+        v = v if isinstance(v, int) and 0 <= v < n_vms else None
+        return keeps_others(pre, post, v), v
+
+    def step_answers(aid: int, pre: State, post: State, *,
+                     local: bool = True) -> tuple[list[Any], dict[str, Any]]:
+        """Per step property of the action's plan, its answer (or _REAL: it read another
+        VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
+        step changed the host and at most its own VM, so the other VMs are stood in for."""
+        act = actions[aid]
+        v = act_vm[aid] if aid < len(act_vm) else -1
+        vv = v if v >= 0 else None
+        lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
+        props: list[Any] = []
+        for p, const, run in step_plan[aid]:
+            ans: object = const
+            if run:
+                try:
+                    ans = p.check_step(cfg, lpre, act, lpost)
+                except ReadElsewhere:
+                    ans = _REAL
+            props.append(ans)
+        scen: dict[str, Any] = {}
+        for sc in open_scenarios:
+            try:
+                scen[sc.name] = sc.witness(cfg, lpre, act, lpost)
+            except ReadElsewhere:
+                scen[sc.name] = _REAL
+        return props, scen
+
+    def vm_check(pi: int, p: Property, s: State, v: int) -> str | None:
+        assert p.per_vm is not None
+        key = (pi, v, id(s.host), id(s.vms[v]))
+        got = memo.state.get(key, _MISSING)
+        if got is _MISSING:
+            try:
+                got = p.per_vm(cfg, local(s, v), v)
+            except ReadElsewhere:
+                got = _REAL
+            memo.state[key] = got
+        if got is _REAL:
+            return p.per_vm(cfg, s, v)
+        return cast("str | None", got)
+
+    def state_violations_fast(s: State) -> list[tuple[str, str]]:
+        out = []
+        for pi, p in enumerate(state_props):
+            if p.per_vm is not None:
+                msg = next((m for v in p.checked_vms(cfg)
+                            if (m := vm_check(pi, p, s, v)) is not None), None)
+            else:
+                msg = global_check(pi, p, s)
+            if msg is not None:
+                out.append((p.name, msg))
+        return out
+
+    def global_check(pi: int, p: Property, s: State) -> str | None:
+        """A whole-state check, remembered by the host part and every VM's map when that is
+        all it read (as the reference's state checks do)."""
+        key = (pi, id(s.host), tuple(vm.p2m for vm in s.vms))
+        got = memo.state.get(key, _MISSING)
+        if got is not _MISSING:
+            return cast("str | None", got)
+        watched = tuple(WatchedVm.of(vm) for vm in s.vms)
+        msg = p.check_state(cfg, State(s.host, watched))
+        if all(vm.fields_read <= {"p2m"} for vm in watched):
+            memo.state[key] = msg
+        return msg
+
+    honest = list(honest_vms(cfg))
+    p2m_ids = _PartIds(lay, [list(lay.cols("p2m", v)) for v in range(n_vms)])
+    vm_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is not None]
+    whole_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is None]
+
+    def groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
+        """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
+        group of every row)."""
+        uniq, first_i, inv = np.unique(np.stack(cols, axis=1), axis=0, return_index=True,
+                                       return_inverse=True)
+        return uniq.tolist(), first_i.tolist(), inv.reshape(-1)
+
+    def states_dirty(new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
+                     state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
+        """Per new state, whether some state invariant may break (then it is checked on the
+        state itself): answers per distinct (host, VM) part and per distinct (host, maps)."""
+        n = len(ks)
+        dirty = np.zeros(n, dtype=bool)
+        for v in range(n_vms):
+            ids, firsts, inv = groups([hid, vid[:, v]])
+            bad = []
+            for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
+                key = (v, h, x)
+                got = memo.vm_checks.get(key)
+                if got is None:
+                    s_ = state_of(int(ks[i0]))
+                    loc = local(s_, v)
+                    got = False
+                    for _, p in vm_props:
+                        if v not in p.checked_vms(cfg):
+                            continue
+                        assert p.per_vm is not None
+                        try:
+                            got = p.per_vm(cfg, loc, v) is not None
+                        except ReadElsewhere:
+                            got = True
+                        if got:
+                            break
+                    memo.vm_checks[key] = got
+                if got:
+                    bad.append(g)
+            if bad:
+                dirty |= np.isin(inv, bad)
+        if whole_props:
+            maps = p2m_ids.of_columns(new_rows)
+            ids, firsts, inv = groups([hid] + [maps[:, v] for v in range(n_vms)])
+            bad = []
+            for g, (key_ids, i0) in enumerate(zip(ids, firsts)):
+                wkey = tuple(key_ids)
+                got = memo.whole_checks.get(wkey)
+                if got is None:
+                    s_ = state_of(int(ks[i0]))
+                    watched = tuple(WatchedVm.of(vm) for vm in s_.vms)
+                    local_s = State(s_.host, watched)
+                    broken = any(p.check_state(cfg, local_s) is not None for _, p in whole_props)
+                    got = broken or not all(vm.fields_read <= {"p2m"} for vm in watched)
+                    memo.whole_checks[wkey] = got
+                if got:
+                    bad.append(g)
+            if bad:
+                dirty |= np.isin(inv, bad)
+        return dirty
+
+    def unsettled_of(states: "_Decoded", hid: Ints, vid: Ints,
+                     v: int) -> npt.NDArray[np.bool_]:
+        """Whether VM ``v`` is unsettled, per state: answered per distinct (host, VM) part."""
+        ids, firsts, inv = groups([hid, vid[:, v]])
+        ans = np.zeros(len(ids), dtype=bool)
+        real: list[int] = []
+        for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
+            key = (v, h, x)
+            got = memo.unsettled_ids.get(key)
+            if got is None:
+                try:
+                    got = unsettled(cfg, local(states[i0], v), v)
+                except ReadElsewhere:
+                    got = _REAL
+                memo.unsettled_ids[key] = got
+            if got is _REAL:
+                real.append(g)
+            else:
+                ans[g] = bool(got)
+        out = ans[inv]
+        if real:
+            for i in np.nonzero(np.isin(inv, real))[0].tolist():
+                out[i] = unsettled(cfg, states[i], v)
+        return out
+
+    def is_unsettled(s: State, v: int) -> bool:
+        key = (v, id(s.host), id(s.vms[v]))
+        got = memo.unsettled.get(key)
+        if got is None:
+            try:
+                got = unsettled(cfg, local(s, v), v)
+            except ReadElsewhere:
+                got = _REAL
+            memo.unsettled[key] = got
+        return unsettled(cfg, s, v) if got is _REAL else bool(got)
+
+    def expand(sids: list[int]) -> list[int]:
+        """Expand the states ``sids`` (one batch of a level); the new states to expand."""
+        nonlocal fired, open_scenarios
+        if lay.interned() > _INTERNED_LIMIT:
+            lay.forget()
+            memo.clear()
+        m = len(sids)
+        src = np.array(sids, dtype=np.int64)
+        rows = lay.unpack(ex.rep_keys[src])
+        states = _Decoded(lay, rows)
+        pre_h, pre_v = part_ids.of(rows)
+        par: list[Any] = []
+        order: list[Any] = []
+        aids: list[Any] = []
+        out_rows: list[Any] = []
+        posts: dict[int, State] = {}
+        produced = 0
+
+        def emit(p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
+            nonlocal produced
+            par.append(p)
+            order.append(o)
+            aids.append(a)
+            out_rows.append(r)
+            if post is not None:
+                for k, s in enumerate(post):
+                    posts[produced + k] = s
+            produced += len(p)
+
+        for si, spec in enumerate(plan.specs):
+            kernel, fixed = plan.kernels[si], plan.fixed[si]
+            base = si << _ORDER_BITS
+            by_vm = spec.partition is Partition.VM and spec.vm_candidates is not None
+            if fixed is not None and kernel is not None:
+                for j, args in enumerate(fixed):
+                    copy = rows.copy()
+                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, args["vm"])),
+                                    _args(args, m))
+                    idx = np.nonzero(ok)[0]
+                    if len(idx):
+                        aid = intern(Action.of(spec.name, **args))
+                        emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
+                continue
+            if kernel is not None:
+                # Candidates read the state: ask the model, part by part where it can.
+                inst: list[tuple[int, int, dict[str, Any]]] = []
+                for i, s in enumerate(states):
+                    if not by_vm:
+                        inst += [(i, j, a) for j, a in enumerate(spec.candidates(cfg, s))]
+                        continue
+                    for v in range(n_vms):
+                        key = (si, v, id(s.host), id(s.vms[v]))
+                        cands = memo.candidates.get(key, _MISSING)
+                        if cands is _MISSING:
+                            cands = memo.candidates[key] = part_candidates(spec, s, v)
+                        if cands is None:
+                            assert spec.vm_candidates is not None
+                            cands = list(spec.vm_candidates(cfg, s, v))
+                        inst += [(i, (v << _VM_BITS) + j, a)
+                                 for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
+                if not inst:
+                    continue
+                who = np.array([i for i, _, _ in inst], dtype=np.int64)
+                copy = rows[who]
+                kargs: dict[str, Any] = {}
+                for name in inst[0][2]:
+                    if name != "vm":
+                        vals = [a[name] for _, _, a in inst]
+                        kargs[name] = (np.array(vals, dtype=np.int64)
+                                       if isinstance(vals[0], int) else vals)
+                vms = np.array([a["vm"] for _, _, a in inst], dtype=np.int64)
+                ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
+                idx = np.nonzero(ok)[0]
+                if len(idx):
+                    emit(who[idx], np.array([base + inst[k][1] for k in idx.tolist()]),
+                         np.array([intern(Action.of(spec.name, **inst[k][2]))
+                                   for k in idx.tolist()]), copy[idx])
+                continue
+            # No kernel: the model's step, computed once per part where it reads one part.
+            ps: list[int] = []
+            os_: list[int] = []
+            as_: list[int] = []
+            ss: list[State] = []
+            part_of: list[int | None] | None = (
+                list(range(n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
+                else None)
+            real: list[tuple[int, int, dict[str, Any], int | None]] = []
+            if part_of is None:
+                for i in range(m):
+                    real += [(i, j, a, None)
+                             for j, a in enumerate(spec.candidates(cfg, states[i]))]
+            for pv in part_of or ():
+                # One table of steps per distinct (host part, VM part), spread over the
+                # states that hold that pair by sorting, never state by state.
+                vcol = pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
+                uniq, first_i, inv = np.unique(np.stack([pre_h, vcol], axis=1), axis=0,
+                                               return_index=True, return_inverse=True)
+                inv = inv.reshape(-1)
+                tables: list[Any] = []
+                for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
+                    # Steps that leave the host unread are kept by the VM part alone.
+                    got = _READS_HOST
+                    if pv is not None:
+                        akey = (si, pv, -1, vid)
+                        got = memo.tables.get(akey, _MISSING)
+                        if got is _MISSING:
+                            got = memo.tables[akey] = step_table(si, spec, states[i0], pv,
+                                                                 watch=True)
+                    if got is _READS_HOST:
+                        tkey = (si, pv, hid, vid)
+                        got = memo.tables.get(tkey, _MISSING)
+                        if got is _MISSING:
+                            got = memo.tables[tkey] = step_table(si, spec, states[i0], pv)
+                    tables.append(got)
+                counts = np.array([0 if tb is None else len(tb[0]) for tb in tables],
+                                  dtype=np.int64)
+                nonlocal_groups = [g for g, tb in enumerate(tables) if tb is None]
+                if nonlocal_groups:
+                    for i in np.nonzero(np.isin(inv, nonlocal_groups))[0].tolist():
+                        s_ = states[i]
+                        whole = (spec.vm_candidates(cfg, s_, pv) if pv is not None and
+                                 spec.vm_candidates is not None else spec.candidates(cfg, s_))
+                        real += [(i, j, a, pv) for j, a in enumerate(whole)]
+                cnt = counts[inv]
+                total = int(cnt.sum())
+                if not total:
+                    continue
+                live = [tb for tb in tables if tb is not None]
+                t_ord = np.concatenate([tb[0] for tb in live])
+                t_aid = np.concatenate([tb[1] for tb in live])
+                t_host = np.concatenate([tb[2] for tb in live])
+                t_vm = np.concatenate([tb[3] for tb in live])
+                t_keep = np.concatenate([tb[4] for tb in live])
+                starts = np.cumsum(counts) - counts
+                par_t = np.repeat(np.arange(m), cnt)
+                off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+                out = rows[par_t]
+                out[:, :host_end] = np.where(t_keep[off][:, None], out[:, :host_end],
+                                             t_host[off])
+                if pv is not None:
+                    a_, b_ = vm_span[pv]
+                    out[:, a_:b_] = t_vm[off]
+                emit(par_t, base + ((pv or 0) << _VM_BITS) + t_ord[off], t_aid[off], out)
+            for i, j, a, rv in real:
+                act = Action.of(spec.name, **a)
+                try:
+                    post = apply(cfg, states[i], act, model.table)
+                except GuardError:
+                    continue
+                ps.append(i)
+                os_.append(base + ((rv or 0) << _VM_BITS) + j)
+                as_.append(intern(act))
+                ss.append(post)
+            if ps:
+                rs = [lay.encode_list(x) for x in ss]
+                emit(np.array(ps), np.array(os_), np.array(as_),
+                     np.array(rs, dtype=np.int16).reshape(len(rs), lay.width), ss)
+
+        if produced:
+            par_a = np.concatenate(par).astype(np.int64)
+            ord_a = np.concatenate(order).astype(np.int64)
+            aid_a = np.concatenate(aids).astype(np.int64)
+            rows_a = np.concatenate(out_rows).astype(np.int16)
+        else:
+            par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
+            rows_a = np.zeros((0, lay.width), dtype=np.int16)
+        perm = np.lexsort((ord_a, par_a))
+        par_a, aid_a, rows_a = par_a[perm], aid_a[perm], rows_a[perm]
+        post_of: list[State | None] = [None] * produced
+        if posts:
+            where = np.empty(produced, dtype=np.int64)
+            where[perm] = np.arange(produced)
+            for k, s in posts.items():
+                post_of[int(where[k])] = s
+        t = produced
+        ex.transitions += t
+        ex.expanded += m
+        if len(actions) > len(fired):
+            fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
+        fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
+
+        keys, real_keys = key_of(rows_a, post_of)
+        first, inverse = distinct(keys)
+        found = visited.lookup(keys[first])
+        fresh = np.nonzero(found < 0)[0]
+        depth = ex.depth[sids[0]] + 1 if m else 0
+        new_sids = add_states(keys[first[fresh]], real_keys[first[fresh]],
+                              src[par_a[first[fresh]]], aid_a[first[fresh]], depth)
+        found[fresh] = new_sids
+        tids = found[inverse]
+        discovered = np.full(t, -1, dtype=np.int64)
+        discovered[first[fresh]] = new_sids
+
+        def post_state(k: int) -> State:
+            got = post_of[k]
+            if got is None:
+                got = post_of[k] = lay.decode(rows_a[k])
+            return got
+
+        # Step properties and scenarios: answered once per (action, parts before, parts
+        # after) where the step changed the host and at most its own VM, else per step.
+        step_broken: dict[int, list[tuple[str, str]]] = {}
+        aid_list = aid_a.tolist()
+        par_list = par_a.tolist()
+        if t:
+            pre_h, pre_v = part_ids.of(rows)
+            post_h, post_v = part_ids.of(rows_a)
+            while len(act_vm) < len(actions):
+                v_ = actions[len(act_vm)].kwargs.get("vm")
+                act_vm.append(v_ if isinstance(v_, int) and 0 <= v_ < n_vms else -1)
+            vm_of = np.array(act_vm, dtype=np.int64)[aid_a]
+            same = pre_v[par_a] == post_v
+            others_kept = np.ones(t, dtype=bool)
+            for w in range(n_vms):
+                others_kept &= same[:, w] | (vm_of == w)
+            rng = np.arange(t)
+            vcol = np.maximum(vm_of, 0)
+            combo = np.stack([aid_a, pre_h[par_a], post_h,
+                              np.where(vm_of >= 0, pre_v[par_a, vcol], -1),
+                              np.where(vm_of >= 0, post_v[rng, vcol], -1)], axis=1)
+            local_k = np.nonzero(others_kept)[0]
+            real_k = np.nonzero(~others_kept)[0].tolist()
+            uniq, first_k, inv = np.unique(combo[local_k], axis=0, return_index=True,
+                                           return_inverse=True)
+            inv = inv.reshape(-1)
+            answers: list[tuple[list[Any], dict[str, Any]]] = []
+            for c, k0 in zip(uniq.tolist(), local_k[first_k].tolist()):
+                ckey = tuple(c)
+                got = memo.by_ids.get(ckey)
+                if got is None or not all(sc.name in got[1] for sc in open_scenarios):
+                    got = memo.by_ids[ckey] = step_answers(
+                        c[0], states[par_list[k0]], post_state(k0), local=True)
+                answers.append(got)
+            # Combos with a finding, or a property that read another VM: their steps one by
+            # one; combos where only a scenario read another VM: that scenario, step by step.
+            busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
+            if busy:
+                real_k += local_k[np.isin(inv, busy)].tolist()
+            busy_set = set(busy)
+            for ci, (pa, sa) in enumerate(answers):
+                for name, seen in sa.items():
+                    if seen is True:
+                        ex.witnessed.add(name)
+            scen_real: dict[str, list[int]] = {}
+            for ci, (pa, sa) in enumerate(answers):
+                if ci in busy_set:
+                    continue
+                for name, seen in sa.items():
+                    if seen is _REAL and name not in ex.witnessed:
+                        scen_real.setdefault(name, []).append(ci)
+            for sc in open_scenarios:
+                cis = scen_real.get(sc.name)
+                if not cis or sc.name in ex.witnessed:
+                    continue
+                for k in local_k[np.isin(inv, cis)].tolist():
+                    if sc.witness(cfg, states[par_list[k]], actions[aid_list[k]], post_state(k)):
+                        ex.witnessed.add(sc.name)
+                        break
+            open_scenarios = [sc for sc in open_scenarios if sc.name not in ex.witnessed]
+            for k in sorted(real_k):
+                aid = aid_list[k]
+                if not step_plan[aid] and not open_scenarios:
+                    continue
+                pre, act = states[par_list[k]], actions[aid]
+                post = post_state(k)
+                props_ans, scen_ans = step_answers(aid, pre, post, local=bool(others_kept[k]))
+                broken = []
+                for (p, _, _), msg in zip(step_plan[aid], props_ans):
+                    if msg is _REAL:
+                        msg = p.check_step(cfg, pre, act, post)
+                    if msg is not None:
+                        broken.append((p.name, msg))
+                if broken:
+                    step_broken[k] = broken
+                if open_scenarios:
+                    still = []
+                    for sc in open_scenarios:
+                        seen = scen_ans.get(sc.name, _REAL)
+                        if seen is _REAL:
+                            seen = sc.witness(cfg, pre, act, post)
+                        if seen:
+                            ex.witnessed.add(sc.name)
+                        else:
+                            still.append(sc)
+                    open_scenarios = still
+        # State invariants of the new states, then the findings in the reference's order.
+        expand_next: list[int] = []
+        new_broken: dict[int, list[tuple[str, str]]] = {}
+        fk = first[fresh]
+        dirty = (states_dirty(rows_a[fk], post_h[fk], post_v[fk], fk, post_state) if len(fk)
+                 else fk)
+        for k, unclean in zip(fk.tolist(), dirty.tolist() if len(fk) else []):
+            broken = state_violations_fast(post_state(k)) if unclean else []
+            sid = int(discovered[k])
+            if broken:
+                new_broken[k] = broken
+                ex.violating.add(sid)
+            elif k not in step_broken:
+                expand_next.append(sid)
+        for k in sorted(set(step_broken) | set(new_broken)):
+            for name, msg in step_broken.get(k, ()):
+                ex.violations.setdefault(name, Finding(
+                    name, msg, "step", sids[par_list[k]], actions[aid_list[k]]))
+            if k in step_broken:
+                ex.violating.add(int(tids[k]))
+            for name, msg in new_broken.get(k, ()):
+                ex.violations.setdefault(name, Finding(name, msg, "state", int(discovered[k]),
+                                                       None))
+        if keep_edges:
+            ex.edge_src.frombytes(src[par_a].astype(np.int32).tobytes())
+            ex.edge_dst.frombytes(tids.astype(np.int32).tobytes())
+            ex.edge_act.frombytes(aid_a.astype(np.int32).tobytes())
+        # Deadlocks: per expanded state, whether an honest VM's protocol is stalled.
+        n_steps = np.bincount(par_a, minlength=m)
+        pvm = np.array([-1 if v is None else v for v in moves_for], dtype=np.int64)
+        moving = np.zeros((m, n_vms + 1), dtype=bool)
+        if t:
+            moving[par_a, pvm[aid_a] + 1] = True
+        stalled = np.zeros((m, n_vms), dtype=bool)
+        for v in honest:
+            stalled[:, v] = unsettled_of(states, pre_h, pre_v, v) & ~moving[:, v + 1]
+        dead = stalled.any(axis=1) | (n_steps == 0)
+        ex.deadlocks += int(dead.sum())
+        if ex.deadlock is None and dead.any():
+            i = int(np.argmax(dead))
+            vs = np.nonzero(stalled[i])[0]
+            what = (f"VM {int(vs[0])}'s balloon has work to do but no module or VMM "
+                    f"action for it is enabled" if len(vs) else "no action is enabled")
+            ex.deadlock = Finding(DEADLOCK, what, "deadlock", sids[i], None)
+        return expand_next
+
+    def tally() -> None:
+        ex.fired = {}
+        for aid, n in enumerate(fired.tolist()):
+            if n:
+                name = actions[aid].name
+                ex.fired[name] = ex.fired.get(name, 0) + n
+        ex.seconds = time.perf_counter() - start
+
+    stop: str | None = "violation" if stop_now() else None
+    pending: list[int] = []
+    while level and stop is None:
+        nxt: list[int] = []
+        for at in range(0, len(level), batch):
+            stop = out_of_budget()
+            if stop is not None:
+                pending = level[at:] + nxt
+                break
+            nxt += expand(level[at:at + batch])
+            if progress is not None:
+                tally()
+                progress(ex)
+            if stop_on is not False and stop_now():
+                stop = "violation"
+                pending = level[at + batch:] + nxt
+                break
+        else:
+            level = nxt
+            continue
+        break
+    if stop is None:
+        level = []
+    tally()
+    ex.complete = stop is None
+    ex.stop_reason = stop or "complete"
+    ex.complete_depth = ex.max_depth if ex.complete else (
+        ex.depth[pending[0]] if pending else ex.max_depth)
+    ex.seconds = time.perf_counter() - start
+    lay.forget()  # the interned parts were working memory of the search
+    return ex

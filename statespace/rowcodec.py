@@ -1,0 +1,382 @@
+"""A state as one fixed-width row of small integers, and that row packed into 64-bit words.
+
+The frontier explorer (:mod:`ballast.statespace.frontier`) holds states as rows
+of a NumPy array. The layout is derived from the state schema
+(:data:`ballast.model.schema.SCHEMA`), field by field and VM by VM, never listed
+by hand: one column per element of a field's domain, holding
+
+* for a **set**: 1 when the element is in it;
+* for a **map**: the value at that index;
+* for a **partial map**: 0 when the index has no entry, else the value + 1 - its low end;
+* for a **queue** (a multiset): how many times the element is on it;
+* for an **order**: 0 when absent, else its position + 1;
+* for a **counter**: its value (one column).
+
+Every column has a range (from the field's domain in the configuration); the
+columns are packed, range by range, into as few 64-bit words as hold them
+(:meth:`RowLayout.pack`): the visited-set key of a state. A value outside its
+column's range (a queue reported to more often than the layout allows) is an
+:class:`RowOverflow`, never a silently wrong key.
+
+>>> from ballast.model.config import Config
+>>> from ballast.model.state import initial_state
+>>> cfg = Config(vms=2, guest_pages=1, guest_data_pages=1, machine_pages=7)
+>>> lay = RowLayout(cfg)
+>>> s = initial_state(cfg)
+>>> row = lay.encode(s)
+>>> lay.decode(row) == s
+True
+>>> keys = lay.pack(row[None, :])
+>>> keys.shape[1] == lay.words, bool((lay.unpack(keys)[0] == row).all())
+(True, True)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast.errors import BallastError
+from ballast.model.config import Config
+from ballast.model.schema import SCHEMA, Field, Kind, Record
+from ballast.model.state import BalloonModule, GuestState, HostState, State, VmState
+
+__all__ = ["QUEUE_MAX", "Column", "RowLayout", "RowOverflow"]
+
+Rows = npt.NDArray[np.int16]
+Keys = npt.NDArray[np.uint64]
+
+QUEUE_MAX = 7
+"""How often one PPN may be on a report queue at once in a row (3 bits of the key)."""
+
+
+class RowOverflow(BallastError):
+    """A state holds a value its row layout has no room for."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the row: which field, of which VM, at which index, and its range."""
+
+    key: str
+    """The field's encoding name (:attr:`ballast.model.schema.Field.key`)."""
+    vm: int | None
+    """The VM for a per-VM field, None for the host's."""
+    index: tuple[int, ...]
+    """The element (set, queue, order) or the index (map, partial map); () for a counter."""
+    low: int
+    high: int
+
+    @property
+    def bits(self) -> int:
+        """Bits the column takes in a packed key."""
+        return (self.high - self.low).bit_length()
+
+
+def _block(f: Field, cfg: Config, vm: int | None) -> list[Column]:
+    """The columns of field ``f`` (of VM ``vm``)."""
+    if f.kind is Kind.COUNTER:
+        assert f.values is not None
+        if f.feature is not None and not getattr(cfg, f.feature):
+            return [Column(f.key, vm, (), 0, 0)]  # switched off: always 0
+        r = f.values.range(cfg)
+        return [Column(f.key, vm, (), r.start, max(r.start, r.stop - 1))]
+    idx = list(itertools.product(*(d.range(cfg) for d in f.elements)))
+    if f.kind is Kind.SET:
+        lo, hi = 0, 1
+    elif f.kind is Kind.MAP:
+        assert f.values is not None
+        r = f.values.range(cfg)
+        lo, hi = r.start, max(r.start, r.stop - 1)
+    elif f.kind is Kind.PARTIAL_MAP:
+        assert f.values is not None
+        lo, hi = 0, f.values.size(cfg)
+    elif f.kind is Kind.QUEUE:
+        lo, hi = 0, QUEUE_MAX
+    else:  # ORDER
+        lo, hi = 0, len(idx)
+    return [Column(f.key, vm, i, lo, hi) for i in idx]
+
+
+class RowLayout:
+    """The row layout of one configuration: columns, encoding, decoding and packing."""
+
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.columns: list[Column] = []
+        self.span: dict[tuple[str, int | None], tuple[int, int]] = {}
+        """(field key, VM or None) -> (first column, end) of its block."""
+        host = [f for f in SCHEMA if f.record is Record.HOST]
+        per_vm = [f for f in SCHEMA if f.record is not Record.HOST]
+        self._host_fields = host
+        self._vm_fields = per_vm
+        for f in host:
+            self._add(f, None)
+        for v in range(cfg.vms):
+            for f in per_vm:
+                self._add(f, v)
+        self.width = len(self.columns)
+        self.low = np.array([c.low for c in self.columns], dtype=np.int64)
+        self.high = np.array([c.high for c in self.columns], dtype=np.int64)
+        # Pack column after column, a column never straddling two words.
+        self._word: list[int] = []
+        self._shift: list[int] = []
+        word, used = 0, 0
+        for c in self.columns:
+            if c.bits == 0:
+                self._word.append(-1)
+                self._shift.append(0)
+                continue
+            if used + c.bits > 64:
+                word, used = word + 1, 0
+            self._word.append(word)
+            self._shift.append(used)
+            used += c.bits
+        self.words = word + 1
+        self.bits = sum(c.bits for c in self.columns)
+        # Encoders and decoders per field, in the dataclasses' own field order.
+        rec_attr = {Record.VM: None, Record.GUEST: "guest", Record.MODULE: "module"}
+        self._host_enc = [(f.name, _encoder(f, cfg)) for f in host]
+        self._vm_enc = [(rec_attr[f.record], f.name, _encoder(f, cfg)) for f in per_vm]
+        self._host_end = self.span[(per_vm[0].key, 0)][0] if cfg.vms else self.width
+        self._vm_width = (self.width - self._host_end) // max(1, cfg.vms)
+        self._host_memo: dict[tuple[int, ...], HostState] = {}
+        self._vm_memo: dict[tuple[int, ...], VmState] = {}
+        self._cells_of: dict[int, tuple[object, list[int]]] = {}
+        self._host_dec = [_decoder(f, cfg, self.span[(f.key, None)]) for f in host]
+        self._vm_dec = [tuple([_decoder(f, cfg, self.span[(f.key, v)]) for f in per_vm
+                               if f.record is r] for r in (Record.VM, Record.GUEST, Record.MODULE))
+                        for v in range(cfg.vms)]
+        self._by_word = [[(i, self._shift[i]) for i in range(self.width) if self._word[i] == w]
+                         for w in range(self.words)]
+
+    def _add(self, f: Field, vm: int | None) -> None:
+        cols = _block(f, self.cfg, vm)
+        self.span[(f.key, vm)] = (len(self.columns), len(self.columns) + len(cols))
+        self.columns += cols
+
+    def cols(self, key: str, vm: int | None = None) -> range:
+        """The columns of field ``key`` (of VM ``vm``)."""
+        a, b = self.span[(key, vm)]
+        return range(a, b)
+
+    # -- one state <-> one row ------------------------------------------------------
+    def encode(self, s: State) -> Rows:
+        """The row of state ``s``."""
+        row = np.array(self.encode_list(s), dtype=np.int16)
+        self.check(row[None, :])
+        return row
+
+    def encode_list(self, s: State) -> list[int]:
+        """The row of state ``s`` as a list (unchecked: :meth:`pack` checks ranges).
+
+        Parts that :meth:`decode` built are not encoded again: their cells are kept.
+        """
+        known = self._cells_of
+        got = known.get(id(s.host))
+        out: list[int] = list(got[1]) if got is not None and got[0] is s.host else []
+        if not out:
+            host = s.host
+            for name, enc in self._host_enc:
+                out += enc(getattr(host, name))
+        for vm in s.vms:
+            got = known.get(id(vm))
+            if got is not None and got[0] is vm:
+                out += got[1]
+                continue
+            for rec, name, enc in self._vm_enc:
+                out += enc(getattr(vm if rec is None else getattr(vm, rec), name))
+        return out
+
+    def decode(self, row: Sequence[int] | npt.NDArray[Any]) -> State:
+        """The state of a row.
+
+        Host and VM parts are interned: equal parts decode to the same object (a check
+        that compares parts by identity first stays quick, a result can be remembered by
+        the parts' identities, and the cells of a decoded part are known when a successor
+        that keeps it is encoded). :meth:`forget` drops them.
+        """
+        vals = row.tolist() if isinstance(row, np.ndarray) else list(row)
+        h = self._host_end
+        hkey = tuple(vals[:h])
+        host = self._host_memo.get(hkey)
+        if host is None:
+            host = self._host_memo[hkey] = HostState(*[dec(vals) for dec in self._host_dec])
+            self._cells_of[id(host)] = (host, list(hkey))
+        vms = []
+        w = self._vm_width
+        for v, (vm_dec, guest_dec, module_dec) in enumerate(self._vm_dec):
+            vkey = tuple(vals[h + v * w:h + (v + 1) * w])
+            vm = self._vm_memo.get(vkey)
+            if vm is None:
+                fields: list[Any] = [dec(vals) for dec in vm_dec]
+                fields.append(GuestState(*[dec(vals) for dec in guest_dec]))
+                fields.append(BalloonModule(*[dec(vals) for dec in module_dec]))
+                vm = VmState(*fields)
+                self._vm_memo[vkey] = vm
+                self._cells_of[id(vm)] = (vm, list(vkey))
+            vms.append(vm)
+        return State(host, tuple(vms))
+
+    def intern_host(self, host: HostState) -> HostState:
+        """The interned part equal to ``host`` (see :meth:`decode`)."""
+        got = self._cells_of.get(id(host))
+        if got is not None and got[0] is host:
+            return host
+        cells: list[int] = []
+        for name, enc in self._host_enc:
+            cells += enc(getattr(host, name))
+        key = tuple(cells)
+        known = self._host_memo.get(key)
+        if known is not None:
+            return known
+        self._host_memo[key] = host
+        self._cells_of[id(host)] = (host, cells)
+        return host
+
+    def intern_vm(self, vm: VmState) -> VmState:
+        """The interned part equal to ``vm`` (see :meth:`decode`)."""
+        got = self._cells_of.get(id(vm))
+        if got is not None and got[0] is vm:
+            return vm
+        cells: list[int] = []
+        for rec, name, enc in self._vm_enc:
+            cells += enc(getattr(vm if rec is None else getattr(vm, rec), name))
+        key = tuple(cells)
+        known = self._vm_memo.get(key)
+        if known is not None:
+            return known
+        self._vm_memo[key] = vm
+        self._cells_of[id(vm)] = (vm, cells)
+        return vm
+
+    @property
+    def host_end(self) -> int:
+        """The first column after the host's (the VMs' columns follow, VM by VM)."""
+        return self._host_end
+
+    @property
+    def vm_width(self) -> int:
+        """Columns of one VM."""
+        return self._vm_width
+
+    def cells(self, part: HostState | VmState) -> list[int]:
+        """The cells of an interned part (see :meth:`intern_host`, :meth:`intern_vm`)."""
+        got = self._cells_of[id(part)]
+        assert got[0] is part
+        return got[1]
+
+    def interned(self) -> int:
+        """How many parts are interned."""
+        return len(self._cells_of)
+
+    def forget(self) -> None:
+        """Drop the interned parts (an identity seen before may now name another part)."""
+        self._host_memo.clear()
+        self._vm_memo.clear()
+        self._cells_of.clear()
+
+    def check(self, rows: Rows) -> None:
+        """Raise :class:`RowOverflow` if a value of ``rows`` is outside its column's range."""
+        bad = (rows < self.low) | (rows > self.high)
+        if bad.any():
+            c = self.columns[int(np.nonzero(bad.any(axis=0))[0][0])]
+            where = "host" if c.vm is None else f"VM {c.vm}"
+            raise RowOverflow(f"{where} field {c.key} at {c.index} holds a value outside "
+                              f"{c.low}..{c.high}: the frontier's row layout cannot hold it")
+
+    # -- rows <-> packed keys ---------------------------------------------------------
+    def pack(self, rows: Rows) -> Keys:
+        """The packed keys of ``rows``: shape ``(n, words)``."""
+        self.check(rows)
+        n = rows.shape[0]
+        out = np.zeros((n, self.words), dtype=np.uint64)
+        for w, cols in enumerate(self._by_word):
+            acc = out[:, w]
+            for i, shift in cols:
+                part = (rows[:, i].astype(np.int64) - self.low[i]).astype(np.uint64)
+                acc |= part << np.uint64(shift)
+        return out
+
+    def unpack(self, keys: Keys) -> Rows:
+        """The rows of packed ``keys``."""
+        n = keys.shape[0]
+        out = np.empty((n, self.width), dtype=np.int16)
+        for i, c in enumerate(self.columns):
+            w = self._word[i]
+            if w < 0:
+                out[:, i] = c.low
+                continue
+            mask = np.uint64((1 << c.bits) - 1)
+            out[:, i] = ((keys[:, w] >> np.uint64(self._shift[i])) & mask).astype(np.int64) + c.low
+        return out
+
+
+def _encoder(f: Field, cfg: Config) -> Callable[[Any], list[int]]:
+    """The function that turns a value of field ``f`` into its columns."""
+    if f.kind is Kind.COUNTER:
+        return lambda value: [int(value)]
+    idx = list(itertools.product(*(d.range(cfg) for d in f.elements)))
+    flat = [i[0] if len(i) == 1 else i for i in idx]
+    if f.kind is Kind.SET:
+        return lambda value: [1 if e in value else 0 for e in flat]
+    if f.kind is Kind.MAP:
+        return list
+    if f.kind is Kind.PARTIAL_MAP:
+        assert f.values is not None
+        lo = f.values.low.of(cfg)
+        where = set(idx)
+
+        def partial(value: Any) -> list[int]:
+            got = {tuple(e[:-1]): int(e[-1]) for e in value}
+            if len(got) != len(value) or not set(got) <= where:
+                raise RowOverflow(f"field {f.key} holds entries outside its domain: {value}")
+            return [got[i] - lo + 1 if i in got else 0 for i in idx]
+        return partial
+    if f.kind is Kind.QUEUE:
+        n = len(flat)
+
+        def queue(value: Any) -> list[int]:
+            counts = [0] * n
+            for e in value:
+                if not 0 <= e < n:
+                    raise RowOverflow(f"queue {f.key} holds {e}, outside its domain")
+                counts[e] += 1
+            return counts
+        return queue
+    n = len(flat)
+
+    def order(value: Any) -> list[int]:  # ORDER: the elements are 0..n-1
+        out = [0] * n
+        for k, e in enumerate(value):
+            if not 0 <= e < n:
+                raise RowOverflow(f"order {f.key} holds {e}, outside its domain")
+            out[e] = k + 1
+        return out
+    return order
+
+
+def _decoder(f: Field, cfg: Config, span: tuple[int, int]) -> Callable[[list[int]], Any]:
+    """The function that reads field ``f``'s value back from a row's cells."""
+    a, b = span
+    if f.kind is Kind.COUNTER:
+        return lambda vals: vals[a]
+    if f.kind is Kind.MAP:
+        return lambda vals: tuple(vals[a:b])
+    idx = list(itertools.product(*(d.range(cfg) for d in f.elements)))
+    flat = [i[0] if len(i) == 1 else i for i in idx]
+    if f.kind is Kind.SET:
+        return lambda vals: frozenset(e for e, x in zip(flat, vals[a:b]) if x)
+    if f.kind is Kind.PARTIAL_MAP:
+        assert f.values is not None
+        lo = f.values.low.of(cfg)
+        return lambda vals: tuple((*i, x - 1 + lo) for i, x in zip(idx, vals[a:b]) if x)
+    if f.kind is Kind.QUEUE:
+        return lambda vals: tuple(e for e, x in zip(flat, vals[a:b]) for _ in range(x))
+    return lambda vals: tuple(e for _, e in sorted(  # ORDER
+        (x, e) for e, x in zip(flat, vals[a:b]) if x))

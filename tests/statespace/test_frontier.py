@@ -1,0 +1,171 @@
+"""The frontier explorer against the reference explorer, and the pieces it is built of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ballast.errors import GuardError
+from ballast.model.actions import Action, apply
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.model.system import BalloonModel
+from ballast.model.trace import read_trace
+from ballast.numeric.interpret import run_kernel
+from ballast.statespace import keyset
+from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
+from ballast.statespace.explore import Budget, Exploration, explore
+from ballast.statespace.frontier import explore_frontier, kernel_of
+from ballast.statespace.frontier_rows import FrontierRows
+from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.manifest import load_manifest
+from ballast.statespace.rowcodec import RowLayout, RowOverflow
+from ballast.statespace.traces import write_finding
+
+FAST = ["one-vm-application", "one-vm-refusal"]
+SMALL_BASE = EXPLORE_CONFIGS["one-vm"]
+
+
+def summary(ex: Exploration) -> dict[str, Any]:
+    """What both engines must agree on."""
+    return {
+        "states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
+        "complete": ex.complete,
+        "findings": sorted((name, f.form, f.steps(ex)) for name, f in ex.violations.items()),
+        "violating": len(ex.violating), "witnessed": sorted(ex.witnessed),
+        "deadlocks": ex.deadlocks,
+        "deadlock": None if ex.deadlock is None else ex.deadlock.steps(ex),
+        "fired": dict(sorted(ex.fired.items())),
+    }
+
+
+def both(model: BalloonModel, symmetry: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (summary(explore(model, symmetry=symmetry)),
+            summary(explore_frontier(model, symmetry=symmetry)))
+
+
+def reachable(cfg: Config, limit: int) -> list[Any]:
+    ex = explore(BalloonModel(cfg), budget=Budget(max_states=limit))
+    return [ex.state(i) for i in range(ex.states)]
+
+
+# -- the row layout ---------------------------------------------------------------------
+@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["two-vms"], fault_config("share_without_cow"),
+                                 fault_config("cpu_reclaim_keeps_parked")])
+def test_rows_decode_to_the_states_they_encode(cfg: Config) -> None:
+    lay = RowLayout(cfg)
+    states = reachable(cfg, 400)
+    rows = np.array([lay.encode(s) for s in states])
+    assert [lay.decode(r) for r in rows] == states
+    assert (lay.unpack(lay.pack(rows)) == rows).all()
+    keys = lay.pack(rows)
+    assert len(distinct(keys)[0]) == len(set(states))  # distinct states, distinct keys
+
+
+def test_a_value_outside_the_layout_is_an_error_not_a_wrong_key() -> None:
+    lay = RowLayout(SMALL_BASE)
+    row = lay.encode(BalloonModel(SMALL_BASE).init_states()[0])
+    row[lay.cols("inflate_queue", 0)[0]] = 100
+    with pytest.raises(RowOverflow, match="inflate_queue"):
+        lay.pack(row[None, :])
+
+
+# -- the visited set --------------------------------------------------------------------
+def test_keys_that_share_a_hash_stay_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 4, size=(200, 2)).astype(np.uint64)
+    exact = {tuple(k) for k in keys.tolist()}
+    monkeypatch.setattr(keyset, "key_hash",
+                        lambda k: (k[:, 0] % np.uint64(2)).astype(np.uint64))
+    first, inverse = distinct(keys)
+    assert len(first) == len(exact)
+    assert (keys[first][inverse] == keys).all()
+    ks = KeySet(2)
+    ks.add(keys[first[:5]], np.arange(5))
+    ks.add(keys[first[5:]], np.arange(5, len(first)))
+    found = ks.lookup(keys)
+    assert (keys[first][found] == keys).all()
+    assert (ks.lookup(np.array([[9, 9]], dtype=np.uint64)) == -1).all()
+
+
+# -- kernels over frontier rows ---------------------------------------------------------
+@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["one-vm-refusal"], EXPLORE_CONFIGS["two-vms"],
+                                 fault_config("cpu_reclaim_keeps_parked").replace(vms=2, pcpus=4)])
+def test_every_kernel_on_frontier_rows_is_the_models_step(cfg: Config) -> None:
+    model = BalloonModel(cfg)
+    lay = RowLayout(cfg)
+    states = reachable(cfg, 150)
+    checked = 0
+    for spec in model.action_specs():
+        kernel = kernel_of(model, spec)
+        if kernel is None:
+            continue
+        for s in states:
+            for args in spec.candidates(cfg, s):
+                act = Action.of(spec.name, **args)
+                try:
+                    want: Any = lay.encode(apply(cfg, s, act))
+                except GuardError:
+                    want = None
+                rows = lay.encode(s)[None, :].copy()
+                kargs = {k: (np.array([v]) if isinstance(v, int) else [v])
+                         for k, v in args.items() if k != "vm"}
+                ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([args["vm"]])), kargs)
+                assert bool(ok[0]) == (want is not None), act
+                if want is not None:
+                    assert (rows[0] == want).all(), act
+                checked += 1
+    assert checked > 100
+
+
+# -- the explorer against the reference -------------------------------------------------
+@pytest.mark.parametrize("name", FAST)
+def test_same_exploration_as_the_reference(name: str) -> None:
+    ref, new = both(BalloonModel(EXPLORE_CONFIGS[name]))
+    assert new == ref
+    assert new["states"] == load_manifest()[name]["states"]
+
+
+def test_same_symmetry_classes_as_the_reference() -> None:
+    ref, new = both(BalloonModel(EXPLORE_CONFIGS["one-vm-two-mpns"].replace(host_use=False)),
+                    symmetry=True)
+    assert new == ref
+
+
+@pytest.mark.parametrize("fault", ["release_keeps_balloon_set", "free_refused_keeps_held"])
+def test_a_seeded_fault_gives_the_same_shortest_finding(fault: str, tmp_path: Path) -> None:
+    model = BalloonModel(fault_config(fault, SMALL_BASE), [fault])
+    ref, new = both(model)
+    assert new == ref
+    assert FAULTS[fault].breaks in {name for name, _, _ in new["findings"]}
+    ex = explore_frontier(model)
+    found = ex.violations[FAULTS[fault].breaks]
+    path = write_finding(ex, found, tmp_path, "finding")  # replayed on the model first
+    assert len(read_trace(path).steps) == found.steps(ex)
+
+
+def test_a_budget_in_states_leaves_the_run_incomplete() -> None:
+    ex = explore_frontier(BalloonModel(EXPLORE_CONFIGS["one-vm-refusal"]),
+                          budget=Budget(max_states=100), batch=16)
+    assert not ex.complete and ex.stop_reason == "max_states" and 100 <= ex.states < 1188
+    assert 0 <= ex.complete_depth < 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("symmetry", [False, True])
+@pytest.mark.parametrize("name", sorted(EXPLORE_CONFIGS))
+def test_same_exploration_on_every_pinned_configuration(name: str, symmetry: bool) -> None:
+    ref, new = both(BalloonModel(EXPLORE_CONFIGS[name]), symmetry=symmetry)
+    assert new == ref
+    pinned = load_manifest()[name]
+    assert new["states"] == pinned["states_symmetry" if symmetry else "states"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_same_findings_on_every_seeded_fault(fault: str) -> None:
+    ref, new = both(BalloonModel(fault_config(fault), [fault]))
+    assert new == ref
