@@ -25,7 +25,8 @@ from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
-__all__ = ["FAULT_KERNELS", "KERNELS", "allocatable", "deflate_limit", "inflate_room", "reclaim_room"]
+__all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "deflate_limit",
+           "inflate_room", "reclaim_room"]
 
 KERNELS: dict[str, Kernel] = {}
 """Every action written once, by the model's name."""
@@ -362,6 +363,8 @@ def balloon_cpu_online(o: Ops) -> None:
 # Memory: host pages, host swap, the guest's accesses and disk, content sharing,
 # a hostile guest. These use the memory operations (``ops.MemoryOps``).
 
+_WITHOUT_MEMORY = frozenset(KERNELS) | frozenset(FAULT_KERNELS)
+
 
 def _everywhere(o: Ops, vector: Value) -> Value:
     """A vector shaped like ``vector`` that holds everywhere (a constant)."""
@@ -603,3 +606,9 @@ def rogue_set_actual(o: Ops) -> None:
     o.require(memory(o).hostile())
     o.require(o.and_(o.le(0, actual), o.ne(actual, o.vm("module.actual"))))
     o.set_vm("module.actual", actual)
+
+
+MEMORY_KERNELS: frozenset[str] = (frozenset(KERNELS) | frozenset(FAULT_KERNELS)) - _WITHOUT_MEMORY
+"""Actions and seeded faults whose kernels use the memory operations: an interpretation
+runs them only through a store that provides those (the numeric engine's does; a store
+that does not yet, such as the frontier explorer's, takes the model's step instead)."""

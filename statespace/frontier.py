@@ -52,7 +52,7 @@ import numpy.typing as npt
 
 from ballast import tally as work_done
 from ballast.errors import GuardError
-from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
+from ballast.model.action_kernels import FAULT_KERNELS, KERNELS, MEMORY_KERNELS
 from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property, honest_vms
@@ -213,10 +213,14 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     """
     name = spec.name
     if spec.effect is ACTIONS[name].effect:
-        return KERNELS.get(name)
+        # The frontier's store has no memory operations yet: those actions take the
+        # model's step (correct, remembered per part).
+        return None if name in MEMORY_KERNELS else KERNELS.get(name)
     for fault in reversed(model.faults):
         if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
             got = FAULT_KERNELS.get(fault)
+            if fault in MEMORY_KERNELS:
+                return None
             return got[1] if got is not None and got[0] == name else None
     return None
 

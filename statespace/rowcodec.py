@@ -148,9 +148,12 @@ class RowLayout:
         self._host_memo: dict[tuple[int, ...], HostState] = {}
         self._vm_memo: dict[tuple[int, ...], VmState] = {}
         self._cells_of: dict[int, tuple[object, list[int]]] = {}
-        self._host_dec = [_decoder(f, cfg, self.span[(f.key, None)]) for f in host]
-        self._vm_dec = [tuple([_decoder(f, cfg, self.span[(f.key, v)]) for f in per_vm
-                               if f.record is r] for r in (Record.VM, Record.GUEST, Record.MODULE))
+        # Records are built by field name: the dataclasses' field order need not follow the
+        # schema's (a VM's own fields may come after its guest and module records).
+        self._host_dec = [(f.name, _decoder(f, cfg, self.span[(f.key, None)])) for f in host]
+        self._vm_dec = [tuple([(f.name, _decoder(f, cfg, self.span[(f.key, v)]))
+                               for f in per_vm if f.record is r]
+                              for r in (Record.VM, Record.GUEST, Record.MODULE))
                         for v in range(cfg.vms)]
         self._by_word = [[(i, self._shift[i]) for i in range(self.width) if self._word[i] == w]
                          for w in range(self.words)]
@@ -206,7 +209,8 @@ class RowLayout:
         hkey = tuple(vals[:h])
         host = self._host_memo.get(hkey)
         if host is None:
-            host = self._host_memo[hkey] = HostState(*[dec(vals) for dec in self._host_dec])
+            host = self._host_memo[hkey] = HostState(
+                **{name: dec(vals) for name, dec in self._host_dec})
             self._cells_of[id(host)] = (host, list(hkey))
         vms = []
         w = self._vm_width
@@ -214,10 +218,10 @@ class RowLayout:
             vkey = tuple(vals[h + v * w:h + (v + 1) * w])
             vm = self._vm_memo.get(vkey)
             if vm is None:
-                fields: list[Any] = [dec(vals) for dec in vm_dec]
-                fields.append(GuestState(*[dec(vals) for dec in guest_dec]))
-                fields.append(BalloonModule(*[dec(vals) for dec in module_dec]))
-                vm = VmState(*fields)
+                fields: dict[str, Any] = {name: dec(vals) for name, dec in vm_dec}
+                fields["guest"] = GuestState(**{name: dec(vals) for name, dec in guest_dec})
+                fields["module"] = BalloonModule(**{name: dec(vals) for name, dec in module_dec})
+                vm = VmState(**fields)
                 self._vm_memo[vkey] = vm
                 self._cells_of[id(vm)] = (vm, list(vkey))
             vms.append(vm)
