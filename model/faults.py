@@ -94,6 +94,8 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
                              f"{', '.join(sorted(FAULTS))}")
         changes = {k: max(v, getattr(cfg, k)) if type(v) is int else v
                    for k, v in fault.config.items()}
+        if "hostile_vms" in changes and cfg.hostile_vms:
+            del changes["hostile_vms"]  # a hostile guest the configuration has already serves
         units = changes.get("host_page_units", cfg.host_page_units)
         memory = changes.get("machine_pages", cfg.machine_pages)
         changes["machine_pages"] = -(-memory // units) * units

@@ -7,7 +7,6 @@ replayed here before it is reported.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.actions import Action
-from ballast.model.incremental import StepChecker
 >>> from ballast.model.trace import Trace, TraceHeader, TraceStep
 >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
 >>> bad = Trace(TraceHeader(cfg), (TraceStep(1, Action.of("vmm_release", vm=0)),))

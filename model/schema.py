@@ -401,6 +401,16 @@ def _value(f: Field, raw: Any) -> Any:
 _FIELDS = {r: [f for f in SCHEMA if f.record is r] for r in Record}
 
 
+def _vm_order() -> tuple[str, ...]:
+    import dataclasses
+
+    from ballast.model.state import VmState
+    return tuple(f.name for f in dataclasses.fields(VmState))
+
+
+_VM_ORDER = _vm_order()
+
+
 def state_to_dict(s: State) -> dict[str, Any]:
     """The plain JSON-able form of a state (:meth:`State.to_dict`), field by field of
     :data:`SCHEMA`: ``{"host": {...}, "vms": [{..., "guest": {...}, "module": {...}}]}``.
@@ -413,9 +423,15 @@ def state_to_dict(s: State) -> dict[str, Any]:
     def part(record: Record, obj: Any) -> dict[str, Any]:
         return {f.name: _plain(f, getattr(obj, f.name)) for f in _FIELDS[record]}
 
-    return {"host": part(Record.HOST, s.host),
-            "vms": [{**part(Record.VM, vm), "guest": part(Record.GUEST, vm.guest),
-                     "module": part(Record.MODULE, vm.module)} for vm in s.vms]}
+    def vm_part(vm: Any) -> dict[str, Any]:
+        # In the record's own field order (the guest and module records sit among the
+        # VM's fields), so that the form is the record's plain value key for key.
+        own = part(Record.VM, vm)
+        nested = {"guest": part(Record.GUEST, vm.guest), "module": part(Record.MODULE, vm.module)}
+        return {name: nested[name] if name in nested else own[name]
+                for name in _VM_ORDER if name in nested or name in own}
+
+    return {"host": part(Record.HOST, s.host), "vms": [vm_part(vm) for vm in s.vms]}
 
 
 def state_from_dict(data: Mapping[str, Any]) -> State:

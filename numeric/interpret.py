@@ -48,7 +48,7 @@ __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateO
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 
-FLAGS: dict[str, np.uint8] = {
+FLAGS: dict[str, np.unsignedinteger[Any]] = {
     "ballooned": BALLOONED_BIT, "acked_inflate": ACKED_INFLATE_BIT,
     "acked_refused": ACKED_REFUSED_BIT, "acked_deflate": ACKED_DEFLATE_BIT,
     "module.balloon": BALLOON_BIT, "module.refused": REFUSED_BIT,
@@ -473,10 +473,10 @@ class VmRows(_VmMemory):
         self._unback = unback
         self.vmm = vmm
         self.name = name
-        self._pf: npt.NDArray[np.uint8] | None = None
+        self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
         self._use: Any = None
 
-    def _flags(self) -> npt.NDArray[np.uint8]:
+    def _flags(self) -> npt.NDArray[np.unsignedinteger[Any]]:
         if self._pf is None:
             self._pf = self.arr.page_flags[self.vms]
         return self._pf
@@ -517,7 +517,7 @@ class VmRows(_VmMemory):
             bit = FLAGS[field]
             rows = self._flags()
             new = np.where(np.broadcast_to(value, rows.shape), rows | bit, rows & ~bit)
-            self._pf = np.where(ok[:, None], new, rows).astype(np.uint8)
+            self._pf = np.where(ok[:, None], new, rows).astype(rows.dtype)
         elif field == "guest.ppn_use":
             use = self._uses()
             self._use = np.where(ok[:, None], value, use).astype(use.dtype)

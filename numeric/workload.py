@@ -96,8 +96,16 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"pages": rng.integers(0, cap + 1, size=n)}
     if name == "host_set_cpu_target":
         return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
-    if name in ("host_swap_out", "vmm_back_page"):
+    if name == "host_swap_out":
         return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n)}
+    if name == "vmm_back_page":
+        # The VMM's choice among the pages it may back: unbacked and not in the balloon
+        # (a uniform page would almost never be one the host has just paged out).
+        backable = (a.p2m[vms] == UNBACKED_MPN) & ((a.page_flags[vms] & BALLOONED_BIT) == 0)
+        picked = _random_pick(rng, backable, np.ones(n, dtype=np.int64))
+        ppn = np.where(picked.any(axis=1), picked.argmax(axis=1),
+                       _uniform(rng, cfg, name, "ppn", n))
+        return vms, {"ppn": ppn}
     if name == "vmm_reclaim":
         # The VMM's choice: which valid reported pages to accept (as many as it has room
         # for, or with ``refusal`` sometimes fewer); it refuses the rest.

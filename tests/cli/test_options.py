@@ -99,7 +99,9 @@ def test_list_presets_says_which_command_starts_from_which(
 
 
 def _needs_met(cfg: Any, fault: str) -> bool:
-    return all(getattr(cfg, k) >= v if type(v) is int else getattr(cfg, k) == v
+    # A fault that needs a hostile guest is served by any hostile VM the configuration has.
+    return all(getattr(cfg, k) >= v if type(v) is int else
+               bool(cfg.hostile_vms) if k == "hostile_vms" else getattr(cfg, k) == v
                for k, v in FAULTS[fault].config.items())
 
 
@@ -115,7 +117,8 @@ def test_every_fault_runs_on_each_commands_default_preset(command: str) -> None:
         cfg = config_for(args) if command == "fuzz" else config_from_args(args)
         assert _needs_met(cfg, fault), (command, fault, cfg)
         base = preset(DEFAULT_PRESETS[command][0])
-        assert cfg.vms >= base.vms and cfg.hostile_vms == base.hostile_vms, (command, fault)
+        assert cfg.vms >= base.vms, (command, fault)
+        assert cfg.hostile_vms == base.hostile_vms or not base.hostile_vms, (command, fault)
 
 
 def test_fuzz_with_a_fault_that_needs_two_vms_keeps_the_large_presets_hostile_vm(

@@ -173,7 +173,12 @@ def test_every_rule_a_qemu_trace_can_break_has_a_mutant() -> None:
     unobservable = {"virtio_5_5_6_1_rule5_tell_before_use",
                     "virtio_5_5_6_1_rule6_must_tell_host_wait",
                     "virtio_5_5_6_1_rule7_no_use_before_inflate_ack",  # only with rule 8
-                    "virtio_5_5_6_1_rule1_should_reach_target"}  # a SHOULD: tests/validate/qemu/test_validate.py
+                    "virtio_5_5_6_1_rule1_should_reach_target",  # a SHOULD: tests/validate/qemu/test_validate.py
+                    # Free page reporting: the QEMU log reader counts reporting-queue buffers
+                    # as "not judged" and maps none of them to the profile's report events
+                    # yet; tests/model/test_reporting.py breaks both rules on profile traces.
+                    "virtio_5_5_6_6_no_use_of_reported_page",
+                    "virtio_5_5_6_6_report_only_free_pages"}
     assert set(RULE_MUTANTS) == set(VIRTIO_RULES) - unobservable
 
 
