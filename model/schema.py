@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import sys
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -401,14 +402,8 @@ def _value(f: Field, raw: Any) -> Any:
 _FIELDS = {r: [f for f in SCHEMA if f.record is r] for r in Record}
 
 
-def _vm_order() -> tuple[str, ...]:
-    import dataclasses
-
-    from ballast.model.state import VmState
-    return tuple(f.name for f in dataclasses.fields(VmState))
-
-
-_VM_ORDER = _vm_order()
+_VM_ORDER = tuple(f.name for f in dataclasses.fields(VmState))
+"""A VM record's fields in their own order (its guest and module records among them)."""
 
 
 def state_to_dict(s: State) -> dict[str, Any]:
