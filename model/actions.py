@@ -464,7 +464,8 @@ def report_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> Sta
     m = v.module
     guest = v.guest
     if not cfg.must_tell_host:
-        mine = [p for p in ppns if guest.ppn_use[p] == BALLOON]
+        use = guest.ppn_use
+        mine = [p for p in ppns if use[p] == BALLOON]
         guest = replace(guest, ppn_use=_with_use(guest.ppn_use, mine, FREE))
     return s.with_vm(vm, v.replace(
         guest=guest, module=replace(m, balloon=m.balloon - set(ppns)),
@@ -961,8 +962,10 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     guest = v.guest
     # The acknowledged pages the guest still holds for the balloon (read per page, not
     # over the whole guest: a real guest has hundreds of thousands of PPNs).
+    use = guest.ppn_use
+    size = len(use)
     mine = {p for p in v.acked_inflate | v.acked_refused | v.acked_deflate
-            if 0 <= p < len(guest.ppn_use) and guest.ppn_use[p] == BALLOON}
+            if 0 <= p < size and use[p] == BALLOON}
     # A union with nothing is no change: skip it rather than copy a balloon of tens of
     # thousands of pages.
     joined = v.acked_inflate & mine
