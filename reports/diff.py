@@ -14,6 +14,8 @@ Paths are slash paths into :meth:`State.to_dict` (the same paths a trace's
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import ne
 from typing import Any
 
 from ballast.model.state import State, plain_value
@@ -64,8 +66,21 @@ def state_diff(before: State, after: State) -> list[tuple[str, object, object]]:
     # a set larger than LARGE_SET is shown as its sizes and what was added and removed.
     out: list[tuple[str, object, object]] = []
     _diff(before, after, "", out)
+    # A per-page table's changes come as one entry (already in page order), sorted by the
+    # table's path: no other change's path lies inside a table, so this is the order of
+    # sorting every page's change on its own.
     out.sort(key=lambda change: _order(change[0]))
-    return out
+    return [page for change in out for page in
+            (change[1].changes if isinstance(change[1], _TableChanges) else (change,))]
+
+
+class _TableChanges:
+    """The changed entries of one per-page table, kept together while changes are sorted."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, changes: list[tuple[str, object, object]]) -> None:
+        self.changes = changes
 
 
 _PER_PAGE = ("/p2m", "/content", "/ppn_use", "/expected")
@@ -84,22 +99,53 @@ def _diff(a: object, b: object, prefix: str, out: list[tuple[str, object, object
             _diff(getattr(a, name), getattr(b, name), f"{prefix}/{name}" if prefix else name, out)
         return
     if (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and a
-            and all(hasattr(x, "__dataclass_fields__") for x in a + b)):
+            and all(hasattr(x, "__dataclass_fields__") for x in a)
+            and all(hasattr(x, "__dataclass_fields__") for x in b)):
         for i, (x, y) in enumerate(zip(a, b)):
             _diff(x, y, f"{prefix}/{i}", out)
         return
     if (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and len(a) > 1
             and prefix.endswith(_PER_PAGE)):
-        out.extend((f"{prefix}/{i}", x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        changes: list[tuple[str, object, object]] = [
+            (f"{prefix}/{i}", a[i], b[i]) for i in _changed_positions(a, b)]
+        if changes:
+            out.append((prefix, _TableChanges(changes), None))
         return
     if isinstance(a, frozenset) and isinstance(b, frozenset) and max(len(a), len(b)) > LARGE_SET:
         # A real guest's balloon holds tens of thousands of pages: name what changed.
         out.append((prefix, {"size": len(a)},
                     {"size": len(b), "added": sorted(b - a), "removed": sorted(a - b)}))
         return
-    pa, pb = plain_value(a), plain_value(b)
+    pa, pb = _plain(a), _plain(b)
     if pa != pb:
         out.append((prefix, pa, pb))
+
+
+def _plain(value: object) -> object:
+    """:func:`plain_value`, with a queue of page numbers (hundreds of them on a real guest)
+    copied at once rather than page by page."""
+    if type(value) is tuple and all(type(x) is int for x in value):
+        return list(value)
+    return plain_value(value)
+
+
+_SPAN = 2048
+"""Entries of a per-page table compared at once: a real guest has hundreds of thousands of
+pages and a step changes a few hundred, so unchanged spans are skipped by one comparison."""
+
+
+def _changed_positions(a: tuple[Any, ...], b: tuple[Any, ...]) -> list[int]:
+    """The indexes at which two tables of the same length differ, in order.
+
+    >>> _changed_positions((0,) * 5000 + (1,), (0,) * 4999 + (2, 1))
+    [4999]
+    """
+    out: list[int] = []
+    for lo in range(0, len(a), _SPAN):
+        x, y = a[lo:lo + _SPAN], b[lo:lo + _SPAN]
+        if x != y:
+            out.extend(compress(range(lo, lo + len(x)), map(ne, x, y)))
+    return out
 
 
 def format_value(value: object) -> str:

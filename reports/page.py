@@ -62,8 +62,29 @@ def render_report(e: Explanation, formats: Sequence[str]) -> dict[str, str]:
         elif fmt == "md":
             out[fmt] = render_markdown(e)
         elif fmt == "json":
-            out[fmt] = json.dumps(e.to_dict(), indent=2, sort_keys=True) + "\n"
+            out[fmt] = _json_text(e.to_dict())
     return out
+
+
+def _json_text(data: object) -> str:
+    """``json.dumps(data, indent=2, sort_keys=True)`` and a newline, joined a stretch at a
+    time: an indented dump is made of one small piece per value, and the report of a long
+    trace of a large guest has millions of them (held all at once, they took hundreds of MB).
+
+    >>> data = {"b": [1, 2], "a": None}
+    >>> _json_text(data) == json.dumps(data, indent=2, sort_keys=True) + chr(10)
+    True
+    """
+    stretches: list[str] = []
+    pieces: list[str] = []
+    for piece in json.JSONEncoder(indent=2, sort_keys=True).iterencode(data):
+        pieces.append(piece)
+        if len(pieces) >= 65_536:
+            stretches.append("".join(pieces))
+            pieces.clear()
+    stretches.append("".join(pieces))
+    stretches.append("\n")
+    return "".join(stretches)
 
 
 def write_report(trace_path: str | Path, out_dir: str | Path | None = None,

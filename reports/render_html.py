@@ -163,4 +163,5 @@ def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
                      f"</span><span class=\"tag\">line {s.line}</span>{tags}</h3>"
                      f"<ul>{msgs}</ul>{body}</section>")
     parts.append("</main></body></html>")
-    return "\n".join(parts) + "\n"
+    parts.append("")  # the closing newline, without copying the page once more to add it
+    return "\n".join(parts)
