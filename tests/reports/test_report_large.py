@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from dataclasses import replace
 from typing import Callable
 
 from ballast.model.actions import Action
 from ballast.model.config import PRESETS, Config, GuestPolicyName
 from ballast.model.replay import replay
+from ballast.model.state import initial_state
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep
-from ballast.reports.diff import LARGE_SET, format_value
+from ballast.reports.diff import LARGE_SET, flatten, format_value, state_diff
 from ballast.reports.explain import Explanation, explain
 from ballast.reports.memory import FigureReader, figures
 from ballast.reports.page import render_report
@@ -100,3 +102,39 @@ def test_a_streamed_report_agrees_with_a_replay_that_keeps_every_state() -> None
     states = replay(trace).states
     assert e.states == (states[0], states[-1])
     assert [figures(s)["vm0"]["ballooned"] for s in states] == list(e.memory.data["vm0"]["ballooned"])
+
+
+def test_an_equal_large_set_rebuilt_by_a_step_is_no_change() -> None:
+    s0 = initial_state(Config(vms=1, guest_pages=200, machine_pages=200))
+    v = s0.vms[0]
+    big = s0.with_vm(0, v.replace(module=replace(v.module, balloon=frozenset(range(100)))))
+    m = big.vms[0].module
+    rebuilt = big.with_vm(0, big.vms[0].replace(module=replace(m, balloon=frozenset(range(100)))))
+    assert rebuilt.vms[0].module.balloon is not m.balloon
+    assert state_diff(big, rebuilt) == []
+    grown = big.with_vm(0, big.vms[0].replace(module=replace(m, balloon=frozenset(range(101)))))
+    assert state_diff(big, grown) == [("vms/0/module/balloon", {"size": 100},
+                                       {"size": 101, "added": [100], "removed": []})]
+
+
+def test_per_page_changes_come_in_the_order_of_their_paths() -> None:
+    cfg = Config(vms=2, guest_pages=5000, machine_pages=10_000, guest_data_pages=0,
+                 guest_disk_slots=0, host_swap_slots=0)
+    model = BalloonModel(cfg)
+    s0 = model.init_states()[0]
+    use = list(s0.vms[1].guest.ppn_use)
+    for p in (4999, 3, 2048, 2047, 10):
+        use[p] = -2
+    p2m = list(s0.vms[1].p2m)
+    p2m[4095] = 7
+    g = s0.vms[1].guest
+    s1 = s0.with_vm(1, s0.vms[1].replace(guest=replace(g, ppn_use=tuple(use)), p2m=tuple(p2m),
+                                         target=3))
+    got = state_diff(s0, s1)
+    before, after = flatten(s0.to_dict()), flatten(s1.to_dict())
+    want = [(k, before[k], after[k]) for k in before if before[k] != after[k]]
+    assert sorted(got) == sorted(want)
+    paths = [p for p, _, _ in got]
+    assert paths[:2] == ["vms/1/guest/ppn_use/3", "vms/1/guest/ppn_use/10"]
+    assert paths.index("vms/1/p2m/4095") < paths.index("vms/1/target")
+    assert paths.index("vms/1/guest/ppn_use/4999") < paths.index("vms/1/p2m/4095")
