@@ -1,11 +1,14 @@
 """Actions: guards refuse what the mechanism forbids, effects do what the mechanism says."""
 
+import random
+
 import pytest
 
 from ballast.errors import GuardError
-from ballast.model.actions import ACTIONS, Action, Actor, apply
-from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.actions import ACTIONS, Action, Actor, apply, has_usable_free, usable_free
+from ballast.model.config import PRESETS, Config, GuestPolicyName, ModuleKind
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, initial_state
+from ballast.model.system import BalloonModel
 
 CFG = Config(vms=2, guest_pages=4, guest_data_pages=3, machine_pages=6, refusal=True,
              sharing=True, host_swap=True, reset=True, hostile_vms=frozenset({1}))
@@ -325,3 +328,24 @@ def run_from(cfg: Config, s: State, *steps: tuple[str, dict]) -> State:
     for name, args in steps:
         s = apply(cfg, s, Action.of(name, **args))
     return s
+
+
+def test_inflate_guard_asks_for_free_pages_as_usable_free_counts_them() -> None:
+    configs = [PRESETS[name] for name in ("default", "virtio", "application", "qemu")]
+    configs.append(Config(vms=1, guest_pages=5, guest_data_pages=2, machine_pages=5,
+                          kernel_reserve=2))
+    checked = 0
+    for cfg in configs:
+        model = BalloonModel(cfg)
+        rng = random.Random(5)
+        s = model.init_states()[0]
+        for _ in range(60):
+            for v in s.vms:
+                for n in range(cfg.guest_pages + 3):
+                    assert has_usable_free(cfg, v, n) == (usable_free(cfg, v) >= n), (cfg, n)
+                    checked += 1
+            succ = list(model.successors(s))
+            if not succ:
+                break
+            s = rng.choice(succ)[1]
+    assert checked > 1000
