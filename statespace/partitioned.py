@@ -36,13 +36,13 @@ import pickle
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ballast import tally as work_done
 from ballast.errors import UsageError
 from ballast.model.actions import Action
 from ballast.model.config import Config
-from ballast.model.state import State, plain_value
+from ballast.model.state import HostState, State, VmState, plain_value
 from ballast.model.system import BalloonModel
 from ballast.statespace.deadlock import (
     DEADLOCK, is_total_deadlock, protocol_vm, stalled_among, unsettled,
@@ -54,7 +54,7 @@ from ballast.statespace.symmetry import canonical
 from ballast.statespace.transitions import Transitions
 
 __all__ = ["Partition", "PartitionedExploration", "explore_here", "explore_partitioned",
-           "owner_of"]
+           "owner_from", "owner_of", "part_digest"]
 
 Arrival = tuple[State, "State | None", int, int, "Action | None", bool]
 """A successor sent to its owner: (real state, canonical form or None without symmetry,
@@ -69,19 +69,29 @@ _STEP, _STATE = 0, 1
 """At one step, the reference records a step's violations before the new state's."""
 
 
+def part_digest(part: HostState | VmState) -> bytes:
+    """A digest of one part of a state (the host's, or a VM's) from its plain form: the same
+    in every process (Python's own ``hash`` of strings is not)."""
+    return hashlib.blake2b(repr(plain_value(part)).encode(), digest_size=16).digest()
+
+
+def owner_from(digests: Sequence[bytes], parts: int) -> int:
+    """The partition that owns the state whose parts have these digests (host first)."""
+    whole = hashlib.blake2b(b"".join(digests), digest_size=8).digest()
+    return int.from_bytes(whole, "big") % parts
+
+
 def owner_of(s: State, parts: int) -> int:
-    """The partition that owns state ``s``: a hash of its plain form, the same in every
-    process (Python's own ``hash`` of strings is not).
+    """The partition (of ``parts``) that owns state ``s``.
 
     >>> from ballast.model.config import Config
     >>> from ballast.model.state import initial_state
-    >>> s = initial_state(Config(vms=1, guest_pages=1, machine_pages=1))
-    >>> owner_of(s, 4) == owner_of(initial_state(Config(vms=1, guest_pages=1,
-    ...                                                 machine_pages=1)), 4)
+    >>> s = initial_state(Config(vms=2, guest_pages=1, machine_pages=2))
+    >>> owner_of(s, 4) == owner_of(initial_state(Config(vms=2, guest_pages=1,
+    ...                                                 machine_pages=2)), 4)
     True
     """
-    text = repr(plain_value(s)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % parts
+    return owner_from([part_digest(s.host), *map(part_digest, s.vms)], parts)
 
 
 @dataclass
@@ -128,6 +138,10 @@ class Partition:
         self.witnessed: set[str] = set()
         self.moves_for: list[int | None] = []
         self.sent: set[int] = set()
+        self.host_digests: list[bytes] = []
+        """Per host part id: :func:`part_digest` of it."""
+        self.vm_digests: list[bytes] = []
+        """Per VM part id: :func:`part_digest` of it."""
         """Keys of the real successors sent (or kept) so far."""
 
     def expand(self) -> list[bytes | None]:
@@ -164,7 +178,7 @@ class Partition:
                 sent.add(tkey)
                 t = store.state(tkey)
                 c = canonical(cfg, t) if self.symmetry else None
-                out[owner_of(c if c is not None else t, self.parts)].append(
+                out[self._owner(store.key(c) if c is not None else tkey)].append(
                     (t, c, sid, place, act, bool(violations)))
             moving = {moves_for[step[1]] for step in pending}
             stalled = stalled_among(cfg, moving, lambda v: unsettled(cfg, s, v))
@@ -179,6 +193,18 @@ class Partition:
         self.kept = out[self.part]
         return [None if p == self.part else pickle.dumps(box, pickle.HIGHEST_PROTOCOL)
                 for p, box in enumerate(out)]
+
+    def _owner(self, key: int) -> int:
+        """:func:`owner_of` the state of ``key``, from the digests of its parts (each part's
+        worked out once)."""
+        ids = self.store.ids(key)
+        hosts, vms = self.host_digests, self.vm_digests
+        while len(hosts) <= ids[0]:
+            hosts.append(part_digest(self.store.hosts[len(hosts)]))
+        top = max(ids[1:], default=-1)
+        while len(vms) <= top:
+            vms.append(part_digest(self.store.vm_parts[len(vms)]))
+        return owner_from([hosts[ids[0]], *[vms[v] for v in ids[1:]]], self.parts)
 
     def report(self) -> LevelReport:
         """The findings of the last :meth:`expand`."""

@@ -154,9 +154,11 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                              "--stop-at-first and --engine frontier run on one machine")
         from ballast.statespace.partitioned import explore_partitioned
         one_pass = False
-        chosen, why = "partitioned", "the reference engine's search, partitioned by state hash"
-        ex: Exploration = explore_partitioned(model, client, symmetry=symmetry, budget=budget,
-                                              cache=cache, progress=progress)
+        parted = explore_partitioned(model, client, symmetry=symmetry, budget=budget,
+                                     cache=cache, progress=progress)
+        chosen, why = "partitioned", (f"the reference engine's search, partitioned by state "
+                                      f"hash over {parted.partitions} Dask workers")
+        ex: Exploration = parted
     elif chosen == "frontier":
         one_pass = False
         ex = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
