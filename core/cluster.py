@@ -36,7 +36,7 @@ from typing import Any, Iterator
 
 from ballast.errors import UsageError
 
-__all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected",
+__all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected", "installed",
            "parse_scheduler", "worker_count"]
 
 CONNECT_SECONDS = 10
@@ -135,6 +135,7 @@ def connected(spec: Scheduler) -> Iterator[Any]:
                 raise UsageError(f"--scheduler {spec.address}: the scheduler has no worker "
                                  f"({' '.join(str(exc).split()) or type(exc).__name__})"
                                  ) from None
+            _check_workers(client, spec.address)
         yield client
     finally:
         try:
@@ -144,6 +145,37 @@ def connected(spec: Scheduler) -> Iterator[Any]:
             if cluster is not None:
                 cluster.close()
             quiet.setLevel(level)
+
+
+def installed() -> str:
+    """The version of Ballast this process runs."""
+    import ballast
+
+    return ballast.__version__
+
+
+def _worker_version() -> str:
+    """:func:`installed`, as a worker runs it (sent by name: the worker's own Ballast)."""
+    import ballast
+
+    return ballast.__version__
+
+
+def _check_workers(client: Any, address: str) -> None:
+    """Every worker runs the Ballast this process runs, or the command stops here: a worker
+    without it, or with another version, would fail or disagree part way through."""
+    try:
+        theirs: dict[str, str] = client.run(_worker_version)
+    except Exception as exc:  # noqa: BLE001 - whatever a worker raised, said in one line
+        raise UsageError(f"--scheduler {address}: the workers cannot run Ballast "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())}); install "
+                         "it where they run") from None
+    ours = installed()
+    other = sorted(f"{worker} has {version}" for worker, version in theirs.items()
+                   if version != ours)
+    if other:
+        raise UsageError(f"--scheduler {address}: workers run another version of Ballast "
+                         f"than this one ({ours}): {'; '.join(other)}")
 
 
 @contextmanager

@@ -50,3 +50,17 @@ def test_a_local_cluster_stops_when_the_block_fails() -> None:
             raise RuntimeError("inside")
     gone, alive = psutil.wait_procs(started, timeout=30)
     assert alive == []
+
+
+@pytest.mark.slow
+def test_workers_with_another_version_of_ballast_are_bad_input(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    with connected(parse_scheduler("local:1")) as local:
+        address = local.scheduler.address
+        with connected(Scheduler(address, None)) as client:  # the same Ballast: accepted
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+        monkeypatch.setattr(ballast.cluster, "installed", lambda: "0.0.0-elsewhere")
+        with pytest.raises(UsageError, match="another version of Ballast"):
+            with connected(Scheduler(address, None)):
+                pass
