@@ -8,7 +8,9 @@ cache, the cached state checks, symmetry's canonical form, the deadlock test) an
 sends each successor to the partition that owns it; each owner keeps the states it
 has not seen and checks them. States cross machines as the model's frozen values; the
 owner of a state is a hash of its plain form (:func:`owner_of`), the same in every
-process and on every machine.
+process and on every machine. A partition sends each successor once (a later step to
+it cannot be the first), batched per owner and pickled; the process that drives the
+levels hands each batch on unopened, and a partition keeps what it owns itself.
 
 What makes the result the reference's, state for state: every state gets the id the
 reference explorer gives it. The reference numbers states in the order it reaches
@@ -138,11 +140,12 @@ class Partition:
         self.witnessed: set[str] = set()
         self.moves_for: list[int | None] = []
         self.sent: set[int] = set()
+        """Keys of the real successors sent (or kept) so far."""
         self.host_digests: list[bytes] = []
         """Per host part id: :func:`part_digest` of it."""
         self.vm_digests: list[bytes] = []
         """Per VM part id: :func:`part_digest` of it."""
-        """Keys of the real successors sent (or kept) so far."""
+        self._expanded = LevelReport()
 
     def expand(self) -> list[bytes | None]:
         """Expand the frontier; returns per partition the successors it owns (pickled;
