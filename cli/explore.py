@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import positive_float, seconds
+from ballast.cluster import add_scheduler_option, connected, parse_scheduler
 from ballast.errors import UsageError
 from ballast.cli.options import (
     add_model_options,
@@ -83,6 +85,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="unused: exploration is exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_scheduler_option(p)
     add_quiet_option(p)
     p.set_defaults(func=_cmd_explore)
 
@@ -141,21 +144,41 @@ def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> 
     out.print(f"verdict (properties): {check.verdict.value}")
 
 
+def _check_partitioned(args: argparse.Namespace) -> None:
+    """What a partitioned exploration (``--scheduler``) does not offer is bad usage, said
+    before any cluster starts."""
+    alone = [flag for flag, on in (
+        ("--liveness", args.liveness), ("--dot", args.dot is not None),
+        ("--graphml", args.graphml is not None), ("--stop-at-first", args.stop_at_first),
+        ("--engine", args.engine is not None), ("--max-seconds", args.max_seconds is not None),
+        ("--max-mib", args.max_mib is not None)) if on]
+    if alone:
+        raise UsageError(f"--scheduler: {', '.join(alone)} run on one machine only (a "
+                         "partitioned exploration checks safety, deadlocks and coverage; its "
+                         "budget is --max-states)")
+
+
 def _cmd_explore(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, shrink=small_config if args.small else None)
     if args.fairness is not None and not args.liveness:
         raise UsageError("--fairness only applies with --liveness")
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
     budget = _budget(args)
-    with shown(not args.quiet), meter("explore", unit="states") as states:
-        def progress(ex: Exploration) -> None:
-            states.update(ex.states, note=f"depth {ex.max_depth}")
-        run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
-                          liveness=args.liveness, report_dir=args.report_dir, dot=args.dot,
-                          graphml=args.graphml, stop_on=args.stop_at_first, progress=progress,
-                          fairness=args.fairness or WEAK, cache=args.cache,
-                          engine=args.engine)
-        states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
+    cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
+    if cluster is not None:
+        _check_partitioned(args)
+    with ExitStack() as stack:
+        client = stack.enter_context(connected(cluster)) if cluster is not None else None
+        with shown(not args.quiet), meter("explore", unit="states") as states:
+            def progress(ex: Exploration) -> None:
+                states.update(ex.states, note=f"depth {ex.max_depth}")
+            run = run_explore(cfg, faults=tuple(args.fault), symmetry=symmetry, budget=budget,
+                              liveness=args.liveness, report_dir=args.report_dir,
+                              dot=args.dot, graphml=args.graphml,
+                              stop_on=args.stop_at_first, progress=progress,
+                              fairness=args.fairness or WEAK, cache=args.cache,
+                              engine=args.engine, client=client)
+            states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))
     else:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import fraction
+from ballast.cluster import add_scheduler_option, connected, parse_scheduler
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
@@ -60,6 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    add_scheduler_option(p)
     add_quiet_option(p)
     p.set_defaults(func=_cmd_fuzz)
 
@@ -108,6 +111,13 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("--frac must be in (0, 1]")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise UsageError("--max-seconds must be positive")
+    cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
+    if cluster is not None and args.max_seconds is not None:
+        raise UsageError("--max-seconds is a limit of local runs; with --scheduler the "
+                         "budget is --steps batches per seed")
+    if cluster is not None and args.workers != 1:
+        raise UsageError("--workers is for local processes; with --scheduler the cluster's "
+                         "workers run the seeds")
     cfg = config_for(args)
     gaps = gaps_in(cfg, args.fault)
     if gaps.blocking:
@@ -116,17 +126,30 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if not args.json:
         scale = f", scaled to --vms {args.vms} --pages {args.pages}" if args.vms else ""
         print(config_line(cfg, args.fault, origin(args) + scale))
+        if cluster is not None:
+            print(f"workers: {cluster.describe()}")
     results: list[SeedResult] = []
-    stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
-                          batches=args.steps, frac=args.frac, check_every=args.check_every,
-                          report_dir=args.report_dir, max_seconds=args.max_seconds)
-    with shown(not (args.quiet or args.no_progress)), \
-            meter(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds),
-                  unit="seeds") as done:
-        for r in stream:
-            results.append(r)
-            done.advance(note=f"{sum(x.batches for x in results):,} batches, "
-                              f"{sum(x.ops for x in results):,} operations")
+    with ExitStack() as stack:
+        if cluster is None:
+            stream = run_campaign(cfg, seeds, workers=args.workers, faults=tuple(args.fault),
+                                  batches=args.steps, frac=args.frac,
+                                  check_every=args.check_every, report_dir=args.report_dir,
+                                  max_seconds=args.max_seconds)
+        else:
+            from ballast.numeric.cluster_campaign import run_campaign_on
+            client = stack.enter_context(connected(cluster))
+            stream = run_campaign_on(client, cfg, seeds, faults=tuple(args.fault),
+                                     batches=args.steps, frac=args.frac,
+                                     check_every=args.check_every, report_dir=args.report_dir)
+            # Its futures go before the client does (a Ctrl-C, an error).
+            stack.callback(getattr(stream, "close"))
+        with shown(not (args.quiet or args.no_progress)), \
+                meter(f"fuzz {cfg.vms} VMs x {cfg.guest_pages} PPNs", total=len(seeds),
+                      unit="seeds") as done:
+            for r in stream:
+                results.append(r)
+                done.advance(note=f"{sum(x.batches for x in results):,} batches, "
+                                  f"{sum(x.ops for x in results):,} operations")
     results.sort(key=lambda r: r.seed)
     summary = summarise(results, args.steps)
     if args.json:

@@ -30,7 +30,8 @@ from ballast.numeric.invariants import violations
 from ballast.numeric.shrink import shrink_run
 from ballast.numeric.workload import Batch, batch_actions, enabled_names, step_batch, WEIGHTS
 
-__all__ = ["SeedResult", "fuzz_seed", "make_trace", "report_violation"]
+__all__ = ["SeedResult", "fuzz_seed", "make_trace", "report_violation", "shrunk_trace",
+           "write_seed_trace"]
 
 CHECKER = "numeric"
 
@@ -52,6 +53,9 @@ class SeedResult:
     error: str | None = None
     bytes_per_page: float = 0.0
     actions_seen: dict[str, int] = field(default_factory=dict)
+    trace: str | None = None
+    """The shrunk counterexample as trace text, not yet replayed nor written (a run that
+    keeps its trace for the machine that asked for it: :func:`write_seed_trace`)."""
 
 
 def make_trace(cfg: Config, faults: Sequence[str], actions: Sequence[Action], seed: int,
@@ -66,10 +70,13 @@ def make_trace(cfg: Config, faults: Sequence[str], actions: Sequence[Action], se
 def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: int = 200,
               frac: float = 0.5, check_every: int = 1, report_dir: Path | None = None,
               shrink: bool = True, deadline: float | None = None,
-              on_batch: Callable[[int], None] | None = None) -> SeedResult:
+              on_batch: Callable[[int], None] | None = None,
+              keep_trace: bool = False) -> SeedResult:
     """Run ``batches`` random batches from ``seed``; check invariants every ``check_every``
     batches and at the end; shrink and write a counterexample on a violation.
-    ``on_batch`` is told the number of batches run so far, after each (progress)."""
+    ``on_batch`` is told the number of batches run so far, after each (progress).
+    ``keep_trace`` (without ``report_dir``): shrink, and keep the trace as text in
+    :attr:`SeedResult.trace` instead of writing it."""
     t0 = time.perf_counter()
     res = SeedResult(seed)
     eng = Engine(cfg, faults)
@@ -107,6 +114,11 @@ def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: in
         actions = [a for b in log for a in batch_actions(b)]
         report_violation(res, cfg, faults, actions, report_dir, shrink=shrink,
                          clean_prefix=clean)
+    elif res.violation is not None and keep_trace:
+        from ballast.model.trace import trace_text
+        actions = [a for b in log for a in batch_actions(b)]
+        trace = shrunk_trace(res, cfg, faults, actions, shrink=shrink, clean_prefix=clean)
+        res.trace = trace_text(trace) if trace is not None else None
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -115,16 +127,37 @@ def report_violation(res: SeedResult, cfg: Config, faults: Sequence[str],
                      actions: list[Action], report_dir: Path, *, shrink: bool = True,
                      clean_prefix: int = 0) -> None:
     """Shrink the failing run and write it through ``write_counterexample``."""
-    from ballast.reports.counterexample import CounterexampleNotReproduced, write_counterexample
+    trace = shrunk_trace(res, cfg, faults, actions, shrink=shrink, clean_prefix=clean_prefix)
+    if trace is not None:
+        write_seed_trace(res, trace, report_dir)
+
+
+def shrunk_trace(res: SeedResult, cfg: Config, faults: Sequence[str], actions: list[Action],
+                 *, shrink: bool = True, clean_prefix: int = 0) -> Trace | None:
+    """The failing run, shrunk, as a trace (:attr:`SeedResult.shrunk_steps` set); None, with
+    :attr:`SeedResult.error` set, when the reference model does not reproduce it."""
+    from ballast.reports.counterexample import CounterexampleNotReproduced
     assert res.violation is not None
     prop, message = res.violation
     try:
         if shrink:
             cfg, actions, prop = shrink_run(cfg, faults, actions, prop, message,
                                             clean_prefix=clean_prefix)
-        res.shrunk_steps = len(actions)
-        trace = make_trace(cfg, faults, actions, res.seed, prop)
-        name = f"numeric-{prop}-{'-'.join(faults) or 'model'}-seed{res.seed}"
+    except CounterexampleNotReproduced as exc:
+        res.error = f"the reference model does not reproduce it: {exc}"
+        return None
+    res.shrunk_steps = len(actions)
+    return make_trace(cfg, faults, actions, res.seed, prop)
+
+
+def write_seed_trace(res: SeedResult, trace: Trace, report_dir: Path) -> None:
+    """Replay ``trace`` (seed ``res.seed``'s counterexample) through the reference model and
+    write it under ``report_dir``: :attr:`SeedResult.counterexample` is its path, or
+    :attr:`SeedResult.error` says why the model does not reproduce it."""
+    from ballast.reports.counterexample import CounterexampleNotReproduced, write_counterexample
+    prop = (trace.header.expect or {}).get("property")
+    name = f"numeric-{prop}-{'-'.join(trace.header.faults) or 'model'}-seed{res.seed}"
+    try:
         cx = write_counterexample(trace, report_dir, name=name)
         res.counterexample = str(cx.trace_path)
     except CounterexampleNotReproduced as exc:

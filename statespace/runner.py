@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ballast.model.config import Config
 from ballast.model.system import BalloonModel
@@ -125,13 +125,15 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                 stop_on: bool | Sequence[str] = False,
                 progress: Callable[[Exploration], None] | None = None,
                 fairness: str = WEAK, cache: bool = True,
-                engine: str | None = None) -> ExploreRun:
+                engine: str | None = None, client: Any = None) -> ExploreRun:
     """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
     with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
     ``fairness``. ``cache=False`` takes every step straight from the model (slower;
     the same results, for when the transition cache itself is in doubt). ``engine``: see
     :func:`choose_engine`; the safety exploration runs on it, liveness and the state graph
-    on the reference engine."""
+    on the reference engine. ``client``: a Dask client; the exploration is partitioned
+    across its workers (:mod:`ballast.statespace.partitioned`: the reference engine's
+    results, without liveness, the state graph or stopping at the first violation)."""
     check_fairness(fairness)
     model = BalloonModel(cfg, faults)
     want_graph = dot is not None or graphml is not None
@@ -144,10 +146,23 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
     chosen, why = choose_engine(engine, liveness=liveness, graph=want_graph, cache=cache)
-    if chosen == "frontier":
+    if client is not None:
+        if liveness or want_graph or stop_on or engine == "frontier":
+            from ballast.errors import UsageError
+            raise UsageError("a partitioned exploration (--scheduler) checks safety, deadlocks "
+                             "and coverage on the reference engine; liveness, --dot, --graphml, "
+                             "--stop-at-first and --engine frontier run on one machine")
+        from ballast.statespace.partitioned import explore_partitioned
         one_pass = False
-        ex: Exploration = explore_frontier(model, symmetry=symmetry, budget=budget,
-                                           stop_on=stop_on, progress=progress)
+        parted = explore_partitioned(model, client, symmetry=symmetry, budget=budget,
+                                     cache=cache, progress=progress)
+        chosen, why = "partitioned", (f"the reference engine's search, partitioned by state "
+                                      f"hash over {parted.partitions} Dask workers")
+        ex: Exploration = parted
+    elif chosen == "frontier":
+        one_pass = False
+        ex = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
+                              progress=progress)
     else:
         ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
                      stop_on=stop_on, progress=progress, cache=cache)

@@ -1,0 +1,197 @@
+"""Worker processes beyond this one: a Dask cluster named by ``--scheduler``.
+
+``ballast fuzz`` and ``ballast explore`` take ``--scheduler SPEC``:
+
+- ``tcp://HOST:PORT`` (any address a Dask client accepts): a scheduler that is
+  already running, with workers that have the same version of Ballast installed;
+- ``local`` or ``local:N``: a cluster of N worker processes on this machine (one
+  thread each; N defaults to the number of processors), started for the command
+  and stopped when it ends, however it ends (an error, Ctrl-C): no process is
+  left running.
+
+Dask (``dask`` and ``distributed``) is an optional dependency, installed with
+``pip install 'ballast[dask]'``; without ``--scheduler`` nothing here is imported.
+An address that cannot be reached, or a scheduler without workers, is bad input
+(exit 2), said in one line.
+
+>>> parse_scheduler("local:2")
+Scheduler(address=None, workers=2)
+>>> parse_scheduler("tcp://10.0.0.5:8786")
+Scheduler(address='tcp://10.0.0.5:8786', workers=None)
+>>> parse_scheduler("local:0")
+Traceback (most recent call last):
+ballast.errors.UsageError: --scheduler local:0: the number of workers must be at least 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ballast.errors import UsageError
+
+__all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected", "installed",
+           "parse_scheduler", "worker_count"]
+
+CONNECT_SECONDS = 10
+"""How long to wait for a scheduler to answer, and for it to have a worker."""
+
+_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
+"""Address schemes a Dask client connects to."""
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """Where the workers are: a running scheduler's ``address``, or a local cluster of
+    ``workers`` processes (``address`` None)."""
+
+    address: str | None
+    workers: int | None
+
+    def describe(self) -> str:
+        """The cluster in a few words, for the command's output."""
+        if self.address is not None:
+            return f"the Dask scheduler at {self.address}"
+        return f"a local Dask cluster of {self.workers} worker processes"
+
+
+def parse_scheduler(text: str) -> Scheduler:
+    """The cluster ``--scheduler`` names (see the module text)."""
+    spec = text.strip()
+    if spec == "local" or spec.startswith("local:"):
+        count = spec.partition(":")[2]
+        if not count:
+            return Scheduler(None, os.cpu_count() or 1)
+        try:
+            workers = int(count)
+        except ValueError:
+            raise UsageError(f"--scheduler {text}: expected local:N with N a number of "
+                             "workers") from None
+        if workers < 1:
+            raise UsageError(f"--scheduler {text}: the number of workers must be at least 1")
+        most = 4 * (os.cpu_count() or 1)
+        if workers > most:
+            raise UsageError(f"--scheduler {text}: at most {most} local workers (4 per "
+                             "processor) on this machine")
+        return Scheduler(None, workers)
+    if not spec.startswith(_SCHEMES) or len(spec.split("://", 1)[1]) == 0:
+        raise UsageError(f"--scheduler {text!r}: expected a scheduler address "
+                         "(tcp://HOST:PORT), 'local' or 'local:N'")
+    return Scheduler(spec, None)
+
+
+def add_scheduler_option(p: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS | local[:N]``: run the work on a Dask cluster."""
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+                   help="run on a Dask cluster: the address of a running scheduler "
+                        "(tcp://HOST:PORT, its workers with this Ballast installed), or "
+                        "'local[:N]' for N local worker processes started and stopped with "
+                        "the command (default N: one per processor); needs the 'dask' extra")
+
+
+def _dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'ballast[dask]' (dask and "
+                         "distributed)") from None
+    return distributed
+
+
+@contextmanager
+def connected(spec: Scheduler) -> Iterator[Any]:
+    """A Dask client of the cluster ``spec`` names, closed (with a local cluster, stopped)
+    when the block ends, however it ends."""
+    distributed = _dask()
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    # Dask's own log lines (workers starting, connections closing) are not results.
+    quiet.setLevel(logging.ERROR)
+    cluster: Any = None
+    client: Any = None
+    try:
+        if spec.address is None:
+            with _workers_ignore_ctrl_c():
+                cluster = distributed.LocalCluster(
+                    n_workers=spec.workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, scheduler_port=0, silence_logs=logging.ERROR)
+            client = distributed.Client(cluster)
+        else:
+            try:
+                client = distributed.Client(spec.address, timeout=CONNECT_SECONDS)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise UsageError(f"--scheduler {spec.address}: no Dask scheduler answers "
+                                 f"there ({' '.join(str(exc).split()) or type(exc).__name__})"
+                                 ) from None
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(f"--scheduler {spec.address}: the scheduler has no worker "
+                                 f"({' '.join(str(exc).split()) or type(exc).__name__})"
+                                 ) from None
+            _check_workers(client, spec.address)
+        yield client
+    finally:
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
+            quiet.setLevel(level)
+
+
+def installed() -> str:
+    """The version of Ballast this process runs."""
+    import ballast
+
+    return ballast.__version__
+
+
+def _worker_version() -> str:
+    """:func:`installed`, as a worker runs it (sent by name: the worker's own Ballast)."""
+    import ballast
+
+    return ballast.__version__
+
+
+def _check_workers(client: Any, address: str) -> None:
+    """Every worker runs the Ballast this process runs, or the command stops here: a worker
+    without it, or with another version, would fail or disagree part way through."""
+    try:
+        theirs: dict[str, str] = client.run(_worker_version)
+    except Exception as exc:  # noqa: BLE001 - whatever a worker raised, said in one line
+        raise UsageError(f"--scheduler {address}: the workers cannot run Ballast "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())}); install "
+                         "it where they run") from None
+    ours = installed()
+    other = sorted(f"{worker} has {version}" for worker, version in theirs.items()
+                   if version != ours)
+    if other:
+        raise UsageError(f"--scheduler {address}: workers run another version of Ballast "
+                         f"than this one ({ours}): {'; '.join(other)}")
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in the block ignore Ctrl-C (the terminal sends it to every process
+    of the command): this one stops them when it is interrupted, and they print nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def worker_count(client: Any) -> int:
+    """The number of workers the client's scheduler has now."""
+    return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
