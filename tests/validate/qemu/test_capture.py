@@ -57,7 +57,9 @@ def test_short_capture_end_to_end(tmp_path: Path) -> None:
     assert [s.target_mib for s in result.steps] == targets
     assert all(s.reached for s in result.steps), result.steps
     assert result.final_actual_bytes == targets[-1] * MIB
-    assert 0 < result.boot_s < result.capture_s < 60
+    # The capture's own timeout bounds its duration; a wall-clock limit here would turn
+    # a loaded machine into a failure.
+    assert 0 < result.boot_s < result.capture_s
 
     events = list(read_trace(result.trace_log))
     inflated = sum(len(e.pfns) for e in events if isinstance(e, InflateBuffer))
