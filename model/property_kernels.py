@@ -146,6 +146,17 @@ def isolation(o: StateOps) -> Value:
 _property("isolation", host=isolation)
 
 
+def migration_loses_nothing(o: StateOps) -> Value:
+    """Every ballooned PPN is the module's: in its balloon, acknowledged to it, or reported
+    for deflation."""
+    return o.all(o.implies(o.pages("ballooned"),
+                           o.or_(o.pages("module.balloon"), o.pages("acked_inflate"),
+                                 o.queued("deflate_queue"))))
+
+
+_property("migration_loses_nothing", each_vm=migration_loses_nothing)
+
+
 def host_pages_whole(o: StateOps) -> Value:
     """The host uses every balloon unit of a host page or none."""
     used = o.mpns("in_use")

@@ -161,7 +161,7 @@ def _data_intact(s: SymState) -> z3.BoolRef:
     return z3.And(out) if out else z3.BoolVal(True)
 
 
-for _name in ("host_pages_whole", "processor_conservation"):
+for _name in ("host_pages_whole", "processor_conservation", "migration_loses_nothing"):
     _state(_name)(_kernel_formula(_name))
 
 
