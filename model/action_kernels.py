@@ -279,6 +279,16 @@ def deflate_limit(o: Ops) -> Value:
     return o.maximum(0, o.minimum(o.minimum(_batch(o), excess), size))
 
 
+def _report_deflate(o: Ops, chosen: Value) -> None:
+    """``actions.report_deflate``: the pages leave the module's balloon for the deflate
+    queue; without ``must_tell_host`` only those still pinned go back to the guest at once."""
+    if not o.cfg.must_tell_host:
+        use = o.pages("guest.ppn_use")
+        o.set_pages("guest.ppn_use", o.where(o.and_(chosen, o.eq(use, BALLOON)), FREE, use))
+    o.set_pages("module.balloon", o.and_(o.pages("module.balloon"), o.not_(chosen)))
+    o.queue_add("deflate_queue", chosen)
+
+
 @_kernel("balloon_deflate")
 def balloon_deflate(o: Ops) -> None:
     """:func:`ballast.model.actions.balloon_deflate` and its shared effect
@@ -288,12 +298,7 @@ def balloon_deflate(o: Ops) -> None:
     o.require(o.and_(o.arg_distinct("ppns"), o.not_(o.arg_beyond("ppns")), o.le(1, n)))
     o.require(o.all(o.implies(chosen, balloon)))
     o.require(o.le(n, deflate_limit(o)))
-    if not o.cfg.must_tell_host:
-        # Only pages the module still holds pinned go back to the guest at once.
-        use = o.pages("guest.ppn_use")
-        o.set_pages("guest.ppn_use", o.where(o.and_(chosen, o.eq(use, BALLOON)), FREE, use))
-    o.set_pages("module.balloon", o.and_(balloon, o.not_(chosen)))
-    o.queue_add("deflate_queue", chosen)
+    _report_deflate(o, chosen)
 
 
 @_kernel("balloon_complete")
@@ -606,6 +611,86 @@ def rogue_set_actual(o: Ops) -> None:
     o.require(memory(o).hostile())
     o.require(o.and_(o.le(0, actual), o.ne(actual, o.vm("module.actual"))))
     o.set_vm("module.actual", actual)
+
+
+# --------------------------------------------------------------------------
+# Real drivers: balloon page migration (memory compaction) and deflate on OOM
+
+
+def _migration_in_flight(o: Ops) -> Value:
+    """``actions._migration_in_flight``: pages the module holds or awaits beyond the target
+    it read (a migrating new page)."""
+    held = o.add(o.add(o.count(o.pages("module.balloon")), o.queue_len("inflate_queue")),
+                 o.count(o.pages("acked_inflate")))
+    return o.sub(held, o.vm("module.target"))
+
+
+@_kernel("balloon_migrate")
+def balloon_migrate(o: Ops) -> None:
+    """:func:`ballast.model.actions.balloon_migrate`: the guest's allocator hands the module a
+    free page ``new``, reported for inflation one page beyond the target."""
+    new = memory(o).arg_page("new")
+    free = allocatable(o)
+    o.require(o.any(o.pages("module.balloon")))
+    o.require(o.eq(_migration_in_flight(o), 0))
+    o.require(o.and_(o.le(1, _usable_free(o, free)), o.any(o.and_(new, free))))
+    if o.cfg.guest_policy is GuestPolicyName.LOWEST:
+        o.require(o.not_(o.any(o.and_(free, o.not_(new), o.up_to_last(new)))))
+    o.set_pages("guest.ppn_use", o.where(new, BALLOON, o.pages("guest.ppn_use")))
+    o.queue_add("inflate_queue", new)
+
+
+def _balloon_migrate_release(o: Ops, report: bool) -> None:
+    old = memory(o).arg_page("old")
+    o.require(o.any(o.pages("acked_inflate")))
+    if report:
+        o.require(o.lt(0, _migration_in_flight(o)))
+    o.require(o.any(o.and_(old, o.pages("module.balloon"))))
+    if report:
+        _report_deflate(o, old)
+    else:
+        o.set_pages("module.balloon", o.and_(o.pages("module.balloon"), o.not_(old)))
+
+
+@_kernel("balloon_migrate_release")
+def balloon_migrate_release(o: Ops) -> None:
+    """:func:`ballast.model.actions.balloon_migrate_release`: once the new page is
+    acknowledged, the old page ``old`` is reported for deflation."""
+    _balloon_migrate_release(o, report=True)
+
+
+@_fault("migrate_forgets_old_page")
+def _migrate_forgets_old_page(o: Ops) -> None:
+    """``balloon_migrate_release`` that drops the old page from the module's balloon
+    without reporting it (the VMM keeps it ballooned)."""
+    _balloon_migrate_release(o, report=False)
+
+
+def _balloon_oom_deflate(o: Ops, report: bool) -> None:
+    chosen, n = o.arg_pages("ppns"), o.arg_size("ppns")
+    balloon = o.pages("module.balloon")
+    o.require(o.and_(o.not_(o.arg_beyond("ppns")), o.le(1, n)))
+    if report:
+        o.require(o.and_(o.arg_distinct("ppns"), o.le(n, o.cfg.batch)))
+    o.require(o.all(o.implies(chosen, balloon)))
+    if report:
+        _report_deflate(o, chosen)
+    else:
+        o.set_pages("guest.ppn_use", o.where(chosen, FREE, o.pages("guest.ppn_use")))
+        o.set_pages("module.balloon", o.and_(balloon, o.not_(chosen)))
+
+
+@_kernel("balloon_oom_deflate")
+def balloon_oom_deflate(o: Ops) -> None:
+    """:func:`ballast.model.actions.balloon_oom_deflate`: up to one report of balloon pages,
+    whatever the target."""
+    _balloon_oom_deflate(o, report=True)
+
+
+@_fault("oom_deflate_without_report")
+def _oom_deflate_without_report(o: Ops) -> None:
+    """``balloon_oom_deflate`` that frees the pages in the guest without telling the VMM."""
+    _balloon_oom_deflate(o, report=False)
 
 
 MEMORY_KERNELS: frozenset[str] = (frozenset(KERNELS) | frozenset(FAULT_KERNELS)) - _WITHOUT_MEMORY

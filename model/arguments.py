@@ -86,6 +86,9 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "rogue_touch": {"ppn": _PPN, "token": Argument(lambda c: range(c.tokens + 1), True)},
     "rogue_set_actual": {"actual": Argument(
         lambda c: range(c.guest_pages + ROGUE_ACTUAL_BOUND + 1), True)},
+    "balloon_migrate": {"new": _PPN},
+    "balloon_migrate_release": {"old": _PPN},
+    "balloon_oom_deflate": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
 }
 """Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
 names two pages at once: :func:`instances` pairs them."""

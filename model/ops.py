@@ -284,9 +284,10 @@ class MemoryOps(Ops, Protocol):
         """The token of each entry of a store (:data:`TOKEN_FIELDS`), 0 where none is present;
         ``pages("host.swap")`` / ``vpns("guest.disk")`` say which are present."""
 
-    def at_mpn(self, field: str, mpn: Value) -> Value:
+    def at_mpn(self, field: str, mpn: Value, otherwise: Value = None) -> Value:
         """Per entry of ``mpn`` (a VM value or page vector of MPNs, -1 for none), the host's
-        value of that MPN (:data:`MPN_FIELDS`); false or 0 for -1."""
+        value of that MPN (:data:`MPN_FIELDS`); for -1 the entry of ``otherwise`` (a value
+        shaped like ``mpn``), or false or 0 without it."""
 
     def units(self, field: str) -> Value:
         """Per unit of the host page argument ``host_page``, a set of the host (:data:`UNIT_FIELDS`)."""
@@ -376,3 +377,11 @@ class StateOps(Ops, Protocol):
 
     def host_page_any(self, mask: Value) -> Value:
         """Per host page: whether some balloon unit (MPN) of it holds in ``mask``."""
+
+    def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
+        """Page vector: per PPN, whether ``x`` equals the entry of the VPN vector ``values`` at
+        the VPN number the page vector ``vpn`` gives (true where it names no VPN)."""
+
+    def held(self, once: bool) -> Value:
+        """VPN vector: whether some PPN of the VM holds the VPN (``guest.ppn_use``); with
+        ``once``, whether no two PPNs hold it."""

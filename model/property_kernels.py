@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ballast.model.invariants import INVARIANTS
-from ballast.model.ops import StateOps, Value
+from ballast.model.ops import StateOps, Value, memory
 from ballast.model.state import BALLOON, UNBACKED
 
 __all__ = ["PROPERTY_KERNELS", "PropertyKernel", "StateCheck"]
@@ -144,6 +144,38 @@ def isolation(o: StateOps) -> Value:
 
 
 _property("isolation", host=isolation)
+
+
+def migration_loses_nothing(o: StateOps) -> Value:
+    """Every ballooned PPN is the module's: in its balloon, acknowledged to it, or reported
+    for deflation."""
+    return o.all(o.implies(o.pages("ballooned"),
+                           o.or_(o.pages("module.balloon"), o.pages("acked_inflate"),
+                                 o.queued("deflate_queue"))))
+
+
+_property("migration_loses_nothing", each_vm=migration_loses_nothing)
+
+
+def guest_data_intact(o: StateOps) -> Value:
+    """Each resident VPN's PPN holds its expected token (through ``p2m`` to the MPN's
+    contents, or in host swap); a VPN on the guest's disk is not resident and its token
+    there is the expected one; a VPN holding data is resident or on disk; no VPN is
+    resident twice; the disk holds no more than its slots."""
+    m = memory(o)
+    use = o.pages("guest.ppn_use")
+    token = m.at_mpn("host.content", o.pages("p2m"), otherwise=m.tokens("host.swap"))
+    expected, disk = o.vpns("guest.expected"), o.vpns("guest.disk")
+    resident = o.held(once=False)
+    each_vpn = o.and_(o.implies(disk, o.and_(o.not_(resident),
+                                             o.eq(m.tokens("guest.disk"), expected))),
+                      o.implies(o.ne(expected, 0), o.or_(resident, disk)),
+                      o.held(once=True))
+    return o.and_(o.all(o.matches_vpn(token, expected, use)), o.all(each_vpn),
+                  o.le(o.count(disk), o.cfg.guest_disk_slots))
+
+
+_property("guest_data_intact", each_vm=guest_data_intact)
 
 
 def host_pages_whole(o: StateOps) -> Value:

@@ -56,7 +56,8 @@ ENGINE_FAULTS = frozenset({
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
     "eager_backing_drops_swap",
-    "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
+    "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
+    "migrate_forgets_old_page", "oom_deflate_without_report"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {

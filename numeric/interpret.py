@@ -398,8 +398,11 @@ class _NumpyMemory:
     def tokens(self, field: str) -> Value:
         return self.rows.read_tokens(field)
 
-    def at_mpn(self, field: str, mpn: Value) -> Value:
-        return self.rows.at_mpn(field, mpn)
+    def at_mpn(self, field: str, mpn: Value, otherwise: Value = None) -> Value:
+        value = self.rows.at_mpn(field, mpn)
+        if otherwise is None:
+            return value
+        return np.where(np.asarray(mpn, dtype=np.int64) < 0, otherwise, value)
 
     def units(self, field: str) -> Value:
         return self.rows.units(field)
@@ -909,6 +912,23 @@ class NumpyStateOps(NumpyOps):
 
     def host_page_any(self, mask: Value) -> Value:
         return self._units(mask).any(axis=2)
+
+    def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
+        vals, idx = np.asarray(values, dtype=np.int64), np.asarray(vpn, dtype=np.int64)
+        inside = (idx >= 0) & (idx < vals.shape[1])
+        if not inside.any():
+            return np.ones(idx.shape, dtype=bool)
+        want = np.take_along_axis(vals, np.where(inside, idx, 0), axis=1)
+        return ~inside | (np.asarray(x, dtype=np.int64) == want)
+
+    def held(self, once: bool) -> Value:
+        # How many PPNs hold each (VM, VPN): one bincount over flat indices.
+        use = np.asarray(self.pages("guest.ppn_use"), dtype=np.int64)
+        n, D = len(self.vms), self.cfg.guest_data_pages
+        inside = (use >= 0) & (use < D)
+        rows = np.broadcast_to(np.arange(n)[:, None], use.shape)
+        counts = np.bincount(rows[inside] * D + use[inside], minlength=n * D).reshape(n, D)
+        return counts <= 1 if once else counts > 0
 
 
 def property_holds(check: StateCheck, arr: SystemArrays, vms: Ints | None = None) -> Mask:

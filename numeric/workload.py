@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 import numpy.typing as npt
 
+from ballast.model.action_kernels import reclaim_room
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS
 from ballast.model.config import Config, GuestPolicyName
@@ -43,6 +44,7 @@ WEIGHTS: dict[str, float] = {
     "guest_reset": 0.3, "balloon_poll": 3, "balloon_inflate": 5, "balloon_deflate": 3,
     "balloon_complete": 4, "balloon_free_refused": 1, "balloon_cpu_offline": 1,
     "balloon_cpu_online": 1, "rogue_report": 1, "rogue_touch": 1, "rogue_set_actual": 0.3,
+    "balloon_migrate": 2, "balloon_migrate_release": 2, "balloon_oom_deflate": 1,
 }
 """Relative frequency of each action in random workloads (guest activity dominates)."""
 
@@ -111,7 +113,8 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         # for, or with ``refusal`` sometimes fewer); it refuses the rest.
         rows = a.page_flags[vms]
         valid = ((rows & INFLATE_QUEUE_BIT) != 0) & ((rows & BALLOONED_BIT) == 0)
-        room = np.maximum(0, a.target[vms] - ((rows & BALLOONED_BIT) != 0).sum(axis=1))
+        room = (np.asarray(reclaim_room(eng._ops(vms), True), dtype=np.int64) if cfg.migration
+                else np.maximum(0, a.target[vms] - ((rows & BALLOONED_BIT) != 0).sum(axis=1)))
         most = np.minimum(valid.sum(axis=1), room)
         take = _counts(rng, most, 0 if cfg.refusal else None)
         acc = _random_pick(rng, valid, take)
@@ -135,6 +138,21 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "balloon_deflate":
         room = _counts(rng, eng.deflate_room(vms), 1)
         mb = (a.page_flags[vms] & BALLOON_BIT) != 0
+        return vms, {"ppns": _random_pick(rng, mb, room)}
+    if name == "balloon_migrate":
+        # The guest's allocator hands out one free page (the lowest under ``lowest``).
+        free = eng.allocatable(vms)
+        one = np.ones(n, dtype=np.int64)
+        pick = (free & (np.cumsum(free, axis=1) <= 1) if cfg.guest_policy is GuestPolicyName.LOWEST
+                else _random_pick(rng, free, one))
+        return vms, {"new": np.where(pick.any(axis=1), pick.argmax(axis=1), 0)}
+    if name in ("balloon_migrate_release", "balloon_oom_deflate"):
+        # Any balloon page goes (one migrated away, or up to a report on OOM).
+        mb = (a.page_flags[vms] & BALLOON_BIT) != 0
+        if name == "balloon_migrate_release":
+            pick = _random_pick(rng, mb, np.ones(n, dtype=np.int64))
+            return vms, {"old": np.where(pick.any(axis=1), pick.argmax(axis=1), 0)}
+        room = _counts(rng, np.minimum(mb.sum(axis=1), cfg.batch), 1)
         return vms, {"ppns": _random_pick(rng, mb, room)}
     if name in ("balloon_cpu_offline", "balloon_cpu_online"):
         # The guest's choice: any online vCPU but the boot one, or any offline one.

@@ -338,8 +338,9 @@ class _Z3Memory:
         return [_ite(self.s[flag, self.vm_index, i], self.s[tok, self.vm_index, i], 0)
                 for i in range(n)]
 
-    def _at_mpn(self, key: str, mpn: Any) -> Any:
-        default: Any = False if key == "cow" else 0
+    def _at_mpn(self, key: str, mpn: Any, default: Any = None) -> Any:
+        if default is None:
+            default = False if key == "cow" else 0
         if _is_const(mpn):
             return default if mpn == UNBACKED else self.s[key, mpn]
         out: Any = default
@@ -347,11 +348,12 @@ class _Z3Memory:
             out = _ite(mpn == m, self.s[key, m], out)
         return out
 
-    def at_mpn(self, field: str, mpn: Value) -> Value:
+    def at_mpn(self, field: str, mpn: Value, otherwise: Value = None) -> Value:
         key = _MPN_KEYS[field]
         if isinstance(mpn, list):
-            return [self._at_mpn(key, m) for m in mpn]
-        return self._at_mpn(key, mpn)
+            alt = otherwise if isinstance(otherwise, list) else [otherwise] * len(mpn)
+            return [self._at_mpn(key, m, d) for m, d in zip(mpn, alt)]
+        return self._at_mpn(key, mpn, otherwise)
 
     def units(self, field: str) -> Value:
         u = self.cfg.host_page_units
@@ -718,6 +720,21 @@ class Z3StateOps(Z3Ops):
 
     def __init__(self, s: SymState, vm: int) -> None:
         super().__init__(s, vm, {})
+        self._counted: dict[int, tuple[Any, list[Any]]] = {}
+
+    def count(self, mask: Value) -> Value:
+        out = super().count(mask)
+        if isinstance(mask, list) and not _is_const(out):
+            self._counted[out.get_id()] = (out, mask)
+        return out
+
+    def le(self, a: Value, b: Value) -> Value:
+        # A count bounded by a constant is a cardinality constraint (cheaper for the solver).
+        hit = self._counted.get(a.get_id()) if not _is_const(a) and _is_const(b) else None
+        if hit is None:
+            return super().le(a, b)
+        bools = [x for x in hit[1] if not _true(x) and not _false(x)]
+        return at_most(bools, int(b) - sum(1 for x in hit[1] if _true(x)))
 
     def mpns(self, field: str) -> Value:
         return [self.s[field, m] for m in range(self.cfg.machine_pages)]
@@ -756,6 +773,21 @@ class Z3StateOps(Z3Ops):
 
     def host_page_any(self, mask: Value) -> Value:
         return [_or(units) for units in self._units(mask)]
+
+    def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
+        # One implication per VPN, not a chain of if-then-else: the solver works far less.
+        return [_and([self.implies(self.eq(at, d), self.eq(here, value))
+                      for d, value in enumerate(values)]) for here, at in zip(x, vpn)]
+
+    def held(self, once: bool) -> Value:
+        use = self.pages("guest.ppn_use")
+        G = len(use)
+        out = []
+        for d in range(self.cfg.guest_data_pages):
+            at = [self.eq(u, d) for u in use]
+            out.append(_and([_not(_and([at[p], at[q]])) for p in range(G)
+                             for q in range(p + 1, G)]) if once else _or(at))
+        return out
 
 
 def property_formula(kernel: PropertyKernel, s: SymState) -> z3.BoolRef:

@@ -3,8 +3,7 @@
 :data:`SAFETY` holds the state form of each property of
 :data:`ballast.model.invariants.INVARIANTS` by its model name: the formula of its
 kernel (:data:`ballast.model.property_kernels.PROPERTY_KERNELS`, read by
-:func:`ballast.proofs.interpret.property_formula`), except ``guest_data_intact``,
-still written here (docs/one-description.md says why). :data:`STEPS` holds the
+:func:`ballast.proofs.interpret.property_formula`). :data:`STEPS` holds the
 step forms (over a pre- and a post-state and the action taken), written here.
 :func:`strengthening` gives the extra named conjuncts of the inductive
 invariant: facts that hold in every reachable state and that the proofs need
@@ -96,7 +95,7 @@ def _kernel_formula(name: str) -> StateFormula:
 # In the order the proofs have always listed them (the inductive invariant's conjuncts).
 for _name in ("memory_conservation", "no_double_mapping", "guest_chooses_pages",
               "ballooned_pages_unbacked", "balloon_accounting_exact", "module_pages_pinned",
-              "isolation"):
+              "isolation", "guest_data_intact"):
     _state(_name)(_kernel_formula(_name))
 
 
@@ -129,39 +128,7 @@ def _isolation_step(pre: SymState, name: str, args: dict[str, Any],
     return z3.And(out) if out else z3.BoolVal(True)
 
 
-def _token_of(s: SymState, v: int, p: int) -> Num:
-    cfg = s.cfg
-    mpn = s.i("p2m", v, p)
-    content: Num = z3.If(s.b("swap", v, p), s.i("swap_token", v, p), 0)
-    for m in range(cfg.machine_pages - 1, -1, -1):
-        content = z3.If(mpn == m, s.i("content", m), content)
-    return content
-
-
-@_state("guest_data_intact")
-def _data_intact(s: SymState) -> z3.BoolRef:
-    cfg = s.cfg
-    G, D = cfg.guest_pages, cfg.guest_data_pages
-    out = []
-    for v in _honest(cfg):
-        for p in range(G):
-            use = s.i("ppn_use", v, p)
-            for d in range(D):
-                out.append(z3.Implies(use == d, _token_of(s, v, p) == s.i("expected", v, d)))
-        for d in range(D):
-            resident = z3.Or([s.i("ppn_use", v, p) == d for p in range(G)])
-            out.append(z3.Implies(s.b("disk", v, d), z3.And(
-                z3.Not(resident), s.i("disk_token", v, d) == s.i("expected", v, d))))
-            out.append(z3.Implies(s.i("expected", v, d) != 0,
-                                  z3.Or(resident, s.b("disk", v, d))))
-            for p in range(G):
-                for q in range(p + 1, G):
-                    out.append(z3.Not(z3.And(s.i("ppn_use", v, p) == d, s.i("ppn_use", v, q) == d)))
-        out.append(at_most([s.b("disk", v, d) for d in range(D)], cfg.guest_disk_slots))
-    return z3.And(out) if out else z3.BoolVal(True)
-
-
-for _name in ("host_pages_whole", "processor_conservation"):
+for _name in ("host_pages_whole", "processor_conservation", "migration_loses_nothing"):
     _state(_name)(_kernel_formula(_name))
 
 

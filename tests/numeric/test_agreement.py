@@ -48,7 +48,8 @@ def test_several_configurations_are_checked_completely() -> None:
     assert len(complete) >= 4, complete
 
 
-QUICK_FAULTS = ("reclaim_keeps_mapping", "host_takes_single_unit", "release_keeps_balloon_set")
+QUICK_FAULTS = ("reclaim_keeps_mapping", "host_takes_single_unit", "release_keeps_balloon_set",
+               "migrate_forgets_old_page", "oom_deflate_without_report")
 """Faults the default run seeds into the engine; the slow run seeds every one."""
 
 

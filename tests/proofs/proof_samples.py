@@ -26,6 +26,9 @@ CONFIGS = {
                          guest_policy=GuestPolicyName.ANY, kernel_reserve=1, sharing=True),
     "hugepages": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                         host_page_units=2),
+    "real-driver": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                          machine_pages=3, must_tell_host=False, deflate_on_oom=True,
+                          guest_policy=GuestPolicyName.ANY, migration=True, oom_notifier=True),
 }
 
 #: The small configuration each seeded fault is refuted on (plus the fault's own changes).
@@ -50,6 +53,11 @@ def control_config(fault: str) -> Config:
         # with one page keeps the bounded search short.
         base = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
                       machine_pages=1, host_swap_slots=0, tokens=1, batch=1, host_use=False)
+    if fault == "migrate_forgets_old_page":
+        # A migration needs a balloon page and a free one; nothing else keeps the
+        # eight-step search short.
+        base = Config(vms=1, guest_pages=2, guest_data_pages=0, guest_disk_slots=0,
+                      machine_pages=2, host_swap_slots=0, tokens=1, batch=1, host_use=False)
     return base.replace(**f.config)
 
 
