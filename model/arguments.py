@@ -86,6 +86,11 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "rogue_touch": {"ppn": _PPN, "token": Argument(lambda c: range(c.tokens + 1), True)},
     "rogue_set_actual": {"actual": Argument(
         lambda c: range(c.guest_pages + ROGUE_ACTUAL_BOUND + 1), True)},
+    # Free page reporting and the statistics queue (virtio 1.x section 5.5.6).
+    "balloon_report_free_pages": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
+    "vmm_discard_reported": {},
+    "balloon_report_done": {},
+    "balloon_report_stats": {},
 }
 """Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
 names two pages at once: :func:`instances` pairs them."""

@@ -31,6 +31,7 @@ from typing import Callable
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import StateOps, Value
+from ballast.model.reporting_kernels import REPORTING_PROPERTIES
 from ballast.model.state import BALLOON, UNBACKED
 
 __all__ = ["PROPERTY_KERNELS", "PropertyKernel", "StateCheck"]
@@ -173,3 +174,8 @@ def processor_conservation_vm(o: StateOps) -> Value:
 
 _property("processor_conservation", host=processor_conservation_host,
           each_vm=processor_conservation_vm)
+
+
+# Free page reporting and page poisoning: written in ballast.model.reporting_kernels.
+for _name, _check in REPORTING_PROPERTIES.items():
+    _property(_name, each_vm=_check)

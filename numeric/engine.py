@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
+from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
@@ -56,12 +57,16 @@ ENGINE_FAULTS = frozenset({
     "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
     "eager_backing_drops_swap",
-    "cpu_reclaim_keeps_parked", "free_refused_keeps_held"})
+    "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
+    "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
+    "stats_count_balloon_as_free"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {
     "isolation": "Engine._host_touch: a write through a shared MPN changes another VM's page",
     "guest_chooses_pages": "Engine.vmm_reclaim: the VMM balloons a PPN the guest never reported",
+    "stats_match_guest": "Engine.balloon_report_stats: a report that is not the guest's free "
+                         "memory (reporting_kernels.stats_report_matches)",
 }
 """The step forms of the model's properties the engine checks inside its own steps, where
 its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
@@ -275,6 +280,25 @@ class Engine:
         if not cow:
             a.mpn_flags &= ~COW_BIT
 
+    def vmm_write_pages(self, vm: int, ppns: list[int], token: int, name: str) -> bool:
+        """The kernels' ``write_pages``: the model's ``write_page`` of each page in order, or
+        of none when the free MPNs they need are not there (counted first: a page paged out
+        by the host needs one, a shared page one unless its other mappers are gone)."""
+        a = self.arr
+        need, mappers = 0, dict(a.refs)
+        for p in ppns:
+            m = int(a.p2m[vm, p])
+            if m == int(UNBACKED_MPN):
+                need += 1
+            elif a.mpn_flags[m] & COW_BIT and mappers.get(m, 1) > 1:
+                need += 1
+                mappers[m] = mappers.get(m, 1) - 1
+        if need > int(np.count_nonzero(a.mpn_flags & FREE_BIT)):
+            return False
+        for p in ppns:
+            self._host_touch(_i([vm]), _i([p]), _i([token]), actors=True, name=name)
+        return True
+
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
                     name: str, gate: Mask | None = None,
                     write: Mask | None = None, cow: bool = True) -> tuple[Mask, Ints]:
@@ -406,6 +430,40 @@ class Engine:
     def allocatable(self, vms: Ints) -> Mask:
         """Free PPNs as the module's allocations see them (the model's ``balloon_view``)."""
         return np.asarray(kernels.allocatable(self._ops(vms)), dtype=bool)
+
+    # -- free page reporting and the statistics queue ------------------------------------
+    def reportable(self, vms: Ints) -> Mask:
+        """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
+        return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
+
+    def _step_check(self, name: str, vms: Ints, args: Mapping[str, Any], prop: str,
+                    check: Callable[[NumpyOps, NumpyOps], Any], rows: Mask,
+                    say: Callable[[int, SystemArrays], str]) -> Mask:
+        """Run action ``name``'s kernel and the step form ``check`` of property ``prop``
+        (written once, over the pre- and post-state of each VM) on the rows of ``rows``
+        that took the step; ``say(k, pre)`` words a violation of row ``k``."""
+        before = self.arr.copy()
+        ok = self._kernel(name, vms, args)
+        if not (ok & rows).any():
+            return ok
+        holds = np.broadcast_to(np.asarray(check(NumpyOps(VmRows(before, vms), {}),
+                                                 self._ops(vms)), dtype=bool), (len(vms),))
+        for k in np.flatnonzero(ok & rows & ~holds).tolist():
+            self.step_violations.append(StepViolation(int(k), prop, say(k, before)))
+        return ok
+
+    def balloon_report_stats(self, vms: Ints) -> Mask:
+        """The model's ``balloon_report_stats`` (its kernel), and the step form of
+        ``stats_match_guest`` for the honest VMs that reported."""
+        honest = ~np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+
+        def say(k: int, pre: SystemArrays) -> str:
+            v = int(vms[k])
+            free = int(reporting.guest_free_pages(NumpyOps(VmRows(pre, vms[k:k + 1]), {}))[0])
+            return (f"VM {v}: the statistics report says {int(self.arr.stats_free[v])} free "
+                    f"pages but the guest had {free} free when it reported")
+        return self._step_check("balloon_report_stats", vms, {}, "stats_match_guest",
+                                reporting.stats_report_matches, honest, say)
 
 def _kernel_method(name: str) -> Callable[..., Mask]:
     """An :class:`Engine` method running action ``name`` from its kernel."""

@@ -43,6 +43,8 @@ WEIGHTS: dict[str, float] = {
     "guest_reset": 0.3, "balloon_poll": 3, "balloon_inflate": 5, "balloon_deflate": 3,
     "balloon_complete": 4, "balloon_free_refused": 1, "balloon_cpu_offline": 1,
     "balloon_cpu_online": 1, "rogue_report": 1, "rogue_touch": 1, "rogue_set_actual": 0.3,
+    "balloon_report_free_pages": 2, "vmm_discard_reported": 2, "balloon_report_done": 2,
+    "balloon_report_stats": 1,
 }
 """Relative frequency of each action in random workloads (guest activity dominates)."""
 
@@ -136,6 +138,11 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         room = _counts(rng, eng.deflate_room(vms), 1)
         mb = (a.page_flags[vms] & BALLOON_BIT) != 0
         return vms, {"ppns": _random_pick(rng, mb, room)}
+    if name == "balloon_report_free_pages":
+        # The guest's choice: any free pages off its free list, up to one report.
+        free = eng.reportable(vms)
+        room = _counts(rng, np.minimum(free.sum(axis=1), cfg.batch), 1)
+        return vms, {"ppns": _random_pick(rng, free, room)}
     if name in ("balloon_cpu_offline", "balloon_cpu_online"):
         # The guest's choice: any online vCPU but the boot one, or any offline one.
         bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"

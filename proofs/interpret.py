@@ -57,6 +57,11 @@ KEYS: dict[str, str] = {
     "guest.lru": "lru",
     "guest.disk": "disk",
     "idle_pcpus": "idle_pcpus",
+    "report_queue": "report_queue",
+    "acked_report": "acked_report",
+    "discarded": "discarded",
+    "module.reporting": "reporting",
+    "stats_free": "stats_free",
 }
 """The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
 
@@ -466,6 +471,18 @@ class _Z3Memory:
         self.guards.append(guard)
         self.s = post
         return mpn
+
+    def write_pages(self, mask: Value, token: Value) -> None:
+        self._writing = True
+        v, tok = self.vm_index, _term(token)
+        for p, m in enumerate(mask):
+            if _false(m):
+                continue
+            s = self.s
+            when = _and([m, _or([s.i("p2m", v, p) != UNBACKED, s["swap", v, p]])])
+            guard, post, _ = write_page(s, v, p, tok)
+            self.guards.append(_or([_not(when), guard]))
+            self.s = post if _true(when) else post.ite(when, s)
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True
