@@ -24,7 +24,7 @@ from ballast.model.config import GuestPolicyName, ModuleKind
 from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_KERNELS,
-                                             allocator_free)
+                                             allocator_free, bound_flood)
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "deflate_limit",
@@ -574,10 +574,9 @@ def rogue_report(o: Ops) -> None:
     inflate, deflate = m.arg_is("queue", "inflate"), m.arg_is("queue", "deflate")
     o.require(m.hostile())
     o.require(o.or_(inflate, deflate))
-    used = o.add(o.queue_len("inflate_queue"), o.queue_len("deflate_queue"))
-    o.require(o.lt(used, 2 * o.cfg.batch))
-    m.queue_add_ppn("inflate_queue", o.arg("ppn"), inflate)
-    m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
+    queued = bound_flood(o, inflate)
+    m.queue_add_ppn("inflate_queue", o.arg("ppn"), o.and_(inflate, queued))
+    m.queue_add_ppn("deflate_queue", o.arg("ppn"), o.and_(deflate, queued))
 
 
 def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:

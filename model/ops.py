@@ -312,6 +312,10 @@ class MemoryOps(Ops, Protocol):
     def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         """Report PPN number ``ppn`` (in range or not) on the queue once more, where ``when``."""
 
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        """The set ``field`` gains PPN number ``ppn`` (in range, or out of range: see
+        :meth:`Ops.beyond`), where ``when``."""
+
     def lru_use(self, vpn: Value, resident: Value) -> None:
         """The one-hot VPN becomes the most recently used: moved to the end where
         ``resident``, else appended (a VPN listed already keeps its place)."""

@@ -34,7 +34,7 @@ from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["REPORTING_FAULT_KERNELS", "REPORTING_KERNELS", "REPORTING_PROPERTIES",
-           "allocator_free", "discarded_pages_read_clean", "flood_refused",
+           "allocator_free", "bound_flood", "discarded_pages_read_clean", "flood_refused",
            "guest_free_pages", "queued_ppns", "reads_clean", "reportable",
            "reported_pages_not_reused",
            "stats_report_matches"]
@@ -202,6 +202,38 @@ def balloon_report_stats(o: Ops) -> None:
 def _stats_count_balloon_as_free(o: Ops) -> None:
     """``balloon_report_stats`` that counts the balloon's pages as free memory."""
     _report_stats(o, count_balloon=True)
+
+
+# --------------------------------------------------------------------------
+# A hostile guest's report floods
+
+
+def bound_flood(o: Ops, inflate: Value) -> Value:
+    """``actions.rogue_report``'s bound on the queues, and where its report is queued.
+
+    Without ``vmm_bounds_queues`` the model caps the flood (a guard). With it the VMM
+    itself refuses a report that arrives on full queues (``actions.vmm_refuse_flood``): an
+    inflate of a PPN up to one past the last is acknowledged as refused, anything else
+    dropped; nothing is queued."""
+    full = o.le(report_queue_bound(o.cfg), queued_ppns(o))
+    if not o.cfg.vmm_bounds_queues:
+        o.require(o.not_(full))
+        return True
+    ppn = o.arg("ppn")
+    refused = o.and_(full, inflate, o.le(0, ppn), o.le(ppn, o.cfg.guest_pages))
+    memory(o).set_add_ppn("acked_refused", ppn, refused)
+    return o.not_(full)
+
+
+@_fault("vmm_accepts_flood")
+def _vmm_accepts_flood(o: Ops) -> None:
+    """``rogue_report`` whose VMM queues every report, however many are waiting."""
+    m = memory(o)
+    inflate, deflate = m.arg_is("queue", "inflate"), m.arg_is("queue", "deflate")
+    o.require(m.hostile())
+    o.require(o.or_(inflate, deflate))
+    m.queue_add_ppn("inflate_queue", o.arg("ppn"), inflate)
+    m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
 
 
 # --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action
+from ballast.model.actions import ACTIONS, Action, report_queue_bound
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.state import State
@@ -59,7 +59,7 @@ ENGINE_FAULTS = frozenset({
     "eager_backing_drops_swap",
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
     "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
-    "stats_count_balloon_as_free"})
+    "stats_count_balloon_as_free", "vmm_accepts_flood"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {
@@ -67,6 +67,8 @@ STEP_CHECKS: dict[str, str] = {
     "guest_chooses_pages": "Engine.vmm_reclaim: the VMM balloons a PPN the guest never reported",
     "stats_match_guest": "Engine.balloon_report_stats: a report that is not the guest's free "
                          "memory (reporting_kernels.stats_report_matches)",
+    "vmm_refuses_report_floods": "Engine.rogue_report: a report queued beyond the VMM's bound "
+                                 "(reporting_kernels.flood_refused)",
 }
 """The step forms of the model's properties the engine checks inside its own steps, where
 its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
@@ -451,6 +453,20 @@ class Engine:
         for k in np.flatnonzero(ok & rows & ~holds).tolist():
             self.step_violations.append(StepViolation(int(k), prop, say(k, before)))
         return ok
+
+    def rogue_report(self, vms: Ints, queue: Any, ppn: Any) -> Mask:
+        """The model's ``rogue_report`` (its kernel, or its seeded fault's), and the step
+        form of ``vmm_refuses_report_floods`` where the VMM bounds the queues itself."""
+        args = {"queue": queue, "ppn": ppn}
+        if not (self.cfg.vmm_bounds_queues and self.cfg.hostile_vms):
+            return self._kernel("rogue_report", vms, args)
+
+        def say(k: int, pre: SystemArrays) -> str:
+            after = int(np.asarray(reporting.queued_ppns(self._ops(vms[k:k + 1])))[0])
+            return (f"VM {int(vms[k])}'s report flood grew its queues to {after} PPNs, beyond "
+                    f"the VMM's bound of {report_queue_bound(self.cfg)}")
+        return self._step_check("rogue_report", vms, args, "vmm_refuses_report_floods",
+                                reporting.flood_refused, np.ones(len(vms), dtype=bool), say)
 
     def balloon_report_stats(self, vms: Ints) -> Mask:
         """The model's ``balloon_report_stats`` (its kernel), and the step form of

@@ -188,6 +188,9 @@ class MemoryRows(Rows, Protocol):
     def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         """Report one PPN number, in range or not (rows of ``ok``)."""
 
+    def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        """A set gains one PPN number, in range or not (rows of ``ok``)."""
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         """The one-hot VPNs become the most recently used (rows of ``ok``, in row order)."""
 
@@ -329,6 +332,16 @@ class _VmMemory:
             else:
                 getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), []).append(p)
 
+    def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
+        rows = self._flags()  # type: ignore[attr-defined]
+        for k in np.flatnonzero(ok).tolist():
+            p = int(ppn[k])
+            if 0 <= p < P:
+                rows[k, p] |= bit
+            else:
+                getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), set()).add(p)
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
         live = np.flatnonzero(ok & vpn.any(axis=1))
@@ -457,6 +470,11 @@ class _NumpyMemory:
         self._writing = True
         self.rows.queue_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
                                 self.ok & np.broadcast_to(when, (self.rows.n,)))
+
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        self._writing = True
+        self.rows.set_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
+                              self.ok & np.broadcast_to(when, (self.rows.n,)))
 
     def lru_use(self, vpn: Value, resident: Value) -> None:
         self._writing = True

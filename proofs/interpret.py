@@ -420,6 +420,13 @@ class _Z3Memory:
         x = self.s.i(k, self.vm_index, q)
         self._write({(k, self.vm_index, q): _ite(when, z3.If(x >= cap, num(cap), x + 1), x)})
 
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        if _false(when):
+            return
+        k, G = KEYS[field], self.cfg.guest_pages
+        q = int(ppn) if 0 <= int(ppn) < G else G
+        self._write({(k, self.vm_index, q): _or([self.s[k, self.vm_index, q], when])})
+
     def _lru_count(self) -> Num:
         v = self.vm_index
         return _term(_count([self.s["lru", v, d] for d in range(self.cfg.guest_data_pages)]))
