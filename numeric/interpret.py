@@ -362,6 +362,7 @@ class _VmMemory:
         wr = np.broadcast_to(np.asarray(write, dtype=bool), (self.n,))[idx]
         done, new = self._vmm().vmm_touch(self.vms[idx], np.argmax(at[idx], axis=1),
                                           tok.copy(), wr.copy(), cow, self.name)
+        self._forget_flags()
         granted = np.zeros(self.n, dtype=bool)
         granted[idx[done]] = True
         mpn = np.full(self.n, -1, dtype=np.int64)
@@ -387,7 +388,13 @@ class _VmMemory:
                     if a.p2m[v, p] != UNBACKED_MPN or (v, p) in a.swap]
             if held:
                 out[k] = self._vmm().vmm_write_pages(v, held, int(tok[k]), self.name)
+        self._forget_flags()
         return out
+
+    def _forget_flags(self) -> None:
+        """The VMM changed page flags in place (a page it backs leaves the balloon): flags
+        read before are read again. Nothing was written before it (it comes first)."""
+        setattr(self, "_pf", None)
 
     def sync_vppn(self, use: Any) -> None:
         """Keep the VPN -> PPN index of the rows in step with their new page use."""

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS
 from ballast.model.config import Config, GuestPolicyName
+from ballast.model.state import FREE
 from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 
@@ -99,7 +100,14 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "host_set_cpu_target":
         return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
     if name == "host_swap_out":
-        return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n)}
+        ppn = _uniform(rng, cfg, name, "ppn", n)
+        if cfg.free_page_reporting:
+            # The host pages out cold pages: half the time one the guest holds free (what a
+            # free page report may then ask the VMM to discard), where there is one.
+            cold = (a.ppn_use[vms] == FREE) & (a.p2m[vms] != UNBACKED_MPN)
+            pick = _random_pick(rng, cold, np.ones(n, dtype=np.int64))
+            ppn = np.where(pick.any(axis=1) & (rng.random(n) < 0.5), pick.argmax(axis=1), ppn)
+        return vms, {"ppn": ppn}
     if name == "vmm_back_page":
         # The VMM's choice among the pages it may back: unbacked and not in the balloon
         # (a uniform page would almost never be one the host has just paged out).
@@ -139,8 +147,15 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         mb = (a.page_flags[vms] & BALLOON_BIT) != 0
         return vms, {"ppns": _random_pick(rng, mb, room)}
     if name == "balloon_report_free_pages":
-        # The guest's choice: any free pages off its free list, up to one report.
+        # The guest's choice: any free pages off its free list, up to one report. Half the
+        # time those the host paged out, else those backed, where there are any (a uniform
+        # choice would almost never give the VMM a swapped page to discard).
         free = eng.reportable(vms)
+        swapped = free & np.asarray(eng._ops(vms).pages("host.swap"), dtype=bool)
+        backed = free & (a.p2m[vms] != UNBACKED_MPN)
+        for some in (swapped, backed):
+            prefer = some.any(axis=1) & (rng.random(n) < 0.5)
+            free = np.where(prefer[:, None], some, free)
         room = _counts(rng, np.minimum(free.sum(axis=1), cfg.batch), 1)
         return vms, {"ppns": _random_pick(rng, free, room)}
     if name in ("balloon_cpu_offline", "balloon_cpu_online"):
