@@ -18,8 +18,8 @@ the reads over the host those of :class:`~ballast.model.ops.StateOps`. Step form
 (a property of a pre-state, an action and a post-state) are not written here: the
 operations read one state (see docs/one-description.md).
 
->>> sorted(PROPERTY_KERNELS)[:3]
-['balloon_accounting_exact', 'ballooned_pages_unbacked', 'guest_chooses_pages']
+>>> sorted(PROPERTY_KERNELS)[:2]
+['balloon_accounting_exact', 'ballooned_pages_unbacked']
 >>> PROPERTY_KERNELS["no_double_mapping"].each_vm is None
 True
 """

@@ -432,7 +432,7 @@ def agreement_configs() -> dict[str, Config]:
     ``MUST_TELL_HOST``, guest policy, eager backing) the presets choose.
 
     >>> sorted(agreement_configs())[:3]
-    ['application/protocol', 'application/protocol-paging', 'default/hostile']
+    ['application/protocol', 'application/protocol-paging', 'default/flood']
     """
     from ballast.model.config import PRESETS
     from ballast.statespace.suite import feature_slices
