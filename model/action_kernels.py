@@ -23,6 +23,8 @@ from ballast.model.actions import ACTIONS
 from ballast.model.config import GuestPolicyName, ModuleKind
 from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
+from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_KERNELS,
+                                             allocator_free, bound_flood)
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "deflate_limit",
@@ -217,8 +219,9 @@ def balloon_poll(o: Ops) -> None:
 
 def allocatable(o: Ops) -> Value:
     """Free PPNs as the module's allocations see them (``actions.balloon_view``): a free
-    page whose deflate report the VMM has not processed is not handed out again."""
-    return o.and_(o.eq(o.pages("guest.ppn_use"), FREE), o.not_(o.queued("deflate_queue")))
+    page whose deflate report the VMM has not processed is not handed out again, nor one
+    a free page report holds (``reporting_kernels.allocator_free``)."""
+    return o.and_(allocator_free(o), o.not_(o.queued("deflate_queue")))
 
 
 def _usable_free(o: Ops, free: Value) -> Value:
@@ -468,6 +471,11 @@ def _share_without_cow(o: Ops) -> None:
     _vmm_share(o, cow=False)
 
 
+def _undiscard(o: Ops, written: Value) -> None:
+    """Pages the guest wrote are no longer discarded (``actions.write_page``)."""
+    o.set_pages("discarded", o.and_(o.pages("discarded"), o.not_(written)))
+
+
 def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     """``actions._access`` (and with ``token`` ``guest_write``): the guest makes the VPN
     resident (its allocator's lowest free PPN, filled from its disk or with zeros), the VMM
@@ -475,7 +483,7 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
     use = o.pages("guest.ppn_use")
-    holds, free = o.eq(use, vpn), o.eq(use, FREE)
+    holds, free = o.eq(use, vpn), allocator_free(o)
     resident = o.any(holds)
     fresh_at = o.lowest(free, 1)
     o.require(o.any(which))
@@ -489,6 +497,9 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     else:
         m.touch(at, token, True, cow=cow)
     fresh = o.not_(resident)
+    if o.cfg.free_page_reporting:
+        # The guest's write makes a discarded page its own data again (``write_page``).
+        _undiscard(o, o.and_(at, True if token is not None else fresh))
     m.lru_use(which, resident)
     o.set_pages("guest.ppn_use", o.where(o.and_(fresh_at, fresh), vpn, use))
     m.drop_tokens("guest.disk", o.and_(which, fresh))
@@ -555,6 +566,10 @@ def guest_reset(o: Ops) -> None:
     o.set_vm("module.target", 0)
     o.set_vm("module.actual", 0)
     o.drop_swap(pages)
+    if o.cfg.free_page_reporting:
+        # The device's reset drops the free page report in flight.
+        for field in ("module.reporting", "report_queue", "acked_report"):
+            o.set_pages(field, none)
 
 
 @_kernel("rogue_report")
@@ -564,10 +579,9 @@ def rogue_report(o: Ops) -> None:
     inflate, deflate = m.arg_is("queue", "inflate"), m.arg_is("queue", "deflate")
     o.require(m.hostile())
     o.require(o.or_(inflate, deflate))
-    used = o.add(o.queue_len("inflate_queue"), o.queue_len("deflate_queue"))
-    o.require(o.lt(used, 2 * o.cfg.batch))
-    m.queue_add_ppn("inflate_queue", o.arg("ppn"), inflate)
-    m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
+    queued = bound_flood(o, inflate)
+    m.queue_add_ppn("inflate_queue", o.arg("ppn"), o.and_(inflate, queued))
+    m.queue_add_ppn("deflate_queue", o.arg("ppn"), o.and_(deflate, queued))
 
 
 def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:
@@ -602,6 +616,8 @@ def rogue_touch(o: Ops) -> None:
     o.require(m.hostile())
     o.require(o.and_(o.any(at), o.le(0, token), o.le(token, o.cfg.tokens)))
     m.touch(at, token, True)
+    if o.cfg.free_page_reporting:
+        _undiscard(o, at)
 
 
 @_kernel("rogue_set_actual")
@@ -692,6 +708,10 @@ def _oom_deflate_without_report(o: Ops) -> None:
     """``balloon_oom_deflate`` that frees the pages in the guest without telling the VMM."""
     _balloon_oom_deflate(o, report=False)
 
+# Free page reporting, page poisoning and the statistics queue: their own module
+# (ballast.model.reporting_kernels), read from the same tables.
+KERNELS.update(REPORTING_KERNELS)
+FAULT_KERNELS.update(REPORTING_FAULT_KERNELS)
 
 MEMORY_KERNELS: frozenset[str] = (frozenset(KERNELS) | frozenset(FAULT_KERNELS)) - _WITHOUT_MEMORY
 """Actions and seeded faults whose kernels use the memory operations: an interpretation

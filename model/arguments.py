@@ -89,6 +89,11 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "balloon_migrate": {"new": _PPN},
     "balloon_migrate_release": {"old": _PPN},
     "balloon_oom_deflate": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
+    # Free page reporting and the statistics queue (virtio 1.x section 5.5.6).
+    "balloon_report_free_pages": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
+    "vmm_discard_reported": {},
+    "balloon_report_done": {},
+    "balloon_report_stats": {},
 }
 """Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
 names two pages at once: :func:`instances` pairs them."""

@@ -62,7 +62,9 @@ Value = Any
 
 PAGE_FIELDS = frozenset({
     "p2m", "ballooned", "acked_inflate", "acked_refused", "acked_deflate",
-    "module.balloon", "module.refused", "guest.ppn_use"})
+    "module.balloon", "module.refused", "guest.ppn_use",
+    # free page reporting (virtio F_REPORTING): sets of PPNs, never out of range
+    "report_queue", "acked_report", "discarded", "module.reporting"})
 """Per-PPN fields of a VM: ``p2m`` and ``guest.ppn_use`` are numbers, the rest are sets
 (a truth value per PPN). ``acked_refused`` may also name PPNs out of range (see
 :meth:`Ops.beyond`)."""
@@ -71,7 +73,7 @@ QUEUE_FIELDS = frozenset({"inflate_queue", "deflate_queue"})
 """The report queues: multisets of PPNs, possibly out of range (a hostile guest)."""
 
 VM_FIELDS = frozenset({"target", "cpu_target", "module.target", "module.cpu_target",
-                       "module.actual"})
+                       "module.actual", "stats_free"})
 """Numbers of a VM."""
 
 VCPU_FIELDS = frozenset({"guest.vcpus", "parked_vcpus"})
@@ -311,6 +313,10 @@ class MemoryOps(Ops, Protocol):
     def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         """Report PPN number ``ppn`` (in range or not) on the queue once more, where ``when``."""
 
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        """The set ``field`` gains PPN number ``ppn`` (in range, or out of range: see
+        :meth:`Ops.beyond`), where ``when``."""
+
     def lru_use(self, vpn: Value, resident: Value) -> None:
         """The one-hot VPN becomes the most recently used: moved to the end where
         ``resident``, else appended (a VPN listed already keeps its place)."""
@@ -325,6 +331,13 @@ class MemoryOps(Ops, Protocol):
         other guard; several rows of one host get them in row order). Returns the MPN now
         backing the page. ``cow=False`` only for the seeded fault that writes a shared page
         in place."""
+
+    def write_pages(self, mask: Value, token: Value) -> None:
+        """VMM: the guest writes ``token`` to every page of ``mask`` that holds anything
+        (backed, or paged out by the host), lowest first (``actions.write_page`` each: a
+        page paged out is faulted in, a shared one copied). Each MPN this needs is a guard,
+        taken like :meth:`touch`'s; the step is refused when one is missing. Pages that hold
+        nothing read as zero and are left unbacked."""
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         """VMM: map the MPN of page ``at`` of this VM for page ``other_at`` of VM ``other_vm``

@@ -18,8 +18,8 @@ the reads over the host those of :class:`~ballast.model.ops.StateOps`. Step form
 (a property of a pre-state, an action and a post-state) are not written here: the
 operations read one state (see docs/one-description.md).
 
->>> sorted(PROPERTY_KERNELS)[:3]
-['balloon_accounting_exact', 'ballooned_pages_unbacked', 'guest_chooses_pages']
+>>> sorted(PROPERTY_KERNELS)[:2]
+['balloon_accounting_exact', 'ballooned_pages_unbacked']
 >>> PROPERTY_KERNELS["no_double_mapping"].each_vm is None
 True
 """
@@ -31,6 +31,7 @@ from typing import Callable
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import StateOps, Value, memory
+from ballast.model.reporting_kernels import REPORTING_PROPERTIES
 from ballast.model.state import BALLOON, UNBACKED
 
 __all__ = ["PROPERTY_KERNELS", "PropertyKernel", "StateCheck"]
@@ -205,3 +206,8 @@ def processor_conservation_vm(o: StateOps) -> Value:
 
 _property("processor_conservation", host=processor_conservation_host,
           each_vm=processor_conservation_vm)
+
+
+# Free page reporting and page poisoning: written in ballast.model.reporting_kernels.
+for _name, _check in REPORTING_PROPERTIES.items():
+    _property(_name, each_vm=_check)

@@ -142,7 +142,7 @@ FREE_BIT = MPN_FLAGS["free"]
 IN_USE_BIT = MPN_FLAGS["in_use"]
 COW_BIT = MPN_FLAGS["cow"]
 RECLAIMED_BIT = MPN_FLAGS["reclaimed"]
-# Free page reporting's flags (no engine method reads or writes them yet: a known gap).
+# Free page reporting's flags (read and written by the kernels of model/reporting_kernels.py).
 REPORT_QUEUE_BIT = PAGE_FLAGS["report_queue"]
 ACKED_REPORT_BIT = PAGE_FLAGS["acked_report"]
 DISCARDED_BIT = PAGE_FLAGS["discarded"]

@@ -34,8 +34,9 @@ import numpy.typing as npt
 
 from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
+from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action
+from ballast.model.actions import ACTIONS, Action, report_queue_bound
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.state import State
@@ -57,12 +58,18 @@ ENGINE_FAULTS = frozenset({
     "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
     "eager_backing_drops_swap",
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
-    "migrate_forgets_old_page", "oom_deflate_without_report"})
+    "migrate_forgets_old_page", "oom_deflate_without_report",
+    "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
+    "stats_count_balloon_as_free", "vmm_accepts_flood"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {
     "isolation": "Engine._host_touch: a write through a shared MPN changes another VM's page",
     "guest_chooses_pages": "Engine.vmm_reclaim: the VMM balloons a PPN the guest never reported",
+    "stats_match_guest": "Engine.balloon_report_stats: a report that is not the guest's free "
+                         "memory (reporting_kernels.stats_report_matches)",
+    "vmm_refuses_report_floods": "Engine.rogue_report: a report queued beyond the VMM's bound "
+                                 "(reporting_kernels.flood_refused)",
 }
 """The step forms of the model's properties the engine checks inside its own steps, where
 its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
@@ -276,6 +283,25 @@ class Engine:
         if not cow:
             a.mpn_flags &= ~COW_BIT
 
+    def vmm_write_pages(self, vm: int, ppns: list[int], token: int, name: str) -> bool:
+        """The kernels' ``write_pages``: the model's ``write_page`` of each page in order, or
+        of none when the free MPNs they need are not there (counted first: a page paged out
+        by the host needs one, a shared page one unless its other mappers are gone)."""
+        a = self.arr
+        need, mappers = 0, dict(a.refs)
+        for p in ppns:
+            m = int(a.p2m[vm, p])
+            if m == int(UNBACKED_MPN):
+                need += 1
+            elif a.mpn_flags[m] & COW_BIT and mappers.get(m, 1) > 1:
+                need += 1
+                mappers[m] = mappers.get(m, 1) - 1
+        if need > int(np.count_nonzero(a.mpn_flags & FREE_BIT)):
+            return False
+        for p in ppns:
+            self._host_touch(_i([vm]), _i([p]), _i([token]), actors=True, name=name)
+        return True
+
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
                     name: str, gate: Mask | None = None,
                     write: Mask | None = None, cow: bool = True) -> tuple[Mask, Ints]:
@@ -407,6 +433,54 @@ class Engine:
     def allocatable(self, vms: Ints) -> Mask:
         """Free PPNs as the module's allocations see them (the model's ``balloon_view``)."""
         return np.asarray(kernels.allocatable(self._ops(vms)), dtype=bool)
+
+    # -- free page reporting and the statistics queue ------------------------------------
+    def reportable(self, vms: Ints) -> Mask:
+        """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
+        return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
+
+    def _step_check(self, name: str, vms: Ints, args: Mapping[str, Any], prop: str,
+                    check: Callable[[NumpyOps, NumpyOps], Any], rows: Mask,
+                    say: Callable[[int, SystemArrays], str]) -> Mask:
+        """Run action ``name``'s kernel and the step form ``check`` of property ``prop``
+        (written once, over the pre- and post-state of each VM) on the rows of ``rows``
+        that took the step; ``say(k, pre)`` words a violation of row ``k``."""
+        before = self.arr.copy()
+        ok = self._kernel(name, vms, args)
+        if not (ok & rows).any():
+            return ok
+        holds = np.broadcast_to(np.asarray(check(NumpyOps(VmRows(before, vms), {}),
+                                                 self._ops(vms)), dtype=bool), (len(vms),))
+        for k in np.flatnonzero(ok & rows & ~holds).tolist():
+            self.step_violations.append(StepViolation(int(k), prop, say(k, before)))
+        return ok
+
+    def rogue_report(self, vms: Ints, queue: Any, ppn: Any) -> Mask:
+        """The model's ``rogue_report`` (its kernel, or its seeded fault's), and the step
+        form of ``vmm_refuses_report_floods`` where the VMM bounds the queues itself."""
+        args = {"queue": queue, "ppn": ppn}
+        if not (self.cfg.vmm_bounds_queues and self.cfg.hostile_vms):
+            return self._kernel("rogue_report", vms, args)
+
+        def say(k: int, pre: SystemArrays) -> str:
+            after = int(np.asarray(reporting.queued_ppns(self._ops(vms[k:k + 1])))[0])
+            return (f"VM {int(vms[k])}'s report flood grew its queues to {after} PPNs, beyond "
+                    f"the VMM's bound of {report_queue_bound(self.cfg)}")
+        return self._step_check("rogue_report", vms, args, "vmm_refuses_report_floods",
+                                reporting.flood_refused, np.ones(len(vms), dtype=bool), say)
+
+    def balloon_report_stats(self, vms: Ints) -> Mask:
+        """The model's ``balloon_report_stats`` (its kernel), and the step form of
+        ``stats_match_guest`` for the honest VMs that reported."""
+        honest = ~np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+
+        def say(k: int, pre: SystemArrays) -> str:
+            v = int(vms[k])
+            free = int(reporting.guest_free_pages(NumpyOps(VmRows(pre, vms[k:k + 1]), {}))[0])
+            return (f"VM {v}: the statistics report says {int(self.arr.stats_free[v])} free "
+                    f"pages but the guest had {free} free when it reported")
+        return self._step_check("balloon_report_stats", vms, {}, "stats_match_guest",
+                                reporting.stats_report_matches, honest, say)
 
 def _kernel_method(name: str) -> Callable[..., Mask]:
     """An :class:`Engine` method running action ``name`` from its kernel."""

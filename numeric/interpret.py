@@ -37,9 +37,10 @@ from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value
 from ballast.model.property_kernels import StateCheck
 from ballast.numeric.arrays import (
-    ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, BALLOON_BIT, BALLOONED_BIT,
-    COW_BIT, DEFLATE_QUEUE_BIT, FREE_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, RECLAIMED_BIT,
-    REFUSED_BIT, UNBACKED_MPN, SystemArrays,
+    ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, ACKED_REPORT_BIT, BALLOON_BIT,
+    BALLOONED_BIT, COW_BIT, DEFLATE_QUEUE_BIT, DISCARDED_BIT, FREE_BIT, IN_USE_BIT,
+    INFLATE_QUEUE_BIT, RECLAIMED_BIT, REFUSED_BIT, REPORT_QUEUE_BIT, REPORTING_BIT,
+    UNBACKED_MPN, SystemArrays,
 )
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
@@ -53,6 +54,8 @@ FLAGS: dict[str, np.unsignedinteger[Any]] = {
     "acked_refused": ACKED_REFUSED_BIT, "acked_deflate": ACKED_DEFLATE_BIT,
     "module.balloon": BALLOON_BIT, "module.refused": REFUSED_BIT,
     "inflate_queue": INFLATE_QUEUE_BIT, "deflate_queue": DEFLATE_QUEUE_BIT,
+    "report_queue": REPORT_QUEUE_BIT, "acked_report": ACKED_REPORT_BIT,
+    "discarded": DISCARDED_BIT, "module.reporting": REPORTING_BIT,
 }
 """The model's per-PPN sets and queues -> their bit of :attr:`SystemArrays.page_flags`."""
 
@@ -64,7 +67,7 @@ EXTRAS: dict[str, str] = {"inflate_queue": "inflate_queue_extra",
 VM_ARRAYS: dict[str, str] = {
     "target": "target", "cpu_target": "cpu_target", "module.target": "module_target",
     "module.cpu_target": "module_cpu_target", "module.actual": "actual",
-    "guest.vcpus": "vcpus", "parked_vcpus": "parked_vcpus",
+    "guest.vcpus": "vcpus", "parked_vcpus": "parked_vcpus", "stats_free": "stats_free",
 }
 """The model's per-VM numbers (and vCPU sets, held as bit masks) -> their array."""
 
@@ -147,6 +150,10 @@ class Vmm(Protocol):
     def vmm_mark_free(self, mpns: Ints) -> None:
         """MPNs that just became free."""
 
+    def vmm_write_pages(self, vm: int, ppns: list[int], token: int, name: str) -> bool:
+        """``write_page`` of each of ``ppns`` of ``vm`` in order, all or none: whether the
+        free MPNs they need were there (nothing changes otherwise)."""
+
 
 class MemoryRows(Rows, Protocol):
     """The memory operations of a :class:`Rows` store (see :class:`VmRows`)."""
@@ -181,6 +188,9 @@ class MemoryRows(Rows, Protocol):
     def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         """Report one PPN number, in range or not (rows of ``ok``)."""
 
+    def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        """A set gains one PPN number, in range or not (rows of ``ok``)."""
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         """The one-hot VPNs become the most recently used (rows of ``ok``, in row order)."""
 
@@ -196,6 +206,10 @@ class MemoryRows(Rows, Protocol):
 
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         """Grant host swap slots in row order."""
+
+    def write_pages(self, mask: Mask, token: Ints, ok: Mask) -> Mask:
+        """The VMM writes a token to the pages of ``mask`` that hold anything, row by row of
+        ``ok``: the rows whose MPNs were there."""
 
 
 def renumber_stamps(a: SystemArrays) -> None:
@@ -318,6 +332,16 @@ class _VmMemory:
             else:
                 getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), []).append(p)
 
+    def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
+        rows = self._flags()  # type: ignore[attr-defined]
+        for k in np.flatnonzero(ok).tolist():
+            p = int(ppn[k])
+            if 0 <= p < P:
+                rows[k, p] |= bit
+            else:
+                getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), set()).add(p)
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
         live = np.flatnonzero(ok & vpn.any(axis=1))
@@ -338,6 +362,7 @@ class _VmMemory:
         wr = np.broadcast_to(np.asarray(write, dtype=bool), (self.n,))[idx]
         done, new = self._vmm().vmm_touch(self.vms[idx], np.argmax(at[idx], axis=1),
                                           tok.copy(), wr.copy(), cow, self.name)
+        self._forget_flags()
         granted = np.zeros(self.n, dtype=bool)
         granted[idx[done]] = True
         mpn = np.full(self.n, -1, dtype=np.int64)
@@ -353,6 +378,23 @@ class _VmMemory:
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         room = self.cfg.host_swap_slots - len(self.arr.swap)
         return ok & (np.cumsum(np.where(ok, need, 0)) <= room)
+
+    def write_pages(self, mask: Mask, token: Ints, ok: Mask) -> Mask:
+        a, out = self.arr, ok.copy()
+        tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (self.n,))
+        for k in np.flatnonzero(ok).tolist():
+            v = int(self.vms[k])
+            held = [p for p in np.flatnonzero(mask[k]).tolist()
+                    if a.p2m[v, p] != UNBACKED_MPN or (v, p) in a.swap]
+            if held:
+                out[k] = self._vmm().vmm_write_pages(v, held, int(tok[k]), self.name)
+        self._forget_flags()
+        return out
+
+    def _forget_flags(self) -> None:
+        """The VMM changed page flags in place (a page it backs leaves the balloon): flags
+        read before are read again. Nothing was written before it (it comes first)."""
+        setattr(self, "_pf", None)
 
     def sync_vppn(self, use: Any) -> None:
         """Keep the VPN -> PPN index of the rows in step with their new page use."""
@@ -439,6 +481,11 @@ class _NumpyMemory:
         self.rows.queue_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
                                 self.ok & np.broadcast_to(when, (self.rows.n,)))
 
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        self._writing = True
+        self.rows.set_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
+                              self.ok & np.broadcast_to(when, (self.rows.n,)))
+
     def lru_use(self, vpn: Value, resident: Value) -> None:
         self._writing = True
         self.rows.lru_use(vpn, resident, self.ok)
@@ -456,6 +503,11 @@ class _NumpyMemory:
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True
         self.rows.share(at, other_vm, other_at, cow, self.ok)
+
+    def write_pages(self, mask: Value, token: Value) -> None:
+        assert not self._writing, "the VMM writes pages after the guard, before other effects"
+        self.ok = self.rows.write_pages(mask, token, self.ok)
+        self._writing = True
 
 
 class VmRows(_VmMemory):

@@ -70,7 +70,8 @@ NUMERIC_INVARIANTS: dict[str, Check] = {
     for name in ("memory_conservation", "no_double_mapping", "guest_chooses_pages",
                  "ballooned_pages_unbacked", "balloon_accounting_exact", "isolation",
                  "module_pages_pinned", "guest_data_intact", "host_pages_whole",
-                 "processor_conservation", "migration_loses_nothing")
+                 "processor_conservation", "migration_loses_nothing",
+                 "reported_pages_not_reused", "discarded_pages_read_clean")
 }
 """The vector form of every state invariant, by the model's property name (one missing is
 reported as a gap by :mod:`ballast.numeric.encodes`, and its verdict is never a pass)."""

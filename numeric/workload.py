@@ -30,6 +30,7 @@ from ballast.model.action_kernels import reclaim_room
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS
 from ballast.model.config import Config, GuestPolicyName
+from ballast.model.state import FREE
 from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 
@@ -45,6 +46,8 @@ WEIGHTS: dict[str, float] = {
     "balloon_complete": 4, "balloon_free_refused": 1, "balloon_cpu_offline": 1,
     "balloon_cpu_online": 1, "rogue_report": 1, "rogue_touch": 1, "rogue_set_actual": 0.3,
     "balloon_migrate": 2, "balloon_migrate_release": 2, "balloon_oom_deflate": 1,
+    "balloon_report_free_pages": 2, "vmm_discard_reported": 2, "balloon_report_done": 2,
+    "balloon_report_stats": 1,
 }
 """Relative frequency of each action in random workloads (guest activity dominates)."""
 
@@ -99,7 +102,14 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "host_set_cpu_target":
         return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
     if name == "host_swap_out":
-        return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n)}
+        ppn = _uniform(rng, cfg, name, "ppn", n)
+        if cfg.free_page_reporting:
+            # The host pages out cold pages: half the time one the guest holds free (what a
+            # free page report may then ask the VMM to discard), where there is one.
+            cold = (a.ppn_use[vms] == FREE) & (a.p2m[vms] != UNBACKED_MPN)
+            pick = _random_pick(rng, cold, np.ones(n, dtype=np.int64))
+            ppn = np.where(pick.any(axis=1) & (rng.random(n) < 0.5), pick.argmax(axis=1), ppn)
+        return vms, {"ppn": ppn}
     if name == "vmm_back_page":
         # The VMM's choice among the pages it may back: unbacked and not in the balloon
         # (a uniform page would almost never be one the host has just paged out).
@@ -154,6 +164,18 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
             return vms, {"old": np.where(pick.any(axis=1), pick.argmax(axis=1), 0)}
         room = _counts(rng, np.minimum(mb.sum(axis=1), cfg.batch), 1)
         return vms, {"ppns": _random_pick(rng, mb, room)}
+    if name == "balloon_report_free_pages":
+        # The guest's choice: any free pages off its free list, up to one report. Half the
+        # time those the host paged out, else those backed, where there are any (a uniform
+        # choice would almost never give the VMM a swapped page to discard).
+        free = eng.reportable(vms)
+        swapped = free & np.asarray(eng._ops(vms).pages("host.swap"), dtype=bool)
+        backed = free & (a.p2m[vms] != UNBACKED_MPN)
+        for some in (swapped, backed):
+            prefer = some.any(axis=1) & (rng.random(n) < 0.5)
+            free = np.where(prefer[:, None], some, free)
+        room = _counts(rng, np.minimum(free.sum(axis=1), cfg.batch), 1)
+        return vms, {"ppns": _random_pick(rng, free, room)}
     if name in ("balloon_cpu_offline", "balloon_cpu_online"):
         # The guest's choice: any online vCPU but the boot one, or any offline one.
         bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"

@@ -57,6 +57,11 @@ KEYS: dict[str, str] = {
     "guest.lru": "lru",
     "guest.disk": "disk",
     "idle_pcpus": "idle_pcpus",
+    "report_queue": "report_queue",
+    "acked_report": "acked_report",
+    "discarded": "discarded",
+    "module.reporting": "reporting",
+    "stats_free": "stats_free",
 }
 """The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
 
@@ -417,6 +422,13 @@ class _Z3Memory:
         x = self.s.i(k, self.vm_index, q)
         self._write({(k, self.vm_index, q): _ite(when, z3.If(x >= cap, num(cap), x + 1), x)})
 
+    def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
+        if _false(when):
+            return
+        k, G = KEYS[field], self.cfg.guest_pages
+        q = int(ppn) if 0 <= int(ppn) < G else G
+        self._write({(k, self.vm_index, q): _or([self.s[k, self.vm_index, q], when])})
+
     def _lru_count(self) -> Num:
         v = self.vm_index
         return _term(_count([self.s["lru", v, d] for d in range(self.cfg.guest_data_pages)]))
@@ -468,6 +480,18 @@ class _Z3Memory:
         self.guards.append(guard)
         self.s = post
         return mpn
+
+    def write_pages(self, mask: Value, token: Value) -> None:
+        self._writing = True
+        v, tok = self.vm_index, _term(token)
+        for p, m in enumerate(mask):
+            if _false(m):
+                continue
+            s = self.s
+            when = _and([m, _or([s.i("p2m", v, p) != UNBACKED, s["swap", v, p]])])
+            guard, post, _ = write_page(s, v, p, tok)
+            self.guards.append(_or([_not(when), guard]))
+            self.s = post if _true(when) else post.ite(when, s)
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True

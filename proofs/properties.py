@@ -40,13 +40,17 @@ from ballast.proofs.encoding import (
     exactly,
     well_formed,
 )
-from ballast.proofs.interpret import property_formula
+from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
+                                             reads_clean, stats_report_matches)
+from ballast.proofs.interpret import Z3StateOps, property_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
            "strengthening"]
 
 StateFormula = Callable[[SymState], z3.BoolRef]
 StepFormula = Callable[[SymState, str, dict[str, Any], SymState], z3.BoolRef]
+StepCheck = Callable[[Any, Any], Any]
+"""A step form written once: a truth value of one VM over its pre- and post-state ops."""
 
 SAFETY: dict[str, StateFormula] = {}
 """State form of each encoded safety property, by model name."""
@@ -133,6 +137,33 @@ for _name in ("host_pages_whole", "processor_conservation", "migration_loses_not
 
 
 # --------------------------------------------------------------------------
+# Free page reporting, page poisoning, the statistics queue, the flood bound: the state
+# forms from their kernels, the step forms from ballast.model.reporting_kernels too.
+
+for _name in REPORTING_PROPERTIES:
+    _state(_name)(_kernel_formula(_name))
+
+
+def _step_kernel(name: str, action: str, check: StepCheck, honest_only: bool) -> StepFormula:
+    """The step form of property ``name``: ``check`` over the pre- and post-state of the VM
+    that takes ``action`` (only an honest VM with ``honest_only``)."""
+    def formula(pre: SymState, act: str, args: dict[str, Any], post: SymState) -> z3.BoolRef:
+        v = args.get("vm")
+        if act != action or not isinstance(v, int) or (honest_only and v in pre.cfg.hostile_vms):
+            return z3.BoolVal(True)
+        out = check(Z3StateOps(pre, v), Z3StateOps(post, v))
+        return z3.BoolVal(out) if isinstance(out, bool) else out
+    formula.__module__, formula.__qualname__ = check.__module__, check.__qualname__
+    return formula
+
+
+_step("stats_match_guest")(_step_kernel("stats_match_guest", "balloon_report_stats",
+                                        stats_report_matches, honest_only=True))
+_step("vmm_refuses_report_floods")(_step_kernel("vmm_refuses_report_floods", "rogue_report",
+                                                flood_refused, honest_only=False))
+
+
+# --------------------------------------------------------------------------
 # Strengthening: facts of every reachable state the safety properties rest on.
 
 
@@ -198,6 +229,20 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
             add("inq_not_ballooned", z3.Implies(inq, z3.Not(s.b("ballooned", v, p))))
         add("no_stray_reports", s.i("inflate_queue", v, G) == 0, s.i("deflate_queue", v, G) == 0,
             z3.Not(s.b("acked_refused", v, G)))
+    if cfg.free_page_reporting:
+        # One free page report at a time: what is on the reporting queue, or returned by
+        # the VMM, the module still holds off the free list, and a page is in one stage.
+        for v in _honest(cfg):
+            for p in range(G):
+                queued, acked = s.b("report_queue", v, p), s.b("acked_report", v, p)
+                add("report_held_by_module",
+                    z3.Implies(z3.Or(queued, acked), s.b("reporting", v, p)),
+                    z3.Not(z3.And(queued, acked)))
+            if cfg.page_poison:
+                # The guest poisoned what it reported, and uses none of it until returned.
+                clean = reads_clean(Z3StateOps(s, v))
+                add("reported_pages_poisoned", *[z3.Implies(s.b("report_queue", v, p), c)
+                                                 for p, c in enumerate(clean)])
     return {k: z3.And(fs) for k, fs in out.items()}
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ballast.model.encodings import Gaps
 from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
+from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.trace import Trace
 from ballast.progress import active as progress_shown, meter
@@ -196,6 +197,16 @@ def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: in
                            max_states=reach_states, query=q.name)
         trace = exact.trace
     reach, path = _reached(trace, report_dir)
+    if reach == "strengthening-broken" and faults:
+        # A seeded fault breaks a fact the proof rests on a step before it breaks the
+        # property it is named with (the module forgets a report it sent; the guest reuses
+        # the page next): search for that property's violation instead.
+        for prop in _named_properties(cfg, faults):
+            found = bmc(cfg, prop, depth=bmc_depth, faults=faults, limit=bmc_limit, query=q.name)
+            if found.found and found.trace is not None:
+                reach, path = _reached(found.trace, report_dir)
+                return Finding(prop, q.action, cti, state_diff(cti.pre, cti.post), reach,
+                               found, path, exact)
     if trace is None:
         if exact is not None and exact.verdict == "unreachable":
             reach = "unreachable"
@@ -203,6 +214,13 @@ def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: in
             reach = "unknown" if res.unknown else "not-reached"
     return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), reach, res, path,
                    exact)
+
+
+def _named_properties(cfg: Config, faults: tuple[str, ...]) -> list[str]:
+    """The properties the seeded faults are named with (each fault's own, then the others
+    it may break), those switched on in ``cfg``."""
+    names = [p for f in faults if f in FAULTS for p in FAULTS[f].caught_as]
+    return [p for p in dict.fromkeys(names) if p in INVARIANTS and INVARIANTS[p].feature(cfg)]
 
 
 def _reached(trace: Trace | None, report_dir: Path | None) -> tuple[str, Path | None]:

@@ -22,8 +22,7 @@ def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
     switched off."""
     cfg = PRESETS[name]
-    return cfg.replace(free_page_reporting=False, page_poison=False, stats_queue=False,
-                       vmm_bounds_queues=False)
+    return cfg
 
 
 def _walk(cfg, faults, seed, steps, stop_at_violation):
