@@ -469,8 +469,7 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     backs it (and writes ``token``), the VPN becomes the most recently used."""
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
-    use = o.pages("guest.ppn_use")
-    holds, free = o.eq(use, vpn), o.eq(use, FREE)
+    holds, free = m.holding(vpn), o.eq(o.pages("guest.ppn_use"), FREE)
     resident = o.any(holds)
     fresh_at = o.lowest(free, 1)
     o.require(o.any(which))
@@ -478,17 +477,17 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
         o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
     o.require(o.or_(resident, o.any(free)))
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
-    from_disk = m.pick(m.tokens("guest.disk"), which)
+    from_disk = m.token_at("guest.disk", which)
     if token is None:
         m.touch(at, from_disk, o.not_(resident), cow=cow)
     else:
         m.touch(at, token, True, cow=cow)
     fresh = o.not_(resident)
     m.lru_use(which, resident)
-    o.set_pages("guest.ppn_use", o.where(o.and_(fresh_at, fresh), vpn, use))
+    o.set_at("guest.ppn_use", o.and_(fresh_at, fresh), vpn)
     m.drop_tokens("guest.disk", o.and_(which, fresh))
     if token is not None:
-        m.set_vpns("guest.expected", o.where(which, token, o.vpns("guest.expected")))
+        o.set_at("guest.expected", which, token)
 
 
 @_kernel("guest_read")
@@ -515,8 +514,7 @@ def guest_evict(o: Ops) -> None:
     guest's own disk (reading it through the VMM) and frees its PPN."""
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
-    use = o.pages("guest.ppn_use")
-    holds = o.eq(use, vpn)
+    holds = m.holding(vpn)
     o.require(o.any(o.and_(which, o.vpns("guest.lru"))))
     if o.cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
         o.require(o.any(o.and_(which, m.lru_victim())))
@@ -525,7 +523,7 @@ def guest_evict(o: Ops) -> None:
     at = o.lowest(holds, 1)
     mpn = m.touch(at, 0, False)
     m.set_tokens("guest.disk", which, m.at_mpn("host.content", mpn))
-    o.set_pages("guest.ppn_use", o.where(at, FREE, use))
+    o.set_at("guest.ppn_use", at, FREE)
     m.lru_remove(which)
 
 
