@@ -25,8 +25,9 @@ from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
-__all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "deflate_limit",
-           "inflate_room", "reclaim_room"]
+__all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "backable",
+           "deflate_limit", "evictable", "inflate_room", "offlinable", "onlinable",
+           "reclaim_room", "reclaim_valid"]
 
 KERNELS: dict[str, Kernel] = {}
 """Every action written once, by the model's name."""
@@ -90,6 +91,11 @@ def reclaim_room(o: Ops, migration: bool) -> Value:
     return o.maximum(0, o.add(o.sub(o.vm("target"), ballooned), 1 if migration else 0))
 
 
+def reclaim_valid(o: Ops) -> Value:
+    """Reported PPNs the VMM may accept: on the inflate queue and not ballooned yet."""
+    return o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+
+
 def _acknowledge_inflate(o: Ops, accepted: Value) -> None:
     """The VMM acknowledges every reported page: accepted ones as ballooned, the rest
     (PPNs out of range included) as refused; the report is consumed."""
@@ -107,7 +113,7 @@ def _vmm_reclaim(o: Ops, scrub: bool, host_picks: bool = False) -> None:
     queued = o.queued("inflate_queue")
     refuse = o.arg_pages("refuse")
     refuse_beyond = o.arg_beyond("refuse")
-    valid = o.and_(queued, o.not_(o.pages("ballooned")))
+    valid = reclaim_valid(o)
     accepted = o.and_(valid, o.not_(refuse))
     room = reclaim_room(o, cfg.migration)
     o.require(o.lt(0, o.queue_len("inflate_queue")))
@@ -154,7 +160,7 @@ def _vmm_reclaims_host_choice(o: Ops) -> None:
 def _reclaim_keeps_mapping(o: Ops) -> None:
     """``vmm_reclaim`` that marks the lowest valid reported pages ballooned (whatever
     ``refuse`` says) but never unmaps their machine pages."""
-    valid = o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+    valid = reclaim_valid(o)
     o.require(o.lt(0, o.queue_len("inflate_queue")))
     _acknowledge_inflate(o, o.lowest(valid, reclaim_room(o, migration=False)))
 
@@ -337,6 +343,22 @@ def _free_refused_keeps_held(o: Ops) -> None:
     _balloon_free_refused(o, release=False)
 
 
+def offlinable(o: Ops) -> Value:
+    """The vCPUs ``balloon_cpu_offline``'s guard admits: online, not the boot vCPU (0)."""
+    online = o.vcpus("guest.vcpus")
+    return o.and_(online, o.not_(o.lowest(_everywhere(o, online), 1)))
+
+
+def _cpu_busy(o: Ops) -> Value:
+    """vCPUs that cannot come online: online already, or parked."""
+    return o.or_(o.vcpus("guest.vcpus"), o.vcpus("parked_vcpus"))
+
+
+def onlinable(o: Ops) -> Value:
+    """The vCPUs ``balloon_cpu_online``'s guard admits: neither online nor parked."""
+    return o.not_(_cpu_busy(o))
+
+
 @_kernel("balloon_cpu_offline")
 def balloon_cpu_offline(o: Ops) -> None:
     """:func:`ballast.model.actions.balloon_cpu_offline`: any online vCPU but the boot one."""
@@ -354,7 +376,7 @@ def balloon_cpu_online(o: Ops) -> None:
     online, which = o.vcpus("guest.vcpus"), o.arg_vcpu("vcpu")
     o.require(o.lt(o.count(online), o.vm("module.cpu_target")))
     o.require(o.any(which))
-    o.require(o.not_(o.any(o.and_(which, o.or_(online, o.vcpus("parked_vcpus"))))))
+    o.require(o.not_(o.any(o.and_(which, _cpu_busy(o)))))
     o.claim("idle_pcpus", 1)
     o.set_vcpus("guest.vcpus", o.or_(online, which))
 
@@ -508,6 +530,16 @@ def _cow_write_in_place(o: Ops) -> None:
     _access(o, o.arg("token"), cow=False)
 
 
+def evictable(o: Ops) -> Value:
+    """The VPNs ``guest_evict``'s guard admits (the guest's disk full or not): resident,
+    and under the LRU and lowest policies the least recently used. The guard states the
+    same two conjuncts in line: built through a helper, the Z3 terms of its queries come
+    out in another order and cost Z3 more work."""
+    if o.cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
+        return o.and_(o.vpns("guest.lru"), memory(o).lru_victim())
+    return o.vpns("guest.lru")
+
+
 @_kernel("guest_evict")
 def guest_evict(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_evict`: the guest's policy pages a VPN out to the
@@ -563,12 +595,16 @@ def rogue_report(o: Ops) -> None:
     m.queue_add_ppn("deflate_queue", o.arg("ppn"), deflate)
 
 
+def backable(o: Ops) -> Value:
+    """Pages the VMM may back eagerly: unbacked and not in the balloon."""
+    return o.and_(o.eq(o.pages("p2m"), UNBACKED), o.not_(o.pages("ballooned")))
+
+
 def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:
     m = memory(o)
     at = m.arg_page("ppn")
     o.require(o.any(at))
-    o.require(o.any(o.and_(at, o.and_(o.eq(o.pages("p2m"), UNBACKED),
-                                       o.not_(o.pages("ballooned"))))))
+    o.require(o.any(o.and_(at, backable(o))))
     # Backing is an access by the VMM: from host swap if the host paged it out, else zeros.
     # The fault then overwrites whatever came back with zeros, which is the same as
     # dropping the swapped data first.

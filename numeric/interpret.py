@@ -587,7 +587,10 @@ class VmRows(_VmMemory):
         elif field in FLAGS:
             bit = FLAGS[field]
             rows = self._flags()
-            new = np.where(np.broadcast_to(value, rows.shape), rows | bit, rows & ~bit)
+            v = np.broadcast_to(value, rows.shape)
+            # Setting or clearing a bit everywhere (a reset) needs no selection.
+            new = (rows & ~bit if not v.any() else rows | bit if v.all()
+                   else np.where(v, rows | bit, rows & ~bit))
             self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
                 rows.dtype, copy=False)
             self._pf_dirty = True
@@ -723,19 +726,25 @@ class VmRows(_VmMemory):
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         a = self.arr
-        if a.swap:
+        if not a.swap:
+            return
+        if isinstance(mask, OneHot):
             r, c = _entries(mask, ok)
-            if len(r) > len(a.swap):
-                # A whole VM's pages (a reset): look up each swap entry instead.
-                row = {v: k for k, v in enumerate(self.vms.tolist())}
-                m, P = dense(mask), self.cfg.guest_pages
-                for v, p in list(a.swap):
-                    k = row.get(v)
-                    if k is not None and ok[k] and 0 <= p < P and m[k, p]:
-                        del a.swap[(v, p)]
-                return
             for v, p in zip(self.vms[r].tolist(), c.tolist()):
                 a.swap.pop((v, p), None)
+            return
+        m, P = np.broadcast_to(mask, (self.n, self.cfg.guest_pages)), self.cfg.guest_pages
+        if np.count_nonzero(m & ok[:, None]) <= len(a.swap):
+            r, c = np.nonzero(m & ok[:, None])
+            for v, p in zip(self.vms[r].tolist(), c.tolist()):
+                a.swap.pop((v, p), None)
+            return
+        # Fewer swap entries than pages named (a reset of whole VMs): look each entry up.
+        row = {v: k for k, v in enumerate(self.vms.tolist())}
+        for v, p in list(a.swap):
+            k = row.get(v)
+            if k is not None and ok[k] and 0 <= p < P and m[k, p]:
+                del a.swap[(v, p)]
 
     def commit(self) -> None:
         if self._pf_dirty:
@@ -896,13 +905,20 @@ class NumpyOps(_NumpyMemory):
             return OneHot(np.where(cond, a.index, b.index), a.width)
         cond, a = _pair(cond, a)
         cond, b = _pair(cond, b)
+        if isinstance(cond, np.ndarray) and cond.ndim == 2:
+            # One side everywhere (a reset): no selection, the other side unread.
+            shape = np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
+            if cond.all():
+                return np.broadcast_to(a, shape)
+            if not cond.any():
+                return np.broadcast_to(b, shape)
         return np.where(cond, a, b)
 
     # -- reductions and selections ----------------------------------------------------------
     def count(self, mask: Value) -> Value:
         if isinstance(mask, OneHot):
             return mask.present().astype(np.int64)
-        return mask.sum(axis=1).astype(np.int64)
+        return np.count_nonzero(mask, axis=1).astype(np.int64)
 
     def any(self, mask: Value) -> Value:
         if isinstance(mask, OneHot):
@@ -1039,7 +1055,14 @@ class NumpyStateOps(NumpyOps):
         return self._by_page
 
     def mapped(self) -> Value:
-        return (self._page_counts() > 0)[None, :]
+        if self._by_page is not None:
+            return (self._by_page > 0)[None, :]
+        # Marking each backed MPN is cheaper than counting its pages. UNBACKED_MPN is
+        # above every MPN, so one comparison keeps the MPNs that exist.
+        flat, M = self.arr.p2m.ravel(), len(self.arr.mpn_flags)
+        out = np.zeros(M, dtype=bool)
+        out[flat[flat < M]] = True
+        return out[None, :]
 
     def shared(self, across_vms: bool) -> Value:
         twice = self._page_counts() > 1
