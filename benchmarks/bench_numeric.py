@@ -2,7 +2,8 @@
 
 Prints model operations per second and invariant checks per second for both
 (``BalloonModel.next_state`` + ``violations`` for the reference model), their
-ratios, and the numeric core's bytes of memory per guest page at scale.
+ratios, and the numeric core's bytes of memory per guest page at scale. Times are CPU
+seconds of this process (a loaded machine slows every row alike).
 
     python benchmarks/bench_numeric.py [--vms 256 --pages 1024 --batches 100]
 """
@@ -43,38 +44,38 @@ def main() -> None:
 
     # Numeric core, batched (one NumPy call per action per batch).
     eng = Engine(cfg)
-    t = time.perf_counter()
+    t = time.process_time()
     for b in log:
         ok = eng.apply_batch(b.name, b.vms, **b.args)
         assert ok.all(), f"replay of {b.name} diverged"
-    num_batched = time.perf_counter() - t
+    num_batched = time.process_time() - t
     # Numeric core, one operation per call (what shrinking and replay use).
     eng1 = Engine(cfg)
-    t = time.perf_counter()
+    t = time.process_time()
     for act in actions:
         eng1.apply(act)
-    num_single = time.perf_counter() - t
+    num_single = time.process_time() - t
 
     # Reference model on the same operations.
     model = BalloonModel(cfg)
     s = model.init_states()[0]
-    t = time.perf_counter()
+    t = time.process_time()
     for act in actions:
         s = model.next_state(s, act)
-    ref_ops = time.perf_counter() - t
+    ref_ops = time.process_time() - t
     assert eng.arr.to_state() == s, "numeric core and reference model disagree"
 
     # Invariant checks: every state invariant on the final state.
     reps = 20
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(reps):
         num_bad = violations(eng.arr)
-    num_inv = (time.perf_counter() - t) / reps
-    t = time.perf_counter()
+    num_inv = (time.process_time() - t) / reps
+    t = time.process_time()
     ref_reps = 3
     for _ in range(ref_reps):
         ref_bad = model.violations(s)
-    ref_inv = (time.perf_counter() - t) / ref_reps
+    ref_inv = (time.process_time() - t) / ref_reps
     assert [n for n, _ in num_bad] == [v.property for v in ref_bad]
     nprops = len(model.properties())
 
@@ -97,9 +98,9 @@ def main() -> None:
     eng = Engine(big)
     log = run_batches(eng, np.random.default_rng(args.seed), 20)
     pages = big.vms * big.guest_pages
-    t = time.perf_counter()
+    t = time.process_time()
     violations(eng.arr)
-    sweep = time.perf_counter() - t
+    sweep = time.process_time() - t
     ops = sum(len(b.vms) for b in log)
     print(f"scale: {big.vms} VMs x {big.guest_pages} PPNs = {pages:,} guest pages, "
           f"{big.machine_pages:,} MPNs; {ops:,} ops in 20 batches; one invariant sweep "

@@ -27,8 +27,9 @@ from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_
                                              allocator_free, bound_flood)
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
-__all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "deflate_limit",
-           "inflate_room", "reclaim_room"]
+__all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "backable",
+           "deflate_limit", "evictable", "inflate_room", "offlinable", "onlinable",
+           "reclaim_room", "reclaim_valid"]
 
 KERNELS: dict[str, Kernel] = {}
 """Every action written once, by the model's name."""
@@ -92,6 +93,11 @@ def reclaim_room(o: Ops, migration: bool) -> Value:
     return o.maximum(0, o.add(o.sub(o.vm("target"), ballooned), 1 if migration else 0))
 
 
+def reclaim_valid(o: Ops) -> Value:
+    """Reported PPNs the VMM may accept: on the inflate queue and not ballooned yet."""
+    return o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+
+
 def _acknowledge_inflate(o: Ops, accepted: Value) -> None:
     """The VMM acknowledges every reported page: accepted ones as ballooned, the rest
     (PPNs out of range included) as refused; the report is consumed."""
@@ -109,7 +115,7 @@ def _vmm_reclaim(o: Ops, scrub: bool, host_picks: bool = False) -> None:
     queued = o.queued("inflate_queue")
     refuse = o.arg_pages("refuse")
     refuse_beyond = o.arg_beyond("refuse")
-    valid = o.and_(queued, o.not_(o.pages("ballooned")))
+    valid = reclaim_valid(o)
     accepted = o.and_(valid, o.not_(refuse))
     room = reclaim_room(o, cfg.migration)
     o.require(o.lt(0, o.queue_len("inflate_queue")))
@@ -156,7 +162,7 @@ def _vmm_reclaims_host_choice(o: Ops) -> None:
 def _reclaim_keeps_mapping(o: Ops) -> None:
     """``vmm_reclaim`` that marks the lowest valid reported pages ballooned (whatever
     ``refuse`` says) but never unmaps their machine pages."""
-    valid = o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+    valid = reclaim_valid(o)
     o.require(o.lt(0, o.queue_len("inflate_queue")))
     _acknowledge_inflate(o, o.lowest(valid, reclaim_room(o, migration=False)))
 
@@ -345,6 +351,22 @@ def _free_refused_keeps_held(o: Ops) -> None:
     _balloon_free_refused(o, release=False)
 
 
+def offlinable(o: Ops) -> Value:
+    """The vCPUs ``balloon_cpu_offline``'s guard admits: online, not the boot vCPU (0)."""
+    online = o.vcpus("guest.vcpus")
+    return o.and_(online, o.not_(o.lowest(_everywhere(o, online), 1)))
+
+
+def _cpu_busy(o: Ops) -> Value:
+    """vCPUs that cannot come online: online already, or parked."""
+    return o.or_(o.vcpus("guest.vcpus"), o.vcpus("parked_vcpus"))
+
+
+def onlinable(o: Ops) -> Value:
+    """The vCPUs ``balloon_cpu_online``'s guard admits: neither online nor parked."""
+    return o.not_(_cpu_busy(o))
+
+
 @_kernel("balloon_cpu_offline")
 def balloon_cpu_offline(o: Ops) -> None:
     """:func:`ballast.model.actions.balloon_cpu_offline`: any online vCPU but the boot one."""
@@ -362,7 +384,7 @@ def balloon_cpu_online(o: Ops) -> None:
     online, which = o.vcpus("guest.vcpus"), o.arg_vcpu("vcpu")
     o.require(o.lt(o.count(online), o.vm("module.cpu_target")))
     o.require(o.any(which))
-    o.require(o.not_(o.any(o.and_(which, o.or_(online, o.vcpus("parked_vcpus"))))))
+    o.require(o.not_(o.any(o.and_(which, _cpu_busy(o)))))
     o.claim("idle_pcpus", 1)
     o.set_vcpus("guest.vcpus", o.or_(online, which))
 
@@ -482,8 +504,7 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     backs it (and writes ``token``), the VPN becomes the most recently used."""
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
-    use = o.pages("guest.ppn_use")
-    holds, free = o.eq(use, vpn), allocator_free(o)
+    holds, free = m.holding(vpn), allocator_free(o)
     resident = o.any(holds)
     fresh_at = o.lowest(free, 1)
     o.require(o.any(which))
@@ -491,7 +512,7 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
         o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
     o.require(o.or_(resident, o.any(free)))
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
-    from_disk = m.pick(m.tokens("guest.disk"), which)
+    from_disk = m.token_at("guest.disk", which)
     if token is None:
         m.touch(at, from_disk, o.not_(resident), cow=cow)
     else:
@@ -501,10 +522,10 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
         # The guest's write makes a discarded page its own data again (``write_page``).
         _undiscard(o, o.and_(at, True if token is not None else fresh))
     m.lru_use(which, resident)
-    o.set_pages("guest.ppn_use", o.where(o.and_(fresh_at, fresh), vpn, use))
+    o.set_at("guest.ppn_use", o.and_(fresh_at, fresh), vpn)
     m.drop_tokens("guest.disk", o.and_(which, fresh))
     if token is not None:
-        m.set_vpns("guest.expected", o.where(which, token, o.vpns("guest.expected")))
+        o.set_at("guest.expected", which, token)
 
 
 @_kernel("guest_read")
@@ -525,14 +546,23 @@ def _cow_write_in_place(o: Ops) -> None:
     _access(o, o.arg("token"), cow=False)
 
 
+def evictable(o: Ops) -> Value:
+    """The VPNs ``guest_evict``'s guard admits (the guest's disk full or not): resident,
+    and under the LRU and lowest policies the least recently used. The guard states the
+    same two conjuncts in line: built through a helper, the Z3 terms of its queries come
+    out in another order and cost Z3 more work."""
+    if o.cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
+        return o.and_(o.vpns("guest.lru"), memory(o).lru_victim())
+    return o.vpns("guest.lru")
+
+
 @_kernel("guest_evict")
 def guest_evict(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_evict`: the guest's policy pages a VPN out to the
     guest's own disk (reading it through the VMM) and frees its PPN."""
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
-    use = o.pages("guest.ppn_use")
-    holds = o.eq(use, vpn)
+    holds = m.holding(vpn)
     o.require(o.any(o.and_(which, o.vpns("guest.lru"))))
     if o.cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
         o.require(o.any(o.and_(which, m.lru_victim())))
@@ -541,7 +571,7 @@ def guest_evict(o: Ops) -> None:
     at = o.lowest(holds, 1)
     mpn = m.touch(at, 0, False)
     m.set_tokens("guest.disk", which, m.at_mpn("host.content", mpn))
-    o.set_pages("guest.ppn_use", o.where(at, FREE, use))
+    o.set_at("guest.ppn_use", at, FREE)
     m.lru_remove(which)
 
 
@@ -584,12 +614,16 @@ def rogue_report(o: Ops) -> None:
     m.queue_add_ppn("deflate_queue", o.arg("ppn"), o.and_(deflate, queued))
 
 
+def backable(o: Ops) -> Value:
+    """Pages the VMM may back eagerly: unbacked and not in the balloon."""
+    return o.and_(o.eq(o.pages("p2m"), UNBACKED), o.not_(o.pages("ballooned")))
+
+
 def _vmm_back_page(o: Ops, keep_swapped: bool) -> None:
     m = memory(o)
     at = m.arg_page("ppn")
     o.require(o.any(at))
-    o.require(o.any(o.and_(at, o.and_(o.eq(o.pages("p2m"), UNBACKED),
-                                       o.not_(o.pages("ballooned"))))))
+    o.require(o.any(o.and_(at, backable(o))))
     # Backing is an access by the VMM: from host swap if the host paged it out, else zeros.
     # The fault then overwrites whatever came back with zeros, which is the same as
     # dropping the swapped data first.

@@ -7,7 +7,11 @@ also writes zeros; a host page is named without a VM; a rogue action belongs to 
 hostile VM. :data:`ARGUMENTS` says that once per action, as integer ranges or
 lists of values; ``proofs.transitions`` enumerates its instance lists from it
 (a ``symbolic`` argument becomes one symbolic number) and
-``numeric.workload`` draws its uniform arguments from the same ranges. The
+``numeric.workload`` draws its uniform arguments from the same ranges. Where the
+guard admits only some values and which depends on the state (a free page to
+allocate, a reported page to accept, the LRU victim), ``choices`` names them with
+the guard's own kernel helpers (:mod:`ballast.model.action_kernels`), and the
+workload draws among those. The
 model's candidates (``actions``) stay the reference: the agreement tests check
 that every candidate the model enables is among these.
 
@@ -25,8 +29,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from ballast.model import action_kernels as kernels
 from ballast.model.actions import ACTIONS, ROGUE_ACTUAL_BOUND, Actor
-from ballast.model.config import Config, ModuleKind
+from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.ops import Ops, Value
 
 __all__ = ["ARGUMENTS", "Argument", "instances", "vms_of"]
 
@@ -41,6 +47,20 @@ class Argument:
     kind: str = "int"
     """``int``, or ``refuse`` for vmm_reclaim's refused PPNs as a bit mask (bit ``q`` for
     PPN ``q``, bit ``guest_pages`` for a PPN out of range)."""
+    choices: Callable[[Ops], Value] | None = None
+    """Where the guard admits only some values and which depends on the state: those values
+    of one VM, as a vector over them (PPNs, VPNs, vCPUs), from the guard's own kernel
+    helpers. Random workloads draw among them (``values`` is what the proofs enumerate)."""
+    most: Callable[[Ops], Value] | None = None
+    """For a set of PPNs: how many of ``choices`` the actor may take at once (for
+    ``refuse``: how many it may accept; it refuses the rest)."""
+    lowest: Callable[[Config], bool] = lambda c: False
+    """The actor takes the lowest of ``choices``, not any (the guest's allocator under the
+    ``lowest`` policy)."""
+    draw_when_none: bool = False
+    """Where ``choices`` admit no value for a VM, a workload still draws one uniformly from
+    ``values`` (the operation fails its guard and is not logged) rather than naming the
+    first; this only moves the random stream of the draws that follow."""
 
 
 def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
@@ -55,6 +75,10 @@ def _report(cfg: Config) -> int:
 _PPN = Argument(lambda c: range(c.guest_pages))
 _VPN = Argument(lambda c: range(c.guest_data_pages))
 _PPNS = Argument(lambda c: _subsets(c.guest_pages, _report(c)))
+
+
+def _pages(field: str) -> Callable[[Ops], Value]:
+    return lambda o: o.pages(field)
 _VCPU = Argument(lambda c: range(c.vcpus))
 _HOST_PAGE = Argument(lambda c: range(c.host_pages))
 
@@ -64,22 +88,27 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "host_take_page": {"host_page": _HOST_PAGE},
     "host_return_page": {"host_page": _HOST_PAGE},
     "host_swap_out": {"ppn": _PPN},
-    "vmm_back_page": {"ppn": _PPN},
+    "vmm_back_page": {"ppn": Argument(_PPN.values, choices=kernels.backable,
+                                      draw_when_none=True)},
     "vmm_reclaim": {"refuse": Argument(lambda c: range(2 ** (c.guest_pages + 1)), True,
-                                       "refuse")},
+                                       "refuse", choices=kernels.reclaim_valid,
+                                       most=lambda o: kernels.reclaim_room(o, o.cfg.migration))},
     "vmm_release": {},
     "vmm_cpu_reclaim": {},
     "guest_read": {"vpn": _VPN},
     "guest_write": {"vpn": _VPN, "token": Argument(lambda c: range(1, c.tokens + 1), True)},
-    "guest_evict": {"vpn": _VPN},
+    "guest_evict": {"vpn": Argument(_VPN.values, choices=kernels.evictable)},
     "guest_reset": {},
     "balloon_poll": {},
-    "balloon_inflate": {"ppns": _PPNS},
-    "balloon_deflate": {"ppns": _PPNS},
+    "balloon_inflate": {"ppns": Argument(
+        _PPNS.values, choices=kernels.allocatable, most=kernels.inflate_room,
+        lowest=lambda c: c.guest_policy is GuestPolicyName.LOWEST)},
+    "balloon_deflate": {"ppns": Argument(_PPNS.values, choices=_pages("module.balloon"),
+                                         most=kernels.deflate_limit)},
     "balloon_complete": {},
     "balloon_free_refused": {},
-    "balloon_cpu_offline": {"vcpu": _VCPU},
-    "balloon_cpu_online": {"vcpu": _VCPU},
+    "balloon_cpu_offline": {"vcpu": Argument(_VCPU.values, choices=kernels.offlinable)},
+    "balloon_cpu_online": {"vcpu": Argument(_VCPU.values, choices=kernels.onlinable)},
     # One past the last PPN: a hostile guest may report a page that does not exist.
     "rogue_report": {"queue": Argument(lambda c: ("inflate", "deflate")),
                      "ppn": Argument(lambda c: range(c.guest_pages + 1))},

@@ -237,6 +237,12 @@ class Ops(Protocol):
     def drop_swap(self, mask: Value) -> None:
         """Host: forget the host-swap entries of the PPNs of ``mask``."""
 
+    def set_at(self, field: str, at: Value, value: Value) -> None:
+        """Write ``value`` (a VM value) into the one entry ``at`` (one-hot; no entry: no
+        change) of a page or VPN vector field: ``set_pages(field, where(at, value,
+        pages(field)))`` said as a scatter, which an interpreter holding rows of arrays does
+        in one write per row rather than over the whole vector."""
+
 
 Kernel = Callable[[Ops], None]
 """An action's guard and effect written once: it reads, requires, then writes."""
@@ -352,6 +358,15 @@ class MemoryOps(Ops, Protocol):
 
     def pick(self, values: Value, onehot: Value) -> Value:
         """The entry of ``values`` where the one-hot vector holds (0 or false when none)."""
+
+    def holding(self, vpn: Value) -> Value:
+        """The guest pages holding VPN ``vpn``: ``eq(pages("guest.ppn_use"), vpn)`` (one PPN at
+        most in every state the model reaches), which an interpreter that indexes its pages
+        by VPN answers per VM without reading the VM's pages."""
+
+    def token_at(self, field: str, at: Value) -> Value:
+        """The token of the one entry ``at`` (one-hot) of a store (:data:`TOKEN_FIELDS`), 0
+        where none is present or ``at`` is empty: ``pick(tokens(field), at)`` as a gather."""
 
 
 def memory(o: Ops) -> MemoryOps:

@@ -390,7 +390,7 @@ class Engine:
         a = self.arr
         if refuse is None:
             o = self._ops(vms)
-            valid = o.and_(o.queued("inflate_queue"), o.not_(o.pages("ballooned")))
+            valid = kernels.reclaim_valid(o)
             keep = o.lowest(valid, kernels.reclaim_room(o, self.cfg.migration))
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
                       for k in range(len(vms))]
@@ -413,26 +413,6 @@ class Engine:
         return self._kernel("vmm_share", vms, {"ppn": _i(ppn), "other_vm": _i(other_vm),
                                                "other_ppn": _i(other_ppn)})
 
-    # -- guest OS ------------------------------------------------------------------
-    def _victims(self, vms: Ints) -> Ints:
-        """The LRU victim of each VM (-1 when nothing is resident)."""
-        st = self.arr.lru_stamp[vms].astype(np.int64)
-        st[st == 0] = np.iinfo(np.int64).max
-        vic = np.argmin(st, axis=1)
-        return np.where(st[np.arange(len(vms)), vic] == np.iinfo(np.int64).max, -1, vic)
-
-    # -- the balloon module: its actions are kernels (see _kernel_method) ----------------
-    def inflate_room(self, vms: Ints) -> Ints:
-        """Most pages each VM's module may report now (the kernels' ``inflate_room``)."""
-        return np.asarray(kernels.inflate_room(self._ops(vms)), dtype=np.int64)
-
-    def deflate_room(self, vms: Ints) -> Ints:
-        """The model's ``_deflate_limit`` for each VM (the kernels' ``deflate_limit``)."""
-        return np.asarray(kernels.deflate_limit(self._ops(vms)), dtype=np.int64)
-
-    def allocatable(self, vms: Ints) -> Mask:
-        """Free PPNs as the module's allocations see them (the model's ``balloon_view``)."""
-        return np.asarray(kernels.allocatable(self._ops(vms)), dtype=bool)
 
     # -- free page reporting and the statistics queue ------------------------------------
     def reportable(self, vms: Ints) -> Mask:

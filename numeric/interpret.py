@@ -42,6 +42,7 @@ from ballast.numeric.arrays import (
     INFLATE_QUEUE_BIT, RECLAIMED_BIT, REFUSED_BIT, REPORT_QUEUE_BIT, REPORTING_BIT,
     UNBACKED_MPN, SystemArrays,
 )
+from ballast.numeric.onehot import OneHot, dense, one_hot
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
            "VM_ARRAYS", "Vmm", "VmRows", "property_holds", "run_kernel"]
@@ -173,7 +174,7 @@ class MemoryRows(Rows, Protocol):
     def set_units(self, field: str, value: Mask, ok: Mask) -> None:
         """Write a host set over the units of the host pages of rows ``ok``."""
 
-    def lru_victim(self) -> Mask:
+    def lru_victim(self) -> OneHot:
         """One-hot: each row's least recently used resident VPN."""
 
     def other_mpn(self, other_vm: Ints, other_at: Mask) -> Ints:
@@ -210,6 +211,30 @@ class MemoryRows(Rows, Protocol):
     def write_pages(self, mask: Mask, token: Ints, ok: Mask) -> Mask:
         """The VMM writes a token to the pages of ``mask`` that hold anything, row by row of
         ``ok``: the rows whose MPNs were there."""
+    def token_at(self, field: str, at: Any) -> Ints:
+        """The token of the one entry ``at`` of each row's store (0: none)."""
+
+    def holding(self, vpn: Ints) -> OneHot | None:
+        """The PPN holding each row's VPN from an index (None: no index to answer from)."""
+
+    def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
+        """Set one entry of a page or VPN vector per row of ``ok``."""
+
+
+def _entries(mask: Any, ok: Mask) -> tuple[Ints, Ints]:
+    """(row, column) of every entry of ``mask`` in the rows of ``ok``, row by row."""
+    if isinstance(mask, OneHot):
+        r = np.flatnonzero(ok & mask.present())
+        return r, mask.index[r]
+    r, c = np.nonzero(mask & ok[:, None])
+    return r, c
+
+
+def _whole_rows(mask: Any, ok: Mask) -> Ints | None:
+    """The rows of ``ok`` when ``mask`` holds everywhere in them (a reset), else None."""
+    if isinstance(mask, OneHot) or not ok.any() or not bool(mask[ok].all()):
+        return None
+    return np.flatnonzero(ok)
 
 
 def renumber_stamps(a: SystemArrays) -> None:
@@ -289,13 +314,27 @@ class _VmMemory:
         if field == "host.free" and self.vmm is not None:
             self.vmm.vmm_mark_free(idx[val])
 
-    def lru_victim(self) -> Mask:
+    def lru_victim(self) -> OneHot:
         st = self.arr.lru_stamp[self.vms].astype(np.int64)
         st[st == 0] = np.iinfo(np.int64).max
         vic = np.argmin(st, axis=1)
-        out = np.zeros(st.shape, dtype=bool)
         has = st[np.arange(self.n), vic] != np.iinfo(np.int64).max
-        out[np.flatnonzero(has), vic[has]] = True
+        return OneHot(np.where(has, vic, -1), st.shape[1])
+
+    def token_at(self, field: str, at: Any) -> Ints:
+        """The token of the one entry ``at`` of each row's store (0: none)."""
+        if not isinstance(at, OneHot):
+            return np.where(at, self.read_tokens(field), 0).sum(axis=1).astype(np.int64)
+        r = np.flatnonzero(at.present())
+        c = at.index[r]
+        out = np.zeros(self.n, dtype=np.int64)
+        if field == "guest.disk":
+            d = self.arr.disk[self.vms[r], c].astype(np.int64)
+            out[r] = np.where(d > 0, d - 1, 0)
+        elif self.arr.swap:
+            swap = self.arr.swap
+            for k, v, p in zip(r.tolist(), self.vms[r].tolist(), c.tolist()):
+                out[k] = swap.get((v, p), 0)
         return out
 
     def other_mpn(self, other_vm: Ints, other_at: Mask) -> Ints:
@@ -307,24 +346,29 @@ class _VmMemory:
     def set_tokens(self, field: str, mask: Mask, token: Any, ok: Mask) -> None:
         a = self.arr
         tok = np.asarray(token, dtype=np.int64)
-        tok = np.broadcast_to(tok[:, None] if tok.ndim == 1 else tok, mask.shape)
-        r, c = np.nonzero(mask & ok[:, None])
+        r, c = _entries(mask, ok)
+        t = np.broadcast_to(tok, (self.n,))[r] if tok.ndim <= 1 else tok[r, c]
         if field == "guest.disk":
-            a.disk[self.vms[r], c] = tok[r, c] + 1
+            a.disk[self.vms[r], c] = t + 1
         else:
-            for v, p, t in zip(self.vms[r].tolist(), c.tolist(), tok[r, c].tolist()):
-                a.swap[(v, p)] = t
+            for v, p, x in zip(self.vms[r].tolist(), c.tolist(), t.tolist()):
+                a.swap[(v, p)] = x
 
     def drop_tokens(self, field: str, mask: Mask, ok: Mask) -> None:
         if field == "host.swap":
             self.drop_swap(mask, ok)
             return
-        r, c = np.nonzero(mask & ok[:, None])
+        whole = _whole_rows(mask, ok)
+        if whole is not None:
+            self.arr.disk[self.vms[whole]] = 0
+            return
+        r, c = _entries(mask, ok)
         self.arr.disk[self.vms[r], c] = 0
 
     def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
         rows = self._flags()  # type: ignore[attr-defined]
+        self._pf_dirty = True
         for k in np.flatnonzero(ok).tolist():
             p = int(ppn[k])
             if 0 <= p < P and not rows[k, p] & bit:
@@ -344,15 +388,18 @@ class _VmMemory:
 
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
-        live = np.flatnonzero(ok & vpn.any(axis=1))
-        vs = np.argmax(vpn[live], axis=1)
+        live, vs = _entries(one_hot(vpn), ok)
         a.lru_stamp[self.vms[live], vs] = a.clock + 1 + np.arange(len(live))
         a.clock += len(live)
         if a.clock > 2**31:
             renumber_stamps(a)
 
     def lru_remove(self, mask: Mask, ok: Mask) -> None:
-        r, c = np.nonzero(mask & ok[:, None])
+        whole = _whole_rows(mask, ok)
+        if whole is not None:
+            self.arr.lru_stamp[self.vms[whole]] = 0
+            return
+        r, c = _entries(mask, ok)
         self.arr.lru_stamp[self.vms[r], c] = 0
 
     def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
@@ -360,7 +407,8 @@ class _VmMemory:
         idx = np.flatnonzero(ok)
         tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (self.n,))[idx]
         wr = np.broadcast_to(np.asarray(write, dtype=bool), (self.n,))[idx]
-        done, new = self._vmm().vmm_touch(self.vms[idx], np.argmax(at[idx], axis=1),
+        page = np.maximum(at.index[idx], 0) if isinstance(at, OneHot) else np.argmax(at[idx], axis=1)
+        done, new = self._vmm().vmm_touch(self.vms[idx], page,
                                           tok.copy(), wr.copy(), cow, self.name)
         self._forget_flags()
         granted = np.zeros(self.n, dtype=bool)
@@ -399,15 +447,21 @@ class _VmMemory:
     def sync_vppn(self, use: Any) -> None:
         """Keep the VPN -> PPN index of the rows in step with their new page use."""
         a = self.arr
-        old = a.ppn_use[self.vms]
+        vms = self.vms
+        # Rows left holding no VPN (a reset) lose their whole index row at once.
+        empty = ~(use >= 0).any(axis=1)
+        if empty.any():
+            a.vppn[vms[empty]] = -1
+            vms, use = vms[~empty], use[~empty]
+        old = a.ppn_use[vms]
         changed = old != use
         if not changed.any():
             return
         r, c = np.nonzero(changed & ((old >= 0) | (use >= 0)))
         gone = old[r, c] >= 0
-        a.vppn[self.vms[r[gone]], old[r[gone], c[gone]]] = -1
+        a.vppn[vms[r[gone]], old[r[gone], c[gone]]] = -1
         came = use[r, c] >= 0
-        a.vppn[self.vms[r[came]], use[r[came], c[came]]] = c[came]
+        a.vppn[vms[r[came]], use[r[came], c[came]]] = c[came]
 
 
 class _NumpyMemory:
@@ -422,11 +476,15 @@ class _NumpyMemory:
     def arg(self, name: str) -> Value:
         raise NotImplementedError
 
+    def _arg_one(self, name: str, width: int) -> OneHot:
+        x = self.arg(name)
+        return OneHot(np.where((x >= 0) & (x < width), x, -1), width)
+
     def arg_page(self, name: str) -> Value:
-        return self.arg(name)[:, None] == np.arange(self.cfg.guest_pages)
+        return self._arg_one(name, self.cfg.guest_pages)
 
     def arg_vpn(self, name: str) -> Value:
-        return self.arg(name)[:, None] == np.arange(self.cfg.guest_data_pages)
+        return self._arg_one(name, self.cfg.guest_data_pages)
 
     def arg_is(self, name: str, value: str) -> Value:
         return np.array([x == value for x in self.args[name]], dtype=bool)
@@ -453,20 +511,26 @@ class _NumpyMemory:
         return self.rows.lru_victim()
 
     def pick(self, values: Value, onehot: Value) -> Value:
+        values = dense(values)
+        if isinstance(onehot, OneHot):
+            return onehot.gather(values, False if values.dtype == bool else 0)
         if values.dtype == bool:
             return (values & onehot).any(axis=1)
         return np.where(onehot, values, 0).sum(axis=1).astype(np.int64)
 
+    def token_at(self, field: str, at: Value) -> Value:
+        return self.rows.token_at(field, at)
+
     def other_mpn(self, other_vm: Value, other_at: Value) -> Value:
-        return self.rows.other_mpn(other_vm, other_at)
+        return self.rows.other_mpn(other_vm, dense(other_at))
 
     def set_units(self, field: str, value: Value) -> None:
         self._writing = True
-        self.rows.set_units(field, value, self.ok)
+        self.rows.set_units(field, dense(value), self.ok)
 
     def set_vpns(self, field: str, value: Value) -> None:
         self._writing = True
-        self.rows.write(field, value, self.ok)
+        self.rows.write(field, dense(value), self.ok)
 
     def set_tokens(self, field: str, mask: Value, token: Value) -> None:
         self._writing = True
@@ -502,7 +566,7 @@ class _NumpyMemory:
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True
-        self.rows.share(at, other_vm, other_at, cow, self.ok)
+        self.rows.share(dense(at), other_vm, dense(other_at), cow, self.ok)
 
     def write_pages(self, mask: Value, token: Value) -> None:
         assert not self._writing, "the VMM writes pages after the guard, before other effects"
@@ -530,6 +594,10 @@ class VmRows(_VmMemory):
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
         self._use: Any = None
+        # Whether the copies above were changed (then written back by commit); a copy
+        # only read is dropped.
+        self._pf_dirty = False
+        self._use_dirty = False
 
     def _flags(self) -> npt.NDArray[np.unsignedinteger[Any]]:
         if self._pf is None:
@@ -566,22 +634,71 @@ class VmRows(_VmMemory):
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
         a = self.arr
+        every = bool(ok.all())
         if field == "guest.expected":
-            a.expected[self.vms[ok]] = np.broadcast_to(value, a.expected[self.vms].shape)[ok]
+            shape = (self.n, a.expected.shape[1])
+            a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
         elif field in FLAGS:
             bit = FLAGS[field]
             rows = self._flags()
-            new = np.where(np.broadcast_to(value, rows.shape), rows | bit, rows & ~bit)
-            self._pf = np.where(ok[:, None], new, rows).astype(rows.dtype)
+            v = np.broadcast_to(value, rows.shape)
+            # Setting or clearing a bit everywhere (a reset) needs no selection.
+            new = (rows & ~bit if not v.any() else rows | bit if v.all()
+                   else np.where(v, rows | bit, rows & ~bit))
+            self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
+                rows.dtype, copy=False)
+            self._pf_dirty = True
         elif field == "guest.ppn_use":
             use = self._uses()
-            self._use = np.where(ok[:, None], value, use).astype(use.dtype)
+            new = np.broadcast_to(value, use.shape)
+            self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
+            self._use_dirty = True
         elif field in ("guest.vcpus", "parked_vcpus"):
             packed = (np.asarray(value, dtype=np.int64) << np.arange(self.cfg.vcpus)).sum(axis=1)
             getattr(a, VM_ARRAYS[field])[self.vms[ok]] = packed[ok]
         else:
             target = getattr(a, VM_ARRAYS[field])
             target[self.vms[ok]] = np.broadcast_to(value, (self.n,))[ok]
+
+    def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
+        a = self.arr
+        r = np.flatnonzero(ok & at.present())
+        c = at.index[r]
+        val = np.broadcast_to(np.asarray(value), (self.n,))[r]
+        v = self.vms[r]
+        if field == "guest.ppn_use" and not self._use_dirty:
+            # Straight into the arrays, the VPN -> PPN index with them (a whole-row write
+            # pending in the copy is joined instead, and synced by commit).
+            old = a.ppn_use[v, c].astype(np.int64)
+            a.ppn_use[v, c] = val
+            if self._use is not None:
+                self._use[r, c] = val
+            gone = old >= 0
+            a.vppn[v[gone], old[gone]] = -1
+            came = val >= 0
+            a.vppn[v[came], val[came]] = c[came]
+        elif field == "guest.ppn_use":
+            self._use[r, c] = val
+        elif field == "guest.expected":
+            a.expected[v, c] = val
+        elif field in FLAGS:
+            rows, bit = self._flags(), FLAGS[field]
+            rows[r, c] = np.where(val != 0, rows[r, c] | bit, rows[r, c] & ~bit)
+            self._pf_dirty = True
+        else:
+            now = self.read(field)
+            new = np.asarray(value)
+            self.write(field, np.where(at.dense(), new[:, None] if new.ndim == 1 else new, now),
+                       ok)
+
+    def holding(self, vpn: Ints) -> OneHot | None:
+        if self._use_dirty:
+            return None
+        v = np.broadcast_to(np.asarray(vpn, dtype=np.int64), (self.n,))
+        known = (v >= 0) & (v < self.cfg.guest_data_pages)
+        ppn = np.full(self.n, -1, dtype=np.int64)
+        ppn[known] = self.arr.vppn[self.vms[known], v[known]]
+        return OneHot(ppn, self.cfg.guest_pages)
 
     def queue_len(self, field: str) -> Ints:
         n = ((self._flags() & FLAGS[field]) != 0).sum(axis=1).astype(np.int64)
@@ -614,10 +731,12 @@ class VmRows(_VmMemory):
             for r, p in zip(*np.nonzero(dup)):
                 extra.setdefault(int(self.vms[r]), []).append(int(p))
         rows[sel] |= bit
+        self._pf_dirty = True
 
     def queue_clear(self, field: str, ok: Mask) -> None:
         rows = self._flags()
         rows[ok] &= ~FLAGS[field]
+        self._pf_dirty = True
         extra = self._extra(field)
         if extra:
             for v in self.vms[ok].tolist():
@@ -656,32 +775,59 @@ class VmRows(_VmMemory):
 
     def unback(self, mask: Mask, ok: Mask, by_balloon: bool, scrub: bool) -> None:
         assert self._unback is not None, "these rows cannot unmap pages"
-        r, c = np.nonzero(mask & ok[:, None])
+        r, c = _entries(mask, ok)
         self._unback(self.vms[r], c.astype(np.int64), by_balloon, scrub)
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         a = self.arr
-        if a.swap:
-            r, c = np.nonzero(mask & ok[:, None])
+        if not a.swap:
+            return
+        if isinstance(mask, OneHot):
+            r, c = _entries(mask, ok)
             for v, p in zip(self.vms[r].tolist(), c.tolist()):
                 a.swap.pop((v, p), None)
+            return
+        m, P = np.broadcast_to(mask, (self.n, self.cfg.guest_pages)), self.cfg.guest_pages
+        if np.count_nonzero(m & ok[:, None]) <= len(a.swap):
+            r, c = np.nonzero(m & ok[:, None])
+            for v, p in zip(self.vms[r].tolist(), c.tolist()):
+                a.swap.pop((v, p), None)
+            return
+        # Fewer swap entries than pages named (a reset of whole VMs): look each entry up.
+        row = {v: k for k, v in enumerate(self.vms.tolist())}
+        for v, p in list(a.swap):
+            k = row.get(v)
+            if k is not None and ok[k] and 0 <= p < P and m[k, p]:
+                del a.swap[(v, p)]
 
     def commit(self) -> None:
-        if self._pf is not None:
+        if self._pf_dirty:
             self.arr.page_flags[self.vms] = self._pf
-        if self._use is not None:
+        if self._use_dirty:
             self.sync_vppn(self._use)
             self.arr.ppn_use[self.vms] = self._use
 
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:
     """Broadcast a VM value (``(n,)``) against a vector (``(n, k)``)."""
+    a, b = dense(a), dense(b)
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim != b.ndim:
         if a.ndim == 1:
             a = a[:, None]
         else:
             b = b[:, None]
     return a, b
+
+
+def _and_one(hot: OneHot, x: Any) -> Any:
+    """``hot`` and ``x`` (a truth value, one per row, a vector or another one-hot)."""
+    if isinstance(x, OneHot):
+        return OneHot(np.where(hot.index == x.index, hot.index, -1), hot.width)
+    if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.ndim <= 1):
+        return hot.keep(x)
+    if isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == bool:
+        return hot.keep(hot.gather(x, False))
+    return np.logical_and(*_pair(hot, x))
 
 
 def _lift(fn: Callable[[Any, Any], Any]) -> Callable[["NumpyOps", Any, Any], Any]:
@@ -774,6 +920,14 @@ class NumpyOps(_NumpyMemory):
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
+        hot = next((x for x in xs if isinstance(x, OneHot)), None)
+        if hot is not None:
+            # One named entry per row stays one: keep the rows where the rest holds there.
+            out: Any = hot
+            for x in xs:
+                if x is not hot:
+                    out = _and_one(out, x)
+            return out
         out = xs[0]
         for x in xs[1:]:
             out = np.logical_and(*_pair(out, x))
@@ -786,10 +940,10 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def not_(self, x: Value) -> Value:
-        return np.logical_not(x)
+        return np.logical_not(dense(x))
 
     def implies(self, a: Value, b: Value) -> Value:
-        return np.logical_or(*_pair(np.logical_not(a), b))
+        return np.logical_or(*_pair(np.logical_not(dense(a)), b))
 
     eq = _lift(lambda a, b: a == b)
     ne = _lift(lambda a, b: a != b)
@@ -801,30 +955,41 @@ class NumpyOps(_NumpyMemory):
     maximum = _lift(np.maximum)
 
     def where(self, cond: Value, a: Value, b: Value) -> Value:
+        if isinstance(a, OneHot) and isinstance(b, OneHot) and np.ndim(cond) <= 1:
+            return OneHot(np.where(cond, a.index, b.index), a.width)
         cond, a = _pair(cond, a)
         cond, b = _pair(cond, b)
+        if isinstance(cond, np.ndarray) and cond.ndim == 2:
+            # One side everywhere (a reset): no selection, the other side unread.
+            shape = np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
+            if cond.all():
+                return np.broadcast_to(a, shape)
+            if not cond.any():
+                return np.broadcast_to(b, shape)
         return np.where(cond, a, b)
 
     # -- reductions and selections ----------------------------------------------------------
     def count(self, mask: Value) -> Value:
-        return mask.sum(axis=1).astype(np.int64)
+        if isinstance(mask, OneHot):
+            return mask.present().astype(np.int64)
+        return np.count_nonzero(mask, axis=1).astype(np.int64)
 
     def any(self, mask: Value) -> Value:
+        if isinstance(mask, OneHot):
+            return mask.present()
         return mask.any(axis=1)
 
     def all(self, mask: Value) -> Value:
-        return mask.all(axis=1)
+        return dense(mask).all(axis=1)
 
     def lowest(self, mask: Value, k: Value) -> Value:
         if isinstance(k, int) and k == 1:
-            # The first entry that holds: a one-hot row (cheaper than a prefix count).
-            out = np.zeros(mask.shape, dtype=bool)
-            rows = np.flatnonzero(mask.any(axis=1))
-            out[rows, mask[rows].argmax(axis=1)] = True
-            return out
+            return one_hot(mask)  # the first entry that holds, as its index
+        mask = dense(mask)
         return mask & (np.cumsum(mask, axis=1) <= np.asarray(k).reshape(-1, 1))
 
     def up_to_last(self, mask: Value) -> Value:
+        mask = dense(mask)
         return np.logical_or.accumulate(mask[:, ::-1], axis=1)[:, ::-1]
 
     # -- guard and effect -------------------------------------------------------------------
@@ -834,13 +999,26 @@ class NumpyOps(_NumpyMemory):
 
     def set_vm(self, field: str, value: Value) -> None:
         self._writing = True
-        self.rows.write(field, value, self.ok)
+        self.rows.write(field, dense(value), self.ok)
 
     set_pages = set_vcpus = set_vm
 
+    def set_at(self, field: str, at: Value, value: Value) -> None:
+        write_at = getattr(self.rows, "write_at", None)
+        if write_at is not None and isinstance(at, OneHot):
+            self._writing = True
+            write_at(field, at, value, self.ok)
+            return
+        self.set_vm(field, self.where(at, value, self.rows.read(field)))
+
+    def holding(self, vpn: Value) -> Value:
+        index = getattr(self.rows, "holding", None)
+        held = index(vpn) if index is not None else None
+        return self.eq(self.rows.read("guest.ppn_use"), vpn) if held is None else held
+
     def queue_add(self, field: str, mask: Value) -> None:
         self._writing = True
-        self.rows.queue_add(field, mask, self.ok)
+        self.rows.queue_add(field, dense(mask), self.ok)
 
     def queue_clear(self, field: str) -> None:
         self._writing = True
@@ -864,13 +1042,17 @@ class NumpyOps(_NumpyMemory):
         self._writing = True
         self.rows.give(field, n, self.ok)
 
+    def _mask(self, mask: Value) -> Value:
+        """A mask for the store: a :class:`OneHot` as it is where the store takes one."""
+        return mask if isinstance(self.rows, VmRows) else dense(mask)
+
     def unback(self, mask: Value, by_balloon: bool, scrub: bool = True) -> None:
         self._writing = True
-        self.rows.unback(mask, self.ok, by_balloon, scrub)
+        self.rows.unback(self._mask(mask), self.ok, by_balloon, scrub)
 
     def drop_swap(self, mask: Value) -> None:
         self._writing = True
-        self.rows.drop_swap(mask, self.ok)
+        self.rows.drop_swap(self._mask(mask), self.ok)
 
 
 def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:
@@ -927,7 +1109,14 @@ class NumpyStateOps(NumpyOps):
         return self._by_page
 
     def mapped(self) -> Value:
-        return (self._page_counts() > 0)[None, :]
+        if self._by_page is not None:
+            return (self._by_page > 0)[None, :]
+        # Marking each backed MPN is cheaper than counting its pages. UNBACKED_MPN is
+        # above every MPN, so one comparison keeps the MPNs that exist.
+        flat, M = self.arr.p2m.ravel(), len(self.arr.mpn_flags)
+        out = np.zeros(M, dtype=bool)
+        out[flat[flat < M]] = True
+        return out[None, :]
 
     def shared(self, across_vms: bool) -> Value:
         twice = self._page_counts() > 1

@@ -5,7 +5,10 @@ Each *batch* picks an action of the model and a random set of VMs, draws
 arguments among the model's ``candidates`` (the guest's allocator gives random
 free PPNs, or the lowest ones under the ``lowest`` policy; the module deflates
 random balloon pages; the VMM accepts a random choice of the reported pages it
-has room for; the LRU victim is evicted, ...) and applies them. Only
+has room for; the LRU victim is evicted, ...) and applies them. Arguments whose
+admitted values depend on the state are drawn among the ``choices`` that
+:data:`ballast.model.arguments.ARGUMENTS` names with the guards' kernel helpers;
+the others uniformly over the values it describes. Only
 operations that took effect are logged, so the log is a legal sequence of
 model actions: :func:`log_actions` turns it into ``Action`` values for a
 trace.
@@ -26,13 +29,14 @@ from typing import Any, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from ballast.model.action_kernels import reclaim_room
+from ballast.model.action_kernels import allocatable
 from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS
 from ballast.model.config import Config, GuestPolicyName
 from ballast.model.state import FREE
-from ballast.numeric.arrays import BALLOONED_BIT, INFLATE_QUEUE_BIT, BALLOON_BIT, UNBACKED_MPN
+from ballast.numeric.arrays import BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
+from ballast.numeric.onehot import OneHot, dense
 
 __all__ = ["Batch", "WEIGHTS", "draw_batch", "log_actions", "run_batches", "batch_actions"]
 
@@ -78,7 +82,7 @@ def _subset(rng: Rng, n: int, frac: float) -> npt.NDArray[np.int64]:
 
 def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict[str, Any]]:
     """VMs (or host pages) and arguments for one batch of ``name``."""
-    cfg, a = eng.cfg, eng.arr
+    cfg = eng.cfg
     P = cfg.guest_pages
     if name in ("host_take_page", "host_return_page"):
         k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
@@ -110,48 +114,16 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
             pick = _random_pick(rng, cold, np.ones(n, dtype=np.int64))
             ppn = np.where(pick.any(axis=1) & (rng.random(n) < 0.5), pick.argmax(axis=1), ppn)
         return vms, {"ppn": ppn}
-    if name == "vmm_back_page":
-        # The VMM's choice among the pages it may back: unbacked and not in the balloon
-        # (a uniform page would almost never be one the host has just paged out).
-        backable = (a.p2m[vms] == UNBACKED_MPN) & ((a.page_flags[vms] & BALLOONED_BIT) == 0)
-        picked = _random_pick(rng, backable, np.ones(n, dtype=np.int64))
-        ppn = np.where(picked.any(axis=1), picked.argmax(axis=1),
-                       _uniform(rng, cfg, name, "ppn", n))
-        return vms, {"ppn": ppn}
-    if name == "vmm_reclaim":
-        # The VMM's choice: which valid reported pages to accept (as many as it has room
-        # for, or with ``refusal`` sometimes fewer); it refuses the rest.
-        rows = a.page_flags[vms]
-        valid = ((rows & INFLATE_QUEUE_BIT) != 0) & ((rows & BALLOONED_BIT) == 0)
-        room = (np.asarray(reclaim_room(eng._ops(vms), True), dtype=np.int64) if cfg.migration
-                else np.maximum(0, a.target[vms] - ((rows & BALLOONED_BIT) != 0).sum(axis=1)))
-        most = np.minimum(valid.sum(axis=1), room)
-        take = _counts(rng, most, 0 if cfg.refusal else None)
-        acc = _random_pick(rng, valid, take)
-        refuse = [tuple(np.flatnonzero(valid[k] & ~acc[k]).tolist()) for k in range(n)]
-        return vms, {"refuse": refuse}
+    if any(arg.choices is not None for arg in ARGUMENTS[name].values()):
+        return vms, _chosen(eng, rng, name, vms)
     if name in ("guest_read",):
         return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n)}
     if name == "guest_write":
         return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n),
                      "token": _uniform(rng, cfg, name, "token", n)}
-    if name == "guest_evict":
-        if cfg.guest_policy in (GuestPolicyName.LRU, GuestPolicyName.LOWEST):
-            return vms, {"vpn": np.maximum(eng._victims(vms), 0)}
-        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n)}
-    if name == "balloon_inflate":
-        room = _counts(rng, eng.inflate_room(vms), 1)
-        free = eng.allocatable(vms)
-        if cfg.guest_policy is GuestPolicyName.LOWEST:
-            return vms, {"ppns": free & (np.cumsum(free, axis=1) <= room[:, None])}
-        return vms, {"ppns": _random_pick(rng, free, room)}
-    if name == "balloon_deflate":
-        room = _counts(rng, eng.deflate_room(vms), 1)
-        mb = (a.page_flags[vms] & BALLOON_BIT) != 0
-        return vms, {"ppns": _random_pick(rng, mb, room)}
     if name == "balloon_migrate":
         # The guest's allocator hands out one free page (the lowest under ``lowest``).
-        free = eng.allocatable(vms)
+        free = dense(allocatable(eng._ops(vms)))
         one = np.ones(n, dtype=np.int64)
         pick = (free & (np.cumsum(free, axis=1) <= 1) if cfg.guest_policy is GuestPolicyName.LOWEST
                 else _random_pick(rng, free, one))
@@ -176,14 +148,6 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
             free = np.where(prefer[:, None], some, free)
         room = _counts(rng, np.minimum(free.sum(axis=1), cfg.batch), 1)
         return vms, {"ppns": _random_pick(rng, free, room)}
-    if name in ("balloon_cpu_offline", "balloon_cpu_online"):
-        # The guest's choice: any online vCPU but the boot one, or any offline one.
-        bits = (a.vcpus[vms] & ~np.int64(1) if name == "balloon_cpu_offline"
-                else ~(a.vcpus[vms] | a.parked_vcpus[vms]))
-        cpus = np.array([[(int(b) >> c) & 1 == 1 for c in range(cfg.vcpus)] for b in bits],
-                        dtype=bool).reshape(n, cfg.vcpus)
-        pick = _random_pick(rng, cpus, np.ones(n, dtype=np.int64))
-        return vms, {"vcpu": np.where(pick.any(axis=1), np.argmax(pick, axis=1), 0)}
     if name == "rogue_report":
         ppn = int(_uniform(rng, cfg, name, "ppn"))
         if rng.random() < 0.1:
@@ -197,6 +161,41 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return vms, {"actual": np.array([int(_uniform(rng, cfg, name, "actual"))],
                                         dtype=np.int64)}
     return vms, {}
+
+
+def _chosen(eng: Engine, rng: Rng, name: str, vms: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """Arguments drawn among the values the guard admits in the current state (the
+    ``choices`` of :data:`~ballast.model.arguments.ARGUMENTS`, evaluated by the NumPy
+    interpreter for every VM of the batch at once); uniform where it admits any."""
+    cfg, n = eng.cfg, len(vms)
+    o = eng._ops(vms)
+    out: dict[str, Any] = {}
+    for key, arg in ARGUMENTS[name].items():
+        if arg.choices is None:
+            out[key] = _uniform(rng, cfg, name, key, n)
+            continue
+        admitted = arg.choices(o)
+        pool = dense(admitted)
+        if arg.kind == "refuse":
+            # How many valid reported pages the VMM accepts (as many as it has room for,
+            # or with ``refusal`` sometimes fewer); it refuses the rest.
+            assert arg.most is not None
+            most = np.minimum(pool.sum(axis=1), np.asarray(arg.most(o), dtype=np.int64))
+            acc = _random_pick(rng, pool, _counts(rng, most, 0 if cfg.refusal else None))
+            out[key] = [tuple(np.flatnonzero(pool[k] & ~acc[k]).tolist()) for k in range(n)]
+        elif arg.most is not None:
+            room = _counts(rng, np.asarray(arg.most(o), dtype=np.int64), 1)
+            out[key] = (pool & (np.cumsum(pool, axis=1) <= room[:, None]) if arg.lowest(cfg)
+                        else _random_pick(rng, pool, room))
+        else:
+            # One value: where the guard leaves one (the LRU victim) there is nothing to
+            # draw; a VM with none gets a value its guard refuses, and it is not logged.
+            one = pool if isinstance(admitted, OneHot) else \
+                _random_pick(rng, pool, np.ones(n, dtype=np.int64))
+            none = (_uniform(rng, cfg, name, key, n) if arg.draw_when_none
+                    else arg.values(cfg)[0])
+            out[key] = np.where(one.any(axis=1), one.argmax(axis=1), none).astype(np.int64)
+    return out
 
 
 def _uniform(rng: Rng, cfg: Config, name: str, arg: str, n: int | None = None) -> Any:

@@ -376,6 +376,9 @@ class _Z3Memory:
             out = _ite(onehot[i], values[i], out)
         return out
 
+    def token_at(self, field: str, at: Value) -> Value:
+        return self.pick(self.tokens(field), at)
+
     def other_mpn(self, other_vm: Value, other_at: Value) -> Value:
         return self.pick([self.s["p2m", int(other_vm), p] for p in range(self.cfg.guest_pages)],
                          other_at)
@@ -672,6 +675,14 @@ class Z3Ops(_Z3Memory):
 
     def set_vcpus(self, field: str, value: Value) -> None:
         self.set_pages(field, value)
+
+    def holding(self, vpn: Value) -> Value:
+        return self.eq(self.pages("guest.ppn_use"), vpn)
+
+    def set_at(self, field: str, at: Value, value: Value) -> None:
+        k, v = self._key(field), self.vm_index
+        now = [self.s[k, v, i] for i in range(len(at))]
+        self._write({(k, v, i): x for i, x in enumerate(self.where(at, value, now))})
 
     def queue_add(self, field: str, mask: Value) -> None:
         k, cap = self._key(field), queue_cap(self.cfg)

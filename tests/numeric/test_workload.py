@@ -1,0 +1,104 @@
+"""The workload draws state-dependent arguments among exactly what the model's guards admit."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ballast.model.actions import ACTIONS, enabled
+from ballast.model.arguments import ARGUMENTS
+from ballast.model.config import Config, preset
+from ballast.model.state import State
+from ballast.model.system import BalloonModel
+from ballast.numeric.engine import Engine
+from ballast.numeric.onehot import dense
+from ballast.numeric.workload import draw_batch
+
+CHOSEN = sorted(name for name, args in ARGUMENTS.items()
+                if any(a.choices is not None for a in args.values()))
+
+
+def _walk(cfg: Config, seed: int, length: int) -> list[State]:
+    """States of one random run of the model, rare actions as likely as common ones."""
+    model, rng = BalloonModel(cfg), random.Random(seed)
+    s = model.init_states()[0]
+    out = [s]
+    for _ in range(length):
+        succ = list(model.successors(s))
+        if not succ:
+            break
+        pick = rng.choice(sorted({a.name for a, _ in succ}))
+        s = rng.choice([post for a, post in succ if a.name == pick])
+        out.append(s)
+    return out
+
+
+def _admitted(cfg: Config, s: State, name: str) -> tuple[dict[int, list[Any]], Any, Any]:
+    """The arguments the model enables per VM, and the choices (and most) of the NumPy
+    interpretation of the argument's kernel helpers for every VM."""
+    key, arg = next((k, a) for k, a in ARGUMENTS[name].items() if a.choices is not None)
+    ok: dict[int, list[Any]] = defaultdict(list)
+    for act, _ in enabled(cfg, s, {name: ACTIONS[name]}):
+        ok[act.kwargs["vm"]].append(act.kwargs[key])
+    o = Engine.from_state(cfg, s)._ops(np.arange(cfg.vms, dtype=np.int64))
+    pool = dense(arg.choices(o))
+    most = None if arg.most is None else np.broadcast_to(arg.most(o), (cfg.vms,))
+    return ok, pool, most
+
+
+@pytest.mark.parametrize("name", CHOSEN)
+@pytest.mark.parametrize("preset_name", ["default", "processors", "xen", "qemu", "vmware"])
+def test_choices_are_what_the_guard_admits(name: str, preset_name: str) -> None:
+    cfg = preset(preset_name)
+    if not ACTIONS[name].feature(cfg):
+        pytest.skip(f"{name} is off in {preset_name}")
+    seen = 0
+    for s in _walk(cfg, seed=len(name), length=40):
+        ok, pool, most = _admitted(cfg, s, name)
+        for vm in range(cfg.vms):
+            chosen = set(np.flatnonzero(pool[vm]).tolist())
+            if ARGUMENTS[name][next(iter(ARGUMENTS[name]))].kind == "refuse":
+                # The VMM accepts among the valid reported pages, as many as it has room for.
+                for refuse in ok[vm]:
+                    accepted = chosen - set(refuse)
+                    assert len(accepted) <= most[vm]
+                seen += len(ok[vm])
+            elif most is not None:
+                # A set of pages: each enabled one is among the choices, no larger than most,
+                # and every choice is taken by some enabled set.
+                for ppns in ok[vm]:
+                    assert set(ppns) <= chosen and len(ppns) <= most[vm], (s, vm, ppns)
+                if ok[vm]:
+                    assert set().union(*map(set, ok[vm])) == chosen
+                    assert max(map(len, ok[vm])) == most[vm]
+                seen += len(ok[vm])
+            else:
+                # One value: enabled ones are choices; once the action is enabled at all
+                # (what the guard asks of the VM alone holds), the choices are exactly them.
+                assert set(ok[vm]) <= chosen, (vm, ok[vm], chosen)
+                if ok[vm]:
+                    assert set(ok[vm]) == chosen
+                seen += len(ok[vm])
+    if seen == 0:
+        pytest.skip(f"{name} never enabled on this run of {preset_name}")
+
+
+def test_draws_take_effect_where_the_guard_admits_them() -> None:
+    """Drawn among the choices, a batch of every chosen action mostly takes effect."""
+    cfg = preset("default")
+    for s in _walk(cfg, seed=3, length=60)[::10]:
+        eng = Engine.from_state(cfg, s)
+        rng = np.random.default_rng(0)
+        for name in CHOSEN:
+            if not ACTIONS[name].feature(cfg):
+                continue
+            vms, args = draw_batch(eng, rng, name, 1.0)
+            ok, _, _ = _admitted(cfg, s, name)
+            took = Engine.from_state(cfg, s).apply_batch(name, vms, **args)
+            # A VM whose guard admits some value of the argument gets one that takes effect
+            # (in a batch the host's free MPNs are shared; these actions take none).
+            assert all(bool(took[k]) for k, vm in enumerate(vms.tolist()) if ok[vm]), name
