@@ -82,7 +82,7 @@ def _subset(rng: Rng, n: int, frac: float) -> npt.NDArray[np.int64]:
 
 def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict[str, Any]]:
     """VMs (or host pages) and arguments for one batch of ``name``."""
-    cfg = eng.cfg
+    cfg, a = eng.cfg, eng.arr
     P = cfg.guest_pages
     if name in ("host_take_page", "host_return_page"):
         k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
