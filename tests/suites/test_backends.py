@@ -40,7 +40,7 @@ def test_every_item_is_encoded_by_every_backend_that_covers_its_kind() -> None:
                 assert cell.where, (kind, name, b)
 
 
-GAPPED_PRESETS = {"qemu", "reporting", "poison", "hostile"}
+GAPPED_PRESETS = {"qemu", "reporting", "poison", "hostile", "hinting", "hibernation"}
 """Presets that switch on what Z3 and NumPy do not encode yet: real drivers' behaviours
 (``qemu``) and the virtio 1.x features (free page reporting, page poison, statistics, the
 VMM's own flood bound; ``hostile`` has every feature on)."""
