@@ -320,7 +320,12 @@ def _skip_rewritten(cfg: Config, s: State, vm: int) -> State:
 
 
 @_fault("restore_forgets_balloon", "balloon_restore", "balloon_agrees_after_restore",
-        also=("balloon_accounting_exact",), hibernation=True)
+        also=("balloon_accounting_exact",),
+        missed_by={"hypothesis": "its runs rarely fill a balloon, take every acknowledgement, "
+                                 "then freeze and restore: on the default preset its default "
+                                 "budget (121 runs, 5,555 steps) did not catch it; random runs "
+                                 "and the explorer do"},
+        hibernation=True)
 def _restore_forgets(cfg: Config, s: State, vm: int) -> State:
     """The driver comes back from hibernation without its balloon: it holds no page and
     tells the device ``actual = 0``, while the VMM still holds the pages as ballooned."""
