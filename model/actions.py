@@ -86,7 +86,12 @@ __all__ = [
     "vmm_refuse_flood",
     "allocator_view",
     "guest_free_pages",
+    "HINT_DONE",
+    "HINT_STOP",
+    "hint_cycle_running",
+    "quiescent",
     "require",
+    "skip_pages",
     "usable_free",
     "has_usable_free",
 ]
@@ -255,7 +260,15 @@ def apply(cfg: Config, s: State, act: Action,
         require(isinstance(vm, int) and 0 <= vm < cfg.vms, act.name, f"no VM {vm}")
     if spec.actor is Actor.ROGUE:
         require(vm in cfg.hostile_vms, act.name, f"VM {vm} is not configured as hostile")
+    if isinstance(vm, int) and spec.actor in _GUEST_SIDE and s.vms[vm].module.frozen:
+        # One guard of every guest-side action: a hibernated guest runs nothing.
+        require(act.name == "balloon_restore", act.name,
+                "the guest is hibernated: it runs nothing until its driver is restored")
     return spec.effect(cfg, s, **kwargs)
+
+
+_GUEST_SIDE = frozenset({Actor.GUEST, Actor.MODULE, Actor.ROGUE})
+"""The actors inside a guest: none of them acts while the guest is hibernated."""
 
 
 def enabled(cfg: Config, s: State,
@@ -348,6 +361,10 @@ def write_page(s: State, vm: int, ppn: int, token: int, action_name: str) -> Sta
     """VMM: the guest writes ``token`` to ``ppn``; a write to a shared page breaks the share.
     A page discarded after a free page report holds the guest's own data again."""
     s, mpn = fault_in(s, vm, ppn, action_name)
+    if ppn in s.vms[vm].hinted:  # the dirty log marks a hinted page written: it must be sent
+        v = s.vms[vm]
+        s = s.with_vm(vm, v.replace(hinted=v.hinted - {ppn},
+                                    hint_rewritten=v.hint_rewritten | {ppn}))
     if ppn in s.vms[vm].discarded:
         s = s.with_vm(vm, s.vms[vm].replace(discarded=s.vms[vm].discarded - {ppn}))
     host = s.host
@@ -1313,3 +1330,192 @@ def balloon_report_stats(cfg: Config, s: State, vm: int) -> State:
     free = guest_free_pages(v)
     require(free != v.stats_free, "balloon_report_stats", "the VMM already has these statistics")
     return s.with_vm(vm, v.replace(stats_free=free))
+
+
+# --------------------------------------------------------------------------
+# Free page hinting (virtio 1.x section 5.5.6.5) and hibernation
+
+
+HINT_STOP = 0
+"""VIRTIO_BALLOON_CMD_ID_STOP: the device asks the driver to stop hinting."""
+HINT_DONE = 1
+"""VIRTIO_BALLOON_CMD_ID_DONE: the device no longer needs the hints (the migration ended)."""
+_HINT_IDS = (2, 3)
+"""The ids of hint cycles: QEMU counts them up from 0x80000000; two alternating ids are
+enough to tell the cycle under way from the one the driver read last."""
+
+
+def hint_cycle_running(v: VmState) -> bool:
+    """Whether the device shows the id of a hint cycle (neither STOP nor DONE)."""
+    return v.hint_cmd_id in _HINT_IDS
+
+
+def _hint_requests(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if not hint_cycle_running(s.vms[vm]):
+        yield {"vm": vm}
+
+
+@action(Actor.VMM, vm_candidates=_hint_requests, feature=lambda c: c.free_page_hint)
+def vmm_request_hints(cfg: Config, s: State, vm: int) -> State:
+    """The VMM starts a hint cycle for a live migration (virtio 1.x section 5.5.6.5,
+    VIRTIO_BALLOON_F_FREE_PAGE_HINT): it writes a new command id to
+    ``free_page_hint_cmd_id``, one the driver has not read before (QEMU
+    hw/virtio/virtio-balloon.c counts ids up from 0x80000000 and sets its status to
+    FREE_PAGE_HINT_S_REQUESTED). No page is hinted in the new cycle yet."""
+    v = s.vms[vm]
+    require(not hint_cycle_running(v), "vmm_request_hints", "a hint cycle is already under way")
+    new = _HINT_IDS[1] if v.module.hinting_for == _HINT_IDS[0] else _HINT_IDS[0]
+    return s.with_vm(vm, v.replace(hint_cmd_id=new, hinted=frozenset(),
+                                   hint_rewritten=frozenset()))
+
+
+def _hint_stops(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if hint_cycle_running(s.vms[vm]):
+        for command in ("stop", "done"):
+            yield {"vm": vm, "command": command}
+
+
+@action(Actor.VMM, vm_candidates=_hint_stops, feature=lambda c: c.free_page_hint)
+def vmm_stop_hints(cfg: Config, s: State, vm: int, command: str) -> State:
+    """The VMM ends the hint cycle (virtio 1.x section 5.5.6.5): ``stop`` writes
+    VIRTIO_BALLOON_CMD_ID_STOP (QEMU does so before it syncs the dirty bitmap), ``done``
+    VIRTIO_BALLOON_CMD_ID_DONE (the migration ended; Linux then gives the hinted pages back
+    to its allocator). Hints of the cycle count no more: nothing is skipped after this."""
+    require(command in ("stop", "done"), "vmm_stop_hints", "the command is stop or done")
+    v = s.vms[vm]
+    require(hint_cycle_running(v), "vmm_stop_hints", "no hint cycle is under way")
+    return s.with_vm(vm, v.replace(hint_cmd_id=HINT_STOP if command == "stop" else HINT_DONE,
+                                   hinted=frozenset(), hint_rewritten=frozenset()))
+
+
+def _hint_starts(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if hint_cycle_running(v) and v.module.hinting_for != v.hint_cmd_id:
+        yield {"vm": vm}
+
+
+@action(Actor.MODULE, vm_candidates=_hint_starts, feature=lambda c: c.free_page_hint)
+def balloon_hint_start(cfg: Config, s: State, vm: int) -> State:
+    """The module reads a new hint command id and starts hinting (virtio 1.x section 5.5.6.5:
+    the driver sends the id on free_page_vq before its hints; Linux
+    ``virtio_balloon_cmd_id_received``, ``send_cmd_id_start``). Its hints carry that id."""
+    v = s.vms[vm]
+    require(hint_cycle_running(v) and v.module.hinting_for != v.hint_cmd_id,
+            "balloon_hint_start", "the device asks for no new hint cycle")
+    return s.with_vm(vm, v.replace(module=replace(v.module, hinting_for=v.hint_cmd_id)))
+
+
+def _hintable(v: VmState) -> list[int]:
+    """Free PPNs the module may hint: on the allocator's free list, not ballooned."""
+    return [p for p, use in enumerate(allocator_view(v)) if use == FREE and p not in v.ballooned]
+
+
+def _hints(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if v.module.hinting_for not in _HINT_IDS:
+        return
+    free = _hintable(v)
+    for n in range(1, min(cfg.batch, len(free)) + 1):
+        for ppns in itertools.combinations(free, n):
+            yield {"vm": vm, "ppns": ppns}
+
+
+@action(Actor.MODULE, vm_candidates=_hints, feature=lambda c: c.free_page_hint)
+def balloon_hint_free_pages(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The module hints free pages to the device, tagged with the command id it read (virtio
+    1.x section 5.5.6.5). The device takes the hints of the cycle under way only: the
+    migration may then skip those pages until the guest writes them; hints tagged with an
+    older id are ignored (QEMU ``get_free_page_hints`` drops them once the id changed).
+
+    A hint says only that the page was free when hinted: the guest may take it into use
+    again at once, and its writes then count (section 5.5.6.5: the device must not rely on
+    a hint for a page written after it). Choices, each permitted by: which free pages and
+    how many, up to one report's worth (Linux hints blocks of
+    VIRTIO_BALLOON_HINT_BLOCK_ORDER that its allocator hands out, and holds them until
+    DONE, a narrowing of this)."""
+    v = s.vms[vm]
+    require(v.module.hinting_for in _HINT_IDS, "balloon_hint_free_pages",
+            "the module has read no hint command id")
+    require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.batch
+            and len(set(ppns)) == len(ppns), "balloon_hint_free_pages",
+            f"one hint carries 1 to {cfg.batch} distinct pages")
+    require(set(ppns) <= set(_hintable(v)), "balloon_hint_free_pages",
+            "only pages on the guest's free list can be hinted")
+    if v.module.hinting_for != v.hint_cmd_id:
+        return s  # a hint of an older cycle: the device ignores it
+    return s.with_vm(vm, v.replace(hinted=v.hinted | set(ppns),
+                                   hint_rewritten=v.hint_rewritten - set(ppns)))
+
+
+def _skips(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if hint_cycle_running(v) and v.hinted:
+        yield {"vm": vm}
+
+
+def skip_pages(s: State, vm: int, pages: frozenset[int]) -> State:
+    """VMM: the migration does not send ``pages``: they read as zero afterwards (unmapped,
+    the machine page scrubbed back to the free pool, a host swap slot dropped)."""
+    for p in sorted(pages):
+        s = unback(s, vm, p, by_balloon=False)
+    swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in pages))
+    return State(replace(s.host, swap=swap), s.vms)
+
+
+@action(Actor.VMM, vm_candidates=_skips, feature=lambda c: c.free_page_hint)
+def vmm_skip_hinted(cfg: Config, s: State, vm: int) -> State:
+    """The migration skips the pages hinted free in this cycle and not written since (virtio
+    1.x section 5.5.6.5; QEMU ``qemu_guest_free_page_hint`` clears their bits in the
+    migration bitmap, and KVM's dirty log sets them again on a write). A skipped page
+    reads as zero afterwards; a page the guest wrote after hinting it is sent."""
+    v = s.vms[vm]
+    require(hint_cycle_running(v), "vmm_skip_hinted", "no hint cycle is under way")
+    require(bool(v.hinted), "vmm_skip_hinted", "no page was hinted in this cycle")
+    s = skip_pages(s, vm, v.hinted)
+    return s.with_vm(vm, s.vms[vm].replace(hinted=frozenset()))
+
+
+def quiescent(v: VmState) -> bool:
+    """Whether no report of the VM is in flight: queues, acknowledgements and free page
+    reports all empty."""
+    return not (v.inflate_queue or v.deflate_queue or v.acked_inflate or v.acked_refused
+                or v.acked_deflate or v.report_queue or v.acked_report or v.module.reporting)
+
+
+def _freezes(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    v = s.vms[vm]
+    if not v.module.frozen and quiescent(v):
+        yield {"vm": vm}
+
+
+@action(Actor.MODULE, vm_candidates=_freezes, feature=lambda c: c.hibernation)
+def balloon_freeze(cfg: Config, s: State, vm: int) -> State:
+    """The guest hibernates and the driver freezes (Linux ``virtballoon_freeze``, called once
+    the PM core has frozen the driver's work): no report is in flight, and the balloon may
+    hold pages. The guest then runs nothing until the restore; the host and the VMM go on
+    (the host may change the target, QEMU keeps the device's state).
+
+    Choice, permitted by: a freeze with pages in the balloon (a driver that keeps its balloon
+    across hibernation); Linux first deflates the whole balloon (``remove_common``), which
+    is the same freeze after ordinary deflates."""
+    v = s.vms[vm]
+    require(not v.module.frozen, "balloon_freeze", "the driver is already frozen")
+    require(quiescent(v), "balloon_freeze", "a report is still in flight")
+    return s.with_vm(vm, v.replace(module=replace(v.module, frozen=1)))
+
+
+def _restores(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if s.vms[vm].module.frozen:
+        yield {"vm": vm}
+
+
+@action(Actor.MODULE, vm_candidates=_restores, feature=lambda c: c.hibernation)
+def balloon_restore(cfg: Config, s: State, vm: int) -> State:
+    """The guest resumes from hibernation and the driver is restored (Linux
+    ``virtballoon_restore``): it comes back with the balloon it froze with and tells the
+    device its size again (``update_balloon_size`` writes ``actual``); a target the host
+    changed meanwhile is read by the next poll."""
+    v = s.vms[vm]
+    require(bool(v.module.frozen), "balloon_restore", "the driver is not frozen")
+    m = v.module
+    return s.with_vm(vm, v.replace(module=replace(m, frozen=0, actual=len(m.balloon))))

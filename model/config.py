@@ -142,6 +142,17 @@ class Config:
     """The VMM itself bounds each VM's report queues: a report arriving on full queues is
     refused by the VMM, whatever the guest sends (a hostile guest may flood)."""
 
+    free_page_hint: bool = False
+    """virtio FREE_PAGE_HINT (section 5.5.6.5): during a live migration the VMM starts a hint
+    cycle with a command id, the module hints free pages tagged with it, and the VMM may skip
+    (not send, here: discard) a hinted page the guest has not written since; a page the guest
+    writes after hinting it is dirty again and must not be lost."""
+    hibernation: bool = False
+    """The guest may hibernate: the driver freezes with pages in its balloon (Linux
+    ``virtballoon_freeze``), the guest runs nothing while frozen, and on restore the driver
+    tells the device its balloon again (``virtballoon_restore``); the VMM keeps the device's
+    state meanwhile (QEMU keeps ``num_pages`` and its ballooned pages)."""
+
     def __post_init__(self) -> None:
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")
@@ -307,6 +318,12 @@ PRESETS: dict[str, Config] = {
     "poison": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                      machine_pages=3, host_swap_slots=1, free_page_reporting=True,
                      page_poison=True, poison_val=1),
+    # Free page hinting during live migration (virtio 1.x section 5.5.6.5).
+    "hinting": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                      machine_pages=3, host_swap_slots=0, free_page_hint=True),
+    # A guest that hibernates with pages in its balloon.
+    "hibernation": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                          machine_pages=3, host_swap_slots=0, hibernation=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

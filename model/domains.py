@@ -78,6 +78,8 @@ DOMAINS: dict[str, Callable[[Config], Domain]] = {
     # A migration's new page (the allocator's choice) and the old page it replaces.
     "new": lambda c: IntRange(0, c.guest_pages - 1),
     "old": lambda c: IntRange(0, c.guest_pages - 1),
+    # The free page hint command the VMM writes to end a hint cycle.
+    "command": lambda c: Choice(("stop", "done")),
 }
 """Parameter name -> its domain in a configuration (the same name means the same kind
 of value in every action)."""

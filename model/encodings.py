@@ -33,7 +33,7 @@ from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 
-__all__ = ["KINDS", "MODERN_VIRTIO_ONLY", "REAL_DRIVER_ONLY", "Encodes", "Gaps", "gaps",
+__all__ = ["HINTING_HIBERNATION_ONLY", "KINDS", "MODERN_VIRTIO_ONLY", "REAL_DRIVER_ONLY", "Encodes", "Gaps", "gaps",
            "real_driver_gaps"]
 
 KINDS = ("actions", "invariants", "faults")
@@ -148,9 +148,23 @@ MODERN_VIRTIO_ONLY: tuple[tuple[str, str], ...] = ()
 the model without kernels is listed here until it has them."""
 
 
+HINTING_HIBERNATION_ONLY: tuple[tuple[str, str], ...] = (
+    ("actions", "vmm_request_hints"), ("actions", "vmm_stop_hints"),
+    ("actions", "balloon_hint_start"), ("actions", "balloon_hint_free_pages"),
+    ("actions", "vmm_skip_hinted"), ("actions", "balloon_freeze"),
+    ("actions", "balloon_restore"), ("invariants", "hinted_pages_not_lost"),
+    ("invariants", "balloon_agrees_after_restore"), ("faults", "hint_skips_rewritten_page"),
+    ("faults", "restore_forgets_balloon"))
+"""Free page hinting (virtio 1.x section 5.5.6.5, the ``hinting`` preset) and hibernation
+(the ``hibernation`` preset): checked by the Python model's checkers (random runs,
+Hypothesis, the explorer) only so far. Their state (hint command ids, hinted and rewritten
+pages, the frozen driver) has no Z3 or NumPy form yet."""
+
+
 def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
     """The known gaps of a backend whose encoding (``Z3``, ``NumPy``) lacks
-    :data:`REAL_DRIVER_ONLY` and :data:`MODERN_VIRTIO_ONLY`, each with its reason.
+    :data:`REAL_DRIVER_ONLY`, :data:`MODERN_VIRTIO_ONLY` and :data:`HINTING_HIBERNATION_ONLY`,
+    each with its reason.
 
     >>> ("actions", "balloon_migrate") in real_driver_gaps("Z3")
     False
@@ -161,5 +175,9 @@ def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
            f"model's checkers and ``validate --format qemu``; no {encoding} encoding yet")
     modern = ("a virtio 1.x feature checked by the Python model's checkers (random, "
               f"Hypothesis, explore); no {encoding} kernel of it yet")
+    later = ("free page hinting or hibernation, checked by the Python model's checkers "
+             f"(random, Hypothesis, explore); no {encoding} encoding of the hint cycle and "
+             "the frozen driver yet")
     return {**{item: why for item in REAL_DRIVER_ONLY},
-            **{item: modern for item in MODERN_VIRTIO_ONLY}}
+            **{item: modern for item in MODERN_VIRTIO_ONLY},
+            **{item: later for item in HINTING_HIBERNATION_ONLY}}

@@ -300,3 +300,36 @@ def _accepts_flood(cfg: Config, s: State, vm: int, queue: str, ppn: int) -> Stat
     if queue == "inflate":
         return s.with_vm(vm, v.replace(inflate_queue=sorted_tuple(v.inflate_queue + (ppn,))))
     return s.with_vm(vm, v.replace(deflate_queue=sorted_tuple(v.deflate_queue + (ppn,))))
+
+
+# --------------------------------------------------------------------------
+# Free page hinting and hibernation
+
+
+@_fault("hint_skips_rewritten_page", "vmm_skip_hinted", "hinted_pages_not_lost",
+        also=("guest_data_intact",), free_page_hint=True)
+def _skip_rewritten(cfg: Config, s: State, vm: int) -> State:
+    """The migration skips every page hinted in the cycle, also those the guest wrote after
+    hinting them (it ignores the dirty log): their new data is lost."""
+    v = s.vms[vm]
+    require(A.hint_cycle_running(v), "vmm_skip_hinted", "no hint cycle is under way")
+    pages = v.hinted | v.hint_rewritten
+    require(bool(pages), "vmm_skip_hinted", "no page was hinted")
+    s = A.skip_pages(s, vm, pages)
+    return s.with_vm(vm, s.vms[vm].replace(hinted=frozenset()))
+
+
+@_fault("restore_forgets_balloon", "balloon_restore", "balloon_agrees_after_restore",
+        also=("balloon_accounting_exact",),
+        missed_by={"hypothesis": "its runs rarely fill a balloon, take every acknowledgement, "
+                                 "then freeze and restore: on the default preset its default "
+                                 "budget (121 runs, 5,555 steps) did not catch it; random runs "
+                                 "and the explorer do"},
+        hibernation=True)
+def _restore_forgets(cfg: Config, s: State, vm: int) -> State:
+    """The driver comes back from hibernation without its balloon: it holds no page and
+    tells the device ``actual = 0``, while the VMM still holds the pages as ballooned."""
+    v = s.vms[vm]
+    require(bool(v.module.frozen), "balloon_restore", "the driver is not frozen")
+    module = replace(v.module, frozen=0, balloon=frozenset(), actual=0)
+    return s.with_vm(vm, v.replace(module=module))

@@ -622,3 +622,71 @@ _register(Property(
     stay bounded because the VMM (not the guest's good manners) turns the excess away.""",
     "host", step=_flood_step,
     feature=lambda cfg: cfg.vmm_bounds_queues and bool(cfg.hostile_vms)))
+
+
+# --------------------------------------------------------------------------
+# Free page hinting and hibernation
+
+
+def _hinted_not_lost_vm(cfg: Config, s: State, v: int) -> str | None:
+    vm = s.vms[v]
+    if not (vm.hinted or vm.hint_rewritten):
+        return None
+    use = vm.guest.ppn_use
+    for p in sorted(vm.hinted):
+        if 0 <= p < len(use) and use[p] >= 0:
+            return (f"VM {v}: PPN {p} holds VPN {use[p]} yet the VMM may still skip it as "
+                    f"hinted free: the guest's write after the hint was not logged")
+    swapped = swap_of(s.host, v)
+    for p in sorted(vm.hint_rewritten):
+        if 0 <= p < len(use) and use[p] >= 0:
+            m = vm.p2m[p]
+            token = s.host.content[m] if m != UNBACKED else swapped.get(p, 0)
+            want = vm.guest.expected[use[p]]
+            if token != want:
+                return (f"VM {v}: PPN {p}, written after it was hinted free, reads {token} "
+                        f"instead of VPN {use[p]}'s {want}: the migration lost its new data")
+    return None
+
+
+_register(Property(
+    "hinted_pages_not_lost",
+    """A page hinted free and then reused by the guest is never lost or read as stale: the migration may skip only pages not written since their hint.
+
+    virtio 1.x section 5.5.6.5: a hint says a page was free when hinted; the guest may
+    write it afterwards, and the device must then treat it as in use (QEMU: KVM's dirty
+    log marks it again, so the migration sends it). A page that holds a process page is
+    never one the migration may skip, and a hinted page written since holds what the
+    guest wrote.""",
+    "guest", per_vm=_hinted_not_lost_vm, feature=lambda cfg: cfg.free_page_hint))
+
+
+def _restore_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    if act.name != "balloon_restore":
+        return None
+    v = act.kwargs.get("vm")
+    if not isinstance(v, int) or v in cfg.hostile_vms or not 0 <= v < len(post.vms):
+        return None
+    vm = post.vms[v]
+    m = vm.module
+    if m.balloon != vm.ballooned:
+        return (f"VM {v}: after the restore the module's balloon holds {sorted(m.balloon)} "
+                f"but the VMM holds {sorted(vm.ballooned)} as ballooned")
+    if m.actual != len(m.balloon):
+        return (f"VM {v}: after the restore the module tells the device actual={m.actual} "
+                f"for a balloon of {len(m.balloon)} pages")
+    loose = [p for p in sorted(m.balloon) if vm.guest.ppn_use[p] != BALLOON]
+    if loose:
+        return f"VM {v}: after the restore balloon pages {loose} are no longer pinned"
+    return None
+
+
+_register(Property(
+    "balloon_agrees_after_restore",
+    """After a restore from hibernation the balloon and the VMM agree: the module holds exactly the pages the VMM holds as ballooned, pinned, and reports their number.
+
+    Linux ``virtballoon_restore`` tells the device the balloon's size again and QEMU has
+    kept the device's state across the hibernation; a driver that comes back without its
+    balloon leaks the pages (pinned by nobody) and tells the host a size that is not
+    true, so the host sizes memory on a wrong figure.""",
+    "guest", step=_restore_step, feature=lambda cfg: cfg.hibernation))

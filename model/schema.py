@@ -41,7 +41,9 @@ __all__ = [
     "BALLOON_SIZE",
     "Bound",
     "Domain",
+    "FROZEN",
     "Field",
+    "HINT_CMD_ID",
     "IDLE_PCPUS",
     "Kind",
     "MPN",
@@ -178,6 +180,9 @@ REPORTED_SIZE = _upto("guest_pages", "pages",
                       "a balloon size as reported (a hostile guest may claim one more)", extra=1)
 ONLINE_VCPUS = _upto("vcpus", "vCPUs", "a number of online vCPUs", low=1, extra=0)
 IDLE_PCPUS = _upto("pcpus", "pCPUs", "a number of physical processors", extra=0)
+HINT_CMD_ID = Domain("command id", Bound(None, 0), Bound(None, 3),
+                     "a free page hint command id: 0 STOP, 1 DONE, 2 or 3 a hint cycle's id")
+FROZEN = Domain("frozen", Bound(None, 0), Bound(None, 1), "1 while the driver is frozen")
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,19 @@ SCHEMA: tuple[Field, ...] = (
        "The guest's free memory in pages as its last statistics report gave it (virtio "
        "F_STATS_VQ, VIRTIO_BALLOON_S_MEMFREE); the other statistics are abstracted away.",
        feature="stats_queue", observable=True),
+    _f("hint_cmd_id", _V, Owner.VMM_TO_GUEST, _C, (), HINT_CMD_ID,
+       "The free page hint command id the device shows the guest (virtio F_FREE_PAGE_HINT, "
+       "free_page_hint_cmd_id): STOP, DONE, or the id of the hint cycle under way; QEMU "
+       "counts ids up from 0x80000000, two alternating ids tell a cycle from the last.",
+       feature="free_page_hint", observable=True),
+    _f("hinted", _V, Owner.VMM, _S, (PPN,), None,
+       "PPNs hinted free in the current hint cycle and not written since: the pages the "
+       "migration may skip; the migration's rounds and dirty bitmap are abstracted away.",
+       feature="free_page_hint", observable=True),
+    _f("hint_rewritten", _V, Owner.VMM, _S, (PPN,), None,
+       "PPNs hinted free in the current hint cycle and written by the guest since (the dirty "
+       "log marked them again): the migration must send them.", feature="free_page_hint",
+       observable=True),
     # -- guest OS, per VM -------------------------------------------------------------
     _f("ppn_use", _G, Owner.GUEST, _MAP, (PPN,), PPN_USE,
        "The guest's own view of each PPN: free, given to the balloon, or holding a VPN. "
@@ -346,6 +364,13 @@ SCHEMA: tuple[Field, ...] = (
     _f("reporting", _M, Owner.MODULE, _S, (PPN,), None,
        "Free pages the module took off the guest's free list for a free page report, until "
        "it has seen the report returned.", feature="free_page_reporting"),
+    _f("hinting_for", _M, Owner.MODULE, _C, (), HINT_CMD_ID,
+       "The hint cycle's command id the module last read and tags its hints with (0: none).",
+       feature="free_page_hint"),
+    _f("frozen", _M, Owner.MODULE, _C, (), FROZEN,
+       "1 while the driver is frozen for hibernation: the guest runs nothing; the "
+       "hibernation image itself is abstracted away (the guest's state is kept as it is).",
+       feature="hibernation", observable=True),
 )
 """Every field of the state, host first, then the VMM's, the guest's and the module's
 records of one VM, each in its dataclass's order."""

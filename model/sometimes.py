@@ -192,3 +192,41 @@ def _flood(cfg: Config, pre: State, act: Action, post: State) -> bool:
         return False
     a = pre.vms[_vm(act)]
     return len(a.inflate_queue) + len(a.deflate_queue) >= report_queue_bound(cfg)
+
+
+@_scenario("hinted_page_skipped",
+           "A migration skips a page the guest hinted free, and its machine page goes back to "
+           "the host.", feature=lambda cfg: cfg.free_page_hint)
+def _hint_skipped(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_skip_hinted" and len(post.host.free) > len(pre.host.free)
+
+
+@_scenario("hinted_page_rewritten",
+           "The guest writes a page it hinted free in the hint cycle under way.",
+           feature=lambda cfg: cfg.free_page_hint)
+def _hint_rewritten(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return any(b.hint_rewritten > a.hint_rewritten for a, b in zip(pre.vms, post.vms))
+
+
+@_scenario("stale_hint_ignored",
+           "The module hints pages tagged with the id of a cycle that has ended.",
+           feature=lambda cfg: cfg.free_page_hint)
+def _stale_hint(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "balloon_hint_free_pages":
+        return False
+    v = pre.vms[_vm(act)]
+    return v.module.hinting_for != v.hint_cmd_id
+
+
+@_scenario("restored_with_balloon",
+           "A guest resumes from hibernation with pages in its balloon.",
+           feature=lambda cfg: cfg.hibernation)
+def _restored(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "balloon_restore" and bool(pre.vms[_vm(act)].module.balloon)
+
+
+@_scenario("target_changed_while_frozen",
+           "The host changes a balloon's target while its guest is hibernated.",
+           feature=lambda cfg: cfg.hibernation)
+def _target_while_frozen(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "host_set_target" and bool(pre.vms[_vm(act)].module.frozen)

@@ -114,6 +114,11 @@ class BalloonModule:
     reporting: frozenset[int] = frozenset()
     """Free page reporting: PPNs the module took off the guest's free list for a report,
     until it has taken the device's acknowledgement of that report."""
+    hinting_for: int = 0
+    """Free page hinting: the command id of the hint cycle the module last read and tags its
+    hints with (0: it has read none)."""
+    frozen: int = 0
+    """Hibernation: 1 while the driver is frozen (the guest hibernated), else 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,15 @@ class VmState:
     """VMM: PPNs it discarded after a free page report, not written by the guest since."""
     stats_free: int = 0
     """Guest -> VMM: free guest pages the last statistics report gave (statistics queue)."""
+    hint_cmd_id: int = 0
+    """VMM -> guest: the free page hint command id the device shows: 0 STOP, 1 DONE, 2 or 3
+    the id of the hint cycle under way."""
+    hinted: frozenset[int] = frozenset()
+    """VMM: PPNs hinted free in the current hint cycle and not written since: the pages the
+    migration may skip."""
+    hint_rewritten: frozenset[int] = frozenset()
+    """VMM: PPNs hinted free in the current hint cycle and written by the guest since (dirty
+    again): the migration must send them."""
 
     def replace(self, **changes: Any) -> "VmState":
         """A copy with some fields changed."""

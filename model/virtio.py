@@ -178,7 +178,8 @@ PAGE_USE_ONLY: frozenset[str] = frozenset({
     "host_set_cpu_target", "host_take_page", "host_return_page", "host_swap_out", "vmm_share",
     "vmm_back_page",
     "vmm_cpu_reclaim", "guest_read", "guest_write", "guest_evict", "balloon_free_refused",
-    "balloon_cpu_offline", "balloon_cpu_online", "balloon_report_done"})
+    "balloon_cpu_offline", "balloon_cpu_online", "balloon_report_done",
+    "balloon_freeze"})
 """The actions the device and driver do not see, except for free PFNs the guest takes into
 use. An action in neither table is not projected knowingly (a gap, reported by checkers)."""
 
@@ -311,6 +312,12 @@ def _discard_reported(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgVa
 def _report_stats(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
                   ) -> list[VirtioEvent]:
     return [VirtioEvent("stats", value=b.stats_free)]
+
+
+@_projects("balloon_restore")
+def _restore(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+             ) -> list[VirtioEvent]:
+    return [VirtioEvent("write_actual", value=b.module.actual)]
 
 
 def _ints(value: object) -> tuple[int, ...]:

@@ -55,6 +55,7 @@ __all__ = [
     "BALLOON_BIT", "DEFLATE_QUEUE_BIT", "INFLATE_QUEUE_BIT", "REFUSED_BIT",
     "COW_BIT", "FREE_BIT", "IN_USE_BIT", "RECLAIMED_BIT",
     "REPORT_QUEUE_BIT", "ACKED_REPORT_BIT", "DISCARDED_BIT", "REPORTING_BIT",
+    "HINTED_BIT", "HINT_REWRITTEN_BIT",
     "ARRAYS", "LAYOUT", "MPN_FLAGS", "PAGE_FLAGS", "PAGE_FLAG_DTYPE",
     "UNBACKED_MPN", "Layout", "SystemArrays", "attribute", "has_extra", "name_extra",
     "small_int_dtype",
@@ -147,6 +148,9 @@ REPORT_QUEUE_BIT = PAGE_FLAGS["report_queue"]
 ACKED_REPORT_BIT = PAGE_FLAGS["acked_report"]
 DISCARDED_BIT = PAGE_FLAGS["discarded"]
 REPORTING_BIT = PAGE_FLAGS["reporting"]
+# Free page hinting's flags (no engine method reads or writes them yet: a known gap).
+HINTED_BIT = PAGE_FLAGS["hinted"]
+HINT_REWRITTEN_BIT = PAGE_FLAGS["hint_rewritten"]
 
 def has_extra(f: Field) -> bool:
     """Whether a page-flag field may hold what one bit per PPN cannot: a queue (an entry
@@ -214,6 +218,9 @@ class SystemArrays:
     vcpus: I64
     parked_vcpus: I64
     stats_free: I64
+    hint_cmd_id: I64
+    hinting_for: I64
+    frozen: I64
     idle_pcpus: int = 0
     clock: int = 0
     swap: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -248,6 +255,9 @@ class SystemArrays:
             vcpus=np.full(V, vcpus, dtype=np.int64),
             parked_vcpus=np.zeros(V, dtype=np.int64),
             stats_free=np.zeros(V, dtype=np.int64),
+            hint_cmd_id=np.zeros(V, dtype=np.int64),
+            hinting_for=np.zeros(V, dtype=np.int64),
+            frozen=np.zeros(V, dtype=np.int64),
             idle_pcpus=cfg.pcpus - cfg.vms * cfg.vcpus if cfg.processors else 0,
         )
 

@@ -523,3 +523,61 @@ def _report_stats(s: _Step) -> list[Message]:
     if b is None:
         return []
     return [Message(s.m, "vmm", f"statistics: {b.stats_free} pages free")]
+
+
+@_says("vmm_request_hints")
+def _request_hints(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message("vmm", s.m, f"free page hint cycle, command id {b.hint_cmd_id}")]
+
+
+@_says("vmm_stop_hints")
+def _stop_hints(s: _Step) -> list[Message]:
+    return [Message("vmm", s.m, f"free page hints: {str(s.k['command']).upper()}")]
+
+
+@_says("balloon_hint_start")
+def _hint_start(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message(s.m, "vmm", f"start hinting for command id {b.module.hinting_for}")]
+
+
+@_says("balloon_hint_free_pages")
+def _hint_free(s: _Step) -> list[Message]:
+    a = s.a
+    ppns = _ints(s.act, "ppns")
+    if a is None:
+        return []
+    stale = a.module.hinting_for != a.hint_cmd_id
+    return [Message(s.m, "vmm", f"hint free {_pages(ppns)} (id {a.module.hinting_for})"
+                    + (", ignored: an old cycle" if stale else ""))]
+
+
+@_says("vmm_skip_hinted")
+def _skip_hinted(s: _Step) -> list[Message]:
+    a = s.a
+    if a is None:
+        return []
+    out = [Message("vmm", "host", f"migration skips hinted {_pages(sorted(a.hinted))}")]
+    freed = _freed(s.pre, s.post)
+    if freed:
+        out.append(Message("vmm", "host", f"MPNs {freed} back to the free pool"))
+    return out
+
+
+@_says("balloon_freeze")
+def _freeze(s: _Step) -> list[Message]:
+    return [Message(s.g, s.m, "hibernate: the driver freezes")]
+
+
+@_says("balloon_restore")
+def _restore(s: _Step) -> list[Message]:
+    b = s.b
+    if b is None:
+        return []
+    return [Message(s.g, s.m, "resume: the driver is restored"),
+            Message(s.m, "vmm", f"actual = {b.module.actual}")]

@@ -38,6 +38,9 @@ EXPLORE_CONFIGS: dict[str, Config] = {
                                   poison_val=1),
     "one-vm-hostile-flood": _ONE.replace(host_use=False, guest_pages=1, guest_data_pages=0,
                                          hostile_vms=frozenset({0}), vmm_bounds_queues=True),
+    # Free page hinting and hibernation (the hinting and hibernation presets).
+    "one-vm-hinting": _ONE.replace(host_use=False, free_page_hint=True),
+    "one-vm-hibernation": _ONE.replace(host_use=False, hibernation=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).

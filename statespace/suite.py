@@ -54,9 +54,16 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
         host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg), batch=1,
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         refusal=False, sharing=False, host_swap=False, reset=False, processors=False,
-        hostile_vms=frozenset())
+        hostile_vms=frozenset(), free_page_hint=False, hibernation=False)
     quiet = core.replace(host_use=False)
     out = {"protocol": core}
+    # Free page hinting and hibernation have slices of their own, as small as the pinned
+    # one-VM configurations: with the protocol slice's host use and second MPN, a hint cycle's
+    # sets and ids multiply its states by more than ten.
+    if cfg.free_page_hint:
+        out["hinting"] = quiet.replace(free_page_hint=True, machine_pages=1, guest_disk_slots=0)
+    if cfg.hibernation:
+        out["hibernation"] = quiet.replace(hibernation=True, machine_pages=1, guest_disk_slots=0)
     if cfg.refusal:
         out["refusal"] = quiet.replace(refusal=True)
     if cfg.sharing or cfg.host_swap:

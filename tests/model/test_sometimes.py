@@ -9,7 +9,7 @@ from ballast.model.system import BalloonModel
 from ballast.model.sometimes import SOMETIMES
 from ballast.simulation.randomwalk import random_run
 
-PRESETS = ["default", "reporting", "poison", "hostile"]
+PRESETS = ["default", "reporting", "poison", "hostile", "hinting", "hibernation"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -82,6 +82,23 @@ def every_action_step() -> dict[str, tuple[Config, State, Action, State]]:
         t = model.next_state(s, Action.of(name, **args))
         seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
         s = t
+    hinting = [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
+               ("guest_evict", {"vm": 0, "vpn": 0}), ("vmm_request_hints", {"vm": 0}),
+               ("balloon_hint_start", {"vm": 0}),
+               ("balloon_hint_free_pages", {"vm": 0, "ppns": (0,)}),
+               ("vmm_skip_hinted", {"vm": 0}), ("vmm_stop_hints", {"vm": 0, "command": "done"})]
+    hibernation = [("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
+                   ("balloon_inflate", {"vm": 0, "ppns": (0,)}),
+                   ("vmm_reclaim", {"vm": 0, "refuse": ()}), ("balloon_complete", {"vm": 0}),
+                   ("balloon_freeze", {"vm": 0}), ("balloon_restore", {"vm": 0})]
+    for name_of_preset, walk in (("hinting", hinting), ("hibernation", hibernation)):
+        cfg = PRESETS[name_of_preset]
+        model = BalloonModel(cfg)
+        s = model.init_states()[0]
+        for name, args in walk:
+            t = model.next_state(s, Action.of(name, **args))
+            seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
+            s = t
     cfg = PRESETS["xen"]  # the VMM backing a page ahead of the guest's touch
     model = BalloonModel(cfg)
     s = model.init_states()[0]

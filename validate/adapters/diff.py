@@ -646,6 +646,12 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "poisoned_page_reported": frozenset({"balloon_report_free_pages", "vmm_discard_reported"}),
     "stats_reported": frozenset({"balloon_report_stats"}),
     "report_flood_refused": frozenset({"rogue_report"}),
+    "hinted_page_skipped": frozenset({"vmm_request_hints", "balloon_hint_free_pages",
+                                      "vmm_skip_hinted"}),
+    "hinted_page_rewritten": frozenset({"balloon_hint_free_pages", "guest_write"}),
+    "stale_hint_ignored": frozenset({"vmm_stop_hints", "balloon_hint_free_pages"}),
+    "restored_with_balloon": frozenset({"balloon_freeze", "balloon_restore"}),
+    "target_changed_while_frozen": frozenset({"balloon_freeze", "host_set_target"}),
 }
 
 
