@@ -142,6 +142,20 @@ class Config:
     """The VMM itself bounds each VM's report queues: a report arriving on full queues is
     refused by the VMM, whatever the guest sends (a hostile guest may flood)."""
 
+    vmm_enforces_cpu_target: bool = False
+    """With ``processors``: the VMM enforces the host's CPU target itself instead of trusting
+    the guest's module. It grants a physical processor to a vCPU coming online only while the
+    VM runs fewer vCPUs than the host's target (not the target the module read or claims), it
+    acts on a parked-vCPU report by stopping that vCPU (so a report of a vCPU that keeps
+    running is no processor given back), and it may stop the vCPUs a VM keeps beyond the
+    host's target. A hostile guest's processor actions (``rogue_cpu_park``,
+    ``rogue_cpu_online``) exist with it."""
+    reset_races_reports: bool = False
+    """With ``reset``: a device reset is not atomic with respect to the report queues. Reports
+    the guest queued before it rebooted may reach the VMM after the reset (a real driver's
+    buffers in flight while the device resets); the VMM recognises them as the old
+    incarnation's and drops them (``vmm_drop_stale_reports``)."""
+
     def __post_init__(self) -> None:
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")

@@ -315,6 +315,13 @@ SCHEMA: tuple[Field, ...] = (
        "The guest's free memory in pages as its last statistics report gave it (virtio "
        "F_STATS_VQ, VIRTIO_BALLOON_S_MEMFREE); the other statistics are abstracted away.",
        feature="stats_queue", observable=True),
+    _f("stale_inflate", _V, Owner.GUEST_TO_VMM, _Q, (REPORTED_PPN,), None,
+       "PPNs the guest's previous incarnation reported for inflation, still in flight when "
+       "the guest reset (`reset_races_reports`): what the VMM must not apply to the new one.",
+       feature="reset_races_reports"),
+    _f("stale_deflate", _V, Owner.GUEST_TO_VMM, _Q, (REPORTED_PPN,), None,
+       "PPNs the previous incarnation reported for deflation, still in flight when the guest "
+       "reset (`reset_races_reports`).", feature="reset_races_reports"),
     # -- guest OS, per VM -------------------------------------------------------------
     _f("ppn_use", _G, Owner.GUEST, _MAP, (PPN,), PPN_USE,
        "The guest's own view of each PPN: free, given to the balloon, or holding a VPN. "

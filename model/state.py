@@ -152,6 +152,12 @@ class VmState:
     """VMM: PPNs it discarded after a free page report, not written by the guest since."""
     stats_free: int = 0
     """Guest -> VMM: free guest pages the last statistics report gave (statistics queue)."""
+    stale_inflate: tuple[int, ...] = ()
+    """Guest -> VMM: PPNs the guest's previous incarnation reported for inflation, still in
+    flight when it reset (``reset_races_reports``), sorted."""
+    stale_deflate: tuple[int, ...] = ()
+    """Guest -> VMM: PPNs the previous incarnation reported for deflation, still in flight
+    when it reset (``reset_races_reports``), sorted."""
 
     def replace(self, **changes: Any) -> "VmState":
         """A copy with some fields changed."""

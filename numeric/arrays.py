@@ -147,6 +147,9 @@ REPORT_QUEUE_BIT = PAGE_FLAGS["report_queue"]
 ACKED_REPORT_BIT = PAGE_FLAGS["acked_report"]
 DISCARDED_BIT = PAGE_FLAGS["discarded"]
 REPORTING_BIT = PAGE_FLAGS["reporting"]
+# Reports in flight across a guest reset (no engine method reads or writes them yet).
+STALE_INFLATE_BIT = PAGE_FLAGS["stale_inflate"]
+STALE_DEFLATE_BIT = PAGE_FLAGS["stale_deflate"]
 
 def has_extra(f: Field) -> bool:
     """Whether a page-flag field may hold what one bit per PPN cannot: a queue (an entry
@@ -221,6 +224,8 @@ class SystemArrays:
     inflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
     deflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
     acked_refused_extra: dict[int, set[int]] = field(default_factory=dict)
+    stale_inflate_extra: dict[int, list[int]] = field(default_factory=dict)
+    stale_deflate_extra: dict[int, list[int]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -301,6 +306,8 @@ class SystemArrays:
         out.inflate_queue_extra = {k: list(v) for k, v in self.inflate_queue_extra.items()}
         out.deflate_queue_extra = {k: list(v) for k, v in self.deflate_queue_extra.items()}
         out.acked_refused_extra = {k: set(v) for k, v in self.acked_refused_extra.items()}
+        out.stale_inflate_extra = {k: list(v) for k, v in self.stale_inflate_extra.items()}
+        out.stale_deflate_extra = {k: list(v) for k, v in self.stale_deflate_extra.items()}
         return out
 
 

@@ -72,6 +72,11 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     if cfg.hostile_vms:
         out["hostile"] = quiet.replace(hostile_vms=frozenset({0}), guest_pages=1,
                                        guest_data_pages=0, guest_disk_slots=0, machine_pages=1)
+    if cfg.hostile_vms and cfg.processors and cfg.vmm_enforces_cpu_target:
+        out["hostile-processors"] = quiet.replace(
+            processors=True, hostile_vms=frozenset({0}), guest_pages=1, guest_data_pages=0,
+            guest_disk_slots=0, machine_pages=1, vcpus=min(cfg.vcpus, 2),
+            pcpus=min(cfg.vcpus, 2) + 1)
     if cfg.host_page_units > 1:
         out["host-pages"] = core.replace(host_page_units=2, machine_pages=4, guest_disk_slots=0)
     if cfg.vms > 1 and (cfg.sharing or cfg.host_use):

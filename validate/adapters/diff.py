@@ -646,6 +646,10 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "poisoned_page_reported": frozenset({"balloon_report_free_pages", "vmm_discard_reported"}),
     "stats_reported": frozenset({"balloon_report_stats"}),
     "report_flood_refused": frozenset({"rogue_report"}),
+    "hostile_vcpu_unparked": frozenset({"rogue_cpu_park", "rogue_cpu_online"}),
+    "vmm_stops_excess_vcpus": frozenset({"host_set_cpu_target", "vmm_enforce_cpu_target"}),
+    "stale_report_dropped": frozenset({"balloon_inflate", "guest_reset",
+                                       "vmm_drop_stale_reports"}),
 }
 
 
