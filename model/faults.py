@@ -325,7 +325,8 @@ def _trusts_park(cfg: Config, s: State, vm: int, vcpu: int) -> State:
 
 
 @_fault("vmm_applies_stale_reports", "vmm_drop_stale_reports", "stale_reports_not_applied",
-        also=("guest_chooses_pages",), reset=True, reset_races_reports=True)
+        also=("guest_chooses_pages", "guest_data_intact"), reset=True,
+        reset_races_reports=True)
 def _applies_stale(cfg: Config, s: State, vm: int) -> State:
     """The VMM cannot tell the reports of the guest's previous incarnation from the new
     one's: it applies a stale inflate report, taking pages the new guest never gave."""
