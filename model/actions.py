@@ -94,6 +94,8 @@ __all__ = [
     "skip_pages",
     "usable_free",
     "has_usable_free",
+    "vcpu_grant_limit",
+    "vcpu_granted",
 ]
 
 
@@ -850,18 +852,41 @@ def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
 def guest_reset(cfg: Config, s: State, vm: int) -> State:
     """The guest reboots, possibly with pages in its balloon. Its processes' data is gone
     by design; the VMM resets the balloon device, so every ballooned PPN becomes an
-    ordinary unbacked page again and pending reports are dropped."""
+    ordinary unbacked page again and pending reports are dropped.
+
+    With ``reset_races_reports`` the reset is not atomic with respect to the queues: the
+    reports the guest had queued are still in flight and reach the VMM after the reset
+    (``stale_inflate``, ``stale_deflate``; those of an earlier reset are overwritten, as
+    the VMM is done with them by then), and :func:`vmm_drop_stale_reports` must drop them."""
     v = s.vms[vm]
     guest = replace(v.guest, ppn_use=(FREE,) * cfg.guest_pages, lru=(),
                     expected=(0,) * cfg.guest_data_pages, disk=())
     module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0,
                      reporting=frozenset())
     swap = tuple(e for e in s.host.swap if e[0] != vm)
+    if cfg.reset_races_reports:  # the reports in flight outlive the reset
+        v = v.replace(stale_inflate=v.inflate_queue, stale_deflate=v.deflate_queue)
     v = v.replace(guest=guest, module=module, ballooned=frozenset(), inflate_queue=(),
                   deflate_queue=(), acked_inflate=frozenset(), acked_refused=frozenset(),
                   acked_deflate=frozenset(), report_queue=frozenset(),
                   acked_report=frozenset())
     return State(replace(s.host, swap=swap), s.vms).with_vm(vm, v)
+
+
+@action(Actor.VMM, vm_candidates=_per_vm, feature=lambda c: c.reset and c.reset_races_reports)
+def vmm_drop_stale_reports(cfg: Config, s: State, vm: int) -> State:
+    """The VMM takes the reports the guest's previous incarnation queued before it reset,
+    and drops them unapplied: they name pages of a guest that no longer exists.
+
+    virtio 1.x section 2.4 (device reset): after a reset the device no longer uses the
+    buffers the driver made available before it; a VMM whose reset races with buffers in
+    flight must recognise them as the old incarnation's (QEMU drops the in-flight
+    elements of a reset virtqueue). Applying one would balloon, or give back, a page of
+    the new incarnation that it never reported."""
+    v = s.vms[vm]
+    require(bool(v.stale_inflate or v.stale_deflate), "vmm_drop_stale_reports",
+            "no report of an earlier incarnation is in flight")
+    return s.with_vm(vm, v.replace(stale_inflate=(), stale_deflate=()))
 
 
 # --------------------------------------------------------------------------
@@ -1028,9 +1053,17 @@ def balloon_cpu_offline(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     return s.with_vm(vm, v.replace(guest=guest, parked_vcpus=v.parked_vcpus | {vcpu}))
 
 
+def vcpu_grant_limit(cfg: Config, v: VmState) -> int:
+    """Most vCPUs the VMM lets VM ``v`` run when one comes online: the host's CPU target
+    with ``vmm_enforces_cpu_target``; otherwise the target the guest's module read (the VMM
+    trusts the module, which may have read a target the host has lowered since)."""
+    return v.cpu_target if cfg.vmm_enforces_cpu_target else v.module.cpu_target
+
+
 def _online_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
-    if len(v.guest.vcpus) < v.module.cpu_target and s.host.idle_pcpus > 0:
+    if (len(v.guest.vcpus) < min(v.module.cpu_target, vcpu_grant_limit(cfg, v))
+            and s.host.idle_pcpus > 0):
         for vcpu in sorted(set(range(cfg.vcpus)) - v.guest.vcpus - v.parked_vcpus):
             yield {"vm": vm, "vcpu": vcpu}
 
@@ -1039,13 +1072,17 @@ def _online_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any
 def balloon_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
     """The module brings a vCPU back online when the target allows; the VMM grants it
     an idle physical processor in the same hypercall. Choice: which offline vCPU (the
-    guest's)."""
+    guest's). With ``vmm_enforces_cpu_target`` the VMM grants it only within the host's
+    current CPU target, which a target the module read before the host lowered it may
+    exceed."""
     v = s.vms[vm]
     require(len(v.guest.vcpus) < v.module.cpu_target, "balloon_cpu_online",
             "the guest already runs as many vCPUs as asked")
     require(isinstance(vcpu, int) and 0 <= vcpu < cfg.vcpus and vcpu not in v.guest.vcpus
             and vcpu not in v.parked_vcpus, "balloon_cpu_online", f"vCPU {vcpu} cannot come online")
     require(s.host.idle_pcpus > 0, "balloon_cpu_online", "the host has no idle processor")
+    require(len(v.guest.vcpus) < vcpu_grant_limit(cfg, v), "balloon_cpu_online",
+            "the VMM grants no processor beyond the host's CPU target")
     guest = replace(v.guest, vcpus=v.guest.vcpus | {vcpu})
     host = replace(s.host, idle_pcpus=s.host.idle_pcpus - 1)
     return State(host, s.vms).with_vm(vm, v.replace(guest=guest))
@@ -1219,6 +1256,86 @@ def rogue_set_actual(cfg: Config, s: State, vm: int, actual: int) -> State:
     v = s.vms[vm]
     require(actual != v.module.actual, "rogue_set_actual", "that is already the reported size")
     return s.with_vm(vm, v.replace(module=replace(v.module, actual=actual)))
+
+
+def _rogue_enforced(cfg: Config) -> bool:
+    return bool(cfg.hostile_vms) and cfg.processors and cfg.vmm_enforces_cpu_target
+
+
+def _rogue_parks(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if vm in cfg.hostile_vms:
+        for vcpu in range(cfg.vcpus + 1):  # one past the last: a vCPU the VM does not have
+            yield {"vm": vm, "vcpu": vcpu}
+
+
+@action(Actor.ROGUE, vm_candidates=_rogue_parks, feature=_rogue_enforced)
+def rogue_cpu_park(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """A hostile guest reports any vCPU as parked: one it keeps running, the boot vCPU, one
+    already parked or given back, one it does not have (a CPU balloon it does not hold).
+
+    The VMM does not take the report's word for it (``vmm_enforces_cpu_target``): it runs
+    the vCPUs itself, so it stops a reported vCPU that is online and parks it; a report of
+    any other vCPU changes nothing (no step). A processor is given back only for a vCPU
+    that no longer runs."""
+    v = s.vms[vm]
+    require(isinstance(vcpu, int) and vcpu in v.guest.vcpus, "rogue_cpu_park",
+            "the VMM ignores a report of a vCPU that is not running: nothing changes")
+    guest = replace(v.guest, vcpus=v.guest.vcpus - {vcpu})
+    return s.with_vm(vm, v.replace(guest=guest, parked_vcpus=v.parked_vcpus | {vcpu}))
+
+
+def _rogue_onlines(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if vm in cfg.hostile_vms:
+        for vcpu in sorted(set(range(cfg.vcpus)) - s.vms[vm].guest.vcpus):
+            yield {"vm": vm, "vcpu": vcpu}
+
+
+@action(Actor.ROGUE, vm_candidates=_rogue_onlines, feature=_rogue_enforced)
+def rogue_cpu_online(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """A hostile guest brings any offline vCPU online whatever its module read: it unparks a
+    vCPU it reported parked (before the VMM took its processor back) or claims a processor
+    for one it gave back.
+
+    The VMM grants it only within the host's CPU target (:func:`vcpu_grant_limit`): an
+    unparked vCPU keeps the processor the VM still holds, a claimed one takes an idle one."""
+    v = s.vms[vm]
+    require(isinstance(vcpu, int) and 0 <= vcpu < cfg.vcpus and vcpu not in v.guest.vcpus,
+            "rogue_cpu_online", f"vCPU {vcpu} is not an offline vCPU of this VM")
+    require(len(v.guest.vcpus) < vcpu_grant_limit(cfg, v), "rogue_cpu_online",
+            "the VMM grants no processor beyond the host's CPU target")
+    return vcpu_granted(s, vm, vcpu, "rogue_cpu_online")
+
+
+def vcpu_granted(s: State, vm: int, vcpu: int, name: str) -> State:
+    """VM ``vm``'s ``vcpu`` runs again: on the processor it still holds if it was parked
+    and not yet reclaimed, else on an idle processor of the host."""
+    v = s.vms[vm]
+    guest = replace(v.guest, vcpus=v.guest.vcpus | {vcpu})
+    if vcpu in v.parked_vcpus:
+        return s.with_vm(vm, v.replace(guest=guest, parked_vcpus=v.parked_vcpus - {vcpu}))
+    require(s.host.idle_pcpus > 0, name, "the host has no idle processor")
+    host = replace(s.host, idle_pcpus=s.host.idle_pcpus - 1)
+    return State(host, s.vms).with_vm(vm, v.replace(guest=guest))
+
+
+@action(Actor.VMM, vm_candidates=_per_vm,
+        feature=lambda c: c.processors and c.vmm_enforces_cpu_target)
+def vmm_enforce_cpu_target(cfg: Config, s: State, vm: int) -> State:
+    """The VMM stops the vCPUs a VM runs beyond the host's CPU target and gives their
+    processors back to the host, without waiting for the guest (which may never park them).
+
+    The host's remedy against a guest that will not cooperate (a host may stop or cap a
+    VM's vCPU threads whatever the guest does). Which vCPUs stop is the VMM's choice,
+    fixed here to the highest-numbered ones (vCPUs are interchangeable to the host). The
+    guest sees them as gone offline."""
+    v = s.vms[vm]
+    excess = len(v.guest.vcpus) - v.cpu_target
+    require(excess > 0, "vmm_enforce_cpu_target",
+            "the VM runs no more vCPUs than the host's CPU target")
+    stop = sorted(v.guest.vcpus)[-excess:]
+    guest = replace(v.guest, vcpus=v.guest.vcpus - set(stop))
+    host = replace(s.host, idle_pcpus=s.host.idle_pcpus + excess)
+    return State(host, s.vms).with_vm(vm, v.replace(guest=guest))
 
 
 # --------------------------------------------------------------------------

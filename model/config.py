@@ -152,6 +152,19 @@ class Config:
     ``virtballoon_freeze``), the guest runs nothing while frozen, and on restore the driver
     tells the device its balloon again (``virtballoon_restore``); the VMM keeps the device's
     state meanwhile (QEMU keeps ``num_pages`` and its ballooned pages)."""
+    vmm_enforces_cpu_target: bool = False
+    """With ``processors``: the VMM enforces the host's CPU target itself instead of trusting
+    the guest's module. It grants a physical processor to a vCPU coming online only while the
+    VM runs fewer vCPUs than the host's target (not the target the module read or claims), it
+    acts on a parked-vCPU report by stopping that vCPU (so a report of a vCPU that keeps
+    running is no processor given back), and it may stop the vCPUs a VM keeps beyond the
+    host's target. A hostile guest's processor actions (``rogue_cpu_park``,
+    ``rogue_cpu_online``) exist with it."""
+    reset_races_reports: bool = False
+    """With ``reset``: a device reset is not atomic with respect to the report queues. Reports
+    the guest queued before it rebooted may reach the VMM after the reset (a real driver's
+    buffers in flight while the device resets); the VMM recognises them as the old
+    incarnation's and drops them (``vmm_drop_stale_reports``)."""
 
     def __post_init__(self) -> None:
         if self.vms < 1:
@@ -300,7 +313,8 @@ PRESETS: dict[str, Config] = {
                       hostile_vms=frozenset({1}), sharing=True, host_swap=True, reset=True,
                       refusal=True, deflate_on_oom=True, processors=True, reread_target=True,
                       migration=True, oom_notifier=True, free_page_reporting=True,
-                      page_poison=True, stats_queue=True, vmm_bounds_queues=True),
+                      page_poison=True, stats_queue=True, vmm_bounds_queues=True,
+                      vmm_enforces_cpu_target=True, reset_races_reports=True),
     "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                          processors=True, vcpus=2, pcpus=5),
     "qemu": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,

@@ -33,8 +33,8 @@ from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 
-__all__ = ["HINTING_HIBERNATION_ONLY", "KINDS", "MODERN_VIRTIO_ONLY", "REAL_DRIVER_ONLY", "Encodes", "Gaps", "gaps",
-           "real_driver_gaps"]
+__all__ = ["HINTING_HIBERNATION_ONLY", "HOSTILE_ONLY", "KINDS", "MODERN_VIRTIO_ONLY",
+           "REAL_DRIVER_ONLY", "Encodes", "Gaps", "gaps", "real_driver_gaps"]
 
 KINDS = ("actions", "invariants", "faults")
 """What the model defines and a backend may encode."""
@@ -161,10 +161,23 @@ Hypothesis, the explorer) only so far. Their state (hint command ids, hinted and
 pages, the frozen driver) has no Z3 or NumPy form yet."""
 
 
+HOSTILE_ONLY: tuple[tuple[str, str], ...] = (
+    ("actions", "rogue_cpu_park"), ("actions", "rogue_cpu_online"),
+    ("actions", "vmm_enforce_cpu_target"), ("invariants", "vcpus_within_cpu_target"),
+    ("faults", "vmm_trusts_guest_cpus"), ("faults", "vmm_trusts_park_report"),
+    ("actions", "vmm_drop_stale_reports"), ("invariants", "stale_reports_not_applied"),
+    ("faults", "vmm_applies_stale_reports"))
+"""What the host does against guests that will not cooperate (the ``hostile`` preset): rogue
+processor actions and the VMM's own enforcement of the host's CPU target, reports in flight
+across a guest reset (``reset_races_reports``: the stale queues have no Z3 or NumPy form
+yet). Checked by the
+Python model's checkers (random runs, Hypothesis, the explorer) only so far."""
+
+
 def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
     """The known gaps of a backend whose encoding (``Z3``, ``NumPy``) lacks
-    :data:`REAL_DRIVER_ONLY`, :data:`MODERN_VIRTIO_ONLY` and :data:`HINTING_HIBERNATION_ONLY`,
-    each with its reason.
+    :data:`REAL_DRIVER_ONLY`, :data:`MODERN_VIRTIO_ONLY`, :data:`HINTING_HIBERNATION_ONLY`
+    and :data:`HOSTILE_ONLY`, each with its reason.
 
     >>> ("actions", "balloon_migrate") in real_driver_gaps("Z3")
     False
@@ -178,6 +191,10 @@ def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
     later = ("free page hinting or hibernation, checked by the Python model's checkers "
              f"(random, Hypothesis, explore); no {encoding} encoding of the hint cycle and "
              "the frozen driver yet")
+    hostile = ("what the host does against a guest that will not cooperate (``hostile`` "
+               "preset) checked by the Python model's checkers (random, Hypothesis, explore);"
+               f" no {encoding} encoding yet")
     return {**{item: why for item in REAL_DRIVER_ONLY},
             **{item: modern for item in MODERN_VIRTIO_ONLY},
-            **{item: later for item in HINTING_HIBERNATION_ONLY}}
+            **{item: later for item in HINTING_HIBERNATION_ONLY},
+            **{item: hostile for item in HOSTILE_ONLY}}

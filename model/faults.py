@@ -333,3 +333,41 @@ def _restore_forgets(cfg: Config, s: State, vm: int) -> State:
     require(bool(v.module.frozen), "balloon_restore", "the driver is not frozen")
     module = replace(v.module, frozen=0, balloon=frozenset(), actual=0)
     return s.with_vm(vm, v.replace(module=module))
+@_fault("vmm_trusts_guest_cpus", "rogue_cpu_online", "vcpus_within_cpu_target",
+        processors=True, vmm_enforces_cpu_target=True, hostile_vms=frozenset({0}))
+def _trusts_cpus(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """The VMM grants a processor to any vCPU the guest brings online, trusting the guest
+    to stay within its CPU target: a hostile guest unparks or claims vCPUs beyond it."""
+    v = s.vms[vm]
+    require(isinstance(vcpu, int) and 0 <= vcpu < cfg.vcpus and vcpu not in v.guest.vcpus,
+            "rogue_cpu_online", f"vCPU {vcpu} is not an offline vCPU of this VM")
+    return A.vcpu_granted(s, vm, vcpu, "rogue_cpu_online")
+
+
+@_fault("vmm_trusts_park_report", "rogue_cpu_park", "processor_conservation",
+        processors=True, vmm_enforces_cpu_target=True, hostile_vms=frozenset({0}))
+def _trusts_park(cfg: Config, s: State, vm: int, vcpu: int) -> State:
+    """The VMM takes a parked-vCPU report at its word and leaves the vCPU running: its
+    processor is counted as parked (and then given back) while the guest still runs on it."""
+    v = s.vms[vm]
+    require(isinstance(vcpu, int) and vcpu in v.guest.vcpus, "rogue_cpu_park",
+            "the VMM ignores a report of a vCPU that is not running: nothing changes")
+    return s.with_vm(vm, v.replace(parked_vcpus=v.parked_vcpus | {vcpu}))
+
+
+@_fault("vmm_applies_stale_reports", "vmm_drop_stale_reports", "stale_reports_not_applied",
+        also=("guest_chooses_pages", "guest_data_intact"), reset=True,
+        reset_races_reports=True)
+def _applies_stale(cfg: Config, s: State, vm: int) -> State:
+    """The VMM cannot tell the reports of the guest's previous incarnation from the new
+    one's: it applies a stale inflate report, taking pages the new guest never gave."""
+    v = s.vms[vm]
+    require(bool(v.stale_inflate or v.stale_deflate), "vmm_drop_stale_reports",
+            "no report of an earlier incarnation is in flight")
+    taken = {p for p in v.stale_inflate if 0 <= p < cfg.guest_pages and p not in v.ballooned}
+    for p in sorted(taken):
+        s = A.unback(s, vm, p, by_balloon=True)
+    v = s.vms[vm]
+    return s.with_vm(vm, v.replace(ballooned=v.ballooned | taken,
+                                   acked_inflate=v.acked_inflate | taken,
+                                   stale_inflate=(), stale_deflate=()))

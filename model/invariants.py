@@ -690,3 +690,59 @@ _register(Property(
     balloon leaks the pages (pinned by nobody) and tells the host a size that is not
     true, so the host sizes memory on a wrong figure.""",
     "guest", step=_restore_step, feature=lambda cfg: cfg.hibernation))
+
+
+# --------------------------------------------------------------------------
+# Hostile guests: processors, resets racing reports
+
+
+def _vcpus_within_target_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    for v, (a, b) in enumerate(zip(pre.vms, post.vms)):
+        running = len(b.guest.vcpus)
+        if running > len(a.guest.vcpus) and running > b.cpu_target:
+            return (f"VM {v} now runs {running} vCPUs, beyond the host's CPU target of "
+                    f"{b.cpu_target}")
+    return None
+
+
+_register(Property(
+    "vcpus_within_cpu_target",
+    """No step brings a VM's running vCPUs above the host's CPU target for it, whatever its guest does.
+
+    The VMM grants processors against the host's own target, not the target the guest's
+    module read or claims (``vmm_enforces_cpu_target``): a hostile guest that unparks the
+    vCPUs it parked, claims processors or falsely reports vCPUs parked gains none beyond
+    it. A VM may still run more vCPUs than a target the host has just lowered, until its
+    guest parks them or the VMM stops them (``vmm_enforce_cpu_target``); from then on it
+    stays within it.""",
+    "host", step=_vcpus_within_target_step,
+    feature=lambda cfg: cfg.processors and cfg.vmm_enforces_cpu_target))
+
+
+def _stale_reports_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    if act.name == "guest_reset":  # a new reset replaces the reports in flight
+        return None
+    for v, (a, b) in enumerate(zip(pre.vms, post.vms)):
+        if len(b.stale_inflate) + len(b.stale_deflate) >= len(a.stale_inflate) + len(
+                a.stale_deflate):
+            continue
+        changed = [name for name in ("p2m", "ballooned", "inflate_queue", "deflate_queue",
+                                     "acked_inflate", "acked_refused", "acked_deflate")
+                   if getattr(a, name) != getattr(b, name)]
+        if changed:
+            return (f"VM {v}: the VMM applied reports of the guest's previous incarnation to "
+                    f"the new one (its {', '.join(changed)} changed)")
+    return None
+
+
+_register(Property(
+    "stale_reports_not_applied",
+    """A report queued before a guest reset and processed after it changes nothing of the new incarnation.
+
+    With ``reset_races_reports`` reports in flight outlive a device reset (virtio 1.x
+    section 2.4: a reset device no longer uses buffers made available before it). When the
+    VMM takes them, the VM's machine pages, ballooned set, queues and acknowledgements are
+    those of the new incarnation and must stay as they are: applying a stale inflate would
+    take a page the new guest never gave, a stale deflate give back one it never had.""",
+    "host", step=_stale_reports_step,
+    feature=lambda cfg: cfg.reset and cfg.reset_races_reports))

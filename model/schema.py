@@ -333,6 +333,13 @@ SCHEMA: tuple[Field, ...] = (
        "PPNs hinted free in the current hint cycle and written by the guest since (the dirty "
        "log marked them again): the migration must send them.", feature="free_page_hint",
        observable=True),
+    _f("stale_inflate", _V, Owner.GUEST_TO_VMM, _Q, (REPORTED_PPN,), None,
+       "PPNs the guest's previous incarnation reported for inflation, still in flight when "
+       "the guest reset (`reset_races_reports`): what the VMM must not apply to the new one.",
+       feature="reset_races_reports"),
+    _f("stale_deflate", _V, Owner.GUEST_TO_VMM, _Q, (REPORTED_PPN,), None,
+       "PPNs the previous incarnation reported for deflation, still in flight when the guest "
+       "reset (`reset_races_reports`).", feature="reset_races_reports"),
     # -- guest OS, per VM -------------------------------------------------------------
     _f("ppn_use", _G, Owner.GUEST, _MAP, (PPN,), PPN_USE,
        "The guest's own view of each PPN: free, given to the balloon, or holding a VPN. "

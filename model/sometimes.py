@@ -230,3 +230,23 @@ def _restored(cfg: Config, pre: State, act: Action, post: State) -> bool:
            feature=lambda cfg: cfg.hibernation)
 def _target_while_frozen(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name == "host_set_target" and bool(pre.vms[_vm(act)].module.frozen)
+@_scenario("hostile_vcpu_unparked",
+           "A hostile guest brings a vCPU online again that it had reported parked.",
+           feature=lambda cfg: cfg.processors and cfg.vmm_enforces_cpu_target
+           and bool(cfg.hostile_vms))
+def _unparked(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "rogue_cpu_online" and _arg(act, "vcpu") in pre.vms[_vm(act)].parked_vcpus
+
+
+@_scenario("vmm_stops_excess_vcpus",
+           "The VMM stops vCPUs a VM runs beyond the host's CPU target, without the guest.",
+           feature=lambda cfg: cfg.processors and cfg.vmm_enforces_cpu_target)
+def _stopped(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_enforce_cpu_target"
+
+
+@_scenario("stale_report_dropped",
+           "The VMM takes an inflate report the guest queued before it reset, and drops it.",
+           feature=lambda cfg: cfg.reset and cfg.reset_races_reports)
+def _stale(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_drop_stale_reports" and bool(pre.vms[_vm(act)].stale_inflate)

@@ -166,6 +166,12 @@ class VmState:
     hint_rewritten: frozenset[int] = frozenset()
     """VMM: PPNs hinted free in the current hint cycle and written by the guest since (dirty
     again): the migration must send them."""
+    stale_inflate: tuple[int, ...] = ()
+    """Guest -> VMM: PPNs the guest's previous incarnation reported for inflation, still in
+    flight when it reset (``reset_races_reports``), sorted."""
+    stale_deflate: tuple[int, ...] = ()
+    """Guest -> VMM: PPNs the previous incarnation reported for deflation, still in flight
+    when it reset (``reset_races_reports``), sorted."""
 
     def replace(self, **changes: Any) -> "VmState":
         """A copy with some fields changed."""

@@ -151,6 +151,9 @@ REPORTING_BIT = PAGE_FLAGS["reporting"]
 # Free page hinting's flags (no engine method reads or writes them yet: a known gap).
 HINTED_BIT = PAGE_FLAGS["hinted"]
 HINT_REWRITTEN_BIT = PAGE_FLAGS["hint_rewritten"]
+# Reports in flight across a guest reset (no engine method reads or writes them yet).
+STALE_INFLATE_BIT = PAGE_FLAGS["stale_inflate"]
+STALE_DEFLATE_BIT = PAGE_FLAGS["stale_deflate"]
 
 def has_extra(f: Field) -> bool:
     """Whether a page-flag field may hold what one bit per PPN cannot: a queue (an entry
@@ -228,6 +231,8 @@ class SystemArrays:
     inflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
     deflate_queue_extra: dict[int, list[int]] = field(default_factory=dict)
     acked_refused_extra: dict[int, set[int]] = field(default_factory=dict)
+    stale_inflate_extra: dict[int, list[int]] = field(default_factory=dict)
+    stale_deflate_extra: dict[int, list[int]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -311,6 +316,8 @@ class SystemArrays:
         out.inflate_queue_extra = {k: list(v) for k, v in self.inflate_queue_extra.items()}
         out.deflate_queue_extra = {k: list(v) for k, v in self.deflate_queue_extra.items()}
         out.acked_refused_extra = {k: set(v) for k, v in self.acked_refused_extra.items()}
+        out.stale_inflate_extra = {k: list(v) for k, v in self.stale_inflate_extra.items()}
+        out.stale_deflate_extra = {k: list(v) for k, v in self.stale_deflate_extra.items()}
         return out
 
 

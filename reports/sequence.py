@@ -375,6 +375,27 @@ def _rogue_actual(s: _Step) -> list[Message]:
     return [Message(s.g, "vmm", f"hostile actual = {s.k['actual']}")]
 
 
+@_says("rogue_cpu_park")
+def _rogue_park(s: _Step) -> list[Message]:
+    return [Message(s.g, "vmm", f"hostile report: vCPU {s.k['vcpu']} parked (the VMM stops it)")]
+
+
+@_says("rogue_cpu_online")
+def _rogue_online(s: _Step) -> list[Message]:
+    return [Message(s.g, "vmm", f"hostile: vCPU {s.k['vcpu']} online")]
+
+
+@_says("vmm_drop_stale_reports")
+def _drop_stale(s: _Step) -> list[Message]:
+    return [Message("vmm", "vmm", f"drops VM {s.v}'s reports from before its reset")]
+
+
+@_says("vmm_enforce_cpu_target")
+def _enforce_cpus(s: _Step) -> list[Message]:
+    n = s.post.host.idle_pcpus - s.pre.host.idle_pcpus
+    return [Message("vmm", "host", f"stops {n} vCPU(s) of VM {s.v} beyond its CPU target")]
+
+
 # --------------------------------------------------------------------------
 # Drawing
 

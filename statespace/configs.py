@@ -41,6 +41,14 @@ EXPLORE_CONFIGS: dict[str, Config] = {
     # Free page hinting and hibernation (the hinting and hibernation presets).
     "one-vm-hinting": _ONE.replace(host_use=False, free_page_hint=True),
     "one-vm-hibernation": _ONE.replace(host_use=False, hibernation=True),
+    # What the hostile preset adds against guests that will not cooperate: the VMM enforcing
+    # the host's CPU target (here for an honest guest; with a hostile one the rogue memory
+    # steps multiply the space, see the suite's hostile-processors slice), and reports in
+    # flight across a guest reset.
+    "one-vm-cpu-target": _ONE.replace(host_use=False, guest_pages=1, guest_data_pages=0,
+                                      processors=True, vmm_enforces_cpu_target=True,
+                                      vcpus=2, pcpus=3),
+    "one-vm-stale-reports": _ONE.replace(host_use=False, reset=True, reset_races_reports=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).

@@ -6,7 +6,8 @@ table says why one of them misses it (``Fault.missed_by``). The Z3 proofs and
 the NumPy core catch a fault only through their own encoding of it, so a fault
 they list as a known gap (:data:`ballast.model.encodings.REAL_DRIVER_ONLY`,
 :data:`~ballast.model.encodings.MODERN_VIRTIO_ONLY`,
-:data:`~ballast.model.encodings.HINTING_HIBERNATION_ONLY`) is not theirs to catch. This is
+:data:`~ballast.model.encodings.HINTING_HIBERNATION_ONLY`,
+:data:`~ballast.model.encodings.HOSTILE_ONLY`) is not theirs to catch. This is
 read without loading Z3 or NumPy, so ``ballast list
 faults`` stays fast; a test checks it against the backends' own tables.
 
@@ -18,7 +19,7 @@ faults`` stays fast; a test checks it against the backends' own tables.
 
 from __future__ import annotations
 
-from ballast.model.encodings import (HINTING_HIBERNATION_ONLY, MODERN_VIRTIO_ONLY,
+from ballast.model.encodings import (HINTING_HIBERNATION_ONLY, HOSTILE_ONLY, MODERN_VIRTIO_ONLY,
                                      REAL_DRIVER_ONLY)
 from ballast.model.faults import FAULTS
 
@@ -35,6 +36,6 @@ def catchers(name: str) -> tuple[str, ...]:
     """The checkers expected to catch seeded fault ``name`` within their default budgets."""
     fault = FAULTS[name]
     gaps = {item for kind, item in REAL_DRIVER_ONLY + MODERN_VIRTIO_ONLY
-             + HINTING_HIBERNATION_ONLY if kind == "faults"}
+             + HINTING_HIBERNATION_ONLY + HOSTILE_ONLY if kind == "faults"}
     chosen = MODEL_CHECKERS + tuple(c for c in ENCODED_CHECKERS if name not in gaps)
     return tuple(c for c in chosen if c not in fault.missed_by)

@@ -41,7 +41,7 @@ def test_page_flag_fields_are_the_per_vm_sets_and_queues_of_ppns() -> None:
     assert list(PAGE_FLAGS) == ["ballooned", "inflate_queue", "deflate_queue", "acked_inflate",
                                 "acked_refused", "acked_deflate", "report_queue",
                                 "acked_report", "discarded", "hinted", "hint_rewritten",
-                                "balloon", "refused",
+                                "stale_inflate", "stale_deflate", "balloon", "refused",
                                 "reporting"]
     assert list(MPN_FLAGS) == ["free", "in_use", "cow", "reclaimed"]
     assert all(f.record is Record.HOST for f in SCHEMA if f.key in MPN_FLAGS)

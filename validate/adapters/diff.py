@@ -652,6 +652,10 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "stale_hint_ignored": frozenset({"vmm_stop_hints", "balloon_hint_free_pages"}),
     "restored_with_balloon": frozenset({"balloon_freeze", "balloon_restore"}),
     "target_changed_while_frozen": frozenset({"balloon_freeze", "host_set_target"}),
+    "hostile_vcpu_unparked": frozenset({"rogue_cpu_park", "rogue_cpu_online"}),
+    "vmm_stops_excess_vcpus": frozenset({"host_set_cpu_target", "vmm_enforce_cpu_target"}),
+    "stale_report_dropped": frozenset({"balloon_inflate", "guest_reset",
+                                       "vmm_drop_stale_reports"}),
 }
 
 
