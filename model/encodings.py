@@ -34,7 +34,7 @@ from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 
 __all__ = ["HINTING_HIBERNATION_ONLY", "HOSTILE_ONLY", "KINDS", "MODERN_VIRTIO_ONLY",
-           "REAL_DRIVER_ONLY", "Encodes", "Gaps", "gaps", "real_driver_gaps"]
+           "REAL_DRIVER_ONLY", "Encodes", "Gaps", "declared_gaps_on", "gaps", "real_driver_gaps"]
 
 KINDS = ("actions", "invariants", "faults")
 """What the model defines and a backend may encode."""
@@ -198,3 +198,22 @@ def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
             **{item: modern for item in MODERN_VIRTIO_ONLY},
             **{item: later for item in HINTING_HIBERNATION_ONLY},
             **{item: hostile for item in HOSTILE_ONLY}}
+
+
+def declared_gaps_on(cfg: Config) -> list[str]:
+    """The actions and invariants of :func:`real_driver_gaps` that ``cfg`` switches on.
+
+    Such a feature may also change the guard or effect of an action the kernels do encode
+    (a frozen guest takes no step; the VMM grants vCPUs against the host's target), so an
+    encoding is compared with the model only on configurations where this is empty.
+
+    >>> from ballast.model.config import PRESETS
+    >>> declared_gaps_on(PRESETS["default"])
+    []
+    >>> "balloon_freeze" in declared_gaps_on(PRESETS["hibernation"])
+    True
+    """
+    named = [*REAL_DRIVER_ONLY, *MODERN_VIRTIO_ONLY, *HINTING_HIBERNATION_ONLY, *HOSTILE_ONLY]
+    tables = {"actions": ACTIONS, "invariants": INVARIANTS}
+    return sorted(name for kind, name in named
+                  if kind in tables and tables[kind][name].feature(cfg))

@@ -48,6 +48,7 @@ import z3
 from ballast.errors import BallastError, GuardError
 from ballast.model.actions import Action
 from ballast.model.config import Config
+from ballast.model.encodings import declared_gaps_on
 from ballast.model.invariants import INVARIANTS
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
@@ -467,4 +468,7 @@ def agreement_configs() -> dict[str, Config]:
             host_swap=True, host_swap_slots=1, host_use=False)
     out["default/flood"] = feature_slices(
         PRESETS["default"].replace(vmm_bounds_queues=True))["hostile"]
-    return out
+    # Features the encodings declare as known gaps (free page hinting, hibernation, the
+    # hostile guest's processors, reports racing a reset) may change what an encoded action
+    # may do, so the encodings are compared with the model only where none is switched on.
+    return {name: c for name, c in out.items() if not declared_gaps_on(c)}
