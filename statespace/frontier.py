@@ -60,13 +60,14 @@ from ballast.model.ops import Kernel
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
+from ballast.numeric.encodes import gaps_in
 from ballast.numeric.interpret import run_kernel
 from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
 from ballast.statespace.frontier_rows import FrontierRows
-from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.keyset import KeySet, Spill, distinct
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
@@ -204,22 +205,26 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
     has no kernel yet or a fault replaces it by a step that has none.
 
+    A kernel that uses the memory operations runs only where the NumPy encoding covers
+    everything the configuration switches on: the state of the features it lacks
+    (:func:`ballast.numeric.encodes.gaps_in`; free page reporting, for one) changes what
+    those steps do, so there the model's step is taken.
+
     >>> from ballast.model.config import Config
     >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
     >>> kernel_of(m, m.table["vmm_release"]) is FAULT_KERNELS["release_keeps_balloon_set"][1]
     True
-    >>> kernel_of(m, m.table["guest_read"]) is None
+    >>> kernel_of(m, m.table["guest_read"]) is KERNELS["guest_read"]
     True
     """
     name = spec.name
+    memory_ok = not gaps_in(model.cfg, model.faults)
     if spec.effect is ACTIONS[name].effect:
-        # The frontier's store has no memory operations yet: those actions take the
-        # model's step (correct, remembered per part).
-        return None if name in MEMORY_KERNELS else KERNELS.get(name)
+        return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):
         if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
             got = FAULT_KERNELS.get(fault)
-            if fault in MEMORY_KERNELS:
+            if fault in MEMORY_KERNELS and not memory_ok:
                 return None
             return got[1] if got is not None and got[0] == name else None
     return None
@@ -239,6 +244,14 @@ class FrontierExploration(Exploration):
     rep_keys: Keys = field(default_factory=lambda: np.zeros((0, 1), dtype=np.uint64))
     visited: KeySet | None = None
     deepest: int = 0
+    spill: Spill | None = None
+    """Where the visited keys and the states go beyond the memory budget (None: no budget)."""
+    _rep_file: tuple[str, ...] = ()
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes of visited keys and states written to disk (0 without a memory budget)."""
+        return 0 if self.spill is None else self.spill.written
 
     @property
     def states(self) -> int:
@@ -249,7 +262,9 @@ class FrontierExploration(Exploration):
         return self.deepest
 
     def bytes_estimate(self) -> int:
-        held = self.rep_keys[:self.count].nbytes + 12 * self.count + 12 * len(self.edge_src)
+        on_disk = isinstance(self.rep_keys, np.memmap)
+        held = ((0 if on_disk else self.rep_keys[:self.count].nbytes) + 12 * self.count
+                + 12 * len(self.edge_src))
         return held + (self.visited.nbytes() if self.visited is not None else 0)
 
     def state(self, sid: int) -> State:
@@ -260,8 +275,18 @@ class FrontierExploration(Exploration):
         need = self.count + n
         if need > len(self.rep_keys):
             cap = max(need, 2 * len(self.rep_keys), 1024)
-            grown = np.zeros((cap, self.rep_keys.shape[1]), dtype=np.uint64)
-            grown[:self.count] = self.rep_keys[:self.count]
+            shape = (cap, self.rep_keys.shape[1])
+            sp = self.spill
+            if sp is not None and cap * shape[1] * 8 > sp.budget:
+                # Beyond the budget the states live in a file, memory-mapped.
+                files, (grown,) = sp.create(((shape, np.uint64),))
+                grown[:self.count] = self.rep_keys[:self.count]
+                if self._rep_file:
+                    sp.discard(self._rep_file[0], self.rep_keys.nbytes)
+                self._rep_file = files
+            else:
+                grown = np.zeros(shape, dtype=np.uint64)
+                grown[:self.count] = self.rep_keys[:self.count]
             self.rep_keys = grown
 
 
@@ -282,6 +307,11 @@ class _Plan:
             self.fixed.append(cands if ok else None)
 
 
+def _row_of(args: dict[str, Any]) -> int:
+    """The row number a kernel's store gives an instance: its VM, or its host page."""
+    return int(args["vm"] if "vm" in args else args.get("host_page", 0))
+
+
 def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
     """Kernel arguments (everything but the VM), one value per row."""
     out: dict[str, Any] = {}
@@ -298,19 +328,26 @@ def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
 def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
                      keep_edges: bool = False, stop_on: bool | Collection[str] = False,
                      progress: Callable[[Exploration], None] | None = None,
-                     batch: int = BATCH) -> FrontierExploration:
+                     batch: int = BATCH, memory_budget: int | None = None,
+                     spill_dir: str | None = None) -> FrontierExploration:
     """Explore every reachable state of ``model`` level by level (see the module text).
 
     The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
     With ``stop_on``, the search stops after the batch in which the violation was found
     (the trace is still a shortest one; the counts may exceed the reference's).
+    ``memory_budget`` (bytes): beyond half of it the visited keys go to sorted runs on
+    disk, beyond the other half the states (the frontier and the parents' keys) to a
+    memory-mapped file, in a temporary folder under ``spill_dir``; the result counts the
+    bytes written (:attr:`FrontierExploration.spilled_bytes`). Same states, same results.
     """
     cfg = model.cfg
     lay = RowLayout(cfg)
     plan = _Plan(model)
     ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
-                             layout=lay, visited=KeySet(lay.words),
-                             rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+                             layout=lay, rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+    if memory_budget is not None:
+        ex.spill = Spill(max(1, memory_budget // 2), spill_dir)
+    ex.visited = KeySet(lay.words, ex.spill)
     ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is not None)
     ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
     work_done.note("explore", lambda: f"{ex.count:,} states explored")
@@ -686,7 +723,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             if fixed is not None and kernel is not None:
                 for j, args in enumerate(fixed):
                     copy = rows.copy()
-                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, args["vm"])),
+                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, _row_of(args))),
                                     _args(args, m))
                     idx = np.nonzero(ok)[0]
                     if len(idx):
@@ -720,7 +757,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         vals = [a[name] for _, _, a in inst]
                         kargs[name] = (np.array(vals, dtype=np.int64)
                                        if isinstance(vals[0], int) else vals)
-                vms = np.array([a["vm"] for _, _, a in inst], dtype=np.int64)
+                vms = np.array([_row_of(a) for _, _, a in inst], dtype=np.int64)
                 ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
                 idx = np.nonzero(ok)[0]
                 if len(idx):
