@@ -161,6 +161,9 @@ class _Memos:
         self.checks: dict[tuple[Any, ...], Any] = {}
         self.state: dict[tuple[Any, ...], Any] = {}
         self.unsettled: dict[tuple[Any, ...], Any] = {}
+        self.part_candidates: dict[tuple[int, ...], Any] = {}
+        """By (action, VM, host part id, VM part id): the candidates of that part (kept
+        across forgetting: part ids are never reused)."""
         self.by_ids: dict[tuple[int, ...], Any] = {}
         self.tables: dict[tuple[Any, ...], Any] = {}
         self.vm_checks: dict[tuple[int, ...], bool] = {}
@@ -510,12 +513,20 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return (np.array([j for j, _, _, _ in got], dtype=np.int64),
                 np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
 
-    def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
+    def part_candidates(spec: ActionSpec, s: State, v: int,
+                        watch: bool = False) -> list[dict[str, Any]] | None | object:
+        """The candidates of ``spec`` for VM ``v`` computed on its part alone (None when they
+        read another VM); ``watch``: with the host watched, _READS_HOST when they read it."""
+        loc = local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
         try:
             assert spec.vm_candidates is not None
-            return list(spec.vm_candidates(cfg, local(s, v), v))
+            got = list(spec.vm_candidates(cfg, State(host, loc.vms) if watch else loc, v))
         except ReadElsewhere:
             return None
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
+        return got
 
     def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
         """(whether the step changed at most the host and one VM, that VM)."""
@@ -731,39 +742,70 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
                 continue
             if kernel is not None:
-                # Candidates read the state: ask the model, part by part where it can.
-                inst: list[tuple[int, int, dict[str, Any]]] = []
-                for i, s in enumerate(states):
-                    if not by_vm:
-                        inst += [(i, j, a) for j, a in enumerate(spec.candidates(cfg, s))]
-                        continue
-                    for v in range(n_vms):
-                        key = (si, v, id(s.host), id(s.vms[v]))
-                        cands = memo.candidates.get(key, _MISSING)
+                # Candidates read the state: ask the model once per distinct (host part,
+                # VM part) where they read no other VM, then spread them over the states
+                # holding that pair (the order of the instances is given by ``ords``).
+                blocks: list[tuple[Ints, int, dict[str, Any]]] = []
+                if not by_vm:
+                    for i, s in enumerate(states):
+                        blocks += [(np.array([i]), j, a)
+                                   for j, a in enumerate(spec.candidates(cfg, s))]
+                for v in range(n_vms if by_vm else 0):
+                    uniq, first_i, inv = np.unique(np.stack([pre_h, pre_v[:, v]], axis=1),
+                                                   axis=0, return_index=True,
+                                                   return_inverse=True)
+                    inv = inv.reshape(-1)
+                    members = np.argsort(inv, kind="stable")
+                    counts = np.bincount(inv, minlength=len(uniq))
+                    starts = np.cumsum(counts) - counts
+                    for g, ((hid, vid), i0) in enumerate(zip(uniq.tolist(), first_i.tolist())):
+                        mem = members[starts[g]:starts[g] + counts[g]]
+                        # Candidates that leave the host unread are kept by the VM part alone.
+                        ckey = (si, v, -1, vid)
+                        cands = memo.part_candidates.get(ckey, _MISSING)
                         if cands is _MISSING:
-                            cands = memo.candidates[key] = part_candidates(spec, s, v)
-                        if cands is None:
+                            cands = memo.part_candidates[ckey] = part_candidates(
+                                spec, states[i0], v, watch=True)
+                        if cands is _READS_HOST:
+                            ckey = (si, v, hid, vid)
+                            cands = memo.part_candidates.get(ckey, _MISSING)
+                            if cands is _MISSING:
+                                cands = memo.part_candidates[ckey] = part_candidates(
+                                    spec, states[i0], v)
+                        if cands is None:  # they read another VM: state by state
                             assert spec.vm_candidates is not None
-                            cands = list(spec.vm_candidates(cfg, s, v))
-                        inst += [(i, (v << _VM_BITS) + j, a)
-                                 for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
-                if not inst:
+                            for i in mem.tolist():
+                                blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
+                                           for j, a in enumerate(
+                                               spec.vm_candidates(cfg, states[i], v))]
+                            continue
+                        blocks += [(mem, (v << _VM_BITS) + j, a)
+                                   for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
+                if not blocks:
                     continue
-                who = np.array([i for i, _, _ in inst], dtype=np.int64)
+                sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
+                who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
+                block_of = np.repeat(np.arange(len(blocks)), sizes)
+                ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
                 copy = rows[who]
                 kargs: dict[str, Any] = {}
-                for name in inst[0][2]:
+                for name in blocks[0][2]:
                     if name != "vm":
-                        vals = [a[name] for _, _, a in inst]
-                        kargs[name] = (np.array(vals, dtype=np.int64)
-                                       if isinstance(vals[0], int) else vals)
-                vms = np.array([_row_of(a) for _, _, a in inst], dtype=np.int64)
+                        vals = [b[2][name] for b in blocks]
+                        if isinstance(vals[0], int):
+                            kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
+                        else:
+                            kargs[name] = [x for x, k in zip(vals, sizes.tolist())
+                                           for _ in range(k)]
+                vms = np.repeat(np.array([_row_of(b[2]) for b in blocks], dtype=np.int64),
+                                sizes)
                 ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
                 idx = np.nonzero(ok)[0]
                 if len(idx):
-                    emit(who[idx], np.array([base + inst[k][1] for k in idx.tolist()]),
-                         np.array([intern(Action.of(spec.name, **inst[k][2]))
-                                   for k in idx.tolist()]), copy[idx])
+                    fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
+                    aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
+                                       for b in fired_blocks.tolist()], dtype=np.int64)
+                    emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
                 continue
             # No kernel: the model's step, computed once per part where it reads one part.
             ps: list[int] = []
