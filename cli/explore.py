@@ -77,6 +77,10 @@ def register(subparsers: Any) -> None:
                         "states as packed rows, explored level by level in whole-array steps "
                         "(same results, not yet faster; liveness, --dot, --graphml and "
                         "--no-cache run on the reference engine)")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
+                   help="memory (MiB) beyond which the visited states and the frontier "
+                        "spill to sorted runs on disk (frontier engine); the verdict says "
+                        "how much was spilled")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="take every step straight from the model, without the transition "
                         "cache (slower, same results)")
@@ -91,7 +95,7 @@ def register(subparsers: Any) -> None:
 
 
 def _budget(args: argparse.Namespace) -> Budget:
-    for name in ("max_states", "max_seconds", "max_mib"):
+    for name in ("max_states", "max_seconds", "max_mib", "memory_budget"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
@@ -177,7 +181,9 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                               dot=args.dot, graphml=args.graphml,
                               stop_on=args.stop_at_first, progress=progress,
                               fairness=args.fairness or WEAK, cache=args.cache,
-                              engine=args.engine, client=client)
+                              engine=args.engine, client=client,
+                              memory_budget=(None if args.memory_budget is None
+                                             else int(args.memory_budget * 2**20)))
             states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
     if args.json:
         print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))

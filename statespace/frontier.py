@@ -60,13 +60,14 @@ from ballast.model.ops import Kernel
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
+from ballast.numeric.encodes import gaps_in
 from ballast.numeric.interpret import run_kernel
 from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
 from ballast.statespace.frontier_rows import FrontierRows
-from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.keyset import KeySet, Spill, distinct
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
@@ -160,6 +161,9 @@ class _Memos:
         self.checks: dict[tuple[Any, ...], Any] = {}
         self.state: dict[tuple[Any, ...], Any] = {}
         self.unsettled: dict[tuple[Any, ...], Any] = {}
+        self.part_candidates: dict[tuple[int, ...], Any] = {}
+        """By (action, VM, host part id, VM part id): the candidates of that part (kept
+        across forgetting: part ids are never reused)."""
         self.by_ids: dict[tuple[int, ...], Any] = {}
         self.tables: dict[tuple[Any, ...], Any] = {}
         self.vm_checks: dict[tuple[int, ...], bool] = {}
@@ -204,22 +208,26 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
     has no kernel yet or a fault replaces it by a step that has none.
 
+    A kernel that uses the memory operations runs only where the NumPy encoding covers
+    everything the configuration switches on: the state of the features it lacks
+    (:func:`ballast.numeric.encodes.gaps_in`; free page reporting, for one) changes what
+    those steps do, so there the model's step is taken.
+
     >>> from ballast.model.config import Config
     >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
     >>> kernel_of(m, m.table["vmm_release"]) is FAULT_KERNELS["release_keeps_balloon_set"][1]
     True
-    >>> kernel_of(m, m.table["guest_read"]) is None
+    >>> kernel_of(m, m.table["guest_read"]) is KERNELS["guest_read"]
     True
     """
     name = spec.name
+    memory_ok = not gaps_in(model.cfg, model.faults)
     if spec.effect is ACTIONS[name].effect:
-        # The frontier's store has no memory operations yet: those actions take the
-        # model's step (correct, remembered per part).
-        return None if name in MEMORY_KERNELS else KERNELS.get(name)
+        return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):
         if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
             got = FAULT_KERNELS.get(fault)
-            if fault in MEMORY_KERNELS:
+            if fault in MEMORY_KERNELS and not memory_ok:
                 return None
             return got[1] if got is not None and got[0] == name else None
     return None
@@ -239,6 +247,14 @@ class FrontierExploration(Exploration):
     rep_keys: Keys = field(default_factory=lambda: np.zeros((0, 1), dtype=np.uint64))
     visited: KeySet | None = None
     deepest: int = 0
+    spill: Spill | None = None
+    """Where the visited keys and the states go beyond the memory budget (None: no budget)."""
+    _rep_file: tuple[str, ...] = ()
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes of visited keys and states written to disk (0 without a memory budget)."""
+        return 0 if self.spill is None else self.spill.written
 
     @property
     def states(self) -> int:
@@ -249,7 +265,9 @@ class FrontierExploration(Exploration):
         return self.deepest
 
     def bytes_estimate(self) -> int:
-        held = self.rep_keys[:self.count].nbytes + 12 * self.count + 12 * len(self.edge_src)
+        on_disk = isinstance(self.rep_keys, np.memmap)
+        held = ((0 if on_disk else self.rep_keys[:self.count].nbytes) + 12 * self.count
+                + 12 * len(self.edge_src))
         return held + (self.visited.nbytes() if self.visited is not None else 0)
 
     def state(self, sid: int) -> State:
@@ -260,8 +278,18 @@ class FrontierExploration(Exploration):
         need = self.count + n
         if need > len(self.rep_keys):
             cap = max(need, 2 * len(self.rep_keys), 1024)
-            grown = np.zeros((cap, self.rep_keys.shape[1]), dtype=np.uint64)
-            grown[:self.count] = self.rep_keys[:self.count]
+            shape = (cap, self.rep_keys.shape[1])
+            sp = self.spill
+            if sp is not None and cap * shape[1] * 8 > sp.budget:
+                # Beyond the budget the states live in a file, memory-mapped.
+                files, (grown,) = sp.create(((shape, np.uint64),))
+                grown[:self.count] = self.rep_keys[:self.count]
+                if self._rep_file:
+                    sp.discard(self._rep_file[0], self.rep_keys.nbytes)
+                self._rep_file = files
+            else:
+                grown = np.zeros(shape, dtype=np.uint64)
+                grown[:self.count] = self.rep_keys[:self.count]
             self.rep_keys = grown
 
 
@@ -282,6 +310,11 @@ class _Plan:
             self.fixed.append(cands if ok else None)
 
 
+def _row_of(args: dict[str, Any]) -> int:
+    """The row number a kernel's store gives an instance: its VM, or its host page."""
+    return int(args["vm"] if "vm" in args else args.get("host_page", 0))
+
+
 def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
     """Kernel arguments (everything but the VM), one value per row."""
     out: dict[str, Any] = {}
@@ -298,19 +331,26 @@ def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
 def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
                      keep_edges: bool = False, stop_on: bool | Collection[str] = False,
                      progress: Callable[[Exploration], None] | None = None,
-                     batch: int = BATCH) -> FrontierExploration:
+                     batch: int = BATCH, memory_budget: int | None = None,
+                     spill_dir: str | None = None) -> FrontierExploration:
     """Explore every reachable state of ``model`` level by level (see the module text).
 
     The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
     With ``stop_on``, the search stops after the batch in which the violation was found
     (the trace is still a shortest one; the counts may exceed the reference's).
+    ``memory_budget`` (bytes): beyond half of it the visited keys go to sorted runs on
+    disk, beyond the other half the states (the frontier and the parents' keys) to a
+    memory-mapped file, in a temporary folder under ``spill_dir``; the result counts the
+    bytes written (:attr:`FrontierExploration.spilled_bytes`). Same states, same results.
     """
     cfg = model.cfg
     lay = RowLayout(cfg)
     plan = _Plan(model)
     ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
-                             layout=lay, visited=KeySet(lay.words),
-                             rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+                             layout=lay, rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+    if memory_budget is not None:
+        ex.spill = Spill(max(1, memory_budget // 2), spill_dir)
+    ex.visited = KeySet(lay.words, ex.spill)
     ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is not None)
     ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
     work_done.note("explore", lambda: f"{ex.count:,} states explored")
@@ -473,12 +513,20 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return (np.array([j for j, _, _, _ in got], dtype=np.int64),
                 np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
 
-    def part_candidates(spec: ActionSpec, s: State, v: int) -> list[dict[str, Any]] | None:
+    def part_candidates(spec: ActionSpec, s: State, v: int,
+                        watch: bool = False) -> list[dict[str, Any]] | None | object:
+        """The candidates of ``spec`` for VM ``v`` computed on its part alone (None when they
+        read another VM); ``watch``: with the host watched, _READS_HOST when they read it."""
+        loc = local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
         try:
             assert spec.vm_candidates is not None
-            return list(spec.vm_candidates(cfg, local(s, v), v))
+            got = list(spec.vm_candidates(cfg, State(host, loc.vms) if watch else loc, v))
         except ReadElsewhere:
             return None
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
+        return got
 
     def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
         """(whether the step changed at most the host and one VM, that VM)."""
@@ -686,7 +734,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             if fixed is not None and kernel is not None:
                 for j, args in enumerate(fixed):
                     copy = rows.copy()
-                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, args["vm"])),
+                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, _row_of(args))),
                                     _args(args, m))
                     idx = np.nonzero(ok)[0]
                     if len(idx):
@@ -694,39 +742,70 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
                 continue
             if kernel is not None:
-                # Candidates read the state: ask the model, part by part where it can.
-                inst: list[tuple[int, int, dict[str, Any]]] = []
-                for i, s in enumerate(states):
-                    if not by_vm:
-                        inst += [(i, j, a) for j, a in enumerate(spec.candidates(cfg, s))]
-                        continue
-                    for v in range(n_vms):
-                        key = (si, v, id(s.host), id(s.vms[v]))
-                        cands = memo.candidates.get(key, _MISSING)
+                # Candidates read the state: ask the model once per distinct (host part,
+                # VM part) where they read no other VM, then spread them over the states
+                # holding that pair (the order of the instances is given by ``ords``).
+                blocks: list[tuple[Ints, int, dict[str, Any]]] = []
+                if not by_vm:
+                    for i, s in enumerate(states):
+                        blocks += [(np.array([i]), j, a)
+                                   for j, a in enumerate(spec.candidates(cfg, s))]
+                for v in range(n_vms if by_vm else 0):
+                    uniq, first_i, inv = np.unique(np.stack([pre_h, pre_v[:, v]], axis=1),
+                                                   axis=0, return_index=True,
+                                                   return_inverse=True)
+                    inv = inv.reshape(-1)
+                    members = np.argsort(inv, kind="stable")
+                    counts = np.bincount(inv, minlength=len(uniq))
+                    starts = np.cumsum(counts) - counts
+                    for g, ((hid, vid), i0) in enumerate(zip(uniq.tolist(), first_i.tolist())):
+                        mem = members[starts[g]:starts[g] + counts[g]]
+                        # Candidates that leave the host unread are kept by the VM part alone.
+                        ckey = (si, v, -1, vid)
+                        cands = memo.part_candidates.get(ckey, _MISSING)
                         if cands is _MISSING:
-                            cands = memo.candidates[key] = part_candidates(spec, s, v)
-                        if cands is None:
+                            cands = memo.part_candidates[ckey] = part_candidates(
+                                spec, states[i0], v, watch=True)
+                        if cands is _READS_HOST:
+                            ckey = (si, v, hid, vid)
+                            cands = memo.part_candidates.get(ckey, _MISSING)
+                            if cands is _MISSING:
+                                cands = memo.part_candidates[ckey] = part_candidates(
+                                    spec, states[i0], v)
+                        if cands is None:  # they read another VM: state by state
                             assert spec.vm_candidates is not None
-                            cands = list(spec.vm_candidates(cfg, s, v))
-                        inst += [(i, (v << _VM_BITS) + j, a)
-                                 for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
-                if not inst:
+                            for i in mem.tolist():
+                                blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
+                                           for j, a in enumerate(
+                                               spec.vm_candidates(cfg, states[i], v))]
+                            continue
+                        blocks += [(mem, (v << _VM_BITS) + j, a)
+                                   for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
+                if not blocks:
                     continue
-                who = np.array([i for i, _, _ in inst], dtype=np.int64)
+                sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
+                who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
+                block_of = np.repeat(np.arange(len(blocks)), sizes)
+                ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
                 copy = rows[who]
                 kargs: dict[str, Any] = {}
-                for name in inst[0][2]:
+                for name in blocks[0][2]:
                     if name != "vm":
-                        vals = [a[name] for _, _, a in inst]
-                        kargs[name] = (np.array(vals, dtype=np.int64)
-                                       if isinstance(vals[0], int) else vals)
-                vms = np.array([a["vm"] for _, _, a in inst], dtype=np.int64)
+                        vals = [b[2][name] for b in blocks]
+                        if isinstance(vals[0], int):
+                            kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
+                        else:
+                            kargs[name] = [x for x, k in zip(vals, sizes.tolist())
+                                           for _ in range(k)]
+                vms = np.repeat(np.array([_row_of(b[2]) for b in blocks], dtype=np.int64),
+                                sizes)
                 ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
                 idx = np.nonzero(ok)[0]
                 if len(idx):
-                    emit(who[idx], np.array([base + inst[k][1] for k in idx.tolist()]),
-                         np.array([intern(Action.of(spec.name, **inst[k][2]))
-                                   for k in idx.tolist()]), copy[idx])
+                    fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
+                    aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
+                                       for b in fired_blocks.tolist()], dtype=np.int64)
+                    emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
                 continue
             # No kernel: the model's step, computed once per part where it reads one part.
             ps: list[int] = []

@@ -13,7 +13,7 @@ masked update of the whole frontier for one (action, argument) instance list.
 >>> from ballast.model.config import Config
 >>> from ballast.model.state import initial_state
 >>> from ballast.numeric.interpret import run_kernel
->>> from ballast.statespace.rowcodec import RowLayout
+>>> from ballast.statespace.rowcodec import RowLayout, RowOverflow
 >>> cfg = Config(vms=2, guest_pages=2, machine_pages=4)
 >>> lay = RowLayout(cfg)
 >>> rows = np.repeat(lay.encode(initial_state(cfg))[None, :], 2, axis=0)
@@ -34,7 +34,7 @@ import numpy.typing as npt
 from ballast.model.config import Config
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
-from ballast.statespace.rowcodec import RowLayout
+from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
 __all__ = ["FrontierRows", "field_key"]
 
@@ -108,9 +108,14 @@ class FrontierRows:
             return self._cells(field) != 0
         if key == "disk":
             return self._cells(field) != 0
+        if key == "swap":
+            return self.rows[self._r, self._swap_idx()] != 0
         cells = self._cells(field)
-        if schema_field(key).kind is Kind.COUNTER:
+        kind = schema_field(key).kind
+        if kind is Kind.COUNTER:
             return cells[:, 0]
+        if kind is Kind.MAP:
+            return cells
         return cells != 0
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
@@ -160,6 +165,8 @@ class FrontierRows:
         return self.rows[:, self._host_col(field)].astype(np.int64)
 
     def claim(self, field: str, need: Ints, ok: Mask) -> Mask:
+        if field == "host.swap_room":
+            return self.claim_swap(need, ok)
         c = self._host_col(field)
         have = self.rows[:, c].astype(np.int64)
         granted = ok & (need <= have)
@@ -174,33 +181,37 @@ class FrontierRows:
     def unback(self, mask: Mask, ok: Mask, by_balloon: bool, scrub: bool) -> None:
         # The model's unback, PPN by PPN in ascending order (a shared MPN whose other
         # mapper goes earlier in the same step is freed by the later one).
-        lay, cfg = self.layout, self.cfg
         p2m = self._idx("p2m")
+        sel = np.asarray(mask) & ok[:, None]
+        for p in range(self.cfg.guest_pages):
+            r = np.nonzero(sel[:, p])[0]
+            if len(r):
+                self._unback_cols(r, p2m[r, p], by_balloon, scrub)
+
+    def _unback_cols(self, r: Ints, col: Ints, by_balloon: bool, scrub: bool) -> None:
+        """The model's unback of the page whose p2m column is ``col`` in each row of ``r``
+        (distinct rows)."""
+        lay, cfg = self.layout, self.cfg
         every_p2m = np.array([c for v in range(cfg.vms) for c in lay.cols("p2m", v)],
                              dtype=np.int64)
         free0, cow0 = lay.cols("free")[0], lay.cols("cow")[0]
         content0, recl0 = lay.cols("content")[0], lay.cols("reclaimed")[0]
-        sel = np.asarray(mask) & ok[:, None]
-        for p in range(cfg.guest_pages):
-            r = np.nonzero(sel[:, p])[0]
-            if not len(r):
-                continue
-            m = self.rows[r, p2m[r, p]].astype(np.int64)
-            r, m = r[m >= 0], m[m >= 0]
-            if not len(r):
-                continue
-            self.rows[r, p2m[r, p]] = -1
-            others = (self.rows[r][:, every_p2m] == m[:, None]).sum(axis=1)
-            last = others == 1
-            self.rows[r[last], cow0 + m[last]] = 0
-            alone = others == 0
-            ra, ma = r[alone], m[alone]
-            if scrub:
-                self.rows[ra, content0 + ma] = 0
-            self.rows[ra, free0 + ma] = 1
-            self.rows[ra, cow0 + ma] = 0
-            if by_balloon:
-                self.rows[ra, recl0 + ma] = 1
+        m = self.rows[r, col].astype(np.int64)
+        r, col, m = r[m >= 0], col[m >= 0], m[m >= 0]
+        if not len(r):
+            return
+        self.rows[r, col] = -1
+        others = (self.rows[r][:, every_p2m] == m[:, None]).sum(axis=1)
+        last = others == 1
+        self.rows[r[last], cow0 + m[last]] = 0
+        alone = others == 0
+        ra, ma = r[alone], m[alone]
+        if scrub:
+            self.rows[ra, content0 + ma] = 0
+        self.rows[ra, free0 + ma] = 1
+        self.rows[ra, cow0 + ma] = 0
+        if by_balloon:
+            self.rows[ra, recl0 + ma] = 1
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         cfg, lay = self.cfg, self.layout
@@ -212,3 +223,211 @@ class FrontierRows:
 
     def commit(self) -> None:
         """Nothing is kept aside: every write went to the rows."""
+
+    # -- memory operations (MemoryRows) ------------------------------------------------
+    def _host_cols(self, key: str) -> npt.NDArray[np.int64]:
+        got = self._index.get("host:" + key)
+        if got is None:
+            got = self._index["host:" + key] = np.array(list(self.layout.cols(key)),
+                                                        dtype=np.int64)
+        return got
+
+    def _swap_idx(self) -> npt.NDArray[np.int64]:
+        """``(n, pages)`` the host-swap column of each PPN of each row's VM."""
+        got = self._index.get("host:swap:rows")
+        if got is None:
+            P = self.cfg.guest_pages
+            base = self.layout.cols("swap")[0]
+            got = self._index["host:swap:rows"] = (
+                base + self.vms[:, None] * P + np.arange(P)[None, :])
+        return got
+
+    def vm_numbers(self) -> Ints:
+        return self.vms
+
+    def read_tokens(self, field: str) -> Ints:
+        cells = (self.rows[self._r, self._swap_idx()] if field == "host.swap"
+                 else self._cells(field)).astype(np.int64)
+        return np.where(cells > 0, cells - 1, 0)
+
+    def at_mpn(self, field: str, mpn: Ints) -> Any:
+        m = np.asarray(mpn, dtype=np.int64)
+        valid = (m >= 0) & (m < self.cfg.machine_pages)
+        cols = self._host_cols(field_key(field))[np.where(valid, m, 0)]
+        r = self._r if m.ndim == 2 else self._r[:, 0]
+        vals = self.rows[r, cols].astype(np.int64)
+        if field == "host.cow":
+            return (vals != 0) & valid
+        return np.where(valid, vals, 0)
+
+    def _unit_cols(self) -> npt.NDArray[np.int64]:
+        u = self.cfg.host_page_units
+        return self.vms[:, None] * u + np.arange(u)[None, :]
+
+    def units(self, field: str) -> Mask:
+        cols = self._host_cols(field_key(field))[self._unit_cols()]
+        return self.rows[self._r, cols] != 0
+
+    def set_units(self, field: str, value: Mask, ok: Mask) -> None:
+        cols = self._host_cols(field_key(field))[self._unit_cols()]
+        old = self.rows[self._r, cols]
+        new = np.broadcast_to(np.asarray(value), old.shape).astype(np.int16)
+        self.rows[self._r, cols] = np.where(ok[:, None], new, old)
+
+    def lru_victim(self) -> Mask:
+        pos = self._cells("guest.lru").astype(np.int64)
+        return (pos == 1)
+
+    def other_mpn(self, other_vm: Ints, other_at: Mask) -> Ints:
+        w = np.asarray(other_vm, dtype=np.int64)
+        valid = (w >= 0) & (w < self.cfg.vms) & other_at.any(axis=1)
+        P = self.cfg.guest_pages
+        base = np.array([self.layout.cols("p2m", v)[0] for v in range(self.cfg.vms)],
+                        dtype=np.int64)
+        col = base[np.where(valid, w, 0)] + np.minimum(np.argmax(other_at, axis=1), P - 1)
+        m = self.rows[self._r[:, 0], col].astype(np.int64)
+        return np.where(valid, m, -1)
+
+    def set_tokens(self, field: str, mask: Mask, token: Any, ok: Mask) -> None:
+        tok = np.asarray(token, dtype=np.int64)
+        tok = np.broadcast_to(tok[:, None] if tok.ndim == 1 else tok, mask.shape)
+        idx = self._swap_idx() if field == "host.swap" else self._idx(field)
+        sel = np.asarray(mask) & ok[:, None]
+        old = self.rows[self._r, idx]
+        self.rows[self._r, idx] = np.where(sel, tok + 1, old)
+
+    def drop_tokens(self, field: str, mask: Mask, ok: Mask) -> None:
+        if field == "host.swap":
+            self.drop_swap(mask, ok)
+            return
+        idx = self._idx(field)
+        sel = np.asarray(mask) & ok[:, None]
+        self.rows[self._r, idx] = np.where(sel, 0, self.rows[self._r, idx])
+
+    def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
+        P = self.cfg.guest_pages
+        p = np.asarray(ppn, dtype=np.int64)
+        if (ok & ((p < 0) | (p > P))).any():
+            raise RowOverflow(f"{field}: a PPN outside 0..{P} has no column")
+        idx = self._idx(field)
+        r = np.nonzero(ok)[0]
+        self.rows[r, idx[r, p[r]]] += 1
+
+    def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
+        idx = self._idx("guest.lru")
+        pos = self.rows[self._r, idx].astype(np.int64)
+        live = ok & np.asarray(vpn).any(axis=1)
+        at = np.argmax(vpn, axis=1)
+        cur = pos[self._r[:, 0], at]
+        listed = cur > 0
+        count = (pos > 0).sum(axis=1)
+        move = live & listed & np.broadcast_to(resident, (self.n,))
+        add = live & ~listed
+        new = np.where(move[:, None] & (pos > cur[:, None]), pos - 1, pos)
+        new[self._r[:, 0], at] = np.where(move, count, np.where(add, count + 1,
+                                                                new[self._r[:, 0], at]))
+        self.rows[self._r, idx] = new
+
+    def lru_remove(self, mask: Mask, ok: Mask) -> None:
+        idx = self._idx("guest.lru")
+        pos = self.rows[self._r, idx].astype(np.int64)
+        for c in range(pos.shape[1]):  # renumber after each removal: positions stay 1..k
+            gone = ok & np.asarray(mask)[:, c] & (pos[:, c] > 0)
+            if gone.any():
+                p = pos[:, c].copy()
+                pos = np.where(gone[:, None] & (pos > p[:, None]), pos - 1, pos)
+                pos[gone, c] = 0
+        self.rows[self._r, idx] = pos
+
+    def _lowest_free(self, rows: Ints) -> Ints:
+        """The lowest free MPN of each of ``rows`` (-1: none)."""
+        free = self.rows[rows[:, None], self._host_cols("free")[None, :]] != 0
+        return np.where(free.any(axis=1), np.argmax(free, axis=1), -1)
+
+    def _mappers(self, r: Ints, m: Ints) -> Ints:
+        """How many guest pages (of every VM) map MPN ``m`` in row ``r``."""
+        every = np.array([c for v in range(self.cfg.vms) for c in self.layout.cols("p2m", v)],
+                         dtype=np.int64)
+        return (self.rows[r[:, None], every[None, :]] == m[:, None]).sum(axis=1)
+
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
+              ) -> tuple[Mask, Ints]:
+        # The model's fault_in, then (where ``write``) its write_page, row by row at once.
+        n = self.n
+        tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (n,))
+        wr = np.broadcast_to(np.asarray(write, dtype=bool), (n,))
+        free_c, recl_c = self._host_cols("free"), self._host_cols("reclaimed")
+        content_c, cow_c = self._host_cols("content"), self._host_cols("cow")
+        r = np.nonzero(ok)[0]
+        p = np.argmax(np.asarray(at)[r], axis=1)
+        p2m_col = self._idx("p2m")[r, p]
+        m = self.rows[r, p2m_col].astype(np.int64)
+        granted = np.zeros(n, dtype=bool)
+        out = np.full(n, -1, dtype=np.int64)
+        # fault_in: a free MPN, filled from host swap or with zeros; a ballooned page pops.
+        unb = m < 0
+        new = self._lowest_free(r[unb])
+        keep = np.ones(len(r), dtype=bool)
+        keep[np.nonzero(unb)[0][new < 0]] = False
+        fi = np.nonzero(unb)[0][new >= 0]
+        if len(fi):
+            rf, pf, mf = r[fi], p[fi], new[new >= 0]
+            swap_c = self._swap_idx()[rf, pf]
+            held = self.rows[rf, swap_c].astype(np.int64)
+            self.rows[rf, content_c[mf]] = np.where(held > 0, held - 1, 0)
+            self.rows[rf, swap_c] = 0
+            self.rows[rf, free_c[mf]] = 0
+            self.rows[rf, recl_c[mf]] = 0
+            self.rows[rf, p2m_col[fi]] = mf
+            self.rows[rf, self._idx("ballooned")[rf, pf]] = 0
+            m[fi] = mf
+        # write_page: a write to a shared page copies it first (cow=False: in place).
+        w = np.nonzero(keep & wr[r])[0]
+        if len(w):
+            rw, pw = r[w], p[w]
+            disc = self._idx("discarded")
+            self.rows[rw, disc[rw, pw]] = 0
+            if cow:
+                shared = self.rows[rw, cow_c[m[w]]] != 0
+                sw = w[shared]
+                if len(sw):
+                    rs = r[sw]
+                    copy = self._lowest_free(rs)
+                    lack = copy < 0
+                    keep[sw[lack]] = False
+                    sw, rs, copy = sw[~lack], rs[~lack], copy[~lack]
+                    old = m[sw]
+                    self.rows[rs, free_c[copy]] = 0
+                    self.rows[rs, recl_c[copy]] = 0
+                    self.rows[rs, p2m_col[sw]] = copy
+                    alone = self._mappers(rs, old) <= 1
+                    self.rows[rs[alone], cow_c[old[alone]]] = 0
+                    m[sw] = copy
+            w = w[keep[w]]
+            self.rows[r[w], content_c[m[w]]] = tok[r[w]]
+        granted[r[keep]] = True
+        out[r[keep]] = m[keep]
+        return granted, out
+
+    def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
+        r = np.nonzero(ok)[0]
+        if not len(r):
+            return
+        keep = np.where(np.asarray(at)[r].any(axis=1),
+                        self.rows[r, self._idx("p2m")[r, np.argmax(np.asarray(at)[r], axis=1)]],
+                        -1).astype(np.int64)
+        w = np.asarray(other_vm, dtype=np.int64)[r]
+        op = np.argmax(np.asarray(other_at)[r], axis=1)
+        base = np.array([self.layout.cols("p2m", v)[0] for v in range(self.cfg.vms)],
+                        dtype=np.int64)
+        col = base[w] + op
+        self._unback_cols(r, col, by_balloon=False, scrub=True)
+        self.rows[r, col] = keep
+        cow_c = self._host_cols("cow")
+        self.rows[r, cow_c[keep]] = 1
+        if not cow:
+            self.rows[r[:, None], cow_c[None, :]] = 0
+
+    def claim_swap(self, need: Ints, ok: Mask) -> Mask:
+        used = (self.rows[:, self._host_cols("swap")] != 0).sum(axis=1)
+        return ok & (used + np.asarray(need) <= self.cfg.host_swap_slots)

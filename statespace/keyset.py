@@ -11,6 +11,12 @@ Keys are kept in sorted runs, one per batch added; runs of similar size are
 merged (as a log-structured merge tree does), so adding stays linear on average
 and a lookup searches a logarithmic number of runs.
 
+With a memory budget (:class:`Spill`), the runs held in memory are written to
+disk once they take more than the budget, as one sorted run (``np.save``, then
+read back memory-mapped); runs on disk of similar size are merged on disk, block
+by block, so neither writing nor merging needs more memory than a block. What
+was written is counted (:attr:`Spill.written`).
+
 >>> import numpy as np
 >>> ks = KeySet(2)
 >>> keys = np.array([[1, 2], [3, 4], [1, 2]], dtype=np.uint64)
@@ -24,10 +30,14 @@ and a lookup searches a logarithmic number of runs.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KeySet", "distinct", "first_occurrences", "key_hash"]
+__all__ = ["KeySet", "Spill", "distinct", "first_occurrences", "key_hash"]
 
 Keys = npt.NDArray[np.uint64]
 Ints = npt.NDArray[np.int64]
@@ -109,24 +119,95 @@ def distinct(keys: Keys) -> tuple[Ints, Ints]:
 
 
 class _Run:
-    __slots__ = ("h", "keys", "ids")
+    __slots__ = ("h", "keys", "ids", "files")
 
-    def __init__(self, h: Keys, keys: Keys, ids: Ints) -> None:
+    def __init__(self, h: Keys, keys: Keys, ids: Ints, files: tuple[str, ...] = ()) -> None:
         self.h, self.keys, self.ids = h, keys, ids
+        self.files = files
+        """The files of a run on disk (its arrays are memory-mapped from them)."""
+
+    def __len__(self) -> int:
+        return len(self.h)
+
+
+class Spill:
+    """Where runs go once the memory budget is spent: a temporary folder, and the bytes
+    written there (every array of every run saved, merges included)."""
+
+    def __init__(self, budget: int, directory: str | None = None) -> None:
+        self.budget = budget
+        self._tmp = tempfile.TemporaryDirectory(prefix="ballast-spill-", dir=directory)
+        self.directory = self._tmp.name
+        self.written = 0
+        """Bytes written to disk."""
+        self.held = 0
+        """Bytes on disk now."""
+        self._next = 0
+
+    def save(self, arrays: tuple[npt.NDArray[Any], ...]) -> tuple[tuple[str, ...], list[Any]]:
+        """Write ``arrays`` (one file each); their files and memory-mapped views."""
+        files, views = [], []
+        for a in arrays:
+            path = os.path.join(self.directory, f"run{self._next}.npy")
+            self._next += 1
+            np.save(path, a)
+            self.written += a.nbytes
+            self.held += a.nbytes
+            files.append(path)
+            views.append(np.load(path, mmap_mode="r"))
+        return tuple(files), views
+
+    def create(self, shapes: tuple[tuple[tuple[int, ...], Any], ...]
+               ) -> tuple[tuple[str, ...], list[Any]]:
+        """New files for arrays of these (shape, dtype), open for writing."""
+        files, views = [], []
+        for shape, dtype in shapes:
+            path = os.path.join(self.directory, f"run{self._next}.npy")
+            self._next += 1
+            view = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            self.written += view.nbytes
+            self.held += view.nbytes
+            files.append(path)
+            views.append(view)
+        return tuple(files), views
+
+    def remove(self, run: _Run) -> None:
+        """Delete the files of a run that was merged into another."""
+        for f, a in zip(run.files, (run.h, run.keys, run.ids)):
+            self.held -= a.nbytes
+            os.remove(f)
+
+    def discard(self, path: str, nbytes: int) -> None:
+        """Delete a file of ``nbytes`` that is no longer read."""
+        self.held -= nbytes
+        os.remove(path)
+
+    def close(self) -> None:
+        """Delete the folder and everything in it."""
+        self._tmp.cleanup()
+
+
+_MERGE_BLOCK = 1 << 20
+"""Keys merged at a time when two runs on disk are merged."""
 
 
 class KeySet:
-    """Distinct packed keys, each with an id."""
+    """Distinct packed keys, each with an id (``spill``: runs beyond its budget on disk)."""
 
-    def __init__(self, words: int) -> None:
+    def __init__(self, words: int, spill: Spill | None = None) -> None:
         self.words = words
         self.runs: list[_Run] = []
+        self.disk: list[_Run] = []
+        """Runs on disk, largest first."""
         self.size = 0
+        self.spill = spill
 
     def nbytes(self) -> int:
-        """Bytes held by the keys, their hashes and ids."""
-        return sum(r.h.nbytes + (r.keys.nbytes if self.words > 1 else 0) + r.ids.nbytes
-                   for r in self.runs)
+        """Bytes held in memory by the keys, their hashes and ids."""
+        return sum(self._bytes(r) for r in self.runs)
+
+    def _bytes(self, r: _Run) -> int:
+        return r.h.nbytes + (r.keys.nbytes if self.words > 1 else 0) + r.ids.nbytes
 
     def add(self, keys: Keys, ids: Ints) -> None:
         """Add distinct keys not in the set yet, with their ids."""
@@ -139,23 +220,72 @@ class KeySet:
         self.size += len(keys)
         while len(self.runs) > 1 and len(self.runs[-2].h) <= 2 * len(self.runs[-1].h):
             b, a = self.runs.pop(), self.runs.pop()
-            hh = np.concatenate([a.h, b.h])
-            kk = np.concatenate([a.keys, b.keys])
-            ii = np.concatenate([a.ids, b.ids])
-            if self.words > 1:
-                order = _sort(kk, hh)
-                self.runs.append(_Run(hh[order], kk[order], ii[order]))
-            else:
-                order = np.argsort(hh, kind="stable")
-                self.runs.append(_Run(hh[order], kk, ii[order]))
+            self.runs.append(self._merged(a, b))
+        if self.spill is not None and self.nbytes() > self.spill.budget:
+            self._spill()
+
+    def _merged(self, a: _Run, b: _Run) -> _Run:
+        hh = np.concatenate([a.h, b.h])
+        kk = np.concatenate([a.keys, b.keys])
+        ii = np.concatenate([a.ids, b.ids])
+        if self.words > 1:
+            order = _sort(kk, hh)
+            return _Run(hh[order], kk[order], ii[order])
+        order = np.argsort(hh, kind="stable")
+        return _Run(hh[order], kk, ii[order])
+
+    def _spill(self) -> None:
+        """Write every run in memory to disk as one sorted run; merge runs on disk of
+        similar size."""
+        assert self.spill is not None
+        run = self.runs[0]
+        for r in self.runs[1:]:
+            run = self._merged(run, r)
+        self.runs = []
+        files, (h, k, i) = self.spill.save((run.h, run.keys, run.ids))
+        self.disk.append(_Run(h, k, i, files))
+        while len(self.disk) > 1 and len(self.disk[-2]) <= 2 * len(self.disk[-1]):
+            b, a = self.disk.pop(), self.disk.pop()
+            self.disk.append(self._merge_on_disk(a, b))
+
+    def _merge_on_disk(self, a: _Run, b: _Run) -> _Run:
+        """Two runs on disk merged into a new one, a block at a time."""
+        assert self.spill is not None
+        n, w = len(a) + len(b), self.words
+        files, (h, k, i) = self.spill.create((((n,), np.uint64),
+                                              ((n if w > 1 else 0, w), np.uint64),
+                                              ((n,), np.int64)))
+        at, bt, out = 0, 0, 0
+        while at < len(a) or bt < len(b):
+            a_end = min(len(a), at + _MERGE_BLOCK)
+            # Every key of b up to the last hash of a's block goes with it (equal hashes
+            # included, so a key and its duplicates never straddle two blocks).
+            b_end = (len(b) if a_end == len(a) else
+                     int(np.searchsorted(b.h, a.h[a_end - 1], side="right")))
+            b_end = max(bt, b_end)
+            part = self._merged(_Run(np.asarray(a.h[at:a_end]), np.asarray(a.keys[at:a_end]),
+                                     np.asarray(a.ids[at:a_end])),
+                                _Run(np.asarray(b.h[bt:b_end]), np.asarray(b.keys[bt:b_end]),
+                                     np.asarray(b.ids[bt:b_end])))
+            m = len(part)
+            h[out:out + m] = part.h
+            if w > 1:
+                k[out:out + m] = part.keys
+            i[out:out + m] = part.ids
+            at, bt, out = a_end, b_end, out + m
+        for arr in (h, k, i):
+            arr.flush()
+        self.spill.remove(a)
+        self.spill.remove(b)
+        return _Run(h, k, i, files)
 
     def lookup(self, keys: Keys) -> Ints:
         """The id of each key, or -1 for a key not in the set."""
         out = np.full(len(keys), -1, dtype=np.int64)
-        if not len(keys) or not self.runs:
+        if not len(keys) or not (self.runs or self.disk):
             return out
         h = key_hash(keys)
-        for run in self.runs:
+        for run in self.runs + self.disk:
             pos = np.searchsorted(run.h, h)
             pos_c = np.minimum(pos, len(run.h) - 1)
             hit = (run.h[pos_c] == h) & (out < 0)

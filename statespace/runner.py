@@ -52,7 +52,7 @@ it runs only when asked for."""
 
 
 def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool = False,
-                  cache: bool = True) -> tuple[str, str]:
+                  cache: bool = True, spill: bool = False) -> tuple[str, str]:
     """(engine, why) for a run: the one asked for (the frontier engine only where the
     options allow it), else the reference engine.
 
@@ -62,13 +62,22 @@ def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool 
     ('frontier', 'asked for')
     >>> choose_engine("frontier", liveness=True)[0]
     'reference'
+    >>> choose_engine(None, spill=True)
+    ('frontier', 'a memory budget (--memory-budget) spills to disk on the frontier engine')
     """
+    from ballast.errors import UsageError
     if requested is not None:
         if requested not in ENGINES:
-            from ballast.errors import UsageError
             raise UsageError(f"unknown engine {requested!r}; expected one of {', '.join(ENGINES)}")
         if requested == "reference":
+            if spill:
+                raise UsageError("--memory-budget is an option of the frontier engine")
             return requested, "asked for"
+    if spill:
+        if liveness or graph or not cache:
+            raise UsageError("--memory-budget spills on the frontier engine, which does not "
+                             "run --liveness, --dot, --graphml or --no-cache")
+        return "frontier", "a memory budget (--memory-budget) spills to disk on the frontier engine"
     if liveness:
         return "reference", "liveness is checked on the reference engine's graph"
     if graph:
@@ -93,7 +102,8 @@ class ExploreRun:
 
 
 def _figures(ex: Exploration) -> dict[str, object]:
-    return {"states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
+    spilled = getattr(ex, "spilled_bytes", 0)
+    return {**({"spilled_bytes": spilled} if spilled else {}),"states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
             "seconds": round(ex.seconds, 3), "symmetry": ex.symmetry,
             "complete": ex.complete, "stop": ex.stop_reason, "complete_depth": ex.complete_depth,
             "bytes_per_state": round(ex.bytes_estimate() / max(1, ex.states), 1),
@@ -112,7 +122,9 @@ def _coverage(ex: Exploration) -> str:
            f"{ex.states} states (all within {ex.complete_depth} steps) before "
            f"{_STOPS.get(ex.stop_reason, ex.stop_reason)}")
     sym = " (symmetry classes)" if ex.symmetry else ""
-    return f"{how}{sym}: {ex.states} states, {ex.transitions} transitions"
+    spilled = getattr(ex, "spilled_bytes", 0)
+    disk = f"; {spilled / 2**20:.1f} MiB spilled to disk" if spilled else ""
+    return f"{how}{sym}: {ex.states} states, {ex.transitions} transitions{disk}"
 
 
 def _slug(text: str) -> str:
@@ -125,7 +137,8 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                 stop_on: bool | Sequence[str] = False,
                 progress: Callable[[Exploration], None] | None = None,
                 fairness: str = WEAK, cache: bool = True,
-                engine: str | None = None, client: Any = None) -> ExploreRun:
+                engine: str | None = None, client: Any = None,
+                memory_budget: int | None = None) -> ExploreRun:
     """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
     with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
     ``fairness``. ``cache=False`` takes every step straight from the model (slower;
@@ -133,7 +146,8 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     :func:`choose_engine`; the safety exploration runs on it, liveness and the state graph
     on the reference engine. ``client``: a Dask client; the exploration is partitioned
     across its workers (:mod:`ballast.statespace.partitioned`: the reference engine's
-    results, without liveness, the state graph or stopping at the first violation)."""
+    results, without liveness, the state graph or stopping at the first violation).
+    ``memory_budget`` (bytes): the frontier engine's budget beyond which visited keys and states spill to disk."""
     check_fairness(fairness)
     model = BalloonModel(cfg, faults)
     want_graph = dot is not None or graphml is not None
@@ -145,13 +159,15 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     # violation or edges would eat into a memory budget the safety check should not lose.
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
-    chosen, why = choose_engine(engine, liveness=liveness, graph=want_graph, cache=cache)
+    chosen, why = choose_engine(engine, liveness=liveness, graph=want_graph, cache=cache,
+                                spill=memory_budget is not None and client is None)
     if client is not None:
-        if liveness or want_graph or stop_on or engine == "frontier":
+        if liveness or want_graph or stop_on or engine == "frontier" or memory_budget:
             from ballast.errors import UsageError
             raise UsageError("a partitioned exploration (--scheduler) checks safety, deadlocks "
                              "and coverage on the reference engine; liveness, --dot, --graphml, "
-                             "--stop-at-first and --engine frontier run on one machine")
+                             "--stop-at-first, --memory-budget and --engine frontier run on one "
+                             "machine")
         from ballast.statespace.partitioned import explore_partitioned
         one_pass = False
         parted = explore_partitioned(model, client, symmetry=symmetry, budget=budget,
@@ -162,7 +178,7 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     elif chosen == "frontier":
         one_pass = False
         ex = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
-                              progress=progress)
+                              progress=progress, memory_budget=memory_budget)
     else:
         ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
                      stop_on=stop_on, progress=progress, cache=cache)

@@ -184,3 +184,20 @@ def test_both_engines_give_the_same_verdicts_and_say_which_ran(
     main(["explore", "--preset", "core", "--small", "--liveness", "--max-states", "50",
           "--report-dir", str(tmp_path)])
     assert "engine: reference (liveness" in capsys.readouterr().out
+
+
+def test_a_memory_budget_spills_to_disk_and_the_verdict_says_how_much(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = []
+    for extra in ([], ["--memory-budget", "0.01"]):
+        code = main(["explore", "--preset", "core", "--small", "--no-symmetry", "--json",
+                     *extra, "--report-dir", str(tmp_path)])
+        out = json.loads(capsys.readouterr().out)
+        runs.append((code, out["stats"]["states"], out["stats"].get("spilled_bytes", 0),
+                     [r["detail"] for r in out["results"] if r["kind"] == "invariant"]))
+    (code0, states0, spilled0, _), (code1, states1, spilled1, details) = runs
+    assert code0 == code1 == 0 and states0 == states1 > 1000
+    assert spilled0 == 0 and spilled1 > 10_000
+    assert all("MiB spilled to disk" in d for d in details)
+    assert main(["explore", "--preset", "core", "--small", "--engine", "reference",
+                 "--memory-budget", "1"]) == 2

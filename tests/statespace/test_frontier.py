@@ -18,7 +18,7 @@ from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import explore_frontier, kernel_of
+from ballast.statespace.frontier import _row_of, explore_frontier, kernel_of
 from ballast.statespace.frontier_rows import FrontierRows
 from ballast.statespace.keyset import KeySet, distinct
 from ballast.statespace.manifest import load_manifest
@@ -92,10 +92,18 @@ def test_keys_that_share_a_hash_stay_distinct(monkeypatch: pytest.MonkeyPatch) -
 
 
 # -- kernels over frontier rows ---------------------------------------------------------
-@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["one-vm-refusal"], EXPLORE_CONFIGS["two-vms"],
-                                 fault_config("cpu_reclaim_keeps_parked").replace(vms=2, pcpus=4)])
-def test_every_kernel_on_frontier_rows_is_the_models_step(cfg: Config) -> None:
-    model = BalloonModel(cfg)
+MEMORY_CASES = ["host_swap_loses_data", "share_without_cow", "cow_write_in_place",
+                "eager_backing_drops_swap", "host_takes_partial_page", "host_takes_single_unit"]
+"""Seeded faults whose configurations use every memory operation (host pages, host swap,
+sharing, the guest's disk and LRU order), each run with its fault and without."""
+
+
+@pytest.mark.parametrize("cfg,faults", [
+    (EXPLORE_CONFIGS["one-vm-refusal"], []), (EXPLORE_CONFIGS["two-vms"], []),
+    (fault_config("cpu_reclaim_keeps_parked").replace(vms=2, pcpus=4), [])]
+    + [(fault_config(f), []) for f in MEMORY_CASES] + [(fault_config(f), [f]) for f in MEMORY_CASES])
+def test_every_kernel_on_frontier_rows_is_the_models_step(cfg: Config, faults: list[str]) -> None:
+    model = BalloonModel(cfg, faults)
     lay = RowLayout(cfg)
     states = reachable(cfg, 150)
     checked = 0
@@ -107,13 +115,13 @@ def test_every_kernel_on_frontier_rows_is_the_models_step(cfg: Config) -> None:
             for args in spec.candidates(cfg, s):
                 act = Action.of(spec.name, **args)
                 try:
-                    want: Any = lay.encode(apply(cfg, s, act))
+                    want: Any = lay.encode(apply(cfg, s, act, model.table))
                 except GuardError:
                     want = None
                 rows = lay.encode(s)[None, :].copy()
                 kargs = {k: (np.array([v]) if isinstance(v, int) else [v])
                          for k, v in args.items() if k != "vm"}
-                ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([args["vm"]])), kargs)
+                ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([_row_of(args)])), kargs)
                 assert bool(ok[0]) == (want is not None), act
                 if want is not None:
                     assert (rows[0] == want).all(), act
@@ -135,6 +143,16 @@ def test_same_symmetry_classes_as_the_reference() -> None:
     assert new == ref
 
 
+@pytest.mark.parametrize("fault", ["eager_backing_drops_swap", "host_takes_single_unit"])
+def test_same_exploration_with_the_memory_kernels(fault: str) -> None:
+    model = BalloonModel(fault_config(fault, SMALL_BASE), [fault])
+    ex = explore_frontier(model)
+    assert not ex.model_actions and {"guest_write", "guest_read"} <= set(ex.kernel_actions)
+    assert ex.states > 2000
+    ref, new = both(model)
+    assert new == ref
+
+
 @pytest.mark.parametrize("fault", ["release_keeps_balloon_set", "free_refused_keeps_held"])
 def test_a_seeded_fault_gives_the_same_shortest_finding(fault: str, tmp_path: Path) -> None:
     model = BalloonModel(fault_config(fault, SMALL_BASE), [fault])
@@ -153,6 +171,38 @@ def test_a_budget_in_states_leaves_the_run_incomplete() -> None:
     assert not ex.complete and ex.stop_reason == "max_states" and 100 <= ex.states < 1188
     assert 0 <= ex.complete_depth < 20
 
+
+
+@pytest.mark.parametrize("words", [1, 2])
+def test_a_key_set_past_its_budget_finds_the_same_keys_on_disk(
+        words: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(keyset, "_MERGE_BLOCK", 7)  # many blocks per merge on disk
+    rng = np.random.default_rng(words)
+    keys = np.unique(rng.integers(0, 2**40, size=(3000, words), dtype=np.uint64), axis=0)
+    spill = keyset.Spill(200, str(tmp_path))
+    on_disk, in_memory = KeySet(words, spill), KeySet(words)
+    for at in range(0, len(keys), 97):
+        ids = np.arange(at, min(at + 97, len(keys)))
+        on_disk.add(keys[ids], ids)
+        in_memory.add(keys[ids], ids)
+    assert len(on_disk.disk) > 1 and on_disk.nbytes() <= 200 and spill.written > keys.nbytes
+    asked = np.concatenate([keys, rng.integers(0, 2**40, size=(500, words), dtype=np.uint64)])
+    assert (on_disk.lookup(asked) == in_memory.lookup(asked)).all()
+    assert (on_disk.lookup(keys) == np.arange(len(keys))).all()
+
+
+def test_an_exploration_beyond_its_memory_budget_spills_and_finds_the_same_states(
+        tmp_path: Path) -> None:
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm-refusal"])
+    budget = 4096  # bytes; the run holds more than 10 times that
+    spilled = explore_frontier(model, batch=256, memory_budget=budget, spill_dir=str(tmp_path))
+    plain = explore_frontier(model, batch=256)
+    assert plain.bytes_estimate() > 10 * budget
+    assert spilled.bytes_estimate() < plain.bytes_estimate() / 3  # parents and depths stay
+    assert spilled.spilled_bytes > budget and plain.spilled_bytes == 0
+    assert summary(spilled) == summary(plain)
+    assert spilled.states == load_manifest()["one-vm-refusal"]["states"]
+    assert all(spilled.state(i) == plain.state(i) for i in range(spilled.states))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetry", [False, True])
