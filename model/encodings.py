@@ -214,6 +214,6 @@ def declared_gaps_on(cfg: Config) -> list[str]:
     True
     """
     named = [*REAL_DRIVER_ONLY, *MODERN_VIRTIO_ONLY, *HINTING_HIBERNATION_ONLY, *HOSTILE_ONLY]
-    tables = {"actions": ACTIONS, "invariants": INVARIANTS}
-    return sorted(name for kind, name in named
-                  if kind in tables and tables[kind][name].feature(cfg))
+    on = {("actions", n) for n, spec in ACTIONS.items() if spec.feature(cfg)}
+    on |= {("invariants", n) for n, prop in INVARIANTS.items() if prop.feature(cfg)}
+    return sorted(name for kind, name in named if (kind, name) in on)

@@ -210,8 +210,9 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
 
     A kernel that uses the memory operations runs only where the NumPy encoding covers
     everything the configuration switches on: the state of the features it lacks
-    (:func:`ballast.numeric.encodes.gaps_in`; free page reporting, for one) changes what
-    those steps do, so there the model's step is taken.
+    (:func:`ballast.numeric.encodes.gaps_in`; free page hinting, for one) changes what
+    those steps do, so there the model's step is taken; so it is where page poisoning or the
+    VMM's flood bound needs an operation the frontier's rows lack.
 
     >>> from ballast.model.config import Config
     >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
@@ -221,7 +222,11 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     True
     """
     name = spec.name
-    memory_ok = not gaps_in(model.cfg, model.faults)
+    # Page poisoning writes every reported page and the VMM's own flood bound adds refused
+    # PPNs to a set: the frontier's rows have neither operation yet, so those take the
+    # model's step.
+    memory_ok = not (gaps_in(model.cfg, model.faults) or model.cfg.page_poison
+                     or model.cfg.vmm_bounds_queues)
     if spec.effect is ACTIONS[name].effect:
         return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):

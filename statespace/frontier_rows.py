@@ -250,6 +250,11 @@ class FrontierRows:
                  else self._cells(field)).astype(np.int64)
         return np.where(cells > 0, cells - 1, 0)
 
+    def token_at(self, field: str, at: Any) -> Ints:
+        """The token of the one entry ``at`` of each row's store (0: none)."""
+        mask = at.dense() if hasattr(at, "dense") else np.asarray(at, dtype=bool)
+        return np.where(mask, self.read_tokens(field), 0).sum(axis=1).astype(np.int64)
+
     def at_mpn(self, field: str, mpn: Ints) -> Any:
         m = np.asarray(mpn, dtype=np.int64)
         valid = (m >= 0) & (m < self.cfg.machine_pages)
