@@ -749,5 +749,5 @@ FAULT_KERNELS.update(REPORTING_FAULT_KERNELS)
 
 MEMORY_KERNELS: frozenset[str] = (frozenset(KERNELS) | frozenset(FAULT_KERNELS)) - _WITHOUT_MEMORY
 """Actions and seeded faults whose kernels use the memory operations: an interpretation
-runs them only through a store that provides those (the numeric engine's does; a store
-that does not yet, such as the frontier explorer's, takes the model's step instead)."""
+runs them only through a store that provides those (the numeric engine's and the frontier
+explorer's rows do; where a store lacks one a feature needs, it takes the model's step)."""
