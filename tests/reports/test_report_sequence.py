@@ -99,6 +99,18 @@ def every_action_step() -> dict[str, tuple[Config, State, Action, State]]:
             t = model.next_state(s, Action.of(name, **args))
             seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
             s = t
+    # What the host does against guests that will not cooperate: a walk on the hostile
+    # preset that seeks the actions not seen yet (rogue processors, stale reports).
+    cfg = PRESETS["hostile"]
+    model = BalloonModel(cfg)
+    for attempt in range(30):
+        s = model.init_states()[0]
+        for _ in range(40):
+            succ = list(model.successors(s))
+            fresh = [x for x in succ if x[0].name not in seen]
+            act, t = rng.choice(fresh or succ)
+            seen.setdefault(act.name, (cfg, s, act, t))
+            s = t
     cfg = PRESETS["xen"]  # the VMM backing a page ahead of the guest's touch
     model = BalloonModel(cfg)
     s = model.init_states()[0]
