@@ -32,95 +32,80 @@ SCRIPTS: list[list[tuple[str, dict[str, Any]]]] = [
 ]
 
 
-def every_action_step() -> dict[str, tuple[Config, State, Action, State]]:
-    """One real step of every action of the model (scripts, then a walk that seeks new actions)."""
-    cfg = PRESETS["default"]
+Seen = dict[str, tuple[Config, State, Action, State]]
+Script = list[tuple[str, dict[str, Any]]]
+
+# Scripted walks of the features a seeking walk rarely reaches, by the preset that has them.
+FEATURE_SCRIPTS: list[tuple[str, Script]] = [
+    ("qemu", [("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
+              ("balloon_inflate", {"vm": 0, "ppns": (0,)}),
+              ("vmm_reclaim", {"vm": 0, "refuse": ()}), ("balloon_complete", {"vm": 0}),
+              ("balloon_migrate", {"vm": 0, "new": 1}),
+              ("vmm_reclaim", {"vm": 0, "refuse": ()}),
+              ("balloon_migrate_release", {"vm": 0, "old": 0})]),
+    ("reporting", [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
+                   ("guest_evict", {"vm": 0, "vpn": 0}),
+                   ("balloon_report_free_pages", {"vm": 0, "ppns": (0,)}),
+                   ("vmm_discard_reported", {"vm": 0}), ("balloon_report_done", {"vm": 0}),
+                   ("balloon_report_stats", {"vm": 0})]),
+    ("hinting", [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
+                 ("guest_evict", {"vm": 0, "vpn": 0}), ("vmm_request_hints", {"vm": 0}),
+                 ("balloon_hint_start", {"vm": 0}),
+                 ("balloon_hint_free_pages", {"vm": 0, "ppns": (0,)}),
+                 ("vmm_skip_hinted", {"vm": 0}),
+                 ("vmm_stop_hints", {"vm": 0, "command": "done"})]),
+    ("hibernation", [("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
+                     ("balloon_inflate", {"vm": 0, "ppns": (0,)}),
+                     ("vmm_reclaim", {"vm": 0, "refuse": ()}), ("balloon_complete", {"vm": 0}),
+                     ("balloon_freeze", {"vm": 0}), ("balloon_restore", {"vm": 0})]),
+    ("xen", [("vmm_back_page", {"vm": 0, "ppn": 0})]),  # the VMM backing ahead of the guest
+]
+
+
+def _scripted(cfg: Config, script: Script, seen: Seen) -> None:
+    """Run ``script`` from the initial state, keeping the first step of each action."""
     model = BalloonModel(cfg)
-    seen: dict[str, tuple[Config, State, Action, State]] = {}
-    for script in SCRIPTS:
+    s = model.init_states()[0]
+    for name, args in script:
+        act = Action.of(name, **args)
+        t = model.next_state(s, act)
+        seen.setdefault(name, (cfg, s, act, t))
+        s = t
+
+
+def _seeking(cfg: Config, rng: random.Random, seen: Seen, walks: int, length: int) -> None:
+    """Random walks that take an action not seen yet whenever one is enabled."""
+    model = BalloonModel(cfg)
+    for _ in range(walks):
         s = model.init_states()[0]
-        for name, args in script:
-            t = model.next_state(s, Action.of(name, **args))
-            seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
-            s = t
-    rng = random.Random(1)
-    for attempt in range(60):
-        if attempt == 30:  # what real virtio drivers do is switched on in the qemu preset
-            cfg = PRESETS["qemu"]
-            model = BalloonModel(cfg)
-        s = model.init_states()[0]
-        for _ in range(30):
+        for _ in range(length):
             succ = list(model.successors(s))
             fresh = [x for x in succ if x[0].name not in seen]
             act, t = rng.choice(fresh or succ)
             seen.setdefault(act.name, (cfg, s, act, t))
             s = t
         if len(seen) == len(ACTIONS):
-            break
-    migration = [("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
-                 ("balloon_inflate", {"vm": 0, "ppns": (0,)}),
-                 ("vmm_reclaim", {"vm": 0, "refuse": ()}), ("balloon_complete", {"vm": 0}),
-                 ("balloon_migrate", {"vm": 0, "new": 1}),
-                 ("vmm_reclaim", {"vm": 0, "refuse": ()}),
-                 ("balloon_migrate_release", {"vm": 0, "old": 0})]
-    cfg = PRESETS["qemu"]
-    model = BalloonModel(cfg)
-    s = model.init_states()[0]
-    for name, args in migration:
-        t = model.next_state(s, Action.of(name, **args))
-        seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
-        s = t
-    reporting = [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
-                 ("guest_evict", {"vm": 0, "vpn": 0}),
-                 ("balloon_report_free_pages", {"vm": 0, "ppns": (0,)}),
-                 ("vmm_discard_reported", {"vm": 0}), ("balloon_report_done", {"vm": 0}),
-                 ("balloon_report_stats", {"vm": 0})]
-    cfg = PRESETS["reporting"]
-    model = BalloonModel(cfg)
-    s = model.init_states()[0]
-    for name, args in reporting:
-        t = model.next_state(s, Action.of(name, **args))
-        seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
-        s = t
-    hinting = [("guest_write", {"vm": 0, "vpn": 0, "token": 1}),
-               ("guest_evict", {"vm": 0, "vpn": 0}), ("vmm_request_hints", {"vm": 0}),
-               ("balloon_hint_start", {"vm": 0}),
-               ("balloon_hint_free_pages", {"vm": 0, "ppns": (0,)}),
-               ("vmm_skip_hinted", {"vm": 0}), ("vmm_stop_hints", {"vm": 0, "command": "done"})]
-    hibernation = [("host_set_target", {"vm": 0, "pages": 1}), ("balloon_poll", {"vm": 0}),
-                   ("balloon_inflate", {"vm": 0, "ppns": (0,)}),
-                   ("vmm_reclaim", {"vm": 0, "refuse": ()}), ("balloon_complete", {"vm": 0}),
-                   ("balloon_freeze", {"vm": 0}), ("balloon_restore", {"vm": 0})]
-    for name_of_preset, walk in (("hinting", hinting), ("hibernation", hibernation)):
-        cfg = PRESETS[name_of_preset]
-        model = BalloonModel(cfg)
-        s = model.init_states()[0]
-        for name, args in walk:
-            t = model.next_state(s, Action.of(name, **args))
-            seen.setdefault(name, (cfg, s, Action.of(name, **args), t))
-            s = t
-    # What the host does against guests that will not cooperate: a walk on the hostile
-    # preset that seeks the actions not seen yet (rogue processors, stale reports).
-    cfg = PRESETS["hostile"]
-    model = BalloonModel(cfg)
-    for attempt in range(30):
-        s = model.init_states()[0]
-        for _ in range(40):
-            succ = list(model.successors(s))
-            fresh = [x for x in succ if x[0].name not in seen]
-            act, t = rng.choice(fresh or succ)
-            seen.setdefault(act.name, (cfg, s, act, t))
-            s = t
-    cfg = PRESETS["xen"]  # the VMM backing a page ahead of the guest's touch
-    model = BalloonModel(cfg)
-    s = model.init_states()[0]
-    act = Action.of("vmm_back_page", vm=0, ppn=0)
-    seen.setdefault(act.name, (cfg, s, act, model.next_state(s, act)))
+            return
+
+
+def every_action_step() -> Seen:
+    """One real step of every action of the model (scripts, then walks that seek new actions:
+    the default preset, what real virtio drivers do (``qemu``), and what the host does against
+    guests that will not cooperate (``hostile``: rogue processors, stale reports))."""
+    seen: Seen = {}
+    for script in SCRIPTS:
+        _scripted(PRESETS["default"], script, seen)
+    rng = random.Random(1)
+    _seeking(PRESETS["default"], rng, seen, 30, 30)
+    _seeking(PRESETS["qemu"], rng, seen, 30, 30)
+    for preset_name, script in FEATURE_SCRIPTS:
+        _scripted(PRESETS[preset_name], script, seen)
+    _seeking(PRESETS["hostile"], rng, seen, 30, 40)
     return seen
 
 
 @pytest.fixture(scope="module")
-def steps() -> dict[str, tuple[Config, State, Action, State]]:
+def steps() -> Seen:
     return every_action_step()
 
 
