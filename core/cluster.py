@@ -110,9 +110,13 @@ def connected(spec: Scheduler) -> Iterator[Any]:
     when the block ends, however it ends."""
     distributed = _dask()
     quiet = logging.getLogger("distributed")
-    level = quiet.level
-    # Dask's own log lines (workers starting, connections closing) are not results.
+    loop_log = logging.getLogger("tornado")
+    level, loop_level = quiet.level, loop_log.level
+    # Dask's own log lines (workers starting, connections closing) are not results. A failure
+    # inside Dask's event loop reaches us as the exception of the call we made; what the loop
+    # logs beside it (a callback failing while Ctrl-C interrupts a call) is not a result either.
     quiet.setLevel(logging.ERROR)
+    loop_log.setLevel(logging.CRITICAL)
     cluster: Any = None
     client: Any = None
     try:
@@ -137,6 +141,10 @@ def connected(spec: Scheduler) -> Iterator[Any]:
                                  ) from None
             _check_workers(client, spec.address)
         yield client
+    except BaseException:
+        # Torn down after an error or Ctrl-C: the connections it closes are not news.
+        quiet.setLevel(logging.CRITICAL)
+        raise
     finally:
         try:
             if client is not None:
@@ -145,6 +153,7 @@ def connected(spec: Scheduler) -> Iterator[Any]:
             if cluster is not None:
                 cluster.close()
             quiet.setLevel(level)
+            loop_log.setLevel(loop_level)
 
 
 def installed() -> str:
