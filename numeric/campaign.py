@@ -23,18 +23,28 @@ from typing import Iterable, Iterator, Sequence
 from ballast.model.config import Config
 from ballast.numeric.runner import SeedResult, fuzz_seed
 
-__all__ = ["CampaignSummary", "parse_seeds", "run_campaign", "summarise"]
+__all__ = ["CampaignSummary", "SeedJob", "parse_seeds", "run_campaign", "summarise"]
 
 
 @dataclass(frozen=True)
-class _Job:
+class SeedJob:
+    """One seed's run: the arguments of :func:`~ballast.numeric.runner.fuzz_seed` that fix
+    its figures, verdict and counterexample, wherever it runs (a local worker process or a
+    Dask worker)."""
+
     cfg: Config
     seed: int
     faults: tuple[str, ...]
     batches: int
     frac: float
     check_every: int
-    report_dir: Path | None
+
+
+@dataclass(frozen=True)
+class _Job(SeedJob):
+    """A seed run here: it also writes its counterexample and stops at the wall-clock limit."""
+
+    report_dir: Path | None = None
     deadline: float | None = None
 
 

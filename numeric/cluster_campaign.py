@@ -13,27 +13,16 @@ not offered, since the workers' clocks are not this machine's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ballast.model.config import Config
 from ballast.model.trace import Trace, parse_trace
+from ballast.numeric.campaign import SeedJob
 from ballast.numeric.runner import SeedResult, fuzz_seed, write_seed_trace
 
 __all__ = ["SeedJob", "run_campaign_on", "run_seed_job", "trace_from_text"]
-
-
-@dataclass(frozen=True)
-class SeedJob:
-    """One seed's run, as a worker receives it."""
-
-    cfg: Config
-    seed: int
-    faults: tuple[str, ...]
-    batches: int
-    frac: float
-    check_every: int
 
 
 def run_seed_job(job: SeedJob) -> SeedResult:

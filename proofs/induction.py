@@ -175,7 +175,7 @@ def safety_queries(cfg: Config, limit: SolverLimit = SolverLimit(),
         if r == z3.unsat:
             core = tuple(sorted(names[str(x)] for x in s.unsat_core()))
             detail = (f"derived without assuming {c} from: {', '.join(core)}" if core else
-                      f"holds in every state of this size (no conjunct needed)")
+                      "holds in every state of this size (no conjunct needed)")
             out.append(_verdict(name, "safety", c, None, r, secs, core, limit, used, s,
                                 detail=detail, evidence={"derived": True}))
             continue

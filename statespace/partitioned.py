@@ -483,7 +483,7 @@ def _traces(ex: PartitionedExploration, actors: list[Any]) -> None:
             chain.append((sid, parent, act))
             sid = parent
         for gid, parent, act in reversed(chain):
-            lid = local[gid] = len(ex.keys)
+            local[gid] = len(ex.keys)
             ex.keys.append(gid)
             ex.reps.append(gid)
             ex.parent.append(local[parent] if parent >= 0 else -1)

@@ -81,7 +81,7 @@ def test_off_a_terminal_meters_are_plain_lines_never_wrapped() -> None:
     lines = log.getvalue().splitlines()
     assert ANSI.search(log.getvalue()) is None and "\r" not in log.getvalue()
     assert all(re.match(r"progress \d+ s: ", line) for line in lines), lines
-    assert any(f"check: 0/2 checkers; explore: 81,920 states" in line
+    assert any("check: 0/2 checkers; explore: 81,920 states" in line
                and re.search(r"81,920 states, [\d,]+ states/s \(slice x{300}\)$", line)
                for line in lines), lines  # the whole note, on the one line
     assert any(re.search(r"done: explore: 81,920 states", line) for line in lines), lines
@@ -281,5 +281,5 @@ def test_validate_shows_its_lines_read_through_the_shared_display(
     out = _streams(monkeypatch, err)
     assert main(["validate", str(trace)]) == 0
     size = trace.stat().st_size
-    assert f"validating run.jsonl" in _text(err) and f"/{size:,} bytes" in _text(err)
+    assert "validating run.jsonl" in _text(err) and f"/{size:,} bytes" in _text(err)
     assert "explained by the model" in out.getvalue()

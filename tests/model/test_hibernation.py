@@ -7,24 +7,13 @@ from ballast.model.actions import Action, apply
 from ballast.model.config import Config, preset
 from ballast.model.faults import FAULTS, action_table
 from ballast.model.invariants import INVARIANTS
-from ballast.model.state import State, initial_state
+from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.simulation.randomwalk import random_run
+from scripted import a, run
 
 CFG = Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1, machine_pages=3,
              host_swap_slots=0, hibernation=True)
-
-
-def a(name: str, **args: object) -> Action:
-    return Action.of(name, **args)
-
-
-def run(steps: list[Action], faults: tuple[str, ...] = ()) -> State:
-    s = initial_state(CFG)
-    table = action_table(list(faults))
-    for act in steps:
-        s = apply(CFG, s, act, table)
-    return s
 
 
 FULL = [a("host_set_target", vm=0, pages=1), a("balloon_poll", vm=0),
@@ -38,7 +27,7 @@ def check(pre: State, act: Action, post: State) -> str | None:
 
 
 def test_a_frozen_guest_runs_nothing_while_the_host_goes_on() -> None:
-    s = run(FULL + [a("balloon_freeze", vm=0)])
+    s = run(CFG, FULL + [a("balloon_freeze", vm=0)])
     assert s.vms[0].module.frozen == 1
     for act in (a("guest_write", vm=0, vpn=0, token=1), a("balloon_poll", vm=0),
                 a("balloon_freeze", vm=0)):
@@ -49,7 +38,7 @@ def test_a_frozen_guest_runs_nothing_while_the_host_goes_on() -> None:
 
 
 def test_the_restore_keeps_the_balloon_and_the_vmm_agrees() -> None:
-    pre = run(FULL + [a("balloon_freeze", vm=0), a("host_set_target", vm=0, pages=0)])
+    pre = run(CFG, FULL + [a("balloon_freeze", vm=0), a("host_set_target", vm=0, pages=0)])
     act = a("balloon_restore", vm=0)
     post = apply(CFG, pre, act)
     m = post.vms[0].module
@@ -60,7 +49,7 @@ def test_the_restore_keeps_the_balloon_and_the_vmm_agrees() -> None:
 
 
 def test_the_seeded_fault_forgets_the_balloon_and_the_property_catches_it() -> None:
-    pre = run(FULL + [a("balloon_freeze", vm=0)])
+    pre = run(CFG, FULL + [a("balloon_freeze", vm=0)])
     act = a("balloon_restore", vm=0)
     post = apply(CFG, pre, act, action_table(["restore_forgets_balloon"]))
     msg = check(pre, act, post)
@@ -70,9 +59,9 @@ def test_the_seeded_fault_forgets_the_balloon_and_the_property_catches_it() -> N
 
 def test_the_driver_freezes_only_with_no_report_in_flight() -> None:
     with pytest.raises(GuardError, match="in flight"):
-        run(FULL[:3] + [a("balloon_freeze", vm=0)])
+        run(CFG, FULL[:3] + [a("balloon_freeze", vm=0)])
     with pytest.raises(GuardError, match="not frozen"):
-        run([a("balloon_restore", vm=0)])
+        run(CFG, [a("balloon_restore", vm=0)])
 
 
 def test_the_hibernation_preset_exercises_hibernation_and_keeps_every_property() -> None:

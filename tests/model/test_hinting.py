@@ -3,28 +3,17 @@
 import pytest
 
 from ballast.errors import GuardError
-from ballast.model.actions import HINT_DONE, HINT_STOP, Action, apply
+from ballast.model.actions import HINT_DONE, HINT_STOP, apply
 from ballast.model.config import Config, preset
-from ballast.model.faults import FAULTS, action_table
+from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
-from ballast.model.state import UNBACKED, State, initial_state
+from ballast.model.state import UNBACKED, State
 from ballast.model.system import BalloonModel
 from ballast.simulation.randomwalk import random_run
+from scripted import a, run
 
 CFG = Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1, machine_pages=3,
              host_swap_slots=0, free_page_hint=True)
-
-
-def a(name: str, **args: object) -> Action:
-    return Action.of(name, **args)
-
-
-def run(steps: list[Action], faults: tuple[str, ...] = ()) -> State:
-    s = initial_state(CFG)
-    table = action_table(list(faults))
-    for act in steps:
-        s = apply(CFG, s, act, table)
-    return s
 
 
 def lost(s: State) -> str | None:
@@ -39,7 +28,7 @@ HINTED = [a("guest_write", vm=0, vpn=0, token=1), a("guest_evict", vm=0, vpn=0),
 
 
 def test_a_hint_of_the_cycle_under_way_lets_the_migration_skip_the_page() -> None:
-    s = run(HINTED)
+    s = run(CFG, HINTED)
     v = s.vms[0]
     assert v.hint_cmd_id == v.module.hinting_for == 2 and v.hinted == {0}
     mpn = v.p2m[0]
@@ -49,7 +38,7 @@ def test_a_hint_of_the_cycle_under_way_lets_the_migration_skip_the_page() -> Non
 
 
 def test_a_page_written_after_its_hint_is_dirty_and_is_not_skipped() -> None:
-    s = run(HINTED + [a("guest_write", vm=0, vpn=1, token=1)])  # the allocator reuses page 0
+    s = run(CFG, HINTED + [a("guest_write", vm=0, vpn=1, token=1)])  # the allocator reuses page 0
     v = s.vms[0]
     assert v.guest.ppn_use[0] == 1 and v.hinted == frozenset() and v.hint_rewritten == {0}
     with pytest.raises(GuardError, match="no page was hinted"):
@@ -60,8 +49,8 @@ def test_a_page_written_after_its_hint_is_dirty_and_is_not_skipped() -> None:
 def test_the_seeded_fault_skips_a_rewritten_page_and_the_property_catches_it() -> None:
     steps = HINTED + [a("balloon_hint_free_pages", vm=0, ppns=(1,)),
                       a("guest_write", vm=0, vpn=1, token=1), a("vmm_skip_hinted", vm=0)]
-    assert lost(run(steps)) is None
-    broken = run(steps, ("hint_skips_rewritten_page",))
+    assert lost(run(CFG, steps)) is None
+    broken = run(CFG, steps, ("hint_skips_rewritten_page",))
     assert broken.vms[0].p2m[0] == UNBACKED
     msg = lost(broken)
     assert msg is not None and "PPN 0, written after it was hinted free" in msg
@@ -69,7 +58,7 @@ def test_the_seeded_fault_skips_a_rewritten_page_and_the_property_catches_it() -
 
 
 def test_a_hint_tagged_with_an_ended_cycle_is_ignored() -> None:
-    s = run(HINTED[:4] + [a("vmm_stop_hints", vm=0, command="stop"),
+    s = run(CFG, HINTED[:4] + [a("vmm_stop_hints", vm=0, command="stop"),
                           a("vmm_request_hints", vm=0)])
     v = s.vms[0]
     assert v.hint_cmd_id == 3 and v.module.hinting_for == 2  # a new id the module has not read
@@ -80,19 +69,19 @@ def test_a_hint_tagged_with_an_ended_cycle_is_ignored() -> None:
 
 def test_stop_and_done_end_the_cycle_and_its_hints() -> None:
     for command, cmd_id in (("stop", HINT_STOP), ("done", HINT_DONE)):
-        s = run(HINTED + [a("vmm_stop_hints", vm=0, command=command)])
+        s = run(CFG, HINTED + [a("vmm_stop_hints", vm=0, command=command)])
         assert s.vms[0].hint_cmd_id == cmd_id and s.vms[0].hinted == frozenset()
         with pytest.raises(GuardError, match="no hint cycle"):
             apply(CFG, s, a("vmm_skip_hinted", vm=0))
     with pytest.raises(GuardError, match="stop or done"):
-        run(HINTED + [a("vmm_stop_hints", vm=0, command="pause")])
+        run(CFG, HINTED + [a("vmm_stop_hints", vm=0, command="pause")])
 
 
 def test_only_free_pages_are_hinted_and_only_with_a_command_id() -> None:
     with pytest.raises(GuardError, match="no hint command id"):
-        run([a("vmm_request_hints", vm=0), a("balloon_hint_free_pages", vm=0, ppns=(0,))])
+        run(CFG, [a("vmm_request_hints", vm=0), a("balloon_hint_free_pages", vm=0, ppns=(0,))])
     with pytest.raises(GuardError, match="free list"):
-        run([a("guest_write", vm=0, vpn=0, token=1), a("vmm_request_hints", vm=0),
+        run(CFG, [a("guest_write", vm=0, vpn=0, token=1), a("vmm_request_hints", vm=0),
              a("balloon_hint_start", vm=0), a("balloon_hint_free_pages", vm=0, ppns=(0,))])
 
 

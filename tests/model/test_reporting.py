@@ -3,27 +3,16 @@
 import pytest
 
 from ballast.errors import GuardError
-from ballast.model.actions import Action, apply, guest_free_pages, report_queue_bound
+from ballast.model.actions import apply, guest_free_pages, report_queue_bound
 from ballast.model.config import Config, preset
 from ballast.model.faults import action_table
 from ballast.model.invariants import INVARIANTS
-from ballast.model.state import FREE, UNBACKED, State, initial_state
+from ballast.model.state import FREE, UNBACKED, initial_state
 from ballast.model.virtio import VirtioEvent, VirtioTracker, VirtioView
+from scripted import a, run
 
 CFG = Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1, machine_pages=3,
              host_swap_slots=1, host_swap=True, free_page_reporting=True, stats_queue=True)
-
-
-def run(cfg: Config, steps: list[Action], faults: tuple[str, ...] = ()) -> State:
-    s = initial_state(cfg)
-    table = action_table(list(faults))
-    for act in steps:
-        s = apply(cfg, s, act, table)
-    return s
-
-
-def a(name: str, **args: object) -> Action:
-    return Action.of(name, **args)
 
 
 # A page written, paged out by the guest (free but still backed), then reported.

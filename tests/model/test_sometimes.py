@@ -2,8 +2,6 @@
 
 import pytest
 
-import pytest
-
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
 from ballast.model.sometimes import SOMETIMES

@@ -11,7 +11,7 @@ from ballast.model.config import PRESETS, Config
 from ballast.model.faults import FAULTS
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
-from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config, small_config
+from ballast.statespace.configs import fault_config, small_config
 from ballast.statespace.explore import Budget, Exploration, explore
 from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost
 from ballast.model.state import initial_state
