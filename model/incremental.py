@@ -44,11 +44,9 @@ at a footprint page).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ballast.model.actions import Action
 from ballast.model.invariants import INVARIANTS, Property, accounting_pages, accounting_sizes
-from ballast.model.state import State, VmState
+from ballast.model.state import State, VmState, replace_fields
 from ballast.model.system import BalloonModel, Violation
 
 __all__ = ["FRAMED_ACTIONS", "PAGE_LOCAL", "StepChecker", "footprint", "project"]
@@ -87,7 +85,7 @@ def footprint(pre: State, act: Action, post: State, vm: int) -> set[int]:
         if isinstance(value, int):
             pages.add(value)
         elif isinstance(value, (tuple, list)):
-            pages.update(p for p in value if isinstance(p, int))
+            pages.update([p for p in value if isinstance(p, int)])
     for v in (pre.vms[vm], post.vms[vm]):
         pages.update(v.inflate_queue)
         pages.update(v.deflate_queue)
@@ -104,7 +102,7 @@ def project(s: State, vm: int, pages: set[int]) -> State:
     v: VmState = s.vms[vm]
     m = v.module
     cut = v.replace(ballooned=v.ballooned & pages,
-                    module=replace(m, balloon=m.balloon & pages, refused=m.refused & pages))
+                    module=replace_fields(m, balloon=m.balloon & pages, refused=m.refused & pages))
     return s.with_vm(vm, cut)
 
 

@@ -220,8 +220,11 @@ def _guest_chooses_vm(cfg: Config, s: State, v: int) -> str | None:
 def _guest_chooses_of(vm: VmState, v: int) -> str | None:
     use = vm.guest.ppn_use
     suspects = [p for p in vm.ballooned if use[p] != BALLOON]  # quick pass: usually none
+    # After a deflate the whole report is suspect until the VMM releases it: a set, not a
+    # scan of the queue per page.
+    reported = frozenset(vm.deflate_queue) if suspects else frozenset()
     for p in sorted(suspects):
-        if vm.guest.ppn_use[p] != BALLOON and p not in vm.deflate_queue:
+        if p not in reported:
             return (f"VM {v}: PPN {p} is ballooned but the guest's allocator never "
                     f"gave it to the balloon module")
     return None

@@ -63,8 +63,13 @@ def _free(ppn_use: tuple[int, ...]) -> list[int]:
 
 def _any_free(ppn_use: tuple[int, ...], ppns: tuple[int, ...]) -> bool:
     """Distinct PPNs, each on the free list (in any order)."""
-    return len(set(ppns)) == len(ppns) and all(
-        isinstance(p, int) and 0 <= p < len(ppn_use) and ppn_use[p] == FREE for p in ppns)
+    if len(set(ppns)) != len(ppns):
+        return False
+    size = len(ppn_use)
+    for p in ppns:  # a loop, not all() over a generator: a report has hundreds of pages
+        if not (isinstance(p, int) and 0 <= p < size and ppn_use[p] == FREE):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
