@@ -460,8 +460,9 @@ class _VmMemory:
         read before are read again. Nothing was written before it (it comes first)."""
         setattr(self, "_pf", None)
 
-    def sync_vppn(self, use: Any) -> None:
-        """Keep the VPN -> PPN index of the rows in step with their new page use."""
+    def sync_vppn(self, use: Any, old: Any = None) -> None:
+        """Keep the VPN -> PPN index of the rows in step with their new page use (``old``:
+        the rows' page use in the arrays, when the caller has it)."""
         a = self.arr
         vms = self.vms
         # Rows left holding no VPN (a reset) lose their whole index row at once.
@@ -469,15 +470,17 @@ class _VmMemory:
         if empty.any():
             a.vppn[vms[empty]] = -1
             vms, use = vms[~empty], use[~empty]
-        old = a.ppn_use[vms]
-        changed = old != use
-        if not changed.any():
+            old = None if old is None else old[~empty]
+        old = a.ppn_use[vms] if old is None else old
+        # Few entries change: compare once, then look only at those.
+        r, c = np.nonzero(old != use)
+        if not len(r):
             return
-        r, c = np.nonzero(changed & ((old >= 0) | (use >= 0)))
-        gone = old[r, c] >= 0
-        a.vppn[vms[r[gone]], old[r[gone], c[gone]]] = -1
-        came = use[r, c] >= 0
-        a.vppn[vms[r[came]], use[r[came], c[came]]] = c[came]
+        was, now = old[r, c], use[r, c]
+        gone = was >= 0
+        a.vppn[vms[r[gone]], was[gone]] = -1
+        came = now >= 0
+        a.vppn[vms[r[came]], now[came]] = c[came]
 
 
 class _NumpyMemory:
@@ -610,6 +613,7 @@ class VmRows(_VmMemory):
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
         self._use: Any = None
+        self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
         # only read is dropped.
         self._pf_dirty = False
@@ -658,14 +662,25 @@ class VmRows(_VmMemory):
             bit = FLAGS[field]
             rows = self._flags()
             v = np.broadcast_to(value, rows.shape)
-            # Setting or clearing a bit everywhere (a reset) needs no selection.
-            new = (rows & ~bit if not v.any() else rows | bit if v.all()
-                   else np.where(v, rows | bit, rows & ~bit))
-            self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
-                rows.dtype, copy=False)
+            # Setting or clearing a bit everywhere (a reset) needs no selection, and in
+            # every row it is done in place (the rows are this store's own copy).
+            none = not v.any()
+            if every and none:
+                rows &= ~bit
+            elif every and v.all():
+                rows |= bit
+            else:
+                new = (rows & ~bit if none else rows | bit if v.all()
+                       else np.where(v, rows | bit, rows & ~bit))
+                self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
+                    rows.dtype, copy=False)
             self._pf_dirty = True
         elif field == "guest.ppn_use":
             use = self._uses()
+            if not self._use_dirty:
+                # The rows as the arrays hold them until commit (what write_at changed
+                # before this, it changed in the arrays too).
+                self._use_before = use
             new = np.broadcast_to(value, use.shape)
             self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
             self._use_dirty = True
@@ -820,7 +835,7 @@ class VmRows(_VmMemory):
         if self._pf_dirty:
             self.arr.page_flags[self.vms] = self._pf
         if self._use_dirty:
-            self.sync_vppn(self._use)
+            self.sync_vppn(self._use, self._use_before)
             self.arr.ppn_use[self.vms] = self._use
 
 
@@ -865,6 +880,9 @@ class NumpyOps(_NumpyMemory):
         self.ok: Mask = np.ones(rows.n, dtype=bool)
         self._sets: dict[str, tuple[Mask, Ints, Mask, list[list[int]]]] = {}
         self._writing = False
+        # The last mask whose first entries were found, and them: a kernel asks whether
+        # a mask has an entry right beside asking for its first (one pass, not two).
+        self._first: tuple[Any, OneHot] | None = None
 
     # -- reading -----------------------------------------------------------------------
     def vm(self, field: str) -> Value:
@@ -998,8 +1016,10 @@ class NumpyOps(_NumpyMemory):
         return np.count_nonzero(mask, axis=1).astype(np.int64)
 
     def any(self, mask: Value) -> Value:
-        if isinstance(mask, OneHot):
+        if type(mask) is OneHot:
             return mask.present()
+        if self._first is not None and self._first[0] is mask:
+            return self._first[1].present()
         return mask.any(axis=1)
 
     def all(self, mask: Value) -> Value:
@@ -1007,7 +1027,11 @@ class NumpyOps(_NumpyMemory):
 
     def lowest(self, mask: Value, k: Value) -> Value:
         if isinstance(k, int) and k == 1:
-            return one_hot(mask)  # the first entry that holds, as its index
+            if type(mask) is OneHot:
+                return mask
+            hot = one_hot(mask)  # the first entry that holds, as its index
+            self._first = (mask, hot)
+            return hot
         mask = dense(mask)
         return mask & (np.cumsum(mask, axis=1) <= np.asarray(k).reshape(-1, 1))
 
