@@ -331,10 +331,11 @@ class _VmMemory:
             self.vmm.vmm_mark_free(idx[val])
 
     def lru_victim(self) -> OneHot:
-        st = self.arr.lru_stamp[self.vms].astype(np.int64)
-        st[st == 0] = np.iinfo(np.int64).max
-        vic = np.argmin(st, axis=1)
-        has = st[np.arange(self.n), vic] != np.iinfo(np.int64).max
+        st = self.arr.lru_stamp[self.vms]
+        # Unsigned stamps less one: an absent VPN (stamp 0) wraps to the largest value,
+        # so the smallest is the oldest resident VPN without a pass to mask the absent.
+        vic = np.argmin(st - np.ones(1, dtype=st.dtype), axis=1)
+        has = st[np.arange(self.n), vic] != 0
         return OneHot(np.where(has, vic, -1), st.shape[1])
 
     def token_at(self, field: str, at: Any) -> Ints:
@@ -732,7 +733,7 @@ class VmRows(_VmMemory):
         return OneHot(ppn, self.cfg.guest_pages)
 
     def queue_len(self, field: str) -> Ints:
-        n = ((self._flags() & FLAGS[field]) != 0).sum(axis=1).astype(np.int64)
+        n = np.count_nonzero(self._flags() & FLAGS[field], axis=1).astype(np.int64)
         extra = self._extra(field)
         if extra:
             n += np.array([len(extra.get(int(v), ())) for v in self.vms], dtype=np.int64)
