@@ -221,10 +221,26 @@ class MemoryRows(Rows, Protocol):
         """Set one entry of a page or VPN vector per row of ``ok``."""
 
 
+def _per_row(x: Any, n: int, dtype: Any = None) -> Any:
+    """``x`` (one value per row, or one for every row) as an ``(n,)`` array: itself where it
+    is one already (the kernels' values mostly are)."""
+    if type(x) is np.ndarray and x.shape == (n,) and (dtype is None or x.dtype == dtype):
+        return x
+    if np.ndim(x) == 0:
+        return np.full(n, x, dtype=dtype)
+    return np.broadcast_to(np.asarray(x, dtype=dtype), (n,))
+
+
+def _rows_of(mask: Any) -> Ints:
+    """The positions where a one-dimensional mask holds (``np.flatnonzero`` without its
+    reshaping, which the interpreter pays on every row set)."""
+    return np.asarray(mask).nonzero()[0]
+
+
 def _entries(mask: Any, ok: Mask) -> tuple[Ints, Ints]:
     """(row, column) of every entry of ``mask`` in the rows of ``ok``, row by row."""
     if isinstance(mask, OneHot):
-        r = np.flatnonzero(ok & mask.present())
+        r = _rows_of(ok & mask.present())
         return r, mask.index[r]
     r, c = np.nonzero(mask & ok[:, None])
     return r, c
@@ -234,13 +250,13 @@ def _whole_rows(mask: Any, ok: Mask) -> Ints | None:
     """The rows of ``ok`` when ``mask`` holds everywhere in them (a reset), else None."""
     if isinstance(mask, OneHot) or not ok.any() or not bool(mask[ok].all()):
         return None
-    return np.flatnonzero(ok)
+    return _rows_of(ok)
 
 
 def renumber_stamps(a: SystemArrays) -> None:
     """Compact the LRU stamps to ``1..resident`` (same order) when the clock runs high."""
     flat = a.lru_stamp.ravel()
-    live = np.flatnonzero(flat)
+    live = _rows_of(flat)
     order = np.argsort(flat[live], kind="stable")
     flat[live[order]] = np.arange(1, len(live) + 1, dtype=np.uint32)
     a.clock = len(live)
@@ -315,17 +331,18 @@ class _VmMemory:
             self.vmm.vmm_mark_free(idx[val])
 
     def lru_victim(self) -> OneHot:
-        st = self.arr.lru_stamp[self.vms].astype(np.int64)
-        st[st == 0] = np.iinfo(np.int64).max
-        vic = np.argmin(st, axis=1)
-        has = st[np.arange(self.n), vic] != np.iinfo(np.int64).max
+        st = self.arr.lru_stamp[self.vms]
+        # Unsigned stamps less one: an absent VPN (stamp 0) wraps to the largest value,
+        # so the smallest is the oldest resident VPN without a pass to mask the absent.
+        vic = np.argmin(st - np.ones(1, dtype=st.dtype), axis=1)
+        has = st[np.arange(self.n), vic] != 0
         return OneHot(np.where(has, vic, -1), st.shape[1])
 
     def token_at(self, field: str, at: Any) -> Ints:
         """The token of the one entry ``at`` of each row's store (0: none)."""
         if not isinstance(at, OneHot):
             return np.where(at, self.read_tokens(field), 0).sum(axis=1).astype(np.int64)
-        r = np.flatnonzero(at.present())
+        r = _rows_of(at.present())
         c = at.index[r]
         out = np.zeros(self.n, dtype=np.int64)
         if field == "guest.disk":
@@ -347,7 +364,7 @@ class _VmMemory:
         a = self.arr
         tok = np.asarray(token, dtype=np.int64)
         r, c = _entries(mask, ok)
-        t = np.broadcast_to(tok, (self.n,))[r] if tok.ndim <= 1 else tok[r, c]
+        t = _per_row(tok, self.n)[r] if tok.ndim <= 1 else tok[r, c]
         if field == "guest.disk":
             a.disk[self.vms[r], c] = t + 1
         else:
@@ -369,7 +386,7 @@ class _VmMemory:
         a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
         rows = self._flags()  # type: ignore[attr-defined]
         self._pf_dirty = True
-        for k in np.flatnonzero(ok).tolist():
+        for k in _rows_of(ok).tolist():
             p = int(ppn[k])
             if 0 <= p < P and not rows[k, p] & bit:
                 rows[k, p] |= bit
@@ -379,7 +396,7 @@ class _VmMemory:
     def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
         rows = self._flags()  # type: ignore[attr-defined]
-        for k in np.flatnonzero(ok).tolist():
+        for k in _rows_of(ok).tolist():
             p = int(ppn[k])
             if 0 <= p < P:
                 rows[k, p] |= bit
@@ -404,9 +421,9 @@ class _VmMemory:
 
     def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
               ) -> tuple[Mask, Ints]:
-        idx = np.flatnonzero(ok)
-        tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (self.n,))[idx]
-        wr = np.broadcast_to(np.asarray(write, dtype=bool), (self.n,))[idx]
+        idx = _rows_of(ok)
+        tok = _per_row(token, self.n, np.int64)[idx]
+        wr = _per_row(write, self.n, np.bool_)[idx]
         page = np.maximum(at.index[idx], 0) if isinstance(at, OneHot) else np.argmax(at[idx], axis=1)
         done, new = self._vmm().vmm_touch(self.vms[idx], page,
                                           tok.copy(), wr.copy(), cow, self.name)
@@ -419,7 +436,7 @@ class _VmMemory:
         return granted, mpn
 
     def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
-        for k in np.flatnonzero(ok).tolist():
+        for k in _rows_of(ok).tolist():
             self._vmm().vmm_share_pages(int(self.vms[k]), int(np.argmax(at[k])),
                                         int(other_vm[k]), int(np.argmax(other_at[k])), cow)
 
@@ -429,10 +446,10 @@ class _VmMemory:
 
     def write_pages(self, mask: Mask, token: Ints, ok: Mask) -> Mask:
         a, out = self.arr, ok.copy()
-        tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (self.n,))
-        for k in np.flatnonzero(ok).tolist():
+        tok = _per_row(token, self.n, np.int64)
+        for k in _rows_of(ok).tolist():
             v = int(self.vms[k])
-            held = [p for p in np.flatnonzero(mask[k]).tolist()
+            held = [p for p in _rows_of(mask[k]).tolist()
                     if a.p2m[v, p] != UNBACKED_MPN or (v, p) in a.swap]
             if held:
                 out[k] = self._vmm().vmm_write_pages(v, held, int(tok[k]), self.name)
@@ -444,8 +461,9 @@ class _VmMemory:
         read before are read again. Nothing was written before it (it comes first)."""
         setattr(self, "_pf", None)
 
-    def sync_vppn(self, use: Any) -> None:
-        """Keep the VPN -> PPN index of the rows in step with their new page use."""
+    def sync_vppn(self, use: Any, old: Any = None) -> None:
+        """Keep the VPN -> PPN index of the rows in step with their new page use (``old``:
+        the rows' page use in the arrays, when the caller has it)."""
         a = self.arr
         vms = self.vms
         # Rows left holding no VPN (a reset) lose their whole index row at once.
@@ -453,15 +471,17 @@ class _VmMemory:
         if empty.any():
             a.vppn[vms[empty]] = -1
             vms, use = vms[~empty], use[~empty]
-        old = a.ppn_use[vms]
-        changed = old != use
-        if not changed.any():
+            old = None if old is None else old[~empty]
+        old = a.ppn_use[vms] if old is None else old
+        # Few entries change: compare once, then look only at those.
+        r, c = np.nonzero(old != use)
+        if not len(r):
             return
-        r, c = np.nonzero(changed & ((old >= 0) | (use >= 0)))
-        gone = old[r, c] >= 0
-        a.vppn[vms[r[gone]], old[r[gone], c[gone]]] = -1
-        came = use[r, c] >= 0
-        a.vppn[vms[r[came]], use[r[came], c[came]]] = c[came]
+        was, now = old[r, c], use[r, c]
+        gone = was >= 0
+        a.vppn[vms[r[gone]], was[gone]] = -1
+        came = now >= 0
+        a.vppn[vms[r[came]], now[came]] = c[came]
 
 
 class _NumpyMemory:
@@ -542,13 +562,13 @@ class _NumpyMemory:
 
     def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         self._writing = True
-        self.rows.queue_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
-                                self.ok & np.broadcast_to(when, (self.rows.n,)))
+        self.rows.queue_add_ppn(field, _per_row(ppn, self.rows.n),
+                                self.ok & _per_row(when, self.rows.n))
 
     def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         self._writing = True
-        self.rows.set_add_ppn(field, np.broadcast_to(ppn, (self.rows.n,)),
-                              self.ok & np.broadcast_to(when, (self.rows.n,)))
+        self.rows.set_add_ppn(field, _per_row(ppn, self.rows.n),
+                              self.ok & _per_row(when, self.rows.n))
 
     def lru_use(self, vpn: Value, resident: Value) -> None:
         self._writing = True
@@ -594,6 +614,7 @@ class VmRows(_VmMemory):
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
         self._use: Any = None
+        self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
         # only read is dropped.
         self._pf_dirty = False
@@ -642,14 +663,25 @@ class VmRows(_VmMemory):
             bit = FLAGS[field]
             rows = self._flags()
             v = np.broadcast_to(value, rows.shape)
-            # Setting or clearing a bit everywhere (a reset) needs no selection.
-            new = (rows & ~bit if not v.any() else rows | bit if v.all()
-                   else np.where(v, rows | bit, rows & ~bit))
-            self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
-                rows.dtype, copy=False)
+            # Setting or clearing a bit everywhere (a reset) needs no selection, and in
+            # every row it is done in place (the rows are this store's own copy).
+            none = not v.any()
+            if every and none:
+                rows &= ~bit
+            elif every and v.all():
+                rows |= bit
+            else:
+                new = (rows & ~bit if none else rows | bit if v.all()
+                       else np.where(v, rows | bit, rows & ~bit))
+                self._pf = (new if every else np.where(ok[:, None], new, rows)).astype(
+                    rows.dtype, copy=False)
             self._pf_dirty = True
         elif field == "guest.ppn_use":
             use = self._uses()
+            if not self._use_dirty:
+                # The rows as the arrays hold them until commit (what write_at changed
+                # before this, it changed in the arrays too).
+                self._use_before = use
             new = np.broadcast_to(value, use.shape)
             self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
             self._use_dirty = True
@@ -658,13 +690,13 @@ class VmRows(_VmMemory):
             getattr(a, VM_ARRAYS[field])[self.vms[ok]] = packed[ok]
         else:
             target = getattr(a, VM_ARRAYS[field])
-            target[self.vms[ok]] = np.broadcast_to(value, (self.n,))[ok]
+            target[self.vms[ok]] = _per_row(value, self.n)[ok]
 
     def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
         a = self.arr
-        r = np.flatnonzero(ok & at.present())
+        r = _rows_of(ok & at.present())
         c = at.index[r]
-        val = np.broadcast_to(np.asarray(value), (self.n,))[r]
+        val = _per_row(value, self.n)[r]
         v = self.vms[r]
         if field == "guest.ppn_use" and not self._use_dirty:
             # Straight into the arrays, the VPN -> PPN index with them (a whole-row write
@@ -694,14 +726,14 @@ class VmRows(_VmMemory):
     def holding(self, vpn: Ints) -> OneHot | None:
         if self._use_dirty:
             return None
-        v = np.broadcast_to(np.asarray(vpn, dtype=np.int64), (self.n,))
+        v = _per_row(vpn, self.n, np.int64)
         known = (v >= 0) & (v < self.cfg.guest_data_pages)
         ppn = np.full(self.n, -1, dtype=np.int64)
         ppn[known] = self.arr.vppn[self.vms[known], v[known]]
         return OneHot(ppn, self.cfg.guest_pages)
 
     def queue_len(self, field: str) -> Ints:
-        n = ((self._flags() & FLAGS[field]) != 0).sum(axis=1).astype(np.int64)
+        n = np.count_nonzero(self._flags() & FLAGS[field], axis=1).astype(np.int64)
         extra = self._extra(field)
         if extra:
             n += np.array([len(extra.get(int(v), ())) for v in self.vms], dtype=np.int64)
@@ -771,7 +803,7 @@ class VmRows(_VmMemory):
 
     def give(self, field: str, n: Ints, ok: Mask) -> None:
         setattr(self.arr, field, getattr(self.arr, field)
-                + int(np.broadcast_to(n, (self.n,))[ok].sum()))
+                + int(_per_row(n, self.n)[ok].sum()))
 
     def unback(self, mask: Mask, ok: Mask, by_balloon: bool, scrub: bool) -> None:
         assert self._unback is not None, "these rows cannot unmap pages"
@@ -804,14 +836,17 @@ class VmRows(_VmMemory):
         if self._pf_dirty:
             self.arr.page_flags[self.vms] = self._pf
         if self._use_dirty:
-            self.sync_vppn(self._use)
+            self.sync_vppn(self._use, self._use_before)
             self.arr.ppn_use[self.vms] = self._use
 
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:
     """Broadcast a VM value (``(n,)``) against a vector (``(n, k)``)."""
-    a, b = dense(a), dense(b)
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim != b.ndim:
+    if type(a) is OneHot:
+        a = a.dense()
+    if type(b) is OneHot:
+        b = b.dense()
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim != b.ndim:
         if a.ndim == 1:
             a = a[:, None]
         else:
@@ -846,6 +881,9 @@ class NumpyOps(_NumpyMemory):
         self.ok: Mask = np.ones(rows.n, dtype=bool)
         self._sets: dict[str, tuple[Mask, Ints, Mask, list[list[int]]]] = {}
         self._writing = False
+        # The last mask whose first entries were found, and them: a kernel asks whether
+        # a mask has an entry right beside asking for its first (one pass, not two).
+        self._first: tuple[Any, OneHot] | None = None
 
     # -- reading -----------------------------------------------------------------------
     def vm(self, field: str) -> Value:
@@ -920,7 +958,11 @@ class NumpyOps(_NumpyMemory):
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
-        hot = next((x for x in xs if isinstance(x, OneHot)), None)
+        hot = None
+        for x in xs:
+            if type(x) is OneHot:
+                hot = x
+                break
         if hot is not None:
             # One named entry per row stays one: keep the rows where the rest holds there.
             out: Any = hot
@@ -975,8 +1017,10 @@ class NumpyOps(_NumpyMemory):
         return np.count_nonzero(mask, axis=1).astype(np.int64)
 
     def any(self, mask: Value) -> Value:
-        if isinstance(mask, OneHot):
+        if type(mask) is OneHot:
             return mask.present()
+        if self._first is not None and self._first[0] is mask:
+            return self._first[1].present()
         return mask.any(axis=1)
 
     def all(self, mask: Value) -> Value:
@@ -984,7 +1028,11 @@ class NumpyOps(_NumpyMemory):
 
     def lowest(self, mask: Value, k: Value) -> Value:
         if isinstance(k, int) and k == 1:
-            return one_hot(mask)  # the first entry that holds, as its index
+            if type(mask) is OneHot:
+                return mask
+            hot = one_hot(mask)  # the first entry that holds, as its index
+            self._first = (mask, hot)
+            return hot
         mask = dense(mask)
         return mask & (np.cumsum(mask, axis=1) <= np.asarray(k).reshape(-1, 1))
 
@@ -1034,7 +1082,7 @@ class NumpyOps(_NumpyMemory):
 
     def claim(self, field: str, n: Value) -> None:
         assert not self._writing, "a claim comes after the guard, before the effect"
-        need = np.broadcast_to(np.asarray(n, dtype=np.int64), (self.rows.n,))
+        need = _per_row(n, self.rows.n, np.int64)
         self.ok = self.rows.claim(field, need, self.ok)
         self._writing = True
 

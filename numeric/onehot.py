@@ -42,12 +42,15 @@ class OneHot:
     one at ``index`` (-1: none). Reads as the equivalent ``(rows, width)`` mask wherever
     an array is expected."""
 
-    __slots__ = ("index", "width", "_mask")
+    __slots__ = ("index", "width", "_mask", "_present")
 
     def __init__(self, index: Any, width: int) -> None:
-        self.index: Ints = np.asarray(index, dtype=np.int64)
+        # The index is never written in place: what is derived from it is kept.
+        self.index: Ints = (index if type(index) is np.ndarray and index.dtype == np.int64
+                            else np.asarray(index, dtype=np.int64))
         self.width = width
         self._mask: Mask | None = None
+        self._present: Mask | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,13 +64,15 @@ class OneHot:
 
     def present(self) -> Mask:
         """Whether each row names an entry."""
-        return self.index >= 0
+        if self._present is None:
+            self._present = self.index >= 0
+        return self._present
 
     def dense(self) -> Mask:
         """The same vector as a ``(rows, width)`` mask."""
         if self._mask is None:
             out = np.zeros(self.shape, dtype=bool)
-            rows = np.flatnonzero(self.index >= 0)
+            rows = self.present().nonzero()[0]
             out[rows, self.index[rows]] = True
             self._mask = out
         return self._mask
@@ -81,7 +86,7 @@ class OneHot:
         names none."""
         at = np.maximum(self.index, 0)
         got = np.asarray(values)[np.arange(len(at)), at]
-        return np.where(self.index >= 0, got, none)
+        return np.where(self.present(), got, none)
 
     # Anything written for masks reads the mask.
     def __array__(self, dtype: Any = None, copy: Any = None) -> Mask:
@@ -110,12 +115,14 @@ class OneHot:
 
 def one_hot(mask: Any) -> OneHot:
     """The first set entry of each row of ``mask`` (``(rows, width)``)."""
-    if isinstance(mask, OneHot):
+    if type(mask) is OneHot:
         return mask
     m = np.asarray(mask, dtype=bool)
-    return OneHot(np.where(m.any(axis=1), m.argmax(axis=1), -1), m.shape[1])
+    # One pass for the first entry; whether the row has one is that entry itself.
+    first = m.argmax(axis=1)
+    return OneHot(np.where(m[np.arange(len(first)), first], first, -1), m.shape[1])
 
 
 def dense(x: Any) -> Any:
     """``x`` with a :class:`OneHot` turned into its mask (anything else unchanged)."""
-    return x.dense() if isinstance(x, OneHot) else x
+    return x.dense() if type(x) is OneHot else x
