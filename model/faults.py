@@ -371,3 +371,19 @@ def _applies_stale(cfg: Config, s: State, vm: int) -> State:
     return s.with_vm(vm, v.replace(ballooned=v.ballooned | taken,
                                    acked_inflate=v.acked_inflate | taken,
                                    stale_inflate=(), stale_deflate=()))
+
+
+@_fault("vmm_swaps_honest_page", "vmm_swap_over_target", "honest_memory_not_taken",
+        vms=2, vmm_reclaims_over_target=True)
+def _swaps_honest(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """Pressed by a VM that holds more than the host allows it, the VMM pages out the
+    oldest page on the host (the lowest MPN behind an unshared guest page), whichever VM's
+    it is: a guest touching pages beyond its target takes memory promised to another VM.
+    (Any guest may be over its target for a while, so no hostile guest is needed.)"""
+    require(A.over_target(cfg, s, vm) > 0, "vmm_swap_over_target",
+            "the VM holds no more machine pages than the host allows it")
+    owners = {m: (v, p) for v, vm_state in enumerate(s.vms)
+              for p, m in enumerate(vm_state.p2m) if m != UNBACKED and m not in s.host.cow}
+    require(bool(owners), "vmm_swap_over_target", "no unshared page is backed")
+    victim_vm, victim_ppn = owners[min(owners)]
+    return A.page_out_to_host_swap(cfg, s, victim_vm, victim_ppn, "vmm_swap_over_target")

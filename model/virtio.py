@@ -180,7 +180,7 @@ PAGE_USE_ONLY: frozenset[str] = frozenset({
     "vmm_cpu_reclaim", "guest_read", "guest_write", "guest_evict", "balloon_free_refused",
     "balloon_cpu_offline", "balloon_cpu_online", "balloon_report_done",
     "balloon_freeze", "rogue_cpu_park", "rogue_cpu_online", "vmm_enforce_cpu_target",
-    "vmm_drop_stale_reports"})
+    "vmm_drop_stale_reports", "vmm_swap_over_target"})
 """The actions the device and driver do not see, except for free PFNs the guest takes into
 use. An action in neither table is not projected knowingly (a gap, reported by checkers)."""
 
