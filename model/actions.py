@@ -86,6 +86,10 @@ __all__ = [
     "report_queue_bound",
     "vmm_refuse_flood",
     "allocator_view",
+    "allowed_pages",
+    "held_pages",
+    "over_target",
+    "page_out_to_host_swap",
     "guest_free_pages",
     "HINT_DONE",
     "HINT_STOP",
@@ -1637,3 +1641,61 @@ def balloon_restore(cfg: Config, s: State, vm: int) -> State:
     require(bool(v.module.frozen), "balloon_restore", "the driver is not frozen")
     m = v.module
     return s.with_vm(vm, v.replace(module=replace(m, frozen=0, actual=len(m.balloon))))
+
+
+# --------------------------------------------------------------------------
+# What the host can always do against a guest that touches memory beyond its target
+
+
+def held_pages(s: State, vm: int) -> int:
+    """Machine pages VM ``vm`` holds for itself: its backed guest pages that are not shared
+    copy-on-write (a shared page costs the host one MPN whoever drops out of it)."""
+    cow = s.host.cow
+    return sum(1 for m in s.vms[vm].p2m if m != UNBACKED and m not in cow)
+
+
+def allowed_pages(cfg: Config, v: VmState) -> int:
+    """Machine pages the host allows a VM: its guest pages less the host's target for its
+    balloon (what it promised the VM; the rest it asked back)."""
+    return cfg.guest_pages - v.target
+
+
+def over_target(cfg: Config, s: State, vm: int) -> int:
+    """How many machine pages VM ``vm`` holds beyond what the host allows it (0 if none)."""
+    return max(0, held_pages(s, vm) - allowed_pages(cfg, s.vms[vm]))
+
+
+def page_out_to_host_swap(cfg: Config, s: State, vm: int, ppn: int, name: str) -> State:
+    """The host swap mechanism: the page's contents go to a host swap slot and its MPN back
+    to the free pool (the effect of :func:`host_swap_out`, for any action that uses it)."""
+    v = s.vms[vm]
+    mpn = v.p2m[ppn]
+    require(mpn != UNBACKED, name, "the page has no machine page to free")
+    require(mpn not in s.host.cow, name, "shared pages are not swapped")
+    require(len(s.host.swap) < cfg.host_swap_slots, name, "host swap is full")
+    swap = tuple(sorted(s.host.swap + ((vm, ppn, s.host.content[mpn]),)))
+    return unback(State(replace(s.host, swap=swap), s.vms), vm, ppn, by_balloon=False)
+
+
+def _over_target_pages(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
+    if over_target(cfg, s, vm) and len(s.host.swap) < cfg.host_swap_slots:
+        for ppn, mpn in enumerate(s.vms[vm].p2m):
+            if mpn != UNBACKED and mpn not in s.host.cow:
+                yield {"vm": vm, "ppn": ppn}
+
+
+@action(Actor.VMM, vm_candidates=_over_target_pages,
+        feature=lambda c: c.vmm_reclaims_over_target, names_guest_page=True)
+def vmm_swap_over_target(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """The VMM pages out to host swap a page of a VM that holds more machine pages than the
+    host allows it, without the guest's help: a hostile guest may touch pages beyond its
+    target, pop its balloon or pin pages, and the host still gets the memory back.
+
+    Like the host swap fallback it names a guest page itself (labelled as such in every
+    trace), and only a page of the VM over its target: which page is the VMM's choice, any
+    backed page of that VM that is not shared (a shared page frees no MPN)."""
+    require(isinstance(ppn, int) and 0 <= ppn < cfg.guest_pages, "vmm_swap_over_target",
+            f"no PPN {ppn}")
+    require(over_target(cfg, s, vm) > 0, "vmm_swap_over_target",
+            "the VM holds no more machine pages than the host allows it")
+    return page_out_to_host_swap(cfg, s, vm, ppn, "vmm_swap_over_target")

@@ -165,6 +165,11 @@ class Config:
     the guest queued before it rebooted may reach the VMM after the reset (a real driver's
     buffers in flight while the device resets); the VMM recognises them as the old
     incarnation's and drops them (``vmm_drop_stale_reports``)."""
+    vmm_reclaims_over_target: bool = False
+    """The VMM itself pages out to host swap a page of a VM that holds more machine pages
+    than the host allows it (``guest_pages - target``), whatever its guest does: what the
+    host can always do against a guest that touches pages beyond its target or pins them
+    (``vmm_swap_over_target``). It takes that VM's own pages only, never another VM's."""
 
     def __post_init__(self) -> None:
         if self.vms < 1:
@@ -314,7 +319,8 @@ PRESETS: dict[str, Config] = {
                       refusal=True, deflate_on_oom=True, processors=True, reread_target=True,
                       migration=True, oom_notifier=True, free_page_reporting=True,
                       page_poison=True, stats_queue=True, vmm_bounds_queues=True,
-                      vmm_enforces_cpu_target=True, reset_races_reports=True),
+                      vmm_enforces_cpu_target=True, reset_races_reports=True,
+                      vmm_reclaims_over_target=True),
     "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                          processors=True, vcpus=2, pcpus=5),
     "qemu": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,

@@ -166,11 +166,14 @@ HOSTILE_ONLY: tuple[tuple[str, str], ...] = (
     ("actions", "vmm_enforce_cpu_target"), ("invariants", "vcpus_within_cpu_target"),
     ("faults", "vmm_trusts_guest_cpus"), ("faults", "vmm_trusts_park_report"),
     ("actions", "vmm_drop_stale_reports"), ("invariants", "stale_reports_not_applied"),
-    ("faults", "vmm_applies_stale_reports"))
+    ("faults", "vmm_applies_stale_reports"),
+    ("actions", "vmm_swap_over_target"), ("invariants", "honest_memory_not_taken"),
+    ("faults", "vmm_swaps_honest_page"))
 """What the host does against guests that will not cooperate (the ``hostile`` preset): rogue
 processor actions and the VMM's own enforcement of the host's CPU target, reports in flight
 across a guest reset (``reset_races_reports``: the stale queues have no Z3 or NumPy form
-yet). Checked by the
+yet), the VMM paging out a VM over its target and the starvation property (a step form over
+every VM, not one VM's kernel). Checked by the
 Python model's checkers (random runs, Hypothesis, the explorer) only so far."""
 
 

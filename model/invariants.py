@@ -749,3 +749,55 @@ _register(Property(
     take a page the new guest never gave, a stale deflate give back one it never had.""",
     "host", step=_stale_reports_step,
     feature=lambda cfg: cfg.reset and cfg.reset_races_reports))
+
+
+# --------------------------------------------------------------------------
+# Hostile guests: memory the host promised to the other VMs
+
+
+def _reads(s: State, v: int, p: int) -> tuple[bool, int | None]:
+    """Whether PPN ``p`` of VM ``v`` is backed, and what a read of it finds (its MPN's
+    contents, its host swap token, or None for nothing)."""
+    m = s.vms[v].p2m[p]
+    if m != UNBACKED:
+        return True, s.host.content[m]
+    return False, swap_of(s.host, v).get(p)
+
+
+def _honest_memory_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
+    spec = ACTIONS.get(act.name)
+    actor_vm = act.kwargs.get("vm")
+    if spec is None or spec.actor is Actor.HOST or not isinstance(actor_vm, int):
+        return None
+    for w in honest_vms(cfg):
+        if w == actor_vm or pre.vms[w].p2m is post.vms[w].p2m and pre.host is post.host:
+            continue
+        for p, m in enumerate(pre.vms[w].p2m):
+            if m == UNBACKED:
+                continue
+            backed, token = _reads(post, w, p)
+            if not backed:
+                return (f"{act.name} for VM {actor_vm} took the machine page (MPN {m}) "
+                        f"backing honest VM {w}'s PPN {p}")
+            if token != pre.host.content[m]:
+                return (f"{act.name} for VM {actor_vm} changed what honest VM {w}'s PPN {p} "
+                        f"reads ({pre.host.content[m]} -> {token})")
+    return None
+
+
+_register(Property(
+    "honest_memory_not_taken",
+    """No step on behalf of one VM takes a machine page from an honest VM: starvation is the host's choice, never another guest's.
+
+    Whatever a VM's guest does (touch pages beyond its target, pop or pin its balloon, send
+    any report) and whatever the VMM does for it (process its reports, page it out when it
+    holds more than the host allows, ``vmm_swap_over_target``), every page of a VM that
+    follows the protocol that was backed stays backed and reads the same. Assumptions:
+    the honest VM is one not listed in ``hostile_vms``; only the host's own steps
+    (``host_swap_out``, ``host_take_page``, its targets) may take or withhold memory from
+    it, and those the host chooses knowingly; a page the host did swap out comes back on
+    the honest guest's next touch when an MPN is free, which the host can always bring
+    about by paging out a VM over its target. Checked where the VMM reclaims memory by
+    itself (``vmm_reclaims_over_target``), the one VMM step that takes a page for a
+    guest's behaviour; a guest's own steps changing another VM are ``isolation``.""",
+    "host", step=_honest_memory_step, feature=lambda cfg: cfg.vmm_reclaims_over_target))

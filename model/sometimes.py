@@ -250,3 +250,13 @@ def _stopped(cfg: Config, pre: State, act: Action, post: State) -> bool:
            feature=lambda cfg: cfg.reset and cfg.reset_races_reports)
 def _stale(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name == "vmm_drop_stale_reports" and bool(pre.vms[_vm(act)].stale_inflate)
+
+
+@_scenario("over_target_page_recovered",
+           "The VMM pages out a page of a VM over its target while another VM has pages backed "
+           "that it could have taken instead.",
+           feature=lambda cfg: cfg.vmm_reclaims_over_target)
+def _recovered(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    if act.name != "vmm_swap_over_target":
+        return False
+    return any(m != UNBACKED for w, v in enumerate(pre.vms) if w != _vm(act) for m in v.p2m)

@@ -31,8 +31,8 @@ model                     profile
 **Page migration** (Linux compaction: a one-page inflate of the new page, acknowledged,
 then a one-page deflate of the old one, ``actual`` unchanged) is the model's
 ``balloon_migrate`` and ``balloon_migrate_release`` (``migration`` feature); the rules
-below allow it because the specification does.  The profile has no
-free page hinting; free page reporting (reporting_vq: ``report``, ``report_ack``) and the
+below allow it because the specification does.  Free page hinting
+(free_page_vq and ``free_page_hint_cmd_id``: command ids, STOP and DONE), free page reporting (reporting_vq: ``report``, ``report_ack``) and the
 statistics queue (``stats``) are projected, page poisoning is invisible here; guest memory
 pressure (DEFLATE_ON_OOM) is guest-internal and not visible to the device, so with that
 feature a deflate is never blamed on rule 3.  Conversely the model's VMM may *refuse*
@@ -63,6 +63,8 @@ from ballast.model.state import FREE, State, VmState
 __all__ = [
     "DEFLATE_ON_OOM",
     "EVENT_KINDS",
+    "HINT_DONE_ID",
+    "HINT_STOP_ID",
     "MUST_TELL_HOST",
     "PAGE_USE_ONLY",
     "PROJECTIONS",
@@ -83,12 +85,23 @@ DEFLATE_ON_OOM = "DEFLATE_ON_OOM"
 
 EVENT_KINDS = ("set_target", "read_target", "inflate", "inflate_ack", "inflate_refused",
                "deflate", "deflate_ack", "write_actual", "use", "reset", "report",
-               "report_ack", "stats")
+               "report_ack", "stats", "hint_request", "hint_stop", "hint_start", "hint",
+               "hint_skip")
 """Profile events: the host sets ``num_pages``; the driver reads it; the driver puts PFNs on
 inflateq; the device acknowledges (or, model only, refuses) them; the same for deflateq;
 the driver writes ``actual``; the guest uses PFNs; the device is reset (guest reboot);
 the driver reports free PFNs on reporting_vq and the device returns the report; the driver
-sends statistics on statsq (``value``: free pages)."""
+sends statistics on statsq (``value``: free pages); free page hinting: the device writes a new
+command id to ``free_page_hint_cmd_id`` (``hint_request``) or STOP / DONE (``hint_stop``), the
+driver sends the id it read back on free_page_vq (``hint_start``) and hints free PFNs
+(``hint``, ``value``: the command id they are tagged with), and the migration skips the pages
+hinted in the cycle under way (``hint_skip``)."""
+
+HINT_STOP_ID = 0
+"""``VIRTIO_BALLOON_CMD_ID_STOP`` in the profile (the model's ``HINT_STOP``)."""
+HINT_DONE_ID = 1
+"""``VIRTIO_BALLOON_CMD_ID_DONE`` in the profile (the model's ``HINT_DONE``); every larger id
+names a hint cycle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,12 @@ class View(Protocol):
     def features(self) -> frozenset[str]: ...
     @property
     def reporting(self) -> AbstractSet[int]: ...
+    @property
+    def hint_cmd(self) -> int: ...
+    @property
+    def hint_started(self) -> int: ...
+    @property
+    def hinted(self) -> AbstractSet[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +159,13 @@ class VirtioView:
     deflating: frozenset[int]
     features: frozenset[str] = field(default=frozenset())
     reporting: frozenset[int] = field(default=frozenset())
+    hint_cmd: int = HINT_STOP_ID
+    """The free page hint command id the device shows (STOP, DONE, or a cycle's id)."""
+    hint_started: int = HINT_STOP_ID
+    """The command id the driver last sent back on free_page_vq (STOP: none yet)."""
+    hinted: frozenset[int] = field(default=frozenset())
+    """PFNs hinted in the cycle under way and not taken into use since: the pages the
+    migration may skip."""
 
 
 def features_of(cfg: Config) -> frozenset[str]:
@@ -165,7 +191,8 @@ def project(cfg: Config, s: State, vm: int = 0) -> VirtioView:
     return VirtioView(num_pages=v.target, polled=m.target, actual=m.actual,
                       balloon=frozenset(m.balloon | v.acked_inflate),
                       inflating=frozenset(v.inflate_queue), deflating=frozenset(v.deflate_queue),
-                      features=features_of(cfg), reporting=v.report_queue)
+                      features=features_of(cfg), reporting=v.report_queue,
+                      hint_cmd=v.hint_cmd_id, hint_started=m.hinting_for, hinted=v.hinted)
 
 
 Projection = Callable[[Config, VmState, VmState, dict[str, ArgValue]], list[VirtioEvent]]
@@ -180,7 +207,7 @@ PAGE_USE_ONLY: frozenset[str] = frozenset({
     "vmm_cpu_reclaim", "guest_read", "guest_write", "guest_evict", "balloon_free_refused",
     "balloon_cpu_offline", "balloon_cpu_online", "balloon_report_done",
     "balloon_freeze", "rogue_cpu_park", "rogue_cpu_online", "vmm_enforce_cpu_target",
-    "vmm_drop_stale_reports"})
+    "vmm_drop_stale_reports", "vmm_swap_over_target"})
 """The actions the device and driver do not see, except for free PFNs the guest takes into
 use. An action in neither table is not projected knowingly (a gap, reported by checkers)."""
 
@@ -321,6 +348,36 @@ def _restore(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
     return [VirtioEvent("write_actual", value=b.module.actual)]
 
 
+@_projects("vmm_request_hints")
+def _request_hints(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                   ) -> list[VirtioEvent]:
+    return [VirtioEvent("hint_request", value=b.hint_cmd_id)]
+
+
+@_projects("vmm_stop_hints")
+def _stop_hints(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                ) -> list[VirtioEvent]:
+    return [VirtioEvent("hint_stop", value=b.hint_cmd_id)]
+
+
+@_projects("balloon_hint_start")
+def _hint_start(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                ) -> list[VirtioEvent]:
+    return [VirtioEvent("hint_start", value=b.module.hinting_for)]
+
+
+@_projects("balloon_hint_free_pages")
+def _hint_free(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+               ) -> list[VirtioEvent]:
+    return [VirtioEvent("hint", _ints(args["ppns"]), value=a.module.hinting_for)]
+
+
+@_projects("vmm_skip_hinted")
+def _skip_hinted(cfg: Config, a: VmState, b: VmState, args: dict[str, ArgValue]
+                 ) -> list[VirtioEvent]:
+    return [VirtioEvent("hint_skip", tuple(sorted(a.hinted)))]
+
+
 def _ints(value: object) -> tuple[int, ...]:
     assert isinstance(value, tuple)
     return tuple(int(x) for x in value)
@@ -338,7 +395,7 @@ class VirtioTracker:
     """
 
     __slots__ = ("num_pages", "polled", "actual", "balloon", "inflating", "deflating",
-                 "features", "reporting")
+                 "features", "reporting", "hint_cmd", "hint_started", "hinted")
 
     def __init__(self, features: frozenset[str], view: VirtioView | None = None) -> None:
         self.features = features
@@ -349,12 +406,16 @@ class VirtioTracker:
         self.inflating: set[int] = set(view.inflating) if view else set()
         self.deflating: set[int] = set(view.deflating) if view else set()
         self.reporting: set[int] = set(view.reporting) if view else set()
+        self.hint_cmd = view.hint_cmd if view else HINT_STOP_ID
+        self.hint_started = view.hint_started if view else HINT_STOP_ID
+        self.hinted: set[int] = set(view.hinted) if view else set()
 
     def view(self) -> VirtioView:
         """A frozen copy (for reports and tests; costs O(balloon))."""
         return VirtioView(self.num_pages, self.polled, self.actual, frozenset(self.balloon),
                           frozenset(self.inflating), frozenset(self.deflating), self.features,
-                          frozenset(self.reporting))
+                          frozenset(self.reporting), self.hint_cmd, self.hint_started,
+                          frozenset(self.hinted))
 
     def violations(self, e: VirtioEvent) -> list[tuple["VirtioRule", str]]:
         """Every rule that event ``e`` would break in the current profile."""
@@ -396,7 +457,20 @@ class VirtioTracker:
             self.reporting.update(e.pfns)
         elif k == "report_ack":
             self.reporting.difference_update(e.pfns)
-        elif k not in ("use", "stats"):
+        elif k == "use":
+            if self.hinted:  # a page written after its hint is dirty again
+                self.hinted.difference_update(e.pfns)
+        elif k in ("hint_request", "hint_stop"):
+            self.hint_cmd = e.value
+            self.hinted.clear()
+        elif k == "hint_start":
+            self.hint_started = e.value
+        elif k == "hint":
+            if e.value == self.hint_cmd:  # the device takes the hints of the cycle under way
+                self.hinted.update(e.pfns)
+        elif k == "hint_skip":
+            self.hinted.clear()
+        elif k != "stats":
             raise ValueError(f"unknown virtio profile event {k!r}")
 
 
@@ -583,6 +657,90 @@ def _report_free_only(v: View, e: VirtioEvent) -> str | None:
     bad = [p for p in e.pfns if p in v.balloon or p in v.inflating or p in v.reporting]
     bad += _repeats(e.pfns)
     return f"PFN {_some(bad)} reported free but it is not free" if bad else None
+
+
+def _is_cycle(cmd_id: int) -> bool:
+    """Whether a command id names a hint cycle (neither STOP nor DONE)."""
+    return cmd_id > HINT_DONE_ID
+
+
+@_rule("virtio_5_5_6_5_new_command_id", Level.MUST,
+       "5.5.6.5 (the device requests hints by writing a new command id)", ("hint_request",))
+def _new_command_id(v: View, e: VirtioEvent) -> str | None:
+    """The device starts a hint cycle only with a new command id: not STOP or DONE, not the id
+    the driver last sent back, and not while a cycle is under way.
+
+    The id is how the driver and the device tell the hints of this cycle from an older
+    one's; an id reused or written over a running cycle lets old hints count."""
+    if not _is_cycle(e.value):
+        return f"hint cycle requested with command id {e.value}, which is STOP or DONE"
+    if e.value == v.hint_started:
+        return f"hint cycle requested with command id {e.value}, the one the driver last sent"
+    if _is_cycle(v.hint_cmd):
+        return f"hint cycle {e.value} requested while cycle {v.hint_cmd} is under way"
+    return None
+
+
+@_rule("virtio_5_5_6_5_end_with_stop_or_done", Level.MUST,
+       "5.5.6.5 (VIRTIO_BALLOON_CMD_ID_STOP and VIRTIO_BALLOON_CMD_ID_DONE)", ("hint_stop",))
+def _stop_or_done(v: View, e: VirtioEvent) -> str | None:
+    """The device ends a hint cycle by writing STOP or DONE, and only a cycle under way."""
+    if e.value not in (HINT_STOP_ID, HINT_DONE_ID):
+        return f"hint cycle ended with command id {e.value}, neither STOP nor DONE"
+    if not _is_cycle(v.hint_cmd):
+        return "STOP or DONE written while no hint cycle is under way"
+    return None
+
+
+@_rule("virtio_5_5_6_5_start_the_requested_id", Level.MUST,
+       "5.5.6.5 (the driver sends the command id it read before its hints)", ("hint_start",))
+def _start_requested(v: View, e: VirtioEvent) -> str | None:
+    """The driver sends back on free_page_vq the command id the device shows, once per cycle:
+    never STOP, DONE or an id the device did not write."""
+    if e.value != v.hint_cmd or not _is_cycle(e.value):
+        return (f"the driver started hinting for command id {e.value}, but the device shows "
+                f"{v.hint_cmd}")
+    if e.value == v.hint_started:
+        return f"the driver started hinting for command id {e.value} twice"
+    return None
+
+
+@_rule("virtio_5_5_6_5_hint_after_command_id", Level.MUST,
+       "5.5.6.5 (hints follow the command id on free_page_vq)", ("hint",))
+def _hint_after_id(v: View, e: VirtioEvent) -> str | None:
+    """The driver hints free pages only after it has sent a command id back to the device."""
+    if not _is_cycle(v.hint_started):
+        return f"PFN {_some(e.pfns)} hinted before the driver sent any command id"
+    return None
+
+
+@_rule("virtio_5_5_6_5_no_hint_for_old_id", Level.MUST,
+       "5.5.6.5 (hints belong to the command id the driver sent last)", ("hint",))
+def _no_old_id(v: View, e: VirtioEvent) -> str | None:
+    """The driver does not hint pages for a command id older than the one it sent last.
+
+    Once it has started a new cycle, hints of the old one would be taken for the new one's
+    and pages written since the old cycle could be skipped by the migration. (Hints of the
+    id the driver sent last stay allowed after the device moved on: the device ignores them,
+    a race the driver cannot avoid.)"""
+    if _is_cycle(v.hint_started) and e.value != v.hint_started:
+        return (f"PFN {_some(e.pfns)} hinted for command id {e.value}, but the driver sent "
+                f"{v.hint_started} last")
+    return None
+
+
+@_rule("virtio_5_5_6_5_skip_only_unwritten_hints", Level.MUST,
+       "5.5.6.5 (the device must not rely on a hint for a page written after it)",
+       ("hint_skip",))
+def _skip_only_hinted(v: View, e: VirtioEvent) -> str | None:
+    """The migration skips only pages hinted in the cycle under way and not taken into use
+    since: a page written after its hint, or hinted in an older cycle, must be sent."""
+    if not _is_cycle(v.hint_cmd):
+        return "pages skipped while no hint cycle is under way"
+    bad = [p for p in e.pfns if p not in v.hinted]
+    if bad:
+        return f"PFN {_some(bad)} skipped but not hinted in this cycle, or written since"
+    return None
 
 
 def _end_only(v: View, e: VirtioEvent) -> str | None:

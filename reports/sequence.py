@@ -396,6 +396,12 @@ def _enforce_cpus(s: _Step) -> list[Message]:
     return [Message("vmm", "host", f"stops {n} vCPU(s) of VM {s.v} beyond its CPU target")]
 
 
+@_says("vmm_swap_over_target")
+def _swap_over_target(s: _Step) -> list[Message]:
+    return [Message("vmm", "host", f"swap out VM {s.v} {_pages(_ints(s.act, 'ppn'))} to host "
+                    "swap: it holds more than its target allows", HOST_CHOSE)]
+
+
 # --------------------------------------------------------------------------
 # Drawing
 

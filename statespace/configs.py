@@ -49,6 +49,12 @@ EXPLORE_CONFIGS: dict[str, Config] = {
                                       processors=True, vmm_enforces_cpu_target=True,
                                       vcpus=2, pcpus=3),
     "one-vm-stale-reports": _ONE.replace(host_use=False, reset=True, reset_races_reports=True),
+    # The hostile preset's hostile-processors slice of the explorer (statespace/suite.py):
+    # a hostile guest's rogue memory and processor steps on one page and one vCPU.
+    "one-vm-hostile-processors": _ONE.replace(host_use=False, guest_pages=1, guest_data_pages=0,
+                                              pin_limit=1, processors=True, vcpus=1, pcpus=1,
+                                              hostile_vms=frozenset({0}),
+                                              vmm_enforces_cpu_target=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).

@@ -30,6 +30,7 @@ CONFIGS = {
     "reset-refusal": Config(vms=1, guest_pages=4, machine_pages=4, reset=True, refusal=True,
                             batch=2),
     "hostile": preset("hostile"),
+    "hinting": preset("hinting"),
 }
 
 

@@ -655,6 +655,7 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "vmm_stops_excess_vcpus": frozenset({"host_set_cpu_target", "vmm_enforce_cpu_target"}),
     "stale_report_dropped": frozenset({"balloon_inflate", "guest_reset",
                                        "vmm_drop_stale_reports"}),
+    "over_target_page_recovered": frozenset({"host_set_target", "vmm_swap_over_target"}),
 }
 
 

@@ -53,11 +53,7 @@ def _observed_paths() -> list[str]:
     return [t for t, key in OBSERVATIONS.items() if key.derived is None]
 
 
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("actions", name): "free page hinting (free_page_vq and free_page_hint_cmd_id) has no "
-                       "events or rules in the virtio profile yet"
-    for name in ("vmm_request_hints", "vmm_stop_hints", "balloon_hint_start",
-                 "balloon_hint_free_pages", "vmm_skip_hinted")}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 """Actions the profile deliberately does not project yet, each with its reason."""
 
 
