@@ -179,6 +179,10 @@ def test_every_rule_a_qemu_trace_can_break_has_a_mutant() -> None:
                     # yet; tests/model/test_reporting.py breaks both rules on profile traces.
                     "virtio_5_5_6_6_no_use_of_reported_page",
                     "virtio_5_5_6_6_report_only_free_pages"}
+    # Free page hinting likewise: the shipped capture was taken without free-page-hint=on
+    # and the QEMU log reader maps no hint-queue buffer to the profile's hint events yet;
+    # tests/model/test_virtio_hinting.py breaks each rule on profile traces.
+    unobservable |= {name for name in VIRTIO_RULES if name.startswith("virtio_5_5_6_5_")}
     assert set(RULE_MUTANTS) == set(VIRTIO_RULES) - unobservable
 
 
