@@ -31,7 +31,7 @@ from ballast.model.state import BALLOON
 __all__ = ["FEATURE_FAULT_KERNELS", "FEATURE_KERNELS", "FEATURE_PROPERTIES", "FEATURE_STEPS",
            "StepKernel", "hinted_pages_not_lost",
            "cpus_within_target", "frozen_guard_applies", "guard_frozen", "hint_cycle_running",
-           "hint_dirty_log", "hintable", "restore_agrees", "stale_not_applied"]
+           "hint_dirty_log", "hintable", "quiescent", "restore_agrees", "stale_not_applied"]
 
 FEATURE_KERNELS: dict[str, Kernel] = {}
 """The actions of these features written once, by the model's name."""
@@ -242,7 +242,7 @@ def guard_frozen(kernels: dict[str, Kernel], faults: dict[str, tuple[str, Kernel
             faults[fault] = (action, _awake(kernel))
 
 
-def _quiescent(o: Ops) -> Value:
+def quiescent(o: Ops) -> Value:
     """``actions.quiescent``: no report of the VM is in flight."""
     sets = ("acked_inflate", "acked_refused", "acked_deflate", "report_queue", "acked_report",
             "module.reporting")
@@ -256,7 +256,7 @@ def balloon_freeze(o: Ops) -> None:
     """:func:`ballast.model.actions.balloon_freeze`: the driver freezes with no report in
     flight, its balloon kept."""
     o.require(o.eq(o.vm("module.frozen"), 0))
-    o.require(_quiescent(o))
+    o.require(quiescent(o))
     o.set_vm("module.frozen", 1)
 
 

@@ -42,7 +42,8 @@ from ballast.proofs.encoding import (
 )
 from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
                                              reads_clean, stats_report_matches)
-from ballast.model.feature_kernels import FEATURE_PROPERTIES, FEATURE_STEPS, StepKernel
+from ballast.model.feature_kernels import (FEATURE_PROPERTIES, FEATURE_STEPS, StepKernel,
+                                           quiescent)
 from ballast.proofs.interpret import Z3StateOps, property_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
@@ -267,6 +268,11 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
                 clean = reads_clean(Z3StateOps(s, v))
                 add("reported_pages_poisoned", *[z3.Implies(s.b("report_queue", v, p), c)
                                                  for p, c in enumerate(clean)])
+    if cfg.hibernation:
+        # A driver freezes with no report in flight, and a hibernated guest sends none.
+        for v in _honest(cfg):
+            add("frozen_quiescent", z3.Implies(s.i("frozen", v) != 0,
+                                               quiescent(Z3StateOps(s, v))))
     return {k: z3.And(fs) for k, fs in out.items()}
 
 

@@ -40,11 +40,11 @@ def test_every_item_is_encoded_by_every_backend_that_covers_its_kind() -> None:
                 assert cell.where, (kind, name, b)
 
 
-GAPPED_PRESETS: set[str] = set()
-"""Presets that switch on what Z3 and NumPy do not encode yet: none. Real drivers'
+GAPPED_PRESETS = {"hinting"}
+"""Presets that switch on what some backend does not encode yet: free page hinting has no
+rules of the virtio profile. Z3 and NumPy encode every preset's features: real drivers'
 behaviours, free page reporting, page poison, statistics, the VMM's own flood bound, free
-page hinting, hibernation, the hostile guest's processors and reports racing a reset are
-encoded by both."""
+page hinting, hibernation, the hostile guest's processors and reports racing a reset."""
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -72,7 +72,7 @@ def test_no_checker_has_an_unexplained_gap_on_a_shipped_preset(preset: str) -> N
     if preset not in GAPPED_PRESETS:
         assert not any(clean), preset
     else:
-        assert any(clean), f"the {preset} preset switches on what Z3 and NumPy do not encode"
+        assert any(clean), f"the {preset} preset switches on what some backend does not encode"
 
 
 def test_the_registry_reads_the_backends_tables(monkeypatch: pytest.MonkeyPatch) -> None:
