@@ -134,8 +134,9 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "vmm_request_hints": {},
     "vmm_stop_hints": {"command": Argument(lambda c: ("stop", "done"))},
     "balloon_hint_start": {},
-    "balloon_hint_free_pages": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch),
-                                                 choices=hintable, most=lambda o: o.cfg.batch)},
+    "balloon_hint_free_pages": {"ppns": Argument(
+        lambda c: _subsets(c.guest_pages, c.batch), choices=hintable,
+        most=lambda o: o.minimum(o.count(hintable(o)), o.cfg.batch))},
     "vmm_skip_hinted": {},
     "balloon_freeze": {},
     "balloon_restore": {},
