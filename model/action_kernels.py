@@ -21,6 +21,8 @@ from typing import Callable
 
 from ballast.model.actions import ACTIONS
 from ballast.model.config import GuestPolicyName, ModuleKind
+from ballast.model.feature_kernels import (FEATURE_FAULT_KERNELS, FEATURE_KERNELS,
+                                           guard_frozen, hint_dirty_log)
 from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_KERNELS,
@@ -385,6 +387,8 @@ def balloon_cpu_online(o: Ops) -> None:
     o.require(o.lt(o.count(online), o.vm("module.cpu_target")))
     o.require(o.any(which))
     o.require(o.not_(o.any(o.and_(which, _cpu_busy(o)))))
+    if o.cfg.vmm_enforces_cpu_target:  # ``actions.vcpu_grant_limit``: the host's own target
+        o.require(o.lt(o.count(online), o.vm("cpu_target")))
     o.claim("idle_pcpus", 1)
     o.set_vcpus("guest.vcpus", o.or_(online, which))
 
@@ -518,9 +522,11 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     else:
         m.touch(at, token, True, cow=cow)
     fresh = o.not_(resident)
+    written = o.and_(at, True if token is not None else fresh)
     if o.cfg.free_page_reporting:
         # The guest's write makes a discarded page its own data again (``write_page``).
-        _undiscard(o, o.and_(at, True if token is not None else fresh))
+        _undiscard(o, written)
+    hint_dirty_log(o, written)
     m.lru_use(which, resident)
     o.set_at("guest.ppn_use", o.and_(fresh_at, fresh), vpn)
     m.drop_tokens("guest.disk", o.and_(which, fresh))
@@ -580,6 +586,9 @@ def guest_reset(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_reset`: the guest reboots; the balloon device is
     reset and the host forgets the VM's swapped pages."""
     m = memory(o)
+    if o.cfg.reset_races_reports:  # the reports in flight outlive the reset
+        m.queue_copy("stale_inflate", "inflate_queue")
+        m.queue_copy("stale_deflate", "deflate_queue")
     use = o.pages("guest.ppn_use")
     pages, none = _everywhere(o, use), o.and_(o.pages("ballooned"), False)
     vpns = _everywhere(o, o.vpns("guest.lru"))
@@ -652,6 +661,7 @@ def rogue_touch(o: Ops) -> None:
     m.touch(at, token, True)
     if o.cfg.free_page_reporting:
         _undiscard(o, at)
+    hint_dirty_log(o, at)
 
 
 @_kernel("rogue_set_actual")
@@ -746,6 +756,12 @@ def _oom_deflate_without_report(o: Ops) -> None:
 # (ballast.model.reporting_kernels), read from the same tables.
 KERNELS.update(REPORTING_KERNELS)
 FAULT_KERNELS.update(REPORTING_FAULT_KERNELS)
+# Rogue processors, reports racing a reset, free page hinting and hibernation: their own
+# module too (ballast.model.feature_kernels).
+KERNELS.update(FEATURE_KERNELS)
+FAULT_KERNELS.update(FEATURE_FAULT_KERNELS)
+# A hibernated guest runs nothing: one guard of every guest-side kernel, as in the model.
+guard_frozen(KERNELS, FAULT_KERNELS)
 
 MEMORY_KERNELS: frozenset[str] = (frozenset(KERNELS) | frozenset(FAULT_KERNELS)) - _WITHOUT_MEMORY
 """Actions and seeded faults whose kernels use the memory operations: an interpretation

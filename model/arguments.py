@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ballast.model import action_kernels as kernels
 from ballast.model.actions import ACTIONS, ROGUE_ACTUAL_BOUND, Actor
 from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.feature_kernels import hintable
 from ballast.model.ops import Ops, Value
 
 __all__ = ["ARGUMENTS", "Argument", "instances", "vms_of"]
@@ -123,6 +124,22 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "vmm_discard_reported": {},
     "balloon_report_done": {},
     "balloon_report_stats": {},
+    # Rogue processors (a hostile guest; the VMM enforces the host's CPU target). One past
+    # the last vCPU: a hostile guest may report a vCPU the VM does not have.
+    "rogue_cpu_park": {"vcpu": Argument(lambda c: range(c.vcpus + 1))},
+    "rogue_cpu_online": {"vcpu": _VCPU},
+    "vmm_enforce_cpu_target": {},
+    "vmm_drop_stale_reports": {},
+    # Free page hinting (virtio 1.x section 5.5.6.5) and hibernation.
+    "vmm_request_hints": {},
+    "vmm_stop_hints": {"command": Argument(lambda c: ("stop", "done"))},
+    "balloon_hint_start": {},
+    "balloon_hint_free_pages": {"ppns": Argument(
+        lambda c: _subsets(c.guest_pages, c.batch), choices=hintable,
+        most=lambda o: o.minimum(o.count(hintable(o)), o.cfg.batch))},
+    "vmm_skip_hinted": {},
+    "balloon_freeze": {},
+    "balloon_restore": {},
 }
 """Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
 names two pages at once: :func:`instances` pairs them."""

@@ -64,16 +64,22 @@ PAGE_FIELDS = frozenset({
     "p2m", "ballooned", "acked_inflate", "acked_refused", "acked_deflate",
     "module.balloon", "module.refused", "guest.ppn_use",
     # free page reporting (virtio F_REPORTING): sets of PPNs, never out of range
-    "report_queue", "acked_report", "discarded", "module.reporting"})
+    "report_queue", "acked_report", "discarded", "module.reporting",
+    # free page hinting (virtio F_FREE_PAGE_HINT): sets of PPNs, never out of range
+    "hinted", "hint_rewritten"})
 """Per-PPN fields of a VM: ``p2m`` and ``guest.ppn_use`` are numbers, the rest are sets
 (a truth value per PPN). ``acked_refused`` may also name PPNs out of range (see
 :meth:`Ops.beyond`)."""
 
-QUEUE_FIELDS = frozenset({"inflate_queue", "deflate_queue"})
+QUEUE_FIELDS = frozenset({"inflate_queue", "deflate_queue",
+                          # reports in flight across a guest reset (``reset_races_reports``)
+                          "stale_inflate", "stale_deflate"})
 """The report queues: multisets of PPNs, possibly out of range (a hostile guest)."""
 
 VM_FIELDS = frozenset({"target", "cpu_target", "module.target", "module.cpu_target",
-                       "module.actual", "stats_free"})
+                       "module.actual", "stats_free",
+                       # free page hinting's command ids, the hibernated driver
+                       "hint_cmd_id", "module.hinting_for", "module.frozen"})
 """Numbers of a VM."""
 
 VCPU_FIELDS = frozenset({"guest.vcpus", "parked_vcpus"})
@@ -322,6 +328,10 @@ class MemoryOps(Ops, Protocol):
     def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         """The set ``field`` gains PPN number ``ppn`` (in range, or out of range: see
         :meth:`Ops.beyond`), where ``when``."""
+
+    def queue_copy(self, dst: str, src: str) -> None:
+        """Queue ``dst`` becomes a copy of queue ``src``: every entry, duplicates and PPNs
+        out of range included (the reports in flight when a guest resets)."""
 
     def lru_use(self, vpn: Value, resident: Value) -> None:
         """The one-hot VPN becomes the most recently used: moved to the end where

@@ -31,6 +31,7 @@ from typing import Callable
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import StateOps, Value, memory
+from ballast.model.feature_kernels import FEATURE_PROPERTIES
 from ballast.model.reporting_kernels import REPORTING_PROPERTIES
 from ballast.model.state import BALLOON, UNBACKED
 
@@ -210,4 +211,8 @@ _property("processor_conservation", host=processor_conservation_host,
 
 # Free page reporting and page poisoning: written in ballast.model.reporting_kernels.
 for _name, _check in REPORTING_PROPERTIES.items():
+    _property(_name, each_vm=_check)
+
+# Free page hinting: written in ballast.model.feature_kernels.
+for _name, _check in FEATURE_PROPERTIES.items():
     _property(_name, each_vm=_check)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ballast.model.actions import ACTIONS, report_queue_bound
+from ballast.model.feature_kernels import hint_dirty_log
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS, clean_tokens
 from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
@@ -116,6 +117,7 @@ def _report_free_pages(o: Ops, poison: bool, isolate: bool) -> None:
         # host) is written with poison_val, which makes it the guest's own data again.
         held = o.and_(chosen, o.or_(o.ne(o.pages("p2m"), UNBACKED), o.pages("host.swap")))
         m.write_pages(held, o.cfg.poison_val)
+        hint_dirty_log(o, held)
         discarded = o.and_(discarded, o.not_(held))
         o.set_pages("discarded", discarded)
     o.set_pages("report_queue", o.or_(o.pages("report_queue"), chosen))

@@ -45,6 +45,8 @@ from ballast.numeric.arrays import (
     SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
+from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS, FEATURE_STEPS, StepKernel
+from ballast.model.invariants import INVARIANTS
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -73,6 +75,11 @@ STEP_CHECKS: dict[str, str] = {
 }
 """The step forms of the model's properties the engine checks inside its own steps, where
 its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
+for _prop, _st in FEATURE_STEPS.items():
+    STEP_CHECKS[_prop] = (f"Engine._feature_steps after {', '.join(_st.actions)} "
+                          f"(feature_kernels.{_st.check.__name__})")
+
+ENGINE_FAULTS = ENGINE_FAULTS | frozenset(FEATURE_FAULT_KERNELS)
 
 
 def engine_actions() -> list[str]:
@@ -208,9 +215,29 @@ class Engine:
         return NumpyOps(VmRows(self.arr, vms), {})
 
     def _kernel(self, name: str, vms: Ints, args: Mapping[str, Any]) -> Mask:
-        """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``."""
+        """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``, and the
+        step forms of :data:`~ballast.model.feature_kernels.FEATURE_STEPS` it can break."""
+        steps = [(p, st) for p, st in FEATURE_STEPS.items()
+                 if name in st.actions and INVARIANTS[p].feature(self.cfg)]
+        before = self.arr.copy() if steps else None
         rows = VmRows(self.arr, vms, self._unback_rows, vmm=self, name=name)
-        return run_kernel(self._kernels[name], rows, args)
+        ok = run_kernel(self._kernels[name], rows, args)
+        if before is not None and ok.any():
+            self._feature_steps(name, vms, ok, before, steps)
+        return ok
+
+    def _feature_steps(self, name: str, vms: Ints, ok: Mask, before: SystemArrays,
+                       steps: list[tuple[str, StepKernel]]) -> None:
+        """Record the rows of ``ok`` whose step broke one of ``steps`` (the model's
+        message, from the pre- and post-state of the VM turned back into states)."""
+        pre, post = NumpyOps(VmRows(before, vms), {}), self._ops(vms)
+        hostile = np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+        for prop, st in steps:
+            holds = np.broadcast_to(np.asarray(st.check(pre, post), dtype=bool), (len(vms),))
+            bad = ok & ~holds & ~(hostile if st.honest_only else np.zeros(len(vms), bool))
+            for k in np.flatnonzero(bad).tolist():
+                message = _step_message(self.cfg, prop, before, self.arr, name, int(vms[k]))
+                self.step_violations.append(StepViolation(int(k), prop, message))
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
@@ -461,6 +488,16 @@ class Engine:
                     f"pages but the guest had {free} free when it reported")
         return self._step_check("balloon_report_stats", vms, {}, "stats_match_guest",
                                 reporting.stats_report_matches, honest, say)
+
+def _step_message(cfg: Config, prop: str, pre: SystemArrays, post: SystemArrays, name: str,
+                  vm: int) -> str:
+    """The model's own words for property ``prop`` broken by action ``name`` of VM ``vm``."""
+    act = Action.of(name, vm=vm) if "vm" in ACTIONS[name].params else Action.of(name)
+    step = INVARIANTS[prop].step
+    assert step is not None
+    said = step(cfg, pre.to_state(), act, post.to_state())
+    return said or f"VM {vm}: {name} broke {prop}"
+
 
 def _kernel_method(name: str) -> Callable[..., Mask]:
     """An :class:`Engine` method running action ``name`` from its kernel."""

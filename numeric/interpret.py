@@ -40,6 +40,7 @@ from ballast.numeric.arrays import (
     ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, ACKED_REPORT_BIT, BALLOON_BIT,
     BALLOONED_BIT, COW_BIT, DEFLATE_QUEUE_BIT, DISCARDED_BIT, FREE_BIT, IN_USE_BIT,
     INFLATE_QUEUE_BIT, RECLAIMED_BIT, REFUSED_BIT, REPORT_QUEUE_BIT, REPORTING_BIT,
+    STALE_DEFLATE_BIT, STALE_INFLATE_BIT, HINTED_BIT, HINT_REWRITTEN_BIT,
     UNBACKED_MPN, SystemArrays,
 )
 from ballast.numeric.onehot import OneHot, dense, one_hot
@@ -57,18 +58,24 @@ FLAGS: dict[str, np.unsignedinteger[Any]] = {
     "inflate_queue": INFLATE_QUEUE_BIT, "deflate_queue": DEFLATE_QUEUE_BIT,
     "report_queue": REPORT_QUEUE_BIT, "acked_report": ACKED_REPORT_BIT,
     "discarded": DISCARDED_BIT, "module.reporting": REPORTING_BIT,
+    "stale_inflate": STALE_INFLATE_BIT, "stale_deflate": STALE_DEFLATE_BIT,
+    "hinted": HINTED_BIT, "hint_rewritten": HINT_REWRITTEN_BIT,
 }
 """The model's per-PPN sets and queues -> their bit of :attr:`SystemArrays.page_flags`."""
 
 EXTRAS: dict[str, str] = {"inflate_queue": "inflate_queue_extra",
                           "deflate_queue": "deflate_queue_extra",
-                          "acked_refused": "acked_refused_extra"}
+                          "acked_refused": "acked_refused_extra",
+                          "stale_inflate": "stale_inflate_extra",
+                          "stale_deflate": "stale_deflate_extra"}
 """Fields whose rare entries (duplicates, PPNs out of range) live in a dictionary."""
 
 VM_ARRAYS: dict[str, str] = {
     "target": "target", "cpu_target": "cpu_target", "module.target": "module_target",
     "module.cpu_target": "module_cpu_target", "module.actual": "actual",
     "guest.vcpus": "vcpus", "parked_vcpus": "parked_vcpus", "stats_free": "stats_free",
+    "hint_cmd_id": "hint_cmd_id", "module.hinting_for": "hinting_for",
+    "module.frozen": "frozen",
 }
 """The model's per-VM numbers (and vCPU sets, held as bit masks) -> their array."""
 
@@ -191,6 +198,9 @@ class MemoryRows(Rows, Protocol):
 
     def set_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         """A set gains one PPN number, in range or not (rows of ``ok``)."""
+
+    def queue_copy(self, dst: str, src: str, ok: Mask) -> None:
+        """Queue ``dst`` becomes a copy of queue ``src`` (rows of ``ok``)."""
 
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         """The one-hot VPNs become the most recently used (rows of ``ok``, in row order)."""
@@ -403,6 +413,19 @@ class _VmMemory:
             else:
                 getattr(a, EXTRAS[field]).setdefault(int(self.vms[k]), set()).add(p)
 
+    def queue_copy(self, dst: str, src: str, ok: Mask) -> None:
+        a = self.arr
+        rows = self._flags()  # type: ignore[attr-defined]
+        have = (rows & FLAGS[src]) != 0
+        rows[ok] = np.where(have[ok], rows[ok] | FLAGS[dst], rows[ok] & ~FLAGS[dst])
+        self._pf_dirty = True
+        into, extra = getattr(a, EXTRAS[dst]), getattr(a, EXTRAS[src])
+        for v in self.vms[ok].tolist():
+            if extra.get(v):
+                into[v] = list(extra[v])
+            else:
+                into.pop(v, None)
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
         live, vs = _entries(one_hot(vpn), ok)
@@ -569,6 +592,10 @@ class _NumpyMemory:
         self._writing = True
         self.rows.set_add_ppn(field, _per_row(ppn, self.rows.n),
                               self.ok & _per_row(when, self.rows.n))
+
+    def queue_copy(self, dst: str, src: str) -> None:
+        self._writing = True
+        self.rows.queue_copy(dst, src, self.ok)
 
     def lru_use(self, vpn: Value, resident: Value) -> None:
         self._writing = True

@@ -52,6 +52,11 @@ WEIGHTS: dict[str, float] = {
     "balloon_migrate": 2, "balloon_migrate_release": 2, "balloon_oom_deflate": 1,
     "balloon_report_free_pages": 2, "vmm_discard_reported": 2, "balloon_report_done": 2,
     "balloon_report_stats": 1,
+    "rogue_cpu_park": 1, "rogue_cpu_online": 1, "vmm_enforce_cpu_target": 1,
+    "vmm_drop_stale_reports": 1,
+    "vmm_request_hints": 1, "vmm_stop_hints": 1, "balloon_hint_start": 2,
+    "balloon_hint_free_pages": 2, "vmm_skip_hinted": 2, "balloon_freeze": 0.3,
+    "balloon_restore": 1,
 }
 """Relative frequency of each action in random workloads (guest activity dominates)."""
 
@@ -157,6 +162,10 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "rogue_touch":
         return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n),
                      "token": _uniform(rng, cfg, name, "token", n)}
+    if name == "vmm_stop_hints":
+        return vms, {"command": ["stop" if rng.random() < 0.5 else "done" for _ in range(n)]}
+    if name in ("rogue_cpu_park", "rogue_cpu_online"):
+        return vms, {"vcpu": _uniform(rng, cfg, name, "vcpu", n)}
     if name == "rogue_set_actual":
         return vms, {"actual": np.array([int(_uniform(rng, cfg, name, "actual"))],
                                         dtype=np.int64)}

@@ -468,7 +468,15 @@ def agreement_configs() -> dict[str, Config]:
             host_swap=True, host_swap_slots=1, host_use=False)
     out["default/flood"] = feature_slices(
         PRESETS["default"].replace(vmm_bounds_queues=True))["hostile"]
-    # Features the encodings declare as known gaps (free page hinting, hibernation, the
-    # hostile guest's processors, reports racing a reset) may change what an encoded action
-    # may do, so the encodings are compared with the model only where none is switched on.
+    # Reports in flight across a reset (``reset_races_reports``), on one PPN with the virtio
+    # 1.x features off: the reset copies the queues, the VMM drops (or applies) them.
+    out["hostile/reset-races"] = feature_slices(PRESETS["hostile"])["reset"].replace(
+        guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0,
+        free_page_reporting=False, page_poison=False, stats_queue=False,
+        vmm_bounds_queues=False, migration=False, oom_notifier=False, deflate_on_oom=False)
+    # Free page hinting on one PPN: the guest may take a hinted page into use at once.
+    out["hinting/hinting"] = feature_slices(PRESETS["hinting"])["hinting"].replace(
+        guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0)
+    # Features the encodings declare as known gaps (none today) may change what an encoded
+    # action may do, so the encodings are compared with the model only where none is on.
     return {name: c for name, c in out.items() if not declared_gaps_on(c)}

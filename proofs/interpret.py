@@ -62,6 +62,15 @@ KEYS: dict[str, str] = {
     "discarded": "discarded",
     "module.reporting": "reporting",
     "stats_free": "stats_free",
+    # reports in flight across a guest reset
+    "stale_inflate": "stale_inflate",
+    "stale_deflate": "stale_deflate",
+    # free page hinting and hibernation
+    "hinted": "hinted",
+    "hint_rewritten": "hint_rewritten",
+    "hint_cmd_id": "hint_cmd_id",
+    "module.hinting_for": "hinting_for",
+    "module.frozen": "frozen",
 }
 """The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
 
@@ -424,6 +433,10 @@ class _Z3Memory:
         q = int(ppn) if 0 <= int(ppn) < G else G
         x = self.s.i(k, self.vm_index, q)
         self._write({(k, self.vm_index, q): _ite(when, z3.If(x >= cap, num(cap), x + 1), x)})
+
+    def queue_copy(self, dst: str, src: str) -> None:
+        v, a, b = self.vm_index, KEYS[dst], KEYS[src]
+        self._write({(a, v, q): self.s.i(b, v, q) for q in range(self.cfg.guest_pages + 1)})
 
     def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
         if _false(when):

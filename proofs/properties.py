@@ -42,6 +42,8 @@ from ballast.proofs.encoding import (
 )
 from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
                                              reads_clean, stats_report_matches)
+from ballast.model.feature_kernels import (FEATURE_PROPERTIES, FEATURE_STEPS, StepKernel,
+                                           quiescent)
 from ballast.proofs.interpret import Z3StateOps, property_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
@@ -163,6 +165,28 @@ _step("vmm_refuses_report_floods")(_step_kernel("vmm_refuses_report_floods", "ro
                                                 flood_refused, honest_only=False))
 
 
+def _feature_step(name: str, step: StepKernel) -> StepFormula:
+    """The step form of property ``name`` of :mod:`ballast.model.feature_kernels`: its check
+    over the pre- and post-state of the VM that takes one of the actions it names."""
+    def formula(pre: SymState, act: str, args: dict[str, Any], post: SymState) -> z3.BoolRef:
+        v = args.get("vm")
+        if (act not in step.actions or not isinstance(v, int)
+                or (step.honest_only and v in pre.cfg.hostile_vms)):
+            return z3.BoolVal(True)
+        out = step.check(Z3StateOps(pre, v), Z3StateOps(post, v))
+        return z3.BoolVal(out) if isinstance(out, bool) else out
+    formula.__module__ = step.check.__module__
+    formula.__qualname__ = step.check.__qualname__
+    return formula
+
+
+# Rogue processors, reports racing a reset, free page hinting and hibernation.
+for _name in FEATURE_PROPERTIES:
+    _state(_name)(_kernel_formula(_name))
+for _name, _stepk in FEATURE_STEPS.items():
+    _step(_name)(_feature_step(_name, _stepk))
+
+
 # --------------------------------------------------------------------------
 # Strengthening: facts of every reachable state the safety properties rest on.
 
@@ -238,11 +262,17 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
                 add("report_held_by_module",
                     z3.Implies(z3.Or(queued, acked), s.b("reporting", v, p)),
                     z3.Not(z3.And(queued, acked)))
-            if cfg.page_poison:
-                # The guest poisoned what it reported, and uses none of it until returned.
+            if cfg.page_poison and cfg.poison_val:
+                # The guest poisoned what it reported, and uses none of it until returned
+                # (with a poison_val of zero it writes nothing: ``actions._poison``).
                 clean = reads_clean(Z3StateOps(s, v))
                 add("reported_pages_poisoned", *[z3.Implies(s.b("report_queue", v, p), c)
                                                  for p, c in enumerate(clean)])
+    if cfg.hibernation:
+        # A driver freezes with no report in flight, and a hibernated guest sends none.
+        for v in _honest(cfg):
+            add("frozen_quiescent", z3.Implies(s.i("frozen", v) != 0,
+                                               quiescent(Z3StateOps(s, v))))
     return {k: z3.And(fs) for k, fs in out.items()}
 
 

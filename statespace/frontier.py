@@ -230,8 +230,11 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     # Page poisoning writes every reported page and the VMM's own flood bound adds refused
     # PPNs to a set: the frontier's rows have neither operation yet, so those take the
     # model's step.
+    # Likewise a reset that copies the queues in flight (``reset_races_reports``) and the
+    # dirty log of free page hinting, which a write keeps in ``touch``.
     memory_ok = not (gaps_in(model.cfg, model.faults) or model.cfg.page_poison
-                     or model.cfg.vmm_bounds_queues)
+                     or model.cfg.vmm_bounds_queues or model.cfg.reset_races_reports
+                     or model.cfg.free_page_hint)
     if spec.effect is ACTIONS[name].effect:
         return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):

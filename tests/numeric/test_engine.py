@@ -20,11 +20,8 @@ SMALL = [p for p in PRESETS if p != "large"]
 
 def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
-    switched off (free page hinting, hibernation, the hostile guest's processors, reports
-    racing a reset, the VMM paging out a VM over its target)."""
-    return PRESETS[name].replace(free_page_hint=False, hibernation=False,
-                                 vmm_enforces_cpu_target=False, reset_races_reports=False,
-                                 vmm_reclaims_over_target=False)
+    switched off (the VMM paging out a VM over its target)."""
+    return PRESETS[name].replace(vmm_reclaims_over_target=False)
 
 
 def _walk(cfg, faults, seed, steps, stop_at_violation):

@@ -51,7 +51,8 @@ def _admitted(cfg: Config, s: State, name: str) -> tuple[dict[int, list[Any]], A
 
 
 @pytest.mark.parametrize("name", CHOSEN)
-@pytest.mark.parametrize("preset_name", ["default", "processors", "xen", "qemu", "vmware"])
+@pytest.mark.parametrize("preset_name", ["default", "processors", "xen", "qemu", "vmware",
+                                         "hinting"])
 def test_choices_are_what_the_guard_admits(name: str, preset_name: str) -> None:
     cfg = preset(preset_name)
     if not ACTIONS[name].feature(cfg):

@@ -40,8 +40,10 @@ def _refute(fault: str, tmp_path: Path, depth: int, control: bool = False) -> No
 
 def _depth(fault: str) -> int:
     # The accounting fault shows only after a whole inflate-deflate round trip; a migration
-    # that forgets its old page only after an inflate round trip and a migrated page's.
-    return {"release_keeps_balloon_set": 12, "migrate_forgets_old_page": 8}.get(fault, 6)
+    # that forgets its old page only after an inflate round trip and a migrated page's; a
+    # restore that forgets the balloon only after an inflate round trip and a freeze.
+    return {"release_keeps_balloon_set": 12, "migrate_forgets_old_page": 8,
+            "restore_forgets_balloon": 8}.get(fault, 6)
 
 
 @pytest.mark.parametrize("fault", QUICK)
