@@ -135,7 +135,8 @@ class Engine:
                 self._kernels[action] = kernel
         self._methods: dict[str, Callable[..., Mask]] = {
             name: getattr(self, name) for name in engine_actions()}
-        self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._hostile = np.zeros(cfg.vms, dtype=bool)
+        self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
         self._before: SystemArrays | None = None
         """The arrays of the last snapshot taken before a batch (lent to the next one)."""
         self._shared_writes: dict[int, tuple[int, int]] = {}
@@ -240,15 +241,15 @@ class Engine:
         """The arrays the step forms ``kernels`` read (None: every one), found once by
         evaluating them on one VM of these arrays and noting what they read: the kernels
         branch on the configuration only, never on the state."""
-        key = tuple(k.name for k in kernels)
-        if key not in self._read_sets:
+        key = (self.cfg, tuple(k.name for k in kernels))
+        if key not in _READ_SETS:
             probe = _Reads(self.arr)
             one = np.zeros(1, dtype=np.int64)
             for kernel in kernels:
                 kernel.check(NumpyStateOps(cast(SystemArrays, probe), one),
                              NumpyStateOps(self.arr, one))
-            self._read_sets[key] = None if probe.opaque else frozenset(probe.names)
-        return self._read_sets[key]
+            _READ_SETS[key] = None if probe.opaque else frozenset(probe.names)
+        return _READ_SETS[key]
 
     def _check_rows(self, name: str, vms: Ints, ok: Mask, kernels: list[StepKernel],
                     before: SystemArrays) -> None:
@@ -256,7 +257,7 @@ class Engine:
         the step. A kernel writes the rows of its own VM only (``share``, which writes
         another VM's page, names guest pages: no such step form constrains it), so these
         are the only VMs whose records changed."""
-        hostile = np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+        hostile = self._hostile[vms]
         for kernel in kernels:
             rows = ok & ~hostile if kernel.honest_only else ok
             if kernel.covers == "every" and rows.any():
@@ -515,6 +516,10 @@ class Engine:
     def reportable(self, vms: Ints) -> Mask:
         """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
         return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
+
+_READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}
+"""What :meth:`Engine._reads` found, by configuration and step forms (a constant of both)."""
+
 
 class _Reads:
     """A view of :class:`SystemArrays` that notes the attributes read through it; a method
