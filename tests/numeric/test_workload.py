@@ -26,16 +26,20 @@ _LONGEST = 400
 """How long a run may go on until the action under test is enabled (40 steps at least)."""
 
 
-def _walk(cfg: Config, seed: int, length: int) -> Iterator[State]:
-    """States of one random run of the model, rare actions as likely as common ones."""
+def _walk(cfg: Config, seed: int, length: int, resets_until: int = 40) -> Iterator[State]:
+    """States of one random run of the model, rare actions as likely as common ones; after
+    ``resets_until`` steps no guest resets (one undoes the balloon a deflate needs)."""
     model, rng = BalloonModel(cfg), random.Random(seed)
     s = model.init_states()[0]
     yield s
-    for _ in range(length):
+    for i in range(length):
         succ = list(model.successors(s))
         if not succ:
             break
-        pick = rng.choice(sorted({a.name for a, _ in succ}))
+        names = {a.name for a, _ in succ}
+        if i >= resets_until:
+            names = names - {"guest_reset"} or names
+        pick = rng.choice(sorted(names))
         s = rng.choice([post for a, post in succ if a.name == pick])
         yield s
 
