@@ -26,7 +26,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import enum
 import operator
 from dataclasses import dataclass, field
@@ -336,7 +335,8 @@ class SystemArrays:
 
     def copy_dicts(self) -> "SystemArrays":
         """A copy sharing the arrays, with dictionaries of its own."""
-        out = copy.copy(self)
+        out = object.__new__(SystemArrays)
+        out.__dict__.update(self.__dict__)
         out.swap = dict(self.swap)
         out.refs = dict(self.refs)
         out.inflate_queue_extra = {k: list(v) for k, v in self.inflate_queue_extra.items()}

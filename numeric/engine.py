@@ -137,6 +137,7 @@ class Engine:
             name: getattr(self, name) for name in engine_actions()}
         self._hostile = np.zeros(cfg.vms, dtype=bool)
         self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
+        self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
         self._before: SystemArrays | None = None
         """The arrays of the last snapshot taken before a batch (lent to the next one)."""
         self._shared_writes: dict[int, tuple[int, int]] = {}
@@ -241,7 +242,10 @@ class Engine:
         """The arrays the step forms ``kernels`` read (None: every one), found once by
         evaluating them on one VM of these arrays and noting what they read: the kernels
         branch on the configuration only, never on the state."""
-        key = (self.cfg, tuple(k.name for k in kernels))
+        names = tuple(k.name for k in kernels)
+        if names in self._read_sets:
+            return self._read_sets[names]
+        key = (self.cfg, names)
         if key not in _READ_SETS:
             probe = _Reads(self.arr)
             one = np.zeros(1, dtype=np.int64)
@@ -249,6 +253,7 @@ class Engine:
                 kernel.check(NumpyStateOps(cast(SystemArrays, probe), one),
                              NumpyStateOps(self.arr, one))
             _READ_SETS[key] = None if probe.opaque else frozenset(probe.names)
+        self._read_sets[names] = _READ_SETS[key]
         return _READ_SETS[key]
 
     def _check_rows(self, name: str, vms: Ints, ok: Mask, kernels: list[StepKernel],
