@@ -23,13 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
-from ballast.model.actions import (ACTIONS, Action, Actor, guest_free_pages,
+from ballast.model.actions import (ACTIONS, Action, ActionSpec, Actor, guest_free_pages,
                                    report_queue_bound)
 from ballast.model.config import Config
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
 __all__ = ["INVARIANTS", "Property", "Scope", "accounting_pages", "accounting_sizes",
-           "clean_tokens", "honest_vms"]
+           "clean_tokens", "honest_vms", "picks_no_guest_page", "taken_by_a_guest"]
 
 Scope = str
 StateCheck = Callable[[Config, State], str | None]
@@ -230,9 +230,16 @@ def _guest_chooses_of(vm: VmState, v: int) -> str | None:
     return None
 
 
+def picks_no_guest_page(spec: ActionSpec) -> bool:
+    """Whether a step of action ``spec`` is the host's or the VMM's and names no guest page:
+    the steps the step form of ``guest_chooses_pages`` constrains (host swap, which names
+    its page, is the labelled fallback)."""
+    return spec.actor in (Actor.HOST, Actor.VMM) and not spec.names_guest_page
+
+
 def _guest_chooses_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
     spec = ACTIONS.get(act.name)
-    if spec is None or spec.actor not in (Actor.HOST, Actor.VMM) or spec.names_guest_page:
+    if spec is None or not picks_no_guest_page(spec):
         return None
     for v, (a, b) in enumerate(zip(pre.vms, post.vms)):
         if a is b:  # a VM the step left alone (no need to look inside it)
@@ -351,9 +358,15 @@ def _isolation_of(s: State) -> str | None:
     return None
 
 
+def taken_by_a_guest(spec: ActionSpec) -> bool:
+    """Whether a step of action ``spec`` is taken by a guest (its OS, its balloon module or
+    a rogue guest): the steps the step form of ``isolation`` constrains."""
+    return spec.actor in (Actor.GUEST, Actor.MODULE, Actor.ROGUE)
+
+
 def _isolation_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
     spec = ACTIONS.get(act.name)
-    if spec is None or spec.actor not in (Actor.GUEST, Actor.MODULE, Actor.ROGUE):
+    if spec is None or not taken_by_a_guest(spec):
         return None
     actor_vm = act.kwargs.get("vm")
     # Only machine pages whose contents changed can leak into another VM; most steps

@@ -423,3 +423,8 @@ class StateOps(Ops, Protocol):
     def held(self, once: bool) -> Value:
         """VPN vector: whether some PPN of the VM holds the VPN (``guest.ppn_use``); with
         ``once``, whether no two PPNs hold it."""
+
+    def unchanged(self, before: "StateOps") -> Value:
+        """VM value: whether every field of the VM's own records (the VMM's, the guest's, the
+        module's; not the host's) is as in ``before``, the same VM read in another state.
+        A step form reads its pre-state and its post-state through two interpretations."""

@@ -14,14 +14,22 @@ it. A property has up to two parts, and holds when both do:
   property, the VMs that follow the protocol for a ``guest`` one).
 
 Kernels only read: the reads over one VM are those of :class:`~ballast.model.ops.Ops`,
-the reads over the host those of :class:`~ballast.model.ops.StateOps`. Step forms
-(a property of a pre-state, an action and a post-state) are not written here: the
-operations read one state (see docs/one-description.md).
+the reads over the host those of :class:`~ballast.model.ops.StateOps`.
+
+The step form of a property (:data:`STEP_KERNELS`) is a truth value of one VM over two
+interpretations of the operations, the pre-state's and the post-state's, with the steps it
+constrains (a predicate of the action's :class:`~ballast.model.actions.ActionSpec`) and the
+VMs it covers: the VM that acts, every VM, or every VM but the one that acts. A step form
+that covers VMs other than the actor holds of a VM the step left alone (its records and the
+machine pages behind its pages as they were), so a backend that knows which VMs a step
+changed need not evaluate it on the others.
 
 >>> sorted(PROPERTY_KERNELS)[:2]
 ['balloon_accounting_exact', 'ballooned_pages_unbacked']
 >>> PROPERTY_KERNELS["no_double_mapping"].each_vm is None
 True
+>>> STEP_KERNELS["isolation"].covers, STEP_KERNELS["isolation"].vms(Config(vms=3), 1)
+('others', [0, 2])
 """
 
 from __future__ import annotations
@@ -29,13 +37,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ballast.model.invariants import INVARIANTS
+from ballast.model.actions import ActionSpec
+from ballast.model.config import Config
+from ballast.model.invariants import INVARIANTS, picks_no_guest_page, taken_by_a_guest
 from ballast.model.ops import StateOps, Value, memory
-from ballast.model.feature_kernels import FEATURE_PROPERTIES
-from ballast.model.reporting_kernels import REPORTING_PROPERTIES
+from ballast.model.feature_kernels import FEATURE_PROPERTIES, FEATURE_STEPS
+from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
+                                             stats_report_matches)
 from ballast.model.state import BALLOON, UNBACKED
 
-__all__ = ["PROPERTY_KERNELS", "PropertyKernel", "StateCheck"]
+__all__ = ["PROPERTY_KERNELS", "PropertyKernel", "STEP_KERNELS", "StateCheck", "StepCheck",
+           "StepKernel", "guest_chooses_step", "isolation_step"]
 
 StateCheck = Callable[[StateOps], Value]
 """A truth value of one state (``host``) or of one VM of it (``each_vm``)."""
@@ -216,3 +228,87 @@ for _name, _check in REPORTING_PROPERTIES.items():
 # Free page hinting: written in ballast.model.feature_kernels.
 for _name, _check in FEATURE_PROPERTIES.items():
     _property(_name, each_vm=_check)
+
+# --------------------------------------------------------------------------
+# Step forms: a truth value of one VM over its pre-state and its post-state.
+
+StepCheck = Callable[[StateOps, StateOps], Value]
+"""A truth value of one VM over the pre-state's operations and the post-state's."""
+
+COVERS = ("actor", "every", "others")
+"""The VMs a step form covers: the VM that acts, every VM, every VM but the one that acts."""
+
+
+@dataclass(frozen=True)
+class StepKernel:
+    """The step form of one property written once."""
+
+    name: str
+    """The property's name in :data:`~ballast.model.invariants.INVARIANTS`."""
+    check: StepCheck
+    """Holds for one VM over ``(pre, post)``."""
+    constrains: Callable[[ActionSpec], bool]
+    """Whether the steps of an action are constrained at all."""
+    covers: str
+    """Which VMs (:data:`COVERS`), relative to the step's ``vm`` argument."""
+    honest_only: bool = False
+    """Only VMs whose guest follows the protocol."""
+
+    def vms(self, cfg: Config, actor: object) -> list[int]:
+        """The VMs the step form covers for a step whose ``vm`` argument is ``actor`` (not a
+        VM number for the host-page actions: then none acts)."""
+        every = [v for v in range(cfg.vms) if not (self.honest_only and v in cfg.hostile_vms)]
+        if self.covers == "every":
+            return every
+        acts = actor if isinstance(actor, int) and not isinstance(actor, bool) else None
+        if self.covers == "actor":
+            return [v for v in every if v == acts]
+        return [v for v in every if v != acts]
+
+
+STEP_KERNELS: dict[str, StepKernel] = {}
+"""The step form of every property written once, by the model's name."""
+
+
+def _step(name: str, check: StepCheck, constrains: Callable[[ActionSpec], bool], covers: str,
+          honest_only: bool = False) -> None:
+    assert name in INVARIANTS and INVARIANTS[name].step is not None, name
+    assert covers in COVERS, covers
+    STEP_KERNELS[name] = StepKernel(name, check, constrains, covers, honest_only)
+
+
+def guest_chooses_step(pre: StateOps, post: StateOps) -> Value:
+    """(Step form) a PPN the step balloons was on the VM's inflate queue before it."""
+    taken = pre.and_(post.pages("ballooned"), pre.not_(pre.pages("ballooned")))
+    return pre.all(pre.implies(taken, pre.queued("inflate_queue")))
+
+
+_step("guest_chooses_pages", guest_chooses_step, picks_no_guest_page, "every")
+
+
+def isolation_step(pre: StateOps, post: StateOps) -> Value:
+    """(Step form, for a VM other than the one that acts) the VM's records are as they were,
+    and so is every machine page behind its pages."""
+    p2m = pre.pages("p2m")
+    before = memory(pre).at_mpn("host.content", p2m)
+    after = memory(post).at_mpn("host.content", p2m)
+    return pre.and_(post.unchanged(pre), pre.all(pre.eq(before, after)))
+
+
+_step("isolation", isolation_step, taken_by_a_guest, "others")
+
+# Free page reporting and the statistics queue: written in ballast.model.reporting_kernels.
+_step("stats_match_guest", stats_report_matches,
+      lambda spec: spec.name == "balloon_report_stats", "actor", honest_only=True)
+_step("vmm_refuses_report_floods", flood_refused,
+      lambda spec: spec.name == "rogue_report", "actor")
+
+# Rogue processors, reports racing a reset and hibernation: written in
+# ballast.model.feature_kernels, each required of the VM that takes one of its actions.
+def _taken_by(actions: tuple[str, ...]) -> Callable[[ActionSpec], bool]:
+    """Whether an action is one of ``actions`` (the actions whose steps can break a form)."""
+    return lambda spec: spec.name in actions
+
+
+for _name, _feature in FEATURE_STEPS.items():
+    _step(_name, _feature.check, _taken_by(_feature.actions), "actor", _feature.honest_only)

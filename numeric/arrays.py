@@ -26,7 +26,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import enum
 import operator
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ __all__ = [
     "COW_BIT", "FREE_BIT", "IN_USE_BIT", "RECLAIMED_BIT",
     "REPORT_QUEUE_BIT", "ACKED_REPORT_BIT", "DISCARDED_BIT", "REPORTING_BIT",
     "HINTED_BIT", "HINT_REWRITTEN_BIT",
-    "ARRAYS", "LAYOUT", "MPN_FLAGS", "PAGE_FLAGS", "PAGE_FLAG_DTYPE",
+    "ARRAYS", "HOST_ARRAYS", "LAYOUT", "MPN_FLAGS", "PAGE_FLAGS", "PAGE_FLAG_DTYPE",
     "UNBACKED_MPN", "Layout", "SystemArrays", "attribute", "has_extra", "name_extra",
     "small_int_dtype",
 ]
@@ -308,9 +307,38 @@ class SystemArrays:
 
     def copy(self) -> "SystemArrays":
         """An independent copy (arrays and dictionaries)."""
-        out = copy.copy(self)
+        out = self.copy_dicts()
         for name in ARRAYS:
             setattr(out, name, getattr(self, name).copy())
+        return out
+
+    def snapshot(self, vms: Any, into: "SystemArrays | None" = None,
+                 only: frozenset[str] | None = None) -> "SystemArrays":
+        """A copy exact for VMs ``vms`` and for the host; the other VMs' rows are left
+        undefined. What a step form reads of the pre-state of the VMs a batch acts on, at
+        the cost of their rows rather than of the whole system: ``into``, an earlier
+        snapshot of these arrays, lends its arrays (no allocation); ``only`` names the
+        arrays to copy (the others are shared with these arrays, not to be read)."""
+        out = self.copy_dicts()
+        rows = np.asarray(vms, dtype=np.int64)
+        for name in ARRAYS:
+            if only is not None and name not in only:
+                continue
+            now = getattr(self, name)
+            lent = getattr(into, name) if into is not None else None
+            # An array the earlier snapshot did not copy is these arrays' own: never lent.
+            part = lent if lent is not None and lent is not now else np.empty_like(now)
+            if name in HOST_ARRAYS:
+                np.copyto(part, now)
+            else:
+                part[rows] = now[rows]
+            setattr(out, name, part)
+        return out
+
+    def copy_dicts(self) -> "SystemArrays":
+        """A copy sharing the arrays, with dictionaries of its own."""
+        out = object.__new__(SystemArrays)
+        out.__dict__.update(self.__dict__)
         out.swap = dict(self.swap)
         out.refs = dict(self.refs)
         out.inflate_queue_extra = {k: list(v) for k, v in self.inflate_queue_extra.items()}
@@ -319,6 +347,12 @@ class SystemArrays:
         out.stale_inflate_extra = {k: list(v) for k, v in self.stale_inflate_extra.items()}
         out.stale_deflate_extra = {k: list(v) for k, v in self.stale_deflate_extra.items()}
         return out
+
+    def vm_record(self, v: int) -> dict[str, Any]:
+        """Every field of VM ``v``'s own records (the VMM's, the guest's, the module's; not
+        the host's), by key, as the model holds them."""
+        row = self.page_flags[v]
+        return {key: read_vm(self, v, row) for key, read_vm in _VM_READERS}
 
 
 # -- conversions, one writer and one reader per field of the schema ----------------------
@@ -461,6 +495,9 @@ def _host_reader(f: Field) -> HostReader:
 _HOST_WRITERS = [_host_writer(f) for f in SCHEMA if f.record is Record.HOST]
 _VM_WRITERS = [_vm_writer(f) for f in SCHEMA if f.record is not Record.HOST]
 _HOST_READERS = [(f.key, _host_reader(f)) for f in SCHEMA if f.record is Record.HOST]
+HOST_ARRAYS = frozenset(attribute(f) for f in SCHEMA if f.record is Record.HOST
+                        and not f.per_vm) & frozenset(ARRAYS)
+"""The arrays of :data:`ARRAYS` that are the host's (one entry per MPN), not a VM's."""
 _VM_READERS = [(f.key, _vm_reader(f)) for f in SCHEMA if f.record is not Record.HOST]
 
 

@@ -27,7 +27,7 @@ model) are switched on by name and run the fault's kernel in place of the action
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,17 +36,18 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action, report_queue_bound
+from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
+from ballast.model.invariants import INVARIANTS
+from ballast.model.property_kernels import STEP_KERNELS, StepKernel
 from ballast.model.state import State
 from ballast.numeric.arrays import (
-    BALLOONED_BIT, INFLATE_QUEUE_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN,
+    ARRAYS, BALLOONED_BIT, COW_BIT, FREE_BIT, HOST_ARRAYS, RECLAIMED_BIT, UNBACKED_MPN,
     SystemArrays,
 )
-from ballast.numeric.interpret import NumpyOps, VmRows, run_kernel
-from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS, FEATURE_STEPS, StepKernel
-from ballast.model.invariants import INVARIANTS
+from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, run_kernel
+from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -66,18 +67,12 @@ ENGINE_FAULTS = frozenset({
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {
-    "isolation": "Engine._host_touch: a write through a shared MPN changes another VM's page",
-    "guest_chooses_pages": "Engine.vmm_reclaim: the VMM balloons a PPN the guest never reported",
-    "stats_match_guest": "Engine.balloon_report_stats: a report that is not the guest's free "
-                         "memory (reporting_kernels.stats_report_matches)",
-    "vmm_refuses_report_floods": "Engine.rogue_report: a report queued beyond the VMM's bound "
-                                 "(reporting_kernels.flood_refused)",
-}
-"""The step forms of the model's properties the engine checks inside its own steps, where
-its steps can break them; the state forms are :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
-for _prop, _st in FEATURE_STEPS.items():
-    STEP_CHECKS[_prop] = (f"Engine._feature_steps after {', '.join(_st.actions)} "
-                          f"(feature_kernels.{_st.check.__name__})")
+    k.name: f"Engine._kernel: {k.check.__module__.rsplit('.', 1)[-1]}.{k.check.__qualname__} "
+            f"over the {'VMs behind a shared MPN it wrote' if k.covers == 'others' else 'rows'}"
+    for k in STEP_KERNELS.values()}
+"""The step forms of the model's properties the engine checks after each kernel, from their
+kernels (:data:`~ballast.model.property_kernels.STEP_KERNELS`); the state forms are
+:data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
 
 ENGINE_FAULTS = ENGINE_FAULTS | frozenset(FEATURE_FAULT_KERNELS)
 
@@ -143,6 +138,17 @@ class Engine:
                 self._kernels[action] = kernel
         self._methods: dict[str, Callable[..., Mask]] = {
             name: getattr(self, name) for name in engine_actions()}
+        self._hostile = np.zeros(cfg.vms, dtype=bool)
+        self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
+        self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._before: SystemArrays | None = None
+        """The arrays of the last snapshot taken before a batch (lent to the next one)."""
+        self._shared_writes: dict[int, tuple[int, int]] = {}
+        """MPNs a step wrote that back other pages too: their contents before, the VM."""
+        self._steps: dict[str, list[StepKernel]] = {
+            name: [k for k in STEP_KERNELS.values()
+                   if k.constrains(spec) and INVARIANTS[k.name].feature(cfg)]
+            for name, spec in ACTIONS.items() if "vm" in spec.params}
 
     @classmethod
     def from_state(cls, cfg: Config, s: State, faults: Sequence[str] = ()) -> "Engine":
@@ -215,29 +221,116 @@ class Engine:
         return NumpyOps(VmRows(self.arr, vms), {})
 
     def _kernel(self, name: str, vms: Ints, args: Mapping[str, Any]) -> Mask:
-        """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``, and the
-        step forms of :data:`~ballast.model.feature_kernels.FEATURE_STEPS` it can break."""
-        steps = [(p, st) for p, st in FEATURE_STEPS.items()
-                 if name in st.actions and INVARIANTS[p].feature(self.cfg)]
-        before = self.arr.copy() if steps else None
+        """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``, and the step
+        forms that constrain it (:data:`~ballast.model.property_kernels.STEP_KERNELS`)."""
         rows = VmRows(self.arr, vms, self._unback_rows, vmm=self, name=name)
+        if self._shared_writes:
+            self._shared_writes = {}
+        steps = self._steps.get(name, ())
+        if not steps:
+            return run_kernel(self._kernels[name], rows, args)
+        own = [k for k in steps if k.covers != "others"]
+        before = None
+        if own:
+            before = self._before = self.arr.snapshot(vms, into=self._before,
+                                                      only=self._reads(own))
         ok = run_kernel(self._kernels[name], rows, args)
-        if before is not None and ok.any():
-            self._feature_steps(name, vms, ok, before, steps)
+        if before is not None:
+            self._check_rows(name, vms, ok, own, before)
+        if self._shared_writes:
+            self._check_others(name, vms, [k for k in steps if k.covers == "others"])
         return ok
 
-    def _feature_steps(self, name: str, vms: Ints, ok: Mask, before: SystemArrays,
-                       steps: list[tuple[str, StepKernel]]) -> None:
-        """Record the rows of ``ok`` whose step broke one of ``steps`` (the model's
-        message, from the pre- and post-state of the VM turned back into states)."""
-        pre, post = NumpyOps(VmRows(before, vms), {}), self._ops(vms)
-        hostile = np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
-        for prop, st in steps:
-            holds = np.broadcast_to(np.asarray(st.check(pre, post), dtype=bool), (len(vms),))
-            bad = ok & ~holds & ~(hostile if st.honest_only else np.zeros(len(vms), bool))
-            for k in np.flatnonzero(bad).tolist():
-                message = _step_message(self.cfg, prop, before, self.arr, name, int(vms[k]))
-                self.step_violations.append(StepViolation(int(k), prop, message))
+    def _reads(self, kernels: list[StepKernel]) -> frozenset[str] | None:
+        """The arrays the step forms ``kernels`` read (None: every one), found once by
+        evaluating them on one VM of these arrays and noting what they read: the kernels
+        branch on the configuration only, never on the state."""
+        names = tuple(k.name for k in kernels)
+        if names in self._read_sets:
+            return self._read_sets[names]
+        key = (self.cfg, names)
+        if key not in _READ_SETS:
+            probe = _Reads(self.arr)
+            one = np.zeros(1, dtype=np.int64)
+            for kernel in kernels:
+                kernel.check(NumpyStateOps(cast(SystemArrays, probe), one),
+                             NumpyStateOps(self.arr, one))
+            _READ_SETS[key] = None if probe.opaque else frozenset(probe.names)
+        self._read_sets[names] = _READ_SETS[key]
+        return _READ_SETS[key]
+
+    def _check_rows(self, name: str, vms: Ints, ok: Mask, kernels: list[StepKernel],
+                    before: SystemArrays) -> None:
+        """The step forms that cover the VM that acts (or every VM) on the rows that took
+        the step. A kernel writes the rows of its own VM only (``share``, which writes
+        another VM's page, names guest pages: no such step form constrains it), so these
+        are the only VMs whose records changed."""
+        hostile = self._hostile[vms]
+        for kernel in kernels:
+            rows = ok & ~hostile if kernel.honest_only else ok
+            if kernel.covers == "every" and rows.any():
+                # It holds of a VM the step left alone: look only at the rows it changed.
+                rows = rows & self._changed(before, vms, self._reads([kernel]))
+            idx = np.flatnonzero(rows)
+            if not len(idx):
+                continue
+            holds = self._step_holds(kernel, before, self.arr, vms[idx])
+            for k in idx[~holds].tolist():
+                self._step_violation(name, int(k), int(vms[k]), kernel, int(vms[k]))
+
+    def _changed(self, before: SystemArrays, vms: Ints, names: frozenset[str] | None) -> Mask:
+        """Per row, whether the arrays ``names`` (None: every one) differ from ``before``
+        in the row's VM (or anywhere, for the host's)."""
+        n = len(vms)
+        if names is None:
+            return np.ones(n, dtype=bool)
+        out = np.zeros(n, dtype=bool)
+        for name in sorted(names):
+            now, then = getattr(self.arr, name), getattr(before, name)
+            if name in ARRAYS and name in HOST_ARRAYS:
+                if not np.array_equal(now, then):
+                    return np.ones(n, dtype=bool)
+            elif name in ARRAYS:
+                out |= (now[vms] != then[vms]).reshape(n, -1).any(axis=1)
+            elif isinstance(now, dict) and (now or then):
+                keys = vms.tolist() if name.endswith("_extra") else None
+                if keys is None:
+                    return np.ones(n, dtype=bool)
+                out |= np.array([now.get(v) != then.get(v) for v in keys], dtype=bool)
+        return out
+
+    def _check_others(self, name: str, vms: Ints, kernels: list[StepKernel]) -> None:
+        """The step forms that cover the VMs other than the one that acts, on the VMs behind
+        an MPN the step wrote that backs other pages too (the engine's count of shared
+        MPNs): the one way a step reaches them. Their pre-state is the arrays with those
+        MPNs' contents as they were (their records are written by their own steps only)."""
+        written = self._shared_writes
+        for kernel in kernels:
+            before = self.arr.copy_dicts()
+            before.content = self.arr.content.copy()
+            for x, (old, _) in written.items():
+                before.content[x] = old
+            for x, (_, actor) in written.items():
+                others = np.unique(np.nonzero(self.arr.p2m == x)[0])
+                covered = set(kernel.vms(self.cfg, actor))
+                others = np.array([w for w in others.tolist() if w in covered], dtype=np.int64)
+                if not len(others):
+                    continue
+                holds = self._step_holds(kernel, before, self.arr, others)
+                row = int(np.flatnonzero(vms == actor)[0])
+                for w in others[~holds].tolist():
+                    self._step_violation(name, row, actor, kernel, int(w))
+
+    def _step_holds(self, kernel: StepKernel, before: SystemArrays, after: SystemArrays,
+                    vms: Ints) -> Mask:
+        out = kernel.check(NumpyStateOps(before, vms), NumpyStateOps(after, vms))
+        return np.broadcast_to(np.asarray(out, dtype=bool), (len(vms),))
+
+    def _step_violation(self, name: str, row: int, actor: int, kernel: StepKernel,
+                        vm: int) -> None:
+        self.step_violations.append(StepViolation(
+            row, kernel.name, f"{name} by VM {actor} breaks the step form of {kernel.name} "
+                              f"for VM {vm} ({kernel.check.__qualname__})"))
 
     def _lowest_free(self, k: int) -> Ints:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
@@ -395,15 +488,12 @@ class Engine:
             old = a.content[new[w]].astype(np.int64)
             a.content[new[w]] = tokens[w]
             if actors and a.refs:
+                # A write through an MPN that backs other pages too: the one way a step
+                # reaches another VM's memory (see _check_others).
                 for j, k in enumerate(np.flatnonzero(w).tolist()):
                     x = int(new[k])
-                    if x in a.refs and int(old[j]) != int(tokens[k]):
-                        others = sorted(set(np.nonzero(a.p2m == x)[0].tolist()) - {int(vms[k])})
-                        if others:
-                            self.step_violations.append(StepViolation(
-                                int(k), "isolation",
-                                f"{name} by VM {int(vms[k])} changed VM {others[0]}'s "
-                                f"page (MPN {x})"))
+                    if x in a.refs:
+                        self._shared_writes.setdefault(x, (int(old[j]), int(vms[k])))
         return ok, new
 
     # -- VMM -----------------------------------------------------------------------
@@ -414,24 +504,13 @@ class Engine:
         The default (``None``) is the VMM that accepts the lowest valid PPNs it has room
         for and refuses the rest: one of the choices the model admits.
         """
-        a = self.arr
         if refuse is None:
             o = self._ops(vms)
             valid = kernels.reclaim_valid(o)
             keep = o.lowest(valid, kernels.reclaim_room(o, self.cfg.migration))
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
                       for k in range(len(vms))]
-        before = a.page_flags[vms]
-        ok = self._kernel("vmm_reclaim", vms, {"refuse": refuse})
-        # The step form of guest_chooses_pages: only reported PPNs become ballooned.
-        after = a.page_flags[vms]
-        chosen = ((after & ~before & BALLOONED_BIT) != 0) & ((before & INFLATE_QUEUE_BIT) == 0)
-        for k in np.flatnonzero(chosen.any(axis=1)).tolist():
-            self.step_violations.append(StepViolation(
-                int(k), "guest_chooses_pages",
-                f"vmm_reclaim ballooned PPNs {np.flatnonzero(chosen[k]).tolist()} of VM "
-                f"{int(vms[k])} that the guest never reported"))
-        return ok
+        return self._kernel("vmm_reclaim", vms, {"refuse": refuse})
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
         """The model's ``vmm_share`` (its kernel), one pair at a time: order matters."""
@@ -446,48 +525,26 @@ class Engine:
         """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
         return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
 
-    def _step_check(self, name: str, vms: Ints, args: Mapping[str, Any], prop: str,
-                    check: Callable[[NumpyOps, NumpyOps], Any], rows: Mask,
-                    say: Callable[[int, SystemArrays], str]) -> Mask:
-        """Run action ``name``'s kernel and the step form ``check`` of property ``prop``
-        (written once, over the pre- and post-state of each VM) on the rows of ``rows``
-        that took the step; ``say(k, pre)`` words a violation of row ``k``."""
-        before = self.arr.copy()
-        ok = self._kernel(name, vms, args)
-        if not (ok & rows).any():
-            return ok
-        holds = np.broadcast_to(np.asarray(check(NumpyOps(VmRows(before, vms), {}),
-                                                 self._ops(vms)), dtype=bool), (len(vms),))
-        for k in np.flatnonzero(ok & rows & ~holds).tolist():
-            self.step_violations.append(StepViolation(int(k), prop, say(k, before)))
-        return ok
+_READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}
+"""What :meth:`Engine._reads` found, by configuration and step forms (a constant of both)."""
 
-    def rogue_report(self, vms: Ints, queue: Any, ppn: Any) -> Mask:
-        """The model's ``rogue_report`` (its kernel, or its seeded fault's), and the step
-        form of ``vmm_refuses_report_floods`` where the VMM bounds the queues itself."""
-        args = {"queue": queue, "ppn": ppn}
-        if not (self.cfg.vmm_bounds_queues and self.cfg.hostile_vms):
-            return self._kernel("rogue_report", vms, args)
 
-        def say(k: int, pre: SystemArrays) -> str:
-            after = int(np.asarray(reporting.queued_ppns(self._ops(vms[k:k + 1])))[0])
-            return (f"VM {int(vms[k])}'s report flood grew its queues to {after} PPNs, beyond "
-                    f"the VMM's bound of {report_queue_bound(self.cfg)}")
-        return self._step_check("rogue_report", vms, args, "vmm_refuses_report_floods",
-                                reporting.flood_refused, np.ones(len(vms), dtype=bool), say)
+class _Reads:
+    """A view of :class:`SystemArrays` that notes the attributes read through it; a method
+    read through it (whose reads it cannot see) makes it ``opaque``."""
 
-    def balloon_report_stats(self, vms: Ints) -> Mask:
-        """The model's ``balloon_report_stats`` (its kernel), and the step form of
-        ``stats_match_guest`` for the honest VMs that reported."""
-        honest = ~np.isin(vms, np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+    def __init__(self, arr: SystemArrays) -> None:
+        self.arr = arr
+        self.names: set[str] = set()
+        self.opaque = False
 
-        def say(k: int, pre: SystemArrays) -> str:
-            v = int(vms[k])
-            free = int(reporting.guest_free_pages(NumpyOps(VmRows(pre, vms[k:k + 1]), {}))[0])
-            return (f"VM {v}: the statistics report says {int(self.arr.stats_free[v])} free "
-                    f"pages but the guest had {free} free when it reported")
-        return self._step_check("balloon_report_stats", vms, {}, "stats_match_guest",
-                                reporting.stats_report_matches, honest, say)
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.arr, name)
+        if callable(value):
+            self.opaque = True
+        self.names.add(name)
+        return value
+
 
 def _step_message(cfg: Config, prop: str, pre: SystemArrays, post: SystemArrays, name: str,
                   vm: int) -> str:

@@ -1246,6 +1246,10 @@ class NumpyStateOps(NumpyOps):
         counts = np.bincount(rows[inside] * D + use[inside], minlength=n * D).reshape(n, D)
         return counts <= 1 if once else counts > 0
 
+    def unchanged(self, before: Any) -> Value:
+        return np.array([before.arr.vm_record(int(v)) == self.arr.vm_record(int(v))
+                         for v in self.vms.tolist()], dtype=bool)
+
 
 def property_holds(check: StateCheck, arr: SystemArrays, vms: Ints | None = None) -> Mask:
     """Whether a part of a property kernel holds: per VM of ``vms`` (a mask over them) for a

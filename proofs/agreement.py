@@ -473,7 +473,8 @@ def agreement_configs() -> dict[str, Config]:
     out["hostile/reset-races"] = feature_slices(PRESETS["hostile"])["reset"].replace(
         guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0,
         free_page_reporting=False, page_poison=False, stats_queue=False,
-        vmm_bounds_queues=False, migration=False, oom_notifier=False, deflate_on_oom=False)
+        vmm_bounds_queues=False, migration=False, oom_notifier=False, deflate_on_oom=False,
+        vmm_reclaims_over_target=False)
     # Free page hinting on one PPN: the guest may take a hinted page into use at once.
     out["hinting/hinting"] = feature_slices(PRESETS["hinting"])["hinting"].replace(
         guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0)

@@ -28,13 +28,14 @@ import z3
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import Kernel, Value
-from ballast.model.property_kernels import PropertyKernel
+from ballast.model.actions import ACTIONS
+from ballast.model.property_kernels import PropertyKernel, StepKernel
 from ballast.model.state import UNBACKED
 from ballast.proofs.encoding import (Key, Num, SymState, at_least, at_most, exactly, num,
                                      queue_cap)
 
 __all__ = ["KEYS", "Z3Ops", "Z3StateOps", "fault_in", "free_mpn", "property_formula",
-           "run_kernel", "unback", "write_page"]
+           "run_kernel", "step_formula", "unback", "write_page"]
 
 KEYS: dict[str, str] = {
     "p2m": "p2m",
@@ -837,6 +838,9 @@ class Z3StateOps(Z3Ops):
                              for q in range(p + 1, G)]) if once else _or(at))
         return out
 
+    def unchanged(self, before: Any) -> Value:
+        return before.s.vm_equals(self.s, self.vm_index)
+
 
 def property_formula(kernel: PropertyKernel, s: SymState) -> z3.BoolRef:
     """The formula of a property kernel over ``s``: its host part, and its per-VM part for
@@ -849,4 +853,16 @@ def property_formula(kernel: PropertyKernel, s: SymState) -> z3.BoolRef:
         parts += [kernel.each_vm(Z3StateOps(s, v))
                   for v in INVARIANTS[kernel.name].checked_vms(cfg)]
     out = _and(parts)
+    return z3.BoolVal(out) if isinstance(out, bool) else out
+
+
+def step_formula(kernel: StepKernel, pre: SymState, action: str, args: Mapping[str, Any],
+                 post: SymState) -> z3.BoolRef:
+    """The formula of a step kernel over a step of ``action`` (arguments ``args``) from
+    ``pre`` to ``post``: its check for every VM it covers (true for a step it does not
+    constrain)."""
+    if not kernel.constrains(ACTIONS[action]):
+        return z3.BoolVal(True)
+    out = _and([kernel.check(Z3StateOps(pre, v), Z3StateOps(post, v))
+                for v in kernel.vms(pre.cfg, args.get("vm"))])
     return z3.BoolVal(out) if isinstance(out, bool) else out

@@ -4,7 +4,9 @@
 :data:`ballast.model.invariants.INVARIANTS` by its model name: the formula of its
 kernel (:data:`ballast.model.property_kernels.PROPERTY_KERNELS`, read by
 :func:`ballast.proofs.interpret.property_formula`). :data:`STEPS` holds the
-step forms (over a pre- and a post-state and the action taken), written here.
+step forms (over a pre- and a post-state and the action taken), each from its kernel
+(:data:`ballast.model.property_kernels.STEP_KERNELS`, read by
+:func:`ballast.proofs.interpret.step_formula`).
 :func:`strengthening` gives the extra named conjuncts of the inductive
 invariant: facts that hold in every reachable state and that the proofs need
 (an MPN that is free is not also in copy-on-write, a swapped page is unbacked,
@@ -25,10 +27,9 @@ from typing import Any, Callable
 
 import z3
 
-from ballast.model.actions import ACTIONS, Actor
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
-from ballast.model.property_kernels import PROPERTY_KERNELS
+from ballast.model.property_kernels import PROPERTY_KERNELS, STEP_KERNELS, StepKernel
 from ballast.proofs.encoding import (
     BALLOON,
     FREE,
@@ -40,19 +41,15 @@ from ballast.proofs.encoding import (
     exactly,
     well_formed,
 )
-from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
-                                             reads_clean, stats_report_matches)
-from ballast.model.feature_kernels import (FEATURE_PROPERTIES, FEATURE_STEPS, StepKernel,
-                                           quiescent)
-from ballast.proofs.interpret import Z3StateOps, property_formula
+from ballast.model.reporting_kernels import REPORTING_PROPERTIES, reads_clean
+from ballast.model.feature_kernels import FEATURE_PROPERTIES, quiescent
+from ballast.proofs.interpret import Z3StateOps, property_formula, step_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
            "strengthening"]
 
 StateFormula = Callable[[SymState], z3.BoolRef]
 StepFormula = Callable[[SymState, str, dict[str, Any], SymState], z3.BoolRef]
-StepCheck = Callable[[Any, Any], Any]
-"""A step form written once: a truth value of one VM over its pre- and post-state ops."""
 
 SAFETY: dict[str, StateFormula] = {}
 """State form of each encoded safety property, by model name."""
@@ -105,86 +102,35 @@ for _name in ("memory_conservation", "no_double_mapping", "guest_chooses_pages",
     _state(_name)(_kernel_formula(_name))
 
 
-@_step("guest_chooses_pages")
-def _guest_chooses_step(pre: SymState, name: str, args: dict[str, Any],
-                        post: SymState) -> z3.BoolRef:
-    spec = ACTIONS[name]
-    if spec.actor not in (Actor.HOST, Actor.VMM) or spec.names_guest_page:
-        return z3.BoolVal(True)
-    return z3.And([z3.Implies(z3.And(post.b("ballooned", v, p), z3.Not(pre.b("ballooned", v, p))),
-                              pre.i("inflate_queue", v, p) > 0) for v, p in _pages(pre.cfg)])
-
-
-@_step("isolation")
-def _isolation_step(pre: SymState, name: str, args: dict[str, Any],
-                    post: SymState) -> z3.BoolRef:
-    if ACTIONS[name].actor not in (Actor.GUEST, Actor.MODULE, Actor.ROGUE):
-        return z3.BoolVal(True)
-    cfg = pre.cfg
-    actor = args.get("vm")
-    out = []
-    for w in range(cfg.vms):
-        if w == actor:
-            continue
-        out.append(pre.vm_equals(post, w))
-        for p in range(cfg.guest_pages):
-            mpn = pre.i("p2m", w, p)
-            for m in range(cfg.machine_pages):
-                out.append(z3.Implies(mpn == m, pre.i("content", m) == post.i("content", m)))
-    return z3.And(out) if out else z3.BoolVal(True)
-
-
 for _name in ("host_pages_whole", "processor_conservation", "migration_loses_nothing"):
     _state(_name)(_kernel_formula(_name))
 
 
 # --------------------------------------------------------------------------
 # Free page reporting, page poisoning, the statistics queue, the flood bound: the state
-# forms from their kernels, the step forms from ballast.model.reporting_kernels too.
+# forms from their kernels.
 
 for _name in REPORTING_PROPERTIES:
     _state(_name)(_kernel_formula(_name))
 
 
-def _step_kernel(name: str, action: str, check: StepCheck, honest_only: bool) -> StepFormula:
-    """The step form of property ``name``: ``check`` over the pre- and post-state of the VM
-    that takes ``action`` (only an honest VM with ``honest_only``)."""
+def _step_formula(kernel: StepKernel) -> StepFormula:
+    """The step form of a property from its kernel (named where the kernel is)."""
     def formula(pre: SymState, act: str, args: dict[str, Any], post: SymState) -> z3.BoolRef:
-        v = args.get("vm")
-        if act != action or not isinstance(v, int) or (honest_only and v in pre.cfg.hostile_vms):
-            return z3.BoolVal(True)
-        out = check(Z3StateOps(pre, v), Z3StateOps(post, v))
-        return z3.BoolVal(out) if isinstance(out, bool) else out
-    formula.__module__, formula.__qualname__ = check.__module__, check.__qualname__
+        return step_formula(kernel, pre, act, args, post)
+    formula.__module__, formula.__qualname__ = kernel.check.__module__, kernel.check.__qualname__
     return formula
 
 
-_step("stats_match_guest")(_step_kernel("stats_match_guest", "balloon_report_stats",
-                                        stats_report_matches, honest_only=True))
-_step("vmm_refuses_report_floods")(_step_kernel("vmm_refuses_report_floods", "rogue_report",
-                                                flood_refused, honest_only=False))
+# Every step form from its kernel (ballast.model.property_kernels.STEP_KERNELS).
+for _name, _kernel in STEP_KERNELS.items():
+    _step(_name)(_step_formula(_kernel))
 
 
-def _feature_step(name: str, step: StepKernel) -> StepFormula:
-    """The step form of property ``name`` of :mod:`ballast.model.feature_kernels`: its check
-    over the pre- and post-state of the VM that takes one of the actions it names."""
-    def formula(pre: SymState, act: str, args: dict[str, Any], post: SymState) -> z3.BoolRef:
-        v = args.get("vm")
-        if (act not in step.actions or not isinstance(v, int)
-                or (step.honest_only and v in pre.cfg.hostile_vms)):
-            return z3.BoolVal(True)
-        out = step.check(Z3StateOps(pre, v), Z3StateOps(post, v))
-        return z3.BoolVal(out) if isinstance(out, bool) else out
-    formula.__module__ = step.check.__module__
-    formula.__qualname__ = step.check.__qualname__
-    return formula
-
-
-# Rogue processors, reports racing a reset, free page hinting and hibernation.
+# The state forms of free page hinting (ballast.model.feature_kernels); the step forms of
+# every feature are in STEP_KERNELS above.
 for _name in FEATURE_PROPERTIES:
     _state(_name)(_kernel_formula(_name))
-for _name, _stepk in FEATURE_STEPS.items():
-    _step(_name)(_feature_step(_name, _stepk))
 
 
 # --------------------------------------------------------------------------

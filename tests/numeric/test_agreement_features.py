@@ -32,7 +32,8 @@ def _check(cfg: Config, max_states: int | None) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["hostile", "hinting", "hibernation"])
 def test_the_engine_agrees_on_a_prefix_of_the_preset(name: str) -> None:
-    _check(preset(name), 150)
+    # The VMM paging out a VM over its target is a declared gap of the engine (HOSTILE_ONLY).
+    _check(preset(name).replace(vmm_reclaims_over_target=False), 150)
 
 
 @pytest.mark.slow

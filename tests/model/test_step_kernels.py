@@ -1,0 +1,122 @@
+"""The step forms written once (STEP_KERNELS), read alike by Z3, NumPy and the model."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import z3
+
+from ballast.model import PRESETS, BalloonModel
+from ballast.model.actions import ACTIONS
+from ballast.model.config import Config
+from ballast.model.faults import FAULTS
+from ballast.model.invariants import INVARIANTS, picks_no_guest_page, taken_by_a_guest
+from ballast.model.property_kernels import STEP_KERNELS, StepKernel
+from ballast.model.state import State
+from ballast.numeric.arrays import SystemArrays
+from ballast.numeric.engine import STEP_CHECKS
+from ballast.numeric.interpret import NumpyStateOps
+from ballast.proofs.encoding import encode
+from ballast.proofs.interpret import step_formula
+from ballast.proofs.properties import STEPS
+
+
+def test_every_step_form_a_backend_checks_comes_from_its_kernel() -> None:
+    assert set(STEPS) == set(STEP_KERNELS) == set(STEP_CHECKS)
+    for name, kernel in STEP_KERNELS.items():
+        assert INVARIANTS[name].step is not None
+        assert STEPS[name].__qualname__ == kernel.check.__qualname__
+        assert kernel.check.__qualname__ in STEP_CHECKS[name]
+
+
+def test_the_steps_a_kernel_constrains_are_the_models() -> None:
+    assert STEP_KERNELS["guest_chooses_pages"].constrains is picks_no_guest_page
+    assert STEP_KERNELS["isolation"].constrains is taken_by_a_guest
+    constrained = {n for n, spec in ACTIONS.items() if taken_by_a_guest(spec)}
+    assert {"guest_write", "balloon_inflate", "rogue_touch"} <= constrained
+    assert not {"vmm_reclaim", "host_set_target"} & constrained
+    assert {"vmm_reclaim", "host_set_target"} <= {n for n, spec in ACTIONS.items()
+                                                  if picks_no_guest_page(spec)}
+
+
+def test_the_vms_a_kernel_covers() -> None:
+    cfg = Config(vms=3, hostile_vms=frozenset({2}))
+    assert STEP_KERNELS["isolation"].vms(cfg, 1) == [0, 2]
+    assert STEP_KERNELS["guest_chooses_pages"].vms(cfg, 1) == [0, 1, 2]
+    assert STEP_KERNELS["stats_match_guest"].vms(cfg, 2) == []
+    assert STEP_KERNELS["vmm_refuses_report_floods"].vms(cfg, 2) == [2]
+    assert STEP_KERNELS["vmm_refuses_report_floods"].vms(cfg, None) == []
+
+
+def _numpy_holds(kernel: StepKernel, cfg: Config, pre: State, post: State, vms: list[int]
+                 ) -> list[bool]:
+    at = np.array(vms, dtype=np.int64)
+    out = kernel.check(NumpyStateOps(SystemArrays.from_state(cfg, pre), at),
+                       NumpyStateOps(SystemArrays.from_state(cfg, post), at))
+    return [bool(x) for x in np.broadcast_to(np.asarray(out, dtype=bool), (len(vms),))]
+
+
+def _agree_on_successors(preset: str, fault: str | None, steps: int) -> set[str]:
+    """On every successor of the states of a random walk: the kernel holds for every VM it
+    covers, through NumPy and through Z3, exactly when the model's step form holds. The
+    properties some step broke."""
+    faults = (fault,) if fault else ()
+    cfg = PRESETS[preset].replace(**(FAULTS[fault].config if fault else {}))
+    model = BalloonModel(cfg, faults)
+    rng = random.Random(3)
+    s = model.init_states()[0]
+    broken: set[str] = set()
+    for _ in range(steps):
+        succ = list(model.successors(s))
+        if not succ:
+            break
+        pre = encode(cfg, s)
+        for act, post in succ:
+            kernels = [k for k in STEP_KERNELS.values()
+                       if INVARIANTS[k.name].feature(cfg) and k.constrains(ACTIONS[act.name])]
+            sym = encode(cfg, post) if kernels else None
+            for kernel in kernels:
+                want = INVARIANTS[kernel.name].check_step(cfg, s, act, post) is None
+                broken.update([] if want else [kernel.name])
+                args = dict(act.kwargs)
+                z3_ok = z3.is_true(z3.simplify(step_formula(kernel, pre, act.name, args, sym)))
+                assert z3_ok == want, (kernel.name, act)
+                vms = kernel.vms(cfg, args.get("vm"))
+                assert all(_numpy_holds(kernel, cfg, s, post, vms)) == want, (kernel.name, act)
+        s = rng.choice(succ)[1]
+    return broken
+
+
+def test_each_step_kernel_agrees_with_the_model_on_every_successor() -> None:
+    _agree_on_successors("hostile", None, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("preset", "fault"), [
+    ("default", None), ("default", "cow_write_in_place"), ("default", "vmm_reclaims_host_choice"),
+    ("default", "free_without_scrub"), ("qemu", "oom_deflate_without_report")])
+def test_each_step_kernel_agrees_with_the_model_on_longer_runs(preset: str,
+                                                                fault: str | None) -> None:
+    broken = _agree_on_successors(preset, fault, 40)
+    assert fault is None or FAULTS[fault].breaks not in STEP_KERNELS \
+        or FAULTS[fault].breaks in broken, "the walk reached no broken step"
+
+
+@pytest.mark.parametrize("preset", ["default", "hostile", "qemu"])
+def test_a_kernel_that_covers_other_vms_holds_of_a_vm_left_alone(preset: str) -> None:
+    """What lets a backend look only at the VMs a step changed."""
+    cfg = PRESETS[preset]
+    model = BalloonModel(cfg)
+    rng = random.Random(1)
+    s = model.init_states()[0]
+    for _ in range(15):
+        vms = list(range(cfg.vms))
+        for kernel in STEP_KERNELS.values():
+            if kernel.covers != "actor":
+                assert all(_numpy_holds(kernel, cfg, s, s, vms)), kernel.name
+        succ = list(model.successors(s))
+        if not succ:
+            break
+        s = rng.choice(succ)[1]
