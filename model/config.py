@@ -166,6 +166,15 @@ class Config:
     buffers in flight while the device resets); the VMM recognises them as the old
     incarnation's and drops them (``vmm_drop_stale_reports``)."""
 
+    guest_system: bool = False
+    """The guests are generic guest systems, not virtual machines (a container or a process
+    group whose resource manager holds the balloon module's reports): no PPN -> MPN
+    translation, page ``p`` of guest ``v`` is machine page ``v * guest_pages + p`` (the
+    machine pages beyond the guests' are the host's own), and the host's resource manager
+    takes the VMM's part in the same protocol (a quantity asked for, the guest's allocator
+    choosing the pages, the module pinning and reporting them, the manager freeing them).
+    Content sharing and the host's own use of pages are not modelled for it."""
+
     def __post_init__(self) -> None:
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")
@@ -188,6 +197,13 @@ class Config:
             raise ConfigError(f"poison_val must be a token between 0 and tokens ({self.tokens})")
         if self.oom_notifier and not self.deflate_on_oom:
             raise ConfigError("oom_notifier needs deflate_on_oom")
+        if self.guest_system:
+            if self.machine_pages < self.vms * self.guest_pages:
+                raise ConfigError("guest_system: machine_pages must hold every guest's pages "
+                                  "(vms * guest_pages)")
+            if self.sharing or self.host_use:
+                raise ConfigError("guest_system: sharing and host_use are not modelled for a "
+                                  "generic guest system")
         bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
         if bad:
             raise ConfigError(f"hostile_vms names VMs that do not exist: {sorted(bad)}")
@@ -338,6 +354,11 @@ PRESETS: dict[str, Config] = {
     # A guest that hibernates with pages in its balloon.
     "hibernation": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                           machine_pages=3, host_swap_slots=0, hibernation=True),
+    # A generic guest system (containers or process groups, no VMs): the host's resource
+    # manager takes the VMM's part and the guests' pages are the machine's.
+    "guest-system": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                           machine_pages=6, host_swap_slots=1, host_swap=True, host_use=False,
+                           reset=True, guest_system=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

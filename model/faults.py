@@ -77,7 +77,8 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
     """``cfg`` with what the seeded faults need to show: each switch a fault names set
     as it says, each size raised to at least the fault's (a larger configuration shows
     the fault as well, and keeps the VMs its hostile guests name), and host memory
-    rounded up to whole host pages.
+    rounded up to whole host pages (and, in a generic guest system, to every guest's pages; a
+    fault that needs content sharing or host use is shown on virtual machines instead).
 
     >>> from ballast.model.config import preset
     >>> big = with_fault_needs(preset("large"), ["free_without_scrub"])
@@ -98,6 +99,11 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
             del changes["hostile_vms"]  # a hostile guest the configuration has already serves
         units = changes.get("host_page_units", cfg.host_page_units)
         memory = changes.get("machine_pages", cfg.machine_pages)
+        if changes.get("sharing") or changes.get("host_use"):
+            changes["guest_system"] = False  # shown on virtual machines: a guest system has neither
+        if changes.get("guest_system", cfg.guest_system):  # the guests' pages are the machine's
+            memory = max(memory, changes.get("vms", cfg.vms) * changes.get(
+                "guest_pages", cfg.guest_pages))
         changes["machine_pages"] = -(-memory // units) * units
         cfg = cfg.replace(**changes)
     return cfg
@@ -371,3 +377,21 @@ def _applies_stale(cfg: Config, s: State, vm: int) -> State:
     return s.with_vm(vm, v.replace(ballooned=v.ballooned | taken,
                                    acked_inflate=v.acked_inflate | taken,
                                    stale_inflate=(), stale_deflate=()))
+
+
+@_fault("vmm_maps_foreign_host_page", "guest_read", "host_page_backs_one_vm",
+        vms=2, host_page_units=2, machine_pages=6, sharing=False)
+def _maps_foreign(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """On the guest's page fault the VMM backs the page with the lowest free MPN, a unit of
+    a host page that already backs another VM's pages."""
+    s, _ = A.access_page(cfg, s, vm, vpn, "guest_read", lowest_mpn=True)
+    return s
+
+
+@_fault("manager_backs_any_page", "guest_read", "guest_pages_are_machine_pages",
+        guest_system=True, sharing=False, host_use=False, machine_pages=8)
+def _backs_any(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """In a generic guest system the resource manager gives a guest's page fault the lowest
+    free machine page, as a VMM would, instead of the guest's own page."""
+    s, _ = A.access_page(cfg, s, vm, vpn, "guest_read", lowest_mpn=True)
+    return s

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import (ACTIONS, Action, Actor, guest_free_pages,
-                                   report_queue_bound)
+                                   own_mpn, report_queue_bound, vmm_keeps_host_pages)
 from ballast.model.config import Config
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
@@ -746,3 +746,61 @@ _register(Property(
     take a page the new guest never gave, a stale deflate give back one it never had.""",
     "host", step=_stale_reports_step,
     feature=lambda cfg: cfg.reset and cfg.reset_races_reports))
+
+
+# --------------------------------------------------------------------------
+# Host pages of several balloon units
+
+
+def _host_page_one_vm(cfg: Config, s: State) -> str | None:
+    if not vmm_keeps_host_pages(cfg):
+        return None
+    u = cfg.host_page_units
+    owner: dict[int, tuple[int, int, int]] = {}
+    for v, vm in enumerate(s.vms):
+        for p, m in enumerate(vm.p2m):
+            if m == UNBACKED:
+                continue
+            first = owner.setdefault(m // u, (v, p, m))
+            if first[0] != v:
+                return (f"host page {m // u} backs pages of two VMs: VM {first[0]}'s PPN "
+                        f"{first[1]} (MPN {first[2]}) and VM {v}'s PPN {p} (MPN {m})")
+    return None
+
+
+_register(Property(
+    "host_page_backs_one_vm",
+    """A host page of several balloon units backs pages of at most one VM.
+
+    A host page (64 KiB, 2 MiB) is what the host maps, reclaims and hands out as one
+    (QEMU's partially ballooned host pages are given back only once every unit is
+    ballooned; a 2 MiB page is one entry of the EPT): units of one host page backing two
+    VMs would keep one VM's memory pinned by another's use, and a mapping of the whole host
+    page would show one VM the other's data. Which free MPN backs a page stays the VMM's
+    choice; this constrains it. Not checked with content sharing, which maps one machine
+    page for several VMs by design (a host that merges pages works in balloon units).""",
+    "host", state=_host_page_one_vm, feature=vmm_keeps_host_pages))
+
+
+# --------------------------------------------------------------------------
+# A generic guest system (not a virtual machine)
+
+
+def _own_pages_vm(cfg: Config, s: State, v: int) -> str | None:
+    if not cfg.guest_system:  # a VM's pages are translated: any MPN may back them
+        return None
+    for p, m in enumerate(s.vms[v].p2m):
+        if m != UNBACKED and m != own_mpn(cfg, v, p):
+            return (f"guest {v}'s page {p} sits in machine page {m}, not its own machine page "
+                    f"{own_mpn(cfg, v, p)}")
+    return None
+
+
+_register(Property(
+    "guest_pages_are_machine_pages",
+    """In a generic guest system every page of a guest in use sits in its own machine page: there is no translation to redirect it.
+
+    A container or process group (``guest_system``) addresses machine memory directly; the
+    host's resource manager frees the pages the guest's balloon gives it and hands the same
+    pages back, never another one (which would be another guest's memory or the host's).""",
+    "host", per_vm=_own_pages_vm, feature=lambda cfg: cfg.guest_system))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ballast.model.actions import (Action, host_page_units, inflate_limit, report_queue_bound,
-                                   under_pressure)
+                                   under_pressure, vmm_keeps_host_pages)
 from ballast.model.config import Config
 from ballast.model.state import FREE, UNBACKED, State
 
@@ -250,3 +250,18 @@ def _stopped(cfg: Config, pre: State, act: Action, post: State) -> bool:
            feature=lambda cfg: cfg.reset and cfg.reset_races_reports)
 def _stale(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name == "vmm_drop_stale_reports" and bool(pre.vms[_vm(act)].stale_inflate)
+
+
+@_scenario("host_page_kept_from_other_vm",
+           "The VMM backs a page beyond the lowest free MPN, which lies in a host page of another VM.",
+           feature=vmm_keeps_host_pages)
+def _kept(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    taken = pre.host.free - post.host.free
+    return bool(taken) and min(pre.host.free) not in taken and act.name != "host_take_page"
+
+
+@_scenario("guest_system_page_comes_back",
+           "In a generic guest system a page the manager freed from the balloon is used again, in its own machine page.",
+           feature=lambda cfg: cfg.guest_system)
+def _comes_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return bool((pre.host.free - post.host.free) & pre.host.reclaimed)

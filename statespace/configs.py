@@ -49,6 +49,10 @@ EXPLORE_CONFIGS: dict[str, Config] = {
                                       processors=True, vmm_enforces_cpu_target=True,
                                       vcpus=2, pcpus=3),
     "one-vm-stale-reports": _ONE.replace(host_use=False, reset=True, reset_races_reports=True),
+    # Host pages of two units under two VMs (the VMM keeps each host page to one VM), and a
+    # generic guest system whose pages are the machine's (the guest-system preset).
+    "two-vms-host-pages": _ONE.replace(vms=2, guest_pages=1, machine_pages=4, host_page_units=2),
+    "one-vm-guest-system": _ONE.replace(host_use=False, machine_pages=2, guest_system=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).

@@ -9,7 +9,7 @@ import pytest
 
 from ballast.errors import GuardError
 from ballast.model import BalloonModel, PRESETS
-from ballast.model.actions import Action
+from ballast.model.actions import Action, vmm_keeps_host_pages
 from ballast.model.faults import FAULTS
 from ballast.numeric.arrays import SystemArrays
 from ballast.numeric.engine import ENGINE_FAULTS, Engine
@@ -21,9 +21,12 @@ SMALL = [p for p in PRESETS if p != "large"]
 def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
     switched off (free page hinting, hibernation, the hostile guest's processors, reports
-    racing a reset)."""
-    return PRESETS[name].replace(free_page_hint=False, hibernation=False,
-                                 vmm_enforces_cpu_target=False, reset_races_reports=False)
+    racing a reset) and the generic guest system's own pages; where the VMM keeps host pages
+    to one VM, with one VM."""
+    cfg = PRESETS[name].replace(free_page_hint=False, hibernation=False,
+                                vmm_enforces_cpu_target=False, reset_races_reports=False,
+                                guest_system=False)
+    return cfg.replace(vms=1, hostile_vms=frozenset()) if vmm_keeps_host_pages(cfg) else cfg
 
 
 def _walk(cfg, faults, seed, steps, stop_at_violation):

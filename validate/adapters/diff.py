@@ -656,6 +656,9 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "vmm_stops_excess_vcpus": frozenset({"host_set_cpu_target", "vmm_enforce_cpu_target"}),
     "stale_report_dropped": frozenset({"balloon_inflate", "guest_reset",
                                        "vmm_drop_stale_reports"}),
+    "host_page_kept_from_other_vm": frozenset({"guest_write"}),
+    "guest_system_page_comes_back": frozenset({"balloon_inflate", "vmm_reclaim",
+                                               "balloon_deflate", "guest_write"}),
 }
 
 
