@@ -97,6 +97,7 @@ __all__ = [
     "vcpu_grant_limit",
     "vcpu_granted",
     "own_mpn",
+    "whole_units",
     "access_page",
     "vmm_keeps_host_pages",
 ]
@@ -525,11 +526,37 @@ def has_usable_free(cfg: Config, v: VmState, n: int) -> bool:
 
 
 def inflate_limit(cfg: Config, v: VmState) -> int:
-    """Pages the module still owes the VMM: target minus pages held or in flight."""
+    """Pages the module still owes the VMM: target minus pages held or in flight (in whole
+    balloon units)."""
     m = v.module
     held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
     batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
-    return max(0, min(batch, m.target - held))
+    most = max(0, min(batch, m.target - held))
+    return most - most % cfg.balloon_unit_pages
+
+
+def whole_units(cfg: Config, ppns: Iterable[int]) -> bool:
+    """Whether ``ppns`` is a union of whole balloon units (aligned runs of
+    ``balloon_unit_pages`` PPNs).
+
+    >>> cfg = Config(guest_pages=4, batch=2, balloon_unit_pages=2)
+    >>> whole_units(cfg, (2, 3)), whole_units(cfg, (1, 2))
+    (True, False)
+    """
+    u = cfg.balloon_unit_pages
+    got = set(ppns)
+    return u == 1 or all(set(range(p - p % u, p - p % u + u)) <= got for p in got)
+
+
+def _unit_sets(cfg: Config, pages: Iterable[int], most: int) -> Iterator[tuple[int, ...]]:
+    """The sets of whole balloon units among ``pages`` of at most ``most`` pages, smallest
+    first, each in ascending order."""
+    u = cfg.balloon_unit_pages
+    have = set(pages)
+    units = [b for b in sorted({p - p % u for p in have}) if set(range(b, b + u)) <= have]
+    for k in range(1, most // u + 1):
+        for chosen in itertools.combinations(units, k):
+            yield tuple(p for b in chosen for p in range(b, b + u))
 
 
 def report_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
@@ -559,7 +586,7 @@ def under_pressure(cfg: Config, guest: GuestState) -> bool:
 
 
 def _targets(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
-    for pages in range(cfg.guest_pages + 1):
+    for pages in range(0, cfg.guest_pages + 1, cfg.balloon_unit_pages):
         yield {"vm": vm, "pages": pages}
 
 
@@ -568,6 +595,8 @@ def host_set_target(cfg: Config, s: State, vm: int, pages: int) -> State:
     """The host asks VM ``vm``'s balloon to hold ``pages`` pages: a quantity, never page numbers."""
     require(isinstance(pages, int) and 0 <= pages <= cfg.guest_pages, "host_set_target",
             f"target must be between 0 and {cfg.guest_pages} pages")
+    require(pages % cfg.balloon_unit_pages == 0, "host_set_target",
+            "the target is a number of whole balloon units")
     require(pages != s.vms[vm].target, "host_set_target", "the target is already that")
     return s.with_vm(vm, s.vms[vm].replace(target=pages))
 
@@ -665,6 +694,7 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     # PPN is acknowledged before the old one is released (virtio's device checks no target).
     room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
     most = min(len(valid), max(0, room))
+    most -= most % cfg.balloon_unit_pages  # whole balloon units only
     return valid, invalid, (0 if cfg.refusal else most), most
 
 
@@ -695,6 +725,8 @@ def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
         c for k in range(len(invalid) + 1) for c in itertools.combinations(invalid, k)]
     for n in range(fewest, most + 1):
         for accepted in itertools.combinations(valid, n):
+            if not whole_units(cfg, accepted):
+                continue
             base = [p for p in valid if p not in accepted]
             for extra in extras:
                 yield {"vm": vm, "refuse": tuple(sorted(base + list(extra)))}
@@ -731,6 +763,8 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
             "more pages than the host asked for: the VMM must refuse the rest")
     require(len(accepted) >= fewest, "vmm_reclaim",
             "refusal is switched off: the VMM accepts every valid page it has room for")
+    require(whole_units(cfg, accepted), "vmm_reclaim",
+            "the VMM accepts whole balloon units only")
     refused = set(v.inflate_queue) - accepted
     for ppn in sorted(accepted):
         s = unback(s, vm, ppn, by_balloon=True)
@@ -975,6 +1009,11 @@ def _inflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = min(inflate_limit(cfg, v), usable_free(cfg, v))
     policy = policy_for(cfg.guest_policy)
+    if cfg.balloon_unit_pages > 1:  # whole free units, the allocator's choice among them
+        free = [p for p, use in enumerate(balloon_view(v)) if use == FREE]
+        for ppns in _unit_sets(cfg, free, k):
+            yield {"vm": vm, "ppns": ppns}
+        return
     for n in range(1, k + 1):
         for ppns in policy.allocations(balloon_view(v), n):
             yield {"vm": vm, "ppns": tuple(ppns)}
@@ -1007,6 +1046,8 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "the guest cannot give that many pages to the balloon module")
     require(policy_for(cfg.guest_policy).allows_allocation(balloon_view(v), ppns),
             "balloon_inflate", "these are not the pages the guest's allocator hands out")
+    require(whole_units(cfg, ppns), "balloon_inflate",
+            "the balloon takes whole units: aligned runs of balloon_unit_pages PPNs")
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, BALLOON))
     return s.with_vm(vm, v.replace(guest=guest,
                                    inflate_queue=sorted_tuple(v.inflate_queue + ppns)))
@@ -1017,13 +1058,18 @@ def _deflate_limit(cfg: Config, v: VmState) -> int:
     excess = len(v.module.balloon) - v.module.target
     if cfg.deflate_on_oom and under_pressure(cfg, v.guest):
         excess = max(excess, batch)
-    return max(0, min(batch, excess, len(v.module.balloon)))
+    most = max(0, min(batch, excess, len(v.module.balloon)))
+    return most - most % cfg.balloon_unit_pages
 
 
 def _deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = _deflate_limit(cfg, v)
     pages = sorted(v.module.balloon)
+    if cfg.balloon_unit_pages > 1:
+        for ppns in _unit_sets(cfg, pages, k):
+            yield {"vm": vm, "ppns": ppns}
+        return
     for n in range(1, k + 1):
         for ppns in itertools.combinations(pages, n):
             yield {"vm": vm, "ppns": ppns}
@@ -1051,6 +1097,7 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "only acknowledged balloon pages can be deflated")
     require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
             "the balloon is not above its target and the guest is not out of memory")
+    require(whole_units(cfg, ppns), "balloon_deflate", "the balloon gives back whole units")
     return report_deflate(cfg, s, vm, ppns)
 
 

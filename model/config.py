@@ -166,6 +166,11 @@ class Config:
     buffers in flight while the device resets); the VMM recognises them as the old
     incarnation's and drops them (``vmm_drop_stale_reports``)."""
 
+    balloon_unit_pages: int = 1
+    """Guest pages per balloon unit (vmw_balloon's 2M commands, Hyper-V's 2 MiB units): the
+    module inflates and deflates whole units, aligned runs of this many PPNs that the guest's
+    allocator hands out whole, and the VMM accepts whole units. 1: every page is a unit."""
+
     guest_system: bool = False
     """The guests are generic guest systems, not virtual machines (a container or a process
     group whose resource manager holds the balloon module's reports): no PPN -> MPN
@@ -197,6 +202,20 @@ class Config:
             raise ConfigError(f"poison_val must be a token between 0 and tokens ({self.tokens})")
         if self.oom_notifier and not self.deflate_on_oom:
             raise ConfigError("oom_notifier needs deflate_on_oom")
+        if self.balloon_unit_pages < 1:
+            raise ConfigError("balloon_unit_pages must be at least 1")
+        if self.balloon_unit_pages > 1:
+            u = self.balloon_unit_pages
+            if self.guest_pages % u or self.batch % u:
+                raise ConfigError(f"guest_pages ({self.guest_pages}) and batch ({self.batch}) "
+                                  f"must be multiples of balloon_unit_pages ({u})")
+            if (self.refusal or self.migration or self.oom_notifier
+                    or self.free_page_reporting or self.free_page_hint
+                    or self.module is not ModuleKind.DRIVER
+                    or self.guest_policy is not GuestPolicyName.LRU):
+                raise ConfigError("balloon_unit_pages: units of several pages are modelled for "
+                                  "the driver with the lru policy, without refusal, migration, "
+                                  "the OOM notifier, free page reporting or hinting")
         if self.guest_system:
             if self.machine_pages < self.vms * self.guest_pages:
                 raise ConfigError("guest_system: machine_pages must hold every guest's pages "
@@ -359,6 +378,10 @@ PRESETS: dict[str, Config] = {
     "guest-system": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                            machine_pages=6, host_swap_slots=1, host_swap=True, host_use=False,
                            reset=True, guest_system=True),
+    # Balloon units of two pages (vmw_balloon's 2M commands, Hyper-V's 2 MiB units).
+    "large-units": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,
+                          machine_pages=4, host_swap_slots=1, host_swap=True, batch=4,
+                          balloon_unit_pages=2, deflate_on_oom=True, reset=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import (ACTIONS, Action, Actor, guest_free_pages,
-                                   own_mpn, report_queue_bound, vmm_keeps_host_pages)
+                                   own_mpn, report_queue_bound, vmm_keeps_host_pages,
+                                   whole_units)
 from ballast.model.config import Config
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
@@ -804,3 +805,30 @@ _register(Property(
     host's resource manager frees the pages the guest's balloon gives it and hands the same
     pages back, never another one (which would be another guest's memory or the host's).""",
     "host", per_vm=_own_pages_vm, feature=lambda cfg: cfg.guest_system))
+
+
+# --------------------------------------------------------------------------
+# Balloon units of several pages
+
+
+def _units_whole_vm(cfg: Config, s: State, v: int) -> str | None:
+    if cfg.balloon_unit_pages == 1:
+        return None
+    vm = s.vms[v]
+    for name, pages in (("the VMM's ballooned set", vm.ballooned),
+                        ("the module's balloon", vm.module.balloon)):
+        if not whole_units(cfg, pages):
+            return (f"VM {v}: {name} {sorted(pages)} holds part of a balloon unit of "
+                    f"{cfg.balloon_unit_pages} pages")
+    return None
+
+
+_register(Property(
+    "balloon_units_whole",
+    """A balloon unit of several pages is ballooned whole or not at all, in the VMM's records and in the module's balloon.
+
+    vmw_balloon's 2M commands and Hyper-V's 2 MiB units move aligned runs of 4 KiB pages
+    as one: the host frees the whole run and the guest gets it back whole. A run ballooned in
+    part would leave the host a partial large page it cannot reuse, and the guest a run its
+    allocator no longer holds whole.""",
+    "guest", per_vm=_units_whole_vm, feature=lambda cfg: cfg.balloon_unit_pages > 1))

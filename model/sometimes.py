@@ -265,3 +265,21 @@ def _kept(cfg: Config, pre: State, act: Action, post: State) -> bool:
            feature=lambda cfg: cfg.guest_system)
 def _comes_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return bool((pre.host.free - post.host.free) & pre.host.reclaimed)
+
+
+@_scenario("whole_unit_ballooned",
+           "The VMM accepts a whole balloon unit of several pages at once.",
+           feature=lambda cfg: cfg.balloon_unit_pages > 1)
+def _whole_unit(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_reclaim" and any(
+        len(b.ballooned - a.ballooned) >= cfg.balloon_unit_pages
+        for a, b in zip(pre.vms, post.vms))
+
+
+@_scenario("whole_unit_returned",
+           "The module gives a whole balloon unit of several pages back to the guest.",
+           feature=lambda cfg: cfg.balloon_unit_pages > 1)
+def _unit_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_release" and any(
+        len(a.ballooned - b.ballooned) >= cfg.balloon_unit_pages
+        for a, b in zip(pre.vms, post.vms))

@@ -60,7 +60,8 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     """
     core = cfg.replace(
         vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1, machine_pages=2,
-        host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg), batch=1,
+        host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg),
+        batch=cfg.balloon_unit_pages,  # one balloon unit a report (one page by default)
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         refusal=False, sharing=False, host_swap=False, reset=False, processors=False,
         hostile_vms=frozenset(), free_page_hint=False, hibernation=False)

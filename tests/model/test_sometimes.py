@@ -10,7 +10,7 @@ from ballast.model.sometimes import SOMETIMES
 from ballast.simulation.randomwalk import random_run
 
 PRESETS = ["default", "reporting", "poison", "hostile", "hinting", "hibernation", "hugepages",
-           "guest-system"]
+           "guest-system", "large-units"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -21,11 +21,12 @@ SMALL = [p for p in PRESETS if p != "large"]
 def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
     switched off (free page hinting, hibernation, the hostile guest's processors, reports
-    racing a reset) and the generic guest system's own pages; where the VMM keeps host pages
+    racing a reset), the generic guest system's own pages and balloon units of several
+    pages; where the VMM keeps host pages
     to one VM, with one VM."""
     cfg = PRESETS[name].replace(free_page_hint=False, hibernation=False,
                                 vmm_enforces_cpu_target=False, reset_races_reports=False,
-                                guest_system=False)
+                                guest_system=False, balloon_unit_pages=1)
     return cfg.replace(vms=1, hostile_vms=frozenset()) if vmm_keeps_host_pages(cfg) else cfg
 
 

@@ -40,10 +40,12 @@ def test_every_item_is_encoded_by_every_backend_that_covers_its_kind() -> None:
                 assert cell.where, (kind, name, b)
 
 
-GAPPED_PRESETS = {"hinting", "hibernation", "hostile", "hugepages", "guest-system"}
+GAPPED_PRESETS = {"hinting", "hibernation", "hostile", "hugepages", "guest-system",
+                  "large-units"}
 """Presets that switch on what Z3 and NumPy do not encode yet: free page hinting,
 hibernation, the hostile guest's processors and reports racing a reset (``hostile``), host
-pages kept to one VM (``hugepages``) and the generic guest system (``guest-system``).
+pages kept to one VM (``hugepages``), the generic guest system (``guest-system``) and balloon
+units of several pages (``large-units``).
 Real drivers' behaviours, free page reporting, page poison, statistics and the VMM's own
 flood bound are encoded by both."""
 

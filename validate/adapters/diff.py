@@ -659,6 +659,8 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "host_page_kept_from_other_vm": frozenset({"guest_write"}),
     "guest_system_page_comes_back": frozenset({"balloon_inflate", "vmm_reclaim",
                                                "balloon_deflate", "guest_write"}),
+    "whole_unit_ballooned": frozenset({"balloon_inflate", "vmm_reclaim"}),
+    "whole_unit_returned": frozenset({"balloon_deflate", "vmm_release"}),
 }
 
 
