@@ -156,12 +156,23 @@ class BalloonSystem {
   }
 
   // -- VMM ------------------------------------------------------------------
-  // Back a guest page on access: the lowest free machine page, zero-filled.
+  // Back a guest page on access: the lowest free machine page, zero-filled; with
+  // host pages of several units and several VMs, the lowest one in a host page that
+  // backs no other VM's page (a host page backs the pages of one VM at most).
   // A ballooned page touched by the guest leaves the balloon.
   backPage(vm, ppn) {
     if (vm.p2m[ppn] !== UNBACKED) return vm.p2m[ppn];
-    need(this.host.free.size > 0, "no free machine page");
-    const mpn = Math.min(...this.host.free);
+    const u = this.cfg.host_page_units;
+    const foreign = new Set();
+    if (u > 1) {
+      for (const other of this.vms) {
+        if (other === vm) continue;
+        for (const m of other.p2m) if (m !== UNBACKED) foreign.add(Math.floor(m / u));
+      }
+    }
+    const own = [...this.host.free].filter((m) => !foreign.has(Math.floor(m / u)));
+    need(own.length > 0, "no free machine page");
+    const mpn = Math.min(...own);
     this.host.free.delete(mpn);
     this.host.content[mpn] = 0;
     vm.p2m[ppn] = mpn;

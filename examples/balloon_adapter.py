@@ -147,12 +147,17 @@ class BalloonSystem:
 
     # -- VMM ------------------------------------------------------------------
     def back(self, vm: Vm, ppn: int) -> int:
-        """Back a guest page on access (the lowest free machine page); a ballooned
-        page the guest touches leaves the balloon."""
+        """Back a guest page on access (the lowest free machine page; with host pages
+        of several units, the lowest in a host page that backs no other VM's page); a
+        ballooned page the guest touches leaves the balloon."""
         if vm.p2m[ppn] != UNBACKED:
             return vm.p2m[ppn]
-        need(bool(self.free), "no free machine page")
-        mpn = min(self.free)
+        u = self.cfg["host_page_units"]
+        foreign = {m // u for other in self.vms if other is not vm for m in other.p2m
+                   if m != UNBACKED} if u > 1 else set()
+        own = [m for m in self.free if m // u not in foreign]
+        need(bool(own), "no free machine page")
+        mpn = min(own)
         self.free.discard(mpn)
         self.content[mpn] = 0
         vm.p2m[ppn] = mpn

@@ -101,6 +101,10 @@ __all__ = [
     "has_usable_free",
     "vcpu_grant_limit",
     "vcpu_granted",
+    "own_mpn",
+    "whole_units",
+    "access_page",
+    "vmm_keeps_host_pages",
 ]
 
 
@@ -304,6 +308,57 @@ def _free_mpn(host: HostState, action_name: str) -> int:
     return min(host.free)
 
 
+def vmm_keeps_host_pages(cfg: Config) -> bool:
+    """Whether the VMM keeps each host page to the pages of one VM: with host pages of
+    several balloon units, several VMs, and no content sharing (which maps one machine page
+    for several VMs by design: a host that merges pages works in balloon units, as KSM splits
+    a transparent huge page before it merges its 4 KiB pages); not in a generic guest system,
+    whose pages are the machine's own.
+
+    >>> vmm_keeps_host_pages(Config(vms=2, machine_pages=8, host_page_units=4))
+    True
+    >>> vmm_keeps_host_pages(Config(vms=2, machine_pages=8, host_page_units=4, sharing=True))
+    False
+    """
+    return cfg.host_page_units > 1 and cfg.vms > 1 and not cfg.sharing and not cfg.guest_system
+
+
+def own_mpn(cfg: Config, vm: int, ppn: int) -> int:
+    """The machine page that is page ``ppn`` of guest ``vm`` in a generic guest system
+    (``guest_system``: no translation, the guest's pages are the machine's).
+
+    >>> own_mpn(Config(vms=2, guest_pages=3, machine_pages=6, host_use=False, guest_system=True),
+    ...         1, 2)
+    5
+    """
+    return vm * cfg.guest_pages + ppn
+
+
+def _vm_free_mpn(s: State, vm: int, ppn: int, action_name: str, cfg: Config | None) -> int:
+    """The free MPN the VMM picks to back page ``ppn`` of ``vm`` (the VMM's choice): the
+    lowest free one; where the VMM keeps host pages to one VM (:func:`vmm_keeps_host_pages`),
+    the lowest in a host page that backs no page of another VM; in a generic guest system
+    the page's own machine page. A host page is the unit the host maps, reclaims and gives
+    to a VM (a 2 MiB page in the host's own page tables and the EPT); a unit of another VM's
+    host page would make that host page back the memory of two VMs. ``cfg`` None: the
+    lowest free MPN whatever the configuration (a seeded fault's VMM)."""
+    host = s.host
+    if cfg is not None and cfg.guest_system:
+        mpn = own_mpn(cfg, vm, ppn)
+        require(mpn in host.free, action_name, "the guest's own machine page is not free")
+        return mpn
+    if cfg is None or not vmm_keeps_host_pages(cfg):
+        return _free_mpn(host, action_name)
+    units = cfg.host_page_units
+    require(bool(host.free), action_name, "no free MPN: the host must reclaim memory first")
+    foreign = {m // units for v, other in enumerate(s.vms) if v != vm
+               for m in other.p2m if m != UNBACKED}
+    own = [m for m in host.free if m // units not in foreign]
+    require(bool(own), action_name, "no free MPN in a host page of this VM's own or a free "
+            "one: the host must reclaim memory first")
+    return min(own)
+
+
 def _mappers_of(s: State, mpn: int) -> list[tuple[int, int]]:
     return [(v, p) for v, vm in enumerate(s.vms) for p, m in enumerate(vm.p2m) if m == mpn]
 
@@ -337,19 +392,21 @@ def unback(s: State, vm: int, ppn: int, *, by_balloon: bool) -> State:
     return State(host, s.vms)
 
 
-def fault_in(s: State, vm: int, ppn: int, action_name: str) -> tuple[State, int]:
+def fault_in(s: State, vm: int, ppn: int, action_name: str,
+             cfg: Config | None = None) -> tuple[State, int]:
     """VMM: make sure the guest's access to ``ppn`` finds a machine page.
 
     A backed page is left alone. Otherwise the VMM picks a free MPN and fills it:
     from host swap if the host paged it out, else with zeros. Touching a ballooned
-    page *pops* it out of the balloon (the VMM must back it again).
+    page *pops* it out of the balloon (the VMM must back it again). ``cfg`` says how the
+    VMM picks the MPN (:func:`_vm_free_mpn`; None: the lowest free one).
     """
     v = s.vms[vm]
     mpn = v.p2m[ppn]
     if mpn != UNBACKED:
         return s, mpn
     host = s.host
-    mpn = _free_mpn(host, action_name)
+    mpn = _vm_free_mpn(s, vm, ppn, action_name, cfg)
     token = 0
     swap = host.swap
     for entry in swap:
@@ -364,10 +421,11 @@ def fault_in(s: State, vm: int, ppn: int, action_name: str) -> tuple[State, int]
     return State(host, s.vms).with_vm(vm, v), mpn
 
 
-def write_page(s: State, vm: int, ppn: int, token: int, action_name: str) -> State:
+def write_page(s: State, vm: int, ppn: int, token: int, action_name: str,
+               cfg: Config | None = None) -> State:
     """VMM: the guest writes ``token`` to ``ppn``; a write to a shared page breaks the share.
     A page discarded after a free page report holds the guest's own data again."""
-    s, mpn = fault_in(s, vm, ppn, action_name)
+    s, mpn = fault_in(s, vm, ppn, action_name, cfg)
     if ppn in s.vms[vm].hinted:  # the dirty log marks a hinted page written: it must be sent
         v = s.vms[vm]
         s = s.with_vm(vm, v.replace(hinted=v.hinted - {ppn},
@@ -376,7 +434,7 @@ def write_page(s: State, vm: int, ppn: int, token: int, action_name: str) -> Sta
         s = s.with_vm(vm, s.vms[vm].replace(discarded=s.vms[vm].discarded - {ppn}))
     host = s.host
     if mpn in host.cow:
-        copy = _free_mpn(host, action_name)
+        copy = _vm_free_mpn(s, vm, ppn, action_name, cfg)
         host = replace(host, free=host.free - {copy}, reclaimed=host.reclaimed - {copy})
         s = _set_p2m(State(host, s.vms), vm, ppn, copy)
         if len(_mappers_of(s, mpn)) <= 1:
@@ -473,11 +531,37 @@ def has_usable_free(cfg: Config, v: VmState, n: int) -> bool:
 
 
 def inflate_limit(cfg: Config, v: VmState) -> int:
-    """Pages the module still owes the VMM: target minus pages held or in flight."""
+    """Pages the module still owes the VMM: target minus pages held or in flight (in whole
+    balloon units)."""
     m = v.module
     held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
     batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
-    return max(0, min(batch, m.target - held))
+    most = max(0, min(batch, m.target - held))
+    return most - most % cfg.balloon_unit_pages
+
+
+def whole_units(cfg: Config, ppns: Iterable[int]) -> bool:
+    """Whether ``ppns`` is a union of whole balloon units (aligned runs of
+    ``balloon_unit_pages`` PPNs).
+
+    >>> cfg = Config(guest_pages=4, batch=2, balloon_unit_pages=2)
+    >>> whole_units(cfg, (2, 3)), whole_units(cfg, (1, 2))
+    (True, False)
+    """
+    u = cfg.balloon_unit_pages
+    got = set(ppns)
+    return u == 1 or all(set(range(p - p % u, p - p % u + u)) <= got for p in got)
+
+
+def _unit_sets(cfg: Config, pages: Iterable[int], most: int) -> Iterator[tuple[int, ...]]:
+    """The sets of whole balloon units among ``pages`` of at most ``most`` pages, smallest
+    first, each in ascending order."""
+    u = cfg.balloon_unit_pages
+    have = set(pages)
+    units = [b for b in sorted({p - p % u for p in have}) if set(range(b, b + u)) <= have]
+    for k in range(1, most // u + 1):
+        for chosen in itertools.combinations(units, k):
+            yield tuple(p for b in chosen for p in range(b, b + u))
 
 
 def report_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
@@ -507,7 +591,7 @@ def under_pressure(cfg: Config, guest: GuestState) -> bool:
 
 
 def _targets(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
-    for pages in range(cfg.guest_pages + 1):
+    for pages in range(0, cfg.guest_pages + 1, cfg.balloon_unit_pages):
         yield {"vm": vm, "pages": pages}
 
 
@@ -516,6 +600,8 @@ def host_set_target(cfg: Config, s: State, vm: int, pages: int) -> State:
     """The host asks VM ``vm``'s balloon to hold ``pages`` pages: a quantity, never page numbers."""
     require(isinstance(pages, int) and 0 <= pages <= cfg.guest_pages, "host_set_target",
             f"target must be between 0 and {cfg.guest_pages} pages")
+    require(pages % cfg.balloon_unit_pages == 0, "host_set_target",
+            "the target is a number of whole balloon units")
     require(pages != s.vms[vm].target, "host_set_target", "the target is already that")
     return s.with_vm(vm, s.vms[vm].replace(target=pages))
 
@@ -613,6 +699,7 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     # PPN is acknowledged before the old one is released (virtio's device checks no target).
     room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
     most = min(len(valid), max(0, room))
+    most -= most % cfg.balloon_unit_pages  # whole balloon units only
     return valid, invalid, (0 if cfg.refusal else most), most
 
 
@@ -643,6 +730,8 @@ def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
         c for k in range(len(invalid) + 1) for c in itertools.combinations(invalid, k)]
     for n in range(fewest, most + 1):
         for accepted in itertools.combinations(valid, n):
+            if not whole_units(cfg, accepted):
+                continue
             base = [p for p in valid if p not in accepted]
             for extra in extras:
                 yield {"vm": vm, "refuse": tuple(sorted(base + list(extra)))}
@@ -679,6 +768,8 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
             "more pages than the host asked for: the VMM must refuse the rest")
     require(len(accepted) >= fewest, "vmm_reclaim",
             "refusal is switched off: the VMM accepts every valid page it has room for")
+    require(whole_units(cfg, accepted), "vmm_reclaim",
+            "the VMM accepts whole balloon units only")
     refused = set(v.inflate_queue) - accepted
     for ppn in sorted(accepted):
         s = unback(s, vm, ppn, by_balloon=True)
@@ -730,7 +821,7 @@ def vmm_back_page(cfg: Config, s: State, vm: int, ppn: int) -> State:
     require(v.p2m[ppn] == UNBACKED, "vmm_back_page", "the page is already backed")
     require(ppn not in v.ballooned, "vmm_back_page",
             "the page is in the balloon: only the guest's deflate gives it back")
-    s, _ = fault_in(s, vm, ppn, "vmm_back_page")
+    s, _ = fault_in(s, vm, ppn, "vmm_back_page", cfg)
     return s
 
 
@@ -776,15 +867,18 @@ def vmm_cpu_reclaim(cfg: Config, s: State, vm: int) -> State:
 # Guest OS
 
 
-def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State, int]:
+def _access(cfg: Config, s: State, vm: int, vpn: int, name: str,
+            lowest_mpn: bool = False) -> tuple[State, int]:
     """The guest makes ``vpn`` resident (allocating or paging in) and marks it recently
-    used; returns the new state and the PPN holding it."""
+    used; returns the new state and the PPN holding it. ``lowest_mpn``: the VMM backs it
+    with the lowest free MPN whatever the configuration (a seeded fault)."""
+    choice = None if lowest_mpn else cfg
     require(isinstance(vpn, int) and 0 <= vpn < cfg.guest_data_pages, name, f"no VPN {vpn}")
     guest = s.vms[vm].guest
     ppn = _resident_ppn(guest, vpn)
     if ppn is not None:
         lru = tuple(x for x in guest.lru if x != vpn) + (vpn,)
-        s, _ = fault_in(_set_guest(s, vm, replace(guest, lru=lru)), vm, ppn, name)
+        s, _ = fault_in(_set_guest(s, vm, replace(guest, lru=lru)), vm, ppn, name, choice)
         return s, ppn
     free = policy_for(cfg.guest_policy).allocation(allocator_view(s.vms[vm]), 1)
     require(bool(free), name, "the guest has no free page: it must page out first")
@@ -794,8 +888,13 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str) -> tuple[State,
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], vpn),
                     lru=guest.lru + (vpn,), disk=tuple(sorted(on_disk.items())))
     # The guest fills the new page itself: from its disk, or with zeros.
-    s = write_page(_set_guest(s, vm, guest), vm, ppn, token, name)
+    s = write_page(_set_guest(s, vm, guest), vm, ppn, token, name, choice)
     return s, ppn
+
+
+access_page = _access
+"""The guest's access to one of its virtual pages, shared by its reads and writes (and the
+seeded faults that change which MPN the VMM backs it with)."""
 
 
 def _vpn_candidates(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
@@ -822,7 +921,7 @@ def guest_write(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
     require(isinstance(token, int) and 1 <= token <= cfg.tokens, "guest_write",
             f"token must be between 1 and {cfg.tokens}")
     s, ppn = _access(cfg, s, vm, vpn, "guest_write")
-    s = write_page(s, vm, ppn, token, "guest_write")
+    s = write_page(s, vm, ppn, token, "guest_write", cfg)
     g = s.vms[vm].guest
     return _set_guest(s, vm, replace(g, expected=g.expected[:vpn] + (token,) + g.expected[vpn + 1:]))
 
@@ -844,7 +943,8 @@ def guest_evict(cfg: Config, s: State, vm: int, vpn: int) -> State:
     ppn = _resident_ppn(guest, vpn)
     require(ppn is not None, "guest_evict", "the guest's page tables lost this VPN")
     assert ppn is not None
-    s, mpn = fault_in(s, vm, ppn, "guest_evict")  # the guest reads the page to write it out
+    # the guest reads the page to write it out
+    s, mpn = fault_in(s, vm, ppn, "guest_evict", cfg)
     token = s.host.content[mpn]
     guest = s.vms[vm].guest
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], FREE),
@@ -914,6 +1014,11 @@ def _inflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = min(inflate_limit(cfg, v), usable_free(cfg, v))
     policy = policy_for(cfg.guest_policy)
+    if cfg.balloon_unit_pages > 1:  # whole free units, the allocator's choice among them
+        free = [p for p, use in enumerate(balloon_view(v)) if use == FREE]
+        for ppns in _unit_sets(cfg, free, k):
+            yield {"vm": vm, "ppns": ppns}
+        return
     for n in range(1, k + 1):
         for ppns in policy.allocations(balloon_view(v), n):
             yield {"vm": vm, "ppns": tuple(ppns)}
@@ -946,6 +1051,8 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "the guest cannot give that many pages to the balloon module")
     require(policy_for(cfg.guest_policy).allows_allocation(balloon_view(v), ppns),
             "balloon_inflate", "these are not the pages the guest's allocator hands out")
+    require(whole_units(cfg, ppns), "balloon_inflate",
+            "the balloon takes whole units: aligned runs of balloon_unit_pages PPNs")
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, ppns, BALLOON))
     return s.with_vm(vm, v.replace(guest=guest,
                                    inflate_queue=sorted_tuple(v.inflate_queue + ppns)))
@@ -956,13 +1063,18 @@ def _deflate_limit(cfg: Config, v: VmState) -> int:
     excess = len(v.module.balloon) - v.module.target
     if cfg.deflate_on_oom and under_pressure(cfg, v.guest):
         excess = max(excess, batch)
-    return max(0, min(batch, excess, len(v.module.balloon)))
+    most = max(0, min(batch, excess, len(v.module.balloon)))
+    return most - most % cfg.balloon_unit_pages
 
 
 def _deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = _deflate_limit(cfg, v)
     pages = sorted(v.module.balloon)
+    if cfg.balloon_unit_pages > 1:
+        for ppns in _unit_sets(cfg, pages, k):
+            yield {"vm": vm, "ppns": ppns}
+        return
     for n in range(1, k + 1):
         for ppns in itertools.combinations(pages, n):
             yield {"vm": vm, "ppns": ppns}
@@ -990,6 +1102,7 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
             "only acknowledged balloon pages can be deflated")
     require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
             "the balloon is not above its target and the guest is not out of memory")
+    require(whole_units(cfg, ppns), "balloon_deflate", "the balloon gives back whole units")
     return report_deflate(cfg, s, vm, ppns)
 
 
@@ -1237,7 +1350,7 @@ def rogue_touch(cfg: Config, s: State, vm: int, ppn: int, token: int) -> State:
     require(isinstance(ppn, int) and 0 <= ppn < cfg.guest_pages, "rogue_touch",
             "the guest can only address its own guest-physical memory")
     require(isinstance(token, int) and 0 <= token <= cfg.tokens, "rogue_touch", "bad token")
-    return write_page(s, vm, ppn, token, "rogue_touch")
+    return write_page(s, vm, ppn, token, "rogue_touch", cfg)
 
 
 ROGUE_ACTUAL_BOUND = 1
@@ -1370,7 +1483,7 @@ def _poison(cfg: Config, s: State, vm: int, ppns: Iterable[int], name: str) -> S
         return s
     for p in ppns:
         if s.vms[vm].p2m[p] != UNBACKED or p in swap_of(s.host, vm):
-            s = write_page(s, vm, p, cfg.poison_val, name)
+            s = write_page(s, vm, p, cfg.poison_val, name, cfg)
     return s
 
 

@@ -171,6 +171,20 @@ class Config:
     host can always do against a guest that touches pages beyond its target or pins them
     (``vmm_swap_over_target``). It takes that VM's own pages only, never another VM's."""
 
+    balloon_unit_pages: int = 1
+    """Guest pages per balloon unit (vmw_balloon's 2M commands, Hyper-V's 2 MiB units): the
+    module inflates and deflates whole units, aligned runs of this many PPNs that the guest's
+    allocator hands out whole, and the VMM accepts whole units. 1: every page is a unit."""
+
+    guest_system: bool = False
+    """The guests are generic guest systems, not virtual machines (a container or a process
+    group whose resource manager holds the balloon module's reports): no PPN -> MPN
+    translation, page ``p`` of guest ``v`` is machine page ``v * guest_pages + p`` (the
+    machine pages beyond the guests' are the host's own), and the host's resource manager
+    takes the VMM's part in the same protocol (a quantity asked for, the guest's allocator
+    choosing the pages, the module pinning and reporting them, the manager freeing them).
+    Content sharing and the host's own use of pages are not modelled for it."""
+
     def __post_init__(self) -> None:
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")
@@ -193,6 +207,27 @@ class Config:
             raise ConfigError(f"poison_val must be a token between 0 and tokens ({self.tokens})")
         if self.oom_notifier and not self.deflate_on_oom:
             raise ConfigError("oom_notifier needs deflate_on_oom")
+        if self.balloon_unit_pages < 1:
+            raise ConfigError("balloon_unit_pages must be at least 1")
+        if self.balloon_unit_pages > 1:
+            u = self.balloon_unit_pages
+            if self.guest_pages % u or self.batch % u:
+                raise ConfigError(f"guest_pages ({self.guest_pages}) and batch ({self.batch}) "
+                                  f"must be multiples of balloon_unit_pages ({u})")
+            if (self.refusal or self.migration or self.oom_notifier
+                    or self.free_page_reporting or self.free_page_hint
+                    or self.module is not ModuleKind.DRIVER
+                    or self.guest_policy is not GuestPolicyName.LRU):
+                raise ConfigError("balloon_unit_pages: units of several pages are modelled for "
+                                  "the driver with the lru policy, without refusal, migration, "
+                                  "the OOM notifier, free page reporting or hinting")
+        if self.guest_system:
+            if self.machine_pages < self.vms * self.guest_pages:
+                raise ConfigError("guest_system: machine_pages must hold every guest's pages "
+                                  "(vms * guest_pages)")
+            if self.sharing or self.host_use:
+                raise ConfigError("guest_system: sharing and host_use are not modelled for a "
+                                  "generic guest system")
         bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
         if bad:
             raise ConfigError(f"hostile_vms names VMs that do not exist: {sorted(bad)}")
@@ -344,6 +379,15 @@ PRESETS: dict[str, Config] = {
     # A guest that hibernates with pages in its balloon.
     "hibernation": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                           machine_pages=3, host_swap_slots=0, hibernation=True),
+    # A generic guest system (containers or process groups, no VMs): the host's resource
+    # manager takes the VMM's part and the guests' pages are the machine's.
+    "guest-system": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
+                           machine_pages=6, host_swap_slots=1, host_swap=True, host_use=False,
+                           reset=True, guest_system=True),
+    # Balloon units of two pages (vmw_balloon's 2M commands, Hyper-V's 2 MiB units).
+    "large-units": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,
+                          machine_pages=4, host_swap_slots=1, host_swap=True, batch=4,
+                          balloon_unit_pages=2, deflate_on_oom=True, reset=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ballast.errors import InputError
 from ballast.model import actions as A
 from ballast.model.actions import ACTIONS, ActionSpec, require
-from ballast.model.config import Config
+from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.state import BALLOON, UNBACKED, State, sorted_tuple
 
 __all__ = ["FAULTS", "Fault", "action_table", "with_fault_needs"]
@@ -77,7 +77,9 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
     """``cfg`` with what the seeded faults need to show: each switch a fault names set
     as it says, each size raised to at least the fault's (a larger configuration shows
     the fault as well, and keeps the VMs its hostile guests name), and host memory
-    rounded up to whole host pages.
+    rounded up to whole host pages (and, in a generic guest system, to every guest's pages; a
+    fault that needs content sharing or host use is shown on virtual machines instead, and one
+    that needs what balloon units of several pages are not modelled with, on one-page units).
 
     >>> from ballast.model.config import preset
     >>> big = with_fault_needs(preset("large"), ["free_without_scrub"])
@@ -98,6 +100,17 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
             del changes["hostile_vms"]  # a hostile guest the configuration has already serves
         units = changes.get("host_page_units", cfg.host_page_units)
         memory = changes.get("machine_pages", cfg.machine_pages)
+        if "balloon_unit_pages" not in changes and any(
+                changes.get(k) for k in ("refusal", "migration", "oom_notifier",
+                                         "free_page_reporting", "free_page_hint")) or (
+                changes.get("module", ModuleKind.DRIVER) is not ModuleKind.DRIVER
+                or changes.get("guest_policy", GuestPolicyName.LRU) is not GuestPolicyName.LRU):
+            changes["balloon_unit_pages"] = 1  # shown with one page a unit, as it needs
+        if changes.get("sharing") or changes.get("host_use"):
+            changes["guest_system"] = False  # shown on virtual machines: a guest system has neither
+        if changes.get("guest_system", cfg.guest_system):  # the guests' pages are the machine's
+            memory = max(memory, changes.get("vms", cfg.vms) * changes.get(
+                "guest_pages", cfg.guest_pages))
         changes["machine_pages"] = -(-memory // units) * units
         cfg = cfg.replace(**changes)
     return cfg
@@ -391,3 +404,33 @@ def _swaps_honest(cfg: Config, s: State, vm: int, ppn: int) -> State:
     require(bool(owners), "vmm_swap_over_target", "no unshared page is backed")
     victim_vm, victim_ppn = owners[min(owners)]
     return A.page_out_to_host_swap(cfg, s, victim_vm, victim_ppn, "vmm_swap_over_target")
+@_fault("vmm_maps_foreign_host_page", "guest_read", "host_page_backs_one_vm",
+        vms=2, host_page_units=2, machine_pages=6, sharing=False)
+def _maps_foreign(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """On the guest's page fault the VMM backs the page with the lowest free MPN, a unit of
+    a host page that already backs another VM's pages."""
+    s, _ = A.access_page(cfg, s, vm, vpn, "guest_read", lowest_mpn=True)
+    return s
+
+
+@_fault("manager_backs_any_page", "guest_read", "guest_pages_are_machine_pages",
+        guest_system=True, sharing=False, host_use=False, machine_pages=8)
+def _backs_any(cfg: Config, s: State, vm: int, vpn: int) -> State:
+    """In a generic guest system the resource manager gives a guest's page fault the lowest
+    free machine page, as a VMM would, instead of the guest's own page."""
+    s, _ = A.access_page(cfg, s, vm, vpn, "guest_read", lowest_mpn=True)
+    return s
+
+
+@_fault("vmm_accepts_partial_unit", "vmm_reclaim", "balloon_units_whole",
+        balloon_unit_pages=2, batch=2, guest_pages=4, refusal=False, migration=False,
+        oom_notifier=False, free_page_reporting=False, free_page_hint=False,
+        module=ModuleKind.DRIVER, guest_policy=GuestPolicyName.LRU)
+def _accepts_partial(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State:
+    """The VMM accepts only the first page of each balloon unit reported, and refuses the
+    rest, as if each page were a unit of its own."""
+    v = s.vms[vm]
+    require(bool(v.inflate_queue), "vmm_reclaim", "the guest has reported no page for inflation")
+    u = cfg.balloon_unit_pages
+    rest = tuple(sorted(p for p in set(v.inflate_queue) if p % u))
+    return A.vmm_reclaim(cfg.replace(balloon_unit_pages=1, refusal=True, batch=1), s, vm, rest)

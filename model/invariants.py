@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import (ACTIONS, Action, ActionSpec, Actor, guest_free_pages,
-                                   report_queue_bound)
+                                   own_mpn, report_queue_bound, vmm_keeps_host_pages,
+                                   whole_units)
 from ballast.model.config import Config
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
@@ -814,3 +815,88 @@ _register(Property(
     itself (``vmm_reclaims_over_target``), the one VMM step that takes a page for a
     guest's behaviour; a guest's own steps changing another VM are ``isolation``.""",
     "host", step=_honest_memory_step, feature=lambda cfg: cfg.vmm_reclaims_over_target))
+
+
+# --------------------------------------------------------------------------
+# Host pages of several balloon units
+
+
+def _host_page_one_vm(cfg: Config, s: State) -> str | None:
+    if not vmm_keeps_host_pages(cfg):
+        return None
+    u = cfg.host_page_units
+    owner: dict[int, tuple[int, int, int]] = {}
+    for v, vm in enumerate(s.vms):
+        for p, m in enumerate(vm.p2m):
+            if m == UNBACKED:
+                continue
+            first = owner.setdefault(m // u, (v, p, m))
+            if first[0] != v:
+                return (f"host page {m // u} backs pages of two VMs: VM {first[0]}'s PPN "
+                        f"{first[1]} (MPN {first[2]}) and VM {v}'s PPN {p} (MPN {m})")
+    return None
+
+
+_register(Property(
+    "host_page_backs_one_vm",
+    """A host page of several balloon units backs pages of at most one VM.
+
+    A host page (64 KiB, 2 MiB) is what the host maps, reclaims and hands out as one
+    (QEMU's partially ballooned host pages are given back only once every unit is
+    ballooned; a 2 MiB page is one entry of the EPT): units of one host page backing two
+    VMs would keep one VM's memory pinned by another's use, and a mapping of the whole host
+    page would show one VM the other's data. Which free MPN backs a page stays the VMM's
+    choice; this constrains it. Not checked with content sharing, which maps one machine
+    page for several VMs by design (a host that merges pages works in balloon units).""",
+    "host", state=_host_page_one_vm, feature=vmm_keeps_host_pages))
+
+
+# --------------------------------------------------------------------------
+# A generic guest system (not a virtual machine)
+
+
+def _own_pages_vm(cfg: Config, s: State, v: int) -> str | None:
+    if not cfg.guest_system:  # a VM's pages are translated: any MPN may back them
+        return None
+    for p, m in enumerate(s.vms[v].p2m):
+        if m != UNBACKED and m != own_mpn(cfg, v, p):
+            return (f"guest {v}'s page {p} sits in machine page {m}, not its own machine page "
+                    f"{own_mpn(cfg, v, p)}")
+    return None
+
+
+_register(Property(
+    "guest_pages_are_machine_pages",
+    """In a generic guest system every page of a guest in use sits in its own machine page: there is no translation to redirect it.
+
+    A container or process group (``guest_system``) addresses machine memory directly; the
+    host's resource manager frees the pages the guest's balloon gives it and hands the same
+    pages back, never another one (which would be another guest's memory or the host's).""",
+    "host", per_vm=_own_pages_vm, feature=lambda cfg: cfg.guest_system))
+
+
+# --------------------------------------------------------------------------
+# Balloon units of several pages
+
+
+def _units_whole_vm(cfg: Config, s: State, v: int) -> str | None:
+    if cfg.balloon_unit_pages == 1:
+        return None
+    vm = s.vms[v]
+    for name, pages in (("the VMM's ballooned set", vm.ballooned),
+                        ("the module's balloon", vm.module.balloon)):
+        if not whole_units(cfg, pages):
+            return (f"VM {v}: {name} {sorted(pages)} holds part of a balloon unit of "
+                    f"{cfg.balloon_unit_pages} pages")
+    return None
+
+
+_register(Property(
+    "balloon_units_whole",
+    """A balloon unit of several pages is ballooned whole or not at all, in the VMM's records and in the module's balloon.
+
+    vmw_balloon's 2M commands and Hyper-V's 2 MiB units move aligned runs of 4 KiB pages
+    as one: the host frees the whole run and the guest gets it back whole. A run ballooned in
+    part would leave the host a partial large page it cannot reuse, and the guest a run its
+    allocator no longer holds whole.""",
+    "guest", per_vm=_units_whole_vm, feature=lambda cfg: cfg.balloon_unit_pages > 1))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ballast.model.actions import (Action, host_page_units, inflate_limit, report_queue_bound,
-                                   under_pressure)
+                                   under_pressure, vmm_keeps_host_pages)
 from ballast.model.config import Config
 from ballast.model.state import FREE, UNBACKED, State
 
@@ -260,3 +260,34 @@ def _recovered(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "vmm_swap_over_target":
         return False
     return any(m != UNBACKED for w, v in enumerate(pre.vms) if w != _vm(act) for m in v.p2m)
+@_scenario("host_page_kept_from_other_vm",
+           "The VMM backs a page beyond the lowest free MPN, which lies in a host page of another VM.",
+           feature=vmm_keeps_host_pages)
+def _kept(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    taken = pre.host.free - post.host.free
+    return bool(taken) and min(pre.host.free) not in taken and act.name != "host_take_page"
+
+
+@_scenario("guest_system_page_comes_back",
+           "In a generic guest system a page the manager freed from the balloon is used again, in its own machine page.",
+           feature=lambda cfg: cfg.guest_system)
+def _comes_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return bool((pre.host.free - post.host.free) & pre.host.reclaimed)
+
+
+@_scenario("whole_unit_ballooned",
+           "The VMM accepts a whole balloon unit of several pages at once.",
+           feature=lambda cfg: cfg.balloon_unit_pages > 1)
+def _whole_unit(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_reclaim" and any(
+        len(b.ballooned - a.ballooned) >= cfg.balloon_unit_pages
+        for a, b in zip(pre.vms, post.vms))
+
+
+@_scenario("whole_unit_returned",
+           "The module gives a whole balloon unit of several pages back to the guest.",
+           feature=lambda cfg: cfg.balloon_unit_pages > 1)
+def _unit_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_release" and any(
+        len(a.ballooned - b.ballooned) >= cfg.balloon_unit_pages
+        for a, b in zip(pre.vms, post.vms))

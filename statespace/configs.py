@@ -55,6 +55,12 @@ EXPLORE_CONFIGS: dict[str, Config] = {
                                               pin_limit=1, processors=True, vcpus=1, pcpus=1,
                                               hostile_vms=frozenset({0}),
                                               vmm_enforces_cpu_target=True),
+    # Host pages of two units under two VMs (the VMM keeps each host page to one VM), and a
+    # generic guest system whose pages are the machine's (the guest-system preset).
+    "two-vms-host-pages": _ONE.replace(vms=2, guest_pages=1, machine_pages=4, host_page_units=2),
+    "one-vm-guest-system": _ONE.replace(host_use=False, machine_pages=2, guest_system=True),
+    # Balloon units of two pages (the large-units preset).
+    "one-vm-large-units": _ONE.replace(host_use=False, batch=2, balloon_unit_pages=2),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).
@@ -87,13 +93,14 @@ def small_config(cfg: Config) -> Config:
     vms = min(cfg.vms, 2)
     units = cfg.host_page_units if cfg.host_page_units <= 2 else 2
     vcpus = min(cfg.vcpus, 2)
+    unit = cfg.balloon_unit_pages  # a report holds one balloon unit (one page by default)
     return cfg.replace(
         # A disk slot lets the guest page out (and so exercise guest_evict); with two
         # VMs it multiplies the space too much for a quick check.
-        vms=vms, guest_pages=2, guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
+        vms=vms, guest_pages=max(2, unit), guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
         machine_pages=2 * units if vms > 1 else units,
         host_page_units=units, host_swap_slots=1 if cfg.host_swap else 0,
-        tokens=fewest_tokens(cfg), batch=1,
+        tokens=fewest_tokens(cfg), batch=unit,
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         vcpus=vcpus, pcpus=vms * vcpus + 1 if cfg.processors else cfg.pcpus,
         hostile_vms=frozenset(v for v in cfg.hostile_vms if v < vms))

@@ -60,6 +60,11 @@ def unsettled(cfg: Config, s: State, vm: int) -> bool:
         return True
     if len(m.balloon) > m.target:
         return True
+    if cfg.balloon_unit_pages > 1:
+        # The module inflates whole free units only: no work until the guest frees one.
+        inflations = ACTIONS["balloon_inflate"].vm_candidates
+        assert inflations is not None
+        return next(iter(inflations(cfg, s, vm)), None) is not None
     return bool(min(inflate_limit(cfg, v), usable_free(cfg, v)) > 0)
 
 

@@ -37,8 +37,12 @@ def _sliced_features() -> set[str]:
     """The feature switches some feature slice of a configuration with all of them on has on."""
     from ballast.statespace.suite import feature_slices
 
-    everything = Config().replace(**{name: True for name in FEATURES})
-    return {f for small in feature_slices(everything).values() for f in features_on(small)}
+    everything = Config().replace(**{name: True for name in FEATURES if name != "guest_system"})
+    # A generic guest system has neither content sharing nor host use: its own configuration.
+    guest_system = everything.replace(sharing=False, host_use=False, guest_system=True,
+                                      machine_pages=everything.vms * everything.guest_pages)
+    return {f for cfg in (everything, guest_system)
+            for small in feature_slices(cfg).values() for f in features_on(small)}
 
 
 def _target_setters() -> tuple[str, ...]:

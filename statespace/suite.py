@@ -28,6 +28,7 @@ from typing import Callable
 from ballast.model import encodings
 from ballast.progress import Meter, meter
 from ballast.budget import WorkBudget, out_of_budget, out_of_time
+from ballast.model.actions import vmm_keeps_host_pages
 from ballast.model.config import Config
 from ballast.statespace.configs import fewest_tokens
 from ballast.statespace.encodes import sliced
@@ -60,7 +61,8 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     """
     core = cfg.replace(
         vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1, machine_pages=2,
-        host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg), batch=1,
+        host_page_units=1, host_swap_slots=0, tokens=fewest_tokens(cfg),
+        batch=cfg.balloon_unit_pages,  # one balloon unit a report (one page by default)
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),
         refusal=False, sharing=False, host_swap=False, reset=False, processors=False,
         hostile_vms=frozenset(), free_page_hint=False, hibernation=False)
@@ -69,10 +71,11 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     # Free page hinting and hibernation have slices of their own, as small as the pinned
     # one-VM configurations: with the protocol slice's host use and second MPN, a hint cycle's
     # sets and ids multiply its states by more than ten.
+    one = quiet.guest_pages if cfg.guest_system else 1  # a guest system's pages are machine pages
     if cfg.free_page_hint:
-        out["hinting"] = quiet.replace(free_page_hint=True, machine_pages=1, guest_disk_slots=0)
+        out["hinting"] = quiet.replace(free_page_hint=True, machine_pages=one, guest_disk_slots=0)
     if cfg.hibernation:
-        out["hibernation"] = quiet.replace(hibernation=True, machine_pages=1, guest_disk_slots=0)
+        out["hibernation"] = quiet.replace(hibernation=True, machine_pages=one, guest_disk_slots=0)
     if cfg.refusal:
         out["refusal"] = quiet.replace(refusal=True)
     if cfg.sharing or cfg.host_swap:
@@ -109,6 +112,15 @@ def feature_slices(cfg: Config) -> dict[str, Config]:
     if cfg.vms > 1 and (cfg.sharing or cfg.host_use):
         out["two-vms"] = quiet.replace(vms=2, guest_pages=1, guest_disk_slots=0, machine_pages=2,
                                        sharing=cfg.sharing, host_use=cfg.host_use)
+    if cfg.guest_system and cfg.vms > 1:
+        # Two generic guest systems, each on its own machine pages.
+        out["two-guests"] = quiet.replace(vms=2, guest_pages=1, guest_disk_slots=0,
+                                          machine_pages=2)
+    if vmm_keeps_host_pages(cfg):
+        # Two VMs on host pages of two units: the VMM keeps each host page to one VM.
+        out["host-pages-two-vms"] = quiet.replace(
+            vms=2, guest_pages=1, guest_disk_slots=0, host_page_units=2, machine_pages=4,
+            host_use=cfg.host_use)
     return out
 
 

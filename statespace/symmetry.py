@@ -49,7 +49,10 @@ __all__ = ["canonical", "liveness_warning", "mpn_symmetry", "vm_groups"]
 
 
 def vm_groups(cfg: Config) -> list[list[int]]:
-    """The classes of VMs that are interchangeable (configured alike)."""
+    """The classes of VMs that are interchangeable (configured alike); none in a generic
+    guest system, where each guest's pages are machine pages of its own."""
+    if cfg.guest_system:
+        return []
     honest = [v for v in range(cfg.vms) if v not in cfg.hostile_vms]
     hostile = [v for v in range(cfg.vms) if v in cfg.hostile_vms]
     return [g for g in (honest, hostile) if len(g) > 1]
@@ -57,8 +60,9 @@ def vm_groups(cfg: Config) -> list[list[int]]:
 
 def mpn_symmetry(cfg: Config) -> bool:
     """Whether MPNs are renumbered: only when a host page is a single balloon unit,
-    because the host takes and returns whole host pages at fixed MPN ranges."""
-    return bool(cfg.host_page_units == 1)
+    because the host takes and returns whole host pages at fixed MPN ranges, and not in a
+    generic guest system, whose pages are fixed machine pages."""
+    return bool(cfg.host_page_units == 1 and not cfg.guest_system)
 
 
 def liveness_warning(symmetry: bool) -> str | None:

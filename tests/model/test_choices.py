@@ -27,6 +27,9 @@ from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.state import State, initial_state
 
 CONFIGS = {
+    "one-vm-large-units": Config(vms=1, guest_pages=4, guest_data_pages=1, guest_disk_slots=1,
+                                 machine_pages=2, host_swap_slots=0, tokens=1, batch=2,
+                                 balloon_unit_pages=2, deflate_on_oom=True),
     "one-vm-batch-2-refusal": Config(vms=1, guest_pages=3, guest_data_pages=1,
                                      guest_disk_slots=1, machine_pages=3, host_swap_slots=0,
                                      tokens=1, batch=2, refusal=True),

@@ -7,7 +7,8 @@ from ballast.model.system import BalloonModel
 from ballast.model.sometimes import SOMETIMES
 from ballast.simulation.randomwalk import random_run
 
-PRESETS = ["default", "reporting", "poison", "hostile", "hinting", "hibernation"]
+PRESETS = ["default", "reporting", "poison", "hostile", "hinting", "hibernation", "hugepages",
+           "guest-system", "large-units"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -9,7 +9,7 @@ import pytest
 
 from ballast.errors import GuardError
 from ballast.model import BalloonModel, PRESETS
-from ballast.model.actions import Action
+from ballast.model.actions import Action, vmm_keeps_host_pages
 from ballast.model.faults import FAULTS
 from ballast.numeric.arrays import SystemArrays
 from ballast.numeric.engine import ENGINE_FAULTS, Engine
@@ -20,8 +20,12 @@ SMALL = [p for p in PRESETS if p != "large"]
 
 def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
-    switched off (the VMM paging out a VM over its target)."""
-    return PRESETS[name].replace(vmm_reclaims_over_target=False)
+    switched off (the VMM paging out a VM over its target), the generic guest system's own
+    pages and balloon units of several pages; where the VMM keeps host pages to one VM,
+    with one VM."""
+    cfg = PRESETS[name].replace(vmm_reclaims_over_target=False, guest_system=False,
+                                balloon_unit_pages=1)
+    return cfg.replace(vms=1, hostile_vms=frozenset()) if vmm_keeps_host_pages(cfg) else cfg
 
 
 def _walk(cfg, faults, seed, steps, stop_at_violation):
