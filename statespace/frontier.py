@@ -68,7 +68,7 @@ from ballast.statespace.deadlock import (
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
 from ballast.statespace.frontier_rows import FrontierRows
-from ballast.statespace.keyset import KeySet, Spill, distinct
+from ballast.statespace.keyset import KeySet, Spill, distinct, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
@@ -119,36 +119,77 @@ class _Decoded:
 
 
 class _PartIds:
-    """A number for every distinct host part and VM part met, found by sorting rows."""
+    """A number for every distinct host part and VM part met, found by sorting rows.
+
+    Where a part's columns fit in 62 bits, its cells are one number (each column's value
+    above its low end, in the layout's fixed ranges) and the numbers seen are kept sorted
+    with their ids, so a batch of parts is numbered by one sort and one binary search;
+    wider parts are numbered by their bytes.
+    """
 
     def __init__(self, layout: RowLayout, columns: list[list[int]] | None = None) -> None:
         self.layout = layout
         self.index: dict[bytes, int] = {}
+        self.count = 0
         h = layout.host_end
         w = layout.vm_width
         self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
         self.columns = columns or []
+        self.known: dict[tuple[int, ...], tuple[Ints, Ints]] = {}
+        """By the columns' ranges: (the numbers seen, sorted; their ids)."""
 
     def of_columns(self, rows: npt.NDArray[np.int16]) -> Ints:
         """``(n, len(columns))``: the id of each row's cells in each column set."""
-        return np.stack([self._ids(rows[:, c]) for c in self.columns], axis=1)
+        return np.stack([self._ids(rows[:, c], c) for c in self.columns], axis=1)
 
-    def _ids(self, cells: npt.NDArray[np.int16]) -> Ints:
+    def _ids(self, cells: npt.NDArray[np.int16], cols: Any) -> Ints:
         if not len(cells):
             return np.zeros(0, dtype=np.int64)
+        low = self.layout.low[cols]
+        size = self.layout.high[cols] - low + 1
+        if float(np.prod(size.astype(np.float64))) < 2.0 ** 62:
+            return self._ids_by_number(cells, low, size)
         flat = np.ascontiguousarray(cells).view(np.dtype((np.void, cells.shape[1] * 2))).ravel()
         uniq, inv = np.unique(flat, return_inverse=True)
         index = self.index
-        table = np.array([index.setdefault(u.tobytes(), len(index)) for u in uniq],
-                         dtype=np.int64)
-        return table[inv.reshape(-1)]
+        table = []
+        for u in uniq:
+            got = index.get(u.tobytes())
+            if got is None:
+                got = index[u.tobytes()] = self.count
+                self.count += 1
+            table.append(got)
+        return np.array(table, dtype=np.int64)[inv.reshape(-1)]
+
+    def _ids_by_number(self, cells: npt.NDArray[np.int16], low: Ints, size: Ints) -> Ints:
+        code = np.zeros(len(cells), dtype=np.int64)
+        for c in range(cells.shape[1]):
+            code = code * int(size[c]) + (cells[:, c].astype(np.int64) - int(low[c]))
+        uniq, inv = np.unique(code, return_inverse=True)
+        sig = tuple(size.tolist()) + tuple(low.tolist())
+        seen, ids = self.known.get(sig, (np.zeros(0, dtype=np.int64),
+                                         np.zeros(0, dtype=np.int64)))
+        at = np.searchsorted(seen, uniq)
+        hit = at < len(seen)
+        hit[hit] = seen[at[hit]] == uniq[hit]
+        out = np.empty(len(uniq), dtype=np.int64)
+        out[hit] = ids[at[hit]]
+        new = np.nonzero(~hit)[0]
+        if len(new):
+            out[new] = np.arange(self.count, self.count + len(new))
+            self.count += len(new)
+            merged = np.concatenate([seen, uniq[new]])
+            order = np.argsort(merged, kind="stable")
+            self.known[sig] = (merged[order], np.concatenate([ids, out[new]])[order])
+        return out[inv.reshape(-1)]
 
     def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
         """(host part id per row, ``(n, vms)`` VM part ids)."""
         a, b = self.spans[0]
-        host = self._ids(rows[:, a:b])
-        vms = np.stack([self._ids(rows[:, a:b]) for a, b in self.spans[1:]], axis=1) \
-            if len(self.spans) > 1 else np.zeros((len(rows), 0), dtype=np.int64)
+        host = self._ids(rows[:, a:b], slice(a, b))
+        vms = np.stack([self._ids(rows[:, a:b], slice(a, b)) for a, b in self.spans[1:]],
+                       axis=1) if len(self.spans) > 1 else np.zeros((len(rows), 0),
+                                                                      dtype=np.int64)
         return host, vms
 
 
@@ -544,15 +585,28 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         v = v if isinstance(v, int) and 0 <= v < n_vms else None
         return keeps_others(pre, post, v), v
 
-    def step_answers(aid: int, pre: State, post: State, *,
-                     local: bool = True) -> tuple[list[Any], dict[str, Any]]:
+    def step_answers(aid: int, pre: State, post: State, *, local: bool = True,
+                     watch: bool = False) -> tuple[list[Any], dict[str, Any]] | None:
         """Per step property of the action's plan, its answer (or _REAL: it read another
         VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
-        step changed the host and at most its own VM, so the other VMs are stood in for."""
+        step changed the host and at most its own VM, so the other VMs are stood in for.
+        ``watch``: with the hosts watched; None when an answer read either host."""
         act = actions[aid]
         v = act_vm[aid] if aid < len(act_vm) else -1
         vv = v if v >= 0 else None
         lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
+        if watch:
+            wpre = WatchedHost.of(pre.host)
+            wpost = wpre if post.host is pre.host else WatchedHost.of(post.host)
+            lpre, lpost = State(wpre, lpre.vms), State(wpost, lpost.vms)
+            got = step_answers_on(aid, act, lpre, lpost)
+            if wpre.read or wpost.read:
+                return None
+            return got
+        return step_answers_on(aid, act, lpre, lpost)
+
+    def step_answers_on(aid: int, act: Action, lpre: State,
+                        lpost: State) -> tuple[list[Any], dict[str, Any]]:
         props: list[Any] = []
         for p, const, run in step_plan[aid]:
             ans: object = const
@@ -617,9 +671,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     def groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
         """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
         group of every row)."""
-        uniq, first_i, inv = np.unique(np.stack(cols, axis=1), axis=0, return_index=True,
-                                       return_inverse=True)
-        return uniq.tolist(), first_i.tolist(), inv.reshape(-1)
+        uniq, first_i, inv = unique_rows(np.stack(cols, axis=1))
+        return uniq.tolist(), first_i.tolist(), inv
 
     def states_dirty(new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
                      state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
@@ -761,10 +814,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         blocks += [(np.array([i]), j, a)
                                    for j, a in enumerate(spec.candidates(cfg, s))]
                 for v in range(n_vms if by_vm else 0):
-                    uniq, first_i, inv = np.unique(np.stack([pre_h, pre_v[:, v]], axis=1),
-                                                   axis=0, return_index=True,
-                                                   return_inverse=True)
-                    inv = inv.reshape(-1)
+                    uniq, first_i, inv = unique_rows(np.stack([pre_h, pre_v[:, v]], axis=1))
                     members = np.argsort(inv, kind="stable")
                     counts = np.bincount(inv, minlength=len(uniq))
                     starts = np.cumsum(counts) - counts
@@ -834,9 +884,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 # One table of steps per distinct (host part, VM part), spread over the
                 # states that hold that pair by sorting, never state by state.
                 vcol = pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
-                uniq, first_i, inv = np.unique(np.stack([pre_h, vcol], axis=1), axis=0,
-                                               return_index=True, return_inverse=True)
-                inv = inv.reshape(-1)
+                uniq, first_i, inv = unique_rows(np.stack([pre_h, vcol], axis=1))
                 tables: list[Any] = []
                 for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
                     # Steps that leave the host unread are kept by the VM part alone.
@@ -944,7 +992,6 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         aid_list = aid_a.tolist()
         par_list = par_a.tolist()
         if t:
-            pre_h, pre_v = part_ids.of(rows)
             post_h, post_v = part_ids.of(rows_a)
             while len(act_vm) < len(actions):
                 v_ = actions[len(act_vm)].kwargs.get("vm")
@@ -961,17 +1008,39 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                               np.where(vm_of >= 0, post_v[rng, vcol], -1)], axis=1)
             local_k = np.nonzero(others_kept)[0]
             real_k = np.nonzero(~others_kept)[0].tolist()
-            uniq, first_k, inv = np.unique(combo[local_k], axis=0, return_index=True,
-                                           return_inverse=True)
-            inv = inv.reshape(-1)
+            # First by (action, whether the host changed, the acting VM's parts): answers
+            # that read neither host hold for every host. (The open scenarios only shrink,
+            # so a remembered answer covers every scenario still open.)
             answers: list[tuple[list[Any], dict[str, Any]]] = []
-            for c, k0 in zip(uniq.tolist(), local_k[first_k].tolist()):
-                ckey = tuple(c)
-                got = memo.by_ids.get(ckey)
-                if got is None or not all(sc.name in got[1] for sc in open_scenarios):
+            inv = np.empty(len(local_k), dtype=np.int64)
+            vm_combo = combo[local_k][:, [0, 3, 4]]
+            vm_combo[:, 0] = vm_combo[:, 0] * 2 + (combo[local_k, 1] == combo[local_k, 2])
+            uniq, first_k, inv_v = unique_rows(vm_combo)
+            host_read: list[int] = []
+            for g, (c, k0) in enumerate(zip(uniq.tolist(), local_k[first_k].tolist())):
+                ckey = (-1, *c)
+                got = memo.by_ids.get(ckey, _MISSING)
+                if got is _MISSING:
                     got = memo.by_ids[ckey] = step_answers(
-                        c[0], states[par_list[k0]], post_state(k0), local=True)
-                answers.append(got)
+                        c[0] >> 1, states[par_list[k0]], post_state(k0), watch=True)
+                if got is None:
+                    host_read.append(g)
+                answers.append(cast("tuple[list[Any], dict[str, Any]]", got))
+            inv[:] = inv_v
+            if host_read:
+                # Then by (action, host parts before and after, the acting VM's parts).
+                rest = np.nonzero(np.isin(inv_v, host_read))[0]
+                uniq, first_k, inv_r = unique_rows(combo[local_k[rest]])
+                inv[rest] = inv_r + len(answers)
+                for c, k0 in zip(uniq.tolist(), local_k[rest[first_k]].tolist()):
+                    ckey = tuple(c)
+                    got = memo.by_ids.get(ckey)
+                    if got is None:
+                            got = memo.by_ids[ckey] = step_answers(
+                            c[0], states[par_list[k0]], post_state(k0), local=True)
+                    answers.append(cast("tuple[list[Any], dict[str, Any]]", got))
+                for g in host_read:
+                    answers[g] = ([], {})  # no step of these groups refers to it
             # Combos with a finding, or a property that read another VM: their steps one by
             # one; combos where only a scenario read another VM: that scenario, step by step.
             busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
@@ -1004,7 +1073,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     continue
                 pre, act = states[par_list[k]], actions[aid]
                 post = post_state(k)
-                props_ans, scen_ans = step_answers(aid, pre, post, local=bool(others_kept[k]))
+                both = step_answers(aid, pre, post, local=bool(others_kept[k]))
+                assert both is not None
+                props_ans, scen_ans = both
                 broken = []
                 for (p, _, _), msg in zip(step_plan[aid], props_ans):
                     if msg is _REAL:
@@ -1025,19 +1096,21 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                             still.append(sc)
                     open_scenarios = still
         # State invariants of the new states, then the findings in the reference's order.
-        expand_next: list[int] = []
         new_broken: dict[int, list[tuple[str, str]]] = {}
         fk = first[fresh]
         dirty = (states_dirty(rows_a[fk], post_h[fk], post_v[fk], fk, post_state) if len(fk)
                  else fk)
-        for k, unclean in zip(fk.tolist(), dirty.tolist() if len(fk) else []):
-            broken = state_violations_fast(post_state(k)) if unclean else []
-            sid = int(discovered[k])
+        keep = np.ones(len(fk), dtype=bool)
+        for at in np.nonzero(dirty)[0].tolist() if len(fk) else []:
+            k = int(fk[at])
+            broken = state_violations_fast(post_state(k))
             if broken:
                 new_broken[k] = broken
-                ex.violating.add(sid)
-            elif k not in step_broken:
-                expand_next.append(sid)
+                ex.violating.add(int(discovered[k]))
+                keep[at] = False
+        if step_broken:
+            keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
+        expand_next = discovered[fk[keep]].tolist()
         for k in sorted(set(step_broken) | set(new_broken)):
             for name, msg in step_broken.get(k, ()):
                 ex.violations.setdefault(name, Finding(
