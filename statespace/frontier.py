@@ -58,23 +58,25 @@ from ballast.model.encodings import declared_gaps_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property, honest_vms
 from ballast.model.ops import Kernel
+from ballast.model.property_kernels import PROPERTY_KERNELS, PropertyKernel
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.encodes import gaps_in
+from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.numeric.interpret import run_kernel
 from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
-from ballast.statespace.frontier_rows import FrontierRows
-from ballast.statespace.keyset import KeySet, Spill, distinct
+from ballast.statespace.frontier_rows import FrontierRows, property_holds_on_rows
+from ballast.statespace.keyset import KeySet, Spill, distinct, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
 from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
-__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of"]
+__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of", "property_kernel_of"]
 
 Ints = npt.NDArray[np.int64]
 Keys = npt.NDArray[np.uint64]
@@ -119,36 +121,78 @@ class _Decoded:
 
 
 class _PartIds:
-    """A number for every distinct host part and VM part met, found by sorting rows."""
+    """A number for every distinct host part and VM part met, found by sorting rows.
+
+    Where a part's columns fit in 62 bits, its cells are one number (each column's value
+    above its low end, in the layout's fixed ranges) and the numbers seen are kept sorted
+    with their ids, so a batch of parts is numbered by one sort and one binary search;
+    wider parts are numbered by their bytes.
+    """
 
     def __init__(self, layout: RowLayout, columns: list[list[int]] | None = None) -> None:
         self.layout = layout
         self.index: dict[bytes, int] = {}
+        self.count = 0
         h = layout.host_end
         w = layout.vm_width
         self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
         self.columns = columns or []
+        self.known: dict[tuple[int, ...], tuple[Ints, Ints]] = {}
+        """By the columns' ranges: (the numbers seen, sorted; their ids)."""
 
     def of_columns(self, rows: npt.NDArray[np.int16]) -> Ints:
         """``(n, len(columns))``: the id of each row's cells in each column set."""
-        return np.stack([self._ids(rows[:, c]) for c in self.columns], axis=1)
+        return np.stack([self._ids(rows[:, c], c) for c in self.columns], axis=1)
 
-    def _ids(self, cells: npt.NDArray[np.int16]) -> Ints:
+    def _ids(self, cells: npt.NDArray[np.int16], cols: Any) -> Ints:
         if not len(cells):
             return np.zeros(0, dtype=np.int64)
+        low = self.layout.low[cols]
+        size = self.layout.high[cols] - low + 1
+        if float(np.prod(size.astype(np.float64))) < 2.0 ** 62:
+            return self._ids_by_number(cells, low, size)
         flat = np.ascontiguousarray(cells).view(np.dtype((np.void, cells.shape[1] * 2))).ravel()
         uniq, inv = np.unique(flat, return_inverse=True)
         index = self.index
-        table = np.array([index.setdefault(u.tobytes(), len(index)) for u in uniq],
-                         dtype=np.int64)
-        return table[inv.reshape(-1)]
+        table = []
+        for u in uniq:
+            got = index.get(u.tobytes())
+            if got is None:
+                got = index[u.tobytes()] = self.count
+                self.count += 1
+            table.append(got)
+        return np.array(table, dtype=np.int64)[inv.reshape(-1)]
+
+    def _ids_by_number(self, cells: npt.NDArray[np.int16], low: Ints, size: Ints) -> Ints:
+        # Mixed radix, the last column least significant: one product with the place values.
+        place = np.concatenate([np.cumprod(size[::-1])[::-1][1:], [1]]).astype(np.int64)
+        code: Ints = (cells.astype(np.int64) - low) @ place
+        uniq, inv = np.unique(code, return_inverse=True)
+        sig = tuple(size.tolist()) + tuple(low.tolist())
+        seen, ids = self.known.get(sig, (np.zeros(0, dtype=np.int64),
+                                         np.zeros(0, dtype=np.int64)))
+        at: Ints = np.searchsorted(seen, uniq)
+        hit: npt.NDArray[np.bool_] = at < len(seen)
+        hit[hit] = seen[at[hit]] == uniq[hit]
+        out = np.empty(len(uniq), dtype=np.int64)
+        out[hit] = ids[at[hit]]
+        new = np.nonzero(~hit)[0]
+        if len(new):
+            out[new] = np.arange(self.count, self.count + len(new))
+            self.count += len(new)
+            merged = np.concatenate([seen, uniq[new]])
+            order = np.argsort(merged, kind="stable")
+            self.known[sig] = (merged[order], np.concatenate([ids, out[new]])[order])
+        found: Ints = out[inv.reshape(-1)]
+        return found
 
     def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
         """(host part id per row, ``(n, vms)`` VM part ids)."""
         a, b = self.spans[0]
-        host = self._ids(rows[:, a:b])
-        vms = np.stack([self._ids(rows[:, a:b]) for a, b in self.spans[1:]], axis=1) \
-            if len(self.spans) > 1 else np.zeros((len(rows), 0), dtype=np.int64)
+        host = self._ids(rows[:, a:b], slice(a, b))
+        vms = np.stack([self._ids(rows[:, a:b], slice(a, b)) for a, b in self.spans[1:]],
+                       axis=1) if len(self.spans) > 1 else np.zeros((len(rows), 0),
+                                                                      dtype=np.int64)
         return host, vms
 
 
@@ -195,7 +239,6 @@ class _Unread:
 
 
 _UNREAD = cast(State, object.__new__(_Unread))
-
 
 def _without_state(fn: Callable[[], Any]) -> tuple[bool, Any]:
     """(True, answer) when ``fn`` answers without reading a state, else (False, None)."""
@@ -244,6 +287,25 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
                 return None
             return got[1] if got is not None and got[0] == name else None
     return None
+
+
+def property_kernel_of(model: BalloonModel, prop: Property) -> PropertyKernel | None:
+    """The kernel that checks state property ``prop`` on whole batches of rows, or None
+    where the model's check runs: the property has no kernel (or no vector form in the
+    NumPy backend), or the configuration switches on a feature the kernels lack (the
+    same conditions as the actions' memory kernels in :func:`kernel_of`).
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.invariants import INVARIANTS
+    >>> m = BalloonModel(Config())
+    >>> property_kernel_of(m, INVARIANTS["memory_conservation"]).name
+    'memory_conservation'
+    """
+    cfg = model.cfg
+    if (declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or cfg.page_poison
+            or cfg.vmm_bounds_queues or prop.name not in NUMERIC_INVARIANTS):
+        return None
+    return PROPERTY_KERNELS.get(prop.name)
 
 
 @dataclass
@@ -547,6 +609,19 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         v = v if isinstance(v, int) and 0 <= v < n_vms else None
         return keeps_others(pre, post, v), v
 
+    def step_answers_watched(aid: int, pre: State, post: State) -> tuple[
+            tuple[list[Any], dict[str, Any]], bool]:
+        """:func:`step_answers` of a step that changed the host and at most its own VM,
+        and whether the answers read either host."""
+        act = actions[aid]
+        v = act_vm[aid] if aid < len(act_vm) else -1
+        vv = v if v >= 0 else None
+        lpre, lpost = local_state(pre, vv), local_state(post, vv)
+        wpre = WatchedHost.of(pre.host)
+        wpost = wpre if post.host is pre.host else WatchedHost.of(post.host)
+        got = step_answers_on(aid, act, State(wpre, lpre.vms), State(wpost, lpost.vms))
+        return got, wpre.read or wpost.read
+
     def step_answers(aid: int, pre: State, post: State, *,
                      local: bool = True) -> tuple[list[Any], dict[str, Any]]:
         """Per step property of the action's plan, its answer (or _REAL: it read another
@@ -556,6 +631,10 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         v = act_vm[aid] if aid < len(act_vm) else -1
         vv = v if v >= 0 else None
         lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
+        return step_answers_on(aid, act, lpre, lpost)
+
+    def step_answers_on(aid: int, act: Action, lpre: State,
+                        lpost: State) -> tuple[list[Any], dict[str, Any]]:
         props: list[Any] = []
         for p, const, run in step_plan[aid]:
             ans: object = const
@@ -614,22 +693,35 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
 
     honest = list(honest_vms(cfg))
     p2m_ids = _PartIds(lay, [list(lay.cols("p2m", v)) for v in range(n_vms)])
-    vm_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is not None]
-    whole_props = [(pi, p) for pi, p in enumerate(state_props) if p.per_vm is None]
+    by_kernel = [p for p in state_props if property_kernel_of(model, p) is not None]
+    rest = [(pi, p) for pi, p in enumerate(state_props) if p not in by_kernel]
+    vm_props = [(pi, p) for pi, p in rest if p.per_vm is not None]
+    whole_props = [(pi, p) for pi, p in rest if p.per_vm is None]
+
+    def kernels_broken(new_rows: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
+        """Per new state, whether a property checked by its kernel breaks: every kernel on
+        the whole batch of rows at once."""
+        broken = np.zeros(len(new_rows), dtype=bool)
+        for p in by_kernel:
+            kernel = PROPERTY_KERNELS[p.name]
+            if kernel.host is not None:
+                broken |= ~property_holds_on_rows(kernel.host, lay, new_rows)
+            if kernel.each_vm is not None:
+                for v in p.checked_vms(cfg):
+                    broken |= ~property_holds_on_rows(kernel.each_vm, lay, new_rows, v)
+        return broken
 
     def groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
         """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
         group of every row)."""
-        uniq, first_i, inv = np.unique(np.stack(cols, axis=1), axis=0, return_index=True,
-                                       return_inverse=True)
-        return uniq.tolist(), first_i.tolist(), inv.reshape(-1)
+        uniq, first_i, inv = unique_rows(np.stack(cols, axis=1))
+        return uniq.tolist(), first_i.tolist(), inv
 
     def states_dirty(new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
                      state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
         """Per new state, whether some state invariant may break (then it is checked on the
         state itself): answers per distinct (host, VM) part and per distinct (host, maps)."""
-        n = len(ks)
-        dirty = np.zeros(n, dtype=bool)
+        dirty = kernels_broken(new_rows) if by_kernel else np.zeros(len(ks), dtype=bool)
         for v in range(n_vms):
             ids, firsts, inv = groups([hid, vid[:, v]])
             bad = []
@@ -677,27 +769,40 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
 
     def unsettled_of(states: "_Decoded", hid: Ints, vid: Ints,
                      v: int) -> npt.NDArray[np.bool_]:
-        """Whether VM ``v`` is unsettled, per state: answered per distinct (host, VM) part."""
-        ids, firsts, inv = groups([hid, vid[:, v]])
+        """Whether VM ``v`` is unsettled, per state: answered per distinct VM part where the
+        answer read no host, else per distinct (host, VM) part."""
+        ids, firsts, inv = groups([vid[:, v]])
         ans = np.zeros(len(ids), dtype=bool)
-        real: list[int] = []
-        for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
-            key = (v, h, x)
+        again: list[int] = []
+        for g, ((x,), i0) in enumerate(zip(ids, firsts)):
+            key = (v, -1, x)
             got = memo.unsettled_ids.get(key)
             if got is None:
+                loc = local(states[i0], v)
+                host = WatchedHost.of(loc.host)
                 try:
-                    got = unsettled(cfg, local(states[i0], v), v)
+                    got = unsettled(cfg, State(host, loc.vms), v)
                 except ReadElsewhere:
                     got = _REAL
+                if host.read:
+                    got = _READS_HOST
                 memo.unsettled_ids[key] = got
-            if got is _REAL:
-                real.append(g)
+            if got is _READS_HOST or got is _REAL:
+                again.append(g)
             else:
                 ans[g] = bool(got)
         out = ans[inv]
-        if real:
-            for i in np.nonzero(np.isin(inv, real))[0].tolist():
-                out[i] = unsettled(cfg, states[i], v)
+        if again:
+            for i in np.nonzero(np.isin(inv, again))[0].tolist():
+                key = (v, int(hid[i]), int(vid[i, v]))
+                got = memo.unsettled_ids.get(key)
+                if got is None:
+                    try:
+                        got = unsettled(cfg, local(states[i], v), v)
+                    except ReadElsewhere:
+                        got = _REAL
+                    memo.unsettled_ids[key] = got
+                out[i] = unsettled(cfg, states[i], v) if got is _REAL else bool(got)
         return out
 
     def is_unsettled(s: State, v: int) -> bool:
@@ -764,36 +869,47 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         blocks += [(np.array([i]), j, a)
                                    for j, a in enumerate(spec.candidates(cfg, s))]
                 for v in range(n_vms if by_vm else 0):
-                    uniq, first_i, inv = np.unique(np.stack([pre_h, pre_v[:, v]], axis=1),
-                                                   axis=0, return_index=True,
-                                                   return_inverse=True)
-                    inv = inv.reshape(-1)
-                    members = np.argsort(inv, kind="stable")
-                    counts = np.bincount(inv, minlength=len(uniq))
-                    starts = np.cumsum(counts) - counts
-                    for g, ((hid, vid), i0) in enumerate(zip(uniq.tolist(), first_i.tolist())):
-                        mem = members[starts[g]:starts[g] + counts[g]]
-                        # Candidates that leave the host unread are kept by the VM part alone.
-                        ckey = (si, v, -1, vid)
-                        cands = memo.part_candidates.get(ckey, _MISSING)
-                        if cands is _MISSING:
-                            cands = memo.part_candidates[ckey] = part_candidates(
-                                spec, states[i0], v, watch=True)
-                        if cands is _READS_HOST:
-                            ckey = (si, v, hid, vid)
-                            cands = memo.part_candidates.get(ckey, _MISSING)
-                            if cands is _MISSING:
-                                cands = memo.part_candidates[ckey] = part_candidates(
-                                    spec, states[i0], v)
-                        if cands is None:  # they read another VM: state by state
-                            assert spec.vm_candidates is not None
-                            for i in mem.tolist():
-                                blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
-                                           for j, a in enumerate(
-                                               spec.vm_candidates(cfg, states[i], v))]
-                            continue
-                        blocks += [(mem, (v << _VM_BITS) + j, a)
-                                   for j, a in enumerate(cast("list[dict[str, Any]]", cands))]
+                    # First by the VM part alone (candidates that leave the host unread),
+                    # then the states whose candidates read it by (host part, VM part).
+                    pending = np.arange(m)
+                    for with_host in (False, True):
+                        if not len(pending):
+                            break
+                        uniq, first_i, inv = unique_rows(np.stack(
+                            [pre_h[pending], pre_v[pending, v]] if with_host
+                            else [pre_v[pending, v]], axis=1))
+                        members = pending[np.argsort(inv, kind="stable")]
+                        counts = np.bincount(inv, minlength=len(uniq))
+                        starts = np.cumsum(counts) - counts
+                        again: list[int] = []
+                        for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
+                                                            pending[first_i].tolist())):
+                            if with_host:
+                                ckey = (si, v, ids_g[0], ids_g[1])
+                                cands = memo.part_candidates.get(ckey, _MISSING)
+                                if cands is _MISSING:
+                                    cands = memo.part_candidates[ckey] = part_candidates(
+                                        spec, states[i0], v)
+                            else:
+                                ckey = (si, v, -1, ids_g[0])
+                                cands = memo.part_candidates.get(ckey, _MISSING)
+                                if cands is _MISSING:
+                                    cands = memo.part_candidates[ckey] = part_candidates(
+                                        spec, states[i0], v, watch=True)
+                                if cands is _READS_HOST:
+                                    again.append(g)
+                                    continue
+                            mem = members[starts[g]:starts[g] + counts[g]]
+                            if cands is None:  # they read another VM: state by state
+                                assert spec.vm_candidates is not None
+                                for i in mem.tolist():
+                                    blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
+                                               for j, a in enumerate(
+                                                   spec.vm_candidates(cfg, states[i], v))]
+                                continue
+                            blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
+                                       enumerate(cast("list[dict[str, Any]]", cands))]
+                        pending = pending[np.isin(inv, again)] if again else pending[:0]
                 if not blocks:
                     continue
                 sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
@@ -837,9 +953,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 # One table of steps per distinct (host part, VM part), spread over the
                 # states that hold that pair by sorting, never state by state.
                 vcol = pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
-                uniq, first_i, inv = np.unique(np.stack([pre_h, vcol], axis=1), axis=0,
-                                               return_index=True, return_inverse=True)
-                inv = inv.reshape(-1)
+                uniq, first_i, inv = unique_rows(np.stack([pre_h, vcol], axis=1))
                 tables: list[Any] = []
                 for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
                     # Steps that leave the host unread are kept by the VM part alone.
@@ -947,7 +1061,6 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         aid_list = aid_a.tolist()
         par_list = par_a.tolist()
         if t:
-            pre_h, pre_v = part_ids.of(rows)
             post_h, post_v = part_ids.of(rows_a)
             while len(act_vm) < len(actions):
                 v_ = actions[len(act_vm)].kwargs.get("vm")
@@ -964,17 +1077,38 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                               np.where(vm_of >= 0, post_v[rng, vcol], -1)], axis=1)
             local_k = np.nonzero(others_kept)[0]
             real_k = np.nonzero(~others_kept)[0].tolist()
-            uniq, first_k, inv = np.unique(combo[local_k], axis=0, return_index=True,
-                                           return_inverse=True)
-            inv = inv.reshape(-1)
+            # First by (action, whether the host changed, the acting VM's parts): answers
+            # that read neither host hold for every host. (The open scenarios only shrink,
+            # so a remembered answer covers every scenario still open.)
             answers: list[tuple[list[Any], dict[str, Any]]] = []
-            for c, k0 in zip(uniq.tolist(), local_k[first_k].tolist()):
-                ckey = tuple(c)
+            inv = np.empty(len(local_k), dtype=np.int64)
+            vm_combo = combo[local_k][:, [0, 3, 4]]
+            vm_combo[:, 0] = vm_combo[:, 0] * 2 + (combo[local_k, 1] == combo[local_k, 2])
+            uniq, first_k, inv_v = unique_rows(vm_combo)
+            host_read: list[int] = []
+            for g, (c, k0) in enumerate(zip(uniq.tolist(), local_k[first_k].tolist())):
+                ckey = (-1, *c)
                 got = memo.by_ids.get(ckey)
-                if got is None or not all(sc.name in got[1] for sc in open_scenarios):
-                    got = memo.by_ids[ckey] = step_answers(
-                        c[0], states[par_list[k0]], post_state(k0), local=True)
-                answers.append(got)
+                if got is None:
+                    got = memo.by_ids[ckey] = step_answers_watched(
+                        c[0] >> 1, states[par_list[k0]], post_state(k0))
+                if got[1]:
+                    host_read.append(g)
+                answers.append(got[0])
+            inv[:] = inv_v
+            fallback = np.isin(inv_v, host_read)
+            if fallback.any():
+                # Else by (action, host parts before and after, the acting VM's parts).
+                rest = np.nonzero(fallback)[0]
+                uniq, first_k, inv_r = unique_rows(combo[local_k[rest]])
+                inv[rest] = inv_r + len(answers)
+                for c, k0 in zip(uniq.tolist(), local_k[rest[first_k]].tolist()):
+                    ckey = tuple(c)
+                    got = memo.by_ids.get(ckey)
+                    if got is None:
+                        got = memo.by_ids[ckey] = step_answers(
+                            c[0], states[par_list[k0]], post_state(k0), local=True)
+                    answers.append(got)
             # Combos with a finding, or a property that read another VM: their steps one by
             # one; combos where only a scenario read another VM: that scenario, step by step.
             busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
@@ -1028,19 +1162,21 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                             still.append(sc)
                     open_scenarios = still
         # State invariants of the new states, then the findings in the reference's order.
-        expand_next: list[int] = []
         new_broken: dict[int, list[tuple[str, str]]] = {}
         fk = first[fresh]
         dirty = (states_dirty(rows_a[fk], post_h[fk], post_v[fk], fk, post_state) if len(fk)
                  else fk)
-        for k, unclean in zip(fk.tolist(), dirty.tolist() if len(fk) else []):
-            broken = state_violations_fast(post_state(k)) if unclean else []
-            sid = int(discovered[k])
+        keep = np.ones(len(fk), dtype=bool)
+        for at in np.nonzero(dirty)[0].tolist() if len(fk) else []:
+            k = int(fk[at])
+            broken = state_violations_fast(post_state(k))
             if broken:
                 new_broken[k] = broken
-                ex.violating.add(sid)
-            elif k not in step_broken:
-                expand_next.append(sid)
+                ex.violating.add(int(discovered[k]))
+                keep[at] = False
+        if step_broken:
+            keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
+        expand_next: list[int] = discovered[fk[keep]].tolist()
         for k in sorted(set(step_broken) | set(new_broken)):
             for name, msg in step_broken.get(k, ()):
                 ex.violations.setdefault(name, Finding(

@@ -32,11 +32,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast.model.config import Config
+from ballast.model.property_kernels import StateCheck
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
+from ballast.numeric.interpret import NumpyOps, NumpyStateOps
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
-__all__ = ["FrontierRows", "field_key"]
+__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "property_holds_on_rows"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -436,3 +438,75 @@ class FrontierRows:
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         used = (self.rows[:, self._host_cols("swap")] != 0).sum(axis=1)
         return ok & (used + np.asarray(need) <= self.cfg.host_swap_slots)
+
+
+class FrontierStateOps(NumpyStateOps):
+    """:class:`~ballast.model.ops.StateOps` over frontier rows: every row a whole state,
+    read for VM ``vm`` (a property's per-VM part) or for its host; host values and MPN
+    vectors have a row per state.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.property_kernels import PROPERTY_KERNELS
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=2, guest_pages=2, machine_pages=4)
+    >>> lay = RowLayout(cfg)
+    >>> rows = np.repeat(lay.encode(initial_state(cfg))[None, :], 2, axis=0)
+    >>> rows[1, lay.cols("free")[0]] = 0  # MPN 0 is now nowhere
+    >>> property_holds_on_rows(PROPERTY_KERNELS["memory_conservation"].host, lay, rows)
+    array([ True, False])
+    """
+
+    def __init__(self, layout: RowLayout, rows: npt.NDArray[np.int16], vm: int) -> None:
+        store = FrontierRows(layout, rows, np.full(len(rows), vm, dtype=np.int64))
+        NumpyOps.__init__(self, store, {})
+        self.store = store
+        self.layout = layout
+        self.frontier = rows
+        self.vms = np.arange(len(rows))  # one row per state: what the per-VM helpers index
+        self._every_vm = False
+        self._by_page = None
+        self._counts: npt.NDArray[np.int64] | None = None
+
+    def mpns(self, field: str) -> Any:
+        cells = self.frontier[:, self.store._host_cols(field_key(field))].astype(np.int64)
+        return cells if field == "content" else cells != 0
+
+    def _mpn_counts(self) -> npt.NDArray[np.int64]:
+        """``(vms, n, machine_pages)``: how many pages of each VM each MPN backs."""
+        if self._counts is None:
+            M, n = self.cfg.machine_pages, len(self.frontier)
+            out = np.zeros((self.cfg.vms, n, M + 1), dtype=np.int64)
+            r = np.arange(n)[:, None]
+            for v in range(self.cfg.vms):
+                m = self.frontier[:, list(self.layout.cols("p2m", v))].astype(np.int64)
+                np.add.at(out[v], (np.broadcast_to(r, m.shape),
+                                   np.where((m >= 0) & (m < M), m, M)), 1)
+            self._counts = out[:, :, :M]
+        return self._counts
+
+    def mapped(self) -> Any:
+        return self._mpn_counts().sum(axis=0) > 0
+
+    def shared(self, across_vms: bool) -> Any:
+        counts = self._mpn_counts()
+        if across_vms:
+            return (counts > 0).sum(axis=0) > 1
+        return counts.sum(axis=0) > 1
+
+    def swapped(self) -> Any:
+        return self.store.read("host.swap")
+
+    def vms_count(self, field: str) -> Any:
+        key = field_key(field)
+        total = np.zeros(len(self.frontier), dtype=np.int64)
+        for v in range(self.cfg.vms):
+            total += (self.frontier[:, list(self.layout.cols(key, v))] != 0).sum(axis=1)
+        return total
+
+
+def property_holds_on_rows(check: StateCheck, layout: RowLayout, rows: npt.NDArray[np.int16],
+                           vm: int = 0) -> npt.NDArray[np.bool_]:
+    """Per state of ``rows``: whether a part of a property kernel holds (a per-VM part for
+    VM ``vm``; a host part reads no VM of its own)."""
+    out = check(FrontierStateOps(layout, rows, vm))
+    return np.broadcast_to(np.asarray(out, dtype=bool), (len(rows),)).copy()

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KeySet", "Spill", "distinct", "first_occurrences", "key_hash"]
+__all__ = ["KeySet", "Spill", "distinct", "first_occurrences", "key_hash", "unique_rows"]
 
 Keys = npt.NDArray[np.uint64]
 Ints = npt.NDArray[np.int64]
@@ -116,6 +116,32 @@ def distinct(keys: Keys) -> tuple[Ints, Ints]:
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = rank[group]
     return np.sort(leader), inverse
+
+
+def unique_rows(table: Ints) -> tuple[Ints, Ints, Ints]:
+    """``np.unique(table, axis=0, return_index=True, return_inverse=True)`` for a table of
+    small integers, sorted as one integer per row where the columns' ranges fit in 63 bits
+    (a sort of numbers rather than of row records, several times quicker).
+
+    >>> import numpy as np
+    >>> u, first, inv = unique_rows(np.array([[1, -1], [0, 5], [1, -1]]))
+    >>> u.tolist(), first.tolist(), inv.tolist()
+    ([[0, 5], [1, -1]], [1, 0], [1, 0, 1])
+    """
+    n, w = table.shape
+    if n == 0 or w == 0:
+        uniq, first, inv = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        return uniq, first, inv.reshape(-1)
+    low = table.min(axis=0)
+    span = table.max(axis=0) - low + 1
+    if float(np.prod(span.astype(np.float64))) >= 2.0 ** 62:
+        uniq, first, inv = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        return uniq, first, inv.reshape(-1)
+    code = np.zeros(n, dtype=np.int64)
+    for c in range(w):  # the first column most significant: the rows' lexicographic order
+        code = code * int(span[c]) + (table[:, c] - low[c])
+    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+    return table[first], first, inv.reshape(-1)
 
 
 class _Run:

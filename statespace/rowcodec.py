@@ -300,11 +300,11 @@ class RowLayout:
         self.check(rows)
         n = rows.shape[0]
         out = np.zeros((n, self.words), dtype=np.uint64)
+        above = (rows.astype(np.int64) - self.low).astype(np.uint64).T.copy()
         for w, cols in enumerate(self._by_word):
             acc = out[:, w]
             for i, shift in cols:
-                part = (rows[:, i].astype(np.int64) - self.low[i]).astype(np.uint64)
-                acc |= part << np.uint64(shift)
+                acc |= above[i] << np.uint64(shift)
         return out
 
     def unpack(self, keys: Keys) -> Rows:

@@ -18,9 +18,9 @@ from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import _row_of, explore_frontier, kernel_of
-from ballast.statespace.frontier_rows import FrontierRows
-from ballast.statespace.keyset import KeySet, distinct
+from ballast.statespace.frontier import _row_of, explore_frontier, kernel_of, property_kernel_of
+from ballast.statespace.frontier_rows import FrontierRows, property_holds_on_rows
+from ballast.statespace.keyset import KeySet, distinct, unique_rows
 from ballast.statespace.manifest import load_manifest
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 from ballast.statespace.traces import write_finding
@@ -219,3 +219,52 @@ def test_same_exploration_on_every_pinned_configuration(name: str, symmetry: boo
 def test_same_findings_on_every_seeded_fault(fault: str) -> None:
     ref, new = both(BalloonModel(fault_config(fault), [fault]))
     assert new == ref
+
+
+# -- whole-batch pieces: grouping rows, properties on rows ----------------------------
+def test_unique_rows_is_numpys_unique_of_rows() -> None:
+    rng = np.random.default_rng(7)
+    narrow = rng.integers(-3, 4, size=(500, 3))
+    wide = rng.integers(0, 2**40, size=(300, 3))  # beyond 62 bits: numpy's own sort of rows
+    for table in (narrow, wide, narrow[:, :1]):
+        got = unique_rows(table)
+        want = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        assert [x.tolist() for x in got] == [want[0].tolist(), want[1].tolist(),
+                                              want[2].reshape(-1).tolist()]
+
+
+@pytest.mark.parametrize("fault", [None, "release_keeps_balloon_set", "host_takes_single_unit",
+                                   "migrate_forgets_old_page", "share_without_cow",
+                                   "free_without_scrub", "host_swap_loses_data"])
+def test_property_kernels_on_rows_are_the_models_checks(fault: str | None) -> None:
+    """The state properties the frontier checks by their kernels on whole batches of rows
+    hold on exactly the states where the model's checks pass, violating states included
+    (the first three faults break their property within the first 1,500 states)."""
+    faults = [fault] if fault else []
+    cfg = fault_config(fault, SMALL_BASE) if fault else EXPLORE_CONFIGS["two-vms"]
+    model = BalloonModel(cfg, faults)
+    ex = explore(model, budget=Budget(max_states=1500))
+    states = [ex.state(i) for i in range(ex.states)]
+    lay = RowLayout(cfg)
+    rows = np.array([lay.encode(s) for s in states], dtype=np.int16)
+    by_kernel, broken = [], 0
+    for prop in model.properties():
+        kernel = property_kernel_of(model, prop) if prop.state is not None else None
+        if kernel is None:
+            continue
+        by_kernel.append(prop.name)
+        holds = np.ones(len(rows), dtype=bool)
+        if kernel.host is not None:
+            holds &= property_holds_on_rows(kernel.host, lay, rows)
+        if kernel.each_vm is not None:
+            for v in prop.checked_vms(cfg):
+                holds &= property_holds_on_rows(kernel.each_vm, lay, rows, v)
+        model_holds = [prop.check_state(cfg, s) is None for s in states]
+        assert holds.tolist() == model_holds, prop.name
+        broken += model_holds.count(False)
+    assert len(by_kernel) >= 6
+    if fault:
+        assert FAULTS[fault].breaks in by_kernel
+    if fault in ("release_keeps_balloon_set", "host_takes_single_unit",
+                 "migrate_forgets_old_page"):
+        assert broken > 0
