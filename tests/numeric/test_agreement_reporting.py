@@ -118,9 +118,6 @@ def test_random_runs_fire_the_features_and_break_nothing(name: str, fired: set[s
 def test_a_wrong_engine_of_the_features_is_caught(fault: str, config: str) -> None:
     """Each fault of these features put into the engine alone is found by the agreement."""
     cfg = agreement_configs()[config]
-    if config == "hostile/hostile-processors":
-        # The explorer's slice has one vCPU; trusting the guest's CPU count shows with two.
-        cfg = cfg.replace(vcpus=2, pcpus=3)
     rs = reachable(cfg, max_states=1_000)
     report = check_numeric_agreement(cfg, rs.states, steps=rs.steps, engine_faults=(fault,),
                                      max_disagreements=1)

@@ -83,8 +83,10 @@ def test_stopping_at_the_first_violation_stops_at_the_same_step() -> None:
 def test_cached_exploration_agrees_under_every_seeded_fault(fault: str) -> None:
     cfg = fault_config(fault)
     if cfg.vms == 1:
-        cfg = cfg.replace(vms=2, guest_pages=1, guest_disk_slots=0,
-                          machine_pages=max(2, cfg.host_page_units * 2))
+        # One page per VM, or one balloon unit where units are larger.
+        unit = cfg.balloon_unit_pages
+        cfg = cfg.replace(vms=2, guest_pages=unit, guest_disk_slots=0,
+                          machine_pages=max(2 * unit, cfg.host_page_units * 2))
     model = BalloonModel(cfg, [fault])
     budget = Budget(max_states=PREFIX)
     cached = explore(model, budget=budget, keep_edges=True)
