@@ -168,8 +168,16 @@ def test_encoding_agrees_on_every_reachable_state_without_a_bound(name: str) -> 
     assert _ok(report), _explain(name, rs, report)
 
 
+def _encoded_faults() -> list[str]:
+    """The seeded faults the encoding has a form of; the others are its declared known gaps
+    (``prove`` with one of them is inconclusive and names it)."""
+    from ballast.proofs.encodes import KNOWN_GAPS
+
+    return sorted(f for f in FAULTS if ("faults", f) not in KNOWN_GAPS)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", _encoded_faults())
 def test_fault_encodings_agree_on_every_reachable_state(fault: str) -> None:
     """Model and encoding both with the fault: they agree, broken states included."""
     f = FAULTS[fault]
