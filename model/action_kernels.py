@@ -25,6 +25,8 @@ from ballast.model.feature_kernels import (FEATURE_FAULT_KERNELS, FEATURE_KERNEL
                                            guard_frozen, hint_dirty_log)
 from ballast.model.faults import FAULTS
 from ballast.model.ops import Kernel, Ops, Value, memory
+from ballast.model.over_target_kernels import (OVER_TARGET_FAULT_KERNELS, OVER_TARGET_KERNELS,
+                                               page_out_to_host_swap)
 from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_KERNELS,
                                              allocator_free, bound_flood)
 from ballast.model.state import BALLOON, FREE, UNBACKED
@@ -451,12 +453,7 @@ def host_return_page(o: Ops) -> None:
 
 
 def _host_swap_out(o: Ops, keep_data: bool) -> None:
-    m = memory(o)
-    at, mpn = m.arg_page("ppn"), o.pages("p2m")
-    o.require(o.any(o.and_(at, o.ne(mpn, UNBACKED), o.not_(m.at_mpn("host.cow", mpn)))))
-    o.claim("host.swap_room", 1)
-    m.set_tokens("host.swap", at, m.at_mpn("host.content", mpn) if keep_data else 0)
-    o.unback(at, by_balloon=False)
+    page_out_to_host_swap(o, memory(o).arg_page("ppn"), keep_data)
 
 
 @_kernel("host_swap_out")
@@ -760,6 +757,9 @@ FAULT_KERNELS.update(REPORTING_FAULT_KERNELS)
 # module too (ballast.model.feature_kernels).
 KERNELS.update(FEATURE_KERNELS)
 FAULT_KERNELS.update(FEATURE_FAULT_KERNELS)
+# The VMM paging out a VM over its target (ballast.model.over_target_kernels).
+KERNELS.update(OVER_TARGET_KERNELS)
+FAULT_KERNELS.update(OVER_TARGET_FAULT_KERNELS)
 # A hibernated guest runs nothing: one guard of every guest-side kernel, as in the model.
 guard_frozen(KERNELS, FAULT_KERNELS)
 

@@ -34,6 +34,7 @@ from ballast.model.actions import ACTIONS, ROGUE_ACTUAL_BOUND, Actor
 from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.feature_kernels import hintable
 from ballast.model.ops import Ops, Value
+from ballast.model.over_target_kernels import over_target_pages
 
 __all__ = ["ARGUMENTS", "Argument", "instances", "vms_of"]
 
@@ -140,6 +141,8 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "vmm_skip_hinted": {},
     "balloon_freeze": {},
     "balloon_restore": {},
+    # The VMM pages out a VM over its target: any page that VM holds is the VMM's choice.
+    "vmm_swap_over_target": {"ppn": Argument(_PPN.values, choices=over_target_pages)},
 }
 """Action -> its arguments but the VM (in the action's parameter order). ``vmm_share``
 names two pages at once: :func:`instances` pairs them."""

@@ -30,7 +30,8 @@ from ballast.model.config import Config
 from ballast.model.state import BALLOON, FREE, UNBACKED, State, VmState, swap_of
 
 __all__ = ["INVARIANTS", "Property", "Scope", "accounting_pages", "accounting_sizes",
-           "clean_tokens", "honest_vms", "picks_no_guest_page", "taken_by_a_guest"]
+           "acts_for_a_vm", "clean_tokens", "honest_vms", "picks_no_guest_page",
+           "taken_by_a_guest"]
 
 Scope = str
 StateCheck = Callable[[Config, State], str | None]
@@ -778,10 +779,17 @@ def _reads(s: State, v: int, p: int) -> tuple[bool, int | None]:
     return False, swap_of(s.host, v).get(p)
 
 
+def acts_for_a_vm(spec: ActionSpec) -> bool:
+    """Whether a step of action ``spec`` is taken on behalf of one VM (its guest, its
+    module, a rogue guest, or the VMM for it): every actor's but the host's own, the steps
+    the step form of ``honest_memory_not_taken`` constrains."""
+    return spec.actor is not Actor.HOST
+
+
 def _honest_memory_step(cfg: Config, pre: State, act: Action, post: State) -> str | None:
     spec = ACTIONS.get(act.name)
     actor_vm = act.kwargs.get("vm")
-    if spec is None or spec.actor is Actor.HOST or not isinstance(actor_vm, int):
+    if spec is None or not acts_for_a_vm(spec) or not isinstance(actor_vm, int):
         return None
     for w in honest_vms(cfg):
         if w == actor_vm or pre.vms[w].p2m is post.vms[w].p2m and pre.host is post.host:

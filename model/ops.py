@@ -355,6 +355,13 @@ class MemoryOps(Ops, Protocol):
         taken like :meth:`touch`'s; the step is refused when one is missing. Pages that hold
         nothing read as zero and are left unbacked."""
 
+    def swap_out_oldest(self) -> None:
+        """VMM: page out to host swap the oldest page on the host, whichever VM's it is (the
+        guest page behind the lowest MPN that backs an unshared page; none, no change): its
+        contents go to a host swap slot (claimed before, like :meth:`Ops.claim`), its MPN
+        back to the free pool. Only for the seeded fault whose VMM pages out another VM's
+        page for a VM over its target."""
+
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         """VMM: map the MPN of page ``at`` of this VM for page ``other_at`` of VM ``other_vm``
         too, copy-on-write (the other's own MPN is unmapped first). ``cow=False`` only for

@@ -39,9 +39,11 @@ from typing import Callable
 
 from ballast.model.actions import ActionSpec
 from ballast.model.config import Config
-from ballast.model.invariants import INVARIANTS, picks_no_guest_page, taken_by_a_guest
+from ballast.model.invariants import (INVARIANTS, acts_for_a_vm, picks_no_guest_page,
+                                      taken_by_a_guest)
 from ballast.model.ops import StateOps, Value, memory
 from ballast.model.feature_kernels import FEATURE_PROPERTIES, FEATURE_STEPS
+from ballast.model.over_target_kernels import honest_memory_kept
 from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
                                              stats_report_matches)
 from ballast.model.state import BALLOON, UNBACKED
@@ -312,3 +314,7 @@ def _taken_by(actions: tuple[str, ...]) -> Callable[[ActionSpec], bool]:
 
 for _name, _feature in FEATURE_STEPS.items():
     _step(_name, _feature.check, _taken_by(_feature.actions), "actor", _feature.honest_only)
+
+# The starvation property of the VMM paging out a VM over its target: written in
+# ballast.model.over_target_kernels, required of every honest VM but the one a step is for.
+_step("honest_memory_not_taken", honest_memory_kept, acts_for_a_vm, "others", honest_only=True)

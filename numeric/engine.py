@@ -48,6 +48,7 @@ from ballast.numeric.arrays import (
 )
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, run_kernel
 from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS
+from ballast.model.over_target_kernels import OVER_TARGET_FAULT_KERNELS
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -66,15 +67,19 @@ ENGINE_FAULTS = frozenset({
     "stats_count_balloon_as_free", "vmm_accepts_flood"})
 """The model's seeded faults the engine implements (by the same names)."""
 
+_OTHERS = "VMs behind a shared MPN it wrote or whose page it paged out"
+"""The VMs a step can reach beyond its own (:meth:`Engine._check_others`,
+:meth:`Engine._check_taken`)."""
+
 STEP_CHECKS: dict[str, str] = {
     k.name: f"Engine._kernel: {k.check.__module__.rsplit('.', 1)[-1]}.{k.check.__qualname__} "
-            f"over the {'VMs behind a shared MPN it wrote' if k.covers == 'others' else 'rows'}"
+            f"over the {_OTHERS if k.covers == 'others' else 'rows'}"
     for k in STEP_KERNELS.values()}
 """The step forms of the model's properties the engine checks after each kernel, from their
 kernels (:data:`~ballast.model.property_kernels.STEP_KERNELS`); the state forms are
 :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
 
-ENGINE_FAULTS = ENGINE_FAULTS | frozenset(FEATURE_FAULT_KERNELS)
+ENGINE_FAULTS = ENGINE_FAULTS | frozenset(FEATURE_FAULT_KERNELS) | frozenset(OVER_TARGET_FAULT_KERNELS)
 
 
 def engine_actions() -> list[str]:
@@ -145,6 +150,9 @@ class Engine:
         """The arrays of the last snapshot taken before a batch (lent to the next one)."""
         self._shared_writes: dict[int, tuple[int, int]] = {}
         """MPNs a step wrote that back other pages too: their contents before, the VM."""
+        self._taken: dict[int, tuple[int, SystemArrays]] = {}
+        """VMs whose page a step for another VM paged out (a seeded fault): that VM, the
+        arrays before."""
         self._steps: dict[str, list[StepKernel]] = {
             name: [k for k in STEP_KERNELS.values()
                    if k.constrains(spec) and INVARIANTS[k.name].feature(cfg)]
@@ -226,6 +234,8 @@ class Engine:
         rows = VmRows(self.arr, vms, self._unback_rows, vmm=self, name=name)
         if self._shared_writes:
             self._shared_writes = {}
+        if self._taken:
+            self._taken = {}
         steps = self._steps.get(name, ())
         if not steps:
             return run_kernel(self._kernels[name], rows, args)
@@ -239,6 +249,8 @@ class Engine:
             self._check_rows(name, vms, ok, own, before)
         if self._shared_writes:
             self._check_others(name, vms, [k for k in steps if k.covers == "others"])
+        if self._taken:
+            self._check_taken(name, vms, [k for k in steps if k.covers == "others"])
         return ok
 
     def _reads(self, kernels: list[StepKernel]) -> frozenset[str] | None:
@@ -321,6 +333,18 @@ class Engine:
                 for w in others[~holds].tolist():
                     self._step_violation(name, row, actor, kernel, int(w))
 
+    def _check_taken(self, name: str, vms: Ints, kernels: list[StepKernel]) -> None:
+        """The step forms that cover the VMs other than the one that acts, on the VMs whose
+        page the step paged out (:meth:`vmm_swap_out_oldest`), against the arrays before."""
+        for w, (actor, before) in self._taken.items():
+            row = int(np.flatnonzero(vms == actor)[0])
+            for kernel in kernels:
+                if w not in kernel.vms(self.cfg, actor):
+                    continue
+                one = np.array([w], dtype=np.int64)
+                if not bool(self._step_holds(kernel, before, self.arr, one)[0]):
+                    self._step_violation(name, row, actor, kernel, w)
+
     def _step_holds(self, kernel: StepKernel, before: SystemArrays, after: SystemArrays,
                     vms: Ints) -> Mask:
         out = kernel.check(NumpyStateOps(before, vms), NumpyStateOps(after, vms))
@@ -385,6 +409,25 @@ class Engine:
                   name: str) -> tuple[Mask, Ints]:
         """The kernels' ``touch``: :meth:`_host_touch` of rows that passed their guard."""
         return self._host_touch(vms, ppns, tokens, actors=True, name=name, write=write, cow=cow)
+
+    def vmm_swap_out_oldest(self, actor: int) -> None:
+        """The kernels' ``swap_out_oldest`` for VM ``actor``: the guest page behind the lowest
+        MPN that backs an unshared page, whichever VM's, goes to host swap (the slot claimed
+        by the kernel) and its MPN back to the free pool. A page of another VM is noted for
+        the step forms that cover the other VMs (:meth:`_check_taken`)."""
+        a = self.arr
+        M = len(a.mpn_flags)
+        p2m = a.p2m.astype(np.int64)
+        held = (p2m != int(UNBACKED_MPN)) & (p2m < M)
+        held[held] = (a.mpn_flags[p2m[held]] & COW_BIT) == 0
+        if not held.any():
+            return
+        w, q = (int(x) for x in np.unravel_index(int(np.argmin(np.where(held, p2m, M))),
+                                                 p2m.shape))
+        if w != actor and w not in self._taken:
+            self._taken[w] = (actor, a.copy())
+        a.swap[(w, q)] = int(a.content[p2m[w, q]])
+        self._unback(_i([w]), _i([q]), by_balloon=False)
 
     def vmm_mark_free(self, mpns: Ints) -> None:
         """MPNs back in the free pool (the hint of :meth:`_lowest_free`)."""
@@ -511,6 +554,14 @@ class Engine:
             refuse = [tuple(np.flatnonzero(valid[k] & ~keep[k]).tolist())
                       for k in range(len(vms))]
         return self._kernel("vmm_reclaim", vms, {"refuse": refuse})
+
+    def vmm_swap_over_target(self, vms: Ints, ppn: Ints) -> Mask:
+        """The model's ``vmm_swap_over_target`` (its kernel). With the seeded fault whose VMM
+        pages out another VM's page, one VM at a time: a step may change whether the next
+        VM is over its target."""
+        if len(vms) != 1 and self._fault("vmm_swaps_honest_page"):
+            raise _Sequential
+        return self._kernel("vmm_swap_over_target", vms, {"ppn": _i(ppn)})
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
         """The model's ``vmm_share`` (its kernel), one pair at a time: order matters."""

@@ -155,6 +155,9 @@ class Vmm(Protocol):
                         cow: bool) -> None:
         """Map ``vm``'s MPN of ``ppn`` for ``other_ppn`` of ``other_vm`` too."""
 
+    def vmm_swap_out_oldest(self, actor: int) -> None:
+        """Page out the oldest page on the host, whichever VM's (for VM ``actor``)."""
+
     def vmm_mark_free(self, mpns: Ints) -> None:
         """MPNs that just became free."""
 
@@ -214,6 +217,9 @@ class MemoryRows(Rows, Protocol):
 
     def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
         """The VMM shares a page of each row of ``ok`` with another VM's."""
+
+    def swap_out_oldest(self, ok: Mask) -> None:
+        """The VMM pages out the oldest page on the host for each row of ``ok``, in order."""
 
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         """Grant host swap slots in row order."""
@@ -463,6 +469,11 @@ class _VmMemory:
             self._vmm().vmm_share_pages(int(self.vms[k]), int(np.argmax(at[k])),
                                         int(other_vm[k]), int(np.argmax(other_at[k])), cow)
 
+    def swap_out_oldest(self, ok: Mask) -> None:
+        for k in _rows_of(ok).tolist():
+            self._vmm().vmm_swap_out_oldest(int(self.vms[k]))
+        self._forget_flags()
+
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         room = self.cfg.host_swap_slots - len(self.arr.swap)
         return ok & (np.cumsum(np.where(ok, need, 0)) <= room)
@@ -614,6 +625,10 @@ class _NumpyMemory:
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True
         self.rows.share(dense(at), other_vm, dense(other_at), cow, self.ok)
+
+    def swap_out_oldest(self) -> None:
+        self._writing = True
+        self.rows.swap_out_oldest(self.ok)
 
     def write_pages(self, mask: Value, token: Value) -> None:
         assert not self._writing, "the VMM writes pages after the guard, before other effects"

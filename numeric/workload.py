@@ -56,7 +56,7 @@ WEIGHTS: dict[str, float] = {
     "vmm_drop_stale_reports": 1,
     "vmm_request_hints": 1, "vmm_stop_hints": 1, "balloon_hint_start": 2,
     "balloon_hint_free_pages": 2, "vmm_skip_hinted": 2, "balloon_freeze": 0.3,
-    "balloon_restore": 1,
+    "balloon_restore": 1, "vmm_swap_over_target": 1,
 }
 """Relative frequency of each action in random workloads (guest activity dominates)."""
 

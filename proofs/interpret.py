@@ -521,6 +521,23 @@ class _Z3Memory:
             post = post.set({("cow", m): F for m in range(self.cfg.machine_pages)})
         self.s = post
 
+    def swap_out_oldest(self) -> None:
+        self._writing = True
+        s, cfg = self.s, self.cfg
+        pages = [(v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]
+        mpn = {vp: s.i("p2m", *vp) for vp in pages}
+        held = {vp: _and([mpn[vp] != UNBACKED, _not(self._at_mpn("cow", mpn[vp]))])
+                for vp in pages}
+        post = s
+        for v, p in pages:
+            # Held pages have MPNs of their own: the one with the lowest is the oldest.
+            oldest = _and([held[v, p], *[_not(_and([held[o], mpn[o] < mpn[v, p]]))
+                                         for o in pages if o != (v, p)]])
+            stored = s.set({("swap", v, p): T, ("swap_token", v, p): self._at_mpn(
+                "content", mpn[v, p])})
+            post = unback(stored, v, p, by_balloon=False).ite(_term(oldest), post)
+        self.s = post
+
     def _claim_swap(self, n: Value) -> None:
         cfg, s = self.cfg, self.s
         flags = [s.b("swap", v, p) for v in range(cfg.vms) for p in range(cfg.guest_pages)]

@@ -248,6 +248,11 @@ def _without_state(fn: Callable[[], Any]) -> tuple[bool, Any]:
         return False, None
 
 
+_ROWS_LACK = frozenset({"vmm_swaps_honest_page"})
+"""Seeded faults whose kernels need an operation the frontier's rows lack (paging out
+another VM's page, ``swap_out_oldest``): their steps are the model's."""
+
+
 def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
     has no kernel yet or a fault replaces it by a step that has none.
@@ -283,7 +288,7 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     for fault in reversed(model.faults):
         if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
             got = FAULT_KERNELS.get(fault)
-            if fault in MEMORY_KERNELS and not memory_ok:
+            if fault in MEMORY_KERNELS and not memory_ok or fault in _ROWS_LACK:
                 return None
             return got[1] if got is not None and got[0] == name else None
     return None

@@ -84,7 +84,8 @@ RACING_HOSTILE = agreement_configs()["hostile/reset-races"].replace(hostile_vms=
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["hostile", "hinting", "hibernation"])
 def test_the_engine_agrees_on_a_prefix_of_the_features_preset(name: str) -> None:
-    # The VMM paging out a VM over its target is a declared gap of the engine (HOSTILE_ONLY).
+    # The VMM paging out a VM over its target is compared on its own slice
+    # (agreement_configs: hostile/over-target), kept off in this prefix.
     _check(preset(name).replace(vmm_reclaims_over_target=False), 150)
 
 
