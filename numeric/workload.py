@@ -34,6 +34,7 @@ from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS
 from ballast.model.config import Config, GuestPolicyName
 from ballast.model.state import FREE
+from ballast.model.over_target_kernels import held_pages
 from ballast.numeric.arrays import BALLOON_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 from ballast.numeric.onehot import OneHot, dense
@@ -107,7 +108,14 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     n = len(vms)
     if name == "host_set_target":
         cap = P if rng.random() < 0.2 else max(1, P // 2)
-        return vms, {"pages": rng.integers(0, cap + 1, size=n)}
+        pages = rng.integers(0, cap + 1, size=n)
+        if cfg.vmm_reclaims_over_target and rng.random() < 0.2:
+            # The host asks back one page more than the VM leaves it: the VM is over its
+            # target by one page until its balloon catches up (the VMM may page it out).
+            o = eng._ops(vms)
+            held = np.asarray(o.count(held_pages(o)), dtype=np.int64)
+            pages = np.clip(P - held + 1, 0, P)
+        return vms, {"pages": pages}
     if name == "host_set_cpu_target":
         return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
     if name == "host_swap_out":

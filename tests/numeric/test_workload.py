@@ -111,3 +111,9 @@ def test_draws_take_effect_where_the_guard_admits_them() -> None:
             # A VM whose guard admits some value of the argument gets one that takes effect
             # (in a batch the host's free MPNs are shared; these actions take none).
             assert all(bool(took[k]) for k, vm in enumerate(vms.tolist()) if ok[vm]), name
+
+
+def test_the_vmm_may_page_out_any_page_a_vm_over_its_target_holds() -> None:
+    """The VMM's choice stays open: the choices of ``vmm_swap_over_target`` are exactly the
+    pages the model lets it page out, every page the VM holds while over its target."""
+    test_choices_are_what_the_guard_admits("vmm_swap_over_target", "hostile")
