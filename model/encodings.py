@@ -168,15 +168,15 @@ kernels (``ballast.model.feature_kernels``) that Z3 and NumPy read."""
 
 GRANULAR_ONLY: tuple[tuple[str, str], ...] = (
     ("invariants", "host_page_backs_one_vm"), ("faults", "vmm_maps_foreign_host_page"),
-    ("invariants", "guest_pages_are_machine_pages"), ("faults", "manager_backs_any_page"),
-    ("invariants", "balloon_units_whole"), ("faults", "vmm_accepts_partial_unit"))
+    ("invariants", "guest_pages_are_machine_pages"), ("faults", "manager_backs_any_page"))
 """Host pages kept to one VM (host pages of several balloon units shared by several VMs,
 the ``hugepages`` preset): checked by the Python model's checkers (random runs, Hypothesis,
 the explorer) only so far. The VMM's choice of MPN then depends on which VM each host page
 backs, which the Z3 and NumPy encodings of backing a page (the lowest free MPN) do not
 know yet. The generic guest system (``guest_system``, the ``guest-system`` preset), whose
-pages are the machine's own, likewise, and balloon units of several pages (``balloon_unit_pages``,
-the ``large-units`` preset), whose whole-unit guards the kernels do not have."""
+pages are the machine's own, likewise. Balloon units of several pages
+(``balloon_unit_pages``, the ``large-units`` preset) are kernels
+(``ballast.model.granular_kernels``) that Z3 and NumPy read."""
 
 
 def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:

@@ -203,6 +203,13 @@ class Ops(Protocol):
     def up_to_last(self, mask: Value) -> Value:
         """Per entry: whether it or a later entry holds."""
 
+    # -- balloon units (aligned runs of ``balloon_unit_pages`` PPNs) ------------------------
+    def unit_whole(self, mask: Value) -> Value:
+        """Page vector: per PPN, whether every page of its balloon unit holds in ``mask``."""
+
+    def unit_first(self) -> Value:
+        """Page vector: whether the PPN is the first page of its balloon unit (a constant)."""
+
     # -- guard ------------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         """A conjunct of the guard (a VM truth value)."""

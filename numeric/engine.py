@@ -63,7 +63,7 @@ ENGINE_FAULTS = frozenset({
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
     "migrate_forgets_old_page", "oom_deflate_without_report",
     "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
-    "stats_count_balloon_as_free", "vmm_accepts_flood"})
+    "stats_count_balloon_as_free", "vmm_accepts_flood", "vmm_accepts_partial_unit"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 STEP_CHECKS: dict[str, str] = {

@@ -1067,6 +1067,15 @@ class NumpyOps(_NumpyMemory):
         mask = dense(mask)
         return np.logical_or.accumulate(mask[:, ::-1], axis=1)[:, ::-1]
 
+    def unit_whole(self, mask: Value) -> Value:
+        mask, u = dense(mask), self.cfg.balloon_unit_pages
+        whole = mask.reshape(len(mask), -1, u).all(axis=2)
+        return np.repeat(whole, u, axis=1)
+
+    def unit_first(self) -> Value:
+        first = np.arange(self.cfg.guest_pages) % self.cfg.balloon_unit_pages == 0
+        return np.tile(first, (self.rows.n, 1))
+
     # -- guard and effect -------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         assert not self._writing, "a kernel requires nothing after its effect"

@@ -664,6 +664,14 @@ class Z3Ops(_Z3Memory):
             out.append(later)
         return out[::-1]
 
+    def unit_whole(self, mask: Value) -> Value:
+        u, pages = self.cfg.balloon_unit_pages, list(mask)
+        return [_and(pages[p - p % u:p - p % u + u]) for p in range(len(pages))]
+
+    def unit_first(self) -> Value:
+        u = self.cfg.balloon_unit_pages
+        return [p % u == 0 for p in range(self.cfg.guest_pages)]
+
     # -- guard and effect ---------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         assert not self._writing, "a kernel requires nothing after its effect"
