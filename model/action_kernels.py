@@ -527,7 +527,7 @@ def _undiscard(o: Ops, written: Value) -> None:
     o.set_pages("discarded", o.and_(o.pages("discarded"), o.not_(written)))
 
 
-def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
+def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False) -> None:
     """``actions._access`` (and with ``token`` ``guest_write``): the guest makes the VPN
     resident (its allocator's lowest free PPN, filled from its disk or with zeros), the VMM
     backs it (and writes ``token``), the VPN becomes the most recently used."""
@@ -543,9 +543,9 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
     from_disk = m.token_at("guest.disk", which)
     if token is None:
-        m.touch(at, from_disk, o.not_(resident), cow=cow)
+        m.touch(at, from_disk, o.not_(resident), cow=cow, lowest=lowest)
     else:
-        m.touch(at, token, True, cow=cow)
+        m.touch(at, token, True, cow=cow, lowest=lowest)
     fresh = o.not_(resident)
     written = o.and_(at, True if token is not None else fresh)
     if o.cfg.free_page_reporting:
@@ -563,6 +563,13 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
 def guest_read(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_read`."""
     _access(o, None)
+
+
+@_fault("manager_backs_any_page")
+def _manager_backs_any_page(o: Ops) -> None:
+    """``guest_read`` whose resource manager, in a generic guest system, backs the page with
+    the lowest free machine page instead of the guest's own."""
+    _access(o, None, lowest=True)
 
 
 @_kernel("guest_write")

@@ -1,4 +1,5 @@
-"""Balloon units of several pages written once over :mod:`ballast.model.ops`.
+"""Balloon units of several pages and the generic guest system written once over
+:mod:`ballast.model.ops`.
 
 With ``balloon_unit_pages`` above one (vmw_balloon's 2M commands, Hyper-V's 2 MiB units)
 the module inflates and deflates whole units, aligned runs of that many PPNs, and the VMM
@@ -8,8 +9,12 @@ and the property ``balloon_units_whole`` is written here once, registered into
 :data:`ballast.model.property_kernels.PROPERTY_KERNELS` like every feature's property. With
 one page a unit every helper is a constant (the guard gains nothing, a count is its own).
 
+In a generic guest system (``guest_system``) a guest's page is the machine's own page
+(``actions.own_mpn``): the interpreters' ``touch`` backs it with that page, and the property
+``guest_pages_are_machine_pages`` is written here.
+
 >>> sorted(GRANULAR_PROPERTIES)
-['balloon_units_whole']
+['balloon_units_whole', 'guest_pages_are_machine_pages']
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from typing import Callable
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import Ops, StateOps, Value
+from ballast.model.state import UNBACKED
 
-__all__ = ["GRANULAR_PROPERTIES", "balloon_units_whole", "in_whole_units", "target_in_units",
-           "whole_units"]
+__all__ = ["GRANULAR_PROPERTIES", "balloon_units_whole", "guest_pages_are_machine_pages",
+           "in_whole_units", "target_in_units", "whole_units"]
 
 
 def whole_units(o: Ops, mask: Value) -> Value:
@@ -52,6 +58,14 @@ def target_in_units(o: Ops, pages: Value) -> Value:
     return o.or_(*(o.eq(pages, k) for k in range(0, o.cfg.guest_pages + 1, u)))
 
 
+def guest_pages_are_machine_pages(o: StateOps) -> Value:
+    """In a generic guest system every backed page of the guest sits in its own machine page."""
+    if not o.cfg.guest_system:
+        return True
+    p2m = o.pages("p2m")
+    return o.all(o.implies(o.ne(p2m, UNBACKED), o.eq(p2m, o.own_mpns())))
+
+
 def balloon_units_whole(o: StateOps) -> Value:
     """The VMM's ballooned set and the module's balloon are whole balloon units."""
     return o.and_(whole_units(o, o.pages("ballooned")),
@@ -60,6 +74,7 @@ def balloon_units_whole(o: StateOps) -> Value:
 
 GRANULAR_PROPERTIES: dict[str, Callable[[StateOps], Value]] = {
     "balloon_units_whole": balloon_units_whole,
+    "guest_pages_are_machine_pages": guest_pages_are_machine_pages,
 }
 """The per-VM state form of each property of these features, by the model's name."""
 

@@ -452,9 +452,11 @@ def agreement_configs() -> dict[str, Config]:
     for preset_name, cfg in PRESETS.items():
         for slice_name, small in feature_slices(cfg).items():
             if declared_gaps_on(small):
-                continue  # not compared (below); a generic guest system has no smaller form
+                continue  # not compared (below)
+            # The fewest machine pages; a generic guest system's are every guest's pages.
+            fewest = small.vms * (small.guest_pages if small.guest_system else 1)
             tiny = small.replace(guest_disk_slots=0,
-                                 machine_pages=small.host_page_units * small.vms,
+                                 machine_pages=small.host_page_units * fewest,
                                  guest_data_pages=min(small.guest_data_pages, 1))
             shapes = {slice_name: tiny}
             if small.guest_disk_slots and slice_name == "protocol":
@@ -504,6 +506,12 @@ def agreement_configs() -> dict[str, Config]:
     out["large-units/two-units"] = units.replace(guest_pages=4, batch=2)
     out["large-units/swap-reset"] = units.replace(
         guest_disk_slots=1, host_swap=True, host_swap_slots=1, reset=True)
+    # A generic guest system's own pages: one guest of two pages with host swap (the
+    # explorer's two-guests slice, kept above, has one page each; with a reset too, over
+    # 13,000 states).
+    out["guest-system/host-swap"] = feature_slices(PRESETS["guest-system"])["reset"].replace(
+        guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_swap=True,
+        host_swap_slots=1, reset=False)
     # Features the encodings declare as known gaps (none today) may change what an encoded
     # action may do, so the encodings are compared with the model only where none is on.
     return {name: c for name, c in out.items() if not declared_gaps_on(c)}
