@@ -24,6 +24,7 @@ from ballast.model.config import GuestPolicyName, ModuleKind
 from ballast.model.feature_kernels import (FEATURE_FAULT_KERNELS, FEATURE_KERNELS,
                                            guard_frozen, hint_dirty_log)
 from ballast.model.faults import FAULTS
+from ballast.model.granular_kernels import in_whole_units, target_in_units, whole_units
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.over_target_kernels import (OVER_TARGET_FAULT_KERNELS, OVER_TARGET_KERNELS,
                                                page_out_to_host_swap)
@@ -75,6 +76,8 @@ def host_set_target(o: Ops) -> None:
     pages = o.arg("pages")
     o.require(o.and_(o.le(0, pages), o.le(pages, o.cfg.guest_pages),
                      o.ne(pages, o.vm("target"))))
+    if o.cfg.balloon_unit_pages > 1:
+        o.require(target_in_units(o, pages))
     o.set_vm("target", pages)
 
 
@@ -131,7 +134,10 @@ def _vmm_reclaim(o: Ops, scrub: bool, host_picks: bool = False) -> None:
         # Without refusal the VMM names only valid pages and takes all it has room for.
         o.require(o.all(o.implies(refuse, valid)))
         o.require(o.not_(refuse_beyond))
-        o.require(o.le(o.minimum(o.count(valid), room), o.count(accepted)))
+        o.require(o.le(in_whole_units(o, o.minimum(o.count(valid), room), cfg.guest_pages),
+                       o.count(accepted)))
+    if cfg.balloon_unit_pages > 1:
+        o.require(whole_units(o, accepted))
     o.unback(accepted, by_balloon=True, scrub=scrub)
     o.drop_swap(accepted)
     _acknowledge_inflate(o, accepted)
@@ -160,6 +166,19 @@ def _free_without_scrub(o: Ops) -> None:
 def _vmm_reclaims_host_choice(o: Ops) -> None:
     """``vmm_reclaim`` that also balloons the lowest backed page the guest never offered."""
     _vmm_reclaim(o, scrub=True, host_picks=True)
+
+
+@_fault("vmm_accepts_partial_unit")
+def _vmm_accepts_partial_unit(o: Ops) -> None:
+    """``vmm_reclaim`` that accepts only the first page of each balloon unit reported, as
+    many as the target leaves room for, and refuses the rest (whatever ``refuse`` says), as
+    if each page were a unit of its own."""
+    accepted = o.and_(reclaim_valid(o), o.unit_first())
+    o.require(o.lt(0, o.queue_len("inflate_queue")))
+    o.require(o.le(o.count(accepted), reclaim_room(o, o.cfg.migration)))
+    o.unback(accepted, by_balloon=True)
+    o.drop_swap(accepted)
+    _acknowledge_inflate(o, accepted)
 
 
 @_fault("reclaim_keeps_mapping")
@@ -248,7 +267,8 @@ def _inflate_limit(o: Ops) -> Value:
     """``actions.inflate_limit``: the target minus pages held or in flight, one report."""
     held = o.add(o.add(o.count(o.pages("module.balloon")), o.queue_len("inflate_queue")),
                  o.count(o.pages("acked_inflate")))
-    return o.maximum(0, o.minimum(_batch(o), o.sub(o.vm("module.target"), held)))
+    most = o.maximum(0, o.minimum(_batch(o), o.sub(o.vm("module.target"), held)))
+    return in_whole_units(o, most, _batch(o))
 
 
 def inflate_room(o: Ops) -> Value:
@@ -269,6 +289,8 @@ def balloon_inflate(o: Ops) -> None:
     if o.cfg.guest_policy is GuestPolicyName.LOWEST:
         # The lowest free PPNs: no free page below the highest one chosen is left out.
         o.require(o.not_(o.any(o.and_(free, o.not_(chosen), o.up_to_last(chosen)))))
+    if o.cfg.balloon_unit_pages > 1:
+        o.require(whole_units(o, chosen))
     use = o.pages("guest.ppn_use")
     o.set_pages("guest.ppn_use", o.where(chosen, BALLOON, use))
     o.queue_add("inflate_queue", chosen)
@@ -289,7 +311,8 @@ def deflate_limit(o: Ops) -> Value:
     excess = o.sub(size, o.vm("module.target"))
     if o.cfg.deflate_on_oom:
         excess = o.where(_under_pressure(o), o.maximum(excess, _batch(o)), excess)
-    return o.maximum(0, o.minimum(o.minimum(_batch(o), excess), size))
+    most = o.maximum(0, o.minimum(o.minimum(_batch(o), excess), size))
+    return in_whole_units(o, most, _batch(o))
 
 
 def _report_deflate(o: Ops, chosen: Value) -> None:
@@ -311,6 +334,8 @@ def balloon_deflate(o: Ops) -> None:
     o.require(o.and_(o.arg_distinct("ppns"), o.not_(o.arg_beyond("ppns")), o.le(1, n)))
     o.require(o.all(o.implies(chosen, balloon)))
     o.require(o.le(n, deflate_limit(o)))
+    if o.cfg.balloon_unit_pages > 1:
+        o.require(whole_units(o, chosen))
     _report_deflate(o, chosen)
 
 
@@ -499,7 +524,7 @@ def _undiscard(o: Ops, written: Value) -> None:
     o.set_pages("discarded", o.and_(o.pages("discarded"), o.not_(written)))
 
 
-def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
+def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False) -> None:
     """``actions._access`` (and with ``token`` ``guest_write``): the guest makes the VPN
     resident (its allocator's lowest free PPN, filled from its disk or with zeros), the VMM
     backs it (and writes ``token``), the VPN becomes the most recently used."""
@@ -515,9 +540,9 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
     from_disk = m.token_at("guest.disk", which)
     if token is None:
-        m.touch(at, from_disk, o.not_(resident), cow=cow)
+        m.touch(at, from_disk, o.not_(resident), cow=cow, lowest=lowest)
     else:
-        m.touch(at, token, True, cow=cow)
+        m.touch(at, token, True, cow=cow, lowest=lowest)
     fresh = o.not_(resident)
     written = o.and_(at, True if token is not None else fresh)
     if o.cfg.free_page_reporting:
@@ -535,6 +560,13 @@ def _access(o: Ops, token: Value | None, cow: bool = True) -> None:
 def guest_read(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_read`."""
     _access(o, None)
+
+
+@_fault("manager_backs_any_page")
+def _manager_backs_any_page(o: Ops) -> None:
+    """``guest_read`` whose resource manager, in a generic guest system, backs the page with
+    the lowest free machine page instead of the guest's own."""
+    _access(o, None, lowest=True)
 
 
 @_kernel("guest_write")

@@ -165,16 +165,15 @@ Such a behaviour added without kernels is listed here until it has them."""
 
 
 GRANULAR_ONLY: tuple[tuple[str, str], ...] = (
-    ("invariants", "host_page_backs_one_vm"), ("faults", "vmm_maps_foreign_host_page"),
-    ("invariants", "guest_pages_are_machine_pages"), ("faults", "manager_backs_any_page"),
-    ("invariants", "balloon_units_whole"), ("faults", "vmm_accepts_partial_unit"))
+    ("invariants", "host_page_backs_one_vm"), ("faults", "vmm_maps_foreign_host_page"))
 """Host pages kept to one VM (host pages of several balloon units shared by several VMs,
 the ``hugepages`` preset): checked by the Python model's checkers (random runs, Hypothesis,
 the explorer) only so far. The VMM's choice of MPN then depends on which VM each host page
 backs, which the Z3 and NumPy encodings of backing a page (the lowest free MPN) do not
-know yet. The generic guest system (``guest_system``, the ``guest-system`` preset), whose
-pages are the machine's own, likewise, and balloon units of several pages (``balloon_unit_pages``,
-the ``large-units`` preset), whose whole-unit guards the kernels do not have."""
+know yet. Balloon units of several pages (``balloon_unit_pages``, the ``large-units``
+preset) and the generic guest system (``guest_system``, the ``guest-system`` preset, whose
+pages are the machine's own: the interpreters' ``touch`` backs a page with its own machine
+page) are kernels (``ballast.model.granular_kernels``) that Z3 and NumPy read."""
 
 
 def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
@@ -197,9 +196,9 @@ def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
     hostile = ("what the host does against a guest that will not cooperate (``hostile`` "
                "preset) checked by the Python model's checkers (random, Hypothesis, explore);"
                f" no {encoding} encoding yet")
-    granular = ("host pages kept to one VM, or a generic guest system's own pages, checked by "
-                "the Python model's checkers (random, Hypothesis, explore); no "
-                f"{encoding} encoding of that choice of MPN yet")
+    granular = ("host pages kept to one VM, checked by the Python model's checkers (random, "
+                f"Hypothesis, explore); no {encoding} encoding of the VMM's choice of MPN "
+                "among the host pages of the same VM or wholly free ones yet")
     return {**{item: granular for item in GRANULAR_ONLY},
             **{item: why for item in REAL_DRIVER_ONLY},
             **{item: modern for item in MODERN_VIRTIO_ONLY},

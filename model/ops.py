@@ -203,6 +203,13 @@ class Ops(Protocol):
     def up_to_last(self, mask: Value) -> Value:
         """Per entry: whether it or a later entry holds."""
 
+    # -- balloon units (aligned runs of ``balloon_unit_pages`` PPNs) ------------------------
+    def unit_whole(self, mask: Value) -> Value:
+        """Page vector: per PPN, whether every page of its balloon unit holds in ``mask``."""
+
+    def unit_first(self) -> Value:
+        """Page vector: whether the PPN is the first page of its balloon unit (a constant)."""
+
     # -- guard ------------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         """A conjunct of the guard (a VM truth value)."""
@@ -277,7 +284,8 @@ class MemoryOps(Ops, Protocol):
     """The operations over memory that the guest's accesses, host swap and host pages need.
 
     The MPN the VMM backs a page with is an explicit value computed by the interpreter in
-    one place (today the lowest free MPN of the host: ``actions._free_mpn``).
+    one place (the lowest free MPN of the host, ``actions._free_mpn``; in a generic guest
+    system the page's own machine page, ``actions.own_mpn``).
     """
 
     # -- arguments ------------------------------------------------------------------------
@@ -340,13 +348,17 @@ class MemoryOps(Ops, Protocol):
     def lru_remove(self, mask: Value) -> None:
         """The VPNs of ``mask`` leave the LRU order."""
 
-    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True,
+              lowest: bool = False) -> Value:
         """VMM: the guest accesses the one-hot page ``at`` (``actions.fault_in``) and, where
         ``write`` holds, writes ``token`` to it (``actions.write_page``: a shared page is
         copied first). Each needs a free MPN (a guard, taken like :meth:`claim`: after every
-        other guard; several rows of one host get them in row order). Returns the MPN now
-        backing the page. ``cow=False`` only for the seeded fault that writes a shared page
-        in place."""
+        other guard; several rows of one host get them in row order); in a generic guest
+        system (``guest_system``) the page's own machine page, which must be free
+        (``actions.own_mpn``). Returns the MPN now backing the page. ``cow=False`` only for
+        the seeded fault that writes a shared page in place; ``lowest=True`` only for the
+        seeded fault whose resource manager backs a guest system's page with the lowest free
+        MPN."""
 
     def write_pages(self, mask: Value, token: Value) -> None:
         """VMM: the guest writes ``token`` to every page of ``mask`` that holds anything
@@ -413,6 +425,10 @@ class StateOps(Ops, Protocol):
 
     def swapped(self) -> Value:
         """Page vector of the VM: whether the PPN holds a host swap slot."""
+
+    def own_mpns(self) -> Value:
+        """Page vector of the VM: the machine page that is each of its pages in a generic
+        guest system (``actions.own_mpn``: VM number times ``guest_pages``, plus the PPN)."""
 
     def vms_count(self, field: str) -> Value:
         """Host value: how many entries a per-vCPU set holds, summed over every VM."""

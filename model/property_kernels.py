@@ -25,7 +25,7 @@ machine pages behind its pages as they were), so a backend that knows which VMs 
 changed need not evaluate it on the others.
 
 >>> sorted(PROPERTY_KERNELS)[:2]
-['balloon_accounting_exact', 'ballooned_pages_unbacked']
+['balloon_accounting_exact', 'balloon_units_whole']
 >>> PROPERTY_KERNELS["no_double_mapping"].each_vm is None
 True
 >>> STEP_KERNELS["isolation"].covers, STEP_KERNELS["isolation"].vms(Config(vms=3), 1)
@@ -44,6 +44,7 @@ from ballast.model.invariants import (INVARIANTS, acts_for_a_vm, picks_no_guest_
 from ballast.model.ops import StateOps, Value, memory
 from ballast.model.feature_kernels import FEATURE_PROPERTIES, FEATURE_STEPS
 from ballast.model.over_target_kernels import honest_memory_kept
+from ballast.model.granular_kernels import GRANULAR_PROPERTIES
 from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
                                              stats_report_matches)
 from ballast.model.state import BALLOON, UNBACKED
@@ -229,6 +230,10 @@ for _name, _check in REPORTING_PROPERTIES.items():
 
 # Free page hinting: written in ballast.model.feature_kernels.
 for _name, _check in FEATURE_PROPERTIES.items():
+    _property(_name, each_vm=_check)
+
+# Balloon units of several pages: written in ballast.model.granular_kernels.
+for _name, _check in GRANULAR_PROPERTIES.items():
     _property(_name, each_vm=_check)
 
 # --------------------------------------------------------------------------

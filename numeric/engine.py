@@ -64,7 +64,8 @@ ENGINE_FAULTS = frozenset({
     "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
     "migrate_forgets_old_page", "oom_deflate_without_report",
     "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
-    "stats_count_balloon_as_free", "vmm_accepts_flood"})
+    "stats_count_balloon_as_free", "vmm_accepts_flood", "vmm_accepts_partial_unit",
+    "manager_backs_any_page"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 _OTHERS = "VMs behind a shared MPN it wrote or whose page it paged out"
@@ -406,9 +407,10 @@ class Engine:
         self._mark_free(alone)
 
     def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
-                  name: str) -> tuple[Mask, Ints]:
+                  name: str, lowest: bool = False) -> tuple[Mask, Ints]:
         """The kernels' ``touch``: :meth:`_host_touch` of rows that passed their guard."""
-        return self._host_touch(vms, ppns, tokens, actors=True, name=name, write=write, cow=cow)
+        return self._host_touch(vms, ppns, tokens, actors=True, name=name, write=write, cow=cow,
+                                lowest=lowest)
 
     def vmm_swap_out_oldest(self, actor: int) -> None:
         """The kernels' ``swap_out_oldest`` for VM ``actor``: the guest page behind the lowest
@@ -467,7 +469,8 @@ class Engine:
 
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
                     name: str, gate: Mask | None = None,
-                    write: Mask | None = None, cow: bool = True) -> tuple[Mask, Ints]:
+                    write: Mask | None = None, cow: bool = True,
+                    lowest: bool = False) -> tuple[Mask, Ints]:
         """Plan then apply the model's ``fault_in`` (and ``write_page`` when ``tokens``).
 
         Returns the ops that succeeded (a free MPN was found where needed) and the
@@ -494,11 +497,18 @@ class Engine:
         if recount and n > 1:
             raise _Sequential
         need = (unb | cow_mask) & gate
-        got = self._lowest_free(int(need.sum()))
-        rank = np.cumsum(need)
-        ok = gate & (~need | (rank <= len(got)))
-        take = need & ok
-        new = np.where(take, got[np.minimum(rank, max(len(got), 1)) - 1] if len(got) else 0, m)
+        if self.cfg.guest_system and not lowest:
+            # A generic guest system's page is its own machine page (actions.own_mpn).
+            own = vms.astype(np.int64) * self.cfg.guest_pages + ppns
+            ok = gate & (~need | ((a.mpn_flags[own] & FREE_BIT) != 0))
+            take = need & ok
+            new = np.where(take, own, m)
+        else:
+            got = self._lowest_free(int(need.sum()))
+            rank = np.cumsum(need)
+            ok = gate & (~need | (rank <= len(got)))
+            take = need & ok
+            new = np.where(take, got[np.minimum(rank, max(len(got), 1)) - 1] if len(got) else 0, m)
         # fault_in: fill from host swap or zeros; a touched ballooned page pops.
         fi = take & unb
         if fi.any():

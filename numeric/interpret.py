@@ -147,9 +147,9 @@ class Vmm(Protocol):
     """The VMM of one system: how it backs, copies and shares machine pages."""
 
     def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
-                  name: str) -> tuple[Mask, Ints]:
+                  name: str, lowest: bool = False) -> tuple[Mask, Ints]:
         """``fault_in`` (and ``write_page`` where ``write``) per (VM, PPN), in order: which
-        succeeded and the MPN each ends on."""
+        succeeded and the MPN each ends on (``lowest``: see ``MemoryOps.touch``)."""
 
     def vmm_share_pages(self, vm: int, ppn: int, other_vm: int, other_ppn: int,
                         cow: bool) -> None:
@@ -211,9 +211,10 @@ class MemoryRows(Rows, Protocol):
     def lru_remove(self, mask: Mask, ok: Mask) -> None:
         """VPNs leave the LRU order."""
 
-    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
-              ) -> tuple[Mask, Ints]:
-        """The VMM backs (and writes) one page per row of ``ok``: rows granted, MPNs."""
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
+              lowest: bool = False) -> tuple[Mask, Ints]:
+        """The VMM backs (and writes) one page per row of ``ok``: rows granted, MPNs
+        (``lowest``: see ``MemoryOps.touch``)."""
 
     def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
         """The VMM shares a page of each row of ``ok`` with another VM's."""
@@ -448,14 +449,14 @@ class _VmMemory:
         r, c = _entries(mask, ok)
         self.arr.lru_stamp[self.vms[r], c] = 0
 
-    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
-              ) -> tuple[Mask, Ints]:
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
+              lowest: bool = False) -> tuple[Mask, Ints]:
         idx = _rows_of(ok)
         tok = _per_row(token, self.n, np.int64)[idx]
         wr = _per_row(write, self.n, np.bool_)[idx]
         page = np.maximum(at.index[idx], 0) if isinstance(at, OneHot) else np.argmax(at[idx], axis=1)
         done, new = self._vmm().vmm_touch(self.vms[idx], page,
-                                          tok.copy(), wr.copy(), cow, self.name)
+                                          tok.copy(), wr.copy(), cow, self.name, lowest)
         self._forget_flags()
         granted = np.zeros(self.n, dtype=bool)
         granted[idx[done]] = True
@@ -616,9 +617,10 @@ class _NumpyMemory:
         self._writing = True
         self.rows.lru_remove(mask, self.ok)
 
-    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True,
+              lowest: bool = False) -> Value:
         assert not self._writing, "the VMM backs pages after the guard, before other effects"
-        self.ok, mpn = self.rows.touch(at, token, write, cow, self.ok)
+        self.ok, mpn = self.rows.touch(at, token, write, cow, self.ok, lowest)
         self._writing = True
         return mpn
 
@@ -1082,6 +1084,15 @@ class NumpyOps(_NumpyMemory):
         mask = dense(mask)
         return np.logical_or.accumulate(mask[:, ::-1], axis=1)[:, ::-1]
 
+    def unit_whole(self, mask: Value) -> Value:
+        mask, u = dense(mask), self.cfg.balloon_unit_pages
+        whole = mask.reshape(len(mask), -1, u).all(axis=2)
+        return np.repeat(whole, u, axis=1)
+
+    def unit_first(self) -> Value:
+        first = np.arange(self.cfg.guest_pages) % self.cfg.balloon_unit_pages == 0
+        return np.tile(first, (self.rows.n, 1))
+
     # -- guard and effect -------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         assert not self._writing, "a kernel requires nothing after its effect"
@@ -1220,6 +1231,10 @@ class NumpyStateOps(NumpyOps):
         mpn = p2m[backed].astype(np.int64)
         pairs = np.unique(vm * M + mpn)  # each (VM, MPN) once
         return (np.bincount(pairs % M, minlength=M) > 1)[None, :]
+
+    def own_mpns(self) -> Value:
+        G = self.cfg.guest_pages
+        return self.vms[:, None] * G + np.arange(G)[None, :]
 
     def swapped(self) -> Value:
         out = np.zeros((len(self.vms), self.cfg.guest_pages), dtype=bool)

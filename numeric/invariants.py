@@ -72,7 +72,8 @@ NUMERIC_INVARIANTS: dict[str, Check] = {
                  "module_pages_pinned", "guest_data_intact", "host_pages_whole",
                  "processor_conservation", "migration_loses_nothing",
                  "reported_pages_not_reused", "discarded_pages_read_clean",
-                 "hinted_pages_not_lost")
+                 "hinted_pages_not_lost", "balloon_units_whole",
+                 "guest_pages_are_machine_pages")
 }
 """The vector form of every state invariant, by the model's property name (one missing is
 reported as a gap by :mod:`ballast.numeric.encodes`, and its verdict is never a pass)."""

@@ -28,6 +28,8 @@ def scaled(base: Config, *, vms: int, pages: int, overcommit: float = 0.75) -> C
     """
     u = base.host_page_units
     machine = max(u, int(vms * pages * overcommit) // u * u)
+    if base.guest_system:  # the guests' pages are the machine's: no overcommit
+        machine = -(-vms * pages // u) * u
     hostile = frozenset(v for v in base.hostile_vms if v < vms)
     pcpus = vms * base.vcpus + max(2, vms // 4) if base.processors else base.pcpus
     return base.replace(vms=vms, guest_pages=pages, guest_data_pages=max(1, pages * 3 // 4),
@@ -50,5 +52,10 @@ def with_faults(cfg: Config, faults: Sequence[str], *, keep_sizes: bool) -> Conf
         u = changes.get("host_page_units")
         if u is not None and cfg.machine_pages % u:
             changes["machine_pages"] = cfg.machine_pages // u * u
+        if changes.get("guest_system"):
+            # A generic guest system's pages are the machine's: host memory holds them all.
+            unit = u or cfg.host_page_units
+            whole = -(-cfg.vms * cfg.guest_pages // unit) * unit
+            changes["machine_pages"] = max(changes.get("machine_pages", cfg.machine_pages), whole)
         cfg = cfg.replace(**changes)
     return cfg

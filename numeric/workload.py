@@ -109,13 +109,16 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "host_set_target":
         cap = P if rng.random() < 0.2 else max(1, P // 2)
         pages = rng.integers(0, cap + 1, size=n)
+        unit = cfg.balloon_unit_pages
         if cfg.vmm_reclaims_over_target and rng.random() < 0.2:
             # The host asks back one page more than the VM leaves it: the VM is over its
             # target by one page until its balloon catches up (the VMM may page it out).
             o = eng._ops(vms)
             held = np.asarray(o.count(held_pages(o)), dtype=np.int64)
-            pages = np.clip(P - held + 1, 0, P)
-        return vms, {"pages": pages}
+            over = np.clip(P - held + 1, 0, P)
+            # Rounded up to whole balloon units, so the VM stays over its target.
+            return vms, {"pages": np.minimum(-(-over // unit) * unit, P - P % unit)}
+        return vms, {"pages": pages - pages % unit}  # rounded to whole balloon units
     if name == "host_set_cpu_target":
         return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
     if name == "host_swap_out":
@@ -198,12 +201,12 @@ def _chosen(eng: Engine, rng: Rng, name: str, vms: npt.NDArray[np.int64]) -> dic
             # or with ``refusal`` sometimes fewer); it refuses the rest.
             assert arg.most is not None
             most = np.minimum(pool.sum(axis=1), np.asarray(arg.most(o), dtype=np.int64))
-            acc = _random_pick(rng, pool, _counts(rng, most, 0 if cfg.refusal else None))
+            acc = _pick_pages(rng, cfg, pool, _counts(rng, most, 0 if cfg.refusal else None))
             out[key] = [tuple(np.flatnonzero(pool[k] & ~acc[k]).tolist()) for k in range(n)]
         elif arg.most is not None:
             room = _counts(rng, np.asarray(arg.most(o), dtype=np.int64), 1)
             out[key] = (pool & (np.cumsum(pool, axis=1) <= room[:, None]) if arg.lowest(cfg)
-                        else _random_pick(rng, pool, room))
+                        else _pick_pages(rng, cfg, pool, room))
         else:
             # One value: where the guard leaves one (the LRU victim) there is nothing to
             # draw; a VM with none gets a value its guard refuses, and it is not logged.
@@ -243,6 +246,17 @@ def _random_pick(rng: Rng, mask: npt.NDArray[np.bool_], counts: npt.NDArray[np.i
     keys = np.where(mask, rng.random(mask.shape), np.inf)
     rank = np.argsort(np.argsort(keys, axis=1), axis=1)
     return mask & (rank < np.asarray(counts)[:, None])
+
+
+def _pick_pages(rng: Rng, cfg: Config, pool: npt.NDArray[np.bool_],
+                counts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Per row, up to ``counts`` pages of ``pool`` chosen uniformly at random, in whole
+    balloon units (``balloon_unit_pages``): units wholly in the pool, as many as fit."""
+    u = cfg.balloon_unit_pages
+    if u == 1:
+        return _random_pick(rng, pool, counts)
+    units: npt.NDArray[np.bool_] = np.asarray(pool.reshape(len(pool), -1, u).all(axis=2))
+    return np.repeat(_random_pick(rng, units, np.asarray(counts) // u), u, axis=1)
 
 
 def _share_pair(eng: Engine, rng: Rng) -> tuple[Any, dict[str, Any]]:

@@ -452,15 +452,18 @@ def agreement_configs() -> dict[str, Config]:
     for preset_name, cfg in PRESETS.items():
         for slice_name, small in feature_slices(cfg).items():
             if declared_gaps_on(small):
-                continue  # not compared (below); a generic guest system has no smaller form
+                continue  # not compared (below)
+            # The fewest machine pages; a generic guest system's are every guest's pages.
+            fewest = small.vms * (small.guest_pages if small.guest_system else 1)
             tiny = small.replace(guest_disk_slots=0,
-                                 machine_pages=small.host_page_units * small.vms,
+                                 machine_pages=small.host_page_units * fewest,
                                  guest_data_pages=min(small.guest_data_pages, 1))
             shapes = {slice_name: tiny}
             if small.guest_disk_slots and slice_name == "protocol":
-                # The guest paging out to its disk needs a disk slot; one PPN keeps it small.
+                # The guest paging out to its disk needs a disk slot; one PPN (one balloon
+                # unit) keeps it small.
                 shapes[f"{slice_name}-paging"] = tiny.replace(
-                    guest_disk_slots=small.guest_disk_slots, guest_pages=1)
+                    guest_disk_slots=small.guest_disk_slots, guest_pages=small.balloon_unit_pages)
             for shape, c in shapes.items():
                 # One per slice, and one per variant of the protocol the presets choose
                 # (the module, MUST_TELL_HOST, the guest's allocator, the VMM's backing).
@@ -495,6 +498,20 @@ def agreement_configs() -> dict[str, Config]:
     # Free page hinting on one PPN: the guest may take a hinted page into use at once.
     out["hinting/hinting"] = feature_slices(PRESETS["hinting"])["hinting"].replace(
         guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0)
+    # Balloon units of two pages (the explorer's slices share their names with the default
+    # preset's, so they are not kept above): two units in a guest of four PPNs, and one unit
+    # with the guest's disk, host swap and a reset.
+    units = feature_slices(PRESETS["large-units"])["protocol"].replace(
+        guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_use=False)
+    out["large-units/two-units"] = units.replace(guest_pages=4, batch=2)
+    out["large-units/swap-reset"] = units.replace(
+        guest_disk_slots=1, host_swap=True, host_swap_slots=1, reset=True)
+    # A generic guest system's own pages: one guest of two pages with host swap (the
+    # explorer's two-guests slice, kept above, has one page each; with a reset too, over
+    # 13,000 states).
+    out["guest-system/host-swap"] = feature_slices(PRESETS["guest-system"])["reset"].replace(
+        guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_swap=True,
+        host_swap_slots=1, reset=False)
     # Features the encodings declare as known gaps (none today) may change what an encoded
     # action may do, so the encodings are compared with the model only where none is on.
     return {name: c for name, c in out.items() if not declared_gaps_on(c)}

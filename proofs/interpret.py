@@ -259,14 +259,20 @@ def _store_mpn(s: SymState, name: str, mpn: Num, value: z3.ExprRef,
             for m in range(s.cfg.machine_pages)}
 
 
-def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState, Num]:
+def fault_in(s: SymState, vm: int, ppn: Num | int, lowest: bool = False
+             ) -> tuple[z3.BoolRef, SymState, Num]:
     """``actions.fault_in``: (guard, post, the MPN now backing ``ppn``); ``ppn`` may be
-    symbolic."""
+    symbolic. In a generic guest system the page's own machine page backs it (it must be
+    free), unless ``lowest`` (a seeded fault's resource manager)."""
     G = s.cfg.guest_pages
     at = _term(ppn)
     mpn: Num = _select([s.i("p2m", vm, p) for p in range(G)], at)
     backed = mpn != UNBACKED
-    ok, new = free_mpn(s)
+    if s.cfg.guest_system and not lowest:
+        new: Num = vm * G + at
+        ok = _select([s.b("free", m) for m in range(s.cfg.machine_pages)], new)
+    else:
+        ok, new = free_mpn(s)
     swapped = _select([s.b("swap", vm, p) for p in range(G)], at)
     stok = _select([s.i("swap_token", vm, p) for p in range(G)], at)
     token: Num = z3.If(swapped, stok, 0)
@@ -284,13 +290,13 @@ def fault_in(s: SymState, vm: int, ppn: Num | int) -> tuple[z3.BoolRef, SymState
     return z3.Or(backed, ok), s.set(upd), z3.If(backed, mpn, new)
 
 
-def write_page(s: SymState, vm: int, ppn: Num | int, token: Num, cow: bool = True
-               ) -> tuple[z3.BoolRef, SymState, Num]:
+def write_page(s: SymState, vm: int, ppn: Num | int, token: Num, cow: bool = True,
+               lowest: bool = False) -> tuple[z3.BoolRef, SymState, Num]:
     """``actions.write_page``: (guard, post, the MPN written); ``ppn`` may be symbolic.
     ``cow=False`` writes a shared page in place (a seeded fault)."""
     G = s.cfg.guest_pages
     at = _term(ppn)
-    g1, s, mpn = fault_in(s, vm, at)
+    g1, s, mpn = fault_in(s, vm, at, lowest)
     if not cow:
         return g1, s.set(_store_mpn(s, "content", mpn, token)), mpn
     shared = _select([s.b("cow", m) for m in range(s.cfg.machine_pages)], mpn)
@@ -482,17 +488,18 @@ class _Z3Memory:
             assert _true(m), "the VPNs leaving the LRU order are fixed"
             self._lru_remove(d)
 
-    def touch(self, at: Value, token: Value, write: Value, cow: bool = True) -> Value:
+    def touch(self, at: Value, token: Value, write: Value, cow: bool = True,
+              lowest: bool = False) -> Value:
         self._writing = True
         ppn = _index(at)
         tok = _term(token)
         if _false(write):
-            guard, post, mpn = fault_in(self.s, self.vm_index, ppn)
+            guard, post, mpn = fault_in(self.s, self.vm_index, ppn, lowest)
         elif _true(write):
-            guard, post, mpn = write_page(self.s, self.vm_index, ppn, tok, cow)
+            guard, post, mpn = write_page(self.s, self.vm_index, ppn, tok, cow, lowest)
         else:
-            gf, pf, mf = fault_in(self.s, self.vm_index, ppn)
-            gw, pw, mw = write_page(self.s, self.vm_index, ppn, tok, cow)
+            gf, pf, mf = fault_in(self.s, self.vm_index, ppn, lowest)
+            gw, pw, mw = write_page(self.s, self.vm_index, ppn, tok, cow, lowest)
             guard, post, mpn = z3.If(write, gw, gf), pw.ite(write, pf), z3.If(write, mw, mf)
         self.guards.append(guard)
         self.s = post
@@ -681,6 +688,14 @@ class Z3Ops(_Z3Memory):
             out.append(later)
         return out[::-1]
 
+    def unit_whole(self, mask: Value) -> Value:
+        u, pages = self.cfg.balloon_unit_pages, list(mask)
+        return [_and(pages[p - p % u:p - p % u + u]) for p in range(len(pages))]
+
+    def unit_first(self) -> Value:
+        u = self.cfg.balloon_unit_pages
+        return [p % u == 0 for p in range(self.cfg.guest_pages)]
+
     # -- guard and effect ---------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         assert not self._writing, "a kernel requires nothing after its effect"
@@ -825,6 +840,10 @@ class Z3StateOps(Z3Ops):
 
     def swapped(self) -> Value:
         return [self.s["swap", self.vm_index, p] for p in range(self.cfg.guest_pages)]
+
+    def own_mpns(self) -> Value:
+        G = self.cfg.guest_pages
+        return [self.vm_index * G + p for p in range(G)]
 
     def vms_count(self, field: str) -> Value:
         k = self._key(field)

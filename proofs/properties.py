@@ -43,6 +43,7 @@ from ballast.proofs.encoding import (
 )
 from ballast.model.reporting_kernels import REPORTING_PROPERTIES, reads_clean
 from ballast.model.feature_kernels import FEATURE_PROPERTIES, quiescent
+from ballast.model.granular_kernels import GRANULAR_PROPERTIES
 from ballast.proofs.interpret import Z3StateOps, property_formula, step_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
@@ -132,6 +133,10 @@ for _name, _kernel in STEP_KERNELS.items():
 for _name in FEATURE_PROPERTIES:
     _state(_name)(_kernel_formula(_name))
 
+# Balloon units of several pages (ballast.model.granular_kernels).
+for _name in GRANULAR_PROPERTIES:
+    _state(_name)(_kernel_formula(_name))
+
 
 # --------------------------------------------------------------------------
 # Strengthening: facts of every reachable state the safety properties rest on.
@@ -199,6 +204,19 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
             add("inq_not_ballooned", z3.Implies(inq, z3.Not(s.b("ballooned", v, p))))
         add("no_stray_reports", s.i("inflate_queue", v, G) == 0, s.i("deflate_queue", v, G) == 0,
             z3.Not(s.b("acked_refused", v, G)))
+    if cfg.balloon_unit_pages > 1:
+        # Balloon units move whole: each stage of the protocol holds every page of a unit
+        # or none (the module reports, and the VMM accepts and acknowledges, whole units).
+        u = cfg.balloon_unit_pages
+        for v in _honest(cfg):
+            def held(p: int, v: int = v) -> list[z3.BoolRef]:
+                return [s.i("ppn_use", v, p) == BALLOON, s.i("inflate_queue", v, p) > 0,
+                        s.i("deflate_queue", v, p) > 0, s.b("acked_inflate", v, p),
+                        s.b("acked_refused", v, p), s.b("acked_deflate", v, p),
+                        s.b("refused", v, p)]
+            for first in range(0, G, u):
+                for p in range(first + 1, first + u):
+                    add("units_move_whole", *[a == b for a, b in zip(held(first), held(p))])
     if cfg.free_page_reporting:
         # One free page report at a time: what is on the reporting queue, or returned by
         # the VMM, the module still holds off the free list, and a page is in one stage.

@@ -357,8 +357,8 @@ class FrontierRows:
                          dtype=np.int64)
         return (self.rows[r[:, None], every[None, :]] == m[:, None]).sum(axis=1)
 
-    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask
-              ) -> tuple[Mask, Ints]:
+    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
+              lowest: bool = False) -> tuple[Mask, Ints]:
         # The model's fault_in, then (where ``write``) its write_page, row by row at once.
         n = self.n
         tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (n,))
@@ -373,7 +373,12 @@ class FrontierRows:
         out = np.full(n, -1, dtype=np.int64)
         # fault_in: a free MPN, filled from host swap or with zeros; a ballooned page pops.
         unb = m < 0
-        new = self._lowest_free(r[unb])
+        if self.cfg.guest_system and not lowest:
+            # A generic guest system's page is its own machine page (actions.own_mpn), free.
+            own = self.vms[r[unb]] * self.cfg.guest_pages + p[unb]
+            new = np.where(self.rows[r[unb], free_c[own]] != 0, own, -1)
+        else:
+            new = self._lowest_free(r[unb])
         keep = np.ones(len(r), dtype=bool)
         keep[np.nonzero(unb)[0][new < 0]] = False
         fi = np.nonzero(unb)[0][new >= 0]
@@ -466,6 +471,10 @@ class FrontierStateOps(NumpyStateOps):
         self._every_vm = False
         self._by_page = None
         self._counts: npt.NDArray[np.int64] | None = None
+
+    def own_mpns(self) -> Any:
+        G = self.cfg.guest_pages
+        return self.store.vms[:, None] * G + np.arange(G)[None, :]
 
     def mpns(self, field: str) -> Any:
         cells = self.frontier[:, self.store._host_cols(field_key(field))].astype(np.int64)

@@ -20,11 +20,9 @@ SMALL = [p for p in PRESETS if p != "large"]
 
 def _encoded(name):
     """The preset with the features whose actions the engine declares as known gaps
-    switched off (the VMM paging out a VM over its target), the generic guest system's own
-    pages and balloon units of several pages; where the VMM keeps host pages to one VM,
-    with one VM."""
-    cfg = PRESETS[name].replace(vmm_reclaims_over_target=False, guest_system=False,
-                                balloon_unit_pages=1)
+    switched off (the VMM paging out a VM over its target); where the VMM keeps host pages
+    to one VM, with one VM."""
+    cfg = PRESETS[name].replace(vmm_reclaims_over_target=False)
     return cfg.replace(vms=1, hostile_vms=frozenset()) if vmm_keeps_host_pages(cfg) else cfg
 
 

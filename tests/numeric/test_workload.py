@@ -96,9 +96,11 @@ def test_choices_are_what_the_guard_admits(name: str, preset_name: str) -> None:
     assert seen, f"{name} is never enabled on {_LONGEST} steps of {preset_name}"
 
 
-def test_draws_take_effect_where_the_guard_admits_them() -> None:
-    """Drawn among the choices, a batch of every chosen action mostly takes effect."""
-    cfg = preset("default")
+@pytest.mark.parametrize("preset_name", ["default", "large-units"])
+def test_draws_take_effect_where_the_guard_admits_them(preset_name: str) -> None:
+    """Drawn among the choices, a batch of every chosen action mostly takes effect (with
+    balloon units of several pages, drawn in whole units)."""
+    cfg = preset(preset_name)
     for s in list(_walk(cfg, seed=3, length=60))[::10]:
         eng = Engine.from_state(cfg, s)
         rng = np.random.default_rng(0)

@@ -40,10 +40,10 @@ def test_every_item_is_encoded_by_every_backend_that_covers_its_kind() -> None:
                 assert cell.where, (kind, name, b)
 
 
-GAPPED_PRESETS = {"hugepages", "guest-system", "large-units"}
+GAPPED_PRESETS = {"hugepages"}
 """Presets that switch on what Z3 and NumPy do not encode yet: host pages kept to one VM
-(``hugepages``), the generic guest system (``guest-system``) and balloon units of several
-pages (``large-units``). Z3 and NumPy encode every other preset's features: real drivers'
+(``hugepages``). Z3 and NumPy encode every other preset's features: balloon units of several
+pages (``large-units``), the generic guest system (``guest-system``), real drivers'
 behaviours, free page reporting, page poison, statistics, the VMM's own flood bound, free
 page hinting, hibernation, the hostile guest's processors, reports racing a reset and the
 VMM paging out a VM over its target with the starvation property; the virtio profile judges
