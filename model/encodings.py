@@ -157,10 +157,13 @@ them."""
 
 HOSTILE_ONLY: tuple[tuple[str, str], ...] = (
     ("actions", "vmm_swap_over_target"), ("invariants", "honest_memory_not_taken"),
-    ("faults", "vmm_swaps_honest_page"))
+    ("faults", "vmm_swaps_honest_page"), ("invariants", "host_recovers_to_target"),
+    ("faults", "vmm_stops_one_page_over"))
 """What the host does against guests that will not cooperate (the ``hostile`` preset) and
-is not yet written as kernels: the VMM paging out a VM over its target, and the starvation
-property (a step form over every VM, not one VM's kernel). Checked by the Python model's
+is not yet written as kernels: the VMM paging out a VM over its target, the starvation
+property (a step form over every VM, not one VM's kernel), and the host recovering a VM to
+its target (``host_recovers_to_target``, a property over runs: only the explorer's graph
+decides it; Z3 and NumPy check states and steps, so it is their known gap, never a pass). Checked by the Python model's
 checkers (random runs, Hypothesis, the explorer) only so far. Rogue processor actions with
 the VMM enforcing the host's CPU target, and reports in flight across a guest reset, are
 kernels (``ballast.model.feature_kernels``) that Z3 and NumPy read."""
