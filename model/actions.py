@@ -89,6 +89,7 @@ __all__ = [
     "allowed_pages",
     "held_pages",
     "over_target",
+    "within_allowance",
     "page_out_to_host_swap",
     "guest_free_pages",
     "HINT_DONE",
@@ -1776,6 +1777,12 @@ def allowed_pages(cfg: Config, v: VmState) -> int:
 def over_target(cfg: Config, s: State, vm: int) -> int:
     """How many machine pages VM ``vm`` holds beyond what the host allows it (0 if none)."""
     return max(0, held_pages(s, vm) - allowed_pages(cfg, s.vms[vm]))
+
+
+def within_allowance(cfg: Config, s: State, vm: int) -> bool:
+    """Whether VM ``vm`` holds no more machine pages than the host allows it: what the host
+    recovers a VM to when it pages out the excess by itself."""
+    return over_target(cfg, s, vm) == 0
 
 
 def page_out_to_host_swap(cfg: Config, s: State, vm: int, ppn: int, name: str) -> State:

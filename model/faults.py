@@ -20,6 +20,7 @@ from ballast.errors import InputError
 from ballast.model import actions as A
 from ballast.model.actions import ACTIONS, ActionSpec, require
 from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.recovery import RECOVERY
 from ballast.model.state import BALLOON, UNBACKED, State, sorted_tuple
 
 __all__ = ["FAULTS", "Fault", "action_table", "with_fault_needs"]
@@ -404,6 +405,20 @@ def _swaps_honest(cfg: Config, s: State, vm: int, ppn: int) -> State:
     require(bool(owners), "vmm_swap_over_target", "no unshared page is backed")
     victim_vm, victim_ppn = owners[min(owners)]
     return A.page_out_to_host_swap(cfg, s, victim_vm, victim_ppn, "vmm_swap_over_target")
+@_fault("vmm_stops_one_page_over", "vmm_swap_over_target", RECOVERY,
+        missed_by={"random": "a property over runs: a finite run shows no state from which the "
+                             "host can never recover, the explorer's whole graph does",
+                   "hypothesis": "a property over runs: a finite run shows no state from which "
+                                 "the host can never recover, the explorer's whole graph does"},
+        vmm_reclaims_over_target=True, host_swap_slots=1)
+def _stops_one_over(cfg: Config, s: State, vm: int, ppn: int) -> State:
+    """The VMM stops paging a VM out while it still holds one page more than the host allows
+    it (it waits for two): a guest that touches one page beyond its target keeps it."""
+    require(A.over_target(cfg, s, vm) > 1, "vmm_swap_over_target",
+            "the VM holds at most one page more than the host allows it")
+    return A.page_out_to_host_swap(cfg, s, vm, ppn, "vmm_swap_over_target")
+
+
 @_fault("vmm_maps_foreign_host_page", "guest_read", "host_page_backs_one_vm",
         vms=2, host_page_units=2, machine_pages=6, sharing=False)
 def _maps_foreign(cfg: Config, s: State, vm: int, vpn: int) -> State:

@@ -20,6 +20,7 @@ from ballast.model.actions import ACTIONS
 from ballast.model.config import FEATURES, Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.recovery import REACH_PROPERTIES
 from ballast.model.sometimes import SOMETIMES
 from ballast.model.state import initial_state
 from ballast.model.virtio import EVENT_KINDS
@@ -50,7 +51,7 @@ def _state_paths() -> set[str]:
 
 NAME_KINDS: dict[str, tuple[str, Callable[[], Collection[str]]]] = {
     "actions": ("an action", lambda: ACTIONS),
-    "invariants": ("a property", lambda: INVARIANTS),
+    "invariants": ("a property", lambda: [*INVARIANTS, *REACH_PROPERTIES]),
     "faults": ("a seeded fault", lambda: FAULTS),
     "scenarios": ("a scenario", lambda: SOMETIMES),
     "parameters": ("an action parameter", _parameters),
@@ -102,10 +103,11 @@ def every(kind: str, *, but: Mapping[tuple[str, str], str] | Iterable[str] = (),
 
 
 def has_state_form(name: str) -> bool:
-    """Whether property ``name`` has a state form (a table of state checks covers it)."""
-    return INVARIANTS[name].state is not None
+    """Whether property ``name`` has a state form (a table of state checks covers it; a
+    property over runs has none)."""
+    return name in INVARIANTS and INVARIANTS[name].state is not None
 
 
 def has_step_form(name: str) -> bool:
     """Whether property ``name`` has a step form (a table of step checks covers it)."""
-    return INVARIANTS[name].step is not None
+    return name in INVARIANTS and INVARIANTS[name].step is not None

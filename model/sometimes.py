@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ballast.model.actions import (Action, host_page_units, inflate_limit, report_queue_bound,
-                                   under_pressure, vmm_keeps_host_pages)
+                                   under_pressure, vmm_keeps_host_pages, within_allowance)
 from ballast.model.config import Config
 from ballast.model.state import FREE, UNBACKED, State
 
@@ -260,6 +260,14 @@ def _recovered(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "vmm_swap_over_target":
         return False
     return any(m != UNBACKED for w, v in enumerate(pre.vms) if w != _vm(act) for m in v.p2m)
+@_scenario("over_target_vm_recovered",
+           "The VMM pages out the last page a VM held beyond its target: the host has it back "
+           "within what it allows, without the guest.",
+           feature=lambda cfg: cfg.vmm_reclaims_over_target)
+def _within_again(cfg: Config, pre: State, act: Action, post: State) -> bool:
+    return act.name == "vmm_swap_over_target" and within_allowance(cfg, post, _vm(act))
+
+
 @_scenario("host_page_kept_from_other_vm",
            "The VMM backs a page beyond the lowest free MPN, which lies in a host page of another VM.",
            feature=vmm_keeps_host_pages)

@@ -61,6 +61,12 @@ EXPLORE_CONFIGS: dict[str, Config] = {
     "one-vm-guest-system": _ONE.replace(host_use=False, machine_pages=2, guest_system=True),
     # Balloon units of two pages (the large-units preset).
     "one-vm-large-units": _ONE.replace(host_use=False, batch=2, balloon_unit_pages=2),
+    # The VMM paging out a VM over its target beside another VM, with a host swap slot to
+    # page to (the hostile preset's over-target slice, where host_recovers_to_target is
+    # checked).
+    "two-vms-over-target": _ONE.replace(vms=2, guest_pages=1, machine_pages=2,
+                                        host_swap_slots=1, host_use=False,
+                                        vmm_reclaims_over_target=True),
 }
 
 #: The base every seeded fault is hunted on (before the fault's own config changes).

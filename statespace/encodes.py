@@ -27,6 +27,7 @@ from ballast.model.config import FEATURES, Config, features_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS, Property
 from ballast.model.keyed import KeyedTable, every
+from ballast.model.recovery import REACH_PROPERTIES
 
 __all__ = ["BACKEND", "TABLES", "encodes", "sliced"]
 
@@ -77,7 +78,10 @@ def encodes() -> Encodes:
         BACKEND, "explorer",
         actions={n: f"the model's step, cached per {spec.partition.value} part"
                  for n, spec in ACTIONS.items()},
-        invariants={n: _checks(p) for n, p in INVARIANTS.items()},
+        invariants={**{n: _checks(p) for n, p in INVARIANTS.items()},
+                    **{n: "backward reachability over the full graph of a slice "
+                          "(ballast.statespace.liveness.check_reach)"
+                       for n in REACH_PROPERTIES}},
         faults={n: f"the model's faulty {f.action}" for n, f in FAULTS.items()})
 
 

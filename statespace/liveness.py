@@ -48,6 +48,12 @@ Properties:
     From every reachable state whose target is feasible, some run that keeps
     the targets fixed reaches the target. Checked by backward reachability.
 
+Properties over runs the model defines (:data:`~ballast.model.recovery.REACH_PROPERTIES`,
+such as ``host_recovers_to_target``) are checked the same way, by :func:`check_reach`: from
+every reachable state that meets the property's assumption, a run of the steps it allows
+(the host's and the VMM's, targets fixed) reaches its goal. The model says what the goal,
+the steps and the assumption are; this module only searches the graph.
+
 ``balloon_eventually_at_target`` (under the chosen fairness)
     Every run that keeps the targets fixed from some point on and is fair
     reaches a feasible target. A counterexample is a lasso: a shortest prefix
@@ -89,6 +95,7 @@ from ballast.errors import UsageError
 from ballast.model.actions import ACTIONS, Action, Actor, reclaim_takes_all_it_may
 from ballast.model.config import Config, ModuleKind
 from ballast.model.invariants import honest_vms
+from ballast.model.recovery import REACH_PROPERTIES, TARGET_SETTERS, ReachProperty
 from ballast.model.state import State
 from ballast.statespace.explore import Exploration
 
@@ -99,7 +106,9 @@ __all__ = [
     "FAIRNESS_CHOICES",
     "FAIRNESS_TEXTS",
     "REACHES",
+    "SKIPPED",
     "STRONG_ACCEPT",
+    "VACUOUS",
     "WEAK",
     "FairnessClass",
     "LivenessResult",
@@ -107,6 +116,8 @@ __all__ = [
     "at_target",
     "check_fairness",
     "check_liveness",
+    "check_reach",
+    "check_reach_properties",
     "fair_components",
     "fairness_class",
     "feasible_target",
@@ -143,7 +154,12 @@ ACCEPTS = "vmm_accepts_report"
 FairnessClass = tuple[str, object]
 """A fairness class: a name and the VM it is about."""
 
-_TARGET_SETTERS = ("host_set_target", "host_set_cpu_target")
+_TARGET_SETTERS = TARGET_SETTERS
+
+SKIPPED = "skipped"
+"""Outcome of a property over runs whose assumption the configuration cannot meet."""
+VACUOUS = "vacuous"
+"""Outcome of a property over runs that no reachable state gives anything to show."""
 
 
 def check_fairness(fairness: str) -> str:
@@ -233,6 +249,9 @@ class LivenessResult:
     """For a lasso: actions that lead from the cycle's first state back to it."""
     fairness: str = WEAK
     """The fairness choice the verdict assumed (``balloon_eventually_at_target``)."""
+    outcome: str = ""
+    """For a property over runs: :data:`SKIPPED` or :data:`VACUOUS` when it was not shown
+    either way (``detail`` says why), else empty."""
 
 
 def _require_full(ex: Exploration) -> None:
@@ -285,21 +304,27 @@ def check_liveness(ex: Exploration, fairness: str = WEAK) -> list[LivenessResult
     return [out_can or ok_can, out_fair or ok_fair]
 
 
-def _can_reach(ex: Exploration, v: int, goal: list[bool], live: list[bool],
-               keep: list[bool]) -> LivenessResult | None:
-    n = ex.states
-    back: list[list[int]] = [[] for _ in range(n)]
+def _reaching(ex: Exploration, goal: list[bool], keep: list[bool]) -> list[bool]:
+    """Which states reach a goal state by the kept actions (backward reachability)."""
+    back: list[list[int]] = [[] for _ in range(ex.states)]
     for s, d, a in zip(ex.edge_src, ex.edge_dst, ex.edge_act):
         if keep[a]:
             back[d].append(s)
-    seen = [g for g in goal]
-    todo = deque(i for i in range(n) if goal[i])
+    seen = list(goal)
+    todo = deque(i for i, g in enumerate(goal) if g)
     while todo:
         d = todo.popleft()
         for s in back[d]:
             if not seen[s]:
                 seen[s] = True
                 todo.append(s)
+    return seen
+
+
+def _can_reach(ex: Exploration, v: int, goal: list[bool], live: list[bool],
+               keep: list[bool]) -> LivenessResult | None:
+    n = ex.states
+    seen = _reaching(ex, goal, keep)
     stuck = [i for i in range(n) if live[i] and not seen[i] and i not in ex.violating]
     if not stuck:
         return None
@@ -309,6 +334,66 @@ def _can_reach(ex: Exploration, v: int, goal: list[bool], live: list[bool],
                           f"never reach its feasible target (target "
                           f"{ex.state(worst).vms[v].target}) while the targets stay fixed",
                           vm=v, prefix=ex.path(worst))
+
+
+def check_reach(ex: Exploration, prop: ReachProperty) -> LivenessResult:
+    """Property over runs ``prop`` (AG EF) over a complete exploration: from every reachable
+    state that meets its assumption and breaks no safety property, some run of the steps it
+    allows reaches its goal. Skipped, naming why, where the configuration cannot meet the
+    assumption; vacuous where no such state is off the goal.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.recovery import RECOVERY
+    >>> from ballast.model.system import BalloonModel
+    >>> from ballast.statespace.explore import explore
+    >>> cfg = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+    ...              machine_pages=1, host_swap_slots=1, tokens=1, batch=1, host_use=False,
+    ...              vmm_reclaims_over_target=True)
+    >>> r = check_reach(explore(BalloonModel(cfg), keep_edges=True, symmetry=False),
+    ...                 REACH_PROPERTIES[RECOVERY])
+    >>> r.holds, r.outcome
+    (True, '')
+    >>> ex = explore(BalloonModel(cfg, ["vmm_stops_one_page_over"]), keep_edges=True,
+    ...              symmetry=False)
+    >>> r = check_reach(ex, REACH_PROPERTIES[RECOVERY])
+    >>> r.holds, r.vm, [a.name for a in r.prefix]
+    (False, 0, ['host_set_target', 'guest_read'])
+    """
+    _require_full(ex)
+    cfg = ex.model.cfg
+    why = prop.unmet(cfg)
+    if why is not None:
+        return LivenessResult(prop.name, True, f"not checked: {why}", outcome=SKIPPED)
+    n = ex.states
+    states = [ex.state(i) for i in range(n)]
+    goal = [prop.goal(cfg, st) for st in states]
+    live = [prop.assumed(cfg, st) and i not in ex.violating for i, st in enumerate(states)]
+    seen = _reaching(ex, goal, [prop.moves(a) for a in ex.actions])
+    stuck = [i for i in range(n) if live[i] and not seen[i]]
+    claimed = sum(1 for i in range(n) if live[i] and not goal[i])
+    outside = n - sum(live)
+    if stuck:
+        worst = min(stuck, key=lambda i: (ex.depth[i], i))
+        vm = prop.off_goal(cfg, states[worst])
+        return LivenessResult(prop.name, False,
+                              f"VM {vm}: {len(stuck)} reachable state(s) meeting the assumption "
+                              f"from which no run of the allowed steps reaches the goal "
+                              f"({prop.summary[0].lower()}{prop.summary[1:]})", vm=vm,
+                              prefix=ex.path(worst))
+    if claimed == 0:
+        return LivenessResult(prop.name, True, f"no reachable state meeting the assumption "
+                              f"is off the goal ({n} states, {outside} outside the assumption)",
+                              outcome=VACUOUS)
+    return LivenessResult(prop.name, True,
+                          f"every one of {claimed} reachable state(s) off the goal reaches it "
+                          f"by the allowed steps alone ({n} states, {outside} outside the "
+                          f"assumption)")
+
+
+def check_reach_properties(ex: Exploration) -> list[LivenessResult]:
+    """:func:`check_reach` of every property over runs the explored configuration has."""
+    cfg = ex.model.cfg
+    return [check_reach(ex, p) for p in REACH_PROPERTIES.values() if p.feature(cfg)]
 
 
 @dataclass

@@ -6,7 +6,9 @@ replayed through the reference model first), reports deadlocks, the actions
 that never fire and the scenarios never witnessed (vacuity), and, when asked,
 checks liveness on the full graph under a named fairness choice (``weak`` or
 ``strong-accept``, see :mod:`ballast.statespace.liveness`), which every liveness
-verdict states in its detail and evidence. A budget that runs out makes every
+verdict states in its detail and evidence, and the model's properties over runs
+(``host_recovers_to_target``: skipped, naming why, where the configuration cannot meet
+its assumption). A budget that runs out makes every
 property that did not break *inconclusive*, with the number of states explored and
 the flag that raises the budget.
 """
@@ -29,9 +31,13 @@ from ballast.statespace.liveness import (
     FAIRNESS_TEXTS,
     REACHES,
     WEAK,
+    SKIPPED,
+    VACUOUS,
     check_fairness,
     check_liveness,
+    check_reach_properties,
 )
+from ballast.model.recovery import REACH_PROPERTIES
 from ballast.statespace.symmetry import liveness_warning
 from ballast.statespace.traces import write_finding, write_liveness
 
@@ -253,10 +259,25 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                     lfig = {**lfig, "prefix_steps": len(lr.prefix), "cycle_steps": len(lr.cycle)}
                     results.append(PropertyResult(lr.property, CHECKER, Verdict.VIOLATION,
                                                   lr.detail, lfig, path, kind=LIVENESS_KIND))
+            for lr in check_reach_properties(live_ex):
+                rfig = {**_figures(live_ex), "form": "liveness",
+                        "assumes": REACH_PROPERTIES[lr.property].assumes}
+                if not lr.holds:
+                    path = write_liveness(live_ex, lr, report_dir,
+                                          _slug(f"explore-{lr.property}-{tag}"))
+                    results.append(PropertyResult(
+                        lr.property, CHECKER, Verdict.VIOLATION, lr.detail,
+                        {**rfig, "prefix_steps": len(lr.prefix)}, path, kind=LIVENESS_KIND))
+                else:
+                    verdict = {SKIPPED: Verdict.SKIPPED, VACUOUS: Verdict.VACUOUS}.get(
+                        lr.outcome, Verdict.PASS)
+                    results.append(PropertyResult(lr.property, CHECKER, verdict, lr.detail,
+                                                  rfig, kind=LIVENESS_KIND))
         else:
             why = ("a safety property is broken" if live_ex.violations
                    else f"the full exploration stopped ({live_ex.stop_reason})")
-            for name in (CAN_REACH, REACHES):
+            reach = [p.name for p in REACH_PROPERTIES.values() if p.feature(cfg)]
+            for name in (CAN_REACH, REACHES, *reach):
                 results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
                                               f"not checked: {why}",
                                               {**_figures(live_ex), "form": "liveness",

@@ -30,6 +30,7 @@ from ballast.progress import Meter, meter
 from ballast.budget import WorkBudget, out_of_budget, out_of_time
 from ballast.model.actions import vmm_keeps_host_pages
 from ballast.model.config import Config
+from ballast.model.recovery import REACH_PROPERTIES
 from ballast.statespace.configs import fewest_tokens
 from ballast.statespace.encodes import sliced
 from ballast.statespace.explore import Budget, Exploration
@@ -37,7 +38,8 @@ from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
 from ballast.statespace.runner import run_explore
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
-__all__ = ["LIVENESS_MAX_STATES", "feature_slices", "liveness_fairness", "suite_check"]
+__all__ = ["LIVENESS_MAX_STATES", "feature_slices", "liveness_fairness", "reach_slice",
+           "suite_check"]
 
 LIVENESS_MAX_STATES = 30000
 """Liveness is checked in the suite only on slices this small (with symmetry)."""
@@ -141,6 +143,23 @@ def liveness_fairness(name: str, small: Config) -> str | None:
     return WEAK if name == "protocol" else None
 
 
+def reach_slice(small: Config) -> bool:
+    """Whether a slice has a property over runs of the model (``host_recovers_to_target``)
+    whose assumption it can meet, so that its full graph is checked for it, with or without
+    the balloon's liveness (a slice whose liveness is checked anyway reports the others
+    skipped, naming why).
+
+    >>> from ballast.model.config import preset
+    >>> sorted(name for name, c in feature_slices(preset("hostile")).items()
+    ...        if reach_slice(c) and liveness_fairness(name, c) is None)
+    ['over-target', 'sharing-and-host-swap']
+
+    Like liveness, it is checked only where the slice has at most :data:`LIVENESS_MAX_STATES`
+    states (with symmetry): the sharing-and-host-swap slice has more.
+    """
+    return any(p.feature(small) and p.unmet(small) is None for p in REACH_PROPERTIES.values())
+
+
 def _with_reason(results: list[PropertyResult], why: str | None) -> list[PropertyResult]:
     """Inconclusive results of a stopped exploration, their detail saying which budget ran out."""
     if why is None:
@@ -222,16 +241,19 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                        "seconds": round(ex.seconds, 2)}
         results = _with_reason(list(run.result.results), _why_stopped(ex, budget))
         fairness = liveness_fairness(name, small)
-        if fairness is not None and ex.complete and not ex.violations \
+        reach_only = fairness is None and reach_slice(small)
+        if (fairness is not None or reach_only) and ex.complete and not ex.violations \
                 and ex.states <= LIVENESS_MAX_STATES:
             with meter(f"liveness [{name}]", unit="states") as shown:
                 live = run_explore(small, faults=faults, symmetry=False, liveness=True,
-                                   budget=limits(), report_dir=report_dir, fairness=fairness,
-                                   progress=_show_on(shown))
+                                   budget=limits(), report_dir=report_dir,
+                                   fairness=fairness or WEAK, progress=_show_on(shown))
             assert live.liveness_exploration is not None
             why = _why_stopped(live.liveness_exploration, budget)
             results += _with_reason([r for r in live.result.results
-                                     if r.evidence.get("form") == "liveness"], why)
+                                     if r.evidence.get("form") == "liveness" and (
+                                         not reach_only or r.property in REACH_PROPERTIES)],
+                                    why)
         for r in results:
             rows.setdefault((r.kind, r.property), []).append((name, r))
     merged = [_merge(prop, kind, rs) for (kind, prop), rs in rows.items()]

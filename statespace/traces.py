@@ -16,6 +16,9 @@ replay``) and checks the lasso again: the cycle closes and is fair.
 Deadlocks and states from which the target cannot be reached break no
 property a replay checks; they are confirmed by a replay of their own (every
 step allowed, the claimed situation holds at the end) before they are written.
+A state from which a property over runs (``host_recovers_to_target``) cannot reach its
+goal is confirmed the same way, and the model's own steps are searched once more from it
+(:func:`goal_unreachable`): no run of the steps the property allows reaches the goal.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ballast.reports.counterexample import (
     write_counterexample,
 )
 from ballast.model.invariants import honest_vms
+from ballast.model.recovery import REACH_PROPERTIES, ReachProperty
 from ballast.model.replay import model_for, replay
 from ballast.statespace.deadlock import stalled_vms
 from ballast.statespace.explore import Exploration, Finding
@@ -54,7 +58,8 @@ from ballast.statespace.liveness import (
     strong_fairness_class,
 )
 
-__all__ = ["LassoCheck", "check_lasso", "lasso_start", "make_trace", "run_actions",
+__all__ = ["LassoCheck", "check_lasso", "goal_unreachable", "lasso_start", "make_trace",
+           "run_actions",
            "verify_lasso", "write_finding", "write_liveness"]
 
 CHECKER = "explore"
@@ -94,6 +99,26 @@ def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -
         raise CounterexampleNotReproduced("the deadlock does not reproduce on the reference model")
     return _write_own(trace, out_dir, name, f"the protocol is stalled after step {len(actions)}: "
                       f"{finding.message}")
+
+
+def goal_unreachable(model: BalloonModel, prop: ReachProperty, start: State,
+                     limit: int = 1_000_000) -> bool:
+    """Whether no run of the steps ``prop`` allows leads from ``start`` to its goal, searched
+    on the model's own steps (at most ``limit`` states: beyond that, not confirmed)."""
+    cfg = model.cfg
+    seen = {start}
+    todo = [start]
+    while todo:
+        s = todo.pop()
+        if prop.goal(cfg, s):
+            return False
+        for act, t in model.successors(s):
+            if prop.moves(act) and t not in seen:
+                if len(seen) >= limit:
+                    return False
+                seen.add(t)
+                todo.append(t)
+    return True
 
 
 def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
@@ -141,6 +166,16 @@ def write_liveness(ex: Exploration, result: LivenessResult, out_dir: Path, name:
             raise CounterexampleNotReproduced("the stuck state is at its target")
         expect["step"] = len(result.prefix)
         trace = make_trace(model, result.prefix, expect, "AG EF balloon at target")
+        return _write_own(trace, out_dir, name, result.detail)
+    reach = REACH_PROPERTIES.get(result.property)
+    if reach is not None:
+        end = run_actions(model, result.prefix)[-1]
+        if not reach.assumed(model.cfg, end) or not goal_unreachable(model, reach, end):
+            raise CounterexampleNotReproduced(
+                f"{result.property}: the reference model reaches the goal from the last state")
+        expect["step"] = len(result.prefix)
+        expect["vm"] = result.vm
+        trace = make_trace(model, result.prefix, expect, f"AG EF {result.property}")
         return _write_own(trace, out_dir, name, result.detail)
     why = verify_lasso(model, result.vm, result.prefix, result.cycle, result.fairness)
     if why is not None:

@@ -37,6 +37,7 @@ from ballast.errors import UsageError
 from ballast.model.actions import ACTIONS
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.recovery import REACH_PROPERTIES
 
 __all__ = ["BACKENDS", "Cell", "all_encodes", "incomplete", "matrix", "matrix_json", "model_encodes"]
 
@@ -78,7 +79,9 @@ def model_encodes() -> Encodes:
 
     return Encodes("model", "Python",
                    actions={n: _where(spec.effect) for n, spec in ACTIONS.items()},
-                   invariants={n: forms(n) for n in INVARIANTS},
+                   invariants={**{n: forms(n) for n in INVARIANTS},
+                               **{n: f"ballast.model.recovery.REACH_PROPERTIES[{n!r}] [over runs]"
+                                  for n in REACH_PROPERTIES}},
                    faults={n: f"{_where(f.effect)} (replaces {f.action})"
                            for n, f in FAULTS.items()})
 
@@ -94,8 +97,8 @@ def all_encodes() -> dict[str, Encodes]:
 def _names(kind: str) -> list[str]:
     if kind == "actions":
         return list(ACTIONS)
-    if kind == "invariants":
-        return list(INVARIANTS)
+    if kind == "invariants":  # the properties over runs after the safety properties
+        return list(INVARIANTS) + list(REACH_PROPERTIES)
     if kind == "faults":
         return list(FAULTS)
     raise UsageError(f"no backend matrix for {kind!r}; expected one of {', '.join(KINDS)}")

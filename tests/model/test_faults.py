@@ -4,6 +4,7 @@ import pytest
 
 from ballast.model.faults import FAULTS, action_table
 from ballast.model.invariants import INVARIANTS
+from ballast.model.recovery import REACH_PROPERTIES
 from ballast.model.config import preset
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.system import BalloonModel
@@ -11,15 +12,27 @@ from ballast.simulation.randomwalk import random_run
 from ballast.errors import InputError
 
 
+SAFETY_FAULTS = sorted(n for n, f in FAULTS.items() if f.breaks in INVARIANTS)
+"""The faults a run can show: those that break a safety property (the others break a
+property over runs, which only the explorer's whole graph shows)."""
+
+
 def test_every_invariant_has_a_seeded_fault() -> None:
     covered = {f.breaks for f in FAULTS.values()}
-    assert covered == set(INVARIANTS)
+    assert covered == set(INVARIANTS) | set(REACH_PROPERTIES)
+
+
+def test_a_fault_of_a_property_over_runs_says_why_runs_miss_it() -> None:
+    over_runs = [f for f in FAULTS.values() if f.breaks in REACH_PROPERTIES]
+    assert over_runs
+    for f in over_runs:
+        assert {"random", "hypothesis"} <= set(f.missed_by), f.name
 
 
 def test_a_fault_is_caught_as_its_own_property_first_and_as_properties_only() -> None:
     for f in FAULTS.values():
         assert f.caught_as[0] == f.breaks and len(set(f.caught_as)) == len(f.caught_as)
-        assert set(f.caught_as) <= set(INVARIANTS), f.name
+        assert set(f.caught_as) <= set(INVARIANTS) | set(REACH_PROPERTIES), f.name
 
 
 def test_what_a_fault_needs_fits_every_preset_and_never_shrinks_it() -> None:
@@ -58,7 +71,7 @@ def test_unknown_fault_is_an_input_error() -> None:
         action_table(["nope"])
 
 
-@pytest.mark.parametrize("name", sorted(FAULTS))
+@pytest.mark.parametrize("name", SAFETY_FAULTS)
 def test_random_runs_catch_the_fault_and_replay_agrees(name: str) -> None:
     fault = FAULTS[name]
     model = BalloonModel(preset("default").replace(**fault.config), [name])

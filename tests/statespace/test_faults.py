@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.replay import ReplayOutcome
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.model.replay import replay
+from ballast.model.recovery import REACH_PROPERTIES
 from ballast.statespace.configs import fault_config
 from ballast.statespace.explore import Budget, explore
-from ballast.statespace.traces import write_finding
+from ballast.statespace.liveness import check_reach_properties
+from ballast.statespace.traces import goal_unreachable, run_actions, write_finding, write_liveness
 
 
 def _plain_shortest(model: BalloonModel, prop: str, limit: int) -> int | None:
@@ -37,7 +40,8 @@ def _plain_shortest(model: BalloonModel, prop: str, limit: int) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("name", sorted(FAULTS))
+@pytest.mark.parametrize("name", sorted(n for n, f in FAULTS.items()
+                                         if f.breaks not in REACH_PROPERTIES))
 def test_fault_is_found_with_a_shortest_trace(name: str, tmp_path: Path) -> None:
     fault = FAULTS[name]
     model = BalloonModel(fault_config(name), [name])
@@ -56,3 +60,42 @@ def test_fault_is_found_with_a_shortest_trace(name: str, tmp_path: Path) -> None
     assert header.source["checker"] == "explore"
     # no shorter run of the broken model breaks the property
     assert _plain_shortest(model, fault.breaks, found.steps(ex)) == found.steps(ex)
+
+
+OVER_RUNS_BASE = Config(vms=1, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+                        machine_pages=1, host_swap_slots=1, tokens=1, batch=1, host_use=False)
+"""A base small enough for the whole graph without symmetry (a property over runs needs it)."""
+
+
+@pytest.mark.parametrize("name", sorted(n for n, f in FAULTS.items()
+                                         if f.breaks in REACH_PROPERTIES))
+def test_fault_of_a_property_over_runs_is_found_with_a_replayable_prefix(
+        name: str, tmp_path: Path) -> None:
+    """The explorer's whole graph shows a state from which the allowed steps never reach the
+    goal; the shortest prefix to it replays through the model, breaking no safety property,
+    and the model's own steps confirm the goal unreachable from where it ends."""
+    fault = FAULTS[name]
+    prop = REACH_PROPERTIES[fault.breaks]
+    model = BalloonModel(fault_config(name, OVER_RUNS_BASE), [name])
+    ex = explore(model, symmetry=False, keep_edges=True)
+    assert ex.complete and not ex.violations
+    [result] = [r for r in check_reach_properties(ex) if r.property == fault.breaks]
+    assert not result.holds and result.vm is not None
+    path = write_liveness(ex, result, tmp_path, name)
+    trace = read_trace(path)
+    assert trace.header.expect is not None and trace.header.expect["property"] == fault.breaks
+    replayed = replay(trace, keep_states=True)
+    assert replayed.outcome is ReplayOutcome.OK and replayed.steps_run == len(result.prefix)
+    end = run_actions(model, result.prefix)[-1]
+    assert prop.assumed(model.cfg, end) and not prop.goal(model.cfg, end)
+    assert goal_unreachable(model, prop, end)
+    # No shorter prefix ends where the goal is out of reach: every state nearer the start
+    # that meets the assumption reaches the goal by the allowed steps.
+    for i in range(ex.states):
+        if ex.depth[i] < len(result.prefix) and prop.assumed(model.cfg, ex.state(i)):
+            assert not goal_unreachable(model, prop, ex.state(i))
+    # The correct model passes the same configuration.
+    good = explore(BalloonModel(fault_config(name, OVER_RUNS_BASE)), symmetry=False,
+                   keep_edges=True)
+    [ok] = [r for r in check_reach_properties(good) if r.property == fault.breaks]
+    assert ok.holds and ok.outcome == ""

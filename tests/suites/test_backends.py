@@ -16,6 +16,7 @@ from ballast.model.actions import ACTIONS
 from ballast.model.config import PRESETS
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.recovery import REACH_PROPERTIES
 
 ENCODES = ["ballast.model.encodings", "ballast.suites.backends", "ballast.proofs.encodes",
            "ballast.numeric.encodes", "ballast.statespace.encodes", "ballast.validate.virtio.encodes"]
@@ -29,7 +30,8 @@ def test_docstring_examples(name: str) -> None:
 
 def test_every_item_is_encoded_by_every_backend_that_covers_its_kind() -> None:
     assert backends.incomplete() == []
-    for kind, names in (("actions", ACTIONS), ("invariants", INVARIANTS), ("faults", FAULTS)):
+    properties = [*INVARIANTS, *REACH_PROPERTIES]  # safety, then over runs
+    for kind, names in (("actions", ACTIONS), ("invariants", properties), ("faults", FAULTS)):
         m = backends.matrix(kind)
         assert list(m) == list(names)
         for name, row in m.items():

@@ -656,6 +656,7 @@ _SCENARIO_ACTIONS: dict[str, frozenset[str]] = {
     "stale_report_dropped": frozenset({"balloon_inflate", "guest_reset",
                                        "vmm_drop_stale_reports"}),
     "over_target_page_recovered": frozenset({"host_set_target", "vmm_swap_over_target"}),
+    "over_target_vm_recovered": frozenset({"host_set_target", "vmm_swap_over_target"}),
     "host_page_kept_from_other_vm": frozenset({"guest_write"}),
     "guest_system_page_comes_back": frozenset({"balloon_inflate", "vmm_reclaim",
                                                "balloon_deflate", "guest_write"}),

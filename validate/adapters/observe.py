@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from ballast.model.actions import held_pages
 from ballast.model.config import Config
 from ballast.model.contents import CONTENT_KEYS, contents_digest, read_back, resident_digest, unscrubbed_count
 from ballast.model.schema import SCHEMA, Kind
@@ -94,6 +95,18 @@ def _host_in_use(s: State, vm: int) -> Value:
     return len(s.host.in_use)
 
 
+def _host_swap(s: State, vm: int) -> Value:
+    return len(s.host.swap)
+
+
+def _vm_swap(s: State, vm: int) -> Value:
+    return sum(1 for owner, _, _ in s.host.swap if owner == vm)
+
+
+def _held(s: State, vm: int) -> Value:
+    return held_pages(s, vm)
+
+
 def _tokens(s: State, vm: int) -> Value:
     return read_back(s, vm)
 
@@ -124,6 +137,11 @@ _KEYS = _STATE_PATHS + [
     ObservationKey("vms/*/backed_count", "VMM: PPNs backed by a machine page.", _backed),
     ObservationKey("host/free_count", "Host: MPNs in the free pool.", _host_free),
     ObservationKey("host/in_use_count", "Host: MPNs in the host's own use.", _host_in_use),
+    ObservationKey("host/swap_count", "Host: guest pages in host swap slots.", _host_swap),
+    ObservationKey("vms/*/swap_count", "VMM: PPNs of the VM paged out to host swap (by the "
+                   "host, or by the VMM for a VM over its target).", _vm_swap),
+    ObservationKey("vms/*/held_count", "VMM: machine pages the VM holds for itself (backed, "
+                   "not shared): what the host recovers down to guest_pages - target.", _held),
     ObservationKey("vms/*/guest/tokens",
                    "Guest: per VPN, the token its process would read back now (0: never "
                    "written), from memory, host swap or the guest's own disk.", _tokens),
