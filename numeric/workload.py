@@ -132,6 +132,7 @@ def _drawn(eng: Engine, rng: Rng, name: str, vms: npt.NDArray[np.int64]) -> dict
             out[key] = _chosen(rng, cfg, name, key, arg, o())
             continue
         values = arg.values(cfg)
+        assert isinstance(values, range)
         if arg.also is not None and rng.random() < arg.also[0]:
             values = arg.also[1](cfg)
         elif arg.draws is not None:
@@ -156,6 +157,7 @@ def _chosen(rng: Rng, cfg: Config, name: str, key: str, arg: Argument, o: Any) -
     """One argument drawn among the values the guard admits in the current state (its
     ``choices``), for every VM of the batch."""
     n = o.rows.n
+    assert arg.choices is not None
     admitted = arg.choices(o)
     pool = dense(admitted)
     if arg.kind == "refuse":
