@@ -141,6 +141,8 @@ class Engine:
         self._hostile = np.zeros(cfg.vms, dtype=bool)
         self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
         self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._writes: dict[str, frozenset[str] | None] = {}
+        """Per action, what its kernel may write (:data:`_WRITE_SETS`)."""
         self._own: dict[str, list[StepKernel]] = {}
         """Per action, the step forms that cover the VM that acts or every VM, less those
         whose reads its kernel never writes (:meth:`_untouched`)."""
@@ -227,8 +229,12 @@ class Engine:
         """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``, and the step
         forms that constrain it (:data:`~ballast.model.property_kernels.STEP_KERNELS`)."""
         kernel = self._kernels[name]
-        key = (self.cfg, name, kernel)
-        known = key in _WRITE_SETS
+        known = name in self._writes
+        if not known:
+            key = (self.cfg, name, kernel)
+            if key in _WRITE_SETS:
+                self._writes[name] = _WRITE_SETS[key]
+                known = True
         rows = (VmRows if known else WriteLog)(self.arr, vms, self._unback_rows, vmm=self,
                                                name=name)
         if self._shared_writes:
@@ -238,10 +244,11 @@ class Engine:
             ok = run_kernel(kernel, rows, args)
         else:
             ok = self._checked(name, vms, ok_rows=rows, args=args,
-                               writes=_WRITE_SETS[key] if known else None)
+                               writes=self._writes[name] if known else None)
         if not known:
             writes = cast(WriteLog, rows).writes
-            _WRITE_SETS[key] = None if writes is None else frozenset(writes)
+            found = None if writes is None else frozenset(writes)
+            _WRITE_SETS[(self.cfg, name, kernel)] = self._writes[name] = found
         return ok
 
     def _checked(self, name: str, vms: Ints, ok_rows: VmRows, args: Mapping[str, Any],
