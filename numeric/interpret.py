@@ -281,6 +281,7 @@ class _VmMemory:
     n: int
     vmm: "Vmm | None"
     name: str
+    _units_at: Ints | None
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         raise NotImplementedError
@@ -326,8 +327,11 @@ class _VmMemory:
         return np.where(m >= 0, self.arr.content[at].astype(np.int64), 0)
 
     def _unit_index(self) -> Ints:
-        u = self.cfg.host_page_units
-        return self.vms[:, None] * u + np.arange(u)[None, :]
+        """The MPNs of each row's host page (read, never written: kept for the next ask)."""
+        if self._units_at is None:
+            u = self.cfg.host_page_units
+            self._units_at = self.vms[:, None] * u + np.arange(u)[None, :]
+        return self._units_at
 
     def units(self, field: str) -> Mask:
         return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]) != 0
@@ -640,6 +644,7 @@ class VmRows(_VmMemory):
         self.vmm = vmm
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
+        self._units_at = None
         self._use: Any = None
         self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
