@@ -7,11 +7,14 @@ also writes zeros; a host page is named without a VM; a rogue action belongs to 
 hostile VM. :data:`ARGUMENTS` says that once per action, as integer ranges or
 lists of values; ``proofs.transitions`` enumerates its instance lists from it
 (a ``symbolic`` argument becomes one symbolic number) and
-``numeric.workload`` draws its uniform arguments from the same ranges. Where the
-guard admits only some values and which depends on the state (a free page to
-allocate, a reported page to accept, the LRU victim), ``choices`` names them with
-the guard's own kernel helpers (:mod:`ballast.model.action_kernels`), and the
-workload draws among those. The
+``numeric.workload`` draws every argument it gives an action from the same
+description. Where the guard admits only some values and which depends on the
+state (a free page to allocate, a reported page to accept, the LRU victim),
+``choices`` names them with the guard's own kernel helpers
+(:mod:`ballast.model.action_kernels`), and the workload draws among those. Where a
+uniform draw would almost never reach a case worth running (a page the host paged
+out for a free page report, a PFN far out of range, a target the guest can meet),
+``prefer``, ``draws``, ``also`` and ``outlier`` say which values a workload leans to. The
 model's candidates (``actions``) stay the reference: the agreement tests check
 that every candidate the model enables is among these.
 
@@ -35,6 +38,8 @@ from ballast.model.config import Config, GuestPolicyName, ModuleKind
 from ballast.model.feature_kernels import hintable
 from ballast.model.ops import Ops, Value
 from ballast.model.over_target_kernels import over_target_pages
+from ballast.model.reporting_kernels import reportable
+from ballast.model.state import FREE, UNBACKED
 
 __all__ = ["ARGUMENTS", "Argument", "instances", "vms_of"]
 
@@ -63,6 +68,19 @@ class Argument:
     """Where ``choices`` admit no value for a VM, a workload still draws one uniformly from
     ``values`` (the operation fails its guard and is not logged) rather than naming the
     first; this only moves the random stream of the draws that follow."""
+    prefer: Callable[[Config], Sequence[Callable[[Ops], Value]]] = lambda c: ()
+    """Values of one VM a workload leans to, as vectors like ``choices``, each in turn half
+    the time where the VM has any: for a set of PPNs the actor takes its pages among them,
+    for one value it names one of them instead of its uniform draw."""
+    draws: Callable[[Config], range] | None = None
+    """The range a workload draws a number from where it is narrower than ``values``
+    (``None``: ``values``)."""
+    also: tuple[float, Callable[[Config], range]] | None = None
+    """A share of a workload's batches draws the number from this range instead of
+    ``draws`` (one draw decides for the whole batch)."""
+    outlier: tuple[float, Callable[[Config], range]] | None = None
+    """A share of a workload's numbers, each decided on its own after it is drawn, is drawn
+    again from this range (values far outside those the proofs enumerate)."""
 
 
 def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
@@ -81,15 +99,51 @@ _PPNS = Argument(lambda c: _subsets(c.guest_pages, _report(c)))
 
 def _pages(field: str) -> Callable[[Ops], Value]:
     return lambda o: o.pages(field)
+
+
+def _at_most_batch(choices: Callable[[Ops], Value]) -> Callable[[Ops], Value]:
+    """Up to one report of ``choices``: how many of them an actor may take at once."""
+    return lambda o: o.minimum(o.count(choices(o)), o.cfg.batch)
+
+
+def _backed(o: Ops) -> Value:
+    """The VM's PPNs an MPN backs."""
+    return o.ne(o.pages("p2m"), UNBACKED)
+
+
+def _cold_free(o: Ops) -> Value:
+    """Backed PPNs the guest holds free: a page the host pages out that a free page report
+    may then ask the VMM to discard."""
+    return o.and_(o.eq(o.pages("guest.ppn_use"), FREE), _backed(o))
+
+
+def _reportable_swapped(o: Ops) -> Value:
+    """Reportable PPNs the host paged out (a report then discards a host swap slot)."""
+    return o.and_(reportable(o), o.pages("host.swap"))
+
+
+def _reportable_backed(o: Ops) -> Value:
+    """Reportable PPNs an MPN backs (a report then frees an MPN)."""
+    return o.and_(reportable(o), _backed(o))
+
+
+_BALLOON = _pages("module.balloon")
+_LOWEST_POLICY: Callable[[Config], bool] = lambda c: c.guest_policy is GuestPolicyName.LOWEST
 _VCPU = Argument(lambda c: range(c.vcpus))
 _HOST_PAGE = Argument(lambda c: range(c.host_pages))
 
 ARGUMENTS: dict[str, dict[str, Argument]] = {
-    "host_set_target": {"pages": Argument(lambda c: range(c.guest_pages + 1))},
+    # Mostly a target the guest can meet (at most half its pages), a fifth of the time any.
+    "host_set_target": {"pages": Argument(
+        lambda c: range(c.guest_pages + 1),
+        draws=lambda c: range(max(1, c.guest_pages // 2) + 1),
+        also=(0.2, lambda c: range(c.guest_pages + 1)))},
     "host_set_cpu_target": {"vcpus": Argument(lambda c: range(1, c.vcpus + 1))},
     "host_take_page": {"host_page": _HOST_PAGE},
     "host_return_page": {"host_page": _HOST_PAGE},
-    "host_swap_out": {"ppn": _PPN},
+    # With free page reporting, half the time a free page the guest may then report.
+    "host_swap_out": {"ppn": Argument(
+        _PPN.values, prefer=lambda c: (_cold_free,) if c.free_page_reporting else ())},
     "vmm_back_page": {"ppn": Argument(_PPN.values, choices=kernels.backable,
                                       draw_when_none=True)},
     "vmm_reclaim": {"refuse": Argument(lambda c: range(2 ** (c.guest_pages + 1)), True,
@@ -104,7 +158,7 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "balloon_poll": {},
     "balloon_inflate": {"ppns": Argument(
         _PPNS.values, choices=kernels.allocatable, most=kernels.inflate_room,
-        lowest=lambda c: c.guest_policy is GuestPolicyName.LOWEST)},
+        lowest=_LOWEST_POLICY)},
     "balloon_deflate": {"ppns": Argument(_PPNS.values, choices=_pages("module.balloon"),
                                          most=kernels.deflate_limit)},
     "balloon_complete": {},
@@ -112,16 +166,27 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "balloon_cpu_offline": {"vcpu": Argument(_VCPU.values, choices=kernels.offlinable)},
     "balloon_cpu_online": {"vcpu": Argument(_VCPU.values, choices=kernels.onlinable)},
     # One past the last PPN: a hostile guest may report a page that does not exist.
+    # A tenth of the reports name a PFN at or above 2**31, far past every PPN.
     "rogue_report": {"queue": Argument(lambda c: ("inflate", "deflate")),
-                     "ppn": Argument(lambda c: range(c.guest_pages + 1))},
+                     "ppn": Argument(lambda c: range(c.guest_pages + 1),
+                                     outlier=(0.1, lambda c: range(2 ** 31, 2 ** 32)))},
     "rogue_touch": {"ppn": _PPN, "token": Argument(lambda c: range(c.tokens + 1), True)},
     "rogue_set_actual": {"actual": Argument(
         lambda c: range(c.guest_pages + ROGUE_ACTUAL_BOUND + 1), True)},
-    "balloon_migrate": {"new": _PPN},
-    "balloon_migrate_release": {"old": _PPN},
-    "balloon_oom_deflate": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
+    # The guest's allocator hands out a free page (the lowest under ``lowest``); any balloon
+    # page goes (one migrated away, or up to a report on OOM).
+    "balloon_migrate": {"new": Argument(_PPN.values, choices=kernels.allocatable,
+                                        lowest=_LOWEST_POLICY)},
+    "balloon_migrate_release": {"old": Argument(_PPN.values, choices=_BALLOON)},
+    "balloon_oom_deflate": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch),
+                                             choices=_BALLOON, most=_at_most_batch(_BALLOON))},
     # Free page reporting and the statistics queue (virtio 1.x section 5.5.6).
-    "balloon_report_free_pages": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch))},
+    # Any free pages off the free list, up to one report; half the time those the host
+    # paged out, else those backed, where there are any.
+    "balloon_report_free_pages": {"ppns": Argument(
+        lambda c: _subsets(c.guest_pages, c.batch), choices=reportable,
+        most=_at_most_batch(reportable),
+        prefer=lambda c: (_reportable_swapped, _reportable_backed))},
     "vmm_discard_reported": {},
     "balloon_report_done": {},
     "balloon_report_stats": {},
@@ -137,7 +202,7 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "balloon_hint_start": {},
     "balloon_hint_free_pages": {"ppns": Argument(
         lambda c: _subsets(c.guest_pages, c.batch), choices=hintable,
-        most=lambda o: o.minimum(o.count(hintable(o)), o.cfg.batch))},
+        most=_at_most_batch(hintable))},
     "vmm_skip_hinted": {},
     "balloon_freeze": {},
     "balloon_restore": {},

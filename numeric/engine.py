@@ -46,7 +46,7 @@ from ballast.numeric.arrays import (
     ARRAYS, BALLOONED_BIT, COW_BIT, FREE_BIT, HOST_ARRAYS, RECLAIMED_BIT, UNBACKED_MPN,
     SystemArrays,
 )
-from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, run_kernel
+from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, WriteLog, run_kernel
 from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS
 from ballast.model.over_target_kernels import OVER_TARGET_FAULT_KERNELS
 
@@ -147,6 +147,11 @@ class Engine:
         self._hostile = np.zeros(cfg.vms, dtype=bool)
         self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
         self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._writes: dict[str, frozenset[str] | None] = {}
+        """Per action, what its kernel may write (:data:`_WRITE_SETS`)."""
+        self._own: dict[str, list[StepKernel]] = {}
+        """Per action, the step forms that cover the VM that acts or every VM, less those
+        whose reads its kernel never writes (:meth:`_untouched`)."""
         self._before: SystemArrays | None = None
         """The arrays of the last snapshot taken before a batch (lent to the next one)."""
         self._shared_writes: dict[int, tuple[int, int]] = {}
@@ -232,20 +237,48 @@ class Engine:
     def _kernel(self, name: str, vms: Ints, args: Mapping[str, Any]) -> Mask:
         """Run action ``name``'s kernel (or its seeded fault's) on VMs ``vms``, and the step
         forms that constrain it (:data:`~ballast.model.property_kernels.STEP_KERNELS`)."""
-        rows = VmRows(self.arr, vms, self._unback_rows, vmm=self, name=name)
+        kernel = self._kernels[name]
+        known = name in self._writes
+        if not known:
+            key = (self.cfg, name, kernel)
+            if key in _WRITE_SETS:
+                self._writes[name] = _WRITE_SETS[key]
+                known = True
+        rows = (VmRows if known else WriteLog)(self.arr, vms, self._unback_rows, vmm=self,
+                                               name=name)
         if self._shared_writes:
             self._shared_writes = {}
         if self._taken:
             self._taken = {}
         steps = self._steps.get(name, ())
         if not steps:
-            return run_kernel(self._kernels[name], rows, args)
-        own = [k for k in steps if k.covers != "others"]
+            ok = run_kernel(kernel, rows, args)
+        else:
+            ok = self._checked(name, vms, ok_rows=rows, args=args,
+                               writes=self._writes[name] if known else None)
+        if not known:
+            writes = cast(WriteLog, rows).writes
+            found = None if writes is None else frozenset(writes)
+            _WRITE_SETS[(self.cfg, name, kernel)] = self._writes[name] = found
+        return ok
+
+    def _checked(self, name: str, vms: Ints, ok_rows: VmRows, args: Mapping[str, Any],
+                 writes: frozenset[str] | None) -> Mask:
+        """Run action ``name``'s kernel on ``ok_rows`` and check the step forms that constrain
+        it, but those that cover every VM and read nothing the kernel may write
+        (``writes``, from an earlier run: None where not known): no VM's part they read
+        changes, so they hold of every row as of a step that leaves the VM alone."""
+        steps = self._steps.get(name, ())
+        own = self._own.get(name) if writes is not None else None
+        if own is None:
+            own = [k for k in steps if k.covers != "others" and not self._untouched(k, writes)]
+            if writes is not None:
+                self._own[name] = own
         before = None
         if own:
             before = self._before = self.arr.snapshot(vms, into=self._before,
                                                       only=self._reads(own))
-        ok = run_kernel(self._kernels[name], rows, args)
+        ok = run_kernel(self._kernels[name], ok_rows, args)
         if before is not None:
             self._check_rows(name, vms, ok, own, before)
         if self._shared_writes:
@@ -253,6 +286,18 @@ class Engine:
         if self._taken:
             self._check_taken(name, vms, [k for k in steps if k.covers == "others"])
         return ok
+
+    def _untouched(self, kernel: StepKernel, writes: frozenset[str] | None) -> bool:
+        """Whether step form ``kernel`` covers every VM and reads nothing of ``writes``: then
+        :meth:`_changed` finds no row it must look at (a dictionary it reads other than the
+        queues' rare entries counts as changed wherever it is not empty)."""
+        if kernel.covers != "every" or writes is None:
+            return False
+        reads = self._reads([kernel])
+        if reads is None or reads & writes:
+            return False
+        return not any(isinstance(getattr(self.arr, r, None), dict) and not r.endswith("_extra")
+                       for r in reads)
 
     def _reads(self, kernels: list[StepKernel]) -> frozenset[str] | None:
         """The arrays the step forms ``kernels`` read (None: every one), found once by
@@ -515,8 +560,12 @@ class Engine:
             fv, fp, fm = vms[fi], ppns[fi], new[fi]
             toks = np.zeros(len(fv), dtype=np.int64)
             if a.swap:
-                for k, (v, p) in enumerate(zip(fv.tolist(), fp.tolist())):
-                    toks[k] = a.swap.pop((v, p), 0)
+                # Few pages are on host swap: look up only the pages found there.
+                P = self.cfg.guest_pages
+                slots = np.fromiter((v * P + p for v, p in a.swap), dtype=np.int64,
+                                    count=len(a.swap))
+                for k in np.flatnonzero(np.isin(fv * P + fp, slots)).tolist():
+                    toks[k] = a.swap.pop((int(fv[k]), int(fp[k])), 0)
             a.content[fm] = toks
             self._take(fm)
             a.p2m[fv, fp] = fm
@@ -585,6 +634,10 @@ class Engine:
     def reportable(self, vms: Ints) -> Mask:
         """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
         return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
+
+_WRITE_SETS: dict[tuple[Config, str, Any], frozenset[str] | None] = {}
+"""What each kernel may write (:class:`~ballast.numeric.interpret.WriteLog`), by
+configuration, action and kernel (a constant of the three), found on its first run."""
 
 _READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}
 """What :meth:`Engine._reads` found, by configuration and step forms (a constant of both)."""

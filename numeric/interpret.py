@@ -46,7 +46,7 @@ from ballast.numeric.arrays import (
 from ballast.numeric.onehot import OneHot, dense, one_hot
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
-           "VM_ARRAYS", "Vmm", "VmRows", "property_holds", "run_kernel"]
+           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "property_holds", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -288,6 +288,7 @@ class _VmMemory:
     n: int
     vmm: "Vmm | None"
     name: str
+    _units_at: Ints | None
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         raise NotImplementedError
@@ -333,8 +334,11 @@ class _VmMemory:
         return np.where(m >= 0, self.arr.content[at].astype(np.int64), 0)
 
     def _unit_index(self) -> Ints:
-        u = self.cfg.host_page_units
-        return self.vms[:, None] * u + np.arange(u)[None, :]
+        """The MPNs of each row's host page (read, never written: kept for the next ask)."""
+        if self._units_at is None:
+            u = self.cfg.host_page_units
+            self._units_at = self.vms[:, None] * u + np.arange(u)[None, :]
+        return self._units_at
 
     def units(self, field: str) -> Mask:
         return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]) != 0
@@ -657,6 +661,7 @@ class VmRows(_VmMemory):
         self.vmm = vmm
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
+        self._units_at = None
         self._use: Any = None
         self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
@@ -1154,6 +1159,83 @@ class NumpyOps(_NumpyMemory):
     def drop_swap(self, mask: Value) -> None:
         self._writing = True
         self.rows.drop_swap(self._mask(mask), self.ok)
+
+
+_MEMORY_WRITES = frozenset({"p2m", "content", "mpn_flags", "page_flags", "swap", "refs"})
+"""What the VMM's own operations (backing, copying, sharing, unmapping a page) may write."""
+
+
+def _field_arrays(field: str) -> frozenset[str] | None:
+    """The attributes of :class:`SystemArrays` a write of the model's ``field`` reaches
+    (None: not known here)."""
+    if field in FLAGS:
+        return frozenset({"page_flags", EXTRAS.get(field, "page_flags")})
+    known = {"guest.ppn_use": ("ppn_use", "vppn"), "guest.expected": ("expected",),
+             "guest.disk": ("disk",), "host.swap": ("swap",), "host.free": ("mpn_flags",),
+             "host.in_use": ("mpn_flags",), "host.reclaimed": ("mpn_flags",)}
+    if field in known:
+        return frozenset(known[field])
+    if field in VM_ARRAYS:
+        return frozenset({VM_ARRAYS[field]})
+    return None
+
+
+def _first_field(args: tuple[Any, ...]) -> frozenset[str] | None:
+    return _field_arrays(args[0])
+
+
+def _both_fields(args: tuple[Any, ...]) -> frozenset[str] | None:
+    dst, src = _field_arrays(args[0]), _field_arrays(args[1])
+    return None if dst is None or src is None else dst | src
+
+
+_ROW_WRITES: dict[str, Callable[[tuple[Any, ...]], frozenset[str] | None]] = {
+    **{name: _first_field for name in (
+        "write", "write_at", "queue_add", "queue_clear", "queue_add_ppn", "set_add_ppn",
+        "clear_beyond", "set_units", "set_tokens", "drop_tokens")},
+    "queue_copy": _both_fields, "carry_beyond": _both_fields,
+    "claim": lambda a: frozenset({a[0]}), "give": lambda a: frozenset({a[0]}),
+    "claim_swap": lambda a: frozenset(),
+    "drop_swap": lambda a: frozenset({"swap"}),
+    "lru_use": lambda a: frozenset({"lru_stamp", "clock"}),
+    "lru_remove": lambda a: frozenset({"lru_stamp", "clock"}),
+    **{name: (lambda a: _MEMORY_WRITES) for name in (
+        "touch", "write_pages", "share", "unback")},
+}
+"""Each writing operation of :class:`VmRows` -> the attributes of :class:`SystemArrays` it
+may write, from its arguments."""
+
+_ROW_READS = frozenset({
+    "read", "read_memory", "read_tokens", "queue_len", "beyond", "beyond_values", "host",
+    "vm_numbers", "at_mpn", "units", "lru_victim", "token_at", "other_mpn", "holding",
+    "commit", "sync_vppn"})
+"""The operations of :class:`VmRows` that write nothing of their own (``commit`` and
+``sync_vppn`` write back what an operation of :data:`_ROW_WRITES` wrote)."""
+
+
+class WriteLog(VmRows):
+    """:class:`VmRows` that notes which attributes of the arrays its operations may write:
+    ``writes`` (None once an operation it does not know of is called). A kernel calls the
+    same operations on any rows of a configuration (it branches on the configuration only),
+    so one run tells them for every run."""
+
+    def __init__(self, arr: SystemArrays, vms: Ints, unback: Unback | None = None,
+                 vmm: "Vmm | None" = None, name: str = "") -> None:
+        super().__init__(arr, vms, unback, vmm, name)
+        self.writes: set[str] | None = set()
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name.startswith("_") or name in _ROW_READS or not callable(value):
+            return value
+        written = _ROW_WRITES.get(name)
+
+        def noted(*args: Any, **kw: Any) -> Any:
+            some = None if written is None else written(args)
+            have = object.__getattribute__(self, "writes")
+            self.writes = None if have is None or some is None else have | some
+            return value(*args, **kw)
+        return noted
 
 
 def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:

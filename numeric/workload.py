@@ -1,14 +1,15 @@
 # mypy: disable-error-code="no-any-return"
 """Random workloads for the numeric core: one action applied to many VMs per NumPy call.
 
-Each *batch* picks an action of the model and a random set of VMs, draws
-arguments among the model's ``candidates`` (the guest's allocator gives random
-free PPNs, or the lowest ones under the ``lowest`` policy; the module deflates
-random balloon pages; the VMM accepts a random choice of the reported pages it
-has room for; the LRU victim is evicted, ...) and applies them. Arguments whose
-admitted values depend on the state are drawn among the ``choices`` that
-:data:`ballast.model.arguments.ARGUMENTS` names with the guards' kernel helpers;
-the others uniformly over the values it describes. Only
+Each *batch* picks an action of the model and a random set of VMs (host pages for
+the host's actions on them), draws each VM's arguments as
+:data:`ballast.model.arguments.ARGUMENTS` describes them (the guest's allocator
+gives random free PPNs, or the lowest ones under the ``lowest`` policy; the module
+deflates random balloon pages; the VMM accepts a random choice of the reported pages
+it has room for; the LRU victim is evicted, ...) and applies them. Arguments whose
+admitted values depend on the state are drawn among the ``choices`` it names with
+the guards' kernel helpers, the others over the values it describes, leaning where
+it says to (``prefer``, ``draws``, ``also``). Only
 operations that took effect are logged, so the log is a legal sequence of
 model actions: :func:`log_actions` turns it into ``Action`` values for a
 trace.
@@ -29,13 +30,11 @@ from typing import Any, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from ballast.model.action_kernels import allocatable
 from ballast.model.actions import ACTIONS, Action
-from ballast.model.arguments import ARGUMENTS
-from ballast.model.config import Config, GuestPolicyName
-from ballast.model.state import FREE
+from ballast.model.arguments import ARGUMENTS, Argument
+from ballast.model.config import Config
 from ballast.model.over_target_kernels import held_pages
-from ballast.numeric.arrays import BALLOON_BIT, UNBACKED_MPN
+from ballast.numeric.arrays import UNBACKED_MPN
 from ballast.numeric.engine import Engine
 from ballast.numeric.onehot import OneHot, dense
 
@@ -88,11 +87,10 @@ def _subset(rng: Rng, n: int, frac: float) -> npt.NDArray[np.int64]:
 
 def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict[str, Any]]:
     """VMs (or host pages) and arguments for one batch of ``name``."""
-    cfg, a = eng.cfg, eng.arr
-    P = cfg.guest_pages
+    cfg = eng.cfg
     if name in ("host_take_page", "host_return_page"):
         k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
-        hps = rng.integers(0, cfg.host_pages, size=k)
+        hps = _uniform(rng, cfg, name, "host_page", k)
         # The host page at the edge of guest memory (partly free) is the interesting one.
         low = eng._lowest_free(1)
         if len(low) and rng.random() < 0.5:
@@ -105,127 +103,130 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
         return _share_pair(eng, rng)
     else:
         vms = _subset(rng, cfg.vms, frac)
-    n = len(vms)
+    args = _drawn(eng, rng, name, vms)
     if name == "host_set_target":
-        cap = P if rng.random() < 0.2 else max(1, P // 2)
-        pages = rng.integers(0, cap + 1, size=n)
-        unit = cfg.balloon_unit_pages
-        if cfg.vmm_reclaims_over_target and rng.random() < 0.2:
-            # The host asks back one page more than the VM leaves it: the VM is over its
-            # target by one page until its balloon catches up (the VMM may page it out).
-            o = eng._ops(vms)
-            held = np.asarray(o.count(held_pages(o)), dtype=np.int64)
-            over = np.clip(P - held + 1, 0, P)
-            # Rounded up to whole balloon units, so the VM stays over its target.
-            return vms, {"pages": np.minimum(-(-over // unit) * unit, P - P % unit)}
-        return vms, {"pages": pages - pages % unit}  # rounded to whole balloon units
-    if name == "host_set_cpu_target":
-        return vms, {"vcpus": _uniform(rng, cfg, name, "vcpus", n)}
-    if name == "host_swap_out":
-        ppn = _uniform(rng, cfg, name, "ppn", n)
-        if cfg.free_page_reporting:
-            # The host pages out cold pages: half the time one the guest holds free (what a
-            # free page report may then ask the VMM to discard), where there is one.
-            cold = (a.ppn_use[vms] == FREE) & (a.p2m[vms] != UNBACKED_MPN)
-            pick = _random_pick(rng, cold, np.ones(n, dtype=np.int64))
-            ppn = np.where(pick.any(axis=1) & (rng.random(n) < 0.5), pick.argmax(axis=1), ppn)
-        return vms, {"ppn": ppn}
-    if any(arg.choices is not None for arg in ARGUMENTS[name].values()):
-        return vms, _chosen(eng, rng, name, vms)
-    if name in ("guest_read",):
-        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n)}
-    if name == "guest_write":
-        return vms, {"vpn": _uniform(rng, cfg, name, "vpn", n),
-                     "token": _uniform(rng, cfg, name, "token", n)}
-    if name == "balloon_migrate":
-        # The guest's allocator hands out one free page (the lowest under ``lowest``).
-        free = dense(allocatable(eng._ops(vms)))
-        one = np.ones(n, dtype=np.int64)
-        pick = (free & (np.cumsum(free, axis=1) <= 1) if cfg.guest_policy is GuestPolicyName.LOWEST
-                else _random_pick(rng, free, one))
-        return vms, {"new": np.where(pick.any(axis=1), pick.argmax(axis=1), 0)}
-    if name in ("balloon_migrate_release", "balloon_oom_deflate"):
-        # Any balloon page goes (one migrated away, or up to a report on OOM).
-        mb = (a.page_flags[vms] & BALLOON_BIT) != 0
-        if name == "balloon_migrate_release":
-            pick = _random_pick(rng, mb, np.ones(n, dtype=np.int64))
-            return vms, {"old": np.where(pick.any(axis=1), pick.argmax(axis=1), 0)}
-        room = _counts(rng, np.minimum(mb.sum(axis=1), cfg.batch), 1)
-        return vms, {"ppns": _random_pick(rng, mb, room)}
-    if name == "balloon_report_free_pages":
-        # The guest's choice: any free pages off its free list, up to one report. Half the
-        # time those the host paged out, else those backed, where there are any (a uniform
-        # choice would almost never give the VMM a swapped page to discard).
-        free = eng.reportable(vms)
-        swapped = free & np.asarray(eng._ops(vms).pages("host.swap"), dtype=bool)
-        backed = free & (a.p2m[vms] != UNBACKED_MPN)
-        for some in (swapped, backed):
-            prefer = some.any(axis=1) & (rng.random(n) < 0.5)
-            free = np.where(prefer[:, None], some, free)
-        room = _counts(rng, np.minimum(free.sum(axis=1), cfg.batch), 1)
-        return vms, {"ppns": _random_pick(rng, free, room)}
-    if name == "rogue_report":
-        ppn = int(_uniform(rng, cfg, name, "ppn"))
-        if rng.random() < 0.1:
-            ppn = int(2**31 + rng.integers(0, 2**31))  # far out of range: PFN >= 2**31
-        return vms, {"queue": ["inflate" if rng.random() < 0.5 else "deflate"],
-                     "ppn": np.array([ppn], dtype=np.int64)}
-    if name == "rogue_touch":
-        return vms, {"ppn": _uniform(rng, cfg, name, "ppn", n),
-                     "token": _uniform(rng, cfg, name, "token", n)}
-    if name == "vmm_stop_hints":
-        return vms, {"command": ["stop" if rng.random() < 0.5 else "done" for _ in range(n)]}
-    if name in ("rogue_cpu_park", "rogue_cpu_online"):
-        return vms, {"vcpu": _uniform(rng, cfg, name, "vcpu", n)}
-    if name == "rogue_set_actual":
-        return vms, {"actual": np.array([int(_uniform(rng, cfg, name, "actual"))],
-                                        dtype=np.int64)}
-    return vms, {}
+        args["pages"] = _target_pages(eng, rng, vms, args["pages"])
+    return vms, args
 
 
-def _chosen(eng: Engine, rng: Rng, name: str, vms: npt.NDArray[np.int64]) -> dict[str, Any]:
-    """Arguments drawn among the values the guard admits in the current state (the
-    ``choices`` of :data:`~ballast.model.arguments.ARGUMENTS`, evaluated by the NumPy
-    interpreter for every VM of the batch at once); uniform where it admits any."""
+def _target_pages(eng: Engine, rng: Rng, vms: npt.NDArray[np.int64],
+                  pages: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The host's targets for ``vms``, in whole balloon units (what its guard admits).
+
+    With ``vmm_reclaims_over_target``, a fifth of the batches ask back one page more than
+    each VM leaves the host (rounded up to a whole unit): the VM is over its target until
+    its balloon catches up, and the VMM may page it out meanwhile."""
+    cfg = eng.cfg
+    P, unit = cfg.guest_pages, cfg.balloon_unit_pages
+    if cfg.vmm_reclaims_over_target and rng.random() < 0.2:
+        o = eng._ops(vms)
+        held = np.asarray(o.count(held_pages(o)), dtype=np.int64)
+        over = np.clip(P - held + 1, 0, P)
+        return np.minimum(-(-over // unit) * unit, P - P % unit)
+    return pages - pages % unit
+
+
+def _drawn(eng: Engine, rng: Rng, name: str, vms: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """Every argument of ``name`` but the VM, for each VM of the batch, as
+    :data:`~ballast.model.arguments.ARGUMENTS` describes it: among its ``choices`` where the
+    guard admits only some values (evaluated by the NumPy interpreter for every VM of the
+    batch at once), else over its values. Numbers are drawn first, in the action's
+    parameter order, then named values (a queue, a command): the order the random stream
+    of seeded workloads has kept."""
     cfg, n = eng.cfg, len(vms)
-    o = eng._ops(vms)
+    ops: list[Any] = []
+
+    def o() -> Any:
+        """The kernels' operations over the batch's VMs (made once, when first asked)."""
+        if not ops:
+            ops.append(eng._ops(vms))
+        return ops[0]
+
+    args = ARGUMENTS[name]
+    named = [key for key, arg in args.items()
+             if arg.choices is None and not isinstance(arg.values(cfg), range)]
     out: dict[str, Any] = {}
-    for key, arg in ARGUMENTS[name].items():
-        if arg.choices is None:
-            out[key] = _uniform(rng, cfg, name, key, n)
+    for key, arg in args.items():
+        if key in named:
             continue
-        admitted = arg.choices(o)
-        pool = dense(admitted)
-        if arg.kind == "refuse":
-            # How many valid reported pages the VMM accepts (as many as it has room for,
-            # or with ``refusal`` sometimes fewer); it refuses the rest.
-            assert arg.most is not None
-            most = np.minimum(pool.sum(axis=1), np.asarray(arg.most(o), dtype=np.int64))
-            acc = _pick_pages(rng, cfg, pool, _counts(rng, most, 0 if cfg.refusal else None))
-            out[key] = [tuple(np.flatnonzero(pool[k] & ~acc[k]).tolist()) for k in range(n)]
-        elif arg.most is not None:
-            room = _counts(rng, np.asarray(arg.most(o), dtype=np.int64), 1)
-            out[key] = (pool & (np.cumsum(pool, axis=1) <= room[:, None]) if arg.lowest(cfg)
-                        else _pick_pages(rng, cfg, pool, room))
-        else:
-            # One value: where the guard leaves one (the LRU victim) there is nothing to
-            # draw; a VM with none gets a value its guard refuses, and it is not logged.
-            one = pool if isinstance(admitted, OneHot) else \
-                _random_pick(rng, pool, np.ones(n, dtype=np.int64))
-            none = (_uniform(rng, cfg, name, key, n) if arg.draw_when_none
-                    else arg.values(cfg)[0])
-            out[key] = np.where(one.any(axis=1), one.argmax(axis=1), none).astype(np.int64)
-    return out
+        if arg.choices is not None:
+            out[key] = _chosen(rng, cfg, name, key, arg, o())
+            continue
+        values = arg.values(cfg)
+        assert isinstance(values, range)
+        if arg.also is not None and rng.random() < arg.also[0]:
+            values = arg.also[1](cfg)
+        elif arg.draws is not None:
+            values = arg.draws(cfg)
+        x = _within(rng, values, n)
+        if arg.outlier is not None:
+            far = rng.random(n) < arg.outlier[0]
+            if far.any():
+                x[far] = _within(rng, arg.outlier[1](cfg), int(far.sum()))
+        for prefer in arg.prefer(cfg):
+            pick = _random_pick(rng, dense(prefer(o())), np.ones(n, dtype=np.int64))
+            x = np.where(pick.any(axis=1) & (rng.random(n) < 0.5), pick.argmax(axis=1), x)
+        out[key] = x
+    for key in named:
+        # Named values: each equally likely.
+        values = args[key].values(cfg)
+        out[key] = [values[int(r * len(values))] for r in rng.random(n).tolist()]
+    return {key: out[key] for key in args}
 
 
-def _uniform(rng: Rng, cfg: Config, name: str, arg: str, n: int | None = None) -> Any:
+def _chosen(rng: Rng, cfg: Config, name: str, key: str, arg: Argument, o: Any) -> Any:
+    """One argument drawn among the values the guard admits in the current state (its
+    ``choices``), for every VM of the batch."""
+    n = o.rows.n
+    assert arg.choices is not None
+    admitted = arg.choices(o)
+    pool = dense(admitted)
+    if arg.kind == "refuse":
+        # How many valid reported pages the VMM accepts (as many as it has room for,
+        # or with ``refusal`` sometimes fewer); it refuses the rest.
+        assert arg.most is not None
+        most = np.minimum(pool.sum(axis=1), np.asarray(arg.most(o), dtype=np.int64))
+        acc = _pick_pages(rng, cfg, pool, _counts(rng, most, 0 if cfg.refusal else None))
+        return [tuple(np.flatnonzero(pool[k] & ~acc[k]).tolist()) for k in range(n)]
+    if arg.most is not None:
+        most = np.asarray(arg.most(o), dtype=np.int64)
+        prefer = arg.prefer(cfg)
+        for some in prefer:
+            # Half the time (where there are any) the actor takes its pages among these.
+            mask = pool & dense(some(o))
+            lean = mask.any(axis=1) & (rng.random(n) < 0.5)
+            pool = np.where(lean[:, None], mask, pool)
+        if prefer:
+            most = np.minimum(most, pool.sum(axis=1))
+        room = _counts(rng, most, 1)
+        return (pool & (np.cumsum(pool, axis=1) <= room[:, None]) if arg.lowest(cfg)
+                else _pick_pages(rng, cfg, pool, room))
+    # One value: where the guard leaves one (the LRU victim) or the actor takes the lowest
+    # there is nothing to draw; a VM with none gets a value its guard refuses, and it is
+    # not logged.
+    if isinstance(admitted, OneHot):
+        one = pool
+    elif arg.lowest(cfg):
+        one = pool & (np.cumsum(pool, axis=1) <= 1)
+    else:
+        one = _random_pick(rng, pool, np.ones(n, dtype=np.int64))
+    none = (_uniform(rng, cfg, name, key, n) if arg.draw_when_none
+            else arg.values(cfg)[0])
+    return np.where(one.any(axis=1), one.argmax(axis=1), none).astype(np.int64)
+
+
+def _within(rng: Rng, values: range, n: int) -> Any:
+    """``n`` uniform draws over a range of numbers."""
+    assert values.step == 1
+    return rng.integers(values.start, values.stop, size=n)
+
+
+def _uniform(rng: Rng, cfg: Config, name: str, arg: str, n: int) -> Any:
     """Uniform draws of an argument over the values the model describes for it
     (:data:`ballast.model.arguments.ARGUMENTS`, the proofs' instance lists too)."""
     values = ARGUMENTS[name][arg].values(cfg)
-    assert isinstance(values, range) and values.step == 1
-    if n is None:
-        return rng.integers(values.start, values.stop)
-    return rng.integers(values.start, values.stop, size=n)
+    assert isinstance(values, range)
+    return _within(rng, values, n)
 
 
 def _counts(rng: Rng, most: npt.NDArray[np.int64], least: int | None
