@@ -19,9 +19,13 @@ organised for whole-array work:
   model's order of actions and candidates), so the same states get the same
   parents and the first real state reaching a symmetry class is the one
   expanded;
-* the properties are the model's own: step properties and scenarios run on the
-  decoded states of each transition unless the property (or scenario) answers for
-  that action without reading either state; state invariants on each new state;
+* the properties are the model's own: a step property with a step kernel
+  (:data:`~ballast.model.property_kernels.STEP_KERNELS`) is evaluated over the whole
+  batch of steps through the rows (:func:`step_kernel_of`), the model's check running
+  only on a step the kernel finds broken, for its words; the other step properties
+  and the scenarios run on the decoded states of a transition unless the property (or
+  scenario) answers for that action without reading either state; state invariants
+  by their kernels on each batch of new states, the model's where a kernel lacks;
 * every state keeps its parent and the action that reached it, so a shortest
   trace is rebuilt by following parents; the trace is replayed on the Python
   model before it is reported (:func:`ballast.statespace.traces.write_finding`);
