@@ -12,7 +12,6 @@ from ballast.errors import GuardError
 from ballast.model.actions import ACTIONS, Action, apply
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
-from ballast.model.invariants import INVARIANTS
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.numeric.interpret import run_kernel
