@@ -181,9 +181,9 @@ class RowLayout:
                     chunks.append((w, shift, []))
                 chunks[-1][2].append((at, shift))
         self._chunk_place = np.zeros((self.width, len(chunks)), dtype=np.float32)
-        for c, (_, base, members) in enumerate(chunks):
+        for k, (_, base, members) in enumerate(chunks):
             for at, shift in members:
-                self._chunk_place[at, c] = float(2 ** (shift - base))
+                self._chunk_place[at, k] = float(2 ** (shift - base))
         self._chunks = [(w, np.uint64(base)) for w, base, _ in chunks]
 
     def _add(self, f: Field, vm: int | None) -> None:
