@@ -19,9 +19,13 @@ organised for whole-array work:
   model's order of actions and candidates), so the same states get the same
   parents and the first real state reaching a symmetry class is the one
   expanded;
-* the properties are the model's own: step properties and scenarios run on the
-  decoded states of each transition unless the property (or scenario) answers for
-  that action without reading either state; state invariants on each new state;
+* the properties are the model's own: a step property with a step kernel
+  (:data:`~ballast.model.property_kernels.STEP_KERNELS`) is evaluated over the whole
+  batch of steps through the rows (:func:`step_kernel_of`), the model's check running
+  only on a step the kernel finds broken, for its words; the other step properties
+  and the scenarios run on the decoded states of a transition unless the property (or
+  scenario) answers for that action without reading either state; state invariants
+  by their kernels on each batch of new states, the model's where a kernel lacks;
 * every state keeps its parent and the action that reached it, so a shortest
   trace is rebuilt by following parents; the trace is replayed on the Python
   model before it is reported (:func:`ballast.statespace.traces.write_finding`);
@@ -58,7 +62,8 @@ from ballast.model.encodings import declared_gaps_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property, honest_vms
 from ballast.model.ops import Kernel
-from ballast.model.property_kernels import PROPERTY_KERNELS, PropertyKernel
+from ballast.model.property_kernels import (PROPERTY_KERNELS, STEP_KERNELS, PropertyKernel,
+                                             StepKernel)
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
@@ -69,14 +74,16 @@ from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
-from ballast.statespace.frontier_rows import FrontierRows, property_holds_on_rows
+from ballast.statespace.frontier_rows import (FrontierRows, property_holds_on_rows,
+                                              step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, Spill, distinct, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
 from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
-__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of", "property_kernel_of"]
+__all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of", "property_kernel_of",
+           "step_kernel_of"]
 
 Ints = npt.NDArray[np.int64]
 Keys = npt.NDArray[np.uint64]
@@ -313,6 +320,24 @@ def property_kernel_of(model: BalloonModel, prop: Property) -> PropertyKernel | 
     return PROPERTY_KERNELS.get(prop.name)
 
 
+def step_kernel_of(model: BalloonModel, prop: Property) -> StepKernel | None:
+    """The step form of ``prop`` that checks whole batches of steps over rows, or None where
+    the model's step check runs on the states: the property has no step kernel, or the
+    configuration switches on a feature the kernels lack (as for
+    :func:`property_kernel_of`).
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.invariants import INVARIANTS
+    >>> step_kernel_of(BalloonModel(Config()), INVARIANTS["isolation"]).covers
+    'others'
+    """
+    cfg = model.cfg
+    if (declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or cfg.page_poison
+            or cfg.vmm_bounds_queues or prop.step is None):
+        return None
+    return STEP_KERNELS.get(prop.name)
+
+
 @dataclass
 class FrontierExploration(Exploration):
     """What the frontier engine found: an :class:`Exploration` whose states are packed keys."""
@@ -442,8 +467,17 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     state_props = [p for p in props if p.state is not None]
     step_props = [p for p in props if p.step is not None]
     open_scenarios: list[Scenario] = model.scenarios()
+    scenarios = list(open_scenarios)
+    may_witness: list[set[str]] = []
+    """Per action id: the scenarios its steps may witness (the others it rules out by its
+    name and arguments alone)."""
     step_plan: list[list[tuple[Property, str | None, bool]]] = []
     """Per action id: (property, constant answer, must run on the states)."""
+    step_kernels = {p.name: k for p in step_props if (k := step_kernel_of(model, p)) is not None}
+    step_order = {p.name: i for i, p in enumerate(step_props)}
+    rows_plan: list[list[tuple[Property, StepKernel]]] = []
+    """Per action id: the step properties checked by their kernels over whole batches of
+    steps (the model's check runs only on the steps a kernel finds broken, for its words)."""
     moves_for: list[int | None] = []
     fired = np.zeros(0, dtype=np.int64)
     start = time.perf_counter()
@@ -454,13 +488,27 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             aid = action_ids[act] = len(actions)
             actions.append(act)
             plan_row = []
+            by_rows = []
+            spec_ = ACTIONS.get(act.name)
             for p in step_props:
                 def answer(p: Property = p) -> str | None:
                     return p.check_step(cfg, _UNREAD, act, _UNREAD)
                 known, msg = _without_state(answer)
-                if not known or msg is not None:
+                sk = step_kernels.get(p.name)
+                if not known and sk is not None and spec_ is not None and sk.constrains(spec_):
+                    by_rows.append((p, sk))
+                elif not known or msg is not None:
                     plan_row.append((p, msg if known else None, not known))
             step_plan.append(plan_row)
+            rows_plan.append(by_rows)
+            may = set()
+            for sc in scenarios:
+                def witness(sc: Scenario = sc) -> bool:
+                    return sc.witness(cfg, _UNREAD, act, _UNREAD)
+                known, seen = _without_state(witness)
+                if not known or seen:
+                    may.add(sc.name)
+            may_witness.append(may)
             moves_for.append(protocol_vm(act))
         return aid
 
@@ -727,7 +775,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         """Per new state, whether some state invariant may break (then it is checked on the
         state itself): answers per distinct (host, VM) part and per distinct (host, maps)."""
         dirty = kernels_broken(new_rows) if by_kernel else np.zeros(len(ks), dtype=bool)
-        for v in range(n_vms):
+        for v in range(n_vms) if vm_props else ():
             ids, firsts, inv = groups([hid, vid[:, v]])
             bad = []
             for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
@@ -820,6 +868,44 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = _REAL
             memo.unsettled[key] = got
         return unsettled(cfg, s, v) if got is _REAL else bool(got)
+
+    def steps_broken_on_rows(rows: npt.NDArray[np.int16], par_a: Ints, aid_a: Ints,
+                             rows_a: npt.NDArray[np.int16], states: "_Decoded",
+                             post_state: Callable[[int], State]
+                             ) -> dict[int, list[tuple[str, str]]]:
+        """Per step (``rows[par_a[k]]`` to ``rows_a[k]`` by action ``aid_a[k]``) that breaks
+        a step property checked by its kernel: the model's words for it. Each kernel runs
+        once per (property, acting VM) over every such step of the batch; the model's check
+        runs only on the steps the kernel finds broken."""
+        out: dict[int, list[tuple[str, str]]] = {}
+        if not len(aid_a) or not step_kernels:
+            return out
+        actor = [a.kwargs.get("vm") for a in actions]
+        for name, sk in step_kernels.items():
+            plan_of = [next((p for p, k_ in rows_plan[a] if k_ is sk), None)
+                       for a in range(len(actions))]
+            checked = np.array([p is not None for p in plan_of], dtype=bool)
+            ks = np.nonzero(checked[aid_a])[0]
+            if not len(ks):
+                continue
+            # The VMs a step form covers depend on the acting VM only: group by it.
+            who = np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1
+                            for v in actor], dtype=np.int64)[aid_a[ks]]
+            for w in np.unique(who).tolist():
+                kw = ks[who == w]
+                pre, post = rows[par_a[kw]], rows_a[kw]
+                flagged = np.zeros(len(kw), dtype=bool)
+                for v in sk.vms(cfg, w if w >= 0 else None):
+                    flagged |= ~step_holds_on_rows(sk.check, lay, pre, post, v)
+                for k in kw[flagged].tolist():
+                    aid = int(aid_a[k])
+                    prop = plan_of[aid]
+                    assert prop is not None
+                    msg = prop.check_step(cfg, states[int(par_a[k])], actions[aid],
+                                          post_state(k))
+                    if msg is not None:
+                        out.setdefault(k, []).append((prop.name, msg))
+        return out
 
     def expand(sids: list[int]) -> list[int]:
         """Expand the states ``sids`` (one batch of a level); the new states to expand."""
@@ -1060,26 +1146,39 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = post_of[k] = lay.decode(rows_a[k])
             return got
 
-        # Step properties and scenarios: answered once per (action, parts before, parts
+        # Step properties with a kernel: over the whole batch of steps at once.
+        step_broken = steps_broken_on_rows(rows, par_a, aid_a, rows_a, states, post_state)
+        # The others and the scenarios: answered once per (action, parts before, parts
         # after) where the step changed the host and at most its own VM, else per step.
-        step_broken: dict[int, list[tuple[str, str]]] = {}
-        aid_list = aid_a.tolist()
-        par_list = par_a.tolist()
-        if t:
-            post_h, post_v = part_ids.of(rows_a)
+        # Only the steps of actions with a step property the kernels leave to the model, or
+        # with an open scenario that the action's name alone does not rule out.
+        open_names = {sc.name for sc in open_scenarios}
+        need = np.array([bool(step_plan[a]) or bool(may_witness[a] & open_names)
+                         for a in range(len(actions))], dtype=bool)
+        ksel = np.nonzero(need[aid_a])[0] if t else np.zeros(0, dtype=np.int64)
+        ts = len(ksel)
+        if ts:
+            s_aid, s_par, s_rows = aid_a[ksel], par_a[ksel], rows_a[ksel]
+            aid_list = s_aid.tolist()
+            par_list = s_par.tolist()
+            s_post_h, s_post_v = part_ids.of(s_rows)
+
+            def sub_post(k: int) -> State:
+                return post_state(int(ksel[k]))
+
             while len(act_vm) < len(actions):
                 v_ = actions[len(act_vm)].kwargs.get("vm")
                 act_vm.append(v_ if isinstance(v_, int) and 0 <= v_ < n_vms else -1)
-            vm_of = np.array(act_vm, dtype=np.int64)[aid_a]
-            same = pre_v[par_a] == post_v
-            others_kept = np.ones(t, dtype=bool)
+            vm_of = np.array(act_vm, dtype=np.int64)[s_aid]
+            same = pre_v[s_par] == s_post_v
+            others_kept = np.ones(ts, dtype=bool)
             for w in range(n_vms):
                 others_kept &= same[:, w] | (vm_of == w)
-            rng = np.arange(t)
+            rng = np.arange(ts)
             vcol = np.maximum(vm_of, 0)
-            combo = np.stack([aid_a, pre_h[par_a], post_h,
-                              np.where(vm_of >= 0, pre_v[par_a, vcol], -1),
-                              np.where(vm_of >= 0, post_v[rng, vcol], -1)], axis=1)
+            combo = np.stack([s_aid, pre_h[s_par], s_post_h,
+                              np.where(vm_of >= 0, pre_v[s_par, vcol], -1),
+                              np.where(vm_of >= 0, s_post_v[rng, vcol], -1)], axis=1)
             local_k = np.nonzero(others_kept)[0]
             real_k = np.nonzero(~others_kept)[0].tolist()
             # First by (action, whether the host changed, the acting VM's parts): answers
@@ -1096,7 +1195,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = memo.by_ids.get(ckey)
                 if got is None:
                     got = memo.by_ids[ckey] = step_answers_watched(
-                        c[0] >> 1, states[par_list[k0]], post_state(k0))
+                        c[0] >> 1, states[par_list[k0]], sub_post(k0))
                 if got[1]:
                     host_read.append(g)
                 answers.append(got[0])
@@ -1112,7 +1211,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     got = memo.by_ids.get(ckey)
                     if got is None:
                         got = memo.by_ids[ckey] = step_answers(
-                            c[0], states[par_list[k0]], post_state(k0), local=True)
+                            c[0], states[par_list[k0]], sub_post(k0), local=True)
                     answers.append(got)
             # Combos with a finding, or a property that read another VM: their steps one by
             # one; combos where only a scenario read another VM: that scenario, step by step.
@@ -1136,7 +1235,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 if not cis or sc.name in ex.witnessed:
                     continue
                 for k in local_k[np.isin(inv, cis)].tolist():
-                    if sc.witness(cfg, states[par_list[k]], actions[aid_list[k]], post_state(k)):
+                    if sc.witness(cfg, states[par_list[k]], actions[aid_list[k]], sub_post(k)):
                         ex.witnessed.add(sc.name)
                         break
             open_scenarios = [sc for sc in open_scenarios if sc.name not in ex.witnessed]
@@ -1145,7 +1244,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 if not step_plan[aid] and not open_scenarios:
                     continue
                 pre, act = states[par_list[k]], actions[aid]
-                post = post_state(k)
+                post = sub_post(k)
                 props_ans, scen_ans = step_answers(aid, pre, post, local=bool(others_kept[k]))
                 broken = []
                 for (p, _, _), msg in zip(step_plan[aid], props_ans):
@@ -1154,7 +1253,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     if msg is not None:
                         broken.append((p.name, msg))
                 if broken:
-                    step_broken[k] = broken
+                    step_broken.setdefault(int(ksel[k]), []).extend(broken)
                 if open_scenarios:
                     still = []
                     for sc in open_scenarios:
@@ -1169,8 +1268,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         # State invariants of the new states, then the findings in the reference's order.
         new_broken: dict[int, list[tuple[str, str]]] = {}
         fk = first[fresh]
-        dirty = (states_dirty(rows_a[fk], post_h[fk], post_v[fk], fk, post_state) if len(fk)
-                 else fk)
+        if len(fk):
+            new_h, new_v = part_ids.of(rows_a[fk])
+            dirty = states_dirty(rows_a[fk], new_h, new_v, fk, post_state)
+        else:
+            dirty = np.zeros(0, dtype=bool)
         keep = np.ones(len(fk), dtype=bool)
         for at in np.nonzero(dirty)[0].tolist() if len(fk) else []:
             k = int(fk[at])
@@ -1183,9 +1285,10 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
         expand_next: list[int] = discovered[fk[keep]].tolist()
         for k in sorted(set(step_broken) | set(new_broken)):
-            for name, msg in step_broken.get(k, ()):
+            # In the model's order of properties, as the reference meets them.
+            for name, msg in sorted(step_broken.get(k, ()), key=lambda x: step_order[x[0]]):
                 ex.violations.setdefault(name, Finding(
-                    name, msg, "step", sids[par_list[k]], actions[aid_list[k]]))
+                    name, msg, "step", sids[int(par_a[k])], actions[int(aid_a[k])]))
             if k in step_broken:
                 ex.violating.add(int(tids[k]))
             for name, msg in new_broken.get(k, ()):

@@ -32,13 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast.model.config import Config
-from ballast.model.property_kernels import StateCheck
+from ballast.model.property_kernels import StateCheck, StepCheck
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
-__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "property_holds_on_rows"]
+__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "property_holds_on_rows",
+           "step_holds_on_rows"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -467,6 +468,7 @@ class FrontierStateOps(NumpyStateOps):
         self.store = store
         self.layout = layout
         self.frontier = rows
+        self.own_vm = vm
         self.vms = np.arange(len(rows))  # one row per state: what the per-VM helpers index
         self._every_vm = False
         self._by_page = None
@@ -505,6 +507,14 @@ class FrontierStateOps(NumpyStateOps):
     def swapped(self) -> Any:
         return self.store.read("host.swap")
 
+    def unchanged(self, before: Any) -> Any:
+        # A VM's own records are its block of the row (host fields that name VMs are
+        # the host's): equal cells, equal records.
+        lay = self.layout
+        a = lay.host_end + self.own_vm * lay.vm_width
+        return (self.frontier[:, a:a + lay.vm_width]
+                == before.frontier[:, a:a + lay.vm_width]).all(axis=1)
+
     def vms_count(self, field: str) -> Any:
         key = field_key(field)
         total = np.zeros(len(self.frontier), dtype=np.int64)
@@ -519,3 +529,23 @@ def property_holds_on_rows(check: StateCheck, layout: RowLayout, rows: npt.NDArr
     VM ``vm``; a host part reads no VM of its own)."""
     out = check(FrontierStateOps(layout, rows, vm))
     return np.broadcast_to(np.asarray(out, dtype=bool), (len(rows),)).copy()
+
+
+def step_holds_on_rows(check: StepCheck, layout: RowLayout, pre: npt.NDArray[np.int16],
+                       post: npt.NDArray[np.int16], vm: int) -> npt.NDArray[np.bool_]:
+    """Per step (row ``i`` of ``pre`` stepped to row ``i`` of ``post``): whether the step
+    form of a property holds of VM ``vm``.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.property_kernels import STEP_KERNELS
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=2, guest_pages=2, machine_pages=4)
+    >>> lay = RowLayout(cfg)
+    >>> pre = np.repeat(lay.encode(initial_state(cfg))[None, :], 2, axis=0)
+    >>> post = pre.copy()
+    >>> post[1, lay.cols("target", 1)[0]] = 1  # VM 1's records changed in the second step
+    >>> step_holds_on_rows(STEP_KERNELS["isolation"].check, lay, pre, post, 1)
+    array([ True, False])
+    """
+    out = check(FrontierStateOps(layout, pre, vm), FrontierStateOps(layout, post, vm))
+    return np.broadcast_to(np.asarray(out, dtype=bool), (len(pre),)).copy()

@@ -157,6 +157,34 @@ class RowLayout:
                         for v in range(cfg.vms)]
         self._by_word = [[(i, self._shift[i]) for i in range(self.width) if self._word[i] == w]
                          for w in range(self.words)]
+        # Packing as products: a column's bits never overlap another's in its word, so the
+        # sum of (value above the low end) x 2**shift is their OR. The words are cut into
+        # chunks of at most 24 bits, whose sums a float32 product holds exactly; a chunk
+        # is then shifted into its word. (int64 products, which wrap modulo 2**64 as the
+        # words do, serve layouts whose ranges are not 16-bit.)
+        self._place = np.zeros((self.width, self.words), dtype=np.int64)
+        for i, (w, shift) in enumerate(zip(self._word, self._shift)):
+            if w >= 0:
+                self._place[i, w] = np.array(1 << shift, dtype=np.uint64).view(np.int64)
+        self._span = (self.high - self.low).astype(np.uint64)
+        # 16-bit differences are exact enough to find every value outside its range
+        # (wrapped or not, it lands above the span) when spans and low ends are small.
+        self._small = bool(int((self.high - self.low).max(initial=0))
+                           + int(np.abs(self.low).max(initial=0)) < 2**15)
+        self._low16 = self.low.astype(np.int16) if self._small else self.low
+        self._span16 = np.minimum(self.high - self.low, 2**16 - 1).astype(np.uint16)
+        chunks: list[tuple[int, int, list[tuple[int, int]]]] = []
+        for w, cols in enumerate(self._by_word):
+            for at, shift in sorted(cols, key=lambda c: c[1]):
+                end = shift + self.columns[at].bits
+                if not chunks or chunks[-1][0] != w or end - chunks[-1][1] > 24:
+                    chunks.append((w, shift, []))
+                chunks[-1][2].append((at, shift))
+        self._chunk_place = np.zeros((self.width, len(chunks)), dtype=np.float32)
+        for k, (_, base, members) in enumerate(chunks):
+            for at, shift in members:
+                self._chunk_place[at, k] = float(2 ** (shift - base))
+        self._chunks = [(w, np.uint64(base)) for w, base, _ in chunks]
 
     def _add(self, f: Field, vm: int | None) -> None:
         cols = _block(f, self.cfg, vm)
@@ -297,14 +325,21 @@ class RowLayout:
     # -- rows <-> packed keys ---------------------------------------------------------
     def pack(self, rows: Rows) -> Keys:
         """The packed keys of ``rows``: shape ``(n, words)``."""
-        self.check(rows)
-        n = rows.shape[0]
-        out = np.zeros((n, self.words), dtype=np.uint64)
-        above = (rows.astype(np.int64) - self.low).astype(np.uint64).T.copy()
-        for w, cols in enumerate(self._by_word):
-            acc = out[:, w]
-            for i, shift in cols:
-                acc |= above[i] << np.uint64(shift)
+        if not self._small or rows.dtype != np.int16:
+            above = rows.astype(np.int64) - self.low
+            # One comparison finds values below (negative: huge unsigned) or above a range.
+            if (above.view(np.uint64) > self._span).any():
+                self.check(rows)
+            packed: Keys = (above @ self._place).view(np.uint64)
+            return packed
+        # In 16 bits: a value outside its range lands above the span, wrapped or not.
+        above16 = (rows - self._low16).view(np.uint16)
+        if (above16 > self._span16).any():
+            self.check(rows)
+        parts = (above16.astype(np.float32) @ self._chunk_place).astype(np.uint64)
+        out = np.zeros((rows.shape[0], self.words), dtype=np.uint64)
+        for c, (w, base) in enumerate(self._chunks):
+            out[:, w] |= parts[:, c] << base
         return out
 
     def unpack(self, keys: Keys) -> Rows:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ballast.errors import GuardError
-from ballast.model.actions import Action, apply
+from ballast.model.actions import ACTIONS, Action, apply
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.system import BalloonModel
@@ -18,8 +18,10 @@ from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import _row_of, explore_frontier, kernel_of, property_kernel_of
-from ballast.statespace.frontier_rows import FrontierRows, property_holds_on_rows
+from ballast.statespace.frontier import (_row_of, explore_frontier, kernel_of,
+                                         property_kernel_of, step_kernel_of)
+from ballast.statespace.frontier_rows import (FrontierRows, property_holds_on_rows,
+                                              step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, distinct, unique_rows
 from ballast.statespace.manifest import load_manifest
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
@@ -268,3 +270,47 @@ def test_property_kernels_on_rows_are_the_models_checks(fault: str | None) -> No
     if fault in ("release_keeps_balloon_set", "host_takes_single_unit",
                  "migrate_forgets_old_page"):
         assert broken > 0
+
+
+STEP_FAULTS = {"vmm_reclaims_host_choice": (None, 100), "cow_write_in_place": (None, 800),
+               "stats_count_balloon_as_free": (None, 100),
+               "restore_forgets_balloon": ("one-vm", 400),
+               "vmm_applies_stale_reports": (None, 150)}
+"""Faults that break a step property with a kernel: the pinned configuration the fault's
+own changes apply to (None: its default) and states enough to reach the break."""
+
+
+@pytest.mark.parametrize("fault", [None, *STEP_FAULTS])
+def test_step_kernels_on_rows_are_the_models_step_checks(fault: str | None) -> None:
+    """The step properties the frontier checks by their kernels over whole batches of steps
+    hold on exactly the steps where the model's checks pass, broken steps included (every
+    fault here breaks its step property within the states explored)."""
+    faults = [fault] if fault else []
+    base, limit = STEP_FAULTS[fault] if fault else (None, 300)
+    cfg = (EXPLORE_CONFIGS["two-vms"] if not fault else fault_config(fault) if base is None
+           else fault_config(fault, EXPLORE_CONFIGS[base]))
+    model = BalloonModel(cfg, faults)
+    ex = explore(model, budget=Budget(max_states=limit))
+    lay = RowLayout(cfg)
+    steps = [(act, s, t) for s in map(ex.state, range(ex.states))
+             for act, t in model.successors(s)]
+    by_kernel, broken = [], set()
+    for prop in model.properties():
+        kernel = step_kernel_of(model, prop)
+        if kernel is None:
+            continue
+        by_kernel.append(prop.name)
+        taken = [(act, s, t) for act, s, t in steps
+                 if act.name in ACTIONS and kernel.constrains(ACTIONS[act.name])]
+        holds = []
+        for act, s, t in taken:
+            pre, post = lay.encode(s)[None, :], lay.encode(t)[None, :]
+            holds.append(all(step_holds_on_rows(kernel.check, lay, pre, post, v)[0]
+                             for v in kernel.vms(cfg, act.kwargs.get("vm"))))
+        model_holds = [prop.check_step(cfg, s, act, t) is None for act, s, t in taken]
+        assert holds == model_holds, prop.name
+        if False in model_holds:
+            broken.add(prop.name)
+    assert "isolation" in by_kernel
+    if fault:
+        assert FAULTS[fault].breaks in broken
