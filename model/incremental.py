@@ -131,6 +131,12 @@ class StepChecker:
         self.good = None if out else post
         return out
 
+    def same_state(self, post: State, same: State) -> None:
+        """``same`` is ``post`` again, as another value of it (a state committed to tables,
+        :class:`ballast.model.tables.StateTables`): it is known good when ``post`` is."""
+        if self.good is post:
+            self.good = same
+
     def _incremental(self, pre: State, act: Action, post: State, vm: int) -> list[Violation]:
         cfg = self.model.cfg
         pages = footprint(pre, act, post, vm)
