@@ -40,6 +40,7 @@ True
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Iterable, Iterator, cast
 
 from ballast.model.state import GuestState, State, VmState, replace_fields
@@ -70,8 +71,7 @@ class PageVector:
     def with_values(self, ppns: Iterable[int], value: int) -> "PageVector":
         """A view with each of ``ppns`` holding ``value`` (this one unchanged)."""
         changed = dict(self.changed)
-        for p in ppns:
-            changed[p] = value
+        changed.update(dict.fromkeys(ppns, value))
         return PageVector(self.table, changed)
 
     def __len__(self) -> int:
@@ -270,12 +270,10 @@ class _VmTables:
             self.old_use = {}
             before_use = use
         elif isinstance(record, PageVector) and record.table is use:
-            old: dict[int, int] = {}
-            for p, new in record.changed.items():
-                was = use[p]
-                if was != new:
-                    old[p] = was
-                    use[p] = new
+            changed = record.changed
+            # Read and write the entries by C-level loops (a report changes hundreds).
+            old = dict(zip(changed, map(use.__getitem__, changed)))
+            _run(map(use.__setitem__, changed, changed.values()))
             self.old_use = old
             before_use = PageVector(use, old) if old else use
         else:  # a record the step made anew (a reset): the whole table
@@ -309,8 +307,7 @@ class _VmTables:
         if isinstance(self.old_use, list):
             self.use[:] = self.old_use
         else:
-            for p, was in self.old_use.items():
-                self.use[p] = was
+            _run(map(self.use.__setitem__, self.old_use, self.old_use.values()))
         for table, added, removed in self.old_sets:
             if added is None:
                 table.clear()
@@ -331,6 +328,11 @@ class _VmTables:
         if guest is v.guest and module is v.module and v.ballooned is ballooned:
             return v
         return replace_fields(v, guest=guest, module=module, ballooned=ballooned)
+
+
+def _run(calls: Iterable[object]) -> None:
+    """Make every call of a lazy ``map`` (a loop in C)."""
+    deque(calls, maxlen=0)
 
 
 def _set_view(table: set[int]) -> frozenset[int]:
