@@ -21,7 +21,10 @@ size of the guest, and its states are the values the frozen model computes
 (``tests/model/test_tables.py`` compares both, step by step, on random walks of every
 preset and on the real QEMU capture).
 
-Views read the tables as they are: after a commit, only the states it gave may be read.
+Views read the tables as they are: after a commit, only the states it gave may be read. A
+VM's records get new view objects whenever one of its tables changes (the page table itself
+keeps its identity, the sets' views are new), so a cache keyed on the identities of a VM's
+records, such as the model's property caches, never mistakes a changed state for one it saw.
 
 >>> from ballast.model.actions import Action
 >>> from ballast.model.config import Config
@@ -281,16 +284,23 @@ class _VmTables:
             use[:] = cast(tuple[int, ...], record)
             before_use = tuple(self.old_use)
         self.old_sets = []
-        ballooned = self._write_set(self.ballooned, post.ballooned)
-        balloon = self._write_set(self.balloon, post.module.balloon)
+        # The page table keeps its identity (it is the list itself), so when it changes the
+        # sets get new views: a cache keyed on the identities of a VM's records (the model's
+        # property caches key ``guest.ppn_use`` with ``ballooned``) sees the change.
+        fresh = before_use is not use
+        ballooned = self._write_set(self.ballooned, post.ballooned, fresh)
+        balloon = self._write_set(self.balloon, post.module.balloon, fresh)
         return (self._view(pre, before_use, ballooned[0], balloon[0]),
                 self._view(post, use, ballooned[1], balloon[1]))
 
-    def _write_set(self, table: set[int], record: Any) -> tuple[frozenset[int], frozenset[int]]:
-        """Write a set record into its table: (the set before, after), as views of it."""
+    def _write_set(self, table: set[int], record: Any, fresh: bool
+                   ) -> tuple[frozenset[int], frozenset[int]]:
+        """Write a set record into its table: (the set before, after), as views of it (the
+        view after is a new one when the set changed or ``fresh`` asks for it)."""
         if isinstance(record, PageSet) and record.table is table:
             if not (record.added or record.removed):  # unchanged: the same view reads it
-                return cast(frozenset[int], record), cast(frozenset[int], record)
+                return (cast(frozenset[int], record),
+                        _set_view(table) if fresh else cast(frozenset[int], record))
             table -= record.removed
             table |= record.added
             self.old_sets.append((table, record.added, record.removed))
