@@ -50,7 +50,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 from ballast.errors import GuardError
 from ballast.model.config import Config, ModuleKind
@@ -67,6 +67,7 @@ from ballast.model.state import (
     swap_of,
 )
 from ballast.model.state import replace_fields as replace  # dataclasses.replace, cheaper
+from ballast.model.tables import PageVector
 
 __all__ = [
     "ACTIONS",
@@ -449,6 +450,11 @@ def _set_guest(s: State, vm: int, guest: GuestState) -> State:
 
 
 def _with_use(ppn_use: tuple[int, ...], ppns: Iterable[int], use: int) -> tuple[int, ...]:
+    record: object = ppn_use
+    if isinstance(record, list):  # a table (model/tables.py): the changes go beside it
+        record = PageVector(record, {})
+    if isinstance(record, PageVector):
+        return cast(tuple[int, ...], record.with_values(ppns, use))
     out = list(ppn_use)
     for p in ppns:
         out[p] = use
@@ -522,6 +528,8 @@ def has_usable_free(cfg: Config, v: VmState, n: int) -> bool:
         return usable_free(cfg, v) >= n
     use = balloon_view(v)
     need = n + cfg.kernel_reserve
+    if isinstance(use, PageVector):  # a table's view counts its free pages from its changes
+        return use.count(FREE) >= need
     at = -1
     for _ in range(need):
         try:

@@ -44,6 +44,8 @@ at a footprint page).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ballast.model.actions import Action
 from ballast.model.invariants import INVARIANTS, Property, accounting_pages, accounting_sizes
 from ballast.model.state import State, VmState, replace_fields
@@ -116,6 +118,12 @@ class StepChecker:
         self.framed = not model.faults
         self.good: State | None = None
         """The last state known to satisfy every state invariant."""
+        cfg = model.cfg
+        # How each property is read, worked out once (a long trace checks it per step):
+        # (property, page-local, its page and size parts or None, the VMs its per-VM form covers).
+        self.plan: list[tuple[Property, bool, tuple[Any, Any] | None, frozenset[int]]] = [
+            (p, p.name in PAGE_LOCAL, _SPLIT.get(p.name), frozenset(p.checked_vms(cfg)))
+            for p in self.properties]
 
     def check(self, pre: State, act: Action, post: State) -> list[Violation]:
         """Every property the step breaks: step forms first, then state forms on ``post``."""
@@ -131,25 +139,28 @@ class StepChecker:
         self.good = None if out else post
         return out
 
+    def same_state(self, post: State, same: State) -> None:
+        """``same`` is ``post`` again, as another value of it (a state committed to tables,
+        :class:`ballast.model.tables.StateTables`): it is known good when ``post`` is."""
+        if self.good is post:
+            self.good = same
+
     def _incremental(self, pre: State, act: Action, post: State, vm: int) -> list[Violation]:
         cfg = self.model.cfg
         pages = footprint(pre, act, post, vm)
         small_pre, small_post = project(pre, vm, pages), project(post, vm, pages)
         steps: list[Violation] = []
         states: list[Violation] = []
-        for p in self.properties:
-            local = p.name in PAGE_LOCAL
-            msg = (p.check_step(cfg, small_pre, act, small_post) if local
-                   else p.check_step(cfg, pre, act, post))
-            if msg is not None:
-                steps.append(Violation(p.name, msg, "step"))
-            if p.name in _SPLIT and vm in p.checked_vms(cfg):
-                by_page, by_size = _SPLIT[p.name]
-                msg = by_page(small_post, vm) or by_size(post, vm)
+        for p, local, split, vms in self.plan:
+            if p.step is not None:
+                msg = (p.step(cfg, small_pre, act, small_post) if local
+                       else p.step(cfg, pre, act, post))
+                if msg is not None:
+                    steps.append(Violation(p.name, msg, "step"))
+            if split is not None:
+                msg = (split[0](small_post, vm) or split[1](post, vm)) if vm in vms else None
             elif local and p.per_vm is not None:
-                msg = p.per_vm(cfg, small_post, vm) if vm in p.checked_vms(cfg) else None
-            elif p.name in _SPLIT:
-                msg = None
+                msg = p.per_vm(cfg, small_post, vm) if vm in vms else None
             else:
                 msg = p.check_state(cfg, post)
             if msg is not None:
