@@ -4,6 +4,9 @@
 #   bash tools/test.sh            # the default suite (slow tests excluded)
 #   bash tools/test.sh -m slow    # extra arguments go to pytest
 #
+# The tests run in one worker process per CPU (pytest-xdist); BALLAST_TEST_WORKERS sets
+# how many (0: in this process, e.g. for a debugger).
+#
 # System packages (QEMU, a Debian kernel and busybox for the live virtio-balloon
 # capture, Chromium for the report rendering test) are installed when this runs
 # as root or with sudo; elsewhere the tests that need them say why they skip,
@@ -40,4 +43,4 @@ args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
     args=(-m "not slow")
 fi
-exec "$VENV/bin/python" -m pytest -q "${args[@]}"
+exec "$VENV/bin/python" -m pytest -q -n "${BALLAST_TEST_WORKERS:-auto}" "${args[@]}"

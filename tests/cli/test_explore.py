@@ -13,7 +13,7 @@ from ballast.cli import main
 from ballast.model.config import preset
 from ballast.model.trace import read_trace
 from ballast.verdict import Verdict
-from ballast.statespace.suite import suite_check
+from ballast.statespace.suite import feature_slices, suite_check
 
 
 def test_explore_passes_a_small_preset_except_for_vacuity(tmp_path: Path,
@@ -148,7 +148,11 @@ def test_suite_check_wall_clock_stop_is_inconclusive(tmp_path: Path) -> None:
 def test_suite_finds_a_fault_in_the_slice_that_has_its_feature(tmp_path: Path) -> None:
     from ballast.model.faults import FAULTS
 
-    cfg = preset("default").replace(**FAULTS["cpu_reclaim_keeps_parked"].config)
+    # The default preset with three slices (protocol, processors, two VMs) of its seven: the
+    # others have no processors either, and explore for a minute and more.
+    cfg = preset("default").replace(**FAULTS["cpu_reclaim_keeps_parked"].config).replace(
+        sharing=False, host_swap=False, refusal=False, reset=False, hostile_vms=frozenset())
+    assert sorted(feature_slices(cfg)) == ["processors", "protocol", "two-vms"]
     result = suite_check(cfg, faults=("cpu_reclaim_keeps_parked",), report_dir=tmp_path)
     [bad] = [r for r in result.results if r.verdict is Verdict.VIOLATION]
     assert bad.property == "processor_conservation" and bad.counterexample is not None
