@@ -17,14 +17,11 @@ same action the model's fault changes (:mod:`ballast.model.faults`).
 
 from __future__ import annotations
 
-from typing import Callable
-
-from ballast.model.actions import ACTIONS
 from ballast.model.config import GuestPolicyName, ModuleKind
 from ballast.model.feature_kernels import (FEATURE_FAULT_KERNELS, FEATURE_KERNELS,
                                            guard_frozen, hint_dirty_log)
-from ballast.model.faults import FAULTS
 from ballast.model.granular_kernels import in_whole_units, target_in_units, whole_units
+from ballast.model.kernel_registry import action_kernel, fault_kernel
 from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.over_target_kernels import (OVER_TARGET_FAULT_KERNELS, OVER_TARGET_KERNELS,
                                                page_out_to_host_swap)
@@ -43,22 +40,8 @@ FAULT_KERNELS: dict[str, tuple[str, Kernel]] = {}
 """Seeded fault name -> (the action it replaces, its kernel)."""
 
 
-def _kernel(name: str) -> Callable[[Kernel], Kernel]:
-    assert name in ACTIONS, name
-
-    def register(fn: Kernel) -> Kernel:
-        KERNELS[name] = fn
-        return fn
-    return register
-
-
-def _fault(name: str) -> Callable[[Kernel], Kernel]:
-    fault = FAULTS[name]
-
-    def register(fn: Kernel) -> Kernel:
-        FAULT_KERNELS[name] = (fault.action, fn)
-        return fn
-    return register
+_kernel = action_kernel(KERNELS)
+_fault = fault_kernel(FAULT_KERNELS)
 
 
 def _batch(o: Ops) -> int:

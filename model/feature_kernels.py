@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ballast.model.actions import ACTIONS, HINT_DONE, HINT_STOP, Actor
-from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.kernel_registry import action_kernel, fault_kernel
 from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
 from ballast.model.state import BALLOON
 
@@ -56,22 +56,8 @@ FEATURE_STEPS: dict[str, StepKernel] = {}
 """The step forms of these features' properties, by the model's name."""
 
 
-def _kernel(name: str) -> Callable[[Kernel], Kernel]:
-    assert name in ACTIONS, name
-
-    def register(fn: Kernel) -> Kernel:
-        FEATURE_KERNELS[name] = fn
-        return fn
-    return register
-
-
-def _fault(name: str) -> Callable[[Kernel], Kernel]:
-    fault = FAULTS[name]
-
-    def register(fn: Kernel) -> Kernel:
-        FEATURE_FAULT_KERNELS[name] = (fault.action, fn)
-        return fn
-    return register
+_kernel = action_kernel(FEATURE_KERNELS)
+_fault = fault_kernel(FEATURE_FAULT_KERNELS)
 
 
 # --------------------------------------------------------------------------

@@ -20,11 +20,8 @@ of the VM over its target (:func:`over_target_pages`, the argument's ``choices``
 
 from __future__ import annotations
 
-from typing import Callable
-
-from ballast.model.actions import ACTIONS
-from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.kernel_registry import action_kernel, fault_kernel
 from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
 from ballast.model.state import UNBACKED
 
@@ -38,22 +35,8 @@ OVER_TARGET_FAULT_KERNELS: dict[str, tuple[str, Kernel]] = {}
 """Its seeded faults: fault name -> (the action it replaces, its kernel)."""
 
 
-def _kernel(name: str) -> Callable[[Kernel], Kernel]:
-    assert name in ACTIONS, name
-
-    def register(fn: Kernel) -> Kernel:
-        OVER_TARGET_KERNELS[name] = fn
-        return fn
-    return register
-
-
-def _fault(name: str) -> Callable[[Kernel], Kernel]:
-    fault = FAULTS[name]
-
-    def register(fn: Kernel) -> Kernel:
-        OVER_TARGET_FAULT_KERNELS[name] = (fault.action, fn)
-        return fn
-    return register
+_kernel = action_kernel(OVER_TARGET_KERNELS)
+_fault = fault_kernel(OVER_TARGET_FAULT_KERNELS)
 
 
 def page_out_to_host_swap(o: Ops, at: Value, keep_data: bool = True) -> None:

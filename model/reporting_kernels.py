@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ballast.model.actions import ACTIONS, report_queue_bound
+from ballast.model.actions import report_queue_bound
 from ballast.model.feature_kernels import hint_dirty_log
-from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS, clean_tokens
+from ballast.model.kernel_registry import action_kernel, fault_kernel
 from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
@@ -47,22 +47,8 @@ REPORTING_FAULT_KERNELS: dict[str, tuple[str, Kernel]] = {}
 """Their seeded faults: fault name -> (the action it replaces, its kernel)."""
 
 
-def _kernel(name: str) -> Callable[[Kernel], Kernel]:
-    assert name in ACTIONS, name
-
-    def register(fn: Kernel) -> Kernel:
-        REPORTING_KERNELS[name] = fn
-        return fn
-    return register
-
-
-def _fault(name: str) -> Callable[[Kernel], Kernel]:
-    fault = FAULTS[name]
-
-    def register(fn: Kernel) -> Kernel:
-        REPORTING_FAULT_KERNELS[name] = (fault.action, fn)
-        return fn
-    return register
+_kernel = action_kernel(REPORTING_KERNELS)
+_fault = fault_kernel(REPORTING_FAULT_KERNELS)
 
 
 def _none(o: Ops, vector: Value) -> Value:
