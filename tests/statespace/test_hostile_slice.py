@@ -2,6 +2,8 @@
 over-target with the VMM paging out a VM over its target, the driver's paths and the virtio
 1.x features each in a slice of their own that catches their faults."""
 
+from pathlib import Path
+
 import pytest
 
 from ballast.model.actions import ACTIONS
@@ -84,7 +86,7 @@ def test_the_slice_that_holds_a_features_action_catches_its_fault(fault: str,
 
 
 @pytest.mark.slow
-def test_the_explorer_checks_the_whole_preset_within_the_default_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_explorer_checks_the_whole_preset_within_the_default_budget(tmp_path: Path) -> None:
     """``ballast check --preset hostile --checkers explore``: every slice explored completely
     (about 490,000 states, five CPU-minutes), every safety property holds."""
     from ballast.statespace.suite import suite_check
