@@ -145,7 +145,8 @@ def check_numeric_agreement(cfg: Config, states: Sequence[State], faults: Sequen
                 differ(i, f"the engine applies {act}, the model refuses it")
             else:
                 report.outside_candidates += 1
-                _compare(cfg, s, arr, act, admitted, eng_faults, lambda w: differ(i, w))
+                # The probe has taken the step: judge its successor as an enabled one's.
+                _judge(cfg, s, probe, act, admitted, lambda w: differ(i, w))
             probe = Engine(cfg, eng_faults, arr.copy())
         if probe.arr.to_state() != s:
             differ(i, "a step the engine refused changed its arrays")
@@ -161,6 +162,13 @@ def _compare(cfg: Config, s: State, arr: SystemArrays, act: Action, post: State,
     except GuardError as exc:
         differ(f"the model enables {act}, the engine refuses it ({exc})")
         return
+    _judge(cfg, s, eng, act, post, differ)
+
+
+def _judge(cfg: Config, s: State, eng: Engine, act: Action, post: State,
+           differ: Callable[[str], None]) -> None:
+    """``eng``, which has just applied ``act`` to ``s``, holds the model's successor
+    ``post`` and reports exactly the step forms the model says ``act`` breaks."""
     if eng.arr.to_state() != post:
         differ(f"the engine's successor of {act} is not the model's")
         return

@@ -296,7 +296,9 @@ class SystemArrays:
         host = {key: read(self) for key, read in _HOST_READERS}
         vms = []
         for v in range(self.cfg.vms):
-            row = self.page_flags[v]
+            # One list per VM: the flag readers below test a handful of small ints, which
+            # is far cheaper in Python than one NumPy call per field.
+            row = self.page_flags[v].tolist()
             vms.append({key: read_vm(self, v, row) for key, read_vm in _VM_READERS})
         return assemble(host, vms)
 
@@ -351,7 +353,7 @@ class SystemArrays:
     def vm_record(self, v: int) -> dict[str, Any]:
         """Every field of VM ``v``'s own records (the VMM's, the guest's, the module's; not
         the host's), by key, as the model holds them."""
-        row = self.page_flags[v]
+        row = self.page_flags[v].tolist()
         return {key: read_vm(self, v, row) for key, read_vm in _VM_READERS}
 
 
@@ -359,7 +361,7 @@ class SystemArrays:
 HostWriter = Callable[[SystemArrays, HostState], None]
 VmWriter = Callable[[SystemArrays, int, VmState, list[int]], None]
 HostReader = Callable[[SystemArrays], Any]
-VmReader = Callable[[SystemArrays, int, Arr], Any]
+VmReader = Callable[[SystemArrays, int, list[int]], Any]
 
 
 def _vm_getter(f: Field) -> Callable[[VmState], Any]:
@@ -436,44 +438,45 @@ def _host_writer(f: Field) -> HostWriter:
 
 
 def _vm_reader(f: Field) -> VmReader:
-    """How :meth:`SystemArrays.to_state` reads a VM's field ``f`` (``row``: its page flags)."""
+    """How :meth:`SystemArrays.to_state` reads a VM's field ``f`` (``row``: its page flags,
+    as a list)."""
     layout, name = LAYOUT[f.key], attribute(f)
     if layout is Layout.PAGE_FLAG:
         bit, extra, queue = PAGE_FLAGS[f.key], _EXTRA.get(f.key), f.kind is Kind.QUEUE
 
-        def page_flags(a: SystemArrays, v: int, row: Arr) -> Any:
-            pages = np.flatnonzero(row & bit).tolist()
+        def page_flags(a: SystemArrays, v: int, row: list[int]) -> Any:
+            pages = [ppn for ppn, flags in enumerate(row) if flags & bit]
             more = getattr(a, extra).get(v, ()) if extra else ()
             if queue:
                 return tuple(sorted(pages + list(more))) if more else tuple(pages)
             return frozenset(pages).union(more)
         return page_flags
     if layout is Layout.STAMPS:
-        def stamps(a: SystemArrays, v: int, row: Arr) -> Any:
+        def stamps(a: SystemArrays, v: int, row: list[int]) -> Any:
             st = getattr(a, name)[v]
             present = np.flatnonzero(st)
             return tuple(present[np.argsort(st[present], kind="stable")].tolist())
         return stamps
     if layout is Layout.BITMASK:
-        def bitmask(a: SystemArrays, v: int, row: Arr) -> Any:
+        def bitmask(a: SystemArrays, v: int, row: list[int]) -> Any:
             return _bits(int(getattr(a, name)[v]))
         return bitmask
     if layout is Layout.SLOTS:
-        def slots(a: SystemArrays, v: int, row: Arr) -> Any:
+        def slots(a: SystemArrays, v: int, row: list[int]) -> Any:
             r = getattr(a, name)[v]
             return tuple((i, int(r[i]) - 1) for i in np.flatnonzero(r).tolist())
         return slots
     if layout is Layout.ARRAY and f.values is BACKING:
-        def backing(a: SystemArrays, v: int, row: Arr) -> Any:
+        def backing(a: SystemArrays, v: int, row: list[int]) -> Any:
             return tuple(UNBACKED if m == UNBACKED_MPN else m for m in getattr(a, name)[v].tolist())
         return backing
     if layout is Layout.ARRAY:
-        def array(a: SystemArrays, v: int, row: Arr) -> Any:
+        def array(a: SystemArrays, v: int, row: list[int]) -> Any:
             return tuple(getattr(a, name)[v].tolist())
         return array
     assert layout is Layout.COUNTER, f.path
 
-    def counter(a: SystemArrays, v: int, row: Arr) -> Any:
+    def counter(a: SystemArrays, v: int, row: list[int]) -> Any:
         return int(getattr(a, name)[v])
     return counter
 

@@ -26,7 +26,9 @@ model) are switched on by name and run the fault's kernel in place of the action
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
@@ -120,6 +122,16 @@ def _i(x: Any) -> Ints:
     return np.asarray(x, dtype=np.int64).reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _step_kernels_of(cfg: Config) -> Mapping[str, list[StepKernel]]:
+    """Per action that names a VM, the step forms that constrain it under ``cfg``'s
+    features (the same for every engine of one configuration, so computed once)."""
+    return MappingProxyType({
+        name: [k for k in STEP_KERNELS.values()
+               if k.constrains(spec) and INVARIANTS[k.name].feature(cfg)]
+        for name, spec in ACTIONS.items() if "vm" in spec.params})
+
+
 class Engine:
     """The numeric core: the model's actions on arrays, optionally with seeded faults."""
 
@@ -159,10 +171,7 @@ class Engine:
         self._taken: dict[int, tuple[int, SystemArrays]] = {}
         """VMs whose page a step for another VM paged out (a seeded fault): that VM, the
         arrays before."""
-        self._steps: dict[str, list[StepKernel]] = {
-            name: [k for k in STEP_KERNELS.values()
-                   if k.constrains(spec) and INVARIANTS[k.name].feature(cfg)]
-            for name, spec in ACTIONS.items() if "vm" in spec.params}
+        self._steps: Mapping[str, list[StepKernel]] = _step_kernels_of(cfg)
 
     @classmethod
     def from_state(cls, cfg: Config, s: State, faults: Sequence[str] = ()) -> "Engine":
