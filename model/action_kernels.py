@@ -552,6 +552,13 @@ def _manager_backs_any_page(o: Ops) -> None:
     _access(o, None, lowest=True)
 
 
+@_fault("vmm_maps_foreign_host_page")
+def _vmm_maps_foreign_host_page(o: Ops) -> None:
+    """``guest_read`` whose VMM backs the page with the lowest free MPN, a unit of a host
+    page that may already back another VM's pages."""
+    _access(o, None, lowest=True)
+
+
 @_kernel("guest_write")
 def guest_write(o: Ops) -> None:
     """:func:`ballast.model.actions.guest_write`: a write to a shared page copies it first."""

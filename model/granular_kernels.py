@@ -13,20 +13,30 @@ In a generic guest system (``guest_system``) a guest's page is the machine's own
 (``actions.own_mpn``): the interpreters' ``touch`` backs it with that page, and the property
 ``guest_pages_are_machine_pages`` is written here.
 
+With host pages of several balloon units shared by several VMs (the ``hugepages`` preset,
+``actions.vmm_keeps_host_pages``) the VMM backs a page only with a free MPN of a host page
+that backs no other VM's page (the interpreters' ``touch``, as ``actions._vm_free_mpn``),
+and the host property ``host_page_backs_one_vm`` is written here
+(:data:`GRANULAR_HOST_PROPERTIES`).
+
 >>> sorted(GRANULAR_PROPERTIES)
 ['balloon_units_whole', 'guest_pages_are_machine_pages']
+>>> sorted(GRANULAR_HOST_PROPERTIES)
+['host_page_backs_one_vm']
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from ballast.model.actions import vmm_keeps_host_pages
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import Ops, StateOps, Value
 from ballast.model.state import UNBACKED
 
-__all__ = ["GRANULAR_PROPERTIES", "balloon_units_whole", "guest_pages_are_machine_pages",
-           "in_whole_units", "target_in_units", "whole_units"]
+__all__ = ["GRANULAR_HOST_PROPERTIES", "GRANULAR_PROPERTIES", "balloon_units_whole",
+           "guest_pages_are_machine_pages", "host_page_backs_one_vm", "in_whole_units",
+           "target_in_units", "whole_units"]
 
 
 def whole_units(o: Ops, mask: Value) -> Value:
@@ -79,5 +89,18 @@ GRANULAR_PROPERTIES: dict[str, Callable[[StateOps], Value]] = {
 """The per-VM state form of each property of these features, by the model's name."""
 
 
-for _name in GRANULAR_PROPERTIES:
+def host_page_backs_one_vm(o: StateOps) -> Value:
+    """Where the VMM keeps host pages to one VM, no host page backs pages of two VMs."""
+    if not vmm_keeps_host_pages(o.cfg):
+        return True
+    return o.all(o.not_(o.host_page_backs_two_vms()))
+
+
+GRANULAR_HOST_PROPERTIES: dict[str, Callable[[StateOps], Value]] = {
+    "host_page_backs_one_vm": host_page_backs_one_vm,
+}
+"""The host state form of each property of these features, by the model's name."""
+
+
+for _name in (*GRANULAR_PROPERTIES, *GRANULAR_HOST_PROPERTIES):
     assert _name in INVARIANTS, _name

@@ -284,8 +284,10 @@ class MemoryOps(Ops, Protocol):
     """The operations over memory that the guest's accesses, host swap and host pages need.
 
     The MPN the VMM backs a page with is an explicit value computed by the interpreter in
-    one place (the lowest free MPN of the host, ``actions._free_mpn``; in a generic guest
-    system the page's own machine page, ``actions.own_mpn``).
+    one place, as ``actions._vm_free_mpn`` picks it: the lowest free MPN of the host; where
+    the VMM keeps host pages to one VM (``actions.vmm_keeps_host_pages``), the lowest free
+    one in a host page that backs no other VM's page; in a generic guest system the page's
+    own machine page (``actions.own_mpn``).
     """
 
     # -- arguments ------------------------------------------------------------------------
@@ -357,8 +359,8 @@ class MemoryOps(Ops, Protocol):
         system (``guest_system``) the page's own machine page, which must be free
         (``actions.own_mpn``). Returns the MPN now backing the page. ``cow=False`` only for
         the seeded fault that writes a shared page in place; ``lowest=True`` only for the
-        seeded fault whose resource manager backs a guest system's page with the lowest free
-        MPN."""
+        seeded faults whose resource manager or VMM backs the page with the lowest free MPN
+        whatever the configuration (a guest system's own page, a host page of one VM)."""
 
     def write_pages(self, mask: Value, token: Value) -> None:
         """VMM: the guest writes ``token`` to every page of ``mask`` that holds anything
@@ -438,6 +440,9 @@ class StateOps(Ops, Protocol):
 
     def host_page_any(self, mask: Value) -> Value:
         """Per host page: whether some balloon unit (MPN) of it holds in ``mask``."""
+
+    def host_page_backs_two_vms(self) -> Value:
+        """Per host page: whether its balloon units (MPNs) back pages of two or more VMs."""
 
     def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
         """Page vector: per PPN, whether ``x`` equals the entry of the VPN vector ``values`` at

@@ -44,7 +44,7 @@ from ballast.model.invariants import (INVARIANTS, acts_for_a_vm, picks_no_guest_
 from ballast.model.ops import StateOps, Value, memory
 from ballast.model.feature_kernels import FEATURE_PROPERTIES, FEATURE_STEPS
 from ballast.model.over_target_kernels import honest_memory_kept
-from ballast.model.granular_kernels import GRANULAR_PROPERTIES
+from ballast.model.granular_kernels import GRANULAR_HOST_PROPERTIES, GRANULAR_PROPERTIES
 from ballast.model.reporting_kernels import (REPORTING_PROPERTIES, flood_refused,
                                              stats_report_matches)
 from ballast.model.state import BALLOON, UNBACKED
@@ -235,6 +235,8 @@ for _name, _check in FEATURE_PROPERTIES.items():
 # Balloon units of several pages: written in ballast.model.granular_kernels.
 for _name, _check in GRANULAR_PROPERTIES.items():
     _property(_name, each_vm=_check)
+for _name, _check in GRANULAR_HOST_PROPERTIES.items():
+    _property(_name, host=_check)
 
 # --------------------------------------------------------------------------
 # Step forms: a truth value of one VM over its pre-state and its post-state.

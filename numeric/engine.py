@@ -38,7 +38,7 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action
+from ballast.model.actions import ACTIONS, Action, vmm_keeps_host_pages
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
@@ -67,7 +67,7 @@ ENGINE_FAULTS = frozenset({
     "migrate_forgets_old_page", "oom_deflate_without_report",
     "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
     "stats_count_balloon_as_free", "vmm_accepts_flood", "vmm_accepts_partial_unit",
-    "manager_backs_any_page"})
+    "manager_backs_any_page", "vmm_maps_foreign_host_page"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 _OTHERS = "VMs behind a shared MPN it wrote or whose page it paged out"
@@ -428,6 +428,19 @@ class Engine:
             self.hint = min(self.hint, len(mf))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
+    def _free_in_own_host_pages(self, vm: int) -> Ints:
+        """The lowest free MPN (none: empty) in a host page that backs no page of a VM
+        but ``vm`` (``actions._vm_free_mpn`` where the VMM keeps host pages to one VM)."""
+        a, u = self.arr, self.cfg.host_page_units
+        M = len(a.mpn_flags)
+        others = np.ones(len(a.p2m), dtype=bool)
+        others[vm] = False
+        theirs = a.p2m[others]
+        foreign = np.zeros(M // u, dtype=bool)
+        foreign[theirs[theirs < M].astype(np.int64) // u] = True
+        free = ((a.mpn_flags & FREE_BIT) != 0) & ~np.repeat(foreign, u)
+        return np.flatnonzero(free)[:1]
+
     def _mark_free(self, mpns: Ints) -> None:
         if len(mpns):
             self.hint = min(self.hint, int(mpns.min()))
@@ -558,7 +571,14 @@ class Engine:
             take = need & ok
             new = np.where(take, own, m)
         else:
-            got = self._lowest_free(int(need.sum()))
+            if vmm_keeps_host_pages(self.cfg) and not lowest:
+                # Which host pages are another VM's depends on the rows before: one at a time.
+                if int(need.sum()) > 1:
+                    raise _Sequential
+                got = self._free_in_own_host_pages(int(vms[need][0])) if need.any() else \
+                    np.zeros(0, dtype=np.int64)
+            else:
+                got = self._lowest_free(int(need.sum()))
             rank = np.cumsum(need)
             ok = gate & (~need | (rank <= len(got)))
             take = need & ok

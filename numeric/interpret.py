@@ -1341,6 +1341,15 @@ class NumpyStateOps(NumpyOps):
     def host_page_any(self, mask: Value) -> Value:
         return self._units(mask).any(axis=2)
 
+    def host_page_backs_two_vms(self) -> Value:
+        # Each (VM, host page) pair once, then how many VMs each host page backs.
+        p2m, M, u = self.arr.p2m, len(self.arr.mpn_flags), self.cfg.host_page_units
+        H = M // u
+        backed = p2m < M  # UNBACKED_MPN is above every MPN
+        vm, _ = np.nonzero(backed)
+        pairs = np.unique(vm * H + p2m[backed].astype(np.int64) // u)
+        return (np.bincount(pairs % H, minlength=H) > 1)[None, :]
+
     def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
         vals, idx = np.asarray(values, dtype=np.int64), np.asarray(vpn, dtype=np.int64)
         inside = (idx >= 0) & (idx < vals.shape[1])

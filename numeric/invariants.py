@@ -66,15 +66,7 @@ def _kernel_check(name: str) -> Check:
 
 
 NUMERIC_INVARIANTS: dict[str, Check] = {
-    name: _kernel_check(name)
-    for name in ("memory_conservation", "no_double_mapping", "guest_chooses_pages",
-                 "ballooned_pages_unbacked", "balloon_accounting_exact", "isolation",
-                 "module_pages_pinned", "guest_data_intact", "host_pages_whole",
-                 "processor_conservation", "migration_loses_nothing",
-                 "reported_pages_not_reused", "discarded_pages_read_clean",
-                 "hinted_pages_not_lost", "balloon_units_whole",
-                 "guest_pages_are_machine_pages")
-}
+    name: _kernel_check(name) for name in PROPERTY_KERNELS}
 """The vector form of every state invariant, by the model's property name (one missing is
 reported as a gap by :mod:`ballast.numeric.encodes`, and its verdict is never a pass)."""
 

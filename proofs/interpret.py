@@ -28,7 +28,7 @@ import z3
 
 from ballast.model.invariants import INVARIANTS
 from ballast.model.ops import Kernel, Value
-from ballast.model.actions import ACTIONS
+from ballast.model.actions import ACTIONS, vmm_keeps_host_pages
 from ballast.model.property_kernels import PropertyKernel, StepKernel
 from ballast.model.state import UNBACKED
 from ballast.proofs.encoding import (Key, Num, SymState, at_least, at_most, exactly, num,
@@ -246,10 +246,26 @@ def _index(flags: list[Any]) -> Num | int:
     return out
 
 
-def free_mpn(s: SymState) -> tuple[z3.BoolRef, Num]:
-    """Whether a free MPN is left, and the one the VMM backs a page with: the lowest
-    (``actions._free_mpn``; the one place that choice is made)."""
-    flags = [s.b("free", m) for m in range(s.cfg.machine_pages)]
+def _host_page_backs(s: SymState, vm: int, host_page: int) -> z3.BoolRef:
+    """Whether some page of VM ``vm`` is backed by a unit (MPN) of ``host_page``."""
+    u = s.cfg.host_page_units
+    low, high = host_page * u, (host_page + 1) * u
+    return z3.Or([z3.And(s.i("p2m", vm, p) >= low, s.i("p2m", vm, p) < high)
+                  for p in range(s.cfg.guest_pages)] or [F])
+
+
+def free_mpn(s: SymState, vm: int | None = None) -> tuple[z3.BoolRef, Num]:
+    """Whether a free MPN is left, and the one the VMM backs a page of VM ``vm`` with
+    (``actions._vm_free_mpn``; the one place that choice is made): the lowest; where the VMM
+    keeps host pages to one VM, the lowest in a host page that backs no page of another VM.
+    ``vm`` None: the lowest free MPN whatever the configuration (a seeded fault's VMM)."""
+    cfg = s.cfg
+    flags = [s.b("free", m) for m in range(cfg.machine_pages)]
+    if vm is not None and vmm_keeps_host_pages(cfg):
+        u = cfg.host_page_units
+        foreign = [z3.Or([_host_page_backs(s, w, h) for w in range(cfg.vms) if w != vm] or [F])
+                   for h in range(cfg.host_pages)]
+        flags = [z3.And(f, z3.Not(foreign[m // u])) for m, f in enumerate(flags)]
     return (z3.Or(flags) if flags else F), _term(_index(flags))
 
 
@@ -272,7 +288,7 @@ def fault_in(s: SymState, vm: int, ppn: Num | int, lowest: bool = False
         new: Num = vm * G + at
         ok = _select([s.b("free", m) for m in range(s.cfg.machine_pages)], new)
     else:
-        ok, new = free_mpn(s)
+        ok, new = free_mpn(s, None if lowest else vm)
     swapped = _select([s.b("swap", vm, p) for p in range(G)], at)
     stok = _select([s.i("swap_token", vm, p) for p in range(G)], at)
     token: Num = z3.If(swapped, stok, 0)
@@ -300,7 +316,7 @@ def write_page(s: SymState, vm: int, ppn: Num | int, token: Num, cow: bool = Tru
     if not cow:
         return g1, s.set(_store_mpn(s, "content", mpn, token)), mpn
     shared = _select([s.b("cow", m) for m in range(s.cfg.machine_pages)], mpn)
-    ok, copy = free_mpn(s)
+    ok, copy = free_mpn(s, None if lowest else vm)
     upd: dict[Key, z3.ExprRef] = {}
     upd.update(_store_mpn(s, "free", copy, F, shared))
     upd.update(_store_mpn(s, "reclaimed", copy, F, shared))
@@ -858,6 +874,10 @@ class Z3StateOps(Z3Ops):
 
     def host_page_any(self, mask: Value) -> Value:
         return [_or(units) for units in self._units(mask)]
+
+    def host_page_backs_two_vms(self) -> Value:
+        return [at_least([_host_page_backs(self.s, v, h) for v in range(self.cfg.vms)], 2)
+                for h in range(self.cfg.host_pages)]
 
     def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
         # One implication per VPN, not a chain of if-then-else: the solver works far less.

@@ -43,7 +43,7 @@ from ballast.proofs.encoding import (
 )
 from ballast.model.reporting_kernels import REPORTING_PROPERTIES, reads_clean
 from ballast.model.feature_kernels import FEATURE_PROPERTIES, quiescent
-from ballast.model.granular_kernels import GRANULAR_PROPERTIES
+from ballast.model.granular_kernels import GRANULAR_HOST_PROPERTIES, GRANULAR_PROPERTIES
 from ballast.proofs.interpret import Z3StateOps, property_formula, step_formula
 
 __all__ = ["SAFETY", "STEPS", "StateFormula", "StepFormula", "inductive_invariant",
@@ -133,8 +133,9 @@ for _name, _kernel in STEP_KERNELS.items():
 for _name in FEATURE_PROPERTIES:
     _state(_name)(_kernel_formula(_name))
 
-# Balloon units of several pages (ballast.model.granular_kernels).
-for _name in GRANULAR_PROPERTIES:
+# Balloon units of several pages, host pages kept to one VM, the generic guest system
+# (ballast.model.granular_kernels).
+for _name in (*GRANULAR_PROPERTIES, *GRANULAR_HOST_PROPERTIES):
     _state(_name)(_kernel_formula(_name))
 
 

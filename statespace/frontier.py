@@ -57,7 +57,8 @@ import numpy.typing as npt
 from ballast import tally as work_done
 from ballast.errors import GuardError
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS, MEMORY_KERNELS
-from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
+from ballast.model.actions import (ACTIONS, Action, ActionSpec, Partition, apply,
+                                   vmm_keeps_host_pages)
 from ballast.model.encodings import declared_gaps_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property, honest_vms
@@ -285,11 +286,13 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     # Page poisoning writes every reported page and the VMM's own flood bound adds refused
     # PPNs to a set: the frontier's rows have neither operation yet, so those take the
     # model's step.
-    # Likewise a reset that copies the queues in flight (``reset_races_reports``) and the
-    # dirty log of free page hinting, which a write keeps in ``touch``.
+    # Likewise a reset that copies the queues in flight (``reset_races_reports``), the
+    # dirty log of free page hinting, which a write keeps in ``touch``, and the VMM's
+    # choice of an MPN in a host page of the same VM (``vmm_keeps_host_pages``), which the
+    # rows' ``touch`` does not make.
     memory_ok = not (gaps_in(model.cfg, model.faults) or model.cfg.page_poison
                      or model.cfg.vmm_bounds_queues or model.cfg.reset_races_reports
-                     or model.cfg.free_page_hint)
+                     or model.cfg.free_page_hint or vmm_keeps_host_pages(model.cfg))
     if spec.effect is ACTIONS[name].effect:
         return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):

@@ -504,6 +504,12 @@ class FrontierStateOps(NumpyStateOps):
             return (counts > 0).sum(axis=0) > 1
         return counts.sum(axis=0) > 1
 
+    def host_page_backs_two_vms(self) -> Any:
+        counts, u = self._mpn_counts(), self.cfg.host_page_units
+        vms, n, M = counts.shape
+        backs = (counts > 0).reshape(vms, n, M // u, u).any(axis=3)
+        return backs.sum(axis=0) > 1
+
     def swapped(self) -> Any:
         return self.store.read("host.swap")
 

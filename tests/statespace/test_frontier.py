@@ -314,3 +314,20 @@ def test_step_kernels_on_rows_are_the_models_step_checks(fault: str | None) -> N
     assert "isolation" in by_kernel
     if fault:
         assert FAULTS[fault].breaks in broken
+
+
+HOST_PAGES_TWO_VMS = Config(vms=2, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+                            machine_pages=4, host_page_units=2, sharing=False, tokens=1,
+                            batch=1)
+"""Two VMs whose pages the VMM backs in host pages of two units, one VM's each."""
+
+
+@pytest.mark.parametrize("faults", [[], ["vmm_maps_foreign_host_page"]])
+def test_host_pages_of_one_vm_explore_as_the_reference(faults: list[str]) -> None:
+    """Where the VMM keeps host pages to one VM the frontier takes the model's accesses and
+    checks ``host_page_backs_one_vm`` by its kernel: the same graph and findings."""
+    model = BalloonModel(HOST_PAGES_TWO_VMS, faults)
+    ref, new = both(model)
+    assert new == ref
+    found = {name for name, _, _ in new["findings"]}
+    assert ("host_page_backs_one_vm" in found) == bool(faults), found
