@@ -172,6 +172,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 # -- replay -----------------------------------------------------------------
 
+REPLAY_SEARCH_LIMIT = 200_000
+"""States ``ballast replay`` searches from a trace's stuck last state before it leaves the
+claim undecided (exit 3): the explorer wrote the trace from a configuration whose whole
+graph it had searched, so a real one needs far fewer."""
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from ballast.console import console
     from ballast.model.replay import ReplayOutcome, replay
@@ -202,6 +207,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             out.print(f"{args.trace}: {lasso.describe()}")
             out.print(f"  {result.describe().replace('every property', 'every safety property')}")
             return EXIT_VIOLATION if lasso.confirmed else EXIT_OK
+    if result.outcome is ReplayOutcome.OK:
+        from ballast.statespace.traces import check_end
+
+        # A deadlock or a state no run leads out of breaks no property step by step: the
+        # claim is about the last state, decided again on the model's own steps.
+        end = check_end(trace, str(args.trace), limit=REPLAY_SEARCH_LIMIT)
+        if end is not None:
+            out.print(f"{args.trace}: {end.describe()}", markup=False)
+            out.print(f"  {result.describe().replace('every property', 'every safety property')}")
+            return {True: EXIT_VIOLATION, False: EXIT_OK, None: EXIT_INCONCLUSIVE}[end.confirmed]
     render_replay(out, str(args.trace), result)
     return EXIT_OK if result.outcome is ReplayOutcome.OK else EXIT_VIOLATION
 

@@ -36,6 +36,11 @@ from ballast.statespace.runner import ENGINES, run_explore
 __all__ = ["register"]
 
 
+DEFAULT_MAX_STATES = 20_000_000
+"""The state budget of ``ballast explore`` when none is given (about 2 GiB of visited states
+on the reference engine)."""
+
+
 def register(subparsers: Any) -> None:
     """Add ``explore`` to the ``ballast`` command line."""
     p = subparsers.add_parser(
@@ -55,7 +60,10 @@ def register(subparsers: Any) -> None:
                      help="identify states equal up to renumbering VMs and MPNs "
                           "(default: on, except with --liveness)")
     sym.add_argument("--no-symmetry", dest="symmetry", action="store_false")
-    p.add_argument("--max-states", type=int, default=None, help="stop after N distinct states")
+    p.add_argument("--max-states", type=int, default=DEFAULT_MAX_STATES,
+                   help=f"stop after N distinct states (default {DEFAULT_MAX_STATES:,}: a "
+                        "configuration too large to finish is inconclusive, exit 3, instead "
+                        "of filling memory)")
     p.add_argument("--max-seconds", type=seconds, default=None, help="stop after S seconds")
     p.add_argument("--max-mib", type=positive_float, default=None,
                    help="stop when the visited states take about this many MiB")

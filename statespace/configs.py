@@ -6,8 +6,8 @@ explorer works on shrunken copies: the same feature switches, fewer pages.
 
 >>> from ballast.model.config import preset
 >>> small = small_config(preset("default"))
->>> small.guest_pages, small.tokens, small.sharing
-(2, 1, True)
+>>> small.vms, small.guest_pages, small.tokens, small.sharing
+(2, 1, 1, True)
 >>> fault_config("host_takes_single_unit").host_page_units
 2
 """
@@ -95,16 +95,36 @@ def fewest_tokens(cfg: Config) -> int:
 
 
 def small_config(cfg: Config) -> Config:
-    """A copy of ``cfg`` with the same features and the smallest sizes that still show them."""
+    """A copy of ``cfg`` with the same features and the smallest sizes that still show them.
+
+    One VM gets two pages (one in the balloon, one for its data); two VMs get one page
+    each, as the explorer's two-VM slices do, unless pages migrate (a ballooned page
+    moves to another PPN of the same VM): with two pages each, a preset of two VMs has
+    millions of states.
+
+    >>> two = small_config(Config(vms=4, guest_pages=8, machine_pages=32, host_page_units=4))
+    >>> two.vms, two.guest_pages, two.machine_pages, two.host_page_units
+    (2, 1, 4, 2)
+    >>> small_config(Config(vms=2, guest_pages=4, migration=True)).guest_pages
+    2
+    >>> system = small_config(Config(vms=2, guest_pages=3, machine_pages=6, guest_system=True,
+    ...                              host_use=False, sharing=False))
+    >>> system.vms * system.guest_pages <= system.machine_pages
+    True
+    """
     vms = min(cfg.vms, 2)
     units = cfg.host_page_units if cfg.host_page_units <= 2 else 2
     vcpus = min(cfg.vcpus, 2)
     unit = cfg.balloon_unit_pages  # a report holds one balloon unit (one page by default)
+    pages = max(2, unit) if vms == 1 or cfg.migration else unit
+    machine = 2 * units if vms > 1 else units
+    if cfg.guest_system:  # the guests' pages are the machine's own
+        machine = max(machine, vms * pages)
     return cfg.replace(
         # A disk slot lets the guest page out (and so exercise guest_evict); with two
         # VMs it multiplies the space too much for a quick check.
-        vms=vms, guest_pages=max(2, unit), guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
-        machine_pages=2 * units if vms > 1 else units,
+        vms=vms, guest_pages=pages, guest_data_pages=1, guest_disk_slots=1 if vms == 1 else 0,
+        machine_pages=machine,
         host_page_units=units, host_swap_slots=1 if cfg.host_swap else 0,
         tokens=fewest_tokens(cfg), batch=unit,
         kernel_reserve=min(cfg.kernel_reserve, 1), pin_limit=min(cfg.pin_limit, 1),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ballast.errors import InputError
 
@@ -42,7 +42,7 @@ from ballast.reports.counterexample import (
 from ballast.model.invariants import honest_vms
 from ballast.model.recovery import REACH_PROPERTIES, ReachProperty
 from ballast.model.replay import model_for, replay
-from ballast.statespace.deadlock import stalled_vms
+from ballast.statespace.deadlock import DEADLOCK, stalled_vms
 from ballast.statespace.explore import Exploration, Finding
 from ballast.statespace.liveness import (
     CAN_REACH,
@@ -58,8 +58,8 @@ from ballast.statespace.liveness import (
     strong_fairness_class,
 )
 
-__all__ = ["LassoCheck", "check_lasso", "goal_unreachable", "lasso_start", "make_trace",
-           "run_actions",
+__all__ = ["SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end", "check_lasso",
+           "goal_unreachable", "lasso_start", "make_trace", "reaches", "run_actions",
            "verify_lasso", "write_finding", "write_liveness"]
 
 CHECKER = "explore"
@@ -101,24 +101,36 @@ def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -
                       f"{finding.message}")
 
 
-def goal_unreachable(model: BalloonModel, prop: ReachProperty, start: State,
-                     limit: int = 1_000_000) -> bool:
-    """Whether no run of the steps ``prop`` allows leads from ``start`` to its goal, searched
-    on the model's own steps (at most ``limit`` states: beyond that, not confirmed)."""
-    cfg = model.cfg
+SEARCH_LIMIT = 1_000_000
+"""States searched from a stuck state before its claim is left undecided."""
+
+
+def reaches(model: BalloonModel, start: State, goal: Callable[[State], bool],
+            moves: Callable[[Action], bool], limit: int = SEARCH_LIMIT) -> tuple[bool | None, int]:
+    """(whether some run of the steps ``moves`` allows leads from ``start`` to a state
+    ``goal`` accepts, the states searched), on the model's own steps; None when ``limit``
+    states were searched without deciding."""
     seen = {start}
     todo = [start]
     while todo:
         s = todo.pop()
-        if prop.goal(cfg, s):
-            return False
+        if goal(s):
+            return True, len(seen)
         for act, t in model.successors(s):
-            if prop.moves(act) and t not in seen:
+            if moves(act) and t not in seen:
                 if len(seen) >= limit:
-                    return False
+                    return None, len(seen)
                 seen.add(t)
                 todo.append(t)
-    return True
+    return False, len(seen)
+
+
+def goal_unreachable(model: BalloonModel, prop: ReachProperty, start: State,
+                     limit: int = SEARCH_LIMIT) -> bool:
+    """Whether no run of the steps ``prop`` allows leads from ``start`` to its goal, searched
+    on the model's own steps (at most ``limit`` states: beyond that, not confirmed)."""
+    return reaches(model, start, lambda s: prop.goal(model.cfg, s), prop.moves, limit)[0] \
+        is False
 
 
 def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
@@ -260,6 +272,103 @@ def check_lasso(trace: Trace, source: str = "<trace>") -> LassoCheck | None:
         reasons.append(why if vm is not None or len(honest) == 1 else f"VM {v}: {why}")
     return LassoCheck(prop, False, "; ".join(reasons) or "no VM follows the protocol",
                       vm if isinstance(vm, int) else None, str(fairness), start, len(cycle))
+
+
+@dataclass(frozen=True)
+class EndCheck:
+    """What replaying a trace that ends in a stuck state shows about the claim it makes.
+
+    A deadlock, a state from which the balloon can never reach its target
+    (``balloon_can_reach_target``) and a state from which a property over runs
+    (``host_recovers_to_target``) cannot reach its goal break no property a replay
+    checks step by step: the claim is about the last state, and is decided again here on
+    the model's own steps."""
+
+    property: str
+    confirmed: bool | None
+    """The claim holds of the last state; None: the search from it was not finished within
+    :data:`SEARCH_LIMIT` states."""
+    detail: str
+    """What was found, in words."""
+    step: int
+    """The number of the trace's last step."""
+
+    def describe(self) -> str:
+        """One line for a person."""
+        verdict = {True: "confirmed", False: "not confirmed", None: "undecided"}[self.confirmed]
+        return f"{self.property} {verdict} after step {self.step}: {self.detail}"
+
+
+def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
+              model: BalloonModel | None = None) -> EndCheck | None:
+    """Decide again the claim about its last state that a deadlock or stuck-state trace
+    makes (None for another trace, a lasso included), on ``model`` (default: the one the
+    trace's header describes). The steps must be allowed (replay the trace first); an
+    illegal one raises GuardError.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.actions import Action
+    >>> from ballast.model.system import BalloonModel
+    >>> cfg = Config(vms=2, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
+    ...              machine_pages=2, host_swap_slots=1, tokens=1, batch=1, host_use=False,
+    ...              vmm_reclaims_over_target=True)
+    >>> steps = [Action.of("host_set_target", vm=0, pages=1), Action.of("guest_read", vm=0, vpn=0)]
+    >>> claim = {"property": "host_recovers_to_target", "step": 2, "vm": 0}
+    >>> check_end(make_trace(BalloonModel(cfg), steps, claim, "AG EF")).confirmed
+    False
+    >>> bad = BalloonModel(cfg, ("vmm_stops_one_page_over",))
+    >>> check_end(make_trace(bad, steps, claim, "AG EF")).confirmed
+    True
+    """
+    expect = trace.header.expect or {}
+    prop = expect.get("property")
+    if lasso_start(trace, source) is not None or not trace.steps or \
+            (prop not in REACH_PROPERTIES and prop not in (CAN_REACH, DEADLOCK)):
+        return None
+    model = model if model is not None else model_for(trace.header)
+    cfg = model.cfg
+    end = run_actions(model, [st.action for st in trace.steps])[-1]
+    step = len(trace.steps)
+    if prop == DEADLOCK:
+        moves = [a for a, _ in model.successors(end)]
+        stalled = stalled_vms(cfg, end, moves)
+        if stalled or not moves:
+            who = f"VM(s) {', '.join(map(str, stalled))} stalled" if stalled else "no step"
+            return EndCheck(DEADLOCK, True, f"{who} in the last state", step)
+        return EndCheck(DEADLOCK, False, f"{len(moves)} step(s) move the protocol on from "
+                        "the last state", step)
+    reach = REACH_PROPERTIES.get(str(prop))
+    if reach is not None:
+        if not reach.assumed(cfg, end):
+            return EndCheck(reach.name, False, f"the last state does not meet the "
+                            f"assumption ({reach.assumes})", step)
+        found, searched = reaches(model, end, lambda s: reach.goal(cfg, s), reach.moves, limit)
+        return EndCheck(reach.name, None if found is None else not found,
+                        _searched(found, searched, "the goal"), step)
+    vm = expect.get("vm")
+    vms = [vm] if isinstance(vm, int) and not isinstance(vm, bool) else list(honest_vms(cfg))
+    outcome: tuple[bool | None, int] = (False, 0)
+    for v in vms:
+        if not 0 <= v < cfg.vms or at_target(end, v) or \
+                not feasible_target(cfg, end.vms[v].target):
+            continue
+        outcome = reaches(model, end, lambda s: at_target(s, v),
+                          lambda a: a.name not in _TARGET_SETTERS, limit)
+        if outcome[0] is not True:
+            return EndCheck(CAN_REACH, None if outcome[0] is None else True,
+                            f"VM {v}: " + _searched(outcome[0], outcome[1],
+                                                    "its target (targets fixed)"), step)
+    return EndCheck(CAN_REACH, False, "every VM that follows the protocol is at its target, or "
+                    "has an infeasible one, or can reach it with the targets fixed", step)
+
+
+def _searched(found: bool | None, searched: int, goal: str) -> str:
+    states = f"{searched:,} state{'' if searched == 1 else 's'}"
+    if found is None:
+        return f"no run to {goal} found among the first {states} searched"
+    if found:
+        return f"a run of the allowed steps reaches {goal} ({states} searched)"
+    return f"no run of the allowed steps reaches {goal} (every one of {states} searched)"
 
 
 def _write_own(trace: Trace, out_dir: Path, name: str, what: str) -> Path:

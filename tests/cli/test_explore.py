@@ -31,6 +31,23 @@ def test_explore_passes_a_small_preset_except_for_vacuity(tmp_path: Path,
                  "--report-dir", str(tmp_path)]) == 3
 
 
+SMALL_PRESET_STATES = {"hugepages": 3_208, "guest-system": 19_136, "large-units": 504,
+                       "hibernation": 9_396}
+"""Distinct states (symmetry classes) of ``explore --preset P --small`` on presets of two
+VMs, which get one page each, and on two of one VM: every one finishes."""
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_PRESET_STATES))
+def test_explore_finishes_on_the_small_copy_of_a_preset(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--preset", name, "--small", "--json",
+                 "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, [r for r in out["results"] if r["verdict"] != "pass"]
+    assert out["stats"]["complete"] is True
+    assert out["stats"]["states"] == SMALL_PRESET_STATES[name]
+
+
 def test_explore_finds_a_fault_and_writes_its_trace(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explore", "--preset", "core", "--small", "--fault", "host_takes_partial_page",

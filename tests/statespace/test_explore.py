@@ -17,7 +17,7 @@ from ballast.statespace.deadlock import stalled_vms
 from ballast.statespace.explore import Budget, explore
 from ballast.statespace.graph import state_graph, write_dot, write_graphml
 from ballast.statespace.manifest import count_states, load_manifest
-from ballast.statespace.traces import write_finding
+from ballast.statespace.traces import check_end, write_finding
 
 FAST = ["one-vm", "one-vm-no-host-use", "one-vm-refusal", "one-vm-application",
         "one-vm-two-mpns"]
@@ -109,3 +109,17 @@ def test_graph_export_highlights_violating_states(tmp_path: Path) -> None:
     assert back.number_of_nodes() == ex.states
     assert sum(1 for _, d in back.nodes(data=True) if d["violating"]) == len(ex.violating)
     assert "host_take_page" in json.dumps(list(back.edges(data=True)))
+
+
+def test_replay_decides_a_deadlock_again_on_the_model_it_names(tmp_path: Path) -> None:
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm-no-host-use"])
+    model.table = {k: v for k, v in ACTIONS.items() if k != "vmm_reclaim"}
+    ex = explore(model)
+    assert ex.deadlock is not None
+    trace = read_trace(write_finding(ex, ex.deadlock, tmp_path, "deadlock"))
+    stuck = check_end(trace, model=model)
+    assert stuck is not None and stuck.confirmed is True and "VM(s) 0 stalled" in stuck.detail
+    # The trace names the whole model, whose VMM does process the report: no deadlock.
+    moved = check_end(trace)
+    assert moved is not None and moved.confirmed is False
+    assert "move the protocol on" in moved.describe()

@@ -30,7 +30,7 @@ from ballast.statespace.liveness import (
     check_liveness,
     fair_components,
 )
-from ballast.statespace.traces import verify_lasso, write_liveness
+from ballast.statespace.traces import check_end, verify_lasso, write_liveness
 
 # The smallest configuration where the VMM may refuse pages of an inflate report.
 REFUSAL = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=0, machine_pages=1,
@@ -83,7 +83,18 @@ def test_a_module_that_never_completes_cannot_reach_its_target(tmp_path: Path) -
     stuck = results[CAN_REACH]
     assert not stuck.holds and stuck.prefix  # type: ignore[union-attr]
     path = write_liveness(ex, stuck, tmp_path, "stuck")  # type: ignore[arg-type]
-    assert read_trace(path).header.expect["property"] == CAN_REACH  # type: ignore[index]
+    trace = read_trace(path)
+    assert trace.header.expect["property"] == CAN_REACH  # type: ignore[index]
+    # Replayed, the claim is decided again from the last state: on the model that lacks
+    # the step, no run reaches the target; on the model the trace names, one does.
+    again = check_end(trace, model=model)
+    assert again is not None and again.confirmed is True
+    assert "VM 0: no run of the allowed steps reaches its target" in again.detail
+    whole = check_end(trace)
+    assert whole is not None and whole.confirmed is False
+    # A search cut short decides nothing.
+    cut = check_end(trace, model=model, limit=2)
+    assert cut is not None and cut.confirmed is None and "undecided" in cut.describe()
 
 
 def test_liveness_refuses_a_reduced_graph() -> None:

@@ -70,7 +70,8 @@ def test_explore_with_liveness_names_the_property_and_writes_a_replayable_prefix
     assert "free host swap slots" in bad[0]["evidence"]["assumes"]
     path = bad[0]["counterexample"]
     assert read_trace(path).header.expect["property"] == RECOVERY  # type: ignore[index]
-    assert main(["replay", path]) == 0  # a prefix breaks no safety property
+    # The prefix breaks no safety property; its claim about the last state is decided again.
+    assert main(["replay", path]) == 1
     capsys.readouterr()
     assert main(["explore", "--preset", "core", *SETS, "--liveness", "--json",
                  "--report-dir", str(tmp_path)]) == 0
@@ -86,3 +87,15 @@ def test_check_catches_the_fault_on_the_over_target_slice(
     assert code == 1
     text = capsys.readouterr().out
     assert RECOVERY in text and "over-target" in text
+    # The trace breaks no safety property; replayed, its claim about the last state is
+    # decided again: with the fault, no run of the host's and VMM's steps recovers it.
+    [trace] = tmp_path.glob(f"explore-{RECOVERY}-*.jsonl")
+    assert main(["replay", str(trace)]) == 1
+    assert f"{RECOVERY} confirmed after step" in capsys.readouterr().out
+    fixed = tmp_path / "fixed.jsonl"
+    lines = trace.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["faults"] = []
+    fixed.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    assert main(["replay", str(fixed)]) == 0
+    assert f"{RECOVERY} not confirmed after step" in capsys.readouterr().out
