@@ -13,11 +13,13 @@ from ballast.model.faults import FAULTS
 
 def test_the_encoded_checkers_are_expected_exactly_where_their_backend_encodes_the_fault(
         ) -> None:
+    # ... unless the fault table says why the checker misses it within its default budget.
     table = matrix("faults")
     for name in FAULTS:
         for checker in ENCODED_CHECKERS:
             encoded = table[name][checker].status == "encoded"
-            assert (checker in catchers(name)) == encoded, (name, checker)
+            expected = checker in catchers(name) or checker in FAULTS[name].missed_by
+            assert expected == encoded, (name, checker)
 
 
 def test_only_real_checkers_are_named_and_a_miss_gives_its_reason() -> None:
