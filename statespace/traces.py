@@ -347,16 +347,15 @@ def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
                         _searched(found, searched, "the goal"), step)
     vm = expect.get("vm")
     vms = [vm] if isinstance(vm, int) and not isinstance(vm, bool) else list(honest_vms(cfg))
-    outcome: tuple[bool | None, int] = (False, 0)
     for v in vms:
         if not 0 <= v < cfg.vms or at_target(end, v) or \
                 not feasible_target(cfg, end.vms[v].target):
             continue
-        outcome = reaches(model, end, lambda s: at_target(s, v),
-                          lambda a: a.name not in _TARGET_SETTERS, limit)
-        if outcome[0] is not True:
-            return EndCheck(CAN_REACH, None if outcome[0] is None else True,
-                            f"VM {v}: " + _searched(outcome[0], outcome[1],
+        found, searched = reaches(model, end, lambda s: at_target(s, v),
+                                  lambda a: a.name not in _TARGET_SETTERS, limit)
+        if found is not True:
+            return EndCheck(CAN_REACH, None if found is None else True,
+                            f"VM {v}: " + _searched(found, searched,
                                                     "its target (targets fixed)"), step)
     return EndCheck(CAN_REACH, False, "every VM that follows the protocol is at its target, or "
                     "has an infeasible one, or can reach it with the targets fixed", step)
