@@ -348,14 +348,18 @@ PRESETS: dict[str, Config] = {
     "hugepages": Config(vms=2, guest_pages=4, machine_pages=8, host_page_units=4),
     "application": Config(vms=1, guest_pages=4, machine_pages=4,
                           module=ModuleKind.APPLICATION, pin_limit=2),
-    # Every feature switch on, so that the hostile VM meets every path of the host.
-    "hostile": Config(vms=2, guest_pages=3, machine_pages=5,
+    # Every feature switch that combines with the others on, so that the hostile VM meets
+    # every path of the host, on host pages of two MPNs. Off: balloon units of several pages
+    # (modelled without refusal, migration, the OOM notifier, reporting or hinting; the
+    # large-units preset) and the generic guest system (not a VM; guest-system).
+    "hostile": Config(vms=2, guest_pages=3, machine_pages=6, host_page_units=2,
                       hostile_vms=frozenset({1}), sharing=True, host_swap=True, reset=True,
                       refusal=True, deflate_on_oom=True, processors=True, reread_target=True,
                       migration=True, oom_notifier=True, free_page_reporting=True,
                       page_poison=True, stats_queue=True, vmm_bounds_queues=True,
                       vmm_enforces_cpu_target=True, reset_races_reports=True,
-                      vmm_reclaims_over_target=True),
+                      vmm_reclaims_over_target=True, free_page_hint=True, hibernation=True,
+                      eager_backing=True, poison_val=1),
     "processors": Config(vms=2, guest_pages=2, guest_data_pages=1, machine_pages=4,
                          processors=True, vcpus=2, pcpus=5),
     "qemu": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,

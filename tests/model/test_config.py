@@ -13,6 +13,28 @@ def test_every_preset_is_consistent() -> None:
         assert Config.from_dict(cfg.to_dict()) == cfg, name
 
 
+HOSTILE_LEAVES_OFF = {
+    "guest_system": "a generic guest system is not a VM: no p2m, no sharing, no host use",
+    "balloon_unit_pages": "units of several pages exclude refusal, migration, the OOM notifier "
+                          "and free page reporting and hinting (Config)",
+}
+"""What the hostile preset leaves at its default, and why: every other switch is on."""
+
+
+def test_the_hostile_preset_switches_on_every_feature_that_combines() -> None:
+    cfg, plain = preset("hostile"), Config()
+    switches = [f for f, v in plain.to_dict().items() if isinstance(v, bool)]
+    off = {f for f in switches if not getattr(cfg, f) and f not in HOSTILE_LEAVES_OFF}
+    assert not off, f"the hostile preset leaves {sorted(off)} off"
+    # More than one host page unit (so host pages are not the balloon's unit), a hostile VM
+    # beside an honest one, a non-zero poison value, and processors with room to take back.
+    assert cfg.host_page_units > 1 and cfg.hostile_vms and len(cfg.hostile_vms) < cfg.vms
+    assert cfg.page_poison and cfg.poison_val != 0
+    # Each switch left off is one a preset of its own turns on.
+    for f in HOSTILE_LEAVES_OFF:
+        assert any(getattr(c, f) != getattr(plain, f) for c in PRESETS.values()), f
+
+
 def test_host_pages_must_divide_machine_pages() -> None:
     with pytest.raises(ConfigError, match="multiple of host_page_units"):
         Config(machine_pages=6, host_page_units=4)

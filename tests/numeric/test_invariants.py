@@ -35,6 +35,17 @@ def test_every_state_invariant_has_a_vector_form():
     assert set(NUMERIC_INVARIANTS) == {n for n, p in INVARIANTS.items() if p.state} - known
 
 
+WALKS_REACH_A_VIOLATION = frozenset({
+    "cow_write_in_place", "discard_keeps_swap_slot", "eager_backing_drops_swap",
+    "free_without_scrub", "host_swap_loses_data", "host_takes_partial_page",
+    "host_takes_single_unit", "manager_backs_any_page", "reclaim_keeps_mapping",
+    "report_skips_poison", "report_without_isolation", "share_without_cow",
+    "vmm_maps_foreign_host_page", "vmm_reclaims_host_choice", "vmm_trusts_park_report"})
+"""The faults whose three seeded walks below reach states that break a property: for these
+the comparison covers violating states, not only clean ones (the others need longer or
+steered runs, which the engine's own fault tests make)."""
+
+
 @pytest.mark.parametrize("fault", [None] + sorted(ENGINE_FAULTS))
 def test_agrees_with_the_model_on_every_visited_state(fault):
     faults = (fault,) if fault else ()
@@ -52,16 +63,15 @@ def test_agrees_with_the_model_on_every_visited_state(fault):
             mine = [n for n, _ in violations(arr)]
             assert mine == [v.property for v in model.violations(s)]
             broken += bool(mine)
-    if fault is not None:
-        _BROKEN[fault] = broken
+    if fault is None:
+        assert broken == 0
+    elif fault in WALKS_REACH_A_VIOLATION:
+        assert broken > 0, f"{fault}: the walks reached no violating state"
 
 
-_BROKEN: dict[str, int] = {}
-
-
-def test_the_fault_runs_reached_violating_states():
-    # Runs after the parametrised test above: the comparison covered violating states.
-    assert sum(1 for n in _BROKEN.values() if n) >= len(ENGINE_FAULTS) // 2, _BROKEN
+def test_the_walks_reach_violations_for_half_the_faults():
+    assert WALKS_REACH_A_VIOLATION <= ENGINE_FAULTS
+    assert len(WALKS_REACH_A_VIOLATION) >= len(ENGINE_FAULTS) // 2
 
 
 def test_hand_made_violations():
