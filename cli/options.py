@@ -242,12 +242,27 @@ def config_summary(cfg: "Config") -> str:
     >>> from ballast.model.config import preset
     >>> config_summary(preset("core"))
     '1 VMs x 3 PPNs, 3 MPNs, host page 1 unit(s), module driver; must_tell_host, host_use'
+
+    Sizes and choices other than the defaults are named too (balloon units of several
+    pages, the guest's allocator policy, the poison value):
+
+    >>> config_summary(preset("large-units")).split(";")[0]
+    '1 VMs x 4 PPNs, 4 MPNs, host page 1 unit(s), module driver, balloon unit 2 pages'
     """
-    from ballast.model.config import features_on
+    from ballast.model.config import GuestPolicyName, features_on
     feats = features_on(cfg)
+    extra = []
+    if cfg.balloon_unit_pages > 1:
+        extra.append(f"balloon unit {cfg.balloon_unit_pages} pages")
+    if cfg.guest_policy is not GuestPolicyName.LRU:
+        extra.append(f"guest policy {cfg.guest_policy.value}")
+    if cfg.hostile_vms:
+        extra.append(f"hostile {sorted(cfg.hostile_vms)}")
+    if cfg.page_poison and cfg.poison_val:
+        extra.append(f"poison_val {cfg.poison_val}")
     return (f"{cfg.vms} VMs x {cfg.guest_pages} PPNs, {cfg.machine_pages} "
             f"MPNs, host page {cfg.host_page_units} unit(s), module {cfg.module.value}"
-            f"{', hostile ' + str(sorted(cfg.hostile_vms)) if cfg.hostile_vms else ''}"
+            f"{''.join(', ' + e for e in extra)}"
             f"{'; ' + ', '.join(feats) if feats else ''}")
 
 
