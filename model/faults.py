@@ -280,7 +280,13 @@ def _report_unisolated(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) ->
 
 
 @_fault("discard_keeps_swap_slot", "vmm_discard_reported", "discarded_pages_read_clean",
-        free_page_reporting=True, host_swap=True, host_swap_slots=1)
+        free_page_reporting=True, host_swap=True, host_swap_slots=1,
+        missed_by={"hypothesis": "its runs rarely have the host swap a page out that the guest "
+                                 "then frees, reports and has discarded: `ballast check --fault "
+                                 "discard_keeps_swap_slot --checkers hypothesis` ran 108 runs "
+                                 "(5,887 steps) without it and is inconclusive (exit 3, never a "
+                                 "pass), and 400 runs of 40 steps miss it too; random runs catch "
+                                 "it"})
 def _discard_keeps_swap(cfg: Config, s: State, vm: int) -> State:
     """The VMM discards reported pages but forgets their host swap slots: a discarded page
     the host had swapped out reads back its old contents from swap."""
