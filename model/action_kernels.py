@@ -745,13 +745,17 @@ def _migrate_forgets_old_page(o: Ops) -> None:
     _balloon_migrate_release(o, report=False)
 
 
-def _balloon_oom_deflate(o: Ops, report: bool) -> None:
+def _balloon_oom_deflate(o: Ops, report: bool, split: bool = False) -> None:
     chosen, n = o.arg_pages("ppns"), o.arg_size("ppns")
     balloon = o.pages("module.balloon")
     o.require(o.and_(o.not_(o.arg_beyond("ppns")), o.le(1, n)))
     if report:
         o.require(o.and_(o.arg_distinct("ppns"), o.le(n, o.cfg.batch)))
+        if o.cfg.balloon_unit_pages > 1:
+            o.require(whole_units(o, chosen))
     o.require(o.all(o.implies(chosen, balloon)))
+    if split:  # the seeded fault: only the first page of each unit leaves the balloon
+        chosen = o.and_(chosen, o.unit_first())
     if report:
         _report_deflate(o, chosen)
     else:
@@ -770,6 +774,12 @@ def balloon_oom_deflate(o: Ops) -> None:
 def _oom_deflate_without_report(o: Ops) -> None:
     """``balloon_oom_deflate`` that frees the pages in the guest without telling the VMM."""
     _balloon_oom_deflate(o, report=False)
+
+
+@_fault("oom_deflate_splits_unit")
+def _oom_deflate_splits_unit(o: Ops) -> None:
+    """``balloon_oom_deflate`` that gives back only the first page of each unit it picks."""
+    _balloon_oom_deflate(o, report=True, split=True)
 
 # Free page reporting, page poisoning and the statistics queue: their own module
 # (ballast.model.reporting_kernels), read from the same tables.

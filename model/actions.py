@@ -1275,6 +1275,13 @@ def balloon_migrate_release(cfg: Config, s: State, vm: int, old: int) -> State:
 def _oom_deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
     k = min(cfg.batch, len(v.module.balloon))
+    u = cfg.balloon_unit_pages
+    if u > 1:  # the lowest whole units, as many as one report carries
+        units = [b for b in sorted({p - p % u for p in v.module.balloon})
+                 if set(range(b, b + u)) <= v.module.balloon][:k // u]
+        if units:
+            yield {"vm": vm, "ppns": tuple(p for b in units for p in range(b, b + u))}
+        return
     if k > 0:
         yield {"vm": vm, "ppns": tuple(sorted(v.module.balloon)[:k])}
 
@@ -1291,6 +1298,8 @@ def balloon_oom_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -
             f"one report carries 1 to {cfg.batch} pages")
     require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate",
             "only acknowledged balloon pages can be deflated")
+    require(whole_units(cfg, ppns), "balloon_oom_deflate",
+            "the balloon gives back whole units: aligned runs of balloon_unit_pages PPNs")
     return report_deflate(cfg, s, vm, ppns)
 
 

@@ -81,6 +81,9 @@ class Argument:
     outlier: tuple[float, Callable[[Config], range]] | None = None
     """A share of a workload's numbers, each decided on its own after it is drawn, is drawn
     again from this range (values far outside those the proofs enumerate)."""
+    whole_units: bool = False
+    """For a set of PPNs: the actor takes them in whole balloon units (``balloon_unit_pages``),
+    as the balloon's own actions do; a free page report names single pages."""
 
 
 def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
@@ -148,7 +151,8 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
                                       draw_when_none=True)},
     "vmm_reclaim": {"refuse": Argument(lambda c: range(2 ** (c.guest_pages + 1)), True,
                                        "refuse", choices=kernels.reclaim_valid,
-                                       most=lambda o: kernels.reclaim_room(o, o.cfg.migration))},
+                                       most=lambda o: kernels.reclaim_room(o, o.cfg.migration),
+                                       whole_units=True)},
     "vmm_release": {},
     "vmm_cpu_reclaim": {},
     "guest_read": {"vpn": _VPN},
@@ -158,9 +162,9 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "balloon_poll": {},
     "balloon_inflate": {"ppns": Argument(
         _PPNS.values, choices=kernels.allocatable, most=kernels.inflate_room,
-        lowest=_LOWEST_POLICY)},
+        lowest=_LOWEST_POLICY, whole_units=True)},
     "balloon_deflate": {"ppns": Argument(_PPNS.values, choices=_pages("module.balloon"),
-                                         most=kernels.deflate_limit)},
+                                         most=kernels.deflate_limit, whole_units=True)},
     "balloon_complete": {},
     "balloon_free_refused": {},
     "balloon_cpu_offline": {"vcpu": Argument(_VCPU.values, choices=kernels.offlinable)},
@@ -179,7 +183,8 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
                                         lowest=_LOWEST_POLICY)},
     "balloon_migrate_release": {"old": Argument(_PPN.values, choices=_BALLOON)},
     "balloon_oom_deflate": {"ppns": Argument(lambda c: _subsets(c.guest_pages, c.batch),
-                                             choices=_BALLOON, most=_at_most_batch(_BALLOON))},
+                                             choices=_BALLOON, most=_at_most_batch(_BALLOON),
+                                             whole_units=True)},
     # Free page reporting and the statistics queue (virtio 1.x section 5.5.6).
     # Any free pages off the free list, up to one report; half the time those the host
     # paged out, else those backed, where there are any.

@@ -214,13 +214,15 @@ class Config:
             if self.guest_pages % u or self.batch % u:
                 raise ConfigError(f"guest_pages ({self.guest_pages}) and batch ({self.batch}) "
                                   f"must be multiples of balloon_unit_pages ({u})")
-            if (self.refusal or self.migration or self.oom_notifier
-                    or self.free_page_reporting or self.free_page_hint
-                    or self.module is not ModuleKind.DRIVER
-                    or self.guest_policy is not GuestPolicyName.LRU):
+            # Not combined, as in the drivers that have such units: a balloon unit of
+            # several pages is never migrated (vmw_balloon keeps its 2 MiB pages on a list
+            # of their own, outside balloon compaction); a user-level application pins and
+            # reports single pages; the lowest policy orders single pages, not units.
+            if (self.migration or self.module is not ModuleKind.DRIVER
+                    or self.guest_policy is GuestPolicyName.LOWEST):
                 raise ConfigError("balloon_unit_pages: units of several pages are modelled for "
-                                  "the driver with the lru policy, without refusal, migration, "
-                                  "the OOM notifier, free page reporting or hinting")
+                                  "the driver, without migration (a unit is never migrated) "
+                                  "and with the lru or any policy")
         if self.guest_system:
             if self.machine_pages < self.vms * self.guest_pages:
                 raise ConfigError("guest_system: machine_pages must hold every guest's pages "
@@ -350,8 +352,9 @@ PRESETS: dict[str, Config] = {
                           module=ModuleKind.APPLICATION, pin_limit=2),
     # Every feature switch that combines with the others on, so that the hostile VM meets
     # every path of the host, on host pages of two MPNs. Off: balloon units of several pages
-    # (modelled without refusal, migration, the OOM notifier, reporting or hinting; the
-    # large-units preset) and the generic guest system (not a VM; guest-system).
+    # (a unit is never migrated, and this preset migrates pages; the large-units preset has
+    # every other feature that combines with units) and the generic guest system (not a VM;
+    # guest-system).
     "hostile": Config(vms=2, guest_pages=3, machine_pages=6, host_page_units=2,
                       hostile_vms=frozenset({1}), sharing=True, host_swap=True, reset=True,
                       refusal=True, deflate_on_oom=True, processors=True, reread_target=True,
@@ -388,10 +391,13 @@ PRESETS: dict[str, Config] = {
     "guest-system": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                            machine_pages=6, host_swap_slots=1, host_swap=True, host_use=False,
                            reset=True, guest_system=True),
-    # Balloon units of two pages (vmw_balloon's 2M commands, Hyper-V's 2 MiB units).
+    # Balloon units of two pages (vmw_balloon's 2M commands, Hyper-V's 2 MiB units), with
+    # the features that combine with them: a VMM that refuses units (vmw_balloon's per-page
+    # errors), the OOM notifier, free page reporting and hinting.
     "large-units": Config(vms=1, guest_pages=4, guest_data_pages=2, guest_disk_slots=1,
                           machine_pages=4, host_swap_slots=1, host_swap=True, batch=4,
-                          balloon_unit_pages=2, deflate_on_oom=True, reset=True),
+                          balloon_unit_pages=2, deflate_on_oom=True, reset=True, refusal=True,
+                          oom_notifier=True, free_page_reporting=True, free_page_hint=True),
     "large": Config(vms=8, guest_pages=64, guest_data_pages=48, guest_disk_slots=16,
                     machine_pages=384, host_page_units=16, batch=16, tokens=4,
                     host_swap=True, sharing=True, refusal=True, reset=True,

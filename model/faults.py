@@ -101,11 +101,10 @@ def with_fault_needs(cfg: Config, faults: Sequence[str]) -> Config:
             del changes["hostile_vms"]  # a hostile guest the configuration has already serves
         units = changes.get("host_page_units", cfg.host_page_units)
         memory = changes.get("machine_pages", cfg.machine_pages)
-        if "balloon_unit_pages" not in changes and any(
-                changes.get(k) for k in ("refusal", "migration", "oom_notifier",
-                                         "free_page_reporting", "free_page_hint")) or (
-                changes.get("module", ModuleKind.DRIVER) is not ModuleKind.DRIVER
-                or changes.get("guest_policy", GuestPolicyName.LRU) is not GuestPolicyName.LRU):
+        if "balloon_unit_pages" not in changes and (
+                changes.get("migration")
+                or changes.get("module", ModuleKind.DRIVER) is not ModuleKind.DRIVER
+                or changes.get("guest_policy") is GuestPolicyName.LOWEST):
             changes["balloon_unit_pages"] = 1  # shown with one page a unit, as it needs
         if changes.get("sharing") or changes.get("host_use"):
             changes["guest_system"] = False  # shown on virtual machines: a guest system has neither
@@ -444,6 +443,19 @@ def _backs_any(cfg: Config, s: State, vm: int, vpn: int) -> State:
     free machine page, as a VMM would, instead of the guest's own page."""
     s, _ = A.access_page(cfg, s, vm, vpn, "guest_read", lowest_mpn=True)
     return s
+
+
+@_fault("oom_deflate_splits_unit", "balloon_oom_deflate", "balloon_units_whole",
+        balloon_unit_pages=2, batch=2, guest_pages=4, deflate_on_oom=True, oom_notifier=True,
+        migration=False, module=ModuleKind.DRIVER, guest_policy=GuestPolicyName.LRU)
+def _oom_splits_unit(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
+    """The OOM notifier gives back only the first page of each balloon unit it picks, as a
+    driver that frees a unit's pages one at a time and stops early would: the module's
+    balloon keeps half a unit, which the VMM can neither take back nor hand out whole."""
+    m = s.vms[vm].module
+    require(bool(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate", "not balloon pages")
+    u = cfg.balloon_unit_pages
+    return A.report_deflate(cfg, s, vm, tuple(p for p in ppns if p % u == 0))
 
 
 @_fault("vmm_accepts_partial_unit", "vmm_reclaim", "balloon_units_whole",

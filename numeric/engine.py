@@ -67,7 +67,7 @@ ENGINE_FAULTS = frozenset({
     "migrate_forgets_old_page", "oom_deflate_without_report",
     "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
     "stats_count_balloon_as_free", "vmm_accepts_flood", "vmm_accepts_partial_unit",
-    "manager_backs_any_page", "vmm_maps_foreign_host_page"})
+    "manager_backs_any_page", "vmm_maps_foreign_host_page", "oom_deflate_splits_unit"})
 """The model's seeded faults the engine implements (by the same names)."""
 
 _OTHERS = "VMs behind a shared MPN it wrote or whose page it paged out"

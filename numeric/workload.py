@@ -186,7 +186,8 @@ def _chosen(rng: Rng, cfg: Config, name: str, key: str, arg: Argument, o: Any) -
         # or with ``refusal`` sometimes fewer); it refuses the rest.
         assert arg.most is not None
         most = np.minimum(pool.sum(axis=1), np.asarray(arg.most(o), dtype=np.int64))
-        acc = _pick_pages(rng, cfg, pool, _counts(rng, most, 0 if cfg.refusal else None))
+        acc = _pick_pages(rng, cfg, pool, _counts(rng, most, 0 if cfg.refusal else None),
+                          arg.whole_units)
         return [tuple(np.flatnonzero(pool[k] & ~acc[k]).tolist()) for k in range(n)]
     if arg.most is not None:
         most = np.asarray(arg.most(o), dtype=np.int64)
@@ -200,7 +201,7 @@ def _chosen(rng: Rng, cfg: Config, name: str, key: str, arg: Argument, o: Any) -
             most = np.minimum(most, pool.sum(axis=1))
         room = _counts(rng, most, 1)
         return (pool & (np.cumsum(pool, axis=1) <= room[:, None]) if arg.lowest(cfg)
-                else _pick_pages(rng, cfg, pool, room))
+                else _pick_pages(rng, cfg, pool, room, arg.whole_units))
     # One value: where the guard leaves one (the LRU victim) or the actor takes the lowest
     # there is nothing to draw; a VM with none gets a value its guard refuses, and it is
     # not logged.
@@ -250,11 +251,12 @@ def _random_pick(rng: Rng, mask: npt.NDArray[np.bool_], counts: npt.NDArray[np.i
 
 
 def _pick_pages(rng: Rng, cfg: Config, pool: npt.NDArray[np.bool_],
-                counts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Per row, up to ``counts`` pages of ``pool`` chosen uniformly at random, in whole
-    balloon units (``balloon_unit_pages``): units wholly in the pool, as many as fit."""
+                counts: npt.NDArray[np.int64], whole_units: bool) -> npt.NDArray[np.bool_]:
+    """Per row, up to ``counts`` pages of ``pool`` chosen uniformly at random; with
+    ``whole_units``, in whole balloon units (``balloon_unit_pages``): units wholly in the
+    pool, as many as fit."""
     u = cfg.balloon_unit_pages
-    if u == 1:
+    if u == 1 or not whole_units:
         return _random_pick(rng, pool, counts)
     units: npt.NDArray[np.bool_] = np.asarray(pool.reshape(len(pool), -1, u).all(axis=2))
     return np.repeat(_random_pick(rng, units, np.asarray(counts) // u), u, axis=1)

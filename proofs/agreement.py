@@ -520,12 +520,20 @@ def agreement_configs() -> dict[str, Config]:
         guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0)
     # Balloon units of two pages (the explorer's slices share their names with the default
     # preset's, so they are not kept above): two units in a guest of four PPNs, and one unit
-    # with the guest's disk, host swap and a reset.
+    # with the guest's disk, host swap and a reset; then the features that combine with
+    # units: refusal and the OOM notifier on two units, reporting (with poison) and hinting
+    # on one.
     units = feature_slices(PRESETS["large-units"])["protocol"].replace(
-        guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_use=False)
+        guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_use=False,
+        deflate_on_oom=True)
     out["large-units/two-units"] = units.replace(guest_pages=4, batch=2)
     out["large-units/swap-reset"] = units.replace(
         guest_disk_slots=1, host_swap=True, host_swap_slots=1, reset=True)
+    out["large-units/refusal-oom"] = units.replace(guest_pages=4, batch=2, refusal=True,
+                                                   oom_notifier=True)
+    out["large-units/reporting"] = units.replace(free_page_reporting=True, page_poison=True,
+                                                 poison_val=1, host_swap=True, host_swap_slots=1)
+    out["large-units/hinting"] = units.replace(free_page_hint=True)
     # A generic guest system's own pages: one guest of two pages with host swap (the
     # explorer's two-guests slice, kept above, has one page each; with a reset too, over
     # 13,000 states).

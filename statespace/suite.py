@@ -100,9 +100,11 @@ def _split_slices(cfg: Config) -> dict[str, Config]:
     out = _slices(_memory_features_off(cfg))
     core = out["protocol"]
     out["driver"] = core.replace(**{f: getattr(cfg, f) for f in DRIVER_FEATURES})
-    # One PPN and the guest's disk: the guest frees, reports and reuses its page (two PPNs
-    # reach about 44,000 states without the disk, 263,000 with it).
-    out["virtio-1x"] = core.replace(guest_pages=1, machine_pages=1, poison_val=cfg.poison_val,
+    # One PPN (one balloon unit) and the guest's disk: the guest frees, reports and reuses
+    # its page (two PPNs reach about 44,000 states without the disk, 263,000 with it).
+    unit = cfg.balloon_unit_pages
+    out["virtio-1x"] = core.replace(guest_pages=unit, machine_pages=unit,
+                                    poison_val=cfg.poison_val,
                                     tokens=fewest_tokens(cfg),
                                     **{f: getattr(cfg, f) for f in VIRTIO_1X_FEATURES})
     # The VMM backing pages ahead of use in the protocol slice alone: in every slice it grows
@@ -135,7 +137,9 @@ def _slices(cfg: Config) -> dict[str, Config]:
     # Free page hinting and hibernation have slices of their own, as small as the pinned
     # one-VM configurations: with the protocol slice's host use and second MPN, a hint cycle's
     # sets and ids multiply its states by more than ten.
-    one = quiet.guest_pages if cfg.guest_system else 1  # a guest system's pages are machine pages
+    # A guest system's pages are machine pages; with balloon units of several pages a free
+    # page the guest hints is backed only where the machine has a page beyond the data's.
+    one = quiet.guest_pages if cfg.guest_system or cfg.balloon_unit_pages > 1 else 1
     if cfg.free_page_hint:
         out["hinting"] = quiet.replace(free_page_hint=True, machine_pages=one, guest_disk_slots=0)
     if cfg.hibernation:

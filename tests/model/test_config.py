@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ballast.errors import ConfigError, InputError
-from ballast.model.config import PRESETS, Config, ModuleKind, load_config, preset
+from ballast.model.config import PRESETS, Config, GuestPolicyName, ModuleKind, load_config, preset
 
 
 def test_every_preset_is_consistent() -> None:
@@ -15,8 +15,8 @@ def test_every_preset_is_consistent() -> None:
 
 HOSTILE_LEAVES_OFF = {
     "guest_system": "a generic guest system is not a VM: no p2m, no sharing, no host use",
-    "balloon_unit_pages": "units of several pages exclude refusal, migration, the OOM notifier "
-                          "and free page reporting and hinting (Config)",
+    "balloon_unit_pages": "a unit of several pages is never migrated, and the hostile preset "
+                          "migrates pages (Config)",
 }
 """What the hostile preset leaves at its default, and why: every other switch is on."""
 
@@ -71,3 +71,18 @@ def test_bad_toml_names_the_problem(tmp_path: Path, text: str, expected: str) ->
 def test_unknown_preset() -> None:
     with pytest.raises(InputError, match="unknown preset"):
         preset("nope")
+
+
+def test_balloon_units_combine_with_refusal_oom_reporting_and_hinting_but_not_migration() -> None:
+    units = Config(guest_pages=4, batch=2, balloon_unit_pages=2)
+    cfg = units.replace(refusal=True, deflate_on_oom=True, oom_notifier=True,
+                        free_page_reporting=True, free_page_hint=True,
+                        guest_policy=GuestPolicyName.ANY)
+    assert cfg.balloon_unit_pages == 2
+    with pytest.raises(ConfigError, match="never migrated"):
+        units.replace(migration=True)
+    with pytest.raises(ConfigError, match="balloon_unit_pages"):
+        units.replace(module=ModuleKind.APPLICATION)
+    with pytest.raises(ConfigError, match="balloon_unit_pages"):
+        units.replace(guest_policy=GuestPolicyName.LOWEST)
+    assert preset("large-units").refusal and preset("large-units").oom_notifier

@@ -221,6 +221,29 @@ def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(monkeypatch: 
     assert rep.outcome == "mismatch" and tried == [2]
 
 
+def test_an_overwritten_unlogged_target_is_a_whole_balloon_unit() -> None:
+    """A logged target equal to the current one is explained by an unlogged target set in
+    between; with balloon units of two pages that stand-in is a whole unit (0, not 1)."""
+    cfg = Config(vms=1, guest_pages=4, machine_pages=4, guest_data_pages=1, guest_disk_slots=0,
+                 host_swap_slots=0, tokens=1, batch=2, host_use=False, balloon_unit_pages=2)
+    steps = _steps(Action.of("host_set_target", vm=0, pages=2),
+                   Action.of("host_set_target", vm=0, pages=2))
+    rep = validate_steps(TraceHeader(cfg), iter(steps), max_gap=1)
+    assert rep.outcome == "ok" and rep.unlogged == 1, rep.mismatch
+    assert validate_steps(TraceHeader(cfg), iter(steps), max_gap=0).outcome == "mismatch"
+
+
+@pytest.mark.parametrize("name", ["large-units"])
+def test_partial_logs_of_runs_with_balloon_units_are_explained(name: str) -> None:
+    model = BalloonModel(preset(name))
+    for seed in range(5):
+        run = random_run(model, seed, 30)
+        assert run.violation is None
+        rep = validate_steps(partial_header(run.trace), iter(partial_log(run.trace)), max_gap=1,
+                             max_states=20_000)
+        assert rep.outcome == "ok", (name, seed, rep.mismatch)
+
+
 def test_the_gap_search_takes_the_pages_the_log_states_never_all_page_sets(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from ballast.model import system

@@ -130,20 +130,23 @@ unlogged one takes its value from what the next logged step observes, never from
 every possible target."""
 
 
-def stated_targets(st: TraceStep) -> tuple[tuple[int, int], ...]:
+def stated_targets(st: TraceStep, unit: int = 1) -> tuple[tuple[int, int], ...]:
     """``(vm, target)`` for each target an unlogged ``host_set_target`` before step ``st``
     may have set: the targets ``st`` records or observes.
 
     When ``st`` itself sets VM ``v``'s target to ``p``, an earlier unlogged target of ``v``
     is overwritten; whatever it was (any value but ``p``), the states after ``st`` are the
-    same unless an unlogged step between them read it, so one value stands for them all
-    (``p - 1``, or ``1`` when ``p`` is 0).  A target no logged step shows is not searched
-    for: a log that needs one must log or observe it.
+    same unless an unlogged step between them read it, so one value stands for them all:
+    the next lower target the host may set (``p - unit``, targets being whole balloon units
+    of ``unit`` pages), or ``unit`` when ``p`` is 0.  A target no logged step shows is not
+    searched for: a log that needs one must log or observe it.
 
     >>> stated_targets(TraceStep(1, Action.of("vmm_release", vm=0), observe={"vms/0/target": 3}))
     ((0, 3),)
     >>> stated_targets(TraceStep(1, Action.of("host_set_target", vm=0, pages=0)))
     ((0, 1),)
+    >>> stated_targets(TraceStep(1, Action.of("host_set_target", vm=0, pages=2)), unit=2)
+    ((0, 0),)
     """
     found: set[tuple[int, int]] = set()
     if st.state is not None:
@@ -162,7 +165,8 @@ def stated_targets(st: TraceStep) -> tuple[tuple[int, int], ...]:
         # What it records of its own VM is its own target, not the earlier one.
         vm, pages = st.action.kwargs["vm"], st.action.kwargs["pages"]
         assert isinstance(vm, int) and isinstance(pages, int)
-        found = {(v, p) for v, p in found if v != vm} | {(vm, pages - 1 if pages > 0 else 1)}
+        found = {(v, p) for v, p in found if v != vm} | {
+            (vm, pages - unit if pages >= unit else unit)}
     return tuple(sorted(found))
 
 
@@ -346,7 +350,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
     checker = StepChecker(model)
     succ = _Successors(model, min(max(2 * max_states, 1000), 20_000), unlogged)
     for st in steps:
-        succ.stated = stated_targets(st)
+        succ.stated = stated_targets(st, header.config.balloon_unit_pages)
         succ.pages = stated_pages(st)
         succ.unstated = None
         closed = (dict.fromkeys(frontier, 0) if len(frontier) > 1 or max_gap > 0 else None)
