@@ -562,12 +562,18 @@ def whole_units(cfg: Config, ppns: Iterable[int]) -> bool:
     return u == 1 or all(set(range(p - p % u, p - p % u + u)) <= got for p in got)
 
 
+def _whole_unit_starts(cfg: Config, pages: Iterable[int]) -> list[int]:
+    """The first PPN of each balloon unit wholly among ``pages``, in ascending order."""
+    u = cfg.balloon_unit_pages
+    have = set(pages)
+    return [b for b in sorted({p - p % u for p in have}) if set(range(b, b + u)) <= have]
+
+
 def _unit_sets(cfg: Config, pages: Iterable[int], most: int) -> Iterator[tuple[int, ...]]:
     """The sets of whole balloon units among ``pages`` of at most ``most`` pages, smallest
     first, each in ascending order."""
     u = cfg.balloon_unit_pages
-    have = set(pages)
-    units = [b for b in sorted({p - p % u for p in have}) if set(range(b, b + u)) <= have]
+    units = _whole_unit_starts(cfg, pages)
     for k in range(1, most // u + 1):
         for chosen in itertools.combinations(units, k):
             yield tuple(p for b in chosen for p in range(b, b + u))
@@ -1277,8 +1283,7 @@ def _oom_deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     k = min(cfg.batch, len(v.module.balloon))
     u = cfg.balloon_unit_pages
     if u > 1:  # the lowest whole units, as many as one report carries
-        units = [b for b in sorted({p - p % u for p in v.module.balloon})
-                 if set(range(b, b + u)) <= v.module.balloon][:k // u]
+        units = _whole_unit_starts(cfg, v.module.balloon)[:k // u]
         if units:
             yield {"vm": vm, "ppns": tuple(p for b in units for p in range(b, b + u))}
         return

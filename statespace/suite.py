@@ -137,9 +137,7 @@ def _slices(cfg: Config) -> dict[str, Config]:
     # Free page hinting and hibernation have slices of their own, as small as the pinned
     # one-VM configurations: with the protocol slice's host use and second MPN, a hint cycle's
     # sets and ids multiply its states by more than ten.
-    # A guest system's pages are machine pages; with balloon units of several pages a free
-    # page the guest hints is backed only where the machine has a page beyond the data's.
-    one = quiet.guest_pages if cfg.guest_system or cfg.balloon_unit_pages > 1 else 1
+    one = quiet.guest_pages if cfg.guest_system else 1  # a guest system's pages are machine pages
     if cfg.free_page_hint:
         out["hinting"] = quiet.replace(free_page_hint=True, machine_pages=one, guest_disk_slots=0)
     if cfg.hibernation:
