@@ -49,8 +49,6 @@ from ballast.numeric.arrays import (
     SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, WriteLog, run_kernel
-from ballast.model.feature_kernels import FEATURE_FAULT_KERNELS
-from ballast.model.over_target_kernels import OVER_TARGET_FAULT_KERNELS
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -58,17 +56,10 @@ __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_ac
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 
-ENGINE_FAULTS = frozenset({
-    "vmm_reclaims_host_choice", "release_keeps_balloon_set", "host_takes_partial_page",
-    "host_takes_single_unit", "reclaim_keeps_mapping", "share_without_cow",
-    "free_without_scrub", "cow_write_in_place", "host_swap_loses_data",
-    "eager_backing_drops_swap",
-    "cpu_reclaim_keeps_parked", "free_refused_keeps_held",
-    "migrate_forgets_old_page", "oom_deflate_without_report",
-    "report_without_isolation", "discard_keeps_swap_slot", "report_skips_poison",
-    "stats_count_balloon_as_free", "vmm_accepts_flood", "vmm_accepts_partial_unit",
-    "manager_backs_any_page", "vmm_maps_foreign_host_page", "oom_deflate_splits_unit"})
-"""The model's seeded faults the engine implements (by the same names)."""
+ENGINE_FAULTS: frozenset[str] = frozenset(FAULT_KERNELS)
+"""The model's seeded faults the engine implements (by the same names): every fault written as
+a kernel (:data:`~ballast.model.action_kernels.FAULT_KERNELS`), which the engine runs in place
+of its action's kernel. A fault without a kernel is a declared gap of the NumPy core."""
 
 _OTHERS = "VMs behind a shared MPN it wrote or whose page it paged out"
 """The VMs a step can reach beyond its own (:meth:`Engine._check_others`,
@@ -81,8 +72,6 @@ STEP_CHECKS: dict[str, str] = {
 """The step forms of the model's properties the engine checks after each kernel, from their
 kernels (:data:`~ballast.model.property_kernels.STEP_KERNELS`); the state forms are
 :data:`~ballast.numeric.invariants.NUMERIC_INVARIANTS`."""
-
-ENGINE_FAULTS = ENGINE_FAULTS | frozenset(FEATURE_FAULT_KERNELS) | frozenset(OVER_TARGET_FAULT_KERNELS)
 
 
 def engine_actions() -> list[str]:
