@@ -1,0 +1,70 @@
+"""The Hypothesis checker's runs depend on the seed, not on which modules are loaded."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+import ballast.simulation.stateful as stateful
+from ballast.model.config import preset
+from ballast.model.system import BalloonModel
+from ballast.simulation.seeded_draws import seed_only_draws
+
+
+def _runs() -> tuple[int, int, int, int]:
+    # The default preset has a hostile guest, whose reports may name any 32-bit PPN.
+    out = stateful.run_machine(BalloonModel(preset("default")), seed=3, examples=20, steps=30)
+    return out.steps_run, out.runs, out.discarded, out.blind
+
+
+def _load_module_full_of_literals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local module (outside site-packages and the standard library) with integer
+    literals (Hypothesis mines those of 100 and over), as a user's own code or an edited
+    Ballast source has."""
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    path = folder / "literals.py"
+    literals = [100 + 37 * i for i in range(64)] + [2 ** k - 1 for k in range(8, 33)]
+    path.write_text(f"TABLE = {literals}\n")
+    spec = importlib.util.spec_from_file_location("usercode_literals", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "usercode_literals", module)
+
+
+def test_loading_a_module_does_not_change_the_runs(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _runs()
+    _load_module_full_of_literals(tmp_path, monkeypatch)
+    assert _runs() == before
+
+
+def test_without_it_the_same_seed_gives_other_runs(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the guard above prevents: Hypothesis draws constants mined from loaded modules.
+    monkeypatch.setattr(stateful, "seed_only_draws", contextlib.nullcontext)
+    before = _runs()
+    _load_module_full_of_literals(tmp_path, monkeypatch)
+    assert _runs() != before
+
+
+def test_the_mining_is_restored_on_leaving(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypothesis.internal.conjecture import providers
+    mined = providers._get_local_constants
+    with pytest.raises(RuntimeError), seed_only_draws():
+        assert providers._get_local_constants is not mined
+        raise RuntimeError("a checker failed inside")
+    assert providers._get_local_constants is mined
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import ballast.simulation.seeded_draws as module
+    assert doctest.testmod(module).failed == 0
