@@ -15,7 +15,7 @@ properties are checked inside each rule. The shrunk failing run is kept as a
 trace in the project's format (the runner is separate: :func:`run_machine`).
 
 Runs are seeded (same seed, same run, whatever else the process has loaded:
-:mod:`ballast.simulation.seeded_draws`) and sized by a settings profile
+:mod:`ballast.seeded_draws`) and sized by a settings profile
 registered with Hypothesis (:data:`PROFILES`); the example database, when
 given, replays earlier failures first.
 
@@ -53,7 +53,7 @@ from ballast.model.invariants import Property
 from ballast.model.state import State
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
-from ballast.simulation.seeded_draws import seed_only_draws
+from ballast.seeded_draws import seed_only_draws
 
 __all__ = ["DATABASE_DIR", "PROFILES", "MachineOutcome", "PropertyBroken", "default_profile",
            "domain_strategy", "example_database", "machine_for", "model_key",

@@ -48,6 +48,7 @@ from ballast.model.actions import ACTIONS, Action
 from ballast.model.config import Config, ModuleKind
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
+from ballast.seeded_draws import seed_only_draws
 from ballast.validate.adapters.handshake import Hello, handshake
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss_for
 from ballast.validate.adapters.observe import compare, observe
@@ -730,7 +731,9 @@ def _diff(command: str | Sequence[str], cfg: Config, *, examples: int,
         machine = _machine(run)
         conf = run_settings(examples, stateful_step_count=steps)
         hypothesis_seed(seed)(machine)
-        final, flaky = run_to_end(run, lambda: run_state_machine_as_test(machine, settings=conf))
+        with seed_only_draws():
+            final, flaky = run_to_end(
+                run, lambda: run_state_machine_as_test(machine, settings=conf))
         return outcome_of(run, final, flaky, started, run.minimise, hello=hello, cfg=cfg,
                           seed=seed, command=argv, examples=run.examples,
                           commands=run.commands, requests=proc.requests,

@@ -40,6 +40,7 @@ from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
+from ballast.seeded_draws import seed_only_draws
 from ballast.validate.adapters.diff import (
     RESET_GAP,
     DiffOutcome,
@@ -385,7 +386,8 @@ def drive(model: BalloonModel, proc: AdapterProcess, hello: Hello, *, examples: 
 
     test = run_settings(examples)(given(st.data())(one_run))
     hypothesis_seed(seed)(test)
-    final, flaky = run_to_end(run, test)
+    with seed_only_draws():
+        final, flaky = run_to_end(run, test)
 
     def minimise(found: Divergence) -> Divergence:
         if failing:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ballast.errors import InputError
+from ballast.seeded_draws import seed_only_draws
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
 __all__ = ["FAULTS", "SHRINK_RUNS", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "SegmentJudge",
@@ -277,9 +278,12 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
             else:
                 strategy = ops_strategy(guest_mib, options.deflate_on_oom)
                 try:
-                    found = tuple(find(strategy, fails, random=random.Random(seed), settings=settings(
-                        max_examples=examples, deadline=None, database=None,
-                        phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))))
+                    with seed_only_draws():
+                        found = tuple(find(strategy, fails, random=random.Random(seed),
+                                           settings=settings(
+                            max_examples=examples, deadline=None, database=None,
+                            phases=[Phase.generate, Phase.shrink],
+                            suppress_health_check=list(HealthCheck))))
                 except NoSuchExample:
                     found = None
         if found is not None:

@@ -1,4 +1,5 @@
-"""The Hypothesis checker's runs depend on the seed, not on which modules are loaded."""
+"""The Hypothesis machine's runs depend on the seed, not on which modules are loaded
+(:mod:`ballast.seeded_draws`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 import ballast.simulation.stateful as stateful
 from ballast.model.config import preset
 from ballast.model.system import BalloonModel
-from ballast.simulation.seeded_draws import seed_only_draws
 
 
 def _runs() -> tuple[int, int, int, int]:
@@ -51,20 +51,3 @@ def test_without_it_the_same_seed_gives_other_runs(tmp_path: Path,
     before = _runs()
     _load_module_full_of_literals(tmp_path, monkeypatch)
     assert _runs() != before
-
-
-def test_the_mining_is_restored_on_leaving(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from hypothesis.internal.conjecture import providers
-    mined = providers._get_local_constants
-    with pytest.raises(RuntimeError), seed_only_draws():
-        assert providers._get_local_constants is not mined
-        raise RuntimeError("a checker failed inside")
-    assert providers._get_local_constants is mined
-
-
-def test_docstring_examples() -> None:
-    import doctest
-
-    import ballast.simulation.seeded_draws as module
-    assert doctest.testmod(module).failed == 0
