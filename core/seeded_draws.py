@@ -1,14 +1,15 @@
 """Hypothesis draws that depend on the seed alone, not on which modules are loaded.
 
-Hypothesis (from about 6.131) now and then draws a constant instead of a random value, and
+Recent Hypothesis versions now and then draw a constant instead of a random value, and
 takes those constants from two pools: a fixed global pool (0, 1, powers of two, ...) and the
 literals it mines from the source of every *local* module loaded in the process (not the
 standard library, not site-packages). Ballast installed in editable mode is local, so the
 Hypothesis checker's runs, and at a fixed budget its verdict, changed with which of Ballast's
-own modules a command happened to import: ``ballast check --checkers hypothesis --fault
-hint_skips_rewritten_page`` found the fault in 100 runs on its own and missed it once the
-explorer, the prover and the NumPy core were imported beside it (as a plain ``ballast check``
-does), and an edited literal anywhere in the package, or a non-editable install, changed the
+own modules a process happened to import: the machine seeded 0, 100 runs of 40 steps on the
+default preset with the fault ``hint_skips_rewritten_page``, found the fault with only the model
+and the machine loaded and missed it once the explorer, the prover and the NumPy core were
+imported too (as ``ballast check`` does when it runs them all); under pytest it gave other runs
+again; and an edited literal anywhere in the package, or a non-editable install, changes the
 runs again. Inside :func:`seed_only_draws` Hypothesis mines nothing, so its constants come
 from the global pool only and the same seed and budget give the same runs whatever else is
 loaded.
