@@ -1,7 +1,7 @@
 """Hypothesis draws that depend on the seed alone, not on which modules are loaded.
 
 Recent Hypothesis versions now and then draw a constant instead of a random value, and
-takes those constants from two pools: a fixed global pool (0, 1, powers of two, ...) and the
+take those constants from two pools: a fixed global pool (0, 1, powers of two, ...) and the
 literals it mines from the source of every *local* module loaded in the process (not the
 standard library, not site-packages). Ballast installed in editable mode is local, so the
 Hypothesis checker's runs, and at a fixed budget its verdict, changed with which of Ballast's
