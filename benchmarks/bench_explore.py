@@ -2,9 +2,11 @@
 frontier engine, the reference explorer and a plain breadth-first search over ``State``
 objects in a Python set, in the same run, on the configurations of the speed goal (2 VMs x 1
 PPN x 7..9 MPNs with host use; a 1-VM protocol slice of 2 PPNs x 4 MPNs), with the
-ratios; then the largest configuration of the 2-VM family the frontier engine explores
-completely within 60 CPU-seconds; then a frontier run with a memory budget smaller than
-its states need (``--spill-mib``), which spills to disk and finds the same states.
+ratios; then both engines on the feature slices ``ballast check`` explores (symmetry on, as
+check explores them); then bytes per state; then the largest configuration of the 2-VM
+family the frontier engine explores completely within 60 CPU-seconds; then a frontier run
+with a memory budget smaller than its states need (``--spill-mib``), which spills to disk
+and finds the same states.
 
 All three do the same work per state and per transition: the model's own successors,
 every state invariant on every new state, every step property on every transition, and
@@ -23,11 +25,12 @@ import tracemalloc
 from collections import deque
 from typing import Any
 
-from ballast.model.config import Config
+from ballast.model.config import Config, preset
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.statespace.explore import Budget, explore
 from ballast.statespace.frontier import explore_frontier
+from ballast.statespace.suite import feature_slices
 
 
 def plain_bfs(model: BalloonModel, max_states: int | None = None,
@@ -120,6 +123,8 @@ def main() -> None:
                     help="memory budget (MiB) of the spill-to-disk run")
     ap.add_argument("--largest-seconds", type=float, default=60.0,
                     help="CPU seconds within which the largest 2-VM configuration must finish")
+    ap.add_argument("--check-preset", default="default",
+                    help="the preset whose `ballast check` slices are timed")
     args = ap.parse_args()
     family = (4, 5) if args.quick else (7, 8, 9)
     configs = [(f"2 VMs x 1 PPN x {n} MPNs, host use", _family(n)) for n in family]
@@ -136,6 +141,23 @@ def main() -> None:
         print(f"{label:38}{got['frontier'][0]:11,}{cells}"
               f"{rate['frontier'] / rate['reference']:7.1f}x"
               f"{rate['frontier'] / rate['plain BFS']:8.1f}x", flush=True)
+
+    print()
+    print(f"the slices of `ballast check --preset {args.check_preset}` (symmetry on): "
+          "CPU seconds")
+    print(f"{'slice':26}{'states':>9}{'frontier':>10}{'reference':>11}{'vs ref':>8}")
+    totals = [0.0, 0.0]
+    for name, small in feature_slices(preset(args.check_preset)).items():
+        model = BalloonModel(small)
+        cpu_f, fx = _timed(lambda: explore_frontier(model, symmetry=True))
+        cpu_r, rx = _timed(lambda: explore(model, symmetry=True))
+        assert fx.states == rx.states, f"{name}: the engines disagree"
+        totals[0] += cpu_f
+        totals[1] += cpu_r
+        print(f"{name:26}{fx.states:9,}{cpu_f:10.2f}{cpu_r:11.2f}{cpu_r / cpu_f:7.1f}x",
+              flush=True)
+    print(f"{'all slices':26}{'':9}{totals[0]:10.2f}{totals[1]:11.2f}"
+          f"{totals[1] / totals[0]:7.1f}x")
 
     n = args.memory_states
     model = BalloonModel(configs[0][1])

@@ -81,6 +81,7 @@ from ballast.statespace.keyset import KeySet, Spill, distinct, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
+from ballast.statespace.symmetry_rows import RowSymmetry
 from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
 __all__ = ["BATCH", "FrontierExploration", "explore_frontier", "kernel_of", "property_kernel_of",
@@ -453,6 +454,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     """
     cfg = model.cfg
     lay = RowLayout(cfg)
+    row_symmetry = RowSymmetry(lay)
     plan = _Plan(model)
     ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
                              layout=lay, rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
@@ -537,6 +539,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         real = lay.pack(rows)
         if not symmetry:
             return real, real
+        if row_symmetry.whole:
+            return lay.pack(row_symmetry.canonical(rows)), real
         first, inverse = distinct(real)
         canon = np.array([lay.encode_list(canonical(cfg, states[i] if states[i] is not None
                                                      else lay.decode(rows[i])))

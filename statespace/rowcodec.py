@@ -54,6 +54,9 @@ QUEUE_MAX = 7
 """How often one PPN may be on a report queue at once in a row (3 bits of the key)."""
 
 
+_EMPTY_SET: frozenset[Any] = frozenset()
+
+
 class RowOverflow(BallastError):
     """A state holds a value its row layout has no room for."""
 
@@ -409,13 +412,17 @@ def _decoder(f: Field, cfg: Config, span: tuple[int, int]) -> Callable[[list[int
         return lambda vals: tuple(vals[a:b])
     idx = list(itertools.product(*(d.range(cfg) for d in f.elements)))
     flat = [i[0] if len(i) == 1 else i for i in idx]
+    # Most sets, queues and partial maps of a state are empty: one any() says so.
     if f.kind is Kind.SET:
-        return lambda vals: frozenset(e for e, x in zip(flat, vals[a:b]) if x)
+        return lambda vals: frozenset(e for e, x in zip(flat, vals[a:b]) if x) \
+            if any(vals[a:b]) else _EMPTY_SET
     if f.kind is Kind.PARTIAL_MAP:
         assert f.values is not None
         lo = f.values.low.of(cfg)
-        return lambda vals: tuple((*i, x - 1 + lo) for i, x in zip(idx, vals[a:b]) if x)
+        return lambda vals: tuple((*i, x - 1 + lo) for i, x in zip(idx, vals[a:b]) if x) \
+            if any(vals[a:b]) else ()
     if f.kind is Kind.QUEUE:
-        return lambda vals: tuple(e for e, x in zip(flat, vals[a:b]) for _ in range(x))
+        return lambda vals: tuple(e for e, x in zip(flat, vals[a:b]) for _ in range(x)) \
+            if any(vals[a:b]) else ()
     return lambda vals: tuple(e for _, e in sorted(  # ORDER
         (x, e) for e, x in zip(flat, vals[a:b]) if x))

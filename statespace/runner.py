@@ -51,21 +51,21 @@ LIVENESS_KIND = "invariant"
 
 
 ENGINES = ("frontier", "reference")
-"""The exploration engines: the object-based reference (:mod:`ballast.statespace.explore`,
-the default) and the frontier explorer (:mod:`ballast.statespace.frontier`), which gives
-the same results but is not yet faster (``benchmarks/bench_explore.py`` measures both), so
-it runs only when asked for."""
+"""The exploration engines: the frontier explorer (:mod:`ballast.statespace.frontier`, the
+default where the options allow it) and the object-based reference
+(:mod:`ballast.statespace.explore`), which it is judged by: the same results, shown by
+``tests/statespace/test_frontier.py``; ``benchmarks/bench_explore.py`` times both."""
 
 
 def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool = False,
                   cache: bool = True, spill: bool = False) -> tuple[str, str]:
-    """(engine, why) for a run: the one asked for (the frontier engine only where the
-    options allow it), else the reference engine.
+    """(engine, why) for a run: the one asked for, else the frontier engine where the options
+    allow it (the reference engine builds the graphs of liveness, --dot and --graphml).
 
     >>> choose_engine(None)
-    ('reference', 'the default engine')
-    >>> choose_engine("frontier")
-    ('frontier', 'asked for')
+    ('frontier', 'the default engine')
+    >>> choose_engine("reference")
+    ('reference', 'asked for')
     >>> choose_engine("frontier", liveness=True)[0]
     'reference'
     >>> choose_engine(None, spill=True)
@@ -90,9 +90,7 @@ def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool 
         return "reference", "the state graph (--dot, --graphml) comes from the reference engine"
     if not cache:
         return "reference", "--no-cache is an option of the reference engine"
-    if requested == "frontier":
-        return "frontier", "asked for"
-    return "reference", "the default engine"
+    return "frontier", "asked for" if requested == "frontier" else "the default engine"
 
 
 @dataclass

@@ -105,8 +105,9 @@ def _renumber_mpns(cfg: Config, s: State) -> State:
             if m != UNBACKED and m not in new_of:
                 new_of[m] = len(new_of)
 
-    def flags(m: int) -> tuple[int, bool]:
-        return host.content[m], m in host.reclaimed
+    def flags(m: int) -> tuple[int, bool, int]:
+        # The number last: a set's iteration order must not decide between equal flags.
+        return host.content[m], m in host.reclaimed, m
 
     for group in (host.in_use, host.free):
         for m in sorted(group, key=flags):

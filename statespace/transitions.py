@@ -101,6 +101,11 @@ class OtherVm(VmState):
         raise ReadElsewhere(name)
 
 
+_HOST_FIELDS = tuple(f.name for f in fields(HostState))
+_VM_FIELDS = tuple(f.name for f in fields(VmState))
+"""The records' field names, in their constructors' order (asked for once)."""
+
+
 class WatchedHost(HostState):
     """A copy of a host part that notes whether anything read it.
 
@@ -119,7 +124,7 @@ class WatchedHost(HostState):
     @classmethod
     def of(cls, host: HostState) -> "WatchedHost":
         """A watched copy of ``host``, not read yet."""
-        copy = cls(*[getattr(host, f.name) for f in fields(HostState)])
+        copy = cls(*[getattr(host, name) for name in _HOST_FIELDS])
         return _with_notes(copy, read=False)
 
 
@@ -148,7 +153,7 @@ class WatchedVm(VmState):
     @classmethod
     def of(cls, vm: VmState) -> "WatchedVm":
         """A watched copy of ``vm``, nothing read yet."""
-        copy = cls(*[getattr(vm, f.name) for f in fields(VmState)])
+        copy = cls(*[getattr(vm, name) for name in _VM_FIELDS])
         return _with_notes(copy, fields_read=set())
 
 

@@ -1,0 +1,117 @@
+"""The canonical form of :mod:`ballast.statespace.symmetry`, for a whole batch of rows at once.
+
+:func:`~ballast.statespace.symmetry.canonical` renumbers the MPNs of one
+:class:`~ballast.model.state.State`: first the MPNs guest pages map, in the
+order the VMs' PPNs first mention them; then the host's MPNs in use, then its
+free ones, each group by (contents, reclaimed) and then by number; then any MPN
+in no place. :class:`RowSymmetry` computes the same renumbering for every row
+of a frontier batch with a few whole-array operations (one sort per batch
+instead of a decode, a renumbering and an encode per state), so the frontier
+engine's symmetry reduction costs about what packing the keys costs.
+
+Which columns name MPNs is read from the state schema, never listed here: a
+field indexed by MPN (the host's sets and contents) has its columns permuted,
+a field whose values are MPNs (the VMM's ``p2m``) has its values renamed. The
+order of the renumbering is the reference's own rule, above. The two are shown
+equal on every reachable state of small configurations
+(``tests/statespace/test_symmetry_rows.py``).
+
+Renumbering VMs (sorting VMs configured alike by a signature) is not done here:
+:attr:`RowSymmetry.whole` is False for a configuration with interchangeable VMs,
+and the frontier engine then canonicalises state by state.
+
+>>> import numpy as np
+>>> from ballast.model.config import Config
+>>> from ballast.model.system import BalloonModel
+>>> from ballast.statespace.rowcodec import RowLayout
+>>> from ballast.statespace.symmetry import canonical
+>>> cfg = Config(vms=1, guest_pages=2, machine_pages=3)
+>>> model = BalloonModel(cfg)
+>>> states = model.init_states()
+>>> for _ in range(3):  # every state within three steps
+...     states = list({t for s in states for _, t in model.successors(s)} | set(states))
+>>> lay = RowLayout(cfg)
+>>> rows = np.stack([lay.encode(s) for s in states])
+>>> want = np.stack([lay.encode(canonical(cfg, s)) for s in states])
+>>> bool((RowSymmetry(lay).canonical(rows) == want).all()), bool((rows != want).any())
+(True, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ballast.model.schema import BACKING, MPN, SCHEMA, Kind, Record
+from ballast.statespace.rowcodec import RowLayout
+from ballast.statespace.symmetry import mpn_symmetry, vm_groups
+
+__all__ = ["RowSymmetry"]
+
+Rows = npt.NDArray[np.int16]
+Ints = npt.NDArray[np.int64]
+
+
+class RowSymmetry:
+    """The canonical rows of a configuration's states (see the module text)."""
+
+    def __init__(self, layout: RowLayout) -> None:
+        cfg = layout.cfg
+        self.layout = layout
+        self.renumbers = mpn_symmetry(cfg)
+        """Whether MPNs are renumbered at all (else rows are their own canonical form)."""
+        self.whole = not vm_groups(cfg)
+        """Whether :meth:`canonical` is the whole canonical form (no VMs to sort)."""
+        m = cfg.machine_pages
+        self._indexed: list[npt.NDArray[np.intp]] = []
+        """Per field indexed by MPN, its columns (one per MPN, in MPN order)."""
+        self._valued: list[int] = []
+        """Every column whose value is an MPN (or UNBACKED), in the VMs' then PPNs' order."""
+        for f in SCHEMA:
+            owners = [None] if f.record is Record.HOST else list(range(cfg.vms))
+            for vm in owners:
+                cols = layout.cols(f.key, vm)
+                if f.elements == (MPN,) and f.kind is not Kind.COUNTER:
+                    assert len(cols) == m, f"{f.key}: one column per MPN"
+                    self._indexed.append(np.array(cols, dtype=np.intp))
+                if f.values in (MPN, BACKING) and f.kind is Kind.MAP:
+                    self._valued += list(cols)
+        self._valued_cols = np.array(sorted(self._valued), dtype=np.intp)
+        self._in_use = np.array(layout.cols("in_use"), dtype=np.intp)
+        self._free = np.array(layout.cols("free"), dtype=np.intp)
+        self._content = np.array(layout.cols("content"), dtype=np.intp)
+        self._reclaimed = np.array(layout.cols("reclaimed"), dtype=np.intp)
+
+    def canonical(self, rows: Rows) -> Rows:
+        """``rows`` with their MPNs renumbered as the reference renumbers them (rows that
+        already are canonical come back equal). Only the MPN part of the canonical form:
+        see :attr:`whole`."""
+        if not self.renumbers or not len(rows):
+            return rows
+        n, m = rows.shape[0], self.layout.cfg.machine_pages
+        r = np.arange(n)[:, None]
+        # Where guest pages first mention each MPN (k = mentions: none; column m = UNBACKED).
+        backing = rows[:, self._valued_cols].astype(np.intp)
+        k = backing.shape[1]
+        first = np.full((n, m + 1), k, dtype=np.int64)
+        for at in reversed(range(k)):
+            first[np.arange(n), np.where(backing[:, at] < 0, m, backing[:, at])] = at
+        first = first[:, :m]
+        # The reference's order: mapped MPNs by first mention, then in use, then free (each
+        # by contents, then reclaimed, then number), then MPNs in no place by number.
+        by_flags = (rows[:, self._content].astype(np.int64) * 2
+                    + rows[:, self._reclaimed]) * m + np.arange(m)
+        span = (int(self.layout.high[self._content].max(initial=0)) + 1) * 2 * m
+        key = np.where(first < k, first,
+                       np.where(rows[:, self._in_use] != 0, k + by_flags,
+                                np.where(rows[:, self._free] != 0, k + span + by_flags,
+                                         k + 2 * span + np.arange(m))))
+        order = np.argsort(key, axis=1, kind="stable")  # new MPN j is old MPN order[:, j]
+        new_of = np.empty_like(order)
+        new_of[r, order] = np.arange(m)
+        out = rows.copy()
+        for cols in self._indexed:
+            out[:, cols] = np.take_along_axis(rows[:, cols], order, axis=1)
+        renamed = np.take_along_axis(new_of, np.maximum(backing, 0), axis=1)
+        out[:, self._valued_cols] = np.where(backing < 0, backing, renamed)
+        return out
