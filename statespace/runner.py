@@ -52,18 +52,23 @@ LIVENESS_KIND = "invariant"
 
 ENGINES = ("frontier", "reference")
 """The exploration engines: the frontier explorer (:mod:`ballast.statespace.frontier`, the
-default where the options allow it) and the object-based reference
+default with symmetry on, where the options allow it) and the object-based reference
 (:mod:`ballast.statespace.explore`), which it is judged by: the same results, shown by
 ``tests/statespace/test_frontier.py``; ``benchmarks/bench_explore.py`` times both."""
 
 
-def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool = False,
-                  cache: bool = True, spill: bool = False) -> tuple[str, str]:
-    """(engine, why) for a run: the one asked for, else the frontier engine where the options
-    allow it (the reference engine builds the graphs of liveness, --dot and --graphml).
+def choose_engine(requested: str | None, *, symmetry: bool = True, liveness: bool = False,
+                  graph: bool = False, cache: bool = True,
+                  spill: bool = False) -> tuple[str, str]:
+    """(engine, why) for a run: the one asked for, else the faster where the options allow
+    it: the frontier engine with symmetry on, the reference engine without (its transition
+    cache beats the frontier there: ``benchmarks/bench_explore.py``). The reference engine
+    builds the graphs of liveness, --dot and --graphml.
 
     >>> choose_engine(None)
-    ('frontier', 'the default engine')
+    ('frontier', 'the default engine with symmetry')
+    >>> choose_engine(None, symmetry=False)[0]
+    'reference'
     >>> choose_engine("reference")
     ('reference', 'asked for')
     >>> choose_engine("frontier", liveness=True)[0]
@@ -90,7 +95,12 @@ def choose_engine(requested: str | None, *, liveness: bool = False, graph: bool 
         return "reference", "the state graph (--dot, --graphml) comes from the reference engine"
     if not cache:
         return "reference", "--no-cache is an option of the reference engine"
-    return "frontier", "asked for" if requested == "frontier" else "the default engine"
+    if requested == "frontier":
+        return "frontier", "asked for"
+    if not symmetry:
+        return "reference", ("the default engine without symmetry (its transition cache is "
+                             "faster there)")
+    return "frontier", "the default engine with symmetry"
 
 
 @dataclass
@@ -163,7 +173,8 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     # violation or edges would eat into a memory budget the safety check should not lose.
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
-    chosen, why = choose_engine(engine, liveness=liveness, graph=want_graph, cache=cache,
+    chosen, why = choose_engine(engine, symmetry=symmetry, liveness=liveness,
+                                graph=want_graph, cache=cache,
                                 spill=memory_budget is not None and client is None)
     if client is not None:
         if liveness or want_graph or stop_on or engine == "frontier" or memory_budget:
