@@ -119,6 +119,7 @@ def connected(spec: Scheduler) -> Iterator[Any]:
     loop_log.setLevel(logging.CRITICAL)
     cluster: Any = None
     client: Any = None
+    interrupted = False
     try:
         if spec.address is None:
             with _workers_ignore_ctrl_c():
@@ -143,6 +144,7 @@ def connected(spec: Scheduler) -> Iterator[Any]:
         yield client
     except BaseException:
         # Torn down after an error or Ctrl-C: the connections it closes are not news.
+        interrupted = True
         quiet.setLevel(logging.CRITICAL)
         raise
     finally:
@@ -152,8 +154,12 @@ def connected(spec: Scheduler) -> Iterator[Any]:
         finally:
             if cluster is not None:
                 cluster.close()
-            quiet.setLevel(level)
-            loop_log.setLevel(loop_level)
+            if not interrupted:
+                # After an error or Ctrl-C the levels stay quiet: Dask's event loop thread
+                # may still run the interrupted call's callbacks (and log their failures)
+                # after this block, while the command is on its way out.
+                quiet.setLevel(level)
+                loop_log.setLevel(loop_level)
 
 
 def installed() -> str:
