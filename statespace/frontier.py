@@ -30,7 +30,9 @@ organised for whole-array work:
   trace is rebuilt by following parents; the trace is replayed on the Python
   model before it is reported (:func:`ballast.statespace.traces.write_finding`);
 * with symmetry on, the key is that of the canonical form
-  (:func:`~ballast.statespace.symmetry.canonical`) and the real state is expanded.
+  (:func:`~ballast.statespace.symmetry.canonical`, computed for a whole batch of rows by
+  :class:`~ballast.statespace.symmetry_rows.RowSymmetry` where no VMs are to be sorted)
+  and the real state is expanded.
 
 The result is an :class:`~ballast.statespace.explore.Exploration`, so the
 verdicts, traces and reports of the reference serve both engines.

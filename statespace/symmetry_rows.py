@@ -65,8 +65,7 @@ class RowSymmetry:
         m = cfg.machine_pages
         self._indexed: list[npt.NDArray[np.intp]] = []
         """Per field indexed by MPN, its columns (one per MPN, in MPN order)."""
-        self._valued: list[int] = []
-        """Every column whose value is an MPN (or UNBACKED), in the VMs' then PPNs' order."""
+        valued: list[int] = []
         for f in SCHEMA:
             owners = [None] if f.record is Record.HOST else list(range(cfg.vms))
             for vm in owners:
@@ -75,8 +74,9 @@ class RowSymmetry:
                     assert len(cols) == m, f"{f.key}: one column per MPN"
                     self._indexed.append(np.array(cols, dtype=np.intp))
                 if f.values in (MPN, BACKING) and f.kind is Kind.MAP:
-                    self._valued += list(cols)
-        self._valued_cols = np.array(sorted(self._valued), dtype=np.intp)
+                    valued += list(cols)
+        self._valued_cols = np.array(sorted(valued), dtype=np.intp)
+        """Every column whose value is an MPN (or UNBACKED), in the VMs' then PPNs' order."""
         self._in_use = np.array(layout.cols("in_use"), dtype=np.intp)
         self._free = np.array(layout.cols("free"), dtype=np.intp)
         self._content = np.array(layout.cols("content"), dtype=np.intp)
