@@ -109,14 +109,14 @@ def connected(spec: Scheduler) -> Iterator[Any]:
     """A Dask client of the cluster ``spec`` names, closed (with a local cluster, stopped)
     when the block ends, however it ends."""
     distributed = _dask()
-    quiet = logging.getLogger("distributed")
-    loop_log = logging.getLogger("tornado")
-    level, loop_level = quiet.level, loop_log.level
+    loggers = _event_loop_loggers()
+    levels = {log: log.level for log in loggers}
     # Dask's own log lines (workers starting, connections closing) are not results. A failure
     # inside Dask's event loop reaches us as the exception of the call we made; what the loop
     # logs beside it (a callback failing while Ctrl-C interrupts a call) is not a result either.
-    quiet.setLevel(logging.ERROR)
-    loop_log.setLevel(logging.CRITICAL)
+    for log in loggers:
+        log.setLevel(logging.CRITICAL if log.name.startswith("tornado") else
+                     max(log.level, logging.ERROR))
     cluster: Any = None
     client: Any = None
     interrupted = False
@@ -145,7 +145,8 @@ def connected(spec: Scheduler) -> Iterator[Any]:
     except BaseException:
         # Torn down after an error or Ctrl-C: the connections it closes are not news.
         interrupted = True
-        quiet.setLevel(logging.CRITICAL)
+        for log in loggers:
+            log.setLevel(logging.CRITICAL)
         raise
     finally:
         try:
@@ -158,8 +159,21 @@ def connected(spec: Scheduler) -> Iterator[Any]:
                 # After an error or Ctrl-C the levels stay quiet: Dask's event loop thread
                 # may still run the interrupted call's callbacks (and log their failures)
                 # after this block, while the command is on its way out.
-                quiet.setLevel(level)
-                loop_log.setLevel(loop_level)
+                for log, before in levels.items():
+                    log.setLevel(before)
+
+
+def _event_loop_loggers() -> list[logging.Logger]:
+    """Dask's and its event loop's loggers, each that has a level of its own.
+
+    Dask's configuration gives some of them their own levels (``tornado.application`` logs
+    errors while ``tornado`` is silent), so quieting the parents alone is not enough.
+    """
+    names = ["distributed", "tornado", "tornado.application"]
+    names += [name for name, log in logging.Logger.manager.loggerDict.items()
+              if isinstance(log, logging.Logger) and log.level != logging.NOTSET
+              and name.startswith(("distributed.", "tornado.")) and name not in names]
+    return [logging.getLogger(name) for name in names]
 
 
 def installed() -> str:
