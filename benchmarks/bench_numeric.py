@@ -8,13 +8,23 @@ replays are short, so each is run ``--repeat`` times on a fresh engine and the f
 counts (the reference model's one replay is long enough to time once).
 
     python benchmarks/bench_numeric.py [--vms 256 --pages 1024 --batches 100 --repeat 5]
+
+Last, the numeric checker of ``ballast check`` at its own scale (preset ``default``, 1,024
+VMs x 1,024 PPNs): CPU seconds (user and system) of one seed's batches and sweeps with the
+allocator as the engine tunes it (:mod:`ballast.numeric.allocator`) against the same run
+with glibc's defaults, each in a process of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +34,32 @@ from ballast.numeric.engine import Engine
 from ballast.numeric.invariants import violations
 from ballast.numeric.scale import scaled
 from ballast.numeric.workload import log_actions, run_batches
+
+
+def check_seed(batches: int) -> None:
+    """One seed of ``ballast check``'s numeric checker; prints its CPU seconds and faults."""
+    from ballast.numeric.runner import fuzz_seed
+    from ballast.numeric.suite import SUITE_SIZE
+
+    big = scaled(preset("default"), vms=SUITE_SIZE.vms, pages=SUITE_SIZE.pages)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with tempfile.TemporaryDirectory() as where:
+        fuzz_seed(big, seed=0, faults=(), batches=batches, check_every=SUITE_SIZE.check_every,
+                  report_dir=Path(where))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
+          after.ru_minflt - before.ru_minflt)
+
+
+def _check_seed_in_process(batches: int, tuned: bool) -> tuple[float, float, int]:
+    env = dict(os.environ)
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        env.pop(name, None)
+    if not tuned:
+        env["GLIBC_TUNABLES"] = ""  # a setting of the user's: the engine leaves glibc alone
+    out = subprocess.run([sys.executable, __file__, "--check-seed", str(batches)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
 
 
 def main() -> None:
@@ -36,7 +72,13 @@ def main() -> None:
                     help="replays of the numeric core (the fastest counts)")
     ap.add_argument("--scale-vms", type=int, default=1024)
     ap.add_argument("--scale-pages", type=int, default=16384)
+    ap.add_argument("--check-batches", type=int, default=100,
+                    help="batches of the check-scale seed (0: skip that part)")
+    ap.add_argument("--check-seed", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.check_seed is not None:
+        check_seed(args.check_seed)
+        return
     cfg = scaled(preset("large"), vms=args.vms, pages=args.pages)
     print(f"workload: preset 'large' scaled to {cfg.vms} VMs x {cfg.guest_pages} PPNs, "
           f"{cfg.machine_pages} MPNs, {args.batches} random batches, seed {args.seed}")
@@ -115,6 +157,16 @@ def main() -> None:
     print(f"  numeric state: {eng.arr.nbytes() / pages:.2f} bytes per guest page "
           f"(arrays; peak RSS grew {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / pages:.1f} "
           f"bytes per guest page including temporaries)")
+
+    if args.check_batches > 0:
+        print(f"ballast check's numeric checker, one seed of {args.check_batches} batches "
+              "(1,024 VMs x 1,024 PPNs): CPU seconds, user + system")
+        runs = {"glibc defaults [baseline]": _check_seed_in_process(args.check_batches, False),
+                "allocator tuned": _check_seed_in_process(args.check_batches, True)}
+        base = sum(runs["glibc defaults [baseline]"][:2])
+        for label, (user, system, faults) in runs.items():
+            print(f"  {label:28}{user:7.2f} + {system:5.2f} s  {faults:>10,} minor faults"
+                  f"  {base / (user + system):5.2f}x")
 
 
 if __name__ == "__main__":

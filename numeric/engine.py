@@ -44,6 +44,7 @@ from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.property_kernels import STEP_KERNELS, StepKernel
 from ballast.model.state import State
+from ballast.numeric.allocator import reuse_freed_memory
 from ballast.numeric.arrays import (
     ARRAYS, BALLOONED_BIT, COW_BIT, FREE_BIT, HOST_ARRAYS, RECLAIMED_BIT, UNBACKED_MPN,
     SystemArrays,
@@ -133,6 +134,9 @@ class Engine:
         if missing:
             raise InputError("<fault>", None,
                              f"fault {missing[0]!r} has no numeric variant")
+        # Each kernel run makes temporaries the size of the system: they reuse freed memory
+        # rather than fresh pages (numeric/allocator.py).
+        reuse_freed_memory()
         self.cfg = cfg
         self.faults = frozenset(faults)
         self.arr = arr if arr is not None else SystemArrays.initial(cfg)
