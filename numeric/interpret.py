@@ -46,7 +46,7 @@ from ballast.numeric.arrays import (
 from ballast.numeric.onehot import OneHot, dense, one_hot
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
-           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "property_holds", "run_kernel"]
+           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "property_holds", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -238,6 +238,27 @@ class MemoryRows(Rows, Protocol):
         """Set one entry of a page or VPN vector per row of ``ok``."""
 
 
+def mpn_index(mpn: Any, machine_pages: int) -> Any:
+    """Each entry of ``mpn`` as an index into a table of ``machine_pages + 1`` entries: the
+    MPN itself, or ``machine_pages`` where it names none (negative, or beyond the host's).
+
+    A signed array is read as unsigned, so that a negative MPN (UNBACKED) lands above every
+    MPN and one clamp does both checks without widening the array.
+
+    >>> mpn_index(np.array([[-1, 0, 2, 3]], dtype=np.int32), 3).tolist()
+    [[3, 0, 2, 3]]
+    >>> mpn_index(np.array([5, -7]), 4).tolist()
+    [4, 4]
+    """
+    kind, size = mpn.dtype.kind, mpn.dtype.itemsize
+    if kind == "i" and np.iinfo(mpn.dtype).max >= machine_pages:
+        return np.minimum(mpn.view(f"u{size}"), machine_pages)
+    if kind == "u":
+        return np.minimum(mpn, machine_pages)
+    wide = mpn.astype(np.int64)
+    return np.where((wide >= 0) & (wide < machine_pages), wide, machine_pages)
+
+
 def _per_row(x: Any, n: int, dtype: Any = None) -> Any:
     """``x`` (one value per row, or one for every row) as an ``(n,)`` array: itself where it
     is one already (the kernels' values mostly are)."""
@@ -315,8 +336,10 @@ class _VmMemory:
     def read_tokens(self, field: str) -> Ints:
         a = self.arr
         if field == "guest.disk":
-            d = a.disk[self.vms].astype(np.int64)
-            return np.where(d > 0, d - 1, 0)
+            # A slot holds its token plus one (0: empty), so an empty slot reads as token 0.
+            out = a.disk[self.vms].astype(np.int64)
+            out -= 1
+            return np.maximum(out, 0, out=out)
         out = np.zeros((self.n, self.cfg.guest_pages), dtype=np.int64)
         if a.swap:
             row = {int(v): k for k, v in enumerate(self.vms.tolist())}
@@ -326,12 +349,17 @@ class _VmMemory:
         return out
 
     def at_mpn(self, field: str, mpn: Ints) -> Any:
-        m = np.asarray(mpn, dtype=np.int64)
-        m = np.where((m >= 0) & (m < len(self.arr.content)), m, -1)
-        at = np.where(m >= 0, m, 0)
+        # One gather from a table with an extra last entry for "no MPN" (negative, or beyond
+        # the host's): no mask passes over the (VMs x pages) array.
+        a = self.arr
+        M = len(a.content)
         if field == "host.cow":
-            return ((self.arr.mpn_flags[at] & COW_BIT) != 0) & (m >= 0)
-        return np.where(m >= 0, self.arr.content[at].astype(np.int64), 0)
+            table = np.zeros(M + 1, dtype=bool)
+            np.not_equal(a.mpn_flags & COW_BIT, 0, out=table[:M])
+        else:
+            table = np.zeros(M + 1, dtype=np.int64)
+            table[:M] = a.content
+        return table[mpn_index(np.asarray(mpn), M)]
 
     def _unit_index(self) -> Ints:
         """The MPNs of each row's host page (read, never written: kept for the next ask)."""
@@ -561,7 +589,7 @@ class _NumpyMemory:
         value = self.rows.at_mpn(field, mpn)
         if otherwise is None:
             return value
-        return np.where(np.asarray(mpn, dtype=np.int64) < 0, otherwise, value)
+        return np.where(np.asarray(mpn) < 0, otherwise, value)
 
     def units(self, field: str) -> Value:
         return self.rows.units(field)
@@ -1262,6 +1290,7 @@ class NumpyStateOps(NumpyOps):
         self.arr = arr
         self.vms = vms
         self._by_page: Ints | None = None
+        self._holders: Ints | None = None
         self._every_vm = len(vms) == self.cfg.vms and bool((vms == np.arange(len(vms))).all())
 
     def mpns(self, field: str) -> Value:
@@ -1271,15 +1300,18 @@ class NumpyStateOps(NumpyOps):
         return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
 
     def pages(self, field: str) -> Value:
+        a = self.arr
+        unbacked_reads_as_minus_one = a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF
         if not self._every_vm:
+            if field == "p2m" and unbacked_reads_as_minus_one:
+                return a.p2m[self.vms].view(np.int32)  # as below, not widened to 64 bits
             return super().pages(field)
         # Every VM in order: read the system's arrays in place rather than a copy of them.
-        a = self.arr
         if field in FLAGS:
             return (a.page_flags & FLAGS[field]) != 0
         if field == "guest.ppn_use":
             return a.ppn_use
-        if field == "p2m" and a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
+        if field == "p2m" and unbacked_reads_as_minus_one:
             return a.p2m.view(np.int32)  # UNBACKED_MPN reads as -1, as the model's UNBACKED
         return super().pages(field)
 
@@ -1351,21 +1383,36 @@ class NumpyStateOps(NumpyOps):
         return (np.bincount(pairs % H, minlength=H) > 1)[None, :]
 
     def matches_vpn(self, x: Value, values: Value, vpn: Value) -> Value:
-        vals, idx = np.asarray(values, dtype=np.int64), np.asarray(vpn, dtype=np.int64)
-        inside = (idx >= 0) & (idx < vals.shape[1])
+        vals, idx = np.asarray(values), np.asarray(vpn)
+        D = vals.shape[1]
+        inside = (idx >= 0) & (idx < D)
         if not inside.any():
             return np.ones(idx.shape, dtype=bool)
-        want = np.take_along_axis(vals, np.where(inside, idx, 0), axis=1)
-        return ~inside | (np.asarray(x, dtype=np.int64) == want)
+        if vals.ndim == idx.ndim == 2 and vals.shape[0] == idx.shape[0]:
+            # One gather at flat indices (row * D + VPN) of the values with a last entry
+            # for the entries outside: cheaper than take_along_axis's two index arrays.
+            n = vals.shape[0]
+            flat = np.append(np.ravel(vals), 0)
+            at = np.where(inside, np.arange(n)[:, None] * D + idx, n * D)
+            want = flat[at]
+        else:
+            want = np.take_along_axis(vals, np.where(inside, idx, 0).astype(np.int64), axis=1)
+        return ~inside | (np.asarray(x) == want)
 
     def held(self, once: bool) -> Value:
-        # How many PPNs hold each (VM, VPN): one bincount over flat indices.
-        use = np.asarray(self.pages("guest.ppn_use"), dtype=np.int64)
-        n, D = len(self.vms), self.cfg.guest_data_pages
-        inside = (use >= 0) & (use < D)
-        rows = np.broadcast_to(np.arange(n)[:, None], use.shape)
-        counts = np.bincount(rows[inside] * D + use[inside], minlength=n * D).reshape(n, D)
+        counts = self._vpn_holders()
         return counts <= 1 if once else counts > 0
+
+    def _vpn_holders(self) -> Ints:
+        """How many PPNs hold each (VM, VPN): one bincount over flat indices, the PPNs that
+        hold no VPN counted in a last bin (read once per state: every ask is for this one)."""
+        if self._holders is None:
+            use = np.asarray(self.pages("guest.ppn_use"))
+            n, D = len(self.vms), self.cfg.guest_data_pages
+            inside = (use >= 0) & (use < D)
+            at = np.where(inside, np.arange(n)[:, None] * D + use, n * D)
+            self._holders = np.bincount(at.ravel(), minlength=n * D + 1)[:n * D].reshape(n, D)
+        return self._holders
 
     def unchanged(self, before: Any) -> Value:
         return np.array([before.arr.vm_record(int(v)) == self.arr.vm_record(int(v))

@@ -6,8 +6,8 @@ import numpy as np
 
 from ballast.model.action_kernels import KERNELS
 from ballast.model.config import Config
-from ballast.numeric.arrays import SystemArrays
-from ballast.numeric.interpret import VmRows, run_kernel
+from ballast.numeric.arrays import COW_BIT, SystemArrays
+from ballast.numeric.interpret import NumpyStateOps, VmRows, mpn_index, run_kernel
 
 
 def _two_vms_one_idle_processor() -> SystemArrays:
@@ -39,3 +39,40 @@ def test_rows_whose_guard_fails_are_left_unchanged() -> None:
     assert ok.tolist() == [False, True] and arr.target.tolist() == [1, 2]
     ok = run_kernel(KERNELS["balloon_poll"], VmRows(arr, np.array([0, 1])), {})
     assert ok.tolist() == [False, True] and arr.module_target.tolist() == [1, 2]
+
+
+def test_mpn_reads_in_the_arrays_own_types_match_the_widened_reads() -> None:
+    # MPNs as the arrays hold them (a 32-bit view where UNBACKED reads as -1, 16 bits, 64
+    # bits), with MPNs beyond the host's: each read equals the plain 64-bit definition.
+    rng = np.random.default_rng(7)
+    cfg = Config(vms=3, guest_pages=5, guest_data_pages=4, machine_pages=6)
+    arr = SystemArrays.initial(cfg)
+    arr.content[:] = rng.integers(0, 9, size=6)
+    arr.mpn_flags[:] |= np.where(rng.random(6) < 0.5, COW_BIT, 0).astype(arr.mpn_flags.dtype)
+    rows = VmRows(arr, np.arange(3))
+    for dtype in (np.int16, np.int32, np.int64, np.uint32):
+        mpn = rng.integers(-3, 9, size=(3, 5)).astype(dtype)
+        wide = mpn.astype(np.int64)
+        if dtype == np.uint32:
+            wide = np.where(wide > 2**31, -1, wide)
+        valid = (wide >= 0) & (wide < 6)
+        at = np.where(valid, wide, 0)
+        assert (rows.at_mpn("host.content", mpn)
+                == np.where(valid, arr.content[at].astype(np.int64), 0)).all()
+        assert (rows.at_mpn("host.cow", mpn)
+                == (((arr.mpn_flags[at] & COW_BIT) != 0) & valid)).all()
+        assert mpn_index(mpn, 6).max() <= 6
+
+
+def test_matches_vpn_equals_its_definition_on_every_shape() -> None:
+    rng = np.random.default_rng(3)
+    cfg = Config(vms=3, guest_pages=5, guest_data_pages=4, machine_pages=6)
+    ops = NumpyStateOps(SystemArrays.initial(cfg), np.arange(3))
+    for rows in (3, 1):
+        values = rng.integers(0, 5, size=(rows, 4))
+        vpn = rng.integers(-2, 6, size=(3, 5)).astype(np.int16)
+        x = rng.integers(0, 5, size=(3, 5))
+        inside = (vpn >= 0) & (vpn < 4)
+        want = np.take_along_axis(np.broadcast_to(values, (3, 4)),
+                                  np.where(inside, vpn, 0).astype(np.int64), axis=1)
+        assert (ops.matches_vpn(x, values, vpn) == (~inside | (x == want))).all()
