@@ -1389,12 +1389,10 @@ class NumpyStateOps(NumpyOps):
         if not inside.any():
             return np.ones(idx.shape, dtype=bool)
         if vals.ndim == idx.ndim == 2 and vals.shape[0] == idx.shape[0]:
-            # One gather at flat indices (row * D + VPN) of the values with a last entry
-            # for the entries outside: cheaper than take_along_axis's two index arrays.
+            # One gather at flat indices (row * D + VPN), clipped to the array: cheaper than
+            # take_along_axis's two index arrays. What an entry outside reads is not used.
             n = vals.shape[0]
-            flat = np.append(np.ravel(vals), 0)
-            at = np.where(inside, np.arange(n)[:, None] * D + idx, n * D)
-            want = flat[at]
+            want = np.take(np.ravel(vals), np.arange(n)[:, None] * D + idx, mode="clip")
         else:
             want = np.take_along_axis(vals, np.where(inside, idx, 0).astype(np.int64), axis=1)
         return ~inside | (np.asarray(x) == want)
