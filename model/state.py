@@ -257,13 +257,34 @@ def plain_value(value: Any) -> Any:
     >>> plain_value((frozenset({2, 1}), (3,)))
     [[1, 2], [3]]
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    if cls in _LEAVES:
+        return value
+    names = _RECORD_FIELDS.get(cls, _UNSEEN)
+    if names is _UNSEEN:
+        # Once per class: a record (a dataclass instance, not a dataclass itself) names
+        # its fields; anything else has none. Validating a long trace converts millions of
+        # values, most of them numbers inside tuples.
+        is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        names = _RECORD_FIELDS[cls] = (
+            tuple(f.name for f in dataclasses.fields(value)) if is_record else None)
+    if names is not None:
+        return {name: plain_value(getattr(value, name)) for name in names}
     if isinstance(value, frozenset):
         return sorted(value)
     if isinstance(value, tuple):
+        if all(type(v) in _LEAVES for v in value):
+            return list(value)
         return [plain_value(v) for v in value]
     return value
+
+
+_LEAVES: frozenset[type] = frozenset({int, str, bool, float, type(None)})
+"""Types :func:`plain_value` returns as they are."""
+
+_UNSEEN: Any = object()
+_RECORD_FIELDS: dict[type, tuple[str, ...] | None] = {}
+"""Per class :func:`plain_value` met: its record's field names, or None for no record."""
 
 
 def state_from_dict(data: dict[str, Any]) -> State:

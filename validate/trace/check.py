@@ -114,14 +114,36 @@ def observed_difference(state: State, observe: dict[str, Any]) -> str | None:
     return None
 
 
-def _matches(post: State, st: TraceStep) -> str | None:
+def _observed_same(state: State, observe: dict[str, Any]) -> bool:
+    """Whether ``state`` agrees with every observed value (the question of
+    :func:`observed_difference`, without the words for a difference)."""
+    for path, want in observe.items():
+        try:
+            have = plain_value(_lookup(state, path))
+        except (KeyError, IndexError, ValueError, AttributeError):
+            # Not a path into the state's fields: a content observation, or no such path.
+            if observe_matches(state, {path: want}) is not None:
+                return False
+            continue
+        if have != want:
+            return False
+    return True
+
+
+def _differs(post: State, st: TraceStep) -> bool:
+    """Whether the model's ``post`` disagrees with what step ``st`` recorded or observed."""
+    if st.state is not None and post.to_dict() != st.state:
+        return True
+    return st.observe is not None and not _observed_same(post, st.observe)
+
+
+def _difference(post: State, st: TraceStep) -> str:
+    """What :func:`_differs` found, in words (asked for only when a step is explained by
+    no candidate: most candidates of a gap differ, and saying how costs a conversion)."""
     if st.state is not None and post.to_dict() != st.state:
         return "the recorded state differs from the model's"
-    if st.observe is not None:
-        diff = observed_difference(post, st.observe)
-        if diff is not None:
-            return f"observation differs: {diff}"
-    return None
+    diff = observed_difference(post, st.observe or {})
+    return f"observation differs: {diff}" if diff is not None else "no difference"
 
 
 STATED_BY_THE_LOG = "host_set_target"
@@ -365,7 +387,7 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                           f"--max-gap")
             return rep
         found: list[tuple[State, int]] = []
-        reasons: list[str] = []
+        reasons: list[str | State] = []  # a state that differs: its words when needed
         broke: list[Violation] = []
         allowed: State | None = None  # a successor the guard allowed, for the report
         for s, depth in cands:
@@ -374,9 +396,8 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
             except GuardError as exc:
                 reasons.append(f"{exc.action}: {exc.reason}")
                 continue
-            diff = _matches(post, st)
-            if diff is not None:
-                reasons.append(diff)
+            if _differs(post, st):
+                reasons.append(post)
                 allowed = allowed or post
                 continue
             # One candidate (a fully logged trace) is checked from the step's footprint.
@@ -400,7 +421,8 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
             prop, msg = (broke[0].property, broke[0].message) if broke else blame(
                 header.config, last, st, allowed)
             reason = (f"every explanation breaks {broke[0].property}: {broke[0].message}"
-                      if broke else _most_telling(reasons))
+                      if broke else _most_telling(
+                          [r if isinstance(r, str) else _difference(r, st) for r in reasons]))
             possible = tuple(str(a) for a, _ in islice(model.successors(last), 20))
             rep.mismatch = Mismatch(st.step, st.line, st.action, reason, last, possible[:20],
                                     prop, msg)
