@@ -1285,12 +1285,15 @@ class NumpyStateOps(NumpyOps):
     """:class:`~ballast.model.ops.StateOps` over VMs ``vms`` of one system, a row each; a
     host value or an MPN vector is one row (``(1,)``, ``(1, machine_pages)``)."""
 
+    _holders: Ints | None = None
+    """How many PPNs hold each (VM, VPN), once asked (a class default: a subclass reading
+    other rows need not set it)."""
+
     def __init__(self, arr: SystemArrays, vms: Ints) -> None:
         super().__init__(VmRows(arr, vms), {})
         self.arr = arr
         self.vms = vms
         self._by_page: Ints | None = None
-        self._holders: Ints | None = None
         self._every_vm = len(vms) == self.cfg.vms and bool((vms == np.arange(len(vms))).all())
 
     def mpns(self, field: str) -> Value:
@@ -1300,11 +1303,14 @@ class NumpyStateOps(NumpyOps):
         return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
 
     def pages(self, field: str) -> Value:
-        a = self.arr
+        rows = self.rows
+        if not isinstance(rows, VmRows):  # rows of another store (frontier rows): its reads
+            return super().pages(field)
+        a = rows.arr
         unbacked_reads_as_minus_one = a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF
         if not self._every_vm:
             if field == "p2m" and unbacked_reads_as_minus_one:
-                return a.p2m[self.vms].view(np.int32)  # as below, not widened to 64 bits
+                return a.p2m[rows.vms].view(np.int32)  # as below, not widened to 64 bits
             return super().pages(field)
         # Every VM in order: read the system's arrays in place rather than a copy of them.
         if field in FLAGS:
