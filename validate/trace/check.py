@@ -103,38 +103,31 @@ def _lookup(value: Any, path: str) -> Any:
 def observed_difference(state: State, observe: dict[str, Any]) -> str | None:
     """Like :func:`ballast.model.trace.observe_matches`, reading only the observed fields
     (tested to agree with it)."""
-    for path, want in observe.items():
-        try:
-            same = plain_value(_lookup(state, path)) == want
-        except (KeyError, IndexError, ValueError, AttributeError):
-            same = False
-        if not same:
-            diff: str | None = observe_matches(state, {path: want})
-            return diff
-    return None
+    first = _first_difference(state, observe)
+    return None if first is None else observe_matches(state, dict([first]))
 
 
-def _observed_same(state: State, observe: dict[str, Any]) -> bool:
-    """Whether ``state`` agrees with every observed value (the question of
-    :func:`observed_difference`, without the words for a difference)."""
+def _first_difference(state: State, observe: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first observed (path, value) ``state`` disagrees with, or None: a path into the
+    state's fields is read and compared as it is, anything else (a content observation, no
+    such path) is asked of :func:`~ballast.model.trace.observe_matches`."""
     for path, want in observe.items():
         try:
             have = plain_value(_lookup(state, path))
         except (KeyError, IndexError, ValueError, AttributeError):
-            # Not a path into the state's fields: a content observation, or no such path.
             if observe_matches(state, {path: want}) is not None:
-                return False
+                return path, want
             continue
         if have != want:
-            return False
-    return True
+            return path, want
+    return None
 
 
 def _differs(post: State, st: TraceStep) -> bool:
     """Whether the model's ``post`` disagrees with what step ``st`` recorded or observed."""
     if st.state is not None and post.to_dict() != st.state:
         return True
-    return st.observe is not None and not _observed_same(post, st.observe)
+    return st.observe is not None and _first_difference(post, st.observe) is not None
 
 
 def _difference(post: State, st: TraceStep) -> str:
