@@ -350,16 +350,25 @@ class _VmMemory:
 
     def at_mpn(self, field: str, mpn: Ints) -> Any:
         # One gather from a table with an extra last entry for "no MPN" (negative, or beyond
-        # the host's): no mask passes over the (VMs x pages) array.
+        # the host's): no mask passes over the (VMs x pages) array. Building the table costs
+        # a pass over the host's MPNs, so a few MPNs (one op per call) are read in place.
         a = self.arr
         M = len(a.content)
+        mpn = np.asarray(mpn)
+        if mpn.size * 8 < M:
+            at = mpn_index(mpn, M)
+            named = at < M
+            at = np.where(named, at, 0)
+            if field == "host.cow":
+                return named & ((a.mpn_flags[at] & COW_BIT) != 0)
+            return np.where(named, a.content[at], 0).astype(np.int64)
         if field == "host.cow":
             table = np.zeros(M + 1, dtype=bool)
             np.not_equal(a.mpn_flags & COW_BIT, 0, out=table[:M])
         else:
             table = np.zeros(M + 1, dtype=np.int64)
             table[:M] = a.content
-        return table[mpn_index(np.asarray(mpn), M)]
+        return table[mpn_index(mpn, M)]
 
     def _unit_index(self) -> Ints:
         """The MPNs of each row's host page (read, never written: kept for the next ask)."""

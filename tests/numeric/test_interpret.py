@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 
 from ballast.model.action_kernels import KERNELS
 from ballast.model.config import Config
@@ -41,27 +44,33 @@ def test_rows_whose_guard_fails_are_left_unchanged() -> None:
     assert ok.tolist() == [False, True] and arr.module_target.tolist() == [1, 2]
 
 
-def test_mpn_reads_in_the_arrays_own_types_match_the_widened_reads() -> None:
+@pytest.mark.parametrize("machine_pages", [6, 64])
+def test_mpn_reads_in_the_arrays_own_types_match_the_widened_reads(machine_pages: int) -> None:
     # MPNs as the arrays hold them (a 32-bit view where UNBACKED reads as -1, 16 bits, 64
-    # bits), with MPNs beyond the host's: each read equals the plain 64-bit definition.
+    # bits), with MPNs beyond the host's: each read equals the plain 64-bit definition,
+    # whether read through a table of the host's MPNs (many asked) or in place (a few).
+    M = machine_pages
     rng = np.random.default_rng(7)
-    cfg = Config(vms=3, guest_pages=5, guest_data_pages=4, machine_pages=6)
+    cfg = Config(vms=3, guest_pages=5, guest_data_pages=4, machine_pages=M)
     arr = SystemArrays.initial(cfg)
-    arr.content[:] = rng.integers(0, 9, size=6)
-    arr.mpn_flags[:] |= np.where(rng.random(6) < 0.5, COW_BIT, 0).astype(arr.mpn_flags.dtype)
+    arr.content[:] = rng.integers(0, 9, size=M)
+    arr.mpn_flags[:] |= np.where(rng.random(M) < 0.5, COW_BIT, 0).astype(arr.mpn_flags.dtype)
     rows = VmRows(arr, np.arange(3))
-    for dtype in (np.int16, np.int32, np.int64, np.uint32):
-        mpn = rng.integers(-3, 9, size=(3, 5)).astype(dtype)
+    for dtype, shape in itertools.product((np.int16, np.int32, np.int64, np.uint32),
+                                          ((3, 5), (1,), ())):
+        mpn = np.asarray(rng.integers(-3, M + 3, size=shape)).astype(dtype)
         wide = mpn.astype(np.int64)
         if dtype == np.uint32:
             wide = np.where(wide > 2**31, -1, wide)
-        valid = (wide >= 0) & (wide < 6)
+        valid = (wide >= 0) & (wide < M)
         at = np.where(valid, wide, 0)
-        assert (rows.at_mpn("host.content", mpn)
-                == np.where(valid, arr.content[at].astype(np.int64), 0)).all()
-        assert (rows.at_mpn("host.cow", mpn)
-                == (((arr.mpn_flags[at] & COW_BIT) != 0) & valid)).all()
-        assert mpn_index(mpn, 6).max() <= 6
+        content = rows.at_mpn("host.content", mpn)
+        assert content.shape == mpn.shape and content.dtype == np.int64
+        assert (content == np.where(valid, arr.content[at].astype(np.int64), 0)).all()
+        cow = rows.at_mpn("host.cow", mpn)
+        assert cow.shape == mpn.shape and cow.dtype == np.bool_
+        assert (cow == (((arr.mpn_flags[at] & COW_BIT) != 0) & valid)).all()
+        assert mpn_index(mpn, M).max() <= M
 
 
 def test_matches_vpn_equals_its_definition_on_every_shape() -> None:
