@@ -536,9 +536,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             ex.deepest = max(ex.deepest, depth)
         return sids
 
-    def key_of(rows: npt.NDArray[np.int16], states: list[State | None]) -> tuple[Keys, Keys]:
-        """(visited-set keys, real keys) of successor rows."""
-        real = lay.pack(rows)
+    def key_of(rows: npt.NDArray[np.int16], states: list[State | None],
+               real: Keys | None = None) -> tuple[Keys, Keys]:
+        """(visited-set keys, real keys) of successor rows (``real``: already packed)."""
+        if real is None:
+            real = lay.pack(rows)
         if not symmetry:
             return real, real
         if row_symmetry.whole:
@@ -924,13 +926,15 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             memo.clear()
         m = len(sids)
         src = np.array(sids, dtype=np.int64)
-        rows = lay.unpack(ex.rep_keys[src])
+        row_keys = ex.rep_keys[src]
+        rows = lay.unpack(row_keys)
         states = _Decoded(lay, rows)
         pre_h, pre_v = part_ids.of(rows)
         par: list[Any] = []
         order: list[Any] = []
         aids: list[Any] = []
         out_rows: list[Any] = []
+        out_keys: list[Keys] = []
         posts: dict[int, State] = {}
         produced = 0
 
@@ -940,6 +944,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             order.append(o)
             aids.append(a)
             out_rows.append(r)
+            # The successors' keys from their parents': one action's steps change a few
+            # columns, which alone are packed again.
+            out_keys.append(lay.repack(row_keys[p], rows[p], r))
             if post is not None:
                 for k, s in enumerate(post):
                     posts[produced + k] = s
@@ -1119,11 +1126,13 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             ord_a = np.concatenate(order).astype(np.int64)
             aid_a = np.concatenate(aids).astype(np.int64)
             rows_a = np.concatenate(out_rows).astype(np.int16)
+            keys_a = np.concatenate(out_keys)
         else:
             par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
             rows_a = np.zeros((0, lay.width), dtype=np.int16)
+            keys_a = np.zeros((0, lay.words), dtype=np.uint64)
         perm = np.lexsort((ord_a, par_a))
-        par_a, aid_a, rows_a = par_a[perm], aid_a[perm], rows_a[perm]
+        par_a, aid_a, rows_a, keys_a = par_a[perm], aid_a[perm], rows_a[perm], keys_a[perm]
         post_of: list[State | None] = [None] * produced
         if posts:
             where = np.empty(produced, dtype=np.int64)
@@ -1137,7 +1146,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
         fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
 
-        keys, real_keys = key_of(rows_a, post_of)
+        keys, real_keys = key_of(rows_a, post_of, keys_a)
         first, inverse = distinct(keys)
         found = visited.lookup(keys[first])
         fresh = np.nonzero(found < 0)[0]

@@ -75,6 +75,27 @@ def test_a_value_outside_the_layout_is_an_error_not_a_wrong_key() -> None:
         lay.pack(row[None, :])
 
 
+@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["two-vms"], fault_config("share_without_cow")])
+def test_keys_packed_again_from_the_parents_are_the_packed_keys(cfg: Config) -> None:
+    # Successor rows that change a few columns (read incrementally) and many (packed anew),
+    # every value inside its column's range; a value outside is still an error.
+    lay = RowLayout(cfg)
+    rng = np.random.default_rng(5)
+    before = np.array([lay.encode(s) for s in reachable(cfg, 300)], dtype=np.int16)
+    keys = lay.pack(before)
+    for changed in (1, 3, lay.width // 3, lay.width):
+        cols = rng.choice(lay.width, size=changed, replace=False)
+        after = before.copy()
+        span = (lay.high - lay.low + 1)[cols]
+        after[:, cols] = (lay.low[cols] + rng.integers(0, 2**15, size=after[:, cols].shape)
+                          % span).astype(np.int16)
+        assert (lay.repack(keys, before, after) == lay.pack(after)).all()
+    after = before.copy()
+    after[0, lay.cols("inflate_queue", 0)[0]] = 100
+    with pytest.raises(RowOverflow, match="inflate_queue"):
+        lay.repack(keys, before, after)
+
+
 # -- the visited set --------------------------------------------------------------------
 def test_keys_that_share_a_hash_stay_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
