@@ -57,6 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast import tally as work_done
+from ballast.blas import one_blas_thread
 from ballast.errors import GuardError
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS, MEMORY_KERNELS
 from ballast.model.actions import (ACTIONS, Action, ActionSpec, Partition, apply,
@@ -177,7 +178,12 @@ class _PartIds:
     def _ids_by_number(self, cells: npt.NDArray[np.int16], low: Ints, size: Ints) -> Ints:
         # Mixed radix, the last column least significant: one product with the place values.
         place = np.concatenate([np.cumprod(size[::-1])[::-1][1:], [1]]).astype(np.int64)
-        code: Ints = (cells.astype(np.int64) - low) @ place
+        if float(np.prod(size.astype(np.float64))) < 2.0 ** 53:
+            # Every code is an integer a double holds exactly: the product runs in BLAS.
+            code: Ints = ((cells.astype(np.float64) - low) @ place.astype(np.float64)
+                          ).astype(np.int64)
+        else:
+            code = (cells.astype(np.int64) - low) @ place
         uniq, inv = np.unique(code, return_inverse=True)
         sig = tuple(size.tolist()) + tuple(low.tolist())
         seen, ids = self.known.get(sig, (np.zeros(0, dtype=np.int64),
@@ -1125,7 +1131,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             par_a = np.concatenate(par).astype(np.int64)
             ord_a = np.concatenate(order).astype(np.int64)
             aid_a = np.concatenate(aids).astype(np.int64)
-            rows_a = np.concatenate(out_rows).astype(np.int16)
+            rows_a = np.concatenate(out_rows).astype(np.int16, copy=False)
             keys_a = np.concatenate(out_keys)
         else:
             par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
@@ -1345,25 +1351,27 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
 
     stop: str | None = "violation" if stop_now() else None
     pending: list[int] = []
-    while level and stop is None:
-        nxt: list[int] = []
-        for at in range(0, len(level), batch):
-            stop = out_of_budget()
-            if stop is not None:
-                pending = level[at:] + nxt
-                break
-            nxt += expand(level[at:at + batch])
-            if progress is not None:
-                tally()
-                progress(ex)
-            if stop_on is not False and stop_now():
-                stop = "violation"
-                pending = level[at + batch:] + nxt
-                break
-        else:
-            level = nxt
-            continue
-        break
+    # The row products are narrow: more BLAS threads cost CPU time and add no speed.
+    with one_blas_thread():
+        while level and stop is None:
+            nxt: list[int] = []
+            for at in range(0, len(level), batch):
+                stop = out_of_budget()
+                if stop is not None:
+                    pending = level[at:] + nxt
+                    break
+                nxt += expand(level[at:at + batch])
+                if progress is not None:
+                    tally()
+                    progress(ex)
+                if stop_on is not False and stop_now():
+                    stop = "violation"
+                    pending = level[at + batch:] + nxt
+                    break
+            else:
+                level = nxt
+                continue
+            break
     if stop is None:
         level = []
     tally()
