@@ -958,6 +958,34 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     posts[produced + k] = s
             produced += len(p)
 
+        def fire(spec: ActionSpec, kernel: Kernel, base: int,
+                 blocks: list[tuple[Ints, int, dict[str, Any]]]) -> None:
+            """Run ``kernel`` on the states of ``blocks`` (state indices, order, arguments)
+            and emit the steps whose guard held."""
+            sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
+            who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
+            block_of = np.repeat(np.arange(len(blocks)), sizes)
+            ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
+            copy = rows[who]
+            kargs: dict[str, Any] = {}
+            for name in blocks[0][2]:
+                if name != "vm":
+                    vals = [b[2][name] for b in blocks]
+                    if isinstance(vals[0], int):
+                        kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
+                    else:
+                        kargs[name] = [x for x, k in zip(vals, sizes.tolist())
+                                       for _ in range(k)]
+            vms = np.repeat(np.array([_row_of(b[2]) for b in blocks], dtype=np.int64),
+                            sizes)
+            ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
+            idx = np.nonzero(ok)[0]
+            if len(idx):
+                fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
+                aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
+                                   for b in fired_blocks.tolist()], dtype=np.int64)
+                emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
+
         for si, spec in enumerate(plan.specs):
             kernel, fixed = plan.kernels[si], plan.fixed[si]
             base = si << _ORDER_BITS
@@ -1025,29 +1053,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         pending = pending[np.isin(inv, again)] if again else pending[:0]
                 if not blocks:
                     continue
-                sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
-                who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
-                block_of = np.repeat(np.arange(len(blocks)), sizes)
-                ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
-                copy = rows[who]
-                kargs: dict[str, Any] = {}
-                for name in blocks[0][2]:
-                    if name != "vm":
-                        vals = [b[2][name] for b in blocks]
-                        if isinstance(vals[0], int):
-                            kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
-                        else:
-                            kargs[name] = [x for x, k in zip(vals, sizes.tolist())
-                                           for _ in range(k)]
-                vms = np.repeat(np.array([_row_of(b[2]) for b in blocks], dtype=np.int64),
-                                sizes)
-                ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
-                idx = np.nonzero(ok)[0]
-                if len(idx):
-                    fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
-                    aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
-                                       for b in fired_blocks.tolist()], dtype=np.int64)
-                    emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
+                # A run of blocks whose steps act on one VM reads that VM's columns as one
+                # slice of every row (FrontierRows), rather than gathered row by row.
+                acting = [_row_of(b[2]) for b in blocks]
+                cuts = [0] + [k for k in range(1, len(blocks)) if acting[k] != acting[k - 1]]
+                if len(cuts) > n_vms:
+                    cuts = [0]
+                for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
+                    fire(spec, kernel, base, blocks[lo:hi])
                 continue
             # No kernel: the model's step, computed once per part where it reads one part.
             ps: list[int] = []

@@ -73,6 +73,10 @@ class FrontierRows:
         self.n = len(self.vms)
         self._r = np.arange(self.n)[:, None]
         self._index: dict[str, npt.NDArray[np.int64]] = {}
+        # Rows whose steps all act on one VM read a per-VM field as one slice of columns.
+        self._one_vm = int(self.vms[0]) if self.n and bool(
+            (self.vms == self.vms[0]).all()) else None
+        self._slices: dict[str, slice] = {}
 
     # -- where a field's columns are, row by row --------------------------------------
     def _idx(self, name: str) -> npt.NDArray[np.int64]:
@@ -85,10 +89,29 @@ class FrontierRows:
             got = self._index[name] = table[self.vms]
         return got
 
+    def _slice(self, name: str) -> slice | None:
+        """The columns of per-VM field ``name`` as a slice, where every row acts on one VM."""
+        if self._one_vm is None:
+            return None
+        got = self._slices.get(name)
+        if got is None:
+            cols = self.layout.cols(field_key(name), self._one_vm)
+            got = self._slices[name] = slice(cols.start, cols.stop)
+        return got
+
     def _cells(self, name: str) -> npt.NDArray[np.int64]:
+        span = self._slice(name)
+        if span is not None:
+            return self.rows[:, span].astype(np.int64)
         return self.rows[self._r, self._idx(name)].astype(np.int64)
 
     def _put(self, name: str, value: Any, ok: Mask, upto: int | None = None) -> None:
+        span = self._slice(name)
+        if span is not None:
+            block = self.rows[:, span.start:span.stop if upto is None else span.start + upto]
+            np.copyto(block, np.broadcast_to(np.asarray(value), block.shape),
+                      casting="unsafe", where=ok[:, None])
+            return
         idx = self._idx(name)
         if upto is not None:
             idx = idx[:, :upto]
