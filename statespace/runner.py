@@ -52,23 +52,20 @@ LIVENESS_KIND = "invariant"
 
 ENGINES = ("frontier", "reference")
 """The exploration engines: the frontier explorer (:mod:`ballast.statespace.frontier`, the
-default with symmetry on, where the options allow it) and the object-based reference
+default where the options allow it) and the object-based reference
 (:mod:`ballast.statespace.explore`), which it is judged by: the same results, shown by
 ``tests/statespace/test_frontier.py``; ``benchmarks/bench_explore.py`` times both."""
 
 
-def choose_engine(requested: str | None, *, symmetry: bool = True, liveness: bool = False,
+def choose_engine(requested: str | None, *, liveness: bool = False,
                   graph: bool = False, cache: bool = True,
                   spill: bool = False) -> tuple[str, str]:
-    """(engine, why) for a run: the one asked for, else the faster where the options allow
-    it: the frontier engine with symmetry on, the reference engine without (its transition
-    cache beats the frontier there: ``benchmarks/bench_explore.py``). The reference engine
-    builds the graphs of liveness, --dot and --graphml.
+    """(engine, why) for a run: the one asked for, else the frontier engine where the
+    options allow it, with symmetry or without (the faster: ``benchmarks/bench_explore.py``).
+    The reference engine builds the graphs of liveness, --dot and --graphml.
 
     >>> choose_engine(None)
-    ('frontier', 'the default engine with symmetry')
-    >>> choose_engine(None, symmetry=False)[0]
-    'reference'
+    ('frontier', 'the default engine')
     >>> choose_engine("reference")
     ('reference', 'asked for')
     >>> choose_engine("frontier", liveness=True)[0]
@@ -97,10 +94,7 @@ def choose_engine(requested: str | None, *, symmetry: bool = True, liveness: boo
         return "reference", "--no-cache is an option of the reference engine"
     if requested == "frontier":
         return "frontier", "asked for"
-    if not symmetry:
-        return "reference", ("the default engine without symmetry (its transition cache is "
-                             "faster there)")
-    return "frontier", "the default engine with symmetry"
+    return "frontier", "the default engine"
 
 
 @dataclass
@@ -173,7 +167,7 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     # violation or edges would eat into a memory budget the safety check should not lose.
     one_pass = not symmetry and (want_graph or (
         liveness and not stop_on and budget.max_bytes is None))
-    chosen, why = choose_engine(engine, symmetry=symmetry, liveness=liveness,
+    chosen, why = choose_engine(engine, liveness=liveness,
                                 graph=want_graph, cache=cache,
                                 spill=memory_budget is not None and client is None)
     if client is not None:
