@@ -887,10 +887,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return unsettled(cfg, s, v) if got is _REAL else bool(got)
 
     def steps_broken_on_rows(rows: npt.NDArray[np.int16], par_a: Ints, aid_a: Ints,
-                             rows_a: npt.NDArray[np.int16], states: "_Decoded",
+                             rows_at: Callable[[Ints], npt.NDArray[np.int16]],
+                             states: "_Decoded",
                              post_state: Callable[[int], State]
                              ) -> dict[int, list[tuple[str, str]]]:
-        """Per step (``rows[par_a[k]]`` to ``rows_a[k]`` by action ``aid_a[k]``) that breaks
+        """Per step (``rows[par_a[k]]`` to ``rows_at(k)`` by action ``aid_a[k]``) that breaks
         a step property checked by its kernel: the model's words for it. Each kernel runs
         once per (property, acting VM) over every such step of the batch; the model's check
         runs only on the steps the kernel finds broken."""
@@ -910,7 +911,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                             for v in actor], dtype=np.int64)[aid_a[ks]]
             for w in np.unique(who).tolist():
                 kw = ks[who == w]
-                pre, post = rows[par_a[kw]], rows_a[kw]
+                pre, post = rows[par_a[kw]], rows_at(kw)
                 flagged = np.zeros(len(kw), dtype=bool)
                 for v in sk.vms(cfg, w if w >= 0 else None):
                     flagged |= ~step_holds_on_rows(sk.check, lay, pre, post, v)
@@ -1144,14 +1145,21 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             par_a = np.concatenate(par).astype(np.int64)
             ord_a = np.concatenate(order).astype(np.int64)
             aid_a = np.concatenate(aids).astype(np.int64)
-            rows_a = np.concatenate(out_rows).astype(np.int16, copy=False)
+            rows_made = np.concatenate(out_rows).astype(np.int16, copy=False)
             keys_a = np.concatenate(out_keys)
         else:
             par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
-            rows_a = np.zeros((0, lay.width), dtype=np.int16)
+            rows_made = np.zeros((0, lay.width), dtype=np.int16)
             keys_a = np.zeros((0, lay.words), dtype=np.uint64)
         perm = np.lexsort((ord_a, par_a))
-        par_a, aid_a, rows_a, keys_a = par_a[perm], aid_a[perm], rows_a[perm], keys_a[perm]
+        par_a, aid_a, keys_a = par_a[perm], aid_a[perm], keys_a[perm]
+
+        def rows_at(ks: Any) -> npt.NDArray[np.int16]:
+            """Successor rows in the reference's order (``ks``: positions in that order).
+            The rows stay in the order they were made: most are read only through their
+            keys, so they are gathered where read rather than all reordered."""
+            got: npt.NDArray[np.int16] = rows_made[perm[ks]]
+            return got
         post_of: list[State | None] = [None] * produced
         if posts:
             where = np.empty(produced, dtype=np.int64)
@@ -1165,7 +1173,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
         fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
 
-        keys, real_keys = key_of(rows_a, post_of, keys_a)
+        keys, real_keys = key_of(rows_at(slice(None)) if symmetry else rows_made[:0],
+                                 post_of, keys_a)
         first, inverse = distinct(keys)
         found = visited.lookup(keys[first])
         fresh = np.nonzero(found < 0)[0]
@@ -1180,11 +1189,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         def post_state(k: int) -> State:
             got = post_of[k]
             if got is None:
-                got = post_of[k] = lay.decode(rows_a[k])
+                got = post_of[k] = lay.decode(rows_at(k))
             return got
 
         # Step properties with a kernel: over the whole batch of steps at once.
-        step_broken = steps_broken_on_rows(rows, par_a, aid_a, rows_a, states, post_state)
+        step_broken = steps_broken_on_rows(rows, par_a, aid_a, rows_at, states, post_state)
         # The others and the scenarios: answered once per (action, parts before, parts
         # after) where the step changed the host and at most its own VM, else per step.
         # Only the steps of actions with a step property the kernels leave to the model, or
@@ -1195,7 +1204,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         ksel = np.nonzero(need[aid_a])[0] if t else np.zeros(0, dtype=np.int64)
         ts = len(ksel)
         if ts:
-            s_aid, s_par, s_rows = aid_a[ksel], par_a[ksel], rows_a[ksel]
+            s_aid, s_par, s_rows = aid_a[ksel], par_a[ksel], rows_at(ksel)
             aid_list = s_aid.tolist()
             par_list = s_par.tolist()
             s_post_h, s_post_v = part_ids.of(s_rows)
@@ -1306,8 +1315,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         new_broken: dict[int, list[tuple[str, str]]] = {}
         fk = first[fresh]
         if len(fk):
-            new_h, new_v = part_ids.of(rows_a[fk])
-            dirty = states_dirty(rows_a[fk], new_h, new_v, fk, post_state)
+            new_rows = rows_at(fk)
+            new_h, new_v = part_ids.of(new_rows)
+            dirty = states_dirty(new_rows, new_h, new_v, fk, post_state)
         else:
             dirty = np.zeros(0, dtype=bool)
         keep = np.ones(len(fk), dtype=bool)
