@@ -960,9 +960,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             produced += len(p)
 
         def fire(spec: ActionSpec, kernel: Kernel, base: int,
-                 blocks: list[tuple[Ints, int, dict[str, Any]]]) -> None:
-            """Run ``kernel`` on the states of ``blocks`` (state indices, order, arguments)
-            and emit the steps whose guard held."""
+                 blocks: list[tuple[Ints, int, dict[str, Any]]], acting: list[int]) -> None:
+            """Run ``kernel`` on the states of ``blocks`` (state indices, order, arguments;
+            ``acting``: each block's acting VM) and emit the steps whose guard held."""
             sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
             who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
             block_of = np.repeat(np.arange(len(blocks)), sizes)
@@ -977,8 +977,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     else:
                         kargs[name] = [x for x, k in zip(vals, sizes.tolist())
                                        for _ in range(k)]
-            vms = np.repeat(np.array([_row_of(b[2]) for b in blocks], dtype=np.int64),
-                            sizes)
+            vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
             ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
             idx = np.nonzero(ok)[0]
             if len(idx):
@@ -1061,7 +1060,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 if len(cuts) > n_vms:
                     cuts = [0]
                 for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
-                    fire(spec, kernel, base, blocks[lo:hi])
+                    fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
                 continue
             # No kernel: the model's step, computed once per part where it reads one part.
             ps: list[int] = []
