@@ -184,8 +184,11 @@ class _PartIds:
                           ).astype(np.int64)
         else:
             code = (cells.astype(np.int64) - low) @ place
+        return self._number(code, tuple(size.tolist()) + tuple(low.tolist()))
+
+    def _number(self, code: Ints, sig: tuple[Any, ...]) -> Ints:
+        """The id of each part by its number ``code`` (numbers of one kind ``sig``)."""
         uniq, inv = np.unique(code, return_inverse=True)
-        sig = tuple(size.tolist()) + tuple(low.tolist())
         seen, ids = self.known.get(sig, (np.zeros(0, dtype=np.int64),
                                          np.zeros(0, dtype=np.int64)))
         at: Ints = np.searchsorted(seen, uniq)
@@ -202,6 +205,22 @@ class _PartIds:
             self.known[sig] = (merged[order], np.concatenate([ids, out[new]])[order])
         found: Ints = out[inv.reshape(-1)]
         return found
+
+    def of_keys(self, keys: Keys, rows: Callable[[], npt.NDArray[np.int16]]
+                ) -> tuple[Ints, Ints]:
+        """:meth:`of` the rows whose packed keys are ``keys``: a part's number is its bits
+        read off the key (:meth:`~ballast.statespace.rowcodec.RowLayout.span_code`), where
+        they fit in 63 bits; ``rows()`` gives the rows where they do not."""
+        codes = [self.layout.span_code(keys, a, b) for a, b in self.spans]
+        if any(c is None for c in codes):
+            return self.of(rows())
+        lay = self.layout
+        sigs = [("bits",) + tuple(lay.high[a:b].tolist()) + tuple(lay.low[a:b].tolist())
+                for a, b in self.spans]
+        host = self._number(cast(Ints, codes[0]), sigs[0])
+        vms = np.stack([self._number(cast(Ints, c), g) for c, g in zip(codes[1:], sigs[1:])],
+                       axis=1) if len(codes) > 1 else np.zeros((len(keys), 0), dtype=np.int64)
+        return host, vms
 
     def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
         """(host part id per row, ``(n, vms)`` VM part ids)."""
@@ -492,6 +511,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     """Per action id: the step properties checked by their kernels over whole batches of
     steps (the model's check runs only on the steps a kernel finds broken, for its words)."""
     moves_for: list[int | None] = []
+    act_vm: list[int] = []
+    """Per action id: the VM its ``vm`` argument names (-1: none)."""
     fired = np.zeros(0, dtype=np.int64)
     start = time.perf_counter()
 
@@ -523,6 +544,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     may.add(sc.name)
             may_witness.append(may)
             moves_for.append(protocol_vm(act))
+            v_ = act.kwargs.get("vm")
+            act_vm.append(v_ if isinstance(v_, int) and not isinstance(v_, bool)
+                          and 0 <= v_ < n_vms else -1)
         return aid
 
     def state_violations(s: State) -> list[tuple[str, str]]:
@@ -599,8 +623,6 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
 
     local_state = local
-    act_vm: list[int] = []
-    """Per action id: the VM it acts for (-1: none)."""
     part_ids = _PartIds(lay)
     host_end, vm_width = lay.host_end, lay.vm_width
     vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width) for v in range(n_vms)]
@@ -684,7 +706,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         """:func:`step_answers` of a step that changed the host and at most its own VM,
         and whether the answers read either host."""
         act = actions[aid]
-        v = act_vm[aid] if aid < len(act_vm) else -1
+        v = act_vm[aid]
         vv = v if v >= 0 else None
         lpre, lpost = local_state(pre, vv), local_state(post, vv)
         wpre = WatchedHost.of(pre.host)
@@ -698,7 +720,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
         step changed the host and at most its own VM, so the other VMs are stood in for."""
         act = actions[aid]
-        v = act_vm[aid] if aid < len(act_vm) else -1
+        v = act_vm[aid]
         vv = v if v >= 0 else None
         lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
         return step_answers_on(aid, act, lpre, lpost)
@@ -886,43 +908,40 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             memo.unsettled[key] = got
         return unsettled(cfg, s, v) if got is _REAL else bool(got)
 
-    def steps_broken_on_rows(rows: npt.NDArray[np.int16], par_a: Ints, aid_a: Ints,
-                             rows_at: Callable[[Ints], npt.NDArray[np.int16]],
-                             states: "_Decoded",
-                             post_state: Callable[[int], State]
-                             ) -> dict[int, list[tuple[str, str]]]:
-        """Per step (``rows[par_a[k]]`` to ``rows_at(k)`` by action ``aid_a[k]``) that breaks
-        a step property checked by its kernel: the model's words for it. Each kernel runs
-        once per (property, acting VM) over every such step of the batch; the model's check
-        runs only on the steps the kernel finds broken."""
-        out: dict[int, list[tuple[str, str]]] = {}
-        if not len(aid_a) or not step_kernels:
+    def steps_flagged(pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
+                      aid: Ints) -> list[tuple[Ints, Property]]:
+        """The steps (``pre[i]`` to ``post[i]`` by action ``aid[i]``) that a step property's
+        kernel finds broken, with that property: each kernel runs once per (property,
+        acting VM) over every such step, on the rows as they were made (one action's steps
+        usually all need it and have one acting VM: then nothing is gathered)."""
+        out: list[tuple[Ints, Property]] = []
+        if not len(aid) or not step_kernels:
             return out
-        actor = [a.kwargs.get("vm") for a in actions]
-        for name, sk in step_kernels.items():
-            plan_of = [next((p for p, k_ in rows_plan[a] if k_ is sk), None)
-                       for a in range(len(actions))]
-            checked = np.array([p is not None for p in plan_of], dtype=bool)
-            ks = np.nonzero(checked[aid_a])[0]
-            if not len(ks):
+        kinds = np.unique(aid).tolist()
+        for sk in step_kernels.values():
+            plan_of = {a: next((p for p, k_ in rows_plan[a] if k_ is sk), None) for a in kinds}
+            checked = [a for a in kinds if plan_of[a] is not None]
+            if not checked:
                 continue
             # The VMs a step form covers depend on the acting VM only: group by it.
-            who = np.array([v if isinstance(v, int) and not isinstance(v, bool) else -1
-                            for v in actor], dtype=np.int64)[aid_a[ks]]
-            for w in np.unique(who).tolist():
-                kw = ks[who == w]
-                pre, post = rows[par_a[kw]], rows_at(kw)
-                flagged = np.zeros(len(kw), dtype=bool)
+            who = {a: act_vm[a] for a in checked}
+            for w in sorted(set(who.values())):
+                ours = [a for a in checked if who[a] == w]
+                if len(ours) == len(kinds):
+                    kw: Any = slice(None)
+                    rows_pre, rows_post = pre, post
+                else:
+                    kw = np.nonzero(np.isin(aid, ours))[0]
+                    rows_pre, rows_post = pre[kw], post[kw]
+                flagged = np.zeros(len(rows_pre), dtype=bool)
                 for v in sk.vms(cfg, w if w >= 0 else None):
-                    flagged |= ~step_holds_on_rows(sk.check, lay, pre, post, v)
-                for k in kw[flagged].tolist():
-                    aid = int(aid_a[k])
-                    prop = plan_of[aid]
-                    assert prop is not None
-                    msg = prop.check_step(cfg, states[int(par_a[k])], actions[aid],
-                                          post_state(k))
-                    if msg is not None:
-                        out.setdefault(k, []).append((prop.name, msg))
+                    flagged |= ~step_holds_on_rows(sk.check, lay, rows_pre, rows_post, v)
+                if flagged.any():
+                    at = np.arange(len(aid))[kw][flagged]
+                    for a in ours:
+                        prop = plan_of[a]
+                        assert prop is not None
+                        out.append((at[aid[at] == a], prop))
         return out
 
     def expand(sids: list[int]) -> list[int]:
@@ -936,13 +955,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         row_keys = ex.rep_keys[src]
         rows = lay.unpack(row_keys)
         states = _Decoded(lay, rows)
-        pre_h, pre_v = part_ids.of(rows)
+        pre_h, pre_v = part_ids.of_keys(row_keys, lambda: rows)
         par: list[Any] = []
         order: list[Any] = []
         aids: list[Any] = []
         out_rows: list[Any] = []
         out_keys: list[Keys] = []
         posts: dict[int, State] = {}
+        flagged: list[tuple[Ints, Property]] = []
         produced = 0
 
         def emit(p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
@@ -951,9 +971,13 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             order.append(o)
             aids.append(a)
             out_rows.append(r)
+            before = rows[p]
             # The successors' keys from their parents': one action's steps change a few
             # columns, which alone are packed again.
-            out_keys.append(lay.repack(row_keys[p], rows[p], r))
+            out_keys.append(lay.repack(row_keys[p], before, r))
+            # Step properties with a kernel: over these steps at once, as they are made.
+            for at, prop in steps_flagged(before, r, np.asarray(a)):
+                flagged.append((at + produced, prop))
             if post is not None:
                 for k, s in enumerate(post):
                     posts[produced + k] = s
@@ -1160,7 +1184,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             got: npt.NDArray[np.int16] = rows_made[perm[ks]]
             return got
         post_of: list[State | None] = [None] * produced
-        if posts:
+        if posts or flagged:
             where = np.empty(produced, dtype=np.int64)
             where[perm] = np.arange(produced)
             for k, s in posts.items():
@@ -1191,8 +1215,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 got = post_of[k] = lay.decode(rows_at(k))
             return got
 
-        # Step properties with a kernel: over the whole batch of steps at once.
-        step_broken = steps_broken_on_rows(rows, par_a, aid_a, rows_at, states, post_state)
+        # Steps a step property's kernel flagged: the model's check words each finding.
+        step_broken: dict[int, list[tuple[str, str]]] = {}
+        for made, prop in flagged:
+            for k in where[made].tolist():
+                msg = prop.check_step(cfg, states[int(par_a[k])], actions[int(aid_a[k])],
+                                      post_state(k))
+                if msg is not None:
+                    step_broken.setdefault(k, []).append((prop.name, msg))
         # The others and the scenarios: answered once per (action, parts before, parts
         # after) where the step changed the host and at most its own VM, else per step.
         # Only the steps of actions with a step property the kernels leave to the model, or
@@ -1206,14 +1236,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             s_aid, s_par, s_rows = aid_a[ksel], par_a[ksel], rows_at(ksel)
             aid_list = s_aid.tolist()
             par_list = s_par.tolist()
-            s_post_h, s_post_v = part_ids.of(s_rows)
+            s_post_h, s_post_v = part_ids.of_keys(keys_a[ksel], lambda: s_rows)
 
             def sub_post(k: int) -> State:
                 return post_state(int(ksel[k]))
 
-            while len(act_vm) < len(actions):
-                v_ = actions[len(act_vm)].kwargs.get("vm")
-                act_vm.append(v_ if isinstance(v_, int) and 0 <= v_ < n_vms else -1)
             vm_of = np.array(act_vm, dtype=np.int64)[s_aid]
             same = pre_v[s_par] == s_post_v
             others_kept = np.ones(ts, dtype=bool)
@@ -1315,7 +1342,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         fk = first[fresh]
         if len(fk):
             new_rows = rows_at(fk)
-            new_h, new_v = part_ids.of(new_rows)
+            new_h, new_v = part_ids.of_keys(keys_a[fk], lambda: new_rows)
             dirty = states_dirty(new_rows, new_h, new_v, fk, post_state)
         else:
             dirty = np.zeros(0, dtype=bool)

@@ -374,6 +374,47 @@ class RowLayout:
         out += (cells @ self._place[changed]).view(np.uint64)
         return out
 
+    def span_code(self, keys: Keys, start: int, stop: int) -> npt.NDArray[np.int64] | None:
+        """Per key, one number that the cells of columns ``start``..``stop`` determine and
+        that determines them (their bits in column order, read off the key with shifts and
+        masks, never unpacked), or None where those cells take more than 63 bits. Spans
+        whose columns have the same ranges give equal numbers for equal cells.
+
+        >>> from ballast.model.config import Config
+        >>> from ballast.model.state import initial_state
+        >>> lay = RowLayout(Config(vms=2, guest_pages=1, guest_data_pages=1, machine_pages=7))
+        >>> rows = lay.encode(initial_state(lay.cfg))[None, :].repeat(2, axis=0)
+        >>> rows[1, lay.cols("target", 1)[0]] = 1
+        >>> a = lay.host_end
+        >>> w = lay.vm_width
+        >>> codes = [lay.span_code(lay.pack(rows), a + v * w, a + (v + 1) * w) for v in (0, 1)]
+        >>> vm0, vm1 = [c.tolist() for c in codes if c is not None]
+        >>> vm0[0] == vm0[1], vm1[0] == vm1[1], vm0[0] == vm1[0]  # the VMs alike in row 0
+        (True, False, True)
+        """
+        segments: list[tuple[int, int, int, int]] = []  # (word, shift, bits, place)
+        place = 0
+        for i in range(start, stop):
+            w, bits = self._word[i], self.columns[i].bits
+            if w < 0:
+                continue
+            if segments and segments[-1][0] == w and \
+                    segments[-1][1] + segments[-1][2] == self._shift[i]:
+                ws, sh, b, pl = segments[-1]
+                segments[-1] = (ws, sh, b + bits, pl)
+            else:
+                segments.append((w, self._shift[i], bits, place))
+            place += bits
+        if place > 63:
+            return None
+        out = np.zeros(keys.shape[0], dtype=np.uint64)
+        for w, shift, bits, at in segments:
+            field = (keys[:, w] >> np.uint64(shift)) if shift else keys[:, w]
+            if shift + bits < 64:
+                field = field & np.uint64((1 << bits) - 1)
+            out |= (field << np.uint64(at)) if at else field
+        return out.view(np.int64)
+
     def unpack(self, keys: Keys) -> Rows:
         """The rows of packed ``keys``."""
         n = keys.shape[0]

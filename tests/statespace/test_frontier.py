@@ -96,7 +96,45 @@ def test_keys_packed_again_from_the_parents_are_the_packed_keys(cfg: Config) -> 
         lay.repack(keys, before, after)
 
 
+@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["two-vms"], fault_config("share_without_cow"),
+                                 Config(vms=3, guest_pages=4, machine_pages=12)])
+def test_a_parts_number_read_off_the_key_tells_parts_apart_as_its_cells_do(cfg: Config) -> None:
+    lay = RowLayout(cfg)
+    rows = np.array([lay.encode(s) for s in reachable(cfg, 400)], dtype=np.int16)
+    keys = lay.pack(rows)
+    h, w = lay.host_end, lay.vm_width
+    spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(cfg.vms)]
+    cells = [rows[:, a:b] for a, b in spans]
+    codes = [lay.span_code(keys, a, b) for a, b in spans]
+    for (a, b), c, code in zip(spans, cells, codes):
+        if code is None:  # wider than 63 bits: the caller numbers the cells instead
+            assert sum(col.bits for col in lay.columns[a:b]) > 63
+            continue
+        by_code = {}
+        for row, x in zip(c.tolist(), code.tolist()):
+            assert by_code.setdefault(x, row) == row  # one number, one part
+        assert len(by_code) == len({tuple(r) for r in c.tolist()})  # one part, one number
+    vm_codes = [c for c in codes[1:] if c is not None]
+    if len(vm_codes) == cfg.vms:  # VMs alike, numbers alike
+        for v in range(1, cfg.vms):
+            alike = (cells[1] == cells[1 + v]).all(axis=1)
+            assert ((vm_codes[0] == vm_codes[v]) == alike).all()
+
+
 # -- the visited set --------------------------------------------------------------------
+@pytest.mark.parametrize("words", [1, 3])
+def test_distinct_keys_are_found_in_order_of_first_occurrence(words: int) -> None:
+    rng = np.random.default_rng(words)
+    keys = rng.integers(0, 6, size=(5000, words)).astype(np.uint64)
+    first, inverse = distinct(keys)
+    seen: dict[tuple[int, ...], int] = {}
+    for i, k in enumerate(map(tuple, keys.tolist())):
+        seen.setdefault(k, i)
+    assert first.tolist() == sorted(seen.values())
+    assert (keys[first][inverse] == keys).all()
+    assert keyset.first_occurrences(keys)[0].tolist() == first.tolist()
+
+
 def test_keys_that_share_a_hash_stay_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
     keys = rng.integers(0, 4, size=(200, 2)).astype(np.uint64)
