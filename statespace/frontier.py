@@ -80,7 +80,7 @@ from ballast.statespace.deadlock import (
 from ballast.statespace.explore import Budget, Exploration, Finding
 from ballast.statespace.frontier_rows import (FrontierRows, property_holds_on_rows,
                                               step_holds_on_rows)
-from ballast.statespace.keyset import KeySet, Spill, distinct, unique_rows
+from ballast.statespace.keyset import KeySet, Spill, distinct, key_hash, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
 from ballast.statespace.symmetry import canonical
@@ -130,6 +130,41 @@ class _Decoded:
 
     def __iter__(self) -> Any:
         return (self[i] for i in range(len(self.done)))
+
+
+class _Blocks:
+    """Rows kept as the blocks they were made in (``(n_i, width)`` each), read by their
+    positions in all the blocks put end to end, without putting them together.
+
+    >>> import numpy as np
+    >>> b = _Blocks([np.array([[1], [2]], dtype=np.int16), np.array([[3]], dtype=np.int16)], 1)
+    >>> b.take(np.array([2, 0])).tolist(), b.take(1).tolist()
+    ([[3], [1]], [2])
+    """
+
+    def __init__(self, blocks: list[npt.NDArray[np.int16]], width: int) -> None:
+        self.blocks = blocks
+        self.width = width
+        sizes = np.array([len(b) for b in blocks], dtype=np.int64)
+        self.starts = np.cumsum(sizes) - sizes
+
+    def take(self, at: Any) -> npt.NDArray[np.int16]:
+        """The rows at positions ``at`` (a position: one row; an array: rows, in its order)."""
+        if np.ndim(at) == 0:
+            b = int(np.searchsorted(self.starts, at, side="right")) - 1
+            row: npt.NDArray[np.int16] = self.blocks[b][int(at) - int(self.starts[b])]
+            return row
+        at = np.asarray(at, dtype=np.int64)
+        out = np.empty((len(at), self.width), dtype=np.int16)
+        if not len(at):
+            return out
+        which = np.searchsorted(self.starts, at, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        cuts = np.searchsorted(which[order], np.arange(len(self.blocks) + 1))
+        for b in np.flatnonzero(np.diff(cuts)).tolist():
+            sel = order[cuts[b]:cuts[b + 1]]
+            out[sel] = self.blocks[b][at[sel] - self.starts[b]]
+        return out
 
 
 class _PartIds:
@@ -552,13 +587,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     def state_violations(s: State) -> list[tuple[str, str]]:
         return [(p.name, msg) for p in state_props if (msg := p.check_state(cfg, s)) is not None]
 
-    def add_states(keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int) -> Ints:
+    def add_states(keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int,
+                   hashes: Keys | None = None) -> Ints:
         n = len(keys)
         sids = np.arange(ex.count, ex.count + n, dtype=np.int64)
         ex._grow(n)
         ex.rep_keys[ex.count:ex.count + n] = reps
         ex.count += n
-        visited.add(keys, sids)
+        visited.add(keys, sids, hashes)
         ex.parent.frombytes(parents.astype(np.int32).tobytes())
         ex.via.frombytes(via.astype(np.int32).tobytes())
         ex.depth.frombytes(np.full(n, depth, dtype=np.int32).tobytes())
@@ -1168,21 +1204,19 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             par_a = np.concatenate(par).astype(np.int64)
             ord_a = np.concatenate(order).astype(np.int64)
             aid_a = np.concatenate(aids).astype(np.int64)
-            rows_made = np.concatenate(out_rows).astype(np.int16, copy=False)
             keys_a = np.concatenate(out_keys)
         else:
             par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
-            rows_made = np.zeros((0, lay.width), dtype=np.int16)
             keys_a = np.zeros((0, lay.words), dtype=np.uint64)
         perm = np.lexsort((ord_a, par_a))
         par_a, aid_a, keys_a = par_a[perm], aid_a[perm], keys_a[perm]
+        made = _Blocks(out_rows, lay.width)
 
         def rows_at(ks: Any) -> npt.NDArray[np.int16]:
             """Successor rows in the reference's order (``ks``: positions in that order).
-            The rows stay in the order they were made: most are read only through their
-            keys, so they are gathered where read rather than all reordered."""
-            got: npt.NDArray[np.int16] = rows_made[perm[ks]]
-            return got
+            The rows stay where they were made, block by block: most are read only through
+            their keys, so they are gathered where read rather than all put together."""
+            return made.take(perm[ks])
         post_of: list[State | None] = [None] * produced
         if posts or flagged:
             where = np.empty(produced, dtype=np.int64)
@@ -1196,14 +1230,16 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
         fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
 
-        keys, real_keys = key_of(rows_at(slice(None)) if symmetry else rows_made[:0],
+        keys, real_keys = key_of(rows_at(slice(None)) if symmetry else made.take([]),
                                  post_of, keys_a)
-        first, inverse = distinct(keys)
-        found = visited.lookup(keys[first])
+        hashes = key_hash(keys)  # once, for the sort, the lookups and the set
+        first, inverse = distinct(keys, hashes)
+        found = visited.lookup(keys[first], hashes[first])
         fresh = np.nonzero(found < 0)[0]
         depth = ex.depth[sids[0]] + 1 if m else 0
         new_sids = add_states(keys[first[fresh]], real_keys[first[fresh]],
-                              src[par_a[first[fresh]]], aid_a[first[fresh]], depth)
+                              src[par_a[first[fresh]]], aid_a[first[fresh]], depth,
+                              hashes[first[fresh]])
         found[fresh] = new_sids
         tids = found[inverse]
         discovered = np.full(t, -1, dtype=np.int64)
@@ -1217,8 +1253,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
 
         # Steps a step property's kernel flagged: the model's check words each finding.
         step_broken: dict[int, list[tuple[str, str]]] = {}
-        for made, prop in flagged:
-            for k in where[made].tolist():
+        for at_made, prop in flagged:
+            for k in where[at_made].tolist():
                 msg = prop.check_step(cfg, states[int(par_a[k])], actions[int(aid_a[k])],
                                       post_state(k))
                 if msg is not None:

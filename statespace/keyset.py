@@ -65,35 +65,42 @@ def key_hash(keys: Keys) -> Keys:
     return h
 
 
-def _sort(keys: Keys, h: Keys) -> Ints:
+def _neighbours_differ(keys: Keys, order: Ints) -> npt.NDArray[np.bool_]:
+    """Whether each key of ``keys[order]`` differs from the next, word by word (one pass
+    over each word rather than a comparison of whole rows)."""
+    out: npt.NDArray[np.bool_] | None = None
+    for w in range(keys.shape[1]):
+        col = keys[:, w][order]
+        d = col[1:] != col[:-1]
+        out = d if out is None else out | d
+    assert out is not None
+    return out
+
+
+def _sort(keys: Keys, h: Keys) -> tuple[Ints, npt.NDArray[np.bool_]]:
     """An order of ``keys`` in which equal keys are adjacent (in no particular order among
-    themselves: a sort that need not be stable is several times quicker)."""
+    themselves: a sort that need not be stable is several times quicker), and whether
+    each key in that order differs from the next."""
     order: Ints = np.argsort(h)
+    hs = h[order]
+    differ = hs[1:] != hs[:-1]
     if keys.shape[1] > 1:
-        hs = h[order]
-        same_h = hs[1:] == hs[:-1]
-        if same_h.any():
-            ks = keys[order]
-            differ = (ks[1:] != ks[:-1]).any(axis=1)
-            if (same_h & differ).any():  # a hash collision: sort by every word as well
-                order = np.lexsort(tuple(keys[:, w] for w in reversed(range(keys.shape[1])))
-                                   + (h,))
-    return order
+        key_differs = _neighbours_differ(keys, order)
+        if (key_differs & ~differ).any():  # a hash collision: sort by every word as well
+            order = np.lexsort(tuple(keys[:, w] for w in reversed(range(keys.shape[1])))
+                               + (h,))
+            key_differs = _neighbours_differ(keys, order)
+        differ = key_differs
+    return order, differ
 
 
-def _groups(keys: Keys) -> tuple[Ints, Ints, Ints]:
+def _groups(keys: Keys, h: Keys | None = None) -> tuple[Ints, Ints, Ints]:
     """(an order in which equal keys are adjacent; where each group of equal keys starts in
-    it; the first occurrence, the smallest index, of each group's key)."""
-    h = key_hash(keys)
-    order = _sort(keys, h)
-    n = keys.shape[0]
-    start = np.ones(n, dtype=bool)
-    if keys.shape[1] == 1:
-        hs = h[order]  # one word: the hash is the key
-        start[1:] = hs[1:] != hs[:-1]
-    else:
-        ks = keys[order]
-        start[1:] = (ks[1:] != ks[:-1]).any(axis=1)
+    it; the first occurrence, the smallest index, of each group's key). ``h``: the keys'
+    :func:`key_hash`, where the caller has it."""
+    order, differ = _sort(keys, key_hash(keys) if h is None else h)
+    start = np.ones(keys.shape[0], dtype=bool)
+    start[1:] = differ
     starts: Ints = np.flatnonzero(start)
     return order, starts, np.minimum.reduceat(order, starts)
 
@@ -107,9 +114,10 @@ def first_occurrences(keys: Keys) -> tuple[Ints, int]:
     return first, len(first)
 
 
-def distinct(keys: Keys) -> tuple[Ints, Ints]:
+def distinct(keys: Keys, h: Keys | None = None) -> tuple[Ints, Ints]:
     """(indices of the first occurrence of each distinct key, ascending; for every key, the
-    position of its first occurrence in that list).
+    position of its first occurrence in that list). ``h``: the keys' :func:`key_hash`,
+    where the caller has it.
 
     >>> import numpy as np
     >>> first, inverse = distinct(np.array([[5], [3], [5]], dtype=np.uint64))
@@ -119,7 +127,7 @@ def distinct(keys: Keys) -> tuple[Ints, Ints]:
     n = keys.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order, starts, leader = _groups(keys)
+    order, starts, leader = _groups(keys, h)
     by_index = np.argsort(leader)  # leaders are distinct: any sort gives one order
     rank = np.empty(len(leader), dtype=np.int64)
     rank[by_index] = np.arange(len(leader))
@@ -260,12 +268,14 @@ class KeySet:
     def _bytes(self, r: _Run) -> int:
         return r.h.nbytes + (r.keys.nbytes if self.words > 1 else 0) + r.ids.nbytes
 
-    def add(self, keys: Keys, ids: Ints) -> None:
-        """Add distinct keys not in the set yet, with their ids."""
+    def add(self, keys: Keys, ids: Ints, h: Keys | None = None) -> None:
+        """Add distinct keys not in the set yet, with their ids (``h``: their
+        :func:`key_hash`, where the caller has it)."""
         if not len(keys):
             return
-        h = key_hash(keys)
-        order = _sort(keys, h)
+        if h is None:
+            h = key_hash(keys)
+        order = _sort(keys, h)[0]
         self.runs.append(_Run(h[order], keys[order] if self.words > 1 else keys[:0],
                               np.asarray(ids, dtype=np.int64)[order]))
         self.size += len(keys)
@@ -280,7 +290,7 @@ class KeySet:
         kk = np.concatenate([a.keys, b.keys])
         ii = np.concatenate([a.ids, b.ids])
         if self.words > 1:
-            order = _sort(kk, hh)
+            order = _sort(kk, hh)[0]
             return _Run(hh[order], kk[order], ii[order])
         order = np.argsort(hh, kind="stable")
         return _Run(hh[order], kk, ii[order])
@@ -330,15 +340,17 @@ class KeySet:
         self.spill.remove(b)
         return _Run(h, k, i, files)
 
-    def lookup(self, keys: Keys) -> Ints:
-        """The id of each key, or -1 for a key not in the set."""
+    def lookup(self, keys: Keys, h: Keys | None = None) -> Ints:
+        """The id of each key, or -1 for a key not in the set (``h``: their
+        :func:`key_hash`, where the caller has it)."""
         n = len(keys)
         found = np.full(n, -1, dtype=np.int64)
         if not n or not (self.runs or self.disk):
             return found
         # Asked in the order of their hashes: each run's binary searches then walk it
         # forwards (several times quicker than searching it in random order).
-        h = key_hash(keys)
+        if h is None:
+            h = key_hash(keys)
         asked: Ints = np.argsort(h)
         h = h[asked]
         out = np.full(n, -1, dtype=np.int64)  # in the asked order
@@ -350,7 +362,10 @@ class KeySet:
                 out[hit] = run.ids[pos_c[hit]]
                 continue
             idx = np.nonzero(hit)[0]
-            same = (run.keys[pos_c[idx]] == keys[asked[idx]]).all(axis=1)
+            at_run, at_keys = pos_c[idx], asked[idx]
+            same = np.ones(len(idx), dtype=bool)
+            for w in range(self.words):  # word by word, not whole rows
+                same &= run.keys[:, w][at_run] == keys[:, w][at_keys]
             out[idx[same]] = run.ids[pos_c[idx[same]]]
             for i in idx[~same].tolist():  # hash equal, key not: look along the equal hashes
                 j = int(pos_c[i])
