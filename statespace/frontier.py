@@ -78,8 +78,8 @@ from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
-from ballast.statespace.frontier_rows import (FrontierRows, property_holds_on_rows,
-                                              step_holds_on_rows)
+from ballast.statespace.frontier_rows import (FrontierRows, own_columns_read,
+                                              property_holds_on_rows, step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, Spill, distinct, key_hash, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
@@ -541,6 +541,10 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
     step_plan: list[list[tuple[Property, str | None, bool]]] = []
     """Per action id: (property, constant answer, must run on the states)."""
     step_kernels = {p.name: k for p in step_props if (k := step_kernel_of(model, p)) is not None}
+    step_reads = {name: [None if k.covers == "actor" else own_columns_read(k.check, lay, v)
+                         for v in range(cfg.vms)] for name, k in step_kernels.items()}
+    """Per step form and VM: the VM's own columns the form reads, where it covers VMs
+    besides the actor and reads nothing else (None: always run)."""
     step_order = {p.name: i for i, p in enumerate(step_props)}
     rows_plan: list[list[tuple[Property, StepKernel]]] = []
     """Per action id: the step properties checked by their kernels over whole batches of
@@ -945,11 +949,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return unsettled(cfg, s, v) if got is _REAL else bool(got)
 
     def steps_flagged(pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
-                      aid: Ints) -> list[tuple[Ints, Property]]:
-        """The steps (``pre[i]`` to ``post[i]`` by action ``aid[i]``) that a step property's
-        kernel finds broken, with that property: each kernel runs once per (property,
-        acting VM) over every such step, on the rows as they were made (one action's steps
-        usually all need it and have one acting VM: then nothing is gathered)."""
+                      aid: Ints, touched: npt.NDArray[np.bool_]) -> list[tuple[Ints, Property]]:
+        """The steps (``pre[i]`` to ``post[i]`` by action ``aid[i]``; ``touched``: the
+        columns some of them change) that a step property's kernel finds broken, with that
+        property: each kernel runs once per (property, acting VM) over every such step, on
+        the rows as they were made (one action's steps usually all need it and have one
+        acting VM: then nothing is gathered). A form that covers VMs besides the actor
+        holds on a step that changes nothing, so it is not run for a VM none of whose
+        columns it reads changed (:func:`own_columns_read`)."""
         out: list[tuple[Ints, Property]] = []
         if not len(aid) or not step_kernels:
             return out
@@ -971,6 +978,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     rows_pre, rows_post = pre[kw], post[kw]
                 flagged = np.zeros(len(rows_pre), dtype=bool)
                 for v in sk.vms(cfg, w if w >= 0 else None):
+                    reads = step_reads[sk.name][v]
+                    if reads is not None and not touched[reads].any():
+                        continue
                     flagged |= ~step_holds_on_rows(sk.check, lay, rows_pre, rows_post, v)
                 if flagged.any():
                     at = np.arange(len(aid))[kw][flagged]
@@ -1008,11 +1018,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             aids.append(a)
             out_rows.append(r)
             before = rows[p]
+            changed = lay.changed_columns(before, r)
             # The successors' keys from their parents': one action's steps change a few
             # columns, which alone are packed again.
-            out_keys.append(lay.repack(row_keys[p], before, r))
+            out_keys.append(lay.repack(row_keys[p], before, r, changed))
             # Step properties with a kernel: over these steps at once, as they are made.
-            for at, prop in steps_flagged(before, r, np.asarray(a)):
+            touched = np.zeros(lay.width, dtype=bool)
+            touched[changed] = True
+            for at, prop in steps_flagged(before, r, np.asarray(a), touched):
                 flagged.append((at + produced, prop))
             if post is not None:
                 for k, s in enumerate(post):
@@ -1269,10 +1282,10 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         ksel = np.nonzero(need[aid_a])[0] if t else np.zeros(0, dtype=np.int64)
         ts = len(ksel)
         if ts:
-            s_aid, s_par, s_rows = aid_a[ksel], par_a[ksel], rows_at(ksel)
+            s_aid, s_par = aid_a[ksel], par_a[ksel]
             aid_list = s_aid.tolist()
             par_list = s_par.tolist()
-            s_post_h, s_post_v = part_ids.of_keys(keys_a[ksel], lambda: s_rows)
+            s_post_h, s_post_v = part_ids.of_keys(keys_a[ksel], lambda: rows_at(ksel))
 
             def sub_post(k: int) -> State:
                 return post_state(int(ksel[k]))

@@ -38,8 +38,8 @@ from ballast.model.schema import field as schema_field
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
-__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "property_holds_on_rows",
-           "step_holds_on_rows"]
+__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "own_columns_read",
+           "property_holds_on_rows", "step_holds_on_rows"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -550,6 +550,68 @@ class FrontierStateOps(NumpyStateOps):
         for v in range(self.cfg.vms):
             total += (self.frontier[:, list(self.layout.cols(key, v))] != 0).sum(axis=1)
         return total
+
+
+_OWN_READS = frozenset({"vm", "pages", "vcpus", "vpns", "queued", "queue_len", "beyond"})
+"""Reads of one field of the VM the operations are for."""
+_PURE = frozenset({"and_", "or_", "not_", "implies", "eq", "ne", "lt", "le", "add", "sub",
+                   "minimum", "maximum", "where", "count", "any", "all", "lowest",
+                   "up_to_last"})
+"""Operations on values already read (they read no state)."""
+
+
+class _ReadLog(FrontierStateOps):
+    """:class:`FrontierStateOps` that notes the fields of its own VM an operation reads
+    (``fields``), or that it read anything else (``fields`` None)."""
+
+    fields: set[str] | None
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name.startswith("_") or name in _PURE or not callable(value):
+            return value
+
+        def noted(*args: Any, **kw: Any) -> Any:
+            have = object.__getattribute__(self, "fields")
+            if have is not None and name in _OWN_READS and args and isinstance(args[0], str):
+                have.add(args[0])
+            else:
+                self.fields = None
+            return value(*args, **kw)
+        return noted
+
+
+def own_columns_read(check: StepCheck, layout: RowLayout, vm: int) -> npt.NDArray[np.int64] | None:
+    """The columns of VM ``vm``'s own block that the step form ``check`` reads of it (in
+    either state), or None where it reads anything else (the host, another VM, a value
+    derived from several). A kernel branches on the configuration only, so one run on any
+    rows tells. A step form that holds on a step that changes nothing (a stutter) then
+    holds of VM ``vm`` on every step that leaves these columns as they were.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.property_kernels import STEP_KERNELS
+    >>> lay = RowLayout(Config(vms=2, guest_pages=2, machine_pages=4))
+    >>> cols = own_columns_read(STEP_KERNELS["guest_chooses_pages"].check, lay, 1)
+    >>> sorted({lay.columns[c].key for c in cols})
+    ['ballooned', 'inflate_queue']
+    >>> own_columns_read(STEP_KERNELS["isolation"].check, lay, 1) is None  # machine pages
+    True
+    """
+    from ballast.model.state import initial_state
+    rows = layout.encode(initial_state(layout.cfg))[None, :]
+    pre, post = _ReadLog(layout, rows, vm), _ReadLog(layout, rows.copy(), vm)
+    pre.fields, post.fields = set(), set()
+    check(pre, post)
+    if pre.fields is None or post.fields is None:
+        return None
+    start = layout.host_end + vm * layout.vm_width
+    cols: set[int] = set()
+    for f in pre.fields | post.fields:
+        got = layout.cols(field_key(f), vm)
+        if got.start < start or got.stop > start + layout.vm_width:
+            return None  # a field of the VM kept among the host's columns
+        cols.update(got)
+    return np.array(sorted(cols), dtype=np.int64)
 
 
 def property_holds_on_rows(check: StateCheck, layout: RowLayout, rows: npt.NDArray[np.int16],

@@ -345,11 +345,13 @@ class RowLayout:
             out[:, w] |= parts[:, c] << base
         return out
 
-    def repack(self, keys: Keys, before: Rows, after: Rows) -> Keys:
+    def repack(self, keys: Keys, before: Rows, after: Rows,
+               changed: npt.NDArray[np.int64] | None = None) -> Keys:
         """The packed keys of ``after``, given ``keys``, the packed keys of ``before`` (row
         for row): a key is a sum of each column's value above its low end times its place,
-        so only the columns where some row changed are read. A step changes a few columns
-        of a row; this costs those columns' work, not the row's.
+        so only the columns where some row changed are read (``changed``: those columns,
+        where the caller has them). A step changes a few columns of a row; this costs
+        those columns' work, not the row's.
 
         >>> from ballast.model.config import Config
         >>> from ballast.model.state import initial_state
@@ -360,7 +362,8 @@ class RowLayout:
         >>> bool((lay.repack(lay.pack(before), before, after) == lay.pack(after)).all())
         True
         """
-        changed = np.flatnonzero((after != before).any(axis=0))
+        if changed is None:
+            changed = self.changed_columns(before, after)
         if len(changed) * 4 > self.width:
             return self.pack(after)
         out = keys.copy()
@@ -373,6 +376,11 @@ class RowLayout:
         cells -= before[:, changed]
         out += (cells @ self._place[changed]).view(np.uint64)
         return out
+
+    @staticmethod
+    def changed_columns(before: Rows, after: Rows) -> npt.NDArray[np.int64]:
+        """The columns where some row of ``after`` differs from the same row of ``before``."""
+        return np.flatnonzero((after != before).any(axis=0))
 
     def span_code(self, keys: Keys, start: int, stop: int) -> npt.NDArray[np.int64] | None:
         """Per key, one number that the cells of columns ``start``..``stop`` determine and

@@ -12,6 +12,7 @@ from ballast.errors import GuardError
 from ballast.model.actions import ACTIONS, Action, apply
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
+from ballast.model.property_kernels import STEP_KERNELS
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.numeric.interpret import run_kernel
@@ -20,8 +21,8 @@ from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
 from ballast.statespace.frontier import (_row_of, explore_frontier, kernel_of,
                                          property_kernel_of, step_kernel_of)
-from ballast.statespace.frontier_rows import (FrontierRows, property_holds_on_rows,
-                                              step_holds_on_rows)
+from ballast.statespace.frontier_rows import (FrontierRows, own_columns_read,
+                                              property_holds_on_rows, step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, distinct, unique_rows
 from ballast.statespace.manifest import load_manifest
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
@@ -373,6 +374,47 @@ def test_step_kernels_on_rows_are_the_models_step_checks(fault: str | None) -> N
     assert "isolation" in by_kernel
     if fault:
         assert FAULTS[fault].breaks in broken
+
+
+STUTTER_CONFIGS = ["two-vms", "one-vm-refusal"]
+
+
+@pytest.mark.parametrize("name", STUTTER_CONFIGS)
+def test_a_step_form_covering_other_vms_holds_where_its_columns_stay(name: str) -> None:
+    """What lets the frontier skip a step form for a VM (:func:`own_columns_read`): every
+    form that covers VMs besides the actor holds on a stutter, and one whose reads are its
+    VM's own columns gives the same answer whatever the other columns hold."""
+    cfg = EXPLORE_CONFIGS[name]
+    lay = RowLayout(cfg)
+    rows = np.array([lay.encode(s) for s in reachable(cfg, 300)], dtype=np.int16)
+    rng = np.random.default_rng(3)
+    others = rows[rng.permutation(len(rows))]
+    read_somewhere = []
+    for sk in STEP_KERNELS.values():
+        if sk.covers == "actor":
+            continue
+        for v in range(cfg.vms):
+            assert step_holds_on_rows(sk.check, lay, rows, rows, v).all(), sk.name
+            cols = own_columns_read(sk.check, lay, v)
+            if cols is None:
+                continue
+            read_somewhere.append(sk.name)
+            mixed_pre, mixed_post = others.copy(), np.roll(others, 1, axis=0)
+            mixed_pre[:, cols], mixed_post[:, cols] = rows[:, cols], np.roll(rows, 7, axis=0)[:, cols]
+            plain_pre, plain_post = rows.copy(), rows.copy()
+            plain_post[:, cols] = np.roll(rows, 7, axis=0)[:, cols]
+            assert (step_holds_on_rows(sk.check, lay, mixed_pre, mixed_post, v)
+                    == step_holds_on_rows(sk.check, lay, plain_pre, plain_post, v)).all()
+    assert "guest_chooses_pages" in read_somewhere
+
+
+def test_reads_of_another_field_than_the_vms_own_are_not_own_columns() -> None:
+    lay = RowLayout(EXPLORE_CONFIGS["two-vms"])
+    assert own_columns_read(lambda pre, post: pre.all(pre.mpns("free")), lay, 0) is None
+    assert own_columns_read(lambda pre, post: pre.all(post.mapped()), lay, 0) is None
+    cols = own_columns_read(lambda pre, post: pre.eq(pre.vm("target"), post.vm("target")),
+                            lay, 1)
+    assert cols is not None and list(cols) == list(lay.cols("target", 1))
 
 
 HOST_PAGES_TWO_VMS = Config(vms=2, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
