@@ -60,8 +60,7 @@ from ballast import tally as work_done
 from ballast.blas import one_blas_thread
 from ballast.errors import GuardError
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS, MEMORY_KERNELS
-from ballast.model.actions import (ACTIONS, Action, ActionSpec, Partition, apply,
-                                   vmm_keeps_host_pages)
+from ballast.model.actions import ACTIONS, Action, ActionSpec, Partition, apply
 from ballast.model.encodings import declared_gaps_on
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import Property, honest_vms
@@ -78,7 +77,7 @@ from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
-from ballast.statespace.frontier_rows import (FrontierRows, own_columns_read,
+from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_columns_read,
                                               property_holds_on_rows, step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, Spill, distinct, key_hash, unique_rows
 from ballast.statespace.parts import PartStore
@@ -319,20 +318,18 @@ def _without_state(fn: Callable[[], Any]) -> tuple[bool, Any]:
         return False, None
 
 
-_ROWS_LACK = frozenset({"vmm_swaps_honest_page"})
-"""Seeded faults whose kernels need an operation the frontier's rows lack (paging out
-another VM's page, ``swap_out_oldest``): their steps are the model's."""
-
-
 def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
     """The kernel of ``spec`` in ``model`` (with its seeded faults), or None when the action
     has no kernel yet or a fault replaces it by a step that has none.
 
     A kernel that uses the memory operations runs only where the NumPy encoding covers
     everything the configuration switches on: the state of the features it lacks
-    (:func:`ballast.numeric.encodes.gaps_in`; free page hinting, for one) changes what
-    those steps do, so there the model's step is taken; so it is where page poisoning or the
-    VMM's flood bound needs an operation the frontier's rows lack.
+    (:func:`ballast.numeric.encodes.gaps_in`) changes what those steps do, so there the
+    model's step is taken. A kernel that needs an operation the frontier's rows lack (page
+    poisoning's writes, the VMM's flood bound, a reset that copies the queues in flight,
+    the dirty log of free page hinting, the VMM's choice of an MPN in a host page of the
+    same VM) is found when it first runs (:class:`~ballast.statespace.frontier_rows.RowsLack`),
+    and its action's steps are the model's from then on.
 
     >>> from ballast.model.config import Config
     >>> m = BalloonModel(Config(), ["release_keeps_balloon_set"])
@@ -346,22 +343,13 @@ def kernel_of(model: BalloonModel, spec: ActionSpec) -> Kernel | None:
         # A feature the kernels do not know yet may change an encoded action's guard too
         # (a frozen guest takes no step; the VMM grants vCPUs against the host's target).
         return None
-    # Page poisoning writes every reported page and the VMM's own flood bound adds refused
-    # PPNs to a set: the frontier's rows have neither operation yet, so those take the
-    # model's step.
-    # Likewise a reset that copies the queues in flight (``reset_races_reports``), the
-    # dirty log of free page hinting, which a write keeps in ``touch``, and the VMM's
-    # choice of an MPN in a host page of the same VM (``vmm_keeps_host_pages``), which the
-    # rows' ``touch`` does not make.
-    memory_ok = not (gaps_in(model.cfg, model.faults) or model.cfg.page_poison
-                     or model.cfg.vmm_bounds_queues or model.cfg.reset_races_reports
-                     or model.cfg.free_page_hint or vmm_keeps_host_pages(model.cfg))
+    memory_ok = not gaps_in(model.cfg, model.faults)
     if spec.effect is ACTIONS[name].effect:
         return KERNELS.get(name) if memory_ok or name not in MEMORY_KERNELS else None
     for fault in reversed(model.faults):
         if FAULTS[fault].action == name and spec.effect is FAULTS[fault].effect:
             got = FAULT_KERNELS.get(fault)
-            if fault in MEMORY_KERNELS and not memory_ok or fault in _ROWS_LACK:
+            if fault in MEMORY_KERNELS and not memory_ok:
                 return None
             return got[1] if got is not None and got[0] == name else None
     return None
@@ -380,8 +368,7 @@ def property_kernel_of(model: BalloonModel, prop: Property) -> PropertyKernel | 
     'memory_conservation'
     """
     cfg = model.cfg
-    if (declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or cfg.page_poison
-            or cfg.vmm_bounds_queues or prop.name not in NUMERIC_INVARIANTS):
+    if declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or prop.name not in NUMERIC_INVARIANTS:
         return None
     return PROPERTY_KERNELS.get(prop.name)
 
@@ -398,8 +385,7 @@ def step_kernel_of(model: BalloonModel, prop: Property) -> StepKernel | None:
     'others'
     """
     cfg = model.cfg
-    if (declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or cfg.page_poison
-            or cfg.vmm_bounds_queues or prop.step is None):
+    if declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or prop.step is None:
         return None
     return STEP_KERNELS.get(prop.name)
 
@@ -1063,78 +1049,91 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             kernel, fixed = plan.kernels[si], plan.fixed[si]
             base = si << _ORDER_BITS
             by_vm = spec.partition is Partition.VM and spec.vm_candidates is not None
-            if fixed is not None and kernel is not None:
-                for j, args in enumerate(fixed):
-                    copy = rows.copy()
-                    ok = run_kernel(kernel, FrontierRows(lay, copy, np.full(m, _row_of(args))),
-                                    _args(args, m))
-                    idx = np.nonzero(ok)[0]
-                    if len(idx):
-                        aid = intern(Action.of(spec.name, **args))
-                        emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy[idx])
-                continue
             if kernel is not None:
-                # Candidates read the state: ask the model once per distinct (host part,
-                # VM part) where they read no other VM, then spread them over the states
-                # holding that pair (the order of the instances is given by ``ords``).
-                blocks: list[tuple[Ints, int, dict[str, Any]]] = []
-                if not by_vm:
-                    for i, s in enumerate(states):
-                        blocks += [(np.array([i]), j, a)
-                                   for j, a in enumerate(spec.candidates(cfg, s))]
-                for v in range(n_vms if by_vm else 0):
-                    # First by the VM part alone (candidates that leave the host unread),
-                    # then the states whose candidates read it by (host part, VM part).
-                    pending = np.arange(m)
-                    for with_host in (False, True):
-                        if not len(pending):
-                            break
-                        uniq, first_i, inv = unique_rows(np.stack(
-                            [pre_h[pending], pre_v[pending, v]] if with_host
-                            else [pre_v[pending, v]], axis=1))
-                        members = pending[np.argsort(inv, kind="stable")]
-                        counts = np.bincount(inv, minlength=len(uniq))
-                        starts = np.cumsum(counts) - counts
-                        again: list[int] = []
-                        for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
-                                                            pending[first_i].tolist())):
-                            if with_host:
-                                ckey = (si, v, ids_g[0], ids_g[1])
-                                cands = memo.part_candidates.get(ckey, _MISSING)
-                                if cands is _MISSING:
-                                    cands = memo.part_candidates[ckey] = part_candidates(
-                                        spec, states[i0], v)
-                            else:
-                                ckey = (si, v, -1, ids_g[0])
-                                cands = memo.part_candidates.get(ckey, _MISSING)
-                                if cands is _MISSING:
-                                    cands = memo.part_candidates[ckey] = part_candidates(
-                                        spec, states[i0], v, watch=True)
-                                if cands is _READS_HOST:
-                                    again.append(g)
-                                    continue
-                            mem = members[starts[g]:starts[g] + counts[g]]
-                            if cands is None:  # they read another VM: state by state
-                                assert spec.vm_candidates is not None
-                                for i in mem.tolist():
-                                    blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
-                                               for j, a in enumerate(
-                                                   spec.vm_candidates(cfg, states[i], v))]
-                                continue
-                            blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
-                                       enumerate(cast("list[dict[str, Any]]", cands))]
-                        pending = pending[np.isin(inv, again)] if again else pending[:0]
-                if not blocks:
-                    continue
-                # A run of blocks whose steps act on one VM reads that VM's columns as one
-                # slice of every row (FrontierRows), rather than gathered row by row.
-                acting = [_row_of(b[2]) for b in blocks]
-                cuts = [0] + [k for k in range(1, len(blocks)) if acting[k] != acting[k - 1]]
-                if len(cuts) > n_vms:
-                    cuts = [0]
-                for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
-                    fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
-                continue
+                mark = (len(par), produced, len(flagged))
+                try:
+                    if fixed is not None:
+                        for j, args in enumerate(fixed):
+                            copy = rows.copy()
+                            store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
+                            ok = run_kernel(kernel, store, _args(args, m))
+                            idx = np.nonzero(ok)[0]
+                            if len(idx):
+                                aid = intern(Action.of(spec.name, **args))
+                                emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
+                                     copy[idx])
+                        continue
+                    else:
+                        # Candidates read the state: ask the model once per distinct (host part,
+                        # VM part) where they read no other VM, then spread them over the states
+                        # holding that pair (the order of the instances is given by ``ords``).
+                        blocks: list[tuple[Ints, int, dict[str, Any]]] = []
+                        if not by_vm:
+                            for i, s in enumerate(states):
+                                blocks += [(np.array([i]), j, a)
+                                           for j, a in enumerate(spec.candidates(cfg, s))]
+                        for v in range(n_vms if by_vm else 0):
+                            # First by the VM part alone (candidates that leave the host unread),
+                            # then the states whose candidates read it by (host part, VM part).
+                            pending = np.arange(m)
+                            for with_host in (False, True):
+                                if not len(pending):
+                                    break
+                                uniq, first_i, inv = unique_rows(np.stack(
+                                    [pre_h[pending], pre_v[pending, v]] if with_host
+                                    else [pre_v[pending, v]], axis=1))
+                                members = pending[np.argsort(inv, kind="stable")]
+                                counts = np.bincount(inv, minlength=len(uniq))
+                                starts = np.cumsum(counts) - counts
+                                again: list[int] = []
+                                for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
+                                                                    pending[first_i].tolist())):
+                                    if with_host:
+                                        ckey = (si, v, ids_g[0], ids_g[1])
+                                        cands = memo.part_candidates.get(ckey, _MISSING)
+                                        if cands is _MISSING:
+                                            cands = memo.part_candidates[ckey] = part_candidates(
+                                                spec, states[i0], v)
+                                    else:
+                                        ckey = (si, v, -1, ids_g[0])
+                                        cands = memo.part_candidates.get(ckey, _MISSING)
+                                        if cands is _MISSING:
+                                            cands = memo.part_candidates[ckey] = part_candidates(
+                                                spec, states[i0], v, watch=True)
+                                        if cands is _READS_HOST:
+                                            again.append(g)
+                                            continue
+                                    mem = members[starts[g]:starts[g] + counts[g]]
+                                    if cands is None:  # they read another VM: state by state
+                                        assert spec.vm_candidates is not None
+                                        for i in mem.tolist():
+                                            blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
+                                                       for j, a in enumerate(
+                                                           spec.vm_candidates(cfg, states[i], v))]
+                                        continue
+                                    blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
+                                               enumerate(cast("list[dict[str, Any]]", cands))]
+                                pending = pending[np.isin(inv, again)] if again else pending[:0]
+                        if not blocks:
+                            continue
+                        # A run of blocks whose steps act on one VM reads that VM's columns as one
+                        # slice of every row (FrontierRows), rather than gathered row by row.
+                        acting = [_row_of(b[2]) for b in blocks]
+                        cuts = [0] + [k for k in range(1, len(blocks))
+                                      if acting[k] != acting[k - 1]]
+                        if len(cuts) > n_vms:
+                            cuts = [0]
+                        for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
+                            fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
+                        continue
+                except RowsLack:
+                    # The rows lack an operation the kernel needs: nothing it made is
+                    # kept, and the model steps this action from now on.
+                    del par[mark[0]:], order[mark[0]:], aids[mark[0]:]
+                    del out_rows[mark[0]:], out_keys[mark[0]:], flagged[mark[2]:]
+                    produced = mark[1]
+                    plan.kernels[si] = kernel = None
+
             # No kernel: the model's step, computed once per part where it reads one part.
             ps: list[int] = []
             os_: list[int] = []
@@ -1440,6 +1439,9 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return expand_next
 
     def tally() -> None:
+        ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels)
+                                  if k is not None)
+        ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
         ex.fired = {}
         for aid, n in enumerate(fired.tolist()):
             if n:

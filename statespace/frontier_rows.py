@@ -31,14 +31,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ballast.errors import BallastError
+from ballast.model.actions import vmm_keeps_host_pages
 from ballast.model.config import Config
+from ballast.model.ops import QUEUE_FIELDS
 from ballast.model.property_kernels import StateCheck, StepCheck
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
-__all__ = ["FrontierRows", "FrontierStateOps", "field_key", "own_columns_read",
+__all__ = ["FrontierRows", "FrontierStateOps", "RowsLack", "field_key", "own_columns_read",
            "property_holds_on_rows", "step_holds_on_rows"]
 
 Mask = npt.NDArray[np.bool_]
@@ -56,6 +59,11 @@ def field_key(name: str) -> str:
     if name in _QUALIFIED:
         return name
     return name.split(".", 1)[1] if "." in name else name
+
+
+class RowsLack(BallastError, AttributeError):
+    """The frontier's rows have no such operation, or none that keeps a feature the
+    configuration switches on: the explorer takes the model's step for that action."""
 
 
 class FrontierRows:
@@ -77,6 +85,13 @@ class FrontierRows:
         self._one_vm = int(self.vms[0]) if self.n and bool(
             (self.vms == self.vms[0]).all()) else None
         self._slices: dict[str, slice] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what the class lacks: an operation of the Rows protocol not written for
+        # frontier rows yet (paging out another VM's page, a queue copied whole, ...).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise RowsLack(f"the frontier's rows have no operation {name!r}")
 
     # -- where a field's columns are, row by row --------------------------------------
     def _idx(self, name: str) -> npt.NDArray[np.int64]:
@@ -128,7 +143,7 @@ class FrontierRows:
         key = field_key(field)
         if key in ("p2m", "ppn_use"):
             return self._cells(field)
-        if key in ("inflate_queue", "deflate_queue", "acked_refused"):
+        if key in QUEUE_FIELDS or key == "acked_refused":  # a count per PPN, then "beyond"
             return self._cells(field)[:, :P] != 0
         if key == "lru":
             return self._cells(field) != 0
@@ -384,6 +399,9 @@ class FrontierRows:
     def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
               lowest: bool = False) -> tuple[Mask, Ints]:
         # The model's fault_in, then (where ``write``) its write_page, row by row at once.
+        if self.cfg.free_page_hint or vmm_keeps_host_pages(self.cfg):
+            raise RowsLack("the frontier's rows keep no dirty log of free page hinting and "
+                           "choose no MPN in a host page of the same VM")
         n = self.n
         tok = np.broadcast_to(np.asarray(token, dtype=np.int64), (n,))
         wr = np.broadcast_to(np.asarray(write, dtype=bool), (n,))
