@@ -186,8 +186,12 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
         ex: Exploration = parted
     elif chosen == "frontier":
         one_pass = False
-        ex = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
+        fx = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
                               progress=progress, memory_budget=memory_budget)
+        if fx.model_actions:
+            why += (f"; the model's own step for {', '.join(fx.model_actions)} (no kernel on "
+                    "the rows for them here)")
+        ex = fx
     else:
         ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
                      stop_on=stop_on, progress=progress, cache=cache)

@@ -26,6 +26,7 @@ from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_column
 from ballast.statespace.keyset import KeySet, distinct, unique_rows
 from ballast.statespace.manifest import load_manifest
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
+from ballast.statespace.runner import run_explore
 from ballast.statespace.suite import feature_slices
 from ballast.statespace.traces import write_finding
 
@@ -249,6 +250,18 @@ def test_a_seeded_fault_gives_the_same_shortest_finding(fault: str, tmp_path: Pa
     found = ex.violations[FAULTS[fault].breaks]
     path = write_finding(ex, found, tmp_path, "finding")  # replayed on the model first
     assert len(read_trace(path).steps) == found.steps(ex)
+
+
+def test_an_action_whose_kernel_needs_what_the_rows_lack_takes_the_models_step(
+        tmp_path: Path) -> None:
+    cfg = feature_slices(preset("hostile"))["virtio-1x"]  # page poisoning: writes the rows lack
+    ex = explore_frontier(BalloonModel(cfg), budget=Budget(max_states=3000))
+    assert "balloon_report_free_pages" in ex.model_actions
+    assert "balloon_report_free_pages" not in ex.kernel_actions
+    assert {"guest_write", "vmm_discard_reported"} <= set(ex.kernel_actions)
+    assert ex.fired.get("balloon_report_free_pages", 0) > 0  # its steps were still taken
+    run = run_explore(cfg, symmetry=False, budget=Budget(max_states=3000), report_dir=tmp_path)
+    assert "the model's own step for balloon_report_free_pages" in run.engine_reason
 
 
 def test_a_budget_in_states_leaves_the_run_incomplete() -> None:
