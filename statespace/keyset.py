@@ -377,22 +377,3 @@ class KeySet:
                     j += 1
         found[asked] = out
         return found
-        h = key_hash(keys)
-        for run in self.runs + self.disk:
-            pos = np.searchsorted(run.h, h)
-            pos_c = np.minimum(pos, len(run.h) - 1)
-            hit = (run.h[pos_c] == h) & (out < 0)
-            if self.words == 1:
-                out[hit] = run.ids[pos_c[hit]]
-                continue
-            idx = np.nonzero(hit)[0]
-            same = (run.keys[pos_c[idx]] == keys[idx]).all(axis=1)
-            out[idx[same]] = run.ids[pos_c[idx[same]]]
-            for i in idx[~same].tolist():  # hash equal, key not: look along the equal hashes
-                j = int(pos_c[i])
-                while j < len(run.h) and run.h[j] == h[i]:
-                    if (run.keys[j] == keys[i]).all():
-                        out[i] = run.ids[j]
-                        break
-                    j += 1
-        return out

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from ballast.errors import GuardError
@@ -332,6 +333,22 @@ def test_unique_rows_is_numpys_unique_of_rows() -> None:
                                               want[2].reshape(-1).tolist()]
 
 
+def _broken_by_kernel_and_model(model: BalloonModel, prop: Any, kernel: Any, lay: RowLayout,
+                                rows: npt.NDArray[np.int16], states: list[Any]) -> int:
+    """How many of ``states`` break ``prop``, asserting its kernel on the rows and the
+    model's check agree on each."""
+    cfg = model.cfg
+    holds = np.ones(len(rows), dtype=bool)
+    if kernel.host is not None:
+        holds &= property_holds_on_rows(kernel.host, lay, rows)
+    if kernel.each_vm is not None:
+        for v in prop.checked_vms(cfg):
+            holds &= property_holds_on_rows(kernel.each_vm, lay, rows, v)
+    model_holds = [prop.check_state(cfg, s) is None for s in states]
+    assert holds.tolist() == model_holds, prop.name
+    return model_holds.count(False)
+
+
 @pytest.mark.parametrize("fault", [None, "release_keeps_balloon_set", "host_takes_single_unit",
                                    "migrate_forgets_old_page", "share_without_cow",
                                    "free_without_scrub", "host_swap_loses_data"])
@@ -352,15 +369,7 @@ def test_property_kernels_on_rows_are_the_models_checks(fault: str | None) -> No
         if kernel is None:
             continue
         by_kernel.append(prop.name)
-        holds = np.ones(len(rows), dtype=bool)
-        if kernel.host is not None:
-            holds &= property_holds_on_rows(kernel.host, lay, rows)
-        if kernel.each_vm is not None:
-            for v in prop.checked_vms(cfg):
-                holds &= property_holds_on_rows(kernel.each_vm, lay, rows, v)
-        model_holds = [prop.check_state(cfg, s) is None for s in states]
-        assert holds.tolist() == model_holds, prop.name
-        broken += model_holds.count(False)
+        broken += _broken_by_kernel_and_model(model, prop, kernel, lay, rows, states)
     assert len(by_kernel) >= 6
     if fault:
         assert FAULTS[fault].breaks in by_kernel
@@ -389,15 +398,7 @@ def test_property_kernels_on_rows_are_the_models_checks_with_every_feature(
         kernel = property_kernel_of(model, prop) if prop.state is not None else None
         if kernel is not None:
             state_forms += 1
-            holds = np.ones(len(rows), dtype=bool)
-            if kernel.host is not None:
-                holds &= property_holds_on_rows(kernel.host, lay, rows)
-            if kernel.each_vm is not None:
-                for v in prop.checked_vms(cfg):
-                    holds &= property_holds_on_rows(kernel.each_vm, lay, rows, v)
-            model_holds = [prop.check_state(cfg, s) is None for s in states]
-            assert holds.tolist() == model_holds, prop.name
-            broken += model_holds.count(False)
+            broken += _broken_by_kernel_and_model(model, prop, kernel, lay, rows, states)
         step = step_kernel_of(model, prop)
         if step is None:
             continue
