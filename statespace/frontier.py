@@ -1045,6 +1045,83 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                                    for b in fired_blocks.tolist()], dtype=np.int64)
                 emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
 
+        def by_kernel(si: int, spec: ActionSpec, kernel: Kernel,
+                      fixed: list[dict[str, Any]] | None, base: int, by_vm: bool) -> None:
+            """Emit the steps of action ``spec`` by its kernel over the whole batch (raises
+            :class:`RowsLack` where the rows lack an operation the kernel needs)."""
+            if fixed is not None:
+                for j, args in enumerate(fixed):
+                    copy = rows.copy()
+                    store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
+                    ok = run_kernel(kernel, store, _args(args, m))
+                    idx = np.nonzero(ok)[0]
+                    if len(idx):
+                        aid = intern(Action.of(spec.name, **args))
+                        emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
+                             copy[idx])
+                return
+            # Candidates read the state: ask the model once per distinct (host part,
+            # VM part) where they read no other VM, then spread them over the states
+            # holding that pair (the order of the instances is given by ``ords``).
+            blocks: list[tuple[Ints, int, dict[str, Any]]] = []
+            if not by_vm:
+                for i, s in enumerate(states):
+                    blocks += [(np.array([i]), j, a)
+                               for j, a in enumerate(spec.candidates(cfg, s))]
+            for v in range(n_vms if by_vm else 0):
+                # First by the VM part alone (candidates that leave the host unread),
+                # then the states whose candidates read it by (host part, VM part).
+                pending = np.arange(m)
+                for with_host in (False, True):
+                    if not len(pending):
+                        break
+                    uniq, first_i, inv = unique_rows(np.stack(
+                        [pre_h[pending], pre_v[pending, v]] if with_host
+                        else [pre_v[pending, v]], axis=1))
+                    members = pending[np.argsort(inv, kind="stable")]
+                    counts = np.bincount(inv, minlength=len(uniq))
+                    starts = np.cumsum(counts) - counts
+                    again: list[int] = []
+                    for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
+                                                        pending[first_i].tolist())):
+                        if with_host:
+                            ckey = (si, v, ids_g[0], ids_g[1])
+                            cands = memo.part_candidates.get(ckey, _MISSING)
+                            if cands is _MISSING:
+                                cands = memo.part_candidates[ckey] = part_candidates(
+                                    spec, states[i0], v)
+                        else:
+                            ckey = (si, v, -1, ids_g[0])
+                            cands = memo.part_candidates.get(ckey, _MISSING)
+                            if cands is _MISSING:
+                                cands = memo.part_candidates[ckey] = part_candidates(
+                                    spec, states[i0], v, watch=True)
+                            if cands is _READS_HOST:
+                                again.append(g)
+                                continue
+                        mem = members[starts[g]:starts[g] + counts[g]]
+                        if cands is None:  # they read another VM: state by state
+                            assert spec.vm_candidates is not None
+                            for i in mem.tolist():
+                                blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
+                                           for j, a in enumerate(
+                                               spec.vm_candidates(cfg, states[i], v))]
+                            continue
+                        blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
+                                   enumerate(cast("list[dict[str, Any]]", cands))]
+                    pending = pending[np.isin(inv, again)] if again else pending[:0]
+            if not blocks:
+                return
+            # A run of blocks whose steps act on one VM reads that VM's columns as one
+            # slice of every row (FrontierRows), rather than gathered row by row.
+            acting = [_row_of(b[2]) for b in blocks]
+            cuts = [0] + [k for k in range(1, len(blocks))
+                          if acting[k] != acting[k - 1]]
+            if len(cuts) > n_vms:
+                cuts = [0]
+            for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
+                fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
+
         for si, spec in enumerate(plan.specs):
             kernel, fixed = plan.kernels[si], plan.fixed[si]
             base = si << _ORDER_BITS
@@ -1052,80 +1129,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             if kernel is not None:
                 mark = (len(par), produced, len(flagged))
                 try:
-                    if fixed is not None:
-                        for j, args in enumerate(fixed):
-                            copy = rows.copy()
-                            store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
-                            ok = run_kernel(kernel, store, _args(args, m))
-                            idx = np.nonzero(ok)[0]
-                            if len(idx):
-                                aid = intern(Action.of(spec.name, **args))
-                                emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
-                                     copy[idx])
-                        continue
-                    else:
-                        # Candidates read the state: ask the model once per distinct (host part,
-                        # VM part) where they read no other VM, then spread them over the states
-                        # holding that pair (the order of the instances is given by ``ords``).
-                        blocks: list[tuple[Ints, int, dict[str, Any]]] = []
-                        if not by_vm:
-                            for i, s in enumerate(states):
-                                blocks += [(np.array([i]), j, a)
-                                           for j, a in enumerate(spec.candidates(cfg, s))]
-                        for v in range(n_vms if by_vm else 0):
-                            # First by the VM part alone (candidates that leave the host unread),
-                            # then the states whose candidates read it by (host part, VM part).
-                            pending = np.arange(m)
-                            for with_host in (False, True):
-                                if not len(pending):
-                                    break
-                                uniq, first_i, inv = unique_rows(np.stack(
-                                    [pre_h[pending], pre_v[pending, v]] if with_host
-                                    else [pre_v[pending, v]], axis=1))
-                                members = pending[np.argsort(inv, kind="stable")]
-                                counts = np.bincount(inv, minlength=len(uniq))
-                                starts = np.cumsum(counts) - counts
-                                again: list[int] = []
-                                for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
-                                                                    pending[first_i].tolist())):
-                                    if with_host:
-                                        ckey = (si, v, ids_g[0], ids_g[1])
-                                        cands = memo.part_candidates.get(ckey, _MISSING)
-                                        if cands is _MISSING:
-                                            cands = memo.part_candidates[ckey] = part_candidates(
-                                                spec, states[i0], v)
-                                    else:
-                                        ckey = (si, v, -1, ids_g[0])
-                                        cands = memo.part_candidates.get(ckey, _MISSING)
-                                        if cands is _MISSING:
-                                            cands = memo.part_candidates[ckey] = part_candidates(
-                                                spec, states[i0], v, watch=True)
-                                        if cands is _READS_HOST:
-                                            again.append(g)
-                                            continue
-                                    mem = members[starts[g]:starts[g] + counts[g]]
-                                    if cands is None:  # they read another VM: state by state
-                                        assert spec.vm_candidates is not None
-                                        for i in mem.tolist():
-                                            blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
-                                                       for j, a in enumerate(
-                                                           spec.vm_candidates(cfg, states[i], v))]
-                                        continue
-                                    blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
-                                               enumerate(cast("list[dict[str, Any]]", cands))]
-                                pending = pending[np.isin(inv, again)] if again else pending[:0]
-                        if not blocks:
-                            continue
-                        # A run of blocks whose steps act on one VM reads that VM's columns as one
-                        # slice of every row (FrontierRows), rather than gathered row by row.
-                        acting = [_row_of(b[2]) for b in blocks]
-                        cuts = [0] + [k for k in range(1, len(blocks))
-                                      if acting[k] != acting[k - 1]]
-                        if len(cuts) > n_vms:
-                            cuts = [0]
-                        for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
-                            fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
-                        continue
+                    by_kernel(si, spec, kernel, fixed, base, by_vm)
+                    continue
                 except RowsLack:
                     # The rows lack an operation the kernel needs: nothing it made is
                     # kept, and the model steps this action from now on.
