@@ -45,8 +45,9 @@ from ballast.numeric.arrays import (
 )
 from ballast.numeric.onehot import OneHot, dense, one_hot
 
-__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "Rows",
-           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "property_holds", "run_kernel"]
+__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "PageSets", "Rows",
+           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "page_sets", "property_holds",
+           "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -940,6 +941,57 @@ def _pair(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
+class PageSets:
+    """A PPN-set argument of a batch (``ppns``, ``refuse``), one set per row, read as the
+    kernels ask for it: which PPNs in range (a mask per row), how many entries, whether
+    they are distinct, whether some lie out of range and which (None where none does).
+
+    Built by :func:`page_sets`; a store that runs one set for many rows (an explorer's
+    instance, the same argument for every state of a batch) builds it once per set."""
+
+    __slots__ = ("mask", "size", "distinct", "beyond", "outside")
+
+    def __init__(self, mask: Mask, size: Ints, distinct: Mask, beyond: Mask,
+                 outside: list[list[int]] | None) -> None:
+        self.mask = mask
+        self.size = size
+        self.distinct = distinct
+        self.beyond = beyond
+        self.outside = outside
+
+
+def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
+    """The PPN-set argument whose ``k``-th set (a tuple of PPNs, any values) holds for the
+    next ``repeats[k]`` rows, for a VM of ``pages`` PPNs.
+
+    >>> sets = page_sets([(1, 2), (0, 0, 7)], np.array([2, 1]), pages=4)
+    >>> sets.mask.astype(int).tolist(), sets.size.tolist(), sets.distinct.tolist()
+    ([[0, 1, 1, 0], [0, 1, 1, 0], [1, 0, 0, 0]], [2, 2, 3], [True, True, False])
+    >>> sets.beyond.tolist(), sets.outside
+    ([False, False, True], [[], [], [7]])
+    """
+    k = len(values)
+    sel = np.zeros((k, pages), dtype=bool)
+    size = np.zeros(k, dtype=np.int64)
+    distinct = np.ones(k, dtype=bool)
+    outside: list[list[int]] = []
+    for j, t in enumerate(values):
+        t = tuple(t)
+        size[j] = len(t)
+        ints = all(isinstance(p, (int, np.integer)) for p in t)
+        distinct[j] = ints and len(set(t)) == len(t)
+        outside.append([int(p) for p in t if ints and not 0 <= p < pages])
+        if ints:
+            sel[j, [int(p) for p in t if 0 <= p < pages]] = True
+    beyond = np.array([bool(x) for x in outside], dtype=bool)
+    rows = (None if not beyond.any() else
+            [x for x, n in zip(outside, repeats.tolist()) for _ in range(n)])
+    if bool((repeats == 1).all()):  # one row a set: nothing to spread
+        return PageSets(sel, size, distinct, beyond, rows)
+    return PageSets(np.repeat(sel, repeats, axis=0), np.repeat(size, repeats),
+                    np.repeat(distinct, repeats), np.repeat(beyond, repeats), rows)
+
+
 def _and_one(hot: OneHot, x: Any) -> Any:
     """``hot`` and ``x`` (a truth value, one per row, a vector or another one-hot)."""
     if isinstance(x, OneHot):
@@ -965,7 +1017,7 @@ class NumpyOps(_NumpyMemory):
         self.rows = rows
         self.args = args
         self.ok: Mask = np.ones(rows.n, dtype=bool)
-        self._sets: dict[str, tuple[Mask, Ints, Mask, list[list[int]]]] = {}
+        self._sets: dict[str, PageSets] = {}
         self._writing = False
         # The last mask whose first entries were found, and them: a kernel asks whether
         # a mask has an entry right beside asking for its first (one pass, not two).
@@ -993,51 +1045,41 @@ class NumpyOps(_NumpyMemory):
     def arg(self, name: str) -> Value:
         return np.asarray(self.args[name], dtype=np.int64).reshape(-1)
 
-    def _ppn_set(self, name: str) -> tuple[Mask, Ints, Mask, list[list[int]]]:
-        """(in-range mask, size, distinct, PPNs out of range) of a PPN-set argument given
-        as a boolean mask per row or a list of tuples."""
-        if name in self._sets:
-            return self._sets[name]
-        raw, n, P = self.args[name], self.rows.n, self.cfg.guest_pages
-        out: tuple[Mask, Ints, Mask, list[list[int]]]
-        if isinstance(raw, np.ndarray) and raw.dtype == bool:
-            out = (raw, raw.sum(axis=1).astype(np.int64), np.ones(n, dtype=bool),
-                   [[] for _ in range(n)])
+    def _ppn_set(self, name: str) -> "PageSets":
+        """A PPN-set argument (a boolean mask per row, a list of tuples or a
+        :class:`PageSets`) as a :class:`PageSets`."""
+        known = self._sets.get(name)
+        if known is not None:
+            return known
+        raw = self.args[name]
+        if isinstance(raw, PageSets):
+            out = raw
+        elif isinstance(raw, np.ndarray) and raw.dtype == bool:
+            out = PageSets(raw, raw.sum(axis=1).astype(np.int64), np.ones(self.rows.n, dtype=bool),
+                           np.zeros(self.rows.n, dtype=bool), None)
         else:
-            sel = np.zeros((n, P), dtype=bool)
-            size = np.zeros(n, dtype=np.int64)
-            distinct = np.ones(n, dtype=bool)
-            outside: list[list[int]] = []
-            for k, t in enumerate(raw):
-                t = tuple(t)
-                size[k] = len(t)
-                ints = all(isinstance(p, (int, np.integer)) for p in t)
-                distinct[k] = ints and len(set(t)) == len(t)
-                outside.append([int(p) for p in t if ints and not 0 <= p < P])
-                if ints:
-                    sel[k, [int(p) for p in t if 0 <= p < P]] = True
-            out = (sel, size, distinct, outside)
+            out = page_sets(raw, np.ones(len(raw), dtype=np.int64), self.cfg.guest_pages)
         self._sets[name] = out
         return out
 
     def arg_pages(self, name: str) -> Value:
-        return self._ppn_set(name)[0]
+        return self._ppn_set(name).mask
 
     def arg_size(self, name: str) -> Value:
-        return self._ppn_set(name)[1]
+        return self._ppn_set(name).size
 
     def arg_distinct(self, name: str) -> Value:
-        return self._ppn_set(name)[2]
+        return self._ppn_set(name).distinct
 
     def arg_beyond(self, name: str) -> Value:
-        return np.array([bool(x) for x in self._ppn_set(name)[3]], dtype=bool)
+        return self._ppn_set(name).beyond
 
     def arg_beyond_within(self, name: str, field: str) -> Value:
-        outside = self._ppn_set(name)[3]
-        if not any(outside):
+        sets = self._ppn_set(name)
+        if sets.outside is None or not sets.beyond.any():
             return True
         have = self.rows.beyond_values(field)
-        return np.array([set(x) <= h for x, h in zip(outside, have)], dtype=bool)
+        return np.array([set(x) <= h for x, h in zip(sets.outside, have)], dtype=bool)
 
     def arg_vcpu(self, name: str) -> Value:
         return self.arg(name)[:, None] == np.arange(self.cfg.vcpus)

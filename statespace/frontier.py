@@ -72,7 +72,7 @@ from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
-from ballast.numeric.interpret import run_kernel
+from ballast.numeric.interpret import page_sets, run_kernel
 from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
@@ -472,16 +472,15 @@ def _row_of(args: dict[str, Any]) -> int:
     return int(args["vm"] if "vm" in args else args.get("host_page", 0))
 
 
-def _args(args: dict[str, Any], rows: int | None = None) -> dict[str, Any]:
-    """Kernel arguments (everything but the VM), one value per row."""
+def _args(args: dict[str, Any], rows: int, pages: int) -> dict[str, Any]:
+    """Kernel arguments (everything but the VM) of one instance, one value per row of a
+    batch of ``rows`` (a set of PPNs made into masks once, not once a row)."""
     out: dict[str, Any] = {}
     for k, v in args.items():
         if k == "vm":
             continue
-        if rows is not None:
-            out[k] = np.full(rows, v, dtype=np.int64) if isinstance(v, int) else [v] * rows
-        else:
-            out[k] = v
+        out[k] = (np.full(rows, v, dtype=np.int64) if isinstance(v, int)
+                  else page_sets([v], np.array([rows]), pages))
     return out
 
 
@@ -1033,9 +1032,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     vals = [b[2][name] for b in blocks]
                     if isinstance(vals[0], int):
                         kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
-                    else:
-                        kargs[name] = [x for x, k in zip(vals, sizes.tolist())
-                                       for _ in range(k)]
+                    else:  # sets of PPNs: masks made once a block
+                        kargs[name] = page_sets(vals, sizes, cfg.guest_pages)
             vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
             ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
             idx = np.nonzero(ok)[0]
@@ -1053,7 +1051,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 for j, args in enumerate(fixed):
                     copy = rows.copy()
                     store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
-                    ok = run_kernel(kernel, store, _args(args, m))
+                    ok = run_kernel(kernel, store, _args(args, m, cfg.guest_pages))
                     idx = np.nonzero(ok)[0]
                     if len(idx):
                         aid = intern(Action.of(spec.name, **args))

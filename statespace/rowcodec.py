@@ -188,6 +188,19 @@ class RowLayout:
             for at, shift in members:
                 self._chunk_place[at, k] = float(2 ** (shift - base))
         self._chunks = [(w, np.uint64(base)) for w, base, _ in chunks]
+        # Unpacking a word at a time: the columns in one word are one run (a column of no
+        # bits, constant, joins the run before it with a mask of nothing).
+        home = [max(0, max(self._word[:i + 1], default=0)) for i in range(self.width)]
+        self._runs: list[tuple[int, int, int, npt.NDArray[np.uint64], npt.NDArray[np.uint64],
+                               npt.NDArray[np.int16]]] = []
+        for w in range(self.words):
+            at = [i for i in range(self.width) if home[i] == w]
+            if at:
+                lo, hi = at[0], at[-1] + 1
+                self._runs.append((
+                    w, lo, hi, np.array(self._shift[lo:hi], dtype=np.uint64),
+                    np.array([(1 << c.bits) - 1 for c in self.columns[lo:hi]], dtype=np.uint64),
+                    self.low[lo:hi].astype(np.int16)))
 
     def _add(self, f: Field, vm: int | None) -> None:
         cols = _block(f, self.cfg, vm)
@@ -425,15 +438,10 @@ class RowLayout:
 
     def unpack(self, keys: Keys) -> Rows:
         """The rows of packed ``keys``."""
-        n = keys.shape[0]
-        out = np.empty((n, self.width), dtype=np.int16)
-        for i, c in enumerate(self.columns):
-            w = self._word[i]
-            if w < 0:
-                out[:, i] = c.low
-                continue
-            mask = np.uint64((1 << c.bits) - 1)
-            out[:, i] = ((keys[:, w] >> np.uint64(self._shift[i])) & mask).astype(np.int64) + c.low
+        out = np.empty((keys.shape[0], self.width), dtype=np.int16)
+        for w, lo, hi, shifts, masks, lows in self._runs:
+            cells = ((keys[:, w, None] >> shifts) & masks).astype(np.int16)
+            np.add(cells, lows, out=out[:, lo:hi])
         return out
 
 
