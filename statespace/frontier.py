@@ -472,6 +472,16 @@ def _row_of(args: dict[str, Any]) -> int:
     return int(args["vm"] if "vm" in args else args.get("host_page", 0))
 
 
+def part_groups(ids: Ints, rows: Ints) -> tuple[Any, Ints, Ints, Ints, Ints, Ints]:
+    """The states ``rows`` grouped by their part ids ``ids`` (one row of ids per state):
+    the distinct ids, a first state of each (its position in ``rows``), each state's group,
+    the states group by group, and each group's size and start in that order."""
+    uniq, first_i, inv = unique_rows(ids)
+    members = rows[np.argsort(inv, kind="stable")]
+    counts = np.bincount(inv, minlength=len(uniq))
+    return uniq, first_i, inv, members, counts, np.cumsum(counts) - counts
+
+
 def _args(args: dict[str, Any], rows: int, pages: int) -> dict[str, Any]:
     """Kernel arguments (everything but the VM) of one instance, one value per row of a
     batch of ``rows`` (a set of PPNs made into masks once, not once a row)."""
@@ -987,6 +997,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         rows = lay.unpack(row_keys)
         states = _Decoded(lay, rows)
         pre_h, pre_v = part_ids.of_keys(row_keys, lambda: rows)
+        vm_groups: dict[int, tuple[Any, ...]] = {}  # VM -> its parts' groups of the batch
         par: list[Any] = []
         order: list[Any] = []
         aids: list[Any] = []
@@ -1073,12 +1084,14 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 for with_host in (False, True):
                     if not len(pending):
                         break
-                    uniq, first_i, inv = unique_rows(np.stack(
-                        [pre_h[pending], pre_v[pending, v]] if with_host
-                        else [pre_v[pending, v]], axis=1))
-                    members = pending[np.argsort(inv, kind="stable")]
-                    counts = np.bincount(inv, minlength=len(uniq))
-                    starts = np.cumsum(counts) - counts
+                    if with_host:
+                        uniq, first_i, inv, members, counts, starts = part_groups(
+                            np.stack([pre_h[pending], pre_v[pending, v]], axis=1), pending)
+                    else:  # the same for every action of the batch: grouped once
+                        got = vm_groups.get(v)
+                        if got is None:
+                            got = vm_groups[v] = part_groups(pre_v[:, v, None], pending)
+                        uniq, first_i, inv, members, counts, starts = got
                     again: list[int] = []
                     for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
                                                         pending[first_i].tolist())):

@@ -310,15 +310,30 @@ class FrontierRows:
         u = self.cfg.host_page_units
         return self.vms[:, None] * u + np.arange(u)[None, :]
 
-    def units(self, field: str) -> Mask:
+    def _units_at(self, field: str) -> tuple[Any, Any]:
+        """Where the units of each row's host page lie in the rows: one slice of columns
+        where every row names the same host page (a host action's instance), else the
+        columns row by row."""
         cols = self._host_cols(field_key(field))[self._unit_cols()]
-        return self.rows[self._r, cols] != 0
+        if self._one_vm is not None:
+            first = cols[0]
+            if bool((np.diff(first) == 1).all()):
+                return slice(None), slice(int(first[0]), int(first[-1]) + 1)
+        return self._r, cols
+
+    def units(self, field: str) -> Mask:
+        return self.rows[self._units_at(field)] != 0
 
     def set_units(self, field: str, value: Mask, ok: Mask) -> None:
-        cols = self._host_cols(field_key(field))[self._unit_cols()]
-        old = self.rows[self._r, cols]
+        at = self._units_at(field)
+        if isinstance(at[1], slice):
+            block = self.rows[at]  # a view of the rows
+            np.copyto(block, np.broadcast_to(np.asarray(value), block.shape),
+                      casting="unsafe", where=ok[:, None])
+            return
+        old = self.rows[at]
         new = np.broadcast_to(np.asarray(value), old.shape).astype(np.int16)
-        self.rows[self._r, cols] = np.where(ok[:, None], new, old)
+        self.rows[at] = np.where(ok[:, None], new, old)
 
     def lru_victim(self) -> Mask:
         pos = self._cells("guest.lru").astype(np.int64)
