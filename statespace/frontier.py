@@ -1059,8 +1059,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             """Emit the steps of action ``spec`` by its kernel over the whole batch (raises
             :class:`RowsLack` where the rows lack an operation the kernel needs)."""
             if fixed is not None:
+                # One scratch copy of the rows for every instance in turn: the steps are
+                # taken out of it (emit gathers them) before the next instance writes it.
+                copy = np.empty_like(rows)
                 for j, args in enumerate(fixed):
-                    copy = rows.copy()
+                    np.copyto(copy, rows)
                     store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
                     ok = run_kernel(kernel, store, _args(args, m, cfg.guest_pages))
                     idx = np.nonzero(ok)[0]
