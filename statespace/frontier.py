@@ -489,8 +489,12 @@ def _args(args: dict[str, Any], rows: int, pages: int) -> dict[str, Any]:
     for k, v in args.items():
         if k == "vm":
             continue
-        out[k] = (np.full(rows, v, dtype=np.int64) if isinstance(v, int)
-                  else page_sets([v], np.array([rows]), pages))
+        if isinstance(v, int):
+            out[k] = np.full(rows, v, dtype=np.int64)
+        elif isinstance(v, tuple):  # a set of PPNs
+            out[k] = page_sets([v], np.array([rows]), pages)
+        else:
+            out[k] = [v] * rows
     return out
 
 
@@ -1043,8 +1047,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     vals = [b[2][name] for b in blocks]
                     if isinstance(vals[0], int):
                         kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
-                    else:  # sets of PPNs: masks made once a block
+                    elif isinstance(vals[0], tuple):  # sets of PPNs: masks made once a block
                         kargs[name] = page_sets(vals, sizes, cfg.guest_pages)
+                    else:
+                        kargs[name] = [x for x, k in zip(vals, sizes.tolist())
+                                       for _ in range(k)]
             vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
             ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
             idx = np.nonzero(ok)[0]
