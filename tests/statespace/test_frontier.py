@@ -304,6 +304,24 @@ def test_an_exploration_beyond_its_memory_budget_spills_and_finds_the_same_state
     assert spilled.states == load_manifest()["one-vm-refusal"]["states"]
     assert all(spilled.state(i) == plain.state(i) for i in range(spilled.states))
 
+TOO_LARGE_AT_ONE_PAGE = {"one-vm-hostile-flood", "one-vm-hostile-processors"}
+"""Pinned configurations that stay large at one PPN and one MPN (the slow comparison below
+covers them)."""
+NEED_MORE_PAGES = {"one-vm-large-units", "two-vms-host-pages"}
+"""Pinned configurations whose balloon or host pages are larger than one page."""
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPLORE_CONFIGS) - TOO_LARGE_AT_ONE_PAGE
+                                        - NEED_MORE_PAGES))
+def test_same_exploration_on_every_pinned_configuration_cut_to_one_page(name: str) -> None:
+    """The quick twin of the comparison below: each pinned configuration's features on one
+    VM of one PPN and one MPN, so that every kind of argument a kernel takes (numbers, sets
+    of PPNs, a hint command) reaches the frontier's kernels on every run of the suite."""
+    cfg = EXPLORE_CONFIGS[name].replace(vms=1, guest_pages=1, machine_pages=1)
+    ref, new = both(BalloonModel(cfg))
+    assert new == ref
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetry", [False, True])
 @pytest.mark.parametrize("name", sorted(EXPLORE_CONFIGS))
