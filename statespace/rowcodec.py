@@ -190,13 +190,13 @@ class RowLayout:
         self._chunks = [(w, np.uint64(base)) for w, base, _ in chunks]
         # Unpacking a word at a time: the columns in one word are one run (a column of no
         # bits, constant, joins the run before it with a mask of nothing).
-        home = [max(0, max(self._word[:i + 1], default=0)) for i in range(self.width)]
+        home = [max(0, w) for w in itertools.accumulate(self._word, max)]
         self._runs: list[tuple[int, int, int, npt.NDArray[np.uint64], npt.NDArray[np.uint64],
                                npt.NDArray[np.int16]]] = []
         for w in range(self.words):
-            at = [i for i in range(self.width) if home[i] == w]
-            if at:
-                lo, hi = at[0], at[-1] + 1
+            run = [i for i in range(self.width) if home[i] == w]
+            if run:
+                lo, hi = run[0], run[-1] + 1
                 self._runs.append((
                     w, lo, hi, np.array(self._shift[lo:hi], dtype=np.uint64),
                     np.array([(1 << c.bits) - 1 for c in self.columns[lo:hi]], dtype=np.uint64),
