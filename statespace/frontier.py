@@ -166,25 +166,38 @@ class _Blocks:
         return out
 
 
+def _radix(cells: npt.NDArray[np.int16], low: Ints, size: Ints) -> Ints:
+    """Each row's cells as one number in mixed radix (the last column least significant;
+    the columns' ranges, ``low`` and ``size``, multiply to less than 2**63)."""
+    place = np.concatenate([np.cumprod(size[::-1])[::-1][1:], [1]]).astype(np.int64)
+    if float(np.prod(size.astype(np.float64))) < 2.0 ** 53:
+        # Every code is an integer a double holds exactly: the product runs in BLAS.
+        code: Ints = ((cells.astype(np.float64) - low) @ place.astype(np.float64)
+                      ).astype(np.int64)
+        return code
+    exact: Ints = (cells.astype(np.int64) - low) @ place
+    return exact
+
+
 class _PartIds:
     """A number for every distinct host part and VM part met, found by sorting rows.
 
     Where a part's columns fit in 62 bits, its cells are one number (each column's value
     above its low end, in the layout's fixed ranges) and the numbers seen are kept sorted
     with their ids, so a batch of parts is numbered by one sort and one binary search;
-    wider parts are numbered by their bytes.
+    wider parts alike, by their cells' bytes as one value.
     """
 
     def __init__(self, layout: RowLayout, columns: list[list[int]] | None = None) -> None:
         self.layout = layout
-        self.index: dict[bytes, int] = {}
         self.count = 0
         h = layout.host_end
         w = layout.vm_width
         self.spans = [(0, h)] + [(h + v * w, h + (v + 1) * w) for v in range(layout.cfg.vms)]
         self.columns = columns or []
-        self.known: dict[tuple[int, ...], tuple[Ints, Ints]] = {}
-        """By the columns' ranges: (the numbers seen, sorted; their ids)."""
+        self.known: dict[tuple[Any, ...], tuple[Any, Ints]] = {}
+        """By the columns' ranges: (the numbers seen, or the cells' bytes, sorted; their
+        ids)."""
 
     def of_columns(self, rows: npt.NDArray[np.int16]) -> Ints:
         """``(n, len(columns))``: the id of each row's cells in each column set."""
@@ -197,34 +210,27 @@ class _PartIds:
         size = self.layout.high[cols] - low + 1
         if float(np.prod(size.astype(np.float64))) < 2.0 ** 62:
             return self._ids_by_number(cells, low, size)
-        flat = np.ascontiguousarray(cells).view(np.dtype((np.void, cells.shape[1] * 2))).ravel()
-        uniq, inv = np.unique(flat, return_inverse=True)
-        index = self.index
-        table = []
-        for u in uniq:
-            got = index.get(u.tobytes())
-            if got is None:
-                got = index[u.tobytes()] = self.count
-                self.count += 1
-            table.append(got)
-        return np.array(table, dtype=np.int64)[inv.reshape(-1)]
+        # Wider parts: a number per run of columns that a double holds exactly, the runs'
+        # numbers together as one value (their bytes), sorted and searched alike.
+        runs, start, span = [], 0, 1.0
+        for c, k in enumerate(size.tolist()):
+            if span * k >= 2.0 ** 53:
+                runs.append((start, c))
+                start, span = c, 1.0
+            span *= k
+        runs.append((start, len(size)))
+        words = np.stack([_radix(cells[:, a:b], low[a:b], size[a:b]) for a, b in runs], axis=1)
+        flat = words.view(np.dtype((np.void, 8 * len(runs)))).ravel()
+        return self._number(flat, ("runs",) + tuple(size.tolist()) + tuple(low.tolist()))
 
     def _ids_by_number(self, cells: npt.NDArray[np.int16], low: Ints, size: Ints) -> Ints:
-        # Mixed radix, the last column least significant: one product with the place values.
-        place = np.concatenate([np.cumprod(size[::-1])[::-1][1:], [1]]).astype(np.int64)
-        if float(np.prod(size.astype(np.float64))) < 2.0 ** 53:
-            # Every code is an integer a double holds exactly: the product runs in BLAS.
-            code: Ints = ((cells.astype(np.float64) - low) @ place.astype(np.float64)
-                          ).astype(np.int64)
-        else:
-            code = (cells.astype(np.int64) - low) @ place
-        return self._number(code, tuple(size.tolist()) + tuple(low.tolist()))
+        return self._number(_radix(cells, low, size), tuple(size.tolist()) + tuple(low.tolist()))
 
-    def _number(self, code: Ints, sig: tuple[Any, ...]) -> Ints:
-        """The id of each part by its number ``code`` (numbers of one kind ``sig``)."""
+    def _number(self, code: npt.NDArray[Any], sig: tuple[Any, ...]) -> Ints:
+        """The id of each part by its number ``code`` (numbers of one kind ``sig``; or
+        values of several numbers each, as bytes)."""
         uniq, inv = np.unique(code, return_inverse=True)
-        seen, ids = self.known.get(sig, (np.zeros(0, dtype=np.int64),
-                                         np.zeros(0, dtype=np.int64)))
+        seen, ids = self.known.get(sig, (code[:0], np.zeros(0, dtype=np.int64)))
         at: Ints = np.searchsorted(seen, uniq)
         hit: npt.NDArray[np.bool_] = at < len(seen)
         hit[hit] = seen[at[hit]] == uniq[hit]
@@ -234,9 +240,9 @@ class _PartIds:
         if len(new):
             out[new] = np.arange(self.count, self.count + len(new))
             self.count += len(new)
-            merged = np.concatenate([seen, uniq[new]])
-            order = np.argsort(merged, kind="stable")
-            self.known[sig] = (merged[order], np.concatenate([ids, out[new]])[order])
+            # Both sorted: the new numbers go in where the search put them.
+            self.known[sig] = (np.insert(seen, at[new], uniq[new]),
+                               np.insert(ids, at[new], out[new]))
         found: Ints = out[inv.reshape(-1)]
         return found
 
@@ -245,7 +251,7 @@ class _PartIds:
         """:meth:`of` the rows whose packed keys are ``keys``: a part's number is its bits
         read off the key (:meth:`~ballast.statespace.rowcodec.RowLayout.span_code`), where
         they fit in 63 bits; ``rows()`` gives the rows where they do not."""
-        codes = [self.layout.span_code(keys, a, b) for a, b in self.spans]
+        codes = [self._span_codes(keys, a, b) for a, b in self.spans]
         if any(c is None for c in codes):
             return self.of(rows())
         lay = self.layout
@@ -255,6 +261,28 @@ class _PartIds:
         vms = np.stack([self._number(cast(Ints, c), g) for c, g in zip(codes[1:], sigs[1:])],
                        axis=1) if len(codes) > 1 else np.zeros((len(keys), 0), dtype=np.int64)
         return host, vms
+
+    def _span_codes(self, keys: Keys, a: int, b: int) -> Any:
+        """Per key, the cells of columns ``a``..``b`` as one value read off the key: a
+        number where they take at most 63 bits, else the numbers of runs of columns of at
+        most 63 bits each, together as one value (their bytes); None where a column alone
+        is wider."""
+        lay = self.layout
+        code = lay.span_code(keys, a, b)
+        if code is not None:
+            return code
+        runs, start, bits = [], a, 0
+        for c in range(a, b):
+            width = lay.columns[c].bits
+            if bits + width > 63:
+                runs.append((start, c))
+                start, bits = c, 0
+            bits += width
+        runs.append((start, b))
+        words = [lay.span_code(keys, x, y) for x, y in runs]
+        if any(w is None for w in words):
+            return None
+        return np.stack(cast("list[Ints]", words), axis=1).view(np.dtype((np.void, 8 * len(runs)))).ravel()
 
     def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
         """(host part id per row, ``(n, vms)`` VM part ids)."""

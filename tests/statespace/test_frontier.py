@@ -20,7 +20,7 @@ from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import (_row_of, explore_frontier, kernel_of,
+from ballast.statespace.frontier import (_PartIds, _row_of, explore_frontier, kernel_of,
                                          property_kernel_of, step_kernel_of)
 from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_columns_read,
                                               property_holds_on_rows, step_holds_on_rows)
@@ -123,6 +123,17 @@ def test_a_parts_number_read_off_the_key_tells_parts_apart_as_its_cells_do(cfg: 
         for v in range(1, cfg.vms):
             alike = (cells[1] == cells[1 + v]).all(axis=1)
             assert ((vm_codes[0] == vm_codes[v]) == alike).all()
+    # The ids the explorer gives parts, wide ones included (read off the key in runs of
+    # columns of at most 63 bits): one id, one part; VMs alike, ids alike.
+    ids = _PartIds(lay)
+    host, vms = ids.of_keys(keys, lambda: rows)
+    for c, got in zip(cells, [host] + [vms[:, v] for v in range(cfg.vms)]):
+        by_id = {}
+        for row, x in zip(c.tolist(), got.tolist()):
+            assert by_id.setdefault(x, row) == row
+        assert len(by_id) == len({tuple(r) for r in c.tolist()})
+    for v in range(1, cfg.vms):
+        assert ((vms[:, 0] == vms[:, v]) == (cells[1] == cells[1 + v]).all(axis=1)).all()
 
 
 # -- the visited set --------------------------------------------------------------------
