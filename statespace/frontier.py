@@ -12,9 +12,12 @@ organised for whole-array work:
   kernel (:mod:`ballast.model.action_kernels`) runs through the kernels' NumPy
   interpreter on a :class:`~ballast.statespace.frontier_rows.FrontierRows`
   store: when the action's candidates do not depend on the state, each
-  (action, argument) instance is one masked update of the whole batch. An
-  action without a kernel yet (or replaced by a seeded fault that has none)
-  falls back to the Python model's step on the decoded states: correct, slower;
+  (action, argument) instance is one masked update of the whole batch; where they
+  do, the model's own candidate code is asked once per group of states that agree
+  on what that code reads of the acting VM (noted as it runs:
+  :class:`_VmCandidates`). An action without a kernel yet (or replaced by a seeded
+  fault that has none) falls back to the Python model's step on the decoded states:
+  correct, slower;
 * successors are ordered as the reference orders them (state by state, then the
   model's order of actions and candidates), so the same states get the same
   parents and the first real state reaching a symmetry class is the one
@@ -67,6 +70,7 @@ from ballast.model.invariants import Property, honest_vms
 from ballast.model.ops import Kernel
 from ballast.model.property_kernels import (PROPERTY_KERNELS, STEP_KERNELS, PropertyKernel,
                                              StepKernel)
+from ballast.model.schema import SCHEMA, Record
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
@@ -305,8 +309,8 @@ class _Memos:
         self.state: dict[tuple[Any, ...], Any] = {}
         self.unsettled: dict[tuple[Any, ...], Any] = {}
         self.part_candidates: dict[tuple[int, ...], Any] = {}
-        """By (action, VM, host part id, VM part id): the candidates of that part (kept
-        across forgetting: part ids are never reused)."""
+        """The candidates of VM-partitioned actions (:class:`_VmCandidates`; kept across
+        forgetting: part ids are never reused, cells mean the same)."""
         self.by_ids: dict[tuple[int, ...], Any] = {}
         self.tables: dict[tuple[Any, ...], Any] = {}
         self.vm_checks: dict[tuple[int, ...], bool] = {}
@@ -500,14 +504,163 @@ def _row_of(args: dict[str, Any]) -> int:
     return int(args["vm"] if "vm" in args else args.get("host_page", 0))
 
 
-def part_groups(ids: Ints, rows: Ints) -> tuple[Any, Ints, Ints, Ints, Ints, Ints]:
-    """The states ``rows`` grouped by their part ids ``ids`` (one row of ids per state):
+def part_groups(ids: npt.NDArray[Any], rows: Ints) -> tuple[Any, Ints, Ints, Ints, Ints, Ints]:
+    """The states ``rows`` grouped by ``ids`` (one row per state: its part ids, or cells):
     the distinct ids, a first state of each (its position in ``rows``), each state's group,
     the states group by group, and each group's size and start in that order."""
     uniq, first_i, inv = unique_rows(ids)
     members = rows[np.argsort(inv, kind="stable")]
     counts = np.bincount(inv, minlength=len(uniq))
     return uniq, first_i, inv, members, counts, np.cumsum(counts) - counts
+
+
+_ANY_ATTRIBUTE = ""
+"""Stands for an attribute of a VM record that is no field (a method): every column."""
+
+
+def _vm_attribute_columns(lay: RowLayout, v: int) -> dict[str, Ints]:
+    """Per attribute of VM ``v``'s record, the columns behind it: a field of the VM's own
+    record its columns, ``guest`` and ``module`` their records' columns, and every column
+    of the VM for anything else (:data:`_ANY_ATTRIBUTE`)."""
+    out: dict[str, list[int]] = {}
+    for f in SCHEMA:
+        if f.record is Record.HOST:
+            continue
+        attr = {Record.GUEST: "guest", Record.MODULE: "module"}.get(f.record, f.name)
+        out.setdefault(attr, []).extend(lay.cols(f.key, v))
+    start = lay.host_end + v * lay.vm_width
+    out[_ANY_ATTRIBUTE] = list(range(start, start + lay.vm_width))
+    return {k: np.array(sorted(c), dtype=np.int64) for k, c in out.items()}
+
+
+def _one_group(m: int) -> tuple[Any, Ints, Ints, Ints, Ints, Ints]:
+    """:func:`part_groups` of ``m`` states that all agree."""
+    return (np.zeros((1, 0), dtype=np.int64), np.zeros(1, dtype=np.int64),
+            np.zeros(m, dtype=np.int64), np.arange(m), np.array([m]), np.zeros(1, dtype=np.int64))
+
+
+class _VmCandidates:
+    """The candidates of VM-partitioned actions for a batch of states, asked of the model
+    once per group of states that agree on what they read.
+
+    An action's candidates for VM ``v`` are asked on the VM's part alone (the other VMs
+    stood in for by ``local``; None where they read one). The model's code is noted as it
+    runs: the VM attributes it read (the columns behind them, :func:`_vm_attribute_columns`)
+    and whether it read the host. Two states that agree on those columns get the same
+    candidates (the same reads give the same values, so the same path through the code),
+    so the states are grouped by those columns and the model asked once per group. What an
+    action has read only grows; when a group's answer reads more than its group tells
+    apart, the states are grouped again by the larger set (answers remembered under the
+    smaller one are not used again). Candidates that read the host are asked once per
+    (host part, VM part); those that read another VM, state by state.
+    """
+
+    def __init__(self, lay: RowLayout, memo: dict[tuple[int, ...], Any],
+                 local: Callable[[State, int | None], State]) -> None:
+        self.cfg = lay.cfg
+        self.memo = memo
+        """Answers by (action, VM, host part id, VM part id), or by (action, VM, minus one
+        minus the read set's version, the cells read)."""
+        self.local = local
+        self.columns_of = [_vm_attribute_columns(lay, v) for v in range(lay.cfg.vms)]
+        self.reads: dict[tuple[int, int], tuple[frozenset[str], Ints, int]] = {}
+        """By (action, VM): the attributes read so far, their columns, the version."""
+
+    def read_so_far(self, si: int, v: int) -> tuple[frozenset[str], Ints, int]:
+        """(attributes read, their columns, version) of action ``si``'s candidates on VM
+        ``v``."""
+        return self.reads.get((si, v), (frozenset(), np.zeros(0, dtype=np.int64), 0))
+
+    def note(self, si: int, v: int, read: set[str]) -> bool:
+        """Note that action ``si``'s candidates on VM ``v`` read ``read``: whether that is
+        more than before."""
+        names, _, version = self.read_so_far(si, v)
+        if read <= names:
+            return False
+        names = names | read
+        every = self.columns_of[v]
+        cols = sorted({c for name in names
+                       for c in every.get(name, every[_ANY_ATTRIBUTE]).tolist()})
+        self.reads[(si, v)] = (names, np.array(cols, dtype=np.int64), version + 1)
+        return True
+
+    def ask(self, spec: ActionSpec, s: State, v: int, watch: bool = False,
+            read: set[str] | None = None) -> list[dict[str, Any]] | None | object:
+        """The candidates of ``spec`` for VM ``v`` computed on its part alone (None when they
+        read another VM); ``watch``: with the host watched, _READS_HOST when they read it;
+        ``read``: gets the names of VM ``v``'s attributes they read."""
+        loc = self.local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
+        if read is not None:
+            watched = WatchedVm.of(s.vms[v])
+            loc = State(loc.host, loc.vms[:v] + (watched,) + loc.vms[v + 1:])
+        try:
+            assert spec.vm_candidates is not None
+            got = list(spec.vm_candidates(self.cfg, State(host, loc.vms) if watch else loc, v))
+        except ReadElsewhere:
+            return None
+        finally:
+            if read is not None:
+                read |= watched.fields_read
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
+        return got
+
+    def blocks(self, si: int, spec: ActionSpec, v: int, rows: npt.NDArray[np.int16],
+               states: Any, pre_h: Ints, pre_v: Ints) -> list[tuple[Ints, int, dict[str, Any]]]:
+        """The instances of action ``si`` (``spec``) on VM ``v`` from the states ``rows``
+        (``states[i]``: the state of row ``i``; ``pre_h``, ``pre_v``: their part ids):
+        (the states, the instance's order, its arguments) per candidate of a group."""
+        out: list[tuple[Ints, int, dict[str, Any]]] = []
+        m = len(rows)
+        pending = np.arange(m)
+        with_host = False
+        while len(pending):
+            if with_host:
+                uniq, first_i, inv, members, counts, starts = part_groups(
+                    np.stack([pre_h[pending], pre_v[pending, v]], axis=1), pending)
+            else:
+                _, cols, version = self.read_so_far(si, v)
+                uniq, first_i, inv, members, counts, starts = part_groups(
+                    rows[:, cols], pending) if len(cols) else _one_group(m)
+            again: list[int] = []
+            regroup = False
+            for g, (ids_g, i0) in enumerate(zip(uniq.tolist(), pending[first_i].tolist())):
+                if with_host:
+                    ckey = (si, v, ids_g[0], ids_g[1])
+                    cands = self.memo.get(ckey, _MISSING)
+                    if cands is _MISSING:
+                        cands = self.memo[ckey] = self.ask(spec, states[i0], v)
+                else:
+                    ckey = (si, v, -1 - version, *ids_g)
+                    cands = self.memo.get(ckey, _MISSING)
+                    if cands is _MISSING:
+                        read: set[str] = set()
+                        cands = self.ask(spec, states[i0], v, watch=True, read=read)
+                        if self.note(si, v, read):
+                            regroup = True  # read more than the groups tell apart
+                            break
+                        self.memo[ckey] = cands
+                    if cands is _READS_HOST:
+                        again.append(g)
+                        continue
+                mem = members[starts[g]:starts[g] + counts[g]]
+                if cands is None:  # they read another VM: state by state
+                    assert spec.vm_candidates is not None
+                    for i in mem.tolist():
+                        out += [(np.array([i]), (v << _VM_BITS) + j, a) for j, a in
+                                enumerate(spec.vm_candidates(self.cfg, states[i], v))]
+                    continue
+                out += [(mem, (v << _VM_BITS) + j, a) for j, a in
+                        enumerate(cast("list[dict[str, Any]]", cands))]
+            if regroup:  # the instances of this VM are made again
+                out = []
+                continue
+            if with_host:
+                break
+            pending = pending[np.isin(inv, again)] if again else pending[:0]
+            with_host = True
+        return out
 
 
 def _args(args: dict[str, Any], rows: int, pages: int) -> dict[str, Any]:
@@ -747,20 +900,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         return (np.array([j for j, _, _, _ in got], dtype=np.int64),
                 np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
 
-    def part_candidates(spec: ActionSpec, s: State, v: int,
-                        watch: bool = False) -> list[dict[str, Any]] | None | object:
-        """The candidates of ``spec`` for VM ``v`` computed on its part alone (None when they
-        read another VM); ``watch``: with the host watched, _READS_HOST when they read it."""
-        loc = local(s, v)
-        host = WatchedHost.of(s.host) if watch else s.host
-        try:
-            assert spec.vm_candidates is not None
-            got = list(spec.vm_candidates(cfg, State(host, loc.vms) if watch else loc, v))
-        except ReadElsewhere:
-            return None
-        if watch and cast(WatchedHost, host).read:
-            return _READS_HOST
-        return got
+    vm_candidates = _VmCandidates(lay, memo.part_candidates, local)
 
     def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
         """(whether the step changed at most the host and one VM, that VM)."""
@@ -1029,7 +1169,6 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         rows = lay.unpack(row_keys)
         states = _Decoded(lay, rows)
         pre_h, pre_v = part_ids.of_keys(row_keys, lambda: rows)
-        vm_groups: dict[int, tuple[Any, ...]] = {}  # VM -> its parts' groups of the batch
         par: list[Any] = []
         order: list[Any] = []
         aids: list[Any] = []
@@ -1107,58 +1246,16 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
                              copy[idx])
                 return
-            # Candidates read the state: ask the model once per distinct (host part,
-            # VM part) where they read no other VM, then spread them over the states
-            # holding that pair (the order of the instances is given by ``ords``).
+            # Candidates read the state: for a VM-partitioned action, ask the model once
+            # per group of states that agree on what they read (_VmCandidates), then
+            # spread them over the group (the order of the instances is given by ``ords``).
             blocks: list[tuple[Ints, int, dict[str, Any]]] = []
             if not by_vm:
                 for i, s in enumerate(states):
                     blocks += [(np.array([i]), j, a)
                                for j, a in enumerate(spec.candidates(cfg, s))]
             for v in range(n_vms if by_vm else 0):
-                # First by the VM part alone (candidates that leave the host unread),
-                # then the states whose candidates read it by (host part, VM part).
-                pending = np.arange(m)
-                for with_host in (False, True):
-                    if not len(pending):
-                        break
-                    if with_host:
-                        uniq, first_i, inv, members, counts, starts = part_groups(
-                            np.stack([pre_h[pending], pre_v[pending, v]], axis=1), pending)
-                    else:  # the same for every action of the batch: grouped once
-                        got = vm_groups.get(v)
-                        if got is None:
-                            got = vm_groups[v] = part_groups(pre_v[:, v, None], pending)
-                        uniq, first_i, inv, members, counts, starts = got
-                    again: list[int] = []
-                    for g, (ids_g, i0) in enumerate(zip(uniq.tolist(),
-                                                        pending[first_i].tolist())):
-                        if with_host:
-                            ckey = (si, v, ids_g[0], ids_g[1])
-                            cands = memo.part_candidates.get(ckey, _MISSING)
-                            if cands is _MISSING:
-                                cands = memo.part_candidates[ckey] = part_candidates(
-                                    spec, states[i0], v)
-                        else:
-                            ckey = (si, v, -1, ids_g[0])
-                            cands = memo.part_candidates.get(ckey, _MISSING)
-                            if cands is _MISSING:
-                                cands = memo.part_candidates[ckey] = part_candidates(
-                                    spec, states[i0], v, watch=True)
-                            if cands is _READS_HOST:
-                                again.append(g)
-                                continue
-                        mem = members[starts[g]:starts[g] + counts[g]]
-                        if cands is None:  # they read another VM: state by state
-                            assert spec.vm_candidates is not None
-                            for i in mem.tolist():
-                                blocks += [(np.array([i]), (v << _VM_BITS) + j, a)
-                                           for j, a in enumerate(
-                                               spec.vm_candidates(cfg, states[i], v))]
-                            continue
-                        blocks += [(mem, (v << _VM_BITS) + j, a) for j, a in
-                                   enumerate(cast("list[dict[str, Any]]", cands))]
-                    pending = pending[np.isin(inv, again)] if again else pending[:0]
+                blocks += vm_candidates.blocks(si, spec, v, rows, states, pre_h, pre_v)
             if not blocks:
                 return
             # A run of blocks whose steps act on one VM reads that VM's columns as one

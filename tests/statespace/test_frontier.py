@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,15 @@ from ballast.model.actions import ACTIONS, Action, apply
 from ballast.model.config import Config, preset
 from ballast.model.faults import FAULTS
 from ballast.model.property_kernels import STEP_KERNELS
+from ballast.model.state import UNBACKED, State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import (_PartIds, _row_of, explore_frontier, kernel_of,
+from ballast.statespace.frontier import (_PartIds, _row_of, _vm_attribute_columns,
+                                         _VmCandidates, explore_frontier, kernel_of,
                                          property_kernel_of, step_kernel_of)
 from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_columns_read,
                                               property_holds_on_rows, step_holds_on_rows)
@@ -30,6 +33,7 @@ from ballast.statespace.rowcodec import RowLayout, RowOverflow
 from ballast.statespace.runner import run_explore
 from ballast.statespace.suite import feature_slices
 from ballast.statespace.traces import write_finding
+from ballast.statespace.transitions import WatchedVm
 
 FAST = ["one-vm-application", "one-vm-refusal"]
 SMALL_BASE = EXPLORE_CONFIGS["one-vm"]
@@ -546,3 +550,103 @@ def test_host_pages_of_one_vm_explore_as_the_reference(faults: list[str]) -> Non
     assert new == ref
     found = {name for name, _, _ in new["findings"]}
     assert ("host_page_backs_one_vm" in found) == bool(faults), found
+
+
+# -- candidates remembered by what they read -----------------------------------------------
+@pytest.mark.parametrize("cfg", [EXPLORE_CONFIGS["two-vms"], EXPLORE_CONFIGS["one-vm-hinting"],
+                                 EXPLORE_CONFIGS["one-vm-reporting"],
+                                 EXPLORE_CONFIGS["one-vm-stale-reports"],
+                                 Config(vms=1, guest_pages=3, machine_pages=4)])
+def test_candidates_are_the_same_wherever_the_cells_they_read_are(cfg: Config) -> None:
+    """The frontier engine remembers an action's candidates for VM ``v`` under the cells of
+    the columns behind the VM attributes they read (:func:`_vm_attribute_columns`): a state
+    that agrees there with one seen before must have the same candidates, read alike."""
+    model = BalloonModel(cfg)
+    lay = RowLayout(cfg)
+    states = reachable(cfg, 600)
+    rows = np.array([lay.encode(s) for s in states], dtype=np.int16)
+    compared = 0
+    for spec in model.action_specs():
+        if spec.vm_candidates is None:
+            continue
+        for v in range(cfg.vms):
+            columns = _vm_attribute_columns(lay, v)
+
+            def cols(read: frozenset[str]) -> list[int]:
+                return sorted({c for name in read
+                               for c in columns.get(name, columns[""]).tolist()})
+            seen: dict[frozenset[str], dict[tuple[int, ...], Any]] = {}
+            for s, row in zip(states, rows):
+                watched = WatchedVm.of(s.vms[v])
+                got = list(spec.vm_candidates(
+                    cfg, State(s.host, s.vms[:v] + (watched,) + s.vms[v + 1:]), v))
+                read = frozenset(watched.fields_read)
+                for earlier, answers in seen.items():
+                    before = answers.get(tuple(row[cols(earlier)].tolist()))
+                    if before is not None:
+                        assert before == (got, read), (spec.name, v)
+                        compared += 1
+                seen.setdefault(read, {})[tuple(row[cols(read)].tolist())] = (got, read)
+    assert compared > 100
+
+
+NARROWINGS = {
+    "ballooned": lambda vm: bool(vm.ballooned),
+    "actual-and-ballooned": lambda vm: vm.module.actual >= 1 and bool(vm.ballooned),
+    "acked-deflate": lambda vm: bool(vm.acked_deflate),
+}
+"""Conditions on a VM, each on attributes balloon_inflate's candidates never read."""
+
+
+@pytest.mark.parametrize("narrowing", sorted(NARROWINGS))
+def test_candidates_that_read_more_deep_in_the_search_are_grouped_again(narrowing: str) -> None:
+    """An action whose candidates read a VM attribute only in states found deep in the
+    search (here: balloon_inflate turned off where a condition on attributes it never read
+    holds) makes the frontier engine group the states again by the larger read set, within
+    the batch where it is first read: both engines then explore alike."""
+    cfg = EXPLORE_CONFIGS["one-vm"]
+    model = BalloonModel(cfg)
+    spec = model.table["balloon_inflate"]
+    assert spec.vm_candidates is not None
+    plain, off = spec.vm_candidates, NARROWINGS[narrowing]
+
+    def narrowed(c: Config, s: State, v: int) -> list[dict[str, Any]]:
+        got = list(plain(c, s, v))
+        return [] if off(s.vms[v]) else got
+
+    unchanged = summary(explore(model))
+    model.table = {**model.table, "balloon_inflate": dataclasses.replace(  # a copy: ACTIONS stays
+        spec, vm_candidates=narrowed,
+        candidates=lambda c, s: [a for v in range(c.vms) for a in narrowed(c, s, v)])}
+    ref, new = both(model)
+    assert new == ref
+    assert ref["transitions"] != unchanged["transitions"]  # the narrowing does narrow
+
+
+def test_a_group_whose_answer_reads_more_than_it_tells_apart_is_split() -> None:
+    """Two states that agree on what an action's candidates have read so far (nothing yet)
+    start in one group; the first answer reads attributes on which they differ, so they are
+    grouped again and each gets its own candidates, not the other's."""
+    cfg = EXPLORE_CONFIGS["one-vm"]
+    lay = RowLayout(cfg)
+    states = reachable(cfg, 2000)
+    a = next(s for s in states if s.vms[0].target >= 1 and s.vms[0].p2m[0] == UNBACKED)
+    b = next(s for s in states if s.vms[0].target == a.vms[0].target
+             and s.vms[0].p2m[0] != UNBACKED)
+
+    def candidates(c: Config, s: State, v: int) -> list[dict[str, Any]]:
+        vm = s.vms[v]
+        if vm.target == 0:
+            return [{"vm": v, "ppns": ()}]
+        return [{"vm": v, "ppns": (0,) if vm.p2m[0] == UNBACKED else (1,)}]
+
+    spec = dataclasses.replace(ACTIONS["balloon_inflate"], vm_candidates=candidates)
+    groups = _VmCandidates(lay, {}, lambda s, v: s)
+    rows = np.array([lay.encode(a), lay.encode(b)], dtype=np.int16)
+    none = np.zeros((2, 1), dtype=np.int64)
+    got: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    for members, _, args in groups.blocks(0, spec, 0, rows, [a, b], none[:, 0], none):
+        for i in members.tolist():
+            got[i].append(args)
+    assert got == {0: candidates(cfg, a, 0), 1: candidates(cfg, b, 0)}
+    assert groups.read_so_far(0, 0)[0] == {"target", "p2m"}
