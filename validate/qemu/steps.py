@@ -167,7 +167,10 @@ class StepConverter:
     (the model's, not guessed): a one-page inflate while the balloon is already at the
     target the driver read is a page migration (``balloon_migrate``), and the one-page
     deflate after its acknowledgement the old page's release
-    (``balloon_migrate_release``); a deflate below the target the driver read is the
+    (``balloon_migrate_release``), after whose acknowledgement the module takes both
+    acknowledgements (``balloon_complete``, no ``actual`` written: Linux's migration
+    callback puts the new page on its balloon list and drops the old one with the balloon
+    lock held, and the size is unchanged); a deflate below the target the driver read is the
     DEFLATE_ON_OOM notifier (``balloon_oom_deflate``) when that feature was negotiated.
     Anything else is passed on as the plain action, for the model to judge.
     """
@@ -183,10 +186,11 @@ class StepConverter:
         self.acked_in = 0  # inflated pages acknowledged, not yet taken by the module
         self.acked_out = False  # a deflate acknowledged, not yet taken by the module
         self.migrating = False
+        self.releasing = False  # a migration's old page reported, not yet acknowledged
 
     def _reset(self) -> None:
         self.polled = self.balloon = self.inflating = self.acked_in = 0
-        self.acked_out = self.migrating = False
+        self.acked_out = self.migrating = self.releasing = False
 
     def _take(self, line: int, observe: dict[str, object] | None = None) -> TraceStep:
         """The module takes the acknowledgements waiting for it (``balloon_complete``),
@@ -230,6 +234,7 @@ class StepConverter:
             if self.migrating and len(e.pfns) == 1 and self.acked_in:
                 act = Action.of("balloon_migrate_release", vm=vm, old=e.pfns[0])
                 self.migrating = False
+                self.releasing = True
             elif self.oom and len(e.pfns) > self.balloon - self.polled:
                 if self.acked_in or self.acked_out:
                     # Linux deflates on OOM from its shrinker, which may run between an
@@ -245,6 +250,11 @@ class StepConverter:
         elif k == "deflate_ack":
             act = Action.of("vmm_release", vm=vm)
             self.acked_out = True
+            if self.releasing:  # the migration is over: the module takes both pages' acks
+                self.releasing = False
+                self.n += 1
+                released = TraceStep(self.n, act, line=line, extra={"source_line": line})
+                return [released, self._take(line)]
         elif k == "write_actual":
             if not (self.acked_in or self.acked_out):
                 return []

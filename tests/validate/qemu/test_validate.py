@@ -214,6 +214,27 @@ def test_compaction_is_allowed(tmp_path: Path) -> None:
     assert out.report.violation is None
 
 
+def test_a_deflate_right_after_a_migration_may_hand_back_the_new_page(tmp_path: Path) -> None:
+    """Linux's migration callback puts the new page on its balloon list once the device has
+    acknowledged both buffers, and writes no ``actual`` (the size is unchanged): a deflate
+    that follows at once may hand back the new page (seen in a live capture: compaction,
+    then the host's target down to zero before any ``actual`` write)."""
+    log = QemuLog(64).linux_run([4])  # the balloon: pages 16..19
+    log.inflate([50]).deflate([16])  # page 16 migrated to page 50
+    log.target(0).read(0, 4).deflate([17, 18, 19, 50]).write(0, 4)
+    p = _write(tmp_path, log.lines)
+    emitted = tmp_path / "migrated.jsonl"
+    out = validate_qemu(p, frozenset(), emit_trace=str(emitted))
+    assert out.report.violation is None and out.model is not None and out.model.ok, out.model
+    assert replay(read_ballast_trace(emitted)).outcome is ReplayOutcome.OK
+    # Handing back the old page instead is caught: it left the balloon with the migration.
+    log = QemuLog(64).linux_run([4])
+    log.inflate([50]).deflate([16])
+    log.target(0).read(0, 4).deflate([16, 17, 18, 19]).write(0, 4)
+    out = validate_qemu(_write(tmp_path, log.lines), frozenset())
+    assert out.model is not None and not out.model.ok
+
+
 def test_deflate_on_oom_feature_allows_deflating_at_target(tmp_path: Path) -> None:
     log = QemuLog(64).linux_run([8])
     log.deflate([16, 17, 18, 19]).write(4, 8)
