@@ -48,7 +48,7 @@ from typing import Any, Iterable, Iterator, cast
 
 from ballast.model.state import GuestState, State, VmState, replace_fields
 
-__all__ = ["PageSet", "PageVector", "StateTables", "frozen_copy"]
+__all__ = ["PageSet", "PageVector", "StateTables", "frozen_copy", "same_view"]
 
 
 class PageVector:
@@ -245,6 +245,22 @@ class PageSet:
 
     def __repr__(self) -> str:
         return f"PageSet({sorted(self)!r})"
+
+
+def same_view(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are views of one set table with nothing beside it: both read
+    the table as it is, so they hold the same pages (a commit gives an unchanged set a new
+    view of its table when the VM's page table changed: see :meth:`_VmTables.write`).
+
+    >>> table, none = {1, 2}, frozenset()
+    >>> same_view(PageSet(table, none, none), PageSet(table, none, none))
+    True
+    >>> same_view(PageSet(table, none, none), PageSet(table, frozenset({3}), none))
+    False
+    """
+    if not (isinstance(a, PageSet) and isinstance(b, PageSet)):
+        return False
+    return a.table is b.table and not (a.added or a.removed or b.added or b.removed)
 
 
 class _VmTables:
