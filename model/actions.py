@@ -707,7 +707,10 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     (a PPN reported twice counts once). The rest are refused whatever it chooses.
     """
     reported = sorted(set(v.inflate_queue))
-    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in v.ballooned]
+    # The reported pages already ballooned, found by one set intersection (read from the
+    # report's side) rather than by a look-up in a balloon of tens of thousands per page.
+    taken = v.ballooned & set(reported)
+    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in taken]
     accepted = set(valid)
     invalid = [p for p in reported if p not in accepted]
     # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
@@ -786,8 +789,12 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     require(whole_units(cfg, accepted), "vmm_reclaim",
             "the VMM accepts whole balloon units only")
     refused = set(v.inflate_queue) - accepted
+    # Only the backed pages have an MPN to give back (unmapping one page leaves every other
+    # page's entry as it is, so the map before the loop tells which).
+    p2m = v.p2m
     for ppn in sorted(accepted):
-        s = unback(s, vm, ppn, by_balloon=True)
+        if p2m[ppn] != UNBACKED:
+            s = unback(s, vm, ppn, by_balloon=True)
     swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in accepted))
     s = State(replace(s.host, swap=swap), s.vms)
     v = s.vms[vm]

@@ -51,6 +51,7 @@ seeded with a missing record).
 
 from __future__ import annotations
 
+from itertools import repeat
 from operator import attrgetter
 from typing import Any, Callable, NamedTuple
 
@@ -98,7 +99,11 @@ def footprint(pre: State, act: Action, post: State, vm: int) -> set[int]:
         if isinstance(value, int):
             pages.add(value)
         elif isinstance(value, (tuple, list)):
-            pages.update([p for p in value if isinstance(p, int)])
+            # A report names hundreds of pages: checked and added by loops in C.
+            if all(map(isinstance, value, repeat(int))):
+                pages.update(value)
+            else:
+                pages.update([p for p in value if isinstance(p, int)])
     for v in (pre.vms[vm], post.vms[vm]):
         pages.update(v.inflate_queue)
         pages.update(v.deflate_queue)

@@ -284,6 +284,12 @@ class _VmTables:
         VM before and after, as views of them."""
         use = self.use
         record: object = post.guest.ppn_use  # the table itself, a view of it, or a tuple
+        if (record is use and post.ballooned is pre.ballooned
+                and post.module.balloon is pre.module.balloon):
+            # Most steps of a trace change none of the tables (a poll, a target, the
+            # acknowledgement of a deflate): ``pre`` and ``post`` read them as they are.
+            self.old_use, self.old_sets = {}, []
+            return pre, post
         before_use: Any
         if record is use:
             self.old_use = {}
