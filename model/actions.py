@@ -986,7 +986,7 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
     (``stale_inflate``, ``stale_deflate``; those of an earlier reset are overwritten, as
     the VMM is done with them by then), and :func:`vmm_drop_stale_reports` must drop them."""
     v = s.vms[vm]
-    guest = replace(v.guest, ppn_use=(FREE,) * cfg.guest_pages, lru=(),
+    guest = replace(v.guest, ppn_use=_all_free(v.guest.ppn_use, cfg.guest_pages), lru=(),
                     expected=(0,) * cfg.guest_data_pages, disk=())
     module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0,
                      reporting=frozenset())
@@ -998,6 +998,20 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
                   acked_deflate=frozenset(), report_queue=frozenset(),
                   acked_report=frozenset())
     return State(replace(s.host, swap=swap), s.vms).with_vm(vm, v)
+
+
+def _all_free(ppn_use: tuple[int, ...], pages: int) -> tuple[int, ...]:
+    """A guest's page use with every PPN free: ``ppn_use`` itself when it is that already
+    (a guest reset before it used a page, as at boot: a record of a real guest's size is
+    then neither made anew nor written whole into the judge's tables).
+
+    >>> use = (FREE, FREE)
+    >>> _all_free(use, 2) is use, _all_free((FREE, BALLOON), 2)
+    (True, (-1, -1))
+    """
+    if len(ppn_use) == pages and ppn_use.count(FREE) == pages:
+        return ppn_use
+    return (FREE,) * pages
 
 
 @action(Actor.VMM, vm_candidates=_per_vm, feature=lambda c: c.reset and c.reset_races_reports)
