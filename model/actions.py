@@ -707,7 +707,10 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     (a PPN reported twice counts once). The rest are refused whatever it chooses.
     """
     reported = sorted(set(v.inflate_queue))
-    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in v.ballooned]
+    # The reported pages already ballooned, found by one set intersection (read from the
+    # report's side) rather than by a look-up in a balloon of tens of thousands per page.
+    taken = v.ballooned & set(reported)
+    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in taken]
     accepted = set(valid)
     invalid = [p for p in reported if p not in accepted]
     # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
@@ -786,8 +789,12 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     require(whole_units(cfg, accepted), "vmm_reclaim",
             "the VMM accepts whole balloon units only")
     refused = set(v.inflate_queue) - accepted
+    # Only the backed pages have an MPN to give back (unmapping one page leaves every other
+    # page's entry as it is, so the map before the loop tells which).
+    p2m = v.p2m
     for ppn in sorted(accepted):
-        s = unback(s, vm, ppn, by_balloon=True)
+        if p2m[ppn] != UNBACKED:
+            s = unback(s, vm, ppn, by_balloon=True)
     swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in accepted))
     s = State(replace(s.host, swap=swap), s.vms)
     v = s.vms[vm]
@@ -979,7 +986,7 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
     (``stale_inflate``, ``stale_deflate``; those of an earlier reset are overwritten, as
     the VMM is done with them by then), and :func:`vmm_drop_stale_reports` must drop them."""
     v = s.vms[vm]
-    guest = replace(v.guest, ppn_use=(FREE,) * cfg.guest_pages, lru=(),
+    guest = replace(v.guest, ppn_use=_all_free(v.guest.ppn_use, cfg.guest_pages), lru=(),
                     expected=(0,) * cfg.guest_data_pages, disk=())
     module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0,
                      reporting=frozenset())
@@ -991,6 +998,20 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
                   acked_deflate=frozenset(), report_queue=frozenset(),
                   acked_report=frozenset())
     return State(replace(s.host, swap=swap), s.vms).with_vm(vm, v)
+
+
+def _all_free(ppn_use: tuple[int, ...], pages: int) -> tuple[int, ...]:
+    """A guest's page use with every PPN free: ``ppn_use`` itself when it is that already
+    (a guest reset before it used a page, as at boot: a record of a real guest's size is
+    then neither made anew nor written whole into the judge's tables).
+
+    >>> use = (FREE, FREE)
+    >>> _all_free(use, 2) is use, _all_free((FREE, BALLOON), 2)
+    (True, (-1, -1))
+    """
+    if len(ppn_use) == pages and ppn_use.count(FREE) == pages:
+        return ppn_use
+    return (FREE,) * pages
 
 
 @action(Actor.VMM, vm_candidates=_per_vm, feature=lambda c: c.reset and c.reset_races_reports)

@@ -20,14 +20,21 @@ trace, although a protocol step moves at most one report's worth of pages. A
   evaluated on the VM *projected* onto the footprint (:func:`project`), whose page sets
   have a few hundred members instead of tens of thousands. A property with a part that
   counts (``balloon_accounting_exact``) has its page part read on the projection and its
-  size part on the whole state (sizes are free).
+  size part on the whole state (sizes are free);
+* **reads** -- a property's state form depends only on the records its kernel reads
+  (:func:`~ballast.model.kernel_reads.state_form_reads`, derived from
+  :data:`~ballast.model.property_kernels.PROPERTY_KERNELS`). When the state before the step
+  satisfied it and the step left each of those records as it was (the same object, told
+  by identity: :meth:`StepChecker.changed`), the state after satisfies it too, and it is not
+  read again; a step that changes no page record reads no footprint at all.
 
 Every other property, every action not in :data:`FRAMED_ACTIONS`, a model with seeded
 faults (a fault may break the frame), and any step from a state not known to satisfy
-every property, are checked in full. Both claims are checked by
+every property, are checked in full. The claims are checked by
 ``tests/model/test_incremental.py`` on random walks of every preset (unchanged records
 outside the footprint; the same violations as the full check, also on states corrupted
-at a footprint page).
+at a footprint page, and on states corrupted in one record at a time, which catch read sets
+seeded with a missing record).
 
 >>> from ballast.model.actions import Action
 >>> from ballast.model.config import Config
@@ -44,12 +51,17 @@ at a footprint page).
 
 from __future__ import annotations
 
-from typing import Any
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, Callable, NamedTuple
 
-from ballast.model.actions import Action
+from ballast.model.actions import Action, ActionSpec
 from ballast.model.invariants import INVARIANTS, Property, accounting_pages, accounting_sizes
+from ballast.model.kernel_reads import state_form_reads
+from ballast.model.property_kernels import STEP_KERNELS
 from ballast.model.state import State, VmState, replace_fields
 from ballast.model.system import BalloonModel, Violation
+from ballast.model.tables import same_view
 
 __all__ = ["FRAMED_ACTIONS", "PAGE_LOCAL", "StepChecker", "footprint", "project"]
 
@@ -87,7 +99,11 @@ def footprint(pre: State, act: Action, post: State, vm: int) -> set[int]:
         if isinstance(value, int):
             pages.add(value)
         elif isinstance(value, (tuple, list)):
-            pages.update([p for p in value if isinstance(p, int)])
+            # A report names hundreds of pages: checked and added by loops in C.
+            if all(map(isinstance, value, repeat(int))):
+                pages.update(value)
+            else:
+                pages.update([p for p in value if isinstance(p, int)])
     for v in (pre.vms[vm], post.vms[vm]):
         pages.update(v.inflate_queue)
         pages.update(v.deflate_queue)
@@ -108,6 +124,70 @@ def project(s: State, vm: int, pages: set[int]) -> State:
     return s.with_vm(vm, cut)
 
 
+def _part(path: str) -> str:
+    """The part of a state that holds the record at ``path``: "" (the VM's own records),
+    "guest", "module" or "host"."""
+    head, _, rest = path.partition(".")
+    return head if rest else ""
+
+
+def _same(old: object, new: object) -> bool:
+    """Whether a record is the one it was: the same object, or a view of the same table
+    with nothing beside it."""
+    return old is new or same_view(old, new)
+
+
+class _Read(NamedTuple):
+    """How :class:`StepChecker` reads one property, worked out once (a long trace checks it
+    per step)."""
+
+    prop: Property
+    local: bool
+    """Whether it is page-local (:data:`PAGE_LOCAL`): read on the VM projected onto the
+    footprint."""
+    split: tuple[Any, Any] | None
+    """Its page part (read on the projection) and size part (read whole), if it has both."""
+    vms: frozenset[int]
+    """The VMs its per-VM form covers."""
+    reads: frozenset[str] | None
+    """The records its state form reads (:func:`~ballast.model.kernel_reads.state_form_reads`),
+    or None when that is not known."""
+    constrains: Callable[[ActionSpec], bool] | None
+    """The actions its step form constrains (its step kernel's), or None when not known."""
+
+
+class _Cut:
+    """A step's footprint in VM ``vm`` and the states before and after it projected onto it,
+    each made when a property first reads it (a step whose page-local properties all read
+    records it left alone needs none)."""
+
+    __slots__ = ("pre", "act", "post", "vm", "_pages", "_small_pre", "_small_post")
+
+    def __init__(self, pre: State, act: Action, post: State, vm: int) -> None:
+        self.pre, self.act, self.post, self.vm = pre, act, post, vm
+        self._pages: set[int] | None = None
+        self._small_pre: State | None = None
+        self._small_post: State | None = None
+
+    def pages(self) -> set[int]:
+        """The footprint (:func:`footprint`)."""
+        if self._pages is None:
+            self._pages = footprint(self.pre, self.act, self.post, self.vm)
+        return self._pages
+
+    def small_pre(self) -> State:
+        """The state before the step, projected (:func:`project`)."""
+        if self._small_pre is None:
+            self._small_pre = project(self.pre, self.vm, self.pages())
+        return self._small_pre
+
+    def small_post(self) -> State:
+        """The state after the step, projected (:func:`project`)."""
+        if self._small_post is None:
+            self._small_post = project(self.post, self.vm, self.pages())
+        return self._small_post
+
+
 class StepChecker:
     """The violations of a step, as :meth:`BalloonModel.step_violations` gives them, read
     from the step's footprint when the state before it is known to satisfy every property."""
@@ -119,11 +199,18 @@ class StepChecker:
         self.good: State | None = None
         """The last state known to satisfy every state invariant."""
         cfg = model.cfg
-        # How each property is read, worked out once (a long trace checks it per step):
-        # (property, page-local, its page and size parts or None, the VMs its per-VM form covers).
-        self.plan: list[tuple[Property, bool, tuple[Any, Any] | None, frozenset[int]]] = [
-            (p, p.name in PAGE_LOCAL, _SPLIT.get(p.name), frozenset(p.checked_vms(cfg)))
+        self.plan: list[_Read] = [
+            _Read(p, p.name in PAGE_LOCAL, _SPLIT.get(p.name), frozenset(p.checked_vms(cfg)),
+                  state_form_reads(p.name, cfg),
+                  STEP_KERNELS[p.name].constrains if p.name in STEP_KERNELS else None)
             for p in self.properties]
+        watched = set().union(*(r.reads for r in self.plan if r.reads is not None))
+        self.watched: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
+            part: [(path, attrgetter(path.removeprefix(part + ".")))
+                   for path in sorted(watched) if _part(path) == part]
+            for part in ("", "guest", "module", "host")}
+        """Each record some property reads, by the part of the state that holds it (the VM
+        itself, its guest, its module, the host), with how to read it of that part."""
 
     def check(self, pre: State, act: Action, post: State) -> list[Violation]:
         """Every property the step breaks: step forms first, then state forms on ``post``."""
@@ -145,22 +232,46 @@ class StepChecker:
         if self.good is post:
             self.good = same
 
+    def changed(self, pre: State, post: State, vm: int) -> set[str] | None:
+        """The records some property reads that the step changed (those of VM ``vm`` and of
+        the host, by the paths of :data:`~ballast.model.kernel_reads.FIELD_PATHS`), told by
+        identity (a record the step left alone is the same object, or a view of the same
+        table: :func:`~ballast.model.tables.same_view`); None when it changed another VM."""
+        a, b = pre.vms[vm], post.vms[vm]
+        if any(x is not y for w, (x, y) in enumerate(zip(pre.vms, post.vms)) if w != vm):
+            return None
+        out: set[str] = set()
+        for part, x, y in (("", a, b), ("guest", a.guest, b.guest),
+                           ("module", a.module, b.module), ("host", pre.host, post.host)):
+            if x is not y:  # a record left alone is the same object: so are its fields
+                out.update([path for path, read in self.watched[part]
+                            if not _same(read(x), read(y))])
+        return out
+
     def _incremental(self, pre: State, act: Action, post: State, vm: int) -> list[Violation]:
         cfg = self.model.cfg
-        pages = footprint(pre, act, post, vm)
-        small_pre, small_post = project(pre, vm, pages), project(post, vm, pages)
+        cut = _Cut(pre, act, post, vm)
+        changed = self.changed(pre, post, vm)
+        spec = self.model.table.get(act.name)
         steps: list[Violation] = []
         states: list[Violation] = []
-        for p, local, split, vms in self.plan:
+        for r in self.plan:
+            p = r.prop
             if p.step is not None:
-                msg = (p.step(cfg, small_pre, act, small_post) if local
-                       else p.step(cfg, pre, act, post))
+                if r.local and (spec is None or r.constrains is None or r.constrains(spec)):
+                    msg = p.step(cfg, cut.small_pre(), act, cut.small_post())
+                else:  # the whole states: the full check's own call (it returns at once
+                    # for an action its kernel does not constrain)
+                    msg = p.step(cfg, pre, act, post)
                 if msg is not None:
                     steps.append(Violation(p.name, msg, "step"))
-            if split is not None:
-                msg = (split[0](small_post, vm) or split[1](post, vm)) if vm in vms else None
-            elif local and p.per_vm is not None:
-                msg = p.per_vm(cfg, small_post, vm) if vm in vms else None
+            if changed is not None and r.reads is not None and r.reads.isdisjoint(changed):
+                continue  # held before the step, reads nothing it changed: holds after it
+            if r.split is not None:
+                msg = ((r.split[0](cut.small_post(), vm) or r.split[1](post, vm))
+                       if vm in r.vms else None)
+            elif r.local and p.per_vm is not None:
+                msg = p.per_vm(cfg, cut.small_post(), vm) if vm in r.vms else None
             else:
                 msg = p.check_state(cfg, post)
             if msg is not None:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, TypeVar
+from types import MemberDescriptorType
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ballast.model.config import Config
 
@@ -211,9 +212,27 @@ class State:
 
 _R = TypeVar("_R")
 
-_PLAIN_FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]] | None] = {}
-"""Per record class: its field names (in order, and as a set) when a copy may be made field
-by field (every field set by ``__init__``, no ``__post_init__``), else None."""
+_COPIERS: dict[type, tuple[frozenset[str], Callable[[Any, dict[str, Any]], Any]] | None] = {}
+"""Per record class: its field names and a function that copies a record with some fields
+changed, when a copy may be made field by field (every field set by ``__init__``, no
+``__post_init__``), else None."""
+
+
+def _copier(cls: type, names: tuple[str, ...]) -> Callable[[Any, dict[str, Any]], Any]:
+    """A function ``(record, changes) -> copy`` for the records of ``cls``, written out field
+    by field: each field is set through its slot's own descriptor (the records are frozen,
+    and their own ``__init__`` sets every field past the frozen check too), with no loop
+    over the names and no look-up of a descriptor by name at each call. Long traces of
+    large guests make hundreds of thousands of copies of records of twenty fields."""
+    scope: dict[str, Any] = {"make": object.__new__, "cls": cls}
+    lines = ["def copy(record, changes):", "    new = make(cls)", "    get = changes.get"]
+    for i, name in enumerate(names):
+        scope[f"set_{i}"] = getattr(cls, name).__set__
+        lines.append(f"    set_{i}(new, get({name!r}, record.{name}))")
+    lines.append("    return new")
+    exec("\n".join(lines), scope)
+    copy: Callable[[Any, dict[str, Any]], Any] = scope["copy"]
+    return copy
 
 
 def replace_fields(record: _R, **changes: Any) -> _R:
@@ -232,22 +251,27 @@ def replace_fields(record: _R, **changes: Any) -> _R:
     """
     cls = type(record)
     try:
-        known = _PLAIN_FIELDS[cls]
+        known = _COPIERS[cls]
     except KeyError:
-        fields = dataclasses.fields(record)  # type: ignore[arg-type]
-        plain = all(f.init for f in fields) and not hasattr(cls, "__post_init__")
-        names = tuple(f.name for f in fields)
-        known = _PLAIN_FIELDS[cls] = (names, frozenset(names)) if plain else None
+        known = _COPIERS[cls] = _copy_plan(cls)
     if known is None:
         return dataclasses.replace(record, **changes)  # type: ignore[type-var]
-    names, name_set = known
+    name_set, copy = known
     if not name_set.issuperset(changes):
         raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - name_set)[0]}")
-    new = object.__new__(cls)
-    for name in names:
-        # The records are frozen: their own __init__ sets each field this way too.
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(record, name))
-    return new
+    made: _R = copy(record, changes)
+    return made
+
+
+def _copy_plan(cls: type) -> tuple[frozenset[str], Callable[[Any, dict[str, Any]], Any]] | None:
+    """The field names of ``cls`` and its copier, or None when a copy must go through
+    ``dataclasses.replace`` (a field set otherwise than by ``__init__``)."""
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    slotted = all(isinstance(getattr(cls, name, None), MemberDescriptorType) for name in names)
+    if not slotted or not all(f.init for f in fields) or hasattr(cls, "__post_init__"):
+        return None
+    return frozenset(names), _copier(cls, names)
 
 
 def plain_value(value: Any) -> Any:

@@ -48,7 +48,7 @@ from typing import Any, Iterable, Iterator, cast
 
 from ballast.model.state import GuestState, State, VmState, replace_fields
 
-__all__ = ["PageSet", "PageVector", "StateTables", "frozen_copy"]
+__all__ = ["PageSet", "PageVector", "StateTables", "frozen_copy", "same_view"]
 
 
 class PageVector:
@@ -247,6 +247,22 @@ class PageSet:
         return f"PageSet({sorted(self)!r})"
 
 
+def same_view(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are views of one set table with nothing beside it: both read
+    the table as it is, so they hold the same pages (a commit gives an unchanged set a new
+    view of its table when the VM's page table changed: see :meth:`_VmTables.write`).
+
+    >>> table, none = {1, 2}, frozenset()
+    >>> same_view(PageSet(table, none, none), PageSet(table, none, none))
+    True
+    >>> same_view(PageSet(table, none, none), PageSet(table, frozenset({3}), none))
+    False
+    """
+    if not (isinstance(a, PageSet) and isinstance(b, PageSet)):
+        return False
+    return a.table is b.table and not (a.added or a.removed or b.added or b.removed)
+
+
 class _VmTables:
     """One VM's tables: the guest's page use, the VMM's ballooned set, the module's balloon;
     and what the last commit overwrote (to read the state before it, or to roll it back)."""
@@ -268,6 +284,12 @@ class _VmTables:
         VM before and after, as views of them."""
         use = self.use
         record: object = post.guest.ppn_use  # the table itself, a view of it, or a tuple
+        if (record is use and post.ballooned is pre.ballooned
+                and post.module.balloon is pre.module.balloon):
+            # Most steps of a trace change none of the tables (a poll, a target, the
+            # acknowledgement of a deflate): ``pre`` and ``post`` read them as they are.
+            self.old_use, self.old_sets = {}, []
+            return pre, post
         before_use: Any
         if record is use:
             self.old_use = {}

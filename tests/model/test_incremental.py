@@ -7,15 +7,19 @@ from __future__ import annotations
 import doctest
 import random
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
 import ballast.model.incremental as incremental
+import ballast.model.kernel_reads as kernel_reads
 from ballast.model.actions import Action
 from ballast.model.faults import FAULTS
 from ballast.model.config import PRESETS, Config, GuestPolicyName
 from ballast.model.incremental import FRAMED_ACTIONS, PAGE_LOCAL, StepChecker, footprint
 from ballast.model.invariants import INVARIANTS
+from ballast.model.kernel_reads import FIELD_PATHS, state_form_reads
+from ballast.model.property_kernels import PROPERTY_KERNELS, PropertyKernel
 from ballast.model.state import BALLOON, FREE, State, VmState
 from ballast.model.system import BalloonModel
 
@@ -127,3 +131,121 @@ def test_the_tables_name_real_things_and_the_doctests_hold() -> None:
     for name, params in FRAMED_ACTIONS.items():
         assert name in ACTIONS and set(params) <= set(ACTIONS[name].params)
     assert doctest.testmod(incremental).failed == 0
+
+
+# -- skipping a property whose records a step left alone ------------------------------------
+
+
+def _one_record_corruptions(s: State, vm: int, pages: set[int]) -> list[State]:
+    """``s`` broken in one record at a time (of VM ``vm``, at a footprint page, or of the
+    host): every record some property reads, one way or another, so that a property whose
+    derived read set missed that record would be skipped where the full check catches it."""
+    v, m, g, host = s.vms[vm], s.vms[vm].module, s.vms[vm].guest, s.host
+    out = [s.with_vm(vm, w) for w in _corruptions(v, pages)]
+    out.append(s.with_vm(vm, v.replace(module=replace(m, actual=m.actual + 1))))
+    out.append(State(replace(host, free=host.free - {min(host.free, default=0)}), s.vms))
+    out.append(State(replace(host, in_use=host.in_use | {0}), s.vms))
+    out.append(State(replace(host, content=(7,) + host.content[1:]), s.vms))
+    out.append(State(replace(host, cow=host.cow | {0}), s.vms))
+    for p in sorted(x for x in pages if 0 <= x < len(v.p2m))[:2]:
+        flip = {p}
+        out += [s.with_vm(vm, w) for w in (
+            v.replace(module=replace(m, refused=m.refused ^ flip)),
+            v.replace(module=replace(m, balloon=m.balloon - flip)),
+            v.replace(deflate_queue=tuple(x for x in v.deflate_queue if x != p)),
+            v.replace(deflate_queue=tuple(sorted(v.deflate_queue + (p,)))),
+            v.replace(inflate_queue=tuple(sorted(v.inflate_queue + (p,)))),
+            v.replace(acked_inflate=v.acked_inflate ^ flip),
+            v.replace(acked_deflate=v.acked_deflate ^ flip),
+            v.replace(acked_refused=v.acked_refused ^ flip),
+            v.replace(guest=replace(g, expected=(1,) + g.expected[1:]) if g.expected else g),
+        )]
+        out.append(State(replace(host, swap=tuple(sorted(host.swap + ((vm, p, 1),)))), s.vms))
+    return out
+
+
+def _disagreements(model: BalloonModel, seed: int, edit: Callable[[StepChecker], None]
+                   ) -> int:
+    """How many steps of a walk, each broken in one record (:func:`_one_record_corruptions`),
+    a checker altered by ``edit`` judges otherwise than the full check."""
+    wrong = 0
+    for pre, act, post in _walk(model, seed):
+        if act.name not in FRAMED_ACTIONS:
+            continue
+        vm = act.kwargs["vm"]
+        for bad in _one_record_corruptions(post, vm, footprint(pre, act, post, vm)):
+            checker = StepChecker(model)
+            edit(checker)
+            wrong += checker.check(pre, act, bad) != model.step_violations(pre, act, bad)
+    return wrong
+
+
+_BROKEN_WALKS = [("trace-like", 3), ("qemu", 0), ("default", 0), ("hostile", 0), ("virtio", 0)]
+"""The walks whose steps are broken one record at a time (preset, seed)."""
+
+
+@pytest.mark.parametrize(("name", "seed"), _BROKEN_WALKS)
+def test_steps_broken_in_one_record_are_judged_as_the_full_check_judges_them(name: str, seed: int
+                                                                            ) -> None:
+    assert _disagreements(BalloonModel(CONFIGS[name]), seed, lambda checker: None) == 0
+
+
+def _caught(edit: Callable[[StepChecker], None]) -> bool:
+    """Whether a checker altered by ``edit`` judges some broken step of those walks otherwise
+    than the full check."""
+    return any(_disagreements(BalloonModel(CONFIGS[name]), seed, edit) > 0
+               for name, seed in _BROKEN_WALKS)
+
+
+def _without(prop: str, field: str) -> Callable[[StepChecker], None]:
+    """A seeded mistake: the read set of ``prop`` misses ``field``."""
+    def edit(checker: StepChecker) -> None:
+        checker.plan = [r._replace(reads=r.reads - {field})
+                        if r.prop.name == prop and r.reads is not None else r
+                        for r in checker.plan]
+    return edit
+
+
+@pytest.mark.parametrize(("prop", "field"), [
+    ("module_pages_pinned", "module.refused"), ("module_pages_pinned", "guest.ppn_use"),
+    ("guest_chooses_pages", "ballooned"), ("ballooned_pages_unbacked", "p2m"),
+    ("balloon_accounting_exact", "module.actual"), ("migration_loses_nothing", "acked_inflate"),
+    ("memory_conservation", "host.free"), ("isolation", "host.content")])
+def test_a_read_set_missing_a_record_is_caught(prop: str, field: str) -> None:
+    """Seeded mistakes in the read sets: the comparison above catches each."""
+    assert field in (state_form_reads(prop, CONFIGS["trace-like"]) or ())
+    assert _caught(_without(prop, field))
+
+
+def test_a_read_log_that_misses_an_operation_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seeded mistake in the derivation itself: queue reads not noted."""
+    monkeypatch.setitem(kernel_reads._FIXED, "queued", ())
+    assert "deflate_queue" not in (state_form_reads("guest_chooses_pages", CONFIGS["qemu"]) or ())
+    assert _caught(lambda checker: None)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_property_kernel_tells_what_it_reads(name: str) -> None:
+    """Derived for every property of every preset (a property whose reads are not known is
+    checked after every step: correct, only slower)."""
+    cfg = CONFIGS[name]
+    for prop in BalloonModel(cfg).properties():
+        if prop.state is not None:
+            reads = state_form_reads(prop.name, cfg)
+            assert reads is not None and reads <= FIELD_PATHS, prop.name
+
+
+def test_what_the_read_log_cannot_account_for_reads_as_unknown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = CONFIGS["default"]
+    name = "module_pages_pinned"
+    kernels = {
+        "a branch on a value": lambda o: o.all(o.pages("ballooned")) if o.pages("p2m") else True,
+        "an operation it does not know": lambda o: o.all(o.new_read("ballooned")),
+        "a field that is no record": lambda o: o.all(o.pages("balloned")),
+    }
+    for why, kernel in kernels.items():
+        monkeypatch.setitem(PROPERTY_KERNELS, name, PropertyKernel(name, each_vm=kernel))
+        assert state_form_reads(name, cfg) is None, why
+    assert state_form_reads("no_such_property", cfg) is None
+    assert doctest.testmod(kernel_reads).failed == 0
