@@ -45,9 +45,9 @@ from ballast.numeric.arrays import (
 )
 from ballast.numeric.onehot import OneHot, dense, one_hot
 
-__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "PageSets", "Rows",
-           "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "page_sets", "property_holds",
-           "run_kernel"]
+__all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "PageSets",
+           "Rows", "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "page_sets",
+           "property_holds", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]

@@ -286,7 +286,8 @@ class _PartIds:
         words = [lay.span_code(keys, x, y) for x, y in runs]
         if any(w is None for w in words):
             return None
-        return np.stack(cast("list[Ints]", words), axis=1).view(np.dtype((np.void, 8 * len(runs)))).ravel()
+        values = np.stack(cast("list[Ints]", words), axis=1)
+        return values.view(np.dtype((np.void, 8 * len(runs)))).ravel()
 
     def of(self, rows: npt.NDArray[np.int16]) -> tuple[Ints, Ints]:
         """(host part id per row, ``(n, vms)`` VM part ids)."""
