@@ -538,6 +538,11 @@ class Engine:
         Raises _Sequential before changing anything if order would matter."""
         a = self.arr
         n = len(vms)
+        if n == 1:
+            return self._touch_one(int(vms[0]), int(ppns[0]),
+                                   None if tokens is None else int(tokens[0]), actors,
+                                   True if gate is None else bool(gate[0]),
+                                   True if write is None else bool(write[0]), cow, lowest)
         gate = np.ones(n, dtype=bool) if gate is None else gate
         write = np.ones(n, dtype=bool) if write is None else write
         if tokens is None:
@@ -581,7 +586,12 @@ class Engine:
         if fi.any():
             fv, fp, fm = vms[fi], ppns[fi], new[fi]
             toks = np.zeros(len(fv), dtype=np.int64)
-            if a.swap:
+            if a.swap and len(fv) <= 256:
+                # A few pages: each looked up in the host's swap entries.
+                for k, key in enumerate(zip(fv.tolist(), fp.tolist())):
+                    if key in a.swap:
+                        toks[k] = a.swap.pop(key)
+            elif a.swap:
                 # Few pages are on host swap: look up only the pages found there.
                 P = self.cfg.guest_pages
                 slots = np.fromiter((v * P + p for v, p in a.swap), dtype=np.int64,
@@ -619,6 +629,54 @@ class Engine:
                     if x in a.refs:
                         self._shared_writes.setdefault(x, (int(old[j]), int(vms[k])))
         return ok, new
+
+    def _touch_one(self, vm: int, ppn: int, token: int | None, actors: bool, gate: bool,
+                   write: bool, cow: bool, lowest: bool) -> tuple[Mask, Ints]:
+        """:meth:`_host_touch` of one page, in Python numbers: one operation pays for no
+        array of its own (shrinking and replay go one operation at a time)."""
+        a = self.arr
+        unbacked = int(UNBACKED_MPN)
+        m = int(a.p2m[vm, ppn])
+        unb = m == unbacked
+        if token is None:
+            write = False
+        need = gate and (unb or (token is not None and cow and write
+                                 and bool(a.mpn_flags[m] & COW_BIT)))
+        recount = self._fault("host_takes_partial_page")
+        new, ok = m, gate
+        if need:
+            if self.cfg.guest_system and not lowest:
+                # A generic guest system's page is its own machine page (actions.own_mpn).
+                own = vm * self.cfg.guest_pages + ppn
+                ok = bool(a.mpn_flags[own] & FREE_BIT)
+                got = [own] if ok else []
+            elif vmm_keeps_host_pages(self.cfg) and not lowest:
+                got = self._free_in_own_host_pages(vm).tolist()
+            else:
+                got = self._lowest_free(1).tolist()
+            ok = bool(got)
+            new = int(got[0]) if ok else m
+        if need and ok:
+            if unb:
+                # fault_in: fill from host swap or zeros; a touched ballooned page pops.
+                a.content[new] = a.swap.pop((vm, ppn), 0) if a.swap else 0
+                a.page_flags[vm, ppn] &= ~BALLOONED_BIT
+            else:
+                # copy on write: the shared MPN keeps its other mappers.
+                a.refs[m] -= 1
+                if a.refs[m] <= 1:
+                    del a.refs[m]
+                    a.mpn_flags[m] &= ~COW_BIT
+            a.mpn_flags[new] &= ~(FREE_BIT | RECLAIMED_BIT)
+            a.p2m[vm, ppn] = new
+            if recount:
+                a.rebuild_refs()
+        if token is not None and ok and write:
+            old = int(a.content[new])
+            a.content[new] = token
+            if actors and new in a.refs:
+                self._shared_writes.setdefault(new, (old, vm))
+        return np.array([ok]), np.array([new], dtype=np.int64)
 
     # -- VMM -----------------------------------------------------------------------
     def vmm_reclaim(self, vms: Ints, refuse: list[tuple[int, ...]] | None = None) -> Mask:

@@ -39,6 +39,7 @@ from ballast.model.property_kernels import StateCheck, StepCheck
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps
+from ballast.numeric.rowscan import entries
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
 __all__ = ["FrontierRows", "FrontierStateOps", "RowsLack", "field_key", "own_columns_read",
@@ -258,7 +259,7 @@ class FrontierRows:
         cfg, lay = self.cfg, self.layout
         base = lay.cols("swap")[0]  # (VM, PPN) in row-major order
         sel = np.asarray(mask) & ok[:, None]
-        r, p = np.nonzero(sel)
+        r, p = entries(sel)
         if len(r):
             self.rows[r, base + self.vms[r] * cfg.guest_pages + p] = 0
 

@@ -85,3 +85,41 @@ def test_matches_vpn_equals_its_definition_on_every_shape() -> None:
         want = np.take_along_axis(np.broadcast_to(values, (3, 4)),
                                   np.where(inside, vpn, 0).astype(np.int64), axis=1)
         assert (ops.matches_vpn(x, values, vpn) == (~inside | (x == want))).all()
+
+
+def _counted(arr: SystemArrays, vms: np.ndarray, once: bool) -> np.ndarray:
+    """``held`` by its definition: how many PPNs of each VM hold each VPN."""
+    D = arr.cfg.guest_data_pages
+    use = arr.ppn_use[vms].astype(np.int64)
+    counts = np.array([[int(((row == x)).sum()) for x in range(D)] for row in use])
+    return counts <= 1 if once else counts > 0
+
+
+def test_held_through_the_vpn_index_is_the_page_uses_answer_whatever_the_index_says() -> None:
+    cfg = Config(vms=3, guest_pages=8, machine_pages=24)
+    rng = np.random.default_rng(5)
+    every = np.arange(cfg.vms)
+    for trial in range(200):
+        arr = SystemArrays.initial(cfg)
+        D = cfg.guest_data_pages
+        for v in range(cfg.vms):  # each VM holds some VPNs, each at most once
+            vpns = rng.permutation(D)[:rng.integers(0, min(D, cfg.guest_pages) + 1)]
+            ppns = rng.permutation(cfg.guest_pages)[:len(vpns)]
+            arr.ppn_use[v, ppns] = vpns
+            arr.vppn[v, vpns] = ppns
+        if trial % 3 == 1:  # a VPN held twice: only counting can tell
+            v = int(rng.integers(cfg.vms))
+            held = np.flatnonzero(arr.ppn_use[v] >= 0)
+            free = np.flatnonzero(arr.ppn_use[v] < 0)
+            if len(held) and len(free):
+                arr.ppn_use[v, free[0]] = arr.ppn_use[v, held[0]]
+        if trial % 3 == 2:  # a stale index: an entry moved from a VPN held to one not held
+            v = int(rng.integers(cfg.vms))
+            named, unnamed = np.flatnonzero(arr.vppn[v] >= 0), np.flatnonzero(arr.vppn[v] < 0)
+            if len(named) and len(unnamed):
+                arr.vppn[v, unnamed[0]] = arr.vppn[v, named[0]]
+                arr.vppn[v, named[0]] = -1
+        for vms in (every, np.array([2, 0])):
+            for once in (False, True):
+                got = NumpyStateOps(arr, vms).held(once)
+                assert (np.asarray(got) == _counted(arr, vms, once)).all(), (trial, once)
