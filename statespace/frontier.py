@@ -166,7 +166,7 @@ class _Blocks:
         cuts = np.searchsorted(which[order], np.arange(len(self.blocks) + 1))
         for b in np.flatnonzero(np.diff(cuts)).tolist():
             sel = order[cuts[b]:cuts[b + 1]]
-            out[sel] = self.blocks[b][at[sel] - self.starts[b]]
+            out[sel] = np.take(self.blocks[b], at[sel] - self.starts[b], axis=0)
         return out
 
 
@@ -1185,7 +1185,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             order.append(o)
             aids.append(a)
             out_rows.append(r)
-            before = rows[p]
+            before = np.take(rows, p, axis=0)  # take: a fraction of the time of indexing
             changed = lay.changed_columns(before, r)
             # The successors' keys from their parents': one action's steps change a few
             # columns, which alone are packed again.
@@ -1208,7 +1208,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
             block_of = np.repeat(np.arange(len(blocks)), sizes)
             ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
-            copy = rows[who]
+            copy = np.take(rows, who, axis=0)
             kargs: dict[str, Any] = {}
             for name in blocks[0][2]:
                 if name != "vm":
@@ -1227,7 +1227,8 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
                 aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
                                    for b in fired_blocks.tolist()], dtype=np.int64)
-                emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)], copy[idx])
+                emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)],
+                     np.take(copy, idx, axis=0))
 
         def by_kernel(si: int, spec: ActionSpec, kernel: Kernel,
                       fixed: list[dict[str, Any]] | None, base: int, by_vm: bool) -> None:
@@ -1245,7 +1246,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     if len(idx):
                         aid = intern(Action.of(spec.name, **args))
                         emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
-                             copy[idx])
+                             np.take(copy, idx, axis=0))
                 return
             # Candidates read the state: for a VM-partitioned action, ask the model once
             # per group of states that agree on what they read (_VmCandidates), then
@@ -1342,7 +1343,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                 starts = np.cumsum(counts) - counts
                 par_t = np.repeat(np.arange(m), cnt)
                 off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-                out = rows[par_t]
+                out = np.take(rows, par_t, axis=0)
                 out[:, :host_end] = np.where(t_keep[off][:, None], out[:, :host_end],
                                              t_host[off])
                 if pv is not None:
