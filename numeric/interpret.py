@@ -756,7 +756,10 @@ class VmRows(_VmMemory):
         every = bool(ok.all())
         if field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
-            a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
+            if every:  # assigned as it is: a constant is not spread over the rows first
+                a.expected[self.vms] = np.broadcast_to(value, shape)
+            else:
+                a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
         elif field in FLAGS:
             bit = FLAGS[field]
             rows = self._flags()
@@ -1014,6 +1017,19 @@ def _and_one(hot: OneHot, x: Any) -> Any:
     return np.logical_and(*_pair(hot, x))
 
 
+_TRUTHS = (bool, np.bool_)
+"""The types of a constant truth value in a kernel."""
+
+
+def _constant(value: bool, xs: tuple[Any, ...]) -> Any:
+    """``value`` everywhere, shaped like the widest of ``xs`` (a vector, a truth value per
+    row, or a constant where every one is a constant)."""
+    shapes = [np.shape(x) for x in xs if type(x) not in _TRUTHS]
+    if not shapes:
+        return value
+    return np.full(max(shapes, key=len), value, dtype=bool)
+
+
 def _lift(fn: Callable[[Any, Any], Any]) -> Callable[["NumpyOps", Any, Any], Any]:
     def op(self: "NumpyOps", a: Any, b: Any) -> Any:
         return fn(*_pair(a, b))
@@ -1097,6 +1113,14 @@ class NumpyOps(_NumpyMemory):
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
+        if any(type(x) in _TRUTHS for x in xs):
+            # A constant: False decides, True drops out (a logical operation against a
+            # scalar costs NumPy about twenty times one between two arrays).
+            if any(type(x) in _TRUTHS and not x for x in xs):
+                return _constant(False, xs)
+            xs = tuple(x for x in xs if type(x) not in _TRUTHS)
+            if not xs:
+                return True
         hot = None
         for x in xs:
             if type(x) is OneHot:
@@ -1115,6 +1139,12 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def or_(self, *xs: Value) -> Value:
+        if any(type(x) in _TRUTHS for x in xs):
+            if any(type(x) in _TRUTHS and x for x in xs):
+                return _constant(True, xs)
+            xs = tuple(x for x in xs if type(x) not in _TRUTHS)
+            if not xs:
+                return False
         out = xs[0]
         for x in xs[1:]:
             out = np.logical_or(*_pair(out, x))
