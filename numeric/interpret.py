@@ -1379,6 +1379,10 @@ class NumpyStateOps(NumpyOps):
     """How many PPNs hold each (VM, VPN), once asked (a class default: a subclass reading
     other rows need not set it)."""
 
+    _verified: Any = None
+    """The VPNs held, as :meth:`_held_by_index` proved them (False: not proven), once asked
+    (a class default, as above)."""
+
     def __init__(self, arr: SystemArrays, vms: Ints) -> None:
         super().__init__(VmRows(arr, vms), {})
         self.arr = arr
@@ -1502,12 +1506,9 @@ class NumpyStateOps(NumpyOps):
         counts = self._vpn_holders()
         return counts <= 1 if once else counts > 0
 
-    _verified: Any = None
-    """The VPNs held, as :meth:`_held_by_index` proved them (False: not proven), once asked."""
-
     def _held_by_index(self) -> Mask | bool:
         """The VPNs held, found through the engine's VPN -> PPN index (``vppn``) and proven
-        from the page use alone, where that proves every VPN is held once; else None.
+        from the page use alone, where that proves every VPN is held once; else False.
 
         A VPN counts as held where the PPN the index names holds it. Distinct VPNs so
         found are held by distinct PPNs, so when they are as many as the PPNs that hold
