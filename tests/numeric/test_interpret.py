@@ -64,13 +64,35 @@ def test_mpn_reads_in_the_arrays_own_types_match_the_widened_reads(machine_pages
             wide = np.where(wide > 2**31, -1, wide)
         valid = (wide >= 0) & (wide < M)
         at = np.where(valid, wide, 0)
-        content = rows.at_mpn("host.content", mpn)
-        assert content.shape == mpn.shape and content.dtype == np.int64
-        assert (content == np.where(valid, arr.content[at].astype(np.int64), 0)).all()
+        content = rows.at_mpn("host.content", mpn)  # tokens in the contents' own type
+        assert content.shape == mpn.shape and content.dtype == arr.content.dtype
+        assert (content.astype(np.int64) ==
+                np.where(valid, arr.content[at].astype(np.int64), 0)).all()
         cow = rows.at_mpn("host.cow", mpn)
         assert cow.shape == mpn.shape and cow.dtype == np.bool_
         assert (cow == (((arr.mpn_flags[at] & COW_BIT) != 0) & valid)).all()
         assert mpn_index(mpn, M).max() <= M
+
+
+@pytest.mark.parametrize("tokens", [3, 253, 254, 1000])
+def test_token_reads_keep_the_tokens_type_and_never_wrap(tokens: int) -> None:
+    # The expected tokens, the guest's disk (a slot holds its token plus one) and the
+    # host's swap are read in the type the contents use (one byte while tokens fit):
+    # equal to their 64-bit definitions, the largest token and the empty slot included.
+    cfg = Config(vms=2, guest_pages=3, guest_data_pages=3, machine_pages=6, tokens=tokens)
+    arr = SystemArrays.initial(cfg)
+    arr.expected[0] = [0, 1, tokens]
+    arr.disk[1] = [0, tokens + 1, 1]
+    arr.swap[(1, 2)] = tokens
+    rows = VmRows(arr, np.arange(2))
+    expected = rows.read_memory("guest.expected")
+    disk = rows.read_tokens("guest.disk")
+    swap = rows.read_tokens("host.swap")
+    for got in (expected, disk, swap):
+        assert got.dtype == arr.content.dtype
+    assert expected.tolist() == [[0, 1, tokens], [0, 0, 0]]
+    assert disk.tolist() == [[0, 0, 0], [0, tokens, 0]]
+    assert swap.tolist() == [[0, 0, 0], [0, 0, tokens]]
 
 
 def test_matches_vpn_equals_its_definition_on_every_shape() -> None:
