@@ -739,7 +739,7 @@ class VmRows(_VmMemory):
         if field in _MEMORY_READS:
             return self.read_memory(field)
         if field in FLAGS:
-            return (self._flags() & FLAGS[field]) != 0
+            return (self._flags() & FLAGS[field]).astype(bool)  # cast: cheaper than != 0
         if field == "guest.ppn_use":
             return self._uses()
         if field == "p2m":
@@ -749,9 +749,9 @@ class VmRows(_VmMemory):
             bits = getattr(a, VM_ARRAYS[field])[self.vms]
             return ((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1) == 1
         if field == "guest.lru":
-            return a.lru_stamp[self.vms] != 0
+            return a.lru_stamp[self.vms].astype(bool)
         if field == "guest.disk":
-            return a.disk[self.vms] != 0
+            return a.disk[self.vms].astype(bool)
         return getattr(a, VM_ARRAYS[field])[self.vms]
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
@@ -1397,7 +1397,7 @@ class NumpyStateOps(NumpyOps):
         a = self.arr
         if field == "content":
             return a.content[None, :]
-        return ((a.mpn_flags & MPN_BITS[field]) != 0)[None, :]
+        return (a.mpn_flags & MPN_BITS[field]).astype(bool)[None, :]
 
     def pages(self, field: str) -> Value:
         rows = self.rows
@@ -1411,7 +1411,7 @@ class NumpyStateOps(NumpyOps):
             return super().pages(field)
         # Every VM in order: read the system's arrays in place rather than a copy of them.
         if field in FLAGS:
-            return (a.page_flags & FLAGS[field]) != 0
+            return (a.page_flags & FLAGS[field]).astype(bool)
         if field == "guest.ppn_use":
             return a.ppn_use
         if field == "p2m" and unbacked_reads_as_minus_one:
@@ -1526,7 +1526,10 @@ class NumpyStateOps(NumpyOps):
         named = vppn >= 0
         flat = np.arange(n, dtype=np.int64)[:, None] * P + np.where(named, vppn, 0)
         verified = named & (np.take(use.ravel(), flat) == np.arange(D, dtype=use.dtype))
-        holding = row_counts((use >= 0) & (use < D))
+        # A VPN number is in 0..D-1: read as unsigned, a negative use (free, balloon) is
+        # above D too, so one comparison counts the PPNs holding one.
+        holding = row_counts(use.view(f"u{use.dtype.itemsize}") < D
+                             if use.dtype.kind == "i" else (use >= 0) & (use < D))
         if not bool((row_counts(verified) == holding).all()):
             return False
         return verified
