@@ -382,14 +382,25 @@ class _VmMemory:
         return self._units_at
 
     def units(self, field: str) -> Mask:
-        return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]) != 0
+        return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]).astype(bool)
 
     def set_units(self, field: str, value: Mask, ok: Mask) -> None:
         a, bit = self.arr, _UNIT_BITS[field]
-        idx = self._unit_index()[ok]
-        val = np.broadcast_to(value, (self.n, self.cfg.host_page_units))[ok]
-        a.mpn_flags[idx] = np.where(val, a.mpn_flags[idx] | bit, a.mpn_flags[idx] & ~bit)
-        if field == "host.free" and self.vmm is not None:
+        idx, val = self._unit_index(), np.asarray(value)
+        if val.shape != idx.shape:
+            val = np.broadcast_to(val, idx.shape)
+        if not ok.all():
+            idx, val = idx[ok], val[ok]
+        # The units of distinct host pages are distinct MPNs: set or cleared in place where
+        # every unit gets the same value (taking or returning a whole host page).
+        if val.all():
+            a.mpn_flags[idx] |= bit
+        elif not val.any():
+            a.mpn_flags[idx] &= ~bit
+        else:
+            now = a.mpn_flags[idx]
+            a.mpn_flags[idx] = np.where(val, now | bit, now & ~bit)
+        if field == "host.free" and self.vmm is not None and val.any():
             self.vmm.vmm_mark_free(idx[val])
 
     def lru_victim(self) -> OneHot:
