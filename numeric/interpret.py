@@ -174,11 +174,11 @@ class MemoryRows(Rows, Protocol):
     def vm_numbers(self) -> Ints:
         """The VM of each row."""
 
-    def read_tokens(self, field: str) -> Ints:
-        """Tokens of a store, 0 where none is present."""
+    def read_tokens(self, field: str) -> Any:
+        """Tokens of a store, 0 where none is present (in the type the MPN contents use)."""
 
     def at_mpn(self, field: str, mpn: Ints) -> Any:
-        """The host's value of each MPN (-1: none)."""
+        """The host's value of each MPN (0 or False: none), tokens in the contents' type."""
 
     def units(self, field: str) -> Mask:
         """A host set over the units of each row's host page."""
@@ -325,8 +325,8 @@ class _VmMemory:
     def read_memory(self, field: str) -> Any:
         a = self.arr
         if field == "guest.expected":
-            # Tokens in their own narrow type: a sweep's gathers and compares over every
-            # VPN move an eighth of the bytes that 64-bit copies would.
+            # Tokens in their own narrow type (one byte while they fit in one): a sweep's
+            # gathers and compares over every VPN move a fraction of 64-bit copies' bytes.
             return a.expected[self.vms]
         out = np.zeros((self.n, self.cfg.guest_pages), dtype=bool)
         if a.swap:
@@ -336,7 +336,7 @@ class _VmMemory:
                     out[row[v], p] = True
         return out
 
-    def read_tokens(self, field: str) -> Ints:
+    def read_tokens(self, field: str) -> Any:
         a = self.arr
         if field == "guest.disk":
             # A slot holds its token plus one (0: empty), so an empty slot reads as token 0
