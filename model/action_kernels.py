@@ -366,7 +366,7 @@ def _free_refused_keeps_held(o: Ops) -> None:
 def offlinable(o: Ops) -> Value:
     """The vCPUs ``balloon_cpu_offline``'s guard admits: online, not the boot vCPU (0)."""
     online = o.vcpus("guest.vcpus")
-    return o.and_(online, o.not_(o.lowest(_everywhere(o, online), 1)))
+    return o.and_(online, o.not_(o.lowest(o.filled("vcpus", True), 1)))
 
 
 def _cpu_busy(o: Ops) -> Value:
@@ -410,21 +410,16 @@ def balloon_cpu_online(o: Ops) -> None:
 _WITHOUT_MEMORY = frozenset(KERNELS) | frozenset(FAULT_KERNELS)
 
 
-def _everywhere(o: Ops, vector: Value) -> Value:
-    """A vector shaped like ``vector`` that holds everywhere (a constant)."""
-    return o.not_(o.and_(vector, False))
-
-
 def _host_take_page(o: Ops, how: str) -> None:
     m = memory(o)
     free, in_use = m.units("host.free"), m.units("host.in_use")
     if how == "whole":
         o.require(o.all(free))
-        taken = _everywhere(o, free)
-        m.set_units("host.reclaimed", o.and_(free, False))
+        taken = o.filled("units", True)
+        m.set_units("host.reclaimed", o.filled("units", False))
     elif how == "partial":
         o.require(o.any(free))
-        taken = _everywhere(o, free)
+        taken = o.filled("units", True)
     else:
         o.require(o.any(free))
         taken = o.lowest(free, 1)
@@ -456,8 +451,8 @@ def host_return_page(o: Ops) -> None:
     m = memory(o)
     in_use = m.units("host.in_use")
     o.require(o.all(in_use))
-    m.set_units("host.free", _everywhere(o, in_use))
-    m.set_units("host.in_use", o.and_(in_use, False))
+    m.set_units("host.free", o.filled("units", True))
+    m.set_units("host.in_use", o.filled("units", False))
 
 
 def _host_swap_out(o: Ops, keep_data: bool) -> None:
@@ -608,10 +603,9 @@ def guest_reset(o: Ops) -> None:
     if o.cfg.reset_races_reports:  # the reports in flight outlive the reset
         m.queue_copy("stale_inflate", "inflate_queue")
         m.queue_copy("stale_deflate", "deflate_queue")
-    use = o.pages("guest.ppn_use")
-    pages, none = _everywhere(o, use), o.and_(o.pages("ballooned"), False)
-    vpns = _everywhere(o, o.vpns("guest.lru"))
-    o.set_pages("guest.ppn_use", o.where(pages, FREE, use))
+    pages, none = o.filled("pages", True), o.filled("pages", False)
+    vpns = o.filled("vpns", True)
+    o.set_pages("guest.ppn_use", o.filled("pages", FREE))
     for field in ("module.balloon", "module.refused", "ballooned", "acked_inflate",
                   "acked_refused", "acked_deflate"):
         o.set_pages(field, none)
@@ -620,7 +614,7 @@ def guest_reset(o: Ops) -> None:
     o.queue_clear("deflate_queue")
     m.lru_remove(vpns)
     m.drop_tokens("guest.disk", vpns)
-    m.set_vpns("guest.expected", o.where(vpns, 0, o.vpns("guest.expected")))
+    m.set_vpns("guest.expected", o.filled("vpns", 0))
     o.set_vm("module.target", 0)
     o.set_vm("module.actual", 0)
     o.drop_swap(pages)

@@ -55,6 +55,7 @@ __all__ = [
     "VPN_NUMBER_FIELDS",
     "Value",
     "memory",
+    "vector_width",
 ]
 
 Value = Any
@@ -93,6 +94,24 @@ HOST_FIELDS = frozenset({"idle_pcpus", "host.swap_room"})
 derived from the swap entries; a claim of it is a guard, the entries are the effect)."""
 
 
+VECTOR_KINDS = ("pages", "vpns", "vcpus", "units")
+"""The kinds of vector a kernel handles: per PPN, per VPN, per vCPU of the VM, per unit
+of a host page."""
+
+
+def vector_width(cfg: Config, kind: str) -> int:
+    """How many entries a vector of ``kind`` (one of :data:`VECTOR_KINDS`) has.
+
+    >>> vector_width(Config(guest_pages=4, guest_data_pages=2), "vpns")
+    2
+    """
+    widths = {"pages": cfg.guest_pages, "vpns": cfg.guest_data_pages, "vcpus": cfg.vcpus,
+              "units": cfg.host_page_units}
+    if kind not in widths:
+        raise ValueError(f"no vector of kind {kind!r}; expected one of {VECTOR_KINDS}")
+    return widths[kind]
+
+
 class Ops(Protocol):
     """One interpretation of the operations, bound to one step (or a batch of them)."""
 
@@ -123,6 +142,11 @@ class Ops(Protocol):
 
     def beyond(self, field: str) -> Value:
         """Whether the queue or set names a PPN out of range."""
+
+    def filled(self, kind: str, value: Value) -> Value:
+        """A vector of ``kind`` (``"pages"``, ``"vpns"``, ``"vcpus"``, ``"units"``) with the
+        constant ``value`` in every entry (a reset's "every page", "no page"): read from
+        nothing, so an interpreter need not read a field to learn its shape."""
 
     # -- the step's arguments ------------------------------------------------------
     def arg(self, name: str) -> Value:

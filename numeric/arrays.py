@@ -57,7 +57,7 @@ __all__ = [
     "HINTED_BIT", "HINT_REWRITTEN_BIT",
     "ARRAYS", "HOST_ARRAYS", "LAYOUT", "MPN_FLAGS", "PAGE_FLAGS", "PAGE_FLAG_DTYPE",
     "UNBACKED_MPN", "Layout", "SystemArrays", "attribute", "has_extra", "name_extra",
-    "small_int_dtype",
+    "page_flag_dtype", "small_int_dtype",
 ]
 
 UNBACKED_MPN = np.uint32(0xFFFFFFFF)
@@ -117,17 +117,39 @@ def _flag_dtype(n: int) -> np.dtype[Any]:
                          if np.dtype(t).itemsize * 8 >= n))
 
 
-_PAGE_FLAG_FIELDS = [f for f in SCHEMA if LAYOUT[f.key] is Layout.PAGE_FLAG]
+# The fields of every configuration take the low bits, each feature's come after them (both
+# in schema order), so that a configuration without those features fits its flags in a byte.
+_PAGE_FLAG_FIELDS = sorted((f for f in SCHEMA if LAYOUT[f.key] is Layout.PAGE_FLAG),
+                           key=lambda f: f.feature is not None)
 _MPN_FLAG_FIELDS = [f for f in SCHEMA if LAYOUT[f.key] is Layout.MPN_FLAG]
 PAGE_FLAG_DTYPE = _flag_dtype(len(_PAGE_FLAG_FIELDS))
-"""The page flags' type: as many bits as there are page-flag fields (8 today: one byte)."""
+"""The widest type the page flags take: as many bits as there are page-flag fields.
+A configuration's arrays use :func:`page_flag_dtype`, often narrower."""
 _MPN_FLAG_DTYPE = _flag_dtype(len(_MPN_FLAG_FIELDS))
 PAGE_FLAGS: dict[str, Any] = {f.key: PAGE_FLAG_DTYPE.type(1 << i)
                               for i, f in enumerate(_PAGE_FLAG_FIELDS)}
-"""The bit of each page-flag field, in schema order."""
+"""The bit of each page-flag field: the fields of every configuration first, then those of
+a feature, each in schema order."""
 MPN_FLAGS: dict[str, Any] = {f.key: _MPN_FLAG_DTYPE.type(1 << i)
                              for i, f in enumerate(_MPN_FLAG_FIELDS)}
 """The bit of each MPN-flag field (the host's sets of MPNs), in schema order."""
+
+
+
+def page_flag_dtype(cfg: Config) -> np.dtype[Any]:
+    """The page flags' type under ``cfg``: enough bits for every flag of the features it
+    switches on. Flags are numbered in schema order, the fields of every configuration
+    first, so a configuration without the later features (free page reporting and
+    hinting, reports racing a reset) keeps its flags in one byte: every pass over the
+    flags then moves half the bytes.
+
+    >>> page_flag_dtype(Config()).name, page_flag_dtype(Config(free_page_hint=True)).name
+    ('uint8', 'uint16')
+    """
+    last = max(i for i, f in enumerate(_PAGE_FLAG_FIELDS)
+               if f.feature is None or getattr(cfg, f.feature))
+    return _flag_dtype(last + 1)
+
 
 # The flag bits under the model's names (the engine's vocabulary).
 BALLOONED_BIT = PAGE_FLAGS["ballooned"]
@@ -244,7 +266,7 @@ class SystemArrays:
             cfg=cfg,
             p2m=np.full((V, P), UNBACKED_MPN, dtype=np.uint32),
             ppn_use=np.full((V, P), FREE, dtype=small_int_dtype(max(D, 1))),
-            page_flags=np.zeros((V, P), dtype=PAGE_FLAG_DTYPE),
+            page_flags=np.zeros((V, P), dtype=page_flag_dtype(cfg)),
             expected=np.zeros((V, D), dtype=tok),
             disk=np.zeros((V, D), dtype=tok),
             lru_stamp=np.zeros((V, D), dtype=np.uint32),

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 import z3
 
 from ballast.model.invariants import INVARIANTS
-from ballast.model.ops import Kernel, Value
+from ballast.model.ops import Kernel, Value, vector_width
 from ballast.model.actions import ACTIONS, vmm_keeps_host_pages
 from ballast.model.property_kernels import PropertyKernel, StepKernel
 from ballast.model.state import UNBACKED
@@ -707,6 +707,9 @@ class Z3Ops(_Z3Memory):
     def unit_whole(self, mask: Value) -> Value:
         u, pages = self.cfg.balloon_unit_pages, list(mask)
         return [_and(pages[p - p % u:p - p % u + u]) for p in range(len(pages))]
+
+    def filled(self, kind: str, value: Value) -> Value:
+        return [value] * vector_width(self.cfg, kind)
 
     def unit_first(self) -> Value:
         u = self.cfg.balloon_unit_pages

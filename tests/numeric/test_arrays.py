@@ -37,12 +37,27 @@ def test_flag_bits_are_distinct_named_after_the_fields_and_fit_their_type() -> N
     assert arrays._flag_dtype(9) == np.dtype(np.uint16)
 
 
+def test_page_flags_take_one_byte_unless_a_feature_needs_more_and_keep_every_bit_then() -> None:
+    from ballast.model.config import Config
+
+    assert arrays.page_flag_dtype(Config()) == np.dtype(np.uint8)
+    for feature in ("free_page_reporting", "free_page_hint", "reset_races_reports"):
+        cfg = Config(**{feature: True})
+        dtype = arrays.page_flag_dtype(cfg)
+        # Every flag of the configuration's features fits its type.
+        used = [k for k, f in ((f.key, f) for f in SCHEMA if f.key in PAGE_FLAGS)
+                if f.feature is None or getattr(cfg, f.feature)]
+        assert max(int(PAGE_FLAGS[k]) for k in used) < 1 << (8 * dtype.itemsize), feature
+        assert dtype == np.dtype(np.uint16), feature
+        assert SystemArrays.initial(cfg).page_flags.dtype == dtype
+
+
 def test_page_flag_fields_are_the_per_vm_sets_and_queues_of_ppns() -> None:
+    # The fields of every configuration first (they fit one byte), then each feature's.
     assert list(PAGE_FLAGS) == ["ballooned", "inflate_queue", "deflate_queue", "acked_inflate",
-                                "acked_refused", "acked_deflate", "report_queue",
-                                "acked_report", "discarded", "hinted", "hint_rewritten",
-                                "stale_inflate", "stale_deflate", "balloon", "refused",
-                                "reporting"]
+                                "acked_refused", "acked_deflate", "balloon", "refused",
+                                "report_queue", "acked_report", "discarded", "hinted",
+                                "hint_rewritten", "stale_inflate", "stale_deflate", "reporting"]
     assert list(MPN_FLAGS) == ["free", "in_use", "cow", "reclaimed"]
     assert all(f.record is Record.HOST for f in SCHEMA if f.key in MPN_FLAGS)
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ballast.model.action_kernels import KERNELS
 from ballast.model.config import Config
 from ballast.numeric.arrays import COW_BIT, SystemArrays
-from ballast.numeric.interpret import NumpyStateOps, VmRows, mpn_index, run_kernel
+from ballast.numeric.interpret import (NumpyOps, NumpyStateOps, VmRows, flags_as, mpn_index,
+                                       page_sets, run_kernel, uniform)
+from ballast.numeric.onehot import OneHot
 
 
 def _two_vms_one_idle_processor() -> SystemArrays:
@@ -145,3 +150,78 @@ def test_held_through_the_vpn_index_is_the_page_uses_answer_whatever_the_index_s
             for once in (False, True):
                 got = NumpyStateOps(arr, vms).held(once)
                 assert (np.asarray(got) == _counted(arr, vms, once)).all(), (trial, once)
+
+
+def _naive_page_sets(values: list[tuple[Any, ...]], pages: int) -> tuple[Any, ...]:
+    """The PPN-set argument's parts, one set and one PPN at a time (the definition)."""
+    masks, sizes, distinct, outside = [], [], [], []
+    for t in values:
+        ints = all(isinstance(p, (int, np.integer)) for p in t)
+        masks.append([ints and any(p == i for p in t) for i in range(pages)])
+        sizes.append(len(t))
+        distinct.append(ints and len(set(t)) == len(t))
+        outside.append([int(p) for p in t if ints and not 0 <= p < pages])
+    return masks, sizes, distinct, outside
+
+
+@given(st.lists(st.lists(st.one_of(st.integers(-3, 8), st.integers(-2**70, 2**70), st.booleans(),
+                                   st.floats(allow_nan=False), st.text(max_size=1)),
+                         max_size=6).map(tuple), min_size=1, max_size=5),
+       st.integers(1, 3))
+def test_ppn_set_arguments_are_read_as_their_definition_says(
+        values: list[tuple[Any, ...]], repeat: int) -> None:
+    sets = page_sets(values, np.full(len(values), repeat), pages=6)
+    masks, sizes, distinct, outside = _naive_page_sets(values, 6)
+    spread = [x for x in range(len(values)) for _ in range(repeat)]
+    assert sets.mask.tolist() == [masks[x] for x in spread]
+    assert sets.size.tolist() == [sizes[x] for x in spread]
+    assert sets.distinct.tolist() == [distinct[x] for x in spread]
+    assert sets.beyond.tolist() == [bool(outside[x]) for x in spread]
+    assert sets.outside == (None if not any(outside) else [outside[x] for x in spread])
+
+
+def test_a_flag_read_twice_is_read_once_and_again_after_a_write() -> None:
+    arr = SystemArrays.initial(Config(vms=2, guest_pages=4))
+    rows = VmRows(arr, np.array([0, 1]))
+    first = rows.read("ballooned")
+    assert rows.read("ballooned") is first and not first.flags.writeable
+    ok = np.array([True, False])
+    rows.write("ballooned", np.array([[False, True, False, True]] * 2), ok)
+    after = rows.read("ballooned")
+    assert after.tolist() == [[False, True, False, True], [False] * 4]
+    rows.queue_add("inflate_queue", np.array([[True, False, False, False]] * 2), ok)
+    rows.write_at("ballooned", OneHot(np.array([2, 0]), 4), np.array([True, True]), ok)
+    assert rows.read("ballooned").tolist() == [[False, True, True, True], [False] * 4]
+    assert rows.read("inflate_queue").tolist() == [[True, False, False, False], [False] * 4]
+    rows.commit()
+    assert (arr.page_flags[0] != 0).tolist() == [True, True, True, True]
+    assert not arr.page_flags[1].any()
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_constant_written_to_some_rows_sets_or_clears_only_their_bit(value: bool) -> None:
+    arr = SystemArrays.initial(Config(vms=3, guest_pages=4))
+    arr.page_flags[:] = flags_as(arr.page_flags.dtype)["acked_inflate"]
+    rows = VmRows(arr, np.array([0, 1, 2]))
+    o = NumpyOps(rows, {})
+    o.ok = np.array([True, False, True])
+    o.set_pages("ballooned", o.filled("pages", value))
+    rows.commit()
+    assert uniform(o.filled("pages", value)) is value
+    want = [value, False, value]
+    assert [bool(x) for x in arr.page_flags[:, 0] & flags_as(arr.page_flags.dtype)["ballooned"]] \
+        == want
+    assert (arr.page_flags & flags_as(arr.page_flags.dtype)["acked_inflate"]).all()
+
+
+def test_a_switched_off_features_flag_reads_empty_and_is_never_set() -> None:
+    arr = SystemArrays.initial(Config(vms=1, guest_pages=4))
+    assert arr.page_flags.dtype == np.uint8
+    rows = VmRows(arr, np.array([0]), name="some_action")
+    ok = np.array([True])
+    assert not rows.read("hinted").any()
+    rows.write("hinted", np.zeros((1, 4), dtype=bool), ok)  # clearing an empty set: nothing
+    with pytest.raises(AssertionError, match="some_action: writes hinted"):
+        rows.write("hinted", np.ones((1, 4), dtype=bool), ok)
+    with pytest.raises(AssertionError, match="writes report_queue"):
+        rows.queue_add("report_queue", np.ones((1, 4), dtype=bool), ok)
