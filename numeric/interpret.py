@@ -302,6 +302,24 @@ def _rows_of(mask: Any) -> Ints:
     return np.asarray(mask).nonzero()[0]
 
 
+def _one_entry(at: Any, ok: Mask) -> int:
+    """For rows of one row: the column the one-hot ``at`` names there, -1 where it names
+    none or the row's guard failed. One operation at a time (shrinking, replay) then goes
+    in Python numbers rather than arrays of one entry, a fraction of the cost.
+
+    >>> _one_entry(OneHot(np.array([2]), 4), np.array([True]))
+    2
+    >>> _one_entry(OneHot(np.array([2]), 4), np.array([False]))
+    -1
+    """
+    return int(at.index[0]) if ok[0] else -1
+
+
+def _one_value(value: Any) -> int:
+    """The one row's entry of a value given per row or for every row."""
+    return int(value if np.ndim(value) == 0 else np.asarray(value).reshape(-1)[0])
+
+
 def _entries(mask: Any, ok: Mask) -> tuple[Ints, Ints]:
     """(row, column) of every entry of ``mask`` in the rows of ``ok``, row by row."""
     if isinstance(mask, OneHot):
@@ -399,6 +417,14 @@ class _VmMemory:
         a = self.arr
         M = len(a.content)
         mpn = np.asarray(mpn)
+        if mpn.size == 1:  # one MPN (one op per call): read in Python numbers
+            x = int(mpn.reshape(-1)[0])
+            named = 0 <= x < M
+            if field == "host.cow":
+                got: Any = named and bool(a.mpn_flags[x] & COW_BIT)
+            else:
+                got = a.content[x] if named else a.content.dtype.type(0)
+            return np.full(mpn.shape, got)
         if mpn.size * 8 < M:
             at = mpn_index(mpn, M)
             named = at < M
@@ -444,6 +470,10 @@ class _VmMemory:
             self.vmm.vmm_mark_free(idx[val])
 
     def lru_victim(self) -> OneHot:
+        if self.n == 1:
+            row = self.arr.lru_stamp[int(self.vms[0])]
+            vic = int(np.argmin(row - row.dtype.type(1)))  # as below, for one row
+            return OneHot(np.array([vic if row[vic] else -1], dtype=np.int64), len(row))
         st = self.arr.lru_stamp[self.vms]
         # Unsigned stamps less one: an absent VPN (stamp 0) wraps to the largest value,
         # so the smallest is the oldest resident VPN without a pass to mask the absent.
@@ -455,6 +485,14 @@ class _VmMemory:
         """The token of the one entry ``at`` of each row's store (0: none)."""
         if not isinstance(at, OneHot):
             return np.where(at, self.read_tokens(field), 0).sum(axis=1).astype(np.int64)
+        if self.n == 1:
+            col, vm = int(at.index[0]), int(self.vms[0])
+            if col < 0:
+                return np.zeros(1, dtype=np.int64)
+            if field == "guest.disk":
+                slot = int(self.arr.disk[vm, col])
+                return np.array([slot - 1 if slot > 0 else 0], dtype=np.int64)
+            return np.array([self.arr.swap.get((vm, col), 0)], dtype=np.int64)
         r = _rows_of(at.present())
         c = at.index[r]
         out = np.zeros(self.n, dtype=np.int64)
@@ -475,6 +513,15 @@ class _VmMemory:
 
     def set_tokens(self, field: str, mask: Mask, token: Any, ok: Mask) -> None:
         a = self.arr
+        if self.n == 1 and isinstance(mask, OneHot) and np.ndim(token) <= 1:
+            col = _one_entry(mask, ok)
+            if col >= 0:
+                vm, x = int(self.vms[0]), _one_value(token)
+                if field == "guest.disk":
+                    a.disk[vm, col] = x + 1
+                else:
+                    a.swap[(vm, col)] = x
+            return
         tok = np.asarray(token, dtype=np.int64)
         r, c = _entries(mask, ok)
         t = _per_row(tok, self.n)[r] if tok.ndim <= 1 else tok[r, c]
@@ -487,6 +534,11 @@ class _VmMemory:
     def drop_tokens(self, field: str, mask: Mask, ok: Mask) -> None:
         if field == "host.swap":
             self.drop_swap(mask, ok)
+            return
+        if self.n == 1 and isinstance(mask, OneHot):
+            c = _one_entry(mask, ok)
+            if c >= 0:
+                self.arr.disk[int(self.vms[0]), c] = 0
             return
         whole = _whole_rows(mask, ok)
         if whole is not None:
@@ -532,6 +584,14 @@ class _VmMemory:
 
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
+        if self.n == 1:
+            c = _one_entry(one_hot(vpn), ok)
+            if c >= 0:
+                a.clock += 1
+                a.lru_stamp[int(self.vms[0]), c] = a.clock
+                if a.clock > 2**31:
+                    renumber_stamps(a)
+            return
         live, vs = _entries(one_hot(vpn), ok)
         a.lru_stamp[self.vms[live], vs] = a.clock + 1 + np.arange(len(live))
         a.clock += len(live)
@@ -548,6 +608,8 @@ class _VmMemory:
 
     def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
               lowest: bool = False) -> tuple[Mask, Ints]:
+        if self.n == 1:
+            return self._touch_row(at, token, write, cow, bool(ok[0]), lowest)
         idx = _rows_of(ok)
         tok = _per_row(token, self.n, np.int64)[idx]
         wr = _per_row(write, self.n, np.bool_)[idx]
@@ -561,6 +623,21 @@ class _VmMemory:
         new = np.asarray(new, dtype=np.int64)
         mpn[idx] = np.where(new == int(UNBACKED_MPN), -1, new)
         return granted, mpn
+
+    def _touch_row(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: bool,
+                   lowest: bool) -> tuple[Mask, Ints]:
+        """:meth:`touch` of rows of one row, its values taken as Python numbers."""
+        self._forget_flags()
+        if not ok:
+            return np.zeros(1, dtype=bool), np.full(1, -1, dtype=np.int64)
+        page = (max(int(at.index[0]), 0) if isinstance(at, OneHot)
+                else int(np.argmax(np.asarray(at)[0])))
+        done, new = self._vmm().vmm_touch(
+            self.vms, np.array([page]), np.array([_one_value(token)]),
+            np.array([bool(_one_value(write))]), cow, self.name, lowest)
+        m = int(new[0])
+        return (np.array([bool(done[0])]),
+                np.array([-1 if m == int(UNBACKED_MPN) else m], dtype=np.int64))
 
     def share(self, at: Mask, other_vm: Ints, other_at: Mask, cow: bool, ok: Mask) -> None:
         for k in _rows_of(ok).tolist():
@@ -594,11 +671,27 @@ class _VmMemory:
         setattr(self, "_pf", None)
         self._flag_reads.clear()  # type: ignore[attr-defined]
 
+    def _sync_one_vppn(self, use: Any, old: Any) -> None:
+        """:meth:`sync_vppn` of rows of one row: its changed PPNs in Python numbers."""
+        a, v = self.arr, int(self.vms[0])
+        old = a.ppn_use[v] if old is None else old
+        changed = (old != use).nonzero()[0].tolist()
+        was, now = old[changed].tolist(), use[changed].tolist()
+        for d in was:  # every VPN that left its PPN first, then where each one came
+            if d >= 0:
+                a.vppn[v, d] = -1
+        for c, d in zip(changed, now):
+            if d >= 0:
+                a.vppn[v, d] = c
+
     def sync_vppn(self, use: Any, old: Any = None) -> None:
         """Keep the VPN -> PPN index of the rows in step with their new page use (``old``:
         the rows' page use in the arrays, when the caller has it)."""
         a = self.arr
         vms = self.vms
+        if len(vms) == 1:
+            self._sync_one_vppn(use[0], None if old is None else old[0])
+            return
         # Rows left holding no VPN (a reset) lose their whole index row at once.
         empty = ~(use >= 0).any(axis=1)
         if empty.any():
@@ -834,7 +927,10 @@ class VmRows(_VmMemory):
         every = bool(ok.all())
         if field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
-            if every:  # assigned as it is: a constant is not spread over the rows first
+            same = uniform(value) if type(value) is np.ndarray else value
+            if every and same is not None and np.ndim(same) == 0:  # one token everywhere
+                a.expected[self.vms] = same
+            elif every:  # assigned as it is: a constant is not spread over the rows first
                 a.expected[self.vms] = np.broadcast_to(value, shape)
             else:
                 a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
@@ -886,10 +982,32 @@ class VmRows(_VmMemory):
             getattr(a, VM_ARRAYS[field])[self.vms[ok]] = packed[ok]
         else:
             target = getattr(a, VM_ARRAYS[field])
-            target[self.vms[ok]] = _per_row(value, self.n)[ok]
+            if every:  # no selection of the rows, and a constant assigned as it is
+                target[self.vms] = value if np.ndim(value) == 0 else _per_row(value, self.n)
+            else:
+                target[self.vms[ok]] = _per_row(value, self.n)[ok]
 
     def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
         a = self.arr
+        if self.n == 1 and (field == "guest.expected"
+                            or field == "guest.ppn_use" and not self._use_dirty):
+            col = _one_entry(at, ok)
+            if col < 0:
+                return
+            vm, x = int(self.vms[0]), _one_value(value)
+            if field == "guest.expected":
+                a.expected[vm, col] = x
+                return
+            # As below: into the arrays and the VPN -> PPN index, old entry first.
+            was = int(a.ppn_use[vm, col])
+            a.ppn_use[vm, col] = x
+            if self._use is not None:
+                self._use[0, col] = x
+            if was >= 0:
+                a.vppn[vm, was] = -1
+            if x >= 0:
+                a.vppn[vm, x] = col
+            return
         r = _rows_of(ok & at.present())
         c = at.index[r]
         val = _per_row(value, self.n)[r]
@@ -925,6 +1043,11 @@ class VmRows(_VmMemory):
     def holding(self, vpn: Ints) -> OneHot | None:
         if self._use_dirty:
             return None
+        if self.n == 1:
+            d = _one_value(vpn)
+            held = (int(self.arr.vppn[int(self.vms[0]), d])
+                    if 0 <= d < self.cfg.guest_data_pages else -1)
+            return OneHot(np.array([held], dtype=np.int64), self.cfg.guest_pages)
         v = _per_row(vpn, self.n, np.int64)
         known = (v >= 0) & (v < self.cfg.guest_data_pages)
         ppn = np.full(self.n, -1, dtype=np.int64)
@@ -1097,11 +1220,19 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
     ([False, False, True], [[], [], [7]])
     """
     k = len(values)
+    if k == 1 and int(repeats[0]) == 1:
+        one = tuple(values[0])
+        if all(type(p) is int for p in one):  # one set of plain PPNs (one op per call)
+            mask = np.zeros((1, pages), dtype=bool)
+            mask[0, [p for p in one if 0 <= p < pages]] = True
+            out = [p for p in one if not 0 <= p < pages]
+            return PageSets(mask, np.array([len(one)]), np.array([len(set(one)) == len(one)]),
+                            np.array([bool(out)]), [out] if out else None)
     sets = [tuple(t) for t in values]
     sel = np.zeros((k, pages), dtype=bool)
     size = np.fromiter(map(len, sets), dtype=np.int64, count=k)
-    flat = np.array([p for t in sets for p in t])
-    if flat.dtype.kind == "i" or (flat.dtype.kind == "f" and not len(flat)):
+    flat = np.array([p for t in sets for p in t]) if k > 1 else np.zeros(0, dtype=object)
+    if k > 1 and (flat.dtype.kind == "i" or (flat.dtype.kind == "f" and not len(flat))):
         # Every PPN an integer (the usual case): all sets at once, not one PPN at a time.
         flat = flat.astype(np.int64, copy=False)
         row = np.repeat(np.arange(k), size)
@@ -1115,7 +1246,7 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
         out_rows = set(row[~inside].tolist())
         outside = [[int(p) for p in t if not 0 <= p < pages] if j in out_rows else []
                    for j, t in enumerate(sets)]
-    else:  # some PPN is not an integer (a malformed argument): a set at a time, as given
+    else:  # one set (one op per call), or some PPN not an integer: a set at a time
         distinct = np.ones(k, dtype=bool)
         outside = []
         for j, t in enumerate(sets):
@@ -1135,6 +1266,9 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
 
 def _and_one(hot: OneHot, x: Any) -> Any:
     """``hot`` and ``x`` (a truth value, one per row, a vector or another one-hot)."""
+    if len(hot.index) == 1 and type(x) is np.ndarray and x.ndim == 2 and x.dtype == bool:
+        i = int(hot.index[0])  # one row: its one entry looked up in Python numbers
+        return OneHot(np.array([i if i >= 0 and x[0, i] else -1], dtype=np.int64), hot.width)
     if isinstance(x, OneHot):
         return OneHot(np.where(hot.index == x.index, hot.index, -1), hot.width)
     if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.ndim <= 1):

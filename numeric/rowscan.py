@@ -63,6 +63,8 @@ def row_counts(mask: Any) -> Ints:
     the rows, as 64-bit numbers)."""
     mask = np.asarray(mask)
     n, width = mask.shape
+    if n == 1:  # one row (one op per call): one count, no reduction along an axis
+        return np.array([np.count_nonzero(mask)], dtype=np.int64)
     if mask.dtype == np.bool_ and width % 8 == 0 and 0 < width <= _LANE_LIMIT and \
             mask.size >= _SMALL:
         lanes = np.ascontiguousarray(mask).view(np.uint64).sum(axis=1, dtype=np.uint64)

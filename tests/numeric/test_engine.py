@@ -13,7 +13,8 @@ from ballast.model.actions import Action, vmm_keeps_host_pages
 from ballast.model.faults import FAULTS
 from ballast.numeric.arrays import SystemArrays
 from ballast.numeric.engine import ENGINE_FAULTS, Engine
-from ballast.numeric.workload import WEIGHTS, batch_actions, enabled_names, step_batch
+from ballast.numeric.workload import (WEIGHTS, batch_actions, enabled_names, log_actions,
+                                      run_batches, step_batch)
 
 SMALL = [p for p in PRESETS if p != "large"]
 
@@ -79,6 +80,32 @@ def test_batches_equal_the_same_actions_applied_one_by_one(name):
             for act in batch_actions(b):
                 s = model.next_state(s, act)
             assert eng.arr.to_state() == s
+
+
+def _index_of(arr: SystemArrays) -> np.ndarray:
+    """The VPN -> PPN index rebuilt from the page use (what the engine keeps in step)."""
+    out = np.full(arr.vppn.shape, -1, dtype=np.int64)
+    v, p = np.nonzero(arr.ppn_use >= 0)
+    out[v, arr.ppn_use[v, p]] = p
+    return out
+
+
+@pytest.mark.parametrize("name", ["default", "vmware", "hostile", "virtio"])
+def test_one_operation_per_call_leaves_what_its_batch_leaves(name):
+    """One operation per call (shrinking, replay) runs its own single-row paths: the same
+    records, LRU order and VPN index as the batches the operations came from."""
+    base = _encoded(name)
+    cfg = base.replace(vms=5, hostile_vms=base.hostile_vms,
+                       pcpus=max(base.pcpus, 5 * base.vcpus), machine_pages=12)
+    for seed in range(4):
+        batched = Engine(cfg)
+        log = run_batches(batched, np.random.default_rng(seed), 120)
+        single = Engine(cfg)
+        for act in log_actions(log):
+            single.apply(act)
+        assert single.arr.to_state() == batched.arr.to_state()
+        assert np.array_equal(single.arr.vppn, batched.arr.vppn)
+        assert np.array_equal(single.arr.vppn, _index_of(single.arr))
 
 
 @pytest.mark.parametrize("name", ["default", "hostile", "application"])

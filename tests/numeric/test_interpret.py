@@ -225,3 +225,39 @@ def test_a_switched_off_features_flag_reads_empty_and_is_never_set() -> None:
         rows.write("hinted", np.ones((1, 4), dtype=bool), ok)
     with pytest.raises(AssertionError, match="writes report_queue"):
         rows.queue_add("report_queue", np.ones((1, 4), dtype=bool), ok)
+
+
+def test_single_row_reads_answer_what_the_batch_reads_answer_for_that_row() -> None:
+    """The single-row paths (one op per call) against the batch paths, VM by VM, on a
+    reachable state: the LRU victim, the PPN holding each VPN, disk tokens, MPN reads."""
+    from ballast.model.config import preset
+    from ballast.numeric.engine import Engine
+    from ballast.numeric.scale import scaled
+    from ballast.numeric.workload import run_batches
+
+    cfg = scaled(preset("default"), vms=6, pages=16)
+    eng = Engine(cfg)
+    run_batches(eng, np.random.default_rng(3), 150)
+    assert eng.apply_batch("guest_reset", [0]).all()  # VM 0: no resident VPN
+    arr, V, D = eng.arr, cfg.vms, cfg.guest_data_pages
+    every = VmRows(arr, np.arange(V))
+    victims = every.lru_victim()
+    mpn = np.where(arr.p2m == np.uint32(0xFFFFFFFF), -1, arr.p2m.astype(np.int64))
+    for v in range(V):
+        one = VmRows(arr, np.array([v]))
+        assert one.lru_victim().index.tolist() == [victims.index[v]]
+        for d in range(-1, D + 1):
+            want = every.holding(np.full(V, d))
+            assert want is not None
+            got = one.holding(np.array([d]))
+            assert got is not None and got.index.tolist() == [want.index[v]]
+            at = OneHot(np.full(V, d if 0 <= d < D else -1), D)
+            assert one.token_at("guest.disk", OneHot(at.index[v:v + 1], D)).tolist() == \
+                [every.token_at("guest.disk", at)[v]]
+        for p in range(cfg.guest_pages):
+            x = mpn[v, p:p + 1]
+            for field in ("host.cow", "host.content"):
+                want_at = every.at_mpn(field, mpn[:, p])[v:v + 1]
+                assert one.at_mpn(field, x).tolist() == want_at.tolist()
+    # Both kinds of row were met: a VM with a resident VPN and one without.
+    assert (victims.index >= 0).any() and (victims.index < 0).any()
