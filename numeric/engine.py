@@ -222,7 +222,12 @@ class Engine:
                 args[k] = [val]
             else:
                 args[k] = _i([val])
-        if not bool(self.apply_batch(act.name, [vm], **args)[0]):
+        fn = self._methods.get(act.name)
+        if fn is None:
+            raise UsageError(f"the numeric core has no NumPy encoding of action {act.name}")
+        # Straight to the action's method: apply_batch's checks were made above, and one
+        # operation never needs its one-at-a-time retry (_Sequential: batches of two or more).
+        if not bool(fn(np.array([vm], dtype=np.int64), **args)[0]):
             raise GuardError(act.name, "not allowed here")
 
     # -- shared machinery ------------------------------------------------------
