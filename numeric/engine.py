@@ -46,8 +46,7 @@ from ballast.model.property_kernels import STEP_KERNELS, StepKernel
 from ballast.model.state import State
 from ballast.numeric.allocator import reuse_freed_memory
 from ballast.numeric.arrays import (
-    ARRAYS, BALLOONED_BIT, COW_BIT, FREE_BIT, HOST_ARRAYS, RECLAIMED_BIT, UNBACKED_MPN,
-    SystemArrays,
+    BALLOONED_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN, SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, WriteLog, run_kernel
 
@@ -296,8 +295,9 @@ class Engine:
 
     def _untouched(self, kernel: StepKernel, writes: frozenset[str] | None) -> bool:
         """Whether step form ``kernel`` covers every VM and reads nothing of ``writes``: then
-        :meth:`_changed` finds no row it must look at (a dictionary it reads other than the
-        queues' rare entries counts as changed wherever it is not empty)."""
+        the step leaves every VM as the form reads it, and it holds of each (a dictionary
+        it reads other than the queues' rare entries counts as written wherever it is not
+        empty)."""
         if kernel.covers != "every" or writes is None:
             return False
         reads = self._reads([kernel])
@@ -332,37 +332,18 @@ class Engine:
         are the only VMs whose records changed."""
         hostile = self._hostile[vms]
         for kernel in kernels:
+            # A form that covers every VM holds of a VM the step left alone, so the rows
+            # that took the step are all it needs. Narrowing them to the rows whose records
+            # changed is not worth it: finding those reads the same records before and
+            # after as the form does (measured: 0.37 ms of a 1 ms vmm_reclaim batch), and a
+            # row that took the step has nearly always changed.
             rows = ok & ~hostile if kernel.honest_only else ok
-            if kernel.covers == "every" and rows.any():
-                # It holds of a VM the step left alone: look only at the rows it changed.
-                rows = rows & self._changed(before, vms, self._reads([kernel]))
             idx = np.flatnonzero(rows)
             if not len(idx):
                 continue
             holds = self._step_holds(kernel, before, self.arr, vms[idx])
             for k in idx[~holds].tolist():
                 self._step_violation(name, int(k), int(vms[k]), kernel, int(vms[k]))
-
-    def _changed(self, before: SystemArrays, vms: Ints, names: frozenset[str] | None) -> Mask:
-        """Per row, whether the arrays ``names`` (None: every one) differ from ``before``
-        in the row's VM (or anywhere, for the host's)."""
-        n = len(vms)
-        if names is None:
-            return np.ones(n, dtype=bool)
-        out = np.zeros(n, dtype=bool)
-        for name in sorted(names):
-            now, then = getattr(self.arr, name), getattr(before, name)
-            if name in ARRAYS and name in HOST_ARRAYS:
-                if not np.array_equal(now, then):
-                    return np.ones(n, dtype=bool)
-            elif name in ARRAYS:
-                out |= (now[vms] != then[vms]).reshape(n, -1).any(axis=1)
-            elif isinstance(now, dict) and (now or then):
-                keys = vms.tolist() if name.endswith("_extra") else None
-                if keys is None:
-                    return np.ones(n, dtype=bool)
-                out |= np.array([now.get(v) != then.get(v) for v in keys], dtype=bool)
-        return out
 
     def _check_others(self, name: str, vms: Ints, kernels: list[StepKernel]) -> None:
         """The step forms that cover the VMs other than the one that acts, on the VMs behind
