@@ -6,7 +6,8 @@ field (:data:`LAYOUT`), and named after the model's fields (:func:`attribute`). 
 guest page (VM x PPN): the VMM's map ``p2m`` (MPN, ``UNBACKED_MPN`` when none),
 the guest's ``ppn_use`` (``FREE``, ``BALLOON`` or a VPN) and the page flags, one
 bit for each per-VM set or queue of PPNs (``BALLOONED_BIT``, ``INFLATE_QUEUE_BIT``,
-..., :data:`PAGE_FLAGS`; one byte while there are eight). Per VPN: the token the
+..., :data:`PAGE_FLAGS`; one byte where the configuration's features use no more
+than eight: :func:`page_flag_dtype`). Per VPN: the token the
 guest's process expects, the guest disk slot, the PPN holding it (``vppn``) and an
 LRU stamp (``lru_stamp``). Per MPN: its token and the host's sets as flags
 (``FREE_BIT``, ``IN_USE_BIT``, ``COW_BIT``, ``RECLAIMED_BIT``). Per VM: targets,
