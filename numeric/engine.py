@@ -176,9 +176,7 @@ class Engine:
         spec = ACTIONS.get(name)
         if spec is None or not spec.feature(self.cfg):
             return np.zeros(len(_i(vms)), dtype=bool)
-        fn = self._methods.get(name)
-        if fn is None:
-            raise UsageError(f"the numeric core has no NumPy encoding of action {name}")
+        fn = self._method(name)
         v = _i(vms)
         try:
             return fn(v, **args)
@@ -221,15 +219,20 @@ class Engine:
                 args[k] = [val]
             else:
                 args[k] = _i([val])
-        fn = self._methods.get(act.name)
-        if fn is None:
-            raise UsageError(f"the numeric core has no NumPy encoding of action {act.name}")
+        fn = self._method(act.name)
         # Straight to the action's method: apply_batch's checks were made above, and one
         # operation never needs its one-at-a-time retry (_Sequential: batches of two or more).
         if not bool(fn(np.array([vm], dtype=np.int64), **args)[0]):
             raise GuardError(act.name, "not allowed here")
 
     # -- shared machinery ------------------------------------------------------
+    def _method(self, name: str) -> Callable[..., Mask]:
+        """The engine's method running action ``name``."""
+        fn = self._methods.get(name)
+        if fn is None:
+            raise UsageError(f"the numeric core has no NumPy encoding of action {name}")
+        return fn
+
     def _fault(self, name: str) -> bool:
         return name in self.faults
 

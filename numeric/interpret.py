@@ -48,7 +48,7 @@ from ballast.numeric.rowscan import entries, first_k, row_counts, up_to_last
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "MemoryRows", "NumpyOps", "NumpyStateOps", "PageSets",
            "Rows", "VM_ARRAYS", "Vmm", "VmRows", "WriteLog", "mpn_index", "page_sets",
-           "flags_as", "property_holds", "run_kernel", "uniform"]
+           "constant_of", "flags_as", "property_holds", "run_kernel", "uniform"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -339,6 +339,22 @@ def uniform(x: Any) -> Any:
     if type(x) is np.ndarray and x.ndim and not any(x.strides):
         return x.flat[0].item()
     return None
+
+
+def constant_of(value: Any) -> Any:
+    """The one value of ``value`` where it is the same everywhere (a Python or NumPy
+    scalar, or a :func:`uniform` array), as a Python number; else None.
+
+    >>> constant_of(np.int16(-1)), constant_of(np.broadcast_to(True, (2, 3)))
+    (-1, True)
+    >>> constant_of(np.array([1, 2])) is None
+    True
+    """
+    if type(value) is np.ndarray:
+        return uniform(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if np.ndim(value) == 0 else None
 
 
 def _whole_rows(mask: Any, ok: Mask) -> Ints | None:
@@ -927,8 +943,8 @@ class VmRows(_VmMemory):
         every = bool(ok.all())
         if field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
-            same = uniform(value) if type(value) is np.ndarray else value
-            if every and same is not None and np.ndim(same) == 0:  # one token everywhere
+            same = constant_of(value)
+            if every and same is not None:  # one token everywhere
                 a.expected[self.vms] = same
             elif every:  # assigned as it is: a constant is not spread over the rows first
                 a.expected[self.vms] = np.broadcast_to(value, shape)
@@ -937,7 +953,7 @@ class VmRows(_VmMemory):
         elif field in FLAGS:
             bit = self._bits[field]
             rows = self._flags()
-            same = bool(value) if type(value) in _TRUTHS else uniform(value)
+            same = constant_of(value)
             if not bit:
                 self._no_such_flag(field, value if same is None else same, ok)
                 return
@@ -960,7 +976,7 @@ class VmRows(_VmMemory):
                     rows |= on.view(np.uint8).astype(rows.dtype, copy=False) << _bit_shift(bit)
             self._flags_changed()
         elif field == "guest.ppn_use":
-            same = uniform(value) if type(value) is np.ndarray else value
+            same = constant_of(value)
             if every and isinstance(same, int):
                 # Every row gets one number (a reset): nothing of the rows is read. Their
                 # index is synced against the arrays, which hold them as they were.
