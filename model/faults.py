@@ -452,8 +452,7 @@ def _oom_splits_unit(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> S
     """The OOM notifier gives back only the first page of each balloon unit it picks, as a
     driver that frees a unit's pages one at a time and stops early would: the module's
     balloon keeps half a unit, which the VMM can neither take back nor hand out whole."""
-    m = s.vms[vm].module
-    require(bool(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate", "not balloon pages")
+    A.balloon_oom_deflate(cfg, s, vm, ppns)  # the notifier picks as the action's guard allows
     u = cfg.balloon_unit_pages
     return A.report_deflate(cfg, s, vm, tuple(p for p in ppns if p % u == 0))
 

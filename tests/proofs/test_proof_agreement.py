@@ -10,7 +10,7 @@ and every encoded property must evaluate like the model's own check.
 from __future__ import annotations
 
 import z3
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proof_samples import CONFIGS, RICH, control_config, random_walk
@@ -94,6 +94,8 @@ def test_every_action_is_exercised_enabled() -> None:
 
 @SETTINGS
 @given(seed=st.integers(0, 10**6), fault=st.sampled_from(sorted(set(FAULTS) & set(FAULT_EFFECTS))))
+# Found by this test: the model's fault accepted half a unit, which the notifier never picks.
+@example(seed=0, fault="oom_deflate_splits_unit")
 def test_fault_encodings_agree_and_broken_states_are_recognised(seed: int, fault: str) -> None:
     cfg = control_config(fault)
     states = random_walk(cfg, seed, 30, (fault,))
