@@ -38,7 +38,7 @@ from ballast.errors import GuardError, InputError, UsageError
 from ballast.model import action_kernels as kernels
 from ballast.model import reporting_kernels as reporting
 from ballast.model.action_kernels import FAULT_KERNELS, KERNELS
-from ballast.model.actions import ACTIONS, Action, vmm_keeps_host_pages
+from ballast.model.actions import ACTIONS, Action, Actor, vmm_keeps_host_pages
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
@@ -209,16 +209,14 @@ class Engine:
                 raise GuardError(act.name, f"no host page {vm}")
         elif not (isinstance(vm, int) and 0 <= vm < self.cfg.vms):
             raise GuardError(act.name, f"no VM {vm}")
-        if spec.actor.value == "rogue" and vm not in self.cfg.hostile_vms:
+        if spec.actor is Actor.ROGUE and vm not in self.cfg.hostile_vms:
             raise GuardError(act.name, f"VM {vm} is not configured as hostile")
         args: dict[str, Any] = {}
         for k, val in kw.items():
-            if isinstance(val, tuple):
-                args[k] = [val]
-            elif isinstance(val, str):
+            if isinstance(val, (tuple, str)):
                 args[k] = [val]
             else:
-                args[k] = _i([val])
+                args[k] = np.array([val], dtype=np.int64)
         fn = self._method(act.name)
         # Straight to the action's method: apply_batch's checks were made above, and one
         # operation never needs its one-at-a-time retry (_Sequential: batches of two or more).
@@ -261,7 +259,7 @@ class Engine:
             self._taken = {}
         steps = self._steps.get(name, ())
         if not steps:
-            ok = run_kernel(kernel, rows, args)
+            ok = run_kernel(kernel, rows, args, scalars=True)
         else:
             ok = self._checked(name, vms, ok_rows=rows, args=args,
                                writes=self._writes[name] if known else None)
@@ -287,7 +285,7 @@ class Engine:
         if own:
             before = self._before = self.arr.snapshot(vms, into=self._before,
                                                       only=self._reads(own))
-        ok = run_kernel(self._kernels[name], ok_rows, args)
+        ok = run_kernel(self._kernels[name], ok_rows, args, scalars=True)
         if before is not None:
             self._check_rows(name, vms, ok, own, before)
         if self._shared_writes:

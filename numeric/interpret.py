@@ -28,6 +28,7 @@ place, :data:`FLAGS`, :data:`EXTRAS` and :data:`VM_ARRAYS`.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
@@ -336,7 +337,7 @@ def uniform(x: Any) -> Any:
     >>> uniform(np.broadcast_to(np.True_, (3, 4))), uniform(np.zeros((3, 4))) is None
     (True, True)
     """
-    if type(x) is np.ndarray and x.ndim and not any(x.strides):
+    if type(x) is np.ndarray and x.ndim and x.size and not any(x.strides):
         return x.flat[0].item()
     return None
 
@@ -688,17 +689,19 @@ class _VmMemory:
         self._flag_reads.clear()  # type: ignore[attr-defined]
 
     def _sync_one_vppn(self, use: Any, old: Any) -> None:
-        """:meth:`sync_vppn` of rows of one row: its changed PPNs in Python numbers."""
+        """:meth:`sync_vppn` of rows of one row: its changed PPNs, no row selected."""
         a, v = self.arr, int(self.vms[0])
         old = a.ppn_use[v] if old is None else old
-        changed = (old != use).nonzero()[0].tolist()
-        was, now = old[changed].tolist(), use[changed].tolist()
-        for d in was:  # every VPN that left its PPN first, then where each one came
-            if d >= 0:
-                a.vppn[v, d] = -1
-        for c, d in zip(changed, now):
-            if d >= 0:
-                a.vppn[v, d] = c
+        changed = (old != use).nonzero()[0]
+        if not len(changed):
+            return
+        was, now = old[changed], use[changed]
+        gone = was >= 0  # every VPN that left its PPN first, then where each one came
+        if gone.any():
+            a.vppn[v, was[gone]] = -1
+        came = now >= 0
+        if came.any():
+            a.vppn[v, now[came]] = changed[came]
 
     def sync_vppn(self, use: Any, old: Any = None) -> None:
         """Keep the VPN -> PPN index of the rows in step with their new page use (``old``:
@@ -738,8 +741,11 @@ class _NumpyMemory:
     def arg(self, name: str) -> Value:
         raise NotImplementedError
 
+    def _arg_rows(self, name: str) -> Ints:
+        raise NotImplementedError
+
     def _arg_one(self, name: str, width: int) -> OneHot:
-        x = self.arg(name)
+        x = self._arg_rows(name)
         return OneHot(np.where((x >= 0) & (x < width), x, -1), width)
 
     def arg_page(self, name: str) -> Value:
@@ -844,7 +850,8 @@ class _NumpyMemory:
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
         self._writing = True
-        self.rows.share(dense(at), other_vm, dense(other_at), cow, self.ok)
+        self.rows.share(dense(at), _per_row(other_vm, self.rows.n), dense(other_at), cow,
+                        self.ok)
 
     def swap_out_oldest(self) -> None:
         self._writing = True
@@ -940,7 +947,7 @@ class VmRows(_VmMemory):
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
         a = self.arr
-        every = bool(ok.all())
+        every = np.count_nonzero(ok) == self.n  # a count, cheaper than ok.all()
         if field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
             same = constant_of(value)
@@ -990,7 +997,7 @@ class VmRows(_VmMemory):
                 # The rows as the arrays hold them until commit (what write_at changed
                 # before this, it changed in the arrays too).
                 self._use_before = use
-            new = np.broadcast_to(value, use.shape)
+            new = value if np.shape(value) == use.shape else np.broadcast_to(value, use.shape)
             self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
             self._use_dirty = True
         elif field in ("guest.vcpus", "parked_vcpus"):
@@ -1198,7 +1205,8 @@ def _pair(a: Any, b: Any) -> tuple[Any, Any]:
         a = a.dense()
     if type(b) is OneHot:
         b = b.dense()
-    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim != b.ndim:
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim != b.ndim \
+            and a.ndim and b.ndim:  # a 0-d array is a constant, broadcast as it is
         if a.ndim == 1:
             a = a[:, None]
         else:
@@ -1240,8 +1248,12 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
         one = tuple(values[0])
         if all(type(p) is int for p in one):  # one set of plain PPNs (one op per call)
             mask = np.zeros((1, pages), dtype=bool)
-            mask[0, [p for p in one if 0 <= p < pages]] = True
-            out = [p for p in one if not 0 <= p < pages]
+            if min(one, default=0) >= 0 and max(one, default=0) < pages:
+                mask[0, one] = True
+                out: list[int] = []
+            else:
+                mask[0, [p for p in one if 0 <= p < pages]] = True
+                out = [p for p in one if not 0 <= p < pages]
             return PageSets(mask, np.array([len(one)]), np.array([len(set(one)) == len(one)]),
                             np.array([bool(out)]), [out] if out else None)
     sets = [tuple(t) for t in values]
@@ -1300,6 +1312,19 @@ _FILLED: dict[tuple[Any, ...], Any] = {}
 _TRUTHS = (bool, np.bool_)
 """The types of a constant truth value in a kernel."""
 
+_NUMBERS = (int, bool)
+"""The types of a kernel's constants and, for one row read as numbers, its VM values."""
+
+
+def _has_truth(xs: tuple[Any, ...]) -> bool:
+    """Whether one of ``xs`` is a constant truth value (a loop: a generator costs more than
+    the test on the few operands of a kernel's logic)."""
+    for x in xs:
+        t = type(x)
+        if t is bool or t is np.bool_:
+            return True
+    return False
+
 
 def _constant(value: bool, xs: tuple[Any, ...]) -> Any:
     """``value`` everywhere, shaped like the widest of ``xs`` (a vector, a truth value per
@@ -1310,20 +1335,46 @@ def _constant(value: bool, xs: tuple[Any, ...]) -> Any:
     return np.full(max(shapes, key=len), value, dtype=bool)
 
 
-def _lift(fn: Callable[[Any, Any], Any]) -> Callable[["NumpyOps", Any, Any], Any]:
+def _lift(fn: Callable[[Any, Any], Any],
+          numbers: Callable[[Any, Any], Any] | None = None) -> Callable[["NumpyOps", Any, Any], Any]:
+    """An operation of two values from ``fn`` on arrays (``numbers``: on two Python numbers,
+    where NumPy's function would make a NumPy scalar at many times the cost)."""
     def op(self: "NumpyOps", a: Any, b: Any) -> Any:
-        return fn(*_pair(a, b))
+        ta, tb = type(a), type(b)
+        if numbers is not None and ta in _NUMBERS and tb in _NUMBERS:
+            return numbers(a, b)
+        if ta is OneHot or tb is OneHot or (ta is np.ndarray and tb is np.ndarray
+                                            and a.ndim != b.ndim):
+            a, b = _pair(a, b)
+        return fn(a, b)
     return op
 
 
-class NumpyOps(_NumpyMemory):
-    """:class:`~ballast.model.ops.Ops` over a batch of rows; ``ok`` is the guard so far."""
+def _all_true(n: int) -> Mask:
+    """A fresh guard of ``n`` rows, every one holding (one row, the case of one operation
+    per call: a copy of a template, a fraction of ``np.ones``)."""
+    return _ONE_TRUE.copy() if n == 1 else np.ones(n, dtype=bool)
 
-    def __init__(self, rows: Rows, args: Mapping[str, Any]) -> None:
+
+_ONE_TRUE = np.ones(1, dtype=bool)
+_ONE_TRUE.flags.writeable = False
+
+
+class NumpyOps(_NumpyMemory):
+    """:class:`~ballast.model.ops.Ops` over a batch of rows; ``ok`` is the guard so far.
+
+    ``scalars``: the rows are one row, and a VM's value (a field, an argument) is read as a
+    Python number rather than an array of one entry. One operation per call (shrinking,
+    replay) then computes its guard in Python numbers, a fraction of NumPy's cost on
+    arrays of one entry; page vectors stay arrays, and a number stands for the one row's
+    entry wherever an array would (the way a kernel's constants already do)."""
+
+    def __init__(self, rows: Rows, args: Mapping[str, Any], scalars: bool = False) -> None:
         self.cfg = rows.cfg
         self.rows = rows
         self.args = args
-        self.ok: Mask = np.ones(rows.n, dtype=bool)
+        self._scalars = scalars and rows.n == 1
+        self.ok: Mask = _all_true(rows.n)
         self._sets: dict[str, PageSets] = {}
         self._writing = False
         # The last mask whose first entries were found, and them: a kernel asks whether
@@ -1332,9 +1383,12 @@ class NumpyOps(_NumpyMemory):
 
     # -- reading -----------------------------------------------------------------------
     def vm(self, field: str) -> Value:
+        return self._number(self.rows.read(field))
+
+    def pages(self, field: str) -> Value:
         return self.rows.read(field)
 
-    pages = vcpus = vpns = vm
+    vcpus = vpns = pages
 
     def host(self, field: str) -> Value:
         return self.rows.host(field)
@@ -1343,13 +1397,24 @@ class NumpyOps(_NumpyMemory):
         return self.rows.read(field)
 
     def queue_len(self, field: str) -> Value:
-        return self.rows.queue_len(field)
+        return self._number(self.rows.queue_len(field))
+
+    def _number(self, value: Any) -> Any:
+        """A VM's value (one entry per row) as the kernel sees it: the one row's entry as a
+        Python number where the rows are read as ``scalars``."""
+        return value[0].item() if self._scalars else value
 
     def beyond(self, field: str) -> Value:
         return self.rows.beyond(field)
 
     # -- arguments -----------------------------------------------------------------------
     def arg(self, name: str) -> Value:
+        if self._scalars:
+            return int(self.args[name][0])
+        return self._arg_rows(name)
+
+    def _arg_rows(self, name: str) -> Ints:
+        """A number argument, one entry per row."""
         return np.asarray(self.args[name], dtype=np.int64).reshape(-1)
 
     def _ppn_set(self, name: str) -> "PageSets":
@@ -1373,13 +1438,13 @@ class NumpyOps(_NumpyMemory):
         return self._ppn_set(name).mask
 
     def arg_size(self, name: str) -> Value:
-        return self._ppn_set(name).size
+        return self._number(self._ppn_set(name).size)
 
     def arg_distinct(self, name: str) -> Value:
-        return self._ppn_set(name).distinct
+        return self._number(self._ppn_set(name).distinct)
 
     def arg_beyond(self, name: str) -> Value:
-        return self._ppn_set(name).beyond
+        return self._number(self._ppn_set(name).beyond)
 
     def arg_beyond_within(self, name: str, field: str) -> Value:
         sets = self._ppn_set(name)
@@ -1389,11 +1454,11 @@ class NumpyOps(_NumpyMemory):
         return np.array([set(x) <= h for x, h in zip(sets.outside, have)], dtype=bool)
 
     def arg_vcpu(self, name: str) -> Value:
-        return self.arg(name)[:, None] == np.arange(self.cfg.vcpus)
+        return self._arg_rows(name)[:, None] == np.arange(self.cfg.vcpus)
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
-        if any(type(x) in _TRUTHS for x in xs):
+        if _has_truth(xs):
             # A constant: False decides, True drops out (a logical operation against a
             # scalar costs NumPy about twenty times one between two arrays).
             if any(type(x) in _TRUTHS and not x for x in xs):
@@ -1419,7 +1484,7 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def or_(self, *xs: Value) -> Value:
-        if any(type(x) in _TRUTHS for x in xs):
+        if _has_truth(xs):
             if any(type(x) in _TRUTHS and x for x in xs):
                 return _constant(True, xs)
             xs = tuple(x for x in xs if type(x) not in _TRUTHS)
@@ -1431,38 +1496,42 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def not_(self, x: Value) -> Value:
+        if type(x) is bool:
+            return not x
         return np.logical_not(dense(x))
 
     def implies(self, a: Value, b: Value) -> Value:
         return np.logical_or(*_pair(np.logical_not(dense(a)), b))
 
-    eq = _lift(lambda a, b: a == b)
-    ne = _lift(lambda a, b: a != b)
-    lt = _lift(lambda a, b: a < b)
-    le = _lift(lambda a, b: a <= b)
-    add = _lift(lambda a, b: a + b)
-    sub = _lift(lambda a, b: a - b)
-    minimum = _lift(np.minimum)
-    maximum = _lift(np.maximum)
+    eq = _lift(operator.eq)
+    ne = _lift(operator.ne)
+    lt = _lift(operator.lt)
+    le = _lift(operator.le)
+    add = _lift(operator.add)
+    sub = _lift(operator.sub)
+    minimum = _lift(np.minimum, min)
+    maximum = _lift(np.maximum, max)
 
     def where(self, cond: Value, a: Value, b: Value) -> Value:
+        if type(cond) is bool and type(a) in _NUMBERS and type(b) in _NUMBERS:
+            return a if cond else b  # one row's numbers (see ``scalars``)
         if isinstance(a, OneHot) and isinstance(b, OneHot) and np.ndim(cond) <= 1:
             return OneHot(np.where(cond, a.index, b.index), a.width)
         cond, a = _pair(cond, a)
         cond, b = _pair(cond, b)
-        if isinstance(cond, np.ndarray) and cond.ndim == 2:
+        same = uniform(cond)
+        if same is not None:
             # One side everywhere (a reset): no selection, the other side unread.
             shape = np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
-            if cond.all():
-                return np.broadcast_to(a, shape)
-            if not cond.any():
-                return np.broadcast_to(b, shape)
+            return np.broadcast_to(a if same else b, shape)
         return np.where(cond, a, b)
 
     # -- reductions and selections ----------------------------------------------------------
     def count(self, mask: Value) -> Value:
         if isinstance(mask, OneHot):
-            return mask.present().astype(np.int64)
+            return self._number(mask.present().astype(np.int64))
+        if self._scalars:
+            return int(np.count_nonzero(mask))
         return row_counts(mask)
 
     def any(self, mask: Value) -> Value:
@@ -1510,7 +1579,8 @@ class NumpyOps(_NumpyMemory):
     # -- guard and effect -------------------------------------------------------------------
     def require(self, cond: Value) -> None:
         assert not self._writing, "a kernel requires nothing after its effect"
-        self.ok &= cond
+        if cond is not True:
+            self.ok &= cond
 
     def set_vm(self, field: str, value: Value) -> None:
         self._writing = True
@@ -1647,9 +1717,12 @@ class WriteLog(VmRows):
         return noted
 
 
-def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:
-    """Run ``kernel`` on every row; the mask of rows whose guard held (and took effect)."""
-    o = NumpyOps(rows, args)
+def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any],
+               scalars: bool = False) -> Mask:
+    """Run ``kernel`` on every row; the mask of rows whose guard held (and took effect).
+    ``scalars``: a VM's values as Python numbers where the rows are one row (see
+    :class:`NumpyOps`)."""
+    o = NumpyOps(rows, args, scalars)
     kernel(o)
     rows.commit()
     return o.ok
