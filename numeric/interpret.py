@@ -318,6 +318,11 @@ def _one_entry(at: Any, ok: Mask) -> int:
 
 def _one_value(value: Any) -> int:
     """The one row's entry of a value given per row or for every row."""
+    t = type(value)
+    if t is int or t is bool:
+        return int(value)
+    if t is np.ndarray:
+        return int(value.reshape(-1)[0] if value.ndim else value)
     return int(value if np.ndim(value) == 0 else np.asarray(value).reshape(-1)[0])
 
 
@@ -472,18 +477,20 @@ class _VmMemory:
         idx, val = self._unit_index(), np.asarray(value)
         if val.shape != idx.shape:
             val = np.broadcast_to(val, idx.shape)
-        if not ok.all():
+        if np.count_nonzero(ok) != self.n:
             idx, val = idx[ok], val[ok]
         # The units of distinct host pages are distinct MPNs: set or cleared in place where
         # every unit gets the same value (taking or returning a whole host page).
-        if val.all():
+        same = uniform(val)
+        some = np.count_nonzero(val) if same is None else (val.size if same else 0)
+        if some == val.size:
             a.mpn_flags[idx] |= bit
-        elif not val.any():
+        elif not some:
             a.mpn_flags[idx] &= ~bit
         else:
             now = a.mpn_flags[idx]
             a.mpn_flags[idx] = np.where(val, now | bit, now & ~bit)
-        if field == "host.free" and self.vmm is not None and val.any():
+        if field == "host.free" and self.vmm is not None and some:
             self.vmm.vmm_mark_free(idx[val])
 
     def lru_victim(self) -> OneHot:
@@ -737,6 +744,7 @@ class _NumpyMemory:
     args: Mapping[str, Any]
     ok: Mask
     _writing: bool
+    _scalars: bool
 
     def arg(self, name: str) -> Value:
         raise NotImplementedError
@@ -745,6 +753,9 @@ class _NumpyMemory:
         raise NotImplementedError
 
     def _arg_one(self, name: str, width: int) -> OneHot:
+        if self._scalars:  # one row: its number checked in Python
+            i = int(self.args[name][0])
+            return OneHot(np.array([i if 0 <= i < width else -1]), width)
         x = self._arg_rows(name)
         return OneHot(np.where((x >= 0) & (x < width), x, -1), width)
 
@@ -1294,9 +1305,10 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
 
 def _and_one(hot: OneHot, x: Any) -> Any:
     """``hot`` and ``x`` (a truth value, one per row, a vector or another one-hot)."""
-    if len(hot.index) == 1 and type(x) is np.ndarray and x.ndim == 2 and x.dtype == bool:
+    if len(hot.index) == 1 and type(x) is np.ndarray and x.dtype == bool and x.ndim:
         i = int(hot.index[0])  # one row: its one entry looked up in Python numbers
-        return OneHot(np.array([i if i >= 0 and x[0, i] else -1], dtype=np.int64), hot.width)
+        held = x[0, i] if x.ndim == 2 else x[0]
+        return OneHot(np.array([i if i >= 0 and held else -1], dtype=np.int64), hot.width)
     if isinstance(x, OneHot):
         return OneHot(np.where(hot.index == x.index, hot.index, -1), hot.width)
     if isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.ndim <= 1):
