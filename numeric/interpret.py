@@ -893,6 +893,10 @@ class VmRows(_VmMemory):
         self.vmm = vmm
         self.name = name
         self._pf: npt.NDArray[np.unsignedinteger[Any]] | None = None
+        # Flag bits given one value in every row and page, not yet applied to the rows
+        # (see _flag_everywhere): those cleared, and of them those then set.
+        self._pf_clear = 0
+        self._pf_set = 0
         self._bits = flags_as(arr.page_flags.dtype)
         self._units_at = None
         self._use: Any = None
@@ -908,7 +912,25 @@ class VmRows(_VmMemory):
     def _flags(self) -> npt.NDArray[np.unsignedinteger[Any]]:
         if self._pf is None:
             self._pf = self.arr.page_flags[self.vms]
+        if self._pf_clear:
+            # Flags every row was given one value of (a reset, a queue emptied): set or
+            # cleared together, in one pass, before anything reads or changes the rows.
+            pf, word = self._pf, self._pf.dtype.type
+            pf &= ~word(self._pf_clear)
+            if self._pf_set:
+                pf |= word(self._pf_set)
+            self._pf_clear = self._pf_set = 0
         return self._pf
+
+    def _flag_everywhere(self, bit: Any, value: bool) -> None:
+        """Every row's every page gets ``value`` for the flag ``bit``: noted, and applied
+        with the other such flags when the rows are next read, changed or written back."""
+        self._pf_clear |= int(bit)
+        if value:
+            self._pf_set |= int(bit)
+        else:
+            self._pf_set &= ~int(bit)
+        self._flags_changed()
 
     def _no_such_flag(self, field: str, value: Any, ok: Mask) -> None:
         """A write to the flag of a feature the configuration switches off (its bit does
@@ -970,11 +992,14 @@ class VmRows(_VmMemory):
                 a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
         elif field in FLAGS:
             bit = self._bits[field]
-            rows = self._flags()
             same = constant_of(value)
             if not bit:
                 self._no_such_flag(field, value if same is None else same, ok)
                 return
+            if every and same is not None:
+                self._flag_everywhere(bit, bool(same))
+                return
+            rows = self._flags()
             # In place (the rows are this store's own copy), by arithmetic on the flag
             # words: the bit cleared in the rows of ``ok``, then set where ``value`` holds.
             # Selecting with np.where, or a ufunc's ``where=``, costs 8-20 times as much.
@@ -995,9 +1020,17 @@ class VmRows(_VmMemory):
             self._flags_changed()
         elif field == "guest.ppn_use":
             same = constant_of(value)
+            if every and isinstance(same, int) and same < 0:
+                # Every page of every row holds no VPN (a reset): straight into the arrays,
+                # and the rows' VPN index is empty. A change kept aside before is replaced.
+                a.ppn_use[self.vms] = same
+                a.vppn[self.vms] = -1
+                self._use = self._use_before = None
+                self._use_dirty = False
+                return
             if every and isinstance(same, int):
-                # Every row gets one number (a reset): nothing of the rows is read. Their
-                # index is synced against the arrays, which hold them as they were.
+                # Every row gets one number: nothing of the rows is read. Their index is
+                # synced against the arrays, which hold them as they were.
                 if not self._use_dirty:
                     self._use_before = None
                 self._use = np.full((self.n, a.ppn_use.shape[1]), same, dtype=a.ppn_use.dtype)
@@ -1126,9 +1159,12 @@ class VmRows(_VmMemory):
         self._flags_changed()
 
     def queue_clear(self, field: str, ok: Mask) -> None:
-        rows = self._flags()
-        rows[ok] &= ~self._bits[field]
-        self._flags_changed()
+        if np.count_nonzero(ok) == self.n:
+            self._flag_everywhere(self._bits[field], False)
+        else:
+            rows = self._flags()
+            rows[ok] &= ~self._bits[field]
+            self._flags_changed()
         extra = self._extra(field)
         if extra:
             for v in self.vms[ok].tolist():
@@ -1194,7 +1230,7 @@ class VmRows(_VmMemory):
 
     def commit(self) -> None:
         if self._pf_dirty:
-            self.arr.page_flags[self.vms] = self._pf
+            self.arr.page_flags[self.vms] = self._flags()
         if self._use_dirty:
             self.sync_vppn(self._use, self._use_before)
             self.arr.ppn_use[self.vms] = self._use

@@ -214,6 +214,34 @@ def test_a_constant_written_to_some_rows_sets_or_clears_only_their_bit(value: bo
     assert (arr.page_flags & flags_as(arr.page_flags.dtype)["acked_inflate"]).all()
 
 
+def test_flags_given_to_every_row_apply_in_order_with_the_other_writes() -> None:
+    """A flag every row and page is given one value of (a reset, an emptied queue) is noted
+    and applied later: reads, later writes and the write-back all see the flags as if each
+    write had been made when it was asked, over what the VMM changed in place before."""
+    arr = SystemArrays.initial(Config(vms=2, guest_pages=4))
+    bits = flags_as(arr.page_flags.dtype)
+    arr.page_flags[:] = bits["ballooned"] | bits["inflate_queue"]
+    rows = VmRows(arr, np.array([0, 1]))
+    every = np.array([True, True])
+    assert rows.read("ballooned").all()
+    arr.page_flags[1, 3] |= bits["acked_deflate"]  # the VMM changes flags in place first
+    rows._forget_flags()
+    rows.write("ballooned", np.broadcast_to(False, (2, 4)), every)
+    rows.write("acked_inflate", np.broadcast_to(True, (2, 4)), every)
+    assert not rows.read("ballooned").any() and rows.read("acked_inflate").all()
+    # Set again, then emptied, then one page set: the last word counts, in order.
+    rows.write("ballooned", np.broadcast_to(True, (2, 4)), every)
+    rows.queue_clear("inflate_queue", every)
+    rows.write_at("inflate_queue", OneHot(np.array([1, -1]), 4), np.array([True, True]), every)
+    rows.write("acked_inflate", np.broadcast_to(False, (2, 4)), every)
+    rows.commit()
+    assert (arr.page_flags & bits["ballooned"]).all()
+    assert not (arr.page_flags & bits["acked_inflate"]).any()
+    assert [[bool(x & bits["inflate_queue"]) for x in row] for row in arr.page_flags] == \
+        [[False, True, False, False], [False] * 4]
+    assert [bool(x & bits["acked_deflate"]) for x in arr.page_flags[1]] == [False] * 3 + [True]
+
+
 def test_a_switched_off_features_flag_reads_empty_and_is_never_set() -> None:
     arr = SystemArrays.initial(Config(vms=1, guest_pages=4))
     assert arr.page_flags.dtype == np.uint8
