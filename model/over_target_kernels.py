@@ -44,8 +44,8 @@ def page_out_to_host_swap(o: Ops, at: Value, keep_data: bool = True) -> None:
     not shared, a host swap slot is free; the page's contents go to the slot (zeros without
     ``keep_data``, a seeded fault of ``host_swap_out``) and its MPN back to the free pool."""
     m = memory(o)
-    mpn = o.pages("p2m")
-    o.require(o.any(o.and_(at, o.ne(mpn, UNBACKED), o.not_(m.at_mpn("host.cow", mpn)))))
+    mpn = m.pick(o.pages("p2m"), at)  # the page's MPN: read once, not the VM's every MPN
+    o.require(o.and_(o.any(at), o.ne(mpn, UNBACKED), o.not_(m.at_mpn("host.cow", mpn))))
     o.claim("host.swap_room", 1)
     m.set_tokens("host.swap", at, m.at_mpn("host.content", mpn) if keep_data else 0)
     o.unback(at, by_balloon=False)
