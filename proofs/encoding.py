@@ -44,6 +44,7 @@ from ballast.model.state import BALLOON, FREE, UNBACKED, State
 
 __all__ = [
     "Key",
+    "beyond_queue_cap",
     "OutOfDomain",
     "SymState",
     "concrete_values",
@@ -181,9 +182,36 @@ def queue_cap(cfg: Config) -> int:
 
     Only a hostile guest can make a queue long, and every guard of the model
     only compares queue lengths with ``2 * batch`` or with a target of at most
-    ``guest_pages``, so counts beyond this cap behave exactly like the cap.
+    ``guest_pages``, so for guards and state properties counts beyond this cap
+    behave exactly like the cap. A step form that compares a queue's length
+    before and after a step does not: once a count is at the cap, a report more
+    of that PPN leaves the encoding unchanged. Only a VMM that already let the
+    queues grow past :func:`~ballast.model.actions.report_queue_bound` gets
+    there (the seeded fault ``vmm_accepts_flood``); the step that first breaks
+    ``vmm_refuses_report_floods`` is seen exactly (see :func:`beyond_queue_cap`).
     """
     return max(2 * cfg.batch, cfg.guest_pages + 1)
+
+
+def beyond_queue_cap(cfg: Config, s: State) -> bool:
+    """Whether some queue of ``s`` holds one PPN more times than :func:`queue_cap`: the
+    encoding then holds the cap in its place, exact for guards and state properties but
+    not for a step form that compares queue lengths.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.state import initial_state
+    >>> beyond_queue_cap(Config(), initial_state(Config()))
+    False
+    """
+    cap = queue_cap(cfg)
+    for f in SCHEMA:
+        if f.kind is not Kind.QUEUE:
+            continue
+        for v in range(cfg.vms) if f.record is not Record.HOST else [0]:
+            heads = [e[0] if isinstance(e, tuple) else e for e in f.read(s, v)]
+            if any(heads.count(h) > cap for h in set(heads)):
+                return True
+    return False
 
 
 def fresh(cfg: Config, prefix: str) -> SymState:
