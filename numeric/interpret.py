@@ -330,8 +330,15 @@ def _entries(mask: Any, ok: Mask) -> tuple[Ints, Ints]:
     """(row, column) of every entry of ``mask`` in the rows of ``ok``, row by row."""
     if isinstance(mask, OneHot):
         r = _rows_of(ok & mask.present())
-        return r, mask.index[r]
+        return r, _in_rows(mask.index, r)
     return entries(mask & ok[:, None])
+
+
+def _in_rows(values: Any, rows: Ints) -> Any:
+    """``values`` (one per row) of the rows ``rows`` (ascending, distinct): ``values``
+    itself, unindexed, where those are every row (nearly always, in a batch whose guards
+    hold)."""
+    return values if len(rows) == len(values) else values[rows]
 
 
 def uniform(x: Any) -> Any:
@@ -635,11 +642,13 @@ class _VmMemory:
         if self.n == 1:
             return self._touch_row(at, token, write, cow, bool(ok[0]), lowest)
         idx = _rows_of(ok)
-        tok = _per_row(token, self.n, np.int64)[idx]
-        wr = _per_row(write, self.n, np.bool_)[idx]
-        page = np.maximum(at.index[idx], 0) if isinstance(at, OneHot) else np.argmax(at[idx], axis=1)
-        done, new = self._vmm().vmm_touch(self.vms[idx], page,
-                                          tok.copy(), wr.copy(), cow, self.name, lowest)
+        tok = _in_rows(_per_row(token, self.n, np.int64), idx)
+        wr = _in_rows(_per_row(write, self.n, np.bool_), idx)
+        page = (np.maximum(_in_rows(at.index, idx), 0) if isinstance(at, OneHot)
+                else np.argmax(at[idx], axis=1))
+        # The VMM reads the tokens and write marks, never writes them.
+        done, new = self._vmm().vmm_touch(_in_rows(self.vms, idx), page, tok, wr, cow,
+                                          self.name, lowest)
         self._forget_flags()
         granted = np.zeros(self.n, dtype=bool)
         granted[idx[done]] = True
@@ -1076,9 +1085,9 @@ class VmRows(_VmMemory):
                 a.vppn[vm, x] = col
             return
         r = _rows_of(ok & at.present())
-        c = at.index[r]
-        val = _per_row(value, self.n)[r]
-        v = self.vms[r]
+        c = _in_rows(at.index, r)
+        val = _in_rows(_per_row(value, self.n), r)
+        v = _in_rows(self.vms, r)
         if field == "guest.ppn_use" and not self._use_dirty:
             # Straight into the arrays, the VPN -> PPN index with them (a whole-row write
             # pending in the copy is joined instead, and synced by commit).
