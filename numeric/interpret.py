@@ -1315,6 +1315,11 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
     sets = [tuple(t) for t in values]
     sel = np.zeros((k, pages), dtype=bool)
     size = np.fromiter(map(len, sets), dtype=np.int64, count=k)
+    if k > 1 and not size.any():  # every set empty (a report with nothing refused)
+        return PageSets(np.zeros((int(repeats.sum()), pages), dtype=bool),
+                        np.zeros(int(repeats.sum()), dtype=np.int64),
+                        np.ones(int(repeats.sum()), dtype=bool),
+                        np.zeros(int(repeats.sum()), dtype=bool), None)
     flat = np.array([p for t in sets for p in t]) if k > 1 else np.zeros(0, dtype=object)
     if k > 1 and (flat.dtype.kind == "i" or (flat.dtype.kind == "f" and not len(flat))):
         # Every PPN an integer (the usual case): all sets at once, not one PPN at a time.
@@ -1327,9 +1332,9 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
         twice = (row[order][1:] == row[order][:-1]) & (flat[order][1:] == flat[order][:-1])
         distinct = np.ones(k, dtype=bool)
         distinct[row[order][1:][twice]] = False
-        out_rows = set(row[~inside].tolist())
+        out_rows = set(row[~inside].tolist()) if not inside.all() else set()
         outside = [[int(p) for p in t if not 0 <= p < pages] if j in out_rows else []
-                   for j, t in enumerate(sets)]
+                   for j, t in enumerate(sets)] if out_rows else [[]] * k
     else:  # one set (one op per call), or some PPN not an integer: a set at a time
         distinct = np.ones(k, dtype=bool)
         outside = []
@@ -1339,7 +1344,7 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
             outside.append([int(p) for p in t if ints and not 0 <= p < pages])
             if ints:
                 sel[j, [int(p) for p in t if 0 <= p < pages]] = True
-    beyond = np.array([bool(x) for x in outside], dtype=bool)
+    beyond = np.fromiter(map(bool, outside), dtype=bool, count=k)
     rows = (None if not beyond.any() else
             [x for x, n in zip(outside, repeats.tolist()) for _ in range(n)])
     if bool((repeats == 1).all()):  # one row a set: nothing to spread

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ballast.model.action_kernels import KERNELS
@@ -168,6 +168,8 @@ def _naive_page_sets(values: list[tuple[Any, ...]], pages: int) -> tuple[Any, ..
                                    st.floats(allow_nan=False), st.text(max_size=1)),
                          max_size=6).map(tuple), min_size=1, max_size=5),
        st.integers(1, 3))
+@example([(), ()], 2)  # every set empty (a reclaim that refuses nothing)
+@example([(1, 2), (3,)], 1)  # every PPN in range
 def test_ppn_set_arguments_are_read_as_their_definition_says(
         values: list[tuple[Any, ...]], repeat: int) -> None:
     sets = page_sets(values, np.full(len(values), repeat), pages=6)
