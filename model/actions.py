@@ -907,8 +907,11 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str,
     ppn = free[0]
     on_disk = dict(guest.disk)
     token = on_disk.pop(vpn, 0)
+    # The LRU order holds each VPN once: a stale entry of a VPN no PPN holds (left by a
+    # broken module, never by a correct one) moves to the end like a resident one.
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], vpn),
-                    lru=guest.lru + (vpn,), disk=tuple(sorted(on_disk.items())))
+                    lru=tuple(x for x in guest.lru if x != vpn) + (vpn,),
+                    disk=tuple(sorted(on_disk.items())))
     # The guest fills the new page itself: from its disk, or with zeros.
     s = write_page(_set_guest(s, vm, guest), vm, ppn, token, name, choice)
     return s, ppn

@@ -350,3 +350,19 @@ def test_inflate_guard_asks_for_free_pages_as_usable_free_counts_them() -> None:
                 break
             s = rng.choice(succ)[1]
     assert checked > 1000
+
+
+def test_the_lru_order_holds_each_vpn_once_even_after_a_stale_entry() -> None:
+    """A broken module can free the page of a resident VPN (the seeded fault
+    ``free_refused_keeps_held``), leaving the VPN in the LRU order with no PPN. The guest's
+    next access makes it resident again and most recently used, listed once: the order is
+    an ordered set, as the numeric core, the frontier and the Z3 encoding hold it."""
+    from dataclasses import replace
+    cfg = Config(vms=1, guest_pages=2, guest_data_pages=1, guest_disk_slots=1,
+                 machine_pages=2, host_swap_slots=1, tokens=1, batch=1)
+    s = initial_state(cfg)
+    v = s.vms[0]
+    stale = s.with_vm(0, v.replace(guest=replace(v.guest, lru=(0,))))
+    post = apply(cfg, stale, Action.of("guest_read", vm=0, vpn=0))
+    assert post.vms[0].guest.lru == (0,)
+    assert post.vms[0].guest.ppn_use.count(0) == 1
