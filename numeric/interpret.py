@@ -1827,18 +1827,19 @@ class NumpyStateOps(NumpyOps):
         if not isinstance(rows, VmRows):  # rows of another store (frontier rows): its reads
             return super().pages(field)
         a = rows.arr
-        unbacked_reads_as_minus_one = a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF
+        # (The MPNs' type is looked at only for a read of them: the engine learns which
+        # arrays a step form reads, and copies only those before a step it checks.)
+        if field == "p2m" and a.p2m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
+            # UNBACKED_MPN reads as -1, as the model's UNBACKED, not widened to 64 bits;
+            # every VM in order is read in place rather than as a copy.
+            return (a.p2m if self._every_vm else a.p2m[rows.vms]).view(np.int32)
         if not self._every_vm:
-            if field == "p2m" and unbacked_reads_as_minus_one:
-                return a.p2m[rows.vms].view(np.int32)  # as below, not widened to 64 bits
             return super().pages(field)
         # Every VM in order: read the system's arrays in place rather than a copy of them.
         if field in FLAGS:
             return (a.page_flags & flags_as(a.page_flags.dtype)[field]).astype(bool)
         if field == "guest.ppn_use":
             return a.ppn_use
-        if field == "p2m" and unbacked_reads_as_minus_one:
-            return a.p2m.view(np.int32)  # UNBACKED_MPN reads as -1, as the model's UNBACKED
         return super().pages(field)
 
     def _page_counts(self) -> Ints:
