@@ -1378,6 +1378,26 @@ _NUMBERS = (int, bool)
 """The types of a kernel's constants and, for one row read as numbers, its VM values."""
 
 
+def _without_uniform(xs: tuple[Any, ...], decides: bool) -> tuple[tuple[Any, ...], Any]:
+    """The operands of an ``and_`` (``decides`` False) or ``or_`` (True) with the vectors that
+    are one constant everywhere (:meth:`NumpyOps.filled`, a ``not_`` of one) taken out: such
+    a vector holding ``decides`` is the answer (it has the widest shape a kernel's value
+    has); one holding the other value drops out where another operand is a vector too."""
+    const = [x for x in xs if type(x) is np.ndarray and x.ndim == 2 and uniform(x) is not None]
+    if not const:
+        return xs, None
+    shape = const[0].shape  # only where it is every vector's shape: the answer keeps it
+    if any(np.ndim(x) == 2 and np.shape(x) != shape for x in xs):
+        return xs, None
+    for x in const:
+        if bool(x.flat[0]) is decides:
+            return xs, x
+    rest = tuple(x for x in xs if not any(x is c for c in const))
+    if any(np.ndim(x) == 2 for x in rest):
+        return rest, None
+    return xs, None
+
+
 def _has_truth(xs: tuple[Any, ...]) -> bool:
     """Whether one of ``xs`` is a constant truth value (a loop: a generator costs more than
     the test on the few operands of a kernel's logic)."""
@@ -1528,6 +1548,10 @@ class NumpyOps(_NumpyMemory):
             xs = tuple(x for x in xs if type(x) not in _TRUTHS)
             if not xs:
                 return True
+        if len(xs) > 1:
+            xs, decided = _without_uniform(xs, False)
+            if decided is not None:
+                return decided
         hot = None
         for x in xs:
             if type(x) is OneHot:
@@ -1552,6 +1576,10 @@ class NumpyOps(_NumpyMemory):
             xs = tuple(x for x in xs if type(x) not in _TRUTHS)
             if not xs:
                 return False
+        if len(xs) > 1:
+            xs, decided = _without_uniform(xs, True)
+            if decided is not None:
+                return decided
         out = xs[0]
         for x in xs[1:]:
             out = np.logical_or(*_pair(out, x))
@@ -1560,6 +1588,9 @@ class NumpyOps(_NumpyMemory):
     def not_(self, x: Value) -> Value:
         if type(x) is bool:
             return not x
+        same = uniform(x)
+        if same is not None:  # a constant vector stays one (see filled)
+            return np.broadcast_to(not same, x.shape)
         return np.logical_not(dense(x))
 
     def implies(self, a: Value, b: Value) -> Value:

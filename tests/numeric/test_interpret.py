@@ -15,7 +15,7 @@ from ballast.model.config import Config
 from ballast.numeric.arrays import COW_BIT, SystemArrays
 from ballast.numeric.interpret import (NumpyOps, NumpyStateOps, VmRows, flags_as, mpn_index,
                                        page_sets, run_kernel, uniform)
-from ballast.numeric.onehot import OneHot
+from ballast.numeric.onehot import OneHot, dense
 
 
 def _two_vms_one_idle_processor() -> SystemArrays:
@@ -242,6 +242,26 @@ def test_flags_given_to_every_row_apply_in_order_with_the_other_writes() -> None
     assert [[bool(x & bits["inflate_queue"]) for x in row] for row in arr.page_flags] == \
         [[False, True, False, False], [False] * 4]
     assert [bool(x & bits["acked_deflate"]) for x in arr.page_flags[1]] == [False] * 3 + [True]
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_logic_with_a_constant_vector_answers_what_the_full_vector_answers(value: bool) -> None:
+    """``and_``, ``or_`` and ``not_`` with a vector that is one constant everywhere (a
+    ``filled`` one, kept as a constant) give, entry by entry, what they give with the same
+    vector written out in full; the answer keeps every operand's shape."""
+    arr = SystemArrays.initial(Config(vms=3, guest_pages=4))
+    o = NumpyOps(VmRows(arr, np.array([0, 1, 2])), {})
+    rng = np.random.default_rng(1)
+    page = rng.random((3, 4)) < 0.5
+    per_vm = np.array([True, False, True])
+    hot = OneHot(np.array([1, -1, 3]), 4)
+    const, full = o.filled("pages", value), np.full((3, 4), value)
+    for others in [(page,), (per_vm,), (hot,), (page, per_vm), (hot, page), (per_vm, hot)]:
+        for op in (o.and_, o.or_):
+            got = np.asarray(dense(op(*others, const)))
+            want = np.asarray(dense(op(*others, full)))
+            assert got.shape == want.shape and (got == want).all(), (op.__name__, others)
+    assert (np.asarray(o.not_(const)) == ~full).all() and uniform(o.not_(const)) is (not value)
 
 
 def test_a_switched_off_features_flag_reads_empty_and_is_never_set() -> None:
