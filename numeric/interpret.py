@@ -1369,7 +1369,20 @@ def _and_one(hot: OneHot, x: Any) -> Any:
 
 
 _FILLED: dict[tuple[Any, ...], Any] = {}
-"""The constants :meth:`NumpyOps.filled` made, by rows, width and value."""
+"""The constant vectors made (:meth:`NumpyOps.filled`), by rows, width and value."""
+
+
+def _constant_vector(shape: tuple[int, int], value: Any) -> Any:
+    """``value`` seen through every entry of a ``shape`` array: no array of that size is
+    made, and each shape and value is made once (read-only, so it can be shared)."""
+    key = (shape, type(value), value)
+    known = _FILLED.get(key)
+    if known is None:
+        if len(_FILLED) >= 256:
+            _FILLED.clear()
+        known = _FILLED[key] = np.broadcast_to(np.asarray(value), shape)
+    return known
+
 
 _TRUTHS = (bool, np.bool_)
 """The types of a constant truth value in a kernel."""
@@ -1387,13 +1400,13 @@ def _without_uniform(xs: tuple[Any, ...], decides: bool) -> tuple[tuple[Any, ...
     if not const:
         return xs, None
     shape = const[0].shape  # only where it is every vector's shape: the answer keeps it
-    if any(np.ndim(x) == 2 and np.shape(x) != shape for x in xs):
+    if any(getattr(x, "ndim", 0) == 2 and x.shape != shape for x in xs):
         return xs, None
     for x in const:
         if bool(x.flat[0]) is decides:
             return xs, x
     rest = tuple(x for x in xs if not any(x is c for c in const))
-    if any(np.ndim(x) == 2 for x in rest):
+    if any(getattr(x, "ndim", 0) == 2 for x in rest):
         return rest, None
     return xs, None
 
@@ -1590,7 +1603,7 @@ class NumpyOps(_NumpyMemory):
             return not x
         same = uniform(x)
         if same is not None:  # a constant vector stays one (see filled)
-            return np.broadcast_to(not same, x.shape)
+            return _constant_vector(x.shape, not same)
         return np.logical_not(dense(x))
 
     def implies(self, a: Value, b: Value) -> Value:
@@ -1655,15 +1668,7 @@ class NumpyOps(_NumpyMemory):
         return np.repeat(whole, u, axis=1)
 
     def filled(self, kind: str, value: Value) -> Value:
-        # One entry seen through every position: no array of the rows' size is made, and
-        # each shape and value is made once (read-only, so it can be shared).
-        key = (self.rows.n, vector_width(self.cfg, kind), type(value), value)
-        known = _FILLED.get(key)
-        if known is None:
-            if len(_FILLED) >= 256:
-                _FILLED.clear()
-            known = _FILLED[key] = np.broadcast_to(np.asarray(value), key[:2])
-        return known
+        return _constant_vector((self.rows.n, vector_width(self.cfg, kind)), value)
 
     def unit_first(self) -> Value:
         first = np.arange(self.cfg.guest_pages) % self.cfg.balloon_unit_pages == 0
