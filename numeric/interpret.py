@@ -1369,7 +1369,7 @@ def _and_one(hot: OneHot, x: Any) -> Any:
 
 
 _FILLED: dict[tuple[Any, ...], Any] = {}
-"""The constant vectors made (:meth:`NumpyOps.filled`), by rows, width and value."""
+"""The constant vectors :func:`_constant_vector` made, by shape, type and value."""
 
 
 def _constant_vector(shape: tuple[int, int], value: Any) -> Any:
