@@ -889,6 +889,16 @@ def vmm_cpu_reclaim(cfg: Config, s: State, vm: int) -> State:
 # Guest OS
 
 
+def _most_recent(lru: tuple[int, ...], vpn: int) -> tuple[int, ...]:
+    """The LRU order with ``vpn`` the most recently used, listed once (an entry of it that no
+    PPN holds, left by a broken module and never by a correct one, moves to the end too).
+
+    >>> _most_recent((2, 0, 1), 0), _most_recent((2,), 0)
+    ((2, 1, 0), (2, 0))
+    """
+    return tuple(x for x in lru if x != vpn) + (vpn,)
+
+
 def _access(cfg: Config, s: State, vm: int, vpn: int, name: str,
             lowest_mpn: bool = False) -> tuple[State, int]:
     """The guest makes ``vpn`` resident (allocating or paging in) and marks it recently
@@ -899,7 +909,7 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str,
     guest = s.vms[vm].guest
     ppn = _resident_ppn(guest, vpn)
     if ppn is not None:
-        lru = tuple(x for x in guest.lru if x != vpn) + (vpn,)
+        lru = _most_recent(guest.lru, vpn)
         s, _ = fault_in(_set_guest(s, vm, replace(guest, lru=lru)), vm, ppn, name, choice)
         return s, ppn
     free = policy_for(cfg.guest_policy).allocation(allocator_view(s.vms[vm]), 1)
@@ -907,11 +917,8 @@ def _access(cfg: Config, s: State, vm: int, vpn: int, name: str,
     ppn = free[0]
     on_disk = dict(guest.disk)
     token = on_disk.pop(vpn, 0)
-    # The LRU order holds each VPN once: a stale entry of a VPN no PPN holds (left by a
-    # broken module, never by a correct one) moves to the end like a resident one.
     guest = replace(guest, ppn_use=_with_use(guest.ppn_use, [ppn], vpn),
-                    lru=tuple(x for x in guest.lru if x != vpn) + (vpn,),
-                    disk=tuple(sorted(on_disk.items())))
+                    lru=_most_recent(guest.lru, vpn), disk=tuple(sorted(on_disk.items())))
     # The guest fills the new page itself: from its disk, or with zeros.
     s = write_page(_set_guest(s, vm, guest), vm, ppn, token, name, choice)
     return s, ppn
