@@ -589,7 +589,12 @@ def _deflate_when_asked(v: View, e: VirtioEvent) -> str | None:
        ("write_actual",))
 def _actual_exact(v: View, e: VirtioEvent) -> str | None:
     """Whenever the driver writes ``actual``, it equals the pages inflated (acknowledged) minus
-    the pages deflated."""
+    the pages deflated.
+
+    Judged in the driver's order of events: a real device logs a report when it takes the
+    buffer, which may be after a write that already counts it (a driver with two threads,
+    such as Linux's worker and OOM notifier); a QEMU log is put in the driver's order before
+    this rule reads it (``ballast.validate.qemu.steps.in_driver_order``)."""
     if e.value != len(v.balloon):
         return f"actual written as {e.value} but the balloon holds {len(v.balloon)} pages"
     return None

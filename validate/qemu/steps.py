@@ -60,8 +60,8 @@ from ballast.validate.qemu.events import (
     TraceEvent,
 )
 
-__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "GuestSize", "StepConverter", "model_steps", "profile_events",
-           "trace_config", "trace_header"]
+__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "MAX_WRITE_LAG", "GuestSize", "StepConverter",
+           "in_driver_order", "model_steps", "profile_events", "trace_config", "trace_header"]
 
 ACTION_OF = {
     "set_target": "host_set_target",
@@ -97,7 +97,99 @@ def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
 
 def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
                    size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
-    """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming."""
+    """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming, in
+    the order the driver made them (:func:`in_driver_order`)."""
+    return in_driver_order(_device_events(events, features, size))
+
+
+MAX_WRITE_LAG = 8
+"""Most profile events an ``actual`` write is moved past (see :func:`in_driver_order`)."""
+
+
+def in_driver_order(events: Iterable[tuple[int, VirtioEvent]]
+                    ) -> Iterator[tuple[int, VirtioEvent]]:
+    """The profile events with each ``actual`` write put after the one report the driver
+    had already counted when it wrote it.
+
+    The device logs a report when it takes the buffer, and an ``actual`` write when the
+    driver writes it; a driver with two threads makes these two orders differ.  Linux
+    counts a page in or out of its balloon (``num_pages``) when it takes it from or gives it
+    to its list, under the balloon lock, and tells the device afterwards; its worker writes
+    ``actual`` from that count without the lock.  So when the deflate-on-OOM notifier has
+    taken a page out and not yet sent its deflate buffer, the worker's write already leaves
+    the page out, and the device sees the write first (and the same for an inflate that
+    the worker has begun while the notifier writes).  In the driver's order the report came
+    first, and rule 9 ("actual is the balloon's size") holds.
+
+    So a write whose value differs from the balloon the device knows (pages acknowledged
+    in, less pages reported out) waits while the reports that follow move the balloon
+    towards its value, each without passing it: deflate buffers (and their acknowledgements)
+    when the value is below the balloon, inflate buffers and their acknowledgements when it
+    is above.  When the balloon
+    reaches the value the write follows; at any other event, a report that would pass the
+    value, or after :data:`MAX_WRITE_LAG` events, it is given where it was logged, and rule
+    9 judges it there.  Nothing else moves, and a write is never moved past another write,
+    a reset or a report in the other direction, so a driver whose ``actual`` is wrong is
+    still caught, at the write's own line.
+
+    >>> ev = [(1, VirtioEvent("inflate_ack", (5, 6))), (2, VirtioEvent("write_actual", value=1)),
+    ...       (3, VirtioEvent("deflate", (5,))), (4, VirtioEvent("deflate_ack", (5,)))]
+    >>> [(n, e.kind) for n, e in in_driver_order(ev)]
+    [(1, 'inflate_ack'), (3, 'deflate'), (2, 'write_actual'), (4, 'deflate_ack')]
+    """
+    balloon = 0  # pages acknowledged into the balloon, less pages reported out
+    held: tuple[int, VirtioEvent] | None = None
+    lag = 0
+    for item in events:
+        e = item[1]
+        k = e.kind
+        if held is not None:
+            want = held[1].value
+            moves = lag < MAX_WRITE_LAG and (
+                k in _BESIDE_A_WRITE
+                or (k == "deflate" and balloon - len(e.pfns) >= want)
+                or (k in ("use", "deflate_ack") and want < balloon)
+                or (k == "inflate" and want > balloon)
+                or (k == "inflate_ack" and balloon + len(e.pfns) <= want))
+            if moves:
+                lag += 1
+                balloon = _balloon_after(balloon, e)
+                yield item
+                if balloon == want:
+                    yield held
+                    held = None
+                continue
+            yield held
+            held = None
+        if k == "write_actual" and e.value != balloon:
+            held, lag = item, 0
+            continue
+        balloon = _balloon_after(balloon, e)
+        yield item
+    if held is not None:
+        yield held
+
+
+_BESIDE_A_WRITE = frozenset({"set_target", "read_target", "stats"})
+"""Profile events that say nothing of the balloon's size: a waiting write lets them by."""
+
+
+def _balloon_after(balloon: int, e: VirtioEvent) -> int:
+    """The balloon's size, as the device knows it, after event ``e``."""
+    k = e.kind
+    if k == "inflate_ack":
+        return balloon + len(e.pfns)
+    if k == "deflate":
+        return max(0, balloon - len(e.pfns))
+    if k == "reset":
+        return 0
+    return balloon
+
+
+def _device_events(events: Iterable[TraceEvent], features: frozenset[str],
+                   size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
+    """``(trace line, profile event)`` for each balloon event of a QEMU trace, in the
+    order the device logged them."""
     tell = MUST_TELL_HOST in features
     balloon_dev: str | None = None
     pending_inflate: list[int] = []  # PFNs of inflate buffers QEMU completed without notify

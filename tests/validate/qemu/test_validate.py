@@ -262,6 +262,63 @@ def test_an_oom_deflate_between_an_acknowledgement_and_the_actual_write_is_expla
     assert not validate_qemu(p, frozenset()).clean
 
 
+def _oom_race(write: int, deflated: list[int]) -> QemuLog:
+    """A guest at 12 balloon pages whose worker writes ``actual`` as ``write`` while the
+    OOM notifier's deflate of ``deflated`` is still on its way to the device."""
+    log = QemuLog(64).linux_run([8])
+    log.target(12).read(12, 8).inflate([24, 25, 26, 27])  # the device knows 12 pages
+    log.write(write, 8)  # the worker's write, from a count the notifier already lowered
+    log.deflate(deflated).write(12 - len(deflated), write)  # the notifier's own write
+    return log
+
+
+def test_an_actual_write_that_counts_a_deflate_still_on_its_way_is_explained(
+        tmp_path: Path) -> None:
+    """Seen live under memory pressure: Linux lowers its count when the OOM notifier takes a
+    page off its balloon list, and the worker writes ``actual`` from that count before the
+    notifier's deflate buffer reaches the device. In the driver's order the deflate came
+    first; both judges accept it, and the converted trace replays."""
+    oom = frozenset({"DEFLATE_ON_OOM"})
+    p = _write(tmp_path, _oom_race(11, [16]).lines)
+    emitted = tmp_path / "race.jsonl"
+    out = validate_qemu(p, oom, emit_trace=str(emitted))
+    assert out.report.violation is None and out.model is not None and out.model.ok, out.model
+    assert replay(read_ballast_trace(emitted)).outcome is ReplayOutcome.OK
+    # Two pages on their way, in one buffer or in two acknowledged one after the other.
+    assert validate_qemu(_write(tmp_path, _oom_race(10, [16, 17]).lines), oom).clean
+    log = QemuLog(64).linux_run([8])
+    log.target(12).read(12, 8).inflate([24, 25, 26, 27]).write(10, 8)
+    log.deflate([16]).deflate([17]).write(10, 10)
+    assert validate_qemu(_write(tmp_path, log.lines), oom).clean
+
+
+@pytest.mark.parametrize("case", ["deflate passes the value", "deflate falls short",
+                                  "inflate follows", "nothing follows"])
+def test_an_actual_write_no_following_report_explains_is_caught_at_its_line(
+        tmp_path: Path, case: str) -> None:
+    """The write waits only for reports that bring the balloon exactly to its value, in its
+    direction: anything else leaves it where it was logged, and rule 9 flags it there."""
+    oom = frozenset({"DEFLATE_ON_OOM"})
+    if case == "deflate passes the value":
+        log = _oom_race(11, [16, 17])
+    elif case == "deflate falls short":
+        log = _oom_race(10, [16])
+    elif case == "inflate follows":
+        log = QemuLog(64).linux_run([8])
+        log.target(16).read(16, 8).inflate([24, 25, 26, 27]).write(11, 8)
+        log.inflate([28, 29, 30, 31]).write(16, 11)
+    else:
+        log = QemuLog(64).linux_run([8])
+        log.target(12).read(12, 8).inflate([24, 25, 26, 27]).write(11, 8)
+    line = next(n for n, t in enumerate(log.lines, 1) if "set_config actual: " in t
+                and "oldactual: 8" in t and n > len(QemuLog(64).linux_run([8]).lines))
+    out = validate_qemu(_write(tmp_path, log.lines), oom)
+    v = out.report.violation
+    assert v is not None and v.rule == "virtio_5_5_6_1_rule9_actual_matches_balloon"
+    assert v.line == line
+    assert out.model is not None and not out.model.ok
+
+
 def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: Path) -> None:
     log = _clean_log()
     log.lines.insert(5, "8@1.0:virtio_balloon_set_config actual: x oldactual: 0")
