@@ -290,6 +290,12 @@ def test_an_actual_write_that_counts_a_deflate_still_on_its_way_is_explained(
     log.target(12).read(12, 8).inflate([24, 25, 26, 27]).write(10, 8)
     log.deflate([16]).deflate([17]).write(10, 10)
     assert validate_qemu(_write(tmp_path, log.lines), oom).clean
+    # The other way round: the notifier writes the count while the worker's inflate buffer,
+    # already counted, is on its way.
+    log = QemuLog(64).linux_run([8])
+    log.target(12).read(12, 8).write(12, 8).inflate([24, 25, 26, 27]).write(12, 12)
+    out = validate_qemu(_write(tmp_path, log.lines), oom)
+    assert out.clean and out.model is not None and out.model.steps > 10, out.model
 
 
 @pytest.mark.parametrize("case", ["deflate passes the value", "deflate falls short",
