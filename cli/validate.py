@@ -204,6 +204,8 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
                 "action": ACTION_OF.get(v.event.kind) if v.event else None,
                 "last_state": _view_dict(rep), "possible": list(rep.possible)},
             "emitted": o.emitted,
+            "writes_in_driver_order": None if o.moved is None else {
+                "count": o.moved.count, "lines": o.moved.lines},
             "model": None if mv is None else {
                 "ok": mv.ok, "steps": mv.steps, "step": mv.step, "line": mv.line,
                 "action": mv.action, "reason": mv.reason, "property": mv.property,
@@ -238,6 +240,11 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
     elif mv is not None:
         what = f"breaks {mv.property}: " if mv.property else "is not explained by the model: "
         out.write(f"{o.trace}:{mv.line}: model: step {mv.step} {mv.action} {what}{mv.reason}\n")
+    if o.moved is not None and o.moved.count:
+        n = o.moved.count
+        out.write(f"  {n:,} actual write{'s' if n > 1 else ''} judged after the report "
+                  f"{'they' if n > 1 else 'it'} already counted (the driver's order), first at "
+                  f"line {o.moved.lines[0]}\n")
     if o.qmp is not None and not o.qmp:
         out.write(f"  QMP: {len(QMP_CHECKS)} cross-checks hold ({', '.join(sorted(QMP_CHECKS))})\n")
     for f in o.qmp or []:

@@ -95,6 +95,10 @@ def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: st
         what = f"breaks `{model.property}`" if model.property else "is not explained"
         out.append(f"- reference model: step {model.step} `{model.action}` (line {model.line}) {what}: "
                    f"{model.reason}")
+    moved = getattr(outcome, "moved", None)
+    if moved is not None and moved.count:
+        out.append(f"- `actual` writes judged after the report they already counted (the driver's "
+                   f"order): {moved.count:,}, first at line {moved.lines[0]}")
     if qmp is None:
         out.append("- QMP cross-checks: no QMP log")
     else:

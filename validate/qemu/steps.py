@@ -60,8 +60,8 @@ from ballast.validate.qemu.events import (
     TraceEvent,
 )
 
-__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "MAX_WRITE_LAG", "GuestSize", "StepConverter",
-           "in_driver_order", "model_steps", "profile_events", "trace_config", "trace_header"]
+__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "MAX_WRITE_LAG", "GuestSize", "MovedWrites",
+           "StepConverter", "in_driver_order", "model_steps", "profile_events", "trace_config", "trace_header"]
 
 ACTION_OF = {
     "set_target": "host_set_target",
@@ -96,18 +96,37 @@ def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
 
 
 def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
-                   size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
+                   size: GuestSize | None = None, moved: "MovedWrites | None" = None
+                   ) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming, in
-    the order the driver made them (:func:`in_driver_order`)."""
-    return in_driver_order(_device_events(events, features, size))
+    the order the driver made them (:func:`in_driver_order`, which notes in ``moved`` the
+    writes it moved)."""
+    return in_driver_order(_device_events(events, features, size), moved)
 
 
 MAX_WRITE_LAG = 8
 """Most profile events an ``actual`` write is moved past (see :func:`in_driver_order`)."""
 
 
-def in_driver_order(events: Iterable[tuple[int, VirtioEvent]]
-                    ) -> Iterator[tuple[int, VirtioEvent]]:
+class MovedWrites:
+    """The ``actual`` writes :func:`in_driver_order` judged after the report they already
+    counted: how many, and the trace lines of the first :data:`SHOWN` (bounded memory)."""
+
+    SHOWN = 16
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lines: list[int] = []
+
+    def note(self, line: int) -> None:
+        """One more write moved, logged at ``line``."""
+        self.count += 1
+        if len(self.lines) < self.SHOWN:
+            self.lines.append(line)
+
+
+def in_driver_order(events: Iterable[tuple[int, VirtioEvent]],
+                    moved: MovedWrites | None = None) -> Iterator[tuple[int, VirtioEvent]]:
     """The profile events with each ``actual`` write put after the one report the driver
     had already counted when it wrote it.
 
@@ -156,6 +175,8 @@ def in_driver_order(events: Iterable[tuple[int, VirtioEvent]]
                 balloon = _balloon_after(balloon, e)
                 yield item
                 if balloon == want:
+                    if moved is not None:
+                        moved.note(held[0])
                     yield held
                     held = None
                 continue

@@ -28,7 +28,13 @@ from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
 from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
 from ballast.validate.qemu.qmp_reader import read_qmp
 from ballast.validate.qemu.source import QemuLogError
-from ballast.validate.qemu.steps import GuestSize, StepConverter, profile_events, trace_header
+from ballast.validate.qemu.steps import (
+    GuestSize,
+    MovedWrites,
+    StepConverter,
+    profile_events,
+    trace_header,
+)
 from ballast.validate.qemu.trace_reader import read_trace
 from ballast.validate.virtio.check import VirtioReport, check_virtio
 
@@ -86,6 +92,9 @@ class QemuOutcome:
     """The reference model's verdict (None when not asked for)."""
     qmp: list[QmpFinding] | None = None
     """Broken QMP cross-checks (None without a QMP log)."""
+    moved: MovedWrites | None = None
+    """The ``actual`` writes judged after the report they already counted (the driver's
+    order: :func:`~ballast.validate.qemu.steps.in_driver_order`)."""
 
     @property
     def clean(self) -> bool:
@@ -124,7 +133,8 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         raw: Iterator[Any] = read_trace(name)
         if cross is not None:
             raw = _tapping(raw, cross)
-        events: Iterator[Any] = profile_events(raw, features, size)
+        moved = MovedWrites()
+        events: Iterator[Any] = profile_events(raw, features, size, moved)
         judge = ModelJudge(features, size, name) if model else None
         if emit_trace is not None:
             try:
@@ -160,7 +170,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
             tmp.close()
             os.unlink(tmp.name)
     return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
-                       verdict, findings)
+                       verdict, findings, moved)
 
 
 def _check_emit_destination(dest: Path, source: Path) -> None:

@@ -284,6 +284,17 @@ def test_an_actual_write_that_counts_a_deflate_still_on_its_way_is_explained(
     out = validate_qemu(p, oom, emit_trace=str(emitted))
     assert out.report.violation is None and out.model is not None and out.model.ok, out.model
     assert replay(read_ballast_trace(emitted)).outcome is ReplayOutcome.OK
+    # The validator says which write it read in the driver's order.
+    write_line = next(n for n, t in enumerate(_oom_race(11, [16]).lines, 1)
+                      if "actual: 11 oldactual: 8" in t)
+    assert out.moved is not None and (out.moved.count, out.moved.lines) == (1, [write_line])
+    code, text, _ = _run("validate", "--format", "qemu", str(p), "--features", "DEFLATE_ON_OOM",
+                         "--no-progress")
+    assert code == 0 and "1 actual write judged after the report it already counted" in text
+    assert f"first at line {write_line}" in text
+    code, text, _ = _run("validate", "--format", "qemu", str(p), "--features", "DEFLATE_ON_OOM",
+                         "--json", "--no-progress")
+    assert json.loads(text)["writes_in_driver_order"] == {"count": 1, "lines": [write_line]}
     # Two pages on their way, in one buffer or in two acknowledged one after the other.
     assert validate_qemu(_write(tmp_path, _oom_race(10, [16, 17]).lines), oom).clean
     log = QemuLog(64).linux_run([8])
@@ -296,6 +307,7 @@ def test_an_actual_write_that_counts_a_deflate_still_on_its_way_is_explained(
     log.target(12).read(12, 8).write(12, 8).inflate([24, 25, 26, 27]).write(12, 12)
     out = validate_qemu(_write(tmp_path, log.lines), oom)
     assert out.clean and out.model is not None and out.model.steps > 10, out.model
+    assert out.moved is not None and out.moved.count == 1
 
 
 @pytest.mark.parametrize("case", ["deflate passes the value", "deflate falls short",
@@ -323,6 +335,7 @@ def test_an_actual_write_no_following_report_explains_is_caught_at_its_line(
     assert v is not None and v.rule == "virtio_5_5_6_1_rule9_actual_matches_balloon"
     assert v.line == line
     assert out.model is not None and not out.model.ok
+    assert out.moved is not None and out.moved.count == 0
 
 
 def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: Path) -> None:
