@@ -55,7 +55,8 @@ def register_capture(csub: Any) -> None:
     live = csub.add_parser(
         "qemu-live", help="property-based testing of a live QEMU guest, judged by the model",
         description="Boot one Linux guest under QEMU; Hypothesis chooses balloon targets, memory "
-                    "pressure and compaction for each example; every example is judged by the "
+                    "pressure, compaction and reboots for each example; every example is judged "
+                    "by the "
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
                     "cross-checks.  A failure is shrunk (at most "
                     f"{SHRINK_RUNS} more runs) and written as a scenario file to replay.")
@@ -152,7 +153,8 @@ def _live_cmd(args: argparse.Namespace) -> int:
     f = out.failure
     if args.json:
         sys.stdout.write(json.dumps({
-            "exit": out.exit_code, "examples": out.examples, "seed": out.seed, "fault": fault,
+            "exit": out.exit_code, "examples": out.examples, "reboots": out.reboots,
+            "seed": out.seed, "fault": fault,
             "boot_s": round(out.boot_s, 2), "seconds": round(out.seconds, 2),
             "inconclusive": out.inconclusive,
             "failure": None if f is None else {
@@ -162,7 +164,8 @@ def _live_cmd(args: argparse.Namespace) -> int:
             "final_clean": None if out.final is None else out.final.clean}) + "\n")
         return out.exit_code
     w = sys.stdout.write
-    w(f"live QEMU run: {out.examples} example(s) on one guest (boot {out.boot_s:.1f} s), "
+    w(f"live QEMU run: {out.examples} example(s) on one guest (boot {out.boot_s:.1f} s, "
+      f"{out.reboots} reboot(s) in the examples), "
       f"seed {out.seed}{', fault ' + fault if fault else ''}, {out.seconds:.1f} s\n")
     if f is not None:
         w(f"FAILED after shrinking: {'; '.join(str(op) for op in f.ops)}\n  {f.reason}\n")

@@ -2,8 +2,9 @@
 
 One guest is booted for the whole run.  Hypothesis chooses each example: a short
 sequence of :class:`LiveOp` -- balloon targets (MiB of guest RAM), guest memory
-pressure (MiB written to a tmpfs, with DEFLATE_ON_OOM negotiated) and memory compaction
-(which migrates balloon pages).  Ballast performs them on the guest over QMP and its
+pressure (MiB written to a tmpfs, with DEFLATE_ON_OOM negotiated), memory compaction
+(which migrates balloon pages) and at most one reboot (``system_reset`` with the balloon
+as it is: the device resets, and the new driver inflates to the target again).  Ballast performs them on the guest over QMP and its
 console, then asks for all the guest's RAM back, so that every example starts and ends
 with an empty balloon -- the state the model's initial state stands for.  The lines QEMU
 traced during the example (the trace is read as it is written, from where the previous
@@ -35,9 +36,10 @@ from typing import Any, Final
 
 from ballast.errors import InputError
 from ballast.seeded_draws import seed_only_draws
+from ballast.validate.qemu.capture import reset_guest
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
-__all__ = ["FAULTS", "SHRINK_RUNS", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "SegmentJudge",
+__all__ = ["FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "SegmentJudge",
            "live_test", "ops_strategy", "read_scenario"]
 
 SHRINK_RUNS: Final = 24
@@ -51,23 +53,38 @@ FAULTS: Final[dict[str, str]] = {
 _QUIET_S: Final = 0.3
 
 
+OP_KINDS: Final = ("target", "pressure", "compact", "reboot")
+"""What an example can do, by :attr:`LiveOp.kind`."""
+
+
 @dataclass(frozen=True)
 class LiveOp:
     """One thing the live test does: ``target`` (guest RAM, MiB), ``pressure`` (MiB the
-    guest fills, then frees) or ``compact``."""
+    guest fills, then frees), ``compact`` or ``reboot``."""
 
     kind: str
     mib: int = 0
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.mib}" if self.kind != "compact" else "compact"
+        return f"{self.kind} {self.mib}" if self.kind in ("target", "pressure") else self.kind
+
+
+REBOOT_ODDS: Final = 4
+"""One example in this many (about) reboots the guest once: a reboot costs a boot."""
 
 
 def ops_strategy(guest_mib: int, pressure: bool) -> Any:
-    """Hypothesis strategy of an example: one to four operations.
+    """Hypothesis strategy of an example: one to four operations, and in about one example
+    of :data:`REBOOT_ODDS` a reboot among them (never more than one).
 
     Targets are multiples of 16 MiB between 5/8 of the guest and all of it; pressure is
-    at most 96 MiB (a guest of 256 MiB survives it with its balloon at 5/8).
+    at most 96 MiB (a guest of 256 MiB survives it with its balloon at 5/8).  Shrinking
+    drops the reboot first (its draw shrinks towards none).
+
+    >>> _with_reboot([LiveOp("target", 160), LiveOp("compact")], 1)
+    [LiveOp(kind='target', mib=160), LiveOp(kind='reboot', mib=0), LiveOp(kind='compact', mib=0)]
+    >>> len(_with_reboot([LiveOp("compact")], None))
+    1
     """
     from hypothesis import strategies as st
 
@@ -76,7 +93,19 @@ def ops_strategy(guest_mib: int, pressure: bool) -> Any:
     kinds = [target, st.just(LiveOp("compact"))]
     if pressure:
         kinds.append(st.builds(LiveOp, st.just("pressure"), st.sampled_from([32, 64, 96])))
-    return st.lists(st.one_of(*kinds), min_size=1, max_size=4)
+    base = st.lists(st.one_of(*kinds), min_size=1, max_size=3)
+    cut = 4 * (REBOOT_ODDS - 1)
+    reboot_at = st.integers(0, 4 * REBOOT_ODDS - 1).map(lambda k: None if k < cut else k - cut)
+    return st.builds(_with_reboot, base, reboot_at)
+
+
+def _with_reboot(ops: list[LiveOp], at: int | None) -> list[LiveOp]:
+    """``ops`` with a reboot before the ``at``-th (after the last when ``at`` is past it);
+    ``ops`` as they are when ``at`` is None."""
+    if at is None:
+        return ops
+    k = min(at, len(ops))
+    return [*ops[:k], LiveOp("reboot"), *ops[k:]]
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,8 @@ class LiveOutcome:
     """Why the run could not finish (QEMU failed, the guest panicked, time ran out)."""
     final: Any = None
     """The whole capture's validation (a :class:`~ballast.cli.validate.QemuOutcome`)."""
+    reboots: int = 0
+    """Reboots the examples made (shrinking included)."""
     boot_s: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -189,6 +220,8 @@ class LiveRunner:
         self.features: frozenset[str] = frozenset()
         self.judge = SegmentJudge(self.guest.trace_log, frozenset(), options.guest_mib * MIB // 4096, fault)
         self.runs = 0
+        self.reboots = 0
+        """Reboots made, shrinking included."""
 
     def boot(self) -> None:
         """Boot the guest; the trace so far (the boot) is the first segment's start."""
@@ -213,6 +246,9 @@ class LiveRunner:
                 g.ask("release", ("PRESSURE released",), self.settle_s)
             elif op.kind == "compact":
                 g.ask("compact", ("COMPACTED", "UNKNOWN compact"), self.settle_s)
+            elif op.kind == "reboot":
+                reset_guest(g, self.settle_s)
+                self.reboots += 1
             else:
                 raise ValueError(f"unknown operation {op.kind!r}")
         reached, _, _ = g.move_balloon(self.options.guest_mib, self.settle_s)
@@ -295,6 +331,7 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     finally:
         runner.guest.stop()
     outcome.examples = runner.runs
+    outcome.reboots = runner.reboots
     if broken:
         outcome.inconclusive = broken[0]
     elif outcome.failure is None:
@@ -334,8 +371,8 @@ def read_scenario(path: str | os.PathLike[str]) -> tuple[tuple[LiveOp, ...], str
         raise InputError(name, None, f"cannot read scenario: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(name, None, f"not a live scenario file: {exc}") from None
-    if any(op.kind not in ("target", "pressure", "compact") for op in ops):
-        raise InputError(name, None, "ops must be target, pressure or compact")
+    if any(op.kind not in OP_KINDS for op in ops):
+        raise InputError(name, None, f"ops must be {', '.join(OP_KINDS[:-1])} or {OP_KINDS[-1]}")
     if fault is not None and fault not in FAULTS:
         raise InputError(name, None, f"unknown fault {fault!r}")
     return ops, fault, guest_mib

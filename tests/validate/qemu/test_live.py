@@ -18,7 +18,16 @@ from hypothesis import given, settings
 
 import ballast.validate.qemu.live as live
 from ballast.cli import main
-from ballast.validate.qemu.live import FAULTS, SHRINK_RUNS, LiveOp, SegmentJudge, live_test, ops_strategy, read_scenario
+from ballast.validate.qemu.live import (
+    FAULTS,
+    OP_KINDS,
+    SHRINK_RUNS,
+    LiveOp,
+    SegmentJudge,
+    live_test,
+    ops_strategy,
+    read_scenario,
+)
 
 from .qemu_lines import QemuLog
 
@@ -44,12 +53,26 @@ def _require_qemu() -> None:
 @settings(max_examples=50, deadline=None, database=None)
 def test_examples_stay_within_what_the_guest_survives(ops: list[LiveOp]) -> None:
     assert 1 <= len(ops) <= 4
+    assert sum(op.kind == "reboot" for op in ops) <= 1  # a reboot costs a boot
     for op in ops:
-        assert op.kind in ("target", "pressure", "compact")
+        assert op.kind in OP_KINDS
         if op.kind == "target":
             assert 160 <= op.mib <= 256 and op.mib % 16 == 0
         if op.kind == "pressure":
             assert op.mib in (32, 64, 96)
+
+
+def test_a_reboot_is_drawn_at_most_once_and_shrinks_away() -> None:
+    from hypothesis import find
+
+    quick = settings(database=None, max_examples=300)
+    rebooted = find(ops_strategy(256, pressure=True),
+                    lambda ops: any(op.kind == "reboot" for op in ops), settings=quick)
+    assert len(rebooted) == 2 and [op.kind for op in rebooted].count("reboot") == 1, rebooted
+    # A failure that needs no reboot shrinks to an example without one.
+    smallest = find(ops_strategy(256, pressure=True),
+                    lambda ops: sum(op.kind == "compact" for op in ops) >= 2, settings=quick)
+    assert smallest == [LiveOp("compact"), LiveOp("compact")], smallest
 
 
 def _example(log: QemuLog, target: int) -> None:
@@ -109,7 +132,9 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
     good.write_text(json.dumps({"seed": 3, "fault": "hide-target", "guest_mib": 256,
                                 "ops": [{"kind": "target", "mib": 160}, {"kind": "compact"}]}))
     assert read_scenario(good) == ((LiveOp("target", 160), LiveOp("compact")), "hide-target", 256)
-    for text in ("not json", '{"ops": [{"kind": "reboot"}]}', '{"ops": [], "fault": "x"}', "[]"):
+    good.write_text(json.dumps({"ops": [{"kind": "reboot"}, {"kind": "target", "mib": 192}]}))
+    assert read_scenario(good) == ((LiveOp("reboot"), LiveOp("target", 192)), None, 256)
+    for text in ("not json", '{"ops": [{"kind": "poweroff"}]}', '{"ops": [], "fault": "x"}', "[]"):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
         code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--replay", str(bad))
@@ -136,7 +161,7 @@ LONG_LIVE_EXAMPLES = int(os.environ.get("BALLAST_LONG_LIVE_EXAMPLES", "100"))
 """Examples of the longer live run (``-m slow``)."""
 
 
-def _clean_live_run(folder: Path, examples: int, seed: int) -> None:
+def _clean_live_run(folder: Path, examples: int, seed: int) -> live.LiveOutcome:
     out = live_test(folder, examples=examples, seed=seed, timeout_s=1800.0)
     assert out.inconclusive is None, out.inconclusive
     assert out.failure is None, out.failure
@@ -145,11 +170,13 @@ def _clean_live_run(folder: Path, examples: int, seed: int) -> None:
     assert out.final.model is not None and out.final.model.steps > 20
     kinds = {json.loads(p.read_text())["ops"][0].split()[0] for p in (folder / "examples").glob("*.json")}
     assert "target" in kinds
+    return out
 
 
 def test_twenty_hypothesis_examples_on_a_live_guest_are_clean(tmp_path: Path) -> None:
     _require_qemu()
-    _clean_live_run(tmp_path / "live", LIVE_EXAMPLES, seed=1)
+    out = _clean_live_run(tmp_path / "live", LIVE_EXAMPLES, seed=1)
+    assert out.reboots >= 1  # the seed's examples reboot the guest, and the model explains it
 
 
 @pytest.mark.slow
