@@ -25,7 +25,7 @@ __all__ = ["register_capture"]
 
 def register_capture(csub: Any) -> None:
     """Add ``qemu`` and ``qemu-live`` to ``ballast capture``."""
-    from ballast.validate.qemu.live import FAULTS, SHRINK_RUNS
+    from ballast.validate.qemu.live import DEVICES, FAULTS, SHRINK_RUNS
     from ballast.validate.qemu.scenarios import SCENARIOS
 
     q = csub.add_parser("qemu", help="boot Linux under QEMU (TCG), move its balloon, validate",
@@ -54,9 +54,9 @@ def register_capture(csub: Any) -> None:
 
     live = csub.add_parser(
         "qemu-live", help="property-based testing of a live QEMU guest, judged by the model",
-        description="Boot one Linux guest under QEMU; Hypothesis chooses balloon targets, memory "
-                    "pressure, compaction and reboots for each example; every example is judged "
-                    "by the "
+        description="Hypothesis chooses, for each example, the balloon device's features and "
+                    "balloon targets, memory pressure, compaction and reboots; a Linux guest is "
+                    "booted under QEMU per device drawn; every example is judged by the "
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
                     "cross-checks.  A failure is shrunk (at most "
                     f"{SHRINK_RUNS} more runs) and written as a scenario file to replay.")
@@ -69,6 +69,10 @@ def register_capture(csub: Any) -> None:
     live.add_argument("--timeout-s", type=positive_float, default=900.0, help="bound on the whole run")
     live.add_argument("--fault", choices=sorted(FAULTS),
                       help="seed a deviation: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
+    live.add_argument("--devices", metavar="NAMES",
+                      help="the balloon devices examples are drawn over, comma separated (default "
+                           "all: " + "; ".join(f"{d.name}: {d.summary}" for d in DEVICES.values())
+                           + "); one guest is booted per device drawn")
     live.add_argument("--replay", metavar="SCENARIO",
                       help="run the operations of a scenario file (failure.json) once instead")
     live.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
@@ -139,15 +143,19 @@ def _targets(text: str) -> list[int]:
 
 def _live_cmd(args: argparse.Namespace) -> int:
     from ballast.validate.qemu.guest import CaptureError
-    from ballast.validate.qemu.live import live_test, read_scenario
+    from ballast.validate.qemu.live import DEFAULT_DEVICE, live_test, read_scenario
 
     replay = None
-    fault, guest_mib = args.fault, args.guest_mib
+    fault, guest_mib, device = args.fault, args.guest_mib, DEFAULT_DEVICE
     if args.replay is not None:
-        replay, fault, guest_mib = read_scenario(args.replay)
+        scenario = read_scenario(args.replay)
+        replay, fault, guest_mib, device = (scenario.ops, scenario.fault, scenario.guest_mib,
+                                            scenario.device)
+    devices = None if args.devices is None else _devices(args.devices)
     try:
         out = live_test(args.out, examples=args.examples, seed=args.seed, guest_mib=guest_mib,
-                        settle_s=args.settle_s, timeout_s=args.timeout_s, fault=fault, replay=replay)
+                        settle_s=args.settle_s, timeout_s=args.timeout_s, fault=fault, replay=replay,
+                        devices=devices, replay_device=device)
     except (CaptureError, ValueError) as exc:
         raise UsageError(f"live run failed to start: {exc}") from None
     f = out.failure
@@ -158,30 +166,45 @@ def _live_cmd(args: argparse.Namespace) -> int:
             "boot_s": round(out.boot_s, 2), "seconds": round(out.seconds, 2),
             "inconclusive": out.inconclusive,
             "failure": None if f is None else {
-                "ops": [str(op) for op in f.ops], "reason": f.reason,
+                "device": f.device, "ops": [str(op) for op in f.ops], "reason": f.reason,
                 "scenario": str(f.scenario_file), "segment": str(f.segment),
                 "model_trace": None if f.model_trace is None else str(f.model_trace)},
-            "final_clean": None if out.final is None else out.final.clean}) + "\n")
+            "devices": {name: fin.clean for name, fin in out.finals.items()},
+            "final_clean": (all(fin.clean for fin in out.finals.values())
+                            if out.finals else None)}) + "\n")
         return out.exit_code
     w = sys.stdout.write
-    w(f"live QEMU run: {out.examples} example(s) on one guest (boot {out.boot_s:.1f} s, "
+    w(f"live QEMU run: {out.examples} example(s) (boot {out.boot_s:.1f} s in all, "
       f"{out.reboots} reboot(s) in the examples), "
       f"seed {out.seed}{', fault ' + fault if fault else ''}, {out.seconds:.1f} s\n")
     if f is not None:
-        w(f"FAILED after shrinking: {'; '.join(str(op) for op in f.ops)}\n  {f.reason}\n")
+        w(f"FAILED after shrinking, on the {f.device} device: "
+          f"{'; '.join(str(op) for op in f.ops)}\n  {f.reason}\n")
         w(f"  scenario {f.scenario_file} (replay: ballast capture qemu-live --out DIR --replay "
           f"{f.scenario_file}); trace segment {f.segment}\n")
         if f.model_trace is not None:
             w(f"  model trace {f.model_trace} (ballast replay / ballast report)\n")
     elif out.inconclusive is not None:
         w(f"INCONCLUSIVE: {out.inconclusive}\n")
-    elif out.final is not None:
-        fin = out.final
-        verdict = "clean" if fin.clean else "NOT clean"
-        model = f"{fin.model.steps:,} model steps" if fin.model is not None else "no model"
-        w(f"every example passed both judges; the whole capture is {verdict} "
-          f"({model}, QMP cross-checks {'hold' if not fin.qmp else 'broken'})\n")
-        if not fin.clean:
-            from ballast.cli.validate import _report_qemu
-            _report_qemu(fin, False, False, sys.stdout)
+    elif out.finals:
+        w("every example passed both judges\n")
+        for name, fin in out.finals.items():
+            verdict = "clean" if fin.clean else "NOT clean"
+            model = f"{fin.model.steps:,} model steps" if fin.model is not None else "no model"
+            w(f"  {name} device: the whole capture is {verdict} "
+              f"({model}, QMP cross-checks {'hold' if not fin.qmp else 'broken'})\n")
+            if not fin.clean:
+                from ballast.cli.validate import _report_qemu
+                _report_qemu(fin, False, False, sys.stdout)
     return out.exit_code
+
+
+def _devices(text: str) -> tuple[str, ...]:
+    from ballast.validate.qemu.live import DEVICES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in DEVICES]
+    if bad or not names:
+        raise UsageError(f"--devices: unknown device {bad[0] if bad else '(none)'!r}; expected "
+                         f"some of {', '.join(DEVICES)}, comma separated")
+    return names

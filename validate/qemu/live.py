@@ -1,18 +1,21 @@
 """Live, property-based testing of QEMU + Linux: Hypothesis chooses, the model judges.
 
-One guest is booted for the whole run.  Hypothesis chooses each example: a short
-sequence of :class:`LiveOp` -- balloon targets (MiB of guest RAM), guest memory
-pressure (MiB written to a tmpfs, with DEFLATE_ON_OOM negotiated), memory compaction
-(which migrates balloon pages) and at most one reboot (``system_reset`` with the balloon
-as it is: the device resets, and the new driver inflates to the target again).  Ballast performs them on the guest over QMP and its
+Hypothesis chooses each example: the balloon device's features (one of :data:`DEVICES`:
+which features QEMU offers, fixed when QEMU starts) and a short sequence of
+:class:`LiveOp` -- balloon targets (MiB of guest RAM), guest memory pressure (MiB written
+to a tmpfs, where DEFLATE_ON_OOM is negotiated), memory compaction (which migrates balloon
+pages) and at most one reboot (``system_reset`` with the balloon as it is: the device
+resets, and the new driver inflates to the target again).  One guest is booted per device
+the run draws, when first drawn, and kept for every later example on that device.  Ballast performs them on the guest over QMP and its
 console, then asks for all the guest's RAM back, so that every example starts and ends
 with an empty balloon -- the state the model's initial state stands for.  The lines QEMU
 traced during the example (the trace is read as it is written, from where the previous
 example ended) are then judged by both judges, the VirtIO rules and the reference model;
 at the end the whole capture is validated again, with the QMP cross-checks.
 
-A failing example is shrunk by Hypothesis on the same guest, and the smallest one is
-written as a scenario file (``failure.json``: the seed, the operations, the reason) with
+A failing example is shrunk by Hypothesis on the same guests, and the smallest one is
+written as a scenario file (``failure.json``: the seed, the device, the operations, the
+reason) with
 its trace segment, the segment converted to a model trace (``failure.trace.model.jsonl``,
 for ``ballast replay`` and ``ballast report``) and a compact report
 (``failure.trace.report.md``).  ``ballast capture qemu-live --replay
@@ -39,8 +42,9 @@ from ballast.seeded_draws import seed_only_draws
 from ballast.validate.qemu.capture import reset_guest
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
-__all__ = ["FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "SegmentJudge",
-           "live_test", "ops_strategy", "read_scenario"]
+__all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS",
+           "LiveDevice", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "LiveScenario",
+           "SegmentJudge", "example_strategy", "live_test", "ops_strategy", "read_scenario"]
 
 SHRINK_RUNS: Final = 24
 """Most examples run on the guest while shrinking a failure."""
@@ -52,6 +56,37 @@ FAULTS: Final[dict[str, str]] = {
 
 _QUIET_S: Final = 0.3
 
+
+@dataclass(frozen=True)
+class LiveDevice:
+    """A balloon device a live run can draw: the features QEMU offers for it."""
+
+    name: str
+    summary: str
+    deflate_on_oom: bool = True
+    """Offer DEFLATE_ON_OOM; memory pressure is drawn only with it (without it the guest's
+    OOM killer, not the balloon, would answer)."""
+    free_page_reporting: bool = False
+    stats_interval_s: int = 0
+
+    def options(self, guest_mib: int) -> DeviceOptions:
+        """QEMU's options for a guest of ``guest_mib`` MiB with this device."""
+        return DeviceOptions(guest_mib=guest_mib, deflate_on_oom=self.deflate_on_oom,
+                             free_page_reporting=self.free_page_reporting,
+                             stats_interval_s=self.stats_interval_s)
+
+
+DEVICES: Final[dict[str, LiveDevice]] = {d.name: d for d in (
+    LiveDevice("deflate-on-oom", "DEFLATE_ON_OOM offered"),
+    LiveDevice("plain", "no feature offered", deflate_on_oom=False),
+    LiveDevice("free-page-reporting", "DEFLATE_ON_OOM and free page reporting offered",
+               free_page_reporting=True),
+    LiveDevice("stats", "DEFLATE_ON_OOM offered, the statistics queue polled every second",
+               stats_interval_s=1),
+)}
+"""The devices a live run draws from, by name; the first is where shrinking goes."""
+
+DEFAULT_DEVICE: Final = next(iter(DEVICES))
 
 OP_KINDS: Final = ("target", "pressure", "compact", "reboot")
 """What an example can do, by :attr:`LiveOp.kind`."""
@@ -99,6 +134,16 @@ def ops_strategy(guest_mib: int, pressure: bool) -> Any:
     return st.builds(_with_reboot, base, reboot_at)
 
 
+def example_strategy(guest_mib: int, devices: tuple[str, ...]) -> Any:
+    """Hypothesis strategy of an example: one of ``devices`` (names of :data:`DEVICES`),
+    and operations for it (:func:`ops_strategy`; memory pressure only where the device
+    offers DEFLATE_ON_OOM)."""
+    from hypothesis import strategies as st
+
+    return st.sampled_from(devices).flatmap(
+        lambda d: st.tuples(st.just(d), ops_strategy(guest_mib, DEVICES[d].deflate_on_oom)))
+
+
 def _with_reboot(ops: list[LiveOp], at: int | None) -> list[LiveOp]:
     """``ops`` with a reboot before the ``at``-th (after the last when ``at`` is past it);
     ``ops`` as they are when ``at`` is None."""
@@ -112,6 +157,7 @@ def _with_reboot(ops: list[LiveOp], at: int | None) -> list[LiveOp]:
 class LiveFailure:
     """The smallest failing example found: its operations, why it failed, where it is written."""
 
+    device: str
     ops: tuple[LiveOp, ...]
     reason: str
     scenario_file: Path
@@ -129,8 +175,9 @@ class LiveOutcome:
     failure: LiveFailure | None = None
     inconclusive: str | None = None
     """Why the run could not finish (QEMU failed, the guest panicked, time ran out)."""
-    final: Any = None
-    """The whole capture's validation (a :class:`~ballast.cli.validate.QemuOutcome`)."""
+    finals: dict[str, Any] = field(default_factory=dict)
+    """Per device the run used, the validation of its guest's whole capture (a
+    :class:`~ballast.validate.qemu.validation.QemuOutcome`)."""
     reboots: int = 0
     """Reboots the examples made (shrinking included)."""
     boot_s: float = 0.0
@@ -139,8 +186,8 @@ class LiveOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 every example and the whole capture clean, 1 a failure, 3 inconclusive."""
-        if self.failure is not None or (self.final is not None and not self.final.clean):
+        """0 every example and every whole capture clean, 1 a failure, 3 inconclusive."""
+        if self.failure is not None or any(not f.clean for f in self.finals.values()):
             return 1
         return 3 if self.inconclusive is not None else 0
 
@@ -206,17 +253,19 @@ class SegmentJudge:
 
 
 class LiveRunner:
-    """One booted guest, what each example makes it do, and the judging of it."""
+    """One booted guest (of one device), what each example makes it do, and the judging of
+    it; its capture is written to ``out_dir/capture-DEVICE``."""
 
     def __init__(self, out_dir: Path, options: DeviceOptions, *, settle_s: float, deadline: float,
-                 fault: str | None = None) -> None:
+                 fault: str | None = None, device: str = DEFAULT_DEVICE) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         self.out_dir = out_dir
         self.options = options
         self.settle_s = settle_s
         self.fault = fault
-        self.guest = QemuGuest(out_dir / "capture", options, deadline)
+        self.device = device
+        self.guest = QemuGuest(out_dir / f"capture-{device}", options, deadline)
         self.features: frozenset[str] = frozenset()
         self.judge = SegmentJudge(self.guest.trace_log, frozenset(), options.guest_mib * MIB // 4096, fault)
         self.runs = 0
@@ -262,15 +311,19 @@ class LiveRunner:
         self.perform(ops)
         reason = self.judge.judge(self.judge.next_segment(), where, emit)
         where.with_suffix(".json").write_text(json.dumps(
-            {"ops": [str(op) for op in ops], "reason": reason}) + "\n", encoding="utf-8")
+            {"device": self.device, "ops": [str(op) for op in ops], "reason": reason}) + "\n",
+            encoding="utf-8")
         return reason
 
 
 def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int = 0, guest_mib: int = 256,
               settle_s: float = 15.0, timeout_s: float = 900.0, fault: str | None = None,
-              replay: tuple[LiveOp, ...] | None = None) -> LiveOutcome:
-    """Boot one guest, let Hypothesis choose ``examples`` examples (or run ``replay`` once),
-    judge each, shrink a failure; see the module's documentation."""
+              replay: tuple[LiveOp, ...] | None = None, devices: tuple[str, ...] | None = None,
+              replay_device: str = DEFAULT_DEVICE) -> LiveOutcome:
+    """Let Hypothesis choose ``examples`` examples over ``devices`` (names of
+    :data:`DEVICES`; all of them when None), booting a guest for each device the first time
+    it is drawn; judge each example, shrink a failure.  With ``replay``, run those
+    operations once on ``replay_device`` instead.  See the module's documentation."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
@@ -278,23 +331,44 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
 
     if examples < 1:
         raise ValueError("examples must be at least 1")
+    drawn = tuple(DEVICES) if devices is None else tuple(devices)
+    unknown = [d for d in (*drawn, replay_device) if d not in DEVICES]
+    if unknown or not drawn:
+        raise ValueError(f"unknown device {unknown[0] if unknown else '(none given)'!r}; "
+                         f"expected some of {', '.join(DEVICES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    options = DeviceOptions(guest_mib=guest_mib, deflate_on_oom=True)
-    runner = LiveRunner(out, options, settle_s=settle_s, deadline=started + timeout_s, fault=fault)
+    deadline = started + timeout_s
+    runners: dict[str, LiveRunner] = {}
     outcome = LiveOutcome(examples=0, seed=seed)
-    seen: dict[tuple[LiveOp, ...], str | None] = {}
+    seen: dict[tuple[str, tuple[LiveOp, ...]], str | None] = {}
     broken: list[str] = []
+    runs = 0
 
-    def fails(ops: list[LiveOp]) -> bool:
-        key = tuple(ops)
+    def runner_for(device: str) -> LiveRunner:
+        """The device's guest, booted the first time it is asked for (the trace of its boot
+        starts its first segment)."""
+        got = runners.get(device)
+        if got is None:
+            got = runners[device] = LiveRunner(out, DEVICES[device].options(guest_mib),
+                                               settle_s=settle_s, deadline=deadline,
+                                               fault=fault, device=device)
+            got.boot()
+            outcome.boot_s += got.guest.boot_s
+        return got
+
+    def fails(example: tuple[str, list[LiveOp]]) -> bool:
+        nonlocal runs
+        device, ops = example
+        key = (device, tuple(ops))
         if key in seen:
             return seen[key] is not None
-        if broken or (seen and any(seen.values()) and runner.runs >= examples + SHRINK_RUNS):
-            return False  # the guest is gone, or the shrink budget is spent: run nothing more
+        if broken or (seen and any(seen.values()) and runs >= examples + SHRINK_RUNS):
+            return False  # a guest is gone, or the shrink budget is spent: run nothing more
         try:
-            reason = runner.run(key, out / "examples" / f"{runner.runs + 1:04d}.trace.log")
+            runs += 1
+            reason = runner_for(device).run(key[1], out / "examples" / f"{runs:04d}.trace.log")
         except CaptureError as exc:
             broken.append(str(exc))
             return False
@@ -302,41 +376,41 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
         return reason is not None
 
     try:
-        try:
-            runner.boot()
-        except CaptureError as exc:
-            broken.append(str(exc))
-        outcome.boot_s = runner.guest.boot_s
-        found: tuple[LiveOp, ...] | None = None
-        if not broken:
-            if replay is not None:
-                found = replay if fails(list(replay)) else None
-            else:
-                strategy = ops_strategy(guest_mib, options.deflate_on_oom)
-                try:
-                    with seed_only_draws():
-                        found = tuple(find(strategy, fails, random=random.Random(seed),
-                                           settings=settings(
-                            max_examples=examples, deadline=None, database=None,
-                            phases=[Phase.generate, Phase.shrink],
-                            suppress_health_check=list(HealthCheck))))
-                except NoSuchExample:
-                    found = None
+        found: tuple[str, tuple[LiveOp, ...]] | None = None
+        if replay is not None:
+            found = (replay_device, replay) if fails((replay_device, list(replay))) else None
+        else:
+            strategy = example_strategy(guest_mib, drawn)
+            try:
+                with seed_only_draws():
+                    device, ops = find(strategy, fails, random=random.Random(seed),
+                                       settings=settings(
+                        max_examples=examples, deadline=None, database=None,
+                        phases=[Phase.generate, Phase.shrink],
+                        suppress_health_check=list(HealthCheck)))
+                found = (device, tuple(ops))
+            except NoSuchExample:
+                found = None
         if found is not None:
-            outcome.failure = _write_failure(runner, found, seen[found] or "", seed, out)
+            outcome.failure = _write_failure(runners[found[0]], found[1], seen[found] or "",
+                                             seed, out)
         elif not broken:
-            runner.guest.quit()
+            for runner in runners.values():
+                runner.guest.quit()
     except CaptureError as exc:
         broken.append(str(exc))
     finally:
-        runner.guest.stop()
-    outcome.examples = runner.runs
-    outcome.reboots = runner.reboots
+        for runner in runners.values():
+            runner.guest.stop()
+    outcome.examples = runs
+    outcome.reboots = sum(r.reboots for r in runners.values())
     if broken:
         outcome.inconclusive = broken[0]
     elif outcome.failure is None:
-        # The whole capture, every example and the steps between them, with the QMP log.
-        outcome.final = validate_qemu(runner.guest.trace_log, runner.features, qmp=runner.guest.qmp_log)
+        # Each guest's whole capture, every example and the steps between them, with QMP.
+        for device, runner in runners.items():
+            outcome.finals[device] = validate_qemu(runner.guest.trace_log, runner.features,
+                                                   qmp=runner.guest.qmp_log)
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -352,27 +426,45 @@ def _write_failure(runner: LiveRunner, ops: tuple[LiveOp, ...], reason: str, see
     scenario = out / "failure.json"
     scenario.write_text(json.dumps({
         "seed": seed, "fault": runner.fault, "guest_mib": runner.options.guest_mib,
+        "device": runner.device,
         "ops": [{"kind": op.kind, "mib": op.mib} for op in ops],
         "reason": reason, "reproduced": again is not None,
         "segment": segment.name, "model_trace": model_trace.name if model_trace.is_file() else None,
     }, indent=2) + "\n", encoding="utf-8")
-    return LiveFailure(ops, reason, scenario, segment, model_trace if model_trace.is_file() else None)
+    return LiveFailure(runner.device, ops, reason, scenario, segment,
+                       model_trace if model_trace.is_file() else None)
 
 
-def read_scenario(path: str | os.PathLike[str]) -> tuple[tuple[LiveOp, ...], str | None, int]:
-    """The operations, fault and guest size of a scenario file written by a failed run."""
+@dataclass(frozen=True)
+class LiveScenario:
+    """What a scenario file (``failure.json``) holds: the operations to run again, on which
+    device, with which seeded fault, on a guest of how many MiB."""
+
+    ops: tuple[LiveOp, ...]
+    fault: str | None
+    guest_mib: int
+    device: str = DEFAULT_DEVICE
+
+
+def read_scenario(path: str | os.PathLike[str]) -> LiveScenario:
+    """The operations, device, fault and guest size of a scenario file written by a failed
+    run (a file without ``device``, from before devices were drawn, is on the first)."""
     name = os.fspath(path)
     try:
         data = json.loads(Path(name).read_text(encoding="utf-8"))
         ops = tuple(LiveOp(str(o["kind"]), int(o.get("mib", 0))) for o in data["ops"])
         fault = data.get("fault")
         guest_mib = int(data.get("guest_mib", 256))
+        device = str(data.get("device", DEFAULT_DEVICE))
     except OSError as exc:
         raise InputError(name, None, f"cannot read scenario: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(name, None, f"not a live scenario file: {exc}") from None
     if any(op.kind not in OP_KINDS for op in ops):
         raise InputError(name, None, f"ops must be {', '.join(OP_KINDS[:-1])} or {OP_KINDS[-1]}")
     if fault is not None and fault not in FAULTS:
         raise InputError(name, None, f"unknown fault {fault!r}")
-    return ops, fault, guest_mib
+    if device not in DEVICES:
+        raise InputError(name, None, f"unknown device {device!r}; expected one of "
+                         f"{', '.join(DEVICES)}")
+    return LiveScenario(ops, fault, guest_mib, device)
