@@ -6,21 +6,21 @@ which features QEMU offers, fixed when QEMU starts) and a short sequence of
 to a tmpfs, where DEFLATE_ON_OOM is negotiated), memory compaction (which migrates balloon
 pages) and at most one reboot (``system_reset`` with the balloon as it is: the device
 resets, and the new driver inflates to the target again).  One guest is booted per device
-the run draws, when first drawn, and kept for every later example on that device.  Ballast performs them on the guest over QMP and its
-console, then asks for all the guest's RAM back, so that every example starts and ends
-with an empty balloon -- the state the model's initial state stands for.  The lines QEMU
-traced during the example (the trace is read as it is written, from where the previous
-example ended) are then judged by both judges, the VirtIO rules and the reference model;
-at the end the whole capture is validated again, with the QMP cross-checks.
+the run draws, when first drawn, and kept for every later example on that device.  Ballast
+performs the operations on the guest over QMP and its console, then asks for all the
+guest's RAM back, so that every example starts and ends with an empty balloon -- the state
+the model's initial state stands for.  The lines QEMU traced during the example (the
+trace is read as it is written, from where the previous example ended) are then judged by
+both judges, the VirtIO rules and the reference model; at the end each guest's whole
+capture is validated again, with the QMP cross-checks.
 
 A failing example is shrunk by Hypothesis on the same guests, and the smallest one is
 written as a scenario file (``failure.json``: the seed, the device, the operations, the
-reason) with
-its trace segment, the segment converted to a model trace (``failure.trace.model.jsonl``,
-for ``ballast replay`` and ``ballast report``) and a compact report
-(``failure.trace.report.md``).  ``ballast capture qemu-live --replay
+reason) with its trace segment, the segment converted to a model trace
+(``failure.trace.model.jsonl``, for ``ballast replay`` and ``ballast report``) and a
+compact report (``failure.trace.report.md``).  ``ballast capture qemu-live --replay
 failure.json`` runs it again.  The budget counts examples, not seconds; shrinking runs at
-most :data:`SHRINK_RUNS` more examples on the guest.
+most :data:`SHRINK_RUNS` more examples on the guests.
 
 A *fault* seeds a deviation into what the judges see, to show the runner fails and
 shrinks: ``hide-target`` drops QEMU's ``virtio_balloon_to_target`` lines from each
