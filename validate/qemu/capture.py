@@ -47,6 +47,7 @@ __all__ = [
     "finish",
     "move_to_targets",
     "reset_guest",
+    "wait_settled",
     "wait_idle",
 ]
 
@@ -174,11 +175,21 @@ def reset_guest(guest: QemuGuest, settle_s: float) -> None:
     if not ready[1].startswith("BALLOON_READY"):
         raise CaptureError(f"the guest did not bind virtio_balloon after the reset: {ready[1]!r}")
     # The new driver reads the target the device still has and inflates to it.
+    wait_settled(guest, settle_s)
+
+
+def wait_settled(guest: QemuGuest, settle_s: float, ram_bytes: int | None = None) -> None:
+    """Wait (at most ``settle_s``) until the guest RAM QEMU reports is ``ram_bytes`` (the
+    target set last), or, not given, until it stops moving: a driver that just bound
+    inflates to the target it read, and a target set meanwhile would race its buffers in
+    flight."""
     deadline = min(guest.deadline, time.monotonic() + settle_s)
     while time.monotonic() < deadline:
         before = guest.actual_bytes()
+        if before == ram_bytes:
+            break
         time.sleep(0.5)
-        if guest.actual_bytes() == before:
+        if ram_bytes is None and guest.actual_bytes() == before:
             break
 
 

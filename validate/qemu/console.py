@@ -18,7 +18,8 @@ from typing import IO, Final
 __all__ = ["MARKERS", "GuestConsole", "clean_line"]
 
 MARKERS: Final = (
-    "BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "COMPACTED", "UNKNOWN ", "Kernel panic",
+    "BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "COMPACTED", "REBOUND", "UNKNOWN ",
+    "Kernel panic",
 )
 """The console lines the host waits for (see the guest's ``/init``)."""
 

@@ -4,8 +4,10 @@ Hypothesis chooses each example: the balloon device's features (one of :data:`DE
 which features QEMU offers, fixed when QEMU starts) and a short sequence of
 :class:`LiveOp` -- balloon targets (MiB of guest RAM), guest memory pressure (MiB written
 to a tmpfs, where DEFLATE_ON_OOM is negotiated), memory compaction (which migrates balloon
-pages) and at most one reboot (``system_reset`` with the balloon as it is: the device
-resets, and the new driver inflates to the target again).  One guest is booted per device
+pages), driver rebinds (where DEFLATE_ON_OOM is negotiated: the driver leaves the device,
+taking every page out of the balloon and resetting it, and binds again) and at most one
+reboot (``system_reset`` with the balloon as it is: the device resets, and the new driver
+inflates to the target again).  One guest is booted per device
 the run draws, when first drawn, and kept for every later example on that device.  Ballast
 performs the operations on the guest over QMP and its console, then asks for all the
 guest's RAM back, so that every example starts and ends with an empty balloon -- the state
@@ -39,7 +41,7 @@ from typing import Any, Final
 
 from ballast.errors import InputError
 from ballast.seeded_draws import seed_only_draws
-from ballast.validate.qemu.capture import reset_guest
+from ballast.validate.qemu.capture import reset_guest, wait_settled
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
 __all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS",
@@ -64,8 +66,9 @@ class LiveDevice:
     name: str
     summary: str
     deflate_on_oom: bool = True
-    """Offer DEFLATE_ON_OOM; memory pressure is drawn only with it (without it the guest's
-    OOM killer, not the balloon, would answer)."""
+    """Offer DEFLATE_ON_OOM; memory pressure and driver rebinds are drawn only with it
+    (without it the guest's OOM killer, not the balloon, would answer pressure, and Linux's
+    driver breaks 5.5.6.1 rule 3 when it leaves the device: see :data:`DEVICES`)."""
     free_page_reporting: bool = False
     stats_interval_s: int = 0
 
@@ -84,18 +87,27 @@ DEVICES: Final[dict[str, LiveDevice]] = {d.name: d for d in (
     LiveDevice("stats", "DEFLATE_ON_OOM offered, the statistics queue polled every second",
                stats_interval_s=1),
 )}
-"""The devices a live run draws from, by name; the first is where shrinking goes."""
+"""The devices a live run draws from, by name; the first is where shrinking goes.
+
+A driver rebind is drawn only where DEFLATE_ON_OOM is negotiated, because without it Linux
+deviates from the specification there: its driver, when it leaves the device
+(``virtballoon_remove``), takes every page out of the balloon, whatever the target, before
+it resets the device, which 5.5.6.1 rule 3 forbids without DEFLATE_ON_OOM (the driver
+MUST NOT take pages back while the balloon is not above the target).  Both judges report
+it (``virtio_5_5_6_1_rule3_deflate_only_when_asked``; the model: no action explains it):
+``ballast capture qemu-live --replay`` of a scenario of a target and a rebind on the
+``plain`` device shows it."""
 
 DEFAULT_DEVICE: Final = next(iter(DEVICES))
 
-OP_KINDS: Final = ("target", "pressure", "compact", "reboot")
+OP_KINDS: Final = ("target", "pressure", "compact", "rebind", "reboot")
 """What an example can do, by :attr:`LiveOp.kind`."""
 
 
 @dataclass(frozen=True)
 class LiveOp:
     """One thing the live test does: ``target`` (guest RAM, MiB), ``pressure`` (MiB the
-    guest fills, then frees), ``compact`` or ``reboot``."""
+    guest fills, then frees), ``compact``, ``rebind`` or ``reboot``."""
 
     kind: str
     mib: int = 0
@@ -108,13 +120,14 @@ REBOOT_ODDS: Final = 4
 """One example in this many (about) reboots the guest once: a reboot costs a boot."""
 
 
-def ops_strategy(guest_mib: int, pressure: bool) -> Any:
+def ops_strategy(guest_mib: int, deflate_on_oom: bool) -> Any:
     """Hypothesis strategy of an example: one to four operations, and in about one example
     of :data:`REBOOT_ODDS` a reboot among them (never more than one).
 
     Targets are multiples of 16 MiB between 5/8 of the guest and all of it; pressure is
-    at most 96 MiB (a guest of 256 MiB survives it with its balloon at 5/8).  Shrinking
-    drops the reboot first (its draw shrinks towards none).
+    at most 96 MiB (a guest of 256 MiB survives it with its balloon at 5/8).  Pressure and
+    driver rebinds only with ``deflate_on_oom`` (see :data:`DEVICES`).  Shrinking drops the
+    reboot first (its draw shrinks towards none).
 
     >>> _with_reboot([LiveOp("target", 160), LiveOp("compact")], 1)
     [LiveOp(kind='target', mib=160), LiveOp(kind='reboot', mib=0), LiveOp(kind='compact', mib=0)]
@@ -126,8 +139,9 @@ def ops_strategy(guest_mib: int, pressure: bool) -> Any:
     low = max(16, (guest_mib * 5 // 8) // 16 * 16)
     target = st.builds(LiveOp, st.just("target"), st.integers(low // 16, guest_mib // 16).map(lambda n: n * 16))
     kinds = [target, st.just(LiveOp("compact"))]
-    if pressure:
+    if deflate_on_oom:
         kinds.append(st.builds(LiveOp, st.just("pressure"), st.sampled_from([32, 64, 96])))
+        kinds.append(st.just(LiveOp("rebind")))
     base = st.lists(st.one_of(*kinds), min_size=1, max_size=3)
     cut = 4 * (REBOOT_ODDS - 1)
     reboot_at = st.integers(0, 4 * REBOOT_ODDS - 1).map(lambda k: None if k < cut else k - cut)
@@ -136,8 +150,8 @@ def ops_strategy(guest_mib: int, pressure: bool) -> Any:
 
 def example_strategy(guest_mib: int, devices: tuple[str, ...]) -> Any:
     """Hypothesis strategy of an example: one of ``devices`` (names of :data:`DEVICES`),
-    and operations for it (:func:`ops_strategy`; memory pressure only where the device
-    offers DEFLATE_ON_OOM)."""
+    and operations for it (:func:`ops_strategy`; memory pressure and rebinds only where
+    the device offers DEFLATE_ON_OOM)."""
     from hypothesis import strategies as st
 
     return st.sampled_from(devices).flatmap(
@@ -285,18 +299,29 @@ class LiveRunner:
     def perform(self, ops: tuple[LiveOp, ...]) -> None:
         """Do ``ops`` on the guest, then give it all its RAM back and let it settle."""
         g = self.guest
+        ram_mib = self.options.guest_mib  # every example starts with an empty balloon
         for op in ops:
             g.alive(f"before {op}")
             if op.kind == "target":
                 g.move_balloon(op.mib, self.settle_s)
+                ram_mib = op.mib
             elif op.kind == "pressure":
                 g.ask(f"pressure {op.mib}", ("PRESSURE filled", "PRESSURE none"), self.settle_s)
                 g.actual_bytes()
                 g.ask("release", ("PRESSURE released",), self.settle_s)
             elif op.kind == "compact":
                 g.ask("compact", ("COMPACTED", "UNKNOWN compact"), self.settle_s)
+            elif op.kind == "rebind":
+                answer = g.ask("rebind", ("REBOUND",), self.settle_s)
+                if answer is None or answer[1].startswith("REBOUND none"):
+                    raise CaptureError(f"the guest did not rebind its balloon driver within "
+                                       f"{self.settle_s} s: {answer and answer[1]!r}")
+                # The new driver inflates to the target again; the next target waits for it
+                # (as after every target: the runner never moves one under a buffer in flight).
+                wait_settled(g, self.settle_s, ram_mib * MIB)
             elif op.kind == "reboot":
                 reset_guest(g, self.settle_s)
+                wait_settled(g, self.settle_s, ram_mib * MIB)
                 self.reboots += 1
             else:
                 raise ValueError(f"unknown operation {op.kind!r}")
