@@ -78,7 +78,10 @@ def host_set_cpu_target(o: Ops) -> None:
 
 def reclaim_room(o: Ops, migration: bool) -> Value:
     """Pages the VMM may still accept (``_reclaim_choices``): the target's room, one
-    more with ``migration`` (a migrating page's new PPN comes before the old one goes)."""
+    more with ``migration`` (a migrating page's new PPN comes before the old one goes),
+    every page with ``accept_beyond_target``."""
+    if o.cfg.accept_beyond_target:
+        return o.cfg.guest_pages
     ballooned = o.count(o.pages("ballooned"))
     return o.maximum(0, o.add(o.sub(o.vm("target"), ballooned), 1 if migration else 0))
 

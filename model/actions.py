@@ -715,7 +715,9 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     invalid = [p for p in reported if p not in accepted]
     # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
     # PPN is acknowledged before the old one is released (virtio's device checks no target).
-    room = v.target - len(v.ballooned) + (1 if cfg.migration else 0)
+    # With ``accept_beyond_target`` it checks none at all (every page is room).
+    room = (cfg.guest_pages if cfg.accept_beyond_target
+            else v.target - len(v.ballooned) + (1 if cfg.migration else 0))
     most = min(len(valid), max(0, room))
     most -= most % cfg.balloon_unit_pages  # whole balloon units only
     return valid, invalid, (0 if cfg.refusal else most), most
@@ -770,7 +772,9 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
       accepts in arrival order, and the queue here is a multiset, so every arrival
       order is one of these subsets);
     * without the ``refusal`` feature the VMM accepts as many as it has room for
-      (virtio 1.x section 5.5: a device does not refuse; QEMU hw/virtio/virtio-balloon.c);
+      (virtio 1.x section 5.5: a device does not refuse; QEMU hw/virtio/virtio-balloon.c),
+      and with ``accept_beyond_target`` every valid page (QEMU's device checks no target:
+      a report filled before the host lowered it is acknowledged whole);
     * with ``refusal`` it may refuse any of the valid pages, even with room (vmw_balloon:
       the host returns an error per page of a batch), and may list invalid ones too.
     """

@@ -118,6 +118,11 @@ class Config:
     """The guest's memory compaction may move a page of the balloon to another PPN
     (Linux ``virtballoon_migratepage``): the new page is inflated, then the old one deflated,
     ``actual`` unchanged; the VMM takes the one page beyond the target this needs."""
+    accept_beyond_target: bool = False
+    """The VMM acknowledges every valid page an inflate report names, beyond the host's
+    target too: virtio's device checks no target (QEMU acknowledges a buffer the driver
+    filled before the host lowered ``num_pages``, and the driver then deflates the excess).
+    Off, the VMM accepts up to the target and refuses the rest."""
     eager_backing: bool = False
     """The VMM may back a guest page that is not in the balloon before the guest touches it:
     Xen populates deflated pages at once, a VMM may prefault or swap a page in ahead of
@@ -369,7 +374,7 @@ PRESETS: dict[str, Config] = {
                    machine_pages=4, host_swap_slots=0, tokens=1, host_use=False,
                    must_tell_host=False, deflate_on_oom=True, reset=True,
                    guest_policy=GuestPolicyName.ANY, reread_target=True, migration=True,
-                   oom_notifier=True),
+                   oom_notifier=True, accept_beyond_target=True),
     # Xen: the balloon driver hands pages back with decrease_reservation and the
     # hypervisor populates deflated pages at once; xenpaging is the host-level swap.
     "xen": Config(vms=2, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,

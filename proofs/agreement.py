@@ -456,7 +456,8 @@ def agreement_configs() -> dict[str, Config]:
     (no guest disk, the fewest machine pages its host pages and VMs allow, one VPN;
     a ``protocol-paging`` copy with the guest disk and one PPN);
     one configuration is kept per slice and per protocol variant (module kind,
-    ``MUST_TELL_HOST``, guest policy, eager backing) the presets choose.
+    ``MUST_TELL_HOST``, guest policy, eager backing, a VMM that accepts beyond the target)
+    the presets choose.
 
     >>> sorted(agreement_configs())[:3]
     ['application/protocol', 'application/protocol-paging', 'default/flood']
@@ -487,7 +488,8 @@ def agreement_configs() -> dict[str, Config]:
             for shape, c in shapes.items():
                 # One per slice, and one per variant of the protocol the presets choose
                 # (the module, MUST_TELL_HOST, the guest's allocator, the VMM's backing).
-                variant = (shape, c.module, c.must_tell_host, c.guest_policy, c.eager_backing)
+                variant = (shape, c.module, c.must_tell_host, c.guest_policy, c.eager_backing,
+                           c.accept_beyond_target)
                 if variant not in seen:
                     seen.add(variant)
                     out[f"{preset_name}/{shape}"] = c

@@ -157,6 +157,27 @@ def test_more_pages_than_asked_are_refused_the_vmm_chooses_which(refusal: bool) 
             apply(cfg, s, refuse_all)
 
 
+def test_a_vmm_that_checks_no_target_accepts_a_report_the_host_lowered_the_target_under(
+        ) -> None:
+    """QEMU's device acknowledges every page of a buffer the driver filled before the host
+    lowered the target (seen live); the driver then gives the excess back."""
+    cfg = Config(vms=1, guest_pages=3, guest_data_pages=1, machine_pages=3, host_use=False,
+                 must_tell_host=False)
+    s = run(cfg.replace(accept_beyond_target=True), ("host_set_target", {"vm": 0, "pages": 2}),
+            ("balloon_poll", {"vm": 0}), ("balloon_inflate", {"vm": 0, "ppns": [0, 1]}),
+            ("host_set_target", {"vm": 0, "pages": 1}))
+    with pytest.raises(GuardError, match="must refuse the rest"):
+        apply(cfg, s, Action.of("vmm_reclaim", vm=0, refuse=[]))  # a VMM that counts
+    wide = cfg.replace(accept_beyond_target=True)
+    with pytest.raises(GuardError, match="accepts every valid page"):
+        apply(wide, s, Action.of("vmm_reclaim", vm=0, refuse=[1]))  # no refusal: takes all
+    s = run_from(wide, s, ("vmm_reclaim", {"vm": 0, "refuse": []}),
+                 ("balloon_complete", {"vm": 0}), ("balloon_poll", {"vm": 0}),
+                 ("balloon_deflate", {"vm": 0, "ppns": [1]}))
+    assert s.vms[0].ballooned == {0, 1} and s.vms[0].module.balloon == {0}
+    assert BalloonModel(wide).violations(s) == []
+
+
 def test_rogue_actions_need_a_hostile_vm() -> None:
     with pytest.raises(GuardError, match="not configured as hostile"):
         run(CFG, ("rogue_touch", {"vm": 0, "ppn": 0, "token": 1}))

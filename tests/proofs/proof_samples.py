@@ -28,7 +28,8 @@ CONFIGS = {
                         host_page_units=2),
     "real-driver": Config(vms=1, guest_pages=3, guest_data_pages=2, guest_disk_slots=1,
                           machine_pages=3, must_tell_host=False, deflate_on_oom=True,
-                          guest_policy=GuestPolicyName.ANY, migration=True, oom_notifier=True),
+                          guest_policy=GuestPolicyName.ANY, migration=True, oom_notifier=True,
+                          accept_beyond_target=True),
 }
 
 #: The small configuration each seeded fault is refuted on (plus the fault's own changes).

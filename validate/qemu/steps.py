@@ -399,15 +399,18 @@ def trace_config(guest_pages: int, features: frozenset[str]) -> Config:
 
     One VM, the machine as large as the guest, no host use, no guest processes (the
     guest's own use of memory is not in a QEMU trace), Linux's 256-PFN buffers, an
-    allocator that may hand out any free page, and what a real driver does: re-reading
-    an unchanged target, page migration, and (with DEFLATE_ON_OOM) the OOM notifier.
+    allocator that may hand out any free page, what a real driver does: re-reading
+    an unchanged target, page migration, and (with DEFLATE_ON_OOM) the OOM notifier, and
+    what QEMU's device does: acknowledging every page of an inflate buffer, beyond a target
+    the host lowered meanwhile too.
     """
     oom = DEFLATE_ON_OOM in features
     return Config(vms=1, guest_pages=guest_pages, machine_pages=guest_pages, guest_data_pages=0,
                   guest_disk_slots=0, host_swap_slots=0, batch=LINUX_BUFFER_PAGES, tokens=1,
                   guest_policy=GuestPolicyName.ANY, host_use=False, reset=True,
                   must_tell_host=MUST_TELL_HOST in features, deflate_on_oom=oom,
-                  reread_target=True, migration=True, oom_notifier=oom)
+                  reread_target=True, migration=True, oom_notifier=oom,
+                  accept_beyond_target=True)
 
 
 LINUX_BUFFER_PAGES = 256
