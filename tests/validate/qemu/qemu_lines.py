@@ -41,6 +41,12 @@ class QemuLog:
             self._add(f"virtio_notify vdev {VDEV} vq {vq}")
         return self
 
+    def notify(self, queue: int) -> "QemuLog":
+        """The device's notification that ends an earlier buffer of ``queue`` (0 inflateq, 1
+        deflateq) that was written with ``ack=False``."""
+        self._add(f"virtio_notify vdev {VDEV} vq {INFLATEQ if queue == 0 else DEFLATEQ}")
+        return self
+
     def inflate(self, pfns: list[int], ack: bool = True) -> "QemuLog":
         return self.buffer(0, pfns, ack)
 

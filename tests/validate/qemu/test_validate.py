@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from ballast.cli import main
+from ballast.errors import GuardError
 from ballast.model.replay import ReplayOutcome, replay
+from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace as read_ballast_trace
 from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.suite import sample_dir
@@ -336,6 +338,29 @@ def test_an_actual_write_no_following_report_explains_is_caught_at_its_line(
     assert v.line == line
     assert out.model is not None and not out.model.ok
     assert out.moved is not None and out.moved.count == 0
+
+
+def test_a_target_lowered_under_an_inflate_in_flight_is_explained(tmp_path: Path) -> None:
+    """Seen live: the host lowers the target while the driver's inflate buffer is on its way;
+    QEMU's device, which checks no target, acknowledges every page, and the driver then
+    deflates the excess. Both judges accept it; the model's VMM that counts the target
+    (``accept_beyond_target`` off) would not."""
+    log = QemuLog(64).linux_run([4])
+    log.target(8).read(8, 4).inflate([40, 41, 42, 43], ack=False)
+    log.target(6).notify(0)  # the device acknowledges the buffer after the host lowered it
+    log.write(8, 4).read(6, 8).deflate([40, 41]).write(6, 8)
+    p = _write(tmp_path, log.lines)
+    emitted = tmp_path / "lowered.jsonl"
+    out = validate_qemu(p, frozenset(), emit_trace=str(emitted))
+    assert out.clean and out.model is not None and out.model.steps > 15, out.model
+    trace = read_ballast_trace(emitted)
+    assert trace.header.config.accept_beyond_target
+    assert replay(trace).outcome is ReplayOutcome.OK
+    model = BalloonModel(trace.header.config.replace(accept_beyond_target=False))
+    state = model.init_states()[0]
+    with pytest.raises(GuardError, match="must refuse the rest"):
+        for step in trace.steps:
+            state = model.next_state(state, step.action)
 
 
 def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: Path) -> None:
