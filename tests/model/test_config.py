@@ -17,6 +17,9 @@ HOSTILE_LEAVES_OFF = {
     "guest_system": "a generic guest system is not a VM: no p2m, no sharing, no host use",
     "balloon_unit_pages": "a unit of several pages is never migrated, and the hostile preset "
                           "migrates pages (Config)",
+    "accept_beyond_target": "the hostile preset's VMM is vmw_balloon's side, which may refuse "
+                            "any page (refusal); a device that checks no target is virtio's, "
+                            "the qemu preset's",
 }
 """What the hostile preset leaves at its default, and why: every other switch is on."""
 
