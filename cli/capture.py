@@ -55,7 +55,8 @@ def register_capture(csub: Any) -> None:
     live = csub.add_parser(
         "qemu-live", help="property-based testing of a live QEMU guest, judged by the model",
         description="Hypothesis chooses, for each example, the balloon device's features and "
-                    "balloon targets, memory pressure, compaction and reboots; a Linux guest is "
+                    "balloon targets, memory pressure, compaction, driver rebinds and reboots; "
+                    "a Linux guest is "
                     "booted under QEMU per device drawn; every example is judged by the "
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
                     "cross-checks.  A failure is shrunk (at most "
@@ -200,6 +201,7 @@ def _live_cmd(args: argparse.Namespace) -> int:
 
 
 def _devices(text: str) -> tuple[str, ...]:
+    """The device names of ``--devices`` (bad usage, exit 2, for a name not known)."""
     from ballast.validate.qemu.live import DEVICES
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())

@@ -61,7 +61,8 @@ from ballast.validate.qemu.events import (
 )
 
 __all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "MAX_WRITE_LAG", "GuestSize", "MovedWrites",
-           "StepConverter", "in_driver_order", "model_steps", "profile_events", "trace_config", "trace_header"]
+           "StepConverter", "in_driver_order", "model_steps", "profile_events", "trace_config",
+           "trace_header"]
 
 ACTION_OF = {
     "set_target": "host_set_target",
@@ -96,7 +97,7 @@ def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
 
 
 def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
-                   size: GuestSize | None = None, moved: "MovedWrites | None" = None
+                   size: GuestSize | None = None, moved: MovedWrites | None = None
                    ) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming, in
     the order the driver made them (:func:`in_driver_order`, which notes in ``moved`` the
@@ -144,10 +145,9 @@ def in_driver_order(events: Iterable[tuple[int, VirtioEvent]],
     in, less pages reported out) waits while the reports that follow move the balloon
     towards its value, each without passing it: deflate buffers (and their acknowledgements)
     when the value is below the balloon, inflate buffers and their acknowledgements when it
-    is above.  When the balloon
-    reaches the value the write follows; at any other event, a report that would pass the
-    value, or after :data:`MAX_WRITE_LAG` events, it is given where it was logged, and rule
-    9 judges it there.  Nothing else moves, and a write is never moved past another write,
+    is above.  When the balloon reaches the value the write follows; at any other event, a
+    report that would pass the value, or after :data:`MAX_WRITE_LAG` events, it is given
+    where it was logged, and rule 9 judges it there.  Nothing else moves, and a write is never moved past another write,
     a reset or a report in the other direction, so a driver whose ``actual`` is wrong is
     still caught, at the write's own line.
 
