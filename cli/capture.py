@@ -201,12 +201,6 @@ def _live_cmd(args: argparse.Namespace) -> int:
 
 
 def _devices(text: str) -> tuple[str, ...]:
-    """The device names of ``--devices`` (bad usage, exit 2, for a name not known)."""
-    from ballast.validate.qemu.live import DEVICES
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in DEVICES]
-    if bad or not names:
-        raise UsageError(f"--devices: unknown device {bad[0] if bad else '(none)'!r}; expected "
-                         f"some of {', '.join(DEVICES)}, comma separated")
-    return names
+    """The device names of ``--devices`` (:func:`~ballast.validate.qemu.live.live_test`
+    refuses a name it does not know, before it starts anything)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())

@@ -162,9 +162,10 @@ def apply_pressure(guest: QemuGuest, pressure_mib: int, settle_s: float) -> int:
     return filled
 
 
-def reset_guest(guest: QemuGuest, settle_s: float) -> None:
+def reset_guest(guest: QemuGuest, settle_s: float, ram_bytes: int | None = None) -> None:
     """Reboot the guest with its balloon as it is (``system_reset``: the device resets) and
-    wait until the driver is bound again."""
+    wait until the driver is bound again and has moved the balloon (to ``ram_bytes`` of
+    guest RAM when given: :func:`wait_settled`)."""
     position = guest.console.position
     guest.command_qmp("system_reset")
     ready = None
@@ -175,7 +176,7 @@ def reset_guest(guest: QemuGuest, settle_s: float) -> None:
     if not ready[1].startswith("BALLOON_READY"):
         raise CaptureError(f"the guest did not bind virtio_balloon after the reset: {ready[1]!r}")
     # The new driver reads the target the device still has and inflates to it.
-    wait_settled(guest, settle_s)
+    wait_settled(guest, settle_s, ram_bytes)
 
 
 def wait_settled(guest: QemuGuest, settle_s: float, ram_bytes: int | None = None) -> None:

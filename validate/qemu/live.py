@@ -322,8 +322,7 @@ class LiveRunner:
                 # (as after every target: the runner never moves one under a buffer in flight).
                 wait_settled(g, self.settle_s, ram_mib * MIB)
             elif op.kind == "reboot":
-                reset_guest(g, self.settle_s)
-                wait_settled(g, self.settle_s, ram_mib * MIB)
+                reset_guest(g, self.settle_s, ram_mib * MIB)
                 self.reboots += 1
             else:
                 raise ValueError(f"unknown operation {op.kind!r}")
@@ -371,7 +370,10 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     outcome = LiveOutcome(examples=0, seed=seed)
     seen: dict[tuple[str, tuple[LiveOp, ...]], str | None] = {}
     broken: list[str] = []
-    runs = 0
+
+    def runs() -> int:
+        """Examples run so far, on every guest."""
+        return sum(r.runs for r in runners.values())
 
     def runner_for(device: str) -> LiveRunner:
         """The device's guest, booted the first time it is asked for (the trace of its boot
@@ -386,16 +388,15 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
         return got
 
     def fails(example: tuple[str, list[LiveOp]]) -> bool:
-        nonlocal runs
         device, ops = example
         key = (device, tuple(ops))
         if key in seen:
             return seen[key] is not None
-        if broken or (seen and any(seen.values()) and runs >= examples + SHRINK_RUNS):
+        if broken or (seen and any(seen.values()) and runs() >= examples + SHRINK_RUNS):
             return False  # a guest is gone, or the shrink budget is spent: run nothing more
         try:
-            runs += 1
-            reason = runner_for(device).run(key[1], out / "examples" / f"{runs:04d}.trace.log")
+            runner = runner_for(device)
+            reason = runner.run(key[1], out / "examples" / f"{runs() + 1:04d}.trace.log")
         except CaptureError as exc:
             broken.append(str(exc))
             return False
@@ -429,7 +430,7 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     finally:
         for runner in runners.values():
             runner.guest.stop()
-    outcome.examples = runs
+    outcome.examples = runs()
     outcome.reboots = sum(r.reboots for r in runners.values())
     if broken:
         outcome.inconclusive = broken[0]
