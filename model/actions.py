@@ -1528,7 +1528,7 @@ def _free_reports(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     if v.module.reporting:
         return
     free = _reportable(cfg, v)
-    for n in range(1, min(cfg.batch, len(free)) + 1):
+    for n in range(1, min(cfg.report_limit, len(free)) + 1):
         for ppns in itertools.combinations(free, n):
             yield {"vm": vm, "ppns": ppns}
 
@@ -1558,9 +1558,9 @@ def balloon_report_free_pages(cfg: Config, s: State, vm: int, ppns: tuple[int, .
     v = s.vms[vm]
     require(not v.module.reporting, "balloon_report_free_pages",
             "a free page report is still in flight")
-    require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.batch
+    require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.report_limit
             and len(set(ppns)) == len(ppns), "balloon_report_free_pages",
-            f"one report carries 1 to {cfg.batch} distinct pages")
+            f"one report carries 1 to {cfg.report_limit} distinct pages")
     require(set(ppns) <= set(_reportable(cfg, v)), "balloon_report_free_pages",
             "only pages on the guest's free list can be reported")
     s = _poison(cfg, s, vm, ppns, "balloon_report_free_pages")

@@ -189,8 +189,8 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     # Any free pages off the free list, up to one report; half the time those the host
     # paged out, else those backed, where there are any.
     "balloon_report_free_pages": {"ppns": Argument(
-        lambda c: _subsets(c.guest_pages, c.batch), choices=reportable,
-        most=_at_most_batch(reportable),
+        lambda c: _subsets(c.guest_pages, c.report_limit), choices=reportable,
+        most=lambda o: o.minimum(o.count(reportable(o)), o.cfg.report_limit),
         prefer=lambda c: (_reportable_swapped, _reportable_backed))},
     "vmm_discard_reported": {},
     "balloon_report_done": {},

@@ -136,6 +136,12 @@ class Config:
     """virtio FREE_PAGE_REPORTING (F_REPORTING): the module reports pages on the guest's free
     list and the VMM discards the machine pages behind them; the guest reuses a reported
     page only after the device has acknowledged the report."""
+
+    report_pages: int = 0
+    """Most pages one free page report carries; 0: ``batch``, as for inflate and deflate
+    reports. Linux reports up to 32 free blocks of up to 4 MiB at once (32,768 pages;
+    mm/page_reporting.c, PAGE_REPORTING_CAPACITY), far more than its 256-page inflate
+    buffers."""
     page_poison: bool = False
     """virtio PAGE_POISON: the guest fills the free pages it reports with ``poison_val``, so a
     discarded page may read back as ``poison_val`` instead of zero."""
@@ -197,7 +203,7 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         for name in ("guest_data_pages", "guest_disk_slots", "host_swap_slots",
-                     "kernel_reserve", "pin_limit", "vcpus", "pcpus"):
+                     "kernel_reserve", "pin_limit", "vcpus", "pcpus", "report_pages"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         if self.machine_pages % self.host_page_units:
@@ -238,6 +244,15 @@ class Config:
         bad = [v for v in self.hostile_vms if not 0 <= v < self.vms]
         if bad:
             raise ConfigError(f"hostile_vms names VMs that do not exist: {sorted(bad)}")
+
+    @property
+    def report_limit(self) -> int:
+        """Most pages in one free page report (``report_pages``, else ``batch``).
+
+        >>> Config().report_limit, Config(report_pages=5).report_limit
+        (2, 5)
+        """
+        return self.report_pages or self.batch
 
     @property
     def host_pages(self) -> int:

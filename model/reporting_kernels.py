@@ -95,7 +95,7 @@ def _report_free_pages(o: Ops, poison: bool, isolate: bool) -> None:
     chosen, n = o.arg_pages("ppns"), o.arg_size("ppns")
     o.require(o.not_(o.any(o.pages("module.reporting"))))
     o.require(o.and_(o.arg_distinct("ppns"), o.not_(o.arg_beyond("ppns")), o.le(1, n),
-                     o.le(n, o.cfg.batch)))
+                     o.le(n, o.cfg.report_limit)))
     o.require(o.all(o.implies(chosen, reportable(o))))
     discarded = o.pages("discarded")
     if poison and _poisons(o):
