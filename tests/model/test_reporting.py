@@ -8,6 +8,7 @@ from ballast.model.config import Config, preset
 from ballast.model.faults import action_table
 from ballast.model.invariants import INVARIANTS
 from ballast.model.state import FREE, UNBACKED, initial_state
+from ballast.model.system import BalloonModel
 from ballast.model.virtio import VirtioEvent, VirtioTracker, VirtioView
 from scripted import a, run
 
@@ -105,3 +106,16 @@ def test_the_virtio_profile_flags_use_of_a_reported_page() -> None:
     t.apply(VirtioEvent("report_ack", (3,)))
     assert t.violations(VirtioEvent("use", (3,))) == []
     assert t.view() == VirtioView(0, 0, 0, frozenset(), frozenset(), frozenset(), frozenset())
+
+
+def test_one_report_carries_up_to_report_pages_else_the_batch() -> None:
+    three = (0, 1, 2)
+    with pytest.raises(GuardError, match="1 to 2 distinct pages"):  # batch 2
+        apply(CFG, initial_state(CFG), a("balloon_report_free_pages", vm=0, ppns=three))
+    wide = CFG.replace(report_pages=3)
+    s0 = initial_state(wide)
+    s = apply(wide, s0, a("balloon_report_free_pages", vm=0, ppns=three))
+    assert s.vms[0].report_queue == set(three)
+    offered = [act.kwargs["ppns"] for act, _ in BalloonModel(wide).successors(s0)
+               if act.name == "balloon_report_free_pages"]
+    assert three in offered and max(map(len, offered)) == 3
