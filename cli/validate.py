@@ -206,6 +206,7 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
             "emitted": o.emitted,
             "writes_in_driver_order": None if o.moved is None else {
                 "count": o.moved.count, "lines": o.moved.lines},
+            "given_back": None if o.ram is None else o.ram.as_dict(),
             "model": None if mv is None else {
                 "ok": mv.ok, "steps": mv.steps, "step": mv.step, "line": mv.line,
                 "action": mv.action, "reason": mv.reason, "property": mv.property,
@@ -245,6 +246,9 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
         out.write(f"  {n:,} actual write{'s' if n > 1 else ''} judged after the report "
                   f"{'they' if n > 1 else 'it'} already counted (the driver's order), first at "
                   f"line {o.moved.lines[0]}\n")
+    given_back = o.ram.summary() if o.ram is not None else None
+    if given_back:
+        out.write(f"  {given_back}\n")
     if o.qmp is not None and not o.qmp:
         out.write(f"  QMP: {len(QMP_CHECKS)} cross-checks hold ({', '.join(sorted(QMP_CHECKS))})\n")
     for f in o.qmp or []:

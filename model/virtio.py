@@ -86,7 +86,7 @@ DEFLATE_ON_OOM = "DEFLATE_ON_OOM"
 EVENT_KINDS = ("set_target", "read_target", "inflate", "inflate_ack", "inflate_refused",
                "deflate", "deflate_ack", "write_actual", "use", "reset", "report",
                "report_ack", "stats", "hint_request", "hint_stop", "hint_start", "hint",
-               "hint_skip")
+               "hint_skip", "discard")
 """Profile events: the host sets ``num_pages``; the driver reads it; the driver puts PFNs on
 inflateq; the device acknowledges (or, model only, refuses) them; the same for deflateq;
 the driver writes ``actual``; the guest uses PFNs; the device is reset (guest reboot);
@@ -95,7 +95,9 @@ sends statistics on statsq (``value``: free pages); free page hinting: the devic
 command id to ``free_page_hint_cmd_id`` (``hint_request``) or STOP / DONE (``hint_stop``), the
 driver sends the id it read back on free_page_vq (``hint_start``) and hints free PFNs
 (``hint``, ``value``: the command id they are tagged with), and the migration skips the pages
-hinted in the cycle under way (``hint_skip``)."""
+hinted in the cycle under way (``hint_skip``); the device gives the memory of PFNs back to
+the host (``discard``: seen in a real device's log; in the model it is part of the VMM's
+processing of a report, so no model step projects it)."""
 
 HINT_STOP_ID = 0
 """``VIRTIO_BALLOON_CMD_ID_STOP`` in the profile (the model's ``HINT_STOP``)."""
@@ -470,7 +472,7 @@ class VirtioTracker:
                 self.hinted.update(e.pfns)
         elif k == "hint_skip":
             self.hinted.clear()
-        elif k != "stats":
+        elif k not in ("stats", "discard"):
             raise ValueError(f"unknown virtio profile event {k!r}")
 
 
@@ -662,6 +664,20 @@ def _report_free_only(v: View, e: VirtioEvent) -> str | None:
     bad = [p for p in e.pfns if p in v.balloon or p in v.inflating or p in v.reporting]
     bad += _repeats(e.pfns)
     return f"PFN {_some(bad)} reported free but it is not free" if bad else None
+
+
+@_rule("virtio_5_5_6_device_discards_only_given_pages", Level.MUST,
+       "5.5.6 (the device may take back the memory of the pages the driver gave it: in the "
+       "balloon, on inflateq, or on a free page report, 5.5.6.6)", ("discard",))
+def _discard_given_only(v: View, e: VirtioEvent) -> str | None:
+    """The device gives back to the host only memory the driver gave it.
+
+    A page the device discards is in the balloon, on inflateq or on a free page report in
+    flight; any other page holds the guest's data.  Where the host page is larger than the
+    balloon's 4 KiB unit (guest RAM on 2 MiB huge pages), every page of it must be given."""
+    given = v.balloon, v.inflating, v.reporting
+    bad = [p for p in e.pfns if not any(p in pages for pages in given)]
+    return f"PFN {_some(bad)} discarded but the driver did not give it" if bad else None
 
 
 def _is_cycle(cmd_id: int) -> bool:

@@ -31,9 +31,11 @@ class PageRun:
 
 
 _BULK_CHUNK: Final = 1 << 17
-_BULK_EVENTS: Final = (b" vdev ", b" actual: ", b"_to_target ", b"balloon_event ", b"_bad_addr ")
+_BULK_EVENTS: Final = (b" vdev ", b" actual: ", b"_to_target ", b"balloon_event ", b"_bad_addr ",
+                       b"ram_block_discard_range ")
 """Words that find every line of a known event other than a page, in few passes: `` vdev ``
-(queue notify, notify, set status), `` actual: `` (get and set config).  A line they find
+(queue notify, notify, set status), `` actual: `` (get and set config), and the rest by
+name.  A line they find
 by chance goes to the line reader as it is, which is always right; a line they miss only
 makes its stretch fall back to line-by-line reading."""
 _BULK_PAGE: Final = b"virtio_balloon_handle_output section name: "

@@ -38,6 +38,7 @@ __all__ = [
     "DeflateBuffer",
     "DeviceNotify",
     "DeviceStatus",
+    "Discard",
     "HostTarget",
     "InflateBuffer",
     "LogEvent",
@@ -45,9 +46,11 @@ __all__ = [
     "OtherBuffer",
     "QmpEvent",
     "QueueBuffer",
+    "RamDiscard",
     "StatsBuffer",
     "TraceEvent",
     "decode_features",
+    "queue_names",
 ]
 
 PAGE_SHIFT: Final = 12
@@ -67,6 +70,23 @@ BALLOON_FEATURES: Final[dict[int, str]] = {
     5: "PAGE_REPORTING",
 }
 """The virtio-balloon device feature bits (OASIS virtio, section 5.5.3)."""
+
+
+def queue_names(features: frozenset[str]) -> tuple[str, ...]:
+    """The balloon's virtqueues in index order for the negotiated ``features`` (a Linux
+    driver numbers only the queues it uses).
+
+    >>> queue_names(frozenset({"STATS_VQ", "PAGE_REPORTING"}))
+    ('inflateq', 'deflateq', 'statsq', 'reporting_vq')
+    """
+    names = ["inflateq", "deflateq"]
+    if "STATS_VQ" in features:
+        names.append("statsq")
+    if "FREE_PAGE_HINT" in features:
+        names.append("free_page_vq")
+    if "PAGE_REPORTING" in features:
+        names.append("reporting_vq")
+    return tuple(names)
 
 
 def decode_features(bits: int) -> tuple[str, ...]:
@@ -160,6 +180,27 @@ class DeviceNotify(TraceEvent):
     queue: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """QEMU gave ``length`` bytes of guest RAM at host address ``hva`` back to the host
+    (``ram_block_discard_range``) while it read a buffer, after its first ``after`` pages."""
+
+    line: int
+    hva: int
+    length: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RamDiscard(TraceEvent):
+    """A ``ram_block_discard_range`` outside any balloon buffer (another device's, or a
+    migration's): RAM block ``block``, ``length`` bytes at host address ``hva``."""
+
+    block: str
+    hva: int
+    length: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueBuffer(TraceEvent):
     """One buffer the guest made available on a balloon queue, as the device saw it.
@@ -169,7 +210,10 @@ class QueueBuffer(TraceEvent):
     those of the line that ended it.  ``pfns`` are the pages in the order given
     (4 KiB frame numbers), ``bad_pfns`` those QEMU rejected as not guest memory
     (``virtio_balloon_bad_addr``).  ``acknowledged`` is True when the device's
-    ``virtio_notify`` ended the buffer.
+    ``virtio_notify`` ended the buffer.  ``discards`` are the ranges of guest RAM QEMU gave
+    back to the host while it read the buffer (traced where ``ram_block_discard_range`` is
+    enabled: on inflateq the host pages the buffer's pages completed, on reporting_vq the
+    reported free blocks).
     """
 
     vdev: str
@@ -180,6 +224,7 @@ class QueueBuffer(TraceEvent):
     acknowledged: bool
     end_line: int
     end_time: float | None
+    discards: tuple[Discard, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -99,6 +99,10 @@ def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: st
     if moved is not None and moved.count:
         out.append(f"- `actual` writes judged after the report they already counted (the driver's "
                    f"order): {moved.count:,}, first at line {moved.lines[0]}")
+    ram = getattr(outcome, "ram", None)
+    given_back = ram.summary() if ram is not None else None
+    if given_back:
+        out.append(f"- {given_back[0].upper()}{given_back[1:]}")
     if qmp is None:
         out.append("- QMP cross-checks: no QMP log")
     else:

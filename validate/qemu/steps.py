@@ -15,7 +15,25 @@ deflateq buffer                 ``deflate`` (``balloon_deflate``), then at its
                                 ``virtio_notify`` ``deflate_ack`` (``vmm_release``)
 ``virtio_balloon_set_config``   ``write_actual`` (``balloon_complete``)
 ``virtio_set_status ... val 0`` ``reset`` (``guest_reset``)
+``ram_block_discard_range``     ``discard`` (no step: the device's part of
+while reading an inflateq       ``vmm_reclaim``), the host page of the page
+buffer                          just read
+reporting_vq buffer, its pages  ``report`` (``balloon_report_free_pages``), at
+those QEMU discarded            its ``virtio_notify`` ``report_ack``
+                                (``vmm_discard_reported``, then
+                                ``balloon_report_done``)
 ==============================  ============================================
+
+**Where guest RAM lies.**  QEMU's trace names a discarded range by its host address,
+so :class:`GuestRam` learns the host address of guest-physical address 0 from the first
+discard an inflate buffer's page caused (the host page holding that page) and locates
+every later discard with it: of an inflate, to check that the device gave back only
+ballooned pages (with guest RAM on 2 MiB huge pages, a host page goes back only once all
+its 512 pages are in the balloon); of a free page report, to know which pages were
+reported.  One address serves a q35 or pc guest smaller than 2.75 GiB (all its RAM lies
+below 4 GiB at guest-physical address = offset in the RAM block); for a larger guest, or
+before the first located discard, a discard is counted as not located and judged by no
+one.
 
 **Use of a page** is not visible to QEMU: the device learns that the guest wants a
 page back only from deflateq (rule 5), so each deflated PFN is *used* right after its
@@ -54,13 +72,16 @@ from ballast.validate.qemu.events import (
     DeflateBuffer,
     DeviceNotify,
     DeviceStatus,
+    Discard,
     HostTarget,
     InflateBuffer,
     QueueBuffer,
     TraceEvent,
+    queue_names,
 )
 
-__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "MAX_WRITE_LAG", "GuestSize", "MovedWrites",
+__all__ = ["ACTION_OF", "LINUX_BUFFER_PAGES", "LINUX_REPORT_PAGES", "MAX_WRITE_LAG", "GuestRam",
+           "GuestSize", "MovedWrites",
            "StepConverter", "in_driver_order", "model_steps", "profile_events", "trace_config",
            "trace_header"]
 
@@ -73,8 +94,12 @@ ACTION_OF = {
     "deflate_ack": "vmm_release",
     "write_actual": "balloon_complete",
     "reset": "guest_reset",
+    "report": "balloon_report_free_pages",
+    "report_ack": "vmm_discard_reported",
 }
-"""The model action each profile event of a QEMU trace stands for (``use`` has none)."""
+"""The model action each profile event of a QEMU trace stands for (``use`` and ``discard``
+have none; after ``vmm_discard_reported`` the module takes the report back,
+``balloon_report_done``)."""
 
 
 class GuestSize:
@@ -82,6 +107,76 @@ class GuestSize:
 
     def __init__(self) -> None:
         self.pages: int | None = None
+
+
+class GuestRam:
+    """Where QEMU keeps the guest's RAM, as the trace reveals it, and what it gave back.
+
+    >>> ram = GuestRam()
+    >>> ram.locate(Discard(7, hva=0x7f0000205000, length=0x1000, after=1), (0x205,), None)
+    (517,)
+    >>> hex(ram.base), ram.locate(Discard(9, 0x7f0000400000, 0x200000, 0), (), None)[:2]
+    ('0x7f0000000000', (1024, 1025))
+    """
+
+    LOW_RAM_BYTES = 0xB000_0000
+    """A q35 or pc guest with less RAM than this has all of it below 4 GiB, at
+    guest-physical address = offset in its RAM block (one host address locates it all)."""
+
+    def __init__(self) -> None:
+        self.base: int | None = None
+        """The host address of guest-physical address 0 (None: not yet known)."""
+        self.discards = 0
+        """Discards located while the device read an inflate buffer."""
+        self.discarded_pages = 0
+        """Pages those discards gave back to the host."""
+        self.host_page_bytes = 0
+        """The largest such discard: the host page size (4 KiB, or 2 MiB on huge pages)."""
+        self.reports = 0
+        """Free page reports whose pages were located (judged)."""
+        self.unlocated = 0
+        """Discards (and reports) that could not be located, so judged by no one."""
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts, for ``--json``."""
+        return {"discards": self.discards, "pages_discarded": self.discarded_pages,
+                "host_page_bytes": self.host_page_bytes, "free_page_reports": self.reports,
+                "not_located": self.unlocated}
+
+    def summary(self) -> str | None:
+        """One line on what QEMU gave back to the host (None: no discard traced).
+
+        >>> ram = GuestRam(); ram.discards, ram.discarded_pages, ram.host_page_bytes = 2, 2, 4096
+        >>> ram.summary()
+        'given back to the host: 2 pages in 2 discards of inflated pages (host pages of 4 KiB)'
+        """
+        parts = []
+        if self.discards:
+            parts.append(f"{self.discarded_pages:,} pages in {self.discards:,} discards of "
+                         f"inflated pages (host pages of {_size(self.host_page_bytes)})")
+        if self.reports:
+            parts.append(f"the pages of {self.reports:,} free page reports")
+        if self.unlocated:
+            parts.append(f"{self.unlocated:,} discards or reports not located (not judged)")
+        return "given back to the host: " + "; ".join(parts) if parts else None
+
+    def locate(self, d: Discard, pfns: tuple[int, ...], guest_pages: int | None
+               ) -> tuple[int, ...] | None:
+        """The pages of discard ``d`` (None: not located).  ``pfns`` are the buffer's
+        pages; the page read just before the discard, if any, teaches the base address."""
+        if guest_pages is not None and guest_pages * PAGE_SIZE >= self.LOW_RAM_BYTES:
+            return None
+        if self.base is None and d.after > 0:
+            start = pfns[d.after - 1] * PAGE_SIZE // d.length * d.length
+            self.base = d.hva - start
+        if self.base is None or d.hva < self.base:
+            return None
+        first = (d.hva - self.base) // PAGE_SIZE
+        return tuple(range(first, first + d.length // PAGE_SIZE))
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
 def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
@@ -97,12 +192,12 @@ def _acknowledged(ev: QueueBuffer, pending: list[int]) -> tuple[int, ...]:
 
 
 def profile_events(events: Iterable[TraceEvent], features: frozenset[str],
-                   size: GuestSize | None = None, moved: MovedWrites | None = None
-                   ) -> Iterator[tuple[int, VirtioEvent]]:
+                   size: GuestSize | None = None, moved: MovedWrites | None = None,
+                   ram: GuestRam | None = None) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, streaming, in
     the order the driver made them (:func:`in_driver_order`, which notes in ``moved`` the
-    writes it moved)."""
-    return in_driver_order(_device_events(events, features, size), moved)
+    writes it moved); ``ram`` learns where guest RAM lies and counts what was discarded."""
+    return in_driver_order(_device_events(events, features, size, ram), moved)
 
 
 MAX_WRITE_LAG = 8
@@ -191,7 +286,8 @@ def in_driver_order(events: Iterable[tuple[int, VirtioEvent]],
         yield held
 
 
-_BESIDE_A_WRITE = frozenset({"set_target", "read_target", "stats"})
+_BESIDE_A_WRITE = frozenset({"set_target", "read_target", "stats", "discard", "report",
+                             "report_ack"})
 """Profile events that say nothing of the balloon's size: a waiting write lets them by."""
 
 
@@ -208,22 +304,38 @@ def _balloon_after(balloon: int, e: VirtioEvent) -> int:
 
 
 def _device_events(events: Iterable[TraceEvent], features: frozenset[str],
-                   size: GuestSize | None = None) -> Iterator[tuple[int, VirtioEvent]]:
+                   size: GuestSize | None = None, ram: GuestRam | None = None
+                   ) -> Iterator[tuple[int, VirtioEvent]]:
     """``(trace line, profile event)`` for each balloon event of a QEMU trace, in the
     order the device logged them."""
     tell = MUST_TELL_HOST in features
+    names = queue_names(features)
+    reporting = names.index("reporting_vq") if "reporting_vq" in names else -1
+    ram = ram if ram is not None else GuestRam()
     balloon_dev: str | None = None
     pending_inflate: list[int] = []  # PFNs of inflate buffers QEMU completed without notify
     pending_deflate: list[int] = []
+    pending_report: list[int] = []
     for ev in events:
         line = ev.line
         if isinstance(ev, QueueBuffer):
             if ev.pfns or ev.bad_pfns:
                 balloon_dev = ev.vdev
-            if isinstance(ev, InflateBuffer):
+            if ev.queue == reporting and not isinstance(ev, (InflateBuffer, DeflateBuffer)):
+                yield from _report_events(ev, ram, size, pending_report)
+            elif isinstance(ev, InflateBuffer):
                 if not ev.pfns:
                     continue
                 yield line, VirtioEvent("inflate", ev.pfns)
+                for d in ev.discards:
+                    pages = ram.locate(d, ev.pfns, size.pages if size else None)
+                    if pages is None:
+                        ram.unlocated += 1
+                        continue
+                    ram.discards += 1
+                    ram.discarded_pages += len(pages)
+                    ram.host_page_bytes = max(ram.host_page_bytes, d.length)
+                    yield d.line, VirtioEvent("discard", pages)
                 acked = _acknowledged(ev, pending_inflate)
                 if acked:
                     yield ev.end_line, VirtioEvent("inflate_ack", acked)
@@ -261,10 +373,28 @@ def _device_events(events: Iterable[TraceEvent], features: frozenset[str],
                 pending_deflate = []
         elif isinstance(ev, DeviceStatus):
             if ev.value == 0 and (balloon_dev is None or ev.vdev == balloon_dev):
-                pending_inflate, pending_deflate = [], []
+                pending_inflate, pending_deflate, pending_report = [], [], []
                 yield line, VirtioEvent("reset")
         elif isinstance(ev, BalloonRequest):
             balloon_dev = ev.device
+
+
+def _report_events(ev: QueueBuffer, ram: GuestRam, size: GuestSize | None,
+                   pending: list[int]) -> Iterator[tuple[int, VirtioEvent]]:
+    """A free page report: its pages are those QEMU discarded while reading it (none
+    traced, or one not located: the report is counted as not located, and skipped)."""
+    located = [ram.locate(d, (), size.pages if size else None) for d in ev.discards]
+    if not located or any(p is None for p in located):
+        ram.unlocated += 1
+        return
+    pfns = tuple(p for pages in located if pages is not None for p in pages)
+    ram.reports += 1
+    yield ev.line, VirtioEvent("report", pfns)
+    if not ev.acknowledged:  # returned with a later buffer's notification
+        pending.extend(pfns)
+        return
+    yield ev.end_line, VirtioEvent("report_ack", tuple(pending) + pfns)
+    pending.clear()
 
 
 class StepConverter:
@@ -375,6 +505,16 @@ class StepConverter:
         elif k == "reset":
             act = Action.of("guest_reset", vm=vm)
             self._reset()
+        elif k == "report":
+            act = Action.of("balloon_report_free_pages", vm=vm, ppns=sorted(e.pfns))
+        elif k == "report_ack":
+            # The device returned the report; Linux's reporting worker, which waits for
+            # it, puts the pages back on the free list at once.
+            self.n += 2
+            return [TraceStep(self.n - 1, Action.of("vmm_discard_reported", vm=vm), line=line,
+                              extra={"source_line": line}),
+                    TraceStep(self.n, Action.of("balloon_report_done", vm=vm), line=line,
+                              extra={"source_line": line})]
         else:
             return []
         self.n += 1
@@ -402,19 +542,26 @@ def trace_config(guest_pages: int, features: frozenset[str]) -> Config:
     allocator that may hand out any free page, what a real driver does: re-reading
     an unchanged target, page migration, and (with DEFLATE_ON_OOM) the OOM notifier, and
     what QEMU's device does: acknowledging every page of an inflate buffer, beyond a target
-    the host lowered meanwhile too.
+    the host lowered meanwhile too; with PAGE_REPORTING, Linux's free page reports of up to
+    :data:`LINUX_REPORT_PAGES` pages.
     """
     oom = DEFLATE_ON_OOM in features
+    reporting = "PAGE_REPORTING" in features
     return Config(vms=1, guest_pages=guest_pages, machine_pages=guest_pages, guest_data_pages=0,
                   guest_disk_slots=0, host_swap_slots=0, batch=LINUX_BUFFER_PAGES, tokens=1,
                   guest_policy=GuestPolicyName.ANY, host_use=False, reset=True,
                   must_tell_host=MUST_TELL_HOST in features, deflate_on_oom=oom,
                   reread_target=True, migration=True, oom_notifier=oom,
-                  accept_beyond_target=True)
+                  accept_beyond_target=True, free_page_reporting=reporting,
+                  report_pages=LINUX_REPORT_PAGES if reporting else 0)
 
 
 LINUX_BUFFER_PAGES = 256
 """Most PFNs a Linux guest puts in one inflate or deflate buffer."""
+
+LINUX_REPORT_PAGES = 32 * 1024
+"""Most PFNs in one Linux free page report: 32 free blocks (PAGE_REPORTING_CAPACITY) of up
+to 4 MiB (order 10) each."""
 
 
 def trace_header(guest_pages: int, features: frozenset[str], source: str) -> TraceHeader:

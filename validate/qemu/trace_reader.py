@@ -76,10 +76,12 @@ from ballast.validate.qemu.events import (
     DeflateBuffer,
     DeviceNotify,
     DeviceStatus,
+    Discard,
     HostTarget,
     InflateBuffer,
     OtherBuffer,
     QueueBuffer,
+    RamDiscard,
     StatsBuffer,
     TraceEvent,
 )
@@ -100,6 +102,7 @@ _SET_CONFIG: Final = 5
 _TO_TARGET: Final = 6
 _SET_STATUS: Final = 7
 _BALLOON_EVENT: Final = 8
+_DISCARD: Final = 9
 
 _EVENTS: Final[dict[str, int]] = {
     "virtio_balloon_handle_output": _PAGE,
@@ -111,6 +114,7 @@ _EVENTS: Final[dict[str, int]] = {
     "virtio_balloon_to_target": _TO_TARGET,
     "virtio_set_status": _SET_STATUS,
     "balloon_event": _BALLOON_EVENT,
+    "ram_block_discard_range": _DISCARD,
 }
 
 _BUFFER_CLASS: Final[dict[int, type[QueueBuffer]]] = {
@@ -137,7 +141,7 @@ class _Queue:
 class _Open:
     """A buffer being read: where it began and its pages so far."""
 
-    __slots__ = ("ctx", "line", "time", "thread", "pfns", "bad")
+    __slots__ = ("ctx", "line", "time", "thread", "pfns", "bad", "discards")
 
     def __init__(self, ctx: _Queue, line: int, time: float | None, thread: int | None) -> None:
         self.ctx = ctx
@@ -146,6 +150,7 @@ class _Open:
         self.thread = thread
         self.pfns: list[int] = []
         self.bad: list[int] = []
+        self.discards: list[Discard] = []
 
     def close(self, acknowledged: bool, end_line: int, end_time: float | None) -> QueueBuffer:
         cls = _BUFFER_CLASS.get(self.ctx.queue, OtherBuffer)
@@ -161,7 +166,22 @@ class _Open:
             acknowledged=acknowledged,
             end_line=end_line,
             end_time=end_time,
+            discards=tuple(self.discards),
         )
+
+
+def _parse_discard(args: str) -> tuple[str, int, int]:
+    """``(block, hva, length)`` of ``BLOCK@0xHVA + 0xLENGTH: madvise: N fallocate: N ret: N``."""
+    at = args.rfind("@", 0, args.find(" + "))
+    block, rest = args[:at], args[at + 1:]
+    hva_text, _, tail = rest.partition(" + ")
+    length_text = tail.split(":", 1)[0]
+    if at <= 0:
+        raise ValueError(args)
+    hva, length = parse_int(hva_text, 16), parse_int(length_text, 16)
+    if length <= 0 or hva % PAGE_SIZE or length % PAGE_SIZE:
+        raise ValueError(args)
+    return block, hva, length
 
 
 
@@ -203,6 +223,7 @@ _SYNTAX: Final[dict[int, str]] = {
     _TO_TARGET: "balloon target: 0xBYTES num_pages: N",
     _SET_STATUS: "vdev PTR val N",
     _BALLOON_EVENT: "opaque PTR addr BYTES",
+    _DISCARD: "BLOCK@0xADDR + 0xLENGTH: madvise: N fallocate: N ret: N",
 }
 
 
@@ -351,6 +372,17 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                             raise QemuLogError(file, number, "bad address outside any queue notification")
                         open_buffer = buffers[key] = _Open(ctx, number, time, thread)
                     open_buffer.bad.append(gpa >> PAGE_SHIFT)
+                    continue
+                if kind == _DISCARD:
+                    block, hva, length = _parse_discard(args)
+                    open_buffer = buffers.get(key)
+                    if open_buffer is None:
+                        yield RamDiscard(line=number, time=time, thread=thread, block=block, hva=hva,
+                                         length=length)
+                    elif len(open_buffer.discards) < MAX_BUFFER_PAGES:
+                        open_buffer.discards.append(Discard(number, hva, length, len(open_buffer.pfns)))
+                    else:
+                        raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} discards")
                     continue
                 if kind == _NOTIFY:
                     vdev, vq = fields(args, ("vdev", "vq"))

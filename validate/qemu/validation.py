@@ -29,6 +29,7 @@ from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
 from ballast.validate.qemu.qmp_reader import read_qmp
 from ballast.validate.qemu.source import QemuLogError
 from ballast.validate.qemu.steps import (
+    GuestRam,
     GuestSize,
     MovedWrites,
     StepConverter,
@@ -95,6 +96,9 @@ class QemuOutcome:
     moved: MovedWrites | None = None
     """The ``actual`` writes judged after the report they already counted (the driver's
     order: :func:`~ballast.validate.qemu.steps.in_driver_order`)."""
+    ram: GuestRam | None = None
+    """What QEMU gave back to the host and where it lies (the located discards and free
+    page reports, and those that could not be located)."""
 
     @property
     def clean(self) -> bool:
@@ -134,7 +138,8 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         if cross is not None:
             raw = _tapping(raw, cross)
         moved = MovedWrites()
-        events: Iterator[Any] = profile_events(raw, features, size, moved)
+        ram = GuestRam()
+        events: Iterator[Any] = profile_events(raw, features, size, moved, ram)
         judge = ModelJudge(features, size, name) if model else None
         if emit_trace is not None:
             try:
@@ -170,7 +175,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
             tmp.close()
             os.unlink(tmp.name)
     return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
-                       verdict, findings, moved)
+                       verdict, findings, moved, ram)
 
 
 def _check_emit_destination(dest: Path, source: Path) -> None:

@@ -277,6 +277,22 @@ def test_buffer_attribution_and_end() -> None:
     assert isinstance(other, OtherBuffer) and other.queue == 4 and other.pfns == () and not other.acknowledged
 
 
+def test_discards_join_the_buffer_being_read_or_stand_alone() -> None:
+    lines = [
+        f"{P}virtio_queue_notify vdev 0xd n 0 vq 0xa",
+        f"{P}virtio_balloon_handle_output section name: pc.ram gpa: 0x1000",
+        f"{P}ram_block_discard_range pc.ram@0x7f0000001000 + 0x1000: madvise: 1 fallocate: 0 ret: 0",
+        f"{P}virtio_balloon_handle_output section name: pc.ram gpa: 0x2000",
+        f"{P}virtio_notify vdev 0xd vq 0xa",
+        f"{M}ram_block_discard_range mem@dimm0@0x7f1000000000 + 0x200000: madvise: 0 fallocate: 1 ret: 0",
+    ]
+    inflate, alone = list(read_trace(lines))
+    assert isinstance(inflate, InflateBuffer) and inflate.pfns == (1, 2) and inflate.acknowledged
+    assert inflate.discards == (events.Discard(3, 0x7F0000001000, 0x1000, 1),)
+    assert isinstance(alone, events.RamDiscard) and alone.block == "mem@dimm0"
+    assert (alone.hva, alone.length, alone.line) == (0x7F1000000000, 0x200000, 6)
+
+
 def test_threads_are_kept_apart() -> None:
     lines = [
         "1@1.0:virtio_queue_notify vdev 0xd n 0 vq 0xa",
@@ -358,6 +374,12 @@ def test_events_are_frozen() -> None:
         (["virtio_notify vdev 0x1"], 1, "malformed virtio_notify"),
         (["virtio_set_status vdev 0x1 val"], 1, "malformed virtio_set_status"),
         (["balloon_event opaque 0x1 addr big"], 1, "malformed balloon_event"),
+        (["ram_block_discard_range pc.ram@0x7f0000001000 + 4096: madvise: 1"], 1,
+         "malformed ram_block_discard_range"),
+        (["ram_block_discard_range pc.ram 0x7f0000001000 + 0x1000: madvise: 1"], 1,
+         "malformed ram_block_discard_range"),
+        (["ram_block_discard_range pc.ram@0x7f0000001800 + 0x1000: madvise: 1"], 1,
+         "malformed ram_block_discard_range"),
         (["12@1.x:virtio_set_status vdev 0x1 val 1"], 1, "prefix"),
         (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "1x@1.0:virtio_balloon_handle_output section name: pc.ram gpa: 0x1000"], 2, "prefix"),
     ],

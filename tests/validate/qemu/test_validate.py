@@ -389,3 +389,69 @@ def test_xz_and_plain_give_the_same_answer(tmp_path: Path) -> None:
     b = validate_qemu(packed, frozenset()).report
     assert (a.events, a.pages, a.violation) == (b.events, b.pages, b.violation)
     assert os.path.getsize(packed) > 0
+
+
+# ------------------------------------------------- what the device gives back to the host
+
+HUGE = 2 << 20
+"""A 2 MiB host huge page: 512 balloon pages."""
+
+
+def test_a_host_page_given_back_once_all_its_pages_are_in_the_balloon_is_clean(
+        tmp_path: Path) -> None:
+    # Two buffers of 256 pages read in one notification complete the host page at 2 MiB.
+    log = QemuLog(2048).target(512).read(512, 0)
+    log.inflate(list(range(512, 768)))
+    log.inflate(list(range(768, 1024)), discards={1023: HUGE}, kicked=False)
+    log.write(512, 0).read(512, 512)
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    out = validate_qemu(trace, frozenset())
+    assert out.report.violation is None and out.model is not None and out.model.ok, out
+    assert out.ram is not None and (out.ram.discards, out.ram.host_page_bytes) == (1, HUGE)
+    assert out.ram.discarded_pages == 512
+    code, text, _ = _run("validate", "--format", "qemu", str(trace), "--json")
+    assert code == 0 and json.loads(text)["given_back"]["host_page_bytes"] == HUGE
+
+
+def test_a_host_page_given_back_with_half_its_pages_in_the_balloon_is_caught(
+        tmp_path: Path) -> None:
+    # 256 pages of the host page at 2 MiB, and QEMU gives the whole host page back.
+    log = QemuLog(2048).linux_inflate(list(range(512, 768)), batch=256, discards={767: HUGE})
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    line = next(n for n, t in enumerate(log.lines, 1) if "ram_block_discard_range" in t)
+    out = validate_qemu(trace, frozenset())
+    v = out.report.violation
+    assert v is not None and v.rule == "virtio_5_5_6_device_discards_only_given_pages", v
+    assert v.line == line and "PFN 768" in v.message
+    code, text, _ = _run("validate", "--format", "qemu", str(trace))
+    assert code == 1 and f":{line}: MUST virtio_5_5_6_device_discards_only_given_pages" in text
+
+
+def test_a_free_page_report_before_any_discard_located_guest_ram_is_not_judged(
+        tmp_path: Path) -> None:
+    features = frozenset({"STATS_VQ", "PAGE_REPORTING"})
+    log = QemuLog(2048)
+    log.buffer(3, [], discards={1024: HUGE})  # where is guest RAM? nothing said so yet
+    log.linux_inflate([5, 6], batch=2, discards={5: 4096, 6: 4096})
+    log.buffer(3, [], discards={1024: HUGE})  # now located: pages 1024..1535
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    out = validate_qemu(trace, features)
+    assert out.clean and out.model is not None and out.model.ok
+    assert out.ram is not None and (out.ram.reports, out.ram.unlocated) == (1, 1)
+    from ballast.validate.qemu.scenarios import unjudged_buffers
+    assert unjudged_buffers(trace, features) == {"reporting_vq": 1}
+    code, text, _ = _run("validate", "--format", "qemu", str(trace), "--features",
+                         "STATS_VQ,PAGE_REPORTING")
+    assert code == 0 and "1 discards or reports not located (not judged)" in text
+
+
+def test_a_guest_too_large_for_one_ram_address_leaves_its_discards_unlocated(
+        tmp_path: Path) -> None:
+    log = QemuLog(0xB0000).linux_inflate([5, 6], batch=2, discards={5: 4096, 6: 4096})  # 2.75 GiB
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    out = validate_qemu(trace, frozenset(), model=False)
+    assert out.clean and out.ram is not None and (out.ram.discards, out.ram.unlocated) == (0, 2)
