@@ -45,6 +45,7 @@ __all__ = [
     "compact_memory",
     "find_guest",
     "finish",
+    "migrate_away",
     "move_to_targets",
     "reset_guest",
     "wait_settled",
@@ -96,6 +97,8 @@ class CaptureResult:
     """With ``compaction``: the guest's ``balloon_migrate`` count after compacting memory."""
     resets: int = 0
     """Guest reboots (device resets) the capture made."""
+    migrations: int = 0
+    """Live migrations the capture made (to a sink that discards the stream)."""
 
     @property
     def guest_feature_names(self) -> tuple[str, ...]:
@@ -160,6 +163,32 @@ def apply_pressure(guest: QemuGuest, pressure_mib: int, settle_s: float) -> int:
     guest.actual_bytes()
     guest.ask("release", ("PRESSURE released",), settle_s)
     return filled
+
+
+MIGRATION_SINK = "exec:cat > /dev/null"
+"""Where :func:`migrate_away` sends the guest: a stream nobody reads back."""
+
+
+def migrate_away(guest: QemuGuest, settle_s: float) -> dict[str, object]:
+    """Live-migrate the guest to :data:`MIGRATION_SINK` and let it run on (``cont``).
+
+    A precopy migration is what makes QEMU start a free page hint cycle (with
+    FREE_PAGE_HINT: it writes a new command id, the guest hints its free pages on
+    free_page_vq, QEMU skips sending them).  Returns QEMU's last ``query-migrate`` answer."""
+    guest.command_qmp("migrate", {"uri": MIGRATION_SINK})
+    end = min(guest.deadline, time.monotonic() + settle_s)
+    status: dict[str, object] = {}
+    while time.monotonic() < end:
+        guest.alive("while it migrated")
+        answer = guest.command_qmp("query-migrate")
+        status = answer if isinstance(answer, dict) else {}
+        if status.get("status") in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    if status.get("status") != "completed":
+        raise CaptureError(f"the migration did not complete within {settle_s:g} s: {status!r}")
+    guest.command_qmp("cont")  # a completed migration leaves the source paused
+    return status
 
 
 def reset_guest(guest: QemuGuest, settle_s: float, ram_bytes: int | None = None) -> None:
@@ -227,6 +256,7 @@ def capture(
     compaction: bool = False,
     resets: int = 0,
     idle_s: float = 0.0,
+    migrations: int = 0,
     options: DeviceOptions | None = None,
     kernel: str | os.PathLike[str] | None = None,
     initrd: str | os.PathLike[str] | None = None,
@@ -242,7 +272,8 @@ def capture(
     ``actual`` unchanged.  With ``pressure_mib`` > 0 the guest then writes that many MiB to
     a tmpfs (``deflate_on_oom`` lets it take pages back from the balloon), the host
     watches for ``settle_s``, and the guest frees it again.  ``resets`` reboots the guest
-    that many times with its balloon full.  ``idle_s`` leaves the guest alone that long
+    that many times with its balloon full.  ``migrations`` migrates it live that many times
+    (:func:`migrate_away`; with FREE_PAGE_HINT each is a hint cycle).  ``idle_s`` leaves the guest alone that long
     before the end (free page reporting and statistics happen on their own).  ``options`` (the device's other properties)
     overrides ``guest_mib``, ``deflate_on_oom`` and ``pressure_mib``.  ``timeout_s``
     bounds the whole run, boot included.
@@ -259,6 +290,8 @@ def capture(
         filled = apply_pressure(guest, options.pressure_mib, settle_s) if options.pressure_mib else None
         for _ in range(resets):
             reset_guest(guest, settle_s)
+        for _ in range(migrations):
+            migrate_away(guest, settle_s)
         if idle_s > 0:
             wait_idle(guest, idle_s)
         current = finish(guest)
@@ -287,4 +320,5 @@ def capture(
         pressure_filled_mib=filled,
         balloon_migrate=migrated,
         resets=resets,
+        migrations=migrations,
     )

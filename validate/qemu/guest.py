@@ -32,6 +32,7 @@ from ballast.validate.qemu.qmp_reader import feature_bits
 
 __all__ = [
     "ACCEL_ENV",
+    "DISCARD_EVENT",
     "INSTALL_HINT",
     "KVM_BOOT_S",
     "MIB",
@@ -42,6 +43,7 @@ __all__ = [
     "QemuGuest",
     "choose_accel",
     "find_guest",
+    "free_huge_pages_mib",
     "kvm_usable",
 ]
 
@@ -59,6 +61,13 @@ TRACE_EVENTS: Final = (
     "virtio_set_status",
 )
 """The QEMU trace events a capture enables (``-trace enable=...``)."""
+DISCARD_EVENT: Final = "ram_block_discard_range"
+"""The trace event of QEMU giving guest RAM back to the host, enabled where guest RAM is on
+huge pages (which host pages go back) or free page reporting is on (which pages were
+reported: QEMU traces no reported address otherwise).  It names host addresses, and the
+first discard of an inflated page tells where guest RAM lies
+(:class:`~ballast.validate.qemu.steps.GuestRam`).  Not enabled otherwise: with 4 KiB
+pages it doubles the log, one line per ballooned page."""
 
 MIB: Final = 1 << 20
 _POLL_S: Final = 0.1
@@ -73,6 +82,25 @@ decompressor, spinning, with no console output)."""
 
 _kvm_given_up: list[str] = []
 """Why KVM was given up in this process (then every later guest boots under TCG)."""
+
+
+def free_huge_pages_mib(meminfo: str = "/proc/meminfo") -> int:
+    """MiB of free 2 MiB huge pages on this host (0 when there are none, or other sizes).
+
+    >>> free_huge_pages_mib("/no/such/file")
+    0
+    """
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+    except (OSError, ValueError):
+        return 0
+    try:
+        free = int(info.get("HugePages_Free", "0").split()[0])
+        size_kib = int(info.get("Hugepagesize", "0").split()[0])
+    except (ValueError, IndexError):
+        return 0
+    return free * 2 if size_kib == 2048 else 0
 
 
 def kvm_usable() -> bool:
@@ -123,6 +151,15 @@ class DeviceOptions:
     free_page_hint: bool = False
     stats_interval_s: int = 0
     pressure_mib: int = 0
+    huge_pages: bool = False
+    """Guest RAM backed by the host's 2 MiB huge pages (a hugetlb memfd), so that the host
+    page is larger than the balloon's 4 KiB unit: QEMU discards a host page only once every
+    4 KiB page of it is in the balloon (``ram_block_discard_range`` is traced)."""
+
+    @property
+    def traces_discards(self) -> bool:
+        """Whether the capture traces QEMU's discards (:data:`DISCARD_EVENT`)."""
+        return self.huge_pages or self.free_page_reporting
 
     def device_argument(self) -> str:
         """The ``-device`` argument of the balloon."""
@@ -143,6 +180,15 @@ class DeviceOptions:
             raise CaptureError(f"pressure_mib must be a non-negative integer, not {self.pressure_mib!r}")
         if not isinstance(self.stats_interval_s, int) or self.stats_interval_s < 0:
             raise CaptureError(f"stats_interval_s must be a non-negative integer, not {self.stats_interval_s!r}")
+        if self.huge_pages:
+            free = free_huge_pages_mib()
+            if free < self.guest_mib:
+                raise CaptureError(
+                    f"guest RAM on 2 MiB huge pages needs {self.guest_mib} MiB of free huge pages "
+                    f"on the host, and {free} MiB are free; reserve them as root: `bash "
+                    f".ci/reserve-huge-pages.sh {self.guest_mib}` in the Ballast repository, or "
+                    f"`echo {self.guest_mib // 2 + 16} > /proc/sys/vm/nr_hugepages` "
+                    "(a capture does not change the host's settings)")
 
 
 def _cache_dir() -> Path:
@@ -224,13 +270,19 @@ class QemuGuest:
         append = "console=ttyS0 panic=-1 ballast_interval=2"
         if o.pressure_mib:
             append += f" ballast_pressure_mib={o.pressure_mib}"
-        command = [self.binary, "-machine", f"q35,accel={self.accel}", "-m", str(o.guest_mib), "-nographic"]
+        machine = f"q35,accel={self.accel}"
+        if o.huge_pages:
+            machine += ",memory-backend=guest-ram"
+        command = [self.binary, "-machine", machine, "-m", str(o.guest_mib), "-nographic"]
+        if o.huge_pages:
+            command += ["-object", f"memory-backend-memfd,id=guest-ram,size={o.guest_mib}M,"
+                                   "hugetlb=on,hugetlbsize=2M"]
         command += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", append]
         if o.free_page_hint:
             command += ["-object", "iothread,id=balloon-io"]
         command += ["-device", o.device_argument()]
         command += ["-qmp", f"unix:{sock_path},server=on,wait=off", "-msg", "timestamp=on"]
-        for event in TRACE_EVENTS:
+        for event in TRACE_EVENTS + ((DISCARD_EVENT,) if o.traces_discards else ()):
             command += ["-trace", f"enable={event}"]
         command += ["-D", str(self.trace_log)]
         return command

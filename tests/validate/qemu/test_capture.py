@@ -209,3 +209,18 @@ def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.failed == 0
     assert result.attempted >= 1 or module is qemu_capture  # its examples boot QEMU: skipped
+
+
+def test_huge_pages_are_counted_from_meminfo_and_a_capture_without_them_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal: 1000 kB\nHugePages_Free:      40\nHugepagesize:    2048 kB\n")
+    assert qemu_guest.free_huge_pages_mib(str(info)) == 80
+    info.write_text("HugePages_Free: 40\nHugepagesize: 1048576 kB\n")  # 1 GiB pages: not ours
+    assert qemu_guest.free_huge_pages_mib(str(info)) == 0
+    monkeypatch.setattr(qemu_guest, "free_huge_pages_mib", lambda: 128)
+    options = qemu_guest.DeviceOptions(guest_mib=256, huge_pages=True)
+    with pytest.raises(CaptureError, match="needs 256 MiB of free huge pages .* 128 MiB are free"):
+        options.check()
+    qemu_guest.DeviceOptions(guest_mib=128, huge_pages=True).check()
+    assert options.traces_discards and not qemu_guest.DeviceOptions().traces_discards
