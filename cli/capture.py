@@ -55,7 +55,8 @@ def register_capture(csub: Any) -> None:
     live = csub.add_parser(
         "qemu-live", help="property-based testing of a live QEMU guest, judged by the model",
         description="Hypothesis chooses, for each example, the balloon device's features and "
-                    "balloon targets, memory pressure, compaction, driver rebinds and reboots; "
+                    "balloon targets, memory pressure, compaction, driver rebinds, live "
+                    "migrations and reboots; "
                     "a Linux guest is "
                     "booted under QEMU per device drawn; every example is judged by the "
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
@@ -163,6 +164,7 @@ def _live_cmd(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps({
             "exit": out.exit_code, "examples": out.examples, "reboots": out.reboots,
+            "migrations": out.migrations,
             "seed": out.seed, "fault": fault,
             "boot_s": round(out.boot_s, 2), "seconds": round(out.seconds, 2),
             "inconclusive": out.inconclusive,
@@ -176,7 +178,7 @@ def _live_cmd(args: argparse.Namespace) -> int:
         return out.exit_code
     w = sys.stdout.write
     w(f"live QEMU run: {out.examples} example(s) (boot {out.boot_s:.1f} s in all, "
-      f"{out.reboots} reboot(s) in the examples), "
+      f"{out.reboots} reboot(s), {out.migrations} migration(s) in the examples), "
       f"seed {out.seed}{', fault ' + fault if fault else ''}, {out.seconds:.1f} s\n")
     if f is not None:
         w(f"FAILED after shrinking, on the {f.device} device: "

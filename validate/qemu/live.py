@@ -5,9 +5,10 @@ which features QEMU offers, fixed when QEMU starts) and a short sequence of
 :class:`LiveOp` -- balloon targets (MiB of guest RAM), guest memory pressure (MiB written
 to a tmpfs, where DEFLATE_ON_OOM is negotiated), memory compaction (which migrates balloon
 pages), driver rebinds (where DEFLATE_ON_OOM is negotiated: the driver leaves the device,
-taking every page out of the balloon and resetting it, and binds again) and at most one
-reboot (``system_reset`` with the balloon as it is: the device resets, and the new driver
-inflates to the target again).  One guest is booted per device
+taking every page out of the balloon and resetting it, and binds again), live migrations
+(to a sink that discards the stream; on the ``free-page-hint`` device each starts a free
+page hint cycle) and at most one reboot (``system_reset`` with the balloon as it is: the
+device resets, and the new driver inflates to the target again).  One guest is booted per device
 the run draws, when first drawn, and kept for every later example on that device.  Ballast
 performs the operations on the guest over QMP and its console, then asks for all the
 guest's RAM back, so that every example starts and ends with an empty balloon -- the state
@@ -41,7 +42,7 @@ from typing import Any, Final
 
 from ballast.errors import InputError
 from ballast.seeded_draws import seed_only_draws
-from ballast.validate.qemu.capture import reset_guest, wait_settled
+from ballast.validate.qemu.capture import migrate_away, reset_guest, wait_settled
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
 __all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS",
@@ -71,12 +72,14 @@ class LiveDevice:
     driver breaks 5.5.6.1 rule 3 when it leaves the device: see :data:`DEVICES`)."""
     free_page_reporting: bool = False
     stats_interval_s: int = 0
+    free_page_hint: bool = False
 
     def options(self, guest_mib: int) -> DeviceOptions:
         """QEMU's options for a guest of ``guest_mib`` MiB with this device."""
         return DeviceOptions(guest_mib=guest_mib, deflate_on_oom=self.deflate_on_oom,
                              free_page_reporting=self.free_page_reporting,
-                             stats_interval_s=self.stats_interval_s)
+                             stats_interval_s=self.stats_interval_s,
+                             free_page_hint=self.free_page_hint)
 
 
 DEVICES: Final[dict[str, LiveDevice]] = {d.name: d for d in (
@@ -86,6 +89,8 @@ DEVICES: Final[dict[str, LiveDevice]] = {d.name: d for d in (
                free_page_reporting=True),
     LiveDevice("stats", "DEFLATE_ON_OOM offered, the statistics queue polled every second",
                stats_interval_s=1),
+    LiveDevice("free-page-hint", "DEFLATE_ON_OOM and free page hinting offered (a migration "
+               "starts a hint cycle)", free_page_hint=True),
 )}
 """The devices a live run draws from, by name; the first is where shrinking goes.
 
@@ -100,14 +105,14 @@ it (``virtio_5_5_6_1_rule3_deflate_only_when_asked``; the model: no action expla
 
 DEFAULT_DEVICE: Final = next(iter(DEVICES))
 
-OP_KINDS: Final = ("target", "pressure", "compact", "rebind", "reboot")
+OP_KINDS: Final = ("target", "pressure", "compact", "rebind", "migrate", "reboot")
 """What an example can do, by :attr:`LiveOp.kind`."""
 
 
 @dataclass(frozen=True)
 class LiveOp:
     """One thing the live test does: ``target`` (guest RAM, MiB), ``pressure`` (MiB the
-    guest fills, then frees), ``compact``, ``rebind`` or ``reboot``."""
+    guest fills, then frees), ``compact``, ``rebind``, ``migrate`` or ``reboot``."""
 
     kind: str
     mib: int = 0
@@ -140,7 +145,7 @@ def ops_strategy(guest_mib: int, deflate_on_oom: bool) -> Any:
 
     low = max(16, (guest_mib * 5 // 8) // 16 * 16)
     target = st.builds(LiveOp, st.just("target"), st.integers(low // 16, guest_mib // 16).map(lambda n: n * 16))
-    kinds = [target, st.just(LiveOp("compact"))]
+    kinds = [target, st.just(LiveOp("compact")), st.just(LiveOp("migrate"))]
     if deflate_on_oom:
         kinds.append(st.builds(LiveOp, st.just("pressure"), st.sampled_from([32, 64, 96])))
         kinds.append(st.just(LiveOp("rebind")))
@@ -196,6 +201,8 @@ class LiveOutcome:
     :class:`~ballast.validate.qemu.validation.QemuOutcome`)."""
     reboots: int = 0
     """Reboots the examples made (shrinking included)."""
+    migrations: int = 0
+    """Live migrations the examples made (shrinking included)."""
     boot_s: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -286,6 +293,7 @@ class LiveRunner:
         self.judge = SegmentJudge(self.guest.trace_log, frozenset(), options.guest_mib * MIB // 4096, fault)
         self.runs = 0
         self.reboots = 0
+        self.migrations = 0
         """Reboots made, shrinking included."""
 
     def boot(self) -> None:
@@ -321,6 +329,9 @@ class LiveRunner:
                 # The new driver inflates to the target again; the next target waits for it
                 # (as after every target: the runner never moves one under a buffer in flight).
                 wait_settled(g, self.settle_s, ram_mib * MIB)
+            elif op.kind == "migrate":
+                migrate_away(g, self.settle_s)
+                self.migrations += 1
             elif op.kind == "reboot":
                 reset_guest(g, self.settle_s, ram_mib * MIB)
                 self.reboots += 1
@@ -432,6 +443,7 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
             runner.guest.stop()
     outcome.examples = runs()
     outcome.reboots = sum(r.reboots for r in runners.values())
+    outcome.migrations = sum(r.migrations for r in runners.values())
     if broken:
         outcome.inconclusive = broken[0]
     elif outcome.failure is None:

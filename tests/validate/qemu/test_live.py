@@ -1,8 +1,8 @@
 """Live property-based testing of QEMU + Linux: the parts that need no QEMU; the real thing,
 20 Hypothesis-chosen examples over the balloon devices (a guest booted per device drawn,
-reboots among the operations) judged clean by the rules and the model (in the default suite:
-a few minutes under TCG on 2 cores); and (slow) a longer run and a seeded deviation that is
-caught, shrunk, written and replayed."""
+reboots and live migrations among the operations) judged clean by the rules and the model
+(in the default suite: a few minutes under TCG on 2 cores); and (slow) a longer run and a
+seeded deviation that is caught, shrunk, written and replayed."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_examples_stay_within_what_the_guest_survives(ops: list[LiveOp]) -> None
 @given(ops_strategy(256, deflate_on_oom=False))
 @settings(max_examples=50, deadline=None, database=None)
 def test_without_deflate_on_oom_neither_pressure_nor_a_rebind_is_drawn(ops: list[LiveOp]) -> None:
-    assert {op.kind for op in ops} <= {"target", "compact", "reboot"}
+    assert {op.kind for op in ops} <= {"target", "compact", "migrate", "reboot"}
 
 
 def test_a_reboot_is_drawn_at_most_once_and_shrinks_away() -> None:
@@ -149,6 +149,8 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
                                                256, "plain")
     good.write_text(json.dumps({"ops": [{"kind": "rebind"}]}))
     assert read_scenario(good).ops == (LiveOp("rebind"),)
+    good.write_text(json.dumps({"ops": [{"kind": "migrate"}], "device": "free-page-hint"}))
+    assert read_scenario(good) == LiveScenario((LiveOp("migrate"),), None, 256, "free-page-hint")
     for text in ("not json", '{"ops": [{"kind": "poweroff"}]}', '{"ops": [], "fault": "x"}', "[]",
                  '{"ops": [], "device": "no-such-device"}'):
         bad = tmp_path / "bad.json"
@@ -201,6 +203,7 @@ def test_twenty_hypothesis_examples_on_a_live_guest_are_clean(tmp_path: Path) ->
     _require_qemu()
     out = _clean_live_run(tmp_path / "live", LIVE_EXAMPLES, seed=1)
     assert out.reboots >= 1  # the seed's examples reboot the guest, and the model explains it
+    assert out.migrations >= 1  # migrate it live
     assert len(out.finals) >= 2  # and switch devices
 
 
