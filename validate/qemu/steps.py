@@ -327,15 +327,7 @@ def _device_events(events: Iterable[TraceEvent], features: frozenset[str],
                 if not ev.pfns:
                     continue
                 yield line, VirtioEvent("inflate", ev.pfns)
-                for d in ev.discards:
-                    pages = ram.locate(d, ev.pfns, size.pages if size else None)
-                    if pages is None:
-                        ram.unlocated += 1
-                        continue
-                    ram.discards += 1
-                    ram.discarded_pages += len(pages)
-                    ram.host_page_bytes = max(ram.host_page_bytes, d.length)
-                    yield d.line, VirtioEvent("discard", pages)
+                yield from _discard_events(ev, ram, size)
                 acked = _acknowledged(ev, pending_inflate)
                 if acked:
                     yield ev.end_line, VirtioEvent("inflate_ack", acked)
@@ -377,6 +369,21 @@ def _device_events(events: Iterable[TraceEvent], features: frozenset[str],
                 yield line, VirtioEvent("reset")
         elif isinstance(ev, BalloonRequest):
             balloon_dev = ev.device
+
+
+def _discard_events(ev: QueueBuffer, ram: GuestRam, size: GuestSize | None
+                    ) -> Iterator[tuple[int, VirtioEvent]]:
+    """What the device gave back while it read inflate buffer ``ev``, each discard located
+    by the page read just before it (counted as not located where that cannot be done)."""
+    for d in ev.discards:
+        pages = ram.locate(d, ev.pfns, size.pages if size else None)
+        if pages is None:
+            ram.unlocated += 1
+            continue
+        ram.discards += 1
+        ram.discarded_pages += len(pages)
+        ram.host_page_bytes = max(ram.host_page_bytes, d.length)
+        yield d.line, VirtioEvent("discard", pages)
 
 
 def _report_events(ev: QueueBuffer, ram: GuestRam, size: GuestSize | None,
