@@ -83,8 +83,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="'frontier' (the default): states as packed rows, explored level "
                         "by level in whole-array steps; 'reference': the object-based "
-                        "explorer it is judged by (same results; liveness, --dot, --graphml "
-                        "and --no-cache run on the reference engine)")
+                        "explorer it is judged by (same results, liveness and the state "
+                        "graph included; --no-cache runs on the reference engine)")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
                    help="memory (MiB) beyond which the visited states and the frontier "
                         "spill to sorted runs on disk (frontier engine); the verdict says "

@@ -61,15 +61,16 @@ def choose_engine(requested: str | None, *, liveness: bool = False,
                   graph: bool = False, cache: bool = True,
                   spill: bool = False) -> tuple[str, str]:
     """(engine, why) for a run: the one asked for, else the frontier engine where the
-    options allow it, with symmetry or without (the faster: ``benchmarks/bench_explore.py``).
-    The reference engine builds the graphs of liveness, --dot and --graphml.
+    options allow it, with symmetry or without (the faster: ``benchmarks/bench_explore.py``),
+    liveness and the state graph (--dot, --graphml) included: it keeps the reference's graph,
+    state for state and edge for edge (``tests/statespace/test_liveness.py``).
 
     >>> choose_engine(None)
     ('frontier', 'the default engine')
     >>> choose_engine("reference")
     ('reference', 'asked for')
     >>> choose_engine("frontier", liveness=True)[0]
-    'reference'
+    'frontier'
     >>> choose_engine(None, spill=True)
     ('frontier', 'a memory budget (--memory-budget) spills to disk on the frontier engine')
     """
@@ -86,10 +87,6 @@ def choose_engine(requested: str | None, *, liveness: bool = False,
             raise UsageError("--memory-budget spills on the frontier engine, which does not "
                              "run --liveness, --dot, --graphml or --no-cache")
         return "frontier", "a memory budget (--memory-budget) spills to disk on the frontier engine"
-    if liveness:
-        return "reference", "liveness is checked on the reference engine's graph"
-    if graph:
-        return "reference", "the state graph (--dot, --graphml) comes from the reference engine"
     if not cache:
         return "reference", "--no-cache is an option of the reference engine"
     if requested == "frontier":
@@ -185,9 +182,8 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                                       f"hash over {parted.partitions} Dask workers")
         ex: Exploration = parted
     elif chosen == "frontier":
-        one_pass = False
-        fx = explore_frontier(model, symmetry=symmetry, budget=budget, stop_on=stop_on,
-                              progress=progress, memory_budget=memory_budget)
+        fx = explore_frontier(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
+                              stop_on=stop_on, progress=progress, memory_budget=memory_budget)
         if fx.model_actions:
             why += (f"; the model's own step for {', '.join(fx.model_actions)} (no kernel on "
                     "the rows for them here)")
@@ -198,9 +194,6 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
     fig = _figures(ex)
     fig["engine"] = chosen
     fig["engine_reason"] = why
-    if chosen == "frontier" and (liveness or want_graph):
-        warnings.append("liveness and the state graph are checked on the reference engine "
-                        "(a second, full exploration)")
     results: list[PropertyResult] = []
     tag = "-".join(faults) or "model"
     for prop in model.properties():
@@ -243,9 +236,17 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                                       fig, kind="scenario"))
     live_ex: Exploration | None = None
     if liveness or want_graph:
-        live_ex = ex if one_pass else explore(
-            model, symmetry=False, budget=budget, keep_edges=True, progress=progress,
-            cache=cache)
+        # The graph comes from the engine that ran (the partitioned search keeps none: its
+        # options exclude liveness and the graph); one without symmetry, second where the
+        # safety search was reduced or may have stopped early.
+        if one_pass:
+            live_ex = ex
+        elif chosen == "frontier":
+            live_ex = explore_frontier(model, symmetry=False, budget=budget, keep_edges=True,
+                                       progress=progress)
+        else:
+            live_ex = explore(model, symmetry=False, budget=budget, keep_edges=True,
+                              progress=progress, cache=cache)
     if want_graph and live_ex is not None:
         g = state_graph(live_ex)
         if dot is not None:

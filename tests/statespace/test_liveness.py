@@ -17,6 +17,7 @@ from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
 from ballast.statespace.configs import EXPLORE_CONFIGS
 from ballast.statespace.explore import Exploration, explore
+from ballast.statespace.frontier import explore_frontier
 from ballast.statespace.liveness import (
     CAN_REACH,
     FAIRNESS_TEXTS,
@@ -28,8 +29,10 @@ from ballast.statespace.liveness import (
     accept_class,
     at_target,
     check_liveness,
+    check_reach_properties,
     fair_components,
 )
+from ballast.statespace.suite import LIVENESS_MAX_STATES, feature_slices, liveness_fairness
 from ballast.statespace.traces import check_end, verify_lasso, write_liveness
 
 # The smallest configuration where the VMM may refuse pages of an inflate report.
@@ -252,3 +255,79 @@ def test_the_weak_condition_is_checked_again_after_refinement() -> None:
     assert _components(edges, [set(), {W}, {W}], [{S}, set(), set()]) == []
     # A self-loop is a cycle too.
     assert _components({(0, 0): set()}, [set()], [set()]) == [{0}]
+
+
+# -- the frontier engine's graph -------------------------------------------------
+
+def _never_completes() -> BalloonModel:
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm-no-host-use"])
+    model.table = {k: v for k, v in ACTIONS.items() if k != "balloon_complete"}
+    return model
+
+
+GRAPHS = {
+    "refusal": lambda: BalloonModel(REFUSAL),  # weak fairness: the VMM refuses forever
+    "never-completes": _never_completes,  # no run reaches the target
+    "refuses-everything": lambda: _acceptance_refuses_everything(REFUSAL),
+    "two-vms-over-target": lambda: BalloonModel(EXPLORE_CONFIGS["two-vms-over-target"]),
+    "seeded-fault": lambda: BalloonModel(EXPLORE_CONFIGS["one-vm"], ["release_keeps_balloon_set"]),
+    "host-never-recovers": lambda: BalloonModel(EXPLORE_CONFIGS["two-vms-over-target"],
+                                                ["vmm_stops_one_page_over"]),
+}
+"""Models whose graphs both engines must keep alike: lassos under each fairness, a target
+no run reaches, a property over runs that holds (the VMM reclaiming over the target) and
+one that breaks, a seeded fault that breaks safety properties on some states."""
+
+
+def _outcome(ex: Exploration, fairness: str) -> list[tuple[object, ...]]:
+    """Every liveness and reach verdict with its evidence, in the checkers' order."""
+    return [(r.property, r.holds, r.vm, r.detail, [str(a) for a in r.prefix],
+             [str(a) for a in r.cycle])
+            for r in [*check_liveness(ex, fairness), *check_reach_properties(ex)]]
+
+
+@pytest.mark.parametrize("fairness", [WEAK, STRONG_ACCEPT])
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_the_frontier_engine_keeps_the_reference_graph_and_its_verdicts(name: str,
+                                                                       fairness: str) -> None:
+    """Liveness runs on the frontier engine's graph (``ballast explore --liveness``, the
+    liveness slices of ``ballast check``): state for state in the same order, edge for edge
+    with the same actions, and the same verdicts, lassos and reach traces as on the
+    reference engine's."""
+    ref = explore(GRAPHS[name](), keep_edges=True)
+    fx = explore_frontier(GRAPHS[name](), keep_edges=True)
+    assert (fx.states, fx.complete, sorted(fx.violations)) == \
+        (ref.states, ref.complete, sorted(ref.violations))
+    assert [fx.state(i) for i in range(fx.states)] == [ref.state(i) for i in range(ref.states)]
+
+    def edges(ex: Exploration) -> list[tuple[int, int, str]]:
+        return sorted((s, d, str(a)) for s, d, a in ex.edges())
+
+    assert edges(fx) == edges(ref)
+    assert _outcome(fx, fairness) == _outcome(ref, fairness)
+
+
+@pytest.mark.slow
+def test_every_liveness_slice_of_every_preset_has_the_same_graph_on_both_engines() -> None:
+    """What ``ballast check`` checks liveness on (every preset's liveness slices no larger
+    than it allows), under its own fairness and the other: the same graph and verdicts."""
+    from ballast.model.config import PRESETS
+
+    checked = 0
+    for cfg in PRESETS.values():
+        for slice_name, small in feature_slices(cfg).items():
+            fairness = liveness_fairness(slice_name, small)
+            if fairness is None:
+                continue
+            ref = explore(BalloonModel(small), keep_edges=True)
+            if ref.states > LIVENESS_MAX_STATES:
+                continue
+            fx = explore_frontier(BalloonModel(small), keep_edges=True)
+            assert [fx.state(i) for i in range(fx.states)] == \
+                [ref.state(i) for i in range(ref.states)]
+            assert sorted((s, d, str(a)) for s, d, a in fx.edges()) == \
+                sorted((s, d, str(a)) for s, d, a in ref.edges())
+            for f in (WEAK, STRONG_ACCEPT):
+                assert _outcome(fx, f) == _outcome(ref, f), (slice_name, f)
+            checked += 1
+    assert checked >= 10, checked
