@@ -166,6 +166,10 @@ class Exploration:
         """The real state with id ``sid``."""
         return self.parts.state(self.reps[sid])
 
+    def all_states(self) -> list[State]:
+        """Every real state, by id (what the liveness checks read)."""
+        return [self.state(i) for i in range(self.states)]
+
     def path(self, sid: int) -> list[Action]:
         """The actions of a shortest run from the initial state to state ``sid``."""
         out: list[Action] = []

@@ -267,7 +267,7 @@ def check_liveness(ex: Exploration, fairness: str = WEAK) -> list[LivenessResult
     _require_full(ex)
     cfg = ex.model.cfg
     n = ex.states
-    states = [ex.state(i) for i in range(n)]
+    states = ex.all_states()
     src, act = ex.edge_src, ex.edge_act
     actions = ex.actions
     keep = [a.name not in _TARGET_SETTERS for a in actions]
@@ -365,7 +365,7 @@ def check_reach(ex: Exploration, prop: ReachProperty) -> LivenessResult:
     if why is not None:
         return LivenessResult(prop.name, True, f"not checked: {why}", outcome=SKIPPED)
     n = ex.states
-    states = [ex.state(i) for i in range(n)]
+    states = ex.all_states()
     goal = [prop.goal(cfg, st) for st in states]
     live = [prop.assumed(cfg, st) and i not in ex.violating for i, st in enumerate(states)]
     seen = _reaching(ex, goal, [prop.moves(a) for a in ex.actions])
@@ -459,8 +459,12 @@ def fair_components(graph: nx.DiGraph,
     """
     out: list[set[int]] = []
     todo: list[set[int]] = [set(graph.nodes)]
+    whole = True
     while todo:
-        sub = graph.subgraph(todo.pop())
+        # The whole graph first, as it is (a view of all of it would filter every lookup).
+        nodes = todo.pop()
+        sub = graph if whole else graph.subgraph(nodes)
+        whole = False
         for comp in nx.strongly_connected_components(sub):
             one = next(iter(comp))
             if len(comp) == 1 and not sub.has_edge(one, one):
@@ -488,14 +492,23 @@ def fair_components(graph: nx.DiGraph,
 def _fair_lasso(ex: Exploration, v: int, goal: list[bool], live: list[bool], keep: list[bool],
                 fair: _Fairness) -> LivenessResult | None:
     bad = [live[i] and not goal[i] and i not in ex.violating for i in range(ex.states)]
-    g: nx.DiGraph = nx.DiGraph()
     # Several actions may join the same pair of states: remember them all.
     labels: dict[tuple[int, int], list[int]] = {}
     for s, d, a in zip(ex.edge_src, ex.edge_dst, ex.edge_act):
         if keep[a] and bad[s] and bad[d]:
-            g.add_edge(s, d)
             labels.setdefault((s, d), []).append(a)
-    taken = {pair: fair.classes((pair[0], a) for a in acts) for pair, acts in labels.items()}
+    g: nx.DiGraph = nx.DiGraph(list(labels))
+    if fair.strong_at:
+        taken = {pair: fair.classes((pair[0], a) for a in acts) for pair, acts in labels.items()}
+    else:  # without strong classes an edge's classes are those of its actions alone
+        by_acts: dict[tuple[int, ...], set[FairnessClass]] = {}
+        taken = {}
+        for pair, acts in labels.items():
+            key = tuple(acts)
+            got = by_acts.get(key)
+            if got is None:
+                got = by_acts[key] = fair.classes((pair[0], a) for a in acts)
+            taken[pair] = got
     comps = fair_components(g, taken, fair.weak_on, fair.strong_on)
     if not comps:
         return None
