@@ -3,7 +3,8 @@ frontier engine, the reference explorer and a plain breadth-first search over ``
 objects in a Python set, in the same run, on the configurations of the speed goal (2 VMs x 1
 PPN x 7..9 MPNs with host use; a 1-VM protocol slice of 2 PPNs x 4 MPNs), with the
 ratios; then both engines on the feature slices ``ballast check`` explores (symmetry on, as
-check explores them); then bytes per state; then the largest configuration of the 2-VM
+check explores them), and on its liveness slices (the full graph kept, every liveness
+property checked on it); then bytes per state; then the largest configuration of the 2-VM
 family the frontier engine explores completely within 60 CPU-seconds; then a frontier run
 with a memory budget smaller than its states need (``--spill-mib``), which spills to disk
 and finds the same states.
@@ -30,7 +31,8 @@ from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.statespace.explore import Budget, explore
 from ballast.statespace.frontier import explore_frontier
-from ballast.statespace.suite import feature_slices
+from ballast.statespace.liveness import check_liveness, check_reach_properties
+from ballast.statespace.suite import feature_slices, liveness_fairness
 
 
 def plain_bfs(model: BalloonModel, max_states: int | None = None,
@@ -158,6 +160,26 @@ def main() -> None:
               flush=True)
     print(f"{'all slices':26}{'':9}{totals[0]:10.2f}{totals[1]:11.2f}"
           f"{totals[1] / totals[0]:7.1f}x")
+
+    print()
+    print(f"liveness on the liveness slices of `ballast check --preset {args.check_preset}` "
+          "(the full graph, no symmetry, then every liveness and reach property): CPU seconds")
+    print(f"{'slice':26}{'states':>9}{'frontier':>10}{'reference':>11}{'vs ref':>8}")
+    for name, small in feature_slices(preset(args.check_preset)).items():
+        fairness = liveness_fairness(name, small)
+        if fairness is None:
+            continue
+        cpu = {}
+        found = {}
+        for engine, run in (("frontier", explore_frontier), ("reference", explore)):
+            def live(run: Any = run, fairness: str = fairness) -> tuple[int, list[object]]:
+                ex = run(BalloonModel(small), keep_edges=True)
+                got = [(r.property, r.holds) for r in check_liveness(ex, fairness)]
+                return ex.states, got + [(r.property, r.holds) for r in check_reach_properties(ex)]
+            cpu[engine], found[engine] = _timed(live)
+        assert found["frontier"] == found["reference"], f"{name}: the engines disagree"
+        print(f"{name:26}{found['frontier'][0]:9,}{cpu['frontier']:10.2f}{cpu['reference']:11.2f}"
+              f"{cpu['reference'] / cpu['frontier']:7.1f}x", flush=True)
 
     n = args.memory_states
     model = BalloonModel(configs[0][1])

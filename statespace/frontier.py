@@ -32,10 +32,10 @@ organised for whole-array work:
 * every state keeps its parent and the action that reached it, so a shortest
   trace is rebuilt by following parents; the trace is replayed on the Python
   model before it is reported (:func:`ballast.statespace.traces.write_finding`);
-* with symmetry on, the key is that of the canonical form
-  (:func:`~ballast.statespace.symmetry.canonical`, computed for a whole batch of rows by
-  :class:`~ballast.statespace.symmetry_rows.RowSymmetry` where no VMs are to be sorted)
-  and the real state is expanded.
+* with symmetry on, the key is that of a canonical form of the whole batch of rows
+  (:class:`~ballast.statespace.symmetry_rows.RowSymmetry`: the classes of
+  :func:`~ballast.statespace.symmetry.canonical`, VMs configured alike sorted and MPNs
+  renumbered) and the real state is expanded.
 
 The result is an :class:`~ballast.statespace.explore.Exploration`, so the
 verdicts, traces and reports of the reference serve both engines.
@@ -86,7 +86,6 @@ from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_column
 from ballast.statespace.keyset import KeySet, Spill, distinct, key_hash, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
-from ballast.statespace.symmetry import canonical
 from ballast.statespace.symmetry_rows import RowSymmetry
 from ballast.statespace.transitions import OtherVm, ReadElsewhere, WatchedHost, WatchedVm
 
@@ -803,13 +802,7 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             real = lay.pack(rows)
         if not symmetry:
             return real, real
-        if row_symmetry.whole:
-            return lay.pack(row_symmetry.canonical(rows)), real
-        first, inverse = distinct(real)
-        canon = np.array([lay.encode_list(canonical(cfg, states[i] if states[i] is not None
-                                                     else lay.decode(rows[i])))
-                          for i in first.tolist()], dtype=np.int16).reshape(len(first), -1)
-        return lay.pack(canon)[inverse], real
+        return lay.pack(row_symmetry.canonical(rows)), real
 
     # -- the initial states ---------------------------------------------------------
     inits = model.init_states()

@@ -16,9 +16,16 @@ order of the renumbering is the reference's own rule, above. The two are shown
 equal on every reachable state of small configurations
 (``tests/statespace/test_symmetry_rows.py``).
 
-Renumbering VMs (sorting VMs configured alike by a signature) is not done here:
-:attr:`RowSymmetry.whole` is False for a configuration with interchangeable VMs,
-and the frontier engine then canonicalises state by state.
+VMs configured alike are sorted first, as the reference sorts them, by a signature that
+names no MPN: the VM's own cells but its map of MPNs, its host swap entries, and for each
+of its PPNs the contents and copy-on-write mark of the MPN behind it (or "unbacked"). The
+reference orders equal signatures by VM number and others by the text of the signature;
+the rows order others by the signature's cells, read left to right. Two orders of the same
+signatures with the same ties give the same classes of states (sorting by either puts VMs
+with equal signatures in the same relative order, and the MPNs are then renumbered by
+first mention, whatever their numbers were): the canonical rows are another representative
+of each class, not the reference's, and the classes are shown equal on every reachable state
+of small configurations (``tests/statespace/test_symmetry_rows.py``).
 
 >>> import numpy as np
 >>> from ballast.model.config import Config
@@ -60,9 +67,38 @@ class RowSymmetry:
         self.layout = layout
         self.renumbers = mpn_symmetry(cfg)
         """Whether MPNs are renumbered at all (else rows are their own canonical form)."""
-        self.whole = not vm_groups(cfg)
-        """Whether :meth:`canonical` is the whole canonical form (no VMs to sort)."""
         m = cfg.machine_pages
+        self.groups = vm_groups(cfg)
+        """The classes of interchangeable VMs, sorted within each row."""
+        self._vm_cols: list[npt.NDArray[np.intp]] = []
+        """Per VM, every column that moves with it: its own record's, then its part of the
+        host's fields indexed by VM (host swap)."""
+        self._sig_cols: list[npt.NDArray[np.intp]] = []
+        """Per VM, the columns of its signature read as they are (its map of MPNs left out)."""
+        self._map_cols: list[npt.NDArray[np.intp]] = []
+        """Per VM, the columns of its map of MPNs (values: an MPN, negative: unbacked)."""
+        if self.groups:
+            for v in range(cfg.vms):
+                own: list[int] = []
+                sig: list[int] = []
+                maps: list[int] = []
+                for f in SCHEMA:
+                    if f.record is Record.HOST:
+                        if not f.per_vm:
+                            continue
+                        every = list(layout.cols(f.key, None))
+                        step = len(every) // cfg.vms
+                        mine = every[v * step:(v + 1) * step]
+                    else:
+                        mine = list(layout.cols(f.key, v))
+                    own += mine
+                    if f.values in (MPN, BACKING) and f.kind is Kind.MAP:
+                        maps += mine
+                    else:
+                        sig += mine
+                self._vm_cols.append(np.array(own, dtype=np.intp))
+                self._sig_cols.append(np.array(sig, dtype=np.intp))
+                self._map_cols.append(np.array(maps, dtype=np.intp))
         self._indexed: list[npt.NDArray[np.intp]] = []
         """Per field indexed by MPN, its columns (one per MPN, in MPN order)."""
         valued: list[int] = []
@@ -81,11 +117,53 @@ class RowSymmetry:
         self._free = np.array(layout.cols("free"), dtype=np.intp)
         self._content = np.array(layout.cols("content"), dtype=np.intp)
         self._reclaimed = np.array(layout.cols("reclaimed"), dtype=np.intp)
+        self._cow = np.array(layout.cols("cow"), dtype=np.intp)
 
     def canonical(self, rows: Rows) -> Rows:
-        """``rows`` with their MPNs renumbered as the reference renumbers them (rows that
-        already are canonical come back equal). Only the MPN part of the canonical form:
-        see :attr:`whole`."""
+        """A canonical row of each row's class: VMs configured alike sorted (see the module
+        text), then MPNs renumbered as the reference renumbers them (rows that already are
+        canonical come back equal)."""
+        if self.groups and len(rows):
+            rows = self.sort_vms(rows)
+        return self.renumber_mpns(rows)
+
+    def _signature(self, rows: Rows, v: int) -> npt.NDArray[np.int64]:
+        """Per row, VM ``v``'s signature as cells (equal cells: equal signatures)."""
+        backing = rows[:, self._map_cols[v]].astype(np.int64)
+        unbacked = backing < 0
+        at = np.where(unbacked, 0, backing)
+        contents = np.take_along_axis(rows[:, self._content].astype(np.int64), at, axis=1)
+        cow = np.take_along_axis(rows[:, self._cow].astype(np.int64), at, axis=1)
+        return np.concatenate([rows[:, self._sig_cols[v]].astype(np.int64),
+                               np.where(unbacked, -1, contents), np.where(unbacked, 0, cow),
+                               (~unbacked).astype(np.int64)], axis=1)
+
+    def sort_vms(self, rows: Rows) -> Rows:
+        """``rows`` with the VMs of each class of interchangeable VMs in signature order,
+        VMs with equal signatures in the order of their numbers (a stable sort)."""
+        out = rows.copy()
+        for group in self.groups:
+            sig = {v: self._signature(rows, v) for v in group}
+            # Where VM a goes: the number of VMs of the group ordered before it.
+            rank = {a: np.zeros(len(rows), dtype=np.int64) for a in group}
+            for i, a in enumerate(group):
+                for b in group[i + 1:]:
+                    differ = sig[a] != sig[b]
+                    first = np.argmax(differ, axis=1)
+                    r = np.arange(len(rows))
+                    b_first = differ.any(axis=1) & (sig[b][r, first] < sig[a][r, first])
+                    rank[a] += b_first  # b is before a only where its signature is less
+                    rank[b] += ~b_first
+            for a in group:
+                for slot, v in enumerate(group):
+                    moved = rank[a] == slot
+                    if v != a and moved.any():
+                        out[np.ix_(moved, self._vm_cols[v])] = \
+                            rows[np.ix_(moved, self._vm_cols[a])]
+        return out
+
+    def renumber_mpns(self, rows: Rows) -> Rows:
+        """``rows`` with their MPNs renumbered as the reference renumbers them."""
         if not self.renumbers or not len(rows):
             return rows
         n, m = rows.shape[0], self.layout.cfg.machine_pages

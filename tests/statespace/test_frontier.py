@@ -246,6 +246,16 @@ def test_same_symmetry_classes_as_the_reference() -> None:
     assert new == ref
 
 
+@pytest.mark.parametrize("name", ["two-vms", "two-vms-host-pages"])
+def test_same_symmetry_classes_with_vms_to_sort(name: str) -> None:
+    """Two VMs configured alike, sorted in whole batches of rows (with MPNs renumbered, and
+    with host pages of two units, where they are not): the reference's states, transitions,
+    depth and findings, and the pinned count."""
+    ref, new = both(BalloonModel(EXPLORE_CONFIGS[name]), symmetry=True)
+    assert new == ref
+    assert new["states"] == load_manifest()[name]["states_symmetry"]
+
+
 @pytest.mark.parametrize("fault", ["eager_backing_drops_swap", "host_takes_single_unit"])
 def test_same_exploration_with_the_memory_kernels(fault: str) -> None:
     model = BalloonModel(fault_config(fault, SMALL_BASE), [fault])
