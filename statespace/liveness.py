@@ -458,13 +458,11 @@ def fair_components(graph: nx.DiGraph,
     [{0, 1}]
     """
     out: list[set[int]] = []
-    todo: list[set[int]] = [set(graph.nodes)]
-    whole = True
+    # None: the whole graph, searched as it is (a view of all of it filters every lookup).
+    todo: list[set[int] | None] = [None]
     while todo:
-        # The whole graph first, as it is (a view of all of it would filter every lookup).
         nodes = todo.pop()
-        sub = graph if whole else graph.subgraph(nodes)
-        whole = False
+        sub = graph if nodes is None else graph.subgraph(nodes)
         for comp in nx.strongly_connected_components(sub):
             one = next(iter(comp))
             if len(comp) == 1 and not sub.has_edge(one, one):

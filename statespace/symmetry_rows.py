@@ -16,16 +16,16 @@ order of the renumbering is the reference's own rule, above. The two are shown
 equal on every reachable state of small configurations
 (``tests/statespace/test_symmetry_rows.py``).
 
-VMs configured alike are sorted first, as the reference sorts them, by a signature that
-names no MPN: the VM's own cells but its map of MPNs, its host swap entries, and for each
-of its PPNs the contents and copy-on-write mark of the MPN behind it (or "unbacked"). The
-reference orders equal signatures by VM number and others by the text of the signature;
-the rows order others by the signature's cells, read left to right. Two orders of the same
-signatures with the same ties give the same classes of states (sorting by either puts VMs
-with equal signatures in the same relative order, and the MPNs are then renumbered by
-first mention, whatever their numbers were): the canonical rows are another representative
-of each class, not the reference's, and the classes are shown equal on every reachable state
-of small configurations (``tests/statespace/test_symmetry_rows.py``).
+VMs configured alike are sorted first, by the reference's signature, which names no MPN:
+the VM's own cells but its map of MPNs, its host swap entries, and for each of its PPNs the
+contents and copy-on-write mark of the MPN behind it (or "unbacked"). The reference orders
+equal signatures by VM number and others by the text of the signature; the rows order
+others by the signature's cells, read left to right. Two orders of the same signatures with
+the same ties give the same classes of states (sorting by either puts VMs with equal
+signatures in the same relative order, and the MPNs are then renumbered by first mention,
+whatever their numbers were): the canonical rows are another representative of each class,
+not the reference's, and the classes are shown equal on every reachable state of small
+configurations (``tests/statespace/test_symmetry_rows.py``).
 
 >>> import numpy as np
 >>> from ballast.model.config import Config

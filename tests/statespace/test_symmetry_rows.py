@@ -80,9 +80,9 @@ def test_a_column_left_unpermuted_is_caught() -> None:
 
 def _sorted_configs() -> dict[str, Config]:
     """Slices and small configurations with VMs configured alike: two honest VMs (with and
-    without MPNs to renumber: host pages of two units), three honest VMs, two hostile VMs beside an honest one, and
-    two VMs that share pages and use host swap (the signature's contents, copy-on-write
-    marks and swap entries)."""
+    without MPNs to renumber: host pages of two units), three honest VMs, two hostile VMs
+    beside an honest one, and two VMs that share pages and use host swap (the signature's
+    contents, copy-on-write marks and swap entries)."""
     three = Config(vms=3, guest_pages=1, guest_data_pages=1, guest_disk_slots=0,
                    machine_pages=3, host_swap_slots=0, tokens=1, batch=1)
     out = {f"{p}/{name}": c for p in ("default", "hostile", "large-units")
