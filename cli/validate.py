@@ -33,10 +33,9 @@ from ballast.validate.qemu.validation import (
 )
 from ballast.validate.trace.check import TraceReport, validate_steps
 from ballast.validate.virtio.check import VirtioReport
+from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 
 __all__ = ["register"]
-
-EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE = 0, 1, 3
 
 
 def register(subparsers: Any) -> None:
@@ -188,12 +187,13 @@ def _state_summary(s: Any) -> str:
 
 def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:
     rep = o.report
-    code = EXIT_VIOLATION if not o.clean or (strict and rep.warnings) else EXIT_OK
+    code = o.exit_code(strict)
     v = rep.violation
     mv = o.model
     if as_json:
         data: dict[str, Any] = {
             "trace": o.trace, "format": "qemu", "exit": code, "features": sorted(o.features),
+            "nothing_judged": o.nothing_judged,
             "events": rep.events, "pages_inflated": rep.inflated, "pages_deflated": rep.deflated,
             "guest_pages": o.guest_pages, "seconds": round(o.seconds, 3),
             "warnings": [{"rule": w.rule, "level": w.level.value, "message": w.message}
@@ -218,7 +218,9 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
         out.write(json.dumps(data) + "\n")
         return code
     feats = ", ".join(sorted(o.features)) or "none"
-    if v is None:
+    if code == EXIT_INCONCLUSIVE:
+        out.write(f"{o.trace}: inconclusive: {o.nothing_judged}\n")
+    elif v is None:
         out.write(f"{o.trace}: no violation of the VirtIO 5.5 rules: {rep.events:,} events, "
                   f"{rep.inflated:,} pages inflated, {rep.deflated:,} deflated, largest balloon "
                   f"{rep.max_balloon:,} pages (features: {feats}) in {o.seconds:.2f} s\n")
@@ -236,8 +238,9 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
             out.write(f"  last matching state: {_view_text(rep)}\n")
         out.write(f"  possible there: {'; '.join(rep.possible)}\n")
     if mv is not None and mv.ok:
-        out.write(f"  model: {mv.steps:,} steps explained by the reference model "
-                  f"({mv.guest_pages:,} guest pages), every property holds\n")
+        if code != EXIT_INCONCLUSIVE:  # no step to explain: no word of the model's
+            out.write(f"  model: {mv.steps:,} steps explained by the reference model "
+                      f"({mv.guest_pages:,} guest pages), every property holds\n")
     elif mv is not None:
         what = f"breaks {mv.property}: " if mv.property else "is not explained by the model: "
         out.write(f"{o.trace}:{mv.line}: model: step {mv.step} {mv.action} {what}{mv.reason}\n")

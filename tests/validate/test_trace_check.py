@@ -94,6 +94,15 @@ def test_too_many_explanations_is_inconclusive() -> None:
     assert rep.outcome == "inconclusive" and "max-states" in rep.detail
 
 
+def test_a_trace_of_no_step_is_judged_only_where_it_states_an_initial_state() -> None:
+    """An empty log would otherwise pass: only the model's own initial state was checked."""
+    cfg = Config(vms=1, guest_pages=2, machine_pages=2, host_use=False)
+    rep = validate_steps(TraceHeader(cfg), iter([]))
+    assert rep.outcome == "inconclusive" and "nothing of the implementation" in rep.detail
+    s0 = BalloonModel(cfg).init_states()[0]
+    assert validate_steps(TraceHeader(cfg, initial=s0.to_dict()), iter([])).outcome == "ok"
+
+
 def test_observed_difference_agrees_with_the_models_observe_matches() -> None:
     rng = random.Random(4)
     model = BalloonModel(preset("default"))

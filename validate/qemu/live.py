@@ -449,8 +449,11 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     elif outcome.failure is None:
         # Each guest's whole capture, every example and the steps between them, with QMP.
         for device, runner in runners.items():
-            outcome.finals[device] = validate_qemu(runner.guest.trace_log, runner.features,
-                                                   qmp=runner.guest.qmp_log)
+            final = outcome.finals[device] = validate_qemu(runner.guest.trace_log,
+                                                           runner.features,
+                                                           qmp=runner.guest.qmp_log)
+            if final.nothing_judged is not None and outcome.inconclusive is None:
+                outcome.inconclusive = f"the {device} device's capture: {final.nothing_judged}"
     outcome.seconds = time.monotonic() - started
     return outcome
 

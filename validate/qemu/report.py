@@ -81,7 +81,9 @@ def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: st
     ``trace_log``)."""
     rows = phases(read_trace(trace_log))
     rep, model, qmp = outcome.report, outcome.model, outcome.qmp
-    out = [f"# {title}: {'clean' if outcome.clean else 'NOT clean'}", ""]
+    verdict = ("NOT clean" if not outcome.clean else
+               "nothing judged" if outcome.nothing_judged is not None else "clean")
+    out = [f"# {title}: {verdict}", ""]
     out.append(f"- trace: `{os.fspath(trace_log)}`; guest: {outcome.guest_pages or 0:,} pages of 4 KiB; "
                f"features: {', '.join(sorted(outcome.features)) or 'none'}")
     v = rep.violation

@@ -23,6 +23,7 @@ from typing import IO, Any, Callable, Iterator
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
 from ballast.progress import meter, shown
+from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
 from ballast.validate.qemu.model_judge import ModelJudge, ModelVerdict
 from ballast.validate.qemu.qmp_check import QmpCrossCheck, QmpFinding
@@ -105,6 +106,29 @@ class QemuOutcome:
         """No rule broken, every step explained by the model, every QMP check holds."""
         return (self.report.violation is None and (self.model is None or self.model.ok)
                 and not self.qmp)
+
+    @property
+    def nothing_judged(self) -> str | None:
+        """Why neither judge had anything to judge: the log holds no virtio-balloon event (an
+        empty log, another file, QEMU run without tracing); None where it holds some. Such a
+        log breaks no rule, and passing it would pass a capture that recorded nothing."""
+        if self.report.events:
+            return None
+        return ("no virtio-balloon trace event in the log, so nothing was judged (QEMU writes "
+                "them with -trace enable=virtio_balloon_* -trace enable=virtio_queue_notify, "
+                "as ballast capture qemu starts it)")
+
+    def exit_code(self, strict: bool = False) -> int:
+        """1 a rule (with ``strict`` a SHOULD too), the model or a QMP cross-check broken; 3
+        nothing judged (:attr:`nothing_judged`); else 0.
+
+        >>> from ballast.validate.virtio.check import VirtioReport
+        >>> QemuOutcome("empty.log", frozenset(), VirtioReport(), None, 0.0, None).exit_code()
+        3
+        """
+        if not self.clean or (strict and self.report.warnings):
+            return EXIT_VIOLATION
+        return EXIT_INCONCLUSIVE if self.nothing_judged is not None else EXIT_OK
 
 
 def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,

@@ -26,6 +26,8 @@ break if the implementation's step were accepted (see :func:`blame`).
 >>> r = validate_steps(TraceHeader(cfg), iter(steps), max_gap=2)
 >>> r.outcome, r.steps
 ('ok', 2)
+>>> validate_steps(TraceHeader(cfg), iter([])).outcome  # nothing to judge
+'inconclusive'
 >>> bad = [TraceStep(1, Action.of("vmm_release", vm=0), line=2)]
 >>> validate_steps(TraceHeader(cfg), iter(bad), max_gap=0).mismatch.reason
 'vmm_release: the guest has reported no page for deflation'
@@ -425,6 +427,11 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.steps += 1
         if on_step is not None:
             on_step(st)
+    if rep.steps == 0 and not header.initial:
+        # Only the model's own initial state was checked: passing would pass an empty log.
+        rep.outcome = "inconclusive"
+        rep.detail = ("the trace logs no step and no initial state: nothing of the "
+                      "implementation was judged")
     return rep
 
 

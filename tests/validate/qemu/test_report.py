@@ -37,6 +37,13 @@ def test_a_broken_capture_names_the_rule_and_the_model_step(tmp_path: Path) -> N
     assert "reference model: step" in text and f"(line {notify})" in text  # the model stops there too
 
 
+def test_a_capture_with_no_balloon_event_says_nothing_was_judged(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+    trace.write_text("qemu-system-x86_64: terminating on signal 15\n")
+    text = compact_report(trace, validate_qemu(trace, frozenset()), title="empty")
+    assert text.startswith("# empty: nothing judged")
+
+
 def test_doctests() -> None:
     result = doctest.testmod(report)
     assert result.attempted > 0 and result.failed == 0

@@ -379,6 +379,36 @@ def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: 
     assert code == 2 and "BOGUS" in err
 
 
+@pytest.mark.parametrize("content", [b"", b"unrelated text\nqemu-system-x86_64: warning\n",
+                                     b"\x00\x01\xfe\xff binary\n"],
+                         ids=["empty", "other-lines", "binary"])
+def test_a_log_with_no_balloon_event_is_inconclusive_not_clean(tmp_path: Path,
+                                                               content: bytes) -> None:
+    """An empty log, another file or a QEMU run without tracing breaks no rule; passing it
+    would pass a capture that recorded nothing."""
+    p = tmp_path / "trace.log"
+    p.write_bytes(content)
+    code, out, err = _run("validate", "--format", "qemu", str(p))
+    assert code == 3 and err == ""
+    assert out.startswith(f"{p}: inconclusive: no virtio-balloon trace event") and "model" not in out
+    code, out, _ = _run("validate", "--format", "qemu", "--json", str(p))
+    data = json.loads(out)
+    assert code == 3 and data["exit"] == 3 and data["events"] == 0
+    assert "nothing was judged" in data["nothing_judged"]
+    assert validate_qemu(p, frozenset()).nothing_judged is not None
+
+
+def test_a_log_with_balloon_events_is_judged_and_one_with_device_status_alone_is_not(
+        tmp_path: Path) -> None:
+    judged = validate_qemu(_write(tmp_path, QemuLog(64).linux_run([4]).lines), frozenset())
+    assert judged.report.events > 0 and judged.nothing_judged is None
+    assert judged.exit_code() == 0
+    # The device reset by a guest whose driver never asked for a page: no balloon event.
+    status = validate_qemu(_write(tmp_path, ["virtio_set_status vdev 0x1 val 15"], "s.log"),
+                           frozenset())
+    assert status.report.events == 0 and status.exit_code() == 3
+
+
 def test_xz_and_plain_give_the_same_answer(tmp_path: Path) -> None:
     lines = QemuLog(64).linux_run([4]).lines
     lines.insert(0, "unrelated line")
