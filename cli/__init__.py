@@ -110,6 +110,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         profile_settings(args.hypothesis_profile)  # an unknown name is a usage error
     if args.examples is not None and args.examples < 1:
         raise UsageError("--examples must be at least 1")
+    from ballast.model.trace import check_destinations
+
+    check_destinations([args.junit, args.sarif, args.summary_md, args.json],
+                       folders=[args.report_dir])
     opts = CheckOptions(seed=args.seed or 0, budget=_work_budget(args), report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
                         random_steps=args.random_steps,

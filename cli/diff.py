@@ -16,6 +16,7 @@ from typing import Any
 
 from ballast.argtypes import positive_float
 from ballast.errors import UsageError
+from ballast.model.trace import check_destinations
 from ballast.cli.options import add_model_options, config_from_args, config_line, origin
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.validate.adapters.diff import DEFAULT_STEPS, DiffOutcome, run_diff
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     cfg = config_from_args(args)
+    check_destinations(folders=[args.report_dir])
     # Progress goes to stderr on a terminal only: stdout carries the result (or its JSON).
     with shown(not args.quiet), meter("diff", total=args.examples, unit="runs") as runs:
         outcome = run_diff(args.adapter, cfg, examples=args.examples, steps=args.steps,

@@ -26,6 +26,7 @@ from ballast.cli.options import (
     config_line,
     origin,
 )
+from ballast.model.trace import check_destinations
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import CheckResult, Verdict, overall
 from ballast.statespace.configs import small_config
@@ -179,6 +180,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
     if cluster is not None:
         _check_partitioned(args)
+    check_destinations([args.dot, args.graphml], folders=[args.report_dir])
     with ExitStack() as stack:
         client = stack.enter_context(connected(cluster)) if cluster is not None else None
         with shown(not args.quiet), meter("explore", unit="states") as states:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ballast.argtypes import fraction
 from ballast.cluster import add_scheduler_option, connected, parse_scheduler
+from ballast.model.trace import check_destinations
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
@@ -118,6 +119,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if cluster is not None and args.workers != 1:
         raise UsageError("--workers is for local processes; with --scheduler the cluster's "
                          "workers run the seeds")
+    check_destinations(folders=[args.report_dir])
     cfg = config_for(args)
     gaps = gaps_in(cfg, args.fault)
     if gaps.blocking:

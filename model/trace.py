@@ -53,6 +53,7 @@ __all__ = [
     "atomic_write_files",
     "atomic_write_text",
     "bounded_lines",
+    "check_destinations",
     "iter_trace",
     "loads_record",
     "observe_matches",
@@ -219,6 +220,50 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     temporary file; a failure to write is an :class:`~ballast.errors.OutputError`.
     """
     atomic_write_files([(Path(path), text)])
+
+
+def check_destinations(files: Iterable[str | Path | None] = (),
+                       folders: Iterable[str | Path | None] = ()) -> None:
+    """Refuse, before any work, a file or a folder of files to write that could not be
+    written at the end: a folder stands where a file goes (or a file where a folder goes),
+    or nothing can be written where it would be made (None: none asked for). A command
+    that writes its results last calls this first, so that a bad output path costs no run
+    and leaves no verdict that its exit code contradicts. Nothing is created.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> check_destinations([d / "new" / "a.xml", None], folders=[d / "reports"])
+    >>> sorted(d.iterdir())
+    []
+    >>> check_destinations([d])
+    Traceback (most recent call last):
+    ...
+    ballast.errors.OutputError: ...: is a folder; expected the path of a file to write
+    """
+    probes: list[tuple[Path, Path]] = []
+    for p in files:
+        if p is None:
+            continue
+        if Path(p).is_dir():
+            raise OutputError(str(p), "is a folder; expected the path of a file to write")
+        probes.append((Path(p), Path(p).parent))
+    for p in folders:
+        if p is not None:
+            probes.append((Path(p), Path(p)))
+    for path, folder in probes:
+        # The nearest folder that exists is where the first thing would be made.
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise OutputError(str(path), f"cannot write: {folder} is a file, not a folder")
+        # Whether a file can be made there is known only by making one (permissions,
+        # read-only mounts, pseudo file systems): a temporary one, removed at once.
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".ballast.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise OutputError(str(path), f"cannot write: {exc.strerror}") from None
+        os.close(fd)
+        _unlink_quietly(tmp)
 
 
 def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:

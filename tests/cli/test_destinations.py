@@ -1,0 +1,84 @@
+"""A file or folder the results would be written to, checked before any work: a bad one is
+exit 2 naming it, with no checker run and no verdict printed that the exit code contradicts,
+and nothing created where it was refused."""
+
+from __future__ import annotations
+
+import io
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+import ballast.suites.check as check
+from ballast.cli import main
+from ballast.errors import OutputError
+from ballast.model.trace import check_destinations
+from ballast.verdict import EXIT_USAGE
+
+
+def _run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ran(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the command started its work before checking where to write")
+    monkeypatch.setattr(check, "run_check", ran)
+    monkeypatch.setattr("ballast.cli.explore.run_explore", ran)
+    monkeypatch.setattr("ballast.cli.fuzz.run_campaign", ran)
+    monkeypatch.setattr("ballast.cli.diff.run_diff", ran)
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> Path:
+    """A file standing where a folder would have to be made."""
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    return f
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--checkers", "random", "--junit", "{blocked}/j.xml"],
+    ["check", "--checkers", "random", "--sarif", "{tmp}"],
+    ["check", "--checkers", "random", "--report-dir", "{blocked}/out"],
+    ["explore", "--preset", "core", "--dot", "{blocked}/g.dot"],
+    ["explore", "--preset", "core", "--graphml", "{tmp}"],
+    ["explore", "--preset", "core", "--report-dir", "{blocked}"],
+    ["fuzz", "--seeds", "0", "--report-dir", "{blocked}/r"],
+    ["diff", "--adapter", "true", "--report-dir", "{blocked}"],
+], ids=["check-junit", "check-sarif-folder", "check-report-dir", "explore-dot",
+        "explore-graphml-folder", "explore-report-dir", "fuzz-report-dir", "diff-report-dir"])
+def test_a_destination_that_cannot_be_written_is_refused_before_any_work(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, blocked: Path, argv: list[str]) -> None:
+    _nothing_runs(monkeypatch)
+    args = [a.format(blocked=blocked, tmp=tmp_path) for a in argv]
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = _run(*args)
+    assert code == EXIT_USAGE
+    assert "Verdict" not in out and "pass" not in out
+    assert err.startswith("ballast: error: ") and len(err.strip().splitlines()) == 1
+    assert str(tmp_path) in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a folder without write access")
+def test_a_folder_without_write_access_is_refused(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="cannot write"):
+            check_destinations([ro / "new" / "s.json"])
+    finally:
+        ro.chmod(0o700)
+
+
+def test_good_destinations_are_left_as_they_were(tmp_path: Path) -> None:
+    check_destinations([tmp_path / "a" / "b.xml", tmp_path / "c.json", None],
+                       folders=[tmp_path / "reports" / "out", None])
+    assert list(tmp_path.iterdir()) == []
