@@ -29,6 +29,7 @@ from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
+from ballast.numeric.workload import drawn_actions
 from ballast.cli.options import add_model_options, base_config, config_line, origin, with_sets
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE
@@ -153,7 +154,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
                 done.advance(note=f"{sum(x.batches for x in results):,} batches, "
                                   f"{sum(x.ops for x in results):,} operations")
     results.sort(key=lambda r: r.seed)
-    summary = summarise(results, args.steps)
+    summary = summarise(results, args.steps, drawn_actions(cfg))
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
                           "seeds": [_line(r) for r in results],
@@ -182,6 +183,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
             out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
                       f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
                       f"reached (--max-seconds)")
+        if summary.never_fired and not summary.failing:
+            out.print(f"INCONCLUSIVE: {len(summary.never_fired)} action(s) never took effect "
+                      f"in any seed ({', '.join(summary.never_fired)}): raise --steps or "
+                      "--seeds", markup=False)
     if summary.failing:
         return 1
-    return EXIT_INCONCLUSIVE if gaps or summary.cut_short else 0
+    return EXIT_INCONCLUSIVE if gaps or summary.cut_short or summary.never_fired else 0

@@ -106,15 +106,22 @@ class CampaignSummary:
     properties: tuple[str, ...]
     cut_short: tuple[int, ...] = ()
     """Seeds without a violation that did not run all their batches (wall-clock limit)."""
+    never_fired: tuple[str, ...] = ()
+    """Actions the workload draws that took effect in no seed: the campaign checked nothing
+    that follows them (inconclusive, as a never-exercised action is to ``ballast check``)."""
 
 
-def summarise(results: Sequence[SeedResult], batches: int | None = None) -> CampaignSummary:
-    """Totals, failing seeds (sorted) and the properties they broke."""
+def summarise(results: Sequence[SeedResult], batches: int | None = None,
+              drawn: Sequence[str] = ()) -> CampaignSummary:
+    """Totals, failing seeds (sorted), the properties they broke, and which of the actions
+    ``drawn`` (:func:`~ballast.numeric.workload.drawn_actions`) never took effect."""
     bad = sorted((r for r in results if r.violation is not None), key=lambda r: r.seed)
+    fired = {name for r in results for name, n in r.actions_seen.items() if n}
     return CampaignSummary(
         seeds=len(results), ops=sum(r.ops for r in results),
         checks=sum(r.checks for r in results), seconds=sum(r.seconds for r in results),
         failing=tuple(r.seed for r in bad),
         properties=tuple(sorted({r.violation[0] for r in bad if r.violation})),
         cut_short=tuple(sorted(r.seed for r in results if batches is not None
-                               and r.violation is None and r.batches < batches)))
+                               and r.violation is None and r.batches < batches)),
+        never_fired=tuple(name for name in drawn if name not in fired))

@@ -38,7 +38,8 @@ from ballast.numeric.arrays import UNBACKED_MPN
 from ballast.numeric.engine import Engine
 from ballast.numeric.onehot import OneHot, dense
 
-__all__ = ["Batch", "WEIGHTS", "draw_batch", "log_actions", "run_batches", "batch_actions"]
+__all__ = ["Batch", "WEIGHTS", "batch_actions", "draw_batch", "drawn_actions", "log_actions",
+           "run_batches"]
 
 Rng = np.random.Generator
 
@@ -283,11 +284,16 @@ def _share_pair(eng: Engine, rng: Rng) -> tuple[Any, dict[str, Any]]:
                                          "other_ppn": np.zeros(0, dtype=np.int64)}
 
 
-def enabled_names(eng: Engine) -> list[str]:
-    """Actions that exist in the engine's configuration."""
-    cfg = eng.cfg
+def drawn_actions(cfg: Config) -> list[str]:
+    """The actions the random workload draws under ``cfg``: those it switches on, with a
+    weight, a rogue guest's only where a VM is hostile."""
     return [n for n, spec in ACTIONS.items() if spec.feature(cfg) and WEIGHTS.get(n, 0) > 0
             and (not n.startswith("rogue_") or cfg.hostile_vms)]
+
+
+def enabled_names(eng: Engine) -> list[str]:
+    """Actions that exist in the engine's configuration."""
+    return drawn_actions(eng.cfg)
 
 
 def run_batches(eng: Engine, rng: Rng, batches: int, *, frac: float = 0.5,

@@ -20,11 +20,26 @@ def _run(argv, capsys):
 
 
 def test_clean_campaign_exits_0(tmp_path, capsys):
-    code, out = _run(["fuzz", "--seeds", "0..2", "--workers", "2", "--vms", "8", "--pages",
-                      "32", "--steps", "40", "--json", "--report-dir", str(tmp_path)], capsys)
+    code, out = _run(["fuzz", "--seeds", "0..2", "--workers", "2", "--steps", "200", "--json",
+                      "--report-dir", str(tmp_path)], capsys)
     data = json.loads(out)
     assert code == 0 and data["summary"]["failing"] == []
+    assert data["summary"]["never_fired"] == []
     assert [s["seed"] for s in data["seeds"]] == [0, 1, 2]
+
+
+def test_a_campaign_that_never_exercised_an_action_is_inconclusive_naming_it(tmp_path, capsys):
+    """A clean run of 40 batches on a small guest leaves actions that never took effect:
+    nothing that follows them was checked, so it is not a pass."""
+    code, out = _run(["fuzz", "--seeds", "0..2", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--no-progress", "--report-dir", str(tmp_path)], capsys)
+    assert code == 3 and "failing seeds: none" in out
+    said = next(line for line in out.splitlines() if line.startswith("INCONCLUSIVE"))
+    assert "never took effect in any seed" in said and "balloon_cpu_online" in said
+    code, out = _run(["fuzz", "--seeds", "0..2", "--vms", "8", "--pages", "32", "--steps",
+                      "40", "--json", "--report-dir", str(tmp_path)], capsys)
+    never = json.loads(out)["summary"]["never_fired"]
+    assert code == 3 and "balloon_cpu_online" in never and "guest_read" not in never
 
 
 def test_failing_seed_reproduces_alone(tmp_path, capsys):
@@ -61,7 +76,6 @@ def test_a_wall_clock_limit_cuts_seeds_short_and_is_inconclusive(tmp_path, capsy
                       "--report-dir", str(tmp_path)], capsys)
     assert code == 3
     assert "did not run all 40 batches" in out and "(--max-seconds)" in out
-    code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
-                      "40", "--max-seconds", "600", "--json", "--report-dir", str(tmp_path)],
-                     capsys)
+    code, out = _run(["fuzz", "--seeds", "0..2", "--steps", "200", "--max-seconds", "600",
+                      "--json", "--report-dir", str(tmp_path)], capsys)
     assert code == 0 and json.loads(out)["summary"]["cut_short"] == []
