@@ -34,7 +34,7 @@ from ballast.model.actions import ACTIONS, Action
 from ballast.model.arguments import ARGUMENTS, Argument
 from ballast.model.config import Config
 from ballast.model.over_target_kernels import held_pages
-from ballast.numeric.arrays import UNBACKED_MPN
+from ballast.numeric.arrays import IN_USE_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
 from ballast.numeric.onehot import OneHot, dense
 
@@ -92,10 +92,19 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name in ("host_take_page", "host_return_page"):
         k = max(1, min(64, int(cfg.host_pages * min(frac, 0.05))))
         hps = _uniform(rng, cfg, name, "host_page", k)
-        # The host page at the edge of guest memory (partly free) is the interesting one.
         low = eng._lowest_free(1)
+        # Half the batches name one host page the action is likely to apply to (the coin is
+        # tossed only where an MPN is free, as seeded workloads have always tossed it).
         if len(low) and rng.random() < 0.5:
-            hps[0] = int(low[0]) // cfg.host_page_units
+            if name == "host_take_page":
+                # The host page at the edge of guest memory (partly free).
+                hps[0] = int(low[0]) // cfg.host_page_units
+            else:
+                # A host page the host uses: among thousands the few it took are rarely
+                # drawn uniformly (the uniform draw picks which of them).
+                using = _host_pages_in_use(eng)
+                if len(using):
+                    hps[0] = int(using[int(hps[0]) % len(using)])
         return np.unique(hps), {}
     if name.startswith("rogue_"):
         hostile = sorted(cfg.hostile_vms)
@@ -108,6 +117,13 @@ def draw_batch(eng: Engine, rng: Rng, name: str, frac: float) -> tuple[Any, dict
     if name == "host_set_target":
         args["pages"] = _target_pages(eng, rng, vms, args["pages"])
     return vms, args
+
+
+def _host_pages_in_use(eng: Engine) -> npt.NDArray[np.int64]:
+    """The host pages every unit of which the host uses (what ``host_return_page`` takes)."""
+    units = eng.cfg.host_page_units
+    used = (eng.arr.mpn_flags[:eng.cfg.host_pages * units] & IN_USE_BIT) != 0
+    return np.flatnonzero(used.reshape(-1, units).all(axis=1)).astype(np.int64)
 
 
 def _target_pages(eng: Engine, rng: Rng, vms: npt.NDArray[np.int64],

@@ -131,3 +131,23 @@ def test_the_vmm_may_page_out_any_page_a_vm_over_its_target_holds() -> None:
     """The VMM's choice stays open: the choices of ``vmm_swap_over_target`` are exactly the
     pages the model lets it page out, every page the VM holds while over its target."""
     test_choices_are_what_the_guard_admits("vmm_swap_over_target", "hostile")
+
+
+def test_the_host_gives_back_pages_it_took_among_many_host_pages() -> None:
+    """At scale the host pages it uses are a few among tens of thousands: half the batches
+    of host_return_page name one of them, so the action takes effect (drawn uniformly,
+    it never did in ``ballast check``'s numeric runs)."""
+    from ballast.numeric.scale import scaled
+
+    cfg = scaled(preset("default"), vms=1024, pages=1024)
+    eng = Engine(cfg)
+    rng = np.random.default_rng(0)
+    taken = returned = 0
+    for _ in range(40):
+        for name in ("host_take_page", "host_return_page"):
+            hps, args = draw_batch(eng, rng, name, 0.5)
+            ok = eng.apply_batch(name, hps, **args)
+            taken += int(ok.sum()) if name == "host_take_page" else 0
+            returned += int(ok.sum()) if name == "host_return_page" else 0
+    assert cfg.host_pages > 500_000 and taken > 0
+    assert returned >= 20, (taken, returned)  # 4 when drawn uniformly
