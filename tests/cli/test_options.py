@@ -126,7 +126,7 @@ def test_fuzz_with_a_fault_that_needs_two_vms_keeps_the_large_presets_hostile_vm
     code = main(["fuzz", "--fault", "free_without_scrub", "--seeds", "0", "--steps", "3",
                  "--report-dir", str(tmp_path), "--quiet"])
     out, err = capsys.readouterr()
-    assert code in (0, 1), err
+    assert code in (0, 1, 3), err  # 3: three batches leave actions unexercised
     [line] = _config_lines(out)
     assert line.startswith("configuration: preset large: 8 VMs x 64 PPNs") and "hostile [7]" in line
 
