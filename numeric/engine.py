@@ -48,7 +48,9 @@ from ballast.numeric.allocator import reuse_freed_memory
 from ballast.numeric.arrays import (
     BALLOONED_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN, SystemArrays,
 )
-from ballast.numeric.interpret import NumpyOps, NumpyStateOps, VmRows, WriteLog, run_kernel
+from ballast.numeric.interpret import NumpyOps, run_kernel
+from ballast.numeric.state_ops import NumpyStateOps
+from ballast.numeric.vm_rows import VmRows, WriteLog
 
 __all__ = ["Engine", "StepViolation", "ENGINE_FAULTS", "STEP_CHECKS", "engine_actions",
            "popcount"]
@@ -703,7 +705,7 @@ class Engine:
         return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
 
 _WRITE_SETS: dict[tuple[Config, str, Any], frozenset[str] | None] = {}
-"""What each kernel may write (:class:`~ballast.numeric.interpret.WriteLog`), by
+"""What each kernel may write (:class:`~ballast.numeric.vm_rows.WriteLog`), by
 configuration, action and kernel (a constant of the three), found on its first run."""
 
 _READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}

@@ -3,7 +3,7 @@
 
 Each property of ``ballast.model.invariants.INVARIANTS`` that has a kernel
 (:data:`ballast.model.property_kernels.PROPERTY_KERNELS`) is checked by running
-that kernel through the NumPy interpreter (:func:`ballast.numeric.interpret.property_holds`):
+that kernel through the NumPy interpreter (:func:`ballast.numeric.state_ops.property_holds`):
 the system's host part once, the per-VM part for every covered VM at once. The
 message of a violation is the model's own, for the first VM found (the arrays
 are turned back into a state only then). Tests check each against the model's
@@ -29,7 +29,7 @@ import numpy.typing as npt
 from ballast.model.invariants import INVARIANTS
 from ballast.model.property_kernels import PROPERTY_KERNELS
 from ballast.numeric.arrays import SystemArrays
-from ballast.numeric.interpret import property_holds
+from ballast.numeric.state_ops import property_holds
 
 __all__ = ["NUMERIC_INVARIANTS", "violations", "first_violation"]
 

@@ -76,7 +76,8 @@ from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
-from ballast.numeric.interpret import page_sets, run_kernel
+from ballast.numeric.interpret import run_kernel
+from ballast.numeric.page_sets import page_sets
 from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )

@@ -1,7 +1,7 @@
 # mypy: disable-error-code="no-any-return"
 """The kernels' NumPy interpreter applied to a frontier: rows are (state, VM) pairs.
 
-:class:`~ballast.numeric.interpret.VmRows` holds distinct VMs of one system;
+:class:`~ballast.numeric.vm_rows.VmRows` holds distinct VMs of one system;
 here every row is a whole state of its own (a copy of a frontier row of
 :class:`~ballast.statespace.rowcodec.RowLayout`) and the VM the step acts on,
 so each row has its own host: counters are claimed per row, and the VMM's
@@ -38,7 +38,8 @@ from ballast.model.ops import QUEUE_FIELDS
 from ballast.model.property_kernels import StateCheck, StepCheck
 from ballast.model.schema import Kind
 from ballast.model.schema import field as schema_field
-from ballast.numeric.interpret import NumpyOps, NumpyStateOps
+from ballast.numeric.interpret import NumpyOps
+from ballast.numeric.state_ops import NumpyStateOps
 from ballast.numeric.rowscan import entries
 from ballast.statespace.rowcodec import RowLayout, RowOverflow
 
@@ -68,7 +69,7 @@ class RowsLack(BallastError, AttributeError):
 
 
 class FrontierRows:
-    """A :class:`~ballast.numeric.interpret.Rows` store over copies of frontier rows.
+    """A :class:`~ballast.numeric.rows.Rows` store over copies of frontier rows.
 
     ``rows``: ``(n, width)`` int16, changed in place; ``vms``: the VM each row's step
     acts on.

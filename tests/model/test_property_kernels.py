@@ -13,7 +13,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.model.property_kernels import PROPERTY_KERNELS, PropertyKernel
 from ballast.model.state import State, state_from_dict
 from ballast.numeric.arrays import BALLOON_BIT, SystemArrays
-from ballast.numeric.interpret import property_holds
+from ballast.numeric.state_ops import property_holds
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.proofs.encoding import encode
 from ballast.proofs.interpret import property_formula

@@ -17,7 +17,7 @@ from ballast.model.property_kernels import STEP_KERNELS, StepKernel
 from ballast.model.state import State
 from ballast.numeric.arrays import SystemArrays
 from ballast.numeric.engine import STEP_CHECKS
-from ballast.numeric.interpret import NumpyStateOps
+from ballast.numeric.state_ops import NumpyStateOps
 from ballast.proofs.encoding import encode
 from ballast.proofs.interpret import step_formula
 from ballast.proofs.properties import STEPS

@@ -13,8 +13,12 @@ from hypothesis import strategies as st
 from ballast.model.action_kernels import KERNELS
 from ballast.model.config import Config
 from ballast.numeric.arrays import COW_BIT, SystemArrays
-from ballast.numeric.interpret import (NumpyOps, NumpyStateOps, VmRows, flags_as, mpn_index,
-                                       page_sets, run_kernel, uniform)
+from ballast.numeric.fields import flags_as
+from ballast.numeric.interpret import NumpyOps, run_kernel
+from ballast.numeric.page_sets import page_sets
+from ballast.numeric.rows import mpn_index, uniform
+from ballast.numeric.state_ops import NumpyStateOps
+from ballast.numeric.vm_rows import VmRows
 from ballast.numeric.onehot import OneHot, dense
 
 
