@@ -21,10 +21,10 @@ from typing import Any
 
 from ballast.argtypes import fraction
 from ballast.cluster import add_scheduler_option, connected, parse_scheduler
-from ballast.model.trace import check_destinations
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
+from ballast.model.trace import check_destinations
 from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult

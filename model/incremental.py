@@ -56,7 +56,7 @@ from operator import attrgetter
 from typing import Any, Callable, NamedTuple
 
 from ballast.model.actions import Action, ActionSpec
-from ballast.model.invariants import INVARIANTS, Property, accounting_pages, accounting_sizes
+from ballast.model.invariants import Property, accounting_pages, accounting_sizes
 from ballast.model.kernel_reads import state_form_reads
 from ballast.model.property_kernels import STEP_KERNELS
 from ballast.model.state import State, VmState, replace_fields

@@ -32,9 +32,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.model.property_kernels import PROPERTY_KERNELS, STEP_KERNELS, StepKernel
 from ballast.proofs.encoding import (
     BALLOON,
-    FREE,
     UNBACKED,
-    Num,
     SymState,
     at_least,
     at_most,
