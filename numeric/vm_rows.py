@@ -221,12 +221,17 @@ class _VmMemory:
             if c >= 0:
                 self.arr.disk[int(self.vms[0]), c] = 0
             return
+        self._clear_entries(self.arr.disk, mask, ok)
+
+    def _clear_entries(self, table: Any, mask: Mask, ok: Mask) -> None:
+        """Zero the entries of ``mask`` in a per-row ``table`` (rows of ``ok``): whole rows
+        at once where the mask covers them."""
         whole = whole_rows(mask, ok)
         if whole is not None:
-            self.arr.disk[self.vms[whole]] = 0
+            table[self.vms[whole]] = 0
             return
         r, c = entries_of(mask, ok)
-        self.arr.disk[self.vms[r], c] = 0
+        table[self.vms[r], c] = 0
 
     def queue_add_ppn(self, field: str, ppn: Ints, ok: Mask) -> None:
         a, P, bit = self.arr, self.cfg.guest_pages, FLAGS[field]
@@ -280,12 +285,7 @@ class _VmMemory:
             renumber_stamps(a)
 
     def lru_remove(self, mask: Mask, ok: Mask) -> None:
-        whole = whole_rows(mask, ok)
-        if whole is not None:
-            self.arr.lru_stamp[self.vms[whole]] = 0
-            return
-        r, c = entries_of(mask, ok)
-        self.arr.lru_stamp[self.vms[r], c] = 0
+        self._clear_entries(self.arr.lru_stamp, mask, ok)
 
     def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
               lowest: bool = False) -> tuple[Mask, Ints]:
