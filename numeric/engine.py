@@ -397,11 +397,13 @@ class Engine:
         """Up to ``k`` lowest free MPNs, in ascending order (the VMM's choice)."""
         mf = self.arr.mpn_flags
         out: list[Ints] = []
-        got, start, chunk = 0, self.hint, 4096
+        # The scan starts at the hint (no free MPN below it) with a window a few times the
+        # pages wanted, doubled while it finds too few: free MPNs are usually dense there.
+        got, start, chunk = 0, self.hint, max(256, 4 * k)
         while got < k and start < len(mf):
             idx = np.flatnonzero(mf[start:start + chunk] & FREE_BIT) + start
-            if got == 0 and len(idx) == 0:
-                self.hint = start + chunk
+            if got == 0:
+                self.hint = int(idx[0]) if len(idx) else start + chunk
             out.append(idx[:k - got])
             got += len(out[-1])
             start += chunk
