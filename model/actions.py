@@ -53,6 +53,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 from ballast.errors import GuardError
+from ballast.model.choices import pairs, subsets
 from ballast.model.config import Config, ModuleKind
 from ballast.model.policy import policy_for
 from ballast.model.state import (
@@ -575,7 +576,7 @@ def _unit_sets(cfg: Config, pages: Iterable[int], most: int) -> Iterator[tuple[i
     u = cfg.balloon_unit_pages
     units = _whole_unit_starts(cfg, pages)
     for k in range(1, most // u + 1):
-        for chosen in itertools.combinations(units, k):
+        for chosen in subsets(units, k):
             yield tuple(p for b in chosen for p in range(b, b + u))
 
 
@@ -746,15 +747,13 @@ def _refusals(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     if not v.inflate_queue:
         return
     valid, invalid, fewest, most = _reclaim_choices(cfg, v)
-    extras = [()] if not cfg.refusal else [
-        c for k in range(len(invalid) + 1) for c in itertools.combinations(invalid, k)]
-    for n in range(fewest, most + 1):
-        for accepted in itertools.combinations(valid, n):
-            if not whole_units(cfg, accepted):
-                continue
-            base = [p for p in valid if p not in accepted]
-            for extra in extras:
-                yield {"vm": vm, "refuse": tuple(sorted(base + list(extra)))}
+    extras: list[tuple[int, ...]] = [()] if not cfg.refusal else [
+        c for k in range(len(invalid) + 1) for c in subsets(invalid, k)]
+    accepts = (accepted for n in range(fewest, most + 1) for accepted in subsets(valid, n)
+               if whole_units(cfg, accepted))
+    for accepted, extra in pairs(accepts, extras):
+        base = [p for p in valid if p not in accepted]
+        yield {"vm": vm, "refuse": tuple(sorted(base + list(extra)))}
 
 
 @action(Actor.VMM, vm_candidates=_refusals)
@@ -1126,7 +1125,7 @@ def _deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
             yield {"vm": vm, "ppns": ppns}
         return
     for n in range(1, k + 1):
-        for ppns in itertools.combinations(pages, n):
+        for ppns in subsets(pages, n):
             yield {"vm": vm, "ppns": ppns}
 
 
@@ -1529,7 +1528,7 @@ def _free_reports(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
         return
     free = _reportable(cfg, v)
     for n in range(1, min(cfg.report_limit, len(free)) + 1):
-        for ppns in itertools.combinations(free, n):
+        for ppns in subsets(free, n):
             yield {"vm": vm, "ppns": ppns}
 
 
@@ -1709,7 +1708,7 @@ def _hints(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
         return
     free = _hintable(v)
     for n in range(1, min(cfg.batch, len(free)) + 1):
-        for ppns in itertools.combinations(free, n):
+        for ppns in subsets(free, n):
             yield {"vm": vm, "ppns": ppns}
 
 

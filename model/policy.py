@@ -26,10 +26,10 @@ False
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+from ballast.model.choices import subsets
 from ballast.model.config import GuestPolicyName
 from ballast.model.state import FREE
 
@@ -82,7 +82,7 @@ class LruPolicy:
         return tuple(_free(ppn_use)[:count])
 
     def allocations(self, ppn_use: tuple[int, ...], count: int) -> Iterable[tuple[int, ...]]:
-        return itertools.combinations(_free(ppn_use), count)
+        return subsets(_free(ppn_use), count)
 
     def allows_allocation(self, ppn_use: tuple[int, ...], ppns: tuple[int, ...]) -> bool:
         return _any_free(ppn_use, ppns)

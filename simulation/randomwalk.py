@@ -2,7 +2,10 @@
 
 At each step the runner visits the model's actions in an order drawn from a
 ``random.Random(seed)`` and takes the first enabled candidate, so every action
-that can fire gets a fair chance however many arguments the others have. Every
+that can fire gets a fair chance however many arguments the others have. Where an
+actor may choose among more sets of pages of one size than
+:data:`~ballast.model.choices.SAMPLE_LIMIT`, a random few of them are its candidates
+(:func:`~ballast.model.choices.sampled`), so a step costs the same on a large guest. Every
 property is checked after every step; a run stops at the first violation.
 
 >>> from ballast.model import BalloonModel, preset
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ballast import tally
 from ballast.model.actions import Action
+from ballast.model.choices import sampled
 from ballast.model.state import State
 from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
@@ -46,7 +50,10 @@ def pick_step(model: BalloonModel, s: State, rng: random.Random) -> tuple[Action
     specs = model.action_specs()
     rng.shuffle(specs)
     for spec in specs:
-        cands = list(spec.candidates(model.cfg, s))
+        # Of the sets of pages an actor may choose, a random few of each size where there
+        # are more (a guest of 64 free pages has billions of ways to give the balloon 10).
+        with sampled(rng):
+            cands = list(spec.candidates(model.cfg, s))
         rng.shuffle(cands)
         for args in cands:
             act = Action.of(spec.name, **args)

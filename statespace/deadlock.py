@@ -39,8 +39,9 @@ from ballast.model.actions import ACTIONS, Action, Actor, inflate_limit, usable_
 from ballast.model.config import Config
 from ballast.model.invariants import honest_vms
 from ballast.model.state import State
+from ballast.model.system import BalloonModel
 
-__all__ = ["DEADLOCK", "is_total_deadlock", "protocol_vm", "stalled_among",
+__all__ = ["DEADLOCK", "ProtocolMoves", "is_total_deadlock", "protocol_vm", "stalled_among",
            "stalled_vms", "unsettled"]
 
 DEADLOCK = "deadlock_free"
@@ -93,3 +94,47 @@ def stalled_among(cfg: Config, moving: Container[int | None],
     """The honest VMs not in ``moving`` (VMs a protocol actor can move for) that are
     unsettled: :func:`stalled_vms` for a caller that knows these already."""
     return [v for v in honest_vms(cfg) if is_unsettled(v) and v not in moving]
+
+
+class ProtocolMoves(Container[int | None]):
+    """The VMs a protocol actor can move for in one state, each asked only when needed
+    and answered at its first enabled step: :func:`stalled_vms` without every enabled
+    step listed first (on a large guest the module alone may choose its pages in billions
+    of ways; the first one its guard admits is enough).
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.state import initial_state
+    >>> cfg = Config(vms=2, guest_pages=2, machine_pages=4)
+    >>> moves = ProtocolMoves(BalloonModel(cfg), initial_state(cfg))
+    >>> 0 in moves, moves.any_step() is not None
+    (False, True)
+    """
+
+    def __init__(self, model: BalloonModel, s: State) -> None:
+        self.model, self.state = model, s
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, vm: object) -> bool:
+        if not isinstance(vm, int):
+            return False
+        got = self._known.get(vm)
+        if got is None:
+            got = self._known[vm] = self._moves_for(vm)
+        return got
+
+    def _moves_for(self, vm: int) -> bool:
+        cfg, s = self.model.cfg, self.state
+        for spec in self.model.action_specs():
+            if spec.actor not in _PROTOCOL:
+                continue
+            cands = (spec.vm_candidates(cfg, s, vm) if spec.vm_candidates is not None else
+                     (a for a in spec.candidates(cfg, s) if a.get("vm") == vm))
+            for args in cands:
+                act = Action.of(spec.name, **args)
+                if protocol_vm(act) == vm and self.model.try_next_state(s, act) is not None:
+                    return True
+        return False
+
+    def any_step(self) -> Action | None:
+        """An enabled step of any actor (the first in the model's order), or None."""
+        return next((act for act, _ in self.model.successors(self.state)), None)

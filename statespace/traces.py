@@ -42,7 +42,7 @@ from ballast.reports.counterexample import (
 from ballast.model.invariants import honest_vms
 from ballast.model.recovery import REACH_PROPERTIES, ReachProperty
 from ballast.model.replay import model_for, replay
-from ballast.statespace.deadlock import DEADLOCK, stalled_vms
+from ballast.statespace.deadlock import DEADLOCK, ProtocolMoves, stalled_among, unsettled
 from ballast.statespace.explore import Exploration, Finding
 from ballast.statespace.liveness import (
     CAN_REACH,
@@ -94,8 +94,9 @@ def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -
         return Path(write_counterexample(trace, out_dir, name).trace_path)
     states = run_actions(model, actions)
     end = states[-1]
-    if not stalled_vms(model.cfg, end, [a for a, _ in model.successors(end)]) and any(
-            True for _ in model.successors(end)):
+    moving = ProtocolMoves(model, end)
+    if not stalled_among(model.cfg, moving, lambda v: unsettled(model.cfg, end, v)) and \
+            moving.any_step() is not None:
         raise CounterexampleNotReproduced("the deadlock does not reproduce on the reference model")
     return _write_own(trace, out_dir, name, f"the protocol is stalled after step {len(actions)}: "
                       f"{finding.message}")
@@ -330,13 +331,15 @@ def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
     end = run_actions(model, [st.action for st in trace.steps])[-1]
     step = len(trace.steps)
     if prop == DEADLOCK:
-        moves = [a for a, _ in model.successors(end)]
-        stalled = stalled_vms(cfg, end, moves)
-        if stalled or not moves:
+        # Each VM's protocol actors are asked for one enabled step, not every step listed.
+        moving = ProtocolMoves(model, end)
+        stalled = stalled_among(cfg, moving, lambda v: unsettled(cfg, end, v))
+        first = moving.any_step()
+        if stalled or first is None:
             who = f"VM(s) {', '.join(map(str, stalled))} stalled" if stalled else "no step"
             return EndCheck(DEADLOCK, True, f"{who} in the last state", step)
-        return EndCheck(DEADLOCK, False, f"{len(moves)} step(s) move the protocol on from "
-                        "the last state", step)
+        return EndCheck(DEADLOCK, False, "no VM's protocol is stalled: steps move the "
+                        f"protocol on from the last state (one enabled: {first})", step)
     reach = REACH_PROPERTIES.get(str(prop))
     if reach is not None:
         if not reach.assumed(cfg, end):

@@ -233,3 +233,57 @@ def test_the_vmm_may_accept_in_any_order_when_room_runs_out() -> None:
     kept = {tuple(sorted(post.vms[0].ballooned)) for act, post in enabled(cfg, s)
             if act.name == "vmm_reclaim"}
     assert kept == {(0,), (2,)}  # lowest first (sorted order) and arrival order both
+
+
+def _large_guest_asked_for_pages() -> tuple[Any, Any]:
+    """Preset ``large`` (8 VMs x 64 PPNs, batches of 16) once VM 0's module has read a
+    target of 10 pages: the guest may give the balloon any 1 to 10 of its 64 free pages."""
+    from ballast.model.config import preset
+    from ballast.model.system import BalloonModel
+
+    model = BalloonModel(preset("large"))
+    s = model.init_states()[0]
+    for act in (Action.of("host_set_target", vm=0, pages=10), Action.of("balloon_poll", vm=0)):
+        s = model.next_state(s, act)
+    return model, s
+
+
+def test_a_random_sample_of_choices_is_a_few_of_the_candidates() -> None:
+    """Under ``sampled`` the candidates of a choice too large to list are a bounded sample
+    of them, each one the guard admits; a choice small enough is listed whole, in order."""
+    from ballast.model.choices import SAMPLE_LIMIT, sampled
+
+    model, s = _large_guest_asked_for_pages()
+    spec = ACTIONS["balloon_inflate"]
+    assert spec.vm_candidates is not None
+    with sampled(random.Random(7)):
+        drawn = [dict(a) for a in spec.vm_candidates(model.cfg, s, 0)]
+    sizes = [len(a["ppns"]) for a in drawn]
+    # Sizes 1 (64 choices) to 10: each a sample of at most the limit; billions otherwise.
+    assert sorted(set(sizes)) == list(range(1, 11))
+    assert len(drawn) <= 10 * SAMPLE_LIMIT
+    assert len({a["ppns"] for a in drawn}) == len(drawn)
+    for a in drawn:
+        assert list(a["ppns"]) == sorted(a["ppns"])
+        assert model.try_next_state(s, Action.of("balloon_inflate", **a)) is not None
+    small = Config(vms=1, guest_pages=4, machine_pages=8, batch=2)
+    s0 = initial_state(small)
+    for act in (Action.of("host_set_target", vm=0, pages=2), Action.of("balloon_poll", vm=0)):
+        s0 = apply(small, s0, act)
+    whole = list(spec.candidates(small, s0))
+    assert len(whole) == 4 + 6  # one page of four, or two
+    with sampled(random.Random(7)):
+        assert list(spec.candidates(small, s0)) == whole
+
+
+def test_a_random_run_of_a_large_guest_takes_its_steps() -> None:
+    """A random run on preset ``large`` takes every step it is asked for: it used to list
+    every set of pages the guest could give (151,473,214,816 for 10 of 64) and run out of
+    memory at step 84 of seed 3."""
+    from ballast.model.config import preset
+    from ballast.model.system import BalloonModel
+    from ballast.simulation.randomwalk import random_run
+
+    run = random_run(BalloonModel(preset("large")), seed=3, steps=100, record_states=False)
+    assert len(run.trace.steps) == 100
+    assert run.violation is None

@@ -123,3 +123,19 @@ def test_replay_decides_a_deadlock_again_on_the_model_it_names(tmp_path: Path) -
     moved = check_end(trace)
     assert moved is not None and moved.confirmed is False
     assert "move the protocol on" in moved.describe()
+
+
+def test_replay_decides_a_deadlock_on_a_large_guest_from_its_first_moves() -> None:
+    """The claim about a large guest's last state is decided from one enabled step per VM's
+    protocol, not from every enabled step: on preset ``large`` a module asked for 10 pages
+    may give any 1 to 10 of 64 (billions of steps, which replay used to list first)."""
+    from ballast.model.actions import Action
+    from ballast.model.config import preset
+    from ballast.statespace.traces import make_trace
+
+    model = BalloonModel(preset("large"))
+    steps = [Action.of("host_set_target", vm=0, pages=10), Action.of("balloon_poll", vm=0)]
+    trace = make_trace(model, steps, {"property": "deadlock_free", "step": 2}, "a test")
+    moved = check_end(trace, model=model)
+    assert moved is not None and moved.confirmed is False
+    assert "move the protocol on" in moved.describe()
