@@ -4,7 +4,7 @@ Exit codes, for every subcommand: 0 every property holds, 1 a property is
 violated (or a trace shows an illegal step), 2 bad usage or bad input,
 3 inconclusive (a budget ran out, a solver said unknown, a scenario was never
 exercised), 4 an internal error of Ballast (a bug: never read as a verdict),
-130 interrupted.
+130 interrupted, 141 the reader of the output went away (``| head``).
 
 Subcommands that live in other packages are imported only when they run, so
 that ``ballast --help`` and ``ballast list`` start without loading Z3, NumPy,
@@ -45,6 +45,7 @@ from ballast.verdict import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
     EXIT_USAGE,
     EXIT_VIOLATION,
 )
@@ -295,7 +296,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
         prog="ballast",
         description="Reference model and verification suite for memory ballooning.",
         epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive, "
-               "4 internal error, 130 interrupted")
+               "4 internal error, 130 interrupted, 141 output closed early")
     parser.add_argument("--version", action="version", version=f"ballast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -418,6 +419,18 @@ def _internal_error(exc: BaseException) -> str:
             f"{REPORT_BUGS}")
 
 
+def _output_closed() -> int:
+    """The reader of stdout went away (``| head``): nothing more can be said there, and the
+    interpreter's own flush at exit must not fail again, so stdout goes to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no stdout to replace: nothing will be flushed
+        pass
+    return EXIT_OUTPUT_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ballast`` console script.
 
@@ -447,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ballast: interrupted after {time.monotonic() - start:.1f} s; done so far: {done}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _output_closed()
     except MemoryError:
         print("ballast: error: ran out of memory; give a smaller configuration or budget "
               "(inconclusive)", file=sys.stderr)

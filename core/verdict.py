@@ -18,8 +18,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["EXIT_INCONCLUSIVE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-           "EXIT_VIOLATION",
+__all__ = ["EXIT_INCONCLUSIVE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_OUTPUT_CLOSED", "EXIT_USAGE", "EXIT_VIOLATION",
            "CheckResult", "PropertyResult", "Verdict", "overall"]
 
 EXIT_OK = 0
@@ -30,6 +30,9 @@ EXIT_INTERNAL = 4
 """An internal error of Ballast itself: never 0 or 1, so a crash never reads as a verdict."""
 EXIT_INTERRUPTED = 130
 """Interrupted (Ctrl-C, SIGINT), as shells report it."""
+EXIT_OUTPUT_CLOSED = 141
+"""The reader of the output went away (``ballast ... | head``): what a shell reports for a
+program stopped by SIGPIPE. The run was cut short, so it is no verdict: never 0 or 1."""
 
 
 class Verdict(str, Enum):

@@ -19,6 +19,7 @@ from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT_CLOSED,
     EXIT_USAGE,
 )
 
@@ -133,3 +134,18 @@ def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str
     assert "interrupted after" in line and counted in line, err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args", [["list", "faults"], ["list", "actions"],
+                                  ["explore", "--preset", "core", "--small"]])
+def test_a_reader_that_goes_away_is_no_verdict(tmp_path: Path, args: list[str]) -> None:
+    """``ballast ... | head -1``: the command stops when its reader has gone, with the code
+    a shell gives a program SIGPIPE stopped (141), neither a verdict nor a crash, and
+    nothing on stderr (rich's own handling exited 1, the code of a violation)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ballast", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before the first line (as head's may)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == EXIT_OUTPUT_CLOSED, err
+    assert err == ""
