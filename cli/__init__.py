@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ballast.verdict import CheckResult
 
 from ballast import __version__, tally
-from ballast.argtypes import positive_int, seconds
+from ballast.argtypes import positive_int, seconds, seed
 from ballast.errors import BallastError, UsageError
 from ballast.cli.options import (
     add_model_options,
@@ -306,7 +306,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p = sub.add_parser("check", help="run every checker on a configuration")
     add_model_options(p, command="check")
     add_size_options(p)
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed, default=None,
                    help="first seed of the random runs, seed of the Hypothesis machine "
                         "(same seed, same run) and of the numeric and validation runs "
                         "(default 0; refused when only exhaustive checkers run)")
@@ -352,8 +352,8 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p = sub.add_parser("run", help="one deterministic random run, written as a trace")
     add_model_options(p, command="run")
     add_size_options(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--steps", type=positive_int, default=100)
     p.add_argument("--out", type=Path, required=True, help="trace file to write")
     p.add_argument("--no-states", action="store_true", help="omit the state after each step")
     p.set_defaults(func=_cmd_run)

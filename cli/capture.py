@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from ballast.argtypes import positive_float, positive_int, seconds
+from ballast.argtypes import positive_int, seed, timeout_seconds
 from ballast.errors import UsageError
 from ballast.model.virtio import DEFLATE_ON_OOM
 
@@ -45,9 +45,9 @@ def register_capture(csub: Any) -> None:
                    help="after the targets, fill this many MiB of guest memory, then free it")
     q.add_argument("--compaction", action="store_true",
                    help="ask the guest to compact memory (migrates balloon pages)")
-    q.add_argument("--settle-s", type=seconds, default=10.0,
+    q.add_argument("--settle-s", type=timeout_seconds, default=10.0,
                    help="seconds to wait for each target (default 10)")
-    q.add_argument("--timeout-s", type=positive_float, default=180.0, help="bound on the whole run")
+    q.add_argument("--timeout-s", type=timeout_seconds, default=180.0, help="bound on the whole run")
     q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     q.set_defaults(func=_capture_cmd)
@@ -65,10 +65,10 @@ def register_capture(csub: Any) -> None:
     live.add_argument("--out", required=True, help="directory for the capture, examples and any failure")
     live.add_argument("--examples", type=positive_int, default=5,
                       help="examples Hypothesis chooses (default 5; each takes seconds under TCG)")
-    live.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    live.add_argument("--seed", type=seed, default=0, help="Hypothesis seed (default 0)")
     live.add_argument("--guest-mib", type=int, default=256, help="guest RAM in MiB (default 256)")
-    live.add_argument("--settle-s", type=seconds, default=15.0, help="seconds to wait for each target")
-    live.add_argument("--timeout-s", type=positive_float, default=900.0, help="bound on the whole run")
+    live.add_argument("--settle-s", type=timeout_seconds, default=15.0, help="seconds to wait for each target")
+    live.add_argument("--timeout-s", type=timeout_seconds, default=900.0, help="bound on the whole run")
     live.add_argument("--fault", choices=sorted(FAULTS),
                       help="seed a deviation: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
     live.add_argument("--devices", metavar="NAMES",

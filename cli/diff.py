@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import positive_float
+from ballast.argtypes import positive_int, seed, timeout_seconds
 from ballast.errors import UsageError
 from ballast.model.trace import check_destinations
 from ballast.cli.options import add_model_options, config_from_args, config_line, origin
@@ -39,11 +39,11 @@ def register(subparsers: Any) -> None:
     add_model_options(p, command="diff")
     p.add_argument("--examples", type=int, default=100, metavar="N",
                    help="runs to try (default 100)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                    help=f"most commands per run (default {DEFAULT_STEPS}; deep bugs need "
                         "long runs)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECONDS",
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--timeout", type=timeout_seconds, default=5.0, metavar="SECONDS",
                    help="longest wait for one reply (default 5)")
     p.add_argument("--report-dir", default="reports/out", metavar="DIR",
                    help="where counterexamples and failure reports go (default reports/out)")

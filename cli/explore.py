@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import positive_float, seconds
+from ballast.argtypes import positive_float, seconds, seed
 from ballast.cluster import add_scheduler_option, connected, parse_scheduler
 from ballast.errors import UsageError
 from ballast.cli.options import (
@@ -95,7 +95,7 @@ def register(subparsers: Any) -> None:
                         "cache (slower, same results)")
     p.add_argument("--dot", type=Path, default=None, help="write the state graph as DOT")
     p.add_argument("--graphml", type=Path, default=None, help="write the state graph as GraphML")
-    p.add_argument("--seed", type=int, default=0, help="unused: exploration is exhaustive")
+    p.add_argument("--seed", type=seed, default=0, help="unused: exploration is exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     add_scheduler_option(p)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
-from ballast.argtypes import seconds
+from ballast.argtypes import positive_int, seconds, seed
 from ballast.errors import UsageError
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.model.config import Config
@@ -58,8 +58,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=seconds, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--bmc", action="store_true",
                    help="also run bounded model checking of every property to --bmc-depth")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
-    p.add_argument("--seed", type=int, default=0, help="accepted for symmetry; proofs are exhaustive")
+    p.add_argument("--jobs", type=positive_int, default=None, help="worker processes (default: CPUs)")
+    p.add_argument("--seed", type=seed, default=0, help="accepted for symmetry; proofs are exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--query", metavar="NAME", default=None,

@@ -5,10 +5,14 @@ silently mean "no limit"; these types refuse it where the flag is parsed.
 
 >>> seconds("1.5"), seconds("inf")
 (1.5, inf)
->>> seconds("nan")
+>>> seconds("0")
 Traceback (most recent call last):
 ...
-argparse.ArgumentTypeError: expected a number of seconds (0 or more), got 'nan'
+argparse.ArgumentTypeError: expected a number of seconds greater than 0 (inf: no limit), got '0'
+>>> timeout_seconds("3000000")
+Traceback (most recent call last):
+...
+argparse.ArgumentTypeError: expected a number of seconds greater than 0 and at most 1000000, got '3000000'
 >>> positive_int("0")
 Traceback (most recent call last):
 ...
@@ -20,7 +24,12 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["fraction", "positive_float", "positive_int", "seconds"]
+__all__ = ["MAX_TIMEOUT", "fraction", "positive_float", "positive_int", "seconds", "seed",
+           "timeout_seconds"]
+
+MAX_TIMEOUT = 1_000_000
+"""The longest timeout in seconds (11.6 days): the operating system's own waits take at
+most about 2**31 milliseconds, and a longer one is a typing slip."""
 
 
 def _float(text: str) -> float | None:
@@ -32,10 +41,22 @@ def _float(text: str) -> float | None:
 
 
 def seconds(text: str) -> float:
-    """A duration: 0 or more seconds, ``inf`` for none; never NaN."""
+    """A limit in seconds: greater than 0, ``inf`` for none; never NaN (a limit of 0 would
+    stop before any work, which no one means)."""
     value = _float(text)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds greater than 0 (inf: no limit), got {text!r}")
+    return value
+
+
+def timeout_seconds(text: str) -> float:
+    """A timeout of one wait: greater than 0, at most :data:`MAX_TIMEOUT`."""
+    value = _float(text)
+    if value is None or not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds greater than 0 and at most {MAX_TIMEOUT}, "
+            f"got {text!r}")
     return value
 
 
@@ -63,4 +84,25 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 below 2**63 (what a trace records and NumPy's
+    generators take; a longer one would be written to a trace no replay reads).
+
+    >>> seed("52")
+    52
+    >>> seed("99999999999999999999999")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a whole number from 0 to 9223372036854775807, got '99999999999999999999999'
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 0 to {2**63 - 1}, got {text!r}")
     return value

@@ -16,12 +16,16 @@ one; a query it stops is inconclusive and says so.
 True
 >>> checked(s, SolverLimit(rlimit=10), used=10)[0] == z3.unknown
 True
+>>> far = [SolverLimit(deadline=time.time() + d) for d in (float("inf"), 1e308)]
+>>> [checked(s, limit)[0] == z3.unsat for limit in far]  # no limit, or none Z3 can hold
+[True, True]
 >>> why_unknown(SolverLimit(rlimit=10), 10, "canceled")
 'Z3 resource limit of 10 (rlimit) ran out; raise with --rlimit'
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -69,8 +73,10 @@ def checked(solver: z3.Solver, limit: SolverLimit, used: int = 0,
     if left <= 0 or limit.expired():
         return z3.unknown, 0
     solver.set("rlimit", left)
-    if limit.deadline is not None:
-        solver.set("timeout", max(1, int((limit.deadline - time.time()) * 1000)))
+    if limit.deadline is not None and math.isfinite(limit.deadline):
+        # Z3 takes the timeout in milliseconds as an unsigned 32-bit number.
+        left_ms = (limit.deadline - time.time()) * 1000
+        solver.set("timeout", max(1, int(min(left_ms, 2**32 - 1))))
     before = rlimit_count(solver)
     r = solver.check(*assumptions)
     return r, rlimit_count(solver) - before

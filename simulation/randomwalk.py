@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ballast import tally
 from ballast.model.actions import Action
@@ -43,6 +44,8 @@ class RandomRun:
     """Actions taken at least once."""
     final: State | None = None
     """The last state reached."""
+    cut_short: bool = False
+    """Stopped by ``stop`` before its steps were taken (the run is a prefix)."""
 
 
 def pick_step(model: BalloonModel, s: State, rng: random.Random) -> tuple[Action, State] | None:
@@ -64,15 +67,20 @@ def pick_step(model: BalloonModel, s: State, rng: random.Random) -> tuple[Action
 
 
 def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: bool = True,
-               checker: str = "random") -> RandomRun:
-    """Run ``steps`` random steps from the initial state, checking every property."""
+               checker: str = "random", stop: Callable[[], bool] | None = None) -> RandomRun:
+    """Run ``steps`` random steps from the initial state, checking every property;
+    ``stop`` (asked before each step) ends the run early, marked ``cut_short``."""
     rng = random.Random(seed)
     s = model.init_states()[0]
     taken: list[TraceStep] = []
     seen: set[str] = set()
     fired: set[str] = set()
     violation: Violation | None = None
+    cut_short = False
     for n in range(1, steps + 1):
+        if stop is not None and stop():
+            cut_short = True
+            break
         picked = pick_step(model, s, rng)
         if picked is None:
             break
@@ -95,4 +103,4 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
     header = TraceHeader(model.cfg, model.faults,
                          {"checker": checker, "seed": seed, "unlogged_actions": []}, expect)
     return RandomRun(Trace(header, tuple(taken)), violation, frozenset(seen),
-                     frozenset(fired), s)
+                     frozenset(fired), s, cut_short)

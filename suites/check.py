@@ -155,7 +155,11 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
         if deadline.passed():
             complete = False
             break
-        run = random_run(model, seed, opts.random_steps, record_states=False)
+        # The limit is asked before every step too: one run may be long (--random-steps).
+        run = random_run(model, seed, opts.random_steps, record_states=False,
+                         stop=deadline.passed)
+        if run.cut_short:
+            complete = False
         runs += 1
         steps += len(run.trace.steps)
         meter.update(runs, note=f"{steps:,} steps")
@@ -165,6 +169,8 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
             violation = run.violation
             cx = _confirmed(model, [st.action for st in run.trace.steps], violation, "random",
                             seed, opts.report_dir)
+            break
+        if not complete:
             break
     meter.close()
     evidence: dict[str, object] = {"runs": runs, "steps": steps, "first_seed": opts.seed}

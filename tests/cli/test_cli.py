@@ -53,13 +53,37 @@ def test_check_on_the_correct_model_passes(tmp_path: Path) -> None:
 
 
 def test_a_wall_clock_limit_stop_is_inconclusive_and_says_so(tmp_path: Path) -> None:
-    r = ballast("check", "--checkers", "random", "--max-seconds", "0", "--report-dir",
+    r = ballast("check", "--checkers", "random", "--max-seconds", "1e-9", "--report-dir",
                 str(tmp_path / "r"))
     assert r.returncode == 3, r.stdout
     [line] = [x for x in r.stdout.splitlines() if x.startswith("INCONCLUSIVE")]
     # One line for every property the limit left open, naming the limit and its flag.
     assert "random: stopped after 0 steps" in line and "(--max-seconds)" in line
     assert "memory_conservation" in line and "isolation" in line
+
+
+def test_a_wall_clock_limit_stops_one_long_random_run(tmp_path: Path) -> None:
+    """The limit is asked before every step, not only between runs: one run of a billion
+    steps stops at it (it used to run on for hours)."""
+    r = subprocess.run([sys.executable, "-m", "ballast", "check", "--preset", "core",
+                        "--checkers", "random", "--random-runs", "1", "--random-steps",
+                        "1000000000", "--max-seconds", "2", "--report-dir", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("INCONCLUSIVE")]
+    assert "(0 of 1 runs)" not in line and "of 1 runs)" in line and "(--max-seconds)" in line
+
+
+def test_counts_and_seeds_out_of_range_are_refused(tmp_path: Path) -> None:
+    for args, flag in ((["run", "--steps", "0"], "--steps"),
+                       (["run", "--seed", "99999999999999999999999999"], "--seed"),
+                       (["run", "--seed", "-1"], "--seed"),
+                       (["prove", "--jobs", "0"], "--jobs"),
+                       (["check", "--max-seconds", "0"], "--max-seconds"),
+                       (["diff", "--adapter", "x", "--timeout", "2147484"], "--timeout")):
+        r = ballast(*args, cwd=tmp_path)
+        assert r.returncode == 2 and f"argument {flag}: expected" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())
 
 
 def test_work_budgets_must_be_positive(tmp_path: Path) -> None:
