@@ -38,6 +38,7 @@ from ballast.model.config import Config
 from ballast.model.contents import content_observation
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import State, initial_state, plain_value, state_from_dict
 
 if TYPE_CHECKING:
@@ -372,6 +373,9 @@ def _same_shape(data: Any, template: Any, path: str) -> str | None:
                 if problem is not None:
                     return problem
             return None
+        if _MAP_PATH.sub("vms/*/", path) in _MAP_PATHS and len(data) != len(template):
+            return f"{path} must have one entry per {_MAP_INDEX[_MAP_PATH.sub('vms/*/', path)]} " \
+                   f"({len(template)}), got {len(data)}"
         for item in data:
             ok = _is_int(item) or (isinstance(item, list) and all(_is_int(x) for x in item))
             if not ok:
@@ -414,6 +418,28 @@ def state_problem(data: Any, cfg: Config) -> str | None:
 @lru_cache(maxsize=8)
 def _state_template(cfg: Config) -> dict[str, Any]:
     return initial_state(cfg).to_dict()
+
+
+_MAP_PATH = re.compile(r"^vms/\d+/")
+_MAP_INDEX = {f.path: f.elements[0].name for f in SCHEMA if f.kind is Kind.MAP}
+"""The fields with one value per element of a domain (a guest's map has one entry per PPN),
+by their path with ``*`` for the VM number, and what indexes them."""
+_MAP_PATHS = frozenset(_MAP_INDEX)
+
+
+def _observed_path_problem(path: str, template: State) -> str | None:
+    """Why ``path`` names no part of a state of the trace's configuration (``template``:
+    its initial state), or None. VM numbers and indices are decimal, from 0."""
+    if any(part.startswith(("-", "+")) or (part[:1].isdigit() and not part.isdigit())
+           for part in path.strip("/").split("/")):
+        return "is not a path into the state: indices are whole numbers from 0"
+    try:
+        if content_observation(template, path) is None:
+            _state_field(template, path)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return (f"is not part of the model's state (a VM number from 0 to "
+                f"{len(template.vms) - 1}, then a field as the recorded state names it)")
+    return None
 
 
 _KNOWN = {"step", "actor", "action", "args", "state", "observe", "witnesses"}
@@ -477,8 +503,11 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
         problem = _same_shape(record["state"], _state_template(cfg), "")
         if problem is not None:
             raise InputError(source, line, f"step field state: {problem}")
+    template = initial_state(cfg) if cfg is not None and record.get("observe") else None
     for path, value in (record.get("observe") or {}).items():
         problem = _observed_problem(value)
+        if problem is None and template is not None:
+            problem = _observed_path_problem(path, template)
         if problem is not None:
             raise InputError(source, line, f"observed {path} {problem}")
     act = Action.of(name, **{k: args[k] for k in spec.params})

@@ -50,6 +50,16 @@ def test_round_trip(tmp_path: Path) -> None:
     ('{"step": 1, "actor": "host", "action": "balloon_poll", "args": {"vm": 0}}',
      "performed by module"),
     ('[1, 2]', "step record"),
+    # Observations and recorded states of another form than the configuration's states
+    # (the default preset has 2 VMs of 4 PPNs): refused as input, not judged as a mismatch.
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
+     '{"vms/9/ballooned": []}}', "observed vms/9/ballooned is not part of the model's state"),
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
+     '{"vms/-1/target": 0}}', "indices are whole numbers from 0"),
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
+     '{"nonsense/path": 2}}', "not part of the model's state"),
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
+     '{"vms/0/guest/frobs": 2}}', "not part of the model's state"),
 ])
 def test_malformed_lines_name_file_and_line(tmp_path: Path, line2: str, message: str) -> None:
     header = sample(tmp_path).read_text().splitlines()[0]
@@ -73,3 +83,16 @@ def test_bad_header(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(InputError, match="cannot read trace"):
         read_trace("/nonexistent/trace.jsonl")
+
+
+def test_a_recorded_map_of_another_size_is_refused(tmp_path: Path) -> None:
+    """A recorded guest map with another number of entries than the guest has PPNs is not
+    of the model's form (it used to be judged a differing state, exit 1)."""
+    lines = sample(tmp_path).read_text().splitlines()
+    step = json.loads(lines[1])
+    step["state"]["vms"][0]["p2m"] = [0] * 1000
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + json.dumps(step) + "\n")
+    with pytest.raises(InputError,
+                       match=r"vms/0/p2m must have one entry per PPN \(4\), got 1000"):
+        read_trace(bad)
