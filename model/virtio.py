@@ -82,6 +82,8 @@ __all__ = [
 
 MUST_TELL_HOST = "MUST_TELL_HOST"
 DEFLATE_ON_OOM = "DEFLATE_ON_OOM"
+FREE_PAGE_HINT = "FREE_PAGE_HINT"
+PAGE_REPORTING = "PAGE_REPORTING"
 
 EVENT_KINDS = ("set_target", "read_target", "inflate", "inflate_ack", "inflate_refused",
                "deflate", "deflate_ack", "write_actual", "use", "reset", "report",
@@ -643,7 +645,8 @@ def _wait_for_deflate_ack(v: View, e: VirtioEvent) -> str | None:
 
 @_rule("virtio_5_5_6_6_no_use_of_reported_page", Level.MUST,
        "5.5.6.6 (free page reporting: the driver reuses a reported page only after the device "
-       "has used the buffer)", ("use",))
+       "has used the buffer)", ("use",),
+       requires=PAGE_REPORTING)
 def _no_use_reported(v: View, e: VirtioEvent) -> str | None:
     """The guest does not use a page it reported free before the device returned the report.
 
@@ -655,7 +658,8 @@ def _no_use_reported(v: View, e: VirtioEvent) -> str | None:
 
 
 @_rule("virtio_5_5_6_6_report_only_free_pages", Level.MUST,
-       "5.5.6.6 (reporting_vq carries free pages of the guest)", ("report",))
+       "5.5.6.6 (reporting_vq carries free pages of the guest)", ("report",),
+       requires=PAGE_REPORTING)
 def _report_free_only(v: View, e: VirtioEvent) -> str | None:
     """A page reported free is not in the balloon, on inflateq, or on a report in flight."""
     if (v.balloon.isdisjoint(e.pfns) and v.inflating.isdisjoint(e.pfns)
@@ -686,7 +690,8 @@ def _is_cycle(cmd_id: int) -> bool:
 
 
 @_rule("virtio_5_5_6_5_new_command_id", Level.MUST,
-       "5.5.6.5 (the device requests hints by writing a new command id)", ("hint_request",))
+       "5.5.6.5 (the device requests hints by writing a new command id)", ("hint_request",),
+       requires=FREE_PAGE_HINT)
 def _new_command_id(v: View, e: VirtioEvent) -> str | None:
     """The device starts a hint cycle only with a new command id: not STOP or DONE, not the id
     the driver last sent back, and not while a cycle is under way.
@@ -703,7 +708,8 @@ def _new_command_id(v: View, e: VirtioEvent) -> str | None:
 
 
 @_rule("virtio_5_5_6_5_end_with_stop_or_done", Level.MUST,
-       "5.5.6.5 (VIRTIO_BALLOON_CMD_ID_STOP and VIRTIO_BALLOON_CMD_ID_DONE)", ("hint_stop",))
+       "5.5.6.5 (VIRTIO_BALLOON_CMD_ID_STOP and VIRTIO_BALLOON_CMD_ID_DONE)", ("hint_stop",),
+       requires=FREE_PAGE_HINT)
 def _stop_or_done(v: View, e: VirtioEvent) -> str | None:
     """The device ends a hint cycle by writing STOP or DONE, and only a cycle under way."""
     if e.value not in (HINT_STOP_ID, HINT_DONE_ID):
@@ -714,7 +720,8 @@ def _stop_or_done(v: View, e: VirtioEvent) -> str | None:
 
 
 @_rule("virtio_5_5_6_5_start_the_requested_id", Level.MUST,
-       "5.5.6.5 (the driver sends the command id it read before its hints)", ("hint_start",))
+       "5.5.6.5 (the driver sends the command id it read before its hints)", ("hint_start",),
+       requires=FREE_PAGE_HINT)
 def _start_requested(v: View, e: VirtioEvent) -> str | None:
     """The driver sends back on free_page_vq the command id the device shows, once per cycle:
     never STOP, DONE or an id the device did not write."""
@@ -727,7 +734,8 @@ def _start_requested(v: View, e: VirtioEvent) -> str | None:
 
 
 @_rule("virtio_5_5_6_5_hint_after_command_id", Level.MUST,
-       "5.5.6.5 (hints follow the command id on free_page_vq)", ("hint",))
+       "5.5.6.5 (hints follow the command id on free_page_vq)", ("hint",),
+       requires=FREE_PAGE_HINT)
 def _hint_after_id(v: View, e: VirtioEvent) -> str | None:
     """The driver hints free pages only after it has sent a command id back to the device."""
     if not _is_cycle(v.hint_started):
@@ -736,7 +744,8 @@ def _hint_after_id(v: View, e: VirtioEvent) -> str | None:
 
 
 @_rule("virtio_5_5_6_5_no_hint_for_old_id", Level.MUST,
-       "5.5.6.5 (hints belong to the command id the driver sent last)", ("hint",))
+       "5.5.6.5 (hints belong to the command id the driver sent last)", ("hint",),
+       requires=FREE_PAGE_HINT)
 def _no_old_id(v: View, e: VirtioEvent) -> str | None:
     """The driver does not hint pages for a command id older than the one it sent last.
 
@@ -752,7 +761,8 @@ def _no_old_id(v: View, e: VirtioEvent) -> str | None:
 
 @_rule("virtio_5_5_6_5_skip_only_unwritten_hints", Level.MUST,
        "5.5.6.5 (the device must not rely on a hint for a page written after it)",
-       ("hint_skip",))
+       ("hint_skip",),
+       requires=FREE_PAGE_HINT)
 def _skip_only_hinted(v: View, e: VirtioEvent) -> str | None:
     """The migration skips only pages hinted in the cycle under way and not taken into use
     since: a page written after its hint, or hinted in an older cycle, must be sent."""

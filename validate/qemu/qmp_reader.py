@@ -113,10 +113,12 @@ def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
     pending: OrderedDict[object, tuple[str, object]] = OrderedDict()  # key -> (command, args)
     anonymous = 0
     number = 0
+    records = 0
     try:
         for number, text in enumerate(stream, 1):
             if not text.strip():
                 continue
+            records += 1
             try:
                 record = loads_record(text, file, number)
             except InputError as exc:
@@ -225,4 +227,9 @@ def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
                 raise QemuLogError(file, number, str(exc)) from None
     except (lzma.LZMAError, EOFError) as exc:
         raise damaged_xz(file, number, exc) from None
+    if not records:
+        # Nothing recorded: its cross-checks would judge the trace against a session that
+        # never happened (every target "asked for by no one").
+        raise QemuLogError(file, None, 'no QMP message: expected the JSON lines {"t", "dir", '
+                           '"msg"} of a QMP session, which starts with QEMU\'s greeting')
 

@@ -62,6 +62,20 @@ def test_the_real_sample_validates_clean() -> None:
     assert data["features"] == ["STATS_VQ"]
 
 
+@needs_sample
+@pytest.mark.parametrize("qmp", ["", "\n\n"])
+def test_a_qmp_log_that_recorded_nothing_is_refused(tmp_path: Path, qmp: str) -> None:
+    """An empty QMP log is no session to cross-check the trace with: refused as input (its
+    checks said every target the device took was asked for by no one: exit 1)."""
+    trace = _write(tmp_path, _sample_lines()[:2000])
+    log = tmp_path / "qmp.jsonl"
+    log.write_text(qmp)
+    code, out, err = _run("validate", "--format", "qemu", str(trace), "--qmp", str(log),
+                          "--no-progress")
+    assert code == 2, out + err
+    assert f"{log}: no QMP message" in err and "qmp_balloon_request" not in out
+
+
 def _buffers(lines: list[str]) -> list[tuple[int, int, int]]:
     """(queue, first page line, notify line) of each buffer of the sample."""
     out = []
