@@ -141,6 +141,9 @@ class Explanation:
     def title(self) -> str:
         if self.kind == "violation":
             return f"Counterexample: `{self.property_name}` is violated"
+        if self.kind == "liveness" and self.lasso is not None and not self.lasso.closes:
+            return f"Liveness claim not confirmed: the cycle does not show that " \
+                   f"`{self.property_name}` never happens"
         if self.kind == "liveness":
             return f"Liveness counterexample: `{self.property_name}` never happens"
         if self.kind == "rejected":

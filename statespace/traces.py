@@ -59,8 +59,8 @@ from ballast.statespace.liveness import (
 )
 
 __all__ = ["SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end", "check_lasso",
-           "goal_unreachable", "lasso_start", "make_trace", "reaches", "run_actions",
-           "verify_lasso", "write_finding", "write_liveness"]
+           "goal_unreachable", "lasso_claim", "lasso_start", "make_trace", "reaches",
+           "run_actions", "verify_lasso", "write_finding", "write_liveness"]
 
 CHECKER = "explore"
 
@@ -242,12 +242,10 @@ def lasso_start(trace: Trace, source: str = "<trace>") -> int | None:
     return start
 
 
-def check_lasso(trace: Trace, source: str = "<trace>") -> LassoCheck | None:
-    """Check the lasso of a liveness trace (None if ``trace`` has none): replayed from the
-    model's initial state, the steps from ``lasso_start`` on must return to the state
-    before that step, never reach the target and be fair under the recorded fairness.
-    The steps must be allowed (replay the trace first); an illegal one raises GuardError.
-    """
+def lasso_claim(trace: Trace, source: str = "<trace>") -> tuple[int, str, int | None] | None:
+    """The claim of a liveness trace's header (None for another trace): the cycle's first
+    step, the fairness and the VM it names (None: every VM that follows the protocol); an
+    input error (naming the field) where one is not of its form."""
     start = lasso_start(trace, source)
     if start is None:
         return None
@@ -256,12 +254,27 @@ def check_lasso(trace: Trace, source: str = "<trace>") -> LassoCheck | None:
     if fairness not in FAIRNESS_CHOICES:
         raise InputError(source, 1, f"expect.fairness must be one of "
                          f"{', '.join(FAIRNESS_CHOICES)}, got {fairness!r}")
-    model = model_for(trace.header)
-    honest = list(honest_vms(model.cfg))
+    honest = list(honest_vms(trace.header.config))
     vm = expect.get("vm")
-    if vm is not None and vm not in honest:
+    if vm is not None and (isinstance(vm, bool) or vm not in honest):
         raise InputError(source, 1, f"expect.vm must be a VM that follows the protocol "
                          f"({', '.join(map(str, honest)) or 'none'}), got {vm!r}")
+    return start, str(fairness), vm
+
+
+def check_lasso(trace: Trace, source: str = "<trace>") -> LassoCheck | None:
+    """Check the lasso of a liveness trace (None if ``trace`` has none): replayed from the
+    model's initial state, the steps from ``lasso_start`` on must return to the state
+    before that step, never reach the target and be fair under the recorded fairness.
+    The steps must be allowed (replay the trace first); an illegal one raises GuardError.
+    """
+    claim = lasso_claim(trace, source)
+    if claim is None:
+        return None
+    start, fairness, vm = claim
+    expect = trace.header.expect or {}
+    model = model_for(trace.header)
+    honest = list(honest_vms(model.cfg))
     prop = str(expect.get("property", REACHES))
     actions = [st.action for st in trace.steps]
     prefix, cycle = actions[:start - 1], actions[start - 1:]

@@ -107,3 +107,24 @@ def test_written_reports_are_readable_by_others(reclaim_file: Path, tmp_path: Pa
     finally:
         os.umask(old)
     assert md.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("claim, message", [
+    ({"lasso_start": 999}, "expect.lasso_start must be a step number"),
+    ({"lasso_start": 3, "fairness": "bogus"}, "expect.fairness must be one of"),
+    ({"lasso_start": 3, "vm": 7}, "expect.vm must be a VM that follows the protocol"),
+])
+def test_a_liveness_claim_replay_refuses_is_refused_too(reclaim_file: Path, tmp_path: Path,
+                                                         claim: dict[str, object],
+                                                         message: str) -> None:
+    """The report refuses the traces ``ballast replay`` refuses (it used to draw them),
+    before it writes anything."""
+    lines = reclaim_file.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["expect"] = {"property": "balloon_reaches_target", **claim}
+    bad = tmp_path / "lasso.jsonl"
+    bad.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=message):
+        run_cli("report", str(bad), "--out", str(out))
+    assert not out.exists()
