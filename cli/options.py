@@ -73,7 +73,8 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
                 "instead of --preset"),
     ModelOption("--set", "overrides", "KEY=VALUE",
                 "change one Config field, TOML syntax for the value (repeatable; e.g. "
-                "--set vms=3 --set sharing=false --set module='\"application\"')", repeat=True),
+                "--set vms=3 --set pcpus=6 --set sharing=false --set module='\"application\"')",
+                repeat=True),
     ModelOption("--fault", "fault", "NAME",
                 "seed a broken variant of the model (repeatable); see 'ballast list faults'",
                 repeat=True),
@@ -81,16 +82,18 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
 """The options every subcommand takes, in the order ``--help`` lists them."""
 
 DEFAULT_PRESETS: dict[str, tuple[str, str]] = {
-    "check": ("default", "every feature on"),
-    "run": ("default", "every feature on"),
-    "prove": ("default", "every feature on"),
+    "check": ("default", "2 VMs, one hostile, the classic features on"),
+    "run": ("default", "2 VMs, one hostile, the classic features on"),
+    "prove": ("default", "2 VMs, one hostile, the classic features on"),
     "explore": ("core", "small enough to visit every reachable state"),
     "fuzz": ("large", "many VMs and pages for the numeric core at scale"),
     "diff": ("virtio", "what a virtio-balloon adapter implements"),
 }
-"""Each command's preset when none is given, and why it is that one: ``default`` has every
-feature on; a command whose work grows with the configuration's size starts from a preset
-that fits it. ``replay`` and ``validate`` run the trace's own configuration."""
+"""Each command's preset when none is given, and why it is that one: ``default`` has the
+classic features on (the virtio 1.x ones, migration and the others have presets of their
+own, ``ballast list presets``); a command whose work grows with the configuration's size
+starts from a preset that fits it. ``replay`` and ``validate`` run the trace's own
+configuration."""
 
 SIZE_FLAGS = ("vms", "guest_pages", "machine_pages", "host_page_units")
 """Config fields with a flag of their own (``--vms`` ...), shorthand for ``--set``."""

@@ -96,8 +96,9 @@ Progress = Callable[[str], None]
 
 
 def _confirmed(model: BalloonModel, actions: list[Action], v: Violation, checker: str,
-               seed: int, report_dir: Path) -> Path:
-    """Shrink, rebuild the trace with states, replay and write it; the trace path."""
+               seed: int, report_dir: Path) -> tuple[Path, Violation]:
+    """Shrink, rebuild the trace with states, replay and write it; the trace path and the
+    violation as the shrunk trace shows it (what its replay says, the words reported)."""
     from ballast.reports.counterexample import write_counterexample
 
     small = shrink_actions(model, actions, v.property)
@@ -112,7 +113,8 @@ def _confirmed(model: BalloonModel, actions: list[Action], v: Violation, checker
     message = last[0].message if small and last else v.message
     header = TraceHeader(model.cfg, model.faults, {"checker": checker, "seed": seed},
                          {"property": v.property, "step": len(small), "message": message})
-    return write_counterexample(Trace(header, tuple(steps)), report_dir).trace_path
+    path = write_counterexample(Trace(header, tuple(steps)), report_dir).trace_path
+    return path, Violation(v.property, message, v.form)
 
 
 def _invariant_results(model: BalloonModel, checker: str, violation: Violation | None,
@@ -166,9 +168,8 @@ def check_random(model: BalloonModel, opts: CheckOptions) -> CheckResult:
         witnessed |= run.witnessed
         fired |= run.fired
         if run.violation is not None:
-            violation = run.violation
-            cx = _confirmed(model, [st.action for st in run.trace.steps], violation, "random",
-                            seed, opts.report_dir)
+            cx, violation = _confirmed(model, [st.action for st in run.trace.steps],
+                                       run.violation, "random", seed, opts.report_dir)
             break
         if not complete:
             break
@@ -196,10 +197,10 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
         out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
                           steps=opts.hypothesis_steps, profile=profile, database=database,
                           on_run=meter.update)
-    cx = None
+    cx, violation = None, out.violation
     if out.violation is not None and out.trace is not None:
-        cx = _confirmed(model, [st.action for st in out.trace.steps], out.violation,
-                        "hypothesis", opts.seed, opts.report_dir)
+        cx, violation = _confirmed(model, [st.action for st in out.trace.steps],
+                                   out.violation, "hypothesis", opts.seed, opts.report_dir)
     evidence: dict[str, object] = {
         "runs": out.runs, "steps": out.steps_run, "seed": opts.seed, "profile": profile,
         "database": str(database) if database is not None else None,
@@ -207,7 +208,7 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     held = (f"held over {out.steps_run:,} Hypothesis steps ({out.runs} runs, profile "
             f"{profile}; {out.blind:,} steps with arguments drawn from the domains, "
             f"{out.discarded:,} draws the guards turned down)")
-    results = _invariant_results(model, "hypothesis", out.violation, cx, held, evidence)
+    results = _invariant_results(model, "hypothesis", violation, cx, held, evidence)
     if out.flaky:
         results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
                                   "Hypothesis reported a flaky failure", evidence)
