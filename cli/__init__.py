@@ -160,8 +160,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ballast.simulation.randomwalk import random_run
 
     cfg = config_from_args(args)
-    if args.steps < 0:
-        raise UsageError("--steps must not be negative")
     out = console()
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
@@ -235,7 +233,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     out = console()
     what = args.what
     if args.backends or args.json:
-        return _list_backends(what, args.json)
+        return _list_backends(what, args.json, "--backends" if args.backends else "--json")
     if what == "invariants":
         for p in INVARIANTS.values():
             out.print(f"{p.name:28} [{p.scope}] {p.summary}")
@@ -262,7 +260,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list_backends(what: str, as_json: bool) -> int:
+def _list_backends(what: str, as_json: bool, flag: str) -> int:
     import json
 
     from ballast.suites.backends import matrix, matrix_json
@@ -270,7 +268,8 @@ def _list_backends(what: str, as_json: bool) -> int:
     from ballast.cli.render import render_backends
 
     if what not in ("actions", "invariants", "faults"):
-        raise UsageError(f"--backends lists actions, invariants or faults, not {what}")
+        raise UsageError(f"{flag} lists the backends of actions, invariants or faults, "
+                         f"not {what}")
     if as_json:
         sys.stdout.write(json.dumps(matrix_json(what), indent=1) + "\n")
     else:

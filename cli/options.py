@@ -173,6 +173,10 @@ def base_config(args: argparse.Namespace, base: "Config | None" = None) -> "Conf
     trace's configuration), else the command's default preset."""
     from ballast.model.config import load_config, preset
 
+    for flag, value in (("--preset", args.preset), ("--config", args.config)):
+        if value is not None and not str(value).strip():
+            raise UsageError(f"{flag} needs a name, got an empty one"
+                             + ("; see 'ballast list presets'" if flag == "--preset" else ""))
     if args.preset and args.config:
         raise UsageError("give --preset or --config, not both")
     if args.config:

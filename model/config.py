@@ -301,7 +301,7 @@ class Config:
                 shown = repr(value)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise InputError(source, None, f"configuration key {key!r}: expected "
-                                 f"{type(default).__name__}, got {shown}") from None
+                                 f"{_expected(default)}, got {shown}") from None
             if isinstance(value, int) and not isinstance(value, bool) and value > MAX_MODEL_SIZE:
                 raise InputError(source, None, f"configuration key {key!r}: {value:,} is more "
                                  f"than the model can hold (at most {MAX_MODEL_SIZE:,})")
@@ -320,6 +320,25 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _expected(default: Any) -> str:
+    """What a configuration key takes, in the words of a configuration file.
+
+    >>> _expected(GuestPolicyName.LRU)
+    'one of "lru", "lowest", "any" (a string)'
+    >>> _expected(frozenset()), _expected(True), _expected(3)
+    ('an array of VM numbers', 'true or false', 'a whole number')
+    """
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, Enum):
+        return "one of " + ", ".join(f'"{m.value}"' for m in type(default)) + " (a string)"
+    if isinstance(default, frozenset):
+        return "an array of VM numbers"
+    if isinstance(default, int):
+        return "a whole number"
+    return type(default).__name__
 
 
 FEATURES: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.type in ("bool", bool))

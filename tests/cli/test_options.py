@@ -190,3 +190,15 @@ def test_each_command_prints_the_configuration_it_runs(
         assert "faults: none" in lines[0], name
     data = json.loads(trace.read_text().splitlines()[0])
     assert data["config"]["guest_pages"] == preset("core").guest_pages
+
+
+@pytest.mark.parametrize("command", ["check", "run", "explore", "prove"])
+def test_an_empty_preset_name_is_refused(command: str, capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """``--preset ""`` used to run the command's default preset as if none were given."""
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "--preset", ""] + (["--out", "t.jsonl"] if command == "run" else [])
+                ) == 2
+    assert "--preset needs a name, got an empty one" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -59,8 +59,9 @@ def test_toml_file_starts_from_a_preset(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, expected", [
     ("vms = \n", "not valid TOML"),
     ("frobs = 1\n", "unknown configuration key 'frobs'"),
-    ("vms = 'two'\n", "expected int"),
-    ("sharing = 1\n", "expected bool"),
+    ("vms = 'two'\n", "expected a whole number"),
+    ("sharing = 1\n", "expected true or false"),
+    ("guest_policy = 'nope'\n", 'expected one of "lru", "lowest", "any"'),
     ("machine_pages = 5\nhost_page_units = 2\n", "multiple of host_page_units"),
 ])
 def test_bad_toml_names_the_problem(tmp_path: Path, text: str, expected: str) -> None:

@@ -132,9 +132,13 @@ def test_list_backends_names_a_missing_encoding(monkeypatch: pytest.MonkeyPatch,
     assert "1 missing encodings" in out
 
 
-def test_list_backends_of_presets_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", "presets", "--backends"]) == 2
-    assert "--backends lists actions, invariants or faults" in capsys.readouterr().err
+@pytest.mark.parametrize("flag", ["--backends", "--json"])
+def test_list_backends_of_presets_is_bad_usage(capsys: pytest.CaptureFixture[str],
+                                               flag: str) -> None:
+    assert main(["list", "presets", flag]) == 2
+    # The flag given is the one named.
+    assert f"{flag} lists the backends of actions, invariants or faults, not presets" \
+        in capsys.readouterr().err
 
 
 def test_a_known_gap_leaves_what_it_touches_inconclusive() -> None:
