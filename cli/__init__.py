@@ -114,7 +114,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from ballast.model.trace import check_destinations
 
     check_destinations([args.junit, args.sarif, args.summary_md, args.json],
-                       folders=[args.report_dir])
+                       folders=[args.report_dir, args.hypothesis_db])
     opts = CheckOptions(seed=args.seed or 0, budget=_work_budget(args), report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
                         random_steps=args.random_steps,
@@ -127,12 +127,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     with shown(not args.quiet):  # on stderr, a terminal only: stdout carries the results
         report = run_check(cfg, tuple(args.fault), opts)
-    render_check(out, report)
     if args.junit or args.sarif or args.summary_md or args.json:
         from ballast.reports.summary import write_summary
 
+        # Written before the verdict is printed: a write that fails (a full disk) is exit
+        # 2 with its one line, never after a printed "Verdict: ... (exit 1)".
         write_summary(report.results + [_pooled(report)], markdown=args.summary_md,
                       json_path=args.json, junit=args.junit, sarif=args.sarif)
+    render_check(out, report)
     return report.verdict.exit_code
 
 

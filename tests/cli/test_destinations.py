@@ -82,3 +82,28 @@ def test_good_destinations_are_left_as_they_were(tmp_path: Path) -> None:
     check_destinations([tmp_path / "a" / "b.xml", tmp_path / "c.json", None],
                        folders=[tmp_path / "reports" / "out", None])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_example_database_where_none_can_be_kept_is_refused(
+        tmp_path: Path, blocked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--hypothesis-db`` naming a file: the failures found would not be kept, silently."""
+    _nothing_runs(monkeypatch)
+    code, out, err = _run("check", "--checkers", "hypothesis", "--hypothesis-db", str(blocked),
+                          "--report-dir", str(tmp_path / "r"))
+    assert code == EXIT_USAGE and "is a file, not a folder" in err and "Verdict" not in out
+
+
+def test_a_summary_that_cannot_be_written_after_all_prints_no_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills during the run: the summary fails to be written (exit 2) before any
+    verdict line is printed that the exit code would contradict."""
+    import ballast.reports.summary as summary
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OutputError(str(tmp_path / "j.xml"), "cannot write: No space left on device")
+    monkeypatch.setattr(summary, "write_summary", full)
+    code, out, err = _run("check", "--preset", "core", "--checkers", "random",
+                          "--random-runs", "2", "--junit", str(tmp_path / "j.xml"),
+                          "--report-dir", str(tmp_path / "r"))
+    assert code == EXIT_USAGE and "No space left" in err
+    assert "Verdict" not in out
