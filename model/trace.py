@@ -337,6 +337,17 @@ def _parse_header(record: Any, source: str) -> TraceHeader:
     if unknown:
         raise InputError(source, 1, f"unknown fault {unknown[0]!r}; expected some of "
                          f"{', '.join(sorted(FAULTS))}")
+    unlogged = (record.get("source") or {}).get("unlogged_actions") \
+        if isinstance(record.get("source"), dict) else None
+    if unlogged is not None:
+        if not isinstance(unlogged, list) or not all(isinstance(n, str) for n in unlogged):
+            raise InputError(source, 1, "source.unlogged_actions must be an array of action "
+                             "names")
+        unknown = [n for n in unlogged if n not in ACTIONS]
+        if unknown:
+            # A misspelt name would silently forbid the unlogged steps it meant to allow.
+            raise InputError(source, 1, f"source.unlogged_actions: unknown action "
+                             f"{unknown[0]!r}; expected some of {', '.join(ACTIONS)}")
     initial = record.get("initial")
     if initial is not None:
         problem = state_problem(initial, cfg)

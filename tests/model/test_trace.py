@@ -96,3 +96,21 @@ def test_a_recorded_map_of_another_size_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError,
                        match=r"vms/0/p2m must have one entry per PPN \(4\), got 1000"):
         read_trace(bad)
+
+
+@pytest.mark.parametrize("unlogged, message", [
+    (["bogus_action"], "source.unlogged_actions: unknown action 'bogus_action'"),
+    ("guest_read", "source/unlogged_actions: 'guest_read' is not of type 'array'"),
+])
+def test_unlogged_actions_must_name_actions(tmp_path: Path, unlogged: object,
+                                            message: str) -> None:
+    """A misspelt unlogged action used to be accepted, and forbade the gap steps it meant
+    to allow."""
+    lines = sample(tmp_path).read_text().splitlines()
+    header = json.loads(lines[0])
+    header["source"]["unlogged_actions"] = unlogged
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    with pytest.raises(InputError, match=message) as info:
+        read_trace(bad)
+    assert info.value.line == 1

@@ -143,7 +143,10 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     """
     name = str(trace)
     if not os.path.isfile(name):
-        raise InputError(name, None, "no such trace file")
+        raise InputError(name, None, "is a folder; expected a QEMU trace log file"
+                         if os.path.isdir(name) else
+                         "is not a regular file; expected a QEMU trace log file"
+                         if os.path.exists(name) else "no such trace file")
     if emit_trace is not None:
         _check_emit_destination(Path(emit_trace), Path(name))
     size = GuestSize()

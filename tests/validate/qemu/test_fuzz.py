@@ -150,7 +150,8 @@ def test_a_line_without_end_is_refused_in_linear_time(tmp_path: Path, which: str
     endless = "x" * (8 * MAX_LINE_BYTES)
     log, qmp = tmp_path / "trace.log", tmp_path / "qmp.log"
     log.write_text("\n".join(CLEAN) + "\n" + (endless if which == "trace" else ""))
-    qmp.write_text(endless if which == "qmp" else "")
+    greeting = '{"t": 1.0, "dir": "recv", "msg": {"QMP": {"capabilities": []}}}\n'
+    qmp.write_text(endless if which == "qmp" else greeting)
     start = time.monotonic()
     o, _ = _validate(tmp_path, log, "--qmp", str(qmp))
     assert time.monotonic() - start < 10
