@@ -150,9 +150,13 @@ def _print_text(check: CheckResult, warnings: list[str], configuration: str) -> 
         tail = f" -> {r.counterexample}" if r.counterexample is not None else ""
         key = (r.verdict, r.kind, r.detail + tail, r.property if tail else "")
         groups.setdefault(key, []).append(r.property)
+    complete = st["stop"] == "complete"
     for (verdict, kind, detail, _), names in groups.items():
         what = names[0] if len(names) == 1 else f"{len(names)} {kind}s ({', '.join(names)})"
-        out.print(f"[{colour[verdict]}]{verdict.value:12}[/] {kind:9} {escape(what)}: "
+        # What a complete search never met cannot happen in this configuration: no finding
+        # (the verdict is the properties'), so not labelled as a vacuous (exit 3) check.
+        label = "unreachable" if complete and verdict is Verdict.VACUOUS else verdict.value
+        out.print(f"[{colour[verdict]}]{label:12}[/] {kind:9} {escape(what)}: "
                   f"{escape(detail)}", highlight=False)
     out.print(f"verdict (properties): {check.verdict.value}")
 

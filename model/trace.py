@@ -191,10 +191,16 @@ def _write_temporary(p: Path, text: str) -> str:
     except OSError as exc:
         raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
     try:
-        # mkstemp makes the file private (0600); a report is for others to read too.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        # mkstemp makes the file private (0600); a report is for others to read too, as a
+        # new file is under the umask. A file written over keeps its own permissions (a
+        # user who made a trace private keeps it private).
+        try:
+            mode = os.stat(p).st_mode & 0o7777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

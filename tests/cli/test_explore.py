@@ -29,6 +29,15 @@ def test_explore_passes_a_small_preset_except_for_vacuity(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
     assert main(["explore", "--preset", "application", "--small", "--strict-coverage",
                  "--report-dir", str(tmp_path)]) == 3
+    capsys.readouterr()
+    # In words: what the complete search never met is unreachable here, not a vacuous
+    # check (which would be exit 3).
+    assert main(["explore", "--preset", "application", "--small",
+                 "--report-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    for r in vacuous:
+        assert re.search(rf"^unreachable +{r['kind']} .*{r['property']}", text, re.M), text
+    assert not re.search(r"^vacuous", text, re.M)
 
 
 SMALL_PRESET_STATES = {"hugepages": 3_208, "guest-system": 19_136, "large-units": 99_044,

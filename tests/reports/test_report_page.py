@@ -109,6 +109,18 @@ def test_written_reports_are_readable_by_others(reclaim_file: Path, tmp_path: Pa
     assert md.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_report_written_over_keeps_its_permissions(reclaim_file: Path, tmp_path: Path) -> None:
+    """A file made private stays private when written again (it used to become 0644)."""
+    [md] = write_report(reclaim_file, tmp_path / "o", ("md",))
+    md.chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        [again] = write_report(reclaim_file, tmp_path / "o", ("md",))
+    finally:
+        os.umask(old)
+    assert again == md and md.stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("claim, message", [
     ({"lasso_start": 999}, "expect.lasso_start must be a step number"),
     ({"lasso_start": 3, "fairness": "bogus"}, "expect.fairness must be one of"),
