@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -55,6 +56,7 @@ __all__ = [
     "atomic_write_text",
     "bounded_lines",
     "check_destinations",
+    "is_special_file",
     "iter_trace",
     "loads_record",
     "observe_matches",
@@ -173,6 +175,20 @@ def write_trace_to(out: IO[str], trace: Trace) -> None:
         out.write(_dumps(st.to_dict()) + "\n")
 
 
+def is_special_file(p: str | Path) -> bool:
+    """Whether ``p`` exists and is neither a plain file nor a folder (a device such as
+    /dev/null, a pipe, a terminal, a socket): written into, never replaced.
+
+    >>> is_special_file("/dev/null"), is_special_file("/"), is_special_file("/no/such/file")
+    (True, False, False)
+    """
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _parent_folder(p: Path) -> None:
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +269,10 @@ def check_destinations(files: Iterable[str | Path | None] = (),
             continue
         if Path(p).is_dir():
             raise OutputError(str(p), "is a folder; expected the path of a file to write")
+        if is_special_file(p):  # written into where it is (a device, a pipe)
+            if not os.access(p, os.W_OK):
+                raise OutputError(str(p), "cannot write: permission denied")
+            continue
         probes.append((Path(p), Path(p).parent))
     for p in folders:
         if p is not None:
@@ -289,8 +309,18 @@ def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
     ['a.md', 'b.md']
     """
     items = [(Path(p), text) for p, text in files]
+    # A device, a pipe or a terminal (``--out /dev/null``, ``/dev/stdout``) is written into:
+    # renamed over, it would be replaced by a plain file (as root, /dev/null itself).
+    special = [(p, text) for p, text in items if is_special_file(p)]
+    items = [(p, text) for p, text in items if not is_special_file(p)]
     for p, _ in items:
         _parent_folder(p)
+    for p, text in special:
+        try:
+            with open(p, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
     written: list[tuple[str, Path]] = []
     try:
         for p, text in items:

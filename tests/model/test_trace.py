@@ -114,3 +114,31 @@ def test_unlogged_actions_must_name_actions(tmp_path: Path, unlogged: object,
     with pytest.raises(InputError, match=message) as info:
         read_trace(bad)
     assert info.value.line == 1
+
+
+def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path: Path) -> None:
+    """``--out /dev/null`` or a named pipe: written into where it is. Renamed over, as files
+    are for atomicity, it became a plain file (as root, /dev/null itself was replaced)."""
+    import os
+    import stat
+    import threading
+
+    from ballast.model.trace import atomic_write_files, is_special_file
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_files([(fifo, "through the pipe\n"), (tmp_path / "plain.txt", "plain\n")])
+    reader.join(timeout=30)
+    assert got == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and is_special_file(fifo)
+    assert (tmp_path / "plain.txt").read_text() == "plain\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "plain.txt"]
+    if os.geteuid() == 0:  # a device node of one's own (only root may make one)
+        null = tmp_path / "null"
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        run = random_run(BalloonModel(preset("core")), seed=1, steps=3)
+        write_trace(null, run.trace)
+        assert stat.S_ISCHR(null.stat().st_mode)

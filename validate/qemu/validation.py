@@ -21,6 +21,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
+from ballast.model.trace import is_special_file
 from ballast.progress import meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
@@ -169,9 +170,12 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         judge = ModelJudge(features, size, name) if model else None
         if emit_trace is not None:
             try:
-                tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False,
-                                                  dir=Path(emit_trace).resolve().parent,
-                                                  prefix=".emit.", suffix=".tmp")
+                # Beside the destination (renamed there at the end); for a device or a
+                # pipe, which is written into, in the temporary folder.
+                tmp = tempfile.NamedTemporaryFile(
+                    "w", encoding="utf-8", delete=False, prefix=".emit.", suffix=".tmp",
+                    dir=None if is_special_file(emit_trace) else
+                    Path(emit_trace).resolve().parent)
             except OSError as exc:
                 raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
         if tmp is not None or judge is not None:
@@ -210,6 +214,8 @@ def _check_emit_destination(dest: Path, source: Path) -> None:
         raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
     if dest.is_dir():
         raise OutputError(str(dest), "is a folder; expected the path of a file to write")
+    if is_special_file(dest):
+        return
     try:
         dest.resolve().parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -246,6 +252,19 @@ def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str]
                          f"than the model can hold ({MAX_MODEL_SIZE:,}); no trace emitted")
     header = trace_header(max(guest_pages, 1), features, source)
     final = Path(dest)
+    if is_special_file(final):
+        # A device or a pipe (/dev/null, /dev/stdout) is written into, never replaced.
+        try:
+            with open(tmp, encoding="utf-8") as body, open(final, "w", encoding="utf-8") as out:
+                out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+                for n, line in enumerate(body, 1):
+                    rec = json.loads(line)
+                    rec["step"] = n
+                    out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise OutputError(dest, f"cannot write: {exc.strerror}") from None
+        os.unlink(tmp)
+        return
     out_name: str | None = None
     try:
         with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
