@@ -20,6 +20,7 @@ nondeterministic choice, and optionally the state after it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -463,8 +464,17 @@ def state_problem(data: Any, cfg: Config) -> str | None:
 
 
 @lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _state_template(cfg: Config) -> dict[str, Any]:
+    """The initial state of ``cfg`` as a recorded state (read only: shared by every step of
+    a trace, whose steps all have the header's configuration; a large guest's costs much)."""
     return initial_state(cfg).to_dict()
+
+
+@functools.lru_cache(maxsize=4)
+def _observation_template(cfg: Config) -> State:
+    """The initial state of ``cfg``, which observation paths are checked against."""
+    return initial_state(cfg)
 
 
 _MAP_PATH = re.compile(r"^vms/\d+/")
@@ -550,7 +560,8 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
         problem = _same_shape(record["state"], _state_template(cfg), "")
         if problem is not None:
             raise InputError(source, line, f"step field state: {problem}")
-    template = initial_state(cfg) if cfg is not None and record.get("observe") else None
+    template = _observation_template(cfg) if cfg is not None and record.get("observe") \
+        else None
     for path, value in (record.get("observe") or {}).items():
         problem = _observed_problem(value)
         if problem is None and template is not None:
