@@ -36,7 +36,7 @@ from ballast.cli.options import (
     config_line,
     config_summary,
     given,
-    header_config,
+    HeaderConfig,
     origin,
 )
 from ballast.progress import add_quiet_option
@@ -188,11 +188,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from ballast.model.trace import read_trace
     from ballast.cli.render import render_replay
 
-    import dataclasses
-
-    trace = read_trace(args.trace)
-    header, where = header_config(args, trace.header, f"header of {args.trace}")
-    trace = dataclasses.replace(trace, header=header)
+    configure = HeaderConfig(args, str(args.trace))
+    trace = read_trace(args.trace, configure)
+    where = configure.where
     if args.python:
         from ballast.reports.program import python_program
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PRESETS", "MODEL_OPTIONS", "SIZE_FLAGS", "ModelOption", "add_model_options",
            "add_pytest_options", "add_size_options", "base_config", "config_from_args",
-           "config_line", "config_summary", "fault_changes", "given", "header_config", "origin",
+           "config_line", "config_summary", "fault_changes", "given", "header_config", "HeaderConfig", "origin",
            "options_of_pytest", "with_sets"]
 
 
@@ -291,3 +291,17 @@ def header_config(args: argparse.Namespace, header: "TraceHeader",
     cfg = config_from_args(args, base=header.config)
     faults = header.faults + tuple(f for f in args.fault if f not in header.faults)
     return dataclasses.replace(header, config=cfg, faults=faults), origin(args, base=where)
+
+
+class HeaderConfig:
+    """:func:`header_config` as the trace reader's ``configure`` step, so that the steps are
+    read against the configuration they are judged under; :attr:`where` then says where it
+    comes from."""
+
+    def __init__(self, args: argparse.Namespace, source: str) -> None:
+        self.args = args
+        self.where = f"header of {source}"
+
+    def __call__(self, header: "TraceHeader") -> "TraceHeader":
+        header, self.where = header_config(self.args, header, self.where)
+        return header

@@ -19,7 +19,7 @@ from typing import IO, Any, Callable, Iterator
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import VIRTIO_RULES
-from ballast.cli.options import add_model_options, config_line, given, header_config
+from ballast.cli.options import add_model_options, config_line, given, HeaderConfig
 from ballast.cli.capture import register_capture
 from ballast.progress import add_quiet_option
 from ballast.validate.qemu.events import BALLOON_FEATURES
@@ -123,8 +123,10 @@ def _validate_ballast(args: argparse.Namespace) -> int:
     try:
         with f, progress_bar(not (args.quiet or args.no_progress), f"validating {path.name}",
                              size, unit="bytes") as update:
-            header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path))
-            header, where = header_config(args, header, f"header of {path}")
+            configure = HeaderConfig(args, str(path))
+            header, steps = iter_trace(_CountingLines(f, update, str(path)), str(path),
+                                       configure)
+            where = configure.where
             rep = validate_steps(header, steps, max_gap=args.max_gap, max_states=args.max_states)
     except UnicodeDecodeError:
         raise InputError(str(path), None, "not a UTF-8 text file") from None

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ballast import tally
 from ballast.errors import InputError, OutputError
@@ -190,7 +190,13 @@ def is_special_file(p: str | Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _parent_folder(p: Path) -> None:
+def _parent_folder(p: Path) -> list[Path]:
+    """Make the folder ``p`` goes in; the folders this made, the deepest first."""
+    made: list[Path] = []
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -199,6 +205,16 @@ def _parent_folder(p: Path) -> None:
         raise OutputError(str(p.parent), f"cannot create the folder: {exc.strerror}") from None
     if p.is_dir():
         raise OutputError(str(p), "is a folder; expected the path of a file to write")
+    return made
+
+
+def _remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove those of ``folders`` (the deepest first) that nothing was left in."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _write_temporary(p: Path, text: str) -> str:
@@ -289,7 +305,9 @@ def check_destinations(files: Iterable[str | Path | None] = (),
         try:
             fd, tmp = tempfile.mkstemp(prefix=".ballast.", suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise OutputError(str(path), f"cannot write: {exc.strerror}") from None
+            # /proc answers "No such file or directory" for a folder that is there.
+            raise OutputError(str(path), f"cannot write: no file can be made in {folder} "
+                              f"({exc.strerror})") from None
         os.close(fd)
         _unlink_quietly(tmp)
 
@@ -308,22 +326,30 @@ def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
     ballast.errors.OutputError: ...: is a folder; expected the path of a file to write
     >>> sorted(p.name for p in d.iterdir())
     ['a.md', 'b.md']
+    >>> atomic_write_files([(d / "new" / "e.md", "e"), (d / "a.md" / "f.md", "f")])
+    Traceback (most recent call last):
+    ...
+    ballast.errors.OutputError: ...: cannot write: a file is in the way of its folder
+    >>> sorted(p.name for p in d.iterdir())  # the folder it made for them is gone
+    ['a.md', 'b.md']
     """
     items = [(Path(p), text) for p, text in files]
     # A device, a pipe or a terminal (``--out /dev/null``, ``/dev/stdout``) is written into:
     # renamed over, it would be replaced by a plain file (as root, /dev/null itself).
     special = [(p, text) for p, text in items if is_special_file(p)]
     items = [(p, text) for p, text in items if not is_special_file(p)]
-    for p, _ in items:
-        _parent_folder(p)
-    for p, text in special:
-        try:
-            with open(p, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as exc:
-            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
+    made: list[Path] = []
     written: list[tuple[str, Path]] = []
+    done = False
     try:
+        for p, _ in items:
+            made = _parent_folder(p) + made
+        for p, text in special:
+            try:
+                with open(p, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as exc:
+                raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
         for p, text in items:
             written.append((_write_temporary(p, text), p))
         for tmp, p in written:
@@ -331,10 +357,13 @@ def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
                 os.replace(tmp, p)
             except OSError as exc:
                 raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
+        done = True
     finally:
         for tmp, _ in written:
             if os.path.exists(tmp):
                 _unlink_quietly(tmp)
+        if not done:  # a full disk or a bad path leaves no empty folder behind
+            _remove_empty_folders(made)
 
 
 def trace_text(trace: Trace) -> str:
@@ -463,7 +492,6 @@ def state_problem(data: Any, cfg: Config) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
 @functools.lru_cache(maxsize=4)
 def _state_template(cfg: Config) -> dict[str, Any]:
     """The initial state of ``cfg`` as a recorded state (read only: shared by every step of
@@ -683,13 +711,28 @@ def _records(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
         yield n, loads_record(text, source, n)
 
 
-def iter_trace(lines: Iterable[str], source: str) -> tuple[TraceHeader, Iterator[TraceStep]]:
-    """Parse a trace lazily: the header now, the steps as they are consumed."""
+def iter_trace(lines: Iterable[str], source: str,
+               configure: Callable[[TraceHeader], TraceHeader] | None = None
+               ) -> tuple[TraceHeader, Iterator[TraceStep]]:
+    """Parse a trace lazily: the header now, the steps as they are consumed.
+
+    ``configure`` turns the header into the one the trace is judged under (options that
+    override its configuration); the recorded states and observations of the steps, and
+    the header's initial state, must then fit that configuration: a trace of 4 PPNs per
+    VM judged as one of 3 is bad input, not a trace the model fails to explain.
+    """
     records = _records(lines, source)
     first = next(records, None)
     if first is None:
         raise InputError(source, 1, "empty trace: expected a header record")
     header = _parse_header(first[1], source)
+    if configure is not None:
+        header = configure(header)
+        if header.initial is not None:
+            problem = state_problem(header.initial, header.config)
+            if problem is not None:
+                raise InputError(source, 1, f"header field initial, under the configuration "
+                                 f"asked for: {problem}")
 
     def steps() -> Iterator[TraceStep]:
         expected = 1
@@ -700,18 +743,21 @@ def iter_trace(lines: Iterable[str], source: str) -> tuple[TraceHeader, Iterator
     return header, steps()
 
 
-def parse_trace(lines: Iterable[str], source: str) -> Trace:
-    """Parse a whole trace from lines of text."""
-    header, steps = iter_trace(lines, source)
+def parse_trace(lines: Iterable[str], source: str,
+                configure: Callable[[TraceHeader], TraceHeader] | None = None) -> Trace:
+    """Parse a whole trace from lines of text (``configure``: as :func:`iter_trace`)."""
+    header, steps = iter_trace(lines, source, configure)
     return Trace(header, tuple(steps))
 
 
-def read_trace(path: str | Path) -> Trace:
-    """Read a trace file; malformed input raises InputError naming file and line."""
+def read_trace(path: str | Path,
+               configure: Callable[[TraceHeader], TraceHeader] | None = None) -> Trace:
+    """Read a trace file; malformed input raises InputError naming file and line
+    (``configure``: as :func:`iter_trace`)."""
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as f:
-            return parse_trace(bounded_lines(f, str(p)), str(p))
+            return parse_trace(bounded_lines(f, str(p)), str(p), configure)
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -78,6 +78,13 @@ def test_a_folder_without_write_access_is_refused(tmp_path: Path) -> None:
         ro.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/proc/version").is_file(), reason="no /proc file system")
+def test_a_file_in_a_folder_where_nothing_can_be_made_names_the_folder() -> None:
+    # /proc says "No such file or directory" of a file it holds: the message explains.
+    with pytest.raises(OutputError, match="cannot write: no file can be made in /proc "):
+        check_destinations(["/proc/version"])
+
+
 def test_good_destinations_are_left_as_they_were(tmp_path: Path) -> None:
     check_destinations([tmp_path / "a" / "b.xml", tmp_path / "c.json", None],
                        folders=[tmp_path / "reports" / "out", None])

@@ -202,3 +202,23 @@ def test_an_empty_preset_name_is_refused(command: str, capsys: pytest.CaptureFix
                 ) == 2
     assert "--preset needs a name, got an empty one" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["validate", "replay"])
+@pytest.mark.parametrize("setting, says", [
+    ("guest_pages=3", "vms/0/p2m must have one entry per PPN (3), got 4"),
+    ("machine_pages=7", "host/content must have one entry per MPN (7), got 6"),
+])
+def test_a_trace_whose_states_do_not_fit_the_configuration_set_is_bad_input(
+        command: str, setting: str, says: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", "--preset", "core", "--set", "guest_pages=4", "--set", "machine_pages=6",
+                 "--steps", "5", "--out", str(trace)]) == 0
+    capsys.readouterr()
+    # Judged as a trace of another configuration its recorded states were not a mismatch of
+    # the model's (exit 1): the trace does not fit what it is said to be.
+    assert main([command, str(trace), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert f"{trace}:2: step field state: {says}" in err
+    assert main([command, str(trace), "--set", "sharing=false"]) in (0, 1)

@@ -142,3 +142,26 @@ def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path: Path) -> None
         run = random_run(BalloonModel(preset("core")), seed=1, steps=3)
         write_trace(null, run.trace)
         assert stat.S_ISCHR(null.stat().st_mode)
+
+
+def test_files_that_cannot_all_be_written_leave_no_folder_made_for_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ballast.model.trace as trace_module
+    from ballast.errors import OutputError
+
+    (tmp_path / "kept").mkdir()
+    real = trace_module._write_temporary
+    calls = []
+
+    def disk_full_at_the_second(p: Path, text: str) -> str:
+        calls.append(p)
+        if len(calls) == 2:
+            raise OutputError(str(p), "cannot write: No space left on device")
+        return real(p, text)
+
+    monkeypatch.setattr(trace_module, "_write_temporary", disk_full_at_the_second)
+    with pytest.raises(OutputError, match="No space left"):
+        trace_module.atomic_write_files([(tmp_path / "reports" / "a" / "x.md", "x"),
+                                         (tmp_path / "reports" / "b" / "y.md", "y"),
+                                         (tmp_path / "kept" / "z.md", "z")])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]

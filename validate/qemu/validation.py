@@ -58,6 +58,9 @@ def features_from(flag: str | None, qmp: str | None) -> frozenset[str]:
     if flag is not None:
         names = [n.strip().upper().removeprefix("VIRTIO_BALLOON_F_")
                  for n in flag.split(",") if n.strip()]
+        if not names:  # an unset shell variable, most likely: not a claim of no feature
+            raise UsageError("--features is empty; name the negotiated features, comma "
+                             "separated, or 'none'")
         if names == ["NONE"]:
             return frozenset()
         known = set(BALLOON_FEATURES.values())

@@ -391,6 +391,9 @@ def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: 
     assert code == 2 and "missing.log" in err
     code, _, err = _run("validate", "--format", "qemu", str(p), "--features", "BOGUS")
     assert code == 2 and "BOGUS" in err
+    for empty in ("", " , "):  # an unset variable is no claim that nothing was negotiated
+        code, out, err = _run("validate", "--format", "qemu", str(p), "--features", empty)
+        assert code == 2 and out == "" and "--features is empty" in err
 
 
 @pytest.mark.parametrize("content", [b"", b"unrelated text\nqemu-system-x86_64: warning\n",
