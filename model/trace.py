@@ -55,6 +55,7 @@ __all__ = [
     "TraceStep",
     "atomic_write_files",
     "atomic_write_text",
+    "atomic_write_with",
     "bounded_lines",
     "check_destinations",
     "is_special_file",
@@ -217,8 +218,9 @@ def _remove_empty_folders(folders: Iterable[Path]) -> None:
             pass
 
 
-def _write_temporary(p: Path, text: str) -> str:
-    """Write ``text`` to a new temporary file beside ``p``; its name. Nothing left on error."""
+def _write_temporary(p: Path, text: str | Callable[[IO[str]], None]) -> str:
+    """Write ``text`` (or what it writes, given the stream) to a new temporary file beside
+    ``p``; its name. Nothing left on error."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     except OSError as exc:
@@ -235,7 +237,10 @@ def _write_temporary(p: Path, text: str) -> str:
             mode = 0o666 & ~umask
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                text(f)
             f.flush()
             os.fsync(f.fileno())
     except BaseException as exc:
@@ -260,6 +265,38 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     temporary file; a failure to write is an :class:`~ballast.errors.OutputError`.
     """
     atomic_write_files([(Path(path), text)])
+
+
+def atomic_write_with(path: str | Path, write: Callable[[IO[str]], None]) -> None:
+    """:func:`atomic_write_text` for a file too large to hold as one string: ``write``
+    writes it to the stream it is given (a device or a pipe is written into directly).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write_with(d / "n.txt", lambda f: f.writelines(f"{i}\\n" for i in range(3)))
+    >>> (d / "n.txt").read_text().split()
+    ['0', '1', '2']
+    """
+    p = Path(path)
+    if is_special_file(p):
+        try:
+            with open(p, "w", encoding="utf-8") as f:
+                write(f)
+        except OSError as exc:
+            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
+        return
+    made = _parent_folder(p)
+    tmp: str | None = None
+    try:
+        tmp = _write_temporary(p, write)
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            _unlink_quietly(tmp)
+            _remove_empty_folders(made)
 
 
 def check_destinations(files: Iterable[str | Path | None] = (),

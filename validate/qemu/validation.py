@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
-from ballast.model.trace import is_special_file
+from ballast.model.trace import atomic_write_with, is_special_file
 from ballast.progress import meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
@@ -254,42 +254,14 @@ def _finish_emit(tmp: str, dest: str, guest_pages: int, features: frozenset[str]
         raise InputError(source, None, f"the trace shows a guest of {guest_pages:,} pages, more "
                          f"than the model can hold ({MAX_MODEL_SIZE:,}); no trace emitted")
     header = trace_header(max(guest_pages, 1), features, source)
-    final = Path(dest)
-    if is_special_file(final):
-        # A device or a pipe (/dev/null, /dev/stdout) is written into, never replaced.
-        try:
-            with open(tmp, encoding="utf-8") as body, open(final, "w", encoding="utf-8") as out:
-                out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
-                for n, line in enumerate(body, 1):
-                    rec = json.loads(line)
-                    rec["step"] = n
-                    out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        except OSError as exc:
-            raise OutputError(dest, f"cannot write: {exc.strerror}") from None
-        os.unlink(tmp)
-        return
-    out_name: str | None = None
-    try:
-        with open(tmp, encoding="utf-8") as body, tempfile.NamedTemporaryFile(
-                "w", encoding="utf-8", delete=False, dir=final.resolve().parent,
-                prefix=".emit.", suffix=".tmp") as out:
-            out_name = out.name
-            out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+
+    def write(out: IO[str]) -> None:
+        out.write(json.dumps(header.to_dict(), separators=(",", ":")) + "\n")
+        with open(tmp, encoding="utf-8") as body:
             for n, line in enumerate(body, 1):
                 rec = json.loads(line)
                 rec["step"] = n
                 out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        # A temporary file is private (0600); the trace is an ordinary file (0666 less umask).
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(out_name, 0o666 & ~mask)
-        os.replace(out_name, final)
-        out_name = None
-    except OSError as exc:
-        raise OutputError(dest, f"cannot write: {exc.strerror}") from None
-    finally:
-        if out_name is not None and os.path.exists(out_name):
-            os.unlink(out_name)
+
+    atomic_write_with(dest, write)
     os.unlink(tmp)
