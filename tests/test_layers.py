@@ -109,3 +109,16 @@ def test_the_walk_sees_function_level_and_named_imports(tmp_path: Path) -> None:
     found = imported("ballast.model.probe", src, set(ALL))
     assert {"ballast.cli", "ballast.suites.check"} <= found
     assert RANK[layer_of("ballast.cli")] > RANK[layer_of("ballast.model.probe")]
+
+
+def test_the_tests_mirror_the_packages() -> None:
+    # A reader finds a module's tests in the folder of the same path under tests/.
+    folders = {f.parent.relative_to(ROOT) for f in ALL.values()}
+    with_code = {d for d in folders if any((ROOT / d).glob("[!_]*.py"))}
+    tests = ROOT / "tests"
+    missing = sorted(str(d) for d in with_code if not any((tests / d).glob("test_*.py")))
+    assert missing == [], f"packages without a tests/ folder of their own: {missing}"
+    strays = sorted(str(d.relative_to(tests)) for d in tests.rglob("*")
+                    if d.is_dir() and any(d.glob("test_*.py"))
+                    and d.relative_to(tests) not in folders and d != tests)
+    assert strays == [], f"tests/ folders that mirror no package: {strays}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 __all__ = ["EXAMPLES", "script"]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 _PRELUDE = '''
 import json, os, sys, time

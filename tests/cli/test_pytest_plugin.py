@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .adapter_scripts import EXAMPLES, script
+from ..validate.adapters.adapter_scripts import EXAMPLES, script
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..hostile_cli import Outcome, assert_refused, fresh, run_cli, run_subprocess
+from ...hostile_cli import Outcome, assert_refused, fresh, run_cli, run_subprocess
 from .adapter_scripts import script
 
 FUZZ = settings(max_examples=12, deadline=None, derandomize=True,

@@ -7,7 +7,7 @@ from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import initial_state
 from ballast.validate.adapters.observe import OBSERVATIONS, expand_keys, is_state_path, observe
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "adapter-protocol.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "adapter-protocol.md"
 
 
 def test_state_paths_are_the_schema_fields_marked_observable() -> None:
