@@ -689,323 +689,257 @@ def _args(args: dict[str, Any], rows: int, pages: int) -> dict[str, Any]:
     return out
 
 
-def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
-                     keep_edges: bool = False, stop_on: bool | Collection[str] = False,
-                     progress: Callable[[Exploration], None] | None = None,
-                     batch: int = BATCH, memory_budget: int | None = None,
-                     spill_dir: str | None = None) -> FrontierExploration:
-    """Explore every reachable state of ``model`` level by level (see the module text).
+def _keeps_others(pre: State, post: State, v: int | None) -> bool:
+    """Whether ``post`` holds every VM but ``v`` as ``pre`` does (the same objects)."""
+    return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
 
-    The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
-    With ``stop_on``, the search stops after the batch in which the violation was found
-    (the trace is still a shortest one; the counts may exceed the reference's).
-    ``memory_budget`` (bytes): beyond half of it the visited keys go to sorted runs on
-    disk, beyond the other half the states (the frontier and the parents' keys) to a
-    memory-mapped file, in a temporary folder under ``spill_dir``; the result counts the
-    bytes written (:attr:`FrontierExploration.spilled_bytes`). Same states, same results.
-    """
-    cfg = model.cfg
-    lay = RowLayout(cfg)
-    row_symmetry = RowSymmetry(lay)
-    plan = _Plan(model)
-    ex = FrontierExploration(model, PartStore(cfg.vms), symmetry, keep_edges=keep_edges,
-                             layout=lay, rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
-    if memory_budget is not None:
-        ex.spill = Spill(max(1, memory_budget // 2), spill_dir)
-    ex.visited = KeySet(lay.words, ex.spill)
-    ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is not None)
-    ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
-    work_done.note("explore", lambda: f"{ex.count:,} states explored")
-    visited = ex.visited
-    assert visited is not None
-    actions = ex.actions
-    action_ids: dict[Action, int] = {}
-    props = model.properties()
-    state_props = [p for p in props if p.state is not None]
-    step_props = [p for p in props if p.step is not None]
-    open_scenarios: list[Scenario] = model.scenarios()
-    scenarios = list(open_scenarios)
-    may_witness: list[set[str]] = []
-    """Per action id: the scenarios its steps may witness (the others it rules out by its
-    name and arguments alone)."""
-    step_plan: list[list[tuple[Property, str | None, bool]]] = []
-    """Per action id: (property, constant answer, must run on the states)."""
-    step_kernels = {p.name: k for p in step_props if (k := step_kernel_of(model, p)) is not None}
-    step_reads = {name: [None if k.covers == "actor" else own_columns_read(k.check, lay, v)
-                         for v in range(cfg.vms)] for name, k in step_kernels.items()}
-    """Per step form and VM: the VM's own columns the form reads, where it covers VMs
-    besides the actor and reads nothing else (None: always run)."""
-    step_order = {p.name: i for i, p in enumerate(step_props)}
-    rows_plan: list[list[tuple[Property, StepKernel]]] = []
-    """Per action id: the step properties checked by their kernels over whole batches of
-    steps (the model's check runs only on the steps a kernel finds broken, for its words)."""
-    moves_for: list[int | None] = []
-    act_vm: list[int] = []
-    """Per action id: the VM its ``vm`` argument names (-1: none)."""
-    fired = np.zeros(0, dtype=np.int64)
-    start = time.perf_counter()
 
-    def intern(act: Action) -> int:
-        aid = action_ids.get(act)
-        if aid is None:
-            aid = action_ids[act] = len(actions)
-            actions.append(act)
-            plan_row = []
-            by_rows = []
-            spec_ = ACTIONS.get(act.name)
-            for p in step_props:
-                def answer(p: Property = p) -> str | None:
-                    return p.check_step(cfg, _UNREAD, act, _UNREAD)
-                known, msg = _without_state(answer)
-                sk = step_kernels.get(p.name)
-                if not known and sk is not None and spec_ is not None and sk.constrains(spec_):
-                    by_rows.append((p, sk))
-                elif not known or msg is not None:
-                    plan_row.append((p, msg if known else None, not known))
-            step_plan.append(plan_row)
-            rows_plan.append(by_rows)
-            may = set()
-            for sc in scenarios:
-                def witness(sc: Scenario = sc) -> bool:
-                    return sc.witness(cfg, _UNREAD, act, _UNREAD)
-                known, seen = _without_state(witness)
-                if not known or seen:
-                    may.add(sc.name)
-            may_witness.append(may)
-            moves_for.append(protocol_vm(act))
-            v_ = act.kwargs.get("vm")
-            act_vm.append(v_ if isinstance(v_, int) and not isinstance(v_, bool)
-                          and 0 <= v_ < n_vms else -1)
-        return aid
+def _groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
+    """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
+    group of every row)."""
+    uniq, first_i, inv = unique_rows(np.stack(cols, axis=1))
+    return uniq.tolist(), first_i.tolist(), inv
 
-    def state_violations(s: State) -> list[tuple[str, str]]:
-        return [(p.name, msg) for p in state_props if (msg := p.check_state(cfg, s)) is not None]
 
-    def add_states(keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int,
-                   hashes: Keys | None = None) -> Ints:
-        n = len(keys)
-        sids = np.arange(ex.count, ex.count + n, dtype=np.int64)
-        ex._grow(n)
-        ex.rep_keys[ex.count:ex.count + n] = reps
-        ex.count += n
-        visited.add(keys, sids, hashes)
-        ex.parent.frombytes(parents.astype(np.int32).tobytes())
-        ex.via.frombytes(via.astype(np.int32).tobytes())
-        ex.depth.frombytes(np.full(n, depth, dtype=np.int32).tobytes())
-        if n:
-            ex.deepest = max(ex.deepest, depth)
-        return sids
+_Answers = tuple[list[Any], dict[str, Any]]
+"""Per step property of an action's plan its answer, per open scenario whether witnessed."""
 
-    def key_of(rows: npt.NDArray[np.int16], states: list[State | None],
-               real: Keys | None = None) -> tuple[Keys, Keys]:
-        """(visited-set keys, real keys) of successor rows (``real``: already packed)."""
-        if real is None:
-            real = lay.pack(rows)
-        if not symmetry:
-            return real, real
-        return lay.pack(row_symmetry.canonical(rows)), real
+_Broken = list[tuple[str, str]]
+"""(property, message) of each property broken."""
 
-    # -- the initial states ---------------------------------------------------------
-    inits = model.init_states()
-    rows0 = np.array([lay.encode_list(s) for s in inits], dtype=np.int16)
-    keys0, real0 = key_of(rows0, list(inits))
-    first0, _ = distinct(keys0)
-    sids0 = add_states(keys0[first0], real0[first0], np.full(len(first0), -1), np.full(
-        len(first0), -1), 0)
-    level: list[int] = []
-    for sid, i in zip(sids0.tolist(), first0.tolist()):
-        broken = state_violations(inits[i])
-        for name, msg in broken:
-            ex.violations.setdefault(name, Finding(name, msg, "state", sid, None))
-        if broken:
-            ex.violating.add(sid)
-        else:
-            level.append(sid)
 
-    def stop_now() -> bool:
+class _Stopping:
+    """When a search stops early: on a violation it was told to stop on, or out of budget."""
+
+    def __init__(self, ex: FrontierExploration, stop_on: bool | Collection[str], budget: Budget,
+                 start: float) -> None:
+        self.ex = ex
+        self.stop_on = stop_on
+        self.budget = budget
+        self.start = start
+
+    def on_violation(self) -> bool:
+        """Whether a violation the search stops on has been found."""
+        stop_on = self.stop_on
         if stop_on is True:
-            return bool(ex.violations)
+            return bool(self.ex.violations)
         if stop_on is False:
             return False
-        return any(p in ex.violations for p in stop_on)
+        return any(p in self.ex.violations for p in stop_on)
 
-    def out_of_budget() -> str | None:
+    def out_of_budget(self) -> str | None:
+        """The limit of the budget the search has reached, or None."""
+        budget, ex = self.budget, self.ex
         if budget.max_states is not None and ex.count >= budget.max_states:
             return "max_states"
-        if budget.max_seconds is not None and time.perf_counter() - start > budget.max_seconds:
+        if (budget.max_seconds is not None
+                and time.perf_counter() - self.start > budget.max_seconds):
             return "max_seconds"
         if budget.max_bytes is not None and ex.bytes_estimate() > budget.max_bytes:
             return "max_bytes"
         return None
 
-    n_vms = cfg.vms
-    stand = tuple(object.__new__(OtherVm) for _ in range(n_vms))
-    memo = _Memos()
 
-    def local(s: State, v: int | None) -> State:
-        """``s`` with every VM but ``v`` stood in for (reading one raises)."""
-        return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
+class _Batch:
+    """A batch of states of one level and the steps made from them, in the order made."""
 
-    local_state = local
-    part_ids = _PartIds(lay)
-    host_end, vm_width = lay.host_end, lay.vm_width
-    vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width) for v in range(n_vms)]
+    def __init__(self, lay: RowLayout, sids: list[int], rep_keys: Keys, part_ids: _PartIds,
+                 flag: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16], Ints,
+                                 npt.NDArray[np.bool_]], list[tuple[Ints, Property]]]) -> None:
+        self.lay = lay
+        self.sids = sids
+        self.m = len(sids)
+        self.src = np.array(sids, dtype=np.int64)
+        self.row_keys: Keys = rep_keys[self.src]
+        rows = self.rows = lay.unpack(self.row_keys)
+        self.states = _Decoded(lay, rows)
+        self.pre_h, self.pre_v = part_ids.of_keys(self.row_keys, lambda: rows)
+        self.flag = flag
+        """The steps a step property's kernel finds broken (:meth:`_StepChecks.flagged`)."""
+        self.par: list[Any] = []
+        self.order: list[Any] = []
+        self.aids: list[Any] = []
+        self.out_rows: list[Any] = []
+        self.out_keys: list[Keys] = []
+        self.posts: dict[int, State] = {}
+        self.flagged: list[tuple[Ints, Property]] = []
+        self.produced = 0
 
-    def keeps_others(pre: State, post: State, v: int | None) -> bool:
-        return all(a is b for w, (a, b) in enumerate(zip(pre.vms, post.vms)) if w != v)
+    def emit(self, p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
+        """Add the steps from the states ``p`` (positions in the batch) at the model's order
+        ``o`` by the actions ``a`` to the rows ``r`` (``post``: their states, if made)."""
+        lay = self.lay
+        produced = self.produced
+        self.par.append(p)
+        self.order.append(o)
+        self.aids.append(a)
+        self.out_rows.append(r)
+        before = np.take(self.rows, p, axis=0)  # take: a fraction of the time of indexing
+        changed = lay.changed_columns(before, r)
+        # The successors' keys from their parents': one action's steps change a few
+        # columns, which alone are packed again.
+        self.out_keys.append(lay.repack(self.row_keys[p], before, r, changed))
+        # Step properties with a kernel: over these steps at once, as they are made.
+        touched = np.zeros(lay.width, dtype=bool)
+        touched[changed] = True
+        flagged = self.flagged
+        for at, prop in self.flag(before, r, np.asarray(a), touched):
+            flagged.append((at + produced, prop))
+        if post is not None:
+            posts = self.posts
+            for k, s in enumerate(post):
+                posts[produced + k] = s
+        self.produced = produced + len(p)
 
-    def part_steps(si: int, spec: ActionSpec, s: State, v: int | None,
-                   watch: bool = False) -> Any:
-        """The steps of action ``si`` for VM ``v`` (None: for the host) computed on its part
-        alone, or None when they read another VM. ``watch``: with the host watched, and
-        _READS_HOST when a step reads it (else every step leaves the host as it is)."""
-        loc = local(s, v)
-        host = WatchedHost.of(s.host) if watch else s.host
-        if watch:
-            loc = State(host, loc.vms)
-        out = []
-        try:
-            cands = list(spec.vm_candidates(cfg, loc, v) if v is not None and
-                         spec.vm_candidates is not None else spec.candidates(cfg, loc))
-            for j, args in enumerate(cands):
-                act = Action.of(spec.name, **args)
-                try:
-                    post = apply(cfg, loc, act, model.table)
-                except GuardError:
-                    continue
-                if not keeps_others(loc, post, v):
-                    return None
-                if watch and post.host is not host:
-                    return _READS_HOST
-                out.append((j, intern(act), None if watch else lay.intern_host(post.host),
-                            None if v is None else lay.intern_vm(post.vms[v])))
-        except ReadElsewhere:
-            return None
-        if watch and cast(WatchedHost, host).read:
-            return _READS_HOST
-        return out
+    def mark(self) -> tuple[int, int, int]:
+        """Where the steps made so far end (for :meth:`drop_since`)."""
+        return len(self.par), self.produced, len(self.flagged)
 
-    def step_table(si: int, spec: ActionSpec, s: State, v: int | None,
-                   watch: bool = False) -> Any:
-        """:func:`part_steps` as arrays: (orders, action ids, host cells, VM cells, whether
-        the host stays as it is)."""
-        got = part_steps(si, spec, s, v, watch)
-        if got is None or got is _READS_HOST:
-            return got
-        e = len(got)
-        host = np.array([lay.cells(h) if h is not None else [0] * host_end
-                         for _, _, h, _ in got], dtype=np.int16).reshape(e, host_end)
-        keep = np.array([h is None for _, _, h, _ in got], dtype=bool)
-        if v is not None:
-            vm = np.array([lay.cells(x) for _, _, _, x in got], dtype=np.int16).reshape(
-                e, vm_width)
+    def drop_since(self, mark: tuple[int, int, int]) -> None:
+        """Drop the steps made since :meth:`mark` gave ``mark``."""
+        n, produced, n_flagged = mark
+        del self.par[n:], self.order[n:], self.aids[n:]
+        del self.out_rows[n:], self.out_keys[n:], self.flagged[n_flagged:]
+        self.produced = produced
+
+
+class _Ordered:
+    """The steps of a batch in the reference's order (state by state, then the model's order
+    of actions and candidates): parents, actions and keys; rows and states where read."""
+
+    def __init__(self, batch: _Batch) -> None:
+        lay = self.lay = batch.lay
+        produced = self.count = batch.produced
+        if produced:
+            par = np.concatenate(batch.par).astype(np.int64)
+            order = np.concatenate(batch.order).astype(np.int64)
+            aid = np.concatenate(batch.aids).astype(np.int64)
+            keys = np.concatenate(batch.out_keys)
         else:
-            vm = np.zeros((e, 0), dtype=np.int16)
-        return (np.array([j for j, _, _, _ in got], dtype=np.int64),
-                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
+            par = order = aid = np.zeros(0, dtype=np.int64)
+            keys = np.zeros((0, lay.words), dtype=np.uint64)
+        perm = self.perm = np.lexsort((order, par))
+        self.par: Ints = par[perm]
+        self.aid: Ints = aid[perm]
+        self.keys: Keys = keys[perm]
+        self.made = _Blocks(batch.out_rows, lay.width)
+        self.post_of: list[State | None] = [None] * produced
+        self.where: Ints | None = None
+        """Per step in the order made, its position in this order (where needed)."""
+        if batch.posts or batch.flagged:
+            where = self.where = np.empty(produced, dtype=np.int64)
+            where[perm] = np.arange(produced)
+            post_of = self.post_of
+            for k, s in batch.posts.items():
+                post_of[int(where[k])] = s
 
-    vm_candidates = _VmCandidates(lay, memo.part_candidates, local)
+    def rows_at(self, ks: Any) -> npt.NDArray[np.int16]:
+        """Successor rows in the reference's order (``ks``: positions in that order).
+        The rows stay where they were made, block by block: most are read only through
+        their keys, so they are gathered where read rather than all put together."""
+        return self.made.take(self.perm[ks])
 
-    def acting_vm(act: Action, pre: State, post: State) -> tuple[bool, int | None]:
-        """(whether the step changed at most the host and one VM, that VM)."""
-        v = act.kwargs.get("vm")
-        v = v if isinstance(v, int) and 0 <= v < n_vms else None
-        return keeps_others(pre, post, v), v
+    def post_state(self, k: int) -> State:
+        """The state the step at ``k`` leads to, decoded when first asked for."""
+        got = self.post_of[k]
+        if got is None:
+            got = self.post_of[k] = self.lay.decode(self.rows_at(k))
+        return got
 
-    def step_answers_watched(aid: int, pre: State, post: State) -> tuple[
-            tuple[list[Any], dict[str, Any]], bool]:
-        """:func:`step_answers` of a step that changed the host and at most its own VM,
-        and whether the answers read either host."""
-        act = actions[aid]
-        v = act_vm[aid]
-        vv = v if v >= 0 else None
-        lpre, lpost = local_state(pre, vv), local_state(post, vv)
-        wpre = WatchedHost.of(pre.host)
-        wpost = wpre if post.host is pre.host else WatchedHost.of(post.host)
-        got = step_answers_on(aid, act, State(wpre, lpre.vms), State(wpost, lpost.vms))
-        return got, wpre.read or wpost.read
 
-    def step_answers(aid: int, pre: State, post: State, *,
-                     local: bool = True) -> tuple[list[Any], dict[str, Any]]:
-        """Per step property of the action's plan, its answer (or _REAL: it read another
-        VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
-        step changed the host and at most its own VM, so the other VMs are stood in for."""
-        act = actions[aid]
-        v = act_vm[aid]
-        vv = v if v >= 0 else None
-        lpre, lpost = (local_state(pre, vv), local_state(post, vv)) if local else (pre, post)
-        return step_answers_on(aid, act, lpre, lpost)
+class _Chosen:
+    """The steps of a batch whose step properties or scenarios the model answers: their
+    positions among the ordered steps, their parents and actions."""
 
-    def step_answers_on(aid: int, act: Action, lpre: State,
-                        lpost: State) -> tuple[list[Any], dict[str, Any]]:
-        props: list[Any] = []
-        for p, const, run in step_plan[aid]:
-            ans: object = const
-            if run:
-                try:
-                    ans = p.check_step(cfg, lpre, act, lpost)
-                except ReadElsewhere:
-                    ans = _REAL
-            props.append(ans)
-        scen: dict[str, Any] = {}
-        for sc in open_scenarios:
-            try:
-                scen[sc.name] = sc.witness(cfg, lpre, act, lpost)
-            except ReadElsewhere:
-                scen[sc.name] = _REAL
-        return props, scen
+    def __init__(self, batch: _Batch, steps: _Ordered, at: Ints) -> None:
+        self.batch = batch
+        self.steps = steps
+        self.at = at
+        self.aid: Ints = steps.aid[at]
+        self.par: Ints = steps.par[at]
+        self.aids: list[int] = self.aid.tolist()
+        self.pars: list[int] = self.par.tolist()
 
-    def vm_check(pi: int, p: Property, s: State, v: int) -> str | None:
-        assert p.per_vm is not None
-        key = (pi, v, id(s.host), id(s.vms[v]))
-        got = memo.state.get(key, _MISSING)
-        if got is _MISSING:
-            try:
-                got = p.per_vm(cfg, local(s, v), v)
-            except ReadElsewhere:
-                got = _REAL
-            memo.state[key] = got
-        if got is _REAL:
-            return p.per_vm(cfg, s, v)
-        return cast("str | None", got)
+    def __len__(self) -> int:
+        return len(self.at)
 
-    def state_violations_fast(s: State) -> list[tuple[str, str]]:
+    def post(self, k: int) -> State:
+        """The state the ``k``-th chosen step leads to."""
+        return self.steps.post_state(int(self.at[k]))
+
+
+class _StateChecks:
+    """The state properties: on the initial states, and on batches of new states by their
+    kernels or answered per part where that is all they read."""
+
+    def __init__(self, model: BalloonModel, lay: RowLayout, props: list[Property], memo: _Memos,
+                 local: Callable[[State, int | None], State]) -> None:
+        cfg = self.cfg = model.cfg
+        self.lay = lay
+        self.memo = memo
+        self.local = local
+        self.props = [p for p in props if p.state is not None]
+        self.p2m_ids = _PartIds(lay, [list(lay.cols("p2m", v)) for v in range(cfg.vms)])
+        self.by_kernel = [p for p in self.props if property_kernel_of(model, p) is not None]
+        rest = [(pi, p) for pi, p in enumerate(self.props) if p not in self.by_kernel]
+        self.vm_props = [(pi, p) for pi, p in rest if p.per_vm is not None]
+        self.whole_props = [(pi, p) for pi, p in rest if p.per_vm is None]
+
+    def of_initial(self, s: State) -> _Broken:
+        """The state properties ``s`` breaks, each checked on the whole state."""
+        cfg = self.cfg
+        return [(p.name, msg) for p in self.props if (msg := p.check_state(cfg, s)) is not None]
+
+    def broken(self, s: State) -> _Broken:
+        """The state properties ``s`` breaks, answered per part where remembered."""
+        cfg = self.cfg
         out = []
-        for pi, p in enumerate(state_props):
+        for pi, p in enumerate(self.props):
             if p.per_vm is not None:
                 msg = next((m for v in p.checked_vms(cfg)
-                            if (m := vm_check(pi, p, s, v)) is not None), None)
+                            if (m := self.vm_check(pi, p, s, v)) is not None), None)
             else:
-                msg = global_check(pi, p, s)
+                msg = self.global_check(pi, p, s)
             if msg is not None:
                 out.append((p.name, msg))
         return out
 
-    def global_check(pi: int, p: Property, s: State) -> str | None:
+    def vm_check(self, pi: int, p: Property, s: State, v: int) -> str | None:
+        """Per-VM property ``p`` on VM ``v`` of ``s``, remembered by the host and VM parts."""
+        assert p.per_vm is not None
+        cfg, memo = self.cfg, self.memo.state
+        key = (pi, v, id(s.host), id(s.vms[v]))
+        got = memo.get(key, _MISSING)
+        if got is _MISSING:
+            try:
+                got = p.per_vm(cfg, self.local(s, v), v)
+            except ReadElsewhere:
+                got = _REAL
+            memo[key] = got
+        if got is _REAL:
+            return p.per_vm(cfg, s, v)
+        return cast("str | None", got)
+
+    def global_check(self, pi: int, p: Property, s: State) -> str | None:
         """A whole-state check, remembered by the host part and every VM's map when that is
         all it read (as the reference's state checks do)."""
+        memo = self.memo.state
         key = (pi, id(s.host), tuple(vm.p2m for vm in s.vms))
-        got = memo.state.get(key, _MISSING)
+        got = memo.get(key, _MISSING)
         if got is not _MISSING:
             return cast("str | None", got)
         watched = tuple(WatchedVm.of(vm) for vm in s.vms)
-        msg = p.check_state(cfg, State(s.host, watched))
+        msg = p.check_state(self.cfg, State(s.host, watched))
         if all(vm.fields_read <= {"p2m"} for vm in watched):
-            memo.state[key] = msg
+            memo[key] = msg
         return msg
 
-    honest = list(honest_vms(cfg))
-    p2m_ids = _PartIds(lay, [list(lay.cols("p2m", v)) for v in range(n_vms)])
-    by_kernel = [p for p in state_props if property_kernel_of(model, p) is not None]
-    rest = [(pi, p) for pi, p in enumerate(state_props) if p not in by_kernel]
-    vm_props = [(pi, p) for pi, p in rest if p.per_vm is not None]
-    whole_props = [(pi, p) for pi, p in rest if p.per_vm is None]
-
-    def kernels_broken(new_rows: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
+    def kernels_broken(self, new_rows: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
         """Per new state, whether a property checked by its kernel breaks: every kernel on
         the whole batch of rows at once."""
+        cfg, lay = self.cfg, self.lay
         broken = np.zeros(len(new_rows), dtype=bool)
-        for p in by_kernel:
+        for p in self.by_kernel:
             kernel = PROPERTY_KERNELS[p.name]
             if kernel.host is not None:
                 broken |= ~property_holds_on_rows(kernel.host, lay, new_rows)
@@ -1014,113 +948,135 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                     broken |= ~property_holds_on_rows(kernel.each_vm, lay, new_rows, v)
         return broken
 
-    def groups(cols: list[Ints]) -> tuple[list[list[int]], list[int], Ints]:
-        """The distinct rows of the id columns ``cols``: (their ids, a first row each, the
-        group of every row)."""
-        uniq, first_i, inv = unique_rows(np.stack(cols, axis=1))
-        return uniq.tolist(), first_i.tolist(), inv
-
-    def states_dirty(new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
-                     state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
+    def dirty(self, new_rows: npt.NDArray[np.int16], hid: Ints, vid: Ints, ks: Ints,
+              state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
         """Per new state, whether some state invariant may break (then it is checked on the
         state itself): answers per distinct (host, VM) part and per distinct (host, maps)."""
-        dirty = kernels_broken(new_rows) if by_kernel else np.zeros(len(ks), dtype=bool)
-        for v in range(n_vms) if vm_props else ():
-            ids, firsts, inv = groups([hid, vid[:, v]])
-            bad = []
-            for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
-                key = (v, h, x)
-                got = memo.vm_checks.get(key)
-                if got is None:
-                    s_ = state_of(int(ks[i0]))
-                    loc = local(s_, v)
-                    got = False
-                    for _, p in vm_props:
-                        if v not in p.checked_vms(cfg):
-                            continue
-                        assert p.per_vm is not None
-                        try:
-                            got = p.per_vm(cfg, loc, v) is not None
-                        except ReadElsewhere:
-                            got = True
-                        if got:
-                            break
-                    memo.vm_checks[key] = got
-                if got:
-                    bad.append(g)
-            if bad:
-                dirty |= np.isin(inv, bad)
-        if whole_props:
-            maps = p2m_ids.of_columns(new_rows)
-            ids, firsts, inv = groups([hid] + [maps[:, v] for v in range(n_vms)])
-            bad = []
-            for g, (key_ids, i0) in enumerate(zip(ids, firsts)):
-                wkey = tuple(key_ids)
-                got = memo.whole_checks.get(wkey)
-                if got is None:
-                    s_ = state_of(int(ks[i0]))
-                    watched = tuple(WatchedVm.of(vm) for vm in s_.vms)
-                    local_s = State(s_.host, watched)
-                    broken = any(p.check_state(cfg, local_s) is not None for _, p in whole_props)
-                    got = broken or not all(vm.fields_read <= {"p2m"} for vm in watched)
-                    memo.whole_checks[wkey] = got
-                if got:
-                    bad.append(g)
-            if bad:
-                dirty |= np.isin(inv, bad)
+        dirty = (self.kernels_broken(new_rows) if self.by_kernel
+                 else np.zeros(len(ks), dtype=bool))
+        for v in range(self.cfg.vms) if self.vm_props else ():
+            dirty |= self.vm_dirty(v, hid, vid, ks, state_of)
+        if self.whole_props:
+            dirty |= self.whole_dirty(new_rows, hid, ks, state_of)
         return dirty
 
-    def unsettled_of(states: "_Decoded", hid: Ints, vid: Ints,
-                     v: int) -> npt.NDArray[np.bool_]:
-        """Whether VM ``v`` is unsettled, per state: answered per distinct VM part where the
-        answer read no host, else per distinct (host, VM) part."""
-        ids, firsts, inv = groups([vid[:, v]])
-        ans = np.zeros(len(ids), dtype=bool)
-        again: list[int] = []
-        for g, ((x,), i0) in enumerate(zip(ids, firsts)):
-            key = (v, -1, x)
-            got = memo.unsettled_ids.get(key)
+    def vm_dirty(self, v: int, hid: Ints, vid: Ints, ks: Ints,
+                 state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
+        """Per new state, whether a per-VM property may break on VM ``v``: answered once per
+        distinct (host part, VM part) on the VM's part alone."""
+        cfg, memo, vm_props = self.cfg, self.memo.vm_checks, self.vm_props
+        ids, firsts, inv = _groups([hid, vid[:, v]])
+        bad = []
+        for g, ((h, x), i0) in enumerate(zip(ids, firsts)):
+            key = (v, h, x)
+            got = memo.get(key)
             if got is None:
-                loc = local(states[i0], v)
-                host = WatchedHost.of(loc.host)
-                try:
-                    got = unsettled(cfg, State(host, loc.vms), v)
-                except ReadElsewhere:
-                    got = _REAL
-                if host.read:
-                    got = _READS_HOST
-                memo.unsettled_ids[key] = got
-            if got is _READS_HOST or got is _REAL:
-                again.append(g)
-            else:
-                ans[g] = bool(got)
-        out = ans[inv]
-        if again:
-            for i in np.nonzero(np.isin(inv, again))[0].tolist():
-                key = (v, int(hid[i]), int(vid[i, v]))
-                got = memo.unsettled_ids.get(key)
-                if got is None:
+                loc = self.local(state_of(int(ks[i0])), v)
+                got = False
+                for _, p in vm_props:
+                    if v not in p.checked_vms(cfg):
+                        continue
+                    assert p.per_vm is not None
                     try:
-                        got = unsettled(cfg, local(states[i], v), v)
+                        got = p.per_vm(cfg, loc, v) is not None
                     except ReadElsewhere:
-                        got = _REAL
-                    memo.unsettled_ids[key] = got
-                out[i] = unsettled(cfg, states[i], v) if got is _REAL else bool(got)
-        return out
+                        got = True
+                    if got:
+                        break
+                memo[key] = got
+            if got:
+                bad.append(g)
+        return np.isin(inv, bad) if bad else np.zeros(len(inv), dtype=bool)
 
-    def is_unsettled(s: State, v: int) -> bool:
-        key = (v, id(s.host), id(s.vms[v]))
-        got = memo.unsettled.get(key)
-        if got is None:
-            try:
-                got = unsettled(cfg, local(s, v), v)
-            except ReadElsewhere:
-                got = _REAL
-            memo.unsettled[key] = got
-        return unsettled(cfg, s, v) if got is _REAL else bool(got)
+    def whole_dirty(self, new_rows: npt.NDArray[np.int16], hid: Ints, ks: Ints,
+                    state_of: Callable[[int], State]) -> npt.NDArray[np.bool_]:
+        """Per new state, whether a whole-state property may break: answered once per
+        distinct (host part, every VM's map) where the properties read no more."""
+        cfg, memo, whole_props = self.cfg, self.memo.whole_checks, self.whole_props
+        maps = self.p2m_ids.of_columns(new_rows)
+        ids, firsts, inv = _groups([hid] + [maps[:, v] for v in range(cfg.vms)])
+        bad = []
+        for g, (key_ids, i0) in enumerate(zip(ids, firsts)):
+            wkey = tuple(key_ids)
+            got = memo.get(wkey)
+            if got is None:
+                s_ = state_of(int(ks[i0]))
+                watched = tuple(WatchedVm.of(vm) for vm in s_.vms)
+                local_s = State(s_.host, watched)
+                broken = any(p.check_state(cfg, local_s) is not None for _, p in whole_props)
+                got = broken or not all(vm.fields_read <= {"p2m"} for vm in watched)
+                memo[wkey] = got
+            if got:
+                bad.append(g)
+        return np.isin(inv, bad) if bad else np.zeros(len(inv), dtype=bool)
 
-    def steps_flagged(pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
-                      aid: Ints, touched: npt.NDArray[np.bool_]) -> list[tuple[Ints, Property]]:
+
+class _StepChecks:
+    """The step properties and the scenarios: planned per action when it is first met, and
+    answered over the steps of each batch."""
+
+    def __init__(self, model: BalloonModel, lay: RowLayout, props: list[Property],
+                 ex: FrontierExploration, act_vm: list[int],
+                 local: Callable[[State, int | None], State], memo: _Memos,
+                 part_ids: _PartIds) -> None:
+        cfg = self.cfg = model.cfg
+        self.lay = lay
+        self.ex = ex
+        self.actions = ex.actions
+        self.act_vm = act_vm
+        """Per action id: the VM its ``vm`` argument names (-1: none)."""
+        self.local = local
+        self.memo = memo
+        self.part_ids = part_ids
+        self.props = [p for p in props if p.step is not None]
+        self.open: list[Scenario] = model.scenarios()
+        """The scenarios not witnessed yet."""
+        self.scenarios = list(self.open)
+        self.may_witness: list[set[str]] = []
+        """Per action id: the scenarios its steps may witness (the others it rules out by its
+        name and arguments alone)."""
+        self.plans: list[list[tuple[Property, str | None, bool]]] = []
+        """Per action id: (property, constant answer, must run on the states)."""
+        self.kernels = {p.name: k for p in self.props
+                        if (k := step_kernel_of(model, p)) is not None}
+        self.reads = {name: [None if k.covers == "actor" else own_columns_read(k.check, lay, v)
+                             for v in range(cfg.vms)] for name, k in self.kernels.items()}
+        """Per step form and VM: the VM's own columns the form reads, where it covers VMs
+        besides the actor and reads nothing else (None: always run)."""
+        self.order = {p.name: i for i, p in enumerate(self.props)}
+        self.rows_plan: list[list[tuple[Property, StepKernel]]] = []
+        """Per action id: the step properties checked by their kernels over whole batches of
+        steps (the model's check runs only on the steps a kernel finds broken, for its
+        words)."""
+
+    def plan(self, act: Action) -> None:
+        """Plan the checks of the steps of ``act``, the action just given the next id."""
+        cfg = self.cfg
+        plan_row = []
+        by_rows = []
+        spec = ACTIONS.get(act.name)
+        for p in self.props:
+            def answer(p: Property = p) -> str | None:
+                return p.check_step(cfg, _UNREAD, act, _UNREAD)
+            known, msg = _without_state(answer)
+            sk = self.kernels.get(p.name)
+            if not known and sk is not None and spec is not None and sk.constrains(spec):
+                by_rows.append((p, sk))
+            elif not known or msg is not None:
+                plan_row.append((p, msg if known else None, not known))
+        self.plans.append(plan_row)
+        self.rows_plan.append(by_rows)
+        may = set()
+        for sc in self.scenarios:
+            def witness(sc: Scenario = sc) -> bool:
+                return sc.witness(cfg, _UNREAD, act, _UNREAD)
+            known, seen = _without_state(witness)
+            if not known or seen:
+                may.add(sc.name)
+        self.may_witness.append(may)
+
+    def flagged(self, pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
+                aid: Ints, touched: npt.NDArray[np.bool_]) -> list[tuple[Ints, Property]]:
         """The steps (``pre[i]`` to ``post[i]`` by action ``aid[i]``; ``touched``: the
         columns some of them change) that a step property's kernel finds broken, with that
         property: each kernel runs once per (property, acting VM) over every such step, on
@@ -1129,8 +1085,11 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
         holds on a step that changes nothing, so it is not run for a VM none of whose
         columns it reads changed (:func:`own_columns_read`)."""
         out: list[tuple[Ints, Property]] = []
+        step_kernels = self.kernels
         if not len(aid) or not step_kernels:
             return out
+        cfg, lay, rows_plan, act_vm, step_reads = (self.cfg, self.lay, self.rows_plan,
+                                                   self.act_vm, self.reads)
         kinds = np.unique(aid).tolist()
         for sk in step_kernels.values():
             plan_of = {a: next((p for p, k_ in rows_plan[a] if k_ is sk), None) for a in kinds}
@@ -1161,429 +1120,783 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
                         out.append((at[aid[at] == a], prop))
         return out
 
-    def expand(sids: list[int]) -> list[int]:
-        """Expand the states ``sids`` (one batch of a level); the new states to expand."""
-        nonlocal fired, open_scenarios
-        if lay.interned() > _INTERNED_LIMIT:
-            lay.forget()
-            memo.clear()
-        m = len(sids)
-        src = np.array(sids, dtype=np.int64)
-        row_keys = ex.rep_keys[src]
-        rows = lay.unpack(row_keys)
-        states = _Decoded(lay, rows)
-        pre_h, pre_v = part_ids.of_keys(row_keys, lambda: rows)
-        par: list[Any] = []
-        order: list[Any] = []
-        aids: list[Any] = []
-        out_rows: list[Any] = []
-        out_keys: list[Keys] = []
-        posts: dict[int, State] = {}
-        flagged: list[tuple[Ints, Property]] = []
-        produced = 0
+    def step_answers_watched(self, aid: int, pre: State, post: State) -> tuple[_Answers, bool]:
+        """:meth:`step_answers` of a step that changed the host and at most its own VM,
+        and whether the answers read either host."""
+        act = self.actions[aid]
+        v = self.act_vm[aid]
+        vv = v if v >= 0 else None
+        local = self.local
+        lpre, lpost = local(pre, vv), local(post, vv)
+        wpre = WatchedHost.of(pre.host)
+        wpost = wpre if post.host is pre.host else WatchedHost.of(post.host)
+        got = self.step_answers_on(aid, act, State(wpre, lpre.vms), State(wpost, lpost.vms))
+        return got, wpre.read or wpost.read
 
-        def emit(p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
-            nonlocal produced
-            par.append(p)
-            order.append(o)
-            aids.append(a)
-            out_rows.append(r)
-            before = np.take(rows, p, axis=0)  # take: a fraction of the time of indexing
-            changed = lay.changed_columns(before, r)
-            # The successors' keys from their parents': one action's steps change a few
-            # columns, which alone are packed again.
-            out_keys.append(lay.repack(row_keys[p], before, r, changed))
-            # Step properties with a kernel: over these steps at once, as they are made.
-            touched = np.zeros(lay.width, dtype=bool)
-            touched[changed] = True
-            for at, prop in steps_flagged(before, r, np.asarray(a), touched):
-                flagged.append((at + produced, prop))
-            if post is not None:
-                for k, s in enumerate(post):
-                    posts[produced + k] = s
-            produced += len(p)
+    def step_answers(self, aid: int, pre: State, post: State, *, local: bool = True) -> _Answers:
+        """Per step property of the action's plan, its answer (or _REAL: it read another
+        VM); per open scenario, whether the step witnesses it (or _REAL). ``local``: the
+        step changed the host and at most its own VM, so the other VMs are stood in for."""
+        act = self.actions[aid]
+        v = self.act_vm[aid]
+        vv = v if v >= 0 else None
+        lpre, lpost = (self.local(pre, vv), self.local(post, vv)) if local else (pre, post)
+        return self.step_answers_on(aid, act, lpre, lpost)
 
-        def fire(spec: ActionSpec, kernel: Kernel, base: int,
-                 blocks: list[tuple[Ints, int, dict[str, Any]]], acting: list[int]) -> None:
-            """Run ``kernel`` on the states of ``blocks`` (state indices, order, arguments;
-            ``acting``: each block's acting VM) and emit the steps whose guard held."""
-            sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
-            who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
-            block_of = np.repeat(np.arange(len(blocks)), sizes)
-            ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
-            copy = np.take(rows, who, axis=0)
-            kargs: dict[str, Any] = {}
-            for name in blocks[0][2]:
-                if name != "vm":
-                    vals = [b[2][name] for b in blocks]
-                    if isinstance(vals[0], int):
-                        kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
-                    elif isinstance(vals[0], tuple):  # sets of PPNs: masks made once a block
-                        kargs[name] = page_sets(vals, sizes, cfg.guest_pages)
-                    else:
-                        kargs[name] = [x for x, k in zip(vals, sizes.tolist())
-                                       for _ in range(k)]
-            vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
-            ok = run_kernel(kernel, FrontierRows(lay, copy, vms), kargs)
-            idx = np.nonzero(ok)[0]
-            if len(idx):
-                fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
-                aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
-                                   for b in fired_blocks.tolist()], dtype=np.int64)
-                emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)],
-                     np.take(copy, idx, axis=0))
-
-        def by_kernel(si: int, spec: ActionSpec, kernel: Kernel,
-                      fixed: list[dict[str, Any]] | None, base: int, by_vm: bool) -> None:
-            """Emit the steps of action ``spec`` by its kernel over the whole batch (raises
-            :class:`RowsLack` where the rows lack an operation the kernel needs)."""
-            if fixed is not None:
-                # One scratch copy of the rows for every instance in turn: the steps are
-                # taken out of it (emit gathers them) before the next instance writes it.
-                copy = np.empty_like(rows)
-                for j, args in enumerate(fixed):
-                    np.copyto(copy, rows)
-                    store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
-                    ok = run_kernel(kernel, store, _args(args, m, cfg.guest_pages))
-                    idx = np.nonzero(ok)[0]
-                    if len(idx):
-                        aid = intern(Action.of(spec.name, **args))
-                        emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
-                             np.take(copy, idx, axis=0))
-                return
-            # Candidates read the state: for a VM-partitioned action, ask the model once
-            # per group of states that agree on what they read (_VmCandidates), then
-            # spread them over the group (the order of the instances is given by ``ords``).
-            blocks: list[tuple[Ints, int, dict[str, Any]]] = []
-            if not by_vm:
-                for i, s in enumerate(states):
-                    blocks += [(np.array([i]), j, a)
-                               for j, a in enumerate(spec.candidates(cfg, s))]
-            for v in range(n_vms if by_vm else 0):
-                blocks += vm_candidates.blocks(si, spec, v, rows, states, pre_h, pre_v)
-            if not blocks:
-                return
-            # A run of blocks whose steps act on one VM reads that VM's columns as one
-            # slice of every row (FrontierRows), rather than gathered row by row.
-            acting = [_row_of(b[2]) for b in blocks]
-            cuts = [0] + [k for k in range(1, len(blocks))
-                          if acting[k] != acting[k - 1]]
-            if len(cuts) > n_vms:
-                cuts = [0]
-            for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
-                fire(spec, kernel, base, blocks[lo:hi], acting[lo:hi])
-
-        for si, spec in enumerate(plan.specs):
-            kernel, fixed = plan.kernels[si], plan.fixed[si]
-            base = si << _ORDER_BITS
-            by_vm = spec.partition is Partition.VM and spec.vm_candidates is not None
-            if kernel is not None:
-                mark = (len(par), produced, len(flagged))
+    def step_answers_on(self, aid: int, act: Action, lpre: State, lpost: State) -> _Answers:
+        """:meth:`step_answers` on the states as given (parts stood in for or watched)."""
+        cfg = self.cfg
+        props: list[Any] = []
+        for p, const, run in self.plans[aid]:
+            ans: object = const
+            if run:
                 try:
-                    by_kernel(si, spec, kernel, fixed, base, by_vm)
-                    continue
-                except RowsLack:
-                    # The rows lack an operation the kernel needs: nothing it made is
-                    # kept, and the model steps this action from now on.
-                    del par[mark[0]:], order[mark[0]:], aids[mark[0]:]
-                    del out_rows[mark[0]:], out_keys[mark[0]:], flagged[mark[2]:]
-                    produced = mark[1]
-                    plan.kernels[si] = kernel = None
+                    ans = p.check_step(cfg, lpre, act, lpost)
+                except ReadElsewhere:
+                    ans = _REAL
+            props.append(ans)
+        scen: dict[str, Any] = {}
+        for sc in self.open:
+            try:
+                scen[sc.name] = sc.witness(cfg, lpre, act, lpost)
+            except ReadElsewhere:
+                scen[sc.name] = _REAL
+        return props, scen
 
-            # No kernel: the model's step, computed once per part where it reads one part.
-            ps: list[int] = []
-            os_: list[int] = []
-            as_: list[int] = []
-            ss: list[State] = []
-            part_of: list[int | None] | None = (
-                list(range(n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
-                else None)
-            real: list[tuple[int, int, dict[str, Any], int | None]] = []
-            if part_of is None:
-                for i in range(m):
-                    real += [(i, j, a, None)
-                             for j, a in enumerate(spec.candidates(cfg, states[i]))]
-            for pv in part_of or ():
-                # One table of steps per distinct (host part, VM part), spread over the
-                # states that hold that pair by sorting, never state by state.
-                vcol = pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
-                uniq, first_i, inv = unique_rows(np.stack([pre_h, vcol], axis=1))
-                tables: list[Any] = []
-                for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
-                    # Steps that leave the host unread are kept by the VM part alone.
-                    got = _READS_HOST
-                    if pv is not None:
-                        akey = (si, pv, -1, vid)
-                        got = memo.tables.get(akey, _MISSING)
-                        if got is _MISSING:
-                            got = memo.tables[akey] = step_table(si, spec, states[i0], pv,
-                                                                 watch=True)
-                    if got is _READS_HOST:
-                        tkey = (si, pv, hid, vid)
-                        got = memo.tables.get(tkey, _MISSING)
-                        if got is _MISSING:
-                            got = memo.tables[tkey] = step_table(si, spec, states[i0], pv)
-                    tables.append(got)
-                counts = np.array([0 if tb is None else len(tb[0]) for tb in tables],
-                                  dtype=np.int64)
-                nonlocal_groups = [g for g, tb in enumerate(tables) if tb is None]
-                if nonlocal_groups:
-                    for i in np.nonzero(np.isin(inv, nonlocal_groups))[0].tolist():
-                        s_ = states[i]
-                        whole = (spec.vm_candidates(cfg, s_, pv) if pv is not None and
-                                 spec.vm_candidates is not None else spec.candidates(cfg, s_))
-                        real += [(i, j, a, pv) for j, a in enumerate(whole)]
-                cnt = counts[inv]
-                total = int(cnt.sum())
-                if not total:
-                    continue
-                live = [tb for tb in tables if tb is not None]
-                t_ord = np.concatenate([tb[0] for tb in live])
-                t_aid = np.concatenate([tb[1] for tb in live])
-                t_host = np.concatenate([tb[2] for tb in live])
-                t_vm = np.concatenate([tb[3] for tb in live])
-                t_keep = np.concatenate([tb[4] for tb in live])
-                starts = np.cumsum(counts) - counts
-                par_t = np.repeat(np.arange(m), cnt)
-                off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-                out = np.take(rows, par_t, axis=0)
-                out[:, :host_end] = np.where(t_keep[off][:, None], out[:, :host_end],
-                                             t_host[off])
-                if pv is not None:
-                    a_, b_ = vm_span[pv]
-                    out[:, a_:b_] = t_vm[off]
-                emit(par_t, base + ((pv or 0) << _VM_BITS) + t_ord[off], t_aid[off], out)
-            for i, j, a, rv in real:
-                act = Action.of(spec.name, **a)
-                try:
-                    post = apply(cfg, states[i], act, model.table)
-                except GuardError:
-                    continue
-                ps.append(i)
-                os_.append(base + ((rv or 0) << _VM_BITS) + j)
-                as_.append(intern(act))
-                ss.append(post)
-            if ps:
-                rs = [lay.encode_list(x) for x in ss]
-                emit(np.array(ps), np.array(os_), np.array(as_),
-                     np.array(rs, dtype=np.int16).reshape(len(rs), lay.width), ss)
+    def check(self, batch: _Batch, steps: _Ordered) -> dict[int, _Broken]:
+        """The step properties broken by the steps of a batch, by their positions in
+        ``steps``; the scenarios they witness are noted in the result."""
+        broken: dict[int, _Broken] = {}
+        self.check_flagged(batch, steps, broken)
+        self.check_planned(batch, steps, broken)
+        return broken
 
-        if produced:
-            par_a = np.concatenate(par).astype(np.int64)
-            ord_a = np.concatenate(order).astype(np.int64)
-            aid_a = np.concatenate(aids).astype(np.int64)
-            keys_a = np.concatenate(out_keys)
-        else:
-            par_a = ord_a = aid_a = np.zeros(0, dtype=np.int64)
-            keys_a = np.zeros((0, lay.words), dtype=np.uint64)
-        perm = np.lexsort((ord_a, par_a))
-        par_a, aid_a, keys_a = par_a[perm], aid_a[perm], keys_a[perm]
-        made = _Blocks(out_rows, lay.width)
-
-        def rows_at(ks: Any) -> npt.NDArray[np.int16]:
-            """Successor rows in the reference's order (``ks``: positions in that order).
-            The rows stay where they were made, block by block: most are read only through
-            their keys, so they are gathered where read rather than all put together."""
-            return made.take(perm[ks])
-        post_of: list[State | None] = [None] * produced
-        if posts or flagged:
-            where = np.empty(produced, dtype=np.int64)
-            where[perm] = np.arange(produced)
-            for k, s in posts.items():
-                post_of[int(where[k])] = s
-        t = produced
-        ex.transitions += t
-        ex.expanded += m
-        if len(actions) > len(fired):
-            fired = np.concatenate([fired, np.zeros(len(actions) - len(fired), dtype=np.int64)])
-        fired += np.bincount(aid_a, minlength=len(actions))[:len(fired)]
-
-        keys, real_keys = key_of(rows_at(slice(None)) if symmetry else made.take([]),
-                                 post_of, keys_a)
-        hashes = key_hash(keys)  # once, for the sort, the lookups and the set
-        first, inverse = distinct(keys, hashes)
-        found = visited.lookup(keys[first], hashes[first])
-        fresh = np.nonzero(found < 0)[0]
-        depth = ex.depth[sids[0]] + 1 if m else 0
-        new_sids = add_states(keys[first[fresh]], real_keys[first[fresh]],
-                              src[par_a[first[fresh]]], aid_a[first[fresh]], depth,
-                              hashes[first[fresh]])
-        found[fresh] = new_sids
-        tids = found[inverse]
-        discovered = np.full(t, -1, dtype=np.int64)
-        discovered[first[fresh]] = new_sids
-
-        def post_state(k: int) -> State:
-            got = post_of[k]
-            if got is None:
-                got = post_of[k] = lay.decode(rows_at(k))
-            return got
-
-        # Steps a step property's kernel flagged: the model's check words each finding.
-        step_broken: dict[int, list[tuple[str, str]]] = {}
-        for at_made, prop in flagged:
-            for k in where[at_made].tolist():
-                msg = prop.check_step(cfg, states[int(par_a[k])], actions[int(aid_a[k])],
-                                      post_state(k))
+    def check_flagged(self, batch: _Batch, steps: _Ordered, broken: dict[int, _Broken]) -> None:
+        """Into ``broken``: the model's check's words on each step a property's kernel
+        flagged."""
+        cfg, actions, states = self.cfg, self.actions, batch.states
+        par, aid = steps.par, steps.aid
+        for at_made, prop in batch.flagged:
+            assert steps.where is not None
+            for k in steps.where[at_made].tolist():
+                msg = prop.check_step(cfg, states[int(par[k])], actions[int(aid[k])],
+                                      steps.post_state(k))
                 if msg is not None:
-                    step_broken.setdefault(k, []).append((prop.name, msg))
-        # The others and the scenarios: answered once per (action, parts before, parts
-        # after) where the step changed the host and at most its own VM, else per step.
+                    broken.setdefault(k, []).append((prop.name, msg))
+
+    def check_planned(self, batch: _Batch, steps: _Ordered, broken: dict[int, _Broken]) -> None:
+        """Into ``broken``: the step properties the kernels leave to the model, and the
+        scenarios still open, on the steps of actions that have some."""
         # Only the steps of actions with a step property the kernels leave to the model, or
         # with an open scenario that the action's name alone does not rule out.
-        open_names = {sc.name for sc in open_scenarios}
-        need = np.array([bool(step_plan[a]) or bool(may_witness[a] & open_names)
-                         for a in range(len(actions))], dtype=bool)
-        ksel = np.nonzero(need[aid_a])[0] if t else np.zeros(0, dtype=np.int64)
-        ts = len(ksel)
-        if ts:
-            s_aid, s_par = aid_a[ksel], par_a[ksel]
-            aid_list = s_aid.tolist()
-            par_list = s_par.tolist()
-            s_post_h, s_post_v = part_ids.of_keys(keys_a[ksel], lambda: rows_at(ksel))
+        open_names = {sc.name for sc in self.open}
+        plans, may_witness = self.plans, self.may_witness
+        need = np.array([bool(plans[a]) or bool(may_witness[a] & open_names)
+                         for a in range(len(self.actions))], dtype=bool)
+        ksel = np.nonzero(need[steps.aid])[0] if steps.count else np.zeros(0, dtype=np.int64)
+        if not len(ksel):
+            return
+        ch = _Chosen(batch, steps, ksel)
+        # Answered once per (action, parts before, parts after) where the step changed the
+        # host and at most its own VM, else per step.
+        others_kept, combo = self.combos(ch)
+        local_k = np.nonzero(others_kept)[0]
+        real_k = np.nonzero(~others_kept)[0].tolist()
+        answers, inv = self.combo_answers(ch, combo, local_k)
+        # Combos with a finding, or a property that read another VM: their steps one by
+        # one; combos where only a scenario read another VM: that scenario, step by step.
+        busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
+        if busy:
+            real_k += local_k[np.isin(inv, busy)].tolist()
+        self.witness_by_combos(ch, answers, inv, local_k, set(busy))
+        witnessed = self.ex.witnessed
+        self.open = [sc for sc in self.open if sc.name not in witnessed]
+        self.check_each(ch, sorted(real_k), others_kept, broken)
 
-            def sub_post(k: int) -> State:
-                return post_state(int(ksel[k]))
+    def combos(self, ch: _Chosen) -> tuple[npt.NDArray[np.bool_], Ints]:
+        """Per chosen step: whether it kept every VM but its own, and its combo (action, host
+        part before and after, the acting VM's part before and after, -1 for none)."""
+        batch, steps = ch.batch, ch.steps
+        pre_h, pre_v = batch.pre_h, batch.pre_v
+        ts = len(ch)
+        s_aid, s_par = ch.aid, ch.par
+        s_post_h, s_post_v = self.part_ids.of_keys(steps.keys[ch.at],
+                                                   lambda: steps.rows_at(ch.at))
+        vm_of = np.array(self.act_vm, dtype=np.int64)[s_aid]
+        same = pre_v[s_par] == s_post_v
+        others_kept = np.ones(ts, dtype=bool)
+        for w in range(self.cfg.vms):
+            others_kept &= same[:, w] | (vm_of == w)
+        rng = np.arange(ts)
+        vcol = np.maximum(vm_of, 0)
+        combo = np.stack([s_aid, pre_h[s_par], s_post_h,
+                          np.where(vm_of >= 0, pre_v[s_par, vcol], -1),
+                          np.where(vm_of >= 0, s_post_v[rng, vcol], -1)], axis=1)
+        return others_kept, combo
 
-            vm_of = np.array(act_vm, dtype=np.int64)[s_aid]
-            same = pre_v[s_par] == s_post_v
-            others_kept = np.ones(ts, dtype=bool)
-            for w in range(n_vms):
-                others_kept &= same[:, w] | (vm_of == w)
-            rng = np.arange(ts)
-            vcol = np.maximum(vm_of, 0)
-            combo = np.stack([s_aid, pre_h[s_par], s_post_h,
-                              np.where(vm_of >= 0, pre_v[s_par, vcol], -1),
-                              np.where(vm_of >= 0, s_post_v[rng, vcol], -1)], axis=1)
-            local_k = np.nonzero(others_kept)[0]
-            real_k = np.nonzero(~others_kept)[0].tolist()
-            # First by (action, whether the host changed, the acting VM's parts): answers
-            # that read neither host hold for every host. (The open scenarios only shrink,
-            # so a remembered answer covers every scenario still open.)
-            answers: list[tuple[list[Any], dict[str, Any]]] = []
-            inv = np.empty(len(local_k), dtype=np.int64)
-            vm_combo = combo[local_k][:, [0, 3, 4]]
-            vm_combo[:, 0] = vm_combo[:, 0] * 2 + (combo[local_k, 1] == combo[local_k, 2])
-            uniq, first_k, inv_v = unique_rows(vm_combo)
-            host_read: list[int] = []
-            for g, (c, k0) in enumerate(zip(uniq.tolist(), local_k[first_k].tolist())):
-                ckey = (-1, *c)
-                got = memo.by_ids.get(ckey)
+    def combo_answers(self, ch: _Chosen, combo: Ints,
+                      local_k: Ints) -> tuple[list[_Answers], Ints]:
+        """The answers of the chosen steps ``local_k`` (those that kept the other VMs), once
+        per combo: (the answers, each step's answer)."""
+        by_ids = self.memo.by_ids
+        states, pars, post = ch.batch.states, ch.pars, ch.post
+        # First by (action, whether the host changed, the acting VM's parts): answers
+        # that read neither host hold for every host. (The open scenarios only shrink,
+        # so a remembered answer covers every scenario still open.)
+        answers: list[_Answers] = []
+        inv = np.empty(len(local_k), dtype=np.int64)
+        vm_combo = combo[local_k][:, [0, 3, 4]]
+        vm_combo[:, 0] = vm_combo[:, 0] * 2 + (combo[local_k, 1] == combo[local_k, 2])
+        uniq, first_k, inv_v = unique_rows(vm_combo)
+        host_read: list[int] = []
+        for g, (c, k0) in enumerate(zip(uniq.tolist(), local_k[first_k].tolist())):
+            ckey = (-1, *c)
+            got = by_ids.get(ckey)
+            if got is None:
+                got = by_ids[ckey] = self.step_answers_watched(c[0] >> 1, states[pars[k0]],
+                                                               post(k0))
+            if got[1]:
+                host_read.append(g)
+            answers.append(got[0])
+        inv[:] = inv_v
+        fallback = np.isin(inv_v, host_read)
+        if fallback.any():
+            # Else by (action, host parts before and after, the acting VM's parts).
+            rest = np.nonzero(fallback)[0]
+            uniq, first_k, inv_r = unique_rows(combo[local_k[rest]])
+            inv[rest] = inv_r + len(answers)
+            for c, k0 in zip(uniq.tolist(), local_k[rest[first_k]].tolist()):
+                ckey = tuple(c)
+                got = by_ids.get(ckey)
                 if got is None:
-                    got = memo.by_ids[ckey] = step_answers_watched(
-                        c[0] >> 1, states[par_list[k0]], sub_post(k0))
-                if got[1]:
-                    host_read.append(g)
-                answers.append(got[0])
-            inv[:] = inv_v
-            fallback = np.isin(inv_v, host_read)
-            if fallback.any():
-                # Else by (action, host parts before and after, the acting VM's parts).
-                rest = np.nonzero(fallback)[0]
-                uniq, first_k, inv_r = unique_rows(combo[local_k[rest]])
-                inv[rest] = inv_r + len(answers)
-                for c, k0 in zip(uniq.tolist(), local_k[rest[first_k]].tolist()):
-                    ckey = tuple(c)
-                    got = memo.by_ids.get(ckey)
-                    if got is None:
-                        got = memo.by_ids[ckey] = step_answers(
-                            c[0], states[par_list[k0]], sub_post(k0), local=True)
-                    answers.append(got)
-            # Combos with a finding, or a property that read another VM: their steps one by
-            # one; combos where only a scenario read another VM: that scenario, step by step.
-            busy = [ci for ci, (pa, _) in enumerate(answers) if any(x is not None for x in pa)]
-            if busy:
-                real_k += local_k[np.isin(inv, busy)].tolist()
-            busy_set = set(busy)
-            for ci, (pa, sa) in enumerate(answers):
-                for name, seen in sa.items():
-                    if seen is True:
-                        ex.witnessed.add(name)
-            scen_real: dict[str, list[int]] = {}
-            for ci, (pa, sa) in enumerate(answers):
-                if ci in busy_set:
-                    continue
-                for name, seen in sa.items():
-                    if seen is _REAL and name not in ex.witnessed:
-                        scen_real.setdefault(name, []).append(ci)
-            for sc in open_scenarios:
-                cis = scen_real.get(sc.name)
-                if not cis or sc.name in ex.witnessed:
-                    continue
-                for k in local_k[np.isin(inv, cis)].tolist():
-                    if sc.witness(cfg, states[par_list[k]], actions[aid_list[k]], sub_post(k)):
-                        ex.witnessed.add(sc.name)
-                        break
-            open_scenarios = [sc for sc in open_scenarios if sc.name not in ex.witnessed]
-            for k in sorted(real_k):
-                aid = aid_list[k]
-                if not step_plan[aid] and not open_scenarios:
-                    continue
-                pre, act = states[par_list[k]], actions[aid]
-                post = sub_post(k)
-                props_ans, scen_ans = step_answers(aid, pre, post, local=bool(others_kept[k]))
-                broken = []
-                for (p, _, _), msg in zip(step_plan[aid], props_ans):
-                    if msg is _REAL:
-                        msg = p.check_step(cfg, pre, act, post)
-                    if msg is not None:
-                        broken.append((p.name, msg))
-                if broken:
-                    step_broken.setdefault(int(ksel[k]), []).extend(broken)
-                if open_scenarios:
-                    still = []
-                    for sc in open_scenarios:
-                        seen = scen_ans.get(sc.name, _REAL)
-                        if seen is _REAL:
-                            seen = sc.witness(cfg, pre, act, post)
-                        if seen:
-                            ex.witnessed.add(sc.name)
-                        else:
-                            still.append(sc)
-                    open_scenarios = still
+                    got = by_ids[ckey] = self.step_answers(c[0], states[pars[k0]], post(k0),
+                                                           local=True)
+                answers.append(got)
+        return answers, inv
+
+    def witness_by_combos(self, ch: _Chosen, answers: list[_Answers], inv: Ints, local_k: Ints,
+                          busy: set[int]) -> None:
+        """Note the scenarios the combos' answers witness; a scenario that read another VM
+        (in a combo not ``busy``: those go step by step anyway) is asked step by step."""
+        witnessed = self.ex.witnessed
+        for _, sa in answers:
+            for name, seen in sa.items():
+                if seen is True:
+                    witnessed.add(name)
+        scen_real: dict[str, list[int]] = {}
+        for ci, (_, sa) in enumerate(answers):
+            if ci in busy:
+                continue
+            for name, seen in sa.items():
+                if seen is _REAL and name not in witnessed:
+                    scen_real.setdefault(name, []).append(ci)
+        cfg, actions, states = self.cfg, self.actions, ch.batch.states
+        for sc in self.open:
+            cis = scen_real.get(sc.name)
+            if not cis or sc.name in witnessed:
+                continue
+            for k in local_k[np.isin(inv, cis)].tolist():
+                if sc.witness(cfg, states[ch.pars[k]], actions[ch.aids[k]], ch.post(k)):
+                    witnessed.add(sc.name)
+                    break
+
+    def check_each(self, ch: _Chosen, real_k: list[int], others_kept: npt.NDArray[np.bool_],
+                   broken: dict[int, _Broken]) -> None:
+        """Into ``broken``: the chosen steps ``real_k`` checked one by one (and the open
+        scenarios they witness noted)."""
+        cfg, actions, plans, states = self.cfg, self.actions, self.plans, ch.batch.states
+        for k in real_k:
+            aid = ch.aids[k]
+            if not plans[aid] and not self.open:
+                continue
+            pre, act = states[ch.pars[k]], actions[aid]
+            post = ch.post(k)
+            props_ans, scen_ans = self.step_answers(aid, pre, post, local=bool(others_kept[k]))
+            found = []
+            for (p, _, _), msg in zip(plans[aid], props_ans):
+                if msg is _REAL:
+                    msg = p.check_step(cfg, pre, act, post)
+                if msg is not None:
+                    found.append((p.name, msg))
+            if found:
+                broken.setdefault(int(ch.at[k]), []).extend(found)
+            if self.open:
+                self.witness_step(scen_ans, pre, act, post)
+
+    def witness_step(self, scen_ans: dict[str, Any], pre: State, act: Action,
+                     post: State) -> None:
+        """Note the open scenarios one step witnesses (``scen_ans``: its answers so far)."""
+        witnessed = self.ex.witnessed
+        still = []
+        for sc in self.open:
+            seen = scen_ans.get(sc.name, _REAL)
+            if seen is _REAL:
+                seen = sc.witness(self.cfg, pre, act, post)
+            if seen:
+                witnessed.add(sc.name)
+            else:
+                still.append(sc)
+        self.open = still
+
+
+class _FrontierSearch:
+    """One frontier search of a model: its rows and visited set, how each action is stepped,
+    the checks, and the result they fill in."""
+
+    def __init__(self, model: BalloonModel, *, symmetry: bool, budget: Budget, keep_edges: bool,
+                 stop_on: bool | Collection[str], memory_budget: int | None,
+                 spill_dir: str | None) -> None:
+        cfg = self.cfg = model.cfg
+        self.model = model
+        self.symmetry = symmetry
+        self.keep_edges = keep_edges
+        lay = self.lay = RowLayout(cfg)
+        self.row_symmetry = RowSymmetry(lay)
+        self.plan = _Plan(model)
+        ex = self.ex = FrontierExploration(model, PartStore(cfg.vms), symmetry,
+                                           keep_edges=keep_edges, layout=lay,
+                                           rep_keys=np.zeros((0, lay.words), dtype=np.uint64))
+        if memory_budget is not None:
+            ex.spill = Spill(max(1, memory_budget // 2), spill_dir)
+        self.visited = ex.visited = KeySet(lay.words, ex.spill)
+        self.note_engines()
+        work_done.note("explore", lambda: f"{ex.count:,} states explored")
+        n_vms = self.n_vms = cfg.vms
+        self.actions = ex.actions
+        self.action_ids: dict[Action, int] = {}
+        self.moves_for: list[int | None] = []
+        """Per action id: the VM whose protocol its steps move (None: none)."""
+        self.act_vm: list[int] = []
+        """Per action id: the VM its ``vm`` argument names (-1: none)."""
+        self.stand = tuple(object.__new__(OtherVm) for _ in range(n_vms))
+        memo = self.memo = _Memos()
+        self.part_ids = _PartIds(lay)
+        props = model.properties()
+        self.steps = _StepChecks(model, lay, props, ex, self.act_vm, self.local, memo,
+                                 self.part_ids)
+        self.checks = _StateChecks(model, lay, props, memo, self.local)
+        self.vm_candidates = _VmCandidates(lay, memo.part_candidates, self.local)
+        self.honest = list(honest_vms(cfg))
+        host_end, vm_width = lay.host_end, lay.vm_width
+        self.vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width)
+                        for v in range(n_vms)]
+        self.fired = np.zeros(0, dtype=np.int64)
+        """Per action id: the steps it made."""
+        self.start = time.perf_counter()
+        self.stopping = _Stopping(ex, stop_on, budget, self.start)
+
+    # -- the search ---------------------------------------------------------------
+
+    def run(self, progress: Callable[[Exploration], None] | None,
+            batch: int) -> FrontierExploration:
+        """Search from the initial states until done or stopped; the result."""
+        level = self.seed()
+        stop: str | None = "violation" if self.stopping.on_violation() else None
+        pending: list[int] = []
+        # The row products are narrow: more BLAS threads cost CPU time and add no speed.
+        with one_blas_thread():
+            if stop is None:
+                stop, pending = self.levels(level, progress, batch)
+        self.finish(stop, pending)
+        return self.ex
+
+    def seed(self) -> list[int]:
+        """Add the initial states; those to expand (the ones that break no property)."""
+        ex, lay = self.ex, self.lay
+        inits = self.model.init_states()
+        rows0 = np.array([lay.encode_list(s) for s in inits], dtype=np.int16)
+        keys0, real0 = self.key_of(rows0, list(inits))
+        first0, _ = distinct(keys0)
+        sids0 = self.add_states(keys0[first0], real0[first0], np.full(len(first0), -1),
+                                np.full(len(first0), -1), 0)
+        level: list[int] = []
+        for sid, i in zip(sids0.tolist(), first0.tolist()):
+            broken = self.checks.of_initial(inits[i])
+            for name, msg in broken:
+                ex.violations.setdefault(name, Finding(name, msg, "state", sid, None))
+            if broken:
+                ex.violating.add(sid)
+            else:
+                level.append(sid)
+        return level
+
+    def levels(self, level: list[int], progress: Callable[[Exploration], None] | None,
+               batch: int) -> tuple[str | None, list[int]]:
+        """Expand level after level, ``batch`` states at a time, until none is left or the
+        search stops: (why it stopped, or None; the states it left unexpanded)."""
+        ex, stopping = self.ex, self.stopping
+        while level:
+            nxt: list[int] = []
+            for at in range(0, len(level), batch):
+                stop = stopping.out_of_budget()
+                if stop is not None:
+                    return stop, level[at:] + nxt
+                nxt += self.expand(level[at:at + batch])
+                if progress is not None:
+                    self.tally()
+                    progress(ex)
+                if stopping.stop_on is not False and stopping.on_violation():
+                    return "violation", level[at + batch:] + nxt
+            level = nxt
+        return None, []
+
+    def finish(self, stop: str | None, pending: list[int]) -> None:
+        """Note in the result how the search ended (``pending``: the states left)."""
+        ex = self.ex
+        self.tally()
+        ex.complete = stop is None
+        ex.stop_reason = stop or "complete"
+        ex.complete_depth = ex.max_depth if ex.complete else (
+            ex.depth[pending[0]] if pending else ex.max_depth)
+        ex.seconds = time.perf_counter() - self.start
+        self.lay.forget()  # the interned parts were working memory of the search
+
+    def note_engines(self) -> None:
+        """Note in the result which actions are stepped by kernels and which by the model."""
+        plan = self.plan
+        self.ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels)
+                                       if k is not None)
+        self.ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels)
+                                      if k is None)
+
+    def tally(self) -> None:
+        """Note in the result what the search has done so far."""
+        ex = self.ex
+        self.note_engines()
+        ex.fired = {}
+        actions = self.actions
+        for aid, n in enumerate(self.fired.tolist()):
+            if n:
+                name = actions[aid].name
+                ex.fired[name] = ex.fired.get(name, 0) + n
+        ex.seconds = time.perf_counter() - self.start
+
+    # -- states and actions -------------------------------------------------------
+
+    def local(self, s: State, v: int | None) -> State:
+        """``s`` with every VM but ``v`` stood in for (reading one raises)."""
+        stand = self.stand
+        return State(s.host, tuple(vm if w == v else stand[w] for w, vm in enumerate(s.vms)))
+
+    def intern(self, act: Action) -> int:
+        """The id of action ``act``, given (and its checks planned) when first met."""
+        aid = self.action_ids.get(act)
+        if aid is None:
+            aid = self.action_ids[act] = len(self.actions)
+            self.actions.append(act)
+            self.steps.plan(act)
+            self.moves_for.append(protocol_vm(act))
+            v = act.kwargs.get("vm")
+            self.act_vm.append(v if isinstance(v, int) and not isinstance(v, bool)
+                               and 0 <= v < self.n_vms else -1)
+        return aid
+
+    def add_states(self, keys: Keys, reps: Keys, parents: Ints, via: Ints, depth: int,
+                   hashes: Keys | None = None) -> Ints:
+        """Add new states (visited-set keys, real keys, parents, actions): their ids."""
+        ex = self.ex
+        n = len(keys)
+        sids = np.arange(ex.count, ex.count + n, dtype=np.int64)
+        ex._grow(n)
+        ex.rep_keys[ex.count:ex.count + n] = reps
+        ex.count += n
+        self.visited.add(keys, sids, hashes)
+        ex.parent.frombytes(parents.astype(np.int32).tobytes())
+        ex.via.frombytes(via.astype(np.int32).tobytes())
+        ex.depth.frombytes(np.full(n, depth, dtype=np.int32).tobytes())
+        if n:
+            ex.deepest = max(ex.deepest, depth)
+        return sids
+
+    def key_of(self, rows: npt.NDArray[np.int16], states: list[State | None],
+               real: Keys | None = None) -> tuple[Keys, Keys]:
+        """(visited-set keys, real keys) of successor rows (``real``: already packed)."""
+        if real is None:
+            real = self.lay.pack(rows)
+        if not self.symmetry:
+            return real, real
+        return self.lay.pack(self.row_symmetry.canonical(rows)), real
+
+    # -- expanding a batch --------------------------------------------------------
+
+    def expand(self, sids: list[int]) -> list[int]:
+        """Expand the states ``sids`` (one batch of a level); the new states to expand."""
+        lay = self.lay
+        if lay.interned() > _INTERNED_LIMIT:
+            lay.forget()
+            self.memo.clear()
+        batch = _Batch(lay, sids, self.ex.rep_keys, self.part_ids, self.steps.flagged)
+        for si, spec in enumerate(self.plan.specs):
+            self.step_action(batch, si, spec)
+        steps = _Ordered(batch)
+        self.count_steps(batch, steps)
+        fk, tids, discovered = self.discover(batch, steps)
+        step_broken = self.steps.check(batch, steps)
         # State invariants of the new states, then the findings in the reference's order.
-        new_broken: dict[int, list[tuple[str, str]]] = {}
+        new_broken, keep = self.check_new_states(steps, fk, discovered)
+        if step_broken:
+            keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
+        expand_next: list[int] = discovered[fk[keep]].tolist()
+        self.record_findings(batch, steps, step_broken, new_broken, tids, discovered)
+        if self.keep_edges:
+            self.record_edges(batch, steps, tids)
+        self.count_deadlocks(batch, steps)
+        return expand_next
+
+    def step_action(self, batch: _Batch, si: int, spec: ActionSpec) -> None:
+        """Make the steps of action ``si`` (``spec``) from the batch: by its kernel where it
+        has one the rows serve, else by the model."""
+        plan = self.plan
+        kernel, fixed = plan.kernels[si], plan.fixed[si]
+        base = si << _ORDER_BITS
+        by_vm = spec.partition is Partition.VM and spec.vm_candidates is not None
+        if kernel is not None:
+            mark = batch.mark()
+            try:
+                self.by_kernel(batch, si, spec, kernel, fixed, base, by_vm)
+                return
+            except RowsLack:
+                # The rows lack an operation the kernel needs: nothing it made is
+                # kept, and the model steps this action from now on.
+                batch.drop_since(mark)
+                plan.kernels[si] = None
+        self.by_model(batch, si, spec, base, by_vm)
+
+    def by_kernel(self, batch: _Batch, si: int, spec: ActionSpec, kernel: Kernel,
+                  fixed: list[dict[str, Any]] | None, base: int, by_vm: bool) -> None:
+        """Emit the steps of action ``spec`` by its kernel over the whole batch (raises
+        :class:`RowsLack` where the rows lack an operation the kernel needs)."""
+        if fixed is not None:
+            self.by_kernel_fixed(batch, spec, kernel, fixed, base)
+            return
+        blocks = self.kernel_blocks(batch, si, spec, by_vm)
+        if not blocks:
+            return
+        # A run of blocks whose steps act on one VM reads that VM's columns as one
+        # slice of every row (FrontierRows), rather than gathered row by row.
+        acting = [_row_of(b[2]) for b in blocks]
+        cuts = [0] + [k for k in range(1, len(blocks)) if acting[k] != acting[k - 1]]
+        if len(cuts) > self.n_vms:
+            cuts = [0]
+        for lo, hi in zip(cuts, cuts[1:] + [len(blocks)]):
+            self.fire(batch, spec, kernel, base, blocks[lo:hi], acting[lo:hi])
+
+    def by_kernel_fixed(self, batch: _Batch, spec: ActionSpec, kernel: Kernel,
+                        fixed: list[dict[str, Any]], base: int) -> None:
+        """Emit the steps of action ``spec`` whose candidates ``fixed`` do not depend on the
+        state: each candidate one masked update of the whole batch."""
+        lay, rows, m, pages = self.lay, batch.rows, batch.m, self.cfg.guest_pages
+        # One scratch copy of the rows for every instance in turn: the steps are
+        # taken out of it (emit gathers them) before the next instance writes it.
+        copy = np.empty_like(rows)
+        for j, args in enumerate(fixed):
+            np.copyto(copy, rows)
+            store = FrontierRows(lay, copy, np.full(m, _row_of(args)))
+            ok = run_kernel(kernel, store, _args(args, m, pages))
+            idx = np.nonzero(ok)[0]
+            if len(idx):
+                aid = self.intern(Action.of(spec.name, **args))
+                batch.emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid),
+                           np.take(copy, idx, axis=0))
+
+    def kernel_blocks(self, batch: _Batch, si: int, spec: ActionSpec,
+                      by_vm: bool) -> list[tuple[Ints, int, dict[str, Any]]]:
+        """The instances of action ``si`` whose candidates read the state: (the states, the
+        instance's order, its arguments) per candidate of a state or group of states."""
+        # For a VM-partitioned action, ask the model once per group of states that agree
+        # on what they read (_VmCandidates), then spread them over the group (the order
+        # of the instances is given by ``ords``).
+        blocks: list[tuple[Ints, int, dict[str, Any]]] = []
+        cfg, states = self.cfg, batch.states
+        if not by_vm:
+            for i, s in enumerate(states):
+                blocks += [(np.array([i]), j, a) for j, a in enumerate(spec.candidates(cfg, s))]
+        for v in range(self.n_vms if by_vm else 0):
+            blocks += self.vm_candidates.blocks(si, spec, v, batch.rows, states, batch.pre_h,
+                                                batch.pre_v)
+        return blocks
+
+    def fire(self, batch: _Batch, spec: ActionSpec, kernel: Kernel, base: int,
+             blocks: list[tuple[Ints, int, dict[str, Any]]], acting: list[int]) -> None:
+        """Run ``kernel`` on the states of ``blocks`` (state indices, order, arguments;
+        ``acting``: each block's acting VM) and emit the steps whose guard held."""
+        sizes = np.array([len(b[0]) for b in blocks], dtype=np.int64)
+        who = np.concatenate([b[0] for b in blocks]).astype(np.int64)
+        block_of = np.repeat(np.arange(len(blocks)), sizes)
+        ords = np.repeat(np.array([b[1] for b in blocks], dtype=np.int64), sizes)
+        copy = np.take(batch.rows, who, axis=0)
+        kargs: dict[str, Any] = {}
+        for name in blocks[0][2]:
+            if name != "vm":
+                vals = [b[2][name] for b in blocks]
+                if isinstance(vals[0], int):
+                    kargs[name] = np.repeat(np.array(vals, dtype=np.int64), sizes)
+                elif isinstance(vals[0], tuple):  # sets of PPNs: masks made once a block
+                    kargs[name] = page_sets(vals, sizes, self.cfg.guest_pages)
+                else:
+                    kargs[name] = [x for x, k in zip(vals, sizes.tolist()) for _ in range(k)]
+        vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
+        ok = run_kernel(kernel, FrontierRows(self.lay, copy, vms), kargs)
+        idx = np.nonzero(ok)[0]
+        if len(idx):
+            fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
+            intern = self.intern
+            aid_of = np.array([intern(Action.of(spec.name, **blocks[b][2]))
+                               for b in fired_blocks.tolist()], dtype=np.int64)
+            batch.emit(who[idx], base + ords[idx], aid_of[back.reshape(-1)],
+                       np.take(copy, idx, axis=0))
+
+    def by_model(self, batch: _Batch, si: int, spec: ActionSpec, base: int,
+                 by_vm: bool) -> None:
+        """Emit the steps of action ``si`` (``spec``) by the model's step, computed once per
+        part where it reads one part."""
+        part_of: list[int | None] | None = (
+            list(range(self.n_vms)) if by_vm else [None] if spec.partition is Partition.HOST
+            else None)
+        real: list[tuple[int, int, dict[str, Any], int | None]] = []
+        if part_of is None:
+            cfg, states = self.cfg, batch.states
+            for i in range(batch.m):
+                real += [(i, j, a, None) for j, a in enumerate(spec.candidates(cfg, states[i]))]
+        for pv in part_of or ():
+            self.by_part(batch, si, spec, base, pv, real)
+        self.by_state(batch, spec, base, real)
+
+    def by_part(self, batch: _Batch, si: int, spec: ActionSpec, base: int, pv: int | None,
+                real: list[tuple[int, int, dict[str, Any], int | None]]) -> None:
+        """Emit the steps of action ``si`` on part ``pv`` (a VM; None: the host) from one
+        table of steps per distinct (host part, VM part); into ``real``: the instances of
+        the states whose steps read another VM."""
+        tables, inv = self.part_tables(batch, si, spec, pv)
+        counts = np.array([0 if tb is None else len(tb[0]) for tb in tables], dtype=np.int64)
+        nonlocal_groups = [g for g, tb in enumerate(tables) if tb is None]
+        if nonlocal_groups:
+            cfg, states = self.cfg, batch.states
+            for i in np.nonzero(np.isin(inv, nonlocal_groups))[0].tolist():
+                s_ = states[i]
+                whole = (spec.vm_candidates(cfg, s_, pv) if pv is not None and
+                         spec.vm_candidates is not None else spec.candidates(cfg, s_))
+                real += [(i, j, a, pv) for j, a in enumerate(whole)]
+        self.spread(batch, base, pv, tables, counts, inv)
+
+    def part_tables(self, batch: _Batch, si: int, spec: ActionSpec,
+                    pv: int | None) -> tuple[list[Any], Ints]:
+        """The step table (:meth:`step_table`) of each distinct (host part, VM part ``pv``)
+        of the batch, and the group of every state."""
+        memo, states, m = self.memo.tables, batch.states, batch.m
+        step_table = self.step_table
+        vcol = batch.pre_v[:, pv] if pv is not None else np.zeros(m, dtype=np.int64)
+        uniq, first_i, inv = unique_rows(np.stack([batch.pre_h, vcol], axis=1))
+        tables: list[Any] = []
+        for (hid, vid), i0 in zip(uniq.tolist(), first_i.tolist()):
+            # Steps that leave the host unread are kept by the VM part alone.
+            got = _READS_HOST
+            if pv is not None:
+                akey = (si, pv, -1, vid)
+                got = memo.get(akey, _MISSING)
+                if got is _MISSING:
+                    got = memo[akey] = step_table(si, spec, states[i0], pv, watch=True)
+            if got is _READS_HOST:
+                tkey = (si, pv, hid, vid)
+                got = memo.get(tkey, _MISSING)
+                if got is _MISSING:
+                    got = memo[tkey] = step_table(si, spec, states[i0], pv)
+            tables.append(got)
+        return tables, inv
+
+    def spread(self, batch: _Batch, base: int, pv: int | None, tables: list[Any],
+               counts: Ints, inv: Ints) -> None:
+        """Emit the steps of the ``tables`` of groups over the states of each group (``inv``)
+        by sorting, never state by state."""
+        cnt = counts[inv]
+        total = int(cnt.sum())
+        if not total:
+            return
+        live = [tb for tb in tables if tb is not None]
+        t_ord = np.concatenate([tb[0] for tb in live])
+        t_aid = np.concatenate([tb[1] for tb in live])
+        t_host = np.concatenate([tb[2] for tb in live])
+        t_vm = np.concatenate([tb[3] for tb in live])
+        t_keep = np.concatenate([tb[4] for tb in live])
+        starts = np.cumsum(counts) - counts
+        par_t = np.repeat(np.arange(batch.m), cnt)
+        off = np.repeat(starts[inv] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+        out = np.take(batch.rows, par_t, axis=0)
+        host_end = self.lay.host_end
+        out[:, :host_end] = np.where(t_keep[off][:, None], out[:, :host_end], t_host[off])
+        if pv is not None:
+            a_, b_ = self.vm_span[pv]
+            out[:, a_:b_] = t_vm[off]
+        batch.emit(par_t, base + ((pv or 0) << _VM_BITS) + t_ord[off], t_aid[off], out)
+
+    def by_state(self, batch: _Batch, spec: ActionSpec, base: int,
+                 real: list[tuple[int, int, dict[str, Any], int | None]]) -> None:
+        """Emit the steps of the instances ``real`` (state, order, arguments, VM part) by the
+        model's step on each whole state."""
+        cfg, states, table, intern, lay = (self.cfg, batch.states, self.model.table,
+                                           self.intern, self.lay)
+        ps: list[int] = []
+        os_: list[int] = []
+        as_: list[int] = []
+        ss: list[State] = []
+        for i, j, a, rv in real:
+            act = Action.of(spec.name, **a)
+            try:
+                post = apply(cfg, states[i], act, table)
+            except GuardError:
+                continue
+            ps.append(i)
+            os_.append(base + ((rv or 0) << _VM_BITS) + j)
+            as_.append(intern(act))
+            ss.append(post)
+        if ps:
+            rs = [lay.encode_list(x) for x in ss]
+            batch.emit(np.array(ps), np.array(os_), np.array(as_),
+                       np.array(rs, dtype=np.int16).reshape(len(rs), lay.width), ss)
+
+    def part_steps(self, si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
+        """The steps of action ``si`` for VM ``v`` (None: for the host) computed on its part
+        alone, or None when they read another VM. ``watch``: with the host watched, and
+        _READS_HOST when a step reads it (else every step leaves the host as it is)."""
+        cfg, lay, table, intern = self.cfg, self.lay, self.model.table, self.intern
+        loc = self.local(s, v)
+        host = WatchedHost.of(s.host) if watch else s.host
+        if watch:
+            loc = State(host, loc.vms)
+        out = []
+        try:
+            cands = list(spec.vm_candidates(cfg, loc, v) if v is not None and
+                         spec.vm_candidates is not None else spec.candidates(cfg, loc))
+            for j, args in enumerate(cands):
+                act = Action.of(spec.name, **args)
+                try:
+                    post = apply(cfg, loc, act, table)
+                except GuardError:
+                    continue
+                if not _keeps_others(loc, post, v):
+                    return None
+                if watch and post.host is not host:
+                    return _READS_HOST
+                out.append((j, intern(act), None if watch else lay.intern_host(post.host),
+                            None if v is None else lay.intern_vm(post.vms[v])))
+        except ReadElsewhere:
+            return None
+        if watch and cast(WatchedHost, host).read:
+            return _READS_HOST
+        return out
+
+    def step_table(self, si: int, spec: ActionSpec, s: State, v: int | None,
+                   watch: bool = False) -> Any:
+        """:meth:`part_steps` as arrays: (orders, action ids, host cells, VM cells, whether
+        the host stays as it is)."""
+        got = self.part_steps(si, spec, s, v, watch)
+        if got is None or got is _READS_HOST:
+            return got
+        lay = self.lay
+        host_end = lay.host_end
+        e = len(got)
+        host = np.array([lay.cells(h) if h is not None else [0] * host_end
+                         for _, _, h, _ in got], dtype=np.int16).reshape(e, host_end)
+        keep = np.array([h is None for _, _, h, _ in got], dtype=bool)
+        if v is not None:
+            vm = np.array([lay.cells(x) for _, _, _, x in got], dtype=np.int16).reshape(
+                e, lay.vm_width)
+        else:
+            vm = np.zeros((e, 0), dtype=np.int16)
+        return (np.array([j for j, _, _, _ in got], dtype=np.int64),
+                np.array([aid for _, aid, _, _ in got], dtype=np.int64), host, vm, keep)
+
+    # -- after the steps of a batch are made ---------------------------------------
+
+    def count_steps(self, batch: _Batch, steps: _Ordered) -> None:
+        """Count the batch's expanded states, its steps and the steps of each action."""
+        ex = self.ex
+        ex.transitions += steps.count
+        ex.expanded += batch.m
+        n = len(self.actions)
+        fired = self.fired
+        if n > len(fired):
+            fired = np.concatenate([fired, np.zeros(n - len(fired), dtype=np.int64)])
+        fired += np.bincount(steps.aid, minlength=n)[:len(fired)]
+        self.fired = fired
+
+    def discover(self, batch: _Batch, steps: _Ordered) -> tuple[Ints, Ints, Ints]:
+        """Add the states the steps reach first: (the steps that reach each new state first,
+        every step's target id, per step the id of the state it discovered or -1)."""
+        keys, real_keys = self.key_of(
+            steps.rows_at(slice(None)) if self.symmetry else steps.made.take([]),
+            steps.post_of, steps.keys)
+        hashes = key_hash(keys)  # once, for the sort, the lookups and the set
+        first, inverse = distinct(keys, hashes)
+        found = self.visited.lookup(keys[first], hashes[first])
+        fresh = np.nonzero(found < 0)[0]
         fk = first[fresh]
+        depth = self.ex.depth[batch.sids[0]] + 1 if batch.m else 0
+        new_sids = self.add_states(keys[fk], real_keys[fk], batch.src[steps.par[fk]],
+                                   steps.aid[fk], depth, hashes[fk])
+        found[fresh] = new_sids
+        tids = found[inverse]
+        discovered = np.full(steps.count, -1, dtype=np.int64)
+        discovered[fk] = new_sids
+        return fk, tids, discovered
+
+    def check_new_states(self, steps: _Ordered, fk: Ints,
+                         discovered: Ints) -> tuple[dict[int, _Broken], npt.NDArray[np.bool_]]:
+        """The state properties the new states (reached first by the steps ``fk``) break:
+        (the findings by step, whether each new state is to be expanded)."""
+        new_broken: dict[int, _Broken] = {}
         if len(fk):
-            new_rows = rows_at(fk)
-            new_h, new_v = part_ids.of_keys(keys_a[fk], lambda: new_rows)
-            dirty = states_dirty(new_rows, new_h, new_v, fk, post_state)
+            new_rows = steps.rows_at(fk)
+            new_h, new_v = self.part_ids.of_keys(steps.keys[fk], lambda: new_rows)
+            dirty = self.checks.dirty(new_rows, new_h, new_v, fk, steps.post_state)
         else:
             dirty = np.zeros(0, dtype=bool)
         keep = np.ones(len(fk), dtype=bool)
         for at in np.nonzero(dirty)[0].tolist() if len(fk) else []:
             k = int(fk[at])
-            broken = state_violations_fast(post_state(k))
+            broken = self.checks.broken(steps.post_state(k))
             if broken:
                 new_broken[k] = broken
-                ex.violating.add(int(discovered[k]))
+                self.ex.violating.add(int(discovered[k]))
                 keep[at] = False
-        if step_broken:
-            keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
-        expand_next: list[int] = discovered[fk[keep]].tolist()
+        return new_broken, keep
+
+    def record_findings(self, batch: _Batch, steps: _Ordered, step_broken: dict[int, _Broken],
+                        new_broken: dict[int, _Broken], tids: Ints, discovered: Ints) -> None:
+        """Note the batch's findings in the reference's order: step by step, and at each
+        step the step properties in the model's order, then the state properties."""
+        ex, sids, actions, step_order = self.ex, batch.sids, self.actions, self.steps.order
         for k in sorted(set(step_broken) | set(new_broken)):
-            # In the model's order of properties, as the reference meets them.
             for name, msg in sorted(step_broken.get(k, ()), key=lambda x: step_order[x[0]]):
                 ex.violations.setdefault(name, Finding(
-                    name, msg, "step", sids[int(par_a[k])], actions[int(aid_a[k])]))
+                    name, msg, "step", sids[int(steps.par[k])], actions[int(steps.aid[k])]))
             if k in step_broken:
                 ex.violating.add(int(tids[k]))
             for name, msg in new_broken.get(k, ()):
                 ex.violations.setdefault(name, Finding(name, msg, "state", int(discovered[k]),
                                                        None))
-        if keep_edges:
-            ex.edge_src.frombytes(src[par_a].astype(np.int32).tobytes())
-            ex.edge_dst.frombytes(tids.astype(np.int32).tobytes())
-            ex.edge_act.frombytes(aid_a.astype(np.int32).tobytes())
-        # Deadlocks: per expanded state, whether an honest VM's protocol is stalled.
+
+    def record_edges(self, batch: _Batch, steps: _Ordered, tids: Ints) -> None:
+        """Keep every step of the batch as an edge (source, target, action)."""
+        ex = self.ex
+        ex.edge_src.frombytes(batch.src[steps.par].astype(np.int32).tobytes())
+        ex.edge_dst.frombytes(tids.astype(np.int32).tobytes())
+        ex.edge_act.frombytes(steps.aid.astype(np.int32).tobytes())
+
+    def count_deadlocks(self, batch: _Batch, steps: _Ordered) -> None:
+        """Count the expanded states where no step is enabled or an honest VM's protocol is
+        stalled, and note the first."""
+        ex, m, n_vms = self.ex, batch.m, self.n_vms
+        par_a, aid_a = steps.par, steps.aid
         n_steps = np.bincount(par_a, minlength=m)
-        pvm = np.array([-1 if v is None else v for v in moves_for], dtype=np.int64)
+        pvm = np.array([-1 if v is None else v for v in self.moves_for], dtype=np.int64)
         moving = np.zeros((m, n_vms + 1), dtype=bool)
-        if t:
+        if steps.count:
             moving[par_a, pvm[aid_a] + 1] = True
         stalled = np.zeros((m, n_vms), dtype=bool)
-        for v in honest:
-            stalled[:, v] = unsettled_of(states, pre_h, pre_v, v) & ~moving[:, v + 1]
+        for v in self.honest:
+            stalled[:, v] = self.unsettled_of(batch, v) & ~moving[:, v + 1]
         dead = stalled.any(axis=1) | (n_steps == 0)
         ex.deadlocks += int(dead.sum())
         if ex.deadlock is None and dead.any():
@@ -1591,50 +1904,62 @@ def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Bud
             vs = np.nonzero(stalled[i])[0]
             what = (f"VM {int(vs[0])}'s balloon has work to do but no module or VMM "
                     f"action for it is enabled" if len(vs) else "no action is enabled")
-            ex.deadlock = Finding(DEADLOCK, what, "deadlock", sids[i], None)
-        return expand_next
+            ex.deadlock = Finding(DEADLOCK, what, "deadlock", batch.sids[i], None)
 
-    def tally() -> None:
-        ex.kernel_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels)
-                                  if k is not None)
-        ex.model_actions = tuple(s.name for s, k in zip(plan.specs, plan.kernels) if k is None)
-        ex.fired = {}
-        for aid, n in enumerate(fired.tolist()):
-            if n:
-                name = actions[aid].name
-                ex.fired[name] = ex.fired.get(name, 0) + n
-        ex.seconds = time.perf_counter() - start
-
-    stop: str | None = "violation" if stop_now() else None
-    pending: list[int] = []
-    # The row products are narrow: more BLAS threads cost CPU time and add no speed.
-    with one_blas_thread():
-        while level and stop is None:
-            nxt: list[int] = []
-            for at in range(0, len(level), batch):
-                stop = out_of_budget()
-                if stop is not None:
-                    pending = level[at:] + nxt
-                    break
-                nxt += expand(level[at:at + batch])
-                if progress is not None:
-                    tally()
-                    progress(ex)
-                if stop_on is not False and stop_now():
-                    stop = "violation"
-                    pending = level[at + batch:] + nxt
-                    break
+    def unsettled_of(self, batch: _Batch, v: int) -> npt.NDArray[np.bool_]:
+        """Whether VM ``v`` is unsettled, per state of the batch: answered per distinct VM
+        part where the answer read no host, else per distinct (host, VM) part."""
+        cfg, memo, local = self.cfg, self.memo.unsettled_ids, self.local
+        states, hid, vid = batch.states, batch.pre_h, batch.pre_v
+        ids, firsts, inv = _groups([vid[:, v]])
+        ans = np.zeros(len(ids), dtype=bool)
+        again: list[int] = []
+        for g, ((x,), i0) in enumerate(zip(ids, firsts)):
+            key = (v, -1, x)
+            got = memo.get(key)
+            if got is None:
+                loc = local(states[i0], v)
+                host = WatchedHost.of(loc.host)
+                try:
+                    got = unsettled(cfg, State(host, loc.vms), v)
+                except ReadElsewhere:
+                    got = _REAL
+                if host.read:
+                    got = _READS_HOST
+                memo[key] = got
+            if got is _READS_HOST or got is _REAL:
+                again.append(g)
             else:
-                level = nxt
-                continue
-            break
-    if stop is None:
-        level = []
-    tally()
-    ex.complete = stop is None
-    ex.stop_reason = stop or "complete"
-    ex.complete_depth = ex.max_depth if ex.complete else (
-        ex.depth[pending[0]] if pending else ex.max_depth)
-    ex.seconds = time.perf_counter() - start
-    lay.forget()  # the interned parts were working memory of the search
-    return ex
+                ans[g] = bool(got)
+        out = ans[inv]
+        for i in np.nonzero(np.isin(inv, again))[0].tolist() if again else ():
+            key = (v, int(hid[i]), int(vid[i, v]))
+            got = memo.get(key)
+            if got is None:
+                try:
+                    got = unsettled(cfg, local(states[i], v), v)
+                except ReadElsewhere:
+                    got = _REAL
+                memo[key] = got
+            out[i] = unsettled(cfg, states[i], v) if got is _REAL else bool(got)
+        return out
+
+
+def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
+                     keep_edges: bool = False, stop_on: bool | Collection[str] = False,
+                     progress: Callable[[Exploration], None] | None = None,
+                     batch: int = BATCH, memory_budget: int | None = None,
+                     spill_dir: str | None = None) -> FrontierExploration:
+    """Explore every reachable state of ``model`` level by level (see the module text).
+
+    The arguments mean what they mean for :func:`~ballast.statespace.explore.explore`.
+    With ``stop_on``, the search stops after the batch in which the violation was found
+    (the trace is still a shortest one; the counts may exceed the reference's).
+    ``memory_budget`` (bytes): beyond half of it the visited keys go to sorted runs on
+    disk, beyond the other half the states (the frontier and the parents' keys) to a
+    memory-mapped file, in a temporary folder under ``spill_dir``; the result counts the
+    bytes written (:attr:`FrontierExploration.spilled_bytes`). Same states, same results.
+    """
+    search = _FrontierSearch(model, symmetry=symmetry, budget=budget, keep_edges=keep_edges,
+                             stop_on=stop_on, memory_budget=memory_budget, spill_dir=spill_dir)
+    return search.run(progress, batch)
