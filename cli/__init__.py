@@ -30,13 +30,13 @@ from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds, seed
 from ballast.errors import BallastError, UsageError
 from ballast.cli.options import (
+    HeaderConfig,
     add_model_options,
     add_size_options,
     config_from_args,
     config_line,
     config_summary,
     given,
-    HeaderConfig,
     origin,
 )
 from ballast.progress import add_quiet_option

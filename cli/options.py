@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from ballast.model.config import Config
     from ballast.model.trace import TraceHeader
 
-__all__ = ["DEFAULT_PRESETS", "MODEL_OPTIONS", "SIZE_FLAGS", "ModelOption", "add_model_options",
-           "add_pytest_options", "add_size_options", "base_config", "config_from_args",
-           "config_line", "config_summary", "fault_changes", "given", "header_config", "HeaderConfig", "origin",
-           "options_of_pytest", "with_sets"]
+__all__ = ["DEFAULT_PRESETS", "HeaderConfig", "MODEL_OPTIONS", "ModelOption", "SIZE_FLAGS",
+           "add_model_options", "add_pytest_options", "add_size_options", "base_config",
+           "config_from_args", "config_line", "config_summary", "fault_changes", "given",
+           "header_config", "options_of_pytest", "origin", "with_sets"]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import IO, Any, Callable, Iterator
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.model.virtio import VIRTIO_RULES
-from ballast.cli.options import add_model_options, config_line, given, HeaderConfig
+from ballast.cli.options import HeaderConfig, add_model_options, config_line, given
 from ballast.cli.capture import register_capture
 from ballast.progress import add_quiet_option
 from ballast.validate.qemu.events import BALLOON_FEATURES
