@@ -33,7 +33,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed as hypothesis_seed, settings
 from hypothesis import strategies as st
@@ -193,7 +193,7 @@ def machine_for(model: BalloonModel, recorder: _Recorder | None = None
             if rec.on_run is not None:
                 rec.on_run(rec.runs)
 
-        def _candidates(self, spec: ActionSpec) -> Iterator[dict[str, Any]]:
+        def _candidates(self, spec: ActionSpec) -> Generator[dict[str, Any], None, None]:
             """The candidates of ``spec`` in this state that its guard admits, as found."""
             # Of the sets of pages an actor may choose, a few of each size where there
             # are more (a large guest has billions): drawn by a generator seeded alike

@@ -210,6 +210,267 @@ def _order(step: Step) -> int:
     return step[0]
 
 
+_Groups = list[tuple[CachedSteps, int]]
+"""Steps of a state held by the transition cache: (entry, bits of the rest of the key)."""
+
+
+class _Search:
+    """The working state of one exploration: the visited set, the frontier and the checks."""
+
+    __slots__ = ("model", "cfg", "symmetry", "budget", "keep_edges", "stop_on", "progress",
+                 "store", "steps", "ex", "checks", "index", "moves_for", "settled_cache",
+                 "start", "frontier")
+
+    def __init__(self, model: BalloonModel, symmetry: bool, budget: Budget, keep_edges: bool,
+                 stop_on: bool | Collection[str],
+                 progress: Callable[[Exploration], None] | None, cache: bool) -> None:
+        """Set up an empty search of ``model``; nothing is visited yet."""
+        self.model, self.cfg = model, model.cfg
+        self.symmetry, self.budget, self.keep_edges = symmetry, budget, keep_edges
+        self.stop_on, self.progress = stop_on, progress
+        self.store = store = PartStore(self.cfg.vms)
+        self.steps = steps = Transitions(model, store, cache=cache)
+        self.ex = ex = Exploration(model, store, symmetry, keep_edges=keep_edges,
+                                   actions=steps.actions)
+        work_done.note("explore", lambda: f"{len(ex.keys):,} states explored")
+        if not symmetry:
+            ex.reps = ex.keys
+        self.checks = StateChecks(model, store, cache=cache)
+        self.index: dict[int, int] = {}
+        self.moves_for: list[int | None] = []
+        """Per action id: the VM a protocol actor moves for in it (deadlock detection)."""
+        self.settled_cache: list[dict[int, bool]] = [{} for _ in range(self.cfg.vms)]
+        self.start = time.perf_counter()
+        self.frontier: deque[int] = deque()
+
+    def canonical_key(self, key: int) -> int:
+        """The key of the canonical form of the state packed in ``key``."""
+        store = self.store
+        return store.key(canonical(self.cfg, store.state(key)))
+
+    def add(self, key: int, src: int, act: int, known_new: bool = False) -> tuple[int, bool]:
+        """The id of the state packed in ``key``, reached from ``src`` by action ``act``,
+        and whether it is new (then it is recorded)."""
+        index, ex = self.index, self.ex
+        if not known_new:
+            sid = index.get(key)
+            if sid is not None:
+                return sid, False
+        real = key
+        if self.symmetry:
+            key = self.canonical_key(key)
+            sid = index.get(key)
+            if sid is not None:
+                return sid, False
+        keys, depth = ex.keys, ex.depth
+        sid = len(keys)
+        index[key] = sid
+        keys.append(key)
+        if self.symmetry:
+            ex.reps.append(real)
+        ex.key_bytes += sys.getsizeof(key)
+        ex.parent.append(src)
+        ex.via.append(act)
+        depth.append(depth[src] + 1 if src >= 0 else 0)
+        return sid, True
+
+    def check_state(self, ids: list[int], s: State, sid: int) -> bool:
+        """Check the state invariants on state ``sid``, recording what breaks; whether any did."""
+        ex = self.ex
+        broken = self.checks.violations(ids, s)
+        for name, msg in broken:
+            if name not in ex.violations:
+                ex.violations[name] = Finding(name, msg, "state", sid, None)
+        if broken:
+            ex.violating.add(sid)
+        return bool(broken)
+
+    def is_unsettled(self, s: State, ids: list[int], v: int) -> bool:
+        """Whether VM ``v``'s balloon has work left in ``s`` (remembered per VM part)."""
+        # Whether a VM is unsettled depends on its own part alone (checked: the host is
+        # watched and the other VMs are stood in for); else ask the real state.
+        cfg, settled = self.cfg, self.settled_cache[v]
+        vid = ids[v + 1]
+        known = settled.get(vid)
+        if known is None:
+            host = WatchedHost.of(s.host)
+            local = State(host, tuple(vm if w == v else other
+                                      for w, (vm, other) in enumerate(
+                                          zip(s.vms, self.steps.stand_ins))))
+            try:
+                answer = unsettled(cfg, local, v)
+            except ReadElsewhere:
+                return unsettled(cfg, s, v)
+            if host.read:
+                return unsettled(cfg, s, v)
+            known = settled[vid] = answer
+        return known
+
+    def seed(self) -> None:
+        """Visit the initial states; those that break no invariant join the frontier."""
+        store = self.store
+        for s0 in self.model.init_states():
+            key0 = store.key(s0)
+            sid, new = self.add(key0, -1, -1)
+            if new and not self.check_state(store.ids(key0), s0, sid):
+                self.frontier.append(sid)
+
+    def out_of_budget(self) -> str | None:
+        """The budget that has run out, if any."""
+        ex, budget = self.ex, self.budget
+        ex.cache_bytes = self.steps.cache_bytes() + self.checks.cache_bytes()
+        if budget.max_states is not None and len(ex.keys) >= budget.max_states:
+            return "max_states"
+        if (budget.max_seconds is not None
+                and time.perf_counter() - self.start > budget.max_seconds):
+            return "max_seconds"
+        if budget.max_bytes is not None and ex.bytes_estimate() > budget.max_bytes:
+            return "max_bytes"
+        return None
+
+    def stop_now(self) -> bool:
+        """Whether a violation found so far is one to stop at."""
+        stop_on, found = self.stop_on, self.ex.violations
+        if stop_on is True:
+            return bool(found)
+        if stop_on is False:
+            return False
+        return any(p in found for p in stop_on)
+
+    def tally(self) -> None:
+        """Copy the transition cache's counts (actions fired, hits, bytes) into the result."""
+        ex, steps, actions = self.ex, self.steps, self.ex.actions
+        ex.fired = {}
+        for aid, n in enumerate(steps.count_fired()):
+            if n:
+                name = actions[aid].name
+                ex.fired[name] = ex.fired.get(name, 0) + n
+        ex.cache_hits, ex.cache_misses = steps.hits, steps.misses
+        ex.cache_bytes = steps.cache_bytes() + self.checks.cache_bytes()
+        ex.recomputed = steps.recomputed
+
+    def checkpoint(self) -> str | None:
+        """The budget that has run out, if any; else report progress when it is due."""
+        stop = self.out_of_budget()
+        if stop is None and self.progress is not None and self.ex.expanded % 8192 == 0:
+            self.tally()
+            self.progress(self.ex)
+        return stop
+
+    def steps_from(self, rkey: int, ids: list[int], s: State) -> tuple[_Groups, list[Step], int]:
+        """The steps of state ``s`` to take one by one (in the model's order), the cached
+        groups holding the others, and how many transitions leave ``s``."""
+        steps = self.steps
+        if self.keep_edges:
+            pending = steps.of(rkey, ids, s)
+            return [], pending, len(pending)
+        # Steps to states already seen need nothing more than the lookup; only the
+        # others, and the steps that carry findings, are taken one by one, in order.
+        groups, pending = steps.grouped(rkey, ids, s)
+        n_steps = len(pending) + sum(len(entry.plain_bits) for entry, _ in groups)
+        index_get = self.index.get
+        fresh_steps: list[Step] = []
+        for entry, rest in groups:
+            tkeys = [rest | bits for bits in entry.plain_bits]
+            tids = list(map(index_get, tkeys))
+            if None in tids:
+                orders, acts = entry.plain_orders, entry.plain_actions
+                fresh_steps += [(orders[i], acts[i], tkeys[i], (), ())
+                                for i, tid in enumerate(tids) if tid is None]
+        if fresh_steps:
+            pending += fresh_steps
+        if len(pending) > 1:  # into the model's order (stable: cache=False has no order)
+            pending.sort(key=_order)
+        return groups, pending, n_steps
+
+    def note_deadlock(self, sid: int, s: State, ids: list[int], groups: _Groups,
+                      pending: list[Step], n_steps: int) -> None:
+        """Count state ``sid`` if some honest VM's protocol is stalled in it (or nothing is
+        enabled), and keep the first such state as the deadlock finding."""
+        ex, moves_for, actions = self.ex, self.moves_for, self.ex.actions
+        while len(moves_for) < len(actions):
+            moves_for.append(protocol_vm(actions[len(moves_for)]))
+        stalled = stalled_among(self.cfg, _Moving(groups, pending, moves_for),
+                                lambda v: self.is_unsettled(s, ids, v))
+        if stalled or is_total_deadlock(n_steps):
+            ex.deadlocks += 1
+            if ex.deadlock is None:
+                what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
+                        f"action for it is enabled" if stalled else "no action is enabled")
+                ex.deadlock = Finding("deadlock_free", what, "deadlock", sid, None)
+
+    def run(self) -> str | None:
+        """Expand the frontier breadth-first until it is empty or the search must stop;
+        why it stopped (None: it ran out of states to expand)."""
+        # Bound once: the inner loop runs once per transition.
+        ex, store, frontier = self.ex, self.store, self.frontier
+        reps, actions, found = ex.reps, ex.actions, ex.violations
+        witnessed, violating = ex.witnessed, ex.violating
+        edge_src, edge_dst, edge_act = ex.edge_src, ex.edge_dst, ex.edge_act
+        index_get, add, check_state = self.index.get, self.add, self.check_state
+        stop_now, steps_from, close = self.stop_now, self.steps_from, self.steps.close
+        symmetry, keep_edges, watch_stop = self.symmetry, self.keep_edges, self.stop_on is not False
+        slow = keep_edges or watch_stop
+        stop = "violation" if stop_now() else None
+        while frontier and stop is None:
+            if ex.expanded % 256 == 0:
+                stop = self.checkpoint()
+                if stop is not None:
+                    break
+            sid = frontier.popleft()
+            rkey = reps[sid]
+            ids = store.ids(rkey)
+            s = store.state_of(ids)
+            ex.expanded += 1
+            groups, pending, n_steps = steps_from(rkey, ids, s)
+            ex.transitions += n_steps
+            for _, aid, tkey, violations, seen in pending:
+                if seen:
+                    fresh = [name for name in seen if name not in witnessed]
+                    if fresh:
+                        witnessed.update(fresh)
+                        close(fresh)
+                if violations:  # recorded before the successor's own state checks, as found
+                    for name, msg in violations:
+                        if name not in found:
+                            found[name] = Finding(name, msg, "step", sid, actions[aid])
+                tid = index_get(tkey)
+                if tid is None:
+                    tid, new = add(tkey, sid, aid, known_new=not symmetry)
+                    if new:
+                        tids_ = store.ids(tkey)
+                        if not check_state(tids_, store.state_of(tids_), tid) and not violations:
+                            frontier.append(tid)
+                if violations:
+                    violating.add(tid)
+                if slow:
+                    if keep_edges:
+                        edge_src.append(sid)
+                        edge_dst.append(tid)
+                        edge_act.append(aid)
+                    if watch_stop and stop_now():
+                        stop = "violation"
+                        break
+            if stop is None:
+                self.note_deadlock(sid, s, ids, groups, pending, n_steps)
+        return stop
+
+    def finish(self, stop: str | None) -> Exploration:
+        """Record in the result how the search ended (``stop``: why it stopped, if early)."""
+        ex, frontier = self.ex, self.frontier
+        if stop is None and frontier:
+            stop = self.out_of_budget() or "max_states"
+        self.tally()
+        ex.complete = stop is None
+        # Breadth-first: states at depths below the next one to expand were all expanded,
+        # so every state up to that depth was reached.
+        ex.complete_depth = ex.max_depth if ex.complete else (
+            ex.depth[frontier[0]] if frontier else ex.max_depth)
+        ex.stop_reason = stop or "complete"
+        ex.seconds = time.perf_counter() - self.start
+        return ex
+
+
 def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
             keep_edges: bool = False, stop_on: bool | Collection[str] = False,
             progress: Callable[[Exploration], None] | None = None,
@@ -221,196 +482,6 @@ def explore(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Bud
     ``cache``: take the steps of each part from the transition cache (False:
     every step straight from the model, the reference the cache is tested against).
     """
-    cfg = model.cfg
-    store = PartStore(cfg.vms)
-    steps = Transitions(model, store, cache=cache)
-    ex = Exploration(model, store, symmetry, keep_edges=keep_edges, actions=steps.actions)
-    work_done.note("explore", lambda: f"{len(ex.keys):,} states explored")
-    if not symmetry:
-        ex.reps = ex.keys
-    checks = StateChecks(model, store, cache=cache)
-    index: dict[int, int] = {}
-    keys, reps, parent, via, depth = ex.keys, ex.reps, ex.parent, ex.via, ex.depth
-    actions = ex.actions
-    moves_for: list[int | None] = []
-    """Per action id: the VM a protocol actor moves for in it (deadlock detection)."""
-    settled_cache: list[dict[int, bool]] = [{} for _ in range(cfg.vms)]
-    start = time.perf_counter()
-    frontier: deque[int] = deque()
-
-    def canonical_key(key: int) -> int:
-        return store.key(canonical(cfg, store.state(key)))
-
-    def add(key: int, src: int, act: int, known_new: bool = False) -> tuple[int, bool]:
-        if not known_new:
-            sid = index.get(key)
-            if sid is not None:
-                return sid, False
-        real = key
-        if symmetry:
-            key = canonical_key(key)
-            sid = index.get(key)
-            if sid is not None:
-                return sid, False
-        sid = len(keys)
-        index[key] = sid
-        keys.append(key)
-        if symmetry:
-            reps.append(real)
-        ex.key_bytes += sys.getsizeof(key)
-        parent.append(src)
-        via.append(act)
-        depth.append(depth[src] + 1 if src >= 0 else 0)
-        return sid, True
-
-    def check_state(ids: list[int], s: State, sid: int) -> bool:
-        broken = checks.violations(ids, s)
-        for name, msg in broken:
-            if name not in ex.violations:
-                ex.violations[name] = Finding(name, msg, "state", sid, None)
-        if broken:
-            ex.violating.add(sid)
-        return bool(broken)
-
-    def is_unsettled(s: State, ids: list[int], v: int) -> bool:
-        # Whether a VM is unsettled depends on its own part alone (checked: the host is
-        # watched and the other VMs are stood in for); else ask the real state.
-        vid = ids[v + 1]
-        known = settled_cache[v].get(vid)
-        if known is None:
-            host = WatchedHost.of(s.host)
-            local = State(host, tuple(vm if w == v else other
-                                      for w, (vm, other) in enumerate(
-                                          zip(s.vms, steps.stand_ins))))
-            try:
-                answer = unsettled(cfg, local, v)
-            except ReadElsewhere:
-                return unsettled(cfg, s, v)
-            if host.read:
-                return unsettled(cfg, s, v)
-            known = settled_cache[v][vid] = answer
-        return known
-
-    for s0 in model.init_states():
-        key0 = store.key(s0)
-        sid, new = add(key0, -1, -1)
-        if new and not check_state(store.ids(key0), s0, sid):
-            frontier.append(sid)
-
-    def out_of_budget() -> str | None:
-        ex.cache_bytes = steps.cache_bytes() + checks.cache_bytes()
-        if budget.max_states is not None and len(keys) >= budget.max_states:
-            return "max_states"
-        if budget.max_seconds is not None and time.perf_counter() - start > budget.max_seconds:
-            return "max_seconds"
-        if budget.max_bytes is not None and ex.bytes_estimate() > budget.max_bytes:
-            return "max_bytes"
-        return None
-
-    def stop_now() -> bool:
-        if stop_on is True:
-            return bool(ex.violations)
-        if stop_on is False:
-            return False
-        return any(p in ex.violations for p in stop_on)
-
-    def tally() -> None:
-        ex.fired = {}
-        for aid, n in enumerate(steps.count_fired()):
-            if n:
-                name = actions[aid].name
-                ex.fired[name] = ex.fired.get(name, 0) + n
-        ex.cache_hits, ex.cache_misses = steps.hits, steps.misses
-        ex.cache_bytes = steps.cache_bytes() + checks.cache_bytes()
-        ex.recomputed = steps.recomputed
-
-    stop = "violation" if stop_now() else None
-    edge_src, edge_dst, edge_act = ex.edge_src, ex.edge_dst, ex.edge_act
-    index_get = index.get
-    watch_stop = stop_on is not False
-    slow = keep_edges or watch_stop
-    while frontier and stop is None:
-        if ex.expanded % 256 == 0:
-            stop = out_of_budget()
-            if stop is not None:
-                break
-            if progress is not None and ex.expanded % 8192 == 0:
-                tally()
-                progress(ex)
-        sid = frontier.popleft()
-        rkey = reps[sid]
-        ids = store.ids(rkey)
-        s = store.state_of(ids)
-        ex.expanded += 1
-        if keep_edges:
-            groups: list[tuple[CachedSteps, int]] = []
-            pending = steps.of(rkey, ids, s)
-            n_steps = len(pending)
-        else:
-            # Steps to states already seen need nothing more than the lookup; only the
-            # others, and the steps that carry findings, are taken one by one, in order.
-            groups, pending = steps.grouped(rkey, ids, s)
-            n_steps = len(pending) + sum(len(entry.plain_bits) for entry, _ in groups)
-            fresh_steps: list[Step] = []
-            for entry, rest in groups:
-                tkeys = [rest | bits for bits in entry.plain_bits]
-                tids = list(map(index_get, tkeys))
-                if None in tids:
-                    orders, acts = entry.plain_orders, entry.plain_actions
-                    fresh_steps += [(orders[i], acts[i], tkeys[i], (), ())
-                                    for i, tid in enumerate(tids) if tid is None]
-            if fresh_steps:
-                pending += fresh_steps
-            if len(pending) > 1:  # into the model's order (stable: cache=False has no order)
-                pending.sort(key=_order)
-        ex.transitions += n_steps
-        while len(moves_for) < len(actions):
-            moves_for.append(protocol_vm(actions[len(moves_for)]))
-        for _, aid, tkey, violations, witnessed in pending:
-            if witnessed:
-                fresh = [name for name in witnessed if name not in ex.witnessed]
-                if fresh:
-                    ex.witnessed.update(fresh)
-                    steps.close(fresh)
-            if violations:  # recorded before the successor's own state checks, as found
-                for name, msg in violations:
-                    if name not in ex.violations:
-                        ex.violations[name] = Finding(name, msg, "step", sid, actions[aid])
-            tid = index_get(tkey)
-            if tid is None:
-                tid, new = add(tkey, sid, aid, known_new=not symmetry)
-                if new:
-                    tids_ = store.ids(tkey)
-                    if not check_state(tids_, store.state_of(tids_), tid) and not violations:
-                        frontier.append(tid)
-            if violations:
-                ex.violating.add(tid)
-            if slow:
-                if keep_edges:
-                    edge_src.append(sid)
-                    edge_dst.append(tid)
-                    edge_act.append(aid)
-                if watch_stop and stop_now():
-                    stop = "violation"
-                    break
-        if stop is not None:
-            break
-        stalled = stalled_among(
-            cfg, _Moving(groups, pending, moves_for), lambda v: is_unsettled(s, ids, v))
-        if stalled or is_total_deadlock(n_steps):
-            ex.deadlocks += 1
-            if ex.deadlock is None:
-                what = (f"VM {stalled[0]}'s balloon has work to do but no module or VMM "
-                        f"action for it is enabled" if stalled else "no action is enabled")
-                ex.deadlock = Finding("deadlock_free", what, "deadlock", sid, None)
-    if stop is None and frontier:
-        stop = out_of_budget() or "max_states"
-    tally()
-    ex.complete = stop is None
-    # Breadth-first: states at depths below the next one to expand were all expanded,
-    # so every state up to that depth was reached.
-    ex.complete_depth = ex.max_depth if ex.complete else (
-        depth[frontier[0]] if frontier else ex.max_depth)
-    ex.stop_reason = stop or "complete"
-    ex.seconds = time.perf_counter() - start
-    return ex
+    search = _Search(model, symmetry, budget, keep_edges, stop_on, progress, cache)
+    search.seed()
+    return search.finish(search.run())

@@ -108,7 +108,8 @@ class ExploreRun:
 
 def _figures(ex: Exploration) -> dict[str, object]:
     spilled = getattr(ex, "spilled_bytes", 0)
-    return {**({"spilled_bytes": spilled} if spilled else {}),"states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
+    return {**({"spilled_bytes": spilled} if spilled else {}),
+            "states": ex.states, "transitions": ex.transitions, "depth": ex.max_depth,
             "seconds": round(ex.seconds, 3), "symmetry": ex.symmetry,
             "complete": ex.complete, "stop": ex.stop_reason, "complete_depth": ex.complete_depth,
             "bytes_per_state": round(ex.bytes_estimate() / max(1, ex.states), 1),
@@ -136,29 +137,13 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
-def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = True,
-                budget: Budget = Budget(), liveness: bool = False, report_dir: Path,
-                dot: Path | None = None, graphml: Path | None = None,
-                stop_on: bool | Sequence[str] = False,
-                progress: Callable[[Exploration], None] | None = None,
-                fairness: str = WEAK, cache: bool = True,
-                engine: str | None = None, client: Any = None,
-                memory_budget: int | None = None) -> ExploreRun:
-    """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
-    with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
-    ``fairness``. ``cache=False`` takes every step straight from the model (slower;
-    the same results, for when the transition cache itself is in doubt). ``engine``: see
-    :func:`choose_engine`; the safety exploration runs on it, liveness and the state graph
-    on the reference engine. ``client``: a Dask client; the exploration is partitioned
-    across its workers (:mod:`ballast.statespace.partitioned`: the reference engine's
-    results, without liveness, the state graph or stopping at the first violation).
-    ``memory_budget`` (bytes): the frontier engine's budget beyond which visited keys and states spill to disk."""
-    check_fairness(fairness)
-    model = BalloonModel(cfg, faults)
-    want_graph = dot is not None or graphml is not None
-    warnings: list[str] = []
-    if liveness and symmetry:
-        warnings.append(liveness_warning(True) or "")
+def _safety_exploration(model: BalloonModel, *, symmetry: bool, budget: Budget,
+                        liveness: bool, want_graph: bool, stop_on: bool | Sequence[str],
+                        progress: Callable[[Exploration], None] | None, cache: bool,
+                        engine: str | None, client: Any, memory_budget: int | None
+                        ) -> tuple[Exploration, bool, str, str]:
+    """The safety exploration on the engine chosen for it: (exploration, whether it also
+    serves liveness and the graph, the engine, why that engine)."""
     # Liveness needs every state and edge without symmetry. When that is the exploration
     # asked for anyway, keep its edges instead of exploring twice, unless it may stop at a
     # violation or edges would eat into a memory budget the safety check should not lose.
@@ -175,27 +160,27 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
                              "--stop-at-first, --memory-budget and --engine frontier run on one "
                              "machine")
         from ballast.statespace.partitioned import explore_partitioned
-        one_pass = False
         parted = explore_partitioned(model, client, symmetry=symmetry, budget=budget,
                                      cache=cache, progress=progress)
-        chosen, why = "partitioned", (f"the reference engine's search, partitioned by state "
-                                      f"hash over {parted.partitions} Dask workers")
-        ex: Exploration = parted
-    elif chosen == "frontier":
+        return parted, False, "partitioned", (f"the reference engine's search, partitioned "
+                                              f"by state hash over {parted.partitions} Dask "
+                                              f"workers")
+    if chosen == "frontier":
         fx = explore_frontier(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
                               stop_on=stop_on, progress=progress, memory_budget=memory_budget)
         if fx.model_actions:
             why += (f"; the model's own step for {', '.join(fx.model_actions)} (no kernel on "
                     "the rows for them here)")
-        ex = fx
-    else:
-        ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
-                     stop_on=stop_on, progress=progress, cache=cache)
-    fig = _figures(ex)
-    fig["engine"] = chosen
-    fig["engine_reason"] = why
+        return fx, one_pass, chosen, why
+    ex = explore(model, symmetry=symmetry, budget=budget, keep_edges=one_pass,
+                 stop_on=stop_on, progress=progress, cache=cache)
+    return ex, one_pass, chosen, why
+
+
+def _safety_results(model: BalloonModel, ex: Exploration, fig: dict[str, object],
+                    report_dir: Path, tag: str) -> list[PropertyResult]:
+    """The verdicts of the model's properties and of deadlock freedom, with their traces."""
     results: list[PropertyResult] = []
-    tag = "-".join(faults) or "model"
     for prop in model.properties():
         found = ex.violations.get(prop.name)
         if found is not None:
@@ -220,6 +205,13 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
         results.append(PropertyResult(
             DEADLOCK, CHECKER, Verdict.PASS if ex.complete else Verdict.INCONCLUSIVE,
             f"no stalled balloon protocol in {_coverage(ex)}", fig))
+    return results
+
+
+def _coverage_results(model: BalloonModel, ex: Exploration,
+                      fig: dict[str, object]) -> list[PropertyResult]:
+    """The verdicts of coverage: every action fires, every scenario is witnessed."""
+    results: list[PropertyResult] = []
     for spec in model.action_specs():
         n = ex.fired.get(spec.name, 0)
         verdict = (Verdict.PASS if n else Verdict.VACUOUS if ex.complete
@@ -232,66 +224,136 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
         verdict = (Verdict.PASS if seen else Verdict.VACUOUS if ex.complete
                    else Verdict.INCONCLUSIVE)
         results.append(PropertyResult(sc.name, CHECKER, verdict,
-                                      "witnessed" if seen else f"never witnessed in {_coverage(ex)}",
+                                      "witnessed" if seen
+                                      else f"never witnessed in {_coverage(ex)}",
                                       fig, kind="scenario"))
+    return results
+
+
+def _graph_exploration(model: BalloonModel, ex: Exploration, *, one_pass: bool, chosen: str,
+                       budget: Budget, progress: Callable[[Exploration], None] | None,
+                       cache: bool) -> Exploration:
+    """The exploration without symmetry, every edge kept, that liveness and the graph read."""
+    # The graph comes from the engine that ran (the partitioned search keeps none: its
+    # options exclude liveness and the graph); one without symmetry, second where the
+    # safety search was reduced or may have stopped early.
+    if one_pass:
+        return ex
+    if chosen == "frontier":
+        return explore_frontier(model, symmetry=False, budget=budget, keep_edges=True,
+                                progress=progress)
+    return explore(model, symmetry=False, budget=budget, keep_edges=True,
+                   progress=progress, cache=cache)
+
+
+def _write_graph(live_ex: Exploration, dot: Path | None, graphml: Path | None) -> None:
+    """Write the state graph of ``live_ex`` to the files asked for."""
+    g = state_graph(live_ex)
+    if dot is not None:
+        write_dot(g, dot)
+    if graphml is not None:
+        write_graphml(g, graphml)
+
+
+def _fairness_results(live_ex: Exploration, fairness: str, report_dir: Path,
+                      tag: str) -> list[PropertyResult]:
+    """The verdicts of the liveness properties under the fairness choice ``fairness``."""
+    results: list[PropertyResult] = []
+    for lr in check_liveness(live_ex, fairness):
+        lfig = {**_figures(live_ex), "fairness": FAIRNESS_TEXTS[fairness],
+                "fairness_choice": fairness, "form": "liveness"}
+        if lr.holds:
+            results.append(PropertyResult(lr.property, CHECKER, Verdict.PASS, lr.detail,
+                                          lfig, kind=LIVENESS_KIND))
+        else:
+            path = write_liveness(live_ex, lr, report_dir,
+                                  _slug(f"explore-{lr.property}-{tag}"))
+            lfig = {**lfig, "prefix_steps": len(lr.prefix), "cycle_steps": len(lr.cycle)}
+            results.append(PropertyResult(lr.property, CHECKER, Verdict.VIOLATION,
+                                          lr.detail, lfig, path, kind=LIVENESS_KIND))
+    return results
+
+
+def _reach_results(live_ex: Exploration, report_dir: Path, tag: str) -> list[PropertyResult]:
+    """The verdicts of the model's properties over runs that the configuration has."""
+    results: list[PropertyResult] = []
+    for lr in check_reach_properties(live_ex):
+        rfig = {**_figures(live_ex), "form": "liveness",
+                "assumes": REACH_PROPERTIES[lr.property].assumes}
+        if not lr.holds:
+            path = write_liveness(live_ex, lr, report_dir,
+                                  _slug(f"explore-{lr.property}-{tag}"))
+            results.append(PropertyResult(
+                lr.property, CHECKER, Verdict.VIOLATION, lr.detail,
+                {**rfig, "prefix_steps": len(lr.prefix)}, path, kind=LIVENESS_KIND))
+        else:
+            verdict = {SKIPPED: Verdict.SKIPPED, VACUOUS: Verdict.VACUOUS}.get(
+                lr.outcome, Verdict.PASS)
+            results.append(PropertyResult(lr.property, CHECKER, verdict, lr.detail,
+                                          rfig, kind=LIVENESS_KIND))
+    return results
+
+
+def _unchecked_liveness(cfg: Config, live_ex: Exploration, fairness: str,
+                        why: str) -> list[PropertyResult]:
+    """Inconclusive verdicts of every liveness property, not checked for reason ``why``."""
+    reach = [p.name for p in REACH_PROPERTIES.values() if p.feature(cfg)]
+    return [PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE, f"not checked: {why}",
+                           {**_figures(live_ex), "form": "liveness",
+                            "fairness": FAIRNESS_TEXTS[fairness],
+                            "fairness_choice": fairness},
+                           kind=LIVENESS_KIND)
+            for name in (CAN_REACH, REACHES, *reach)]
+
+
+def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = True,
+                budget: Budget = Budget(), liveness: bool = False, report_dir: Path,
+                dot: Path | None = None, graphml: Path | None = None,
+                stop_on: bool | Sequence[str] = False,
+                progress: Callable[[Exploration], None] | None = None,
+                fairness: str = WEAK, cache: bool = True,
+                engine: str | None = None, client: Any = None,
+                memory_budget: int | None = None) -> ExploreRun:
+    """Explore ``cfg`` (with seeded ``faults``) and turn the findings into verdicts;
+    with ``liveness``, ``balloon_eventually_at_target`` assumes the fairness choice
+    ``fairness``. ``cache=False`` takes every step straight from the model (slower;
+    the same results, for when the transition cache itself is in doubt). ``engine``: see
+    :func:`choose_engine`; the safety exploration runs on it, liveness and the state graph
+    on the reference engine. ``client``: a Dask client; the exploration is partitioned
+    across its workers (:mod:`ballast.statespace.partitioned`: the reference engine's
+    results, without liveness, the state graph or stopping at the first violation).
+    ``memory_budget`` (bytes): the frontier engine's budget beyond which visited keys and
+    states spill to disk."""
+    check_fairness(fairness)
+    model = BalloonModel(cfg, faults)
+    want_graph = dot is not None or graphml is not None
+    warnings: list[str] = []
+    if liveness and symmetry:
+        warnings.append(liveness_warning(True) or "")
+    ex, one_pass, chosen, why = _safety_exploration(
+        model, symmetry=symmetry, budget=budget, liveness=liveness, want_graph=want_graph,
+        stop_on=stop_on, progress=progress, cache=cache, engine=engine, client=client,
+        memory_budget=memory_budget)
+    fig = _figures(ex)
+    fig["engine"] = chosen
+    fig["engine_reason"] = why
+    tag = "-".join(faults) or "model"
+    results = _safety_results(model, ex, fig, report_dir, tag)
+    results += _coverage_results(model, ex, fig)
     live_ex: Exploration | None = None
     if liveness or want_graph:
-        # The graph comes from the engine that ran (the partitioned search keeps none: its
-        # options exclude liveness and the graph); one without symmetry, second where the
-        # safety search was reduced or may have stopped early.
-        if one_pass:
-            live_ex = ex
-        elif chosen == "frontier":
-            live_ex = explore_frontier(model, symmetry=False, budget=budget, keep_edges=True,
-                                       progress=progress)
-        else:
-            live_ex = explore(model, symmetry=False, budget=budget, keep_edges=True,
-                              progress=progress, cache=cache)
+        live_ex = _graph_exploration(model, ex, one_pass=one_pass, chosen=chosen,
+                                     budget=budget, progress=progress, cache=cache)
     if want_graph and live_ex is not None:
-        g = state_graph(live_ex)
-        if dot is not None:
-            write_dot(g, dot)
-        if graphml is not None:
-            write_graphml(g, graphml)
+        _write_graph(live_ex, dot, graphml)
     if liveness and live_ex is not None:
         if live_ex.complete and not live_ex.violations:
-            for lr in check_liveness(live_ex, fairness):
-                lfig = {**_figures(live_ex), "fairness": FAIRNESS_TEXTS[fairness],
-                        "fairness_choice": fairness, "form": "liveness"}
-                if lr.holds:
-                    results.append(PropertyResult(lr.property, CHECKER, Verdict.PASS, lr.detail,
-                                                  lfig, kind=LIVENESS_KIND))
-                else:
-                    path = write_liveness(live_ex, lr, report_dir,
-                                          _slug(f"explore-{lr.property}-{tag}"))
-                    lfig = {**lfig, "prefix_steps": len(lr.prefix), "cycle_steps": len(lr.cycle)}
-                    results.append(PropertyResult(lr.property, CHECKER, Verdict.VIOLATION,
-                                                  lr.detail, lfig, path, kind=LIVENESS_KIND))
-            for lr in check_reach_properties(live_ex):
-                rfig = {**_figures(live_ex), "form": "liveness",
-                        "assumes": REACH_PROPERTIES[lr.property].assumes}
-                if not lr.holds:
-                    path = write_liveness(live_ex, lr, report_dir,
-                                          _slug(f"explore-{lr.property}-{tag}"))
-                    results.append(PropertyResult(
-                        lr.property, CHECKER, Verdict.VIOLATION, lr.detail,
-                        {**rfig, "prefix_steps": len(lr.prefix)}, path, kind=LIVENESS_KIND))
-                else:
-                    verdict = {SKIPPED: Verdict.SKIPPED, VACUOUS: Verdict.VACUOUS}.get(
-                        lr.outcome, Verdict.PASS)
-                    results.append(PropertyResult(lr.property, CHECKER, verdict, lr.detail,
-                                                  rfig, kind=LIVENESS_KIND))
+            results += _fairness_results(live_ex, fairness, report_dir, tag)
+            results += _reach_results(live_ex, report_dir, tag)
         else:
-            why = ("a safety property is broken" if live_ex.violations
-                   else f"the full exploration stopped ({live_ex.stop_reason})")
-            reach = [p.name for p in REACH_PROPERTIES.values() if p.feature(cfg)]
-            for name in (CAN_REACH, REACHES, *reach):
-                results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE,
-                                              f"not checked: {why}",
-                                              {**_figures(live_ex), "form": "liveness",
-                                               "fairness": FAIRNESS_TEXTS[fairness],
-                                               "fairness_choice": fairness},
-                                              kind=LIVENESS_KIND))
+            unchecked = ("a safety property is broken" if live_ex.violations
+                         else f"the full exploration stopped ({live_ex.stop_reason})")
+            results += _unchecked_liveness(cfg, live_ex, fairness, unchecked)
     seconds = ex.seconds + (live_ex.seconds if live_ex is not None and live_ex is not ex else 0.0)
     check = CheckResult(CHECKER, results, seconds, stats=fig)
     return ExploreRun(check, ex, live_ex, [w for w in warnings if w], chosen, why)

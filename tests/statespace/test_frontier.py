@@ -660,3 +660,14 @@ def test_a_group_whose_answer_reads_more_than_it_tells_apart_is_split() -> None:
             got[i].append(args)
     assert got == {0: candidates(cfg, a, 0), 1: candidates(cfg, b, 0)}
     assert groups.read_so_far(0, 0)[0] == {"target", "p2m"}
+
+
+def test_liveness_left_unchecked_keeps_the_engines_reason(tmp_path: Path) -> None:
+    cfg = feature_slices(preset("default"))["protocol"]
+    run = run_explore(cfg, symmetry=False, budget=Budget(max_states=40), liveness=True,
+                      report_dir=tmp_path)
+    unchecked = [r for r in run.result.results if r.detail.startswith("not checked: ")]
+    assert unchecked and "the full exploration stopped" in unchecked[0].detail
+    # Why the engine was chosen, not why liveness went unchecked.
+    assert run.engine_reason == run.result.stats["engine_reason"]
+    assert "exploration stopped" not in run.engine_reason
