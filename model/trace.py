@@ -218,9 +218,21 @@ def _remove_empty_folders(folders: Iterable[Path]) -> None:
             pass
 
 
-def _write_temporary(p: Path, text: str | Callable[[IO[str]], None]) -> str:
-    """Write ``text`` (or what it writes, given the stream) to a new temporary file beside
-    ``p``; its name. Nothing left on error."""
+Content = str | Callable[[IO[str]], None]
+"""What a file to write holds: its text, or what writes it to the stream it is given (a
+file too large to hold as one string)."""
+
+
+def _write_content(f: IO[str], content: Content) -> None:
+    if isinstance(content, str):
+        f.write(content)
+    else:
+        content(f)
+
+
+def _write_temporary(p: Path, text: Content) -> str:
+    """Write ``text`` to a new temporary file beside ``p``; its name. Nothing left on
+    error."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     except OSError as exc:
@@ -237,10 +249,7 @@ def _write_temporary(p: Path, text: str | Callable[[IO[str]], None]) -> str:
             mode = 0o666 & ~umask
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if isinstance(text, str):
-                f.write(text)
-            else:
-                text(f)
+            _write_content(f, text)
             f.flush()
             os.fsync(f.fileno())
     except BaseException as exc:
@@ -277,26 +286,7 @@ def atomic_write_with(path: str | Path, write: Callable[[IO[str]], None]) -> Non
     >>> (d / "n.txt").read_text().split()
     ['0', '1', '2']
     """
-    p = Path(path)
-    if is_special_file(p):
-        try:
-            with open(p, "w", encoding="utf-8") as f:
-                write(f)
-        except OSError as exc:
-            raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
-        return
-    made = _parent_folder(p)
-    tmp: str | None = None
-    try:
-        tmp = _write_temporary(p, write)
-        os.replace(tmp, p)
-        tmp = None
-    except OSError as exc:
-        raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            _unlink_quietly(tmp)
-            _remove_empty_folders(made)
+    atomic_write_files([(Path(path), write)])
 
 
 def check_destinations(files: Iterable[str | Path | None] = (),
@@ -349,7 +339,7 @@ def check_destinations(files: Iterable[str | Path | None] = (),
         _unlink_quietly(tmp)
 
 
-def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
+def atomic_write_files(files: Iterable[tuple[str | Path, Content]]) -> None:
     """Write several files all or nothing: every one is written in full before any is renamed.
 
     >>> import tempfile, pathlib
@@ -384,7 +374,7 @@ def atomic_write_files(files: Iterable[tuple[str | Path, str]]) -> None:
         for p, text in special:
             try:
                 with open(p, "w", encoding="utf-8") as f:
-                    f.write(text)
+                    _write_content(f, text)
             except OSError as exc:
                 raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
         for p, text in items:
