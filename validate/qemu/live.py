@@ -353,109 +353,162 @@ class LiveRunner:
         return reason
 
 
-def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int = 0, guest_mib: int = 256,
-              settle_s: float = 15.0, timeout_s: float = 900.0, fault: str | None = None,
-              replay: tuple[LiveOp, ...] | None = None, devices: tuple[str, ...] | None = None,
+def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int = 0,
+              guest_mib: int = 256, settle_s: float = 15.0, timeout_s: float = 900.0,
+              fault: str | None = None, replay: tuple[LiveOp, ...] | None = None,
+              devices: tuple[str, ...] | None = None,
               replay_device: str = DEFAULT_DEVICE) -> LiveOutcome:
     """Let Hypothesis choose ``examples`` examples over ``devices`` (names of
     :data:`DEVICES`; all of them when None), booting a guest for each device the first time
     it is drawn; judge each example, shrink a failure.  With ``replay``, run those
     operations once on ``replay_device`` instead.  See the module's documentation."""
-    from hypothesis import HealthCheck, Phase, find, settings
-    from hypothesis.errors import NoSuchExample
-
-    from ballast.validate.qemu.validation import validate_qemu
-
     if examples < 1:
         raise ValueError("examples must be at least 1")
+    drawn = _drawn_devices(devices, replay_device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _LiveRun(out, examples=examples, seed=seed, guest_mib=guest_mib, settle_s=settle_s,
+                   timeout_s=timeout_s, fault=fault)
+    run.search(drawn, replay, replay_device)
+    return run.finish()
+
+
+def _drawn_devices(devices: tuple[str, ...] | None, replay_device: str) -> tuple[str, ...]:
+    """The devices a run draws from (all when None); ``ValueError`` for an unknown one."""
     drawn = tuple(DEVICES) if devices is None else tuple(devices)
     unknown = [d for d in (*drawn, replay_device) if d not in DEVICES]
     if unknown or not drawn:
         raise ValueError(f"unknown device {unknown[0] if unknown else '(none given)'!r}; "
                          f"expected some of {', '.join(DEVICES)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    deadline = started + timeout_s
-    runners: dict[str, LiveRunner] = {}
-    outcome = LiveOutcome(examples=0, seed=seed)
-    seen: dict[tuple[str, tuple[LiveOp, ...]], str | None] = {}
-    broken: list[str] = []
+    return drawn
 
-    def runs() -> int:
+
+_Example = tuple[str, tuple[LiveOp, ...]]
+"""An example: the name of its device and its operations."""
+
+
+class _LiveRun:
+    """One call of :func:`live_test`: its guests, the examples run on them, the outcome so far."""
+
+    def __init__(self, out: Path, *, examples: int, seed: int, guest_mib: int, settle_s: float,
+                 timeout_s: float, fault: str | None) -> None:
+        """A run with no guest booted yet; its clock starts now."""
+        self.out = out
+        self.examples = examples
+        self.seed = seed
+        self.guest_mib = guest_mib
+        self.settle_s = settle_s
+        self.fault = fault
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s
+        self.runners: dict[str, LiveRunner] = {}
+        self.outcome = LiveOutcome(examples=0, seed=seed)
+        self.seen: dict[_Example, str | None] = {}
+        """Every example run: why it failed, or None."""
+        self.broken: list[str] = []
+        """Why a guest gave out (the run is then inconclusive)."""
+
+    def runs(self) -> int:
         """Examples run so far, on every guest."""
-        return sum(r.runs for r in runners.values())
+        return sum(r.runs for r in self.runners.values())
 
-    def runner_for(device: str) -> LiveRunner:
+    def runner_for(self, device: str) -> LiveRunner:
         """The device's guest, booted the first time it is asked for (the trace of its boot
         starts its first segment)."""
-        got = runners.get(device)
+        got = self.runners.get(device)
         if got is None:
-            got = runners[device] = LiveRunner(out, DEVICES[device].options(guest_mib),
-                                               settle_s=settle_s, deadline=deadline,
-                                               fault=fault, device=device)
+            options = DEVICES[device].options(self.guest_mib)
+            got = self.runners[device] = LiveRunner(self.out, options, settle_s=self.settle_s,
+                                                    deadline=self.deadline, fault=self.fault,
+                                                    device=device)
             got.boot()
-            outcome.boot_s += got.guest.boot_s
+            self.outcome.boot_s += got.guest.boot_s
         return got
 
-    def fails(example: tuple[str, list[LiveOp]]) -> bool:
+    def fails(self, example: tuple[str, list[LiveOp]]) -> bool:
+        """Hypothesis's test: whether an example fails, run on its device's guest once."""
         device, ops = example
         key = (device, tuple(ops))
-        if key in seen:
-            return seen[key] is not None
-        if broken or (seen and any(seen.values()) and runs() >= examples + SHRINK_RUNS):
+        if key in self.seen:
+            return self.seen[key] is not None
+        if self.broken or (self.seen and any(self.seen.values())
+                           and self.runs() >= self.examples + SHRINK_RUNS):
             return False  # a guest is gone, or the shrink budget is spent: run nothing more
         try:
-            runner = runner_for(device)
-            reason = runner.run(key[1], out / "examples" / f"{runs() + 1:04d}.trace.log")
+            runner = self.runner_for(device)
+            reason = runner.run(key[1], self.out / "examples" / f"{self.runs() + 1:04d}.trace.log")
         except CaptureError as exc:
-            broken.append(str(exc))
+            self.broken.append(str(exc))
             return False
-        seen[key] = reason
+        self.seen[key] = reason
         return reason is not None
 
-    try:
-        found: tuple[str, tuple[LiveOp, ...]] | None = None
-        if replay is not None:
-            found = (replay_device, replay) if fails((replay_device, list(replay))) else None
-        else:
-            strategy = example_strategy(guest_mib, drawn)
-            try:
-                with seed_only_draws():
-                    device, ops = find(strategy, fails, random=random.Random(seed),
-                                       settings=settings(
-                        max_examples=examples, deadline=None, database=None,
-                        phases=[Phase.generate, Phase.shrink],
-                        suppress_health_check=list(HealthCheck)))
-                found = (device, tuple(ops))
-            except NoSuchExample:
-                found = None
-        if found is not None:
-            outcome.failure = _write_failure(runners[found[0]], found[1], seen[found] or "",
-                                             seed, out)
-        elif not broken:
-            for runner in runners.values():
-                runner.guest.quit()
-    except CaptureError as exc:
-        broken.append(str(exc))
-    finally:
-        for runner in runners.values():
-            runner.guest.stop()
-    outcome.examples = runs()
-    outcome.reboots = sum(r.reboots for r in runners.values())
-    outcome.migrations = sum(r.migrations for r in runners.values())
-    if broken:
-        outcome.inconclusive = broken[0]
-    elif outcome.failure is None:
+    def search(self, drawn: tuple[str, ...], replay: tuple[LiveOp, ...] | None,
+               replay_device: str) -> None:
+        """Run the replay or search ``drawn``; write a failure, else quit the guests; stop them."""
+        try:
+            if replay is not None:
+                found = self._replayed(replay, replay_device)
+            else:
+                found = self._shrunk_failure(drawn)
+            if found is not None:
+                self.outcome.failure = _write_failure(self.runners[found[0]], found[1],
+                                                      self.seen[found] or "", self.seed, self.out)
+            elif not self.broken:
+                for runner in self.runners.values():
+                    runner.guest.quit()
+        except CaptureError as exc:
+            self.broken.append(str(exc))
+        finally:
+            for runner in self.runners.values():
+                runner.guest.stop()
+
+    def _replayed(self, replay: tuple[LiveOp, ...], device: str) -> _Example | None:
+        """The replayed example if it fails (run once on ``device``), else None."""
+        return (device, replay) if self.fails((device, list(replay))) else None
+
+    def _shrunk_failure(self, drawn: tuple[str, ...]) -> _Example | None:
+        """Hypothesis's smallest failing example over the devices ``drawn``; None if none."""
+        from hypothesis import HealthCheck, Phase, find, settings
+        from hypothesis.errors import NoSuchExample
+
+        strategy = example_strategy(self.guest_mib, drawn)
+        try:
+            with seed_only_draws():
+                device, ops = find(strategy, self.fails, random=random.Random(self.seed),
+                                   settings=settings(
+                    max_examples=self.examples, deadline=None, database=None,
+                    phases=[Phase.generate, Phase.shrink],
+                    suppress_health_check=list(HealthCheck)))
+            return (device, tuple(ops))
+        except NoSuchExample:
+            return None
+
+    def finish(self) -> LiveOutcome:
+        """The outcome: its counts, why it is inconclusive, the captures judged if none failed."""
+        outcome = self.outcome
+        outcome.examples = self.runs()
+        outcome.reboots = sum(r.reboots for r in self.runners.values())
+        outcome.migrations = sum(r.migrations for r in self.runners.values())
+        if self.broken:
+            outcome.inconclusive = self.broken[0]
+        elif outcome.failure is None:
+            self._validate_captures()
+        outcome.seconds = time.monotonic() - self.started
+        return outcome
+
+    def _validate_captures(self) -> None:
+        """Validate each guest's whole capture into the outcome's ``finals``."""
+        from ballast.validate.qemu.validation import validate_qemu
+
+        outcome = self.outcome
         # Each guest's whole capture, every example and the steps between them, with QMP.
-        for device, runner in runners.items():
+        for device, runner in self.runners.items():
             final = outcome.finals[device] = validate_qemu(runner.guest.trace_log,
                                                            runner.features,
                                                            qmp=runner.guest.qmp_log)
             if final.nothing_judged is not None and outcome.inconclusive is None:
                 outcome.inconclusive = f"the {device} device's capture: {final.nothing_judged}"
-    outcome.seconds = time.monotonic() - started
-    return outcome
 
 
 def _write_failure(runner: LiveRunner, ops: tuple[LiveOp, ...], reason: str, seed: int, out: Path) -> LiveFailure:

@@ -110,8 +110,8 @@ def read_qmp(source: Source, *, name: str | None = None) -> Iterator[QmpEvent]:
 
 
 def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
-    pending: OrderedDict[object, tuple[str, object]] = OrderedDict()  # key -> (command, args)
-    anonymous = 0
+    """The balloon events of the QMP log lines ``stream`` (``file`` in errors), as read."""
+    session = _QmpSession()
     number = 0
     records = 0
     try:
@@ -119,110 +119,11 @@ def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
             if not text.strip():
                 continue
             records += 1
+            record = _load_record(text, file, number)
             try:
-                record = loads_record(text, file, number)
-            except InputError as exc:
-                decode = exc.message.startswith("not valid JSON")
-                raise QemuLogError(file, number, f"not a JSON object: {exc.message}" if decode
-                                   else exc.message) from None
-            try:
-                if not isinstance(record, dict):
-                    raise ValueError("expected a JSON object")
-                time = record.get("t")
-                if isinstance(time, bool) or not isinstance(time, (int, float)):
-                    raise ValueError("'t' must be a number (host epoch seconds)")
-                direction = record.get("dir")
-                msg = record.get("msg")
-                if direction not in ("send", "recv"):
-                    raise ValueError("'dir' must be 'send' or 'recv'")
-                if not isinstance(msg, dict):
-                    raise ValueError("'msg' must be an object")
-                t = float(time)
-                if direction == "send":
-                    command = msg.get("execute", msg.get("exec-oob"))
-                    if not isinstance(command, str):
-                        raise ValueError("a sent message needs 'execute'")
-                    arguments = msg.get("arguments", {})
-                    if not isinstance(arguments, dict):
-                        raise ValueError("'arguments' must be an object")
-                    ident = msg.get("id")
-                    if command in _TRACKED_COMMANDS:
-                        if "id" in msg:
-                            key = _key(ident)
-                        else:
-                            key = ("anonymous", anonymous)
-                            anonymous += 1
-                        pending[key] = (command, arguments)
-                        if len(pending) > _PENDING_LIMIT:
-                            pending.popitem(last=False)
-                    if command == "balloon":
-                        value = _qmp_int(arguments.get("value"), "balloon 'value'")
-                        yield BalloonCommand(line=number, time=t, id=ident, target_bytes=value)
-                    continue
-                # Received: greeting, event, or reply.
-                event = msg.get("event")
+                event = session.event_of(record, number)
                 if event is not None:
-                    if event == "BALLOON_CHANGE":
-                        data = msg.get("data")
-                        if not isinstance(data, dict):
-                            raise ValueError("BALLOON_CHANGE without 'data'")
-                        stamp = msg.get("timestamp")
-                        event_time: float | None = None
-                        if isinstance(stamp, dict):
-                            event_time = _qmp_int(stamp.get("seconds"), "timestamp seconds") + (
-                                _qmp_int(stamp.get("microseconds"), "timestamp microseconds") / 1e6
-                            )
-                        actual = _qmp_int(data.get("actual"), "BALLOON_CHANGE 'actual'")
-                        yield BalloonChange(line=number, time=t, actual_bytes=actual, event_time=event_time)
-                    continue
-                if "return" not in msg and "error" not in msg:
-                    continue  # greeting or something else
-                if "id" in msg:
-                    found = pending.pop(_key(msg["id"]), None)
-                else:
-                    found = next((k for k in pending if isinstance(k, tuple) and k[:1] == ("anonymous",)), None)
-                    found = pending.pop(found, None) if found is not None else None
-                if found is None:
-                    continue
-                command, arguments = found
-                ident = msg.get("id")
-                if "error" in msg:
-                    error = msg["error"]
-                    if not isinstance(error, dict):
-                        raise ValueError("'error' must be an object")
-                    yield CommandError(
-                        line=number,
-                        time=t,
-                        id=ident,
-                        command=command,
-                        error_class=str(error.get("class", "")),
-                        description=str(error.get("desc", "")),
-                    )
-                    continue
-                answer = msg["return"]
-                if command == "query-balloon":
-                    if not isinstance(answer, dict):
-                        raise ValueError("query-balloon must return an object")
-                    actual = _qmp_int(answer.get("actual"), "query-balloon 'actual'")
-                    yield BalloonQueryReply(line=number, time=t, id=ident, actual_bytes=actual)
-                elif command == "x-query-virtio-status":
-                    if not isinstance(answer, dict):
-                        raise ValueError("x-query-virtio-status must return an object")
-                    if answer.get("name") != "virtio-balloon" and answer.get("device-id") != 5:
-                        continue
-                    status_field = answer.get("status", {})
-                    statuses: tuple[str, ...] = ()
-                    if isinstance(status_field, dict) and isinstance(status_field.get("statuses"), list):
-                        statuses = tuple(str(s).split(":", 1)[0] for s in status_field["statuses"])
-                    path = arguments.get("path", "") if isinstance(arguments, dict) else ""
-                    yield NegotiatedFeatures(
-                        line=number,
-                        time=t,
-                        path=str(path),
-                        guest=feature_bits(answer.get("guest-features")),
-                        host=feature_bits(answer.get("host-features")),
-                        status=statuses,
-                    )
+                    yield event
             except ValueError as exc:
                 raise QemuLogError(file, number, str(exc)) from None
     except (lzma.LZMAError, EOFError) as exc:
@@ -233,3 +134,171 @@ def _qmp_events(stream: Iterable[str], file: str) -> Iterator[QmpEvent]:
         raise QemuLogError(file, None, 'no QMP message: expected the JSON lines {"t", "dir", '
                            '"msg"} of a QMP session, which starts with QEMU\'s greeting')
 
+
+def _load_record(text: str, file: str, number: int) -> object:
+    """The JSON value of line ``number``; :class:`QemuLogError` if it is not JSON."""
+    try:
+        return loads_record(text, file, number)
+    except InputError as exc:
+        decode = exc.message.startswith("not valid JSON")
+        raise QemuLogError(file, number, f"not a JSON object: {exc.message}" if decode
+                           else exc.message) from None
+
+
+class _QmpSession:
+    """A QMP session as read so far: the tracked commands still awaiting their replies.
+
+    Each record is turned into at most one event; a malformed one raises ``ValueError``
+    (the caller names the line).
+    """
+
+    def __init__(self) -> None:
+        """A session with no command sent yet."""
+        # key -> (command, args)
+        self.pending: OrderedDict[object, tuple[str, object]] = OrderedDict()
+        self.anonymous = 0
+        """Tracked commands sent without an ``id`` so far (their replies come in order)."""
+
+    def event_of(self, record: object, line: int) -> QmpEvent | None:
+        """The balloon event of one JSON record (at ``line``), or None if it is none."""
+        time, direction, msg = _record_parts(record)
+        if direction == "send":
+            return self.sent(msg, line, time)
+        # Received: greeting, event, or reply.
+        event = msg.get("event")
+        if event is not None:
+            return _balloon_change(msg, line, time) if event == "BALLOON_CHANGE" else None
+        if "return" not in msg and "error" not in msg:
+            return None  # greeting or something else
+        return self.reply(msg, line, time)
+
+    def sent(self, msg: dict[str, object], line: int, time: float) -> BalloonCommand | None:
+        """A command sent to QEMU: tracked if its reply is read; ``balloon`` is an event."""
+        command = msg.get("execute", msg.get("exec-oob"))
+        if not isinstance(command, str):
+            raise ValueError("a sent message needs 'execute'")
+        arguments = msg.get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise ValueError("'arguments' must be an object")
+        if command in _TRACKED_COMMANDS:
+            self._await_reply(msg, command, arguments)
+        if command != "balloon":
+            return None
+        value = _qmp_int(arguments.get("value"), "balloon 'value'")
+        return BalloonCommand(line=line, time=time, id=msg.get("id"), target_bytes=value)
+
+    def _await_reply(self, msg: dict[str, object], command: str, arguments: object) -> None:
+        """Remember a tracked command until its reply: by its ``id``, else in order."""
+        if "id" in msg:
+            key = _key(msg.get("id"))
+        else:
+            key = ("anonymous", self.anonymous)
+            self.anonymous += 1
+        self.pending[key] = (command, arguments)
+        if len(self.pending) > _PENDING_LIMIT:
+            self.pending.popitem(last=False)
+
+    def reply(self, msg: dict[str, object], line: int, time: float) -> QmpEvent | None:
+        """A reply (``return`` or ``error``): an event if it answers a tracked command."""
+        found = self._answered(msg)
+        if found is None:
+            return None
+        command, arguments = found
+        ident = msg.get("id")
+        if "error" in msg:
+            return _command_error(msg["error"], command, ident, line, time)
+        answer = msg["return"]
+        if command == "query-balloon":
+            return _query_balloon_reply(answer, ident, line, time)
+        if command == "x-query-virtio-status":
+            return _virtio_status_reply(answer, arguments, line, time)
+        return None
+
+    def _answered(self, msg: dict[str, object]) -> tuple[str, object] | None:
+        """The pending command (name, arguments) a reply answers, taken off; None if none."""
+        if "id" in msg:
+            return self.pending.pop(_key(msg["id"]), None)
+        oldest = next((k for k in self.pending
+                       if isinstance(k, tuple) and k[:1] == ("anonymous",)), None)
+        return self.pending.pop(oldest, None) if oldest is not None else None
+
+
+def _record_parts(record: object) -> tuple[float, str, dict[str, object]]:
+    """The time, direction and message of one record ``{"t", "dir", "msg"}``."""
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object")
+    time = record.get("t")
+    if isinstance(time, bool) or not isinstance(time, (int, float)):
+        raise ValueError("'t' must be a number (host epoch seconds)")
+    direction = record.get("dir")
+    msg = record.get("msg")
+    if direction not in ("send", "recv"):
+        raise ValueError("'dir' must be 'send' or 'recv'")
+    if not isinstance(msg, dict):
+        raise ValueError("'msg' must be an object")
+    return float(time), direction, msg
+
+
+def _balloon_change(msg: dict[str, object], line: int, time: float) -> BalloonChange:
+    """A ``BALLOON_CHANGE`` event: the balloon's new size, with QEMU's time of it if given."""
+    data = msg.get("data")
+    if not isinstance(data, dict):
+        raise ValueError("BALLOON_CHANGE without 'data'")
+    event_time = _event_time(msg.get("timestamp"))
+    actual = _qmp_int(data.get("actual"), "BALLOON_CHANGE 'actual'")
+    return BalloonChange(line=line, time=time, actual_bytes=actual, event_time=event_time)
+
+
+def _event_time(stamp: object) -> float | None:
+    """QEMU's time of an event from its ``timestamp`` object; None without one."""
+    if not isinstance(stamp, dict):
+        return None
+    return _qmp_int(stamp.get("seconds"), "timestamp seconds") + (
+        _qmp_int(stamp.get("microseconds"), "timestamp microseconds") / 1e6
+    )
+
+
+def _command_error(error: object, command: str, ident: object, line: int,
+                   time: float) -> CommandError:
+    """QEMU's ``error`` answer to a tracked command."""
+    if not isinstance(error, dict):
+        raise ValueError("'error' must be an object")
+    return CommandError(
+        line=line,
+        time=time,
+        id=ident,
+        command=command,
+        error_class=str(error.get("class", "")),
+        description=str(error.get("desc", "")),
+    )
+
+
+def _query_balloon_reply(answer: object, ident: object, line: int,
+                         time: float) -> BalloonQueryReply:
+    """The answer to ``query-balloon``: the guest RAM the balloon leaves."""
+    if not isinstance(answer, dict):
+        raise ValueError("query-balloon must return an object")
+    actual = _qmp_int(answer.get("actual"), "query-balloon 'actual'")
+    return BalloonQueryReply(line=line, time=time, id=ident, actual_bytes=actual)
+
+
+def _virtio_status_reply(answer: object, arguments: object, line: int,
+                         time: float) -> NegotiatedFeatures | None:
+    """The answer to ``x-query-virtio-status``: the features, if about the balloon device."""
+    if not isinstance(answer, dict):
+        raise ValueError("x-query-virtio-status must return an object")
+    if answer.get("name") != "virtio-balloon" and answer.get("device-id") != 5:
+        return None
+    status_field = answer.get("status", {})
+    statuses: tuple[str, ...] = ()
+    if isinstance(status_field, dict) and isinstance(status_field.get("statuses"), list):
+        statuses = tuple(str(s).split(":", 1)[0] for s in status_field["statuses"])
+    path = arguments.get("path", "") if isinstance(arguments, dict) else ""
+    return NegotiatedFeatures(
+        line=line,
+        time=time,
+        path=str(path),
+        guest=feature_bits(answer.get("guest-features")),
+        host=feature_bits(answer.get("host-features")),
+        status=statuses,
+    )
