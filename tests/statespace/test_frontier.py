@@ -22,9 +22,10 @@ from ballast.numeric.interpret import run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
-from ballast.statespace.frontier import (_PartIds, _row_of, _vm_attribute_columns,
-                                         _VmCandidates, explore_frontier, kernel_of,
-                                         property_kernel_of, step_kernel_of)
+from ballast.statespace.frontier import (explore_frontier, kernel_of, property_kernel_of,
+                                         step_kernel_of)
+from ballast.statespace.frontier_candidates import CandidateGroups, _vm_attribute_columns, row_of
+from ballast.statespace.frontier_parts import PartIds
 from ballast.statespace.frontier_rows import (FrontierRows, RowsLack, own_columns_read,
                                               property_holds_on_rows, step_holds_on_rows)
 from ballast.statespace.keyset import KeySet, distinct, unique_rows
@@ -129,7 +130,7 @@ def test_a_parts_number_read_off_the_key_tells_parts_apart_as_its_cells_do(cfg: 
             assert ((vm_codes[0] == vm_codes[v]) == alike).all()
     # The ids the explorer gives parts, wide ones included (read off the key in runs of
     # columns of at most 63 bits): one id, one part; VMs alike, ids alike.
-    ids = _PartIds(lay)
+    ids = PartIds(lay)
     host, vms = ids.of_keys(keys, lambda: rows)
     for c, got in zip(cells, [host] + [vms[:, v] for v in range(cfg.vms)]):
         by_id = {}
@@ -224,7 +225,7 @@ def _kernel_steps_are_the_models(model: BalloonModel, lay: RowLayout, states: li
             rows = lay.encode(s)[None, :].copy()
             kargs = {k: (np.array([v]) if isinstance(v, int) else [v])
                      for k, v in args.items() if k != "vm"}
-            ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([_row_of(args)])), kargs)
+            ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([row_of(args)])), kargs)
             assert bool(ok[0]) == (want is not None), act
             if want is not None:
                 assert (rows[0] == want).all(), act
@@ -651,7 +652,7 @@ def test_a_group_whose_answer_reads_more_than_it_tells_apart_is_split() -> None:
         return [{"vm": v, "ppns": (0,) if vm.p2m[0] == UNBACKED else (1,)}]
 
     spec = dataclasses.replace(ACTIONS["balloon_inflate"], vm_candidates=candidates)
-    groups = _VmCandidates(lay, {}, lambda s, v: s)
+    groups = CandidateGroups(lay, {}, lambda s, v: s)
     rows = np.array([lay.encode(a), lay.encode(b)], dtype=np.int16)
     none = np.zeros((2, 1), dtype=np.int64)
     got: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
