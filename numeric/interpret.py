@@ -516,7 +516,7 @@ class NumpyOps(_NumpyMemory):
 
     def unit_whole(self, mask: Value) -> Value:
         mask, u = dense(mask), self.cfg.balloon_unit_pages
-        whole = mask.reshape(len(mask), -1, u).all(axis=2)
+        whole = mask.reshape(len(mask), mask.shape[1] // u, u).all(axis=2)  # rows may be none
         return np.repeat(whole, u, axis=1)
 
     def filled(self, kind: str, value: Value) -> Value:

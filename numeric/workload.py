@@ -275,7 +275,9 @@ def _pick_pages(rng: Rng, cfg: Config, pool: npt.NDArray[np.bool_],
     u = cfg.balloon_unit_pages
     if u == 1 or not whole_units:
         return _random_pick(rng, pool, counts)
-    units: npt.NDArray[np.bool_] = np.asarray(pool.reshape(len(pool), -1, u).all(axis=2))
+    # The width is named, not inferred: a batch of no row has no width to infer it from.
+    units: npt.NDArray[np.bool_] = np.asarray(
+        pool.reshape(len(pool), pool.shape[1] // u, u).all(axis=2))
     return np.repeat(_random_pick(rng, units, np.asarray(counts) // u), u, axis=1)
 
 

@@ -151,3 +151,22 @@ def test_the_host_gives_back_pages_it_took_among_many_host_pages() -> None:
             returned += int(ok.sum()) if name == "host_return_page" else 0
     assert cfg.host_pages > 500_000 and taken > 0
     assert returned >= 20, (taken, returned)  # 4 when drawn uniformly
+
+
+def test_a_batch_of_no_vm_draws_whole_balloon_units_without_failing() -> None:
+    # A batch's VMs are a random subset: on 4 VMs it is often none. Choosing whole balloon
+    # units of no row used to stop the run with an internal error (`ballast fuzz --preset
+    # large --fault oom_deflate_splits_unit --vms 4 --pages 16`, every seed but a few).
+    from ballast.numeric.runner import fuzz_seed
+    from ballast.numeric.scale import scaled, with_faults
+
+    fault = "oom_deflate_splits_unit"
+    cfg = with_faults(scaled(preset("large"), vms=4, pages=16), [fault], keep_sizes=True)
+    assert cfg.balloon_unit_pages == 2
+    runs = [fuzz_seed(cfg, seed=s, faults=(fault,), batches=100, shrink=False)
+            for s in range(3)]
+    assert all(r.error is None for r in runs)
+    assert all(r.violation is not None or r.batches == 100 for r in runs)
+    # The fault splits a unit: the runs that reach the OOM deflate see it.
+    assert any(r.violation is not None and r.violation[0] == "balloon_units_whole"
+               for r in runs)
