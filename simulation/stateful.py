@@ -33,7 +33,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import Any, Callable, ClassVar, Generator, cast
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed as hypothesis_seed, settings
 from hypothesis import strategies as st
@@ -164,139 +164,164 @@ def domain_strategy(domain: Domain) -> st.SearchStrategy[Any]:
                     ).map(lambda xs: tuple(sorted(xs)))
 
 
-def machine_for(model: BalloonModel, recorder: _Recorder | None = None
-                ) -> type[RuleBasedStateMachine]:
-    """A RuleBasedStateMachine class for ``model``: rules from its actions (arguments
-    from strategies), invariants from its properties."""
-    rec = recorder if recorder is not None else _Recorder()
+class _BalloonMachine(RuleBasedStateMachine):
+    """Protocol runs of the Ballast model with generated arguments: the machine of
+    :func:`machine_for`, which names the model, the recorder and the rules."""
+
+    model: ClassVar[BalloonModel]
+    recorder: ClassVar[_Recorder]
+    blind: ClassVar[dict[str, st.SearchStrategy[dict[str, Any]] | None]]
+    """Per action, the draw of its arguments from their domains (None: no domains)."""
+    state: State
+
+    def __init__(self) -> None:
+        super().__init__()
+        rec = self.recorder
+        self.state = self.model.init_states()[0]
+        self._admitted: dict[str, list[dict[str, Any]]] = {}
+        self._enabled: dict[str, bool] = {}
+        self._checked: State | None = None
+        """The state every property was last checked on (inside the step)."""
+        rec.steps = []
+        rec.violation = None
+        rec.runs += 1
+        if rec.on_run is not None:
+            rec.on_run(rec.runs)
+
+    def _candidates(self, spec: ActionSpec) -> Generator[dict[str, Any], None, None]:
+        """The candidates of ``spec`` in this state that its guard admits, as found."""
+        # Of the sets of pages an actor may choose, a few of each size where there
+        # are more (a large guest has billions): drawn by a generator seeded alike
+        # in every state, so a run is the same whatever ran before it.
+        model = self.model
+        with sampled(random.Random(0)):
+            for args in spec.candidates(model.cfg, self.state):
+                if model.try_next_state(self.state, Action.of(spec.name, **args)) \
+                        is not None:
+                    yield dict(args)
+
+    def admitted(self, spec: ActionSpec) -> list[dict[str, Any]]:
+        """The candidates of ``spec`` in this state that its guard admits."""
+        got = self._admitted.get(spec.name)
+        if got is None:
+            got = self._admitted[spec.name] = list(self._candidates(spec))
+        return got
+
+    def any_admitted(self, spec: ActionSpec) -> bool:
+        """Whether the guard of ``spec`` admits a candidate here: the first one found
+        answers (Hypothesis asks every rule's precondition and takes one rule a step,
+        and on a large guest each candidate's guard costs a step of the model)."""
+        known = self._enabled.get(spec.name)
+        if known is None:
+            got = self._admitted.get(spec.name)
+            if got is not None:
+                known = bool(got)
+            else:
+                first = self._candidates(spec)
+                known = next(first, None) is not None
+                first.close()
+                if not known:
+                    self._admitted[spec.name] = []
+            self._enabled[spec.name] = known
+        return known
+
+    def arguments(self, spec: ActionSpec) -> st.SearchStrategy[dict[str, Any]]:
+        """An admitted candidate three times out of four, else a draw from the
+        parameter domains (shrinking toward the first candidate)."""
+        admitted = self.admitted(spec)
+        wide = self.blind[spec.name]
+        if wide is None:
+            return st.sampled_from(admitted)
+        marked = wide.map(lambda a: {**a, "_blind": True})
+        if not admitted:
+            return marked
+        near = st.sampled_from(admitted)
+        return st.integers(0, 3).flatmap(lambda k: marked if k == 3 else near)
+
+    def take(self, spec: ActionSpec, args: dict[str, Any]) -> None:
+        """The step of ``spec`` with ``args`` where the guard allows it (else counted as
+        discarded); its step properties and scenarios checked, the run recorded."""
+        model, rec = self.model, self.recorder
+        drawn_blind = bool(args.pop("_blind", False))
+        act = Action.of(spec.name, **args)
+        pre = self.state
+        post = model.try_next_state(pre, act)
+        if post is None:
+            rec.discarded += 1  # the guard's answer: not allowed here
+            return
+        rec.blind += drawn_blind
+        bad = model.step_violations(pre, act, post)
+        wit = model.witnessed(pre, act, post)
+        rec.witnessed.update(wit)
+        rec.fired.add(act.name)
+        rec.total_steps += 1
+        rec.steps.append((act, post, tuple(wit)))
+        self.state = post
+        self._checked = post
+        self._admitted = {}
+        self._enabled = {}
+        if bad:
+            rec.violation = bad[0]
+            raise PropertyBroken(bad[0])
+
+    def check(self, prop: Property) -> None:
+        """``prop`` on the current state, unless the step that led here checked it."""
+        if self._checked is self.state:
+            return  # the step that led here checked every property on this state
+        msg = prop.check_state(self.model.cfg, self.state)
+        if msg is not None:
+            v = Violation(prop.name, msg, "state")
+            self.recorder.violation = v
+            raise PropertyBroken(v)
+
+
+def _blind_draws(model: BalloonModel) -> dict[str, st.SearchStrategy[dict[str, Any]] | None]:
+    """Per action of ``model``, its arguments drawn from their parameter domains."""
     blind: dict[str, st.SearchStrategy[dict[str, Any]] | None] = {}
     for spec in model.action_specs():
         doms = action_domains(model.cfg, spec.params)
         blind[spec.name] = None if doms is None else st.fixed_dictionaries(
             {p: domain_strategy(d) for p, d in doms.items()})
+    return blind
 
-    class BalloonMachine(RuleBasedStateMachine):
-        """Protocol runs of the Ballast model with generated arguments."""
 
-        state: State
+def _add_rule(machine: type[_BalloonMachine], spec: ActionSpec) -> None:
+    """The rule of action ``spec``: enabled where its guard admits a candidate."""
+    def enabled(self: _BalloonMachine) -> bool:
+        return self.any_admitted(spec)
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.state = model.init_states()[0]
-            self._admitted: dict[str, list[dict[str, Any]]] = {}
-            self._enabled: dict[str, bool] = {}
-            self._checked: State | None = None
-            """The state every property was last checked on (inside the step)."""
-            rec.steps = []
-            rec.violation = None
-            rec.runs += 1
-            if rec.on_run is not None:
-                rec.on_run(rec.runs)
+    def step(self: _BalloonMachine, args: dict[str, Any]) -> None:
+        self.take(spec, dict(args))
 
-        def _candidates(self, spec: ActionSpec) -> Generator[dict[str, Any], None, None]:
-            """The candidates of ``spec`` in this state that its guard admits, as found."""
-            # Of the sets of pages an actor may choose, a few of each size where there
-            # are more (a large guest has billions): drawn by a generator seeded alike
-            # in every state, so a run is the same whatever ran before it.
-            with sampled(random.Random(0)):
-                for args in spec.candidates(model.cfg, self.state):
-                    if model.try_next_state(self.state, Action.of(spec.name, **args)) \
-                            is not None:
-                        yield dict(args)
+    step.__name__ = spec.name
+    step.__doc__ = spec.doc
+    args = st.runner().flatmap(lambda machine: machine.arguments(spec))
+    setattr(machine, spec.name, precondition(enabled)(rule(args=args)(step)))
 
-        def admitted(self, spec: ActionSpec) -> list[dict[str, Any]]:
-            """The candidates of ``spec`` in this state that its guard admits."""
-            got = self._admitted.get(spec.name)
-            if got is None:
-                got = self._admitted[spec.name] = list(self._candidates(spec))
-            return got
 
-        def any_admitted(self, spec: ActionSpec) -> bool:
-            """Whether the guard of ``spec`` admits a candidate here: the first one found
-            answers (Hypothesis asks every rule's precondition and takes one rule a step,
-            and on a large guest each candidate's guard costs a step of the model)."""
-            known = self._enabled.get(spec.name)
-            if known is None:
-                got = self._admitted.get(spec.name)
-                if got is not None:
-                    known = bool(got)
-                else:
-                    first = self._candidates(spec)
-                    known = next(first, None) is not None
-                    first.close()
-                    if not known:
-                        self._admitted[spec.name] = []
-                self._enabled[spec.name] = known
-            return known
+def _add_invariant(machine: type[_BalloonMachine], prop: Property) -> None:
+    """The invariant of state property ``prop``."""
+    def check(self: _BalloonMachine) -> None:
+        self.check(prop)
 
-        def arguments(self, spec: ActionSpec) -> st.SearchStrategy[dict[str, Any]]:
-            """An admitted candidate three times out of four, else a draw from the
-            parameter domains (shrinking toward the first candidate)."""
-            admitted = self.admitted(spec)
-            wide = blind[spec.name]
-            if wide is None:
-                return st.sampled_from(admitted)
-            marked = wide.map(lambda a: {**a, "_blind": True})
-            if not admitted:
-                return marked
-            near = st.sampled_from(admitted)
-            return st.integers(0, 3).flatmap(lambda k: marked if k == 3 else near)
+    check.__name__ = f"invariant_{prop.name}"
+    check.__doc__ = prop.doc
+    setattr(machine, check.__name__, invariant()(check))
 
-        def take(self, spec: ActionSpec, args: dict[str, Any]) -> None:
-            drawn_blind = bool(args.pop("_blind", False))
-            act = Action.of(spec.name, **args)
-            pre = self.state
-            post = model.try_next_state(pre, act)
-            if post is None:
-                rec.discarded += 1  # the guard's answer: not allowed here
-                return
-            rec.blind += drawn_blind
-            bad = model.step_violations(pre, act, post)
-            wit = model.witnessed(pre, act, post)
-            rec.witnessed.update(wit)
-            rec.fired.add(act.name)
-            rec.total_steps += 1
-            rec.steps.append((act, post, tuple(wit)))
-            self.state = post
-            self._checked = post
-            self._admitted = {}
-            self._enabled = {}
-            if bad:
-                rec.violation = bad[0]
-                raise PropertyBroken(bad[0])
 
-    def add_rule(spec: ActionSpec) -> None:
-        def enabled(self: Any) -> bool:
-            return bool(self.any_admitted(spec))
-
-        def step(self: Any, args: dict[str, Any]) -> None:
-            self.take(spec, dict(args))
-
-        step.__name__ = spec.name
-        step.__doc__ = spec.doc
-        args = st.runner().flatmap(lambda machine: machine.arguments(spec))
-        setattr(BalloonMachine, spec.name, precondition(enabled)(rule(args=args)(step)))
-
-    def add_invariant(prop: Property) -> None:
-        def check(self: Any) -> None:
-            if self._checked is self.state:
-                return  # the step that led here checked every property on this state
-            msg = prop.check_state(model.cfg, self.state)
-            if msg is not None:
-                v = Violation(prop.name, msg, "state")
-                rec.violation = v
-                raise PropertyBroken(v)
-
-        check.__name__ = f"invariant_{prop.name}"
-        check.__doc__ = prop.doc
-        setattr(BalloonMachine, check.__name__, invariant()(check))
-
+def machine_for(model: BalloonModel, recorder: _Recorder | None = None
+                ) -> type[RuleBasedStateMachine]:
+    """A RuleBasedStateMachine class for ``model``: rules from its actions (arguments
+    from strategies), invariants from its properties."""
+    machine = cast(type[_BalloonMachine], type("BalloonMachine", (_BalloonMachine,), {
+        "model": model, "recorder": recorder if recorder is not None else _Recorder(),
+        "blind": _blind_draws(model), "__doc__": _BalloonMachine.__doc__}))
     for spec in model.action_specs():
-        add_rule(spec)
+        _add_rule(machine, spec)
     for prop in model.properties():
         if prop.state is not None:
-            add_invariant(prop)
-    return BalloonMachine
+            _add_invariant(machine, prop)
+    return machine
 
 
 def model_key(model: BalloonModel) -> str:
