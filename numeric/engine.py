@@ -553,73 +553,97 @@ class Engine:
         if recount and n > 1:
             raise _Sequential
         need = (unb | cow_mask) & gate
+        ok, new = self._backing(vms, ppns, m, gate, need, lowest)
+        take = need & ok
+        self._fault_in(vms, ppns, new, take & unb, recount)
+        self._copy_on_write(vms, ppns, m, new, take & cow_mask, recount)
+        if tokens is not None:
+            self._write_tokens(vms, tokens, new, ok & write, actors)
+        return ok, new
+
+    def _backing(self, vms: Ints, ppns: Ints, m: Ints, gate: Mask, need: Mask,
+                 lowest: bool) -> tuple[Mask, Ints]:
+        """The ops that may go on (a free MPN found where ``need`` asks one) and the MPN
+        each ends on: its own ``m``, or the one the VMM chose (with ``lowest``, the lowest
+        free MPN whatever the VMM's rule)."""
+        a = self.arr
         if self.cfg.guest_system and not lowest:
             # A generic guest system's page is its own machine page (actions.own_mpn).
             own = vms.astype(np.int64) * self.cfg.guest_pages + ppns
             ok = gate & (~need | ((a.mpn_flags[own] & FREE_BIT) != 0))
-            take = need & ok
-            new = np.where(take, own, m)
+            return ok, np.where(need & ok, own, m)
+        if vmm_keeps_host_pages(self.cfg) and not lowest:
+            # Which host pages are another VM's depends on the rows before: one at a time.
+            if int(need.sum()) > 1:
+                raise _Sequential
+            got = self._free_in_own_host_pages(int(vms[need][0])) if need.any() else \
+                np.zeros(0, dtype=np.int64)
         else:
-            if vmm_keeps_host_pages(self.cfg) and not lowest:
-                # Which host pages are another VM's depends on the rows before: one at a time.
-                if int(need.sum()) > 1:
-                    raise _Sequential
-                got = self._free_in_own_host_pages(int(vms[need][0])) if need.any() else \
-                    np.zeros(0, dtype=np.int64)
-            else:
-                got = self._lowest_free(int(need.sum()))
-            rank = np.cumsum(need)
-            ok = gate & (~need | (rank <= len(got)))
-            take = need & ok
-            new = np.where(take, got[np.minimum(rank, max(len(got), 1)) - 1] if len(got) else 0, m)
-        # fault_in: fill from host swap or zeros; a touched ballooned page pops.
-        fi = take & unb
-        if fi.any():
-            fv, fp, fm = vms[fi], ppns[fi], new[fi]
-            toks = np.zeros(len(fv), dtype=np.int64)
-            if a.swap and len(fv) <= 256:
-                # A few pages: each looked up in the host's swap entries.
-                for k, key in enumerate(zip(fv.tolist(), fp.tolist())):
-                    if key in a.swap:
-                        toks[k] = a.swap.pop(key)
-            elif a.swap:
-                # Few pages are on host swap: look up only the pages found there.
-                P = self.cfg.guest_pages
-                slots = np.fromiter((v * P + p for v, p in a.swap), dtype=np.int64,
-                                    count=len(a.swap))
-                for k in np.flatnonzero(np.isin(fv * P + fp, slots)).tolist():
-                    toks[k] = a.swap.pop((int(fv[k]), int(fp[k])), 0)
-            a.content[fm] = toks
-            self._take(fm)
-            a.p2m[fv, fp] = fm
-            a.page_flags[fv, fp] &= ~BALLOONED_BIT
-            if recount:
-                a.rebuild_refs()
-        # copy on write: the shared MPN keeps its other mappers.
-        cw = take & cow_mask
-        if cw.any():
-            for x in m[cw]:
-                x = int(x)
-                a.refs[x] -= 1
-                if a.refs[x] <= 1:
-                    del a.refs[x]
-                    a.mpn_flags[x] &= ~COW_BIT
-            self._take(new[cw])
-            a.p2m[vms[cw], ppns[cw]] = new[cw]
-            if recount:
-                a.rebuild_refs()
-        if tokens is not None:
-            w = ok & write
-            old = a.content[new[w]].astype(np.int64)
-            a.content[new[w]] = tokens[w]
-            if actors and a.refs:
-                # A write through an MPN that backs other pages too: the one way a step
-                # reaches another VM's memory (see _check_others).
-                for j, k in enumerate(np.flatnonzero(w).tolist()):
-                    x = int(new[k])
-                    if x in a.refs:
-                        self._shared_writes.setdefault(x, (int(old[j]), int(vms[k])))
-        return ok, new
+            got = self._lowest_free(int(need.sum()))
+        rank = np.cumsum(need)
+        ok = gate & (~need | (rank <= len(got)))
+        take = need & ok
+        return ok, np.where(
+            take, got[np.minimum(rank, max(len(got), 1)) - 1] if len(got) else 0, m)
+
+    def _fault_in(self, vms: Ints, ppns: Ints, new: Ints, fi: Mask, recount: bool) -> None:
+        """The model's ``fault_in`` of the ops ``fi``: the page filled from host swap or
+        zeros on its new MPN; a touched ballooned page pops."""
+        if not fi.any():
+            return
+        a = self.arr
+        fv, fp, fm = vms[fi], ppns[fi], new[fi]
+        toks = np.zeros(len(fv), dtype=np.int64)
+        if a.swap and len(fv) <= 256:
+            # A few pages: each looked up in the host's swap entries.
+            for k, key in enumerate(zip(fv.tolist(), fp.tolist())):
+                if key in a.swap:
+                    toks[k] = a.swap.pop(key)
+        elif a.swap:
+            # Few pages are on host swap: look up only the pages found there.
+            P = self.cfg.guest_pages
+            slots = np.fromiter((v * P + p for v, p in a.swap), dtype=np.int64,
+                                count=len(a.swap))
+            for k in np.flatnonzero(np.isin(fv * P + fp, slots)).tolist():
+                toks[k] = a.swap.pop((int(fv[k]), int(fp[k])), 0)
+        a.content[fm] = toks
+        self._take(fm)
+        a.p2m[fv, fp] = fm
+        a.page_flags[fv, fp] &= ~BALLOONED_BIT
+        if recount:
+            a.rebuild_refs()
+
+    def _copy_on_write(self, vms: Ints, ppns: Ints, m: Ints, new: Ints, cw: Mask,
+                       recount: bool) -> None:
+        """Copy on write of the ops ``cw``: each page moves to its new MPN and the shared
+        MPN ``m`` keeps its other mappers."""
+        if not cw.any():
+            return
+        a = self.arr
+        for x in m[cw]:
+            x = int(x)
+            a.refs[x] -= 1
+            if a.refs[x] <= 1:
+                del a.refs[x]
+                a.mpn_flags[x] &= ~COW_BIT
+        self._take(new[cw])
+        a.p2m[vms[cw], ppns[cw]] = new[cw]
+        if recount:
+            a.rebuild_refs()
+
+    def _write_tokens(self, vms: Ints, tokens: Ints, new: Ints, w: Mask,
+                      actors: bool) -> None:
+        """The model's ``write_page`` of the ops ``w``: each token into its MPN."""
+        a = self.arr
+        old = a.content[new[w]].astype(np.int64)
+        a.content[new[w]] = tokens[w]
+        if actors and a.refs:
+            # A write through an MPN that backs other pages too: the one way a step
+            # reaches another VM's memory (see _check_others).
+            for j, k in enumerate(np.flatnonzero(w).tolist()):
+                x = int(new[k])
+                if x in a.refs:
+                    self._shared_writes.setdefault(x, (int(old[j]), int(vms[k])))
 
     def _touch_one(self, vm: int, ppn: int, token: int | None, actors: bool, gate: bool,
                    write: bool, cow: bool, lowest: bool) -> tuple[Mask, Ints]:
