@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import fraction
-from ballast.cluster import add_scheduler_option, connected, parse_scheduler
+from ballast.cluster import Scheduler, add_scheduler_option, connected, parse_scheduler
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
+from ballast.model.encodings import Gaps
 from ballast.model.faults import FAULTS
 from ballast.model.trace import check_destinations
-from ballast.numeric.campaign import parse_seeds, run_campaign, summarise
+from ballast.numeric.campaign import CampaignSummary, parse_seeds, run_campaign, summarise
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
@@ -99,6 +100,35 @@ def _line(r: SeedResult) -> dict[str, Any]:
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
+    seeds, cluster = _campaign_options(args)
+    check_destinations(folders=[args.report_dir])
+    cfg = config_for(args)
+    gaps = gaps_in(cfg, args.fault)
+    if gaps.blocking:
+        print(f"INCONCLUSIVE numeric: {gaps.what()}; cannot check that fault")
+        return EXIT_INCONCLUSIVE
+    if not args.json:
+        scale = f", scaled to --vms {args.vms} --pages {args.pages}" if args.vms else ""
+        print(config_line(cfg, args.fault, origin(args) + scale))
+        if cluster is not None:
+            print(f"workers: {cluster.describe()}")
+    results = _run_seeds(args, cfg, seeds, cluster)
+    summary = summarise(results, args.steps, drawn_actions(cfg))
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
+                          "seeds": [_line(r) for r in results],
+                          "summary": summary.__dict__,
+                          "gap": gaps.what() if gaps else None}, indent=2, default=list))
+    else:
+        _print_results(args, cfg, results, summary, gaps)
+    if summary.failing:
+        return 1
+    return EXIT_INCONCLUSIVE if gaps or summary.cut_short or summary.never_fired else 0
+
+
+def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None]:
+    """The seeds and the cluster (None: local processes) the options ask for, every
+    option checked before any work."""
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError:
@@ -120,17 +150,13 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if cluster is not None and args.workers != 1:
         raise UsageError("--workers is for local processes; with --scheduler the cluster's "
                          "workers run the seeds")
-    check_destinations(folders=[args.report_dir])
-    cfg = config_for(args)
-    gaps = gaps_in(cfg, args.fault)
-    if gaps.blocking:
-        print(f"INCONCLUSIVE numeric: {gaps.what()}; cannot check that fault")
-        return EXIT_INCONCLUSIVE
-    if not args.json:
-        scale = f", scaled to --vms {args.vms} --pages {args.pages}" if args.vms else ""
-        print(config_line(cfg, args.fault, origin(args) + scale))
-        if cluster is not None:
-            print(f"workers: {cluster.describe()}")
+    return seeds, cluster
+
+
+def _run_seeds(args: argparse.Namespace, cfg: Config, seeds: range,
+               cluster: Scheduler | None) -> list[SeedResult]:
+    """Every seed's result, in seed order: run by local processes, or by the cluster's
+    workers; progress shown as seeds come back."""
     results: list[SeedResult] = []
     with ExitStack() as stack:
         if cluster is None:
@@ -154,39 +180,35 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
                 done.advance(note=f"{sum(x.batches for x in results):,} batches, "
                                   f"{sum(x.ops for x in results):,} operations")
     results.sort(key=lambda r: r.seed)
-    summary = summarise(results, args.steps, drawn_actions(cfg))
-    if args.json:
-        print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
-                          "seeds": [_line(r) for r in results],
-                          "summary": summary.__dict__,
-                          "gap": gaps.what() if gaps else None}, indent=2, default=list))
-    else:
-        from ballast.console import console
-        out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
-        out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
-                  f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
-                  + (f", faults {', '.join(args.fault)}" if args.fault else ""))
-        for r in results:
-            if r.violation:
-                where = r.counterexample or r.error or "not written"
-                out.print(f"  seed {r.seed}: [bold red]{r.violation[0]}[/] -- {r.violation[1]}"
-                          f" (shrunk to {r.shrunk_steps} steps: {where}); reproduce with "
-                          f"--seeds {r.seed}..{r.seed}")
-        rate = summary.ops / summary.seconds if summary.seconds else 0.0
-        out.print(f"{summary.seeds} seeds, {summary.ops} operations, {summary.checks} invariant "
-                  f"sweeps, {rate:,.0f} ops/s per worker; failing seeds: "
-                  f"{list(summary.failing) or 'none'}")
-        if gaps:
-            lost = "no property" if gaps.actions else ", ".join(gaps.invariants)
-            out.print(f"[yellow]INCONCLUSIVE[/] numeric: {gaps.what()}; {lost} checked")
-        if summary.cut_short and not summary.failing:
-            out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
-                      f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
-                      f"reached (--max-seconds)")
-        if summary.never_fired and not summary.failing:
-            out.print(f"INCONCLUSIVE: {len(summary.never_fired)} action(s) never took effect "
-                      f"in any seed ({', '.join(summary.never_fired)}): raise --steps or "
-                      "--seeds", markup=False)
-    if summary.failing:
-        return 1
-    return EXIT_INCONCLUSIVE if gaps or summary.cut_short or summary.never_fired else 0
+    return results
+
+
+def _print_results(args: argparse.Namespace, cfg: Config, results: list[SeedResult],
+                   summary: CampaignSummary, gaps: Gaps) -> None:
+    """The campaign in words: each failing seed, the totals, and why it is inconclusive."""
+    from ballast.console import console
+    out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
+    out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
+              f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
+              + (f", faults {', '.join(args.fault)}" if args.fault else ""))
+    for r in results:
+        if r.violation:
+            where = r.counterexample or r.error or "not written"
+            out.print(f"  seed {r.seed}: [bold red]{r.violation[0]}[/] -- {r.violation[1]}"
+                      f" (shrunk to {r.shrunk_steps} steps: {where}); reproduce with "
+                      f"--seeds {r.seed}..{r.seed}")
+    rate = summary.ops / summary.seconds if summary.seconds else 0.0
+    out.print(f"{summary.seeds} seeds, {summary.ops} operations, {summary.checks} invariant "
+              f"sweeps, {rate:,.0f} ops/s per worker; failing seeds: "
+              f"{list(summary.failing) or 'none'}")
+    if gaps:
+        lost = "no property" if gaps.actions else ", ".join(gaps.invariants)
+        out.print(f"[yellow]INCONCLUSIVE[/] numeric: {gaps.what()}; {lost} checked")
+    if summary.cut_short and not summary.failing:
+        out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
+                  f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
+                  f"reached (--max-seconds)")
+    if summary.never_fired and not summary.failing:
+        out.print(f"INCONCLUSIVE: {len(summary.never_fired)} action(s) never took effect "
+                  f"in any seed ({', '.join(summary.never_fired)}): raise --steps or "
+                  "--seeds", markup=False)
