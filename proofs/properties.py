@@ -141,17 +141,38 @@ for _name in (*GRANULAR_PROPERTIES, *GRANULAR_HOST_PROPERTIES):
 # Strengthening: facts of every reachable state the safety properties rest on.
 
 
+_Add = Callable[..., None]
+"""``add(name, *facts)``: facts joined to the strengthening conjunct called ``name``."""
+
+
 def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
     """Named extra conjuncts of the inductive invariant (each proved preserved too)."""
-    cfg = s.cfg
-    M, G, D = cfg.machine_pages, cfg.guest_pages, cfg.guest_data_pages
-    pages = _pages(cfg)
     out: dict[str, list[z3.BoolRef]] = {}
 
     def add(name: str, *fs: z3.BoolRef) -> None:
         out.setdefault(name, []).extend(fs)
 
-    for m in range(M):
+    # In this order: the order of a conjunct's facts is the order of its Z3 terms.
+    _host_facts(s, add)
+    _guest_facts(s, add)
+    _protocol_facts(s, add)
+    if s.cfg.balloon_unit_pages > 1:
+        _unit_facts(s, add)
+    if s.cfg.free_page_reporting:
+        _reporting_facts(s, add)
+    if s.cfg.hibernation:
+        # A driver freezes with no report in flight, and a hibernated guest sends none.
+        for v in _honest(s.cfg):
+            add("frozen_quiescent", z3.Implies(s.i("frozen", v) != 0,
+                                               quiescent(Z3StateOps(s, v))))
+    return {k: z3.And(fs) for k, fs in out.items()}
+
+
+def _host_facts(s: SymState, add: _Add) -> None:
+    """The MPNs' flags agree with one another; host swap holds unbacked pages only."""
+    cfg = s.cfg
+    pages = _pages(cfg)
+    for m in range(cfg.machine_pages):
         add("free_not_cow", z3.Implies(s.b("free", m), z3.Not(s.b("cow", m))))
         add("in_use_not_cow", z3.Implies(s.b("in_use", m), z3.Not(s.b("cow", m))))
         add("reclaimed_is_free", z3.Implies(s.b("reclaimed", m), s.b("free", m)))
@@ -161,8 +182,13 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
     for v, p in pages:
         add("swapped_unbacked", z3.Implies(s.b("swap", v, p), s.i("p2m", v, p) == UNBACKED))
     add("host_swap_bounded", at_most([s.b("swap", v, p) for v, p in pages], cfg.host_swap_slots))
-    # The guest's own bookkeeping, for guests that follow the protocol (a hostile
-    # guest's module may free a page a process still uses).
+
+
+def _guest_facts(s: SymState, add: _Add) -> None:
+    """The guest's own bookkeeping, for guests that follow the protocol (a hostile
+    guest's module may free a page a process still uses)."""
+    cfg = s.cfg
+    G, D = cfg.guest_pages, cfg.guest_data_pages
     for v in _honest(cfg):
         for d in range(D):
             resident = z3.Or([s.i("ppn_use", v, p) == d for p in range(G)])
@@ -178,6 +204,12 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
         for p in range(G):
             add("module_pages_pinned", z3.Implies(z3.Or(s.b("balloon", v, p), s.b("refused", v, p)),
                                                   s.i("ppn_use", v, p) == BALLOON))
+
+
+def _protocol_facts(s: SymState, add: _Add) -> None:
+    """Where each page of an honest guest is in the balloon protocol."""
+    cfg = s.cfg
+    G = cfg.guest_pages
     for v in _honest(cfg):
         for p in range(G):
             pinned = s.i("ppn_use", v, p) == BALLOON
@@ -203,40 +235,40 @@ def strengthening(s: SymState) -> dict[str, z3.BoolRef]:
             add("inq_not_ballooned", z3.Implies(inq, z3.Not(s.b("ballooned", v, p))))
         add("no_stray_reports", s.i("inflate_queue", v, G) == 0, s.i("deflate_queue", v, G) == 0,
             z3.Not(s.b("acked_refused", v, G)))
-    if cfg.balloon_unit_pages > 1:
-        # Balloon units move whole: each stage of the protocol holds every page of a unit
-        # or none (the module reports, and the VMM accepts and acknowledges, whole units).
-        u = cfg.balloon_unit_pages
-        for v in _honest(cfg):
-            def held(p: int, v: int = v) -> list[z3.BoolRef]:
-                return [s.i("ppn_use", v, p) == BALLOON, s.i("inflate_queue", v, p) > 0,
-                        s.i("deflate_queue", v, p) > 0, s.b("acked_inflate", v, p),
-                        s.b("acked_refused", v, p), s.b("acked_deflate", v, p),
-                        s.b("refused", v, p)]
-            for first in range(0, G, u):
-                for p in range(first + 1, first + u):
-                    add("units_move_whole", *[a == b for a, b in zip(held(first), held(p))])
-    if cfg.free_page_reporting:
-        # One free page report at a time: what is on the reporting queue, or returned by
-        # the VMM, the module still holds off the free list, and a page is in one stage.
-        for v in _honest(cfg):
-            for p in range(G):
-                queued, acked = s.b("report_queue", v, p), s.b("acked_report", v, p)
-                add("report_held_by_module",
-                    z3.Implies(z3.Or(queued, acked), s.b("reporting", v, p)),
-                    z3.Not(z3.And(queued, acked)))
-            if cfg.page_poison and cfg.poison_val:
-                # The guest poisoned what it reported, and uses none of it until returned
-                # (with a poison_val of zero it writes nothing: ``actions._poison``).
-                clean = reads_clean(Z3StateOps(s, v))
-                add("reported_pages_poisoned", *[z3.Implies(s.b("report_queue", v, p), c)
-                                                 for p, c in enumerate(clean)])
-    if cfg.hibernation:
-        # A driver freezes with no report in flight, and a hibernated guest sends none.
-        for v in _honest(cfg):
-            add("frozen_quiescent", z3.Implies(s.i("frozen", v) != 0,
-                                               quiescent(Z3StateOps(s, v))))
-    return {k: z3.And(fs) for k, fs in out.items()}
+
+
+def _unit_facts(s: SymState, add: _Add) -> None:
+    """Balloon units move whole: each stage of the protocol holds every page of a unit
+    or none (the module reports, and the VMM accepts and acknowledges, whole units)."""
+    cfg = s.cfg
+    u = cfg.balloon_unit_pages
+    for v in _honest(cfg):
+        def held(p: int, v: int = v) -> list[z3.BoolRef]:
+            return [s.i("ppn_use", v, p) == BALLOON, s.i("inflate_queue", v, p) > 0,
+                    s.i("deflate_queue", v, p) > 0, s.b("acked_inflate", v, p),
+                    s.b("acked_refused", v, p), s.b("acked_deflate", v, p),
+                    s.b("refused", v, p)]
+        for first in range(0, cfg.guest_pages, u):
+            for p in range(first + 1, first + u):
+                add("units_move_whole", *[a == b for a, b in zip(held(first), held(p))])
+
+
+def _reporting_facts(s: SymState, add: _Add) -> None:
+    """One free page report at a time: what is on the reporting queue, or returned by
+    the VMM, the module still holds off the free list, and a page is in one stage."""
+    cfg = s.cfg
+    for v in _honest(cfg):
+        for p in range(cfg.guest_pages):
+            queued, acked = s.b("report_queue", v, p), s.b("acked_report", v, p)
+            add("report_held_by_module",
+                z3.Implies(z3.Or(queued, acked), s.b("reporting", v, p)),
+                z3.Not(z3.And(queued, acked)))
+        if cfg.page_poison and cfg.poison_val:
+            # The guest poisoned what it reported, and uses none of it until returned
+            # (with a poison_val of zero it writes nothing: ``actions._poison``).
+            clean = reads_clean(Z3StateOps(s, v))
+            add("reported_pages_poisoned", *[z3.Implies(s.b("report_queue", v, p), c)
+                                             for p, c in enumerate(clean)])
 
 
 def inductive_invariant(s: SymState) -> dict[str, z3.BoolRef]:
