@@ -162,7 +162,8 @@ def main() -> None:
           f"{big.machine_pages:,} MPNs; {ops:,} ops in 20 batches; one invariant sweep "
           f"{sweep:.2f} s")
     print(f"  numeric state: {eng.arr.nbytes() / pages:.2f} bytes per guest page "
-          f"(arrays; peak RSS grew {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / pages:.1f} "
+          "(arrays; peak RSS grew "
+          f"{(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / pages:.1f} "
           f"bytes per guest page including temporaries)")
 
     if args.check_batches > 0:

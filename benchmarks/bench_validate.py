@@ -82,7 +82,8 @@ def main() -> int:
     def model_steps() -> list[object]:
         size = GuestSize()
         conv = StepConverter(features=frozenset())
-        steps = [st for item in profile_events(read_trace(path), frozenset(), size) for st in conv.feed(*item)]
+        steps = [st for item in profile_events(read_trace(path), frozenset(), size)
+                 for st in conv.feed(*item)]
         return [size.pages, steps]
 
     pages, steps = model_steps()
@@ -143,7 +144,8 @@ def main() -> int:
     best["frozen"] = _cpu(frozen_effects, 1)
     best["whole"] = _cpu(properties_whole, 1) - best["frozen"]
     base = best["baseline"]
-    print(f"sample: {path} ({lines:,} lines, a guest of {pages:,} pages, {len(steps):,} model steps)")
+    print(f"sample: {path} ({lines:,} lines, a guest of {pages:,} pages, "
+          f"{len(steps):,} model steps)")
     print("CPU seconds, best of the rounds; ratio to the baseline measured in this run")
     rows = (
         ("decompress + split into lines [baseline]", "baseline"),
@@ -161,8 +163,8 @@ def main() -> int:
           + ", ".join(f"{name} {n:,}" for name, n in copied.most_common()))
     for what, key in (("rules only", "rules"), ("rules + model", "both")):
         ratio = best[key] / base
-        print(f"goal: validation ({what}) <= 3.00x baseline: {'met' if ratio <= 3.0 else 'NOT met'} "
-              f"({ratio:.2f}x)")
+        print(f"goal: validation ({what}) <= 3.00x baseline: "
+              f"{'met' if ratio <= 3.0 else 'NOT met'} ({ratio:.2f}x)")
     return 0
 
 

@@ -47,7 +47,8 @@ def register_capture(csub: Any) -> None:
                    help="ask the guest to compact memory (migrates balloon pages)")
     q.add_argument("--settle-s", type=timeout_seconds, default=10.0,
                    help="seconds to wait for each target (default 10)")
-    q.add_argument("--timeout-s", type=timeout_seconds, default=180.0, help="bound on the whole run")
+    q.add_argument("--timeout-s", type=timeout_seconds, default=180.0,
+                   help="bound on the whole run")
     q.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     q.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     q.set_defaults(func=_capture_cmd)
@@ -62,13 +63,16 @@ def register_capture(csub: Any) -> None:
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
                     "cross-checks.  A failure is shrunk (at most "
                     f"{SHRINK_RUNS} more runs) and written as a scenario file to replay.")
-    live.add_argument("--out", required=True, help="directory for the capture, examples and any failure")
+    live.add_argument("--out", required=True,
+                      help="directory for the capture, examples and any failure")
     live.add_argument("--examples", type=positive_int, default=5,
                       help="examples Hypothesis chooses (default 5; each takes seconds under TCG)")
     live.add_argument("--seed", type=seed, default=0, help="Hypothesis seed (default 0)")
     live.add_argument("--guest-mib", type=int, default=256, help="guest RAM in MiB (default 256)")
-    live.add_argument("--settle-s", type=timeout_seconds, default=15.0, help="seconds to wait for each target")
-    live.add_argument("--timeout-s", type=timeout_seconds, default=900.0, help="bound on the whole run")
+    live.add_argument("--settle-s", type=timeout_seconds, default=15.0,
+                      help="seconds to wait for each target")
+    live.add_argument("--timeout-s", type=timeout_seconds, default=900.0,
+                      help="bound on the whole run")
     live.add_argument("--fault", choices=sorted(FAULTS),
                       help="seed a deviation: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
     live.add_argument("--devices", metavar="NAMES",
@@ -137,7 +141,8 @@ def _targets(text: str) -> list[int]:
     try:
         targets = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UsageError(f"--targets: expected MiB numbers separated by commas, got {text!r}") from None
+        raise UsageError("--targets: expected MiB numbers separated by commas, "
+                         f"got {text!r}") from None
     if not targets:
         raise UsageError("--targets: give at least one target")
     return targets
@@ -156,8 +161,8 @@ def _live_cmd(args: argparse.Namespace) -> int:
     devices = None if args.devices is None else _devices(args.devices)
     try:
         out = live_test(args.out, examples=args.examples, seed=args.seed, guest_mib=guest_mib,
-                        settle_s=args.settle_s, timeout_s=args.timeout_s, fault=fault, replay=replay,
-                        devices=devices, replay_device=device)
+                        settle_s=args.settle_s, timeout_s=args.timeout_s, fault=fault,
+                        replay=replay, devices=devices, replay_device=device)
     except (CaptureError, ValueError) as exc:
         raise UsageError(f"live run failed to start: {exc}") from None
     f = out.failure

@@ -12,8 +12,8 @@ a command runs, in one order for every command: the preset or configuration file
 where a command offers it, then every ``--set`` and size flag, then what the seeded
 faults need (:func:`~ballast.model.faults.with_fault_needs`: a switch set, a size at
 least the fault's), so that every fault runs on every command's default preset.
-``--small`` shrinks only what the user did not set: a size given with ``--set`` is kept. :func:`config_line` is the
-one line each command prints to say what it runs.
+``--small`` shrinks only what the user did not set: a size given with ``--set`` is kept.
+:func:`config_line` is the one line each command prints to say what it runs.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
@@ -22,8 +22,9 @@ one line each command prints to say what it runs.
 >>> cfg = config_from_args(args)
 >>> (cfg.guest_pages, cfg.sharing)
 (2, True)
->>> config_line(cfg, args.fault, origin(args))
-'configuration: preset core, --set guest_pages=2: 1 VMs x 2 PPNs, 3 MPNs, host page 1 unit(s), module driver; must_tell_host, sharing, host_use; faults: share_without_cow'
+>>> config_line(cfg, args.fault, origin(args))  # doctest: +NORMALIZE_WHITESPACE
+'configuration: preset core, --set guest_pages=2: 1 VMs x 2 PPNs, 3 MPNs, host page 1 unit(s),
+module driver; must_tell_host, sharing, host_use; faults: share_without_cow'
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ def config_from_args(args: argparse.Namespace, *, base: "Config | None" = None,
     """The Config an invocation asks for.
 
     :func:`base_config`, then every ``--set`` and size flag, then what the seeded faults
-    need (a size is raised to the fault's, never lowered); with ``shrink`` (``--small``), that is shrunk and what the user set is
-    put back (a field a seeded fault needs stays the fault's, as without ``--small``).
+    need (a size is raised to the fault's, never lowered); with ``shrink`` (``--small``), that is
+    shrunk and what the user set is put back (a field a seeded fault needs stays the fault's, as
+    without ``--small``).
     """
     from ballast.model.faults import with_fault_needs
 

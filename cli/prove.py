@@ -58,8 +58,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=seconds, dest="max_seconds", help=argparse.SUPPRESS)
     p.add_argument("--bmc", action="store_true",
                    help="also run bounded model checking of every property to --bmc-depth")
-    p.add_argument("--jobs", type=positive_int, default=None, help="worker processes (default: CPUs)")
-    p.add_argument("--seed", type=seed, default=0, help="accepted for symmetry; proofs are exhaustive")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="worker processes (default: CPUs)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="accepted for symmetry; proofs are exhaustive")
     p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--query", metavar="NAME", default=None,
@@ -69,8 +71,8 @@ def register(subparsers: Any) -> None:
                    help="print the name of every query of this configuration and exit")
     p.add_argument("--reach-states", type=int, default=EXACT_MAX_STATES, metavar="N",
                    help="decide a counterexample to induction's reachability exactly when the "
-                        f"configuration has at most N reachable states (default {EXACT_MAX_STATES:,};"
-                        " 0: bounded model checking alone)")
+                        "configuration has at most N reachable states "
+                        f"(default {EXACT_MAX_STATES:,}; 0: bounded model checking alone)")
     p.add_argument("--up-to", action="store_true",
                    help="prove every size up to the configuration's: 1..vms VMs, 1..guest_pages "
                         "PPNs, 1..host_pages host pages (a summary line per size)")

@@ -61,7 +61,8 @@ def render_check(out: Console, report: "CheckReport") -> None:
     scen = [r for r in report.pooled if r.kind == "scenario"]
     acts = [r for r in report.pooled if r.kind == "action"]
     out.print(f"Sometimes: {sum(r.verdict is Verdict.PASS for r in scen)}/{len(scen)} scenarios "
-              f"witnessed, {sum(r.verdict is Verdict.PASS for r in acts)}/{len(acts)} actions fired")
+              f"witnessed, {sum(r.verdict is Verdict.PASS for r in acts)}/{len(acts)} "
+              "actions fired")
     for r in scen + acts:
         if r.verdict is Verdict.VACUOUS:
             out.print(f"  [yellow]vacuous[/]: {r.property}: {r.detail}")

@@ -9,10 +9,11 @@ silently mean "no limit"; these types refuse it where the flag is parsed.
 Traceback (most recent call last):
 ...
 argparse.ArgumentTypeError: expected a number of seconds greater than 0 (inf: no limit), got '0'
->>> timeout_seconds("3000000")
+>>> timeout_seconds("3000000")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-argparse.ArgumentTypeError: expected a number of seconds greater than 0 and at most 1000000, got '3000000'
+argparse.ArgumentTypeError: expected a number of seconds greater than 0 and at most 1000000,
+got '3000000'
 >>> positive_int("0")
 Traceback (most recent call last):
 ...
@@ -93,10 +94,11 @@ def seed(text: str) -> int:
 
     >>> seed("52")
     52
-    >>> seed("99999999999999999999999")
+    >>> seed("99999999999999999999999")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: expected a whole number from 0 to 9223372036854775807, got '99999999999999999999999'
+    argparse.ArgumentTypeError: expected a whole number from 0 to 9223372036854775807,
+    got '99999999999999999999999'
     """
     try:
         value = int(text)

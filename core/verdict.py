@@ -3,7 +3,8 @@
 Pass, violation and inconclusive are different outcomes with different exit
 codes; inconclusive (a solver ``unknown``, a timeout, a budget hit) is never a
 pass. An internal error (a bug in Ballast) has its own code, 4, and an
-interruption 130, so neither is ever read as a pass or a violation. A scenario that was never exercised is reported as ``vacuous``.
+interruption 130, so neither is ever read as a pass or a violation. A scenario that was
+never exercised is reported as ``vacuous``.
 
 >>> overall([Verdict.PASS, Verdict.INCONCLUSIVE]).exit_code
 3

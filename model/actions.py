@@ -39,10 +39,11 @@ where host pages group MPNs), and a deflated page stays unbacked until touched
 >>> s = apply(cfg, initial_state(cfg), Action.of("host_set_target", vm=0, pages=1))
 >>> s.vms[0].target
 1
->>> apply(cfg, s, Action.of("vmm_reclaim", vm=0, refuse=[]))
+>>> apply(cfg, s, Action.of("vmm_reclaim", vm=0, refuse=[]))  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-ballast.errors.GuardError: vmm_reclaim: not allowed here: the guest has reported no page for inflation
+ballast.errors.GuardError: vmm_reclaim: not allowed here: the guest has reported no page for
+inflation
 """
 
 from __future__ import annotations
@@ -520,7 +521,8 @@ def has_usable_free(cfg: Config, v: VmState, n: int) -> bool:
     >>> from ballast.model.state import initial_state
     >>> cfg = Config(vms=1, guest_pages=4, machine_pages=4, kernel_reserve=1)
     >>> v = initial_state(cfg).vms[0]
-    >>> [has_usable_free(cfg, v, n) for n in range(5)] == [usable_free(cfg, v) >= n for n in range(5)]
+    >>> [has_usable_free(cfg, v, n) for n in range(5)] == [usable_free(cfg, v) >= n
+    ...                                                    for n in range(5)]
     True
     """
     if n <= 0:
@@ -958,7 +960,8 @@ def guest_write(cfg: Config, s: State, vm: int, vpn: int, token: int) -> State:
     s, ppn = _access(cfg, s, vm, vpn, "guest_write")
     s = write_page(s, vm, ppn, token, "guest_write", cfg)
     g = s.vms[vm].guest
-    return _set_guest(s, vm, replace(g, expected=g.expected[:vpn] + (token,) + g.expected[vpn + 1:]))
+    return _set_guest(s, vm, replace(g, expected=g.expected[:vpn] + (token,)
+                                     + g.expected[vpn + 1:]))
 
 
 def _victims(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:

@@ -52,7 +52,8 @@ class GuestPolicyName(str, Enum):
     """The guest OS's allocator and replacement policy (see :mod:`ballast.model.policy`)."""
 
     LRU = "lru"
-    """Any free pages for the balloon (the allocator's choice), evict the least recently used page."""
+    """Any free pages for the balloon (the allocator's choice), evict the least recently used
+    page."""
     LOWEST = "lowest"
     """The lowest free PPNs first, evict the least recently used page (narrows ``lru``)."""
     ANY = "any"

@@ -33,8 +33,9 @@ from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 
-__all__ = ["GRANULAR_ONLY", "HINTING_HIBERNATION_ONLY", "HOSTILE_ONLY", "KINDS", "MODERN_VIRTIO_ONLY",
-           "REAL_DRIVER_ONLY", "Encodes", "Gaps", "declared_gaps_on", "gaps", "real_driver_gaps"]
+__all__ = ["GRANULAR_ONLY", "HINTING_HIBERNATION_ONLY", "HOSTILE_ONLY", "KINDS",
+           "MODERN_VIRTIO_ONLY", "REAL_DRIVER_ONLY", "Encodes", "Gaps", "declared_gaps_on", "gaps",
+           "real_driver_gaps"]
 
 KINDS = ("actions", "invariants", "faults")
 """What the model defines and a backend may encode."""

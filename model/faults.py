@@ -132,7 +132,13 @@ def _vmm_picks(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> State
         also=("guest_chooses_pages",),
         missed_by={"hypothesis": "its runs rarely deflate and release a report; random runs "
                                  "and the explorer catch it",
-                   "prove": "its shortest run (a whole inflate-deflate round trip) is longer than the 6 steps within which `ballast check`'s proofs decide whether a broken induction step is reachable on the default preset, whose reachable states are too many (over 50,000) to decide it exactly: the checker reports it inconclusive, never a pass; the proofs' own tests refute it with a search 12 steps deep on one VM (tests/proofs/test_proof_faults.py)"})
+                   "prove": "its shortest run (a whole inflate-deflate round trip) is longer than "
+                            "the 6 steps within which `ballast check`'s proofs decide whether a "
+                            "broken induction step is reachable on the default preset, whose "
+                            "reachable states are too many (over 50,000) to decide it exactly: the "
+                            "checker reports it inconclusive, never a pass; the proofs' own tests "
+                            "refute it with a search 12 steps deep on one VM "
+                            "(tests/proofs/test_proof_faults.py)"})
 def _release_forgets(cfg: Config, s: State, vm: int) -> State:
     """A deflate that acknowledges the pages but forgets to clear them from the balloon set."""
     v = s.vms[vm]
@@ -243,7 +249,13 @@ def _cpu_double(cfg: Config, s: State, vm: int) -> State:
 @_fault("migrate_forgets_old_page", "balloon_migrate_release", "migration_loses_nothing",
         missed_by={"hypothesis": "a migration must follow an acknowledged inflate; its runs "
                                  "rarely line the two up, random runs and the explorer do",
-                   "prove": "its shortest run (an inflate round trip, then a migrated page's) is longer than the 6 steps within which `ballast check`'s proofs decide whether a broken induction step is reachable on the default preset, whose reachable states are too many (over 50,000) to decide it exactly: the checker reports it inconclusive, never a pass; the proofs' own tests refute it with a search 8 steps deep on one VM (tests/proofs/test_proof_faults.py)"},
+                   "prove": "its shortest run (an inflate round trip, then a migrated page's) is "
+                            "longer than the 6 steps within which `ballast check`'s proofs decide "
+                            "whether a broken induction step is reachable on the default preset, "
+                            "whose reachable states are too many (over 50,000) to decide it "
+                            "exactly: the checker reports it inconclusive, never a pass; the "
+                            "proofs' own tests refute it with a search 8 steps deep on one VM "
+                            "(tests/proofs/test_proof_faults.py)"},
         migration=True, must_tell_host=False, deflate_on_oom=True)
 def _migrate_forgets(cfg: Config, s: State, vm: int, old: int) -> State:
     """A migration that drops the old page from the module's balloon without reporting it:
@@ -255,7 +267,8 @@ def _migrate_forgets(cfg: Config, s: State, vm: int, old: int) -> State:
 
 
 @_fault("oom_deflate_without_report", "balloon_oom_deflate", "guest_chooses_pages",
-        also=("balloon_accounting_exact",), deflate_on_oom=True, oom_notifier=True, must_tell_host=False)
+        also=("balloon_accounting_exact",), deflate_on_oom=True, oom_notifier=True,
+        must_tell_host=False)
 def _oom_unreported(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
     """The OOM notifier hands balloon pages back to the guest without telling the VMM."""
     v = s.vms[vm]
@@ -350,7 +363,13 @@ def _skip_rewritten(cfg: Config, s: State, vm: int) -> State:
                                  "runs 121 runs of 46 steps on average (5,555 steps, the "
                                  "profile's 100 steps a run at most); random runs and the "
                                  "explorer catch it",
-                   "prove": "its shortest run (an inflate round trip, then a freeze and a restore) is longer than the 6 steps within which `ballast check`'s proofs decide whether a broken induction step is reachable on the default preset, whose reachable states are too many (over 50,000) to decide it exactly: the checker reports it inconclusive, never a pass; the proofs' own tests refute it with a search 8 steps deep on one VM (tests/proofs/test_proof_faults.py)"},
+                   "prove": "its shortest run (an inflate round trip, then a freeze and a restore) "
+                            "is longer than the 6 steps within which `ballast check`'s proofs "
+                            "decide whether a broken induction step is reachable on the default "
+                            "preset, whose reachable states are too many (over 50,000) to decide "
+                            "it exactly: the checker reports it inconclusive, never a pass; the "
+                            "proofs' own tests refute it with a search 8 steps deep on one VM "
+                            "(tests/proofs/test_proof_faults.py)"},
         hibernation=True)
 def _restore_forgets(cfg: Config, s: State, vm: int) -> State:
     """The driver comes back from hibernation without its balloon: it holds no page and

@@ -330,7 +330,8 @@ def accounting_sizes(s: State, v: int) -> str | None:
 
 _register(Property(
     "balloon_accounting_exact",
-    """After every report is acknowledged, ``actual`` = the module's balloon = the VMM's ballooned set.
+    "After every report is acknowledged, ``actual`` = the module's balloon = the VMM's ballooned "
+    """set.
 
     The module never believes a page is ballooned that the VMM does not hold, and the
     size it reports is exactly what the VMM has reclaimed.""",
@@ -417,7 +418,8 @@ def _module_pages_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "module_pages_pinned",
-    """Every page the balloon module holds (in its balloon or refused) is pinned for it in the guest, once.
+    "Every page the balloon module holds (in its balloon or refused) is pinned for it in the "
+    """guest, once.
 
     The guest's own bookkeeping stays consistent whatever a hostile guest reports:
     a page the module holds is never also on the guest's free list or under a
@@ -459,7 +461,8 @@ def _data_intact_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "guest_data_intact",
-    """Guest data is never lost or corrupted: every token lives in a backed page, the guest's disk, or host swap.
+    "Guest data is never lost or corrupted: every token lives in a backed page, the guest's disk, "
+    """or host swap.
 
     Whatever ballooning, sharing and host swapping do underneath, a guest process
     reads back what it wrote.""",
@@ -505,7 +508,8 @@ def _processor_conservation(cfg: Config, s: State) -> str | None:
 
 _register(Property(
     "processor_conservation",
-    """Every physical processor is idle at the host, running a guest's online vCPU, or parked by a guest.
+    "Every physical processor is idle at the host, running a guest's online vCPU, or parked by a "
+    """guest.
 
     The same mechanism for a second resource: the guest chooses which vCPU to give
     up, and no processor is counted twice.""",
@@ -526,7 +530,8 @@ def _balloon_tracked_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "migration_loses_nothing",
-    """While a balloon page migrates, nothing is lost: every PPN the VMM holds as ballooned is the module's.
+    "While a balloon page migrates, nothing is lost: every PPN the VMM holds as ballooned is the "
+    """module's.
 
     A migration (``balloon_migrate``) has the new page on its way into the balloon and
     the old one on its way out at the same time; at every moment each PPN the VMM holds
@@ -555,7 +560,8 @@ def _reported_not_reused_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "reported_pages_not_reused",
-    """A page on a free page report is not reused by the guest before the device has returned the report.
+    "A page on a free page report is not reused by the guest before the device has returned the "
+    """report.
 
     virtio 1.x section 5.5.6.6: the device may discard a reported page at any moment
     until it returns the report, so a page the guest reused early could lose its data.""",
@@ -587,7 +593,8 @@ def _discarded_clean_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "discarded_pages_read_clean",
-    """A page the VMM discarded after a free page report reads back as zero (or as ``poison_val`` with page poisoning), never as old data.
+    "A page the VMM discarded after a free page report reads back as zero (or as ``poison_val`` "
+    """with page poisoning), never as old data.
 
     virtio 1.x sections 5.5.6.4 and 5.5.6.6: a reported page's contents are gone once the
     device discards it; with PAGE_POISON they read as the poison value the guest uses. Old
@@ -638,7 +645,8 @@ def _flood_step(cfg: Config, pre: State, act: Action, post: State) -> str | None
 
 _register(Property(
     "vmm_refuses_report_floods",
-    """The VMM itself refuses reports that would grow a VM's queues beyond its bound, whatever the guest sends.
+    "The VMM itself refuses reports that would grow a VM's queues beyond its bound, whatever the "
+    """guest sends.
 
     A hostile guest may send reports without end; the VMM's memory and work for one VM
     stay bounded because the VMM (not the guest's good manners) turns the excess away.""",
@@ -673,7 +681,8 @@ def _hinted_not_lost_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "hinted_pages_not_lost",
-    """A page hinted free and then reused by the guest is never lost or read as stale: the migration may skip only pages not written since their hint.
+    "A page hinted free and then reused by the guest is never lost or read as stale: the migration "
+    """may skip only pages not written since their hint.
 
     virtio 1.x section 5.5.6.5: a hint says a page was free when hinted; the guest may
     write it afterwards, and the device must then treat it as in use (QEMU: KVM's dirty
@@ -705,7 +714,8 @@ def _restore_step(cfg: Config, pre: State, act: Action, post: State) -> str | No
 
 _register(Property(
     "balloon_agrees_after_restore",
-    """After a restore from hibernation the balloon and the VMM agree: the module holds exactly the pages the VMM holds as ballooned, pinned, and reports their number.
+    "After a restore from hibernation the balloon and the VMM agree: the module holds exactly the "
+    """pages the VMM holds as ballooned, pinned, and reports their number.
 
     Linux ``virtballoon_restore`` tells the device the balloon's size again and QEMU has
     kept the device's state across the hibernation; a driver that comes back without its
@@ -729,7 +739,8 @@ def _vcpus_within_target_step(cfg: Config, pre: State, act: Action, post: State)
 
 _register(Property(
     "vcpus_within_cpu_target",
-    """No step brings a VM's running vCPUs above the host's CPU target for it, whatever its guest does.
+    "No step brings a VM's running vCPUs above the host's CPU target for it, whatever its guest "
+    """does.
 
     The VMM grants processors against the host's own target, not the target the guest's
     module read or claims (``vmm_enforces_cpu_target``): a hostile guest that unparks the
@@ -759,7 +770,8 @@ def _stale_reports_step(cfg: Config, pre: State, act: Action, post: State) -> st
 
 _register(Property(
     "stale_reports_not_applied",
-    """A report queued before a guest reset and processed after it changes nothing of the new incarnation.
+    "A report queued before a guest reset and processed after it changes nothing of the new "
+    """incarnation.
 
     With ``reset_races_reports`` reports in flight outlive a device reset (virtio 1.x
     section 2.4: a reset device no longer uses buffers made available before it). When the
@@ -813,7 +825,8 @@ def _honest_memory_step(cfg: Config, pre: State, act: Action, post: State) -> st
 
 _register(Property(
     "honest_memory_not_taken",
-    """No step on behalf of one VM takes a machine page from an honest VM: starvation is the host's choice, never another guest's.
+    "No step on behalf of one VM takes a machine page from an honest VM: starvation is the host's "
+    """choice, never another guest's.
 
     Whatever a VM's guest does (touch pages beyond its target, pop or pin its balloon, send
     any report) and whatever the VMM does for it (process its reports, page it out when it
@@ -879,7 +892,8 @@ def _own_pages_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "guest_pages_are_machine_pages",
-    """In a generic guest system every page of a guest in use sits in its own machine page: there is no translation to redirect it.
+    "In a generic guest system every page of a guest in use sits in its own machine page: there is "
+    """no translation to redirect it.
 
     A container or process group (``guest_system``) addresses machine memory directly; the
     host's resource manager frees the pages the guest's balloon gives it and hands the same
@@ -905,7 +919,8 @@ def _units_whole_vm(cfg: Config, s: State, v: int) -> str | None:
 
 _register(Property(
     "balloon_units_whole",
-    """A balloon unit of several pages is ballooned whole or not at all, in the VMM's records and in the module's balloon.
+    "A balloon unit of several pages is ballooned whole or not at all, in the VMM's records and in "
+    """the module's balloon.
 
     vmw_balloon's 2M commands and Hyper-V's 2 MiB units move aligned runs of 4 KiB pages
     as one: the host frees the whole run and the guest gets it back whole. A run ballooned in

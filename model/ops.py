@@ -338,7 +338,8 @@ class MemoryOps(Ops, Protocol):
         shaped like ``mpn``), or false or 0 without it."""
 
     def units(self, field: str) -> Value:
-        """Per unit of the host page argument ``host_page``, a set of the host (:data:`UNIT_FIELDS`)."""
+        """Per unit of the host page argument ``host_page``, a set of the host
+        (:data:`UNIT_FIELDS`)."""
 
     def lru_victim(self) -> Value:
         """VPN vector: the least recently used resident VPN (all false when none)."""

@@ -133,7 +133,8 @@ def balloon_accounting_exact(o: StateOps) -> Value:
     reports = [o.queued("inflate_queue"), o.queued("deflate_queue"), o.pages("acked_inflate"),
                o.pages("acked_deflate"), o.pages("acked_refused")]
     quiet = o.and_(*[o.not_(o.any(r)) for r in reports],
-                   *[o.not_(o.beyond(f)) for f in ("inflate_queue", "deflate_queue", "acked_refused")])
+                   *[o.not_(o.beyond(f))
+                     for f in ("inflate_queue", "deflate_queue", "acked_refused")])
     size = o.count(balloon)
     return o.and_(o.all(o.implies(balloon, ballooned)),
                   o.implies(quiet, o.and_(o.eq(o.vm("module.actual"), size),

@@ -14,7 +14,8 @@ promises can be reached (:attr:`ReachProperty.goal`), the steps a run towards th
 (True, False)
 >>> prop.unmet(Config(vmm_reclaims_over_target=True, host_swap_slots=0))
 'no host swap slot to page the excess out to (host_swap_slots = 0)'
->>> moves(Action.of("vmm_swap_over_target", vm=0, ppn=1)), moves(Action.of("guest_read", vm=0, vpn=0))
+>>> (moves(Action.of("vmm_swap_over_target", vm=0, ppn=1)),
+...  moves(Action.of("guest_read", vm=0, vpn=0)))
 (True, False)
 >>> moves(Action.of("host_set_target", vm=0, pages=0))
 False
@@ -29,7 +30,8 @@ from ballast.model.actions import ACTIONS, Action, Actor, over_target, within_al
 from ballast.model.config import Config
 from ballast.model.state import State
 
-__all__ = ["RECOVERY", "REACH_PROPERTIES", "TARGET_SETTERS", "ReachProperty", "moves", "swap_covers_excess"]
+__all__ = ["RECOVERY", "REACH_PROPERTIES", "TARGET_SETTERS", "ReachProperty", "moves",
+           "swap_covers_excess"]
 
 RECOVERY = "host_recovers_to_target"
 """The host recovering a VM's memory down to its target by host swap."""
@@ -103,7 +105,8 @@ def _no_slots(cfg: Config) -> str | None:
 
 REACH_PROPERTIES[RECOVERY] = ReachProperty(
     RECOVERY,
-    """From every reachable state the host and the VMM alone can bring every VM within what the host allows it: the guest need not cooperate.
+    "From every reachable state the host and the VMM alone can bring every VM within what the host "
+    """allows it: the guest need not cooperate.
 
     Whatever a guest has done (touched pages beyond its target, popped or pinned its
     balloon, reported nothing), the VMM pages the excess out to host swap by itself

@@ -63,7 +63,8 @@ def _reaches(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("deflate_under_memory_pressure",
-           "The module deflates because the guest is out of memory, not because the target dropped.",
+           "The module deflates because the guest is out of memory, not because the target "
+           "dropped.",
            feature=lambda cfg: cfg.deflate_on_oom)
 def _oom(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "balloon_deflate":
@@ -92,7 +93,8 @@ def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("guest_pages_out_for_balloon",
-           "The guest pages a process page out to its own disk while its balloon still wants pages.")
+           "The guest pages a process page out to its own disk while its balloon still wants "
+           "pages.")
 def _pageout(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "guest_evict":
         return False
@@ -178,7 +180,8 @@ def _poisoned(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("stats_reported",
-           "The guest reports its free memory on the statistics queue while its balloon holds pages.",
+           "The guest reports its free memory on the statistics queue while its balloon holds "
+           "pages.",
            feature=lambda cfg: cfg.stats_queue)
 def _stats(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return act.name == "balloon_report_stats" and bool(pre.vms[_vm(act)].module.balloon)
@@ -269,7 +272,8 @@ def _within_again(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("host_page_kept_from_other_vm",
-           "The VMM backs a page beyond the lowest free MPN, which lies in a host page of another VM.",
+           "The VMM backs a page beyond the lowest free MPN, which lies in a host page of another "
+           "VM.",
            feature=vmm_keeps_host_pages)
 def _kept(cfg: Config, pre: State, act: Action, post: State) -> bool:
     taken = pre.host.free - post.host.free
@@ -277,7 +281,8 @@ def _kept(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("guest_system_page_comes_back",
-           "In a generic guest system a page the manager freed from the balloon is used again, in its own machine page.",
+           "In a generic guest system a page the manager freed from the balloon is used again, in "
+           "its own machine page.",
            feature=lambda cfg: cfg.guest_system)
 def _comes_back(cfg: Config, pre: State, act: Action, post: State) -> bool:
     return bool((pre.host.free - post.host.free) & pre.host.reclaimed)

@@ -32,8 +32,9 @@ model                     profile
 then a one-page deflate of the old one, ``actual`` unchanged) is the model's
 ``balloon_migrate`` and ``balloon_migrate_release`` (``migration`` feature); the rules
 below allow it because the specification does.  Free page hinting
-(free_page_vq and ``free_page_hint_cmd_id``: command ids, STOP and DONE), free page reporting (reporting_vq: ``report``, ``report_ack``) and the
-statistics queue (``stats``) are projected, page poisoning is invisible here; guest memory
+(free_page_vq and ``free_page_hint_cmd_id``: command ids, STOP and DONE), free page reporting
+(reporting_vq: ``report``, ``report_ack``) and the statistics queue (``stats``) are
+projected, page poisoning is invisible here; guest memory
 pressure (DEFLATE_ON_OOM) is guest-internal and not visible to the device, so with that
 feature a deflate is never blamed on rule 3.  Conversely the model's VMM may *refuse*
 pages (vmw_balloon); virtio has no refusal (profile event ``inflate_refused``).
@@ -561,7 +562,8 @@ def _no_early_deflate(v: View, e: VirtioEvent) -> str | None:
 @_rule("virtio_5_5_6_1_rule5_deflate_only_balloon_pages", Level.MUST,
        "5.5.6.1 rule 5 (deflateq names pages of the balloon)", ("deflate",))
 def _deflate_balloon_only(v: View, e: VirtioEvent) -> str | None:
-    """A page is deflated only if it is in the balloon: never one never inflated or already deflated."""
+    ("A page is deflated only if it is in the balloon: never one never inflated or already "
+     "deflated.")
     if v.balloon >= set(e.pfns) and not _repeats(e.pfns):
         return None
     stray = [p for p in e.pfns if p not in v.balloon and p not in v.inflating] + _repeats(e.pfns)

@@ -120,7 +120,8 @@ def check_numeric_agreement(cfg: Config, states: Sequence[State], faults: Sequen
             want = p.check_state(cfg, s)
             got = NUMERIC_INVARIANTS[p.name](arr)
             if (want is None) != (got is None):
-                differ(i, f"{p.name}: the engine says {got or 'holds'}, the model {want or 'holds'}")
+                differ(i, f"{p.name}: the engine says {got or 'holds'}, "
+                          f"the model {want or 'holds'}")
         if [n for n, _ in violations(arr)] != [v.property for v in model.violations(s)]:
             differ(i, "the engine's violations are not the model's, in the model's order")
         enabled = enabled_at(i, s)

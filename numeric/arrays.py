@@ -1,5 +1,6 @@
 # mypy: disable-error-code="no-any-return"
-"""The whole modelled system held in flat NumPy arrays, and its exact conversion to a model ``State``.
+"""The whole modelled system held in flat NumPy arrays, and its exact conversion to a model
+``State``.
 
 The layout is derived from the state schema (:mod:`ballast.model.schema`), field by
 field (:data:`LAYOUT`), and named after the model's fields (:func:`attribute`). Per

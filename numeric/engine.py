@@ -454,7 +454,8 @@ class Engine:
         alone = m[~shared]
         if scrub:
             a.content[alone] = 0
-        a.mpn_flags[alone] = (a.mpn_flags[alone] & ~COW_BIT) | FREE_BIT | (RECLAIMED_BIT if by_balloon else 0)
+        a.mpn_flags[alone] = ((a.mpn_flags[alone] & ~COW_BIT) | FREE_BIT
+                              | (RECLAIMED_BIT if by_balloon else 0))
         self._mark_free(alone)
 
     def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,

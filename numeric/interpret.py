@@ -89,7 +89,8 @@ class _NumpyMemory:
         return self.rows.vm_numbers()
 
     def hostile(self) -> Value:
-        return np.isin(self.rows.vm_numbers(), np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+        return np.isin(self.rows.vm_numbers(),
+                       np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
 
     def tokens(self, field: str) -> Value:
         return self.rows.read_tokens(field)
@@ -284,7 +285,8 @@ def _constant(value: bool, xs: tuple[Any, ...]) -> Any:
 
 
 def _lift(fn: Callable[[Any, Any], Any],
-          numbers: Callable[[Any, Any], Any] | None = None) -> Callable[["NumpyOps", Any, Any], Any]:
+          numbers: Callable[[Any, Any], Any] | None = None
+          ) -> Callable[["NumpyOps", Any, Any], Any]:
     """An operation of two values from ``fn`` on arrays (``numbers``: on two Python numbers,
     where NumPy's function would make a NumPy scalar at many times the cost)."""
     def op(self: "NumpyOps", a: Any, b: Any) -> Any:

@@ -1,5 +1,6 @@
 # mypy: disable-error-code="no-any-return"
-"""Every state invariant of the model, evaluated on :class:`SystemArrays` with whole-array operations.
+"""Every state invariant of the model, evaluated on :class:`SystemArrays` with whole-array
+operations.
 
 Each property of ``ballast.model.invariants.INVARIANTS`` that has a kernel
 (:data:`ballast.model.property_kernels.PROPERTY_KERNELS`) is checked by running

@@ -14,7 +14,8 @@ Three stages, each candidate checked by replaying it:
 >>> from ballast.model.config import Config
 >>> from ballast.model.actions import Action
 >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2, host_page_units=2)
->>> acts = [Action.of("guest_write", vm=0, vpn=0, token=1), Action.of("host_take_page", host_page=0)]
+>>> acts = [Action.of("guest_write", vm=0, vpn=0, token=1),
+...         Action.of("host_take_page", host_page=0)]
 >>> reproduces(cfg, ("host_takes_partial_page",), acts, "memory_conservation")
 True
 """

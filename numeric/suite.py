@@ -4,10 +4,10 @@
 The configuration's features are kept and its sizes scaled (``SUITE_SIZE``: 1,024
 VMs x 1,024 PPNs); the work is counted, not timed: ``budget.numeric_seeds`` seeds
 of ``budget.numeric_batches`` batches each (4 x 200 by default, about 200,000
-operations, every invariant after every batch: some 30 seconds on one core). The same seed gives the same operations
-and figures on any machine. Only a wall-clock limit the user asked for
-(``--max-seconds``) can stop it early, and then the result is inconclusive,
-never a pass.
+operations, every invariant after every batch: some 30 seconds on one core). The same
+seed gives the same operations and figures on any machine. Only a wall-clock limit the
+user asked for (``--max-seconds``) can stop it early, and then the result is
+inconclusive, never a pass.
 
 >>> from pathlib import Path
 >>> from ballast.budget import WorkBudget

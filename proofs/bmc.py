@@ -49,7 +49,8 @@ class BmcResult:
     """For ``unknown``: which budget ran out and which flag raises it."""
 
 
-def _target(name: str, pre: SymState, post: SymState, steps: list[tuple[str, dict[str, object], z3.BoolRef, SymState]],
+def _target(name: str, pre: SymState, post: SymState,
+            steps: list[tuple[str, dict[str, object], z3.BoolRef, SymState]],
             choice: z3.ArithRef) -> z3.BoolRef:
     """The formula "``name`` is broken by this step" (state form on ``post`` or step form)."""
     bad: list[z3.BoolRef] = []

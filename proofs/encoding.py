@@ -16,9 +16,9 @@ guest may send) and whose host swap and guest disk hold at most one entry per
 page. Two abstractions keep it finite and are exact for everything the model
 looks at: a queue's count of one PPN saturates (see :func:`queue_cap`), and
 the LRU list is kept as the order of each VPN's first place (later copies of
-a VPN, which a hostile guest can produce, change no guard and no property). :func:`well_formed` states the
-domain as Z3 constraints (the proofs show it is preserved, like TLA+'s
-``TypeOK``); :func:`encode` raises :class:`OutOfDomain` outside it.
+a VPN, which a hostile guest can produce, change no guard and no property).
+:func:`well_formed` states the domain as Z3 constraints (the proofs show it is preserved,
+like TLA+'s ``TypeOK``); :func:`encode` raises :class:`OutOfDomain` outside it.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.state import initial_state

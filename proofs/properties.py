@@ -215,7 +215,8 @@ def _protocol_facts(s: SymState, add: _Add) -> None:
             pinned = s.i("ppn_use", v, p) == BALLOON
             inq, dq = s.i("inflate_queue", v, p) > 0, s.i("deflate_queue", v, p) > 0
             bal, ai = s.b("balloon", v, p), s.b("acked_inflate", v, p)
-            ref, ar, ad = s.b("refused", v, p), s.b("acked_refused", v, p), s.b("acked_deflate", v, p)
+            ref, ar, ad = (s.b("refused", v, p), s.b("acked_refused", v, p),
+                           s.b("acked_deflate", v, p))
             # Where a balloon page is in the protocol: exactly one stage at a time.
             stages = [inq, ai, bal, ar, ref]
             if cfg.must_tell_host:

@@ -338,7 +338,8 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
         trace=trace, name=name, result=result, kind=kind, property_name=prop,
         doc=property_doc(prop, expect), message=message, failing_step=failing,
         steps=tuple(views), states=(walk.first, walk.last[-1]), sequence=tuple(seq),
-        lanes=lanes, memory=series_of(walk.figures), lasso=lasso, unexplained=unexplained, notes=tuple(notes))
+        lanes=lanes, memory=series_of(walk.figures), lasso=lasso, unexplained=unexplained,
+        notes=tuple(notes))
 
 
 def _unexplained(trace: Trace, result: ReplayResult, last_two: Sequence[State],

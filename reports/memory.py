@@ -21,8 +21,8 @@ from typing import Sequence
 
 from ballast.model.state import UNBACKED, State, swap_of
 
-__all__ = ["HOST_SERIES", "VM_SERIES", "FigureReader", "MemorySeries", "figures", "plot_png", "series",
-           "series_of"]
+__all__ = ["HOST_SERIES", "VM_SERIES", "FigureReader", "MemorySeries", "figures", "plot_png",
+           "series", "series_of"]
 
 VM_SERIES = ("backed", "ballooned", "guest disk", "host swap", "shared")
 """What is counted per VM, in PPNs."""

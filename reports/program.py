@@ -7,7 +7,8 @@ the property that breaks.
 
 >>> from ballast.model import Action, preset
 >>> from ballast.model.trace import Trace, TraceHeader, TraceStep
->>> t = Trace(TraceHeader(preset("core")), (TraceStep(1, Action.of("host_set_target", vm=0, pages=1)),))
+>>> t = Trace(TraceHeader(preset("core")),
+...           (TraceStep(1, Action.of("host_set_target", vm=0, pages=1)),))
 >>> code = python_program(t)
 >>> exec(compile(code, "<trace>", "exec"), {})
 """

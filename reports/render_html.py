@@ -129,7 +129,8 @@ def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
         if u.model_diff:
             parts.append("<p>Recorded state vs the model's:</p>"
                          + _diff_table(list(u.model_diff), "recorded", "model"))
-        more = f" (first {len(u.allowed)} of {u.allowed_total})" if u.allowed_total > len(u.allowed) else ""
+        more = (f" (first {len(u.allowed)} of {u.allowed_total})"
+                if u.allowed_total > len(u.allowed) else "")
         items = "".join(f"<li><code>{escape(a)}</code></li>" for a in u.allowed)
         parts.append(f"<p>What the model allowed there{more}:</p>"
                      + (f"<ul>{items}</ul>" if items else "<p>nothing: the model is stuck</p>"))

@@ -67,20 +67,23 @@ def render_markdown(e: Explanation) -> str:
         out += ["## Lasso", "",
                 f"- prefix: steps 1..{lo.start - 1}" if lo.start > 1 else "- prefix: (empty)",
                 f"- cycle: steps {lo.start}..{lo.end}, repeated forever "
-                f"({'returns to the state before step ' + str(lo.start) if lo.closes else 'does NOT close'})",
+                "(" + ("returns to the state before step " + str(lo.start) if lo.closes
+                       else "does NOT close") + ")",
                 ""]
     u = e.unexplained
     if u is not None:
         out += ["## Where the trace leaves the model", "",
-                f"- matched prefix: steps 1..{u.matched}" if u.matched else "- matched prefix: (none)",
-                f"- first unexplained step: {u.step}, trace line {u.line}", f"- why: {u.reason}", "",
-                "```json", u.text or "", "```", ""]
+                f"- matched prefix: steps 1..{u.matched}" if u.matched
+                else "- matched prefix: (none)",
+                f"- first unexplained step: {u.step}, trace line {u.line}",
+                f"- why: {u.reason}", "", "```json", u.text or "", "```", ""]
         if u.model_diff:
             out += ["Recorded state vs the model's:", "", "| state | recorded | model |",
                     "|---|---|---|"]
             out += [f"| `{p}` | {_cell(a)} | {_cell(b)} |" for p, a, b in u.model_diff]
             out.append("")
-        more = f" (first {len(u.allowed)} of {u.allowed_total})" if u.allowed_total > len(u.allowed) else ""
+        more = (f" (first {len(u.allowed)} of {u.allowed_total})"
+                if u.allowed_total > len(u.allowed) else "")
         out += [f"What the model allowed there{more}:", ""]
         out += [f"- `{a}`" for a in u.allowed] or ["- nothing: the model is stuck here"]
         out.append("")

@@ -65,9 +65,11 @@ def verdict_phrase(r: PropertyResult) -> str:
     """How a verdict reads in a table: proved, held over N states/steps, violated, ...
 
     >>> from ballast.verdict import PropertyResult, Verdict
-    >>> verdict_phrase(PropertyResult("isolation", "prove", Verdict.PASS, evidence={"proved": True}))
+    >>> verdict_phrase(PropertyResult("isolation", "prove", Verdict.PASS,
+    ...                               evidence={"proved": True}))
     'proved'
-    >>> verdict_phrase(PropertyResult("isolation", "random", Verdict.PASS, evidence={"steps": 5000}))
+    >>> verdict_phrase(PropertyResult("isolation", "random", Verdict.PASS,
+    ...                               evidence={"steps": 5000}))
     'held over 5,000 random steps'
     >>> verdict_phrase(PropertyResult("isolation", "random", Verdict.VIOLATION))
     'violated'
@@ -238,7 +240,8 @@ def summary_markdown(results: Sequence[CheckResult]) -> str:
         cols = [c for c in checkers if any(c in scen[p] for p in scen)]
         out += ["## Scenarios (sometimes)", "", "| scenario | " + " | ".join(cols) + " |",
                 "|---" * (len(cols) + 1) + "|"]
-        for p in [s for s in SOMETIMES if s in scen] + sorted(s for s in scen if s not in SOMETIMES):
+        for p in ([s for s in SOMETIMES if s in scen]
+                  + sorted(s for s in scen if s not in SOMETIMES)):
             row = [f"{_ICON[scen[p][c].verdict]} {_md(verdict_phrase(scen[p][c]))}"
                    if c in scen[p] else "" for c in cols]
             out.append(f"| `{p}` | " + " | ".join(row) + " |")

@@ -1,1 +1,2 @@
-"""Checkers that run the reference model itself: deterministic random walks, the Hypothesis state machine, and shrinking of a failing run."""
+"""Checkers that run the reference model itself: deterministic random walks, the Hypothesis
+state machine, and shrinking of a failing run."""

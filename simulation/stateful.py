@@ -50,7 +50,9 @@ from hypothesis.stateful import (
 from ballast.errors import UsageError
 from ballast.model.actions import Action, ActionSpec
 from ballast.model.choices import sampled
-from ballast.model.domains import Choice, Domain, IntRange, PageList, action_domains
+from ballast.model.domains import (Choice, Domain, IntRange,
+                                   PageList,  # noqa: F401 - used by the doctests
+                                   action_domains)
 from ballast.model.invariants import Property
 from ballast.model.state import State
 from ballast.model.system import BalloonModel, Violation

@@ -171,8 +171,8 @@ def _slices(cfg: Config) -> dict[str, Config]:
         # The VMM paging out a VM over its target, beside another VM whose pages it must
         # leave alone: two honest VMs show it (the step is the VMM's, whatever the guest).
         out["over-target"] = _memory_features_off(quiet).replace(
-            vmm_reclaims_over_target=True, vms=2, guest_pages=1, guest_disk_slots=0, machine_pages=2, host_swap_slots=1,
-            hostile_vms=frozenset())
+            vmm_reclaims_over_target=True, vms=2, guest_pages=1, guest_disk_slots=0,
+            machine_pages=2, host_swap_slots=1, hostile_vms=frozenset())
     if cfg.host_page_units > 1:
         out["host-pages"] = core.replace(host_page_units=2, machine_pages=4, guest_disk_slots=0)
     if cfg.vms > 1 and (cfg.sharing or cfg.host_use):

@@ -7,10 +7,10 @@ to the state it started from). A lasso is checked here first for what the
 replay cannot see: the cycle never reaches the target, keeps the targets fixed
 and is fair under the fairness the verdict assumed (weakly fair to the module
 and the VMM; with ``strong-accept``, also taking the VMM's acceptance of a
-whole inflate report whenever the cycle passes a state where it is enabled). It is one trace: the prefix, then
-the cycle, with ``header.expect.lasso_start`` = the number of the cycle's first
-step (so the state before that step is where the cycle starts and ends),
-``expect.vm`` = the VM whose balloon it starves and ``expect.fairness`` = the
+whole inflate report whenever the cycle passes a state where it is enabled). It is one
+trace: the prefix, then the cycle, with ``header.expect.lasso_start`` = the number of
+the cycle's first step (so the state before that step is where the cycle starts and
+ends), ``expect.vm`` = the VM whose balloon it starves and ``expect.fairness`` = the
 fairness choice. :func:`check_lasso` reads such a trace back (``ballast
 replay``) and checks the lasso again: the cycle closes and is fair.
 Deadlocks and states from which the target cannot be reached break no
@@ -169,7 +169,8 @@ def verify_lasso(model: BalloonModel, vm: int, prefix: Sequence[Action],
 
 
 def write_liveness(ex: Exploration, result: LivenessResult, out_dir: Path, name: str) -> Path:
-    """Confirm a liveness failure by replay and write it as a trace (a lasso when it has a cycle)."""
+    """Confirm a liveness failure by replay and write it as a trace (a lasso when it has a
+    cycle)."""
     model = ex.model
     assert result.vm is not None and not result.holds
     expect: dict[str, object] = {"property": result.property, "message": result.detail}

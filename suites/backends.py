@@ -39,7 +39,8 @@ from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.recovery import REACH_PROPERTIES
 
-__all__ = ["BACKENDS", "Cell", "all_encodes", "incomplete", "matrix", "matrix_json", "model_encodes"]
+__all__ = ["BACKENDS", "Cell", "all_encodes", "incomplete", "matrix", "matrix_json",
+           "model_encodes"]
 
 BACKENDS: dict[str, str] = {
     "model": "",

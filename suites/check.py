@@ -30,7 +30,8 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.simulation.randomwalk import random_run
 from ballast.simulation.shrink import shrink_actions
-from ballast.simulation.stateful import default_profile, example_database, profile_settings, run_machine
+from ballast.simulation.stateful import (default_profile, example_database, profile_settings,
+                                         run_machine)
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
 __all__ = ["BUILTIN", "EXHAUSTIVE", "SUITES", "CheckOptions", "CheckReport", "run_check"]

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Type-check the whole package with mypy (strict, configured in pyproject.toml).
+# Type-check the whole package with mypy (strict, configured in pyproject.toml), then lint
+# the repository with ruff (line length 100, pyflakes and syntax errors; [tool.ruff] in
+# pyproject.toml): a finding of either fails the script.
 #
 # The repository maps folders onto one namespace (pyproject.toml's package-dir:
 # core/ -> ballast, model/ -> ballast.model, ...), which mypy cannot follow by
@@ -24,3 +26,4 @@ while read -r pkg folder; do
     ln -s "$root/$folder" "$tree/ballast/$pkg"
 done
 cd "$tree" && "$PY" -m mypy --config-file "$root/pyproject.toml" -p ballast "$@"
+cd "$root" && "$PY" -m ruff check .

@@ -26,7 +26,8 @@ def test_same_seed_same_trace_byte_for_byte(tmp_path: Path) -> None:
 
 def test_run_then_replay_is_clean(tmp_path: Path) -> None:
     t = tmp_path / "t.jsonl"
-    assert main(["run", "--preset", "vmware", "--seed", "3", "--steps", "100", "--out", str(t)]) == 0
+    assert main(["run", "--preset", "vmware", "--seed", "3", "--steps", "100",
+                 "--out", str(t)]) == 0
     assert main(["replay", str(t)]) == 0
 
 

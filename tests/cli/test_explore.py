@@ -16,8 +16,8 @@ from ballast.verdict import Verdict
 from ballast.statespace.suite import feature_slices, suite_check
 
 
-def test_explore_passes_a_small_preset_except_for_vacuity(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_explore_passes_a_small_preset_except_for_vacuity(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explore", "--preset", "application", "--small", "--json",
                  "--report-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
@@ -93,7 +93,8 @@ def test_results_that_say_the_same_are_one_line(tmp_path: Path, argv: list[str],
     text = capsys.readouterr().out
     main(["explore", "--preset", "core", *argv, "--json", "--report-dir", str(tmp_path)])
     results = json.loads(capsys.readouterr().out)["results"]
-    lines = [x for x in text.splitlines()[:-1]  # the results, between the header lines and the verdict
+    # the results, between the header lines and the verdict
+    lines = [x for x in text.splitlines()[:-1]
              if not x.startswith(("configuration:", "explored "))]
     assert len(lines) == len(set(lines))  # no line repeats another
     details = [line.split(": ", 1)[1] for line in lines]
@@ -116,13 +117,15 @@ def test_liveness_and_graph_from_the_command_line(tmp_path: Path,
     code = main(["explore", "--preset", "application", "--small", "--liveness", "--json",
                  "--dot", str(dot), "--graphml", str(gml), "--report-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
-    live = {r["property"]: r["verdict"] for r in out["results"] if r["evidence"].get("form") == "liveness"}
+    live = {r["property"]: r["verdict"] for r in out["results"]
+            if r["evidence"].get("form") == "liveness"}
     assert live == {"balloon_can_reach_target": "pass", "balloon_eventually_at_target": "pass"}
     assert dot.read_text().startswith("digraph") and gml.stat().st_size > 0
     assert code == 0
 
 
-def _eventually(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+def _eventually(args: list[str],
+                capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
     code = main(["explore", "--preset", "core", "--small", "--set", "refusal=true",
                  "--set", "host_use=false", "--set", "guest_disk_slots=0", "--liveness",
                  "--json", *args])

@@ -96,7 +96,8 @@ def test_bmc_of_every_property_finds_a_seeded_fault(tmp_path: Path,
     assert bmc["memory_conservation"]["verdict"] == "proved"
 
 
-def test_up_to_proves_every_smaller_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_up_to_proves_every_smaller_size(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     rc = _run(["prove", "--preset", "core", "--up-to", "--json", "--jobs", "1",
                "--report-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)

@@ -66,7 +66,7 @@ def test_bad_configuration_fails_with_the_reason(pytester: pytest.Pytester,
                                                          "Node.js, which is not installed")
 def test_correct_example_passes_and_fixture_runs(pytester: pytest.Pytester,
                                                  tmp_path: Path) -> None:
-    pytester.makepyfile(f'''
+    pytester.makepyfile('''
 from ballast.model import preset
 from ballast.verdict import Verdict
 

@@ -100,8 +100,8 @@ def test_partial_fill_when_the_guest_has_no_free_pages() -> None:
 
 def test_deflate_only_of_acknowledged_pages() -> None:
     s = run(CFG, ("host_set_target", {"vm": 0, "pages": 2}), ("balloon_poll", {"vm": 0}),
-            ("balloon_inflate", {"vm": 0, "ppns": [0, 1]}), ("host_set_target", {"vm": 0, "pages": 0}),
-            ("balloon_poll", {"vm": 0}))
+            ("balloon_inflate", {"vm": 0, "ppns": [0, 1]}),
+            ("host_set_target", {"vm": 0, "pages": 0}), ("balloon_poll", {"vm": 0}))
     with pytest.raises(GuardError, match="acknowledged"):
         apply(CFG, s, Action.of("balloon_deflate", vm=0, ppns=[0]))
 

@@ -32,7 +32,8 @@ TRACE_LIKE = Config(vms=1, guest_pages=12, machine_pages=12, guest_data_pages=0,
                     migration=True, oom_notifier=True)
 
 # Every preset but "large" (its successors are too many to enumerate per step in a fast test).
-CONFIGS = {**{name: cfg for name, cfg in PRESETS.items() if name != "large"}, "trace-like": TRACE_LIKE}
+CONFIGS = {**{name: cfg for name, cfg in PRESETS.items() if name != "large"},
+           "trace-like": TRACE_LIKE}
 
 
 def _walk(model: BalloonModel, seed: int) -> list[tuple[State, Action, State]]:

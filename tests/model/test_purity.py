@@ -31,7 +31,8 @@ def test_no_clock_randomness_or_io_in_the_model(name: str) -> None:
             imported.add(node.module.split(".")[0])
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if name not in IO_MODULES:
-                assert node.func.id not in ("open", "print", "input"), f"{name} calls {node.func.id}"
+                assert node.func.id not in ("open", "print", "input"), \
+                    f"{name} calls {node.func.id}"
     assert not imported & FORBIDDEN, f"{name} imports {imported & FORBIDDEN}"
     if name not in IO_MODULES:
         assert not imported & {"os", "pathlib", "io", "tempfile"}, name

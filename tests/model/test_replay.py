@@ -43,7 +43,8 @@ def test_observation_mismatch_is_illegal() -> None:
     steps = (TraceStep(1, Action.of("host_set_target", vm=0, pages=1),
                        observe={"vms/0/target": 2}),)
     result = replay(Trace(TraceHeader(cfg), steps))
-    assert result.outcome is ReplayOutcome.ILLEGAL and "observation differs" in (result.reason or "")
+    assert (result.outcome is ReplayOutcome.ILLEGAL
+            and "observation differs" in (result.reason or ""))
 
 
 def test_violation_is_named_with_the_seeded_fault() -> None:

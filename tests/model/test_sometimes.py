@@ -1,4 +1,5 @@
-"""Every scenario is reachable on a shipped preset that switches its feature on (no vacuous checks)."""
+"""Every scenario is reachable on a shipped preset that switches its feature on (no vacuous
+checks)."""
 
 import pytest
 

@@ -27,7 +27,8 @@ TRACE_LIKE = Config(vms=1, guest_pages=12, machine_pages=12, guest_data_pages=0,
                     migration=True, oom_notifier=True)
 
 STEPS = 150
-CONFIGS = {**{name: cfg for name, cfg in PRESETS.items() if name != "large"}, "trace-like": TRACE_LIKE}
+CONFIGS = {**{name: cfg for name, cfg in PRESETS.items() if name != "large"},
+           "trace-like": TRACE_LIKE}
 
 
 def _outcome(model: BalloonModel, s: State, act: Action) -> State | str:
@@ -140,7 +141,8 @@ def test_the_views_read_as_the_records_they_stand_for() -> None:
     for other in (set(rng.sample(range(64), 12)), frozenset(), set(plain_set), {61}):
         assert s & other == plain_set & other and other & s == plain_set & other  # type: ignore[operator]
         assert other - s == other - plain_set  # type: ignore[operator]
-        assert frozenset(s | other) == plain_set | other and frozenset(s - other) == plain_set - other
+        assert (frozenset(s | other) == plain_set | other
+                and frozenset(s - other) == plain_set - other)
         assert (other <= s) == (other <= plain_set) and s.issuperset(other) == (other <= plain_set)
         assert s.isdisjoint(other) == plain_set.isdisjoint(other)
 
@@ -170,7 +172,8 @@ def test_the_real_capture_steps_are_the_frozen_models() -> None:
         assert [v.guest.ppn_use[p] for p in pages] == [w.guest.ppn_use[p] for p in pages]
         assert {p for p in pages if p in v.ballooned} == w.ballooned & pages
         assert {p for p in pages if p in v.module.balloon} == w.module.balloon & pages
-        assert (len(v.ballooned), len(v.module.balloon)) == (len(w.ballooned), len(w.module.balloon))
+        assert (len(v.ballooned), len(v.module.balloon)) == (len(w.ballooned),
+                                                             len(w.module.balloon))
         assert v.guest.ppn_use.count(BALLOON) == w.guest.ppn_use.count(BALLOON)
         assert (v.inflate_queue, v.deflate_queue, v.module.actual, v.module.target) == (
             w.inflate_queue, w.deflate_queue, w.module.actual, w.module.target)

@@ -73,7 +73,8 @@ def _nest(depth: int, kind: str, inner: str = "0") -> str:
     return '{"a":' * depth + inner + "}" * depth
 
 
-deep_values = st.builds(_nest, st.integers(MAX_DEPTH + 1, 20_000), st.sampled_from(["list", "dict"]))
+deep_values = st.builds(_nest, st.integers(MAX_DEPTH + 1, 20_000),
+                        st.sampled_from(["list", "dict"]))
 big_digits = st.integers(21, 6_000).map(lambda n: "9" * n)
 bad_numbers = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
 surrogates = st.integers(0xD800, 0xDFFF).map(lambda c: f'"x\\u{c:04x}y"')

@@ -152,7 +152,8 @@ def test_the_initial_state_satisfies_the_inductive_invariant() -> None:
 
 
 def test_reachable_states_satisfy_the_strengthening() -> None:
-    """Every named conjunct holds on reachable states (a wrong conjunct would make proofs vacuous)."""
+    """Every named conjunct holds on reachable states (a wrong conjunct would make proofs
+    vacuous)."""
     for cfg in CONFIGS.values():
         for seed in range(3):
             for s in random_walk(cfg, seed, 40)[::5]:

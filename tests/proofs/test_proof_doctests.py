@@ -7,8 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["encoding", "interpret", "transitions", "properties", "faults", "bmc", "policy", "limits",
-           "agreement", "queries", "reachability"]
+MODULES = ["encoding", "interpret", "transitions", "properties", "faults", "bmc", "policy",
+           "limits", "agreement", "queries", "reachability"]
 
 
 @pytest.mark.parametrize("name", MODULES)

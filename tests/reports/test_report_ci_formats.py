@@ -54,9 +54,12 @@ def test_junit_read_by_junitparser(results: list[CheckResult], tmp_path: Path) -
     assert [type(r).__name__ for r in unknown.result] == ["Error"]
     assert unknown.result[0].type == "inconclusive"
     # One checker missing a scenario is not a finding; no checker reaching it is.
-    assert [type(r).__name__ for r in cases[("ballast.random", "sometimes:deflate_under_memory_pressure")].result] == ["Skipped"]
-    assert [type(r).__name__ for r in cases[("ballast.coverage", "sometimes:deflate_under_memory_pressure")].result] == ["Error"]
-    assert [type(r).__name__ for r in cases[("ballast.random", "processor_conservation")].result] == ["Skipped"]
+    assert [type(r).__name__ for r in cases[
+        ("ballast.random", "sometimes:deflate_under_memory_pressure")].result] == ["Skipped"]
+    assert [type(r).__name__ for r in cases[
+        ("ballast.coverage", "sometimes:deflate_under_memory_pressure")].result] == ["Error"]
+    assert [type(r).__name__ for r in cases[
+        ("ballast.random", "processor_conservation")].result] == ["Skipped"]
     assert cases[("ballast.explore", "memory_conservation")].is_passed
     assert (xml.failures, xml.errors, xml.skipped) == (1, 2, 2)
     assert suites["ballast.explore"].time == pytest.approx(3.5)
@@ -137,7 +140,8 @@ def test_write_summary_writes_every_format(results: list[CheckResult], tmp_path:
 
 def test_unreadable_counterexample_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"ballast_trace": 1, "config": {}}\n{"step": 1, "action": "nope", "args": {}}\n')
+    bad.write_text('{"ballast_trace": 1, "config": {}}\n'
+                   '{"step": 1, "action": "nope", "args": {}}\n')
     results = [CheckResult("random", [PropertyResult("isolation", "random", Verdict.VIOLATION,
                                                      counterexample=bad)])]
     out = tmp_path / "ci"

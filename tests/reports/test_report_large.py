@@ -24,12 +24,13 @@ PAGES = 16_384
 
 def _big_trace(rounds: int) -> Trace:
     """Inflate and deflate 256 pages at a time on a 16,384-page guest, as Linux does."""
-    cfg = Config(vms=1, guest_pages=PAGES, machine_pages=PAGES, guest_data_pages=0, guest_disk_slots=0,
-                 host_swap_slots=0, batch=256, tokens=1, guest_policy=GuestPolicyName.ANY,
-                 host_use=False, reset=True, reread_target=True)
+    cfg = Config(vms=1, guest_pages=PAGES, machine_pages=PAGES, guest_data_pages=0,
+                 guest_disk_slots=0, host_swap_slots=0, batch=256, tokens=1,
+                 guest_policy=GuestPolicyName.ANY, host_use=False, reset=True, reread_target=True)
     acts: list[Action] = []
     for r in range(rounds):
-        acts += [Action.of("host_set_target", vm=0, pages=256 * (r + 1)), Action.of("balloon_poll", vm=0),
+        acts += [Action.of("host_set_target", vm=0, pages=256 * (r + 1)),
+                 Action.of("balloon_poll", vm=0),
                  Action.of("balloon_inflate", vm=0, ppns=list(range(256 * r, 256 * (r + 1)))),
                  Action.of("vmm_reclaim", vm=0, refuse=[]), Action.of("balloon_complete", vm=0)]
     acts += [Action.of("host_set_target", vm=0, pages=0), Action.of("balloon_poll", vm=0),
@@ -51,7 +52,8 @@ def test_a_long_trace_of_a_large_guest_is_reported_in_bounded_memory() -> None:
             tracemalloc.stop()
 
     got: list[Explanation] = []
-    streamed = peak_of(lambda: got.append(explain(trace, "big.jsonl")) or render_report(got[0], ("md", "json")))
+    streamed = peak_of(lambda: got.append(explain(trace, "big.jsonl"))
+                       or render_report(got[0], ("md", "json")))
     # The baseline: only keeping every state of the replay (what the report did before),
     # which grows with the steps times the balloon's size.
     every_state = peak_of(lambda: replay(trace).states)
@@ -65,7 +67,8 @@ def test_a_long_trace_of_a_large_guest_is_reported_in_bounded_memory() -> None:
     change = dict((p, (a, b)) for p, a, b in deflate.diff)["vms/0/module/balloon"]
     assert change[0] == {"size": rounds * 256} and change[1]["size"] == (rounds - 1) * 256
     assert change[1]["removed"] == list(range(256)) and change[1]["added"] == []
-    assert "15,360 pages" in texts["md"] and format_value(change[1]).startswith("15,104 pages -[0, 1")
+    assert ("15,360 pages" in texts["md"]
+            and format_value(change[1]).startswith("15,104 pages -[0, 1"))
 
 
 def test_small_sets_are_still_listed_whole() -> None:
@@ -76,7 +79,8 @@ def test_small_sets_are_still_listed_whole() -> None:
     assert LARGE_SET < 256 and sets[0] == ({"size": 0}, {"size": 256, "added": list(range(256)),
                                                           "removed": []})
     small = explain(Trace(TraceHeader(PRESETS["virtio"]), (
-        TraceStep(1, Action.of("host_set_target", vm=0, pages=1)), TraceStep(2, Action.of("balloon_poll", vm=0)),
+        TraceStep(1, Action.of("host_set_target", vm=0, pages=1)),
+        TraceStep(2, Action.of("balloon_poll", vm=0)),
         TraceStep(3, Action.of("balloon_inflate", vm=0, ppns=[0])),
         TraceStep(4, Action.of("vmm_reclaim", vm=0, refuse=[])))))
     assert ("vms/0/ballooned", [], [0]) in small.steps[-1].diff
@@ -101,7 +105,8 @@ def test_a_streamed_report_agrees_with_a_replay_that_keeps_every_state() -> None
     e = explain(trace, "three.jsonl")
     states = replay(trace).states
     assert e.states == (states[0], states[-1])
-    assert [figures(s)["vm0"]["ballooned"] for s in states] == list(e.memory.data["vm0"]["ballooned"])
+    assert [figures(s)["vm0"]["ballooned"] for s in states] == list(
+        e.memory.data["vm0"]["ballooned"])
 
 
 def test_an_equal_large_set_rebuilt_by_a_step_is_no_change() -> None:

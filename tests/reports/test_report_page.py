@@ -36,7 +36,8 @@ def test_cli_out_dir_formats_and_json(reclaim_file: Path, tmp_path: Path,
     out = tmp_path / "r"
     assert run_cli("report", str(reclaim_file), "--out", str(out), "--format", "json",
                    "--json") == 0
-    assert json.loads(capsys.readouterr().out)["written"] == [(out / "reclaim_keeps_mapping.json").as_posix()]
+    assert json.loads(capsys.readouterr().out)["written"] == [
+        (out / "reclaim_keeps_mapping.json").as_posix()]
     data = json.loads((out / "reclaim_keeps_mapping.json").read_text())
     assert data["property"] == "ballooned_pages_unbacked"
 

@@ -109,7 +109,8 @@ def steps() -> Seen:
     return every_action_step()
 
 
-def test_every_action_is_drawn_from_its_actors_lane(steps: dict[str, tuple[Config, State, Action, State]]) -> None:
+def test_every_action_is_drawn_from_its_actors_lane(
+        steps: dict[str, tuple[Config, State, Action, State]]) -> None:
     assert set(steps) == set(ACTIONS)
     for name, (cfg, pre, act, post) in steps.items():
         msgs = messages(cfg, pre, act, post)
@@ -122,13 +123,15 @@ def test_every_action_is_drawn_from_its_actors_lane(steps: dict[str, tuple[Confi
         assert all(str(act) != m.label for m in msgs), f"{name} fell back to the generic arrow"
 
 
-def test_host_choice_marked_exactly_where_the_model_says(steps: dict[str, tuple[Config, State, Action, State]]) -> None:
+def test_host_choice_marked_exactly_where_the_model_says(
+        steps: dict[str, tuple[Config, State, Action, State]]) -> None:
     for name, (cfg, pre, act, post) in steps.items():
         marked = any(m.chooser == HOST_CHOSE for m in messages(cfg, pre, act, post))
         assert marked == ACTIONS[name].names_guest_page, name
 
 
-def test_inflate_pages_are_the_guest_allocators_choice(steps: dict[str, tuple[Config, State, Action, State]]) -> None:
+def test_inflate_pages_are_the_guest_allocators_choice(
+        steps: dict[str, tuple[Config, State, Action, State]]) -> None:
     cfg, pre, act, post = steps["balloon_inflate"]
     msgs = messages(cfg, pre, act, post)
     assert msgs[0].chooser == GUEST_ALLOCATOR_CHOSE

@@ -529,7 +529,8 @@ def test_a_step_form_covering_other_vms_holds_where_its_columns_stay(name: str) 
                 continue
             read_somewhere.append(sk.name)
             mixed_pre, mixed_post = others.copy(), np.roll(others, 1, axis=0)
-            mixed_pre[:, cols], mixed_post[:, cols] = rows[:, cols], np.roll(rows, 7, axis=0)[:, cols]
+            mixed_pre[:, cols], mixed_post[:, cols] = (rows[:, cols],
+                                                       np.roll(rows, 7, axis=0)[:, cols])
             plain_pre, plain_post = rows.copy(), rows.copy()
             plain_post[:, cols] = np.roll(rows, 7, axis=0)[:, cols]
             assert (step_holds_on_rows(sk.check, lay, mixed_pre, mixed_post, v)

@@ -19,7 +19,8 @@ from ballast.model.invariants import INVARIANTS
 from ballast.model.recovery import REACH_PROPERTIES
 
 ENCODES = ["ballast.model.encodings", "ballast.suites.backends", "ballast.proofs.encodes",
-           "ballast.numeric.encodes", "ballast.statespace.encodes", "ballast.validate.virtio.encodes"]
+           "ballast.numeric.encodes", "ballast.statespace.encodes",
+           "ballast.validate.virtio.encodes"]
 
 
 @pytest.mark.parametrize("name", ENCODES)

@@ -1,1 +1,2 @@
-"""Differential testing of an implementation through an adapter process speaking the JSON-lines protocol."""
+"""Differential testing of an implementation through an adapter process speaking the
+JSON-lines protocol."""

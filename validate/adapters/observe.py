@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ballast.model.actions import held_pages
 from ballast.model.config import Config
-from ballast.model.contents import CONTENT_KEYS, contents_digest, read_back, resident_digest, unscrubbed_count
+from ballast.model.contents import (CONTENT_KEYS, contents_digest, read_back, resident_digest,
+                                    unscrubbed_count)
 from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import BALLOON, FREE, UNBACKED, State
 

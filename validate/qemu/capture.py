@@ -106,14 +106,16 @@ class CaptureResult:
         return decode_features(self.guest_features or 0)
 
 
-def _check_targets(targets_mib: list[int], guest_mib: int, settle_s: float, timeout_s: float) -> None:
+def _check_targets(targets_mib: list[int], guest_mib: int, settle_s: float,
+                   timeout_s: float) -> None:
     if not isinstance(guest_mib, int) or guest_mib < 64:
         raise CaptureError(f"guest_mib must be an integer of at least 64, not {guest_mib!r}")
     if not targets_mib:
         raise CaptureError("targets_mib is empty: give at least one target guest RAM size")
     for target in targets_mib:
         if not isinstance(target, int) or not 0 < target <= guest_mib:
-            raise CaptureError(f"target {target!r} MiB is not an integer in 1..{guest_mib} (the guest RAM)")
+            raise CaptureError(f"target {target!r} MiB is not an integer in 1..{guest_mib} "
+                               "(the guest RAM)")
     if settle_s <= 0 or timeout_s <= 0:
         raise CaptureError("settle_s and timeout_s must be positive")
 
@@ -155,7 +157,8 @@ def apply_pressure(guest: QemuGuest, pressure_mib: int, settle_s: float) -> int:
     while done is None and time.monotonic() < pressure_deadline:
         guest.alive("under memory pressure")
         guest.actual_bytes()  # QEMU's view while the guest is squeezed, into the QMP log
-        done = guest.console.wait_for(("PRESSURE filled",), position, min(pressure_deadline, time.monotonic() + 0.1))
+        done = guest.console.wait_for(("PRESSURE filled",), position,
+                                      min(pressure_deadline, time.monotonic() + 0.1))
     filled = 0
     if done is not None:
         match = re.search(r"mib=(\d+)", done[1])
@@ -200,8 +203,8 @@ def reset_guest(guest: QemuGuest, settle_s: float, ram_bytes: int | None = None)
     ready = None
     while ready is None:
         guest.alive("while the guest rebooted")
-        ready = guest.console.wait_for(("BALLOON_READY", "BALLOON_MISSING", "Kernel panic"), position,
-                                       min(guest.deadline, time.monotonic() + 0.5))
+        ready = guest.console.wait_for(("BALLOON_READY", "BALLOON_MISSING", "Kernel panic"),
+                                       position, min(guest.deadline, time.monotonic() + 0.5))
     if not ready[1].startswith("BALLOON_READY"):
         raise CaptureError(f"the guest did not bind virtio_balloon after the reset: {ready[1]!r}")
     # The new driver reads the target the device still has and inflates to it.
@@ -273,21 +276,25 @@ def capture(
     a tmpfs (``deflate_on_oom`` lets it take pages back from the balloon), the host
     watches for ``settle_s``, and the guest frees it again.  ``resets`` reboots the guest
     that many times with its balloon full.  ``migrations`` migrates it live that many times
-    (:func:`migrate_away`; with FREE_PAGE_HINT each is a hint cycle).  ``idle_s`` leaves the guest alone that long
-    before the end (free page reporting and statistics happen on their own).  ``options`` (the device's other properties)
-    overrides ``guest_mib``, ``deflate_on_oom`` and ``pressure_mib``.  ``timeout_s``
-    bounds the whole run, boot included.
+    (:func:`migrate_away`; with FREE_PAGE_HINT each is a hint cycle).  ``idle_s`` leaves the
+    guest alone that long before the end (free page reporting and statistics happen on their
+    own).  ``options`` (the device's other properties) overrides ``guest_mib``,
+    ``deflate_on_oom`` and ``pressure_mib``.  ``timeout_s`` bounds the whole run, boot
+    included.
     """
     if options is None:
-        options = DeviceOptions(guest_mib=guest_mib, deflate_on_oom=deflate_on_oom, pressure_mib=pressure_mib)
+        options = DeviceOptions(guest_mib=guest_mib, deflate_on_oom=deflate_on_oom,
+                                pressure_mib=pressure_mib)
     _check_targets(targets_mib, options.guest_mib, settle_s, timeout_s)
     started = time.monotonic()
-    guest = QemuGuest(Path(out_dir), options, started + timeout_s, kernel=kernel, initrd=initrd, qemu=qemu)
+    guest = QemuGuest(Path(out_dir), options, started + timeout_s, kernel=kernel, initrd=initrd,
+                      qemu=qemu)
     try:
         guest.boot()
         steps = move_to_targets(guest, targets_mib, settle_s)
         migrated = compact_memory(guest, settle_s) if compaction else None
-        filled = apply_pressure(guest, options.pressure_mib, settle_s) if options.pressure_mib else None
+        filled = (apply_pressure(guest, options.pressure_mib, settle_s) if options.pressure_mib
+                  else None)
         for _ in range(resets):
             reset_guest(guest, settle_s)
         for _ in range(migrations):

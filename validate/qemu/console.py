@@ -18,8 +18,8 @@ from typing import IO, Final
 __all__ = ["MARKERS", "GuestConsole", "clean_line"]
 
 MARKERS: Final = (
-    "BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "COMPACTED", "REBOUND", "UNKNOWN ",
-    "Kernel panic",
+    "BALLOON_READY", "BALLOON_MISSING", "MARK ", "MEM ", "PRESSURE ", "COMPACTED", "REBOUND",
+    "UNKNOWN ", "Kernel panic",
 )
 """The console lines the host waits for (see the guest's ``/init``)."""
 
@@ -86,7 +86,8 @@ class GuestConsole:
         with self._cond:
             return self._count
 
-    def wait_for(self, prefixes: tuple[str, ...], after: int, deadline: float) -> tuple[float, str] | None:
+    def wait_for(self, prefixes: tuple[str, ...], after: int,
+                 deadline: float) -> tuple[float, str] | None:
         """The first marker line after ``after`` that starts with one of ``prefixes``.
 
         Returns None at ``deadline`` (``time.monotonic``) or when QEMU closed its output.
@@ -101,7 +102,8 @@ class GuestConsole:
                     return None
                 self._cond.wait(min(left, _POLL_S))
 
-    def ask(self, command: str, answer: tuple[str, ...], timeout_s: float) -> tuple[float, str] | None:
+    def ask(self, command: str, answer: tuple[str, ...],
+            timeout_s: float) -> tuple[float, str] | None:
         """Type ``command`` and wait up to ``timeout_s`` for a marker starting with ``answer``."""
         position = self.position
         self.say(command)

@@ -154,7 +154,8 @@ class ConfigRead(TraceEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigWrite(TraceEvent):
-    """The guest wrote ``actual``, the balloon's size in 4 KiB pages (``virtio_balloon_set_config``)."""
+    """The guest wrote ``actual``, the balloon's size in 4 KiB pages
+    (``virtio_balloon_set_config``)."""
 
     actual: int
     old_actual: int
@@ -260,7 +261,8 @@ class QmpEvent(LogEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BalloonCommand(QmpEvent):
-    """The host sent ``balloon``: ``target_bytes`` is the target guest RAM size, not the balloon's."""
+    """The host sent ``balloon``: ``target_bytes`` is the target guest RAM size, not the
+    balloon's."""
 
     id: object
     target_bytes: int

@@ -175,11 +175,14 @@ class DeviceOptions:
     def check(self) -> None:
         """Raise :class:`CaptureError` for options QEMU or the guest cannot take."""
         if not isinstance(self.guest_mib, int) or self.guest_mib < 64:
-            raise CaptureError(f"guest_mib must be an integer of at least 64, not {self.guest_mib!r}")
+            raise CaptureError("guest_mib must be an integer of at least 64, "
+                               f"not {self.guest_mib!r}")
         if not isinstance(self.pressure_mib, int) or self.pressure_mib < 0:
-            raise CaptureError(f"pressure_mib must be a non-negative integer, not {self.pressure_mib!r}")
+            raise CaptureError("pressure_mib must be a non-negative integer, "
+                               f"not {self.pressure_mib!r}")
         if not isinstance(self.stats_interval_s, int) or self.stats_interval_s < 0:
-            raise CaptureError(f"stats_interval_s must be a non-negative integer, not {self.stats_interval_s!r}")
+            raise CaptureError("stats_interval_s must be a non-negative integer, "
+                               f"not {self.stats_interval_s!r}")
         if self.huge_pages:
             free = free_huge_pages_mib()
             if free < self.guest_mib:
@@ -330,8 +333,9 @@ class QemuGuest:
         started = time.monotonic()
         stderr_file = open(self.stderr_log, "wb")
         try:
-            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=stderr_file, start_new_session=True)
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=stderr_file,
+                                         start_new_session=True)
         except OSError as exc:
             raise CaptureError(f"cannot start {self.binary}: {exc}; {INSTALL_HINT}") from None
         finally:
@@ -358,7 +362,8 @@ class QemuGuest:
             ready = self.console.wait_for(("BALLOON_READY", "BALLOON_MISSING", "Kernel panic"), 0,
                                           min(self.deadline, time.monotonic() + 0.5))
         if not ready[1].startswith("BALLOON_READY"):
-            raise CaptureError(f"the guest did not bind virtio_balloon: {ready[1]!r} (see {self.console_log})")
+            raise CaptureError(f"the guest did not bind virtio_balloon: {ready[1]!r} "
+                               f"(see {self.console_log})")
 
     def _read_features(self) -> None:
         """The negotiated and offered feature bits, when this QEMU has ``x-query-virtio``."""
@@ -391,9 +396,11 @@ class QemuGuest:
         if self._console is not None:
             panic = self._console.wait_for(("Kernel panic",), 0, 0.0)
             if panic is not None:
-                raise CaptureError(f"the guest kernel panicked {what}: {panic[1]!r} (see {self.console_log})")
+                raise CaptureError(f"the guest kernel panicked {what}: {panic[1]!r} "
+                                   f"(see {self.console_log})")
         if self.proc is not None and self.proc.poll() is not None:
-            raise CaptureError(f"QEMU exited with status {self.proc.returncode} {what}: {_tail(self.stderr_log)}")
+            raise CaptureError(f"QEMU exited with status {self.proc.returncode} {what}: "
+                               f"{_tail(self.stderr_log)}")
         if time.monotonic() > self.deadline:
             raise CaptureError(f"the guest ran out of time {what}")
 
@@ -420,9 +427,11 @@ class QemuGuest:
             current = self.actual_bytes()
         return current == target_mib * MIB, current, time.monotonic() - sent
 
-    def ask(self, command: str, answer: tuple[str, ...], timeout_s: float) -> tuple[float, str] | None:
+    def ask(self, command: str, answer: tuple[str, ...],
+            timeout_s: float) -> tuple[float, str] | None:
         """Type a console command and wait (within the deadline) for its answer marker."""
-        return self.console.ask(command, answer, min(timeout_s, max(self.deadline - time.monotonic(), 0.0)))
+        return self.console.ask(command, answer,
+                                min(timeout_s, max(self.deadline - time.monotonic(), 0.0)))
 
     def quit(self) -> None:
         """Tell QEMU to quit and wait for it to exit."""

@@ -144,7 +144,8 @@ def ops_strategy(guest_mib: int, deflate_on_oom: bool) -> Any:
     from hypothesis import strategies as st
 
     low = max(16, (guest_mib * 5 // 8) // 16 * 16)
-    target = st.builds(LiveOp, st.just("target"), st.integers(low // 16, guest_mib // 16).map(lambda n: n * 16))
+    target = st.builds(LiveOp, st.just("target"),
+                       st.integers(low // 16, guest_mib // 16).map(lambda n: n * 16))
     kinds = [target, st.just(LiveOp("compact")), st.just(LiveOp("migrate"))]
     if deflate_on_oom:
         kinds.append(st.builds(LiveOp, st.just("pressure"), st.sampled_from([32, 64, 96])))
@@ -270,8 +271,10 @@ class SegmentJudge:
         if v is not None:
             return f"line {v.line}: VirtIO rule {v.rule} broken: {v.message}"
         if out.model is not None and not out.model.ok:
-            what = f"breaks {out.model.property}" if out.model.property else "is not explained by the model"
-            return f"line {out.model.line}: step {out.model.step} {out.model.action} {what}: {out.model.reason}"
+            what = (f"breaks {out.model.property}" if out.model.property
+                    else "is not explained by the model")
+            return (f"line {out.model.line}: step {out.model.step} {out.model.action} {what}: "
+                    f"{out.model.reason}")
         return None
 
 
@@ -290,7 +293,8 @@ class LiveRunner:
         self.device = device
         self.guest = QemuGuest(out_dir / f"capture-{device}", options, deadline)
         self.features: frozenset[str] = frozenset()
-        self.judge = SegmentJudge(self.guest.trace_log, frozenset(), options.guest_mib * MIB // 4096, fault)
+        self.judge = SegmentJudge(self.guest.trace_log, frozenset(),
+                                  options.guest_mib * MIB // 4096, fault)
         self.runs = 0
         self.reboots = 0
         self.migrations = 0
@@ -511,7 +515,8 @@ class _LiveRun:
                 outcome.inconclusive = f"the {device} device's capture: {final.nothing_judged}"
 
 
-def _write_failure(runner: LiveRunner, ops: tuple[LiveOp, ...], reason: str, seed: int, out: Path) -> LiveFailure:
+def _write_failure(runner: LiveRunner, ops: tuple[LiveOp, ...], reason: str, seed: int,
+                   out: Path) -> LiveFailure:
     """Run the smallest failing example once more with the model trace emitted, and write it."""
     segment = out / "failure.trace.log"
     try:

@@ -67,7 +67,8 @@ class QmpLink:
             except (QMPError, OSError) as exc:
                 qmp.close()
                 if time.monotonic() > deadline:
-                    raise QmpLinkError(f"QMP socket {socket_path} did not open in time ({exc})") from None
+                    raise QmpLinkError(f"QMP socket {socket_path} did not open in time "
+                                       f"({exc})") from None
                 if alive is not None:
                     alive()
                 time.sleep(_RETRY_S)
@@ -87,7 +88,8 @@ class QmpLink:
                 return f"{qemu_v.get('major')}.{qemu_v.get('minor')}.{qemu_v.get('micro')}"
         return ""
 
-    def command(self, name: str, deadline: float, arguments: dict[str, object] | None = None) -> object:
+    def command(self, name: str, deadline: float,
+                arguments: dict[str, object] | None = None) -> object:
         """Run ``name`` before ``deadline`` (``time.monotonic``) and return its ``return`` value."""
         from qemu.qmp import QMPError
 
@@ -105,7 +107,8 @@ class QmpLink:
         except asyncio.TimeoutError:
             raise QmpLinkError(f"QMP {name}: no answer from QEMU in time") from None
         except (QMPError, OSError, EOFError) as exc:
-            raise QmpLinkError(f"QMP {name}: QEMU closed the connection ({type(exc).__name__})") from None
+            raise QmpLinkError(f"QMP {name}: QEMU closed the connection "
+                               f"({type(exc).__name__})") from None
         finally:
             self.drain_events()
         self._write("recv", reply)

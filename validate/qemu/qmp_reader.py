@@ -57,7 +57,8 @@ def feature_bits(value: object) -> int:
     The field is either QEMU 7.2's decoded object (``dev-features`` names such as
     ``"VIRTIO_BALLOON_F_STATS_VQ: ..."``) or a plain integer; ``ValueError`` if neither.
 
-    >>> feature_bits({"dev-features": ["VIRTIO_BALLOON_F_STATS_VQ: Guest memory stats VQ available"]})
+    >>> feature_bits({"dev-features": ["VIRTIO_BALLOON_F_STATS_VQ: "
+    ...                                "Guest memory stats VQ available"]})
     2
     >>> feature_bits(0x100000016)
     22
@@ -90,7 +91,8 @@ def _qmp_int(value: object, what: str) -> int:
 
 
 def _key(ident: object) -> object:
-    return ident if isinstance(ident, (int, str)) and not isinstance(ident, bool) else json.dumps(ident)
+    return (ident if isinstance(ident, (int, str)) and not isinstance(ident, bool)
+            else json.dumps(ident))
 
 
 def read_qmp(source: Source, *, name: str | None = None) -> Iterator[QmpEvent]:

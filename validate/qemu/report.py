@@ -76,7 +76,8 @@ def phases(events: Iterable[TraceEvent]) -> list[Phase]:
     return rows
 
 
-def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: str = "QEMU capture") -> str:
+def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *,
+                   title: str = "QEMU capture") -> str:
     """The Markdown report of ``outcome`` (a :class:`~ballast.cli.validate.QemuOutcome` of
     ``trace_log``)."""
     rows = phases(read_trace(trace_log))
@@ -84,19 +85,22 @@ def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: st
     verdict = ("NOT clean" if not outcome.clean else
                "nothing judged" if outcome.nothing_judged is not None else "clean")
     out = [f"# {title}: {verdict}", ""]
-    out.append(f"- trace: `{os.fspath(trace_log)}`; guest: {outcome.guest_pages or 0:,} pages of 4 KiB; "
+    out.append(f"- trace: `{os.fspath(trace_log)}`; "
+               f"guest: {outcome.guest_pages or 0:,} pages of 4 KiB; "
                f"features: {', '.join(sorted(outcome.features)) or 'none'}")
     v = rep.violation
-    out.append("- VirtIO 5.5 rules: " + ("hold" if v is None else f"`{v.rule}` broken at line {v.line}: {v.message}")
-               + f" ({rep.events:,} events, {rep.inflated:,} pages inflated, {rep.deflated:,} deflated)")
+    out.append("- VirtIO 5.5 rules: "
+               + ("hold" if v is None else f"`{v.rule}` broken at line {v.line}: {v.message}")
+               + f" ({rep.events:,} events, {rep.inflated:,} pages inflated, "
+                 f"{rep.deflated:,} deflated)")
     if model is None:
         out.append("- reference model: not asked")
     elif model.ok:
         out.append(f"- reference model: {model.steps:,} steps explained, every property holds")
     else:
         what = f"breaks `{model.property}`" if model.property else "is not explained"
-        out.append(f"- reference model: step {model.step} `{model.action}` (line {model.line}) {what}: "
-                   f"{model.reason}")
+        out.append(f"- reference model: step {model.step} `{model.action}` (line {model.line}) "
+                   f"{what}: {model.reason}")
     moved = getattr(outcome, "moved", None)
     if moved is not None and moved.count:
         out.append(f"- `actual` writes judged after the report they already counted (the driver's "
@@ -109,15 +113,17 @@ def compact_report(trace_log: str | os.PathLike[str], outcome: Any, *, title: st
         out.append("- QMP cross-checks: no QMP log")
     else:
         out.append("- QMP cross-checks: " + ("hold" if not qmp else
-                   "; ".join(f"`{f.check}` broken ({f.file} line {f.line}): {f.message}" for f in qmp)))
+                   "; ".join(f"`{f.check}` broken ({f.file} line {f.line}): {f.message}"
+                             for f in qmp)))
     out += ["", "| trace line | host target (pages) | buffers | pages inflated | pages deflated | "
             "actual after | status resets |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows[:_MAX_ROWS]:
         out.append(f"| {row.line} | {row.num_pages:,} | {row.buffers:,} | {row.inflated:,} | "
-                   f"{row.deflated:,} | {'' if row.actual is None else f'{row.actual:,}'} | {row.resets} |")
+                   f"{row.deflated:,} | {'' if row.actual is None else f'{row.actual:,}'} | "
+                   f"{row.resets} |")
     if len(rows) > _MAX_ROWS:
         out.append(f"| ... | {len(rows) - _MAX_ROWS:,} more targets | | | | | |")
     name = os.fspath(trace_log)
-    out += ["", "Detail: `ballast validate --format qemu " + name + " --emit-trace model.jsonl` writes "
-            "every step as a model trace for `ballast replay`."]
+    out += ["", "Detail: `ballast validate --format qemu " + name + " --emit-trace model.jsonl` "
+            "writes every step as a model trace for `ballast replay`."]
     return "\n".join(out) + "\n"

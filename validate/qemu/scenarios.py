@@ -47,7 +47,8 @@ __all__ = ["SCENARIOS", "NOT_CAPTURED", "Scenario", "ScenarioRun", "huge_pages_g
 
 @dataclass(frozen=True)
 class Scenario:
-    """A named capture: the device, the host's targets (MiB of guest RAM) and the guest's activity."""
+    """A named capture: the device, the host's targets (MiB of guest RAM) and the guest's
+    activity."""
 
     name: str
     summary: str
@@ -70,10 +71,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("compaction", "inflate, then the guest compacts memory: balloon pages migrate",
              DeviceOptions(guest_mib=256), (192,), compaction=True),
     Scenario("deflate-on-oom", "DEFLATE_ON_OOM: the guest fills 150 MiB and deflates on its own",
-             DeviceOptions(guest_mib=256, deflate_on_oom=True, pressure_mib=150), (128,), settle_s=20.0),
+             DeviceOptions(guest_mib=256, deflate_on_oom=True, pressure_mib=150), (128,),
+             settle_s=20.0),
     Scenario("stats", "the statistics queue polled every second while the balloon moves",
              DeviceOptions(guest_mib=256, stats_interval_s=1), (192, 256), idle_s=3.0),
-    Scenario("free-page-reporting", "free page reporting on: the guest reports free pages after deflating",
+    Scenario("free-page-reporting", "free page reporting on: the guest reports free pages after "
+             "deflating",
              DeviceOptions(guest_mib=256, free_page_reporting=True), (192, 256), idle_s=5.0),
     Scenario("free-page-hint", "free page hinting: the balloon moves, then a live migration "
              "makes QEMU start a hint cycle",
@@ -83,7 +86,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("huge-pages", "guest RAM on 2 MiB host huge pages: a host page is 512 balloon "
              "pages, given back only when all are in the balloon",
              DeviceOptions(guest_mib=256, huge_pages=True), (192, 256)),
-    Scenario("reset", "reboot the guest with a full balloon: the device resets, the new driver inflates again",
+    Scenario("reset", "reboot the guest with a full balloon: the device resets, the new driver "
+             "inflates again",
              DeviceOptions(guest_mib=256), (192,), resets=1),
 )}
 """Every scenario by name."""
@@ -158,15 +162,17 @@ class ScenarioRun:
         return lines + [f"not shown: {note}" for note in self.scenario.notes]
 
 
-def run_scenario(name: str, out_dir: str | os.PathLike[str], *, timeout_s: float | None = None) -> ScenarioRun:
+def run_scenario(name: str, out_dir: str | os.PathLike[str], *,
+                 timeout_s: float | None = None) -> ScenarioRun:
     """Capture scenario ``name`` into ``out_dir`` (raises KeyError for an unknown name)."""
     sc = SCENARIOS[name]
     result = capture(out_dir, list(sc.targets_mib), settle_s=sc.settle_s,
                      timeout_s=timeout_s if timeout_s is not None else sc.timeout_s,
-                     compaction=sc.compaction, resets=sc.resets, options=sc.options, idle_s=sc.idle_s,
-                     migrations=sc.migrations)
+                     compaction=sc.compaction, resets=sc.resets, options=sc.options,
+                     idle_s=sc.idle_s, migrations=sc.migrations)
     features = frozenset(decode_features(result.guest_features or 0))
     if result.guest_features is None and sc.options.deflate_on_oom:
         features = frozenset({"DEFLATE_ON_OOM"})
     huge = huge_pages_given_back(Path(result.trace_log)) if sc.options.huge_pages else None
-    return ScenarioRun(sc, result, features, unjudged_buffers(Path(result.trace_log), features), huge)
+    return ScenarioRun(sc, result, features, unjudged_buffers(Path(result.trace_log), features),
+                       huge)

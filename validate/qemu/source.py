@@ -21,7 +21,8 @@ from typing import IO, Final
 from ballast.errors import InputError
 from ballast.model.trace import bounded_lines
 
-__all__ = ["MAX_LINE_BYTES", "QemuLogError", "Source", "damaged_xz", "is_xz", "open_lines", "source_name"]
+__all__ = ["MAX_LINE_BYTES", "QemuLogError", "Source", "damaged_xz", "is_xz", "open_lines",
+           "source_name"]
 
 MAX_LINE_BYTES: Final = 1 << 20
 """Longest line of a trace or QMP log (1 MiB; QEMU's are under 200 bytes): a longer one

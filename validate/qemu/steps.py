@@ -242,9 +242,9 @@ def in_driver_order(events: Iterable[tuple[int, VirtioEvent]],
     when the value is below the balloon, inflate buffers and their acknowledgements when it
     is above.  When the balloon reaches the value the write follows; at any other event, a
     report that would pass the value, or after :data:`MAX_WRITE_LAG` events, it is given
-    where it was logged, and rule 9 judges it there.  Nothing else moves, and a write is never moved past another write,
-    a reset or a report in the other direction, so a driver whose ``actual`` is wrong is
-    still caught, at the write's own line.
+    where it was logged, and rule 9 judges it there.  Nothing else moves, and a write is never
+    moved past another write, a reset or a report in the other direction, so a driver whose
+    ``actual`` is wrong is still caught, at the write's own line.
 
     >>> ev = [(1, VirtioEvent("inflate_ack", (5, 6))), (2, VirtioEvent("write_actual", value=1)),
     ...       (3, VirtioEvent("deflate", (5,))), (4, VirtioEvent("deflate_ack", (5,)))]

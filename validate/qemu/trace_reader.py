@@ -185,31 +185,37 @@ def _parse_discard(args: str) -> tuple[str, int, int]:
 
 
 
-def _parse_other(kind: int, args: str, line: int, time: float | None, thread: int | None) -> TraceEvent:
+def _parse_other(kind: int, args: str, line: int, time: float | None,
+                 thread: int | None) -> TraceEvent:
     """Events other than pages, queue notifications and virtio_notify (which carry state)."""
     if kind == _GET_CONFIG:
         num_pages, actual = fields(args, ("num_pages:", "actual:"))
         return ConfigRead(
-            line=line, time=time, thread=thread, num_pages=u32(parse_int(num_pages)), actual=u32(parse_int(actual))
+            line=line, time=time, thread=thread, num_pages=u32(parse_int(num_pages)),
+            actual=u32(parse_int(actual))
         )
     if kind == _SET_CONFIG:
         actual, old = fields(args, ("actual:", "oldactual:"))
         return ConfigWrite(
-            line=line, time=time, thread=thread, actual=u32(parse_int(actual)), old_actual=u32(parse_int(old))
+            line=line, time=time, thread=thread, actual=u32(parse_int(actual)),
+            old_actual=u32(parse_int(old))
         )
     if kind == _TO_TARGET:
         if not args.startswith("balloon target: "):
             raise ValueError(args)
         target, num_pages = fields(args[len("balloon "):], ("target:", "num_pages:"))
         return HostTarget(
-            line=line, time=time, thread=thread, target_bytes=parse_int(target, 16), num_pages=u32(parse_int(num_pages))
+            line=line, time=time, thread=thread, target_bytes=parse_int(target, 16),
+            num_pages=u32(parse_int(num_pages))
         )
     if kind == _SET_STATUS:
         vdev, value = fields(args, ("vdev", "val"))
-        return DeviceStatus(line=line, time=time, thread=thread, vdev=pointer(vdev), value=parse_int(value))
+        return DeviceStatus(line=line, time=time, thread=thread, vdev=pointer(vdev),
+                            value=parse_int(value))
     if kind == _BALLOON_EVENT:
         opaque, addr = fields(args, ("opaque", "addr"))
-        return BalloonRequest(line=line, time=time, thread=thread, device=pointer(opaque), target_bytes=parse_int(addr))
+        return BalloonRequest(line=line, time=time, thread=thread, device=pointer(opaque),
+                              target_bytes=parse_int(addr))
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -240,11 +246,12 @@ def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEven
 
     >>> list(read_trace(["virtio_set_status vdev 0x1 val 15", "unrelated text"]))
     [DeviceStatus(line=1, time=None, thread=None, vdev='0x1', value=15)]
-    >>> try:
+    >>> try:  # doctest: +NORMALIZE_WHITESPACE
     ...     list(read_trace(["virtio_balloon_set_config actual: x oldactual: 0"]))
     ... except QemuLogError as exc:
     ...     print(exc.line, exc.message)
-    1 malformed virtio_balloon_set_config: expected 'actual: N oldactual: N', got 'actual: x oldactual: 0'
+    1 malformed virtio_balloon_set_config: expected 'actual: N oldactual: N',
+    got 'actual: x oldactual: 0'
     """
     file = source_name(source, name)
     if isinstance(source, (str, os.PathLike)):
@@ -280,7 +287,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                 pfns.extend(run.pfns)
                 number += len(run.pfns)
                 if len(pfns) > MAX_BUFFER_PAGES:
-                    raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} pages")
+                    raise QemuLogError(file, number,
+                                       f"buffer of more than {MAX_BUFFER_PAGES} pages")
                 continue
             number += 1
             # Hot path: one line a page, "TID@SEC.USEC:virtio_balloon_handle_output section ...".
@@ -290,7 +298,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                 key = text[:at]
                 if at <= 0 or not (key.isdigit() and text.isascii()) and (
                         not ascii_digits(key) or parse_prefix(text[:colon]) is None):
-                    raise QemuLogError(file, number, "malformed TID@SECONDS.MICROS: prefix before a page")
+                    raise QemuLogError(file, number,
+                                       "malformed TID@SECONDS.MICROS: prefix before a page")
             elif text.startswith(page_event):
                 colon = -1
                 key = ""
@@ -307,7 +316,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                     gpa = -1
                 if cut < 0 or gpa < 0 or gpa & page_mask:
                     raise QemuLogError(
-                        file, number, f"malformed virtio_balloon_handle_output: expected {_SYNTAX[_PAGE]!r}, "
+                        file, number, "malformed virtio_balloon_handle_output: "
+                        f"expected {_SYNTAX[_PAGE]!r}, "
                         f"got {text[colon + 1 + len('virtio_balloon_handle_output '):].rstrip()!r}"
                     )
                 open_buffer = buffers.get(key)
@@ -322,14 +332,16 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                         )
                     where = parse_prefix(text[:colon]) if colon >= 0 else None
                     if colon >= 0 and where is None:
-                        raise QemuLogError(file, number, "malformed TID@SECONDS.MICROS: prefix before a page")
+                        raise QemuLogError(file, number,
+                                           "malformed TID@SECONDS.MICROS: prefix before a page")
                     open_buffer = buffers[key] = _Open(
                         ctx, number, where[1] if where else None, where[0] if where else None
                     )
                 pfns = open_buffer.pfns
                 pfns.append(gpa >> PAGE_SHIFT)
                 if len(pfns) > MAX_BUFFER_PAGES:
-                    raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} pages")
+                    raise QemuLogError(file, number,
+                                       f"buffer of more than {MAX_BUFFER_PAGES} pages")
                 continue
 
             # Every other line: split off the prefix, find the event.
@@ -359,7 +371,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
             if kind is None:
                 continue
             if bad_prefix:
-                raise QemuLogError(file, number, f"malformed TID@SECONDS.MICROS: prefix before {event}")
+                raise QemuLogError(file, number,
+                                   f"malformed TID@SECONDS.MICROS: prefix before {event}")
             try:
                 if kind == _PAGE:
                     raise ValueError(args)  # a page line the fast path did not recognise
@@ -369,7 +382,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                     if open_buffer is None:
                         ctx = queues.get(key)
                         if ctx is None:
-                            raise QemuLogError(file, number, "bad address outside any queue notification")
+                            raise QemuLogError(file, number,
+                                               "bad address outside any queue notification")
                         open_buffer = buffers[key] = _Open(ctx, number, time, thread)
                     open_buffer.bad.append(gpa >> PAGE_SHIFT)
                     continue
@@ -377,24 +391,28 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                     block, hva, length = _parse_discard(args)
                     open_buffer = buffers.get(key)
                     if open_buffer is None:
-                        yield RamDiscard(line=number, time=time, thread=thread, block=block, hva=hva,
-                                         length=length)
+                        yield RamDiscard(line=number, time=time, thread=thread, block=block,
+                                         hva=hva, length=length)
                     elif len(open_buffer.discards) < MAX_BUFFER_PAGES:
-                        open_buffer.discards.append(Discard(number, hva, length, len(open_buffer.pfns)))
+                        open_buffer.discards.append(Discard(number, hva, length,
+                                                            len(open_buffer.pfns)))
                     else:
-                        raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} discards")
+                        raise QemuLogError(file, number,
+                                           f"buffer of more than {MAX_BUFFER_PAGES} discards")
                     continue
                 if kind == _NOTIFY:
                     vdev, vq = fields(args, ("vdev", "vq"))
                     pointer(vdev)
                     pointer(vq)
                     open_buffer = buffers.get(key)
-                    if open_buffer is not None and open_buffer.ctx.vq == vq and open_buffer.ctx.vdev == vdev:
+                    if (open_buffer is not None and open_buffer.ctx.vq == vq
+                            and open_buffer.ctx.vdev == vdev):
                         del buffers[key]
                         yield open_buffer.close(True, number, time)
                     else:
                         yield DeviceNotify(
-                            line=number, time=time, thread=thread, vdev=vdev, vq=vq, queue=vq_queue.get(vq)
+                            line=number, time=time, thread=thread, vdev=vdev, vq=vq,
+                            queue=vq_queue.get(vq)
                         )
                     continue
                 # Any other event of this thread ends the buffer it was reading.

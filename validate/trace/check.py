@@ -7,10 +7,11 @@ up to ``max_gap`` unlogged steps (any action the model allows, as long as every 
 holds; a host's target is never guessed: an unlogged ``host_set_target`` takes the target
 the next logged step records or observes, and an unlogged step of the guest's allocator
 with more than :data:`CHOICES_SEARCHED` page choices takes the pages the next logged step
-names or observes, see :func:`stated_pages`), then applies the logged action to every candidate and keeps the successors whose
-recorded state or observation matches and which break no property.  The whole trace
-must be consumed.  Memory is the candidate set (bounded by ``max_states``; a set that
-grows past it makes the result inconclusive) plus one line; the trace is read lazily.
+names or observes, see :func:`stated_pages`), then applies the logged action to every
+candidate and keeps the successors whose recorded state or observation matches and which
+break no property.  The whole trace must be consumed.  Memory is the candidate set
+(bounded by ``max_states``; a set that grows past it makes the result inconclusive) plus
+one line; the trace is read lazily.
 
 On a mismatch the report names the first line no model behaviour explains, the last
 state that matched, the actions the model allowed there, and the property that would
@@ -48,8 +49,9 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import TraceHeader, TraceStep, observe_matches
 from ballast.model.virtio import VirtioEvent, VirtioTracker, project
 
-__all__ = ["CHOICES_SEARCHED", "PAGE_PARAMS", "STATED_BY_THE_LOG", "Mismatch", "TraceReport", "blame", "observed_difference", "stated_pages",
-           "stated_targets", "unlogged_actions", "validate_steps"]
+__all__ = ["CHOICES_SEARCHED", "PAGE_PARAMS", "STATED_BY_THE_LOG", "Mismatch", "TraceReport",
+           "blame", "observed_difference", "stated_pages", "stated_targets", "unlogged_actions",
+           "validate_steps"]
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,8 @@ class _Successors:
     def __init__(self, model: BalloonModel, limit: int,
                  unlogged: frozenset[str] | None = None) -> None:
         self.model, self.limit, self.unlogged = model, limit, unlogged
-        self.memo: dict[tuple[State, tuple[tuple[int, int], ...], tuple[tuple[int, tuple[int, ...]], ...]],
+        self.memo: dict[tuple[State, tuple[tuple[int, int], ...],
+                              tuple[tuple[int, tuple[int, ...]], ...]],
                         tuple[State, ...]] = {}
         self.chosen = {name: spec for name, spec in model.table.items()
                        if name != STATED_BY_THE_LOG and (unlogged is None or name in unlogged)}

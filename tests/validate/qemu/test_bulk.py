@@ -69,7 +69,8 @@ def _random_log(rng: random.Random) -> list[str]:
         if rng.random() < 0.8:
             out.append(f"{pre()}virtio_notify vdev 0x1 vq 0x{queue + 10:x}\n")
         if rng.random() < 0.3:
-            out.append(f"{pre()}virtio_balloon_set_config actual: {rng.randint(0, 9)} oldactual: 0\n")
+            out.append(f"{pre()}virtio_balloon_set_config actual: {rng.randint(0, 9)} "
+                       "oldactual: 0\n")
         if rng.random() < 0.05:
             out.append("a line that is no event at all\n")
     if rng.random() < 0.3:

@@ -37,7 +37,8 @@ PAGES_PER_MIB = MIB // 4096
 
 def _require_qemu() -> None:
     if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
-        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); "
+                    "in CI this fails instead")
 
 
 def test_short_capture_end_to_end(tmp_path: Path) -> None:
@@ -47,7 +48,8 @@ def test_short_capture_end_to_end(tmp_path: Path) -> None:
     result = capture(tmp_path / "cap", targets, guest_mib=guest_mib, settle_s=15.0, timeout_s=90.0)
     wall = time.monotonic() - start
     print(
-        f"\nqemu capture: QEMU {result.qemu_version}, boot {result.boot_s:.2f} s, capture {result.capture_s:.2f} s "
+        f"\nqemu capture: QEMU {result.qemu_version}, boot {result.boot_s:.2f} s, "
+        f"capture {result.capture_s:.2f} s "
         f"(wall {wall:.2f} s), settle {[round(s.settle_s, 2) for s in result.steps]} s"
     )
 
@@ -73,11 +75,14 @@ def test_short_capture_end_to_end(tmp_path: Path) -> None:
     assert [t.num_pages for t in targets_seen] == [(guest_mib - m) * PAGES_PER_MIB for m in targets]
 
     qmp = list(read_qmp(result.qmp_log))
-    assert [e.target_bytes for e in qmp if isinstance(e, BalloonCommand)] == [m * MIB for m in targets]
-    assert [e for e in qmp if isinstance(e, BalloonQueryReply)][-1].actual_bytes == targets[-1] * MIB
+    assert [e.target_bytes for e in qmp if isinstance(e, BalloonCommand)] == [
+        m * MIB for m in targets]
+    assert [e for e in qmp if isinstance(e, BalloonQueryReply)][-1].actual_bytes == (
+        targets[-1] * MIB)
     features = [e for e in qmp if isinstance(e, NegotiatedFeatures)]
     assert len(features) == 1 and "STATS_VQ" in features[0].guest_names
-    assert "DEFLATE_ON_OOM" not in features[0].host_names and "MUST_TELL_HOST" not in features[0].host_names
+    assert ("DEFLATE_ON_OOM" not in features[0].host_names
+            and "MUST_TELL_HOST" not in features[0].host_names)
     assert result.guest_features == features[0].guest
 
     console = result.console_log.read_text()
@@ -91,7 +96,8 @@ def test_pressure_with_deflate_on_oom(tmp_path: Path) -> None:
     """Under memory pressure a DEFLATE_ON_OOM guest takes pages back on its own."""
     _require_qemu()
     result = capture(
-        tmp_path / "oom", [128], guest_mib=256, deflate_on_oom=True, pressure_mib=150, settle_s=20.0, timeout_s=90.0
+        tmp_path / "oom", [128], guest_mib=256, deflate_on_oom=True, pressure_mib=150,
+        settle_s=20.0, timeout_s=90.0
     )
     assert result.steps[0].reached
     assert result.pressure_filled_mib == 150
@@ -120,7 +126,8 @@ def test_qemu_failure_is_a_capture_error(tmp_path: Path) -> None:
     kernel.write_text("not a kernel\n")
     start = time.monotonic()
     with pytest.raises(CaptureError, match="QEMU exited with status") as caught:
-        capture(tmp_path / "out", [128], guest_mib=256, kernel=kernel, initrd=initrd, timeout_s=30.0)
+        capture(tmp_path / "out", [128], guest_mib=256, kernel=kernel, initrd=initrd,
+                timeout_s=30.0)
     assert time.monotonic() - start < 30.0
     assert "kernel" in str(caught.value)
 
@@ -135,11 +142,13 @@ def test_missing_qemu_says_how_to_install(tmp_path: Path) -> None:
     assert ".ci/install-qemu.sh" in str(caught.value) and "qemu-system-x86" in INSTALL_HINT
 
 
-def test_missing_kernel_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_kernel_says_how_to_install(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BALLAST_QEMU_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("BALLAST_QEMU_KERNEL", raising=False)
     monkeypatch.delenv("BALLAST_QEMU_INITRD", raising=False)
-    with pytest.raises(CaptureError, match=r"guest kernel not found: .*empty-cache.*install-qemu\.sh"):
+    with pytest.raises(CaptureError,
+                       match=r"guest kernel not found: .*empty-cache.*install-qemu\.sh"):
         find_guest()
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"")
@@ -173,8 +182,8 @@ def test_a_hung_kvm_boot_falls_back_to_tcg_and_leaves_no_process(
     assert qemu_guest.choose_accel() == "kvm"
     start = time.monotonic()
     with pytest.raises(CaptureError, match="QEMU exited with status 1.*tcg-started"):
-        capture(tmp_path / "out", [128], guest_mib=256, qemu=str(fake), kernel=kernel, initrd=initrd,
-                timeout_s=60.0)
+        capture(tmp_path / "out", [128], guest_mib=256, qemu=str(fake), kernel=kernel,
+                initrd=initrd, timeout_s=60.0)
     assert time.monotonic() - start < 30.0
     hung, tcg = (int(x) for x in pids.read_text().split())
     with pytest.raises(ProcessLookupError):
@@ -199,12 +208,14 @@ def test_a_hung_kvm_boot_falls_back_to_tcg_and_leaves_no_process(
         ([128], 256, -1, "pressure_mib"),
     ],
 )
-def test_bad_arguments(tmp_path: Path, targets: list[int], guest: int, pressure: int, words: str) -> None:
+def test_bad_arguments(tmp_path: Path, targets: list[int], guest: int, pressure: int,
+                       words: str) -> None:
     with pytest.raises(CaptureError, match=words):
         capture(tmp_path, targets, guest_mib=guest, pressure_mib=pressure)
 
 
-@pytest.mark.parametrize("module", [qemu_capture, qemu_console, qemu_guest], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [qemu_capture, qemu_console, qemu_guest],
+                         ids=lambda m: m.__name__)
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.failed == 0

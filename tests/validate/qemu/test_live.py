@@ -47,7 +47,8 @@ def _run(*argv: str) -> tuple[int, str, str]:
 
 def _require_qemu() -> None:
     if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
-        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); "
+                    "in CI this fails instead")
 
 
 # ------------------------------------------------------------------ no QEMU needed
@@ -104,7 +105,8 @@ def test_segments_are_judged_one_by_one_from_an_empty_balloon(tmp_path: Path) ->
     more = QemuLog(GUEST_PAGES)
     _example(more, 12)
     with open(trace, "a") as f:
-        f.write("\n".join(more.lines) + "\n" + "8@1.0:virtio_notify vdev 0x5500")  # a line being written
+        f.write("\n".join(more.lines) + "\n"
+                + "8@1.0:virtio_notify vdev 0x5500")  # a line being written
     second = judge.next_segment()
     assert len(second) == len(more.lines)  # only whole lines
     assert judge.judge(second, tmp_path / "2.trace.log") is None
@@ -155,7 +157,8 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
                  '{"ops": [], "device": "no-such-device"}'):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
-        code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--replay", str(bad))
+        code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"),
+                              "--replay", str(bad))
         assert code == 2 and str(bad) in err and "Traceback" not in err, (text, err)
     code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--examples", "0")
     assert code == 2 and "--examples" in err
@@ -253,5 +256,6 @@ def test_a_seeded_deviation_fails_shrinks_and_replays(tmp_path: Path) -> None:
     assert saved["device"] == failure["device"] == DEFAULT_DEVICE  # shrunk to the first device
     assert Path(failure["model_trace"]).is_file()
     assert "NOT clean" in Path(failure["segment"]).with_suffix(".report.md").read_text()
-    code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "again"), "--replay", str(scenario))
+    code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "again"),
+                          "--replay", str(scenario))
     assert code == 1 and "FAILED" in out, (out, err)

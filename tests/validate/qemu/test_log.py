@@ -57,7 +57,8 @@ def _find_sample() -> Path | None:
 
 
 SAMPLE = _find_sample()
-needs_sample = pytest.mark.skipif(SAMPLE is None, reason="the shared QEMU sample capture is not present")
+needs_sample = pytest.mark.skipif(SAMPLE is None,
+                                  reason="the shared QEMU sample capture is not present")
 MIB = 1 << 20
 PAGES_PER_MIB = MIB // 4096
 
@@ -125,7 +126,8 @@ def test_sample_host_targets(sample_events: list[TraceEvent]) -> None:
 @needs_sample
 def test_sample_device_status_and_stats(sample_events: list[TraceEvent]) -> None:
     statuses = [e.value for e in sample_events if isinstance(e, DeviceStatus)]
-    assert statuses[-5:-1] == [1, 3, 11, 15]  # ACK, DRIVER, FEATURES_OK, DRIVER_OK; then reset at quit
+    # ACK, DRIVER, FEATURES_OK, DRIVER_OK; then reset at quit
+    assert statuses[-5:-1] == [1, 3, 11, 15]
     stats = [e for e in sample_events if isinstance(e, StatsBuffer)]
     assert len(stats) == 1 and stats[0].pfns == () and stats[0].queue == 2
     reads = [e for e in sample_events if isinstance(e, ConfigRead)]
@@ -235,7 +237,8 @@ def test_parse_speed_against_raw_read(record_property: Callable[[str, object], N
     record_property("raw_lines_per_s", round(lines / raw_s))
     record_property("parse_lines_per_s", round(lines / parse_s))
     print(
-        f"\nqemu trace sample: {lines} lines; lzma.open+iterate {lines / raw_s / 1e6:.2f} M lines/s, "
+        f"\nqemu trace sample: {lines} lines; "
+        f"lzma.open+iterate {lines / raw_s / 1e6:.2f} M lines/s, "
         f"read_trace {lines / parse_s / 1e6:.2f} M lines/s ({parse_s / raw_s:.1f}x the raw read)"
     )
     assert parse_s < 25 * raw_s
@@ -265,26 +268,31 @@ def test_buffer_attribution_and_end() -> None:
     ]
     events = list(read_trace(lines))
     kinds = [type(e) for e in events]
-    assert kinds == [DeflateBuffer, DeflateBuffer, InflateBuffer, ConfigWrite, DeviceNotify, OtherBuffer]
+    assert kinds == [DeflateBuffer, DeflateBuffer, InflateBuffer, ConfigWrite, DeviceNotify,
+                     OtherBuffer]
     first, second, third, _, notify, other = events
     assert isinstance(first, DeflateBuffer) and first.pfns == (1,) and first.acknowledged
     assert (first.line, first.end_line, first.thread, first.time) == (1, 3, 9, 1.000001)
-    assert isinstance(second, DeflateBuffer) and second.pfns == (2,) and second.bad_pfns == (0xFEE00,)
+    assert (isinstance(second, DeflateBuffer) and second.pfns == (2,)
+            and second.bad_pfns == (0xFEE00,))
     assert second.line == 4
     assert isinstance(third, InflateBuffer) and third.pfns == (3,) and not third.acknowledged
     assert third.end_line == 9
     assert isinstance(notify, DeviceNotify) and notify.queue is None and notify.thread == 7
-    assert isinstance(other, OtherBuffer) and other.queue == 4 and other.pfns == () and not other.acknowledged
+    assert (isinstance(other, OtherBuffer) and other.queue == 4 and other.pfns == ()
+            and not other.acknowledged)
 
 
 def test_discards_join_the_buffer_being_read_or_stand_alone() -> None:
     lines = [
         f"{P}virtio_queue_notify vdev 0xd n 0 vq 0xa",
         f"{P}virtio_balloon_handle_output section name: pc.ram gpa: 0x1000",
-        f"{P}ram_block_discard_range pc.ram@0x7f0000001000 + 0x1000: madvise: 1 fallocate: 0 ret: 0",
+        (f"{P}ram_block_discard_range pc.ram@0x7f0000001000 + 0x1000: "
+         "madvise: 1 fallocate: 0 ret: 0"),
         f"{P}virtio_balloon_handle_output section name: pc.ram gpa: 0x2000",
         f"{P}virtio_notify vdev 0xd vq 0xa",
-        f"{M}ram_block_discard_range mem@dimm0@0x7f1000000000 + 0x200000: madvise: 0 fallocate: 1 ret: 0",
+        (f"{M}ram_block_discard_range mem@dimm0@0x7f1000000000 + 0x200000: "
+         "madvise: 0 fallocate: 1 ret: 0"),
     ]
     inflate, alone = list(read_trace(lines))
     assert isinstance(inflate, InflateBuffer) and inflate.pfns == (1, 2) and inflate.acknowledged
@@ -363,13 +371,21 @@ def test_events_are_frozen() -> None:
 @pytest.mark.parametrize(
     ("lines", "bad_line", "words"),
     [
-        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "virtio_balloon_handle_output section name: pc.ram gpa: 0xzz"], 2, "malformed virtio_balloon_handle_output"),
-        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "virtio_balloon_handle_output section name: pc.ram gpa: 0x1001"], 2, "malformed virtio_balloon_handle_output"),
-        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "virtio_balloon_handle_output pc.ram 0x1000"], 2, "malformed virtio_balloon_handle_output"),
-        (["x", "virtio_balloon_handle_output section name: pc.ram gpa: 0x1000"], 2, "without a virtio_queue_notify"),
+        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2",
+          "virtio_balloon_handle_output section name: pc.ram gpa: 0xzz"], 2,
+         "malformed virtio_balloon_handle_output"),
+        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2",
+          "virtio_balloon_handle_output section name: pc.ram gpa: 0x1001"], 2,
+         "malformed virtio_balloon_handle_output"),
+        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "virtio_balloon_handle_output pc.ram 0x1000"],
+         2, "malformed virtio_balloon_handle_output"),
+        (["x", "virtio_balloon_handle_output section name: pc.ram gpa: 0x1000"], 2,
+         "without a virtio_queue_notify"),
         (["virtio_balloon_set_config actual: 1"], 1, "malformed virtio_balloon_set_config"),
-        (["", "virtio_balloon_get_config num_pages: 1 actual: two"], 2, "malformed virtio_balloon_get_config"),
-        (["virtio_balloon_to_target balloon target: 1000 num_pages: 1"], 1, "malformed virtio_balloon_to_target"),
+        (["", "virtio_balloon_get_config num_pages: 1 actual: two"], 2,
+         "malformed virtio_balloon_get_config"),
+        (["virtio_balloon_to_target balloon target: 1000 num_pages: 1"], 1,
+         "malformed virtio_balloon_to_target"),
         (["virtio_queue_notify vdev 0x1 n -1 vq 0x2"], 1, "malformed virtio_queue_notify"),
         (["virtio_notify vdev 0x1"], 1, "malformed virtio_notify"),
         (["virtio_set_status vdev 0x1 val"], 1, "malformed virtio_set_status"),
@@ -381,7 +397,8 @@ def test_events_are_frozen() -> None:
         (["ram_block_discard_range pc.ram@0x7f0000001800 + 0x1000: madvise: 1"], 1,
          "malformed ram_block_discard_range"),
         (["12@1.x:virtio_set_status vdev 0x1 val 1"], 1, "prefix"),
-        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2", "1x@1.0:virtio_balloon_handle_output section name: pc.ram gpa: 0x1000"], 2, "prefix"),
+        (["virtio_queue_notify vdev 0x1 n 0 vq 0x2",
+          "1x@1.0:virtio_balloon_handle_output section name: pc.ram gpa: 0x1000"], 2, "prefix"),
     ],
 )
 def test_malformed_trace_lines(lines: list[str], bad_line: int, words: str) -> None:
@@ -420,17 +437,22 @@ def _qmp(*records: dict[str, object]) -> list[str]:
 def test_qmp_matching_and_errors() -> None:
     log = _qmp(
         {"t": 1, "dir": "recv", "msg": {"QMP": {"version": {}, "capabilities": []}}},
-        {"t": 2, "dir": "send", "msg": {"execute": "balloon", "arguments": {"value": 100 * MIB}, "id": "a"}},
+        {"t": 2, "dir": "send",
+         "msg": {"execute": "balloon", "arguments": {"value": 100 * MIB}, "id": "a"}},
         {"t": 3, "dir": "send", "msg": {"execute": "query-balloon"}},
-        {"t": 4, "dir": "recv", "msg": {"error": {"class": "DeviceNotActive", "desc": "No balloon device"}, "id": "a"}},
+        {"t": 4, "dir": "recv",
+         "msg": {"error": {"class": "DeviceNotActive", "desc": "No balloon device"}, "id": "a"}},
         {"t": 5, "dir": "recv", "msg": {"return": {"actual": 512 * MIB}}},
-        {"t": 6, "dir": "recv", "msg": {"return": {"actual": 1}, "id": 99}},  # answer to nothing we track
+        {"t": 6, "dir": "recv",
+         "msg": {"return": {"actual": 1}, "id": 99}},  # answer to nothing we track
         {
             "t": 7,
             "dir": "send",
             "msg": {"execute": "x-query-virtio-status", "id": 3, "arguments": {"path": "/b"}},
         },
-        {"t": 8, "dir": "recv", "msg": {"return": {"name": "virtio-balloon", "guest-features": 6, "host-features": 0x4000000007}, "id": 3}},
+        {"t": 8, "dir": "recv",
+         "msg": {"return": {"name": "virtio-balloon", "guest-features": 6,
+                            "host-features": 0x4000000007}, "id": 3}},
         {"t": 9, "dir": "recv", "msg": {"event": "BALLOON_CHANGE", "data": {"actual": 300 * MIB}}},
         {"t": 10, "dir": "recv", "msg": {"event": "SHUTDOWN", "data": {}}},
     )
@@ -438,7 +460,8 @@ def test_qmp_matching_and_errors() -> None:
     events = list(read_qmp(log))
     assert events == [
         BalloonCommand(line=2, time=2.0, id="a", target_bytes=100 * MIB),
-        CommandError(line=5, time=4.0, id="a", command="balloon", error_class="DeviceNotActive", description="No balloon device"),
+        CommandError(line=5, time=4.0, id="a", command="balloon", error_class="DeviceNotActive",
+                     description="No balloon device"),
         BalloonQueryReply(line=6, time=5.0, id=None, actual_bytes=512 * MIB),
         NegotiatedFeatures(line=9, time=8.0, path="/b", guest=0b110, host=0b111, status=()),
         BalloonChange(line=10, time=9.0, actual_bytes=300 * MIB, event_time=None),
@@ -453,8 +476,10 @@ def test_qmp_matching_and_errors() -> None:
         ('{"t": "x", "dir": "send", "msg": {}}', "'t' must be a number"),
         ('{"t": 1, "dir": "sideways", "msg": {}}', "'dir' must be"),
         ('{"t": 1, "dir": "send", "msg": []}', "'msg' must be an object"),
-        ('{"t": 1, "dir": "send", "msg": {"execute": "balloon", "arguments": {"value": "1G"}}}', "balloon 'value'"),
-        ('{"t": 1, "dir": "recv", "msg": {"event": "BALLOON_CHANGE", "data": {"actual": 1.5}}}', "BALLOON_CHANGE 'actual'"),
+        ('{"t": 1, "dir": "send", "msg": {"execute": "balloon", "arguments": {"value": "1G"}}}',
+         "balloon 'value'"),
+        ('{"t": 1, "dir": "recv", "msg": {"event": "BALLOON_CHANGE", "data": {"actual": 1.5}}}',
+         "BALLOON_CHANGE 'actual'"),
     ],
 )
 def test_malformed_qmp_lines(line: str, words: str) -> None:

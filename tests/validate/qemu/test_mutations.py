@@ -245,7 +245,8 @@ def test_every_rule_a_qemu_trace_can_break_has_a_mutant() -> None:
     unobservable = {"virtio_5_5_6_1_rule5_tell_before_use",
                     "virtio_5_5_6_1_rule6_must_tell_host_wait",
                     "virtio_5_5_6_1_rule7_no_use_before_inflate_ack",  # only with rule 8
-                    "virtio_5_5_6_1_rule1_should_reach_target",  # a SHOULD: tests/validate/qemu/test_validate.py
+                    # a SHOULD: tests/validate/qemu/test_validate.py
+                    "virtio_5_5_6_1_rule1_should_reach_target",
                     # A use shows only as a deflate, and a reported page is not in the
                     # balloon: rule 5 breaks first. tests/model/test_reporting.py breaks it
                     # on profile traces.
@@ -304,7 +305,8 @@ def test_a_target_nobody_asked_for_is_caught(tmp_path: Path) -> None:
     assert out.qmp[0].file == "trace"
 
 
-def test_the_command_line_reports_the_model_and_qmp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_reports_the_model_and_qmp(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ballast.cli import main
     trace, qmp = _qmp_mutant("qmp_actual_matches_device")
     t, q = _write(tmp_path, trace[:3000], "t.log"), _write(tmp_path, qmp, "q.log")

@@ -34,7 +34,8 @@ def test_a_broken_capture_names_the_rule_and_the_model_step(tmp_path: Path) -> N
     text = compact_report(trace, validate_qemu(trace, frozenset()), title="broken")
     assert text.startswith("# broken: NOT clean")
     assert f"`virtio_5_5_6_no_page_inflated_twice` broken at line {notify}:" in text
-    assert "reference model: step" in text and f"(line {notify})" in text  # the model stops there too
+    # the model stops there too
+    assert "reference model: step" in text and f"(line {notify})" in text
 
 
 def test_a_capture_with_no_balloon_event_says_nothing_was_judged(tmp_path: Path) -> None:

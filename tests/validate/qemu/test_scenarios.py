@@ -17,7 +17,8 @@ import ballast.validate.qemu.scenarios as scenarios
 from ballast.cli import main
 from ballast.validate.qemu.validation import validate_qemu
 from ballast.validate.qemu.guest import free_huge_pages_mib
-from ballast.validate.qemu.scenarios import NOT_CAPTURED, SCENARIOS, queue_names, run_scenario, unjudged_buffers
+from ballast.validate.qemu.scenarios import (NOT_CAPTURED, SCENARIOS, queue_names, run_scenario,
+                                             unjudged_buffers)
 
 from .qemu_lines import QemuLog
 
@@ -62,15 +63,18 @@ def test_an_unknown_scenario_is_exit_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_each_scenario_passes_both_judges(tmp_path: Path, name: str) -> None:
     if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
-        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
-    if SCENARIOS[name].options.huge_pages and free_huge_pages_mib() < SCENARIOS[name].options.guest_mib:
-        pytest.skip(f"{SCENARIOS[name].options.guest_mib} MiB of free 2 MiB huge pages are not reserved "
-                    "on this host (`.ci/reserve-huge-pages.sh`, as root)")
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); "
+                    "in CI this fails instead")
+    if (SCENARIOS[name].options.huge_pages
+            and free_huge_pages_mib() < SCENARIOS[name].options.guest_mib):
+        pytest.skip(f"{SCENARIOS[name].options.guest_mib} MiB of free 2 MiB huge pages are not "
+                    "reserved on this host (`.ci/reserve-huge-pages.sh`, as root)")
     run = run_scenario(name, tmp_path / name)
     sc = run.scenario
     assert all(s.reached for s in run.result.steps), run.result.steps
     emitted = tmp_path / f"{name}.model.jsonl"
-    out = validate_qemu(run.result.trace_log, run.features, qmp=run.result.qmp_log, emit_trace=str(emitted))
+    out = validate_qemu(run.result.trace_log, run.features, qmp=run.result.qmp_log,
+                        emit_trace=str(emitted))
     assert out.report.violation is None, out.report.violation
     assert out.model is not None and out.model.ok and out.model.steps > 0, out.model
     assert out.qmp == [], out.qmp
@@ -81,7 +85,8 @@ def test_each_scenario_passes_both_judges(tmp_path: Path, name: str) -> None:
         assert "reporting_vq" not in run.unjudged and out.ram.unlocated == 0
     if sc.options.free_page_hint:  # a hint cycle ran; what it carried is said not judged
         assert "FREE_PAGE_HINT" in run.features and sc.notes
-        assert run.result.migrations == sc.migrations == 1 and run.unjudged.get("free_page_vq", 0) >= 1
+        assert (run.result.migrations == sc.migrations == 1
+                and run.unjudged.get("free_page_vq", 0) >= 1)
     if sc.options.huge_pages:  # the host pages the balloon held whole, and what QEMU gave back
         assert run.huge_pages is not None and run.huge_pages[0] > 0
         assert any(line.startswith("huge pages:") for line in run.coverage_lines())
@@ -99,8 +104,10 @@ def test_each_scenario_passes_both_judges(tmp_path: Path, name: str) -> None:
 @pytest.mark.slow
 def test_capture_cli_runs_a_scenario_and_says_what_was_not_judged(tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None and "CI" not in os.environ:
-        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); in CI this fails instead")
-    code, out, err = _run("capture", "qemu", "--out", str(tmp_path / "cap"), "--scenario", "stats", "--json")
+        pytest.skip("qemu-system-x86_64 is not installed (run .ci/install-qemu.sh); "
+                    "in CI this fails instead")
+    code, out, err = _run("capture", "qemu", "--out", str(tmp_path / "cap"), "--scenario", "stats",
+                          "--json")
     assert code == 0, (out, err)
     data = json.loads(out)
     assert data["scenario"] == "stats" and data["model"]["ok"] and data["qmp"]["broken"] == []

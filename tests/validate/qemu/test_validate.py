@@ -407,7 +407,8 @@ def test_a_log_with_no_balloon_event_is_inconclusive_not_clean(tmp_path: Path,
     p.write_bytes(content)
     code, out, err = _run("validate", "--format", "qemu", str(p))
     assert code == 3 and err == ""
-    assert out.startswith(f"{p}: inconclusive: no virtio-balloon trace event") and "model" not in out
+    assert (out.startswith(f"{p}: inconclusive: no virtio-balloon trace event")
+            and "model" not in out)
     code, out, _ = _run("validate", "--format", "qemu", "--json", str(p))
     data = json.loads(out)
     assert code == 3 and data["exit"] == 3 and data["events"] == 0

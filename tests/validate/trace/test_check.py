@@ -19,7 +19,8 @@ from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.system import BalloonModel
-from ballast.model.trace import Trace, TraceHeader, TraceStep, observe_matches, read_trace, write_trace
+from ballast.model.trace import (Trace, TraceHeader, TraceStep, observe_matches, read_trace,
+                                 write_trace)
 from ballast.simulation.randomwalk import random_run
 from ballast.validate.suite import _fault_caught, partial_header, partial_log
 from ballast.validate.trace.check import observed_difference, validate_steps
@@ -79,11 +80,11 @@ def test_an_observation_the_model_cannot_produce_names_the_broken_property() -> 
     acts = [Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0),
             Action.of("balloon_inflate", vm=0, ppns=[0]), Action.of("vmm_reclaim", vm=0, refuse=[]),
             Action.of("balloon_complete", vm=0)]
-    ok = validate_steps(TraceHeader(CFG), iter(_steps(*acts, observe={5: {"vms/0/module/actual": 1}})),
-                        max_gap=0)
+    ok = validate_steps(TraceHeader(CFG),
+                        iter(_steps(*acts, observe={5: {"vms/0/module/actual": 1}})), max_gap=0)
     assert ok.outcome == "ok"
-    rep = validate_steps(TraceHeader(CFG), iter(_steps(*acts, observe={5: {"vms/0/module/actual": 2}})),
-                         max_gap=0)
+    rep = validate_steps(TraceHeader(CFG),
+                         iter(_steps(*acts, observe={5: {"vms/0/module/actual": 2}})), max_gap=0)
     assert rep.mismatch is not None and "observation differs" in rep.mismatch.reason
     assert rep.mismatch.property == "balloon_accounting_exact"
 
@@ -203,7 +204,8 @@ def test_a_trace_that_logs_every_step_is_checked_exactly(tmp_path: Path) -> None
     assert validate_steps(dropped.header, iter(dropped.steps)).outcome == "mismatch"
 
 
-def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The gap search tries only the target the next logged step observes, however large
     the guest: one host_set_target per candidate state, not one per possible target."""
     import ballast.model.system as system
@@ -225,8 +227,8 @@ def test_an_unlogged_target_is_taken_from_the_log_never_enumerated(monkeypatch: 
     assert rep.outcome == "ok" and rep.unlogged == 1, rep.mismatch
     assert tried == [2]
     # With no target stated, none is guessed: a poll of an unchanged target is not explained.
-    rep = validate_steps(TraceHeader(cfg), iter([TraceStep(1, Action.of("balloon_poll", vm=0), line=2)]),
-                         max_gap=1)
+    rep = validate_steps(TraceHeader(cfg),
+                         iter([TraceStep(1, Action.of("balloon_poll", vm=0), line=2)]), max_gap=1)
     assert rep.outcome == "mismatch" and tried == [2]
 
 
