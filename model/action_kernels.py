@@ -46,7 +46,7 @@ _fault = fault_kernel(FAULT_KERNELS)
 
 def _batch(o: Ops) -> int:
     """Pages one report may carry (the application module reports one at a time)."""
-    return 1 if o.cfg.module is ModuleKind.APPLICATION else o.cfg.batch
+    return o.cfg.balloon_report_pages
 
 
 # --------------------------------------------------------------------------

@@ -547,8 +547,7 @@ def inflate_limit(cfg: Config, v: VmState) -> int:
     balloon units)."""
     m = v.module
     held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
-    batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
-    most = max(0, min(batch, m.target - held))
+    most = max(0, min(cfg.balloon_report_pages, m.target - held))
     return most - most % cfg.balloon_unit_pages
 
 
@@ -1111,7 +1110,7 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
 
 
 def _deflate_limit(cfg: Config, v: VmState) -> int:
-    batch = 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
+    batch = cfg.balloon_report_pages
     excess = len(v.module.balloon) - v.module.target
     if cfg.deflate_on_oom and under_pressure(cfg, v.guest):
         excess = max(excess, batch)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ballast.model import action_kernels as kernels
 from ballast.model.actions import ACTIONS, ROGUE_ACTUAL_BOUND, Actor
-from ballast.model.config import Config, GuestPolicyName, ModuleKind
+from ballast.model.config import Config, GuestPolicyName
 from ballast.model.feature_kernels import hintable
 from ballast.model.ops import Ops, Value
 from ballast.model.over_target_kernels import over_target_pages
@@ -92,7 +92,7 @@ def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
 
 def _report(cfg: Config) -> int:
     """Pages one report may carry (the application module reports one at a time)."""
-    return 1 if cfg.module is ModuleKind.APPLICATION else cfg.batch
+    return cfg.balloon_report_pages
 
 
 _PPN = Argument(lambda c: range(c.guest_pages))

@@ -198,6 +198,17 @@ class Config:
     Content sharing and the host's own use of pages are not modelled for it."""
 
     def __post_init__(self) -> None:
+        # A named choice given as its text ("application") becomes its member: the model
+        # tells them apart by identity (``cfg.module is ModuleKind.APPLICATION``).
+        for name, kind in (("module", ModuleKind), ("guest_policy", GuestPolicyName)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    raise ConfigError(f"{name} must be one of "
+                                      f"{', '.join(repr(k.value) for k in kind)}, "
+                                      f"got {value!r}") from None
         if self.vms < 1:
             raise ConfigError("vms must be at least 1")
         for name in ("guest_pages", "machine_pages", "host_page_units", "batch", "tokens"):
@@ -254,6 +265,16 @@ class Config:
         (2, 5)
         """
         return self.report_pages or self.batch
+
+    @property
+    def balloon_report_pages(self) -> int:
+        """Most pages in one inflate or deflate report: ``batch`` for a driver; one for a
+        user-level application, which asks the guest OS for one page at a time.
+
+        >>> Config().balloon_report_pages, Config(module="application").balloon_report_pages
+        (2, 1)
+        """
+        return 1 if self.module is ModuleKind.APPLICATION else self.batch
 
     @property
     def host_pages(self) -> int:

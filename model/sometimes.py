@@ -83,7 +83,10 @@ def _reuse(cfg: Config, pre: State, act: Action, post: State) -> bool:
 
 
 @_scenario("partial_fill",
-           "The guest gives the balloon fewer pages than asked because it has no more free pages.")
+           "The guest gives the balloon fewer pages than asked because it has no more free pages.",
+           # At least one unit given and fewer than asked: a report carries two units or more
+           # (an application's report, one page, is never partial).
+           feature=lambda cfg: cfg.balloon_report_pages >= 2 * cfg.balloon_unit_pages)
 def _partial(cfg: Config, pre: State, act: Action, post: State) -> bool:
     if act.name != "balloon_inflate":
         return False

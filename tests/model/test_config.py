@@ -90,3 +90,15 @@ def test_balloon_units_combine_with_refusal_oom_reporting_and_hinting_but_not_mi
     with pytest.raises(ConfigError, match="balloon_unit_pages"):
         units.replace(guest_policy=GuestPolicyName.LOWEST)
     assert preset("large-units").refusal and preset("large-units").oom_notifier
+
+
+def test_a_named_choice_given_as_text_is_the_same_configuration() -> None:
+    # The model compares named choices by identity: a module given as its text used to be
+    # an application that reported a driver's batch.
+    as_text = Config(module="application", guest_policy="any")  # type: ignore[arg-type]
+    assert as_text.module is ModuleKind.APPLICATION
+    assert as_text.guest_policy is GuestPolicyName.ANY
+    assert as_text == Config(module=ModuleKind.APPLICATION, guest_policy=GuestPolicyName.ANY)
+    assert as_text.balloon_report_pages == 1
+    with pytest.raises(ConfigError, match="module must be one of 'driver', 'application'"):
+        Config(module="kernel")  # type: ignore[arg-type]
