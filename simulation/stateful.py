@@ -69,10 +69,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "dev": {"max_examples": 100, "stateful_step_count": 100},
     "thorough": {"max_examples": 600, "stateful_step_count": 200},
 }
-"""Settings profiles (registered with Hypothesis as ``ballast-NAME``): how many runs
-of how many steps (long runs: the protocol needs several steps of several actors to
-reach a full balloon and give pages back). ``ci`` and ``dev`` differ only in the example
-database, which ``ballast check`` keeps off under ``ci``."""
+"""Settings profiles: how many runs of how many steps (long runs: the protocol needs
+several steps of several actors to reach a full balloon and give pages back). ``ci`` and
+``dev`` differ only in the example database, which ``ballast check`` keeps off under
+``ci``."""
 
 _COMMON: dict[str, Any] = {
     "deadline": None, "database": None, "derandomize": False, "print_blob": False,
@@ -81,16 +81,21 @@ _COMMON: dict[str, Any] = {
     "phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 }
 
-for _name, _sizes in PROFILES.items():
-    settings.register_profile(f"ballast-{_name}", **_COMMON, **_sizes)
 
 
 def profile_settings(name: str) -> settings:
-    """The registered Hypothesis settings of profile ``name`` (``ci``, ``dev``, ``thorough``)."""
+    """The Hypothesis settings of profile ``name`` (``ci``, ``dev``, ``thorough``): made for
+    each run, not registered with Hypothesis, so importing Ballast changes no global setting
+    of the program that imports it (Hypothesis refuses a profile registered from inside a
+    test that has settings of its own).
+
+    >>> profile_settings("thorough").max_examples
+    600
+    """
     if name not in PROFILES:
         raise UsageError(f"unknown Hypothesis profile {name!r}; expected one of "
                          f"{', '.join(PROFILES)}")
-    return settings.get_profile(f"ballast-{name}")
+    return settings(**_COMMON, **PROFILES[name])
 
 
 DATABASE_DIR = "hypothesis-db"

@@ -1,6 +1,8 @@
 """The Hypothesis state machine: rules from the model with generated arguments,
 invariants from the model, seeded runs, profiles and the example database."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,19 @@ def test_the_database_keeps_a_failure_and_replays_it(tmp_path: Path) -> None:
     assert alone.violation is None
     assert again.violation is not None and again.violation.property == "no_double_mapping"
     assert again.trace is not None and len(again.trace.steps) <= 6
+
+
+def test_importing_the_checker_inside_a_hypothesis_test_changes_no_setting() -> None:
+    # A program's own Hypothesis test that imports Ballast (the pytest plugin's users) must
+    # not see Ballast register settings profiles: Hypothesis deprecates registering one
+    # from inside a test with settings of its own, and will refuse it.
+    program = (
+        "from hypothesis import given, settings, strategies as st\n"
+        "@settings(max_examples=1, database=None)\n"
+        "@given(st.just(0))\n"
+        "def test(x):\n"
+        "    import ballast.simulation.stateful\n"
+        "test()\n")
+    run = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", program],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
