@@ -18,7 +18,7 @@ from ballast.statespace.suite import feature_slices, suite_check
 
 def test_explore_passes_a_small_preset_except_for_vacuity(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["explore", "--preset", "application", "--small", "--json",
+    code = main(["explore", "--preset", "xen", "--small", "--json",
                  "--report-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     invariants = [r for r in out["results"] if r["kind"] == "invariant"]
@@ -27,12 +27,12 @@ def test_explore_passes_a_small_preset_except_for_vacuity(
     vacuous = [r for r in out["results"] if r["verdict"] == "vacuous"]
     assert vacuous and code == 0  # coverage is reported, not a failure of the properties
     assert list(tmp_path.iterdir()) == []
-    assert main(["explore", "--preset", "application", "--small", "--strict-coverage",
+    assert main(["explore", "--preset", "xen", "--small", "--strict-coverage",
                  "--report-dir", str(tmp_path)]) == 3
     capsys.readouterr()
     # In words: what the complete search never met is unreachable here, not a vacuous
     # check (which would be exit 3).
-    assert main(["explore", "--preset", "application", "--small",
+    assert main(["explore", "--preset", "xen", "--small",
                  "--report-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     for r in vacuous:
