@@ -44,11 +44,6 @@ _kernel = action_kernel(KERNELS)
 _fault = fault_kernel(FAULT_KERNELS)
 
 
-def _batch(o: Ops) -> int:
-    """Pages one report may carry (the application module reports one at a time)."""
-    return o.cfg.balloon_report_pages
-
-
 # --------------------------------------------------------------------------
 # Host
 
@@ -253,8 +248,9 @@ def _inflate_limit(o: Ops) -> Value:
     """``actions.inflate_limit``: the target minus pages held or in flight, one report."""
     held = o.add(o.add(o.count(o.pages("module.balloon")), o.queue_len("inflate_queue")),
                  o.count(o.pages("acked_inflate")))
-    most = o.maximum(0, o.minimum(_batch(o), o.sub(o.vm("module.target"), held)))
-    return in_whole_units(o, most, _batch(o))
+    batch = o.cfg.balloon_report_pages
+    most = o.maximum(0, o.minimum(batch, o.sub(o.vm("module.target"), held)))
+    return in_whole_units(o, most, batch)
 
 
 def inflate_room(o: Ops) -> Value:
@@ -293,12 +289,13 @@ def _under_pressure(o: Ops) -> Value:
 def deflate_limit(o: Ops) -> Value:
     """``actions._deflate_limit``: the balloon's excess over the target (a whole report
     when the guest is out of memory, with ``deflate_on_oom``), one report at most."""
+    batch = o.cfg.balloon_report_pages
     size = o.count(o.pages("module.balloon"))
     excess = o.sub(size, o.vm("module.target"))
     if o.cfg.deflate_on_oom:
-        excess = o.where(_under_pressure(o), o.maximum(excess, _batch(o)), excess)
-    most = o.maximum(0, o.minimum(o.minimum(_batch(o), excess), size))
-    return in_whole_units(o, most, _batch(o))
+        excess = o.where(_under_pressure(o), o.maximum(excess, batch), excess)
+    most = o.maximum(0, o.minimum(o.minimum(batch, excess), size))
+    return in_whole_units(o, most, batch)
 
 
 def _report_deflate(o: Ops, chosen: Value) -> None:

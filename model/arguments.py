@@ -90,14 +90,9 @@ def _subsets(n: int, most: int) -> list[tuple[int, ...]]:
     return [t for k in range(1, min(n, most) + 1) for t in itertools.combinations(range(n), k)]
 
 
-def _report(cfg: Config) -> int:
-    """Pages one report may carry (the application module reports one at a time)."""
-    return cfg.balloon_report_pages
-
-
 _PPN = Argument(lambda c: range(c.guest_pages))
 _VPN = Argument(lambda c: range(c.guest_data_pages))
-_PPNS = Argument(lambda c: _subsets(c.guest_pages, _report(c)))
+_PPNS = Argument(lambda c: _subsets(c.guest_pages, c.balloon_report_pages))
 
 
 def _pages(field: str) -> Callable[[Ops], Value]:
