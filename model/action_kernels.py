@@ -244,12 +244,20 @@ def _usable_free(o: Ops, free: Value) -> Value:
     return o.maximum(0, o.minimum(n, o.sub(o.cfg.pin_limit, pinned)))
 
 
+def balloon_lock_free(o: Ops) -> Value:
+    """``actions.balloon_lock_free``: no balloon page migration holds the module's lock."""
+    return o.eq(o.vm("module.migrating"), 0) if o.cfg.migration else True
+
+
 def _inflate_limit(o: Ops) -> Value:
-    """``actions.inflate_limit``: the target minus pages held or in flight, one report."""
+    """``actions.inflate_limit``: the target minus pages held or in flight, one report;
+    none while a page migration holds the balloon lock."""
     held = o.add(o.add(o.count(o.pages("module.balloon")), o.queue_len("inflate_queue")),
                  o.count(o.pages("acked_inflate")))
     batch = o.cfg.balloon_report_pages
     most = o.maximum(0, o.minimum(batch, o.sub(o.vm("module.target"), held)))
+    if o.cfg.migration:
+        most = o.where(balloon_lock_free(o), most, 0)
     return in_whole_units(o, most, batch)
 
 
@@ -295,6 +303,8 @@ def deflate_limit(o: Ops) -> Value:
     if o.cfg.deflate_on_oom:
         excess = o.where(_under_pressure(o), o.maximum(excess, batch), excess)
     most = o.maximum(0, o.minimum(o.minimum(batch, excess), size))
+    if o.cfg.migration:  # the migration holds the balloon lock: leak_balloon waits
+        most = o.where(balloon_lock_free(o), most, 0)
     return in_whole_units(o, most, batch)
 
 
@@ -328,6 +338,13 @@ def balloon_complete(o: Ops) -> None:
     acknowledgements and reports the balloon's size as ``actual``."""
     ai, ar, ad = o.pages("acked_inflate"), o.pages("acked_refused"), o.pages("acked_deflate")
     o.require(o.or_(o.any(ai), o.any(ar), o.beyond("acked_refused"), o.any(ad)))
+    if o.cfg.migration:
+        # A migrating page's acknowledgement waits for the old page's release; a migration
+        # whose new page the VMM refused ends here.
+        migrating = o.ne(o.vm("module.migrating"), 0)
+        o.require(o.not_(o.and_(migrating, o.any(ai))))
+        o.set_vm("module.migrating",
+                 o.where(o.and_(migrating, o.lt(0, o.queue_len("inflate_queue"))), 1, 0))
     use = o.pages("guest.ppn_use")
     mine = o.eq(use, BALLOON)
     balloon = o.or_(o.pages("module.balloon"), o.and_(ai, mine))
@@ -617,6 +634,8 @@ def guest_reset(o: Ops) -> None:
     m.set_vpns("guest.expected", o.filled("vpns", 0))
     o.set_vm("module.target", 0)
     o.set_vm("module.actual", 0)
+    if o.cfg.migration:  # a migration under way ends with the balloon it moved a page of
+        o.set_vm("module.migrating", 0)
     o.drop_swap(pages)
     if o.cfg.free_page_reporting:
         # The device's reset drops the free page report in flight.
@@ -705,20 +724,21 @@ def balloon_migrate(o: Ops) -> None:
     new = memory(o).arg_page("new")
     free = allocatable(o)
     o.require(o.any(o.pages("module.balloon")))
-    o.require(o.eq(_migration_in_flight(o), 0))
+    o.require(o.and_(balloon_lock_free(o), o.eq(_migration_in_flight(o), 0)))
     o.require(o.and_(o.le(1, _usable_free(o, free)), o.any(o.and_(new, free))))
     if o.cfg.guest_policy is GuestPolicyName.LOWEST:
         o.require(o.not_(o.any(o.and_(free, o.not_(new), o.up_to_last(new)))))
     o.set_pages("guest.ppn_use", o.where(new, BALLOON, o.pages("guest.ppn_use")))
     o.queue_add("inflate_queue", new)
+    o.set_vm("module.migrating", 1)
 
 
 def _balloon_migrate_release(o: Ops, report: bool) -> None:
     old = memory(o).arg_page("old")
     o.require(o.any(o.pages("acked_inflate")))
-    if report:
-        o.require(o.lt(0, _migration_in_flight(o)))
+    o.require(o.ne(o.vm("module.migrating"), 0))
     o.require(o.any(o.and_(old, o.pages("module.balloon"))))
+    o.set_vm("module.migrating", 0)
     if report:
         _report_deflate(o, old)
     else:
@@ -743,6 +763,7 @@ def _balloon_oom_deflate(o: Ops, report: bool, split: bool = False) -> None:
     chosen, n = o.arg_pages("ppns"), o.arg_size("ppns")
     balloon = o.pages("module.balloon")
     o.require(o.and_(o.not_(o.arg_beyond("ppns")), o.le(1, n)))
+    o.require(balloon_lock_free(o))
     if report:
         o.require(o.and_(o.arg_distinct("ppns"), o.le(n, o.cfg.batch)))
         if o.cfg.balloon_unit_pages > 1:

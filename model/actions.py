@@ -80,6 +80,7 @@ __all__ = [
     "Actor",
     "Partition",
     "apply",
+    "balloon_lock_free",
     "balloon_view",
     "each_vm",
     "enabled",
@@ -544,8 +545,10 @@ def has_usable_free(cfg: Config, v: VmState, n: int) -> bool:
 
 def inflate_limit(cfg: Config, v: VmState) -> int:
     """Pages the module still owes the VMM: target minus pages held or in flight (in whole
-    balloon units)."""
+    balloon units); none while a page migration holds the balloon lock."""
     m = v.module
+    if m.migrating:
+        return 0
     held = len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate)
     most = max(0, min(cfg.balloon_report_pages, m.target - held))
     return most - most % cfg.balloon_unit_pages
@@ -1004,7 +1007,7 @@ def guest_reset(cfg: Config, s: State, vm: int) -> State:
     guest = replace(v.guest, ppn_use=_all_free(v.guest.ppn_use, cfg.guest_pages), lru=(),
                     expected=(0,) * cfg.guest_data_pages, disk=())
     module = replace(v.module, target=0, balloon=frozenset(), refused=frozenset(), actual=0,
-                     reporting=frozenset())
+                     reporting=frozenset(), migrating=0)
     swap = tuple(e for e in s.host.swap if e[0] != vm)
     if cfg.reset_races_reports:  # the reports in flight outlive the reset
         v = v.replace(stale_inflate=v.inflate_queue, stale_deflate=v.deflate_queue)
@@ -1096,6 +1099,7 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     v = s.vms[vm]
     guest = v.guest
     require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_inflate", "no page to inflate")
+    require(balloon_lock_free(v), "balloon_inflate", "a page migration holds the balloon lock")
     require(len(ppns) <= inflate_limit(cfg, v), "balloon_inflate",
             "more pages than the target asks for, or than one report may carry")
     require(has_usable_free(cfg, v, len(ppns)), "balloon_inflate",
@@ -1110,6 +1114,8 @@ def balloon_inflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
 
 
 def _deflate_limit(cfg: Config, v: VmState) -> int:
+    if v.module.migrating:  # the migration holds the balloon lock: leak_balloon waits
+        return 0
     batch = cfg.balloon_report_pages
     excess = len(v.module.balloon) - v.module.target
     if cfg.deflate_on_oom and under_pressure(cfg, v.guest):
@@ -1149,6 +1155,7 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     v = s.vms[vm]
     m = v.module
     require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_deflate", "no page to deflate")
+    require(balloon_lock_free(v), "balloon_deflate", "a page migration holds the balloon lock")
     require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_deflate",
             "only acknowledged balloon pages can be deflated")
     require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
@@ -1161,7 +1168,9 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
 def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     """The module takes the VMM's acknowledgements: acknowledged inflates join the
     balloon, refused pages are set aside, acknowledged deflates go back to the guest
-    (with ``must_tell_host``); then it reports the balloon size as ``actual``.
+    (with ``must_tell_host``); then it reports the balloon size as ``actual``. During a page
+    migration it waits for the old page's release before it takes the new page's
+    acknowledgement (the balloon's size never shows the migrating page twice).
 
     A page the module holds as refused stays held even if a deflate acknowledgement
     names it (a hostile guest may have reported it for deflation): only
@@ -1169,6 +1178,8 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     v = s.vms[vm]
     require(bool(v.acked_inflate or v.acked_refused or v.acked_deflate), "balloon_complete",
             "no acknowledgement is waiting")
+    require(not (v.module.migrating and v.acked_inflate), "balloon_complete",
+            "a migrating page's acknowledgement waits for the old page's release")
     m = v.module
     guest = v.guest
     # The acknowledged pages the guest still holds for the balloon (read per page, not
@@ -1185,12 +1196,23 @@ def balloon_complete(cfg: Config, s: State, vm: int) -> State:
     if cfg.must_tell_host:
         back = (v.acked_deflate & mine) - balloon - refused
         guest = replace(guest, ppn_use=_with_use(guest.ppn_use, back, FREE))
-    module = replace(m, balloon=balloon, refused=refused, actual=len(balloon))
+    # A migration whose new page the VMM refused ends here: the old page stays.
+    migrating = 1 if m.migrating and v.inflate_queue else 0
+    module = replace(m, balloon=balloon, refused=refused, actual=len(balloon),
+                     migrating=migrating)
     return s.with_vm(vm, v.replace(guest=guest, module=module, acked_inflate=frozenset(),
                                    acked_refused=frozenset(), acked_deflate=frozenset()))
 
 
-@action(Actor.MODULE, vm_candidates=_per_vm)
+def _may_refuse(cfg: Config) -> bool:
+    """Whether the VMM ever refuses a reported page: with ``refusal``; where it accepts no
+    more than the target's room; or to a hostile guest's report of an invalid page. A VMM
+    that accepts every valid page (``accept_beyond_target``, QEMU's) refuses an honest guest
+    nothing."""
+    return cfg.refusal or not cfg.accept_beyond_target or bool(cfg.hostile_vms)
+
+
+@action(Actor.MODULE, vm_candidates=_per_vm, feature=_may_refuse)
 def balloon_free_refused(cfg: Config, s: State, vm: int) -> State:
     """The module gives the pages the VMM refused back to the guest's free list."""
     v = s.vms[vm]
@@ -1263,9 +1285,18 @@ def _migration_in_flight(v: VmState) -> int:
     return len(m.balloon) + len(v.inflate_queue) + len(v.acked_inflate) - m.target
 
 
+def balloon_lock_free(v: VmState) -> bool:
+    """Whether no balloon page migration holds the module's balloon lock. Linux's migration
+    callback (``virtballoon_migratepage``) holds ``balloon_lock`` from the new page's inflate
+    to the old page's deflate, and ``fill_balloon`` and ``leak_balloon`` (the OOM notifier's
+    path too) take it: the module neither inflates nor deflates meanwhile."""
+    return not v.module.migrating
+
+
 def _migration_starts(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
-    if v.module.balloon and _migration_in_flight(v) == 0 and usable_free(cfg, v) >= 1:
+    if (v.module.balloon and balloon_lock_free(v) and _migration_in_flight(v) == 0
+            and usable_free(cfg, v) >= 1):
         for ppns in policy_for(cfg.guest_policy).allocations(balloon_view(v), 1):
             yield {"vm": vm, "new": ppns[0]}
 
@@ -1275,22 +1306,23 @@ def balloon_migrate(cfg: Config, s: State, vm: int, new: int) -> State:
     """The guest's memory compaction moves a page of the balloon: it hands the module a
     free page ``new`` (its allocator's choice) and the module reports it for inflation,
     one page beyond the target, before it lets the old page go
-    (:func:`balloon_migrate_release`). ``actual`` does not change."""
+    (:func:`balloon_migrate_release`), holding its balloon lock until then.
+    ``actual`` does not change."""
     v = s.vms[vm]
     require(bool(v.module.balloon), "balloon_migrate", "the balloon holds no page to migrate")
-    require(_migration_in_flight(v) == 0, "balloon_migrate",
+    require(balloon_lock_free(v) and _migration_in_flight(v) == 0, "balloon_migrate",
             "the balloon is not at its target, or a migration is already under way")
     require(isinstance(new, int) and usable_free(cfg, v) >= 1
             and policy_for(cfg.guest_policy).allows_allocation(balloon_view(v), (new,)),
             "balloon_migrate", "this is not a page the guest's allocator hands out")
     guest = replace(v.guest, ppn_use=_with_use(v.guest.ppn_use, (new,), BALLOON))
-    return s.with_vm(vm, v.replace(guest=guest,
+    return s.with_vm(vm, v.replace(guest=guest, module=replace(v.module, migrating=1),
                                    inflate_queue=sorted_tuple(v.inflate_queue + (new,))))
 
 
 def _migration_ends(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
-    if v.acked_inflate and _migration_in_flight(v) > 0:
+    if v.acked_inflate and v.module.migrating:
         for old in sorted(v.module.balloon):
             yield {"vm": vm, "old": old}
 
@@ -1299,10 +1331,11 @@ def _migration_ends(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
 def balloon_migrate_release(cfg: Config, s: State, vm: int, old: int) -> State:
     """Once the VMM acknowledged the new page of a migration, the module reports the old
     page ``old`` for deflation; the guest may reuse it as after any deflate. The balloon
-    keeps its size: the new page joins it with the next acknowledgements the module takes."""
+    keeps its size: the new page joins it with the next acknowledgements the module takes.
+    The migration ends here: the module's balloon lock is free again."""
     v = s.vms[vm]
     m = v.module
-    require(bool(v.acked_inflate) and _migration_in_flight(v) > 0, "balloon_migrate_release",
+    require(bool(v.acked_inflate) and bool(m.migrating), "balloon_migrate_release",
             "no migrating page has been acknowledged by the VMM")
     require(isinstance(old, int) and old in m.balloon, "balloon_migrate_release",
             "only an acknowledged balloon page can be migrated away")
@@ -1310,12 +1343,14 @@ def balloon_migrate_release(cfg: Config, s: State, vm: int, old: int) -> State:
     if not cfg.must_tell_host and guest.ppn_use[old] == BALLOON:
         guest = replace(guest, ppn_use=_with_use(guest.ppn_use, (old,), FREE))
     return s.with_vm(vm, v.replace(
-        guest=guest, module=replace(m, balloon=m.balloon - {old}),
+        guest=guest, module=replace(m, balloon=m.balloon - {old}, migrating=0),
         deflate_queue=sorted_tuple(v.deflate_queue + (old,))))
 
 
 def _oom_deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
     v = s.vms[vm]
+    if not balloon_lock_free(v):
+        return
     k = min(cfg.batch, len(v.module.balloon))
     u = cfg.balloon_unit_pages
     if u > 1:  # the lowest whole units, as many as one report carries
@@ -1332,9 +1367,11 @@ def _oom_deflations(cfg: Config, s: State, vm: int) -> Iterator[dict[str, Any]]:
 def balloon_oom_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> State:
     """The guest ran out of memory and its OOM notifier deflates up to one report of balloon
     pages, whatever the target (virtio DEFLATE_ON_OOM). The pressure itself is not modelled
-    with ``oom_notifier``: a real guest's use of memory is not visible to the device."""
+    with ``oom_notifier``: a real guest's use of memory is not visible to the device. The
+    notifier waits for the balloon lock a migration holds."""
     v = s.vms[vm]
     m = v.module
+    require(balloon_lock_free(v), "balloon_oom_deflate", "a page migration holds the balloon lock")
     require(isinstance(ppns, tuple) and 1 <= len(ppns) <= cfg.batch, "balloon_oom_deflate",
             f"one report carries 1 to {cfg.batch} pages")
     require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate",

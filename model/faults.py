@@ -261,9 +261,11 @@ def _migrate_forgets(cfg: Config, s: State, vm: int, old: int) -> State:
     """A migration that drops the old page from the module's balloon without reporting it:
     the VMM keeps it ballooned and no one will ever give it back."""
     v = s.vms[vm]
-    require(bool(v.acked_inflate), "balloon_migrate_release", "no migrating page acknowledged")
+    require(bool(v.acked_inflate) and bool(v.module.migrating), "balloon_migrate_release",
+            "no migrating page acknowledged")
     require(old in v.module.balloon, "balloon_migrate_release", "not a balloon page")
-    return s.with_vm(vm, v.replace(module=replace(v.module, balloon=v.module.balloon - {old})))
+    return s.with_vm(vm, v.replace(module=replace(v.module, balloon=v.module.balloon - {old},
+                                                  migrating=0)))
 
 
 @_fault("oom_deflate_without_report", "balloon_oom_deflate", "guest_chooses_pages",
@@ -273,6 +275,7 @@ def _oom_unreported(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     """The OOM notifier hands balloon pages back to the guest without telling the VMM."""
     v = s.vms[vm]
     m = v.module
+    require(A.balloon_lock_free(v), "balloon_oom_deflate", "a page migration holds the lock")
     require(bool(ppns) and set(ppns) <= m.balloon, "balloon_oom_deflate", "not balloon pages")
     use = list(v.guest.ppn_use)
     for p in ppns:

@@ -80,7 +80,9 @@ QUEUE_FIELDS = frozenset({"inflate_queue", "deflate_queue",
 VM_FIELDS = frozenset({"target", "cpu_target", "module.target", "module.cpu_target",
                        "module.actual", "stats_free",
                        # free page hinting's command ids, the hibernated driver
-                       "hint_cmd_id", "module.hinting_for", "module.frozen"})
+                       "hint_cmd_id", "module.hinting_for", "module.frozen",
+                       # a balloon page migration under way
+                       "module.migrating"})
 """Numbers of a VM."""
 
 VCPU_FIELDS = frozenset({"guest.vcpus", "parked_vcpus"})

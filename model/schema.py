@@ -183,6 +183,8 @@ IDLE_PCPUS = _upto("pcpus", "pCPUs", "a number of physical processors", extra=0)
 HINT_CMD_ID = Domain("command id", Bound(None, 0), Bound(None, 3),
                      "a free page hint command id: 0 STOP, 1 DONE, 2 or 3 a hint cycle's id")
 FROZEN = Domain("frozen", Bound(None, 0), Bound(None, 1), "1 while the driver is frozen")
+MIGRATING = Domain("migrating", Bound(None, 0), Bound(None, 1),
+                   "1 while a balloon page migration is under way")
 
 
 @dataclass(frozen=True)
@@ -378,6 +380,12 @@ SCHEMA: tuple[Field, ...] = (
        "1 while the driver is frozen for hibernation: the guest runs nothing; the "
        "hibernation image itself is abstracted away (the guest's state is kept as it is).",
        feature="hibernation", observable=True),
+    _f("migrating", _M, Owner.MODULE, _C, (), MIGRATING,
+       "1 from a balloon page migration's report of the new page until the old page's "
+       "release: the module holds its balloon lock, so it neither inflates nor deflates, "
+       "and takes the new page's acknowledgement only after the release; the isolation of "
+       "the old page and compaction's choice of it are abstracted away.",
+       feature="migration"),
 )
 """Every field of the state, host first, then the VMM's, the guest's and the module's
 records of one VM, each in its dataclass's order."""

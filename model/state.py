@@ -121,6 +121,9 @@ class BalloonModule:
     hints with (0: it has read none)."""
     frozen: int = 0
     """Hibernation: 1 while the driver is frozen (the guest hibernated), else 0."""
+    migrating: int = 0
+    """Balloon page migration: 1 from the new page's report until the old page's release,
+    while the module holds its balloon lock for the migration, else 0."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,6 +247,7 @@ class SystemArrays:
     hint_cmd_id: I64
     hinting_for: I64
     frozen: I64
+    migrating: I64
     idle_pcpus: int = 0
     clock: int = 0
     swap: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -286,6 +287,7 @@ class SystemArrays:
             hint_cmd_id=np.zeros(V, dtype=np.int64),
             hinting_for=np.zeros(V, dtype=np.int64),
             frozen=np.zeros(V, dtype=np.int64),
+            migrating=np.zeros(V, dtype=np.int64),
             idle_pcpus=cfg.pcpus - cfg.vms * cfg.vcpus if cfg.processors else 0,
         )
 

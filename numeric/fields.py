@@ -75,7 +75,7 @@ VM_ARRAYS: dict[str, str] = {
     "module.cpu_target": "module_cpu_target", "module.actual": "actual",
     "guest.vcpus": "vcpus", "parked_vcpus": "parked_vcpus", "stats_free": "stats_free",
     "hint_cmd_id": "hint_cmd_id", "module.hinting_for": "hinting_for",
-    "module.frozen": "frozen",
+    "module.frozen": "frozen", "module.migrating": "migrating",
 }
 """The model's per-VM numbers (and vCPU sets, held as bit masks) -> their array."""
 

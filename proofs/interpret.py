@@ -72,6 +72,7 @@ KEYS: dict[str, str] = {
     "hint_cmd_id": "hint_cmd_id",
     "module.hinting_for": "hinting_for",
     "module.frozen": "frozen",
+    "module.migrating": "migrating",
 }
 """The model's field name -> the key of :mod:`ballast.proofs.encoding` holding it."""
 

@@ -437,10 +437,13 @@ class StepConverter:
         self.acked_out = False  # a deflate acknowledged, not yet taken by the module
         self.migrating = False
         self.releasing = False  # a migration's old page reported, not yet acknowledged
+        # An ``actual`` write seen while a migration holds the balloon lock, taken with it.
+        self.deferred: dict[str, object] | None = None
 
     def _reset(self) -> None:
         self.polled = self.balloon = self.inflating = self.acked_in = 0
         self.acked_out = self.migrating = self.releasing = False
+        self.deferred = None
 
     def _take(self, line: int, observe: dict[str, object] | None = None) -> TraceStep:
         """The module takes the acknowledgements waiting for it (``balloon_complete``),
@@ -504,11 +507,20 @@ class StepConverter:
                 self.releasing = False
                 self.n += 1
                 released = TraceStep(self.n, act, line=line, extra={"source_line": line})
-                return [released, self._take(line)]
+                deferred, self.deferred = self.deferred, None
+                return [released, self._take(line, deferred)]
         elif k == "write_actual":
             if not (self.acked_in or self.acked_out):
                 return []
-            return [self._take(line, {f"vms/{vm}/module/actual": e.value})]
+            observe = {f"vms/{vm}/module/actual": e.value}
+            if self.migrating:
+                # Linux writes ``actual`` (its page count, which a migration leaves as it
+                # is) outside the balloon lock, so the write of an earlier fill may come
+                # while a migration is under way; the model's module takes those
+                # acknowledgements with the migration's, once the old page is released.
+                self.deferred = observe
+                return []
+            return [self._take(line, observe)]
         elif k == "reset":
             act = Action.of("guest_reset", vm=vm)
             self._reset()

@@ -251,6 +251,29 @@ def test_a_deflate_right_after_a_migration_may_hand_back_the_new_page(tmp_path: 
     assert out.model is not None and not out.model.ok
 
 
+def test_an_actual_write_during_a_migration_is_taken_when_the_migration_ends(
+        tmp_path: Path) -> None:
+    """Linux writes ``actual`` outside the balloon lock, so a fill's write may come while a
+    migration holds the lock with its new page acknowledged; the model's module takes that
+    fill's acknowledgements with the migration's, after the old page's release (taking them
+    at the write would count the migrating page twice, which the model refuses)."""
+    log = QemuLog(64).linux_run([4])  # the balloon: pages 16..19
+    log.target(6).read(6, 4).inflate([40, 41])  # acknowledged, no actual written yet
+    # Page 16 migrates to 50; the fill's write comes before the device acknowledges 50.
+    log.inflate([50], ack=False).write(6, 4).notify(0).deflate([16])
+    log.read(6, 6)
+    p = _write(tmp_path, log.lines)
+    emitted = tmp_path / "migrating.jsonl"
+    out = validate_qemu(p, frozenset(), emit_trace=str(emitted))
+    assert out.report.violation is None and out.model is not None and out.model.ok, out.model
+    steps = [s for s in read_ballast_trace(emitted).steps]
+    names = [s.action.name for s in steps]
+    assert names[-6:] == ["balloon_migrate", "vmm_reclaim", "balloon_migrate_release",
+                          "vmm_release", "balloon_complete", "balloon_poll"], names
+    assert steps[-2].observe == {"vms/0/module/actual": 6}
+    assert replay(read_ballast_trace(emitted)).outcome is ReplayOutcome.OK
+
+
 def test_deflate_on_oom_feature_allows_deflating_at_target(tmp_path: Path) -> None:
     log = QemuLog(64).linux_run([8])
     log.deflate([16, 17, 18, 19]).write(4, 8)
