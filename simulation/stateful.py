@@ -14,10 +14,15 @@ Every state invariant is a Hypothesis ``@invariant``; the step forms of the
 properties are checked inside each rule. The shrunk failing run is kept as a
 trace in the project's format (the runner is separate: :func:`run_machine`).
 
+Shrinking is bounded by work: Hypothesis's own shrinker stops only after 500 improvements
+or 300 seconds of wall-clock time, so on a loaded machine it would leave another
+counterexample, after up to five minutes. After :data:`SHRINK_STEPS` steps past the first
+failure, the machine's runs do nothing (Hypothesis's shrinker then finds no smaller failure
+and stops) and the shortest failing run seen is kept: the same on any machine.
+
 Runs are seeded (same seed, same run, whatever else the process has loaded:
-:mod:`ballast.seeded_draws`) and sized by a settings profile
-registered with Hypothesis (:data:`PROFILES`); the example database, when
-given, replays earlier failures first.
+:mod:`ballast.seeded_draws`) and sized by a settings profile (:data:`PROFILES`); the
+example database, when given, replays earlier failures first.
 
 >>> from ballast.model import BalloonModel, preset
 >>> out = run_machine(BalloonModel(preset("core")), seed=1, examples=5, steps=10)
@@ -59,8 +64,8 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.seeded_draws import seed_only_draws
 
-__all__ = ["DATABASE_DIR", "PROFILES", "MachineOutcome", "PropertyBroken", "default_profile",
-           "domain_strategy", "example_database", "machine_for", "model_key",
+__all__ = ["DATABASE_DIR", "PROFILES", "SHRINK_STEPS", "MachineOutcome", "PropertyBroken",
+           "default_profile", "domain_strategy", "example_database", "machine_for", "model_key",
            "profile_settings", "run_machine"]
 
 
@@ -97,6 +102,11 @@ def profile_settings(name: str) -> settings:
                          f"{', '.join(PROFILES)}")
     return settings(**_COMMON, **PROFILES[name])
 
+
+SHRINK_STEPS = 20_000
+"""Steps of the machine past its first failure that Hypothesis may spend shrinking it (see
+the module docstring); the shortest failing run seen by then is the counterexample. The
+seeded faults the default suite catches take 2,000 to 11,500 such steps to shrink fully."""
 
 DATABASE_DIR = "hypothesis-db"
 """The example database's folder under the report directory."""
@@ -152,6 +162,34 @@ class _Recorder:
     runs: int = 0
     on_run: Callable[[int], None] | None = None
     """Told the number of runs started so far, at the start of each (progress)."""
+    shrink_steps: int = SHRINK_STEPS
+    """Steps past the first failure before the machine's runs stop doing anything."""
+    failure_at: int = 0
+    """``total_steps`` when the first failure was seen."""
+    shortest: tuple[list[tuple[Action, State, tuple[str, ...]]], Violation] | None = None
+    """The shortest failing run so far (the first of its length), with its violation."""
+
+    @property
+    def spent(self) -> bool:
+        """Whether the shrinking budget is spent: runs now do nothing."""
+        return self.shortest is not None and \
+            self.total_steps - self.failure_at > self.shrink_steps
+
+    def start(self) -> None:
+        """A run starts."""
+        self.steps = []
+        self.violation = None
+        self.runs += 1
+        if self.on_run is not None:
+            self.on_run(self.runs)
+
+    def failed(self, violation: Violation) -> None:
+        """The run broke ``violation``'s property."""
+        self.violation = violation
+        if self.shortest is None:
+            self.failure_at = self.total_steps
+        if self.shortest is None or len(self.steps) < len(self.shortest[0]):
+            self.shortest = (list(self.steps), violation)
 
 
 def domain_strategy(domain: Domain) -> st.SearchStrategy[Any]:
@@ -189,11 +227,7 @@ class _BalloonMachine(RuleBasedStateMachine):
         self._enabled: dict[str, bool] = {}
         self._checked: State | None = None
         """The state every property was last checked on (inside the step)."""
-        rec.steps = []
-        rec.violation = None
-        rec.runs += 1
-        if rec.on_run is not None:
-            rec.on_run(rec.runs)
+        rec.start()
 
     def _candidates(self, spec: ActionSpec) -> Generator[dict[str, Any], None, None]:
         """The candidates of ``spec`` in this state that its guard admits, as found."""
@@ -235,6 +269,8 @@ class _BalloonMachine(RuleBasedStateMachine):
     def arguments(self, spec: ActionSpec) -> st.SearchStrategy[dict[str, Any]]:
         """An admitted candidate three times out of four, else a draw from the
         parameter domains (shrinking toward the first candidate)."""
+        if self.recorder.spent:
+            return st.just({})
         admitted = self.admitted(spec)
         wide = self.blind[spec.name]
         if wide is None:
@@ -249,6 +285,8 @@ class _BalloonMachine(RuleBasedStateMachine):
         """The step of ``spec`` with ``args`` where the guard allows it (else counted as
         discarded); its step properties and scenarios checked, the run recorded."""
         model, rec = self.model, self.recorder
+        if rec.spent:
+            return
         drawn_blind = bool(args.pop("_blind", False))
         act = Action.of(spec.name, **args)
         pre = self.state
@@ -268,17 +306,17 @@ class _BalloonMachine(RuleBasedStateMachine):
         self._admitted = {}
         self._enabled = {}
         if bad:
-            rec.violation = bad[0]
+            rec.failed(bad[0])
             raise PropertyBroken(bad[0])
 
     def check(self, prop: Property) -> None:
         """``prop`` on the current state, unless the step that led here checked it."""
-        if self._checked is self.state:
+        if self._checked is self.state or self.recorder.spent:
             return  # the step that led here checked every property on this state
         msg = prop.check_state(self.model.cfg, self.state)
         if msg is not None:
             v = Violation(prop.name, msg, "state")
-            self.recorder.violation = v
+            self.recorder.failed(v)
             raise PropertyBroken(v)
 
 
@@ -295,7 +333,7 @@ def _blind_draws(model: BalloonModel) -> dict[str, st.SearchStrategy[dict[str, A
 def _add_rule(machine: type[_BalloonMachine], spec: ActionSpec) -> None:
     """The rule of action ``spec``: enabled where its guard admits a candidate."""
     def enabled(self: _BalloonMachine) -> bool:
-        return self.any_admitted(spec)
+        return self.recorder.spent or self.any_admitted(spec)
 
     def step(self: _BalloonMachine, args: dict[str, Any]) -> None:
         self.take(spec, dict(args))
@@ -367,12 +405,14 @@ class MachineOutcome:
 def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
                 steps: int | None = None, profile: str = "ci",
                 database: Path | None = None, deadline_ms: int | None = None,
-                on_run: Callable[[int], None] | None = None) -> MachineOutcome:
+                on_run: Callable[[int], None] | None = None,
+                shrink_steps: int = SHRINK_STEPS) -> MachineOutcome:
     """Run the machine, seeded by ``seed``: ``examples`` runs of up to ``steps`` steps
     (default: the profile's). With ``database``, failures are saved there (one folder per
     model) and replayed first on the next run. ``on_run`` is told the number of runs
-    started so far, as each starts."""
-    rec = _Recorder(on_run=on_run)
+    started so far, as each starts. ``shrink_steps`` bounds the shrinking (see the module
+    docstring)."""
+    rec = _Recorder(on_run=on_run, shrink_steps=shrink_steps)
     machine = machine_for(model, rec)
     changes: dict[str, Any] = {"deadline": deadline_ms}
     if examples is not None:
@@ -391,7 +431,11 @@ def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
     except PropertyBroken:
         pass
     except Flaky:
-        flaky = True
+        # With the shrinking budget spent, Hypothesis's last run of its smallest failure
+        # does nothing, which it takes for flakiness; the shortest failing run is kept.
+        flaky = not rec.spent
+    if rec.spent and rec.shortest is not None:
+        rec.steps, rec.violation = rec.shortest
     trace = None
     if rec.violation is not None:
         v = rec.violation

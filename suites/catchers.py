@@ -15,7 +15,7 @@ faults`` stays fast; a test checks it against the backends' own tables.
 >>> catchers("reclaim_keeps_mapping")
 ('random', 'hypothesis', 'explore', 'prove', 'numeric')
 >>> catchers("migrate_forgets_old_page")
-('random', 'explore', 'numeric')
+('random', 'hypothesis', 'explore', 'numeric')
 """
 
 from __future__ import annotations

@@ -117,6 +117,28 @@ def test_machine_catches_a_fault_and_the_shrunk_run_replays() -> None:
     assert len(out.trace.steps) <= 6
 
 
+def test_shrinking_is_bounded_by_steps_and_keeps_the_shortest_failing_run() -> None:
+    """Hypothesis's own shrinker stops after 300 s of wall-clock time; the machine stops it
+    after a number of steps instead, so the counterexample does not depend on the machine's
+    load. With the budget spent, the shortest failing run seen is kept (Hypothesis's last
+    run, which then does nothing, is not taken for flakiness)."""
+    model = BalloonModel(with_fault_needs(preset("core"), ["reclaim_keeps_mapping"]),
+                         ["reclaim_keeps_mapping"])
+    full = run_machine(model, seed=0, examples=100, steps=40)
+    outs = [run_machine(model, seed=0, examples=100, steps=40, shrink_steps=budget)
+            for budget in (0, 0, 200)]
+    for out in outs:
+        assert out.violation is not None and out.trace is not None and not out.flaky
+        result = replay(out.trace)
+        assert result.outcome is ReplayOutcome.VIOLATION
+        assert result.violations[0].property == out.violation.property
+    none, again, some = (len(o.trace.steps) for o in outs)  # type: ignore[union-attr]
+    assert full.trace is not None
+    assert none == again and [str(s.action) for s in outs[0].trace.steps] == \
+        [str(s.action) for s in outs[1].trace.steps]  # type: ignore[union-attr]
+    assert none >= some >= len(full.trace.steps) and none > len(full.trace.steps)
+
+
 FAST_FAULTS = [("core", "reclaim_keeps_mapping"), ("processors", "cpu_reclaim_keeps_parked")]
 """Faults the machine finds in seconds on a small preset."""
 
