@@ -281,8 +281,7 @@ def balloon_inflate(o: Ops) -> None:
         o.require(o.not_(o.any(o.and_(free, o.not_(chosen), o.up_to_last(chosen)))))
     if o.cfg.balloon_unit_pages > 1:
         o.require(whole_units(o, chosen))
-    use = o.pages("guest.ppn_use")
-    o.set_pages("guest.ppn_use", o.where(chosen, BALLOON, use))
+    o.set_at("guest.ppn_use", chosen, BALLOON)
     o.queue_add("inflate_queue", chosen)
 
 
@@ -312,8 +311,8 @@ def _report_deflate(o: Ops, chosen: Value) -> None:
     """``actions.report_deflate``: the pages leave the module's balloon for the deflate
     queue; without ``must_tell_host`` only those still pinned go back to the guest at once."""
     if not o.cfg.must_tell_host:
-        use = o.pages("guest.ppn_use")
-        o.set_pages("guest.ppn_use", o.where(o.and_(chosen, o.eq(use, BALLOON)), FREE, use))
+        pinned = o.eq(o.pages("guest.ppn_use"), BALLOON)
+        o.set_at("guest.ppn_use", o.and_(chosen, pinned), FREE)
     o.set_pages("module.balloon", o.and_(o.pages("module.balloon"), o.not_(chosen)))
     o.queue_add("deflate_queue", chosen)
 
@@ -351,7 +350,7 @@ def balloon_complete(o: Ops) -> None:
     refused = o.and_(o.or_(o.pages("module.refused"), o.and_(ar, mine)), o.not_(balloon))
     if o.cfg.must_tell_host:
         back = o.and_(ad, mine, o.not_(balloon), o.not_(refused))
-        o.set_pages("guest.ppn_use", o.where(back, FREE, use))
+        o.set_at("guest.ppn_use", back, FREE)
     o.set_pages("module.balloon", balloon)
     o.set_pages("module.refused", refused)
     for field in ("acked_inflate", "acked_refused", "acked_deflate"):
@@ -363,7 +362,7 @@ def balloon_complete(o: Ops) -> None:
 def _balloon_free_refused(o: Ops, release: bool) -> None:
     refused = o.pages("module.refused")
     o.require(o.any(refused))
-    o.set_pages("guest.ppn_use", o.where(refused, FREE, o.pages("guest.ppn_use")))
+    o.set_at("guest.ppn_use", refused, FREE)
     if release:
         o.set_pages("module.refused", o.and_(refused, False))
 
@@ -429,19 +428,21 @@ _WITHOUT_MEMORY = frozenset(KERNELS) | frozenset(FAULT_KERNELS)
 
 def _host_take_page(o: Ops, how: str) -> None:
     m = memory(o)
-    free, in_use = m.units("host.free"), m.units("host.in_use")
-    if how == "whole":
+    free = m.units("host.free")
+    if how == "whole":  # every unit: none stays free or reclaimed, each is in use
         o.require(o.all(free))
-        taken = o.filled("units", True)
-        m.set_units("host.reclaimed", o.filled("units", False))
-    elif how == "partial":
+        for field, value in (("host.reclaimed", False), ("host.free", False),
+                             ("host.in_use", True)):
+            m.set_units(field, o.filled("units", value))
+        return
+    if how == "partial":
         o.require(o.any(free))
         taken = o.filled("units", True)
     else:
         o.require(o.any(free))
         taken = o.lowest(free, 1)
     m.set_units("host.free", o.and_(free, o.not_(taken)))
-    m.set_units("host.in_use", o.or_(in_use, taken))
+    m.set_units("host.in_use", o.or_(m.units("host.in_use"), taken))
 
 
 @_kernel("host_take_page")
@@ -533,17 +534,17 @@ def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False)
         o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
     o.require(o.or_(resident, o.any(free)))
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
-    from_disk = m.token_at("guest.disk", which)
-    if token is None:
-        m.touch(at, from_disk, o.not_(resident), cow=cow, lowest=lowest)
+    if token is None:  # a fresh page is filled from the guest's disk (or with zeros)
+        m.touch(at, m.token_at("guest.disk", which), o.not_(resident), cow=cow, lowest=lowest)
     else:
         m.touch(at, token, True, cow=cow, lowest=lowest)
     fresh = o.not_(resident)
-    written = o.and_(at, True if token is not None else fresh)
-    if o.cfg.free_page_reporting:
-        # The guest's write makes a discarded page its own data again (``write_page``).
-        _undiscard(o, written)
-    hint_dirty_log(o, written)
+    if o.cfg.free_page_reporting or o.cfg.free_page_hint:
+        written = o.and_(at, True if token is not None else fresh)
+        if o.cfg.free_page_reporting:
+            # The guest's write makes a discarded page its own data again (``write_page``).
+            _undiscard(o, written)
+        hint_dirty_log(o, written)
     m.lru_use(which, resident)
     o.set_at("guest.ppn_use", o.and_(fresh_at, fresh), vpn)
     m.drop_tokens("guest.disk", o.and_(which, fresh))
@@ -728,7 +729,7 @@ def balloon_migrate(o: Ops) -> None:
     o.require(o.and_(o.le(1, _usable_free(o, free)), o.any(o.and_(new, free))))
     if o.cfg.guest_policy is GuestPolicyName.LOWEST:
         o.require(o.not_(o.any(o.and_(free, o.not_(new), o.up_to_last(new)))))
-    o.set_pages("guest.ppn_use", o.where(new, BALLOON, o.pages("guest.ppn_use")))
+    o.set_at("guest.ppn_use", new, BALLOON)
     o.queue_add("inflate_queue", new)
     o.set_vm("module.migrating", 1)
 
@@ -774,7 +775,7 @@ def _balloon_oom_deflate(o: Ops, report: bool, split: bool = False) -> None:
     if report:
         _report_deflate(o, chosen)
     else:
-        o.set_pages("guest.ppn_use", o.where(chosen, FREE, o.pages("guest.ppn_use")))
+        o.set_at("guest.ppn_use", chosen, FREE)
         o.set_pages("module.balloon", o.and_(balloon, o.not_(chosen)))
 
 

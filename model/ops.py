@@ -277,10 +277,10 @@ class Ops(Protocol):
         """Host: forget the host-swap entries of the PPNs of ``mask``."""
 
     def set_at(self, field: str, at: Value, value: Value) -> None:
-        """Write ``value`` (a VM value) into the one entry ``at`` (one-hot; no entry: no
-        change) of a page or VPN vector field: ``set_pages(field, where(at, value,
+        """Write ``value`` (a VM value) into the entries ``at`` (a one-hot, or any mask; no
+        entry: no change) of a page or VPN vector field: ``set_pages(field, where(at, value,
         pages(field)))`` said as a scatter, which an interpreter holding rows of arrays does
-        in one write per row rather than over the whole vector."""
+        entry by entry rather than over the whole vector."""
 
 
 Kernel = Callable[[Ops], None]

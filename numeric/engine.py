@@ -152,12 +152,10 @@ class Engine:
             name: getattr(self, name) for name in engine_actions()}
         self._hostile = np.zeros(cfg.vms, dtype=bool)
         self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
-        self._read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
-        self._writes: dict[str, frozenset[str] | None] = {}
-        """Per action, what its kernel may write (:data:`_WRITE_SETS`)."""
-        self._own: dict[str, list[StepKernel]] = {}
-        """Per action, the step forms that cover the VM that acts or every VM, less those
-        whose reads its kernel never writes (:meth:`_untouched`)."""
+        learned = _learned(cfg, self.faults)
+        self._read_sets = learned.read_sets
+        self._writes = learned.writes
+        self._own = learned.own
         self._before: SystemArrays | None = None
         """The arrays of the last snapshot taken before a batch (lent to the next one)."""
         self._shared_writes: dict[int, tuple[int, int]] = {}
@@ -248,11 +246,6 @@ class Engine:
         forms that constrain it (:data:`~ballast.model.property_kernels.STEP_KERNELS`)."""
         kernel = self._kernels[name]
         known = name in self._writes
-        if not known:
-            key = (self.cfg, name, kernel)
-            if key in _WRITE_SETS:
-                self._writes[name] = _WRITE_SETS[key]
-                known = True
         rows = (VmRows if known else WriteLog)(self.arr, vms, self._unback_rows, vmm=self,
                                                name=name)
         if self._shared_writes:
@@ -268,7 +261,7 @@ class Engine:
         if not known:
             writes = cast(WriteLog, rows).writes
             found = None if writes is None else frozenset(writes)
-            _WRITE_SETS[(self.cfg, name, kernel)] = self._writes[name] = found
+            self._writes[name] = found
         return ok
 
     def _checked(self, name: str, vms: Ints, ok_rows: VmRows, args: Mapping[str, Any],
@@ -401,7 +394,7 @@ class Engine:
         # pages wanted, doubled while it finds too few: free MPNs are usually dense there.
         got, start, chunk = 0, self.hint, max(256, 4 * k)
         while got < k and start < len(mf):
-            idx = np.flatnonzero(mf[start:start + chunk] & FREE_BIT) + start
+            idx = (mf[start:start + chunk] & FREE_BIT).nonzero()[0] + start
             if got == 0:
                 self.hint = int(idx[0]) if len(idx) else start + chunk
             out.append(idx[:k - got])
@@ -435,6 +428,24 @@ class Engine:
     def _unback(self, vms: Ints, ppns: Ints, by_balloon: bool, scrub: bool = True) -> None:
         """The model's ``unback`` for many (VM, PPN) pairs, in order."""
         a = self.arr
+        if len(vms) == 1:  # one page (one op per call): in Python numbers, as below
+            vm, ppn = int(vms[0]), int(ppns[0])
+            x = int(a.p2m[vm, ppn])
+            if x == int(UNBACKED_MPN):
+                return
+            a.p2m[vm, ppn] = UNBACKED_MPN
+            if x in a.refs:
+                a.refs[x] -= 1
+                if a.refs[x] == 1:
+                    del a.refs[x]
+                    a.mpn_flags[x] &= ~COW_BIT
+                return
+            if scrub:
+                a.content[x] = 0
+            a.mpn_flags[x] = ((a.mpn_flags[x] & ~COW_BIT) | FREE_BIT
+                              | (RECLAIMED_BIT if by_balloon else 0))
+            self.hint = min(self.hint, x)
+            return
         m = a.p2m[vms, ppns].astype(np.int64)
         backed = m != int(UNBACKED_MPN)
         vms, ppns, m = vms[backed], ppns[backed], m[backed]
@@ -541,23 +552,28 @@ class Engine:
             write = np.zeros(n, dtype=bool)
         m = a.p2m[vms, ppns].astype(np.int64)
         unb = m == int(UNBACKED_MPN)
-        shared = np.zeros(n, dtype=bool)
-        if tokens is not None and cow:
-            shared[~unb] = (a.mpn_flags[m[~unb]] & COW_BIT) != 0
-        cow_mask = shared & gate & write
-        if tokens is not None and n > 1 and a.refs and \
-                any(int(x) in a.refs for x in m[gate & ~unb & write]):
-            raise _Sequential
+        backed = ~unb
+        # Copy on write only where a write meets a page already backed (a batch of writes
+        # to fresh pages, the usual one, has none to look at).
+        cow_mask = None
+        if tokens is not None and backed.any():
+            if cow:
+                shared = np.zeros(n, dtype=bool)
+                shared[backed] = (a.mpn_flags[m[backed]] & COW_BIT) != 0
+                cow_mask = shared & gate & write
+            if n > 1 and a.refs and any(int(x) in a.refs for x in m[gate & backed & write]):
+                raise _Sequential
         # With that fault a mapped MPN can come back to the free pool: keep the
         # mapper counts exact by going one operation at a time and recounting.
         recount = self._fault("host_takes_partial_page")
         if recount and n > 1:
             raise _Sequential
-        need = (unb | cow_mask) & gate
+        need = (unb if cow_mask is None else unb | cow_mask) & gate
         ok, new = self._backing(vms, ppns, m, gate, need, lowest)
         take = need & ok
         self._fault_in(vms, ppns, new, take & unb, recount)
-        self._copy_on_write(vms, ppns, m, new, take & cow_mask, recount)
+        if cow_mask is not None:
+            self._copy_on_write(vms, ppns, m, new, take & cow_mask, recount)
         if tokens is not None:
             self._write_tokens(vms, tokens, new, ok & write, actors)
         return ok, new
@@ -573,14 +589,19 @@ class Engine:
             own = vms.astype(np.int64) * self.cfg.guest_pages + ppns
             ok = gate & (~need | ((a.mpn_flags[own] & FREE_BIT) != 0))
             return ok, np.where(need & ok, own, m)
+        wanted = int(need.sum())
         if vmm_keeps_host_pages(self.cfg) and not lowest:
             # Which host pages are another VM's depends on the rows before: one at a time.
-            if int(need.sum()) > 1:
+            if wanted > 1:
                 raise _Sequential
             got = self._free_in_own_host_pages(int(vms[need][0])) if need.any() else \
                 np.zeros(0, dtype=np.int64)
         else:
-            got = self._lowest_free(int(need.sum()))
+            got = self._lowest_free(wanted)
+        if len(got) == wanted:  # an MPN for each that needs one (nearly always)
+            new = m.copy()
+            new[need] = got
+            return gate.copy(), new
         rank = np.cumsum(need)
         ok = gate & (~need | (rank <= len(got)))
         take = need & ok
@@ -595,7 +616,15 @@ class Engine:
         a = self.arr
         fv, fp, fm = vms[fi], ppns[fi], new[fi]
         toks = np.zeros(len(fv), dtype=np.int64)
-        if a.swap and len(fv) <= 256:
+        if a.swap and len(a.swap) <= 8 < len(fv):
+            # A few pages on host swap (it is small): each looked for among the pages.
+            P = self.cfg.guest_pages
+            keys = fv * P + fp
+            for v, p in list(a.swap):
+                at = (keys == v * P + p).nonzero()[0]
+                if len(at):
+                    toks[at[0]] = a.swap.pop((v, p))
+        elif a.swap and len(fv) <= 256:
             # A few pages: each looked up in the host's swap entries.
             for k, key in enumerate(zip(fv.tolist(), fp.tolist())):
                 if key in a.swap:
@@ -610,7 +639,9 @@ class Engine:
         a.content[fm] = toks
         self._take(fm)
         a.p2m[fv, fp] = fm
-        a.page_flags[fv, fp] &= ~BALLOONED_BIT
+        flags = a.page_flags[fv, fp]
+        if (flags & BALLOONED_BIT).any():  # rarely: a ballooned page touched pops
+            a.page_flags[fv, fp] = flags & ~flags.dtype.type(BALLOONED_BIT)
         if recount:
             a.rebuild_refs()
 
@@ -636,9 +667,11 @@ class Engine:
                       actors: bool) -> None:
         """The model's ``write_page`` of the ops ``w``: each token into its MPN."""
         a = self.arr
-        old = a.content[new[w]].astype(np.int64)
-        a.content[new[w]] = tokens[w]
-        if actors and a.refs:
+        every = bool(w.all())  # every op writes (a batch of writes): no selection
+        at = new if every else new[w]
+        old = a.content[at].astype(np.int64) if actors and a.refs else None
+        a.content[at] = tokens if every else tokens[w]
+        if old is not None:
             # A write through an MPN that backs other pages too: the one way a step
             # reaches another VM's memory (see _check_others).
             for j, k in enumerate(np.flatnonzero(w).tolist()):
@@ -731,9 +764,26 @@ class Engine:
         """Free PPNs each VM's module may report (the kernels' ``reportable``)."""
         return np.asarray(reporting.reportable(self._ops(vms)), dtype=bool)
 
-_WRITE_SETS: dict[tuple[Config, str, Any], frozenset[str] | None] = {}
-"""What each kernel may write (:class:`~ballast.numeric.vm_rows.WriteLog`), by
-configuration, action and kernel (a constant of the three), found on its first run."""
+class _Learned:
+    """What the engines of one configuration and set of faults learn of their kernels as
+    they first run them, and keep for the next engine (constants of the two)."""
+
+    def __init__(self) -> None:
+        self.writes: dict[str, frozenset[str] | None] = {}
+        """Per action, what its kernel may write (None: not known), from
+        :class:`~ballast.numeric.vm_rows.WriteLog` on its first run."""
+        self.own: dict[str, list[StepKernel]] = {}
+        """Per action, the step forms that cover the VM that acts or every VM, less those
+        whose reads its kernel never writes (:meth:`Engine._untouched`)."""
+        self.read_sets: dict[tuple[str, ...], frozenset[str] | None] = {}
+        """Per list of step forms, the arrays they read (:meth:`Engine._reads`)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _learned(cfg: Config, faults: frozenset[str]) -> _Learned:
+    """The one :class:`_Learned` of the engines of ``cfg`` with ``faults``."""
+    return _Learned()
+
 
 _READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}
 """What :meth:`Engine._reads` found, by configuration and step forms (a constant of both)."""

@@ -33,6 +33,7 @@ store protocols and their helpers), :mod:`ballast.numeric.vm_rows` (the engine's
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, Callable, Mapping
 
@@ -89,8 +90,10 @@ class _NumpyMemory:
         return self.rows.vm_numbers()
 
     def hostile(self) -> Value:
-        return np.isin(self.rows.vm_numbers(),
-                       np.array(sorted(self.cfg.hostile_vms), dtype=np.int64))
+        vms = self.rows.vm_numbers()
+        if self._scalars:
+            return int(vms[0]) in self.cfg.hostile_vms
+        return _hostile_vms(self.cfg)[vms]
 
     def tokens(self, field: str) -> Value:
         return self.rows.read_tokens(field)
@@ -120,6 +123,9 @@ class _NumpyMemory:
 
     def pick(self, values: Value, onehot: Value) -> Value:
         values = dense(values)
+        if self._scalars and type(onehot) is OneHot and values.ndim == 2:
+            i = int(onehot.index[0])  # one row: its one entry, as a Python number
+            return values[0, i].item() if i >= 0 else (False if values.dtype == bool else 0)
         if isinstance(onehot, OneHot):
             return onehot.gather(values, False if values.dtype == bool else 0)
         if values.dtype == bool:
@@ -265,6 +271,16 @@ def _without_uniform(xs: tuple[Any, ...], decides: bool) -> tuple[tuple[Any, ...
     return xs, None
 
 
+def _per_row(xs: tuple[Any, ...]) -> bool:
+    """Whether ``xs`` are two or more arrays of one entry per row (a loop, as below)."""
+    if len(xs) < 2:
+        return False
+    for x in xs:
+        if type(x) is not np.ndarray or x.ndim != 1:
+            return False
+    return True
+
+
 def _has_truth(xs: tuple[Any, ...]) -> bool:
     """Whether one of ``xs`` is a constant truth value (a loop: a generator costs more than
     the test on the few operands of a kernel's logic)."""
@@ -300,14 +316,27 @@ def _lift(fn: Callable[[Any, Any], Any],
     return op
 
 
+@functools.lru_cache(maxsize=64)
+def _hostile_vms(cfg: Config) -> Mask:
+    """Whether each VM of ``cfg`` is hostile (read-only, looked up by VM number)."""
+    table = np.zeros(cfg.vms, dtype=bool)
+    table[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
+    table.flags.writeable = False
+    return table
+
+
 def _all_true(n: int) -> Mask:
-    """A fresh guard of ``n`` rows, every one holding (one row, the case of one operation
-    per call: a copy of a template, a fraction of ``np.ones``)."""
-    return _ONE_TRUE.copy() if n == 1 else np.ones(n, dtype=bool)
+    """A fresh guard of ``n`` rows, every one holding: a copy of a template of the widest
+    guard made so far (a fraction of ``np.ones``, whose cost is mostly its own)."""
+    global _ALL_TRUE
+    if n > len(_ALL_TRUE):
+        _ALL_TRUE = np.ones(max(n, 2 * len(_ALL_TRUE)), dtype=bool)
+        _ALL_TRUE.flags.writeable = False
+    return _ALL_TRUE[:n].copy()
 
 
-_ONE_TRUE = np.ones(1, dtype=bool)
-_ONE_TRUE.flags.writeable = False
+_ALL_TRUE = np.ones(1024, dtype=bool)
+_ALL_TRUE.flags.writeable = False
 
 class NumpyOps(_NumpyMemory):
     """:class:`~ballast.model.ops.Ops` over a batch of rows; ``ok`` is the guard so far.
@@ -376,7 +405,7 @@ class NumpyOps(_NumpyMemory):
         if isinstance(raw, PageSets):
             out = raw
         elif isinstance(raw, np.ndarray) and raw.dtype == bool:
-            out = PageSets(raw, raw.sum(axis=1).astype(np.int64), np.ones(self.rows.n, dtype=bool),
+            out = PageSets(raw, row_counts(raw), np.ones(self.rows.n, dtype=bool),
                            np.zeros(self.rows.n, dtype=bool), None)
         else:
             out = page_sets(raw, np.ones(len(raw), dtype=np.int64), self.cfg.guest_pages)
@@ -407,6 +436,11 @@ class NumpyOps(_NumpyMemory):
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
+        if _per_row(xs):  # one truth value per row each: no constants to look for
+            both = np.logical_and(xs[0], xs[1])
+            for x in xs[2:]:
+                both = np.logical_and(both, x)
+            return both
         if _has_truth(xs):
             # A constant: False decides, True drops out (a logical operation against a
             # scalar costs NumPy about twenty times one between two arrays).
@@ -437,6 +471,11 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def or_(self, *xs: Value) -> Value:
+        if _per_row(xs):  # one truth value per row each: no constants to look for
+            either = np.logical_or(xs[0], xs[1])
+            for x in xs[2:]:
+                either = np.logical_or(either, x)
+            return either
         if _has_truth(xs):
             if any(type(x) in _TRUTHS and x for x in xs):
                 return _constant(True, xs)
@@ -496,7 +535,7 @@ class NumpyOps(_NumpyMemory):
 
     def any(self, mask: Value) -> Value:
         if type(mask) is OneHot:
-            return mask.present()
+            return bool(mask.index[0] >= 0) if self._scalars else mask.present()
         if self._first is not None and self._first[0] is mask:
             return self._first[1].present()
         return mask.any(axis=1)
@@ -542,7 +581,8 @@ class NumpyOps(_NumpyMemory):
 
     def set_at(self, field: str, at: Value, value: Value) -> None:
         write_at = getattr(self.rows, "write_at", None)
-        if write_at is not None and isinstance(at, OneHot):
+        if write_at is not None and (isinstance(at, OneHot) or type(at) is np.ndarray
+                                     and at.ndim == 2 and at.dtype == bool):
             self._writing = True
             write_at(field, at, value, self.ok)
             return

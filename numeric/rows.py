@@ -175,8 +175,9 @@ class MemoryRows(Rows, Protocol):
     def holding(self, vpn: Ints) -> OneHot | None:
         """The PPN holding each row's VPN from an index (None: no index to answer from)."""
 
-    def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
-        """Set one entry of a page or VPN vector per row of ``ok``."""
+    def write_at(self, field: str, at: OneHot | Mask, value: Any, ok: Mask) -> None:
+        """Set the entries ``at`` (one per row, or a mask of any) of a page or VPN vector,
+        in the rows of ``ok``."""
 
 def mpn_index(mpn: Any, machine_pages: int) -> Any:
     """Each entry of ``mpn`` as an index into a table of ``machine_pages + 1`` entries: the

@@ -48,13 +48,29 @@ class _VmMemory:
     vmm: "Vmm | None"
     name: str
     _units_at: Ints | None
+    _units_now: Any
+    _units_dirty: bool
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         raise NotImplementedError
 
     def _vmm(self) -> Vmm:
         assert self.vmm is not None, "these rows have no VMM"
+        self._flush_units()
+        self._units_now = None  # the VMM may change them
         return self.vmm
+
+    def _unit_flags(self) -> Any:
+        """The flags of each row's host page (a copy, until written back)."""
+        if self._units_now is None:
+            self._units_now = self.arr.mpn_flags[self._unit_index()]
+        return self._units_now
+
+    def _flush_units(self) -> None:
+        """Write back the flags of the rows' host pages that :meth:`set_units` changed."""
+        if self._units_dirty:
+            self.arr.mpn_flags[self._unit_index()] = self._units_now
+            self._units_dirty = False
 
     def vm_numbers(self) -> Ints:
         return self.vms
@@ -89,12 +105,18 @@ class _VmMemory:
                     out[row[v], p] = t
         return out
 
-    def at_mpn(self, field: str, mpn: Ints) -> Any:
+    def at_mpn(self, field: str, mpn: Ints | int) -> Any:
         # One gather from a table with an extra last entry for "no MPN" (negative, or beyond
         # the host's): no mask passes over the (VMs x pages) array. Building the table costs
         # a pass over the host's MPNs, so a few MPNs (one op per call) are read in place.
         a = self.arr
+        self._flush_units()
         M = len(a.content)
+        if type(mpn) is int:  # one row's MPN read as a number: its value, as one
+            named = 0 <= mpn < M
+            if field == "host.cow":
+                return named and bool(a.mpn_flags[mpn] & COW_BIT)
+            return int(a.content[mpn]) if named else 0
         mpn = np.asarray(mpn)
         if mpn.size == 1:  # one MPN (one op per call): read in Python numbers
             x = int(mpn.reshape(-1)[0])
@@ -127,26 +149,31 @@ class _VmMemory:
         return self._units_at
 
     def units(self, field: str) -> Mask:
-        return (self.arr.mpn_flags[self._unit_index()] & _UNIT_BITS[field]).astype(bool)
+        return (self._unit_flags() & _UNIT_BITS[field]).astype(bool)
 
     def set_units(self, field: str, value: Mask, ok: Mask) -> None:
-        a, bit = self.arr, _UNIT_BITS[field]
+        bit, flags = _UNIT_BITS[field], self._unit_flags()
         idx, val = self._unit_index(), np.asarray(value)
         if val.shape != idx.shape:
             val = np.broadcast_to(val, idx.shape)
-        if np.count_nonzero(ok) != self.n:
+        every = np.count_nonzero(ok) == self.n
+        if not every:
             idx, val = idx[ok], val[ok]
-        # The units of distinct host pages are distinct MPNs: set or cleared in place where
-        # every unit gets the same value (taking or returning a whole host page).
+        # Into the copy of the rows' units, written back once (a kernel sets several flags
+        # of the same units): where every unit gets the same value (taking or returning a
+        # whole host page), set or cleared without a selection.
         same = uniform(val)
         some = np.count_nonzero(val) if same is None else (val.size if same else 0)
+        now = flags if every else flags[ok]
         if some == val.size:
-            a.mpn_flags[idx] |= bit
+            now |= bit
         elif not some:
-            a.mpn_flags[idx] &= ~bit
+            now &= ~bit
         else:
-            now = a.mpn_flags[idx]
-            a.mpn_flags[idx] = np.where(val, now | bit, now & ~bit)
+            now = np.where(val, now | bit, now & ~bit)
+        if not every or some not in (0, val.size):
+            flags[ok] = now
+        self._units_dirty = True
         if field == "host.free" and self.vmm is not None and some:
             self.vmm.vmm_mark_free(idx[val])
 
@@ -300,11 +327,14 @@ class _VmMemory:
         done, new = self._vmm().vmm_touch(in_rows(self.vms, idx), page, tok, wr, cow,
                                           self.name, lowest)
         self._forget_flags()
+        new = np.asarray(new, dtype=np.int64)
+        backed = np.where(new == int(UNBACKED_MPN), -1, new)
+        if len(idx) == self.n:  # every row passed its guard (a batch nearly always)
+            return np.asarray(done, dtype=bool), backed
         granted = np.zeros(self.n, dtype=bool)
         granted[idx[done]] = True
         mpn = np.full(self.n, -1, dtype=np.int64)
-        new = np.asarray(new, dtype=np.int64)
-        mpn[idx] = np.where(new == int(UNBACKED_MPN), -1, new)
+        mpn[idx] = backed
         return granted, mpn
 
     def _touch_row(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: bool,
@@ -334,6 +364,8 @@ class _VmMemory:
 
     def claim_swap(self, need: Ints, ok: Mask) -> Mask:
         room = self.cfg.host_swap_slots - len(self.arr.swap)
+        if self.n == 1:  # one op: its one number looked at in Python
+            return np.array([bool(ok[0]) and int(need[0]) <= room])
         return ok & (np.cumsum(np.where(ok, need, 0)) <= room)
 
     def write_pages(self, mask: Mask, token: Ints, ok: Mask) -> Mask:
@@ -419,6 +451,8 @@ class VmRows(_VmMemory):
         self._pf_set = 0
         self._bits = flags_as(arr.page_flags.dtype)
         self._units_at = None
+        self._units_now = None
+        self._units_dirty = False
         self._use: Any = None
         self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
@@ -441,6 +475,13 @@ class VmRows(_VmMemory):
                 pf |= word(self._pf_set)
             self._pf_clear = self._pf_set = 0
         return self._pf
+
+    def _used_bits(self) -> int:
+        """The flag bits the configuration's features use."""
+        used = 0
+        for bit in self._bits.values():
+            used |= int(bit)
+        return used
 
     def _flag_everywhere(self, bit: Any, value: bool) -> None:
         """Every row's every page gets ``value`` for the flag ``bit``: noted, and applied
@@ -487,7 +528,10 @@ class VmRows(_VmMemory):
         if field == "guest.ppn_use":
             return self._uses()
         if field == "p2m":
-            m = a.p2m[self.vms].astype(np.int64)
+            m = a.p2m[self.vms]
+            if m.dtype == np.uint32 and UNBACKED_MPN == 0xFFFFFFFF:
+                return m.view(np.int32)  # UNBACKED_MPN reads as -1 (the model's UNBACKED)
+            m = m.astype(np.int64)
             return np.where(m == int(UNBACKED_MPN), -1, m)
         if field in ("guest.vcpus", "parked_vcpus"):
             bits = getattr(a, VM_ARRAYS[field])[self.vms]
@@ -574,8 +618,11 @@ class VmRows(_VmMemory):
             else:
                 target[self.vms[ok]] = per_row(value, self.n)[ok]
 
-    def write_at(self, field: str, at: OneHot, value: Any, ok: Mask) -> None:
+    def write_at(self, field: str, at: OneHot | Mask, value: Any, ok: Mask) -> None:
         a = self.arr
+        if not isinstance(at, OneHot):
+            self._write_mask(field, at, value, ok)
+            return
         if self.n == 1 and (field == "guest.expected"
                             or field == "guest.ppn_use" and not self._use_dirty):
             col = one_entry(at, ok)
@@ -595,10 +642,32 @@ class VmRows(_VmMemory):
             if x >= 0:
                 a.vppn[vm, x] = col
             return
+        if field not in _ENTRY_FIELDS and field not in FLAGS:
+            now = self.read(field)
+            new = np.asarray(value)
+            self.write(field, np.where(at.dense(), new[:, None] if new.ndim == 1 else new, now),
+                       ok)
+            return
         r = rows_of(ok & at.present())
-        c = in_rows(at.index, r)
-        val = in_rows(per_row(value, self.n), r)
-        v = in_rows(self.vms, r)
+        self._write_entries_of(field, in_rows(self.vms, r), r, in_rows(at.index, r),
+                               in_rows(per_row(value, self.n), r))
+
+    def _write_mask(self, field: str, mask: Mask, value: Any, ok: Mask) -> None:
+        """:meth:`write_at` of any set of entries per row: the page table entry by entry
+        (the few pages an inflate takes of a guest's many), other fields as a whole."""
+        if field != "guest.ppn_use" or self._use_dirty:
+            now = self.read(field)
+            new = np.asarray(value)
+            self.write(field, np.where(mask, new[:, None] if new.ndim == 1 else new, now), ok)
+            return
+        r, c = entries(mask & ok[:, None])
+        val = np.broadcast_to(value if np.ndim(value) == 0 else per_row(value, self.n)[r],
+                              r.shape)
+        self._write_entries_of(field, self.vms[r], r, c, val)
+
+    def _write_entries_of(self, field: str, v: Ints, r: Ints, c: Ints, val: Any) -> None:
+        """Set entry ``c`` of row ``r`` (VM ``v``) of ``field`` to ``val``, for each of them."""
+        a = self.arr
         if field == "guest.ppn_use" and not self._use_dirty:
             # Straight into the arrays, the VPN -> PPN index with them (a whole-row write
             # pending in the copy is joined instead, and synced by commit).
@@ -606,26 +675,28 @@ class VmRows(_VmMemory):
             a.ppn_use[v, c] = val
             if self._use is not None:
                 self._use[r, c] = val
-            gone = old >= 0
-            a.vppn[v[gone], old[gone]] = -1
-            came = val >= 0
-            a.vppn[v[came], val[came]] = c[came]
+            if not len(r):
+                return
+            if old.max() >= 0:  # a VPN left its PPN (a page fresh from the free list: none)
+                gone = old >= 0
+                a.vppn[v[gone], old[gone]] = -1
+            val = np.asarray(val)
+            if val.min() >= 0:  # each entry now holds a VPN (a page faulted in)
+                a.vppn[v, val] = c
+            else:
+                came = val >= 0
+                a.vppn[v[came], val[came]] = c[came]
         elif field == "guest.ppn_use":
             self._use[r, c] = val
         elif field == "guest.expected":
             a.expected[v, c] = val
-        elif field in FLAGS:
+        else:
             rows, bit = self._flags(), self._bits[field]
             if not bit:
                 self._no_such_flag(field, np.any(val), np.ones(self.n, dtype=bool))
                 return
             rows[r, c] = np.where(val != 0, rows[r, c] | bit, rows[r, c] & ~bit)
             self._flags_changed()
-        else:
-            now = self.read(field)
-            new = np.asarray(value)
-            self.write(field, np.where(at.dense(), new[:, None] if new.ndim == 1 else new, now),
-                       ok)
 
     def holding(self, vpn: Ints) -> OneHot | None:
         if self._use_dirty:
@@ -636,6 +707,8 @@ class VmRows(_VmMemory):
                     if 0 <= d < self.cfg.guest_data_pages else -1)
             return OneHot(np.array([held], dtype=np.int64), self.cfg.guest_pages)
         v = per_row(vpn, self.n, np.int64)
+        if v.min() >= 0 and v.max() < self.cfg.guest_data_pages:  # every VPN one of the VM's
+            return OneHot(self.arr.vppn[self.vms, v].astype(np.int64), self.cfg.guest_pages)
         known = (v >= 0) & (v < self.cfg.guest_data_pages)
         ppn = np.full(self.n, -1, dtype=np.int64)
         ppn[known] = self.arr.vppn[self.vms[known], v[known]]
@@ -723,6 +796,8 @@ class VmRows(_VmMemory):
 
     def unback(self, mask: Mask, ok: Mask, by_balloon: bool, scrub: bool) -> None:
         assert self._unback is not None, "these rows cannot unmap pages"
+        self._flush_units()
+        self._units_now = None  # unmapping frees MPNs
         r, c = entries_of(mask, ok)
         self._unback(self.vms[r], c.astype(np.int64), by_balloon, scrub)
 
@@ -749,8 +824,13 @@ class VmRows(_VmMemory):
                 del a.swap[(v, p)]
 
     def commit(self) -> None:
+        self._flush_units()
         if self._pf_dirty:
-            self.arr.page_flags[self.vms] = self._flags()
+            if self._pf is None and not self._used_bits() & ~self._pf_clear:
+                # Every flag given one value everywhere (a reset): no row read first.
+                self.arr.page_flags[self.vms] = self._pf_set
+            else:
+                self.arr.page_flags[self.vms] = self._flags()
         if self._use_dirty:
             self.sync_vppn(self._use, self._use_before)
             self.arr.ppn_use[self.vms] = self._use
@@ -782,6 +862,10 @@ def _field_arrays(field: str) -> frozenset[str] | None:
     if field in VM_ARRAYS:
         return frozenset({VM_ARRAYS[field]})
     return None
+
+
+_ENTRY_FIELDS = frozenset({"guest.ppn_use", "guest.expected"})
+"""The vector fields :meth:`VmRows.write_at` writes entry by entry (as the flags)."""
 
 
 def _first_field(args: tuple[Any, ...]) -> frozenset[str] | None:

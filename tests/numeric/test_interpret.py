@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ballast.model.action_kernels import KERNELS
 from ballast.model.config import Config
-from ballast.numeric.arrays import COW_BIT, SystemArrays
+from ballast.numeric.arrays import COW_BIT, FREE_BIT, SystemArrays
 from ballast.numeric.fields import flags_as
 from ballast.numeric.interpret import NumpyOps, run_kernel
 from ballast.numeric.page_sets import page_sets
@@ -313,5 +313,103 @@ def test_single_row_reads_answer_what_the_batch_reads_answer_for_that_row() -> N
             for field in ("host.cow", "host.content"):
                 want_at = every.at_mpn(field, mpn[:, p])[v:v + 1]
                 assert one.at_mpn(field, x).tolist() == want_at.tolist()
+                # An MPN read as a Python number (one row's pick): its value as one.
+                assert one.at_mpn(field, int(x[0])) == want_at.tolist()[0]
     # Both kinds of row were met: a VM with a resident VPN and one without.
     assert (victims.index >= 0).any() and (victims.index < 0).any()
+
+
+def _vppn_of(arr: SystemArrays) -> Any:
+    """The VPN -> PPN index as the page use says it is."""
+    want = np.full(arr.vppn.shape, -1, dtype=np.int64)
+    for v, p in zip(*np.nonzero(arr.ppn_use >= 0)):
+        want[v, arr.ppn_use[v, p]] = p
+    return want
+
+
+def test_a_mask_of_page_table_entries_is_written_as_the_whole_vector_would_be() -> None:
+    """``set_at`` with a mask of several entries per row (an inflate's pages) writes them one
+    by one: the same page use as ``where`` over the whole vector, rows whose guard failed
+    untouched, and the VPN -> PPN index in step (entries that held a VPN lose it)."""
+    from ballast.model.actions import BALLOON, FREE
+
+    cfg = Config(vms=3, guest_pages=6, guest_data_pages=4, machine_pages=24)
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        arr = SystemArrays.initial(cfg)
+        for v in range(cfg.vms):  # some VPNs resident, on distinct PPNs
+            held = rng.permutation(cfg.guest_pages)[:rng.integers(0, 5)]
+            for d, p in enumerate(held):
+                arr.ppn_use[v, p] = d
+        arr.vppn[:] = _vppn_of(arr)
+        mask = rng.random((cfg.vms, cfg.guest_pages)) < 0.4
+        ok = rng.random(cfg.vms) < 0.7
+        value = [BALLOON, FREE, np.array([0, 3, 1])][rng.integers(0, 3)]
+        want = np.where(ok[:, None] & mask,
+                        np.asarray(value)[:, None] if np.ndim(value) else value, arr.ppn_use)
+        rows = VmRows(arr, np.arange(cfg.vms))
+        rows.write_at("guest.ppn_use", mask, value, ok)
+        rows.commit()
+        assert (arr.ppn_use == want).all()
+        # The index says where each VPN is (a VPN written twice in a row is left to the
+        # kernels, which never do so: only rows holding each VPN once are compared).
+        single = [v for v in range(cfg.vms) if len(set(arr.ppn_use[v][arr.ppn_use[v] >= 0]))
+                  == int((arr.ppn_use[v] >= 0).sum())]
+        assert (arr.vppn[single] == _vppn_of(arr)[single]).all()
+
+
+def test_unit_flags_a_kernel_sets_are_read_back_at_once_and_written_at_commit() -> None:
+    """``set_units`` changes a copy of the rows' host-page flags: a read after it sees the
+    change, the arrays see it at commit (or before the VMM acts), rows whose guard failed
+    keep theirs."""
+    cfg = Config(vms=2, guest_pages=2, machine_pages=8, host_page_units=2)
+    arr = SystemArrays.initial(cfg)
+    before = arr.mpn_flags.copy()
+    rows = VmRows(arr, np.array([0, 2]))
+    ok = np.array([True, False])
+    rows.set_units("host.in_use", np.ones((2, 2), dtype=bool), ok)
+    rows.set_units("host.free", np.zeros((2, 2), dtype=bool), ok)
+    assert rows.units("host.in_use").tolist() == [[True, True], [False, False]]
+    assert rows.units("host.free").tolist() == [[False, False], [True, True]]
+    assert (arr.mpn_flags == before).all()  # not yet written back
+    rows.commit()
+    fresh = VmRows(arr, np.array([0, 2]))
+    assert fresh.units("host.in_use").tolist() == [[True, True], [False, False]]
+    assert fresh.units("host.free").tolist() == [[False, False], [True, True]]
+    # A mixed value, every row: each unit gets its own.
+    fresh.set_units("host.free", np.array([[True, False], [False, True]]),
+                    np.array([True, True]))
+    assert fresh.at_mpn("host.content", np.array([0])).tolist() == [0]  # a read writes back
+    assert ((arr.mpn_flags[[0, 1, 4, 5]] & FREE_BIT) != 0).tolist() == [True, False, False,
+                                                                         True]
+
+
+def test_one_page_unmapped_alone_leaves_what_a_batch_of_one_leaves() -> None:
+    """The engine's unmapping of one page (Python numbers) against its batch path: an
+    unshared page freed (scrubbed or not, reclaimed or not), a shared page's count dropped,
+    an unbacked page left alone."""
+    from ballast.model.config import preset
+    from ballast.numeric.engine import Engine
+    from ballast.numeric.scale import scaled
+    from ballast.numeric.workload import run_batches
+
+    cfg = scaled(preset("default"), vms=6, pages=16)
+    eng = Engine(cfg)
+    run_batches(eng, np.random.default_rng(8), 120)
+    assert eng.arr.refs, "the walk shares a page"
+    shared = next(iter(eng.arr.refs))
+    unbacked = eng.arr.p2m == np.uint32(0xFFFFFFFF)
+    pages = [(int(v), int(p)) for v, p in zip(*np.nonzero(eng.arr.p2m == shared))][:1]
+    pages += [(int(v), int(p)) for v, p in zip(*np.nonzero(~unbacked))][:3]
+    spare = [(int(v), int(p)) for v, p in zip(*np.nonzero(unbacked))][:2]
+    pages.append(spare[0])
+    for (v, p), by_balloon, scrub in itertools.product(pages, (False, True), (False, True)):
+        one, batch = Engine(cfg, (), eng.arr.copy()), Engine(cfg, (), eng.arr.copy())
+        one.hint = batch.hint = cfg.machine_pages  # where a freed MPN shows in the hint
+        one._unback(np.array([v]), np.array([p]), by_balloon, scrub)
+        # The batch path: the page and an unbacked one (which it leaves alone).
+        w, q = next(x for x in spare if x != (v, p))
+        batch._unback(np.array([v, w]), np.array([p, q]), by_balloon, scrub)
+        for name in ("p2m", "content", "mpn_flags"):
+            assert (getattr(one.arr, name) == getattr(batch.arr, name)).all(), name
+        assert one.arr.refs == batch.arr.refs and one.hint == batch.hint

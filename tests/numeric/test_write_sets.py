@@ -9,7 +9,7 @@ import pytest
 from ballast.model import PRESETS
 from ballast.model.property_kernels import STEP_KERNELS
 from ballast.numeric.arrays import ARRAYS, SystemArrays
-from ballast.numeric.engine import _WRITE_SETS, Engine
+from ballast.numeric.engine import Engine
 from ballast.numeric.workload import draw_batch, enabled_names, WEIGHTS
 
 _DICTS = ("swap", "refs", "inflate_queue_extra", "deflate_queue_extra", "acked_refused_extra",
@@ -39,7 +39,7 @@ def test_noted_writes_cover_every_change(preset_name: str) -> None:
             continue
         before = eng.arr.copy()
         eng.apply_batch(name, vms, **args)
-        writes = _WRITE_SETS.get((cfg, name, eng._kernels[name]))
+        writes = eng._writes.get(name)
         if writes is None:
             continue
         seen.add(name)
@@ -56,7 +56,20 @@ def test_a_step_form_that_reads_nothing_written_is_left_out() -> None:
     every = np.arange(cfg.vms)
     eng.apply_batch("host_set_target", every, pages=np.ones(cfg.vms, dtype=np.int64))
     eng.apply_batch("vmm_reclaim", every)
-    assert _WRITE_SETS[(cfg, "host_set_target", eng._kernels["host_set_target"])] == {"target"}
+    assert eng._writes["host_set_target"] == {"target"}
     chooses = STEP_KERNELS["guest_chooses_pages"]
     assert chooses not in eng._own["host_set_target"]
     assert chooses in eng._own["vmm_reclaim"]
+
+
+def test_what_one_engine_learned_of_its_kernels_the_next_engine_of_its_configuration_keeps(
+        ) -> None:
+    """The write sets and the step forms left out are constants of the configuration and
+    the faults: a second engine starts from them, an engine with a fault does not."""
+    cfg = PRESETS["default"]
+    every = np.arange(cfg.vms)
+    first = Engine(cfg)
+    first.apply_batch("host_set_target", every, pages=np.ones(cfg.vms, dtype=np.int64))
+    assert Engine(cfg)._writes["host_set_target"] == {"target"}
+    assert "host_set_target" in Engine(cfg)._own
+    assert "host_set_target" not in Engine(cfg, ["cow_write_in_place"])._writes
