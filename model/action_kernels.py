@@ -90,10 +90,9 @@ def _acknowledge_inflate(o: Ops, accepted: Value) -> None:
     """The VMM acknowledges every reported page: accepted ones as ballooned, the rest
     (PPNs out of range included) as refused; the report is consumed."""
     queued = o.queued("inflate_queue")
-    o.set_pages("ballooned", o.or_(o.pages("ballooned"), accepted))
-    o.set_pages("acked_inflate", o.or_(o.pages("acked_inflate"), accepted))
-    o.set_pages("acked_refused", o.or_(o.pages("acked_refused"),
-                                       o.and_(queued, o.not_(accepted))))
+    o.set_add("ballooned", accepted)
+    o.set_add("acked_inflate", accepted)
+    o.set_add("acked_refused", o.and_(queued, o.not_(accepted)))
     o.carry_beyond("acked_refused", "inflate_queue")
     o.queue_clear("inflate_queue")
 
@@ -127,7 +126,7 @@ def _vmm_reclaim(o: Ops, scrub: bool, host_picks: bool = False) -> None:
         ballooned = o.pages("ballooned")
         pick = o.lowest(o.and_(o.ne(o.pages("p2m"), UNBACKED), o.not_(ballooned)), 1)
         o.unback(pick, by_balloon=True)
-        o.set_pages("ballooned", o.or_(o.pages("ballooned"), pick))
+        o.set_add("ballooned", pick)
 
 
 @_kernel("vmm_reclaim")
@@ -175,8 +174,8 @@ def _vmm_release(o: Ops, clear_balloon: bool) -> None:
     o.require(o.lt(0, o.queue_len("deflate_queue")))
     reported = o.queued("deflate_queue")
     if clear_balloon:
-        o.set_pages("ballooned", o.and_(o.pages("ballooned"), o.not_(reported)))
-    o.set_pages("acked_deflate", o.or_(o.pages("acked_deflate"), reported))
+        o.set_remove("ballooned", reported)
+    o.set_add("acked_deflate", reported)
     o.queue_clear("deflate_queue")
 
 
@@ -313,7 +312,7 @@ def _report_deflate(o: Ops, chosen: Value) -> None:
     if not o.cfg.must_tell_host:
         pinned = o.eq(o.pages("guest.ppn_use"), BALLOON)
         o.set_at("guest.ppn_use", o.and_(chosen, pinned), FREE)
-    o.set_pages("module.balloon", o.and_(o.pages("module.balloon"), o.not_(chosen)))
+    o.set_remove("module.balloon", chosen)
     o.queue_add("deflate_queue", chosen)
 
 
@@ -517,7 +516,7 @@ def _share_without_cow(o: Ops) -> None:
 
 def _undiscard(o: Ops, written: Value) -> None:
     """Pages the guest wrote are no longer discarded (``actions.write_page``)."""
-    o.set_pages("discarded", o.and_(o.pages("discarded"), o.not_(written)))
+    o.set_remove("discarded", written)
 
 
 def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False) -> None:
@@ -534,11 +533,11 @@ def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False)
         o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
     o.require(o.or_(resident, o.any(free)))
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
+    fresh = o.not_(resident)
     if token is None:  # a fresh page is filled from the guest's disk (or with zeros)
-        m.touch(at, m.token_at("guest.disk", which), o.not_(resident), cow=cow, lowest=lowest)
+        m.touch(at, m.token_at("guest.disk", which), fresh, cow=cow, lowest=lowest)
     else:
         m.touch(at, token, True, cow=cow, lowest=lowest)
-    fresh = o.not_(resident)
     if o.cfg.free_page_reporting or o.cfg.free_page_hint:
         written = o.and_(at, True if token is not None else fresh)
         if o.cfg.free_page_reporting:
@@ -743,7 +742,7 @@ def _balloon_migrate_release(o: Ops, report: bool) -> None:
     if report:
         _report_deflate(o, old)
     else:
-        o.set_pages("module.balloon", o.and_(o.pages("module.balloon"), o.not_(old)))
+        o.set_remove("module.balloon", old)
 
 
 @_kernel("balloon_migrate_release")
@@ -776,7 +775,7 @@ def _balloon_oom_deflate(o: Ops, report: bool, split: bool = False) -> None:
         _report_deflate(o, chosen)
     else:
         o.set_at("guest.ppn_use", chosen, FREE)
-        o.set_pages("module.balloon", o.and_(balloon, o.not_(chosen)))
+        o.set_remove("module.balloon", chosen)
 
 
 @_kernel("balloon_oom_deflate")

@@ -167,7 +167,7 @@ def _vmm_applies_stale_reports(o: Ops) -> None:
     taken = o.and_(o.queued("stale_inflate"), o.not_(ballooned))
     o.unback(taken, by_balloon=True)
     o.set_pages("ballooned", o.or_(ballooned, taken))
-    o.set_pages("acked_inflate", o.or_(o.pages("acked_inflate"), taken))
+    o.set_add("acked_inflate", taken)
     _drop_stale(o)
 
 
@@ -302,7 +302,7 @@ def hint_dirty_log(o: Ops, written: Value) -> None:
     if not o.cfg.free_page_hint:
         return
     hinted = o.pages("hinted")
-    o.set_pages("hint_rewritten", o.or_(o.pages("hint_rewritten"), o.and_(written, hinted)))
+    o.set_add("hint_rewritten", o.and_(written, hinted))
     o.set_pages("hinted", o.and_(hinted, o.not_(written)))
 
 
@@ -359,8 +359,8 @@ def balloon_hint_free_pages(o: Ops) -> None:
                      o.le(n, o.cfg.batch)))
     o.require(o.all(o.implies(chosen, hintable(o))))
     taken = o.and_(chosen, o.eq(tag, o.vm("hint_cmd_id")))
-    o.set_pages("hinted", o.or_(o.pages("hinted"), taken))
-    o.set_pages("hint_rewritten", o.and_(o.pages("hint_rewritten"), o.not_(taken)))
+    o.set_add("hinted", taken)
+    o.set_remove("hint_rewritten", taken)
 
 
 def _skip_hinted(o: Ops, rewritten_too: bool) -> None:

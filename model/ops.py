@@ -250,6 +250,15 @@ class Ops(Protocol):
     def set_vcpus(self, field: str, value: Value) -> None:
         """Write a vCPU vector."""
 
+    def set_add(self, field: str, mask: Value) -> None:
+        """The page set ``field`` gains the PPNs of ``mask``: ``set_pages(field,
+        or_(pages(field), mask))``, which an interpreter holding sets as bits does without
+        reading them."""
+
+    def set_remove(self, field: str, mask: Value) -> None:
+        """The page set ``field`` loses the PPNs of ``mask``: ``set_pages(field,
+        and_(pages(field), not_(mask)))``."""
+
     def queue_add(self, field: str, mask: Value) -> None:
         """Report the PPNs of ``mask`` on the queue once more."""
 

@@ -106,7 +106,7 @@ def _report_free_pages(o: Ops, poison: bool, isolate: bool) -> None:
         hint_dirty_log(o, held)
         discarded = o.and_(discarded, o.not_(held))
         o.set_pages("discarded", discarded)
-    o.set_pages("report_queue", o.or_(o.pages("report_queue"), chosen))
+    o.set_add("report_queue", chosen)
     o.set_pages("module.reporting", chosen if isolate else _none(o, chosen))
 
 
@@ -140,8 +140,8 @@ def _discard_reported(o: Ops, drop_swap: bool) -> None:
         if drop_swap:
             o.drop_swap(valid)
     o.set_pages("report_queue", _none(o, queue))
-    o.set_pages("discarded", o.or_(o.pages("discarded"), valid))
-    o.set_pages("acked_report", o.or_(o.pages("acked_report"), queue))
+    o.set_add("discarded", valid)
+    o.set_add("acked_report", queue)
 
 
 @_kernel("vmm_discard_reported")
@@ -163,7 +163,7 @@ def balloon_report_done(o: Ops) -> None:
     report; its pages go back on the guest's free list."""
     acked = o.pages("acked_report")
     o.require(o.any(acked))
-    o.set_pages("module.reporting", o.and_(o.pages("module.reporting"), o.not_(acked)))
+    o.set_remove("module.reporting", acked)
     o.set_pages("acked_report", _none(o, acked))
 
 

@@ -110,6 +110,8 @@ def popcount(x: Ints) -> Ints:
 
 
 def _i(x: Any) -> Ints:
+    if type(x) is np.ndarray and x.dtype == np.int64 and x.ndim == 1:
+        return x  # as the workload draws them
     return np.asarray(x, dtype=np.int64).reshape(-1)
 
 
@@ -150,6 +152,8 @@ class Engine:
                 self._kernels[action] = kernel
         self._methods: dict[str, Callable[..., Mask]] = {
             name: getattr(self, name) for name in engine_actions()}
+        self._enabled: dict[str, Callable[..., Mask]] = {}
+        """The methods of the actions met so far whose feature the configuration has."""
         self._hostile = np.zeros(cfg.vms, dtype=bool)
         self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
         learned = _learned(cfg, self.faults)
@@ -173,10 +177,12 @@ class Engine:
     # -- entry points ----------------------------------------------------------
     def apply_batch(self, name: str, vms: Any, **args: Any) -> Mask:
         """Apply action ``name`` once per entry of ``vms`` (ascending, distinct)."""
-        spec = ACTIONS.get(name)
-        if spec is None or not spec.feature(self.cfg):
-            return np.zeros(len(_i(vms)), dtype=bool)
-        fn = self._method(name)
+        fn = self._enabled.get(name)
+        if fn is None:
+            spec = ACTIONS.get(name)
+            if spec is None or not spec.feature(self.cfg):
+                return np.zeros(len(_i(vms)), dtype=bool)
+            fn = self._enabled[name] = self._method(name)
         v = _i(vms)
         try:
             return fn(v, **args)
@@ -469,7 +475,7 @@ class Engine:
                               | (RECLAIMED_BIT if by_balloon else 0))
         self._mark_free(alone)
 
-    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
+    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask | None, cow: bool,
                   name: str, lowest: bool = False) -> tuple[Mask, Ints]:
         """The kernels' ``touch``: :meth:`_host_touch` of rows that passed their guard."""
         return self._host_touch(vms, ppns, tokens, actors=True, name=name, write=write, cow=cow,
@@ -547,9 +553,9 @@ class Engine:
                                    True if gate is None else bool(gate[0]),
                                    True if write is None else bool(write[0]), cow, lowest)
         gate = np.ones(n, dtype=bool) if gate is None else gate
-        write = np.ones(n, dtype=bool) if write is None else write
         if tokens is None:
             write = np.zeros(n, dtype=bool)
+        # (``write`` None: every op writes, and no mask of them is made.)
         m = a.p2m[vms, ppns].astype(np.int64)
         unb = m == int(UNBACKED_MPN)
         backed = ~unb
@@ -560,8 +566,9 @@ class Engine:
             if cow:
                 shared = np.zeros(n, dtype=bool)
                 shared[backed] = (a.mpn_flags[m[backed]] & COW_BIT) != 0
-                cow_mask = shared & gate & write
-            if n > 1 and a.refs and any(int(x) in a.refs for x in m[gate & backed & write]):
+                cow_mask = shared & gate if write is None else shared & gate & write
+            written = gate & backed if write is None else gate & backed & write
+            if n > 1 and a.refs and any(int(x) in a.refs for x in m[written]):
                 raise _Sequential
         # With that fault a mapped MPN can come back to the free pool: keep the
         # mapper counts exact by going one operation at a time and recounting.
@@ -575,7 +582,7 @@ class Engine:
         if cow_mask is not None:
             self._copy_on_write(vms, ppns, m, new, take & cow_mask, recount)
         if tokens is not None:
-            self._write_tokens(vms, tokens, new, ok & write, actors)
+            self._write_tokens(vms, tokens, new, ok if write is None else ok & write, actors)
         return ok, new
 
     def _backing(self, vms: Ints, ppns: Ints, m: Ints, gate: Mask, need: Mask,
@@ -614,7 +621,23 @@ class Engine:
         if not fi.any():
             return
         a = self.arr
-        fv, fp, fm = vms[fi], ppns[fi], new[fi]
+        fv, fp, fm = (vms, ppns, new) if fi.all() else (vms[fi], ppns[fi], new[fi])
+        if not a.swap:  # no page on host swap: each filled with zeros
+            a.content[fm] = 0
+        else:
+            self._fill_from_swap(fv, fp, fm)
+        self._take(fm)
+        a.p2m[fv, fp] = fm
+        flags = a.page_flags[fv, fp]
+        if (flags & BALLOONED_BIT).any():  # rarely: a ballooned page touched pops
+            a.page_flags[fv, fp] = flags & ~flags.dtype.type(BALLOONED_BIT)
+        if recount:
+            a.rebuild_refs()
+
+    def _fill_from_swap(self, fv: Ints, fp: Ints, fm: Ints) -> None:
+        """The contents of pages faulted in onto MPNs ``fm``: each page's from host swap
+        (its slot freed), zeros where it has none."""
+        a = self.arr
         toks = np.zeros(len(fv), dtype=np.int64)
         if a.swap and len(a.swap) <= 8 < len(fv):
             # A few pages on host swap (it is small): each looked for among the pages.
@@ -637,13 +660,6 @@ class Engine:
             for k in np.flatnonzero(np.isin(fv * P + fp, slots)).tolist():
                 toks[k] = a.swap.pop((int(fv[k]), int(fp[k])), 0)
         a.content[fm] = toks
-        self._take(fm)
-        a.p2m[fv, fp] = fm
-        flags = a.page_flags[fv, fp]
-        if (flags & BALLOONED_BIT).any():  # rarely: a ballooned page touched pops
-            a.page_flags[fv, fp] = flags & ~flags.dtype.type(BALLOONED_BIT)
-        if recount:
-            a.rebuild_refs()
 
     def _copy_on_write(self, vms: Ints, ppns: Ints, m: Ints, new: Ints, cw: Mask,
                        recount: bool) -> None:

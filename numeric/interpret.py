@@ -281,6 +281,14 @@ def _per_row(xs: tuple[Any, ...]) -> bool:
     return True
 
 
+def _chain(fn: Any, xs: tuple[Any, ...]) -> Any:
+    """``fn`` (a logical ufunc of two) over all of ``xs``, left to right."""
+    out = fn(xs[0], xs[1])
+    for x in xs[2:]:
+        out = fn(out, x)
+    return out
+
+
 def _has_truth(xs: tuple[Any, ...]) -> bool:
     """Whether one of ``xs`` is a constant truth value (a loop: a generator costs more than
     the test on the few operands of a kernel's logic)."""
@@ -307,6 +315,8 @@ def _lift(fn: Callable[[Any, Any], Any],
     where NumPy's function would make a NumPy scalar at many times the cost)."""
     def op(self: "NumpyOps", a: Any, b: Any) -> Any:
         ta, tb = type(a), type(b)
+        if ta is np.ndarray and (tb is int or tb is np.ndarray and a.ndim == b.ndim):
+            return fn(a, b)  # the usual operands: arrays of one shape, or with a constant
         if numbers is not None and ta in _NUMBERS and tb in _NUMBERS:
             return numbers(a, b)
         if ta is OneHot or tb is OneHot or (ta is np.ndarray and tb is np.ndarray
@@ -407,6 +417,13 @@ class NumpyOps(_NumpyMemory):
         elif isinstance(raw, np.ndarray) and raw.dtype == bool:
             out = PageSets(raw, row_counts(raw), np.ones(self.rows.n, dtype=bool),
                            np.zeros(self.rows.n, dtype=bool), None)
+        elif len(raw) > 1 and not any(raw):
+            # Every set empty (a report with nothing refused): a constant, which the logic
+            # of the kernel folds away rather than reading a vector of nothing.
+            n = len(raw)
+            out = PageSets(_constant_vector((n, self.cfg.guest_pages), False),
+                           np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool),
+                           np.zeros(n, dtype=bool), None)
         else:
             out = page_sets(raw, np.ones(len(raw), dtype=np.int64), self.cfg.guest_pages)
         self._sets[name] = out
@@ -436,11 +453,6 @@ class NumpyOps(_NumpyMemory):
 
     # -- arithmetic and logic ------------------------------------------------------------
     def and_(self, *xs: Value) -> Value:
-        if _per_row(xs):  # one truth value per row each: no constants to look for
-            both = np.logical_and(xs[0], xs[1])
-            for x in xs[2:]:
-                both = np.logical_and(both, x)
-            return both
         if _has_truth(xs):
             # A constant: False decides, True drops out (a logical operation against a
             # scalar costs NumPy about twenty times one between two arrays).
@@ -449,6 +461,8 @@ class NumpyOps(_NumpyMemory):
             xs = tuple(x for x in xs if type(x) not in _TRUTHS)
             if not xs:
                 return True
+        if _per_row(xs):  # one truth value per row each: no constant vectors to look for
+            return _chain(np.logical_and, xs)
         if len(xs) > 1:
             xs, decided = _without_uniform(xs, False)
             if decided is not None:
@@ -471,17 +485,14 @@ class NumpyOps(_NumpyMemory):
         return out
 
     def or_(self, *xs: Value) -> Value:
-        if _per_row(xs):  # one truth value per row each: no constants to look for
-            either = np.logical_or(xs[0], xs[1])
-            for x in xs[2:]:
-                either = np.logical_or(either, x)
-            return either
         if _has_truth(xs):
             if any(type(x) in _TRUTHS and x for x in xs):
                 return _constant(True, xs)
             xs = tuple(x for x in xs if type(x) not in _TRUTHS)
             if not xs:
                 return False
+        if _per_row(xs):
+            return _chain(np.logical_or, xs)
         if len(xs) > 1:
             xs, decided = _without_uniform(xs, True)
             if decided is not None:
@@ -578,6 +589,24 @@ class NumpyOps(_NumpyMemory):
         self.rows.write(field, dense(value), self.ok)
 
     set_pages = set_vcpus = set_vm
+
+    def set_add(self, field: str, mask: Value) -> None:
+        self._set_each(field, mask, True)
+
+    def set_remove(self, field: str, mask: Value) -> None:
+        self._set_each(field, mask, False)
+
+    def _set_each(self, field: str, mask: Value, value: bool) -> None:
+        """Put the PPNs of ``mask`` in the set ``field`` or take them out: entry by entry
+        where the store writes entries (the set's other PPNs are not read)."""
+        write_at = getattr(self.rows, "write_at", None)
+        if write_at is not None and (type(mask) is OneHot or type(mask) is np.ndarray
+                                     and mask.ndim == 2 and mask.dtype == bool):
+            self._writing = True
+            write_at(field, mask, value, self.ok)
+            return
+        now = self.pages(field)
+        self.set_pages(field, self.or_(now, mask) if value else self.and_(now, self.not_(mask)))
 
     def set_at(self, field: str, at: Value, value: Value) -> None:
         write_at = getattr(self.rows, "write_at", None)

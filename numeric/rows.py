@@ -87,10 +87,11 @@ Unback = Callable[[Ints, Ints, bool, bool], None]
 class Vmm(Protocol):
     """The VMM of one system: how it backs, copies and shares machine pages."""
 
-    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask, cow: bool,
+    def vmm_touch(self, vms: Ints, ppns: Ints, tokens: Ints, write: Mask | None, cow: bool,
                   name: str, lowest: bool = False) -> tuple[Mask, Ints]:
-        """``fault_in`` (and ``write_page`` where ``write``) per (VM, PPN), in order: which
-        succeeded and the MPN each ends on (``lowest``: see ``MemoryOps.touch``)."""
+        """``fault_in`` (and ``write_page`` where ``write``; None: every op) per (VM, PPN), in
+        order: which succeeded and the MPN each ends on (``lowest``: see
+        ``MemoryOps.touch``)."""
 
     def vmm_share_pages(self, vm: int, ppn: int, other_vm: int, other_ppn: int,
                         cow: bool) -> None:
@@ -152,7 +153,7 @@ class MemoryRows(Rows, Protocol):
     def lru_remove(self, mask: Mask, ok: Mask) -> None:
         """VPNs leave the LRU order."""
 
-    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
+    def touch(self, at: Mask, token: Ints, write: Mask | bool, cow: bool, ok: Mask,
               lowest: bool = False) -> tuple[Mask, Ints]:
         """The VMM backs (and writes) one page per row of ``ok``: rows granted, MPNs
         (``lowest``: see ``MemoryOps.touch``)."""

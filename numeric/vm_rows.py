@@ -50,6 +50,7 @@ class _VmMemory:
     _units_at: Ints | None
     _units_now: Any
     _units_dirty: bool
+    _stamp_rows: Any
 
     def drop_swap(self, mask: Mask, ok: Mask) -> None:
         raise NotImplementedError
@@ -182,7 +183,7 @@ class _VmMemory:
             row = self.arr.lru_stamp[int(self.vms[0])]
             vic = int(np.argmin(row - row.dtype.type(1)))  # as below, for one row
             return OneHot(np.array([vic if row[vic] else -1], dtype=np.int64), len(row))
-        st = self.arr.lru_stamp[self.vms]
+        st = self._stamps()
         # Unsigned stamps less one: an absent VPN (stamp 0) wraps to the largest value,
         # so the smallest is the oldest resident VPN without a pass to mask the absent.
         vic = np.argmin(st - np.ones(1, dtype=st.dtype), axis=1)
@@ -201,6 +202,9 @@ class _VmMemory:
                 slot = int(self.arr.disk[vm, col])
                 return np.array([slot - 1 if slot > 0 else 0], dtype=np.int64)
             return np.array([self.arr.swap.get((vm, col), 0)], dtype=np.int64)
+        if field == "guest.disk" and at.index.min() >= 0:  # an entry in every row
+            d = self.arr.disk[self.vms, at.index].astype(np.int64)
+            return np.where(d > 0, d - 1, 0)
         r = rows_of(at.present())
         c = at.index[r]
         out = np.zeros(self.n, dtype=np.int64)
@@ -295,8 +299,16 @@ class _VmMemory:
             else:
                 into.pop(v, None)
 
+    def _stamps(self) -> Any:
+        """The rows' LRU stamps (read once: the guard reads them twice, the order and the
+        victim), until the rows' LRU order changes."""
+        if self._stamp_rows is None:
+            self._stamp_rows = self.arr.lru_stamp[self.vms]
+        return self._stamp_rows
+
     def lru_use(self, vpn: Mask, resident: Mask, ok: Mask) -> None:
         a = self.arr
+        self._stamp_rows = None
         if self.n == 1:
             c = one_entry(one_hot(vpn), ok)
             if c >= 0:
@@ -312,15 +324,17 @@ class _VmMemory:
             renumber_stamps(a)
 
     def lru_remove(self, mask: Mask, ok: Mask) -> None:
+        self._stamp_rows = None
         self._clear_entries(self.arr.lru_stamp, mask, ok)
 
-    def touch(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: Mask,
+    def touch(self, at: Mask, token: Ints, write: Mask | bool, cow: bool, ok: Mask,
               lowest: bool = False) -> tuple[Mask, Ints]:
         if self.n == 1:
             return self._touch_row(at, token, write, cow, bool(ok[0]), lowest)
         idx = rows_of(ok)
         tok = in_rows(per_row(token, self.n, np.int64), idx)
-        wr = in_rows(per_row(write, self.n, np.bool_), idx)
+        # Every op writes (a batch of writes): no mask of them, to the VMM's None.
+        wr = None if write is True else in_rows(per_row(write, self.n, np.bool_), idx)
         page = (np.maximum(in_rows(at.index, idx), 0) if isinstance(at, OneHot)
                 else np.argmax(at[idx], axis=1))
         # The VMM reads the tokens and write marks, never writes them.
@@ -337,7 +351,7 @@ class _VmMemory:
         mpn[idx] = backed
         return granted, mpn
 
-    def _touch_row(self, at: Mask, token: Ints, write: Mask, cow: bool, ok: bool,
+    def _touch_row(self, at: Mask, token: Ints, write: Mask | bool, cow: bool, ok: bool,
                    lowest: bool) -> tuple[Mask, Ints]:
         """:meth:`touch` of rows of one row, its values taken as Python numbers."""
         self._forget_flags()
@@ -453,6 +467,7 @@ class VmRows(_VmMemory):
         self._units_at = None
         self._units_now = None
         self._units_dirty = False
+        self._stamp_rows = None
         self._use: Any = None
         self._use_before: Any = None
         # Whether the copies above were changed (then written back by commit); a copy
@@ -516,6 +531,9 @@ class VmRows(_VmMemory):
 
     def read(self, field: str) -> Any:
         a = self.arr
+        number = _VM_NUMBERS.get(field)
+        if number is not None:  # a number per VM (the most read)
+            return getattr(a, number)[self.vms]
         if field in _MEMORY_READS:
             return self.read_memory(field)
         if field in FLAGS:
@@ -537,7 +555,7 @@ class VmRows(_VmMemory):
             bits = getattr(a, VM_ARRAYS[field])[self.vms]
             return ((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1) == 1
         if field == "guest.lru":
-            return a.lru_stamp[self.vms].astype(bool)
+            return self._stamps().astype(bool)
         if field == "guest.disk":
             return a.disk[self.vms].astype(bool)
         return getattr(a, VM_ARRAYS[field])[self.vms]
@@ -545,6 +563,14 @@ class VmRows(_VmMemory):
     def write(self, field: str, value: Any, ok: Mask) -> None:
         a = self.arr
         every = np.count_nonzero(ok) == self.n  # a count, cheaper than ok.all()
+        number = _VM_NUMBERS.get(field)
+        if number is not None:  # a number per VM
+            target = getattr(a, number)
+            if every:  # no selection of the rows, and a constant assigned as it is
+                target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
+            else:
+                target[self.vms[ok]] = per_row(value, self.n)[ok]
+            return
         if field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
             same = constant_of(value)
@@ -655,6 +681,24 @@ class VmRows(_VmMemory):
     def _write_mask(self, field: str, mask: Mask, value: Any, ok: Mask) -> None:
         """:meth:`write_at` of any set of entries per row: the page table entry by entry
         (the few pages an inflate takes of a guest's many), other fields as a whole."""
+        if field in FLAGS and type(value) is bool:
+            # A set gains (or loses) the PPNs of the mask: its bit set (or cleared) there,
+            # by arithmetic on the flag words, the set's other PPNs unread.
+            bit = self._bits[field]
+            on = np.broadcast_to(mask, (self.n, self.cfg.guest_pages)) & ok[:, None]
+            if not bit:
+                self._no_such_flag(field, on if value else False, ok)
+                return
+            if not on.any():
+                return
+            bits = on.view(np.uint8).astype(self._flags().dtype, copy=False) << _bit_shift(bit)
+            rows = self._flags()
+            if value:
+                rows |= bits
+            else:
+                rows &= ~bits
+            self._flags_changed()
+            return
         if field != "guest.ppn_use" or self._use_dirty:
             now = self.read(field)
             new = np.asarray(value)
@@ -671,7 +715,7 @@ class VmRows(_VmMemory):
         if field == "guest.ppn_use" and not self._use_dirty:
             # Straight into the arrays, the VPN -> PPN index with them (a whole-row write
             # pending in the copy is joined instead, and synced by commit).
-            old = a.ppn_use[v, c].astype(np.int64)
+            old = a.ppn_use[v, c]  # (a gather: a copy, in the table's own type)
             a.ppn_use[v, c] = val
             if self._use is not None:
                 self._use[r, c] = val
@@ -863,6 +907,10 @@ def _field_arrays(field: str) -> frozenset[str] | None:
         return frozenset({VM_ARRAYS[field]})
     return None
 
+
+_VM_NUMBERS = {field: name for field, name in VM_ARRAYS.items()
+               if field not in ("guest.vcpus", "parked_vcpus")}
+"""The per-VM numbers held as they are (a vCPU set is held as a bit mask)."""
 
 _ENTRY_FIELDS = frozenset({"guest.ppn_use", "guest.expected"})
 """The vector fields :meth:`VmRows.write_at` writes entry by entry (as the flags)."""

@@ -742,6 +742,12 @@ class Z3Ops(_Z3Memory):
     def set_vcpus(self, field: str, value: Value) -> None:
         self.set_pages(field, value)
 
+    def set_add(self, field: str, mask: Value) -> None:
+        self.set_pages(field, self.or_(self.pages(field), mask))
+
+    def set_remove(self, field: str, mask: Value) -> None:
+        self.set_pages(field, self.and_(self.pages(field), self.not_(mask)))
+
     def holding(self, vpn: Value) -> Value:
         return self.eq(self.pages("guest.ppn_use"), vpn)
 
