@@ -10,12 +10,12 @@ random batches, each engine drawing its own from the same seed); each replay run
 engine with Python's garbage collector paused, and the fastest replay and the median of each
 engine count.
 
-The default commit, ``ad53cf2``, is the last whose engine was written by hand action by
-action, before the actions were written once as kernels
-(:mod:`ballast.model.action_kernels`) that the NumPy interpreter runs: the goal is a batched
-replay at least as fast as that engine's (ratio 1.0 or more).
+The default commit, ``9eaa607`` (``52d802a^``), is the last before the actions were written
+once over an operations layer (:mod:`ballast.model.action_kernels`) that a NumPy interpreter
+runs: its engine was written by hand, action by action. The goal is a batched replay at
+least as fast as that engine's (ratio 1.0 or more).
 
-    python benchmarks/bench_numeric_against.py [--against ad53cf2] [--rounds 40]
+    python benchmarks/bench_numeric_against.py [--against 9eaa607] [--rounds 40]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _replay(engine: Any, cfg: Any, log: list[Any]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--against", default="ad53cf2",
+    ap.add_argument("--against", default="9eaa607",
                     help="the earlier commit (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=40, help="replays of each engine")
     ap.add_argument("--vms", type=int, default=256)
