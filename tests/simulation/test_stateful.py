@@ -187,7 +187,7 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
     assert (a.steps_run, a.discarded, a.blind) != (c.steps_run, c.discarded, c.blind)
 
 
-def test_profiles_are_registered_with_hypothesis() -> None:
+def test_the_three_profiles_are_made_for_each_run_and_an_unknown_one_is_refused() -> None:
     assert set(PROFILES) == {"ci", "dev", "thorough"}
     assert profile_settings("thorough").max_examples > profile_settings("ci").max_examples
     assert profile_settings("ci").database is None
