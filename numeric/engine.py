@@ -48,7 +48,7 @@ from ballast.numeric.allocator import reuse_freed_memory
 from ballast.numeric.arrays import (
     BALLOONED_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN, SystemArrays,
 )
-from ballast.numeric.interpret import NumpyOps, run_kernel
+from ballast.numeric.interpret import NumpyOps, hostile_vms, run_kernel
 from ballast.numeric.state_ops import NumpyStateOps
 from ballast.numeric.vm_rows import VmRows, WriteLog
 
@@ -154,8 +154,7 @@ class Engine:
             name: getattr(self, name) for name in engine_actions()}
         self._enabled: dict[str, Callable[..., Mask]] = {}
         """The methods of the actions met so far whose feature the configuration has."""
-        self._hostile = np.zeros(cfg.vms, dtype=bool)
-        self._hostile[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
+        self._hostile = hostile_vms(cfg)
         learned = _learned(cfg, self.faults)
         self._read_sets = learned.read_sets
         self._writes = learned.writes
@@ -313,18 +312,14 @@ class Engine:
         evaluating them on one VM of these arrays and noting what they read: the kernels
         branch on the configuration only, never on the state."""
         names = tuple(k.name for k in kernels)
-        if names in self._read_sets:
-            return self._read_sets[names]
-        key = (self.cfg, names)
-        if key not in _READ_SETS:
+        if names not in self._read_sets:
             probe = _Reads(self.arr)
             one = np.zeros(1, dtype=np.int64)
             for kernel in kernels:
                 kernel.check(NumpyStateOps(cast(SystemArrays, probe), one),
                              NumpyStateOps(self.arr, one))
-            _READ_SETS[key] = None if probe.opaque else frozenset(probe.names)
-        self._read_sets[names] = _READ_SETS[key]
-        return _READ_SETS[key]
+            self._read_sets[names] = None if probe.opaque else frozenset(probe.names)
+        return self._read_sets[names]
 
     def _check_rows(self, name: str, vms: Ints, ok: Mask, kernels: list[StepKernel],
                     before: SystemArrays) -> None:
@@ -800,9 +795,6 @@ def _learned(cfg: Config, faults: frozenset[str]) -> _Learned:
     """The one :class:`_Learned` of the engines of ``cfg`` with ``faults``."""
     return _Learned()
 
-
-_READ_SETS: dict[tuple[Config, tuple[str, ...]], frozenset[str] | None] = {}
-"""What :meth:`Engine._reads` found, by configuration and step forms (a constant of both)."""
 
 
 class _Reads:

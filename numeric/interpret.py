@@ -48,7 +48,7 @@ from ballast.numeric.rows import Rows, per_row, uniform
 from ballast.numeric.rowscan import first_k, row_counts, up_to_last
 from ballast.numeric.vm_rows import VmRows
 
-__all__ = ["NumpyOps", "run_kernel"]
+__all__ = ["NumpyOps", "hostile_vms", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -93,7 +93,7 @@ class _NumpyMemory:
         vms = self.rows.vm_numbers()
         if self._scalars:
             return int(vms[0]) in self.cfg.hostile_vms
-        return _hostile_vms(self.cfg)[vms]
+        return hostile_vms(self.cfg)[vms]
 
     def tokens(self, field: str) -> Value:
         return self.rows.read_tokens(field)
@@ -327,8 +327,12 @@ def _lift(fn: Callable[[Any, Any], Any],
 
 
 @functools.lru_cache(maxsize=64)
-def _hostile_vms(cfg: Config) -> Mask:
-    """Whether each VM of ``cfg`` is hostile (read-only, looked up by VM number)."""
+def hostile_vms(cfg: Config) -> Mask:
+    """Whether each VM of ``cfg`` is hostile (read-only, looked up by VM number).
+
+    >>> hostile_vms(Config(vms=3, hostile_vms=frozenset({1}))).tolist()
+    [False, True, False]
+    """
     table = np.zeros(cfg.vms, dtype=bool)
     table[[v for v in cfg.hostile_vms if 0 <= v < cfg.vms]] = True
     table.flags.writeable = False
@@ -417,13 +421,6 @@ class NumpyOps(_NumpyMemory):
         elif isinstance(raw, np.ndarray) and raw.dtype == bool:
             out = PageSets(raw, row_counts(raw), np.ones(self.rows.n, dtype=bool),
                            np.zeros(self.rows.n, dtype=bool), None)
-        elif len(raw) > 1 and not any(raw):
-            # Every set empty (a report with nothing refused): a constant, which the logic
-            # of the kernel folds away rather than reading a vector of nothing.
-            n = len(raw)
-            out = PageSets(_constant_vector((n, self.cfg.guest_pages), False),
-                           np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool),
-                           np.zeros(n, dtype=bool), None)
         else:
             out = page_sets(raw, np.ones(len(raw), dtype=np.int64), self.cfg.guest_pages)
         self._sets[name] = out

@@ -62,14 +62,15 @@ def page_sets(values: Any, repeats: Ints, pages: int) -> PageSets:
                 out = [p for p in one if not 0 <= p < pages]
             return PageSets(mask, np.array([len(one)]), np.array([len(set(one)) == len(one)]),
                             np.array([bool(out)]), [out] if out else None)
+    if k > 1 and not any(len(t) for t in values):
+        # Every set empty (a report with nothing refused): the mask a read-only constant,
+        # which the kernels' logic folds away rather than reading a vector of nothing.
+        n = int(repeats.sum())
+        return PageSets(np.broadcast_to(np.False_, (n, pages)), np.zeros(n, dtype=np.int64),
+                        np.ones(n, dtype=bool), np.zeros(n, dtype=bool), None)
     sets = [tuple(t) for t in values]
     sel = np.zeros((k, pages), dtype=bool)
     size = np.fromiter(map(len, sets), dtype=np.int64, count=k)
-    if k > 1 and not size.any():  # every set empty (a report with nothing refused)
-        return PageSets(np.zeros((int(repeats.sum()), pages), dtype=bool),
-                        np.zeros(int(repeats.sum()), dtype=np.int64),
-                        np.ones(int(repeats.sum()), dtype=bool),
-                        np.zeros(int(repeats.sum()), dtype=bool), None)
     flat = np.array([p for t in sets for p in t]) if k > 1 else np.zeros(0, dtype=object)
     if k > 1 and (flat.dtype.kind == "i" or (flat.dtype.kind == "f" and not len(flat))):
         # Every PPN an integer (the usual case): all sets at once, not one PPN at a time.
