@@ -95,6 +95,16 @@ class _Sequential(Exception):
     """The batch must be applied one operation at a time."""
 
 
+def _from_kernel(vms: Ints, **args: Any) -> Mask:
+    raise AssertionError("a marker, never called")
+
+
+_FROM_KERNEL: Callable[..., Mask] = _from_kernel
+"""In :attr:`Engine._enabled`, an action whose method only runs its kernel: ``apply_batch``
+calls :meth:`Engine._kernel` itself (one call fewer per batch, and no keyword arguments
+unpacked and packed again)."""
+
+
 def popcount(x: Ints) -> Ints:
     """Set bits of each (small, non-negative) integer.
 
@@ -153,7 +163,8 @@ class Engine:
         self._methods: dict[str, Callable[..., Mask]] = {
             name: getattr(self, name) for name in engine_actions()}
         self._enabled: dict[str, Callable[..., Mask]] = {}
-        """The methods of the actions met so far whose feature the configuration has."""
+        """The methods of the actions met so far whose feature the configuration has
+        (:data:`_FROM_KERNEL` for a method that only runs the action's kernel)."""
         self._hostile = hostile_vms(cfg)
         learned = _learned(cfg, self.faults)
         self._read_sets = learned.read_sets
@@ -181,11 +192,17 @@ class Engine:
             spec = ACTIONS.get(name)
             if spec is None or not spec.feature(self.cfg):
                 return np.zeros(len(_i(vms)), dtype=bool)
-            fn = self._enabled[name] = self._method(name)
+            fn = self._method(name)
+            if getattr(type(self), name) is _KERNEL_METHODS.get(name):
+                fn = _FROM_KERNEL
+            self._enabled[name] = fn
         v = _i(vms)
         try:
+            if fn is _FROM_KERNEL:  # straight to the kernel, past the method's own call
+                return self._kernel(name, v, args)
             return fn(v, **args)
         except _Sequential:
+            fn = self._method(name)
             ok = np.zeros(len(v), dtype=bool)
             for k in range(len(v)):
                 one = {key: (val[k:k + 1] if not isinstance(val, list) else val[k:k + 1])
@@ -260,6 +277,9 @@ class Engine:
         steps = self._steps.get(name, ())
         if not steps:
             ok = run_kernel(kernel, rows, args, scalars=True)
+        elif known and not self._own.get(name, True):  # no step form of its own rows
+            ok = run_kernel(kernel, rows, args, scalars=True)
+            self._check_beside(name, vms, steps)
         else:
             ok = self._checked(name, vms, ok_rows=rows, args=args,
                                writes=self._writes[name] if known else None)
@@ -288,11 +308,16 @@ class Engine:
         ok = run_kernel(self._kernels[name], ok_rows, args, scalars=True)
         if before is not None:
             self._check_rows(name, vms, ok, own, before)
+        self._check_beside(name, vms, steps)
+        return ok
+
+    def _check_beside(self, name: str, vms: Ints, steps: list[StepKernel]) -> None:
+        """The step forms of other VMs than the rows' that action ``name`` on VMs ``vms``
+        changed: those that share a machine page a step wrote, or whose page it took."""
         if self._shared_writes:
             self._check_others(name, vms, [k for k in steps if k.covers == "others"])
         if self._taken:
             self._check_taken(name, vms, [k for k in steps if k.covers == "others"])
-        return ok
 
     def _untouched(self, kernel: StepKernel, writes: frozenset[str] | None) -> bool:
         """Whether step form ``kernel`` covers every VM and reads nothing of ``writes``: then
@@ -835,6 +860,8 @@ def _kernel_method(name: str) -> Callable[..., Mask]:
     return method
 
 
-for _name in KERNELS:
-    if not hasattr(Engine, _name):
-        setattr(Engine, _name, _kernel_method(_name))
+_KERNEL_METHODS: dict[str, Callable[..., Mask]] = {
+    name: _kernel_method(name) for name in KERNELS if not hasattr(Engine, name)}
+"""The methods of :class:`Engine` that only run their action's kernel."""
+for _name, _fn in _KERNEL_METHODS.items():
+    setattr(Engine, _name, _fn)

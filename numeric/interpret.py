@@ -75,6 +75,8 @@ class _NumpyMemory:
             i = int(self.args[name][0])
             return OneHot(np.array([i if 0 <= i < width else -1]), width)
         x = self._arg_rows(name)
+        if len(x) and x.min() >= 0 and x.max() < width:  # each names an entry (as drawn)
+            return OneHot(x, width)
         return OneHot(np.where((x >= 0) & (x < width), x, -1), width)
 
     def arg_page(self, name: str) -> Value:
@@ -407,7 +409,10 @@ class NumpyOps(_NumpyMemory):
 
     def _arg_rows(self, name: str) -> Ints:
         """A number argument, one entry per row."""
-        return np.asarray(self.args[name], dtype=np.int64).reshape(-1)
+        x = self.args[name]
+        if type(x) is np.ndarray and x.dtype == np.int64 and x.ndim == 1:
+            return x  # (as the workload draws them)
+        return np.asarray(x, dtype=np.int64).reshape(-1)
 
     def _ppn_set(self, name: str) -> "PageSets":
         """A PPN-set argument (a boolean mask per row, a list of tuples or a

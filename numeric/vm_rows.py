@@ -555,7 +555,7 @@ class VmRows(_VmMemory):
             bits = getattr(a, VM_ARRAYS[field])[self.vms]
             return ((bits[:, None] >> np.arange(self.cfg.vcpus)) & 1) == 1
         if field == "guest.lru":
-            return self._stamps().astype(bool)
+            return self._stamps() != 0  # (cheaper than astype for 32-bit stamps)
         if field == "guest.disk":
             return a.disk[self.vms].astype(bool)
         return getattr(a, VM_ARRAYS[field])[self.vms]
@@ -717,8 +717,7 @@ class VmRows(_VmMemory):
             # pending in the copy is joined instead, and synced by commit).
             old = a.ppn_use[v, c]  # (a gather: a copy, in the table's own type)
             a.ppn_use[v, c] = val
-            if self._use is not None:
-                self._use[r, c] = val
+            self._use = None  # (read again if asked: a kernel seldom reads what it wrote)
             if not len(r):
                 return
             if old.max() >= 0:  # a VPN left its PPN (a page fresh from the free list: none)
