@@ -311,7 +311,7 @@ class Engine:
         self._check_beside(name, vms, steps)
         return ok
 
-    def _check_beside(self, name: str, vms: Ints, steps: list[StepKernel]) -> None:
+    def _check_beside(self, name: str, vms: Ints, steps: Sequence[StepKernel]) -> None:
         """The step forms of other VMs than the rows' that action ``name`` on VMs ``vms``
         changed: those that share a machine page a step wrote, or whose page it took."""
         if self._shared_writes:
