@@ -299,10 +299,25 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     parser.add_argument("--version", action="version", version=f"ballast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from ballast.budget import (BMC_RLIMIT, EXPLORE_STATES, NUMERIC_BATCHES, NUMERIC_SEEDS,
-                                QUERY_RLIMIT)
+    _add_check(sub.add_parser("check", help="run every checker on a configuration"))
+    _add_run(sub.add_parser("run", help="one deterministic random run, written as a trace"))
+    _add_replay(sub.add_parser("replay", help="re-run a trace through the reference model"))
+    _add_list(sub.add_parser(
+        "list", help="list presets, actions, invariants, scenarios or faults"))
 
-    p = sub.add_parser("check", help="run every checker on a configuration")
+    load = PLUGINS if plugins is None else tuple(plugins)
+    for name in PLUGINS:
+        if name in load:
+            importlib.import_module(name).register(sub)
+        else:
+            for command, (module, text) in PLUGIN_COMMANDS.items():
+                if module == name:
+                    sub.add_parser(command, help=text, add_help=False)
+    return parser
+
+
+def _add_check(p: argparse.ArgumentParser) -> None:
+    """``ballast check``: every checker on a configuration."""
     add_model_options(p, command="check")
     add_size_options(p)
     p.add_argument("--seed", type=seed, default=None,
@@ -311,6 +326,26 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
                         "(default 0; refused when only exhaustive checkers run)")
     p.add_argument("--checkers", default=None,
                    help="comma-separated subset: random,hypothesis,explore,prove,numeric,validate")
+    _add_budget_options(p)
+    p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
+                   help="Hypothesis settings profile (default: ci when CI=true, else dev)")
+    p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",
+                   help="Hypothesis example database (default: REPORT_DIR/hypothesis-db; "
+                        "off under CI and the ci profile unless given)")
+    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
+    p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    add_quiet_option(p)
+    p.set_defaults(func=_cmd_check)
+
+
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
+    """``check``'s work budgets (and its wall-clock limit, off by default)."""
+    from ballast.budget import (BMC_RLIMIT, EXPLORE_STATES, NUMERIC_BATCHES, NUMERIC_SEEDS,
+                                QUERY_RLIMIT)
+
     budget = p.add_argument_group(
         "work budgets", "counted in work, so a verdict does not depend on the machine's "
                         "speed or load; a budget that runs out is inconclusive (exit 3)")
@@ -335,20 +370,10 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
                         help="wall-clock limit per checker (default: none); a checker it "
                              "stops is inconclusive")
     budget.add_argument("--budget", type=seconds, dest="max_seconds", help=argparse.SUPPRESS)
-    p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
-                   help="Hypothesis settings profile (default: ci when CI=true, else dev)")
-    p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",
-                   help="Hypothesis example database (default: REPORT_DIR/hypothesis-db; "
-                        "off under CI and the ci profile unless given)")
-    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
-    p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
-    p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
-    p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
-    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
-    add_quiet_option(p)
-    p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("run", help="one deterministic random run, written as a trace")
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    """``ballast run``: one deterministic random run, written as a trace."""
     add_model_options(p, command="run")
     add_size_options(p)
     p.add_argument("--seed", type=seed, default=0)
@@ -357,30 +382,24 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
     p.add_argument("--no-states", action="store_true", help="omit the state after each step")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("replay", help="re-run a trace through the reference model")
+
+def _add_replay(p: argparse.ArgumentParser) -> None:
+    """``ballast replay``: a trace re-run through the reference model."""
     p.add_argument("trace", type=Path)
     add_model_options(p, default_text="the trace's own")
     p.add_argument("--python", action="store_true",
                    help="print the trace as a runnable Python program instead of replaying it")
     p.set_defaults(func=_cmd_replay)
 
-    p = sub.add_parser("list", help="list presets, actions, invariants, scenarios or faults")
+
+def _add_list(p: argparse.ArgumentParser) -> None:
+    """``ballast list``: presets, actions, invariants, scenarios or faults."""
     p.add_argument("what", nargs="?", default="presets",
                    choices=["presets", "actions", "invariants", "scenarios", "faults"])
     p.add_argument("--backends", action="store_true",
                    help="which backend (Z3, NumPy, explorer, virtio) encodes each one")
     p.add_argument("--json", action="store_true", help="the --backends matrix as JSON")
     p.set_defaults(func=_cmd_list)
-
-    load = PLUGINS if plugins is None else tuple(plugins)
-    for name in PLUGINS:
-        if name in load:
-            importlib.import_module(name).register(sub)
-        else:
-            for command, (module, text) in PLUGIN_COMMANDS.items():
-                if module == name:
-                    sub.add_parser(command, help=text, add_help=False)
-    return parser
 
 
 def _plugins_for(argv: Sequence[str]) -> Sequence[str] | None:

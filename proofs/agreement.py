@@ -462,6 +462,16 @@ def agreement_configs() -> dict[str, Config]:
     >>> sorted(agreement_configs())[:3]
     ['application/protocol', 'application/protocol-paging', 'default/flood']
     """
+    out = _slice_configs()
+    out.update(_feature_configs(out))
+    # Features the encodings declare as known gaps (none today) may change what an encoded
+    # action may do, so the encodings are compared with the model only where none is on.
+    return {name: c for name, c in out.items() if not declared_gaps_on(c)}
+
+
+def _slice_configs() -> dict[str, Config]:
+    """Per preset, each explorer slice shrunk (and a ``-paging`` copy of ``protocol``), one
+    per slice and protocol variant (:func:`agreement_configs`)."""
     from ballast.model.config import PRESETS
     from ballast.statespace.suite import feature_slices
 
@@ -493,6 +503,16 @@ def agreement_configs() -> dict[str, Config]:
                 if variant not in seen:
                     seen.add(variant)
                     out[f"{preset_name}/{shape}"] = c
+    return out
+
+
+def _feature_configs(slices: dict[str, Config]) -> dict[str, Config]:
+    """The features the shrunk slices leave out, each on the smallest guest that exercises
+    it (some made from ``slices``, the shrunk slices of :func:`_slice_configs`)."""
+    from ballast.model.config import PRESETS
+    from ballast.statespace.suite import feature_slices
+
+    out: dict[str, Config] = {}
     # The virtio 1.x features (free page reporting, page poison, statistics, the VMM's own
     # flood bound) on the smallest guests that exercise them: one PPN and the guest's disk
     # (the guest frees and reuses pages), with host swap (the VMM discards swapped pages).
@@ -513,10 +533,12 @@ def agreement_configs() -> dict[str, Config]:
         vmm_reclaims_over_target=False)
     # The hostile guest's processors with two vCPUs (the explorer's slice has one, to fit its
     # budget): the VMM enforcing the host's CPU target needs a vCPU beyond the target.
-    out["hostile/hostile-processors"] = out["hostile/hostile-processors"].replace(vcpus=2, pcpus=3)
+    out["hostile/hostile-processors"] = slices["hostile/hostile-processors"].replace(
+        vcpus=2, pcpus=3)
     # The VMM enforcing the host's CPU target against honest guests, small enough to be
     # compared on every reachable state (the hostile guest's above is not: BOUNDED_ONLY).
-    out["hostile/cpu-target"] = out["default/processors"].replace(vmm_enforces_cpu_target=True)
+    out["hostile/cpu-target"] = slices["default/processors"].replace(
+        vmm_enforces_cpu_target=True)
     # Free page hinting on one PPN: the guest may take a hinted page into use at once.
     out["hinting/hinting"] = feature_slices(PRESETS["hinting"])["hinting"].replace(
         guest_pages=1, machine_pages=1, guest_data_pages=1, guest_disk_slots=0)
@@ -542,6 +564,4 @@ def agreement_configs() -> dict[str, Config]:
     out["guest-system/host-swap"] = feature_slices(PRESETS["guest-system"])["reset"].replace(
         guest_disk_slots=0, guest_data_pages=1, machine_pages=2, host_swap=True,
         host_swap_slots=1, reset=False)
-    # Features the encodings declare as known gaps (none today) may change what an encoded
-    # action may do, so the encodings are compared with the model only where none is on.
-    return {name: c for name, c in out.items() if not declared_gaps_on(c)}
+    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ballast.model.actions import ACTIONS
 from ballast.model.invariants import INVARIANTS
@@ -272,30 +272,65 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
     lasso = _lasso(trace, walk, result, notes)
 
     failing = result.step if result.outcome is not ReplayOutcome.OK else None
-    prop: str | None
-    message: str | None
+    kind, prop, message = _verdict(result, lasso, expect, failing, notes)
+    views, seq = _step_views(trace, walk, model, result, lasso,
+                             failing, _failing_note(kind, prop, message, result))
+
+    unexplained = None
+    if result.outcome is ReplayOutcome.ILLEGAL or (
+            kind == "violation" and h.source.get("checker") == "validate"):
+        unexplained = _unexplained(trace, result, walk.last, model, lines)
+
+    vms = sorted({int(x) for st in trace.steps for k, x in st.action.args
+                  if k in ("vm", "other_vm") and isinstance(x, int) and 0 <= x < h.config.vms})
+    lanes = tuple(lanes_for(h.config, vms or None))
+    return Explanation(
+        trace=trace, name=name, result=result, kind=kind, property_name=prop,
+        doc=property_doc(prop, expect), message=message, failing_step=failing,
+        steps=tuple(views), states=(walk.first, walk.last[-1]), sequence=tuple(seq),
+        lanes=lanes, memory=series_of(walk.figures), lasso=lasso, unexplained=unexplained,
+        notes=tuple(notes))
+
+
+def _verdict(result: ReplayResult, lasso: Lasso | None, expect: Mapping[str, Any],
+             failing: int | None, notes: list[str]) -> tuple[str, str | None, str | None]:
+    """What the replay found: (kind, property, message), kind one of violation, rejected,
+    liveness, clean; where the trace header expected otherwise, a note in ``notes``."""
     if result.outcome is ReplayOutcome.VIOLATION:
-        kind, v = "violation", result.violations[0]
-        prop, message = v.property, v.message
-        if expect.get("property") not in (None, prop):
+        v = result.violations[0]
+        if expect.get("property") not in (None, v.property):
             notes.append(f"the trace header expects {expect['property']!r} to break; the "
-                         f"replay breaks {prop!r} first")
+                         f"replay breaks {v.property!r} first")
         if expect.get("step") not in (None, failing):
             notes.append(f"the trace header expects the failure at step {expect['step']}; "
                          f"the replay fails at step {failing}")
-    elif result.outcome is ReplayOutcome.ILLEGAL:
-        kind, prop, message = "rejected", expect.get("property"), result.describe()
-    elif lasso is not None:
-        kind, prop = "liveness", expect.get("property")
-        message = expect.get("message") or (
+        return "violation", v.property, v.message
+    if result.outcome is ReplayOutcome.ILLEGAL:
+        return "rejected", expect.get("property"), result.describe()
+    if lasso is not None:
+        return "liveness", expect.get("property"), expect.get("message") or (
             f"steps {lasso.start}..{lasso.end} can repeat forever"
             + ("" if lasso.closes else " (but the cycle does not close)"))
-    else:
-        kind, prop, message = "clean", expect.get("property"), None
-        if expect.get("property"):
-            notes.append(f"the trace header expects {expect['property']!r} to break, but the "
-                         f"replay breaks nothing")
+    if expect.get("property"):
+        notes.append(f"the trace header expects {expect['property']!r} to break, but the "
+                     f"replay breaks nothing")
+    return "clean", expect.get("property"), None
 
+
+def _failing_note(kind: str, prop: str | None, message: str | None,
+                  result: ReplayResult) -> str:
+    """What the sequence diagram says beside the failing step."""
+    return (f"breaks {prop}: {message}" if kind == "violation" else
+            f"the model does not allow this: {result.reason}")
+
+
+def _step_views(trace: Trace, walk: "_Walk", model: BalloonModel, result: ReplayResult,
+                lasso: Lasso | None, failing: int | None, failing_note: str
+                ) -> tuple[list[StepView], list[StepMessages]]:
+    """Per step of ``trace``: its view (line, action, actor, state change) and its
+    messages in the sequence diagram (a step not replayed: what the model would say of
+    it, or why it was not allowed)."""
+    h = trace.header
     views: list[StepView] = []
     seq: list[StepMessages] = []
     for st in trace.steps:
@@ -320,26 +355,9 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
                     else "vmm"
                 why = "not allowed by the model" if i == failing else "not replayed"
                 msgs = (Message(lane, lane, f"{st.action} ({why})"),)
-        note = None
-        if i == failing:
-            note = (f"breaks {prop}: {message}" if kind == "violation" else
-                    f"the model does not allow this: {result.reason}")
+        note = failing_note if i == failing else None
         seq.append(StepMessages(i, msgs, i == failing, in_cycle, note))
-
-    unexplained = None
-    if result.outcome is ReplayOutcome.ILLEGAL or (
-            kind == "violation" and h.source.get("checker") == "validate"):
-        unexplained = _unexplained(trace, result, walk.last, model, lines)
-
-    vms = sorted({int(x) for st in trace.steps for k, x in st.action.args
-                  if k in ("vm", "other_vm") and isinstance(x, int) and 0 <= x < h.config.vms})
-    lanes = tuple(lanes_for(h.config, vms or None))
-    return Explanation(
-        trace=trace, name=name, result=result, kind=kind, property_name=prop,
-        doc=property_doc(prop, expect), message=message, failing_step=failing,
-        steps=tuple(views), states=(walk.first, walk.last[-1]), sequence=tuple(seq),
-        lanes=lanes, memory=series_of(walk.figures), lasso=lasso, unexplained=unexplained,
-        notes=tuple(notes))
+    return views, seq
 
 
 def _unexplained(trace: Trace, result: ReplayResult, last_two: Sequence[State],

@@ -71,19 +71,31 @@ def _diff_table(rows: list[tuple[str, object, object]], left: str = "before",
 
 def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
     """The whole page. ``plot`` is the memory plot's PNG (drawn here when not given)."""
-    h = e.trace.header
     if plot is None:
         plot = plot_png(e.memory, failing_step=e.failing_step,
                         cycle=(e.lasso.start, e.lasso.end) if e.lasso else None,
                         vms=[int(lane.key[5:]) for lane in e.lanes if lane.key.startswith("guest")])
-    uri = "data:image/png;base64," + base64.b64encode(plot).decode("ascii")
     title = e.title.replace("`", "")
     parts: list[str] = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
-        f'<div class="banner {e.kind}"><h1 id="title">{escape(title)}</h1>']
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>"]
+    parts += _banner(e, title)
+    parts += _facts(e)
+    parts += _failing_change(e)
+    parts += _lasso(e)
+    parts += _unexplained(e)
+    parts += _sequence(e, plot)
+    parts += _step_sections(e)
+    parts.append("</main></body></html>")
+    parts.append("")  # the closing newline, without copying the page once more to add it
+    return "\n".join(parts)
+
+
+def _banner(e: Explanation, title: str) -> list[str]:
+    """The verdict at the top: the title, the property, its description, what broke."""
+    parts = [f'<div class="banner {e.kind}"><h1 id="title">{escape(title)}</h1>']
     if e.property_name:
         parts.append(f"<div>Property <code>{escape(e.property_name)}</code></div>")
     if e.doc:
@@ -95,6 +107,12 @@ def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
         parts.append(f"<p><strong>{'What broke' if e.kind != 'rejected' else 'Why'}</strong>"
                      f"{where}: {escape(e.message)}</p>")
     parts.append("</div>")
+    return parts
+
+
+def _facts(e: Explanation) -> list[str]:
+    """Who found the trace, with which faults and configuration; how to replay it; notes."""
+    h = e.trace.header
     cfg = h.config
     facts = [("Found by", ", ".join(f"{k} {v}" for k, v in h.source.items() if v is not None)
               or "unknown"),
@@ -103,49 +121,77 @@ def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
                                f"MPNs, host page = {cfg.host_page_units} unit(s), "
                                f"{cfg.module.value} module"),
              ("Trace", e.name)]
-    parts.append('<dl class="facts">' + "".join(
-        f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts) + "</dl>")
-    parts.append(f'<div>Replay it:</div><pre id="replay">{escape(e.replay_command)}</pre>')
+    parts = ['<dl class="facts">' + "".join(
+        f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts) + "</dl>",
+        f'<div>Replay it:</div><pre id="replay">{escape(e.replay_command)}</pre>']
     parts += [f'<div class="note">{escape(n)}</div>' for n in e.notes]
+    return parts
+
+
+def _failing_change(e: Explanation) -> list[str]:
+    """The state change of the failing step (none: nothing)."""
     failing = [s for s in e.steps if s.failing and s.applied and s.diff]
-    if failing:
-        f = failing[0]
-        parts.append(f'<h2 id="failing">State change at step {f.step}: <code>'
-                     f"{escape(f.action)}</code></h2>" + _diff_table(list(f.diff)))
-    if e.lasso is not None:
-        lo = e.lasso
-        prefix = f"steps 1..{lo.start - 1}" if lo.start > 1 else "(empty)"
-        parts.append(f'<h2 id="lasso">Lasso</h2><p>Prefix: {prefix}. Cycle: steps {lo.start}..'
-                     f"{lo.end}, repeated forever: "
-                     + ("it returns to the state before step " + str(lo.start) if lo.closes
-                        else "<strong>it does not close</strong>") + ".</p>")
+    if not failing:
+        return []
+    f = failing[0]
+    return [f'<h2 id="failing">State change at step {f.step}: <code>'
+            f"{escape(f.action)}</code></h2>" + _diff_table(list(f.diff))]
+
+
+def _lasso(e: Explanation) -> list[str]:
+    """A liveness counterexample's prefix and cycle (none: nothing)."""
+    lo = e.lasso
+    if lo is None:
+        return []
+    prefix = f"steps 1..{lo.start - 1}" if lo.start > 1 else "(empty)"
+    return [f'<h2 id="lasso">Lasso</h2><p>Prefix: {prefix}. Cycle: steps {lo.start}..'
+            f"{lo.end}, repeated forever: "
+            + ("it returns to the state before step " + str(lo.start) if lo.closes
+               else "<strong>it does not close</strong>") + ".</p>"]
+
+
+def _unexplained(e: Explanation) -> list[str]:
+    """Where a trace the model rejects leaves it: the step, the recorded state against the
+    model's, and what the model allowed there (none: nothing)."""
     u = e.unexplained
-    if u is not None:
-        matched = f"steps 1..{u.matched}" if u.matched else "none"
-        parts.append(f'<h2 id="unexplained">Where the trace leaves the model</h2>'
-                     f"<p>Matched prefix: {matched}. First unexplained step: {u.step} "
-                     f"(trace line {u.line}): {escape(u.reason)}</p>"
-                     f"<pre>{escape(u.text or '')}</pre>")
-        if u.model_diff:
-            parts.append("<p>Recorded state vs the model's:</p>"
-                         + _diff_table(list(u.model_diff), "recorded", "model"))
-        more = (f" (first {len(u.allowed)} of {u.allowed_total})"
-                if u.allowed_total > len(u.allowed) else "")
-        items = "".join(f"<li><code>{escape(a)}</code></li>" for a in u.allowed)
-        parts.append(f"<p>What the model allowed there{more}:</p>"
-                     + (f"<ul>{items}</ul>" if items else "<p>nothing: the model is stuck</p>"))
-    parts.append('<h2 id="sequence">Sequence</h2><div class="legend">'
-                 '<span><i style="background:#1f5fbf"></i>host: quantities only</span>'
-                 '<span><i style="background:#2e7d32"></i>guest/module: page reports</span>'
-                 '<span><i style="background:#6a1b9a"></i>VMM: acknowledgements, freed MPNs</span>'
-                 '<span class="chooser">\u25c6 who chose the pages</span>'
-                 '<span><i style="background:#fde2e2"></i>failing step</span>'
-                 + ('<span><i style="background:#e3ecfb"></i>cycle</span>' if e.lasso else "")
-                 + "</div>")
-    parts.append(f'<div class="scroll" id="diagram">{svg(e.lanes, e.sequence)}</div>')
-    parts.append(f'<h2 id="memory">Memory over the steps</h2><img class="plot" id="plot" '
-                 f'alt="memory per VM and for the host over the steps" src="{uri}">')
-    parts.append('<h2 id="steps">Steps</h2>')
+    if u is None:
+        return []
+    matched = f"steps 1..{u.matched}" if u.matched else "none"
+    parts = [f'<h2 id="unexplained">Where the trace leaves the model</h2>'
+             f"<p>Matched prefix: {matched}. First unexplained step: {u.step} "
+             f"(trace line {u.line}): {escape(u.reason)}</p>"
+             f"<pre>{escape(u.text or '')}</pre>"]
+    if u.model_diff:
+        parts.append("<p>Recorded state vs the model's:</p>"
+                     + _diff_table(list(u.model_diff), "recorded", "model"))
+    more = (f" (first {len(u.allowed)} of {u.allowed_total})"
+            if u.allowed_total > len(u.allowed) else "")
+    items = "".join(f"<li><code>{escape(a)}</code></li>" for a in u.allowed)
+    parts.append(f"<p>What the model allowed there{more}:</p>"
+                 + (f"<ul>{items}</ul>" if items else "<p>nothing: the model is stuck</p>"))
+    return parts
+
+
+def _sequence(e: Explanation, plot: bytes) -> list[str]:
+    """The sequence diagram with its legend, and the memory plot (``plot``, a PNG)."""
+    uri = "data:image/png;base64," + base64.b64encode(plot).decode("ascii")
+    return [
+        '<h2 id="sequence">Sequence</h2><div class="legend">'
+        '<span><i style="background:#1f5fbf"></i>host: quantities only</span>'
+        '<span><i style="background:#2e7d32"></i>guest/module: page reports</span>'
+        '<span><i style="background:#6a1b9a"></i>VMM: acknowledgements, freed MPNs</span>'
+        '<span class="chooser">\u25c6 who chose the pages</span>'
+        '<span><i style="background:#fde2e2"></i>failing step</span>'
+        + ('<span><i style="background:#e3ecfb"></i>cycle</span>' if e.lasso else "")
+        + "</div>",
+        f'<div class="scroll" id="diagram">{svg(e.lanes, e.sequence)}</div>',
+        f'<h2 id="memory">Memory over the steps</h2><img class="plot" id="plot" '
+        f'alt="memory per VM and for the host over the steps" src="{uri}">']
+
+
+def _step_sections(e: Explanation) -> list[str]:
+    """One section per step: its action, actor and line, its messages, its state change."""
+    parts = ['<h2 id="steps">Steps</h2>']
     for s in e.steps:
         cls = "step" + (" failing" if s.failing else "") + (" cycle" if s.in_cycle else "") + (
             "" if s.applied else " skipped")
@@ -163,6 +209,4 @@ def render_html(e: Explanation, *, plot: bytes | None = None) -> str:
                      f"<code>{escape(s.action)}</code> <span class=\"tag\">{escape(s.actor)}"
                      f"</span><span class=\"tag\">line {s.line}</span>{tags}</h3>"
                      f"<ul>{msgs}</ul>{body}</section>")
-    parts.append("</main></body></html>")
-    parts.append("")  # the closing newline, without copying the page once more to add it
-    return "\n".join(parts)
+    return parts
