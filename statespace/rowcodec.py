@@ -126,7 +126,14 @@ class RowLayout:
         self.width = len(self.columns)
         self.low = np.array([c.low for c in self.columns], dtype=np.int64)
         self.high = np.array([c.high for c in self.columns], dtype=np.int64)
-        # Pack column after column, a column never straddling two words.
+        self._lay_out_words()
+        self._make_codecs(host, per_vm)
+        self._make_product_packing()
+        self._make_unpack_runs()
+
+    def _lay_out_words(self) -> None:
+        """Each column's word and shift, column after column, a column never straddling
+        two words; the words and bits of a row."""
         self._word: list[int] = []
         self._shift: list[int] = []
         word, used = 0, 0
@@ -142,7 +149,14 @@ class RowLayout:
             used += c.bits
         self.words = word + 1
         self.bits = sum(c.bits for c in self.columns)
+        self._by_word = [[(i, self._shift[i]) for i in range(self.width) if self._word[i] == w]
+                         for w in range(self.words)]
+
+    def _make_codecs(self, host: list[Field], per_vm: list[Field]) -> None:
+        """The encoders and decoders of the ``host`` and ``per_vm`` fields, and the memos of
+        decoded records."""
         # Encoders and decoders per field, in the dataclasses' own field order.
+        cfg = self.cfg
         rec_attr = {Record.VM: None, Record.GUEST: "guest", Record.MODULE: "module"}
         self._host_enc = [(f.name, _encoder(f, cfg)) for f in host]
         self._vm_enc = [(rec_attr[f.record], f.name, _encoder(f, cfg)) for f in per_vm]
@@ -158,8 +172,10 @@ class RowLayout:
                                for f in per_vm if f.record is r]
                               for r in (Record.VM, Record.GUEST, Record.MODULE))
                         for v in range(cfg.vms)]
-        self._by_word = [[(i, self._shift[i]) for i in range(self.width) if self._word[i] == w]
-                         for w in range(self.words)]
+
+    def _make_product_packing(self) -> None:
+        """What :meth:`repack` multiplies by: each column's place in its word, and in the
+        float32 chunks of at most 24 bits."""
         # Packing as products: a column's bits never overlap another's in its word, so the
         # sum of (value above the low end) x 2**shift is their OR. The words are cut into
         # chunks of at most 24 bits, whose sums a float32 product holds exactly; a chunk
@@ -188,6 +204,9 @@ class RowLayout:
             for at, shift in members:
                 self._chunk_place[at, k] = float(2 ** (shift - base))
         self._chunks = [(w, np.uint64(base)) for w, base, _ in chunks]
+
+    def _make_unpack_runs(self) -> None:
+        """What unpacking reads a word at a time: the run of columns in each word."""
         # Unpacking a word at a time: the columns in one word are one run (a column of no
         # bits, constant, joins the run before it with a mask of nothing).
         home = [max(0, w) for w in itertools.accumulate(self._word, max)]
