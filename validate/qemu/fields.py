@@ -49,7 +49,7 @@ def u32(value: int) -> int:
 def fields(args: str, keys: tuple[str, ...]) -> list[str]:
     """Values of ``key value key value ...`` with exactly ``keys`` in that order."""
     tokens = args.split()
-    if len(tokens) != 2 * len(keys) or any(tokens[2 * i] != k for i, k in enumerate(keys)):
+    if len(tokens) != 2 * len(keys) or tuple(tokens[::2]) != keys:
         raise ValueError(args)
     return tokens[1::2]
 

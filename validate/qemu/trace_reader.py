@@ -287,7 +287,8 @@ def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceE
                 pfns.extend(run.pfns)
                 number += len(run.pfns)
                 if len(pfns) > MAX_BUFFER_PAGES:
-                    raise QemuLogError(file, number,
+                    # Named at the line that passed the bound, as line by line.
+                    raise QemuLogError(file, number - (len(pfns) - MAX_BUFFER_PAGES - 1),
                                        f"buffer of more than {MAX_BUFFER_PAGES} pages")
                 continue
             number += 1
