@@ -26,7 +26,7 @@ from ballast.model.ops import Kernel, Ops, Value, memory
 from ballast.model.over_target_kernels import (OVER_TARGET_FAULT_KERNELS, OVER_TARGET_KERNELS,
                                                page_out_to_host_swap)
 from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_KERNELS,
-                                             allocator_free, bound_flood)
+                                             allocator_free, allocator_lowest_free, bound_flood)
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "backable",
@@ -525,13 +525,12 @@ def _access(o: Ops, token: Value | None, cow: bool = True, lowest: bool = False)
     backs it (and writes ``token``), the VPN becomes the most recently used."""
     m = memory(o)
     which, vpn = m.arg_vpn("vpn"), o.arg("vpn")
-    holds, free = m.holding(vpn), allocator_free(o)
+    holds, (fresh_at, has_free) = m.holding(vpn), allocator_lowest_free(o)
     resident = o.any(holds)
-    fresh_at = o.lowest(free, 1)
     o.require(o.any(which))
     if token is not None:
         o.require(o.and_(o.le(1, token), o.le(token, o.cfg.tokens)))
-    o.require(o.or_(resident, o.any(free)))
+    o.require(o.or_(resident, has_free))
     at = o.where(resident, o.lowest(holds, 1), fresh_at)
     fresh = o.not_(resident)
     if token is None:  # a fresh page is filled from the guest's disk (or with zeros)

@@ -57,7 +57,8 @@ _HOST_COUNTERS = {"host.host.swap_room": "host.swap"}
 
 _FIXED = {"mapped": ("p2m",), "shared": ("p2m",), "host_page_backs_two_vms": ("p2m",),
           "other_mpn": ("p2m",), "swapped": ("host.swap",), "held": ("guest.ppn_use",),
-          "holding": ("guest.ppn_use",), "lru_victim": ("guest.lru",), "own_mpns": (),
+          "holding": ("guest.ppn_use",), "lowest_holding": ("guest.ppn_use",),
+          "lru_victim": ("guest.lru",), "own_mpns": (),
           "hostile": (), "this_vm": (), "unit_first": ()}
 """Reads of fixed records (the VMs' maps, host swap, the guest's page table), or of the
 configuration alone."""

@@ -431,6 +431,13 @@ class MemoryOps(Ops, Protocol):
         most in every state the model reaches), which an interpreter that indexes its pages
         by VPN answers per VM without reading the VM's pages."""
 
+    def lowest_holding(self, value: Value) -> tuple[Value, Value]:
+        """The lowest guest page whose page-table entry holds ``value`` (one-hot, all false
+        where none does) and whether one does: ``lowest(m, 1)`` and ``any(m)`` of
+        ``m = eq(pages("guest.ppn_use"), value)``, which an interpreter may answer by
+        scanning from the lowest PPNs without reading the VM's whole page table (the
+        allocator's lowest free page is usually near the bottom)."""
+
     def token_at(self, field: str, at: Value) -> Value:
         """The token of the one entry ``at`` (one-hot) of a store (:data:`TOKEN_FIELDS`), 0
         where none is present or ``at`` is empty: ``pick(tokens(field), at)`` as a gather."""

@@ -35,7 +35,8 @@ from ballast.model.ops import Kernel, Ops, StateOps, Value, memory
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["REPORTING_FAULT_KERNELS", "REPORTING_KERNELS", "REPORTING_PROPERTIES",
-           "allocator_free", "bound_flood", "discarded_pages_read_clean", "flood_refused",
+           "allocator_free", "allocator_lowest_free", "bound_flood",
+           "discarded_pages_read_clean", "flood_refused",
            "guest_free_pages", "queued_ppns", "reads_clean", "reportable",
            "reported_pages_not_reused",
            "stats_report_matches"]
@@ -67,6 +68,16 @@ def allocator_free(o: Ops) -> Value:
     if not o.cfg.free_page_reporting:
         return free
     return o.and_(free, o.not_(o.pages("module.reporting")))
+
+
+def allocator_lowest_free(o: Ops) -> tuple[Value, Value]:
+    """The allocator's lowest free PPN (one-hot) and whether it has one: ``lowest`` and
+    ``any`` of :func:`allocator_free` (the guest's allocator hands out its lowest free
+    page; ``actions._access``)."""
+    if not o.cfg.free_page_reporting:
+        return memory(o).lowest_holding(FREE)
+    free = allocator_free(o)
+    return o.lowest(free, 1), o.any(free)
 
 
 def guest_free_pages(o: Ops) -> Value:

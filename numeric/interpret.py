@@ -624,6 +624,14 @@ class NumpyOps(_NumpyMemory):
         held = index(vpn) if index is not None else None
         return self.eq(self.rows.read("guest.ppn_use"), vpn) if held is None else held
 
+    def lowest_holding(self, value: Value) -> tuple[Value, Value]:
+        scan = getattr(self.rows, "lowest_holding", None)
+        first = scan(value) if scan is not None else None
+        if first is None:  # no scan of these rows: the whole page table read
+            held = self.eq(self.rows.read("guest.ppn_use"), value)
+            return self.lowest(held, 1), self.any(held)
+        return first, self.any(first)
+
     def queue_add(self, field: str, mask: Value) -> None:
         self._writing = True
         self.rows.queue_add(field, dense(mask), self.ok)

@@ -176,6 +176,10 @@ class MemoryRows(Rows, Protocol):
     def holding(self, vpn: Ints) -> OneHot | None:
         """The PPN holding each row's VPN from an index (None: no index to answer from)."""
 
+    def lowest_holding(self, value: int) -> OneHot | None:
+        """Each row's lowest PPN whose page-table entry is ``value`` (-1: none), found from
+        the lowest PPNs up (None: these rows do not scan)."""
+
     def write_at(self, field: str, at: OneHot | Mask, value: Any, ok: Mask) -> None:
         """Set the entries ``at`` (one per row, or a mask of any) of a page or VPN vector,
         in the rows of ``ok``."""

@@ -440,6 +440,11 @@ class _VmMemory:
         came = now >= 0
         a.vppn[vms[r[came]], now[came]] = c[came]
 
+_FIRST_WINDOW = 32
+"""The PPNs :meth:`VmRows.lowest_holding` reads first in each row (then four times as
+many, and so on, in the rows not yet answered)."""
+
+
 class VmRows(_VmMemory):
     """Rows that are distinct VMs ``vms`` of one :class:`SystemArrays`, in ascending order
     (for the host-page actions: distinct host pages).
@@ -740,6 +745,30 @@ class VmRows(_VmMemory):
                 return
             rows[r, c] = np.where(val != 0, rows[r, c] | bit, rows[r, c] & ~bit)
             self._flags_changed()
+
+    def lowest_holding(self, value: int) -> OneHot | None:
+        if self._use_dirty or self._use is not None:
+            return None  # the rows' page table is at hand (or pending): read as it is
+        table, n = self.arr.ppn_use, self.n
+        width = table.shape[1]
+        if n == 1:  # one row (one op per call): its entries searched in place
+            hits = (table[int(self.vms[0])] == value).nonzero()[0]
+            return OneHot(np.array([hits[0] if len(hits) else -1], dtype=np.int64), width)
+        found = np.full(n, -1, dtype=np.int64)
+        todo = np.arange(n)
+        # A window of the lowest PPNs first, widened for the rows it leaves unanswered: the
+        # allocator's lowest free page is usually near the bottom, so most rows read a
+        # fraction of their page table.
+        low, span = 0, _FIRST_WINDOW
+        while len(todo) and low < width:
+            high = min(width, low + span)
+            window = table[self.vms[todo], low:high] == value
+            first = window.argmax(axis=1)
+            hit = window[np.arange(len(todo)), first]
+            found[todo[hit]] = first[hit] + low
+            todo = todo[~hit]
+            low, span = high, span * 4
+        return OneHot(found, width)
 
     def holding(self, vpn: Ints) -> OneHot | None:
         if self._use_dirty:

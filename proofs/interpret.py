@@ -751,6 +751,10 @@ class Z3Ops(_Z3Memory):
     def holding(self, vpn: Value) -> Value:
         return self.eq(self.pages("guest.ppn_use"), vpn)
 
+    def lowest_holding(self, value: Value) -> tuple[Value, Value]:
+        held = self.eq(self.pages("guest.ppn_use"), value)
+        return self.lowest(held, 1), self.any(held)
+
     def set_at(self, field: str, at: Value, value: Value) -> None:
         k, v = self._key(field), self.vm_index
         now = [self.s[k, v, i] for i in range(len(at))]

@@ -446,3 +446,31 @@ def test_a_set_gains_or_loses_pages_as_its_definition_says(add: bool) -> None:
     o.set_remove("report_queue", np.ones((cfg.vms, cfg.guest_pages), dtype=bool))
     with pytest.raises(AssertionError, match="report_queue"):
         o.set_add("report_queue", np.ones((cfg.vms, cfg.guest_pages), dtype=bool))
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([3, 40, 300]))
+@example(seed=0, vms=5, pages=300)
+def test_the_lowest_page_holding_a_value_is_found_as_the_whole_table_would_find_it(
+        seed: int, vms: int, pages: int) -> None:
+    """A scan from the lowest PPNs up (windows widened for the rows not yet answered) finds
+    each row's ``lowest(eq(pages("guest.ppn_use"), value), 1)`` and its ``any``: rows whose
+    first match lies in the first window, beyond it, or nowhere."""
+    cfg = Config(vms=vms, guest_pages=pages, guest_data_pages=min(pages, 8), machine_pages=4)
+    arr = SystemArrays.initial(cfg)
+    rng = np.random.default_rng(seed)
+    for v in range(vms):  # the lowest free PPN of each VM anywhere in its table, or none
+        first = int(rng.integers(0, pages + 1))
+        arr.ppn_use[v, :first] = rng.integers(0, cfg.guest_data_pages, first)
+        arr.ppn_use[v, first:] = np.where(rng.random(pages - first) < 0.5, -1, 1)
+    for rows in (np.arange(vms), np.array([vms - 1]), np.arange(0, vms, 2)):
+        ops = NumpyOps(VmRows(arr, rows), {})
+        at, found = ops.lowest_holding(-1)
+        table = arr.ppn_use[rows] == -1
+        expect = np.where(table.any(axis=1), table.argmax(axis=1), -1)
+        assert isinstance(at, OneHot) and at.index.tolist() == expect.tolist()
+        assert np.asarray(found).tolist() == table.any(axis=1).tolist()
+        # Once the rows' page table has been read, the answer comes from it, the same.
+        ops = NumpyOps(VmRows(arr, rows), {})
+        ops.pages("guest.ppn_use")
+        again, _ = ops.lowest_holding(-1)
+        assert dense(again).tolist() == dense(at).tolist()
