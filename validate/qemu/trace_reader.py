@@ -266,182 +266,226 @@ def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEven
 
 
 def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceEvent]:
-    # Per QEMU thread (keyed by the prefix's TID text, "" without a prefix): the queue it is
-    # serving since its last virtio_queue_notify, and the buffer it is reading.
-    queues: dict[str, _Queue] = {}
-    buffers: dict[str, _Open] = {}
-    vq_queue: dict[str, int] = {}  # vq pointer -> queue index, as notified
-    events = _EVENTS
-    page_event = "virtio_balloon_handle_output " + _PAGE_ARGS_HEAD
-    gpa_mark = _PAGE_ARGS_GPA
-    gpa_skip = len(gpa_mark)
-    page_mask = PAGE_SIZE - 1
-    number = 0
+    """The events of the lines (and bulk-parsed page runs) of ``stream``, in order."""
+    reader = _Reader(file)
     try:
         for text in stream:
             if isinstance(text, PageRun):
-                # Further pages of the buffer the line just before opened or continued,
-                # already checked and parsed in bulk by bulk_items.
-                run = text
-                pfns = buffers[run.key].pfns
-                pfns.extend(run.pfns)
-                number += len(run.pfns)
-                if len(pfns) > MAX_BUFFER_PAGES:
-                    # Named at the line that passed the bound, as line by line.
-                    raise QemuLogError(file, number - (len(pfns) - MAX_BUFFER_PAGES - 1),
-                                       f"buffer of more than {MAX_BUFFER_PAGES} pages")
-                continue
-            number += 1
-            # Hot path: one line a page, "TID@SEC.USEC:virtio_balloon_handle_output section ...".
-            colon = text.find(":")
-            if text.startswith(page_event, colon + 1):
-                at = text.find("@", 0, colon)
-                key = text[:at]
-                if at <= 0 or not (key.isdigit() and text.isascii()) and (
-                        not ascii_digits(key) or parse_prefix(text[:colon]) is None):
-                    raise QemuLogError(file, number,
-                                       "malformed TID@SECONDS.MICROS: prefix before a page")
-            elif text.startswith(page_event):
-                colon = -1
-                key = ""
-            else:
-                colon = -2
-                key = ""
-            if colon != -2:
-                cut = text.rfind(gpa_mark)
-                hex_text = text[cut + gpa_skip :]
-                try:
-                    # At most 16 hex digits (64 bits) and a newline; ASCII only.
-                    gpa = int(hex_text, 16) if len(hex_text) <= 18 and hex_text.isascii() else -1
-                except ValueError:
-                    gpa = -1
-                if cut < 0 or gpa < 0 or gpa & page_mask:
-                    raise QemuLogError(
-                        file, number, "malformed virtio_balloon_handle_output: "
-                        f"expected {_SYNTAX[_PAGE]!r}, "
-                        f"got {text[colon + 1 + len('virtio_balloon_handle_output '):].rstrip()!r}"
-                    )
-                open_buffer = buffers.get(key)
-                if open_buffer is None:
-                    ctx = queues.get(key)
-                    if ctx is None:
-                        raise QemuLogError(
-                            file,
-                            number,
-                            "page without a virtio_queue_notify before it in its thread; trace "
-                            "virtio_queue_notify (and under KVM set ioeventfd=off on the device)",
-                        )
-                    where = parse_prefix(text[:colon]) if colon >= 0 else None
-                    if colon >= 0 and where is None:
-                        raise QemuLogError(file, number,
-                                           "malformed TID@SECONDS.MICROS: prefix before a page")
-                    open_buffer = buffers[key] = _Open(
-                        ctx, number, where[1] if where else None, where[0] if where else None
-                    )
-                pfns = open_buffer.pfns
-                pfns.append(gpa >> PAGE_SHIFT)
-                if len(pfns) > MAX_BUFFER_PAGES:
-                    raise QemuLogError(file, number,
-                                       f"buffer of more than {MAX_BUFFER_PAGES} pages")
-                continue
-
-            # Every other line: split off the prefix, find the event.
-            text = text.rstrip("\r\n")
-            thread: int | None = None
-            time: float | None = None
-            body = text
-            bad_prefix = False
-            key = ""
-            if text[:1].isdigit():  # any script's digit: _prefix then insists on ASCII
-                colon = text.find(":")
-                at = text.find("@", 0, colon)
-                if at > 0:
-                    body = text[colon + 1 :]
-                    where = parse_prefix(text[:colon])
-                    if where is None:
-                        bad_prefix = True
-                    else:
-                        thread, time = where
-                        key = text[:at]
-            space = body.find(" ")
-            if space < 0:
-                event, args = body, ""
-            else:
-                event, args = body[:space], body[space + 1 :]
-            kind = events.get(event)
-            if kind is None:
-                continue
-            if bad_prefix:
-                raise QemuLogError(file, number,
-                                   f"malformed TID@SECONDS.MICROS: prefix before {event}")
-            try:
-                if kind == _PAGE:
-                    raise ValueError(args)  # a page line the fast path did not recognise
-                if kind == _BAD_ADDR:
-                    gpa = parse_int(args.strip(), 16)
-                    open_buffer = buffers.get(key)
-                    if open_buffer is None:
-                        ctx = queues.get(key)
-                        if ctx is None:
-                            raise QemuLogError(file, number,
-                                               "bad address outside any queue notification")
-                        open_buffer = buffers[key] = _Open(ctx, number, time, thread)
-                    open_buffer.bad.append(gpa >> PAGE_SHIFT)
-                    continue
-                if kind == _DISCARD:
-                    block, hva, length = _parse_discard(args)
-                    open_buffer = buffers.get(key)
-                    if open_buffer is None:
-                        yield RamDiscard(line=number, time=time, thread=thread, block=block,
-                                         hva=hva, length=length)
-                    elif len(open_buffer.discards) < MAX_BUFFER_PAGES:
-                        open_buffer.discards.append(Discard(number, hva, length,
-                                                            len(open_buffer.pfns)))
-                    else:
-                        raise QemuLogError(file, number,
-                                           f"buffer of more than {MAX_BUFFER_PAGES} discards")
-                    continue
-                if kind == _NOTIFY:
-                    vdev, vq = fields(args, ("vdev", "vq"))
-                    pointer(vdev)
-                    pointer(vq)
-                    open_buffer = buffers.get(key)
-                    if (open_buffer is not None and open_buffer.ctx.vq == vq
-                            and open_buffer.ctx.vdev == vdev):
-                        del buffers[key]
-                        yield open_buffer.close(True, number, time)
-                    else:
-                        yield DeviceNotify(
-                            line=number, time=time, thread=thread, vdev=vdev, vq=vq,
-                            queue=vq_queue.get(vq)
-                        )
-                    continue
-                # Any other event of this thread ends the buffer it was reading.
-                open_buffer = buffers.pop(key, None)
-                if open_buffer is not None:
-                    yield open_buffer.close(False, number, time)
-                if kind == _QUEUE_NOTIFY:
-                    vdev, queue_text, vq = fields(args, ("vdev", "n", "vq"))
-                    queue = parse_int(queue_text)
-                    if queue < 0:
-                        raise ValueError(queue_text)
-                    ctx = queues[key] = _Queue(pointer(vdev), queue, pointer(vq))
-                    if len(vq_queue) < 4096:
-                        vq_queue[vq] = queue
-                    buffers[key] = _Open(ctx, number, time, thread)
-                    continue
-                queues.pop(key, None)
-                yield _parse_other(kind, args, number, time, thread)
-            except ValueError as exc:
-                if isinstance(exc, QemuLogError):
-                    raise
-                raise QemuLogError(
-                    file, number, f"malformed {event}: expected {_SYNTAX[kind]!r}, got {args!r}"
-                ) from None
+                reader.page_run(text)
+            elif not reader.page_line(text):
+                yield from reader.other_line(text)
     except (lzma.LZMAError, EOFError) as exc:
-        raise damaged_xz(file, number, exc) from None
-    for key in list(buffers):
-        # End of input: buffers still open were never acknowledged in the trace.
-        open_buffer = buffers.pop(key)
-        yield open_buffer.close(False, open_buffer.line, open_buffer.time)
+        raise damaged_xz(file, reader.number, exc) from None
+    yield from reader.unacknowledged()
+
+
+_PAGE_EVENT: Final = "virtio_balloon_handle_output " + _PAGE_ARGS_HEAD
+"""A page line's event and the start of its arguments."""
+
+
+class _Reader:
+    """What the reader keeps between lines: per QEMU thread (keyed by the prefix's TID
+    text, "" without a prefix) the queue it is serving since its last
+    ``virtio_queue_notify`` and the buffer it is reading; the queue each notified vq pointer
+    names; the number of the last line read."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.queues: dict[str, _Queue] = {}
+        self.buffers: dict[str, _Open] = {}
+        self.vq_queue: dict[str, int] = {}
+        self.number = 0
+
+    def page_run(self, run: PageRun) -> None:
+        """Further pages of the buffer the line just before opened or continued, already
+        checked and parsed in bulk by :func:`~ballast.validate.qemu.bulk.bulk_items`."""
+        pfns = self.buffers[run.key].pfns
+        pfns.extend(run.pfns)
+        self.number += len(run.pfns)
+        if len(pfns) > MAX_BUFFER_PAGES:
+            # Named at the line that passed the bound, as line by line.
+            raise QemuLogError(self.file, self.number - (len(pfns) - MAX_BUFFER_PAGES - 1),
+                               f"buffer of more than {MAX_BUFFER_PAGES} pages")
+
+    def page_line(self, text: str) -> bool:
+        """Read line ``text`` where it is a page (``TID@SEC.USEC:virtio_balloon_handle_output
+        section ...``, the hot path: one line a page); False where it is not one."""
+        self.number += 1
+        number, file = self.number, self.file
+        colon = text.find(":")
+        if text.startswith(_PAGE_EVENT, colon + 1):
+            at = text.find("@", 0, colon)
+            key = text[:at]
+            if at <= 0 or not (key.isdigit() and text.isascii()) and (
+                    not ascii_digits(key) or parse_prefix(text[:colon]) is None):
+                raise QemuLogError(file, number,
+                                   "malformed TID@SECONDS.MICROS: prefix before a page")
+        elif text.startswith(_PAGE_EVENT):
+            colon = -1
+            key = ""
+        else:
+            return False
+        gpa = _page_address(text, colon, file, number)
+        open_buffer = self.buffers.get(key)
+        if open_buffer is None:
+            open_buffer = self._open_for_page(key, text, colon)
+        pfns = open_buffer.pfns
+        pfns.append(gpa >> PAGE_SHIFT)
+        if len(pfns) > MAX_BUFFER_PAGES:
+            raise QemuLogError(file, number, f"buffer of more than {MAX_BUFFER_PAGES} pages")
+        return True
+
+    def _open_for_page(self, key: str, text: str, colon: int) -> _Open:
+        """The buffer thread ``key``'s first page (line ``text``) opens, on the queue the
+        thread was last notified of."""
+        ctx = self.queues.get(key)
+        if ctx is None:
+            raise QemuLogError(
+                self.file, self.number,
+                "page without a virtio_queue_notify before it in its thread; trace "
+                "virtio_queue_notify (and under KVM set ioeventfd=off on the device)")
+        where = parse_prefix(text[:colon]) if colon >= 0 else None
+        if colon >= 0 and where is None:
+            raise QemuLogError(self.file, self.number,
+                               "malformed TID@SECONDS.MICROS: prefix before a page")
+        open_buffer = self.buffers[key] = _Open(
+            ctx, self.number, where[1] if where else None, where[0] if where else None)
+        return open_buffer
+
+    def other_line(self, text: str) -> Iterator[TraceEvent]:
+        """The events of line ``text``, not a page: its prefix split off, its event found
+        (a line of no known event is ignored)."""
+        text = text.rstrip("\r\n")
+        thread: int | None = None
+        time: float | None = None
+        body = text
+        bad_prefix = False
+        key = ""
+        if text[:1].isdigit():  # any script's digit: _prefix then insists on ASCII
+            colon = text.find(":")
+            at = text.find("@", 0, colon)
+            if at > 0:
+                body = text[colon + 1:]
+                where = parse_prefix(text[:colon])
+                if where is None:
+                    bad_prefix = True
+                else:
+                    thread, time = where
+                    key = text[:at]
+        space = body.find(" ")
+        event, args = (body, "") if space < 0 else (body[:space], body[space + 1:])
+        kind = _EVENTS.get(event)
+        if kind is None:
+            return
+        if bad_prefix:
+            raise QemuLogError(self.file, self.number,
+                               f"malformed TID@SECONDS.MICROS: prefix before {event}")
+        try:
+            yield from self._event(kind, args, key, thread, time)
+        except ValueError as exc:
+            if isinstance(exc, QemuLogError):
+                raise
+            raise QemuLogError(
+                self.file, self.number,
+                f"malformed {event}: expected {_SYNTAX[kind]!r}, got {args!r}") from None
+
+    def _event(self, kind: int, args: str, key: str, thread: int | None,
+               time: float | None) -> Iterator[TraceEvent]:
+        """The events of one event line of thread ``key`` (raises ValueError where its
+        arguments are malformed)."""
+        number = self.number
+        if kind == _PAGE:
+            raise ValueError(args)  # a page line the fast path did not recognise
+        if kind == _BAD_ADDR:
+            gpa = parse_int(args.strip(), 16)
+            self._buffer_of(key, time, thread, "bad address outside any queue notification"
+                            ).bad.append(gpa >> PAGE_SHIFT)
+            return
+        if kind == _DISCARD:
+            yield from self._discard(args, key, thread, time)
+            return
+        if kind == _NOTIFY:
+            yield self._notify(args, key, time, thread)
+            return
+        # Any other event of this thread ends the buffer it was reading.
+        open_buffer = self.buffers.pop(key, None)
+        if open_buffer is not None:
+            yield open_buffer.close(False, number, time)
+        if kind == _QUEUE_NOTIFY:
+            vdev, queue_text, vq = fields(args, ("vdev", "n", "vq"))
+            queue = parse_int(queue_text)
+            if queue < 0:
+                raise ValueError(queue_text)
+            ctx = self.queues[key] = _Queue(pointer(vdev), queue, pointer(vq))
+            if len(self.vq_queue) < 4096:
+                self.vq_queue[vq] = queue
+            self.buffers[key] = _Open(ctx, number, time, thread)
+            return
+        self.queues.pop(key, None)
+        yield _parse_other(kind, args, number, time, thread)
+
+    def _buffer_of(self, key: str, time: float | None, thread: int | None,
+                   outside: str) -> _Open:
+        """The buffer thread ``key`` is reading, opened here on its queue where none is
+        (no queue: an error saying ``outside``)."""
+        open_buffer = self.buffers.get(key)
+        if open_buffer is None:
+            ctx = self.queues.get(key)
+            if ctx is None:
+                raise QemuLogError(self.file, self.number, outside)
+            open_buffer = self.buffers[key] = _Open(ctx, self.number, time, thread)
+        return open_buffer
+
+    def _discard(self, args: str, key: str, thread: int | None,
+                 time: float | None) -> Iterator[TraceEvent]:
+        """A RAM discard: part of the buffer thread ``key`` is reading, else an event."""
+        block, hva, length = _parse_discard(args)
+        open_buffer = self.buffers.get(key)
+        if open_buffer is None:
+            yield RamDiscard(line=self.number, time=time, thread=thread, block=block,
+                             hva=hva, length=length)
+        elif len(open_buffer.discards) < MAX_BUFFER_PAGES:
+            open_buffer.discards.append(Discard(self.number, hva, length,
+                                                len(open_buffer.pfns)))
+        else:
+            raise QemuLogError(self.file, self.number,
+                               f"buffer of more than {MAX_BUFFER_PAGES} discards")
+
+    def _notify(self, args: str, key: str, time: float | None,
+                thread: int | None) -> TraceEvent:
+        """A ``virtio_notify``: the end of the buffer thread ``key`` read on that queue,
+        acknowledged, else a notification of its own."""
+        vdev, vq = fields(args, ("vdev", "vq"))
+        pointer(vdev)
+        pointer(vq)
+        open_buffer = self.buffers.get(key)
+        if (open_buffer is not None and open_buffer.ctx.vq == vq
+                and open_buffer.ctx.vdev == vdev):
+            del self.buffers[key]
+            return open_buffer.close(True, self.number, time)
+        return DeviceNotify(line=self.number, time=time, thread=thread, vdev=vdev, vq=vq,
+                            queue=self.vq_queue.get(vq))
+
+    def unacknowledged(self) -> Iterator[TraceEvent]:
+        """At the end of input, the buffers still open: never acknowledged in the trace."""
+        for key in list(self.buffers):
+            open_buffer = self.buffers.pop(key)
+            yield open_buffer.close(False, open_buffer.line, open_buffer.time)
+
+
+def _page_address(text: str, colon: int, file: str, number: int) -> int:
+    """The page-aligned guest physical address after a page line's last ``" gpa: 0x"``."""
+    cut = text.rfind(_PAGE_ARGS_GPA)
+    hex_text = text[cut + len(_PAGE_ARGS_GPA):]
+    try:
+        # At most 16 hex digits (64 bits) and a newline; ASCII only.
+        gpa = int(hex_text, 16) if len(hex_text) <= 18 and hex_text.isascii() else -1
+    except ValueError:
+        gpa = -1
+    if cut < 0 or gpa < 0 or gpa & (PAGE_SIZE - 1):
+        raise QemuLogError(
+            file, number, "malformed virtio_balloon_handle_output: "
+            f"expected {_SYNTAX[_PAGE]!r}, "
+            f"got {text[colon + 1 + len('virtio_balloon_handle_output '):].rstrip()!r}")
+    return gpa
 
