@@ -96,6 +96,7 @@ class _Sequential(Exception):
 
 
 def _from_kernel(vms: Ints, **args: Any) -> Mask:
+    """A marker in :attr:`Engine._enabled`, never called (see :data:`_FROM_KERNEL`)."""
     raise AssertionError("a marker, never called")
 
 
