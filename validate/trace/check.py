@@ -384,27 +384,8 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                           f"with up to {max_gap} unlogged steps; raise --max-states or lower "
                           f"--max-gap")
             return rep
-        found: list[tuple[State, int]] = []
-        reasons: list[str | State] = []  # a state that differs: its words when needed
-        broke: list[Violation] = []
-        allowed: State | None = None  # a successor the guard allowed, for the report
-        for s, depth in cands:
-            try:
-                post = model.next_state(s, st.action)
-            except GuardError as exc:
-                reasons.append(f"{exc.action}: {exc.reason}")
-                continue
-            if _differs(post, st):
-                reasons.append(post)
-                allowed = allowed or post
-                continue
-            # One candidate (a fully logged trace) is checked from the step's footprint.
-            bad = checker.check(s, st.action, post)
-            if bad:
-                broke.extend(bad)
-                continue
-            found.append((post, depth))
-        nxt = _fewest(found)
+        tried = _Tried.of(model, checker, cands, st)
+        nxt = _fewest(tried.found)
         rep.max_states = max(rep.max_states, len(cands))
         if not nxt and succ.unstated is not None:
             rep.outcome = "inconclusive"
@@ -413,17 +394,9 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                           f"log the step, or observe the pages it reports")
             return rep
         if not nxt:
-            last = frontier[0]
             rep.outcome = "mismatch"
-            rep.violations = broke
-            prop, msg = (broke[0].property, broke[0].message) if broke else blame(
-                header.config, last, st, allowed)
-            reason = (f"every explanation breaks {broke[0].property}: {broke[0].message}"
-                      if broke else _most_telling(
-                          [r if isinstance(r, str) else _difference(r, st) for r in reasons]))
-            possible = tuple(str(a) for a, _ in islice(model.successors(last), 20))
-            rep.mismatch = Mismatch(st.step, st.line, st.action, reason, last, possible[:20],
-                                    prop, msg)
+            rep.violations = tried.broke
+            rep.mismatch = tried.mismatch(model, header.config, frontier[0], st)
             return rep
         rep.unlogged += min(d for _, d in nxt)
         frontier = [post for post, _ in nxt]
@@ -436,6 +409,55 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.detail = ("the trace logs no step and no initial state: nothing of the "
                       "implementation was judged")
     return rep
+
+
+@dataclass
+class _Tried:
+    """The logged step tried from each candidate state: the posts that explain it (with
+    the unlogged steps before them), why the others do not (a guard's words, or a post
+    whose recorded parts differ: its words made when needed), the properties that every
+    explanation broke, and a post the guard allowed (for the report)."""
+
+    found: list[tuple[State, int]] = field(default_factory=list)
+    reasons: list[str | State] = field(default_factory=list)
+    broke: list[Violation] = field(default_factory=list)
+    allowed: State | None = None
+
+    @classmethod
+    def of(cls, model: BalloonModel, checker: StepChecker, cands: list[tuple[State, int]],
+           st: TraceStep) -> "_Tried":
+        """Step ``st`` tried from each of ``cands`` (state, unlogged steps before it)."""
+        out = cls()
+        for s, depth in cands:
+            try:
+                post = model.next_state(s, st.action)
+            except GuardError as exc:
+                out.reasons.append(f"{exc.action}: {exc.reason}")
+                continue
+            if _differs(post, st):
+                out.reasons.append(post)
+                out.allowed = out.allowed or post
+                continue
+            # One candidate (a fully logged trace) is checked from the step's footprint.
+            bad = checker.check(s, st.action, post)
+            if bad:
+                out.broke.extend(bad)
+                continue
+            out.found.append((post, depth))
+        return out
+
+    def mismatch(self, model: BalloonModel, cfg: Config, last: State,
+                 st: TraceStep) -> Mismatch:
+        """Why nothing explains step ``st`` after state ``last``, with what the model
+        allowed there."""
+        broke = self.broke
+        prop, msg = (broke[0].property, broke[0].message) if broke else blame(
+            cfg, last, st, self.allowed)
+        reason = (f"every explanation breaks {broke[0].property}: {broke[0].message}"
+                  if broke else _most_telling(
+                      [r if isinstance(r, str) else _difference(r, st) for r in self.reasons]))
+        possible = tuple(str(a) for a, _ in islice(model.successors(last), 20))
+        return Mismatch(st.step, st.line, st.action, reason, last, possible[:20], prop, msg)
 
 
 def _fewest(found: list[tuple[State, int]]) -> list[tuple[State, int]]:
