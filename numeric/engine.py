@@ -49,6 +49,7 @@ from ballast.numeric.arrays import (
     BALLOONED_BIT, COW_BIT, FREE_BIT, RECLAIMED_BIT, UNBACKED_MPN, SystemArrays,
 )
 from ballast.numeric.interpret import NumpyOps, hostile_vms, run_kernel
+from ballast.numeric.rows import int_vector
 from ballast.numeric.state_ops import NumpyStateOps
 from ballast.numeric.vm_rows import VmRows, WriteLog
 
@@ -120,10 +121,6 @@ def popcount(x: Ints) -> Ints:
     return out
 
 
-def _i(x: Any) -> Ints:
-    if type(x) is np.ndarray and x.dtype == np.int64 and x.ndim == 1:
-        return x  # as the workload draws them
-    return np.asarray(x, dtype=np.int64).reshape(-1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -192,12 +189,12 @@ class Engine:
         if fn is None:
             spec = ACTIONS.get(name)
             if spec is None or not spec.feature(self.cfg):
-                return np.zeros(len(_i(vms)), dtype=bool)
+                return np.zeros(len(int_vector(vms)), dtype=bool)
             fn = self._method(name)
             if getattr(type(self), name) is _KERNEL_METHODS.get(name):
                 fn = _FROM_KERNEL
             self._enabled[name] = fn
-        v = _i(vms)
+        v = int_vector(vms)
         try:
             if fn is _FROM_KERNEL:  # straight to the kernel, past the method's own call
                 return self._kernel(name, v, args)
@@ -519,7 +516,7 @@ class Engine:
         if w != actor and w not in self._taken:
             self._taken[w] = (actor, a.copy())
         a.swap[(w, q)] = int(a.content[p2m[w, q]])
-        self._unback(_i([w]), _i([q]), by_balloon=False)
+        self._unback(int_vector([w]), int_vector([q]), by_balloon=False)
 
     def vmm_mark_free(self, mpns: Ints) -> None:
         """MPNs back in the free pool (the hint of :meth:`_lowest_free`)."""
@@ -531,7 +528,7 @@ class Engine:
         (``cow=False``: the seeded fault that loses every copy-on-write mark)."""
         a = self.arr
         keep = int(a.p2m[vm, ppn])
-        self._unback(_i([other_vm]), _i([other_ppn]), by_balloon=False)
+        self._unback(int_vector([other_vm]), int_vector([other_ppn]), by_balloon=False)
         a.p2m[other_vm, other_ppn] = keep
         a.refs[keep] = a.refs.get(keep, 1) + 1
         a.mpn_flags[keep] |= COW_BIT
@@ -554,7 +551,8 @@ class Engine:
         if need > int(np.count_nonzero(a.mpn_flags & FREE_BIT)):
             return False
         for p in ppns:
-            self._host_touch(_i([vm]), _i([p]), _i([token]), actors=True, name=name)
+            self._host_touch(int_vector([vm]), int_vector([p]), int_vector([token]),
+                             actors=True, name=name)
         return True
 
     def _host_touch(self, vms: Ints, ppns: Ints, tokens: Ints | None, actors: bool,
@@ -786,14 +784,15 @@ class Engine:
         VM is over its target."""
         if len(vms) != 1 and self._fault("vmm_swaps_honest_page"):
             raise _Sequential
-        return self._kernel("vmm_swap_over_target", vms, {"ppn": _i(ppn)})
+        return self._kernel("vmm_swap_over_target", vms, {"ppn": int_vector(ppn)})
 
     def vmm_share(self, vms: Ints, ppn: Ints, other_vm: Ints, other_ppn: Ints) -> Mask:
         """The model's ``vmm_share`` (its kernel), one pair at a time: order matters."""
         if len(vms) != 1:
             raise _Sequential
-        return self._kernel("vmm_share", vms, {"ppn": _i(ppn), "other_vm": _i(other_vm),
-                                               "other_ppn": _i(other_ppn)})
+        return self._kernel("vmm_share", vms, {"ppn": int_vector(ppn),
+                                               "other_vm": int_vector(other_vm),
+                                               "other_ppn": int_vector(other_ppn)})
 
 
     # -- free page reporting and the statistics queue ------------------------------------

@@ -44,7 +44,7 @@ from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value, vector_width
 from ballast.numeric.onehot import OneHot, dense, one_hot
 from ballast.numeric.page_sets import PageSets, page_sets
-from ballast.numeric.rows import Rows, per_row, uniform
+from ballast.numeric.rows import Rows, int_vector, per_row, uniform
 from ballast.numeric.rowscan import first_k, row_counts, up_to_last
 from ballast.numeric.vm_rows import VmRows
 
@@ -409,10 +409,7 @@ class NumpyOps(_NumpyMemory):
 
     def _arg_rows(self, name: str) -> Ints:
         """A number argument, one entry per row."""
-        x = self.args[name]
-        if type(x) is np.ndarray and x.dtype == np.int64 and x.ndim == 1:
-            return x  # (as the workload draws them)
-        return np.asarray(x, dtype=np.int64).reshape(-1)
+        return int_vector(self.args[name])
 
     def _ppn_set(self, name: str) -> "PageSets":
         """A PPN-set argument (a boolean mask per row, a list of tuples or a

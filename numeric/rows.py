@@ -22,8 +22,8 @@ from ballast.numeric.onehot import OneHot
 from ballast.numeric.rowscan import entries
 
 __all__ = ["MemoryRows", "Rows", "Unback", "Vmm", "constant_of", "entries_of", "in_rows",
-           "mpn_index", "one_entry", "one_value", "per_row", "renumber_stamps", "rows_of",
-           "uniform", "whole_rows"]
+           "int_vector", "mpn_index", "one_entry", "one_value", "per_row", "renumber_stamps",
+           "rows_of", "uniform", "whole_rows"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -203,6 +203,18 @@ def mpn_index(mpn: Any, machine_pages: int) -> Any:
         return np.minimum(mpn, machine_pages)
     wide = mpn.astype(np.int64)
     return np.where((wide >= 0) & (wide < machine_pages), wide, machine_pages)
+
+
+def int_vector(x: Any) -> Ints:
+    """``x`` (VM numbers, a number argument) as a one-dimensional int64 array: itself where
+    it is one already, as the workload draws them.
+
+    >>> int_vector([3, 1]).tolist(), int_vector(np.int64(2)).tolist()
+    ([3, 1], [2])
+    """
+    if type(x) is np.ndarray and x.dtype == np.int64 and x.ndim == 1:
+        return x
+    return np.asarray(x, dtype=np.int64).reshape(-1)
 
 
 def per_row(x: Any, n: int, dtype: Any = None) -> Any:

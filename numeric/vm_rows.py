@@ -440,6 +440,7 @@ class _VmMemory:
         came = now >= 0
         a.vppn[vms[r[came]], now[came]] = c[came]
 
+
 _FIRST_WINDOW = 32
 """The PPNs :meth:`VmRows.lowest_holding` reads first in each row (then four times as
 many, and so on, in the rows not yet answered)."""
