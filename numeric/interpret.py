@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from ballast.errors import BallastError
 from ballast.model.config import Config
 from ballast.model.ops import Kernel, Value, vector_width
 from ballast.numeric.onehot import OneHot, dense, one_hot
@@ -48,7 +49,7 @@ from ballast.numeric.rows import Rows, int_vector, per_row, uniform
 from ballast.numeric.rowscan import first_k, row_counts, up_to_last
 from ballast.numeric.vm_rows import VmRows
 
-__all__ = ["NumpyOps", "hostile_vms", "run_kernel"]
+__all__ = ["NumpyOps", "guard_mask", "hostile_vms", "run_kernel"]
 
 Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
@@ -63,9 +64,17 @@ class _NumpyMemory:
     ok: Mask
     _writing: bool
     _scalars: bool
+    _guard_only: bool
 
     def arg(self, name: str) -> Value:
         raise NotImplementedError
+
+    def _effect_begins(self) -> None:
+        """Called by every operation that writes the rows, before it writes them: the
+        guard is over. A guard-only run (:func:`guard_mask`) stops here."""
+        if self._guard_only:
+            raise _EffectReached
+        self._writing = True
 
     def _arg_rows(self, name: str) -> Ints:
         raise NotImplementedError
@@ -141,63 +150,63 @@ class _NumpyMemory:
         return self.rows.other_mpn(other_vm, dense(other_at))
 
     def set_units(self, field: str, value: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.set_units(field, dense(value), self.ok)
 
     def set_vpns(self, field: str, value: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.write(field, dense(value), self.ok)
 
     def set_tokens(self, field: str, mask: Value, token: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.set_tokens(field, mask, token, self.ok)
 
     def drop_tokens(self, field: str, mask: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.drop_tokens(field, mask, self.ok)
 
     def queue_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.queue_add_ppn(field, per_row(ppn, self.rows.n),
                                 self.ok & per_row(when, self.rows.n))
 
     def set_add_ppn(self, field: str, ppn: Value, when: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.set_add_ppn(field, per_row(ppn, self.rows.n),
                               self.ok & per_row(when, self.rows.n))
 
     def queue_copy(self, dst: str, src: str) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.queue_copy(dst, src, self.ok)
 
     def lru_use(self, vpn: Value, resident: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.lru_use(vpn, resident, self.ok)
 
     def lru_remove(self, mask: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.lru_remove(mask, self.ok)
 
     def touch(self, at: Value, token: Value, write: Value, cow: bool = True,
               lowest: bool = False) -> Value:
         assert not self._writing, "the VMM backs pages after the guard, before other effects"
+        self._effect_begins()
         self.ok, mpn = self.rows.touch(at, token, write, cow, self.ok, lowest)
-        self._writing = True
         return mpn
 
     def share(self, at: Value, other_vm: Value, other_at: Value, cow: bool = True) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.share(dense(at), per_row(other_vm, self.rows.n), dense(other_at), cow,
                         self.ok)
 
     def swap_out_oldest(self) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.swap_out_oldest(self.ok)
 
     def write_pages(self, mask: Value, token: Value) -> None:
         assert not self._writing, "the VMM writes pages after the guard, before other effects"
+        self._effect_begins()
         self.ok = self.rows.write_pages(mask, token, self.ok)
-        self._writing = True
 
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:
@@ -363,7 +372,8 @@ class NumpyOps(_NumpyMemory):
     arrays of one entry; page vectors stay arrays, and a number stands for the one row's
     entry wherever an array would (the way a kernel's constants already do)."""
 
-    def __init__(self, rows: Rows, args: Mapping[str, Any], scalars: bool = False) -> None:
+    def __init__(self, rows: Rows, args: Mapping[str, Any], scalars: bool = False,
+                 guard_only: bool = False) -> None:
         self.cfg = rows.cfg
         self.rows = rows
         self.args = args
@@ -371,6 +381,7 @@ class NumpyOps(_NumpyMemory):
         self.ok: Mask = _all_true(rows.n)
         self._sets: dict[str, PageSets] = {}
         self._writing = False
+        self._guard_only = guard_only
         # The last mask whose first entries were found, and them: a kernel asks whether
         # a mask has an entry right beside asking for its first (one pass, not two).
         self._first: tuple[Any, OneHot] | None = None
@@ -584,7 +595,7 @@ class NumpyOps(_NumpyMemory):
             self.ok &= cond
 
     def set_vm(self, field: str, value: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.write(field, dense(value), self.ok)
 
     set_pages = set_vcpus = set_vm
@@ -601,7 +612,7 @@ class NumpyOps(_NumpyMemory):
         write_at = getattr(self.rows, "write_at", None)
         if write_at is not None and (type(mask) is OneHot or type(mask) is np.ndarray
                                      and mask.ndim == 2 and mask.dtype == bool):
-            self._writing = True
+            self._effect_begins()
             write_at(field, mask, value, self.ok)
             return
         now = self.pages(field)
@@ -611,7 +622,7 @@ class NumpyOps(_NumpyMemory):
         write_at = getattr(self.rows, "write_at", None)
         if write_at is not None and (isinstance(at, OneHot) or type(at) is np.ndarray
                                      and at.ndim == 2 and at.dtype == bool):
-            self._writing = True
+            self._effect_begins()
             write_at(field, at, value, self.ok)
             return
         self.set_vm(field, self.where(at, value, self.rows.read(field)))
@@ -630,29 +641,29 @@ class NumpyOps(_NumpyMemory):
         return first, self.any(first)
 
     def queue_add(self, field: str, mask: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.queue_add(field, dense(mask), self.ok)
 
     def queue_clear(self, field: str) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.queue_clear(field, self.ok)
 
     def carry_beyond(self, dst: str, src: str) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.carry_beyond(dst, src, self.ok)
 
     def clear_beyond(self, field: str) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.clear_beyond(field, self.ok)
 
     def claim(self, field: str, n: Value) -> None:
         assert not self._writing, "a claim comes after the guard, before the effect"
         need = per_row(n, self.rows.n, np.int64)
+        self._effect_begins()
         self.ok = self.rows.claim(field, need, self.ok)
-        self._writing = True
 
     def give(self, field: str, n: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.give(field, n, self.ok)
 
     def _mask(self, mask: Value) -> Value:
@@ -660,12 +671,40 @@ class NumpyOps(_NumpyMemory):
         return mask if isinstance(self.rows, VmRows) else dense(mask)
 
     def unback(self, mask: Value, by_balloon: bool, scrub: bool = True) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.unback(self._mask(mask), self.ok, by_balloon, scrub)
 
     def drop_swap(self, mask: Value) -> None:
-        self._writing = True
+        self._effect_begins()
         self.rows.drop_swap(self._mask(mask), self.ok)
+
+class _EffectReached(BallastError):
+    """A guard-only run reached the kernel's effect (never leaves :func:`guard_mask`)."""
+
+
+def guard_mask(kernel: Kernel, rows: Rows, args: Mapping[str, Any]) -> Mask:
+    """The rows whose guard holds where ``kernel``'s effect begins, read without writing
+    the rows: every row :func:`run_kernel` would change is among them (an operation that
+    both guards and writes, such as taking a free host page, may still refuse some).
+
+    A caller with many rows and few enabled runs the kernel on the enabled rows alone.
+
+    >>> import numpy as np
+    >>> from ballast.model.action_kernels import KERNELS
+    >>> from ballast.model.config import Config
+    >>> from ballast.numeric.arrays import SystemArrays
+    >>> from ballast.numeric.vm_rows import VmRows
+    >>> arr = SystemArrays.initial(Config(vms=2, guest_pages=2, machine_pages=4))
+    >>> guard_mask(KERNELS["vmm_release"], VmRows(arr, np.array([0, 1])), {}).tolist()
+    [False, False]
+    """
+    o = NumpyOps(rows, args, guard_only=True)
+    try:
+        kernel(o)
+    except _EffectReached:
+        pass
+    return o.ok
+
 
 def run_kernel(kernel: Kernel, rows: Rows, args: Mapping[str, Any],
                scalars: bool = False) -> Mask:

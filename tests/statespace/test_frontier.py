@@ -18,7 +18,7 @@ from ballast.model.property_kernels import STEP_KERNELS
 from ballast.model.state import UNBACKED, State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import read_trace
-from ballast.numeric.interpret import run_kernel
+from ballast.numeric.interpret import guard_mask, run_kernel
 from ballast.statespace import keyset
 from ballast.statespace.configs import EXPLORE_CONFIGS, fault_config
 from ballast.statespace.explore import Budget, Exploration, explore
@@ -225,6 +225,13 @@ def _kernel_steps_are_the_models(model: BalloonModel, lay: RowLayout, states: li
             rows = lay.encode(s)[None, :].copy()
             kargs = {k: (np.array([v]) if isinstance(v, int) else [v])
                      for k, v in args.items() if k != "vm"}
+            # The guard read alone (what the explorer asks first) writes nothing and refuses
+            # no step the model allows.
+            frozen = rows.copy()
+            frozen.flags.writeable = False
+            allowed = guard_mask(kernel, FrontierRows(lay, frozen, np.array([row_of(args)])),
+                                 kargs)
+            assert bool(allowed[0]) or want is None, act
             ok = run_kernel(kernel, FrontierRows(lay, rows, np.array([row_of(args)])), kargs)
             assert bool(ok[0]) == (want is not None), act
             if want is not None:
