@@ -397,11 +397,12 @@ class _FrontierSearch:
         """Emit the steps of action ``spec`` whose candidates ``fixed`` do not depend on the
         state: each candidate one masked update of the whole batch."""
         lay, rows, m, pages = self.lay, batch.rows, batch.m, self.cfg.guest_pages
+        frozen = _read_only(rows)
         for j, args in enumerate(fixed):
             vms = np.full(m, row_of(args))
             # The guard read over the batch as it is, then the whole kernel on the rows it
             # allows alone (about half the batch or less): no copy of the rows it refuses.
-            idx = np.flatnonzero(guard_mask(kernel, FrontierRows(lay, rows, vms),
+            idx = np.flatnonzero(guard_mask(kernel, FrontierRows(lay, frozen, vms),
                                             kernel_args(args, m, pages)))
             if not len(idx):
                 continue
@@ -451,18 +452,18 @@ class _FrontierSearch:
                 else:
                     kargs[name] = [x for x, k in zip(vals, sizes.tolist()) for _ in range(k)]
         vms = np.repeat(np.array(acting, dtype=np.int64), sizes)
-        store = FrontierRows(self.lay, copy, vms)
         # A candidate the state offers may still be refused by the guard (a victim with no
         # disk slot to go to): while an action's guard refuses most of its rows, the guard
         # is read first, and a batch it refuses whole costs no effect.
         seen = self.allowed.setdefault(spec.name, [0, 0])
         if 2 * seen[1] < seen[0] or not seen[0]:
-            allowed = int(np.count_nonzero(guard_mask(kernel, store, kargs)))
+            allowed = int(np.count_nonzero(
+                guard_mask(kernel, FrontierRows(self.lay, _read_only(copy), vms), kargs)))
             seen[0] += len(who)
             seen[1] += allowed
             if not allowed:
                 return
-        ok = run_kernel(kernel, store, kargs)
+        ok = run_kernel(kernel, FrontierRows(self.lay, copy, vms), kargs)
         idx = np.nonzero(ok)[0]
         if len(idx):
             fired_blocks, back = np.unique(block_of[idx], return_inverse=True)
@@ -769,6 +770,14 @@ class _FrontierSearch:
                 memo[key] = got
             out[i] = unsettled(cfg, states[i], v) if got is REAL else bool(got)
         return out
+
+
+def _read_only(rows: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+    """A view of ``rows`` that cannot be written: a guard read alone (:func:`guard_mask`)
+    that wrote would be an error, never a changed batch."""
+    view = rows.view()
+    view.flags.writeable = False
+    return view
 
 
 def explore_frontier(model: BalloonModel, *, symmetry: bool = False, budget: Budget = Budget(),
