@@ -217,6 +217,8 @@ class StepChecks:
         """Per step form and VM: the VM's own columns the form reads, where it covers VMs
         besides the actor and reads nothing else (None: always run)."""
         self.order = {p.name: i for i, p in enumerate(self.props)}
+        self._needed: tuple[tuple[int, int], npt.NDArray[np.bool_]] = (
+            (-1, -1), np.zeros(0, dtype=bool))
         self.rows_plan: list[list[tuple[Property, StepKernel]]] = []
         """Per action id: the step properties checked by their kernels over whole batches of
         steps (the model's check runs only on the steps a kernel finds broken, for its
@@ -362,10 +364,7 @@ class StepChecks:
         scenarios still open, on the steps of actions that have some."""
         # Only the steps of actions with a step property the kernels leave to the model, or
         # with an open scenario that the action's name alone does not rule out.
-        open_names = {sc.name for sc in self.open}
-        plans, may_witness = self.plans, self.may_witness
-        need = np.array([bool(plans[a]) or bool(may_witness[a] & open_names)
-                         for a in range(len(self.actions))], dtype=bool)
+        need = self.needed()
         ksel = np.nonzero(need[steps.aid])[0] if steps.count else np.zeros(0, dtype=np.int64)
         if not len(ksel):
             return
@@ -385,6 +384,19 @@ class StepChecks:
         witnessed = self.ex.witnessed
         self.open = [sc for sc in self.open if sc.name not in witnessed]
         self.check_each(ch, sorted(real_k), others_kept, broken)
+
+    def needed(self) -> npt.NDArray[np.bool_]:
+        """Per action id: whether its steps need the model's check (a step property the
+        kernels leave to the model, or an open scenario its name does not rule out). Made
+        again only when an action is met or a scenario witnessed (the actions only grow,
+        the open scenarios only shrink, so their numbers tell when)."""
+        size = (len(self.actions), len(self.open))
+        if self._needed[0] != size:
+            open_names = {sc.name for sc in self.open}
+            plans, may_witness = self.plans, self.may_witness
+            self._needed = (size, np.array([bool(plans[a]) or bool(may_witness[a] & open_names)
+                                            for a in range(size[0])], dtype=bool))
+        return self._needed[1]
 
     def combos(self, ch: Chosen) -> tuple[npt.NDArray[np.bool_], Ints]:
         """Per chosen step: whether it kept every VM but its own, and its combo (action, host
