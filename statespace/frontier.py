@@ -12,7 +12,9 @@ organised for whole-array work:
   kernel (:mod:`ballast.model.action_kernels`) runs through the kernels' NumPy
   interpreter on a :class:`~ballast.statespace.frontier_rows.FrontierRows`
   store: when the action's candidates do not depend on the state, each
-  (action, argument) instance is one masked update of the whole batch; where they
+  (action, argument) instance is its guard read over the whole batch
+  (:func:`~ballast.numeric.interpret.guard_mask`), then one masked update of the
+  rows it allows; where they
   do, the model's own candidate code is asked once per group of states that agree
   on what that code reads of the acting VM (noted as it runs:
   :class:`~ballast.statespace.frontier_candidates.CandidateGroups`). An action without a
@@ -395,7 +397,8 @@ class _FrontierSearch:
     def by_kernel_fixed(self, batch: Batch, spec: ActionSpec, kernel: Kernel,
                         fixed: list[dict[str, Any]], base: int) -> None:
         """Emit the steps of action ``spec`` whose candidates ``fixed`` do not depend on the
-        state: each candidate one masked update of the whole batch."""
+        state: each candidate's guard read over the whole batch, then one masked update of
+        the rows it allows."""
         lay, rows, m, pages = self.lay, batch.rows, batch.m, self.cfg.guest_pages
         frozen = _read_only(rows)
         for j, args in enumerate(fixed):
