@@ -56,7 +56,7 @@ without ``virtio_notify`` stays in flight until a later ``virtio_notify`` on inf
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ballast.model.actions import Action
 from ballast.model.config import Config, GuestPolicyName
@@ -454,90 +454,118 @@ class StepConverter:
         return TraceStep(self.n, Action.of("balloon_complete", vm=self.vm), observe=observe,
                          line=line, extra={"source_line": line})
 
-    def feed(self, line: int, e: VirtioEvent) -> list[TraceStep]:
-        """The steps (zero or one) that event ``e`` of trace line ``line`` stands for."""
-        k, vm = e.kind, self.vm
-        observe: dict[str, object] | None = None
-        if k == "set_target":
-            if e.value == self.target:
-                return []
-            self.target = e.value
-            act = Action.of("host_set_target", vm=vm, pages=e.value)
-        elif k == "read_target":
-            self.polled = e.value
-            act = Action.of("balloon_poll", vm=vm)
-            # The driver must read what the host set: the model's target, observed.
-            observe = {f"vms/{vm}/module/target": e.value}
-        elif k == "inflate":
-            held = self.balloon + self.inflating + self.acked_in
-            if (len(e.pfns) == 1 and self.balloon and held >= self.polled
-                    and not self.migrating):
-                act = Action.of("balloon_migrate", vm=vm, new=e.pfns[0])
-                self.migrating = True
-            else:
-                # Order within a buffer means nothing to the protocol; the model names a
-                # set of pages in its canonical (sorted) order.
-                act = Action.of("balloon_inflate", vm=vm, ppns=sorted(e.pfns))
-            self.inflating += len(e.pfns)
-        elif k == "inflate_ack":
-            act = Action.of("vmm_reclaim", vm=vm, refuse=[])
-            self.acked_in += self.inflating
-            self.inflating = 0
-        elif k == "deflate":
-            if self.migrating and len(e.pfns) == 1 and self.acked_in:
-                act = Action.of("balloon_migrate_release", vm=vm, old=e.pfns[0])
-                self.migrating = False
-                self.releasing = True
-            elif self.oom and len(e.pfns) > self.balloon - self.polled:
-                if self.acked_in or self.acked_out:
-                    # Linux deflates on OOM from its shrinker, which may run between an
-                    # inflate's acknowledgement and the driver's next ``actual`` write; the
-                    # pages joined the driver's balloon list when the device returned the
-                    # buffer, so the module takes the acknowledgements first (no write seen).
-                    taken = self._take(line)
-                    return [taken, *self.feed(line, e)]
-                act = Action.of("balloon_oom_deflate", vm=vm, ppns=sorted(e.pfns))
-            else:
-                act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
-            self.balloon = max(0, self.balloon - len(e.pfns))
-        elif k == "deflate_ack":
-            act = Action.of("vmm_release", vm=vm)
-            self.acked_out = True
-            if self.releasing:  # the migration is over: the module takes both pages' acks
-                self.releasing = False
-                self.n += 1
-                released = TraceStep(self.n, act, line=line, extra={"source_line": line})
-                deferred, self.deferred = self.deferred, None
-                return [released, self._take(line, deferred)]
-        elif k == "write_actual":
-            if not (self.acked_in or self.acked_out):
-                return []
-            observe = {f"vms/{vm}/module/actual": e.value}
-            if self.migrating:
-                # Linux writes ``actual`` (its page count, which a migration leaves as it
-                # is) outside the balloon lock, so the write of an earlier fill may come
-                # while a migration is under way; the model's module takes those
-                # acknowledgements with the migration's, once the old page is released.
-                self.deferred = observe
-                return []
-            return [self._take(line, observe)]
-        elif k == "reset":
-            act = Action.of("guest_reset", vm=vm)
-            self._reset()
-        elif k == "report":
-            act = Action.of("balloon_report_free_pages", vm=vm, ppns=sorted(e.pfns))
-        elif k == "report_ack":
-            # The device returned the report; Linux's reporting worker, which waits for
-            # it, puts the pages back on the free list at once.
-            self.n += 2
-            return [TraceStep(self.n - 1, Action.of("vmm_discard_reported", vm=vm), line=line,
-                              extra={"source_line": line}),
-                    TraceStep(self.n, Action.of("balloon_report_done", vm=vm), line=line,
-                              extra={"source_line": line})]
-        else:
-            return []
+    def _step(self, line: int, act: Action,
+              observe: dict[str, object] | None = None) -> list[TraceStep]:
+        """The next step: ``act`` at trace line ``line``."""
         self.n += 1
         return [TraceStep(self.n, act, observe=observe, line=line, extra={"source_line": line})]
+
+    def feed(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        """The steps (zero or more) that event ``e`` of trace line ``line`` stands for."""
+        handle = _ON_EVENT.get(e.kind)
+        return handle(self, line, e) if handle is not None else []
+
+    def _set_target(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        if e.value == self.target:
+            return []
+        self.target = e.value
+        return self._step(line, Action.of("host_set_target", vm=self.vm, pages=e.value))
+
+    def _read_target(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        self.polled = e.value
+        # The driver must read what the host set: the model's target, observed.
+        return self._step(line, Action.of("balloon_poll", vm=self.vm),
+                          {f"vms/{self.vm}/module/target": e.value})
+
+    def _inflate(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        held = self.balloon + self.inflating + self.acked_in
+        if len(e.pfns) == 1 and self.balloon and held >= self.polled and not self.migrating:
+            act = Action.of("balloon_migrate", vm=self.vm, new=e.pfns[0])
+            self.migrating = True
+        else:
+            # Order within a buffer means nothing to the protocol; the model names a set of
+            # pages in its canonical (sorted) order.
+            act = Action.of("balloon_inflate", vm=self.vm, ppns=sorted(e.pfns))
+        self.inflating += len(e.pfns)
+        return self._step(line, act)
+
+    def _inflate_ack(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        self.acked_in += self.inflating
+        self.inflating = 0
+        return self._step(line, Action.of("vmm_reclaim", vm=self.vm, refuse=[]))
+
+    def _deflate(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        vm = self.vm
+        if self.migrating and len(e.pfns) == 1 and self.acked_in:
+            act = Action.of("balloon_migrate_release", vm=vm, old=e.pfns[0])
+            self.migrating = False
+            self.releasing = True
+        elif self.oom and len(e.pfns) > self.balloon - self.polled:
+            if self.acked_in or self.acked_out:
+                # Linux deflates on OOM from its shrinker, which may run between an
+                # inflate's acknowledgement and the driver's next ``actual`` write; the
+                # pages joined the driver's balloon list when the device returned the
+                # buffer, so the module takes the acknowledgements first (no write seen).
+                taken = self._take(line)
+                return [taken, *self.feed(line, e)]
+            act = Action.of("balloon_oom_deflate", vm=vm, ppns=sorted(e.pfns))
+        else:
+            act = Action.of("balloon_deflate", vm=vm, ppns=sorted(e.pfns))
+        self.balloon = max(0, self.balloon - len(e.pfns))
+        return self._step(line, act)
+
+    def _deflate_ack(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        self.acked_out = True
+        released = self._step(line, Action.of("vmm_release", vm=self.vm))
+        if not self.releasing:
+            return released
+        # The migration is over: the module takes both pages' acknowledgements.
+        self.releasing = False
+        deferred, self.deferred = self.deferred, None
+        return [*released, self._take(line, deferred)]
+
+    def _write_actual(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        if not (self.acked_in or self.acked_out):
+            return []
+        observe: dict[str, object] = {f"vms/{self.vm}/module/actual": e.value}
+        if self.migrating:
+            # Linux writes ``actual`` (its page count, which a migration leaves as it is)
+            # outside the balloon lock, so the write of an earlier fill may come while a
+            # migration is under way; the model's module takes those acknowledgements with
+            # the migration's, once the old page is released.
+            self.deferred = observe
+            return []
+        return [self._take(line, observe)]
+
+    def _reset_event(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        self._reset()
+        return self._step(line, Action.of("guest_reset", vm=self.vm))
+
+    def _report(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        return self._step(line, Action.of("balloon_report_free_pages", vm=self.vm,
+                                          ppns=sorted(e.pfns)))
+
+    def _report_ack(self, line: int, e: VirtioEvent) -> list[TraceStep]:
+        # The device returned the report; Linux's reporting worker, which waits for it,
+        # puts the pages back on the free list at once.
+        return (self._step(line, Action.of("vmm_discard_reported", vm=self.vm))
+                + self._step(line, Action.of("balloon_report_done", vm=self.vm)))
+
+
+_ON_EVENT: dict[str, Callable[[StepConverter, int, VirtioEvent], list[TraceStep]]] = {
+    "set_target": StepConverter._set_target,
+    "read_target": StepConverter._read_target,
+    "inflate": StepConverter._inflate,
+    "inflate_ack": StepConverter._inflate_ack,
+    "deflate": StepConverter._deflate,
+    "deflate_ack": StepConverter._deflate_ack,
+    "write_actual": StepConverter._write_actual,
+    "reset": StepConverter._reset_event,
+    "report": StepConverter._report,
+    "report_ack": StepConverter._report_ack,
+}
+"""What :meth:`StepConverter.feed` does with each kind of profile event (any other kind,
+such as ``use``, stands for no step)."""
 
 
 def model_steps(events: Iterable[tuple[int, VirtioEvent]], vm: int = 0,
