@@ -177,7 +177,24 @@ def shrink_run(cfg: Config, faults: Sequence[str], actions: list[Action], prop: 
     """A small (config, actions, property) that still fails, confirmed by the reference model
     where the config is small enough to replay. The property may change only when the
     model's first violation on the shrunk run is another one."""
-    # ``clean_prefix`` leading actions are known to keep every invariant.
+    actions = _up_to_first_failure(cfg, faults, actions, prop, clean_prefix)
+    # 1. VMs
+    cfg, actions = _fewer_vms(cfg, faults, actions, prop, message, max_tests)
+    # 2. smaller page numbers in the failing step, operations, then sizes
+    actions = _lower_last(cfg, faults, actions, prop)
+    actions = ddmin(actions, lambda c: reproduces(cfg, faults, c, prop), max_tests=max_tests)
+    cfg = _reduce_sizes(cfg, faults, actions, prop)
+    # 3. the reference model itself, on the small config
+    if cfg.vms * cfg.guest_pages <= 4096 and cfg.machine_pages <= 4096:
+        actions, prop = _confirmed_by_model(cfg, faults, actions, prop, max_tests)
+    return cfg, actions, prop
+
+
+def _up_to_first_failure(cfg: Config, faults: Sequence[str], actions: list[Action], prop: str,
+                         clean_prefix: int) -> list[Action]:
+    """``actions`` up to the first that breaks ``prop``: found coarsely (a check every
+    sixteenth of the run), then exactly within the last stretch. ``clean_prefix`` leading
+    actions are known to keep every invariant."""
     every = max(1, (len(actions) - clean_prefix) // 16)
     cut = first_failure(cfg, faults, actions, prop, check_every=every,
                         check_from=max(0, clean_prefix - 1))
@@ -186,14 +203,19 @@ def shrink_run(cfg: Config, faults: Sequence[str], actions: list[Action], prop: 
         fine = first_failure(cfg, faults, actions, prop, check_from=max(0, cut - every - 1))
         if fine is not None:
             actions = actions[:fine]
-    # 1. VMs
+    return actions
+
+
+def _suspect_vms(cfg: Config, faults: Sequence[str], actions: list[Action],
+                 message: str) -> list[list[int]]:
+    """Sets of VMs worth trying alone first: those the violation's message names, and the
+    VMs whose pages the MPNs it names back (or backed) at the failure."""
     vm_sets: list[list[int]] = []
     named = [v for v in _named_vms(message) if v < cfg.vms]
     if named:
         vm_sets.append(named)
     mpns = [int(x) for x in re.findall(r"MPNs? \[?(\d+)", message)]
     if mpns:
-        # The VMs whose pages the named MPNs back (or backed) at the failure.
         eng = Engine(cfg, faults)
         for act in actions:
             eng.apply(act)
@@ -201,57 +223,61 @@ def shrink_run(cfg: Config, faults: Sequence[str], actions: list[Action], prop: 
         if holders:
             vm_sets.append(holders)
         vm_sets.append([v for v in sorted(set().union(*(_vms_of(a) for a in actions)))][:1])
+    return vm_sets
+
+
+def _fewer_vms(cfg: Config, faults: Sequence[str], actions: list[Action], prop: str,
+               message: str, max_tests: int) -> tuple[Config, list[Action]]:
+    """The run on fewer VMs where it still fails: a suspect set alone
+    (:func:`_suspect_vms`), else groups of the VMs it uses taken away while it fails."""
     used = sorted(set().union(*(_vms_of(a) for a in actions)) or {0})
-    for keep in vm_sets:
+    for keep in _suspect_vms(cfg, faults, actions, message):
         small, acts = project_vms(cfg, actions, keep)
         if acts and reproduces(small, faults, acts, prop):
-            cfg, actions = small, acts
+            return small, acts
+
+    def keeps(vs: list[int]) -> bool:
+        small, acts = project_vms(cfg, actions, vs)
+        return bool(acts) and reproduces(small, faults, acts, prop)
+
+    body = list(used)
+    n = 2
+    tests = 0
+    while len(body) > 1 and tests < max_tests // 4:
+        chunk = max(1, len(body) // n)
+        done = False
+        for start in range(0, len(body), chunk):
+            cand = body[:start] + body[start + chunk:]
+            tests += 1
+            if cand and keeps(cand):
+                body, n, done = cand, max(n - 1, 2), True
+                break
+        if not done:
+            if chunk == 1:
+                break
+            n = min(len(body), n * 2)
+    if len(body) < len(used) and keeps(body):
+        return project_vms(cfg, actions, body)
+    return cfg, actions
+
+
+def _confirmed_by_model(cfg: Config, faults: Sequence[str], actions: list[Action], prop: str,
+                        max_tests: int) -> tuple[list[Action], str]:
+    """The run replayed through the reference model: cut at the model's first violation
+    (whose property it then reports), and shrunk by the model's own shrinker."""
+    model = BalloonModel(cfg, faults)
+    s = model.init_states()[0]
+    for i, act in enumerate(actions):
+        try:
+            post = model.next_state(s, act)
+        except GuardError:
             break
-    else:
-        groups = used
-
-        def keeps(vs: list[int]) -> bool:
-            small, acts = project_vms(cfg, actions, vs)
-            return bool(acts) and reproduces(small, faults, acts, prop)
-
-        body = list(groups)
-        n = 2
-        tests = 0
-        while len(body) > 1 and tests < max_tests // 4:
-            chunk = max(1, len(body) // n)
-            done = False
-            for start in range(0, len(body), chunk):
-                cand = body[:start] + body[start + chunk:]
-                tests += 1
-                if cand and keeps(cand):
-                    body, n, done = cand, max(n - 1, 2), True
-                    break
-            if not done:
-                if chunk == 1:
-                    break
-                n = min(len(body), n * 2)
-        if len(body) < len(groups) and keeps(body):
-            cfg, actions = project_vms(cfg, actions, body)
-    # 2. smaller page numbers in the failing step, operations, then sizes
-    actions = _lower_last(cfg, faults, actions, prop)
-    actions = ddmin(actions, lambda c: reproduces(cfg, faults, c, prop), max_tests=max_tests)
-    cfg = _reduce_sizes(cfg, faults, actions, prop)
-    # 3. the reference model itself, on the small config
-    if cfg.vms * cfg.guest_pages <= 4096 and cfg.machine_pages <= 4096:
-        model = BalloonModel(cfg, faults)
-        s = model.init_states()[0]
-        for i, act in enumerate(actions):
-            try:
-                post = model.next_state(s, act)
-            except GuardError:
-                break
-            bad = model.step_violations(s, act, post)
-            s = post
-            if bad:
-                actions = actions[:i + 1]
-                prop = bad[0].property
-                break
-        from ballast.simulation.shrink import shrink_actions
-        actions = shrink_actions(model, actions, prop, max_checks=max_tests)
-    return cfg, actions, prop
+        bad = model.step_violations(s, act, post)
+        s = post
+        if bad:
+            actions = actions[:i + 1]
+            prop = bad[0].property
+            break
+    from ballast.simulation.shrink import shrink_actions
+    return shrink_actions(model, actions, prop, max_checks=max_tests), prop
 
