@@ -576,8 +576,7 @@ class VmRows(_VmMemory):
                 target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
             else:
                 target[self.vms[ok]] = per_row(value, self.n)[ok]
-            return
-        if field == "guest.expected":
+        elif field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
             same = constant_of(value)
             if every and same is not None:  # one token everywhere
@@ -587,59 +586,9 @@ class VmRows(_VmMemory):
             else:
                 a.expected[self.vms[ok]] = np.broadcast_to(value, shape)[ok]
         elif field in FLAGS:
-            bit = self._bits[field]
-            same = constant_of(value)
-            if not bit:
-                self._no_such_flag(field, value if same is None else same, ok)
-                return
-            if every and same is not None:
-                self._flag_everywhere(bit, bool(same))
-                return
-            rows = self._flags()
-            # In place (the rows are this store's own copy), by arithmetic on the flag
-            # words: the bit cleared in the rows of ``ok``, then set where ``value`` holds.
-            # Selecting with np.where, or a ufunc's ``where=``, costs 8-20 times as much.
-            if every:
-                rows &= ~bit
-            else:
-                rows &= np.where(ok[:, None], ~bit, ~rows.dtype.type(0))
-            if same is not None:  # a constant (a reset): the bit set everywhere or nowhere
-                if same:
-                    rows |= bit if every else np.where(ok[:, None], bit, rows.dtype.type(0))
-            else:
-                v = value if np.shape(value) == rows.shape else np.broadcast_to(value, rows.shape)
-                if v.dtype != np.bool_:
-                    v = v != 0
-                on = v if every else v & ok[:, None]
-                if on.any():
-                    rows |= on.view(np.uint8).astype(rows.dtype, copy=False) << _bit_shift(bit)
-            self._flags_changed()
+            self._write_flag(field, value, ok, every)
         elif field == "guest.ppn_use":
-            same = constant_of(value)
-            if every and isinstance(same, int) and same < 0:
-                # Every page of every row holds no VPN (a reset): straight into the arrays,
-                # and the rows' VPN index is empty. A change kept aside before is replaced.
-                a.ppn_use[self.vms] = same
-                a.vppn[self.vms] = -1
-                self._use = self._use_before = None
-                self._use_dirty = False
-                return
-            if every and isinstance(same, int):
-                # Every row gets one number: nothing of the rows is read. Their index is
-                # synced against the arrays, which hold them as they were.
-                if not self._use_dirty:
-                    self._use_before = None
-                self._use = np.full((self.n, a.ppn_use.shape[1]), same, dtype=a.ppn_use.dtype)
-                self._use_dirty = True
-                return
-            use = self._uses()
-            if not self._use_dirty:
-                # The rows as the arrays hold them until commit (what write_at changed
-                # before this, it changed in the arrays too).
-                self._use_before = use
-            new = value if np.shape(value) == use.shape else np.broadcast_to(value, use.shape)
-            self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
-            self._use_dirty = True
+            self._write_page_table(value, ok, every)
         elif field in ("guest.vcpus", "parked_vcpus"):
             packed = (np.asarray(value, dtype=np.int64) << np.arange(self.cfg.vcpus)).sum(axis=1)
             getattr(a, VM_ARRAYS[field])[self.vms[ok]] = packed[ok]
@@ -649,6 +598,66 @@ class VmRows(_VmMemory):
                 target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
             else:
                 target[self.vms[ok]] = per_row(value, self.n)[ok]
+
+    def _write_flag(self, field: str, value: Any, ok: Mask, every: bool) -> None:
+        """:meth:`write` of a per-page flag (``every``: ``ok`` holds in every row)."""
+        bit = self._bits[field]
+        same = constant_of(value)
+        if not bit:
+            self._no_such_flag(field, value if same is None else same, ok)
+            return
+        if every and same is not None:
+            self._flag_everywhere(bit, bool(same))
+            return
+        rows = self._flags()
+        # In place (the rows are this store's own copy), by arithmetic on the flag
+        # words: the bit cleared in the rows of ``ok``, then set where ``value`` holds.
+        # Selecting with np.where, or a ufunc's ``where=``, costs 8-20 times as much.
+        if every:
+            rows &= ~bit
+        else:
+            rows &= np.where(ok[:, None], ~bit, ~rows.dtype.type(0))
+        if same is not None:  # a constant (a reset): the bit set everywhere or nowhere
+            if same:
+                rows |= bit if every else np.where(ok[:, None], bit, rows.dtype.type(0))
+        else:
+            v = value if np.shape(value) == rows.shape else np.broadcast_to(value, rows.shape)
+            if v.dtype != np.bool_:
+                v = v != 0
+            on = v if every else v & ok[:, None]
+            if on.any():
+                rows |= on.view(np.uint8).astype(rows.dtype, copy=False) << _bit_shift(bit)
+        self._flags_changed()
+
+    def _write_page_table(self, value: Any, ok: Mask, every: bool) -> None:
+        """:meth:`write` of the guest's page table (``every``: ``ok`` holds in every row):
+        kept aside until commit, with the rows' VPN index."""
+        a = self.arr
+        same = constant_of(value)
+        if every and isinstance(same, int) and same < 0:
+            # Every page of every row holds no VPN (a reset): straight into the arrays,
+            # and the rows' VPN index is empty. A change kept aside before is replaced.
+            a.ppn_use[self.vms] = same
+            a.vppn[self.vms] = -1
+            self._use = self._use_before = None
+            self._use_dirty = False
+            return
+        if every and isinstance(same, int):
+            # Every row gets one number: nothing of the rows is read. Their index is
+            # synced against the arrays, which hold them as they were.
+            if not self._use_dirty:
+                self._use_before = None
+            self._use = np.full((self.n, a.ppn_use.shape[1]), same, dtype=a.ppn_use.dtype)
+            self._use_dirty = True
+            return
+        use = self._uses()
+        if not self._use_dirty:
+            # The rows as the arrays hold them until commit (what write_at changed
+            # before this, it changed in the arrays too).
+            self._use_before = use
+        new = value if np.shape(value) == use.shape else np.broadcast_to(value, use.shape)
+        self._use = (new if every else np.where(ok[:, None], new, use)).astype(use.dtype)
+        self._use_dirty = True
 
     def write_at(self, field: str, at: OneHot | Mask, value: Any, ok: Mask) -> None:
         a = self.arr
