@@ -678,6 +678,7 @@ class NumpyOps(_NumpyMemory):
         self._effect_begins()
         self.rows.drop_swap(self._mask(mask), self.ok)
 
+
 class _EffectReached(BallastError):
     """A guard-only run reached the kernel's effect (never leaves :func:`guard_mask`)."""
 
