@@ -41,7 +41,7 @@ import itertools
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import z3
 
@@ -337,70 +337,85 @@ def check_agreement(cfg: Config, states: Sequence[State], faults: Sequence[str] 
     report = AgreementReport(cfg, faults, nodes=enc.program.nodes,
                              compile_seconds=time.perf_counter() - t0)
     model = BalloonModel(cfg, faults)
-    encoded = set(enc.actions)
     for prop in model.properties():
         # A form of the property (state or step) without its Z3 formula: a named gap.
         if ((prop.state is not None and prop.name not in SAFETY)
                 or (prop.step is not None and prop.name not in STEPS)):
             report.gaps[prop.name] = 0
-
-    def differ(i: int, s: State, what: str) -> None:
-        if len(report.disagreements) < max_disagreements:
-            report.disagreements.append(Disagreement(i, s, what))
-
     for i, s in enumerate(states):
         if len(report.disagreements) >= max_disagreements:
             break  # enough to show; the figures then cover the states checked so far
+
+        def differ(what: str, i: int = i, s: State = s) -> None:
+            if len(report.disagreements) < max_disagreements:
+                report.disagreements.append(Disagreement(i, s, what))
+
         report.states += 1
         try:
             vals = enc.program.run(enc.inputs(s))
         except OutOfDomain as exc:
-            differ(i, s, f"a reachable state is outside the encoding's domain: {exc}")
+            differ(f"a reachable state is outside the encoding's domain: {exc}")
             continue
-        for p, node in enc.properties.items():
-            report.property_checks += 1
-            want = INVARIANTS[p].check_state(cfg, s)
-            if vals[node] != (want is None):
-                differ(i, s, f"property {p}: Z3 says {'holds' if vals[node] else 'broken'}, "
-                             f"the model says {want or 'holds'}")
-        for c, node in enc.conjuncts.items():
-            report.conjunct_checks += 1
-            if not vals[node]:
-                if faults:
-                    report.conjuncts_broken[c] = report.conjuncts_broken.get(c, 0) + 1
-                else:
-                    differ(i, s, f"conjunct {c} of the inductive invariant is false on a "
-                                 f"reachable state")
+        _compare_state_forms(cfg, enc, report, vals, s, bool(faults), differ)
         succ = (model.successors(s) if steps is None else
                 ((a, states[j]) for a, j in steps[i]))
-        enabled: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Action, State]] = {
-            _action_key(a): (a, post) for a, post in succ}
-        for key, (act, post) in enabled.items():
-            inst = enc.by_action.get(key)
-            if inst is None:
-                if act.name in encoded:
-                    differ(i, s, f"{act} is enabled but the encoding does not enumerate it")
-                else:
-                    report.gaps[act.name] = report.gaps.get(act.name, 0) + 1
-                continue
-            report.enabled_steps += 1
-            _compare_step(cfg, enc, inst, vals, s, act, post, lambda w: differ(i, s, w))
-        for inst in enc.instances:
-            key = _action_key(inst.action)
-            if key in enabled:
-                continue
-            if not vals[inst.guard]:
-                report.refused_steps += 1
-                continue
-            try:
-                post = model.next_state(s, inst.action)
-            except GuardError as exc:
-                differ(i, s, f"Z3 admits {inst.action}, the model refuses it ({exc})")
-                continue
-            report.outside_candidates += 1
-            _compare_step(cfg, enc, inst, vals, s, inst.action, post, lambda w: differ(i, s, w))
+        _compare_steps_of(cfg, enc, model, report, vals, s, succ, differ)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _compare_state_forms(cfg: Config, enc: CompiledEncoding, report: AgreementReport,
+                         vals: tuple[Any, ...], s: State, faulty: bool,
+                         differ: Callable[[str], None]) -> None:
+    """The encoding's properties and inductive conjuncts on state ``s`` against the model's
+    (a conjunct false on a reachable state of a faulty model is counted, not a
+    disagreement: the fault may break it)."""
+    for p, node in enc.properties.items():
+        report.property_checks += 1
+        want = INVARIANTS[p].check_state(cfg, s)
+        if vals[node] != (want is None):
+            differ(f"property {p}: Z3 says {'holds' if vals[node] else 'broken'}, "
+                   f"the model says {want or 'holds'}")
+    for c, node in enc.conjuncts.items():
+        report.conjunct_checks += 1
+        if not vals[node]:
+            if faulty:
+                report.conjuncts_broken[c] = report.conjuncts_broken.get(c, 0) + 1
+            else:
+                differ(f"conjunct {c} of the inductive invariant is false on a reachable state")
+
+
+def _compare_steps_of(cfg: Config, enc: CompiledEncoding, model: BalloonModel,
+                      report: AgreementReport, vals: tuple[Any, ...], s: State,
+                      succ: Iterable[tuple[Action, State]],
+                      differ: Callable[[str], None]) -> None:
+    """Every step from ``s``: those the model enables (``succ``) against the encoding's, then
+    every instance the encoding enumerates that the model did not list."""
+    enabled: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Action, State]] = {
+        _action_key(a): (a, post) for a, post in succ}
+    for key, (act, post) in enabled.items():
+        inst = enc.by_action.get(key)
+        if inst is None:
+            if act.name in enc.actions:
+                differ(f"{act} is enabled but the encoding does not enumerate it")
+            else:
+                report.gaps[act.name] = report.gaps.get(act.name, 0) + 1
+            continue
+        report.enabled_steps += 1
+        _compare_step(cfg, enc, inst, vals, s, act, post, differ)
+    for inst in enc.instances:
+        if _action_key(inst.action) in enabled:
+            continue
+        if not vals[inst.guard]:
+            report.refused_steps += 1
+            continue
+        try:
+            post = model.next_state(s, inst.action)
+        except GuardError as exc:
+            differ(f"Z3 admits {inst.action}, the model refuses it ({exc})")
+            continue
+        report.outside_candidates += 1
+        _compare_step(cfg, enc, inst, vals, s, inst.action, post, differ)
 
 
 def _compare_step(cfg: Config, enc: CompiledEncoding, inst: _Instance, vals: tuple[Any, ...],
