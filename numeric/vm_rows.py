@@ -571,11 +571,7 @@ class VmRows(_VmMemory):
         every = np.count_nonzero(ok) == self.n  # a count, cheaper than ok.all()
         number = _VM_NUMBERS.get(field)
         if number is not None:  # a number per VM
-            target = getattr(a, number)
-            if every:  # no selection of the rows, and a constant assigned as it is
-                target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
-            else:
-                target[self.vms[ok]] = per_row(value, self.n)[ok]
+            self._write_per_vm(getattr(a, number), value, ok, every)
         elif field == "guest.expected":
             shape = (self.n, a.expected.shape[1])
             same = constant_of(value)
@@ -593,11 +589,14 @@ class VmRows(_VmMemory):
             packed = (np.asarray(value, dtype=np.int64) << np.arange(self.cfg.vcpus)).sum(axis=1)
             getattr(a, VM_ARRAYS[field])[self.vms[ok]] = packed[ok]
         else:
-            target = getattr(a, VM_ARRAYS[field])
-            if every:  # no selection of the rows, and a constant assigned as it is
-                target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
-            else:
-                target[self.vms[ok]] = per_row(value, self.n)[ok]
+            self._write_per_vm(getattr(a, VM_ARRAYS[field]), value, ok, every)
+
+    def _write_per_vm(self, target: Any, value: Any, ok: Mask, every: bool) -> None:
+        """:meth:`write` of an array with one entry (or row) per VM, ``target``."""
+        if every:  # no selection of the rows, and a constant assigned as it is
+            target[self.vms] = value if np.ndim(value) == 0 else per_row(value, self.n)
+        else:
+            target[self.vms[ok]] = per_row(value, self.n)[ok]
 
     def _write_flag(self, field: str, value: Any, ok: Mask, every: bool) -> None:
         """:meth:`write` of a per-page flag (``every``: ``ok`` holds in every row)."""
