@@ -449,8 +449,8 @@ def memory(o: Ops) -> MemoryOps:
 # Reads over the whole host, for the property kernels (ballast.model.property_kernels).
 # A property is a fact of one state, not a step: these operations only read.
 
-HOST_MPN_FIELDS = frozenset({"free", "in_use", "cow", "content"})
-"""Per-MPN fields of the host: three sets and the token each machine page holds."""
+HOST_MPN_FIELDS = frozenset({"free", "in_use", "cow", "reclaimed", "content"})
+"""Per-MPN fields of the host: four sets and the token each machine page holds."""
 
 
 class StateOps(Ops, Protocol):

@@ -20,8 +20,8 @@ import numpy as np
 from ballast.numeric.arrays import (
     ACKED_DEFLATE_BIT, ACKED_INFLATE_BIT, ACKED_REFUSED_BIT, ACKED_REPORT_BIT, BALLOON_BIT,
     BALLOONED_BIT, COW_BIT, DEFLATE_QUEUE_BIT, DISCARDED_BIT, FREE_BIT, HINT_REWRITTEN_BIT,
-    HINTED_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, REFUSED_BIT, REPORT_QUEUE_BIT, REPORTING_BIT,
-    STALE_DEFLATE_BIT, STALE_INFLATE_BIT,
+    HINTED_BIT, IN_USE_BIT, INFLATE_QUEUE_BIT, RECLAIMED_BIT, REFUSED_BIT, REPORT_QUEUE_BIT,
+    REPORTING_BIT, STALE_DEFLATE_BIT, STALE_INFLATE_BIT,
 )
 
 __all__ = ["EXTRAS", "FLAGS", "MPN_BITS", "VM_ARRAYS", "flags_as"]
@@ -79,5 +79,6 @@ VM_ARRAYS: dict[str, str] = {
 }
 """The model's per-VM numbers (and vCPU sets, held as bit masks) -> their array."""
 
-MPN_BITS: dict[str, np.uint8] = {"free": FREE_BIT, "in_use": IN_USE_BIT, "cow": COW_BIT}
+MPN_BITS: dict[str, np.uint8] = {"free": FREE_BIT, "in_use": IN_USE_BIT, "cow": COW_BIT,
+                                 "reclaimed": RECLAIMED_BIT}
 """The host's per-MPN sets -> their bit of :attr:`SystemArrays.mpn_flags`."""

@@ -14,14 +14,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast.model.invariants import Property
+from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.statespace.frontier_parts import PartIds
 from ballast.statespace.rowcodec import RowLayout
 
-__all__ = ["Batch", "Chosen", "Ordered"]
+__all__ = ["Batch", "Chosen", "Flagged", "Ordered"]
 
 Ints = npt.NDArray[np.int64]
 Keys = npt.NDArray[np.uint64]
+
+Flagged = Property | Scenario
+"""What a kernel flags steps for: a step property they break, or a scenario they witness."""
 
 
 class _Decoded:
@@ -85,7 +89,7 @@ class Batch:
 
     def __init__(self, lay: RowLayout, sids: list[int], rep_keys: Keys, part_ids: PartIds,
                  flag: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16], Ints,
-                                 npt.NDArray[np.bool_]], list[tuple[Ints, Property]]]) -> None:
+                                 npt.NDArray[np.bool_]], list[tuple[Ints, Flagged]]]) -> None:
         self.lay = lay
         self.sids = sids
         self.m = len(sids)
@@ -95,15 +99,15 @@ class Batch:
         self.states = _Decoded(lay, rows)
         self.pre_h, self.pre_v = part_ids.of_keys(self.row_keys, lambda: rows)
         self.flag = flag
-        """The steps a step property's kernel finds broken
-        (:meth:`~ballast.statespace.frontier_checks.StepChecks.flagged`)."""
+        """The steps a step property's kernel finds broken, or a scenario's kernel finds
+        witness it (:meth:`~ballast.statespace.frontier_checks.StepChecks.flagged`)."""
         self.par: list[Any] = []
         self.order: list[Any] = []
         self.aids: list[Any] = []
         self.out_rows: list[Any] = []
         self.out_keys: list[Keys] = []
         self.posts: dict[int, State] = {}
-        self.flagged: list[tuple[Ints, Property]] = []
+        self.flagged: list[tuple[Ints, Flagged]] = []
         self.produced = 0
 
     def emit(self, p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:

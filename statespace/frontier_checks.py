@@ -3,7 +3,8 @@
 :class:`StateChecks` checks the state properties on the new states of a batch (by their
 kernels over the rows, else answered once per part where that is all they read);
 :class:`StepChecks` checks the step properties and notes the scenarios witnessed over the
-steps of a batch (planned per action when it is first met).
+steps of a batch (planned per action when it is first met), by their kernels over the
+rows where they have one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from ballast.model.property_kernels import PROPERTY_KERNELS, StepKernel
 from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
-from ballast.statespace.frontier_batch import Batch, Chosen, Ordered
+from ballast.statespace.frontier_batch import Batch, Chosen, Flagged, Ordered
 from ballast.statespace.frontier_exploration import FrontierExploration
-from ballast.statespace.frontier_kernels import (UNREAD, property_kernel_of, step_kernel_of,
+from ballast.statespace.frontier_kernels import (UNREAD, property_kernel_of,
+                                                 scenario_kernel_of, step_kernel_of,
                                                  without_state)
 from ballast.statespace.frontier_parts import MISSING, REAL, Memos, PartIds, groups
 from ballast.statespace.frontier_rows import (own_columns_read, property_holds_on_rows,
@@ -202,8 +204,14 @@ class StepChecks:
         self.memo = memo
         self.part_ids = part_ids
         self.props = [p for p in props if p.step is not None]
-        self.open: list[Scenario] = model.scenarios()
-        """The scenarios not witnessed yet."""
+        scenarios = model.scenarios()
+        self.witness_kernels = {sc.name: (sc, wk) for sc in scenarios
+                                if (wk := scenario_kernel_of(model, sc)) is not None}
+        """Per scenario witnessed over whole batches of steps by its kernel: the scenario and
+        its kernel (the model's predicate confirms the step the kernel finds)."""
+        self.open: list[Scenario] = [sc for sc in scenarios
+                                     if sc.name not in self.witness_kernels]
+        """The scenarios the model is asked of steps, not witnessed yet."""
         self.scenarios = list(self.open)
         self.may_witness: list[set[str]] = []
         """Per action id: the scenarios its steps may witness (the others it rules out by its
@@ -223,6 +231,8 @@ class StepChecks:
         """Per action id: the step properties checked by their kernels over whole batches of
         steps (the model's check runs only on the steps a kernel finds broken, for its
         words)."""
+        self.rows_witness: list[list[str]] = []
+        """Per action id: the scenarios its steps may witness that a kernel witnesses."""
 
     def plan(self, act: Action) -> None:
         """Plan the checks of the steps of ``act``, the action just given the next id."""
@@ -249,17 +259,22 @@ class StepChecks:
             if not known or seen:
                 may.add(sc.name)
         self.may_witness.append(may)
+        self.rows_witness.append([name for name, (_, k) in self.witness_kernels.items()
+                                  if act.name in k.actions])
 
     def flagged(self, pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
-                aid: Ints, touched: npt.NDArray[np.bool_]) -> list[tuple[Ints, Property]]:
+                aid: Ints, touched: npt.NDArray[np.bool_]) -> list[tuple[Ints, Flagged]]:
         """The steps (``pre[i]`` to ``post[i]`` by action ``aid[i]``; ``touched``: the
         columns some of them change) that a step property's kernel finds broken, with that
-        property: each kernel runs once per (property, acting VM) over every such step, on
-        the rows as they were made (one action's steps usually all need it and have one
-        acting VM: then nothing is gathered). A form that covers VMs besides the actor
-        holds on a step that changes nothing, so it is not run for a VM none of whose
-        columns it reads changed (:func:`own_columns_read`)."""
-        out: list[tuple[Ints, Property]] = []
+        property, and those that a scenario's kernel finds witness it, with that scenario
+        (:meth:`witnessing`). Each property's kernel runs once per (property, acting VM)
+        over every such step, on the rows as they were made (one action's steps usually all
+        need it and have one acting VM: then nothing is gathered). A form that covers VMs
+        besides the actor holds on a step that changes nothing, so it is not run for a VM
+        none of whose columns it reads changed (:func:`own_columns_read`)."""
+        out: list[tuple[Ints, Flagged]] = []
+        if len(aid) and self.witness_kernels:
+            out += self.witnessing(pre, post, aid)
         step_kernels = self.kernels
         if not len(aid) or not step_kernels:
             return out
@@ -293,6 +308,27 @@ class StepChecks:
                         prop = plan_of[a]
                         assert prop is not None
                         out.append((at[aid[at] == a], prop))
+        return out
+
+    def witnessing(self, pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
+                   aid: Ints) -> list[tuple[Ints, Flagged]]:
+        """The steps (as for :meth:`flagged`) that a scenario's kernel finds witness it, with
+        that scenario: each kernel of a scenario not yet witnessed runs once per acting VM
+        over the steps of the actions that may witness it."""
+        out: list[tuple[Ints, Flagged]] = []
+        witnessed, lay, act_vm = self.ex.witnessed, self.lay, self.act_vm
+        kinds = np.unique(aid).tolist()
+        for name, (sc, sk) in self.witness_kernels.items():
+            if name in witnessed:
+                continue
+            ours = [a for a in kinds if name in self.rows_witness[a]]
+            for w in sorted({act_vm[a] for a in ours}):
+                mine = [a for a in ours if act_vm[a] == w]
+                at = np.arange(len(aid)) if len(mine) == len(kinds) else np.nonzero(
+                    np.isin(aid, mine))[0]
+                seen = step_holds_on_rows(sk.witness, lay, pre[at], post[at], max(w, 0))
+                if seen.any():
+                    out.append((at[seen], sc))
         return out
 
     def step_answers_watched(self, aid: int, pre: State, post: State) -> tuple[_Answers, bool]:
@@ -351,8 +387,18 @@ class StepChecks:
         flagged."""
         cfg, actions, states = self.cfg, self.actions, batch.states
         par, aid = steps.par, steps.aid
+        witnessed = self.ex.witnessed
         for at_made, prop in batch.flagged:
             assert steps.where is not None
+            if isinstance(prop, Scenario):
+                # The model's predicate confirms the first step it holds of, in the
+                # reference's order.
+                if prop.name not in witnessed and any(
+                        prop.witness(cfg, states[int(par[k])], actions[int(aid[k])],
+                                     steps.post_state(k))
+                        for k in sorted(steps.where[at_made].tolist())):
+                    witnessed.add(prop.name)
+                continue
             for k in steps.where[at_made].tolist():
                 msg = prop.check_step(cfg, states[int(par[k])], actions[int(aid[k])],
                                       steps.post_state(k))

@@ -1,10 +1,12 @@
-"""Which of the model's actions and properties the frontier engine runs by their kernels.
+"""Which of the model's actions, properties and scenarios the frontier engine runs by their
+kernels.
 
 Per action, its kernel where the configuration and the seeded faults leave it one
 (:func:`kernel_of`) and its candidates where they do not depend on the state (:class:`Plan`);
 per state property its kernel (:func:`property_kernel_of`), per step property its step form
-(:func:`step_kernel_of`); and what the model's code answers without reading a state, found by
-running it on a stand-in that refuses to be read (:data:`UNREAD`, :func:`without_state`).
+(:func:`step_kernel_of`), per scenario its witness (:func:`scenario_kernel_of`); and what the
+model's code answers without reading a state, found by running it on a stand-in that refuses
+to be read (:data:`UNREAD`, :func:`without_state`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from ballast.model.invariants import Property
 from ballast.model.ops import Kernel
 from ballast.model.property_kernels import (PROPERTY_KERNELS, STEP_KERNELS, PropertyKernel,
                                              StepKernel)
+from ballast.model.scenario_kernels import ScenarioKernel, kernel_for
+from ballast.model.sometimes import Scenario
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
 from ballast.statespace.transitions import ReadElsewhere
 
-__all__ = ["Plan", "UNREAD", "kernel_of", "property_kernel_of", "step_kernel_of",
-           "without_state"]
+__all__ = ["Plan", "UNREAD", "kernel_of", "property_kernel_of", "scenario_kernel_of",
+           "step_kernel_of", "without_state"]
 
 
 class _NotRead(ReadElsewhere, AttributeError):
@@ -122,6 +126,27 @@ def step_kernel_of(model: BalloonModel, prop: Property) -> StepKernel | None:
     if declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or prop.step is None:
         return None
     return STEP_KERNELS.get(prop.name)
+
+
+def scenario_kernel_of(model: BalloonModel, scenario: Scenario) -> ScenarioKernel | None:
+    """The kernel that witnesses ``scenario`` over whole batches of steps, or None where the
+    model's predicate runs on the states: the scenario has no kernel, a seeded fault
+    replaces an action whose steps may witness it, or the configuration switches on a
+    feature the kernels lack (as for :func:`property_kernel_of`).
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.sometimes import SOMETIMES
+    >>> sc = SOMETIMES["host_reuses_reclaimed_page"]
+    >>> scenario_kernel_of(BalloonModel(Config(host_use=True)), sc).actions
+    frozenset({'host_take_page'})
+    >>> m = BalloonModel(Config(host_use=True, host_page_units=2), ["host_takes_single_unit"])
+    >>> scenario_kernel_of(m, sc) is None
+    True
+    """
+    cfg = model.cfg
+    if declared_gaps_on(cfg) or gaps_in(cfg, model.faults):
+        return None
+    return kernel_for(scenario.name, [FAULTS[f].action for f in model.faults])
 
 
 class Plan:

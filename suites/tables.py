@@ -35,6 +35,7 @@ from ballast.model.domains import DOMAINS
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.keyed import NAME_KINDS, KeyedTable, every, has_state_form, has_step_form
+from ballast.model.scenario_kernels import SCENARIO_KERNELS
 
 __all__ = ["MODEL_TABLES", "NAME_KINDS", "KeyedTable", "Problem", "all_tables", "every",
            "has_state_form", "has_step_form", "problems", "source_file"]
@@ -79,6 +80,10 @@ MODEL_TABLES: tuple[KeyedTable, ...] = (
                lambda: [k for f in FAULTS.values() for k in f.config]),
     KeyedTable("MESSAGES", "ballast.reports.sequence", "actions", lambda: _sequence().MESSAGES,
                every("actions")),
+    KeyedTable("SCENARIO_KERNELS", "ballast.model.scenario_kernels", "scenarios",
+               lambda: SCENARIO_KERNELS),
+    KeyedTable("ScenarioKernel.actions", "ballast.model.scenario_kernels", "actions",
+               lambda: [a for k in SCENARIO_KERNELS.values() for a in k.actions]),
     KeyedTable("the actors and actions", "", "actions", _readme_names, every("actions"),
                closed=False, file="README.md"),
     KeyedTable("the safety properties", "", "invariants", _readme_names, every("invariants"),
