@@ -410,13 +410,17 @@ class _FrontierSearch:
             if not len(idx):
                 continue
             n = len(idx)
-            copy = np.take(rows, idx, axis=0)
+            # The parents' rows are gathered once: the kernel changes a copy of them.
+            before = np.take(rows, idx, axis=0)
+            copy = before.copy()
             ok = run_kernel(kernel, FrontierRows(lay, copy, vms[:n]), kernel_args(args, n, pages))
             if not ok.all():
-                idx, copy = idx[ok], np.take(copy, np.flatnonzero(ok), axis=0)
+                kept = np.flatnonzero(ok)
+                idx, before, copy = idx[kept], before[kept], np.take(copy, kept, axis=0)
             if len(idx):
                 aid = self.intern(Action.of(spec.name, **args))
-                batch.emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy)
+                batch.emit(idx, np.full(len(idx), base + j), np.full(len(idx), aid), copy,
+                           before=before)
 
     def kernel_blocks(self, batch: Batch, si: int, spec: ActionSpec,
                       by_vm: bool) -> list[tuple[Ints, int, dict[str, Any]]]:

@@ -110,16 +110,19 @@ class Batch:
         self.flagged: list[tuple[Ints, Flagged]] = []
         self.produced = 0
 
-    def emit(self, p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None) -> None:
+    def emit(self, p: Any, o: Any, a: Any, r: Any, post: list[State] | None = None,
+             before: npt.NDArray[np.int16] | None = None) -> None:
         """Add the steps from the states ``p`` (positions in the batch) at the model's order
-        ``o`` by the actions ``a`` to the rows ``r`` (``post``: their states, if made)."""
+        ``o`` by the actions ``a`` to the rows ``r`` (``post``: their states, if made;
+        ``before``: the rows of ``p``, if gathered already)."""
         lay = self.lay
         produced = self.produced
         self.par.append(p)
         self.order.append(o)
         self.aids.append(a)
         self.out_rows.append(r)
-        before = np.take(self.rows, p, axis=0)  # take: a fraction of the time of indexing
+        if before is None:
+            before = np.take(self.rows, p, axis=0)  # take: a fraction of the time of indexing
         changed = lay.changed_columns(before, r)
         # The successors' keys from their parents': one action's steps change a few
         # columns, which alone are packed again.

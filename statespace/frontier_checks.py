@@ -273,14 +273,18 @@ class StepChecks:
         besides the actor holds on a step that changes nothing, so it is not run for a VM
         none of whose columns it reads changed (:func:`own_columns_read`)."""
         out: list[tuple[Ints, Flagged]] = []
-        if len(aid) and self.witness_kernels:
-            out += self.witnessing(pre, post, aid)
+        if not len(aid):
+            return out
+        # Most calls bring the steps of one action.
+        first = aid[0]
+        kinds = [int(first)] if (aid == first).all() else np.unique(aid).tolist()
+        if self.witness_kernels:
+            out += self.witnessing(pre, post, aid, kinds)
         step_kernels = self.kernels
-        if not len(aid) or not step_kernels:
+        if not step_kernels:
             return out
         cfg, lay, rows_plan, act_vm, step_reads = (self.cfg, self.lay, self.rows_plan,
                                                    self.act_vm, self.reads)
-        kinds = np.unique(aid).tolist()
         for sk in step_kernels.values():
             plan_of = {a: next((p for p, k_ in rows_plan[a] if k_ is sk), None) for a in kinds}
             checked = [a for a in kinds if plan_of[a] is not None]
@@ -311,22 +315,26 @@ class StepChecks:
         return out
 
     def witnessing(self, pre: npt.NDArray[np.int16], post: npt.NDArray[np.int16],
-                   aid: Ints) -> list[tuple[Ints, Flagged]]:
-        """The steps (as for :meth:`flagged`) that a scenario's kernel finds witness it, with
-        that scenario: each kernel of a scenario not yet witnessed runs once per acting VM
-        over the steps of the actions that may witness it."""
+                   aid: Ints, kinds: list[int]) -> list[tuple[Ints, Flagged]]:
+        """The steps (as for :meth:`flagged`; ``kinds``: the actions among ``aid``) that a
+        scenario's kernel finds witness it, with that scenario: each kernel of a scenario not
+        yet witnessed runs once per acting VM over the steps of the actions that may witness
+        it."""
         out: list[tuple[Ints, Flagged]] = []
-        witnessed, lay, act_vm = self.ex.witnessed, self.lay, self.act_vm
-        kinds = np.unique(aid).tolist()
+        witnessed, lay, act_vm, rows_witness = (self.ex.witnessed, self.lay, self.act_vm,
+                                                self.rows_witness)
         for name, (sc, sk) in self.witness_kernels.items():
             if name in witnessed:
                 continue
-            ours = [a for a in kinds if name in self.rows_witness[a]]
+            ours = [a for a in kinds if name in rows_witness[a]]
             for w in sorted({act_vm[a] for a in ours}):
                 mine = [a for a in ours if act_vm[a] == w]
-                at = np.arange(len(aid)) if len(mine) == len(kinds) else np.nonzero(
-                    np.isin(aid, mine))[0]
-                seen = step_holds_on_rows(sk.witness, lay, pre[at], post[at], max(w, 0))
+                if len(mine) == len(kinds):
+                    at = np.arange(len(aid))
+                    seen = step_holds_on_rows(sk.witness, lay, pre, post, max(w, 0))
+                else:
+                    at = np.nonzero(np.isin(aid, mine))[0]
+                    seen = step_holds_on_rows(sk.witness, lay, pre[at], post[at], max(w, 0))
                 if seen.any():
                     out.append((at[seen], sc))
         return out
