@@ -30,8 +30,8 @@ from ballast.model.reporting_kernels import (REPORTING_FAULT_KERNELS, REPORTING_
 from ballast.model.state import BALLOON, FREE, UNBACKED
 
 __all__ = ["FAULT_KERNELS", "KERNELS", "MEMORY_KERNELS", "allocatable", "backable",
-           "deflate_limit", "evictable", "inflate_room", "offlinable", "onlinable",
-           "reclaim_room", "reclaim_valid"]
+           "deflate_limit", "evictable", "inflate_limit", "inflate_room", "offlinable",
+           "onlinable", "reclaim_room", "reclaim_valid"]
 
 KERNELS: dict[str, Kernel] = {}
 """Every action written once, by the model's name."""
@@ -248,7 +248,7 @@ def balloon_lock_free(o: Ops) -> Value:
     return o.eq(o.vm("module.migrating"), 0) if o.cfg.migration else True
 
 
-def _inflate_limit(o: Ops) -> Value:
+def inflate_limit(o: Ops) -> Value:
     """``actions.inflate_limit``: the target minus pages held or in flight, one report;
     none while a page migration holds the balloon lock."""
     held = o.add(o.add(o.count(o.pages("module.balloon")), o.queue_len("inflate_queue")),
@@ -262,7 +262,7 @@ def _inflate_limit(o: Ops) -> Value:
 
 def inflate_room(o: Ops) -> Value:
     """Most pages the module may report for inflation now (what the workload draws from)."""
-    return o.minimum(_inflate_limit(o), _usable_free(o, allocatable(o)))
+    return o.minimum(inflate_limit(o), _usable_free(o, allocatable(o)))
 
 
 @_kernel("balloon_inflate")
@@ -272,7 +272,7 @@ def balloon_inflate(o: Ops) -> None:
     chosen, n = o.arg_pages("ppns"), o.arg_size("ppns")
     free = allocatable(o)
     o.require(o.and_(o.arg_distinct("ppns"), o.not_(o.arg_beyond("ppns")), o.le(1, n)))
-    o.require(o.le(n, _inflate_limit(o)))
+    o.require(o.le(n, inflate_limit(o)))
     o.require(o.le(n, _usable_free(o, free)))
     o.require(o.all(o.implies(chosen, free)))
     if o.cfg.guest_policy is GuestPolicyName.LOWEST:

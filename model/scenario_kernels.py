@@ -16,7 +16,7 @@ the model's own actions: where a seeded fault replaces one of the actions named,
 are the fault's, and a backend asks the model (:func:`kernel_for`).
 
 >>> sorted(SCENARIO_KERNELS)
-['host_reuses_reclaimed_page']
+['guest_pages_out_for_balloon', 'host_reuses_reclaimed_page']
 >>> sorted(SCENARIO_KERNELS["host_reuses_reclaimed_page"].actions)
 ['host_take_page']
 """
@@ -26,11 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection
 
+from ballast.model.action_kernels import inflate_limit
 from ballast.model.ops import StateOps, Value
 from ballast.model.sometimes import SOMETIMES
+from ballast.model.state import FREE
 
-__all__ = ["SCENARIO_KERNELS", "ScenarioKernel", "WitnessCheck", "host_reuses_reclaimed_page",
-           "kernel_for"]
+__all__ = ["SCENARIO_KERNELS", "ScenarioKernel", "WitnessCheck", "guest_pages_out_for_balloon",
+           "host_reuses_reclaimed_page", "kernel_for"]
 
 WitnessCheck = Callable[[StateOps, StateOps], Value]
 """A truth value of one step over the pre-state's operations and the post-state's."""
@@ -65,6 +67,16 @@ def host_reuses_reclaimed_page(pre: StateOps, post: StateOps) -> Value:
 
 
 _scenario("host_reuses_reclaimed_page", host_reuses_reclaimed_page, ["host_take_page"])
+
+
+def guest_pages_out_for_balloon(pre: StateOps, post: StateOps) -> Value:
+    """(Read for the VM that acts) its balloon still wanted pages before the step and the
+    guest had no free page left for it."""
+    return pre.and_(pre.lt(0, inflate_limit(pre)),
+                    pre.not_(pre.any(pre.eq(pre.pages("guest.ppn_use"), FREE))))
+
+
+_scenario("guest_pages_out_for_balloon", guest_pages_out_for_balloon, ["guest_evict"])
 
 
 def kernel_for(name: str, replaced: Collection[str]) -> ScenarioKernel | None:
