@@ -12,6 +12,7 @@ import z3
 
 from ballast.model import BalloonModel
 from ballast.model.config import Config
+from ballast.model.ops import StateOps, Value
 from ballast.model.scenario_kernels import SCENARIO_KERNELS, ScenarioKernel, WitnessCheck
 from ballast.model.sometimes import SOMETIMES
 from ballast.model.state import State
@@ -139,11 +140,9 @@ def test_a_kernel_that_says_otherwise_is_caught() -> None:
     """The comparison fails for a witness that forgets the page was reclaimed."""
     cfg = CONFIGS["host_reuses_reclaimed_page"]["one unit"]
 
-    def any_take(pre: object, post: object) -> object:
-        o = pre
-        return o.any(o.and_(post.mpns("in_use"), o.not_(o.mpns("in_use"))))  # type: ignore
+    def any_take(pre: StateOps, post: StateOps) -> Value:
+        return pre.any(pre.and_(post.mpns("in_use"), pre.not_(pre.mpns("in_use"))))
 
-    wrong = ScenarioKernel("host_reuses_reclaimed_page", any_take,  # type: ignore[arg-type]
-                           frozenset({"host_take_page"}))
+    wrong = ScenarioKernel("host_reuses_reclaimed_page", any_take, frozenset({"host_take_page"}))
     with pytest.raises(AssertionError):
         _answers(wrong, cfg, BalloonModel(cfg), with_z3=False)
