@@ -283,23 +283,15 @@ class StepChecks:
         step_kernels = self.kernels
         if not step_kernels:
             return out
-        cfg, lay, rows_plan, act_vm, step_reads = (self.cfg, self.lay, self.rows_plan,
-                                                   self.act_vm, self.reads)
+        cfg, lay, rows_plan, step_reads = self.cfg, self.lay, self.rows_plan, self.reads
         for sk in step_kernels.values():
             plan_of = {a: next((p for p, k_ in rows_plan[a] if k_ is sk), None) for a in kinds}
             checked = [a for a in kinds if plan_of[a] is not None]
             if not checked:
                 continue
             # The VMs a step form covers depend on the acting VM only: group by it.
-            who = {a: act_vm[a] for a in checked}
-            for w in sorted(set(who.values())):
-                ours = [a for a in checked if who[a] == w]
-                if len(ours) == len(kinds):
-                    kw: Any = slice(None)
-                    rows_pre, rows_post = pre, post
-                else:
-                    kw = np.nonzero(np.isin(aid, ours))[0]
-                    rows_pre, rows_post = pre[kw], post[kw]
+            for w, ours, kw in self.by_acting_vm(aid, kinds, checked):
+                rows_pre, rows_post = (pre, post) if isinstance(kw, slice) else (pre[kw], post[kw])
                 flagged = np.zeros(len(rows_pre), dtype=bool)
                 for v in sk.vms(cfg, w if w >= 0 else None):
                     reads = step_reads[sk.name][v]
@@ -321,22 +313,34 @@ class StepChecks:
         yet witnessed runs once per acting VM over the steps of the actions that may witness
         it."""
         out: list[tuple[Ints, Flagged]] = []
-        witnessed, lay, act_vm, rows_witness = (self.ex.witnessed, self.lay, self.act_vm,
-                                                self.rows_witness)
+        witnessed, lay, rows_witness = self.ex.witnessed, self.lay, self.rows_witness
         for name, (sc, sk) in self.witness_kernels.items():
             if name in witnessed:
                 continue
             ours = [a for a in kinds if name in rows_witness[a]]
-            for w in sorted({act_vm[a] for a in ours}):
-                mine = [a for a in ours if act_vm[a] == w]
-                if len(mine) == len(kinds):
+            for w, _, kw in self.by_acting_vm(aid, kinds, ours):
+                if isinstance(kw, slice):
                     at = np.arange(len(aid))
                     seen = step_holds_on_rows(sk.witness, lay, pre, post, max(w, 0))
                 else:
-                    at = np.nonzero(np.isin(aid, mine))[0]
+                    at = kw
                     seen = step_holds_on_rows(sk.witness, lay, pre[at], post[at], max(w, 0))
                 if seen.any():
                     out.append((at[seen], sc))
+        return out
+
+    def by_acting_vm(self, aid: Ints, kinds: list[int], chosen: list[int]
+                     ) -> list[tuple[int, list[int], slice | Ints]]:
+        """The actions ``chosen`` among ``kinds`` (the actions of the steps ``aid``) grouped
+        by the VM that acts (-1: none): per group, that VM, its actions and its steps (every
+        step, as a slice, where the group's actions are all the steps')."""
+        act_vm = self.act_vm
+        out: list[tuple[int, list[int], slice | Ints]] = []
+        for w in sorted({act_vm[a] for a in chosen}):
+            ours = [a for a in chosen if act_vm[a] == w]
+            kw: slice | Ints = (slice(None) if len(ours) == len(kinds)
+                                else np.nonzero(np.isin(aid, ours))[0])
+            out.append((w, ours, kw))
         return out
 
     def step_answers_watched(self, aid: int, pre: State, post: State) -> tuple[_Answers, bool]:
