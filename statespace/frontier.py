@@ -7,7 +7,9 @@ organised for whole-array work:
   derived from the state schema) and its visited-set key is that row packed into
   64-bit words; the visited set (:class:`~ballast.statespace.keyset.KeySet`) is
   sorted runs of keys, and the successors of a whole batch of states are
-  deduplicated by sorting their keys;
+  deduplicated by sorting their keys. A batch holds each successor's key, not its
+  row: the rows of the states it discovers are unpacked from their keys (with
+  symmetry on, every successor's row is canonicalised, so there the rows are kept);
 * the frontier is expanded a batch of states at a time. An action that has a
   kernel (:mod:`ballast.model.action_kernels`) runs through the kernels' NumPy
   interpreter on a :class:`~ballast.statespace.frontier_rows.FrontierRows`
@@ -338,7 +340,10 @@ class _FrontierSearch:
         if lay.interned() > _INTERNED_LIMIT:
             lay.forget()
             self.memo.clear()
-        batch = Batch(lay, sids, self.ex.rep_keys, self.part_ids, self.steps.flagged)
+        # The successors' rows are kept only where every one is read (symmetry
+        # canonicalises them all); else a batch holds their keys alone.
+        batch = Batch(lay, sids, self.ex.rep_keys, self.part_ids, self.steps.flagged,
+                      keep_rows=self.symmetry)
         for si, spec in enumerate(self.plan.specs):
             self.step_action(batch, si, spec)
         steps = Ordered(batch)
@@ -658,9 +663,10 @@ class _FrontierSearch:
     def discover(self, batch: Batch, steps: Ordered) -> tuple[Ints, Ints, Ints]:
         """Add the states the steps reach first: (the steps that reach each new state first,
         every step's target id, per step the id of the state it discovered or -1)."""
-        keys, real_keys = self.key_of(
-            steps.rows_at(slice(None)) if self.symmetry else steps.made.take([]),
-            steps.post_of, steps.keys)
+        # Without symmetry the visited-set keys are the real ones: no row is read.
+        rows = (steps.rows_at(slice(None)) if self.symmetry
+                else np.zeros((0, self.lay.width), dtype=np.int16))
+        keys, real_keys = self.key_of(rows, steps.post_of, steps.keys)
         hashes = key_hash(keys)  # once, for the sort, the lookups and the set
         first, inverse = distinct(keys, hashes)
         found = self.visited.lookup(keys[first], hashes[first])

@@ -89,8 +89,13 @@ class Batch:
 
     def __init__(self, lay: RowLayout, sids: list[int], rep_keys: Keys, part_ids: PartIds,
                  flag: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16], Ints,
-                                 npt.NDArray[np.bool_]], list[tuple[Ints, Flagged]]]) -> None:
+                                 npt.NDArray[np.bool_]], list[tuple[Ints, Flagged]]],
+                 keep_rows: bool = True) -> None:
         self.lay = lay
+        self.keep_rows = keep_rows
+        """Whether the successors' rows are kept until the batch's steps are ordered (a
+        search that canonicalises every successor reads them all); else only their keys
+        are, and a row is unpacked from its key where read."""
         self.sids = sids
         self.m = len(sids)
         self.src = np.array(sids, dtype=np.int64)
@@ -120,7 +125,8 @@ class Batch:
         self.par.append(p)
         self.order.append(o)
         self.aids.append(a)
-        self.out_rows.append(r)
+        if self.keep_rows:
+            self.out_rows.append(r)
         if before is None:
             before = np.take(self.rows, p, axis=0)  # take: a fraction of the time of indexing
         changed = lay.changed_columns(before, r)
@@ -170,7 +176,7 @@ class Ordered:
         self.par: Ints = par[perm]
         self.aid: Ints = aid[perm]
         self.keys: Keys = keys[perm]
-        self.made = _Blocks(batch.out_rows, lay.width)
+        self.made = _Blocks(batch.out_rows, lay.width) if batch.keep_rows else None
         self.post_of: list[State | None] = [None] * produced
         self.where: Ints | None = None
         """Per step in the order made, its position in this order (where needed)."""
@@ -183,9 +189,15 @@ class Ordered:
 
     def rows_at(self, ks: Any) -> npt.NDArray[np.int16]:
         """Successor rows in the reference's order (``ks``: positions in that order).
-        The rows stay where they were made, block by block: most are read only through
-        their keys, so they are gathered where read rather than all put together."""
-        return self.made.take(self.perm[ks])
+        Most are read only through their keys: where the batch kept the rows they are
+        gathered from the blocks they were made in, else unpacked from their keys (a batch
+        holds a key, not a row, per step)."""
+        if self.made is not None:
+            return self.made.take(self.perm[ks])
+        if np.ndim(ks) == 0:
+            row: npt.NDArray[np.int16] = self.lay.unpack(self.keys[int(ks):int(ks) + 1])[0]
+            return row
+        return self.lay.unpack(self.keys[ks])
 
     def post_state(self, k: int) -> State:
         """The state the step at ``k`` leads to, decoded when first asked for."""

@@ -8,8 +8,9 @@ whose hashes collide are told apart word by word (rare; a slow path), so a
 collision can cost time but never merge two states.
 
 Keys are kept in sorted runs, one per batch added; runs of similar size are
-merged (as a log-structured merge tree does), so adding stays linear on average
-and a lookup searches a logarithmic number of runs.
+merged (as a log-structured merge tree does, in one linear pass that holds no more
+than the two runs and the result), so adding stays linear on average and a lookup
+searches a logarithmic number of runs.
 
 With a memory budget (:class:`Spill`), the runs held in memory are written to
 disk once they take more than the budget, as one sorted run (``np.save``, then
@@ -286,14 +287,21 @@ class KeySet:
             self._spill()
 
     def _merged(self, a: _Run, b: _Run) -> _Run:
-        hh = np.concatenate([a.h, b.h])
-        kk = np.concatenate([a.keys, b.keys])
-        ii = np.concatenate([a.ids, b.ids])
-        if self.words > 1:
-            order = _sort(kk, hh)[0]
-            return _Run(hh[order], kk[order], ii[order])
-        order = np.argsort(hh, kind="stable")
-        return _Run(hh[order], kk, ii[order])
+        """Two sorted runs as one, merged in one linear pass (each of ``b``'s keys goes
+        after ``a``'s keys of no greater hash): no sort, and no copy beyond the result."""
+        n = len(a) + len(b)
+        at_b = np.searchsorted(a.h, b.h, side="right") + np.arange(len(b))
+        from_a = np.ones(n, dtype=bool)
+        from_a[at_b] = False
+
+        def merge(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            out = np.empty((n,) + x.shape[1:], dtype=x.dtype)
+            out[at_b] = y
+            out[from_a] = x
+            return out
+
+        return _Run(merge(a.h, b.h), merge(a.keys, b.keys) if self.words > 1 else a.keys[:0],
+                    merge(a.ids, b.ids))
 
     def _spill(self) -> None:
         """Write every run in memory to disk as one sorted run; merge runs on disk of

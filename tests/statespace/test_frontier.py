@@ -172,6 +172,31 @@ def test_keys_that_share_a_hash_stay_distinct(monkeypatch: pytest.MonkeyPatch) -
     assert (ks.lookup(np.array([[9, 9]], dtype=np.uint64)) == -1).all()
 
 
+@pytest.mark.parametrize("words", [1, 3])
+def test_a_key_set_grown_batch_by_batch_finds_every_key_and_no_other(
+        words: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many batches of uneven sizes: runs are merged many times over; with keys of several
+    # words, also where keys share a hash (one word's, modulo 7: equal hashes meet from
+    # both runs). A key of one word is its own hash.
+    if words > 1:
+        monkeypatch.setattr(keyset, "key_hash",
+                            lambda k: (k[:, 0] % np.uint64(7)).astype(np.uint64))
+    rng = np.random.default_rng(words)
+    keys = np.unique(rng.integers(0, 50, size=(1500, words), dtype=np.uint64), axis=0)
+    keys = keys[rng.permutation(len(keys))]
+    ks = KeySet(words)
+    at = 0
+    while at < len(keys):
+        n = int(rng.integers(1, 60))
+        ks.add(keys[at:at + n], np.arange(at, min(at + n, len(keys))))
+        at += n
+        assert all((np.diff(r.h.astype(np.int64)) >= 0).all() for r in ks.runs)
+    assert len(ks.runs) < 12  # merged as it grew, not one run per batch
+    assert (ks.lookup(keys) == np.arange(len(keys))).all()
+    others = rng.integers(50, 60, size=(100, words), dtype=np.uint64)
+    assert (ks.lookup(others) == -1).all()
+
+
 # -- kernels over frontier rows ---------------------------------------------------------
 MEMORY_CASES = ["host_swap_loses_data", "share_without_cow", "cow_write_in_place",
                 "eager_backing_drops_swap", "host_takes_partial_page", "host_takes_single_unit"]
