@@ -16,6 +16,8 @@ the "sometimes" scenarios until each is witnessed.
 
     python benchmarks/bench_explore.py            # long: every search capped at 120 s
     python benchmarks/bench_explore.py --quick    # smaller configurations
+
+The full run ends with the speed goal's verdicts, each met or NOT met with this run's figure.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def main() -> None:
     configs.append(("1-VM slice, 2 PPNs x 2 MPNs" if args.quick else
                     "1-VM slice, 2 PPNs x 4 MPNs", _slice(2, 2 if args.quick else 4)))
     names = ("frontier", "reference", "plain BFS")
+    # The issue's goals, judged at the end from this run's figures: (what, met, measured).
+    goals: list[tuple[str, bool, str]] = []
     print("distinct states per CPU-second (capped runs marked *)")
     print(f"{'configuration':38}{'states':>11}" + "".join(f"{n:>12}" for n in names)
           + f"{'vs ref':>8}{'vs plain':>9}")
@@ -144,6 +148,12 @@ def main() -> None:
         print(f"{label:38}{got['frontier'][0]:11,}{cells}"
               f"{rate['frontier'] / rate['reference']:7.1f}x"
               f"{rate['frontier'] / rate['plain BFS']:8.1f}x", flush=True)
+        if not args.quick:
+            want = 250_000 if "2 VMs" in label else 400_000
+            goals.append((f"{label}: >= {want:,} states per CPU-second",
+                          rate["frontier"] >= want, f"{rate['frontier']:,.0f}"))
+            speedup = rate["frontier"] / rate["reference"]
+            goals.append((f"{label}: >= 10x the reference", speedup >= 10, f"{speedup:.1f}x"))
 
     print()
     print(f"the slices of `ballast check --preset {args.check_preset}` (symmetry on): "
@@ -207,6 +217,9 @@ def main() -> None:
         held, peak, fx = _memory(lambda: explore_frontier(BalloonModel(cfg)))
         print(f"  {cfg.machine_pages} MPNs: {held / fx.states:,.0f} kept, "
               f"{peak / fx.states:,.0f} at the peak ({peak / 2**20:,.0f} MiB)", end="", flush=True)
+        if not args.quick:
+            goals.append((f"{label}: <= 200 bytes per state at the peak of a whole search",
+                          peak / fx.states <= 200, f"{peak / fx.states:,.0f}"))
     print()
 
     print()
@@ -226,6 +239,10 @@ def main() -> None:
               f"{args.largest_seconds:.0f} CPU s: {largest[0]} MPNs, {largest[1]:,} states")
     else:
         print(f"no 2-VM configuration finished within {args.largest_seconds:.0f} CPU s")
+    if not args.quick:
+        goals.append((f"the largest 2-VM configuration within {args.largest_seconds:.0f} CPU s: "
+                      "9 MPNs or more", largest is not None and largest[0] >= 9,
+                      f"{largest[0]} MPNs" if largest is not None else "none"))
 
     print()
     spill_label, spill_cfg = configs[0]
@@ -237,6 +254,10 @@ def main() -> None:
           f"{px.states:,} without a budget), {sx.spilled_bytes / 2**20:.1f} MiB spilled, "
           f"{px.bytes_estimate() / 2**20:.1f} MiB held without a budget, "
           f"{sx.bytes_estimate() / 2**20:.1f} MiB with it; {cpu:.1f} CPU s against {cpu0:.1f}")
+    if goals:
+        print()
+        for what, met, measured in goals:
+            print(f"goal: {what}: {'met' if met else 'NOT met'} ({measured})")
 
 
 if __name__ == "__main__":
