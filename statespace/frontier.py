@@ -220,7 +220,8 @@ class _FrontierSearch:
         ex, lay = self.ex, self.lay
         inits = self.model.init_states()
         rows0 = np.array([lay.encode_list(s) for s in inits], dtype=np.int16)
-        keys0, real0 = self.key_of(rows0, list(inits))
+        real0 = lay.pack(rows0)
+        keys0 = self.key_of(real0, lambda: rows0)
         first0, _ = distinct(keys0)
         sids0 = self.add_states(keys0[first0], real0[first0], np.full(len(first0), -1),
                                 np.full(len(first0), -1), 0)
@@ -323,14 +324,12 @@ class _FrontierSearch:
             ex.deepest = max(ex.deepest, depth)
         return sids
 
-    def key_of(self, rows: npt.NDArray[np.int16], states: list[State | None],
-               real: Keys | None = None) -> tuple[Keys, Keys]:
-        """(visited-set keys, real keys) of successor rows (``real``: already packed)."""
-        if real is None:
-            real = self.lay.pack(rows)
+    def key_of(self, real: Keys, rows: Callable[[], npt.NDArray[np.int16]]) -> Keys:
+        """The visited-set keys of states whose real keys are ``real``: those keys, or with
+        symmetry on the keys of their canonical forms (``rows``: their rows, read only then)."""
         if not self.symmetry:
-            return real, real
-        return self.lay.pack(self.row_symmetry.canonical(rows)), real
+            return real
+        return self.lay.pack(self.row_symmetry.canonical(rows()))
 
     # -- expanding a batch --------------------------------------------------------
 
@@ -663,10 +662,8 @@ class _FrontierSearch:
     def discover(self, batch: Batch, steps: Ordered) -> tuple[Ints, Ints, Ints]:
         """Add the states the steps reach first: (the steps that reach each new state first,
         every step's target id, per step the id of the state it discovered or -1)."""
-        # Without symmetry the visited-set keys are the real ones: no row is read.
-        rows = (steps.rows_at(slice(None)) if self.symmetry
-                else np.zeros((0, self.lay.width), dtype=np.int16))
-        keys, real_keys = self.key_of(rows, steps.post_of, steps.keys)
+        real_keys = steps.keys
+        keys = self.key_of(real_keys, lambda: steps.rows_at(slice(None)))
         hashes = key_hash(keys)  # once, for the sort, the lookups and the set
         first, inverse = distinct(keys, hashes)
         found = self.visited.lookup(keys[first], hashes[first])
