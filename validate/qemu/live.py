@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from ballast.errors import InputError
-from ballast.seeded_draws import seed_only_draws
 from ballast.validate.qemu.capture import migrate_away, reset_guest, wait_settled
 from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
 
@@ -475,6 +474,8 @@ class _LiveRun:
         """Hypothesis's smallest failing example over the devices ``drawn``; None if none."""
         from hypothesis import HealthCheck, Phase, find, settings
         from hypothesis.errors import NoSuchExample
+
+        from ballast.seeded_draws import seed_only_draws
 
         strategy = example_strategy(self.guest_mib, drawn)
         try:
