@@ -98,11 +98,15 @@ def test_bmc_of_every_property_finds_a_seeded_fault(tmp_path: Path,
 
 def test_up_to_proves_every_smaller_size(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    rc = _run(["prove", "--preset", "core", "--up-to", "--json", "--jobs", "1",
-               "--report-dir", str(tmp_path)])
+    # Two PPNs and two MPNs: four sizes show "every smaller size" as nine would, in half
+    # the time of the core preset's three by three.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('preset = "core"\nguest_pages = 2\nmachine_pages = 2\n')
+    rc = _run(["prove", "--config", str(cfg), "--up-to", "--json", "--jobs", "1",
+               "--report-dir", str(tmp_path / "r")])
     out = json.loads(capsys.readouterr().out)
     sizes = {(r["vms"], r["guest_pages"], r["machine_pages"]) for r in out["sizes"]}
-    assert rc == 0 and sizes == {(1, p, m) for p in (1, 2, 3) for m in (1, 2, 3)}
+    assert rc == 0 and sizes == {(1, p, m) for p in (1, 2) for m in (1, 2)}
     assert all(r["proved"] == r["queries"] for r in out["sizes"])
 
 
