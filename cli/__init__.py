@@ -40,12 +40,14 @@ from ballast.cli.options import (
     origin,
 )
 from ballast.progress import add_quiet_option
+from ballast.termination import Terminated, sigterm_as_interrupt
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTPUT_CLOSED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EXIT_VIOLATION,
 )
@@ -295,7 +297,7 @@ def build_parser(plugins: Sequence[str] | None = None) -> argparse.ArgumentParse
         prog="ballast",
         description="Reference model and verification suite for memory ballooning.",
         epilog="exit codes: 0 holds, 1 violated, 2 bad usage or input, 3 inconclusive, "
-               "4 internal error, 130 interrupted, 141 output closed early")
+               "4 internal error, 130 interrupted, 141 output closed early, 143 terminated")
     parser.add_argument("--version", action="version", version=f"ballast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -454,11 +456,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Whatever happens inside a subcommand, the exit code is one of the documented
     ones: a deliberate error is 2 with one line on stderr, running out of memory
-    is 3, an unexpected exception is 4 (never 0 or 1), Ctrl-C is 130.
+    is 3, an unexpected exception is 4 (never 0 or 1), Ctrl-C is 130, SIGTERM 143.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     start = time.monotonic()
     tally.reset()
+    # SIGTERM (``timeout``, a cancelled CI job) cleans up as Ctrl-C does: no guest left
+    # running, no spill folder left behind.
+    with sigterm_as_interrupt():
+        return _run(args_list, start)
+
+
+def _run(args_list: list[str], start: float) -> int:
+    """:func:`main` within its SIGTERM handler: the command's exit code."""
     try:
         parser = build_parser(_plugins_for(args_list))
         try:
@@ -473,11 +483,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BallastError as exc:
         print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         done = tally.so_far() or "nothing counted yet"
-        print(f"ballast: interrupted after {time.monotonic() - start:.1f} s; done so far: {done}",
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"ballast: {how} after {time.monotonic() - start:.1f} s; done so far: {done}",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         return _output_closed()
     except MemoryError:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["EXIT_INCONCLUSIVE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK",
-           "EXIT_OUTPUT_CLOSED", "EXIT_USAGE", "EXIT_VIOLATION",
+           "EXIT_OUTPUT_CLOSED", "EXIT_TERMINATED", "EXIT_USAGE", "EXIT_VIOLATION",
            "CheckResult", "PropertyResult", "Verdict", "overall"]
 
 EXIT_OK = 0
@@ -31,6 +31,8 @@ EXIT_INTERNAL = 4
 """An internal error of Ballast itself: never 0 or 1, so a crash never reads as a verdict."""
 EXIT_INTERRUPTED = 130
 """Interrupted (Ctrl-C, SIGINT), as shells report it."""
+EXIT_TERMINATED = 143
+"""Stopped by SIGTERM (``timeout``, ``kill``), as shells report it; cleaned up as Ctrl-C is."""
 EXIT_OUTPUT_CLOSED = 141
 """The reader of the output went away (``ballast ... | head``): what a shell reports for a
 program stopped by SIGPIPE. The run was cut short, so it is no verdict: never 0 or 1."""

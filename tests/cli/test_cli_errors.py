@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from ballast.verdict import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
 )
 
@@ -146,6 +148,41 @@ def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str
     assert "interrupted after" in line and counted in line, err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["explore", "--preset", "core", "--memory-budget", "1"],  # states spilled to a folder
+    ["fuzz", "--preset", "core", "--seeds", "0..99", "--steps", "100000", "--workers", "2"],
+])
+def test_sigterm_cleans_up_as_ctrl_c_then_exits_143(tmp_path: Path, args: list[str]) -> None:
+    """``timeout`` or ``kill``: the spill folder is removed, the pool's workers end, and the
+    command says what it had done, as Ctrl-C does (by default SIGTERM left both behind)."""
+    import signal
+    import time
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ballast", *args], cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(scratch)}, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_TERMINATED, err
+    assert "terminated (SIGTERM) after" in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err
+    assert not list(scratch.iterdir())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # its workers have gone with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("a process of the command outlived it")
 
 
 @pytest.mark.parametrize("args", [["list", "faults"], ["list", "actions"],
