@@ -209,6 +209,9 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
             "writes_in_driver_order": None if o.moved is None else {
                 "count": o.moved.count, "lines": o.moved.lines},
             "given_back": None if o.ram is None else o.ram.as_dict(),
+            "ignored_lines": None if o.ignored is None else {
+                "count": o.ignored.count, "first_line": o.ignored.first,
+                "first_text": o.ignored.first_text},
             "model": None if mv is None else {
                 "ok": mv.ok, "steps": mv.steps, "step": mv.step, "line": mv.line,
                 "action": mv.action, "reason": mv.reason, "property": mv.property,
@@ -260,6 +263,8 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
         out.write(f"{f.file}:{f.line}: QMP cross-check {f.check} broken: {f.message}\n")
     for w in rep.warnings:
         out.write(f"  warning: SHOULD {w.rule}: {w.message}\n")
+    if o.ignored_note is not None:
+        out.write(f"  note: {o.ignored_note}\n")
     if o.emitted:
         out.write(f"  converted trace written to {o.emitted}\n")
     return code

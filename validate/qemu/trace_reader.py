@@ -60,7 +60,9 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Final
 
 from ballast.validate.qemu.bulk import PageRun, bulk_items
@@ -88,10 +90,47 @@ from ballast.validate.qemu.events import (
 from ballast.validate.qemu.fields import ascii_digits, fields, parse_int, parse_prefix, pointer, u32
 from ballast.validate.qemu.source import QemuLogError, Source, damaged_xz, open_lines, source_name
 
-__all__ = ["MAX_BUFFER_PAGES", "read_trace"]
+__all__ = ["MAX_BUFFER_PAGES", "IgnoredLines", "read_trace"]
 
 MAX_BUFFER_PAGES: Final = 1 << 20
 """A buffer larger than this many pages is taken for a malformed trace (bounds memory)."""
+
+_NOT_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\udc80-\udcff]")
+"""A control character or a byte that is no UTF-8 (kept as a surrogate): no trace line has one."""
+
+
+@dataclass
+class IgnoredLines:
+    """The lines of a log that are no event the reader knows: other trace events, other
+    text, or damage. A log may hold them by right (every virtio device's events, QEMU's own
+    messages), but a damaged balloon event is one of them too, and a verdict read from a log
+    that lost one says so (:mod:`~ballast.validate.qemu.validation`).
+
+    >>> ignored = IgnoredLines()
+    >>> list(read_trace(["virtqueue_pop vq 0x1", "virtio_set_status vdev 0x1 val 15"],
+    ...                 ignored=ignored))[0].value
+    15
+    >>> ignored.count, ignored.first, ignored.first_text
+    (1, 1, 'virtqueue_pop vq 0x1')
+    """
+
+    count: int = 0
+    first: int | None = None
+    """The first one's line."""
+    first_text: str = ""
+    """Its text (at most 80 characters)."""
+    not_text: int | None = None
+    """The first line with a control character or a byte that is no UTF-8 text."""
+
+    def add(self, number: int, text: str) -> None:
+        """Note line ``number`` (``text``), ignored."""
+        self.count += 1
+        if self.first is None:
+            self.first = number
+            self.first_text = text[:80]
+        if self.not_text is None and _NOT_TEXT.search(text):
+            self.not_text = number
+
 
 _PAGE: Final = 0
 _BAD_ADDR: Final = 1
@@ -234,15 +273,17 @@ _SYNTAX: Final[dict[int, str]] = {
 
 
 
-def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEvent]:
+def read_trace(source: Source, *, name: str | None = None,
+               ignored: IgnoredLines | None = None) -> Iterator[TraceEvent]:
     """Yield the balloon events of a QEMU trace log, streaming.
 
     ``source`` is a path (plain or xz) or an iterable of lines (a ``str`` is a path);
-    ``name`` names it in errors (default: the path, or ``<lines>``).  Raises
-    :class:`QemuLogError` on a malformed line of a known event, a page with no queue
-    notification before it in its thread (a trace without ``virtio_queue_notify``, or a
-    KVM run with ioeventfd: use ``-device virtio-balloon-pci,ioeventfd=off``), or a
-    damaged file.
+    ``name`` names it in errors (default: the path, or ``<lines>``); the lines of no known
+    event are counted in ``ignored``, if given.  Raises :class:`QemuLogError` on a
+    malformed line of a known event, a page with no queue notification before it in its
+    thread (a trace without ``virtio_queue_notify``, or a KVM run with ioeventfd: use
+    ``-device virtio-balloon-pci,ioeventfd=off``), a damaged file, a log of no line at
+    all, or one of no known event with bytes that are no text (another kind of file).
 
     >>> list(read_trace(["virtio_set_status vdev 0x1 val 15", "unrelated text"]))
     [DeviceStatus(line=1, time=None, thread=None, vdev='0x1', value=15)]
@@ -254,28 +295,40 @@ def read_trace(source: Source, *, name: str | None = None) -> Iterator[TraceEven
     got 'actual: x oldactual: 0'
     """
     file = source_name(source, name)
+    ignored = IgnoredLines() if ignored is None else ignored
     if isinstance(source, (str, os.PathLike)):
         try:
-            yield from _trace_events(bulk_items(os.fspath(source), file), file)
+            yield from _trace_events(bulk_items(os.fspath(source), file), file, ignored)
         except (lzma.LZMAError, EOFError) as exc:
             raise QemuLogError(file, None, f"corrupt or truncated xz data: {exc}") from None
         return
     with open_lines(source, file) as stream:
-        yield from _trace_events(stream, file)
+        yield from _trace_events(stream, file, ignored)
 
 
 
-def _trace_events(stream: Iterable[str | PageRun], file: str) -> Iterator[TraceEvent]:
+def _trace_events(stream: Iterable[str | PageRun], file: str,
+                  ignored: IgnoredLines) -> Iterator[TraceEvent]:
     """The events of the lines (and bulk-parsed page runs) of ``stream``, in order."""
-    reader = _Reader(file)
+    reader = _Reader(file, ignored)
+    known = False
     try:
         for text in stream:
             if isinstance(text, PageRun):
                 reader.page_run(text)
             elif not reader.page_line(text):
-                yield from reader.other_line(text)
+                for event in reader.other_line(text):
+                    known = True
+                    yield event
+            else:
+                known = True
     except (lzma.LZMAError, EOFError) as exc:
         raise damaged_xz(file, reader.number, exc) from None
+    if not reader.number:
+        raise QemuLogError(file, None, "empty: no line; expected a QEMU trace log")
+    if not known and ignored.not_text is not None:
+        raise QemuLogError(file, ignored.not_text, "bytes that are no text and no balloon "
+                           "event in the whole file; expected a QEMU trace log")
     yield from reader.unacknowledged()
 
 
@@ -289,8 +342,9 @@ class _Reader:
     ``virtio_queue_notify`` and the buffer it is reading; the queue each notified vq pointer
     names; the number of the last line read."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, ignored: IgnoredLines) -> None:
         self.file = file
+        self.ignored = ignored
         self.queues: dict[str, _Queue] = {}
         self.buffers: dict[str, _Open] = {}
         self.vq_queue: dict[str, int] = {}
@@ -376,6 +430,7 @@ class _Reader:
         event, args = (body, "") if space < 0 else (body[:space], body[space + 1:])
         kind = _EVENTS.get(event)
         if kind is None:
+            self.ignored.add(self.number, text)
             return
         if bad_prefix:
             raise QemuLogError(self.file, self.number,

@@ -37,7 +37,7 @@ from ballast.validate.qemu.steps import (
     profile_events,
     trace_header,
 )
-from ballast.validate.qemu.trace_reader import read_trace
+from ballast.validate.qemu.trace_reader import IgnoredLines, read_trace
 from ballast.validate.virtio.check import VirtioReport, check_virtio
 
 __all__ = ["QemuOutcome", "features_from", "progress_bar", "validate_qemu"]
@@ -103,6 +103,21 @@ class QemuOutcome:
     ram: GuestRam | None = None
     """What QEMU gave back to the host and where it lies (the located discards and free
     page reports, and those that could not be located)."""
+    ignored: IgnoredLines | None = None
+    """The log's lines of no event the reader knows (other events, other text, damage)."""
+
+    @property
+    def ignored_note(self) -> str | None:
+        """A line saying which lines were ignored, or None where none were. A balloon event
+        damaged beyond recognition is one of them, and the verdict then judged a log that
+        lost it: the note is how a reader tells."""
+        ign = self.ignored
+        if ign is None or not ign.count:
+            return None
+        return (f"{ign.count:,} line{'s' if ign.count > 1 else ''} of no balloon event "
+                f"ignored, first at line {ign.first}: {ign.first_text!r} (other trace events "
+                "are; a damaged balloon event would be too, and the verdict would then be "
+                "of a log that lost it)")
 
     @property
     def clean(self) -> bool:
@@ -155,6 +170,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
         _check_emit_destination(Path(emit_trace), Path(name))
     size = GuestSize()
     size.pages = guest_pages
+    ignored = IgnoredLines()
     start = time.perf_counter()
     tmp: IO[str] | None = None
     try:
@@ -164,7 +180,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
                 cross = QmpCrossCheck(read_qmp(qmp))
             except OSError as exc:
                 raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
-        raw: Iterator[Any] = read_trace(name)
+        raw: Iterator[Any] = read_trace(name, ignored=ignored)
         if cross is not None:
             raw = _tapping(raw, cross)
         moved = MovedWrites()
@@ -208,7 +224,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
             tmp.close()
             os.unlink(tmp.name)
     return QemuOutcome(name, features, rep, size.pages, time.perf_counter() - start, emit_trace,
-                       verdict, findings, moved, ram)
+                       verdict, findings, moved, ram, ignored)
 
 
 def _check_emit_destination(dest: Path, source: Path) -> None:

@@ -419,15 +419,46 @@ def test_bad_input_is_exit_2_with_file_and_line_and_no_partial_output(tmp_path: 
         assert code == 2 and out == "" and "--features is empty" in err
 
 
-@pytest.mark.parametrize("content", [b"", b"unrelated text\nqemu-system-x86_64: warning\n",
-                                     b"\x00\x01\xfe\xff binary\n"],
-                         ids=["empty", "other-lines", "binary"])
-def test_a_log_with_no_balloon_event_is_inconclusive_not_clean(tmp_path: Path,
-                                                               content: bytes) -> None:
-    """An empty log, another file or a QEMU run without tracing breaks no rule; passing it
-    would pass a capture that recorded nothing."""
-    p = tmp_path / "trace.log"
+@pytest.mark.parametrize("content, expected", [
+    (b"", "empty: no line"),
+    (b"\x00\x01\xfe\xff binary\n", "1: bytes that are no text"),
+    (lzma.compress(b""), "empty: no line"),
+    (lzma.compress(bytes(range(256)) * 16), "1: bytes that are no text"),
+], ids=["empty", "binary", "empty-xz", "binary-xz"])
+def test_an_empty_or_binary_log_is_bad_input(tmp_path: Path, content: bytes,
+                                             expected: str) -> None:
+    """A file of no line, or of bytes that are no text and no balloon event, is no QEMU trace
+    log: bad input (exit 2) naming it, as an empty project trace is."""
+    p = tmp_path / ("trace.log.xz" if content[:6] == b"\xfd7zXZ\x00" else "trace.log")
     p.write_bytes(content)
+    code, out, err = _run("validate", "--format", "qemu", str(p))
+    assert code == 2 and out == ""
+    assert err.startswith(f"ballast: error: {p}") and expected in err, err
+
+
+def test_a_balloon_event_damaged_beyond_recognition_is_named_beside_the_verdict(
+        tmp_path: Path) -> None:
+    """A line of no known event is ignored (other devices' events are), so a damaged
+    balloon event is lost, and the verdict is of a log without it: the note names it."""
+    lines = QemuLog(64).linux_run([4, 0]).lines
+    clean = validate_qemu(_write(tmp_path, lines), frozenset())
+    assert clean.ignored is not None and clean.ignored.count == 0
+    assert clean.ignored_note is None
+    k = next(i for i, line in enumerate(lines) if "virtio_balloon_set_config" in line)
+    damaged = _write(tmp_path, lines[:k] + ["garbage line here"] + lines[k + 1:], "d.log")
+    code, out, _ = _run("validate", "--format", "qemu", str(damaged))
+    assert (f"note: 1 line of no balloon event ignored, first at line {k + 1}: "
+            "'garbage line here'") in out
+    code, out, _ = _run("validate", "--format", "qemu", "--json", str(damaged))
+    assert json.loads(out)["ignored_lines"] == {"count": 1, "first_line": k + 1,
+                                                "first_text": "garbage line here"}
+
+
+def test_a_text_log_with_no_balloon_event_is_inconclusive_not_clean(tmp_path: Path) -> None:
+    """Another text file, or a QEMU run without tracing, breaks no rule; passing it would
+    pass a capture that recorded nothing."""
+    p = tmp_path / "trace.log"
+    p.write_bytes(b"unrelated text\nqemu-system-x86_64: warning\n")
     code, out, err = _run("validate", "--format", "qemu", str(p))
     assert code == 3 and err == ""
     assert (out.startswith(f"{p}: inconclusive: no virtio-balloon trace event")
