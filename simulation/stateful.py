@@ -145,6 +145,11 @@ class PropertyBroken(AssertionError):
         super().__init__(f"{violation.property}: {violation.message}")
 
 
+class _OutOfTime(BaseException):
+    """The wall-clock limit passed: raised out of Hypothesis's run, which re-raises what is
+    no ``Exception`` rather than taking it for a failure to shrink."""
+
+
 @dataclass
 class _Recorder:
     """What the latest run of the machine did (Hypothesis replays the shrunk run last)."""
@@ -168,6 +173,16 @@ class _Recorder:
     """``total_steps`` when the first failure was seen."""
     shortest: tuple[list[tuple[Action, State, tuple[str, ...]]], Violation] | None = None
     """The shortest failing run so far (the first of its length), with its violation."""
+    stop: Callable[[], bool] | None = None
+    """Asked before every run and every step: True ends the whole search there."""
+    stopped: bool = False
+    """Whether :attr:`stop` ended it."""
+
+    def go_on(self) -> None:
+        """Raise :class:`_OutOfTime` where :attr:`stop` says the search is to end."""
+        if self.stopped or (self.stop is not None and self.stop()):
+            self.stopped = True
+            raise _OutOfTime()
 
     @property
     def spent(self) -> bool:
@@ -177,6 +192,7 @@ class _Recorder:
 
     def start(self) -> None:
         """A run starts."""
+        self.go_on()
         self.steps = []
         self.violation = None
         self.runs += 1
@@ -287,6 +303,7 @@ class _BalloonMachine(RuleBasedStateMachine):
         model, rec = self.model, self.recorder
         if rec.spent:
             return
+        rec.go_on()
         drawn_blind = bool(args.pop("_blind", False))
         act = Action.of(spec.name, **args)
         pre = self.state
@@ -400,19 +417,24 @@ class MachineOutcome:
     """Steps taken with arguments drawn from the parameter domains."""
     profile: str = "ci"
     database: Path | None = None
+    cut_short: bool = False
+    """The search ended at ``stop`` before its runs were done (the violation, if any, is
+    the shortest failing run found by then)."""
 
 
 def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
                 steps: int | None = None, profile: str = "ci",
                 database: Path | None = None, deadline_ms: int | None = None,
                 on_run: Callable[[int], None] | None = None,
-                shrink_steps: int = SHRINK_STEPS) -> MachineOutcome:
+                shrink_steps: int = SHRINK_STEPS,
+                stop: Callable[[], bool] | None = None) -> MachineOutcome:
     """Run the machine, seeded by ``seed``: ``examples`` runs of up to ``steps`` steps
     (default: the profile's). With ``database``, failures are saved there (one folder per
     model) and replayed first on the next run. ``on_run`` is told the number of runs
     started so far, as each starts. ``shrink_steps`` bounds the shrinking (see the module
-    docstring)."""
-    rec = _Recorder(on_run=on_run, shrink_steps=shrink_steps)
+    docstring). ``stop`` (a wall-clock limit) is asked before every run and step; once it
+    says True the search ends (:attr:`MachineOutcome.cut_short`)."""
+    rec = _Recorder(on_run=on_run, shrink_steps=shrink_steps, stop=stop)
     machine = machine_for(model, rec)
     changes: dict[str, Any] = {"deadline": deadline_ms}
     if examples is not None:
@@ -432,9 +454,13 @@ def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
         pass
     except Flaky:
         # With the shrinking budget spent, Hypothesis's last run of its smallest failure
-        # does nothing, which it takes for flakiness; the shortest failing run is kept.
-        flaky = not rec.spent
-    if rec.spent and rec.shortest is not None:
+        # does nothing, which it takes for flakiness; so does a stop in that run. The
+        # shortest failing run is kept.
+        flaky = not (rec.spent or rec.stopped)
+    except _OutOfTime:
+        pass
+    cut_short = rec.stopped
+    if (rec.spent or cut_short) and rec.shortest is not None:
         rec.steps, rec.violation = rec.shortest
     trace = None
     if rec.violation is not None:
@@ -447,4 +473,4 @@ def run_machine(model: BalloonModel, *, seed: int, examples: int | None = None,
                                     for n, (act, post, wit) in enumerate(rec.steps, start=1)))
     return MachineOutcome(rec.violation, trace, frozenset(rec.witnessed), frozenset(rec.fired),
                           rec.total_steps, rec.runs, flaky, rec.discarded, rec.blind,
-                          profile, db_dir)
+                          profile, db_dir, cut_short)

@@ -197,7 +197,7 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     with shown_progress.meter("hypothesis", total=examples, unit="runs") as meter:
         out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
                           steps=opts.hypothesis_steps, profile=profile, database=database,
-                          on_run=meter.update)
+                          on_run=meter.update, stop=opts.budget.deadline().passed)
     cx, violation = None, out.violation
     if out.violation is not None and out.trace is not None:
         cx, violation = _confirmed(model, [st.action for st in out.trace.steps],
@@ -214,6 +214,11 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
         results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE,
                                   "Hypothesis reported a flaky failure", evidence)
                    if r.verdict is Verdict.PASS else r for r in results]
+    if out.cut_short and violation is None:
+        why = out_of_time(f"stopped after {out.steps_run:,} steps ({out.runs} of {examples} "
+                          "runs)", opts.budget.max_seconds or 0)
+        results = [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE, why, evidence)
+                   for r in results]
     results += _coverage(model, "hypothesis", out.witnessed, out.fired)
     return CheckResult("hypothesis", results, time.monotonic() - start,
                        {"steps": out.steps_run, "runs": out.runs, "profile": profile,

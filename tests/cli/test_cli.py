@@ -75,6 +75,19 @@ def test_a_wall_clock_limit_stops_one_long_random_run(tmp_path: Path) -> None:
     assert "(0 of 1 runs)" not in line and "of 1 runs)" in line and "(--max-seconds)" in line
 
 
+def test_a_wall_clock_limit_stops_the_hypothesis_search(tmp_path: Path) -> None:
+    """The Hypothesis checker heeds the limit too (it ran all its examples past it, and a
+    search of very many never ended): inconclusive at the limit, saying how far it got."""
+    r = subprocess.run([sys.executable, "-m", "ballast", "check", "--preset", "core",
+                        "--checkers", "hypothesis", "--examples", "1000000000",
+                        "--max-seconds", "2", "--report-dir", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("INCONCLUSIVE")]
+    assert "hypothesis: stopped after" in line and "of 1000000000 runs)" in line
+    assert "(--max-seconds)" in line
+
+
 def test_counts_and_seeds_out_of_range_are_refused(tmp_path: Path) -> None:
     for args, flag in ((["run", "--steps", "0"], "--steps"),
                        (["run", "--seed", "99999999999999999999999999"], "--seed"),

@@ -4,6 +4,7 @@ invariants from the model, seeded runs, profiles and the example database."""
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hypothesis import find, settings
@@ -115,6 +116,37 @@ def test_machine_catches_a_fault_and_the_shrunk_run_replays() -> None:
     assert result.outcome is ReplayOutcome.VIOLATION
     assert result.violations[0].property == "no_double_mapping"
     assert len(out.trace.steps) <= 6
+
+
+def _asked_until(limit: int | None) -> tuple[list[int], Callable[[], bool]]:
+    """A stop that counts how often it is asked and says True past ``limit`` questions."""
+    asked = [0]
+
+    def stop() -> bool:
+        asked[0] += 1
+        return limit is not None and asked[0] > limit
+    return asked, stop
+
+
+def test_a_stop_ends_the_search_at_once_and_keeps_the_shortest_failure_found() -> None:
+    """``check --max-seconds`` ends the Hypothesis search through ``stop``, asked before every
+    run and step: the search is cut short (inconclusive, not a pass), and a failure found
+    before the stop is kept and replays."""
+    model = BalloonModel(preset("core"))
+    asked, stop = _asked_until(300)
+    out = run_machine(model, seed=0, examples=10_000, steps=20, stop=stop)
+    assert out.cut_short and out.violation is None
+    assert asked[0] == 301 and out.steps_run + out.runs <= 301
+    faulty = BalloonModel(with_fault_needs(preset("core"), ["host_takes_partial_page"]),
+                          ["host_takes_partial_page"])
+    asked, stop = _asked_until(None)
+    whole = run_machine(faulty, seed=0, examples=200, steps=20, stop=stop)
+    assert not whole.cut_short and whole.violation is not None
+    _, stop = _asked_until(asked[0] - 2)  # cut in the middle of the shrinking
+    cut = run_machine(faulty, seed=0, examples=200, steps=20, stop=stop)
+    assert cut.cut_short and cut.violation is not None and cut.trace is not None
+    assert cut.violation.property == whole.violation.property == "memory_conservation"
+    assert replay(cut.trace).outcome is ReplayOutcome.VIOLATION
 
 
 def test_shrinking_is_bounded_by_steps_and_keeps_the_shortest_failing_run() -> None:
