@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import positive_int, seed, timeout_seconds
@@ -25,21 +26,27 @@ __all__ = ["register_capture"]
 
 def register_capture(csub: Any) -> None:
     """Add ``qemu`` and ``qemu-live`` to ``ballast capture``."""
+    from ballast.validate.qemu.guest import MIN_GUEST_MIB, max_guest_mib
     from ballast.validate.qemu.live import DEVICES, FAULTS, SHRINK_RUNS
     from ballast.validate.qemu.scenarios import SCENARIOS
+
+    sizes = (f"from {MIN_GUEST_MIB} to this host's physical memory ({max_guest_mib()} MiB "
+             "here)")
 
     q = csub.add_parser("qemu", help="boot Linux under QEMU (TCG), move its balloon, validate",
                         description="Boot a Linux guest under QEMU, drive its virtio balloon "
                                     "over QMP, record trace/QMP/console logs in --out, then "
                                     "validate the trace with the VirtIO rules, the reference "
                                     "model and the QMP cross-checks.")
-    q.add_argument("--out", required=True, help="directory for trace.log, qmp.log, console.log")
+    q.add_argument("--out", required=True, type=_out_folder,
+                   help="directory for trace.log, qmp.log, console.log (made if missing)")
     q.add_argument("--scenario", choices=sorted(SCENARIOS),
                    help="a named capture (overrides the options below): "
                         + "; ".join(f"{n}: {s.summary}" for n, s in sorted(SCENARIOS.items())))
     q.add_argument("--targets", default="384,256,512",
                    help="target guest RAM sizes in MiB, comma separated (default 384,256,512)")
-    q.add_argument("--guest-mib", type=int, default=512, help="guest RAM in MiB (default 512)")
+    q.add_argument("--guest-mib", type=_guest_mib, default=512,
+                   help=f"guest RAM in MiB, {sizes} (default 512)")
     q.add_argument("--deflate-on-oom", action="store_true", help="offer DEFLATE_ON_OOM")
     q.add_argument("--pressure-mib", type=int, default=0,
                    help="after the targets, fill this many MiB of guest memory, then free it")
@@ -63,12 +70,15 @@ def register_capture(csub: Any) -> None:
                     "VirtIO rules and the reference model, the whole capture also by the QMP "
                     "cross-checks.  A failure is shrunk (at most "
                     f"{SHRINK_RUNS} more runs) and written as a scenario file to replay.")
-    live.add_argument("--out", required=True,
-                      help="directory for the capture, examples and any failure")
+    live.add_argument("--out", required=True, type=_out_folder,
+                      help="directory for the capture, examples and any failure (made if "
+                           "missing)")
     live.add_argument("--examples", type=positive_int, default=5,
                       help="examples Hypothesis chooses (default 5; each takes seconds under TCG)")
     live.add_argument("--seed", type=seed, default=0, help="Hypothesis seed (default 0)")
-    live.add_argument("--guest-mib", type=int, default=256, help="guest RAM in MiB (default 256)")
+    live.add_argument("--guest-mib", type=_guest_mib, default=256,
+                      help=f"guest RAM in MiB, {sizes} (default 256; a --replay scenario "
+                           "gives its own)")
     live.add_argument("--settle-s", type=timeout_seconds, default=15.0,
                       help="seconds to wait for each target")
     live.add_argument("--timeout-s", type=timeout_seconds, default=900.0,
@@ -83,6 +93,35 @@ def register_capture(csub: Any) -> None:
                       help="run the operations of a scenario file (failure.json) once instead")
     live.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     live.set_defaults(func=_live_cmd)
+
+
+def _guest_mib(text: str) -> int:
+    """``--guest-mib``: refused at parsing, before anything starts, by the same check as
+    :func:`~ballast.validate.qemu.capture.capture` makes
+    (:func:`~ballast.validate.qemu.guest.check_guest_mib`)."""
+    from ballast.validate.qemu.guest import CaptureError, check_guest_mib
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of MiB, got {text!r}") from None
+    try:
+        check_guest_mib(value)
+    except CaptureError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _out_folder(text: str) -> str:
+    """``--out``: a folder, made if missing; refused at parsing if it, or the nearest of its
+    parents that exists, is a file (``mkdir`` would only say "File exists")."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "is" if existing == path else f"is inside {existing}, which is"
+        raise argparse.ArgumentTypeError(f"must be a folder (made if missing), and {text} "
+                                         f"{what} not a folder")
+    return text
 
 
 def _capture_cmd(args: argparse.Namespace) -> int:

@@ -48,3 +48,39 @@ def test_capture_with_bad_targets_is_exit_2(tmp_path: Path) -> None:
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         code = main(["capture", "qemu", "--out", str(tmp_path), "--targets", "big"])
     assert code == 2 and "--targets" in err.getvalue()
+
+
+def _capture(*argv: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["capture", *argv])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("command", ["qemu", "qemu-live"])
+def test_an_out_that_is_a_file_is_exit_2_naming_it(tmp_path: Path, command: str) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    code, err = _capture(command, "--out", str(taken))
+    assert code == 2 and "--out" in err and "must be a folder" in err and str(taken) in err, err
+    assert "File exists" not in err
+    code, err = _capture(command, "--out", str(taken / "below"))
+    assert code == 2 and f"inside {taken}" in err, err
+
+
+@pytest.mark.parametrize("command", ["qemu", "qemu-live"])
+@pytest.mark.parametrize("mib", ["0", "-1", "100000000", str(10**30), "lots"])
+def test_a_guest_size_out_of_bounds_is_exit_2_before_anything_starts(
+        tmp_path: Path, command: str, mib: str) -> None:
+    out = tmp_path / "out"
+    code, err = _capture(command, "--out", str(out), "--guest-mib", mib)
+    assert code == 2 and "--guest-mib" in err and "Traceback" not in err, err
+    assert ("whole number of MiB" if mib == "lots" else "at least 64 and at most") in err
+    assert not out.exists()  # QEMU never started: no logs
+
+
+def test_the_help_bounds_the_guest_size() -> None:
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        code = main(["capture", "qemu", "--help"])
+    assert code == 0 and "physical memory" in " ".join(out.getvalue().split())

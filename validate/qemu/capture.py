@@ -30,6 +30,7 @@ from ballast.validate.qemu.guest import (
     CaptureError,
     DeviceOptions,
     QemuGuest,
+    check_guest_mib,
     find_guest,
 )
 
@@ -108,8 +109,9 @@ class CaptureResult:
 
 def _check_targets(targets_mib: list[int], guest_mib: int, settle_s: float,
                    timeout_s: float) -> None:
-    if not isinstance(guest_mib, int) or guest_mib < 64:
-        raise CaptureError(f"guest_mib must be an integer of at least 64, not {guest_mib!r}")
+    """Raise :class:`CaptureError` for arguments of :func:`capture` that cannot work, before
+    QEMU starts or a file is written."""
+    check_guest_mib(guest_mib)  # first: the targets are checked against it
     if not targets_mib:
         raise CaptureError("targets_mib is empty: give at least one target guest RAM size")
     for target in targets_mib:

@@ -36,15 +36,18 @@ __all__ = [
     "INSTALL_HINT",
     "KVM_BOOT_S",
     "MIB",
+    "MIN_GUEST_MIB",
     "QEMU_BINARY",
     "TRACE_EVENTS",
     "CaptureError",
     "DeviceOptions",
     "QemuGuest",
+    "check_guest_mib",
     "choose_accel",
     "find_guest",
     "free_huge_pages_mib",
     "kvm_usable",
+    "max_guest_mib",
 ]
 
 QEMU_BINARY: Final = "qemu-system-x86_64"
@@ -71,6 +74,11 @@ pages it doubles the log, one line per ballooned page."""
 
 MIB: Final = 1 << 20
 _POLL_S: Final = 0.1
+
+MIN_GUEST_MIB: Final = 64
+"""The least guest RAM, in MiB, the guest's kernel and initramfs boot in with a balloon to move."""
+_FALLBACK_MAX_GUEST_MIB: Final = 1 << 20
+"""The most guest RAM (1 TiB) where the host's physical memory cannot be asked for."""
 
 ACCEL_ENV: Final = "BALLAST_QEMU_ACCEL"
 """``kvm``, ``tcg`` or ``auto`` (the default): KVM when ``/dev/kvm`` can be opened and has
@@ -132,6 +140,41 @@ class CaptureError(BallastError):
     """A capture could not be made: tools missing, QEMU failed, the guest misbehaved, a timeout."""
 
 
+def max_guest_mib() -> int:
+    """The most guest RAM a capture asks QEMU for, in MiB: this host's physical memory.
+
+    A guest larger than the host cannot have its RAM backed (QEMU refuses it, or the host
+    swaps it out and the balloon's timings mean nothing), so the size is refused before QEMU
+    starts rather than after.  Huge pages are part of the physical memory, so a guest on
+    them is bounded the same way (and further by the free huge pages:
+    :meth:`DeviceOptions.check`).  Where the host does not say (no ``sysconf``), 1 TiB.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return _FALLBACK_MAX_GUEST_MIB
+    return total // MIB if total > 0 else _FALLBACK_MAX_GUEST_MIB
+
+
+def check_guest_mib(guest_mib: object) -> None:
+    """Raise :class:`CaptureError` unless ``guest_mib`` is a whole number of MiB from
+    :data:`MIN_GUEST_MIB` to :func:`max_guest_mib`: the one check of the guest's size, made
+    before anything starts.
+
+    >>> check_guest_mib(256)
+    >>> check_guest_mib(0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ballast.validate.qemu.guest.CaptureError: guest_mib must be an integer of at least 64 ...
+    """
+    most = max_guest_mib()
+    if (isinstance(guest_mib, bool) or not isinstance(guest_mib, int)
+            or not MIN_GUEST_MIB <= guest_mib <= most):
+        raise CaptureError(f"guest_mib must be an integer of at least {MIN_GUEST_MIB} and at "
+                           f"most {most} (this host's physical memory in MiB), "
+                           f"not {guest_mib!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceOptions:
     """The guest and its virtio-balloon device as QEMU is told to make them.
@@ -174,9 +217,7 @@ class DeviceOptions:
 
     def check(self) -> None:
         """Raise :class:`CaptureError` for options QEMU or the guest cannot take."""
-        if not isinstance(self.guest_mib, int) or self.guest_mib < 64:
-            raise CaptureError("guest_mib must be an integer of at least 64, "
-                               f"not {self.guest_mib!r}")
+        check_guest_mib(self.guest_mib)
         if not isinstance(self.pressure_mib, int) or self.pressure_mib < 0:
             raise CaptureError("pressure_mib must be a non-negative integer, "
                                f"not {self.pressure_mib!r}")

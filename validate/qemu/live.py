@@ -42,7 +42,13 @@ from typing import Any, Final
 
 from ballast.errors import InputError
 from ballast.validate.qemu.capture import migrate_away, reset_guest, wait_settled
-from ballast.validate.qemu.guest import MIB, CaptureError, DeviceOptions, QemuGuest
+from ballast.validate.qemu.guest import (
+    MIB,
+    CaptureError,
+    DeviceOptions,
+    QemuGuest,
+    check_guest_mib,
+)
 
 __all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS",
            "LiveDevice", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "LiveScenario",
@@ -364,9 +370,13 @@ def live_test(out_dir: str | os.PathLike[str], *, examples: int = 5, seed: int =
     """Let Hypothesis choose ``examples`` examples over ``devices`` (names of
     :data:`DEVICES`; all of them when None), booting a guest for each device the first time
     it is drawn; judge each example, shrink a failure.  With ``replay``, run those
-    operations once on ``replay_device`` instead.  See the module's documentation."""
+    operations once on ``replay_device`` instead.  ``timeout_s`` bounds the whole run: when
+    it is up no further example starts, and the run is inconclusive unless a failure was
+    found.  See the module's documentation.  Bad arguments raise ``ValueError`` or
+    :class:`CaptureError` before anything starts or is written."""
     if examples < 1:
         raise ValueError("examples must be at least 1")
+    check_guest_mib(guest_mib)  # before the strategy's bounds are derived from it
     drawn = _drawn_devices(devices, replay_device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -390,6 +400,17 @@ _Example = tuple[str, tuple[LiveOp, ...]]
 """An example: the name of its device and its operations."""
 
 
+class _SearchOver(BaseException):
+    """Raised through Hypothesis's search to end it before ``max_examples``: a guest gave
+    out or the run's time is up, and no failure was found to shrink.
+
+    A ``BaseException`` on purpose: Hypothesis takes an ``Exception`` from the test for a
+    failure and shrinks it, while one that is not an ``Exception`` (like
+    ``KeyboardInterrupt``) passes straight through.  Returning False instead would let it
+    draw up to ``max_examples`` examples, each refused at once: with ``--examples`` large,
+    a run that never ends."""
+
+
 class _LiveRun:
     """One call of :func:`live_test`: its guests, the examples run on them, the outcome so far."""
 
@@ -409,7 +430,8 @@ class _LiveRun:
         self.seen: dict[_Example, str | None] = {}
         """Every example run: why it failed, or None."""
         self.broken: list[str] = []
-        """Why a guest gave out (the run is then inconclusive)."""
+        """Why the run stopped short: a guest gave out, or the time ran out (the run is then
+        inconclusive)."""
 
     def runs(self) -> int:
         """Examples run so far, on every guest."""
@@ -429,14 +451,19 @@ class _LiveRun:
         return got
 
     def fails(self, example: tuple[str, list[LiveOp]]) -> bool:
-        """Hypothesis's test: whether an example fails, run on its device's guest once."""
+        """Hypothesis's test: whether an example fails, run on its device's guest once.
+
+        Once the run may not go on (:meth:`may_run`) it runs nothing more: while shrinking it
+        answers False (the smallest failure so far stands); while searching it ends the
+        search (:class:`_SearchOver`)."""
         device, ops = example
         key = (device, tuple(ops))
         if key in self.seen:
             return self.seen[key] is not None
-        if self.broken or (self.seen and any(self.seen.values())
-                           and self.runs() >= self.examples + SHRINK_RUNS):
-            return False  # a guest is gone, or the shrink budget is spent: run nothing more
+        if not self.may_run():
+            if self.failed():
+                return False
+            raise _SearchOver
         try:
             runner = self.runner_for(device)
             reason = runner.run(key[1], self.out / "examples" / f"{self.runs() + 1:04d}.trace.log")
@@ -445,6 +472,21 @@ class _LiveRun:
             return False
         self.seen[key] = reason
         return reason is not None
+
+    def failed(self) -> bool:
+        """Whether an example run so far failed (Hypothesis is then shrinking it)."""
+        return any(reason is not None for reason in self.seen.values())
+
+    def may_run(self) -> bool:
+        """Whether another example may start: no guest gave out, the run's time is not up
+        (noted in :attr:`broken` when it is), and the shrink budget is not spent."""
+        if self.broken:
+            return False
+        if time.monotonic() >= self.deadline:
+            self.broken.append(f"the run's time ({self.deadline - self.started:g} s) ran out "
+                               f"after {self.runs()} example(s) of {self.examples}")
+            return False
+        return not (self.failed() and self.runs() >= self.examples + SHRINK_RUNS)
 
     def search(self, drawn: tuple[str, ...], replay: tuple[LiveOp, ...] | None,
                replay_device: str) -> None:
@@ -468,7 +510,10 @@ class _LiveRun:
 
     def _replayed(self, replay: tuple[LiveOp, ...], device: str) -> _Example | None:
         """The replayed example if it fails (run once on ``device``), else None."""
-        return (device, replay) if self.fails((device, list(replay))) else None
+        try:
+            return (device, replay) if self.fails((device, list(replay))) else None
+        except _SearchOver:
+            return None  # the time was up before it could run (noted in ``broken``)
 
     def _shrunk_failure(self, drawn: tuple[str, ...]) -> _Example | None:
         """Hypothesis's smallest failing example over the devices ``drawn``; None if none."""
@@ -486,7 +531,7 @@ class _LiveRun:
                     phases=[Phase.generate, Phase.shrink],
                     suppress_health_check=list(HealthCheck)))
             return (device, tuple(ops))
-        except NoSuchExample:
+        except (NoSuchExample, _SearchOver):
             return None
 
     def finish(self) -> LiveOutcome:
@@ -548,25 +593,74 @@ class LiveScenario:
     device: str = DEFAULT_DEVICE
 
 
+_SCENARIO_SHAPE: Final = ('a JSON object with "ops" (a list of objects such as '
+                          '{"kind": "target", "mib": 192}) and optionally "device", "fault", '
+                          '"guest_mib" and "seed"')
+"""What a scenario file holds, as a refusal of one says it."""
+
+
 def read_scenario(path: str | os.PathLike[str]) -> LiveScenario:
     """The operations, device, fault and guest size of a scenario file written by a failed
-    run (a file without ``device``, from before devices were drawn, is on the first)."""
+    run (a file without ``device``, from before devices were drawn, is on the first);
+    :class:`~ballast.errors.InputError` naming the file and what was expected otherwise."""
     name = os.fspath(path)
     try:
         data = json.loads(Path(name).read_text(encoding="utf-8"))
-        ops = tuple(LiveOp(str(o["kind"]), int(o.get("mib", 0))) for o in data["ops"])
-        fault = data.get("fault")
-        guest_mib = int(data.get("guest_mib", 256))
-        device = str(data.get("device", DEFAULT_DEVICE))
     except OSError as exc:
         raise InputError(name, None, f"cannot read scenario: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(name, None, f"not a live scenario file: {exc}") from None
-    if any(op.kind not in OP_KINDS for op in ops):
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise InputError(name, None, f"not a live scenario file ({exc}); expected "
+                         f"{_SCENARIO_SHAPE}") from None
+    try:
+        scenario = _scenario_of(data)
+    except ValueError as exc:
+        raise InputError(name, None, f"not a live scenario file: {exc}; expected "
+                         f"{_SCENARIO_SHAPE}") from None
+    _check_scenario(name, scenario)
+    return scenario
+
+
+def _scenario_of(data: object) -> LiveScenario:
+    """The scenario a file's JSON holds; ``ValueError`` saying what is not as expected."""
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a JSON {_json_kind(data)}, not an object")
+    ops = data.get("ops")
+    if not isinstance(ops, list) or not all(isinstance(o, dict) for o in ops):
+        raise ValueError('"ops" is missing or is not a list of objects')
+    fault = data.get("fault")
+    if fault is not None and not isinstance(fault, str):
+        raise ValueError(f'"fault" must be a name or null, not {fault!r:.40}')
+    return LiveScenario(
+        tuple(LiveOp(str(o.get("kind")), _whole(o.get("mib", 0), '"mib"')) for o in ops),
+        fault, _whole(data.get("guest_mib", 256), '"guest_mib"'),
+        str(data.get("device", DEFAULT_DEVICE)))
+
+
+def _check_scenario(name: str, scenario: LiveScenario) -> None:
+    """Refuse (:class:`~ballast.errors.InputError`) a scenario whose values the runner does
+    not know, before anything starts."""
+    if any(op.kind not in OP_KINDS for op in scenario.ops):
         raise InputError(name, None, f"ops must be {', '.join(OP_KINDS[:-1])} or {OP_KINDS[-1]}")
-    if fault is not None and fault not in FAULTS:
-        raise InputError(name, None, f"unknown fault {fault!r}")
-    if device not in DEVICES:
-        raise InputError(name, None, f"unknown device {device!r}; expected one of "
+    if scenario.fault is not None and scenario.fault not in FAULTS:
+        raise InputError(name, None, f"unknown fault {scenario.fault!r}")
+    if scenario.device not in DEVICES:
+        raise InputError(name, None, f"unknown device {scenario.device!r}; expected one of "
                          f"{', '.join(DEVICES)}")
-    return LiveScenario(ops, fault, guest_mib, device)
+    try:
+        check_guest_mib(scenario.guest_mib)
+    except CaptureError as exc:
+        raise InputError(name, None, str(exc)) from None
+
+
+def _whole(value: object, what: str) -> int:
+    """``value`` if it is a whole number (JSON's ``true`` is not); ``ValueError`` naming
+    ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number, not {value!r:.40}")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    """JSON's name for the type of a decoded value: ``list`` is an array, and so on."""
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)

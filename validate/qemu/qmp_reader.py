@@ -51,6 +51,13 @@ _PENDING_LIMIT: Final = 4096
 _TRACKED_COMMANDS: Final = frozenset({"balloon", "query-balloon", "x-query-virtio-status"})
 
 
+_DEV_FEATURES_EXPECTED: Final = ('x-query-virtio-status "dev-features" must be a list of '
+                                 'strings, the feature names such as '
+                                 '"VIRTIO_BALLOON_F_STATS_VQ: Guest memory stats VQ available"')
+_FEATURES_EXPECTED: Final = ('x-query-virtio-status features must be a feature mask (an integer) '
+                             'or an object whose "dev-features" lists the feature names')
+
+
 def feature_bits(value: object) -> int:
     """The virtio-balloon feature mask of an ``x-query-virtio-status`` features field.
 
@@ -64,18 +71,18 @@ def feature_bits(value: object) -> int:
     22
     """
     if isinstance(value, bool):
-        raise ValueError("features")
+        raise ValueError(_FEATURES_EXPECTED + f", got {value!r}")
     if isinstance(value, int):
         return value & ((1 << len(BALLOON_FEATURES)) - 1)
     if not isinstance(value, dict):
-        raise ValueError("features")
+        raise ValueError(_FEATURES_EXPECTED + f", got {value!r:.60}")
     names = value.get("dev-features", [])
     if not isinstance(names, list):
-        raise ValueError("dev-features")
+        raise ValueError(_DEV_FEATURES_EXPECTED + f", got {names!r:.60}")
     bits = 0
     for item in names:
         if not isinstance(item, str):
-            raise ValueError("dev-features")
+            raise ValueError(_DEV_FEATURES_EXPECTED + f", got an item {item!r:.60}")
         head = item.split(":", 1)[0].strip()
         if head.startswith("VIRTIO_BALLOON_F_"):
             bit = _FEATURE_BIT_BY_NAME.get(head[len("VIRTIO_BALLOON_F_") :])

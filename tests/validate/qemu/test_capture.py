@@ -205,6 +205,9 @@ def test_a_hung_kvm_boot_falls_back_to_tcg_and_leaves_no_process(
         ([300], 256, 0, "not an integer in 1..256"),
         ([0], 256, 0, "not an integer in 1..256"),
         ([128], 32, 0, "at least 64"),
+        ([128], 0, 0, "at least 64"),
+        ([128], 10**8, 0, "at least 64 and at most"),
+        ([128], 10**30, 0, "at least 64 and at most"),
         ([128], 256, -1, "pressure_mib"),
     ],
 )
@@ -222,6 +225,24 @@ def test_doctests(module: object) -> None:
     assert result.attempted >= 1 or module is qemu_capture  # its examples boot QEMU: skipped
 
 
+def test_a_guest_larger_than_the_host_is_refused_before_qemu_starts(tmp_path: Path) -> None:
+    """The bound is the host's physical memory: QEMU would only refuse it once started,
+    leaving its logs behind."""
+    most = qemu_guest.max_guest_mib()
+    assert most == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // qemu_guest.MIB
+    qemu_guest.check_guest_mib(qemu_guest.MIN_GUEST_MIB)
+    qemu_guest.check_guest_mib(most)
+    for bad in (most + 1, 10**8, 10**30, 0, -1, True, 256.0):
+        with pytest.raises(CaptureError, match=f"at least 64 and at most {most} .*physical"):
+            qemu_guest.check_guest_mib(bad)
+    out = tmp_path / "out"
+    with pytest.raises(CaptureError, match="guest_mib must be an integer"):
+        capture(out, [128], guest_mib=most + 1)
+    with pytest.raises(CaptureError, match="guest_mib must be an integer"):
+        qemu_guest.QemuGuest(out, qemu_guest.DeviceOptions(guest_mib=10**8), time.monotonic())
+    assert not out.exists()
+
+
 def test_huge_pages_are_counted_from_meminfo_and_a_capture_without_them_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     info = tmp_path / "meminfo"
@@ -234,4 +255,8 @@ def test_huge_pages_are_counted_from_meminfo_and_a_capture_without_them_is_refus
     with pytest.raises(CaptureError, match="needs 256 MiB of free huge pages .* 128 MiB are free"):
         options.check()
     qemu_guest.DeviceOptions(guest_mib=128, huge_pages=True).check()
+    # The host's bound comes first, then the free huge pages (which are part of it).
+    monkeypatch.setattr(qemu_guest, "free_huge_pages_mib", lambda: 10**9)
+    with pytest.raises(CaptureError, match="at most"):
+        qemu_guest.DeviceOptions(guest_mib=10**8, huge_pages=True).check()
     assert options.traces_discards and not qemu_guest.DeviceOptions().traces_discards

@@ -11,14 +11,18 @@ import io
 import json
 import os
 import shutil
+import threading
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 
 import ballast.validate.qemu.live as live
 from ballast.cli import main
+from ballast.validate.qemu.guest import CaptureError
 from ballast.validate.qemu.live import (
     DEFAULT_DEVICE,
     DEVICES,
@@ -154,7 +158,8 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
     good.write_text(json.dumps({"ops": [{"kind": "migrate"}], "device": "free-page-hint"}))
     assert read_scenario(good) == LiveScenario((LiveOp("migrate"),), None, 256, "free-page-hint")
     for text in ("not json", '{"ops": [{"kind": "poweroff"}]}', '{"ops": [], "fault": "x"}', "[]",
-                 '{"ops": [], "device": "no-such-device"}'):
+                 '{"ops": [], "device": "no-such-device"}', '{"ops": [], "guest_mib": 0}',
+                 '{"ops": [{"kind": "target", "mib": "1G"}]}'):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
         code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"),
@@ -166,6 +171,107 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
                         "plain,bogus")
     assert code == 2 and "bogus" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"ops"', '{"ops": 3}', '{"ops": [1]}', "null",
+                                  '{"ops": [], "fault": []}'])
+def test_a_scenario_file_of_another_shape_says_what_was_expected(tmp_path: Path,
+                                                                 text: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--replay",
+                        str(bad))
+    assert code == 2 and str(bad) in err, err
+    assert 'expected a JSON object with "ops"' in err and "indices" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("mib", ["0", "-1", "63", "100000000", str(10**30)])
+def test_a_guest_size_out_of_bounds_is_refused_before_anything_starts(tmp_path: Path,
+                                                                      mib: str) -> None:
+    code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--guest-mib", mib)
+    assert code == 2 and "--guest-mib" in err and "at least 64 and at most" in err, err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+    with pytest.raises(CaptureError, match="guest_mib must be an integer of at least 64"):
+        live_test(tmp_path / "o", guest_mib=int(mib))
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_help_says_how_large_a_guest_may_be() -> None:
+    code, out, _ = _run("capture", "qemu-live", "--help")
+    assert code == 0 and "physical memory" in " ".join(out.split())
+
+
+class _FakeGuest:
+    """What the live run asks of a runner's guest, without QEMU."""
+
+    def __init__(self) -> None:
+        self.boot_s = 0.0
+        self.stopped = False
+
+    def quit(self) -> None:
+        """Nothing to quit."""
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class _FakeRunner:
+    """A :class:`~ballast.validate.qemu.live.LiveRunner` whose examples pass at once (or whose
+    boot fails, with ``boot_fails``), each taking ``_EXAMPLE_S``."""
+
+    boot_fails = False
+    made: list[_FakeRunner] = []
+
+    def __init__(self, out_dir: Path, options: Any, *, settle_s: float, deadline: float,
+                 fault: str | None = None, device: str = DEFAULT_DEVICE) -> None:
+        self.guest = _FakeGuest()
+        self.device, self.deadline = device, deadline
+        self.runs = self.reboots = self.migrations = 0
+        _FakeRunner.made.append(self)
+
+    def boot(self) -> None:
+        if self.boot_fails:
+            raise CaptureError("the guest ran out of time while the guest booted")
+
+    def run(self, ops: tuple[LiveOp, ...], where: Path, emit: bool = False) -> str | None:
+        self.runs += 1
+        time.sleep(0.005)
+        return None
+
+
+def _live_run_within(seconds: float, **kwargs: Any) -> live.LiveOutcome:
+    """``live_test(**kwargs)`` in a thread, which must end within ``seconds`` (a run that
+    does not is left behind, a daemon, and the test fails instead of hanging)."""
+    got: list[live.LiveOutcome] = []
+    thread = threading.Thread(target=lambda: got.append(live_test(**kwargs)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the live run did not end within {seconds} s"
+    assert got, "the live run raised"
+    return got[0]
+
+
+@pytest.mark.parametrize("boot_fails", [False, True], ids=["examples-run", "boot-fails"])
+def test_the_whole_run_ends_at_its_timeout_inconclusive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boot_fails: bool) -> None:
+    """``--timeout-s`` bounds the whole run whatever ``--examples`` asks: no example starts
+    after it (nor after a guest gave out), Hypothesis's search ends there, and the guests
+    are stopped; the examples were not all run, so the run is inconclusive (exit 3)."""
+    monkeypatch.setattr(live, "LiveRunner", _FakeRunner)
+    monkeypatch.setattr(_FakeRunner, "boot_fails", boot_fails)
+    monkeypatch.setattr(_FakeRunner, "made", [])
+    start = time.monotonic()
+    out = _live_run_within(20.0, out_dir=tmp_path / "o", examples=10**12, settle_s=0.1,
+                           timeout_s=0.5)
+    assert time.monotonic() - start < 10.0
+    assert out.exit_code == 3 and out.failure is None and out.inconclusive is not None
+    assert ("ran out of time" if boot_fails else "time (0.5 s) ran out") in out.inconclusive
+    assert _FakeRunner.made and all(r.guest.stopped for r in _FakeRunner.made)
+    assert (out.examples == 0) if boot_fails else (0 < out.examples < 10**12)
+    replayed = _live_run_within(20.0, out_dir=tmp_path / "r", timeout_s=1e-9,
+                                replay=(LiveOp("compact"),))
+    assert replayed.exit_code == 3 and replayed.examples == 0  # the time was up before it ran
 
 
 def test_doctests_and_faults_are_documented() -> None:
