@@ -86,7 +86,8 @@ def register(subparsers: Any) -> None:
                         "by level in whole-array steps; 'reference': the object-based "
                         "explorer it is judged by (same results, liveness and the state "
                         "graph included; --no-cache runs on the reference engine)")
-    p.add_argument("--memory-budget", type=float, default=None, metavar="MIB",
+    # The same finite, positive size as --max-mib: inf or NaN would reach int() as bytes.
+    p.add_argument("--memory-budget", type=positive_float, default=None, metavar="MIB",
                    help="memory (MiB) beyond which the visited states and the frontier "
                         "spill to sorted runs on disk (frontier engine); the verdict says "
                         "how much was spilled")

@@ -26,7 +26,13 @@ from ballast.model.config import Config
 from ballast.model.encodings import Gaps
 from ballast.model.faults import FAULTS
 from ballast.model.trace import check_destinations
-from ballast.numeric.campaign import CampaignSummary, parse_seeds, run_campaign, summarise
+from ballast.numeric.campaign import (
+    MAX_SEEDS,
+    CampaignSummary,
+    parse_seeds,
+    run_campaign,
+    summarise,
+)
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
@@ -48,7 +54,9 @@ def register(subparsers: Any) -> None:
         description="Vectorised random runs of the model (thousands of VMs, millions of guest "
                     "pages) with every invariant checked; failures are shrunk and replayed "
                     "through the reference model before they are reported.")
-    p.add_argument("--seeds", default="0..3", help="seed range A..B (inclusive) or one seed")
+    p.add_argument("--seeds", default="0..3",
+                   help=f"seed range A..B (inclusive, at most {MAX_SEEDS:,} seeds) or one seed; "
+                        "each from 0 to 2**63-1, as --seed")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     add_model_options(p, command="fuzz")
     p.add_argument("--steps", type=int, default=200,
@@ -131,8 +139,8 @@ def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None
     option checked before any work."""
     try:
         seeds = parse_seeds(args.seeds)
-    except ValueError:
-        raise UsageError(f"--seeds: expected A..B or N, got {args.seeds!r}") from None
+    except ValueError as exc:  # its message names the rule the range breaks
+        raise UsageError(f"--seeds {args.seeds}: {exc}") from None
     if args.workers < 1 or args.steps < 1 or args.check_every < 1:
         raise UsageError("--workers, --steps and --check-every must be positive")
     most = 4 * (os.cpu_count() or 1)

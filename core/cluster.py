@@ -11,8 +11,9 @@
 
 Dask (``dask`` and ``distributed``) is an optional dependency, installed with
 ``pip install 'ballast[dask]'``; without ``--scheduler`` nothing here is imported.
-An address that cannot be reached, or a scheduler without workers, is bad input
-(exit 2), said in one line.
+An address that cannot be reached, a server there that is not a Dask scheduler (it
+does not answer Dask's handshake within :data:`CONNECT_SECONDS`, or answers something
+else), or a scheduler without workers, is bad input (exit 2), said in one line.
 
 >>> parse_scheduler("local:2")
 Scheduler(address=None, workers=2)
@@ -21,11 +22,16 @@ Scheduler(address='tcp://10.0.0.5:8786', workers=None)
 >>> parse_scheduler("local:0")
 Traceback (most recent call last):
 ballast.errors.UsageError: --scheduler local:0: the number of workers must be at least 1
+>>> parse_scheduler("tcp://10.0.0.5:99999")
+Traceback (most recent call last):
+ballast.errors.UsageError: --scheduler tcp://10.0.0.5:99999: the port must be a whole number \
+from 1 to 65535
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -33,6 +39,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from ballast.errors import UsageError
 
@@ -40,7 +47,8 @@ __all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected", 
            "parse_scheduler", "worker_count"]
 
 CONNECT_SECONDS = 10
-"""How long to wait for a scheduler to answer, and for it to have a worker."""
+"""How long to wait for a scheduler to accept a connection, then to answer Dask's handshake,
+and for it to have a worker."""
 
 _SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
 """Address schemes a Dask client connects to."""
@@ -83,7 +91,23 @@ def parse_scheduler(text: str) -> Scheduler:
     if not spec.startswith(_SCHEMES) or len(spec.split("://", 1)[1]) == 0:
         raise UsageError(f"--scheduler {text!r}: expected a scheduler address "
                          "(tcp://HOST:PORT), 'local' or 'local:N'")
+    _check_port(spec)
     return Scheduler(spec, None)
+
+
+def _check_port(address: str) -> None:
+    """A port the address names is one a connection can be made to (1 to 65535): any other
+    would only be refused after the whole connect timeout, as if no scheduler answered.
+    (No port is Dask's default; ``inproc://`` addresses name a process, not a port.)"""
+    if address.startswith("inproc://"):
+        return
+    try:
+        port = urlsplit(address).port
+    except ValueError:  # not a number, or beyond 65535
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--scheduler {address}: the port must be a whole number from 1 "
+                         "to 65535")
 
 
 def add_scheduler_option(p: argparse.ArgumentParser) -> None:
@@ -128,18 +152,20 @@ def connected(spec: Scheduler) -> Iterator[Any]:
                     dashboard_address=None, scheduler_port=0, silence_logs=logging.ERROR)
             client = distributed.Client(cluster)
         else:
+            # Dask's client waits for the handshake's reply without a limit and reads
+            # whatever comes as its frames (an HTTP reply is a length of exabytes): a server
+            # that is not a scheduler is found out first, within a bounded wait.
+            asyncio.run(_greet(distributed, spec.address, CONNECT_SECONDS))
             try:
                 client = distributed.Client(spec.address, timeout=CONNECT_SECONDS)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise UsageError(f"--scheduler {spec.address}: no Dask scheduler answers "
-                                 f"there ({' '.join(str(exc).split()) or type(exc).__name__})"
-                                 ) from None
+                                 f"there ({_said(exc)})") from None
             try:
                 client.wait_for_workers(1, timeout=CONNECT_SECONDS)
             except (OSError, TimeoutError) as exc:
                 raise UsageError(f"--scheduler {spec.address}: the scheduler has no worker "
-                                 f"({' '.join(str(exc).split()) or type(exc).__name__})"
-                                 ) from None
+                                 f"({_said(exc)})") from None
             _check_workers(client, spec.address)
         yield client
     except BaseException:
@@ -161,6 +187,64 @@ def connected(spec: Scheduler) -> Iterator[Any]:
                 # after this block, while the command is on its way out.
                 for log, before in levels.items():
                     log.setLevel(before)
+
+
+async def _greet(distributed: Any, address: str, seconds: float) -> None:
+    """Connect to ``address`` and exchange Dask's handshake, each within ``seconds``; the
+    connection is closed again, however it ends. UsageError says what failed."""
+    comm = await _open(distributed, address, seconds)
+    try:
+        reply = await asyncio.wait_for(_exchange(comm), seconds)
+    except asyncio.TimeoutError:
+        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
+                         f"(the handshake failed: no answer in {seconds:g} s)") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the reply made Dask's reader raise
+        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
+                         f"(the handshake failed: {type(exc).__name__}: {_said(exc)})"
+                         ) from None
+    finally:
+        comm.abort()
+    if not isinstance(reply, dict):
+        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
+                         "(the handshake failed: its reply is not Dask's handshake)")
+
+
+async def _open(distributed: Any, address: str, seconds: float) -> Any:
+    """A connection to ``address``, tried again until ``seconds`` have passed (a scheduler
+    that is starting may refuse the first tries), as Dask's own client does."""
+    try:
+        scheme, location = distributed.comm.parse_address(address)
+        connector = distributed.comm.registry.get_backend(scheme).get_connector()
+        args = distributed.security.Security().get_connection_args("client")
+    except ValueError as exc:  # a scheme this Dask does not know
+        raise UsageError(f"--scheduler {address}: no Dask scheduler answers there "
+                         f"({_said(exc)})") from None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            return await asyncio.wait_for(
+                connector.connect(location, deserialize=True, **args), left)
+        except (distributed.comm.core.FatalCommClosedError, TypeError, RuntimeError) as exc:
+            # TLS refused, or Dask's TLS settings missing (TypeError: no ssl_context) or
+            # required (RuntimeError): trying again would not change that.
+            raise UsageError(f"--scheduler {address}: cannot connect there ({_said(exc)}; "
+                             "see Dask's distributed.comm.tls settings)") from None
+        except (asyncio.TimeoutError, OSError):
+            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
+    raise UsageError(f"--scheduler {address}: no Dask scheduler answers there (Timed out "
+                     f"trying to connect to {address} after {seconds:g} s)")
+
+
+async def _exchange(comm: Any) -> Any:
+    """What the server at the other end of ``comm`` replies to Dask's handshake."""
+    await comm.write(comm.handshake_info())
+    return await comm.read()
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's message on one line, or its type where it has none."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _event_loop_loggers() -> list[logging.Logger]:

@@ -23,7 +23,16 @@ from typing import Iterable, Iterator, Sequence
 from ballast.model.config import Config
 from ballast.numeric.runner import SeedResult, fuzz_seed
 
-__all__ = ["CampaignSummary", "SeedJob", "parse_seeds", "run_campaign", "summarise"]
+__all__ = ["MAX_SEED", "MAX_SEEDS", "CampaignSummary", "SeedJob", "parse_seeds", "run_campaign",
+           "summarise"]
+
+MAX_SEED = 2**63 - 1
+"""The largest seed, as ``--seed`` takes it (:func:`ballast.argtypes.seed`): what a trace
+records and NumPy's generators take."""
+
+MAX_SEEDS = 1_000_000
+"""The most seeds one campaign runs: each is a run of its own with a result kept in memory,
+so a longer range is a typing slip (and ``len`` of a range past 2**63 cannot be taken)."""
 
 
 @dataclass(frozen=True)
@@ -57,19 +66,36 @@ def _run(job: _Job) -> SeedResult:
 
 
 def parse_seeds(text: str) -> range:
-    """``A..B`` (inclusive) or a single seed.
+    """``A..B`` (inclusive) or a single seed, each from 0 to :data:`MAX_SEED`, at most
+    :data:`MAX_SEEDS` of them; ValueError says which rule ``text`` breaks.
 
     >>> parse_seeds("3..5"), parse_seeds("17")
     (range(3, 6), range(17, 18))
+    >>> parse_seeds("0..1000000")
+    Traceback (most recent call last):
+    ...
+    ValueError: a range holds at most 1,000,000 seeds, this one 1,000,001
     """
-    if ".." in text:
-        a, b = text.split("..", 1)
-        lo, hi = int(a), int(b)
-    else:
-        lo = hi = int(text)
-    if hi < lo or lo < 0:
-        raise ValueError(f"bad seed range {text!r}")
+    lo, hi = _seed_bounds(text)
+    for value in (lo, hi):
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED} (2**63-1, as "
+                             f"--seed takes), got {value}")
+    if hi < lo:
+        raise ValueError("the range is empty (A..B needs A <= B)")
+    if hi - lo + 1 > MAX_SEEDS:
+        raise ValueError(f"a range holds at most {MAX_SEEDS:,} seeds, this one "
+                         f"{hi - lo + 1:,}")
     return range(lo, hi + 1)
+
+
+def _seed_bounds(text: str) -> tuple[int, int]:
+    """The first and last seed ``text`` names, not yet checked against the bounds."""
+    a, dots, b = text.partition("..")
+    try:
+        return int(a), int(b if dots else a)
+    except ValueError:  # not a number, or more digits than Python converts
+        raise ValueError("expected A..B (inclusive) or one seed N") from None
 
 
 def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,

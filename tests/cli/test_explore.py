@@ -155,6 +155,17 @@ def test_bad_input_is_exit_2(tmp_path: Path) -> None:
     assert main(["explore", "--preset", "core", "--fault", "nope"]) == 2
 
 
+@pytest.mark.parametrize("flag", ["--memory-budget", "--max-mib"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_a_size_that_is_not_a_finite_positive_number_is_exit_2(
+        flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--preset", "core", "--small", "-q", flag, value,
+                 "--report-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "internal error" not in err
+    assert f"argument {flag}: expected a number greater than 0, got '{value}'" in err
+
+
 def test_suite_check_reports_every_property(tmp_path: Path) -> None:
     result = suite_check(preset("application"), report_dir=tmp_path)
     names = {r.property for r in result.results}

@@ -70,6 +70,34 @@ def test_bad_input(argv, exc, capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("seeds, says", [
+    ("0..9223372036854775807", "a range holds at most 1,000,000 seeds"),
+    (f"0..{10**30}", "a seed is a whole number from 0 to 9223372036854775807"),
+    (str(10**30), "a seed is a whole number from 0 to 9223372036854775807"),
+    ("9223372036854775808", "a seed is a whole number from 0 to 9223372036854775807"),
+    ("0..1000000", "a range holds at most 1,000,000 seeds, this one 1,000,001"),
+    ("5..2", "the range is empty"),
+    ("five", "expected A..B (inclusive) or one seed N"),
+])
+def test_seeds_out_of_bounds_are_exit_2_naming_the_bound(
+        seeds: str, says: str, tmp_path, capsys) -> None:
+    from ballast.cli import main
+
+    code = main(["fuzz", "--preset", "core", "--steps", "5", "-q", "--seeds", seeds,
+                 "--report-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err
+    assert f"--seeds {seeds}: {says}" in err
+
+
+def test_the_largest_seeds_are_accepted() -> None:
+    from ballast.numeric.campaign import parse_seeds
+
+    top = 2**63 - 1
+    assert parse_seeds(str(top)) == range(top, top + 1)
+    assert len(parse_seeds(f"{top - 999_999}..{top}")) == 1_000_000
+
+
 def test_a_wall_clock_limit_cuts_seeds_short_and_is_inconclusive(tmp_path, capsys):
     code, out = _run(["fuzz", "--seeds", "0..1", "--vms", "8", "--pages", "32", "--steps",
                       "40", "--max-seconds", "0.000001", "--no-progress",

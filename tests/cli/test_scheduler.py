@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     (["explore", "--scheduler", "local:2", "--max-seconds", "5"], "--max-seconds"),
     (["fuzz", "--scheduler", "local:2", "--max-seconds", "5"], "budget is --steps"),
     (["fuzz", "--scheduler", "local:2", "--workers", "2"], "--workers is for local"),
+    (["explore", "--scheduler", "tcp://127.0.0.1:99999"], "the port must be a whole number"),
+    (["fuzz", "--scheduler", "tcp://127.0.0.1:0"], "from 1 to 65535"),
 ])
 def test_bad_usage_is_exit_2_in_one_line_before_any_cluster_starts(
         argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,6 +63,36 @@ def test_an_address_where_no_scheduler_answers_is_exit_2(
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [err.strip()]
     assert f"--scheduler {address}: no Dask scheduler answers there" in err
+
+
+def _answer_http(listener: socket.socket, served: threading.Event) -> None:
+    """Answer one connection as a web server does to what it cannot read, and close it."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    served.set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["explore", "fuzz"])
+def test_an_address_where_a_web_server_answers_is_exit_2(
+        command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        served = threading.Event()
+        server = threading.Thread(target=_answer_http, args=(listener, served), daemon=True)
+        server.start()
+        code, out, err = _run([command, "--scheduler", address, "--preset", "core", "-q",
+                               "--report-dir", str(tmp_path)], capsys)
+        server.join(timeout=10)
+    assert served.is_set()
+    # Not "ran out of memory" (exit 3): Dask read the reply as a frame of exabytes.
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()]
+    assert (f"--scheduler {address}: the server there is not a Dask scheduler (the "
+            "handshake failed: MemoryError") in err
 
 
 def _results(out: str) -> dict[str, Any]:
