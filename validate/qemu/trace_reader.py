@@ -90,7 +90,10 @@ from ballast.validate.qemu.events import (
 from ballast.validate.qemu.fields import ascii_digits, fields, parse_int, parse_prefix, pointer, u32
 from ballast.validate.qemu.source import QemuLogError, Source, damaged_xz, open_lines, source_name
 
-__all__ = ["MAX_BUFFER_PAGES", "IgnoredLines", "read_trace"]
+__all__ = ["MAX_BUFFER_PAGES", "VIRTIO_QUEUE_MAX", "IgnoredLines", "read_trace"]
+
+VIRTIO_QUEUE_MAX: Final = 1024
+"""QEMU's bound on a virtio device's queues: a queue index at or beyond it is malformed."""
 
 MAX_BUFFER_PAGES: Final = 1 << 20
 """A buffer larger than this many pages is taken for a malformed trace (bounds memory)."""
@@ -469,7 +472,7 @@ class _Reader:
         if kind == _QUEUE_NOTIFY:
             vdev, queue_text, vq = fields(args, ("vdev", "n", "vq"))
             queue = parse_int(queue_text)
-            if queue < 0:
+            if not 0 <= queue < VIRTIO_QUEUE_MAX:  # QEMU has no queue beyond that
                 raise ValueError(queue_text)
             ctx = self.queues[key] = _Queue(pointer(vdev), queue, pointer(vq))
             if len(self.vq_queue) < 4096:
