@@ -7,9 +7,13 @@ managers). Within :func:`sigterm_as_interrupt` a SIGTERM raises :class:`Terminat
 ``KeyboardInterrupt``, where the process is, so the same clean-ups run; the command line then
 exits 143, as a shell reports a program stopped by SIGTERM.
 
-A worker process forked from inside the block inherits the handler; there the signal keeps
-its default action (a pool ends its workers with SIGTERM), so only the process that entered
-the block turns it into an exception.
+A process forked from inside the block (a pool's worker) gets SIGTERM's default action back
+before it runs anything: a pool ends its workers with SIGTERM, and only the process that entered
+the block turns the signal into an exception. The signal is held blocked across the fork, so one
+sent to a worker that has only just been forked is not lost: Python drops the signals a new
+child received before its own start-up finished, and a worker that lost its SIGTERM that way
+never ended (a pool that replaces each worker after one task, closed while it was starting a
+new one, waited for it for ever).
 
 >>> import os, signal
 >>> with sigterm_as_interrupt():
@@ -27,7 +31,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -56,8 +60,51 @@ def sigterm_as_interrupt() -> Iterator[None]:
             return
         raise Terminated()
 
+    _hooks_registered()
     signal.signal(signal.SIGTERM, on_sigterm)
+    _handlers.add(on_sigterm)
     try:
         yield
     finally:
+        _handlers.discard(on_sigterm)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_handlers: set[Callable[[int, FrameType | None], None]] = set()
+"""The SIGTERM handlers :func:`sigterm_as_interrupt` has set and not yet taken back."""
+_forking = threading.local()
+"""For the thread now forking: ``ours``, whether a handler of this module is set (the child
+takes the default action back), and ``unblock``, whether SIGTERM was blocked for the fork."""
+_registered = False
+
+
+def _hooks_registered() -> None:
+    """The fork hooks, registered once per process (they cannot be taken back)."""
+    global _registered
+    if not _registered:
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                            after_in_child=_after_fork_in_child)
+        _registered = True
+
+
+def _before_fork() -> None:
+    # Only while a handler of ours is set: a thread's mask is inherited by its child, so a
+    # SIGTERM sent to the child before the hook below ran waits for it instead of being lost.
+    _forking.ours = signal.getsignal(signal.SIGTERM) in _handlers
+    _forking.unblock = False
+    if _forking.ours:
+        was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _forking.unblock = signal.SIGTERM not in was  # a mask set by others stays as it was
+
+
+def _after_fork_in_parent() -> None:
+    if getattr(_forking, "unblock", False):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _after_fork_in_child() -> None:
+    if getattr(_forking, "ours", False):
+        _handlers.clear()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a SIGTERM already sent ends it here
+    if getattr(_forking, "unblock", False):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
