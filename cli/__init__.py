@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from ballast import __version__, tally
 from ballast.argtypes import positive_int, seconds, seed
-from ballast.errors import BallastError, UsageError
+from ballast.errors import BallastError, UsageError, WorkerLost
 from ballast.cli.options import (
     HeaderConfig,
     add_model_options,
@@ -456,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Whatever happens inside a subcommand, the exit code is one of the documented
     ones: a deliberate error is 2 with one line on stderr, running out of memory
-    is 3, an unexpected exception is 4 (never 0 or 1), Ctrl-C is 130, SIGTERM 143.
+    or a worker process lost (killed, crashed) is 3, an unexpected exception is 4
+    (never 0 or 1), Ctrl-C is 130, SIGTERM 143.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     start = time.monotonic()
@@ -480,6 +481,9 @@ def _run(args_list: list[str], start: float) -> int:
             return EXIT_USAGE
         code: int = args.func(args)
         return code
+    except WorkerLost as exc:  # the run could not finish: no verdict, not bad input either
+        print(f"ballast: error: {_one_line(str(exc))} (inconclusive)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     except BallastError as exc:
         print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

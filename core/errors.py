@@ -11,6 +11,8 @@ True
 
 from __future__ import annotations
 
+import signal
+
 __all__ = [
     "BallastError",
     "ConfigError",
@@ -18,6 +20,7 @@ __all__ = [
     "InputError",
     "OutputError",
     "UsageError",
+    "WorkerLost",
 ]
 
 
@@ -66,3 +69,27 @@ class GuardError(BallastError):
         self.action = action
         self.reason = reason
         super().__init__(f"{action}: not allowed here: {reason}")
+
+
+class WorkerLost(BallastError):
+    """A worker process ended without answering (killed, crashed): the work it had is undone,
+    so the run is inconclusive, whatever the others found.
+
+    >>> print(WorkerLost("consecution of guest_write", -9))  # doctest: +NORMALIZE_WHITESPACE
+    the worker process for consecution of guest_write ended by signal 9 (SIGKILL) before it
+    answered; the kernel sends SIGKILL when it runs out of memory
+    """
+
+    def __init__(self, job: str, exitcode: int | None) -> None:
+        self.job = job
+        self.exitcode = exitcode
+        if exitcode is not None and exitcode < 0:
+            try:
+                how = f"by signal {-exitcode} ({signal.Signals(-exitcode).name})"
+            except ValueError:
+                how = f"by signal {-exitcode}"
+        else:
+            how = f"with exit code {exitcode}"
+        hint = ("; the kernel sends SIGKILL when it runs out of memory"
+                if exitcode == -9 else "")
+        super().__init__(f"the worker process for {job} ended {how} before it answered{hint}")

@@ -24,7 +24,6 @@ reachable or not, that satisfies ``Inv``.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Iterator
 import z3
 
 from ballast.errors import GuardError
+from ballast.forked import forked_map
 from ballast.model.actions import Action
 from ballast.model.config import Config
 from ballast.model.invariants import INVARIANTS
@@ -300,10 +300,9 @@ def induction_queries(cfg: Config, *, faults: tuple[str, ...] = (),
     names = sorted(names, key=lambda n: heavy.index(n) if n in heavy else len(heavy))
     work = [(cfg, n, tuple(faults), limit, conjuncts) for n in names]
     n_jobs = max(1, min(jobs if jobs is not None else (os.cpu_count() or 1), len(work)))
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(n_jobs, maxtasksperchild=1) as pool:
-        for res in pool.imap(_consecution_job, work, chunksize=1):
-            yield from res
+    for res in forked_map(_consecution_job, work, workers=n_jobs,
+                          name=lambda job: f"the consecution queries of {job[1]}"):
+        yield from res
     yield from safety_queries(cfg, limit, conjuncts)
 
 

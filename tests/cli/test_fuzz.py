@@ -107,3 +107,29 @@ def test_a_wall_clock_limit_cuts_seeds_short_and_is_inconclusive(tmp_path, capsy
     code, out = _run(["fuzz", "--seeds", "0..2", "--steps", "200", "--max-seconds", "600",
                       "--json", "--report-dir", str(tmp_path)], capsys)
     assert code == 0 and json.loads(out)["summary"]["cut_short"] == []
+
+
+def test_a_killed_worker_is_named_with_its_seeds_at_once(monkeypatch):
+    """A worker killed from outside (as the out-of-memory killer does) loses its seeds: the
+    campaign says which, at once, where a pool waited for its answer for ever."""
+    import os
+    import signal
+
+    from ballast.errors import WorkerLost
+    from ballast.model.config import Config
+    from ballast.numeric import campaign
+
+    real = campaign._run
+
+    def killed_at_seed_5(job):
+        if job.seed == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(job)
+
+    monkeypatch.setattr(campaign, "_run", killed_at_seed_5)
+    cfg = Config(vms=2, guest_pages=8, machine_pages=12)
+    got = []
+    with pytest.raises(WorkerLost, match=r"for seeds 4\.\.5 ended by signal 9 \(SIGKILL\)"):
+        for r in campaign.run_campaign(cfg, range(16), workers=2, batches=5):  # slices of 2
+            got.append(r.seed)
+    assert got in ([], [0, 1], [0, 1, 2, 3])  # in seed order, up to the lost slice
