@@ -36,6 +36,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -400,6 +401,10 @@ _Example = tuple[str, tuple[LiveOp, ...]]
 """An example: the name of its device and its operations."""
 
 
+_now: Callable[[], float] = time.monotonic
+"""The clock of a run's ``--timeout-s`` (a test replaces it to say when time is up)."""
+
+
 class _SearchOver(BaseException):
     """Raised through Hypothesis's search to end it before ``max_examples``: a guest gave
     out or the run's time is up, and no failure was found to shrink.
@@ -423,7 +428,7 @@ class _LiveRun:
         self.guest_mib = guest_mib
         self.settle_s = settle_s
         self.fault = fault
-        self.started = time.monotonic()
+        self.started = _now()
         self.deadline = self.started + timeout_s
         self.runners: dict[str, LiveRunner] = {}
         self.outcome = LiveOutcome(examples=0, seed=seed)
@@ -482,7 +487,7 @@ class _LiveRun:
         (noted in :attr:`broken` when it is), and the shrink budget is not spent."""
         if self.broken:
             return False
-        if time.monotonic() >= self.deadline:
+        if _now() >= self.deadline:
             self.broken.append(f"the run's time ({self.deadline - self.started:g} s) ran out "
                                f"after {self.runs()} example(s) of {self.examples}")
             return False
@@ -544,7 +549,7 @@ class _LiveRun:
             outcome.inconclusive = self.broken[0]
         elif outcome.failure is None:
             self._validate_captures()
-        outcome.seconds = time.monotonic() - self.started
+        outcome.seconds = _now() - self.started
         return outcome
 
     def _validate_captures(self) -> None:
