@@ -196,17 +196,19 @@ async def _greet(distributed: Any, address: str, seconds: float) -> None:
     try:
         reply = await asyncio.wait_for(_exchange(comm), seconds)
     except asyncio.TimeoutError:
-        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
-                         f"(the handshake failed: no answer in {seconds:g} s)") from None
+        raise _not_dask(address, f"no answer in {seconds:g} s") from None
     except Exception as exc:  # noqa: BLE001 - whatever the reply made Dask's reader raise
-        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
-                         f"(the handshake failed: {type(exc).__name__}: {_said(exc)})"
-                         ) from None
+        raise _not_dask(address, f"{type(exc).__name__}: {_said(exc)}") from None
     finally:
         comm.abort()
     if not isinstance(reply, dict):
-        raise UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
-                         "(the handshake failed: its reply is not Dask's handshake)")
+        raise _not_dask(address, "its reply is not Dask's handshake")
+
+
+def _not_dask(address: str, why: str) -> UsageError:
+    """The error for a server at ``address`` that failed Dask's handshake (``why``)."""
+    return UsageError(f"--scheduler {address}: the server there is not a Dask scheduler "
+                      f"(the handshake failed: {why})")
 
 
 async def _open(distributed: Any, address: str, seconds: float) -> Any:
