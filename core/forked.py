@@ -86,14 +86,23 @@ def _answer(proc: BaseProcess, reader: Connection, job: str) -> Any:
     try:
         kind, value = reader.recv()
     except EOFError:  # it closed its end without a word: it died
-        proc.join()
+        _join(proc)
         raise WorkerLost(job, proc.exitcode) from None
     finally:
         reader.close()
-    proc.join()
+    _join(proc)
     if kind == "raised":
         raise value
     return value
+
+
+def _join(proc: BaseProcess) -> None:
+    """Wait for a worker that answered or died to end; one still there after
+    :data:`_END_S` (stuck on its way out: its answer is in) is killed."""
+    proc.join(_END_S)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
 
 
 def _end(workers: list[tuple[BaseProcess, Connection]]) -> None:
@@ -102,7 +111,4 @@ def _end(workers: list[tuple[BaseProcess, Connection]]) -> None:
         reader.close()
         proc.terminate()
     for proc, _ in workers:
-        proc.join(_END_S)
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join()
+        _join(proc)

@@ -100,3 +100,22 @@ def test_a_lost_worker_makes_prove_inconclusive(monkeypatch: pytest.MonkeyPatch,
     assert code == 3, err
     assert "the worker process for the consecution queries of" in err
     assert "SIGKILL" in err and "(inconclusive)" in err
+
+
+def _answers_then_hangs(n: int) -> int:
+    import threading
+
+    # A thread that is not a daemon: the process waits for it on its way out, its answer sent.
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+    return n
+
+
+def test_a_worker_stuck_after_its_answer_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its answer is in: it is given a short while to end, then killed (the parent waited
+    for it for ever)."""
+    from ballast import forked
+
+    monkeypatch.setattr(forked, "_END_S", 0.5)
+    start = time.monotonic()
+    assert list(forked_map(_answers_then_hangs, [1, 2], workers=2, name=str)) == [1, 2]
+    assert time.monotonic() - start < 15
