@@ -2,8 +2,8 @@
 """Campaign mode: many seeds spread over local worker processes.
 
 Each seed is an independent run (:func:`ballast.numeric.runner.fuzz_seed`);
-a failing seed reproduces alone with the same arguments. Results arrive a few
-seeds at a time so the command line can show progress; nothing here prints.
+a failing seed reproduces alone with the same arguments. Results arrive as
+they finish so the command line can show progress; nothing here prints.
 
 >>> from ballast.model.config import Config
 >>> out = list(run_campaign(Config(vms=2, guest_pages=8, machine_pages=12), range(2),
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ballast.forked import forked_map
+from ballast.forked import forked_stream
 from ballast.model.config import Config
 from ballast.numeric.runner import SeedResult, fuzz_seed
 
@@ -103,11 +103,12 @@ def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,
                  faults: Sequence[str] = (), batches: int = 200, frac: float = 0.5,
                  check_every: int = 1, report_dir: Path | None = None,
                  max_seconds: float | None = None) -> Iterator[SeedResult]:
-    """Yield each seed's result, in the order of ``seeds``.
+    """Yield each seed's result as it finishes (any order).
 
     With ``workers`` above one, the seeds are shared out in slices, each run in a fresh
-    process forked from this one (:func:`~ballast.forked.forked_map`): a worker killed
-    before it answered is :class:`~ballast.errors.WorkerLost` naming its seeds, at once.
+    process forked from this one that sends each seed's result as it has it
+    (:func:`~ballast.forked.forked_stream`): a worker killed before it finished its slice
+    is :class:`~ballast.errors.WorkerLost` naming its seeds, at once.
 
     ``max_seconds`` (wall clock, only when asked) stops every seed's batches at that
     time; a seed cut short has fewer than ``batches`` batches."""
@@ -121,8 +122,7 @@ def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,
         return
     size = max(1, math.ceil(len(jobs) / (workers * _SLICES_PER_WORKER)))
     slices = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    for results in forked_map(_run_slice, slices, workers=workers, name=_slice_name):
-        yield from results
+    yield from forked_stream(_run_slice, slices, workers=workers, name=_slice_name)
 
 
 _SLICES_PER_WORKER = 4
@@ -130,8 +130,9 @@ _SLICES_PER_WORKER = 4
 the others waiting long, few enough that forking costs nothing next to the seeds' runs."""
 
 
-def _run_slice(jobs: list[_Job]) -> list[SeedResult]:
-    return [_run(job) for job in jobs]
+def _run_slice(jobs: list[_Job]) -> Iterator[SeedResult]:
+    for job in jobs:
+        yield _run(job)
 
 
 def _slice_name(jobs: list[_Job]) -> str:

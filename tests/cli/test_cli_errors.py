@@ -125,6 +125,37 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _after_first_progress(proc: subprocess.Popen[str], limit_s: float = 120.0) -> str:
+    """Wait until the command has written its first progress line (so it has counted work;
+    the commands run with ``BALLAST_PROGRESS_SECONDS`` small), however slow the machine is;
+    what it wrote on stderr so far. Past ``limit_s`` the test fails, and the command and
+    its workers (its process group, where it leads one) are killed."""
+    import select
+    import time
+
+    assert proc.stderr is not None
+    said: list[str] = []
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+        if ready:
+            line = proc.stderr.readline()
+            if not line:
+                break  # it ended first
+            said.append(line)
+            if line.startswith("progress "):
+                return "".join(said)
+    if os.getpgid(proc.pid) == proc.pid:
+        os.killpg(proc.pid, 9)
+    else:
+        proc.kill()
+    proc.wait()
+    pytest.fail(f"no progress line within {limit_s:g} s: {''.join(said)}")
+
+
+_PROGRESS_OFTEN = {**os.environ, "BALLAST_PROGRESS_SECONDS": "0.2"}
+
+
 @pytest.mark.parametrize("args, counted", [
     (["check", "--checkers", "random", "--random-runs", "100000", "--budget", "inf"],
      "random steps run"),
@@ -133,16 +164,16 @@ def _default_sigint() -> None:
 def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str],
                                                   counted: str) -> None:
     import signal
-    import time
 
     proc = subprocess.Popen([sys.executable, "-m", "ballast", *args, "--report-dir",
                              str(tmp_path / "r")] if args[0] == "check" else
                             [sys.executable, "-m", "ballast", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, preexec_fn=_default_sigint)
-    time.sleep(6)
+                            cwd=tmp_path, preexec_fn=_default_sigint, env=_PROGRESS_OFTEN)
+    before = _after_first_progress(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    err = before + err
     assert proc.returncode == EXIT_INTERRUPTED, err
     line = err.strip().splitlines()[-1]
     assert "interrupted after" in line and counted in line, err
@@ -152,7 +183,7 @@ def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str
 
 @pytest.mark.parametrize("args", [
     ["explore", "--preset", "core", "--memory-budget", "1"],  # states spilled to a folder
-    ["fuzz", "--preset", "core", "--seeds", "0..99", "--steps", "100000", "--workers", "2"],
+    ["fuzz", "--preset", "core", "--seeds", "0..99", "--steps", "3000", "--workers", "2"],
 ])
 def test_sigterm_cleans_up_as_ctrl_c_then_exits_143(tmp_path: Path, args: list[str]) -> None:
     """``timeout`` or ``kill``: the spill folder is removed, the pool's workers end, and the
@@ -163,12 +194,15 @@ def test_sigterm_cleans_up_as_ctrl_c_then_exits_143(tmp_path: Path, args: list[s
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "ballast", *args], cwd=tmp_path,
-                            env={**os.environ, "TMPDIR": str(scratch)}, text=True,
+                            env={**_PROGRESS_OFTEN, "TMPDIR": str(scratch)}, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    time.sleep(6)
+    before = _after_first_progress(proc)
+    if "--memory-budget" in args:
+        assert list(scratch.iterdir())  # the states were spilling when it was stopped
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
+    err = before + err
     assert proc.returncode == EXIT_TERMINATED, err
     assert "terminated (SIGTERM) after" in err.strip().splitlines()[-1], err
     assert "Traceback" not in err

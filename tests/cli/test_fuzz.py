@@ -132,4 +132,5 @@ def test_a_killed_worker_is_named_with_its_seeds_at_once(monkeypatch):
     with pytest.raises(WorkerLost, match=r"for seeds 4\.\.5 ended by signal 9 \(SIGKILL\)"):
         for r in campaign.run_campaign(cfg, range(16), workers=2, batches=5):  # slices of 2
             got.append(r.seed)
-    assert got in ([], [0, 1], [0, 1, 2, 3])  # in seed order, up to the lost slice
+    # Each seed's result as it came, seed 4's among them (sent before seed 5 killed it).
+    assert 4 in got and 5 not in got and set(got) <= set(range(16)) - {5}

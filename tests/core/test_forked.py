@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ballast.errors import WorkerLost
-from ballast.forked import forked_map
+from ballast.forked import forked_map, forked_stream
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 
@@ -119,3 +120,23 @@ def test_a_worker_stuck_after_its_answer_is_killed(monkeypatch: pytest.MonkeyPat
     start = time.monotonic()
     assert list(forked_map(_answers_then_hangs, [1, 2], workers=2, name=str)) == [1, 2]
     assert time.monotonic() - start < 15
+
+
+def _counts_then_dies_at(job: tuple[int, int | None]) -> Iterator[tuple[int, int]]:
+    n, dies_at = job
+    for i in range(n):
+        if i == dies_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield job[0], i
+
+
+def test_a_stream_gives_each_item_as_sent_and_its_lost_worker_after_them() -> None:
+    got = sorted(forked_stream(_counts_then_dies_at, [(3, None), (2, None)], workers=2,
+                               name=str))
+    assert got == [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(WorkerLost, match="for job 4"):
+        for item in forked_stream(_counts_then_dies_at, [(4, 2)], workers=1,
+                                  name=lambda job: f"job {job[0]}"):
+            seen.append(item)
+    assert seen == [(4, 0), (4, 1)]  # what it sent before it was killed
