@@ -13,7 +13,8 @@ Dask (``dask`` and ``distributed``) is an optional dependency, installed with
 ``pip install 'ballast[dask]'``; without ``--scheduler`` nothing here is imported.
 An address that cannot be reached, a server there that is not a Dask scheduler (it
 does not answer Dask's handshake within :data:`CONNECT_SECONDS`, or answers something
-else), or a scheduler without workers, is bad input (exit 2), said in one line.
+else), a scheduler without workers, or one whose workers do not all answer within
+that time, is bad input (exit 2), said in one line.
 
 >>> parse_scheduler("local:2")
 Scheduler(address=None, workers=2)
@@ -280,7 +281,12 @@ def _check_workers(client: Any, address: str) -> None:
     """Every worker runs the Ballast this process runs, or the command stops here: a worker
     without it, or with another version, would fail or disagree part way through."""
     try:
-        theirs: dict[str, str] = client.run(_worker_version)
+        # Bounded: a worker that is stopped (or its host gone) answers nothing, and Dask's
+        # broadcast would wait for it for ever.
+        theirs: dict[str, str] = client.run(_worker_version, callback_timeout=CONNECT_SECONDS)
+    except TimeoutError:
+        raise UsageError(f"--scheduler {address}: the workers did not all answer within "
+                         f"{CONNECT_SECONDS:g} s (a worker stopped or unreachable)") from None
     except Exception as exc:  # noqa: BLE001 - whatever a worker raised, said in one line
         raise UsageError(f"--scheduler {address}: the workers cannot run Ballast "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())}); install "

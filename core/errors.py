@@ -72,17 +72,22 @@ class GuardError(BallastError):
 
 
 class WorkerLost(BallastError):
-    """A worker process ended without answering (killed, crashed): the work it had is undone,
-    so the run is inconclusive, whatever the others found.
+    """A worker process ended before its work was done (killed, crashed): the rest of that
+    work is undone, so the run is inconclusive, whatever the others found.
 
     >>> print(WorkerLost("consecution of guest_write", -9))  # doctest: +NORMALIZE_WHITESPACE
     the worker process for consecution of guest_write ended by signal 9 (SIGKILL) before it
     answered; the kernel sends SIGKILL when it runs out of memory
+    >>> print(WorkerLost("seeds 0..9", 1, sent=4))  # doctest: +NORMALIZE_WHITESPACE
+    the worker process for seeds 0..9 ended with exit code 1 after 4 of its results, before
+    it finished
     """
 
-    def __init__(self, job: str, exitcode: int | None) -> None:
+    def __init__(self, job: str, exitcode: int | None, sent: int = 0) -> None:
         self.job = job
         self.exitcode = exitcode
+        self.sent = sent
+        """Results the worker had sent before it ended (a job that reports as it goes)."""
         if exitcode is not None and exitcode < 0:
             try:
                 how = f"by signal {-exitcode} ({signal.Signals(-exitcode).name})"
@@ -92,4 +97,6 @@ class WorkerLost(BallastError):
             how = f"with exit code {exitcode}"
         hint = ("; the kernel sends SIGKILL when it runs out of memory"
                 if exitcode == -9 else "")
-        super().__init__(f"the worker process for {job} ended {how} before it answered{hint}")
+        when = (f"after {sent:,} of its result{'s' if sent != 1 else ''}, before it finished"
+                if sent else "before it answered")
+        super().__init__(f"the worker process for {job} ended {how} {when}{hint}")

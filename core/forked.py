@@ -83,6 +83,7 @@ def _answers(fn: Callable[[Any], Iterable[Any]], jobs: Sequence[Any], workers: i
     ctx = (mp.get_context("fork") if "fork" in mp.get_all_start_methods()
            else mp.get_context("spawn"))
     running: dict[int, tuple[BaseProcess, Connection]] = {}
+    sent: dict[int, int] = {}  # items each running job has sent so far
     started = 0
     try:
         while started < len(jobs) or running:
@@ -102,11 +103,14 @@ def _answers(fn: Callable[[Any], Iterable[Any]], jobs: Sequence[Any], workers: i
                     del running[k]
                     reader.close()
                     _join(worker)
-                    raise WorkerLost(name(jobs[k]), worker.exitcode) from None
+                    raise WorkerLost(name(jobs[k]), worker.exitcode,
+                                     sent.pop(k, 0)) from None
                 if kind == "item":
+                    sent[k] = sent.get(k, 0) + 1
                     yield k, value
                     continue
                 del running[k]
+                sent.pop(k, None)
                 reader.close()
                 _join(worker)
                 if kind == "raised":

@@ -178,6 +178,29 @@ def test_workers_with_another_version_of_ballast_are_bad_input(
                 pass
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("quiet_loggers")
+def test_a_scheduler_whose_worker_is_stopped_is_bad_input_within_the_connect_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking the workers for their version waited for ever for a stopped one."""
+    pytest.importorskip("distributed")
+    psutil = pytest.importorskip("psutil")
+    with connected(parse_scheduler("local:1")) as local:
+        address = local.scheduler.address
+        (pid,) = local.run(os.getpid).values()
+        worker = psutil.Process(pid)
+        monkeypatch.setattr(ballast.cluster, "CONNECT_SECONDS", 2)
+        worker.suspend()
+        try:
+            started = time.monotonic()
+            with pytest.raises(UsageError, match=r"the workers did not all answer within 2 s"):
+                with connected(Scheduler(address, None)):
+                    pytest.fail("connected to a scheduler whose worker is stopped")
+            assert time.monotonic() - started < 15
+        finally:
+            worker.resume()
+
+
 @pytest.mark.usefixtures("quiet_loggers")
 def test_a_tls_address_without_dask_tls_settings_is_bad_input_at_once() -> None:
     pytest.importorskip("distributed")

@@ -135,8 +135,10 @@ def test_a_stream_gives_each_item_as_sent_and_its_lost_worker_after_them() -> No
                                name=str))
     assert got == [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
     seen: list[tuple[int, int]] = []
-    with pytest.raises(WorkerLost, match="for job 4"):
+    with pytest.raises(WorkerLost, match="for job 4") as lost:
         for item in forked_stream(_counts_then_dies_at, [(4, 2)], workers=1,
                                   name=lambda job: f"job {job[0]}"):
             seen.append(item)
     assert seen == [(4, 0), (4, 1)]  # what it sent before it was killed
+    assert lost.value.sent == 2
+    assert "after 2 of its results, before it finished" in str(lost.value)
