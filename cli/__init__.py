@@ -116,7 +116,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from ballast.model.trace import check_destinations
 
     check_destinations([args.junit, args.sarif, args.summary_md, args.json],
-                       folders=[args.report_dir, args.hypothesis_db])
+                       folders=[args.report_dir, args.hypothesis_db], inputs=[args.config])
     opts = CheckOptions(seed=args.seed or 0, budget=_work_budget(args), report_dir=args.report_dir,
                         checkers=checkers, random_runs=args.random_runs,
                         random_steps=args.random_steps,
@@ -160,10 +160,11 @@ def _pooled(report: "CheckReport") -> "CheckResult":
 def _cmd_run(args: argparse.Namespace) -> int:
     from ballast.console import console
     from ballast.model.system import BalloonModel
-    from ballast.model.trace import write_trace
+    from ballast.model.trace import check_destinations, write_trace
     from ballast.simulation.randomwalk import random_run
 
     cfg = config_from_args(args)
+    check_destinations([args.out], inputs=[args.config])
     out = console()
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,

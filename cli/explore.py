@@ -185,7 +185,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
     if cluster is not None:
         _check_partitioned(args)
-    check_destinations([args.dot, args.graphml], folders=[args.report_dir])
+    check_destinations([args.dot, args.graphml], folders=[args.report_dir],
+                       inputs=[args.config])
     with ExitStack() as stack:
         client = stack.enter_context(connected(cluster)) if cluster is not None else None
         with shown(not args.quiet), meter("explore", unit="states") as states:

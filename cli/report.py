@@ -16,8 +16,7 @@ import json
 import sys
 from typing import Any
 
-from ballast.model.trace import read_trace
-from ballast.reports.page import FORMATS, parse_formats, write_report
+from ballast.reports.page import FORMATS, parse_formats, read_trace_lines, write_report
 from ballast.statespace.traces import lasso_claim
 
 __all__ = ["register", "run_report"]
@@ -28,8 +27,10 @@ def run_report(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     # A trace replay refuses is refused here too, before anything is written: the claim
     # of a liveness trace's header must be of its form (the report draws its cycle).
-    lasso_claim(read_trace(args.trace), str(args.trace))
-    written = write_report(args.trace, args.out, formats)
+    # The trace is read once (a pipe, ``<(xz -dc t.jsonl.xz)``, can be read only once).
+    trace, lines = read_trace_lines(args.trace)
+    lasso_claim(trace, str(args.trace))
+    written = write_report(args.trace, args.out, formats, read=(trace, lines))
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps({"written": [p.as_posix() for p in written]}) + "\n")
     else:

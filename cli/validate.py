@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
+from ballast.opening import open_to_read
 from ballast.model.virtio import VIRTIO_RULES
 from ballast.cli.options import HeaderConfig, add_model_options, config_line, given
 from ballast.cli.capture import register_capture
@@ -116,7 +117,7 @@ def _validate_ballast(args: argparse.Namespace) -> int:
     path = Path(args.trace)
     try:
         size = path.stat().st_size
-        f = open(path, encoding="utf-8")
+        f = open_to_read(path)
     except OSError as exc:
         raise InputError(str(path), None, f"cannot read trace: {exc.strerror}") from None
     start = time.perf_counter()

@@ -16,6 +16,8 @@ ballast.errors.ConfigError: machine_pages (6) must be a multiple of host_page_un
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ballast.errors import ConfigError, InputError
+from ballast.opening import open_to_read
 
 __all__ = ["Config", "FEATURES", "ModuleKind", "GuestPolicyName", "MAX_CONFIG_BYTES",
            "MAX_MODEL_SIZE", "PRESETS", "features_on", "load_config", "model_size", "preset"]
@@ -488,10 +491,14 @@ def load_config(path: str | Path) -> Config:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as f:
+        with open_to_read(p, binary=True) as f:  # a named pipe: no wait for a writer
             raw = f.read(MAX_CONFIG_BYTES + 1)
+            silent_pipe = not raw and stat.S_ISFIFO(os.fstat(f.fileno()).st_mode)
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read configuration: {exc.strerror}") from None
+    if silent_pipe:  # not an empty file (the defaults): nothing was ever written to it
+        raise InputError(str(p), None, "is a pipe no program writes to; expected a TOML "
+                         "configuration file")
     if len(raw) > MAX_CONFIG_BYTES:
         raise InputError(str(p), None, f"configuration file larger than {MAX_CONFIG_BYTES:,} "
                          "bytes")

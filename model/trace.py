@@ -40,6 +40,7 @@ from ballast.model.config import Config
 from ballast.model.contents import content_observation
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.opening import open_to_read
 from ballast.model.schema import SCHEMA, Kind
 from ballast.model.state import State, initial_state, plain_value, state_from_dict
 
@@ -290,12 +291,15 @@ def atomic_write_with(path: str | Path, write: Callable[[IO[str]], None]) -> Non
 
 
 def check_destinations(files: Iterable[str | Path | None] = (),
-                       folders: Iterable[str | Path | None] = ()) -> None:
+                       folders: Iterable[str | Path | None] = (),
+                       inputs: Iterable[str | Path | None] = ()) -> None:
     """Refuse, before any work, a file or a folder of files to write that could not be
     written at the end: a folder stands where a file goes (or a file where a folder goes),
-    or nothing can be written where it would be made (None: none asked for). A command
-    that writes its results last calls this first, so that a bad output path costs no run
-    and leaves no verdict that its exit code contradicts. Nothing is created.
+    or nothing can be written where it would be made (None: none asked for); or a file
+    that two outputs name, or that is one of the command's ``inputs`` (a configuration
+    file), which writing would silently replace. A command that writes its results last
+    calls this first, so that a bad output path costs no run and leaves no verdict that
+    its exit code contradicts. Nothing is created.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -306,7 +310,13 @@ def check_destinations(files: Iterable[str | Path | None] = (),
     Traceback (most recent call last):
     ...
     ballast.errors.OutputError: ...: is a folder; expected the path of a file to write
+    >>> check_destinations([d / "a.xml", d / "b" / ".." / "a.xml"])
+    Traceback (most recent call last):
+    ...
+    ballast.errors.OutputError: ...: is named for two outputs; give each its own file
     """
+    files = list(files)
+    _refuse_shared_files(files, inputs)
     probes: list[tuple[Path, Path]] = []
     for p in files:
         if p is None:
@@ -337,6 +347,21 @@ def check_destinations(files: Iterable[str | Path | None] = (),
                               f"({exc.strerror})") from None
         os.close(fd)
         _unlink_quietly(tmp)
+
+
+def _refuse_shared_files(files: list[str | Path | None],
+                         inputs: Iterable[str | Path | None]) -> None:
+    """Refuse a file to write that another output or an input names too (a device or a
+    pipe, written into, may be named by several)."""
+    taken = {os.path.realpath(p): "is an input of this command; give another file to write"
+             for p in inputs if p is not None}
+    for p in files:
+        if p is None or is_special_file(p):
+            continue
+        where = os.path.realpath(p)
+        if where in taken:
+            raise OutputError(str(p), taken[where])
+        taken[where] = "is named for two outputs; give each its own file"
 
 
 def atomic_write_files(files: Iterable[tuple[str | Path, Content]]) -> None:
@@ -609,7 +634,8 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
         problem = _arg_problem(args[key], hints.get(key))
         if problem is not None:
             raise InputError(source, line, f"action {name}: argument {key} {problem}")
-    if record["step"] != expected_step:
+    # 1.0 equals 1 but is no step number: a report would index its steps with it.
+    if not _is_int(record["step"]) or record["step"] != expected_step:
         raise InputError(source, line, f"expected step {expected_step}, got {record['step']}")
     if cfg is not None and "state" in record:
         problem = _same_shape(record["state"], _state_template(cfg), "")
@@ -783,7 +809,7 @@ def read_trace(path: str | Path,
     (``configure``: as :func:`iter_trace`)."""
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as f:
+        with open_to_read(p) as f:
             return parse_trace(bounded_lines(f, str(p)), str(p), configure)
     except OSError as exc:
         raise InputError(str(p), None, f"cannot read trace: {exc.strerror}") from None

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import Trace, bounded_lines, parse_trace
+from ballast.opening import open_to_read
 from ballast.reports.atomic import atomic_write_files
 from ballast.reports.explain import Explanation, explain
 from ballast.reports.render_html import render_html
@@ -28,7 +29,7 @@ def read_trace_lines(path: str | Path) -> tuple[Trace, list[str]]:
     """Read and parse a trace file, keeping its lines (to quote them in the report)."""
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as f:
+        with open_to_read(p) as f:
             # Lines end at newlines only: U+2028 and friends are text inside a JSON string.
             lines = [line.rstrip("\r\n") for line in bounded_lines(f, str(p))]
     except OSError as exc:
@@ -89,16 +90,19 @@ def _json_text(data: object) -> str:
 
 def write_report(trace_path: str | Path, out_dir: str | Path | None = None,
                  formats: Sequence[str] = ("html", "md"), *,
-                 name: str | None = None) -> list[Path]:
+                 name: str | None = None,
+                 read: tuple[Trace, list[str]] | None = None) -> list[Path]:
     """Write the reports of the trace file ``trace_path`` into ``out_dir``.
 
     Files are named after the trace (``x.jsonl`` -> ``x.html``, ``x.md``, ``x.json``);
     ``out_dir`` defaults to the trace's own folder. ``name`` is how the report refers
-    to the trace (default: the path as given). Returns the paths written.
+    to the trace (default: the path as given). ``read``: the trace and its lines as
+    :func:`read_trace_lines` gave them, where the caller has read them already (a pipe
+    can be read only once). Returns the paths written.
     """
     p = Path(trace_path)
     fmts = parse_formats(formats)
-    trace, lines = read_trace_lines(p)
+    trace, lines = read if read is not None else read_trace_lines(p)
     texts = render_report(explain(trace, name or str(trace_path), lines), fmts)
     out = Path(out_dir) if out_dir is not None else p.parent
     stem = p.name[:-len(".jsonl")] if p.name.endswith(".jsonl") else p.stem

@@ -114,3 +114,34 @@ def test_a_summary_that_cannot_be_written_after_all_prints_no_verdict(
                           "--report-dir", str(tmp_path / "r"))
     assert code == EXIT_USAGE and "No space left" in err
     assert "Verdict" not in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["check", "--checkers", "random", "--summary-md", "{tmp}/s", "--junit", "{tmp}/s"],
+     "named for two outputs"),
+    (["check", "--checkers", "random", "--config", "{config}", "--summary-md", "{config}"],
+     "is an input of this command"),
+    (["explore", "--preset", "core", "--dot", "{tmp}/g", "--graphml", "{tmp}/./g"],
+     "named for two outputs"),
+    (["explore", "--config", "{config}", "--dot", "{config}"], "is an input of this command"),
+    (["run", "--config", "{config}", "--out", "{config}"], "is an input of this command"),
+], ids=["check-two-outputs", "check-over-config", "explore-two-outputs", "explore-over-config",
+        "run-over-config"])
+def test_an_output_that_would_replace_another_or_the_configuration_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], words: str) -> None:
+    """Written as asked, the second output replaced the first, or the summary replaced the
+    configuration file it was run from: refused before any work, both left as they were."""
+    _nothing_runs(monkeypatch)
+    monkeypatch.setattr("ballast.simulation.randomwalk.random_run", lambda *a, **k: 1 / 0)
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "core"\n')
+    code, out, err = _run(*[a.format(tmp=tmp_path, config=config) for a in argv])
+    assert code == EXIT_USAGE, err
+    assert err.startswith("ballast: error: ") and len(err.strip().splitlines()) == 1
+    assert words in err and str(tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+    assert config.read_text() == 'preset = "core"\n'
+
+
+def test_a_device_may_take_several_outputs(tmp_path: Path) -> None:
+    check_destinations([os.devnull, os.devnull], inputs=[tmp_path / "c.toml"])

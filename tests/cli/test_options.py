@@ -222,3 +222,32 @@ def test_a_trace_whose_states_do_not_fit_the_configuration_set_is_bad_input(
     err = capsys.readouterr().err
     assert f"{trace}:2: step field state: {says}" in err
     assert main([command, str(trace), "--set", "sharing=false"]) in (0, 1)
+
+
+def test_a_configuration_that_is_a_named_pipe_is_refused_at_once(tmp_path: Path) -> None:
+    """Opening a named pipe waits for a program to write to it: with none, for ever."""
+    import os
+
+    from ..hostile_cli import assert_refused, run_cli
+
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    o = run_cli(["run", "--config", str(fifo), "--steps", "2", "--out",
+                 str(tmp_path / "t.jsonl")], seconds=10)
+    assert_refused(o, file=str(fifo), words="is a pipe no program writes to")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_a_configuration_a_program_writes_into_a_pipe_is_read() -> None:
+    """``--config <(generate-config)``: the shell hands over a pipe with its writer."""
+    import os
+
+    from ballast.model.config import load_config
+
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b'preset = "core"\nmachine_pages = 5\n')
+        os.close(write_end)
+        assert load_config(f"/dev/fd/{read_end}").machine_pages == 5
+    finally:
+        os.close(read_end)

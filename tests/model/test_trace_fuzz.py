@@ -292,3 +292,47 @@ def test_a_line_without_end_is_refused_without_reading_it_all(tmp_path: Path, ta
 @pytest.mark.parametrize("data", [b"\xff\xfe{}\n", _lines(HEADER).encode() + b'{"a":"\xc3"}\n'])
 def test_invalid_utf8_is_refused(tmp_path: Path, data: bytes) -> None:
     _all_refused(tmp_path, data, None, words="UTF-8")
+
+
+@pytest.mark.parametrize("number", ["1.0", "1e0", "true"])
+def test_a_step_number_that_is_not_a_whole_number_is_refused(tmp_path: Path,
+                                                             number: str) -> None:
+    # 1.0 equals 1: it was taken, and the report then indexed its steps with it (exit 4).
+    step = _dump(STEP).replace('"step":1', f'"step":{number}')
+    _all_refused(tmp_path, _lines(HEADER, step), 2, words="step")
+
+
+def test_a_named_pipe_no_program_writes_to_is_refused_at_once(tmp_path: Path) -> None:
+    """Opening a named pipe waits for a writer: the readers waited for ever."""
+    import os
+
+    fifo = tmp_path / "hostile.jsonl"
+    os.mkfifo(fifo)
+    out_dir = tmp_path / "report-out"
+    for argv in (["replay", str(fifo)], ["validate", "--no-progress", str(fifo)],
+                 ["report", str(fifo), "--out", str(out_dir)]):
+        assert_refused(run_cli(argv, seconds=10), file=str(fifo), line=1, words="empty trace")
+    assert not out_dir.exists()
+
+
+def test_a_trace_handed_over_through_a_pipe_is_read_once_by_every_reader(
+        tmp_path: Path) -> None:
+    """``ballast report <(xz -dc t.jsonl.xz)``: a pipe can be read only once, and report
+    read its trace twice (the second read found it empty)."""
+    import os
+
+    good = tmp_path / "good.jsonl"
+    assert run_cli(["run", "--preset", "core", "--steps", "4", "--out", str(good)]).code == 0
+    text = good.read_bytes()
+    out_dir = tmp_path / "report-out"
+    for argv in (["replay"], ["validate", "--no-progress"], ["report", "--out", str(out_dir)]):
+        read_end, write_end = os.pipe()
+        try:
+            assert len(text) < 60_000  # within a pipe's buffer: written before it is read
+            os.write(write_end, text)
+            os.close(write_end)
+            o = run_cli([argv[0], f"/dev/fd/{read_end}", *argv[1:]], seconds=30)
+            assert o.code == 0, (argv[0], o.err)
+        finally:
+            os.close(read_end)
+    assert sorted(p.suffix for p in out_dir.iterdir()) == [".html", ".md"]

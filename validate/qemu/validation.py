@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
-from ballast.model.trace import atomic_write_with, is_special_file
+from ballast.model.trace import atomic_write_with, check_destinations, is_special_file
 from ballast.progress import meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
@@ -71,6 +71,7 @@ def features_from(flag: str | None, qmp: str | None) -> frozenset[str]:
         return frozenset(names)
     if qmp is None:
         return frozenset()
+    _refuse_special_qmp(qmp)
     found: frozenset[str] = frozenset()
     try:
         for ev in read_qmp(qmp):
@@ -81,6 +82,14 @@ def features_from(flag: str | None, qmp: str | None) -> frozenset[str]:
     except OSError as exc:
         raise InputError(str(qmp), None, f"cannot read QMP log: {exc.strerror}") from None
     return found
+
+
+def _refuse_special_qmp(qmp: str | os.PathLike[str]) -> None:
+    """Refuse a QMP log that is neither a plain file nor a folder (a folder is refused when
+    it is read): opening a named pipe waits for a writer, for ever if none comes, and the
+    log is read twice (its features, then its events), which a pipe cannot be."""
+    if is_special_file(os.fspath(qmp)):
+        raise InputError(str(qmp), None, "is not a regular file; expected a QMP log file")
 
 
 @dataclass
@@ -176,6 +185,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
     try:
         cross = None
         if qmp is not None:
+            _refuse_special_qmp(qmp)
             try:
                 cross = QmpCrossCheck(read_qmp(qmp))
             except OSError as exc:
@@ -194,7 +204,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
                 tmp = tempfile.NamedTemporaryFile(
                     "w", encoding="utf-8", delete=False, prefix=".emit.", suffix=".tmp",
                     dir=None if is_special_file(emit_trace) else
-                    Path(emit_trace).resolve().parent)
+                    _existing_folder(Path(emit_trace)))
             except OSError as exc:
                 raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
         if tmp is not None or judge is not None:
@@ -231,14 +241,17 @@ def _check_emit_destination(dest: Path, source: Path) -> None:
     """Refuse, before reading anything, a destination that is the input or cannot be a file."""
     if dest.exists() and dest.resolve() == source.resolve():
         raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
-    if dest.is_dir():
-        raise OutputError(str(dest), "is a folder; expected the path of a file to write")
-    if is_special_file(dest):
-        return
-    try:
-        dest.resolve().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(str(dest), f"cannot create its folder: {exc.strerror}") from None
+    # Nothing is made yet: a log refused as bad input must leave no empty folder behind.
+    check_destinations([dest])
+
+
+def _existing_folder(dest: Path) -> Path:
+    """The folder ``dest`` goes in, else the nearest one above it that exists: where the
+    converted steps wait (on the destination's disk) until the trace is written."""
+    folder = dest.resolve().parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def _tapping(events: Iterator[Any], cross: QmpCrossCheck) -> Iterator[Any]:

@@ -211,3 +211,35 @@ def test_the_clean_log_still_converts(tmp_path: Path) -> None:
     header = json.loads(emit.read_text().splitlines()[0])
     assert header["config"]["guest_pages"] == 64
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["converted.jsonl"]
+
+
+@pytest.mark.parametrize("features", [[], ["--features", "none"]])
+def test_a_qmp_log_that_is_a_named_pipe_is_refused_at_once(tmp_path: Path,
+                                                           features: list[str]) -> None:
+    """Opening a named pipe waits for a writer (for ever with none), and the QMP log is read
+    twice: refused as the trace log is, whether or not it is read for its features."""
+    import os
+
+    log = tmp_path / "trace.log"
+    log.write_text("\n".join(CLEAN) + "\n")
+    qmp = tmp_path / "qmp.log"
+    os.mkfifo(qmp)
+    o = run_cli(["validate", "--format", "qemu", "--no-progress", str(log), "--qmp", str(qmp),
+                 *features], seconds=10)
+    assert_refused(o, file=str(qmp), words="not a regular file")
+
+
+def test_a_refused_log_leaves_no_folder_made_for_its_trace(tmp_path: Path) -> None:
+    """The folders --emit-trace names are made only when the converted trace is written."""
+    log = tmp_path / "trace.log"
+    log.write_bytes(b"\x00" * 100)
+    emit = tmp_path / "new" / "deeper" / "converted.jsonl"
+    o = run_cli(["validate", "--format", "qemu", "--no-progress", str(log),
+                 "--emit-trace", str(emit)])
+    assert_refused(o, file=str(log))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.log"]
+    log.write_text("\n".join(CLEAN) + "\n")
+    o = run_cli(["validate", "--format", "qemu", "--no-progress", str(log),
+                 "--emit-trace", str(emit)])
+    assert o.code == 0, o
+    assert [p.name for p in emit.parent.iterdir()] == ["converted.jsonl"]
