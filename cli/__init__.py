@@ -102,6 +102,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     bad = [c for c in checkers if c not in known]
     if bad:
         raise UsageError(f"unknown checker(s) {', '.join(bad)}; expected {', '.join(known)}")
+    twice = sorted({c for c in checkers if checkers.count(c) > 1})
+    if twice:  # it would run twice and be counted twice in the verdict
+        raise UsageError(f"--checkers names {', '.join(twice)} more than once")
     unseeded = ("explore", "prove")  # exhaustive searches: a seed changes nothing
     if args.seed is not None and all(c in unseeded for c in checkers):
         raise UsageError(f"--seed means nothing to {', '.join(checkers)}: they search "
@@ -160,20 +163,22 @@ def _pooled(report: "CheckReport") -> "CheckResult":
 def _cmd_run(args: argparse.Namespace) -> int:
     from ballast.console import console
     from ballast.model.system import BalloonModel
-    from ballast.model.trace import check_destinations, write_trace
+    from ballast.model.trace import StepSpool, check_destinations
     from ballast.simulation.randomwalk import random_run
 
     cfg = config_from_args(args)
     check_destinations([args.out], inputs=[args.config])
     out = console()
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
-    run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
-                     record_states=not args.no_states)
-    write_trace(args.out, run.trace)
-    out.print(f"seed {args.seed}: {len(run.trace.steps)} steps written to {args.out}")
+    # The steps wait in a temporary file, not in memory: --steps has no upper bound.
+    with StepSpool(args.out) as spool:
+        run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
+                         record_states=not args.no_states, sink=spool.add)
+        spool.write(run.trace.header)
+    out.print(f"seed {args.seed}: {run.taken} steps written to {args.out}")
     if run.violation is not None:
         out.print(f"[bold red]VIOLATION[/] {run.violation.property} at step "
-                  f"{len(run.trace.steps)}: {run.violation.message}")
+                  f"{run.taken}: {run.violation.message}")
         return EXIT_VIOLATION
     return EXIT_OK
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_LINE_CHARS",
     "TRACE_VERSION",
+    "StepSpool",
     "Trace",
     "TraceHeader",
     "TraceStep",
@@ -432,6 +434,60 @@ def write_trace(path: str | Path, trace: Trace) -> None:
     atomic_write_text(path, trace_text(trace))
 
 
+class StepSpool:
+    """The steps of a trace held in a temporary file as they are taken, then written after
+    their header (known only once the run ends: it names the violation) into the trace
+    file, atomically. A long run's steps, each with its state, need not fit in memory.
+
+    >>> import pathlib, tempfile
+    >>> from ballast.model.actions import Action
+    >>> from ballast.model.config import preset
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with StepSpool(d / "t.jsonl") as spool:
+    ...     spool.add(TraceStep(1, Action.of("host_set_target", vm=0, pages=1)))
+    ...     spool.write(TraceHeader(preset("core")))
+    >>> spool.count, len(read_trace(d / "t.jsonl").steps)
+    (1, 1)
+    """
+
+    def __init__(self, dest: str | Path) -> None:
+        self.dest = Path(dest)
+        """The trace file the steps are for (named in an error)."""
+        self.count = 0
+        """Steps added."""
+        self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
+
+    def __enter__(self) -> "StepSpool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def add(self, st: TraceStep) -> None:
+        """Keep one more step (the next by number)."""
+        try:
+            self._file.write(_dumps(st.to_dict()) + "\n")
+        except OSError as exc:
+            raise OutputError(str(self.dest), "cannot hold its steps in a temporary file: "
+                              f"{exc.strerror or exc}") from None
+        self.count += 1
+
+    def write(self, header: TraceHeader) -> None:
+        """Write the trace file: ``header``, then every step added, atomically."""
+        try:
+            self._file.flush()
+            self._file.seek(0)
+        except OSError as exc:
+            raise OutputError(str(self.dest), "cannot hold its steps in a temporary file: "
+                              f"{exc.strerror or exc}") from None
+
+        def body(out: IO[str]) -> None:
+            out.write(_dumps(header.to_dict()) + "\n")
+            shutil.copyfileobj(self._file, out)
+
+        atomic_write_with(self.dest, body)
+
+
 def _check(kind: str, record: Any, source: str, line: int) -> None:
     errors = sorted(_validator(kind).iter_errors(record), key=lambda e: list(e.path))
     if errors:
@@ -445,7 +501,7 @@ def _parse_header(record: Any, source: str) -> TraceHeader:
     if not isinstance(record, dict) or "ballast_trace" not in record:
         raise InputError(source, 1, "expected a header record with \"ballast_trace\": "
                          f"{TRACE_VERSION} on line 1")
-    if record.get("ballast_trace") != TRACE_VERSION:
+    if not _is_int(record["ballast_trace"]) or record["ballast_trace"] != TRACE_VERSION:
         raise InputError(source, 1, f"unsupported trace version {record.get('ballast_trace')!r};"
                          f" this Ballast reads version {TRACE_VERSION}")
     _check("header", record, source, 1)

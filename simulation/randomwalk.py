@@ -46,6 +46,8 @@ class RandomRun:
     """The last state reached."""
     cut_short: bool = False
     """Stopped by ``stop`` before its steps were taken (the run is a prefix)."""
+    taken: int = 0
+    """Steps taken (also those handed to a sink, which the trace does not hold)."""
 
 
 def pick_step(model: BalloonModel, s: State, rng: random.Random) -> tuple[Action, State] | None:
@@ -67,16 +69,21 @@ def pick_step(model: BalloonModel, s: State, rng: random.Random) -> tuple[Action
 
 
 def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: bool = True,
-               checker: str = "random", stop: Callable[[], bool] | None = None) -> RandomRun:
+               checker: str = "random", stop: Callable[[], bool] | None = None,
+               sink: Callable[[TraceStep], None] | None = None) -> RandomRun:
     """Run ``steps`` random steps from the initial state, checking every property;
-    ``stop`` (asked before each step) ends the run early, marked ``cut_short``."""
+    ``stop`` (asked before each step) ends the run early, marked ``cut_short``. With
+    ``sink``, each step is handed to it as it is taken and not kept: the run's trace then
+    has its header and no step (:attr:`RandomRun.taken` counts them), and memory stays the
+    same however long the run."""
     rng = random.Random(seed)
     s = model.init_states()[0]
-    taken: list[TraceStep] = []
+    kept: list[TraceStep] = []
     seen: set[str] = set()
     fired: set[str] = set()
     violation: Violation | None = None
     cut_short = False
+    length = 0
     for n in range(1, steps + 1):
         if stop is not None and stop():
             cut_short = True
@@ -89,18 +96,23 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
         wit = model.witnessed(s, act, post)
         seen.update(wit)
         fired.add(act.name)
-        taken.append(TraceStep(n, act, state=post.to_dict() if record_states else None,
-                               witnesses=tuple(wit)))
+        st = TraceStep(n, act, state=post.to_dict() if record_states else None,
+                       witnesses=tuple(wit))
+        if sink is None:
+            kept.append(st)
+        else:
+            sink(st)
+        length = n
         s = post
         if bad:
             violation = bad[0]
             break
     expect = None
     if violation is not None:
-        expect = {"property": violation.property, "step": len(taken),
+        expect = {"property": violation.property, "step": length,
                   "message": violation.message}
-    tally.add(f"{checker} steps run", len(taken))
+    tally.add(f"{checker} steps run", length)
     header = TraceHeader(model.cfg, model.faults,
                          {"checker": checker, "seed": seed, "unlogged_actions": []}, expect)
-    return RandomRun(Trace(header, tuple(taken)), violation, frozenset(seen),
-                     frozenset(fired), s, cut_short)
+    return RandomRun(Trace(header, tuple(kept)), violation, frozenset(seen),
+                     frozenset(fired), s, cut_short, length)

@@ -142,6 +142,14 @@ def test_checking_nothing_never_passes(tmp_path: Path, args: list[str]) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_a_checker_named_twice_is_refused(tmp_path: Path) -> None:
+    """It ran twice, and the verdict counted it twice."""
+    o = run_cli(["check", "--checkers", "random, explore,random", "--report-dir",
+                 str(tmp_path / "r")])
+    assert_refused(o, words="--checkers names random more than once")
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_infinite_budget_is_no_limit(tmp_path: Path) -> None:
     o = run_cli([*CHECK, "--budget", "inf", "--report-dir", str(tmp_path / "r")])
     assert o.code in (0, 3) and not math.isnan(o.seconds)  # ran; 3: one run is vacuous

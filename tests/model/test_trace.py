@@ -75,6 +75,10 @@ def test_bad_header(tmp_path: Path) -> None:
     bad.write_text('{"ballast_trace": 9, "config": {}}\n')
     with pytest.raises(InputError, match="unsupported trace version"):
         read_trace(bad)
+    for version in ("1.0", "true", '"1"'):  # equal to 1, or like it, but not version 1
+        bad.write_text(f'{{"ballast_trace": {version}, "config": {{}}}}\n')
+        with pytest.raises(InputError, match="unsupported trace version"):
+            read_trace(bad)
     bad.write_text("")
     with pytest.raises(InputError, match="empty trace"):
         read_trace(bad)
@@ -165,3 +169,42 @@ def test_files_that_cannot_all_be_written_leave_no_folder_made_for_them(
                                          (tmp_path / "reports" / "b" / "y.md", "y"),
                                          (tmp_path / "kept" / "z.md", "z")])
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+
+
+@pytest.mark.parametrize(("fault", "seed"), [(None, 5), ("reclaim_keeps_mapping", 1)])
+def test_steps_spooled_as_they_come_give_the_same_file_byte_for_byte(
+        tmp_path: Path, fault: str | None, seed: int) -> None:
+    """`ballast run` writes its steps through a spool (a long run does not fit in memory):
+    the file is the one the whole trace in memory gives, violation and all."""
+    from ballast.model.trace import StepSpool
+
+    model = BalloonModel(preset("default"), () if fault is None else (fault,))
+    whole = random_run(model, seed=seed, steps=300)
+    write_trace(tmp_path / "whole.jsonl", whole.trace)
+    with StepSpool(tmp_path / "spooled.jsonl") as spool:
+        streamed = random_run(model, seed=seed, steps=300, sink=spool.add)
+        spool.write(streamed.trace.header)
+    assert streamed.trace.steps == () and spool.count == streamed.taken
+    assert streamed.taken == len(whole.trace.steps) == whole.taken
+    assert (streamed.violation is None) == (fault is None)
+    assert (tmp_path / "spooled.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+def test_run_holds_the_same_memory_however_many_steps_it_takes(tmp_path: Path) -> None:
+    """`ballast run --steps N` held every step, with its state, until the end."""
+    import tracemalloc
+
+    from ballast.cli import main
+
+    def peak(steps: int) -> int:
+        tracemalloc.start()
+        try:
+            assert main(["run", "--preset", "core", "--steps", str(steps), "--out",
+                         str(tmp_path / f"{steps}.jsonl")]) == 0
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak(100), peak(1500)
+    assert len(read_trace(tmp_path / "1500.jsonl").steps) == 1500
+    assert long < 1.5 * short, (short, long)  # 15x the steps
