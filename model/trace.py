@@ -455,7 +455,17 @@ class StepSpool:
         """The trace file the steps are for (named in an error)."""
         self.count = 0
         """Steps added."""
-        self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        # On the trace's own disk (its folder, or the nearest one above it that exists, as
+        # the folders are made only when it is written): a system's temporary folder may be
+        # held in memory, or be smaller.
+        folder = None if is_special_file(self.dest) else self.dest.resolve().parent
+        while folder is not None and not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)
+        except OSError as exc:
+            raise OutputError(str(self.dest), "cannot hold its steps in a temporary file: "
+                              f"{exc.strerror or exc}") from None
 
     def __enter__(self) -> "StepSpool":
         return self
