@@ -471,7 +471,10 @@ class StepSpool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # flushing what a full disk refused: the error is already raised
+            pass
 
     def add(self, st: TraceStep) -> None:
         """Keep one more step (the next by number)."""
