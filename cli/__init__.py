@@ -163,7 +163,8 @@ def _pooled(report: "CheckReport") -> "CheckResult":
 def _cmd_run(args: argparse.Namespace) -> int:
     from ballast.console import console
     from ballast.model.system import BalloonModel
-    from ballast.model.trace import StepSpool, check_destinations
+    from ballast.model.trace import StepSpool, TraceStep, check_destinations
+    from ballast.progress import meter, shown
     from ballast.simulation.randomwalk import random_run
 
     cfg = config_from_args(args)
@@ -171,9 +172,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = console()
     out.print(config_line(cfg, args.fault, origin(args)), markup=False)
     # The steps wait in a temporary file, not in memory: --steps has no upper bound.
-    with StepSpool(args.out) as spool:
+    with shown(not args.no_progress), meter("run", total=args.steps) as steps, \
+            StepSpool(args.out) as spool:
+        def keep(st: "TraceStep") -> None:
+            spool.add(st)
+            steps.update(st.step)
+
         run = random_run(BalloonModel(cfg, args.fault), args.seed, args.steps,
-                         record_states=not args.no_states, sink=spool.add)
+                         record_states=not args.no_states, sink=keep)
         spool.write(run.trace.header)
     out.print(f"seed {args.seed}: {run.taken} steps written to {args.out}")
     if run.violation is not None:
@@ -388,6 +394,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=100)
     p.add_argument("--out", type=Path, required=True, help="trace file to write")
     p.add_argument("--no-states", action="store_true", help="omit the state after each step")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line on standard error while the run goes")
     p.set_defaults(func=_cmd_run)
 
 

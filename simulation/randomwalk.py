@@ -84,6 +84,7 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
     violation: Violation | None = None
     cut_short = False
     length = 0
+    counted = f"{checker} steps run"  # counted as they go: Ctrl-C says how far the run got
     for n in range(1, steps + 1):
         if stop is not None and stop():
             cut_short = True
@@ -103,6 +104,7 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
         else:
             sink(st)
         length = n
+        tally.add(counted, 1)
         s = post
         if bad:
             violation = bad[0]
@@ -111,7 +113,6 @@ def random_run(model: BalloonModel, seed: int, steps: int, *, record_states: boo
     if violation is not None:
         expect = {"property": violation.property, "step": length,
                   "message": violation.message}
-    tally.add(f"{checker} steps run", length)
     header = TraceHeader(model.cfg, model.faults,
                          {"checker": checker, "seed": seed, "unlogged_actions": []}, expect)
     return RandomRun(Trace(header, tuple(kept)), violation, frozenset(seen),

@@ -184,10 +184,12 @@ def test_ctrl_c_says_what_was_done_then_exits_130(tmp_path: Path, args: list[str
 @pytest.mark.parametrize("args", [
     ["explore", "--preset", "core", "--memory-budget", "1"],  # states spilled to a folder
     ["fuzz", "--preset", "core", "--seeds", "0..99", "--steps", "3000", "--workers", "2"],
+    ["run", "--preset", "core", "--steps", "100000000", "--out", "t.jsonl"],  # a spool
 ])
 def test_sigterm_cleans_up_as_ctrl_c_then_exits_143(tmp_path: Path, args: list[str]) -> None:
-    """``timeout`` or ``kill``: the spill folder is removed, the pool's workers end, and the
-    command says what it had done, as Ctrl-C does (by default SIGTERM left both behind)."""
+    """``timeout`` or ``kill``: the spill folder is removed, the pool's workers end, no
+    partial trace is left, and the command says what it had done, as Ctrl-C does (by
+    default SIGTERM left the folder and the workers behind)."""
     import signal
     import time
 
@@ -205,8 +207,11 @@ def test_sigterm_cleans_up_as_ctrl_c_then_exits_143(tmp_path: Path, args: list[s
     err = before + err
     assert proc.returncode == EXIT_TERMINATED, err
     assert "terminated (SIGTERM) after" in err.strip().splitlines()[-1], err
+    if args[0] == "run":
+        assert "random steps run" in err.strip().splitlines()[-1], err
     assert "Traceback" not in err
     assert not list(scratch.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no trace, no spool
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # its workers have gone with it
         try:

@@ -207,4 +207,6 @@ def test_run_holds_the_same_memory_however_many_steps_it_takes(tmp_path: Path) -
 
     short, long = peak(100), peak(1500)
     assert len(read_trace(tmp_path / "1500.jsonl").steps) == 1500
-    assert long < 1.5 * short, (short, long)  # 15x the steps
+    # Holding the steps cost about 4 KB a step here; the model's caches, filled as more
+    # states are seen, far less.
+    assert long - short < 1_000 * 1_400, (short, long)
