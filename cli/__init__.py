@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ballast.verdict import CheckResult
 
 from ballast import __version__, tally
-from ballast.argtypes import positive_int, seconds, seed
+from ballast.argtypes import path, positive_int, rlimit, seconds, seed
 from ballast.errors import BallastError, UsageError, WorkerLost
 from ballast.cli.options import (
     HeaderConfig,
@@ -343,14 +343,14 @@ def _add_check(p: argparse.ArgumentParser) -> None:
     _add_budget_options(p)
     p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
                    help="Hypothesis settings profile (default: ci when CI=true, else dev)")
-    p.add_argument("--hypothesis-db", type=Path, default=None, metavar="PATH",
+    p.add_argument("--hypothesis-db", type=path, default=None, metavar="PATH",
                    help="Hypothesis example database (default: REPORT_DIR/hypothesis-db; "
                         "off under CI and the ci profile unless given)")
-    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
-    p.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
-    p.add_argument("--sarif", type=Path, default=None, help="write SARIF 2.1.0 here")
-    p.add_argument("--summary-md", type=Path, default=None, help="write a Markdown summary here")
-    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--report-dir", type=path, default=Path("reports/out"))
+    p.add_argument("--junit", type=path, default=None, help="write JUnit XML here")
+    p.add_argument("--sarif", type=path, default=None, help="write SARIF 2.1.0 here")
+    p.add_argument("--summary-md", type=path, default=None, help="write a Markdown summary here")
+    p.add_argument("--json", type=path, default=None, help="write the results as JSON here")
     add_quiet_option(p)
     p.set_defaults(func=_cmd_check)
 
@@ -371,9 +371,9 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
                         help="Hypothesis runs (default: the profile's: 100 for ci and dev)")
     budget.add_argument("--max-states", type=positive_int, default=EXPLORE_STATES,
                         help=f"explore: states per feature slice (default {EXPLORE_STATES:,})")
-    budget.add_argument("--rlimit", type=positive_int, default=QUERY_RLIMIT,
+    budget.add_argument("--rlimit", type=rlimit, default=QUERY_RLIMIT,
                         help=f"prove: Z3 resource units per query (default {QUERY_RLIMIT:,})")
-    budget.add_argument("--bmc-rlimit", type=positive_int, default=BMC_RLIMIT,
+    budget.add_argument("--bmc-rlimit", type=rlimit, default=BMC_RLIMIT,
                         help=f"prove: Z3 resource units per bounded search "
                              f"(default {BMC_RLIMIT:,})")
     budget.add_argument("--numeric-seeds", type=positive_int, default=NUMERIC_SEEDS,

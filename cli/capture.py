@@ -114,7 +114,10 @@ def _guest_mib(text: str) -> int:
 
 def _out_folder(text: str) -> str:
     """``--out``: a folder, made if missing; refused at parsing if it, or the nearest of its
-    parents that exists, is a file (``mkdir`` would only say "File exists")."""
+    parents that exists, is a file (``mkdir`` would only say "File exists"), or if it is empty
+    (the current folder: the logs would land among whatever is there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a folder, got an empty string")
     path = Path(text)
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import positive_int, seed, timeout_seconds
+from ballast.argtypes import path, positive_int, seed, timeout_seconds
 from ballast.errors import UsageError
 from ballast.model.trace import check_destinations
 from ballast.cli.options import add_model_options, config_from_args, config_line, origin
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
                    help="command that starts the implementation (split like a shell would, "
                         "but run without one)")
     add_model_options(p, command="diff")
-    p.add_argument("--examples", type=int, default=100, metavar="N",
+    p.add_argument("--examples", type=positive_int, default=100, metavar="N",
                    help="runs to try (default 100)")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                    help=f"most commands per run (default {DEFAULT_STEPS}; deep bugs need "
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--timeout", type=timeout_seconds, default=5.0, metavar="SECONDS",
                    help="longest wait for one reply (default 5)")
-    p.add_argument("--report-dir", default="reports/out", metavar="DIR",
+    p.add_argument("--report-dir", type=path, default=Path("reports/out"), metavar="DIR",
                    help="where counterexamples and failure reports go (default reports/out)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_quiet_option(p)

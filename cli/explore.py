@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import positive_float, seconds, seed
+from ballast.argtypes import path, positive_float, positive_int, seconds, seed
 from ballast.cluster import add_scheduler_option, connected, parse_scheduler
 from ballast.errors import UsageError
 from ballast.cli.options import (
@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
                      help="identify states equal up to renumbering VMs and MPNs "
                           "(default: on, except with --liveness)")
     sym.add_argument("--no-symmetry", dest="symmetry", action="store_false")
-    p.add_argument("--max-states", type=int, default=DEFAULT_MAX_STATES,
+    p.add_argument("--max-states", type=positive_int, default=DEFAULT_MAX_STATES,
                    help=f"stop after N distinct states (default {DEFAULT_MAX_STATES:,}: a "
                         "configuration too large to finish is inconclusive, exit 3, instead "
                         "of filling memory)")
@@ -94,10 +94,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="take every step straight from the model, without the transition "
                         "cache (slower, same results)")
-    p.add_argument("--dot", type=Path, default=None, help="write the state graph as DOT")
-    p.add_argument("--graphml", type=Path, default=None, help="write the state graph as GraphML")
+    p.add_argument("--dot", type=path, default=None, help="write the state graph as DOT")
+    p.add_argument("--graphml", type=path, default=None, help="write the state graph as GraphML")
     p.add_argument("--seed", type=seed, default=0, help="unused: exploration is exhaustive")
-    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--report-dir", type=path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     add_scheduler_option(p)
     add_quiet_option(p)

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import fraction
+from ballast.argtypes import fraction, path, positive_int, seconds
 from ballast.cluster import Scheduler, add_scheduler_option, connected, parse_scheduler
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
@@ -59,18 +59,18 @@ def register(subparsers: Any) -> None:
                         "each from 0 to 2**63-1, as --seed")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     add_model_options(p, command="fuzz")
-    p.add_argument("--steps", type=int, default=200,
+    p.add_argument("--steps", type=positive_int, default=200,
                    help="batches per seed (each applies one action to many VMs)")
     p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
     p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
     p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
-    p.add_argument("--check-every", type=int, default=1,
+    p.add_argument("--check-every", type=positive_int, default=1,
                    help="check every state invariant after this many batches (default 1: after "
                         "every batch; a larger K can miss a violation a later batch undoes)")
-    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    p.add_argument("--max-seconds", type=seconds, default=None, metavar="S",
                    help="wall-clock limit (default: none); seeds it cuts short make the "
                         "result inconclusive (exit 3)")
-    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--report-dir", type=path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
     add_scheduler_option(p)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.budget import BMC_RLIMIT, QUERY_RLIMIT, Deadline
-from ballast.argtypes import positive_int, seconds, seed
+from ballast.argtypes import natural_int, path, positive_int, rlimit, seconds, seed
 from ballast.errors import UsageError
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.model.config import Config
@@ -45,12 +45,12 @@ def register(subparsers: Any) -> None:
                               description=__doc__)
     add_model_options(p, command="prove")
     add_size_options(p)
-    p.add_argument("--rlimit", type=int, default=QUERY_RLIMIT, metavar="N",
+    p.add_argument("--rlimit", type=rlimit, default=QUERY_RLIMIT, metavar="N",
                    help=f"Z3 resource units per query (default {QUERY_RLIMIT:,}); running "
                         "out is inconclusive")
-    p.add_argument("--bmc-depth", type=int, default=6, metavar="K",
+    p.add_argument("--bmc-depth", type=natural_int, default=6, metavar="K",
                    help="bounded model checking depth for deciding reachability (default 6)")
-    p.add_argument("--bmc-rlimit", type=int, default=BMC_RLIMIT, metavar="N",
+    p.add_argument("--bmc-rlimit", type=rlimit, default=BMC_RLIMIT, metavar="N",
                    help=f"Z3 resource units per bounded search (default {BMC_RLIMIT:,})")
     p.add_argument("--max-seconds", type=seconds, default=None, metavar="S",
                    help="wall-clock limit for the whole run (default: none); queries it "
@@ -62,14 +62,14 @@ def register(subparsers: Any) -> None:
                    help="worker processes (default: CPUs)")
     p.add_argument("--seed", type=seed, default=0,
                    help="accepted for symmetry; proofs are exhaustive")
-    p.add_argument("--report-dir", type=Path, default=Path("reports/out"))
+    p.add_argument("--report-dir", type=path, default=Path("reports/out"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--query", metavar="NAME", default=None,
                    help="re-run one query alone, named as the report prints it "
                         "(for example 'isolation preserved by vmm_share')")
     p.add_argument("--list-queries", action="store_true",
                    help="print the name of every query of this configuration and exit")
-    p.add_argument("--reach-states", type=int, default=EXACT_MAX_STATES, metavar="N",
+    p.add_argument("--reach-states", type=natural_int, default=EXACT_MAX_STATES, metavar="N",
                    help="decide a counterexample to induction's reachability exactly when the "
                         "configuration has at most N reachable states "
                         f"(default {EXACT_MAX_STATES:,}; 0: bounded model checking alone)")
@@ -189,8 +189,8 @@ def format_report(report: ProofReport) -> str:
         if f.cti.python_pre_violations:
             lines.append(f"  (pre-state already breaks {', '.join(f.cti.python_pre_violations)})")
         lines.append(f"  action: {f.cti.action}")
-        for path, a, b in f.diff:
-            lines.append(f"  {path}: {a} -> {b}")
+        for where, a, b in f.diff:
+            lines.append(f"  {where}: {a} -> {b}")
         if f.counterexample is not None:
             lines.append(f"  counterexample: {f.counterexample}")
     cov = coverage(report.cfg)

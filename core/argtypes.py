@@ -14,23 +14,34 @@ Traceback (most recent call last):
 ...
 argparse.ArgumentTypeError: expected a number of seconds greater than 0 and at most 1000000,
 got '3000000'
->>> positive_int("0")
+>>> positive_int("0")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-argparse.ArgumentTypeError: expected a whole number of at least 1, got '0'
+argparse.ArgumentTypeError: expected a whole number of at least 1 and at most
+9223372036854775807, got '0'
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
-__all__ = ["MAX_TIMEOUT", "fraction", "positive_float", "positive_int", "seconds", "seed",
-           "timeout_seconds"]
+__all__ = ["MAX_COUNT", "MAX_RLIMIT", "MAX_TIMEOUT", "fraction", "natural_int", "path",
+           "positive_float", "positive_int", "rlimit", "seconds", "seed", "timeout_seconds"]
 
 MAX_TIMEOUT = 1_000_000
 """The longest timeout in seconds (11.6 days): the operating system's own waits take at
 most about 2**31 milliseconds, and a longer one is a typing slip."""
+
+
+MAX_COUNT = 2**63 - 1
+"""The largest count a flag takes (runs, steps, states, depths): what a trace, a JSON report
+and NumPy's integers hold, as for seeds. A count beyond it is a typing slip, never a budget."""
+
+MAX_RLIMIT = 2**32 - 1
+"""The most Z3 resource units one limit can give: Z3 takes ``rlimit`` as an unsigned 32-bit
+number, and a larger one wraps round (``2**32 + 5`` is 5 units, ``2**33`` none at all)."""
 
 
 def _float(text: str) -> float | None:
@@ -77,15 +88,53 @@ def fraction(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A count of at least 1 (runs, examples): 0 would check nothing and pass."""
+def _whole(text: str, least: int, most: int) -> int:
+    """``text`` as a whole number from ``least`` to ``most``, else a usage error."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+        value = least - 1
+    if not least <= value <= most:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least {least} and at most {most}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A count of at least 1 (runs, examples): 0 would check nothing and pass; at most
+    :data:`MAX_COUNT`.
+
+    >>> positive_int(str(10**30))  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a whole number of at least 1 and at most
+    9223372036854775807, got '1000000000000000000000000000000'
+    """
+    return _whole(text, 1, MAX_COUNT)
+
+
+def natural_int(text: str) -> int:
+    """A count that may be 0 (a depth, a threshold that 0 switches off), at most
+    :data:`MAX_COUNT`."""
+    return _whole(text, 0, MAX_COUNT)
+
+
+def rlimit(text: str) -> int:
+    """Z3 resource units: at least 1, at most :data:`MAX_RLIMIT` (what Z3 can count)."""
+    return _whole(text, 1, MAX_RLIMIT)
+
+
+def path(text: str) -> Path:
+    """A path to write to: an empty one would silently mean the current folder.
+
+    >>> path("")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a path, got an empty string
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
 
 
 def seed(text: str) -> int:

@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ballast import tally
 from ballast.errors import InputError, OutputError
-from ballast.model.actions import ACTIONS, Action
+from ballast.model.actions import ACTIONS, Action, ActionSpec
 from ballast.model.config import Config
 from ballast.model.contents import content_observation
 from ballast.model.faults import FAULTS
@@ -56,6 +56,7 @@ __all__ = [
     "Trace",
     "TraceHeader",
     "TraceStep",
+    "arguments_problem",
     "atomic_write_files",
     "atomic_write_text",
     "atomic_write_with",
@@ -651,6 +652,24 @@ def _observed_path_problem(path: str, template: State) -> str | None:
 _KNOWN = {"step", "actor", "action", "args", "state", "observe", "witnesses"}
 
 
+def arguments_problem(spec: ActionSpec, args: dict[str, Any]) -> str | None:
+    """Why ``args`` (decoded JSON, one value for each of ``spec``'s parameters) are not
+    values of the parameters' types, or None. JSON's ``true`` and ``1.0`` are no PPN 1.
+
+    >>> from ballast.model.actions import ACTIONS
+    >>> arguments_problem(ACTIONS["balloon_inflate"], {"vm": 0, "ppns": [1, True]})
+    'argument ppns must be an array of integers'
+    >>> arguments_problem(ACTIONS["balloon_inflate"], {"vm": 0, "ppns": [2, 1]}) is None
+    True
+    """
+    hints = getattr(spec.effect, "__annotations__", {})
+    for key in spec.params:
+        problem = _arg_problem(args[key], hints.get(key))
+        if problem is not None:
+            return f"argument {key} {problem}"
+    return None
+
+
 def _arg_problem(value: Any, annotation: Any) -> str | None:
     """Why ``value`` cannot be an argument of that annotation (int, str, tuple of ints)."""
     kind = str(annotation)
@@ -698,11 +717,9 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
     if set(args) != set(spec.params):
         raise InputError(source, line, f"action {name} takes arguments "
                          f"{', '.join(spec.params) or '(none)'}, got {', '.join(args) or '(none)'}")
-    hints = getattr(spec.effect, "__annotations__", {})
-    for key in spec.params:
-        problem = _arg_problem(args[key], hints.get(key))
-        if problem is not None:
-            raise InputError(source, line, f"action {name}: argument {key} {problem}")
+    problem = arguments_problem(spec, args)
+    if problem is not None:
+        raise InputError(source, line, f"action {name}: {problem}")
     # 1.0 equals 1 but is no step number: a report would index its steps with it.
     if not _is_int(record["step"]) or record["step"] != expected_step:
         raise InputError(source, line, f"expected step {expected_step}, got {record['step']}")

@@ -237,3 +237,34 @@ def test_a_reader_that_goes_away_is_no_verdict(tmp_path: Path, args: list[str]) 
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == EXIT_OUTPUT_CLOSED, err
     assert err == ""
+
+
+HUGE = str(10**30)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["fuzz", "--preset", "core", "--seeds", "0..0", "--steps", HUGE], "argument --steps"),
+    (["fuzz", "--preset", "core", "--seeds", "0..0", "--max-seconds", "nan"],
+     "argument --max-seconds"),
+    (["fuzz", "--preset", "core", "--seeds", "0..0", "--report-dir", ""],
+     "argument --report-dir: expected a path"),
+    (["diff", "--adapter", "x", "--examples", HUGE], "argument --examples"),
+    (["diff", "--adapter", "x", "--report-dir", ""], "argument --report-dir"),
+    (["explore", "--preset", "core", "--max-states", HUGE], "argument --max-states"),
+    (["explore", "--preset", "core", "--report-dir", ""], "argument --report-dir"),
+    (["check", "--preset", "core", "--random-runs", HUGE], "argument --random-runs"),
+    (["check", "--preset", "core", "--hypothesis-db", ""], "argument --hypothesis-db"),
+    # Z3 counts rlimit in 32 bits: 2**32 + 5 would be 5 units, 2**33 no limit at all.
+    (["check", "--preset", "core", "--rlimit", str(2**33)], "at most 4294967295"),
+    (["prove", "--preset", "core", "--bmc-rlimit", str(2**32 + 5)], "at most 4294967295"),
+    (["prove", "--preset", "core", "--bmc-depth", HUGE], "argument --bmc-depth"),
+    (["prove", "--preset", "core", "--reach-states", HUGE], "argument --reach-states"),
+    (["capture", "qemu", "--out", ""], "argument --out: expected a folder"),
+])
+def test_absurd_or_empty_flags_are_refused_before_any_work(tmp_path: Path, args: list[str],
+                                                           words: str) -> None:
+    from ..hostile_cli import assert_refused, run_cli
+
+    o = run_cli(args, cwd=tmp_path, seconds=10)
+    assert_refused(o, words=words)
+    assert not list(tmp_path.iterdir())

@@ -52,7 +52,12 @@ from ballast.seeded_draws import seed_only_draws
 from ballast.validate.adapters.handshake import Hello, handshake
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss_for
 from ballast.validate.adapters.observe import compare, observe
-from ballast.validate.adapters.process import AdapterError, AdapterGarbage, AdapterProcess
+from ballast.validate.adapters.process import (
+    AdapterError,
+    AdapterGarbage,
+    AdapterProcess,
+    one_line,
+)
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION, Verdict
 
 __all__ = [
@@ -218,15 +223,18 @@ class DiffOutcome:
     def describe(self) -> str:
         """One line for a person."""
         name = self.hello.implementation if self.hello else "the implementation"
-        if self.divergence is not None:
-            return (f"{name} diverges from the model after {self.divergence.commands} "
-                    f"commands: {self.divergence.describe()}")
         if self.adapter_error is not None:
             err = self.adapter_error
             at = f" at command {self.error_action}" if self.error_action else ""
             return f"{name} failed ({err.kind}){at}: {err.message}"
         if self.flaky:
-            return f"{name} is not deterministic: the same commands gave different results"
+            # No divergence stands: what one run showed, the same commands did not show again.
+            seen = f" ({self.divergence.describe()}, then not again)" if self.divergence else ""
+            return (f"{name} is not deterministic: the same commands gave different "
+                    f"results{seen}")
+        if self.divergence is not None:
+            return (f"{name} diverges from the model after {self.divergence.commands} "
+                    f"commands: {self.divergence.describe()}")
         agree = (f"{name} agrees with the model over {self.examples} runs, "
                  f"{self.commands} commands")
         gaps = []
@@ -378,8 +386,10 @@ class _Run:
             self.error_exchanges, self.error_action = tuple(self.log), None
             self.stopped = True
             raise _Stop(str(self.error))
+        reason = reply.get("reason")
         ex = Exchange(len(self.log), action, model_ok, model_reason, impl_ok,
-                      reply.get("reason"), observe(post, self.hello.keys), reply.get("observe"))
+                      None if reason is None else one_line(reason),
+                      observe(post, self.hello.keys), reply.get("observe"))
         self.log.append(ex)
         if action is not None and model_ok == impl_ok:
             tally = self.carried_out if model_ok else self.refused

@@ -35,6 +35,7 @@ from ballast.validate.adapters.process import (
     AdapterFailed,
     AdapterGarbage,
     AdapterProcess,
+    one_line,
     schema_errors,
 )
 
@@ -97,24 +98,25 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
     unknown = sorted(set(runs) - set(proposed))
     if unknown:
         raise AdapterGarbage(f"hello names configuration keys the model does not have: "
-                             f"{', '.join(unknown)}", request)
+                             f"{one_line(', '.join(unknown))}", request)
     version = int(body["protocol"])
     widened = tuple((k, runs[k]) for k in sorted(runs)
                     if version == 2 and isinstance(runs[k], (str, bool))
-                    and (k, proposed[k], runs[k]) in WIDENINGS)
-    differ = [f"{k}={runs[k]!r} (asked for {proposed[k]!r})" for k in sorted(runs)
+                    and any(w == (k, proposed[k], runs[k]) for w in WIDENINGS))
+    differ = [f"{k}={one_line(repr(runs[k]))} (asked for {proposed[k]!r})" for k in sorted(runs)
               if _normal(runs[k]) != _normal(proposed[k]) and k not in dict(widened)]
-    name = str(body.get("implementation", "implementation"))
+    name = one_line(str(body.get("implementation", "implementation")))
     if differ:
         raise ConfigMismatch(f"{name} runs another configuration: {'; '.join(differ)}; "
                              "choose a preset or configuration it runs")
     bad_actions = [a for a in body["actions"] if a not in ACTIONS]
     if bad_actions:
         raise AdapterGarbage(f"hello names actions the model does not have: "
-                             f"{', '.join(bad_actions)}", request)
+                             f"{one_line(', '.join(bad_actions))}", request)
     bad_keys = [k for k in body["observe"] if k not in OBSERVATIONS]
     if bad_keys:
-        raise AdapterGarbage(f"hello names unknown observation keys: {', '.join(bad_keys)}; "
+        raise AdapterGarbage(f"hello names unknown observation keys: "
+                             f"{one_line(', '.join(bad_keys))}; "
                              f"expected some of {', '.join(OBSERVATIONS)}", request)
     offered = set(body["actions"])
     runs_cfg = Config.from_dict({**cfg.to_dict(), **dict(widened)}) if widened else cfg
@@ -129,8 +131,14 @@ def check_hello(cfg: Config, reply: dict[str, Any]) -> Hello:
 
 
 def _normal(value: Any) -> Any:
-    # Sets travel as lists: compare them whatever their order.
-    return sorted(value) if isinstance(value, list) else value
+    # Sets travel as lists: compare them whatever their order. A list whose items do not
+    # compare (numbers and strings mixed) is no proposed value, so it differs as it is.
+    if isinstance(value, list):
+        try:
+            return sorted(value)
+        except TypeError:
+            return value
+    return value
 
 
 def handshake(proc: AdapterProcess, cfg: Config) -> Hello:
@@ -141,13 +149,14 @@ def handshake(proc: AdapterProcess, cfg: Config) -> Hello:
     version = body.get("protocol") if isinstance(body, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) \
             and version not in PROTOCOL_VERSIONS:
-        name = str(body.get("implementation", "the implementation"))  # type: ignore[union-attr]
+        name = one_line(str(body.get("implementation",  # type: ignore[union-attr]
+                                     "the implementation")))
         raise ProtocolMismatch(
             f"{name} speaks adapter protocol version {version}; Ballast speaks versions "
             f"{' and '.join(map(str, PROTOCOL_VERSIONS))} (see docs/adapter-protocol.md)")
     if "error" in reply and not schema_errors("error_reply", reply):
-        raise AdapterFailed(f"the implementation reports an error: {reply['error']}", request,
-                            proc.stderr_tail())
+        raise AdapterFailed(f"the implementation reports an error: {one_line(reply['error'])}",
+                            request, proc.stderr_tail())
     errors = schema_errors("hello_reply", reply)
     if errors:
         shown = _json_text(reply)

@@ -56,7 +56,9 @@ __all__ = [
     "PROTOCOL_VERSION",
     "PROTOCOL_VERSIONS",
     "SESSION_ENV",
+    "SHOWN_CHARS",
     "kill_marked",
+    "one_line",
     "protocol_schema",
     "split_command",
 ]
@@ -69,6 +71,10 @@ MAX_LINE = 1 << 20
 """Longest reply line accepted (bytes); a longer one is garbage."""
 
 _STDERR_TAIL = 4096
+
+SHOWN_CHARS = 200
+"""Most characters of the implementation's own text (its name, a refusal's reason, an
+``error`` reply) that a message quotes."""
 
 SESSION_ENV = "BALLAST_ADAPTER_SESSION"
 """Environment variable set, with a value unique to each start, for the implementation
@@ -119,6 +125,23 @@ class AdapterFailed(AdapterError):
     """The implementation answered with an ``error`` reply."""
 
     kind = "failed"
+
+
+def one_line(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Text the implementation wrote, as one printable line of at most ``limit`` characters.
+
+    Its line ends would start lines of their own in Ballast's one-line verdict, its other
+    control characters (terminal escapes) would act on the reader's terminal, and a
+    megabyte of it would bury the verdict: they are shown as spaces, escapes and ``...``.
+
+    >>> one_line("oops\\n\\x1b[2J  twice")
+    'oops \\\\x1b[2J twice'
+    >>> one_line("x" * 300, limit=10)
+    'xxxxxxx...'
+    """
+    flat = " ".join(text.split())
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
 
 
 @lru_cache(maxsize=1)
@@ -417,8 +440,8 @@ class AdapterProcess:
                                  f"{message.get('id')!r}: {shown!r}", message, self.stderr_tail())
         if validate:
             if "error" in reply and not schema_errors("error_reply", reply):
-                raise AdapterFailed(f"the implementation reports an error: {reply['error']}",
-                                    message, self.stderr_tail())
+                raise AdapterFailed("the implementation reports an error: "
+                                    f"{one_line(reply['error'])}", message, self.stderr_tail())
             errors = schema_errors(kind, reply)
             if errors:
                 raise AdapterGarbage(f"not a valid {kind.replace('_', ' ')}: {errors[0]}: "

@@ -28,6 +28,7 @@ a deterministic pass then deletes every command it does not need.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -40,6 +41,7 @@ from ballast.model.actions import ACTIONS, Action, Actor
 from ballast.model.config import Config
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
+from ballast.model.trace import arguments_problem
 from ballast.seeded_draws import seed_only_draws
 from ballast.validate.adapters.diff import (
     RESET_GAP,
@@ -56,7 +58,7 @@ from ballast.validate.adapters.diff import (
 from ballast.validate.adapters.handshake import Hello
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss_for
 from ballast.validate.adapters.observe import compare, observe
-from ballast.validate.adapters.process import AdapterGarbage, AdapterProcess
+from ballast.validate.adapters.process import AdapterGarbage, AdapterProcess, one_line
 
 __all__ = ["ENVIRONMENT_ACTORS", "RUN_ACTORS", "Command", "command_strategy", "drive",
            "run_actions"]
@@ -256,8 +258,15 @@ class _RunV2(_Run):
             raise self._garbage(message, f"{name} is a step of the {spec.actor.value}, "
                                          f"reported as one of the {record['actor']}")
         if sorted(args) != sorted(spec.params):
+            given = one_line(", ".join(sorted(args))) or "none"
             raise self._garbage(message, f"{name} takes {', '.join(spec.params)}; "
-                                         f"reported with {', '.join(sorted(args)) or 'none'}")
+                                         f"reported with {given}")
+        # The schema lets any array through and counts 1.0 as an integer: a page list
+        # [true] would reach the guard as PPN 1, and the run's trace would not replay.
+        problem = arguments_problem(spec, args)
+        if problem is not None:
+            raise self._garbage(message, f"{name} reported with {problem}: "
+                                         f"{one_line(json.dumps(args))}")
         if args.get("vm") != cmd.vm and args.get("other_vm") != cmd.vm:
             raise self._garbage(message, f"{cmd} reported a step of VM {args.get('vm')}")
         # Pages travel as sets: the model states them in increasing order.

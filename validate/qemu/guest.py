@@ -218,9 +218,11 @@ class DeviceOptions:
     def check(self) -> None:
         """Raise :class:`CaptureError` for options QEMU or the guest cannot take."""
         check_guest_mib(self.guest_mib)
-        if not isinstance(self.pressure_mib, int) or self.pressure_mib < 0:
-            raise CaptureError("pressure_mib must be a non-negative integer, "
-                               f"not {self.pressure_mib!r}")
+        # More than the guest has cannot be filled (its tmpfs holds less still).
+        if (isinstance(self.pressure_mib, bool) or not isinstance(self.pressure_mib, int)
+                or not 0 <= self.pressure_mib <= self.guest_mib):
+            raise CaptureError(f"pressure_mib must be a whole number from 0 to the guest RAM "
+                               f"({self.guest_mib} MiB), not {self.pressure_mib!r}")
         if not isinstance(self.stats_interval_s, int) or self.stats_interval_s < 0:
             raise CaptureError("stats_interval_s must be a non-negative integer, "
                                f"not {self.stats_interval_s!r}")

@@ -310,3 +310,55 @@ def test_same_seed_same_counterexample() -> None:
     shown = [[str(ex.action) for ex in r.divergence.exchanges] for r in runs
              if r.divergence is not None]
     assert len(shown) == 2 and shown[0] == shown[1]
+
+
+# -- what a hostile implementation says about itself ---------------------------
+
+@pytest.mark.parametrize("config, protocol", [
+    ({"hostile_vms": [1, "a"]}, 1),  # a list whose items do not compare
+    ({"vms": [[1], 2]}, 1),
+    ({"hostile_vms": "x"}, 2),  # a protocol-2 widening checked against a list
+])
+def test_hello_configuration_of_any_shape_is_bad_usage(tmp_path: Path,
+                                                       config: dict[str, object],
+                                                       protocol: int) -> None:
+    cmd = script(tmp_path, "odd", "    pass\n", config=config, protocol=protocol)
+    with pytest.raises(ConfigMismatch, match="runs another configuration"):
+        _bounded(lambda: run_diff(cmd, preset("core"), examples=1), 15)
+
+
+def test_implementation_text_is_shown_as_one_bounded_line(tmp_path: Path) -> None:
+    path = tmp_path / "noisy.py"
+    path.write_text('''import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "hello" in msg:
+        reply = {"id": 0, "hello": {"protocol": 1, "implementation": "evil\\n\\x1b[2Jname",
+                 "actions": ["host_set_target"], "observe": []}}
+    else:
+        reply = {"id": msg["id"], "error": "line one\\nline two\\x1b[31m" + "x" * 100000}
+    print(json.dumps(reply), flush=True)
+''')
+    out = _bounded(lambda: run_diff([sys.executable, str(path)], preset("core"), examples=1), 15)
+    assert out.adapter_error is not None and out.adapter_error.kind == "failed"
+    text = out.describe()
+    assert "\n" not in text and "\x1b" not in text and len(text) < 600, text
+    assert text.startswith("evil \\x1b[2Jname failed") and "line one line two" in text
+
+
+def test_divergence_that_does_not_come_back_is_no_divergence(tmp_path: Path) -> None:
+    # The first reset answers a wrong target, every later one the right one.
+    cmd = script(tmp_path, "moody", '''
+    if "reset" in msg:
+        first, target = "target" not in globals(), 0
+        send({"id": i, "ok": True, "observe": {"vms/0/target": 2 if first else 0}})
+    else:
+        a = msg["args"]
+        ok = a["vm"] == 0 and 0 <= a["pages"] <= 3 and a["pages"] != target
+        if ok: target = a["pages"]
+        send({"id": i, "ok": ok, "observe": {"vms/0/target": target}})
+''', observe=["vms/*/target"])
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5), 15)
+    assert out.verdict is Verdict.INCONCLUSIVE and out.flaky
+    assert out.describe().startswith("moody is not deterministic"), out.describe()
+    assert "diverges" not in out.describe()

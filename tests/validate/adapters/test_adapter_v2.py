@@ -303,3 +303,27 @@ def test_idle_actor_whose_state_changed_diverges(tmp_path: Path) -> None:
     assert d.last.action is None and d.last.request == "run module of VM 0"
     assert d.commands == 1
     assert write_report(out, tmp_path / "out") is not None
+
+
+@pytest.mark.parametrize("args, shown", [
+    ('{"vm": 0, "ppns": [True]}', 'argument ppns must be an array of integers: '
+                                   '{"vm": 0, "ppns": [true]}'),
+    ('{"vm": 0, "ppns": [1.5]}', "argument ppns must be an array of integers"),
+    ('{"vm": 0, "ppns": "x"}', "argument ppns must be an array of integers"),
+    ('{"vm": 0.0, "ppns": [0]}', 'argument vm must be an integer: {"vm": 0.0, '),
+])
+def test_reported_arguments_of_another_type_are_garbage(tmp_path: Path, args: str,
+                                                        shown: str) -> None:
+    # The schema lets these through; the model's guard would take true for PPN 1, and a
+    # trace of them would not replay.
+    cmd = script(tmp_path, "sloppy", f'''
+    if "run" in msg:
+        send({{"id": i, "steps": [{{"actor": "module", "action": "balloon_inflate",
+                                   "args": {args}}}], "observe": {{}}}})
+    else: send({{"id": i, "ok": True, "observe": {{}}}})
+''', actions=["balloon_inflate", "host_set_target"], protocol=2)
+    out = run_diff(cmd, preset("core"), examples=5, seed=1)
+    err = out.adapter_error
+    assert err is not None and err.kind == "garbage", out.describe()
+    assert f"balloon_inflate reported with {shown}" in err.message
+    assert out.verdict is Verdict.INCONCLUSIVE and out.divergence is None

@@ -209,6 +209,9 @@ def test_a_hung_kvm_boot_falls_back_to_tcg_and_leaves_no_process(
         ([128], 10**8, 0, "at least 64 and at most"),
         ([128], 10**30, 0, "at least 64 and at most"),
         ([128], 256, -1, "pressure_mib"),
+        # More than the guest has cannot be filled: refused before QEMU starts.
+        ([128], 256, 257, r"pressure_mib must be a whole number from 0 to the guest RAM"),
+        ([128], 256, 10**30, r"guest RAM \(256 MiB\)"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, targets: list[int], guest: int, pressure: int,
