@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 from ballast.model.actions import ACTIONS
@@ -268,6 +268,10 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
     first = state_from_dict(h.initial) if h.initial else model.init_states()[0]
     walk = _Walk(h.config, first, expect.get("lasso_start"))
     result = replay_steps(model, trace.steps, first, keep_states=False, on_step=walk.step)
+    if result.line is None and result.step is not None:
+        # A checker's counterexample, built in memory, has no line numbers: its file has
+        # one step a line after the header.
+        result = replace(result, line=int(result.step) + 1)
     notes: list[str] = []
     lasso = _lasso(trace, walk, result, notes)
 

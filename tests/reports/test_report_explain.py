@@ -29,6 +29,20 @@ def test_violation_names_the_property_the_fault_breaks() -> None:
     assert e.notes == ()
 
 
+def test_a_counterexample_built_in_memory_names_its_trace_line() -> None:
+    """A checker's counterexample has no line numbers until read from its file: its report
+    said "trace line None"."""
+    from ballast.reports.render_html import render_html
+    from ballast.reports.render_md import render_markdown
+
+    e = explain(reclaim_trace(), "t.jsonl")
+    assert all(st.line is None for st in reclaim_trace().steps)
+    line = len(RECLAIM_STEPS) + 1  # the header is line 1
+    assert e.result.line == line
+    assert f"(step {len(RECLAIM_STEPS)}, trace line {line})" in render_markdown(e)
+    assert f"(trace line {line})" in render_html(e)
+
+
 def test_step_diffs_are_the_models_state_changes() -> None:
     trace = reclaim_trace()
     e = explain(trace)
