@@ -208,7 +208,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.python:
         from ballast.reports.program import python_program
 
-        sys.stdout.write(python_program(trace))
+        from ballast.console import write_whole
+
+        write_whole(python_program(trace))  # a long trace's program is megabytes
         return EXIT_OK
     out = console()
     if given(args):  # else the trace names its configuration, and a refusal stays one line

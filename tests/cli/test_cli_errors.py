@@ -268,3 +268,25 @@ def test_absurd_or_empty_flags_are_refused_before_any_work(tmp_path: Path, args:
     o = run_cli(args, cwd=tmp_path, seconds=10)
     assert_refused(o, words=words)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_reader_that_goes_away_midway_through_a_large_output_is_no_verdict(
+        tmp_path: Path) -> None:
+    """``ballast replay T --python | head -1``: a pipe whose reader goes away in the middle
+    of one large write takes part of it without an error; the command ended 0 as if it had
+    said everything."""
+    trace = tmp_path / "t.jsonl"
+    assert subprocess.run([sys.executable, "-m", "ballast", "run", "--preset", "core",
+                           "--steps", "3000", "--no-states", "--no-progress", "--out",
+                           str(trace)], capture_output=True).returncode == 0
+    whole = subprocess.run([sys.executable, "-m", "ballast", "replay", str(trace), "--python"],
+                           capture_output=True)
+    assert whole.returncode == 0 and len(whole.stdout) > 2 * 65536  # more than a pipe holds
+    proc = subprocess.Popen([sys.executable, "-m", "ballast", "replay", str(trace), "--python"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b'"""')
+    proc.stdout.close()  # as head -1 does, once it has its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == EXIT_OUTPUT_CLOSED, err
+    assert err == ""
