@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -58,6 +59,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if _swallowing(frame):
+            # Raised here, the exception would be printed and dropped, and the command
+            # would go on: the signal is sent again a moment later (from a thread: sent
+            # from here, it would be handled here again at once), until it lands outside.
+            again = threading.Timer(_AGAIN_S, os.kill, (owner, signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
         raise Terminated()
 
     _hooks_registered()
@@ -68,6 +77,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         _handlers.discard(on_sigterm)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_AGAIN_S = 0.02
+"""Seconds after which a SIGTERM that arrived where its exception would be dropped is sent
+again."""
+
+
+def _swallowing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside code whose exceptions the interpreter prints and drops
+    instead of raising: a garbage collector's callback (Hypothesis registers one) or a
+    ``__del__`` method."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 _handlers: set[Callable[[int, FrameType | None], None]] = set()

@@ -24,6 +24,44 @@ def test_sigterm_raises_terminated_in_the_block_and_is_default_after() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+@pytest.mark.parametrize("where", ["gc callback", "__del__"])
+def test_sigterm_in_code_whose_exceptions_are_dropped_is_raised_after_it(where: str) -> None:
+    """Raised inside a garbage collector's callback (Hypothesis keeps one) or a ``__del__``,
+    Terminated was printed as 'Exception ignored' and the command went on."""
+    import gc
+
+    ran: list[str] = []
+
+    def busy(note: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        total = 0
+        for i in range(200_000):  # Python code: the handler runs somewhere in here
+            total += i
+        ran.append(note)
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and not ran:
+            busy("callback")
+
+    class Dropped:
+        def __del__(self) -> None:
+            busy("__del__")
+
+    with sigterm_as_interrupt():
+        with pytest.raises(Terminated):
+            if where == "gc callback":
+                gc.callbacks.append(callback)
+                try:
+                    gc.collect()
+                finally:
+                    gc.callbacks.remove(callback)
+            else:
+                Dropped()
+            for _ in range(1000):  # the first checks for signals after it are here
+                signal.sigtimedwait([], 0.001)
+    assert ran == ["callback" if where == "gc callback" else "__del__"]  # it ran whole
+
+
 def _fork_and_report(read_in_child: "callable[[], str]") -> str:  # type: ignore[valid-type]
     """Fork from a thread that is not the main thread (as a pool replaces its workers) and
     return what ``read_in_child`` said in the child."""
