@@ -195,9 +195,14 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     database = example_database(profile, opts.report_dir, opts.hypothesis_db)
     examples = opts.hypothesis_examples or profile_settings(profile).max_examples
     with shown_progress.meter("hypothesis", total=examples, unit="runs") as meter:
+        def ran(runs: int) -> None:
+            # Hypothesis may run more than its examples (runs it discards, the replay of a
+            # saved failure): the count is never shown past its total.
+            meter.update(runs, total=max(examples, runs))
+
         out = run_machine(model, seed=opts.seed, examples=opts.hypothesis_examples,
                           steps=opts.hypothesis_steps, profile=profile, database=database,
-                          on_run=meter.update, stop=opts.budget.deadline().passed)
+                          on_run=ran, stop=opts.budget.deadline().passed)
     cx, violation = None, out.violation
     if out.violation is not None and out.trace is not None:
         cx, violation = _confirmed(model, [st.action for st in out.trace.steps],

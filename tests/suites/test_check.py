@@ -86,3 +86,22 @@ def test_the_hypothesis_checker_names_its_profile_and_database(tmp_path: Path) -
     # Every pooled item names who exercised it, or who could and did not.
     for r in report.pooled:
         assert r.detail.startswith(("exercised by hypothesis", "never exercised by hypothesis"))
+
+
+def test_the_hypothesis_progress_never_counts_past_its_total(tmp_path: Path) -> None:
+    """Hypothesis may run more than its examples: the line read 118/100 runs."""
+    import io
+    import re
+
+    from ballast.progress import shown
+
+    stream = io.StringIO()
+    opts = CheckOptions(checkers=("hypothesis",), report_dir=tmp_path,
+                        hypothesis_profile="ci", hypothesis_examples=10)
+    with shown(stream=stream, every=1e-9):
+        report = run_check(preset("core"), (), opts)
+    runs = report.results[0].stats["runs"]
+    counts = [(int(a), int(b)) for a, b in
+              re.findall(r"hypothesis: (\d+)/(\d+) runs", stream.getvalue())]
+    assert counts and all(done <= total for done, total in counts), counts
+    assert counts[-1] == (runs, max(10, runs))
