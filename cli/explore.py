@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import path, positive_float, positive_int, seconds, seed
-from ballast.cluster import add_scheduler_option, connected, parse_scheduler
+from ballast.cluster import add_scheduler_option, connected, parse_scheduler, require_dask
 from ballast.errors import UsageError
 from ballast.cli.options import (
     add_model_options,
@@ -183,6 +183,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     symmetry = args.symmetry if args.symmetry is not None else not args.liveness
     budget = _budget(args)
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
+    if cluster is not None:
+        require_dask()
     if cluster is not None:
         _check_partitioned(args)
     check_destinations([args.dot, args.graphml], folders=[args.report_dir],

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ballast.argtypes import fraction, path, positive_int, seconds
-from ballast.cluster import Scheduler, add_scheduler_option, connected, parse_scheduler
+from ballast.cluster import (Scheduler, add_scheduler_option, connected, parse_scheduler,
+                             require_dask)
 from ballast.errors import InputError, UsageError
 from ballast.model.config import Config
 from ballast.model.encodings import Gaps
@@ -152,6 +153,8 @@ def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise UsageError("--max-seconds must be positive")
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
+    if cluster is not None:
+        require_dask()
     if cluster is not None and args.max_seconds is not None:
         raise UsageError("--max-seconds is a limit of local runs; with --scheduler the "
                          "budget is --steps batches per seed")

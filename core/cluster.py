@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -45,7 +46,7 @@ from urllib.parse import urlsplit
 from ballast.errors import UsageError
 
 __all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected", "installed",
-           "parse_scheduler", "worker_count"]
+           "parse_scheduler", "require_dask", "worker_count"]
 
 CONNECT_SECONDS = 10
 """How long to wait for a scheduler to accept a connection, then to answer Dask's handshake,
@@ -120,12 +121,21 @@ def add_scheduler_option(p: argparse.ArgumentParser) -> None:
                         "the command (default N: one per processor); needs the 'dask' extra")
 
 
+_NO_DASK = ("--scheduler needs Dask: pip install 'ballast[dask]' (dask and distributed)")
+
+
+def require_dask() -> None:
+    """Refuse ``--scheduler`` at once where Dask is not installed (before the command says
+    anything of the cluster it would use); nothing is imported."""
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError(_NO_DASK)
+
+
 def _dask() -> Any:
     try:
         import distributed
     except ImportError:
-        raise UsageError("--scheduler needs Dask: pip install 'ballast[dask]' (dask and "
-                         "distributed)") from None
+        raise UsageError(_NO_DASK) from None
     return distributed
 
 

@@ -176,3 +176,23 @@ def test_ctrl_c_stops_the_local_cluster_with_the_command(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("command", [
+    ["fuzz", "--preset", "core", "--seeds", "0..3", "--steps", "10"],
+    ["explore", "--preset", "core", "--small"],
+])
+def test_without_dask_the_scheduler_is_refused_before_anything_is_said(
+        command: list[str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fuzz printed the local cluster it would use, then the error."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "distributed" else real(name, *a))
+    code, out, err = _run([*command, "--scheduler", "local:2"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "ballast: error: --scheduler needs Dask: pip install 'ballast[dask]' (dask and "
+        "distributed)"]
