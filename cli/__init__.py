@@ -174,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # The steps wait in a temporary file, not in memory: --steps has no upper bound.
     with shown(not args.no_progress), meter("run", total=args.steps) as steps, \
             StepSpool(args.out) as spool:
-        def keep(st: "TraceStep") -> None:
+        def keep(st: TraceStep) -> None:
             spool.add(st)
             steps.update(st.step)
 
@@ -206,9 +206,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     trace = read_trace(args.trace, configure)
     where = configure.where
     if args.python:
-        from ballast.reports.program import python_program
-
         from ballast.console import write_whole
+        from ballast.reports.program import python_program
 
         write_whole(python_program(trace))  # a long trace's program is megabytes
         return EXIT_OK
@@ -394,7 +393,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     add_size_options(p)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--steps", type=positive_int, default=100)
-    p.add_argument("--out", type=Path, required=True, help="trace file to write")
+    p.add_argument("--out", type=path, required=True, help="trace file to write")
     p.add_argument("--no-states", action="store_true", help="omit the state after each step")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress line on standard error while the run goes")

@@ -185,7 +185,6 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
     if cluster is not None:
         require_dask()
-    if cluster is not None:
         _check_partitioned(args)
     check_destinations([args.dot, args.graphml], folders=[args.report_dir],
                        inputs=[args.config])

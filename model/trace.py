@@ -65,6 +65,7 @@ __all__ = [
     "is_special_file",
     "iter_trace",
     "loads_record",
+    "nearest_folder",
     "observe_matches",
     "parse_trace",
     "read_trace",
@@ -193,6 +194,19 @@ def is_special_file(p: str | Path) -> bool:
     except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def nearest_folder(dest: str | Path) -> Path:
+    """The folder a file ``dest`` goes in, else the nearest one above it that exists: where
+    a temporary file for it lies on its disk before its own folders are made.
+
+    >>> nearest_folder("/no/such/folder/t.jsonl")
+    PosixPath('/')
+    """
+    folder = Path(dest).resolve().parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def _parent_folder(p: Path) -> list[Path]:
@@ -459,9 +473,7 @@ class StepSpool:
         # On the trace's own disk (its folder, or the nearest one above it that exists, as
         # the folders are made only when it is written): a system's temporary folder may be
         # held in memory, or be smaller.
-        folder = None if is_special_file(self.dest) else self.dest.resolve().parent
-        while folder is not None and not folder.is_dir() and folder != folder.parent:
-            folder = folder.parent
+        folder = None if is_special_file(self.dest) else nearest_folder(self.dest)
         try:
             self._file: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)
         except OSError as exc:

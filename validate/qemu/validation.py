@@ -21,7 +21,8 @@ from typing import IO, Any, Callable, Iterator
 
 from ballast.errors import InputError, OutputError, UsageError
 from ballast.model.config import MAX_MODEL_SIZE
-from ballast.model.trace import atomic_write_with, check_destinations, is_special_file
+from ballast.model.trace import (atomic_write_with, check_destinations, is_special_file,
+                                 nearest_folder)
 from ballast.progress import meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VIOLATION
 from ballast.validate.qemu.events import BALLOON_FEATURES, NegotiatedFeatures
@@ -204,7 +205,7 @@ def validate_qemu(trace: str | os.PathLike[str], features: frozenset[str], *,
                 tmp = tempfile.NamedTemporaryFile(
                     "w", encoding="utf-8", delete=False, prefix=".emit.", suffix=".tmp",
                     dir=None if is_special_file(emit_trace) else
-                    _existing_folder(Path(emit_trace)))
+                    nearest_folder(emit_trace))
             except OSError as exc:
                 raise OutputError(str(emit_trace), f"cannot write: {exc.strerror}") from None
         if tmp is not None or judge is not None:
@@ -243,15 +244,6 @@ def _check_emit_destination(dest: Path, source: Path) -> None:
         raise UsageError(f"--emit-trace {dest} is the trace being read; give another file")
     # Nothing is made yet: a log refused as bad input must leave no empty folder behind.
     check_destinations([dest])
-
-
-def _existing_folder(dest: Path) -> Path:
-    """The folder ``dest`` goes in, else the nearest one above it that exists: where the
-    converted steps wait (on the destination's disk) until the trace is written."""
-    folder = dest.resolve().parent
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def _tapping(events: Iterator[Any], cross: QmpCrossCheck) -> Iterator[Any]:
