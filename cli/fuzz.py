@@ -142,22 +142,18 @@ def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None
         seeds = parse_seeds(args.seeds)
     except ValueError as exc:  # its message names the rule the range breaks
         raise UsageError(f"--seeds {args.seeds}: {exc}") from None
-    if args.workers < 1 or args.steps < 1 or args.check_every < 1:
-        raise UsageError("--workers, --steps and --check-every must be positive")
     most = 4 * (os.cpu_count() or 1)
+    if args.workers < 1:  # the other counts are refused by their types
+        raise UsageError("--workers must be positive")
     if args.workers > most:
         raise UsageError(f"--workers {args.workers}: at most {most} (4 per processor) on "
                          "this machine")
-    if not 0 < args.frac <= 1:
-        raise UsageError("--frac must be in (0, 1]")
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise UsageError("--max-seconds must be positive")
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None
     if cluster is not None:
         require_dask()
-    if cluster is not None and args.max_seconds is not None:
-        raise UsageError("--max-seconds is a limit of local runs; with --scheduler the "
-                         "budget is --steps batches per seed")
+        if args.max_seconds is not None:
+            raise UsageError("--max-seconds is a limit of local runs; with --scheduler the "
+                             "budget is --steps batches per seed")
     if cluster is not None and args.workers != 1:
         raise UsageError("--workers is for local processes; with --scheduler the cluster's "
                          "workers run the seeds")
