@@ -35,14 +35,16 @@ from __future__ import annotations
 
 from typing import Callable, Container, Sequence
 
+from ballast.model.action_kernels import inflate_room
 from ballast.model.actions import ACTIONS, Action, Actor, inflate_limit, usable_free
 from ballast.model.config import Config
+from ballast.model.ops import StateOps, Value
 from ballast.model.invariants import honest_vms
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 
 __all__ = ["DEADLOCK", "ProtocolMoves", "is_total_deadlock", "protocol_vm", "stalled_among",
-           "stalled_vms", "unsettled"]
+           "stalled_vms", "unsettled", "unsettled_kernel"]
 
 DEADLOCK = "deadlock_free"
 """Name under which deadlock freedom is reported."""
@@ -67,6 +69,34 @@ def unsettled(cfg: Config, s: State, vm: int) -> bool:
         assert inflations is not None
         return next(iter(inflations(cfg, s, vm)), None) is not None
     return bool(min(inflate_limit(cfg, v), usable_free(cfg, v)) > 0)
+
+
+def unsettled_kernel(cfg: Config) -> Callable[[StateOps], Value] | None:
+    """:func:`unsettled` written over the operations of one VM (:mod:`ballast.model.ops`), for
+    a backend that judges whole batches of states at once; None where only the readable
+    form answers: with balloon units of several pages, whether the module can inflate is
+    whether the guest has a whole free unit, which the inflate action's candidates say.
+    The two forms are shown equal on every reachable state of the pinned configurations
+    (``tests/statespace/test_deadlock.py``).
+
+    >>> from ballast.model.config import Config
+    >>> unsettled_kernel(Config()) is not None, unsettled_kernel(Config(guest_pages=4, batch=2,
+    ...                                                                balloon_unit_pages=2))
+    (True, None)
+    """
+    return _unsettled_ops if cfg.balloon_unit_pages == 1 else None
+
+
+def _unsettled_ops(o: StateOps) -> Value:
+    """One VM's balloon has protocol work to do: :func:`unsettled`, clause for clause."""
+    return o.or_(
+        o.ne(o.vm("module.target"), o.vm("target")),
+        o.lt(0, o.queue_len("inflate_queue")), o.lt(0, o.queue_len("deflate_queue")),
+        o.any(o.pages("acked_inflate")), o.any(o.pages("acked_refused")),
+        o.beyond("acked_refused"), o.any(o.pages("acked_deflate")),
+        o.any(o.pages("module.refused")),
+        o.lt(o.vm("module.target"), o.count(o.pages("module.balloon"))),
+        o.lt(0, inflate_room(o)))
 
 
 def is_total_deadlock(enabled: int) -> bool:

@@ -89,9 +89,9 @@ from ballast.statespace.frontier_candidates import VM_BITS, CandidateGroups, ker
 from ballast.statespace.frontier_checks import Broken, StateChecks, StepChecks
 from ballast.statespace.frontier_exploration import FrontierExploration
 from ballast.statespace.frontier_kernels import (Plan, kernel_of, property_kernel_of,
-                                                 step_kernel_of)
+                                                 step_kernel_of, unsettled_kernel_of)
 from ballast.statespace.frontier_parts import MISSING, READS_HOST, REAL, Memos, PartIds, groups
-from ballast.statespace.frontier_rows import FrontierRows, RowsLack
+from ballast.statespace.frontier_rows import FrontierRows, RowsLack, property_holds_on_rows
 from ballast.statespace.keyset import KeySet, Spill, distinct, key_hash, unique_rows
 from ballast.statespace.parts import PartStore
 from ballast.statespace.rowcodec import RowLayout
@@ -189,6 +189,9 @@ class _FrontierSearch:
         self.checks = StateChecks(model, lay, props, memo, self.local)
         self.vm_candidates = CandidateGroups(lay, memo.part_candidates, self.local)
         self.honest = list(honest_vms(cfg))
+        self.unsettled_kernel = unsettled_kernel_of(model)
+        """Whether a VM is unsettled, over a whole batch's rows at once (None: per state,
+        by the model's reading)."""
         host_end, vm_width = lay.host_end, lay.vm_width
         self.vm_span = [(host_end + v * vm_width, host_end + (v + 1) * vm_width)
                         for v in range(n_vms)]
@@ -733,7 +736,9 @@ class _FrontierSearch:
             moving[par_a, pvm[aid_a] + 1] = True
         stalled = np.zeros((m, n_vms), dtype=bool)
         for v in self.honest:
-            stalled[:, v] = self.unsettled_of(batch, v) & ~moving[:, v + 1]
+            idle = np.flatnonzero(~moving[:, v + 1])  # a VM that can move is not stalled
+            if len(idle):
+                stalled[idle, v] = self.unsettled_of(batch, v, idle)
         dead = stalled.any(axis=1) | (n_steps == 0)
         ex.deadlocks += int(dead.sum())
         if ex.deadlock is None and dead.any():
@@ -743,9 +748,13 @@ class _FrontierSearch:
                     f"action for it is enabled" if len(vs) else "no action is enabled")
             ex.deadlock = Finding(DEADLOCK, what, "deadlock", batch.sids[i], None)
 
-    def unsettled_of(self, batch: Batch, v: int) -> npt.NDArray[np.bool_]:
-        """Whether VM ``v`` is unsettled, per state of the batch: answered per distinct VM
-        part where the answer read no host, else per distinct (host, VM) part."""
+    def unsettled_of(self, batch: Batch, v: int, at: Ints) -> npt.NDArray[np.bool_]:
+        """Whether VM ``v`` is unsettled, per state of the batch at positions ``at``: by its
+        kernel over those rows where it has one, else answered per distinct VM part where
+        the answer read no host, else per distinct (host, VM) part."""
+        if self.unsettled_kernel is not None:
+            return property_holds_on_rows(self.unsettled_kernel, self.lay,
+                                          np.take(batch.rows, at, axis=0), v)
         cfg, memo, local = self.cfg, self.memo.unsettled_ids, self.local
         states, hid, vid = batch.states, batch.pre_h, batch.pre_v
         ids, firsts, inv = groups([vid[:, v]])
@@ -779,7 +788,7 @@ class _FrontierSearch:
                     got = REAL
                 memo[key] = got
             out[i] = unsettled(cfg, states[i], v) if got is REAL else bool(got)
-        return out
+        return out[at]
 
 
 def _read_only(rows: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:

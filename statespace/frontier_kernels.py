@@ -4,7 +4,8 @@ kernels.
 Per action, its kernel where the configuration and the seeded faults leave it one
 (:func:`kernel_of`) and its candidates where they do not depend on the state (:class:`Plan`);
 per state property its kernel (:func:`property_kernel_of`), per step property its step form
-(:func:`step_kernel_of`), per scenario its witness (:func:`scenario_kernel_of`); and what the
+(:func:`step_kernel_of`), per scenario its witness (:func:`scenario_kernel_of`), whether a
+VM's balloon has protocol work to do (:func:`unsettled_kernel_of`); and what the
 model's code answers without reading a state, found by running it on a stand-in that refuses
 to be read (:data:`UNREAD`, :func:`without_state`).
 """
@@ -27,10 +28,11 @@ from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.invariants import NUMERIC_INVARIANTS
+from ballast.statespace.deadlock import unsettled_kernel
 from ballast.statespace.transitions import ReadElsewhere
 
 __all__ = ["Plan", "UNREAD", "kernel_of", "property_kernel_of", "scenario_kernel_of",
-           "step_kernel_of", "without_state"]
+           "step_kernel_of", "unsettled_kernel_of", "without_state"]
 
 
 class _NotRead(ReadElsewhere, AttributeError):
@@ -109,6 +111,22 @@ def property_kernel_of(model: BalloonModel, prop: Property) -> PropertyKernel | 
     if declared_gaps_on(cfg) or gaps_in(cfg, model.faults) or prop.name not in NUMERIC_INVARIANTS:
         return None
     return PROPERTY_KERNELS.get(prop.name)
+
+
+def unsettled_kernel_of(model: BalloonModel) -> Callable[[Any], Any] | None:
+    """The kernel that tells, over whole batches of rows, whether a VM's balloon has protocol
+    work to do (:func:`~ballast.statespace.deadlock.unsettled_kernel`), or None where the
+    model's reading of each state answers: as for :func:`property_kernel_of`, a feature
+    the kernels lack or a seeded fault that changes the steps the kernel's reads stand on.
+
+    >>> from ballast.model.config import Config
+    >>> unsettled_kernel_of(BalloonModel(Config())) is not None
+    True
+    """
+    cfg = model.cfg
+    if declared_gaps_on(cfg) or gaps_in(cfg, model.faults):
+        return None
+    return unsettled_kernel(cfg)
 
 
 def step_kernel_of(model: BalloonModel, prop: Property) -> StepKernel | None:

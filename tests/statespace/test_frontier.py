@@ -705,3 +705,15 @@ def test_liveness_left_unchecked_keeps_the_engines_reason(tmp_path: Path) -> Non
     # Why the engine was chosen, not why liveness went unchecked.
     assert run.engine_reason == run.result.stats["engine_reason"]
     assert "exploration stopped" not in run.engine_reason
+
+
+@pytest.mark.parametrize("missing", ["vmm_reclaim", "vmm_release"])
+def test_the_same_deadlocks_as_the_reference_where_the_protocol_stalls(missing: str) -> None:
+    """A VMM that never processes one kind of report stalls the protocol: the frontier
+    engine, which asks whether a VM is unsettled of whole batches at once, counts the same
+    stalled states and gives the same first one as the reference."""
+    model = BalloonModel(EXPLORE_CONFIGS["one-vm-no-host-use"])
+    model.table = {k: v for k, v in ACTIONS.items() if k != missing}
+    ref, new = both(model)
+    assert ref["deadlocks"] > 0
+    assert new == ref
