@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 if TYPE_CHECKING:
     from ballast.budget import WorkBudget
@@ -293,7 +294,18 @@ def _list_backends(what: str, as_json: bool, flag: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (subcommands inherit it)."""
+    """An argument parser whose usage errors are one line (subcommands inherit it).
+
+    A word that starts with ``-`` and a digit is a value, never an option: argparse takes
+    only plain negative numbers (``-1``, ``-.5``) for values, so ``--seeds -1..2`` or
+    ``--max-seconds -1e3`` said "expected one argument" instead of what the flag takes. No
+    flag starts with a digit; such a word goes to its flag's type, which names what it
+    expects (as ``--seeds=-1..2`` does).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?[0-9]")
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "

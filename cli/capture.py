@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ballast.argtypes import positive_int, seed, timeout_seconds
+from ballast.argtypes import natural_int, positive_int, seed, timeout_seconds, whole_number
 from ballast.errors import UsageError
 from ballast.model.virtio import DEFLATE_ON_OOM
 
@@ -48,7 +48,7 @@ def register_capture(csub: Any) -> None:
     q.add_argument("--guest-mib", type=_guest_mib, default=512,
                    help=f"guest RAM in MiB, {sizes} (default 512)")
     q.add_argument("--deflate-on-oom", action="store_true", help="offer DEFLATE_ON_OOM")
-    q.add_argument("--pressure-mib", type=int, default=0,
+    q.add_argument("--pressure-mib", type=natural_int, default=0,
                    help="after the targets, fill this many MiB of guest memory, then free it")
     q.add_argument("--compaction", action="store_true",
                    help="ask the guest to compact memory (migrates balloon pages)")
@@ -101,10 +101,10 @@ def _guest_mib(text: str) -> int:
     (:func:`~ballast.validate.qemu.guest.check_guest_mib`)."""
     from ballast.validate.qemu.guest import CaptureError, check_guest_mib
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of MiB, got {text!r}") from None
+    value = whole_number(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number of MiB, written with the "
+                                         f"digits 0-9, got {text!r}")
     try:
         check_guest_mib(value)
     except CaptureError as exc:
@@ -180,11 +180,11 @@ def _capture_cmd(args: argparse.Namespace) -> int:
 
 
 def _targets(text: str) -> list[int]:
-    try:
-        targets = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError("--targets: expected MiB numbers separated by commas, "
-                         f"got {text!r}") from None
+    numbers = [whole_number(x.strip()) for x in text.split(",") if x.strip()]
+    targets = [n for n in numbers if n is not None]
+    if len(targets) < len(numbers):
+        raise UsageError("--targets: expected MiB numbers (the digits 0-9) separated by commas, "
+                         f"got {text!r}")
     if not targets:
         raise UsageError("--targets: give at least one target")
     return targets

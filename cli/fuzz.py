@@ -58,12 +58,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seeds", default="0..3",
                    help=f"seed range A..B (inclusive, at most {MAX_SEEDS:,} seeds) or one seed; "
                         "each from 0 to 2**63-1, as --seed")
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     add_model_options(p, command="fuzz")
     p.add_argument("--steps", type=positive_int, default=200,
                    help="batches per seed (each applies one action to many VMs)")
-    p.add_argument("--vms", type=int, default=None, help="scale to this many VMs")
-    p.add_argument("--pages", type=int, default=None, help="scale to this many PPNs per VM")
+    p.add_argument("--vms", type=positive_int, default=None, help="scale to this many VMs")
+    p.add_argument("--pages", type=positive_int, default=None,
+                   help="scale to this many PPNs per VM")
     p.add_argument("--frac", type=fraction, default=0.5, help="share of VMs in each batch")
     p.add_argument("--check-every", type=positive_int, default=1,
                    help="check every state invariant after this many batches (default 1: after "
@@ -90,8 +91,6 @@ def config_for(args: argparse.Namespace) -> Config:
     if (args.vms is None) != (args.pages is None):
         raise UsageError("give both --vms and --pages, or neither")
     if args.vms is not None:
-        if args.vms < 1 or args.pages < 1:
-            raise UsageError("--vms and --pages must be positive")
         if args.vms * args.pages > MAX_GUEST_PAGES:
             raise UsageError(f"--vms x --pages is {args.vms * args.pages:,} guest pages; the "
                              f"numeric core holds at most {MAX_GUEST_PAGES:,}")
@@ -143,9 +142,7 @@ def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None
     except ValueError as exc:  # its message names the rule the range breaks
         raise UsageError(f"--seeds {args.seeds}: {exc}") from None
     most = 4 * (os.cpu_count() or 1)
-    if args.workers < 1:  # the other counts are refused by their types
-        raise UsageError("--workers must be positive")
-    if args.workers > most:
+    if args.workers > most:  # below 1 is refused by its type, as the other counts
         raise UsageError(f"--workers {args.workers}: at most {most} (4 per processor) on "
                          "this machine")
     cluster = parse_scheduler(args.scheduler) if args.scheduler is not None else None

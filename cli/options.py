@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ballast.argtypes import positive_int
 from ballast.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -121,10 +122,10 @@ def add_model_options(p: argparse.ArgumentParser, *, command: str | None = None,
 def add_size_options(p: argparse.ArgumentParser) -> None:
     """``--vms``, ``--guest-pages``, ``--machine-pages``, ``--host-page-units``: shorthand
     for ``--set`` of those fields."""
-    p.add_argument("--vms", type=int, default=None, help="number of VMs")
-    p.add_argument("--guest-pages", type=int, default=None, help="PPNs per VM")
-    p.add_argument("--machine-pages", type=int, default=None, help="MPNs on the host")
-    p.add_argument("--host-page-units", type=int, default=None,
+    p.add_argument("--vms", type=positive_int, default=None, help="number of VMs")
+    p.add_argument("--guest-pages", type=positive_int, default=None, help="PPNs per VM")
+    p.add_argument("--machine-pages", type=positive_int, default=None, help="MPNs on the host")
+    p.add_argument("--host-page-units", type=positive_int, default=None,
                    help="balloon units per host page (1, 16, 512, ...)")
     p.set_defaults(size_flags=True)
 

@@ -68,7 +68,8 @@ def register(subparsers: Any) -> None:
                    help="re-run one query alone, named as the report prints it "
                         "(for example 'isolation preserved by vmm_share')")
     p.add_argument("--list-queries", action="store_true",
-                   help="print the name of every query of this configuration and exit")
+                   help="print the name of every query of this configuration and exit; "
+                        "with --query, only the query it names (an unknown name is exit 2)")
     p.add_argument("--reach-states", type=natural_int, default=EXACT_MAX_STATES, metavar="N",
                    help="decide a counterexample to induction's reachability exactly when the "
                         "configuration has at most N reachable states "
@@ -123,6 +124,7 @@ def _handle_up_to(args: argparse.Namespace, cfg: Config) -> int:
                      "findings": [f.headline for f in report.findings]})
         if _SEVERITY.get(code, 1) > _SEVERITY.get(worst, 1):
             worst = code
+    sizes.update(len(rows), note="")  # the last size counted too: the final line says all
     sizes.close()
     if args.json:
         sys.stdout.write(json.dumps({"sizes": rows, "exit": worst}, indent=1) + "\n")
@@ -226,7 +228,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--reach-states must not be negative")
     cfg = config_from_args(args)
     if args.list_queries:
-        sys.stdout.write("".join(f"{n}\n" for n in query_names(cfg)))
+        # With --query, the query it selects, by the name the list gives it (a bad name is
+        # a usage error, as when it runs).
+        names = query_names(cfg) if args.query is None else [select(cfg, args.query).name]
+        sys.stdout.write("".join(f"{n}\n" for n in names))
         return 0
     if args.up_to:
         if args.query is not None:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import pytest
 
+from ballast.argtypes import positive_int, seed, timeout_seconds
 from ballast.errors import BallastError
 from ballast.model.config import Config
 from ballast.cli.options import (
@@ -59,14 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="command starting an implementation that speaks the Ballast adapter "
                          "protocol; adds the test item 'ballast-diff'")
     add_pytest_options(group, default_preset=DEFAULT_PRESET)
-    group.addoption("--ballast-examples", type=int, default=100, metavar="N",
+    group.addoption("--ballast-examples", type=positive_int, default=100, metavar="N",
                     help="runs to try (default 100)")
-    group.addoption("--ballast-steps", type=int, default=DEFAULT_STEPS, metavar="N",
+    group.addoption("--ballast-steps", type=positive_int, default=DEFAULT_STEPS, metavar="N",
                     help=f"most commands per run (default {DEFAULT_STEPS})")
-    group.addoption("--ballast-seed", type=int, default=0, metavar="N",
+    group.addoption("--ballast-seed", type=seed, default=0, metavar="N",
                     help="random seed (default 0)")
-    group.addoption("--ballast-timeout", type=float, default=5.0, metavar="SECONDS",
-                    help="longest wait for one reply (default 5)")
+    group.addoption("--ballast-timeout", type=timeout_seconds, default=5.0, metavar="SECONDS",
+                    help="longest wait for one request to be written and "
+                    "answered (default 5)")
     group.addoption("--ballast-report-dir", default="reports/out", metavar="DIR",
                     help="where counterexamples go (default reports/out)")
 

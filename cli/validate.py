@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from ballast.argtypes import natural_int, positive_int
 from ballast.errors import InputError, UsageError
 from ballast.model.trace import bounded_lines, iter_trace
 from ballast.opening import open_to_read
@@ -51,9 +52,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--qmp", help="QEMU's QMP log (negotiated features) for --format qemu")
     p.add_argument("--features", help="negotiated virtio-balloon features, comma separated "
                    f"({', '.join(BALLOON_FEATURES.values())}); 'none' for none; overrides --qmp")
-    p.add_argument("--max-gap", type=int, default=2,
+    p.add_argument("--max-gap", type=natural_int, default=2,
                    help="unlogged model steps allowed between two logged ones (default 2)")
-    p.add_argument("--max-states", type=int, default=50_000,
+    p.add_argument("--max-states", type=positive_int, default=50_000,
                    help="most model states kept as explanations before giving up (exit 3)")
     p.add_argument("--strict", action="store_true", help="a broken SHOULD is a violation too")
     p.add_argument("--emit-trace", metavar="FILE",
@@ -94,8 +95,6 @@ class _CountingLines:
 
 
 def _validate_cmd(args: argparse.Namespace) -> int:
-    if args.max_gap < 0 or args.max_states < 1:
-        raise UsageError("--max-gap must be >= 0 and --max-states >= 1")
     if args.format == "qemu":
         if args.emit_trace and args.qmp and Path(args.qmp).exists() and \
                 Path(args.emit_trace).resolve() == Path(args.qmp).resolve():

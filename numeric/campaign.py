@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ballast.argtypes import whole_number
 from ballast.forked import forked_stream
 from ballast.model.config import Config
 from ballast.numeric.runner import SeedResult, fuzz_seed
@@ -67,8 +68,9 @@ def _run(job: _Job) -> SeedResult:
 
 
 def parse_seeds(text: str) -> range:
-    """``A..B`` (inclusive) or a single seed, each from 0 to :data:`MAX_SEED`, at most
-    :data:`MAX_SEEDS` of them; ValueError says which rule ``text`` breaks.
+    """``A..B`` (inclusive) or a single seed, each from 0 to :data:`MAX_SEED` and written
+    with the digits 0-9, at most :data:`MAX_SEEDS` of them; ValueError says which rule
+    ``text`` breaks.
 
     >>> parse_seeds("3..5"), parse_seeds("17")
     (range(3, 6), range(17, 18))
@@ -76,27 +78,30 @@ def parse_seeds(text: str) -> range:
     Traceback (most recent call last):
     ...
     ValueError: a range holds at most 1,000,000 seeds, this one 1,000,001
+    >>> parse_seeds("-1..2")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    ValueError: a seed is a whole number from 0 to 9223372036854775807 (2**63-1, as --seed
+    takes), got -1
     """
-    lo, hi = _seed_bounds(text)
-    for value in (lo, hi):
+    a, dots, b = text.partition("..")
+    parts = (a, b) if dots else (a,)
+    values = [whole_number(part) for part in parts]
+    if None in values:  # not a number, a blank, another script's digits, ...
+        raise ValueError("expected A..B (inclusive) or one seed N, written with the digits "
+                         "0-9")
+    bounds = [v for v in values if v is not None]
+    for part, value in zip(parts, bounds):
         if not 0 <= value <= MAX_SEED:
             raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED} (2**63-1, as "
-                             f"--seed takes), got {value}")
+                             f"--seed takes), got {part}")
+    lo, hi = bounds[0], bounds[-1]
     if hi < lo:
         raise ValueError("the range is empty (A..B needs A <= B)")
     if hi - lo + 1 > MAX_SEEDS:
         raise ValueError(f"a range holds at most {MAX_SEEDS:,} seeds, this one "
                          f"{hi - lo + 1:,}")
     return range(lo, hi + 1)
-
-
-def _seed_bounds(text: str) -> tuple[int, int]:
-    """The first and last seed ``text`` names, not yet checked against the bounds."""
-    a, dots, b = text.partition("..")
-    try:
-        return int(a), int(b if dots else a)
-    except ValueError:  # not a number, or more digits than Python converts
-        raise ValueError("expected A..B (inclusive) or one seed N") from None
 
 
 def run_campaign(cfg: Config, seeds: Iterable[int], *, workers: int = 1,

@@ -311,6 +311,9 @@ def run_check(cfg: Config, faults: tuple[str, ...] = (), opts: CheckOptions = Ch
             report.results.append(check_hypothesis(model, opts))
         else:
             report.results.append(_suite(name, cfg, faults, opts))
+    # Counted before each checker starts (to name it): the last one is counted here, so
+    # the final line says every checker finished, not that the last is still running.
+    checkers.update(len(opts.checkers), note="")
     checkers.close()
     report.pooled = _pool(model, report.results)
     report.seconds = time.monotonic() - start

@@ -93,6 +93,8 @@ def test_counts_and_seeds_out_of_range_are_refused(tmp_path: Path) -> None:
                        (["run", "--seed", "99999999999999999999999999"], "--seed"),
                        (["run", "--seed", "-1"], "--seed"),
                        (["prove", "--jobs", "0"], "--jobs"),
+                       (["fuzz", "--workers", "0"], "--workers"),
+                       (["validate", "t.jsonl", "--max-gap", "-1"], "--max-gap"),
                        (["check", "--max-seconds", "0"], "--max-seconds"),
                        (["diff", "--adapter", "x", "--timeout", "2147484"], "--timeout")):
         r = ballast(*args, cwd=tmp_path)

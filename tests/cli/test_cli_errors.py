@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -290,3 +291,107 @@ def test_a_reader_that_goes_away_midway_through_a_large_output_is_no_verdict(
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == EXIT_OUTPUT_CLOSED, err
     assert err == ""
+
+
+def _subparsers(parser: argparse.ArgumentParser, name: str = "ballast"
+                ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command line, subcommands of subcommands included."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from _subparsers(sub, f"{name} {command}")
+
+
+ARABIC_INDIC = str.maketrans("0123456789.", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666"
+                                            "\u0667\u0668\u0669\u066b")
+FULLWIDTH = str.maketrans("0123456789.", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17"
+                                         "\uff18\uff19\uff0e")
+
+
+def _number_flags(types: Iterator[tuple[str, Any]]) -> dict[str, tuple[Any, str]]:
+    """The flags whose type turns some plain number into an int or a float, with it."""
+    found: dict[str, tuple[Any, str]] = {}
+    for flag, kind in types:
+        if not callable(kind) or kind in (str, Path):
+            continue
+        for probe in ("1", "512", "0.5"):
+            try:
+                value = kind(probe)
+            except (argparse.ArgumentTypeError, ValueError, TypeError):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[flag] = (kind, probe)
+                break
+    return found
+
+
+def _refuses_other_digits(flags: dict[str, tuple[Any, str]]) -> list[str]:
+    taken = []
+    for flag, (kind, probe) in flags.items():
+        for text in (probe.translate(ARABIC_INDIC), probe.translate(FULLWIDTH), f"+{probe}",
+                     f" {probe}", probe[0] + "_" + probe[1:] if len(probe) > 1 else probe + "_"):
+            try:
+                kind(text)
+            except (argparse.ArgumentTypeError, ValueError, TypeError):
+                continue
+            taken.append(f"{flag} {text!r}")
+    return taken
+
+
+def test_every_number_flag_takes_the_digits_0_to_9_alone() -> None:
+    """int('١٢') and int('１２') are 12: a flag with ``type=int`` took them (and '+12',
+    ' 12', '1_2'); every number flag goes through :mod:`ballast.argtypes`."""
+    flags = _number_flags(
+        (f"{name} {action.option_strings[-1] if action.option_strings else action.dest}",
+         action.type)
+        for name, parser in _subparsers(build_parser()) for action in parser._actions)
+    for must in ("ballast fuzz --workers", "ballast fuzz --vms", "ballast check --vms",
+                 "ballast validate --max-gap", "ballast capture qemu --pressure-mib",
+                 "ballast capture qemu --guest-mib", "ballast fuzz --frac"):
+        assert must in flags, sorted(flags)
+    assert _refuses_other_digits(flags) == []
+
+
+def test_every_number_option_of_the_pytest_plugin_takes_the_digits_0_to_9_alone() -> None:
+    from ballast.cli.pytest_plugin import pytest_addoption
+
+    declared: dict[str, Any] = {}
+
+    class Group:
+        def addoption(self, flag: str, **kw: Any) -> None:
+            declared[flag] = kw.get("type")
+
+    class Parser:
+        def getgroup(self, *args: Any) -> Group:
+            return Group()
+
+    pytest_addoption(Parser())  # type: ignore[arg-type]
+    flags = _number_flags(iter(declared.items()))
+    assert {"--ballast-examples", "--ballast-steps", "--ballast-seed",
+            "--ballast-timeout"} <= set(flags)
+    assert _refuses_other_digits(flags) == []
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["fuzz", "--seeds", "-1..2"], "--seeds -1..2: a seed is a whole number from 0 to "),
+    (["fuzz", "--seeds=-1..2"], "--seeds -1..2: a seed is a whole number from 0 to "),
+    (["fuzz", "--seeds", "-1"], "--seeds -1: a seed is a whole number from 0 to "),
+    (["check", "--max-seconds", "-1e3"],
+     "argument --max-seconds: expected a number of seconds greater than 0"),
+    (["fuzz", "--frac", "-1.5e-1"], "argument --frac: expected a fraction in (0, 1]"),
+    (["run", "--out", "t.jsonl", "--seed", "-1_000"],
+     "argument --seed: expected a whole number from 0 to 9223372036854775807"),
+])
+def test_a_value_that_starts_with_a_minus_and_a_digit_reaches_its_flag(
+        argv: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse reads '-1..2' as an option ('expected one argument'): it is a value, refused
+    by the flag's own type with what the flag expects, as '--seeds=-1..2' is."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv + ["--report-dir", str(tmp_path / "out")] if argv[0] != "run"
+                else argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert says in err and "expected one argument" not in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

@@ -62,7 +62,7 @@ def test_failing_seed_reproduces_alone(tmp_path, capsys):
     (["fuzz", "--seeds", "5..2"], UsageError),
     (["fuzz", "--vms", "4"], UsageError),
     (["fuzz", "--fault", "no_such_fault"], InputError),
-    (["fuzz", "--workers", "0"], UsageError),
+    (["fuzz", "--workers", "100000"], UsageError),
 ])
 def test_bad_input(argv, exc, capsys, tmp_path):
     with pytest.raises(exc):
@@ -78,6 +78,16 @@ def test_bad_input(argv, exc, capsys, tmp_path):
     ("0..1000000", "a range holds at most 1,000,000 seeds, this one 1,000,001"),
     ("5..2", "the range is empty"),
     ("five", "expected A..B (inclusive) or one seed N"),
+    # argparse took '-1..2' for an option: "argument --seeds: expected one argument".
+    ("-1..2", "a seed is a whole number from 0 to 9223372036854775807 (2**63-1, as --seed "
+              "takes), got -1"),
+    ("1..-2", "a seed is a whole number from 0 to 9223372036854775807 (2**63-1, as --seed "
+              "takes), got -2"),
+    # int() takes other scripts' digits, blanks and underscores; a seed is written in 0-9.
+    ("\u0661..\u0662", "expected A..B (inclusive) or one seed N, written with the digits 0-9"),
+    ("\uff11", "expected A..B (inclusive) or one seed N, written with the digits 0-9"),
+    ("1 .. 2", "expected A..B (inclusive) or one seed N, written with the digits 0-9"),
+    ("1_0", "expected A..B (inclusive) or one seed N, written with the digits 0-9"),
 ])
 def test_seeds_out_of_bounds_are_exit_2_naming_the_bound(
         seeds: str, says: str, tmp_path, capsys) -> None:
@@ -88,6 +98,19 @@ def test_seeds_out_of_bounds_are_exit_2_naming_the_bound(
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err
     assert f"--seeds {seeds}: {says}" in err
+
+
+def test_a_negative_seed_range_reads_the_same_with_or_without_an_equals_sign(
+        tmp_path, capsys) -> None:
+    from ballast.cli import main
+
+    said = []
+    for seeds in (["--seeds", "-1..2"], ["--seeds=-1..2"]):
+        assert main(["fuzz", "--preset", "core", "-q", *seeds,
+                     "--report-dir", str(tmp_path)]) == 2
+        said.append(capsys.readouterr().err)
+    assert said[0] == said[1] and "expected one argument" not in said[0]
+    assert said[0].startswith("ballast: error: --seeds -1..2: a seed is a whole number from 0")
 
 
 def test_the_largest_seeds_are_accepted() -> None:

@@ -119,6 +119,20 @@ def test_up_to_reports_the_worst_size(tmp_path: Path, capsys: pytest.CaptureFixt
     assert rc == 1 and "violated" in text and "every size up to 1 VMs x 2 PPNs" in text
 
 
+
+def test_up_to_progress_ends_with_every_size_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A size was counted before it was proved: the last line said one fewer than all."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('preset = "core"\nguest_pages = 1\nmachine_pages = 2\n')
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "0.000001")  # a line at every count
+    assert _run(["prove", "--config", str(cfg), "--up-to", "--json", "--jobs", "1",
+                 "--report-dir", str(tmp_path / "r")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "sizes: " in line]
+    assert lines and lines[-1].endswith("done: sizes: 2/2 configurations"), lines
+
+
 def test_query_reruns_one_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = _run(["prove", "--preset", "core", "--query", "isolation preserved by vmm_reclaim",
                "--json", "--jobs", "1", "--report-dir", str(tmp_path)])
@@ -140,6 +154,33 @@ def test_a_bad_query_name_is_a_usage_error_with_a_close_match(
     assert _run(["prove", "--preset", "core", "--list-queries"]) == 0
     names = capsys.readouterr().out.splitlines()
     assert "Inv => isolation" in names and "init => memory_conservation" in names
+
+
+
+def test_list_queries_with_a_query_lists_that_query_alone(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--query was ignored by --list-queries: every query was listed."""
+    assert _run(["prove", "--preset", "core", "--list-queries", "--query",
+                 "isolation  preserved by vmm_reclaim"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["isolation preserved by vmm_reclaim"]
+    # As the report prints it (with its depth) or as the list does: the list's name.
+    assert _run(["prove", "--preset", "core", "--list-queries", "--query",
+                 "bmc isolation to depth 6"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["bmc isolation"]
+    with pytest.raises(UsageError, match="did you mean 'isolation preserved by vmm_reclaim'"):
+        _run(["prove", "--preset", "core", "--list-queries", "--query",
+              "isolation preservd by vmm_reclaim"])
+    assert capsys.readouterr().out == ""
+
+
+def test_list_queries_with_an_unknown_query_is_exit_2_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from ballast.cli import main
+
+    assert main(["prove", "--preset", "core", "--list-queries", "--query", "zzz"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("ballast: error: no query named 'zzz'")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_every_printed_query_name_can_be_rerun(tmp_path: Path,

@@ -125,6 +125,20 @@ def test_check_shows_progress_on_stderr_and_keeps_stdout_for_results(
         assert progress_only not in out.getvalue()
 
 
+
+def test_check_progress_ends_saying_every_checker_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last line read 'check: 0/1 checkers (running random)' once it had run."""
+    err = io.StringIO()
+    out = _streams(monkeypatch, err)
+    monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", "0.000001")  # a line at every count
+    assert main(_check_args(tmp_path)) in (0, 3)
+    lines = [line for line in err.getvalue().splitlines() if "check: " in line]
+    assert lines and lines[-1].endswith("done: check: 1/1 checkers"), lines
+    assert "running random" not in lines[-1]
+    assert "Verdict: " in out.getvalue()
+
+
 @pytest.mark.parametrize("err, quiet", [(io.StringIO(), False), (FakeTerminal(), True)],
                          ids=["short work off a terminal", "--quiet"])
 def test_check_is_silent_on_stderr_for_short_work_off_a_terminal_or_quiet(

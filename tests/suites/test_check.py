@@ -105,3 +105,20 @@ def test_the_hypothesis_progress_never_counts_past_its_total(tmp_path: Path) -> 
               re.findall(r"hypothesis: (\d+)/(\d+) runs", stream.getvalue())]
     assert counts and all(done <= total for done, total in counts), counts
     assert counts[-1] == (runs, max(10, runs))
+
+
+def test_the_checkers_progress_ends_with_every_checker_counted(tmp_path: Path) -> None:
+    """A checker was counted before it ran: the last line said 'check: 0/1 checkers
+    (running hypothesis)' after the checker had finished."""
+    import io
+
+    from ballast.progress import shown
+
+    stream = io.StringIO()
+    opts = CheckOptions(checkers=("random", "hypothesis"), random_runs=2, random_steps=5,
+                        report_dir=tmp_path, hypothesis_profile="ci", hypothesis_examples=2)
+    with shown(stream=stream, every=1e-9):
+        run_check(preset("core"), (), opts)
+    lines = [line for line in stream.getvalue().splitlines() if "check: " in line]
+    assert any("check: 1/2 checkers (running hypothesis)" in line for line in lines), lines
+    assert lines[-1].endswith("done: check: 2/2 checkers"), lines
