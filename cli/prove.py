@@ -228,6 +228,9 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--reach-states must not be negative")
     cfg = config_from_args(args)
     if args.list_queries:
+        if args.up_to:
+            raise UsageError("--list-queries lists the queries of one configuration, not with "
+                             "--up-to")
         # With --query, the query it selects, by the name the list gives it (a bad name is
         # a usage error, as when it runs).
         names = query_names(cfg) if args.query is None else [select(cfg, args.query).name]

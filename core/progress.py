@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from ballast import tally
+from ballast.argtypes import decimal_number
 from ballast.errors import UsageError
 
 if TYPE_CHECKING:
@@ -287,11 +288,8 @@ def _every(given: float | None) -> float:
     raw = os.environ.get("BALLAST_PROGRESS_SECONDS")
     if raw is None:
         return EVERY_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    value = decimal_number(raw)  # the digits 0-9, as a flag takes them
+    if value is None or not math.isfinite(value) or value <= 0:
         raise UsageError(f"BALLAST_PROGRESS_SECONDS: expected a positive number of seconds, "
                          f"got {raw!r}")
     return value

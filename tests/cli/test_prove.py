@@ -173,6 +173,12 @@ def test_list_queries_with_a_query_lists_that_query_alone(
     assert capsys.readouterr().out == ""
 
 
+def test_list_queries_with_up_to_is_bad_usage() -> None:
+    """--up-to was ignored by --list-queries: the queries of one size were listed."""
+    with pytest.raises(UsageError, match="not with --up-to"):
+        _run(["prove", "--preset", "core", "--list-queries", "--up-to"])
+
+
 def test_list_queries_with_an_unknown_query_is_exit_2_in_one_line(
         capsys: pytest.CaptureFixture[str]) -> None:
     from ballast.cli import main

@@ -98,7 +98,7 @@ def test_plain_lines_come_at_most_every_interval(monkeypatch: pytest.MonkeyPatch
     assert log.getvalue() == ""  # a thousand updates within the hour: not one line
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon", "\u0661", "1_0"])
 def test_a_bad_progress_interval_is_bad_usage(value: str, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BALLAST_PROGRESS_SECONDS", value)
