@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
                         "long runs)")
     p.add_argument("--seed", type=seed, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--timeout", type=timeout_seconds, default=5.0, metavar="SECONDS",
-                   help="longest wait for one reply (default 5)")
+                   help="longest wait for one request to be written and answered "
+                   "(default 5)")
     p.add_argument("--report-dir", type=path, default=Path("reports/out"), metavar="DIR",
                    help="where counterexamples and failure reports go (default reports/out)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

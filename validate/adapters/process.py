@@ -6,13 +6,17 @@ Every way an implementation can fail to answer is its own error, naming the
 request that caused it: no reply in time (:class:`AdapterTimeout`), the process
 exited (:class:`AdapterCrashed`), a reply that is not a protocol reply
 (:class:`AdapterGarbage`), a reply to another request (:class:`AdapterWrongId`),
-or an ``error`` reply (:class:`AdapterFailed`). Reading never blocks longer than
-the per-request timeout, and :meth:`AdapterProcess.close` always ends the
-process and everything it started: its process group, and every process that
-still carries the marker :data:`SESSION_ENV` in its environment, so that a
-descendant that started its own session (``setsid``) or was re-parented is ended
-too. A command that names no program that can run is a :class:`UsageError`
-before anything starts.
+or an ``error`` reply (:class:`AdapterFailed`). A request never waits longer than
+the per-request timeout, neither to be written (an implementation that does not
+read its stdin) nor for its reply, and :meth:`AdapterProcess.close` never blocks
+on either. It always ends the process and everything it started: its process
+group; every process that still carries the marker :data:`SESSION_ENV` in its
+environment, so that a descendant that started its own session (``setsid``) or
+was re-parented is ended too; and on Linux, where this process is the
+implementation's child subreaper while it runs, every descendant that left both
+(a session of its own and an empty environment) and was orphaned: those are
+re-parented to this process, ended and reaped. A command that names no program
+that can run is a :class:`UsageError` before anything starts.
 
 >>> import sys
 >>> script = "import sys; [print(l.strip(), flush=True) for l in sys.stdin]"
@@ -23,6 +27,7 @@ before anything starts.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -31,7 +36,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from functools import lru_cache
 from importlib import resources
@@ -236,6 +243,166 @@ def kill_marked(name: str, value: str, *, rounds: int = 20) -> int:
     return killed
 
 
+# -- orphans: this process as the implementations' child subreaper (Linux) ----------
+#
+# A descendant that calls setsid and clears its environment carries neither the process
+# group close() kills nor the marker kill_marked looks for. With PR_SET_CHILD_SUBREAPER
+# set on this process, such a descendant, once orphaned (its parent exited or was
+# killed), becomes a child of this process instead of init's, where close() finds it.
+#
+# The flag is process-wide: while it is set, the orphans of every tree this process
+# started are adopted, not only an implementation's. So it is set only while at least
+# one AdapterProcess runs (the first start sets it, the last close clears it, unless it
+# was set before, by someone else), and close() ends and reaps only the children that
+# can be orphans of an implementation, by this rule:
+#
+#   a child of this process that (1) was not its child when the implementation started,
+#   (2) is not the implementation itself nor another running implementation, (3) is not
+#   in this process's own session, and (4) is not in another running implementation's
+#   session nor carries its marker.
+#
+# (1) and (2) spare what this process started or adopted before, and the processes of
+# other AdapterProcess objects. (3) is what makes the rule safe for the rest of Ballast:
+# an implementation starts in a session of its own, and a process can only be in its
+# parent's session or in one it creates itself (setsid), so no descendant of an
+# implementation is ever in this process's session, while everything else Ballast starts
+# without a session of its own (pool and Dask workers, plain subprocesses) is, so it is
+# never killed nor reaped here: reaping a child whose Popen (or multiprocessing Process)
+# has not yet waited would steal its exit status. What the rule cannot tell from an
+# implementation's orphan is a child that another thread starts in a session of its own
+# (as QEMU is) while an implementation runs, or an orphan of such a child's tree: Ballast
+# does not do that (an implementation is spoken to from one thread, and no command runs
+# a guest and an implementation at once).
+#
+# An orphan of another tree in this process's session, adopted while the flag is set, is
+# left alone; when it exits it stays a zombie until this process exits (nothing here can
+# tell it from a child someone will wait for). Elsewhere than Linux none of this happens.
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+
+_ORPHAN_WAIT_S = 5.0
+"""Longest close() waits for the orphans it killed to be reaped."""
+
+
+class _Subreaper:
+    """This process's state as the implementations' subreaper (see the comment above)."""
+
+    lock = threading.Lock()
+    """Held across a start (the snapshot of children, the flag, the new process, its entry in
+    ``running``) and across a close's hunt for orphans, so neither sees the other half done."""
+    running: dict[int, str] = {}
+    """The pid of every running implementation of this process, with its marker."""
+    flag_ours = False
+    """Whether the flag was set here (and is cleared when the last implementation ends)."""
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a forked child: no implementation is its own, and the flag is not inherited."""
+        cls.lock = threading.Lock()
+        cls.running = {}
+        cls.flag_ours = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Subreaper.forget)
+
+
+def _prctl(option: int, arg: int | ctypes.c_int) -> bool:
+    """``prctl(option, arg)`` (Linux); whether it succeeded."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.byref(arg) if isinstance(arg, ctypes.c_int) else ctypes.c_ulong(arg)
+        return int(libc.prctl(ctypes.c_int(option), value, ctypes.c_ulong(0),
+                              ctypes.c_ulong(0), ctypes.c_ulong(0))) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _subreaper_enlist() -> None:
+    """Set the flag for a starting implementation (called with the lock held)."""
+    if _Subreaper.running or _Subreaper.flag_ours or not sys.platform.startswith("linux"):
+        return
+    was = ctypes.c_int(0)
+    if _prctl(_PR_GET_CHILD_SUBREAPER, was) and not was.value:
+        _Subreaper.flag_ours = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _subreaper_release() -> None:
+    """Clear the flag if no implementation runs any more (called with the lock held)."""
+    if not _Subreaper.running and _Subreaper.flag_ours:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+        _Subreaper.flag_ours = False
+
+
+def _children() -> dict[int, int]:
+    """Every child of this process, zombies included, with its session id (Linux ``/proc``;
+    elsewhere none)."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    me = os.getpid()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # pid (comm) state ppid pgrp session ...; comm may hold spaces and ")".
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == me:
+                found[int(entry)] = int(fields[3])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _end_orphans(leader: int, before: frozenset[int]) -> int:
+    """Kill and reap the children that can only be orphans of the implementation ``leader``
+    (the rule above), until none is left; the number ended. Called with the lock held,
+    after ``leader`` was ended, while the flag is still set: killing an orphan re-parents
+    its own children here, and the next round finds them."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    own_session = os.getsid(0)
+    others = {pid: marker for pid, marker in _Subreaper.running.items() if pid != leader}
+    theirs = {f"{SESSION_ENV}={marker}".encode() for marker in others.values()}
+    deadline = time.monotonic() + _ORPHAN_WAIT_S
+    ended = 0
+    while time.monotonic() < deadline:
+        orphans = [pid for pid, session in _children().items()
+                   if pid not in before and pid != leader and pid not in others
+                   and session != own_session and session not in others
+                   and not theirs.intersection(_environ(pid))]
+        if not orphans:
+            break
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in orphans:
+            # Reaped here: a child of this process, nobody else's to wait for (the rule).
+            while True:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                        ended += 1
+                        break
+                except ChildProcessError:
+                    break
+                if time.monotonic() >= deadline:
+                    return ended
+                time.sleep(0.005)
+    return ended
+
+
 class AdapterProcess:
     """One running implementation, spoken to one request at a time."""
 
@@ -251,6 +418,8 @@ class AdapterProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._selector: selectors.BaseSelector | None = None
+        self._writable: selectors.BaseSelector | None = None
+        self._children_before: frozenset[int] = frozenset()
         self._buffer = bytearray()
         self._eof = False
         self.requests = 0
@@ -265,16 +434,29 @@ class AdapterProcess:
         self._marker = secrets.token_hex(16)
         env = dict(os.environ if self._env is None else self._env)
         env[SESSION_ENV] = self._marker
-        try:
-            self._proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._stderr, cwd=self._cwd, env=env,
-                start_new_session=True)  # its own process group: close() ends all of it
-        except OSError as exc:
-            self._stderr.close()
-            self._stderr = None
-            raise AdapterCrashed(f"cannot start {shlex.join(self.argv)}: {exc.strerror}") from None
-        assert self._proc.stdout is not None
+        with _Subreaper.lock:
+            # Orphans of the implementation are this process's children from now on; the
+            # children it has already are none of them (see _end_orphans).
+            self._children_before = frozenset(_children())
+            _subreaper_enlist()
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=self._stderr, cwd=self._cwd, env=env,
+                    start_new_session=True)  # its own process group: close() ends all of it
+            except OSError as exc:
+                _subreaper_release()
+                self._stderr.close()
+                self._stderr = None
+                raise AdapterCrashed(
+                    f"cannot start {shlex.join(self.argv)}: {exc.strerror}") from None
+            _Subreaper.running[self._proc.pid] = self._marker
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        # Requests are written without blocking, so that one the implementation does not
+        # read (a full pipe) waits no longer than the timeout (_write).
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        self._writable = selectors.DefaultSelector()
+        self._writable.register(self._proc.stdin, selectors.EVENT_WRITE)
         tally.note("adapter", lambda: f"{self.requests:,} requests to the implementation")
         # Replies are read in this thread with select(): no reader thread to
         # contend with for the interpreter lock on every reply.
@@ -287,15 +469,45 @@ class AdapterProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def close(self) -> None:
-        """Say goodbye, then end the process group: politely, then by force."""
+        """Say goodbye, then end the process group: politely, then by force; then the
+        descendants that left it (the marker; on Linux, orphans adopted as subreaper)."""
         proc = self._proc
         if proc is None:
             return
         try:
+            self._end_group(proc)
+            # Descendants that left the group (setsid, daemons) still carry the marker.
+            kill_marked(SESSION_ENV, self._marker)
+        finally:
+            # Those that also cleared their environment were re-parented here once
+            # orphaned. Even if ending the group was interrupted (Ctrl-C): this
+            # implementation's entry goes, and with the last one the subreaper flag.
+            with _Subreaper.lock:
+                try:
+                    _end_orphans(proc.pid, self._children_before)
+                finally:
+                    _Subreaper.running.pop(proc.pid, None)
+                    _subreaper_release()
+        for selector in (self._selector, self._writable):
+            if selector is not None:
+                selector.close()
+        self._selector = self._writable = None
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._proc = None
+
+    def _end_group(self, proc: subprocess.Popen[bytes]) -> None:
+        """Say goodbye, close stdin, then end the process group: politely, then by force."""
+        try:
             if proc.poll() is None and proc.stdin is not None:
-                proc.stdin.write(b'{"id":%d,"bye":{}}\n' % (self.requests + 1))
-                proc.stdin.flush()
-        except OSError:
+                # Only if the pipe takes it at once: one that does not read its stdin gets
+                # no goodbye (and is ended below all the same). Shorter than PIPE_BUF, it
+                # is written whole or not at all: never half a line.
+                self._write(b'{"id":%d,"bye":{}}\n' % (self.requests + 1), time.monotonic())
+        except OSError:  # TimeoutError included: the pipe was full
             pass
         try:
             if proc.stdin is not None:
@@ -318,17 +530,6 @@ class AdapterProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        # Descendants that left the group (setsid, daemons) still carry the marker.
-        kill_marked(SESSION_ENV, self._marker)
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-        self._proc = None
 
     def __enter__(self) -> "AdapterProcess":
         self.start()
@@ -338,7 +539,27 @@ class AdapterProcess:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    # -- reading ------------------------------------------------------------
+    # -- writing and reading --------------------------------------------------
+    def _write(self, data: bytes, deadline: float) -> None:
+        """Write all of ``data`` to the implementation's stdin (non-blocking) by the deadline;
+        raises TimeoutError at the deadline (the pipe stayed full: it does not read), and
+        OSError if it closed its stdin."""
+        proc, sel = self._proc, self._writable
+        assert proc is not None and proc.stdin is not None and sel is not None
+        fd = proc.stdin.fileno()
+        view = memoryview(data)
+        while True:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                pass
+            if not view:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sel.select(remaining)
+
     def _readline(self, deadline: float) -> bytes | None:
         """The next reply line (None at end of output); raises TimeoutError at the deadline."""
         proc, sel = self._proc, self._selector
@@ -400,15 +621,19 @@ class AdapterProcess:
             raise AdapterCrashed("the implementation is not running", message)
         self.requests += 1
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        # One deadline for the whole request: writing it, then reading its reply.
+        deadline = time.monotonic() + self.timeout_s
         try:
-            proc.stdin.write(data)
-            proc.stdin.flush()
+            self._write(data, deadline)
+        except TimeoutError:
+            raise AdapterTimeout(f"it did not read its stdin within {self.timeout_s:g} s",
+                                 message, self.stderr_tail()) from None
         except OSError:
             # Wait briefly for its exit status: the reason is worth reporting.
             raise AdapterCrashed(f"it stopped reading its stdin: {self._exit_note()}",
                                  message, self.stderr_tail()) from None
         try:
-            line = self._readline(time.monotonic() + self.timeout_s)
+            line = self._readline(deadline)
         except TimeoutError:
             raise AdapterTimeout(f"no reply within {self.timeout_s:g} s", message,
                                  self.stderr_tail()) from None

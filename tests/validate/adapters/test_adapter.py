@@ -304,6 +304,237 @@ def test_process_group_is_cleaned_up(tmp_path: Path) -> None:
             pytest.fail(f"process {pid} still runs after the run ended")
 
 
+# -- processes that escape, stdin that is never read ----------------------------
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads /proc and uses Linux pipe and prctl features")
+
+_SLEEP = "import sys, time; time.sleep(float(sys.argv[1]))"
+
+# An implementation whose descendants leave everything close() knew of before: each runs
+# in a session of its own with an empty environment (no process group, no marker).
+# Every request starts: a daemon (fork, setsid, fork: orphaned at once), a daemon that
+# exits at once (an orphan that is only a zombie by close()), and a session leader with a
+# child of its own that is still the implementation's child when it is closed.
+_ESCAPER = '''
+import json, os, sys, time
+SLEEP = %r
+
+def sleeper(seconds):
+    os.execve(sys.executable, [sys.executable, "-c", SLEEP, str(seconds), TOKEN], {})
+
+def forked(seconds, leader):
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.setsid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r); os.close(w)
+            sleeper(seconds)
+        os.write(w, str(pid).encode()); os.close(r); os.close(w)
+        if leader:
+            sleeper(300)
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32)); os.close(r)
+    if not leader:
+        os.waitpid(first, 0)
+        return [pid]
+    return [first, pid]
+
+def ready(pid, running):
+    try:
+        if running:
+            return TOKEN.encode() in open(f"/proc/{pid}/cmdline", "rb").read()
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return not running
+
+for line in sys.stdin:
+    msg = json.loads(line)
+    if "bye" in msg:
+        break
+    TOKEN = msg["spawn"]
+    running = forked(300, False) + forked(300, True)
+    exited = forked(0, False)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+            all(ready(p, True) for p in running) and all(ready(p, False) for p in exited)):
+        time.sleep(0.01)
+    print(json.dumps({"id": msg["id"], "running": running, "exited": exited}), flush=True)
+''' % _SLEEP
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...); [] if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _carrying(token: str) -> list[int]:
+    """Running processes whose command line holds ``token``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def _subreaper_flag() -> int:
+    import ctypes
+
+    value = ctypes.c_int(-1)
+    ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(value), 0, 0, 0)
+    return value.value
+
+
+@linux_only
+def test_descendants_without_session_or_marker_are_ended_and_reaped(tmp_path: Path) -> None:
+    """Descendants that left the implementation's process group and session and cleared
+    their environment are ended by close() and reaped (no zombie is left), while the other
+    children of this process, started before it or in this process's own session while it
+    ran, are left alone with their exit statuses."""
+    import signal
+    import subprocess
+
+    token = f"escaped-{os.getpid()}-{time.monotonic_ns()}"
+    other = f"bystander-{os.getpid()}-{time.monotonic_ns()}"
+    path = tmp_path / "escaper.py"
+    path.write_text(_ESCAPER)
+    flag = _subreaper_flag()
+    early = subprocess.Popen([sys.executable, "-c", _SLEEP, "300", other],
+                             start_new_session=True)
+    later: list[subprocess.Popen[bytes]] = []
+    p = adapter_process.AdapterProcess([sys.executable, str(path)], timeout_s=20)
+    try:
+        p.start()
+        reply = p.request({"id": 1, "spawn": token}, validate=False)
+        running, exited = reply["running"], reply["exited"]
+        assert len(running) == 3 and len(exited) == 1
+        assert sorted(_carrying(token)) == sorted(running)
+        later = [subprocess.Popen([sys.executable, "-c", _SLEEP, "300", other]),
+                 subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])]
+        deadline = time.monotonic() + 10
+        while _stat(later[1].pid)[:1] != ["Z"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        p.close()
+        assert _carrying(token) == [], "descendants of the implementation outlived close()"
+        zombies = [pid for pid in running + exited
+                   if _stat(pid)[:2] == ["Z", str(os.getpid())]]
+        assert zombies == [], "close() left its orphans unreaped"
+        assert _subreaper_flag() == flag
+        # The other children are untouched and still this process's to wait for.
+        assert early.poll() is None and later[0].poll() is None
+        assert later[1].wait(5) == 7
+        for child in (early, later[0]):
+            child.kill()
+            assert child.wait(5) == -signal.SIGKILL
+    finally:
+        p.close()
+        for pid in _carrying(token) + _carrying(other):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for child in [early, *later]:
+            child.kill()
+            child.wait(5)
+
+
+def _within(seconds: float, fn, rescue):  # type: ignore[no-untyped-def]
+    """Call ``fn`` in a thread; the exception it raised (None: none). One still running after
+    ``seconds`` fails the test, once ``rescue`` has set it free."""
+    import threading
+
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        rescue()
+        thread.join(10)
+        pytest.fail(f"blocked for more than {seconds} s")
+    return box.get("error")
+
+
+def _kill_group(p: adapter_process.AdapterProcess):  # type: ignore[no-untyped-def]
+    import signal
+
+    pid = p._proc.pid if p._proc is not None else None
+
+    def rescue() -> None:
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return rescue
+
+
+_NEVER_READS = "import time; time.sleep(300)"
+_FLOODS = 'import sys, time; sys.stdout.write("{}\\n" * 200000); sys.stdout.flush(); ' \
+          'time.sleep(300)'
+
+
+@pytest.mark.parametrize("program, size, count", [
+    (_NEVER_READS, 4 << 20, 1),  # one request larger than any pipe buffer
+    (_FLOODS, 1024, 1000),  # replies without reading: the requests pile up in the pipe
+], ids=["one-large-request", "requests-pile-up"])
+def test_an_implementation_that_does_not_read_its_stdin_times_out(program: str, size: int,
+                                                                   count: int) -> None:
+    p = adapter_process.AdapterProcess([sys.executable, "-c", program], timeout_s=0.5)
+    p.start()
+    try:
+        def send() -> None:
+            for i in range(1, count + 1):
+                p.request({"id": i, "pad": "x" * size}, validate=False)
+        started = time.monotonic()
+        error = _within(5, send, _kill_group(p))
+        assert time.monotonic() - started < 3
+    finally:
+        p.close()
+    assert isinstance(error, adapter_process.AdapterTimeout), error
+    assert error.message == "it did not read its stdin within 0.5 s"
+    assert error.request is not None and 1 <= error.request["id"] <= count
+
+
+@linux_only
+def test_close_does_not_block_on_a_full_stdin() -> None:
+    import fcntl
+
+    program = ("import sys, time; sys.stdin.buffer.readline(); "
+               "print('{\"id\": 1}', flush=True); time.sleep(300)")
+    p = adapter_process.AdapterProcess([sys.executable, "-c", program], timeout_s=0.5)
+    p.start()
+    try:
+        assert p.request({"id": 1}, validate=False) == {"id": 1}
+        assert p._proc is not None and p._proc.stdin is not None
+        capacity = fcntl.fcntl(p._proc.stdin.fileno(), 1032)  # F_GETPIPE_SZ
+        # A request that fills the pipe but for one byte: written whole, never read.
+        pad = "x" * (capacity - 1 - len('{"id":2,"pad":""}\n'))
+        with pytest.raises(adapter_process.AdapterTimeout, match="no reply within"):
+            p.request({"id": 2, "pad": pad}, validate=False)
+        started = time.monotonic()
+        assert _within(5, p.close, _kill_group(p)) is None
+        assert time.monotonic() - started < 3
+    finally:
+        p.close()
+
+
 def test_same_seed_same_counterexample() -> None:
     runs = [run_diff(_buggy("python", "reclaim-ignores-target"), preset("virtio"), examples=60,
                      seed=5) for _ in range(2)]
