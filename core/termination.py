@@ -61,8 +61,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
             return
         if _swallowing(frame):
             # Raised here, the exception would be printed and dropped, and the command
-            # would go on: the signal is sent again a moment later (from a thread: sent
-            # from here, it would be handled here again at once), until it lands outside.
+            # would go on, or turned into another (an internal error): the signal is sent
+            # again a moment later (from a thread: sent from here, it would be handled here
+            # again at once), until it lands outside.
             again = threading.Timer(_AGAIN_S, os.kill, (owner, signal.SIGTERM))
             again.daemon = True
             again.start()
@@ -80,22 +81,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 _AGAIN_S = 0.02
-"""Seconds after which a SIGTERM that arrived where its exception would be dropped is sent
-again."""
+"""Seconds after which a SIGTERM that arrived where its exception would be dropped (or
+turned into another) is sent again."""
 
 
 def _swallowing(frame: FrameType | None) -> bool:
     """Whether ``frame`` runs inside code whose exceptions the interpreter prints and drops
     instead of raising: a garbage collector's callback (Hypothesis registers one) or a
-    ``__del__`` method."""
+    ``__del__`` method; or inside a ``from_param`` method, by which ``ctypes`` converts an
+    argument of a foreign call (Z3's Python API has one per kind of object) and which
+    turns any exception into ``ctypes.ArgumentError``."""
     callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None:
-        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+        if frame.f_code in callbacks or frame.f_code.co_name in _SWALLOWING_NAMES:
             return True
         frame = frame.f_back
     return False
 
 
+_SWALLOWING_NAMES = frozenset({"__del__", "from_param"})
+"""Names of the functions an exception raised in is dropped or turned into another."""
 _handlers: set[Callable[[int, FrameType | None], None]] = set()
 """The SIGTERM handlers :func:`sigterm_as_interrupt` has set and not yet taken back."""
 _forking = threading.local()

@@ -24,10 +24,13 @@ def test_sigterm_raises_terminated_in_the_block_and_is_default_after() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-@pytest.mark.parametrize("where", ["gc callback", "__del__"])
+@pytest.mark.parametrize("where", ["gc callback", "__del__", "from_param"])
 def test_sigterm_in_code_whose_exceptions_are_dropped_is_raised_after_it(where: str) -> None:
     """Raised inside a garbage collector's callback (Hypothesis keeps one) or a ``__del__``,
-    Terminated was printed as 'Exception ignored' and the command went on."""
+    Terminated was printed as 'Exception ignored' and the command went on; raised inside the
+    ``from_param`` that converts an argument of a ``ctypes`` call (as each call of Z3's
+    Python API has), it came out as ``ctypes.ArgumentError``: an internal error, exit 4."""
+    import ctypes
     import gc
 
     ran: list[str] = []
@@ -47,6 +50,15 @@ def test_sigterm_in_code_whose_exceptions_are_dropped_is_raised_after_it(where: 
         def __del__(self) -> None:
             busy("__del__")
 
+    class Converted:
+        @staticmethod
+        def from_param(value: int) -> ctypes.c_int:
+            busy("from_param")
+            return ctypes.c_int(value)
+
+    labs = ctypes.CDLL(None).labs
+    labs.argtypes, labs.restype = [Converted], ctypes.c_long
+
     with sigterm_as_interrupt():
         with pytest.raises(Terminated):
             if where == "gc callback":
@@ -55,11 +67,13 @@ def test_sigterm_in_code_whose_exceptions_are_dropped_is_raised_after_it(where: 
                     gc.collect()
                 finally:
                     gc.callbacks.remove(callback)
-            else:
+            elif where == "__del__":
                 Dropped()
+            else:
+                assert labs(-3) == 3
             for _ in range(1000):  # the first checks for signals after it are here
                 signal.sigtimedwait([], 0.001)
-    assert ran == ["callback" if where == "gc callback" else "__del__"]  # it ran whole
+    assert ran == ["callback" if where == "gc callback" else where]  # it ran whole
 
 
 def _fork_and_report(read_in_child: "callable[[], str]") -> str:  # type: ignore[valid-type]
