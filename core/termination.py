@@ -31,10 +31,12 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 __all__ = ["Terminated", "sigterm_as_interrupt"]
 
@@ -62,22 +64,39 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if _swallowing(frame):
             # Raised here, the exception would be printed and dropped, and the command
             # would go on, or turned into another (an internal error): the signal is sent
-            # again a moment later (from a thread: sent from here, it would be handled here
-            # again at once), until it lands outside.
-            again = threading.Timer(_AGAIN_S, os.kill, (owner, signal.SIGTERM))
-            again.daemon = True
-            again.start()
+            # again a moment later, until it lands outside.
+            _send_again(owner)
             return
         raise Terminated()
 
+    def on_unraisable(unraisable: Any) -> None:
+        # Dropped where no frame says so in advance (a weak reference's callback run while
+        # an object is freed, ...): the interpreter hands it here instead of raising it.
+        if isinstance(unraisable.exc_value, Terminated) and os.getpid() == owner:
+            _send_again(owner)
+            return
+        before(unraisable)
+
     _hooks_registered()
+    before = sys.unraisablehook
     signal.signal(signal.SIGTERM, on_sigterm)
+    sys.unraisablehook = on_unraisable
     _handlers.add(on_sigterm)
     try:
         yield
     finally:
         _handlers.discard(on_sigterm)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if sys.unraisablehook is on_unraisable:
+            sys.unraisablehook = before
+
+
+def _send_again(owner: int) -> None:
+    """Send SIGTERM to ``owner`` again after :data:`_AGAIN_S` (from a thread: sent from the
+    handler itself, it would be handled there again at once)."""
+    again = threading.Timer(_AGAIN_S, os.kill, (owner, signal.SIGTERM))
+    again.daemon = True
+    again.start()
 
 
 _AGAIN_S = 0.02
