@@ -225,12 +225,7 @@ def kill_marked(name: str, value: str, *, rounds: int = 20) -> int:
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    environ = f.read()
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
+            if needle in _environ(int(entry)):
                 try:
                     os.kill(int(entry), signal.SIGKILL)
                     found += 1
@@ -357,6 +352,7 @@ def _children() -> dict[int, int]:
 
 
 def _environ(pid: int) -> list[bytes]:
+    """The ``NAME=value`` entries of process ``pid``'s environment (none if unreadable)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             return f.read().split(b"\0")
