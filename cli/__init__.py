@@ -490,13 +490,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     tally.reset()
     # SIGTERM (``timeout``, a cancelled CI job) cleans up as Ctrl-C does: no guest left
-    # running, no spill folder left behind.
+    # running, no spill folder left behind; and Ctrl-C itself is never dropped nor turned
+    # into an internal error where it lands (a ``__del__``, a Z3 call's arguments).
     with sigterm_as_interrupt():
         return _run(args_list, start)
 
 
 def _run(args_list: list[str], start: float) -> int:
-    """:func:`main` within its SIGTERM handler: the command's exit code."""
+    """:func:`main` within its SIGTERM and Ctrl-C handlers: the command's exit code."""
     try:
         parser = build_parser(_plugins_for(args_list))
         try:
