@@ -84,7 +84,7 @@ from ballast.statespace.deadlock import (
     DEADLOCK, protocol_vm, unsettled,
 )
 from ballast.statespace.explore import Budget, Exploration, Finding
-from ballast.statespace.frontier_batch import Batch, Ordered
+from ballast.statespace.frontier_batch import Batch, Carried, Ordered
 from ballast.statespace.frontier_candidates import VM_BITS, CandidateGroups, kernel_args, row_of
 from ballast.statespace.frontier_checks import Broken, StateChecks, StepChecks
 from ballast.statespace.frontier_exploration import FrontierExploration
@@ -244,19 +244,28 @@ class _FrontierSearch:
         """Expand level after level, ``batch`` states at a time, until none is left or the
         search stops: (why it stopped, or None; the states it left unexpanded)."""
         ex, stopping = self.ex, self.stopping
+        carried: Carried | None = None
         while level:
             nxt: list[int] = []
+            made: list[Carried] = []
             for at in range(0, len(level), batch):
                 stop = stopping.out_of_budget()
                 if stop is not None:
                     return stop, level[at:] + nxt
-                nxt += self.expand(level[at:at + batch])
+                ids, parts = self.expand(level[at:at + batch],
+                                         None if carried is None else carried.part(at, batch))
+                nxt += ids
+                if parts is not None:
+                    made.append(parts)
                 if progress is not None:
                     self.tally()
                     progress(ex)
                 if stopping.stop_on is not False and stopping.on_violation():
                     return "violation", level[at + batch:] + nxt
             level = nxt
+            # Each batch kept its new states' part ids, or none did (states spill to disk).
+            carried = (Carried.joined(made) if made and sum(len(c) for c in made) == len(nxt)
+                       else None)
         return None, []
 
     def finish(self, stop: str | None, pending: list[int]) -> None:
@@ -336,8 +345,11 @@ class _FrontierSearch:
 
     # -- expanding a batch --------------------------------------------------------
 
-    def expand(self, sids: list[int]) -> list[int]:
-        """Expand the states ``sids`` (one batch of a level); the new states to expand."""
+    def expand(self, sids: list[int], carried: Carried | None = None
+               ) -> tuple[list[int], Carried | None]:
+        """Expand the states ``sids`` (one batch of a level; ``carried``: their part ids,
+        where the batches that found them kept them): the new states to expand, and their
+        part ids (none where states spill to disk: the memory budget is for states alone)."""
         lay = self.lay
         if lay.interned() > _INTERNED_LIMIT:
             lay.forget()
@@ -345,7 +357,7 @@ class _FrontierSearch:
         # The successors' rows are kept only where every one is read (symmetry
         # canonicalises them all); else a batch holds their keys alone.
         batch = Batch(lay, sids, self.ex.rep_keys, self.part_ids, self.steps.flagged,
-                      keep_rows=self.symmetry)
+                      keep_rows=self.symmetry, carried=carried)
         for si, spec in enumerate(self.plan.specs):
             self.step_action(batch, si, spec)
         steps = Ordered(batch)
@@ -353,7 +365,7 @@ class _FrontierSearch:
         fk, tids, discovered = self.discover(batch, steps)
         step_broken = self.steps.check(batch, steps)
         # State invariants of the new states, then the findings in the reference's order.
-        new_broken, keep = self.check_new_states(steps, fk, discovered)
+        new_broken, keep, new = self.check_new_states(steps, fk, discovered)
         if step_broken:
             keep &= ~np.isin(fk, np.array(sorted(step_broken), dtype=np.int64))
         expand_next: list[int] = discovered[fk[keep]].tolist()
@@ -361,7 +373,10 @@ class _FrontierSearch:
         if self.keep_edges:
             self.record_edges(batch, steps, tids)
         self.count_deadlocks(batch, steps)
-        return expand_next
+        # The new states' part ids, read for their checks, are what the batch that expands
+        # them reads first: kept for it rather than read off the keys and numbered again.
+        kept = new.taken(keep) if new is not None and self.ex.spill is None else None
+        return expand_next, kept
 
     def step_action(self, batch: Batch, si: int, spec: ActionSpec) -> None:
         """Make the steps of action ``si`` (``spec``) from the batch: by its kernel where it
@@ -681,14 +696,16 @@ class _FrontierSearch:
         discovered[fk] = new_sids
         return fk, tids, discovered
 
-    def check_new_states(self, steps: Ordered, fk: Ints,
-                         discovered: Ints) -> tuple[dict[int, Broken], npt.NDArray[np.bool_]]:
+    def check_new_states(self, steps: Ordered, fk: Ints, discovered: Ints
+                         ) -> tuple[dict[int, Broken], npt.NDArray[np.bool_], Carried | None]:
         """The state properties the new states (reached first by the steps ``fk``) break:
-        (the findings by step, whether each new state is to be expanded)."""
+        (the findings by step, whether each new state is to be expanded, their part ids)."""
         new_broken: dict[int, Broken] = {}
+        new: Carried | None = None
         if len(fk):
             new_rows = steps.rows_at(fk)
             new_h, new_v = self.part_ids.of_keys(steps.keys[fk], lambda: new_rows)
+            new = Carried(new_h, new_v)
             dirty = self.checks.dirty(new_rows, new_h, new_v, fk, steps.post_state)
         else:
             dirty = np.zeros(0, dtype=bool)
@@ -700,7 +717,7 @@ class _FrontierSearch:
                 new_broken[k] = broken
                 self.ex.violating.add(int(discovered[k]))
                 keep[at] = False
-        return new_broken, keep
+        return new_broken, keep, new
 
     def record_findings(self, batch: Batch, steps: Ordered, step_broken: dict[int, Broken],
                         new_broken: dict[int, Broken], tids: Ints, discovered: Ints) -> None:

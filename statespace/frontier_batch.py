@@ -19,7 +19,7 @@ from ballast.model.state import State
 from ballast.statespace.frontier_parts import PartIds
 from ballast.statespace.rowcodec import RowLayout
 
-__all__ = ["Batch", "Chosen", "Flagged", "Ordered"]
+__all__ = ["Batch", "Carried", "Chosen", "Flagged", "Ordered"]
 
 Ints = npt.NDArray[np.int64]
 Keys = npt.NDArray[np.uint64]
@@ -84,13 +84,50 @@ class _Blocks:
         return out
 
 
+class Carried:
+    """The ids of states' parts (host, and one per VM), in the states' order: read when the
+    states were found, kept for the batch that expands them. (Their rows are not kept: a
+    level's rows, 2 bytes a column, would cost more memory than the states' keys.)
+
+    >>> import numpy as np
+    >>> c = Carried(np.array([0, 1, 0]), np.array([[5], [6], [7]]))
+    >>> kept = Carried.joined([c.taken(np.array([True, False, True])), c.part(1, 1)])
+    >>> kept.host.tolist(), kept.vms.tolist(), len(kept)
+    ([0, 0, 1], [[5], [7], [6]], 3)
+    """
+
+    def __init__(self, host: Ints, vms: Ints) -> None:
+        self.host = host
+        self.vms = vms
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    def taken(self, which: npt.NDArray[np.bool_]) -> Carried:
+        """The states ``which`` selects, in order."""
+        return Carried(self.host[which], self.vms[which])
+
+    def part(self, start: int, size: int) -> Carried:
+        """The ``size`` states from position ``start`` (fewer at the end)."""
+        end = start + size
+        return Carried(self.host[start:end], self.vms[start:end])
+
+    @staticmethod
+    def joined(parts: list[Carried]) -> Carried:
+        """``parts`` end to end."""
+        if len(parts) == 1:
+            return parts[0]
+        return Carried(np.concatenate([p.host for p in parts]),
+                       np.concatenate([p.vms for p in parts]))
+
+
 class Batch:
     """A batch of states of one level and the steps made from them, in the order made."""
 
     def __init__(self, lay: RowLayout, sids: list[int], rep_keys: Keys, part_ids: PartIds,
                  flag: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16], Ints,
                                  npt.NDArray[np.bool_]], list[tuple[Ints, Flagged]]],
-                 keep_rows: bool = True) -> None:
+                 keep_rows: bool = True, carried: Carried | None = None) -> None:
         self.lay = lay
         self.keep_rows = keep_rows
         """Whether the successors' rows are kept until the batch's steps are ordered (a
@@ -101,8 +138,11 @@ class Batch:
         self.src = np.array(sids, dtype=np.int64)
         self.row_keys: Keys = rep_keys[self.src]
         rows = self.rows = lay.unpack(self.row_keys)
+        if carried is not None:  # the part ids the batch that found the states gave them
+            self.pre_h, self.pre_v = carried.host, carried.vms
+        else:
+            self.pre_h, self.pre_v = part_ids.of_keys(self.row_keys, lambda: rows)
         self.states = _Decoded(lay, rows)
-        self.pre_h, self.pre_v = part_ids.of_keys(self.row_keys, lambda: rows)
         self.flag = flag
         """The steps a step property's kernel finds broken, or a scenario's kernel finds
         witness it (:meth:`~ballast.statespace.frontier_checks.StepChecks.flagged`)."""
