@@ -563,8 +563,10 @@ def whole_units(cfg: Config, ppns: Iterable[int]) -> bool:
     (True, False)
     """
     u = cfg.balloon_unit_pages
+    if u == 1:
+        return True
     got = set(ppns)
-    return u == 1 or all(set(range(p - p % u, p - p % u + u)) <= got for p in got)
+    return all(set(range(p - p % u, p - p % u + u)) <= got for p in got)
 
 
 def _whole_unit_starts(cfg: Config, pages: Iterable[int]) -> list[int]:
@@ -711,13 +713,13 @@ def _reclaim_choices(cfg: Config, v: VmState) -> tuple[list[int], list[int], int
     Valid PPNs are the reported ones the VMM could accept: in range and not ballooned
     (a PPN reported twice counts once). The rest are refused whatever it chooses.
     """
-    reported = sorted(set(v.inflate_queue))
+    queued = set(v.inflate_queue)
     # The reported pages already ballooned, found by one set intersection (read from the
     # report's side) rather than by a look-up in a balloon of tens of thousands per page.
-    taken = v.ballooned & set(reported)
-    valid = [p for p in reported if 0 <= p < cfg.guest_pages and p not in taken]
+    taken = v.ballooned & queued
+    valid = [p for p in sorted(queued) if 0 <= p < cfg.guest_pages and p not in taken]
     accepted = set(valid)
-    invalid = [p for p in reported if p not in accepted]
+    invalid = sorted(queued - accepted)
     # With ``migration`` the VMM takes one page beyond the target: a migrating page's new
     # PPN is acknowledged before the old one is released (virtio's device checks no target).
     # With ``accept_beyond_target`` it checks none at all (every page is room).
@@ -783,25 +785,27 @@ def vmm_reclaim(cfg: Config, s: State, vm: int, refuse: tuple[int, ...]) -> Stat
     """
     v = s.vms[vm]
     require(bool(v.inflate_queue), "vmm_reclaim", "the guest has reported no page for inflation")
+    reported = set(v.inflate_queue)
     require(isinstance(refuse, tuple) and len(set(refuse)) == len(refuse)
-            and set(refuse) <= set(v.inflate_queue), "vmm_reclaim",
+            and set(refuse) <= reported, "vmm_reclaim",
             "the VMM can only refuse pages that were reported, each once")
     valid, _, fewest, most = _reclaim_choices(cfg, v)
-    require(cfg.refusal or set(refuse) <= set(valid), "vmm_reclaim", "refusal is switched off")
-    accepted = set(valid) - set(refuse)
+    may_accept = set(valid)
+    require(cfg.refusal or set(refuse) <= may_accept, "vmm_reclaim", "refusal is switched off")
+    accepted = may_accept - set(refuse)
     require(len(accepted) <= most, "vmm_reclaim",
             "more pages than the host asked for: the VMM must refuse the rest")
     require(len(accepted) >= fewest, "vmm_reclaim",
             "refusal is switched off: the VMM accepts every valid page it has room for")
     require(whole_units(cfg, accepted), "vmm_reclaim",
             "the VMM accepts whole balloon units only")
-    refused = set(v.inflate_queue) - accepted
+    refused = reported - accepted
     # Only the backed pages have an MPN to give back (unmapping one page leaves every other
     # page's entry as it is, so the map before the loop tells which).
     p2m = v.p2m
-    for ppn in sorted(accepted):
-        if p2m[ppn] != UNBACKED:
-            s = unback(s, vm, ppn, by_balloon=True)
+    backed = [ppn for ppn in accepted if p2m[ppn] != UNBACKED]
+    for ppn in sorted(backed):
+        s = unback(s, vm, ppn, by_balloon=True)
     swap = tuple(e for e in s.host.swap if not (e[0] == vm and e[1] in accepted))
     s = State(replace(s.host, swap=swap), s.vms)
     v = s.vms[vm]
@@ -1156,7 +1160,8 @@ def balloon_deflate(cfg: Config, s: State, vm: int, ppns: tuple[int, ...]) -> St
     m = v.module
     require(isinstance(ppns, tuple) and len(ppns) >= 1, "balloon_deflate", "no page to deflate")
     require(balloon_lock_free(v), "balloon_deflate", "a page migration holds the balloon lock")
-    require(len(set(ppns)) == len(ppns) and set(ppns) <= m.balloon, "balloon_deflate",
+    chosen = set(ppns)
+    require(len(chosen) == len(ppns) and chosen <= m.balloon, "balloon_deflate",
             "only acknowledged balloon pages can be deflated")
     require(len(ppns) <= _deflate_limit(cfg, v), "balloon_deflate",
             "the balloon is not above its target and the guest is not out of memory")

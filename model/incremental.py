@@ -56,12 +56,12 @@ from operator import attrgetter
 from typing import Any, Callable, NamedTuple
 
 from ballast.model.actions import Action, ActionSpec
-from ballast.model.invariants import Property, accounting_pages, accounting_sizes
+from ballast.model.invariants import Property, StepCheck, accounting_pages, accounting_sizes
 from ballast.model.kernel_reads import state_form_reads
 from ballast.model.property_kernels import STEP_KERNELS
 from ballast.model.state import State, VmState, replace_fields
 from ballast.model.system import BalloonModel, Violation
-from ballast.model.tables import same_view
+from ballast.model.tables import TableReads, cut_set, same_view
 
 __all__ = ["FRAMED_ACTIONS", "PAGE_LOCAL", "StepChecker", "footprint", "project"]
 
@@ -114,13 +114,16 @@ def footprint(pre: State, act: Action, post: State, vm: int) -> set[int]:
     return pages
 
 
-def project(s: State, vm: int, pages: set[int]) -> State:
+def project(s: State, vm: int, pages: set[int], read: TableReads | None = None) -> State:
     """``s`` with VM ``vm``'s page sets cut down to ``pages`` (the queues and the
-    acknowledgements are inside the footprint already; per-page tuples are read by index)."""
+    acknowledgements are inside the footprint already; per-page tuples are read by index).
+    With ``read`` (kept for one ``pages``), each table under a view is read once for the
+    states before and after a step (:func:`~ballast.model.tables.cut_set`)."""
     v: VmState = s.vms[vm]
     m = v.module
-    cut = v.replace(ballooned=v.ballooned & pages,
-                    module=replace_fields(m, balloon=m.balloon & pages, refused=m.refused & pages))
+    cut = v.replace(ballooned=cut_set(v.ballooned, pages, read),
+                    module=replace_fields(m, balloon=cut_set(m.balloon, pages, read),
+                                          refused=cut_set(m.refused, pages, read)))
     return s.with_vm(vm, cut)
 
 
@@ -131,10 +134,9 @@ def _part(path: str) -> str:
     return head if rest else ""
 
 
-def _same(old: object, new: object) -> bool:
-    """Whether a record is the one it was: the same object, or a view of the same table
-    with nothing beside it."""
-    return old is new or same_view(old, new)
+_MOST_STATE_PLANS = 1024
+"""Most sets of changed records whose state plans :class:`StepChecker` keeps (a trace's
+steps change a few dozen different sets)."""
 
 
 class _Read(NamedTuple):
@@ -161,13 +163,16 @@ class _Cut:
     each made when a property first reads it (a step whose page-local properties all read
     records it left alone needs none)."""
 
-    __slots__ = ("pre", "act", "post", "vm", "_pages", "_small_pre", "_small_post")
+    __slots__ = ("pre", "act", "post", "vm", "_pages", "_small_pre", "_small_post", "_read")
 
     def __init__(self, pre: State, act: Action, post: State, vm: int) -> None:
         self.pre, self.act, self.post, self.vm = pre, act, post, vm
         self._pages: set[int] | None = None
         self._small_pre: State | None = None
         self._small_post: State | None = None
+        self._read: TableReads = {}
+        """The footprint's pages of each table read so far (both states are views of the
+        same tables)."""
 
     def pages(self) -> set[int]:
         """The footprint (:func:`footprint`)."""
@@ -178,13 +183,13 @@ class _Cut:
     def small_pre(self) -> State:
         """The state before the step, projected (:func:`project`)."""
         if self._small_pre is None:
-            self._small_pre = project(self.pre, self.vm, self.pages())
+            self._small_pre = project(self.pre, self.vm, self.pages(), self._read)
         return self._small_pre
 
     def small_post(self) -> State:
         """The state after the step, projected (:func:`project`)."""
         if self._small_post is None:
-            self._small_post = project(self.post, self.vm, self.pages())
+            self._small_post = project(self.post, self.vm, self.pages(), self._read)
         return self._small_post
 
 
@@ -199,18 +204,55 @@ class StepChecker:
         self.good: State | None = None
         """The last state known to satisfy every state invariant."""
         cfg = model.cfg
-        self.plan: list[_Read] = [
+        self.plan = [
             _Read(p, p.name in PAGE_LOCAL, _SPLIT.get(p.name), frozenset(p.checked_vms(cfg)),
                   state_form_reads(p.name, cfg),
                   STEP_KERNELS[p.name].constrains if p.name in STEP_KERNELS else None)
             for p in self.properties]
-        watched = set().union(*(r.reads for r in self.plan if r.reads is not None))
-        self.watched: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
-            part: [(path, attrgetter(path.removeprefix(part + ".")))
-                   for path in sorted(watched) if _part(path) == part]
-            for part in ("", "guest", "module", "host")}
+
+    @property
+    def plan(self) -> list[_Read]:
+        """How each property is read (in the order of :attr:`properties`)."""
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: list[_Read]) -> None:
+        # What is worked out of the plan once, not per step, is worked out again of a new one.
+        self._plan = plan
+        watched = set().union(*(r.reads for r in plan if r.reads is not None))
+        self.watched: dict[str, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
         """Each record some property reads, by the part of the state that holds it (the VM
-        itself, its guest, its module, the host), with how to read it of that part."""
+        itself, its guest, its module, the host): their paths, and how to read them all of
+        that part (in one call)."""
+        for part in ("", "guest", "module", "host"):
+            paths = tuple(path for path in sorted(watched) if _part(path) == part)
+            self.watched[part] = (paths, _reader([p.removeprefix(part + ".") for p in paths]))
+        self._step_plans: dict[str, list[tuple[str, StepCheck, bool]]] = {}
+        """By action name: each property with a step form (its name, its step form), and
+        whether that is read on the states projected onto the footprint."""
+        self._state_plans: dict[frozenset[str], list[_Read]] = {}
+        """By the records a step changed: the properties whose state form is read again
+        after it (in plan order)."""
+
+    def _step_plan(self, name: str) -> list[tuple[str, StepCheck, bool]]:
+        found = self._step_plans.get(name)
+        if found is None:
+            spec = self.model.table.get(name)
+            found = self._step_plans[name] = [
+                (r.prop.name, r.prop.step,
+                 r.local and (spec is None or r.constrains is None or r.constrains(spec)))
+                for r in self._plan if r.prop.step is not None]
+        return found
+
+    def _state_plan(self, changed: frozenset[str]) -> list[_Read]:
+        found = self._state_plans.get(changed)
+        if found is None:
+            if len(self._state_plans) >= _MOST_STATE_PLANS:
+                self._state_plans.clear()
+            # A property that held before the step and reads nothing it changed holds after it.
+            found = self._state_plans[changed] = [
+                r for r in self._plan if r.reads is None or not r.reads.isdisjoint(changed)]
+        return found
 
     def check(self, pre: State, act: Action, post: State) -> list[Violation]:
         """Every property the step breaks: step forms first, then state forms on ``post``."""
@@ -238,35 +280,33 @@ class StepChecker:
         identity (a record the step left alone is the same object, or a view of the same
         table: :func:`~ballast.model.tables.same_view`); None when it changed another VM."""
         a, b = pre.vms[vm], post.vms[vm]
-        if any(x is not y for w, (x, y) in enumerate(zip(pre.vms, post.vms)) if w != vm):
+        if len(pre.vms) > 1 and any(x is not y for w, (x, y) in enumerate(zip(pre.vms, post.vms))
+                                    if w != vm):
             return None
         out: set[str] = set()
         for part, x, y in (("", a, b), ("guest", a.guest, b.guest),
                            ("module", a.module, b.module), ("host", pre.host, post.host)):
             if x is not y:  # a record left alone is the same object: so are its fields
-                out.update([path for path, read in self.watched[part]
-                            if not _same(read(x), read(y))])
+                paths, read = self.watched[part]
+                out.update([path for path, old, new in zip(paths, read(x), read(y))
+                            if old is not new and not same_view(old, new)])
         return out
 
     def _incremental(self, pre: State, act: Action, post: State, vm: int) -> list[Violation]:
         cfg = self.model.cfg
         cut = _Cut(pre, act, post, vm)
+        out: list[Violation] = []
+        for name, step, small in self._step_plan(act.name):
+            if small:
+                msg = step(cfg, cut.small_pre(), act, cut.small_post())
+            else:  # the whole states: the full check's own call (it returns at once
+                # for an action its kernel does not constrain)
+                msg = step(cfg, pre, act, post)
+            if msg is not None:
+                out.append(Violation(name, msg, "step"))
         changed = self.changed(pre, post, vm)
-        spec = self.model.table.get(act.name)
-        steps: list[Violation] = []
-        states: list[Violation] = []
-        for r in self.plan:
+        for r in self._plan if changed is None else self._state_plan(frozenset(changed)):
             p = r.prop
-            if p.step is not None:
-                if r.local and (spec is None or r.constrains is None or r.constrains(spec)):
-                    msg = p.step(cfg, cut.small_pre(), act, cut.small_post())
-                else:  # the whole states: the full check's own call (it returns at once
-                    # for an action its kernel does not constrain)
-                    msg = p.step(cfg, pre, act, post)
-                if msg is not None:
-                    steps.append(Violation(p.name, msg, "step"))
-            if changed is not None and r.reads is not None and r.reads.isdisjoint(changed):
-                continue  # held before the step, reads nothing it changed: holds after it
             if r.split is not None:
                 msg = ((r.split[0](cut.small_post(), vm) or r.split[1](post, vm))
                        if vm in r.vms else None)
@@ -275,5 +315,15 @@ class StepChecker:
             else:
                 msg = p.check_state(cfg, post)
             if msg is not None:
-                states.append(Violation(p.name, msg, "state"))
-        return steps + states
+                out.append(Violation(p.name, msg, "state"))
+        return out
+
+
+def _reader(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving the fields ``names`` of a record, as a tuple (read in C)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        one = attrgetter(names[0])
+        return lambda record: (one(record),)
+    return lambda record: ()

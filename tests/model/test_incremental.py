@@ -218,6 +218,26 @@ def test_a_read_set_missing_a_record_is_caught(prop: str, field: str) -> None:
     assert _caught(_without(prop, field))
 
 
+def test_a_plan_set_after_steps_were_checked_is_the_one_read() -> None:
+    """What the checker works out of its plan once (the records it watches, the properties
+    read again per action and per set of changed records) is worked out again of a plan set
+    later: the next step is judged by the new plan, not by what was kept of the old one."""
+    model = BalloonModel(TRACE_LIKE)
+    pre = model.init_states()[0]
+    act = Action.of("host_set_target", vm=0, pages=2)
+    post = model.next_state(pre, act)
+    v = post.vms[0]
+    # The module holds a free page as refused: module_pages_pinned, read from module.refused.
+    bad = post.with_vm(0, v.replace(module=replace(v.module, refused=frozenset({0}))))
+    assert pre.vms[0].guest.ppn_use[0] == FREE
+    checker = StepChecker(model)
+    expected = model.step_violations(pre, act, bad)
+    assert [x.property for x in expected] == ["module_pages_pinned"]
+    assert checker.check(pre, act, bad) == expected
+    _without("module_pages_pinned", "module.refused")(checker)
+    assert checker.check(pre, act, bad) == []  # the seeded mistake is the one read now
+
+
 def test_a_read_log_that_misses_an_operation_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """A seeded mistake in the derivation itself: queue reads not noted."""
     monkeypatch.setitem(kernel_reads._FIXED, "queued", ())
