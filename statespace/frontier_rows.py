@@ -156,10 +156,17 @@ class FrontierRows:
                   else None)
 
     def _cells(self, name: str) -> npt.NDArray[np.int64]:
+        """The cells of per-VM field ``name``, row by row, as numbers to compute with."""
+        return self._raw(name).astype(np.int64)
+
+    def _raw(self, name: str) -> npt.NDArray[np.int16]:
+        """The cells of per-VM field ``name``, row by row, in the rows' own type (where every
+        row acts on one VM, a view of its columns): enough to tell zero from not."""
         span = self._slice(name)
         if span is not None:
-            return self.rows[:, span].astype(np.int64)
-        return self._field(name).astype(np.int64)
+            return self.rows[:, span]
+        got: npt.NDArray[np.int16] = self._field(name)
+        return got
 
     def _put(self, name: str, value: Any, ok: Mask, upto: int | None = None) -> None:
         span = self._slice(name)
@@ -188,20 +195,19 @@ class FrontierRows:
         if key in ("p2m", "ppn_use"):
             return self._cells(field)
         if key in QUEUE_FIELDS or key == "acked_refused":  # a count per PPN, then "beyond"
-            return self._cells(field)[:, :P] != 0
+            return self._raw(field)[:, :P] != 0
         if key == "lru":
-            return self._cells(field) != 0
+            return self._raw(field) != 0
         if key == "disk":
-            return self._cells(field) != 0
+            return self._raw(field) != 0
         if key == "swap":
             return self._get(self._swap_idx()) != 0
-        cells = self._cells(field)
         kind = schema_field(key).kind
         if kind is Kind.COUNTER:
-            return cells[:, 0]
+            return self._cells(field)[:, 0]
         if kind is Kind.MAP:
-            return cells
-        return cells != 0
+            return self._cells(field)
+        return self._raw(field) != 0
 
     def write(self, field: str, value: Any, ok: Mask) -> None:
         key = field_key(field)
@@ -220,7 +226,7 @@ class FrontierRows:
         return self._cells(field).sum(axis=1)
 
     def beyond(self, field: str) -> Mask:
-        return self._cells(field)[:, self.cfg.guest_pages] != 0
+        return self._raw(field)[:, self.cfg.guest_pages] != 0
 
     def beyond_values(self, field: str) -> list[set[int]]:
         P = self.cfg.guest_pages
