@@ -202,11 +202,13 @@ class PageSet:
         if isinstance(other, PageSet):
             return frozenset(p for p in other if p in self)
         # Set operations of the C library, each reading the smaller side.
-        mine = self.table.intersection(other)
-        if self.removed:
-            mine -= self.removed
-        if self.added:
-            mine |= self.added.intersection(other)
+        return self.cut(self.table.intersection(other), other)
+
+    def cut(self, in_table: set[int], other: Iterable[int]) -> frozenset[int]:
+        """``self & other``, given ``in_table``: the table's pages among ``other``."""
+        mine = in_table - self.removed if self.removed else in_table
+        if self.added:  # a new set: ``in_table`` may be kept by the caller
+            mine = mine | self.added.intersection(other)
         return frozenset(mine)
 
     __rand__ = __and__
@@ -276,10 +278,7 @@ def cut_set(record: frozenset[int], pages: set[int], read: TableReads | None = N
     known = read.get(id(table))
     if known is None or known[0] is not table:
         known = read[id(table)] = (table, table.intersection(pages))
-    mine = known[1].difference(record.removed)
-    if record.added:
-        mine |= record.added.intersection(pages)
-    return frozenset(mine)
+    return record.cut(known[1], pages)
 
 
 def same_view(a: object, b: object) -> bool:
