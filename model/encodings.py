@@ -196,8 +196,8 @@ def real_driver_gaps(encoding: str) -> dict[tuple[str, str], str]:
              f"(random, Hypothesis, explore); no {encoding} encoding of the hint cycle and "
              "the frozen driver yet")
     hostile = ("what the host does against a guest that will not cooperate (``hostile`` "
-               "preset) checked by the Python model's checkers (random, Hypothesis, explore);"
-               f" no {encoding} encoding yet")
+               "preset): a property over runs, decided on the explorer's graph of the "
+               f"Python model's states; no {encoding} encoding yet")
     granular = ("a feature of host pages or balloon units checked by the Python model's "
                 f"checkers (random, Hypothesis, explore); no {encoding} kernel of it yet")
     return {**{item: granular for item in GRANULAR_ONLY},
