@@ -53,6 +53,24 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def run_origin(outcome: DiffOutcome, where: str) -> str:
+    """Where the configuration the run checked against comes from: ``where`` (the options),
+    and the changes a protocol-2 implementation declared in its hello, which the run took.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.validate.adapters.handshake import Hello
+    >>> from ballast.verdict import Verdict
+    >>> hello = Hello("impl", (), (), (), (), protocol=2, widened=(("eager_backing", True),))
+    >>> run_origin(DiffOutcome(Verdict.PASS, hello, Config(), 0, ()), "preset core")
+    "preset core, with the implementation's eager_backing=true"
+    """
+    widened = outcome.hello.widened if outcome.hello is not None else ()
+    if not widened:
+        return where
+    return f"{where}, with the implementation's " + ", ".join(
+        f"{key}={json.dumps(value)}" for key, value in widened)
+
+
 def summary(outcome: DiffOutcome, report: Report | None) -> dict[str, Any]:
     """The machine-readable result of a run."""
     out: dict[str, Any] = {
@@ -65,6 +83,7 @@ def summary(outcome: DiffOutcome, report: Report | None) -> dict[str, Any]:
         "message": outcome.describe(), "flaky": outcome.flaky,
         "protocol": outcome.protocol, "near_misses": outcome.near_misses,
         "never_happened": list(outcome.never_happened), "unreached": list(outcome.unreached),
+        "declared_config": dict(outcome.hello.widened) if outcome.hello else {},
     }
     if outcome.divergence is not None:
         d = outcome.divergence
@@ -99,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary(outcome, report), indent=2))
     else:
         print(f"{outcome.verdict.value}: {outcome.describe()}")
-        print(config_line(cfg, args.fault, origin(args)))
+        print(config_line(outcome.cfg, args.fault, run_origin(outcome, origin(args))))
         if report is not None:
             print(f"report: {report.markdown_path}")
             if report.trace_path is not None:

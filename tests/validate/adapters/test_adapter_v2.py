@@ -9,6 +9,8 @@ observation or the guard's reason named.
 from __future__ import annotations
 
 import doctest
+import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -180,6 +182,35 @@ def test_vmm_backing_deflated_pages_eagerly_agrees(command: list[str]) -> None:
     # admitted by the model's guard.
     assert out.hello is not None and ("eager_backing", True) in out.hello.widened
     assert out.carried_out.get("vmm_back_page", 0) > 0, out.carried_out
+
+
+def test_diff_names_the_configuration_the_implementation_declared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The command line says what the run checked against: the preset with the change
+    # the implementation declared (eager backing), in its text and its JSON.
+    from ballast.cli import main
+
+    adapter = shlex.join(PYTHON + ["--eager"])
+    base = ["diff", "-q", "--adapter", adapter, "--preset", "virtio", "--examples", "30",
+            "--seed", "1", "--report-dir", str(tmp_path)]
+    assert main(base) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines()
+            if ln.startswith("configuration:")][0]
+    assert line.startswith("configuration: preset virtio, with the implementation's "
+                           "eager_backing=true: "), line
+    assert "eager_backing" in line.split(";")[1], line
+
+
+def test_the_json_summary_names_the_declared_configuration() -> None:
+    from ballast.cli.diff import summary
+    from ballast.validate.adapters.diff import DiffOutcome
+    from ballast.validate.adapters.handshake import Hello
+
+    hello = Hello("impl", (), (), (), (), protocol=2, widened=(("eager_backing", True),))
+    out = summary(DiffOutcome(Verdict.PASS, hello, preset("virtio"), 0, ()), None)
+    assert json.loads(json.dumps(out))["declared_config"] == {"eager_backing": True}
+    assert summary(DiffOutcome(Verdict.PASS, None, preset("virtio"), 0, ()),
+                   None)["declared_config"] == {}
 
 
 @pytest.mark.parametrize("command", [PYTHON, pytest.param(JS, marks=needs_node)])
