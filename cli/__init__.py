@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from ballast import __version__, tally
 from ballast.argtypes import path, positive_int, rlimit, seconds, seed
-from ballast.errors import BallastError, UsageError, WorkerLost
+from ballast.errors import BallastError, GuardError, InternalError, UsageError, WorkerLost
 from ballast.cli.options import (
     HeaderConfig,
     add_model_options,
@@ -512,6 +512,11 @@ def _run(args_list: list[str], start: float) -> int:
     except WorkerLost as exc:  # the run could not finish: no verdict, not bad input either
         print(f"ballast: error: {_one_line(str(exc))} (inconclusive)", file=sys.stderr)
         return EXIT_INCONCLUSIVE
+    except (InternalError, GuardError) as exc:
+        # Ballast contradicted itself (a step its own search made that the model refuses, a
+        # finding the model does not confirm): a bug, never bad input.
+        print(_internal_error(exc), file=sys.stderr)
+        return EXIT_INTERNAL
     except BallastError as exc:
         print(f"ballast: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "GuardError",
     "InputError",
+    "InternalError",
     "OutputError",
     "UsageError",
     "WorkerLost",
@@ -57,6 +58,12 @@ class OutputError(BallastError):
 
 class ConfigError(BallastError):
     """A model configuration is inconsistent (for example more VMs than MPNs allow)."""
+
+
+class InternalError(BallastError):
+    """Ballast contradicted itself: a checker's finding that its own reference model does
+    not confirm, a step it applied where the model's guard refuses it. A bug of Ballast's,
+    never a verdict nor bad input: the command line says so and exits 4."""
 
 
 class GuardError(BallastError):

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ballast.errors import BallastError
+from ballast.errors import InternalError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
 from ballast.model.trace import Trace, write_trace_to
 from ballast.reports.atomic import atomic_write_files
@@ -25,7 +25,7 @@ __all__ = ["Counterexample", "CounterexampleNotReproduced", "markdown_explanatio
            "write_counterexample"]
 
 
-class CounterexampleNotReproduced(BallastError):
+class CounterexampleNotReproduced(InternalError):
     """A checker's counterexample does not break anything when replayed: a checker bug."""
 
 

@@ -16,7 +16,9 @@ import pytest
 import ballast.cli as cli
 from ballast import __version__
 from ballast.cli import PLUGIN_COMMANDS, PLUGINS, build_parser, main
-from ballast.errors import InputError
+from ballast.errors import GuardError, InputError
+from ballast.reports.counterexample import CounterexampleNotReproduced
+from ballast.validate.adapters.report import DivergenceNotReproduced
 from ballast.verdict import (
     EXIT_INCONCLUSIVE,
     EXIT_INTERNAL,
@@ -42,6 +44,13 @@ def _list_raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     (OSError(errno.ENOSPC, "No space left on device", "out/r.md"), EXIT_USAGE,
      "out/r.md: No space left on device"),
     (MemoryError(), EXIT_INCONCLUSIVE, "ran out of memory"),
+    # Ballast contradicting itself is a bug, never bad input (2) nor a verdict.
+    (CounterexampleNotReproduced("the trace does not replay"), EXIT_INTERNAL,
+     "internal error: CounterexampleNotReproduced: the trace does not replay"),
+    (DivergenceNotReproduced("the steps before the failure do not replay"), EXIT_INTERNAL,
+     "internal error: DivergenceNotReproduced"),
+    (GuardError("vmm_release", "the guest has reported no page for deflation"), EXIT_INTERNAL,
+     "internal error: GuardError: vmm_release: not allowed here"),
     (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted after"),
 ])
 def test_every_failure_has_its_exit_code_and_one_line(

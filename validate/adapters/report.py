@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ballast.errors import BallastError
+from ballast.errors import InternalError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
 from ballast.model.trace import (Trace, TraceHeader, TraceStep, atomic_write_files,
                                   trace_text)
@@ -38,7 +38,7 @@ PROPERTY = "implementation_agrees_with_model"
 """The name a divergence is filed under in ``header.expect.property``."""
 
 
-class DivergenceNotReproduced(BallastError):
+class DivergenceNotReproduced(InternalError):
     """The reference model does not confirm a reported divergence: a bug in Ballast."""
 
 
