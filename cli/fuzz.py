@@ -131,7 +131,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         _print_results(args, cfg, results, summary, gaps)
     if summary.failing:
         return 1
-    return EXIT_INCONCLUSIVE if gaps or summary.cut_short or summary.never_fired else 0
+    return EXIT_INCONCLUSIVE if (gaps or summary.cut_short or summary.never_fired
+                                 or summary.unconfirmed) else 0
 
 
 def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None]:
@@ -212,6 +213,11 @@ def _print_results(args: argparse.Namespace, cfg: Config, results: list[SeedResu
         out.print(f"INCONCLUSIVE: {len(summary.cut_short)} seed(s) did not run all "
                   f"{args.steps} batches: wall-clock limit of {args.max_seconds:g} s "
                   f"reached (--max-seconds)")
+    if summary.unconfirmed and not summary.failing:
+        out.print(f"INCONCLUSIVE: the reference model does not reproduce the violation of "
+                  f"seed(s) {list(summary.unconfirmed)}, so none is reported: the NumPy core "
+                  f"and the model disagree: a bug in Ballast; please report it to the Ballast "
+                  f"issue tracker with this command line", markup=False)
     if summary.never_fired and not summary.failing:
         out.print(f"INCONCLUSIVE: {len(summary.never_fired)} action(s) never took effect "
                   f"in any seed ({', '.join(summary.never_fired)}): raise --steps or "

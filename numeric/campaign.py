@@ -165,13 +165,21 @@ class CampaignSummary:
     never_fired: tuple[str, ...] = ()
     """Actions the workload draws that took effect in no seed: the campaign checked nothing
     that follows them (inconclusive, as a never-exercised action is to ``ballast check``)."""
+    unconfirmed: tuple[int, ...] = ()
+    """Seeds whose violation the reference model did not reproduce (no trace written): the
+    NumPy core and the model disagree, a bug in Ballast; no verdict (inconclusive), as the
+    numeric checker of ``ballast check`` says of it."""
 
 
 def summarise(results: Sequence[SeedResult], batches: int | None = None,
               drawn: Sequence[str] = ()) -> CampaignSummary:
-    """Totals, failing seeds (sorted), the properties they broke, and which of the actions
-    ``drawn`` (:func:`~ballast.numeric.workload.drawn_actions`) never took effect."""
-    bad = sorted((r for r in results if r.violation is not None), key=lambda r: r.seed)
+    """Totals, failing seeds (sorted: those whose violation the reference model reproduced),
+    the properties they broke, the seeds whose violation it did not reproduce, and which of
+    the actions ``drawn`` (:func:`~ballast.numeric.workload.drawn_actions`) never took
+    effect."""
+    found = sorted((r for r in results if r.violation is not None), key=lambda r: r.seed)
+    # A violation is reported only once the model reproduced it (``error`` says why not).
+    bad = [r for r in found if r.error is None]
     fired = {name for r in results for name, n in r.actions_seen.items() if n}
     return CampaignSummary(
         seeds=len(results), ops=sum(r.ops for r in results),
@@ -180,4 +188,5 @@ def summarise(results: Sequence[SeedResult], batches: int | None = None,
         properties=tuple(sorted({r.violation[0] for r in bad if r.violation})),
         cut_short=tuple(sorted(r.seed for r in results if batches is not None
                                and r.violation is None and r.batches < batches)),
-        never_fired=tuple(name for name in drawn if name not in fired))
+        never_fired=tuple(name for name in drawn if name not in fired),
+        unconfirmed=tuple(r.seed for r in found if r.error is not None))

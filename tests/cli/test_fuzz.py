@@ -157,3 +157,29 @@ def test_a_killed_worker_is_named_with_its_seeds_at_once(monkeypatch):
             got.append(r.seed)
     # Each seed's result as it came, seed 4's among them (sent before seed 5 killed it).
     assert 4 in got and 5 not in got and set(got) <= set(range(16)) - {5}
+
+
+def test_a_violation_the_model_does_not_reproduce_is_no_verdict(tmp_path, capsys, monkeypatch):
+    """The reference model confirms every violation before it is reported: one it does not
+    reproduce (the NumPy core and the model disagree, a bug in Ballast) writes no trace and
+    is inconclusive, never a violation (exit 1)."""
+    import ballast.numeric.runner as runner
+    from ballast.reports.counterexample import CounterexampleNotReproduced
+
+    def refuse(*args, **kwargs):
+        raise CounterexampleNotReproduced("the model does not break it")
+
+    monkeypatch.setattr(runner, "shrink_run", refuse)
+    argv = ["fuzz", "--vms", "8", "--pages", "32", "--steps", "300", "--fault",
+            "free_without_scrub", "--seeds", "0..1", "--workers", "1", "--report-dir",
+            str(tmp_path)]
+    code, out = _run(argv + ["--json"], capsys)
+    data = json.loads(out)
+    assert code == 3, out
+    assert data["summary"]["failing"] == [] and data["summary"]["properties"] == []
+    assert data["summary"]["unconfirmed"] == [0, 1]
+    assert all(s["violation"] and s["counterexample"] is None for s in data["seeds"])
+    assert not list(tmp_path.glob("*.jsonl"))
+    code, out = _run(argv + ["--no-progress"], capsys)
+    said = next(line for line in out.splitlines() if line.startswith("INCONCLUSIVE"))
+    assert code == 3 and "does not reproduce the violation of seed(s) [0, 1]" in said
