@@ -4,10 +4,13 @@ An implementation logs only some of its steps and only some of its state (``obse
 records: slash paths into :meth:`State.to_dict`).  The validator keeps the **set of model
 states consistent with the trace so far**: before each logged step it lets the model take
 up to ``max_gap`` unlogged steps (any action the model allows, as long as every property
-holds; a host's target is never guessed: an unlogged ``host_set_target`` takes the target
-the next logged step records or observes, and an unlogged step of the guest's allocator
-with more than :data:`CHOICES_SEARCHED` page choices takes the pages the next logged step
-names or observes, see :func:`stated_pages`), then applies the logged action to every
+holds; a host's target is not guessed: an unlogged ``host_set_target`` takes the target
+the next logged step records or observes, and only where those do not explain the step and
+it states no target for some VM is every target tried, on a guest of at most
+:data:`CHOICES_SEARCHED` targets; on a larger guest that step is inconclusive, never a
+mismatch, since a target not tried might explain it. An unlogged step of the guest's
+allocator with more than :data:`CHOICES_SEARCHED` page choices takes the pages the next
+logged step names or observes, see :func:`stated_pages`), then applies the logged action to every
 candidate and keeps the successors whose recorded state or observation matches and which
 break no property.  The whole trace must be consumed.  Memory is the candidate set
 (bounded by ``max_states``; a set that grows past it makes the result inconclusive) plus
@@ -393,6 +396,32 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
                           f"{CHOICES_SEARCHED} page choices and the log states none of its pages; "
                           f"log the step, or observe the pages it reports")
             return rep
+        unseen = _targets_not_stated(succ, model, max_gap) if not nxt else []
+        if unseen:
+            # The targets the log states do not explain the step, and it states none for
+            # some VM: on a small guest every target the host may set is tried before a
+            # mismatch is claimed; on a large one no target is guessed, so no verdict.
+            every = _every_target(model.cfg, unseen)
+            if every is None:
+                rep.outcome = "inconclusive"
+                rep.detail = (f"line {st.line}: no model behaviour explains this step with the "
+                              f"targets the log states, and an unlogged host_set_target may "
+                              f"have set one it never states (a guest of more than "
+                              f"{CHOICES_SEARCHED} pages: targets are not guessed); log "
+                              f"host_set_target, or observe "
+                              f"{', '.join(f'vms/{v}/target' for v in unseen)}")
+                return rep
+            succ.stated = tuple(sorted(set(succ.stated) | set(every)))
+            closed = _closure(succ, dict.fromkeys(frontier, 0), max_gap, max_states)
+            if closed is None:
+                rep.outcome = "inconclusive"
+                rep.detail = (f"line {st.line}: more than {max_states} model states explain "
+                              f"the trace with up to {max_gap} unlogged steps and any target "
+                              f"the host may set; raise --max-states, or log host_set_target")
+                return rep
+            tried = _Tried.of(model, checker, list(closed.items()), st)
+            nxt = _fewest(tried.found)
+            rep.max_states = max(rep.max_states, len(closed))
         if not nxt:
             rep.outcome = "mismatch"
             rep.violations = tried.broke
@@ -409,6 +438,32 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.detail = ("the trace logs no step and no initial state: nothing of the "
                       "implementation was judged")
     return rep
+
+
+def _targets_not_stated(succ: _Successors, model: BalloonModel, max_gap: int) -> list[int]:
+    """The VMs an unlogged ``host_set_target`` may have given a target that the step being
+    tried does not state (so none was tried): none where no step goes unlogged
+    (``max_gap`` 0), where the log logs every target, or where the host sets none."""
+    if max_gap == 0 or not succ.targets_unlogged or STATED_BY_THE_LOG not in model.table:
+        return []
+    stated = {vm for vm, _ in succ.stated}
+    return [vm for vm in range(model.cfg.vms) if vm not in stated]
+
+
+def _every_target(cfg: Config, vms: list[int]) -> list[tuple[int, int]] | None:
+    """``(vm, target)`` for every target the host may set on each of ``vms`` (whole balloon
+    units), or None where that is more than :data:`CHOICES_SEARCHED` choices.
+
+    >>> _every_target(Config(vms=2, guest_pages=4, machine_pages=8), [1])
+    [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4)]
+    >>> _every_target(Config(vms=1, guest_pages=4096, machine_pages=4096), [0]) is None
+    True
+    """
+    unit = cfg.balloon_unit_pages
+    targets = range(0, cfg.guest_pages + 1, unit)
+    if len(targets) * len(vms) > CHOICES_SEARCHED:
+        return None
+    return [(vm, p) for vm in vms for p in targets]
 
 
 @dataclass
