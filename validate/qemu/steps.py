@@ -162,8 +162,9 @@ class GuestRam:
 
     def locate(self, d: Discard, pfns: tuple[int, ...], guest_pages: int | None
                ) -> tuple[int, ...] | None:
-        """The pages of discard ``d`` (None: not located).  ``pfns`` are the buffer's
-        pages; the page read just before the discard, if any, teaches the base address."""
+        """The pages of discard ``d`` (None: not located, as a discard that runs past the
+        guest's RAM is).  ``pfns`` are the buffer's pages; the page read just before the
+        discard, if any, teaches the base address."""
         if guest_pages is not None and guest_pages * PAGE_SIZE >= self.LOW_RAM_BYTES:
             return None
         if self.base is None and d.after > 0:
@@ -172,7 +173,10 @@ class GuestRam:
         if self.base is None or d.hva < self.base:
             return None
         first = (d.hva - self.base) // PAGE_SIZE
-        return tuple(range(first, first + d.length // PAGE_SIZE))
+        end = first + d.length // PAGE_SIZE
+        if guest_pages is not None and end > guest_pages:
+            return None
+        return tuple(range(first, end))
 
 
 def _size(n: int) -> str:

@@ -65,6 +65,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from ballast.model.config import MAX_MODEL_SIZE
 from ballast.validate.qemu.bulk import PageRun, bulk_items
 from ballast.validate.qemu.events import (
     PAGE_SHIFT,
@@ -90,10 +91,15 @@ from ballast.validate.qemu.events import (
 from ballast.validate.qemu.fields import ascii_digits, fields, parse_int, parse_prefix, pointer, u32
 from ballast.validate.qemu.source import QemuLogError, Source, damaged_xz, open_lines, source_name
 
-__all__ = ["MAX_BUFFER_PAGES", "VIRTIO_QUEUE_MAX", "IgnoredLines", "read_trace"]
+__all__ = ["MAX_BUFFER_PAGES", "MAX_DISCARD_BYTES", "VIRTIO_QUEUE_MAX", "IgnoredLines",
+           "read_trace"]
 
 VIRTIO_QUEUE_MAX: Final = 1024
 """QEMU's bound on a virtio device's queues: a queue index at or beyond it is malformed."""
+
+MAX_DISCARD_BYTES: Final = MAX_MODEL_SIZE * PAGE_SIZE
+"""Longest RAM discard read: one larger than the largest guest the model holds cannot be a
+guest's (and its pages would be listed one by one)."""
 
 MAX_BUFFER_PAGES: Final = 1 << 20
 """A buffer larger than this many pages is taken for a malformed trace (bounds memory)."""
@@ -498,6 +504,10 @@ class _Reader:
                  time: float | None) -> Iterator[TraceEvent]:
         """A RAM discard: part of the buffer thread ``key`` is reading, else an event."""
         block, hva, length = _parse_discard(args)
+        if length > MAX_DISCARD_BYTES:
+            raise QemuLogError(self.file, self.number,
+                               f"a discard of {length:#x} bytes: more than the largest guest "
+                               f"the model holds ({MAX_MODEL_SIZE:,} pages of {PAGE_SIZE} bytes)")
         open_buffer = self.buffers.get(key)
         if open_buffer is None:
             yield RamDiscard(line=self.number, time=time, thread=thread, block=block,

@@ -557,3 +557,22 @@ def test_a_guest_too_large_for_one_ram_address_leaves_its_discards_unlocated(
     trace.write_text("\n".join(log.lines) + "\n")
     out = validate_qemu(trace, frozenset(), model=False)
     assert out.clean and out.ram is not None and (out.ram.discards, out.ram.unlocated) == (0, 2)
+
+
+def test_a_discard_past_the_guest_is_not_located_and_one_past_any_guest_is_refused(
+        tmp_path: Path) -> None:
+    # 1 GiB given back while a 64-page guest's page 5 was read: not a page of this guest, so
+    # not located (said, not judged), rather than 262,144 pages given back.
+    log = QemuLog(64).linux_inflate([5, 6], batch=2, discards={5: 1 << 30})
+    trace = tmp_path / "trace.log"
+    trace.write_text("\n".join(log.lines) + "\n")
+    out = validate_qemu(trace, frozenset())
+    assert out.ram is not None and (out.ram.discards, out.ram.unlocated) == (0, 1)
+    # 1 TiB is more than any guest the model holds: bad input naming the line, at once
+    # (it listed 268 million pages one by one).
+    huge = [t.replace("+ 0x40000000:", "+ 0x10000000000:") for t in log.lines]
+    assert huge != log.lines
+    trace.write_text("\n".join(huge) + "\n")
+    line = next(n for n, t in enumerate(huge, 1) if "0x10000000000" in t)
+    code, _, err = _run("validate", "--format", "qemu", str(trace))
+    assert code == 2 and f"trace.log:{line}: a discard of 0x10000000000 bytes" in err, err
