@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ballast.errors import InputError
+from ballast.model.trace import loads_record
+from ballast.opening import open_to_read
 from ballast.validate.qemu.capture import migrate_away, reset_guest, wait_settled
 from ballast.validate.qemu.guest import (
     MIB,
@@ -51,12 +53,16 @@ from ballast.validate.qemu.guest import (
     check_guest_mib,
 )
 
-__all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "OP_KINDS", "REBOOT_ODDS", "SHRINK_RUNS",
+__all__ = ["DEFAULT_DEVICE", "DEVICES", "FAULTS", "MAX_SCENARIO_BYTES", "OP_KINDS",
+           "REBOOT_ODDS", "SHRINK_RUNS",
            "LiveDevice", "LiveFailure", "LiveOp", "LiveOutcome", "LiveRunner", "LiveScenario",
            "SegmentJudge", "example_strategy", "live_test", "ops_strategy", "read_scenario"]
 
 SHRINK_RUNS: Final = 24
 """Most examples run on the guest while shrinking a failure."""
+
+MAX_SCENARIO_BYTES: Final = 1 << 20
+"""Largest scenario file read: one a failed run writes is a few hundred bytes."""
 
 FAULTS: Final[dict[str, str]] = {
     "hide-target": "drop virtio_balloon_to_target lines from what the judges see",
@@ -610,11 +616,22 @@ def read_scenario(path: str | os.PathLike[str]) -> LiveScenario:
     :class:`~ballast.errors.InputError` naming the file and what was expected otherwise."""
     name = os.fspath(path)
     try:
-        data = json.loads(Path(name).read_text(encoding="utf-8"))
+        # Not waiting for a pipe's writer, and never more than a scenario can be.
+        with open_to_read(name, binary=True) as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
+        if len(raw) > MAX_SCENARIO_BYTES:
+            raise InputError(name, None, f"more than {MAX_SCENARIO_BYTES:,} bytes: not a live "
+                             f"scenario file; expected {_SCENARIO_SHAPE}")
+        data = loads_record(raw.decode("utf-8"), name, 1)
     except OSError as exc:
         raise InputError(name, None, f"cannot read scenario: {exc.strerror}") from None
-    except ValueError as exc:  # not UTF-8, or not JSON
-        raise InputError(name, None, f"not a live scenario file ({exc}); expected "
+    except UnicodeDecodeError as exc:
+        raise InputError(name, None, f"not a live scenario file (not UTF-8 text: {exc.reason} "
+                         f"at byte {exc.start}); expected {_SCENARIO_SHAPE}") from None
+    except InputError as exc:  # not JSON, or JSON Ballast does not read (depth, NaN, ...)
+        if exc.file != name or exc.line is None:
+            raise
+        raise InputError(name, None, f"not a live scenario file ({exc.message}); expected "
                          f"{_SCENARIO_SHAPE}") from None
     try:
         scenario = _scenario_of(data)
@@ -655,6 +672,12 @@ def _check_scenario(name: str, scenario: LiveScenario) -> None:
         check_guest_mib(scenario.guest_mib)
     except CaptureError as exc:
         raise InputError(name, None, str(exc)) from None
+    for op in scenario.ops:
+        # A balloon target is the guest's RAM left to it; pressure fills at most all of it.
+        low = 1 if op.kind == "target" else 0
+        if op.kind in ("target", "pressure") and not low <= op.mib <= scenario.guest_mib:
+            raise InputError(name, None, f'a {op.kind} op\'s "mib" must be from {low} to the '
+                             f"guest's {scenario.guest_mib} MiB, not {op.mib}")
 
 
 def _whole(value: object, what: str) -> int:

@@ -159,12 +159,25 @@ def test_scenario_files_are_read_or_refused_with_exit_2(tmp_path: Path) -> None:
     assert read_scenario(good) == LiveScenario((LiveOp("migrate"),), None, 256, "free-page-hint")
     for text in ("not json", '{"ops": [{"kind": "poweroff"}]}', '{"ops": [], "fault": "x"}', "[]",
                  '{"ops": [], "device": "no-such-device"}', '{"ops": [], "guest_mib": 0}',
-                 '{"ops": [{"kind": "target", "mib": "1G"}]}'):
+                 '{"ops": [{"kind": "target", "mib": "1G"}]}',
+                 # values QEMU would refuse only after a boot, refused before it
+                 '{"ops": [{"kind": "target", "mib": -5}]}', '{"ops": [{"kind": "target"}]}',
+                 '{"ops": [{"kind": "target", "mib": 257}]}',
+                 '{"ops": [{"kind": "pressure", "mib": 300}], "guest_mib": 256}',
+                 # JSON Ballast does not read: nested past its depth, NaN, too long
+                 "[" * 100_000 + "]" * 100_000, '{"ops": [], "guest_mib": NaN}',
+                 '{"ops": []}' + " " * (1 << 20)):
         bad = tmp_path / "bad.json"
         bad.write_text(text)
         code, out, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"),
                               "--replay", str(bad))
         assert code == 2 and str(bad) in err and "Traceback" not in err, (text, err)
+    # A named pipe no program writes to is an empty file, not a wait for ever.
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--replay",
+                        str(fifo))
+    assert code == 2 and str(fifo) in err and "not valid JSON" in err, err
     code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--examples", "0")
     assert code == 2 and "--examples" in err
     code, _, err = _run("capture", "qemu-live", "--out", str(tmp_path / "o"), "--devices",
