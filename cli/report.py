@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any
 
+from ballast.argtypes import path
 from ballast.reports.page import FORMATS, parse_formats, read_trace_lines, write_report
 from ballast.statespace.traces import lasso_claim
 
@@ -47,7 +48,7 @@ def register(subparsers: Any) -> None:
                     "HTML page and a Markdown twin: the broken property, a sequence diagram, "
                     "every step's state change, memory over the steps, the replay command.")
     p.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, format v1)")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", type=path, default=None,
                    help="folder for the reports (default: the trace's own folder)")
     p.add_argument("--format", default="html,md",
                    help=f"comma-separated formats: {', '.join(FORMATS)} (default: html,md)")

@@ -95,6 +95,10 @@ class _CountingLines:
 
 
 def _validate_cmd(args: argparse.Namespace) -> int:
+    for flag in ("qmp", "emit_trace"):
+        if getattr(args, flag) == "":  # an empty path would mean the current folder
+            raise UsageError(f"--{flag.replace('_', '-')}: expected a path, got an empty "
+                             "string")
     if args.format == "qemu":
         if args.emit_trace and args.qmp and Path(args.qmp).exists() and \
                 Path(args.emit_trace).resolve() == Path(args.qmp).resolve():
@@ -106,8 +110,9 @@ def _validate_cmd(args: argparse.Namespace) -> int:
         out = validate_qemu(args.trace, features, emit_trace=args.emit_trace,
                             progress=not (args.quiet or args.no_progress), qmp=args.qmp,
                             model=not args.no_model)
-        return _report_qemu(out, args.strict, args.json, sys.stdout)
-    if args.qmp or args.features or args.emit_trace or args.no_model:
+        return _report_qemu(out, args.strict, args.json, sys.stdout, args.qmp)
+    if (args.qmp is not None or args.features is not None or args.emit_trace is not None
+            or args.no_model):
         raise UsageError("--qmp, --features, --emit-trace and --no-model go with --format qemu")
     return _validate_ballast(args)
 
@@ -187,7 +192,8 @@ def _state_summary(s: Any) -> str:
 # --------------------------------------------------------------------------- QEMU
 
 
-def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> int:
+def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str],
+                 qmp_log: str | None = None) -> int:
     rep = o.report
     code = o.exit_code(strict)
     v = rep.violation
@@ -259,8 +265,10 @@ def _report_qemu(o: QemuOutcome, strict: bool, as_json: bool, out: IO[str]) -> i
         out.write(f"  {given_back}\n")
     if o.qmp is not None and not o.qmp:
         out.write(f"  QMP: {len(QMP_CHECKS)} cross-checks hold ({', '.join(sorted(QMP_CHECKS))})\n")
+    logs = {"qmp": qmp_log or "qmp", "trace": o.trace}  # the files the findings' lines are in
     for f in o.qmp or []:
-        out.write(f"{f.file}:{f.line}: QMP cross-check {f.check} broken: {f.message}\n")
+        out.write(f"{logs.get(f.file, f.file)}:{f.line}: QMP cross-check {f.check} broken: "
+                  f"{f.message}\n")
     for w in rep.warnings:
         out.write(f"  warning: SHOULD {w.rule}: {w.message}\n")
     if o.ignored_note is not None:

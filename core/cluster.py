@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from ballast.argtypes import whole_number
 from ballast.errors import UsageError
 
 __all__ = ["CONNECT_SECONDS", "Scheduler", "add_scheduler_option", "connected", "installed",
@@ -78,11 +79,10 @@ def parse_scheduler(text: str) -> Scheduler:
         count = spec.partition(":")[2]
         if not count:
             return Scheduler(None, os.cpu_count() or 1)
-        try:
-            workers = int(count)
-        except ValueError:
+        workers = whole_number(count)  # the digits 0-9 only, as every number flag
+        if workers is None:
             raise UsageError(f"--scheduler {text}: expected local:N with N a number of "
-                             "workers") from None
+                             "workers (the digits 0-9)")
         if workers < 1:
             raise UsageError(f"--scheduler {text}: the number of workers must be at least 1")
         most = 4 * (os.cpu_count() or 1)

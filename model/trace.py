@@ -650,6 +650,7 @@ def _observed_path_problem(path: str, template: State) -> str | None:
     """Why ``path`` names no part of a state of the trace's configuration (``template``:
     its initial state), or None. VM numbers and indices are decimal, from 0."""
     if any(part.startswith(("-", "+")) or (part[:1].isdigit() and not part.isdigit())
+           or (part.isdigit() and not part.isascii())  # other scripts' digits: not 0-9
            for part in path.strip("/").split("/")):
         return "is not a path into the state: indices are whole numbers from 0"
     try:

@@ -270,6 +270,11 @@ HUGE = str(10**30)
     (["prove", "--preset", "core", "--bmc-depth", HUGE], "argument --bmc-depth"),
     (["prove", "--preset", "core", "--reach-states", HUGE], "argument --reach-states"),
     (["capture", "qemu", "--out", ""], "argument --out: expected a folder"),
+    (["report", "t.jsonl", "--out", ""], "argument --out: expected a path"),
+    (["validate", "t.jsonl", "--emit-trace", ""], "--emit-trace: expected a path"),
+    (["validate", "--format", "qemu", "t.log", "--emit-trace", ""],
+     "--emit-trace: expected a path"),
+    (["validate", "--format", "qemu", "t.log", "--qmp", ""], "--qmp: expected a path"),
 ])
 def test_absurd_or_empty_flags_are_refused_before_any_work(tmp_path: Path, args: list[str],
                                                            words: str) -> None:

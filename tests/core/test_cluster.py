@@ -32,6 +32,7 @@ def test_what_a_scheduler_spec_names(text: str, expected: Scheduler) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "localhost:8786", "tcp://", "local:-1", "local:x",
+                                  "local:\uff11", "local: 1", "local:1_0", "local:+2",
                                   f"local:{4 * (os.cpu_count() or 1) + 1}"])
 def test_a_spec_that_names_no_cluster_is_bad_usage(text: str) -> None:
     with pytest.raises(UsageError, match="--scheduler"):

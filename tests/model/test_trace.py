@@ -57,6 +57,8 @@ def test_round_trip(tmp_path: Path) -> None:
     ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
      '{"vms/-1/target": 0}}', "indices are whole numbers from 0"),
     ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
+     '{"vms/\u0661/target": 0}}', "indices are whole numbers from 0"),  # Arabic-Indic 1
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
      '{"nonsense/path": 2}}', "not part of the model's state"),
     ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "observe": '
      '{"vms/0/guest/frobs": 2}}', "not part of the model's state"),

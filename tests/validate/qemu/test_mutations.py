@@ -317,6 +317,12 @@ def test_the_command_line_reports_the_model_and_qmp(
     broken = [b["check"] for b in data["qmp"]["broken"]]
     # The trace is cut short, so the later balloon requests never reach the device either.
     assert broken == ["qmp_actual_matches_device", "qmp_balloon_request_reaches_device"]
+    # In words, each finding names the file its line is in: the QMP log, or the trace.
+    assert main(["validate", "--format", "qemu", str(t), "--qmp", str(q), "--no-progress"]) == 1
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "QMP cross-check" in ln]
+    files = {b["check"]: b["file"] for b in data["qmp"]["broken"]}
+    assert len(said) == 2 and all(
+        ln.startswith(f"{q if files[c] == 'qmp' else t}:") for ln, c in zip(said, broken)), said
 
 
 @pytest.mark.slow
