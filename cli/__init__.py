@@ -357,8 +357,9 @@ def _add_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hypothesis-profile", default=None, metavar="ci|dev|thorough",
                    help="Hypothesis settings profile (default: ci when CI=true, else dev)")
     p.add_argument("--hypothesis-db", type=path, default=None, metavar="PATH",
-                   help="Hypothesis example database (default: REPORT_DIR/hypothesis-db; "
-                        "off under CI and the ci profile unless given)")
+                   help="keep the failures Hypothesis finds in this example database and "
+                        "replay them first next time (default: none, so the same command and "
+                        "seed run the same examples every time)")
     p.add_argument("--report-dir", type=path, default=Path("reports/out"))
     p.add_argument("--junit", type=path, default=None, help="write JUnit XML here")
     p.add_argument("--sarif", type=path, default=None, help="write SARIF 2.1.0 here")

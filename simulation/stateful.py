@@ -64,8 +64,8 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.seeded_draws import seed_only_draws
 
-__all__ = ["DATABASE_DIR", "PROFILES", "SHRINK_STEPS", "MachineOutcome", "PropertyBroken",
-           "default_profile", "domain_strategy", "example_database", "machine_for", "model_key",
+__all__ = ["PROFILES", "SHRINK_STEPS", "MachineOutcome", "PropertyBroken",
+           "default_profile", "domain_strategy", "machine_for", "model_key",
            "profile_settings", "run_machine"]
 
 
@@ -108,10 +108,6 @@ SHRINK_STEPS = 20_000
 the module docstring); the shortest failing run seen by then is the counterexample. The
 seeded faults the default suite catches take 2,000 to 11,500 such steps to shrink fully."""
 
-DATABASE_DIR = "hypothesis-db"
-"""The example database's folder under the report directory."""
-
-
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
@@ -119,22 +115,6 @@ def _in_ci() -> bool:
 def default_profile() -> str:
     """``ci`` when the environment says ``CI=true``, else ``dev``."""
     return "ci" if _in_ci() else "dev"
-
-
-def example_database(profile: str, report_dir: Path, asked: Path | None = None) -> Path | None:
-    """Where the example database lives: ``asked`` if given; otherwise
-    ``report_dir/hypothesis-db``, except in CI or under the ``ci`` profile (off).
-
-    >>> example_database("ci", Path("out")) is None
-    True
-    >>> example_database("ci", Path("out"), Path("db")).as_posix()
-    'db'
-    """
-    if asked is not None:
-        return asked
-    if profile == "ci" or _in_ci():
-        return None
-    return Path(report_dir) / DATABASE_DIR
 
 
 class PropertyBroken(AssertionError):

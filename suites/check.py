@@ -30,7 +30,7 @@ from ballast.model.system import BalloonModel, Violation
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.simulation.randomwalk import random_run
 from ballast.simulation.shrink import shrink_actions
-from ballast.simulation.stateful import (default_profile, example_database, profile_settings,
+from ballast.simulation.stateful import (default_profile, profile_settings,
                                          run_machine)
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
@@ -192,7 +192,9 @@ def check_hypothesis(model: BalloonModel, opts: CheckOptions) -> CheckResult:
     """The Hypothesis state machine, seeded; a failure is shrunk by Hypothesis first."""
     start = time.monotonic()
     profile = opts.hypothesis_profile or default_profile()
-    database = example_database(profile, opts.report_dir, opts.hypothesis_db)
+    # Off unless asked for: replaying the failures an earlier run kept would make the same
+    # command and seed run differently from one time to the next.
+    database = opts.hypothesis_db
     examples = opts.hypothesis_examples or profile_settings(profile).max_examples
     with shown_progress.meter("hypothesis", total=examples, unit="runs") as meter:
         def ran(runs: int) -> None:

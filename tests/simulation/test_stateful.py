@@ -19,7 +19,6 @@ from ballast.model.system import BalloonModel
 from ballast.simulation.stateful import (
     PROFILES,
     domain_strategy,
-    example_database,
     machine_for,
     model_key,
     profile_settings,
@@ -225,16 +224,6 @@ def test_the_three_profiles_are_made_for_each_run_and_an_unknown_one_is_refused(
     assert profile_settings("ci").database is None
     with pytest.raises(UsageError, match="unknown Hypothesis profile"):
         profile_settings("fast")
-
-
-def test_the_database_is_off_in_ci_unless_asked(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CI", "true")
-    assert example_database("dev", tmp_path) is None
-    assert example_database("ci", tmp_path, tmp_path / "db") == tmp_path / "db"
-    monkeypatch.delenv("CI")
-    assert example_database("dev", tmp_path) == tmp_path / "hypothesis-db"
-    assert example_database("ci", tmp_path) is None
 
 
 def test_the_database_keeps_a_failure_and_replays_it(tmp_path: Path) -> None:
