@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 from ballast.errors import InputError
 
 from ballast.model.actions import Action
+from ballast.model.config import model_size
 from ballast.model.state import State
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceHeader, TraceStep, atomic_write_text, write_trace_to
@@ -58,7 +59,7 @@ from ballast.statespace.liveness import (
     strong_fairness_class,
 )
 
-__all__ = ["SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end", "check_lasso",
+__all__ = ["SEARCHED_SIZE_LIMIT", "SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end", "check_lasso",
            "goal_unreachable", "lasso_claim", "lasso_start", "make_trace", "reaches",
            "run_actions", "verify_lasso", "write_finding", "write_liveness"]
 
@@ -104,6 +105,12 @@ def write_finding(ex: Exploration, finding: Finding, out_dir: Path, name: str) -
 
 SEARCH_LIMIT = 1_000_000
 """States searched from a stuck state before its claim is left undecided."""
+
+SEARCHED_SIZE_LIMIT = 4_096
+"""Largest configuration (pages, slots and processors, :func:`model_size`) searched from a
+trace's last state: the search lists every step of every state it meets, as the explorer
+does, and on a larger guest the page sets an actor may choose are too many to list (a claim
+about such a trace's last state is left undecided, never searched until memory runs out)."""
 
 
 def reaches(model: BalloonModel, start: State, goal: Callable[[State], bool],
@@ -302,7 +309,8 @@ class EndCheck:
     property: str
     confirmed: bool | None
     """The claim holds of the last state; None: the search from it was not finished within
-    :data:`SEARCH_LIMIT` states."""
+    :data:`SEARCH_LIMIT` states, or the configuration is larger than
+    :data:`SEARCHED_SIZE_LIMIT`."""
     detail: str
     """What was found, in words."""
     step: int
@@ -354,6 +362,11 @@ def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
             return EndCheck(DEADLOCK, True, f"{who} in the last state", step)
         return EndCheck(DEADLOCK, False, "no VM's protocol is stalled: steps move the "
                         f"protocol on from the last state (one enabled: {first})", step)
+    size = model_size(cfg)
+    if size > SEARCHED_SIZE_LIMIT:
+        return EndCheck(str(prop), None, f"a configuration of {size:,} pages, slots and "
+                        f"processors: too large to search from the last state (at most "
+                        f"{SEARCHED_SIZE_LIMIT:,}), so the claim is not decided", step)
     reach = REACH_PROPERTIES.get(str(prop))
     if reach is not None:
         if not reach.assumed(cfg, end):

@@ -100,6 +100,22 @@ def test_a_module_that_never_completes_cannot_reach_its_target(tmp_path: Path) -
     assert cut is not None and cut.confirmed is None and "undecided" in cut.describe()
 
 
+def test_a_claim_about_the_last_state_of_a_huge_guest_is_not_searched() -> None:
+    """The same kind of claim on a guest of a million pages (a file of three lines) is left
+    undecided at once: searching from its last state listed page sets until memory ran
+    out."""
+    from ballast.statespace.traces import SEARCHED_SIZE_LIMIT, make_trace
+
+    cfg = EXPLORE_CONFIGS["one-vm-no-host-use"].replace(guest_pages=1_000_000,
+                                                         machine_pages=1_000_000)
+    model = BalloonModel(cfg)
+    trace = make_trace(model, [Action.of("host_set_target", vm=0, pages=1)],
+                       {"property": CAN_REACH, "step": 1, "vm": 0}, "EF")
+    end = check_end(trace, model=model)
+    assert end is not None and end.confirmed is None, end
+    assert "too large to search" in end.detail and f"{SEARCHED_SIZE_LIMIT:,}" in end.detail
+
+
 def test_liveness_refuses_a_reduced_graph() -> None:
     ex = explore(BalloonModel(EXPLORE_CONFIGS["one-vm"]), symmetry=True, keep_edges=True)
     with pytest.raises(UsageError):
