@@ -59,8 +59,8 @@ from ballast.statespace.liveness import (
     strong_fairness_class,
 )
 
-__all__ = ["SEARCHED_SIZE_LIMIT", "SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end", "check_lasso",
-           "goal_unreachable", "lasso_claim", "lasso_start", "make_trace", "reaches",
+__all__ = ["SEARCHED_SIZE_LIMIT", "SEARCH_LIMIT", "EndCheck", "LassoCheck", "check_end",
+           "check_lasso", "goal_unreachable", "lasso_claim", "lasso_start", "make_trace", "reaches",
            "run_actions", "verify_lasso", "write_finding", "write_liveness"]
 
 CHECKER = "explore"
