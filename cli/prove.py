@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--max-seconds must be positive")
     if args.reach_states < 0:
         raise UsageError("--reach-states must not be negative")
+    most = 4 * (os.cpu_count() or 1)
+    if args.jobs is not None and args.jobs > most:  # as fuzz's --workers: Z3 processes
+        raise UsageError(f"--jobs {args.jobs}: at most {most} (4 per processor) on this "
+                         "machine")
     cfg = config_from_args(args)
     if args.list_queries:
         if args.up_to:

@@ -43,6 +43,7 @@ from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.opening import open_to_read
 from ballast.model.schema import SCHEMA, Kind
+from ballast.model.sometimes import SOMETIMES
 from ballast.model.state import State, initial_state, plain_value, state_from_dict
 
 if TYPE_CHECKING:
@@ -748,6 +749,11 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
             problem = _observed_path_problem(path, template)
         if problem is not None:
             raise InputError(source, line, f"observed {path} {problem}")
+    unknown = [w for w in record.get("witnesses", ()) if w not in SOMETIMES]
+    if unknown:
+        raise InputError(source, line, f"witnesses names no scenario of the model: "
+                         f"{unknown[0]!r:.60}; expected scenario names (ballast list "
+                         f"scenarios)")
     act = Action.of(name, **{k: args[k] for k in spec.params})
     return TraceStep(step=record["step"], action=act, state=record.get("state"),
                      observe=record.get("observe"),

@@ -102,6 +102,10 @@ def write_report(trace_path: str | Path, out_dir: str | Path | None = None,
     """
     p = Path(trace_path)
     fmts = parse_formats(formats)
+    if out_dir is None and p.exists() and not p.is_file() and not p.is_dir():
+        # A pipe (``<(xz -dc t.jsonl.xz)``, /dev/stdin) has no folder to write beside it.
+        raise UsageError(f"{p} is not a file in a folder (a pipe?): give --out FOLDER for "
+                         "the reports")
     trace, lines = read if read is not None else read_trace_lines(p)
     texts = render_report(explain(trace, name or str(trace_path), lines), fmts)
     out = Path(out_dir) if out_dir is not None else p.parent

@@ -264,7 +264,7 @@ def lasso_claim(trace: Trace, source: str = "<trace>") -> tuple[int, str, int | 
                          f"{', '.join(FAIRNESS_CHOICES)}, got {fairness!r}")
     honest = list(honest_vms(trace.header.config))
     vm = expect.get("vm")
-    if vm is not None and (isinstance(vm, bool) or vm not in honest):
+    if vm is not None and (isinstance(vm, bool) or not isinstance(vm, int) or vm not in honest):
         raise InputError(source, 1, f"expect.vm must be a VM that follows the protocol "
                          f"({', '.join(map(str, honest)) or 'none'}), got {vm!r}")
     return start, str(fairness), vm
@@ -350,6 +350,11 @@ def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
         return None
     model = model if model is not None else model_for(trace.header)
     cfg = model.cfg
+    vm = expect.get("vm")
+    if vm is not None and (isinstance(vm, bool) or not isinstance(vm, int)
+                           or not 0 <= vm < cfg.vms):
+        raise InputError(source, 1, f"expect.vm must be a VM number from 0 to {cfg.vms - 1}, "
+                         f"got {vm!r:.40}")
     end = run_actions(model, [st.action for st in trace.steps])[-1]
     step = len(trace.steps)
     if prop == DEADLOCK:
@@ -375,8 +380,7 @@ def check_end(trace: Trace, source: str = "<trace>", limit: int = SEARCH_LIMIT,
         found, searched = reaches(model, end, lambda s: reach.goal(cfg, s), reach.moves, limit)
         return EndCheck(reach.name, None if found is None else not found,
                         _searched(found, searched, "the goal"), step)
-    vm = expect.get("vm")
-    vms = [vm] if isinstance(vm, int) and not isinstance(vm, bool) else list(honest_vms(cfg))
+    vms = [vm] if vm is not None else list(honest_vms(cfg))
     for v in vms:
         if not 0 <= v < cfg.vms or at_target(end, v) or \
                 not feasible_target(cfg, end.vms[v].target):

@@ -275,6 +275,7 @@ HUGE = str(10**30)
     (["validate", "--format", "qemu", "t.log", "--emit-trace", ""],
      "--emit-trace: expected a path"),
     (["validate", "--format", "qemu", "t.log", "--qmp", ""], "--qmp: expected a path"),
+    (["prove", "--preset", "core", "--jobs", "100000"], "--jobs 100000: at most"),
 ])
 def test_absurd_or_empty_flags_are_refused_before_any_work(tmp_path: Path, args: list[str],
                                                            words: str) -> None:

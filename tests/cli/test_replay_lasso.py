@@ -91,3 +91,23 @@ def test_an_illegal_step_in_a_lasso_is_still_illegal(lasso_trace: Path, tmp_path
     forged = tmp_path / "forged.jsonl"
     forged.write_text("\n".join(lines) + "\n")
     assert main(["replay", str(forged)]) == 1
+
+
+@pytest.mark.parametrize("vm", [0.0, 0.5, "0", [0], True, -1, 7])
+def test_a_claim_naming_no_vm_is_bad_input(lasso_trace: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           vm: object) -> None:
+    """``expect.vm`` names a VM by its number: 0.0 (equal to 0), a string or a VM out of
+    range is refused, for a lasso and for a claim about the last state, never read as some
+    VM nor ignored."""
+    trace = read_trace(lasso_trace)
+    lasso = _rewrite(trace, tmp_path / "lasso.jsonl", vm=vm)
+    assert main(["replay", str(lasso)]) == 2
+    assert "expect.vm must be" in capsys.readouterr().err
+    header = dataclasses.replace(trace.header, expect={
+        "property": "balloon_can_reach_target", "step": len(trace.steps), "vm": vm})
+    stuck = tmp_path / "stuck.jsonl"
+    write_trace(stuck, Trace(header, trace.steps))
+    assert main(["replay", str(stuck)]) == 2
+    err = capsys.readouterr().err
+    assert f"{stuck}:1: expect.vm must be a VM number" in err, err

@@ -45,6 +45,8 @@ def test_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("line2, message", [
     ("{not json", "not valid JSON"),
     ('{"step": 1, "action": "host_fly", "args": {}}', "unknown action 'host_fly'"),
+    ('{"step": 1, "action": "balloon_poll", "args": {"vm": 0}, "witnesses": ["nope"]}',
+     "witnesses names no scenario of the model: 'nope'"),
     ('{"step": 1, "action": "host_set_target", "args": {"vm": 0}}', "takes arguments vm, pages"),
     ('{"step": 2, "action": "balloon_poll", "args": {"vm": 0}}', "expected step 1"),
     ('{"step": 1, "actor": "host", "action": "balloon_poll", "args": {"vm": 0}}',

@@ -336,3 +336,12 @@ def test_a_trace_handed_over_through_a_pipe_is_read_once_by_every_reader(
         finally:
             os.close(read_end)
     assert sorted(p.suffix for p in out_dir.iterdir()) == [".html", ".md"]
+    # Without --out the reports have no folder beside a pipe (/dev/fd): it is asked for.
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, text)
+        os.close(write_end)
+        o = run_cli(["report", f"/dev/fd/{read_end}"], seconds=30)
+        assert o.code == 2 and "give --out FOLDER" in o.err and "Traceback" not in o.err, o.err
+    finally:
+        os.close(read_end)
