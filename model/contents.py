@@ -2,23 +2,23 @@
 
 Counts and page sets can all be right while data is lost or leaks across VMs
 (a freed machine page handed on without scrubbing, a page zeroed under a live
-process). These derived observations make contents visible to an observer who
-cannot see the whole state -- a trace's ``observe`` and an implementation's
-adapter replies use the same keys:
+process). These functions make contents visible to an observer who cannot see the
+whole state; :mod:`ballast.model.derived` names them as observations that a trace's
+``observe`` and an implementation's adapter replies use alike:
 
 * ``vms/N/guest/tokens``: per VPN of VM N, the token its process would read back
-  now (0: never written), from memory, host swap or the guest's own disk;
-* ``vms/N/guest/digest``: :func:`contents_digest` of VM N's resident (VPN, token) pairs;
+  now (0: never written), from memory, host swap or the guest's own disk
+  (:func:`read_back`);
+* ``vms/N/guest/digest``: :func:`contents_digest` of VM N's resident (VPN, token) pairs
+  (:func:`resident_digest`);
 * ``host/unscrubbed_count``: MPNs free or in the host's own use that still hold
-  a guest's data instead of the zero page.
+  a guest's data instead of the zero page (:func:`unscrubbed_count`).
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.state import initial_state
 >>> s = initial_state(Config(vms=1, guest_pages=2, guest_data_pages=2, machine_pages=2))
->>> content_observation(s, "vms/0/guest/tokens"), content_observation(s, "host/unscrubbed_count")
+>>> read_back(s, 0), unscrubbed_count(s)
 ([0, 0], 0)
->>> content_observation(s, "vms/0/target") is None
-True
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ from typing import Iterable
 
 from ballast.model.state import UNBACKED, State, swap_of
 
-__all__ = ["CONTENT_KEYS", "content_observation", "contents_digest", "read_back",
-           "resident_digest", "unscrubbed_count"]
-
-CONTENT_KEYS = ("vms/*/guest/tokens", "vms/*/guest/digest", "host/unscrubbed_count")
-"""The content observation keys, ``*`` standing for a VM number."""
+__all__ = ["contents_digest", "read_back", "resident_digest", "unscrubbed_count"]
 
 
 def read_back(s: State, vm: int) -> list[int]:
@@ -72,24 +68,3 @@ def resident_digest(s: State, vm: int) -> int:
 def unscrubbed_count(s: State) -> int:
     """MPNs free or in the host's own use whose contents are not the zero page."""
     return sum(1 for m in s.host.free | s.host.in_use if s.host.content[m] != 0)
-
-
-def content_observation(s: State, key: str) -> list[int] | int | None:
-    """The value of a content key in ``s``; None if ``key`` is no content key.
-
-    Raises IndexError for a VM that does not exist.
-    """
-    if key == "host/unscrubbed_count":
-        return unscrubbed_count(s)
-    parts = key.split("/")
-    if len(parts) == 4 and parts[0] == "vms" and parts[1].isdigit() and parts[2] == "guest":
-        vm = int(parts[1])
-        if parts[3] == "tokens":
-            return read_back(s, vm) if vm < len(s.vms) else _missing(vm)
-        if parts[3] == "digest":
-            return resident_digest(s, vm) if vm < len(s.vms) else _missing(vm)
-    return None
-
-
-def _missing(vm: int) -> int:
-    raise IndexError(f"no VM {vm}")

@@ -38,7 +38,7 @@ from ballast import tally
 from ballast.errors import InputError, OutputError
 from ballast.model.actions import ACTIONS, Action, ActionSpec
 from ballast.model.config import Config
-from ballast.model.contents import content_observation
+from ballast.model.derived import derived_observation
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.opening import open_to_read
@@ -68,6 +68,7 @@ __all__ = [
     "loads_record",
     "nearest_folder",
     "observe_matches",
+    "observed_problem",
     "parse_trace",
     "read_trace",
     "state_problem",
@@ -655,7 +656,7 @@ def _observed_path_problem(path: str, template: State) -> str | None:
            for part in path.strip("/").split("/")):
         return "is not a path into the state: indices are whole numbers from 0"
     try:
-        if content_observation(template, path) is None:
+        if derived_observation(template, path) is None:
             _state_field(template, path)
     except (KeyError, IndexError, ValueError, AttributeError, TypeError):
         return (f"is not part of the model's state (a VM number from 0 to "
@@ -699,8 +700,13 @@ def _arg_problem(value: Any, annotation: Any) -> str | None:
     return None if ok else "must be an integer, a string or an array of integers"
 
 
-def _observed_problem(value: Any) -> str | None:
-    """Observed values are parts of a state: integers, arrays of them, objects of those."""
+def observed_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an observed value, or None: observed values are parts of a
+    state, integers, arrays of them (or of arrays of them), objects of those.
+
+    >>> observed_problem([1, 2]), observed_problem(1.0)
+    (None, 'must be an integer, an array of integers or an object of those')
+    """
     if _is_int(value):
         return None
     if isinstance(value, list):
@@ -709,7 +715,7 @@ def _observed_problem(value: Any) -> str | None:
         return None if ok else "must hold integers, as the state does"
     if isinstance(value, dict):
         for sub in value.values():
-            problem = _observed_problem(sub)
+            problem = observed_problem(sub)
             if problem is not None:
                 return problem
         return None
@@ -744,7 +750,7 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
     template = _observation_template(cfg) if cfg is not None and record.get("observe") \
         else None
     for path, value in (record.get("observe") or {}).items():
-        problem = _observed_problem(value)
+        problem = observed_problem(value)
         if problem is None and template is not None:
             problem = _observed_path_problem(path, template)
         if problem is not None:
@@ -935,8 +941,9 @@ def observe_matches(state: State, observe: dict[str, Any]) -> str | None:
     """
     for path, want in observe.items():
         try:
-            # Contents (model.contents) are derived from the state, not a path into it.
-            have = content_observation(state, path)
+            # Counts and contents (model.derived) are derived from the state, not a path
+            # into it.
+            have = derived_observation(state, path)
             if have is None:
                 # Only the observed field is converted, not the whole state: a real
                 # guest's state is large and most steps observe one number.

@@ -16,8 +16,11 @@ number) or for the host (``host/...``):
   seen: the token a process would read back from each of its virtual pages
   (``vms/*/guest/tokens``), a digest of a VM's resident contents
   (``vms/*/guest/digest``, :func:`contents_digest`), and the machine pages
-  that left a VM without being scrubbed (``host/unscrubbed_count``); defined
-  in :mod:`ballast.model.contents`, so a trace's ``observe`` may carry them too.
+  that left a VM without being scrubbed (``host/unscrubbed_count``).
+
+Counts and contents are defined once, in :mod:`ballast.model.derived`, so a trace's
+``observe`` carries every key an implementation may declare, and ``ballast replay`` of a
+divergence's trace shows the difference.
 
 An implementation declares the keys it provides in its ``hello``; only those
 are compared.
@@ -34,12 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ballast.model.actions import held_pages
 from ballast.model.config import Config
-from ballast.model.contents import (CONTENT_KEYS, contents_digest, read_back, resident_digest,
-                                    unscrubbed_count)
+from ballast.model.contents import contents_digest, read_back
+from ballast.model.derived import DERIVED
 from ballast.model.schema import SCHEMA, Kind
-from ballast.model.state import BALLOON, FREE, UNBACKED, State
+from ballast.model.state import State
 
 __all__ = [
     "OBSERVATIONS",
@@ -47,8 +49,10 @@ __all__ = [
     "compare",
     "contents_digest",
     "in_trace",
+    "read_back",
     "expand_keys",
     "is_state_path",
+    "observation_problem",
     "observe",
     "observe_key",
 ]
@@ -69,55 +73,13 @@ class ObservationKey:
     None for a path into :meth:`State.to_dict`."""
     unordered: bool = False
     """A set or a queue: compared as sorted lists, whatever order the implementation uses."""
+    listed: bool = False
+    """Its value is an array (of integers, or of arrays of them), not one integer."""
 
     @property
     def per_vm(self) -> bool:
         """Whether the key exists once per VM."""
         return self.template.startswith("vms/*/")
-
-
-def _guest_free(s: State, vm: int) -> Value:
-    return s.vms[vm].guest.ppn_use.count(FREE)
-
-
-def _guest_balloon(s: State, vm: int) -> Value:
-    return s.vms[vm].guest.ppn_use.count(BALLOON)
-
-
-def _backed(s: State, vm: int) -> Value:
-    return sum(1 for m in s.vms[vm].p2m if m != UNBACKED)
-
-
-def _host_free(s: State, vm: int) -> Value:
-    return len(s.host.free)
-
-
-def _host_in_use(s: State, vm: int) -> Value:
-    return len(s.host.in_use)
-
-
-def _host_swap(s: State, vm: int) -> Value:
-    return len(s.host.swap)
-
-
-def _vm_swap(s: State, vm: int) -> Value:
-    return sum(1 for owner, _, _ in s.host.swap if owner == vm)
-
-
-def _held(s: State, vm: int) -> Value:
-    return held_pages(s, vm)
-
-
-def _tokens(s: State, vm: int) -> Value:
-    return read_back(s, vm)
-
-
-def _digest(s: State, vm: int) -> Value:
-    return resident_digest(s, vm)
-
-
-def _unscrubbed(s: State, vm: int) -> Value:
-    return unscrubbed_count(s)
 
 
 def _sentence(text: str) -> str:
@@ -126,33 +88,16 @@ def _sentence(text: str) -> str:
 
 
 _STATE_PATHS = [ObservationKey(f.path, f"{f.owner.value}: {_sentence(f.doc)}",
-                               unordered=f.kind in (Kind.SET, Kind.QUEUE))
+                               unordered=f.kind in (Kind.SET, Kind.QUEUE),
+                               listed=f.kind is not Kind.COUNTER)
                 for f in SCHEMA if f.observable]
 """The state paths, derived from the state schema: its fields an implementation can
 usually report."""
 
-_KEYS = _STATE_PATHS + [
-    ObservationKey("vms/*/guest/free_count", "Guest: PPNs on its free list.", _guest_free),
-    ObservationKey("vms/*/guest/balloon_count", "Guest: PPNs held by the balloon module.",
-                   _guest_balloon),
-    ObservationKey("vms/*/backed_count", "VMM: PPNs backed by a machine page.", _backed),
-    ObservationKey("host/free_count", "Host: MPNs in the free pool.", _host_free),
-    ObservationKey("host/in_use_count", "Host: MPNs in the host's own use.", _host_in_use),
-    ObservationKey("host/swap_count", "Host: guest pages in host swap slots.", _host_swap),
-    ObservationKey("vms/*/swap_count", "VMM: PPNs of the VM paged out to host swap (by the "
-                   "host, or by the VMM for a VM over its target).", _vm_swap),
-    ObservationKey("vms/*/held_count", "VMM: machine pages the VM holds for itself (backed, "
-                   "not shared): what the host recovers down to guest_pages - target.", _held),
-    ObservationKey("vms/*/guest/tokens",
-                   "Guest: per VPN, the token its process would read back now (0: never "
-                   "written), from memory, host swap or the guest's own disk.", _tokens),
-    ObservationKey("vms/*/guest/digest",
-                   "Guest: digest of its resident contents (contents_digest of the "
-                   "resident (VPN, token) pairs).", _digest),
-    ObservationKey("host/unscrubbed_count",
-                   "Host: MPNs free or in the host's own use that still hold a guest's "
-                   "data (not scrubbed to the zero page).", _unscrubbed),
-]
+_KEYS = _STATE_PATHS + [ObservationKey(d.template, d.doc, d.value, listed=d.listed)
+                        for d in DERIVED.values()]
+"""The state paths, then the counts and contents the model derives from a state
+(:mod:`ballast.model.derived`, where a trace's ``observe`` reads them too)."""
 
 OBSERVATIONS: dict[str, ObservationKey] = {k.template: k for k in _KEYS}
 """Every observation key an implementation may declare, by template."""
@@ -168,13 +113,14 @@ def is_state_path(key: str) -> bool:
 
 
 def in_trace(key: str) -> bool:
-    """Whether a concrete key may stand in a trace step's ``observe`` (a state path or
-    a content key, which :func:`ballast.model.trace.observe_matches` reads).
+    """Whether a concrete key may stand in a trace step's ``observe`` (a state path or a
+    derived count or content, which :func:`ballast.model.trace.observe_matches` reads):
+    every key an implementation may declare.
 
     >>> in_trace("vms/0/guest/tokens"), in_trace("host/free_count")
-    (True, False)
+    (True, True)
     """
-    return is_state_path(key) or _template_of(key).template in CONTENT_KEYS
+    return is_state_path(key) or _template_of(key).template in DERIVED
 
 
 def _template_of(key: str) -> ObservationKey:
@@ -234,6 +180,29 @@ def _normal(key: str, value: Any) -> Any:
         except TypeError:
             return value
     return value
+
+
+def observation_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is no value of observation ``key`` (a concrete key), or None: a number
+    key takes an integer, a set, queue or list key an array of integers (or of arrays of
+    them), never floats, truth values or strings.
+
+    >>> observation_problem("vms/0/target", 2) is None, observation_problem("vms/0/target", 2.0)
+    (True, "must be an integer, as the model's is")
+    >>> observation_problem("vms/0/ballooned", [1, True])
+    "must be an array of integers, as the model's is"
+    """
+    if not _template_of(key).listed:
+        return None if _plain_int(value) else "must be an integer, as the model's is"
+    if isinstance(value, list) and all(
+            _plain_int(x) or (isinstance(x, list) and all(_plain_int(y) for y in x))
+            for x in value):
+        return None
+    return "must be an array of integers, as the model's is"
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def compare(model: Mapping[str, Any], impl: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ def _steps(exchanges: tuple[Exchange, ...], last_observe: dict[str, Any] | None,
             steps.append(TraceStep(len(steps) + 1, ex.action))
     if include_last and last.action is not None:
         steps.append(TraceStep(len(steps) + 1, last.action, observe=last_observe))
+    elif last.action is None and last_observe and steps:
+        # An exchange without a step (a protocol-2 run in which the implementation took
+        # none) observes the state the steps before it left: the last step carries it.
+        steps[-1] = replace(steps[-1], observe=last_observe)
     return tuple(steps)
 
 
@@ -81,12 +85,13 @@ def divergence_trace(outcome: DiffOutcome, d: Divergence) -> Trace:
                                                 or (last.model_ok and last.impl_ok))
     observe_last = _path_observation(last) if d.kind == "observation" else None
     steps = _steps(d.exchanges, observe_last, include_last)
+    shown = include_last or bool(steps and steps[-1].observe)
     name = outcome.hello.implementation if outcome.hello else "implementation"
     header = TraceHeader(
         outcome.cfg, outcome.faults,
         source={"checker": "adapter", "seed": outcome.seed, "implementation": name,
                 "command": shlex.join(outcome.command)},
-        expect={"property": PROPERTY, "step": len(steps) if include_last else None,
+        expect={"property": PROPERTY, "step": len(steps) if shown else None,
                 "message": d.describe()},
         comment=f"{name} diverges from the reference model ({d.kind})")
     return Trace(header, steps)

@@ -8,6 +8,7 @@ observation or the guard's reason named.
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import json
 import shlex
@@ -24,8 +25,8 @@ from ballast.model.config import GuestPolicyName
 from ballast.model.actions import Action
 from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import Trace, TraceHeader, TraceStep, read_trace
-from ballast.validate.adapters.diff import run_diff
-from ballast.validate.adapters.handshake import ProtocolMismatch
+from ballast.validate.adapters.diff import DiffOutcome, Divergence, Exchange, run_diff
+from ballast.validate.adapters.handshake import Hello, ProtocolMismatch
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss, near_miss_for
 from ballast.validate.adapters.observe import contents_digest, expand_keys, observe, read_back
 from ballast.validate.adapters.report import write_report
@@ -203,8 +204,6 @@ def test_diff_names_the_configuration_the_implementation_declared(
 
 def test_the_json_summary_names_the_declared_configuration() -> None:
     from ballast.cli.diff import summary
-    from ballast.validate.adapters.diff import DiffOutcome
-    from ballast.validate.adapters.handshake import Hello
 
     hello = Hello("impl", (), (), (), (), protocol=2, widened=(("eager_backing", True),))
     out = summary(DiffOutcome(Verdict.PASS, hello, preset("virtio"), 0, ()), None)
@@ -358,3 +357,48 @@ def test_reported_arguments_of_another_type_are_garbage(tmp_path: Path, args: st
     assert err is not None and err.kind == "garbage", out.describe()
     assert f"balloon_inflate reported with {shown}" in err.message
     assert out.verdict is Verdict.INCONCLUSIVE and out.divergence is None
+
+
+def _diverging(cfg_name: str, actions: list[Action], impl_change: dict[str, int],
+               last_without_step: bool) -> tuple[DiffOutcome, Divergence]:
+    """An outcome whose implementation's counts differ from the model's after ``actions``
+    (and, with ``last_without_step``, after a protocol-2 run in which it took no step)."""
+    cfg = preset(cfg_name)
+    model = BalloonModel(cfg)
+    keys = ["host/free_count", "vms/0/backed_count", "vms/0/module/actual"]
+    s = model.init_states()[0]
+    exchanges = [Exchange(0, None, True, None, True, None, observe(s, keys), observe(s, keys))]
+    for n, act in enumerate(actions, start=1):
+        s = model.next_state(s, act)
+        exchanges.append(Exchange(n, act, True, None, True, None, observe(s, keys),
+                                  observe(s, keys)))
+    if last_without_step:
+        exchanges.append(Exchange(len(exchanges), None, True, None, True, None,
+                                  observe(s, keys), observe(s, keys),
+                                  request="run module of VM 0"))
+    last = exchanges[-1]
+    lied = {**(last.impl_observe or {}), **impl_change}
+    exchanges[-1] = dataclasses.replace(last, impl_observe=lied)
+    diffs = tuple((k, last.model_observe[k], v) for k, v in impl_change.items())
+    d = Divergence("observation", tuple(exchanges), diffs)
+    hello = Hello("counts", tuple(a.name for a in actions), (), tuple(keys), tuple(keys),
+                  protocol=2)
+    return DiffOutcome(Verdict.VIOLATION, hello, cfg, 0, ("counts",), divergence=d), d
+
+
+@pytest.mark.parametrize("last_without_step", [False, True])
+def test_a_divergence_in_counts_replays_from_its_trace(tmp_path: Path,
+                                                       last_without_step: bool) -> None:
+    """The trace of a divergence carries every key the implementation observed, counts
+    included (``ballast replay`` of a host that lost a page said "every property holds"), and
+    an observation after a run with no step goes on the step before it."""
+    acts = [Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0)]
+    out, d = _diverging("virtio", acts, {"host/free_count": 0}, last_without_step)
+    report = write_report(out, tmp_path)
+    assert report is not None and report.trace_path is not None
+    trace = read_trace(report.trace_path)
+    assert len(trace.steps) == 2 and trace.steps[-1].observe is not None
+    assert trace.header.expect is not None and trace.header.expect["step"] == 2
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.ILLEGAL and again.step == 2
+    assert "host/free_count is" in (again.reason or "") and "observed 0" in (again.reason or "")
