@@ -51,7 +51,7 @@ from ballast.model.system import BalloonModel
 from ballast.seeded_draws import seed_only_draws
 from ballast.validate.adapters.handshake import Hello, handshake
 from ballast.validate.adapters.nearmiss import NEAR_MISSES, near_miss_for
-from ballast.validate.adapters.observe import compare, observe
+from ballast.validate.adapters.observe import compare, observation_problem, observe
 from ballast.validate.adapters.process import (
     AdapterError,
     AdapterGarbage,
@@ -366,6 +366,14 @@ class _Run:
                 parts.append(f"has undeclared keys {', '.join(extra)}")
             raise AdapterGarbage(f"observation {' and '.join(parts)}", message,
                                  self.proc.stderr_tail())
+        for key in self.hello.keys:
+            # A value of another kind than the model's (a float, a truth value, a string in a
+            # set) is no observation: garbage, never compared loosely nor written to a trace
+            # no replay reads.
+            problem = observation_problem(key, obs[key])
+            if problem is not None:
+                raise AdapterGarbage(f"observation {key} {problem}", message,
+                                     self.proc.stderr_tail())
 
     def exchange(self, state: State, action: Action | None) -> tuple[State, Exchange]:
         """Give one command (or the reset) to both sides; return the model's next state."""

@@ -276,6 +276,27 @@ def test_bad_replies_are_reported_as_such(tmp_path: Path, body: str, kind: str) 
     assert out.verdict is Verdict.INCONCLUSIVE
 
 
+@pytest.mark.parametrize("key, value", [
+    ("vms/0/target", 0.0), ("vms/0/target", False),
+    ("vms/0/ballooned", [0.0]), ("vms/0/ballooned", [1, "x"]),
+    ("vms/0/ballooned", [[1], {"a": [2]}]), ("host/free_count", True),
+    ("vms/0/guest/tokens", [[0], 1.5]),
+])
+def test_an_observation_of_another_kind_than_the_models_is_garbage(
+        tmp_path: Path, key: str, value: object) -> None:
+    """A float, truth value or string where the model has an integer (or an array of
+    them) is no observation: it was compared loosely (0.0 equal to 0), or written into a
+    divergence trace no replay reads, or made the report fail (exit 4)."""
+    cmd = script(tmp_path, "loose", f'''
+    if "reset" in msg or "action" in msg:
+        send({{"id": i, "ok": True, "observe": {{{key!r}: {value!r}}}}})
+''', observe=[key.replace("vms/0/", "vms/*/")])
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5), 15)
+    assert out.verdict is Verdict.INCONCLUSIVE, out.describe()
+    assert out.adapter_error is not None and out.adapter_error.kind == "garbage"
+    assert f"observation {key} must be" in out.adapter_error.message
+
+
 def test_process_group_is_cleaned_up(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     cmd = script(tmp_path, "spawner", f'''
