@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ballast.model.replay import ReplayOutcome, ReplayResult
+from ballast.reports.commands import replay_command
 from ballast.verdict import PropertyResult, Verdict
 
 if TYPE_CHECKING:  # the checkers (Hypothesis, ...) load only when a check runs
@@ -72,7 +73,8 @@ def render_check(out: Console, report: "CheckReport") -> None:
         out.print(f"[bold red]VIOLATION[/] {r.property} ({r.checker}): {r.detail}")
         out.print(f"  counterexample: {r.counterexample}  (explained in "
                   f"{r.counterexample.with_suffix('.md') if r.counterexample else ''})")
-        out.print(f"  replay: ballast replay {r.counterexample}")
+        if r.counterexample is not None:
+            out.print(f"  replay: {replay_command(r.counterexample)}", markup=False)
     # One line per checker and reason: a budget that ran out names its flag once.
     open_: dict[tuple[str, str], list[str]] = {}
     for c in report.results:

@@ -33,6 +33,7 @@ from ballast.model.state import State, state_from_dict
 from ballast.model.system import BalloonModel
 from ballast.model.trace import Trace, TraceStep
 
+from ballast.reports.commands import replay_command
 from ballast.reports.diff import state_diff
 from ballast.reports.memory import FigureReader, MemorySeries, series_of
 from ballast.reports.sequence import (Lane, Message, StepMessages, actor_lane, lanes_for,
@@ -135,7 +136,7 @@ class Explanation:
 
     @property
     def replay_command(self) -> str:
-        return f"ballast replay {self.name}"
+        return replay_command(self.name)
 
     @property
     def title(self) -> str:
@@ -301,7 +302,10 @@ def _verdict(result: ReplayResult, lasso: Lasso | None, expect: Mapping[str, Any
     """What the replay found: (kind, property, message), kind one of violation, rejected,
     liveness, clean; where the trace header expected otherwise, a note in ``notes``."""
     if result.outcome is ReplayOutcome.VIOLATION:
-        v = result.violations[0]
+        # The property the trace was filed under, where the failing step breaks it too
+        # (several may break at one step); else the first the replay finds.
+        v = next((x for x in result.violations if x.property == expect.get("property")),
+                 result.violations[0])
         if expect.get("property") not in (None, v.property):
             notes.append(f"the trace header expects {expect['property']!r} to break; the "
                          f"replay breaks {v.property!r} first")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Sequence
 
+from ballast.reports.commands import replay_command
 from ballast.reports.summary import decisive, verdict_phrase
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
@@ -67,14 +68,16 @@ def junit_xml(results: Sequence[CheckResult]) -> str:
                                  name=testcase_name(r), time=f"{_seconds(r):.3f}")
             text = "\n".join(x for x in (
                 r.detail, f"counterexample: {r.counterexample.as_posix()}" if r.counterexample
-                else "", f"replay: ballast replay {r.counterexample.as_posix()}"
+                else "", f"replay: {replay_command(r.counterexample)}"
                 if r.counterexample else "") if x)
             if r.verdict is Verdict.VIOLATION:
                 counts["failures"] += 1
                 el = ET.SubElement(case, "failure", type="violation",
                                    message=f"{r.property} violated: {r.detail}".rstrip(": "))
                 el.text = text
-            elif r.verdict is Verdict.VACUOUS and id(r) not in counted:
+            elif r.verdict in (Verdict.VACUOUS, Verdict.INCONCLUSIVE) and id(r) not in counted:
+                # A checker's own coverage item, pooled over all checkers: the pooled item
+                # alone is an error, as it is one finding in SARIF and the summaries.
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=f"{verdict_phrase(r)} by this checker; "
                               "coverage is judged over all checkers")

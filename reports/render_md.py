@@ -8,6 +8,8 @@ as a table. Deterministic: equal traces give equal text.
 
 from __future__ import annotations
 
+import html
+
 from ballast.model.config import features_on
 from ballast.reports.diff import format_value
 from ballast.reports.explain import Explanation
@@ -22,12 +24,31 @@ def _cell(value: object) -> str:
     return text.replace("|", "\\|")
 
 
+def _inline(text: object) -> str:
+    """``text`` from a trace's header (anyone may have written it) as one line of Markdown
+    text: no line of its own (a heading, a table), no HTML."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
+def _code(text: object) -> str:
+    """``text`` inside a code span: one line, and no backtick that would end the span."""
+    return " ".join(str(text).split()).replace("`", "'")
+
+
 def header_lines(e: Explanation) -> list[str]:
-    """Title, property, meaning, finder and configuration."""
+    """Title, property, meaning, finder and configuration.
+
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.trace import Trace, TraceHeader
+    >>> from ballast.reports.explain import explain
+    >>> head = TraceHeader(Config(), source={"checker": "x\\n# title <script>"})
+    >>> [ln for ln in header_lines(explain(Trace(head, ()))) if "Found" in ln]
+    ['**Found by:** checker x # title &lt;script&gt;  ']
+    """
     h = e.trace.header
-    out = [f"# {e.title}", ""]
+    out = [f"# {_inline(e.title)}", ""]
     if e.property_name:
-        out += [f"**Property:** `{e.property_name}`", ""]
+        out += [f"**Property:** `{_code(e.property_name)}`", ""]
     if e.doc:
         out += ["> " + line if line else ">" for line in e.doc.splitlines()]
         out.append("")
@@ -35,8 +56,8 @@ def header_lines(e: Explanation) -> list[str]:
         where = (f" (step {e.failing_step}, trace line {e.result.line})" if e.failing_step
                  else " (in the initial state)" if e.failing_step == 0 else "")
         label = "What broke" if e.kind in ("violation", "liveness") else "Why"
-        out += [f"**{label}**{where}: {e.message}", ""]
-    found = ", ".join(f"{k} {v}" for k, v in h.source.items() if v is not None)
+        out += [f"**{label}**{where}: {_inline(e.message)}", ""]
+    found = ", ".join(f"{_inline(k)} {_inline(v)}" for k, v in h.source.items() if v is not None)
     out.append(f"**Found by:** {found or 'unknown'}  ")
     if h.faults:
         out.append(f"**Seeded faults:** {', '.join(f'`{f}`' for f in h.faults)}  ")
@@ -46,7 +67,7 @@ def header_lines(e: Explanation) -> list[str]:
             f"host page = {cfg.host_page_units} unit(s), {cfg.module.value} module; "
             f"features: {', '.join(on) or 'none'}", ""]
     for note in e.notes:
-        out += [f"**Note:** {note}", ""]
+        out += [f"**Note:** {_inline(note)}", ""]
     out += ["**Replay:**", "", "```sh", e.replay_command, "```", "",
             f"or step through it in Python: `{e.replay_command} --python > repro.py`", ""]
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Sequence
 
 from ballast.model.actions import ACTIONS
@@ -30,6 +31,7 @@ from ballast.model.invariants import INVARIANTS
 from ballast.model.replay import replay
 from ballast.model.sometimes import SOMETIMES
 from ballast.model.trace import Trace, read_trace
+from ballast.reports.commands import replay_command
 from ballast.reports.summary import decisive, verdict_phrase
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
@@ -53,11 +55,13 @@ def artifact_uri(path: Path) -> str:
 
     >>> artifact_uri(Path("reports/out/x.jsonl"))
     'reports/out/x.jsonl'
+    >>> artifact_uri(Path("my reports/x #1.jsonl"))
+    'my%20reports/x%20%231.jsonl'
     """
     if not path.is_absolute():
-        return path.as_posix()
+        return quote(path.as_posix())  # a URI reference: a space is %20
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return quote(path.resolve().relative_to(Path.cwd().resolve()).as_posix())
     except ValueError:
         return path.resolve().as_uri()
 
@@ -117,7 +121,7 @@ def _violation(r: PropertyResult, rule_index: int, cr: CheckResult) -> dict[str,
     out["locations"] = [_location(uri, fail_line or 1)]
     out["partialFingerprints"] = {FINGERPRINT_KEY: trace_fingerprint(trace)}
     out["properties"].update({"source": trace.header.source, "faults": list(trace.header.faults),
-                              "replay": f"ballast replay {r.counterexample.as_posix()}"})
+                              "replay": replay_command(r.counterexample)})
     flow = []
     for st in trace.steps:
         spec = ACTIONS.get(st.action.name)

@@ -27,6 +27,7 @@ from ballast.model.actions import ACTIONS
 from ballast.model.invariants import INVARIANTS
 from ballast.model.sometimes import SOMETIMES
 from ballast.reports.atomic import atomic_write_files
+from ballast.reports.commands import replay_command
 from ballast.verdict import CheckResult, PropertyResult, Verdict, overall
 
 __all__ = ["POOLED", "actions_fired", "coverage", "decisive", "summary_dict", "summary_json",
@@ -232,7 +233,7 @@ def summary_markdown(results: Sequence[CheckResult]) -> str:
             out.append(line)
             if r.counterexample is not None:
                 path = r.counterexample.as_posix()
-                out.append(f"  - counterexample `{path}`; replay with `ballast replay {path}`")
+                out.append(f"  - counterexample `{path}`; replay with `{replay_command(path)}`")
             if _doc(r.property):
                 out.append(f"  - {_md(_doc(r.property))}")
         out.append("")

@@ -148,3 +148,28 @@ def test_unreadable_counterexample_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         write_summary(results, markdown=out / "s.md", sarif=out / "r.sarif")
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_checkers_own_inconclusive_coverage_item_is_counted_once(tmp_path: Path) -> None:
+    """An action an explorer stopped by its budget never fired is inconclusive in its own
+    results and again pooled over all checkers: JUnit counts the pooled one as the error
+    (as SARIF and the summaries do), the checker's own as skipped; it counted both."""
+    junitparser = _need("junitparser", "junitparser")
+    results = [
+        CheckResult("explore", [
+            PropertyResult("memory_conservation", "explore", Verdict.INCONCLUSIVE, "budget"),
+            PropertyResult("action:vmm_release", "explore", Verdict.INCONCLUSIVE,
+                           "never fires before the budget ran out", kind="action")]),
+        CheckResult("coverage", [
+            PropertyResult("action:vmm_release", "all", Verdict.VACUOUS,
+                           "never exercised by explore", kind="action")]),
+    ]
+    path = tmp_path / "junit.xml"
+    path.write_text(junit_xml(results), encoding="utf-8")
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    cases = {(c.classname, c.name): c for s in xml for c in s}
+    assert [type(r).__name__ for r in cases[("ballast.explore", "action:vmm_release")].result] \
+        == ["Skipped"]
+    assert (xml.failures, xml.errors, xml.skipped) == (0, 2, 1)
+    sarif = sarif_dict(results)
+    assert len([r for r in sarif["runs"][0]["results"] if r.get("kind") == "open"]) == 2

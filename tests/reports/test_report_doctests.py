@@ -7,8 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["atomic", "counterexample", "diff", "explain", "junit", "memory", "page", "sarif",
-           "sequence", "summary"]
+MODULES = ["atomic", "commands", "counterexample", "diff", "explain", "junit", "memory", "page",
+           "render_md", "sarif", "sequence", "summary"]
 
 
 @pytest.mark.parametrize("name", MODULES)

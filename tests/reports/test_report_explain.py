@@ -61,6 +61,25 @@ def test_header_expecting_another_property_is_noted() -> None:
     assert any("step 3" in n for n in e.notes)
 
 
+def test_a_trace_filed_under_one_of_several_properties_its_step_breaks_explains_that_one(
+        ) -> None:
+    """Several properties may break at one step: the report explains the one the trace is
+    filed under (its file name, SARIF and JUnit say it), not the first the replay lists."""
+    from ballast.model.config import preset
+    from ballast.simulation.randomwalk import random_run
+
+    run = random_run(BalloonModel(preset("core"), ("release_keeps_balloon_set",)), 0, 60)
+    assert run.violation is not None
+    broken = [v.property for v in replay(run.trace).violations]
+    assert broken[:2] == ["guest_chooses_pages", "balloon_accounting_exact"], broken
+    filed = Trace(dataclasses.replace(run.trace.header, expect={
+        **(run.trace.header.expect or {}), "property": "balloon_accounting_exact"}),
+        run.trace.steps)
+    e = explain(filed)
+    assert (e.kind, e.property_name) == ("violation", "balloon_accounting_exact")
+    assert not any("first" in n for n in e.notes), e.notes
+
+
 def _loop_trace(closing: bool) -> Trace:
     steps = [("host_set_target", {"vm": 0, "pages": 1}),
              ("host_take_page", {"host_page": 1}),
