@@ -162,7 +162,8 @@ def _fault_caught(cfg: Config, name: str, seed: int, report_dir: Path,
         m = rep.mismatch
         return PropertyResult(
             fault.breaks, CHECKER, Verdict.VIOLATION,
-            f"fault {name}: line {m.line} not explained ({m.reason}); property {m.property}",
+            f"fault {name}: line {m.line} not explained ({m.reason})"
+            + (f"; property {m.property}" if m.property else ""),
             {"seed": seed + tries - 1, "fault": name, "runs": tries, "line": m.line,
              "blamed": m.property}, counterexample=cex.trace_path)
     return PropertyResult(fault.breaks, CHECKER, Verdict.INCONCLUSIVE,

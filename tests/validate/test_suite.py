@@ -41,3 +41,16 @@ def test_an_exhausted_budget_is_inconclusive_never_pass(tmp_path: Path) -> None:
     first = res.results[0]
     assert first.property == "trace_validation_explains_model_runs"
     assert first.verdict is Verdict.INCONCLUSIVE
+
+
+def test_a_caught_fault_whose_step_blames_no_property_says_so_in_words(tmp_path: Path) -> None:
+    """A recorded state the correct model does not reach blames no property: the detail
+    reads without one, never 'property None'."""
+    import time
+
+    from ballast.validate.suite import _fault_caught
+
+    r = _fault_caught(preset("core"), "release_keeps_balloon_set", 0, tmp_path,
+                      time.monotonic() + 600)
+    assert r.verdict is Verdict.VIOLATION, r.detail
+    assert "None" not in r.detail and "not explained" in r.detail, r.detail
