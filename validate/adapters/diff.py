@@ -22,8 +22,10 @@ reported as such, naming the request.
 >>> import sys
 >>> from ballast.model import preset
 >>> echo = "import sys; [print('{}', flush=True) for line in sys.stdin]"
->>> run_diff([sys.executable, "-c", echo], preset("core")).describe()
-"the implementation failed (garbage): not a valid hello reply: 'id' is a required property: '{}'"
+>>> print(run_diff([sys.executable, "-c", echo], preset("core")).describe())
+... # doctest: +NORMALIZE_WHITESPACE
+the implementation failed (garbage) at request hello: not a valid hello reply:
+'id' is a required property: '{}'
 """
 
 from __future__ import annotations
@@ -225,7 +227,8 @@ class DiffOutcome:
         name = self.hello.implementation if self.hello else "the implementation"
         if self.adapter_error is not None:
             err = self.adapter_error
-            at = f" at command {self.error_action}" if self.error_action else ""
+            at = (f" at command {self.error_action}" if self.error_action else
+                  f" at request {_request_words(err.request)}" if err.request else "")
             return f"{name} failed ({err.kind}){at}: {err.message}"
         if self.flaky:
             # No divergence stands: what one run showed, the same commands did not show again.
@@ -245,6 +248,23 @@ class DiffOutcome:
         if gaps:
             return f"{agree}, but the test is vacuous in part: {'; '.join(gaps)}"
         return agree
+
+
+def _request_words(request: dict[str, Any]) -> str:
+    """A request that is no model command (the hello, a reset, a protocol-2 run), in words.
+
+    >>> _request_words({"id": 0, "hello": {"protocol": 2}})
+    'hello'
+    >>> _request_words({"id": 13, "run": {"actor": "vmm", "vm": 0}})
+    '13 (run vmm of VM 0)'
+    """
+    what = next((k for k in request if k != "id"), "?")
+    if what == "hello":
+        return "hello"
+    body = request.get(what)
+    if what == "run" and isinstance(body, dict):
+        what = f"run {body.get('actor')} of VM {body.get('vm')}"
+    return f"{request.get('id')} ({what})"
 
 
 # -- command strategies ------------------------------------------------------

@@ -29,6 +29,7 @@ from ballast.errors import InternalError
 from ballast.model.replay import ReplayOutcome, ReplayResult, replay
 from ballast.model.trace import (Trace, TraceHeader, TraceStep, atomic_write_files,
                                   trace_text)
+from ballast.reports.commands import replay_command
 from ballast.validate.adapters.diff import DiffOutcome, Divergence, Exchange
 from ballast.validate.adapters.observe import compare, in_trace, observe
 
@@ -158,9 +159,18 @@ def _header_lines(outcome: DiffOutcome) -> list[str]:
 
 
 def _divergence_markdown(outcome: DiffOutcome, d: Divergence, trace_name: str) -> str:
-    lines = ["# The implementation diverges from the model", "",
-             f"**What differs:** {d.describe()}", ""] + _header_lines(outcome)
-    lines += ["## Commands (shrunk)", ""] + _exchange_rows(d.exchanges, True)
+    if outcome.flaky:
+        # One run diverged; the same commands given again did not: no verdict.
+        lines = ["# The implementation is not deterministic (inconclusive)", "",
+                 f"**What differed once:** {d.describe()}", "",
+                 "The same commands, given again, did not show it: the run below is the one "
+                 "that diverged (the trace records what the implementation observed then), "
+                 "not shrunk and not a verdict.", ""] + _header_lines(outcome)
+        lines += ["## Commands", ""] + _exchange_rows(d.exchanges, True)
+    else:
+        lines = ["# The implementation diverges from the model", "",
+                 f"**What differs:** {d.describe()}", ""] + _header_lines(outcome)
+        lines += ["## Commands (shrunk)", ""] + _exchange_rows(d.exchanges, True)
     last = d.last
     lines += ["", f"## Observation after command {last.index}", "",
               "| key | model | implementation |", "|---|---|---|"]
@@ -169,7 +179,7 @@ def _divergence_markdown(outcome: DiffOutcome, d: Divergence, trace_name: str) -
     for key, value in last.model_observe.items():
         mark = " **differs**" if key in differ else ""
         lines.append(f"| `{key}`{mark} | {_fmt(value)} | {_fmt(impl.get(key))} |")
-    lines += ["", "## Reproduce", "", "```", f"ballast replay {trace_name}",
+    lines += ["", "## Reproduce", "", "```", replay_command(trace_name),
               f"ballast diff --adapter {shlex.quote(shlex.join(outcome.command))} "
               f"--seed {outcome.seed}", "```", ""]
     return "\n".join(lines)
@@ -206,7 +216,8 @@ def write_report(outcome: DiffOutcome, out_dir: str | Path) -> Report | None:
         trace = divergence_trace(outcome, d)
         keys = outcome.hello.keys if outcome.hello else ()
         confirm(trace, d, keys)
-        trace_path, md_path = out / f"{name}-divergence.jsonl", out / f"{name}-divergence.md"
+        kind = "flaky" if outcome.flaky else "divergence"
+        trace_path, md_path = out / f"{name}-{kind}.jsonl", out / f"{name}-{kind}.md"
         atomic_write_files([(trace_path, trace_text(trace)),
                             (md_path, _divergence_markdown(outcome, d, str(trace_path)))])
         return Report(md_path, trace_path)

@@ -261,6 +261,20 @@ def test_crash_before_hello(tmp_path: Path) -> None:
     assert "hello" in out.adapter_error.request
 
 
+def test_a_failure_outside_a_command_names_the_request(tmp_path: Path) -> None:
+    """A timeout at the hello, or at a reset, says which request it was."""
+    path = tmp_path / "mute.py"
+    path.write_text("import time; time.sleep(60)\n")
+    out = _bounded(lambda: run_diff([sys.executable, str(path)], preset("core"),
+                                    timeout_s=1.0), 15)
+    assert out.adapter_error is not None and out.adapter_error.kind == "timeout"
+    assert "failed (timeout) at request hello:" in out.describe(), out.describe()
+    cmd = script(tmp_path, "deaf", "    time.sleep(60)\n")
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=2, timeout_s=1.0), 15)
+    assert out.adapter_error is not None and out.adapter_error.kind == "timeout"
+    assert "failed (timeout) at request 1 (reset):" in out.describe(), out.describe()
+
+
 @pytest.mark.parametrize("body, kind", [
     ('    sys.stdout.write("ready!\\n"); sys.stdout.flush()\n', "garbage"),
     ('    send({"id": i, "ok": "maybe"})\n', "garbage"),
@@ -614,3 +628,9 @@ def test_divergence_that_does_not_come_back_is_no_divergence(tmp_path: Path) -> 
     assert out.verdict is Verdict.INCONCLUSIVE and out.flaky
     assert out.describe().startswith("moody is not deterministic"), out.describe()
     assert "diverges" not in out.describe()
+    # Its report says so too: not a divergence report with shrunk commands.
+    report = write_report(out, tmp_path / "report")
+    assert report is not None and report.markdown_path.name.endswith("-flaky.md")
+    text = report.markdown_path.read_text()
+    assert text.startswith("# The implementation is not deterministic (inconclusive)"), text
+    assert "diverges from the model" not in text and "(shrunk)" not in text
