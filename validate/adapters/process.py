@@ -276,6 +276,13 @@ def kill_marked(name: str, value: str, *, rounds: int = 20) -> int:
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
+_POLL_S = 0.1
+"""While a reply is awaited, how often whether the implementation still runs is checked."""
+
+_EXITED_GRACE_S = 0.5
+"""How long output is still read after the implementation exited, from a process it started
+that holds its stdout open, before that counts as the end of its output."""
+
 _ORPHAN_WAIT_S = 5.0
 """Longest close() waits for the orphans it killed to be reaped."""
 
@@ -561,6 +568,7 @@ class AdapterProcess:
         proc, sel = self._proc, self._selector
         assert proc is not None and proc.stdout is not None and sel is not None
         fd = proc.stdout.fileno()
+        exited_at: float | None = None
         while True:
             nl = self._buffer.find(b"\n")
             if nl >= 0 or len(self._buffer) > MAX_LINE or (self._eof and self._buffer):
@@ -573,7 +581,14 @@ class AdapterProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            if not sel.select(remaining):
+            if not sel.select(min(remaining, _POLL_S)):
+                # The implementation exited, but a process it started still holds its stdout
+                # open: no reply can come, so that is its end of output (a crash named with its
+                # exit status), not a wait for the whole timeout.
+                if proc.poll() is not None:
+                    exited_at = exited_at if exited_at is not None else time.monotonic()
+                    if time.monotonic() - exited_at >= _EXITED_GRACE_S:
+                        self._eof = True
                 continue
             chunk = os.read(fd, 1 << 16)
             if chunk:
@@ -635,6 +650,10 @@ class AdapterProcess:
                                  self.stderr_tail()) from None
         if line is None:
             raise AdapterCrashed(f"no reply: {self._exit_note()}", message, self.stderr_tail())
+        if self._eof and not line.endswith(b"\n") and len(line) <= MAX_LINE:
+            raise AdapterCrashed(f"it ended in the middle of a reply ({len(line)} bytes and no "
+                                 f"end of line): {self._exit_note()}", message,
+                                 self.stderr_tail())
         return self._parse(line, message, reply_kind, validate)
 
     def _parse(self, line: bytes, message: dict[str, Any], kind: str,

@@ -252,6 +252,35 @@ def test_crash_is_reported_with_stderr(tmp_path: Path) -> None:
     assert out.exit_code == 3
 
 
+def test_a_crash_is_a_crash_while_a_child_holds_the_stdout_open(tmp_path: Path) -> None:
+    """The implementation exits (status 7) but a process it started keeps its stdout open:
+    a crash named with its status at once, not a timeout after the whole --timeout."""
+    cmd = script(tmp_path, "parent", '''
+    if "reset" in msg: send({"id": i, "ok": True, "observe": {}})
+    else:
+        import subprocess
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        os._exit(7)
+''')
+    start = time.monotonic()
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5, timeout_s=20.0), 40)
+    err = out.adapter_error
+    assert err is not None and err.kind == "crash", out.describe()
+    assert "status 7" in err.message and time.monotonic() - start < 15
+
+
+def test_half_a_reply_and_then_an_exit_is_a_crash(tmp_path: Path) -> None:
+    cmd = script(tmp_path, "halfway", '''
+    if "reset" in msg: send({"id": i, "ok": True, "observe": {}})
+    else:
+        sys.stdout.write('{"id": ' + str(i) + ', "ok": tr'); sys.stdout.flush(); os._exit(3)
+''')
+    out = _bounded(lambda: run_diff(cmd, preset("core"), examples=5), 15)
+    err = out.adapter_error
+    assert err is not None and err.kind == "crash", out.describe()
+    assert "in the middle of a reply" in err.message and "status 3" in err.message
+
+
 def test_crash_before_hello(tmp_path: Path) -> None:
     path = tmp_path / "dead.py"
     path.write_text("import sys; sys.exit(4)\n")
