@@ -202,9 +202,17 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                               memory_budget=(None if args.memory_budget is None
                                              else int(args.memory_budget * 2**20)))
             states.update(run.exploration.states, note=f"depth {run.exploration.max_depth}")
+    warnings = list(run.warnings)
+    if args.small and args.fault and run.result.verdict is Verdict.PASS:
+        # --small keeps a configuration's features, not the sizes a seeded fault may need to
+        # show (a second VM to share a page with, a page that holds no data): say so.
+        warnings.append(f"--small shrank the configuration, and the seeded fault(s) "
+                        f"{', '.join(args.fault)} broke nothing in it; a fault may need more "
+                        f"pages or VMs than --small keeps: `ballast check --fault "
+                        f"{args.fault[0]} --checkers explore` explores slices sized for it")
     if args.json:
-        print(json.dumps(_as_json(run.result, run.warnings), indent=2, default=str))
+        print(json.dumps(_as_json(run.result, warnings), indent=2, default=str))
     else:
-        _print_text(run.result, run.warnings, config_line(cfg, args.fault, origin(args)))
+        _print_text(run.result, warnings, config_line(cfg, args.fault, origin(args)))
     kinds = ("invariant", "scenario", "action") if args.strict_coverage else ("invariant",)
     return int(overall(r.verdict for r in run.result.results if r.kind in kinds).exit_code)

@@ -75,6 +75,22 @@ def test_explore_finds_a_fault_and_writes_its_trace(tmp_path: Path,
     assert trace.header.faults == ("host_takes_partial_page",)
 
 
+def test_a_fault_the_small_copy_hides_is_said_to_be_unseen(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--small keeps features, not the sizes a fault needs (sharing between VMs on one VM):
+    a pass with a seeded fault says the configuration may be too small to show it."""
+    code = main(["explore", "--preset", "core", "--small", "--fault", "share_without_cow",
+                 "--json", "--report-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert any("--small shrank the configuration" in w and "share_without_cow" in w
+               for w in out["warnings"]), out["warnings"]
+    # Where the fault shows, or without --small, nothing is said.
+    assert main(["explore", "--preset", "core", "--small", "--json",
+                 "--report-dir", str(tmp_path)]) == 0
+    assert not json.loads(capsys.readouterr().out)["warnings"]
+
+
 def test_budget_gives_inconclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explore", "--preset", "core", "--max-states", "50",
                  "--report-dir", str(tmp_path)])
