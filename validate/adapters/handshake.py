@@ -157,6 +157,11 @@ def handshake(proc: AdapterProcess, cfg: Config) -> Hello:
     if "error" in reply and not schema_errors("error_reply", reply):
         raise AdapterFailed(f"the implementation reports an error: {one_line(reply['error'])}",
                             request, proc.stderr_tail())
+    if version is not None and type(version) is not int:
+        # JSON Schema's enum takes 1.0 and true for 1; a version number is written whole.
+        raise AdapterGarbage(f"not a valid hello reply: the protocol version must be a whole "
+                             f"number, got {json.dumps(version)}: {_json_text(reply)!r}", request,
+                             proc.stderr_tail())
     errors = schema_errors("hello_reply", reply)
     if errors:
         shown = _json_text(reply)

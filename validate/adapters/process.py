@@ -675,7 +675,9 @@ class AdapterProcess:
         if not isinstance(reply, dict):
             raise AdapterGarbage(f"reply is not a JSON object: {shown!r}", message,
                                  self.stderr_tail())
-        if "id" in reply and reply["id"] != message.get("id"):
+        # 1.0 and true equal 1 in Python, but neither is how a request number is written.
+        if "id" in reply and (type(reply["id"]) is not int
+                              or reply["id"] != message.get("id")):
             raise AdapterWrongId(f"reply carries id {reply['id']!r}, expected "
                                  f"{message.get('id')!r}: {shown!r}", message, self.stderr_tail())
         if validate:

@@ -281,6 +281,18 @@ def test_half_a_reply_and_then_an_exit_is_a_crash(tmp_path: Path) -> None:
     assert "in the middle of a reply" in err.message and "status 3" in err.message
 
 
+def test_a_hello_whose_protocol_number_is_not_a_whole_number_is_garbage(
+        tmp_path: Path) -> None:
+    """``"protocol": 1.0`` is not version 1 of the protocol: it is not a whole number."""
+    path = Path(script(tmp_path, "floaty", "    pass\n")[1])
+    path.write_text(path.read_text().replace('"protocol": 1,', '"protocol": 1.0,'))
+    out = _bounded(lambda: run_diff([sys.executable, str(path)], preset("core")), 15)
+    err = out.adapter_error
+    assert err is not None and err.kind == "garbage", out.describe()
+    assert "protocol version must be a whole number, got 1.0" in err.message, err.message
+    assert out.hello is None
+
+
 def test_crash_before_hello(tmp_path: Path) -> None:
     path = tmp_path / "dead.py"
     path.write_text("import sys; sys.exit(4)\n")
@@ -308,6 +320,9 @@ def test_a_failure_outside_a_command_names_the_request(tmp_path: Path) -> None:
     ('    sys.stdout.write("ready!\\n"); sys.stdout.flush()\n', "garbage"),
     ('    send({"id": i, "ok": "maybe"})\n', "garbage"),
     ('    send({"id": i + 7, "ok": True, "observe": {}})\n', "wrong-id"),
+    # 1.0 and true equal 1 in Python, but neither is the request number 1.
+    ('    send({"id": float(i), "ok": True, "observe": {}})\n', "wrong-id"),
+    ('    send({"id": i == 1 or i, "ok": True, "observe": {}})\n', "wrong-id"),
     ('    send({"id": i, "error": "internal assertion failed"})\n', "failed"),
     ('    send({"id": i, "ok": True, "observe": {"vms/0/target": 0}})\n', "garbage"),
 ])
