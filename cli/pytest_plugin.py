@@ -33,6 +33,7 @@ import pytest
 from ballast.argtypes import positive_int, seed, timeout_seconds
 from ballast.errors import BallastError
 from ballast.model.config import Config
+from ballast.model.trace import check_destinations
 from ballast.cli.options import (
     DEFAULT_PRESETS,
     add_pytest_options,
@@ -46,7 +47,7 @@ from ballast.validate.adapters.report import Report, write_report
 from ballast.verdict import Verdict
 
 __all__ = ["BallastDiffFailure", "BallastDiffItem", "ballast_diff", "pytest_addoption",
-           "pytest_collection_modifyitems", "pytest_report_header"]
+           "pytest_collection_modifyitems", "pytest_configure", "pytest_report_header"]
 
 DEFAULT_PRESET = DEFAULT_PRESETS["diff"][0]
 """The configuration without model options: ``ballast diff``'s (adapters implement the
@@ -71,6 +72,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "answered (default 5)")
     group.addoption("--ballast-report-dir", default="reports/out", metavar="DIR",
                     help="where counterexamples go (default reports/out)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a report folder that could not be written before any test runs.
+
+    A differential test's report is written when it ends; a folder found unwritable then
+    would cost the whole run and fail the item for a reason known at the start.
+    """
+    if not config.getoption("ballast_adapter", None):
+        return
+    try:
+        check_destinations(folders=[config.getoption("ballast_report_dir")])
+    except BallastError as exc:
+        raise pytest.UsageError(f"--ballast-report-dir: {exc}") from None
 
 
 def _config(config: pytest.Config) -> Config:

@@ -53,6 +53,18 @@ def test_crash_fails_the_item(pytester: pytest.Pytester, tmp_path: Path) -> None
     result.stdout.fnmatch_lines(["*failed (crash)*", "*out of memory*"])
 
 
+def test_an_unwritable_report_folder_is_refused_before_any_test_runs(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the report folder would be\n")
+    cmd = script(tmp_path, "never", "    time.sleep(60)\n")
+    pytester.makepyfile("def test_own(): open('ran', 'w').close()")
+    result = pytester.runpytest("--ballast-adapter", " ".join(cmd), "--ballast-preset", "core",
+                                "--ballast-report-dir", str(tmp_path / "taken" / "out"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ballast-report-dir:*is a file, not a folder*"])
+    assert not (pytester.path / "ran").exists()
+
+
 def test_bad_configuration_fails_with_the_reason(pytester: pytest.Pytester,
                                                  tmp_path: Path) -> None:
     cmd = script(tmp_path, "plain", "    pass\n", config={"sharing": False})
