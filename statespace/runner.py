@@ -41,7 +41,8 @@ from ballast.model.recovery import REACH_PROPERTIES
 from ballast.statespace.symmetry import liveness_warning
 from ballast.statespace.traces import write_finding, write_liveness
 
-__all__ = ["CHECKER", "ENGINES", "LIVENESS_KIND", "ExploreRun", "choose_engine", "run_explore"]
+__all__ = ["CHECKER", "ENGINES", "LIVENESS_KIND", "ExploreRun", "choose_engine", "run_explore",
+           "unchecked_liveness"]
 
 CHECKER = "explore"
 
@@ -294,12 +295,14 @@ def _reach_results(live_ex: Exploration, report_dir: Path, tag: str) -> list[Pro
     return results
 
 
-def _unchecked_liveness(cfg: Config, live_ex: Exploration, fairness: str,
-                        why: str) -> list[PropertyResult]:
-    """Inconclusive verdicts of every liveness property, not checked for reason ``why``."""
+def unchecked_liveness(cfg: Config, fairness: str, why: str,
+                       figures: dict[str, Any]) -> list[PropertyResult]:
+    """Inconclusive verdicts of every property over runs that ``cfg`` has (the balloon's
+    liveness and the reach properties of its features), not checked for reason ``why``:
+    a property that was not checked is reported as such, never left out."""
     reach = [p.name for p in REACH_PROPERTIES.values() if p.feature(cfg)]
     return [PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE, f"not checked: {why}",
-                           {**_figures(live_ex), "form": "liveness",
+                           {**figures, "form": "liveness",
                             "fairness": FAIRNESS_TEXTS[fairness],
                             "fairness_choice": fairness},
                            kind=LIVENESS_KIND)
@@ -353,7 +356,7 @@ def run_explore(cfg: Config, *, faults: Sequence[str] = (), symmetry: bool = Tru
         else:
             unchecked = ("a safety property is broken" if live_ex.violations
                          else f"the full exploration stopped ({live_ex.stop_reason})")
-            results += _unchecked_liveness(cfg, live_ex, fairness, unchecked)
+            results += unchecked_liveness(cfg, fairness, unchecked, _figures(live_ex))
     seconds = ex.seconds + (live_ex.seconds if live_ex is not None and live_ex is not ex else 0.0)
     check = CheckResult(CHECKER, results, seconds, stats=fig)
     return ExploreRun(check, ex, live_ex, [w for w in warnings if w], chosen, why)

@@ -35,7 +35,7 @@ from ballast.statespace.configs import fewest_tokens
 from ballast.statespace.encodes import sliced
 from ballast.statespace.explore import Budget, Exploration
 from ballast.statespace.liveness import REACHES, STRONG_ACCEPT, WEAK
-from ballast.statespace.runner import run_explore
+from ballast.statespace.runner import run_explore, unchecked_liveness
 from ballast.verdict import CheckResult, PropertyResult, Verdict
 
 __all__ = ["DRIVER_FEATURES", "LIVENESS_MAX_STATES", "VIRTIO_1X_FEATURES", "feature_slices",
@@ -219,7 +219,8 @@ def reach_slice(small: Config) -> bool:
     ['over-target', 'sharing-and-host-swap']
 
     Like liveness, it is checked only where the slice has at most :data:`LIVENESS_MAX_STATES`
-    states (with symmetry): the sharing-and-host-swap slice has more.
+    states (with symmetry); a larger slice reports these properties skipped, naming its size,
+    and a slice stopped by its budget reports them inconclusive.
     """
     return any(p.feature(small) and p.unmet(small) is None for p in REACH_PROPERTIES.values())
 
@@ -233,6 +234,12 @@ def _with_reason(results: list[PropertyResult], why: str | None) -> list[Propert
             if r.verdict is Verdict.INCONCLUSIVE else r for r in results]
 
 
+def _skipped(results: list[PropertyResult]) -> list[PropertyResult]:
+    """``results`` as skipped by design, with their reasons."""
+    return [PropertyResult(r.property, r.checker, Verdict.SKIPPED, r.detail, r.evidence,
+                           kind=r.kind) for r in results]
+
+
 _RANK = {Verdict.VIOLATION: 3, Verdict.INCONCLUSIVE: 2, Verdict.VACUOUS: 1, Verdict.PASS: 0,
          Verdict.SKIPPED: -1}
 
@@ -244,10 +251,17 @@ def _merge(name: str, kind: str, rows: list[tuple[str, PropertyResult]]) -> Prop
         worst = max(rows, key=lambda r: _RANK[r[1].verdict])
         verdict = worst[1].verdict
         if verdict is Verdict.PASS:
+            # A slice where the property was skipped by design is named as such, not
+            # counted among those where it held.
+            skipped = [(s, r) for s, r in rows if r.verdict is Verdict.SKIPPED]
+            rows = [(s, r) for s, r in rows if r.verdict is not Verdict.SKIPPED]
             states = sum(int(r.evidence.get("states", 0)) for _, r in rows)
             detail = (f"held in every reachable state of {len(rows)} slices "
                       f"({', '.join(s for s, _ in rows)}): {states:,} states")
             evidence: dict[str, object] = {"states": states, "slices": [s for s, _ in rows]}
+            if skipped:
+                detail += "; " + "; ".join(f"[{s}] {r.detail}" for s, r in skipped)
+                evidence["skipped"] = {s: r.detail for s, r in skipped}
             # Eventual reach holds only under a fairness assumption, which may differ per slice.
             fairness = {s: r.evidence["fairness_choice"] for s, r in rows
                         if name == REACHES and "fairness_choice" in r.evidence}
@@ -306,18 +320,33 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
         results = _with_reason(list(run.result.results), _why_stopped(ex, budget))
         fairness = liveness_fairness(name, small)
         reach_only = fairness is None and reach_slice(small)
-        if (fairness is not None or reach_only) and ex.complete and not ex.violations \
-                and ex.states <= LIVENESS_MAX_STATES:
+
+        def over_runs(found: list[PropertyResult]) -> list[PropertyResult]:
+            """The results of the properties over runs this slice checks."""
+            return [r for r in found if r.evidence.get("form") == "liveness" and (
+                not reach_only or r.property in REACH_PROPERTIES)]
+
+        if fairness is None and not reach_only:
+            pass
+        elif ex.complete and not ex.violations and ex.states <= LIVENESS_MAX_STATES:
             with meter(f"liveness [{name}]", unit="states") as shown:
                 live = run_explore(small, faults=faults, symmetry=False, liveness=True,
                                    budget=limits(), report_dir=report_dir,
                                    fairness=fairness or WEAK, progress=_show_on(shown))
             assert live.liveness_exploration is not None
             why = _why_stopped(live.liveness_exploration, budget)
-            results += _with_reason([r for r in live.result.results
-                                     if r.evidence.get("form") == "liveness" and (
-                                         not reach_only or r.property in REACH_PROPERTIES)],
-                                    why)
+            results += _with_reason(over_runs(list(live.result.results)), why)
+        elif ex.complete and not ex.violations:
+            # By design: the full graph of a slice this large costs more than the check.
+            results += _skipped(over_runs(unchecked_liveness(
+                small, fairness or WEAK, f"the slice has {ex.states:,} states (with "
+                f"symmetry), over the {LIVENESS_MAX_STATES:,} whose full graph is searched",
+                {"states": ex.states})))
+        else:
+            why = ("a safety property is broken" if ex.violations else
+                   f"the slice's exploration {_why_stopped(ex, budget)}")
+            results += over_runs(unchecked_liveness(small, fairness or WEAK, why,
+                                                    {"states": ex.states}))
         for r in results:
             rows.setdefault((r.kind, r.property), []).append((name, r))
     merged = [_merge(prop, kind, rs) for (kind, prop), rs in rows.items()]
