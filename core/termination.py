@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeAlias
 
-__all__ = ["Terminated", "sigterm_as_interrupt"]
+__all__ = ["Terminated", "interrupts_deferred", "sigterm_as_interrupt"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -130,6 +130,41 @@ def sigterm_as_interrupt() -> Iterator[None]:
                     raise stop.exception()
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM that :func:`sigterm_as_interrupt` turns into
+    exceptions wait until the block has ended and are raised just after it: a few steps
+    that must all be taken or none (a set of files renamed into place) are not cut between
+    two. Outside :func:`sigterm_as_interrupt` (Python's own handler, or one an embedding
+    program set) nothing is deferred, and the caller undoes what an interrupt cut short.
+
+    >>> import os, signal, time
+    >>> steps = []
+    >>> with sigterm_as_interrupt():
+    ...     try:
+    ...         with interrupts_deferred():
+    ...             os.kill(os.getpid(), signal.SIGINT)
+    ...             steps.append("both steps taken")
+    ...         time.sleep(1)
+    ...     except KeyboardInterrupt:
+    ...         steps.append("then interrupted")
+    >>> steps
+    ['both steps taken', 'then interrupted']
+    """
+    _deferring.depth = getattr(_deferring, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _deferring.depth -= 1
+
+
+def _deferred() -> bool:
+    """Whether the main thread, where signal handlers run, is inside
+    :func:`interrupts_deferred` (a handler runs in the main thread, so that thread's depth is
+    the one read)."""
+    return getattr(_deferring, "depth", 0) > 0
+
+
 def _handler(stop: _Stop, owner: int) -> Callable[[int, FrameType | None], None]:
     """The handler of ``stop``'s signal within the block that process ``owner`` entered."""
 
@@ -138,10 +173,11 @@ def _handler(stop: _Stop, owner: int) -> Callable[[int, FrameType | None], None]
             signal.signal(signum, stop.default)
             os.kill(os.getpid(), signum)
             return
-        if _swallowing(frame):
+        if _swallowing(frame) or _deferred():
             # Raised here, the exception would be printed and dropped, and the command
-            # would go on, or turned into another (an internal error): the signal is sent
-            # again a moment later, until it lands outside.
+            # would go on, or turned into another (an internal error), or cut steps that
+            # must all be taken: the signal is sent again a moment later, until it lands
+            # outside.
             _send_again(owner, signum)
             return
         raise stop.exception()
@@ -224,6 +260,8 @@ _handlers: set[Callable[[int, FrameType | None], None]] = set()
 """The handlers :func:`sigterm_as_interrupt` has set and not yet taken back."""
 _waiting: list[_Again] = []
 """Signals to be sent again (:func:`_send_again`) not yet taken back by the block."""
+_deferring = threading.local()
+"""``depth``: how many :func:`interrupts_deferred` blocks this thread is inside."""
 _forking = threading.local()
 """For the thread now forking: ``ours``, the stops whose handler of this module is set (the
 child takes their defaults back), and ``unblock``, the signals blocked for the fork."""

@@ -42,6 +42,7 @@ from ballast.model.derived import derived_observation
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.opening import open_to_read
+from ballast.termination import interrupts_deferred
 from ballast.model.schema import SCHEMA, Kind
 from ballast.model.sometimes import SOMETIMES
 from ballast.model.state import State, initial_state, plain_value, state_from_dict
@@ -384,7 +385,11 @@ def _refuse_shared_files(files: list[str | Path | None],
 
 
 def atomic_write_files(files: Iterable[tuple[str | Path, Content]]) -> None:
-    """Write several files all or nothing: every one is written in full before any is renamed.
+    """Write several files all or nothing: every one is written in full before any is
+    renamed into place; if one cannot be, the files already renamed are put back as they
+    were, and Ctrl-C or SIGTERM (within :func:`~ballast.termination.sigterm_as_interrupt`,
+    as the command line runs) waits until the last rename. A crash of the machine between
+    two renames can still leave some files new and some old.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -423,11 +428,8 @@ def atomic_write_files(files: Iterable[tuple[str | Path, Content]]) -> None:
                 raise OutputError(str(p), f"cannot write: {exc.strerror or exc}") from None
         for p, text in items:
             written.append((_write_temporary(p, text), p))
-        for tmp, p in written:
-            try:
-                os.replace(tmp, p)
-            except OSError as exc:
-                raise OutputError(str(p), f"cannot write: {exc.strerror}") from None
+        with interrupts_deferred():  # Ctrl-C or SIGTERM lands after the last rename
+            _rename_all_or_none(written)
         done = True
     finally:
         for tmp, _ in written:
@@ -435,6 +437,58 @@ def atomic_write_files(files: Iterable[tuple[str | Path, Content]]) -> None:
                 _unlink_quietly(tmp)
         if not done:  # a full disk or a bad path leaves no empty folder behind
             _remove_empty_folders(made)
+
+
+def _rename_all_or_none(written: list[tuple[str, Path]]) -> None:
+    """Rename each temporary file over its destination; if one cannot be (or an interrupt
+    that could not be deferred lands between two), put back what the others replaced."""
+    replaced: list[tuple[Path, str | None]] = []  # destination, the name of its old file
+    try:
+        for tmp, p in written:
+            old = _keep_old(p)
+            try:
+                os.replace(tmp, p)
+            except BaseException:
+                if old is not None:
+                    _unlink_quietly(old)
+                raise
+            replaced.append((p, old))
+    except BaseException as exc:
+        for i in reversed(range(len(replaced))):
+            p, old = replaced[i]
+            try:
+                if old is None:
+                    os.unlink(p)
+                else:
+                    os.replace(old, p)
+            except OSError:
+                replaced[i] = (p, None)  # the old file stays under its second name
+        if isinstance(exc, OSError):
+            raise OutputError(str(written[len(replaced)][1]),
+                              f"cannot write: {exc.strerror or exc}") from None
+        raise
+    finally:
+        for _, old in replaced:
+            if old is not None and os.path.exists(old):
+                _unlink_quietly(old)
+
+
+def _keep_old(p: Path) -> str | None:
+    """A second name for the file at ``p`` (None: there is none), by which it can be put
+    back once replaced: a hard link, or a copy where the file system has none."""
+    if not os.path.lexists(p):
+        return None
+    keep = f"{p.parent}/.{p.name}.{os.getpid()}.old"
+    _unlink_quietly(keep)
+    try:
+        os.link(p, keep, follow_symlinks=False)
+    except OSError:
+        try:
+            shutil.copy2(p, keep, follow_symlinks=False)
+        except OSError as exc:
+            raise OutputError(str(p), f"cannot write: cannot keep the old file to put back "
+                              f"if another cannot be written ({exc.strerror or exc})") from None
+    return keep
 
 
 def trace_text(trace: Trace) -> str:

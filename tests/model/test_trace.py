@@ -1,7 +1,9 @@
 """The trace format: schema, round trip, clear errors naming file and line."""
 
 import json
+import os
 from pathlib import Path
+from typing import Callable
 
 import jsonschema
 import pytest
@@ -127,7 +129,6 @@ def test_unlogged_actions_must_name_actions(tmp_path: Path, unlogged: object,
 def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path: Path) -> None:
     """``--out /dev/null`` or a named pipe: written into where it is. Renamed over, as files
     are for atomicity, it became a plain file (as root, /dev/null itself was replaced)."""
-    import os
     import stat
     import threading
 
@@ -173,6 +174,82 @@ def test_files_that_cannot_all_be_written_leave_no_folder_made_for_them(
                                          (tmp_path / "reports" / "b" / "y.md", "y"),
                                          (tmp_path / "kept" / "z.md", "z")])
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+
+
+def _renames_cut_at_the_second(monkeypatch: pytest.MonkeyPatch,
+                               cut: Callable[[], None]) -> None:
+    """``os.replace`` of a temporary file into place calls ``cut`` at the second rename."""
+    import ballast.model.trace as trace_module
+
+    real = os.replace
+    calls: list[str] = []
+
+    def replace(src: str, dst: str | Path) -> None:
+        if str(src).endswith(".tmp"):
+            calls.append(str(dst))
+            if len(calls) == 2:
+                cut()
+        real(src, dst)
+
+    monkeypatch.setattr(trace_module.os, "replace", replace)
+
+
+def _three_files(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Two files that exist (old texts) and one that does not, with their new texts."""
+    (tmp_path / "a.md").write_text("old a")
+    (tmp_path / "c.md").write_text("old c")
+    return [(tmp_path / "a.md", "new a"), (tmp_path / "b.md", "new b"),
+            (tmp_path / "c.md", "new c")]
+
+
+def _texts(tmp_path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(tmp_path.iterdir())}
+
+
+@pytest.mark.parametrize("cut", ["rename fails", "interrupt"])
+def test_files_renamed_before_a_failed_rename_are_put_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str) -> None:
+    """All or nothing to the end: a rename that fails (or an interrupt that nothing defers,
+    under Python's own Ctrl-C handler) after the first file was renamed into place puts the
+    first file's old text back, and leaves no new or temporary file."""
+    from ballast.errors import OutputError
+    from ballast.model.trace import atomic_write_files
+
+    def fail() -> None:
+        if cut == "interrupt":
+            raise KeyboardInterrupt
+        raise OSError(28, "No space left on device")
+
+    files = _three_files(tmp_path)
+    _renames_cut_at_the_second(monkeypatch, fail)
+    with pytest.raises(KeyboardInterrupt if cut == "interrupt" else OutputError):
+        atomic_write_files(files)
+    assert _texts(tmp_path) == {"a.md": "old a", "c.md": "old c"}
+
+
+def test_an_interrupt_during_the_renames_lands_after_the_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the command line's handlers, Ctrl-C that arrives between two renames waits
+    until every file is in place, then interrupts the command."""
+    import signal
+    import time
+
+    from ballast.model.trace import atomic_write_files
+    from ballast.termination import sigterm_as_interrupt
+
+    files = _three_files(tmp_path)
+    _renames_cut_at_the_second(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    written = False
+    try:
+        with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+            atomic_write_files(files)
+            written = True
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert written
+    assert _texts(tmp_path) == {"a.md": "new a", "b.md": "new b", "c.md": "new c"}
 
 
 @pytest.mark.parametrize(("fault", "seed"), [(None, 5), ("reclaim_keeps_mapping", 1)])
