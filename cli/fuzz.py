@@ -22,10 +22,9 @@ from typing import Any
 from ballast.argtypes import fraction, path, positive_int, seconds
 from ballast.cluster import (Scheduler, add_scheduler_option, connected, parse_scheduler,
                              require_dask)
-from ballast.errors import InputError, UsageError
+from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.model.encodings import Gaps
-from ballast.model.faults import FAULTS
 from ballast.model.trace import check_destinations
 from ballast.numeric.campaign import (
     MAX_SEEDS,
@@ -38,7 +37,14 @@ from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import SeedResult
 from ballast.numeric.scale import scaled, with_faults
 from ballast.numeric.workload import drawn_actions
-from ballast.cli.options import add_model_options, base_config, config_line, origin, with_sets
+from ballast.cli.options import (
+    add_model_options,
+    base_config,
+    check_faults,
+    config_line,
+    origin,
+    with_sets,
+)
 from ballast.progress import add_quiet_option, meter, shown
 from ballast.verdict import EXIT_INCONCLUSIVE
 
@@ -83,10 +89,7 @@ def register(subparsers: Any) -> None:
 def config_for(args: argparse.Namespace) -> Config:
     """The configuration an invocation asks for (with --set, scaled, with the faults'
     changes)."""
-    for name in args.fault:
-        if name not in FAULTS:
-            raise InputError("--fault", None, f"unknown fault {name!r}; expected one of "
-                             f"{', '.join(sorted(FAULTS))}")
+    check_faults(args.fault)
     cfg = with_sets(args, base_config(args))
     if (args.vms is None) != (args.pages is None):
         raise UsageError("give both --vms and --pages, or neither")

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PRESETS", "HeaderConfig", "MODEL_OPTIONS", "ModelOption", "SIZE_FLAGS",
            "add_model_options", "add_pytest_options", "add_size_options", "base_config",
-           "config_from_args", "config_line", "config_summary", "fault_changes", "given",
-           "header_config", "options_of_pytest", "origin", "with_sets"]
+           "check_faults", "config_from_args", "config_line", "config_summary", "fault_changes",
+           "given", "header_config", "options_of_pytest", "origin", "with_sets"]
 
 
 @dataclass(frozen=True)
@@ -199,14 +199,25 @@ def with_sets(args: argparse.Namespace, cfg: "Config",
     return Config.from_dict({**cfg.to_dict(), **changes}, source="command line")
 
 
-def fault_changes(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration changes the seeded faults need (an unknown fault is bad usage)."""
+def check_faults(names: list[str]) -> None:
+    """Refuse, as bad usage, a ``--fault`` the model does not have or one given twice."""
     from ballast.model.faults import FAULTS
 
-    needed: dict[str, Any] = {}
-    for name in args.fault:
+    for i, name in enumerate(names):
         if name not in FAULTS:
             raise UsageError(f"unknown fault {name!r}; expected one of {', '.join(sorted(FAULTS))}")
+        if name in names[:i]:
+            raise UsageError(f"--fault {name} is given twice; give each fault once")
+
+
+def fault_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration changes the seeded faults need (an unknown fault, or one given
+    twice, is bad usage)."""
+    from ballast.model.faults import FAULTS
+
+    check_faults(args.fault)
+    needed: dict[str, Any] = {}
+    for name in args.fault:
         needed.update(FAULTS[name].config)
     return needed
 

@@ -318,6 +318,10 @@ class Config:
                     if not isinstance(value, (list, tuple, set, frozenset)) or not all(
                             isinstance(v, int) and not isinstance(v, bool) for v in value):
                         raise TypeError
+                    twice = sorted({v for v in value if list(value).count(v) > 1})
+                    if twice:  # a list that says a VM twice may mean another VM
+                        raise InputError(source, None, f"configuration key {key!r}: names "
+                                         f"{', '.join(map(str, twice))} more than once")
                     value = frozenset(value)
                 elif isinstance(default, int):
                     if isinstance(value, bool) or not isinstance(value, int):

@@ -593,6 +593,9 @@ def _parse_header(record: Any, source: str) -> TraceHeader:
     if unknown:
         raise InputError(source, 1, f"unknown fault {unknown[0]!r}; expected some of "
                          f"{', '.join(sorted(FAULTS))}")
+    twice = [f for i, f in enumerate(faults) if f in faults[:i]]
+    if twice:
+        raise InputError(source, 1, f"faults names {twice[0]!r} twice; each fault once")
     unlogged = (record.get("source") or {}).get("unlogged_actions") \
         if isinstance(record.get("source"), dict) else None
     if unlogged is not None:

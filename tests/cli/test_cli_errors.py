@@ -276,6 +276,13 @@ HUGE = str(10**30)
      "--emit-trace: expected a path"),
     (["validate", "--format", "qemu", "t.log", "--qmp", ""], "--qmp: expected a path"),
     (["prove", "--preset", "core", "--jobs", "100000"], "--jobs 100000: at most"),
+    # A fault given twice, or a VM listed twice, may stand for another one mistyped.
+    *[([cmd, "--preset", "default", "--fault", "vmm_accepts_flood", "--fault",
+        "vmm_accepts_flood", *more], "--fault vmm_accepts_flood is given twice")
+      for cmd, more in (("fuzz", ["--seeds", "0..0"]), ("explore", []), ("prove", []),
+                        ("check", []), ("run", ["--out", "t.jsonl"]))],
+    (["run", "--preset", "default", "--set", "hostile_vms=[1, 1]", "--out", "t.jsonl"],
+     "'hostile_vms': names 1 more than once"),
 ])
 def test_absurd_or_empty_flags_are_refused_before_any_work(tmp_path: Path, args: list[str],
                                                            words: str) -> None:

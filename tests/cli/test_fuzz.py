@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ballast.errors import InputError, UsageError
+from ballast.errors import UsageError
 from ballast.cli.fuzz import register
 
 
@@ -61,7 +61,7 @@ def test_failing_seed_reproduces_alone(tmp_path, capsys):
 @pytest.mark.parametrize("argv, exc", [
     (["fuzz", "--seeds", "5..2"], UsageError),
     (["fuzz", "--vms", "4"], UsageError),
-    (["fuzz", "--fault", "no_such_fault"], InputError),
+    (["fuzz", "--fault", "no_such_fault"], UsageError),
     (["fuzz", "--workers", "100000"], UsageError),
 ])
 def test_bad_input(argv, exc, capsys, tmp_path):

@@ -291,3 +291,16 @@ def test_run_holds_the_same_memory_however_many_steps_it_takes(tmp_path: Path) -
     # Holding the steps cost about 4 KB a step here; the model's caches, filled as more
     # states are seen, far less.
     assert long - short < 1_000 * 1_400, (short, long)
+
+
+def test_a_header_that_names_a_fault_twice_is_refused(tmp_path: Path) -> None:
+    """A seeded fault named twice may stand for another one mistyped: line 1 says so."""
+    model = BalloonModel(preset("core"), ["reclaim_keeps_mapping"])
+    path = tmp_path / "t.jsonl"
+    write_trace(path, random_run(model, seed=1, steps=3).trace)
+    lines = path.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["faults"] = ["reclaim_keeps_mapping", "reclaim_keeps_mapping"]
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    with pytest.raises(InputError, match=r":1: faults names 'reclaim_keeps_mapping' twice"):
+        read_trace(path)
