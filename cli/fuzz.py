@@ -4,7 +4,11 @@
 Exit codes: 0 every seed ran all its batches without a violation, 1 a violation
 was found (its shrunk trace, confirmed by the reference model, is under
 ``--report-dir``), 2 bad usage or input, 3 inconclusive: the wall-clock limit
-the user asked for (``--max-seconds``) stopped some seed early.
+the user asked for (``--max-seconds``) stopped some seed early, an action the
+workload draws never took effect in any seed, a seeded fault's step never did
+otherwise than the model's own in any seed (its branch was never exercised), the
+numeric core lacks an encoding the configuration needs, or the reference model
+did not reproduce a violation.
 
 Without ``--vms``/``--pages`` the preset's own sizes are used; with them, the
 preset's features are kept and sizes scaled (host memory = 3/4 of guest memory).
@@ -107,7 +111,7 @@ def _line(r: SeedResult) -> dict[str, Any]:
             "violation": r.violation[0] if r.violation else None,
             "message": r.violation[1] if r.violation else None,
             "shrunk_steps": r.shrunk_steps, "counterexample": r.counterexample,
-            "error": r.error}
+            "error": r.error, "fault_deviated": r.fault_deviated}
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
@@ -124,7 +128,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         if cluster is not None:
             print(f"workers: {cluster.describe()}")
     results = _run_seeds(args, cfg, seeds, cluster)
-    summary = summarise(results, args.steps, drawn_actions(cfg))
+    summary = summarise(results, args.steps, drawn_actions(cfg), args.fault)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
                           "seeds": [_line(r) for r in results],
@@ -135,7 +139,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if summary.failing:
         return 1
     return EXIT_INCONCLUSIVE if (gaps or summary.cut_short or summary.never_fired
-                                 or summary.unconfirmed) else 0
+                                 or summary.never_deviated or summary.unconfirmed) else 0
 
 
 def _campaign_options(args: argparse.Namespace) -> tuple[range, Scheduler | None]:
@@ -221,7 +225,27 @@ def _print_results(args: argparse.Namespace, cfg: Config, results: list[SeedResu
                   f"seed(s) {list(summary.unconfirmed)}, so none is reported: the NumPy core "
                   f"and the model disagree: a bug in Ballast; please report it to the Ballast "
                   f"issue tracker with this command line", markup=False)
+    out.print(_coverage(summary), markup=False)
     if summary.never_fired and not summary.failing:
         out.print(f"INCONCLUSIVE: {len(summary.never_fired)} action(s) never took effect "
                   f"in any seed ({', '.join(summary.never_fired)}): raise --steps or "
                   "--seeds", markup=False)
+    for fault in summary.never_deviated if not summary.failing else ():
+        action = FAULTS[fault].action
+        out.print(f"INCONCLUSIVE: the seeded fault {fault} was never exercised: in "
+                  f"{summary.seeds} seed(s) of {args.steps} batches its {action} took effect "
+                  f"{summary.actions.get(action, 0):,} time(s), never doing otherwise than "
+                  f"the model's {action}, so no seed could catch it; raise --seeds or --steps",
+                  markup=False)
+
+
+def _coverage(summary: CampaignSummary) -> str:
+    """One line: how many of the actions drawn took effect, the rarest, and in how many
+    seeds each seeded fault did otherwise than the model."""
+    taken = sorted((n, name) for name, n in summary.actions.items() if n)
+    rare = ", ".join(f"{name} {n:,}" for n, name in taken[:3])
+    line = (f"actions: {len(taken)} of {len(summary.actions)} took effect"
+            + (f" (fewest operations: {rare})" if rare else ""))
+    for fault, seeds in summary.fault_seeds.items():
+        line += f"; fault {fault} exercised in {seeds} of {summary.seeds} seed(s)"
+    return line

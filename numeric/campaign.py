@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -169,18 +169,45 @@ class CampaignSummary:
     """Seeds whose violation the reference model did not reproduce (no trace written): the
     NumPy core and the model disagree, a bug in Ballast; no verdict (inconclusive), as the
     numeric checker of ``ballast check`` says of it."""
+    actions: dict[str, int] = field(default_factory=dict)
+    """Operations that took effect per action, over every seed (the actions ``drawn``
+    first, in the model's order, then any other)."""
+    fault_seeds: dict[str, int] = field(default_factory=dict)
+    """Seeded fault -> the seeds in which its step did otherwise than the model's own at
+    least once (:class:`~ballast.numeric.fault_watch.FaultWatch`)."""
+    never_deviated: tuple[str, ...] = ()
+    """Seeded faults whose step did what the model's does in every batch of every seed: the
+    fault's branch was never exercised, so no seed could catch it (inconclusive, never a
+    pass)."""
 
 
 def summarise(results: Sequence[SeedResult], batches: int | None = None,
-              drawn: Sequence[str] = ()) -> CampaignSummary:
+              drawn: Sequence[str] = (), faults: Sequence[str] = ()) -> CampaignSummary:
     """Totals, failing seeds (sorted: those whose violation the reference model reproduced),
-    the properties they broke, the seeds whose violation it did not reproduce, and which of
+    the properties they broke, the seeds whose violation it did not reproduce, which of
     the actions ``drawn`` (:func:`~ballast.numeric.workload.drawn_actions`) never took
-    effect."""
+    effect, how often each action did, and in how many seeds each seeded fault of
+    ``faults`` did otherwise than the model (those that never did).
+
+    >>> from ballast.numeric.runner import SeedResult
+    >>> s = summarise([SeedResult(0, actions_seen={"guest_read": 3}),
+    ...                SeedResult(1, actions_seen={"guest_read": 2, "rogue_report": 1},
+    ...                           fault_deviated={"vmm_accepts_flood": 40})],
+    ...               drawn=["guest_read", "guest_write"], faults=["vmm_accepts_flood"])
+    >>> s.actions, s.never_fired
+    ({'guest_read': 5, 'guest_write': 0, 'rogue_report': 1}, ('guest_write',))
+    >>> s.fault_seeds, s.never_deviated
+    ({'vmm_accepts_flood': 1}, ())
+    """
     found = sorted((r for r in results if r.violation is not None), key=lambda r: r.seed)
     # A violation is reported only once the model reproduced it (``error`` says why not).
     bad = [r for r in found if r.error is None]
-    fired = {name for r in results for name, n in r.actions_seen.items() if n}
+    actions = dict.fromkeys(drawn, 0)
+    for r in results:
+        for name, n in r.actions_seen.items():
+            actions[name] = actions.get(name, 0) + n
+    deviated = {f: sum(1 for r in results if f in r.fault_deviated)
+                for f in dict.fromkeys(faults)}
     return CampaignSummary(
         seeds=len(results), ops=sum(r.ops for r in results),
         checks=sum(r.checks for r in results), seconds=sum(r.seconds for r in results),
@@ -188,5 +215,7 @@ def summarise(results: Sequence[SeedResult], batches: int | None = None,
         properties=tuple(sorted({r.violation[0] for r in bad if r.violation})),
         cut_short=tuple(sorted(r.seed for r in results if batches is not None
                                and r.violation is None and r.batches < batches)),
-        never_fired=tuple(name for name in drawn if name not in fired),
-        unconfirmed=tuple(r.seed for r in found if r.error is not None))
+        never_fired=tuple(name for name in drawn if not actions.get(name)),
+        unconfirmed=tuple(r.seed for r in found if r.error is not None),
+        actions=actions, fault_seeds=deviated,
+        never_deviated=tuple(f for f, n in deviated.items() if not n))

@@ -26,6 +26,7 @@ from ballast.model.actions import Action
 from ballast.model.config import Config
 from ballast.model.trace import Trace, TraceHeader, TraceStep
 from ballast.numeric.engine import Engine
+from ballast.numeric.fault_watch import FaultWatch
 from ballast.numeric.invariants import violations
 from ballast.numeric.shrink import shrink_run
 from ballast.numeric.workload import Batch, batch_actions, enabled_names, step_batch, WEIGHTS
@@ -53,6 +54,11 @@ class SeedResult:
     error: str | None = None
     bytes_per_page: float = 0.0
     actions_seen: dict[str, int] = field(default_factory=dict)
+    """Operations that took effect, per action."""
+    fault_deviated: dict[str, int] = field(default_factory=dict)
+    """Seeded fault -> the batch (counted from 1) in which its step first did otherwise than
+    the model's own (:class:`~ballast.numeric.fault_watch.FaultWatch`); a seeded fault
+    missing here never did: this seed did not exercise it."""
     trace: str | None = None
     """The shrunk counterexample as trace text, not yet replayed nor written (a run that
     keeps its trace for the machine that asked for it: :func:`write_seed_trace`)."""
@@ -87,9 +93,10 @@ def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: in
     w /= w.sum()
     log: list[Batch] = []
     clean = 0  # operations known to keep every state invariant
+    watch = FaultWatch(eng) if faults else None
     for i in range(batches):
         name = names[int(rng.choice(len(names), p=w))]
-        b = step_batch(eng, rng, name, frac)
+        b = step_batch(eng, rng, name, frac, watch, batch=i + 1)
         if b is not None:
             log.append(b)
             res.ops += len(b.vms)
@@ -119,6 +126,8 @@ def fuzz_seed(cfg: Config, *, seed: int, faults: Sequence[str] = (), batches: in
         actions = [a for b in log for a in batch_actions(b)]
         trace = shrunk_trace(res, cfg, faults, actions, shrink=shrink, clean_prefix=clean)
         res.trace = trace_text(trace) if trace is not None else None
+    if watch is not None:
+        res.fault_deviated = dict(watch.first)
     res.seconds = time.perf_counter() - t0
     return res
 

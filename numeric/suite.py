@@ -7,7 +7,9 @@ of ``budget.numeric_batches`` batches each (4 x 200 by default, about 200,000
 operations, every invariant after every batch: some 30 seconds on one core). The same
 seed gives the same operations and figures on any machine. Only a wall-clock limit the
 user asked for (``--max-seconds``) can stop it early, and then the result is
-inconclusive, never a pass.
+inconclusive, never a pass. So is a property a seeded fault is there to break when the
+fault's step never did otherwise than the model's own in any seed
+(:class:`~ballast.numeric.fault_watch.FaultWatch`): its branch was never exercised.
 
 >>> from pathlib import Path
 >>> from ballast.budget import WorkBudget
@@ -28,6 +30,7 @@ from typing import Callable
 from ballast.model.encodings import Gaps
 from ballast.budget import WorkBudget, out_of_time
 from ballast.model.config import Config
+from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.numeric.encodes import gaps_in
 from ballast.numeric.runner import CHECKER, SeedResult, fuzz_seed
@@ -130,6 +133,11 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
             results.append(PropertyResult(name, CHECKER, Verdict.INCONCLUSIVE, detail=why,
                                           evidence=evidence))
     results = [_with_gap(r, gaps) for r in results]
+    deviated = {f: sum(1 for r in runs if f in r.fault_deviated) for f in dict.fromkeys(faults)}
+    if found is None:
+        done = sum(r.batches for r in runs)
+        for fault in (f for f, n in deviated.items() if not n):
+            results = _unexercised(results, fault, len(runs), done)
     seen: dict[str, int] = {}
     for r in runs:
         for k, v in r.actions_seen.items():
@@ -137,7 +145,25 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
     results += _action_coverage(big, seen, sum(r.batches for r in runs))
     return CheckResult(CHECKER, results, seconds=time.perf_counter() - t0,
                        stats={"config": big.to_dict(), "ops": ops, "actions": seen,
+                              "fault_seeds": deviated,
                               "bytes_per_guest_page": runs[0].bytes_per_page if runs else 0})
+
+
+def _unexercised(results: list[PropertyResult], fault: str, seeds: int,
+                 batches: int) -> list[PropertyResult]:
+    """The seeded ``fault`` never did otherwise than the model's own step: what the runs
+    checked of the properties it is there to break (every one it may be caught as, or all
+    where the configuration has none of those) is no pass, but inconclusive, naming it."""
+    spec = FAULTS[fault]
+    aimed = [name for name in spec.caught_as if any(r.property == name for r in results)]
+    why = (f"the seeded fault {fault} was never exercised: its {spec.action} never did "
+           f"otherwise than the model's in {batches:,} batches ({seeds} seeds), so no run "
+           "could catch it; raise --numeric-seeds or --numeric-batches")
+    return [PropertyResult(r.property, r.checker, Verdict.INCONCLUSIVE, why,
+                           {**r.evidence, "fault_never_exercised": fault})
+            if r.verdict is Verdict.PASS and r.kind == "invariant"
+            and (not aimed or r.property in aimed) else r
+            for r in results]
 
 
 def _action_coverage(big: Config, seen: dict[str, int], batches: int) -> list[PropertyResult]:

@@ -36,6 +36,7 @@ from ballast.model.config import Config
 from ballast.model.over_target_kernels import held_pages
 from ballast.numeric.arrays import IN_USE_BIT, UNBACKED_MPN
 from ballast.numeric.engine import Engine
+from ballast.numeric.fault_watch import FaultWatch
 from ballast.numeric.onehot import OneHot, dense
 
 __all__ = ["Batch", "WEIGHTS", "batch_actions", "draw_batch", "drawn_actions", "log_actions",
@@ -335,12 +336,17 @@ def run_batches(eng: Engine, rng: Rng, batches: int, *, frac: float = 0.5,
     return log
 
 
-def step_batch(eng: Engine, rng: Rng, name: str, frac: float) -> Batch | None:
-    """Draw and apply one batch of ``name``; the applied part, or None."""
+def step_batch(eng: Engine, rng: Rng, name: str, frac: float,
+               watch: FaultWatch | None = None, batch: int = 0) -> Batch | None:
+    """Draw and apply one batch of ``name``; the applied part, or None. ``watch`` compares
+    a seeded fault's step with the model's own (the batch is number ``batch``)."""
     vms, args = draw_batch(eng, rng, name, frac)
     if len(vms) == 0:
         return None
+    probe = watch.before(name, vms, args) if watch is not None else None
     ok = eng.apply_batch(name, vms, **args)
+    if watch is not None:
+        watch.after(probe, ok, batch=batch)
     if not ok.any():
         return None
     return Batch(name, np.asarray(vms)[ok], _pick(args, ok))

@@ -26,6 +26,56 @@ def test_clean_campaign_exits_0(tmp_path, capsys):
     assert code == 0 and data["summary"]["failing"] == []
     assert data["summary"]["never_fired"] == []
     assert [s["seed"] for s in data["seeds"]] == [0, 1, 2]
+    # Coverage: every action drawn counted, each taken; no fault seeded, none watched.
+    actions = data["summary"]["actions"]
+    assert actions and all(n > 0 for n in actions.values())
+    assert sum(actions.values()) == data["summary"]["ops"]
+    assert data["summary"]["fault_seeds"] == {} and data["summary"]["never_deviated"] == []
+
+
+def test_a_clean_campaign_says_how_often_actions_took_effect(tmp_path, capsys):
+    code, out = _run(["fuzz", "--no-progress",
+                      "--report-dir", str(tmp_path)], capsys)
+    line = next(line for line in out.splitlines() if line.startswith("actions: "))
+    assert code == 0 and "INCONCLUSIVE" not in out
+    assert line.startswith("actions: 23 of 23 took effect (fewest operations: "), line
+
+
+FLOOD = ["fuzz", "--fault", "vmm_accepts_flood", "--no-progress"]
+"""A fault whose step differs from the model's only for a report on full queues: seed 7 of
+the ``large`` preset reaches that, seeds 0-3 (the default range) never do."""
+
+
+def test_a_seeded_fault_no_seed_exercised_is_inconclusive_naming_it(tmp_path, capsys):
+    """Every action took effect, no property broke, but the fault's step never did
+    otherwise than the model's: nothing could have caught it, so it is no pass."""
+    code, out = _run(FLOOD + ["--seeds", "0..3", "--report-dir", str(tmp_path)], capsys)
+    assert code == 3 and "failing seeds: none" in out, out
+    said = [line for line in out.splitlines() if line.startswith("INCONCLUSIVE")]
+    assert len(said) == 1, said
+    assert said[0].startswith("INCONCLUSIVE: the seeded fault vmm_accepts_flood was never "
+                              "exercised: in 4 seed(s) of 200 batches its rogue_report took "
+                              "effect "), said
+    assert said[0].endswith("never doing otherwise than the model's rogue_report, so no seed "
+                            "could catch it; raise --seeds or --steps")
+    assert "fault vmm_accepts_flood exercised in 0 of 4 seed(s)" in out
+    code, out = _run(FLOOD + ["--seeds", "0..3", "--json", "--report-dir", str(tmp_path)],
+                     capsys)
+    summary = json.loads(out)["summary"]
+    assert code == 3 and summary["never_deviated"] == ["vmm_accepts_flood"]
+    assert summary["fault_seeds"] == {"vmm_accepts_flood": 0}
+    assert summary["never_fired"] == [] and summary["actions"]["rogue_report"] > 0
+
+
+def test_a_seeded_fault_enough_seeds_exercise_is_a_violation(tmp_path, capsys):
+    code, out = _run(FLOOD + ["--seeds", "4..7", "--workers", "2", "--json",
+                              "--report-dir", str(tmp_path)], capsys)
+    data = json.loads(out)
+    assert code == 1 and data["summary"]["failing"] == [7]
+    assert data["summary"]["fault_seeds"]["vmm_accepts_flood"] >= 1
+    assert data["summary"]["never_deviated"] == []
+    seven = next(s for s in data["seeds"] if s["seed"] == 7)
+    assert 0 < seven["fault_deviated"]["vmm_accepts_flood"] <= seven["batches"]
 
 
 def test_a_campaign_that_never_exercised_an_action_is_inconclusive_naming_it(tmp_path, capsys):

@@ -45,6 +45,24 @@ def test_fault_gives_a_confirmed_violation(tmp_path):
     assert r.verdict is Verdict.VIOLATION
     bad = [x for x in r.results if x.verdict is Verdict.VIOLATION]
     assert bad[0].property == "isolation" and bad[0].counterexample.exists()
+    assert r.stats["fault_seeds"]["free_without_scrub"] == 1  # the seed that caught it
+
+
+def test_a_fault_no_seed_exercised_is_inconclusive_naming_it(tmp_path):
+    """``vmm_accepts_flood`` differs from the model only for a report on full queues, which
+    two short seeds never reach: the property it is there to break is inconclusive and
+    says why, not a pass; the others held."""
+    r = suite_check(preset("default"), faults=("vmm_accepts_flood",), report_dir=tmp_path,
+                    size=TINY)
+    assert r.verdict is Verdict.INCONCLUSIVE and r.stats["fault_seeds"] == {
+        "vmm_accepts_flood": 0}
+    flood = next(x for x in r.results if x.property == "vmm_refuses_report_floods")
+    assert flood.verdict is Verdict.INCONCLUSIVE
+    assert flood.detail == ("the seeded fault vmm_accepts_flood was never exercised: its "
+                            "rogue_report never did otherwise than the model's in 80 "
+                            "batches (2 seeds), so no run could catch it; raise "
+                            "--numeric-seeds or --numeric-batches")
+    assert all(x.verdict is Verdict.PASS for x in _invariants(r) if x is not flood)
 
 
 def test_wall_clock_stop_is_inconclusive_and_says_so(tmp_path):
