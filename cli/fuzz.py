@@ -38,7 +38,7 @@ from ballast.numeric.campaign import (
     summarise,
 )
 from ballast.numeric.encodes import gaps_in
-from ballast.numeric.runner import SeedResult
+from ballast.numeric.runner import SeedResult, finding_line
 from ballast.numeric.scale import scaled, with_faults
 from ballast.numeric.workload import drawn_actions
 from ballast.cli.options import (
@@ -105,11 +105,19 @@ def config_for(args: argparse.Namespace) -> Config:
     return with_faults(cfg, args.fault, keep_sizes=args.vms is not None)
 
 
-def _line(r: SeedResult) -> dict[str, Any]:
+def _line(r: SeedResult, cfg: Config) -> dict[str, Any]:
+    """A seed in JSON: ``violation`` and ``message`` are what its trace shows when the
+    reference model replays it (``trace``: step, action, VM), ``found`` what the seed found
+    on the whole run (another VM, step or page), ``finding`` the line printed."""
+    shown = r.reported
     return {"seed": r.seed, "ops": r.ops, "batches": r.batches, "checks": r.checks,
             "seconds": round(r.seconds, 3),
-            "violation": r.violation[0] if r.violation else None,
-            "message": r.violation[1] if r.violation else None,
+            "violation": shown.property if shown else r.violation[0] if r.violation else None,
+            "message": shown.message if shown else r.violation[1] if r.violation else None,
+            "trace": shown.to_dict() if shown else None,
+            "finding": finding_line(r, cfg) if r.violation else None,
+            "found": ({"property": r.violation[0], "message": r.violation[1]}
+                      if r.violation else None),
             "shrunk_steps": r.shrunk_steps, "counterexample": r.counterexample,
             "error": r.error, "fault_deviated": r.fault_deviated}
 
@@ -131,7 +139,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     summary = summarise(results, args.steps, drawn_actions(cfg), args.fault)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "faults": list(args.fault),
-                          "seeds": [_line(r) for r in results],
+                          "seeds": [_line(r, cfg) for r in results],
                           "summary": summary.__dict__,
                           "gap": gaps.what() if gaps else None}, indent=2, default=list))
     else:
@@ -198,17 +206,23 @@ def _run_seeds(args: argparse.Namespace, cfg: Config, seeds: range,
 def _print_results(args: argparse.Namespace, cfg: Config, results: list[SeedResult],
                    summary: CampaignSummary, gaps: Gaps) -> None:
     """The campaign in words: each failing seed, the totals, and why it is inconclusive."""
+    from rich.markup import escape
+
     from ballast.console import console
+    from ballast.reports.commands import replay_command
     out = console()  # never wrapped at the terminal's (or a pipe's 80) columns
     out.print(f"numeric fuzz: {cfg.vms} VMs x {cfg.guest_pages} PPNs "
               f"({cfg.vms * cfg.guest_pages} guest pages), {cfg.machine_pages} MPNs"
               + (f", faults {', '.join(args.fault)}" if args.fault else ""))
     for r in results:
         if r.violation:
-            where = r.counterexample or r.error or "not written"
-            out.print(f"  seed {r.seed}: [bold red]{r.violation[0]}[/] -- {r.violation[1]}"
-                      f" (shrunk to {r.shrunk_steps} steps: {where}); reproduce with "
-                      f"--seeds {r.seed}..{r.seed}")
+            # What its trace shows when replayed, then how the seed found it on the whole run.
+            prop = r.reported.property if r.reported is not None else r.violation[0]
+            where = (f"counterexample: {r.counterexample} (replay: "
+                     f"{replay_command(r.counterexample)})" if r.counterexample else
+                     f"no counterexample: {r.error or 'not written'}")
+            out.print(f"  seed {r.seed}: [bold red]{prop}[/] -- {escape(finding_line(r, cfg))}")
+            out.print(f"    {where}; reproduce with --seeds {r.seed}..{r.seed}", markup=False)
     rate = summary.ops / summary.seconds if summary.seconds else 0.0
     out.print(f"{summary.seeds} seeds, {summary.ops} operations, {summary.checks} invariant "
               f"sweeps, {rate:,.0f} ops/s per worker; failing seeds: "

@@ -36,6 +36,7 @@ from ballast.proofs.limits import SolverLimit
 from ballast.proofs.queries import query_names, select
 from ballast.proofs.reachability import EXACT_MAX_STATES
 from ballast.proofs.run import ProofReport, coverage, prove
+from ballast.reports.commands import replay_command
 
 __all__ = ["format_report", "handle", "register", "sizes_up_to"]
 
@@ -188,14 +189,22 @@ def format_report(report: ProofReport) -> str:
     lines = [query_line(q) for q in report.queries]
     for f in report.findings:
         lines += ["", f.headline]
-        lines.append(f"  model's own check after the step: {f.cti.python_post_message}")
-        if f.cti.python_pre_violations:
-            lines.append(f"  (pre-state already breaks {', '.join(f.cti.python_pre_violations)})")
-        lines.append(f"  action: {f.cti.action}")
-        for where, a, b in f.diff:
-            lines.append(f"  {where}: {a} -> {b}")
         if f.counterexample is not None:
-            lines.append(f"  counterexample: {f.counterexample}")
+            lines.append(f"  counterexample: {f.counterexample}  (replay: "
+                         f"{replay_command(f.counterexample)})")
+        at = "  "
+        if f.trace is not None:
+            # The headline is the trace's; what follows is the CTI's, another state.
+            lines.append("  the counterexample to induction it was found from (a state that "
+                         "satisfies the inductive invariant, not a state of the trace):")
+            at = "    "
+        lines.append(f"{at}model's own check after the step: {f.cti.python_post_message}")
+        if f.cti.python_pre_violations:
+            lines.append(f"{at}(pre-state already breaks "
+                         f"{', '.join(f.cti.python_pre_violations)})")
+        lines.append(f"{at}action: {f.cti.action}")
+        for where, a, b in f.diff:
+            lines.append(f"{at}{where}: {a} -> {b}")
     cov = coverage(report.cfg)
     lines += ["", f"actions encoded: {len(cov['actions_encoded'])}; not encoded: "
                   f"{', '.join(cov['actions_not_encoded']) or 'none'}",

@@ -80,7 +80,10 @@ class PropertyResult:
     """``random``, ``hypothesis``, ``prove``, ``explore``, ``numeric``, ``validate``, ..."""
     verdict: Verdict
     detail: str = ""
-    """One line: "held over 12,000 random steps", "proved in 0.3 s", the violation message."""
+    """One line: "held over 12,000 random steps", "proved in 0.3 s"; for a violation, what its
+    ``counterexample`` shows when the reference model replays it (the failing step, the
+    property, the model's message), never what the checker saw before it shrank or rebuilt
+    the run, which may come after as such."""
     evidence: dict[str, Any] = field(default_factory=dict)
     """Figures: states, steps, seconds, query names, seed."""
     counterexample: Path | None = None

@@ -160,6 +160,8 @@ class CampaignSummary:
     seconds: float
     failing: tuple[int, ...]
     properties: tuple[str, ...]
+    """The properties the failing seeds' traces break when the reference model replays
+    them."""
     cut_short: tuple[int, ...] = ()
     """Seeds without a violation that did not run all their batches (wall-clock limit)."""
     never_fired: tuple[str, ...] = ()
@@ -212,7 +214,9 @@ def summarise(results: Sequence[SeedResult], batches: int | None = None,
         seeds=len(results), ops=sum(r.ops for r in results),
         checks=sum(r.checks for r in results), seconds=sum(r.seconds for r in results),
         failing=tuple(r.seed for r in bad),
-        properties=tuple(sorted({r.violation[0] for r in bad if r.violation})),
+        # What the traces written show when replayed, the violations reported.
+        properties=tuple(sorted({r.reported.property if r.reported is not None
+                                 else r.violation[0] for r in bad if r.violation})),
         cut_short=tuple(sorted(r.seed for r in results if batches is not None
                                and r.violation is None and r.batches < batches)),
         never_fired=tuple(name for name in drawn if not actions.get(name)),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -31,8 +31,11 @@ from ballast.numeric.invariants import violations
 from ballast.numeric.shrink import shrink_run
 from ballast.numeric.workload import Batch, batch_actions, enabled_names, step_batch, WEIGHTS
 
-__all__ = ["SeedResult", "fuzz_seed", "make_trace", "report_violation", "shrunk_trace",
-           "write_seed_trace"]
+if TYPE_CHECKING:  # the reports load only when a counterexample is written
+    from ballast.reports.counterexample import TraceFinding
+
+__all__ = ["SeedResult", "finding_line", "fuzz_seed", "make_trace", "report_violation",
+           "shrunk_trace", "write_seed_trace"]
 
 CHECKER = "numeric"
 
@@ -47,10 +50,14 @@ class SeedResult:
     checks: int = 0
     seconds: float = 0.0
     violation: tuple[str, str] | None = None
-    """(property, message) found by the numeric core."""
+    """(property, message) found by the numeric core on the whole run: another VM, step,
+    page and perhaps property than the trace written shows (:attr:`reported`)."""
     shrunk_steps: int | None = None
     counterexample: str | None = None
     """Path of the trace written (replayed through the reference model)."""
+    reported: TraceFinding | None = None
+    """What the trace written shows when the reference model replays it: the violation
+    reported (:func:`finding_line`)."""
     error: str | None = None
     bytes_per_page: float = 0.0
     actions_seen: dict[str, int] = field(default_factory=dict)
@@ -169,5 +176,24 @@ def write_seed_trace(res: SeedResult, trace: Trace, report_dir: Path) -> None:
     try:
         cx = write_counterexample(trace, report_dir, name=name)
         res.counterexample = str(cx.trace_path)
+        res.reported = cx.finding
     except CounterexampleNotReproduced as exc:
         res.error = f"the reference model does not reproduce it: {exc}"
+
+
+def finding_line(res: SeedResult, cfg: Config) -> str:
+    """The one line of seed ``res.seed``'s violation on ``cfg`` (the configuration it ran):
+    what its trace shows when replayed (step, action and VM, property, the model's message:
+    the words ``ballast replay`` prints), then how the seed found it on the whole run, which
+    names other VMs and pages. Without a trace (the model did not reproduce it, or it was
+    not written), what the seed found."""
+    assert res.violation is not None
+    prop, message = res.violation
+    found = (f"found by seed {res.seed} on {cfg.vms:,} VMs x {cfg.guest_pages:,} PPNs after "
+             f"{res.ops:,} operations")
+    if res.reported is None:
+        return f"{found}: {prop}: {message}"
+    other = f"{prop}: " if prop != res.reported.property else ""
+    n = res.reported.steps
+    return (f"{res.reported.line}; {found} as {other}\"{message}\", shrunk to {n} "
+            f"step{'' if n == 1 else 's'}")

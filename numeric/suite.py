@@ -33,7 +33,7 @@ from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
 from ballast.numeric.encodes import gaps_in
-from ballast.numeric.runner import CHECKER, SeedResult, fuzz_seed
+from ballast.numeric.runner import CHECKER, SeedResult, finding_line, fuzz_seed
 from ballast.numeric.scale import scaled, with_faults
 from ballast.numeric.workload import drawn_actions
 from ballast.progress import Meter, meter
@@ -104,16 +104,24 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
                 "batches": sum(r.batches for r in runs), "vms": big.vms,
                 "guest_pages": big.vms * big.guest_pages, "first_seed": seed}
     results = []
+    # A violation is filed under the property its trace breaks when the reference model
+    # replays it (shrinking may end on another property than the whole run's first), and
+    # worded as that replay words it.
+    broken = None if found is None or found.violation is None else \
+        found.reported.property if found.reported is not None else found.violation[0]
     for name, prop in INVARIANTS.items():
         if not prop.feature(big):
             continue
-        if found is not None and found.violation is not None and found.violation[0] == name:
+        if found is not None and found.violation is not None and name == broken:
             ok = found.counterexample is not None
             results.append(PropertyResult(
                 name, CHECKER, Verdict.VIOLATION if ok else Verdict.INCONCLUSIVE,
-                detail=f"seed {found.seed}: {found.violation[1]}"
-                       + ("" if ok else f" ({found.error})"),
-                evidence={**evidence, "seed": found.seed, "shrunk_steps": found.shrunk_steps},
+                detail=finding_line(found, big) if ok else
+                f"seed {found.seed}: {found.violation[1]} ({found.error})",
+                evidence={**evidence, "seed": found.seed, "shrunk_steps": found.shrunk_steps,
+                          "found": {"property": found.violation[0],
+                                    "message": found.violation[1]},
+                          **({"trace": found.reported.to_dict()} if found.reported else {})},
                 counterexample=Path(found.counterexample) if found.counterexample else None))
         elif complete:
             results.append(PropertyResult(

@@ -22,6 +22,7 @@ from ballast.model.actions import ACTIONS
 from ballast.model.config import Config
 from ballast.model.faults import FAULTS
 from ballast.model.invariants import INVARIANTS
+from ballast.model.replay import ReplayOutcome, replay
 from ballast.model.trace import Trace
 from ballast.progress import active as progress_shown, meter
 from ballast.proofs.bmc import BmcResult, bmc
@@ -35,7 +36,9 @@ from ballast.proofs.reachability import EXACT_MAX_STATES, CtiReach, decide_cti
 from ballast.proofs.transitions import ENCODED
 from ballast.reports.counterexample import (
     CounterexampleNotReproduced,
+    TraceFinding,
     state_diff,
+    trace_finding,
     write_counterexample,
 )
 
@@ -59,16 +62,38 @@ class Finding:
     counterexample: Path | None = None
     exact: CtiReach | None = None
     """What enumerating the reachable states decided (None when not tried)."""
+    trace: TraceFinding | None = None
+    """For a reachable violation: what its trace (:attr:`counterexample`) shows when the
+    reference model replays it, the violation reported. The CTI is another state (one that
+    satisfies the inductive invariant, reachable or not), often with other VMs and pages."""
 
     @property
-    def headline(self) -> str:
-        """One line in the issue's words."""
-        what = (f"invariant {self.conjunct} is not preserved by action {self.cti.action}")
+    def reported(self) -> str:
+        """The property a reachable violation is reported under: the one its trace breaks
+        when replayed (a run to the conjunct may break another property first), else the
+        conjunct."""
+        return self.trace.property if self.trace is not None else self.conjunct
+
+    @property
+    def cti_line(self) -> str:
+        """The counterexample to induction in words: the query that failed."""
+        what = f"invariant {self.conjunct} is not preserved by action {self.cti.action}"
         if self.cti.out_of_domain is not None:
             what += (f" (the model's successor leaves the encoding's domain: "
                      f"{self.cti.out_of_domain})")
+        return what
+
+    @property
+    def headline(self) -> str:
+        """One line in the issue's words: for a reachable violation, what its trace shows
+        when replayed (the words ``ballast replay`` prints), then the CTI it came from."""
+        what = self.cti_line
         steps = (len(self.exact.trace.steps) if self.exact is not None and self.exact.trace
                  else self.bmc.depth if self.bmc else "?")
+        if self.reachability == "reachable" and self.trace is not None:
+            n = self.trace.steps
+            return (f"{self.trace.line}; a real bug, reachable in {n} step"
+                    f"{'' if n == 1 else 's'}, found from a counterexample to induction: {what}")
         if self.reachability == "reachable":
             other = self.exact.trace.header.expect if self.exact and self.exact.trace else None
             prop = (other or {}).get("property", self.conjunct)
@@ -94,6 +119,9 @@ class Finding:
         """JSON-able form."""
         return {"conjunct": self.conjunct, "action": str(self.cti.action),
                 "headline": self.headline, "reachability": self.reachability,
+                "property": self.reported,
+                "trace": self.trace.to_dict() if self.trace is not None else None,
+                "cti": self.cti_line,
                 "pre_state": self.cti.pre.to_dict(),
                 "post_diff": [[p, a, b] for p, a, b in self.diff],
                 "python_pre_violations": list(self.cti.python_pre_violations),
@@ -129,7 +157,7 @@ class ProofReport:
 
     def property_verdict(self, name: str) -> ProofVerdict:
         """Proved only if every query of the run is proved (the invariant is one whole)."""
-        if any(f.reachability == "reachable" and f.conjunct == name for f in self.findings):
+        if any(f.reachability == "reachable" and f.reported == name for f in self.findings):
             return ProofVerdict.VIOLATED
         if self.gaps is not None and self.gaps.affects(name):
             return ProofVerdict.UNKNOWN
@@ -196,7 +224,7 @@ def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: in
         exact = decide_cti(cfg, faults, q.conjunct, cti.action, cti.pre,
                            max_states=reach_states, query=q.name)
         trace = exact.trace
-    reach, path = _reached(trace, report_dir)
+    reach, path, shown = _reached(trace, report_dir)
     if reach == "strengthening-broken" and faults:
         # A seeded fault breaks a fact the proof rests on a step before it breaks the
         # property it is named with (the module forgets a report it sent; the guest reuses
@@ -204,16 +232,16 @@ def _analyse(cfg: Config, faults: tuple[str, ...], q: QueryResult, bmc_depth: in
         for prop in _named_properties(cfg, faults):
             found = bmc(cfg, prop, depth=bmc_depth, faults=faults, limit=bmc_limit, query=q.name)
             if found.found and found.trace is not None:
-                reach, path = _reached(found.trace, report_dir)
+                reach, path, shown = _reached(found.trace, report_dir)
                 return Finding(prop, q.action, cti, state_diff(cti.pre, cti.post), reach,
-                               found, path, exact)
+                               found, path, exact, shown)
     if trace is None:
         if exact is not None and exact.verdict == "unreachable":
             reach = "unreachable"
         else:
             reach = "unknown" if res.unknown else "not-reached"
     return Finding(q.conjunct, q.action, cti, state_diff(cti.pre, cti.post), reach, res, path,
-                   exact)
+                   exact, shown)
 
 
 def _named_properties(cfg: Config, faults: tuple[str, ...]) -> list[str]:
@@ -223,29 +251,42 @@ def _named_properties(cfg: Config, faults: tuple[str, ...]) -> list[str]:
     return [p for p in dict.fromkeys(names) if p in INVARIANTS and INVARIANTS[p].feature(cfg)]
 
 
-def _reached(trace: Trace | None, report_dir: Path | None) -> tuple[str, Path | None]:
-    """What a run to a violation means, and where its counterexample is written."""
+def _reached(trace: Trace | None, report_dir: Path | None
+             ) -> tuple[str, Path | None, TraceFinding | None]:
+    """What a run to a violation means, where its counterexample is written, and what the
+    trace shows when the reference model replays it (the violation reported)."""
     if trace is None:
-        return "", None
+        return "", None, None
     if (trace.header.expect or {}).get("property") not in INVARIANTS:
-        return "strengthening-broken", None
+        return "strengthening-broken", None, None
     if report_dir is None:
-        return "reachable", None
+        result = replay(trace, keep_states=False)
+        if result.outcome is not ReplayOutcome.VIOLATION:
+            return "unknown", None, None
+        return "reachable", None, trace_finding(trace, result)
     try:
-        return "reachable", write_counterexample(trace, report_dir).trace_path
+        cx = write_counterexample(trace, report_dir)
     except CounterexampleNotReproduced:
-        return "unknown", None
+        return "unknown", None, None
+    return "reachable", cx.trace_path, cx.finding
 
 
 def _bmc_query(name: str, res: BmcResult, report_dir: Path | None) -> QueryResult:
     label = f"bmc {name} to depth {res.depth}"
     if res.found and res.trace is not None:
+        # Worded as the trace's replay words it (the step, the property the model sees
+        # broken there and its message), which is what its file shows.
         path = None
         if report_dir is not None:
-            path = write_counterexample(res.trace, report_dir).trace_path
+            cx = write_counterexample(res.trace, report_dir)
+            path, shown = cx.trace_path, cx.finding
+        else:
+            shown = trace_finding(res.trace, replay(res.trace, keep_states=False))
+        detail = (shown.line if shown is not None else f"violated after {res.depth} steps")
         return QueryResult(label, "bmc", name, None, ProofVerdict.VIOLATED, res.seconds,
-                           detail=f"violated after {res.depth} steps",
+                           detail=detail,
                            evidence={"counterexample": str(path) if path else None,
+                                     "trace": shown.to_dict() if shown else None,
                                      "rlimit": res.rlimit})
     if res.unknown:
         return QueryResult(label, "bmc", name, None, ProofVerdict.UNKNOWN, res.seconds,

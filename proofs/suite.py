@@ -44,7 +44,12 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
             continue
         verdict = _MAP[report.property_verdict(name)]
         mine = [q for q in report.queries if q.conjunct == name]
-        finding = next((f for f in report.findings if f.conjunct == name), None)
+        # A reachable violation is reported under the property its trace breaks when
+        # replayed, worded as that replay words it (Finding.headline); a conjunct whose run
+        # breaks another property first is left open here, naming where it is reported.
+        finding = next((f for f in report.findings if f.reported == name), None)
+        elsewhere = next((f for f in report.findings
+                          if f.conjunct == name and f.reported != name), None)
         gap = report.gaps is not None and report.gaps.affects(name) \
             and verdict is not Verdict.VIOLATION
         unknown = [q for q in report.queries if q.verdict is ProofVerdict.UNKNOWN]
@@ -52,6 +57,9 @@ def suite_check(cfg: Config, *, faults: tuple[str, ...] = (), seed: int = 0,
             detail = report.gaps.reason(name, "proved")
         elif finding is not None:
             detail = finding.headline
+        elif elsewhere is not None and verdict is not Verdict.PASS:
+            detail = (f"not proved: {elsewhere.cti_line}; the run that reaches it breaks "
+                      f"{elsewhere.reported} first, reported there")
         elif verdict is Verdict.PASS:
             detail = f"proved by {len(mine)} of {len(report.queries)} queries, {report.scope}"
         elif unknown:

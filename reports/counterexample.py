@@ -7,6 +7,7 @@ written unless the replay confirms the violation.
 
 from __future__ import annotations
 
+import builtins
 import io
 import re
 from dataclasses import dataclass
@@ -21,12 +22,71 @@ from ballast.reports.explain import explain
 from ballast.reports.render_html import render_html
 from ballast.reports.render_md import render_markdown
 
-__all__ = ["Counterexample", "CounterexampleNotReproduced", "markdown_explanation", "state_diff",
-           "write_counterexample"]
+__all__ = ["Counterexample", "CounterexampleNotReproduced", "TraceFinding", "markdown_explanation",
+           "state_diff", "trace_finding", "write_counterexample"]
 
 
 class CounterexampleNotReproduced(InternalError):
     """A checker's counterexample does not break anything when replayed: a checker bug."""
+
+
+@dataclass(frozen=True)
+class TraceFinding:
+    """What a counterexample trace shows when the reference model replays it: the step that
+    fails, its action and VM, the property it breaks and the model's own message there.
+
+    A checker's one-line message of a violation it reports is :attr:`line`, the words
+    ``ballast replay TRACE`` prints for the same trace, never what the checker saw before it
+    shrank or rebuilt the run (another VM, step or property)."""
+
+    property: str
+    step: int
+    action: str
+    vm: int | None
+    """The VM of the failing step's action (None for an action of the host's)."""
+    message: str
+    steps: int
+    """Steps in the trace."""
+
+    @builtins.property  # the field above is named ``property``, as a Violation's
+    def line(self) -> str:
+        """``step 5 (vmm_reclaim(vm=0, refuse=[])) breaks isolation: free MPN 0 ...``"""
+        return f"step {self.step} ({self.action}) breaks {self.property}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form."""
+        return {"property": self.property, "step": self.step, "action": self.action,
+                "vm": self.vm, "message": self.message, "steps": self.steps,
+                "line": self.line}
+
+
+def trace_finding(trace: Trace, result: ReplayResult) -> TraceFinding | None:
+    """The violation ``result`` (the replay of ``trace``) shows, as its report explains it:
+    the property the trace is filed under where the failing step breaks it too (several may
+    break at one step), else the first the replay finds; None if the replay breaks nothing.
+
+    >>> from ballast.model.actions import Action
+    >>> from ballast.model.config import Config
+    >>> from ballast.model.replay import replay
+    >>> from ballast.model.trace import TraceHeader, TraceStep
+    >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2, host_page_units=2)
+    >>> t = Trace(TraceHeader(cfg, ("host_takes_partial_page",)), (
+    ...     TraceStep(1, Action.of("guest_write", vm=0, vpn=0, token=1)),
+    ...     TraceStep(2, Action.of("host_take_page", host_page=0))))
+    >>> print(trace_finding(t, replay(t)).line)  # doctest: +NORMALIZE_WHITESPACE
+    step 2 (host_take_page(host_page=0)) breaks memory_conservation: MPN 0 is in host use and
+    backing a guest page
+    """
+    if result.outcome is not ReplayOutcome.VIOLATION or not result.violations:
+        return None
+    filed = (trace.header.expect or {}).get("property")
+    v = next((x for x in result.violations if x.property == filed), result.violations[0])
+    step = result.step if result.step is not None else 0
+    action = result.action
+    vm = action.kwargs.get("vm") if action is not None else None
+    return TraceFinding(v.property, step, str(action) if action is not None else "the initial "
+                        "state", vm if isinstance(vm, int) else None, v.message,
+                        len(trace.steps))
 
 
 @dataclass(frozen=True)
@@ -36,6 +96,8 @@ class Counterexample:
     trace_path: Path
     markdown_path: Path
     replay: ReplayResult
+    finding: TraceFinding | None = None
+    """What the written trace shows when replayed (None for a liveness lasso)."""
 
 
 def _slug(text: str) -> str:
@@ -88,4 +150,4 @@ def write_counterexample(trace: Trace, out_dir: str | Path, name: str | None = N
     if page is not None:
         files.append((out / f"{name}.html", page))
     atomic_write_files(files)
-    return Counterexample(trace_path, md_path, result)
+    return Counterexample(trace_path, md_path, result, trace_finding(trace, result))

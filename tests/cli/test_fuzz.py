@@ -233,3 +233,30 @@ def test_a_violation_the_model_does_not_reproduce_is_no_verdict(tmp_path, capsys
     code, out = _run(argv + ["--no-progress"], capsys)
     said = next(line for line in out.splitlines() if line.startswith("INCONCLUSIVE"))
     assert code == 3 and "does not reproduce the violation of seed(s) [0, 1]" in said
+
+
+def test_a_failing_seed_is_worded_as_its_trace_replays(tmp_path, capsys):
+    """Seed 1 finds the fault on VM 8 of 64; its trace is shrunk onto VM 0: the line printed
+    and the JSON name what ``ballast replay`` shows of the trace (step, action and VM,
+    property, the model's message), the seed's own find after it, as such."""
+    from ballast.cli import main
+    argv = ["fuzz", "--vms", "64", "--pages", "64", "--steps", "100", "--seeds", "1",
+            "--fault", "oom_deflate_without_report", "--report-dir", str(tmp_path)]
+    code, out = _run(argv + ["--no-progress"], capsys)
+    assert code == 1
+    [said] = [line for line in out.splitlines() if line.startswith("  seed 1: ")]
+    code, data = _run(argv + ["--json"], capsys)
+    [seed] = json.loads(data)["seeds"]
+    path = seed["counterexample"]
+    assert main(["replay", path]) == 1
+    replayed = capsys.readouterr().out.splitlines()[0].split(": violation: ", 1)[1]
+    # step N (action(vm=V, ...)) breaks PROPERTY: the model's message
+    assert said.startswith(f"  seed 1: {seed['violation']} -- {replayed}; found by seed 1 "), \
+        (said, replayed)
+    assert seed["finding"].startswith(replayed + "; ")
+    assert replayed == (f"step {seed['trace']['step']} ({seed['trace']['action']}) breaks "
+                        f"{seed['violation']}: {seed['message']}")
+    assert f"vm={seed['trace']['vm']}" in seed["trace"]["action"]
+    assert seed["found"]["message"] != seed["message"]  # VM 8's, not the trace's VM 0
+    assert f'"{seed["found"]["message"]}"' in said
+    assert json.loads(data)["summary"]["properties"] == [seed["violation"]]

@@ -196,3 +196,28 @@ def test_every_printed_query_name_can_be_rerun(tmp_path: Path,
     cfg = preset("core")
     printed = {q.name for q in prove(cfg, jobs=1, report_dir=tmp_path).queries}
     assert printed <= set(query_names(cfg))
+
+
+def test_a_reachable_violation_is_printed_as_its_trace_replays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The counterexample to induction may read a page of VM 0 into host page 1 (MPNs 2 and
+    3) while the trace written reads a page into host page 0. The finding's line is the
+    trace's as ``ballast replay`` prints it; the CTI's action and the model's check of it
+    come after, under a line that says what they are."""
+    from ballast.cli import main
+    sets = [arg for key, value in (
+        ("vms", 2), ("guest_pages", 2), ("guest_data_pages", 1), ("guest_disk_slots", 1),
+        ("machine_pages", 4), ("host_swap_slots", 1), ("tokens", 1), ("batch", 1))
+        for arg in ("--set", f"{key}={value}")]
+    argv = ["prove", "--preset", "core", *sets, "--fault", "vmm_maps_foreign_host_page",
+            "--jobs", "1", "--report-dir", str(tmp_path)]
+    assert _run(argv) == 1
+    text = capsys.readouterr().out.splitlines()
+    [trace] = list(tmp_path.glob("*.jsonl"))
+    assert main(["replay", str(trace)]) == 1
+    replayed = capsys.readouterr().out.splitlines()[0].split(": violation: ", 1)[1]
+    [i] = [i for i, line in enumerate(text) if line.startswith(replayed + "; a real bug")]
+    assert text[i + 1].startswith(f"  counterexample: {trace}")
+    assert text[i + 2].startswith("  the counterexample to induction it was found from")
+    cti = next(line for line in text[i:] if "model's own check after the step" in line)
+    assert cti.startswith("    ")  # the CTI's, under the line that says so

@@ -79,3 +79,33 @@ def test_the_work_budget_sets_seeds_and_batches(tmp_path):
     assert r.verdict is Verdict.PASS
     ev = r.results[0].evidence
     assert ev["seeds"] == 2 and ev["batches"] == 10 and ev["vms"] == 1024
+
+
+def _replayed(path):
+    """What ``ballast replay`` says of the trace at ``path``: (step, action, VM, the
+    properties its failing step breaks with the model's messages)."""
+    from ballast.model.replay import ReplayOutcome, replay
+    from ballast.model.trace import read_trace
+    result = replay(read_trace(path))
+    assert result.outcome is ReplayOutcome.VIOLATION
+    return (result.step, str(result.action), result.action.kwargs.get("vm"),
+            {v.property: v.message for v in result.violations})
+
+
+def test_a_violation_is_worded_as_its_trace_replays(tmp_path):
+    """The big run finds the fault on some VM of 64 (VM 8 with seed 1); the trace written is
+    shrunk onto VM 0 and another step: the line reported, its property and its figures are
+    the trace's, as ``ballast replay`` shows them; the big run's find comes after, as such."""
+    size = SuiteSize(vms=64, pages=64, seeds=2, batches=100)
+    r = suite_check(preset("default"), faults=("oom_deflate_without_report",),
+                    report_dir=tmp_path, size=size)
+    [bad] = [x for x in r.results if x.verdict is Verdict.VIOLATION]
+    step, action, vm, broken = _replayed(bad.counterexample)
+    assert bad.property in broken
+    line = f"step {step} ({action}) breaks {bad.property}: {broken[bad.property]}"
+    assert bad.detail.startswith(line + "; found by seed "), (bad.detail, line)
+    assert f"vm={vm}" in action and bad.evidence["trace"]["vm"] == vm
+    assert bad.evidence["trace"]["step"] == step == bad.evidence["shrunk_steps"]
+    found = bad.evidence["found"]["message"]
+    assert found != broken[bad.property]  # the big run's VM and pages: not the trace's
+    assert bad.detail.endswith(f'as "{found}", shrunk to {step} steps')

@@ -69,3 +69,55 @@ def test_the_accounting_fault_breaks_the_inductive_invariant_at_once() -> None:
     cfg = control_config("release_keeps_balloon_set")
     out = consecution(cfg, "vmm_release", ("release_keeps_balloon_set",))
     assert any(r.verdict is ProofVerdict.VIOLATED for r in out)
+
+
+def _replayed(path: Path) -> tuple[int, str, object, dict[str, str]]:
+    """What ``ballast replay`` says of the trace at ``path``: (step, action, VM, the
+    properties its failing step breaks with the model's messages)."""
+    from ballast.model.trace import read_trace
+    result = replay(read_trace(path))
+    assert result.outcome is ReplayOutcome.VIOLATION and result.action is not None
+    assert result.step is not None
+    return (result.step, str(result.action), result.action.kwargs.get("vm"),
+            {v.property: v.message for v in result.violations})
+
+
+FOREIGN = "vmm_maps_foreign_host_page"
+"""Its counterexample to induction may read a page of VM 0 into host page 1 (MPNs 2 and 3)
+while the run the bounded search finds reads VM 1's page into host page 0."""
+
+
+def test_a_reachable_violation_is_worded_as_its_trace_replays(tmp_path: Path) -> None:
+    from ballast.proofs.run import prove
+    cfg = control_config(FOREIGN)
+    report = prove(cfg, faults=(FOREIGN,), actions=[FAULTS[FOREIGN].action], policy=False,
+                   report_dir=tmp_path, jobs=1)
+    [f] = [f for f in report.findings if f.reachability == "reachable"]
+    assert f.counterexample is not None
+    step, action, vm, broken = _replayed(f.counterexample)
+    [prop] = broken  # one property breaks at the failing step
+    line = f"step {step} ({action}) breaks {prop}: {broken[prop]}"
+    assert f.headline.startswith(line + "; a real bug, reachable in "), (f.headline, line)
+    # The CTI (mostly another VM or host page; Z3 picks it) comes after, named as what it is.
+    assert f.headline.endswith(f"found from a counterexample to induction: {f.cti_line}")
+    assert f"vm={vm}" in action
+    data = f.to_dict()
+    assert data["headline"] == f.headline and data["property"] == prop
+    assert (data["trace"]["step"], data["trace"]["vm"], data["trace"]["message"]) == \
+        (step, vm, broken[prop])
+    assert report.property_verdict(prop) is ProofVerdict.VIOLATED
+
+
+def test_the_prove_checker_words_its_violation_as_its_trace_replays(tmp_path: Path) -> None:
+    """``ballast check``'s prove checker: the violation is filed under the property the
+    trace breaks, and its detail (terminal, JSON, JUnit, SARIF, Markdown) is the trace's."""
+    from ballast.proofs.suite import suite_check
+    from ballast.verdict import Verdict
+    res = suite_check(control_config(FOREIGN), faults=(FOREIGN,), report_dir=tmp_path)
+    [bad] = [r for r in res.results if r.verdict is Verdict.VIOLATION]
+    assert bad.counterexample is not None
+    step, action, vm, broken = _replayed(bad.counterexample)
+    assert bad.property in broken
+    assert bad.detail.startswith(f"step {step} ({action}) breaks {bad.property}: "
+                                 f"{broken[bad.property]}; "), (bad.detail, action)
+    assert f"vm={vm}" in action

@@ -129,3 +129,49 @@ def test_the_checkers_progress_ends_with_every_checker_counted(tmp_path: Path) -
     lines = [line for line in stream.getvalue().splitlines() if "check: " in line]
     assert any("check: 1/2 checkers (running hypothesis)" in line for line in lines), lines
     assert lines[-1].endswith("done: check: 2/2 checkers"), lines
+
+
+FOREIGN_SETS = [arg for key, value in (
+    ("vms", 2), ("guest_pages", 2), ("guest_data_pages", 1), ("guest_disk_slots", 1),
+    ("machine_pages", 4), ("host_swap_slots", 1), ("tokens", 1), ("batch", 1))
+    for arg in ("--set", f"{key}={value}")]
+"""Two small VMs of two PPNs, as the proof tests refute the fault on."""
+
+
+def test_every_output_words_a_violation_as_its_trace_replays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ballast check``: the numeric checker (1,024 VMs, then shrunk) and the prove checker
+    (a counterexample to induction, then a bounded search) each report a violation whose
+    line, in every output, is what ``ballast replay`` prints of the trace it links: the
+    failing step, its action and VM, the property and the model's message."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from ballast.cli import main
+    out = {name: tmp_path / name for name in ("check.json", "junit.xml", "check.sarif",
+                                               "summary.md")}
+    code = main(["check", "--preset", "core", *FOREIGN_SETS, "--fault",
+                 "vmm_maps_foreign_host_page", "--checkers", "numeric,prove",
+                 "--numeric-seeds", "1", "--numeric-batches", "100",
+                 "--report-dir", str(tmp_path / "out"), "--json", str(out["check.json"]),
+                 "--junit", str(out["junit.xml"]), "--sarif", str(out["check.sarif"]),
+                 "--summary-md", str(out["summary.md"])])
+    terminal = capsys.readouterr().out
+    assert code == 1
+    results = [r for c in json.loads(out["check.json"].read_text())["checkers"]
+               for r in c["results"] if r["verdict"] == "violation"]
+    assert {r["checker"] for r in results} == {"numeric", "prove"}
+    junit = [f.get("message", "") for f in ET.parse(out["junit.xml"]).iter("failure")]
+    sarif = [x["message"]["text"] for x in json.loads(out["check.sarif"].read_text())
+             ["runs"][0]["results"] if x["kind"] == "fail"]
+    summary = out["summary.md"].read_text()
+    for r in results:
+        assert main(["replay", r["counterexample"]]) == 1
+        replayed = capsys.readouterr().out.splitlines()[0].split(": violation: ", 1)[1]
+        assert replayed.split(" breaks ", 1)[1].startswith(r["property"] + ": ")
+        assert r["detail"].startswith(replayed + "; "), (r["checker"], r["detail"], replayed)
+        assert f"VIOLATION {r['property']} ({r['checker']}): {replayed}; " in terminal
+        assert any(m.startswith(f"{r['property']} violated: {replayed}; ") for m in junit)
+        assert any(t.startswith(f"{r['property']} violated ({r['checker']}): {replayed}; ")
+                   for t in sarif)
+        assert f"({r['checker']}): violated -- {replayed}; " in summary
