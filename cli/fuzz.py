@@ -29,6 +29,7 @@ from ballast.cluster import (Scheduler, add_scheduler_option, connected, parse_s
 from ballast.errors import UsageError
 from ballast.model.config import Config
 from ballast.model.encodings import Gaps
+from ballast.model.faults import FAULTS
 from ballast.model.trace import check_destinations
 from ballast.numeric.campaign import (
     MAX_SEEDS,
