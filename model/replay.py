@@ -1,9 +1,10 @@
 """Re-run a trace through the reference model.
 
 The replayer names the first step the model does not allow (with the guard's
-reason), the first recorded state or observation that differs from the model's,
-or the first property that breaks. Every counterexample a checker reports is
-replayed here before it is reported.
+reason), the first recorded state or observation that differs from the model's
+(the header's ``observe`` is of the initial state: a difference there is at step 0,
+before any step), or the first property that breaks. Every counterexample a checker
+reports is replayed here before it is reported.
 
 >>> from ballast.model.config import Config
 >>> from ballast.model.actions import Action
@@ -12,13 +13,16 @@ replayed here before it is reported.
 >>> bad = Trace(TraceHeader(cfg), (TraceStep(1, Action.of("vmm_release", vm=0)),))
 >>> replay(bad).describe()
 'step 1 (vmm_release(vm=0)) is not allowed: the guest has reported no page for deflation'
+>>> seen = Trace(TraceHeader(cfg, observe={"host/free_count": 1}), ())
+>>> print(replay(seen).describe())
+the initial state (before step 1): observation differs: host/free_count is 2, observed 1
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ballast.errors import GuardError
 from ballast.model.actions import Action
@@ -49,9 +53,10 @@ class ReplayResult:
     steps_run: int
     """Steps applied successfully."""
     step: int | None = None
-    """The step where the replay stopped (1-based), if it stopped early."""
+    """The step where the replay stopped (1-based), if it stopped early; 0 for the initial
+    state (a property it breaks, or the header's observation of it differs)."""
     line: int | None = None
-    """The trace line of that step."""
+    """The trace line of that step (1, the header, for the initial state's observation)."""
     action: Action | None = None
     reason: str | None = None
     violations: tuple[Violation, ...] = ()
@@ -63,7 +68,12 @@ class ReplayResult:
         """One line for a person."""
         if self.outcome is ReplayOutcome.OK:
             return f"replayed {self.steps_run} steps: every property holds"
-        where = f"step {self.step} ({self.action})"
+        if self.step == 0 or self.action is None:
+            where = "the initial state (before step 1)"
+            if self.outcome is ReplayOutcome.ILLEGAL:
+                return f"{where}: {self.reason}"
+        else:
+            where = f"step {self.step} ({self.action})"
         if self.outcome is ReplayOutcome.ILLEGAL:
             return f"{where} is not allowed: {self.reason}"
         v = self.violations[0]
@@ -73,16 +83,23 @@ class ReplayResult:
 def replay_steps(model: BalloonModel, steps: Iterable[TraceStep],
                  initial: State | None = None, *, stop_at_violation: bool = True,
                  keep_states: bool = True,
-                 on_step: Callable[[State, TraceStep, State], None] | None = None
-                 ) -> ReplayResult:
+                 on_step: Callable[[State, TraceStep, State], None] | None = None,
+                 observe: dict[str, Any] | None = None) -> ReplayResult:
     """Apply ``steps`` from ``initial`` (default: the model's initial state).
 
-    ``on_step(pre, step, post)`` sees every applied step as it is applied (a report of a
-    long trace reads it there instead of keeping every state)."""
+    ``observe`` is what was observed of the initial state (a trace header's ``observe``):
+    a difference stops the replay at step 0, before any step, as a step's observation
+    does after it. ``on_step(pre, step, post)`` sees every applied step as it is applied
+    (a report of a long trace reads it there instead of keeping every state)."""
     s = initial if initial is not None else model.init_states()[0]
     checker = StepChecker(model)
     states = [s] if keep_states else []
     seen: set[str] = set()
+    if observe is not None:
+        diff = observe_matches(s, observe)
+        if diff is not None:
+            return ReplayResult(ReplayOutcome.ILLEGAL, 0, 0, 1, None,
+                                f"observation differs: {diff}", (), tuple(states))
     first = model.violations(s)
     if first:
         return ReplayResult(ReplayOutcome.VIOLATION, 0, 0, None, None, None, tuple(first),
@@ -127,4 +144,5 @@ def replay(trace: Trace, *, keep_states: bool = True) -> ReplayResult:
     """Replay a whole trace through the model its header describes."""
     model = model_for(trace.header)
     initial = state_from_dict(trace.header.initial) if trace.header.initial else None
-    return replay_steps(model, trace.steps, initial, keep_states=keep_states)
+    return replay_steps(model, trace.steps, initial, keep_states=keep_states,
+                        observe=trace.header.observe)

@@ -68,6 +68,7 @@ __all__ = [
     "iter_trace",
     "loads_record",
     "nearest_folder",
+    "observation_problem",
     "observe_matches",
     "observed_problem",
     "parse_trace",
@@ -104,6 +105,9 @@ class TraceHeader:
     expect: dict[str, Any] | None = None
     initial: dict[str, Any] | None = None
     comment: str | None = None
+    observe: dict[str, Any] | None = None
+    """What the implementation observed in the initial state, before step 1 (the same keys
+    and values as a step's ``observe``): a divergence there has no step to carry it."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ballast_trace": TRACE_VERSION, "config": self.config.to_dict()}
@@ -115,6 +119,8 @@ class TraceHeader:
             out["expect"] = self.expect
         if self.initial is not None:
             out["initial"] = self.initial
+        if self.observe is not None:
+            out["observe"] = self.observe
         if self.comment is not None:
             out["comment"] = self.comment
         return out
@@ -612,9 +618,14 @@ def _parse_header(record: Any, source: str) -> TraceHeader:
         problem = state_problem(initial, cfg)
         if problem is not None:
             raise InputError(source, 1, f"header field initial: {problem}")
+    observed = record.get("observe")
+    if observed is not None:
+        problem = observation_problem(observed, cfg)
+        if problem is not None:
+            raise InputError(source, 1, f"header field observe: {problem}")
     return TraceHeader(config=cfg, faults=faults,
                        source=dict(record.get("source", {})), expect=record.get("expect"),
-                       initial=initial, comment=record.get("comment"))
+                       initial=initial, comment=record.get("comment"), observe=observed)
 
 
 def _same_shape(data: Any, template: Any, path: str) -> str | None:
@@ -779,6 +790,29 @@ def observed_problem(value: Any) -> str | None:
     return "must be an integer, an array of integers or an object of those"
 
 
+def observation_problem(observe: dict[str, Any], cfg: Config | None) -> str | None:
+    """Why ``observe`` (a step's or the header's) is no observation of a state of ``cfg``
+    (None: its paths are not checked), or None: each value as :func:`observed_problem`
+    says, each path a part of the state or a derived key (:mod:`ballast.model.derived`).
+
+    >>> from ballast.model.config import Config
+    >>> cfg = Config(vms=1, guest_pages=2, machine_pages=2)
+    >>> observation_problem({"host/free_count": 2}, cfg) is None
+    True
+    >>> observation_problem({"vms/1/target": 0}, cfg)
+    "observed vms/1/target is not part of the model's state (a VM number from 0 to 0, \
+then a field as the recorded state names it)"
+    """
+    template = _observation_template(cfg) if cfg is not None and observe else None
+    for path, value in observe.items():
+        problem = observed_problem(value)
+        if problem is None and template is not None:
+            problem = _observed_path_problem(path, template)
+        if problem is not None:
+            return f"observed {path} {problem}"
+    return None
+
+
 def _parse_step(record: Any, source: str, line: int, expected_step: int,
                 cfg: Config | None = None) -> TraceStep:
     _check("step", record, source, line)
@@ -804,14 +838,9 @@ def _parse_step(record: Any, source: str, line: int, expected_step: int,
         problem = _same_shape(record["state"], _state_template(cfg), "")
         if problem is not None:
             raise InputError(source, line, f"step field state: {problem}")
-    template = _observation_template(cfg) if cfg is not None and record.get("observe") \
-        else None
-    for path, value in (record.get("observe") or {}).items():
-        problem = observed_problem(value)
-        if problem is None and template is not None:
-            problem = _observed_path_problem(path, template)
-        if problem is not None:
-            raise InputError(source, line, f"observed {path} {problem}")
+    problem = observation_problem(record.get("observe") or {}, cfg)
+    if problem is not None:
+        raise InputError(source, line, problem)
     unknown = [w for w in record.get("witnesses", ()) if w not in SOMETIMES]
     if unknown:
         raise InputError(source, line, f"witnesses names no scenario of the model: "
@@ -953,6 +982,11 @@ def iter_trace(lines: Iterable[str], source: str,
             problem = state_problem(header.initial, header.config)
             if problem is not None:
                 raise InputError(source, 1, f"header field initial, under the configuration "
+                                 f"asked for: {problem}")
+        if header.observe is not None:
+            problem = observation_problem(header.observe, header.config)
+            if problem is not None:
+                raise InputError(source, 1, f"header field observe, under the configuration "
                                  f"asked for: {problem}")
 
     def steps() -> Iterator[TraceStep]:

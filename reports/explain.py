@@ -268,7 +268,8 @@ def explain(trace: Trace, name: str = "trace.jsonl", lines: Sequence[str] | None
     expect = h.expect or {}
     first = state_from_dict(h.initial) if h.initial else model.init_states()[0]
     walk = _Walk(h.config, first, expect.get("lasso_start"))
-    result = replay_steps(model, trace.steps, first, keep_states=False, on_step=walk.step)
+    result = replay_steps(model, trace.steps, first, keep_states=False, on_step=walk.step,
+                          observe=h.observe)
     if result.line is None and result.step is not None:
         # A checker's counterexample, built in memory, has no line numbers: its file has
         # one step a line after the header.
@@ -383,6 +384,10 @@ def _unexplained(trace: Trace, result: ReplayResult, last_two: Sequence[State],
         line = _line(st)
         text = (lines[line - 1].rstrip("\n") if lines is not None and 0 < line <= len(lines)
                 else step_line_text(st))
+    elif step_no == 0 and result.outcome is ReplayOutcome.ILLEGAL:
+        # The header's observation of the initial state differs: line 1 is the one to show.
+        text = (_header_text(lines) if lines is not None else
+                json.dumps(trace.header.to_dict(), separators=(",", ":")))
     model_diff: Diff = ()
     if st is not None and st.state is not None and result.outcome is ReplayOutcome.ILLEGAL:
         post = model.try_next_state(last, st.action)
@@ -396,6 +401,11 @@ def _unexplained(trace: Trace, result: ReplayResult, last_two: Sequence[State],
     return Unexplained(matched=result.steps_run if result.outcome is ReplayOutcome.ILLEGAL
                        else max(0, result.steps_run - 1), step=step_no,
                        line=st.line if st is not None and st.line is not None else
-                       (_line(st) if st is not None else None),
+                       (_line(st) if st is not None else result.line),
                        text=text, reason=reason, allowed=tuple(allowed[:ALLOWED_SHOWN]),
                        allowed_total=len(allowed), model_diff=model_diff)
+
+
+def _header_text(lines: Sequence[str]) -> str:
+    """The header as the file has it: its first line that is not blank."""
+    return next((ln.rstrip("\n") for ln in lines if ln.strip()), "")

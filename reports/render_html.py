@@ -158,8 +158,11 @@ def _unexplained(e: Explanation) -> list[str]:
         return []
     matched = f"steps 1..{u.matched}" if u.matched else "none"
     parts = [f'<h2 id="unexplained">Where the trace leaves the model</h2>'
-             f"<p>Matched prefix: {matched}. First unexplained step: {u.step} "
-             f"(trace line {u.line}): {escape(u.reason)}</p>"
+             f"<p>Matched prefix: {matched}. "
+             + (f"First unexplained step: {u.step} (trace line {u.line})" if u.step != 0 else
+                f"First unexplained: the initial state, before step 1 (trace line {u.line}, "
+                f"the header's observe)")
+             + f": {escape(u.reason)}</p>"
              f"<pre>{escape(u.text or '')}</pre>"]
     if u.model_diff:
         parts.append("<p>Recorded state vs the model's:</p>"

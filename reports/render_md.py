@@ -96,7 +96,9 @@ def render_markdown(e: Explanation) -> str:
         out += ["## Where the trace leaves the model", "",
                 f"- matched prefix: steps 1..{u.matched}" if u.matched
                 else "- matched prefix: (none)",
-                f"- first unexplained step: {u.step}, trace line {u.line}",
+                f"- first unexplained step: {u.step}, trace line {u.line}" if u.step != 0
+                else f"- first unexplained: the initial state, before step 1 (trace line "
+                     f"{u.line}, the header's observe)",
                 f"- why: {u.reason}", "", "```json", u.text or "", "```", ""]
         if u.model_diff:
             out += ["Recorded state vs the model's:", "", "| state | recorded | model |",

@@ -115,7 +115,7 @@ def _violation(r: PropertyResult, rule_index: int, cr: CheckResult) -> dict[str,
     trace = read_trace(r.counterexample)  # InputError names the file and line
     uri = artifact_uri(r.counterexample)
     result = replay(trace, keep_states=False)
-    fail_step = result.step if result.step else len(trace.steps)
+    fail_step = result.step if result.step is not None else len(trace.steps)
     by_step = {st.step: st for st in trace.steps}
     fail_line = by_step[fail_step].line if fail_step in by_step else None
     out["locations"] = [_location(uri, fail_line or 1)]

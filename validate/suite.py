@@ -55,7 +55,7 @@ def partial_header(trace: Trace) -> TraceHeader:
     """The header of a partial log of ``trace``: it no longer claims to log every step."""
     h = trace.header
     source = {k: v for k, v in h.source.items() if k != "unlogged_actions"}
-    return TraceHeader(h.config, h.faults, source, h.expect, h.initial, h.comment)
+    return TraceHeader(h.config, h.faults, source, h.expect, h.initial, h.comment, h.observe)
 
 
 def partial_log(trace: Trace, keep_every: int = 2) -> list[TraceStep]:

@@ -221,3 +221,31 @@ def test_an_unknown_hypothesis_profile_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_a_seed_for_exhaustive_checkers_alone_is_refused() -> None:
     assert main(["check", "--checkers", "explore,prove", "--seed", "3"]) == 2
+
+
+@pytest.mark.parametrize("observe, code, words", [
+    ({"host/free_count": 3}, 0, "ok: replayed 2 steps: every property holds"),
+    ({"host/free_count": 2}, 1, ":1: illegal: the initial state (before step 1): observation "
+                                "differs: host/free_count is 3, observed 2"),
+    ({"vms/7/target": 0}, 2, ":1: header field observe: observed vms/7/target is not part of "
+                             "the model's state"),
+    ({"host/free_count": 3.5}, 2, ":1: header field observe: observed host/free_count must be"),
+])
+def test_replay_judges_the_headers_observation_of_the_initial_state(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], observe: object, code: int,
+        words: str) -> None:
+    """A trace header's ``observe`` (the initial state, before step 1): a matching one
+    replays clean, a differing one fails at step 0 (exit 1), one of another form is bad
+    input naming line 1 (exit 2); each was refused as an unknown header field."""
+    t = tmp_path / "t.jsonl"
+    assert main(["run", "--preset", "core", "--seed", "3", "--steps", "2", "--out",
+                 str(t)]) == 0
+    lines = t.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["config"]["machine_pages"] == 3
+    header["observe"] = observe
+    t.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    capsys.readouterr()
+    assert main(["replay", str(t)]) == code
+    got = capsys.readouterr()
+    assert words in (got.err if code == 2 else got.out)

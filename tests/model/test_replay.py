@@ -54,3 +54,39 @@ def test_violation_is_named_with_the_seeded_fault() -> None:
     assert result.outcome is ReplayOutcome.VIOLATION
     assert result.violations[0].property == "ballooned_pages_unbacked"
     assert result.step == len(run.trace.steps)
+
+
+def test_a_header_observation_that_differs_stops_the_replay_before_step_1() -> None:
+    """An implementation whose initial state differs from the model's: the header carries
+    its observation, and the replay stops at step 0 (the trace used to replay clean)."""
+    cfg = preset("core")
+    steps = (TraceStep(1, Action.of("host_set_target", vm=0, pages=1), line=2),)
+    free = cfg.machine_pages
+    result = replay(Trace(TraceHeader(cfg, observe={"host/free_count": free - 1}), steps))
+    assert result.outcome is ReplayOutcome.ILLEGAL
+    assert (result.step, result.line, result.steps_run, result.action) == (0, 1, 0, None)
+    assert result.reason == f"observation differs: host/free_count is {free}, observed {free - 1}"
+    assert result.describe() == (f"the initial state (before step 1): observation differs: "
+                                 f"host/free_count is {free}, observed {free - 1}")
+
+
+def test_a_header_observation_that_matches_replays_clean() -> None:
+    cfg = preset("core")
+    steps = (TraceStep(1, Action.of("host_set_target", vm=0, pages=1), line=2),)
+    seen = {"host/free_count": cfg.machine_pages, "vms/0/ballooned": [], "vms/0/target": 0}
+    result = replay(Trace(TraceHeader(cfg, observe=seen), steps))
+    assert result.outcome is ReplayOutcome.OK and result.steps_run == 1
+
+
+def test_a_header_observation_is_of_the_headers_initial_state() -> None:
+    run = random_run(BalloonModel(preset("core")), seed=1, steps=6)
+    mid = run.trace.steps[2].state
+    assert mid is not None
+    later = tuple(dataclasses.replace(st, step=st.step - 3) for st in run.trace.steps[3:])
+    target = mid["vms"][0]["target"]
+    header = dataclasses.replace(run.trace.header, initial=mid,
+                                 observe={"vms/0/target": target})
+    assert replay(Trace(header, later)).outcome is ReplayOutcome.OK
+    wrong = dataclasses.replace(header, observe={"vms/0/target": target + 1})
+    result = replay(Trace(wrong, later))
+    assert result.outcome is ReplayOutcome.ILLEGAL and result.step == 0

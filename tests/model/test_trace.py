@@ -304,3 +304,42 @@ def test_a_header_that_names_a_fault_twice_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     with pytest.raises(InputError, match=r":1: faults names 'reclaim_keeps_mapping' twice"):
         read_trace(path)
+
+
+def test_a_header_observation_of_the_initial_state_round_trips(tmp_path: Path) -> None:
+    """The header may carry what an implementation observed before any step (it was
+    refused as an unknown header field)."""
+    lines = sample(tmp_path).read_text().splitlines()
+    header = json.loads(lines[0])
+    header["observe"] = {"host/free_count": 7, "vms/0/ballooned": []}
+    path = tmp_path / "observed.jsonl"
+    path.write_text("\n".join([json.dumps(header, separators=(",", ":"))] + lines[1:]) + "\n")
+    trace = read_trace(path)
+    assert trace.header.observe == {"host/free_count": 7, "vms/0/ballooned": []}
+    assert trace.header.to_dict()["observe"] == trace.header.observe
+    again = tmp_path / "again.jsonl"
+    write_trace(again, trace)
+    assert read_trace(again).header.observe == trace.header.observe
+    jsonschema.validate(trace.header.to_dict(), trace_schema()["$defs"]["header"])
+
+
+@pytest.mark.parametrize("observe, message", [
+    ({"vms/9/ballooned": []}, "header field observe: observed vms/9/ballooned is not part of "
+                              "the model's state"),
+    ({"vms/-1/target": 0}, "indices are whole numbers from 0"),
+    ({"host/frob_count": 1}, "observed host/frob_count is not part of the model's state"),
+    ({"host/free_count": 1.5}, "observed host/free_count must be an integer"),
+    ({"host/free_count": True}, "observed host/free_count must be an integer"),
+    ({"vms/0/ballooned": [1, "x"]}, "observed vms/0/ballooned must hold integers"),
+    ([1, 2], "header record field observe: .* is not of type 'object'"),
+])
+def test_a_header_observation_of_another_form_is_bad_input_on_line_1(
+        tmp_path: Path, observe: object, message: str) -> None:
+    lines = sample(tmp_path).read_text().splitlines()
+    header = json.loads(lines[0])
+    header["observe"] = observe
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    with pytest.raises(InputError, match=message) as info:
+        read_trace(bad)
+    assert info.value.line == 1 and info.value.file == str(bad)

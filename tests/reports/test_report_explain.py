@@ -158,3 +158,31 @@ def test_property_doc_comes_from_the_model() -> None:
         assert property_doc(name).split("\n")[0] == prop.summary.strip()
     assert property_doc("no_such_property") == ""
     assert property_doc("x", {"doc": "given"}) == "given"
+
+
+def test_an_observation_of_the_initial_state_that_differs_fails_in_the_initial_state() -> None:
+    """The header's observation is of the initial state: the report says the trace leaves
+    the model there, before step 1, on the header's line (it explained a clean trace)."""
+    from ballast.reports.render_html import render_html
+    from ballast.reports.render_md import render_markdown
+
+    clean = make_trace([("host_set_target", {"vm": 0, "pages": 1})], SMALL)
+    trace = dataclasses.replace(clean, header=dataclasses.replace(
+        clean.header, observe={"host/free_count": 1},
+        expect={"property": "implementation_agrees_with_model", "step": 0}))
+    e = explain(trace, "t.jsonl")
+    assert e.kind == "rejected" and e.failing_step == 0 and e.result.line == 1
+    assert e.message == ("the initial state (before step 1): observation differs: "
+                         "host/free_count is 2, observed 1")
+    assert [s.applied for s in e.steps] == [False]
+    u = e.unexplained
+    assert u is not None and (u.step, u.line, u.matched) == (0, 1, 0)
+    assert u.text is not None and '"observe":{"host/free_count":1}' in u.text
+    md = render_markdown(e)
+    assert "**Why** (in the initial state): the initial state (before step 1)" in md
+    assert "- first unexplained: the initial state, before step 1 (trace line 1" in md
+    page = render_html(e)
+    assert "in the initial state" in page and "First unexplained: the initial state" in page
+    matching = dataclasses.replace(trace, header=dataclasses.replace(
+        trace.header, observe={"host/free_count": 2}))
+    assert explain(matching, "t.jsonl").kind == "clean"

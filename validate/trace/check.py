@@ -12,7 +12,8 @@ mismatch, since a target not tried might explain it. An unlogged step of the gue
 allocator with more than :data:`CHOICES_SEARCHED` page choices takes the pages the next
 logged step names or observes, see :func:`stated_pages`), then applies the logged action to every
 candidate and keeps the successors whose recorded state or observation matches and which
-break no property.  The whole trace must be consumed.  Memory is the candidate set
+break no property; the header's ``observe`` is of the initial state, before any step,
+unlogged ones included.  The whole trace must be consumed.  Memory is the candidate set
 (bounded by ``max_states``; a set that grows past it makes the result inconclusive) plus
 one line; the trace is read lazily.
 
@@ -367,6 +368,14 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.outcome, rep.violations = "mismatch", first
         rep.detail = f"the initial state breaks {first[0].property}: {first[0].message}"
         return rep
+    if header.observe is not None:
+        # What the implementation observed before any step, unlogged ones included.
+        diff = observed_difference(s0, header.observe)
+        if diff is not None:
+            rep.outcome = "mismatch"
+            rep.detail = (f"line 1: the initial state (before step 1) is not explained by the "
+                          f"model: observation differs: {diff}")
+            return rep
     # A list, not a set: hashing a large guest's state reads all of it, so candidates are
     # told apart by hashing only when there is more than one (see _fewest).
     frontier: list[State] = [s0]
@@ -432,11 +441,11 @@ def validate_steps(header: TraceHeader, steps: Iterator[TraceStep], *, max_gap: 
         rep.steps += 1
         if on_step is not None:
             on_step(st)
-    if rep.steps == 0 and not header.initial:
+    if rep.steps == 0 and not header.initial and not header.observe:
         # Only the model's own initial state was checked: passing would pass an empty log.
         rep.outcome = "inconclusive"
-        rep.detail = ("the trace logs no step and no initial state: nothing of the "
-                      "implementation was judged")
+        rep.detail = ("the trace logs no step, no initial state and no observation of it: "
+                      "nothing of the implementation was judged")
     return rep
 
 

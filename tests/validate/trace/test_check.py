@@ -314,3 +314,24 @@ def test_the_gap_search_takes_the_pages_the_log_states_never_all_page_sets(
     rep = validate_steps(TraceHeader(cfg), iter(_steps(*logged) + [silent]), max_gap=1)
     assert rep.outcome == "inconclusive" and "balloon_inflate" in rep.detail, rep
     assert "line 4" in rep.detail and tried == []
+
+
+def test_the_headers_observation_of_the_initial_state_is_judged(tmp_path: Path) -> None:
+    """What the implementation observed before any step is checked against the initial
+    state, before any unlogged step (a header observe was refused as unknown)."""
+    acts = [Action.of("host_set_target", vm=0, pages=1), Action.of("balloon_poll", vm=0)]
+    seen = {"host/free_count": CFG.machine_pages, "vms/0/target": 0}
+    ok = validate_steps(TraceHeader(CFG, observe=seen), iter(_steps(*acts)), max_gap=1)
+    assert ok.outcome == "ok"
+    # Alone it judges something of the implementation: no longer an empty log.
+    assert validate_steps(TraceHeader(CFG, observe=seen), iter([])).outcome == "ok"
+    wrong = {"host/free_count": CFG.machine_pages - 1}
+    rep = validate_steps(TraceHeader(CFG, observe=wrong), iter(_steps(*acts)), max_gap=1)
+    assert rep.outcome == "mismatch" and rep.mismatch is None
+    assert rep.detail == (f"line 1: the initial state (before step 1) is not explained by the "
+                          f"model: observation differs: host/free_count is "
+                          f"{CFG.machine_pages}, observed {CFG.machine_pages - 1}")
+    path = tmp_path / "t.jsonl"
+    write_trace(path, Trace(TraceHeader(CFG, observe=wrong), tuple(_steps(*acts))))
+    code, out, _ = _run("validate", str(path))
+    assert code == 1 and "line 1: the initial state" in out
