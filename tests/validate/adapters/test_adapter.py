@@ -211,7 +211,15 @@ def test_wrong_initial_observation(tmp_path: Path) -> None:
     d = out.divergence
     assert d is not None and d.kind == "observation" and d.commands == 0
     assert d.diffs == (("host/free_count", 3, 99),)
-    assert write_report(out, tmp_path / "out") is not None
+    report = write_report(out, tmp_path / "out")
+    assert report is not None and report.trace_path is not None
+    # No step carries the observation: the header does, and the replay stops on it.
+    trace = read_trace(report.trace_path)
+    assert trace.steps == () and trace.header.observe == {"host/free_count": 99}
+    assert trace.header.expect is not None and trace.header.expect["step"] == 0
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.ILLEGAL and (again.step, again.line) == (0, 1)
+    assert again.reason == "observation differs: host/free_count is 3, observed 99"
 
 
 # -- implementations that misbehave -------------------------------------------

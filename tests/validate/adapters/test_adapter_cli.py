@@ -116,3 +116,42 @@ def test_unknown_protocol_version_exits_2(tmp_path: Path,
                  "--report-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "protocol version 7" in err and "Traceback" not in err
+
+
+def test_a_wrong_initial_observation_is_a_trace_that_replays_to_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A host that starts with one free machine page fewer than the model's: the divergence
+    is in the initial state, so its trace has no step; the header carries the observation,
+    and replay, report and validate all show it (the trace used to replay clean)."""
+    cmd = script(tmp_path, "short", '''
+    send({"id": i, "ok": True, "observe": {"host/free_count": 2}})
+''', observe=["host/free_count"])
+    out_dir = tmp_path / "out"
+    code = main(["diff", "--adapter", " ".join(cmd), "--preset", "core", "--examples", "5",
+                 "--report-dir", str(out_dir)])
+    text = capsys.readouterr().out
+    assert code == 1 and "the initial state: observations differ: host/free_count is 3 in the " \
+                         "model, 2 in the implementation" in text
+    [trace_path] = out_dir.glob("*.jsonl")
+    header = json.loads(trace_path.read_text().splitlines()[0])
+    assert header["observe"] == {"host/free_count": 2} and header["expect"]["step"] == 0
+    assert len(trace_path.read_text().splitlines()) == 1  # no step
+    assert main(["replay", str(trace_path)]) == 1
+    replayed = capsys.readouterr().out
+    assert f"{trace_path}:1: illegal: the initial state (before step 1): observation " \
+           "differs: host/free_count is 3, observed 2" in replayed
+    assert main(["validate", str(trace_path)]) == 1
+    assert "line 1: the initial state (before step 1) is not explained by the model: " \
+           "observation differs: host/free_count is 3, observed 2" in capsys.readouterr().out
+    assert main(["report", str(trace_path), "--out", str(tmp_path / "html"),
+                 "--format", "html,md,json"]) == 0
+    capsys.readouterr()
+    md = (tmp_path / "html" / f"{trace_path.stem}.md").read_text()
+    assert md.startswith("# Trace rejected: the model does not explain it")
+    assert "**Why** (in the initial state): " in md
+    assert "first unexplained: the initial state, before step 1 (trace line 1" in md
+    page = (tmp_path / "html" / f"{trace_path.stem}.html").read_text()
+    assert "in the initial state" in page and "First unexplained: the initial state" in page
+    report = json.loads((tmp_path / "html" / f"{trace_path.stem}.json").read_text())
+    assert report["kind"] == "rejected" and report["failing_step"] == 0
+    assert report["failing_line"] == 1 and report["unexplained"]["step"] == 0

@@ -332,7 +332,13 @@ def test_idle_actor_whose_state_changed_diverges(tmp_path: Path) -> None:
     assert d is not None and d.kind == "observation", out.describe()
     assert d.last.action is None and d.last.request == "run module of VM 0"
     assert d.commands == 1
-    assert write_report(out, tmp_path / "out") is not None
+    report = write_report(out, tmp_path / "out")
+    assert report is not None and report.trace_path is not None
+    # The run took no step from the initial state: the header carries the observation.
+    trace = read_trace(report.trace_path)
+    assert trace.steps == () and trace.header.observe == {"host/free_count": 2}
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.ILLEGAL and again.step == 0
 
 
 @pytest.mark.parametrize("args, shown", [
@@ -402,3 +408,41 @@ def test_a_divergence_in_counts_replays_from_its_trace(tmp_path: Path,
     again = replay(trace)
     assert again.outcome is ReplayOutcome.ILLEGAL and again.step == 2
     assert "host/free_count is" in (again.reason or "") and "observed 0" in (again.reason or "")
+
+
+@pytest.mark.parametrize("before", [0, 1])
+def test_an_observation_after_a_command_both_refused_is_in_the_trace(tmp_path: Path,
+                                                                    before: int) -> None:
+    """A command both sides refused changed nothing in the model; the implementation's
+    observation after it is of the state the steps before it left: the last of them carries
+    it, or with none, the header (the initial state). It used to be left out, so the trace
+    replayed clean."""
+    cfg = preset("core")
+    model = BalloonModel(cfg)
+    keys = ["host/free_count", "vms/0/target"]
+    s = model.init_states()[0]
+    exchanges = [Exchange(0, None, True, None, True, None, observe(s, keys), observe(s, keys))]
+    for n in range(1, before + 1):
+        act = Action.of("host_set_target", vm=0, pages=n)
+        s = model.next_state(s, act)
+        exchanges.append(Exchange(n, act, True, None, True, None, observe(s, keys),
+                                  observe(s, keys)))
+    probe = Action.of("vmm_release", vm=0)
+    assert model.try_next_state(s, probe) is None
+    lied = {**observe(s, keys), "host/free_count": 0}
+    exchanges.append(Exchange(before + 1, probe, False, "nothing to release", False, "no",
+                              observe(s, keys), lied))
+    d = Divergence("observation", tuple(exchanges),
+                   (("host/free_count", observe(s, keys)["host/free_count"], 0),))
+    hello = Hello("refuser", ("host_set_target", "vmm_release"), (), tuple(keys), tuple(keys))
+    out = DiffOutcome(Verdict.VIOLATION, hello, cfg, 0, ("refuser",), divergence=d)
+    report = write_report(out, tmp_path)
+    assert report is not None and report.trace_path is not None
+    trace = read_trace(report.trace_path)
+    assert len(trace.steps) == before
+    assert trace.header.expect is not None and trace.header.expect["step"] == before
+    carried = trace.steps[-1].observe if before else trace.header.observe
+    assert carried == {"host/free_count": 0, "vms/0/target": before}
+    again = replay(trace)
+    assert again.outcome is ReplayOutcome.ILLEGAL and again.step == before
+    assert "observation differs: host/free_count is" in (again.reason or "")
